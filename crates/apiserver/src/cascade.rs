@@ -1,0 +1,108 @@
+//! Deletion that follows a delete: dependents named by `ownerReferences` (the garbage
+//! collector's background and orphan propagation) and the content of a deleted namespace.
+//!
+//! Start at [`dependents`].
+
+use std::sync::Arc;
+
+use api::resources::{RESOURCES, ResourceInfo};
+use api::status::StatusError;
+use serde_json::Value;
+
+use crate::handlers::delete_now;
+use crate::objects;
+use crate::server::Server;
+
+/// Kinds that carry owner references to something we serve.
+fn dependent_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
+    RESOURCES
+        .iter()
+        .filter(|r| matches!(r.kind, "ReplicaSet" | "Pod" | "EndpointSlice"))
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+}
+
+/// Delete (or, with `orphan`, release) every object owned by `owner_uid` in `namespace`.
+pub async fn dependents(
+    server: &Arc<Server>,
+    owner_uid: &str,
+    namespace: Option<&str>,
+    orphan: bool,
+) -> Result<(), StatusError> {
+    if owner_uid.is_empty() {
+        return Ok(());
+    }
+    for res in dependent_kinds() {
+        let page = server
+            .store
+            .list(
+                &objects::prefix(res, namespace),
+                store::ListOptions::default(),
+            )
+            .await
+            .map_err(StatusError::internal)?;
+        for kv in &page.items {
+            let obj = objects::decode(kv)?;
+            if !owned_by(&obj, owner_uid) {
+                continue;
+            }
+            let name = objects::name_of(&obj).to_string();
+            let ns = objects::meta_str(&obj, "namespace").map(str::to_string);
+            if orphan {
+                let mut freed = obj.clone();
+                if let Some(refs) = freed["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+                }
+                let key = objects::key(res, ns.as_deref(), &name);
+                // A concurrent change wins; the orphaning is best effort as upstream's GC retries.
+                let _ = server
+                    .store
+                    .update(&key, objects::encode(&freed), Some(kv.mod_revision))
+                    .await;
+            } else {
+                match delete_now(server, res, ns.as_deref(), &name).await {
+                    Ok(()) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Empty a namespace that is being deleted, then remove it.
+pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusError> {
+    for res in RESOURCES.iter().filter(|r| r.namespaced) {
+        let page = server
+            .store
+            .list(
+                &objects::prefix(res, Some(name)),
+                store::ListOptions::default(),
+            )
+            .await
+            .map_err(StatusError::internal)?;
+        for kv in &page.items {
+            // Upstream's namespace controller waits for graceful pod termination; we delete at
+            // once so an agent-less namespace never hangs in Terminating.
+            let _ = server.store.delete(&kv.key, None).await;
+            if let Ok(obj) = objects::decode(kv) {
+                crate::svcalloc::release_service(server, res, &obj);
+            }
+        }
+    }
+    let nsres =
+        api::resources::by_plural("", "namespaces").ok_or_else(StatusError::path_not_found)?;
+    match server
+        .store
+        .delete(&objects::key(nsres, None, name), None)
+        .await
+    {
+        Ok(_) | Err(store::StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(StatusError::internal(e)),
+    }
+}

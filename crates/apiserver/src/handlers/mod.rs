@@ -1,0 +1,109 @@
+//! Resource request handlers: maps (verb, target) to get/list/watch/create/update/patch/delete
+//! and the status, scale and binding subresources.
+//!
+//! Start at [`handle`]; reads live in [`read`], writes in [`write`], subresources in [`sub`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api::status::StatusError;
+use bytes::Bytes;
+use http::{Method, Response};
+use serde_json::Value;
+use store::StoreError;
+
+use crate::negotiate::{self, BodyType, Output};
+use crate::path::ResourceTarget;
+use crate::server::{Body, Server};
+
+mod read;
+mod sub;
+mod write;
+
+pub use write::{FieldValidation, WriteOptions, Written, create_object, delete_now};
+
+/// One request, parsed.
+pub struct Ctx {
+    pub method: Method,
+    pub query: BTreeMap<String, String>,
+    pub accept: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+impl Ctx {
+    pub fn output(&self) -> Result<Output, StatusError> {
+        negotiate::output_format(self.accept.as_deref())
+    }
+
+    pub fn body_type(&self) -> Result<BodyType, StatusError> {
+        negotiate::body_type(self.content_type.as_deref())
+    }
+
+    /// The body decoded as JSON (or YAML).
+    pub fn body_json(&self) -> Result<Value, StatusError> {
+        negotiate::decode_body(&self.body, self.body_type()?)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.query
+            .get(name)
+            .is_some_and(|v| v == "true" || v == "1")
+    }
+
+    pub fn is_watch(&self) -> bool {
+        self.flag("watch")
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.query.get("dryRun").is_some_and(|v| v == "All")
+    }
+}
+
+/// Map a store failure on one object to its `Status`.
+pub fn store_error(t: &ResourceTarget, name: &str, e: StoreError) -> StatusError {
+    match e {
+        StoreError::AlreadyExists { .. } => StatusError::already_exists(t.res, name),
+        StoreError::NotFound { .. } => StatusError::not_found(t.res, name),
+        StoreError::Conflict { .. } => StatusError::conflict(t.res, name),
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => StatusError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => {
+            StatusError::too_large_resource_version(requested, current)
+        }
+        other => StatusError::internal(other),
+    }
+}
+
+/// Serve one resource request.
+pub async fn handle(
+    server: &Arc<Server>,
+    t: ResourceTarget,
+    ctx: Ctx,
+) -> Result<Response<Body>, StatusError> {
+    let verb_not_allowed = || StatusError::method_not_allowed(ctx.method.as_str(), t.res.kind);
+    if let Some(sub) = t.subresource.clone() {
+        let name = t.name.clone().ok_or_else(StatusError::path_not_found)?;
+        return sub::handle(server, &t, &ctx, &name, &sub).await;
+    }
+    match (&ctx.method, t.name.clone()) {
+        (&Method::GET, Some(_)) if t.watch_path || ctx.is_watch() => {
+            read::watch(server, &t, &ctx).await
+        }
+        (&Method::GET, Some(name)) => read::get(server, &t, &ctx, &name).await,
+        (&Method::GET, None) if t.watch_path || ctx.is_watch() => {
+            read::watch(server, &t, &ctx).await
+        }
+        (&Method::GET, None) => read::list(server, &t, &ctx).await,
+        (&Method::POST, None) => write::create(server, &t, &ctx).await,
+        (&Method::PUT, Some(name)) => write::update(server, &t, &ctx, &name).await,
+        (&Method::PATCH, Some(name)) => write::patch(server, &t, &ctx, &name).await,
+        (&Method::DELETE, Some(name)) => write::delete(server, &t, &ctx, &name).await,
+        (&Method::DELETE, None) => write::delete_collection(server, &t, &ctx).await,
+        _ => Err(verb_not_allowed()),
+    }
+}

@@ -1,0 +1,459 @@
+//! Read verbs: get, list (consistent paging with continue tokens) and watch (streamed JSON
+//! events, bookmarks, 410 on compacted revisions).
+//!
+//! Start at [`list`] and [`watch`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::status::StatusError;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use chrono::Utc;
+use http::{Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use store::{Event, EventKind, ListOptions, StoreError, WatchMessage};
+use tokio::sync::mpsc;
+
+use super::{Ctx, store_error};
+use crate::negotiate::Output;
+use crate::objects;
+use crate::path::ResourceTarget;
+use crate::render::{self, ListMeta};
+use crate::select::Filter;
+use crate::server::{Body, Server, json_response};
+
+/// GET one object.
+pub async fn get(
+    server: &Server,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Response<Body>, StatusError> {
+    let out = ctx.output()?;
+    let key = objects::key(t.res, t.namespace.as_deref(), name);
+    let kv = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(t, name, e))?
+        .ok_or_else(|| StatusError::not_found(t.res, name))?;
+    let obj = objects::decode(&kv)?;
+    let include = ctx
+        .query
+        .get("includeObject")
+        .map(String::as_str)
+        .unwrap_or("");
+    Ok(json_response(
+        StatusCode::OK,
+        &render::object(t.res, obj, out, Utc::now(), include),
+    ))
+}
+
+/// Where a continue token resumes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: u64,
+    start: String,
+}
+
+fn encode_continue(rv: u64, start: &str) -> String {
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.to_string(),
+    };
+    B64.encode(serde_json::to_vec(&t).unwrap_or_default())
+}
+
+fn decode_continue(token: &str) -> Result<ContinueToken, StatusError> {
+    let bad = |why: String| StatusError::bad_request(format!("continue key is not valid: {why}"));
+    let raw = B64.decode(token).map_err(|e| bad(e.to_string()))?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+    if t.v != "meta.k8s.io/v1" {
+        return Err(bad(format!("unsupported version {:?}", t.v)));
+    }
+    Ok(t)
+}
+
+fn parse_rv(s: &str) -> Result<u64, StatusError> {
+    s.parse()
+        .map_err(|_| StatusError::bad_request(format!("invalid resource version: {s}")))
+}
+
+/// The revision a list must be served at (`None`: the current one).
+fn list_revision(server: &Server, ctx: &Ctx, limited: bool) -> Result<Option<u64>, StatusError> {
+    let rv = ctx
+        .query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("");
+    let matching = ctx
+        .query
+        .get("resourceVersionMatch")
+        .map(String::as_str)
+        .unwrap_or("");
+    if rv.is_empty() || rv == "0" {
+        if !matching.is_empty() && matching != "NotOlderThan" {
+            return Err(StatusError::bad_request(format!(
+                "resourceVersionMatch \"{matching}\" is forbidden for resourceVersion \"{rv}\""
+            )));
+        }
+        return Ok(None);
+    }
+    let n = parse_rv(rv)?;
+    let exact = match matching {
+        "Exact" => true,
+        "NotOlderThan" => false,
+        "" => limited,
+        other => {
+            return Err(StatusError::bad_request(format!(
+                "unsupported resourceVersionMatch value: {other}"
+            )));
+        }
+    };
+    let current = server.store.current_revision();
+    if n > current {
+        return Err(StatusError::too_large_resource_version(n, current));
+    }
+    Ok(if exact { Some(n) } else { None })
+}
+
+/// LIST a collection, with selectors, `limit` and `continue`.
+pub async fn list(
+    server: &Server,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+) -> Result<Response<Body>, StatusError> {
+    let out = ctx.output()?;
+    let filter = Filter::from_query(t.res, &ctx.query)?;
+    let limit: usize = match ctx.query.get("limit") {
+        Some(l) if !l.is_empty() => l
+            .parse()
+            .map_err(|_| StatusError::bad_request(format!("invalid limit: {l}")))?,
+        _ => 0,
+    };
+    let prefix = objects::prefix(t.res, t.namespace.as_deref());
+    let (mut revision, mut start_after, from_token) =
+        match ctx.query.get("continue").filter(|c| !c.is_empty()) {
+            Some(c) => {
+                if ctx
+                    .query
+                    .get("resourceVersion")
+                    .is_some_and(|r| !r.is_empty() && r != "0")
+                {
+                    return Err(StatusError::bad_request(
+                        "specifying resource version is not allowed when using continue",
+                    ));
+                }
+                let tok = decode_continue(c)?;
+                (Some(tok.rv), Some(format!("{prefix}{}", tok.start)), true)
+            }
+            None => (list_revision(server, ctx, limit > 0)?, None, false),
+        };
+    let mut items: Vec<Value> = Vec::new();
+    let mut meta = ListMeta::default();
+    loop {
+        let want = if limit == 0 {
+            0
+        } else if filter.is_empty() {
+            limit - items.len()
+        } else {
+            (limit - items.len()).max(100)
+        };
+        let opts = ListOptions {
+            revision,
+            limit: (want > 0).then_some(want),
+            start_after: start_after.clone(),
+        };
+        let page = server
+            .store
+            .list(&prefix, opts)
+            .await
+            .map_err(|e| list_error(e, from_token))?;
+        revision = Some(page.revision);
+        meta.resource_version = page.revision;
+        let n = page.items.len();
+        for (i, kv) in page.items.iter().enumerate() {
+            let obj = objects::decode(kv)?;
+            if filter.matches(&obj) {
+                items.push(obj);
+            }
+            if limit > 0 && items.len() == limit {
+                let left = (n - i - 1) as u64 + page.remaining;
+                if left > 0 {
+                    let rest = kv.key.strip_prefix(&prefix).unwrap_or(&kv.key);
+                    meta.continue_token = Some(encode_continue(page.revision, rest));
+                    meta.remaining = filter.is_empty().then_some(left);
+                }
+                return Ok(list_response(t, ctx, items, &meta, out));
+            }
+        }
+        if page.remaining == 0 || n == 0 {
+            break;
+        }
+        start_after = page.items.last().map(|kv| kv.key.clone());
+    }
+    Ok(list_response(t, ctx, items, &meta, out))
+}
+
+fn list_response(
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    items: Vec<Value>,
+    meta: &ListMeta,
+    out: Output,
+) -> Response<Body> {
+    let include = ctx
+        .query
+        .get("includeObject")
+        .map(String::as_str)
+        .unwrap_or("");
+    json_response(
+        StatusCode::OK,
+        &render::list(t.res, items, meta, out, Utc::now(), include),
+    )
+}
+
+fn list_error(e: StoreError, from_token: bool) -> StatusError {
+    match e {
+        StoreError::Compacted { .. } if from_token => StatusError::expired(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        ),
+        StoreError::Compacted { .. } => {
+            StatusError::expired("The resourceVersion for the provided list is too old.")
+        }
+        StoreError::FutureRevision { requested, current } => {
+            StatusError::too_large_resource_version(requested, current)
+        }
+        other => StatusError::internal(other),
+    }
+}
+
+/// Settings of one watch stream.
+struct WatchSpec {
+    filter: Filter,
+    out: Output,
+    include: String,
+    bookmarks: bool,
+    res: &'static api::resources::ResourceInfo,
+}
+
+/// WATCH a collection (or one object via `fieldSelector=metadata.name=`): a chunked stream of
+/// JSON lines `{"type": ..., "object": ...}`.
+pub async fn watch(
+    server: &Arc<Server>,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+) -> Result<Response<Body>, StatusError> {
+    let out = ctx.output()?;
+    let mut filter = Filter::from_query(t.res, &ctx.query)?;
+    if let Some(name) = &t.name {
+        // `/watch/namespaces/x/pods/name` (legacy) watches one object.
+        let mut q = ctx.query.clone();
+        q.insert("fieldSelector".into(), format!("metadata.name={name}"));
+        filter = Filter::from_query(t.res, &q)?;
+    }
+    let rv = ctx
+        .query
+        .get("resourceVersion")
+        .map(String::as_str)
+        .unwrap_or("");
+    let send_initial = ctx
+        .query
+        .get("sendInitialEvents")
+        .is_some_and(|v| v == "true");
+    let timeout = ctx
+        .query
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let prefix = objects::prefix(t.res, t.namespace.as_deref());
+    let spec = WatchSpec {
+        filter,
+        out,
+        include: ctx.query.get("includeObject").cloned().unwrap_or_default(),
+        bookmarks: ctx
+            .query
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true" || v == "1"),
+        res: t.res,
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    // Initial state: synthetic ADDED events for "" / "0" and for sendInitialEvents.
+    let (initial, after) = if rv.is_empty() || rv == "0" || send_initial {
+        let page = server
+            .store
+            .list(&prefix, ListOptions::default())
+            .await
+            .map_err(StatusError::internal)?;
+        let objs: Vec<Value> = page
+            .items
+            .iter()
+            .filter_map(|kv| objects::decode(kv).ok())
+            .collect();
+        (Some(objs), page.revision)
+    } else {
+        (None, parse_rv(rv)?)
+    };
+    let watcher = match server.store.watch(&prefix, after).await {
+        Ok(w) => Some(w),
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            let e = StatusError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ));
+            let _ = tx.try_send(line("ERROR", e.to_status()));
+            None
+        }
+        Err(StoreError::FutureRevision { requested, current }) => {
+            return Err(StatusError::too_large_resource_version(requested, current));
+        }
+        Err(e) => return Err(StatusError::internal(e)),
+    };
+    if let Some(watcher) = watcher {
+        tokio::spawn(pump(
+            watcher,
+            spec,
+            initial,
+            send_initial,
+            after,
+            tx,
+            timeout,
+        ));
+    }
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(Frame::data(b)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut v = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// Forward store events to the client until it disconnects, the timeout passes or the store
+/// ends the watch.
+async fn pump(
+    mut watcher: store::Watcher,
+    spec: WatchSpec,
+    initial: Option<Vec<Value>>,
+    send_initial: bool,
+    start_rev: u64,
+    tx: mpsc::Sender<Bytes>,
+    timeout: Duration,
+) {
+    let mut headers = true;
+    let mut last_rev = start_rev;
+    let emit = |kind: &str, obj: Value, headers: &mut bool| -> Bytes {
+        let object = match spec.out {
+            Output::Table => {
+                let meta = ListMeta {
+                    resource_version: objects::resource_version(&obj).ok().flatten().unwrap_or(0),
+                    ..ListMeta::default()
+                };
+                let t = render::table(spec.res, &[obj], &meta, Utc::now(), &spec.include, *headers);
+                *headers = false;
+                t
+            }
+            other => render::object(spec.res, obj, other, Utc::now(), &spec.include),
+        };
+        line(kind, object)
+    };
+    for obj in initial.into_iter().flatten() {
+        if spec.filter.matches(&obj) && tx.send(emit("ADDED", obj, &mut headers)).await.is_err() {
+            return;
+        }
+    }
+    if send_initial {
+        let b = bookmark(spec.res, start_rev, true);
+        if tx.send(b).await.is_err() {
+            return;
+        }
+    }
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        let msg = tokio::select! {
+            _ = &mut deadline => return,
+            _ = tx.closed() => return,
+            m = watcher.next() => m,
+        };
+        let bytes = match msg {
+            None => return,
+            Some(Err(e)) => {
+                // A dropped watcher: the client re-watches from its last revision.
+                tracing::debug!("watch ended: {e}");
+                return;
+            }
+            Some(Ok(WatchMessage::Progress(rev))) => {
+                if !spec.bookmarks || rev < last_rev {
+                    continue;
+                }
+                last_rev = rev;
+                bookmark(spec.res, rev, false)
+            }
+            Some(Ok(WatchMessage::Event(ev))) => {
+                last_rev = ev.kv.mod_revision;
+                match classify(&spec.filter, &ev) {
+                    Some((kind, obj)) => emit(kind, obj, &mut headers),
+                    None => continue,
+                }
+            }
+        };
+        if tx.send(bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn bookmark(res: &api::resources::ResourceInfo, rev: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rev.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": meta}),
+    )
+}
+
+/// The watch event type for `ev` under `filter`: objects that start or stop matching appear as
+/// ADDED / DELETED, as upstream's watch cache does.
+fn classify(filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
+    let mut obj = objects::decode(&ev.kv).ok()?;
+    let prev_matches = ev
+        .prev
+        .as_ref()
+        .and_then(|p| objects::decode(p).ok())
+        .is_some_and(|p| filter.matches(&p));
+    match ev.kind {
+        EventKind::Added => filter.matches(&obj).then_some(("ADDED", obj)),
+        EventKind::Deleted => {
+            objects::set_resource_version(&mut obj, ev.kv.mod_revision);
+            prev_matches.then_some(("DELETED", obj))
+        }
+        EventKind::Modified => match (prev_matches, filter.matches(&obj)) {
+            (true, true) => Some(("MODIFIED", obj)),
+            (false, true) => Some(("ADDED", obj)),
+            (true, false) => Some(("DELETED", obj)),
+            (false, false) => None,
+        },
+    }
+}

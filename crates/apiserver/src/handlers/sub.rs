@@ -1,0 +1,228 @@
+//! Subresources: `status` (writes that change only status), `scale` (autoscaling/v1 Scale over
+//! a Deployment's or ReplicaSet's replicas) and pod `binding` (what the scheduler posts).
+//!
+//! Start at [`handle`].
+
+use std::sync::Arc;
+
+use api::status::StatusError;
+use chrono::Utc;
+use http::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use store::StoreError;
+
+use super::write::{self, WriteOptions, guaranteed_update, patch_with_scope};
+use super::{Ctx, read, store_error};
+use crate::negotiate::BodyType;
+use crate::objects::{self, UpdateScope};
+use crate::path::ResourceTarget;
+use crate::server::{Body, Server, json_response};
+
+pub async fn handle(
+    server: &Arc<Server>,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    name: &str,
+    sub: &str,
+) -> Result<Response<Body>, StatusError> {
+    let not_allowed =
+        || StatusError::method_not_allowed(ctx.method.as_str(), &format!("{}/{sub}", t.res.plural));
+    match (sub, &ctx.method) {
+        ("status", &Method::GET) => read::get(server, t, ctx, name).await,
+        ("status", &Method::PUT) => {
+            let opts = WriteOptions::from_ctx(ctx)?;
+            let body = ctx.body_json()?;
+            let w = guaranteed_update(server, t, name, UpdateScope::Status, opts, |_| {
+                Ok(body.clone())
+            })
+            .await?;
+            Ok(json_response(StatusCode::OK, &w.object))
+        }
+        ("status", &Method::PATCH) => {
+            let w = patch_with_scope(server, t, ctx, name, UpdateScope::Status).await?;
+            Ok(json_response(StatusCode::OK, &w.object))
+        }
+        ("scale", &Method::GET) => {
+            let key = objects::key(t.res, t.namespace.as_deref(), name);
+            let kv = server
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| store_error(t, name, e))?;
+            let obj = objects::decode(&kv.ok_or_else(|| StatusError::not_found(t.res, name))?)?;
+            Ok(json_response(StatusCode::OK, &scale_of(&obj)))
+        }
+        ("scale", &Method::PUT | &Method::PATCH) => scale_write(server, t, ctx, name).await,
+        ("binding", &Method::POST) => bind(server, t, ctx, name).await,
+        _ => Err(not_allowed()),
+    }
+}
+
+/// The selector of a Deployment/ReplicaSet in the string form Scale carries.
+fn selector_string(obj: &Value) -> String {
+    let sel = &obj["spec"]["selector"];
+    match serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(
+        sel.clone(),
+    ) {
+        Ok(ls) => api::selector::LabelSelector::from_label_selector(&ls, "spec.selector")
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The autoscaling/v1 Scale view of a scalable object.
+fn scale_of(obj: &Value) -> Value {
+    let meta = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {
+            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(obj),
+        },
+    })
+}
+
+async fn scale_write(
+    server: &Arc<Server>,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Response<Body>, StatusError> {
+    let opts = WriteOptions::from_ctx(ctx)?;
+    let is_patch = ctx.method == Method::PATCH;
+    let ty = ctx.body_type()?;
+    let body = ctx.body_json()?;
+    let res = t.res;
+    let w = guaranteed_update(server, t, name, UpdateScope::Main, opts, |old| {
+        let current = scale_of(old);
+        let desired = if is_patch {
+            let ty = if ty == BodyType::StrategicMergePatch {
+                BodyType::MergePatch
+            } else {
+                ty
+            };
+            write::apply_patch(res, &current, &body, ty)?
+        } else {
+            body.clone()
+        };
+        let replicas = desired["spec"]["replicas"].as_i64().unwrap_or(0);
+        let mut new = old.clone();
+        new["spec"]["replicas"] = json!(replicas);
+        // The Scale's resourceVersion is a precondition on the object.
+        match objects::resource_version(&desired)? {
+            Some(rv)
+                if !is_patch
+                    || desired["metadata"].get("resourceVersion")
+                        != current["metadata"].get("resourceVersion") =>
+            {
+                objects::set_resource_version(&mut new, rv);
+            }
+            _ => {
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+            }
+        }
+        Ok(new)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(&w.object)))
+}
+
+/// POST pods/<name>/binding: assign the pod to a node, once.
+async fn bind(
+    server: &Arc<Server>,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Response<Body>, StatusError> {
+    let body = ctx.body_json()?;
+    let node = body["target"]["name"].as_str().unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(StatusError::invalid(
+            t.res,
+            name,
+            vec![api::status::Cause::required("target.name", "")],
+        ));
+    }
+    let key = objects::key(t.res, t.namespace.as_deref(), name);
+    for _ in 0..16 {
+        let kv = server
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(t, name, e))?;
+        let kv = kv.ok_or_else(|| StatusError::not_found(t.res, name))?;
+        let mut pod = objects::decode(&kv)?;
+        if pod["metadata"].get("deletionTimestamp").is_some() {
+            return Err(StatusError::conflict_with(
+                t.res,
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(StatusError::conflict_with(
+                t.res,
+                name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        set_condition(&mut pod, "PodScheduled", "True", "", Utc::now());
+        match server
+            .store
+            .update(&key, objects::encode(&pod), Some(kv.mod_revision))
+            .await
+        {
+            Ok(_) => {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+                return Ok(json_response(StatusCode::CREATED, &status));
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(store_error(t, name, e)),
+        }
+    }
+    Err(StatusError::conflict(t.res, name))
+}
+
+/// Set (or replace) a condition in `status.conditions`, keeping the transition time when the
+/// status does not change.
+pub fn set_condition(
+    obj: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    now: chrono::DateTime<Utc>,
+) {
+    let ts = objects::timestamp(now);
+    if !obj["status"].is_object() {
+        obj["status"] = json!({});
+    }
+    if !obj["status"]["conditions"].is_array() {
+        obj["status"]["conditions"] = json!([]);
+    }
+    let Some(list) = obj["status"]["conditions"].as_array_mut() else {
+        return;
+    };
+    let mut cond =
+        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": ts});
+    if !reason.is_empty() {
+        cond["reason"] = json!(reason);
+    }
+    match list.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == status => {}
+        Some(c) => *c = cond,
+        None => list.push(cond),
+    }
+}

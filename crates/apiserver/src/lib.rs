@@ -1,0 +1,21 @@
+//! The Kubernetes API server: REST + watch over HTTP/1.1 and JSON, backed by a [`store::Store`].
+//!
+//! Start at [`server::Server`]: it parses a URL ([`path`]), negotiates the representation
+//! ([`negotiate`]), and hands resource requests to [`handlers`]; ClusterIPs and node ports are
+//! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]).
+
+pub mod alloc;
+mod bootstrap;
+mod cascade;
+pub mod discovery;
+pub mod handlers;
+pub mod negotiate;
+pub mod objects;
+pub mod path;
+pub mod render;
+pub mod select;
+pub mod server;
+mod svcalloc;
+pub mod table;
+
+pub use server::{Config, Server};

@@ -1,0 +1,253 @@
+//! The HTTP server: accepts connections, reads bounded bodies, dispatches to the handlers and
+//! renders `Status` errors; also bootstraps the built-in namespaces and the `kubernetes` Service.
+//!
+//! Start at [`Server::new`] and [`Server::serve`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::status::StatusError;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::Value;
+use store::SharedStore;
+use tokio::net::TcpListener;
+
+use crate::alloc::ServiceAllocations;
+use crate::path::{self, Target};
+use crate::{discovery, handlers};
+
+/// Largest request body accepted (upstream: 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The response body type: whole documents and watch streams alike.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// API server settings; names follow kube-apiserver's flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `--service-cluster-ip-range` (upstream default when unset: 10.0.0.0/24; zonelab and
+    /// kubeadm use 10.96.0.0/12).
+    pub service_cluster_ip_range: String,
+    /// `--service-node-port-range`, default 30000-32767.
+    pub service_node_port_range: (u16, u16),
+    /// Address published in `/api` and as the `kubernetes` Service's target port.
+    pub advertise_address: SocketAddr,
+    /// How often watchers that asked for bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// `--default-not-ready-toleration-seconds` (300).
+    pub default_not_ready_toleration_seconds: i64,
+    /// `--default-unreachable-toleration-seconds` (300).
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            service_cluster_ip_range: "10.96.0.0/12".into(),
+            service_node_port_range: (30000, 32767),
+            advertise_address: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            bookmark_interval: Duration::from_secs(10),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid --service-cluster-ip-range: {0}")]
+    Range(String),
+    #[error("reading stored services failed: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("bootstrapping built-in objects failed: {0}")]
+    Bootstrap(StatusError),
+}
+
+/// The API server. Cheap to share (`Arc`).
+pub struct Server {
+    pub(crate) store: SharedStore,
+    pub(crate) cfg: Config,
+    pub(crate) alloc: Mutex<ServiceAllocations>,
+    pub(crate) rng: Mutex<StdRng>,
+}
+
+impl Server {
+    /// Build a server over `store`: rebuilds the ClusterIP/NodePort allocators from the stored
+    /// Services and creates the built-in namespaces and the `kubernetes` Service if missing.
+    pub async fn new(store: SharedStore, cfg: Config) -> Result<Arc<Server>, StartError> {
+        let services = crate::bootstrap::stored_services(&*store).await?;
+        let (alloc, issues) = crate::svcalloc::rebuild(
+            &cfg.service_cluster_ip_range,
+            cfg.service_node_port_range,
+            services.iter(),
+        )
+        .map_err(StartError::Range)?;
+        for issue in issues {
+            tracing::warn!("allocator repair: {issue}");
+        }
+        let server = Arc::new(Server {
+            store,
+            cfg,
+            alloc: Mutex::new(alloc),
+            rng: Mutex::new(StdRng::from_os_rng()),
+        });
+        crate::bootstrap::ensure_builtins(&server)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        Ok(server)
+    }
+
+    /// Serve HTTP/1.1 on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let ticker = Arc::clone(&self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ticker.cfg.bookmark_interval);
+            loop {
+                every.tick().await;
+                ticker.store.request_progress();
+            }
+        });
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = Arc::clone(&self);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let server = Arc::clone(&server);
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc);
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    /// Handle one request, turning every failure into a `Status` response.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_string();
+        let result = async {
+            let body = read_body(body).await?;
+            let target = path::parse(&path)?;
+            let query = path::parse_query(parts.uri.query());
+            let ctx = handlers::Ctx {
+                method: parts.method,
+                query,
+                accept: header_str(&parts.headers, header::ACCEPT),
+                content_type: header_str(&parts.headers, header::CONTENT_TYPE),
+                body,
+            };
+            self.dispatch(target, ctx).await
+        }
+        .await;
+        match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!("{method} {path}: {} {}", e.code, e.message);
+                status_response(&e)
+            }
+        }
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        target: Target,
+        ctx: handlers::Ctx,
+    ) -> Result<Response<Body>, StatusError> {
+        let doc = |v: Value| Ok(json_response(StatusCode::OK, &v));
+        if !matches!(target, Target::Resource(_)) && ctx.method != Method::GET {
+            return Err(StatusError::method_not_allowed(
+                ctx.method.as_str(),
+                "discovery",
+            ));
+        }
+        match target {
+            Target::Version => doc(discovery::version()),
+            Target::Healthz => Ok(text_response(StatusCode::OK, "ok")),
+            Target::CoreVersions => doc(discovery::core_versions(
+                &self.cfg.advertise_address.to_string(),
+            )),
+            Target::Groups => doc(discovery::group_list()),
+            Target::Group(g) => doc(discovery::group(&g)),
+            Target::ResourceList { group, .. } => doc(discovery::resource_list(&group)),
+            Target::OpenApiV2 => doc(api::schema::openapi_v2().clone()),
+            Target::OpenApiV3Index => doc(api::schema::openapi_v3_index()),
+            Target::OpenApiV3(p) => match api::schema::openapi_v3(&p) {
+                Some(v) => doc(v.clone()),
+                None => Err(StatusError::path_not_found()),
+            },
+            Target::Resource(t) => handlers::handle(self, t, ctx).await,
+        }
+    }
+}
+
+fn header_str(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, StatusError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(StatusError::too_large(MAX_BODY_BYTES))
+        }
+        Err(e) => Err(StatusError::bad_request(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    let mut r = Response::new(full(bytes));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn text_response(code: StatusCode, s: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(s));
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+pub fn status_response(e: &StatusError) -> Response<Body> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status())
+}
