@@ -26,8 +26,24 @@ struct Ledger {
     alive: BTreeMap<String, String>,
     /// Acknowledged deletes.
     deleted: BTreeSet<String>,
-    /// Requests sent but not answered when the server died.
-    in_doubt: BTreeSet<String>,
+    /// Requests sent but not (yet) answered, counted per name: two writers may race to
+    /// delete the same Service.
+    in_doubt: BTreeMap<String, usize>,
+}
+
+impl Ledger {
+    fn start(&mut self, name: &str) {
+        *self.in_doubt.entry(name.to_string()).or_default() += 1;
+    }
+
+    fn finish(&mut self, name: &str) {
+        if let Some(n) = self.in_doubt.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_doubt.remove(name);
+            }
+        }
+    }
 }
 
 fn service(name: &str) -> Service {
@@ -55,29 +71,29 @@ async fn writer(api: Api<Service>, ledger: Arc<Mutex<Ledger>>, round: usize, id:
         };
         match victim {
             Some(name) => {
-                ledger.lock().unwrap().in_doubt.insert(name.clone());
+                ledger.lock().unwrap().start(&name);
                 match api.delete(&name, &DeleteParams::default()).await {
                     Ok(_) => {
                         let mut l = ledger.lock().unwrap();
-                        l.in_doubt.remove(&name);
+                        l.finish(&name);
                         l.alive.remove(&name);
                         l.deleted.insert(name);
                     }
                     Err(kube::Error::Api(e)) if e.code == 404 => {
                         // Another writer deleted it first.
-                        ledger.lock().unwrap().in_doubt.remove(&name);
+                        ledger.lock().unwrap().finish(&name);
                     }
                     Err(_) => return,
                 }
             }
             None => {
                 let name = format!("r{round}-w{id}-{seq}");
-                ledger.lock().unwrap().in_doubt.insert(name.clone());
+                ledger.lock().unwrap().start(&name);
                 match api.create(&PostParams::default(), &service(&name)).await {
                     Ok(svc) => {
                         let ip = svc.spec.and_then(|s| s.cluster_ip).expect("clusterIP");
                         let mut l = ledger.lock().unwrap();
-                        l.in_doubt.remove(&name);
+                        l.finish(&name);
                         l.alive.insert(name, ip);
                     }
                     Err(_) => return,
@@ -105,7 +121,7 @@ async fn verify(api: &Api<Service>, ledger: &Mutex<Ledger>) {
         .collect();
     let mut l = ledger.lock().unwrap();
     for (name, ip) in &l.alive {
-        if l.in_doubt.contains(name) {
+        if l.in_doubt.contains_key(name) {
             continue; // a delete of it was in flight
         }
         assert_eq!(
@@ -120,7 +136,7 @@ async fn verify(api: &Api<Service>, ledger: &Mutex<Ledger>) {
             "acknowledged delete of {name} undone"
         );
     }
-    for name in std::mem::take(&mut l.in_doubt) {
+    for name in std::mem::take(&mut l.in_doubt).into_keys() {
         match stored.get(&name) {
             Some(ip) => {
                 l.alive.insert(name, ip.clone());
