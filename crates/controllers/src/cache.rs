@@ -1,0 +1,283 @@
+//! The informer cache controllers read: the current objects of every kind, with the indexes
+//! controllers need (pods by node, by namespace; slices by service).
+//!
+//! Start at [`Cache::apply`]. Iteration order is always key order (BTreeMap) so runs are
+//! reproducible.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::Kind;
+
+/// `namespace/name` (namespace empty for cluster-scoped objects).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Key {
+        Key { namespace: namespace.to_string(), name: name.to_string() }
+    }
+
+    pub fn of(meta: &ObjectMeta) -> Key {
+        Key {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}", self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One object of a kind controllers handle. Shared (`Arc`) between the cache and events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Pod(Arc<Pod>),
+    Node(Arc<Node>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Lease(Arc<Lease>),
+    Deployment(Arc<Deployment>),
+    ReplicaSet(Arc<ReplicaSet>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Pod(_) => Kind::Pod,
+            Object::Node(_) => Kind::Node,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Lease(_) => Kind::Lease,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::ReplicaSet(_) => Kind::ReplicaSet,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Pod(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Lease(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::ReplicaSet(o) => &o.metadata,
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        Key::of(self.meta())
+    }
+}
+
+/// An informer event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Added or modified (`old` is the cached state before, if any).
+    Applied { new: Object, old: Option<Object> },
+    /// Deleted (the last known state).
+    Deleted(Object),
+}
+
+impl Change {
+    /// The object the change is about (new state, or the deleted one).
+    pub fn object(&self) -> &Object {
+        match self {
+            Change::Applied { new, .. } => new,
+            Change::Deleted(o) => o,
+        }
+    }
+}
+
+/// The current state of every watched kind.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    pub pods: BTreeMap<Key, Arc<Pod>>,
+    pub nodes: BTreeMap<String, Arc<Node>>,
+    pub services: BTreeMap<Key, Arc<Service>>,
+    pub endpoint_slices: BTreeMap<Key, Arc<EndpointSlice>>,
+    pub leases: BTreeMap<Key, Arc<Lease>>,
+    pub deployments: BTreeMap<Key, Arc<Deployment>>,
+    pub replica_sets: BTreeMap<Key, Arc<ReplicaSet>>,
+    /// Pods by `spec.nodeName` (unscheduled pods under "").
+    pods_by_node: BTreeMap<String, BTreeSet<Key>>,
+    /// Slices by namespace/service-name label.
+    slices_by_service: BTreeMap<Key, BTreeSet<Key>>,
+}
+
+fn node_of(pod: &Pod) -> String {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default()
+}
+
+fn service_of(slice: &EndpointSlice) -> Option<Key> {
+    let name = slice.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
+    Some(Key::new(slice.metadata.namespace.as_deref().unwrap_or(""), name))
+}
+
+fn index_remove<T: Ord>(index: &mut BTreeMap<T, BTreeSet<Key>>, at: &T, key: &Key) {
+    if let Some(set) = index.get_mut(at) {
+        set.remove(key);
+        if set.is_empty() {
+            index.remove(at);
+        }
+    }
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Apply an informer event: an add/modify (`deleted` false) or a delete. Returns the
+    /// [`Change`] to hand to controllers (with the previous state filled in).
+    pub fn apply(&mut self, obj: Object, deleted: bool) -> Change {
+        let key = obj.key();
+        let old = self.remove(&obj);
+        if deleted {
+            return Change::Deleted(old.unwrap_or(obj));
+        }
+        self.insert(obj.clone());
+        let _ = key;
+        Change::Applied { new: obj, old }
+    }
+
+    fn insert(&mut self, obj: Object) {
+        let key = obj.key();
+        match obj {
+            Object::Pod(p) => {
+                self.pods_by_node.entry(node_of(&p)).or_default().insert(key.clone());
+                self.pods.insert(key, p);
+            }
+            Object::Node(n) => {
+                self.nodes.insert(key.name, n);
+            }
+            Object::Service(s) => {
+                self.services.insert(key, s);
+            }
+            Object::EndpointSlice(s) => {
+                if let Some(svc) = service_of(&s) {
+                    self.slices_by_service.entry(svc).or_default().insert(key.clone());
+                }
+                self.endpoint_slices.insert(key, s);
+            }
+            Object::Lease(l) => {
+                self.leases.insert(key, l);
+            }
+            Object::Deployment(d) => {
+                self.deployments.insert(key, d);
+            }
+            Object::ReplicaSet(r) => {
+                self.replica_sets.insert(key, r);
+            }
+        }
+    }
+
+    /// Remove the cached object with `obj`'s kind and key; returns it.
+    fn remove(&mut self, obj: &Object) -> Option<Object> {
+        let key = obj.key();
+        match obj {
+            Object::Pod(_) => {
+                let old = self.pods.remove(&key)?;
+                index_remove(&mut self.pods_by_node, &node_of(&old), &key);
+                Some(Object::Pod(old))
+            }
+            Object::Node(_) => self.nodes.remove(&key.name).map(Object::Node),
+            Object::Service(_) => self.services.remove(&key).map(Object::Service),
+            Object::EndpointSlice(_) => {
+                let old = self.endpoint_slices.remove(&key)?;
+                if let Some(svc) = service_of(&old) {
+                    index_remove(&mut self.slices_by_service, &svc, &key);
+                }
+                Some(Object::EndpointSlice(old))
+            }
+            Object::Lease(_) => self.leases.remove(&key).map(Object::Lease),
+            Object::Deployment(_) => self.deployments.remove(&key).map(Object::Deployment),
+            Object::ReplicaSet(_) => self.replica_sets.remove(&key).map(Object::ReplicaSet),
+        }
+    }
+
+    /// Pods bound to `node` (`""`: unscheduled pods), in key order.
+    pub fn pods_on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        self.pods_by_node
+            .get(node)
+            .into_iter()
+            .flat_map(|keys| keys.iter())
+            .filter_map(|k| self.pods.get(k))
+    }
+
+    /// Pods in `namespace`, in key order.
+    pub fn pods_in<'a>(&'a self, namespace: &'a str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
+        let start = Key::new(namespace, "");
+        self.pods
+            .range(start..)
+            .take_while(move |(k, _)| k.namespace == namespace)
+            .map(|(_, p)| p)
+    }
+
+    /// EndpointSlices labelled for the Service `svc`, in key order.
+    pub fn slices_of<'a>(&'a self, svc: &Key) -> impl Iterator<Item = &'a Arc<EndpointSlice>> + 'a {
+        self.slices_by_service
+            .get(svc)
+            .into_iter()
+            .flat_map(|keys| keys.iter())
+            .filter_map(|k| self.endpoint_slices.get(k))
+    }
+
+    /// The zone label of a node, if the node is known.
+    pub fn zone_of(&self, node: &str) -> Option<&str> {
+        self.nodes
+            .get(node)?
+            .metadata
+            .labels
+            .as_ref()?
+            .get(crate::ZONE_LABEL)
+            .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str) -> Object {
+        Object::Pod(Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"containers": [], "nodeName": node}}))
+                .unwrap(),
+        ))
+    }
+
+    #[test]
+    fn pods_by_node_follow_rebinding_and_delete() {
+        let mut c = Cache::new();
+        c.apply(pod("a", ""), false);
+        c.apply(pod("b", "n1"), false);
+        assert_eq!(c.pods_on_node("").count(), 1);
+        let change = c.apply(pod("a", "n1"), false);
+        assert!(matches!(change, Change::Applied { old: Some(_), .. }));
+        assert_eq!(c.pods_on_node("").count(), 0);
+        assert_eq!(c.pods_on_node("n1").count(), 2);
+        let gone = c.apply(pod("a", "n1"), true);
+        assert!(matches!(gone, Change::Deleted(_)));
+        assert_eq!(c.pods_on_node("n1").count(), 1);
+        assert_eq!(c.pods_in("default").count(), 1);
+        assert_eq!(c.pods_in("other").count(), 0);
+    }
+}

@@ -1,0 +1,305 @@
+//! The live driver: informers (list + watch through the API) feed one shared [`Cache`] and the
+//! controllers; their actions become API writes; the wall clock supplies `now`.
+//!
+//! Start at [`run`]. Thin on purpose: all decisions live in the controllers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::cache::{Cache, Key, Object};
+use crate::{Action, Controller, Kind, Millis, WriteError};
+
+/// Writes in flight at once.
+const MAX_INFLIGHT_WRITES: usize = 64;
+/// Informer events buffered between the watch tasks and the controller loop.
+const EVENT_BUFFER: usize = 4096;
+
+/// The wall clock as controllers see it.
+pub fn wall_clock() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// What a watch task reports.
+enum Feed {
+    /// A relist of `kind` starts (objects follow as `Upsert`, then `RelistDone`).
+    RelistStart(Kind),
+    Upsert(Object, bool),
+    Deleted(Object),
+    RelistDone(Kind),
+}
+
+/// Result of one write, sent back to the loop.
+struct Outcome {
+    controller: usize,
+    action: Action,
+    error: Option<WriteError>,
+}
+
+fn spawn_informer<K, F>(client: kube::Client, kind: Kind, wrap: F, tx: mpsc::Sender<Feed>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    F: Fn(K) -> Object + Send + 'static,
+{
+    tokio::spawn(async move {
+        let api: Api<K> = Api::all(client);
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(ev) = stream.next().await {
+            let feed = match ev {
+                Ok(watcher::Event::Init) => Feed::RelistStart(kind),
+                Ok(watcher::Event::InitApply(o)) => Feed::Upsert(wrap(o), true),
+                Ok(watcher::Event::InitDone) => Feed::RelistDone(kind),
+                Ok(watcher::Event::Apply(o)) => Feed::Upsert(wrap(o), false),
+                Ok(watcher::Event::Delete(o)) => Feed::Deleted(wrap(o)),
+                Err(e) => {
+                    tracing::debug!("{kind:?} informer: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if tx.send(feed).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
+    spawn_informer::<Pod, _>(client.clone(), Kind::Pod, |o| Object::Pod(Arc::new(o)), tx.clone());
+    spawn_informer::<Node, _>(client.clone(), Kind::Node, |o| Object::Node(Arc::new(o)), tx.clone());
+    spawn_informer::<Service, _>(client.clone(), Kind::Service, |o| Object::Service(Arc::new(o)), tx.clone());
+    spawn_informer::<EndpointSlice, _>(client.clone(), Kind::EndpointSlice, |o| Object::EndpointSlice(Arc::new(o)), tx.clone());
+    spawn_informer::<Lease, _>(client.clone(), Kind::Lease, |o| Object::Lease(Arc::new(o)), tx.clone());
+    spawn_informer::<Deployment, _>(client.clone(), Kind::Deployment, |o| Object::Deployment(Arc::new(o)), tx.clone());
+    spawn_informer::<ReplicaSet, _>(client.clone(), Kind::ReplicaSet, |o| Object::ReplicaSet(Arc::new(o)), tx.clone());
+}
+
+const ALL_KINDS: [Kind; 7] = [
+    Kind::Pod,
+    Kind::Node,
+    Kind::Service,
+    Kind::EndpointSlice,
+    Kind::Lease,
+    Kind::Deployment,
+    Kind::ReplicaSet,
+];
+
+fn keys_of(cache: &Cache, kind: Kind) -> Vec<Object> {
+    match kind {
+        Kind::Pod => cache.pods.values().map(|o| Object::Pod(o.clone())).collect(),
+        Kind::Node => cache.nodes.values().map(|o| Object::Node(o.clone())).collect(),
+        Kind::Service => cache.services.values().map(|o| Object::Service(o.clone())).collect(),
+        Kind::EndpointSlice => cache.endpoint_slices.values().map(|o| Object::EndpointSlice(o.clone())).collect(),
+        Kind::Lease => cache.leases.values().map(|o| Object::Lease(o.clone())).collect(),
+        Kind::Deployment => cache.deployments.values().map(|o| Object::Deployment(o.clone())).collect(),
+        Kind::ReplicaSet => cache.replica_sets.values().map(|o| Object::ReplicaSet(o.clone())).collect(),
+    }
+}
+
+/// Run `controllers` against the API server `client` talks to, until the process ends.
+pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>) {
+    let (tx, mut rx) = mpsc::channel::<Feed>(EVENT_BUFFER);
+    start_informers(&client, &tx);
+    let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(EVENT_BUFFER);
+    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_WRITES));
+    let mut cache = Cache::new();
+    let mut synced: BTreeSet<Kind> = BTreeSet::new();
+    let mut relisting: BTreeMap<Kind, BTreeSet<Key>> = BTreeMap::new();
+    let mut started = false;
+    let mut actions = Vec::new();
+    loop {
+        let wake = if started {
+            controllers.iter().filter_map(|c| c.next_wakeup()).min()
+        } else {
+            None
+        };
+        let sleep_ms = wake.map(|w| (w - wall_clock()).clamp(0, 60_000)).unwrap_or(60_000);
+        tokio::select! {
+            feed = rx.recv() => {
+                let Some(feed) = feed else { return };
+                let now = wall_clock();
+                match feed {
+                    Feed::RelistStart(kind) => {
+                        relisting.insert(kind, BTreeSet::new());
+                    }
+                    Feed::Upsert(obj, during_relist) => {
+                        if during_relist && let Some(seen) = relisting.get_mut(&obj.kind()) {
+                            seen.insert(obj.key());
+                        }
+                        let change = cache.apply(obj, false);
+                        if started {
+                            controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
+                        }
+                    }
+                    Feed::Deleted(obj) => {
+                        let change = cache.apply(obj, true);
+                        if started {
+                            controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
+                        }
+                    }
+                    Feed::RelistDone(kind) => {
+                        // Objects gone while we were not watching: deliver their deletes.
+                        let seen = relisting.remove(&kind).unwrap_or_default();
+                        for obj in keys_of(&cache, kind) {
+                            if !seen.contains(&obj.key()) {
+                                let change = cache.apply(obj, true);
+                                if started {
+                                    controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
+                                }
+                            }
+                        }
+                        synced.insert(kind);
+                        if !started && ALL_KINDS.iter().all(|k| synced.contains(k)) {
+                            started = true;
+                            tracing::info!("informers synced; starting {} controllers", controllers.len());
+                            controllers.iter_mut().for_each(|c| c.on_synced(&cache, now));
+                        }
+                    }
+                }
+            }
+            outcome = done_rx.recv() => {
+                if let Some(o) = outcome
+                    && let Some(err) = &o.error
+                {
+                    controllers[o.controller].on_write_failed(&o.action, err, wall_clock());
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
+                let now = wall_clock();
+                for c in controllers.iter_mut() {
+                    if c.next_wakeup().is_some_and(|w| w <= now) {
+                        c.on_tick(&cache, now);
+                    }
+                }
+            }
+        }
+        for (i, c) in controllers.iter_mut().enumerate() {
+            c.drain_actions(&mut actions);
+            for action in actions.drain(..) {
+                let client = client.clone();
+                let done = done_tx.clone();
+                let permit = Arc::clone(&permits).acquire_owned().await;
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let error = execute(&client, &action).await.err();
+                    if let Some(e) = &error {
+                        tracing::debug!("write {action:?} failed: {e:?}");
+                    }
+                    let _ = done.send(Outcome { controller: i, action, error }).await;
+                });
+            }
+        }
+    }
+}
+
+fn classify(e: kube::Error) -> WriteError {
+    match e {
+        kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => WriteError::AlreadyExists,
+        kube::Error::Api(s) if s.code == 409 => WriteError::Conflict,
+        kube::Error::Api(s) if s.code == 404 => WriteError::NotFound,
+        kube::Error::Api(s) if s.code == 422 => WriteError::Invalid(s.message),
+        other => WriteError::Other(other.to_string()),
+    }
+}
+
+fn namespaced<K>(client: &kube::Client, namespace: &str) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced(client.clone(), namespace)
+}
+
+fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.namespace.clone().unwrap_or_default()
+}
+
+async fn write_object<K>(api: Api<K>, obj: &K, op: Op) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let pp = PostParams::default();
+    match op {
+        Op::Create => api.create(&pp, obj).await.map(|_| ()),
+        Op::Update => api.replace(&name, &pp, obj).await.map(|_| ()),
+        Op::Status => api.replace_status(&name, &pp, obj).await.map(|_| ()),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Update,
+    Status,
+}
+
+async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::Error> {
+    let c = client;
+    match obj {
+        Object::Pod(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::Node(o) => write_object(Api::all(c.clone()), o.as_ref(), op).await,
+        Object::Service(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::EndpointSlice(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::Lease(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::Deployment(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::ReplicaSet(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+    }
+}
+
+async fn delete<K>(api: Api<K>, key: &Key, dp: &DeleteParams) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.delete(&key.name, dp).await.map(|_| ())
+}
+
+async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteError> {
+    let r = match action {
+        Action::Create(o) => write(client, o, Op::Create).await,
+        Action::Update(o) => write(client, o, Op::Update).await,
+        Action::UpdateStatus(o) => write(client, o, Op::Status).await,
+        Action::Delete { kind, key, uid, grace_period_seconds } => {
+            let dp = DeleteParams {
+                grace_period_seconds: grace_period_seconds.map(|g| g.max(0) as u32),
+                preconditions: uid.clone().map(|u| Preconditions { uid: Some(u), resource_version: None }),
+                ..DeleteParams::default()
+            };
+            let ns = &key.namespace;
+            match kind {
+                Kind::Pod => delete::<Pod>(namespaced(client, ns), key, &dp).await,
+                Kind::Node => delete::<Node>(Api::all(client.clone()), key, &dp).await,
+                Kind::Service => delete::<Service>(namespaced(client, ns), key, &dp).await,
+                Kind::EndpointSlice => delete::<EndpointSlice>(namespaced(client, ns), key, &dp).await,
+                Kind::Lease => delete::<Lease>(namespaced(client, ns), key, &dp).await,
+                Kind::Deployment => delete::<Deployment>(namespaced(client, ns), key, &dp).await,
+                Kind::ReplicaSet => delete::<ReplicaSet>(namespaced(client, ns), key, &dp).await,
+            }
+        }
+        Action::Bind { pod, node } => {
+            let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+            let binding = serde_json::json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": pod.name, "namespace": pod.namespace},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            api.create_subresource::<serde_json::Value, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding)
+                .await
+                .map(|_| ())
+        }
+    };
+    r.map_err(classify)
+}
