@@ -47,6 +47,36 @@ pub fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
     Ok(obj)
 }
 
+/// The stored bytes of an object with `metadata.resourceVersion` spliced in, without decoding:
+/// stored objects are serde_json output of an object whose top-level keys come in sorted order,
+/// so the first `"metadata":{` before any other `{` is the top-level one. Falls back to a full
+/// decode and encode for anything else.
+pub fn splice_resource_version(kv: &KeyValue, out: &mut Vec<u8>) {
+    const NEEDLE: &[u8] = b"\"metadata\":{";
+    let bytes = &kv.value[..];
+    let at = bytes.windows(NEEDLE.len()).position(|w| w == NEEDLE);
+    let depth_one =
+        at.is_some_and(|i| bytes.first() == Some(&b'{') && !bytes[1..i].contains(&b'{'));
+    match at {
+        Some(i) if depth_one => {
+            let cut = i + NEEDLE.len();
+            out.extend_from_slice(&bytes[..cut]);
+            out.extend_from_slice(b"\"resourceVersion\":\"");
+            out.extend_from_slice(kv.mod_revision.to_string().as_bytes());
+            out.push(b'"');
+            if bytes.get(cut) != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&bytes[cut..]);
+        }
+        _ => {
+            if let Ok(v) = decode(kv) {
+                out.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
+            }
+        }
+    }
+}
+
 pub fn set_resource_version(obj: &mut Value, rev: u64) {
     if let Some(meta) = metadata_mut(obj) {
         meta.insert("resourceVersion".into(), json!(rev.to_string()));
@@ -318,6 +348,27 @@ mod tests {
         assert_eq!(main["status"]["replicas"], 1);
         assert_eq!(main["metadata"]["generation"], 3);
         assert_eq!(main["metadata"]["uid"], "u");
+    }
+
+    #[test]
+    fn splicing_the_resource_version_matches_decoding() {
+        for obj in [
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": {"x": "{"}}, "spec": {"ports": [{"port": 80}]}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {}, "spec": {}}),
+            json!({"kind": "Weird", "spec": {"metadata": {"name": "inner"}}, "metadata": {"name": "outer"}}),
+        ] {
+            let kv = KeyValue {
+                key: "k".into(),
+                value: encode(&obj),
+                create_revision: 1,
+                mod_revision: 42,
+            };
+            let mut out = Vec::new();
+            splice_resource_version(&kv, &mut out);
+            let spliced: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(spliced, decode(&kv).unwrap(), "{obj}");
+            assert_eq!(spliced["metadata"]["resourceVersion"], "42");
+        }
     }
 
     #[test]

@@ -98,6 +98,27 @@ pub fn object(
     }
 }
 
+/// A plain JSON list assembled from stored bytes (see [`crate::objects::splice_resource_version`]).
+pub fn raw_list(res: &ResourceInfo, items: &[store::KeyValue], meta: &ListMeta) -> Vec<u8> {
+    let total: usize = items.iter().map(|kv| kv.value.len() + 32).sum();
+    let mut out = Vec::with_capacity(total + 256);
+    out.extend_from_slice(b"{\"apiVersion\":");
+    out.extend_from_slice(json!(res.api_version()).to_string().as_bytes());
+    out.extend_from_slice(b",\"items\":[");
+    for (i, kv) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::objects::splice_resource_version(kv, &mut out);
+    }
+    out.extend_from_slice(b"],\"kind\":");
+    out.extend_from_slice(json!(format!("{}List", res.kind)).to_string().as_bytes());
+    out.extend_from_slice(b",\"metadata\":");
+    out.extend_from_slice(list_meta_json(meta).to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
 /// A list in the negotiated representation.
 pub fn list(
     res: &ResourceInfo,
@@ -128,6 +149,37 @@ pub fn list(
 mod tests {
     use super::*;
     use api::resources::by_plural;
+
+    #[test]
+    fn raw_list_equals_the_decoded_list() {
+        let svc = by_plural("", "services").unwrap();
+        let objs = [
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}}),
+        ];
+        let kvs: Vec<store::KeyValue> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| store::KeyValue {
+                key: format!("k{i}"),
+                value: crate::objects::encode(o),
+                create_revision: 1,
+                mod_revision: 5 + i as u64,
+            })
+            .collect();
+        let meta = ListMeta {
+            resource_version: 9,
+            continue_token: None,
+            remaining: None,
+        };
+        let raw: Value = serde_json::from_slice(&raw_list(svc, &kvs, &meta)).unwrap();
+        let decoded: Vec<Value> = kvs
+            .iter()
+            .map(|kv| crate::objects::decode(kv).unwrap())
+            .collect();
+        assert_eq!(raw, list(svc, decoded, &meta, Output::Json, Utc::now(), ""));
+        assert_eq!(raw["items"][1]["metadata"]["resourceVersion"], "6");
+    }
 
     #[test]
     fn list_json_and_metadata() {

@@ -97,6 +97,12 @@ impl Filter {
         Ok(Filter { label, field })
     }
 
+    /// The name every match must have (`fieldSelector=metadata.name=X`), if any: lets the
+    /// watch path skip other objects without decoding them.
+    pub fn exact_name(&self) -> Option<&str> {
+        self.field.as_ref()?.requires_exact_match("metadata.name")
+    }
+
     /// True when no selector was given.
     pub fn is_empty(&self) -> bool {
         self.label.is_none() && self.field.is_none()

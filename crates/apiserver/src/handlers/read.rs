@@ -155,7 +155,7 @@ pub async fn list(
             }
             None => (list_revision(server, ctx, limit > 0)?, None, false),
         };
-    let mut items: Vec<Value> = Vec::new();
+    let mut items: Vec<store::KeyValue> = Vec::new();
     let mut meta = ListMeta::default();
     loop {
         let want = if limit == 0 {
@@ -179,9 +179,8 @@ pub async fn list(
         meta.resource_version = page.revision;
         let n = page.items.len();
         for (i, kv) in page.items.iter().enumerate() {
-            let obj = objects::decode(kv)?;
-            if filter.matches(&obj) {
-                items.push(obj);
+            if filter.is_empty() || filter.matches(&objects::decode(kv)?) {
+                items.push(kv.clone());
             }
             if limit > 0 && items.len() == limit {
                 let left = (n - i - 1) as u64 + page.remaining;
@@ -190,7 +189,7 @@ pub async fn list(
                     meta.continue_token = Some(encode_continue(page.revision, rest));
                     meta.remaining = filter.is_empty().then_some(left);
                 }
-                return Ok(list_response(t, ctx, items, &meta, out));
+                return list_response(t, ctx, items, &meta, out);
             }
         }
         if page.remaining == 0 || n == 0 {
@@ -198,25 +197,40 @@ pub async fn list(
         }
         start_after = page.items.last().map(|kv| kv.key.clone());
     }
-    Ok(list_response(t, ctx, items, &meta, out))
+    list_response(t, ctx, items, &meta, out)
 }
 
+/// Render a list. Plain JSON is spliced from the stored bytes (no decode/encode per item): the
+/// hot path of every informer's relist and of `kubectl get -o json`.
 fn list_response(
     t: &ResourceTarget,
     ctx: &Ctx,
-    items: Vec<Value>,
+    items: Vec<store::KeyValue>,
     meta: &ListMeta,
     out: Output,
-) -> Response<Body> {
+) -> Result<Response<Body>, StatusError> {
+    if out == Output::Json {
+        let body = render::raw_list(t.res, &items, meta);
+        let mut resp = Response::new(crate::server::full(body));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
     let include = ctx
         .query
         .get("includeObject")
         .map(String::as_str)
         .unwrap_or("");
-    json_response(
+    let values = items
+        .iter()
+        .map(objects::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json_response(
         StatusCode::OK,
-        &render::list(t.res, items, meta, out, Utc::now(), include),
-    )
+        &render::list(t.res, values, meta, out, Utc::now(), include),
+    ))
 }
 
 fn list_error(e: StoreError, from_token: bool) -> StatusError {
@@ -437,6 +451,11 @@ fn bookmark(res: &api::resources::ResourceInfo, rev: u64, initial_end: bool) -> 
 /// The watch event type for `ev` under `filter`: objects that start or stop matching appear as
 /// ADDED / DELETED, as upstream's watch cache does.
 fn classify(filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
+    if let Some(name) = filter.exact_name()
+        && ev.kv.key.rsplit('/').next() != Some(name)
+    {
+        return None;
+    }
     let mut obj = objects::decode(&ev.kv).ok()?;
     let prev_matches = ev
         .prev
