@@ -103,6 +103,14 @@ impl Filter {
         self.field.as_ref()?.requires_exact_match("metadata.name")
     }
 
+    /// True when matching needs the decoded object (anything beyond an exact name).
+    pub fn needs_object(&self) -> bool {
+        let name_only = self.field.as_ref().is_none_or(|f| {
+            f.terms().len() == 1 && f.requires_exact_match("metadata.name").is_some()
+        });
+        self.label.is_some() || !name_only
+    }
+
     /// True when no selector was given.
     pub fn is_empty(&self) -> bool {
         self.label.is_none() && self.field.is_none()

@@ -425,9 +425,17 @@ async fn pump(
             }
             Some(Ok(WatchMessage::Event(ev))) => {
                 last_rev = ev.kv.mod_revision;
-                match classify(&spec.filter, &ev) {
-                    Some((kind, obj)) => emit(kind, obj, &mut headers),
-                    None => continue,
+                if spec.out == Output::Json && !spec.filter.needs_object() {
+                    // Hot path: splice the stored bytes, no decode or encode per watcher.
+                    match raw_event(&spec.filter, &ev) {
+                        Some(line) => line,
+                        None => continue,
+                    }
+                } else {
+                    match classify(&spec.filter, &ev) {
+                        Some((kind, obj)) => emit(kind, obj, &mut headers),
+                        None => continue,
+                    }
                 }
             }
         };
@@ -435,6 +443,27 @@ async fn pump(
             return;
         }
     }
+}
+
+/// A watch line built from the stored bytes (for watches that need no decoded object).
+fn raw_event(filter: &Filter, ev: &Event) -> Option<Bytes> {
+    if let Some(name) = filter.exact_name()
+        && ev.kv.key.rsplit('/').next() != Some(name)
+    {
+        return None;
+    }
+    let kind = match ev.kind {
+        EventKind::Added => "ADDED",
+        EventKind::Modified => "MODIFIED",
+        EventKind::Deleted => "DELETED",
+    };
+    let mut out = Vec::with_capacity(ev.kv.value.len() + 64);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    objects::splice_resource_version(&ev.kv, &mut out);
+    out.extend_from_slice(b"}\n");
+    Some(Bytes::from(out))
 }
 
 fn bookmark(res: &api::resources::ResourceInfo, rev: u64, initial_end: bool) -> Bytes {
@@ -474,5 +503,65 @@ fn classify(filter: &Filter, ev: &Event) -> Option<(&'static str, Value)> {
             (true, false) => Some(("DELETED", obj)),
             (false, false) => None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::resources::by_plural;
+    use serde_json::json;
+    use store::KeyValue;
+
+    fn kv(name: &str, rev: u64) -> KeyValue {
+        let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "d"}, "spec": {}});
+        KeyValue {
+            key: format!("/registry/core/services/d/{name}"),
+            value: objects::encode(&obj),
+            create_revision: 1,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn raw_events_equal_decoded_events() {
+        let svc = by_plural("", "services").unwrap();
+        let q = |s: &str| {
+            [("fieldSelector".to_string(), s.to_string())]
+                .into_iter()
+                .collect()
+        };
+        let all = Filter::from_query(svc, &Default::default()).unwrap();
+        let named = Filter::from_query(svc, &q("metadata.name=a")).unwrap();
+        assert!(!all.needs_object() && !named.needs_object());
+        assert!(
+            Filter::from_query(svc, &q("metadata.name!=a"))
+                .unwrap()
+                .needs_object()
+        );
+        for (kind, prev) in [
+            (EventKind::Added, None),
+            (EventKind::Modified, Some(kv("a", 2))),
+            (EventKind::Deleted, Some(kv("a", 2))),
+        ] {
+            let ev = Event {
+                kind,
+                kv: kv("a", 3),
+                prev,
+            };
+            for f in [&all, &named] {
+                let line = raw_event(f, &ev).unwrap();
+                let raw: Value = serde_json::from_slice(&line).unwrap();
+                let (k, obj) = classify(f, &ev).unwrap();
+                assert_eq!(raw, json!({"type": k, "object": obj}));
+            }
+        }
+        let other = Event {
+            kind: EventKind::Added,
+            kv: kv("ab", 3),
+            prev: None,
+        };
+        assert!(raw_event(&named, &other).is_none());
+        assert!(classify(&named, &other).is_none());
     }
 }
