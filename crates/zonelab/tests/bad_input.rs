@@ -45,7 +45,8 @@ fn svc(name: &str, port: i64) -> Vec<u8> {
 #[test]
 fn bad_requests_get_status_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path(), &[]);
+    // No controllers: the store revision must stay put unless a request writes.
+    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
     let a = server.addr.as_str();
     let (code, good) = http(a, "POST", SVC, "application/json", &svc("good", 80));
     assert_eq!(code, 201, "{good}");
@@ -203,4 +204,47 @@ fn bad_requests_get_status_and_change_nothing() {
     assert_eq!(still["metadata"]["resourceVersion"], rv.as_str());
     let (code, _) = http(a, "POST", SVC, json, &svc("after", 80));
     assert_eq!(code, 201, "the server stopped serving");
+}
+
+#[test]
+fn an_update_that_changes_nothing_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
+    let a = server.addr.as_str();
+    let (code, created) = http(a, "POST", SVC, "application/json", &svc("same", 80));
+    assert_eq!(code, 201);
+    let before = revision(a);
+    let (code, put) = http(
+        a,
+        "PUT",
+        &format!("{SVC}/same"),
+        "application/json",
+        &serde_json::to_vec(&created).unwrap(),
+    );
+    assert_eq!(code, 200, "{put}");
+    assert_eq!(
+        put["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    let (code, _) = http(
+        a,
+        "PATCH",
+        &format!("{SVC}/same"),
+        "application/merge-patch+json",
+        br#"{"spec":{"ports":[{"port":80}]}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(revision(a), before, "a no-op update wrote to the store");
+    let (code, changed) = http(
+        a,
+        "PATCH",
+        &format!("{SVC}/same"),
+        "application/merge-patch+json",
+        br#"{"metadata":{"labels":{"x":"y"}}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_ne!(
+        changed["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
 }

@@ -322,12 +322,23 @@ where
                 warnings,
             });
         }
+        let encoded = objects::encode(&new);
+        if !finalized && encoded == kv.value {
+            // Nothing changed: as upstream's GuaranteedUpdate, no write, no event, and the
+            // resourceVersion stays.
+            svcalloc::commit_change(server, change);
+            objects::set_resource_version(&mut new, kv.mod_revision);
+            return Ok(Written {
+                object: new,
+                warnings,
+            });
+        }
         let result = if finalized {
             server.store.delete(&key, Some(kv.mod_revision)).await
         } else {
             server
                 .store
-                .update(&key, objects::encode(&new), Some(kv.mod_revision))
+                .update(&key, encoded, Some(kv.mod_revision))
                 .await
         };
         match result {

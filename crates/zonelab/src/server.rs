@@ -1,0 +1,297 @@
+//! `zonelab server`: the API server plus, in the same process (as k3s does), the controllers
+//! and the scheduler, with upstream flag names and defaults.
+//!
+//! Start at [`run`]; flag resolution (profiles) is in [`ServerArgs::timers`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use controllers::Controller;
+
+use crate::flags::{Profile, parse_duration, parse_port_range};
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// Where the durable store lives; state survives restarts.
+    #[arg(long, default_value = "/var/lib/zonelab/server")]
+    pub data_dir: PathBuf,
+    /// Keep state in memory only (nothing survives a restart).
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Address to serve the Kubernetes API on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: SocketAddr,
+    /// Timer profile: `upstream` (Kubernetes defaults) or `fast` (every timer / 10).
+    #[arg(long, value_enum, default_value_t = Profile::Upstream)]
+    pub profile: Profile,
+    /// Controllers to run: `*` (all), a comma list of names, `-name` disables one, empty = none.
+    /// Names: endpointslice, nodelifecycle, taint-eviction-controller, deployment, replicaset,
+    /// scheduler.
+    #[arg(long, default_value = "*")]
+    pub controllers: String,
+    /// CIDR of ClusterIPs (kube-apiserver).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+    /// Port range for NodePort Services (kube-apiserver).
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// DefaultTolerationSeconds admission for not-ready nodes [upstream 300].
+    #[arg(long)]
+    pub default_not_ready_toleration_seconds: Option<i64>,
+    /// DefaultTolerationSeconds admission for unreachable nodes [upstream 300].
+    #[arg(long)]
+    pub default_unreachable_toleration_seconds: Option<i64>,
+    /// How often the node lifecycle controller checks nodes [upstream 5s].
+    #[arg(long, value_parser = parse_duration)]
+    pub node_monitor_period: Option<Duration>,
+    /// How long a node may be silent before it is marked Unknown [upstream 50s].
+    #[arg(long, value_parser = parse_duration)]
+    pub node_monitor_grace_period: Option<Duration>,
+    /// Grace for a node that never became Ready [upstream 1m].
+    #[arg(long, value_parser = parse_duration)]
+    pub node_startup_grace_period: Option<Duration>,
+    /// Nodes per second whose pods are evicted in a healthy zone [upstream 0.1].
+    #[arg(long)]
+    pub node_eviction_rate: Option<f32>,
+    /// The same in an unhealthy zone of a large cluster [upstream 0.01].
+    #[arg(long)]
+    pub secondary_node_eviction_rate: Option<f32>,
+    /// Share of not-ready nodes that makes a zone unhealthy.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f32,
+    /// Zones with at most this many nodes stop evictions when partially disrupted.
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: u32,
+    /// Endpoints per EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    pub max_endpoints_per_slice: usize,
+    /// Store events kept for watch resume and consistent paging (older resourceVersions get
+    /// 410 Gone, like etcd compaction).
+    #[arg(long, default_value_t = store::StoreOptions::default().history_capacity)]
+    pub watch_history: usize,
+    /// How often watchers that allow bookmarks receive one.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub bookmark_interval: Duration,
+}
+
+/// The node-failure timers after applying the profile and explicit flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timers {
+    pub node_monitor_period: Duration,
+    pub node_monitor_grace_period: Duration,
+    pub node_startup_grace_period: Duration,
+    pub node_eviction_rate: f32,
+    pub secondary_node_eviction_rate: f32,
+    pub not_ready_toleration_seconds: i64,
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl ServerArgs {
+    /// Upstream defaults, scaled by the profile, overridden by explicit flags.
+    pub fn timers(&self) -> Timers {
+        let p = self.profile;
+        Timers {
+            node_monitor_period: self
+                .node_monitor_period
+                .unwrap_or(p.duration(Duration::from_secs(5))),
+            node_monitor_grace_period: self
+                .node_monitor_grace_period
+                .unwrap_or(p.duration(Duration::from_secs(50))),
+            node_startup_grace_period: self
+                .node_startup_grace_period
+                .unwrap_or(p.duration(Duration::from_secs(60))),
+            node_eviction_rate: self.node_eviction_rate.unwrap_or(p.rate(0.1)),
+            secondary_node_eviction_rate: self.secondary_node_eviction_rate.unwrap_or(p.rate(0.01)),
+            not_ready_toleration_seconds: self
+                .default_not_ready_toleration_seconds
+                .unwrap_or(p.seconds(300)),
+            unreachable_toleration_seconds: self
+                .default_unreachable_toleration_seconds
+                .unwrap_or(p.seconds(300)),
+        }
+    }
+
+    fn enabled(&self, name: &str) -> bool {
+        let items: Vec<&str> = self.controllers.split(',').map(str::trim).collect();
+        if items.contains(&format!("-{name}").as_str()) {
+            return false;
+        }
+        items.contains(&"*") || items.contains(&name)
+    }
+}
+
+/// Every controller name `--controllers` accepts.
+pub const CONTROLLER_NAMES: [&str; 6] = [
+    "endpointslice",
+    "nodelifecycle",
+    "taint-eviction-controller",
+    "deployment",
+    "replicaset",
+    "scheduler",
+];
+
+fn build_controllers(
+    args: &ServerArgs,
+    timers: &Timers,
+) -> anyhow::Result<Vec<Box<dyn Controller>>> {
+    for item in args
+        .controllers
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        let name = item.trim_start_matches('-');
+        anyhow::ensure!(
+            name == "*" || CONTROLLER_NAMES.contains(&name),
+            "unknown controller {name:?} in --controllers (known: {})",
+            CONTROLLER_NAMES.join(", ")
+        );
+    }
+    let mut out: Vec<Box<dyn Controller>> = Vec::new();
+    if args.enabled("endpointslice") {
+        let cfg = controllers::endpointslice::EndpointSliceConfig {
+            max_endpoints_per_slice: args.max_endpoints_per_slice,
+            ..Default::default()
+        };
+        out.push(Box::new(
+            controllers::endpointslice::EndpointSliceController::new(cfg),
+        ));
+    }
+    if args.enabled("nodelifecycle") {
+        let cfg = controllers::nodelifecycle::NodeLifecycleConfig {
+            node_monitor_period: timers.node_monitor_period,
+            node_monitor_grace_period: timers.node_monitor_grace_period,
+            node_startup_grace_period: timers.node_startup_grace_period,
+            node_eviction_rate: timers.node_eviction_rate,
+            secondary_node_eviction_rate: timers.secondary_node_eviction_rate,
+            unhealthy_zone_threshold: args.unhealthy_zone_threshold,
+            large_cluster_size_threshold: args.large_cluster_size_threshold,
+        };
+        out.push(Box::new(
+            controllers::nodelifecycle::NodeLifecycleController::new(cfg)?,
+        ));
+    }
+    if args.enabled("taint-eviction-controller") {
+        out.push(Box::new(
+            controllers::nodelifecycle::TaintEvictionController::new(),
+        ));
+    }
+    if args.enabled("deployment") {
+        out.push(Box::new(controllers::workloads::DeploymentController::new(
+            Default::default(),
+        )));
+    }
+    if args.enabled("replicaset") {
+        out.push(Box::new(controllers::workloads::ReplicaSetController::new(
+            Default::default(),
+        )));
+    }
+    if args.enabled("scheduler") {
+        out.push(Box::new(controllers::scheduler::Scheduler::new(
+            Default::default(),
+        )));
+    }
+    Ok(out)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let timers = args.timers();
+    let controllers = build_controllers(&args, &timers)?;
+    let opts = store::StoreOptions {
+        history_capacity: args.watch_history,
+        ..Default::default()
+    };
+    let store: store::SharedStore = if args.in_memory {
+        Arc::new(store::MemStore::with_options(opts))
+    } else {
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+        let path = args.data_dir.join("state.redb");
+        Arc::new(
+            store::DurableStore::open_with_options(&path, opts)
+                .with_context(|| format!("opening the store at {}", path.display()))?,
+        )
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let cfg = apiserver::Config {
+        service_cluster_ip_range: args.service_cluster_ip_range.clone(),
+        service_node_port_range: parse_port_range(&args.service_node_port_range)?,
+        advertise_address: addr,
+        bookmark_interval: args.bookmark_interval,
+        default_not_ready_toleration_seconds: timers.not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: timers.unreachable_toleration_seconds,
+    };
+    let server = apiserver::Server::new(store, cfg).await?;
+    tracing::info!(?timers, "serving the Kubernetes API on http://{addr}");
+    println!("zonelab server listening on http://{addr}");
+    let serving = tokio::spawn(Arc::clone(&server).serve(listener));
+    if !controllers.is_empty() {
+        // The controllers are API clients of this very server, over loopback.
+        let local = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        let url: http::Uri = format!("http://{local}").parse()?;
+        let client = kube::Client::try_from(kube::Config::new(url))?;
+        tokio::spawn(controllers::live::run(client, controllers));
+    }
+    tokio::select! {
+        r = serving => r?.context("serving")?,
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        s: ServerArgs,
+    }
+
+    fn args(extra: &[&str]) -> ServerArgs {
+        let mut v = vec!["t"];
+        v.extend(extra);
+        T::parse_from(v).s
+    }
+
+    #[test]
+    fn fast_profile_divides_timers_and_flags_win() {
+        let up = args(&[]).timers();
+        assert_eq!(up.node_monitor_grace_period, Duration::from_secs(50));
+        assert_eq!(up.unreachable_toleration_seconds, 300);
+        let fast = args(&["--profile", "fast"]).timers();
+        assert_eq!(fast.node_monitor_grace_period, Duration::from_secs(5));
+        assert_eq!(fast.node_monitor_period, Duration::from_millis(500));
+        assert_eq!(fast.unreachable_toleration_seconds, 30);
+        assert!((fast.node_eviction_rate - 1.0).abs() < 1e-6);
+        let mixed = args(&["--profile", "fast", "--node-monitor-grace-period", "4s"]).timers();
+        assert_eq!(mixed.node_monitor_grace_period, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn controller_selection() {
+        let a = args(&["--controllers", "*,-scheduler"]);
+        assert!(a.enabled("endpointslice"));
+        assert!(!a.enabled("scheduler"));
+        let b = args(&["--controllers", "endpointslice"]);
+        assert!(!b.enabled("deployment"));
+        assert!(build_controllers(&args(&["--controllers", "bogus"]), &b.timers()).is_err());
+        assert!(
+            build_controllers(&args(&["--controllers", ""]), &b.timers())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
