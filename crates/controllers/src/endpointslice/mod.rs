@@ -1,1 +1,601 @@
-//! (in progress)
+//! The EndpointSlice controller: keeps each selector Service's EndpointSlices in line with its
+//! pods, with upstream packing, conditions and trigger-time annotation. Start at
+//! [`EndpointSliceController`]; the placement is in `reconcile`, pod → endpoint in `desired`.
+//!
+//! Event flow: a pod/service/node change maps to the Services it affects; each is synced at
+//! once (or after `endpoint_updates_batch_period` for pod changes). A sync builds the desired
+//! endpoints from the cache and writes only slices that differ. Our own writes are tracked
+//! until they come back through the informer (as upstream's EndpointSliceTracker does), so a
+//! Service is never synced against a cache that lacks its own writes; a failed write requeues
+//! the Service with exponential backoff.
+
+mod desired;
+mod reconcile;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::cache::{Cache, Change, Key, Object};
+use crate::time::from_time;
+use crate::{Action, Controller, Kind, Millis, WriteError};
+
+use desired::{desired_groups, ready_transition, selector, selects};
+use reconcile::{Ctx, desired_labels, plan};
+use state::{Echo, Inflight, ServiceState};
+
+/// `kubernetes.io/service-name` (k8s.io/api discovery/v1 `LabelServiceName`).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// `endpointslice.kubernetes.io/managed-by` (k8s.io/api discovery/v1 `LabelManagedBy`).
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// `service.kubernetes.io/headless` (k8s.io/api core/v1 `IsHeadlessService`).
+pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
+/// The managed-by value (upstream `pkg/controller/endpointslice` `ControllerName`).
+pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
+/// `endpoints.kubernetes.io/last-change-trigger-time` (k8s.io/api core/v1
+/// `EndpointsLastChangeTriggerTime`).
+pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// The only address type this project serves (IPv4 clusters).
+pub const ADDRESS_TYPE: &str = "IPv4";
+
+/// How long to wait for our own writes to come back before giving up on them and syncing
+/// anyway (a bound, so a lost watch event cannot wedge a Service; not an upstream value).
+pub const INFLIGHT_TIMEOUT_MS: Millis = 30_000;
+
+/// Flags and constants of the upstream controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSliceConfig {
+    /// `--max-endpoints-per-slice`: default 100, max 1000 (kube-controller-manager flag
+    /// reference; `pkg/controller/endpointslice/config/v1alpha1/defaults.go`).
+    pub max_endpoints_per_slice: usize,
+    /// `--endpoint-updates-batch-period`: delay before a pod change is synced; default 0,
+    /// no batching (kube-controller-manager flag reference).
+    pub endpoint_updates_batch_period_ms: Millis,
+    /// Delay before syncing a Service after someone else changed one of its slices: 1 s
+    /// (upstream `endpointSliceChangeMinSyncDelay`, or the batch period if larger).
+    pub endpoint_slice_change_min_sync_delay_ms: Millis,
+    /// First retry delay after a failed sync: 1 s (upstream `defaultSyncBackOff`).
+    pub sync_backoff_ms: Millis,
+    /// Retry delay cap: 1000 s (upstream `maxSyncBackOff`).
+    pub max_sync_backoff_ms: Millis,
+    /// Retries before a Service is dropped from the retry queue: 15 (upstream `maxRetries`).
+    pub max_retries: u32,
+}
+
+impl Default for EndpointSliceConfig {
+    fn default() -> Self {
+        EndpointSliceConfig {
+            max_endpoints_per_slice: 100,
+            endpoint_updates_batch_period_ms: 0,
+            endpoint_slice_change_min_sync_delay_ms: 1_000,
+            sync_backoff_ms: 1_000,
+            max_sync_backoff_ms: 1_000_000,
+            max_retries: 15,
+        }
+    }
+}
+
+/// The EndpointSlice controller (see the module docs).
+pub struct EndpointSliceController {
+    config: EndpointSliceConfig,
+    /// Bookkeeping per Service we have seen (trigger times, writes in flight, retries).
+    services: BTreeMap<Key, ServiceState>,
+    /// Services due for a sync at a time (batching, retries, changes by others).
+    scheduled: BTreeMap<Key, Millis>,
+    /// Slices we asked to delete → their Service (a Delete action carries no labels).
+    deleting: BTreeMap<Key, Key>,
+    actions: Vec<Action>,
+    /// Total syncs run (for benches and logs).
+    pub syncs: u64,
+}
+
+impl EndpointSliceController {
+    pub fn new(config: EndpointSliceConfig) -> EndpointSliceController {
+        EndpointSliceController {
+            config: EndpointSliceConfig {
+                max_endpoints_per_slice: config.max_endpoints_per_slice.max(1),
+                ..config
+            },
+            services: BTreeMap::new(),
+            scheduled: BTreeMap::new(),
+            deleting: BTreeMap::new(),
+            actions: Vec::new(),
+            syncs: 0,
+        }
+    }
+
+    fn schedule(&mut self, key: &Key, at: Millis) {
+        let due = self.scheduled.entry(key.clone()).or_insert(at);
+        *due = (*due).min(at);
+    }
+
+    /// Full sync of `key` now, unless its own writes are still in flight (then once they are
+    /// back).
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+        self.sync_pods(cache, key, None, now);
+    }
+
+    /// Sync `key`; with `only`, just those pods changed. A partial sync is used only while the
+    /// Service is clean: its last sync was full or partial, and all its writes came back as
+    /// sent, so every other endpoint is current (as a full reconcile would find it).
+    fn sync_pods(&mut self, cache: &Cache, key: &Key, only: Option<&[String]>, now: Millis) {
+        let scheduled = self.scheduled.remove(key).is_some();
+        let state = self.services.entry(key.clone()).or_default();
+        if !state.inflight.is_empty() {
+            state.dirty = true;
+            state.clean = false;
+            return;
+        }
+        let only = only.filter(|_| state.clean && state.known && !scheduled);
+        state.dirty = false;
+        let Some(svc) = cache.services.get(key) else {
+            self.services.remove(key);
+            return;
+        };
+        if selector(svc).is_none() {
+            return;
+        }
+        self.syncs += 1;
+        let trigger = if state.known {
+            state.trigger.take()
+        } else {
+            state.known = true;
+            state.trigger = None;
+            svc.metadata.creation_timestamp.as_ref().map(from_time)
+        };
+        state.clean = true;
+        let existing: Vec<&Arc<EndpointSlice>> =
+            cache.slices_of(key).filter(|s| is_managed(s)).collect();
+        // Empty slices (the placeholder) take part in placement only in a full sync.
+        let only = only.filter(|_| existing.iter().all(|s| !s.endpoints.is_empty()));
+        let desired = desired_groups(cache, svc, only);
+        let labels = desired_labels(svc, CONTROLLER_NAME);
+        let ctx = Ctx {
+            svc,
+            labels: &labels,
+            max: self.config.max_endpoints_per_slice,
+            only,
+        };
+        let planned = plan(&ctx, &desired, &existing);
+        let missing_node = desired.missing_node;
+        self.emit(key, planned, trigger, now);
+        if missing_node {
+            self.fail(key, now);
+        } else if self
+            .services
+            .get(key)
+            .is_some_and(|s| s.inflight.is_empty())
+        {
+            self.succeed(key);
+        }
+    }
+
+    /// Turn a plan into actions, remembering them as in flight.
+    fn emit(&mut self, key: &Key, planned: reconcile::Plan, trigger: Option<Millis>, now: Millis) {
+        let state = self.services.entry(key.clone()).or_default();
+        let inflight = &mut state.inflight;
+        for mut slice in planned.creates {
+            set_trigger(&mut slice, trigger);
+            let slice = Arc::new(slice);
+            inflight.creates.push(slice.clone());
+            self.actions
+                .push(Action::Create(Object::EndpointSlice(slice)));
+        }
+        for mut slice in planned.updates {
+            set_trigger(&mut slice, trigger);
+            let slice = Arc::new(slice);
+            inflight.updates.insert(
+                slice.metadata.name.clone().unwrap_or_default(),
+                slice.clone(),
+            );
+            self.actions
+                .push(Action::Update(Object::EndpointSlice(slice)));
+        }
+        for name in planned.deletes {
+            let slice_key = Key::new(&key.namespace, &name);
+            inflight.deletes.insert(name);
+            self.deleting.insert(slice_key.clone(), key.clone());
+            self.actions.push(Action::Delete {
+                kind: Kind::EndpointSlice,
+                key: slice_key,
+                uid: None,
+                grace_period_seconds: None,
+            });
+        }
+        if !inflight.is_empty() {
+            inflight.deadline = now + INFLIGHT_TIMEOUT_MS;
+        }
+    }
+
+    fn succeed(&mut self, key: &Key) {
+        if let Some(s) = self.services.get_mut(key) {
+            s.failures = 0;
+        }
+    }
+
+    /// Requeue `key` with exponential backoff (bounded by `max_retries`).
+    fn fail(&mut self, key: &Key, now: Millis) {
+        let state = self.services.entry(key.clone()).or_default();
+        state.dirty = false;
+        state.clean = false;
+        state.failures += 1;
+        if state.failures > self.config.max_retries {
+            tracing::warn!(service = %key, "endpointslice: dropping service out of the retry queue");
+            state.failures = 0;
+            return;
+        }
+        let shift = (state.failures - 1).min(30);
+        let delay = self
+            .config
+            .sync_backoff_ms
+            .saturating_mul(1 << shift)
+            .min(self.config.max_sync_backoff_ms);
+        self.schedule(key, now + delay);
+    }
+
+    /// Record a trigger time for `key` (the earliest change not yet written).
+    fn note_trigger(&mut self, key: &Key, at: Option<Millis>) {
+        if let (Some(at), Some(state)) = (at, self.services.get_mut(key)) {
+            state.trigger = Some(state.trigger.map_or(at, |t| t.min(at)));
+        }
+    }
+
+    fn on_pod(&mut self, cache: &Cache, new: Option<&Pod>, old: Option<&Pod>, now: Millis) {
+        if let (Some(n), Some(o)) = (new, old)
+            && !pod_endpoint_changed(o, n)
+        {
+            return;
+        }
+        let Some(ns) = new.or(old).and_then(|p| p.metadata.namespace.as_deref()) else {
+            return;
+        };
+        let mut affected = Vec::new();
+        for (key, svc) in services_in(cache, ns) {
+            let Some(sel) = selector(svc) else { continue };
+            let was = old.filter(|p| selects(sel, p));
+            let is = new.filter(|p| selects(sel, p));
+            if was.is_none() && is.is_none() {
+                continue;
+            }
+            let (t_old, t_new) = (
+                was.and_then(ready_transition),
+                is.and_then(ready_transition),
+            );
+            if t_new > t_old {
+                self.note_trigger(key, t_new);
+            }
+            affected.push(key.clone());
+        }
+        let batch = self.config.endpoint_updates_batch_period_ms;
+        let name = new
+            .or(old)
+            .and_then(|p| p.metadata.name.clone())
+            .unwrap_or_default();
+        let only = [name];
+        for key in affected {
+            if batch > 0 {
+                self.schedule(&key, now + batch);
+            } else {
+                self.sync_pods(cache, &key, Some(&only), now);
+            }
+        }
+    }
+
+    fn on_service(&mut self, cache: &Cache, new: &Service, old: Option<&Service>, now: Millis) {
+        let key = Key::of(&new.metadata);
+        if let (Some(old), Some(sel)) = (old, selector(new))
+            && selector(old) != Some(sel)
+        {
+            // Pods newly selected count as changed (upstream: not in the last sync's state).
+            let old_sel = selector(old);
+            let ns = key.namespace.as_str();
+            let first = cache
+                .pods_in(ns)
+                .filter(|p| selects(sel, p) && !old_sel.is_some_and(|o| selects(o, p)))
+                .filter_map(|p| ready_transition(p))
+                .min();
+            self.note_trigger(&key, first);
+        }
+        self.sync(cache, &key, now);
+    }
+
+    fn on_node(&mut self, cache: &Cache, name: &str, zone_changed: bool, now: Millis) {
+        if !zone_changed {
+            return;
+        }
+        let mut keys = BTreeSet::new();
+        for pod in cache.pods_on_node(name) {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+            for (key, svc) in services_in(cache, ns) {
+                if selector(svc).is_some_and(|sel| selects(sel, pod)) {
+                    keys.insert(key.clone());
+                }
+            }
+        }
+        for key in keys {
+            self.sync(cache, &key, now);
+        }
+    }
+}
+
+impl EndpointSliceController {
+    fn on_slice(
+        &mut self,
+        cache: &Cache,
+        new: Option<&EndpointSlice>,
+        old: Option<&EndpointSlice>,
+        now: Millis,
+    ) {
+        if !new.is_some_and(is_managed) && !old.is_some_and(is_managed) {
+            return;
+        }
+        let Some(key) = new
+            .and_then(service_of)
+            .or_else(|| old.and_then(service_of))
+        else {
+            return;
+        };
+        if new.is_none()
+            && let Some(o) = old
+        {
+            self.deleting.remove(&Key::of(&o.metadata));
+        }
+        let echo = self
+            .services
+            .get_mut(&key)
+            .map_or(Echo::Foreign, |s| s.inflight.echo(new, old));
+        match echo {
+            Echo::Ours => self.after_echo(Some(cache), &key, now),
+            Echo::Foreign => {
+                if let Some(s) = self.services.get_mut(&key) {
+                    s.clean = false;
+                }
+                // Someone else changed one of our slices: put it right after a short delay.
+                let delay = self
+                    .config
+                    .endpoint_slice_change_min_sync_delay_ms
+                    .max(self.config.endpoint_updates_batch_period_ms);
+                self.schedule(&key, now + delay);
+            }
+        }
+    }
+
+    /// One of our writes is settled: once all are, run a sync that waited for them.
+    fn after_echo(&mut self, cache: Option<&Cache>, key: &Key, now: Millis) {
+        let Some(state) = self.services.get(key) else {
+            return;
+        };
+        if !state.inflight.is_empty() {
+            return;
+        }
+        if state.dirty {
+            match cache {
+                Some(cache) => self.sync(cache, key, now),
+                None => self.schedule(key, now),
+            }
+        } else if !self.scheduled.contains_key(key) {
+            self.succeed(key);
+        }
+    }
+}
+
+/// Services in `namespace`, in key order.
+fn services_in<'a>(
+    cache: &'a Cache,
+    namespace: &'a str,
+) -> impl Iterator<Item = (&'a Key, &'a Arc<Service>)> + 'a {
+    cache
+        .services
+        .range(Key::new(namespace, "")..)
+        .take_while(move |(k, _)| k.namespace == namespace)
+}
+
+/// True if the slice is managed by this controller.
+fn is_managed(slice: &EndpointSlice) -> bool {
+    slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(CONTROLLER_NAME)
+}
+
+/// The Service a slice belongs to, by its label.
+fn service_of(slice: &EndpointSlice) -> Option<Key> {
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(Key::new(
+        slice.metadata.namespace.as_deref().unwrap_or(""),
+        name,
+    ))
+}
+
+/// Set (or clear, when there is no new trigger) the trigger-time annotation, RFC 3339.
+fn set_trigger(slice: &mut EndpointSlice, trigger: Option<Millis>) {
+    let annotations = slice.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    match trigger.and_then(|t| k8s_openapi::jiff::Timestamp::from_millisecond(t).ok()) {
+        Some(ts) => {
+            annotations.insert(TRIGGER_TIME_ANNOTATION.to_string(), ts.to_string());
+        }
+        None => {
+            annotations.remove(TRIGGER_TIME_ANNOTATION);
+        }
+    }
+}
+
+/// True if a pod update can change its endpoints or its Service membership (upstream
+/// `podEndpointsChanged`, plus phase and node name).
+fn pod_endpoint_changed(old: &Pod, new: &Pod) -> bool {
+    let spec = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .map(|s| (s.hostname.clone(), s.subdomain.clone(), s.node_name.clone()))
+    };
+    let status = |p: &Pod| {
+        p.status
+            .as_ref()
+            .map(|s| (s.phase.clone(), s.pod_ip.clone(), s.pod_ips.clone()))
+    };
+    old.metadata.labels != new.metadata.labels
+        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+        || crate::pod_is_ready(old) != crate::pod_is_ready(new)
+        || spec(old) != spec(new)
+        || status(old) != status(new)
+}
+
+impl Controller for EndpointSliceController {
+    fn name(&self) -> &'static str {
+        "endpointslice"
+    }
+
+    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+        let keys: Vec<Key> = cache.services.keys().cloned().collect();
+        for key in keys {
+            self.sync(cache, &key, now);
+        }
+    }
+
+    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        match change {
+            Change::Applied {
+                new: Object::Pod(new),
+                old,
+            } => {
+                let old = match old {
+                    Some(Object::Pod(p)) => Some(p.as_ref()),
+                    _ => None,
+                };
+                self.on_pod(cache, Some(new), old, now);
+            }
+            Change::Deleted(Object::Pod(old)) => self.on_pod(cache, None, Some(old), now),
+            Change::Applied {
+                new: Object::Service(new),
+                old,
+            } => {
+                let old = match old {
+                    Some(Object::Service(s)) => Some(s.as_ref()),
+                    _ => None,
+                };
+                self.on_service(cache, new, old, now);
+            }
+            Change::Deleted(Object::Service(old)) => {
+                // The garbage collector deletes the slices (ownerReferences).
+                let key = Key::of(&old.metadata);
+                self.services.remove(&key);
+                self.scheduled.remove(&key);
+            }
+            Change::Applied {
+                new: Object::Node(new),
+                old,
+            } => {
+                let zone = |n: &k8s_openapi::api::core::v1::Node| {
+                    n.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(crate::ZONE_LABEL))
+                        .cloned()
+                };
+                let changed = match old {
+                    Some(Object::Node(o)) => zone(o) != zone(new),
+                    _ => true,
+                };
+                self.on_node(
+                    cache,
+                    new.metadata.name.as_deref().unwrap_or(""),
+                    changed,
+                    now,
+                );
+            }
+            Change::Deleted(Object::Node(old)) => {
+                self.on_node(cache, old.metadata.name.as_deref().unwrap_or(""), true, now);
+            }
+            Change::Applied {
+                new: Object::EndpointSlice(new),
+                old,
+            } => {
+                let old = match old {
+                    Some(Object::EndpointSlice(s)) => Some(s.as_ref()),
+                    _ => None,
+                };
+                self.on_slice(cache, Some(new), old, now);
+            }
+            Change::Deleted(Object::EndpointSlice(old)) => {
+                self.on_slice(cache, None, Some(old), now)
+            }
+            _ => {}
+        }
+    }
+
+    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+        let expired: Vec<Key> = self
+            .services
+            .iter()
+            .filter(|(_, s)| !s.inflight.is_empty() && s.inflight.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            tracing::warn!(service = %key, "endpointslice: own writes not seen back in time; resyncing");
+            if let Some(s) = self.services.get_mut(&key) {
+                s.inflight = Inflight::default();
+                s.clean = false;
+            }
+            self.sync(cache, &key, now);
+        }
+        let due: Vec<Key> = self
+            .scheduled
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.scheduled.remove(&key);
+            self.sync(cache, &key, now);
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        let inflight = self
+            .services
+            .values()
+            .filter(|s| !s.inflight.is_empty())
+            .map(|s| s.inflight.deadline);
+        self.scheduled.values().copied().chain(inflight).min()
+    }
+
+    fn drain_actions(&mut self, out: &mut Vec<Action>) {
+        out.append(&mut self.actions);
+    }
+
+    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        let key = match action {
+            Action::Create(Object::EndpointSlice(s)) | Action::Update(Object::EndpointSlice(s)) => {
+                service_of(s)
+            }
+            Action::Delete {
+                kind: Kind::EndpointSlice,
+                key,
+                ..
+            } => self.deleting.remove(key),
+            _ => None,
+        };
+        let Some(key) = key else { return };
+        if let Some(state) = self.services.get_mut(&key) {
+            state.inflight.forget(action);
+        }
+        let harmless = matches!(
+            (action, error),
+            (Action::Delete { .. }, WriteError::NotFound)
+        );
+        tracing::debug!(service = %key, ?error, "endpointslice: write failed");
+        if harmless {
+            self.after_echo(None, &key, now);
+        } else {
+            self.fail(&key, now);
+        }
+    }
+}
