@@ -1,1 +1,15 @@
-//! (in progress)
+//! Workload controllers with upstream semantics: Deployment (owns ReplicaSets, rolls out
+//! templates) and ReplicaSet (owns pods).
+//!
+//! Start at [`ReplicaSetController`] and [`DeploymentController`]; both are sans-IO
+//! [`crate::Controller`]s built from a config struct with upstream defaults.
+
+pub mod deployment;
+pub mod replicaset;
+pub mod util;
+
+#[cfg(test)]
+mod tests;
+
+pub use deployment::{DeploymentConfig, DeploymentController};
+pub use replicaset::{ReplicaSetConfig, ReplicaSetController};

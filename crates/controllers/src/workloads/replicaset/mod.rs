@@ -1,0 +1,467 @@
+//! The ReplicaSet controller (upstream pkg/controller/replicaset): keeps `spec.replicas` active
+//! pods per ReplicaSet, with creation/deletion expectations so late-observed writes never
+//! cause duplicate creates, and reports status.
+//!
+//! Start at [`ReplicaSetController`]; `sync` is the per-ReplicaSet reconcile.
+
+mod rank;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::workloads::util::{
+    WorkQueue, available_at, controller_key, owner_ref, pod_is_active, pod_is_available,
+    selector_matches,
+};
+use crate::{
+    Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError, pod_is_ready,
+};
+
+pub use rank::{POD_DELETION_COST, pods_to_delete};
+
+/// Tunables, named after upstream's constants and flags.
+#[derive(Clone, Debug)]
+pub struct ReplicaSetConfig {
+    /// Most creates or deletes issued per sync. Upstream `BurstReplicas = 500`
+    /// (pkg/controller/replicaset/replica_set.go).
+    pub burst_replicas: i32,
+    /// After this long, unobserved expectations are treated as satisfied. Upstream
+    /// `ExpectationsTimeout = 5 * time.Minute` (pkg/controller/controller_utils.go).
+    pub expectations_timeout_ms: Millis,
+    /// First retry delay after a failed write. Upstream `DefaultControllerRateLimiter`
+    /// (client-go util/workqueue): exponential from 5ms.
+    pub retry_base_ms: Millis,
+    /// Retry delay cap: 1000s in `DefaultControllerRateLimiter`.
+    pub retry_max_ms: Millis,
+}
+
+impl Default for ReplicaSetConfig {
+    fn default() -> Self {
+        ReplicaSetConfig {
+            burst_replicas: 500,
+            expectations_timeout_ms: 5 * 60 * 1000,
+            retry_base_ms: 5,
+            retry_max_ms: 1_000_000,
+        }
+    }
+}
+
+/// Writes issued for a ReplicaSet and not yet observed (upstream
+/// `UIDTrackingControllerExpectations`).
+#[derive(Debug, Default)]
+struct Expectations {
+    creates: i64,
+    deletes: BTreeSet<Key>,
+    set_at: Millis,
+}
+
+/// The ReplicaSet controller.
+pub struct ReplicaSetController {
+    cfg: ReplicaSetConfig,
+    /// Pods by the uid of their controlling ReplicaSet (own bookkeeping over the cache).
+    pods_by_owner: BTreeMap<String, BTreeSet<Key>>,
+    expectations: BTreeMap<Key, Expectations>,
+    queue: WorkQueue,
+    actions: Vec<Action>,
+    /// Index in `actions` of the pending (undrained) status write per ReplicaSet: a newer one
+    /// replaces it, so a burst of pod events yields one status write, not one per event.
+    pending_status: BTreeMap<Key, usize>,
+}
+
+const RS_API_VERSION: &str = "apps/v1";
+
+fn rs_replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+fn rs_min_ready(rs: &ReplicaSet) -> i32 {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0)
+}
+
+impl ReplicaSetController {
+    pub fn new(cfg: ReplicaSetConfig) -> ReplicaSetController {
+        let queue = WorkQueue::new(cfg.retry_base_ms, cfg.retry_max_ms);
+        ReplicaSetController {
+            cfg,
+            pods_by_owner: BTreeMap::new(),
+            expectations: BTreeMap::new(),
+            queue,
+            actions: Vec::new(),
+            pending_status: BTreeMap::new(),
+        }
+    }
+
+    fn push_status(&mut self, key: &Key, rs: ReplicaSet) {
+        let action = Action::UpdateStatus(Object::ReplicaSet(Arc::new(rs)));
+        match self.pending_status.get(key) {
+            Some(&i) => self.actions[i] = action,
+            None => {
+                self.pending_status.insert(key.clone(), self.actions.len());
+                self.actions.push(action);
+            }
+        }
+    }
+
+    fn index_pod(&mut self, pod: &Pod, add: bool) {
+        let Some((_, uid)) = controller_key(&pod.metadata, "ReplicaSet") else {
+            return;
+        };
+        let key = Key::of(&pod.metadata);
+        if add {
+            self.pods_by_owner.entry(uid).or_default().insert(key);
+        } else if let Some(set) = self.pods_by_owner.get_mut(&uid) {
+            set.remove(&key);
+            if set.is_empty() {
+                self.pods_by_owner.remove(&uid);
+            }
+        }
+    }
+
+    /// Pods controlled by `rs` that match its selector (upstream claims these; adoption of
+    /// matching orphans and release of non-matching pods are not done here).
+    fn owned_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+        let uid = rs.metadata.uid.as_deref().unwrap_or("");
+        let Some(spec) = rs.spec.as_ref() else {
+            return Vec::new();
+        };
+        self.pods_by_owner
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| cache.pods.get(k))
+            .filter(|p| selector_matches(&spec.selector, p.metadata.labels.as_ref()))
+            .collect()
+    }
+
+    fn satisfied(&self, key: &Key, now: Millis) -> bool {
+        self.expectations.get(key).is_none_or(|e| {
+            (e.creates <= 0 && e.deletes.is_empty())
+                || now >= e.set_at + self.cfg.expectations_timeout_ms
+        })
+    }
+
+    fn observe_pod(&mut self, change: &Change) {
+        let pod = match change {
+            Change::Applied {
+                new: Object::Pod(p),
+                ..
+            }
+            | Change::Deleted(Object::Pod(p)) => p,
+            _ => return,
+        };
+        let Some((rs, _)) = controller_key(&pod.metadata, "ReplicaSet") else {
+            return;
+        };
+        let Some(exp) = self.expectations.get_mut(&rs) else {
+            return;
+        };
+        let key = Key::of(&pod.metadata);
+        let gone =
+            matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some();
+        if gone {
+            exp.deletes.remove(&key);
+        }
+        if matches!(change, Change::Applied { old: None, .. }) {
+            exp.creates -= 1;
+        }
+    }
+
+    fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        let mut affected = BTreeSet::new();
+        if let Change::Applied {
+            old: Some(Object::Pod(old)),
+            ..
+        } = change
+        {
+            self.index_pod(old, false);
+            affected.extend(controller_key(&old.metadata, "ReplicaSet").map(|(k, _)| k));
+        }
+        match change {
+            Change::Applied {
+                new: Object::Pod(p),
+                ..
+            } => {
+                self.index_pod(p, true);
+                affected.extend(controller_key(&p.metadata, "ReplicaSet").map(|(k, _)| k));
+            }
+            Change::Deleted(Object::Pod(p)) => {
+                self.index_pod(p, false);
+                affected.extend(controller_key(&p.metadata, "ReplicaSet").map(|(k, _)| k));
+            }
+            _ => {}
+        }
+        self.observe_pod(change);
+        for key in affected {
+            self.sync(cache, &key, now);
+        }
+    }
+
+    /// Reconcile one ReplicaSet: create or delete pods (when expectations are satisfied),
+    /// then write status and schedule the next availability check.
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+        let Some(rs) = cache.replica_sets.get(key).cloned() else {
+            self.expectations.remove(key);
+            self.queue.remove(key);
+            return;
+        };
+        let pods = self.owned_pods(cache, &rs);
+        let active: Vec<&Arc<Pod>> = pods.iter().copied().filter(|p| pod_is_active(p)).collect();
+        let before = self.actions.len();
+        if self.satisfied(key, now) && rs.metadata.deletion_timestamp.is_none() {
+            self.manage_replicas(cache, &rs, &active, now);
+        }
+        if let Some(e) = self.expectations.get(key)
+            && !self.satisfied(key, now)
+        {
+            self.queue
+                .add_at(key.clone(), e.set_at + self.cfg.expectations_timeout_ms);
+        }
+        let status = calculate_status(&rs, &active, now);
+        // A pending write is replaced even by an unchanged status: it may be stale now.
+        if rs.status.as_ref() != Some(&status) || self.pending_status.contains_key(key) {
+            let mut copy = (*rs).clone();
+            copy.status = Some(status);
+            self.push_status(key, copy);
+        }
+        let min_ready = rs_min_ready(&rs);
+        if let Some(t) = active
+            .iter()
+            .filter_map(|p| available_at(p, min_ready))
+            .filter(|t| *t > now)
+            .min()
+        {
+            self.queue.add_at(key.clone(), t);
+        }
+        if self.actions.len() == before {
+            self.queue.forget(key);
+        }
+    }
+
+    fn manage_replicas(
+        &mut self,
+        cache: &Cache,
+        rs: &ReplicaSet,
+        active: &[&Arc<Pod>],
+        now: Millis,
+    ) {
+        let key = Key::of(&rs.metadata);
+        let diff = active.len() as i64 - i64::from(rs_replicas(rs));
+        let burst = i64::from(self.cfg.burst_replicas.max(1));
+        if diff < 0 {
+            let n = (-diff).min(burst);
+            let Some(pod) = pod_from_template(rs) else {
+                return;
+            };
+            self.expectations.insert(
+                key,
+                Expectations {
+                    creates: n,
+                    deletes: BTreeSet::new(),
+                    set_at: now,
+                },
+            );
+            for _ in 0..n {
+                self.actions
+                    .push(Action::Create(Object::Pod(Arc::new(pod.clone()))));
+            }
+        } else if diff > 0 {
+            let n = diff.min(burst) as usize;
+            let related = self.related_pods(cache, rs);
+            let victims = pods_to_delete(active, &related, n);
+            let deletes: BTreeSet<Key> = victims.iter().map(|p| Key::of(&p.metadata)).collect();
+            self.expectations.insert(
+                key,
+                Expectations {
+                    creates: 0,
+                    deletes,
+                    set_at: now,
+                },
+            );
+            for p in victims {
+                self.actions.push(Action::Delete {
+                    kind: Kind::Pod,
+                    key: Key::of(&p.metadata),
+                    uid: p.metadata.uid.clone(),
+                    grace_period_seconds: None,
+                });
+            }
+        }
+    }
+
+    /// Active pods of `rs` and of the ReplicaSets sharing its controller (upstream
+    /// `getIndirectlyRelatedPods`), used to rank pods doubled up on a node.
+    fn related_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+        let ns = rs.metadata.namespace.clone().unwrap_or_default();
+        let owner = crate::workloads::util::controller_of(&rs.metadata).map(|r| r.uid.clone());
+        let siblings: Vec<&Arc<ReplicaSet>> = match owner {
+            None => vec![],
+            Some(uid) => cache
+                .replica_sets
+                .range(Key::new(&ns, "")..)
+                .take_while(|(k, _)| k.namespace == ns)
+                .map(|(_, r)| r)
+                .filter(|r| {
+                    crate::workloads::util::controller_of(&r.metadata).is_some_and(|o| o.uid == uid)
+                })
+                .collect(),
+        };
+        let mut out: Vec<&Arc<Pod>> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for r in siblings
+            .into_iter()
+            .map(|r| &**r)
+            .chain(std::iter::once(rs))
+        {
+            if !seen.insert(r.metadata.uid.clone()) {
+                continue;
+            }
+            out.extend(
+                self.owned_pods(cache, r)
+                    .into_iter()
+                    .filter(|p| pod_is_active(p)),
+            );
+        }
+        out
+    }
+}
+
+/// A new pod from the ReplicaSet's template (upstream `GetPodFromTemplate`).
+fn pod_from_template(rs: &ReplicaSet) -> Option<Pod> {
+    let template = rs.spec.as_ref()?.template.as_ref()?;
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    Some(Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", rs.metadata.name.as_deref().unwrap_or(""))),
+            namespace: rs.metadata.namespace.clone(),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner_ref(RS_API_VERSION, "ReplicaSet", &rs.metadata)]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    })
+}
+
+/// Upstream `calculateStatus`: counts over the active pods; keeps existing conditions.
+fn calculate_status(rs: &ReplicaSet, active: &[&Arc<Pod>], now: Millis) -> ReplicaSetStatus {
+    let template_labels = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let fully = active
+        .iter()
+        .filter(|p| {
+            let labels = p.metadata.labels.as_ref();
+            template_labels
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .count();
+    let ready = active.iter().filter(|p| pod_is_ready(p)).count();
+    let min_ready = rs_min_ready(rs);
+    let available = active
+        .iter()
+        .filter(|p| pod_is_available(p, min_ready, now))
+        .count();
+    let mut status = rs.status.clone().unwrap_or_default();
+    status.replicas = active.len() as i32;
+    status.fully_labeled_replicas = Some(fully as i32);
+    status.ready_replicas = Some(ready as i32);
+    status.available_replicas = Some(available as i32);
+    status.observed_generation = Some(rs.metadata.generation.unwrap_or(0));
+    status
+}
+
+impl Controller for ReplicaSetController {
+    fn name(&self) -> &'static str {
+        "replicaset"
+    }
+
+    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+        self.pods_by_owner.clear();
+        let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
+        for p in &pods {
+            self.index_pod(p, true);
+        }
+        let keys: Vec<Key> = cache.replica_sets.keys().cloned().collect();
+        for k in keys {
+            self.sync(cache, &k, now);
+        }
+    }
+
+    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        match change.object() {
+            Object::Pod(_) => self.on_pod_change(cache, change, now),
+            Object::ReplicaSet(rs) => {
+                let key = Key::of(&rs.metadata);
+                if matches!(change, Change::Deleted(_)) {
+                    self.expectations.remove(&key);
+                    self.queue.remove(&key);
+                } else {
+                    self.sync(cache, &key, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+        for key in self.queue.pop_due(now) {
+            self.sync(cache, &key, now);
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.queue.next()
+    }
+
+    fn drain_actions(&mut self, out: &mut Vec<Action>) {
+        self.pending_status.clear();
+        out.append(&mut self.actions);
+    }
+
+    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        let rs = match action {
+            Action::Create(Object::Pod(p)) => {
+                let rs = controller_key(&p.metadata, "ReplicaSet").map(|(k, _)| k);
+                if let Some(e) = rs.as_ref().and_then(|k| self.expectations.get_mut(k)) {
+                    e.creates -= 1;
+                }
+                rs
+            }
+            Action::Delete {
+                kind: Kind::Pod,
+                key,
+                ..
+            } => {
+                let rs = self
+                    .expectations
+                    .iter()
+                    .find(|(_, e)| e.deletes.contains(key))
+                    .map(|(k, _)| k.clone());
+                if let Some(e) = rs.as_ref().and_then(|k| self.expectations.get_mut(k)) {
+                    e.deletes.remove(key);
+                }
+                rs
+            }
+            Action::UpdateStatus(Object::ReplicaSet(rs)) => Some(Key::of(&rs.metadata)),
+            _ => None,
+        };
+        if let Some(rs) = rs {
+            tracing::debug!(%rs, ?error, "replicaset write failed; requeueing");
+            self.queue.retry(rs, now);
+        }
+    }
+}
