@@ -227,6 +227,31 @@ pub enum UpdateScope {
     Status,
 }
 
+/// What a `status` write may change, per kind, as upstream's status strategies decide: the spec
+/// always comes from the stored object; Deployments and ReplicaSets also keep their labels, pods
+/// their owner references (old kubelets corrupted them); annotations may change (the deployment
+/// controller writes its revision annotation through `status`).
+fn status_strategy(res: &ResourceInfo, new: &mut Value, old: &Value) {
+    let keep_meta: &[&str] = match res.kind {
+        "Deployment" | "ReplicaSet" => &["labels"],
+        "Pod" => &["ownerReferences"],
+        _ => &[],
+    };
+    let Some(o) = new.as_object_mut() else { return };
+    match old.get("spec") {
+        Some(spec) => o.insert("spec".into(), spec.clone()),
+        None => o.remove("spec"),
+    };
+    if let Some(meta) = metadata_mut(new) {
+        for field in keep_meta {
+            match old.get("metadata").and_then(|m| m.get(*field)) {
+                Some(v) => meta.insert((*field).into(), v.clone()),
+                None => meta.remove(*field),
+            };
+        }
+    }
+}
+
 /// Carry server-owned fields from `old` into `new` and apply the subresource rule.
 pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, scope: UpdateScope) {
     if let Some(o) = new.as_object_mut() {
@@ -235,17 +260,7 @@ pub fn prepare_update(res: &ResourceInfo, new: &mut Value, old: &Value, scope: U
     }
     let has_status_sub = res.subresources.contains(&"status");
     match scope {
-        UpdateScope::Status => {
-            // Everything but status comes from the old object.
-            let status = new.get("status").cloned();
-            *new = old.clone();
-            if let Some(o) = new.as_object_mut() {
-                match status {
-                    Some(s) => o.insert("status".into(), s),
-                    None => o.remove("status"),
-                };
-            }
-        }
+        UpdateScope::Status => status_strategy(res, new, old),
         UpdateScope::Main if has_status_sub => {
             if let Some(o) = new.as_object_mut() {
                 match old.get("status") {

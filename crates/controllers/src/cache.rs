@@ -24,7 +24,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(namespace: &str, name: &str) -> Key {
-        Key { namespace: namespace.to_string(), name: name.to_string() }
+        Key {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
     }
 
     pub fn of(meta: &ObjectMeta) -> Key {
@@ -123,12 +126,22 @@ pub struct Cache {
 }
 
 fn node_of(pod: &Pod) -> String {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
 }
 
 fn service_of(slice: &EndpointSlice) -> Option<Key> {
-    let name = slice.metadata.labels.as_ref()?.get("kubernetes.io/service-name")?;
-    Some(Key::new(slice.metadata.namespace.as_deref().unwrap_or(""), name))
+    let name = slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get("kubernetes.io/service-name")?;
+    Some(Key::new(
+        slice.metadata.namespace.as_deref().unwrap_or(""),
+        name,
+    ))
 }
 
 fn index_remove<T: Ord>(index: &mut BTreeMap<T, BTreeSet<Key>>, at: &T, key: &Key) {
@@ -162,7 +175,10 @@ impl Cache {
         let key = obj.key();
         match obj {
             Object::Pod(p) => {
-                self.pods_by_node.entry(node_of(&p)).or_default().insert(key.clone());
+                self.pods_by_node
+                    .entry(node_of(&p))
+                    .or_default()
+                    .insert(key.clone());
                 self.pods.insert(key, p);
             }
             Object::Node(n) => {
@@ -173,7 +189,10 @@ impl Cache {
             }
             Object::EndpointSlice(s) => {
                 if let Some(svc) = service_of(&s) {
-                    self.slices_by_service.entry(svc).or_default().insert(key.clone());
+                    self.slices_by_service
+                        .entry(svc)
+                        .or_default()
+                        .insert(key.clone());
                 }
                 self.endpoint_slices.insert(key, s);
             }

@@ -45,7 +45,11 @@ fn find(cache: &Cache, kind: Kind, key: &Key) -> Option<Object> {
         Kind::Pod => cache.pods.get(key).cloned().map(Object::Pod),
         Kind::Node => cache.nodes.get(&key.name).cloned().map(Object::Node),
         Kind::Service => cache.services.get(key).cloned().map(Object::Service),
-        Kind::EndpointSlice => cache.endpoint_slices.get(key).cloned().map(Object::EndpointSlice),
+        Kind::EndpointSlice => cache
+            .endpoint_slices
+            .get(key)
+            .cloned()
+            .map(Object::EndpointSlice),
         Kind::Lease => cache.leases.get(key).cloned().map(Object::Lease),
         Kind::Deployment => cache.deployments.get(key).cloned().map(Object::Deployment),
         Kind::ReplicaSet => cache.replica_sets.get(key).cloned().map(Object::ReplicaSet),
@@ -99,9 +103,13 @@ impl FakeApi {
 
     fn check_rv(&self, obj: &Object) -> Result<Option<Object>, WriteError> {
         let current = find(&self.cache, obj.kind(), &obj.key());
-        let Some(cur) = current else { return Err(WriteError::NotFound) };
+        let Some(cur) = current else {
+            return Err(WriteError::NotFound);
+        };
         match obj.meta().resource_version.as_deref() {
-            Some(rv) if Some(rv) != cur.meta().resource_version.as_deref() => Err(WriteError::Conflict),
+            Some(rv) if Some(rv) != cur.meta().resource_version.as_deref() => {
+                Err(WriteError::Conflict)
+            }
             _ => Ok(Some(cur)),
         }
     }
@@ -122,16 +130,29 @@ impl FakeApi {
                 self.check_rv(obj)?;
                 Ok(vec![self.put(obj.clone(), now)])
             }
-            Action::Delete { kind, key, uid, grace_period_seconds } => {
+            Action::Delete {
+                kind,
+                key,
+                uid,
+                grace_period_seconds,
+            } => {
                 let cur = find(&self.cache, *kind, key).ok_or(WriteError::NotFound)?;
                 if uid.is_some() && cur.meta().uid != *uid {
                     return Err(WriteError::Conflict);
                 }
                 if let Object::Pod(p) = &cur {
                     let grace = grace_period_seconds
-                        .or_else(|| p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                        .or_else(|| {
+                            p.spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds)
+                        })
                         .unwrap_or(30);
-                    let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+                    let bound = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| !n.is_empty());
                     if bound && grace > 0 {
                         if p.metadata.deletion_timestamp.is_some() {
                             return Ok(vec![]);
@@ -148,7 +169,11 @@ impl FakeApi {
                 let Some(Object::Pod(p)) = find(&self.cache, Kind::Pod, pod) else {
                     return Err(WriteError::NotFound);
                 };
-                if p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+                if p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty())
+                {
                     return Err(WriteError::Conflict);
                 }
                 let mut pod = (*p).clone();
@@ -184,7 +209,13 @@ const MAX_ROUNDS: usize = 10_000;
 
 impl Harness {
     pub fn new(controllers: Vec<Box<dyn Controller>>) -> Harness {
-        Harness { api: FakeApi::new(), controllers, now: T0, failures: Vec::new(), synced: false }
+        Harness {
+            api: FakeApi::new(),
+            controllers,
+            now: T0,
+            failures: Vec::new(),
+            synced: false,
+        }
     }
 
     fn deliver(&mut self, changes: Vec<Change>) {
@@ -251,7 +282,10 @@ impl Harness {
 
     /// The earliest wake-up any controller asked for.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        self.controllers.iter().filter_map(|c| c.next_wakeup()).min()
+        self.controllers
+            .iter()
+            .filter_map(|c| c.next_wakeup())
+            .min()
     }
 
     /// Advance virtual time to `until`, running every timer due on the way (in order).
@@ -301,7 +335,9 @@ impl Harness {
 
 /// Build a pod object from JSON (tests).
 pub fn pod(v: serde_json::Value) -> Object {
-    Object::Pod(Arc::new(serde_json::from_value::<Pod>(v).expect("pod json")))
+    Object::Pod(Arc::new(
+        serde_json::from_value::<Pod>(v).expect("pod json"),
+    ))
 }
 
 /// Build any object from JSON by its `kind` field (tests).
@@ -311,10 +347,16 @@ pub fn object(v: serde_json::Value) -> Object {
         "Pod" => Object::Pod(Arc::new(serde_json::from_value(v).expect("pod"))),
         "Node" => Object::Node(Arc::new(serde_json::from_value(v).expect("node"))),
         "Service" => Object::Service(Arc::new(serde_json::from_value(v).expect("service"))),
-        "EndpointSlice" => Object::EndpointSlice(Arc::new(serde_json::from_value(v).expect("slice"))),
+        "EndpointSlice" => {
+            Object::EndpointSlice(Arc::new(serde_json::from_value(v).expect("slice")))
+        }
         "Lease" => Object::Lease(Arc::new(serde_json::from_value(v).expect("lease"))),
-        "Deployment" => Object::Deployment(Arc::new(serde_json::from_value(v).expect("deployment"))),
-        "ReplicaSet" => Object::ReplicaSet(Arc::new(serde_json::from_value(v).expect("replicaset"))),
+        "Deployment" => {
+            Object::Deployment(Arc::new(serde_json::from_value(v).expect("deployment")))
+        }
+        "ReplicaSet" => {
+            Object::ReplicaSet(Arc::new(serde_json::from_value(v).expect("replicaset")))
+        }
         other => panic!("unknown kind {other:?}"),
     }
 }

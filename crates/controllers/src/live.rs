@@ -52,7 +52,13 @@ struct Outcome {
 
 fn spawn_informer<K, F>(client: kube::Client, kind: Kind, wrap: F, tx: mpsc::Sender<Feed>)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     F: Fn(K) -> Object + Send + 'static,
 {
     tokio::spawn(async move {
@@ -79,13 +85,48 @@ where
 }
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
-    spawn_informer::<Pod, _>(client.clone(), Kind::Pod, |o| Object::Pod(Arc::new(o)), tx.clone());
-    spawn_informer::<Node, _>(client.clone(), Kind::Node, |o| Object::Node(Arc::new(o)), tx.clone());
-    spawn_informer::<Service, _>(client.clone(), Kind::Service, |o| Object::Service(Arc::new(o)), tx.clone());
-    spawn_informer::<EndpointSlice, _>(client.clone(), Kind::EndpointSlice, |o| Object::EndpointSlice(Arc::new(o)), tx.clone());
-    spawn_informer::<Lease, _>(client.clone(), Kind::Lease, |o| Object::Lease(Arc::new(o)), tx.clone());
-    spawn_informer::<Deployment, _>(client.clone(), Kind::Deployment, |o| Object::Deployment(Arc::new(o)), tx.clone());
-    spawn_informer::<ReplicaSet, _>(client.clone(), Kind::ReplicaSet, |o| Object::ReplicaSet(Arc::new(o)), tx.clone());
+    spawn_informer::<Pod, _>(
+        client.clone(),
+        Kind::Pod,
+        |o| Object::Pod(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<Node, _>(
+        client.clone(),
+        Kind::Node,
+        |o| Object::Node(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<Service, _>(
+        client.clone(),
+        Kind::Service,
+        |o| Object::Service(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<EndpointSlice, _>(
+        client.clone(),
+        Kind::EndpointSlice,
+        |o| Object::EndpointSlice(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<Lease, _>(
+        client.clone(),
+        Kind::Lease,
+        |o| Object::Lease(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<Deployment, _>(
+        client.clone(),
+        Kind::Deployment,
+        |o| Object::Deployment(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<ReplicaSet, _>(
+        client.clone(),
+        Kind::ReplicaSet,
+        |o| Object::ReplicaSet(Arc::new(o)),
+        tx.clone(),
+    );
 }
 
 const ALL_KINDS: [Kind; 7] = [
@@ -100,13 +141,41 @@ const ALL_KINDS: [Kind; 7] = [
 
 fn keys_of(cache: &Cache, kind: Kind) -> Vec<Object> {
     match kind {
-        Kind::Pod => cache.pods.values().map(|o| Object::Pod(o.clone())).collect(),
-        Kind::Node => cache.nodes.values().map(|o| Object::Node(o.clone())).collect(),
-        Kind::Service => cache.services.values().map(|o| Object::Service(o.clone())).collect(),
-        Kind::EndpointSlice => cache.endpoint_slices.values().map(|o| Object::EndpointSlice(o.clone())).collect(),
-        Kind::Lease => cache.leases.values().map(|o| Object::Lease(o.clone())).collect(),
-        Kind::Deployment => cache.deployments.values().map(|o| Object::Deployment(o.clone())).collect(),
-        Kind::ReplicaSet => cache.replica_sets.values().map(|o| Object::ReplicaSet(o.clone())).collect(),
+        Kind::Pod => cache
+            .pods
+            .values()
+            .map(|o| Object::Pod(o.clone()))
+            .collect(),
+        Kind::Node => cache
+            .nodes
+            .values()
+            .map(|o| Object::Node(o.clone()))
+            .collect(),
+        Kind::Service => cache
+            .services
+            .values()
+            .map(|o| Object::Service(o.clone()))
+            .collect(),
+        Kind::EndpointSlice => cache
+            .endpoint_slices
+            .values()
+            .map(|o| Object::EndpointSlice(o.clone()))
+            .collect(),
+        Kind::Lease => cache
+            .leases
+            .values()
+            .map(|o| Object::Lease(o.clone()))
+            .collect(),
+        Kind::Deployment => cache
+            .deployments
+            .values()
+            .map(|o| Object::Deployment(o.clone()))
+            .collect(),
+        Kind::ReplicaSet => cache
+            .replica_sets
+            .values()
+            .map(|o| Object::ReplicaSet(o.clone()))
+            .collect(),
     }
 }
 
@@ -127,7 +196,9 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
         } else {
             None
         };
-        let sleep_ms = wake.map(|w| (w - wall_clock()).clamp(0, 60_000)).unwrap_or(60_000);
+        let sleep_ms = wake
+            .map(|w| (w - wall_clock()).clamp(0, 60_000))
+            .unwrap_or(60_000);
         tokio::select! {
             feed = rx.recv() => {
                 let Some(feed) = feed else { return };
@@ -199,7 +270,13 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                     if let Some(e) = &error {
                         tracing::debug!("write {action:?} failed: {e:?}");
                     }
-                    let _ = done.send(Outcome { controller: i, action, error }).await;
+                    let _ = done
+                        .send(Outcome {
+                            controller: i,
+                            action,
+                            error,
+                        })
+                        .await;
                 });
             }
         }
@@ -208,7 +285,9 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
 
 fn classify(e: kube::Error) -> WriteError {
     match e {
-        kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => WriteError::AlreadyExists,
+        kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => {
+            WriteError::AlreadyExists
+        }
         kube::Error::Api(s) if s.code == 409 => WriteError::Conflict,
         kube::Error::Api(s) if s.code == 404 => WriteError::NotFound,
         kube::Error::Api(s) if s.code == 422 => WriteError::Invalid(s.message),
@@ -252,11 +331,19 @@ async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::
     match obj {
         Object::Pod(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
         Object::Node(o) => write_object(Api::all(c.clone()), o.as_ref(), op).await,
-        Object::Service(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
-        Object::EndpointSlice(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::Service(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
+        Object::EndpointSlice(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
         Object::Lease(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
-        Object::Deployment(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
-        Object::ReplicaSet(o) => write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await,
+        Object::Deployment(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
+        Object::ReplicaSet(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
     }
 }
 
@@ -272,10 +359,18 @@ async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteErro
         Action::Create(o) => write(client, o, Op::Create).await,
         Action::Update(o) => write(client, o, Op::Update).await,
         Action::UpdateStatus(o) => write(client, o, Op::Status).await,
-        Action::Delete { kind, key, uid, grace_period_seconds } => {
+        Action::Delete {
+            kind,
+            key,
+            uid,
+            grace_period_seconds,
+        } => {
             let dp = DeleteParams {
                 grace_period_seconds: grace_period_seconds.map(|g| g.max(0) as u32),
-                preconditions: uid.clone().map(|u| Preconditions { uid: Some(u), resource_version: None }),
+                preconditions: uid.clone().map(|u| Preconditions {
+                    uid: Some(u),
+                    resource_version: None,
+                }),
                 ..DeleteParams::default()
             };
             let ns = &key.namespace;
@@ -283,7 +378,9 @@ async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteErro
                 Kind::Pod => delete::<Pod>(namespaced(client, ns), key, &dp).await,
                 Kind::Node => delete::<Node>(Api::all(client.clone()), key, &dp).await,
                 Kind::Service => delete::<Service>(namespaced(client, ns), key, &dp).await,
-                Kind::EndpointSlice => delete::<EndpointSlice>(namespaced(client, ns), key, &dp).await,
+                Kind::EndpointSlice => {
+                    delete::<EndpointSlice>(namespaced(client, ns), key, &dp).await
+                }
                 Kind::Lease => delete::<Lease>(namespaced(client, ns), key, &dp).await,
                 Kind::Deployment => delete::<Deployment>(namespaced(client, ns), key, &dp).await,
                 Kind::ReplicaSet => delete::<ReplicaSet>(namespaced(client, ns), key, &dp).await,
@@ -296,9 +393,14 @@ async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteErro
                 "metadata": {"name": pod.name, "namespace": pod.namespace},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node},
             });
-            api.create_subresource::<serde_json::Value, serde_json::Value>("binding", &pod.name, &PostParams::default(), &binding)
-                .await
-                .map(|_| ())
+            api.create_subresource::<serde_json::Value, serde_json::Value>(
+                "binding",
+                &pod.name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+            .map(|_| ())
         }
     };
     r.map_err(classify)

@@ -5,7 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod echo;
 mod flags;
+mod load;
 mod server;
 
 #[derive(Parser)]
@@ -23,6 +25,10 @@ struct Cli {
 enum Command {
     /// Run the API server, controllers and scheduler (kubectl --server http://HOST:PORT).
     Server(server::ServerArgs),
+    /// The built-in `zonelab/echo` image: HTTP server answering who served the request.
+    Echo(echo::EchoArgs),
+    /// Send requests at a fixed rate and record each one as a JSON line.
+    Load(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +45,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => rt.block_on(server::run(args)),
+        Command::Echo(args) => rt.block_on(echo::run(args)),
+        Command::Load(args) => {
+            let (total, ok) = rt.block_on(load::run(args))?;
+            eprintln!("{total} requests, {ok} ok, {} failed", total - ok);
+            Ok(())
+        }
     }
 }

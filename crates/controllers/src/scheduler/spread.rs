@@ -1,0 +1,390 @@
+//! `PodTopologySpread`: hard constraints (`DoNotSchedule`) as a filter, soft ones
+//! (`ScheduleAnyway`, or the system defaults) as a score, with `minDomains` and the node
+//! inclusion policies (`nodeAffinityPolicy` Honor by default, `nodeTaintsPolicy` Ignore by
+//! default — so tainted nodes still count as domains, kubernetes#116978).
+//!
+//! Start at [`SpreadFilter::new`] and [`SpreadScore::new`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::cycle::{PodCtx, Snapshot};
+use super::nodes::NodeEntry;
+use super::selectors::{Selector, first_untolerated};
+use crate::{HOSTNAME_LABEL, ZONE_LABEL};
+
+/// Filter reason (upstream `ErrReasonConstraintsNotMatch`).
+pub const REASON_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
+/// Filter reason for a node without the topology label (upstream `ErrReasonNodeLabelNotMatch`).
+pub const REASON_MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+/// A parsed constraint (upstream `topologySpreadConstraint`).
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    pub max_skew: i64,
+    pub topology_key: String,
+    pub selector: Selector,
+    pub min_domains: i64,
+    pub honor_affinity: bool,
+    pub honor_taints: bool,
+}
+
+impl Constraint {
+    /// Whether `node` counts toward this constraint's domains for the incoming pod.
+    fn includes(&self, pod: &PodCtx, node: &NodeEntry) -> bool {
+        if self.honor_affinity && !pod.affinity.matches(&node.node) {
+            return false;
+        }
+        !(self.honor_taints && first_untolerated(&node.taints, pod.tolerations).is_some())
+    }
+}
+
+/// The pod's constraints with `whenUnsatisfiable == action`, `matchLabelKeys` merged in.
+fn explicit_constraints(pod: &Pod, action: &str) -> Vec<Constraint> {
+    let spec_constraints = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref());
+    let labels = pod.metadata.labels.as_ref();
+    let mut out = Vec::new();
+    for c in spec_constraints
+        .into_iter()
+        .flatten()
+        .filter(|c| c.when_unsatisfiable == action)
+    {
+        let mut selector = Selector::from_label_selector(c.label_selector.as_ref());
+        let keys: BTreeMap<String, String> = c
+            .match_label_keys
+            .iter()
+            .flatten()
+            .filter_map(|k| {
+                labels
+                    .and_then(|l| l.get(k))
+                    .map(|v| (k.clone(), v.clone()))
+            })
+            .collect();
+        if !keys.is_empty() {
+            selector = Selector::from_set(&keys).and(selector);
+        }
+        out.push(Constraint {
+            max_skew: i64::from(c.max_skew),
+            topology_key: c.topology_key.clone(),
+            selector,
+            min_domains: i64::from(c.min_domains.unwrap_or(1)),
+            honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+        });
+    }
+    out
+}
+
+/// Upstream `helper.DefaultSelector`: the labels of Services selecting the pod, ANDed with the
+/// selectors of ReplicaSets selecting it. Empty when nothing selects the pod.
+fn default_selector(snap: &Snapshot, pod: &PodCtx) -> Selector {
+    let ns = pod.namespace;
+    let mut set = BTreeMap::new();
+    let start = crate::Key::new(ns, "");
+    for (_, svc) in snap
+        .cache
+        .services
+        .range(start.clone()..)
+        .take_while(|(k, _)| k.namespace == ns)
+    {
+        if let Some(sel) = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .filter(|s| !s.is_empty())
+            && Selector::from_set(sel).matches(pod.labels)
+        {
+            set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let mut selector = Selector::from_set(&set);
+    for (_, rs) in snap
+        .cache
+        .replica_sets
+        .range(start..)
+        .take_while(|(k, _)| k.namespace == ns)
+    {
+        let sel = rs
+            .spec
+            .as_ref()
+            .map(|s| Selector::from_label_selector(Some(&s.selector)));
+        if let Some(sel) = sel.filter(|s| !s.is_empty() && s.matches(pod.labels)) {
+            selector = selector.and(sel);
+        }
+    }
+    selector
+}
+
+/// Upstream's system default constraints (`systemDefaultConstraints` in
+/// podtopologyspread/plugin.go): zone maxSkew 5 and hostname maxSkew 3, ScheduleAnyway.
+fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> {
+    let selector = default_selector(snap, pod);
+    if selector.is_empty() {
+        return Vec::new();
+    }
+    [(ZONE_LABEL, 5), (HOSTNAME_LABEL, 3)]
+        .into_iter()
+        .map(|(key, skew)| Constraint {
+            max_skew: skew,
+            topology_key: key.to_string(),
+            selector: selector.clone(),
+            min_domains: 1,
+            honor_affinity: true,
+            honor_taints: false,
+        })
+        .collect()
+}
+
+fn has_all_keys(node: &NodeEntry, constraints: &[Constraint]) -> bool {
+    constraints
+        .iter()
+        .all(|c| node.label(&c.topology_key).is_some())
+}
+
+/// Matching pods per node (indexed like the node table) and constraint: pods in the incoming
+/// pod's namespace, bound or assumed, not terminating (upstream `countPodsMatchSelector`).
+fn count_matching(snap: &Snapshot, pod: &PodCtx, constraints: &[Constraint]) -> Vec<u32> {
+    let n = constraints.len();
+    let mut counts = vec![0u32; snap.nodes.len() * n];
+    if constraints.iter().all(|c| c.selector.is_empty()) {
+        return counts;
+    }
+    for p in snap.cache.pods_in(pod.namespace) {
+        if p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(idx) = snap.node_of(p).and_then(|node| snap.nodes.index_of(node)) else {
+            continue;
+        };
+        let labels = p.metadata.labels.as_ref();
+        for (i, c) in constraints.iter().enumerate() {
+            if !c.selector.is_empty() && c.selector.matches(labels) {
+                counts[idx * n + i] += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// The topology keys a pod's spread constraints (explicit or system default) may use; the
+/// caller prepares their [`super::nodes::TopologyIndex`]es before the cycle.
+pub fn topology_keys(pod: &Pod) -> Vec<String> {
+    let mut keys = vec![ZONE_LABEL.to_string(), HOSTNAME_LABEL.to_string()];
+    let constraints = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref());
+    keys.extend(
+        constraints
+            .into_iter()
+            .flatten()
+            .map(|c| c.topology_key.clone()),
+    );
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// PreFilter state for hard constraints, over domain ids of the prepared topology indexes.
+pub struct SpreadFilter<'a> {
+    constraints: Vec<Constraint>,
+    domain_of: Vec<&'a [Option<u32>]>,
+    /// Per constraint, per domain id: matching pods, `None` if no eligible node is in it.
+    counts: Vec<Vec<Option<i64>>>,
+    /// Per constraint: the global minimum used for the skew (0 below `minDomains`).
+    min: Vec<i64>,
+    self_match: Vec<bool>,
+}
+
+impl<'a> SpreadFilter<'a> {
+    /// `None` when the pod has no hard constraints (or an index was not prepared).
+    pub fn new(snap: &Snapshot<'a>, pod: &PodCtx) -> Option<SpreadFilter<'a>> {
+        let constraints = explicit_constraints(pod.pod, "DoNotSchedule");
+        if constraints.is_empty() {
+            return None;
+        }
+        let topo: Vec<_> = constraints
+            .iter()
+            .map(|c| snap.nodes.topology(&c.topology_key))
+            .collect::<Option<_>>()?;
+        let matching = count_matching(snap, pod, &constraints);
+        let n = constraints.len();
+        let mut counts: Vec<Vec<Option<i64>>> =
+            topo.iter().map(|t| vec![None; t.domains]).collect();
+        for (idx, node) in snap.nodes.entries().iter().enumerate() {
+            if topo.iter().any(|t| t.domain_of[idx].is_none()) {
+                continue;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                if let Some(d) = topo[i].domain_of[idx]
+                    && c.includes(pod, node)
+                {
+                    let slot = &mut counts[i][d as usize];
+                    *slot = Some(slot.unwrap_or(0) + i64::from(matching[idx * n + i]));
+                }
+            }
+        }
+        let min = constraints
+            .iter()
+            .zip(&counts)
+            .map(|(c, doms)| {
+                let eligible = doms.iter().flatten();
+                if (eligible.clone().count() as i64) < c.min_domains {
+                    0
+                } else {
+                    eligible.copied().min().unwrap_or(i64::from(i32::MAX))
+                }
+            })
+            .collect();
+        let self_match = constraints
+            .iter()
+            .map(|c| c.selector.matches(pod.labels))
+            .collect();
+        let domain_of = topo.iter().map(|t| t.domain_of.as_slice()).collect();
+        Some(SpreadFilter {
+            constraints,
+            domain_of,
+            counts,
+            min,
+            self_match,
+        })
+    }
+
+    /// The filter for node `idx`: `matching in its domain + self - global minimum <= maxSkew`.
+    pub fn filter(&self, idx: usize) -> Result<(), (&'static str, bool)> {
+        for (i, c) in self.constraints.iter().enumerate() {
+            let Some(d) = self.domain_of[i][idx] else {
+                return Err((REASON_MISSING_LABEL, true));
+            };
+            let matched = self.counts[i][d as usize].unwrap_or(0);
+            if matched + i64::from(self.self_match[i]) - self.min[i] > c.max_skew {
+                return Err((REASON_NOT_MATCH, false));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// PreScore state for soft constraints.
+pub struct SpreadScore<'a> {
+    constraints: Vec<Constraint>,
+    require_all: bool,
+    domain_counts: Vec<BTreeMap<&'a str, i64>>,
+    per_node: Vec<u32>,
+    weights: Vec<f64>,
+}
+
+impl<'a> SpreadScore<'a> {
+    /// `None` when the pod has no soft constraints (the plugin skips scoring).
+    pub fn new(snap: &Snapshot<'a>, pod: &PodCtx, feasible: &[usize]) -> Option<SpreadScore<'a>> {
+        let has_explicit = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let constraints = if has_explicit {
+            explicit_constraints(pod.pod, "ScheduleAnyway")
+        } else {
+            system_default_constraints(snap, pod)
+        };
+        if constraints.is_empty() {
+            return None;
+        }
+        let require_all = has_explicit;
+        let entries = snap.nodes.entries();
+        let n = constraints.len();
+        let mut domain_counts = vec![BTreeMap::new(); n];
+        let mut ignored = 0usize;
+        for &idx in feasible {
+            let node = &entries[idx];
+            if require_all && !has_all_keys(node, &constraints) {
+                ignored += 1;
+                continue;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                if c.topology_key != HOSTNAME_LABEL {
+                    domain_counts[i]
+                        .entry(node.label(&c.topology_key).unwrap_or(""))
+                        .or_insert(0);
+                }
+            }
+        }
+        let weights = constraints
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let size = if c.topology_key == HOSTNAME_LABEL {
+                    feasible.len() - ignored
+                } else {
+                    domain_counts[i].len()
+                };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        let per_node = count_matching(snap, pod, &constraints);
+        for (idx, node) in entries.iter().enumerate() {
+            if require_all && !has_all_keys(node, &constraints) {
+                continue;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
+                    continue;
+                }
+                if let Some(count) =
+                    domain_counts[i].get_mut(node.label(&c.topology_key).unwrap_or(""))
+                {
+                    *count += i64::from(per_node[idx * n + i]);
+                }
+            }
+        }
+        Some(SpreadScore {
+            constraints,
+            require_all,
+            domain_counts,
+            per_node,
+            weights,
+        })
+    }
+
+    /// Raw score of node `idx` (lower is better before normalizing); `None` if ignored.
+    fn raw(&self, entries: &[NodeEntry], idx: usize) -> Option<i64> {
+        let node = &entries[idx];
+        if self.require_all && !has_all_keys(node, &self.constraints) {
+            return None;
+        }
+        let n = self.constraints.len();
+        let mut score = 0.0;
+        for (i, c) in self.constraints.iter().enumerate() {
+            let Some(v) = node.label(&c.topology_key) else {
+                continue;
+            };
+            let cnt = if c.topology_key == HOSTNAME_LABEL {
+                i64::from(self.per_node[idx * n + i])
+            } else {
+                self.domain_counts[i].get(v).copied().unwrap_or(0)
+            };
+            score += cnt as f64 * self.weights[i] + (c.max_skew - 1) as f64;
+        }
+        Some(score.round() as i64)
+    }
+
+    /// Normalized scores (0..=100, fewer matching pods is better) for `feasible` nodes.
+    pub fn scores(&self, entries: &[NodeEntry], feasible: &[usize]) -> Vec<i64> {
+        let raw: Vec<Option<i64>> = feasible.iter().map(|&idx| self.raw(entries, idx)).collect();
+        let max = raw.iter().flatten().copied().max().unwrap_or(0);
+        let min = raw.iter().flatten().copied().min().unwrap_or(0);
+        raw.iter()
+            .map(|s| match s {
+                None => 0,
+                Some(_) if max == 0 => 100,
+                Some(s) => 100 * (max + min - s) / max,
+            })
+            .collect()
+    }
+}
