@@ -1,0 +1,22 @@
+//! kube-proxy core: tracks Services and EndpointSlices, plans rules, renders nftables and
+//! iptables text and applies it. Start at [`syncer::Syncer`] (the sans-IO sync loop), then
+//! [`plan::Plan`] (the rule model) and [`nft::NftRenderer`].
+
+pub mod apply;
+pub mod elements;
+pub mod fixtures;
+pub mod hash;
+pub mod iptables;
+pub mod metrics;
+pub mod model;
+pub mod nft;
+pub mod nft_state;
+pub mod plan;
+pub mod syncer;
+pub mod tracker;
+
+pub use model::{
+    Cidr, Endpoint, Millis, Protocol, ServiceKey, ServicePort, ServicePortName, TrafficPolicy,
+};
+pub use plan::{Plan, PlanConfig};
+pub use tracker::Tracker;

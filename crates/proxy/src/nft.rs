@@ -1,0 +1,431 @@
+//! nftables renderer: turns the [`Plan`] into `nft -f` transactions in upstream kube-proxy's
+//! format (table `ip kube-proxy`), as a full sync or a partial sync of changed service ports,
+//! with stale chains flushed at once and deleted >= 1 s later. Start at [`NftRenderer`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use crate::elements::{ElementDiff, ElementStore};
+use crate::model::{Cidr, Millis, Protocol, ServicePortName};
+use crate::plan::{NoEndpoints, Plan, ServicePlan};
+
+/// Table name (nftables proxier.go `kubeProxyTable`).
+pub const TABLE: &str = "kube-proxy";
+/// Prefix of every statement: family and table.
+const T: &str = "ip kube-proxy";
+/// Default masquerade bit: 14, mark 0x4000 (pkg/proxy/apis/config/v1alpha1/defaults.go).
+pub const DEFAULT_MASQUERADE_BIT: u8 = 14;
+/// Stale chains are deleted at least this long after they were flushed, because kernels
+/// before 6.2 refuse to delete a chain just unreferenced from a map (nftables proxier.go).
+pub const STALE_CHAIN_DELETE_DELAY_MS: Millis = 1_000;
+
+/// Renderer configuration (upstream test conventions in parentheses).
+#[derive(Debug, Clone)]
+pub struct NftConfig {
+    /// Pod/cluster CIDR: traffic to a ClusterIP from outside it is masqueraded
+    /// (`ip saddr != 10.0.0.0/8`). `None` = no local-traffic detector.
+    pub cluster_cidr: Option<Cidr>,
+    /// Service CIDRs: unallocated addresses in them are dropped (`172.30.0.0/16`).
+    pub service_cidrs: Vec<Cidr>,
+    /// `--masquerade-bit` (14).
+    pub masquerade_bit: u8,
+    /// `--masquerade-all`: masquerade all ClusterIP traffic.
+    pub masquerade_all: bool,
+    /// Addresses in the `nodeport-ips` set (this proxy programs no NodePorts; kept for parity).
+    pub nodeport_ips: Vec<Ipv4Addr>,
+}
+
+impl Default for NftConfig {
+    fn default() -> Self {
+        NftConfig {
+            cluster_cidr: None,
+            service_cidrs: Vec::new(),
+            masquerade_bit: DEFAULT_MASQUERADE_BIT,
+            masquerade_all: false,
+            nodeport_ips: Vec::new(),
+        }
+    }
+}
+
+impl NftConfig {
+    /// The masquerade mark as upstream prints it (`0x4000`).
+    pub fn mark(&self) -> String {
+        format!("{:#x}", 1u32 << u32::from(self.masquerade_bit.min(31)))
+    }
+}
+
+/// Chains and sets one service port owns in the kernel.
+#[derive(Debug, Clone, Default)]
+struct Owned {
+    chains: Vec<String>,
+    sets: Vec<String>,
+}
+
+type Dest = (Ipv4Addr, Protocol, u16);
+
+/// Renders transactions and remembers what the kernel holds after each (optimistically; a
+/// failed transaction must be followed by a full sync, which resets this state).
+#[derive(Debug, Default)]
+pub struct NftRenderer {
+    cfg: NftConfig,
+    owned: BTreeMap<ServicePortName, Owned>,
+    cluster_ips: ElementStore<Ipv4Addr>,
+    service_ips: ElementStore<Dest>,
+    no_endpoint_services: ElementStore<Dest>,
+    /// Flushed chains waiting for deletion, with the time they may be deleted.
+    stale: BTreeMap<String, Millis>,
+}
+
+impl NftRenderer {
+    pub fn new(cfg: NftConfig) -> NftRenderer {
+        NftRenderer {
+            cfg,
+            ..Default::default()
+        }
+    }
+
+    /// Full sync: recreates the table (`add table` + `delete table` clears leftovers of any
+    /// earlier run) and writes every base rule, service chain and element.
+    pub fn render_full(&mut self, plan: &Plan) -> String {
+        let mut out = String::with_capacity(plan.endpoint_count() * 360 + plan.len() * 600 + 8192);
+        let _ = writeln!(out, "add table {T}");
+        let _ = writeln!(out, "delete table {T}");
+        self.render_full_body(plan, &mut out);
+        out
+    }
+
+    /// The full-sync text without the table reset (what upstream's fake `Dump()` shows).
+    pub fn render_full_body(&mut self, plan: &Plan, out: &mut String) {
+        self.owned.clear();
+        self.cluster_ips.clear();
+        self.service_ips.clear();
+        self.no_endpoint_services.clear();
+        self.stale.clear();
+        write_base(&self.cfg, out);
+        let mut diffs = Diffs::default();
+        for sp in plan.services() {
+            let owned = write_service_chains(&self.cfg, sp, false, out);
+            self.owned.insert(sp.port.name.clone(), owned);
+            self.claim_elements(sp.port.name.clone(), Some(sp), &mut diffs);
+        }
+        diffs.write(out);
+    }
+
+    /// Partial sync of the `affected` service ports: their chains are rewritten, their
+    /// elements diffed against the cache; chains no longer used are flushed now and queued
+    /// for deletion at `now + 1 s` (see [`NftRenderer::render_stale_deletes`]).
+    pub fn render_partial(
+        &mut self,
+        plan: &Plan,
+        affected: &BTreeSet<ServicePortName>,
+        now: Millis,
+    ) -> String {
+        let mut out = String::new();
+        let mut diffs = Diffs::default();
+        let mut stale_chains = Vec::new();
+        let mut stale_sets = Vec::new();
+        for name in affected {
+            let old = self.owned.remove(name).unwrap_or_default();
+            let sp = plan.get(name);
+            let new = match sp {
+                Some(sp) => write_service_chains(&self.cfg, sp, true, &mut out),
+                None => Owned::default(),
+            };
+            for c in &new.chains {
+                self.stale.remove(c);
+            }
+            stale_chains.extend(old.chains.into_iter().filter(|c| !new.chains.contains(c)));
+            stale_sets.extend(old.sets.into_iter().filter(|s| !new.sets.contains(s)));
+            if !new.chains.is_empty() || !new.sets.is_empty() {
+                self.owned.insert(name.clone(), new);
+            }
+            self.claim_elements(name.clone(), sp, &mut diffs);
+        }
+        diffs.write(&mut out);
+        for c in stale_chains {
+            let _ = writeln!(out, "flush chain {T} {c}");
+            self.stale.insert(c, now + STALE_CHAIN_DELETE_DELAY_MS);
+        }
+        for s in stale_sets {
+            let _ = writeln!(out, "delete set {T} {s}");
+        }
+        out
+    }
+
+    /// The separate transaction deleting stale chains whose delay has passed, if any.
+    pub fn render_stale_deletes(&mut self, now: Millis) -> Option<String> {
+        let due: Vec<String> = self
+            .stale
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(c, _)| c.clone())
+            .collect();
+        if due.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for c in due {
+            self.stale.remove(&c);
+            let _ = writeln!(out, "delete chain {T} {c}");
+        }
+        Some(out)
+    }
+
+    /// When the next stale-chain deletion is due.
+    pub fn next_stale_due(&self) -> Option<Millis> {
+        self.stale.values().min().copied()
+    }
+
+    /// Chains flushed and waiting for deletion, with their due time.
+    pub fn stale_chains(&self) -> impl Iterator<Item = (&str, Millis)> {
+        self.stale.iter().map(|(c, t)| (c.as_str(), *t))
+    }
+
+    fn claim_elements(
+        &mut self,
+        name: ServicePortName,
+        sp: Option<&ServicePlan>,
+        diffs: &mut Diffs,
+    ) {
+        let mut cluster = Vec::new();
+        let mut service = Vec::new();
+        let mut no_ep = Vec::new();
+        if let Some(sp) = sp {
+            let dest = (sp.port.cluster_ip, sp.port.name.protocol, sp.port.port);
+            cluster.push((sp.port.cluster_ip, String::new()));
+            match sp.no_endpoints {
+                None => service.push((dest, format!(" : goto {}", sp.nft_chain()))),
+                Some(v) => {
+                    let verdict = match v {
+                        NoEndpoints::Reject => "goto reject-chain",
+                        NoEndpoints::Drop => "drop",
+                    };
+                    no_ep.push((dest, format!(" comment \"{}\" : {verdict}", sp.port.name)));
+                }
+            }
+        }
+        self.cluster_ips
+            .set_owner(&name, cluster, &mut diffs.cluster_ips);
+        self.service_ips
+            .set_owner(&name, service, &mut diffs.service_ips);
+        self.no_endpoint_services
+            .set_owner(&name, no_ep, &mut diffs.no_endpoint_services);
+    }
+}
+
+#[derive(Default)]
+struct Diffs {
+    cluster_ips: ElementDiff<Ipv4Addr>,
+    service_ips: ElementDiff<Dest>,
+    no_endpoint_services: ElementDiff<Dest>,
+}
+
+fn dest_str((ip, proto, port): &Dest) -> String {
+    format!("{ip} . {} . {port}", proto.lower())
+}
+
+impl Diffs {
+    /// Deletes first (they may free keys re-added below), then adds.
+    fn write(&self, out: &mut String) {
+        for ip in &self.cluster_ips.deleted {
+            let _ = writeln!(out, "delete element {T} cluster-ips {{ {ip} }}");
+        }
+        for d in &self.service_ips.deleted {
+            let _ = writeln!(out, "delete element {T} service-ips {{ {} }}", dest_str(d));
+        }
+        for d in &self.no_endpoint_services.deleted {
+            let _ = writeln!(
+                out,
+                "delete element {T} no-endpoint-services {{ {} }}",
+                dest_str(d)
+            );
+        }
+        for (ip, _) in &self.cluster_ips.added {
+            let _ = writeln!(out, "add element {T} cluster-ips {{ {ip} }}");
+        }
+        for (d, v) in &self.service_ips.added {
+            let _ = writeln!(out, "add element {T} service-ips {{ {}{v} }}", dest_str(d));
+        }
+        for (d, v) in &self.no_endpoint_services.added {
+            let _ = writeln!(
+                out,
+                "add element {T} no-endpoint-services {{ {}{v} }}",
+                dest_str(d)
+            );
+        }
+    }
+}
+
+/// Writes the chains (and affinity sets) of one service port; endpoint chains come first so
+/// every `goto` target exists when the service chain is added. `flush` re-adds a chain that
+/// may already exist (partial sync).
+fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mut String) -> Owned {
+    let mut owned = Owned::default();
+    if sp.endpoints.is_empty() {
+        return owned;
+    }
+    let proto = sp.port.name.protocol.lower();
+    let affinity = sp.port.affinity_timeout_s;
+    let open_chain = |out: &mut String, name: &str| {
+        let _ = writeln!(out, "add chain {T} {name}");
+        if flush {
+            let _ = writeln!(out, "flush chain {T} {name}");
+        }
+    };
+    for ep in &sp.endpoints {
+        let e = &ep.endpoint;
+        if let Some(timeout) = affinity {
+            let set = format!("affinity-{}", ep.nft_base);
+            let _ = writeln!(
+                out,
+                "add set {T} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
+            );
+            owned.sets.push(set);
+        }
+        let chain = format!("endpoint-{}", ep.nft_base);
+        open_chain(out, &chain);
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} ip saddr {} jump mark-for-masquerade",
+            e.ip
+        );
+        if affinity.is_some() {
+            let _ = writeln!(
+                out,
+                "add rule {T} {chain} update @affinity-{} {{ ip saddr }}",
+                ep.nft_base
+            );
+        }
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} meta l4proto {proto} dnat to {}:{}",
+            e.ip, e.port
+        );
+        owned.chains.push(chain);
+    }
+    let chain = sp.nft_chain();
+    open_chain(out, &chain);
+    let cip = sp.port.cluster_ip;
+    if cfg.masquerade_all {
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} ip daddr {cip} {proto} dport {} jump mark-for-masquerade",
+            sp.port.port
+        );
+    } else if let Some(cidr) = cfg.cluster_cidr {
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} ip daddr {cip} ip saddr != {cidr} jump mark-for-masquerade"
+        );
+    }
+    if affinity.is_some() {
+        for ep in &sp.endpoints {
+            let b = &ep.nft_base;
+            let _ = writeln!(
+                out,
+                "add rule {T} {chain} ip saddr @affinity-{b} goto endpoint-{b}"
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "add rule {T} {chain} numgen random mod {} vmap {{ ",
+        sp.endpoints.len()
+    );
+    for (i, ep) in sp.endpoints.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base);
+    }
+    out.push_str("}\n");
+    owned.chains.push(chain);
+    owned
+}
+
+/// The table, sets, maps, base chains and static rules (upstream's `baseRules`, newest
+/// generation with `filter-*-pre-dnat` chains).
+fn write_base(cfg: &NftConfig, out: &mut String) {
+    let mark = cfg.mark();
+    let _ = writeln!(
+        out,
+        "add table {T} {{ comment \"rules for kube-proxy\" ; }}"
+    );
+    for line in BASE_DECLARATIONS {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "add rule {T} cluster-ips-check ip daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\""
+    );
+    if !cfg.service_cidrs.is_empty() {
+        let cidrs: Vec<String> = cfg.service_cidrs.iter().map(Cidr::to_string).collect();
+        let _ = writeln!(
+            out,
+            "add rule {T} cluster-ips-check ip daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"",
+            cidrs.join(", ")
+        );
+    }
+    for line in BASE_RULES {
+        let _ = writeln!(out, "add rule {T} {line}");
+    }
+    let _ = writeln!(
+        out,
+        "add rule {T} mark-for-masquerade mark set mark or {mark}"
+    );
+    let _ = writeln!(out, "add rule {T} masquerading mark and {mark} == 0 return");
+    let _ = writeln!(out, "add rule {T} masquerading mark set mark xor {mark}");
+    let _ = writeln!(out, "add rule {T} masquerading masquerade fully-random");
+    for ip in &cfg.nodeport_ips {
+        let _ = writeln!(out, "add element {T} nodeport-ips {{ {ip} }}");
+    }
+}
+
+const BASE_DECLARATIONS: &[&str] = &[
+    "add set ip kube-proxy cluster-ips { type ipv4_addr ; comment \"Active ClusterIPs\" ; }",
+    "add set ip kube-proxy nodeport-ips { type ipv4_addr ; comment \"IPs that accept NodePort traffic\" ; }",
+    "add map ip kube-proxy firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment \"destinations that are subject to LoadBalancerSourceRanges\" ; }",
+    "add map ip kube-proxy no-endpoint-nodeports { type inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to service nodeports with no endpoints\" ; }",
+    "add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to services with no endpoints\" ; }",
+    "add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\" ; }",
+    "add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment \"NodePort traffic\" ; }",
+    "add chain ip kube-proxy cluster-ips-check",
+    "add chain ip kube-proxy filter-prerouting-pre-dnat { type filter hook prerouting priority -110 ; }",
+    "add chain ip kube-proxy filter-output-pre-dnat { type filter hook output priority -110 ; }",
+    "add chain ip kube-proxy filter-forward { type filter hook forward priority 0 ; }",
+    "add chain ip kube-proxy filter-input { type filter hook input priority 0 ; }",
+    "add chain ip kube-proxy filter-output { type filter hook output priority 0 ; }",
+    "add chain ip kube-proxy firewall-check",
+    "add chain ip kube-proxy mark-for-masquerade",
+    "add chain ip kube-proxy masquerading",
+    "add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }",
+    "add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority 100 ; }",
+    "add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority -100 ; }",
+    "add chain ip kube-proxy nodeport-endpoints-check",
+    "add chain ip kube-proxy reject-chain { comment \"helper for @no-endpoint-services / @no-endpoint-nodeports\" ; }",
+    "add chain ip kube-proxy services",
+    "add chain ip kube-proxy service-endpoints-check",
+];
+
+const BASE_RULES: &[&str] = &[
+    "filter-prerouting-pre-dnat ct state new jump firewall-check",
+    "filter-forward ct state new jump service-endpoints-check",
+    "filter-forward ct state new jump cluster-ips-check",
+    "filter-input ct state new jump nodeport-endpoints-check",
+    "filter-input ct state new jump service-endpoints-check",
+    "filter-output ct state new jump service-endpoints-check",
+    "filter-output-pre-dnat ct state new jump firewall-check",
+    "filter-output ct state new jump cluster-ips-check",
+    "firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips",
+    "nat-output jump services",
+    "nat-postrouting jump masquerading",
+    "nat-prerouting jump services",
+    "nodeport-endpoints-check ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports",
+    "reject-chain reject",
+    "services ip daddr . meta l4proto . th dport vmap @service-ips",
+    "services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+    "service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services",
+];
+
+#[cfg(test)]
+#[path = "nft_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,291 @@
+//! The rule plan: a pure function from tracked Services and endpoints to what every service
+//! port should do (chain names, chosen endpoints, no-endpoint verdicts). Both renderers and
+//! the simulator's data plane read it. Start at [`Plan::build`] and [`Plan::update`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use crate::hash;
+use crate::model::{
+    Cidr, Endpoint, Protocol, ServiceKey, ServicePort, ServicePortName, TrafficPolicy,
+};
+use crate::tracker::Tracker;
+
+/// What the plan needs to know about this node.
+#[derive(Debug, Clone, Default)]
+pub struct PlanConfig {
+    /// This node's name: endpoints with this `nodeName` are local (Local traffic policy).
+    pub node_name: Option<String>,
+}
+
+/// Verdict for traffic to a service port without usable endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoEndpoints {
+    /// No endpoints at all: ICMP port unreachable.
+    Reject,
+    /// Local policy and no local endpoints while others exist: silent drop.
+    Drop,
+}
+
+/// An endpoint the service port load-balances to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEndpoint {
+    pub endpoint: Endpoint,
+    /// `<HASH8>-ns/svc/proto/port__ip/port` (chain `endpoint-<base>`, set `affinity-<base>`).
+    pub nft_base: String,
+    /// `KUBE-SEP-<HASH16>`.
+    pub ipt_chain: String,
+}
+
+/// The plan of one service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub port: ServicePort,
+    /// `<HASH8>-ns/svc/proto/port`.
+    pub nft_base: String,
+    /// `KUBE-SVC-*` (Cluster) or `KUBE-SVL-*` (Local internal traffic policy).
+    pub ipt_chain: String,
+    /// Endpoints for ClusterIP traffic, sorted by the string `IP:port` as upstream.
+    pub endpoints: Vec<PlannedEndpoint>,
+    /// Set exactly when `endpoints` is empty.
+    pub no_endpoints: Option<NoEndpoints>,
+}
+
+impl ServicePlan {
+    /// nft chain ClusterIP traffic jumps to: `service-<base>` or `local-<base>`.
+    pub fn nft_chain(&self) -> String {
+        let prefix = match self.port.internal_traffic_policy {
+            TrafficPolicy::Cluster => "service-",
+            TrafficPolicy::Local => "local-",
+        };
+        format!("{prefix}{}", self.nft_base)
+    }
+}
+
+/// Where a packet to a destination goes according to the plan (the modelled data plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// DNAT to one of these endpoints, chosen uniformly at random (or by affinity).
+    Dnat(&'a ServicePlan),
+    /// Service port without endpoints.
+    NoEndpoints(NoEndpoints),
+    /// An allocated ClusterIP on a port it does not serve: reject.
+    RejectPort,
+    /// An unallocated address of the service CIDR: drop.
+    DropUnallocated,
+    /// Not service traffic: untouched.
+    Pass,
+}
+
+/// The rule plan for all service ports.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    services: BTreeMap<ServicePortName, ServicePlan>,
+    by_dest: BTreeMap<(Ipv4Addr, Protocol, u16), ServicePortName>,
+    cluster_ips: BTreeMap<Ipv4Addr, usize>,
+}
+
+impl Plan {
+    /// Plans every tracked service port.
+    pub fn build(tracker: &Tracker, cfg: &PlanConfig) -> Plan {
+        let mut plan = Plan::default();
+        for (_, ports) in tracker.services() {
+            for port in ports {
+                plan.insert(plan_port(tracker, cfg, port));
+            }
+        }
+        plan
+    }
+
+    /// Re-plans the ports of `changed` Services; returns every service port added, changed
+    /// or removed.
+    pub fn update(
+        &mut self,
+        tracker: &Tracker,
+        cfg: &PlanConfig,
+        changed: &BTreeSet<ServiceKey>,
+    ) -> BTreeSet<ServicePortName> {
+        let mut affected = BTreeSet::new();
+        for svc in changed {
+            let old: Vec<ServicePortName> =
+                self.ports_of(svc).map(|p| p.port.name.clone()).collect();
+            let mut old_plans = BTreeMap::new();
+            for name in old {
+                if let Some(p) = self.remove(&name) {
+                    old_plans.insert(name, p);
+                }
+            }
+            for port in tracker.ports_of(svc) {
+                let new = plan_port(tracker, cfg, port);
+                if old_plans.remove(&new.port.name).as_ref() != Some(&new) {
+                    affected.insert(new.port.name.clone());
+                }
+                self.insert(new);
+            }
+            affected.extend(old_plans.into_keys());
+        }
+        affected
+    }
+
+    fn insert(&mut self, plan: ServicePlan) {
+        let dest = (
+            plan.port.cluster_ip,
+            plan.port.name.protocol,
+            plan.port.port,
+        );
+        self.by_dest.insert(dest, plan.port.name.clone());
+        *self.cluster_ips.entry(plan.port.cluster_ip).or_default() += 1;
+        self.services.insert(plan.port.name.clone(), plan);
+    }
+
+    fn remove(&mut self, name: &ServicePortName) -> Option<ServicePlan> {
+        let plan = self.services.remove(name)?;
+        let dest = (
+            plan.port.cluster_ip,
+            plan.port.name.protocol,
+            plan.port.port,
+        );
+        if self.by_dest.get(&dest) == Some(name) {
+            self.by_dest.remove(&dest);
+        }
+        if let Some(n) = self.cluster_ips.get_mut(&plan.port.cluster_ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.cluster_ips.remove(&plan.port.cluster_ip);
+            }
+        }
+        Some(plan)
+    }
+
+    /// The plans of one Service's ports.
+    pub fn ports_of<'a>(
+        &'a self,
+        svc: &'a ServiceKey,
+    ) -> impl Iterator<Item = &'a ServicePlan> + 'a {
+        let start = ServicePortName {
+            service: svc.clone(),
+            port: String::new(),
+            protocol: Protocol::Tcp,
+        };
+        self.services
+            .range(start..)
+            .take_while(move |(k, _)| &k.service == svc)
+            .map(|(_, v)| v)
+    }
+
+    /// Every service port plan in name order.
+    pub fn services(&self) -> impl Iterator<Item = &ServicePlan> {
+        self.services.values()
+    }
+
+    /// One service port's plan.
+    pub fn get(&self, name: &ServicePortName) -> Option<&ServicePlan> {
+        self.services.get(name)
+    }
+
+    /// Total endpoints across all service ports.
+    pub fn endpoint_count(&self) -> usize {
+        self.services.values().map(|s| s.endpoints.len()).sum()
+    }
+
+    /// Number of service ports.
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    /// True without service ports.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// What the rules do with a new connection to `dst:port/protocol` (the modelled data
+    /// plane; mirrors `services`, `service-endpoints-check` and `cluster-ips-check`).
+    pub fn lookup(
+        &self,
+        dst: Ipv4Addr,
+        protocol: Protocol,
+        port: u16,
+        service_cidrs: &[Cidr],
+    ) -> Verdict<'_> {
+        if let Some(plan) = self
+            .by_dest
+            .get(&(dst, protocol, port))
+            .and_then(|n| self.services.get(n))
+        {
+            return match plan.no_endpoints {
+                Some(v) => Verdict::NoEndpoints(v),
+                None => Verdict::Dnat(plan),
+            };
+        }
+        if self.cluster_ips.contains_key(&dst) {
+            return Verdict::RejectPort;
+        }
+        if service_cidrs.iter().any(|c| c.contains(dst)) {
+            return Verdict::DropUnallocated;
+        }
+        Verdict::Pass
+    }
+}
+
+/// Picks upstream's endpoints: ready ones; if none, serving and terminating ones.
+fn usable(eps: &[&Endpoint]) -> Vec<Endpoint> {
+    let ready: Vec<Endpoint> = eps
+        .iter()
+        .filter(|e| e.ready)
+        .map(|e| (*e).clone())
+        .collect();
+    if !ready.is_empty() {
+        return ready;
+    }
+    eps.iter()
+        .filter(|e| e.serving && e.terminating)
+        .map(|e| (*e).clone())
+        .collect()
+}
+
+fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> ServicePlan {
+    let all: Vec<&Endpoint> = tracker.endpoints_of(&port.name).iter().collect();
+    let cluster = usable(&all);
+    let mut chosen = match port.internal_traffic_policy {
+        TrafficPolicy::Cluster => cluster.clone(),
+        TrafficPolicy::Local => {
+            let local: Vec<&Endpoint> = all
+                .iter()
+                .copied()
+                .filter(|e| e.node_name.is_some() && e.node_name == cfg.node_name)
+                .collect();
+            usable(&local)
+        }
+    };
+    chosen.sort_by_cached_key(Endpoint::addr_string);
+    let no_endpoints = if !chosen.is_empty() {
+        None
+    } else if port.internal_traffic_policy == TrafficPolicy::Local && !cluster.is_empty() {
+        Some(NoEndpoints::Drop)
+    } else {
+        Some(NoEndpoints::Reject)
+    };
+    let ipt_chain = match port.internal_traffic_policy {
+        TrafficPolicy::Cluster => hash::ipt_service_chain(&port.name),
+        TrafficPolicy::Local => hash::ipt_local_chain(&port.name),
+    };
+    let endpoints = chosen
+        .into_iter()
+        .map(|ep| PlannedEndpoint {
+            nft_base: hash::nft_endpoint_base(&port.name, &ep),
+            ipt_chain: hash::ipt_endpoint_chain(&port.name, &ep),
+            endpoint: ep,
+        })
+        .collect();
+    ServicePlan {
+        port: port.clone(),
+        nft_base: hash::nft_service_base(&port.name),
+        ipt_chain,
+        endpoints,
+        no_endpoints,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

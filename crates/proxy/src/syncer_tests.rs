@@ -1,0 +1,222 @@
+//! Syncer behaviour in virtual time: pacing, full/partial choice, failures, stale deletes,
+//! metrics.
+
+use super::*;
+use crate::apply::ApplyError;
+use crate::fixtures::{ep, service, slice};
+use crate::nft_state::NftState;
+
+const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
+const T0: Millis = 1_700_000_000_000;
+
+fn syncer(mode: ProxyMode) -> Syncer {
+    let mut s = Syncer::new(SyncerConfig {
+        mode,
+        ..SyncerConfig::default()
+    });
+    s.on_service(Change::Applied(&service("ns1", "svc1", "172.30.0.41", P80)));
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.1")],
+    )));
+    s
+}
+
+/// Polls, applies to `state` and reports success; returns the kind.
+fn run(s: &mut Syncer, state: &mut NftState, now: Millis) -> Option<SyncKind> {
+    let tx = s.poll(now)?;
+    state.apply(&tx.text).expect("transaction applies");
+    s.on_applied(Ok(()), now);
+    Some(tx.kind)
+}
+
+#[test]
+fn waits_for_informers_then_full_syncs() {
+    let mut s = syncer(ProxyMode::Nftables);
+    assert!(s.poll(T0).is_none());
+    assert_eq!(s.poll_timeout(), None);
+    s.on_initial_sync_done(T0);
+    assert_eq!(s.poll_timeout(), Some(T0));
+    let tx = s.poll(T0).expect("full sync");
+    assert_eq!(tx.kind, SyncKind::Full);
+    assert!(
+        tx.text
+            .starts_with("add table ip kube-proxy\ndelete table ip kube-proxy\n")
+    );
+    // One transaction in flight at a time.
+    assert!(s.poll(T0).is_none());
+    s.on_applied(Ok(()), T0 + 20);
+    assert_eq!(s.metrics().full_sync_duration.count(), 1);
+    assert_eq!(s.poll_timeout(), Some(T0 + DEFAULT_SYNC_PERIOD_MS));
+}
+
+#[test]
+fn min_sync_period_with_burst_of_two() {
+    let mut s = syncer(ProxyMode::Nftables);
+    let mut st = NftState::default();
+    s.on_initial_sync_done(T0);
+    assert_eq!(run(&mut s, &mut st, T0), Some(SyncKind::Full));
+    // Tokens: burst 2, one spent. A change at +100 ms syncs at once (second token).
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.2")],
+    )));
+    assert_eq!(run(&mut s, &mut st, T0 + 100), Some(SyncKind::Partial));
+    // A third change must wait for a token: one refills per second since T0.
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.3")],
+    )));
+    assert!(s.poll(T0 + 200).is_none());
+    assert_eq!(s.poll_timeout(), Some(T0 + 1_000));
+    assert_eq!(run(&mut s, &mut st, T0 + 1_000), Some(SyncKind::Partial));
+}
+
+#[test]
+fn failure_forces_full_sync_after_sync_period_or_next_change() {
+    let mut s = syncer(ProxyMode::Nftables);
+    s.on_initial_sync_done(T0);
+    let _ = s.poll(T0).expect("full");
+    s.on_applied(Err(ApplyError::Injected("boom".into())), T0 + 10);
+    assert_eq!(s.metrics().sync_failures_total, 1);
+    assert!(
+        s.render_metrics()
+            .contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1\n")
+    );
+    // Upstream: RetryAfter(syncPeriod), so no retry before then without a change...
+    assert!(s.poll(T0 + 1_000).is_none());
+    // (the periodic sync-period run from the failed attempt at T0 comes first).
+    assert_eq!(s.poll_timeout(), Some(T0 + DEFAULT_SYNC_PERIOD_MS));
+    let tx = s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).expect("retry");
+    assert_eq!(tx.kind, SyncKind::Full);
+    s.on_applied(Ok(()), T0 + 40_000);
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.9")],
+    )));
+    assert_eq!(s.poll(T0 + 41_000).map(|t| t.kind), Some(SyncKind::Partial));
+    // ...but a change brings the (full) retry forward.
+    let _ = s.poll(T0 + 41_000);
+    s.on_applied(Err(ApplyError::Injected("boom".into())), T0 + 41_000);
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.8")],
+    )));
+    assert_eq!(s.poll(T0 + 42_000).map(|t| t.kind), Some(SyncKind::Full));
+}
+
+#[test]
+fn stale_chains_deleted_in_a_separate_transaction_after_one_second() {
+    let mut s = syncer(ProxyMode::Nftables);
+    let mut st = NftState::default();
+    s.on_initial_sync_done(T0);
+    run(&mut s, &mut st, T0);
+    s.on_slice(Change::Applied(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.0.1.2")],
+    )));
+    run(&mut s, &mut st, T0 + 100);
+    let old = "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80";
+    assert!(st.has_chain(old));
+    assert_eq!(s.poll_timeout(), Some(T0 + 1_100));
+    let tx = s.poll(T0 + 1_100).expect("stale delete");
+    assert_eq!(tx.kind, SyncKind::StaleDelete);
+    assert_eq!(tx.text, format!("delete chain ip kube-proxy {old}\n"));
+    st.apply(&tx.text).expect("apply");
+    s.on_applied(Ok(()), T0 + 1_100);
+    assert!(!st.has_chain(old));
+}
+
+#[test]
+fn periodic_sync_without_changes_is_empty_in_nftables_and_a_restore_in_iptables() {
+    let mut s = syncer(ProxyMode::Nftables);
+    s.on_initial_sync_done(T0);
+    let _ = s.poll(T0).expect("full");
+    s.on_applied(Ok(()), T0);
+    assert!(s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).is_none());
+    assert_eq!(s.metrics().partial_sync_duration.count(), 1);
+
+    let mut s = syncer(ProxyMode::Iptables);
+    s.on_initial_sync_done(T0);
+    let tx = s.poll(T0).expect("full");
+    assert!(tx.text.starts_with("*filter\n"));
+    s.on_applied(Ok(()), T0);
+    let tx = s
+        .poll(T0 + DEFAULT_SYNC_PERIOD_MS)
+        .expect("periodic restore");
+    assert_eq!(tx.kind, SyncKind::Partial);
+    assert!(!tx.text.contains(":KUBE-SVC-"));
+}
+
+#[test]
+fn network_programming_latency_from_trigger_annotation() {
+    let mut s = syncer(ProxyMode::Nftables);
+    s.on_initial_sync_done(T0);
+    let _ = s.poll(T0).expect("full");
+    s.on_applied(Ok(()), T0);
+    let mut sl = slice("ns1", "svc1", "a", P80, vec![ep("10.0.1.2")]);
+    let trigger = k8s_openapi::jiff::Timestamp::from_millisecond(T0 + 500)
+        .expect("ts")
+        .to_string();
+    sl.metadata.annotations =
+        Some([(crate::tracker::TRIGGER_TIME_ANNOTATION.to_string(), trigger)].into());
+    s.on_slice(Change::Applied(&sl));
+    let _ = s.poll(T0 + 2_000).expect("partial");
+    s.on_applied(Ok(()), T0 + 2_500);
+    let h = &s.metrics().network_programming;
+    assert_eq!(h.count(), 1);
+    assert!((h.sum() - 2.0).abs() < 1e-9);
+    assert!(
+        s.render_metrics()
+            .contains("kubeproxy_network_programming_duration_seconds_bucket{le=\"2\"} 1\n")
+    );
+}
+
+#[test]
+fn kernel_state_after_many_partial_syncs_equals_a_fresh_full_sync() {
+    let mut s = syncer(ProxyMode::Nftables);
+    let mut st = NftState::default();
+    s.on_initial_sync_done(T0);
+    let mut now = T0;
+    run(&mut s, &mut st, now);
+    for i in 0..20u8 {
+        now += 1_000;
+        let name = format!("svc{}", i % 5);
+        s.on_service(Change::Applied(&service(
+            "ns",
+            &name,
+            &format!("172.30.1.{}", i % 5 + 1),
+            P80,
+        )));
+        let eps = (0..(i % 4)).map(|k| ep(&format!("10.1.{i}.{k}"))).collect();
+        s.on_slice(Change::Applied(&slice("ns", &name, "a", P80, eps)));
+        if i % 7 == 6 {
+            s.on_service(Change::Deleted(&service("ns", "svc1", "172.30.1.2", P80)));
+        }
+        while run(&mut s, &mut st, now).is_some() {}
+    }
+    now += 5_000;
+    while run(&mut s, &mut st, now).is_some() {}
+    let mut fresh = NftState::default();
+    let mut r = crate::nft::NftRenderer::new(NftConfig::default());
+    fresh.apply(&r.render_full(s.plan())).expect("apply");
+    assert_eq!(st.dump(), fresh.dump());
+}

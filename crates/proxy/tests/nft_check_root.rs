@@ -1,0 +1,136 @@
+//! Root-only integration test: the full-sync text (upstream test services plus a 3-endpoint
+//! and an affinity service) passes `nft --check -f -` and applies for real with `nft -f -`
+//! inside a throwaway network namespace `zl-test-<pid>`, which is always deleted.
+//! Skips with a message when `nft`, `ip` or root is missing.
+
+use std::process::Command;
+
+use proxy::apply::{NftApplier, RuleApplier};
+use proxy::fixtures::{ep, service, service_with, slice};
+use proxy::nft::{NftConfig, NftRenderer};
+use proxy::{Cidr, Plan, PlanConfig, Tracker};
+
+const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
+
+/// Deletes the namespace on drop (also when a test panics).
+struct NetnsGuard(String);
+
+impl NetnsGuard {
+    fn create() -> Option<NetnsGuard> {
+        let name = format!("zl-test-{}", std::process::id());
+        // Leftover of a crashed run with the same pid: remove first.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(NetnsGuard(name))
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn tools_available() -> bool {
+    let runs = |bin: &str, arg: &str| {
+        Command::new(bin)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    runs("nft", "--version") && runs("ip", "-V") && root
+}
+
+fn text() -> String {
+    let mut t = Tracker::new();
+    t.apply_service(&service("ns1", "svc1", "172.30.0.41", P80));
+    t.apply_service(&service(
+        "ns3",
+        "svc3",
+        "172.30.0.43",
+        &[("dns", 53, "UDP"), ("", 443, "TCP")],
+    ));
+    let affinity = serde_json::json!({"sessionAffinity": "ClientIP"});
+    t.apply_service(&service_with("ns5", "svc5", "172.30.0.45", P80, affinity));
+    t.apply_service(&service("ns6", "svc6", "172.30.0.46", P80));
+    t.apply_slice(&slice(
+        "ns1",
+        "svc1",
+        "a",
+        P80,
+        vec![ep("10.180.0.1"), ep("10.180.0.2"), ep("10.180.0.10")],
+    ));
+    t.apply_slice(&slice(
+        "ns3",
+        "svc3",
+        "a",
+        &[("dns", 53, "UDP"), ("", 8443, "TCP")],
+        vec![ep("10.180.0.3")],
+    ));
+    t.apply_slice(&slice(
+        "ns5",
+        "svc5",
+        "a",
+        P80,
+        vec![ep("10.180.0.5"), ep("10.180.0.6")],
+    ));
+    let cfg = NftConfig {
+        cluster_cidr: Some(Cidr::parse("10.0.0.0/8").expect("cidr")),
+        service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
+        ..NftConfig::default()
+    };
+    NftRenderer::new(cfg).render_full(&Plan::build(&t, &PlanConfig::default()))
+}
+
+#[test]
+fn full_sync_text_passes_nft_check_and_applies_in_a_netns() {
+    if !tools_available() {
+        eprintln!("SKIPPED: needs root, `ip` and `nft` (apt install nftables iproute2)");
+        return;
+    }
+    let Some(ns) = NetnsGuard::create() else {
+        eprintln!("SKIPPED: cannot create a network namespace here");
+        return;
+    };
+    let text = text();
+    let mut check = NftApplier {
+        netns: Some(ns.0.clone()),
+        check_only: true,
+    };
+    check
+        .apply(&text)
+        .expect("nft --check accepts the full sync");
+    let mut real = NftApplier::new(Some(ns.0.clone()));
+    real.apply(&text).expect("nft -f applies the full sync");
+    // A second full sync (table reset) applies on top of the first.
+    real.apply(&text).expect("second full sync applies");
+    let listed = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "kube-proxy",
+        ])
+        .output()
+        .expect("list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("numgen random mod 3"), "{listed}");
+    assert!(listed.contains("172.30.0.46 . tcp . 80"), "{listed}");
+    // Broken text is rejected and changes nothing.
+    assert!(
+        real.apply("add rule ip kube-proxy no-such-chain accept\n")
+            .is_err()
+    );
+}
