@@ -108,7 +108,8 @@ impl Server {
         Ok(server)
     }
 
-    /// Serve HTTP/1.1 on `listener` until the process ends.
+    /// Serve HTTP/1.1 on `listener` until the process ends (also starts the bookmark ticker;
+    /// serve further listeners with [`Server::accept_loop`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let ticker = Arc::clone(&self);
         tokio::spawn(async move {
@@ -118,6 +119,11 @@ impl Server {
                 ticker.store.request_progress();
             }
         });
+        self.accept_loop(listener).await
+    }
+
+    /// Accept and serve connections on one more listener.
+    pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(x) => x,

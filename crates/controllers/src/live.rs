@@ -197,7 +197,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
             None
         };
         let sleep_ms = wake
-            .map(|w| (w - wall_clock()).clamp(0, 60_000))
+            .map(|w| w.saturating_sub(wall_clock()).clamp(0, 60_000))
             .unwrap_or(60_000);
         tokio::select! {
             feed = rx.recv() => {
@@ -354,7 +354,8 @@ where
     api.delete(&key.name, dp).await.map(|_| ())
 }
 
-async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteError> {
+/// Execute one controller write against the API server (also used by the kubelet's driver).
+pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteError> {
     let r = match action {
         Action::Create(o) => write(client, o, Op::Create).await,
         Action::Update(o) => write(client, o, Op::Update).await,

@@ -33,19 +33,29 @@ pub struct Identity {
 impl Identity {
     pub fn from_env() -> Identity {
         let var = |k: &str| std::env::var(k).unwrap_or_default();
-        Identity { pod: var("POD_NAME"), node: var("NODE_NAME"), zone: var("ZONE") }
+        Identity {
+            pod: var("POD_NAME"),
+            node: var("NODE_NAME"),
+            zone: var("ZONE"),
+        }
     }
 }
 
 fn respond(id: &Identity, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (code, ctype, body) = match req.uri().path() {
-        "/healthz" | "/readyz" | "/livez" => (StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),
+        "/healthz" | "/readyz" | "/livez" => {
+            (StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
+        }
         "/" => {
             let mut b = serde_json::to_vec(id).unwrap_or_default();
             b.push(b'\n');
             (StatusCode::OK, "application/json", Bytes::from(b))
         }
-        _ => (StatusCode::NOT_FOUND, "text/plain", Bytes::from_static(b"not found")),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found"),
+        ),
     };
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = code;
@@ -57,7 +67,8 @@ fn respond(id: &Identity, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let id = Arc::new(Identity::from_env());
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], args.port))).await?;
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], args.port))).await?;
     let mut term = signal(SignalKind::terminate())?;
     loop {
         let (stream, _) = tokio::select! {

@@ -62,17 +62,26 @@ pub struct Record {
 }
 
 fn epoch_ms() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
 }
 
 /// `host:port` and path of an `http://` URL.
 pub fn parse_target(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url.strip_prefix("http://").context("--target must start with http://")?;
+    let rest = url
+        .strip_prefix("http://")
+        .context("--target must start with http://")?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
     Ok((hostport, path.to_string()))
 }
 
@@ -80,7 +89,10 @@ pub fn parse_target(url: &str) -> anyhow::Result<(String, String)> {
 pub fn classify(e: &std::io::Error) -> &'static str {
     match e.kind() {
         ErrorKind::ConnectionRefused => "refused",
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => "reset",
+        ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::UnexpectedEof => "reset",
         ErrorKind::TimedOut => "timeout",
         _ => "error",
     }
@@ -101,18 +113,28 @@ async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>, bool
     let header_end = loop {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed before a response"));
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         if buf.len() > 64 * 1024 {
-            return Err(std::io::Error::new(ErrorKind::InvalidData, "response header too large"));
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                "response header too large",
+            ));
         }
     };
     let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
@@ -122,23 +144,44 @@ async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>, bool
     while buf.len() < header_end + len {
         let n = s.read(&mut chunk).await?;
         if n == 0 {
-            return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-body"));
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "connection closed mid-body",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
     Ok((code, buf[header_end..header_end + len].to_vec(), keep))
 }
 
-async fn one_request(hostport: &str, path: &str, keepalive: bool, reused: Option<Conn>) -> (Record, Option<Conn>) {
+async fn one_request(
+    hostport: &str,
+    path: &str,
+    keepalive: bool,
+    reused: Option<Conn>,
+) -> (Record, Option<Conn>) {
     let start = epoch_ms();
     let conn_kind = if reused.is_some() { "reused" } else { "new" };
-    let mut rec = Record { start, end: 0.0, outcome: "error", conn: conn_kind, conn_opened: start, pod: None, node: None, zone: None, error: None };
+    let mut rec = Record {
+        start,
+        end: 0.0,
+        outcome: "error",
+        conn: conn_kind,
+        conn_opened: start,
+        pod: None,
+        node: None,
+        zone: None,
+        error: None,
+    };
     let mut conn = match reused {
         Some(c) => c,
         None => match TcpStream::connect(hostport).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
-                Conn { stream, opened: start }
+                Conn {
+                    stream,
+                    opened: start,
+                }
             }
             Err(e) => {
                 rec.outcome = classify(&e);
@@ -184,7 +227,10 @@ async fn one_request(hostport: &str, path: &str, keepalive: bool, reused: Option
 
 /// Run the load and write the records; returns (total, ok).
 pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
-    anyhow::ensure!(args.rate > 0.0 && args.rate <= 10_000.0, "--rate must be in (0, 10000]");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate <= 10_000.0,
+        "--rate must be in (0, 10000]"
+    );
     let (hostport, path) = parse_target(&args.target)?;
     let (tx, mut rx) = mpsc::channel::<Record>(4096);
     let out_path = args.out.clone();
@@ -192,7 +238,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
         let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::io::BufWriter::new(std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?))
+            Box::new(std::io::BufWriter::new(
+                std::fs::File::create(&out_path)
+                    .with_context(|| format!("creating {}", out_path.display()))?,
+            ))
         };
         let (mut total, mut ok) = (0, 0);
         let mut open = true;
@@ -221,14 +270,28 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         tokio::time::sleep_until((began + interval.mul_f64(i as f64)).into()).await;
-        let (hostport, path, pool, tx) = (hostport.clone(), path.clone(), Arc::clone(&pool), tx.clone());
+        let (hostport, path, pool, tx) = (
+            hostport.clone(),
+            path.clone(),
+            Arc::clone(&pool),
+            tx.clone(),
+        );
         let (keepalive, timeout) = (args.keepalive, args.timeout);
         tasks.spawn(async move {
             let start = epoch_ms();
-            let reused = if keepalive { pool.lock().ok().and_then(|mut p| p.pop()) } else { None };
+            let reused = if keepalive {
+                pool.lock().ok().and_then(|mut p| p.pop())
+            } else {
+                None
+            };
             let kind = if reused.is_some() { "reused" } else { "new" };
             let opened = reused.as_ref().map_or(start, |c| c.opened);
-            let rec = match tokio::time::timeout(timeout, one_request(&hostport, &path, keepalive, reused)).await {
+            let rec = match tokio::time::timeout(
+                timeout,
+                one_request(&hostport, &path, keepalive, reused),
+            )
+            .await
+            {
                 Ok((rec, conn)) => {
                     if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
                         p.push(c);
@@ -264,11 +327,26 @@ mod tests {
 
     #[test]
     fn targets_and_outcomes() {
-        assert_eq!(parse_target("http://10.96.0.10").unwrap(), ("10.96.0.10:80".into(), "/".into()));
-        assert_eq!(parse_target("http://a:8080/x").unwrap(), ("a:8080".into(), "/x".into()));
+        assert_eq!(
+            parse_target("http://10.96.0.10").unwrap(),
+            ("10.96.0.10:80".into(), "/".into())
+        );
+        assert_eq!(
+            parse_target("http://a:8080/x").unwrap(),
+            ("a:8080".into(), "/x".into())
+        );
         assert!(parse_target("https://a").is_err());
-        assert_eq!(classify(&std::io::Error::from(ErrorKind::ConnectionRefused)), "refused");
-        assert_eq!(classify(&std::io::Error::from(ErrorKind::ConnectionReset)), "reset");
-        assert_eq!(classify(&std::io::Error::from(ErrorKind::TimedOut)), "timeout");
+        assert_eq!(
+            classify(&std::io::Error::from(ErrorKind::ConnectionRefused)),
+            "refused"
+        );
+        assert_eq!(
+            classify(&std::io::Error::from(ErrorKind::ConnectionReset)),
+            "reset"
+        );
+        assert_eq!(
+            classify(&std::io::Error::from(ErrorKind::TimedOut)),
+            "timeout"
+        );
     }
 }

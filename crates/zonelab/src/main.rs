@@ -5,9 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod echo;
 mod flags;
+mod lab;
 mod load;
+mod netns;
+mod proxy_driver;
 mod server;
 
 #[derive(Parser)]
@@ -25,10 +29,14 @@ struct Cli {
 enum Command {
     /// Run the API server, controllers and scheduler (kubectl --server http://HOST:PORT).
     Server(server::ServerArgs),
+    /// Run one node: kubelet and kube-proxy (inside the node's network namespace).
+    Agent(agent::AgentArgs),
     /// The built-in `zonelab/echo` image: HTTP server answering who served the request.
     Echo(echo::EchoArgs),
     /// Send requests at a fixed rate and record each one as a JSON line.
     Load(load::LoadArgs),
+    /// Build, inspect, break and remove a lab of zones and nodes in network namespaces.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,12 +48,23 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Agent(a) = &cli.command
+        && let Some(ns) = &a.netns
+    {
+        // Before the runtime starts any thread: every thread inherits the namespace.
+        netns::enter(ns)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Server(args) => rt.block_on(server::run(args)),
         Command::Echo(args) => rt.block_on(echo::run(args)),
+        Command::Agent(args) => rt.block_on(agent::run(args)),
+        Command::Lab(args) => {
+            let code = rt.block_on(lab::run(args))?;
+            std::process::exit(code);
+        }
         Command::Load(args) => {
             let (total, ok) = rt.block_on(load::run(args))?;
             eprintln!("{total} requests, {ok} ok, {} failed", total - ok);

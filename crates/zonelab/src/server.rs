@@ -24,6 +24,11 @@ pub struct ServerArgs {
     /// Address to serve the Kubernetes API on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub listen: SocketAddr,
+    /// Also serve on HOST:PORT inside network namespace NETNS (`NETNS=HOST:PORT`; repeatable).
+    /// The lab serves agents in its control-plane namespace this way while kubectl uses the
+    /// loopback listener.
+    #[arg(long = "listen-netns", value_parser = crate::netns::parse_netns_listen)]
+    pub listen_netns: Vec<(String, SocketAddr)>,
     /// Timer profile: `upstream` (Kubernetes defaults) or `fast` (every timer / 10).
     #[arg(long, value_enum, default_value_t = Profile::Upstream)]
     pub profile: Profile,
@@ -231,6 +236,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(?timers, "serving the Kubernetes API on http://{addr}");
     println!("zonelab server listening on http://{addr}");
     let serving = tokio::spawn(Arc::clone(&server).serve(listener));
+    for (netns, extra) in &args.listen_netns {
+        let std_listener = crate::netns::bind_in_netns(netns, *extra)?;
+        let l = tokio::net::TcpListener::from_std(std_listener)?;
+        tracing::info!("also serving on http://{extra} in network namespace {netns}");
+        tokio::spawn(Arc::clone(&server).accept_loop(l));
+    }
     if !controllers.is_empty() {
         // The controllers are API clients of this very server, over loopback.
         let local = if addr.ip().is_unspecified() {

@@ -1,0 +1,800 @@
+//! One pod's lifecycle on the node: network, containers (start, restart with CrashLoopBackOff
+//! backoff, liveness kills), termination (not ready, SIGTERM, SIGKILL after the grace,
+//! teardown, final delete). Start at [`PodState::sync`].
+
+use std::net::Ipv4Addr;
+
+use controllers::{Action, Cache, Key, Kind, Millis, WriteError};
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
+use super::probe::{ProbeWorker, Verdict, probe_action};
+use super::status::StatusSync;
+use super::{
+    Ipam, KubeletConfig, Outbox, PodRef, ProbeKind, ProbeOutcome, ProbeRequest, RuntimeCommand,
+    RuntimeEvent, Signal,
+};
+
+/// Bound on how long SIGTERM waits for the "not ready" status to be written first.
+pub const NOT_READY_WAIT: Millis = 2_000;
+/// Retry delays after a failed network setup: doubling from 1 s up to 30 s.
+const NET_RETRY_INITIAL: Millis = 1_000;
+const NET_RETRY_MAX: Millis = 30_000;
+
+/// What a sync may touch besides the pod itself.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a KubeletConfig,
+    pub cache: &'a Cache,
+    pub ipam: &'a mut Ipam,
+    pub out: &'a mut Outbox,
+    pub shutdown: Option<Millis>,
+    pub now: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NetState {
+    Absent,
+    SettingUp,
+    Ready,
+    Failed { retry_at: Millis, delay: Millis },
+    TearingDown,
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TermReason {
+    /// deletionTimestamp set: finish with a delete (grace 0, uid precondition).
+    Deleted,
+    /// Graceful node shutdown: finish as phase Failed.
+    Shutdown,
+    /// The API object is gone (or replaced): just clean up.
+    Orphaned,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Termination {
+    pub reason: TermReason,
+    pub began: Millis,
+    pub kill_at: Millis,
+    pub term_sent: bool,
+    pub kill_sent: bool,
+    /// A status write with the pod not ready succeeded.
+    pub not_ready_posted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Terminated {
+    pub code: i32,
+    pub reason: String,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum CPhase {
+    /// Not running; `restart_at` when a (re)start is planned.
+    Waiting {
+        reason: String,
+        message: Option<String>,
+        restart_at: Option<Millis>,
+    },
+    Starting,
+    Running {
+        pid: u32,
+        started_at: Millis,
+    },
+    /// Exited and will not be restarted.
+    Terminated(Terminated),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Backoff {
+    pub delay: Millis,
+    pub updated: Millis,
+}
+
+/// A container being killed for a failed liveness/startup probe.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Kill {
+    pub kill_at: Millis,
+    pub kill_sent: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ContainerState {
+    pub spec: Container,
+    pub phase: CPhase,
+    pub restart_count: i32,
+    pub last_term: Option<Terminated>,
+    pub backoff: Option<Backoff>,
+    pub ready: bool,
+    /// Startup probe passed (or none).
+    pub started: bool,
+    pub probes: Vec<ProbeWorker>,
+    pub kill: Option<Kill>,
+}
+
+impl ContainerState {
+    fn new(spec: &Container) -> ContainerState {
+        let mut probes = Vec::new();
+        for (kind, p) in [
+            (ProbeKind::Startup, &spec.startup_probe),
+            (ProbeKind::Liveness, &spec.liveness_probe),
+            (ProbeKind::Readiness, &spec.readiness_probe),
+        ] {
+            if let Some(p) = p {
+                probes.push(ProbeWorker::new(kind, p.clone()));
+            }
+        }
+        ContainerState {
+            spec: spec.clone(),
+            phase: CPhase::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+                restart_at: Some(Millis::MIN),
+            },
+            restart_count: 0,
+            last_term: None,
+            backoff: None,
+            ready: false,
+            started: false,
+            probes,
+            kill: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn has_probe(&self, kind: ProbeKind) -> bool {
+        self.probes.iter().any(|p| p.kind == kind)
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self.phase, CPhase::Starting | CPhase::Running { .. })
+    }
+
+    fn stop_probes(&mut self) {
+        self.probes.iter_mut().for_each(ProbeWorker::stop);
+    }
+}
+
+/// One pod this kubelet runs (keyed by UID in [`super::Kubelet`]).
+#[derive(Clone, Debug)]
+pub(crate) struct PodState {
+    pub key: Key,
+    pub uid: String,
+    pub start_time: Millis,
+    pub ip: Option<Ipv4Addr>,
+    pub net: NetState,
+    pub containers: Vec<ContainerState>,
+    pub restart_policy: String,
+    pub grace_seconds: i64,
+    pub term: Option<Termination>,
+    pub status: StatusSync,
+    delete_sent: bool,
+    delete_retry_at: Option<Millis>,
+    orphaned: bool,
+}
+
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS)
+        .max(0)
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+impl PodState {
+    /// Take on the cached pod `key`/`uid`; `None` for a finished pod nobody is deleting.
+    pub fn admit(cache: &Cache, key: &Key, uid: &str, now: Millis) -> Option<PodState> {
+        let pod = cache.pods.get(key)?;
+        if is_terminal(pod) && pod.metadata.deletion_timestamp.is_none() {
+            return None;
+        }
+        let spec = pod.spec.as_ref()?;
+        Some(PodState {
+            key: key.clone(),
+            uid: uid.to_string(),
+            start_time: now,
+            ip: None,
+            net: NetState::Absent,
+            containers: spec.containers.iter().map(ContainerState::new).collect(),
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".into()),
+            grace_seconds: pod_grace(pod),
+            term: None,
+            status: StatusSync::default(),
+            delete_sent: false,
+            delete_retry_at: None,
+            orphaned: false,
+        })
+    }
+
+    pub fn pod_ref(&self) -> PodRef {
+        PodRef {
+            key: self.key.clone(),
+            uid: self.uid.clone(),
+        }
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.containers.iter().all(|c| !c.is_live())
+    }
+
+    /// No processes and no network left.
+    pub fn is_quiescent(&self) -> bool {
+        self.all_stopped()
+            && matches!(self.net, NetState::Down | NetState::Absent)
+            && self.containers.iter().all(|c| {
+                !matches!(
+                    c.phase,
+                    CPhase::Waiting {
+                        restart_at: Some(_),
+                        ..
+                    }
+                )
+            })
+    }
+
+    /// The API object is gone and everything is cleaned up: forget the pod.
+    pub fn finished(&self) -> bool {
+        self.orphaned && self.is_quiescent()
+    }
+
+    /// The cached pod this state belongs to, if it still exists.
+    pub fn cached<'c>(&self, cache: &'c Cache) -> Option<&'c Pod> {
+        cache
+            .pods
+            .get(&self.key)
+            .map(AsRef::as_ref)
+            .filter(|p| p.metadata.uid.as_deref() == Some(self.uid.as_str()))
+    }
+
+    /// Move the pod towards what the API and the node state want.
+    pub fn sync(&mut self, ctx: &mut Ctx) {
+        let cached = self.cached(ctx.cache).cloned();
+        if cached.is_none() {
+            self.orphaned = true;
+        }
+        self.maybe_begin_termination(cached.as_ref(), ctx);
+        if self.term.is_some() {
+            self.sync_terminating(cached.as_ref(), ctx);
+        } else {
+            self.sync_running(ctx);
+        }
+        if let Some(pod) = &cached {
+            super::status::sync_status(self, pod, ctx);
+        }
+    }
+
+    fn maybe_begin_termination(&mut self, cached: Option<&Pod>, ctx: &mut Ctx) {
+        let now = ctx.now;
+        if let Some(term) = self.term.as_mut() {
+            if self.orphaned && term.reason != TermReason::Orphaned {
+                term.reason = TermReason::Orphaned;
+                term.kill_at = term.kill_at.min(now);
+            }
+            return;
+        }
+        let (reason, grace_ms) = match cached {
+            None => (TermReason::Orphaned, 0),
+            Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                (TermReason::Deleted, pod_grace(p) * 1000)
+            }
+            Some(_) if ctx.shutdown.is_some() => (
+                TermReason::Shutdown,
+                (self.grace_seconds * 1000).min(ctx.cfg.shutdown_grace_period),
+            ),
+            Some(_) => return,
+        };
+        tracing::info!(pod = %self.key, ?reason, grace_ms, "terminating pod");
+        self.term = Some(Termination {
+            reason,
+            began: now,
+            kill_at: now + grace_ms,
+            term_sent: false,
+            kill_sent: false,
+            not_ready_posted: false,
+        });
+        for c in self.containers.iter_mut() {
+            c.ready = false;
+            c.stop_probes();
+            if let CPhase::Waiting { .. } = c.phase {
+                c.phase = match &c.last_term {
+                    Some(t) => CPhase::Terminated(t.clone()),
+                    None => CPhase::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                        restart_at: None,
+                    },
+                };
+            }
+        }
+    }
+
+    fn signal_live(&mut self, signal: Signal, out: &mut Outbox) {
+        let pod = self.pod_ref();
+        for c in self.containers.iter().filter(|c| c.is_live()) {
+            if let CPhase::Running { .. } = c.phase {
+                out.commands.push_back(RuntimeCommand::Signal {
+                    pod: pod.clone(),
+                    container: c.name().to_string(),
+                    signal,
+                });
+            }
+        }
+    }
+
+    fn sync_terminating(&mut self, cached: Option<&Pod>, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let Some(term) = self.term.clone() else {
+            return;
+        };
+        let not_ready_seen = cached.is_none_or(|p| !controllers::pod_is_ready(p));
+        if !term.term_sent
+            && (not_ready_seen || term.not_ready_posted || now >= term.began + NOT_READY_WAIT)
+        {
+            self.signal_live(Signal::Term, ctx.out);
+            if let Some(t) = self.term.as_mut() {
+                t.term_sent = true;
+            }
+        }
+        if !term.kill_sent && now >= term.kill_at {
+            self.signal_live(Signal::Kill, ctx.out);
+            if let Some(t) = self.term.as_mut() {
+                t.kill_sent = true;
+            }
+        }
+        if !self.all_stopped() {
+            return;
+        }
+        match self.net {
+            NetState::SettingUp | NetState::TearingDown => return,
+            NetState::Ready | NetState::Failed { .. } => {
+                self.teardown(ctx.out);
+                return;
+            }
+            NetState::Absent => self.net = NetState::Down,
+            NetState::Down => {}
+        }
+        if term.reason == TermReason::Deleted
+            && !self.delete_sent
+            && self.delete_retry_at.is_none_or(|t| t <= now)
+        {
+            self.delete_sent = true;
+            self.delete_retry_at = None;
+            ctx.out.actions.push_back(Action::Delete {
+                kind: Kind::Pod,
+                key: self.key.clone(),
+                uid: Some(self.uid.clone()),
+                grace_period_seconds: Some(0),
+            });
+        }
+    }
+
+    fn teardown(&mut self, out: &mut Outbox) {
+        self.net = NetState::TearingDown;
+        out.commands.push_back(RuntimeCommand::TeardownNetwork {
+            pod: self.pod_ref(),
+        });
+    }
+
+    fn sync_running(&mut self, ctx: &mut Ctx) {
+        let now = ctx.now;
+        match self.net {
+            NetState::Absent => return self.setup_network(ctx),
+            NetState::Failed { retry_at, .. } if retry_at <= now => {
+                return self.setup_network(ctx);
+            }
+            NetState::Ready => {}
+            _ => return,
+        }
+        let pod = self.pod_ref();
+        let cached = self.cached(ctx.cache).cloned();
+        for c in self.containers.iter_mut() {
+            if let CPhase::Waiting {
+                restart_at: Some(t),
+                ..
+            } = c.phase
+                && t <= now
+            {
+                let env = super::env::container_env(ctx.cfg, cached.as_ref(), self.ip, &c.spec);
+                start_container(c, &pod, env, ctx);
+            }
+            if let (CPhase::Running { .. }, Some(k)) = (&c.phase, c.kill.as_mut())
+                && !k.kill_sent
+                && k.kill_at <= now
+            {
+                k.kill_sent = true;
+                ctx.out.commands.push_back(RuntimeCommand::Signal {
+                    pod: pod.clone(),
+                    container: c.spec.name.clone(),
+                    signal: Signal::Kill,
+                });
+            }
+            if let (CPhase::Running { .. }, Some(ip)) = (&c.phase, self.ip) {
+                send_due_probes(c, &pod, ip, ctx);
+            }
+        }
+        let done = self
+            .containers
+            .iter()
+            .all(|c| matches!(c.phase, CPhase::Terminated(_)));
+        if done && !self.containers.is_empty() {
+            self.teardown(ctx.out);
+        }
+    }
+
+    fn setup_network(&mut self, ctx: &mut Ctx) {
+        match ctx.ipam.allocate(&self.uid) {
+            Ok(ip) => {
+                self.net = NetState::SettingUp;
+                ctx.out.commands.push_back(RuntimeCommand::SetupNetwork {
+                    pod: self.pod_ref(),
+                    ip,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.key, error = %e, "no pod address");
+                self.net_failed(ctx.now);
+            }
+        }
+    }
+
+    fn net_failed(&mut self, now: Millis) {
+        let delay = match self.net {
+            NetState::Failed { delay, .. } => (delay * 2).min(NET_RETRY_MAX),
+            _ => NET_RETRY_INITIAL,
+        };
+        self.net = NetState::Failed {
+            retry_at: now + delay,
+            delay,
+        };
+    }
+
+    /// A runtime report for this pod.
+    pub fn on_event(&mut self, event: RuntimeEvent, ctx: &mut Ctx) {
+        let now = ctx.now;
+        match event {
+            RuntimeEvent::PodNetworkReady { ip, .. } => {
+                if self.net == NetState::SettingUp {
+                    self.net = NetState::Ready;
+                    self.ip = Some(ip);
+                }
+            }
+            RuntimeEvent::PodNetworkFailed { message, .. } => {
+                tracing::warn!(pod = %self.key, %message, "pod network setup failed");
+                if self.net == NetState::SettingUp {
+                    self.net_failed(now);
+                }
+            }
+            RuntimeEvent::PodNetworkTornDown { .. } => {
+                self.net = NetState::Down;
+                ctx.ipam.release(&self.uid);
+            }
+            RuntimeEvent::ContainerStarted { container, pid, .. } => {
+                self.on_started(&container, pid, ctx);
+            }
+            RuntimeEvent::ContainerStartFailed {
+                container, message, ..
+            } => {
+                tracing::warn!(pod = %self.key, %container, %message, "container start failed");
+                self.on_exit(&container, 128, "StartError", ctx);
+            }
+            RuntimeEvent::ContainerExited {
+                container, code, ..
+            } => {
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                self.on_exit(&container, code, reason, ctx);
+            }
+        }
+    }
+
+    fn on_started(&mut self, name: &str, pid: u32, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let pod = self.pod_ref();
+        let terminating = self.term.as_ref().map(|t| (t.term_sent, t.kill_sent));
+        let Some(c) = self.containers.iter_mut().find(|c| c.name() == name) else {
+            return;
+        };
+        if c.phase != CPhase::Starting {
+            return;
+        }
+        c.phase = CPhase::Running {
+            pid,
+            started_at: now,
+        };
+        c.started = !c.has_probe(ProbeKind::Startup);
+        c.ready = false;
+        c.kill = None;
+        for p in c.probes.iter_mut() {
+            p.reset(now);
+        }
+        if let Some((term_sent, kill_sent)) = terminating {
+            c.stop_probes();
+            let sig = [(kill_sent, Signal::Kill), (term_sent, Signal::Term)]
+                .into_iter()
+                .find(|(sent, _)| *sent)
+                .map(|(_, s)| s);
+            if let Some(signal) = sig {
+                ctx.out.commands.push_back(RuntimeCommand::Signal {
+                    pod,
+                    container: name.to_string(),
+                    signal,
+                });
+            }
+        } else if c.started && !c.has_probe(ProbeKind::Readiness) {
+            c.ready = true;
+        }
+    }
+
+    fn on_exit(&mut self, name: &str, code: i32, reason: &str, ctx: &mut Ctx) {
+        let now = ctx.now;
+        let terminating = self.term.is_some();
+        let policy = self.restart_policy.clone();
+        let pod_name = format!("{}_{}({})", self.key.name, self.key.namespace, self.uid);
+        let Some(c) = self.containers.iter_mut().find(|c| c.name() == name) else {
+            return;
+        };
+        let started_at = match c.phase {
+            CPhase::Running { started_at, .. } => started_at,
+            CPhase::Starting => now,
+            _ => return,
+        };
+        let t = Terminated {
+            code,
+            reason: reason.to_string(),
+            started_at,
+            finished_at: now,
+        };
+        c.ready = false;
+        c.started = false;
+        c.kill = None;
+        c.stop_probes();
+        c.last_term = Some(t.clone());
+        let restart = !terminating
+            && match policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+        if !restart {
+            c.phase = CPhase::Terminated(t);
+            return;
+        }
+        let max = ctx.cfg.restart_backoff_max;
+        let restart_at = match c.backoff {
+            Some(b) if now - b.updated <= 2 * max => now + b.delay,
+            _ => now,
+        };
+        let (reason, message) = if restart_at > now {
+            let delay_s = (restart_at - now) / 1000;
+            (
+                "CrashLoopBackOff".to_string(),
+                Some(format!(
+                    "back-off {delay_s}s restarting failed container={name} pod={pod_name}"
+                )),
+            )
+        } else {
+            ("ContainerCreating".to_string(), None)
+        };
+        c.phase = CPhase::Waiting {
+            reason,
+            message,
+            restart_at: Some(restart_at),
+        };
+    }
+
+    /// A probe result for container `name`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_probe_result(
+        &mut self,
+        id: u64,
+        name: &str,
+        kind: ProbeKind,
+        outcome: &ProbeOutcome,
+        ctx: &mut Ctx,
+    ) {
+        let now = ctx.now;
+        let pod = self.pod_ref();
+        let grace = self.grace_seconds;
+        if self.term.is_some() {
+            return;
+        }
+        let Some(c) = self.containers.iter_mut().find(|c| c.name() == name) else {
+            return;
+        };
+        let Some(w) = c
+            .probes
+            .iter_mut()
+            .find(|w| w.kind == kind && w.inflight == Some(id))
+        else {
+            return;
+        };
+        let ok = *outcome == ProbeOutcome::Success;
+        let verdict = w.record(ok);
+        let probe_grace = w.probe.termination_grace_period_seconds;
+        match (kind, verdict) {
+            (_, Verdict::Unchanged) => {}
+            (ProbeKind::Readiness, v) => c.ready = v == Verdict::Succeeded && c.started,
+            (ProbeKind::Startup, Verdict::Succeeded) => {
+                c.started = true;
+                if !c.has_probe(ProbeKind::Readiness) {
+                    c.ready = true;
+                }
+                for w in c.probes.iter_mut().filter(|w| w.kind != ProbeKind::Startup) {
+                    w.next_at = w.next_at.min(now);
+                }
+            }
+            (ProbeKind::Liveness, Verdict::Succeeded) => {}
+            (ProbeKind::Liveness | ProbeKind::Startup, Verdict::Failed) => {
+                tracing::info!(pod = %pod.key, container = name, ?kind, ?outcome, "probe failed, killing container");
+                let grace_ms = probe_grace.unwrap_or(grace).max(0) * 1000;
+                c.ready = false;
+                c.stop_probes();
+                c.kill = Some(Kill {
+                    kill_at: now + grace_ms,
+                    kill_sent: grace_ms == 0,
+                });
+                let signal = if grace_ms == 0 {
+                    Signal::Kill
+                } else {
+                    Signal::Term
+                };
+                ctx.out.commands.push_back(RuntimeCommand::Signal {
+                    pod,
+                    container: name.to_string(),
+                    signal,
+                });
+            }
+        }
+    }
+
+    /// A pod write (status or delete) finished.
+    pub fn on_write_result(
+        &mut self,
+        action: &Action,
+        result: &Result<(), WriteError>,
+        now: Millis,
+    ) {
+        match action {
+            Action::UpdateStatus(obj) => {
+                let posted_not_ready = match obj {
+                    controllers::Object::Pod(p) => !controllers::pod_is_ready(p),
+                    _ => false,
+                };
+                if result.is_ok()
+                    && posted_not_ready
+                    && let Some(t) = self.term.as_mut()
+                {
+                    t.not_ready_posted = true;
+                }
+                self.status.on_result(obj, result, now);
+            }
+            Action::Delete { .. } => match result {
+                Ok(()) | Err(WriteError::NotFound) | Err(WriteError::Conflict) => {}
+                Err(e) => {
+                    tracing::warn!(pod = %self.key, error = ?e, "pod delete failed; retrying");
+                    self.delete_sent = false;
+                    self.delete_retry_at = Some(now + STATUS_RETRY);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// The earliest timer of this pod.
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        let mut out: Vec<Millis> = Vec::new();
+        if let NetState::Failed { retry_at, .. } = self.net {
+            out.push(retry_at);
+        }
+        if let Some(t) = &self.term {
+            if !t.term_sent {
+                out.push(t.began + NOT_READY_WAIT);
+            }
+            if !t.kill_sent {
+                out.push(t.kill_at);
+            }
+        }
+        out.extend(self.delete_retry_at.filter(|_| !self.delete_sent));
+        for c in &self.containers {
+            if let CPhase::Waiting {
+                restart_at: Some(t),
+                ..
+            } = c.phase
+            {
+                out.push(t);
+            }
+            if let Some(k) = c.kill.filter(|k| !k.kill_sent) {
+                out.push(k.kill_at);
+            }
+            if matches!(c.phase, CPhase::Running { .. }) {
+                out.extend(c.probes.iter().filter_map(ProbeWorker::wakeup));
+            }
+        }
+        out.extend(self.status.wakeup());
+        out.into_iter().min()
+    }
+}
+
+/// Issue StartContainer for `c` (a first start or a restart after its backoff).
+fn start_container(
+    c: &mut ContainerState,
+    pod: &PodRef,
+    env: Vec<(String, String)>,
+    ctx: &mut Ctx,
+) {
+    let now = ctx.now;
+    if c.last_term.is_some() {
+        let max = ctx.cfg.restart_backoff_max;
+        c.backoff = Some(match c.backoff {
+            Some(b) if now - b.updated <= 2 * max => Backoff {
+                delay: (b.delay * 2).min(max),
+                updated: now,
+            },
+            _ => Backoff {
+                delay: ctx.cfg.restart_backoff_initial,
+                updated: now,
+            },
+        });
+        c.restart_count += 1;
+    }
+    c.phase = CPhase::Starting;
+    ctx.out.commands.push_back(RuntimeCommand::StartContainer {
+        pod: pod.clone(),
+        container: Box::new(c.spec.clone()),
+        env,
+    });
+}
+
+fn send_due_probes(c: &mut ContainerState, pod: &PodRef, ip: Ipv4Addr, ctx: &mut Ctx) {
+    let now = ctx.now;
+    let started = c.started;
+    let spec = c.spec.clone();
+    for w in c.probes.iter_mut() {
+        let gated = match w.kind {
+            ProbeKind::Startup => started,
+            _ => !started,
+        };
+        if gated || !w.due(now) {
+            continue;
+        }
+        match probe_action(&w.probe, &spec, ip) {
+            Ok(action) => {
+                let id = ctx.out.next_probe_id();
+                w.sent(id, now);
+                ctx.out
+                    .inflight_probes
+                    .insert(id, (pod.uid.clone(), spec.name.clone(), w.kind));
+                ctx.out.probes.push_back(ProbeRequest {
+                    id,
+                    pod: pod.clone(),
+                    container: spec.name.clone(),
+                    kind: w.kind,
+                    action,
+                    timeout: w.timeout(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod.key, container = %spec.name, error = %e, "bad probe");
+                w.next_at = now + w.period();
+            }
+        }
+    }
+}

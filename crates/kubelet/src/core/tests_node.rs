@@ -1,0 +1,183 @@
+//! Node registration, node status reporting and lease renewal, in virtual time.
+
+use controllers::fake::T0;
+use controllers::{Action, Key, Object, WriteError};
+
+use super::testkit::*;
+use super::*;
+
+fn lease_renew_times(rig: &Rig) -> Vec<Millis> {
+    rig.writes_where(is_lease_write)
+        .into_iter()
+        .map(|(t, _)| t - T0)
+        .collect()
+}
+
+#[test]
+fn node_registers_with_labels_capacity_and_conditions() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    let node = rig.api.cache.nodes.get("n1").expect("registered");
+    let labels = node.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["topology.kubernetes.io/zone"], "a");
+    assert_eq!(labels["kubernetes.io/hostname"], "n1");
+    assert_eq!(labels["kubernetes.io/os"], "linux");
+    let spec = node.spec.as_ref().expect("spec");
+    assert_eq!(spec.pod_cidr.as_deref(), Some("10.244.0.0/24"));
+    let st = node.status.as_ref().expect("status");
+    assert_eq!(st.capacity.as_ref().expect("cap")["pods"].0, "110");
+    assert_eq!(st.allocatable, st.capacity);
+    let addrs: Vec<(&str, &str)> = st
+        .addresses
+        .iter()
+        .flatten()
+        .map(|a| (a.type_.as_str(), a.address.as_str()))
+        .collect();
+    assert_eq!(addrs, [("InternalIP", "10.100.0.11"), ("Hostname", "n1")]);
+    let conds = st.conditions.as_ref().expect("conditions");
+    let ready = conds.iter().find(|c| c.type_ == "Ready").expect("ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_deref()),
+        ("True", Some("KubeletReady"))
+    );
+    for p in ["MemoryPressure", "DiskPressure", "PIDPressure"] {
+        let c = conds.iter().find(|c| c.type_ == p).expect(p);
+        assert_eq!(c.status, "False", "{p}");
+    }
+}
+
+#[test]
+fn lease_is_created_then_renewed_every_ten_seconds() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    rig.advance(35_000);
+    assert_eq!(lease_renew_times(&rig), [0, 10_000, 20_000, 30_000]);
+    let lease = rig
+        .api
+        .cache
+        .leases
+        .get(&Key::new(LEASE_NAMESPACE, "n1"))
+        .expect("lease");
+    let spec = lease.spec.as_ref().expect("spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
+    assert_eq!(spec.lease_duration_seconds, Some(40));
+    let renew = spec.renew_time.as_ref().expect("renew").0.as_millisecond();
+    assert_eq!(renew, T0 + 30_000);
+    let owner = &lease.metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", "n1"));
+    let creates = rig.writes_where(|a| matches!(a, Action::Create(Object::Lease(_))));
+    assert_eq!(creates.len(), 1, "created once, then updated");
+}
+
+#[test]
+fn failed_lease_renewals_back_off_from_200ms_to_7s() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    // Renewals between 10 s and 30 s fail (the API server is unreachable).
+    rig.writes = Box::new(|a, now| {
+        let outage = (T0 + 10_000..T0 + 30_000).contains(&now);
+        (is_lease_write(a) && outage).then(|| WriteError::Other("unreachable".into()))
+    });
+    rig.advance(45_000);
+    let attempts: Vec<Millis> = rig
+        .log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Entry::Action(a, _) if is_lease_write(a) => Some(t - T0),
+            _ => None,
+        })
+        .collect();
+    // 10 s fails, then retries after 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 7, 7 s; 30.6 s succeeds.
+    assert_eq!(
+        attempts,
+        [
+            0, 10_000, 10_200, 10_600, 11_400, 13_000, 16_200, 22_600, 29_600, 36_600
+        ]
+    );
+    assert_eq!(lease_renew_times(&rig), [0, 36_600]);
+    rig.advance(10_000);
+    assert_eq!(lease_renew_times(&rig), [0, 36_600, 46_600], "back to 10 s");
+}
+
+#[test]
+fn node_status_is_posted_on_change_or_every_report_period() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    let statuses = |rig: &Rig| {
+        rig.writes_where(|a| matches!(a, Action::UpdateStatus(Object::Node(_))))
+            .into_iter()
+            .map(|(t, _)| t - T0)
+            .collect::<Vec<_>>()
+    };
+    rig.advance(299_000);
+    assert_eq!(
+        statuses(&rig),
+        Vec::<Millis>::new(),
+        "registration carried the status"
+    );
+    rig.advance(2_000);
+    assert_eq!(statuses(&rig), [300_000], "report period");
+    // Someone (the node lifecycle controller) marks the node Unknown: fixed at the next tick.
+    let mut node = (**rig.api.cache.nodes.get("n1").expect("node")).clone();
+    for c in node
+        .status
+        .as_mut()
+        .and_then(|s| s.conditions.as_mut())
+        .expect("conds")
+    {
+        if c.type_ == "Ready" {
+            c.status = "Unknown".into();
+        }
+    }
+    rig.put(Object::Node(std::sync::Arc::new(node)));
+    rig.advance(10_000);
+    assert_eq!(statuses(&rig), [300_000, 310_000]);
+    let node = rig.api.cache.nodes.get("n1").expect("node");
+    assert_eq!(controllers::node_ready_status(node), Some("True"));
+}
+
+#[test]
+fn shutdown_reports_not_ready_at_once() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    rig.advance(3_000);
+    rig.kubelet.begin_shutdown(rig.now);
+    rig.settle();
+    let node = rig.api.cache.nodes.get("n1").expect("node");
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .expect("ready");
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
+    assert_eq!(ready.message.as_deref(), Some("node is shutting down"));
+    assert!(rig.kubelet.shutdown_complete(), "no pods to stop");
+}
+
+#[test]
+fn shutdown_during_a_status_write_still_posts_not_ready_at_once() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    rig.advance(295_000);
+    // A status write is in flight (report period) when the shutdown begins.
+    rig.now = T0 + 300_000;
+    rig.kubelet.handle_timeout(rig.now);
+    let mut inflight = None;
+    while let Some(a) = rig.kubelet.poll_action() {
+        if matches!(a, Action::UpdateStatus(Object::Node(_))) {
+            inflight = Some(a);
+        } else {
+            let r = rig.api.execute(&a, rig.now).map(drop);
+            rig.kubelet.handle_write_result(&a, r, rig.now);
+        }
+    }
+    let inflight = inflight.expect("status write");
+    rig.kubelet.begin_shutdown(rig.now);
+    rig.kubelet
+        .handle_write_result(&inflight, Err(WriteError::Other("slow".into())), rig.now);
+    rig.advance(100);
+    let node = rig.api.cache.nodes.get("n1").expect("node");
+    assert_eq!(controllers::node_ready_status(node), Some("False"));
+}

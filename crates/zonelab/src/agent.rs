@@ -1,0 +1,152 @@
+//! `zonelab agent`: one node — the kubelet (node registration, lease, pods as processes in
+//! their own network namespaces, probes) and the kube-proxy (nftables or iptables rules in this
+//! node's network namespace). Run inside the node's namespace; SIGTERM = graceful node
+//! shutdown (pods terminated first, then exit).
+//!
+//! Start at [`run`].
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kubelet::{Agent, KubeletConfig, NetProber, ProcessRuntime, ProcessRuntimeConfig};
+use proxy::Cidr;
+use proxy::syncer::{ProxyMode, SyncerConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::flags::{Profile, parse_duration};
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The Node name (kubelet `--hostname-override`).
+    #[arg(long)]
+    pub node_name: String,
+    /// Value of the node's `topology.kubernetes.io/zone` label.
+    #[arg(long)]
+    pub zone: String,
+    /// The node's InternalIP.
+    #[arg(long)]
+    pub node_ip: Ipv4Addr,
+    /// The node's pod CIDR (`10.244.N.0/24`).
+    #[arg(long)]
+    pub pod_cidr: String,
+    /// API server URL.
+    #[arg(long)]
+    pub server: String,
+    /// Enter this network namespace at start (the node's), keeping the mount namespace.
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Lab prefix: pod network namespaces are `<prefix>-p-<hash>`.
+    #[arg(long, default_value = "zl")]
+    pub lab_prefix: String,
+    /// Where container logs go.
+    #[arg(long, default_value = "/run/zonelab/agents")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = Profile::Upstream)]
+    pub profile: Profile,
+    /// kube-proxy mode.
+    #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
+    pub proxy_mode: String,
+    /// Minimum time between proxy syncs [upstream 1s; fast 100ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub min_sync_period: Option<Duration>,
+    /// Periodic full resync [upstream 30s; fast 3s].
+    #[arg(long, value_parser = parse_duration)]
+    pub sync_period: Option<Duration>,
+    /// Lease duration; the lease is renewed every quarter of it [upstream 40; fast 4].
+    #[arg(long)]
+    pub node_lease_duration_seconds: Option<i32>,
+    /// Pod network of the whole cluster (traffic to a ClusterIP from outside it is masqueraded).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: String,
+    /// ClusterIP range (unallocated addresses in it are dropped).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cluster_ip_range: String,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
+    let mut cfg = SyncerConfig {
+        mode: match args.proxy_mode.as_str() {
+            "iptables" => ProxyMode::Iptables,
+            _ => ProxyMode::Nftables,
+        },
+        ..SyncerConfig::default()
+    };
+    cfg.min_sync_period_ms = ms(args
+        .min_sync_period
+        .unwrap_or(args.profile.duration(Duration::from_secs(1))));
+    cfg.sync_period_ms = ms(args
+        .sync_period
+        .unwrap_or(args.profile.duration(Duration::from_secs(30))));
+    cfg.plan.node_name = Some(args.node_name.clone());
+    let cluster = Cidr::parse(&args.cluster_cidr)
+        .map_err(|e| anyhow::anyhow!("invalid --cluster-cidr {:?}", e.0))?;
+    let services = Cidr::parse(&args.service_cluster_ip_range)
+        .map_err(|e| anyhow::anyhow!("invalid --service-cluster-ip-range {:?}", e.0))?;
+    cfg.nft.cluster_cidr = Some(cluster);
+    cfg.nft.service_cidrs = vec![services];
+    cfg.iptables.cluster_cidr = Some(cluster);
+    Ok(cfg)
+}
+
+fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
+    let mut cfg = KubeletConfig {
+        node_name: args.node_name.clone(),
+        zone: args.zone.clone(),
+        node_ip: args.node_ip,
+        pod_cidr: args.pod_cidr.clone(),
+        ..KubeletConfig::default()
+    };
+    if args.profile == Profile::Fast {
+        cfg = cfg.fast();
+    }
+    if let Some(d) = args.node_lease_duration_seconds {
+        cfg.node_lease_duration_seconds = d;
+    }
+    cfg
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let url: http::Uri = args.server.parse().context("--server")?;
+    let client = kube::Client::try_from(kube::Config::new(url))?;
+    let syncer = syncer_config(&args)?;
+    tokio::spawn(crate::proxy_driver::run(
+        client.clone(),
+        syncer,
+        args.node_name.clone(),
+    ));
+    let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
+        netns_prefix: args.lab_prefix.clone(),
+        node_netns: args.node_name.clone(),
+        state_dir: args.state_dir.join(&args.node_name),
+        echo_exe: std::env::current_exe()?,
+    });
+    let prober = NetProber {
+        netns_prefix: args.lab_prefix.clone(),
+    };
+    let agent = Agent::start(
+        client,
+        kubelet_config(&args),
+        Arc::new(runtime),
+        Arc::new(prober),
+    );
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: graceful node shutdown");
+            agent.shutdown().await?;
+        }
+        _ = int.recv() => {
+            tracing::info!("interrupted: graceful node shutdown");
+            agent.shutdown().await?;
+        }
+    }
+    Ok(())
+}

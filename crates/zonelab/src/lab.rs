@@ -1,0 +1,632 @@
+//! `zonelab lab ...`: bring a lab up (namespaces for the control plane, the nodes and the pods;
+//! `zonelab server` and one `zonelab agent` per node), inspect it, run commands in pods, inject
+//! failures, and take it down again.
+//!
+//! Start at [`run`]. The network work is `netlab`'s; this module is the process orchestration
+//! and the user interface.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use netlab::{Lab, LabSpec, Runner, SystemRunner, Topology};
+use serde::{Deserialize, Serialize};
+
+use crate::flags::Profile;
+
+/// Port the API server listens on inside the control-plane namespace (for agents).
+pub const LAB_API_PORT: u16 = 6443;
+
+#[derive(clap::Args, Debug)]
+pub struct LabArgs {
+    /// Lab name prefix (namespaces are `<prefix>-...`).
+    #[arg(long, default_value = "zl", global = true)]
+    pub prefix: String,
+    /// Where the lab keeps its state, logs and kubeconfig.
+    #[arg(long, default_value = netlab::DEFAULT_STATE_DIR, global = true)]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LabCommand {
+    /// Build the lab and start the control plane and one agent per node.
+    Up(UpArgs),
+    /// Stop every process and remove every namespace and rule of the lab.
+    Down,
+    /// Nodes, zones, readiness and pods.
+    Status,
+    /// Print the path of a kubeconfig for kubectl (`export KUBECONFIG=$(zonelab lab kubeconfig)`).
+    Kubeconfig,
+    /// Run a command inside a pod's network namespace: `zonelab lab exec POD -- CMD...`.
+    Exec {
+        pod: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Fail a zone or a node: `fail zone a --mode power|partition|graceful`.
+    Fail {
+        #[arg(value_enum)]
+        what: Target,
+        name: String,
+        #[arg(long, value_enum, default_value_t = FailMode::Power)]
+        mode: FailMode,
+    },
+    /// Undo a failure: `recover zone a`.
+    Recover {
+        #[arg(value_enum)]
+        what: Target,
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Zone,
+    Node,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum FailMode {
+    /// Processes killed, packets silently dropped (clients time out).
+    Power,
+    /// Packets dropped between the zone (or node) and everything else; processes keep running.
+    Partition,
+    /// The kubelet shuts its pods down first, then the node stops.
+    Graceful,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Zones: a count (`3` = a,b,c) or names (`a,b,c`).
+    #[arg(long, default_value = "3")]
+    pub zones: String,
+    #[arg(long, default_value_t = 2)]
+    pub nodes_per_zone: u32,
+    #[arg(long, value_enum, default_value_t = Profile::Fast)]
+    pub profile: Profile,
+    /// kube-proxy mode of every agent.
+    #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
+    pub proxy_mode: String,
+    /// Loopback port for kubectl.
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// How long to wait for every node to be Ready.
+    #[arg(long, default_value = "90s", value_parser = crate::flags::parse_duration)]
+    pub wait: Duration,
+}
+
+/// What `lab up` leaves for the other subcommands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabConfig {
+    pub prefix: String,
+    pub api: SocketAddr,
+    pub server_pid: u32,
+    pub profile: String,
+    pub proxy_mode: String,
+    pub topology: Topology,
+}
+
+fn config_path(state_dir: &Path, prefix: &str) -> PathBuf {
+    state_dir.join(prefix).join("lab-config.json")
+}
+
+pub fn load_config(state_dir: &Path, prefix: &str) -> anyhow::Result<LabConfig> {
+    let path = config_path(state_dir, prefix);
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("no lab {prefix:?} is up (reading {})", path.display()))?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// `3` -> a,b,c; `x,y` -> x,y.
+pub fn parse_zones(s: &str) -> anyhow::Result<Vec<String>> {
+    if let Ok(n) = s.trim().parse::<usize>() {
+        anyhow::ensure!((1..=26).contains(&n), "--zones count must be 1..=26");
+        return Ok((0..n)
+            .map(|i| ((b'a' + i as u8) as char).to_string())
+            .collect());
+    }
+    Ok(s.split(',')
+        .map(|z| z.trim().to_string())
+        .filter(|z| !z.is_empty())
+        .collect())
+}
+
+fn runner() -> Arc<dyn Runner> {
+    Arc::new(SystemRunner)
+}
+
+fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
+    let url: http::Uri = format!("http://{api}").parse()?;
+    Ok(kube::Client::try_from(kube::Config::new(url))?)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn kill_pid(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if pid_alive(pid) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status();
+    }
+}
+
+/// Start `zonelab server` in the root namespace on loopback, also listening inside the
+/// control-plane namespace for the agents.
+fn start_server(
+    exe: &Path,
+    dir: &Path,
+    topo: &Topology,
+    up: &UpArgs,
+) -> anyhow::Result<(u32, SocketAddr)> {
+    let api = SocketAddr::from(([127, 0, 0, 1], up.api_port));
+    let cp = SocketAddr::from((topo.control_plane.ip, LAB_API_PORT));
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    let child = Command::new(exe)
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir.join("server"))
+        .arg("--listen")
+        .arg(api.to_string())
+        .arg("--listen-netns")
+        .arg(format!("{}={cp}", topo.control_plane.netns))
+        .arg("--profile")
+        .arg(match up.profile {
+            Profile::Fast => "fast",
+            Profile::Upstream => "upstream",
+        })
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("starting zonelab server")?;
+    Ok((child.id(), api))
+}
+
+async fn wait_healthy(api: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if tokio::net::TcpStream::connect(api).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the API server did not come up on {api} within {limit:?}")
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn wait_nodes_ready(
+    client: &kube::Client,
+    want: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let api: Api<Node> = Api::all(client.clone());
+    let start = Instant::now();
+    let mut last = 0;
+    while start.elapsed() < limit {
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            let ready = list.items.iter().filter(|n| node_ready(n)).count();
+            if ready != last {
+                eprintln!(
+                    "  {ready}/{want} nodes Ready ({:.1}s)",
+                    start.elapsed().as_secs_f64()
+                );
+                last = ready;
+            }
+            if ready >= want {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!(
+        "only {last}/{want} nodes became Ready within {limit:?}; see the logs under the lab's state dir"
+    )
+}
+
+/// The argv of one node's agent.
+pub fn agent_argv(
+    exe: &Path,
+    topo: &Topology,
+    node: &netlab::NodeNet,
+    cfg: &LabConfig,
+) -> Vec<String> {
+    vec![
+        exe.display().to_string(),
+        "agent".into(),
+        "--node-name".into(),
+        node.name.clone(),
+        "--zone".into(),
+        node.zone.clone(),
+        "--node-ip".into(),
+        node.ip.to_string(),
+        "--pod-cidr".into(),
+        format!("{}/24", node.pod_cidr),
+        "--server".into(),
+        format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+        "--lab-prefix".into(),
+        topo.prefix.clone(),
+        "--proxy-mode".into(),
+        cfg.proxy_mode.clone(),
+        "--profile".into(),
+        cfg.profile.clone(),
+    ]
+}
+
+/// Start one node's agent: a process in the root mount namespace that enters the node's network
+/// namespace itself (`ip netns exec` would give it a private mount namespace, and the pod
+/// namespaces it creates would be invisible to everyone else).
+fn start_agent(state_dir: &Path, exe: &Path, cfg: &LabConfig, node: &str) -> anyhow::Result<u32> {
+    let n = cfg
+        .topology
+        .node(node)
+        .with_context(|| format!("no node {node:?} in the lab"))?;
+    let mut argv = agent_argv(exe, &cfg.topology, n, cfg);
+    argv.extend([
+        "--netns".to_string(),
+        n.name.clone(),
+        "--state-dir".to_string(),
+    ]);
+    argv.push(
+        state_dir
+            .join(&cfg.prefix)
+            .join("agents")
+            .display()
+            .to_string(),
+    );
+    let logs = state_dir.join(&cfg.prefix).join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let out = std::fs::File::create(logs.join(format!("agent-{node}.out")))?;
+    let err = std::fs::File::create(logs.join(format!("agent-{node}.err")))?;
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("ZONELAB_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting the agent of {node}"))?;
+    let pids = agents_path(state_dir, &cfg.prefix);
+    let mut map: std::collections::BTreeMap<String, u32> = std::fs::read(&pids)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    map.insert(node.to_string(), child.id());
+    std::fs::write(&pids, serde_json::to_vec(&map)?)?;
+    Ok(child.id())
+}
+
+fn agents_path(state_dir: &Path, prefix: &str) -> PathBuf {
+    state_dir.join(prefix).join("agents.json")
+}
+
+fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<u32> {
+    let map: std::collections::BTreeMap<String, u32> =
+        serde_json::from_slice(&std::fs::read(agents_path(state_dir, prefix)).ok()?).ok()?;
+    map.get(node).copied().filter(|p| pid_alive(*p))
+}
+
+async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let spec = LabSpec {
+        prefix: args.prefix.clone(),
+        zones: parse_zones(&up.zones)?,
+        nodes_per_zone: up.nodes_per_zone,
+    };
+    let topo = Topology::new(&spec)?;
+    if let Ok(old) = load_config(&args.state_dir, &args.prefix) {
+        eprintln!("clearing the leftovers of an earlier lab {:?}", args.prefix);
+        kill_pid(old.server_pid);
+    }
+    let r = runner();
+    let lab = Lab::up(&topo, Arc::clone(&r), &args.state_dir)?;
+    eprintln!(
+        "network: {} zones x {} nodes ({:.1}s)",
+        spec.zones.len(),
+        up.nodes_per_zone,
+        started.elapsed().as_secs_f64()
+    );
+    let exe = std::env::current_exe()?;
+    let dir = args.state_dir.join(&args.prefix);
+    let (server_pid, api) = start_server(&exe, &dir, &topo, up)?;
+    let cfg = LabConfig {
+        prefix: args.prefix.clone(),
+        api,
+        server_pid,
+        profile: match up.profile {
+            Profile::Fast => "fast".into(),
+            Profile::Upstream => "upstream".into(),
+        },
+        proxy_mode: up.proxy_mode.clone(),
+        topology: topo.clone(),
+    };
+    std::fs::write(
+        config_path(&args.state_dir, &args.prefix),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
+    write_kubeconfig(&args.state_dir, &cfg)?;
+    wait_healthy(api, Duration::from_secs(20)).await?;
+    eprintln!(
+        "control plane: http://{api} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    for node in &topo.nodes {
+        start_agent(&args.state_dir, &exe, &cfg, &node.name)?;
+    }
+    drop(lab);
+    let client = kube_client(api)?;
+    wait_nodes_ready(&client, topo.nodes.len(), up.wait).await?;
+    println!(
+        "lab {:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
+        args.prefix,
+        topo.nodes.len(),
+        spec.zones.len(),
+        cfg.profile,
+        cfg.proxy_mode,
+        started.elapsed().as_secs_f64(),
+        kubeconfig_path(&args.state_dir, &args.prefix).display()
+    );
+    Ok(())
+}
+
+pub fn kubeconfig_path(state_dir: &Path, prefix: &str) -> PathBuf {
+    state_dir.join(prefix).join("kubeconfig")
+}
+
+fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {p}\n  cluster:\n    server: http://{api}\ncontexts:\n- name: {p}\n  context:\n    cluster: {p}\n    user: {p}\ncurrent-context: {p}\nusers:\n- name: {p}\n  user: {{}}\n",
+        p = cfg.prefix,
+        api = cfg.api
+    );
+    std::fs::write(kubeconfig_path(state_dir, &cfg.prefix), text)?;
+    Ok(())
+}
+
+/// Take the lab down: server, agents, pods, namespaces, rules, state.
+pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
+    if let Ok(cfg) = load_config(state_dir, prefix) {
+        kill_pid(cfg.server_pid);
+        for n in &cfg.topology.nodes {
+            if let Some(pid) = agent_pid(state_dir, prefix, &n.name) {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+    let r = runner();
+    match Lab::attach(prefix, Arc::clone(&r), state_dir) {
+        Ok(mut lab) => lab.down()?,
+        Err(_) => Lab::down_prefix(prefix, &*r, state_dir)?,
+    }
+    let _ = std::fs::remove_dir_all(state_dir.join(prefix));
+    Ok(())
+}
+
+async fn status(args: &LabArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.state_dir, &args.prefix)?;
+    let client = kube_client(cfg.api)?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client);
+    let pod_list = pods.list(&ListParams::default()).await?;
+    println!(
+        "{:<14} {:<6} {:<10} {:>5}",
+        "NODE", "ZONE", "STATUS", "PODS"
+    );
+    for n in nodes.list(&ListParams::default()).await?.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let zone = n
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("topology.kubernetes.io/zone"))
+            .cloned()
+            .unwrap_or_default();
+        let ready = n
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| match c.status.as_str() {
+                "True" => "Ready",
+                "False" => "NotReady",
+                _ => "Unknown",
+            })
+            .unwrap_or("Unknown");
+        let count = pod_list
+            .items
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
+            .count();
+        println!("{name:<14} {zone:<6} {ready:<10} {count:>5}");
+    }
+    let lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+    let f = lab.faults();
+    if !f.isolated_nodes.is_empty() || !f.partitioned_zones.is_empty() {
+        println!(
+            "faults: isolated nodes {:?}, partitioned zones {:?}",
+            f.isolated_nodes, f.partitioned_zones
+        );
+    }
+    Ok(())
+}
+
+/// The network namespace of a pod, found from its IP.
+async fn pod_netns(cfg: &LabConfig, namespace: &str, pod: &str) -> anyhow::Result<String> {
+    let api: Api<Pod> = Api::namespaced(kube_client(cfg.api)?, namespace);
+    let p = api
+        .get(pod)
+        .await
+        .with_context(|| format!("pod {namespace}/{pod}"))?;
+    let ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .with_context(|| format!("pod {namespace}/{pod} has no IP yet"))?;
+    let uid = p.metadata.uid.clone().unwrap_or_default();
+    let candidates = [format!("{namespace}/{pod}"), uid];
+    let r = runner();
+    for key in candidates {
+        let ns = cfg.topology.pod_netns(&key);
+        let out = r.run(&netlab::Cmd::new(
+            "ip",
+            ["-n", ns.as_str(), "-4", "-o", "addr", "show"],
+        ));
+        if out.is_ok_and(|o| o.success() && o.stdout.contains(&format!("{ip}/"))) {
+            return Ok(ns);
+        }
+    }
+    bail!("no network namespace holds {ip} (pod {namespace}/{pod})")
+}
+
+async fn exec(args: &LabArgs, namespace: &str, pod: &str, cmd: &[String]) -> anyhow::Result<i32> {
+    let cfg = load_config(&args.state_dir, &args.prefix)?;
+    let ns = pod_netns(&cfg, namespace, pod).await?;
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(cmd)
+        .status()?;
+    Ok(status.code().unwrap_or(1))
+}
+
+fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Result<()> {
+    let cfg = load_config(&args.state_dir, &args.prefix)?;
+    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+    let nodes: Vec<String> = match what {
+        Target::Node => vec![name.to_string()],
+        Target::Zone => cfg
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| n.zone == name)
+            .map(|n| n.name.clone())
+            .collect(),
+    };
+    anyhow::ensure!(
+        !nodes.is_empty(),
+        "no {what:?} named {name:?} in lab {:?}",
+        cfg.prefix
+    );
+    match (mode, what) {
+        (FailMode::Power, _) => {
+            for n in &nodes {
+                lab.power_off_node(n)?;
+            }
+        }
+        (FailMode::Partition, Target::Zone) => lab.partition_zone(name)?,
+        (FailMode::Partition, Target::Node) => lab.isolate_node(name)?,
+        (FailMode::Graceful, _) => {
+            // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
+            for n in &nodes {
+                if let Some(pid) = agent_pid(&args.state_dir, &args.prefix, n) {
+                    let _ = Command::new("kill")
+                        .arg("-TERM")
+                        .arg(pid.to_string())
+                        .status();
+                }
+            }
+        }
+    }
+    println!(
+        "{what:?} {name}: {mode:?} failure injected ({} node(s))",
+        nodes.len()
+    );
+    Ok(())
+}
+
+fn recover(args: &LabArgs, what: Target, name: &str) -> anyhow::Result<()> {
+    let cfg = load_config(&args.state_dir, &args.prefix)?;
+    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+    let exe = std::env::current_exe()?;
+    let nodes: Vec<String> = match what {
+        Target::Node => vec![name.to_string()],
+        Target::Zone => cfg
+            .topology
+            .nodes
+            .iter()
+            .filter(|n| n.zone == name)
+            .map(|n| n.name.clone())
+            .collect(),
+    };
+    if what == Target::Zone {
+        lab.heal_zone(name)?;
+    }
+    for n in &nodes {
+        lab.power_on_node(n)?;
+        lab.heal_node(n)?;
+        if agent_pid(&args.state_dir, &args.prefix, n).is_none() {
+            start_agent(&args.state_dir, &exe, &cfg, n)?;
+        }
+    }
+    println!("{what:?} {name}: recovered ({} node(s))", nodes.len());
+    Ok(())
+}
+
+pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
+    match &args.command {
+        LabCommand::Up(u) => up(&args, u).await.map(|_| 0),
+        LabCommand::Down => {
+            down(&args.state_dir, &args.prefix)?;
+            println!("lab {:?} is down", args.prefix);
+            Ok(0)
+        }
+        LabCommand::Status => status(&args).await.map(|_| 0),
+        LabCommand::Kubeconfig => {
+            load_config(&args.state_dir, &args.prefix)?;
+            println!(
+                "{}",
+                kubeconfig_path(&args.state_dir, &args.prefix).display()
+            );
+            Ok(0)
+        }
+        LabCommand::Exec {
+            pod,
+            namespace,
+            cmd,
+        } => exec(&args, namespace, pod, cmd).await,
+        LabCommand::Fail { what, name, mode } => fail(&args, *what, name, *mode).map(|_| 0),
+        LabCommand::Recover { what, name } => recover(&args, *what, name).map(|_| 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_from_count_or_names() {
+        assert_eq!(parse_zones("3").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(parse_zones("x, y").unwrap(), vec!["x", "y"]);
+        assert!(parse_zones("0").is_err());
+    }
+}
