@@ -171,8 +171,8 @@ mod tests {
         st.isolated_nodes.insert("zl1-b-1".into());
         let s = router_script(&topo(), &st);
         assert!(s.contains("type filter hook forward priority -300; policy accept;"));
-        assert!(s.contains("ip saddr { 10.100.1.11, 10.244.2.0/24 } drop\n"));
-        assert!(s.contains("ip daddr { 10.100.1.11, 10.244.2.0/24 } drop\n"));
+        assert!(s.contains("ip saddr { 172.20.1.11, 10.244.2.0/24 } drop\n"));
+        assert!(s.contains("ip daddr { 172.20.1.11, 10.244.2.0/24 } drop\n"));
         let n = node_script(true);
         assert!(n.contains("chain input {") && n.contains("iifname \"eth0\" drop"));
         assert!(n.contains("chain output {") && n.contains("oifname \"eth0\" drop"));
@@ -183,8 +183,8 @@ mod tests {
         let mut st = FaultState::default();
         st.partitioned_zones.insert("b".into());
         let s = router_script(&topo(), &st);
-        let inside = "{ 10.100.1.0/24, 10.244.2.0/24, 10.244.3.0/24 }";
-        let outside = "{ 10.100.0.0/24, 10.244.0.0/24, 10.244.1.0/24, 10.100.250.0/24 }";
+        let inside = "{ 172.20.1.0/24, 10.244.2.0/24, 10.244.3.0/24 }";
+        let outside = "{ 172.20.0.0/24, 10.244.0.0/24, 10.244.1.0/24, 172.20.250.0/24 }";
         assert!(s.contains(&format!("ip saddr {inside} ip daddr {outside} drop\n")));
         assert!(s.contains(&format!("ip saddr {outside} ip daddr {inside} drop\n")));
         assert!(!s.contains("zl1"));

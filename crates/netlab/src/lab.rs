@@ -614,7 +614,7 @@ mod tests {
             last.stdin
                 .as_deref()
                 .expect("script")
-                .contains("10.100.1.0/24")
+                .contains("172.20.1.0/24")
         );
 
         let attached = Lab::attach("zf", fake.clone(), &dir).expect("attach");

@@ -246,21 +246,21 @@ mod tests {
              netns add zl1-b-1\nnetns add zl1-b-2\n"
         );
         let router = steps[1].stdin.as_deref().expect("batch");
-        assert!(router.contains("addr add 10.100.1.1/24 dev br-1\n"));
+        assert!(router.contains("addr add 172.20.1.1/24 dev br-1\n"));
         assert!(router.contains("link add vn2 type veth peer name eth0 netns zl1-b-1\n"));
         assert!(router.contains("link set vn2 master br-1\n"));
         assert!(router.contains("link add vcp type veth peer name eth0 netns zl1-cp\n"));
         let b1 = steps[4].stdin.as_deref().expect("batch");
         assert_eq!(steps[4].args[1], "zl1-b-1");
-        assert!(b1.contains("addr add 10.100.1.11/24 dev eth0\n"));
-        assert!(b1.contains("route add default via 10.100.1.1 dev eth0\n"));
+        assert!(b1.contains("addr add 172.20.1.11/24 dev eth0\n"));
+        assert!(b1.contains("route add default via 172.20.1.1 dev eth0\n"));
         let last = steps.last().expect("steps");
         assert_eq!(last.args[..2], ["-n".to_string(), "zl1-rt".to_string()]);
         assert!(
             last.stdin
                 .as_deref()
                 .expect("batch")
-                .contains("route add 10.244.3.0/24 via 10.100.1.12\n")
+                .contains("route add 10.244.3.0/24 via 172.20.1.12\n")
         );
         let sysctl_lines: Vec<String> = steps.iter().map(ToString::to_string).collect();
         assert!(sysctl_lines.contains(

@@ -4,19 +4,24 @@
 //!
 //! ```text
 //!                         <prefix>-rt  (router, ip_forward=1)
-//!        br-0 10.100.0.1/24    br-1 10.100.1.1/24  ...   br-cp 10.100.250.1/24
+//!        br-0 172.20.0.1/24    br-1 172.20.1.1/24  ...   br-cp 172.20.250.1/24
 //!          |  vn0  vn1            |  vn2  vn3                 |  vcp
-//!   <prefix>-a-1  <prefix>-a-2  <prefix>-b-1 ...        <prefix>-cp 10.100.250.2/24
-//!   eth0 10.100.0.11            eth0 10.100.1.11
+//!   <prefix>-a-1  <prefix>-a-2  <prefix>-b-1 ...        <prefix>-cp 172.20.250.2/24
+//!   eth0 172.20.0.11            eth0 172.20.1.11
 //!   pods 10.244.0.0/24          pods 10.244.2.0/24
 //!     |  zv<hash8>  (route <podIP>/32 dev zv<hash8>, proxy_arp=1)
 //!   <prefix>-p-<hash8>: eth0 <podIP>/32, 169.254.1.1 dev eth0 scope link, default via 169.254.1.1
 //! ```
 //!
-//! Zone `z` (index in `LabSpec::zones`) owns `10.100.z.0/24` with the gateway `.1` on the
-//! router's bridge `br-z`; node `n` (1-based) of zone `z` is `10.100.z.(10+n)`. Node `g`
+//! Zone `z` (index in `LabSpec::zones`) owns `172.20.z.0/24` with the gateway `.1` on the
+//! router's bridge `br-z`; node `n` (1-based) of zone `z` is `172.20.z.(10+n)`. Node `g`
 //! (global index, zone-major) gets the pod CIDR `10.244.g.0/24` and the router routes that
 //! CIDR via the node IP.
+//!
+//! Node and control-plane addresses live in 172.20.0.0/16 on purpose: kube-proxy drops new
+//! connections to unallocated addresses of the service range (10.96.0.0/12 covers
+//! 10.96.0.0 – 10.111.255.255), so node addresses inside it would cut nodes off from the
+//! control plane and from each other as soon as the first proxy sync lands.
 //!
 //! # Why pods are routed /32 (Calico style) and not bridged
 //!
@@ -36,13 +41,13 @@ use serde::{Deserialize, Serialize};
 
 /// Longest allowed lab prefix; it starts every namespace name.
 pub const MAX_PREFIX_LEN: usize = 5;
-/// Zone subnets are `10.100.<zone>.0/24`; 250 is the control plane, so at most 250 zones.
+/// Zone subnets are `172.20.<zone>.0/24`; 250 is the control plane, so at most 250 zones.
 pub const MAX_ZONES: usize = 250;
 /// Node `n` of a zone is `.10+n`, the last usable host is `.254`.
 pub const MAX_NODES_PER_ZONE: u32 = 244;
 /// Pod CIDRs are `10.244.<global node index>.0/24`.
 pub const MAX_NODES: u32 = 256;
-/// Third octet of the control-plane subnet `10.100.250.0/24`.
+/// Third octet of the control-plane subnet `172.20.250.0/24`.
 pub const CONTROL_PLANE_OCTET: u8 = 250;
 /// Longest DNS-1123 label (node names are labels).
 const MAX_LABEL_LEN: usize = 63;
@@ -90,9 +95,9 @@ pub struct ZoneNet {
     pub index: u8,
     /// Bridge in the router namespace, `br-<index>`.
     pub bridge: String,
-    /// `10.100.<index>.1`, on the bridge, /24.
+    /// `172.20.<index>.1`, on the bridge, /24.
     pub gateway: Ipv4Addr,
-    /// `10.100.<index>.0`, /24.
+    /// `172.20.<index>.0`, /24.
     pub subnet: Ipv4Addr,
 }
 
@@ -107,7 +112,7 @@ pub struct NodeNet {
     pub number: u32,
     /// Zone-major index over all nodes; the third octet of the pod CIDR.
     pub global_index: u8,
-    /// `10.100.<zone>.<10+n>` on `eth0`, /24.
+    /// `172.20.<zone>.<10+n>` on `eth0`, /24.
     pub ip: Ipv4Addr,
     /// Zone gateway, the node's default route.
     pub gateway: Ipv4Addr,
@@ -123,9 +128,9 @@ pub struct ControlPlaneNet {
     pub netns: String,
     pub bridge: String,
     pub router_veth: String,
-    /// `10.100.250.2`, /24.
+    /// `172.20.250.2`, /24.
     pub ip: Ipv4Addr,
-    /// `10.100.250.1` on `br-cp`.
+    /// `172.20.250.1` on `br-cp`.
     pub gateway: Ipv4Addr,
     pub subnet: Ipv4Addr,
 }
@@ -167,8 +172,8 @@ impl Topology {
                 name: zone.clone(),
                 index: z,
                 bridge: format!("br-{z}"),
-                gateway: Ipv4Addr::new(10, 100, z, 1),
-                subnet: Ipv4Addr::new(10, 100, z, 0),
+                gateway: Ipv4Addr::new(172, 20, z, 1),
+                subnet: Ipv4Addr::new(172, 20, z, 0),
             });
             for n in 1..=spec.nodes_per_zone {
                 let g = u32::from(z) * spec.nodes_per_zone + (n - 1);
@@ -181,8 +186,8 @@ impl Topology {
                     zone_index: z,
                     number: n,
                     global_index: g,
-                    ip: Ipv4Addr::new(10, 100, z, host),
-                    gateway: Ipv4Addr::new(10, 100, z, 1),
+                    ip: Ipv4Addr::new(172, 20, z, host),
+                    gateway: Ipv4Addr::new(172, 20, z, 1),
                     router_veth: format!("vn{g}"),
                     pod_cidr: Ipv4Addr::new(10, 244, g, 0),
                 });
@@ -192,9 +197,9 @@ impl Topology {
             netns: format!("{prefix}-cp"),
             bridge: "br-cp".to_string(),
             router_veth: "vcp".to_string(),
-            ip: Ipv4Addr::new(10, 100, CONTROL_PLANE_OCTET, 2),
-            gateway: Ipv4Addr::new(10, 100, CONTROL_PLANE_OCTET, 1),
-            subnet: Ipv4Addr::new(10, 100, CONTROL_PLANE_OCTET, 0),
+            ip: Ipv4Addr::new(172, 20, CONTROL_PLANE_OCTET, 2),
+            gateway: Ipv4Addr::new(172, 20, CONTROL_PLANE_OCTET, 1),
+            subnet: Ipv4Addr::new(172, 20, CONTROL_PLANE_OCTET, 0),
         };
         Ok(Topology {
             router_netns: format!("{prefix}-rt"),
@@ -356,12 +361,12 @@ mod tests {
         let t = Topology::new(&spec("zl1", &["a", "b"], 2)).expect("valid");
         assert_eq!(t.router_netns, "zl1-rt");
         assert_eq!(t.control_plane.netns, "zl1-cp");
-        assert_eq!(t.control_plane.ip, Ipv4Addr::new(10, 100, 250, 2));
+        assert_eq!(t.control_plane.ip, Ipv4Addr::new(172, 20, 250, 2));
         let names: Vec<_> = t.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["zl1-a-1", "zl1-a-2", "zl1-b-1", "zl1-b-2"]);
         let b2 = t.node("zl1-b-2").expect("node");
-        assert_eq!(b2.ip, Ipv4Addr::new(10, 100, 1, 12));
-        assert_eq!(b2.gateway, Ipv4Addr::new(10, 100, 1, 1));
+        assert_eq!(b2.ip, Ipv4Addr::new(172, 20, 1, 12));
+        assert_eq!(b2.gateway, Ipv4Addr::new(172, 20, 1, 1));
         assert_eq!(b2.pod_cidr, Ipv4Addr::new(10, 244, 3, 0));
         assert_eq!(b2.router_veth, "vn3");
         assert_eq!(t.zones[1].bridge, "br-1");
@@ -443,6 +448,6 @@ mod tests {
         let t = Topology::new(&spec("zl", &zones, 64)).expect("256 nodes fit");
         let last = t.nodes.last().expect("nodes");
         assert_eq!(last.global_index, 255);
-        assert_eq!(last.ip, Ipv4Addr::new(10, 100, 3, 74));
+        assert_eq!(last.ip, Ipv4Addr::new(172, 20, 3, 74));
     }
 }

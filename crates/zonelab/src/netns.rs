@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn parses_netns_listen() {
-        let (ns, addr) = parse_netns_listen("zl1-cp=10.100.250.2:6443").unwrap();
+        let (ns, addr) = parse_netns_listen("zl1-cp=172.20.250.2:6443").unwrap();
         assert_eq!(ns, "zl1-cp");
         assert_eq!(addr.port(), 6443);
         assert!(parse_netns_listen("nope").is_err());

@@ -80,7 +80,7 @@ impl Default for KubeletConfig {
         KubeletConfig {
             node_name: "node".into(),
             zone: "zone-a".into(),
-            node_ip: Ipv4Addr::new(10, 100, 0, 11),
+            node_ip: Ipv4Addr::new(172, 20, 0, 11),
             pod_cidr: "10.244.0.0/24".into(),
             capacity_cpu: "2".into(),
             capacity_memory: "4Gi".into(),

@@ -33,7 +33,7 @@ fn node_registers_with_labels_capacity_and_conditions() {
         .flatten()
         .map(|a| (a.type_.as_str(), a.address.as_str()))
         .collect();
-    assert_eq!(addrs, [("InternalIP", "10.100.0.11"), ("Hostname", "n1")]);
+    assert_eq!(addrs, [("InternalIP", "172.20.0.11"), ("Hostname", "n1")]);
     let conds = st.conditions.as_ref().expect("conditions");
     let ready = conds.iter().find(|c| c.type_ == "Ready").expect("ready");
     assert_eq!(

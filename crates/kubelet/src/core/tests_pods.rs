@@ -36,7 +36,7 @@ fn new_pod_runs_and_is_ready_with_its_ip() {
     assert_eq!(st.phase.as_deref(), Some("Running"));
     assert_eq!(st.pod_ip.as_deref(), Some("10.244.0.2"));
     assert_eq!(st.pod_ips.as_ref().expect("ips")[0].ip, "10.244.0.2");
-    assert_eq!(st.host_ip.as_deref(), Some("10.100.0.11"));
+    assert_eq!(st.host_ip.as_deref(), Some("172.20.0.11"));
     assert!(st.start_time.is_some());
     assert_eq!(ready(&p).as_deref(), Some("True"));
     let types: Vec<&str> = st
