@@ -58,6 +58,9 @@ pub struct AgentArgs {
     /// Lease duration; the lease is renewed every quarter of it [upstream 40; fast 4].
     #[arg(long)]
     pub node_lease_duration_seconds: Option<i32>,
+    /// kube-proxy `/metrics` and `/healthz` (upstream serves them on :10249 and :10256).
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    pub proxy_status_address: std::net::SocketAddr,
     /// Pod network of the whole cluster (traffic to a ClusterIP from outside it is masqueraded).
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
@@ -120,6 +123,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         client.clone(),
         syncer,
         args.node_name.clone(),
+        args.proxy_status_address,
     ));
     let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
         netns_prefix: args.lab_prefix.clone(),

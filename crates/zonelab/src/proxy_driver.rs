@@ -5,7 +5,15 @@
 //!
 //! Start at [`run`].
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -68,9 +76,68 @@ fn feed<T>(ev: watcher::Event<T>, mut apply: impl FnMut(Change<'_, T>)) -> bool 
     }
 }
 
-/// Run the proxy until the process ends.
-pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String) {
+/// What the proxy's HTTP endpoints report.
+#[derive(Default)]
+struct Status {
+    metrics: String,
+    /// Wall-clock ms of the last successful sync (0: none yet).
+    last_ok: i64,
+    /// Whether the most recent sync attempt succeeded.
+    last_attempt_ok: bool,
+}
+
+/// Serve `/metrics` (Prometheus text, upstream metric names) and `/healthz`: 503 before the
+/// first successful sync, and when the latest sync failed and none succeeded within
+/// 2 x `--sync-period` (upstream's health timeout); 200 otherwise.
+fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>, healthy_within_ms: i64) {
+    tokio::spawn(async move {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("proxy status endpoint {addr}: {e}");
+                return;
+            }
+        };
+        while let Ok((stream, _)) = listener.accept().await {
+            let status = Arc::clone(&status);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let status = Arc::clone(&status);
+                    async move {
+                        let (code, body) = match status.lock() {
+                            Ok(s) => match req.uri().path() {
+                                "/metrics" => (200, s.metrics.clone()),
+                                "/healthz"
+                                    if s.last_ok > 0
+                                        && (s.last_attempt_ok
+                                            || wall_clock() - s.last_ok <= healthy_within_ms) =>
+                                {
+                                    (200, "ok".to_string())
+                                }
+                                "/healthz" => (503, "no successful sync recently".to_string()),
+                                _ => (404, "not found".to_string()),
+                            },
+                            Err(_) => (500, "status lock poisoned".to_string()),
+                        };
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = hyper::StatusCode::from_u16(code)
+                            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+/// Run the proxy until the process ends; `/metrics` and `/healthz` are served on `status_addr`.
+pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_addr: SocketAddr) {
     let mode = cfg.mode;
+    let status = Arc::new(Mutex::new(Status::default()));
+    serve_status(status_addr, Arc::clone(&status), 2 * cfg.sync_period_ms);
     let mut syncer = Syncer::new(cfg);
     let (tx, mut rx) = mpsc::channel(1024);
     spawn_watch(
@@ -106,6 +173,13 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String) {
             }
             let done = wall_clock();
             syncer.on_applied(result, done);
+            if let Ok(mut st) = status.lock() {
+                st.metrics = syncer.render_metrics();
+                st.last_attempt_ok = ok;
+                if ok {
+                    st.last_ok = done;
+                }
+            }
             if kind != SyncKind::StaleDelete {
                 let ready: usize = syncer.plan().services().map(|s| s.endpoints.len()).sum();
                 println!(

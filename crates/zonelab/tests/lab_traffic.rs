@@ -299,6 +299,28 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
         "{mode}: backend shares are not uniform (chi2 {chi2:.1}): {by_pod:?}"
     );
 
+    // Every proxy serves upstream-named metrics and a healthy /healthz in its node namespace.
+    let fetch = |node: &str, path: &str| {
+        let py = format!(
+            "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:10256{path}', timeout=5).read().decode())"
+        );
+        let o = Command::new("ip")
+            .args(["netns", "exec", node, "python3", "-c", &py])
+            .output()
+            .expect("python3");
+        assert!(
+            o.status.success(),
+            "{mode}: GET {path} on {node}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert!(
+        fetch(&nodes[0], "/metrics").contains("kubeproxy_sync_proxy_rules_duration_seconds"),
+        "{mode}: metrics"
+    );
+    assert_eq!(fetch(&nodes[0], "/healthz").trim(), "ok");
+
     // A deleted pod gets no new connection once its endpoint is gone.
     let victim = by_pod.keys().next().cloned().unwrap_or_default();
     let victim_ip = g.kubectl(
