@@ -34,8 +34,8 @@ pub fn wall_clock() -> Millis {
         .unwrap_or(0)
 }
 
-/// What a watch task reports.
-enum Feed {
+/// What a watch task reports (shared with the kubelet's driver).
+pub enum Feed {
     /// A relist of `kind` starts (objects follow as `Upsert`, then `RelistDone`).
     RelistStart(Kind),
     Upsert(Object, bool),
@@ -50,8 +50,15 @@ struct Outcome {
     error: Option<WriteError>,
 }
 
-fn spawn_informer<K, F>(client: kube::Client, kind: Kind, wrap: F, tx: mpsc::Sender<Feed>)
-where
+/// Spawn an informer: list + watch `api` (relisting on errors and 410), reporting every object
+/// wrapped as an [`Object`] of `kind`.
+pub fn spawn_informer<K, F>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: Kind,
+    wrap: F,
+    tx: mpsc::Sender<Feed>,
+) where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + DeserializeOwned
@@ -62,8 +69,7 @@ where
     F: Fn(K) -> Object + Send + 'static,
 {
     tokio::spawn(async move {
-        let api: Api<K> = Api::all(client);
-        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        let mut stream = watcher(api, cfg).boxed();
         while let Some(ev) = stream.next().await {
             let feed = match ev {
                 Ok(watcher::Event::Init) => Feed::RelistStart(kind),
@@ -86,43 +92,50 @@ where
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
     spawn_informer::<Pod, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::Pod,
         |o| Object::Pod(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<Node, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::Node,
         |o| Object::Node(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<Service, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::Service,
         |o| Object::Service(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<EndpointSlice, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::EndpointSlice,
         |o| Object::EndpointSlice(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<Lease, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::Lease,
         |o| Object::Lease(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<Deployment, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::Deployment,
         |o| Object::Deployment(Arc::new(o)),
         tx.clone(),
     );
     spawn_informer::<ReplicaSet, _>(
-        client.clone(),
+        Api::all(client.clone()),
+        watcher::Config::default(),
         Kind::ReplicaSet,
         |o| Object::ReplicaSet(Arc::new(o)),
         tx.clone(),

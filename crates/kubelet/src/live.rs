@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use controllers::live::{execute, wall_clock};
 use controllers::{Action, Change, Key, Kind, Millis, Object, WriteError};
-use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::watcher;
-use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -30,8 +28,6 @@ const MAX_INFLIGHT_WRITES: usize = 16;
 const CHANNEL_BOUND: usize = 1024;
 /// After a shutdown began, the loop ends at the latest this long after the grace period.
 const SHUTDOWN_SLACK: Millis = 10_000;
-/// Delay before a failed watch is retried.
-const WATCH_RETRY: Duration = Duration::from_millis(500);
 
 /// The agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -42,45 +38,7 @@ pub enum LiveError {
     Join(String),
 }
 
-enum Feed {
-    RelistStart(Kind),
-    Upsert(Object, bool),
-    Deleted(Object),
-    RelistDone(Kind),
-}
-
-fn spawn_watch<K, F>(api: Api<K>, cfg: watcher::Config, kind: Kind, wrap: F, tx: mpsc::Sender<Feed>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    F: Fn(K) -> Object + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut stream = watcher(api, cfg).boxed();
-        while let Some(ev) = stream.next().await {
-            let feed = match ev {
-                Ok(watcher::Event::Init) => Feed::RelistStart(kind),
-                Ok(watcher::Event::InitApply(o)) => Feed::Upsert(wrap(o), true),
-                Ok(watcher::Event::InitDone) => Feed::RelistDone(kind),
-                Ok(watcher::Event::Apply(o)) => Feed::Upsert(wrap(o), false),
-                Ok(watcher::Event::Delete(o)) => Feed::Deleted(wrap(o)),
-                Err(e) => {
-                    tracing::debug!("{kind:?} watch: {e}; retrying");
-                    tokio::time::sleep(WATCH_RETRY).await;
-                    continue;
-                }
-            };
-            if tx.send(feed).await.is_err() {
-                return;
-            }
-        }
-    });
-}
+use controllers::live::{Feed, spawn_informer as spawn_watch};
 
 fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
     let by_name = watcher::Config::default().fields(&format!("metadata.name={node}"));
