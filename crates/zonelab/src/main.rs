@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod conntrack;
 mod echo;
 mod flags;
 mod lab;

@@ -151,6 +151,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
         tx,
     );
     let (mut services_synced, mut slices_synced, mut started) = (false, false, false);
+    let mut udp = crate::conntrack::UdpView::new();
     let mut applier: Box<dyn RuleApplier + Send> = match mode {
         ProxyMode::Nftables => Box::new(NftApplier::new(None)),
         ProxyMode::Iptables => Box::new(IptablesApplier::new(None)),
@@ -173,6 +174,14 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             }
             let done = wall_clock();
             syncer.on_applied(result, done);
+            if ok {
+                let now_udp = crate::conntrack::udp_view(syncer.plan());
+                let cmds = crate::conntrack::cleanup_commands(&udp, &now_udp);
+                udp = now_udp;
+                if !cmds.is_empty() {
+                    let _ = tokio::task::spawn_blocking(move || crate::conntrack::run(&cmds)).await;
+                }
+            }
             if let Ok(mut st) = status.lock() {
                 st.metrics = syncer.render_metrics();
                 st.last_attempt_ok = ok;
