@@ -15,9 +15,12 @@ if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${n
 command -v cargo >/dev/null || { echo "cargo (Rust) is required" >&2; exit 1; }
 command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 1; }
 
-cargo build --release -p zonelab
-Z="$PWD/target/release/zonelab"
-P=zldemo
+if [ -n "${ZONELAB_DEBUG:-}" ]; then
+  cargo build -p zonelab && Z="$PWD/target/debug/zonelab"
+else
+  cargo build --release -p zonelab && Z="$PWD/target/release/zonelab"
+fi
+P=zdemo
 PORT=${ZONELAB_DEMO_PORT:-16443}
 "$Z" lab --prefix $P down >/dev/null 2>&1 || true
 trap '"$Z" lab --prefix $P down >/dev/null 2>&1 || true' EXIT
