@@ -15,6 +15,7 @@ use super::nodes::{NodeEntry, NodeTable};
 use super::resources::{PodUsage, pod_requests};
 use super::selectors::{RequiredNodeAffinity, first_untolerated, tolerates};
 use super::spread::{SpreadFilter, SpreadScore};
+use super::spread_counts::SpreadCounts;
 use crate::{Cache, Key};
 
 /// Upstream `nodeunschedulable.ErrReasonUnschedulable`.
@@ -40,6 +41,8 @@ pub struct Snapshot<'a> {
     /// Assumed pods by uid → node (bound by us, not yet observed).
     pub assumed_nodes: &'a HashMap<String, String>,
     pub anti_affinity_pods: &'a BTreeSet<Key>,
+    /// Incremental matching-pod counts for the spread plugin.
+    pub spread_counts: &'a SpreadCounts,
 }
 
 impl<'a> Snapshot<'a> {

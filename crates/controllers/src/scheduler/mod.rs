@@ -19,6 +19,7 @@ mod queue;
 mod resources;
 mod selectors;
 mod spread;
+mod spread_counts;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use self::cycle::{CycleParams, Snapshot, is_terminal, schedule_one};
 use self::nodes::NodeTable;
 use self::queue::{QueueTiming, SchedulingQueue};
 use self::resources::{PodUsage, pod_requests};
+use self::spread_counts::{Placed, SpreadCounts};
 use crate::time::to_time;
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
 
@@ -91,6 +93,8 @@ pub struct Scheduler {
     assumed_nodes: HashMap<String, String>,
     /// Placed (bound or assumed) pods with required anti-affinity terms.
     anti_affinity_pods: BTreeSet<Key>,
+    /// Placed pods counted per (namespace, selector, node) for topology spreading.
+    spread_counts: SpreadCounts,
     queue: SchedulingQueue,
     next_start_node: usize,
     actions: Vec<Action>,
@@ -137,6 +141,7 @@ impl Scheduler {
             assumed: BTreeMap::new(),
             assumed_nodes: HashMap::new(),
             anti_affinity_pods: BTreeSet::new(),
+            spread_counts: SpreadCounts::default(),
             queue: SchedulingQueue::new(timing),
             next_start_node: 0,
             actions: Vec::new(),
@@ -182,7 +187,21 @@ impl Scheduler {
                 self.assumed_nodes.remove(uid);
             }
             self.anti_affinity_pods.remove(key);
+            self.spread_counts.forget_assumed(key);
         }
+    }
+
+    /// Re-record how the pod at `key` (its latest state, `None` if gone) counts for spreading.
+    fn refresh_spread(&mut self, key: &Key, pod: Option<&Pod>) {
+        let placed = pod.and_then(|p| {
+            let assumed = p
+                .metadata
+                .uid
+                .as_ref()
+                .and_then(|u| self.assumed_nodes.get(u));
+            Placed::of(p, assumed.map(String::as_str))
+        });
+        self.spread_counts.set(key, placed);
     }
 
     fn assume(&mut self, key: &Key, pod: &Pod, node: &str) {
@@ -204,6 +223,7 @@ impl Scheduler {
                 priority: priority(pod),
             },
         );
+        self.refresh_spread(key, Some(pod));
     }
 
     /// Account a pod event: node usage, assumed pods, the queue, and the cluster events that
@@ -235,6 +255,7 @@ impl Scheduler {
                 self.anti_affinity_pods.insert(key.clone());
             }
         }
+        self.refresh_spread(&key, new.map(|p| &**p));
         let relabelled = old_node.is_some()
             && new_node.is_some()
             && old.map(|p| &p.metadata.labels) != new.map(|p| &p.metadata.labels);
@@ -269,11 +290,15 @@ impl Scheduler {
             for key in spread::topology_keys(pod) {
                 self.nodes.prepare_topology(&key);
             }
+            for selector in spread::count_selectors(cache, pod) {
+                self.spread_counts.prepare(&key.namespace, &selector);
+            }
             let snap = Snapshot {
                 cache,
                 nodes: &self.nodes,
                 assumed_nodes: &self.assumed_nodes,
                 anti_affinity_pods: &self.anti_affinity_pods,
+                spread_counts: &self.spread_counts,
             };
             let mut params = CycleParams {
                 percentage_of_nodes_to_score: self.config.percentage_of_nodes_to_score,

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use super::cycle::{PodCtx, Snapshot};
 use super::nodes::NodeEntry;
 use super::selectors::{Selector, first_untolerated};
-use crate::{HOSTNAME_LABEL, ZONE_LABEL};
+use crate::{Cache, HOSTNAME_LABEL, ZONE_LABEL};
 
 /// Filter reason (upstream `ErrReasonConstraintsNotMatch`).
 pub const REASON_NOT_MATCH: &str = "node(s) didn't match pod topology spread constraints";
@@ -82,12 +82,14 @@ fn explicit_constraints(pod: &Pod, action: &str) -> Vec<Constraint> {
 
 /// Upstream `helper.DefaultSelector`: the labels of Services selecting the pod, ANDed with the
 /// selectors of ReplicaSets selecting it. Empty when nothing selects the pod.
-fn default_selector(snap: &Snapshot, pod: &PodCtx) -> Selector {
-    let ns = pod.namespace;
+fn default_selector(
+    cache: &Cache,
+    ns: &str,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Selector {
     let mut set = BTreeMap::new();
     let start = crate::Key::new(ns, "");
-    for (_, svc) in snap
-        .cache
+    for (_, svc) in cache
         .services
         .range(start.clone()..)
         .take_while(|(k, _)| k.namespace == ns)
@@ -97,14 +99,13 @@ fn default_selector(snap: &Snapshot, pod: &PodCtx) -> Selector {
             .as_ref()
             .and_then(|s| s.selector.as_ref())
             .filter(|s| !s.is_empty())
-            && Selector::from_set(sel).matches(pod.labels)
+            && Selector::from_set(sel).matches(labels)
         {
             set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
     }
     let mut selector = Selector::from_set(&set);
-    for (_, rs) in snap
-        .cache
+    for (_, rs) in cache
         .replica_sets
         .range(start..)
         .take_while(|(k, _)| k.namespace == ns)
@@ -113,7 +114,7 @@ fn default_selector(snap: &Snapshot, pod: &PodCtx) -> Selector {
             .spec
             .as_ref()
             .map(|s| Selector::from_label_selector(Some(&s.selector)));
-        if let Some(sel) = sel.filter(|s| !s.is_empty() && s.matches(pod.labels)) {
+        if let Some(sel) = sel.filter(|s| !s.is_empty() && s.matches(labels)) {
             selector = selector.and(sel);
         }
     }
@@ -123,7 +124,7 @@ fn default_selector(snap: &Snapshot, pod: &PodCtx) -> Selector {
 /// Upstream's system default constraints (`systemDefaultConstraints` in
 /// podtopologyspread/plugin.go): zone maxSkew 5 and hostname maxSkew 3, ScheduleAnyway.
 fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> {
-    let selector = default_selector(snap, pod);
+    let selector = default_selector(snap.cache, pod.namespace, pod.labels);
     if selector.is_empty() {
         return Vec::new();
     }
@@ -148,27 +149,70 @@ fn has_all_keys(node: &NodeEntry, constraints: &[Constraint]) -> bool {
 
 /// Matching pods per node (indexed like the node table) and constraint: pods in the incoming
 /// pod's namespace, bound or assumed, not terminating (upstream `countPodsMatchSelector`).
+/// Reads the incremental [`super::spread_counts::SpreadCounts`]; a selector that was not
+/// prepared falls back to a scan of the namespace.
 fn count_matching(snap: &Snapshot, pod: &PodCtx, constraints: &[Constraint]) -> Vec<u32> {
     let n = constraints.len();
     let mut counts = vec![0u32; snap.nodes.len() * n];
-    if constraints.iter().all(|c| c.selector.is_empty()) {
-        return counts;
+    for (i, c) in constraints.iter().enumerate() {
+        if c.selector.is_empty() {
+            continue;
+        }
+        let Some(per_node) = snap.spread_counts.per_node(pod.namespace, &c.selector) else {
+            scan_matching(snap, pod.namespace, &c.selector, |idx| {
+                counts[idx * n + i] += 1
+            });
+            continue;
+        };
+        for (node, &count) in per_node {
+            if let Some(idx) = snap.nodes.index_of(node) {
+                counts[idx * n + i] += count;
+            }
+        }
     }
-    for p in snap.cache.pods_in(pod.namespace) {
+    counts
+}
+
+/// From-scratch count: calls `hit` with the node index of every placed pod in `namespace`
+/// matching `selector`.
+fn scan_matching(
+    snap: &Snapshot,
+    namespace: &str,
+    selector: &Selector,
+    mut hit: impl FnMut(usize),
+) {
+    for p in snap.cache.pods_in(namespace) {
         if p.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let Some(idx) = snap.node_of(p).and_then(|node| snap.nodes.index_of(node)) else {
             continue;
         };
-        let labels = p.metadata.labels.as_ref();
-        for (i, c) in constraints.iter().enumerate() {
-            if !c.selector.is_empty() && c.selector.matches(labels) {
-                counts[idx * n + i] += 1;
-            }
+        if selector.matches(p.metadata.labels.as_ref()) {
+            hit(idx);
         }
     }
-    counts
+}
+
+/// The non-empty selectors whose counts scheduling `pod` will read (explicit constraints of
+/// both kinds, or the system defaults); the caller prepares them before the cycle.
+pub fn count_selectors(cache: &Cache, pod: &Pod) -> Vec<Selector> {
+    let has_explicit = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .is_some_and(|c| !c.is_empty());
+    let mut out: Vec<Selector> = if has_explicit {
+        let mut all = explicit_constraints(pod, "DoNotSchedule");
+        all.extend(explicit_constraints(pod, "ScheduleAnyway"));
+        all.into_iter().map(|c| c.selector).collect()
+    } else {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+        vec![default_selector(cache, ns, pod.metadata.labels.as_ref())]
+    };
+    out.retain(|s| !s.is_empty());
+    out.dedup();
+    out
 }
 
 /// The topology keys a pod's spread constraints (explicit or system default) may use; the
