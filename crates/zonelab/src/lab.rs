@@ -519,11 +519,14 @@ async fn exec(args: &LabArgs, namespace: &str, pod: &str, cmd: &[String]) -> any
     Ok(status.code().unwrap_or(1))
 }
 
-fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Result<()> {
-    let cfg = load_config(&args.state_dir, &args.prefix)?;
-    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+/// The nodes a `zone`/`node` target names (an error if none exists).
+fn nodes_of(cfg: &LabConfig, what: Target, name: &str) -> anyhow::Result<Vec<String>> {
     let nodes: Vec<String> = match what {
-        Target::Node => vec![name.to_string()],
+        Target::Node => cfg
+            .topology
+            .node(name)
+            .map(|n| vec![n.name.clone()])
+            .unwrap_or_default(),
         Target::Zone => cfg
             .topology
             .nodes
@@ -537,6 +540,13 @@ fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Res
         "no {what:?} named {name:?} in lab {:?}",
         cfg.prefix
     );
+    Ok(nodes)
+}
+
+fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Result<()> {
+    let cfg = load_config(&args.state_dir, &args.prefix)?;
+    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+    let nodes = nodes_of(&cfg, what, name)?;
     match (mode, what) {
         (FailMode::Power, _) => {
             for n in &nodes {
@@ -568,16 +578,7 @@ fn recover(args: &LabArgs, what: Target, name: &str) -> anyhow::Result<()> {
     let cfg = load_config(&args.state_dir, &args.prefix)?;
     let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
     let exe = std::env::current_exe()?;
-    let nodes: Vec<String> = match what {
-        Target::Node => vec![name.to_string()],
-        Target::Zone => cfg
-            .topology
-            .nodes
-            .iter()
-            .filter(|n| n.zone == name)
-            .map(|n| n.name.clone())
-            .collect(),
-    };
+    let nodes = nodes_of(&cfg, what, name)?;
     if what == Target::Zone {
         lab.heal_zone(name)?;
     }
