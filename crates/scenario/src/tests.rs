@@ -1,0 +1,239 @@
+//! Tests of `Scenario::parse`: a full valid file, then one test per kind of error with the
+//! exact line asserted.
+
+use std::time::Duration;
+
+use crate::*;
+
+const FULL: &str = r#"name: zone-a-power-off
+topology: {zones: [a, b, c], nodesPerZone: 2, nodeCapacity: {cpu: "4", memory: 8Gi, pods: 110}}
+profile: fast
+proxyMode: nftables
+flags: {node-monitor-grace-period: 5s, v: 2}
+workloads:
+  - path: examples/web.yaml
+  - inline: {apiVersion: v1, kind: Service, metadata: {name: web}}
+clients:
+  - name: clients
+    zones: [a, b, c]
+    target: web
+    rate: 20
+    timeout: 1s
+    keepalive: false
+    retries: 0
+faults:
+  - at: 30s
+    type: zone-power-off
+    target: a
+  - at: 1m30s
+    type: recover
+    target: a
+run: {duration: 120s}
+slo: {availability: 99.0, maxErrorWindow: 10s}
+"#;
+
+fn err(text: &str) -> ScenarioError {
+    match Scenario::parse(text, "s.yaml") {
+        Ok(s) => panic!("expected an error, parsed {s:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn full_example_parses() {
+    let s = Scenario::parse(FULL, "s.yaml").unwrap();
+    assert_eq!(s.name, "zone-a-power-off");
+    assert_eq!(s.topology.zones, ["a", "b", "c"]);
+    assert_eq!(s.topology.nodes_per_zone, 2);
+    assert_eq!(s.topology.node_capacity.memory, "8Gi");
+    assert_eq!(s.profile, Profile::Fast);
+    assert_eq!(s.proxy_mode, ProxyMode::Nftables);
+    assert_eq!(s.flags["node-monitor-grace-period"], "5s");
+    assert_eq!(s.flags["v"], "2");
+    assert_eq!(s.workloads[0].path.as_deref(), Some("examples/web.yaml"));
+    assert_eq!(s.workloads[1].inline_objects()[0]["kind"], "Service");
+    let c = &s.clients[0];
+    assert_eq!(c.rate, 20.0);
+    assert_eq!(c.timeout, Duration::from_secs(1));
+    assert_eq!(
+        c.service_ref(),
+        Some(ServiceRef {
+            namespace: "default".into(),
+            name: "web".into()
+        })
+    );
+    assert_eq!(s.faults[0].kind, FaultType::ZonePowerOff);
+    assert_eq!(s.faults[1].at, Duration::from_secs(90));
+    assert_eq!(
+        s.fault_target(&s.faults[0]),
+        Some(FaultTarget::Zone("a".into()))
+    );
+    assert_eq!(s.run.limit(), Duration::from_secs(120));
+    assert_eq!(s.slo.max_error_window, Some(Duration::from_secs(10)));
+}
+
+#[test]
+fn defaults_apply() {
+    let s = Scenario::parse(
+        "name: x\nclients: [{name: c, service: kube-system/dns}]\nfaults: [{at: 1s, type: node-power-off, target: c-2}]\nrun: {until: capacity-restored}\n",
+        "s.yaml",
+    )
+    .unwrap();
+    assert_eq!(s.topology, Topology::default());
+    assert_eq!(s.slo.availability, 99.0);
+    assert_eq!(s.run.limit(), DEFAULT_CAP);
+    assert_eq!(s.client_zones(&s.clients[0]), ["a", "b", "c"]);
+    assert_eq!(s.clients[0].service_ref().unwrap().namespace, "kube-system");
+    assert_eq!(
+        s.fault_target(&s.faults[0]),
+        Some(FaultTarget::Node {
+            zone: "c".into(),
+            index: 2
+        })
+    );
+}
+
+#[test]
+fn unknown_field_names_field_line_and_column() {
+    let text = FULL.replace("    keepalive: false\n", "    keepAlive: false\n");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((15, 5)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("s.yaml:15:5: clients[0]: unknown field `keepAlive`"),
+        "{msg}"
+    );
+    assert!(msg.contains("expected one of"), "{msg}");
+    assert!(!msg.contains(" at line "), "{msg}");
+}
+
+#[test]
+fn wrong_type_is_located() {
+    let text = FULL.replace("    rate: 20\n", "    rate: fast\n");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((13, 11)), "{e}");
+    assert!(
+        e.to_string().contains("clients[0].rate: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn fault_on_missing_zone_is_located() {
+    let text = FULL.replace(
+        "    target: a\n  - at: 1m30s",
+        "    target: d\n  - at: 1m30s",
+    );
+    let e = err(&text);
+    assert_eq!(e.location(), Some((20, 13)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("s.yaml:20:13: faults[0].target: unknown target \"d\""),
+        "{msg}"
+    );
+    assert!(msg.contains("a, b, c"), "{msg}");
+}
+
+#[test]
+fn node_fault_needs_existing_node() {
+    let text = FULL.replace(
+        "type: zone-power-off\n    target: a",
+        "type: node-power-off\n    target: a-3",
+    );
+    let e = err(&text);
+    assert_eq!(e.location(), Some((20, 13)), "{e}");
+    let text = FULL.replace(
+        "type: zone-power-off\n    target: a",
+        "type: node-power-off\n    target: a",
+    );
+    let e = err(&text);
+    assert!(e.to_string().contains("node-power-off needs a node"), "{e}");
+}
+
+#[test]
+fn fault_after_the_end_is_located() {
+    let text = FULL.replace("at: 1m30s", "at: 2m");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((21, 9)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("faults[1].at: fault at 2m is not within the run (ends at 2m)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_duration_is_located() {
+    let text = FULL.replace("timeout: 1s", "timeout: 1sec");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((14, 14)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("clients[0].timeout: invalid duration \"1sec\""),
+        "{msg}"
+    );
+    assert!(msg.contains("1m30s"), "{msg}");
+}
+
+#[test]
+fn unknown_fault_type_lists_valid_ones() {
+    let text = FULL.replace("type: recover", "type: reboot");
+    let e = err(&text);
+    assert_eq!(e.location().map(|l| l.0), Some(22), "{e}");
+    let msg = e.to_string();
+    for t in FaultType::ALL {
+        assert!(msg.contains(t), "{msg}");
+    }
+}
+
+#[test]
+fn client_zone_must_exist() {
+    let text = FULL.replace("zones: [a, b, c]\n", "zones: [a, x]\n");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((11, 16)), "{e}");
+}
+
+#[test]
+fn numeric_limits_are_checked() {
+    let e = err(&FULL.replace("rate: 20", "rate: 0"));
+    assert_eq!(e.location().map(|l| l.0), Some(13), "{e}");
+    let e = err(&FULL.replace("nodesPerZone: 2", "nodesPerZone: 245"));
+    assert_eq!(e.location().map(|l| l.0), Some(2), "{e}");
+    let e = err(&FULL.replace("availability: 99.0", "availability: 0"));
+    assert_eq!(e.location().map(|l| l.0), Some(25), "{e}");
+    let zones: Vec<String> = (0..27).map(|i| format!("z{i}")).collect();
+    let e = err(&FULL.replace(
+        "zones: [a, b, c], ",
+        &format!("zones: [{}], ", zones.join(", ")),
+    ));
+    assert!(e.to_string().contains("expected 1 to 26 zones"), "{e}");
+}
+
+#[test]
+fn run_shape_is_checked() {
+    let e = err(&FULL.replace(
+        "run: {duration: 120s}",
+        "run: {duration: 120s, until: capacity-restored}",
+    ));
+    assert_eq!(e.location(), Some((24, 6)), "{e}");
+    let e = err(&FULL.replace("run: {duration: 120s}\n", ""));
+    assert!(e.to_string().contains("missing field `run`"), "{e}");
+}
+
+#[test]
+fn yaml_syntax_error_is_located() {
+    let e = err("name: x\nrun: {duration: 1s\n");
+    assert!(e.location().is_some_and(|(l, _)| l >= 2), "{e}");
+    assert!(e.to_string().starts_with("s.yaml:"), "{e}");
+}
+
+#[test]
+fn load_reports_missing_file() {
+    let e = load("/nonexistent/zonelab-scenario.yaml").unwrap_err();
+    assert!(matches!(e, ScenarioError::Read { .. }));
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/zonelab-scenario.yaml: cannot read"),
+        "{e}"
+    );
+}
