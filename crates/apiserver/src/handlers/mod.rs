@@ -79,6 +79,23 @@ pub fn store_error(t: &ResourceTarget, name: &str, e: StoreError) -> StatusError
     }
 }
 
+/// The stored object `t`/`name` addresses, raw and decoded; 404 if it does not exist.
+pub async fn current(
+    server: &Server,
+    t: &ResourceTarget,
+    name: &str,
+) -> Result<(store::KeyValue, Value), StatusError> {
+    let key = crate::objects::key(t.res, t.namespace.as_deref(), name);
+    let kv = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| store_error(t, name, e))?
+        .ok_or_else(|| StatusError::not_found(t.res, name))?;
+    let obj = crate::objects::decode(&kv)?;
+    Ok((kv, obj))
+}
+
 /// Serve one resource request.
 pub async fn handle(
     server: &Arc<Server>,

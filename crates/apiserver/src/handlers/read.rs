@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use store::{Event, EventKind, ListOptions, StoreError, WatchMessage};
 use tokio::sync::mpsc;
 
-use super::{Ctx, store_error};
+use super::Ctx;
 use crate::negotiate::Output;
 use crate::objects;
 use crate::path::ResourceTarget;
@@ -34,14 +34,7 @@ pub async fn get(
     name: &str,
 ) -> Result<Response<Body>, StatusError> {
     let out = ctx.output()?;
-    let key = objects::key(t.res, t.namespace.as_deref(), name);
-    let kv = server
-        .store
-        .get(&key)
-        .await
-        .map_err(|e| store_error(t, name, e))?
-        .ok_or_else(|| StatusError::not_found(t.res, name))?;
-    let obj = objects::decode(&kv)?;
+    let (_, obj) = super::current(server, t, name).await?;
     let include = ctx
         .query
         .get("includeObject")

@@ -43,13 +43,7 @@ pub async fn handle(
             Ok(json_response(StatusCode::OK, &w.object))
         }
         ("scale", &Method::GET) => {
-            let key = objects::key(t.res, t.namespace.as_deref(), name);
-            let kv = server
-                .store
-                .get(&key)
-                .await
-                .map_err(|e| store_error(t, name, e))?;
-            let obj = objects::decode(&kv.ok_or_else(|| StatusError::not_found(t.res, name))?)?;
+            let (_, obj) = super::current(server, t, name).await?;
             Ok(json_response(StatusCode::OK, &scale_of(&obj)))
         }
         ("scale", &Method::PUT | &Method::PATCH) => scale_write(server, t, ctx, name).await,
@@ -157,13 +151,7 @@ async fn bind(
     }
     let key = objects::key(t.res, t.namespace.as_deref(), name);
     for _ in 0..16 {
-        let kv = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(t, name, e))?;
-        let kv = kv.ok_or_else(|| StatusError::not_found(t.res, name))?;
-        let mut pod = objects::decode(&kv)?;
+        let (kv, mut pod) = super::current(server, t, name).await?;
         if pod["metadata"].get("deletionTimestamp").is_some() {
             return Err(StatusError::conflict_with(
                 t.res,

@@ -279,13 +279,7 @@ where
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
     for _ in 0..MAX_CAS_RETRIES {
-        let kv = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(t, name, e))?;
-        let kv = kv.ok_or_else(|| StatusError::not_found(res, name))?;
-        let old = objects::decode(&kv)?;
+        let (kv, old) = super::current(server, t, name).await?;
         let mut new = mutate(&old)?;
         check_identity(res, &new, t.namespace.as_deref())?;
         if objects::name_of(&new) != name {
@@ -599,13 +593,7 @@ async fn delete_internal(
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
     for _ in 0..MAX_CAS_RETRIES {
-        let kv = server
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| store_error(t, name, e))?;
-        let kv = kv.ok_or_else(|| StatusError::not_found(res, name))?;
-        let mut obj = objects::decode(&kv)?;
+        let (kv, mut obj) = super::current(server, t, name).await?;
         check_preconditions(res, name, &obj, opts)?;
         let mark = deletion_mark(res, &obj, opts);
         if dry_run {
