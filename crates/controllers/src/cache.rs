@@ -232,6 +232,39 @@ impl Cache {
         }
     }
 
+    /// Every cached object of `kind`, in key order.
+    pub fn objects(&self, kind: Kind) -> Vec<Object> {
+        fn all<T>(m: &BTreeMap<impl Ord, Arc<T>>, wrap: fn(Arc<T>) -> Object) -> Vec<Object> {
+            m.values().map(|o| wrap(Arc::clone(o))).collect()
+        }
+        match kind {
+            Kind::Pod => all(&self.pods, Object::Pod),
+            Kind::Node => all(&self.nodes, Object::Node),
+            Kind::Service => all(&self.services, Object::Service),
+            Kind::EndpointSlice => all(&self.endpoint_slices, Object::EndpointSlice),
+            Kind::Lease => all(&self.leases, Object::Lease),
+            Kind::Deployment => all(&self.deployments, Object::Deployment),
+            Kind::ReplicaSet => all(&self.replica_sets, Object::ReplicaSet),
+        }
+    }
+
+    /// The cached object of `kind` at `key` (nodes are keyed by name only).
+    pub fn get(&self, kind: Kind, key: &Key) -> Option<Object> {
+        match kind {
+            Kind::Pod => self.pods.get(key).cloned().map(Object::Pod),
+            Kind::Node => self.nodes.get(&key.name).cloned().map(Object::Node),
+            Kind::Service => self.services.get(key).cloned().map(Object::Service),
+            Kind::EndpointSlice => self
+                .endpoint_slices
+                .get(key)
+                .cloned()
+                .map(Object::EndpointSlice),
+            Kind::Lease => self.leases.get(key).cloned().map(Object::Lease),
+            Kind::Deployment => self.deployments.get(key).cloned().map(Object::Deployment),
+            Kind::ReplicaSet => self.replica_sets.get(key).cloned().map(Object::ReplicaSet),
+        }
+    }
+
     /// Pods bound to `node` (`""`: unscheduled pods), in key order.
     pub fn pods_on_node<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Arc<Pod>> + 'a {
         self.pods_by_node

@@ -40,22 +40,6 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
     }
 }
 
-fn find(cache: &Cache, kind: Kind, key: &Key) -> Option<Object> {
-    match kind {
-        Kind::Pod => cache.pods.get(key).cloned().map(Object::Pod),
-        Kind::Node => cache.nodes.get(&key.name).cloned().map(Object::Node),
-        Kind::Service => cache.services.get(key).cloned().map(Object::Service),
-        Kind::EndpointSlice => cache
-            .endpoint_slices
-            .get(key)
-            .cloned()
-            .map(Object::EndpointSlice),
-        Kind::Lease => cache.leases.get(key).cloned().map(Object::Lease),
-        Kind::Deployment => cache.deployments.get(key).cloned().map(Object::Deployment),
-        Kind::ReplicaSet => cache.replica_sets.get(key).cloned().map(Object::ReplicaSet),
-    }
-}
-
 impl FakeApi {
     pub fn new() -> FakeApi {
         FakeApi::default()
@@ -63,7 +47,7 @@ impl FakeApi {
 
     /// Look up the current object of `kind` at `key`.
     pub fn get(&self, kind: Kind, key: &Key) -> Option<Object> {
-        find(&self.cache, kind, key)
+        self.cache.get(kind, key)
     }
 
     /// Store `obj` as given (an external write: test setup, a kubelet): fills uid, name,
@@ -71,7 +55,7 @@ impl FakeApi {
     pub fn put(&mut self, mut obj: Object, now: Millis) -> Change {
         self.rv += 1;
         let rv = self.rv;
-        let old = find(&self.cache, obj.kind(), &obj.key());
+        let old = self.cache.get(obj.kind(), &obj.key());
         let meta = meta_mut(&mut obj);
         if meta.name.as_deref().unwrap_or("").is_empty()
             && let Some(g) = &meta.generate_name
@@ -96,13 +80,13 @@ impl FakeApi {
 
     /// Remove an object outright.
     pub fn remove(&mut self, kind: Kind, key: &Key) -> Option<Change> {
-        let obj = find(&self.cache, kind, key)?;
+        let obj = self.cache.get(kind, key)?;
         self.rv += 1;
         Some(self.cache.apply(obj, true))
     }
 
     fn check_rv(&self, obj: &Object) -> Result<Option<Object>, WriteError> {
-        let current = find(&self.cache, obj.kind(), &obj.key());
+        let current = self.cache.get(obj.kind(), &obj.key());
         let Some(cur) = current else {
             return Err(WriteError::NotFound);
         };
@@ -120,7 +104,7 @@ impl FakeApi {
         match action {
             Action::Create(obj) => {
                 let exists = !obj.meta().name.as_deref().unwrap_or("").is_empty()
-                    && find(&self.cache, obj.kind(), &obj.key()).is_some();
+                    && self.cache.get(obj.kind(), &obj.key()).is_some();
                 if exists {
                     return Err(WriteError::AlreadyExists);
                 }
@@ -136,7 +120,7 @@ impl FakeApi {
                 uid,
                 grace_period_seconds,
             } => {
-                let cur = find(&self.cache, *kind, key).ok_or(WriteError::NotFound)?;
+                let cur = self.cache.get(*kind, key).ok_or(WriteError::NotFound)?;
                 if uid.is_some() && cur.meta().uid != *uid {
                     return Err(WriteError::Conflict);
                 }
@@ -166,7 +150,7 @@ impl FakeApi {
                 Ok(self.remove(*kind, key).into_iter().collect())
             }
             Action::Bind { pod, node } => {
-                let Some(Object::Pod(p)) = find(&self.cache, Kind::Pod, pod) else {
+                let Some(Object::Pod(p)) = self.cache.get(Kind::Pod, pod) else {
                     return Err(WriteError::NotFound);
                 };
                 if p.spec

@@ -152,46 +152,6 @@ const ALL_KINDS: [Kind; 7] = [
     Kind::ReplicaSet,
 ];
 
-fn keys_of(cache: &Cache, kind: Kind) -> Vec<Object> {
-    match kind {
-        Kind::Pod => cache
-            .pods
-            .values()
-            .map(|o| Object::Pod(o.clone()))
-            .collect(),
-        Kind::Node => cache
-            .nodes
-            .values()
-            .map(|o| Object::Node(o.clone()))
-            .collect(),
-        Kind::Service => cache
-            .services
-            .values()
-            .map(|o| Object::Service(o.clone()))
-            .collect(),
-        Kind::EndpointSlice => cache
-            .endpoint_slices
-            .values()
-            .map(|o| Object::EndpointSlice(o.clone()))
-            .collect(),
-        Kind::Lease => cache
-            .leases
-            .values()
-            .map(|o| Object::Lease(o.clone()))
-            .collect(),
-        Kind::Deployment => cache
-            .deployments
-            .values()
-            .map(|o| Object::Deployment(o.clone()))
-            .collect(),
-        Kind::ReplicaSet => cache
-            .replica_sets
-            .values()
-            .map(|o| Object::ReplicaSet(o.clone()))
-            .collect(),
-    }
-}
-
 /// Run `controllers` against the API server `client` talks to, until the process ends.
 pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>) {
     let (tx, mut rx) = mpsc::channel::<Feed>(EVENT_BUFFER);
@@ -238,7 +198,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                     Feed::RelistDone(kind) => {
                         // Objects gone while we were not watching: deliver their deletes.
                         let seen = relisting.remove(&kind).unwrap_or_default();
-                        for obj in keys_of(&cache, kind) {
+                        for obj in cache.objects(kind) {
                             if !seen.contains(&obj.key()) {
                                 let change = cache.apply(obj, true);
                                 if started {

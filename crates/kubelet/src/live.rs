@@ -65,21 +65,6 @@ fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
     );
 }
 
-/// Objects of `kind` the kubelet holds (for deletes missed while not watching).
-fn cached(k: &Kubelet, kind: Kind) -> Vec<Object> {
-    let c = k.cache();
-    match kind {
-        Kind::Pod => c.pods.values().map(|o| Object::Pod(o.clone())).collect(),
-        Kind::Node => c.nodes.values().map(|o| Object::Node(o.clone())).collect(),
-        Kind::Lease => c
-            .leases
-            .values()
-            .map(|o| Object::Lease(o.clone()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// A running agent: stop it gracefully with [`Agent::shutdown`].
 pub struct Agent {
     stop: watch::Sender<bool>,
@@ -153,7 +138,7 @@ pub async fn run(
                     Feed::Deleted(obj) => k.handle_change(&Change::Deleted(obj), now),
                     Feed::RelistDone(kind) => {
                         let seen = relisting.remove(&kind).unwrap_or_default();
-                        for obj in cached(&k, kind) {
+                        for obj in k.cache().objects(kind) {
                             if !seen.contains(&obj.key()) {
                                 k.handle_change(&Change::Deleted(obj), now);
                             }
