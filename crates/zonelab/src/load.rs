@@ -6,6 +6,7 @@
 //! a stall shows up as failures, not as a slower client.
 
 use std::io::{ErrorKind, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::flags::parse_duration;
@@ -35,6 +37,10 @@ pub struct LoadArgs {
     /// Reuse connections (HTTP keep-alive) instead of one new connection per request.
     #[arg(long)]
     pub keepalive: bool,
+    /// Retries after a failed request, each on a new connection (the record keeps the last
+    /// outcome and counts the attempts).
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
     /// Where to write the JSON lines (`-` = stdout).
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
@@ -51,6 +57,9 @@ pub struct Record {
     pub conn: &'static str,
     /// When the connection used was opened (ms since the epoch).
     pub conn_opened: f64,
+    /// Source port of the connection (0 when none was opened): a new connection that reuses
+    /// the port of an earlier failed one can hit that one's stale conntrack entry.
+    pub local_port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +68,8 @@ pub struct Record {
     pub zone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Tries it took (1 without retries).
+    pub attempts: u32,
 }
 
 fn epoch_ms() -> f64 {
@@ -101,6 +112,8 @@ pub fn classify(e: &std::io::Error) -> &'static str {
 struct Conn {
     stream: TcpStream,
     opened: f64,
+    /// Source port of the connection.
+    local_port: u16,
 }
 
 /// Idle keep-alive connections.
@@ -154,11 +167,41 @@ async fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>, bool
     Ok((code, buf[header_end..header_end + len].to_vec(), keep))
 }
 
+/// Starts a non-blocking connect and returns the socket with the source port the kernel chose
+/// (known at once, so a request that times out still records it).
+fn start_connect(addr: SocketAddr) -> std::io::Result<(std::net::TcpStream, u16)> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINPROGRESS as i32) => {}
+        Err(e) => return Err(e),
+    }
+    let port = sock.local_addr()?.as_socket().map_or(0, |a| a.port());
+    Ok((sock.into(), port))
+}
+
+/// Opens a connection to `addr`, recording its source port in `port` as soon as it is known.
+async fn connect(addr: SocketAddr, port: &mut u16) -> std::io::Result<TcpStream> {
+    let (std_stream, p) = start_connect(addr)?;
+    *port = p;
+    let stream = TcpStream::from_std(std_stream)?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(stream),
+    }
+}
+
+/// One HTTP request on `reused` or a new connection, bounded by `timeout`.
 async fn one_request(
+    addr: SocketAddr,
     hostport: &str,
     path: &str,
     keepalive: bool,
     reused: Option<Conn>,
+    timeout: Duration,
 ) -> (Record, Option<Conn>) {
     let start = epoch_ms();
     let conn_kind = if reused.is_some() { "reused" } else { "new" };
@@ -167,43 +210,48 @@ async fn one_request(
         end: 0.0,
         outcome: "error",
         conn: conn_kind,
-        conn_opened: start,
+        conn_opened: reused.as_ref().map_or(start, |c| c.opened),
+        local_port: reused.as_ref().map_or(0, |c| c.local_port),
         pod: None,
         node: None,
         zone: None,
         error: None,
+        attempts: 1,
     };
-    let mut conn = match reused {
-        Some(c) => c,
-        None => match TcpStream::connect(hostport).await {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                Conn {
-                    stream,
-                    opened: start,
-                }
-            }
-            Err(e) => {
-                rec.outcome = classify(&e);
-                rec.error = Some(e.to_string());
-                rec.end = epoch_ms();
-                return (rec, None);
-            }
-        },
-    };
-    rec.conn_opened = conn.opened;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: {}\r\n\r\n",
         if keepalive { "keep-alive" } else { "close" }
     );
-    let result = async {
+    let mut port = rec.local_port;
+    let mut conn_slot: Option<Conn> = None;
+    let work = async {
+        let mut conn = match reused {
+            Some(c) => c,
+            None => Conn {
+                stream: connect(addr, &mut port).await?,
+                opened: start,
+                local_port: 0,
+            },
+        };
         conn.stream.write_all(req.as_bytes()).await?;
-        read_response(&mut conn.stream).await
-    }
-    .await;
+        let resp = read_response(&mut conn.stream).await;
+        conn_slot = Some(conn);
+        resp
+    };
+    let result = tokio::time::timeout(timeout, work).await;
     rec.end = epoch_ms();
+    rec.local_port = port;
+    let conn = conn_slot.map(|mut c| {
+        c.local_port = port;
+        c
+    });
     match result {
-        Ok((200, body, keep)) => {
+        Err(_) => {
+            rec.outcome = "timeout";
+            rec.error = Some(format!("no response within {timeout:?}"));
+            (rec, None)
+        }
+        Ok(Ok((200, body, keep))) => {
             rec.outcome = "ok";
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
                 let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
@@ -211,13 +259,13 @@ async fn one_request(
                 rec.node = field("node");
                 rec.zone = field("zone");
             }
-            (rec, (keepalive && keep).then_some(conn))
+            (rec, conn.filter(|_| keepalive && keep))
         }
-        Ok((code, _, _)) => {
+        Ok(Ok((code, _, _))) => {
             rec.error = Some(format!("HTTP {code}"));
             (rec, None)
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             rec.outcome = classify(&e);
             rec.error = Some(e.to_string());
             (rec, None)
@@ -225,91 +273,124 @@ async fn one_request(
     }
 }
 
-/// Run the load and write the records; returns (total, ok).
+/// One request within its timeout, retried on failure up to `retries` times (each retry on a
+/// new connection). The record spans every attempt and carries the last outcome.
+async fn attempt(
+    target: &Target,
+    keepalive: bool,
+    timeout: Duration,
+    retries: u32,
+    pool: &Pool,
+) -> Record {
+    let first_start = epoch_ms();
+    let mut first: Option<(&'static str, f64)> = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let reused = if keepalive && attempts == 1 {
+            pool.lock().ok().and_then(|mut p| p.pop())
+        } else {
+            None
+        };
+        let (mut rec, conn) = one_request(
+            target.addr,
+            &target.hostport,
+            &target.path,
+            keepalive,
+            reused,
+            timeout,
+        )
+        .await;
+        if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
+            p.push(c);
+        }
+        first.get_or_insert((rec.conn, rec.conn_opened));
+        if rec.outcome == "ok" || attempts > retries {
+            if let Some((kind, opened)) = first {
+                rec.conn = kind;
+                rec.conn_opened = opened;
+            }
+            rec.start = first_start;
+            rec.attempts = attempts;
+            return rec;
+        }
+    }
+}
+
+/// Where requests go.
+struct Target {
+    addr: SocketAddr,
+    hostport: String,
+    path: String,
+}
+
+/// Writes records as JSON lines, flushing each so a killed client (a powered-off node) keeps
+/// everything it recorded; returns (total, ok).
+fn write_records(out_path: PathBuf, mut rx: mpsc::Receiver<Record>) -> anyhow::Result<(u64, u64)> {
+    let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        Box::new(
+            std::fs::File::create(&out_path)
+                .with_context(|| format!("creating {}", out_path.display()))?,
+        )
+    };
+    let (mut total, mut ok) = (0, 0);
+    let mut open = true;
+    while let Some(r) = rx.blocking_recv() {
+        total += 1;
+        ok += u64::from(r.outcome == "ok");
+        if open {
+            let mut line = serde_json::to_vec(&r)?;
+            line.push(b'\n');
+            // A reader that went away (`| head`) stops the output, not the run.
+            match out.write_all(&line).and_then(|_| out.flush()) {
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => open = false,
+                other => other?,
+            }
+        }
+    }
+    Ok((total, ok))
+}
+
+/// Run the load and write the records; returns (total, ok). SIGTERM or SIGINT stop the
+/// schedule early; requests in flight still finish and are recorded.
 pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
     anyhow::ensure!(
         args.rate > 0.0 && args.rate <= 10_000.0,
         "--rate must be in (0, 10000]"
     );
     let (hostport, path) = parse_target(&args.target)?;
-    let (tx, mut rx) = mpsc::channel::<Record>(4096);
-    let out_path = args.out.clone();
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64)> {
-        let mut out: Box<dyn Write> = if out_path.as_os_str() == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(std::io::BufWriter::new(
-                std::fs::File::create(&out_path)
-                    .with_context(|| format!("creating {}", out_path.display()))?,
-            ))
-        };
-        let (mut total, mut ok) = (0, 0);
-        let mut open = true;
-        while let Some(r) = rx.blocking_recv() {
-            total += 1;
-            ok += u64::from(r.outcome == "ok");
-            if open {
-                let mut line = serde_json::to_vec(&r)?;
-                line.push(b'\n');
-                // A reader that went away (`| head`) stops the output, not the run.
-                match out.write_all(&line) {
-                    Err(e) if e.kind() == ErrorKind::BrokenPipe => open = false,
-                    other => other?,
-                }
-            }
-        }
-        if open {
-            let _ = out.flush();
-        }
-        Ok((total, ok))
+    let addr = tokio::net::lookup_host(&hostport)
+        .await
+        .with_context(|| format!("resolving {hostport}"))?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("{hostport} has no IPv4 address"))?;
+    let target = Arc::new(Target {
+        addr,
+        hostport,
+        path,
     });
+    let (tx, rx) = mpsc::channel::<Record>(4096);
+    let out_path = args.out.clone();
+    let writer = tokio::task::spawn_blocking(move || write_records(out_path, rx));
     let pool: Pool = Arc::new(Mutex::new(Vec::new()));
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let count = (args.duration.as_secs_f64() * args.rate).round() as u64;
     let began = Instant::now();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
-        tokio::time::sleep_until((began + interval.mul_f64(i as f64)).into()).await;
-        let (hostport, path, pool, tx) = (
-            hostport.clone(),
-            path.clone(),
-            Arc::clone(&pool),
-            tx.clone(),
-        );
-        let (keepalive, timeout) = (args.keepalive, args.timeout);
+        tokio::select! {
+            _ = tokio::time::sleep_until((began + interval.mul_f64(i as f64)).into()) => {}
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        let (target, pool, tx) = (Arc::clone(&target), Arc::clone(&pool), tx.clone());
+        let (keepalive, timeout, retries) = (args.keepalive, args.timeout, args.retries);
         tasks.spawn(async move {
-            let start = epoch_ms();
-            let reused = if keepalive {
-                pool.lock().ok().and_then(|mut p| p.pop())
-            } else {
-                None
-            };
-            let kind = if reused.is_some() { "reused" } else { "new" };
-            let opened = reused.as_ref().map_or(start, |c| c.opened);
-            let rec = match tokio::time::timeout(
-                timeout,
-                one_request(&hostport, &path, keepalive, reused),
-            )
-            .await
-            {
-                Ok((rec, conn)) => {
-                    if let (Some(c), Ok(mut p)) = (conn, pool.lock()) {
-                        p.push(c);
-                    }
-                    rec
-                }
-                Err(_) => Record {
-                    start,
-                    end: epoch_ms(),
-                    outcome: "timeout",
-                    conn: kind,
-                    conn_opened: opened,
-                    pod: None,
-                    node: None,
-                    zone: None,
-                    error: Some(format!("no response within {timeout:?}")),
-                },
-            };
+            let rec = attempt(&target, keepalive, timeout, retries, &pool).await;
             let _ = tx.send(rec).await;
         });
         while let Some(done) = tasks.try_join_next() {
