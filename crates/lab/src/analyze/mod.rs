@@ -1,0 +1,161 @@
+//! Turns a run's records into its [`Report`]: start at [`analyze`]. Pure: the same input gives
+//! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
+
+mod phases;
+mod traffic;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::report::{FaultRecord, Report, SloReport, SloTarget, Timers};
+use crate::timeline::{Event, EventKind, Request};
+
+pub use phases::{EndpointTrack, ProxyTrack};
+
+/// Everything the analysis needs besides the records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    pub scenario: String,
+    pub mode: String,
+    pub seed: u64,
+    pub profile: String,
+    pub proxy_mode: String,
+    /// `duration`, `capacity-restored` or `cap`.
+    pub ended_by: String,
+    pub timers: Timers,
+    pub slo: SloTarget,
+    /// Lab node name -> zone.
+    pub node_zones: BTreeMap<String, String>,
+    /// Target Services as `namespace/name`.
+    pub services: Vec<String>,
+    /// Start (t = 0) and end of the run, ms since the epoch.
+    pub t0_ms: f64,
+    pub end_ms: f64,
+}
+
+/// Fault types that bring nodes back rather than take them down.
+pub const RECOVER: &str = "recover";
+
+/// The first fault that takes nodes down, and every node it and later faults took down
+/// (until a `recover`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrimaryFault {
+    pub at_ms: f64,
+    pub kind: String,
+    pub nodes: BTreeSet<String>,
+    /// When a later `recover` touched one of the nodes, if it did.
+    pub recovered_ms: Option<f64>,
+}
+
+/// Finds the first node-taking fault in the timeline.
+pub fn primary_fault(events: &[Event]) -> Option<PrimaryFault> {
+    let mut primary: Option<PrimaryFault> = None;
+    for e in events {
+        let EventKind::Fault { fault, nodes, .. } = &e.kind else {
+            continue;
+        };
+        match primary.as_mut() {
+            None if fault != RECOVER => {
+                primary = Some(PrimaryFault {
+                    at_ms: e.at,
+                    kind: fault.clone(),
+                    nodes: nodes.iter().cloned().collect(),
+                    recovered_ms: None,
+                });
+            }
+            Some(p)
+                if fault == RECOVER
+                    && p.recovered_ms.is_none()
+                    && nodes.iter().any(|n| p.nodes.contains(n)) =>
+            {
+                p.recovered_ms = Some(e.at);
+            }
+            _ => {}
+        }
+    }
+    primary
+}
+
+/// The report of a run. `events` need not be sorted.
+pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
+    let mut events = events.to_vec();
+    events.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut requests = requests.to_vec();
+    requests.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let rel = |ms: f64| round3((ms - meta.t0_ms) / 1e3);
+    let fault = primary_fault(&events);
+    let ph = phases::compute(meta, &events, fault.as_ref());
+    let phases = ph.relative(rel);
+    let tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
+    let availability = traffic::percent(tr.requests.ok, tr.requests.total);
+    let error_window_s = tr.window.map_or(0.0, |w| round3(w.end_s - w.start_s));
+    let slo = judge(&meta.slo, availability, error_window_s);
+    Report {
+        scenario: meta.scenario.clone(),
+        mode: meta.mode.clone(),
+        seed: meta.seed,
+        profile: meta.profile.clone(),
+        proxy_mode: meta.proxy_mode.clone(),
+        started_at_ms: meta.t0_ms,
+        duration_s: rel(meta.end_ms),
+        ended_by: meta.ended_by.clone(),
+        timers: meta.timers.clone(),
+        faults: fault_records(&events, rel),
+        requests: tr.requests,
+        availability,
+        error_window_s,
+        error_window: tr.window,
+        phases,
+        dead_endpoint_share: round3(ph.dead_share),
+        window_failure_share: round3(tr.window_failure_share),
+        failed_after_converged: tr.failed_after_converged,
+        failed_after_converged_stale_conntrack: tr.failed_after_converged_stale,
+        per_zone: tr.per_zone,
+        answered_by_zone: tr.answered_by_zone,
+        slo,
+        series: crate::report::Series {
+            bucket_s: traffic::BUCKET_S,
+            requests: tr.series,
+            ready_endpoints: ph.ready_series,
+        },
+    }
+}
+
+fn fault_records(events: &[Event], rel: impl Fn(f64) -> f64) -> Vec<FaultRecord> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Fault {
+                fault,
+                target,
+                nodes,
+            } => Some(FaultRecord {
+                at_s: rel(e.at),
+                kind: fault.clone(),
+                target: target.clone(),
+                nodes: nodes.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn judge(target: &SloTarget, availability: f64, error_window_s: f64) -> SloReport {
+    let availability_met = availability >= target.availability;
+    let error_window_met = target
+        .max_error_window_s
+        .is_none_or(|max| error_window_s <= max);
+    SloReport {
+        target: target.clone(),
+        met: availability_met && error_window_met,
+        availability_met,
+        error_window_met,
+    }
+}
+
+/// Rounds to milliseconds (3 decimals) so reports stay readable.
+pub fn round3(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}

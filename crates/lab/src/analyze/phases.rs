@@ -1,0 +1,279 @@
+//! The recovery phases, from the timeline: when the failed nodes went not ready, when their
+//! endpoints left the EndpointSlices, when every surviving proxy dropped them, when their pods
+//! were evicted, when the Services were whole again, in the API and in every proxy.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Meta, PrimaryFault};
+use crate::report::Phases;
+use crate::timeline::{Event, EventKind};
+
+/// Ready endpoints of the target Services as the API lists them: service -> node -> IPs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EndpointTrack {
+    pub by_service: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl EndpointTrack {
+    /// Ready endpoints of `service`.
+    pub fn count(&self, service: &str) -> usize {
+        self.by_service
+            .get(service)
+            .map_or(0, |m| m.values().map(Vec::len).sum())
+    }
+
+    /// Ready endpoints on any of `nodes`.
+    pub fn on_nodes(&self, nodes: &BTreeSet<String>) -> usize {
+        self.by_service
+            .values()
+            .flat_map(|m| m.iter())
+            .filter(|(n, _)| nodes.contains(*n))
+            .map(|(_, ips)| ips.len())
+            .sum()
+    }
+
+    /// Ready endpoints per zone, over every target Service.
+    pub fn per_zone(&self, node_zones: &BTreeMap<String, String>) -> BTreeMap<String, u32> {
+        let mut out: BTreeMap<String, u32> = node_zones.values().map(|z| (z.clone(), 0)).collect();
+        for (node, ips) in self.by_service.values().flat_map(|m| m.iter()) {
+            let zone = node_zones.get(node).cloned().unwrap_or_else(|| "?".into());
+            *out.entry(zone).or_default() += ips.len() as u32;
+        }
+        out
+    }
+}
+
+/// What each proxy last programmed: node -> service -> endpoint IPs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyTrack {
+    pub by_node: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+/// Phase times in absolute milliseconds, plus what the analysis of traffic needs.
+#[derive(Debug, Clone, Default)]
+pub struct Computed {
+    pub fault_ms: Option<f64>,
+    pub nodes_not_ready_ms: Option<f64>,
+    pub endpoints_removed_ms: Option<f64>,
+    pub proxies_converged_ms: Option<f64>,
+    pub pods_evicted_ms: Option<f64>,
+    pub replacements_ready_ms: Option<f64>,
+    pub capacity_restored_ms: Option<f64>,
+    pub dead_share: f64,
+    pub ready_series: BTreeMap<String, Vec<(f64, u32)>>,
+}
+
+impl Computed {
+    /// The phases relative to t = 0.
+    pub fn relative(&self, rel: impl Fn(f64) -> f64) -> Phases {
+        Phases {
+            fault_s: self.fault_ms.map(&rel),
+            nodes_not_ready_s: self.nodes_not_ready_ms.map(&rel),
+            endpoints_removed_s: self.endpoints_removed_ms.map(&rel),
+            proxies_converged_s: self.proxies_converged_ms.map(&rel),
+            pods_evicted_s: self.pods_evicted_ms.map(&rel),
+            replacements_ready_s: self.replacements_ready_ms.map(&rel),
+            capacity_restored_s: self.capacity_restored_ms.map(&rel),
+        }
+    }
+}
+
+/// One pass over the sorted timeline.
+pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> Computed {
+    let mut out = Computed {
+        ready_series: ready_series(meta, events),
+        ..Computed::default()
+    };
+    let Some(fault) = fault else {
+        return out;
+    };
+    out.fault_ms = Some(fault.at_ms);
+    let before: Vec<&Event> = events.iter().filter(|e| e.at < fault.at_ms).collect();
+    let after: Vec<&Event> = events.iter().filter(|e| e.at >= fault.at_ms).collect();
+    let mut eps = EndpointTrack::default();
+    let mut proxies = ProxyTrack::default();
+    for e in &before {
+        apply(&mut eps, &mut proxies, e);
+    }
+    let pre_total: BTreeMap<String, usize> = meta
+        .services
+        .iter()
+        .map(|s| (s.clone(), eps.count(s)))
+        .collect();
+    let total: usize = pre_total.values().sum();
+    let dead_ips: BTreeSet<String> = eps
+        .by_service
+        .values()
+        .flat_map(|m| m.iter())
+        .filter(|(n, _)| fault.nodes.contains(*n))
+        .flat_map(|(_, ips)| ips.iter().cloned())
+        .collect();
+    if total > 0 {
+        out.dead_share = eps.on_nodes(&fault.nodes) as f64 / total as f64;
+    }
+    let survivors: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::ProxySync { node, .. } if !fault.nodes.contains(node) => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
+    out.nodes_not_ready_ms = not_ready(&after, &fault.nodes);
+    out.pods_evicted_ms = evicted(&before, &after, &fault.nodes);
+    let mut conv = Convergence::new(&survivors, &dead_ips, &pre_total);
+    if eps.on_nodes(&fault.nodes) == 0 {
+        out.endpoints_removed_ms = Some(fault.at_ms);
+    }
+    conv.check(&eps, &proxies, fault.at_ms, &mut out);
+    for e in &after {
+        apply(&mut eps, &mut proxies, e);
+        if out.endpoints_removed_ms.is_none()
+            && matches!(e.kind, EventKind::Endpoints { .. })
+            && eps.on_nodes(&fault.nodes) == 0
+        {
+            out.endpoints_removed_ms = Some(e.at);
+        }
+        conv.check(&eps, &proxies, e.at, &mut out);
+    }
+    out
+}
+
+/// Tracks the proxy-side phases while the timeline is replayed.
+struct Convergence<'a> {
+    survivors: &'a BTreeSet<String>,
+    dead_ips: &'a BTreeSet<String>,
+    pre_total: &'a BTreeMap<String, usize>,
+    /// Surviving proxies that no longer program a dead endpoint.
+    clean: BTreeSet<String>,
+}
+
+impl<'a> Convergence<'a> {
+    fn new(
+        survivors: &'a BTreeSet<String>,
+        dead_ips: &'a BTreeSet<String>,
+        pre_total: &'a BTreeMap<String, usize>,
+    ) -> Self {
+        Convergence {
+            survivors,
+            dead_ips,
+            pre_total,
+            clean: BTreeSet::new(),
+        }
+    }
+
+    fn check(&mut self, eps: &EndpointTrack, proxies: &ProxyTrack, at: f64, out: &mut Computed) {
+        if out.proxies_converged_ms.is_none() {
+            for node in self.survivors {
+                let programs_dead = proxies.by_node.get(node).is_some_and(|svcs| {
+                    svcs.values().flatten().any(|ip| self.dead_ips.contains(ip))
+                });
+                if proxies.by_node.contains_key(node) && !programs_dead {
+                    self.clean.insert(node.clone());
+                }
+            }
+            if out.endpoints_removed_ms.is_some() && self.clean.len() == self.survivors.len() {
+                out.proxies_converged_ms = Some(at);
+            }
+        }
+        let whole = |count: &dyn Fn(&str) -> usize| {
+            self.pre_total
+                .iter()
+                .all(|(svc, &want)| want > 0 && count(svc) >= want)
+        };
+        if out.replacements_ready_ms.is_none()
+            && out.endpoints_removed_ms.is_some()
+            && whole(&|svc| eps.count(svc))
+        {
+            out.replacements_ready_ms = Some(at);
+        }
+        if out.capacity_restored_ms.is_none() && out.replacements_ready_ms.is_some() {
+            let all_proxies = self.survivors.iter().all(|node| {
+                let programmed = proxies.by_node.get(node);
+                whole(&|svc| programmed.and_then(|m| m.get(svc)).map_or(0, Vec::len))
+            });
+            if all_proxies {
+                out.capacity_restored_ms = Some(at);
+            }
+        }
+    }
+}
+
+fn apply(eps: &mut EndpointTrack, proxies: &mut ProxyTrack, e: &Event) {
+    match &e.kind {
+        EventKind::Endpoints { service, ready } => {
+            eps.by_service.insert(service.clone(), ready.clone());
+        }
+        EventKind::ProxySync { node, services } => {
+            proxies.by_node.insert(node.clone(), services.clone());
+        }
+        _ => {}
+    }
+}
+
+/// When the last of `nodes` was first reported not Ready after the fault.
+fn not_ready(after: &[&Event], nodes: &BTreeSet<String>) -> Option<f64> {
+    let mut seen: BTreeMap<&str, f64> = BTreeMap::new();
+    for e in after {
+        if let EventKind::NodeReady { node, ready } = &e.kind
+            && nodes.contains(node)
+            && ready != "True"
+        {
+            seen.entry(node.as_str()).or_insert(e.at);
+        }
+    }
+    (seen.len() == nodes.len() && !nodes.is_empty())
+        .then(|| seen.values().copied().fold(f64::MIN, f64::max))
+}
+
+/// When the last pod that lived on `nodes` at the fault was marked for deletion or deleted.
+fn evicted(before: &[&Event], after: &[&Event], nodes: &BTreeSet<String>) -> Option<f64> {
+    let mut victims: BTreeSet<&str> = BTreeSet::new();
+    for e in before {
+        match &e.kind {
+            EventKind::PodBound { pod, node } if nodes.contains(node) => {
+                victims.insert(pod);
+            }
+            EventKind::PodDeleting { pod, .. } | EventKind::PodDeleted { pod, .. } => {
+                victims.remove(pod.as_str());
+            }
+            _ => {}
+        }
+    }
+    if victims.is_empty() {
+        return None;
+    }
+    let mut marked: BTreeMap<&str, f64> = BTreeMap::new();
+    for e in after {
+        if let EventKind::PodDeleting { pod, .. } | EventKind::PodDeleted { pod, .. } = &e.kind
+            && victims.contains(pod.as_str())
+        {
+            marked.entry(pod.as_str()).or_insert(e.at);
+        }
+    }
+    (marked.len() == victims.len()).then(|| marked.values().copied().fold(f64::MIN, f64::max))
+}
+
+/// Ready endpoints per zone as a step function (t in seconds, clamped at 0).
+fn ready_series(meta: &Meta, events: &[Event]) -> BTreeMap<String, Vec<(f64, u32)>> {
+    let mut eps = EndpointTrack::default();
+    let mut out: BTreeMap<String, Vec<(f64, u32)>> = BTreeMap::new();
+    for e in events {
+        let EventKind::Endpoints { service, ready } = &e.kind else {
+            continue;
+        };
+        if !meta.services.contains(service) {
+            continue;
+        }
+        eps.by_service.insert(service.clone(), ready.clone());
+        let t = super::round3(((e.at - meta.t0_ms) / 1e3).max(0.0));
+        for (zone, count) in eps.per_zone(&meta.node_zones) {
+            let points = out.entry(zone).or_default();
+            match points.last_mut() {
+                Some(last) if last.1 == count => {}
+                Some(last) if last.0 == t => last.1 = count,
+                _ => points.push((t, count)),
+            }
+        }
+    }
+    out
+}

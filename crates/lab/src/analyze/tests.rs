@@ -1,0 +1,322 @@
+//! The analysis on a synthetic zone outage whose answers are known by construction.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::report::{SloTarget, Timers};
+use crate::timeline::{Event, EventKind, Request};
+
+const T0: f64 = 1_000_000.0;
+const NODES: [(&str, &str); 6] = [
+    ("a-1", "a"),
+    ("a-2", "a"),
+    ("b-1", "b"),
+    ("b-2", "b"),
+    ("c-1", "c"),
+    ("c-2", "c"),
+];
+
+fn at(s: f64) -> f64 {
+    T0 + s * 1e3
+}
+
+fn meta(end_s: f64) -> Meta {
+    Meta {
+        scenario: "outage".into(),
+        mode: "live".into(),
+        seed: 1,
+        profile: "fast".into(),
+        proxy_mode: "nftables".into(),
+        ended_by: "capacity-restored".into(),
+        timers: Timers {
+            node_monitor_grace_period_s: 5.0,
+            node_monitor_period_s: 0.5,
+            lease_renew_interval_s: 1.0,
+            unreachable_toleration_s: 30.0,
+        },
+        slo: SloTarget {
+            availability: 99.0,
+            max_error_window_s: Some(10.0),
+        },
+        node_zones: NODES
+            .iter()
+            .map(|(n, z)| (n.to_string(), z.to_string()))
+            .collect(),
+        services: vec!["default/web".into()],
+        t0_ms: T0,
+        end_ms: at(end_s),
+    }
+}
+
+fn ip(node: &str) -> String {
+    format!(
+        "10.0.0.{}",
+        NODES.iter().position(|(n, _)| *n == node).unwrap() + 1
+    )
+}
+
+fn endpoints(nodes: &[&str], extra: &[(&str, &str)]) -> EventKind {
+    let mut ready: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in nodes {
+        ready.entry(n.to_string()).or_default().push(ip(n));
+    }
+    for (n, addr) in extra {
+        ready
+            .entry(n.to_string())
+            .or_default()
+            .push(addr.to_string());
+    }
+    EventKind::Endpoints {
+        service: "default/web".into(),
+        ready,
+    }
+}
+
+fn sync(node: &str, ips: &[String]) -> EventKind {
+    EventKind::ProxySync {
+        node: node.into(),
+        services: BTreeMap::from([("default/web".to_string(), ips.to_vec())]),
+    }
+}
+
+fn ev(s: f64, kind: EventKind) -> Event {
+    Event { at: at(s), kind }
+}
+
+/// Zone a loses power at 10 s; detected at 15.5 s; slices updated at 15.6 s; proxies done by
+/// 16.0 s; pods evicted at 45 s; two replacements ready at 50 s, in every proxy by 50.4 s.
+fn outage() -> (Vec<Event>, Vec<Request>) {
+    let all: Vec<&str> = NODES.iter().map(|(n, _)| *n).collect();
+    let all_ips: Vec<String> = all.iter().map(|n| ip(n)).collect();
+    let live = ["b-1", "b-2", "c-1", "c-2"];
+    let live_ips: Vec<String> = live.iter().map(|n| ip(n)).collect();
+    let mut e = vec![ev(0.5, endpoints(&all, &[]))];
+    for (i, n) in all.iter().enumerate() {
+        e.push(ev(
+            0.1,
+            EventKind::PodBound {
+                pod: format!("web-{i}"),
+                node: n.to_string(),
+            },
+        ));
+        e.push(ev(0.6, sync(n, &all_ips)));
+    }
+    e.push(ev(
+        10.0,
+        EventKind::Fault {
+            fault: "zone-power-off".into(),
+            target: "a".into(),
+            nodes: vec!["a-1".into(), "a-2".into()],
+        },
+    ));
+    e.push(ev(
+        15.2,
+        EventKind::NodeReady {
+            node: "a-1".into(),
+            ready: "Unknown".into(),
+        },
+    ));
+    e.push(ev(
+        15.5,
+        EventKind::NodeReady {
+            node: "a-2".into(),
+            ready: "Unknown".into(),
+        },
+    ));
+    e.push(ev(15.6, endpoints(&live, &[])));
+    for (i, n) in live.iter().enumerate() {
+        e.push(ev(15.7 + 0.1 * i as f64, sync(n, &live_ips)));
+    }
+    e.push(ev(
+        45.0,
+        EventKind::PodDeleting {
+            pod: "web-0".into(),
+            node: "a-1".into(),
+        },
+    ));
+    e.push(ev(
+        44.0,
+        EventKind::PodDeleting {
+            pod: "web-1".into(),
+            node: "a-2".into(),
+        },
+    ));
+    let extra = [("b-1", "10.0.1.1"), ("c-1", "10.0.1.2")];
+    e.push(ev(49.0, endpoints(&live, &extra[..1])));
+    e.push(ev(50.0, endpoints(&live, &extra)));
+    let mut full = live_ips.clone();
+    full.extend(["10.0.1.1".to_string(), "10.0.1.2".to_string()]);
+    for (i, n) in live.iter().enumerate() {
+        e.push(ev(50.1 + 0.1 * i as f64, sync(n, &full)));
+    }
+    // Clients in b and c, 10/s each; during [10, 16) every third request fails (a's share).
+    let mut reqs = Vec::new();
+    for zone in ["b", "c"] {
+        for i in 0..600 {
+            let s = i as f64 * 0.1;
+            let fails = (10.0..16.0).contains(&s) && i % 3 == 0;
+            reqs.push(Request {
+                client: "clients".into(),
+                client_zone: zone.into(),
+                client_node: format!("{zone}-1"),
+                start: at(s),
+                end: at(s + if fails { 1.0 } else { 0.002 }),
+                outcome: if fails { "timeout" } else { "ok" }.into(),
+                conn: "new".into(),
+                conn_opened: at(s),
+                local_port: 0,
+                pod: None,
+                node: None,
+                zone: (!fails).then(|| zone.to_string()),
+            });
+        }
+    }
+    (e, reqs)
+}
+
+#[test]
+fn phases_of_a_zone_outage() {
+    let (events, reqs) = outage();
+    let r = analyze(&meta(60.0), &events, &reqs);
+    let p = &r.phases;
+    assert_eq!(p.fault_s, Some(10.0));
+    assert_eq!(
+        p.nodes_not_ready_s,
+        Some(15.5),
+        "the last failed node counts"
+    );
+    assert_eq!(p.endpoints_removed_s, Some(15.6));
+    assert_eq!(p.proxies_converged_s, Some(16.0));
+    assert_eq!(p.pods_evicted_s, Some(45.0));
+    assert_eq!(
+        p.replacements_ready_s,
+        Some(50.0),
+        "one replacement is not enough"
+    );
+    assert_eq!(p.capacity_restored_s, Some(50.4));
+    assert!((r.dead_endpoint_share - 1.0 / 3.0).abs() < 1e-3);
+}
+
+#[test]
+fn requests_window_and_slo() {
+    let (events, reqs) = outage();
+    let r = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(r.requests.total, 1200);
+    assert_eq!(r.requests.failed, 40);
+    assert_eq!(r.requests.by_outcome["timeout"], 40);
+    assert_eq!(r.requests.new_connections.failed, 40);
+    let w = r.error_window.expect("a window");
+    assert_eq!((w.start_s, w.end_s), (10.2, 15.9));
+    assert_eq!(r.error_window_s, 5.7);
+    assert!((r.window_failure_share - 1.0 / 3.0).abs() < 0.03);
+    assert_eq!(r.failed_after_converged, 0);
+    assert!(r.availability > 96.0 && r.availability < 97.0);
+    assert!(!r.slo.met && !r.slo.availability_met && r.slo.error_window_met);
+    assert_eq!(r.per_zone["b"].failed, 20);
+    assert_eq!(r.series.requests["b"].len(), 60);
+    assert_eq!(r.series.requests["b"][12].failed, 4.0);
+    let a = &r.series.ready_endpoints["a"];
+    assert_eq!(a.as_slice(), &[(0.5, 2), (15.6, 0)]);
+    assert_eq!(r.series.ready_endpoints["b"].last(), Some(&(49.0, 3)));
+}
+
+#[test]
+fn a_proxy_that_keeps_a_dead_endpoint_delays_convergence() {
+    let (mut events, reqs) = outage();
+    // c-2's sync at 16.0 still programs a dead endpoint; it catches up at 18 s.
+    let stale: Vec<String> = ["b-1", "b-2", "c-1", "c-2", "a-1"]
+        .iter()
+        .map(|n| ip(n))
+        .collect();
+    let fixed: Vec<String> = ["b-1", "b-2", "c-1", "c-2"].iter().map(|n| ip(n)).collect();
+    events.retain(|e| !(e.at == at(16.0) && matches!(e.kind, EventKind::ProxySync { .. })));
+    events.push(ev(16.0, sync("c-2", &stale)));
+    events.push(ev(18.0, sync("c-2", &fixed)));
+    let r = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(r.phases.proxies_converged_s, Some(18.0));
+}
+
+#[test]
+fn no_fault_means_no_phases_and_full_availability() {
+    let r = analyze(&meta(5.0), &[], &[]);
+    assert_eq!(r.phases, crate::report::Phases::default());
+    assert_eq!(r.availability, 100.0);
+    assert!(r.error_window.is_none() && r.slo.met);
+}
+
+#[test]
+fn failures_after_convergence_are_counted_for_surviving_clients_only() {
+    let (events, mut reqs) = outage();
+    let late = |node: &str, zone: &str| Request {
+        client: "clients".into(),
+        client_zone: zone.into(),
+        client_node: node.into(),
+        start: at(30.0),
+        end: at(31.0),
+        outcome: "timeout".into(),
+        conn: "new".into(),
+        conn_opened: at(30.0),
+        local_port: 0,
+        pod: None,
+        node: None,
+        zone: None,
+    };
+    reqs.push(late("b-2", "b"));
+    reqs.push(late("a-1", "a"));
+    let r = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(r.failed_after_converged, 1);
+    assert_eq!(r.per_zone["a"].failed, 1);
+}
+
+#[test]
+fn recover_ends_the_primary_fault() {
+    let mk = |s: f64, fault: &str| {
+        ev(
+            s,
+            EventKind::Fault {
+                fault: fault.into(),
+                target: "a".into(),
+                nodes: vec!["a-1".into()],
+            },
+        )
+    };
+    let p = primary_fault(&[mk(1.0, "zone-partition"), mk(5.0, "recover")]).unwrap();
+    assert_eq!(p.kind, "zone-partition");
+    assert_eq!(p.recovered_ms, Some(at(5.0)));
+    assert!(primary_fault(&[mk(1.0, "recover")]).is_none());
+}
+
+#[test]
+fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
+    let (events, mut reqs) = outage();
+    let mk = |s: f64, port: u16, ok: bool| Request {
+        client: "clients".into(),
+        client_zone: "b".into(),
+        client_node: "b-1".into(),
+        start: at(s),
+        end: at(s + 1.0),
+        outcome: if ok { "ok" } else { "timeout" }.into(),
+        conn: "new".into(),
+        conn_opened: at(s),
+        local_port: port,
+        pod: None,
+        node: None,
+        zone: None,
+    };
+    // Port 40000 failed in the window and again at 40 s: stale. Port 40002 failed, then
+    // succeeded (no stale entry left), then failed at 41 s: not stale. Port 40004 failed at 12 s
+    // and again 130 s later: the entry had expired.
+    reqs.extend([
+        mk(12.0, 40000, false),
+        mk(40.0, 40000, false),
+        mk(12.5, 40002, false),
+        mk(20.0, 40002, true),
+        mk(41.0, 40002, false),
+        mk(12.7, 40004, false),
+        mk(142.8, 40004, false),
+    ]);
+    let r = analyze(&meta(150.0), &events, &reqs);
+    assert_eq!(r.requests.stale_conntrack, 1);
+    assert_eq!(r.failed_after_converged, 3);
+    assert_eq!(r.failed_after_converged_stale_conntrack, 1);
+}

@@ -1,0 +1,15 @@
+//! The resilience lab's analysis, sans-IO: request records and timeline events in, a
+//! [`Report`](report::Report) out, rendered as JSON, as one self-contained HTML page with SVG
+//! charts ([`html::render`]) and as a terminal summary ([`summary::render`]).
+//!
+//! Start at [`analyze::analyze`]; the I/O (lab, watches, clients) is `zonelab run`'s.
+
+pub mod analyze;
+pub mod html;
+pub mod report;
+pub mod summary;
+pub mod timeline;
+
+pub use analyze::{Meta, analyze};
+pub use report::Report;
+pub use timeline::{Event, EventKind, Request};

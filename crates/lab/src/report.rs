@@ -1,0 +1,189 @@
+//! The report of one run, as written to `report.json`: the answer (requests, availability,
+//! error window, phases, SLO) plus the time series the HTML page charts. Field meanings are in
+//! docs/report.md. Every `*_s` time is seconds since the run's start (t = 0, when the clients
+//! begin sending); `null` means the phase did not happen within the run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// `live` (namespaces, processes) or `sim`.
+    pub mode: String,
+    /// Seed of the run (recorded; the live lab has no randomness of its own to seed).
+    pub seed: u64,
+    /// `fast` or `upstream`.
+    pub profile: String,
+    /// `nftables` or `iptables`.
+    pub proxy_mode: String,
+    /// Wall-clock start (milliseconds since the Unix epoch).
+    pub started_at_ms: f64,
+    /// Run length in seconds.
+    pub duration_s: f64,
+    /// Why the run ended: `duration`, `capacity-restored` or `cap`.
+    pub ended_by: String,
+    /// The control-plane timers the run used.
+    pub timers: Timers,
+    /// The faults as injected.
+    pub faults: Vec<FaultRecord>,
+    /// Request counts.
+    pub requests: Requests,
+    /// Percentage of requests that succeeded (100 when there were none).
+    pub availability: f64,
+    /// First to last failed new-connection request caused by the fault, seconds (0 when none
+    /// failed).
+    pub error_window_s: f64,
+    /// Start and end (t) of that window; absent when nothing failed.
+    pub error_window: Option<Window>,
+    /// The phases of the recovery.
+    pub phases: Phases,
+    /// Share (0..1) of the target Services' ready endpoints that were on failed nodes just
+    /// before the first fault.
+    pub dead_endpoint_share: f64,
+    /// Share (0..1) of the new-connection requests of clients off the failed nodes, started
+    /// between the fault and `proxies_converged_s`, that failed: compare with
+    /// `dead_endpoint_share`.
+    pub window_failure_share: f64,
+    /// New-connection requests started after `proxies_converged_s` that failed (while no other
+    /// fault was active).
+    pub failed_after_converged: u64,
+    /// How many of those hit a stale conntrack entry (see `requests.stale_conntrack`).
+    #[serde(default)]
+    pub failed_after_converged_stale_conntrack: u64,
+    /// Breakdown by client zone.
+    pub per_zone: BTreeMap<String, ZoneReport>,
+    /// Requests answered, by the zone of the answering pod.
+    pub answered_by_zone: BTreeMap<String, u64>,
+    /// The objective and whether the run met it.
+    pub slo: SloReport,
+    /// Time series for the charts.
+    pub series: Series,
+}
+
+/// Timers of the run, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timers {
+    pub node_monitor_grace_period_s: f64,
+    pub node_monitor_period_s: f64,
+    pub lease_renew_interval_s: f64,
+    pub unreachable_toleration_s: f64,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// When it was injected (t, seconds).
+    pub at_s: f64,
+    /// Scenario fault type (`zone-power-off`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Zone or node as written in the scenario.
+    pub target: String,
+    /// Lab node names it touched.
+    pub nodes: Vec<String>,
+}
+
+/// Request counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Requests {
+    pub total: u64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Count per outcome (`ok`, `timeout`, `refused`, `reset`, `error`).
+    pub by_outcome: BTreeMap<String, u64>,
+    /// Requests that opened a new connection.
+    pub new_connections: Counts,
+    /// Requests on a connection opened before (keep-alive).
+    pub reused_connections: Counts,
+    /// Failed new connections whose source port a failed connection of the same client used
+    /// less than `nf_conntrack_tcp_timeout_syn_sent` (120 s) before: they hit that one's stale
+    /// conntrack entry, still NATed to the endpoint it picked (kubernetes/kubernetes#101607).
+    #[serde(default)]
+    pub stale_conntrack: u64,
+}
+
+/// Total and failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: u64,
+    pub failed: u64,
+}
+
+/// A stretch of time, seconds since start.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// Phase times (t, seconds); each `None` when it did not happen during the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    /// The first fault that takes nodes down.
+    pub fault_s: Option<f64>,
+    /// Every failed node reported not Ready (Unknown or False) by the API.
+    pub nodes_not_ready_s: Option<f64>,
+    /// No EndpointSlice of the target Services lists a ready endpoint on a failed node.
+    pub endpoints_removed_s: Option<f64>,
+    /// Every proxy on a surviving node applied rules without the removed endpoints.
+    pub proxies_converged_s: Option<f64>,
+    /// Every pod of the failed nodes was marked for deletion (evicted or terminated).
+    pub pods_evicted_s: Option<f64>,
+    /// The target Services have as many ready endpoints as before the fault again.
+    pub replacements_ready_s: Option<f64>,
+    /// ... and every surviving proxy applied rules with that many endpoints.
+    pub capacity_restored_s: Option<f64>,
+}
+
+/// One client zone's share of the traffic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ZoneReport {
+    pub requests: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub availability: f64,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub error_window_s: f64,
+}
+
+/// The SLO and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloReport {
+    pub target: SloTarget,
+    pub met: bool,
+    pub availability_met: bool,
+    pub error_window_met: bool,
+}
+
+/// What the scenario asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloTarget {
+    /// Minimum availability, percent.
+    pub availability: f64,
+    /// Longest allowed error window, seconds (`None`: no limit).
+    pub max_error_window_s: Option<f64>,
+}
+
+/// Time series, bucketed by `bucket_s` seconds from t = 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    pub bucket_s: f64,
+    /// Client zone -> one point per bucket, by request start time.
+    pub requests: BTreeMap<String, Vec<RatePoint>>,
+    /// Zone of the endpoint -> step function of ready endpoints of the target Services, as
+    /// (t, count) points at every change (from the EndpointSlices in the API).
+    pub ready_endpoints: BTreeMap<String, Vec<(f64, u32)>>,
+}
+
+/// Requests per second in one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatePoint {
+    /// Bucket start, seconds.
+    pub t: f64,
+    pub ok: f64,
+    pub failed: f64,
+}

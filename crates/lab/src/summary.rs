@@ -1,0 +1,138 @@
+//! The terminal summary of a report: the answer in plain words (error window, share of
+//! requests failed, each phase's time, SLO verdict). Start at [`render`].
+
+use std::fmt::Write;
+
+use crate::report::Report;
+
+/// Several lines of plain text, ending in a newline.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let q = &r.requests;
+    let _ = writeln!(
+        s,
+        "scenario {:?} ({} lab, {} profile, {} proxies): {:.1} s, ended by {}",
+        r.scenario, r.mode, r.profile, r.proxy_mode, r.duration_s, r.ended_by
+    );
+    for f in &r.faults {
+        let _ = writeln!(
+            s,
+            "  fault  t={:>7.1}s  {} {} ({})",
+            f.at_s,
+            f.kind,
+            f.target,
+            f.nodes.join(", ")
+        );
+    }
+    let failed_pct = 100.0 - r.availability;
+    let outcomes: Vec<String> = q
+        .by_outcome
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ok")
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "requests: {} sent, {} ok, {} failed ({:.2}%){}",
+        q.total,
+        q.ok,
+        q.failed,
+        failed_pct,
+        if outcomes.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", outcomes.join(", "))
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  new connections {} ({} failed), reused connections {} ({} failed)",
+        q.new_connections.total,
+        q.new_connections.failed,
+        q.reused_connections.total,
+        q.reused_connections.failed
+    );
+    match r.error_window {
+        Some(w) => {
+            let _ = writeln!(
+                s,
+                "error window: {:.1} s (new connections failing from t={:.1}s to t={:.1}s); until the proxies converged {:.0}% of new connections failed, and {:.0}% of the endpoints were on the failed nodes",
+                r.error_window_s,
+                w.start_s,
+                w.end_s,
+                100.0 * r.window_failure_share,
+                100.0 * r.dead_endpoint_share
+            );
+        }
+        None => {
+            let _ = writeln!(s, "error window: none (no new-connection request failed)");
+        }
+    }
+    if r.requests.stale_conntrack > 0 {
+        let _ = writeln!(
+            s,
+            "  {} failed new connection(s) reused the source port of an earlier failed one and hit its stale conntrack entry ({} after the proxies converged): upstream kube-proxy clears conntrack for UDP only (kubernetes/kubernetes#101607)",
+            r.requests.stale_conntrack, r.failed_after_converged_stale_conntrack
+        );
+    }
+    if r.failed_after_converged > r.failed_after_converged_stale_conntrack {
+        let _ = writeln!(
+            s,
+            "  {} new connection(s) of surviving clients failed after the proxies converged for another reason",
+            r.failed_after_converged - r.failed_after_converged_stale_conntrack
+        );
+    }
+    phases(&mut s, r);
+    for (zone, z) in &r.per_zone {
+        let _ = writeln!(
+            s,
+            "  clients in zone {zone}: {} requests, {} failed, availability {:.2}%, error window {:.1} s",
+            z.requests, z.failed, z.availability, z.error_window_s
+        );
+    }
+    verdict(&mut s, r);
+    s
+}
+
+fn phases(s: &mut String, r: &Report) {
+    let p = &r.phases;
+    let Some(fault) = p.fault_s else {
+        let _ = writeln!(s, "phases: no fault was injected");
+        return;
+    };
+    let _ = writeln!(s, "phases (seconds after the fault at t={fault:.1}s):");
+    let rows = [
+        ("nodes not ready", p.nodes_not_ready_s),
+        ("endpoints removed", p.endpoints_removed_s),
+        ("proxies converged", p.proxies_converged_s),
+        ("pods evicted", p.pods_evicted_s),
+        ("replacements ready", p.replacements_ready_s),
+        ("capacity restored", p.capacity_restored_s),
+    ];
+    for (name, at) in rows {
+        let _ = match at {
+            Some(t) => writeln!(s, "  {name:<20} +{:>6.1} s  (t={t:.1}s)", t - fault),
+            None => writeln!(s, "  {name:<20}  not within the run"),
+        };
+    }
+}
+
+fn verdict(s: &mut String, r: &Report) {
+    let t = &r.slo.target;
+    let mark = |ok: bool| if ok { "ok" } else { "missed" };
+    let window = t.max_error_window_s.map_or(String::new(), |m| {
+        format!(
+            ", error window {:.1} s (target <= {m:.1} s: {})",
+            r.error_window_s,
+            mark(r.slo.error_window_met)
+        )
+    });
+    let _ = writeln!(
+        s,
+        "SLO {}: availability {:.3}% (target >= {:.3}%: {}){window}",
+        if r.slo.met { "MET" } else { "NOT MET" },
+        r.availability,
+        t.availability,
+        mark(r.slo.availability_met),
+    );
+}

@@ -1,0 +1,95 @@
+//! What the run records: timeline [`Event`]s (faults, API watch changes, proxy syncs) and
+//! client [`Request`]s, all stamped with wall-clock milliseconds since the Unix epoch so they
+//! share one clock. Written as JSON lines to `timeline.jsonl` and `requests.jsonl`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One timeline event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub at: f64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventKind {
+    /// A fault injected (or a recovery) by the run.
+    Fault {
+        /// Scenario fault type.
+        fault: String,
+        /// Zone or node as written in the scenario.
+        target: String,
+        /// Lab node names touched.
+        nodes: Vec<String>,
+    },
+    /// A node's Ready condition changed (`True`, `False`, `Unknown`).
+    NodeReady { node: String, ready: String },
+    /// A node's taints changed (`key:Effect` each).
+    NodeTaints { node: String, taints: Vec<String> },
+    /// A pod was bound to a node (or first seen bound).
+    PodBound { pod: String, node: String },
+    /// A pod's Ready condition changed.
+    PodReady {
+        pod: String,
+        node: String,
+        ready: bool,
+    },
+    /// A pod got a deletion timestamp (evicted, terminated).
+    PodDeleting { pod: String, node: String },
+    /// A pod left the API.
+    PodDeleted { pod: String, node: String },
+    /// The ready endpoints of one target Service changed (from its EndpointSlices): node name
+    /// -> endpoint IPs on it.
+    Endpoints {
+        service: String,
+        ready: BTreeMap<String, Vec<String>>,
+    },
+    /// A node's kube-proxy applied rules: Service (`ns/name`) -> endpoint IPs programmed.
+    ProxySync {
+        node: String,
+        services: BTreeMap<String, Vec<String>>,
+    },
+}
+
+/// One client request, as `zonelab load` wrote it plus which client sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Client name from the scenario.
+    pub client: String,
+    /// Zone and node of the client pod.
+    pub client_zone: String,
+    pub client_node: String,
+    /// Milliseconds since the Unix epoch.
+    pub start: f64,
+    pub end: f64,
+    /// `ok`, `timeout`, `refused`, `reset` or `error`.
+    pub outcome: String,
+    /// `new` or `reused`.
+    pub conn: String,
+    #[serde(default)]
+    pub conn_opened: f64,
+    /// Source port of the connection (0: unknown).
+    #[serde(default)]
+    pub local_port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+impl Request {
+    pub fn ok(&self) -> bool {
+        self.outcome == "ok"
+    }
+    pub fn new_conn(&self) -> bool {
+        self.conn != "reused"
+    }
+}
