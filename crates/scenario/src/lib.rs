@@ -24,7 +24,7 @@ pub use validate::{MAX_NODES_PER_ZONE, MAX_ZONES};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("{file}: cannot read the scenario file: {source}")]
+    #[error("{file}: cannot read the scenario file")]
     Read {
         /// File name as given.
         file: String,

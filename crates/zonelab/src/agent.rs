@@ -64,6 +64,15 @@ pub struct AgentArgs {
     /// Pod network of the whole cluster (traffic to a ClusterIP from outside it is masqueraded).
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: String,
+    /// Node `capacity.cpu` the kubelet reports (a quantity).
+    #[arg(long, default_value = "2")]
+    pub node_capacity_cpu: String,
+    /// Node `capacity.memory` the kubelet reports (a quantity).
+    #[arg(long, default_value = "4Gi")]
+    pub node_capacity_memory: String,
+    /// Most pods this node runs (kubelet `--max-pods`).
+    #[arg(long, default_value_t = kubelet::core::config::DEFAULT_MAX_PODS)]
+    pub max_pods: u32,
     /// ClusterIP range (unallocated addresses in it are dropped).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
@@ -104,6 +113,9 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
         zone: args.zone.clone(),
         node_ip: args.node_ip,
         pod_cidr: args.pod_cidr.clone(),
+        capacity_cpu: args.node_capacity_cpu.clone(),
+        capacity_memory: args.node_capacity_memory.clone(),
+        max_pods: args.max_pods,
         ..KubeletConfig::default()
     };
     if args.profile == Profile::Fast {

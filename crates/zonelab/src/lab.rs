@@ -114,6 +114,31 @@ pub struct LabConfig {
     pub profile: String,
     pub proxy_mode: String,
     pub topology: Topology,
+    /// Extra flags every agent gets (also when `recover` restarts one).
+    #[serde(default)]
+    pub agent_flags: Vec<String>,
+}
+
+/// Everything `lab up` needs, whether it comes from flags or from a scenario file.
+#[derive(Clone, Debug)]
+pub struct UpPlan {
+    pub zones: Vec<String>,
+    pub nodes_per_zone: u32,
+    pub profile: Profile,
+    pub proxy_mode: String,
+    pub api_port: u16,
+    pub wait: Duration,
+    /// Extra `zonelab server` flags (`--name=value`).
+    pub server_flags: Vec<String>,
+    /// Extra `zonelab agent` flags (`--name=value`).
+    pub agent_flags: Vec<String>,
+}
+
+fn profile_name(p: Profile) -> &'static str {
+    match p {
+        Profile::Fast => "fast",
+        Profile::Upstream => "upstream",
+    }
 }
 
 fn config_path(state_dir: &Path, prefix: &str) -> PathBuf {
@@ -145,7 +170,7 @@ fn runner() -> Arc<dyn Runner> {
     Arc::new(SystemRunner)
 }
 
-fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
+pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
     let url: http::Uri = format!("http://{api}").parse()?;
     Ok(kube::Client::try_from(kube::Config::new(url))?)
 }
@@ -177,7 +202,7 @@ fn start_server(
     exe: &Path,
     dir: &Path,
     topo: &Topology,
-    up: &UpArgs,
+    up: &UpPlan,
 ) -> anyhow::Result<(u32, SocketAddr)> {
     let api = SocketAddr::from(([127, 0, 0, 1], up.api_port));
     let cp = SocketAddr::from((topo.control_plane.ip, LAB_API_PORT));
@@ -191,10 +216,8 @@ fn start_server(
         .arg("--listen-netns")
         .arg(format!("{}={cp}", topo.control_plane.netns))
         .arg("--profile")
-        .arg(match up.profile {
-            Profile::Fast => "fast",
-            Profile::Upstream => "upstream",
-        })
+        .arg(profile_name(up.profile))
+        .args(&up.server_flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -215,7 +238,7 @@ async fn wait_healthy(api: SocketAddr, limit: Duration) -> anyhow::Result<()> {
     bail!("the API server did not come up on {api} within {limit:?}")
 }
 
-fn node_ready(n: &Node) -> bool {
+pub(crate) fn node_ready(n: &Node) -> bool {
     n.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -301,10 +324,18 @@ fn start_agent(state_dir: &Path, exe: &Path, cfg: &LabConfig, node: &str) -> any
             .display()
             .to_string(),
     );
+    argv.extend(cfg.agent_flags.iter().cloned());
     let logs = state_dir.join(&cfg.prefix).join("logs");
     std::fs::create_dir_all(&logs)?;
-    let out = std::fs::File::create(logs.join(format!("agent-{node}.out")))?;
-    let err = std::fs::File::create(logs.join(format!("agent-{node}.err")))?;
+    // Appended to, so a restarted agent (recover) keeps the earlier lines.
+    let append = |name: String| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join(name))
+    };
+    let out = append(format!("agent-{node}.out"))?;
+    let err = append(format!("agent-{node}.err"))?;
     let child = Command::new(&argv[0])
         .args(&argv[1..])
         .env("ZONELAB_LOG", "info")
@@ -335,66 +366,79 @@ fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<u32> {
 }
 
 async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let spec = LabSpec {
-        prefix: args.prefix.clone(),
+    let plan = UpPlan {
         zones: parse_zones(&up.zones)?,
         nodes_per_zone: up.nodes_per_zone,
+        profile: up.profile,
+        proxy_mode: up.proxy_mode.clone(),
+        api_port: up.api_port,
+        wait: up.wait,
+        server_flags: Vec::new(),
+        agent_flags: Vec::new(),
+    };
+    bring_up(&args.state_dir, &args.prefix, &plan).await?;
+    Ok(())
+}
+
+/// Build the lab, start the server and the agents, wait until every node is Ready.
+pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::Result<LabConfig> {
+    let started = Instant::now();
+    let spec = LabSpec {
+        prefix: prefix.to_string(),
+        zones: plan.zones.clone(),
+        nodes_per_zone: plan.nodes_per_zone,
     };
     let topo = Topology::new(&spec)?;
-    if let Ok(old) = load_config(&args.state_dir, &args.prefix) {
-        eprintln!("clearing the leftovers of an earlier lab {:?}", args.prefix);
+    if let Ok(old) = load_config(state_dir, prefix) {
+        eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
         kill_pid(old.server_pid);
     }
     let r = runner();
-    let lab = Lab::up(&topo, Arc::clone(&r), &args.state_dir)?;
+    let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
     eprintln!(
         "network: {} zones x {} nodes ({:.1}s)",
         spec.zones.len(),
-        up.nodes_per_zone,
+        plan.nodes_per_zone,
         started.elapsed().as_secs_f64()
     );
     let exe = std::env::current_exe()?;
-    let dir = args.state_dir.join(&args.prefix);
-    let (server_pid, api) = start_server(&exe, &dir, &topo, up)?;
+    let dir = state_dir.join(prefix);
+    let (server_pid, api) = start_server(&exe, &dir, &topo, plan)?;
     let cfg = LabConfig {
-        prefix: args.prefix.clone(),
+        prefix: prefix.to_string(),
         api,
         server_pid,
-        profile: match up.profile {
-            Profile::Fast => "fast".into(),
-            Profile::Upstream => "upstream".into(),
-        },
-        proxy_mode: up.proxy_mode.clone(),
+        profile: profile_name(plan.profile).into(),
+        proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
+        agent_flags: plan.agent_flags.clone(),
     };
     std::fs::write(
-        config_path(&args.state_dir, &args.prefix),
+        config_path(state_dir, prefix),
         serde_json::to_vec_pretty(&cfg)?,
     )?;
-    write_kubeconfig(&args.state_dir, &cfg)?;
+    write_kubeconfig(state_dir, &cfg)?;
     wait_healthy(api, Duration::from_secs(20)).await?;
     eprintln!(
         "control plane: http://{api} ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     for node in &topo.nodes {
-        start_agent(&args.state_dir, &exe, &cfg, &node.name)?;
+        start_agent(state_dir, &exe, &cfg, &node.name)?;
     }
     drop(lab);
     let client = kube_client(api)?;
-    wait_nodes_ready(&client, topo.nodes.len(), up.wait).await?;
+    wait_nodes_ready(&client, topo.nodes.len(), plan.wait).await?;
     println!(
-        "lab {:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
-        args.prefix,
+        "lab {prefix:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
         topo.nodes.len(),
         spec.zones.len(),
         cfg.profile,
         cfg.proxy_mode,
         started.elapsed().as_secs_f64(),
-        kubeconfig_path(&args.state_dir, &args.prefix).display()
+        kubeconfig_path(state_dir, prefix).display()
     );
-    Ok(())
+    Ok(cfg)
 }
 
 pub fn kubeconfig_path(state_dir: &Path, prefix: &str) -> PathBuf {
@@ -543,9 +587,16 @@ fn nodes_of(cfg: &LabConfig, what: Target, name: &str) -> anyhow::Result<Vec<Str
     Ok(nodes)
 }
 
-fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Result<()> {
-    let cfg = load_config(&args.state_dir, &args.prefix)?;
-    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+/// Inject a failure; returns the nodes it touched.
+pub fn inject(
+    state_dir: &Path,
+    prefix: &str,
+    what: Target,
+    name: &str,
+    mode: FailMode,
+) -> anyhow::Result<Vec<String>> {
+    let cfg = load_config(state_dir, prefix)?;
+    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let nodes = nodes_of(&cfg, what, name)?;
     match (mode, what) {
         (FailMode::Power, _) => {
@@ -558,7 +609,7 @@ fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Res
         (FailMode::Graceful, _) => {
             // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
             for n in &nodes {
-                if let Some(pid) = agent_pid(&args.state_dir, &args.prefix, n) {
+                if let Some(pid) = agent_pid(state_dir, prefix, n) {
                     let _ = Command::new("kill")
                         .arg("-TERM")
                         .arg(pid.to_string())
@@ -567,16 +618,18 @@ fn fail(args: &LabArgs, what: Target, name: &str, mode: FailMode) -> anyhow::Res
             }
         }
     }
-    println!(
-        "{what:?} {name}: {mode:?} failure injected ({} node(s))",
-        nodes.len()
-    );
-    Ok(())
+    Ok(nodes)
 }
 
-fn recover(args: &LabArgs, what: Target, name: &str) -> anyhow::Result<()> {
-    let cfg = load_config(&args.state_dir, &args.prefix)?;
-    let mut lab = Lab::attach(&args.prefix, runner(), &args.state_dir)?;
+/// Undo failures: heal the network, restart agents that are not running; returns the nodes.
+pub fn heal(
+    state_dir: &Path,
+    prefix: &str,
+    what: Target,
+    name: &str,
+) -> anyhow::Result<Vec<String>> {
+    let cfg = load_config(state_dir, prefix)?;
+    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let exe = std::env::current_exe()?;
     let nodes = nodes_of(&cfg, what, name)?;
     if what == Target::Zone {
@@ -585,12 +638,11 @@ fn recover(args: &LabArgs, what: Target, name: &str) -> anyhow::Result<()> {
     for n in &nodes {
         lab.power_on_node(n)?;
         lab.heal_node(n)?;
-        if agent_pid(&args.state_dir, &args.prefix, n).is_none() {
-            start_agent(&args.state_dir, &exe, &cfg, n)?;
+        if agent_pid(state_dir, prefix, n).is_none() {
+            start_agent(state_dir, &exe, &cfg, n)?;
         }
     }
-    println!("{what:?} {name}: recovered ({} node(s))", nodes.len());
-    Ok(())
+    Ok(nodes)
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
@@ -615,8 +667,19 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             namespace,
             cmd,
         } => exec(&args, namespace, pod, cmd).await,
-        LabCommand::Fail { what, name, mode } => fail(&args, *what, name, *mode).map(|_| 0),
-        LabCommand::Recover { what, name } => recover(&args, *what, name).map(|_| 0),
+        LabCommand::Fail { what, name, mode } => {
+            let nodes = inject(&args.state_dir, &args.prefix, *what, name, *mode)?;
+            println!(
+                "{what:?} {name}: {mode:?} failure injected ({} node(s))",
+                nodes.len()
+            );
+            Ok(0)
+        }
+        LabCommand::Recover { what, name } => {
+            let nodes = heal(&args.state_dir, &args.prefix, *what, name)?;
+            println!("{what:?} {name}: recovered ({} node(s))", nodes.len());
+            Ok(0)
+        }
     }
 }
 

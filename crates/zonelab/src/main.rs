@@ -13,6 +13,7 @@ mod lab;
 mod load;
 mod netns;
 mod proxy_driver;
+mod run;
 mod server;
 
 #[derive(Parser)]
@@ -38,17 +39,49 @@ enum Command {
     Load(load::LoadArgs),
     /// Build, inspect, break and remove a lab of zones and nodes in network namespaces.
     Lab(lab::LabArgs),
+    /// Run a scenario file: build its lab, send its traffic, inject its faults, write a report.
+    Run(run::RunArgs),
+    /// The bundled AZ-outage scenario: 3 zones x 2 nodes, zone a loses power at t=30s.
+    Demo(run::DemoArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    let cli = Cli::parse();
+    let name = cli.command.name();
+    if let Err(e) = run(cli) {
+        // The chain of causes on one line, like kubectl's `error: ...`; no backtrace.
+        eprintln!("zonelab {name}: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Server(_) => "server",
+            Command::Agent(_) => "agent",
+            Command::Echo(_) => "echo",
+            Command::Load(_) => "load",
+            Command::Lab(_) => "lab",
+            Command::Run(_) => "run",
+            Command::Demo(_) => "demo",
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // The user-facing commands print their own progress; their library logs are for debugging.
+    let default_level = match cli.command {
+        Command::Lab(_) | Command::Run(_) | Command::Demo(_) | Command::Load(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZONELAB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     if let Command::Agent(a) = &cli.command
         && let Some(ns) = &a.netns
     {
@@ -64,6 +97,14 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => rt.block_on(agent::run(args)),
         Command::Lab(args) => {
             let code = rt.block_on(lab::run(args))?;
+            std::process::exit(code);
+        }
+        Command::Run(args) => {
+            let code = rt.block_on(run::run(args))?;
+            std::process::exit(code);
+        }
+        Command::Demo(args) => {
+            let code = rt.block_on(run::demo(args))?;
             std::process::exit(code);
         }
         Command::Load(args) => {

@@ -5,6 +5,7 @@
 //!
 //! Start at [`run`].
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -194,7 +195,8 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 println!(
                     "{}",
                     serde_json::json!({"event": "proxy-sync", "node": node, "at": done, "kind": format!("{kind:?}"),
-                        "ok": ok, "duration_ms": began.elapsed().as_secs_f64() * 1e3, "endpoints": ready})
+                        "ok": ok, "duration_ms": began.elapsed().as_secs_f64() * 1e3, "endpoints": ready,
+                        "services": programmed_ips(syncer.plan())})
                 );
             }
             continue;
@@ -218,4 +220,18 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
         }
     }
+}
+
+/// Endpoint IPs the rules send each Service's ClusterIP traffic to (`ns/name` -> sorted IPs,
+/// over all its ports): what the lab's timeline compares against the EndpointSlices.
+fn programmed_ips(plan: &proxy::plan::Plan) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for svc in plan.services() {
+        out.entry(svc.port.name.service.to_string())
+            .or_default()
+            .extend(svc.endpoints.iter().map(|e| e.endpoint.ip.to_string()));
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
 }

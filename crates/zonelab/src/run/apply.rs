@@ -1,0 +1,101 @@
+//! Putting a scenario's workloads into the lab: create each manifest through the API (kind
+//! resolved by discovery, as kubectl does), wait until every Deployment is available, and
+//! resolve the clients' target Services to `http://ClusterIP:port`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+
+/// Create every object (namespace `default` unless it names one).
+pub async fn create_all(
+    client: &kube::Client,
+    manifests: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    for m in manifests {
+        let api_version = m["apiVersion"].as_str().unwrap_or_default();
+        let kind = m["kind"].as_str().unwrap_or_default();
+        let name = m["metadata"]["name"].as_str().unwrap_or_default();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+            .await
+            .with_context(|| format!("the API server does not serve {api_version} {kind}"))?;
+        let obj: DynamicObject = serde_json::from_value(m.clone())
+            .with_context(|| format!("{kind} {name} is not a valid object"))?;
+        let api: Api<DynamicObject> = match caps.scope {
+            kube::discovery::Scope::Namespaced => {
+                let ns = m["metadata"]["namespace"].as_str().unwrap_or("default");
+                Api::namespaced_with(client.clone(), ns, &ar)
+            }
+            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
+        };
+        api.create(&PostParams::default(), &obj)
+            .await
+            .with_context(|| format!("creating {kind} {name}"))?;
+        eprintln!("  created {} {name}", kind.to_lowercase());
+    }
+    Ok(())
+}
+
+/// Wait until every Deployment has all its replicas ready (and at least one exists, if any
+/// were created).
+pub async fn wait_available(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::all(client.clone());
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let list = api.list(&ListParams::default()).await?;
+        let pending: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|d| {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let ready = d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                (ready < want).then(|| {
+                    format!(
+                        "{} {ready}/{want}",
+                        d.metadata.name.as_deref().unwrap_or("?")
+                    )
+                })
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let now = pending.join(", ");
+        if now != last {
+            eprintln!("  waiting for deployments: {now}");
+            last = now;
+        }
+        if start.elapsed() > limit {
+            bail!("deployments not ready within {limit:?}: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// `http://<clusterIP>:<first port>` of a Service.
+pub async fn service_url(client: &kube::Client, ns: &str, name: &str) -> anyhow::Result<String> {
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let svc = api.get(name).await.with_context(|| {
+        format!("clients target Service {ns}/{name}, which the workloads do not create")
+    })?;
+    let spec = svc.spec.context("Service without spec")?;
+    let ip = spec
+        .cluster_ip
+        .filter(|ip| ip != "None" && !ip.is_empty())
+        .with_context(|| format!("Service {ns}/{name} has no ClusterIP"))?;
+    let port = spec
+        .ports
+        .and_then(|p| p.first().map(|p| p.port))
+        .with_context(|| format!("Service {ns}/{name} has no port"))?;
+    Ok(format!("http://{ip}:{port}"))
+}

@@ -1,0 +1,179 @@
+//! Traffic and the records that come back: client pods running `zonelab load` in their zones
+//! (one JSON line per request into the run's directory), live counts for the progress line,
+//! and, at the end, the requests and every proxy's sync log as [`lab`] records.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use lab::{Event, EventKind, Request};
+use scenario::Client;
+
+/// Label on client pods.
+pub const CLIENT_LABEL: &str = "zonelab.io/client";
+
+/// One client pod.
+#[derive(Debug, Clone)]
+pub struct ClientPod {
+    pub client: String,
+    pub zone: String,
+    pub node: String,
+    pub pod: String,
+    pub out: PathBuf,
+}
+
+/// The pod manifest of one client.
+pub fn pod_manifest(c: &Client, cp: &ClientPod, url: &str, exe: &Path, run_for: Duration) -> Pod {
+    let mut cmd = vec![
+        exe.display().to_string(),
+        "load".into(),
+        "--target".into(),
+        url.to_string(),
+        "--rate".into(),
+        c.rate.to_string(),
+        "--duration".into(),
+        format!("{}ms", run_for.as_millis()),
+        "--timeout".into(),
+        format!("{}ms", c.timeout.as_millis()),
+        "--retries".into(),
+        c.retries.to_string(),
+        "--out".into(),
+        cp.out.display().to_string(),
+    ];
+    if c.keepalive {
+        cmd.push("--keepalive".into());
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": cp.pod, "namespace": "default",
+                     "labels": {CLIENT_LABEL: cp.client, "topology.kubernetes.io/zone": cp.zone}},
+        "spec": {
+            "nodeName": cp.node,
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "load", "image": "zonelab/load", "command": cmd}]
+        }
+    }))
+    .expect("a valid pod")
+}
+
+/// Creates the client pods.
+pub async fn start(client: &kube::Client, pods: &[(ClientPod, Pod)]) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for (cp, pod) in pods {
+        api.create(&PostParams::default(), pod)
+            .await
+            .with_context(|| format!("creating client pod {}", cp.pod))?;
+    }
+    Ok(())
+}
+
+/// Deletes the client pods (their `zonelab load` stops on SIGTERM and flushes).
+pub async fn stop(client: &kube::Client, pods: &[ClientPod]) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for cp in pods {
+        let _ = api.delete(&cp.pod, &DeleteParams::default()).await;
+    }
+}
+
+/// Incremental reader of the clients' output files for the progress line.
+#[derive(Debug, Default)]
+pub struct Tail {
+    offsets: BTreeMap<PathBuf, u64>,
+    pub ok: u64,
+    pub failed: u64,
+    /// Clients with at least one record.
+    pub started: usize,
+    /// Failed requests among those read in the last poll.
+    pub recent_failed: u64,
+    pub recent_total: u64,
+}
+
+impl Tail {
+    /// Reads whatever complete lines were appended since the last call.
+    pub fn poll(&mut self, pods: &[ClientPod]) {
+        self.recent_failed = 0;
+        self.recent_total = 0;
+        self.started = 0;
+        for cp in pods {
+            let Ok(mut f) = std::fs::File::open(&cp.out) else {
+                continue;
+            };
+            let off = self.offsets.entry(cp.out.clone()).or_default();
+            let mut buf = String::new();
+            if f.seek(SeekFrom::Start(*off)).is_err() || f.read_to_string(&mut buf).is_err() {
+                continue;
+            }
+            let complete = buf.rfind('\n').map_or(0, |i| i + 1);
+            *off += complete as u64;
+            if *off > 0 {
+                self.started += 1;
+            }
+            for line in buf[..complete].lines() {
+                let ok = line.contains("\"outcome\":\"ok\"");
+                self.recent_total += 1;
+                if ok {
+                    self.ok += 1;
+                } else {
+                    self.failed += 1;
+                    self.recent_failed += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Every request the clients recorded.
+pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
+    let mut out = Vec::new();
+    for cp in pods {
+        let Ok(f) = std::fs::File::open(&cp.out) else {
+            continue;
+        };
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            v["client"] = cp.client.clone().into();
+            v["client_zone"] = cp.zone.clone().into();
+            v["client_node"] = cp.node.clone().into();
+            if let Ok(r) = serde_json::from_value::<Request>(v) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Every successful proxy sync the agents logged (`proxy-sync` lines of their stdout).
+pub fn read_proxy_syncs(logs: &Path, nodes: &[String]) -> Vec<Event> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let Ok(f) = std::fs::File::open(logs.join(format!("agent-{node}.out"))) else {
+            continue;
+        };
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["event"] != "proxy-sync" || v["ok"] != true {
+                continue;
+            }
+            let services: BTreeMap<String, Vec<String>> =
+                serde_json::from_value(v["services"].clone()).unwrap_or_default();
+            out.push(Event {
+                at: v["at"].as_f64().unwrap_or(0.0),
+                kind: EventKind::ProxySync {
+                    node: node.clone(),
+                    services,
+                },
+            });
+        }
+    }
+    out
+}

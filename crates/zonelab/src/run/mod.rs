@@ -1,0 +1,576 @@
+//! `zonelab run SCENARIO --out DIR`: the resilience lab end to end. Checks the scenario,
+//! builds the lab it describes, applies its workloads, starts its clients, injects its faults
+//! on time, records the timeline (API watches + every proxy's syncs) and every request, and
+//! writes `report.json`, `report.html`, `requests.jsonl` and `timeline.jsonl`.
+//!
+//! Start at [`run`]; the analysis itself is the `lab` crate's, this module is the I/O.
+
+mod apply;
+mod clients;
+mod prepare;
+mod progress;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use lab::report::{SloTarget, Timers};
+use lab::{EventKind, Meta, Report};
+use scenario::{FaultTarget, FaultType, Scenario, Until};
+
+use crate::flags::{Profile, parse_duration};
+use crate::lab::{FailMode, Target, UpPlan};
+use clients::ClientPod;
+pub use prepare::{Prepared, prepare};
+use progress::Progress;
+use watch::Timeline;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The scenario file (docs/scenarios.md).
+    pub scenario: PathBuf,
+    /// Directory for report.json, report.html, requests.jsonl and timeline.jsonl.
+    #[arg(long, default_value = "zonelab-report")]
+    pub out: PathBuf,
+    /// Run in the simulator instead of the live lab.
+    #[arg(long)]
+    pub sim: bool,
+    /// Seed of the run (recorded in the report).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Name prefix of the lab this run builds.
+    #[arg(long, default_value = "zr")]
+    pub prefix: String,
+    /// Where the lab keeps its state and logs.
+    #[arg(long, default_value = netlab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Loopback port of the lab's API server.
+    #[arg(long, default_value_t = 16444)]
+    pub api_port: u16,
+    /// Leave the lab up after the run (`zonelab lab --prefix P down` removes it).
+    #[arg(long)]
+    pub keep: bool,
+    /// Exit with status 3 when the SLO is not met.
+    #[arg(long)]
+    pub check_slo: bool,
+}
+
+/// Exit status when `--check-slo` is given and the SLO is missed.
+pub const SLO_MISSED: i32 = 3;
+
+/// Checks the scenario, then runs it.
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let prepared = prepare(&args.scenario)?;
+    execute(&args, &prepared).await
+}
+
+/// Runs a prepared scenario and tears the lab down afterwards (unless `--keep`), also on
+/// failure or Ctrl-C.
+pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
+    if args.sim {
+        bail!(
+            "--sim: the simulator is not part of this build yet; run the scenario without --sim in the live lab"
+        );
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the live lab builds network namespaces: run `zonelab run` as root");
+    }
+    std::fs::create_dir_all(args.out.join("clients"))
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)?;
+    let stop = Interrupts::listen();
+    let result = tokio::select! {
+        r = live(args, p, &out, &stop) => r,
+        _ = stop.aborted() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if args.keep {
+        eprintln!(
+            "the lab stays up: zonelab lab --prefix {} down removes it",
+            args.prefix
+        );
+    } else {
+        eprintln!("taking the lab down");
+        if let Err(e) = crate::lab::down(&args.state_dir, &args.prefix) {
+            eprintln!("warning: teardown: {e:#}");
+        }
+    }
+    let report = result?;
+    Ok(if args.check_slo && !report.slo.met {
+        SLO_MISSED
+    } else {
+        0
+    })
+}
+
+fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {
+    let s = &p.scenario;
+    let mut agent_flags = p.agent_flags.clone();
+    let cap = &s.topology.node_capacity;
+    for (flag, value) in [
+        ("node-capacity-cpu", cap.cpu.clone()),
+        ("node-capacity-memory", cap.memory.clone()),
+        ("max-pods", cap.pods.to_string()),
+    ] {
+        if !s.flags.contains_key(flag) {
+            agent_flags.push(format!("--{flag}={value}"));
+        }
+    }
+    UpPlan {
+        zones: s.topology.zones.clone(),
+        nodes_per_zone: s.topology.nodes_per_zone,
+        profile: profile(s),
+        proxy_mode: match s.proxy_mode {
+            scenario::ProxyMode::Nftables => "nftables".into(),
+            scenario::ProxyMode::Iptables => "iptables".into(),
+        },
+        api_port: args.api_port,
+        wait: Duration::from_secs(120),
+        server_flags: p.server_flags.clone(),
+        agent_flags,
+    }
+}
+
+fn profile(s: &Scenario) -> Profile {
+    match s.profile {
+        scenario::Profile::Fast => Profile::Fast,
+        scenario::Profile::Upstream => Profile::Upstream,
+    }
+}
+
+/// The timers a run uses: the profile's, with the scenario's overrides.
+fn timers(s: &Scenario) -> Timers {
+    let pr = profile(s);
+    let dur = |flag: &str, upstream: Duration| {
+        s.flags
+            .get(flag)
+            .and_then(|v| parse_duration(v).ok())
+            .unwrap_or(pr.duration(upstream))
+            .as_secs_f64()
+    };
+    let secs = |flag: &str, upstream: i64| {
+        s.flags
+            .get(flag)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(pr.seconds(upstream)) as f64
+    };
+    Timers {
+        node_monitor_grace_period_s: dur("node-monitor-grace-period", Duration::from_secs(50)),
+        node_monitor_period_s: dur("node-monitor-period", Duration::from_secs(5)),
+        lease_renew_interval_s: secs("node-lease-duration-seconds", 40) / 4.0,
+        unreachable_toleration_s: secs("default-unreachable-toleration-seconds", 300),
+    }
+}
+
+/// Ctrl-C: before the traffic starts it aborts the run; while it runs, the first one ends the
+/// run early (the report is still written) and a second one aborts.
+#[derive(Clone)]
+struct Interrupts {
+    count: tokio::sync::watch::Receiver<u32>,
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Interrupts {
+    fn listen() -> Interrupts {
+        let (tx, rx) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            let mut n = 0;
+            while tokio::signal::ctrl_c().await.is_ok() {
+                n += 1;
+                if tx.send(n).is_err() {
+                    return;
+                }
+            }
+        });
+        Interrupts {
+            count: rx,
+            running: Default::default(),
+        }
+    }
+
+    /// Resolves when the run must be abandoned.
+    async fn aborted(&self) {
+        let mut rx = self.count.clone();
+        loop {
+            let n = *rx.borrow_and_update();
+            let running = self.running.load(std::sync::atomic::Ordering::SeqCst);
+            if n >= 2 || (n >= 1 && !running) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Resolves at the first Ctrl-C.
+    async fn first(&self) {
+        let mut rx = self.count.clone();
+        while *rx.borrow_and_update() == 0 {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The run proper, between lab up and lab down.
+async fn live(
+    args: &RunArgs,
+    p: &Prepared,
+    out: &Path,
+    stop: &Interrupts,
+) -> anyhow::Result<Report> {
+    let s = &p.scenario;
+    eprintln!("scenario {:?} from {}", s.name, p.file.display());
+    let cfg = crate::lab::bring_up(&args.state_dir, &args.prefix, &up_plan(args, p)).await?;
+    let client = crate::lab::kube_client(cfg.api)?;
+    eprintln!("applying {} workload object(s)", p.manifests.len());
+    apply::create_all(&client, &p.manifests).await?;
+    apply::wait_available(&client, Duration::from_secs(180)).await?;
+    let (services, pods) = plan_clients(&client, s, &cfg, out).await?;
+    let tl: Timeline = Default::default();
+    let watches = watch::spawn(&client, &tl, &services);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = watch::now_ms();
+    clients::start(&client, &pods).await?;
+    let pods: Vec<ClientPod> = pods.into_iter().map(|(cp, _)| cp).collect();
+    eprintln!(
+        "running: {} client pod(s) -> {}; {} fault(s); {}",
+        pods.len(),
+        services.join(", "),
+        s.faults.len(),
+        match (s.run.duration, s.run.until) {
+            (Some(d), _) => format!("for {}", scenario::format_duration(d)),
+            (None, Some(Until::CapacityRestored)) => format!(
+                "until capacity is restored (cap {})",
+                scenario::format_duration(s.run.limit())
+            ),
+            _ => String::new(),
+        }
+    );
+    let base = RunBase {
+        args,
+        p,
+        cfg: &cfg,
+        t0,
+        services: &services,
+    };
+    stop.running
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (end_ms, ended_by) = drive(&base, &tl, &pods, stop).await?;
+    clients::stop(&client, &pods).await;
+    let settle = s
+        .clients
+        .iter()
+        .map(|c| c.timeout)
+        .max()
+        .unwrap_or_default();
+    tokio::time::sleep(settle + Duration::from_secs(1)).await;
+    watches.iter().for_each(|w| w.abort());
+    let (meta, events) = base.snapshot(&tl, end_ms, &ended_by);
+    let requests: Vec<lab::Request> = clients::read_requests(&pods)
+        .into_iter()
+        .filter(|r| r.start >= t0 && r.start <= end_ms)
+        .collect();
+    let report = lab::analyze(&meta, &events, &requests);
+    write_outputs(out, &report, &events, &requests)?;
+    print!("{}", lab::summary::render(&report));
+    println!("report: {}", out.join("report.html").display());
+    Ok(report)
+}
+
+/// The client pods of the scenario (one per client and zone, on the zone's last node) and the
+/// Services they target (`ns/name`, sorted).
+async fn plan_clients(
+    client: &kube::Client,
+    s: &Scenario,
+    cfg: &crate::lab::LabConfig,
+    out: &Path,
+) -> anyhow::Result<(
+    Vec<String>,
+    Vec<(ClientPod, k8s_openapi::api::core::v1::Pod)>,
+)> {
+    let mut services = Vec::new();
+    let mut pods = Vec::new();
+    let exe = std::env::current_exe()?;
+    let run_for = s.run.limit() + Duration::from_secs(60);
+    for c in &s.clients {
+        let svc = c.service_ref().context("client without a Service")?;
+        let url = apply::service_url(client, &svc.namespace, &svc.name).await?;
+        services.push(format!("{}/{}", svc.namespace, svc.name));
+        for zone in s.client_zones(c) {
+            let node = cfg
+                .topology
+                .nodes_in_zone(zone)
+                .last()
+                .with_context(|| format!("no node in zone {zone}"))?;
+            let cp = ClientPod {
+                client: c.name.clone(),
+                zone: zone.clone(),
+                node: node.name.clone(),
+                pod: format!("client-{}-{zone}", c.name),
+                out: out.join("clients").join(format!("{}-{zone}.jsonl", c.name)),
+            };
+            let _ = std::fs::remove_file(&cp.out);
+            let pod = clients::pod_manifest(c, &cp, &url, &exe, run_for);
+            pods.push((cp, pod));
+        }
+    }
+    services.sort();
+    services.dedup();
+    Ok((services, pods))
+}
+
+/// What the run loop and the final analysis share.
+struct RunBase<'a> {
+    args: &'a RunArgs,
+    p: &'a Prepared,
+    cfg: &'a crate::lab::LabConfig,
+    t0: f64,
+    services: &'a [String],
+}
+
+impl RunBase<'_> {
+    /// Meta and every event so far (API timeline plus the proxies' sync logs).
+    fn snapshot(&self, tl: &Timeline, end_ms: f64, ended_by: &str) -> (Meta, Vec<lab::Event>) {
+        let s = &self.p.scenario;
+        let nodes: Vec<String> = self
+            .cfg
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let logs = self.args.state_dir.join(&self.args.prefix).join("logs");
+        let mut events = tl.lock().map(|v| v.clone()).unwrap_or_default();
+        events.extend(clients::read_proxy_syncs(&logs, &nodes));
+        let meta = Meta {
+            scenario: s.name.clone(),
+            mode: "live".into(),
+            seed: self.args.seed,
+            profile: self.cfg.profile.clone(),
+            proxy_mode: self.cfg.proxy_mode.clone(),
+            ended_by: ended_by.into(),
+            timers: timers(s),
+            slo: SloTarget {
+                availability: s.slo.availability,
+                max_error_window_s: s.slo.max_error_window.map(|d| d.as_secs_f64()),
+            },
+            node_zones: self
+                .cfg
+                .topology
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.zone.clone()))
+                .collect(),
+            services: self.services.to_vec(),
+            t0_ms: self.t0,
+            end_ms,
+        };
+        (meta, events)
+    }
+}
+
+/// Injects the faults on time and decides when the run ends; returns (end, why).
+async fn drive(
+    base: &RunBase<'_>,
+    tl: &Timeline,
+    pods: &[ClientPod],
+    stop: &Interrupts,
+) -> anyhow::Result<(f64, String)> {
+    let s = &base.p.scenario;
+    let faults = s.faults_by_time();
+    let mut next = 0;
+    let limit = s.run.limit();
+    let mut progress = Progress::new();
+    let mut tail = clients::Tail::default();
+    let mut phase = String::from("steady");
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut ticks = 0u64;
+    let mut interrupt = std::pin::pin!(stop.first());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut interrupt => {
+                progress.finish();
+                eprintln!("interrupted: ending the run early and writing the report (Ctrl-C again aborts)");
+                return Ok((watch::now_ms(), "interrupted".into()));
+            }
+        }
+        ticks += 1;
+        let elapsed_ms = watch::now_ms() - base.t0;
+        while next < faults.len() && faults[next].at.as_secs_f64() * 1e3 <= elapsed_ms {
+            let f = faults[next];
+            let line = inject(base, tl, s, f).await?;
+            progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
+            next += 1;
+        }
+        let elapsed = Duration::from_secs_f64(elapsed_ms.max(0.0) / 1e3);
+        if elapsed >= limit {
+            progress.finish();
+            let why = if s.run.duration.is_some() {
+                "duration"
+            } else {
+                "cap"
+            };
+            return Ok((base.t0 + limit.as_secs_f64() * 1e3, why.into()));
+        }
+        if !ticks.is_multiple_of(4) {
+            continue;
+        }
+        tail.poll(pods);
+        if next > 0 {
+            let (meta, events) = base.snapshot(tl, watch::now_ms(), "");
+            let report = lab::analyze(&meta, &events, &[]);
+            phase = latest_phase(&report);
+            if next == faults.len()
+                && s.run.until == Some(Until::CapacityRestored)
+                && report.phases.capacity_restored_s.is_some()
+            {
+                progress.update(elapsed, limit, &tail, &phase);
+                progress.finish();
+                return Ok((watch::now_ms(), "capacity-restored".into()));
+            }
+        }
+        progress.update(elapsed, limit, &tail, &phase);
+    }
+}
+
+/// The furthest phase reached, for the progress line.
+fn latest_phase(r: &Report) -> String {
+    let p = &r.phases;
+    let steps = [
+        ("capacity restored", p.capacity_restored_s),
+        ("replacements ready", p.replacements_ready_s),
+        ("pods evicted", p.pods_evicted_s),
+        ("proxies converged", p.proxies_converged_s),
+        ("endpoints removed", p.endpoints_removed_s),
+        ("nodes not ready", p.nodes_not_ready_s),
+        ("fault injected", p.fault_s),
+    ];
+    steps
+        .iter()
+        .find(|(_, t)| t.is_some())
+        .map_or("steady".into(), |(name, t)| {
+            format!("{name} (t={:.1}s)", t.unwrap_or(0.0))
+        })
+}
+
+/// Injects one fault and records it on the timeline.
+async fn inject(
+    base: &RunBase<'_>,
+    tl: &Timeline,
+    s: &Scenario,
+    f: &scenario::Fault,
+) -> anyhow::Result<String> {
+    let (what, name) = match s.fault_target(f) {
+        Some(FaultTarget::Zone(z)) => (Target::Zone, z),
+        Some(FaultTarget::Node { zone, index }) => (
+            Target::Node,
+            netlab::topology::node_name(&base.args.prefix, &zone, index),
+        ),
+        None => bail!("fault target {:?} is not in the lab", f.target),
+    };
+    let mode = match f.kind {
+        FaultType::NodePowerOff | FaultType::ZonePowerOff => Some(FailMode::Power),
+        FaultType::NodePartition | FaultType::ZonePartition => Some(FailMode::Partition),
+        FaultType::GracefulStop => Some(FailMode::Graceful),
+        FaultType::Recover => None,
+    };
+    let (state_dir, prefix) = (base.args.state_dir.clone(), base.args.prefix.clone());
+    let at = watch::now_ms();
+    let nodes = tokio::task::spawn_blocking(move || match mode {
+        Some(m) => crate::lab::inject(&state_dir, &prefix, what, &name, m),
+        None => crate::lab::heal(&state_dir, &prefix, what, &name),
+    })
+    .await??;
+    if let Ok(mut v) = tl.lock() {
+        v.push(lab::Event {
+            at,
+            kind: EventKind::Fault {
+                fault: f.kind.as_str().into(),
+                target: f.target.clone(),
+                nodes: nodes.clone(),
+            },
+        });
+    }
+    Ok(format!("{} {} ({})", f.kind, f.target, nodes.join(", ")))
+}
+
+fn write_outputs(
+    out: &Path,
+    report: &Report,
+    events: &[lab::Event],
+    requests: &[lab::Request],
+) -> anyhow::Result<()> {
+    let mut events = events.to_vec();
+    events.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let lines =
+        |items: &mut dyn Iterator<Item = serde_json::Result<String>>| -> anyhow::Result<String> {
+            let mut s = String::new();
+            for l in items {
+                s.push_str(&l?);
+                s.push('\n');
+            }
+            Ok(s)
+        };
+    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(report)?)?;
+    std::fs::write(out.join("report.html"), lab::html::render(report))?;
+    std::fs::write(
+        out.join("timeline.jsonl"),
+        lines(&mut events.iter().map(serde_json::to_string))?,
+    )?;
+    std::fs::write(
+        out.join("requests.jsonl"),
+        lines(&mut requests.iter().map(serde_json::to_string))?,
+    )?;
+    Ok(())
+}
+
+/// The bundled demo scenario (examples/demo.yaml, compiled in).
+pub const DEMO_SCENARIO: &str = include_str!("../../../../examples/demo.yaml");
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Directory for the report.
+    #[arg(long, default_value = "zonelab-demo")]
+    pub out: PathBuf,
+    /// Name prefix of the demo's lab.
+    #[arg(long, default_value = "zdemo")]
+    pub prefix: String,
+    /// Where the lab keeps its state and logs.
+    #[arg(long, default_value = netlab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Loopback port of the lab's API server.
+    #[arg(long, default_value_t = 16443)]
+    pub api_port: u16,
+    /// Leave the lab up afterwards, to look around with kubectl.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the bundled scenario and exit.
+    #[arg(long)]
+    pub print_scenario: bool,
+}
+
+/// `zonelab demo`: the bundled scenario, then the answer in plain words.
+pub async fn demo(d: DemoArgs) -> anyhow::Result<i32> {
+    if d.print_scenario {
+        print!("{DEMO_SCENARIO}");
+        return Ok(0);
+    }
+    let name = Path::new("examples/demo.yaml (bundled)");
+    let p = prepare::prepare_text(DEMO_SCENARIO, name, Path::new("."))?;
+    let args = RunArgs {
+        scenario: name.to_path_buf(),
+        out: d.out,
+        sim: false,
+        seed: 1,
+        prefix: d.prefix,
+        state_dir: d.state_dir,
+        api_port: d.api_port,
+        keep: d.keep,
+        check_slo: false,
+    };
+    execute(&args, &p).await
+}

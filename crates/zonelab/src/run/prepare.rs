@@ -1,0 +1,217 @@
+//! Everything `zonelab run` checks before it builds anything: the scenario file, the workload
+//! manifests it names, and its flag overrides (each must be a `zonelab server` or
+//! `zonelab agent` flag). Errors carry `file:line:column`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use scenario::locate::{Seg, locate, render};
+use scenario::{Scenario, ScenarioError};
+use serde::Deserialize;
+
+/// A scenario ready to run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub scenario: Scenario,
+    pub file: PathBuf,
+    /// Workload objects in the order they are applied.
+    pub manifests: Vec<serde_json::Value>,
+    /// `--name=value` for `zonelab server`.
+    pub server_flags: Vec<String>,
+    /// `--name=value` for every `zonelab agent`.
+    pub agent_flags: Vec<String>,
+}
+
+/// Flags the run sets itself: a scenario sets them with their own fields instead.
+const RESERVED: [&str; 12] = [
+    "profile",
+    "proxy-mode",
+    "listen",
+    "listen-netns",
+    "data-dir",
+    "node-name",
+    "zone",
+    "node-ip",
+    "pod-cidr",
+    "server",
+    "netns",
+    "lab-prefix",
+];
+
+/// Reads and checks a scenario file and what it refers to.
+pub fn prepare(path: &Path) -> Result<Prepared, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    prepare_text(&text, path, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Checks scenario `text` (named `path` in errors); workload paths are relative to `base`.
+pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, ScenarioError> {
+    let file = path.display().to_string();
+    let scenario = Scenario::parse(text, &file)?;
+    let invalid = |segs: Vec<Seg>, message: String| {
+        let (line, column) = locate(text, &segs).unwrap_or((1, 1));
+        ScenarioError::Invalid {
+            file: file.clone(),
+            line,
+            column,
+            field: render(&segs),
+            message,
+        }
+    };
+    let (server_flags, agent_flags) = split_flags(&scenario, &invalid)?;
+    let mut manifests = Vec::new();
+    for (i, w) in scenario.workloads.iter().enumerate() {
+        let at = |k: &str| {
+            vec![
+                Seg::Key("workloads".into()),
+                Seg::Index(i),
+                Seg::Key(k.into()),
+            ]
+        };
+        if let Some(rel) = &w.path {
+            let full = base.join(rel);
+            let objects = read_manifests(&full).map_err(|e| match e {
+                ManifestError::Read(err) => {
+                    invalid(at("path"), format!("cannot read {}: {err}", full.display()))
+                }
+                ManifestError::Syntax(err) => err,
+            })?;
+            manifests.extend(objects);
+        }
+        for obj in w.inline_objects() {
+            check_object(obj).map_err(|m| invalid(at("inline"), m))?;
+            manifests.push(obj.clone());
+        }
+    }
+    Ok(Prepared {
+        scenario,
+        file: path.to_path_buf(),
+        manifests,
+        server_flags,
+        agent_flags,
+    })
+}
+
+type Invalid<'a> = dyn Fn(Vec<Seg>, String) -> ScenarioError + 'a;
+
+/// Sends each `flags` entry to the role that has it.
+fn split_flags(
+    s: &Scenario,
+    invalid: &Invalid,
+) -> Result<(Vec<String>, Vec<String>), ScenarioError> {
+    let longs = |cmd: clap::Command| -> Vec<String> {
+        cmd.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    };
+    let server = longs(crate::server::ServerArgs::augment_args(clap::Command::new(
+        "server",
+    )));
+    let agent = longs(crate::agent::AgentArgs::augment_args(clap::Command::new(
+        "agent",
+    )));
+    let (mut to_server, mut to_agent) = (Vec::new(), Vec::new());
+    for (name, value) in &s.flags {
+        let at = vec![Seg::Key("flags".into()), Seg::Key(name.clone())];
+        let bare = name.trim_start_matches('-');
+        if RESERVED.contains(&bare) {
+            return Err(invalid(
+                at,
+                format!("--{bare} is set by the run itself (use the scenario's own field)"),
+            ));
+        }
+        let flag = format!("--{bare}={value}");
+        match (
+            server.iter().any(|f| f == bare),
+            agent.iter().any(|f| f == bare),
+        ) {
+            (false, false) => {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "unknown flag --{bare}: expected a flag of `zonelab server` or `zonelab agent` (see `zonelab server --help`)"
+                    ),
+                ));
+            }
+            (in_server, in_agent) => {
+                if in_server {
+                    to_server.push(flag.clone());
+                }
+                if in_agent {
+                    to_agent.push(flag);
+                }
+            }
+        }
+    }
+    Ok((to_server, to_agent))
+}
+
+enum ManifestError {
+    Read(std::io::Error),
+    Syntax(ScenarioError),
+}
+
+/// Every document of a manifest file (`---` separated; empty documents skipped; `kind: List`
+/// expanded).
+fn read_manifests(path: &Path) -> Result<Vec<serde_json::Value>, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(ManifestError::Read)?;
+    let file = path.display().to_string();
+    let syntax = |line: usize, column: usize, message: String| {
+        ManifestError::Syntax(ScenarioError::Syntax {
+            file: file.clone(),
+            line,
+            column,
+            message,
+        })
+    };
+    let mut out = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(doc).map_err(|e| {
+            let (l, c) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            syntax(l, c, e.to_string())
+        })?;
+        let items = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Object(ref m)
+                if m.get("kind").and_then(|k| k.as_str()) == Some("List") =>
+            {
+                m.get("items")
+                    .and_then(|i| i.as_array())
+                    .cloned()
+                    .unwrap_or_default()
+            }
+            v => vec![v],
+        };
+        for obj in items {
+            check_object(&obj).map_err(|m| syntax(1, 1, m))?;
+            out.push(obj);
+        }
+    }
+    Ok(out)
+}
+
+/// An object must say what it is and be named.
+fn check_object(obj: &serde_json::Value) -> Result<(), String> {
+    let field = |p: &str| {
+        obj.pointer(p)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    if !obj.is_object() {
+        return Err("expected a Kubernetes object (a mapping)".into());
+    }
+    for (p, name) in [
+        ("/apiVersion", "apiVersion"),
+        ("/kind", "kind"),
+        ("/metadata/name", "metadata.name"),
+    ] {
+        if field(p).is_none() {
+            return Err(format!("the object has no {name}"));
+        }
+    }
+    Ok(())
+}
