@@ -168,6 +168,13 @@ fn summary(r: &Report) -> String {
             counts(q.reused_connections.total, q.reused_connections.failed),
         ),
         (
+            "on connections opened before the fault (total / failed)",
+            counts(
+                q.pre_fault_connections.total,
+                q.pre_fault_connections.failed,
+            ),
+        ),
+        (
             "error window",
             format!("{}{window}", secs(r.error_window_s)),
         ),
@@ -356,6 +363,7 @@ mod tests {
                 failed: 0,
             },
             stale_conntrack: 0,
+            pre_fault_connections: Counts::default(),
         }
     }
 
@@ -376,6 +384,7 @@ mod tests {
             node_monitor_period_s: 0.5,
             lease_renew_interval_s: 1.0,
             unreachable_toleration_s: 30.0,
+            conntrack_tcp_timeout_syn_sent_s: 120.0,
         };
         let fault = FaultRecord {
             at_s: 10.0,

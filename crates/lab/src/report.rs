@@ -71,6 +71,13 @@ pub struct Timers {
     pub node_monitor_period_s: f64,
     pub lease_renew_interval_s: f64,
     pub unreachable_toleration_s: f64,
+    /// `nf_conntrack_tcp_timeout_syn_sent` of the nodes (kernel default 120).
+    #[serde(default = "default_syn_sent")]
+    pub conntrack_tcp_timeout_syn_sent_s: f64,
+}
+
+fn default_syn_sent() -> f64 {
+    120.0
 }
 
 /// One injected fault.
@@ -99,6 +106,10 @@ pub struct Requests {
     pub new_connections: Counts,
     /// Requests on a connection opened before (keep-alive).
     pub reused_connections: Counts,
+    /// Requests from the fault on that used a connection opened before it (keep-alive):
+    /// established connections to a dead pod hang, as upstream flushes no TCP conntrack.
+    #[serde(default)]
+    pub pre_fault_connections: Counts,
     /// Failed new connections whose source port a failed connection of the same client used
     /// less than `nf_conntrack_tcp_timeout_syn_sent` (120 s) before: they hit that one's stale
     /// conntrack entry, still NATed to the endpoint it picked (kubernetes/kubernetes#101607).

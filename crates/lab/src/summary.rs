@@ -52,6 +52,13 @@ pub fn render(r: &Report) -> String {
         q.reused_connections.total,
         q.reused_connections.failed
     );
+    if q.pre_fault_connections.total > 0 {
+        let _ = writeln!(
+            s,
+            "  on connections opened before the fault: {} requests, {} failed",
+            q.pre_fault_connections.total, q.pre_fault_connections.failed
+        );
+    }
     match r.error_window {
         Some(w) => {
             let _ = writeln!(

@@ -73,6 +73,12 @@ pub struct AgentArgs {
     /// Most pods this node runs (kubelet `--max-pods`).
     #[arg(long, default_value_t = kubelet::core::config::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
+    /// Sets this node's `net.netfilter.nf_conntrack_tcp_timeout_syn_sent` (kernel default
+    /// 120s): how long an unanswered connection's conntrack entry, and its DNAT to the endpoint
+    /// it picked, outlives the endpoint for a client that reuses the source port. A lab knob,
+    /// like kube-proxy's `--conntrack-tcp-timeout-*` flags.
+    #[arg(long, value_parser = parse_duration)]
+    pub conntrack_tcp_timeout_syn_sent: Option<Duration>,
     /// ClusterIP range (unallocated addresses in it are dropped).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
@@ -127,7 +133,15 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
     cfg
 }
 
+/// The sysctl behind `--conntrack-tcp-timeout-syn-sent` (per network namespace).
+const SYN_SENT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_syn_sent";
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.conntrack_tcp_timeout_syn_sent {
+        let secs = t.as_secs().max(1);
+        std::fs::write(SYN_SENT_SYSCTL, secs.to_string())
+            .with_context(|| format!("setting {SYN_SENT_SYSCTL} to {secs}"))?;
+    }
     let url: http::Uri = args.server.parse().context("--server")?;
     let client = kube::Client::try_from(kube::Config::new(url))?;
     let syncer = syncer_config(&args)?;

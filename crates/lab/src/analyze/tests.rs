@@ -33,6 +33,7 @@ fn meta(end_s: f64) -> Meta {
             node_monitor_period_s: 0.5,
             lease_renew_interval_s: 1.0,
             unreachable_toleration_s: 30.0,
+            conntrack_tcp_timeout_syn_sent_s: 120.0,
         },
         slo: SloTarget {
             availability: 99.0,
@@ -319,4 +320,23 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
     assert_eq!(r.requests.stale_conntrack, 1);
     assert_eq!(r.failed_after_converged, 3);
     assert_eq!(r.failed_after_converged_stale_conntrack, 1);
+}
+
+#[test]
+fn requests_on_connections_opened_before_the_fault_are_counted_apart() {
+    let (events, mut reqs) = outage();
+    for (i, r) in reqs.iter_mut().enumerate().filter(|(i, _)| i % 10 == 1) {
+        r.conn = "reused".into();
+        r.conn_opened = at(5.0);
+        if (10.0..12.0).contains(&((r.start - T0) / 1e3)) {
+            r.outcome = if i % 20 == 1 { "timeout" } else { "ok" }.into();
+        }
+    }
+    let r = analyze(&meta(60.0), &events, &reqs);
+    let pre = &r.requests.pre_fault_connections;
+    // Every tenth request from 10 s on, in two zones: 50 per zone; timeouts among them only
+    // where the test set them.
+    assert_eq!(pre.total, 100);
+    assert!(pre.failed > 0 && pre.failed < 10, "{pre:?}");
+    assert_eq!(r.requests.reused_connections.total, 120);
 }

@@ -8,11 +8,6 @@ use super::{Meta, PrimaryFault, round3};
 use crate::report::{Counts, RatePoint, Requests, Window, ZoneReport};
 use crate::timeline::Request;
 
-/// How long Linux keeps an unanswered connection's conntrack entry: the default of
-/// `net.netfilter.nf_conntrack_tcp_timeout_syn_sent` (Documentation/networking/
-/// nf_conntrack-sysctl.rst), renewed by every SYN that hits it.
-pub const SYN_SENT_TIMEOUT_MS: f64 = 120_000.0;
-
 /// Width of a bucket of the requests-per-second series.
 pub const BUCKET_S: f64 = 1.0;
 
@@ -45,12 +40,21 @@ pub fn compute(
     converged_ms: Option<f64>,
 ) -> Traffic {
     let all: Vec<&Request> = requests.iter().collect();
-    let stale = stale_conntrack(&all);
+    let stale = stale_conntrack(&all, meta.timers.conntrack_tcp_timeout_syn_sent_s * 1e3);
     let mut t = Traffic {
         requests: count(&all),
         ..Traffic::default()
     };
     t.requests.stale_conntrack = stale.len() as u64;
+    if let Some(f) = fault {
+        for r in all
+            .iter()
+            .filter(|r| r.start >= f.at_ms && r.conn_opened < f.at_ms)
+        {
+            t.requests.pre_fault_connections.total += 1;
+            t.requests.pre_fault_connections.failed += u64::from(!r.ok());
+        }
+    }
     let window_ms = fault.and_then(|f| error_window(&all, f.at_ms));
     t.window = window_ms.map(|(a, b)| Window {
         start_s: round3((a - meta.t0_ms) / 1e3),
@@ -114,8 +118,11 @@ pub fn compute(
 }
 
 /// Indexes (into `rs`, sorted by start) of failed new connections that reused the source port
-/// of a failed connection of the same client within [`SYN_SENT_TIMEOUT_MS`].
-fn stale_conntrack(rs: &[&Request]) -> std::collections::BTreeSet<usize> {
+/// of a failed connection of the same client less than `syn_sent_ms` before: Linux keeps an
+/// unanswered connection's conntrack entry that long (`nf_conntrack_tcp_timeout_syn_sent`,
+/// default 120 s, Documentation/networking/nf_conntrack-sysctl.rst), renewed by every SYN that
+/// hits it.
+fn stale_conntrack(rs: &[&Request], syn_sent_ms: f64) -> std::collections::BTreeSet<usize> {
     let mut last_failed: BTreeMap<(&str, &str, u16), f64> = BTreeMap::new();
     let mut out = std::collections::BTreeSet::new();
     for (i, r) in rs.iter().enumerate() {
@@ -129,7 +136,7 @@ fn stale_conntrack(rs: &[&Request]) -> std::collections::BTreeSet<usize> {
         }
         if last_failed
             .get(&key)
-            .is_some_and(|&t| r.start - t < SYN_SENT_TIMEOUT_MS)
+            .is_some_and(|&t| r.start - t < syn_sent_ms)
         {
             out.insert(i);
         }

@@ -159,6 +159,11 @@ fn timers(s: &Scenario) -> Timers {
         node_monitor_period_s: dur("node-monitor-period", Duration::from_secs(5)),
         lease_renew_interval_s: secs("node-lease-duration-seconds", 40) / 4.0,
         unreachable_toleration_s: secs("default-unreachable-toleration-seconds", 300),
+        conntrack_tcp_timeout_syn_sent_s: s
+            .flags
+            .get("conntrack-tcp-timeout-syn-sent")
+            .and_then(|v| parse_duration(v).ok())
+            .map_or(120.0, |d| d.as_secs().max(1) as f64),
     }
 }
 
