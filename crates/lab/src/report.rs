@@ -48,8 +48,8 @@ pub struct Report {
     /// between the fault and `proxies_converged_s`, that failed: compare with
     /// `dead_endpoint_share`.
     pub window_failure_share: f64,
-    /// New-connection requests started after `proxies_converged_s` that failed (while no other
-    /// fault was active).
+    /// New-connection requests of clients off the failed nodes, started after
+    /// `proxies_converged_s` and before the next fault (or recovery), that failed.
     pub failed_after_converged: u64,
     /// How many of those hit a stale conntrack entry (see `requests.stale_conntrack`).
     #[serde(default)]

@@ -77,12 +77,19 @@ pub struct Request {
     /// Source port of the connection (0: unknown).
     #[serde(default)]
     pub local_port: u16,
+    /// Whether the TCP handshake completed (absent in old records: taken as true).
+    #[serde(default = "yes")]
+    pub connected: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Request {

@@ -610,6 +610,7 @@ pub fn inject(
             // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
             for n in &nodes {
                 if let Some(pid) = agent_pid(state_dir, prefix, n) {
+                    std::fs::write(stopping_marker(state_dir, prefix, n), pid.to_string())?;
                     let _ = Command::new("kill")
                         .arg("-TERM")
                         .arg(pid.to_string())
@@ -619,6 +620,33 @@ pub fn inject(
         }
     }
     Ok(nodes)
+}
+
+/// Marks a node whose agent was told to stop gracefully (holds the pid).
+fn stopping_marker(state_dir: &Path, prefix: &str, node: &str) -> PathBuf {
+    state_dir.join(prefix).join(format!("stopping-{node}"))
+}
+
+/// How long `recover` lets a gracefully stopping agent finish draining before it kills it.
+const DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+/// An agent still draining after a graceful stop would exit right after `recover` decided it
+/// runs: wait for it (bounded), so it is restarted.
+fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
+    let marker = stopping_marker(state_dir, prefix, node);
+    if !marker.exists() {
+        return;
+    }
+    if let Some(pid) = agent_pid(state_dir, prefix, node) {
+        let deadline = Instant::now() + DRAIN_WAIT;
+        while pid_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if pid_alive(pid) {
+            kill_pid(pid);
+        }
+    }
+    let _ = std::fs::remove_file(marker);
 }
 
 /// Undo failures: heal the network, restart agents that are not running; returns the nodes.
@@ -638,6 +666,7 @@ pub fn heal(
     for n in &nodes {
         lab.power_on_node(n)?;
         lab.heal_node(n)?;
+        finish_graceful_stop(state_dir, prefix, n);
         if agent_pid(state_dir, prefix, n).is_none() {
             start_agent(state_dir, &exe, &cfg, n)?;
         }

@@ -60,6 +60,8 @@ pub struct Record {
     /// Source port of the connection (0 when none was opened): a new connection that reuses
     /// the port of an earlier failed one can hit that one's stale conntrack entry.
     pub local_port: u16,
+    /// Whether the TCP handshake completed (a timeout with `false` never got a SYN-ACK).
+    pub connected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,6 +214,7 @@ async fn one_request(
         conn: conn_kind,
         conn_opened: reused.as_ref().map_or(start, |c| c.opened),
         local_port: reused.as_ref().map_or(0, |c| c.local_port),
+        connected: reused.is_some(),
         pod: None,
         node: None,
         zone: None,
@@ -223,15 +226,20 @@ async fn one_request(
         if keepalive { "keep-alive" } else { "close" }
     );
     let mut port = rec.local_port;
+    let mut connected = rec.connected;
     let mut conn_slot: Option<Conn> = None;
     let work = async {
         let mut conn = match reused {
             Some(c) => c,
-            None => Conn {
-                stream: connect(addr, &mut port).await?,
-                opened: start,
-                local_port: 0,
-            },
+            None => {
+                let stream = connect(addr, &mut port).await?;
+                connected = true;
+                Conn {
+                    stream,
+                    opened: start,
+                    local_port: 0,
+                }
+            }
         };
         conn.stream.write_all(req.as_bytes()).await?;
         let resp = read_response(&mut conn.stream).await;
@@ -241,6 +249,7 @@ async fn one_request(
     let result = tokio::time::timeout(timeout, work).await;
     rec.end = epoch_ms();
     rec.local_port = port;
+    rec.connected = connected;
     let conn = conn_slot.map(|mut c| {
         c.local_port = port;
         c

@@ -47,6 +47,8 @@ pub struct PrimaryFault {
     pub nodes: BTreeSet<String>,
     /// When a later `recover` touched one of the nodes, if it did.
     pub recovered_ms: Option<f64>,
+    /// When the next fault of any kind (a recovery too) was injected.
+    pub next_fault_ms: Option<f64>,
 }
 
 /// Finds the first node-taking fault in the timeline.
@@ -56,6 +58,11 @@ pub fn primary_fault(events: &[Event]) -> Option<PrimaryFault> {
         let EventKind::Fault { fault, nodes, .. } = &e.kind else {
             continue;
         };
+        if let Some(p) = primary.as_mut()
+            && p.next_fault_ms.is_none()
+        {
+            p.next_fault_ms = Some(e.at);
+        }
         match primary.as_mut() {
             None if fault != RECOVER => {
                 primary = Some(PrimaryFault {
@@ -63,7 +70,9 @@ pub fn primary_fault(events: &[Event]) -> Option<PrimaryFault> {
                     kind: fault.clone(),
                     nodes: nodes.iter().cloned().collect(),
                     recovered_ms: None,
+                    next_fault_ms: None,
                 });
+                continue;
             }
             Some(p)
                 if fault == RECOVER

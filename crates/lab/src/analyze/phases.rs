@@ -143,8 +143,6 @@ struct Convergence<'a> {
     survivors: &'a BTreeSet<String>,
     dead_ips: &'a BTreeSet<String>,
     pre_total: &'a BTreeMap<String, usize>,
-    /// Surviving proxies that no longer program a dead endpoint.
-    clean: BTreeSet<String>,
 }
 
 impl<'a> Convergence<'a> {
@@ -157,23 +155,23 @@ impl<'a> Convergence<'a> {
             survivors,
             dead_ips,
             pre_total,
-            clean: BTreeSet::new(),
         }
     }
 
     fn check(&mut self, eps: &EndpointTrack, proxies: &ProxyTrack, at: f64, out: &mut Computed) {
-        if out.proxies_converged_ms.is_none() {
-            for node in self.survivors {
-                let programs_dead = proxies.by_node.get(node).is_some_and(|svcs| {
-                    svcs.values().flatten().any(|ip| self.dead_ips.contains(ip))
-                });
-                if proxies.by_node.contains_key(node) && !programs_dead {
-                    self.clean.insert(node.clone());
-                }
-            }
-            if out.endpoints_removed_ms.is_some() && self.clean.len() == self.survivors.len() {
-                out.proxies_converged_ms = Some(at);
-            }
+        let programs_dead = |node: &String| {
+            proxies
+                .by_node
+                .get(node)
+                .is_none_or(|svcs| svcs.values().flatten().any(|ip| self.dead_ips.contains(ip)))
+        };
+        // Converged: at one moment, every surviving proxy has synced and none programs a dead
+        // endpoint (a proxy can pick one up again, e.g. a pod that became ready late).
+        if out.proxies_converged_ms.is_none()
+            && out.endpoints_removed_ms.is_some()
+            && !self.survivors.iter().any(programs_dead)
+        {
+            out.proxies_converged_ms = Some(at);
         }
         let whole = |count: &dyn Fn(&str) -> usize| {
             self.pre_total
@@ -186,10 +184,19 @@ impl<'a> Convergence<'a> {
         {
             out.replacements_ready_ms = Some(at);
         }
-        if out.capacity_restored_ms.is_none() && out.replacements_ready_ms.is_some() {
+        // Restored: the Services are whole in the API and every surviving proxy programs as
+        // many live endpoints (dead ones do not count) as before the fault.
+        if out.capacity_restored_ms.is_none()
+            && out.replacements_ready_ms.is_some()
+            && out.proxies_converged_ms.is_some()
+        {
             let all_proxies = self.survivors.iter().all(|node| {
                 let programmed = proxies.by_node.get(node);
-                whole(&|svc| programmed.and_then(|m| m.get(svc)).map_or(0, Vec::len))
+                whole(&|svc| {
+                    programmed.and_then(|m| m.get(svc)).map_or(0, |ips| {
+                        ips.iter().filter(|ip| !self.dead_ips.contains(*ip)).count()
+                    })
+                })
             });
             if all_proxies {
                 out.capacity_restored_ms = Some(at);

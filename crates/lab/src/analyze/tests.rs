@@ -166,6 +166,7 @@ fn outage() -> (Vec<Event>, Vec<Request>) {
                 conn: "new".into(),
                 conn_opened: at(s),
                 local_port: 0,
+                connected: !fails,
                 pod: None,
                 node: None,
                 zone: (!fails).then(|| zone.to_string()),
@@ -258,6 +259,7 @@ fn failures_after_convergence_are_counted_for_surviving_clients_only() {
         conn: "new".into(),
         conn_opened: at(30.0),
         local_port: 0,
+        connected: false,
         pod: None,
         node: None,
         zone: None,
@@ -284,6 +286,7 @@ fn recover_ends_the_primary_fault() {
     let p = primary_fault(&[mk(1.0, "zone-partition"), mk(5.0, "recover")]).unwrap();
     assert_eq!(p.kind, "zone-partition");
     assert_eq!(p.recovered_ms, Some(at(5.0)));
+    assert_eq!(p.next_fault_ms, Some(at(5.0)));
     assert!(primary_fault(&[mk(1.0, "recover")]).is_none());
 }
 
@@ -300,6 +303,7 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
         conn: "new".into(),
         conn_opened: at(s),
         local_port: port,
+        connected: ok,
         pod: None,
         node: None,
         zone: None,
@@ -320,6 +324,12 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
     assert_eq!(r.requests.stale_conntrack, 1);
     assert_eq!(r.failed_after_converged, 3);
     assert_eq!(r.failed_after_converged_stale_conntrack, 1);
+    // A refused connection leaves no entry: the next timeout on its port is not stale.
+    let mut refused = mk(50.0, 40006, false);
+    refused.outcome = "refused".into();
+    reqs.extend([refused, mk(51.0, 40006, false)]);
+    let r = analyze(&meta(150.0), &events, &reqs);
+    assert_eq!(r.requests.stale_conntrack, 1);
 }
 
 #[test]

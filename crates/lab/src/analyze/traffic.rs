@@ -79,7 +79,7 @@ pub fn compute(
         }
     }
     if let (Some(f), Some(conv)) = (fault, converged_ms) {
-        let until = f.recovered_ms.unwrap_or(f64::INFINITY);
+        let until = f.next_fault_ms.unwrap_or(f64::INFINITY);
         let late: Vec<usize> = all
             .iter()
             .enumerate()
@@ -117,30 +117,29 @@ pub fn compute(
     t
 }
 
-/// Indexes (into `rs`, sorted by start) of failed new connections that reused the source port
-/// of a failed connection of the same client less than `syn_sent_ms` before: Linux keeps an
-/// unanswered connection's conntrack entry that long (`nf_conntrack_tcp_timeout_syn_sent`,
-/// default 120 s, Documentation/networking/nf_conntrack-sysctl.rst), renewed by every SYN that
-/// hits it.
+/// Indexes (into `rs`, sorted by start) of new connections whose SYN went unanswered, on the
+/// source port of an earlier unanswered SYN of the same client less than `syn_sent_ms` before:
+/// Linux keeps an unanswered connection's conntrack entry (and its DNAT) that long
+/// (`nf_conntrack_tcp_timeout_syn_sent`, default 120 s, Documentation/networking/
+/// nf_conntrack-sysctl.rst), renewed by every SYN that hits it. Refusals, resets and answered
+/// SYNs leave no such entry and clear the port.
 fn stale_conntrack(rs: &[&Request], syn_sent_ms: f64) -> std::collections::BTreeSet<usize> {
-    let mut last_failed: BTreeMap<(&str, &str, u16), f64> = BTreeMap::new();
+    let unanswered = |r: &Request| r.outcome == "timeout" && !r.connected;
+    let mut last: BTreeMap<(&str, &str, u16), f64> = BTreeMap::new();
     let mut out = std::collections::BTreeSet::new();
     for (i, r) in rs.iter().enumerate() {
         if !r.new_conn() || r.local_port == 0 {
             continue;
         }
         let key = (r.client.as_str(), r.client_zone.as_str(), r.local_port);
-        if r.ok() {
-            last_failed.remove(&key);
+        if !unanswered(r) {
+            last.remove(&key);
             continue;
         }
-        if last_failed
-            .get(&key)
-            .is_some_and(|&t| r.start - t < syn_sent_ms)
-        {
+        if last.get(&key).is_some_and(|&t| r.start - t < syn_sent_ms) {
             out.insert(i);
         }
-        last_failed.insert(key, r.start);
+        last.insert(key, r.start);
     }
     out
 }

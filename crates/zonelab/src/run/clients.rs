@@ -26,6 +26,11 @@ pub struct ClientPod {
     pub out: PathBuf,
 }
 
+/// The longest one request of `c` can take: every attempt times out.
+pub fn longest_request(c: &Client) -> Duration {
+    c.timeout * (c.retries + 1)
+}
+
 /// The pod manifest of one client.
 pub fn pod_manifest(c: &Client, cp: &ClientPod, url: &str, exe: &Path, run_for: Duration) -> Pod {
     let mut cmd = vec![
@@ -55,7 +60,7 @@ pub fn pod_manifest(c: &Client, cp: &ClientPod, url: &str, exe: &Path, run_for: 
         "spec": {
             "nodeName": cp.node,
             "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 5,
+            "terminationGracePeriodSeconds": longest_request(c).as_secs() + 5,
             "containers": [{"name": "load", "image": "zonelab/load", "command": cmd}]
         }
     }))
@@ -139,6 +144,9 @@ pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
             let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
+            if !v.is_object() {
+                continue;
+            }
             v["client"] = cp.client.clone().into();
             v["client_zone"] = cp.zone.clone().into();
             v["client_node"] = cp.node.clone().into();

@@ -80,27 +80,45 @@ pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
     let stop = Interrupts::listen();
+    let teardown = Teardown {
+        state_dir: args.state_dir.clone(),
+        prefix: args.prefix.clone(),
+        keep: args.keep,
+    };
     let result = tokio::select! {
         r = live(args, p, &out, &stop) => r,
         _ = stop.aborted() => Err(anyhow::anyhow!("interrupted")),
     };
-    if args.keep {
-        eprintln!(
-            "the lab stays up: zonelab lab --prefix {} down removes it",
-            args.prefix
-        );
-    } else {
-        eprintln!("taking the lab down");
-        if let Err(e) = crate::lab::down(&args.state_dir, &args.prefix) {
-            eprintln!("warning: teardown: {e:#}");
-        }
-    }
+    drop(teardown);
     let report = result?;
     Ok(if args.check_slo && !report.slo.met {
         SLO_MISSED
     } else {
         0
     })
+}
+
+/// Takes the lab down when dropped (also when the run panics), unless `--keep`.
+struct Teardown {
+    state_dir: PathBuf,
+    prefix: String,
+    keep: bool,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "the lab stays up: zonelab lab --prefix {} down removes it",
+                self.prefix
+            );
+            return;
+        }
+        eprintln!("taking the lab down");
+        if let Err(e) = crate::lab::down(&self.state_dir, &self.prefix) {
+            eprintln!("warning: teardown: {e:#}");
+        }
+    }
 }
 
 fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {

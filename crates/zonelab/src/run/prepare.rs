@@ -51,7 +51,7 @@ pub fn prepare(path: &Path) -> Result<Prepared, ScenarioError> {
 /// Checks scenario `text` (named `path` in errors); workload paths are relative to `base`.
 pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, ScenarioError> {
     let file = path.display().to_string();
-    let scenario = Scenario::parse(text, &file)?;
+    let mut scenario = Scenario::parse(text, &file)?;
     let invalid = |segs: Vec<Seg>, message: String| {
         let (line, column) = locate(text, &segs).unwrap_or((1, 1));
         ScenarioError::Invalid {
@@ -63,6 +63,11 @@ pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, Sc
         }
     };
     let (server_flags, agent_flags) = split_flags(&scenario, &invalid)?;
+    // One spelling from here on (`--name: x` and `name: x` are the same flag).
+    scenario.flags = std::mem::take(&mut scenario.flags)
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches('-').to_string(), v))
+        .collect();
     let mut manifests = Vec::new();
     for (i, w) in scenario.workloads.iter().enumerate() {
         let at = |k: &str| {

@@ -60,7 +60,11 @@ async fn nodes(api: Api<Node>, tl: Timeline) {
     let mut seen: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else { continue };
+        let Ok(ev) = ev else {
+            // The watcher relists by itself; do not spin while the server is away.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        };
         for (n, _) in changes(ev) {
             let name = n.metadata.name.clone().unwrap_or_default();
             let status = n.status.as_ref();
@@ -106,7 +110,11 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
     let mut seen: BTreeMap<String, PodSeen> = BTreeMap::new();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else { continue };
+        let Ok(ev) = ev else {
+            // The watcher relists by itself; do not spin while the server is away.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        };
         for (p, deleted) in changes(ev) {
             let key = format!(
                 "{}/{}",
@@ -181,7 +189,11 @@ async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
     let mut last: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else { continue };
+        let Ok(ev) = ev else {
+            // The watcher relists by itself; do not spin while the server is away.
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            continue;
+        };
         for (s, deleted) in changes(ev) {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let Some(svc) = s
