@@ -92,15 +92,7 @@ fn pct(share: f64) -> String {
 
 /// The phases in order, with the names the page shows.
 fn phase_list(p: &Phases) -> [(&'static str, Option<f64>); 7] {
-    [
-        ("fault", p.fault_s),
-        ("nodes not ready", p.nodes_not_ready_s),
-        ("endpoints removed", p.endpoints_removed_s),
-        ("proxies converged", p.proxies_converged_s),
-        ("pods evicted", p.pods_evicted_s),
-        ("replacements ready", p.replacements_ready_s),
-        ("capacity restored", p.capacity_restored_s),
-    ]
+    p.steps()
 }
 
 fn good(ok: bool) -> &'static str {

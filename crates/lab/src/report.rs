@@ -150,6 +150,22 @@ pub struct Phases {
     pub capacity_restored_s: Option<f64>,
 }
 
+impl Phases {
+    /// Every phase in order, with its name in words: what the page, the summary and the
+    /// progress line show.
+    pub fn steps(&self) -> [(&'static str, Option<f64>); 7] {
+        [
+            ("fault", self.fault_s),
+            ("nodes not ready", self.nodes_not_ready_s),
+            ("endpoints removed", self.endpoints_removed_s),
+            ("proxies converged", self.proxies_converged_s),
+            ("pods evicted", self.pods_evicted_s),
+            ("replacements ready", self.replacements_ready_s),
+            ("capacity restored", self.capacity_restored_s),
+        ]
+    }
+}
+
 /// One client zone's share of the traffic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ZoneReport {

@@ -108,15 +108,7 @@ fn phases(s: &mut String, r: &Report) {
         return;
     };
     let _ = writeln!(s, "phases (seconds after the fault at t={fault:.1}s):");
-    let rows = [
-        ("nodes not ready", p.nodes_not_ready_s),
-        ("endpoints removed", p.endpoints_removed_s),
-        ("proxies converged", p.proxies_converged_s),
-        ("pods evicted", p.pods_evicted_s),
-        ("replacements ready", p.replacements_ready_s),
-        ("capacity restored", p.capacity_restored_s),
-    ];
-    for (name, at) in rows {
+    for (name, at) in p.steps().into_iter().skip(1) {
         let _ = match at {
             Some(t) => writeln!(s, "  {name:<20} +{:>6.1} s  (t={t:.1}s)", t - fault),
             None => writeln!(s, "  {name:<20}  not within the run"),

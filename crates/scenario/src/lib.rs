@@ -89,14 +89,9 @@ impl Scenario {
         Ok(scenario)
     }
 
-    /// Reads and parses a scenario file (the only I/O of this crate).
+    /// Reads and parses a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            file: file.clone(),
-            source,
-        })?;
-        Scenario::parse(&text, &file)
+        Scenario::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// Resolves a fault's target against the topology (always `Some` after `parse`).
@@ -115,6 +110,14 @@ impl Scenario {
     pub fn client_zones<'a>(&'a self, client: &'a Client) -> &'a [String] {
         client.zones.as_deref().unwrap_or(&self.topology.zones)
     }
+}
+
+/// Reads a scenario file's text (the only I/O of this crate).
+pub fn read_text(path: &Path) -> Result<String, ScenarioError> {
+    std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        file: path.display().to_string(),
+        source,
+    })
 }
 
 /// Reads and parses a scenario file; same as [`Scenario::load`].

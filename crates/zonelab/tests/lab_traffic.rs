@@ -15,25 +15,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 
 fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let tools = ["ip", "nft", "iptables-restore", "kubectl"]
-        .iter()
-        .all(|t| {
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {t}"))
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if !root || !tools {
-        eprintln!("SKIPPED: needs root and ip, nft, iptables-restore, kubectl");
-    }
-    root && tools
+    common::root_with(&["ip", "nft", "iptables-restore", "kubectl"])
 }
 
 /// Takes the lab down when dropped.

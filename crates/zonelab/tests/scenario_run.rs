@@ -6,6 +6,8 @@
 //! running, and its endpoints back after the heal; a graceful stop: next to no error window.
 //! Skips (with a message) without root or the tools. Runs one lab at a time.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -18,23 +20,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 static ONE_LAB: Mutex<()> = Mutex::new(());
 
 fn can_run() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let tools = ["ip", "nft"].iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !root || !tools {
-        eprintln!("SKIPPED: needs root, ip and nft");
-    }
-    root && tools
+    common::root_with(&["ip", "nft"])
 }
 
 /// Removes the lab if the run left it (a panic, a killed run).
@@ -278,17 +264,7 @@ fn a_bad_scenario_fails_before_anything_is_built() {
     .unwrap();
     let state = dir.path().join("state");
     let out = dir.path().join("out");
-    let res = Command::new(BIN)
-        .arg("run")
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .args(["--prefix", "zsb", "--state-dir"])
-        .arg(&state)
-        .output()
-        .expect("zonelab run");
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(!res.status.success());
+    let stderr = run_bad(&file, &out, &state);
     assert!(
         stderr.contains("bad.yaml:3:") && stderr.contains("faults[0].target"),
         "{stderr}"
@@ -300,17 +276,25 @@ fn a_bad_scenario_fails_before_anything_is_built() {
         "name: bad\nflags:\n  node-monitor-grace: 5s\nrun: {duration: 30s}\n",
     )
     .unwrap();
-    let res = Command::new(BIN)
-        .arg("run")
-        .arg(&file)
-        .args(["--prefix", "zsb", "--state-dir"])
-        .arg(&state)
-        .output()
-        .expect("zonelab run");
-    let stderr = String::from_utf8_lossy(&res.stderr);
+    let stderr = run_bad(&file, &out, &state);
     assert!(
         stderr.contains("bad.yaml:3:") && stderr.contains("flags.node-monitor-grace: unknown flag"),
         "{stderr}"
     );
-    assert!(!state.exists());
+    assert!(!state.exists() && !out.exists(), "something was built");
+}
+
+/// Runs a scenario that must be rejected; returns its stderr.
+fn run_bad(file: &Path, out: &Path, state: &Path) -> String {
+    let res = Command::new(BIN)
+        .arg("run")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .args(["--prefix", "zsb", "--state-dir"])
+        .arg(state)
+        .output()
+        .expect("zonelab run");
+    assert!(!res.status.success());
+    String::from_utf8_lossy(&res.stderr).into_owned()
 }

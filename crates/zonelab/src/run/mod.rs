@@ -462,22 +462,16 @@ async fn drive(
 
 /// The furthest phase reached, for the progress line.
 fn latest_phase(r: &Report) -> String {
-    let p = &r.phases;
-    let steps = [
-        ("capacity restored", p.capacity_restored_s),
-        ("replacements ready", p.replacements_ready_s),
-        ("pods evicted", p.pods_evicted_s),
-        ("proxies converged", p.proxies_converged_s),
-        ("endpoints removed", p.endpoints_removed_s),
-        ("nodes not ready", p.nodes_not_ready_s),
-        ("fault injected", p.fault_s),
-    ];
-    steps
+    let steps = r.phases.steps();
+    match steps
         .iter()
-        .find(|(_, t)| t.is_some())
-        .map_or("steady".into(), |(name, t)| {
-            format!("{name} (t={:.1}s)", t.unwrap_or(0.0))
-        })
+        .rev()
+        .find_map(|(name, t)| t.map(|t| (name, t)))
+    {
+        Some((&"fault", t)) => format!("fault injected (t={t:.1}s)"),
+        Some((name, t)) => format!("{name} (t={t:.1}s)"),
+        None => "steady".into(),
+    }
 }
 
 /// Injects one fault and records it on the timeline.

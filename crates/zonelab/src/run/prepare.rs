@@ -40,11 +40,7 @@ const RESERVED: [&str; 12] = [
 
 /// Reads and checks a scenario file and what it refers to.
 pub fn prepare(path: &Path) -> Result<Prepared, ScenarioError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        file: file.clone(),
-        source,
-    })?;
+    let text = scenario::read_text(path)?;
     prepare_text(&text, path, path.parent().unwrap_or(Path::new(".")))
 }
 

@@ -188,3 +188,25 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// True when running as root with every tool of `tools` on the PATH; otherwise prints why the
+/// test is skipped.
+pub fn root_with(tools: &[&str]) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let found = tools.iter().all(|t| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !root || !found {
+        eprintln!("SKIPPED: needs root and {}", tools.join(", "));
+    }
+    root && found
+}
