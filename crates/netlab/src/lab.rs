@@ -316,6 +316,28 @@ impl Lab {
         self.apply_faults(Some(node))
     }
 
+    /// Isolate several nodes at the same instant: the router's rules for all of them in one
+    /// transaction (that cuts them from the other zones and the control plane at once), then
+    /// each node's own table.
+    pub fn isolate_nodes(&mut self, nodes: &[String]) -> Result<(), LabError> {
+        for n in nodes {
+            self.known_node(n)?;
+        }
+        self.state
+            .faults
+            .isolated_nodes
+            .extend(nodes.iter().cloned());
+        let topo = &self.state.topology;
+        let script = faults::router_script(topo, &self.state.faults);
+        self.runner
+            .run_ok(&faults::apply_cmd(&topo.router_netns, script))?;
+        for n in nodes {
+            self.runner
+                .run_ok(&faults::apply_cmd(n, faults::node_script(true)))?;
+        }
+        self.save()
+    }
+
     /// Undo `isolate_node` (a powered-off node stays marked powered off).
     pub fn heal_node(&mut self, node: &str) -> Result<(), LabError> {
         self.known_node(node)?;
@@ -339,7 +361,22 @@ impl Lab {
     /// Power loss: isolate first (so no FIN or RST escapes from dying sockets), then SIGKILL
     /// every process in the node's namespace and its pods' namespaces. Returns killed pids.
     pub fn power_off_node(&mut self, node: &str) -> Result<Vec<u32>, LabError> {
-        self.isolate_node(node)?;
+        self.power_off_nodes(&[node.to_string()])
+    }
+
+    /// Power loss of several nodes at the same instant (an AZ): all of them isolated first,
+    /// then every process of each killed. Returns killed pids.
+    pub fn power_off_nodes(&mut self, nodes: &[String]) -> Result<Vec<u32>, LabError> {
+        self.isolate_nodes(nodes)?;
+        let mut killed = Vec::new();
+        for node in nodes {
+            killed.extend(self.kill_node(node)?);
+        }
+        Ok(killed)
+    }
+
+    /// SIGKILL every process of an (isolated) node and of its pods; marks it powered off.
+    fn kill_node(&mut self, node: &str) -> Result<Vec<u32>, LabError> {
         let mut namespaces = vec![node.to_string()];
         namespaces.extend(
             self.state
@@ -383,11 +420,7 @@ impl Lab {
             .nodes_in_zone(zone)
             .map(|n| n.name.clone())
             .collect();
-        let mut killed = Vec::new();
-        for n in nodes {
-            killed.extend(self.power_off_node(&n)?);
-        }
-        Ok(killed)
+        self.power_off_nodes(&nodes)
     }
 
     /// Snapshot: namespaces present, nodes with their faults, pods, processes.

@@ -587,25 +587,49 @@ fn nodes_of(cfg: &LabConfig, what: Target, name: &str) -> anyhow::Result<Vec<Str
     Ok(nodes)
 }
 
-/// Inject a failure; returns the nodes it touched.
+/// What a fault or a recovery touched, and when it took effect.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    pub nodes: Vec<String>,
+    /// When the network change committed (or the agents were signalled), ms since the epoch:
+    /// the moment clients start to notice.
+    pub effective_ms: f64,
+}
+
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+/// Inject a failure; returns the nodes it touched and when it took effect.
 pub fn inject(
     state_dir: &Path,
     prefix: &str,
     what: Target,
     name: &str,
     mode: FailMode,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Injected> {
     let cfg = load_config(state_dir, prefix)?;
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let nodes = nodes_of(&cfg, what, name)?;
+    let mut effective_ms = epoch_ms();
     match (mode, what) {
         (FailMode::Power, _) => {
-            for n in &nodes {
-                lab.power_off_node(n)?;
-            }
+            // Every node cut at once, then killed: the cut is when the power went.
+            lab.isolate_nodes(&nodes)?;
+            effective_ms = epoch_ms();
+            lab.power_off_nodes(&nodes)?;
         }
-        (FailMode::Partition, Target::Zone) => lab.partition_zone(name)?,
-        (FailMode::Partition, Target::Node) => lab.isolate_node(name)?,
+        (FailMode::Partition, Target::Zone) => {
+            lab.partition_zone(name)?;
+            effective_ms = epoch_ms();
+        }
+        (FailMode::Partition, Target::Node) => {
+            lab.isolate_node(name)?;
+            effective_ms = epoch_ms();
+        }
         (FailMode::Graceful, _) => {
             // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
             for n in &nodes {
@@ -619,7 +643,10 @@ pub fn inject(
             }
         }
     }
-    Ok(nodes)
+    Ok(Injected {
+        nodes,
+        effective_ms,
+    })
 }
 
 /// Marks a node whose agent was told to stop gracefully (holds the pid).
@@ -649,13 +676,9 @@ fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
     let _ = std::fs::remove_file(marker);
 }
 
-/// Undo failures: heal the network, restart agents that are not running; returns the nodes.
-pub fn heal(
-    state_dir: &Path,
-    prefix: &str,
-    what: Target,
-    name: &str,
-) -> anyhow::Result<Vec<String>> {
+/// Undo failures: heal the network, restart agents that are not running; returns the nodes
+/// and when the network was whole again.
+pub fn heal(state_dir: &Path, prefix: &str, what: Target, name: &str) -> anyhow::Result<Injected> {
     let cfg = load_config(state_dir, prefix)?;
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let exe = std::env::current_exe()?;
@@ -666,12 +689,18 @@ pub fn heal(
     for n in &nodes {
         lab.power_on_node(n)?;
         lab.heal_node(n)?;
+    }
+    let effective_ms = epoch_ms();
+    for n in &nodes {
         finish_graceful_stop(state_dir, prefix, n);
         if agent_pid(state_dir, prefix, n).is_none() {
             start_agent(state_dir, &exe, &cfg, n)?;
         }
     }
-    Ok(nodes)
+    Ok(Injected {
+        nodes,
+        effective_ms,
+    })
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
@@ -697,7 +726,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             cmd,
         } => exec(&args, namespace, pod, cmd).await,
         LabCommand::Fail { what, name, mode } => {
-            let nodes = inject(&args.state_dir, &args.prefix, *what, name, *mode)?;
+            let nodes = inject(&args.state_dir, &args.prefix, *what, name, *mode)?.nodes;
             println!(
                 "{what:?} {name}: {mode:?} failure injected ({} node(s))",
                 nodes.len()
@@ -705,7 +734,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         LabCommand::Recover { what, name } => {
-            let nodes = heal(&args.state_dir, &args.prefix, *what, name)?;
+            let nodes = heal(&args.state_dir, &args.prefix, *what, name)?.nodes;
             println!("{what:?} {name}: recovered ({} node(s))", nodes.len());
             Ok(0)
         }

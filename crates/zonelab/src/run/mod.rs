@@ -496,23 +496,27 @@ async fn inject(
         FaultType::Recover => None,
     };
     let (state_dir, prefix) = (base.args.state_dir.clone(), base.args.prefix.clone());
-    let at = watch::now_ms();
-    let nodes = tokio::task::spawn_blocking(move || match mode {
+    let done = tokio::task::spawn_blocking(move || match mode {
         Some(m) => crate::lab::inject(&state_dir, &prefix, what, &name, m),
         None => crate::lab::heal(&state_dir, &prefix, what, &name),
     })
     .await??;
     if let Ok(mut v) = tl.lock() {
         v.push(lab::Event {
-            at,
+            at: done.effective_ms,
             kind: EventKind::Fault {
                 fault: f.kind.as_str().into(),
                 target: f.target.clone(),
-                nodes: nodes.clone(),
+                nodes: done.nodes.clone(),
             },
         });
     }
-    Ok(format!("{} {} ({})", f.kind, f.target, nodes.join(", ")))
+    Ok(format!(
+        "{} {} ({})",
+        f.kind,
+        f.target,
+        done.nodes.join(", ")
+    ))
 }
 
 fn write_outputs(
