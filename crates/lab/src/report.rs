@@ -22,12 +22,21 @@ pub struct Report {
     pub proxy_mode: String,
     /// Wall-clock start (milliseconds since the Unix epoch).
     pub started_at_ms: f64,
+    /// Wall-clock end (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub ended_at_ms: f64,
     /// Run length in seconds.
     pub duration_s: f64,
     /// Why the run ended: `duration`, `capacity-restored` or `cap`.
     pub ended_by: String,
     /// The control-plane timers the run used.
     pub timers: Timers,
+    /// The Services the clients called (`namespace/name`).
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Lab node name -> zone.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, String>,
     /// The faults as injected.
     pub faults: Vec<FaultRecord>,
     /// Request counts.

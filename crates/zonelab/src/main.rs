@@ -43,6 +43,8 @@ enum Command {
     Run(run::RunArgs),
     /// The bundled AZ-outage scenario: 3 zones x 2 nodes, zone a loses power at t=30s.
     Demo(run::DemoArgs),
+    /// Analyse a run's records again and rewrite its report.json and report.html.
+    Report(run::ReportArgs),
 }
 
 fn main() {
@@ -65,6 +67,7 @@ impl Command {
             Command::Lab(_) => "lab",
             Command::Run(_) => "run",
             Command::Demo(_) => "demo",
+            Command::Report(_) => "report",
         }
     }
 }
@@ -106,6 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => {
             let code = rt.block_on(run::demo(args))?;
             std::process::exit(code);
+        }
+        Command::Report(args) => {
+            run::report(args)?;
+            Ok(())
         }
         Command::Load(args) => {
             let (total, ok) = rt.block_on(load::run(args))?;

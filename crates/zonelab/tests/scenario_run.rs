@@ -83,6 +83,17 @@ fn run(prefix: &str, port: u16, scenario: &str) -> (Value, Vec<Value>) {
         .map(|l| serde_json::from_str(l).expect("request line"))
         .collect();
     assert!(out.join("report.html").exists() && out.join("timeline.jsonl").exists());
+    // The analysis is a function of the records: `zonelab report` gives the same report.
+    let again = Command::new(BIN)
+        .arg("report")
+        .arg(&out)
+        .output()
+        .expect("zonelab report");
+    assert!(again.status.success(), "{again:?}");
+    let reread: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("valid report");
+    assert_eq!(reread, report, "re-analysis differs");
     (report, requests)
 }
 

@@ -35,6 +35,30 @@ pub struct Meta {
     pub end_ms: f64,
 }
 
+impl Meta {
+    /// The meta of an earlier report, to analyse its records again (`zonelab report`).
+    pub fn of(r: &Report) -> Meta {
+        Meta {
+            scenario: r.scenario.clone(),
+            mode: r.mode.clone(),
+            seed: r.seed,
+            profile: r.profile.clone(),
+            proxy_mode: r.proxy_mode.clone(),
+            ended_by: r.ended_by.clone(),
+            timers: r.timers.clone(),
+            slo: r.slo.target.clone(),
+            node_zones: r.nodes.clone(),
+            services: r.services.clone(),
+            t0_ms: r.started_at_ms,
+            end_ms: if r.ended_at_ms > 0.0 {
+                r.ended_at_ms
+            } else {
+                r.started_at_ms + r.duration_s * 1e3
+            },
+        }
+    }
+}
+
 /// Fault types that bring nodes back rather than take them down.
 pub const RECOVER: &str = "recover";
 
@@ -108,9 +132,12 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         profile: meta.profile.clone(),
         proxy_mode: meta.proxy_mode.clone(),
         started_at_ms: meta.t0_ms,
+        ended_at_ms: meta.end_ms,
         duration_s: rel(meta.end_ms),
         ended_by: meta.ended_by.clone(),
         timers: meta.timers.clone(),
+        services: meta.services.clone(),
+        nodes: meta.node_zones.clone(),
         faults: fault_records(&events, rel),
         requests: tr.requests,
         availability,

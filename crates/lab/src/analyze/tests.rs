@@ -330,6 +330,12 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
     reqs.extend([refused, mk(51.0, 40006, false)]);
     let r = analyze(&meta(150.0), &events, &reqs);
     assert_eq!(r.requests.stale_conntrack, 1);
+    // Once the dead pod's address is gone, the stale entry yields "no route to host" (error).
+    let mut unreachable = mk(60.0, 40000, false);
+    unreachable.outcome = "error".into();
+    reqs.push(unreachable);
+    let r = analyze(&meta(150.0), &events, &reqs);
+    assert_eq!(r.requests.stale_conntrack, 2);
 }
 
 #[test]
@@ -349,4 +355,13 @@ fn requests_on_connections_opened_before_the_fault_are_counted_apart() {
     assert_eq!(pre.total, 100);
     assert!(pre.failed > 0 && pre.failed < 10, "{pre:?}");
     assert_eq!(r.requests.reused_connections.total, 120);
+}
+
+#[test]
+fn a_report_carries_what_it_takes_to_analyse_it_again() {
+    let (events, reqs) = outage();
+    let m = meta(60.0);
+    let r = analyze(&m, &events, &reqs);
+    assert_eq!(Meta::of(&r), m);
+    assert_eq!(analyze(&Meta::of(&r), &events, &reqs), r);
 }

@@ -117,14 +117,15 @@ pub fn compute(
     t
 }
 
-/// Indexes (into `rs`, sorted by start) of new connections whose SYN went unanswered, on the
-/// source port of an earlier unanswered SYN of the same client less than `syn_sent_ms` before:
+/// Indexes (into `rs`, sorted by start) of new connections that never connected (timeout, or an
+/// ICMP error such as "no route to host" once the dead pod's address is gone), on the source
+/// port of an earlier unanswered SYN of the same client less than `syn_sent_ms` before:
 /// Linux keeps an unanswered connection's conntrack entry (and its DNAT) that long
 /// (`nf_conntrack_tcp_timeout_syn_sent`, default 120 s, Documentation/networking/
 /// nf_conntrack-sysctl.rst), renewed by every SYN that hits it. Refusals, resets and answered
 /// SYNs leave no such entry and clear the port.
 fn stale_conntrack(rs: &[&Request], syn_sent_ms: f64) -> std::collections::BTreeSet<usize> {
-    let unanswered = |r: &Request| r.outcome == "timeout" && !r.connected;
+    let unanswered = |r: &Request| !r.connected && (r.outcome == "timeout" || r.outcome == "error");
     let mut last: BTreeMap<(&str, &str, u16), f64> = BTreeMap::new();
     let mut out = std::collections::BTreeSet::new();
     for (i, r) in rs.iter().enumerate() {

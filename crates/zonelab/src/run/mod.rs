@@ -519,6 +519,44 @@ async fn inject(
     ))
 }
 
+fn write_report(out: &Path, report: &Report) -> anyhow::Result<()> {
+    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(report)?)?;
+    std::fs::write(out.join("report.html"), lab::html::render(report))?;
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// The `--out` directory of a run (report.json, timeline.jsonl, requests.jsonl).
+    pub dir: PathBuf,
+}
+
+/// `zonelab report DIR`: analyses a run's records again and rewrites report.json and
+/// report.html (after an analysis change, or to check a report).
+pub fn report(a: ReportArgs) -> anyhow::Result<i32> {
+    let read = |name: &str| {
+        let path = a.dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let old: Report = serde_json::from_str(&read("report.json")?).context("report.json")?;
+    anyhow::ensure!(
+        !old.nodes.is_empty() && !old.services.is_empty(),
+        "report.json was written by a zonelab without the node and service lists; run the scenario again"
+    );
+    fn lines<T: serde::de::DeserializeOwned>(text: &str, name: &str) -> anyhow::Result<Vec<T>> {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{name}:{}", i + 1)))
+            .collect()
+    }
+    let events: Vec<lab::Event> = lines(&read("timeline.jsonl")?, "timeline.jsonl")?;
+    let requests: Vec<lab::Request> = lines(&read("requests.jsonl")?, "requests.jsonl")?;
+    let report = lab::analyze(&lab::Meta::of(&old), &events, &requests);
+    write_report(&a.dir, &report)?;
+    print!("{}", lab::summary::render(&report));
+    Ok(0)
+}
+
 fn write_outputs(
     out: &Path,
     report: &Report,
@@ -536,8 +574,7 @@ fn write_outputs(
             }
             Ok(s)
         };
-    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(report)?)?;
-    std::fs::write(out.join("report.html"), lab::html::render(report))?;
+    write_report(out, report)?;
     std::fs::write(
         out.join("timeline.jsonl"),
         lines(&mut events.iter().map(serde_json::to_string))?,
