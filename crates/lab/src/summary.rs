@@ -98,7 +98,69 @@ pub fn render(r: &Report) -> String {
         );
     }
     verdict(&mut s, r);
+    in_short(&mut s, r);
     s
+}
+
+/// One paragraph with the answer.
+fn in_short(s: &mut String, r: &Report) {
+    let q = &r.requests;
+    let Some(f) = r.faults.first() else {
+        let _ = writeln!(
+            s,
+            "In short: no fault; {} of {} requests failed.",
+            q.failed, q.total
+        );
+        return;
+    };
+    let mut outcomes: Vec<String> = q
+        .by_outcome
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ok")
+        .map(|(k, _)| k.clone())
+        .collect();
+    if outcomes.len() == 1 {
+        outcomes[0] = format!("all {}s", outcomes[0]);
+    }
+    let mut text = format!(
+        "In short: {} of {} at t={:.1}s cost {} of {} requests ({:.2}%){}",
+        f.kind,
+        f.target,
+        f.at_s,
+        q.failed,
+        q.total,
+        100.0 - r.availability,
+        if outcomes.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", outcomes.join(" and "))
+        }
+    );
+    if r.error_window.is_some() {
+        text += &format!(", over an error window of {:.1} s", r.error_window_s);
+    }
+    let p = &r.phases;
+    let after = |t: Option<f64>| p.fault_s.zip(t).map(|(f, t)| t - f);
+    let mut steps = Vec::new();
+    if let Some(d) = after(p.nodes_not_ready_s) {
+        steps.push(format!("the nodes were marked not ready after {d:.1} s"));
+    }
+    if let Some(d) = after(p.proxies_converged_s) {
+        steps.push(format!(
+            "every proxy dropped their endpoints after {d:.1} s"
+        ));
+    }
+    match after(p.capacity_restored_s) {
+        Some(d) => steps.push(format!("capacity was back after {d:.1} s")),
+        None => steps.push("capacity was not restored within the run".into()),
+    }
+    text += &format!("; {}. ", steps.join(", "));
+    text += if r.slo.met {
+        "The SLO was met."
+    } else {
+        "The SLO was not met."
+    };
+    let _ = writeln!(s, "{text}");
 }
 
 fn phases(s: &mut String, r: &Report) {

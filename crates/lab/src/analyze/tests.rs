@@ -365,3 +365,16 @@ fn a_report_carries_what_it_takes_to_analyse_it_again() {
     assert_eq!(Meta::of(&r), m);
     assert_eq!(analyze(&Meta::of(&r), &events, &reqs), r);
 }
+
+#[test]
+fn the_summary_ends_with_the_answer_in_plain_words() {
+    let (events, reqs) = outage();
+    let text = crate::summary::render(&analyze(&meta(60.0), &events, &reqs));
+    let last = text.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "In short: zone-power-off of a at t=10.0s cost 40 of 1200 requests (3.33%), all timeouts, \
+         over an error window of 5.7 s; the nodes were marked not ready after 5.5 s, every proxy \
+         dropped their endpoints after 6.0 s, capacity was back after 40.4 s. The SLO was not met."
+    );
+}
