@@ -216,3 +216,104 @@ fn check_object(obj: &serde_json::Value) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prep(text: &str, dir: &Path) -> Result<Prepared, ScenarioError> {
+        prepare_text(text, &dir.join("s.yaml"), dir)
+    }
+
+    #[test]
+    fn flags_go_to_the_role_that_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = prep(
+            "name: x\nflags:\n  node-monitor-grace-period: 5s\n  --sync-period: 2s\n  service-cluster-ip-range: 10.96.0.0/16\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.server_flags,
+            vec![
+                "--node-monitor-grace-period=5s",
+                "--service-cluster-ip-range=10.96.0.0/16"
+            ]
+        );
+        // service-cluster-ip-range is a flag of both roles.
+        assert_eq!(
+            p.agent_flags,
+            vec![
+                "--sync-period=2s",
+                "--service-cluster-ip-range=10.96.0.0/16"
+            ]
+        );
+        assert!(
+            p.scenario.flags.contains_key("sync-period"),
+            "keys normalised"
+        );
+    }
+
+    #[test]
+    fn reserved_and_unknown_flags_are_rejected_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = prep(
+            "name: x\nflags: {profile: upstream}\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.yaml:2:") && e.contains("set by the run itself"),
+            "{e}"
+        );
+        let e = prep(
+            "name: x\nflags: {nope: 1}\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.yaml:2:") && e.contains("unknown flag --nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn manifests_are_read_relative_to_the_scenario_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("w.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n",
+        )
+        .unwrap();
+        let text = "name: x\nworkloads:\n  - path: w.yaml\n  - inline: {apiVersion: v1, kind: Pod, metadata: {name: c}}\nrun: {duration: 10s}\n";
+        let p = prep(text, dir.path()).unwrap();
+        let names: Vec<&str> = p
+            .manifests
+            .iter()
+            .map(|m| m["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        std::fs::write(dir.path().join("w.yaml"), "apiVersion: v1\nkind: [\n").unwrap();
+        let e = prep(text, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("w.yaml:"), "{e}");
+        let e = prep(
+            "name: x\nworkloads:\n  - path: missing.yaml\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("s.yaml:3:") && e.contains("cannot read"), "{e}");
+        let e = prep(
+            "name: x\nworkloads:\n  - inline: {apiVersion: v1, kind: Pod}\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.yaml:3:") && e.contains("no metadata.name"),
+            "{e}"
+        );
+    }
+}
