@@ -46,8 +46,13 @@ fn web_yaml() -> String {
         .to_string()
 }
 
-/// Runs `scenario` (YAML text) and returns report.json and the requests.
-fn run(prefix: &str, port: u16, scenario: &str) -> (Value, Vec<Value>) {
+/// Runs `scenario` (YAML text), one lab at a time, and returns report.json and the requests;
+/// `None` (skipped) without root or the tools.
+fn run(prefix: &str, port: u16, scenario: &str) -> Option<(Value, Vec<Value>)> {
+    if !can_run() {
+        return None;
+    }
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.yaml");
     std::fs::write(&file, scenario.replace("WEB_YAML", &web_yaml())).expect("write scenario");
@@ -94,7 +99,7 @@ fn run(prefix: &str, port: u16, scenario: &str) -> (Value, Vec<Value>) {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("valid report");
     assert_eq!(reread, report, "re-analysis differs");
-    (report, requests)
+    Some((report, requests))
 }
 
 fn phase(r: &Value, name: &str) -> f64 {
@@ -117,11 +122,7 @@ fn only_timeouts(r: &Value) {
 
 #[test]
 fn zone_power_off_matches_the_timers_and_the_dead_share() {
-    if !can_run() {
-        return;
-    }
-    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let (r, _) = run(
+    let Some((r, _)) = run(
         "zsp",
         16461,
         "name: zone-power-off-test
@@ -133,7 +134,9 @@ clients: [{name: web, target: web, zones: [b, c], rate: 20, timeout: 1s}]
 faults: [{at: 10s, type: zone-power-off, target: a}]
 run: {until: capacity-restored, cap: 150s}
 ",
-    );
+    ) else {
+        return;
+    };
     only_timeouts(&r);
     assert_eq!(r["ended_by"], "capacity-restored", "{r}");
     // Detection: the last lease renewal precedes the fault by up to one renew interval, and
@@ -184,11 +187,7 @@ run: {until: capacity-restored, cap: 150s}
 
 #[test]
 fn zone_partition_times_out_while_pods_run_and_heals() {
-    if !can_run() {
-        return;
-    }
-    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let (r, requests) = run(
+    let Some((r, requests)) = run(
         "zsq",
         16462,
         "name: zone-partition-test
@@ -201,7 +200,9 @@ faults:
   - {at: 25s, type: recover, target: a}
 run: {duration: 45s}
 ",
-    );
+    ) else {
+        return;
+    };
     only_timeouts(&r);
     let t0 = r["started_at_ms"].as_f64().unwrap();
     let at = |q: &Value| (q["start"].as_f64().unwrap() - t0) / 1e3;
@@ -237,11 +238,7 @@ run: {duration: 45s}
 
 #[test]
 fn graceful_stop_has_next_to_no_error_window() {
-    if !can_run() {
-        return;
-    }
-    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let (r, _) = run(
+    let Some((r, _)) = run(
         "zsg",
         16463,
         "name: graceful-stop-test
@@ -252,7 +249,9 @@ clients: [{name: web, target: web, zones: [b, c], rate: 20, timeout: 1s}]
 faults: [{at: 10s, type: graceful-stop, target: a}]
 run: {until: capacity-restored, cap: 90s}
 ",
-    );
+    ) else {
+        return;
+    };
     assert_eq!(r["ended_by"], "capacity-restored", "{r}");
     // Endpoints leave before the pods die: nothing, or a stray request, fails.
     assert!(
