@@ -111,6 +111,9 @@ pub struct LabConfig {
     pub prefix: String,
     pub api: SocketAddr,
     pub server_pid: u32,
+    /// Kernel start time of the server (see [`ProcId`]).
+    #[serde(default)]
+    pub server_start: Option<u64>,
     pub profile: String,
     pub proxy_mode: String,
     pub topology: Topology,
@@ -138,6 +141,15 @@ fn profile_name(p: Profile) -> &'static str {
     match p {
         Profile::Fast => "fast",
         Profile::Upstream => "upstream",
+    }
+}
+
+impl LabConfig {
+    fn server(&self) -> ProcId {
+        ProcId {
+            pid: self.server_pid,
+            start: self.server_start,
+        }
     }
 }
 
@@ -175,25 +187,45 @@ pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(kube::Config::new(url))?)
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// A process the lab started: its pid and kernel start time, so a recycled pid is never taken
+/// for it (and a zombie counts as gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: u32,
+    #[serde(default)]
+    pub start: Option<u64>,
 }
 
-fn kill_pid(pid: u32) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
+impl ProcId {
+    fn of(pid: u32) -> ProcId {
+        ProcId {
+            pid,
+            start: netlab::procs::start_ticks(pid),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        netlab::procs::pid_alive(self.pid, self.start)
+    }
+
+    fn signal(&self, sig: &str) {
+        if self.alive() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(self.pid.to_string())
+                .status();
+        }
+    }
+}
+
+/// SIGTERM, up to 3 s of grace, then SIGKILL.
+fn kill_pid(p: ProcId) {
+    p.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(3);
-    while pid_alive(pid) && Instant::now() < deadline {
+    while p.alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    if pid_alive(pid) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(pid.to_string())
-            .status();
-    }
+    p.signal("KILL");
 }
 
 /// Start `zonelab server` in the root namespace on loopback, also listening inside the
@@ -346,11 +378,11 @@ fn start_agent(state_dir: &Path, exe: &Path, cfg: &LabConfig, node: &str) -> any
         .spawn()
         .with_context(|| format!("starting the agent of {node}"))?;
     let pids = agents_path(state_dir, &cfg.prefix);
-    let mut map: std::collections::BTreeMap<String, u32> = std::fs::read(&pids)
+    let mut map: std::collections::BTreeMap<String, ProcId> = std::fs::read(&pids)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    map.insert(node.to_string(), child.id());
+    map.insert(node.to_string(), ProcId::of(child.id()));
     std::fs::write(&pids, serde_json::to_vec(&map)?)?;
     Ok(child.id())
 }
@@ -359,10 +391,11 @@ fn agents_path(state_dir: &Path, prefix: &str) -> PathBuf {
     state_dir.join(prefix).join("agents.json")
 }
 
-fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<u32> {
-    let map: std::collections::BTreeMap<String, u32> =
+/// The running agent of `node`, if any.
+fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<ProcId> {
+    let map: std::collections::BTreeMap<String, ProcId> =
         serde_json::from_slice(&std::fs::read(agents_path(state_dir, prefix)).ok()?).ok()?;
-    map.get(node).copied().filter(|p| pid_alive(*p))
+    map.get(node).copied().filter(ProcId::alive)
 }
 
 async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
@@ -391,7 +424,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     let topo = Topology::new(&spec)?;
     if let Ok(old) = load_config(state_dir, prefix) {
         eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
-        kill_pid(old.server_pid);
+        kill_pid(old.server());
     }
     let r = runner();
     let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
@@ -408,6 +441,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         prefix: prefix.to_string(),
         api,
         server_pid,
+        server_start: netlab::procs::start_ticks(server_pid),
         profile: profile_name(plan.profile).into(),
         proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
@@ -458,13 +492,10 @@ fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
 /// Take the lab down: server, agents, pods, namespaces, rules, state.
 pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
     if let Ok(cfg) = load_config(state_dir, prefix) {
-        kill_pid(cfg.server_pid);
+        kill_pid(cfg.server());
         for n in &cfg.topology.nodes {
-            if let Some(pid) = agent_pid(state_dir, prefix, &n.name) {
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(pid.to_string())
-                    .status();
+            if let Some(p) = agent_pid(state_dir, prefix, &n.name) {
+                p.signal("KILL");
             }
         }
     }
@@ -633,12 +664,9 @@ pub fn inject(
         (FailMode::Graceful, _) => {
             // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
             for n in &nodes {
-                if let Some(pid) = agent_pid(state_dir, prefix, n) {
-                    std::fs::write(stopping_marker(state_dir, prefix, n), pid.to_string())?;
-                    let _ = Command::new("kill")
-                        .arg("-TERM")
-                        .arg(pid.to_string())
-                        .status();
+                if let Some(p) = agent_pid(state_dir, prefix, n) {
+                    std::fs::write(stopping_marker(state_dir, prefix, n), p.pid.to_string())?;
+                    p.signal("TERM");
                 }
             }
         }
@@ -664,14 +692,12 @@ fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
     if !marker.exists() {
         return;
     }
-    if let Some(pid) = agent_pid(state_dir, prefix, node) {
+    if let Some(p) = agent_pid(state_dir, prefix, node) {
         let deadline = Instant::now() + DRAIN_WAIT;
-        while pid_alive(pid) && Instant::now() < deadline {
+        while p.alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if pid_alive(pid) {
-            kill_pid(pid);
-        }
+        kill_pid(p);
     }
     let _ = std::fs::remove_file(marker);
 }

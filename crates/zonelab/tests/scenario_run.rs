@@ -46,9 +46,23 @@ fn web_yaml() -> String {
         .to_string()
 }
 
-/// Runs `scenario` (YAML text), one lab at a time, and returns report.json and the requests;
-/// `None` (skipped) without root or the tools.
-fn run(prefix: &str, port: u16, scenario: &str) -> Option<(Value, Vec<Value>)> {
+/// What a run wrote: report.json, requests.jsonl, timeline.jsonl.
+struct Run {
+    report: Value,
+    requests: Vec<Value>,
+    timeline: Vec<Value>,
+}
+
+fn json_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .expect("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Runs `scenario` (YAML text), one lab at a time; `None` (skipped) without root or the tools.
+fn run(prefix: &str, port: u16, scenario: &str) -> Option<Run> {
     if !can_run() {
         return None;
     }
@@ -82,11 +96,8 @@ fn run(prefix: &str, port: u16, scenario: &str) -> Option<(Value, Vec<Value>)> {
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("valid report");
-    let requests = std::fs::read_to_string(out.join("requests.jsonl"))
-        .expect("requests.jsonl")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("request line"))
-        .collect();
+    let requests = json_lines(&out.join("requests.jsonl"));
+    let timeline = json_lines(&out.join("timeline.jsonl"));
     assert!(out.join("report.html").exists() && out.join("timeline.jsonl").exists());
     // The analysis is a function of the records: `zonelab report` gives the same report.
     let again = Command::new(BIN)
@@ -99,7 +110,11 @@ fn run(prefix: &str, port: u16, scenario: &str) -> Option<(Value, Vec<Value>)> {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("valid report");
     assert_eq!(reread, report, "re-analysis differs");
-    Some((report, requests))
+    Some(Run {
+        report,
+        requests,
+        timeline,
+    })
 }
 
 fn phase(r: &Value, name: &str) -> f64 {
@@ -122,7 +137,7 @@ fn only_timeouts(r: &Value) {
 
 #[test]
 fn zone_power_off_matches_the_timers_and_the_dead_share() {
-    let Some((r, _)) = run(
+    let Some(Run { report: r, .. }) = run(
         "zsp",
         16461,
         "name: zone-power-off-test
@@ -188,7 +203,11 @@ run: {until: capacity-restored, cap: 150s}
 
 #[test]
 fn zone_partition_times_out_while_pods_run_and_heals() {
-    let Some((r, requests)) = run(
+    let Some(Run {
+        report: r,
+        requests,
+        ..
+    }) = run(
         "zsq",
         16462,
         "name: zone-partition-test
@@ -201,7 +220,8 @@ faults:
   - {at: 25s, type: recover, target: a}
 run: {duration: 45s}
 ",
-    ) else {
+    )
+    else {
         return;
     };
     only_timeouts(&r);
@@ -238,8 +258,12 @@ run: {duration: 45s}
 }
 
 #[test]
-fn graceful_stop_has_next_to_no_error_window() {
-    let Some((r, _)) = run(
+fn graceful_stop_has_next_to_no_error_window_and_recovers() {
+    let Some(Run {
+        report: r,
+        timeline,
+        ..
+    }) = run(
         "zsg",
         16463,
         "name: graceful-stop-test
@@ -247,13 +271,25 @@ topology: {zones: [a, b, c], nodesPerZone: 1}
 profile: fast
 workloads: [{path: WEB_YAML}]
 clients: [{name: web, target: web, zones: [b, c], rate: 20, timeout: 1s}]
-faults: [{at: 10s, type: graceful-stop, target: a}]
-run: {until: capacity-restored, cap: 90s}
+faults:
+  - {at: 10s, type: graceful-stop, target: a}
+  - {at: 20s, type: recover, target: a}
+run: {duration: 30s}
 ",
-    ) else {
+    )
+    else {
         return;
     };
-    assert_eq!(r["ended_by"], "capacity-restored", "{r}");
+    assert!(r["phases"]["capacity_restored_s"].as_f64().is_some(), "{r}");
+    // The stopped agent was started again by `recover`: its node reports Ready once more.
+    let t0 = r["started_at_ms"].as_f64().unwrap();
+    let ready_again = timeline.iter().any(|e| {
+        e["event"] == "node-ready"
+            && e["node"] == "zsg-a-1"
+            && e["ready"] == "True"
+            && (e["at"].as_f64().unwrap() - t0) / 1e3 > 20.0
+    });
+    assert!(ready_again, "zone a's node never came back after recover");
     // Endpoints leave before the pods die: nothing, or a stray request, fails.
     assert!(
         r["requests"]["failed"].as_u64().unwrap() <= 2,
