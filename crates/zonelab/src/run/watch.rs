@@ -56,6 +56,51 @@ fn changes<K>(ev: watcher::Event<K>) -> Vec<(K, bool)> {
     }
 }
 
+/// Deletions a watch gap hid: the keys listed between a relist's `Init` and `InitDone`; at
+/// `InitDone`, every key known before and not listed again is gone.
+#[derive(Default)]
+struct Relist {
+    listing: Option<std::collections::BTreeSet<String>>,
+}
+
+impl Relist {
+    /// Follows the relist markers of `ev`; at its end, returns the keys of `known` it missed.
+    fn track<K: kube::Resource, V>(
+        &mut self,
+        ev: &watcher::Event<K>,
+        known: &BTreeMap<String, V>,
+    ) -> Vec<String> {
+        match ev {
+            watcher::Event::Init => self.listing = Some(Default::default()),
+            watcher::Event::InitApply(o) => {
+                if let Some(l) = self.listing.as_mut() {
+                    l.insert(key_of(o));
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                return known
+                    .keys()
+                    .filter(|k| !listed.contains(*k))
+                    .cloned()
+                    .collect();
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+}
+
+/// `namespace/name` (`default` when the object has none).
+fn key_of<K: kube::Resource>(o: &K) -> String {
+    let m = o.meta();
+    format!(
+        "{}/{}",
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or_default()
+    )
+}
+
 async fn nodes(api: Api<Node>, tl: Timeline) {
     let mut seen: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
@@ -108,6 +153,7 @@ struct PodSeen {
 
 async fn pods(api: Api<Pod>, tl: Timeline) {
     let mut seen: BTreeMap<String, PodSeen> = BTreeMap::new();
+    let mut relist = Relist::default();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else {
@@ -115,12 +161,19 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             continue;
         };
+        for gone in relist.track(&ev, &seen) {
+            if let Some(old) = seen.remove(&gone) {
+                record(
+                    &tl,
+                    EventKind::PodDeleted {
+                        pod: gone,
+                        node: old.node,
+                    },
+                );
+            }
+        }
         for (p, deleted) in changes(ev) {
-            let key = format!(
-                "{}/{}",
-                p.metadata.namespace.as_deref().unwrap_or("default"),
-                p.metadata.name.as_deref().unwrap_or_default()
-            );
+            let key = key_of(&p);
             let now = PodSeen {
                 node: p
                     .spec
@@ -184,9 +237,8 @@ fn ready_by_node(s: &EndpointSlice) -> BTreeMap<String, Vec<String>> {
 }
 
 async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
-    // slice key -> (service, ready IPs by node)
-    let mut by_slice: BTreeMap<String, (String, BTreeMap<String, Vec<String>>)> = BTreeMap::new();
-    let mut last: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut st = SliceState::default();
+    let mut relist = Relist::default();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     while let Some(ev) = stream.next().await {
         let Ok(ev) = ev else {
@@ -194,6 +246,11 @@ async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             continue;
         };
+        for gone in relist.track(&ev, &st.by_slice) {
+            if let Some((svc, _)) = st.by_slice.remove(&gone) {
+                st.emit(&tl, &svc);
+            }
+        }
         for (s, deleted) in changes(ev) {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let Some(svc) = s
@@ -208,34 +265,88 @@ async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
             if !services.contains(&svc) {
                 continue;
             }
-            let key = format!("{ns}/{}", s.metadata.name.as_deref().unwrap_or_default());
+            let key = key_of(&s);
             if deleted {
-                by_slice.remove(&key);
+                st.by_slice.remove(&key);
             } else {
-                by_slice.insert(key, (svc.clone(), ready_by_node(&s)));
+                st.by_slice.insert(key, (svc.clone(), ready_by_node(&s)));
             }
-            let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for (owner, ready) in by_slice.values() {
-                if *owner == svc {
-                    for (node, ips) in ready {
-                        merged
-                            .entry(node.clone())
-                            .or_default()
-                            .extend(ips.iter().cloned());
-                    }
+            st.emit(&tl, &svc);
+        }
+    }
+}
+
+/// The target Services' slices: slice key -> (service, ready IPs by node), and what was
+/// recorded last per service.
+#[derive(Default)]
+struct SliceState {
+    by_slice: BTreeMap<String, (String, BTreeMap<String, Vec<String>>)>,
+    last: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+}
+
+impl SliceState {
+    /// Records `svc`'s ready endpoints if they changed.
+    fn emit(&mut self, tl: &Timeline, svc: &str) {
+        let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (owner, ready) in self.by_slice.values() {
+            if owner == svc {
+                for (node, ips) in ready {
+                    merged
+                        .entry(node.clone())
+                        .or_default()
+                        .extend(ips.iter().cloned());
                 }
             }
-            merged.values_mut().for_each(|v| v.sort());
-            if last.get(&svc) != Some(&merged) {
-                last.insert(svc.clone(), merged.clone());
-                record(
-                    &tl,
-                    EventKind::Endpoints {
-                        service: svc,
-                        ready: merged,
-                    },
-                );
-            }
         }
+        merged.values_mut().for_each(|v| v.sort());
+        if self.last.get(svc) != Some(&merged) {
+            self.last.insert(svc.to_string(), merged.clone());
+            record(
+                tl,
+                EventKind::Endpoints {
+                    service: svc.to_string(),
+                    ready: merged,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("default".into());
+        p
+    }
+
+    #[test]
+    fn a_relist_reports_what_it_no_longer_lists() {
+        let known: BTreeMap<String, ()> = [("default/a", ()), ("default/b", ())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut r = Relist::default();
+        assert!(r.track(&watcher::Event::Apply(pod("c")), &known).is_empty());
+        assert!(r.track(&watcher::Event::<Pod>::Init, &known).is_empty());
+        assert!(
+            r.track(&watcher::Event::InitApply(pod("b")), &known)
+                .is_empty()
+        );
+        assert_eq!(
+            r.track(&watcher::Event::<Pod>::InitDone, &known),
+            vec!["default/a".to_string()]
+        );
+        // Outside a relist nothing is reported.
+        assert!(
+            r.track(
+                &watcher::Event::<Pod>::InitDone,
+                &BTreeMap::<String, ()>::new()
+            )
+            .is_empty()
+        );
     }
 }
