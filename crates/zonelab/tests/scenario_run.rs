@@ -99,6 +99,10 @@ fn run(prefix: &str, port: u16, scenario: &str) -> Option<Run> {
     let requests = json_lines(&out.join("requests.jsonl"));
     let timeline = json_lines(&out.join("timeline.jsonl"));
     assert!(out.join("report.html").exists() && out.join("timeline.jsonl").exists());
+    assert!(
+        out.join("logs").join("server.log").exists(),
+        "the lab's logs were not kept"
+    );
     // The analysis is a function of the records: `zonelab report` gives the same report.
     let again = Command::new(BIN)
         .arg("report")

@@ -84,6 +84,7 @@ pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
         state_dir: args.state_dir.clone(),
         prefix: args.prefix.clone(),
         keep: args.keep,
+        out: out.clone(),
     };
     let result = tokio::select! {
         r = live(args, p, &out, &stop) => r,
@@ -98,15 +99,39 @@ pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
     })
 }
 
-/// Takes the lab down when dropped (also when the run panics), unless `--keep`.
+/// Takes the lab down when dropped (also when the run panics), unless `--keep`; first copies
+/// the server's and agents' logs to `<out>/logs/`, since the lab's state goes with it.
 struct Teardown {
     state_dir: PathBuf,
     prefix: String,
     keep: bool,
+    out: PathBuf,
+}
+
+impl Teardown {
+    fn save_logs(&self) -> std::io::Result<()> {
+        let lab = self.state_dir.join(&self.prefix);
+        if !lab.join("logs").is_dir() {
+            return Ok(());
+        }
+        let dest = self.out.join("logs");
+        std::fs::create_dir_all(&dest)?;
+        let _ = std::fs::copy(lab.join("server.log"), dest.join("server.log"));
+        for entry in std::fs::read_dir(lab.join("logs"))? {
+            let path = entry?.path();
+            if let Some(name) = path.file_name() {
+                std::fs::copy(&path, dest.join(name))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Teardown {
     fn drop(&mut self) {
+        if let Err(e) = self.save_logs() {
+            eprintln!("warning: could not keep the lab's logs: {e}");
+        }
         if self.keep {
             eprintln!(
                 "the lab stays up: zonelab lab --prefix {} down removes it",
