@@ -48,6 +48,19 @@ pub fn spawn(
     ]
 }
 
+/// The next event of a watch. Errors are waited out, not spun on: the watcher relists by
+/// itself once the server answers again.
+async fn next<K>(
+    stream: &mut futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+) -> Option<watcher::Event<K>> {
+    loop {
+        match stream.next().await? {
+            Ok(ev) => return Some(ev),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
 fn changes<K>(ev: watcher::Event<K>) -> Vec<(K, bool)> {
     match ev {
         watcher::Event::Apply(o) | watcher::Event::InitApply(o) => vec![(o, false)],
@@ -104,12 +117,7 @@ fn key_of<K: kube::Resource>(o: &K) -> String {
 async fn nodes(api: Api<Node>, tl: Timeline) {
     let mut seen: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else {
-            // The watcher relists by itself; do not spin while the server is away.
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            continue;
-        };
+    while let Some(ev) = next(&mut stream).await {
         for (n, _) in changes(ev) {
             let name = n.metadata.name.clone().unwrap_or_default();
             let status = n.status.as_ref();
@@ -155,12 +163,7 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
     let mut seen: BTreeMap<String, PodSeen> = BTreeMap::new();
     let mut relist = Relist::default();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else {
-            // The watcher relists by itself; do not spin while the server is away.
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            continue;
-        };
+    while let Some(ev) = next(&mut stream).await {
         for gone in relist.track(&ev, &seen) {
             if let Some(old) = seen.remove(&gone) {
                 record(
@@ -240,12 +243,7 @@ async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
     let mut st = SliceState::default();
     let mut relist = Relist::default();
     let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = stream.next().await {
-        let Ok(ev) = ev else {
-            // The watcher relists by itself; do not spin while the server is away.
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            continue;
-        };
+    while let Some(ev) = next(&mut stream).await {
         for gone in relist.track(&ev, &st.by_slice) {
             if let Some((svc, _)) = st.by_slice.remove(&gone) {
                 st.emit(&tl, &svc);
