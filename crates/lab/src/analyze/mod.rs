@@ -115,7 +115,8 @@ pub fn primary_fault(events: &[Event]) -> Option<PrimaryFault> {
 pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let mut events = events.to_vec();
     events.sort_by(|a, b| a.at.total_cmp(&b.at));
-    let mut requests = requests.to_vec();
+    // Sorted references: the records themselves are never copied.
+    let mut requests: Vec<&Request> = requests.iter().collect();
     requests.sort_by(|a, b| a.start.total_cmp(&b.start));
     let rel = |ms: f64| round3((ms - meta.t0_ms) / 1e3);
     let fault = primary_fault(&events);

@@ -32,17 +32,16 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     round3(100.0 * part as f64 / whole as f64)
 }
 
-/// `requests` sorted by start.
+/// `all` sorted by start.
 pub fn compute(
     meta: &Meta,
-    requests: &[Request],
+    all: &[&Request],
     fault: Option<&PrimaryFault>,
     converged_ms: Option<f64>,
 ) -> Traffic {
-    let all: Vec<&Request> = requests.iter().collect();
-    let stale = stale_conntrack(&all, meta.timers.conntrack_tcp_timeout_syn_sent_s * 1e3);
+    let stale = stale_conntrack(all, meta.timers.conntrack_tcp_timeout_syn_sent_s * 1e3);
     let mut t = Traffic {
-        requests: count(&all),
+        requests: count(all),
         ..Traffic::default()
     };
     t.requests.stale_conntrack = stale.len() as u64;
@@ -91,7 +90,7 @@ pub fn compute(
         t.failed_after_converged_stale = late.iter().filter(|i| stale.contains(i)).count() as u64;
     }
     let mut zones: BTreeMap<&str, Vec<&Request>> = BTreeMap::new();
-    for r in &all {
+    for r in all {
         zones.entry(r.client_zone.as_str()).or_default().push(r);
         if r.ok() {
             let z = r.zone.clone().unwrap_or_else(|| "?".into());
