@@ -54,7 +54,7 @@ pub fn compute(
             t.requests.pre_fault_connections.failed += u64::from(!r.ok());
         }
     }
-    let window_ms = fault.and_then(|f| error_window(&all, f.at_ms));
+    let window_ms = fault.and_then(|f| error_window(all, f.at_ms));
     t.window = window_ms.map(|(a, b)| Window {
         start_s: round3((a - meta.t0_ms) / 1e3),
         end_s: round3((b - meta.t0_ms) / 1e3),
