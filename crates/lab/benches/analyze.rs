@@ -89,7 +89,7 @@ fn timeline(end_s: f64) -> Vec<Event> {
     let mut t = 1.0;
     while t < end_s {
         for (n, _) in NODES {
-            let ips: Vec<String> = if t < 65.2 { (0..6) } else { (2..6) }
+            let ips: Vec<String> = if t < 65.2 { 0..6 } else { 2..6 }
                 .map(|i| format!("10.0.0.{i}"))
                 .collect();
             e.push(Event {
