@@ -170,6 +170,10 @@ fn summary(r: &Report) -> String {
             "error window",
             format!("{}{window}", secs(r.error_window_s)),
         ),
+        (
+            "error window without stale-conntrack hits",
+            secs(r.error_window_without_stale_conntrack_s),
+        ),
         ("dead endpoint share", pct(r.dead_endpoint_share)),
         ("window failure share", pct(r.window_failure_share)),
         (
@@ -405,6 +409,7 @@ mod tests {
             requests: sample_requests(&by_outcome),
             availability: 99.0,
             error_window_s: 4.0,
+            error_window_without_stale_conntrack_s: 6.0,
             error_window: Some(Window {
                 start_s: 10.0,
                 end_s: 14.0,

@@ -48,6 +48,10 @@ pub struct Report {
     pub error_window_s: f64,
     /// Start and end (t) of that window; absent when nothing failed.
     pub error_window: Option<Window>,
+    /// The same window had the stale-conntrack hits (`requests.stale_conntrack`) not failed:
+    /// what the control plane and the proxies alone cost.
+    #[serde(default)]
+    pub error_window_without_stale_conntrack_s: f64,
     /// The phases of the recovery.
     pub phases: Phases,
     /// Share (0..1) of the target Services' ready endpoints that were on failed nodes just

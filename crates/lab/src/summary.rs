@@ -138,6 +138,12 @@ fn in_short(s: &mut String, r: &Report) {
     );
     if r.error_window.is_some() {
         text += &format!(", over an error window of {:.1} s", r.error_window_s);
+        if q.stale_conntrack > 0 {
+            text += &format!(
+                " ({:.1} s without the {} stale-conntrack hits, which the agents' --conntrack-tcp-timeout-syn-sent shortens)",
+                r.error_window_without_stale_conntrack_s, q.stale_conntrack
+            );
+        }
     }
     let p = &r.phases;
     let after = |t: Option<f64>| p.fault_s.zip(t).map(|(f, t)| t - f);

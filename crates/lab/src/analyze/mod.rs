@@ -144,6 +144,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         availability,
         error_window_s,
         error_window: tr.window,
+        error_window_without_stale_conntrack_s: tr.window_without_stale_s,
         phases,
         dead_endpoint_share: round3(ph.dead_share),
         window_failure_share: round3(tr.window_failure_share),

@@ -210,6 +210,7 @@ fn requests_window_and_slo() {
     let w = r.error_window.expect("a window");
     assert_eq!((w.start_s, w.end_s), (10.2, 15.9));
     assert_eq!(r.error_window_s, 5.7);
+    assert_eq!(r.error_window_without_stale_conntrack_s, 5.7);
     assert!((r.window_failure_share - 1.0 / 3.0).abs() < 0.03);
     assert_eq!(r.failed_after_converged, 0);
     assert!(r.availability > 96.0 && r.availability < 97.0);
@@ -322,6 +323,10 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
     ]);
     let r = analyze(&meta(150.0), &events, &reqs);
     assert_eq!(r.requests.stale_conntrack, 1);
+    // The window runs to the last failure (142.8 s); without the stale hit at 40 s it still
+    // does, since 40004's second failure came after its entry expired.
+    assert_eq!(r.error_window.map(|w| w.end_s), Some(142.8));
+    assert_eq!(r.error_window_without_stale_conntrack_s, r.error_window_s);
     assert_eq!(r.failed_after_converged, 3);
     assert_eq!(r.failed_after_converged_stale_conntrack, 1);
     // A refused connection leaves no entry: the next timeout on its port is not stale.
@@ -376,5 +381,35 @@ fn the_summary_ends_with_the_answer_in_plain_words() {
         "In short: zone-power-off of a at t=10.0s cost 40 of 1200 requests (3.33%), all timeouts, \
          over an error window of 5.7 s; the nodes were marked not ready after 5.5 s, every proxy \
          dropped their endpoints after 6.0 s, capacity was back after 40.4 s. The SLO was not met."
+    );
+}
+
+#[test]
+fn stale_hits_stretch_the_window_and_are_reported_apart() {
+    let (events, mut reqs) = outage();
+    let mk = |s: f64| Request {
+        client: "clients".into(),
+        client_zone: "b".into(),
+        client_node: "b-1".into(),
+        start: at(s),
+        end: at(s + 1.0),
+        outcome: "timeout".into(),
+        conn: "new".into(),
+        conn_opened: at(s),
+        local_port: 45000,
+        connected: false,
+        pod: None,
+        node: None,
+        zone: None,
+    };
+    reqs.extend([mk(12.05), mk(30.0)]);
+    let r = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(r.requests.stale_conntrack, 1);
+    assert_eq!(r.error_window.map(|w| w.end_s), Some(30.0));
+    assert_eq!(r.error_window_without_stale_conntrack_s, 5.7);
+    let text = crate::summary::render(&r);
+    assert!(
+        text.contains("(5.7 s without the 1 stale-conntrack hits"),
+        "{text}"
     );
 }

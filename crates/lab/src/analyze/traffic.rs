@@ -16,6 +16,8 @@ pub const BUCKET_S: f64 = 1.0;
 pub struct Traffic {
     pub requests: Requests,
     pub window: Option<Window>,
+    /// The error window had no stale-conntrack hit failed (seconds).
+    pub window_without_stale_s: f64,
     pub window_failure_share: f64,
     pub failed_after_converged: u64,
     pub failed_after_converged_stale: u64,
@@ -55,6 +57,15 @@ pub fn compute(
         }
     }
     let window_ms = fault.and_then(|f| error_window(all, f.at_ms));
+    let fresh: Vec<&Request> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !stale.contains(i))
+        .map(|(_, r)| *r)
+        .collect();
+    t.window_without_stale_s = fault
+        .and_then(|f| error_window(&fresh, f.at_ms))
+        .map_or(0.0, |(a, b)| round3((b - a) / 1e3));
     t.window = window_ms.map(|(a, b)| Window {
         start_s: round3((a - meta.t0_ms) / 1e3),
         end_s: round3((b - meta.t0_ms) / 1e3),
