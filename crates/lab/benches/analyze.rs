@@ -6,46 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lab::report::{SloTarget, Timers};
 use lab::{Event, EventKind, Meta, Request};
 
 const T0: f64 = 1_800_000_000_000.0;
-const NODES: [(&str, &str); 6] = [
-    ("a-1", "a"),
-    ("a-2", "a"),
-    ("b-1", "b"),
-    ("b-2", "b"),
-    ("c-1", "c"),
-    ("c-2", "c"),
-];
+use lab::fixtures::NODES;
 
 fn meta(end_s: f64) -> Meta {
-    Meta {
-        scenario: "bench".into(),
-        mode: "live".into(),
-        seed: 1,
-        profile: "fast".into(),
-        proxy_mode: "nftables".into(),
-        ended_by: "duration".into(),
-        timers: Timers {
-            node_monitor_grace_period_s: 5.0,
-            node_monitor_period_s: 0.5,
-            lease_renew_interval_s: 1.0,
-            unreachable_toleration_s: 30.0,
-            conntrack_tcp_timeout_syn_sent_s: 120.0,
-        },
-        slo: SloTarget {
-            availability: 99.0,
-            max_error_window_s: Some(10.0),
-        },
-        node_zones: NODES
-            .iter()
-            .map(|(n, z)| (n.to_string(), z.to_string()))
-            .collect(),
-        services: vec!["default/web".into()],
-        t0_ms: T0,
-        end_ms: T0 + end_s * 1e3,
-    }
+    let mut m = lab::fixtures::meta("bench", T0, end_s);
+    m.ended_by = "duration".into();
+    m
 }
 
 fn at(s: f64) -> f64 {

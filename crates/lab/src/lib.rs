@@ -5,6 +5,8 @@
 //! Start at [`analyze::analyze`]; the I/O (lab, watches, clients) is `zonelab run`'s.
 
 pub mod analyze;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod html;
 pub mod report;
 pub mod summary;
