@@ -1,7 +1,9 @@
 //! The `zonelab` binary: one executable with roles, like k3s. `zonelab server` runs the API
-//! server with the controllers and the scheduler in-process.
+//! server with the controllers and the scheduler in-process, `zonelab agent` one node, `zonelab
+//! lab` builds and breaks labs, `zonelab run`/`demo`/`report` run scenarios and report on them.
 //!
-//! Start at [`main`]; each role lives in its own module ([`server`]).
+//! Start at [`main`]; each role lives in its own module ([`server`], [`agent`], [`lab`],
+//! [`run`], [`load`], [`echo`]).
 
 use clap::{Parser, Subcommand};
 

@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// Directory for report.json, report.html, requests.jsonl and timeline.jsonl.
     #[arg(long, default_value = "zonelab-report")]
     pub out: PathBuf,
-    /// Run in the simulator instead of the live lab.
+    /// Run in the simulator instead of the live lab (not in this build yet: fails with a
+    /// message).
     #[arg(long)]
     pub sim: bool,
     /// Seed of the run (recorded in the report).
