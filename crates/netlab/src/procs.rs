@@ -208,33 +208,7 @@ impl Supervisor {
         targets: &[(u32, Option<u64>)],
         grace: Duration,
     ) -> bool {
-        self.reap();
-        let alive = |t: &[(u32, Option<u64>)]| -> Vec<u32> {
-            t.iter()
-                .filter(|(p, s)| pid_alive(*p, *s))
-                .map(|(p, _)| *p)
-                .collect()
-        };
-        signal(runner, "TERM", &alive(targets));
-        if self.wait_gone(targets, grace) {
-            return true;
-        }
-        signal(runner, "KILL", &alive(targets));
-        self.wait_gone(targets, grace)
-    }
-
-    fn wait_gone(&mut self, targets: &[(u32, Option<u64>)], bound: Duration) -> bool {
-        let deadline = Instant::now() + bound;
-        loop {
-            self.reap();
-            if targets.iter().all(|(p, s)| !pid_alive(*p, *s)) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(POLL);
-        }
+        terminate(runner, targets, grace, || self.reap())
     }
 
     /// Write `pids.json` atomically (or remove it when nothing is tracked).
@@ -273,6 +247,43 @@ fn validate_name(name: &str) -> Result<(), ProcError> {
     } else {
         Err(ProcError::BadName(name.to_string()))
     }
+}
+
+/// SIGTERM the live `targets` (pid, start ticks), SIGKILL what is left after `grace`, and wait
+/// (up to `grace` again) until all are gone; `reap` runs while waiting (to collect children, so
+/// they do not linger as zombies). Returns whether every target died.
+pub fn terminate(
+    runner: &dyn Runner,
+    targets: &[(u32, Option<u64>)],
+    grace: Duration,
+    mut reap: impl FnMut(),
+) -> bool {
+    let alive = || -> Vec<u32> {
+        targets
+            .iter()
+            .filter(|(p, s)| pid_alive(*p, *s))
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    let mut wait_gone = |bound: Duration| {
+        let deadline = Instant::now() + bound;
+        loop {
+            reap();
+            if targets.iter().all(|(p, s)| !pid_alive(*p, *s)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+    };
+    signal(runner, "TERM", &alive());
+    if wait_gone(grace) {
+        return true;
+    }
+    signal(runner, "KILL", &alive());
+    wait_gone(grace)
 }
 
 /// Send `SIGsig` to `pids` with the `kill` program (errors such as "no such process" ignored).

@@ -210,22 +210,19 @@ impl ProcId {
 
     fn signal(&self, sig: &str) {
         if self.alive() {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(self.pid.to_string())
-                .status();
+            netlab::procs::signal(&SystemRunner, sig, &[self.pid]);
         }
     }
 }
 
 /// SIGTERM, up to 3 s of grace, then SIGKILL.
 fn kill_pid(p: ProcId) {
-    p.signal("TERM");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while p.alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    p.signal("KILL");
+    netlab::procs::terminate(
+        &SystemRunner,
+        &[(p.pid, p.start)],
+        netlab::procs::STOP_GRACE,
+        || {},
+    );
 }
 
 /// Start `zonelab server` in the root namespace on loopback, also listening inside the
