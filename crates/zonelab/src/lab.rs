@@ -18,6 +18,7 @@ use kube::api::{Api, ListParams};
 use netlab::{Lab, LabSpec, Runner, SystemRunner, Topology};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::epoch_ms;
 use crate::flags::Profile;
 
 /// Port the API server listens on inside the control-plane namespace (for agents).
@@ -622,13 +623,6 @@ pub struct Injected {
     /// When the network change committed (or the agents were signalled), ms since the epoch:
     /// the moment clients start to notice.
     pub effective_ms: f64,
-}
-
-fn epoch_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .unwrap_or(0.0)
 }
 
 /// Inject a failure; returns the nodes it touched and when it took effect.

@@ -9,7 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::clock::epoch_ms;
 use crate::flags::parse_duration;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -72,13 +73,6 @@ pub struct Record {
     pub error: Option<String>,
     /// Tries it took (1 without retries).
     pub attempts: u32,
-}
-
-fn epoch_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .unwrap_or(0.0)
 }
 
 /// `host:port` and path of an `http://` URL.

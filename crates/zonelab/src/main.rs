@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod clock;
 mod conntrack;
 mod echo;
 mod flags;

@@ -19,6 +19,7 @@ use lab::report::{SloTarget, Timers};
 use lab::{EventKind, Meta, Report};
 use scenario::{FaultTarget, FaultType, Scenario, Until};
 
+use crate::clock::epoch_ms;
 use crate::flags::{Profile, parse_duration};
 use crate::lab::{FailMode, Target, UpPlan};
 use clients::ClientPod;
@@ -281,7 +282,7 @@ async fn live(
     let tl: Timeline = Default::default();
     let watches = watch::spawn(&client, &tl, &services);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let t0 = watch::now_ms();
+    let t0 = epoch_ms();
     clients::start(&client, &pods).await?;
     let pods: Vec<ClientPod> = pods.into_iter().map(|(cp, _)| cp).collect();
     eprintln!(
@@ -444,11 +445,11 @@ async fn drive(
             _ = &mut interrupt => {
                 progress.finish();
                 eprintln!("interrupted: ending the run early and writing the report (Ctrl-C again aborts)");
-                return Ok((watch::now_ms(), "interrupted".into()));
+                return Ok((epoch_ms(), "interrupted".into()));
             }
         }
         ticks += 1;
-        let elapsed_ms = watch::now_ms() - base.t0;
+        let elapsed_ms = epoch_ms() - base.t0;
         while next < faults.len() && faults[next].at.as_secs_f64() * 1e3 <= elapsed_ms {
             let f = faults[next];
             let line = inject(base, tl, s, f).await?;
@@ -470,7 +471,7 @@ async fn drive(
         }
         tail.poll(pods);
         if next > 0 {
-            let (meta, events) = base.snapshot(tl, watch::now_ms(), "");
+            let (meta, events) = base.snapshot(tl, epoch_ms(), "");
             let report = lab::analyze(&meta, &events, &[]);
             phase = latest_phase(&report);
             if next == faults.len()
@@ -479,7 +480,7 @@ async fn drive(
             {
                 progress.update(elapsed, limit, &tail, &phase);
                 progress.finish();
-                return Ok((watch::now_ms(), "capacity-restored".into()));
+                return Ok((epoch_ms(), "capacity-restored".into()));
             }
         }
         progress.update(elapsed, limit, &tail, &phase);

@@ -13,21 +13,18 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use lab::{Event, EventKind};
 
+use crate::clock::epoch_ms;
+
 /// Events collected so far (shared with the run loop, which analyses them while it runs).
 pub type Timeline = Arc<Mutex<Vec<Event>>>;
-
-/// Milliseconds since the Unix epoch, as a float.
-pub fn now_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1e3)
-        .unwrap_or(0.0)
-}
 
 /// Adds an event stamped now.
 pub fn record(tl: &Timeline, kind: EventKind) {
     if let Ok(mut v) = tl.lock() {
-        v.push(Event { at: now_ms(), kind });
+        v.push(Event {
+            at: epoch_ms(),
+            kind,
+        });
     }
 }
 
