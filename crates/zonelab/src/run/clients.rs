@@ -86,43 +86,49 @@ pub async fn stop(client: &kube::Client, pods: &[ClientPod]) {
     }
 }
 
-/// Incremental reader of the clients' output files for the progress line.
+/// Reads files as they grow: each call returns only the complete lines appended since the last.
+#[derive(Debug, Default)]
+pub struct NewLines {
+    offsets: BTreeMap<PathBuf, u64>,
+}
+
+impl NewLines {
+    /// The complete lines appended to `path` since the last call (none if it cannot be read).
+    pub fn read(&mut self, path: &Path) -> Vec<String> {
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Vec::new();
+        };
+        let off = self.offsets.entry(path.to_path_buf()).or_default();
+        let mut buf = String::new();
+        if f.seek(SeekFrom::Start(*off)).is_err() || f.read_to_string(&mut buf).is_err() {
+            return Vec::new();
+        }
+        let complete = buf.rfind('\n').map_or(0, |i| i + 1);
+        *off += complete as u64;
+        buf[..complete].lines().map(str::to_string).collect()
+    }
+}
+
+/// Live counts of the clients' records, for the progress line.
 #[derive(Debug, Default)]
 pub struct Tail {
-    offsets: BTreeMap<PathBuf, u64>,
+    lines: NewLines,
     pub ok: u64,
     pub failed: u64,
-    /// Clients with at least one record.
-    pub started: usize,
     /// Failed requests among those read in the last poll.
     pub recent_failed: u64,
     pub recent_total: u64,
 }
 
 impl Tail {
-    /// Reads whatever complete lines were appended since the last call.
+    /// Counts the records appended since the last call.
     pub fn poll(&mut self, pods: &[ClientPod]) {
         self.recent_failed = 0;
         self.recent_total = 0;
-        self.started = 0;
         for cp in pods {
-            let Ok(mut f) = std::fs::File::open(&cp.out) else {
-                continue;
-            };
-            let off = self.offsets.entry(cp.out.clone()).or_default();
-            let mut buf = String::new();
-            if f.seek(SeekFrom::Start(*off)).is_err() || f.read_to_string(&mut buf).is_err() {
-                continue;
-            }
-            let complete = buf.rfind('\n').map_or(0, |i| i + 1);
-            *off += complete as u64;
-            if *off > 0 {
-                self.started += 1;
-            }
-            for line in buf[..complete].lines() {
-                let ok = line.contains("\"outcome\":\"ok\"");
+            for line in self.lines.read(&cp.out) {
                 self.recent_total += 1;
-                if ok {
+                if line.contains("\"outcome\":\"ok\"") {
                     self.ok += 1;
                 } else {
                     self.failed += 1;
@@ -158,30 +164,56 @@ pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
     out
 }
 
-/// Every successful proxy sync the agents logged (`proxy-sync` lines of their stdout).
-pub fn read_proxy_syncs(logs: &Path, nodes: &[String]) -> Vec<Event> {
-    let mut out = Vec::new();
-    for node in nodes {
-        let Ok(f) = std::fs::File::open(logs.join(format!("agent-{node}.out"))) else {
-            continue;
-        };
-        for line in BufReader::new(f).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if v["event"] != "proxy-sync" || v["ok"] != true {
-                continue;
+/// Every successful proxy sync the agents logged (`proxy-sync` lines of their stdout), read
+/// as the logs grow.
+#[derive(Debug, Default)]
+pub struct ProxySyncs {
+    lines: NewLines,
+    /// The syncs read so far, per node in log order.
+    pub events: Vec<Event>,
+}
+
+impl ProxySyncs {
+    /// Reads the syncs logged since the last call.
+    pub fn poll(&mut self, logs: &Path, nodes: &[String]) {
+        for node in nodes {
+            for line in self.lines.read(&logs.join(format!("agent-{node}.out"))) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["event"] != "proxy-sync" || v["ok"] != true {
+                    continue;
+                }
+                let services: BTreeMap<String, Vec<String>> =
+                    serde_json::from_value(v["services"].clone()).unwrap_or_default();
+                self.events.push(Event {
+                    at: v["at"].as_f64().unwrap_or(0.0),
+                    kind: EventKind::ProxySync {
+                        node: node.clone(),
+                        services,
+                    },
+                });
             }
-            let services: BTreeMap<String, Vec<String>> =
-                serde_json::from_value(v["services"].clone()).unwrap_or_default();
-            out.push(Event {
-                at: v["at"].as_f64().unwrap_or(0.0),
-                kind: EventKind::ProxySync {
-                    node: node.clone(),
-                    services,
-                },
-            });
         }
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn new_lines_returns_each_complete_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.jsonl");
+        let mut r = NewLines::default();
+        assert!(r.read(&path).is_empty(), "a missing file has no lines");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"one\ntw").unwrap();
+        assert_eq!(r.read(&path), ["one"]);
+        f.write_all(b"o\nthree\n").unwrap();
+        assert_eq!(r.read(&path), ["two", "three"]);
+        assert!(r.read(&path).is_empty());
+    }
 }

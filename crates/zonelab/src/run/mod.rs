@@ -308,7 +308,8 @@ async fn live(
     };
     stop.running
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let (end_ms, ended_by) = drive(&base, &tl, &pods, stop).await?;
+    let mut syncs = clients::ProxySyncs::default();
+    let (end_ms, ended_by) = drive(&base, &tl, &mut syncs, &pods, stop).await?;
     clients::stop(&client, &pods).await;
     let settle = s
         .clients
@@ -318,7 +319,8 @@ async fn live(
         .unwrap_or_default();
     tokio::time::sleep(settle + Duration::from_secs(1)).await;
     watches.iter().for_each(|w| w.abort());
-    let (meta, events) = base.snapshot(&tl, end_ms, &ended_by);
+    base.poll_syncs(&mut syncs);
+    let (meta, events) = base.snapshot(&tl, &syncs, end_ms, &ended_by);
     let requests: Vec<lab::Request> = clients::read_requests(&pods)
         .into_iter()
         .filter(|r| r.start >= t0 && r.start <= end_ms)
@@ -382,9 +384,8 @@ struct RunBase<'a> {
 }
 
 impl RunBase<'_> {
-    /// Meta and every event so far (API timeline plus the proxies' sync logs).
-    fn snapshot(&self, tl: &Timeline, end_ms: f64, ended_by: &str) -> (Meta, Vec<lab::Event>) {
-        let s = &self.p.scenario;
+    /// Reads the proxy syncs the agents logged since the last call.
+    fn poll_syncs(&self, syncs: &mut clients::ProxySyncs) {
         let nodes: Vec<String> = self
             .cfg
             .topology
@@ -392,9 +393,23 @@ impl RunBase<'_> {
             .iter()
             .map(|n| n.name.clone())
             .collect();
-        let logs = self.args.state_dir.join(&self.args.prefix).join("logs");
+        syncs.poll(
+            &self.args.state_dir.join(&self.args.prefix).join("logs"),
+            &nodes,
+        );
+    }
+
+    /// Meta and every event so far (API timeline plus the proxies' syncs).
+    fn snapshot(
+        &self,
+        tl: &Timeline,
+        syncs: &clients::ProxySyncs,
+        end_ms: f64,
+        ended_by: &str,
+    ) -> (Meta, Vec<lab::Event>) {
+        let s = &self.p.scenario;
         let mut events = tl.lock().map(|v| v.clone()).unwrap_or_default();
-        events.extend(clients::read_proxy_syncs(&logs, &nodes));
+        events.extend(syncs.events.iter().cloned());
         let meta = Meta {
             scenario: s.name.clone(),
             mode: "live".into(),
@@ -426,6 +441,7 @@ impl RunBase<'_> {
 async fn drive(
     base: &RunBase<'_>,
     tl: &Timeline,
+    syncs: &mut clients::ProxySyncs,
     pods: &[ClientPod],
     stop: &Interrupts,
 ) -> anyhow::Result<(f64, String)> {
@@ -471,7 +487,8 @@ async fn drive(
         }
         tail.poll(pods);
         if next > 0 {
-            let (meta, events) = base.snapshot(tl, epoch_ms(), "");
+            base.poll_syncs(syncs);
+            let (meta, events) = base.snapshot(tl, syncs, epoch_ms(), "");
             let report = lab::analyze(&meta, &events, &[]);
             phase = latest_phase(&report);
             if next == faults.len()
