@@ -311,10 +311,11 @@ async fn live(
     let mut syncs = clients::ProxySyncs::default();
     let (end_ms, ended_by) = drive(&base, &tl, &mut syncs, &pods, stop).await?;
     clients::stop(&client, &pods).await;
+    // Requests started before the end may still be in flight, retries included.
     let settle = s
         .clients
         .iter()
-        .map(|c| c.timeout)
+        .map(clients::longest_request)
         .max()
         .unwrap_or_default();
     tokio::time::sleep(settle + Duration::from_secs(1)).await;
