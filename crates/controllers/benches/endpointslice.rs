@@ -34,27 +34,6 @@ fn pod(i: usize, ready: bool, at: i64) -> Object {
     }))
 }
 
-/// Execute the controller's writes and feed the echoes back (not timed).
-fn apply(api: &mut FakeApi, c: &mut EndpointSliceController, now: i64) -> usize {
-    let mut n = 0;
-    loop {
-        let mut out = Vec::new();
-        c.drain_actions(&mut out);
-        if out.is_empty() {
-            return n;
-        }
-        for a in &out {
-            n += 1;
-            match api.execute(a, now) {
-                Ok(changes) => changes
-                    .iter()
-                    .for_each(|ch| c.on_change(&api.cache, ch, now)),
-                Err(e) => c.on_write_failed(a, &e, now),
-            }
-        }
-    }
-}
-
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
@@ -95,7 +74,7 @@ fn main() {
             .iter()
             .for_each(|ch| c.on_change(&api.cache, ch, T0));
     }
-    apply(&mut api, &mut c, T0);
+    api.drain(&mut c, T0);
     println!("slices: {}", api.cache.endpoint_slices.len());
 
     let mut flips = Vec::with_capacity(ITERATIONS);
@@ -120,7 +99,7 @@ fn main() {
                 Err(e) => c.on_write_failed(a, &e, now),
             }
         }
-        apply(&mut api, &mut c, now);
+        api.drain(&mut c, now);
     }
     report("one pod readiness change (on_change+drain)", flips);
     println!(

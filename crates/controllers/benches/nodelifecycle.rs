@@ -48,27 +48,6 @@ fn is_dead(i: usize) -> bool {
     i.is_multiple_of(NODES / DEAD)
 }
 
-/// Execute the controller's writes and feed the echoes back (not timed).
-fn apply(api: &mut FakeApi, c: &mut NodeLifecycleController, now: Millis) -> usize {
-    let mut n = 0;
-    loop {
-        let mut out = Vec::new();
-        c.drain_actions(&mut out);
-        if out.is_empty() {
-            return n;
-        }
-        for a in &out {
-            n += 1;
-            match api.execute(a, now) {
-                Ok(changes) => changes
-                    .iter()
-                    .for_each(|ch| c.on_change(&api.cache, ch, now)),
-                Err(e) => c.on_write_failed(a, &e, now),
-            }
-        }
-    }
-}
-
 fn renew_live(api: &mut FakeApi, c: &mut NodeLifecycleController, now: Millis) {
     for i in (0..NODES).filter(|i| !is_dead(*i)) {
         let change = api.put(lease(&name(i), now), now);
@@ -131,7 +110,7 @@ fn main() {
         "first pass (on_synced) over {NODES} nodes: {:.3?}",
         start.elapsed()
     );
-    apply(&mut api, &mut c, T0);
+    api.drain(&mut c, T0);
 
     // Passes every 5 s; live kubelets renew every 10 s; the dead never renew after T0.
     let mut now = T0;
@@ -141,13 +120,13 @@ fn main() {
             renew_live(&mut api, &mut c, now);
         }
         c.on_tick(&api.cache, now);
-        apply(&mut api, &mut c, now);
+        api.drain(&mut c, now);
     }
     now = T0 + 45_000;
     let healthy = time_pass("healthy pass (no renewals since last pass)", &c, &api, now);
     assert_eq!(healthy, 0);
     c.on_tick(&api.cache, now);
-    apply(&mut api, &mut c, now);
+    api.drain(&mut c, now);
 
     now = T0 + 50_000;
     renew_live(&mut api, &mut c, now);
@@ -162,7 +141,7 @@ fn main() {
         DEAD * PODS_PER_NODE
     );
     c.on_tick(&api.cache, now);
-    let applied = apply(&mut api, &mut c, now);
+    let applied = api.drain(&mut c, now);
     println!("  writes incl. NoSchedule taints after echoes: {applied}");
 
     now = T0 + 55_000;

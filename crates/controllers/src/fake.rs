@@ -98,6 +98,29 @@ impl FakeApi {
         }
     }
 
+    /// Execute `c`'s pending writes, feeding the resulting changes (and failures) back to it,
+    /// until it asks for none; returns how many writes ran. For driving one controller alone
+    /// (benchmarks); [`Harness`] drives several.
+    pub fn drain(&mut self, c: &mut dyn Controller, now: Millis) -> usize {
+        let mut n = 0;
+        loop {
+            let mut out = Vec::new();
+            c.drain_actions(&mut out);
+            if out.is_empty() {
+                return n;
+            }
+            for a in &out {
+                n += 1;
+                match self.execute(a, now) {
+                    Ok(changes) => changes
+                        .iter()
+                        .for_each(|ch| c.on_change(&self.cache, ch, now)),
+                    Err(e) => c.on_write_failed(a, &e, now),
+                }
+            }
+        }
+    }
+
     /// Execute a controller's write with API semantics. Returns the resulting changes.
     pub fn execute(&mut self, action: &Action, now: Millis) -> Result<Vec<Change>, WriteError> {
         self.log.push((now, action.clone()));
