@@ -15,14 +15,19 @@ fn syncer(mode: ProxyMode) -> Syncer {
         ..SyncerConfig::default()
     });
     s.on_service(Change::Applied(&service("ns1", "svc1", "172.30.0.41", P80)));
+    set_endpoint(&mut s, "10.0.1.1");
+    s
+}
+
+/// `ns1/svc1`'s slice `a` now holds the one endpoint `ip`.
+fn set_endpoint(s: &mut Syncer, ip: &str) {
     s.on_slice(Change::Applied(&slice(
         "ns1",
         "svc1",
         "a",
         P80,
-        vec![ep("10.0.1.1")],
+        vec![ep(ip)],
     )));
-    s
 }
 
 /// Polls, applies to `state` and reports success; returns the kind.
@@ -60,22 +65,10 @@ fn min_sync_period_with_burst_of_two() {
     s.on_initial_sync_done(T0);
     assert_eq!(run(&mut s, &mut st, T0), Some(SyncKind::Full));
     // Tokens: burst 2, one spent. A change at +100 ms syncs at once (second token).
-    s.on_slice(Change::Applied(&slice(
-        "ns1",
-        "svc1",
-        "a",
-        P80,
-        vec![ep("10.0.1.2")],
-    )));
+    set_endpoint(&mut s, "10.0.1.2");
     assert_eq!(run(&mut s, &mut st, T0 + 100), Some(SyncKind::Partial));
     // A third change must wait for a token: one refills per second since T0.
-    s.on_slice(Change::Applied(&slice(
-        "ns1",
-        "svc1",
-        "a",
-        P80,
-        vec![ep("10.0.1.3")],
-    )));
+    set_endpoint(&mut s, "10.0.1.3");
     assert!(s.poll(T0 + 200).is_none());
     assert_eq!(s.poll_timeout(), Some(T0 + 1_000));
     assert_eq!(run(&mut s, &mut st, T0 + 1_000), Some(SyncKind::Partial));
@@ -99,24 +92,12 @@ fn failure_forces_full_sync_after_sync_period_or_next_change() {
     let tx = s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).expect("retry");
     assert_eq!(tx.kind, SyncKind::Full);
     s.on_applied(Ok(()), T0 + 40_000);
-    s.on_slice(Change::Applied(&slice(
-        "ns1",
-        "svc1",
-        "a",
-        P80,
-        vec![ep("10.0.1.9")],
-    )));
+    set_endpoint(&mut s, "10.0.1.9");
     assert_eq!(s.poll(T0 + 41_000).map(|t| t.kind), Some(SyncKind::Partial));
     // ...but a change brings the (full) retry forward.
     let _ = s.poll(T0 + 41_000);
     s.on_applied(Err(ApplyError::Injected("boom".into())), T0 + 41_000);
-    s.on_slice(Change::Applied(&slice(
-        "ns1",
-        "svc1",
-        "a",
-        P80,
-        vec![ep("10.0.1.8")],
-    )));
+    set_endpoint(&mut s, "10.0.1.8");
     assert_eq!(s.poll(T0 + 42_000).map(|t| t.kind), Some(SyncKind::Full));
 }
 
@@ -126,13 +107,7 @@ fn stale_chains_deleted_in_a_separate_transaction_after_one_second() {
     let mut st = NftState::default();
     s.on_initial_sync_done(T0);
     run(&mut s, &mut st, T0);
-    s.on_slice(Change::Applied(&slice(
-        "ns1",
-        "svc1",
-        "a",
-        P80,
-        vec![ep("10.0.1.2")],
-    )));
+    set_endpoint(&mut s, "10.0.1.2");
     run(&mut s, &mut st, T0 + 100);
     let old = "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80";
     assert!(st.has_chain(old));
