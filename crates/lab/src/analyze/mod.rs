@@ -62,53 +62,29 @@ impl Meta {
 /// Fault types that bring nodes back rather than take them down.
 pub const RECOVER: &str = "recover";
 
-/// The first fault that takes nodes down, and every node it and later faults took down
-/// (until a `recover`).
+/// The first fault that takes nodes down, and when the next fault (a recovery too) came.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrimaryFault {
     pub at_ms: f64,
     pub kind: String,
     pub nodes: BTreeSet<String>,
-    /// When a later `recover` touched one of the nodes, if it did.
-    pub recovered_ms: Option<f64>,
     /// When the next fault of any kind (a recovery too) was injected.
     pub next_fault_ms: Option<f64>,
 }
 
-/// Finds the first node-taking fault in the timeline.
+/// Finds the first node-taking fault in the timeline (sorted by time).
 pub fn primary_fault(events: &[Event]) -> Option<PrimaryFault> {
-    let mut primary: Option<PrimaryFault> = None;
-    for e in events {
-        let EventKind::Fault { fault, nodes, .. } = &e.kind else {
-            continue;
-        };
-        if let Some(p) = primary.as_mut()
-            && p.next_fault_ms.is_none()
-        {
-            p.next_fault_ms = Some(e.at);
-        }
-        match primary.as_mut() {
-            None if fault != RECOVER => {
-                primary = Some(PrimaryFault {
-                    at_ms: e.at,
-                    kind: fault.clone(),
-                    nodes: nodes.iter().cloned().collect(),
-                    recovered_ms: None,
-                    next_fault_ms: None,
-                });
-                continue;
-            }
-            Some(p)
-                if fault == RECOVER
-                    && p.recovered_ms.is_none()
-                    && nodes.iter().any(|n| p.nodes.contains(n)) =>
-            {
-                p.recovered_ms = Some(e.at);
-            }
-            _ => {}
-        }
-    }
-    primary
+    let mut faults = events.iter().filter_map(|e| match &e.kind {
+        EventKind::Fault { fault, nodes, .. } => Some((e.at, fault, nodes)),
+        _ => None,
+    });
+    let (at_ms, kind, nodes) = faults.by_ref().find(|(_, f, _)| *f != RECOVER)?;
+    Some(PrimaryFault {
+        at_ms,
+        kind: kind.clone(),
+        nodes: nodes.iter().cloned().collect(),
+        next_fault_ms: faults.next().map(|(at, _, _)| at),
+    })
 }
 
 /// The report of a run. `events` need not be sorted.
