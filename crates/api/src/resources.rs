@@ -142,7 +142,58 @@ pub const RESOURCES: &[ResourceInfo] = &[
         subresources: &[],
         categories: &[],
     },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectRulesReview",
+        plural: "selfsubjectrulesreviews",
+        singular: "selfsubjectrulesreview",
+        namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
 ];
+
+/// Every verb a stored resource serves.
+pub const STORED_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// Kinds that are answered, never stored (the access reviews): `create` is their only verb.
+pub fn is_create_only(res: &ResourceInfo) -> bool {
+    matches!(
+        res.kind,
+        "SelfSubjectAccessReview" | "SelfSubjectRulesReview"
+    )
+}
+
+/// The verbs discovery lists for `res`.
+pub fn verbs(res: &ResourceInfo) -> &'static [&'static str] {
+    if is_create_only(res) {
+        &["create"]
+    } else {
+        STORED_VERBS
+    }
+}
 
 /// The resource served at `group`/`plural`.
 pub fn by_plural(group: &str, plural: &str) -> Option<&'static ResourceInfo> {

@@ -48,17 +48,6 @@ pub fn group(name: &str) -> Value {
     g
 }
 
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
-
 /// `APIResourceList` for one group (`""` = core) at v1.
 pub fn resource_list(group: &str) -> Value {
     let mut resources = Vec::new();
@@ -68,7 +57,7 @@ pub fn resource_list(group: &str) -> Value {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": api::resources::verbs(r),
             "storageVersionHash": "",
         });
         if !r.short_names.is_empty() {
@@ -154,7 +143,12 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec!["apps", "discovery.k8s.io", "coordination.k8s.io"]
+            vec![
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "authorization.k8s.io"
+            ]
         );
     }
 }

@@ -5,10 +5,13 @@
 //! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]).
 
 pub mod alloc;
+pub mod authz;
 mod bootstrap;
 mod cascade;
 pub mod discovery;
 pub mod handlers;
+mod metered;
+pub mod metrics;
 pub mod negotiate;
 pub mod objects;
 pub mod path;

@@ -12,6 +12,8 @@ use api::status::StatusError;
 pub enum Target {
     Version,
     Healthz,
+    /// `/metrics` (Prometheus text)
+    Metrics,
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -59,6 +61,7 @@ pub fn parse(path: &str) -> Result<Target, StatusError> {
     match s.as_slice() {
         ["version"] => Ok(Target::Version),
         ["healthz"] | ["livez"] | ["readyz"] => Ok(Target::Healthz),
+        ["metrics"] => Ok(Target::Metrics),
         ["api"] => Ok(Target::CoreVersions),
         ["apis"] => Ok(Target::Groups),
         ["openapi", "v2"] => Ok(Target::OpenApiV2),

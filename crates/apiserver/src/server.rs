@@ -23,6 +23,7 @@ use store::SharedStore;
 use tokio::net::TcpListener;
 
 use crate::alloc::ServiceAllocations;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::path::{self, Target};
 use crate::{discovery, handlers};
 
@@ -80,12 +81,20 @@ pub struct Server {
     pub(crate) cfg: Config,
     pub(crate) alloc: Mutex<ServiceAllocations>,
     pub(crate) rng: Mutex<StdRng>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Decides what requests may do; today upstream's `AlwaysAllow`.
+    pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
 }
 
 impl Server {
     /// Build a server over `store`: rebuilds the ClusterIP/NodePort allocators from the stored
     /// Services and creates the built-in namespaces and the `kubernetes` Service if missing.
     pub async fn new(store: SharedStore, cfg: Config) -> Result<Arc<Server>, StartError> {
+        let metrics = Arc::new(Metrics::default());
+        let store: SharedStore = Arc::new(crate::metered::MeteredStore::new(
+            store,
+            Arc::clone(&metrics),
+        ));
         let services = crate::bootstrap::stored_services(&*store).await?;
         let (alloc, issues) = crate::svcalloc::rebuild(
             &cfg.service_cluster_ip_range,
@@ -101,6 +110,8 @@ impl Server {
             cfg,
             alloc: Mutex::new(alloc),
             rng: Mutex::new(StdRng::from_os_rng()),
+            metrics,
+            authorizer: Box::new(crate::authz::AlwaysAllow),
         });
         crate::bootstrap::ensure_builtins(&server)
             .await
@@ -150,32 +161,76 @@ impl Server {
         }
     }
 
-    /// Handle one request, turning every failure into a `Status` response.
+    /// Handle one request, turning every failure into a `Status` response, and record it in
+    /// the request metrics.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
         let path = parts.uri.path().to_string();
+        let query = path::parse_query(parts.uri.query());
+        let content_type = header_str(&parts.headers, header::CONTENT_TYPE);
+        let target = path::parse(&path);
+        let labels = request_labels(
+            &method,
+            target.as_ref().ok(),
+            &query,
+            content_type.as_deref(),
+        );
+        let _inflight = (labels.verb != "WATCH").then(|| {
+            self.metrics
+                .inflight(!matches!(labels.verb, "GET" | "LIST"))
+        });
+        let long_running =
+            (labels.verb == "WATCH").then(|| self.metrics.long_running(labels.clone()));
         let result = async {
             let body = read_body(body).await?;
-            let target = path::parse(&path)?;
-            let query = path::parse_query(parts.uri.query());
             let ctx = handlers::Ctx {
                 method: parts.method,
                 query,
                 accept: header_str(&parts.headers, header::ACCEPT),
-                content_type: header_str(&parts.headers, header::CONTENT_TYPE),
+                content_type,
                 body,
             };
-            self.dispatch(target, ctx).await
+            self.dispatch(target?, ctx).await
         }
         .await;
-        match result {
+        let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!("{method} {path}: {} {}", e.code, e.message);
                 status_response(&e)
             }
+        };
+        self.metrics
+            .record_request(labels, resp.status().as_u16(), started.elapsed());
+        match long_running {
+            // The watch stays counted as open until its body stream ends.
+            Some(guard) if resp.status().is_success() => {
+                let (parts, body) = resp.into_parts();
+                Response::from_parts(parts, hold_until_end(body, guard))
+            }
+            _ => resp,
         }
+    }
+
+    /// The metrics page, with stored object counts taken now.
+    async fn metrics_page(&self) -> String {
+        let mut objects = Vec::new();
+        for res in api::resources::RESOURCES {
+            let prefix = crate::objects::prefix(res, None);
+            let opts = store::ListOptions {
+                limit: Some(1),
+                ..Default::default()
+            };
+            if let Ok(page) = self.store.list(&prefix, opts).await {
+                objects.push((
+                    crate::metered::group_resource(&prefix),
+                    page.items.len() as u64 + page.remaining,
+                ));
+            }
+        }
+        self.metrics.render(&objects)
     }
 
     async fn dispatch(
@@ -193,6 +248,14 @@ impl Server {
         match target {
             Target::Version => doc(discovery::version()),
             Target::Healthz => Ok(text_response(StatusCode::OK, "ok")),
+            Target::Metrics => {
+                let mut r = Response::new(full(self.metrics_page().await));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                Ok(r)
+            }
             Target::CoreVersions => doc(discovery::core_versions(
                 &self.cfg.advertise_address.to_string(),
             )),
@@ -208,6 +271,97 @@ impl Server {
             Target::Resource(t) => handlers::handle(self, t, ctx).await,
         }
     }
+}
+
+/// A request in upstream's metric labels (k8s.io/apiserver endpoints/metrics: verbs from the
+/// route, `WATCH` for watches, `APPLY` for server-side apply; scope `resource` for one object
+/// or a create, else `namespace` or `cluster`; non-resource paths by path).
+fn request_labels(
+    method: &Method,
+    target: Option<&Target>,
+    query: &std::collections::BTreeMap<String, String>,
+    content_type: Option<&str>,
+) -> RequestLabels {
+    let non_resource = |path: &str| RequestLabels {
+        verb: if *method == Method::GET {
+            "GET"
+        } else {
+            "POST"
+        },
+        dry_run: false,
+        group: "",
+        version: "",
+        resource: "",
+        subresource: path.to_string(),
+        scope: "",
+    };
+    let t = match target {
+        Some(Target::Resource(t)) => t,
+        Some(Target::Version) => return non_resource("/version"),
+        Some(Target::Healthz) => return non_resource("/healthz"),
+        Some(Target::Metrics) => return non_resource("/metrics"),
+        Some(Target::OpenApiV2) => return non_resource("/openapi/v2"),
+        Some(Target::OpenApiV3Index | Target::OpenApiV3(_)) => return non_resource("/openapi/v3"),
+        Some(Target::CoreVersions) => return non_resource("/api"),
+        Some(_) => return non_resource("/apis"),
+        None => return non_resource(""),
+    };
+    let watch = t.watch_path || query.get("watch").is_some_and(|v| v == "true" || v == "1");
+    let apply = content_type.is_some_and(|c| c.starts_with("application/apply-patch"));
+    let verb = match *method {
+        Method::GET if watch => "WATCH",
+        Method::GET if t.name.is_some() => "GET",
+        Method::GET => "LIST",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH if apply => "APPLY",
+        Method::PATCH => "PATCH",
+        Method::DELETE if t.name.is_none() => "DELETECOLLECTION",
+        Method::DELETE => "DELETE",
+        _ => "UNKNOWN",
+    };
+    let scope = if (t.name.is_some() && !watch) || *method == Method::POST {
+        "resource"
+    } else if t.namespace.is_some() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    RequestLabels {
+        verb,
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
+        group: t.res.group,
+        version: t.res.version,
+        resource: t.res.plural,
+        subresource: t.subresource.clone().unwrap_or_default(),
+        scope,
+    }
+}
+
+/// A body that keeps `guard` alive until the body is dropped (the watch's connection ends).
+fn hold_until_end(body: Body, guard: crate::metrics::LongRunningGuard) -> Body {
+    struct Guarded {
+        inner: Body,
+        _guard: crate::metrics::LongRunningGuard,
+    }
+    impl hyper::body::Body for Guarded {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+            std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+    }
+    Guarded {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed_unsync()
 }
 
 fn header_str(h: &http::HeaderMap, name: header::HeaderName) -> Option<String> {

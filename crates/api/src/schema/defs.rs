@@ -4,7 +4,7 @@
 //!
 //! Start at [`definitions`].
 
-use k8s_openapi::api::{apps, autoscaling, coordination, core, discovery};
+use k8s_openapi::api::{apps, authorization, autoscaling, coordination, core, discovery};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -64,6 +64,12 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
             drop(g.subschema_for::<discovery::v1::EndpointSlice>())
         }
         ("coordination.k8s.io", "Lease") => drop(g.subschema_for::<coordination::v1::Lease>()),
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => {
+            drop(g.subschema_for::<authorization::v1::SelfSubjectAccessReview>())
+        }
+        ("authorization.k8s.io", "SelfSubjectRulesReview") => {
+            drop(g.subschema_for::<authorization::v1::SelfSubjectRulesReview>())
+        }
         _ => {}
     }
 }

@@ -461,6 +461,13 @@ pub fn paths_for(flavor: Flavor, res: &ResourceInfo) -> Vec<(String, Value)> {
         v.push(pretty.clone());
         v
     };
+    if crate::resources::is_create_only(res) {
+        let create = collection_ops(&n)
+            .into_iter()
+            .filter(|o| o.action == "post")
+            .collect();
+        return vec![(base, path_item(flavor, res, &tag, create, scoped(false)))];
+    }
     let item = |ops| path_item(flavor, res, &tag, ops, scoped(true));
     let mut out = vec![
         (

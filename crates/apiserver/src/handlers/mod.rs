@@ -103,6 +103,12 @@ pub async fn handle(
     ctx: Ctx,
 ) -> Result<Response<Body>, StatusError> {
     let verb_not_allowed = || StatusError::method_not_allowed(ctx.method.as_str(), t.res.kind);
+    if api::resources::is_create_only(t.res) {
+        if ctx.method != Method::POST || t.name.is_some() || t.subresource.is_some() {
+            return Err(verb_not_allowed());
+        }
+        return review(server, &t, &ctx);
+    }
     if let Some(sub) = t.subresource.clone() {
         let name = t.name.clone().ok_or_else(StatusError::path_not_found)?;
         return sub::handle(server, &t, &ctx, &name, &sub).await;
@@ -123,4 +129,19 @@ pub async fn handle(
         (&Method::DELETE, None) => write::delete_collection(server, &t, &ctx).await,
         _ => Err(verb_not_allowed()),
     }
+}
+
+/// Answer an access review (never stored): 201 with the computed status.
+fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
+    let body = ctx.body_json()?;
+    // No authentication yet: every request acts as the cluster admin.
+    let user = "system:admin";
+    let answer = match t.res.kind {
+        "SelfSubjectAccessReview" => crate::authz::access_review(&*server.authorizer, user, &body)?,
+        _ => crate::authz::rules_review(&*server.authorizer, user, &body)?,
+    };
+    Ok(crate::server::json_response(
+        http::StatusCode::CREATED,
+        &answer,
+    ))
 }

@@ -248,6 +248,7 @@ struct WatchSpec {
     include: String,
     bookmarks: bool,
     res: &'static api::resources::ResourceInfo,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// WATCH a collection (or one object via `fieldSelector=metadata.name=`): a chunked stream of
@@ -290,6 +291,7 @@ pub async fn watch(
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true" || v == "1"),
         res: t.res,
+        metrics: Arc::clone(&server.metrics),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     // Initial state: synthetic ADDED events for "" / "0" and for sendInitialEvents.
@@ -418,7 +420,7 @@ async fn pump(
             }
             Some(Ok(WatchMessage::Event(ev))) => {
                 last_rev = ev.kv.mod_revision;
-                if spec.out == Output::Json && !spec.filter.needs_object() {
+                let line = if spec.out == Output::Json && !spec.filter.needs_object() {
                     // Hot path: splice the stored bytes, no decode or encode per watcher.
                     match raw_event(&spec.filter, &ev) {
                         Some(line) => line,
@@ -429,7 +431,11 @@ async fn pump(
                         Some((kind, obj)) => emit(kind, obj, &mut headers),
                         None => continue,
                     }
-                }
+                };
+                let r = spec.res;
+                spec.metrics
+                    .watch_event(r.group, r.version, r.plural, line.len());
+                line
             }
         };
         if tx.send(bytes).await.is_err() {

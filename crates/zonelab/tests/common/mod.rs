@@ -66,20 +66,57 @@ impl Drop for ServerProc {
 pub struct Kubectl {
     pub server: String,
     pub home: tempfile::TempDir,
+    /// The kubectl binary: the PATH's `kubectl` unless a versioned one was chosen.
+    pub bin: PathBuf,
+}
+
+/// Every versioned kubectl (`kubectl.1.27`, `kubectl.1.28`, …) that sits beside the `kubectl`
+/// on the PATH, oldest first, as `(minor, path)`. Says which are missing; under `CI=true`
+/// finding none is a failure, not a skip.
+pub fn kubectl_versions() -> Vec<(u32, PathBuf)> {
+    let dir = Command::new("sh")
+        .args(["-c", "dirname \"$(readlink -f \"$(command -v kubectl)\")\""])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let mut found = Vec::new();
+    for minor in 27..=40 {
+        let Some(bin) = dir.as_ref().map(|d| d.join(format!("kubectl.1.{minor}"))) else {
+            break;
+        };
+        if bin.exists() {
+            found.push((minor, bin));
+        } else if minor <= 33 {
+            eprintln!("kubectl 1.{minor} not found beside kubectl: not tested");
+        }
+    }
+    if found.is_empty() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "no versioned kubectl (kubectl.1.27 …) beside kubectl; the machine image ships them"
+        );
+    }
+    found
 }
 
 impl Kubectl {
     pub fn new(server: &ServerProc) -> Kubectl {
+        Kubectl::with_binary(server, Path::new("kubectl"))
+    }
+
+    /// A kubectl that runs `bin` (e.g. one of [`kubectl_versions`]).
+    pub fn with_binary(server: &ServerProc, bin: &Path) -> Kubectl {
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::write(home.path().join("config"), "").expect("kubeconfig");
         Kubectl {
             server: server.url(),
             home,
+            bin: bin.to_path_buf(),
         }
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = Command::new(&self.bin);
         c.env("KUBECONFIG", self.home.path().join("config"))
             .env("HOME", self.home.path())
             .arg("--server")
