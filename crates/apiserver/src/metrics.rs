@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use api::resources::{RESOURCES, ResourceInfo};
 use std::time::Duration;
 
 /// Upstream's request latency buckets in seconds (k8s.io/apiserver endpoints/metrics,
@@ -95,19 +97,44 @@ struct Inner {
     requests: BTreeMap<(RequestLabels, u16), u64>,
     durations: BTreeMap<RequestLabels, Histogram>,
     longrunning: BTreeMap<RequestLabels, i64>,
-    watch_events: BTreeMap<(&'static str, &'static str, &'static str), u64>,
-    watch_event_sizes: BTreeMap<(&'static str, &'static str, &'static str), Histogram>,
     /// `(operation, type)` → latency; its count is `etcd_requests_total`.
     storage: BTreeMap<(&'static str, String), Histogram>,
     storage_errors: BTreeMap<(&'static str, String), u64>,
 }
 
+/// Watch events sent for one served resource: lock-free, since every event is counted once
+/// per watcher it reaches (the fan-out hot path).
+struct WatchCounters {
+    res: &'static ResourceInfo,
+    /// Per size bucket (not cumulative); the last slot counts events above every bound.
+    sizes: [AtomicU64; WATCH_EVENT_SIZE_BUCKETS_BYTES.len() + 1],
+    bytes: AtomicU64,
+}
+
 /// Every metric the API server exports. Shared by the request path, watches and the store.
-#[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
     inflight_read_only: AtomicI64,
     inflight_mutating: AtomicI64,
+    watch: Vec<WatchCounters>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::default(),
+            inflight_read_only: AtomicI64::new(0),
+            inflight_mutating: AtomicI64::new(0),
+            watch: RESOURCES
+                .iter()
+                .map(|res| WatchCounters {
+                    res,
+                    sizes: std::array::from_fn(|_| AtomicU64::new(0)),
+                    bytes: AtomicU64::new(0),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Counts one in-flight request until dropped (`apiserver_current_inflight_requests`).
@@ -202,22 +229,22 @@ impl Metrics {
         }
     }
 
-    /// Count one event sent to one watcher (`apiserver_watch_events_total`) and its size.
-    pub fn watch_event(
-        &self,
-        group: &'static str,
-        version: &'static str,
-        resource: &'static str,
-        bytes: usize,
-    ) {
-        let mut inner = self.lock();
-        let key = (group, version, resource);
-        *inner.watch_events.entry(key).or_default() += 1;
-        inner
-            .watch_event_sizes
-            .entry(key)
-            .or_insert_with(|| Histogram::new(WATCH_EVENT_SIZE_BUCKETS_BYTES))
-            .observe(bytes as f64);
+    /// Count one event of `res` sent to one watcher (`apiserver_watch_events_total`) and its
+    /// size (`apiserver_watch_events_sizes`).
+    pub fn watch_event(&self, res: &'static ResourceInfo, bytes: usize) {
+        let Some(c) = self
+            .watch
+            .iter()
+            .find(|c| c.res.group == res.group && c.res.plural == res.plural)
+        else {
+            return;
+        };
+        let slot = WATCH_EVENT_SIZE_BUCKETS_BYTES
+            .iter()
+            .position(|b| bytes as f64 <= *b)
+            .unwrap_or(WATCH_EVENT_SIZE_BUCKETS_BYTES.len());
+        c.sizes[slot].fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Record one storage call (`etcd_request_duration_seconds`, `etcd_requests_total`,
@@ -303,10 +330,29 @@ impl Metrics {
             "counter",
             "Number of events sent in watch clients",
         );
-        for ((g, v, r), n) in &inner.watch_events {
+        let watched: Vec<(&WatchCounters, Vec<u64>)> = self
+            .watch
+            .iter()
+            .map(|c| {
+                (
+                    c,
+                    c.sizes.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
+                )
+            })
+            .filter(|(_, sizes): &(_, Vec<u64>)| sizes.iter().any(|n| *n > 0))
+            .collect();
+        let labels = |r: &ResourceInfo| {
+            format!(
+                "group=\"{}\",resource=\"{}\",version=\"{}\"",
+                r.group, r.plural, r.version
+            )
+        };
+        for (c, sizes) in &watched {
+            let total: u64 = sizes.iter().sum();
             let _ = writeln!(
                 out,
-                "apiserver_watch_events_total{{group=\"{g}\",resource=\"{r}\",version=\"{v}\"}} {n}"
+                "apiserver_watch_events_total{{{}}} {total}",
+                labels(c.res)
             );
         }
         header(
@@ -315,9 +361,14 @@ impl Metrics {
             "histogram",
             "Watch event size distribution in bytes",
         );
-        for ((g, v, r), h) in &inner.watch_event_sizes {
-            let labels = format!("group=\"{g}\",resource=\"{r}\",version=\"{v}\"");
-            h.write(&mut out, "apiserver_watch_events_sizes", &labels);
+        for (c, sizes) in &watched {
+            let h = Histogram {
+                bounds: WATCH_EVENT_SIZE_BUCKETS_BYTES,
+                counts: sizes[..WATCH_EVENT_SIZE_BUCKETS_BYTES.len()].to_vec(),
+                sum: c.bytes.load(Ordering::Relaxed) as f64,
+                count: sizes.iter().sum(),
+            };
+            h.write(&mut out, "apiserver_watch_events_sizes", &labels(c.res));
         }
         header(
             &mut out,
@@ -459,7 +510,8 @@ mod tests {
         let m = std::sync::Arc::new(Metrics::default());
         let guard = m.long_running(labels("WATCH"));
         m.record_request(labels("WATCH"), 200, Duration::from_secs(1));
-        m.watch_event("apps", "v1", "deployments", 2000);
+        let deployments = api::resources::by_kind("apps/v1", "Deployment").unwrap();
+        m.watch_event(deployments, 2000);
         let page = m.render(&[]);
         assert!(!page.contains("apiserver_request_duration_seconds_bucket"));
         assert_eq!(

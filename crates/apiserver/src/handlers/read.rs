@@ -432,9 +432,7 @@ async fn pump(
                         None => continue,
                     }
                 };
-                let r = spec.res;
-                spec.metrics
-                    .watch_event(r.group, r.version, r.plural, line.len());
+                spec.metrics.watch_event(spec.res, line.len());
                 line
             }
         };
