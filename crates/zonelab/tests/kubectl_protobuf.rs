@@ -200,17 +200,6 @@ fn revision(addr: &str) -> String {
         .to_string()
 }
 
-/// `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}.
-fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
-    let field = |n: u8, b: &[u8]| {
-        let mut f = vec![n << 3 | 2, b.len() as u8];
-        f.extend_from_slice(b);
-        f
-    };
-    let type_meta = [field(1, api_version.as_bytes()), field(2, kind.as_bytes())].concat();
-    [b"k8s\0".to_vec(), field(1, &type_meta), field(2, raw)].concat()
-}
-
 #[test]
 fn bad_protobuf_gets_upstream_status_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -239,19 +228,19 @@ fn bad_protobuf_gets_upstream_status_and_changes_nothing() {
         (
             "unknown kind",
             namespaces,
-            envelope("v1", "Widget", b""),
+            api::proto::wrap("v1", "Widget", b""),
             "Widget in version \"v1\" cannot be handled as a Namespace: no kind \"Widget\" is registered for version \"v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\"".into(),
         ),
         (
             "garbage object",
             namespaces,
-            envelope("v1", "Namespace", b"\x0a\x05\x0a\x03\xff\xfe\xfd"),
+            api::proto::wrap("v1", "Namespace", b"\x0a\x05\x0a\x03\xff\xfe\xfd"),
             "Namespace in version \"v1\" cannot be handled as a Namespace: proto: invalid UTF-8 in string field name".into(),
         ),
         (
             "another kind",
             namespaces,
-            envelope("v1", "Service", b""),
+            api::proto::wrap("v1", "Service", b""),
             "the object provided is unrecognized (must be of type Namespace): kind \"Service\" does not match".into(),
         ),
     ];

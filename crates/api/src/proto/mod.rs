@@ -89,6 +89,17 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, ProtoError> {
     Ok(env)
 }
 
+/// A protobuf body: `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}.
+pub fn wrap(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let mut type_meta = Vec::new();
+    wire::put_len_field(&mut type_meta, 1, api_version.as_bytes());
+    wire::put_len_field(&mut type_meta, 2, kind.as_bytes());
+    let mut out = MAGIC.to_vec();
+    wire::put_len_field(&mut out, 1, &type_meta);
+    wire::put_len_field(&mut out, 2, raw);
+    out
+}
+
 /// `(group, version)` of an apiVersion (`v1` → core).
 fn split_api_version(api_version: &str) -> (&str, &str) {
     api_version.split_once('/').unwrap_or(("", api_version))

@@ -10,28 +10,23 @@ fn key(number: u32, wire_type: u8) -> Vec<u8> {
     varint(u64::from(number) << 3 | u64::from(wire_type))
 }
 
-fn varint(mut v: u64) -> Vec<u8> {
+fn varint(v: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    wire::put_varint(&mut out, v);
     out
 }
 
 /// A length-delimited field.
 fn ld(number: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = key(number, 2);
-    out.extend(varint(payload.len() as u64));
-    out.extend_from_slice(payload);
+    let mut out = Vec::new();
+    wire::put_len_field(&mut out, number, payload);
     out
 }
 
 /// A varint field.
 fn vi(number: u32, v: u64) -> Vec<u8> {
-    let mut out = key(number, 0);
-    out.extend(varint(v));
+    let mut out = Vec::new();
+    wire::put_varint_field(&mut out, number, v);
     out
 }
 
@@ -39,12 +34,8 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.concat()
 }
 
-/// `k8s\0` + runtime.Unknown{typeMeta, raw}.
 fn body(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
-    let type_meta = cat(&[ld(1, api_version.as_bytes()), ld(2, kind.as_bytes())]);
-    let mut out = MAGIC.to_vec();
-    out.extend(cat(&[ld(1, &type_meta), ld(2, raw)]));
-    out
+    wrap(api_version, kind, raw)
 }
 
 /// ObjectMeta as Go writes it: every non-pointer string, the zero creationTimestamp.

@@ -127,6 +127,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Append a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Append a varint field.
+pub fn put_varint_field(out: &mut Vec<u8>, number: u32, v: u64) {
+    put_varint(out, u64::from(number) << 3 | u64::from(VARINT));
+    put_varint(out, v);
+}
+
+/// Append a length-delimited field (string, bytes, message).
+pub fn put_len_field(out: &mut Vec<u8>, number: u32, payload: &[u8]) {
+    put_varint(out, u64::from(number) << 3 | u64::from(LEN));
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
 /// Read a string field's payload as UTF-8.
 pub fn utf8<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, ProtoError> {
     std::str::from_utf8(bytes).map_err(|_| ProtoError::InvalidUtf8(field))
