@@ -2,6 +2,8 @@
 //! deployment and a ClusterIP service (1.32+ send them as protobuf); a protobuf body is stored
 //! exactly as the same object sent as JSON; bad protobuf gets upstream's Status and changes
 //! nothing.
+//!
+//! Start at `every_kubectl_creates_namespace_deployment_and_service`.
 
 mod common;
 
@@ -290,4 +292,31 @@ fn accept_only_protobuf(addr: &str, path: &str, body: &[u8]) -> (u16, Value) {
         .and_then(|i| serde_json::from_str(raw[i..].trim_end_matches(|c| c != '}')).ok())
         .unwrap_or(Value::Null);
     (code, json)
+}
+
+#[test]
+fn protobuf_update_and_delete_options() {
+    use api::proto::wire;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
+    let a = server.addr.as_str();
+    // PUT of the namespace kubectl 1.33 created, as protobuf.
+    let ns = fixture("namespace.kubectl-1.33.pb");
+    let (code, created) = http(a, "POST", "/api/v1/namespaces", PROTOBUF, &ns);
+    assert_eq!(code, 201, "{created}");
+    let (code, updated) = http(a, "PUT", "/api/v1/namespaces/team-a", PROTOBUF, &ns);
+    assert_eq!(code, 200, "{updated}");
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+    // A bound pod deleted with protobuf DeleteOptions{gracePeriodSeconds: 7}.
+    let pod = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q"},
+        "spec":{"nodeName":"n1","containers":[{"name":"c","image":"x"}]}}"#;
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, created) = http(a, "POST", pods, "application/json", pod);
+    assert_eq!(code, 201, "{created}");
+    let mut options = Vec::new();
+    wire::put_varint_field(&mut options, 1, 7);
+    let body = api::proto::wrap("v1", "DeleteOptions", &options);
+    let (code, deleted) = http(a, "DELETE", &format!("{pods}/q"), PROTOBUF, &body);
+    assert_eq!(code, 200, "{deleted}");
+    assert_eq!(deleted["metadata"]["deletionGracePeriodSeconds"], 7);
 }

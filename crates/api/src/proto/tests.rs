@@ -1,5 +1,7 @@
 //! Decoder tests: hand-built messages for each wire and JSON rule, bad input, and bodies
 //! captured from kubectl 1.33 compared with the JSON kubectl 1.30 sends for the same command.
+//!
+//! Start at `kubectl_133_protobuf_bodies_decode_to_kubectl_130_json`.
 
 use serde_json::{Value, json};
 
