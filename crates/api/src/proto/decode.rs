@@ -59,13 +59,11 @@ fn read_field(
     match f.card {
         Card::One => *slot = Slot::One(value(f, f.ty, wire_type, r, depth)?),
         Card::Rep => {
-            let items = match slot {
-                Slot::Many(v) => v,
-                _ => {
-                    *slot = Slot::Many(Vec::new());
-                    let Slot::Many(v) = slot else { unreachable!() };
-                    v
-                }
+            if !matches!(slot, Slot::Many(_)) {
+                *slot = Slot::Many(Vec::new());
+            }
+            let Slot::Many(items) = slot else {
+                return Ok(());
             };
             if wire_type == LEN && packable(f.ty) {
                 let mut packed = Reader::new(r.bytes()?);
@@ -126,7 +124,6 @@ fn place(
     depth: u32,
 ) -> Result<(), ProtoError> {
     let v = match slot {
-        Slot::Empty if f.card != Card::One => None,
         Slot::Empty => None,
         Slot::One(v) => Some(v),
         Slot::Many(v) => Some(Value::Array(v)),

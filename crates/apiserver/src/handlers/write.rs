@@ -492,7 +492,7 @@ struct DeleteOptions {
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
     let mut o = DeleteOptions::default();
     if !ctx.body.iter().all(u8::is_ascii_whitespace) {
-        let body = ctx.body_json()?;
+        let body = ctx.body_as("v1", "DeleteOptions")?;
         o.grace_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = body
             .get("propagationPolicy")
