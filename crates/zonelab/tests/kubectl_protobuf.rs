@@ -118,6 +118,7 @@ fn every_kubectl_creates_namespace_deployment_and_service() {
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         let ip = s["spec"]["clusterIP"].as_str().unwrap_or("");
         assert!(ip.starts_with("10."), "allocated clusterIP: {s}");
+        more_kinds(&server, &k, &bin, minor);
         ran.push(minor);
     }
     if ran.is_empty() {
@@ -126,6 +127,38 @@ fn every_kubectl_creates_namespace_deployment_and_service() {
             "no kubectl.1.27 … kubectl.1.33 found beside kubectl, and CI=true"
         );
         eprintln!("SKIPPED: no versioned kubectl binary found");
+    }
+}
+
+/// ConfigMap, Secret and ServiceAccount, once the server serves them (issue 14 adds them in
+/// parallel): created by this kubectl and stored with the data it sent.
+fn more_kinds(server: &ServerProc, k: &Kubectl, bin: &Path, minor: u32) {
+    let (_, core) = http(&server.addr, "GET", "/api/v1", "application/json", b"");
+    let served = |plural: &str| {
+        core["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["name"] == plural))
+    };
+    if served("configmaps") {
+        create(k, bin, &["configmap", "cm", "--from-literal=a=b"]);
+        assert_eq!(get_json(k, bin, &["configmap", "cm"])["data"]["a"], "b");
+    } else {
+        eprintln!("kubectl 1.{minor}: configmaps not served yet; not tried");
+    }
+    if served("secrets") {
+        create(k, bin, &["secret", "generic", "sec", "--from-literal=a=b"]);
+        assert_eq!(get_json(k, bin, &["secret", "sec"])["data"]["a"], "Yg==");
+    } else {
+        eprintln!("kubectl 1.{minor}: secrets not served yet; not tried");
+    }
+    if served("serviceaccounts") {
+        create(k, bin, &["serviceaccount", "sa"]);
+        assert_eq!(
+            get_json(k, bin, &["serviceaccount", "sa"])["metadata"]["name"],
+            "sa"
+        );
+    } else {
+        eprintln!("kubectl 1.{minor}: serviceaccounts not served yet; not tried");
     }
 }
 
