@@ -7,6 +7,7 @@
 pub mod admit;
 pub mod names;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod schema;
 pub mod selector;

@@ -52,7 +52,13 @@ pub fn output_format(accept: Option<&str>) -> Result<Output, StatusError> {
     Err(StatusError {
         code: 406,
         reason: "NotAcceptable",
-        message: "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io".into(),
+        message: concat!(
+            "only the following media types are accepted: application/json, ",
+            "application/json;as=Table;v=v1;g=meta.k8s.io, ",
+            "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io, ",
+            "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"
+        )
+        .into(),
         details: None,
     })
 }
@@ -66,6 +72,8 @@ pub enum BodyType {
     JsonPatch,
     StrategicMergePatch,
     ApplyPatch,
+    /// `application/vnd.kubernetes.protobuf`: the `k8s\0` envelope (see [`api::proto`]).
+    Protobuf,
 }
 
 /// Classify `Content-Type`.
@@ -84,12 +92,30 @@ pub fn body_type(content_type: Option<&str>) -> Result<BodyType, StatusError> {
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
         "application/apply-patch+yaml" => BodyType::ApplyPatch,
+        api::proto::MEDIA_TYPE => BodyType::Protobuf,
         other => return Err(StatusError::unsupported_media_type(other)),
     })
 }
 
 /// Decode a request body as JSON or YAML into a JSON value.
 pub fn decode_body(body: &[u8], ty: BodyType) -> Result<Value, StatusError> {
+    decode_body_as(body, ty, None)
+}
+
+/// Decode a request body (JSON, YAML or protobuf) into a JSON value. `target` is the
+/// `(apiVersion, kind)` the URL expects: a protobuf envelope without a kind gets it, and decode
+/// errors name it as upstream's transformDecodeError does.
+pub fn decode_body_as(
+    body: &[u8],
+    ty: BodyType,
+    target: Option<(&str, &str)>,
+) -> Result<Value, StatusError> {
+    if ty == BodyType::Protobuf {
+        return api::proto::decode_object(body, target).map_err(|e| {
+            let into = target.map_or("", |t| t.1);
+            protobuf_error(e, into, body)
+        });
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(StatusError::bad_request(
             "the body of the request was empty",
@@ -102,6 +128,35 @@ pub fn decode_body(body: &[u8], ty: BodyType) -> Result<Value, StatusError> {
             .map_err(|e| format!("couldn't get version/kind; json parse error: {e}")),
     };
     parsed.map_err(StatusError::bad_request)
+}
+
+/// A protobuf decode failure as upstream's transformDecodeError words it (400 BadRequest).
+fn protobuf_error(e: api::proto::DecodeError, into: &str, body: &[u8]) -> StatusError {
+    match e.body_kind {
+        Some((kind, version)) => StatusError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {into}: {}",
+            e.error
+        )),
+        None => StatusError::bad_request(format!(
+            "the object provided is unrecognized (must be of type {into}): {} ({})",
+            e.error,
+            summarize(body, 30)
+        )),
+    }
+}
+
+/// Upstream's summarizeData: JSON text or hex, cut at `max` bytes.
+fn summarize(body: &[u8], max: usize) -> String {
+    let cut = &body[..body.len().min(max)];
+    let more = if body.len() > max { " ..." } else { "" };
+    match body.first() {
+        None => "<empty>".into(),
+        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(cut)),
+        Some(_) => {
+            let hex: String = cut.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}{more}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +201,38 @@ mod tests {
         assert_eq!(y["b"][0], "x");
         assert_eq!(decode_body(b"{bad", BodyType::Json).unwrap_err().code, 400);
         assert_eq!(decode_body(b"  ", BodyType::Json).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn protobuf_errors_read_as_upstream_transform_decode_error() {
+        assert_eq!(
+            body_type(Some("application/vnd.kubernetes.protobuf")).unwrap(),
+            BodyType::Protobuf
+        );
+        let ns = Some(("v1", "Namespace"));
+        let e = decode_body_as(b"{\"kind\":\"Namespace\"}", BodyType::Protobuf, ns).unwrap_err();
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(
+            e.message,
+            "the object provided is unrecognized (must be of type Namespace): provided data does not appear to be a protobuf message, expected prefix [107 56 115 0] ({\"kind\":\"Namespace\"})"
+        );
+        // Envelope claims 16 bytes of raw, has 2: the envelope itself is cut.
+        let cut = b"k8s\0\x12\x10\x0a\x00";
+        let e = decode_body_as(cut, BodyType::Protobuf, ns).unwrap_err();
+        assert_eq!(
+            e.message,
+            "the object provided is unrecognized (must be of type Namespace): unexpected EOF (6b38730012100a00)"
+        );
+        // typeMeta {v1, Widget}.
+        let widget = b"k8s\0\x0a\x0c\x0a\x02v1\x12\x06Widget\x12\x00";
+        let e = decode_body_as(widget, BodyType::Protobuf, ns).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Widget in version \"v1\" cannot be handled as a Namespace: no kind \"Widget\" is registered for version \"v1\" in scheme \"pkg/api/legacyscheme/scheme.go:30\""
+        );
+        assert_eq!(
+            summarize(&[0xab; 40], 30),
+            format!("{} ...", "ab".repeat(30))
+        );
     }
 }

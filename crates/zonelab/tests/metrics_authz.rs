@@ -6,7 +6,7 @@ mod common;
 use common::{Kubectl, ServerProc, http, kubectl_versions};
 
 /// kubectl 1.32+ sends `auth can-i`'s review as a protobuf body.
-const PROTOBUF_BODIES: bool = false;
+const PROTOBUF_BODIES: bool = true;
 
 /// The value of the sample line that starts with `prefix`, if any.
 fn sample(page: &str, prefix: &str) -> Option<f64> {

@@ -40,9 +40,19 @@ impl Ctx {
         negotiate::body_type(self.content_type.as_deref())
     }
 
-    /// The body decoded as JSON (or YAML).
+    /// The body decoded as JSON (or YAML, or protobuf naming its own kind).
     pub fn body_json(&self) -> Result<Value, StatusError> {
         negotiate::decode_body(&self.body, self.body_type()?)
+    }
+
+    /// The body decoded as an object of `(apiVersion, kind)` (what the URL expects).
+    pub fn body_as(&self, api_version: &str, kind: &str) -> Result<Value, StatusError> {
+        negotiate::decode_body_as(&self.body, self.body_type()?, Some((api_version, kind)))
+    }
+
+    /// The body decoded as an object of the resource `res`.
+    pub fn body_for(&self, res: &api::resources::ResourceInfo) -> Result<Value, StatusError> {
+        self.body_as(&res.api_version(), res.kind)
     }
 
     fn flag(&self, name: &str) -> bool {
@@ -102,6 +112,10 @@ pub async fn handle(
     t: ResourceTarget,
     ctx: Ctx,
 ) -> Result<Response<Body>, StatusError> {
+    if ctx.method != Method::GET {
+        // Negotiate the answer before writing anything, as upstream does (406 up front).
+        ctx.output()?;
+    }
     let verb_not_allowed = || StatusError::method_not_allowed(ctx.method.as_str(), t.res.kind);
     if api::resources::is_create_only(t.res) {
         if ctx.method != Method::POST || t.name.is_some() || t.subresource.is_some() {

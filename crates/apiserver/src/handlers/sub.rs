@@ -31,7 +31,7 @@ pub async fn handle(
         ("status", &Method::GET) => read::get(server, t, ctx, name).await,
         ("status", &Method::PUT) => {
             let opts = WriteOptions::from_ctx(ctx)?;
-            let body = ctx.body_json()?;
+            let body = ctx.body_for(t.res)?;
             let w = guaranteed_update(server, t, name, UpdateScope::Status, opts, |_| {
                 Ok(body.clone())
             })
@@ -95,7 +95,11 @@ async fn scale_write(
     let opts = WriteOptions::from_ctx(ctx)?;
     let is_patch = ctx.method == Method::PATCH;
     let ty = ctx.body_type()?;
-    let body = ctx.body_json()?;
+    let body = if is_patch {
+        ctx.body_json()?
+    } else {
+        ctx.body_as("autoscaling/v1", "Scale")?
+    };
     let res = t.res;
     let w = guaranteed_update(server, t, name, UpdateScope::Main, opts, |old| {
         let current = scale_of(old);
@@ -140,7 +144,7 @@ async fn bind(
     ctx: &Ctx,
     name: &str,
 ) -> Result<Response<Body>, StatusError> {
-    let body = ctx.body_json()?;
+    let body = ctx.body_as("v1", "Binding")?;
     let node = body["target"]["name"].as_str().unwrap_or("").to_string();
     if node.is_empty() {
         return Err(StatusError::invalid(

@@ -247,7 +247,7 @@ pub async fn create(
     ctx: &Ctx,
 ) -> Result<Response<Body>, StatusError> {
     let opts = WriteOptions::from_ctx(ctx)?;
-    let obj = ctx.body_json()?;
+    let obj = ctx.body_for(t.res)?;
     if t.res.namespaced && t.namespace.is_none() {
         return Err(StatusError::method_not_allowed("POST", t.res.kind));
     }
@@ -383,7 +383,7 @@ pub async fn update(
     name: &str,
 ) -> Result<Response<Body>, StatusError> {
     let opts = WriteOptions::from_ctx(ctx)?;
-    let body = ctx.body_json()?;
+    let body = ctx.body_for(t.res)?;
     let key = objects::key(t.res, t.namespace.as_deref(), name);
     let exists = server
         .store
@@ -429,7 +429,7 @@ pub fn apply_patch(
                 "application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)",
             ));
         }
-        BodyType::Json | BodyType::Yaml => {
+        BodyType::Json | BodyType::Yaml | BodyType::Protobuf => {
             return Err(StatusError::unsupported_media_type(
                 "application/json (PATCH needs a patch content type)",
             ));
@@ -448,6 +448,9 @@ pub async fn patch_with_scope(
 ) -> Result<Written, StatusError> {
     let opts = WriteOptions::from_ctx(ctx)?;
     let ty = ctx.body_type()?;
+    if ty == BodyType::Protobuf {
+        return Err(StatusError::unsupported_media_type(api::proto::MEDIA_TYPE));
+    }
     let patch = crate::negotiate::decode_body(
         &ctx.body,
         match ty {
@@ -489,7 +492,7 @@ struct DeleteOptions {
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
     let mut o = DeleteOptions::default();
     if !ctx.body.iter().all(u8::is_ascii_whitespace) {
-        let body = ctx.body_json()?;
+        let body = ctx.body_as("v1", "DeleteOptions")?;
         o.grace_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation = body
             .get("propagationPolicy")
