@@ -10,6 +10,7 @@ pub mod exec;
 pub mod faults;
 pub mod lab;
 pub mod plan;
+pub mod preflight;
 pub mod procs;
 pub mod topology;
 

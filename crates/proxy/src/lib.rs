@@ -6,6 +6,7 @@ pub mod apply;
 pub mod elements;
 pub mod fixtures;
 pub mod hash;
+pub mod health;
 pub mod iptables;
 pub mod metrics;
 pub mod model;

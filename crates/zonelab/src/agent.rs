@@ -137,6 +137,8 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
 const SYN_SENT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_syn_sent";
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let mode = crate::preflight::proxy_mode(&args.proxy_mode)?;
+    netlab::preflight::check(netlab::preflight::Role::Agent(mode))?;
     if let Some(t) = args.conntrack_tcp_timeout_syn_sent {
         let secs = t.as_secs().max(1);
         std::fs::write(SYN_SENT_SYSCTL, secs.to_string())

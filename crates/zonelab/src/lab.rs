@@ -257,17 +257,6 @@ fn start_server(
     Ok((child.id(), api))
 }
 
-async fn wait_healthy(api: SocketAddr, limit: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if tokio::net::TcpStream::connect(api).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the API server did not come up on {api} within {limit:?}")
-}
-
 pub(crate) fn node_ready(n: &Node) -> bool {
     n.status
         .as_ref()
@@ -420,10 +409,13 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         nodes_per_zone: plan.nodes_per_zone,
     };
     let topo = Topology::new(&spec)?;
+    let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
+    crate::preflight::tools(&plan.proxy_mode)?;
     if let Ok(old) = load_config(state_dir, prefix) {
         eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
         kill_pid(old.server());
     }
+    crate::ports::check_free(api).context("the API port")?;
     let r = runner();
     let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
     eprintln!(
@@ -450,7 +442,15 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         serde_json::to_vec_pretty(&cfg)?,
     )?;
     write_kubeconfig(state_dir, &cfg)?;
-    wait_healthy(api, Duration::from_secs(20)).await?;
+    let server = cfg.server();
+    crate::preflight::wait_server(
+        || server.alive(),
+        server_pid,
+        api,
+        &dir.join("server.log"),
+        Duration::from_secs(20),
+    )
+    .await?;
     eprintln!(
         "control plane: http://{api} ({:.1}s)",
         started.elapsed().as_secs_f64()
@@ -460,7 +460,20 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     }
     drop(lab);
     let client = kube_client(api)?;
+    let waiting = Instant::now();
     wait_nodes_ready(&client, topo.nodes.len(), plan.wait).await?;
+    let nodes: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
+    let left = plan
+        .wait
+        .saturating_sub(waiting.elapsed())
+        .max(Duration::from_secs(10));
+    crate::preflight::wait_proxies(&nodes, left).await?;
+    eprintln!(
+        "  {}/{} kube-proxies programmed their rules ({:.1}s)",
+        nodes.len(),
+        nodes.len(),
+        started.elapsed().as_secs_f64()
+    );
     println!(
         "lab {prefix:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
         topo.nodes.len(),

@@ -15,6 +15,8 @@ mod flags;
 mod lab;
 mod load;
 mod netns;
+mod ports;
+mod preflight;
 mod proxy_driver;
 mod run;
 mod server;

@@ -2,9 +2,10 @@
 //! that entered the namespace (`setns` changes only the calling thread), and keeps working
 //! after that thread is gone. Never done on a tokio worker.
 //!
-//! Start at [`bind_in_netns`].
+//! Start at [`bind_in_netns`] and [`connect_in_netns`].
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sched::{CloneFlags, setns};
@@ -24,6 +25,27 @@ pub fn bind_in_netns(netns: &str, addr: SocketAddr) -> anyhow::Result<TcpListene
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("the bind thread for {netns} panicked"))?
+}
+
+/// Connect to `addr` from inside the named network namespace (the lab reads each node's
+/// kube-proxy `/healthz` this way); the stream keeps working after the thread is gone.
+pub fn connect_in_netns(
+    netns: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<TcpStream> {
+    let path = format!("/run/netns/{netns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    let handle = std::thread::Builder::new()
+        .name(format!("connect-{netns}"))
+        .spawn(move || -> anyhow::Result<TcpStream> {
+            setns(&file, CloneFlags::CLONE_NEWNET).context("entering the network namespace")?;
+            TcpStream::connect_timeout(&addr, timeout)
+                .with_context(|| format!("connecting to {addr}"))
+        })?;
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("the connect thread for {netns} panicked"))?
 }
 
 /// Move the calling thread into the named network namespace. Call it before any other thread

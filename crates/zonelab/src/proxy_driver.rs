@@ -22,6 +22,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
 use proxy::apply::{IptablesApplier, NftApplier, RuleApplier};
+use proxy::health::ProxyHealth;
 use proxy::syncer::{Change, ProxyMode, SyncKind, Syncer, SyncerConfig};
 use tokio::sync::mpsc;
 
@@ -78,19 +79,15 @@ fn feed<T>(ev: watcher::Event<T>, mut apply: impl FnMut(Change<'_, T>)) -> bool 
 }
 
 /// What the proxy's HTTP endpoints report.
-#[derive(Default)]
 struct Status {
     metrics: String,
-    /// Wall-clock ms of the last successful sync (0: none yet).
-    last_ok: i64,
-    /// Whether the most recent sync attempt succeeded.
-    last_attempt_ok: bool,
+    health: ProxyHealth,
 }
 
-/// Serve `/metrics` (Prometheus text, upstream metric names) and `/healthz`: 503 before the
-/// first successful sync, and when the latest sync failed and none succeeded within
-/// 2 x `--sync-period` (upstream's health timeout); 200 otherwise.
-fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>, healthy_within_ms: i64) {
+/// Serve `/metrics` (Prometheus text, upstream metric names) and `/healthz` (upstream's
+/// semantics and body, see [`ProxyHealth`]: 503 once a queued update is not programmed within
+/// 2 x `--sync-period`).
+fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>) {
     tokio::spawn(async move {
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,
@@ -108,14 +105,10 @@ fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>, healthy_within_ms:
                         let (code, body) = match status.lock() {
                             Ok(s) => match req.uri().path() {
                                 "/metrics" => (200, s.metrics.clone()),
-                                "/healthz"
-                                    if s.last_ok > 0
-                                        && (s.last_attempt_ok
-                                            || wall_clock() - s.last_ok <= healthy_within_ms) =>
-                                {
-                                    (200, "ok".to_string())
+                                "/healthz" | "/livez" => {
+                                    let r = s.health.check(wall_clock());
+                                    (r.status_code(), r.body())
                                 }
-                                "/healthz" => (503, "no successful sync recently".to_string()),
                                 _ => (404, "not found".to_string()),
                             },
                             Err(_) => (500, "status lock poisoned".to_string()),
@@ -137,8 +130,11 @@ fn serve_status(addr: SocketAddr, status: Arc<Mutex<Status>>, healthy_within_ms:
 /// Run the proxy until the process ends; `/metrics` and `/healthz` are served on `status_addr`.
 pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_addr: SocketAddr) {
     let mode = cfg.mode;
-    let status = Arc::new(Mutex::new(Status::default()));
-    serve_status(status_addr, Arc::clone(&status), 2 * cfg.sync_period_ms);
+    let status = Arc::new(Mutex::new(Status {
+        metrics: String::new(),
+        health: ProxyHealth::new(cfg.sync_period_ms),
+    }));
+    serve_status(status_addr, Arc::clone(&status));
     let mut syncer = Syncer::new(cfg);
     let (tx, mut rx) = mpsc::channel(1024);
     spawn_watch(
@@ -159,7 +155,15 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     };
     loop {
         let now = wall_clock();
-        if started && let Some(txn) = syncer.poll(now) {
+        let queued = syncer.tracker().has_changes();
+        let polled = if started { syncer.poll(now) } else { None };
+        if started && polled.is_none() && queued && !syncer.tracker().has_changes() {
+            // The changes were taken and needed no rule change: the sync is done.
+            if let Ok(mut st) = status.lock() {
+                st.health.updated(now);
+            }
+        }
+        if let Some(txn) = polled {
             let (kind, text) = (txn.kind, txn.text);
             let began = std::time::Instant::now();
             let (back, result) = tokio::task::spawn_blocking(move || {
@@ -174,6 +178,13 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 tracing::warn!("proxy sync failed: {e}");
             }
             let done = wall_clock();
+            if let Ok(mut st) = status.lock() {
+                match &result {
+                    Ok(()) if kind != SyncKind::StaleDelete => st.health.updated(done),
+                    Ok(()) => {}
+                    Err(e) => st.health.sync_failed(done, e.to_string()),
+                }
+            }
             syncer.on_applied(result, done);
             if ok {
                 let now_udp = crate::conntrack::udp_view(syncer.plan());
@@ -185,10 +196,6 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             }
             if let Ok(mut st) = status.lock() {
                 st.metrics = syncer.render_metrics();
-                st.last_attempt_ok = ok;
-                if ok {
-                    st.last_ok = done;
-                }
             }
             if kind != SyncKind::StaleDelete {
                 let ready: usize = syncer.plan().services().map(|s| s.endpoints.len()).sum();
@@ -212,9 +219,15 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                     Feed::Service(ev) => services_synced |= feed(*ev, |c| syncer.on_service(c)),
                     Feed::Slice(ev) => slices_synced |= feed(*ev, |c| syncer.on_slice(c)),
                 }
-                if !started && services_synced && slices_synced {
+                let first = !started && services_synced && slices_synced;
+                if first {
                     started = true;
                     syncer.on_initial_sync_done(wall_clock());
+                }
+                if (first || (started && syncer.tracker().has_changes()))
+                    && let Ok(mut st) = status.lock()
+                {
+                    st.health.queued_update(wall_clock());
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}

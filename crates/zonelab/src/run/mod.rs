@@ -78,6 +78,7 @@ pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the live lab builds network namespaces: run `zonelab run` as root");
     }
+    crate::preflight::tools(&up_plan(args, p).proxy_mode)?;
     std::fs::create_dir_all(args.out.join("clients"))
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)?;
