@@ -1,5 +1,5 @@
-//! Root-only integration tests: real labs in network namespaces (skipped when not root or when
-//! `ip`, `nft` or `python3` is missing). Start at `two_zone_lab_faults_and_teardown`.
+//! Root-only integration tests: real labs in network namespaces (reported as ignored without root or
+//! the tools, see build.rs; under CI they fail instead). Start at `two_zone_lab_faults_and_teardown`.
 //!
 //! Every lab uses a prefix unique to this test process and is torn down by a guard, also when a
 //! test panics. Traffic stays inside the lab's namespaces.
@@ -58,34 +58,17 @@ fn python() -> String {
     }
 }
 
-/// Why these tests cannot run here, if they cannot.
-fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        return Some("not root".into());
-    }
-    for (tool, arg) in [("ip", "-V"), ("nft", "-v"), (python().as_str(), "-V")] {
-        let ok = Command::new(tool)
-            .arg(arg)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !ok {
-            return Some(format!("`{tool}` is missing"));
-        }
-    }
-    None
-}
+/// What these tests need besides root (the same list `build.rs` checks).
+const TOOLS: [netlab::preflight::Tool; 5] = {
+    use netlab::preflight::{IP, KILL, NFT, PYTHON3, SYSCTL};
+    [IP, NFT, SYSCTL, KILL, PYTHON3]
+};
 
+/// Fails the test with the preflight's message when root or a tool is missing: it only runs
+/// where `build.rs` found them (`cfg(zonelab_root)`), or under CI, where it must not pass.
 macro_rules! require_root_tools {
     () => {
-        if let Some(why) = skip_reason() {
-            eprintln!("skipping netns test: {why}");
-            return;
-        }
+        netlab::preflight::require_for_test(&TOOLS)
     };
 }
 
@@ -187,6 +170,10 @@ fn echo_server(name: &str, netns: &str) -> ProcSpec {
 }
 
 #[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root, ip, nft, sysctl, kill and python3: run as root (scripts/setup.sh installs them)"
+)]
 fn two_zone_lab_faults_and_teardown() {
     require_root_tools!();
     let p = prefix('t');
@@ -343,6 +330,10 @@ fn two_zone_lab_faults_and_teardown() {
 }
 
 #[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root, ip, nft, sysctl, kill and python3: run as root (scripts/setup.sh installs them)"
+)]
 fn up_clears_leftovers_of_a_crashed_run() {
     require_root_tools!();
     let p = prefix('u');

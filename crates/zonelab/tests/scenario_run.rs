@@ -4,7 +4,7 @@
 //! endpoints, and no failures after the proxies converged (other than stale-conntrack hits,
 //! which the report attributes); a partition: timeouts while the zone's processes keep
 //! running, and its endpoints back after the heal; a graceful stop: next to no error window.
-//! Skips (with a message) without root or the tools. Runs one lab at a time.
+//! Reported as ignored without root or the tools (see build.rs); under CI they fail instead. Runs one lab at a time.
 
 mod common;
 
@@ -18,10 +18,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 
 /// One lab at a time: parallel labs on two cores would blur the timings under test.
 static ONE_LAB: Mutex<()> = Mutex::new(());
-
-fn can_run() -> bool {
-    common::root_with(&["ip", "nft"])
-}
 
 /// Removes the lab if the run left it (a panic, a killed run).
 struct Down {
@@ -61,11 +57,10 @@ fn json_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Runs `scenario` (YAML text), one lab at a time; `None` (skipped) without root or the tools.
-fn run(prefix: &str, port: u16, scenario: &str) -> Option<Run> {
-    if !can_run() {
-        return None;
-    }
+/// Runs `scenario` (YAML text), one lab at a time; fails with the preflight's message without
+/// root or the tools.
+fn run(prefix: &str, port: u16, scenario: &str) -> Run {
+    netlab::preflight::require_for_test(&common::lab_tools());
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.yaml");
@@ -114,11 +109,11 @@ fn run(prefix: &str, port: u16, scenario: &str) -> Option<Run> {
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("valid report");
     assert_eq!(reread, report, "re-analysis differs");
-    Some(Run {
+    Run {
         report,
         requests,
         timeline,
-    })
+    }
 }
 
 fn phase(r: &Value, name: &str) -> f64 {
@@ -140,8 +135,12 @@ fn only_timeouts(r: &Value) {
 }
 
 #[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+)]
 fn zone_power_off_matches_the_timers_and_the_dead_share() {
-    let Some(Run { report: r, .. }) = run(
+    let Run { report: r, .. } = run(
         "zsp",
         16461,
         "name: zone-power-off-test
@@ -153,9 +152,7 @@ clients: [{name: web, target: web, zones: [b, c], rate: 50, timeout: 1s}]
 faults: [{at: 10s, type: zone-power-off, target: a}]
 run: {until: capacity-restored, cap: 150s}
 ",
-    ) else {
-        return;
-    };
+    );
     only_timeouts(&r);
     assert_eq!(r["ended_by"], "capacity-restored", "{r}");
     // Detection: the last lease renewal precedes the fault by up to one renew interval, and
@@ -206,12 +203,16 @@ run: {until: capacity-restored, cap: 150s}
 }
 
 #[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+)]
 fn zone_partition_times_out_while_pods_run_and_heals() {
-    let Some(Run {
+    let Run {
         report: r,
         requests,
         ..
-    }) = run(
+    } = run(
         "zsq",
         16462,
         "name: zone-partition-test
@@ -224,10 +225,7 @@ faults:
   - {at: 25s, type: recover, target: a}
 run: {duration: 45s}
 ",
-    )
-    else {
-        return;
-    };
+    );
     only_timeouts(&r);
     let t0 = r["started_at_ms"].as_f64().unwrap();
     let at = |q: &Value| (q["start"].as_f64().unwrap() - t0) / 1e3;
@@ -262,12 +260,16 @@ run: {duration: 45s}
 }
 
 #[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+)]
 fn graceful_stop_has_next_to_no_error_window_and_recovers() {
-    let Some(Run {
+    let Run {
         report: r,
         timeline,
         ..
-    }) = run(
+    } = run(
         "zsg",
         16463,
         "name: graceful-stop-test
@@ -280,10 +282,7 @@ faults:
   - {at: 20s, type: recover, target: a}
 run: {duration: 30s}
 ",
-    )
-    else {
-        return;
-    };
+    );
     assert!(r["phases"]["capacity_restored_s"].as_f64().is_some(), "{r}");
     // The stopped agent was started again by `recover`: its node reports Ready once more.
     let t0 = r["started_at_ms"].as_f64().unwrap();

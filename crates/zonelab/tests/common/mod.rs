@@ -226,24 +226,14 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// True when running as root with every tool of `tools` on the PATH; otherwise prints why the
-/// test is skipped.
-pub fn root_with(tools: &[&str]) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let found = tools.iter().all(|t| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !root || !found {
-        eprintln!("SKIPPED: needs root and {}", tools.join(", "));
-    }
-    root && found
+/// What the root-only lab tests need: root, every tool the lab and its agents execute (both
+/// proxy modes), `kubectl` and `python3` (the same list `build.rs` checks).
+pub fn lab_tools() -> Vec<netlab::preflight::Tool> {
+    use netlab::preflight::{KUBECTL, PYTHON3, ProxyMode, Role};
+    let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
+    tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
+    tools.extend([KUBECTL, PYTHON3]);
+    tools.sort();
+    tools.dedup();
+    tools
 }

@@ -1,0 +1,20 @@
+//! Sets `cfg(zonelab_root)` when the lab's root-only tests can run here (root, every tool the
+//! lab and its agents execute in both proxy modes, and `kubectl`), or under `CI=true`;
+//! without it they are reported as ignored. The check is netlab's preflight, included by path.
+
+#[allow(dead_code)]
+#[path = "../netlab/src/preflight.rs"]
+mod preflight;
+
+use preflight::{ProxyMode, Role};
+
+fn main() {
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=../netlab/src/preflight.rs");
+    let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
+    tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
+    tools.extend([preflight::KUBECTL, preflight::PYTHON3]);
+    tools.sort();
+    tools.dedup();
+    preflight::root_test_cfg(&tools);
+}
