@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The zonelab demo on a fresh machine: installs what it lacks (nftables, iptables, iproute2,
-# conntrack), builds zonelab, and runs `zonelab demo`, the bundled AZ-outage scenario
-# (examples/demo.yaml): 3 zones x 2 nodes in network namespaces, an echo Deployment of 6
+# The zonelab demo on a fresh machine: installs what it lacks (scripts/setup.sh: nftables,
+# iptables, iproute2, conntrack, ...), builds zonelab, and runs `zonelab demo`, the bundled
+# AZ-outage scenario (examples/demo.yaml): 3 zones x 2 nodes in network namespaces, an echo Deployment of 6
 # replicas spread over the zones, a client in every zone sending 20 requests/s through the
 # Service's ClusterIP, zone a powered off at t = 30 s, fast timers, until capacity is restored
 # (at most 5 minutes). It ends with the answer in plain words and writes the report to
@@ -11,15 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ "$(id -u)" != 0 ]; then echo "the demo builds network namespaces: run it as root (sudo ./demo.sh)" >&2; exit 1; fi
-export DEBIAN_FRONTEND=noninteractive
-need=()
-for pair in nft:nftables iptables-restore:iptables ip:iproute2 conntrack:conntrack; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  apt-get update -qq && apt-get install -y -qq "${need[@]}"
-fi
+scripts/setup.sh
 command -v cargo >/dev/null || { echo "cargo (Rust) is required: https://rustup.rs" >&2; exit 1; }
 
 if [ -n "${ZONELAB_DEBUG:-}" ]; then

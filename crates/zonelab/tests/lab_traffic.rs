@@ -297,7 +297,11 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
         fetch(&nodes[0], "/metrics").contains("kubeproxy_sync_proxy_rules_duration_seconds"),
         "{mode}: metrics"
     );
-    assert_eq!(fetch(&nodes[0], "/healthz").trim(), "ok");
+    // Upstream's body (lastUpdated, currentTime), plus whether the rules were ever programmed.
+    let health: Value = serde_json::from_str(&fetch(&nodes[0], "/healthz")).expect("JSON");
+    assert_eq!(health["synced"], true, "{mode}: {health}");
+    assert!(health["lastError"].is_null(), "{mode}: {health}");
+    assert!(health["lastUpdated"].is_string(), "{mode}: {health}");
 
     // A deleted pod gets no new connection once its endpoint is gone.
     let victim = by_pod.keys().next().cloned().unwrap_or_default();
