@@ -359,6 +359,7 @@ mod tests {
                 failed: 0,
             },
             stale_conntrack: 0,
+            no_endpoints: 0,
             pre_fault_connections: Counts::default(),
         }
     }

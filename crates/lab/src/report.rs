@@ -128,6 +128,11 @@ pub struct Requests {
     /// conntrack entry, still NATed to the endpoint it picked (kubernetes/kubernetes#101607).
     #[serde(default)]
     pub stale_conntrack: u64,
+    /// Failed requests sent while the client node's kube-proxy programmed no endpoint for the
+    /// target Services: rejected (ICMP port unreachable, rate-limited by the kernel to a burst
+    /// of 6 then 1/s per client, so mostly timeouts), not failed on a dead pod.
+    #[serde(default)]
+    pub no_endpoints: u64,
 }
 
 /// Total and failed.

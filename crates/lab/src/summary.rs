@@ -82,6 +82,13 @@ pub fn render(r: &Report) -> String {
             r.requests.stale_conntrack, r.failed_after_converged_stale_conntrack
         );
     }
+    if r.requests.no_endpoints > 0 {
+        let _ = writeln!(
+            s,
+            "  {} failed request(s) were sent while the client's node had no endpoint for the Service: rejected, and past the kernel's ICMP rate limit (a burst of 6, then 1/s) seen as timeouts; no endpoints, not dead pods",
+            r.requests.no_endpoints
+        );
+    }
     if r.failed_after_converged > r.failed_after_converged_stale_conntrack {
         let _ = writeln!(
             s,

@@ -1,6 +1,7 @@
 //! Turns a run's records into its [`Report`]: start at [`analyze`]. Pure: the same input gives
 //! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
 
+mod no_endpoints;
 mod phases;
 mod traffic;
 
@@ -98,7 +99,8 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let fault = primary_fault(&events);
     let ph = phases::compute(meta, &events, fault.as_ref());
     let phases = ph.relative(rel);
-    let tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
+    let mut tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
+    tr.requests.no_endpoints = no_endpoints::count(meta, &events, &requests);
     let availability = traffic::percent(tr.requests.ok, tr.requests.total);
     let error_window_s = tr.window.map_or(0.0, |w| round3(w.end_s - w.start_s));
     let slo = judge(&meta.slo, availability, error_window_s);

@@ -379,3 +379,37 @@ fn stale_hits_stretch_the_window_and_are_reported_apart() {
         "{text}"
     );
 }
+
+#[test]
+fn failures_while_the_node_has_no_endpoint_are_no_endpoints_not_dead_pods() {
+    let (mut events, mut reqs) = outage();
+    // The zone outage's failures hit dead endpoints: none is "no endpoints".
+    assert_eq!(
+        analyze(&meta(60.0), &events, &reqs).requests.no_endpoints,
+        0
+    );
+    // b-1's proxy programs no endpoint from 55 s (the Service was scaled to 0) to 57 s; its
+    // client's requests then fail: refused for the first ones, timeouts past the ICMP limit.
+    events.push(ev(55.0, sync("b-1", &[])));
+    events.push(ev(57.0, sync("b-1", &[ip("b-1")])));
+    for r in reqs.iter_mut().filter(|r| r.client_node == "b-1") {
+        if (at(55.0)..at(57.0)).contains(&r.start) {
+            let refused = r.start < at(55.6);
+            r.outcome = if refused { "refused" } else { "timeout" }.into();
+            r.connected = false;
+            r.zone = None;
+        }
+    }
+    // A failure of c-1 at the same time (its proxy has endpoints) is not counted.
+    let c = reqs
+        .iter_mut()
+        .find(|r| r.client_node == "c-1" && r.start >= at(55.0))
+        .unwrap();
+    c.outcome = "timeout".into();
+    let report = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(report.requests.no_endpoints, 20, "{:?}", report.requests);
+    assert!(
+        crate::summary::render(&report)
+            .contains("20 failed request(s) were sent while the client's node had no endpoint")
+    );
+}
