@@ -268,11 +268,13 @@ async fn wait_nodes_ready(
     client: &kube::Client,
     want: usize,
     limit: Duration,
+    still_running: impl Fn() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let start = Instant::now();
     let mut last = 0;
     while start.elapsed() < limit {
+        still_running()?;
         if let Ok(list) = api.list(&ListParams::default()).await {
             let ready = list.items.iter().filter(|n| node_ready(n)).count();
             if ready != last {
@@ -461,7 +463,26 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     drop(lab);
     let client = kube_client(api)?;
     let waiting = Instant::now();
-    wait_nodes_ready(&client, topo.nodes.len(), plan.wait).await?;
+    let running = || {
+        anyhow::ensure!(
+            server.alive(),
+            "the API server (pid {server_pid}) exited; the end of server.log:\n{}",
+            crate::preflight::log_tail(&dir.join("server.log"), 15)
+        );
+        for n in &topo.nodes {
+            anyhow::ensure!(
+                agent_pid(state_dir, prefix, &n.name).is_some(),
+                "the agent of {} exited; the end of its log:\n{}",
+                n.name,
+                crate::preflight::log_tail(
+                    &dir.join("logs").join(format!("agent-{}.err", n.name)),
+                    15
+                )
+            );
+        }
+        Ok(())
+    };
+    wait_nodes_ready(&client, topo.nodes.len(), plan.wait, running).await?;
     let nodes: Vec<String> = topo.nodes.iter().map(|n| n.name.clone()).collect();
     let left = plan
         .wait

@@ -194,3 +194,49 @@ fn agent_healthz_is_503_with_the_reason_when_rules_cannot_be_programmed() {
     );
     assert!(body["currentTime"].as_str().is_some(), "{body}");
 }
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root and nft, ip, conntrack: run as root (scripts/setup.sh installs the tools)"
+)]
+fn run_says_when_its_server_exits_with_the_end_of_its_log() {
+    netlab::preflight::require_for_test(
+        &netlab::preflight::Role::LabHost(netlab::preflight::ProxyMode::Nftables).needs(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prefix = format!("zs{}", std::process::id() % 1000);
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web.yaml");
+    let file = dir.path().join("s.yaml");
+    // A server flag that clap accepts but the server rejects at start.
+    std::fs::write(
+        &file,
+        format!(
+            "name: bad-server\ntopology: {{zones: [a], nodesPerZone: 1}}\nprofile: fast\nflags: {{service-cluster-ip-range: \"10.96.0.0/40\"}}\nworkloads: [{{path: {}}}]\nclients: [{{name: web, target: web, rate: 5, timeout: 1s}}]\nrun: {{duration: 10s}}\n",
+            web.display()
+        ),
+    )
+    .expect("write scenario");
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .args(["--prefix", &prefix, "--api-port", &free_port().to_string()])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("zonelab run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the API server (pid ") && stderr.contains(") exited"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("invalid --service-cluster-ip-range"),
+        "the server's own error is missing: {stderr}"
+    );
+    assert_eq!(namespaces_with(&format!("{prefix}-")), Vec::<String>::new());
+}
