@@ -1,6 +1,6 @@
-//! Sets `cfg(zonelab_root)` when this crate's root-only tests can run here (root, `ip`, `nft`,
-//! `sysctl`, `kill`, `python3`), or under `CI=true`; without it they are reported as ignored.
-//! Start at `netlab::preflight::root_test_cfg`.
+//! Sets `cfg(zonelab_root)` as root (or under `CI=true`): then this crate's root-only tests
+//! run, and fail with the preflight's message if a tool they need is missing (`ip`, `nft`,
+//! `sysctl`, `kill`, `python3`); otherwise they are reported as ignored.
 
 #[allow(dead_code)]
 #[path = "src/preflight.rs"]

@@ -1,6 +1,7 @@
-//! Sets `cfg(zonelab_root)` when this crate's root-only tests can run here (root, `ip`, `nft`),
-//! or under `CI=true`; without it they are reported as ignored. The check is netlab's
-//! preflight, included by path (netlab is only a dev-dependency here).
+//! Sets `cfg(zonelab_root)` as root (or under `CI=true`): then this crate's root-only tests
+//! run, and fail with the preflight's message if a tool they need is missing (`ip`, `nft`);
+//! otherwise they are reported as ignored.
+//! The check is netlab's preflight, included by path.
 
 #[allow(dead_code)]
 #[path = "../netlab/src/preflight.rs"]

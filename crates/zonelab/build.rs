@@ -1,6 +1,8 @@
-//! Sets `cfg(zonelab_root)` when the lab's root-only tests can run here (root, every tool the
-//! lab and its agents execute in both proxy modes, and `kubectl`), or under `CI=true`;
-//! without it they are reported as ignored. The check is netlab's preflight, included by path.
+//! Sets `cfg(zonelab_root)` as root (or under `CI=true`): then this crate's root-only tests
+//! run, and fail with the preflight's message if a tool they need is missing (every tool the
+//! lab and its agents execute in both proxy modes, `kubectl`, `python3`); otherwise they are
+//! reported as ignored.
+//! The check is netlab's preflight, included by path.
 
 #[allow(dead_code)]
 #[path = "../netlab/src/preflight.rs"]

@@ -172,7 +172,7 @@ fn echo_server(name: &str, netns: &str) -> ProcSpec {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root, ip, nft, sysctl, kill and python3: run as root (scripts/setup.sh installs them)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn two_zone_lab_faults_and_teardown() {
     require_root_tools!();
@@ -332,7 +332,7 @@ fn two_zone_lab_faults_and_teardown() {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root, ip, nft, sysctl, kill and python3: run as root (scripts/setup.sh installs them)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn up_clears_leftovers_of_a_crashed_run() {
     require_root_tools!();

@@ -79,7 +79,7 @@ fn text() -> String {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root, ip and nft: run as root (scripts/setup.sh installs them)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn full_sync_text_passes_nft_check_and_applies_in_a_netns() {
     use netlab::preflight::{IP, NFT, require_for_test};

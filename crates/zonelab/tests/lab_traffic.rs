@@ -395,7 +395,7 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root, the lab's tools (nft, iptables, ip, conntrack, ...) and kubectl: run as root (scripts/setup.sh installs them)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn clusterip_traffic_through_real_rules_in_both_proxy_modes() {
     netlab::preflight::require_for_test(&common::lab_tools());

@@ -84,7 +84,7 @@ fn lab_up_without_nft_names_nftables_and_builds_nothing() {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root and nft, ip, conntrack: run as root (scripts/setup.sh installs the tools)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn run_with_its_api_port_taken_names_the_holder() {
     netlab::preflight::require_for_test(
@@ -198,7 +198,7 @@ fn agent_healthz_is_503_with_the_reason_when_rules_cannot_be_programmed() {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root and nft, ip, conntrack: run as root (scripts/setup.sh installs the tools)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn run_says_when_its_server_exits_with_the_end_of_its_log() {
     netlab::preflight::require_for_test(

@@ -137,7 +137,7 @@ fn only_timeouts(r: &Value) {
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn zone_power_off_matches_the_timers_and_the_dead_share() {
     let Run { report: r, .. } = run(
@@ -205,7 +205,7 @@ run: {until: capacity-restored, cap: 150s}
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn zone_partition_times_out_while_pods_run_and_heals() {
     let Run {
@@ -262,7 +262,7 @@ run: {duration: 45s}
 #[test]
 #[cfg_attr(
     not(zonelab_root),
-    ignore = "needs root and the lab's tools (nft, ip, conntrack, ...): run as root (scripts/setup.sh)"
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn graceful_stop_has_next_to_no_error_window_and_recovers() {
     let Run {
