@@ -66,20 +66,28 @@ impl Drop for ServerProc {
 pub struct Kubectl {
     pub server: String,
     pub home: tempfile::TempDir,
+    /// The kubectl binary run (`kubectl` on the PATH unless [`Kubectl::with_binary`]).
+    pub binary: PathBuf,
 }
 
 impl Kubectl {
     pub fn new(server: &ServerProc) -> Kubectl {
+        Kubectl::with_binary(server, Path::new("kubectl"))
+    }
+
+    /// A kubectl running `binary` (e.g. one versioned binary beside the dispatcher).
+    pub fn with_binary(server: &ServerProc, binary: &Path) -> Kubectl {
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::write(home.path().join("config"), "").expect("kubeconfig");
         Kubectl {
             server: server.url(),
             home,
+            binary: binary.to_path_buf(),
         }
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new("kubectl");
+        let mut c = Command::new(&self.binary);
         c.env("KUBECONFIG", self.home.path().join("config"))
             .env("HOME", self.home.path())
             .arg("--server")
