@@ -28,6 +28,10 @@ pub const EVICTION_REFUSED: &str =
 
 const EVICTION_VERSIONS: [&str; 2] = ["policy/v1", "policy/v1beta1"];
 
+/// Upstream `EvictionsRetry`: 20 steps of 500 ms (its 10% jitter left out).
+const EVICTION_RETRY_STEPS: usize = 20;
+const EVICTION_RETRY_MS: u64 = 500;
+
 /// Upstream `NewTooManyRequests` with a `DisruptionBudget` cause.
 fn too_many_requests(cause: String, retry_after_seconds: u32) -> StatusError {
     StatusError {
@@ -269,15 +273,30 @@ pub async fn evict(
         subresource: None,
         ..t.clone()
     };
-    let (_, pod) = super::current(server, &pod_target, name).await?;
-    if can_ignore_pdb(&pod) {
+    let mut attempt = 0;
+    let pod = loop {
+        let (_, pod) = super::current(server, &pod_target, name).await?;
+        if !can_ignore_pdb(&pod) {
+            break pod;
+        }
         let mut o = opts.clone();
         if should_enforce_resource_version(&pod) && o.resource_version.is_none() {
             o.resource_version = objects::meta_str(&pod, "resourceVersion").map(str::to_string);
         }
-        delete_with(server, &pod_target, name, &o, dry_run).await?;
-        return Ok(success());
-    }
+        match delete_with(server, &pod_target, name, &o, dry_run).await {
+            Ok(_) => return Ok(success()),
+            // The pod changed under us: look at it again, as upstream's `EvictionsRetry`.
+            Err(e)
+                if e.code == 409
+                    && opts.resource_version.is_none()
+                    && attempt + 1 < EVICTION_RETRY_STEPS =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(EVICTION_RETRY_MS)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let pdb_res = resources::by_plural("policy", "poddisruptionbudgets")
         .ok_or_else(StatusError::path_not_found)?;
     let budgets = budgets_for(server, pdb_res, &pod).await?;
@@ -356,6 +375,10 @@ async fn decrement(
     .await
     .map(|_| ())
 }
+
+#[cfg(test)]
+#[path = "evict_tests.rs"]
+mod server_tests;
 
 #[cfg(test)]
 mod tests {
