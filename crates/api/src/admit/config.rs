@@ -420,6 +420,24 @@ mod tests {
     }
 
     #[test]
+    fn strict_field_validation_knows_the_new_kinds() {
+        let secret = by_plural("", "secrets").unwrap();
+        let s = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+                       "type": "Opaque", "stringData": {"a": "b"}, "immutable": true, "bogus": 1});
+        assert_eq!(crate::schema::unknown_fields(secret, &s), vec!["bogus"]);
+        let pdb = crate::resources::by_plural("policy", "poddisruptionbudgets").unwrap();
+        let p = json!({"spec": {"minAvailable": "50%", "maxUnavailble": 1,
+                       "selector": {"matchLabels": {"a": "b"}}}});
+        assert_eq!(
+            crate::schema::unknown_fields(pdb, &p),
+            vec!["spec.maxUnavailble"]
+        );
+        let sa = by_plural("", "serviceaccounts").unwrap();
+        let a = json!({"automountServiceAccountToken": false, "imagePullSecrets": [{"name": "r"}]});
+        assert!(crate::schema::unknown_fields(sa, &a).is_empty());
+    }
+
+    #[test]
     fn immutable_secrets_keep_their_data() {
         let old = json!({"type": "Opaque", "immutable": true, "data": {"a": "YQ=="}});
         let new = json!({"type": "kubernetes.io/tls", "immutable": false, "data": {"a": "Yg=="}});
