@@ -1,6 +1,8 @@
 //! Test harness: runs the real `zonelab server` binary and the installed `kubectl` against it.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
