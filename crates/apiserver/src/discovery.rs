@@ -85,6 +85,14 @@ pub fn resource_list(group: &str) -> Value {
                     s["kind"] = json!("Binding");
                     s["verbs"] = json!(["create"]);
                 }
+                "eviction" => {
+                    // kubectl drain evicts only when it finds this entry with a group and
+                    // version (`CheckEvictionSupport`); otherwise it deletes pods directly.
+                    s["group"] = json!("policy");
+                    s["version"] = json!("v1");
+                    s["kind"] = json!("Eviction");
+                    s["verbs"] = json!(["create"]);
+                }
                 _ => {}
             }
             resources.push(s);
@@ -114,6 +122,16 @@ mod tests {
         assert!(names.contains(&"services"));
         assert!(names.contains(&"services/status"));
         assert!(names.contains(&"pods/binding"));
+        let eviction = l["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(
+            (&eviction["group"], &eviction["version"], &eviction["kind"]),
+            (&json!("policy"), &json!("v1"), &json!("Eviction"))
+        );
         let svc = l["resources"]
             .as_array()
             .unwrap()
@@ -147,7 +165,8 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
-                "authorization.k8s.io"
+                "authorization.k8s.io",
+                "policy"
             ]
         );
     }

@@ -143,7 +143,10 @@ pub fn generate_suffix(rng: &mut impl Rng) -> String {
 
 /// Kinds whose `metadata.generation` tracks spec changes.
 fn tracks_generation(res: &ResourceInfo) -> bool {
-    matches!(res.kind, "Deployment" | "ReplicaSet")
+    matches!(
+        res.kind,
+        "Deployment" | "ReplicaSet" | "PodDisruptionBudget"
+    )
 }
 
 /// Kinds whose status may be set on create (upstream node strategy keeps it; most reset it).
@@ -214,6 +217,9 @@ fn initial_status(res: &ResourceInfo) -> Option<Value> {
         "Service" => Some(json!({"loadBalancer": {}})),
         "Namespace" => Some(json!({"phase": "Active"})),
         "Deployment" | "ReplicaSet" => Some(json!({})),
+        "PodDisruptionBudget" => Some(
+            json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}),
+        ),
         _ => None,
     }
 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::Kind;
@@ -58,6 +59,9 @@ pub enum Object {
     Lease(Arc<Lease>),
     Deployment(Arc<Deployment>),
     ReplicaSet(Arc<ReplicaSet>),
+    PodDisruptionBudget(Arc<PodDisruptionBudget>),
+    Namespace(Arc<Namespace>),
+    ServiceAccount(Arc<ServiceAccount>),
 }
 
 impl Object {
@@ -70,6 +74,9 @@ impl Object {
             Object::Lease(_) => Kind::Lease,
             Object::Deployment(_) => Kind::Deployment,
             Object::ReplicaSet(_) => Kind::ReplicaSet,
+            Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::ServiceAccount(_) => Kind::ServiceAccount,
         }
     }
 
@@ -82,6 +89,9 @@ impl Object {
             Object::Lease(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
             Object::ReplicaSet(o) => &o.metadata,
+            Object::PodDisruptionBudget(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::ServiceAccount(o) => &o.metadata,
         }
     }
 
@@ -119,6 +129,10 @@ pub struct Cache {
     pub leases: BTreeMap<Key, Arc<Lease>>,
     pub deployments: BTreeMap<Key, Arc<Deployment>>,
     pub replica_sets: BTreeMap<Key, Arc<ReplicaSet>>,
+    pub pdbs: BTreeMap<Key, Arc<PodDisruptionBudget>>,
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, Arc<Namespace>>,
+    pub service_accounts: BTreeMap<Key, Arc<ServiceAccount>>,
     /// Pods by `spec.nodeName` (unscheduled pods under "").
     pods_by_node: BTreeMap<String, BTreeSet<Key>>,
     /// Slices by namespace/service-name label.
@@ -205,6 +219,15 @@ impl Cache {
             Object::ReplicaSet(r) => {
                 self.replica_sets.insert(key, r);
             }
+            Object::PodDisruptionBudget(p) => {
+                self.pdbs.insert(key, p);
+            }
+            Object::Namespace(n) => {
+                self.namespaces.insert(key.name, n);
+            }
+            Object::ServiceAccount(a) => {
+                self.service_accounts.insert(key, a);
+            }
         }
     }
 
@@ -229,6 +252,14 @@ impl Cache {
             Object::Lease(_) => self.leases.remove(&key).map(Object::Lease),
             Object::Deployment(_) => self.deployments.remove(&key).map(Object::Deployment),
             Object::ReplicaSet(_) => self.replica_sets.remove(&key).map(Object::ReplicaSet),
+            Object::PodDisruptionBudget(_) => {
+                self.pdbs.remove(&key).map(Object::PodDisruptionBudget)
+            }
+            Object::Namespace(_) => self.namespaces.remove(&key.name).map(Object::Namespace),
+            Object::ServiceAccount(_) => self
+                .service_accounts
+                .remove(&key)
+                .map(Object::ServiceAccount),
         }
     }
 
@@ -245,6 +276,9 @@ impl Cache {
             Kind::Lease => all(&self.leases, Object::Lease),
             Kind::Deployment => all(&self.deployments, Object::Deployment),
             Kind::ReplicaSet => all(&self.replica_sets, Object::ReplicaSet),
+            Kind::PodDisruptionBudget => all(&self.pdbs, Object::PodDisruptionBudget),
+            Kind::Namespace => all(&self.namespaces, Object::Namespace),
+            Kind::ServiceAccount => all(&self.service_accounts, Object::ServiceAccount),
         }
     }
 
@@ -262,6 +296,19 @@ impl Cache {
             Kind::Lease => self.leases.get(key).cloned().map(Object::Lease),
             Kind::Deployment => self.deployments.get(key).cloned().map(Object::Deployment),
             Kind::ReplicaSet => self.replica_sets.get(key).cloned().map(Object::ReplicaSet),
+            Kind::PodDisruptionBudget => {
+                self.pdbs.get(key).cloned().map(Object::PodDisruptionBudget)
+            }
+            Kind::Namespace => self
+                .namespaces
+                .get(&key.name)
+                .cloned()
+                .map(Object::Namespace),
+            Kind::ServiceAccount => self
+                .service_accounts
+                .get(key)
+                .cloned()
+                .map(Object::ServiceAccount),
         }
     }
 

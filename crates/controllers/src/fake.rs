@@ -37,6 +37,9 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
         Object::Lease(o) => &mut Arc::make_mut(o).metadata,
         Object::Deployment(o) => &mut Arc::make_mut(o).metadata,
         Object::ReplicaSet(o) => &mut Arc::make_mut(o).metadata,
+        Object::PodDisruptionBudget(o) => &mut Arc::make_mut(o).metadata,
+        Object::Namespace(o) => &mut Arc::make_mut(o).metadata,
+        Object::ServiceAccount(o) => &mut Arc::make_mut(o).metadata,
     }
 }
 
@@ -363,6 +366,13 @@ pub fn object(v: serde_json::Value) -> Object {
         }
         "ReplicaSet" => {
             Object::ReplicaSet(Arc::new(serde_json::from_value(v).expect("replicaset")))
+        }
+        "PodDisruptionBudget" => {
+            Object::PodDisruptionBudget(Arc::new(serde_json::from_value(v).expect("pdb")))
+        }
+        "Namespace" => Object::Namespace(Arc::new(serde_json::from_value(v).expect("namespace"))),
+        "ServiceAccount" => {
+            Object::ServiceAccount(Arc::new(serde_json::from_value(v).expect("serviceaccount")))
         }
         other => panic!("unknown kind {other:?}"),
     }

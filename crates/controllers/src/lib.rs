@@ -6,11 +6,13 @@
 //! ([`live`]) and, later, in the simulator in virtual time.
 
 pub mod cache;
+pub mod disruption;
 pub mod endpointslice;
 pub mod fake;
 pub mod live;
 pub mod nodelifecycle;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod time;
 pub mod workloads;
 
@@ -51,6 +53,9 @@ pub enum Kind {
     Lease,
     Deployment,
     ReplicaSet,
+    PodDisruptionBudget,
+    Namespace,
+    ServiceAccount,
 }
 
 /// Why a write failed, as far as a controller cares.

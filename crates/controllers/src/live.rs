@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use serde::Serialize;
@@ -140,9 +141,30 @@ fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
         |o| Object::ReplicaSet(Arc::new(o)),
         tx.clone(),
     );
+    spawn_informer::<PodDisruptionBudget, _>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Kind::PodDisruptionBudget,
+        |o| Object::PodDisruptionBudget(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<Namespace, _>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Kind::Namespace,
+        |o| Object::Namespace(Arc::new(o)),
+        tx.clone(),
+    );
+    spawn_informer::<ServiceAccount, _>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        Kind::ServiceAccount,
+        |o| Object::ServiceAccount(Arc::new(o)),
+        tx.clone(),
+    );
 }
 
-const ALL_KINDS: [Kind; 7] = [
+const ALL_KINDS: [Kind; 10] = [
     Kind::Pod,
     Kind::Node,
     Kind::Service,
@@ -150,6 +172,9 @@ const ALL_KINDS: [Kind; 7] = [
     Kind::Lease,
     Kind::Deployment,
     Kind::ReplicaSet,
+    Kind::PodDisruptionBudget,
+    Kind::Namespace,
+    Kind::ServiceAccount,
 ];
 
 /// Run `controllers` against the API server `client` talks to, until the process ends.
@@ -317,6 +342,13 @@ async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::
         Object::ReplicaSet(o) => {
             write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
         }
+        Object::PodDisruptionBudget(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
+        Object::Namespace(o) => write_object(Api::all(c.clone()), o.as_ref(), op).await,
+        Object::ServiceAccount(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
     }
 }
 
@@ -358,6 +390,13 @@ pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), Write
                 Kind::Lease => delete::<Lease>(namespaced(client, ns), key, &dp).await,
                 Kind::Deployment => delete::<Deployment>(namespaced(client, ns), key, &dp).await,
                 Kind::ReplicaSet => delete::<ReplicaSet>(namespaced(client, ns), key, &dp).await,
+                Kind::PodDisruptionBudget => {
+                    delete::<PodDisruptionBudget>(namespaced(client, ns), key, &dp).await
+                }
+                Kind::Namespace => delete::<Namespace>(Api::all(client.clone()), key, &dp).await,
+                Kind::ServiceAccount => {
+                    delete::<ServiceAccount>(namespaced(client, ns), key, &dp).await
+                }
             }
         }
         Action::Bind { pod, node } => {

@@ -34,7 +34,7 @@ pub struct ServerArgs {
     pub profile: Profile,
     /// Controllers to run: `*` (all), a comma list of names, `-name` disables one, empty = none.
     /// Names: endpointslice, nodelifecycle, taint-eviction-controller, deployment, replicaset,
-    /// scheduler.
+    /// scheduler, disruption, serviceaccount.
     #[arg(long, default_value = "*")]
     pub controllers: String,
     /// CIDR of ClusterIPs (kube-apiserver).
@@ -129,13 +129,15 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 6] = [
+pub const CONTROLLER_NAMES: [&str; 8] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
     "deployment",
     "replicaset",
     "scheduler",
+    "disruption",
+    "serviceaccount",
 ];
 
 fn build_controllers(
@@ -198,6 +200,16 @@ fn build_controllers(
         out.push(Box::new(controllers::scheduler::Scheduler::new(
             Default::default(),
         )));
+    }
+    if args.enabled("disruption") {
+        out.push(Box::new(
+            controllers::disruption::DisruptionController::new(Default::default()),
+        ));
+    }
+    if args.enabled("serviceaccount") {
+        out.push(Box::new(
+            controllers::serviceaccounts::ServiceAccountsController::new(),
+        ));
     }
     Ok(out)
 }

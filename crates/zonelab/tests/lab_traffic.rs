@@ -6,104 +6,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::lab::LabGuard;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
-
-/// Takes the lab down when dropped.
-struct LabGuard {
-    prefix: String,
-    state: PathBuf,
-}
-
-impl LabGuard {
-    fn lab(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(["lab", "--prefix", &self.prefix, "--state-dir"])
-            .arg(&self.state)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("zonelab lab")
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        use std::io::Write;
-        let mut c = Command::new("kubectl")
-            .env(
-                "KUBECONFIG",
-                self.state.join(&self.prefix).join("kubeconfig"),
-            )
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        if let Some(s) = stdin {
-            c.stdin
-                .take()
-                .expect("stdin")
-                .write_all(s.as_bytes())
-                .expect("write");
-        }
-        drop(c.stdin.take());
-        let out = c.wait_with_output().expect("kubectl output");
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl(&a, None)).expect("json")
-    }
-
-    /// `zonelab load` from inside a pod; returns the records.
-    fn load(&self, pod: &str, target: &str, rate: u32, duration: &str, out: &Path) -> Vec<Value> {
-        let o = self.lab(&[
-            "exec",
-            pod,
-            "--",
-            BIN,
-            "load",
-            "--target",
-            target,
-            "--rate",
-            &rate.to_string(),
-            "--duration",
-            duration,
-            "--timeout",
-            "1s",
-            "--out",
-            out.to_str().unwrap_or("-"),
-        ]);
-        assert!(
-            o.status.success(),
-            "load from {pod}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::read_to_string(out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        let _ = self.lab(&["down"]);
-    }
-}
 
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -119,7 +119,7 @@ fn metrics_count_requests_watch_events_and_stored_objects() {
 #[test]
 fn access_reviews_reject_bad_input_and_other_verbs() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path(), &[]);
+    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
     let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
     let (code, status) = http(
         &server.addr,
@@ -148,7 +148,7 @@ fn access_reviews_reject_bad_input_and_other_verbs() {
     );
     assert_eq!(code, 201, "{answer}");
     assert_eq!(answer["status"]["allowed"], true);
-    // Nothing was stored: the review is answered, not kept.
+    // Nothing was stored: the review is answered, not kept (no controllers write meanwhile).
     let (code, list) = http(&server.addr, "GET", "/api/v1/namespaces", "", b"");
     assert_eq!(code, 200);
     let rv_before = list["metadata"]["resourceVersion"].clone();

@@ -198,7 +198,7 @@ fn int_or_percent_is_zero(v: Option<&Value>) -> bool {
     }
 }
 
-fn validate_int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
+pub(crate) fn validate_int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) {
     match v {
         Some(Value::String(s)) => {
             out.extend(invalid_each(path, &json!(s), names::percent_errs(s)));

@@ -2,20 +2,30 @@
 //! (`Validate*`, `Validate*Update`) for every served kind, with upstream field paths and texts.
 //!
 //! Start at [`default`], [`validate_create`] and [`validate_update`]; the per-kind rules live in
-//! [`service`], [`pod`] (+ [`container`]), [`apps`] and [`other`], metadata rules in [`meta`].
+//! [`service`], [`pod`] (+ [`container`]), [`apps`], [`config`], [`policy`] and [`other`],
+//! metadata rules in [`meta`]; [`convert`] is the decode step that runs before them.
 
 pub mod apps;
+pub mod base64go;
+pub mod config;
 pub mod container;
 pub mod meta;
 pub mod other;
 pub mod pod;
+pub mod policy;
 pub mod service;
 mod util;
 
 use serde_json::Value;
 
 use crate::resources::ResourceInfo;
-use crate::status::Cause;
+use crate::status::{Cause, StatusError};
+
+/// The decode step of every write, before defaulting: upstream's JSON decoding and v1 →
+/// internal conversion (base64 `[]byte` fields, Secret `stringData`). Errors are 400s.
+pub fn convert(res: &ResourceInfo, obj: &mut Value) -> Result<(), StatusError> {
+    config::convert(res, obj)
+}
 
 /// Applies upstream's defaults for `res` to `obj` in place. Objects that are not JSON objects
 /// are left alone (validation reports them).
@@ -25,6 +35,7 @@ pub fn default(res: &ResourceInfo, obj: &mut Value) {
         ("", "Pod") => pod::default_pod(obj),
         ("", "Namespace") => other::default_namespace(obj),
         ("", "Node") => other::default_node(obj),
+        ("", "Secret") => config::default_secret(obj),
         ("apps", "Deployment") => apps::default_deployment(obj),
         ("apps", "ReplicaSet") => apps::default_replicaset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::default_endpointslice(obj),
@@ -43,6 +54,10 @@ fn validate_kind(res: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         ("", "Namespace") => other::validate_namespace(obj),
         ("", "Node") => other::validate_node(obj),
         ("", "Event") => other::validate_event(obj),
+        ("", "ConfigMap") => config::validate_configmap(obj),
+        ("", "Secret") => config::validate_secret(obj),
+        ("", "ServiceAccount") => config::validate_serviceaccount(obj),
+        ("policy", "PodDisruptionBudget") => policy::validate_pdb(obj),
         ("apps", "Deployment") => apps::validate_deployment(obj),
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpointslice(obj),
@@ -67,6 +82,9 @@ pub fn validate_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<Caus
         ("", "Pod") => out.extend(pod::validate_pod_update(obj, old)),
         ("apps", "Deployment" | "ReplicaSet") => {
             out.extend(apps::validate_selector_update(obj, old))
+        }
+        ("", kind @ ("ConfigMap" | "Secret")) => {
+            out.extend(config::validate_update(kind, obj, old))
         }
         ("discovery.k8s.io", "EndpointSlice") => {
             out.extend(other::validate_endpointslice_update(obj, old))

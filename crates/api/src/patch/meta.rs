@@ -34,6 +34,7 @@ const fn f(
 
 /// The kinds [`super::strategic_merge_patch`] accepts.
 pub const PATCH_KINDS: &[&str] = &[
+    "ConfigMap",
     "Deployment",
     "EndpointSlice",
     "Event",
@@ -41,8 +42,11 @@ pub const PATCH_KINDS: &[&str] = &[
     "Namespace",
     "Node",
     "Pod",
+    "PodDisruptionBudget",
     "ReplicaSet",
+    "Secret",
     "Service",
+    "ServiceAccount",
 ];
 
 const META: FieldMeta = f("metadata", "", None, Some("ObjectMeta"));
@@ -104,6 +108,20 @@ const TYPES: &[(&str, &[FieldMeta])] = &[
     ("EndpointSlice", &[META]),
     ("Lease", &[META]),
     ("Event", &[META]),
+    ("ConfigMap", &[META]),
+    ("Secret", &[META]),
+    (
+        "ServiceAccount",
+        &[
+            META,
+            f("secrets", "merge", Some("name"), None),
+            f("imagePullSecrets", "merge", Some("name"), None),
+        ],
+    ),
+    (
+        "PodDisruptionBudget",
+        &[META, f("status", "", None, Some("Conditions"))],
+    ),
     (
         "ObjectMeta",
         &[

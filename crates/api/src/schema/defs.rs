@@ -4,7 +4,7 @@
 //!
 //! Start at [`definitions`].
 
-use k8s_openapi::api::{apps, authorization, autoscaling, coordination, core, discovery};
+use k8s_openapi::api::{apps, authorization, autoscaling, coordination, core, discovery, policy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -49,6 +49,7 @@ pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOpt
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 pub const BINDING: &str = "io.k8s.api.core.v1.Binding";
+pub const EVICTION: &str = "io.k8s.api.policy.v1.Eviction";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 
 fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
@@ -58,6 +59,12 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
         ("", "Pod") => drop(g.subschema_for::<core::v1::Pod>()),
         ("", "Node") => drop(g.subschema_for::<core::v1::Node>()),
         ("", "Event") => drop(g.subschema_for::<core::v1::Event>()),
+        ("", "ConfigMap") => drop(g.subschema_for::<core::v1::ConfigMap>()),
+        ("", "Secret") => drop(g.subschema_for::<core::v1::Secret>()),
+        ("", "ServiceAccount") => drop(g.subschema_for::<core::v1::ServiceAccount>()),
+        ("policy", "PodDisruptionBudget") => {
+            drop(g.subschema_for::<policy::v1::PodDisruptionBudget>())
+        }
         ("apps", "Deployment") => drop(g.subschema_for::<apps::v1::Deployment>()),
         ("apps", "ReplicaSet") => drop(g.subschema_for::<apps::v1::ReplicaSet>()),
         ("discovery.k8s.io", "EndpointSlice") => {
@@ -95,6 +102,7 @@ pub fn definitions(flavor: Flavor) -> Map<String, Value> {
     drop(g.subschema_for::<meta::ListMeta>());
     drop(g.subschema_for::<autoscaling::v1::Scale>());
     drop(g.subschema_for::<core::v1::Binding>());
+    drop(g.subschema_for::<policy::v1::Eviction>());
     let mut defs = g.take_definitions(true);
     for res in RESOURCES {
         let name = definition_name(res);
@@ -163,6 +171,7 @@ fn add_meta_gvks(defs: &mut Map<String, Value>) {
         (STATUS, "", "Status", "v1"),
         (SCALE, "autoscaling", "Scale", "v1"),
         (BINDING, "", "Binding", "v1"),
+        (EVICTION, "policy", "Eviction", "v1"),
     ];
     for (name, group, kind, version) in singles {
         if let Some(d) = defs.get_mut(name).and_then(Value::as_object_mut) {

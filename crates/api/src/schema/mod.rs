@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 pub use defs::definition_name;
-use defs::{BINDING, DELETE_OPTIONS, Flavor, PATCH, SCALE, STATUS, closure};
+use defs::{BINDING, DELETE_OPTIONS, EVICTION, Flavor, PATCH, SCALE, STATUS, closure};
 pub use walk::unknown_fields;
 
 use crate::resources::{RESOURCES, ResourceInfo};
@@ -53,6 +53,9 @@ fn roots_for(res: &ResourceInfo) -> Vec<String> {
     }
     if res.subresources.contains(&"binding") {
         roots.push(BINDING.to_string());
+    }
+    if res.subresources.contains(&"eviction") {
+        roots.push(EVICTION.to_string());
     }
     roots
 }

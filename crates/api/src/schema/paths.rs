@@ -5,7 +5,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::defs::{BINDING, DELETE_OPTIONS, Flavor, PATCH, SCALE, STATUS, definition_name, gvk};
+use super::defs::{
+    BINDING, DELETE_OPTIONS, EVICTION, Flavor, PATCH, SCALE, STATUS, definition_name, gvk,
+};
 use crate::resources::ResourceInfo;
 
 const LIST_PARAMS: &[&str] = &[
@@ -240,6 +242,7 @@ fn render(flavor: Flavor, res: &ResourceInfo, tag: &str, op: &Op<'_>) -> Value {
     let op_gvk = match op.kind {
         "Scale" => gvk("autoscaling", "Scale", "v1"),
         "Binding" => gvk("", "Binding", "v1"),
+        "Eviction" => gvk("policy", "Eviction", "v1"),
         kind => gvk(res.group, kind, res.version),
     };
     m.insert("x-kubernetes-group-version-kind".into(), op_gvk);
@@ -374,16 +377,21 @@ fn subresource_ops<'a>(n: &'a Names, sub: &str) -> Vec<Op<'a>> {
     let (body, kind) = match sub {
         "status" => (n.def.as_str(), n.kind),
         "scale" => (SCALE, "Scale"),
-        "binding" => {
-            let responses = vec![(200, BINDING), (201, BINDING), (202, BINDING)];
+        "binding" | "eviction" => {
+            let (def, kind) = if sub == "binding" {
+                (BINDING, "Binding")
+            } else {
+                (EVICTION, "Eviction")
+            };
+            let responses = vec![(200, def), (201, def), (202, def)];
             return vec![op(
                 "post",
                 "post",
                 format!("create{stem}"),
                 WRITE_PARAMS,
-                Some(BINDING),
+                Some(def),
                 responses,
-                "Binding",
+                kind,
             )];
         }
         _ => return Vec::new(),

@@ -16,6 +16,7 @@ use crate::negotiate::{self, BodyType, Output};
 use crate::path::ResourceTarget;
 use crate::server::{Body, Server};
 
+mod evict;
 mod read;
 mod sub;
 mod write;

@@ -1,5 +1,6 @@
 //! Subresources: `status` (writes that change only status), `scale` (autoscaling/v1 Scale over
-//! a Deployment's or ReplicaSet's replicas) and pod `binding` (what the scheduler posts).
+//! a Deployment's or ReplicaSet's replicas), pod `binding` (what the scheduler posts) and pod
+//! `eviction` (in [`super::evict`]).
 //!
 //! Start at [`handle`].
 
@@ -48,6 +49,7 @@ pub async fn handle(
         }
         ("scale", &Method::PUT | &Method::PATCH) => scale_write(server, t, ctx, name).await,
         ("binding", &Method::POST) => bind(server, t, ctx, name).await,
+        ("eviction", &Method::POST) => super::evict::evict(server, t, ctx, name).await,
         _ => Err(not_allowed()),
     }
 }

@@ -179,6 +179,7 @@ pub async fn create_object(
     opts: WriteOptions,
 ) -> Result<Written, StatusError> {
     check_identity(res, &obj, namespace)?;
+    api::admit::convert(res, &mut obj)?;
     let warnings = check_fields(res, &obj, opts.field_validation)?;
     {
         let mut rng = server
@@ -263,6 +264,13 @@ fn creates_on_update(res: &ResourceInfo) -> bool {
     )
 }
 
+/// Sleep before retry `attempt` of a lost compare-and-swap: 1 ms doubling, at most 32 ms (the
+/// 32 retries then span about a second).
+async fn conflict_backoff(attempt: usize) {
+    let ms = 1u64 << attempt.min(5);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
 /// Read-modify-write with compare-and-swap, retried on conflicts unless the caller gave a
 /// `resourceVersion` precondition. `mutate` builds the desired object from the current one.
 pub async fn guaranteed_update<F>(
@@ -278,10 +286,11 @@ where
 {
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
-    for _ in 0..MAX_CAS_RETRIES {
+    for attempt in 0..MAX_CAS_RETRIES {
         let (kv, old) = super::current(server, t, name).await?;
         let mut new = mutate(&old)?;
         check_identity(res, &new, t.namespace.as_deref())?;
+        api::admit::convert(res, &mut new)?;
         if objects::name_of(&new) != name {
             return Err(StatusError::bad_request(format!(
                 "the name of the object ({}) does not match the name on the URL ({name})",
@@ -349,6 +358,10 @@ where
             }
             Err(StoreError::Conflict { .. }) if precondition.is_none() => {
                 svcalloc::rollback_change(server, change);
+                // Reads answer at the last durable revision while compare-and-swap sees every
+                // applied write: the winner's write may still be committing. Back off instead
+                // of spending every retry within one commit.
+                conflict_backoff(attempt).await;
                 continue;
             }
             Err(e) => {
@@ -482,22 +495,25 @@ pub async fn patch(
 
 /// `DeleteOptions` from the body or the query.
 #[derive(Clone, Debug, Default)]
-struct DeleteOptions {
-    grace_seconds: Option<i64>,
-    propagation: Option<String>,
-    uid: Option<String>,
-    resource_version: Option<String>,
+pub(crate) struct DeleteOptions {
+    pub(crate) grace_seconds: Option<i64>,
+    pub(crate) propagation: Option<String>,
+    pub(crate) uid: Option<String>,
+    pub(crate) resource_version: Option<String>,
 }
 
-fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
-    let mut o = DeleteOptions::default();
-    if !ctx.body.iter().all(u8::is_ascii_whitespace) {
-        let body = ctx.body_as("v1", "DeleteOptions")?;
-        o.grace_seconds = body.get("gracePeriodSeconds").and_then(Value::as_i64);
-        o.propagation = body
-            .get("propagationPolicy")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+impl DeleteOptions {
+    /// The options a JSON `DeleteOptions` object carries (a DELETE body, an eviction's
+    /// `deleteOptions`).
+    pub(crate) fn from_json(body: &Value) -> DeleteOptions {
+        let mut o = DeleteOptions {
+            grace_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
+            propagation: body
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            ..DeleteOptions::default()
+        };
         if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
             o.propagation = Some("Orphan".into());
         }
@@ -507,6 +523,14 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
             .get("resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
+        o
+    }
+}
+
+fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
+    let mut o = DeleteOptions::default();
+    if !ctx.body.iter().all(u8::is_ascii_whitespace) {
+        o = DeleteOptions::from_json(&ctx.body_as("v1", "DeleteOptions")?);
     }
     if let Some(g) = ctx.query.get("gracePeriodSeconds") {
         o.grace_seconds =
@@ -585,6 +609,22 @@ pub async fn delete_now(
     Ok(())
 }
 
+/// Delete one object with `opts` (what an approved eviction does). Returns the object and
+/// whether it is gone from the store.
+pub(crate) async fn delete_with(
+    server: &Arc<Server>,
+    t: &ResourceTarget,
+    name: &str,
+    opts: &DeleteOptions,
+    dry_run: bool,
+) -> Result<(Value, bool), StatusError> {
+    let (obj, gone) = delete_internal(server, t, name, opts, dry_run).await?;
+    if gone && !dry_run {
+        after_delete(server, t.res, &obj, opts.propagation.as_deref());
+    }
+    Ok((obj, gone))
+}
+
 /// Delete or mark for deletion. Returns the object and whether it is gone from the store.
 async fn delete_internal(
     server: &Server,
@@ -595,7 +635,7 @@ async fn delete_internal(
 ) -> Result<(Value, bool), StatusError> {
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
-    for _ in 0..MAX_CAS_RETRIES {
+    for attempt in 0..MAX_CAS_RETRIES {
         let (kv, mut obj) = super::current(server, t, name).await?;
         check_preconditions(res, name, &obj, opts)?;
         let mark = deletion_mark(res, &obj, opts);
@@ -627,7 +667,10 @@ async fn delete_internal(
                 objects::set_resource_version(&mut obj, written.mod_revision);
                 return Ok((obj, mark.is_none()));
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { .. }) => {
+                conflict_backoff(attempt).await;
+                continue;
+            }
             Err(e) => return Err(store_error(t, name, e)),
         }
     }

@@ -5,6 +5,7 @@
 //! server does (`Wide: true`): priority-1 columns are always filled; clients hide them.
 
 mod apps;
+mod config;
 mod core;
 mod format;
 mod pod;
@@ -34,6 +35,9 @@ fn age_col() -> Col {
 }
 
 fn columns_for(res: &ResourceInfo) -> Vec<Col> {
+    if let Some(cols) = config::columns(res.kind) {
+        return cols;
+    }
     match (res.group, res.kind) {
         ("", "Service") => vec![
             name_col(),
@@ -119,6 +123,9 @@ pub fn column_definitions(res: &ResourceInfo) -> Value {
 
 /// The cells of one row for `obj`, aligned with [`column_definitions`].
 pub fn row_cells(res: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if let Some(cells) = config::cells(res.kind, obj, now) {
+        return cells;
+    }
     match (res.group, res.kind) {
         ("", "Service") => core::service_cells(obj, now),
         ("", "Pod") => pod::cells(obj, now),

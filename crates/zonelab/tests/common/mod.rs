@@ -1,6 +1,8 @@
 //! Test harness: runs the real `zonelab server` binary and the installed `kubectl` against it.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -66,8 +68,8 @@ impl Drop for ServerProc {
 pub struct Kubectl {
     pub server: String,
     pub home: tempfile::TempDir,
-    /// The kubectl binary: the PATH's `kubectl` unless a versioned one was chosen.
-    pub bin: PathBuf,
+    /// The kubectl binary run (`kubectl` on the PATH unless [`Kubectl::with_binary`]).
+    pub binary: PathBuf,
 }
 
 /// Every versioned kubectl (`kubectl.1.27`, `kubectl.1.28`, …) that sits beside the `kubectl`
@@ -104,19 +106,19 @@ impl Kubectl {
         Kubectl::with_binary(server, Path::new("kubectl"))
     }
 
-    /// A kubectl that runs `bin` (e.g. one of [`kubectl_versions`]).
-    pub fn with_binary(server: &ServerProc, bin: &Path) -> Kubectl {
+    /// A kubectl running `binary` (e.g. one versioned binary beside the dispatcher).
+    pub fn with_binary(server: &ServerProc, binary: &Path) -> Kubectl {
         let home = tempfile::tempdir().expect("tempdir");
         std::fs::write(home.path().join("config"), "").expect("kubeconfig");
         Kubectl {
             server: server.url(),
             home,
-            bin: bin.to_path_buf(),
+            binary: binary.to_path_buf(),
         }
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = Command::new(&self.binary);
         c.env("KUBECONFIG", self.home.path().join("config"))
             .env("HOME", self.home.path())
             .arg("--server")
