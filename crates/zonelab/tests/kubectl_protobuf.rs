@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{Kubectl, ServerProc, http};
@@ -20,17 +20,6 @@ fn fixture(name: &str) -> Vec<u8> {
         .join("../api/tests/fixtures/protobuf")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The directory holding `kubectl.1.27` … (beside the `kubectl` dispatcher).
-fn kubectl_dir() -> Option<PathBuf> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("readlink -f \"$(command -v kubectl)\"")
-        .output()
-        .ok()?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    path.parent().map(Path::to_path_buf)
 }
 
 /// Run one kubectl binary against the server; returns (success, stdout, stderr).
@@ -78,17 +67,7 @@ fn get_json(k: &Kubectl, bin: &Path, args: &[&str]) -> Value {
 
 #[test]
 fn every_kubectl_creates_namespace_deployment_and_service() {
-    let dir = kubectl_dir();
-    let mut ran = Vec::new();
-    for minor in 27..=33 {
-        let Some(bin) = dir
-            .as_ref()
-            .map(|d| d.join(format!("kubectl.1.{minor}")))
-            .filter(|b| b.exists())
-        else {
-            eprintln!("SKIPPED kubectl 1.{minor}: no kubectl.1.{minor} beside kubectl");
-            continue;
-        };
+    for (minor, bin) in common::kubectl_versions() {
         let data = tempfile::tempdir().unwrap();
         let server = ServerProc::start(data.path(), &["--controllers", ""]);
         let k = Kubectl::new(&server);
@@ -118,48 +97,22 @@ fn every_kubectl_creates_namespace_deployment_and_service() {
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         let ip = s["spec"]["clusterIP"].as_str().unwrap_or("");
         assert!(ip.starts_with("10."), "allocated clusterIP: {s}");
-        more_kinds(&server, &k, &bin, minor);
-        ran.push(minor);
-    }
-    if ran.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no kubectl.1.27 … kubectl.1.33 found beside kubectl, and CI=true"
-        );
-        eprintln!("SKIPPED: no versioned kubectl binary found");
+        more_kinds(&k, &bin);
     }
 }
 
-/// ConfigMap, Secret and ServiceAccount, once the server serves them (issue 14 adds them in
-/// parallel): created by this kubectl and stored with the data it sent.
-fn more_kinds(server: &ServerProc, k: &Kubectl, bin: &Path, minor: u32) {
-    let (_, core) = http(&server.addr, "GET", "/api/v1", "application/json", b"");
-    let served = |plural: &str| {
-        core["resources"]
-            .as_array()
-            .is_some_and(|r| r.iter().any(|r| r["name"] == plural))
-    };
-    if served("configmaps") {
-        create(k, bin, &["configmap", "cm", "--from-literal=a=b"]);
-        assert_eq!(get_json(k, bin, &["configmap", "cm"])["data"]["a"], "b");
-    } else {
-        eprintln!("kubectl 1.{minor}: configmaps not served yet; not tried");
-    }
-    if served("secrets") {
-        create(k, bin, &["secret", "generic", "sec", "--from-literal=a=b"]);
-        assert_eq!(get_json(k, bin, &["secret", "sec"])["data"]["a"], "Yg==");
-    } else {
-        eprintln!("kubectl 1.{minor}: secrets not served yet; not tried");
-    }
-    if served("serviceaccounts") {
-        create(k, bin, &["serviceaccount", "sa"]);
-        assert_eq!(
-            get_json(k, bin, &["serviceaccount", "sa"])["metadata"]["name"],
-            "sa"
-        );
-    } else {
-        eprintln!("kubectl 1.{minor}: serviceaccounts not served yet; not tried");
-    }
+/// ConfigMap, Secret and ServiceAccount: created by this kubectl (protobuf from 1.32) and
+/// stored with the data it sent.
+fn more_kinds(k: &Kubectl, bin: &Path) {
+    create(k, bin, &["configmap", "cm", "--from-literal=a=b"]);
+    assert_eq!(get_json(k, bin, &["configmap", "cm"])["data"]["a"], "b");
+    create(k, bin, &["secret", "generic", "sec", "--from-literal=a=b"]);
+    assert_eq!(get_json(k, bin, &["secret", "sec"])["data"]["a"], "Yg==");
+    create(k, bin, &["serviceaccount", "sa"]);
+    assert_eq!(
+        get_json(k, bin, &["serviceaccount", "sa"])["metadata"]["name"],
+        "sa"
+    );
 }
 
 /// Drop what the server assigns (uid, times, resourceVersion, allocated IPs) and `null`s (Go
