@@ -10,9 +10,11 @@ pub mod endpointslice;
 pub mod fake;
 pub mod live;
 pub mod nodelifecycle;
+pub mod relist;
 pub mod scheduler;
 pub mod time;
 pub mod workloads;
+pub mod writes;
 
 pub use cache::{Cache, Change, Key, Object};
 pub use time::Millis;
