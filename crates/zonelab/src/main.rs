@@ -18,6 +18,7 @@ mod netns;
 mod proxy_driver;
 mod run;
 mod server;
+mod supervise;
 
 #[derive(Parser)]
 #[command(
