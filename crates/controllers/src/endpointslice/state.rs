@@ -19,8 +19,6 @@ pub(crate) struct ServiceState {
     pub trigger: Option<Millis>,
     /// Our writes not yet seen back.
     pub inflight: Inflight,
-    /// A sync was asked for while writes were in flight.
-    pub dirty: bool,
     /// Every endpoint in our slices is current except for changes not yet synced (allows a
     /// partial sync of just the changed pods).
     pub clean: bool,
