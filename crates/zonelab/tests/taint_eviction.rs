@@ -78,3 +78,49 @@ async fn every_pod_on_a_noexecute_node_gets_its_condition_then_its_deletion() {
         "deleted pods carrying DisruptionTarget=True"
     );
 }
+
+/// The cause, at the API: a delete racing a status write of the same pod (the old eviction's
+/// two concurrent writes) must not be refused. With the durable store, a compare-and-swap
+/// sees a write that is applied but not yet durable while reads return the last durable
+/// revision, so a retry loop that re-reads at once loses every time until the fsync lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_status_write_is_not_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
+    let client = client(&server);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut refused = Vec::new();
+    for i in 0..PODS {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": format!("race-{i}")},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "zonelab/echo"}]},
+        }))
+        .expect("pod");
+        let created = pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("pod");
+        let mut with_condition = created.clone();
+        with_condition
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions = Some(vec![
+            serde_json::from_value(json!({"type": "DisruptionTarget", "status": "True"}))
+                .expect("condition"),
+        ]);
+        let name = format!("race-{i}");
+        let (pp, dp) = (PostParams::default(), kube::api::DeleteParams::default());
+        let status = pods.replace_status(&name, &pp, &with_condition);
+        let delete = pods.delete(&name, &dp);
+        let (_, deleted) = tokio::join!(status, delete);
+        if let Err(e) = deleted {
+            refused.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {PODS} deletes refused, first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+}

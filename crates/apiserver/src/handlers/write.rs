@@ -23,6 +23,21 @@ use crate::svcalloc;
 
 /// How many times a write retries after losing a compare-and-swap race.
 const MAX_CAS_RETRIES: usize = 32;
+/// Longest wait for the write a compare-and-swap lost to to become readable (a group commit's
+/// fsync takes far less; a bound, so a stuck committer cannot hold a request).
+const READABLE_WAIT_MS: u64 = 1_000;
+
+/// After losing a compare-and-swap to revision `actual`, wait until reads see it. A durable
+/// store's CAS sees writes that are applied but not yet durable while reads answer at the last
+/// durable revision: a retry at once re-reads the old value and loses again, 32 times within
+/// one fsync (issue 14: a taint eviction's delete racing its status write got 409 "too many
+/// concurrent updates").
+pub(crate) async fn await_readable(server: &Server, actual: store::Revision) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(READABLE_WAIT_MS);
+    while server.store.current_revision() < actual && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
 
 /// `fieldValidation` query parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,8 +362,9 @@ where
                     warnings,
                 });
             }
-            Err(StoreError::Conflict { .. }) if precondition.is_none() => {
+            Err(StoreError::Conflict { actual, .. }) if precondition.is_none() => {
                 svcalloc::rollback_change(server, change);
+                await_readable(server, actual).await;
                 continue;
             }
             Err(e) => {
@@ -624,7 +640,10 @@ async fn delete_internal(
                 objects::set_resource_version(&mut obj, written.mod_revision);
                 return Ok((obj, mark.is_none()));
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { actual, .. }) => {
+                await_readable(server, actual).await;
+                continue;
+            }
             Err(e) => return Err(store_error(t, name, e)),
         }
     }
