@@ -212,7 +212,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
             done = writes.next_done() => {
                 if let Err(err) = &done.result {
                     let c = &mut controllers[done.tag];
-                    tracing::warn!(controller = c.name(), error = ?err, "write failed: {}", describe(&done.action));
+                    tracing::warn!(controller = c.name(), error = ?err, "write failed: {}: {}", describe(&done.action), done.detail);
                     c.on_write_failed(&done.action, err, wall_clock());
                 }
             }
@@ -307,7 +307,22 @@ where
 
 /// Execute one controller write against the API server (also used by the kubelet's driver).
 pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteError> {
-    let r = match action {
+    execute_explained(client, action).await.map_err(|(e, _)| e)
+}
+
+/// [`execute`], keeping the server's words on failure (e.g. the `Status` message) for logs.
+pub async fn execute_explained(
+    client: &kube::Client,
+    action: &Action,
+) -> Result<(), (WriteError, String)> {
+    send(client, action).await.map_err(|e| {
+        let text = e.to_string();
+        (classify(e), text)
+    })
+}
+
+async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error> {
+    match action {
         Action::Create(o) => write(client, o, Op::Create).await,
         Action::Update(o) => write(client, o, Op::Update).await,
         Action::UpdateStatus(o) => write(client, o, Op::Status).await,
@@ -354,6 +369,5 @@ pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), Write
             .await
             .map(|_| ())
         }
-    };
-    r.map_err(classify)
+    }
 }

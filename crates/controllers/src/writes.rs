@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use tokio::sync::mpsc;
 
 use crate::cache::Key;
-use crate::live::execute;
+use crate::live::execute_explained;
 use crate::{Action, WriteError};
 
 /// One finished write.
@@ -20,6 +20,8 @@ pub struct Done<T> {
     pub tag: T,
     pub action: Action,
     pub result: Result<(), WriteError>,
+    /// On failure, the server's words (the `Status` message), for logs; empty on success.
+    pub detail: String,
 }
 
 /// Queued and in-flight writes (see the module docs).
@@ -82,12 +84,16 @@ impl<T: Send + 'static> Writes<T> {
             self.inflight += 1;
             let (client, done) = (self.client.clone(), self.done_tx.clone());
             tokio::spawn(async move {
-                let result = execute(&client, &action).await;
+                let (result, detail) = match execute_explained(&client, &action).await {
+                    Ok(()) => (Ok(()), String::new()),
+                    Err((e, detail)) => (Err(e), detail),
+                };
                 let _ = done
                     .send(Done {
                         tag,
                         action,
                         result,
+                        detail,
                     })
                     .await;
             });

@@ -151,7 +151,7 @@ pub async fn run(
             Some((id, outcome)) = probe_rx.recv() => k.handle_probe_result(id, outcome, wall_clock()),
             done = writes.next_done() => {
                 if let Err(e) = &done.result {
-                    tracing::warn!(error = ?e, "kubelet write failed: {}", describe(&done.action));
+                    tracing::warn!(error = ?e, "kubelet write failed: {}: {}", describe(&done.action), done.detail);
                 }
                 k.handle_write_result(&done.action, done.result, wall_clock());
             }
