@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod endpointslice;
 pub mod fake;
+pub mod fake_client;
 pub mod live;
 pub mod nodelifecycle;
 pub mod relist;

@@ -1,65 +1,19 @@
 //! The controllers' live loop drains a burst of writes far beyond its in-flight bound and
 //! its channel bound (issue 14: more than ~4,160 actions at once deadlocked the loop, as
-//! when a dense zone fails). The API seam is a test double: a kube::Client over an in-memory
-//! service that lists nothing, holds watches open and fails every write with a 500, so each
-//! write comes back to the controller through `on_write_failed`.
+//! when a dense zone fails). The API seam is a test double (`controllers::fake_client`): lists
+//! are empty, watches stay open, every write fails with a 500 and so comes back to the
+//! controller through `on_write_failed`.
 
-use std::convert::Infallible;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use controllers::fake_client::fake_client;
 use controllers::{Action, Cache, Change, Controller, Millis, Object, WriteError};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
 use k8s_openapi::api::core::v1::Pod;
 
 const ACTIONS: usize = 6_000;
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn respond(code: u16, body: serde_json::Value) -> http::Response<Body> {
-    http::Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .expect("response")
-}
-
-/// The fake API server: lists are empty, watches never end, writes fail.
-fn fake_api(writes: Arc<AtomicUsize>) -> kube::Client {
-    let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-        let writes = Arc::clone(&writes);
-        async move {
-            let query = req.uri().query().unwrap_or("");
-            let resp = if req.method() == http::Method::GET && query.contains("watch=true") {
-                let never =
-                    futures::stream::pending::<Result<http_body::Frame<Bytes>, Infallible>>();
-                http::Response::builder()
-                    .status(200)
-                    .header("content-type", "application/json")
-                    .body(StreamBody::new(never).boxed())
-                    .expect("response")
-            } else if req.method() == http::Method::GET {
-                respond(
-                    200,
-                    serde_json::json!({"apiVersion": "v1", "kind": "List",
-                        "metadata": {"resourceVersion": "1"}, "items": []}),
-                )
-            } else {
-                writes.fetch_add(1, Ordering::SeqCst);
-                respond(
-                    500,
-                    serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                        "message": "injected", "reason": "InternalError", "code": 500}),
-                )
-            };
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    kube::Client::new(svc, "default")
-}
 
 /// Asks for `ACTIONS` pod creates at once when the informers have synced; counts failures.
 struct Burst {
@@ -98,7 +52,7 @@ impl Controller for Burst {
 async fn a_drain_of_six_thousand_writes_completes() {
     let writes = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let client = fake_api(Arc::clone(&writes));
+    let client = fake_client(BTreeMap::new(), Arc::clone(&writes));
     let burst = Burst {
         actions: Vec::new(),
         failed: Arc::clone(&failed),
