@@ -147,6 +147,10 @@ impl EndpointSliceController {
         if selector(svc).is_none() {
             return;
         }
+        // Upstream forgets the retry count when a sync succeeds; ours succeeds once its
+        // writes come back, so count from zero now and let a failing write restore it.
+        state.failures_before_sync = state.failures;
+        state.failures = 0;
         self.syncs += 1;
         let trigger = if state.known {
             state.trigger.take()
@@ -172,7 +176,7 @@ impl EndpointSliceController {
         let missing_node = desired.missing_node;
         self.emit(key, planned, trigger, now);
         if missing_node {
-            self.fail(key, now);
+            self.fail_after_sync(key, now);
         } else if self
             .services
             .get(key)
@@ -223,6 +227,14 @@ impl EndpointSliceController {
         if let Some(s) = self.services.get_mut(key) {
             s.failures = 0;
         }
+    }
+
+    /// The sync that reset the retry count failed after all: count on from before it.
+    fn fail_after_sync(&mut self, key: &Key, now: Millis) {
+        if let Some(s) = self.services.get_mut(key) {
+            s.failures = s.failures.max(s.failures_before_sync);
+        }
+        self.fail(key, now);
     }
 
     /// Requeue `key` with exponential backoff (bounded by `max_retries`).
@@ -587,7 +599,7 @@ impl Controller for EndpointSliceController {
         if harmless {
             self.after_echo(&key);
         } else {
-            self.fail(&key, now);
+            self.fail_after_sync(&key, now);
         }
     }
 }

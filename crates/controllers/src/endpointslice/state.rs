@@ -24,6 +24,8 @@ pub(crate) struct ServiceState {
     pub clean: bool,
     /// Consecutive failed syncs (for backoff).
     pub failures: u32,
+    /// `failures` when the last sync started (it counts from zero while its writes are out).
+    pub failures_before_sync: u32,
 }
 
 /// Writes sent for one Service and not yet seen back through the informer.

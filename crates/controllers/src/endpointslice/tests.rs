@@ -644,4 +644,9 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
         panic!("expected a slice update, got {out:?}");
     };
     assert_eq!(s.endpoints.len(), 2);
+    // That sync succeeded, so the count starts over (upstream's Forget): the next stale
+    // attempt waits 1 s again, not 4 s.
+    let change = api.put(pod("c", "10.0.0.3"), T0 + 1_020);
+    c.on_change(&api.cache, &change, T0 + 1_020);
+    assert_eq!(c.next_wakeup(), Some(T0 + 2_020));
 }
