@@ -9,12 +9,15 @@ pub mod cache;
 pub mod disruption;
 pub mod endpointslice;
 pub mod fake;
+pub mod fake_client;
 pub mod live;
 pub mod nodelifecycle;
+pub mod relist;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod time;
 pub mod workloads;
+pub mod writes;
 
 pub use cache::{Cache, Change, Key, Object};
 pub use time::Millis;

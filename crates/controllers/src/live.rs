@@ -3,7 +3,7 @@
 //!
 //! Start at [`run`]. Thin on purpose: all decisions live in the controllers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,9 +17,11 @@ use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
-use crate::cache::{Cache, Key, Object};
+use crate::cache::{Cache, Change, Key, Object};
+use crate::relist::{self, Step};
+use crate::writes::{Writes, describe};
 use crate::{Action, Controller, Kind, Millis, WriteError};
 
 /// Writes in flight at once.
@@ -37,22 +39,15 @@ pub fn wall_clock() -> Millis {
 
 /// What a watch task reports (shared with the kubelet's driver).
 pub enum Feed {
-    /// A relist of `kind` starts (objects follow as `Upsert`, then `RelistDone`).
-    RelistStart(Kind),
-    Upsert(Object, bool),
+    /// Added or modified.
+    Upsert(Object),
     Deleted(Object),
-    RelistDone(Kind),
+    /// A complete (re)list of `kind`: reconcile it with [`crate::relist::diff`].
+    Relisted(Kind, Vec<Object>),
 }
 
-/// Result of one write, sent back to the loop.
-struct Outcome {
-    controller: usize,
-    action: Action,
-    error: Option<WriteError>,
-}
-
-/// Spawn an informer: list + watch `api` (relisting on errors and 410), reporting every object
-/// wrapped as an [`Object`] of `kind`.
+/// Spawn an informer: list + watch `api` (relisting on errors and 410, with kube-runtime's
+/// default backoff), reporting every object wrapped as an [`Object`] of `kind`.
 pub fn spawn_informer<K, F>(
     api: Api<K>,
     cfg: watcher::Config,
@@ -70,25 +65,50 @@ pub fn spawn_informer<K, F>(
     F: Fn(K) -> Object + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut stream = watcher(api, cfg).boxed();
-        while let Some(ev) = stream.next().await {
-            let feed = match ev {
-                Ok(watcher::Event::Init) => Feed::RelistStart(kind),
-                Ok(watcher::Event::InitApply(o)) => Feed::Upsert(wrap(o), true),
-                Ok(watcher::Event::InitDone) => Feed::RelistDone(kind),
-                Ok(watcher::Event::Apply(o)) => Feed::Upsert(wrap(o), false),
-                Ok(watcher::Event::Delete(o)) => Feed::Deleted(wrap(o)),
-                Err(e) => {
-                    tracing::debug!("{kind:?} informer: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
+        let mut stream = std::pin::pin!(relist::steps(api, cfg, kind_name(kind)));
+        while let Some(step) = stream.next().await {
+            let feed = match step {
+                Step::Apply(o) => Feed::Upsert(wrap(o)),
+                Step::Delete(o) => Feed::Deleted(wrap(o)),
+                Step::Relisted(list) => Feed::Relisted(kind, list.into_iter().map(&wrap).collect()),
             };
             if tx.send(feed).await.is_err() {
                 return;
             }
         }
     });
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Pod => "Pod",
+        Kind::Node => "Node",
+        Kind::Service => "Service",
+        Kind::EndpointSlice => "EndpointSlice",
+        Kind::Lease => "Lease",
+        Kind::Deployment => "Deployment",
+        Kind::ReplicaSet => "ReplicaSet",
+        Kind::PodDisruptionBudget => "PodDisruptionBudget",
+        Kind::Namespace => "Namespace",
+        Kind::ServiceAccount => "ServiceAccount",
+    }
+}
+
+/// Reconcile a relist of `kind` with `cache`: the changes to apply, deletions (objects gone
+/// during a watch gap) first.
+pub fn relist_changes(cache: &mut Cache, kind: Kind, listed: Vec<Object>) -> Vec<Change> {
+    let cached = cache.objects(kind).into_iter().map(|o| o.key());
+    let r = relist::diff(cached, listed, Object::key);
+    let mut changes = Vec::with_capacity(r.deletions.len() + r.upserts.len());
+    for key in r.deletions {
+        if let Some(obj) = cache.get(kind, &key) {
+            changes.push(cache.apply(obj, true));
+        }
+    }
+    for obj in r.upserts {
+        changes.push(cache.apply(obj, false));
+    }
+    changes
 }
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
@@ -181,11 +201,9 @@ const ALL_KINDS: [Kind; 10] = [
 pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>) {
     let (tx, mut rx) = mpsc::channel::<Feed>(EVENT_BUFFER);
     start_informers(&client, &tx);
-    let (done_tx, mut done_rx) = mpsc::channel::<Outcome>(EVENT_BUFFER);
-    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_WRITES));
+    let mut writes: Writes<usize> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut cache = Cache::new();
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
-    let mut relisting: BTreeMap<Kind, BTreeSet<Key>> = BTreeMap::new();
     let mut started = false;
     let mut actions = Vec::new();
     loop {
@@ -201,50 +219,29 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
             feed = rx.recv() => {
                 let Some(feed) = feed else { return };
                 let now = wall_clock();
-                match feed {
-                    Feed::RelistStart(kind) => {
-                        relisting.insert(kind, BTreeSet::new());
-                    }
-                    Feed::Upsert(obj, during_relist) => {
-                        if during_relist && let Some(seen) = relisting.get_mut(&obj.kind()) {
-                            seen.insert(obj.key());
-                        }
-                        let change = cache.apply(obj, false);
-                        if started {
-                            controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
-                        }
-                    }
-                    Feed::Deleted(obj) => {
-                        let change = cache.apply(obj, true);
-                        if started {
-                            controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
-                        }
-                    }
-                    Feed::RelistDone(kind) => {
-                        // Objects gone while we were not watching: deliver their deletes.
-                        let seen = relisting.remove(&kind).unwrap_or_default();
-                        for obj in cache.objects(kind) {
-                            if !seen.contains(&obj.key()) {
-                                let change = cache.apply(obj, true);
-                                if started {
-                                    controllers.iter_mut().for_each(|c| c.on_change(&cache, &change, now));
-                                }
-                            }
-                        }
+                let changes = match feed {
+                    Feed::Upsert(obj) => vec![cache.apply(obj, false)],
+                    Feed::Deleted(obj) => vec![cache.apply(obj, true)],
+                    Feed::Relisted(kind, list) => {
                         synced.insert(kind);
-                        if !started && ALL_KINDS.iter().all(|k| synced.contains(k)) {
-                            started = true;
-                            tracing::info!("informers synced; starting {} controllers", controllers.len());
-                            controllers.iter_mut().for_each(|c| c.on_synced(&cache, now));
-                        }
+                        relist_changes(&mut cache, kind, list)
                     }
+                };
+                if started {
+                    for change in &changes {
+                        controllers.iter_mut().for_each(|c| c.on_change(&cache, change, now));
+                    }
+                } else if ALL_KINDS.iter().all(|k| synced.contains(k)) {
+                    started = true;
+                    tracing::info!("informers synced; starting {} controllers", controllers.len());
+                    controllers.iter_mut().for_each(|c| c.on_synced(&cache, now));
                 }
             }
-            outcome = done_rx.recv() => {
-                if let Some(o) = outcome
-                    && let Some(err) = &o.error
-                {
-                    controllers[o.controller].on_write_failed(&o.action, err, wall_clock());
+            done = writes.next_done() => {
+                if let Err(err) = &done.result {
+                    let c = &mut controllers[done.tag];
+                    tracing::warn!(controller = c.name(), error = ?err, "write failed: {}: {}", describe(&done.action), done.detail);
+                    c.on_write_failed(&done.action, err, wall_clock());
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
@@ -259,23 +256,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
         for (i, c) in controllers.iter_mut().enumerate() {
             c.drain_actions(&mut actions);
             for action in actions.drain(..) {
-                let client = client.clone();
-                let done = done_tx.clone();
-                let permit = Arc::clone(&permits).acquire_owned().await;
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let error = execute(&client, &action).await.err();
-                    if let Some(e) = &error {
-                        tracing::debug!("write {action:?} failed: {e:?}");
-                    }
-                    let _ = done
-                        .send(Outcome {
-                            controller: i,
-                            action,
-                            error,
-                        })
-                        .await;
-                });
+                writes.submit(i, action);
             }
         }
     }
@@ -361,7 +342,22 @@ where
 
 /// Execute one controller write against the API server (also used by the kubelet's driver).
 pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), WriteError> {
-    let r = match action {
+    execute_explained(client, action).await.map_err(|(e, _)| e)
+}
+
+/// [`execute`], keeping the server's words on failure (e.g. the `Status` message) for logs.
+pub async fn execute_explained(
+    client: &kube::Client,
+    action: &Action,
+) -> Result<(), (WriteError, String)> {
+    send(client, action).await.map_err(|e| {
+        let text = e.to_string();
+        (classify(e), text)
+    })
+}
+
+async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error> {
+    match action {
         Action::Create(o) => write(client, o, Op::Create).await,
         Action::Update(o) => write(client, o, Op::Update).await,
         Action::UpdateStatus(o) => write(client, o, Op::Status).await,
@@ -415,6 +411,5 @@ pub async fn execute(client: &kube::Client, action: &Action) -> Result<(), Write
             .await
             .map(|_| ())
         }
-    };
-    r.map_err(classify)
+    }
 }

@@ -3,17 +3,19 @@
 //! runtime commands through a [`Runtime`] and its probes through a [`Prober`], on the wall
 //! clock. Start at [`Agent::start`] (or [`run`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use controllers::live::{execute, wall_clock};
-use controllers::{Action, Change, Key, Kind, Millis, Object, WriteError};
+use controllers::live::wall_clock;
+use controllers::relist;
+use controllers::writes::{Writes, describe};
+use controllers::{Change, Kind, Millis, Object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::runtime::watcher;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::core::{
@@ -113,11 +115,8 @@ pub async fn run(
     start_watches(&client, &k.config().node_name, &feed_tx);
     let (ev_tx, mut ev_rx) = mpsc::channel::<RuntimeEvent>(CHANNEL_BOUND);
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u64, ProbeOutcome)>(CHANNEL_BOUND);
-    let (done_tx, mut done_rx) = mpsc::channel::<(Action, Result<(), WriteError>)>(CHANNEL_BOUND);
-    let permits = Arc::new(Semaphore::new(MAX_INFLIGHT_WRITES));
-    let mut relisting: BTreeMap<Kind, BTreeSet<Key>> = BTreeMap::new();
+    let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
-    let mut writes_inflight = 0usize;
     let mut shutdown_at: Option<Millis> = None;
     loop {
         let sleep_ms = k
@@ -128,20 +127,18 @@ pub async fn run(
                 let Some(feed) = feed else { return Ok(()) };
                 let now = wall_clock();
                 match feed {
-                    Feed::RelistStart(kind) => { relisting.insert(kind, BTreeSet::new()); }
-                    Feed::Upsert(obj, during_relist) => {
-                        if during_relist && let Some(seen) = relisting.get_mut(&obj.kind()) {
-                            seen.insert(obj.key());
-                        }
-                        k.handle_change(&Change::Applied { new: obj, old: None }, now);
-                    }
+                    Feed::Upsert(obj) => k.handle_change(&Change::Applied { new: obj, old: None }, now),
                     Feed::Deleted(obj) => k.handle_change(&Change::Deleted(obj), now),
-                    Feed::RelistDone(kind) => {
-                        let seen = relisting.remove(&kind).unwrap_or_default();
-                        for obj in k.cache().objects(kind) {
-                            if !seen.contains(&obj.key()) {
+                    Feed::Relisted(kind, list) => {
+                        let cached = k.cache().objects(kind).into_iter().map(|o| o.key());
+                        let r = relist::diff(cached, list, Object::key);
+                        for key in r.deletions {
+                            if let Some(obj) = k.cache().get(kind, &key) {
                                 k.handle_change(&Change::Deleted(obj), now);
                             }
+                        }
+                        for obj in r.upserts {
+                            k.handle_change(&Change::Applied { new: obj, old: None }, now);
                         }
                         synced.insert(kind);
                         if synced.len() == 3 {
@@ -152,12 +149,11 @@ pub async fn run(
             }
             Some(ev) = ev_rx.recv() => k.handle_event(ev, wall_clock()),
             Some((id, outcome)) = probe_rx.recv() => k.handle_probe_result(id, outcome, wall_clock()),
-            Some((action, result)) = done_rx.recv() => {
-                writes_inflight = writes_inflight.saturating_sub(1);
-                if let Err(e) = &result {
-                    tracing::debug!(error = ?e, "kubelet write failed");
+            done = writes.next_done() => {
+                if let Err(e) = &done.result {
+                    tracing::warn!(error = ?e, "kubelet write failed: {}: {}", describe(&done.action), done.detail);
                 }
-                k.handle_write_result(&action, result, wall_clock());
+                k.handle_write_result(&done.action, done.result, wall_clock());
             }
             changed = stop.changed(), if shutdown_at.is_none() => {
                 if changed.is_err() || *stop.borrow() {
@@ -172,14 +168,7 @@ pub async fn run(
         }
         // Writes first (a pod is marked not ready before its processes are signalled).
         while let Some(action) = k.poll_action() {
-            let permit = Arc::clone(&permits).acquire_owned().await;
-            let (client, done) = (client.clone(), done_tx.clone());
-            writes_inflight += 1;
-            tokio::spawn(async move {
-                let _permit = permit;
-                let result = execute(&client, &action).await;
-                let _ = done.send((action, result)).await;
-            });
+            writes.submit((), action);
         }
         while let Some(cmd) = k.poll_command() {
             runtime.execute(cmd, ev_tx.clone());
@@ -188,7 +177,7 @@ pub async fn run(
             prober.probe(req, probe_tx.clone());
         }
         if let Some(t) = shutdown_at {
-            let done = k.shutdown_complete() && writes_inflight == 0;
+            let done = k.shutdown_complete() && writes.pending() == 0;
             if done || wall_clock() - t > shutdown_bound {
                 tracing::info!(complete = done, "kubelet shutdown finished");
                 return Ok(());

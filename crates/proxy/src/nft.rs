@@ -55,11 +55,11 @@ impl NftConfig {
     }
 }
 
-/// Chains and sets one service port owns in the kernel.
+/// Chains and sets (with their `add set` line) one service port owns in the kernel.
 #[derive(Debug, Clone, Default)]
 struct Owned {
     chains: Vec<String>,
-    sets: Vec<String>,
+    sets: Vec<(String, String)>,
 }
 
 type Dest = (Ipv4Addr, Protocol, u16);
@@ -75,6 +75,8 @@ pub struct NftRenderer {
     no_endpoint_services: ElementStore<Dest>,
     /// Flushed chains waiting for deletion, with the time they may be deleted.
     stale: BTreeMap<String, Millis>,
+    /// A full sync created the table: later full syncs keep it (and the affinity sets).
+    table_created: bool,
 }
 
 impl NftRenderer {
@@ -85,27 +87,69 @@ impl NftRenderer {
         }
     }
 
-    /// Full sync: recreates the table (`add table` + `delete table` clears leftovers of any
-    /// earlier run) and writes every base rule, service chain and element.
+    /// Full sync at time 0 (tests; the syncer uses [`NftRenderer::render_full_at`]).
     pub fn render_full(&mut self, plan: &Plan) -> String {
+        self.render_full_at(plan, 0)
+    }
+
+    /// Full sync. The first one recreates the table (`add table` + `delete table` clears
+    /// leftovers of an earlier run); later ones keep it, as upstream's proxier does: base
+    /// chains, sets and maps are flushed and refilled, service chains re-added and flushed,
+    /// chains no longer used flushed now and deleted >= 1 s after `now`, unused affinity sets
+    /// deleted. Affinity sets still in use are not touched, so ClientIP affinity survives.
+    pub fn render_full_at(&mut self, plan: &Plan, now: Millis) -> String {
         let mut out = String::with_capacity(plan.endpoint_count() * 360 + plan.len() * 600 + 8192);
-        let _ = writeln!(out, "add table {T}");
-        let _ = writeln!(out, "delete table {T}");
-        self.render_full_body(plan, &mut out);
+        if !self.table_created {
+            let _ = writeln!(out, "add table {T}");
+            let _ = writeln!(out, "delete table {T}");
+            self.render_full_body(plan, &mut out);
+            self.table_created = true;
+            return out;
+        }
+        let mut old_chains: BTreeSet<String> = self.stale.keys().cloned().collect();
+        let mut old_sets: BTreeMap<String, String> = BTreeMap::new();
+        for owned in self.owned.values() {
+            old_chains.extend(owned.chains.iter().cloned());
+            old_sets.extend(owned.sets.iter().map(|(s, d)| (s.clone(), d.clone())));
+        }
+        self.render_body(plan, true, &mut out);
+        let mut new_chains = BTreeSet::new();
+        for owned in self.owned.values() {
+            new_chains.extend(owned.chains.iter().cloned());
+            for (s, _) in &owned.sets {
+                old_sets.remove(s);
+            }
+        }
+        for c in old_chains.difference(&new_chains) {
+            // `add` first: a flush of a chain that is not there would fail the transaction.
+            let _ = writeln!(out, "add chain {T} {c}");
+            let _ = writeln!(out, "flush chain {T} {c}");
+            self.stale
+                .insert(c.clone(), now + STALE_CHAIN_DELETE_DELAY_MS);
+        }
+        for (s, decl) in old_sets {
+            let _ = writeln!(out, "{decl}");
+            let _ = writeln!(out, "delete set {T} {s}");
+        }
         out
     }
 
     /// The full-sync text without the table reset (what upstream's fake `Dump()` shows).
     pub fn render_full_body(&mut self, plan: &Plan, out: &mut String) {
+        self.render_body(plan, false, out);
+    }
+
+    /// Everything a full sync writes; `flush`: the table exists, empty what it holds first.
+    fn render_body(&mut self, plan: &Plan, flush: bool, out: &mut String) {
         self.owned.clear();
         self.cluster_ips.clear();
         self.service_ips.clear();
         self.no_endpoint_services.clear();
         self.stale.clear();
-        write_base(&self.cfg, out);
+        write_base(&self.cfg, flush, out);
         let mut diffs = Diffs::default();
         for sp in plan.services() {
-            let owned = write_service_chains(&self.cfg, sp, false, out);
+            let owned = write_service_chains(&self.cfg, sp, flush, out);
             self.owned.insert(sp.port.name.clone(), owned);
             self.claim_elements(sp.port.name.clone(), Some(sp), &mut diffs);
         }
@@ -136,7 +180,12 @@ impl NftRenderer {
                 self.stale.remove(c);
             }
             stale_chains.extend(old.chains.into_iter().filter(|c| !new.chains.contains(c)));
-            stale_sets.extend(old.sets.into_iter().filter(|s| !new.sets.contains(s)));
+            stale_sets.extend(
+                old.sets
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .filter(|s| !new.sets.iter().any(|(n, _)| n == s)),
+            );
             if !new.chains.is_empty() || !new.sets.is_empty() {
                 self.owned.insert(name.clone(), new);
             }
@@ -277,11 +326,11 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
         let e = &ep.endpoint;
         if let Some(timeout) = affinity {
             let set = format!("affinity-{}", ep.nft_base);
-            let _ = writeln!(
-                out,
+            let decl = format!(
                 "add set {T} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
             );
-            owned.sets.push(set);
+            let _ = writeln!(out, "{decl}");
+            owned.sets.push((set, decl));
         }
         let chain = format!("endpoint-{}", ep.nft_base);
         open_chain(out, &chain);
@@ -344,7 +393,8 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
 
 /// The table, sets, maps, base chains and static rules (upstream's `baseRules`, newest
 /// generation with `filter-*-pre-dnat` chains).
-fn write_base(cfg: &NftConfig, out: &mut String) {
+/// `flush`: the table exists; empty every base chain, set and map before refilling it.
+fn write_base(cfg: &NftConfig, flush: bool, out: &mut String) {
     let mark = cfg.mark();
     let _ = writeln!(
         out,
@@ -352,6 +402,21 @@ fn write_base(cfg: &NftConfig, out: &mut String) {
     );
     for line in BASE_DECLARATIONS {
         let _ = writeln!(out, "{line}");
+    }
+    if flush {
+        for line in BASE_DECLARATIONS {
+            // "add chain ip kube-proxy NAME ..." -> "flush chain ip kube-proxy NAME".
+            let mut words = line.split(' ');
+            if let (Some("add"), Some(what), Some(_), Some(_), Some(name)) = (
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+                words.next(),
+            ) {
+                let _ = writeln!(out, "flush {what} {T} {name}");
+            }
+        }
     }
     let _ = writeln!(
         out,

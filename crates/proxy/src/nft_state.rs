@@ -86,6 +86,7 @@ impl NftState {
                     .entry(name.to_string())
                     .or_insert_with(|| (line.to_string(), BTreeMap::new()));
             }
+            "flush set" | "flush map" => self.sets.get_mut(name).ok_or(())?.1.clear(),
             "delete set" => {
                 self.sets.remove(name).ok_or(())?;
             }

@@ -203,3 +203,59 @@ fn custom_masquerade_bit_and_masquerade_all() {
 
 #[path = "nft_partial_tests.rs"]
 mod partial;
+
+const AFFINITY_SET: &str = "affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80";
+
+#[test]
+fn a_later_full_sync_keeps_the_table_and_the_affinity_sets() {
+    let plan = Plan::build(&overall_tracker(), &PlanConfig::default());
+    let mut r = NftRenderer::new(upstream_cfg());
+    let mut st = NftState::default();
+    let first = r.render_full_at(&plan, 0);
+    // The first full sync of a process clears leftovers of an earlier one.
+    assert!(first.contains("delete table ip kube-proxy\n"));
+    st.apply(&first).expect("first full sync");
+    // A client got affinity to the endpoint (the kernel adds this element).
+    let element = format!("add element ip kube-proxy {AFFINITY_SET} {{ 10.0.0.7 }}");
+    st.apply(&element).expect("element");
+    let second = r.render_full_at(&plan, 30_000);
+    assert!(!second.contains("delete table"), "{second}");
+    assert!(!second.contains("destroy table"), "{second}");
+    assert!(second.contains("flush chain ip kube-proxy services\n"));
+    assert!(second.contains("flush map ip kube-proxy service-ips\n"));
+    assert!(!second.contains(&format!("flush set ip kube-proxy {AFFINITY_SET}")));
+    st.apply(&second).expect("second full sync");
+    let mut want = sorted_lines(&format!("{BASE_RULES_TEXT}{OVERALL_EXPECTED}"));
+    want.push(element);
+    want.sort();
+    assert_eq!(st.dump(), want);
+}
+
+#[test]
+fn a_kept_table_full_sync_flushes_and_later_deletes_what_is_gone() {
+    let mut t = overall_tracker();
+    let mut r = NftRenderer::new(upstream_cfg());
+    let mut st = NftState::default();
+    st.apply(&r.render_full_at(&Plan::build(&t, &PlanConfig::default()), 0))
+        .expect("first");
+    t.delete_service(&service("ns5", "svc5", "172.30.0.45", P80));
+    let plan = Plan::build(&t, &PlanConfig::default());
+    let text = r.render_full_at(&plan, 10_000);
+    assert!(text.contains(&format!("delete set ip kube-proxy {AFFINITY_SET}\n")));
+    st.apply(&text).expect("second");
+    let stale: Vec<(String, Millis)> = r.stale_chains().map(|(c, t)| (c.to_string(), t)).collect();
+    assert_eq!(stale.len(), 2, "{stale:?}");
+    assert!(
+        stale
+            .iter()
+            .all(|(_, t)| *t == 10_000 + STALE_CHAIN_DELETE_DELAY_MS)
+    );
+    assert!(r.render_stale_deletes(10_500).is_none());
+    st.apply(&r.render_stale_deletes(11_000).expect("due"))
+        .expect("stale deletes");
+    let mut fresh = NftState::default();
+    fresh
+        .apply(&NftRenderer::new(upstream_cfg()).render_full(&plan))
+        .expect("fresh");
+    assert_eq!(st.dump(), fresh.dump());
+}

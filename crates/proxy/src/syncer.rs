@@ -1,6 +1,8 @@
 //! The sans-IO sync loop of kube-proxy: fed Service/EndpointSlice events and the time, it
-//! hands out rule transactions paced like upstream's BoundedFrequencyRunner (min-sync-period,
-//! burst, periodic sync-period), full syncs at start and after failures, partial syncs
+//! hands out rule transactions paced like upstream's current runner (`pkg/proxy/runner`
+//! `BoundedFrequencyRunner` as `Runner.AddProxier` builds it: `minSyncPeriod` counted from the
+//! end of the previous sync with no burst, a retry `syncPeriod` after a failure, and a periodic
+//! run only every `FullSyncPeriod`), full syncs at start and after failures, partial syncs
 //! otherwise, delayed stale-chain deletes, and metrics. Start at [`Syncer::poll`].
 
 use k8s_openapi::api::core::v1::Service;
@@ -16,11 +18,11 @@ use crate::tracker::Tracker;
 
 /// `--min-sync-period` default 1 s (pkg/proxy/apis/config/v1alpha1/defaults.go).
 pub const DEFAULT_MIN_SYNC_PERIOD_MS: Millis = 1_000;
-/// `--sync-period` default 30 s (defaults.go).
+/// `--sync-period` default 30 s (defaults.go). The current runner uses it only as the retry
+/// interval after a failed sync (`Runner.AddProxier`: `retryInterval = syncPeriod`).
 pub const DEFAULT_SYNC_PERIOD_MS: Millis = 30_000;
-/// Runs allowed back to back by the runner (cmd/kube-proxy `burstSyncs = 2`).
-pub const DEFAULT_BURST: i64 = 2;
-/// A full resync at least this often (proxyutil `FullSyncPeriod` = 1 h, unverified).
+/// The runner's `maxInterval` and the proxier's full-resync age: `proxyutil.FullSyncPeriod`,
+/// 1 h (pkg/proxy/util). Without changes or failures a sync runs this often, and it is full.
 pub const FULL_SYNC_PERIOD_MS: Millis = 3_600_000;
 
 /// `--proxy-mode`.
@@ -36,7 +38,6 @@ pub struct SyncerConfig {
     pub mode: ProxyMode,
     pub min_sync_period_ms: Millis,
     pub sync_period_ms: Millis,
-    pub burst: i64,
     pub plan: PlanConfig,
     pub nft: NftConfig,
     pub iptables: IptablesConfig,
@@ -48,7 +49,6 @@ impl Default for SyncerConfig {
             mode: ProxyMode::Nftables,
             min_sync_period_ms: DEFAULT_MIN_SYNC_PERIOD_MS,
             sync_period_ms: DEFAULT_SYNC_PERIOD_MS,
-            burst: DEFAULT_BURST,
             plan: PlanConfig::default(),
             nft: NftConfig::default(),
             iptables: IptablesConfig::default(),
@@ -101,11 +101,11 @@ pub struct Syncer {
     need_full: bool,
     pending: bool,
     retry_at: Option<Millis>,
-    last_run: Option<Millis>,
+    /// When the previous rule sync finished (the runner's timers restart then).
+    last_end: Option<Millis>,
+    /// When the informers had listed (the first sync is due then).
+    ready_at: Millis,
     last_full: Millis,
-    /// Runner tokens in milliseconds of `min_sync_period` (one token = one period).
-    token_ms: i64,
-    token_at: Millis,
     in_flight: Option<InFlight>,
     requeued_triggers: Vec<Millis>,
 }
@@ -120,7 +120,6 @@ impl Syncer {
             nft: NftRenderer::new(cfg.nft.clone()),
             ipt: IptablesRenderer::new(cfg.iptables.clone()),
             metrics: ProxyMetrics::new(mode),
-            token_ms: cfg.burst.max(1) * cfg.min_sync_period_ms,
             cfg,
             tracker: Tracker::new(),
             plan: Plan::default(),
@@ -128,9 +127,9 @@ impl Syncer {
             need_full: true,
             pending: false,
             retry_at: None,
-            last_run: None,
+            last_end: None,
+            ready_at: 0,
             last_full: 0,
-            token_at: 0,
             in_flight: None,
             requeued_triggers: Vec::new(),
         }
@@ -159,34 +158,27 @@ impl Syncer {
         if !self.initialized {
             self.initialized = true;
             self.pending = true;
-            self.token_at = now;
+            self.ready_at = now;
         }
     }
 
-    fn refill(&mut self, now: Millis) {
-        let cap = self.cfg.burst.max(1) * self.cfg.min_sync_period_ms;
-        if now > self.token_at {
-            self.token_ms = (self.token_ms + (now - self.token_at)).min(cap);
-            self.token_at = now;
-        }
-    }
-
-    /// When a rule sync is due (ignoring stale deletes), given the runner's tokens.
+    /// When a rule sync is due (ignoring stale deletes). Upstream's runner: after a run ends
+    /// it waits `minSyncPeriod`, then runs on the first of a change (`Run()`), the retry
+    /// timer (`syncPeriod` after a failed run) or the max-interval timer (`FullSyncPeriod`
+    /// after the last run).
     fn next_sync_at(&self) -> Option<Millis> {
-        let min = self.cfg.min_sync_period_ms;
-        let token_ready = self.token_at + (min - self.token_ms).max(0);
-        let mut due: Option<Millis> = None;
-        let mut consider = |t: Millis| due = Some(due.map_or(t, |d: Millis| d.min(t)));
+        let Some(end) = self.last_end else {
+            // Nothing has run yet: the first change runs at once.
+            return self.pending.then_some(self.ready_at);
+        };
+        let mut due = end + FULL_SYNC_PERIOD_MS;
         if self.pending {
-            consider(token_ready);
+            due = due.min(end);
         }
         if let Some(r) = self.retry_at {
-            consider(r.max(token_ready));
+            due = due.min(r);
         }
-        if let Some(last) = self.last_run {
-            consider((last + self.cfg.sync_period_ms).max(token_ready));
-        }
-        due
+        Some(due.max(end + self.cfg.min_sync_period_ms))
     }
 
     /// The next time [`Syncer::poll`] has something to do (the driver's wake-up).
@@ -211,7 +203,6 @@ impl Syncer {
         if !self.initialized || self.in_flight.is_some() {
             return None;
         }
-        self.refill(now);
         if self.cfg.mode == ProxyMode::Nftables
             && !self.need_full
             && let Some(text) = self.nft.render_stale_deletes(now)
@@ -222,10 +213,7 @@ impl Syncer {
             if self.next_sync_at().is_none_or(|t| t > now) {
                 return None;
             }
-            self.token_ms -= self.cfg.min_sync_period_ms;
             self.pending = false;
-            self.retry_at = None;
-            self.last_run = Some(now);
             let changes = self.tracker.take_changes();
             self.metrics.service_changes_total += changes.service_events;
             self.metrics.endpoint_changes_total += changes.slice_events;
@@ -236,7 +224,7 @@ impl Syncer {
                 self.plan = Plan::build(&self.tracker, &self.cfg.plan);
                 self.last_full = now;
                 let text = match self.cfg.mode {
-                    ProxyMode::Nftables => self.nft.render_full(&self.plan),
+                    ProxyMode::Nftables => self.nft.render_full_at(&self.plan, now),
                     ProxyMode::Iptables => self.ipt.render_full(&self.plan),
                 };
                 (SyncKind::Full, text)
@@ -254,6 +242,8 @@ impl Syncer {
             if text.is_empty() {
                 // Nothing to change in the kernel: the sync is done.
                 self.observe_success(SyncKind::Partial, now, now, &triggers);
+                self.retry_at = None;
+                self.last_end = Some(now);
                 continue;
             }
             return Some(self.start(kind, text, now, triggers));
@@ -281,11 +271,16 @@ impl Syncer {
     }
 
     /// The driver applied the last transaction (`now` = when it finished). A failure forces
-    /// a full sync, retried after `--sync-period` or at the next change.
+    /// a full sync, retried after `--sync-period` or at the next change; either way the next
+    /// sync waits `--min-sync-period` from `now`.
     pub fn on_applied(&mut self, result: Result<(), ApplyError>, now: Millis) {
         let Some(f) = self.in_flight.take() else {
             return;
         };
+        if f.kind != SyncKind::StaleDelete {
+            self.last_end = Some(now);
+            self.retry_at = None;
+        }
         match result {
             Ok(()) => self.observe_success(f.kind, f.started_at, now, &f.triggers),
             Err(e) => {

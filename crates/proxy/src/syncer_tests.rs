@@ -55,23 +55,29 @@ fn waits_for_informers_then_full_syncs() {
     assert!(s.poll(T0).is_none());
     s.on_applied(Ok(()), T0 + 20);
     assert_eq!(s.metrics().full_sync_duration.count(), 1);
-    assert_eq!(s.poll_timeout(), Some(T0 + DEFAULT_SYNC_PERIOD_MS));
+    // No periodic sync at --sync-period: the runner's max interval is FullSyncPeriod (1 h).
+    assert_eq!(s.poll_timeout(), Some(T0 + 20 + FULL_SYNC_PERIOD_MS));
 }
 
 #[test]
-fn min_sync_period_with_burst_of_two() {
+fn min_sync_period_counts_from_the_end_of_the_previous_sync_without_burst() {
     let mut s = syncer(ProxyMode::Nftables);
     let mut st = NftState::default();
     s.on_initial_sync_done(T0);
-    assert_eq!(run(&mut s, &mut st, T0), Some(SyncKind::Full));
-    // Tokens: burst 2, one spent. A change at +100 ms syncs at once (second token).
+    let tx = s.poll(T0).expect("first sync at once");
+    st.apply(&tx.text).expect("applies");
+    s.on_applied(Ok(()), T0 + 300);
+    // A change 100 ms after the sync ended waits for min-sync-period from the END (T0+1300),
+    // not from the start (T0+1000), and there is no second token to spend at once.
     set_endpoint(&mut s, "10.0.1.2");
-    assert_eq!(run(&mut s, &mut st, T0 + 100), Some(SyncKind::Partial));
-    // A third change must wait for a token: one refills per second since T0.
+    assert!(s.poll(T0 + 400).is_none());
+    assert!(s.poll(T0 + 1_000).is_none());
+    assert_eq!(s.poll_timeout(), Some(T0 + 1_300));
+    assert_eq!(run(&mut s, &mut st, T0 + 1_300), Some(SyncKind::Partial));
+    // Again: a change right after waits one full period.
     set_endpoint(&mut s, "10.0.1.3");
-    assert!(s.poll(T0 + 200).is_none());
-    assert_eq!(s.poll_timeout(), Some(T0 + 1_000));
-    assert_eq!(run(&mut s, &mut st, T0 + 1_000), Some(SyncKind::Partial));
+    assert!(s.poll(T0 + 1_400).is_none());
+    assert_eq!(s.poll_timeout(), Some(T0 + 2_300));
 }
 
 #[test]
@@ -85,19 +91,18 @@ fn failure_forces_full_sync_after_sync_period_or_next_change() {
         s.render_metrics()
             .contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1\n")
     );
-    // Upstream: RetryAfter(syncPeriod), so no retry before then without a change...
-    assert!(s.poll(T0 + 1_000).is_none());
-    // (the periodic sync-period run from the failed attempt at T0 comes first).
-    assert_eq!(s.poll_timeout(), Some(T0 + DEFAULT_SYNC_PERIOD_MS));
-    let tx = s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).expect("retry");
+    // Upstream: the retry timer fires syncPeriod after the failed run ended.
+    assert!(s.poll(T0 + 1_010).is_none());
+    assert_eq!(s.poll_timeout(), Some(T0 + 10 + DEFAULT_SYNC_PERIOD_MS));
+    let tx = s.poll(T0 + 10 + DEFAULT_SYNC_PERIOD_MS).expect("retry");
     assert_eq!(tx.kind, SyncKind::Full);
     s.on_applied(Ok(()), T0 + 40_000);
     set_endpoint(&mut s, "10.0.1.9");
     assert_eq!(s.poll(T0 + 41_000).map(|t| t.kind), Some(SyncKind::Partial));
-    // ...but a change brings the (full) retry forward.
-    let _ = s.poll(T0 + 41_000);
+    // ...but a change brings the (full) retry forward, once min-sync-period has passed.
     s.on_applied(Err(ApplyError::Injected("boom".into())), T0 + 41_000);
     set_endpoint(&mut s, "10.0.1.8");
+    assert!(s.poll(T0 + 41_500).is_none());
     assert_eq!(s.poll(T0 + 42_000).map(|t| t.kind), Some(SyncKind::Full));
 }
 
@@ -108,37 +113,30 @@ fn stale_chains_deleted_in_a_separate_transaction_after_one_second() {
     s.on_initial_sync_done(T0);
     run(&mut s, &mut st, T0);
     set_endpoint(&mut s, "10.0.1.2");
-    run(&mut s, &mut st, T0 + 100);
+    run(&mut s, &mut st, T0 + 1_000);
     let old = "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80";
     assert!(st.has_chain(old));
-    assert_eq!(s.poll_timeout(), Some(T0 + 1_100));
-    let tx = s.poll(T0 + 1_100).expect("stale delete");
+    assert_eq!(s.poll_timeout(), Some(T0 + 2_000));
+    let tx = s.poll(T0 + 2_000).expect("stale delete");
     assert_eq!(tx.kind, SyncKind::StaleDelete);
     assert_eq!(tx.text, format!("delete chain ip kube-proxy {old}\n"));
     st.apply(&tx.text).expect("apply");
-    s.on_applied(Ok(()), T0 + 1_100);
+    s.on_applied(Ok(()), T0 + 2_000);
     assert!(!st.has_chain(old));
 }
 
 #[test]
-fn periodic_sync_without_changes_is_empty_in_nftables_and_a_restore_in_iptables() {
-    let mut s = syncer(ProxyMode::Nftables);
-    s.on_initial_sync_done(T0);
-    let _ = s.poll(T0).expect("full");
-    s.on_applied(Ok(()), T0);
-    assert!(s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).is_none());
-    assert_eq!(s.metrics().partial_sync_duration.count(), 1);
-
-    let mut s = syncer(ProxyMode::Iptables);
-    s.on_initial_sync_done(T0);
-    let tx = s.poll(T0).expect("full");
-    assert!(tx.text.starts_with("*filter\n"));
-    s.on_applied(Ok(()), T0);
-    let tx = s
-        .poll(T0 + DEFAULT_SYNC_PERIOD_MS)
-        .expect("periodic restore");
-    assert_eq!(tx.kind, SyncKind::Partial);
-    assert!(!tx.text.contains(":KUBE-SVC-"));
+fn no_sync_at_sync_period_and_the_hourly_one_is_full() {
+    for mode in [ProxyMode::Nftables, ProxyMode::Iptables] {
+        let mut s = syncer(mode);
+        s.on_initial_sync_done(T0);
+        let _ = s.poll(T0).expect("full");
+        s.on_applied(Ok(()), T0);
+        assert!(s.poll(T0 + DEFAULT_SYNC_PERIOD_MS).is_none(), "{mode:?}");
+        assert_eq!(s.poll_timeout(), Some(T0 + FULL_SYNC_PERIOD_MS));
+        let tx = s.poll(T0 + FULL_SYNC_PERIOD_MS).expect("hourly sync");
+        assert_eq!(tx.kind, SyncKind::Full, "{mode:?}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Root-only integration test: the full-sync text (upstream test services plus a 3-endpoint
 //! and an affinity service) passes `nft --check -f -` and applies for real with `nft -f -`
-//! inside a throwaway network namespace `zl-test-<pid>`, which is always deleted.
+//! inside a throwaway network namespace `zl-test-<pid>-<tag>`, which is always deleted; and a
+//! later full sync keeps the table, so an affinity set's elements survive it.
 //! Reported as ignored without root, `nft` or `ip` (see build.rs); under CI it fails instead.
 
 use std::process::Command;
@@ -16,8 +17,9 @@ const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
 struct NetnsGuard(String);
 
 impl NetnsGuard {
-    fn create() -> Option<NetnsGuard> {
-        let name = format!("zl-test-{}", std::process::id());
+    /// `tag` keeps the tests of this binary (threads of one process) apart.
+    fn create(tag: &str) -> Option<NetnsGuard> {
+        let name = format!("zl-test-{}-{tag}", std::process::id());
         // Leftover of a crashed run with the same pid: remove first.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let ok = Command::new("ip")
@@ -36,6 +38,15 @@ impl Drop for NetnsGuard {
 }
 
 fn text() -> String {
+    let cfg = NftConfig {
+        cluster_cidr: Some(Cidr::parse("10.0.0.0/8").expect("cidr")),
+        service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
+        ..NftConfig::default()
+    };
+    NftRenderer::new(cfg).render_full(&plan())
+}
+
+fn plan() -> Plan {
     let mut t = Tracker::new();
     t.apply_service(&service("ns1", "svc1", "172.30.0.41", P80));
     t.apply_service(&service(
@@ -68,12 +79,64 @@ fn text() -> String {
         P80,
         vec![ep("10.180.0.5"), ep("10.180.0.6")],
     ));
-    let cfg = NftConfig {
+    Plan::build(&t, &PlanConfig::default())
+}
+
+fn in_netns(ns: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("ip netns exec")
+}
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
+)]
+fn a_second_full_sync_keeps_affinity_set_elements() {
+    use netlab::preflight::{IP, NFT, require_for_test};
+    require_for_test(&[IP, NFT]);
+    let ns = NetnsGuard::create("affinity").expect("creating a network namespace");
+    let plan = plan();
+    let mut r = NftRenderer::new(NftConfig {
         cluster_cidr: Some(Cidr::parse("10.0.0.0/8").expect("cidr")),
-        service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
         ..NftConfig::default()
-    };
-    NftRenderer::new(cfg).render_full(&Plan::build(&t, &PlanConfig::default()))
+    });
+    let mut nft = NftApplier::new(Some(ns.0.clone()));
+    let first = r.render_full_at(&plan, 0);
+    nft.apply(&first).expect("first full sync");
+    let set = first
+        .lines()
+        .find_map(|l| l.strip_prefix("add set ip kube-proxy affinity-"))
+        .and_then(|rest| rest.split(' ').next())
+        .map(|name| format!("affinity-{name}"))
+        .expect("an affinity set");
+    // A client with affinity (what the kernel's `update @set` adds for a real connection).
+    let added = in_netns(
+        &ns.0,
+        &[
+            "nft",
+            "add",
+            "element",
+            "ip",
+            "kube-proxy",
+            &set,
+            "{ 10.0.0.7 }",
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let second = r.render_full_at(&plan, 30_000);
+    assert!(!second.contains("delete table"));
+    nft.apply(&second).expect("second full sync");
+    let listed = in_netns(&ns.0, &["nft", "list", "set", "ip", "kube-proxy", &set]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("10.0.0.7"), "{listed}");
+    // The rules are still all there after the kept-table sync.
+    let table = in_netns(&ns.0, &["nft", "list", "table", "ip", "kube-proxy"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("numgen random mod 3"), "{table}");
 }
 
 #[test]
@@ -84,7 +147,7 @@ fn text() -> String {
 fn full_sync_text_passes_nft_check_and_applies_in_a_netns() {
     use netlab::preflight::{IP, NFT, require_for_test};
     require_for_test(&[IP, NFT]);
-    let ns = NetnsGuard::create().expect("creating a network namespace");
+    let ns = NetnsGuard::create("check").expect("creating a network namespace");
     let text = text();
     let mut check = NftApplier {
         netns: Some(ns.0.clone()),

@@ -52,7 +52,8 @@ pub struct AgentArgs {
     /// Minimum time between proxy syncs [upstream 1s; fast 100ms].
     #[arg(long, value_parser = parse_duration)]
     pub min_sync_period: Option<Duration>,
-    /// Periodic full resync [upstream 30s; fast 3s].
+    /// Retry interval after a failed proxy sync (the current runner has no periodic sync at
+    /// this period; it syncs on changes and every hour) [upstream 30s; fast 3s].
     #[arg(long, value_parser = parse_duration)]
     pub sync_period: Option<Duration>,
     /// Lease duration; the lease is renewed every quarter of it [upstream 40; fast 4].
@@ -147,7 +148,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let url: http::Uri = args.server.parse().context("--server")?;
     let client = kube::Client::try_from(kube::Config::new(url))?;
     let syncer = syncer_config(&args)?;
-    tokio::spawn(crate::proxy_driver::run(
+    let mut proxy = tokio::spawn(crate::proxy_driver::run(
         client.clone(),
         syncer,
         args.node_name.clone(),
@@ -170,15 +171,15 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     );
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {
-            tracing::info!("SIGTERM: graceful node shutdown");
-            agent.shutdown().await?;
+    let signals = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: graceful node shutdown"),
+            _ = int.recv() => tracing::info!("interrupted: graceful node shutdown"),
         }
-        _ = int.recv() => {
-            tracing::info!("interrupted: graceful node shutdown");
-            agent.shutdown().await?;
-        }
-    }
+        agent.shutdown().await?;
+        Ok::<(), anyhow::Error>(())
+    };
+    // The proxy never ends on its own: if it does (a panic), the agent exits non-zero.
+    crate::supervise::until_task_ends("kube-proxy", &mut proxy, signals).await?;
     Ok(())
 }

@@ -26,14 +26,16 @@ use proxy::health::ProxyHealth;
 use proxy::syncer::{Change, ProxyMode, SyncKind, Syncer, SyncerConfig};
 use tokio::sync::mpsc;
 
+use controllers::Key;
 use controllers::live::wall_clock;
+use controllers::relist::{self, Step};
 
 enum Feed {
-    Service(Box<watcher::Event<Service>>),
-    Slice(Box<watcher::Event<EndpointSlice>>),
+    Service(Box<Step<Service>>),
+    Slice(Box<Step<EndpointSlice>>),
 }
 
-fn spawn_watch<K, F>(api: Api<K>, wrap: F, tx: mpsc::Sender<Feed>)
+fn spawn_watch<K, F>(api: Api<K>, what: &'static str, wrap: F, tx: mpsc::Sender<Feed>)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -42,39 +44,50 @@ where
         + Send
         + Sync
         + 'static,
-    F: Fn(watcher::Event<K>) -> Feed + Send + 'static,
+    F: Fn(Step<K>) -> Feed + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut s = watcher(api, watcher::Config::default()).boxed();
-        while let Some(ev) = s.next().await {
-            match ev {
-                Ok(ev) => {
-                    if tx.send(wrap(ev)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("proxy informer: {e}; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+        let mut s = std::pin::pin!(relist::steps(api, watcher::Config::default(), what));
+        while let Some(step) = s.next().await {
+            if tx.send(wrap(step)).await.is_err() {
+                return;
             }
         }
     });
 }
 
-/// Apply events of one kind to the syncer; returns true once the initial list is done.
-fn feed<T>(ev: watcher::Event<T>, mut apply: impl FnMut(Change<'_, T>)) -> bool {
-    match ev {
-        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-            apply(Change::Applied(&o));
-            false
+/// The objects of one kind the proxy has handed to the syncer, so that a relist can deliver
+/// the deletions a watch gap hid (the tracker needs the deleted object).
+struct Known<T>(BTreeMap<Key, T>);
+
+impl<T: kube::Resource> Known<T> {
+    /// Apply one step; hands each resulting change to `apply`. Returns true on a relist.
+    fn feed(&mut self, step: Step<T>, mut apply: impl FnMut(Change<'_, T>)) -> bool {
+        match step {
+            Step::Apply(o) => {
+                apply(Change::Applied(&o));
+                self.0.insert(relist::key_of(&o), o);
+                false
+            }
+            Step::Delete(o) => {
+                apply(Change::Deleted(&o));
+                self.0.remove(&relist::key_of(&o));
+                false
+            }
+            Step::Relisted(list) => {
+                let r = relist::diff(self.0.keys().cloned(), list, relist::key_of);
+                for key in r.deletions {
+                    if let Some(o) = self.0.remove(&key) {
+                        apply(Change::Deleted(&o));
+                    }
+                }
+                for o in r.upserts {
+                    apply(Change::Applied(&o));
+                    self.0.insert(relist::key_of(&o), o);
+                }
+                true
+            }
         }
-        watcher::Event::Delete(o) => {
-            apply(Change::Deleted(&o));
-            false
-        }
-        watcher::Event::Init => false,
-        watcher::Event::InitDone => true,
     }
 }
 
@@ -139,14 +152,17 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     let (tx, mut rx) = mpsc::channel(1024);
     spawn_watch(
         Api::<Service>::all(client.clone()),
-        |e| Feed::Service(Box::new(e)),
+        "proxy Service",
+        |s| Feed::Service(Box::new(s)),
         tx.clone(),
     );
     spawn_watch(
         Api::<EndpointSlice>::all(client),
-        |e| Feed::Slice(Box::new(e)),
+        "proxy EndpointSlice",
+        |s| Feed::Slice(Box::new(s)),
         tx,
     );
+    let (mut services, mut slices) = (Known(BTreeMap::new()), Known(BTreeMap::new()));
     let (mut services_synced, mut slices_synced, mut started) = (false, false, false);
     let mut udp = crate::conntrack::UdpView::new();
     let mut applier: Box<dyn RuleApplier + Send> = match mode {
@@ -216,8 +232,8 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             f = rx.recv() => {
                 let Some(f) = f else { return };
                 match f {
-                    Feed::Service(ev) => services_synced |= feed(*ev, |c| syncer.on_service(c)),
-                    Feed::Slice(ev) => slices_synced |= feed(*ev, |c| syncer.on_slice(c)),
+                    Feed::Service(step) => services_synced |= services.feed(*step, |c| syncer.on_service(c)),
+                    Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.on_slice(c)),
                 }
                 let first = !started && services_synced && slices_synced;
                 if first {
@@ -247,4 +263,41 @@ fn programmed_ips(plan: &proxy::plan::Plan) -> BTreeMap<String, Vec<String>> {
     out.into_iter()
         .map(|(k, v)| (k, v.into_iter().collect()))
         .collect()
+}
+
+#[cfg(test)]
+mod relist_tests {
+    use super::*;
+    use proxy::fixtures::{ep, service, slice};
+
+    const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
+
+    #[test]
+    fn a_relist_after_a_watch_gap_deletes_what_is_gone() {
+        let mut syncer = Syncer::new(SyncerConfig::default());
+        let (mut services, mut slices) = (Known(BTreeMap::new()), Known(BTreeMap::new()));
+        let a = service("ns", "a", "10.96.0.1", P80);
+        let b = service("ns", "b", "10.96.0.2", P80);
+        let a_slice = slice("ns", "a", "a-1", P80, vec![ep("10.244.1.1")]);
+        assert!(
+            services.feed(Step::Relisted(vec![a.clone(), b.clone()]), |c| {
+                syncer.on_service(c)
+            })
+        );
+        assert!(slices.feed(Step::Relisted(vec![a_slice]), |c| syncer.on_slice(c)));
+        assert_eq!(syncer.tracker().service_count(), 2);
+        // Service `a` and its slice were deleted while the watch was down: the relists after
+        // the gap no longer list them, and the syncer must forget them.
+        services.feed(Step::Relisted(vec![b.clone()]), |c| syncer.on_service(c));
+        slices.feed(Step::Relisted(Vec::new()), |c| syncer.on_slice(c));
+        assert_eq!(syncer.tracker().service_count(), 1);
+        assert_eq!(
+            services.0.keys().cloned().collect::<Vec<_>>(),
+            vec![Key::new("ns", "b")]
+        );
+        assert!(slices.0.is_empty());
+        // Ordinary deletes still work.
+        services.feed(Step::Delete(b), |c| syncer.on_service(c));
+        assert_eq!(syncer.tracker().service_count(), 0);
+    }
 }

@@ -183,7 +183,10 @@ async fn bind(
                 let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
                 return Ok(json_response(StatusCode::CREATED, &status));
             }
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(StoreError::Conflict { actual, .. }) => {
+                write::await_readable(server, actual).await;
+                continue;
+            }
             Err(e) => return Err(store_error(t, name, e)),
         }
     }

@@ -23,6 +23,21 @@ use crate::svcalloc;
 
 /// How many times a write retries after losing a compare-and-swap race.
 const MAX_CAS_RETRIES: usize = 32;
+/// Longest wait for the write a compare-and-swap lost to to become readable (a group commit's
+/// fsync takes far less; a bound, so a stuck committer cannot hold a request).
+const READABLE_WAIT_MS: u64 = 1_000;
+
+/// After losing a compare-and-swap to revision `actual`, wait until reads see it. A durable
+/// store's CAS sees writes that are applied but not yet durable while reads answer at the last
+/// durable revision: a retry at once re-reads the old value and loses again, 32 times within
+/// one fsync (issue 14: a taint eviction's delete racing its status write got 409 "too many
+/// concurrent updates").
+pub(crate) async fn await_readable(server: &Server, actual: store::Revision) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(READABLE_WAIT_MS);
+    while server.store.current_revision() < actual && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
 
 /// `fieldValidation` query parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,13 +279,6 @@ fn creates_on_update(res: &ResourceInfo) -> bool {
     )
 }
 
-/// Sleep before retry `attempt` of a lost compare-and-swap: 1 ms doubling, at most 32 ms (the
-/// 32 retries then span about a second).
-async fn conflict_backoff(attempt: usize) {
-    let ms = 1u64 << attempt.min(5);
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-}
-
 /// Read-modify-write with compare-and-swap, retried on conflicts unless the caller gave a
 /// `resourceVersion` precondition. `mutate` builds the desired object from the current one.
 pub async fn guaranteed_update<F>(
@@ -286,7 +294,7 @@ where
 {
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
-    for attempt in 0..MAX_CAS_RETRIES {
+    for _ in 0..MAX_CAS_RETRIES {
         let (kv, old) = super::current(server, t, name).await?;
         let mut new = mutate(&old)?;
         check_identity(res, &new, t.namespace.as_deref())?;
@@ -356,12 +364,9 @@ where
                     warnings,
                 });
             }
-            Err(StoreError::Conflict { .. }) if precondition.is_none() => {
+            Err(StoreError::Conflict { actual, .. }) if precondition.is_none() => {
                 svcalloc::rollback_change(server, change);
-                // Reads answer at the last durable revision while compare-and-swap sees every
-                // applied write: the winner's write may still be committing. Back off instead
-                // of spending every retry within one commit.
-                conflict_backoff(attempt).await;
+                await_readable(server, actual).await;
                 continue;
             }
             Err(e) => {
@@ -635,7 +640,7 @@ async fn delete_internal(
 ) -> Result<(Value, bool), StatusError> {
     let res = t.res;
     let key = objects::key(res, t.namespace.as_deref(), name);
-    for attempt in 0..MAX_CAS_RETRIES {
+    for _ in 0..MAX_CAS_RETRIES {
         let (kv, mut obj) = super::current(server, t, name).await?;
         check_preconditions(res, name, &obj, opts)?;
         let mark = deletion_mark(res, &obj, opts);
@@ -667,8 +672,8 @@ async fn delete_internal(
                 objects::set_resource_version(&mut obj, written.mod_revision);
                 return Ok((obj, mark.is_none()));
             }
-            Err(StoreError::Conflict { .. }) => {
-                conflict_backoff(attempt).await;
+            Err(StoreError::Conflict { actual, .. }) => {
+                await_readable(server, actual).await;
                 continue;
             }
             Err(e) => return Err(store_error(t, name, e)),

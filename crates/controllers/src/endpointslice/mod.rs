@@ -6,8 +6,10 @@
 //! once (or after `endpoint_updates_batch_period` for pod changes). A sync builds the desired
 //! endpoints from the cache and writes only slices that differ. Our own writes are tracked
 //! until they come back through the informer (as upstream's EndpointSliceTracker does), so a
-//! Service is never synced against a cache that lacks its own writes; a failed write requeues
-//! the Service with exponential backoff.
+//! Service is never synced against a cache that lacks its own writes: such a sync fails as
+//! upstream's `StaleInformerCache` error does and is retried with the rate-limited backoff
+//! (1 s, doubling), not the instant the write comes back. A failed write requeues the Service
+//! with the same backoff.
 
 mod desired;
 mod reconcile;
@@ -124,15 +126,20 @@ impl EndpointSliceController {
     /// Service is clean: its last sync was full or partial, and all its writes came back as
     /// sent, so every other endpoint is current (as a full reconcile would find it).
     fn sync_pods(&mut self, cache: &Cache, key: &Key, only: Option<&[String]>, now: Millis) {
-        let scheduled = self.scheduled.remove(key).is_some();
+        let scheduled_at = self.scheduled.remove(key);
+        let scheduled = scheduled_at.is_some();
         let state = self.services.entry(key.clone()).or_default();
         if !state.inflight.is_empty() {
-            state.dirty = true;
-            state.clean = false;
+            // Upstream: `StaleSlices` → `NewStaleInformerCache(...)` → `AddRateLimited`; a
+            // retry already waiting keeps its earlier time (the delaying queue's rule).
+            tracing::debug!(service = %key, "endpointslice: informer cache is out of date; retrying with backoff");
+            if let Some(at) = scheduled_at.filter(|at| *at > now) {
+                self.scheduled.insert(key.clone(), at);
+            }
+            self.fail(key, now);
             return;
         }
         let only = only.filter(|_| state.clean && state.known && !scheduled);
-        state.dirty = false;
         let Some(svc) = cache.services.get(key) else {
             self.services.remove(key);
             return;
@@ -140,6 +147,10 @@ impl EndpointSliceController {
         if selector(svc).is_none() {
             return;
         }
+        // Upstream forgets the retry count when a sync succeeds; ours succeeds once its
+        // writes come back, so count from zero now and let a failing write restore it.
+        state.failures_before_sync = state.failures;
+        state.failures = 0;
         self.syncs += 1;
         let trigger = if state.known {
             state.trigger.take()
@@ -165,7 +176,7 @@ impl EndpointSliceController {
         let missing_node = desired.missing_node;
         self.emit(key, planned, trigger, now);
         if missing_node {
-            self.fail(key, now);
+            self.fail_after_sync(key, now);
         } else if self
             .services
             .get(key)
@@ -218,10 +229,17 @@ impl EndpointSliceController {
         }
     }
 
+    /// The sync that reset the retry count failed after all: count on from before it.
+    fn fail_after_sync(&mut self, key: &Key, now: Millis) {
+        if let Some(s) = self.services.get_mut(key) {
+            s.failures = s.failures.max(s.failures_before_sync);
+        }
+        self.fail(key, now);
+    }
+
     /// Requeue `key` with exponential backoff (bounded by `max_retries`).
     fn fail(&mut self, key: &Key, now: Millis) {
         let state = self.services.entry(key.clone()).or_default();
-        state.dirty = false;
         state.clean = false;
         state.failures += 1;
         if state.failures > self.config.max_retries {
@@ -324,13 +342,7 @@ impl EndpointSliceController {
 }
 
 impl EndpointSliceController {
-    fn on_slice(
-        &mut self,
-        cache: &Cache,
-        new: Option<&EndpointSlice>,
-        old: Option<&EndpointSlice>,
-        now: Millis,
-    ) {
+    fn on_slice(&mut self, new: Option<&EndpointSlice>, old: Option<&EndpointSlice>, now: Millis) {
         if !new.is_some_and(is_managed) && !old.is_some_and(is_managed) {
             return;
         }
@@ -350,7 +362,7 @@ impl EndpointSliceController {
             .get_mut(&key)
             .map_or(Echo::Foreign, |s| s.inflight.echo(new, old));
         match echo {
-            Echo::Ours => self.after_echo(Some(cache), &key, now),
+            Echo::Ours => self.after_echo(&key),
             Echo::Foreign => {
                 if let Some(s) = self.services.get_mut(&key) {
                     s.clean = false;
@@ -365,20 +377,14 @@ impl EndpointSliceController {
         }
     }
 
-    /// One of our writes is settled: once all are, run a sync that waited for them.
-    fn after_echo(&mut self, cache: Option<&Cache>, key: &Key, now: Millis) {
+    /// One of our writes is settled: once all are and no retry is queued, the Service is in
+    /// sync. A sync that found them in flight waits for its rate-limited retry, as upstream
+    /// (its tracker does not queue a Service for the echo of its own write).
+    fn after_echo(&mut self, key: &Key) {
         let Some(state) = self.services.get(key) else {
             return;
         };
-        if !state.inflight.is_empty() {
-            return;
-        }
-        if state.dirty {
-            match cache {
-                Some(cache) => self.sync(cache, key, now),
-                None => self.schedule(key, now),
-            }
-        } else if !self.scheduled.contains_key(key) {
+        if state.inflight.is_empty() && !self.scheduled.contains_key(key) {
             self.succeed(key);
         }
     }
@@ -522,11 +528,9 @@ impl Controller for EndpointSliceController {
                     Some(Object::EndpointSlice(s)) => Some(s.as_ref()),
                     _ => None,
                 };
-                self.on_slice(cache, Some(new), old, now);
+                self.on_slice(Some(new), old, now);
             }
-            Change::Deleted(Object::EndpointSlice(old)) => {
-                self.on_slice(cache, None, Some(old), now)
-            }
+            Change::Deleted(Object::EndpointSlice(old)) => self.on_slice(None, Some(old), now),
             _ => {}
         }
     }
@@ -593,9 +597,9 @@ impl Controller for EndpointSliceController {
         );
         tracing::debug!(service = %key, ?error, "endpointslice: write failed");
         if harmless {
-            self.after_echo(None, &key, now);
+            self.after_echo(&key);
         } else {
-            self.fail(&key, now);
+            self.fail_after_sync(&key, now);
         }
     }
 }

@@ -19,13 +19,13 @@ pub(crate) struct ServiceState {
     pub trigger: Option<Millis>,
     /// Our writes not yet seen back.
     pub inflight: Inflight,
-    /// A sync was asked for while writes were in flight.
-    pub dirty: bool,
     /// Every endpoint in our slices is current except for changes not yet synced (allows a
     /// partial sync of just the changed pods).
     pub clean: bool,
     /// Consecutive failed syncs (for backoff).
     pub failures: u32,
+    /// `failures` when the last sync started (it counts from zero while its writes are out).
+    pub failures_before_sync: u32,
 }
 
 /// Writes sent for one Service and not yet seen back through the informer.

@@ -605,3 +605,48 @@ fn services_without_selector_or_external_name_are_left_alone() {
     h.start();
     assert_eq!(slice_writes(&h), 0);
 }
+
+#[test]
+fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
+    let mut c = EndpointSliceController::new(EndpointSliceConfig::default());
+    let mut api = crate::fake::FakeApi::new();
+    api.put(node("n1", "zone-a"), T0);
+    api.put(service(), T0);
+    c.on_synced(&api.cache, T0);
+    let mut first = Vec::new();
+    c.drain_actions(&mut first);
+    assert_eq!(first.len(), 1, "the placeholder slice");
+    // A pod arrives while our write is not back: the informer cache is stale for this
+    // Service (upstream StaleInformerCache), so the sync is retried after 1 s.
+    let change = api.put(pod("a", "10.0.0.1"), T0 + 10);
+    c.on_change(&api.cache, &change, T0 + 10);
+    let mut out = Vec::new();
+    c.drain_actions(&mut out);
+    assert!(out.is_empty());
+    assert_eq!(c.next_wakeup(), Some(T0 + 1_010));
+    // A second stale attempt doubles the backoff (but keeps the earlier retry).
+    let change = api.put(pod("b", "10.0.0.2"), T0 + 20);
+    c.on_change(&api.cache, &change, T0 + 20);
+    c.drain_actions(&mut out);
+    assert!(out.is_empty());
+    assert_eq!(c.next_wakeup(), Some(T0 + 1_010));
+    // Our write comes back: no sync the instant it does.
+    for change in api.execute(&first[0], T0 + 30).expect("create") {
+        c.on_change(&api.cache, &change, T0 + 30);
+    }
+    c.drain_actions(&mut out);
+    assert!(out.is_empty(), "synced on the echo: {out:?}");
+    // The rate-limited retry syncs both pods.
+    c.on_tick(&api.cache, T0 + 1_010);
+    c.drain_actions(&mut out);
+    assert_eq!(out.len(), 1);
+    let Action::Update(Object::EndpointSlice(s)) = &out[0] else {
+        panic!("expected a slice update, got {out:?}");
+    };
+    assert_eq!(s.endpoints.len(), 2);
+    // That sync succeeded, so the count starts over (upstream's Forget): the next stale
+    // attempt waits 1 s again, not 4 s.
+    let change = api.put(pod("c", "10.0.0.3"), T0 + 1_020);
+    c.on_change(&api.cache, &change, T0 + 1_020);
+    assert_eq!(c.next_wakeup(), Some(T0 + 2_020));
+}

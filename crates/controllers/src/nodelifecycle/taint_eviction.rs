@@ -2,6 +2,11 @@
 //! deletes pods from nodes with NoExecute taints they do not tolerate, at once, or after the
 //! smallest `tolerationSeconds` of the tolerations used; cancels when the taints go.
 //!
+//! An eviction is two writes in order, as upstream's `addConditionAndDeletePod`: the
+//! `DisruptionTarget` condition, then (once the informer shows it) the delete. A failed write
+//! is retried with a bounded backoff until the pod is gone, marked for deletion, or no longer
+//! due (its node lost the taint): a lost write must not leave a pod on a dead node forever.
+//!
 //! Start at [`TaintEvictionController::process_pod_on_node`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,7 +17,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
 use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, no_execute_taints};
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::to_time;
-use crate::{Action, Controller, Kind, Millis};
+use crate::{Action, Controller, Kind, Millis, WriteError};
 
 /// Condition upstream adds before deleting (`v1.DisruptionTarget`).
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
@@ -21,6 +26,26 @@ pub const REASON_DELETION_BY_TAINT_MANAGER: &str = "DeletionByTaintManager";
 /// Its message.
 pub const MESSAGE_DELETION_BY_TAINT_MANAGER: &str =
     "Taint manager: deleting due to NoExecute taint";
+
+/// First retry of a failed eviction write (upstream retries `addConditionAndDeletePod`
+/// after 10 ms).
+pub const EVICTION_RETRY_BASE_MS: Millis = 10;
+/// Longest wait between retries of one eviction (a bound; upstream gives up after 5 tries and
+/// waits for the next pod update, which never comes for a pod on a dead node).
+pub const EVICTION_RETRY_MAX_MS: Millis = 10_000;
+
+/// An eviction under way: which write it waits for, and its retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Eviction {
+    /// The pod being evicted (a new pod of the same name is not this eviction's business).
+    uid: Option<String>,
+    /// The condition is written (seen, or was already there): the delete is next.
+    deleting: bool,
+    /// Consecutive failed writes.
+    failures: u32,
+    /// When to retry after a failure (`None`: waiting for the informer or the write).
+    retry_at: Option<Millis>,
+}
 
 /// A scheduled deletion (upstream `TimedWorker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +61,9 @@ pub struct TaintEvictionController {
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
     schedule: BTreeSet<(Millis, Key)>,
+    /// Evictions whose writes are under way, and their retry timers.
+    evicting: BTreeMap<Key, Eviction>,
+    retries: BTreeSet<(Millis, Key)>,
     actions: Vec<Action>,
 }
 
@@ -68,10 +96,24 @@ impl TaintEvictionController {
         self.work.len()
     }
 
+    /// Number of evictions whose writes are not done yet.
+    pub fn evicting(&self) -> usize {
+        self.evicting.len()
+    }
+
     fn cancel(&mut self, pod: &Key) {
         if let Some(w) = self.work.remove(pod) {
             self.schedule.remove(&(w.fire_at, pod.clone()));
             tracing::debug!(%pod, "cancelling pod deletion");
+        }
+        self.stop_evicting(pod);
+    }
+
+    fn stop_evicting(&mut self, pod: &Key) {
+        if let Some(e) = self.evicting.remove(pod)
+            && let Some(at) = e.retry_at
+        {
+            self.retries.remove(&(at, pod.clone()));
         }
     }
 
@@ -100,17 +142,70 @@ impl TaintEvictionController {
         let Some(pod) = cache.pods.get(key) else {
             return;
         };
-        tracing::info!(pod = %key, "deleting pod for a NoExecute taint");
-        if let Some(new) = with_disruption_target(pod, now) {
-            self.actions
-                .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+        if self.evicting.contains_key(key) {
+            return;
         }
-        self.actions.push(Action::Delete {
-            kind: Kind::Pod,
-            key: key.clone(),
-            uid: pod.metadata.uid.clone(),
-            grace_period_seconds: None,
-        });
+        tracing::info!(pod = %key, "deleting pod for a NoExecute taint");
+        self.evicting.insert(
+            key.clone(),
+            Eviction {
+                uid: pod.metadata.uid.clone(),
+                deleting: false,
+                failures: 0,
+                retry_at: None,
+            },
+        );
+        self.advance_eviction(cache, key, now);
+    }
+
+    /// Issue the next write of `key`'s eviction from the pod as the cache has it now: the
+    /// condition if it is missing, else the delete; stop once the pod is going or gone.
+    fn advance_eviction(&mut self, cache: &Cache, key: &Key, now: Millis) {
+        let Some(e) = self.evicting.get(key).cloned() else {
+            return;
+        };
+        let pod = match cache.pods.get(key) {
+            Some(p) if p.metadata.uid == e.uid && p.metadata.deletion_timestamp.is_none() => p,
+            // Gone, replaced by a new pod of the same name, or marked for deletion: done.
+            _ => {
+                self.stop_evicting(key);
+                return;
+            }
+        };
+        match with_disruption_target(pod, now) {
+            Some(new) if !e.deleting => {
+                self.actions
+                    .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+            }
+            // The condition is there (or went missing after being written: delete anyway).
+            _ => {
+                if let Some(e) = self.evicting.get_mut(key) {
+                    e.deleting = true;
+                }
+                self.actions.push(Action::Delete {
+                    kind: Kind::Pod,
+                    key: key.clone(),
+                    uid: pod.metadata.uid.clone(),
+                    grace_period_seconds: None,
+                });
+            }
+        }
+    }
+
+    /// A write of an eviction failed: retry it after a bounded, doubling backoff.
+    fn eviction_write_failed(&mut self, key: &Key, now: Millis) {
+        let Some(e) = self.evicting.get_mut(key) else {
+            return;
+        };
+        if let Some(at) = e.retry_at.take() {
+            self.retries.remove(&(at, key.clone()));
+        }
+        e.failures += 1;
+        let delay = EVICTION_RETRY_BASE_MS
+            .saturating_mul(1 << (e.failures - 1).min(20))
+            .min(EVICTION_RETRY_MAX_MS);
+        e.retry_at = Some(now + delay);
+        self.retries.insert((now + delay, key.clone()));
     }
 
     /// Upstream `processPodOnNode`: schedule, keep, or cancel the deletion of one pod given
@@ -266,6 +361,16 @@ impl Controller for TaintEvictionController {
                 new: Object::Pod(p),
                 old,
             } => {
+                let key = Key::of(&p.metadata);
+                if let Some(e) = self.evicting.get(&key)
+                    && e.retry_at.is_none()
+                {
+                    // The condition came back (or the pod is going): next step.
+                    let written = !e.deleting && with_disruption_target(p, now).is_none();
+                    if written || p.metadata.deletion_timestamp.is_some() {
+                        self.advance_eviction(cache, &key, now);
+                    }
+                }
                 if let Some(Object::Pod(o)) = old
                     && tolerations_of(o) == tolerations_of(p)
                     && node_of(o) == node_of(p)
@@ -280,6 +385,16 @@ impl Controller for TaintEvictionController {
     }
 
     fn on_tick(&mut self, cache: &Cache, now: Millis) {
+        while let Some((at, key)) = self.retries.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.retries.remove(&(at, key.clone()));
+            if let Some(e) = self.evicting.get_mut(&key) {
+                e.retry_at = None;
+            }
+            self.advance_eviction(cache, &key, now);
+        }
         while let Some((at, key)) = self.schedule.first().cloned() {
             if at > now {
                 break;
@@ -291,10 +406,143 @@ impl Controller for TaintEvictionController {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.schedule.first().map(|(at, _)| *at)
+        let timer = self.schedule.first().map(|(at, _)| *at);
+        let retry = self.retries.first().map(|(at, _)| *at);
+        timer.into_iter().chain(retry).min()
     }
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.actions);
+    }
+
+    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        let key = match action {
+            Action::UpdateStatus(Object::Pod(p)) => Key::of(&p.metadata),
+            Action::Delete {
+                kind: Kind::Pod,
+                key,
+                ..
+            } => key.clone(),
+            _ => return,
+        };
+        if matches!(
+            (action, error),
+            (Action::Delete { .. }, WriteError::NotFound)
+        ) {
+            self.stop_evicting(&key);
+            return;
+        }
+        tracing::warn!(pod = %key, ?error, "taint eviction write failed; retrying");
+        self.eviction_write_failed(&key, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeApi, T0, object};
+    use serde_json::json;
+
+    fn node(taints: serde_json::Value) -> Object {
+        object(json!({"kind": "Node", "metadata": {"name": "n"}, "spec": {"taints": taints}}))
+    }
+
+    fn key() -> Key {
+        Key::new("default", "p")
+    }
+
+    /// A controller over a pod on a node with an untolerated NoExecute taint, evicting it.
+    fn evicting() -> (TaintEvictionController, FakeApi) {
+        let mut api = FakeApi::new();
+        api.put(node(json!([{"key": "k", "effect": "NoExecute"}])), T0);
+        api.put(
+            object(
+                json!({"kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"nodeName": "n", "containers": []}}),
+            ),
+            T0,
+        );
+        let mut c = TaintEvictionController::new();
+        c.on_synced(&api.cache, T0);
+        (c, api)
+    }
+
+    fn drain(c: &mut TaintEvictionController) -> Vec<Action> {
+        let mut out = Vec::new();
+        c.drain_actions(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_condition_is_written_before_the_delete() {
+        let (mut c, mut api) = evicting();
+        let first = drain(&mut c);
+        assert!(
+            matches!(first.as_slice(), [Action::UpdateStatus(_)]),
+            "{first:?}"
+        );
+        // Only once the condition is seen does the delete follow.
+        for ch in api.execute(&first[0], T0).expect("status") {
+            c.on_change(&api.cache, &ch, T0);
+        }
+        let second = drain(&mut c);
+        let uid = api
+            .cache
+            .pods
+            .get(&key())
+            .and_then(|p| p.metadata.uid.clone());
+        assert!(
+            matches!(second.as_slice(), [Action::Delete { uid: u, .. }] if *u == uid && u.is_some()),
+            "{second:?}"
+        );
+        for ch in api.execute(&second[0], T0).expect("delete") {
+            c.on_change(&api.cache, &ch, T0);
+        }
+        assert_eq!(c.evicting(), 0);
+        assert!(drain(&mut c).is_empty());
+    }
+
+    #[test]
+    fn failed_writes_are_retried_with_a_bounded_backoff_until_the_pod_goes() {
+        let (mut c, mut api) = evicting();
+        let status = drain(&mut c);
+        for ch in api.execute(&status[0], T0).expect("status") {
+            c.on_change(&api.cache, &ch, T0);
+        }
+        let delete = drain(&mut c);
+        // The delete fails (e.g. 409 "too many concurrent updates") again and again.
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..14 {
+            c.on_write_failed(&delete[0], &WriteError::Conflict, now);
+            let at = c.next_wakeup().expect("a retry is scheduled");
+            waits.push(at - now);
+            now = at;
+            c.on_tick(&api.cache, now);
+            assert_eq!(drain(&mut c), delete, "the same delete, retried");
+        }
+        assert_eq!(&waits[..4], &[10, 20, 40, 80]);
+        assert_eq!(*waits.last().expect("waits"), EVICTION_RETRY_MAX_MS);
+        // It finally succeeds: the pod is marked for deletion and the eviction is done.
+        for ch in api.execute(&delete[0], now).expect("delete") {
+            c.on_change(&api.cache, &ch, now);
+        }
+        assert_eq!(c.evicting(), 0);
+        assert_eq!(c.next_wakeup(), None);
+    }
+
+    #[test]
+    fn a_retry_stops_when_the_pod_is_no_longer_due() {
+        let (mut c, mut api) = evicting();
+        let status = drain(&mut c);
+        c.on_write_failed(&status[0], &WriteError::Conflict, T0);
+        assert_eq!(c.next_wakeup(), Some(T0 + EVICTION_RETRY_BASE_MS));
+        // The taint goes before the retry.
+        let ch = api.put(node(json!([])), T0 + 5);
+        c.on_change(&api.cache, &ch, T0 + 5);
+        assert_eq!(c.evicting(), 0);
+        assert_eq!(c.next_wakeup(), None);
+        c.on_tick(&api.cache, T0 + 100);
+        assert!(drain(&mut c).is_empty());
     }
 }

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use controllers::Key;
+use controllers::relist::{self, Step};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -45,77 +47,65 @@ pub fn spawn(
     ]
 }
 
-/// The next event of a watch. Errors are waited out, not spun on: the watcher relists by
-/// itself once the server answers again.
-async fn next<K>(
-    stream: &mut futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>,
-) -> Option<watcher::Event<K>> {
-    loop {
-        match stream.next().await? {
-            Ok(ev) => return Some(ev),
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+/// The watch of `api` as relist-aware steps (kube-runtime's watcher with its default backoff;
+/// errors are waited out, the watcher relists by itself once the server answers again).
+fn watch<K>(api: Api<K>, what: &'static str) -> futures::stream::BoxStream<'static, Step<K>>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    relist::steps(api, watcher::Config::default(), what).boxed()
+}
+
+/// The changes a step carries: `(object, deleted)`; for a relist, the keys of `known` it no
+/// longer lists come back separately (deleted during a watch gap).
+fn changes<K: kube::Resource, V>(
+    step: Step<K>,
+    known: &BTreeMap<String, V>,
+) -> (Vec<(K, bool)>, Vec<String>) {
+    match step {
+        Step::Apply(o) => (vec![(o, false)], Vec::new()),
+        Step::Delete(o) => (vec![(o, true)], Vec::new()),
+        Step::Relisted(list) => {
+            let cached: Vec<Key> = known.keys().map(|k| parse_key(k)).collect();
+            let r = relist::diff(cached, list, relist::key_of);
+            let gone = r.deletions.iter().map(label).collect();
+            (r.upserts.into_iter().map(|o| (o, false)).collect(), gone)
         }
     }
 }
 
-fn changes<K>(ev: watcher::Event<K>) -> Vec<(K, bool)> {
-    match ev {
-        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => vec![(o, false)],
-        watcher::Event::Delete(o) => vec![(o, true)],
-        watcher::Event::Init | watcher::Event::InitDone => Vec::new(),
-    }
-}
-
-/// Deletions a watch gap hid: the keys listed between a relist's `Init` and `InitDone`; at
-/// `InitDone`, every key known before and not listed again is gone.
-#[derive(Default)]
-struct Relist {
-    listing: Option<std::collections::BTreeSet<String>>,
-}
-
-impl Relist {
-    /// Follows the relist markers of `ev`; at its end, returns the keys of `known` it missed.
-    fn track<K: kube::Resource, V>(
-        &mut self,
-        ev: &watcher::Event<K>,
-        known: &BTreeMap<String, V>,
-    ) -> Vec<String> {
-        match ev {
-            watcher::Event::Init => self.listing = Some(Default::default()),
-            watcher::Event::InitApply(o) => {
-                if let Some(l) = self.listing.as_mut() {
-                    l.insert(key_of(o));
-                }
-            }
-            watcher::Event::InitDone => {
-                let listed = self.listing.take().unwrap_or_default();
-                return known
-                    .keys()
-                    .filter(|k| !listed.contains(*k))
-                    .cloned()
-                    .collect();
-            }
-            _ => {}
-        }
-        Vec::new()
-    }
-}
-
-/// `namespace/name` (`default` when the object has none).
+/// `namespace/name` (just the name for cluster-scoped objects).
 fn key_of<K: kube::Resource>(o: &K) -> String {
-    let m = o.meta();
-    format!(
-        "{}/{}",
-        m.namespace.as_deref().unwrap_or("default"),
-        m.name.as_deref().unwrap_or_default()
-    )
+    label(&relist::key_of(o))
+}
+
+fn label(k: &Key) -> String {
+    k.to_string()
+}
+
+/// The inverse of [`label`].
+fn parse_key(label: &str) -> Key {
+    let (ns, name) = label.split_once('/').unwrap_or(("", label));
+    Key::new(ns, name)
 }
 
 async fn nodes(api: Api<Node>, tl: Timeline) {
     let mut seen: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = next(&mut stream).await {
-        for (n, _) in changes(ev) {
+    let mut stream = watch(api, "timeline Node");
+    while let Some(step) = stream.next().await {
+        // A node deleted during a gap is simply forgotten (the timeline has no node deletion).
+        let (changed, gone) = changes(step, &seen);
+        for name in gone {
+            seen.remove(&name);
+        }
+        for (n, _) in changed {
+            let key = key_of(&n);
             let name = n.metadata.name.clone().unwrap_or_default();
             let status = n.status.as_ref();
             let ready = status
@@ -132,7 +122,7 @@ async fn nodes(api: Api<Node>, tl: Timeline) {
                         .collect()
                 })
                 .unwrap_or_default();
-            let old = seen.insert(name.clone(), (ready.clone(), taints.clone()));
+            let old = seen.insert(key, (ready.clone(), taints.clone()));
             if old.as_ref().map(|o| &o.0) != Some(&ready) {
                 record(
                     &tl,
@@ -158,10 +148,10 @@ struct PodSeen {
 
 async fn pods(api: Api<Pod>, tl: Timeline) {
     let mut seen: BTreeMap<String, PodSeen> = BTreeMap::new();
-    let mut relist = Relist::default();
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = next(&mut stream).await {
-        for gone in relist.track(&ev, &seen) {
+    let mut stream = watch(api, "timeline Pod");
+    while let Some(step) = stream.next().await {
+        let (changed, gone) = changes(step, &seen);
+        for gone in gone {
             if let Some(old) = seen.remove(&gone) {
                 record(
                     &tl,
@@ -172,7 +162,7 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
                 );
             }
         }
-        for (p, deleted) in changes(ev) {
+        for (p, deleted) in changed {
             let key = key_of(&p);
             let now = PodSeen {
                 node: p
@@ -238,15 +228,15 @@ fn ready_by_node(s: &EndpointSlice) -> BTreeMap<String, Vec<String>> {
 
 async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
     let mut st = SliceState::default();
-    let mut relist = Relist::default();
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = next(&mut stream).await {
-        for gone in relist.track(&ev, &st.by_slice) {
+    let mut stream = watch(api, "timeline EndpointSlice");
+    while let Some(step) = stream.next().await {
+        let (changed, gone) = changes(step, &st.by_slice);
+        for gone in gone {
             if let Some((svc, _)) = st.by_slice.remove(&gone) {
                 st.emit(&tl, &svc);
             }
         }
-        for (s, deleted) in changes(ev) {
+        for (s, deleted) in changed {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
             let Some(svc) = s
                 .metadata
@@ -324,24 +314,11 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let mut r = Relist::default();
-        assert!(r.track(&watcher::Event::Apply(pod("c")), &known).is_empty());
-        assert!(r.track(&watcher::Event::<Pod>::Init, &known).is_empty());
-        assert!(
-            r.track(&watcher::Event::InitApply(pod("b")), &known)
-                .is_empty()
-        );
-        assert_eq!(
-            r.track(&watcher::Event::<Pod>::InitDone, &known),
-            vec!["default/a".to_string()]
-        );
-        // Outside a relist nothing is reported.
-        assert!(
-            r.track(
-                &watcher::Event::<Pod>::InitDone,
-                &BTreeMap::<String, ()>::new()
-            )
-            .is_empty()
-        );
+        let (changed, gone) = changes(Step::Apply(pod("c")), &known);
+        assert_eq!(changed.len(), 1);
+        assert!(gone.is_empty());
+        let (changed, gone) = changes(Step::Relisted(vec![pod("b")]), &known);
+        assert_eq!(changed, vec![(pod("b"), false)]);
+        assert_eq!(gone, vec!["default/a".to_string()]);
     }
 }
