@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
 
 use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, no_execute_taints};
 use crate::cache::{Cache, Change, Key, Object};
+use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis};
 
@@ -37,6 +38,8 @@ pub struct TaintEvictionController {
     work: BTreeMap<Key, Work>,
     schedule: BTreeSet<(Millis, Key)>,
     actions: Vec<Action>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
 }
 
 fn node_of(pod: &Pod) -> &str {
@@ -68,11 +71,31 @@ impl TaintEvictionController {
         self.work.len()
     }
 
-    fn cancel(&mut self, pod: &Key) {
+    /// Upstream `CancelWork`; with `now`, `cancelWorkWithEvent` (the pod is still there).
+    fn cancel(&mut self, cache: &Cache, pod: &Key, event_at: Option<Millis>) {
         if let Some(w) = self.work.remove(pod) {
             self.schedule.remove(&(w.fire_at, pod.clone()));
             tracing::debug!(%pod, "cancelling pod deletion");
+            if let Some(now) = event_at {
+                self.record(cache, pod, format!("Cancelling deletion of Pod {pod}"), now);
+            }
         }
+    }
+
+    /// Upstream `emitPodDeletionEvent` / `emitCancelPodDeletionEvent`: TaintManagerEviction.
+    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Millis) {
+        let involved = match cache.pods.get(pod) {
+            Some(p) => events::pod_ref(p),
+            None => return,
+        };
+        self.events.push(EventRecord::new(
+            events::source::TAINT_EVICTION,
+            involved,
+            EventType::Normal,
+            "TaintManagerEviction",
+            message,
+            now,
+        ));
     }
 
     /// Upstream `AddWork`: a delay <= 0 runs at once; otherwise a timer.
@@ -101,6 +124,7 @@ impl TaintEvictionController {
             return;
         };
         tracing::info!(pod = %key, "deleting pod for a NoExecute taint");
+        self.record(cache, key, format!("Marking for deletion Pod {key}"), now);
         if let Some(new) = with_disruption_target(pod, now) {
             self.actions
                 .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
@@ -124,12 +148,12 @@ impl TaintEvictionController {
         now: Millis,
     ) {
         let Some(used) = matching_tolerations(taints, tolerations) else {
-            self.cancel(pod);
+            self.cancel(cache, pod, Some(now));
             self.add_work(cache, pod, now, now);
             return;
         };
         let TolerationTime::Millis(min) = min_toleration_time(&used) else {
-            self.cancel(pod);
+            self.cancel(cache, pod, Some(now));
             return;
         };
         let trigger = now.saturating_add(min);
@@ -139,7 +163,7 @@ impl TaintEvictionController {
             if start.saturating_add(min) < trigger {
                 return;
             }
-            self.cancel(pod);
+            self.cancel(cache, pod, Some(now));
         }
         self.add_work(cache, pod, start, trigger);
     }
@@ -163,7 +187,7 @@ impl TaintEvictionController {
             .collect();
         for (key, pod) in pods {
             if taints.is_empty() {
-                self.cancel(&key);
+                self.cancel(cache, &key, Some(now));
             } else {
                 self.process_pod_on_node(cache, &key, tolerations_of(&pod), &taints, now);
             }
@@ -173,7 +197,7 @@ impl TaintEvictionController {
     /// Upstream `handlePodUpdate`.
     fn handle_pod_update(&mut self, cache: &Cache, key: &Key, now: Millis) {
         let Some(pod) = cache.pods.get(key).cloned() else {
-            self.cancel(key);
+            self.cancel(cache, key, None);
             return;
         };
         let node = node_of(&pod);
@@ -274,7 +298,7 @@ impl Controller for TaintEvictionController {
                 }
                 self.handle_pod_update(cache, &Key::of(&p.metadata), now);
             }
-            Change::Deleted(Object::Pod(p)) => self.cancel(&Key::of(&p.metadata)),
+            Change::Deleted(Object::Pod(p)) => self.cancel(cache, &Key::of(&p.metadata), None),
             _ => {}
         }
     }
@@ -296,5 +320,9 @@ impl Controller for TaintEvictionController {
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.actions);
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
     }
 }

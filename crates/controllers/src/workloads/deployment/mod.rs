@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 mod sync;
 pub mod util;
 
+use crate::events::EventRecord;
 use crate::workloads::util::{WorkQueue, controller_key, selector_matches};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
 
@@ -41,6 +42,8 @@ pub struct DeploymentController {
     /// Index in `actions` of the pending (undrained) update per object: a newer sync's write
     /// replaces it (it was computed from a fresher cache), so bursts of events coalesce.
     pending: BTreeMap<(Kind, Key), usize>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
 }
 
 impl DeploymentController {
@@ -49,6 +52,7 @@ impl DeploymentController {
             queue: WorkQueue::new(cfg.retry_base_ms, cfg.retry_max_ms),
             actions: Vec::new(),
             pending: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -84,7 +88,12 @@ impl DeploymentController {
             ctx.rollout_rolling();
         }
         let pending = |kind: Kind, key: &Key| self.pending.contains_key(&(kind, key.clone()));
-        let (actions, requeue) = ctx.finish(&pending);
+        let sync::Finished {
+            actions,
+            requeue_at: requeue,
+            events,
+        } = ctx.finish(&pending);
+        self.events.extend(events);
         if actions.is_empty() {
             self.queue.forget(key);
         }
@@ -185,6 +194,10 @@ impl Controller for DeploymentController {
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         self.pending.clear();
         out.append(&mut self.actions);
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
     }
 
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
