@@ -8,6 +8,7 @@ pub mod alloc;
 mod bootstrap;
 mod cascade;
 pub mod discovery;
+pub mod event_ttl;
 pub mod handlers;
 pub mod negotiate;
 pub mod objects;

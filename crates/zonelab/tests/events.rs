@@ -330,3 +330,50 @@ async fn controllers_record_upstream_events_that_kubectl_shows() {
     );
     keeper.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_expire_after_the_event_ttl_unless_they_recur() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &["--controllers", "", "--event-ttl", "5s"]);
+    let client = client(&server);
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let stamp = || {
+        k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    };
+    let event = |name: &str| -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+            "reason": "Started", "message": "m", "type": "Normal",
+            "firstTimestamp": stamp(), "lastTimestamp": stamp(), "count": 1
+        }))
+        .unwrap()
+    };
+    let pp = PostParams::default();
+    api.create(&pp, &event("once")).await.unwrap();
+    api.create(&pp, &event("recurring")).await.unwrap();
+    // "recurring" keeps happening (as the recorder's count updates do); "once" does not. The
+    // sweep runs every min(ttl / 10, 60 s): a bounded wait for "once" to go.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut count = 1;
+    while api.get_opt("once").await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the expired Event is still there"
+        );
+        count += 1;
+        let patch = json!({"count": count, "lastTimestamp": stamp()});
+        api.patch(
+            "recurring",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let kept = api.get_opt("recurring").await.unwrap();
+    assert!(kept.is_some(), "an Event that recurs within the TTL stays");
+}

@@ -6,7 +6,7 @@
 
 mod apps;
 mod core;
-mod format;
+pub(crate) mod format;
 mod pod;
 #[cfg(test)]
 mod tests;
