@@ -177,7 +177,7 @@ async fn wait_for(
     what: &str,
     want: impl Fn(&[(String, String, String, Event)]) -> bool,
 ) -> Vec<(String, String, String, Event)> {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let evs = events(client).await;
         if want(&evs) {
@@ -185,7 +185,7 @@ async fn wait_for(
         }
         if Instant::now() > deadline {
             let seen: Vec<_> = evs.iter().map(|(o, r, m, _)| (o, r, m)).collect();
-            panic!("no {what} within 90 s; events: {seen:#?}");
+            panic!("no {what} within 120 s; events: {seen:#?}");
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -208,6 +208,10 @@ async fn controllers_record_upstream_events_that_kubectl_shows() {
             "1",
             "--default-not-ready-toleration-seconds",
             "1",
+            // Wide enough that n2's stand-in kubelet stays Ready on a loaded machine (both
+            // nodes down would stop evictions, as upstream's full-disruption rule does).
+            "--node-monitor-grace-period",
+            "8s",
         ],
     );
     let client = client(&server);
@@ -313,6 +317,8 @@ async fn controllers_record_upstream_events_that_kubectl_shows() {
         ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     );
     assert!(table.contains("deployment/web"), "{table}");
+    let listed = kubectl.ok(&["events", "--for", "deployment/web"], None);
+    assert!(listed.contains("ScalingReplicaSet"), "{listed}");
     let described = kubectl.ok(&["describe", "deployment", "web"], None);
     assert!(
         described.contains("ScalingReplicaSet") && described.contains("deployment-controller"),

@@ -62,7 +62,8 @@ pub struct EventRecord {
     pub type_: EventType,
     pub reason: &'static str,
     pub message: String,
-    /// When it happened.
+    /// When the component recorded it (its `now`). The recorder stamps the Event with the
+    /// time it takes the occurrence in (the queue between them is short and bounded).
     pub at: Millis,
 }
 

@@ -638,3 +638,20 @@ fn scaling_records_upstream_events_on_the_deployment_and_replicaset() {
             .all(|e| e.type_ == crate::events::EventType::Normal)
     );
 }
+
+#[test]
+fn a_resync_before_the_write_lands_announces_a_scale_once() {
+    let mut api = FakeApi::new();
+    let change = api.put(deployment(3, "img:1", rolling()), T0);
+    let mut dc = DeploymentController::new(DeploymentConfig::default());
+    dc.on_synced(&api.cache, T0);
+    dc.on_change(&api.cache, &change, T0 + 1);
+    let mut events = Vec::new();
+    dc.drain_events(&mut events);
+    let scaled: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason == "ScalingReplicaSet")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(scaled.len(), 1, "{scaled:?}");
+}

@@ -44,6 +44,8 @@ pub struct DeploymentController {
     pending: BTreeMap<(Kind, Key), usize>,
     /// Events recorded since the last drain.
     events: Vec<EventRecord>,
+    /// ReplicaSet sizes announced (ScalingReplicaSet) but not yet seen in the cache.
+    announced: BTreeMap<Key, i32>,
 }
 
 impl DeploymentController {
@@ -53,6 +55,7 @@ impl DeploymentController {
             actions: Vec::new(),
             pending: BTreeMap::new(),
             events: Vec::new(),
+            announced: BTreeMap::new(),
         }
     }
 
@@ -92,8 +95,10 @@ impl DeploymentController {
             actions,
             requeue_at: requeue,
             events,
-        } = ctx.finish(&pending);
+            scaled,
+        } = ctx.finish(&pending, &self.announced);
         self.events.extend(events);
+        self.announced.extend(scaled);
         if actions.is_empty() {
             self.queue.forget(key);
         }
@@ -152,6 +157,13 @@ impl Controller for DeploymentController {
                 }
             }
             Object::ReplicaSet(rs) => {
+                let rs_key = Key::of(&rs.metadata);
+                let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                if matches!(change, Change::Deleted(_))
+                    || self.announced.get(&rs_key) == Some(&size)
+                {
+                    self.announced.remove(&rs_key);
+                }
                 keys.extend(controller_key(&rs.metadata, "Deployment").map(|(k, _)| k));
                 if let Change::Applied {
                     old: Some(Object::ReplicaSet(old)),

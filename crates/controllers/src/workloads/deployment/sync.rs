@@ -469,7 +469,13 @@ impl<'a> SyncCtx<'a> {
     /// The writes this sync decided, in order: ReplicaSet creates/updates, deletes, status.
     /// `pending(kind, key)`: a write for that object is still queued (undrained); it is then
     /// rewritten even if unchanged, since the queued one may be stale.
-    pub fn finish(mut self, pending: &dyn Fn(Kind, &Key) -> bool) -> Finished {
+    /// `announced`: sizes already announced in a ScalingReplicaSet event whose write the cache
+    /// does not show yet (so a re-sent pending write is not announced twice).
+    pub fn finish(
+        mut self,
+        pending: &dyn Fn(Kind, &Key) -> bool,
+        announced: &BTreeMap<Key, i32>,
+    ) -> Finished {
         for i in 0..self.slots.len() {
             if !self.slots[i].create
                 && pending(Kind::ReplicaSet, &Key::of(&self.slots[i].rs.metadata))
@@ -479,9 +485,13 @@ impl<'a> SyncCtx<'a> {
         }
         let mut out = Vec::new();
         let mut events = Vec::new();
+        let mut scaled = Vec::new();
         for i in &self.writes {
             let slot = &self.slots[*i];
-            events.extend(self.scaling_event(slot));
+            if let Some(ev) = self.scaling_event(slot, announced) {
+                scaled.push((Key::of(&slot.rs.metadata), rs_replicas(&slot.rs)));
+                events.push(ev);
+            }
             let obj = Object::ReplicaSet(Arc::new(slot.rs.clone()));
             out.push(if slot.create {
                 Action::Create(obj)
@@ -523,19 +533,24 @@ impl<'a> SyncCtx<'a> {
             actions: out,
             requeue_at: self.requeue_at,
             events,
+            scaled,
         }
     }
 
     /// Upstream `scaleReplicaSet` / `getNewReplicaSet`'s `ScalingReplicaSet` event when a
     /// write changes a ReplicaSet's size ("Scaled up replica set X from A to B").
-    fn scaling_event(&self, slot: &Slot) -> Option<EventRecord> {
-        let old = if slot.create {
-            0
-        } else {
+    fn scaling_event(&self, slot: &Slot, announced: &BTreeMap<Key, i32>) -> Option<EventRecord> {
+        let key = Key::of(&slot.rs.metadata);
+        let cached = || {
             self.cache
                 .replica_sets
-                .get(&Key::of(&slot.rs.metadata))
+                .get(&key)
                 .map_or(0, |rs| rs_replicas(rs))
+        };
+        let old = match announced.get(&key) {
+            Some(&size) => size,
+            None if slot.create => 0,
+            None => cached(),
         };
         let new = rs_replicas(&slot.rs);
         if old == new {
@@ -559,4 +574,6 @@ pub struct Finished {
     pub actions: Vec<Action>,
     pub requeue_at: Option<Millis>,
     pub events: Vec<EventRecord>,
+    /// ReplicaSets whose new size `events` announced.
+    pub scaled: Vec<(Key, i32)>,
 }

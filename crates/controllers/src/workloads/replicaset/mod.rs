@@ -170,15 +170,17 @@ impl ReplicaSetController {
         let gone =
             matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some();
         let name = key.name.clone();
-        let event = if gone && exp.deletes.remove(&key) {
-            Some(("SuccessfulDelete", format!("Deleted pod: {name}")))
-        } else if matches!(change, Change::Applied { old: None, .. }) {
+        let mut events = Vec::new();
+        if gone && exp.deletes.remove(&key) {
+            events.push(("SuccessfulDelete", format!("Deleted pod: {name}")));
+        }
+        if matches!(change, Change::Applied { old: None, .. }) {
             exp.creates -= 1;
-            (exp.creates >= 0).then(|| ("SuccessfulCreate", format!("Created pod: {name}")))
-        } else {
-            None
-        };
-        if let Some((reason, message)) = event {
+            if exp.creates >= 0 {
+                events.push(("SuccessfulCreate", format!("Created pod: {name}")));
+            }
+        }
+        for (reason, message) in events {
             self.record(cache, &rs, EventType::Normal, reason, message, now);
         }
     }
