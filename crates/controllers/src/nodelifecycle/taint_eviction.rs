@@ -11,7 +11,6 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
 
 use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, no_execute_taints};
 use crate::cache::{Cache, Change, Key, Object};
-use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis};
 
@@ -34,12 +33,12 @@ struct Work {
 /// tainted nodes and the timers; reads pods and nodes from the shared cache.
 #[derive(Clone, Debug, Default)]
 pub struct TaintEvictionController {
+    /// Events recorded since the last drain.
+    events: Vec<crate::events::EventRecord>,
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
     schedule: BTreeSet<(Millis, Key)>,
     actions: Vec<Action>,
-    /// Events recorded since the last drain.
-    events: Vec<EventRecord>,
 }
 
 fn node_of(pod: &Pod) -> &str {
@@ -71,31 +70,11 @@ impl TaintEvictionController {
         self.work.len()
     }
 
-    /// Upstream `CancelWork`; with `now`, `cancelWorkWithEvent` (the pod is still there).
-    fn cancel(&mut self, cache: &Cache, pod: &Key, event_at: Option<Millis>) {
+    fn cancel(&mut self, pod: &Key) {
         if let Some(w) = self.work.remove(pod) {
             self.schedule.remove(&(w.fire_at, pod.clone()));
             tracing::debug!(%pod, "cancelling pod deletion");
-            if let Some(now) = event_at {
-                self.record(cache, pod, format!("Cancelling deletion of Pod {pod}"), now);
-            }
         }
-    }
-
-    /// Upstream `emitPodDeletionEvent` / `emitCancelPodDeletionEvent`: TaintManagerEviction.
-    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Millis) {
-        let involved = match cache.pods.get(pod) {
-            Some(p) => events::pod_ref(p),
-            None => return,
-        };
-        self.events.push(EventRecord::new(
-            events::source::TAINT_EVICTION,
-            involved,
-            EventType::Normal,
-            "TaintManagerEviction",
-            message,
-            now,
-        ));
     }
 
     /// Upstream `AddWork`: a delay <= 0 runs at once; otherwise a timer.
@@ -120,11 +99,11 @@ impl TaintEvictionController {
     /// Upstream `addConditionAndDeletePod`: DisruptionTarget=True on the pod, then delete it
     /// (uid precondition: the pod read now, not a later one of the same name).
     fn delete_pod(&mut self, cache: &Cache, key: &Key, now: Millis) {
+        self.record(cache, key, format!("Marking for deletion Pod {key}"), now);
         let Some(pod) = cache.pods.get(key) else {
             return;
         };
         tracing::info!(pod = %key, "deleting pod for a NoExecute taint");
-        self.record(cache, key, format!("Marking for deletion Pod {key}"), now);
         if let Some(new) = with_disruption_target(pod, now) {
             self.actions
                 .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
@@ -148,12 +127,12 @@ impl TaintEvictionController {
         now: Millis,
     ) {
         let Some(used) = matching_tolerations(taints, tolerations) else {
-            self.cancel(cache, pod, Some(now));
+            self.cancel_with_event(cache, pod, now);
             self.add_work(cache, pod, now, now);
             return;
         };
         let TolerationTime::Millis(min) = min_toleration_time(&used) else {
-            self.cancel(cache, pod, Some(now));
+            self.cancel_with_event(cache, pod, now);
             return;
         };
         let trigger = now.saturating_add(min);
@@ -163,7 +142,7 @@ impl TaintEvictionController {
             if start.saturating_add(min) < trigger {
                 return;
             }
-            self.cancel(cache, pod, Some(now));
+            self.cancel_with_event(cache, pod, now);
         }
         self.add_work(cache, pod, start, trigger);
     }
@@ -187,7 +166,7 @@ impl TaintEvictionController {
             .collect();
         for (key, pod) in pods {
             if taints.is_empty() {
-                self.cancel(cache, &key, Some(now));
+                self.cancel_with_event(cache, &key, now);
             } else {
                 self.process_pod_on_node(cache, &key, tolerations_of(&pod), &taints, now);
             }
@@ -197,7 +176,7 @@ impl TaintEvictionController {
     /// Upstream `handlePodUpdate`.
     fn handle_pod_update(&mut self, cache: &Cache, key: &Key, now: Millis) {
         let Some(pod) = cache.pods.get(key).cloned() else {
-            self.cancel(cache, key, None);
+            self.cancel(key);
             return;
         };
         let node = node_of(&pod);
@@ -208,6 +187,32 @@ impl TaintEvictionController {
             return;
         };
         self.process_pod_on_node(cache, key, tolerations_of(&pod), &taints, now);
+    }
+
+    /// Upstream `cancelWorkWithEvent`: cancel, with "Cancelling deletion of Pod ns/name" if a
+    /// deletion was scheduled.
+    fn cancel_with_event(&mut self, cache: &Cache, pod: &Key, now: Millis) {
+        if self.work.contains_key(pod) {
+            self.record(cache, pod, format!("Cancelling deletion of Pod {pod}"), now);
+        }
+        self.cancel(pod);
+    }
+
+    /// Upstream `emitPodDeletionEvent` / `emitCancelPodDeletionEvent`: TaintManagerEviction
+    /// about a pod still in the cache.
+    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Millis) {
+        use crate::events::{self, EventRecord, EventType};
+        let Some(p) = cache.pods.get(pod) else {
+            return;
+        };
+        self.events.push(EventRecord::new(
+            events::source::TAINT_EVICTION,
+            events::pod_ref(p),
+            EventType::Normal,
+            "TaintManagerEviction",
+            message,
+            now,
+        ));
     }
 }
 
@@ -256,6 +261,10 @@ impl Controller for TaintEvictionController {
         "taint-eviction-controller"
     }
 
+    fn drain_events(&mut self, out: &mut Vec<crate::events::EventRecord>) {
+        out.append(&mut self.events);
+    }
+
     fn on_synced(&mut self, cache: &Cache, now: Millis) {
         let tainted: Vec<String> = cache
             .nodes
@@ -298,7 +307,7 @@ impl Controller for TaintEvictionController {
                 }
                 self.handle_pod_update(cache, &Key::of(&p.metadata), now);
             }
-            Change::Deleted(Object::Pod(p)) => self.cancel(cache, &Key::of(&p.metadata), None),
+            Change::Deleted(Object::Pod(p)) => self.cancel(&Key::of(&p.metadata)),
             _ => {}
         }
     }
@@ -320,9 +329,5 @@ impl Controller for TaintEvictionController {
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
     }
 }
