@@ -1,7 +1,7 @@
 //! The timeline's API side: watches on Nodes, Pods and the target Services' EndpointSlices,
 //! turned into [`lab::Event`]s (stamped when the change arrives) for only the changes the
 //! analysis needs: node readiness and taints, pod binding, readiness and deletion, and the
-//! ready endpoints of each target Service by node; and every Kubernetes Event.
+//! ready endpoints of each target Service by node.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ pub fn record(tl: &Timeline, kind: EventKind) {
     }
 }
 
-/// Starts the four watches; abort the handles to stop them.
+/// Starts the three watches; abort the handles to stop them.
 pub fn spawn(
     client: &kube::Client,
     tl: &Timeline,
@@ -42,55 +42,7 @@ pub fn spawn(
             Arc::clone(tl),
             services.to_vec(),
         )),
-        tokio::spawn(kube_events(Api::all(client.clone()), Arc::clone(tl))),
     ]
-}
-
-/// The timeline record of one version of a core/v1 Event.
-fn kube_event(e: &k8s_openapi::api::core::v1::Event) -> lab::timeline::KubeEvent {
-    let i = &e.involved_object;
-    let kind = i.kind.as_deref().unwrap_or("").to_lowercase();
-    let src = e.source.as_ref();
-    let component = src
-        .and_then(|s| s.component.clone())
-        .or_else(|| e.reporting_component.clone())
-        .unwrap_or_default();
-    let source = match src
-        .and_then(|s| s.host.as_deref())
-        .filter(|h| !h.is_empty())
-    {
-        Some(host) => format!("{component}, {host}"),
-        None => component,
-    };
-    lab::timeline::KubeEvent {
-        name: key_of(e),
-        type_: e.type_.clone().unwrap_or_default(),
-        reason: e.reason.clone().unwrap_or_default(),
-        object: format!("{kind}/{}", i.name.as_deref().unwrap_or("")),
-        message: e.message.clone().unwrap_or_default(),
-        source,
-        count: e.count.unwrap_or(1),
-    }
-}
-
-/// Every Event created or updated (its count grew) goes on the timeline; deletions (TTL) do
-/// not.
-async fn kube_events(api: Api<k8s_openapi::api::core::v1::Event>, tl: Timeline) {
-    let mut seen: BTreeMap<String, i32> = BTreeMap::new();
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = next(&mut stream).await {
-        for (e, deleted) in changes(ev) {
-            if deleted {
-                seen.remove(&key_of(&e));
-                continue;
-            }
-            let rec = kube_event(&e);
-            if seen.insert(rec.name.clone(), rec.count) == Some(rec.count) {
-                continue;
-            }
-            record(&tl, EventKind::KubeEvent(rec));
-        }
-    }
 }
 
 /// The next event of a watch. Errors are waited out, not spun on: the watcher relists by
