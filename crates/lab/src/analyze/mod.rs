@@ -6,6 +6,8 @@ mod traffic;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;
 
 use std::collections::{BTreeMap, BTreeSet};
 
