@@ -9,6 +9,7 @@ pub mod authz;
 mod bootstrap;
 mod cascade;
 pub mod discovery;
+pub mod event_ttl;
 pub mod handlers;
 mod metered;
 pub mod metrics;

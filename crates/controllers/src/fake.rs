@@ -210,6 +210,8 @@ pub struct Harness {
     pub now: Millis,
     /// Failed writes, with the error (for assertions).
     pub failures: Vec<(Millis, Action, WriteError)>,
+    /// Events the controllers recorded, in order (for assertions).
+    pub events: Vec<crate::events::EventRecord>,
     synced: bool,
 }
 
@@ -224,6 +226,7 @@ impl Harness {
             controllers,
             now: T0,
             failures: Vec::new(),
+            events: Vec::new(),
             synced: false,
         }
     }
@@ -272,6 +275,7 @@ impl Harness {
             for (i, c) in self.controllers.iter_mut().enumerate() {
                 let mut out = Vec::new();
                 c.drain_actions(&mut out);
+                c.drain_events(&mut self.events);
                 pending.extend(out.into_iter().map(|a| (i, a)));
             }
             if pending.is_empty() {

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod disruption;
 pub mod endpointslice;
+pub mod events;
 pub mod fake;
 pub mod fake_client;
 pub mod live;
@@ -97,6 +98,12 @@ pub trait Controller: Send {
 
     /// Move pending writes into `out`.
     fn drain_actions(&mut self, out: &mut Vec<Action>);
+
+    /// Move the Events recorded since the last call into `out` (upstream `recorder.Eventf`);
+    /// the driver hands them to the event recorder.
+    fn drain_events(&mut self, out: &mut Vec<events::EventRecord>) {
+        let _ = out;
+    }
 
     /// A write this controller asked for failed; typically requeue the key.
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {

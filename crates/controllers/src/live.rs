@@ -206,6 +206,10 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut started = false;
     let mut actions = Vec::new();
+    let (events, mut recorded) = (
+        crate::events::writer::spawn(client.clone(), Default::default()),
+        Vec::new(),
+    );
     loop {
         let wake = if started {
             controllers.iter().filter_map(|c| c.next_wakeup()).min()
@@ -254,6 +258,8 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
             }
         }
         for (i, c) in controllers.iter_mut().enumerate() {
+            c.drain_events(&mut recorded);
+            recorded.drain(..).for_each(|e| events.record(e));
             c.drain_actions(&mut actions);
             for action in actions.drain(..) {
                 writes.submit(i, action);

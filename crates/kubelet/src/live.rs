@@ -118,6 +118,7 @@ pub async fn run(
     let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut shutdown_at: Option<Millis> = None;
+    let events = controllers::events::writer::spawn(client.clone(), Default::default());
     loop {
         let sleep_ms = k
             .next_wakeup()
@@ -175,6 +176,9 @@ pub async fn run(
         }
         while let Some(req) = k.poll_probe() {
             prober.probe(req, probe_tx.clone());
+        }
+        while let Some(ev) = k.poll_event() {
+            events.record(ev);
         }
         if let Some(t) = shutdown_at {
             let done = k.shutdown_complete() && writes.pending() == 0;

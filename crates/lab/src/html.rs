@@ -1,6 +1,7 @@
 //! A [`Report`] as one self-contained HTML page (inline CSS, SVG, no JS); start at [`render`].
 
 mod chart;
+mod events;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,12 +39,13 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>zonelab: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         {header}{summary}{phases}{charts}</body>\n</html>\n",
+         {header}{summary}{phases}{charts}{events}</body>\n</html>\n",
         title = escape(&r.scenario),
         header = header(r),
         summary = summary(r),
         phases = phases_table(&r.phases),
         charts = chart::section(r),
+        events = events::section(r),
     )
 }
 
@@ -291,7 +293,7 @@ fn phases_table(p: &Phases) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::{
         Counts, RatePoint, Requests, Series, SloReport, SloTarget, Timers, Window, ZoneReport,
@@ -365,7 +367,7 @@ mod tests {
     }
 
     /// A zone outage of zone-a (clients in zone-b and zone-c), SLO missed.
-    fn sample() -> Report {
+    pub(crate) fn sample() -> Report {
         let by_outcome: BTreeMap<String, u64> =
             [("ok".to_owned(), 2376), ("timeout".to_owned(), 24)].into();
         let zone = |n| ZoneReport {
@@ -433,6 +435,8 @@ mod tests {
                 error_window_met: false,
             },
             series: sample_series(),
+            events: Vec::new(),
+            events_left_out: 0,
         }
     }
 

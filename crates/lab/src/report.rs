@@ -75,6 +75,31 @@ pub struct Report {
     pub slo: SloReport,
     /// Time series for the charts.
     pub series: Series,
+    /// The Kubernetes Events of the run (one entry per Event object, at its latest count),
+    /// in order of first sight, at most [`MAX_REPORT_EVENTS`].
+    #[serde(default)]
+    pub events: Vec<EventRecord>,
+    /// Events left out past [`MAX_REPORT_EVENTS`].
+    #[serde(default)]
+    pub events_left_out: u64,
+}
+
+/// Events a report lists at most.
+pub const MAX_REPORT_EVENTS: usize = 2000;
+
+/// One Kubernetes Event of the run, as `kubectl get events` would list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// First and last time the run saw it, seconds from t = 0.
+    pub first_s: f64,
+    pub last_s: f64,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    pub object: String,
+    pub message: String,
+    pub source: String,
+    pub count: i32,
 }
 
 /// Timers of the run, in seconds.

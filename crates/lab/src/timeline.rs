@@ -50,11 +50,32 @@ pub enum EventKind {
         service: String,
         ready: BTreeMap<String, Vec<String>>,
     },
+    /// A Kubernetes Event was created or updated (its count grew): one record per observed
+    /// version.
+    KubeEvent(KubeEvent),
     /// A node's kube-proxy applied rules: Service (`ns/name`) -> endpoint IPs programmed.
     ProxySync {
         node: String,
         services: BTreeMap<String, Vec<String>>,
     },
+}
+
+/// A core/v1 Event as the run's watch saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KubeEvent {
+    /// The Event object's `namespace/name` (one per first occurrence).
+    pub name: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub reason: String,
+    /// The involved object as `kubectl get events`' OBJECT column shows it: `pod/web-1`.
+    pub object: String,
+    pub message: String,
+    /// `source.component` (or `reportingComponent`), with `source.host` after a `, `.
+    pub source: String,
+    /// Occurrences so far.
+    pub count: i32,
 }
 
 /// One client request, as `zonelab load` wrote it plus which client sent it.

@@ -77,6 +77,9 @@ pub struct ServerArgs {
     /// 410 Gone, like etcd compaction).
     #[arg(long, default_value_t = store::StoreOptions::default().history_capacity)]
     pub watch_history: usize,
+    /// How long an Event is kept after its last activity (kube-apiserver `--event-ttl`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub event_ttl: Duration,
     /// How often watchers that allow bookmarks receive one.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub bookmark_interval: Duration,
@@ -244,7 +247,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_not_ready_toleration_seconds: timers.not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: timers.unreachable_toleration_seconds,
     };
-    let server = apiserver::Server::new(store, cfg).await?;
+    let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
+    apiserver::event_ttl::spawn(store, args.event_ttl);
     tracing::info!(?timers, "serving the Kubernetes API on http://{addr}");
     println!("zonelab server listening on http://{addr}");
     let serving = tokio::spawn(Arc::clone(&server).serve(listener));

@@ -200,6 +200,20 @@ run: {until: capacity-restored, cap: 150s}
         r["failed_after_converged"], r["failed_after_converged_stale_conntrack"],
         "new connections failed after the proxies converged: {r}"
     );
+    // The report lists the Kubernetes Events of the outage.
+    let events = r["events"].as_array().expect("events");
+    let has = |reason: &str, object_prefix: &str| {
+        events.iter().any(|e| {
+            e["reason"] == reason
+                && e["object"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(object_prefix)
+        })
+    };
+    assert!(has("NodeNotReady", "node/"), "{events:?}");
+    assert!(has("TaintManagerEviction", "pod/web-"), "{events:?}");
+    assert!(has("Scheduled", "pod/web-"), "{events:?}");
 }
 
 #[test]

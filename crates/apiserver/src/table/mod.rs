@@ -7,7 +7,7 @@
 mod apps;
 mod config;
 mod core;
-mod format;
+pub(crate) mod format;
 mod pod;
 #[cfg(test)]
 mod tests;

@@ -29,6 +29,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::cache::{Cache, Change, Key, Object};
+use crate::events::{self, EventRecord, EventType};
 use crate::{Action, Controller, Millis, WriteError};
 
 use health::{Graces, NodeHealth, Status, condition, pod_marked_not_ready, try_update_health};
@@ -143,6 +144,8 @@ pub struct NodeLifecycleController {
     nodes_to_retry: BTreeSet<String>,
     writer: NodeWriter,
     actions: Vec<Action>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
 }
 
 /// What the controller keeps per known node.
@@ -178,6 +181,12 @@ where
         .map(|t| t.0.as_millisecond())
 }
 
+/// The node reference the node controller's events use (node uid, as upstream).
+fn node_event_ref(node: &Node) -> k8s_openapi::api::core::v1::ObjectReference {
+    let name = node.metadata.name.as_deref().unwrap_or("");
+    events::node_ref(name, node.metadata.uid.as_deref().unwrap_or(""))
+}
+
 fn node_name_of(pod: &Pod) -> &str {
     pod.spec
         .as_ref()
@@ -205,6 +214,7 @@ impl NodeLifecycleController {
             nodes_to_retry: BTreeSet::new(),
             writer: NodeWriter::default(),
             actions: Vec::new(),
+            events: Vec::new(),
         })
     }
 
@@ -278,6 +288,15 @@ impl NodeLifecycleController {
         }
         for (name, node) in added {
             tracing::debug!(node = %name, "observed a new node");
+            // Upstream `classifyNodes` → `RecordNodeEvent(…, "RegisteredNode", …)`.
+            self.events.push(EventRecord::new(
+                events::source::NODE_CONTROLLER,
+                node_event_ref(node),
+                EventType::Normal,
+                "RegisteredNode",
+                format!("Node {name} event: Registered Node {name} in Controller"),
+                now,
+            ));
             let zone = zone_key(node);
             self.add_zone(&zone, now);
             self.mark_node_as_reachable(node, name, &zone);
@@ -291,6 +310,23 @@ impl NodeLifecycleController {
             );
         }
         if stale {
+            let gone: Vec<(String, Arc<Node>)> = self
+                .nodes
+                .iter()
+                .filter(|(n, _)| !cache.nodes.contains_key(*n))
+                .map(|(n, t)| (n.clone(), Arc::clone(&t.seen)))
+                .collect();
+            for (name, node) in gone {
+                // Upstream `classifyNodes` → `RecordNodeEvent(…, "RemovingNode", …)`.
+                self.events.push(EventRecord::new(
+                    events::source::NODE_CONTROLLER,
+                    node_event_ref(&node),
+                    EventType::Normal,
+                    "RemovingNode",
+                    format!("Node {name} event: Removing Node {name} from Controller"),
+                    now,
+                ));
+            }
             self.nodes.retain(|n, _| cache.nodes.contains_key(n));
         }
     }
@@ -349,6 +385,15 @@ impl NodeLifecycleController {
         {
             if observed == Status::True {
                 tracing::info!(node = %name, "node is not ready: marking its pods not ready");
+                // Upstream `RecordNodeStatusChange(node, "NodeNotReady")`.
+                self.events.push(EventRecord::new(
+                    events::source::NODE_CONTROLLER,
+                    node_event_ref(node),
+                    EventType::Normal,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                    now,
+                ));
             }
             self.mark_pods_not_ready(cache, name, now);
         }
@@ -358,6 +403,15 @@ impl NodeLifecycleController {
     fn mark_pods_not_ready(&mut self, cache: &Cache, node: &str, now: Millis) {
         for pod in cache.pods_on_node(node) {
             if let Some(new) = pod_marked_not_ready(pod, now) {
+                // Upstream `MarkPodsNotReady`: a Warning on every pod it marks.
+                self.events.push(EventRecord::new(
+                    events::source::NODE_CONTROLLER,
+                    events::pod_ref(pod),
+                    EventType::Warning,
+                    "NodeNotReady",
+                    "Node is not ready".to_string(),
+                    now,
+                ));
                 self.actions
                     .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
             }
@@ -533,6 +587,10 @@ impl Controller for NodeLifecycleController {
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.actions);
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
     }
 
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, _now: Millis) {

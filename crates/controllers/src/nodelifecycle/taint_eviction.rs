@@ -58,6 +58,8 @@ struct Work {
 /// tainted nodes and the timers; reads pods and nodes from the shared cache.
 #[derive(Clone, Debug, Default)]
 pub struct TaintEvictionController {
+    /// Events recorded since the last drain.
+    events: Vec<crate::events::EventRecord>,
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
     schedule: BTreeSet<(Millis, Key)>,
@@ -139,6 +141,7 @@ impl TaintEvictionController {
     /// Upstream `addConditionAndDeletePod`: DisruptionTarget=True on the pod, then delete it
     /// (uid precondition: the pod read now, not a later one of the same name).
     fn delete_pod(&mut self, cache: &Cache, key: &Key, now: Millis) {
+        self.record(cache, key, format!("Marking for deletion Pod {key}"), now);
         let Some(pod) = cache.pods.get(key) else {
             return;
         };
@@ -219,12 +222,12 @@ impl TaintEvictionController {
         now: Millis,
     ) {
         let Some(used) = matching_tolerations(taints, tolerations) else {
-            self.cancel(pod);
+            self.cancel_with_event(cache, pod, now);
             self.add_work(cache, pod, now, now);
             return;
         };
         let TolerationTime::Millis(min) = min_toleration_time(&used) else {
-            self.cancel(pod);
+            self.cancel_with_event(cache, pod, now);
             return;
         };
         let trigger = now.saturating_add(min);
@@ -234,7 +237,7 @@ impl TaintEvictionController {
             if start.saturating_add(min) < trigger {
                 return;
             }
-            self.cancel(pod);
+            self.cancel_with_event(cache, pod, now);
         }
         self.add_work(cache, pod, start, trigger);
     }
@@ -258,7 +261,7 @@ impl TaintEvictionController {
             .collect();
         for (key, pod) in pods {
             if taints.is_empty() {
-                self.cancel(&key);
+                self.cancel_with_event(cache, &key, now);
             } else {
                 self.process_pod_on_node(cache, &key, tolerations_of(&pod), &taints, now);
             }
@@ -279,6 +282,32 @@ impl TaintEvictionController {
             return;
         };
         self.process_pod_on_node(cache, key, tolerations_of(&pod), &taints, now);
+    }
+
+    /// Upstream `cancelWorkWithEvent`: cancel, with "Cancelling deletion of Pod ns/name" if a
+    /// deletion was scheduled.
+    fn cancel_with_event(&mut self, cache: &Cache, pod: &Key, now: Millis) {
+        if self.work.contains_key(pod) {
+            self.record(cache, pod, format!("Cancelling deletion of Pod {pod}"), now);
+        }
+        self.cancel(pod);
+    }
+
+    /// Upstream `emitPodDeletionEvent` / `emitCancelPodDeletionEvent`: TaintManagerEviction
+    /// about a pod still in the cache.
+    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Millis) {
+        use crate::events::{self, EventRecord, EventType};
+        let Some(p) = cache.pods.get(pod) else {
+            return;
+        };
+        self.events.push(EventRecord::new(
+            events::source::TAINT_EVICTION,
+            events::pod_ref(p),
+            EventType::Normal,
+            "TaintManagerEviction",
+            message,
+            now,
+        ));
     }
 }
 
@@ -325,6 +354,10 @@ fn with_disruption_target(pod: &Pod, now: Millis) -> Option<Pod> {
 impl Controller for TaintEvictionController {
     fn name(&self) -> &'static str {
         "taint-eviction-controller"
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<crate::events::EventRecord>) {
+        out.append(&mut self.events);
     }
 
     fn on_synced(&mut self, cache: &Cache, now: Millis) {

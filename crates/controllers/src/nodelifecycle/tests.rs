@@ -597,3 +597,98 @@ mod taint_eviction {
         assert_eq!(names, ["forever", "intolerant"]);
     }
 }
+
+/// (reason, involved kind/name, message) of the events recorded so far.
+fn recorded(s: &Sim) -> Vec<(String, String, String)> {
+    s.h.events
+        .iter()
+        .map(|e| {
+            let i = &e.involved;
+            let obj = format!(
+                "{}/{}",
+                i.kind.clone().unwrap_or_default(),
+                i.name.clone().unwrap_or_default()
+            );
+            (e.reason.to_string(), obj, e.message.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn node_failure_records_upstream_events() {
+    let mut s = Sim::new(&[("a", 2), ("b", 2)], 1);
+    s.run_until(T0 + 30_000);
+    let registered = recorded(&s)
+        .into_iter()
+        .filter(|(r, _, _)| r == "RegisteredNode")
+        .count();
+    assert_eq!(registered, 4, "one RegisteredNode per node");
+    assert!(recorded(&s).contains(&(
+        "RegisteredNode".into(),
+        "Node/a-00".into(),
+        "Node a-00 event: Registered Node a-00 in Controller".into()
+    )));
+    s.h.events.clear();
+    s.kill("a-00");
+    s.run_until(T0 + 500_000);
+    let evs = recorded(&s);
+    let node_nr = (
+        "NodeNotReady".to_string(),
+        "Node/a-00".to_string(),
+        "Node a-00 status is now: NodeNotReady".to_string(),
+    );
+    assert_eq!(evs.iter().filter(|e| **e == node_nr).count(), 1, "{evs:#?}");
+    let pod_nr = (
+        "NodeNotReady".to_string(),
+        "Pod/a-00-p0".to_string(),
+        "Node is not ready".to_string(),
+    );
+    assert!(evs.contains(&pod_nr), "{evs:#?}");
+    let evict = (
+        "TaintManagerEviction".to_string(),
+        "Pod/a-00-p0".to_string(),
+        "Marking for deletion Pod default/a-00-p0".to_string(),
+    );
+    assert!(evs.contains(&evict), "{evs:#?}");
+    let e =
+        s.h.events
+            .iter()
+            .find(|e| e.reason == "TaintManagerEviction")
+            .unwrap();
+    assert_eq!(e.component, "taint-eviction-controller");
+    let n = s.h.events.iter().find(|e| e.message == node_nr.2).unwrap();
+    assert_eq!(n.component, "node-controller");
+    assert_eq!(
+        n.involved.uid,
+        s.node("a-00").metadata.uid,
+        "controllers use the node's uid"
+    );
+    assert_eq!(n.namespace(), "default");
+    assert!(
+        !evs.iter()
+            .any(|(_, o, _)| o.starts_with("Pod/a-01") || o == "Node/a-01")
+    );
+}
+
+#[test]
+fn node_back_before_eviction_records_the_cancellation() {
+    let mut s = Sim::new(&[("a", 3), ("b", 3), ("c", 3)], 1);
+    s.run_until(T0 + 30_000);
+    s.kill("b-01");
+    s.run_until(T0 + 200_000);
+    s.revive("b-01", "True");
+    s.run_until(T0 + 300_000);
+    let evs = recorded(&s);
+    assert!(
+        evs.contains(&(
+            "TaintManagerEviction".into(),
+            "Pod/b-01-p0".into(),
+            "Cancelling deletion of Pod default/b-01-p0".into()
+        )),
+        "{evs:#?}"
+    );
+    assert!(
+        !evs.iter()
+            .any(|(_, _, m)| m.starts_with("Marking for deletion"))
+    );
+}

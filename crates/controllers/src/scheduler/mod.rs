@@ -37,6 +37,7 @@ use self::nodes::NodeTable;
 use self::queue::{QueueTiming, SchedulingQueue};
 use self::resources::{PodUsage, pod_requests};
 use self::spread_counts::{Placed, SpreadCounts};
+use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
 
@@ -98,6 +99,8 @@ pub struct Scheduler {
     queue: SchedulingQueue,
     next_start_node: usize,
     actions: Vec<Action>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
 }
 
 fn pod_of(obj: &Object) -> Option<&Arc<Pod>> {
@@ -145,6 +148,7 @@ impl Scheduler {
             queue: SchedulingQueue::new(timing),
             next_start_node: 0,
             actions: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -310,10 +314,28 @@ impl Scheduler {
                     self.assume(&key, pod, &node);
                     self.queue.forget(&key);
                     tracing::debug!(pod = %key, %node, "binding");
+                    // Upstream `bindingCycle`: Scheduled "Successfully assigned ns/pod to node".
+                    self.events.push(EventRecord::new(
+                        events::source::SCHEDULER,
+                        events::pod_ref(pod),
+                        EventType::Normal,
+                        "Scheduled",
+                        format!("Successfully assigned {key} to {node}"),
+                        now,
+                    ));
                     self.actions.push(Action::Bind { pod: key, node });
                 }
                 Err(message) => {
                     tracing::debug!(pod = %key, %message, "unschedulable");
+                    // Upstream `handleSchedulingFailure`: FailedScheduling with the fit error.
+                    self.events.push(EventRecord::new(
+                        events::source::SCHEDULER,
+                        events::pod_ref(pod),
+                        EventType::Warning,
+                        "FailedScheduling",
+                        message.clone(),
+                        now,
+                    ));
                     self.mark_unschedulable(pod, message, now);
                     self.queue.unschedulable(&key, now);
                 }
@@ -404,6 +426,10 @@ impl Controller for Scheduler {
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         out.append(&mut self.actions);
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
     }
 
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {

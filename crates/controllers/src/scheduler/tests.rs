@@ -436,3 +436,39 @@ fn pods_for_other_schedulers_or_gated_are_left_alone() {
     assert_eq!(node_of(&h, "gated"), None);
     assert!(h.write_counts().is_empty());
 }
+
+#[test]
+fn binding_and_failures_record_upstream_events() {
+    let mut h = harness(vec![node("a1", "a", "1"), dead_node("b1", "b")]);
+    h.put(object(pod_json("fits", "web", "500m")));
+    h.put(object(pod_json("too-big", "web", "2")));
+    let scheduled: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| e.reason == "Scheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(
+        scheduled[0].message,
+        "Successfully assigned default/fits to a1"
+    );
+    assert_eq!(scheduled[0].component, "default-scheduler");
+    assert_eq!(scheduled[0].involved.name.as_deref(), Some("fits"));
+    let failed: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| e.reason == "FailedScheduling")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].type_, crate::events::EventType::Warning);
+    assert!(
+        failed[0].message.starts_with("0/2 nodes are available: "),
+        "{}",
+        failed[0].message
+    );
+    assert!(
+        failed[0].message.contains("Insufficient cpu"),
+        "{}",
+        failed[0].message
+    );
+}

@@ -563,3 +563,95 @@ fn no_duplicate_creates_when_writes_are_observed_late() {
     assert_eq!(deletes, 3);
     assert_eq!(w.api.cache.pods.len(), 2);
 }
+
+/// The events of `reason`, as (involved kind/name, message).
+fn events_of(h: &Harness, reason: &str) -> Vec<(String, String)> {
+    h.events
+        .iter()
+        .filter(|e| e.reason == reason)
+        .map(|e| {
+            let i = &e.involved;
+            let kind = i.kind.clone().unwrap_or_default();
+            (
+                format!("{kind}/{}", i.name.clone().unwrap_or_default()),
+                e.message.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn scaling_records_upstream_events_on_the_deployment_and_replicaset() {
+    let mut h = harness();
+    h.put(deployment(3, "img:1", rolling()));
+    let rs = replica_sets(&h)[0].metadata.name.clone().unwrap();
+    assert_eq!(
+        events_of(&h, "ScalingReplicaSet"),
+        vec![(
+            "Deployment/web".into(),
+            format!("Scaled up replica set {rs} from 0 to 3")
+        )]
+    );
+    let created = events_of(&h, "SuccessfulCreate");
+    let mut want: Vec<(String, String)> = pods(&h)
+        .iter()
+        .map(|p| {
+            let name = p.metadata.name.clone().unwrap();
+            (format!("ReplicaSet/{rs}"), format!("Created pod: {name}"))
+        })
+        .collect();
+    want.sort();
+    let mut got = created.clone();
+    got.sort();
+    assert_eq!(got, want);
+    let deploy_event = h
+        .events
+        .iter()
+        .find(|e| e.reason == "ScalingReplicaSet")
+        .unwrap();
+    assert_eq!(deploy_event.component, "deployment-controller");
+    assert_eq!(
+        deploy_event.involved.api_version.as_deref(),
+        Some("apps/v1")
+    );
+    assert_eq!(deploy_event.involved.uid, get_deploy(&h).metadata.uid);
+
+    h.events.clear();
+    edit_deploy(&mut h, |d| d.spec.as_mut().unwrap().replicas = Some(1));
+    assert_eq!(
+        events_of(&h, "ScalingReplicaSet"),
+        vec![(
+            "Deployment/web".into(),
+            format!("Scaled down replica set {rs} from 3 to 1")
+        )]
+    );
+    let deleted = events_of(&h, "SuccessfulDelete");
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert!(
+        deleted
+            .iter()
+            .all(|(o, m)| o == &format!("ReplicaSet/{rs}") && m.starts_with("Deleted pod: "))
+    );
+    assert!(
+        h.events
+            .iter()
+            .all(|e| e.type_ == crate::events::EventType::Normal)
+    );
+}
+
+#[test]
+fn a_resync_before_the_write_lands_announces_a_scale_once() {
+    let mut api = FakeApi::new();
+    let change = api.put(deployment(3, "img:1", rolling()), T0);
+    let mut dc = DeploymentController::new(DeploymentConfig::default());
+    dc.on_synced(&api.cache, T0);
+    dc.on_change(&api.cache, &change, T0 + 1);
+    let mut events = Vec::new();
+    dc.drain_events(&mut events);
+    let scaled: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason == "ScalingReplicaSet")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(scaled.len(), 1, "{scaled:?}");
+}

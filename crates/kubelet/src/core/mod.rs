@@ -32,6 +32,9 @@ pub use ipam::{Ipam, IpamError};
 use node::NodeAgent;
 use pod::PodState;
 
+/// Events held between polls at most (older ones are dropped first).
+pub const MAX_PENDING_EVENTS: usize = 1000;
+
 /// Namespace of node leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
@@ -165,12 +168,22 @@ pub(crate) struct Outbox {
     pub actions: VecDeque<Action>,
     pub commands: VecDeque<RuntimeCommand>,
     pub probes: VecDeque<ProbeRequest>,
+    /// Events to record (upstream `recorder.Eventf`), bounded by [`MAX_PENDING_EVENTS`].
+    pub events: VecDeque<controllers::events::EventRecord>,
     probe_seq: u64,
     /// Probe id -> (pod uid, container, kind).
     pub inflight_probes: BTreeMap<u64, (String, String, ProbeKind)>,
 }
 
 impl Outbox {
+    /// Queue an Event, dropping the oldest past [`MAX_PENDING_EVENTS`].
+    pub fn event(&mut self, rec: controllers::events::EventRecord) {
+        if self.events.len() >= MAX_PENDING_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(rec);
+    }
+
     pub fn next_probe_id(&mut self) -> u64 {
         self.probe_seq += 1;
         self.probe_seq
@@ -373,6 +386,11 @@ impl Kubelet {
 
     pub fn poll_probe(&mut self) -> Option<ProbeRequest> {
         self.out.probes.pop_front()
+    }
+
+    /// The next Event to record (the driver hands it to the event writer).
+    pub fn poll_event(&mut self) -> Option<controllers::events::EventRecord> {
+        self.out.events.pop_front()
     }
 
     /// When [`Kubelet::handle_timeout`] should next run.

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use controllers::events::{self, EventRecord, EventType};
 use controllers::time::to_time;
 use controllers::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -49,6 +50,8 @@ impl NodeAgent {
     /// Informers synced: register (or reconcile) the node and renew the lease now.
     pub fn start(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Millis, out: &mut Outbox) {
         self.started = true;
+        // Upstream `kl.recordEvent(…, events.StartingKubelet, "Starting kubelet.")`.
+        node_event(cfg, now, out, "Starting", "Starting kubelet.".to_string());
         self.lease.due = now;
         self.status_due = now;
         self.on_node_change(cfg, cache, out);
@@ -115,6 +118,10 @@ impl NodeAgent {
             if !self.create_inflight {
                 self.create_inflight = true;
                 let node = initial_node(cfg, shutting_down, now);
+                if node.status.as_ref().and_then(ready_of) == Some("True") {
+                    let msg = format!("Node {} status is now: NodeReady", cfg.node_name);
+                    node_event(cfg, now, out, "NodeReady", msg);
+                }
                 out.actions
                     .push_back(Action::Create(Object::Node(Arc::new(node))));
             }
@@ -126,6 +133,17 @@ impl NodeAgent {
         }
         let old = node.status.clone().unwrap_or_default();
         let new = node_status(cfg, Some(&old), shutting_down, now);
+        let (was, is) = (ready_of(&old), ready_of(&new));
+        if was != is {
+            // Upstream `ReadyCondition` setter: NodeReady / NodeNotReady on a flip.
+            let reason = if is == Some("True") {
+                "NodeReady"
+            } else {
+                "NodeNotReady"
+            };
+            let msg = format!("Node {} status is now: {reason}", cfg.node_name);
+            node_event(cfg, now, out, reason, msg);
+        }
         let report_due = self
             .last_report
             .is_none_or(|t| now - t >= cfg.node_status_report_frequency);
@@ -246,6 +264,35 @@ impl NodeAgent {
         let lease = (!self.lease.inflight).then_some(self.lease.due);
         [Some(self.status_due), lease].into_iter().flatten().min()
     }
+}
+
+/// The Ready condition's status.
+fn ready_of(status: &NodeStatus) -> Option<&str> {
+    let conds = status.conditions.as_ref()?;
+    conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
+/// Record an event about this node (upstream `kl.nodeRef`: uid = node name).
+fn node_event(
+    cfg: &KubeletConfig,
+    now: Millis,
+    out: &mut Outbox,
+    reason: &'static str,
+    msg: String,
+) {
+    let involved = events::node_ref(&cfg.node_name, &cfg.node_name);
+    let rec = EventRecord::new(
+        events::source::KUBELET,
+        involved,
+        EventType::Normal,
+        reason,
+        msg,
+        now,
+    );
+    out.event(rec.on_host(&cfg.node_name));
 }
 
 fn micro_time(now: Millis) -> MicroTime {

@@ -4,8 +4,9 @@
 
 use std::net::Ipv4Addr;
 
+use controllers::events::{self, EventRecord, EventType};
 use controllers::{Action, Cache, Key, Kind, Millis, WriteError};
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
 use super::probe::{ProbeWorker, Verdict, probe_action};
@@ -349,6 +350,17 @@ impl PodState {
         if !term.term_sent
             && (not_ready_seen || term.not_ready_posted || now >= term.began + NOT_READY_WAIT)
         {
+            let running: Vec<String> = self
+                .containers
+                .iter()
+                .filter(|c| matches!(c.phase, CPhase::Running { .. }))
+                .map(|c| c.name().to_string())
+                .collect();
+            for name in running {
+                // Upstream `killContainer`: Killing "Stopping container X".
+                let msg = format!("Stopping container {name}");
+                self.event(ctx, &name, EventType::Normal, "Killing", msg);
+            }
             self.signal_live(Signal::Term, ctx.out);
             if let Some(t) = self.term.as_mut() {
                 t.term_sent = true;
@@ -488,12 +500,28 @@ impl PodState {
                 ctx.ipam.release(&self.uid);
             }
             RuntimeEvent::ContainerStarted { container, pid, .. } => {
+                // Upstream `startContainer`: Pulled (images are local here), Created, then
+                // Started; one runtime step here.
+                let image = self
+                    .containers
+                    .iter()
+                    .find(|c| c.name() == container)
+                    .and_then(|c| c.spec.image.clone())
+                    .unwrap_or_default();
+                let pulled = format!("Container image \"{image}\" already present on machine");
+                self.event(ctx, &container, EventType::Normal, "Pulled", pulled);
+                let created = format!("Created container: {container}");
+                self.event(ctx, &container, EventType::Normal, "Created", created);
+                let started = format!("Started container {container}");
+                self.event(ctx, &container, EventType::Normal, "Started", started);
                 self.on_started(&container, pid, ctx);
             }
             RuntimeEvent::ContainerStartFailed {
                 container, message, ..
             } => {
                 tracing::warn!(pod = %self.key, %container, %message, "container start failed");
+                let msg = format!("Error: {message}");
+                self.event(ctx, &container, EventType::Warning, "Failed", msg);
                 self.on_exit(&container, 128, "StartError", ctx);
             }
             RuntimeEvent::ContainerExited {
@@ -616,6 +644,26 @@ impl PodState {
         if self.term.is_some() {
             return;
         }
+        let current = self.containers.iter().any(|c| {
+            c.name() == name
+                && c.probes
+                    .iter()
+                    .any(|w| w.kind == kind && w.inflight == Some(id))
+        });
+        if !current {
+            return;
+        }
+        let kind_name = match kind {
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Startup => "Startup",
+        };
+        if let ProbeOutcome::Failure(output) = outcome {
+            // Upstream prober: Unhealthy "<Kind> probe failed: <output>" on every failure.
+            let msg = format!("{kind_name} probe failed: {output}");
+            self.event(ctx, name, EventType::Warning, "Unhealthy", msg);
+        }
+        let mut killing = false;
         let Some(c) = self.containers.iter_mut().find(|c| c.name() == name) else {
             return;
         };
@@ -661,8 +709,51 @@ impl PodState {
                     container: name.to_string(),
                     signal,
                 });
+                killing = true;
             }
         }
+        if killing {
+            // Upstream `computePodActions` → `killContainer` with the probe's message.
+            let msg = format!(
+                "Container {name} failed {} probe, will be restarted",
+                kind_name.to_lowercase()
+            );
+            self.event(ctx, name, EventType::Normal, "Killing", msg);
+        }
+    }
+
+    /// Record an event about container `container` of this pod (kubelet source, this node).
+    fn event(
+        &self,
+        ctx: &mut Ctx,
+        container: &str,
+        type_: EventType,
+        reason: &'static str,
+        message: String,
+    ) {
+        let involved = match ctx.cache.pods.get(&self.key) {
+            Some(p) if p.metadata.uid.as_deref() == Some(self.uid.as_str()) => {
+                events::container_ref(p, container)
+            }
+            _ => ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(self.key.namespace.clone()),
+                name: Some(self.key.name.clone()),
+                uid: Some(self.uid.clone()),
+                field_path: Some(format!("spec.containers{{{container}}}")),
+                ..ObjectReference::default()
+            },
+        };
+        let rec = EventRecord::new(
+            events::source::KUBELET,
+            involved,
+            type_,
+            reason,
+            message,
+            ctx.now,
+        );
+        ctx.out.event(rec.on_host(&ctx.cfg.node_name));
     }
 
     /// A pod write (status or delete) finished.

@@ -35,6 +35,8 @@ pub struct Rig {
     pub running: BTreeMap<(String, String), u32>,
     next_pid: u32,
     events: VecDeque<RuntimeEvent>,
+    /// Kubernetes Events the kubelet recorded, in order.
+    pub recorded: Vec<controllers::events::EventRecord>,
 }
 
 pub fn cfg() -> KubeletConfig {
@@ -87,6 +89,7 @@ impl Rig {
             running: BTreeMap::new(),
             next_pid: 1000,
             events: VecDeque::new(),
+            recorded: Vec::new(),
         }
     }
 
@@ -164,6 +167,9 @@ impl Rig {
                 self.log
                     .push((self.now, Entry::Probe(p.clone(), outcome.clone())));
                 self.kubelet.handle_probe_result(p.id, outcome, self.now);
+            }
+            while let Some(e) = self.kubelet.poll_event() {
+                self.recorded.push(e);
             }
             if !progressed {
                 return;

@@ -397,3 +397,86 @@ fn status_conflict_is_rebuilt_from_the_newer_pod() {
         Some("x")
     );
 }
+
+/// (reason, fieldPath or kind, message) of every recorded event.
+fn recorded(rig: &Rig) -> Vec<(String, String, String)> {
+    rig.recorded
+        .iter()
+        .map(|e| {
+            let i = &e.involved;
+            let what = i.field_path.clone().or(i.kind.clone()).unwrap_or_default();
+            (e.reason.to_string(), what, e.message.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn pod_lifecycle_records_upstream_kubelet_events() {
+    let mut rig = started_rig();
+    let node_events: Vec<_> = recorded(&rig).into_iter().map(|(r, w, _)| (r, w)).collect();
+    assert_eq!(
+        node_events,
+        vec![
+            ("Starting".to_string(), "Node".to_string()),
+            ("NodeReady".to_string(), "Node".to_string())
+        ]
+    );
+    let node_ref = &rig.recorded[0].involved;
+    assert_eq!(
+        node_ref.uid.as_deref(),
+        Some("n1"),
+        "kubelet node events use the name as uid"
+    );
+    rig.recorded.clear();
+    let failing = Rc::new(Cell::new(false));
+    let f = failing.clone();
+    rig.probes = Box::new(move |_, _| {
+        if f.get() {
+            ProbeOutcome::Failure("HTTP probe failed with statuscode: 503".into())
+        } else {
+            ProbeOutcome::Success
+        }
+    });
+    let probe = json!({"readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 10}});
+    rig.put(pod("web", probe, json!({})));
+    let c = "spec.containers{c}".to_string();
+    let started: Vec<_> = recorded(&rig);
+    assert_eq!(
+        started
+            .iter()
+            .map(|(r, w, _)| (r.as_str(), w.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("Pulled", c.as_str()),
+            ("Created", c.as_str()),
+            ("Started", c.as_str())
+        ]
+    );
+    assert_eq!(started[2].2, "Started container c");
+    let e = &rig.recorded[2];
+    assert_eq!((e.component, e.host.as_str()), ("kubelet", "n1"));
+    let uid = rig.pod("web").unwrap().metadata.uid.clone();
+    assert_eq!(e.involved.uid, uid);
+    rig.recorded.clear();
+    failing.set(true);
+    rig.advance(10_000);
+    assert_eq!(
+        recorded(&rig),
+        vec![(
+            "Unhealthy".to_string(),
+            c.clone(),
+            "Readiness probe failed: HTTP probe failed with statuscode: 503".to_string()
+        )]
+    );
+    assert_eq!(
+        rig.recorded[0].type_,
+        controllers::events::EventType::Warning
+    );
+    rig.recorded.clear();
+    rig.delete_pod("web");
+    assert_eq!(
+        recorded(&rig)[0],
+        ("Killing".to_string(), c, "Stopping container c".to_string())
+    );
+}

@@ -7,10 +7,14 @@ mod traffic;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_events;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::report::{FaultRecord, Report, SloReport, SloTarget, Timers};
+use crate::report::{
+    EventRecord, FaultRecord, MAX_REPORT_EVENTS, Report, SloReport, SloTarget, Timers,
+};
 use crate::timeline::{Event, EventKind, Request};
 
 pub use phases::{EndpointTrack, ProxyTrack};
@@ -104,6 +108,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let availability = traffic::percent(tr.requests.ok, tr.requests.total);
     let error_window_s = tr.window.map_or(0.0, |w| round3(w.end_s - w.start_s));
     let slo = judge(&meta.slo, availability, error_window_s);
+    let (kube, events_left_out) = kube_events(&events, rel);
     Report {
         scenario: meta.scenario.clone(),
         mode: meta.mode.clone(),
@@ -136,7 +141,45 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
             requests: tr.series,
             ready_endpoints: ph.ready_series,
         },
+        events: kube,
+        events_left_out,
     }
+}
+
+/// One report entry per Event object (its latest observed version), in order of first sight,
+/// capped at [`MAX_REPORT_EVENTS`]; returns the entries and how many were left out.
+pub fn kube_events(events: &[Event], rel: impl Fn(f64) -> f64) -> (Vec<EventRecord>, u64) {
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut out: Vec<EventRecord> = Vec::new();
+    let mut left_out = 0u64;
+    for e in events {
+        let EventKind::KubeEvent(k) = &e.kind else {
+            continue;
+        };
+        if let Some(&i) = index.get(k.name.as_str()) {
+            let r = &mut out[i];
+            r.last_s = rel(e.at);
+            r.count = r.count.max(k.count);
+            r.message = k.message.clone();
+            continue;
+        }
+        if out.len() >= MAX_REPORT_EVENTS {
+            left_out += 1;
+            continue;
+        }
+        index.insert(&k.name, out.len());
+        out.push(EventRecord {
+            first_s: rel(e.at),
+            last_s: rel(e.at),
+            type_: k.type_.clone(),
+            reason: k.reason.clone(),
+            object: k.object.clone(),
+            message: k.message.clone(),
+            source: k.source.clone(),
+            count: k.count,
+        });
+    }
+    (out, left_out)
 }
 
 fn fault_records(events: &[Event], rel: impl Fn(f64) -> f64) -> Vec<FaultRecord> {

@@ -7,6 +7,7 @@
 
 mod apply;
 mod clients;
+mod kube_events;
 mod prepare;
 mod progress;
 mod watch;
@@ -282,6 +283,7 @@ async fn live(
     let (services, pods) = plan_clients(&client, s, &cfg, out).await?;
     let tl: Timeline = Default::default();
     let watches = watch::spawn(&client, &tl, &services);
+    let event_watch = kube_events::spawn(&client, &tl);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = epoch_ms();
     clients::start(&client, &pods).await?;
@@ -321,6 +323,7 @@ async fn live(
         .unwrap_or_default();
     tokio::time::sleep(settle + Duration::from_secs(1)).await;
     watches.iter().for_each(|w| w.abort());
+    event_watch.abort();
     base.poll_syncs(&mut syncs);
     let (meta, events) = base.snapshot(&tl, &syncs, end_ms, &ended_by);
     let requests: Vec<lab::Request> = clients::read_requests(&pods)

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 mod sync;
 pub mod util;
 
+use crate::events::EventRecord;
 use crate::workloads::util::{WorkQueue, controller_key, selector_matches};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
 
@@ -41,6 +42,10 @@ pub struct DeploymentController {
     /// Index in `actions` of the pending (undrained) update per object: a newer sync's write
     /// replaces it (it was computed from a fresher cache), so bursts of events coalesce.
     pending: BTreeMap<(Kind, Key), usize>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
+    /// ReplicaSet sizes announced (ScalingReplicaSet) but not yet seen in the cache.
+    announced: BTreeMap<Key, i32>,
 }
 
 impl DeploymentController {
@@ -49,6 +54,8 @@ impl DeploymentController {
             queue: WorkQueue::new(cfg.retry_base_ms, cfg.retry_max_ms),
             actions: Vec::new(),
             pending: BTreeMap::new(),
+            events: Vec::new(),
+            announced: BTreeMap::new(),
         }
     }
 
@@ -84,7 +91,14 @@ impl DeploymentController {
             ctx.rollout_rolling();
         }
         let pending = |kind: Kind, key: &Key| self.pending.contains_key(&(kind, key.clone()));
-        let (actions, requeue) = ctx.finish(&pending);
+        let sync::Finished {
+            actions,
+            requeue_at: requeue,
+            events,
+            scaled,
+        } = ctx.finish(&pending, &self.announced);
+        self.events.extend(events);
+        self.announced.extend(scaled);
         if actions.is_empty() {
             self.queue.forget(key);
         }
@@ -143,6 +157,13 @@ impl Controller for DeploymentController {
                 }
             }
             Object::ReplicaSet(rs) => {
+                let rs_key = Key::of(&rs.metadata);
+                let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                if matches!(change, Change::Deleted(_))
+                    || self.announced.get(&rs_key) == Some(&size)
+                {
+                    self.announced.remove(&rs_key);
+                }
                 keys.extend(controller_key(&rs.metadata, "Deployment").map(|(k, _)| k));
                 if let Change::Applied {
                     old: Some(Object::ReplicaSet(old)),
@@ -185,6 +206,10 @@ impl Controller for DeploymentController {
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
         self.pending.clear();
         out.append(&mut self.actions);
+    }
+
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
     }
 
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {

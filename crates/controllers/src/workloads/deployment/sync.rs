@@ -15,6 +15,7 @@ use super::util::{
     remove_condition, replicas, revision, rs_replicas, set_condition, set_new_rs_annotations,
     set_replicas_annotations,
 };
+use crate::events::{self, EventRecord, EventType};
 use crate::time::from_time;
 use crate::workloads::util::{controller_of, created, owner_ref};
 use crate::{Action, Cache, Key, Kind, Millis, Object};
@@ -468,7 +469,13 @@ impl<'a> SyncCtx<'a> {
     /// The writes this sync decided, in order: ReplicaSet creates/updates, deletes, status.
     /// `pending(kind, key)`: a write for that object is still queued (undrained); it is then
     /// rewritten even if unchanged, since the queued one may be stale.
-    pub fn finish(mut self, pending: &dyn Fn(Kind, &Key) -> bool) -> (Vec<Action>, Option<Millis>) {
+    /// `announced`: sizes already announced in a ScalingReplicaSet event whose write the cache
+    /// does not show yet (so a re-sent pending write is not announced twice).
+    pub fn finish(
+        mut self,
+        pending: &dyn Fn(Kind, &Key) -> bool,
+        announced: &BTreeMap<Key, i32>,
+    ) -> Finished {
         for i in 0..self.slots.len() {
             if !self.slots[i].create
                 && pending(Kind::ReplicaSet, &Key::of(&self.slots[i].rs.metadata))
@@ -477,8 +484,14 @@ impl<'a> SyncCtx<'a> {
             }
         }
         let mut out = Vec::new();
+        let mut events = Vec::new();
+        let mut scaled = Vec::new();
         for i in &self.writes {
             let slot = &self.slots[*i];
+            if let Some(ev) = self.scaling_event(slot, announced) {
+                scaled.push((Key::of(&slot.rs.metadata), rs_replicas(&slot.rs)));
+                events.push(ev);
+            }
             let obj = Object::ReplicaSet(Arc::new(slot.rs.clone()));
             out.push(if slot.create {
                 Action::Create(obj)
@@ -516,6 +529,51 @@ impl<'a> SyncCtx<'a> {
             }
             out.push(Action::UpdateStatus(Object::Deployment(Arc::new(copy))));
         }
-        (out, self.requeue_at)
+        Finished {
+            actions: out,
+            requeue_at: self.requeue_at,
+            events,
+            scaled,
+        }
     }
+
+    /// Upstream `scaleReplicaSet` / `getNewReplicaSet`'s `ScalingReplicaSet` event when a
+    /// write changes a ReplicaSet's size ("Scaled up replica set X from A to B").
+    fn scaling_event(&self, slot: &Slot, announced: &BTreeMap<Key, i32>) -> Option<EventRecord> {
+        let key = Key::of(&slot.rs.metadata);
+        let cached = || {
+            self.cache
+                .replica_sets
+                .get(&key)
+                .map_or(0, |rs| rs_replicas(rs))
+        };
+        let old = match announced.get(&key) {
+            Some(&size) => size,
+            None if slot.create => 0,
+            None => cached(),
+        };
+        let new = rs_replicas(&slot.rs);
+        if old == new {
+            return None;
+        }
+        let op = if old < new { "up" } else { "down" };
+        let name = slot.rs.metadata.name.as_deref().unwrap_or("");
+        Some(EventRecord::new(
+            events::source::DEPLOYMENT,
+            events::object_ref("apps/v1", "Deployment", &self.d.metadata),
+            EventType::Normal,
+            "ScalingReplicaSet",
+            format!("Scaled {op} replica set {name} from {old} to {new}"),
+            self.now,
+        ))
+    }
+}
+
+/// What one sync decided: writes, the next look, and the Events to record.
+pub struct Finished {
+    pub actions: Vec<Action>,
+    pub requeue_at: Option<Millis>,
+    pub events: Vec<EventRecord>,
+    /// ReplicaSets whose new size `events` announced.
+    pub scaled: Vec<(Key, i32)>,
 }

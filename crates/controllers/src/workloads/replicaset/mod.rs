@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{
     WorkQueue, available_at, controller_key, owner_ref, pod_is_active, pod_is_available,
     selector_matches,
@@ -70,6 +71,8 @@ pub struct ReplicaSetController {
     /// Index in `actions` of the pending (undrained) status write per ReplicaSet: a newer one
     /// replaces it, so a burst of pod events yields one status write, not one per event.
     pending_status: BTreeMap<Key, usize>,
+    /// Events recorded since the last drain.
+    events: Vec<EventRecord>,
 }
 
 const RS_API_VERSION: &str = "apps/v1";
@@ -95,6 +98,7 @@ impl ReplicaSetController {
             queue,
             actions: Vec::new(),
             pending_status: BTreeMap::new(),
+            events: Vec::new(),
         }
     }
 
@@ -147,7 +151,7 @@ impl ReplicaSetController {
         })
     }
 
-    fn observe_pod(&mut self, change: &Change) {
+    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Millis) {
         let pod = match change {
             Change::Applied {
                 new: Object::Pod(p),
@@ -165,12 +169,44 @@ impl ReplicaSetController {
         let key = Key::of(&pod.metadata);
         let gone =
             matches!(change, Change::Deleted(_)) || pod.metadata.deletion_timestamp.is_some();
-        if gone {
-            exp.deletes.remove(&key);
+        let name = key.name.clone();
+        let mut events = Vec::new();
+        if gone && exp.deletes.remove(&key) {
+            events.push(("SuccessfulDelete", format!("Deleted pod: {name}")));
         }
         if matches!(change, Change::Applied { old: None, .. }) {
             exp.creates -= 1;
+            if exp.creates >= 0 {
+                events.push(("SuccessfulCreate", format!("Created pod: {name}")));
+            }
         }
+        for (reason, message) in events {
+            self.record(cache, &rs, EventType::Normal, reason, message, now);
+        }
+    }
+
+    /// Record an event about the ReplicaSet `rs` (upstream `rsc.eventRecorder.Eventf(rs, …)`).
+    fn record(
+        &mut self,
+        cache: &Cache,
+        rs: &Key,
+        type_: EventType,
+        reason: &'static str,
+        message: String,
+        now: Millis,
+    ) {
+        let Some(obj) = cache.replica_sets.get(rs) else {
+            return;
+        };
+        let involved = events::object_ref(RS_API_VERSION, "ReplicaSet", &obj.metadata);
+        self.events.push(EventRecord::new(
+            events::source::REPLICASET,
+            involved,
+            type_,
+            reason,
+            message,
+            now,
+        ));
     }
 
     fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
@@ -197,7 +233,7 @@ impl ReplicaSetController {
             }
             _ => {}
         }
-        self.observe_pod(change);
+        self.observe_pod(cache, change, now);
         for key in affected {
             self.sync(cache, &key, now);
         }
@@ -432,7 +468,36 @@ impl Controller for ReplicaSetController {
         out.append(&mut self.actions);
     }
 
+    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
+        out.append(&mut self.events);
+    }
+
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        if let Action::Create(Object::Pod(p)) = action
+            && let Some(owner) = crate::workloads::util::controller_of(&p.metadata)
+        {
+            // Upstream `manageReplicas`: FailedCreate "Error creating: <err>" (Warning).
+            let err = match error {
+                WriteError::Invalid(m) | WriteError::Other(m) => m.clone(),
+                other => format!("{other:?}"),
+            };
+            let involved = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(RS_API_VERSION.to_string()),
+                kind: Some("ReplicaSet".to_string()),
+                namespace: p.metadata.namespace.clone(),
+                name: Some(owner.name.clone()),
+                uid: Some(owner.uid.clone()),
+                ..Default::default()
+            };
+            self.events.push(EventRecord::new(
+                events::source::REPLICASET,
+                involved,
+                EventType::Warning,
+                "FailedCreate",
+                format!("Error creating: {err}"),
+                now,
+            ));
+        }
         let rs = match action {
             Action::Create(Object::Pod(p)) => {
                 let rs = controller_key(&p.metadata, "ReplicaSet").map(|(k, _)| k);
