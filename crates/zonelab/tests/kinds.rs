@@ -365,43 +365,6 @@ fn every_kubectl_version_creates_applies_lists_and_describes_the_new_kinds() {
     }
 }
 
-/// kubectl 1.27 reads `/openapi/v2` in protobuf (gnostic): `explain` from the v2 document finds
-/// the kind by its GVK extension and a map's value type, and `apply` with strict validation
-/// refuses an unknown field without storing anything (kubectl 1.27 leaves that check to the
-/// server, whose documents list `fieldValidation`, but it must parse the v2 document first).
-#[test]
-fn kubectl_127_reads_the_openapi_v2_protobuf_document() {
-    let Some((_, bin)) = versioned_kubectls().into_iter().find(|(m, _)| *m == 27) else {
-        eprintln!("SKIPPED: kubectl.1.27 is absent");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path(), &["--controllers", ""]);
-    let k = Kubectl::with_binary(&server, &bin);
-    // `plaintext-openapiv2` explains from `/openapi/v2` alone (its layout differs from v3's).
-    let out = k.ok(
-        &["explain", "configmap.data", "--output=plaintext-openapiv2"],
-        None,
-    );
-    for want in [
-        "KIND:     ConfigMap",
-        "FIELD:    data <map[string]string>",
-        "Data contains the configuration data.",
-    ] {
-        assert!(out.contains(want), "{want:?} missing in {out}");
-    }
-
-    let before = revision(&server.addr);
-    let unknown =
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: odd\nbogus: 1\ndata:\n  a: b\n";
-    let err = k.fails(&["apply", "-f", "-"], Some(unknown));
-    assert!(err.contains("unknown field \"bogus\""), "{err}");
-    assert_eq!(revision(&server.addr), before, "nothing stored");
-    let ok = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: odd\ndata:\n  a: b\n";
-    let out = k.ok(&["apply", "-f", "-"], Some(ok));
-    assert!(out.contains("configmap/odd created"), "{out}");
-}
-
 const DRAIN_SETUP: &str = r#"
 apiVersion: v1
 kind: Node
