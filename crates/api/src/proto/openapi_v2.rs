@@ -228,44 +228,91 @@ const FILE_SCHEMA: &[F] = &[
     ("example", 9, Ty::Any),
 ];
 
+/// The smaller messages' fields (the vendor_extension numbers are in [`M::spec`]).
+const INFO: &[F] = &[
+    ("title", 1, Ty::Str),
+    ("version", 2, Ty::Str),
+    ("description", 3, Ty::Str),
+    ("termsOfService", 4, Ty::Str),
+    ("contact", 5, Ty::Msg(M::Contact)),
+    ("license", 6, Ty::Msg(M::License)),
+];
+const CONTACT: &[F] = &[
+    ("name", 1, Ty::Str),
+    ("url", 2, Ty::Str),
+    ("email", 3, Ty::Str),
+];
+const LICENSE: &[F] = &[("name", 1, Ty::Str), ("url", 2, Ty::Str)];
+const EXTERNAL_DOCS: &[F] = &[("description", 1, Ty::Str), ("url", 2, Ty::Str)];
+const TAG: &[F] = &[
+    ("name", 1, Ty::Str),
+    ("description", 2, Ty::Str),
+    ("externalDocs", 3, Ty::Msg(M::ExternalDocs)),
+];
+const XML: &[F] = &[
+    ("name", 1, Ty::Str),
+    ("namespace", 2, Ty::Str),
+    ("prefix", 3, Ty::Str),
+    ("attribute", 4, Ty::Bool),
+    ("wrapped", 5, Ty::Bool),
+];
+const RESPONSE: &[F] = &[
+    ("description", 1, Ty::Str),
+    ("schema", 2, Ty::Msg(M::SchemaItem)),
+    ("headers", 3, Ty::Named(&Ty::Msg(M::Header))),
+    ("examples", 4, Ty::Named(&Ty::Any)),
+];
+const JSON_REFERENCE: &[F] = &[("$ref", 1, Ty::Str), ("description", 2, Ty::Str)];
+const BODY_PARAMETER: &[F] = &[
+    ("description", 1, Ty::Str),
+    ("name", 2, Ty::Str),
+    ("in", 3, Ty::Str),
+    ("required", 4, Ty::Bool),
+    ("schema", 5, Ty::Msg(M::Schema)),
+];
+const BASIC_AUTH: &[F] = &[("type", 1, Ty::Str), ("description", 2, Ty::Str)];
+const API_KEY: &[F] = &[
+    ("type", 1, Ty::Str),
+    ("name", 2, Ty::Str),
+    ("in", 3, Ty::Str),
+    ("description", 4, Ty::Str),
+];
+const OAUTH2_IMPLICIT: &[F] = &[
+    ("type", 1, Ty::Str),
+    ("flow", 2, Ty::Str),
+    ("scopes", 3, Ty::Named(&Ty::Str)),
+    ("authorizationUrl", 4, Ty::Str),
+    ("description", 5, Ty::Str),
+];
+const OAUTH2_PASSWORD: &[F] = &[
+    ("type", 1, Ty::Str),
+    ("flow", 2, Ty::Str),
+    ("scopes", 3, Ty::Named(&Ty::Str)),
+    ("tokenUrl", 4, Ty::Str),
+    ("description", 5, Ty::Str),
+];
+const OAUTH2_ACCESS_CODE: &[F] = &[
+    ("type", 1, Ty::Str),
+    ("flow", 2, Ty::Str),
+    ("scopes", 3, Ty::Named(&Ty::Str)),
+    ("authorizationUrl", 4, Ty::Str),
+    ("tokenUrl", 5, Ty::Str),
+    ("description", 6, Ty::Str),
+];
+const HEADER: &[F] = &[("description", 18, Ty::Str)];
+
 impl M {
     /// The layout of a plain (non-oneof) message.
     fn spec(self) -> Spec {
         use Ty::*;
         match self {
             M::Document => spec(DOCUMENT, 16),
-            M::Info => spec(
-                &[
-                    ("title", 1, Str),
-                    ("version", 2, Str),
-                    ("description", 3, Str),
-                    ("termsOfService", 4, Str),
-                    ("contact", 5, Msg(M::Contact)),
-                    ("license", 6, Msg(M::License)),
-                ],
-                7,
-            ),
-            M::Contact => spec(&[("name", 1, Str), ("url", 2, Str), ("email", 3, Str)], 4),
-            M::License => spec(&[("name", 1, Str), ("url", 2, Str)], 3),
-            M::ExternalDocs => spec(&[("description", 1, Str), ("url", 2, Str)], 3),
-            M::Tag => spec(
-                &[
-                    ("name", 1, Str),
-                    ("description", 2, Str),
-                    ("externalDocs", 3, Msg(M::ExternalDocs)),
-                ],
-                4,
-            ),
-            M::Xml => spec(
-                &[
-                    ("name", 1, Str),
-                    ("namespace", 2, Str),
-                    ("prefix", 3, Str),
-                    ("attribute", 4, Bool),
-                    ("wrapped", 5, Bool),
-                ],
-                6,
-            ),
+            M::Info => spec(INFO, 7),
+            M::Contact => spec(CONTACT, 4),
+            M::License => spec(LICENSE, 3),
+            M::ExternalDocs => spec(EXTERNAL_DOCS, 3),
+            M::Tag => spec(TAG, 4),
+            M::Xml => spec(XML, 6),
             M::Paths => Spec {
                 rest: Some((2, Msg(M::PathItem))),
                 ..spec(&[], 1)
@@ -276,36 +323,19 @@ impl M {
                 rest: Some((1, Msg(M::ResponseValue))),
                 ..spec(&[], 2)
             },
-            M::Response => spec(
-                &[
-                    ("description", 1, Str),
-                    ("schema", 2, Msg(M::SchemaItem)),
-                    ("headers", 3, Named(&Msg(M::Header))),
-                    ("examples", 4, Named(&Any)),
-                ],
-                5,
-            ),
+            M::Response => spec(RESPONSE, 5),
             M::FileSchema => spec(FILE_SCHEMA, 10),
             M::Header => Spec {
                 tail: 1,
-                ..spec(&[("description", 18, Str)], 19)
+                ..spec(HEADER, 19)
             },
             M::PrimitivesItems => Spec {
                 tail: 1,
                 ..spec(&[], 18)
             },
             M::Schema => spec(SCHEMA, 31),
-            M::JsonReference => spec(&[("$ref", 1, Str), ("description", 2, Str)], 0),
-            M::BodyParameter => spec(
-                &[
-                    ("description", 1, Str),
-                    ("name", 2, Str),
-                    ("in", 3, Str),
-                    ("required", 4, Bool),
-                    ("schema", 5, Msg(M::Schema)),
-                ],
-                6,
-            ),
+            M::JsonReference => spec(JSON_REFERENCE, 0),
+            M::BodyParameter => spec(BODY_PARAMETER, 6),
             M::SimpleParameter => Spec {
                 tail: 5,
                 ..spec(&PARAM_HEAD[..4], 22)
@@ -314,48 +344,12 @@ impl M {
                 tail: 6,
                 ..spec(PARAM_HEAD, 23)
             },
-            M::BasicAuth => spec(&[("type", 1, Str), ("description", 2, Str)], 3),
-            M::ApiKey => spec(
-                &[
-                    ("type", 1, Str),
-                    ("name", 2, Str),
-                    ("in", 3, Str),
-                    ("description", 4, Str),
-                ],
-                5,
-            ),
+            M::BasicAuth => spec(BASIC_AUTH, 3),
+            M::ApiKey => spec(API_KEY, 5),
             // Implicit: authorizationUrl 4; password and application: tokenUrl 4.
-            M::Oauth2Implicit => spec(
-                &[
-                    ("type", 1, Str),
-                    ("flow", 2, Str),
-                    ("scopes", 3, Named(&Str)),
-                    ("authorizationUrl", 4, Str),
-                    ("description", 5, Str),
-                ],
-                6,
-            ),
-            M::Oauth2Password => spec(
-                &[
-                    ("type", 1, Str),
-                    ("flow", 2, Str),
-                    ("scopes", 3, Named(&Str)),
-                    ("tokenUrl", 4, Str),
-                    ("description", 5, Str),
-                ],
-                6,
-            ),
-            M::Oauth2AccessCode => spec(
-                &[
-                    ("type", 1, Str),
-                    ("flow", 2, Str),
-                    ("scopes", 3, Named(&Str)),
-                    ("authorizationUrl", 4, Str),
-                    ("tokenUrl", 5, Str),
-                    ("description", 6, Str),
-                ],
-                7,
-            ),
+            M::Oauth2Implicit => spec(OAUTH2_IMPLICIT, 6),
+            M::Oauth2Password => spec(OAUTH2_PASSWORD, 6),
+            M::Oauth2AccessCode => spec(OAUTH2_ACCESS_CODE, 7),
             M::SecurityRequirement => Spec {
                 rest: Some((1, Msg(M::StringArray))),
                 ..spec(&[], 0)
