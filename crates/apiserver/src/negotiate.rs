@@ -63,6 +63,56 @@ pub fn output_format(accept: Option<&str>) -> Result<Output, StatusError> {
     })
 }
 
+/// The encodings `GET /openapi/v2` is served in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenApiV2Format {
+    Json,
+    /// gnostic's `openapi.v2.Document` ([`api::proto::openapi_v2`]).
+    Protobuf,
+}
+
+/// Pick the `/openapi/v2` encoding as upstream kube-openapi's handler does: the clauses by
+/// falling `q` (0 excluded), the first that names JSON, either protobuf subtype or a wildcard.
+/// Nothing acceptable is 406.
+pub fn openapi_v2_format(accept: Option<&str>) -> Result<OpenApiV2Format, StatusError> {
+    let accept = accept.filter(|a| !a.trim().is_empty()).unwrap_or("*/*");
+    let mut clauses: Vec<(f64, String)> = accept
+        .split(',')
+        .map(|clause| {
+            let mut parts = clause.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim() == "q")
+                .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+                .unwrap_or(1.0);
+            (q, media)
+        })
+        .filter(|(q, _)| *q > 0.0)
+        .collect();
+    clauses.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let protobuf = [
+        api::proto::openapi_v2::MEDIA_TYPE_REQUESTED,
+        api::proto::openapi_v2::MEDIA_TYPE,
+    ];
+    for (_, media) in &clauses {
+        match media.as_str() {
+            "application/json" | "application/*" | "*/*" => return Ok(OpenApiV2Format::Json),
+            m if protobuf.contains(&m) => return Ok(OpenApiV2Format::Protobuf),
+            _ => {}
+        }
+    }
+    Err(StatusError {
+        code: 406,
+        reason: "NotAcceptable",
+        message: format!(
+            "only the following media types are accepted: application/json, {}, {}",
+            protobuf[0], protobuf[1]
+        ),
+        details: None,
+    })
+}
+
 /// Body encodings a write may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyType {
@@ -188,6 +238,26 @@ mod tests {
                 .code,
             406
         );
+    }
+
+    #[test]
+    fn openapi_v2_is_json_or_gnostic_protobuf() {
+        use OpenApiV2Format::{Json, Protobuf};
+        let pb = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+        assert_eq!(openapi_v2_format(Some(pb)).unwrap(), Protobuf);
+        let dotted = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+        assert_eq!(openapi_v2_format(Some(dotted)).unwrap(), Protobuf);
+        assert_eq!(openapi_v2_format(None).unwrap(), Json);
+        assert_eq!(
+            openapi_v2_format(Some("application/json, */*")).unwrap(),
+            Json
+        );
+        let ranked = format!("application/json;q=0.5, {pb}");
+        assert_eq!(openapi_v2_format(Some(&ranked)).unwrap(), Protobuf);
+        let refused = format!("{pb};q=0, application/json;q=0.1");
+        assert_eq!(openapi_v2_format(Some(&refused)).unwrap(), Json);
+        let e = openapi_v2_format(Some("application/vnd.kubernetes.protobuf")).unwrap_err();
+        assert_eq!((e.code, e.reason), (406, "NotAcceptable"));
     }
 
     #[test]

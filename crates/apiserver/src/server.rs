@@ -262,7 +262,25 @@ impl Server {
             Target::Groups => doc(discovery::group_list()),
             Target::Group(g) => doc(discovery::group(&g)),
             Target::ResourceList { group, .. } => doc(discovery::resource_list(&group)),
-            Target::OpenApiV2 => doc(api::schema::openapi_v2().clone()),
+            Target::OpenApiV2 => {
+                use crate::negotiate::{OpenApiV2Format, openapi_v2_format};
+                let mut r = match openapi_v2_format(ctx.accept.as_deref())? {
+                    OpenApiV2Format::Json => {
+                        json_response(StatusCode::OK, api::schema::openapi_v2())
+                    }
+                    OpenApiV2Format::Protobuf => {
+                        let mut r = Response::new(full(api::schema::openapi_v2_protobuf()));
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            http::HeaderValue::from_static(api::proto::openapi_v2::MEDIA_TYPE),
+                        );
+                        r
+                    }
+                };
+                r.headers_mut()
+                    .insert(header::VARY, http::HeaderValue::from_static("Accept"));
+                Ok(r)
+            }
             Target::OpenApiV3Index => doc(api::schema::openapi_v3_index()),
             Target::OpenApiV3(p) => match api::schema::openapi_v3(&p) {
                 Some(v) => doc(v.clone()),

@@ -18,14 +18,6 @@ const PROTOBUF_BODIES: bool = true;
 /// The first kubectl minor whose typed `create` subcommands send protobuf.
 const FIRST_PROTOBUF_MINOR: u32 = 32;
 
-/// kubectl 1.27 and 1.28 `apply` fetch `/openapi/v2` accepting only protobuf and fail on our
-/// JSON answer ("proto: cannot parse invalid wire-format data"); answering protobuf (or a
-/// 406) is part of the protobuf work. Flip to `true` when the server answers it.
-const OPENAPI_V2_PROTOBUF: bool = false;
-
-/// The first kubectl minor whose `apply` reads the OpenAPI v3 (JSON) documents.
-const FIRST_JSON_OPENAPI_MINOR: u32 = 29;
-
 const APP: &str = r#"
 apiVersion: v1
 kind: ConfigMap
@@ -145,16 +137,9 @@ fn exercise(k: &Kubectl, minor: u32) {
     let ns = format!("k1-{minor}");
     let n = ns.as_str();
     let creates = minor < FIRST_PROTOBUF_MINOR || PROTOBUF_BODIES;
-    let applies = minor >= FIRST_JSON_OPENAPI_MINOR || OPENAPI_V2_PROTOBUF;
-    if applies {
-        let ns_yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
-        k.ok(&["apply", "-f", "-"], Some(&ns_yaml));
-    } else {
-        eprintln!(
-            "kubectl 1.{minor}: `apply` needs OpenAPI v2 in protobuf; skipped until OPENAPI_V2_PROTOBUF"
-        );
-        k.ok(&["create", "namespace", n], None);
-    }
+    // 1.27 and 1.28 validate against `/openapi/v2` in protobuf, 1.29+ read the v3 documents.
+    let ns_yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
+    k.ok(&["apply", "-f", "-"], Some(&ns_yaml));
     if creates {
         let out = k.ok(
             &["create", "configmap", "cm1", "--from-literal=a=1", "-n", n],
@@ -200,9 +185,7 @@ fn exercise(k: &Kubectl, minor: u32) {
             "kubectl 1.{minor}: `create <kind>` sends protobuf; skipped until PROTOBUF_BODIES"
         );
     }
-    if applies {
-        apply_app(k, minor, n);
-    }
+    apply_app(k, minor, n);
     let tables: [(&str, &[&str]); 3] = [
         ("configmaps", &["NAME", "DATA", "AGE"]),
         ("secrets", &["NAME", "TYPE", "DATA", "AGE"]),
@@ -248,10 +231,55 @@ fn apply_app(k: &Kubectl, minor: u32, n: &str) {
     assert_eq!(secret["data"]["password"], "czNjcmV0", "1.{minor}");
     assert_eq!(secret["data"]["user"], "YWRtaW4=", "1.{minor}");
     assert!(secret.get("stringData").is_none(), "1.{minor}: {secret}");
-    // A second apply is a no-op that still succeeds.
-    let again = k.ok(&["apply", "-n", n, "-f", "-"], Some(APP));
-    assert!(again.contains("secret/app-secret"), "1.{minor}: {again}");
-
+    // A second apply of a changed manifest patches (strategic merge with the schema's patch
+    // keys); kubectl warns when it cannot build the patch from the OpenAPI schema.
+    let changed = APP
+        .replace("mode: fast", "mode: slow")
+        .replace("replicas: 2", "replicas: 3")
+        .replace(
+            "image: zonelab/echo\n",
+            "image: zonelab/echo\n        env:\n        - name: MODE\n          value: slow\n",
+        );
+    let out = k.run(&["apply", "-n", n, "-f", "-"], Some(&changed));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "1.{minor}: {stdout}\n{stderr}");
+    for line in [
+        "configmap/app-config configured",
+        "deployment.apps/app configured",
+        "secret/app-secret",
+    ] {
+        assert!(
+            stdout.contains(line),
+            "1.{minor}: {line:?} missing in {stdout}"
+        );
+    }
+    assert!(!stderr.contains("openapi"), "1.{minor}: {stderr}");
+    let dep = k.ok(&["get", "deploy", "app", "-n", n, "-o", "json"], None);
+    let dep: serde_json::Value = serde_json::from_str(&dep).expect("deployment json");
+    assert_eq!(dep["spec"]["replicas"], 3, "1.{minor}");
+    let containers = &dep["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers[0]["env"],
+        json!([{"name": "MODE", "value": "slow"}]),
+        "1.{minor}: {containers}"
+    );
+    assert_eq!(containers.as_array().map(Vec::len), Some(1), "1.{minor}");
+    let mode = k.ok(
+        &[
+            "get",
+            "cm",
+            "app-config",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.data.mode}",
+        ],
+        None,
+    );
+    assert_eq!(mode, "slow", "1.{minor}");
     let tables: [(&str, &[&str]); 2] = [
         (
             "pdb",

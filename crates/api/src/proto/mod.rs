@@ -6,6 +6,7 @@
 //! [`schema`] table (regenerate with `tools/gen-proto-schema.py`).
 
 pub mod decode;
+pub mod openapi_v2;
 #[rustfmt::skip]
 pub mod schema;
 pub mod table;

@@ -26,6 +26,8 @@ pub const KUBERNETES_VERSION: &str = "v1.33.0";
 static DEFS_V3: LazyLock<Map<String, Value>> = LazyLock::new(|| defs::definitions(Flavor::V3));
 static V2: LazyLock<Value> = LazyLock::new(build_v2);
 static V3: LazyLock<BTreeMap<String, (Value, String)>> = LazyLock::new(build_v3);
+static V2_PROTOBUF: LazyLock<Vec<u8>> =
+    LazyLock::new(|| crate::proto::openapi_v2::encode_document(&V2));
 
 /// The v3 (`#/components/schemas/`) definitions, keyed by upstream name.
 pub(crate) fn definitions_v3() -> &'static Map<String, Value> {
@@ -132,6 +134,12 @@ fn build_v3() -> BTreeMap<String, (Value, String)> {
 /// `GET /openapi/v2` (JSON).
 pub fn openapi_v2() -> &'static Value {
     &V2
+}
+
+/// `GET /openapi/v2` as gnostic's `openapi.v2.Document` protobuf (see
+/// [`crate::proto::openapi_v2`]): the same document as [`openapi_v2`].
+pub fn openapi_v2_protobuf() -> &'static [u8] {
+    &V2_PROTOBUF
 }
 
 /// `GET /openapi/v3`: each group version with its content-addressed URL.
