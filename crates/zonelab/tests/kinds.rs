@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Kubectl, ServerProc, http};
@@ -73,40 +72,6 @@ spec:
       - name: echo
         image: zonelab/echo
 "#;
-
-/// The directory of the versioned kubectl binaries (beside the dispatcher on the PATH).
-fn kubectl_dir() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
-        .and_then(|p| std::fs::canonicalize(p).ok())
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-}
-
-/// Every `kubectl.1.N` present from 1.27 up, as (minor, path).
-fn versioned_kubectls() -> Vec<(u32, PathBuf)> {
-    let Some(dir) = kubectl_dir() else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for minor in 27..=40 {
-        let p = dir.join(format!("kubectl.1.{minor}"));
-        if p.is_file() {
-            out.push((minor, p));
-        } else if minor <= 33 {
-            eprintln!("kubectl.1.{minor} is absent; skipping it");
-        }
-    }
-    if out.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no versioned kubectl (kubectl.1.27 … kubectl.1.33) beside the kubectl on the PATH"
-        );
-        eprintln!("SKIPPED: no versioned kubectl binaries found");
-    }
-    out
-}
 
 /// Poll `get` until `want` holds (at most 30 s).
 fn wait_for(what: &str, mut get: impl FnMut() -> String, want: impl Fn(&str) -> bool) -> String {
@@ -352,7 +317,7 @@ fn apply_app(k: &Kubectl, minor: u32, n: &str) {
 
 #[test]
 fn every_kubectl_version_creates_applies_lists_and_describes_the_new_kinds() {
-    let versions = versioned_kubectls();
+    let versions = common::kubectl_versions();
     if versions.is_empty() {
         return;
     }
@@ -396,7 +361,7 @@ fn bound_pod(name: &str, node: &str) -> String {
 
 #[test]
 fn drain_waits_for_the_disruption_budget_then_empties_the_node() {
-    let Some((minor, bin)) = versioned_kubectls().pop() else {
+    let Some((minor, bin)) = common::kubectl_versions().pop() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
