@@ -258,9 +258,7 @@ pub fn validate_selector_update(new: &Value, old: &Value) -> Vec<Cause> {
 mod tests {
     use super::*;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     fn minimal() -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},

@@ -353,9 +353,7 @@ mod tests {
     use super::*;
     use crate::resources::by_plural;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     #[test]
     fn secret_string_data_folds_into_data_and_wins() {

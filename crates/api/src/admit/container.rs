@@ -323,9 +323,7 @@ fn validate_probe(p: &Value, path: &str, success_must_be_one: bool) -> Vec<Cause
 mod tests {
     use super::*;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     #[test]
     fn pull_policy_by_tag() {

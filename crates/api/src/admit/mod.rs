@@ -188,3 +188,9 @@ mod tests {
         }
     }
 }
+
+/// Each cause as its one-line text, as upstream prints it (what the tests compare).
+#[cfg(test)]
+pub(crate) fn cause_lines(c: &[crate::status::Cause]) -> Vec<String> {
+    c.iter().map(crate::status::Cause::to_line).collect()
+}

@@ -345,9 +345,7 @@ pub fn validate_event(obj: &Value) -> Vec<Cause> {
 mod tests {
     use super::*;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     #[test]
     fn namespace_defaults_and_rules() {

@@ -348,9 +348,7 @@ fn munge_spec(ns: &Value, os: &Value) -> Value {
 mod tests {
     use super::*;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     fn minimal() -> Value {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},

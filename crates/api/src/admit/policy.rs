@@ -102,9 +102,7 @@ pub fn validate_pdb(obj: &Value) -> Vec<Cause> {
 mod tests {
     use super::*;
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     #[test]
     fn both_bounds_are_rejected_with_upstreams_text() {

@@ -378,9 +378,7 @@ mod tests {
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})
     }
 
-    fn lines(c: &[Cause]) -> Vec<String> {
-        c.iter().map(Cause::to_line).collect()
-    }
+    use crate::admit::cause_lines as lines;
 
     #[test]
     fn defaults_minimal_service() {
