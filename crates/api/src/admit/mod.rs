@@ -95,6 +95,12 @@ pub fn validate_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<Caus
     out
 }
 
+/// Each cause as its one-line text, as upstream prints it (what the tests compare).
+#[cfg(test)]
+pub(crate) fn cause_lines(c: &[crate::status::Cause]) -> Vec<String> {
+    c.iter().map(crate::status::Cause::to_line).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -187,10 +193,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Each cause as its one-line text, as upstream prints it (what the tests compare).
-#[cfg(test)]
-pub(crate) fn cause_lines(c: &[crate::status::Cause]) -> Vec<String> {
-    c.iter().map(crate::status::Cause::to_line).collect()
 }
