@@ -95,7 +95,7 @@ fn bad_requests_get_status_and_change_nothing() {
     );
     expect(a, ("POST", &format!("{SVC}?fieldValidation=Strict")), json,
         br#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"u"},"spec":{"ports":[{"port":80,"bogus":1}]}}"#,
-        400, "BadRequest", "unknown field \"spec.ports[0].bogus\"");
+        400, "BadRequest", "Service in version \"v1\" cannot be handled as a Service: strict decoding error: unknown field \"spec.ports[0].bogus\"");
     expect(
         a,
         ("POST", SVC),

@@ -123,6 +123,19 @@ fn check_fields(
     )))
 }
 
+/// A strict field error on a create or a replace, worded as upstream's decoder reports it
+/// (`Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: …`);
+/// patches keep the bare text, as upstream's patch handler does.
+fn as_decode_error(res: &ResourceInfo, e: StatusError) -> StatusError {
+    if e.code == 400 && e.message.starts_with("strict decoding error") {
+        return StatusError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {}",
+            res.kind, res.version, res.kind, e.message
+        ));
+    }
+    e
+}
+
 /// The body's apiVersion/kind (if set) must be the resource's; its namespace the URL's.
 fn check_identity(
     res: &ResourceInfo,
@@ -195,7 +208,8 @@ pub async fn create_object(
 ) -> Result<Written, StatusError> {
     check_identity(res, &obj, namespace)?;
     api::admit::convert(res, &mut obj)?;
-    let warnings = check_fields(res, &obj, opts.field_validation)?;
+    let warnings =
+        check_fields(res, &obj, opts.field_validation).map_err(|e| as_decode_error(res, e))?;
     {
         let mut rng = server
             .rng
@@ -422,7 +436,8 @@ pub async fn update(
     let w = guaranteed_update(server, t, name, UpdateScope::Main, opts, |_| {
         Ok(body.clone())
     })
-    .await?;
+    .await
+    .map_err(|e| as_decode_error(t.res, e))?;
     Ok(respond(StatusCode::OK, w))
 }
 
