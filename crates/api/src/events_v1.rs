@@ -155,6 +155,54 @@ pub fn validate_create(v1: &Value) -> Vec<Cause> {
     out
 }
 
+/// Fields an update through `events.k8s.io/v1` may not change (upstream `ValidateEventUpdate`),
+/// as (core name, upstream field path).
+const IMMUTABLE: &[(&str, &str)] = &[
+    ("involvedObject", "involvedObject"),
+    ("reason", "reason"),
+    ("message", "message"),
+    ("source", "source"),
+    ("firstTimestamp", "firstTimestamp"),
+    ("lastTimestamp", "lastTimestamp"),
+    ("count", "count"),
+    ("type", "type"),
+    ("eventTime", "eventTime"),
+    ("action", "action"),
+    ("related", "related"),
+    ("reportingComponent", "reportingController"),
+    ("reportingInstance", "reportingInstance"),
+];
+
+/// The rules upstream adds for updates through `events.k8s.io/v1`, on the core forms of the new
+/// and the stored Event: everything but metadata and `series` is immutable, and a changed
+/// `series` must be valid. Empty when acceptable.
+pub fn validate_update(new_core: &Value, old_core: &Value) -> Vec<Cause> {
+    let null = Value::Null;
+    let mut out = Vec::new();
+    if new_core.get("series") != old_core.get("series")
+        && let Some(series) = new_core.get("series").filter(|s| !s.is_null())
+    {
+        let empty = json!("");
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            out.push(Cause::invalid(
+                "series.count",
+                &empty,
+                "should be at least 2",
+            ));
+        }
+        if !set(series, "lastObservedTime") {
+            out.push(Cause::required("series.lastObservedTime", ""));
+        }
+    }
+    for (core_name, path) in IMMUTABLE {
+        let new = new_core.get(*core_name).unwrap_or(&null);
+        if new != old_core.get(*core_name).unwrap_or(&null) {
+            out.push(Cause::invalid(*path, new, "field is immutable"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +305,29 @@ mod tests {
                 "reportingInstance: Required value",
                 "action: Required value",
                 "reason: Required value",
+            ]
+        );
+    }
+
+    #[test]
+    fn updates_may_change_series_and_metadata_only() {
+        let old = to_core(&json!({"metadata": {"name": "a"}, "note": "n", "reason": "R"}));
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({"x": "y"});
+        new["series"] = json!({"count": 2, "lastObservedTime": "2026-01-01T00:00:00.000000Z"});
+        assert_eq!(validate_update(&new, &old), Vec::<Cause>::new());
+        new["message"] = json!("changed");
+        new["series"] = json!({"count": 1});
+        let lines: Vec<String> = validate_update(&new, &old)
+            .iter()
+            .map(Cause::to_line)
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                "series.count: Invalid value: \"\": should be at least 2",
+                "series.lastObservedTime: Required value",
+                "message: Invalid value: \"changed\": field is immutable",
             ]
         );
     }

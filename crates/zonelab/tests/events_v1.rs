@@ -10,7 +10,7 @@ use common::{Kubectl, ServerProc, http};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::events::v1 as events;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
 fn client(server: &ServerProc) -> kube::Client {
@@ -117,6 +117,36 @@ async fn both_event_versions_share_one_storage() {
     assert_eq!(back.message.as_deref(), Some("node n2 cordoned by the lab"));
     assert_eq!(back.involved_object.name.as_deref(), Some("n2"));
     assert_eq!(back.reporting_component.as_deref(), Some("zonelab.io/lab"));
+
+    // A series update through events.k8s.io/v1 lands in core; a changed note is refused.
+    let series = json!({"series": {"count": 2, "lastObservedTime": "2026-01-01T00:02:00.000000Z"}});
+    v1_api
+        .patch("lab.1", &PatchParams::default(), &Patch::Merge(&series))
+        .await
+        .unwrap();
+    assert_eq!(
+        core_api.get("lab.1").await.unwrap().series.unwrap().count,
+        Some(2)
+    );
+    let err = v1_api
+        .patch(
+            "lab.1",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"note": "rewritten"})),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message.contains("note") || s.message.contains("message"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 
     // kubectl prints both through the events.k8s.io resource.
     let k = Kubectl::new(&server);

@@ -46,10 +46,7 @@ pub async fn handle(
         (&Method::GET, Some(name)) => read::get(server, &ct, &ctx, &name).await,
         (&Method::GET, None) => read::list(server, &ct, &ctx).await,
         (&Method::POST, None) => create(server, alias, &ct, &ctx).await,
-        (&Method::PUT, Some(name)) => {
-            let core_ctx = converted(alias, &ctx)?.0;
-            write::update(server, &ct, &core_ctx, &name).await
-        }
+        (&Method::PUT, Some(name)) => update(server, alias, &ct, &ctx, &name).await,
         (&Method::PATCH, Some(name)) => patch(server, alias, &ct, &ctx, &name).await,
         (&Method::DELETE, Some(name)) => write::delete(server, &ct, &ctx, &name).await,
         (&Method::DELETE, None) => write::delete_collection(server, &ct, &ctx).await,
@@ -128,6 +125,50 @@ async fn create(
     Ok(resp)
 }
 
+/// The upstream update rules for `events.k8s.io/v1` as a `Status`.
+fn check_update(
+    alias: &ResourceInfo,
+    name: &str,
+    new: &Value,
+    old: &Value,
+) -> Result<(), StatusError> {
+    let causes = events_v1::validate_update(new, old);
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(StatusError::invalid(alias, name, causes))
+    }
+}
+
+/// PUT: replace (with the update rules) or, for a missing Event, create as core PUT does.
+async fn update(
+    server: &Arc<Server>,
+    alias: &'static ResourceInfo,
+    ct: &ResourceTarget,
+    ctx: &Ctx,
+    name: &str,
+) -> Result<Response<Body>, StatusError> {
+    let (core_ctx, _, _) = converted(alias, ctx)?;
+    let key = objects::key(ct.res, ct.namespace.as_deref(), name);
+    let exists = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| super::store_error(ct, name, e))?
+        .is_some();
+    if !exists {
+        return write::update(server, ct, &core_ctx, name).await;
+    }
+    let opts = WriteOptions::from_ctx(ctx)?;
+    let core: Value = serde_json::from_slice(&core_ctx.body).unwrap_or_default();
+    let w = write::guaranteed_update(server, ct, name, UpdateScope::Main, opts, |old| {
+        check_update(alias, name, &core, old)?;
+        Ok(core.clone())
+    })
+    .await?;
+    Ok(write::respond(StatusCode::OK, w))
+}
+
 /// PATCH: the patch is written against the `events.k8s.io/v1` form of the stored object.
 async fn patch(
     server: &Server,
@@ -152,8 +193,9 @@ async fn patch(
         if let Some(m) = current.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        let patched = write::apply_patch(alias, &current, &patch, ty)?;
-        Ok(events_v1::to_core(&patched))
+        let patched = events_v1::to_core(&write::apply_patch(alias, &current, &patch, ty)?);
+        check_update(alias, name, &patched, old)?;
+        Ok(patched)
     })
     .await?;
     Ok(write::respond(StatusCode::OK, w))
