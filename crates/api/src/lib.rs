@@ -5,6 +5,7 @@
 //! request fails), [`admit`] (defaulting + validation per kind).
 
 pub mod admit;
+pub mod events_v1;
 pub mod names;
 pub mod patch;
 pub mod proto;

@@ -165,6 +165,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         categories: &[],
     },
     ResourceInfo {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceInfo {
         group: "coordination.k8s.io",
         version: "v1",
         kind: "Lease",
@@ -251,6 +262,20 @@ pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     RESOURCES
         .iter()
         .find(|r| r.kind == kind && r.api_version() == api_version)
+}
+
+/// The resource whose storage `res` shares, if it is another version of a stored kind: upstream
+/// keeps `events.k8s.io/v1` Events in the core Events prefix and converts at the API boundary.
+pub fn storage_alias_of(res: &ResourceInfo) -> Option<&'static ResourceInfo> {
+    match (res.group, res.plural) {
+        ("events.k8s.io", "events") => by_plural("", "events"),
+        _ => None,
+    }
+}
+
+/// The resource whose storage prefix `res` uses: its alias target, or itself.
+pub fn storage_of(res: &'static ResourceInfo) -> &'static ResourceInfo {
+    storage_alias_of(res).unwrap_or(res)
 }
 
 /// The distinct API groups (other than core) in serving order.

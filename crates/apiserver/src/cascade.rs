@@ -77,7 +77,11 @@ pub async fn dependents(
 
 /// Empty a namespace that is being deleted, then remove it.
 pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusError> {
-    for res in RESOURCES.iter().filter(|r| r.namespaced) {
+    // A storage alias (events.k8s.io Events) shares its target's prefix: empty it once.
+    for res in RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && api::resources::storage_alias_of(r).is_none())
+    {
         let page = server
             .store
             .list(

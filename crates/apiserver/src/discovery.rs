@@ -164,6 +164,7 @@ mod tests {
             vec![
                 "apps",
                 "discovery.k8s.io",
+                "events.k8s.io",
                 "coordination.k8s.io",
                 "authorization.k8s.io",
                 "policy"

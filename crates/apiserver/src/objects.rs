@@ -12,8 +12,11 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use store::KeyValue;
 
-/// The storage key prefix of a collection: all namespaces when `namespace` is `None`.
+/// The storage key prefix of a collection: all namespaces when `namespace` is `None`. A resource
+/// that is another version of a stored kind (`events.k8s.io/v1` Events) uses that kind's prefix,
+/// as upstream stores both Event versions under one etcd prefix.
 pub fn prefix(res: &ResourceInfo, namespace: Option<&str>) -> String {
+    let res = api::resources::storage_alias_of(res).unwrap_or(res);
     let group = if res.group.is_empty() {
         "core"
     } else {
@@ -328,6 +331,8 @@ mod tests {
         assert_eq!(key(node, Some("ignored"), "n1"), "/registry/core/nodes/n1");
         let dep = by_plural("apps", "deployments").unwrap();
         assert_eq!(prefix(dep, Some("a")), "/registry/apps/deployments/a/");
+        let ev = by_plural("events.k8s.io", "events").unwrap();
+        assert_eq!(key(ev, Some("d"), "e"), "/registry/core/events/d/e");
     }
 
     #[test]

@@ -217,7 +217,11 @@ impl Server {
     /// The metrics page, with stored object counts taken now.
     async fn metrics_page(&self) -> String {
         let mut objects = Vec::new();
-        for res in api::resources::RESOURCES {
+        // A storage alias (events.k8s.io Events) is counted once, under its target.
+        let stored = api::resources::RESOURCES
+            .iter()
+            .filter(|r| api::resources::storage_alias_of(r).is_none());
+        for res in stored {
             let prefix = crate::objects::prefix(res, None);
             let opts = store::ListOptions {
                 limit: Some(1),

@@ -4,7 +4,9 @@
 //!
 //! Start at [`definitions`].
 
-use k8s_openapi::api::{apps, authorization, autoscaling, coordination, core, discovery, policy};
+use k8s_openapi::api::{
+    apps, authorization, autoscaling, coordination, core, discovery, events, policy,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -71,6 +73,7 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
             drop(g.subschema_for::<discovery::v1::EndpointSlice>())
         }
         ("coordination.k8s.io", "Lease") => drop(g.subschema_for::<coordination::v1::Lease>()),
+        ("events.k8s.io", "Event") => drop(g.subschema_for::<events::v1::Event>()),
         ("authorization.k8s.io", "SelfSubjectAccessReview") => {
             drop(g.subschema_for::<authorization::v1::SelfSubjectAccessReview>())
         }

@@ -16,6 +16,7 @@ use crate::negotiate::{self, BodyType, Output};
 use crate::path::ResourceTarget;
 use crate::server::{Body, Server};
 
+mod events_v1;
 mod evict;
 mod read;
 mod sub;
@@ -116,6 +117,9 @@ pub async fn handle(
     if ctx.method != Method::GET {
         // Negotiate the answer before writing anything, as upstream does (406 up front).
         ctx.output()?;
+    }
+    if let Some(core) = api::resources::storage_alias_of(t.res) {
+        return events_v1::handle(server, t, core, ctx).await;
     }
     let verb_not_allowed = || StatusError::method_not_allowed(ctx.method.as_str(), t.res.kind);
     if api::resources::is_create_only(t.res) {

@@ -87,7 +87,7 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-fn respond(code: StatusCode, w: Written) -> Response<Body> {
+pub(crate) fn respond(code: StatusCode, w: Written) -> Response<Body> {
     let mut resp = json_response(code, &w.object);
     for warning in w.warnings {
         let text = format!(
@@ -102,7 +102,7 @@ fn respond(code: StatusCode, w: Written) -> Response<Body> {
 }
 
 /// Unknown fields per `fieldValidation`: an error (Strict) or warnings (Warn).
-fn check_fields(
+pub(crate) fn check_fields(
     res: &ResourceInfo,
     obj: &Value,
     fv: FieldValidation,
@@ -137,7 +137,7 @@ fn as_decode_error(res: &ResourceInfo, e: StatusError) -> StatusError {
 }
 
 /// The body's apiVersion/kind (if set) must be the resource's; its namespace the URL's.
-fn check_identity(
+pub(crate) fn check_identity(
     res: &ResourceInfo,
     obj: &Value,
     namespace: Option<&str>,
