@@ -330,6 +330,27 @@ pub fn validate_event(obj: &Value) -> Vec<Cause> {
             "does not match event.namespace",
         ));
     }
+    // A "new-style" Event (eventTime set) must say who reported what, as upstream's
+    // legacyValidateEvent demands of core/v1 creates too.
+    if obj.get("eventTime").is_some_and(|t| !t.is_null()) {
+        if ins.is_empty() && !["default", "kube-system"].contains(&ns) {
+            out.push(Cause::invalid(
+                "involvedObject.namespace",
+                &json!(ins),
+                "does not match event.namespace",
+            ));
+        }
+        for field in [
+            "reportingComponent",
+            "reportingInstance",
+            "action",
+            "reason",
+        ] {
+            if s(obj, field).is_empty() {
+                out.push(Cause::required(field, ""));
+            }
+        }
+    }
     let ty = s(obj, "type");
     if !ty.is_empty() && !["Normal", "Warning"].contains(&ty) {
         out.push(Cause::not_supported(
@@ -344,6 +365,30 @@ pub fn validate_event(obj: &Value) -> Vec<Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_style_core_events_name_their_reporter() {
+        let ev = json!({"metadata": {"name": "e", "namespace": "team"},
+            "involvedObject": {"kind": "Pod", "name": "p", "namespace": "team"},
+            "eventTime": "2026-12-05T00:00:00.000000Z", "reason": "Started"});
+        assert_eq!(
+            lines(&validate_event(&ev)),
+            vec![
+                "reportingComponent: Required value",
+                "reportingInstance: Required value",
+                "action: Required value"
+            ]
+        );
+        let mut full = ev.clone();
+        full["reportingComponent"] = json!("kubelet");
+        full["reportingInstance"] = json!("node-1");
+        full["action"] = json!("Start");
+        assert!(validate_event(&full).is_empty());
+        // Legacy events (no eventTime) need none of it.
+        let mut legacy = ev;
+        legacy.as_object_mut().unwrap().remove("eventTime");
+        assert!(validate_event(&legacy).is_empty());
+    }
 
     use crate::admit::cause_lines as lines;
 
