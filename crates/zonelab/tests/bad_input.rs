@@ -7,15 +7,6 @@ use serde_json::{Value, json};
 
 const SVC: &str = "/api/v1/namespaces/default/services";
 
-fn revision(addr: &str) -> String {
-    let (code, list) = http(addr, "GET", "/api/v1/services", "application/json", b"");
-    assert_eq!(code, 200);
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 fn expect(
     addr: &str,
     (method, path): (&str, &str),
@@ -54,7 +45,7 @@ fn bad_requests_get_status_and_change_nothing() {
         .as_str()
         .unwrap()
         .to_string();
-    let before = revision(a);
+    let before = common::store_revision(a);
 
     let json = "application/json";
     expect(
@@ -198,7 +189,11 @@ fn bad_requests_get_status_and_change_nothing() {
         "namespaces \"nope\" not found",
     );
 
-    assert_eq!(revision(a), before, "a rejected write changed the store");
+    assert_eq!(
+        common::store_revision(a),
+        before,
+        "a rejected write changed the store"
+    );
     let (code, still) = http(a, "GET", &format!("{SVC}/good"), json, b"");
     assert_eq!(code, 200);
     assert_eq!(still["metadata"]["resourceVersion"], rv.as_str());
@@ -213,7 +208,7 @@ fn an_update_that_changes_nothing_writes_nothing() {
     let a = server.addr.as_str();
     let (code, created) = http(a, "POST", SVC, "application/json", &svc("same", 80));
     assert_eq!(code, 201);
-    let before = revision(a);
+    let before = common::store_revision(a);
     let (code, put) = http(
         a,
         "PUT",
@@ -234,7 +229,11 @@ fn an_update_that_changes_nothing_writes_nothing() {
         br#"{"spec":{"ports":[{"port":80}]}}"#,
     );
     assert_eq!(code, 200);
-    assert_eq!(revision(a), before, "a no-op update wrote to the store");
+    assert_eq!(
+        common::store_revision(a),
+        before,
+        "a no-op update wrote to the store"
+    );
     let (code, changed) = http(
         a,
         "PATCH",

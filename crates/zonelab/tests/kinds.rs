@@ -491,15 +491,6 @@ fn drain_waits_for_the_disruption_budget_then_empties_the_node() {
     assert!(out.contains("node/n1 cordoned"), "{out}");
 }
 
-fn revision(addr: &str) -> String {
-    let (code, list) = http(addr, "GET", "/api/v1/secrets", "application/json", b"");
-    assert_eq!(code, 200);
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
     let dir = tempfile::tempdir().unwrap();
@@ -507,7 +498,7 @@ fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
     let server = ServerProc::start(dir.path(), &["--controllers", ""]);
     let a = server.addr.as_str();
     let json_ct = "application/json";
-    let before = revision(a);
+    let before = common::store_revision(a);
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"},
         "data": {"token": "not base64!"}});
     let (code, status) = http(
@@ -524,7 +515,11 @@ fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
         status["message"],
         "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 3"
     );
-    assert_eq!(revision(a), before, "a rejected Secret changes nothing");
+    assert_eq!(
+        common::store_revision(a),
+        before,
+        "a rejected Secret changes nothing"
+    );
     let (code, _) = http(
         a,
         "GET",
@@ -551,7 +546,11 @@ fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
         "PodDisruptionBudget.policy \"both\" is invalid: spec: Invalid value: policy.PodDisruptionBudgetSpec{MinAvailable:(*intstr.IntOrString)(0xc000000000), Selector:(*v1.LabelSelector)(0xc000000000), MaxUnavailable:(*intstr.IntOrString)(0xc000000000), UnhealthyPodEvictionPolicy:(*policy.UnhealthyPodEvictionPolicyType)(nil)}: minAvailable and maxUnavailable cannot be both set"
     );
     assert_eq!(status["details"]["causes"][0]["field"], "spec");
-    assert_eq!(revision(a), before, "a rejected budget changes nothing");
+    assert_eq!(
+        common::store_revision(a),
+        before,
+        "a rejected budget changes nothing"
+    );
 
     // A running pod matched by two budgets: upstream's 500, and the pod stays.
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"app": "web"}},
@@ -586,7 +585,7 @@ fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
         );
         assert_eq!(code, 201);
     }
-    let before = revision(a);
+    let before = common::store_revision(a);
     let eviction =
         json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}});
     let (code, status) = http(
@@ -615,7 +614,11 @@ fn bad_secrets_budgets_and_evictions_get_upstreams_status() {
         status["message"],
         "name in URL does not match name in Eviction object"
     );
-    assert_eq!(revision(a), before, "refused evictions change nothing");
+    assert_eq!(
+        common::store_revision(a),
+        before,
+        "refused evictions change nothing"
+    );
     let (code, _) = http(a, "GET", "/api/v1/namespaces/default/pods/p", json_ct, b"");
     assert_eq!(code, 200, "the pod stays");
 }

@@ -179,15 +179,6 @@ fn protobuf_creates_store_what_json_creates() {
     }
 }
 
-fn revision(addr: &str) -> String {
-    let (code, list) = http(addr, "GET", "/api/v1/namespaces", "application/json", b"");
-    assert_eq!(code, 200);
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn bad_protobuf_gets_upstream_status_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,7 +187,7 @@ fn bad_protobuf_gets_upstream_status_and_changes_nothing() {
     let deployments = "/apis/apps/v1/namespaces/default/deployments";
     let namespaces = "/api/v1/namespaces";
     let good = fixture("deployment.kubectl-1.33.pb");
-    let before = revision(a);
+    let before = common::store_revision(a);
     let cases: Vec<(&str, &str, Vec<u8>, String)> = vec![
         (
             "truncated",
@@ -238,20 +229,24 @@ fn bad_protobuf_gets_upstream_status_and_changes_nothing() {
         assert_eq!(status["kind"], "Status", "{what}");
         assert_eq!(status["reason"], "BadRequest", "{what}");
         assert_eq!(status["message"], message.as_str(), "{what}");
-        assert_eq!(revision(a), before, "{what} changed the store");
+        assert_eq!(
+            common::store_revision(a),
+            before,
+            "{what} changed the store"
+        );
     }
     // A client that accepts only protobuf: 406 before anything is written.
     let (code, status) = accept_only_protobuf(a, namespaces, &fixture("namespace.kubectl-1.33.pb"));
     assert_eq!(code, 406, "{status}");
     assert_eq!(status["reason"], "NotAcceptable");
-    assert_eq!(revision(a), before, "a 406 wrote");
+    assert_eq!(common::store_revision(a), before, "a 406 wrote");
     // Protobuf is not a patch type.
     let (code, status) = http(a, "PATCH", "/api/v1/namespaces/default", PROTOBUF, &good);
     assert_eq!(
         (code, status["reason"].as_str()),
         (415, Some("UnsupportedMediaType"))
     );
-    assert_eq!(revision(a), before);
+    assert_eq!(common::store_revision(a), before);
 }
 
 /// POST with `Accept: application/vnd.kubernetes.protobuf` only.

@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use api::proto::wire::{LEN, ProtoError, Reader, put_len_field};
-use common::{Kubectl, ServerProc, http, kubectl_versions};
+use common::{Kubectl, ServerProc, kubectl_versions};
 
 /// kubectl 1.27 and 1.28: the versions that validate against the v2 document.
 fn v2_kubectls() -> Vec<(u32, std::path::PathBuf)> {
@@ -20,15 +20,6 @@ fn v2_kubectls() -> Vec<(u32, std::path::PathBuf)> {
         .into_iter()
         .filter(|(m, _)| *m <= 28)
         .collect()
-}
-
-fn revision(addr: &str) -> String {
-    let (code, list) = http(addr, "GET", "/api/v1/configmaps", "application/json", b"");
-    assert_eq!(code, 200);
-    list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
 }
 
 /// The document without its `paths` (field 8); every top-level field is length-delimited.
@@ -168,7 +159,7 @@ fn kubectl_validates_client_side_against_the_protobuf_schema() {
     for (minor, bin) in &versions {
         let mut k = Kubectl::with_binary(&server, bin);
         k.server = format!("http://{proxy}");
-        let before = revision(&server.addr);
+        let before = common::store_revision(&server.addr);
         let unknown =
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: odd\nbogus: 1\ndata:\n  a: b\n";
         let err = k.fails(&["apply", "-f", "-"], Some(unknown));
@@ -184,7 +175,11 @@ fn kubectl_validates_client_side_against_the_protobuf_schema() {
             err.contains("ValidationError(Deployment.spec.replicas): invalid type for io.k8s.api.apps.v1.DeploymentSpec.replicas: got \"string\", expected \"integer\""),
             "1.{minor}: {err}"
         );
-        assert_eq!(revision(&server.addr), before, "1.{minor}: nothing stored");
+        assert_eq!(
+            common::store_revision(&server.addr),
+            before,
+            "1.{minor}: nothing stored"
+        );
         // A valid object passes the whole schema (pod template, containers, ports, env).
         let name = format!("web-{minor}");
         let valid = DEPLOYMENT.replace("name: web\n", &format!("name: {name}\n"));
@@ -228,10 +223,14 @@ fn kubectl_explains_from_the_protobuf_document() {
         ] {
             assert!(out.contains(want), "1.{minor}: {want:?} missing in {out}");
         }
-        let before = revision(&server.addr);
+        let before = common::store_revision(&server.addr);
         let unknown = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: odd\nbogus: 1\n";
         let err = k.fails(&["apply", "-f", "-"], Some(unknown));
         assert!(err.contains("unknown field \"bogus\""), "1.{minor}: {err}");
-        assert_eq!(revision(&server.addr), before, "1.{minor}: nothing stored");
+        assert_eq!(
+            common::store_revision(&server.addr),
+            before,
+            "1.{minor}: nothing stored"
+        );
     }
 }

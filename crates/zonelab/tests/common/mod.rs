@@ -215,6 +215,17 @@ pub fn http(
     (code, json)
 }
 
+/// The store's current revision, as a list of one collection reports it (lists answer at the
+/// current revision, whatever they hold).
+pub fn store_revision(addr: &str) -> String {
+    let (code, list) = http(addr, "GET", "/api/v1/namespaces", "application/json", b"");
+    assert_eq!(code, 200, "{list}");
+    list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
