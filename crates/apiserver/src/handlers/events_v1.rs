@@ -48,8 +48,8 @@ pub async fn handle(
         (&Method::POST, None) => create(server, alias, &ct, &ctx).await,
         (&Method::PUT, Some(name)) => update(server, alias, &ct, &ctx, &name).await,
         (&Method::PATCH, Some(name)) => patch(server, alias, &ct, &ctx, &name).await,
-        (&Method::DELETE, Some(name)) => write::delete(server, &ct, &ctx, &name).await,
-        (&Method::DELETE, None) => write::delete_collection(server, &ct, &ctx).await,
+        (&Method::DELETE, Some(name)) => super::delete::delete(server, &ct, &ctx, &name).await,
+        (&Method::DELETE, None) => super::delete::delete_collection(server, &ct, &ctx).await,
         _ => Err(StatusError::method_not_allowed(
             ctx.method.as_str(),
             alias.kind,

@@ -13,7 +13,8 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::write::{DeleteOptions, WriteOptions, delete_with, guaranteed_update};
+use super::delete::{DeleteOptions, delete_with};
+use super::write::{WriteOptions, guaranteed_update};
 use crate::objects::{self, UpdateScope};
 use crate::path::ResourceTarget;
 use crate::server::{Body, Server, json_response};

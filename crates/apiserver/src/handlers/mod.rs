@@ -16,13 +16,15 @@ use crate::negotiate::{self, BodyType, Output};
 use crate::path::ResourceTarget;
 use crate::server::{Body, Server};
 
+mod delete;
 mod events_v1;
 mod evict;
 mod read;
 mod sub;
 mod write;
 
-pub use write::{FieldValidation, WriteOptions, Written, create_object, delete_now};
+pub use delete::delete_now;
+pub use write::{FieldValidation, WriteOptions, Written, create_object};
 
 /// One request, parsed.
 pub struct Ctx {
@@ -144,8 +146,8 @@ pub async fn handle(
         (&Method::POST, None) => write::create(server, &t, &ctx).await,
         (&Method::PUT, Some(name)) => write::update(server, &t, &ctx, &name).await,
         (&Method::PATCH, Some(name)) => write::patch(server, &t, &ctx, &name).await,
-        (&Method::DELETE, Some(name)) => write::delete(server, &t, &ctx, &name).await,
-        (&Method::DELETE, None) => write::delete_collection(server, &t, &ctx).await,
+        (&Method::DELETE, Some(name)) => delete::delete(server, &t, &ctx, &name).await,
+        (&Method::DELETE, None) => delete::delete_collection(server, &t, &ctx).await,
         _ => Err(verb_not_allowed()),
     }
 }
