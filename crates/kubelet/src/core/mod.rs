@@ -7,6 +7,7 @@
 //! the next wake-up ([`Kubelet::next_wakeup`]). It never reads a clock or does I/O.
 
 pub mod config;
+mod container;
 mod env;
 pub mod ipam;
 mod node;
