@@ -18,7 +18,6 @@ pub mod scheduler;
 pub mod serviceaccounts;
 pub mod time;
 pub mod workloads;
-pub mod writes;
 
 pub use cache::{Cache, Change, Key, Object};
 pub use time::Millis;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controllers::live::wall_clock;
+use controllers::live::writes::{Writes, describe};
 use controllers::relist;
-use controllers::writes::{Writes, describe};
 use controllers::{Change, Kind, Millis, Object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -118,7 +118,7 @@ pub async fn run(
     let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut shutdown_at: Option<Millis> = None;
-    let events = controllers::events::writer::spawn(client.clone(), Default::default());
+    let events = controllers::live::event_writer::spawn(client.clone(), Default::default());
     loop {
         let sleep_ms = k
             .next_wakeup()

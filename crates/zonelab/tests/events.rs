@@ -9,10 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Kubectl, ServerProc};
-use controllers::events::writer::apply;
 use controllers::events::{
     EventRecord, EventRecorder, EventType, RecorderConfig, WriteOutcome, source,
 };
+use controllers::live::event_writer::apply;
 use controllers::live::wall_clock;
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::api::{Api, ListParams, PostParams};

@@ -1,12 +1,11 @@
 //! Kubernetes Events: what components report ([`EventRecord`]), the sans-IO recorder that
 //! correlates, aggregates, rate-limits and coalesces them into API writes ([`EventRecorder`]),
-//! and the live writer task that performs those writes ([`writer`]).
+//! and the live writer task that performs those writes ([`crate::live::event_writer`]).
 //!
 //! Start at [`EventRecord`] (what a controller or the kubelet hands back), then
 //! [`EventRecorder::record`] and [`EventRecorder::poll_write`].
 
 pub mod recorder;
-pub mod writer;
 
 #[cfg(test)]
 mod tests;

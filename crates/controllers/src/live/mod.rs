@@ -21,8 +21,11 @@ use tokio::sync::mpsc;
 
 use crate::cache::{Cache, Change, Key, Object};
 use crate::relist::{self, Step};
-use crate::writes::{Writes, describe};
+pub mod event_writer;
+pub mod writes;
+
 use crate::{Action, Controller, Kind, Millis, WriteError};
+use writes::{Writes, describe};
 
 /// Writes in flight at once.
 const MAX_INFLIGHT_WRITES: usize = 64;
@@ -207,7 +210,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
     let mut started = false;
     let mut actions = Vec::new();
     let (events, mut recorded) = (
-        crate::events::writer::spawn(client.clone(), Default::default()),
+        event_writer::spawn(client.clone(), Default::default()),
         Vec::new(),
     );
     loop {

@@ -13,9 +13,9 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::EventRecord;
-use super::recorder::{EventRecorder, EventWrite, RecorderConfig, WriteId, WriteOutcome};
-use crate::live::wall_clock;
+use super::wall_clock;
+use crate::events::EventRecord;
+use crate::events::recorder::{EventRecorder, EventWrite, RecorderConfig, WriteId, WriteOutcome};
 
 /// Upstream `maxQueuedEvents` of the event broadcaster.
 pub const QUEUE_BOUND: usize = 1000;
