@@ -4,8 +4,8 @@
 //! Start at [`spawn`].
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use controllers::relist::{self, Step};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::Api;
@@ -53,28 +53,29 @@ fn timeline_record(e: &Event) -> KubeEvent {
 }
 
 /// Every Event created or updated (its count grew) goes on the timeline once per version seen;
-/// deletions (TTL) and relists of unchanged Events do not. Errors are waited out: the watcher
-/// relists by itself once the server answers again.
+/// deletions (TTL) and relists of unchanged Events do not. The shared relist helper waits out
+/// errors with kube-runtime's default backoff.
 async fn watch(api: Api<Event>, tl: Timeline) {
     let mut seen: BTreeMap<String, i32> = BTreeMap::new();
-    let mut stream = watcher(api, watcher::Config::default()).boxed();
-    while let Some(ev) = stream.next().await {
-        let e = match ev {
-            Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => e,
-            Ok(watcher::Event::Delete(e)) => {
+    let mut stream = std::pin::pin!(relist::steps(
+        api,
+        watcher::Config::default(),
+        "timeline events"
+    ));
+    while let Some(step) = stream.next().await {
+        let events = match step {
+            Step::Apply(e) => vec![e],
+            Step::Delete(e) => {
                 seen.remove(&timeline_record(&e).name);
                 continue;
             }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
+            Step::Relisted(list) => list,
         };
-        let rec = timeline_record(&e);
-        if seen.insert(rec.name.clone(), rec.count) == Some(rec.count) {
-            continue;
+        for e in events {
+            let rec = timeline_record(&e);
+            if seen.insert(rec.name.clone(), rec.count) != Some(rec.count) {
+                record(&tl, EventKind::KubeEvent(rec));
+            }
         }
-        record(&tl, EventKind::KubeEvent(rec));
     }
 }
