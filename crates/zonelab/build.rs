@@ -8,15 +8,8 @@
 #[path = "../netlab/src/preflight.rs"]
 mod preflight;
 
-use preflight::{ProxyMode, Role};
-
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=../netlab/src/preflight.rs");
-    let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
-    tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
-    tools.extend([preflight::KUBECTL, preflight::PYTHON3]);
-    tools.sort();
-    tools.dedup();
-    preflight::root_test_cfg(&tools);
+    preflight::root_test_cfg(&preflight::lab_test_tools());
 }

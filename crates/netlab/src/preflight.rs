@@ -129,6 +129,17 @@ impl Role {
     }
 }
 
+/// What the lab integration tests execute: a lab host in both proxy modes, plus `kubectl`
+/// and `python3` (used by build scripts and tests alike).
+pub fn lab_test_tools() -> Vec<Tool> {
+    let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
+    tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
+    tools.extend([KUBECTL, PYTHON3]);
+    tools.sort();
+    tools.dedup();
+    tools
+}
+
 /// Tools missing on this machine (or something else preventing a run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PreflightError {

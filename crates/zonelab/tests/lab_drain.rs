@@ -91,7 +91,7 @@ fn drain(g: &LabGuard, node: &str, timeout: &str) -> (bool, String) {
     ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn drain_of_a_lab_node_honours_the_disruption_budget() {
-    netlab::preflight::require_for_test(&common::lab_tools());
+    netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
         prefix: format!("zd{}", std::process::id() % 1000),

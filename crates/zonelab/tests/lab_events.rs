@@ -86,7 +86,7 @@ fn count(evs: &[(String, String, String, Value)], reason: &str) -> usize {
     ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn scale_and_node_power_off_record_upstream_events() {
-    netlab::preflight::require_for_test(&common::lab_tools());
+    netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
         prefix: PREFIX.to_string(),

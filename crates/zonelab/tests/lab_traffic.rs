@@ -305,7 +305,7 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
     ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn clusterip_traffic_through_real_rules_in_both_proxy_modes() {
-    netlab::preflight::require_for_test(&common::lab_tools());
+    netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
     let base = 17000 + (std::process::id() % 1000) as u16;
     run_mode(
         "nftables",

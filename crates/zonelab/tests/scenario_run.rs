@@ -60,7 +60,7 @@ fn json_lines(path: &Path) -> Vec<Value> {
 /// Runs `scenario` (YAML text), one lab at a time; fails with the preflight's message without
 /// root or the tools.
 fn run(prefix: &str, port: u16, scenario: &str) -> Run {
-    netlab::preflight::require_for_test(&common::lab_tools());
+    netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.yaml");

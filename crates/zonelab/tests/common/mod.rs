@@ -238,15 +238,3 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
-
-/// What the root-only lab tests need: root, every tool the lab and its agents execute (both
-/// proxy modes), `kubectl` and `python3` (the same list `build.rs` checks).
-pub fn lab_tools() -> Vec<netlab::preflight::Tool> {
-    use netlab::preflight::{KUBECTL, PYTHON3, ProxyMode, Role};
-    let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
-    tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
-    tools.extend([KUBECTL, PYTHON3]);
-    tools.sort();
-    tools.dedup();
-    tools
-}
