@@ -100,6 +100,10 @@ impl Store for MeteredStore {
     fn request_progress(&self) {
         self.inner.request_progress()
     }
+
+    async fn wait_for_revision(&self, revision: Revision) {
+        self.inner.wait_for_revision(revision).await
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ struct State {
 pub(crate) struct Core {
     state: Mutex<State>,
     history_capacity: usize,
+    /// The published revision, for [`Core::wait_published`].
+    published_tx: tokio::sync::watch::Sender<Revision>,
 }
 
 impl Core {
@@ -84,6 +86,7 @@ impl Core {
         Core {
             state: Mutex::new(state),
             history_capacity: opts.history_capacity,
+            published_tx: tokio::sync::watch::Sender::new(revision),
         }
     }
 
@@ -126,6 +129,13 @@ impl Core {
         Ok((results, extra))
     }
 
+    /// Returns once `revision` is published (reads see it), or at once if it already is.
+    pub(crate) async fn wait_published(&self, revision: Revision) {
+        let mut rx = self.published_tx.subscribe();
+        // The sender lives as long as `self`, so this cannot fail while we are borrowed.
+        let _ = rx.wait_for(|published| *published >= revision).await;
+    }
+
     /// Makes every applied write up to `revision` visible and sends its events to watchers.
     pub(crate) fn publish(&self, revision: Revision) {
         let mut st = self.lock();
@@ -150,6 +160,7 @@ impl Core {
             watchers.send_event(event);
         }
         st.published = revision;
+        self.published_tx.send_replace(revision);
         self.trim_locked(st);
     }
 

@@ -136,4 +136,8 @@ impl Store for DurableStore {
     fn request_progress(&self) {
         self.core.request_progress();
     }
+
+    async fn wait_for_revision(&self, revision: Revision) {
+        self.core.wait_published(revision).await;
+    }
 }

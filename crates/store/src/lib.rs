@@ -240,6 +240,11 @@ pub trait Store: Send + Sync + 'static {
     /// The oldest revision a watch may start after (older events were compacted).
     fn compacted_revision(&self) -> Revision;
 
+    /// Returns once reads answer at `revision` or later. A compare-and-swap may fail against a
+    /// write that is applied but not yet readable (a durable store publishes a write only once
+    /// it is on disk); a writer that lost to revision `r` waits for `r` before re-reading.
+    async fn wait_for_revision(&self, revision: Revision);
+
     /// Send [`WatchMessage::Progress`] with the current revision to every watcher whose
     /// events up to it have all been queued.
     fn request_progress(&self);

@@ -406,6 +406,35 @@ mod cases {
         assert_eq!(next_msg(&mut a).await, Some(Ok(WatchMessage::Progress(1))));
         assert_eq!(next_msg(&mut c).await, Some(Ok(WatchMessage::Progress(1))));
     }
+
+    pub async fn a_lost_revision_becomes_readable<S: Store>(s: Arc<S>) {
+        let limit = std::time::Duration::from_secs(10);
+        s.create("k", b("1")).await.expect("create");
+        s.update("k", b("2"), Some(1)).await.expect("update");
+        let lost = s.update("k", b("3"), Some(1)).await;
+        let Err(StoreError::Conflict { actual, .. }) = lost else {
+            panic!("expected a conflict, got {lost:?}");
+        };
+        tokio::time::timeout(limit, s.wait_for_revision(actual))
+            .await
+            .expect("the winning revision becomes readable");
+        assert_eq!(
+            s.get("k").await.expect("get").expect("k").mod_revision,
+            actual
+        );
+        // A revision not written yet is waited for until a write reaches it.
+        let next = s.current_revision() + 1;
+        let waiter = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.wait_for_revision(next).await })
+        };
+        s.create("j", b("x")).await.expect("create");
+        tokio::time::timeout(limit, waiter)
+            .await
+            .expect("woken by the write")
+            .expect("join");
+        assert!(s.current_revision() >= next);
+    }
 }
 
 fn small_history() -> StoreOptions {
@@ -461,4 +490,5 @@ suite! {
     watch_filters_by_prefix => StoreOptions::default();
     slow_watcher_is_dropped => small_watchers();
     progress_reaches_every_watcher => StoreOptions::default();
+    a_lost_revision_becomes_readable => StoreOptions::default();
 }

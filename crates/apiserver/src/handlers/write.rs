@@ -32,10 +32,8 @@ const READABLE_WAIT_MS: u64 = 1_000;
 /// one fsync (issue 14: a taint eviction's delete racing its status write got 409 "too many
 /// concurrent updates").
 pub(crate) async fn await_readable(server: &Server, actual: store::Revision) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(READABLE_WAIT_MS);
-    while server.store.current_revision() < actual && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    let wait = std::time::Duration::from_millis(READABLE_WAIT_MS);
+    let _ = tokio::time::timeout(wait, server.store.wait_for_revision(actual)).await;
 }
 
 /// `fieldValidation` query parameter.
