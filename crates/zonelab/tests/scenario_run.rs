@@ -307,9 +307,11 @@ run: {duration: 30s}
             && (e["at"].as_f64().unwrap() - t0) / 1e3 > 20.0
     });
     assert!(ready_again, "zone a's node never came back after recover");
-    // Endpoints leave before the pods die: nothing, or a stray request, fails.
+    // Endpoints leave before the pods die: nothing, or a few stray requests, fail. (One run in
+    // about ten had 3 of 1,200 fail, 2 `error` and 1 `refused`, under a full parallel test
+    // build; a real error window of dead endpoints costs hundreds at this rate.)
     assert!(
-        r["requests"]["failed"].as_u64().unwrap() <= 2,
+        r["requests"]["failed"].as_u64().unwrap() <= 5,
         "{}",
         r["requests"]
     );
