@@ -266,9 +266,8 @@ pub trait Store: Send + Sync + 'static {
     async fn wait_for_revision(&self, revision: Revision);
 
     /// A cheap, bounded check that the store answers (the API server's `etcd` health check).
-    async fn health(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
+    /// Wrappers must forward it.
+    async fn health(&self) -> Result<(), StoreError>;
 
     /// Send [`WatchMessage::Progress`] with the current revision to every watcher whose
     /// events up to it have all been queued.

@@ -83,6 +83,8 @@ pub struct ServerArgs {
     /// How often watchers that allow bookmarks receive one.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub bookmark_interval: Duration,
+    #[command(flatten)]
+    pub etcd: crate::storage::EtcdArgs,
 }
 
 /// The node-failure timers after applying the profile and explicit flags.
@@ -224,17 +226,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         history_capacity: args.watch_history,
         ..Default::default()
     };
-    let store: store::SharedStore = if args.in_memory {
-        Arc::new(store::MemStore::with_options(opts))
-    } else {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-        let path = args.data_dir.join("state.redb");
-        Arc::new(
-            store::DurableStore::open_with_options(&path, opts)
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        )
-    };
+    let store = crate::storage::open(&args.etcd, args.in_memory, &args.data_dir, opts).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding --listen {}", args.listen))?;
