@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::etcd::{options, start_cluster};
 use common::{HANG_GUARD, b};
 use store::testing::EtcdCluster;
-use store::{EtcdStore, ListOptions, Revision, Store, StoreError, StoreOptions};
+use store::{
+    EtcdStore, ListOptions, Revision, Store, StoreError, StoreOptions, WatchError, WatchMessage,
+};
 
 const WRITERS: usize = 16;
 
@@ -122,6 +124,7 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     let mut cluster = start_cluster(1).await;
     let s = store_on(&cluster).await;
     let ledger = Arc::new(Ledger::new());
+    let mut watcher = s.watch("w", s.current_revision()).await.expect("watch");
     let tasks = spawn_writers(&s, &ledger);
     for round in 0..ROUNDS {
         ledger.reset_recent();
@@ -130,6 +133,23 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
         })
         .await;
         cluster.members[0].kill();
+        if round == 0 {
+            // The open watch ends with an error instead of hanging.
+            let end = tokio::time::timeout(HANG_GUARD, async {
+                loop {
+                    match watcher.next().await {
+                        Some(Ok(WatchMessage::Event(_) | WatchMessage::Progress(_))) => {}
+                        other => return other,
+                    }
+                }
+            })
+            .await
+            .expect("the watch ends when etcd dies");
+            assert!(
+                matches!(end, Some(Err(WatchError::Unavailable(_)))),
+                "{end:?}"
+            );
+        }
         ledger.reset_recent();
         until("every writer got an error from the dead etcd", || {
             ledger
@@ -165,6 +185,19 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
     let mut cluster = start_cluster(3).await;
     let s = store_on(&cluster).await;
     let ledger = Arc::new(Ledger::new());
+    let leaders = |statuses: Vec<Result<store::MemberStatus, StoreError>>| {
+        statuses
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|m| m.leader)
+            .collect::<Vec<u64>>()
+    };
+    let before = leaders(s.member_status().await);
+    assert_eq!(before.len(), 3, "every member answers Status");
+    assert!(
+        before[0] != 0 && before.iter().all(|l| *l == before[0]),
+        "{before:?}"
+    );
     let tasks = spawn_writers(&s, &ledger);
     until("writes are acknowledged", || {
         ledger.recent_acks.load(Ordering::SeqCst) >= 50
@@ -172,6 +205,11 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
     .await;
     // The store prefers the first endpoint while it answers.
     cluster.members[0].kill();
+    let statuses = s.member_status().await;
+    assert!(
+        matches!(statuses[0], Err(StoreError::Unavailable(_))),
+        "{statuses:?}"
+    );
     ledger.reset_recent();
     until("writes go on through the other members", || {
         ledger.recent_acks.load(Ordering::SeqCst) >= 200
