@@ -225,3 +225,52 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
     let c = &cluster;
     tokio::task::block_in_place(|| c.wait_healthy(Duration::from_secs(30))).expect("rejoins");
 }
+
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_compact_through_one_shared_clock() {
+    let cluster = start_cluster(1).await;
+    let connect = || async {
+        let mut o = options(&cluster, &StoreOptions::default());
+        o.compaction_interval = Duration::from_millis(300);
+        EtcdStore::connect(o).await.expect("connect")
+    };
+    let (one, two) = (connect().await, connect().await);
+    let first = one.create("c/first", b("v")).await.expect("create");
+    // Writes go on so that every round has a newer revision to compact to.
+    let mut n = 0;
+    tokio::time::timeout(HANG_GUARD, async {
+        while one.compacted_revision() <= first.mod_revision
+            || two.compacted_revision() <= first.mod_revision
+        {
+            one.create(&format!("c/{n:05}"), b("v"))
+                .await
+                .expect("create");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both servers learn of a compaction past the first write");
+    // Whichever server compacted, both refuse the compacted history with 410's error.
+    for s in [&one, &two] {
+        let at = ListOptions {
+            revision: Some(first.mod_revision),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                s.list("c/", at).await,
+                Err(StoreError::Compacted { requested, .. }) if requested == first.mod_revision
+            ),
+            "a list at a compacted revision"
+        );
+        assert!(matches!(
+            s.watch("c/", first.mod_revision).await,
+            Err(StoreError::Compacted { .. })
+        ));
+    }
+}
