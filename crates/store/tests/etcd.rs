@@ -274,3 +274,43 @@ async fn two_servers_compact_through_one_shared_clock() {
         ));
     }
 }
+
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_loses_quorum_ends_its_watches_and_fails_writes() {
+    let mut cluster = start_cluster(3).await;
+    let s = store_on(&cluster).await;
+    let mut w = s.watch("q/", s.current_revision()).await.expect("watch");
+    s.create("q/1", b("v")).await.expect("create");
+    assert_eq!(common::next_event(&mut w).await.kv.key, "q/1");
+    // The store talks to the first member; the other two go away, so it has no leader.
+    cluster.members[1].kill();
+    cluster.members[2].kill();
+    let end = tokio::time::timeout(HANG_GUARD, async {
+        loop {
+            match w.next().await {
+                Some(Ok(WatchMessage::Progress(_))) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends instead of staying silent");
+    assert!(
+        matches!(&end, Some(Err(WatchError::Unavailable(why))) if why.contains("no leader")),
+        "{end:?}"
+    );
+    let write = tokio::time::timeout(HANG_GUARD, s.create("q/2", b("v")))
+        .await
+        .expect("a write without quorum errors instead of hanging");
+    assert!(
+        matches!(
+            write,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ),
+        "{write:?}"
+    );
+}
