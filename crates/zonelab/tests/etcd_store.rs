@@ -219,3 +219,95 @@ fn a_wrong_etcd_url_fails_startup_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("must start with http://"), "{stderr}");
 }
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+)]
+fn two_servers_on_one_etcd_share_state_revisions_and_watches() {
+    require_etcd();
+    let cluster = EtcdCluster::start(1).expect("etcd starts");
+    let servers = cluster.servers_flag();
+    let flags = ["--etcd-servers", servers.as_str(), "--controllers", ""];
+    let (da, db) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = ServerProc::start(da.path(), &flags);
+    let b = ServerProc::start(db.path(), &flags);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, created) = post(&a.addr, cms, &config_map("shared"));
+    assert_eq!(code, 201, "{created}");
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("resourceVersion");
+    // B has not seen A's revision yet; a list not older than it still answers (no 504).
+    let (code, list) = get(
+        &b.addr,
+        &format!("{cms}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan"),
+    );
+    assert_eq!(code, 200, "{list}");
+    assert!(
+        list["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|o| o["metadata"]["name"] == "shared")),
+        "{list}"
+    );
+    let (code, got) = get(&b.addr, &format!("{cms}/shared"));
+    assert_eq!(
+        (code, &got["metadata"]["resourceVersion"]),
+        (200, &json!(rv.to_string()))
+    );
+    // Compare-and-swap across servers: B updates at A's revision, A's stale update conflicts.
+    let mut update = config_map("shared");
+    update["metadata"]["resourceVersion"] = json!(rv.to_string());
+    update["data"]["k"] = json!("from-b");
+    let put = |addr: &str, body: &Value| {
+        http(
+            addr,
+            "PUT",
+            &format!("{cms}/shared"),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let (code, body) = put(&b.addr, &update);
+    assert_eq!(code, 200, "{body}");
+    update["data"]["k"] = json!("from-a");
+    let (code, body) = put(&a.addr, &update);
+    assert_status(code, &body, 409, "Conflict");
+    // A watch on A from before the first write sees both writes, the second made through B.
+    let (code, events) = get(
+        &a.addr,
+        &format!("{cms}?watch=1&resourceVersion={}&timeoutSeconds=2", rv - 1),
+    );
+    assert_eq!(code, 200);
+    let lines: Vec<Value> = events
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let seen: Vec<(String, String)> = lines
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["object"]["data"]["k"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("ADDED".to_string(), "shared".to_string()),
+            ("MODIFIED".to_string(), "from-b".to_string())
+        ],
+        "{events}"
+    );
+}
