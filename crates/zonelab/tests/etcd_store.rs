@@ -311,3 +311,66 @@ fn two_servers_on_one_etcd_share_state_revisions_and_watches() {
         "{events}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+)]
+fn the_compaction_interval_compacts_and_old_revisions_get_410() {
+    require_etcd();
+    let cluster = EtcdCluster::start(1).expect("etcd starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let servers = cluster.servers_flag();
+    let server = ServerProc::start(
+        dir.path(),
+        &[
+            "--etcd-servers",
+            &servers,
+            "--etcd-compaction-interval",
+            "500ms",
+            "--controllers",
+            "",
+        ],
+    );
+    let addr = server.addr.as_str();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, first) = post(addr, cms, &config_map("c0"));
+    assert_eq!(code, 201, "{first}");
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("resourceVersion")
+        .to_string();
+    // Writes go on; the compactor compacts to the revision it saw one interval earlier.
+    let mut n = 1;
+    let expired = wait_for(
+        "a list at the first revision to expire",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = post(addr, cms, &config_map(&format!("c{n}")));
+            assert_eq!(code, 201, "{body}");
+            n += 1;
+            let (code, body) = get(
+                addr,
+                &format!("{cms}?resourceVersion={rv}&resourceVersionMatch=Exact"),
+            );
+            (code == 410).then_some(body)
+        },
+    );
+    assert_status(410, &expired, 410, "Expired");
+    // A watch from it gets the ERROR event with 410 (clients relist).
+    let (code, events) = get(
+        addr,
+        &format!("{cms}?watch=1&resourceVersion={rv}&timeoutSeconds=1"),
+    );
+    assert_eq!(code, 200);
+    // One event line is itself a JSON document (the helper parses it); several are text.
+    let first_event = match &events {
+        Value::String(text) => {
+            serde_json::from_str(text.lines().next().unwrap_or("")).expect("event")
+        }
+        one => one.clone(),
+    };
+    assert_eq!(first_event["type"], "ERROR", "{events}");
+    assert_eq!(first_event["object"]["code"], 410, "{events}");
+}
