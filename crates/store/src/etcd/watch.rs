@@ -30,39 +30,10 @@ pub(crate) async fn start(
     after: Revision,
     revision_error: impl Fn(CallError, Revision) -> StoreError,
 ) -> Result<Watcher, StoreError> {
-    let compacted = shared.compacted();
-    if after < compacted {
-        return Err(StoreError::Compacted {
-            requested: after,
-            compacted,
-        });
-    }
     let (start, end) = shared.keys.range(prefix).ok_or_else(|| {
         StoreError::Invalid(format!("prefix {prefix:?} lies outside the store's keys"))
     })?;
-    let mut current = shared.current();
-    if after > current {
-        current = shared.refresh().await?;
-        if after > current {
-            return Err(StoreError::FutureRevision {
-                requested: after,
-                current,
-            });
-        }
-    }
-    if after > 0 && after < current {
-        // Another API server may have compacted past `after`: a read at `after` tells.
-        let probe = RangeRequest {
-            key: start.clone(),
-            range_end: end.clone(),
-            revision: rev_i64(after),
-            count_only: true,
-            ..Default::default()
-        };
-        let out: Result<proto::RangeResponse, _> =
-            shared.transport.unary(proto::RANGE, &probe).await;
-        out.map_err(|e| revision_error(e, after))?;
-    }
+    check_after(shared, &start, &end, after, revision_error).await?;
     let create = WatchRequest {
         request_union: Some(WatchRequestUnion::CreateRequest(WatchCreateRequest {
             key: start,
@@ -77,6 +48,70 @@ pub(crate) async fn start(
         .open_stream(proto::WATCH, frame(&create))
         .await
         .map_err(store_error)?;
+    await_created(shared, &mut reader, after).await?;
+    let capacity = shared.watcher_capacity;
+    // + 1: the reserve slot for the TooSlow error.
+    let (tx, rx) = mpsc::channel(capacity + 1);
+    let pump = Pump {
+        shared: Arc::clone(shared),
+        reader,
+        req_tx,
+        tx,
+        capacity,
+        progress: Progress::Idle,
+    };
+    tokio::spawn(pump.run());
+    Ok(Watcher::new(rx))
+}
+
+/// `after` must not be compacted nor in the future (etcd itself would wait for a future
+/// revision and report a compacted one only after creating the watch).
+async fn check_after(
+    shared: &Shared,
+    start: &[u8],
+    end: &[u8],
+    after: Revision,
+    revision_error: impl Fn(CallError, Revision) -> StoreError,
+) -> Result<(), StoreError> {
+    let compacted = shared.compacted();
+    if after < compacted {
+        return Err(StoreError::Compacted {
+            requested: after,
+            compacted,
+        });
+    }
+    let mut current = shared.current();
+    if after > current {
+        current = shared.refresh().await?;
+        if after > current {
+            return Err(StoreError::FutureRevision {
+                requested: after,
+                current,
+            });
+        }
+    }
+    if after > 0 && after < current {
+        // Another API server may have compacted past `after`: a read at `after` tells.
+        let probe = RangeRequest {
+            key: start.to_vec(),
+            range_end: end.to_vec(),
+            revision: rev_i64(after),
+            count_only: true,
+            ..Default::default()
+        };
+        let out: Result<proto::RangeResponse, _> =
+            shared.transport.unary(proto::RANGE, &probe).await;
+        out.map_err(|e| revision_error(e, after))?;
+    }
+    Ok(())
+}
+
+/// Reads the stream's first answer, which must confirm the watch.
+async fn await_created(
+    shared: &Shared,
+    reader: &mut MessageReader,
+    after: Revision,
+) -> Result<(), StoreError> {
     let first = tokio::time::timeout(shared.transport.request_timeout(), reader.next())
         .await
         .unwrap_or(Err(CallError::TimedOut))
@@ -99,19 +134,7 @@ pub(crate) async fn start(
             first.cancel_reason
         )));
     }
-    let capacity = shared.watcher_capacity;
-    // + 1: the reserve slot for the TooSlow error.
-    let (tx, rx) = mpsc::channel(capacity + 1);
-    let pump = Pump {
-        shared: Arc::clone(shared),
-        reader,
-        req_tx,
-        tx,
-        capacity,
-        progress: Progress::Idle,
-    };
-    tokio::spawn(pump.run());
-    Ok(Watcher::new(rx))
+    Ok(())
 }
 
 /// Where a progress request stands.
