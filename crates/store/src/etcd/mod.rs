@@ -17,7 +17,7 @@
 //!
 //! Modules: `transport` (gRPC over HTTP/2, failover, timeouts), `proto` (the messages), `keys`
 //! (store keys ↔ etcd keys under `--etcd-prefix`), `txn` (transactions), `watch` (watch
-//! streams and progress), `compact` (the compactor).
+//! streams), `progress` (when a watch may report progress), `compact` (the compactor).
 //!
 //! [`WatchError::Unavailable`]: crate::WatchError::Unavailable
 
@@ -34,6 +34,7 @@ use crate::{
 
 mod compact;
 mod keys;
+mod progress;
 mod proto;
 mod transport;
 mod txn;

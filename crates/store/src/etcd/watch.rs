@@ -3,16 +3,14 @@
 //! at [`start`].
 //!
 //! Progress requests (`request_progress`) reach every live watch task, which sends etcd a
-//! progress request on its stream. etcd 3.4 may answer a progress request ahead of events it
-//! has already queued for the stream, so the task answers its watcher only after a second
-//! round trip: by the time the second answer arrives, everything queued before the first
-//! answer has been sent, and the first answer's revision is safe to report.
+//! progress request on its stream and reports progress as [`ProgressRounds`] says.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::progress::ProgressRounds;
 use super::proto::{
     self, EventType, RangeRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
     WatchRequestUnion, WatchResponse, header_rev,
@@ -58,7 +56,7 @@ pub(crate) async fn start(
         req_tx,
         tx,
         capacity,
-        progress: Progress::Idle,
+        progress: ProgressRounds::default(),
     };
     tokio::spawn(pump.run());
     Ok(Watcher::new(rx))
@@ -137,21 +135,6 @@ async fn await_created(
     Ok(())
 }
 
-/// Where a progress request stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Progress {
-    Idle,
-    /// Sent; waiting for the first answer. `again`: another request came meanwhile.
-    First {
-        again: bool,
-    },
-    /// The first answer said `revision`; waiting for the second.
-    Second {
-        revision: Revision,
-        again: bool,
-    },
-}
-
 /// One watch stream's task.
 struct Pump {
     shared: Arc<Shared>,
@@ -159,7 +142,7 @@ struct Pump {
     req_tx: mpsc::Sender<Bytes>,
     tx: Tx,
     capacity: usize,
-    progress: Progress,
+    progress: ProgressRounds,
 }
 
 impl Pump {
@@ -200,17 +183,10 @@ impl Pump {
     }
 
     fn on_request(&mut self) {
-        self.progress = match self.progress {
-            Progress::Idle => {
-                self.send_progress_request();
-                Progress::First { again: false }
-            }
-            Progress::First { .. } => Progress::First { again: true },
-            Progress::Second { revision, .. } => Progress::Second {
-                revision,
-                again: true,
-            },
-        };
+        let step = self.progress.requested();
+        if step.send_request {
+            self.send_progress_request();
+        }
     }
 
     /// Handles one response; returns whether the watch stays open.
@@ -243,23 +219,13 @@ impl Pump {
             return true;
         }
         // A header-only answer: a progress notification.
-        match self.progress {
-            Progress::Idle => self.deliver(WatchMessage::Progress(revision)),
-            Progress::First { again } => {
-                self.send_progress_request();
-                self.progress = Progress::Second { revision, again };
-                true
-            }
-            Progress::Second {
-                revision: safe,
-                again,
-            } => {
-                self.progress = Progress::Idle;
-                if again {
-                    self.on_request();
-                }
-                self.deliver(WatchMessage::Progress(safe))
-            }
+        let step = self.progress.header_only(revision);
+        if step.send_request {
+            self.send_progress_request();
+        }
+        match step.report {
+            Some(safe) => self.deliver(WatchMessage::Progress(safe)),
+            None => true,
         }
     }
 
