@@ -374,3 +374,93 @@ fn the_compaction_interval_compacts_and_old_revisions_get_410() {
     assert_eq!(first_event["type"], "ERROR", "{events}");
     assert_eq!(first_event["object"]["code"], 410, "{events}");
 }
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+)]
+fn sigkill_of_the_member_in_use_during_an_api_write_burst_loses_nothing() {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    require_etcd();
+    let mut cluster = EtcdCluster::start(3).expect("etcd starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let servers = cluster.servers_flag();
+    let server = ServerProc::start(
+        dir.path(),
+        &["--etcd-servers", &servers, "--controllers", ""],
+    );
+    let addr = server.addr.clone();
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let (acks, stop) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let writers: Vec<_> = (0..16)
+        .map(|t| {
+            let (addr, acked, acks, stop) =
+                (addr.clone(), acked.clone(), acks.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut failed = 0;
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("w{t:02}-{i:05}");
+                    let (code, body) = post(
+                        &addr,
+                        "/api/v1/namespaces/default/configmaps",
+                        &config_map(&name),
+                    );
+                    match code {
+                        201 => {
+                            acked.lock().unwrap().insert(name);
+                            acks.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // The write may or may not have landed; the client got a Status.
+                        500 | 503 | 504 => {
+                            assert_eq!(body["kind"], "Status", "{body}");
+                            failed += 1;
+                        }
+                        other => panic!("{name}: HTTP {other} (0 = no answer): {body}"),
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    wait_for("writes acknowledged", Duration::from_secs(60), || {
+        (acks.load(Ordering::SeqCst) >= 100).then_some(())
+    });
+    // The server talks to the first member: kill it mid-burst.
+    cluster.members[0].kill();
+    let after_kill = acks.load(Ordering::SeqCst);
+    wait_for(
+        "writes acknowledged through the other members",
+        Duration::from_secs(60),
+        || (acks.load(Ordering::SeqCst) >= after_kill + 200).then_some(()),
+    );
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let (code, list) = get(&addr, "/api/v1/namespaces/default/configmaps");
+    assert_eq!(code, 200, "{list}");
+    let stored: BTreeSet<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    let acked = acked.lock().unwrap();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The killed member rejoins.
+    cluster.members[0].spawn().expect("restart");
+    cluster
+        .wait_healthy(Duration::from_secs(30))
+        .expect("member rejoins");
+}
