@@ -334,7 +334,7 @@ async fn dial(authority: &str, timeout: Duration) -> Result<SendRequest<GrpcBody
     let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority))
         .await
         .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
-        .map_err(|e| format!("dial tcp {authority}: connect: {e}"))?;
+        .map_err(|e| format!("dial tcp {authority}: connect: {}", io_text(&e)))?;
     let _ = tcp.set_nodelay(true);
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -355,6 +355,20 @@ async fn dial(authority: &str, timeout: Duration) -> Result<SendRequest<GrpcBody
         }
     });
     Ok(send)
+}
+
+/// Go's wording for the common socket errors (`connection refused`), as etcd's client reports
+/// them; anything else as Rust prints it.
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        k @ (K::ConnectionRefused
+        | K::ConnectionReset
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::AddrNotAvailable) => k.to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// The gRPC status of headers or trailers, if present: `(code, message)`.
