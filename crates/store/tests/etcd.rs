@@ -115,8 +115,8 @@ async fn store_on(cluster: &EtcdCluster) -> Arc<EtcdStore> {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
@@ -177,8 +177,8 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_member_in_use_fails_over_to_the_others() {
@@ -227,8 +227,8 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_compact_through_one_shared_clock() {
@@ -276,8 +276,8 @@ async fn two_servers_compact_through_one_shared_clock() {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_loses_quorum_ends_its_watches_and_fails_writes() {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use store::testing::{EtcdCluster, free_ports};
 
 fn require_etcd() {
-    netlab::preflight::require_for_test(&[netlab::preflight::ETCD, netlab::preflight::KILL]);
+    netlab::preflight::require_etcd_for_test();
 }
 
 fn get(addr: &str, path: &str) -> (u16, Value) {
@@ -63,8 +63,8 @@ fn assert_status(code: u16, body: &Value, want_code: u16, reason: &str) {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 fn etcd_loss_gives_503_or_504_and_the_server_recovers() {
     require_etcd();
@@ -165,8 +165,8 @@ fn etcd_loss_gives_503_or_504_and_the_server_recovers() {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 fn a_wrong_etcd_url_fails_startup_naming_it() {
     require_etcd();
@@ -225,8 +225,8 @@ fn a_wrong_etcd_url_fails_startup_naming_it() {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 fn two_servers_on_one_etcd_share_state_revisions_and_watches() {
     require_etcd();
@@ -317,8 +317,8 @@ fn two_servers_on_one_etcd_share_state_revisions_and_watches() {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 fn the_compaction_interval_compacts_and_old_revisions_get_410() {
     require_etcd();
@@ -380,8 +380,8 @@ fn the_compaction_interval_compacts_and_old_revisions_get_410() {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 fn sigkill_of_the_member_in_use_during_an_api_write_burst_loses_nothing() {
     use std::collections::BTreeSet;
