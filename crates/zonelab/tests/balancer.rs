@@ -18,6 +18,8 @@ use lb::TargetState;
 use lb::balancer::Record;
 
 const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
+/// The tests share one set of namespace names: one at a time.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// This test's own namespace names (the prefix keeps them apart from every other test's).
 const BAL: &str = "zlbt-bal";
 const CLIENT: &str = "zlbt-cli";
@@ -175,9 +177,14 @@ fn get(stream: std::io::Result<TcpStream>) -> Result<String, String> {
 
 /// `n` requests to `addr` from inside the client namespace, each on a new connection.
 fn requests(addr: &str, n: usize) -> Vec<Result<String, String>> {
+    requests_from(CLIENT, addr, n)
+}
+
+/// `n` requests to `addr` from inside `ns`, each on a new connection.
+fn requests_from(ns: &'static str, addr: &str, n: usize) -> Vec<Result<String, String>> {
     let addr: SocketAddr = addr.parse().expect("addr");
     std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/run/netns/{CLIENT}")).expect("netns");
+        let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         (0..n)
             .map(|_| get(TcpStream::connect_timeout(&addr, Duration::from_secs(3))))
@@ -278,6 +285,7 @@ fn free_loopback_port() -> u16 {
 fn balancer_routes_by_health_and_zone_through_the_kernel() {
     use netlab::preflight::{IP, NFT, SYSCTL};
     netlab::preflight::require_for_test(&[IP, NFT, SYSCTL]);
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut topo = Topo::build();
     for (ns, zone, _, _) in TARGETS {
@@ -390,5 +398,99 @@ fn balancer_routes_by_health_and_zone_through_the_kernel() {
     assert!(
         !addrs.contains("172.20.251."),
         "addresses left behind: {addrs}"
+    );
+}
+
+/// Waits (bounded) until the balancer's table does (or does not) masquerade.
+fn wait_for_masquerade(present: bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = in_ns(BAL, &["nft", "list", "table", "ip", "zonelab-lb-zlbt"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && text.contains("masquerade") == present {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "table never had masquerade={present}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A client on the same bridge as its target (a node calling an API server of its own zone):
+/// with client IPs preserved the target answers straight over the bridge, around the
+/// balancer's conntrack, and the client never sees a reply; `preserveClientIp: false`
+/// masquerades and it works. `bridge-nf-call-iptables=0` makes the balancer's namespace behave
+/// like a host without br_netfilter. Also shows a SIGHUP reload.
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
+)]
+fn same_subnet_clients_need_masquerade() {
+    use netlab::preflight::{IP, NFT, SYSCTL};
+    netlab::preflight::require_for_test(&[IP, NFT, SYSCTL]);
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut topo = Topo::build();
+    if Path::new("/proc/sys/net/bridge").exists() {
+        let off = in_ns(
+            BAL,
+            &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"],
+        );
+        assert!(off.status.success());
+    }
+    topo.spawn(
+        Command::new("ip")
+            .args(["netns", "exec", "zlbt-t2", BIN, "echo", "--port", "8080"])
+            .env("POD_NAME", "zlbt-t2"),
+    );
+    let config = |preserve: bool| {
+        format!(
+            "
+name: zlbt
+nodes: [{{zone: a, address: 172.20.251.1}}]
+listeners: [{{port: 80, targetGroup: echo}}]
+targetGroups:
+  - name: echo
+    preserveClientIp: {preserve}
+    healthCheck: {{interval: 1s, timeout: 500ms, healthyThreshold: 2, unhealthyThreshold: 2}}
+    targets: [{{ip: 172.20.0.12, port: 8080, zone: a}}]
+"
+        )
+    };
+    let path = dir.path().join("lb.yaml");
+    std::fs::write(&path, config(false)).expect("write");
+    let status = dir.path().join("status.jsonl");
+    let balancer = topo.spawn(
+        Command::new(BIN)
+            .arg("balancer")
+            .arg("--config")
+            .arg(&path)
+            .args(["--netns", BAL, "--status-file"])
+            .arg(&status)
+            .env("ZONELAB_LOG", "warn"),
+    );
+    wait_for(&status, &[("172.20.0.12", TargetState::Healthy)]);
+    wait_for_masquerade(true);
+    let masqueraded = requests_from("zlbt-t1", "172.20.251.1:80", 5);
+    assert!(
+        masqueraded.iter().all(|r| r.as_deref() == Ok("zlbt-t2")),
+        "{masqueraded:?}"
+    );
+    std::fs::write(&path, config(true)).expect("write");
+    let hup = Command::new("kill")
+        .args(["-HUP", &balancer.to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    wait_for_masquerade(false);
+    let preserved = requests_from("zlbt-t1", "172.20.251.1:80", 1);
+    assert!(preserved[0].is_err(), "{preserved:?}");
+    // The client in its own subnet still works: its replies are routed through the balancer.
+    assert_eq!(
+        requests("172.20.251.1:80", 3),
+        vec![Ok("zlbt-t2".to_string()); 3]
     );
 }
