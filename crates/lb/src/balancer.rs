@@ -120,6 +120,10 @@ pub struct Balancer {
     pending: VecDeque<ProbeRequest>,
     events: VecDeque<Event>,
     nodes: BTreeMap<Ipv4Addr, NodeState>,
+    /// Bumped by every change that can move routes (a target's state, the configuration).
+    generation: u64,
+    /// `generation` when the nodes' states were last derived.
+    nodes_generation: u64,
 }
 
 impl Balancer {
@@ -137,6 +141,8 @@ impl Balancer {
             pending: VecDeque::new(),
             events: VecDeque::new(),
             nodes: BTreeMap::new(),
+            generation: 1,
+            nodes_generation: 0,
         };
         b.apply_config(config, now);
         Ok(b)
@@ -264,6 +270,7 @@ impl Balancer {
             }
         }
         self.config = config;
+        self.generation += 1;
         self.update_nodes(now);
     }
 
@@ -474,7 +481,17 @@ impl Balancer {
             .collect()
     }
 
+    /// Changes whenever [`Balancer::routes`] may have changed; a driver re-renders its table
+    /// only then.
+    pub fn routes_generation(&self) -> u64 {
+        self.generation
+    }
+
     fn update_nodes(&mut self, now: Time) {
+        if self.nodes_generation == self.generation {
+            return;
+        }
+        self.nodes_generation = self.generation;
         let routes = self.routes();
         let mut seen = BTreeMap::new();
         for n in &routes.nodes {
@@ -504,6 +521,7 @@ impl Balancer {
         h: &TargetHealth,
         now: Time,
     ) {
+        self.generation += 1;
         self.events.push_back(Event {
             at: now,
             record: Record::Target {
@@ -520,6 +538,7 @@ impl Balancer {
 
     /// A target left the group: reported as `unused`, `Target.NotRegistered`.
     fn push_removed(&mut self, group: &str, key: TargetKey, h: &TargetHealth, now: Time) {
+        self.generation += 1;
         self.events.push_back(Event {
             at: now,
             record: Record::Target {

@@ -472,3 +472,18 @@ fn next_wakeup_is_the_next_check() {
     assert_eq!(h.b.next_wakeup(), Some(Time::from_millis(20_000)));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn routes_generation_moves_only_when_routes_may_change() {
+    let mut h = Harness::new(config(""));
+    h.run_until(25);
+    let g = h.b.routes_generation();
+    let routes = h.b.routes();
+    h.run_until(55);
+    assert_eq!(h.b.routes_generation(), g);
+    assert_eq!(h.b.routes(), routes);
+    h.set(addr(2, 12), Behaviour::Refused);
+    h.run_until(80);
+    assert_ne!(h.b.routes_generation(), g);
+    assert_eq!(h.routed(3), vec![addr(2, 11)]);
+}
