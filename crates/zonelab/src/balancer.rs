@@ -152,7 +152,10 @@ fn status(path: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let summary =
         lb::status::Summary::from_lines(&text).with_context(|| format!("{}", path.display()))?;
-    print!("{}", summary.render(epoch_ms()));
+    let age = |d: std::time::Duration| {
+        apiserver::table::human_duration(chrono::TimeDelta::from_std(d).unwrap_or_default())
+    };
+    print!("{}", summary.render(epoch_ms(), &age));
     Ok(())
 }
 
