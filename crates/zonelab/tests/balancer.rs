@@ -310,49 +310,55 @@ fn balancer_routes_by_health_and_zone_through_the_kernel() {
             .arg(format!("127.0.0.1:{loopback}=172.20.251.1:80"))
             .env("ZONELAB_LOG", "warn"),
     );
-    let (t1, t2, t3) = ("172.20.0.11", "172.20.0.12", "172.20.1.11");
-    use TargetState::{Healthy, Unhealthy};
-    wait_for(&status, &[(t1, Healthy), (t2, Healthy), (t3, Healthy)]);
+    wait_for(&status, &[(T1, Healthy), (T2, Healthy), (T3, Healthy)]);
+    zones_and_loopback(loopback);
+    failed_checks_then_fail_open(&status);
+    recovery_then_a_stopped_server(&mut topo, &status);
+    removal_on_sigterm(&mut topo, balancer);
+}
 
-    // Every healthy target of the node's own zone answers; cross-zone off keeps zones apart.
-    assert_eq!(
-        answered_by("172.20.251.1:80", 30),
-        set(&["zlbt-t1", "zlbt-t2"])
-    );
+const T1: &str = "172.20.0.11";
+const T2: &str = "172.20.0.12";
+const T3: &str = "172.20.1.11";
+use TargetState::{Healthy, Unhealthy};
+
+/// Every healthy target of the node's own zone answers; cross-zone off keeps zones apart; the
+/// host reaches a listener through the loopback forwarder.
+fn zones_and_loopback(loopback: u16) {
+    let zone_a = set(&["zlbt-t1", "zlbt-t2"]);
+    assert_eq!(answered_by("172.20.251.1:80", 30), zone_a);
     assert_eq!(answered_by("172.20.251.2:80", 10), set(&["zlbt-t3"]));
-
-    // The host reaches a listener through the loopback forwarder.
     let host = get(TcpStream::connect(("127.0.0.1", loopback))).expect("loopback request");
-    assert!(["zlbt-t1", "zlbt-t2"].contains(&host.as_str()), "{host}");
+    assert!(zone_a.contains(&host), "{host}");
+}
 
-    // t1 and t3 fail their checks (dropped) while still serving: no new connections reach
-    // them; zone b has no healthy target, so its node leaves DNS (zone a's stays).
+/// t1 and t3 fail their checks (dropped) while still serving: no new connections reach them;
+/// zone b has no healthy target, so its node leaves DNS (zone a's stays). Then every target is
+/// unhealthy: the group fails open, each node routes to all of its zone's targets.
+fn failed_checks_then_fail_open(status: &Path) {
     block_health_checks("zlbt-t1", "172.20.0.1", true);
     block_health_checks("zlbt-t3", "172.20.1.1", true);
-    wait_for(&status, &[(t1, Unhealthy), (t3, Unhealthy), (t2, Healthy)]);
+    wait_for(status, &[(T1, Unhealthy), (T3, Unhealthy), (T2, Healthy)]);
     assert_eq!(answered_by("172.20.251.1:80", 20), set(&["zlbt-t2"]));
+    let unhealthy = Some(lb::NodeState::Unhealthy);
+    assert_eq!(node_state(status, "172.20.251.2"), unhealthy);
     assert_eq!(
-        node_state(&status, "172.20.251.2"),
-        Some(lb::NodeState::Unhealthy)
-    );
-    assert_eq!(
-        node_state(&status, "172.20.251.1"),
+        node_state(status, "172.20.251.1"),
         Some(lb::NodeState::Healthy)
     );
 
-    // Every target unhealthy: the group fails open, each node routes to all of its zone's.
     block_health_checks("zlbt-t2", "172.20.0.1", true);
-    wait_for(
-        &status,
-        &[(t1, Unhealthy), (t2, Unhealthy), (t3, Unhealthy)],
-    );
+    wait_for(status, &[(T1, Unhealthy), (T2, Unhealthy), (T3, Unhealthy)]);
     assert_eq!(
         answered_by("172.20.251.1:80", 30),
         set(&["zlbt-t1", "zlbt-t2"])
     );
     assert_eq!(answered_by("172.20.251.2:80", 5), set(&["zlbt-t3"]));
+}
 
-    // Checks pass again: healthy after the healthy threshold, routed again.
+/// Checks pass again: healthy after the healthy threshold, routed again. Then a stopped
+/// server: refused checks, unhealthy, no longer routed.
+fn recovery_then_a_stopped_server(topo: &mut Topo, status: &Path) {
     for (ns, gw) in [
         ("zlbt-t1", "172.20.0.1"),
         ("zlbt-t2", "172.20.0.1"),
@@ -360,24 +366,25 @@ fn balancer_routes_by_health_and_zone_through_the_kernel() {
     ] {
         block_health_checks(ns, gw, false);
     }
-    wait_for(&status, &[(t1, Healthy), (t2, Healthy), (t3, Healthy)]);
+    wait_for(status, &[(T1, Healthy), (T2, Healthy), (T3, Healthy)]);
     assert_eq!(
         answered_by("172.20.251.1:80", 30),
         set(&["zlbt-t1", "zlbt-t2"])
     );
     assert_eq!(
-        node_state(&status, "172.20.251.2"),
+        node_state(status, "172.20.251.2"),
         Some(lb::NodeState::Healthy)
     );
 
-    // A stopped server: refused checks, unhealthy, no longer routed.
     let t2_echo = &mut topo.children[1];
     t2_echo.kill().expect("kill t2's echo");
     let _ = t2_echo.wait();
-    wait_for(&status, &[(t2, Unhealthy)]);
+    wait_for(status, &[(T2, Unhealthy)]);
     assert_eq!(answered_by("172.20.251.1:80", 20), set(&["zlbt-t1"]));
+}
 
-    // SIGTERM: the table and the addresses go.
+/// SIGTERM: the balancer stops and takes its table and addresses with it.
+fn removal_on_sigterm(topo: &mut Topo, balancer: u32) {
     let term = Command::new("kill")
         .args(["-TERM", &balancer.to_string()])
         .status()
