@@ -194,6 +194,49 @@ fn requests_from(ns: &'static str, addr: &str, n: usize) -> Vec<Result<String, S
     .expect("client thread")
 }
 
+/// A keep-alive connection from the client namespace through 172.20.251.1:80 that landed on
+/// t1 (new connections pick a target at random; 20 tries miss t1 with probability 2^-20).
+fn connection_to_t1() -> TcpStream {
+    for _ in 0..20 {
+        let mut s = std::thread::spawn(|| {
+            let f = std::fs::File::open(format!("/run/netns/{CLIENT}")).expect("netns");
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let addr: SocketAddr = "172.20.251.1:80".parse().expect("addr");
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect")
+        })
+        .join()
+        .expect("connect thread");
+        if ask(&mut s).as_deref() == Ok("zlbt-t1") {
+            return s;
+        }
+    }
+    panic!("20 connections through 172.20.251.1 never reached t1");
+}
+
+/// One keep-alive `GET /` on `s`: the answering pod's name.
+fn ask(s: &mut TcpStream) -> Result<String, String> {
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).map_err(|e| e.to_string())?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or("no content-length")?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(v["pod"].as_str().unwrap_or_default().to_string())
+}
+
 fn answered_by(addr: &str, n: usize) -> BTreeSet<String> {
     let all = requests(addr, n);
     let mut pods = BTreeSet::new();
@@ -312,7 +355,8 @@ fn balancer_routes_by_health_and_zone_through_the_kernel() {
     );
     wait_for(&status, &[(T1, Healthy), (T2, Healthy), (T3, Healthy)]);
     zones_and_loopback(loopback);
-    failed_checks_then_fail_open(&status);
+    let mut kept = connection_to_t1();
+    failed_checks_then_fail_open(&status, &mut kept);
     recovery_then_a_stopped_server(&mut topo, &status);
     removal_on_sigterm(&mut topo, balancer);
 }
@@ -335,11 +379,14 @@ fn zones_and_loopback(loopback: u16) {
 /// t1 and t3 fail their checks (dropped) while still serving: no new connections reach them;
 /// zone b has no healthy target, so its node leaves DNS (zone a's stays). Then every target is
 /// unhealthy: the group fails open, each node routes to all of its zone's targets.
-fn failed_checks_then_fail_open(status: &Path) {
+/// An established connection keeps its target through every table replacement (conntrack
+/// holds its NAT), while new connections skip the target.
+fn failed_checks_then_fail_open(status: &Path, kept: &mut TcpStream) {
     block_health_checks("zlbt-t1", "172.20.0.1", true);
     block_health_checks("zlbt-t3", "172.20.1.1", true);
     wait_for(status, &[(T1, Unhealthy), (T3, Unhealthy), (T2, Healthy)]);
     assert_eq!(answered_by("172.20.251.1:80", 20), set(&["zlbt-t2"]));
+    assert_eq!(ask(kept), Ok("zlbt-t1".to_string()));
     let unhealthy = Some(lb::NodeState::Unhealthy);
     assert_eq!(node_state(status, "172.20.251.2"), unhealthy);
     assert_eq!(
