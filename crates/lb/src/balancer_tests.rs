@@ -445,7 +445,7 @@ targetGroups:
             .expect("t");
     assert_eq!(
         t.health.description.as_deref(),
-        Some("Health checks failed: Health checks failed with these codes: [503]")
+        Some("Health checks failed with these codes: [503]")
     );
     // The regional node (no zone) serves every zone's healthy targets, masqueraded (ip targets).
     let r = h.b.routes();
