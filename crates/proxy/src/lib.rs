@@ -4,6 +4,8 @@
 
 pub mod apply;
 pub mod elements;
+#[cfg(test)]
+mod external_tests;
 pub mod fixtures;
 pub mod hash;
 pub mod health;
