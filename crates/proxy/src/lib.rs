@@ -15,6 +15,7 @@ pub mod model;
 pub mod nft;
 pub mod nft_state;
 pub mod plan;
+pub mod service_health;
 pub mod syncer;
 pub mod tracker;
 
