@@ -204,6 +204,11 @@ fn nftables_local_policy_without_a_local_endpoint_drops_external_traffic() {
     }
     assert!(!got.contains(&format!("goto local-{base}")));
     assert!(!got.contains(&format!("add chain ip kube-proxy local-{base}")));
+    // Counted in kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}.
+    let plan = Plan::build(&local_tracker(false), &on_test_node());
+    assert_eq!(plan.no_local_endpoints(), (0, 1));
+    let plan = Plan::build(&local_tracker(true), &on_test_node());
+    assert_eq!(plan.no_local_endpoints(), (0, 0));
 }
 
 #[test]

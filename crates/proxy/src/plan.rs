@@ -285,6 +285,23 @@ impl Plan {
         self.services.values().map(|s| s.endpoints.len()).sum()
     }
 
+    /// Service ports whose Local policy finds no endpoint on this node while others exist:
+    /// `(internal, external)`, upstream's `serviceNoLocalEndpointsTotal{Internal,External}`.
+    pub fn no_local_endpoints(&self) -> (usize, usize) {
+        let drops = |v: Option<NoEndpoints>| v == Some(NoEndpoints::Drop);
+        let internal = self
+            .services
+            .values()
+            .filter(|s| drops(s.no_endpoints))
+            .count();
+        let external = self
+            .services
+            .values()
+            .filter(|s| drops(s.external_no_endpoints))
+            .count();
+        (internal, external)
+    }
+
     /// Number of service ports.
     pub fn len(&self) -> usize {
         self.services.len()
