@@ -9,7 +9,10 @@
 //! - Local policy: the node with the pod answers and the backend sees the client's own
 //!   address; the other node drops the connection (the client times out);
 //! - the health check node port answers 200 with `localEndpoints: 1` on the first node and
-//!   503 with `localEndpoints: 0` on the other, with upstream's headers.
+//!   503 with `localEndpoints: 0` on the other, with upstream's headers;
+//! - a load-balancer IP written into the Service's status and routed (in the router) to the
+//!   node with the endpoint is served with the client's address kept; routed to the other
+//!   node it is dropped.
 //!
 //! Prefixes `np<pid>` / `nq<pid>`. Reported as ignored without root or the tools (see
 //! build.rs); under CI it fails instead. Every lab is taken down by a guard, even on panic.
@@ -32,6 +35,9 @@ fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) ->
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// The load-balancer address written into `status.loadBalancer.ingress` (TEST-NET-1).
+const LB_IP: &str = "192.0.2.10";
 
 fn app(node: &str) -> String {
     format!(
@@ -99,6 +105,21 @@ except Exception as e:
     })
 }
 
+/// The node's kube-proxy rules as the kernel lists them.
+fn rules_on(node: &str, mode: &str) -> String {
+    let cmd: &[&str] = if mode == "nftables" {
+        &["nft", "list", "table", "ip", "kube-proxy"]
+    } else {
+        &["iptables-save", "-t", "filter"]
+    };
+    let o = Command::new("ip")
+        .args(["netns", "exec", node])
+        .args(cmd)
+        .output()
+        .expect("list rules");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 fn body_json(r: &Value) -> Value {
     serde_json::from_str(r["body"].as_str().unwrap_or("")).unwrap_or(Value::Null)
 }
@@ -145,7 +166,7 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
         .collect();
     nodes.sort();
     assert_eq!(nodes.len(), 2, "{mode}: {nodes:?}");
-    let ((with_pod, ip_with), (_, ip_without)) = (nodes[0].clone(), nodes[1].clone());
+    let ((with_pod, ip_with), (without_pod, ip_without)) = (nodes[0].clone(), nodes[1].clone());
     g.kubectl(&["apply", "-f", "-"], Some(&app(&with_pod)));
     wait_for("the echo pod to be ready", Duration::from_secs(60), || {
         let pods = g.json(&["get", "pods", "-l", "app=web"]);
@@ -229,6 +250,56 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
     let bad = get_from_router(&router, &url(&ip_without, &hc));
     assert_eq!(bad["code"], 503, "{mode}: {bad}");
     assert_eq!(body_json(&bad)["localEndpoints"], 0, "{mode}: {bad}");
+
+    // A load-balancer IP (as a load-balancer controller would write it), routed by the router
+    // to one node at a time, the way an NLB forwards to an instance target: the node with the
+    // endpoint serves it with the client's address kept, the other drops it.
+    g.kubectl(
+        &[
+            "patch",
+            "svc",
+            "web-local",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{LB_IP}"}}]}}}}}}"#),
+        ],
+        None,
+    );
+    let route = |via: &str| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &router, "ip", "route", "replace"])
+            .args([&format!("{LB_IP}/32"), "via", via])
+            .output()
+            .expect("ip route");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    route(&ip_with);
+    let r = wait_for("the LB IP to answer", Duration::from_secs(20), || {
+        let r = get_from_router(&router, &url(LB_IP, "80"));
+        (r["code"] == 200).then_some(r)
+    });
+    assert_eq!(body_json(&r)["client"], client.as_str(), "{mode}: {r}");
+    // The node without an endpoint programs the drop (not some routing accident).
+    let drop_rule = if mode == "nftables" {
+        format!("{LB_IP} . tcp . 80 comment \"default/web-local:http\" : drop")
+    } else {
+        format!(
+            "-A KUBE-EXTERNAL-SERVICES -d {LB_IP}/32 -p tcp -m comment --comment \"default/web-local:http has no local endpoints\" -m tcp --dport 80 -j DROP"
+        )
+    };
+    wait_for("the LB IP drop rule", Duration::from_secs(20), || {
+        rules_on(&without_pod, mode)
+            .contains(&drop_rule)
+            .then_some(())
+    });
+    route(&ip_without);
+    let r = get_from_router(&router, &url(LB_IP, "80"));
+    let err = r["error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{mode}: LB IP via the node without an endpoint is dropped: {r}"
+    );
 
     // Scaled to 0: the health check turns 503 on the first node too.
     g.kubectl(&["scale", "deploy", "web", "--replicas=0"], None);
