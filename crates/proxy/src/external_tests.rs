@@ -251,3 +251,73 @@ fn iptables_partial_restore_adds_and_removes_the_external_chain() {
     assert!(!got.contains("-A KUBE-NODEPORTS"));
     assert!(got.contains(":KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]\n"));
 }
+
+/// The modelled data plane agrees with the rules above and with upstream's packet-flow
+/// tests (TestExternalTrafficPolicyLocal, TestLoadBalancer, TestNoEndpointsReject).
+#[test]
+fn modelled_external_lookups() {
+    use crate::model::Protocol::Tcp;
+    use crate::plan::{ExternalVerdict, Source};
+    let outside: std::net::Ipv4Addr = "203.0.113.2".parse().expect("ip");
+    let ips = |v: ExternalVerdict<'_>| match v {
+        ExternalVerdict::Dnat {
+            endpoints,
+            masquerade,
+            ..
+        } => {
+            let ips: Vec<String> = endpoints
+                .iter()
+                .map(|e| e.endpoint.ip.to_string())
+                .collect();
+            (ips.join(","), masquerade)
+        }
+        other => (format!("{other:?}"), false),
+    };
+    let lb: Option<std::net::Ipv4Addr> = Some("1.2.3.4".parse().expect("ip"));
+    let plan = Plan::build(&local_tracker(true), &on_test_node());
+    for dst in [None, lb] {
+        let port = if dst.is_none() { 3001 } else { 80 };
+        let v = |src| plan.lookup_external(dst, Tcp, port, outside, src);
+        assert_eq!(ips(v(Source::Outside)), ("10.180.2.1".into(), false));
+        assert_eq!(ips(v(Source::Pod)), ("10.180.0.1,10.180.2.1".into(), false));
+        assert_eq!(ips(v(Source::Node)), ("10.180.0.1,10.180.2.1".into(), true));
+    }
+    assert_eq!(
+        plan.lookup_external(None, Tcp, 3999, outside, Source::Outside),
+        ExternalVerdict::Pass
+    );
+    let plan = Plan::build(&local_tracker(false), &on_test_node());
+    assert_eq!(
+        plan.lookup_external(None, Tcp, 3001, outside, Source::Outside),
+        ExternalVerdict::NoEndpoints(NoEndpoints::Drop)
+    );
+    assert_eq!(
+        ips(plan.lookup_external(None, Tcp, 3001, outside, Source::Pod)).0,
+        "10.180.0.1,10.180.2.1"
+    );
+    // svc5 of the overall test: LB 5.6.7.8 with source range 203.0.113.0/25, NodePort 3002.
+    let plan = Plan::build(&crate::nft::tests::overall_tracker(), &on_test_node());
+    let blocked: std::net::Ipv4Addr = "203.0.113.130".parse().expect("ip");
+    let lb5 = Some("5.6.7.8".parse().expect("ip"));
+    assert_eq!(
+        ips(plan.lookup_external(lb5, Tcp, 80, outside, Source::Outside)),
+        ("10.180.0.3".into(), true)
+    );
+    assert_eq!(
+        plan.lookup_external(lb5, Tcp, 80, blocked, Source::Outside),
+        ExternalVerdict::Firewall
+    );
+    // NodePorts bypass loadBalancerSourceRanges, as upstream.
+    assert_eq!(
+        ips(plan.lookup_external(None, Tcp, 3002, blocked, Source::Outside)),
+        ("10.180.0.3".into(), true)
+    );
+    // No endpoints at all: reject.
+    let mut t = local_tracker(true);
+    t.delete_slice(&slice("ns1", "svc1", "svc1-1", P80, vec![]));
+    let plan = Plan::build(&t, &on_test_node());
+    assert_eq!(
+        plan.lookup_external(lb, Tcp, 80, outside, Source::Outside),
+        ExternalVerdict::NoEndpoints(NoEndpoints::Reject)
+    );
+}

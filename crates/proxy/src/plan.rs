@@ -180,6 +180,7 @@ pub struct Plan {
     services: BTreeMap<ServicePortName, ServicePlan>,
     by_dest: BTreeMap<(Ipv4Addr, Protocol, u16), ServicePortName>,
     cluster_ips: BTreeMap<Ipv4Addr, usize>,
+    external: external::ExternalIndex,
 }
 
 impl Plan {
@@ -232,11 +233,13 @@ impl Plan {
         );
         self.by_dest.insert(dest, plan.port.name.clone());
         *self.cluster_ips.entry(plan.port.cluster_ip).or_default() += 1;
+        external::index(&mut self.external, &plan);
         self.services.insert(plan.port.name.clone(), plan);
     }
 
     fn remove(&mut self, name: &ServicePortName) -> Option<ServicePlan> {
         let plan = self.services.remove(name)?;
+        external::unindex(&mut self.external, &plan);
         let dest = (
             plan.port.cluster_ip,
             plan.port.name.protocol,
@@ -417,6 +420,10 @@ fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> Service
         external_no_endpoints,
     }
 }
+
+#[path = "plan_external.rs"]
+mod external;
+pub use external::{ExternalVerdict, Source};
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]
