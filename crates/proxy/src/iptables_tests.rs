@@ -214,3 +214,26 @@ fn large_cluster_mode_drops_endpoint_comments() {
     );
     assert!(!got.contains(" -> "));
 }
+
+#[test]
+fn nodeports_jump_per_configured_address_without_localhost() {
+    let plan = Plan::build(&overall_tracker(), &PlanConfig::default());
+    let cfg = IptablesConfig {
+        nodeport_ips: vec![
+            "192.168.0.2".parse().expect("ip"),
+            "127.0.0.1".parse().expect("ip"),
+        ],
+        ..cfg()
+    };
+    let got = IptablesRenderer::new(cfg).render_full(&plan);
+    let jumps: Vec<&str> = got
+        .lines()
+        .filter(|l| l.ends_with("-j KUBE-NODEPORTS"))
+        .collect();
+    assert_eq!(
+        jumps,
+        [
+            "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -d 192.168.0.2 -j KUBE-NODEPORTS"
+        ]
+    );
+}
