@@ -1,5 +1,6 @@
 //! iptables renderer: `iptables-restore --noflush` input (filter and nat tables) from the
-//! same [`Plan`], with upstream kube-proxy's chain names and rule text; partial restores
+//! same [`Plan`], with upstream kube-proxy's chain names and rule text (KUBE-SVC/SVL/EXT/FW/
+//! SEP, KUBE-NODEPORTS, KUBE-EXTERNAL-SERVICES, KUBE-PROXY-FIREWALL); partial restores
 //! rewrite only changed service chains (KEP-3453). Start at [`IptablesRenderer`].
 
 use std::collections::{BTreeMap, BTreeSet};

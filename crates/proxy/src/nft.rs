@@ -1,6 +1,8 @@
 //! nftables renderer: turns the [`Plan`] into `nft -f` transactions in upstream kube-proxy's
-//! format (table `ip kube-proxy`), as a full sync or a partial sync of changed service ports,
-//! with stale chains flushed at once and deleted >= 1 s later. Start at [`NftRenderer`].
+//! format (table `ip kube-proxy`: ClusterIPs, NodePorts, external and load-balancer IPs with
+//! their `external-`/`local-`/`firewall-` chains), as a full sync or a partial sync of changed
+//! service ports, with stale chains flushed at once and deleted >= 1 s later. Start at
+//! [`NftRenderer`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,6 +1,7 @@
 //! The rule plan: a pure function from tracked Services and endpoints to what every service
-//! port should do (chain names, chosen endpoints, no-endpoint verdicts). Both renderers and
-//! the simulator's data plane read it. Start at [`Plan::build`] and [`Plan::update`].
+//! port should do (chain names, Cluster and Local endpoints, internal and external
+//! no-endpoint verdicts). Both renderers and the simulator's data plane read it. Start at
+//! [`Plan::build`] and [`Plan::update`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
