@@ -13,6 +13,7 @@ mod clock;
 mod conntrack;
 mod echo;
 mod flags;
+mod health_ports;
 mod lab;
 mod load;
 mod netns;
