@@ -268,6 +268,11 @@ impl LeaderElector {
         &self.observed.holder_identity
     }
 
+    /// The Lease as last read or written.
+    pub fn lease(&self) -> Option<&Lease> {
+        self.lease.as_ref()
+    }
+
     /// The last observed record.
     pub fn observed_record(&self) -> &Record {
         &self.observed
