@@ -165,3 +165,65 @@ async fn three_controller_managers_one_acts_and_a_follower_takes_over() {
         m.abort();
     }
 }
+
+/// The fence on the controllers' client: with the fence closed (not leading, or the last renew
+/// older than the renew deadline) no write leaves the process, reads still do; opened, the
+/// write lands and the audit log names the identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_fence_sends_no_write() {
+    use controllers::live::fence::{self, Fence, mono_clock, user_agent};
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = apiserver::Config {
+        advertise_address: addr,
+        audit_log_path: Some(audit.clone()),
+        ..Default::default()
+    };
+    let store: store::SharedStore = Arc::new(store::MemStore::default());
+    tokio::spawn(
+        apiserver::Server::new(store, cfg)
+            .await
+            .unwrap()
+            .serve(listener),
+    );
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let f = Fence::closed();
+    let ua = user_agent("kube-controller-manager", "le-fenced", None);
+    let client = fence::client(&config, &ua, f.clone()).unwrap();
+    let ns = |name: &str| -> controllers::Action {
+        let o: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        controllers::Action::Create(controllers::Object::Namespace(Arc::new(o)))
+    };
+
+    let refused = controllers::live::execute(&client, &ns("le-fenced-1")).await;
+    assert!(
+        matches!(&refused, Err(controllers::WriteError::Other(m)) if m.contains("not the leader")),
+        "{refused:?}"
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces.get_opt("le-fenced-1").await.unwrap().is_none(),
+        "reads pass"
+    );
+
+    f.set(Some(mono_clock() + 60_000));
+    controllers::live::execute(&client, &ns("le-fenced-2"))
+        .await
+        .expect("open fence: the write is sent");
+    f.set(Some(mono_clock()));
+    assert!(
+        controllers::live::execute(&client, &ns("le-fenced-3"))
+            .await
+            .is_err()
+    );
+
+    let writes = elected_writes(&[&audit], "kube-controller-manager");
+    let what: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|w| (w.identity.as_str(), w.what.as_str()))
+        .collect();
+    assert_eq!(what, [("le-fenced", "\"create\" \"/api/v1/namespaces?\"")]);
+}
