@@ -138,7 +138,14 @@ impl FakeApi {
             }
             Action::Update(obj) | Action::UpdateStatus(obj) => {
                 self.check_rv(obj)?;
-                Ok(vec![self.put(obj.clone(), now)])
+                let change = self.put(obj.clone(), now);
+                // The API server deletes an object being deleted once its last finalizer goes.
+                let m = obj.meta();
+                if m.deletion_timestamp.is_some() && m.finalizers.as_ref().is_none_or(Vec::is_empty)
+                {
+                    return Ok(self.remove(obj.kind(), &obj.key()).into_iter().collect());
+                }
+                Ok(vec![change])
             }
             Action::Delete {
                 kind,
@@ -172,6 +179,20 @@ impl FakeApi {
                         pod.metadata.deletion_grace_period_seconds = Some(grace);
                         return Ok(vec![self.put(Object::Pod(Arc::new(pod)), now)]);
                     }
+                }
+                if cur
+                    .meta()
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| !f.is_empty())
+                {
+                    // Finalizers hold the object: only deletionTimestamp is set (once).
+                    if cur.meta().deletion_timestamp.is_some() {
+                        return Ok(vec![]);
+                    }
+                    let mut obj = cur.clone();
+                    meta_mut(&mut obj).deletion_timestamp = Some(to_time(now));
+                    return Ok(vec![self.put(obj, now)]);
                 }
                 Ok(self.remove(*kind, key).into_iter().collect())
             }

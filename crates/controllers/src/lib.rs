@@ -12,6 +12,7 @@ pub mod events;
 pub mod fake;
 pub mod fake_client;
 pub mod live;
+pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod relist;
 pub mod scheduler;
