@@ -11,6 +11,7 @@
 
 pub mod addresses;
 pub mod annotations;
+pub mod cloud;
 pub mod model;
 
 #[cfg(test)]
@@ -32,9 +33,9 @@ use annotations::Template;
 /// LBC's Service finalizer (`serviceFinalizer`).
 pub const FINALIZER: &str = "service.k8s.aws/resources";
 /// LBC's `--load-balancer-class` default. Services with this class are ours, and so are
-/// Services without a class: LBC's service mutator webhook (`--enable-service-mutator-webhook`,
-/// on by default since v2.5) gives new LoadBalancer Services this class, and the lab has no
-/// in-tree cloud provider to leave them to. Any other class belongs to someone else.
+/// Services without a class: LBC's service mutator webhook (Helm value
+/// `enableServiceMutatorWebhook`, on by default) gives new LoadBalancer Services this class,
+/// and the lab has no in-tree cloud provider to leave them to. Any other class belongs to someone else.
 pub const LOAD_BALANCER_CLASS: &str = "service.k8s.aws/nlb";
 /// The Events' source component: LBC records with `mgr.GetEventRecorderFor("service")`.
 pub const COMPONENT: &str = "service";
