@@ -227,7 +227,8 @@ fn build_controllers(
             exe: std::env::current_exe().context("locating the zonelab binary")?,
         })
         .context("creating the balancers' directory")?;
-        let ctl = controllers::loadbalancer::LoadBalancerController::default();
+        let ctl = controllers::loadbalancer::LoadBalancerController::default()
+            .with_time_divisor(args.profile.divisor());
         out.push(Box::new(
             controllers::loadbalancer::cloud::CloudDriven::new(ctl, fleet),
         ));

@@ -88,6 +88,9 @@ pub struct LoadBalancerController {
     /// Services whose new configuration was applied and not yet announced.
     announce: BTreeSet<Key>,
     allocator: Allocator,
+    /// Health-check intervals and timeouts and deregistration delays are divided by this
+    /// (the lab's `fast` profile: 10; annotations included, as every other timer).
+    time_divisor: u32,
     actions: Vec<Action>,
     events: Vec<EventRecord>,
     cloud: Vec<CloudAction>,
@@ -187,10 +190,17 @@ impl LoadBalancerController {
             torn_down: BTreeSet::new(),
             announce: BTreeSet::new(),
             allocator,
+            time_divisor: 1,
             actions: Vec::new(),
             events: Vec::new(),
             cloud: Vec::new(),
         }
+    }
+
+    /// Divide every balancer timer by `divisor` (at least 1): the lab's timer profile.
+    pub fn with_time_divisor(mut self, divisor: u32) -> LoadBalancerController {
+        self.time_divisor = divisor.max(1);
+        self
     }
 
     /// Move the cloud actions asked for since the last call into `out`.
@@ -352,7 +362,12 @@ impl LoadBalancerController {
         let addresses = allocator
             .ensure(key, &model::zones(cache))
             .map_err(|e| deploy(e.to_string()))?;
-        let config = model::build(cache, svc, &tmpl, &addresses).map_err(build)?;
+        let mut config = model::build(cache, svc, &tmpl, &addresses).map_err(build)?;
+        for g in &mut config.target_groups {
+            g.health_check.interval /= self.time_divisor;
+            g.health_check.timeout /= self.time_divisor;
+            g.deregistration_delay /= self.time_divisor;
+        }
         // ELBv2 rejects what the balancer cannot run (CreateTargetGroup's ValidationError).
         config
             .validate()

@@ -556,3 +556,26 @@ fn a_restarted_controller_keeps_the_addresses_in_the_status() {
     r.put(service("c", json!({}), json!({})));
     assert_eq!(r.balancer("c").nodes[0].address, lb_ip(16));
 }
+
+#[test]
+fn the_fast_profile_divides_every_balancer_timer() {
+    let mut r = cluster();
+    r.ctl = LoadBalancerController::default().with_time_divisor(10);
+    r.start();
+    let spec = json!({"externalTrafficPolicy": "Local", "healthCheckNodePort": 32000});
+    r.put(service("local", json!({}), spec));
+    let ann = json!({"service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "30"});
+    r.put(service("web", ann, json!({})));
+    let g = &r.balancer("local").target_groups[0];
+    let h = &g.health_check;
+    assert_eq!(
+        (h.interval, h.timeout),
+        (Duration::from_secs(1), Duration::from_millis(600))
+    );
+    assert_eq!(g.deregistration_delay, Duration::from_secs(30));
+    let h = &r.balancer("web").target_groups[0].health_check;
+    assert_eq!(
+        (h.interval, h.timeout),
+        (Duration::from_secs(3), Duration::from_secs(1))
+    );
+}
