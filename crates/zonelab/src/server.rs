@@ -227,7 +227,10 @@ fn build_controllers(
             exe: std::env::current_exe().context("locating the zonelab binary")?,
         })
         .context("creating the balancers' directory")?;
-        let ctl = controllers::loadbalancer::LoadBalancerController::default()
+        let pool = controllers::loadbalancer::addresses::Allocator::new(
+            netlab::topology::load_balancer_service_addresses(),
+        );
+        let ctl = controllers::loadbalancer::LoadBalancerController::new(pool)
             .with_time_divisor(args.profile.divisor());
         out.push(Box::new(
             controllers::loadbalancer::cloud::CloudDriven::new(ctl, fleet),

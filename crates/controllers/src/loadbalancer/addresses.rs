@@ -1,5 +1,6 @@
-//! LB node addresses: a deterministic allocator over the lab's load-balancer range
-//! (`netlab::topology::load_balancer_address`), one address per (Service, zone).
+//! LB node addresses: a deterministic allocator over a pool it is given (the lab's is
+//! `netlab::topology::load_balancer_service_addresses`, `172.20.251.16`-`.254`), one address
+//! per (Service, zone).
 //!
 //! Start at [`Allocator::ensure`]. The lowest free address wins, Services in key order, zones
 //! in name order, so a run is reproducible. After a restart the controller adopts what the
@@ -11,12 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::Key;
-
-/// The first host of `172.20.251.0/24` the controller hands out; `.1`–`.15` stay for the
-/// lab's own balancers (the API endpoint is `.1`).
-pub const FIRST_HOST: u8 = 16;
-/// The last host.
-pub const LAST_HOST: u8 = 254;
 
 /// No address left in the range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,12 +28,6 @@ pub struct Allocator {
     pool: Vec<Ipv4Addr>,
     used: BTreeSet<Ipv4Addr>,
     by_service: BTreeMap<Key, BTreeMap<String, Ipv4Addr>>,
-}
-
-impl Default for Allocator {
-    fn default() -> Self {
-        Allocator::new((FIRST_HOST..=LAST_HOST).map(netlab::topology::load_balancer_address))
-    }
 }
 
 impl Allocator {
@@ -118,7 +107,7 @@ mod tests {
 
     #[test]
     fn lowest_free_address_per_zone_and_release() {
-        let mut a = Allocator::default();
+        let mut a = Allocator::new(netlab::topology::load_balancer_service_addresses());
         let (x, y) = (Key::new("default", "x"), Key::new("default", "y"));
         let got = a.ensure(&x, &zones(&["a", "b"])).expect("free");
         assert_eq!(got["a"], Ipv4Addr::new(172, 20, 251, 16));

@@ -124,7 +124,9 @@ mod tests {
     #[test]
     fn the_shared_harness_drives_controller_and_cloud() {
         let cloud = Shared::default();
-        let ctl = CloudDriven::new(LoadBalancerController::default(), cloud.clone());
+        let pool = netlab::topology::load_balancer_service_addresses();
+        let ctl = LoadBalancerController::new(super::super::addresses::Allocator::new(pool));
+        let ctl = CloudDriven::new(ctl, cloud.clone());
         let mut h = Harness::new(vec![Box::new(ctl)]);
         h.put(object(json!({"kind": "Node", "metadata": {"name": "a-1",
             "labels": {"topology.kubernetes.io/zone": "a"}},

@@ -96,12 +96,6 @@ pub struct LoadBalancerController {
     cloud: Vec<CloudAction>,
 }
 
-impl Default for LoadBalancerController {
-    fn default() -> Self {
-        LoadBalancerController::new(Allocator::default())
-    }
-}
-
 fn has_finalizer(svc: &Service) -> bool {
     svc.metadata
         .finalizers

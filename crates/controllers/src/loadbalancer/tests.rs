@@ -30,7 +30,7 @@ impl Rig {
     fn new() -> Rig {
         Rig {
             api: FakeApi::new(),
-            ctl: LoadBalancerController::default(),
+            ctl: controller(),
             now: T0,
             cloud: BTreeMap::new(),
             cloud_error: None,
@@ -180,6 +180,13 @@ fn t(ip: &str, port: u16, zone: &str) -> TargetConfig {
         port,
         zone: zone.to_string(),
     }
+}
+
+/// A controller over the lab's address pool.
+fn controller() -> LoadBalancerController {
+    LoadBalancerController::new(addresses::Allocator::new(
+        netlab::topology::load_balancer_service_addresses(),
+    ))
 }
 
 fn lb_ip(host: u8) -> Ipv4Addr {
@@ -549,7 +556,7 @@ fn a_restarted_controller_keeps_the_addresses_in_the_status() {
     let before = current_ingress(&r.svc("b").expect("svc"));
     assert_eq!(before[0].ip.as_deref(), Some("172.20.251.18"));
     let writes = r.api.log.len();
-    r.ctl = LoadBalancerController::default();
+    r.ctl = controller();
     r.start();
     assert_eq!(current_ingress(&r.svc("b").expect("svc")), before);
     assert_eq!(r.api.log.len(), writes, "no status rewrite");
@@ -560,7 +567,7 @@ fn a_restarted_controller_keeps_the_addresses_in_the_status() {
 #[test]
 fn the_fast_profile_divides_every_balancer_timer() {
     let mut r = cluster();
-    r.ctl = LoadBalancerController::default().with_time_divisor(10);
+    r.ctl = controller().with_time_divisor(10);
     r.start();
     let spec = json!({"externalTrafficPolicy": "Local", "healthCheckNodePort": 32000});
     r.put(service("local", json!({}), spec));
