@@ -120,6 +120,30 @@ fn ingress(svc: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `(reason, message)` of the Events about Service `name`, as the API lists them.
+fn events(server: &ServerProc, name: &str) -> Vec<(String, String)> {
+    let (_, list) = http(
+        &server.addr,
+        "GET",
+        "/api/v1/namespaces/default/events",
+        "application/json",
+        b"",
+    );
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["kind"] == "Service" && e["involvedObject"]["name"] == name)
+        .filter(|e| e["source"]["component"] == "service")
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or("").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 fn balancer_name(dir: &Path) -> Option<String> {
     std::fs::read_dir(dir.join("balancers"))
         .ok()?
@@ -190,6 +214,43 @@ fn a_load_balancer_service_gets_a_real_balancer_and_loses_it_on_delete() {
     });
     let out = Kubectl::new(&server).ok(&["get", "svc", "web"], None);
     assert!(out.contains("172.20.251.16"), "{out}");
+    until("SuccessfullyReconciled", || {
+        events(&server, "web").contains(&(
+            "SuccessfullyReconciled".into(),
+            "Successfully reconciled".into(),
+        ))
+    });
+
+    // Bad input: an Event, no balancer, no address, no crash.
+    let bad = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad",
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "pod"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 81}]}});
+    let (code, created) = http(
+        &server.addr,
+        "POST",
+        "/api/v1/namespaces/default/services",
+        "application/json",
+        bad.to_string().as_bytes(),
+    );
+    assert_eq!(code, 201, "{created}");
+    until("FailedBuildModel", || {
+        events(&server, "bad").iter().any(|(r, m)| {
+            r == "FailedBuildModel"
+                && m.starts_with("Failed build model due to unsupported target type \"pod\"")
+        })
+    });
+    let (_, bad) = http(
+        &server.addr,
+        "GET",
+        "/api/v1/namespaces/default/services/bad",
+        "application/json",
+        b"",
+    );
+    assert!(ingress(&bad).is_empty(), "{bad}");
+    let files = std::fs::read_dir(dir.path().join("balancers"))
+        .expect("dir")
+        .count();
+    assert_eq!(files, 3, "one balancer's config, status and log only");
 
     // A node in zone b: a second address, added by the running balancer on SIGHUP.
     node(&server, "b-1", "b", "172.20.1.11");

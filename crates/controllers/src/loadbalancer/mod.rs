@@ -292,12 +292,9 @@ impl LoadBalancerController {
         }
     }
 
-    /// LBC `reconcileLoadBalancerResources`: finalizer first, then the model, then status.
+    /// LBC `reconcile`: build the model (a Service it cannot build gets no finalizer), then
+    /// `reconcileLoadBalancerResources`: the finalizer, the balancer, the status.
     fn reconcile(&mut self, cache: &Cache, key: &Key, svc: &Service, now: Millis) {
-        if !has_finalizer(svc) {
-            self.actions.push(Action::Update(with_finalizer(svc, true)));
-            return;
-        }
         let config = match self.desired(cache, key, svc) {
             Ok(c) => c,
             Err((why, msg)) => {
@@ -306,6 +303,10 @@ impl LoadBalancerController {
                 return;
             }
         };
+        if !has_finalizer(svc) {
+            self.actions.push(Action::Update(with_finalizer(svc, true)));
+            return;
+        }
         if self.applied.get(key) != Some(&config) {
             self.send(CloudAction::EnsureLoadBalancer {
                 service: key.clone(),

@@ -444,7 +444,12 @@ fn a_new_service_with_a_bad_annotation_gets_no_balancer_and_no_address() {
     let bad = json!({"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "pod"});
     r.put(service("bad", bad, json!({})));
     assert!(r.cloud_log.is_empty());
-    assert!(current_ingress(&r.svc("bad").expect("svc")).is_empty());
+    let bad = r.svc("bad").expect("svc");
+    assert!(current_ingress(&bad).is_empty());
+    assert!(
+        bad.metadata.finalizers.is_none(),
+        "LBC builds the model before the finalizer"
+    );
     assert_eq!(r.reasons()[0].0, "FailedBuildModel");
     // The next Service gets the first addresses: the bad one reserved none.
     r.put(service("web", json!({}), json!({})));
