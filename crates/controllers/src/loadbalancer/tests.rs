@@ -1,5 +1,5 @@
 //! The load-balancer controller in virtual time: a fake API, a fake cloud that applies (or
-//! refuses) the controller's [`CloudAction`]s, no I/O.
+//! refuses) the controller's [`CloudAction`]s, no I/O. Start at [`Rig`] and [`cluster`].
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
