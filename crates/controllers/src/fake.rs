@@ -137,12 +137,12 @@ impl FakeApi {
                 Ok(vec![self.put(obj.clone(), now)])
             }
             Action::Update(obj) | Action::UpdateStatus(obj) => {
-                self.check_rv(obj)?;
+                let cur = self.check_rv(obj)?;
+                // Upstream `ShouldDeleteDuringUpdate`: an object a delete left to its finalizers
+                // (deletionGracePeriodSeconds 0) goes once the last finalizer is removed.
+                let held = cur.is_some_and(|c| c.meta().deletion_grace_period_seconds == Some(0));
                 let change = self.put(obj.clone(), now);
-                // The API server deletes an object being deleted once its last finalizer goes.
-                let m = obj.meta();
-                if m.deletion_timestamp.is_some() && m.finalizers.as_ref().is_none_or(Vec::is_empty)
-                {
+                if held && obj.meta().finalizers.as_ref().is_none_or(Vec::is_empty) {
                     return Ok(self.remove(obj.kind(), &obj.key()).into_iter().collect());
                 }
                 Ok(vec![change])
@@ -191,7 +191,9 @@ impl FakeApi {
                         return Ok(vec![]);
                     }
                     let mut obj = cur.clone();
-                    meta_mut(&mut obj).deletion_timestamp = Some(to_time(now));
+                    let m = meta_mut(&mut obj);
+                    m.deletion_timestamp = Some(to_time(now));
+                    m.deletion_grace_period_seconds = Some(0);
                     return Ok(vec![self.put(obj, now)]);
                 }
                 Ok(self.remove(*kind, key).into_iter().collect())
