@@ -140,7 +140,11 @@ impl FakeApi {
                 let cur = self.check_rv(obj)?;
                 // Upstream `ShouldDeleteDuringUpdate`: an object a delete left to its finalizers
                 // (deletionGracePeriodSeconds 0) goes once the last finalizer is removed.
-                let held = cur.is_some_and(|c| c.meta().deletion_grace_period_seconds == Some(0));
+                let held = cur.is_some_and(|c| {
+                    let m = c.meta();
+                    m.deletion_timestamp.is_some()
+                        && m.deletion_grace_period_seconds.is_none_or(|g| g == 0)
+                });
                 let change = self.put(obj.clone(), now);
                 if held && obj.meta().finalizers.as_ref().is_none_or(Vec::is_empty) {
                     return Ok(self.remove(obj.kind(), &obj.key()).into_iter().collect());
