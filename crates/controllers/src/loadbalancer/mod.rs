@@ -363,6 +363,15 @@ impl LoadBalancerController {
             g.health_check.timeout /= self.time_divisor;
             g.deregistration_delay /= self.time_divisor;
         }
+        // Names are 28 bits of a hash: a second Service must not take over the first's balancer.
+        let taken = self
+            .applied
+            .iter()
+            .find(|(k, c)| *k != key && c.name == config.name);
+        if let Some((other, _)) = taken {
+            let msg = format!("balancer name {} is already used for {other}", config.name);
+            return Err(deploy(format!("DuplicateLoadBalancerName: {msg}")));
+        }
         // ELBv2 rejects what the balancer cannot run (CreateTargetGroup's ValidationError).
         config
             .validate()

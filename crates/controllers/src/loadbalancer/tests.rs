@@ -591,3 +591,29 @@ fn the_fast_profile_divides_every_balancer_timer() {
         (Duration::from_secs(3), Duration::from_secs(1))
     );
 }
+
+#[test]
+fn two_services_whose_names_hash_alike_never_share_a_balancer() {
+    // Find two Service names with the same 28-bit balancer name (a birthday search).
+    let mut seen = BTreeMap::new();
+    let (first, second) = (0..200_000)
+        .find_map(|i| {
+            let name = format!("s{i}");
+            let lb = model::balancer_name(&Key::new("default", &name));
+            seen.insert(lb, name.clone()).map(|prev| (prev, name))
+        })
+        .expect("a collision");
+    let mut r = cluster();
+    r.put(service(&first, json!({}), json!({})));
+    r.put(service(&second, json!({}), json!({})));
+    assert_eq!(r.cloud.len(), 1);
+    let owner = match r.cloud_log.first() {
+        Some(CloudAction::EnsureLoadBalancer { service, .. }) => service.name.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(owner, first);
+    let (why, msg) = r.reasons().last().cloned().expect("event");
+    assert_eq!(why, "FailedDeployModel");
+    assert!(msg.contains("DuplicateLoadBalancerName"), "{msg}");
+    assert!(current_ingress(&r.svc(&second).expect("svc")).is_empty());
+}
