@@ -289,6 +289,9 @@ impl LoadBalancerController {
             self.reconcile(cache, key, &svc, now);
         } else if has_finalizer(&svc) || self.applied.contains_key(key) {
             self.cleanup(key, &svc);
+        } else {
+            // Never deployed (e.g. its type changed before the finalizer went on).
+            self.allocator.release(key);
         }
     }
 
@@ -429,10 +432,9 @@ impl Controller for LoadBalancerController {
     fn on_synced(&mut self, cache: &Cache, now: Millis) {
         let zones = model::zones(cache);
         for (key, svc) in &cache.services {
-            if is_supported(svc) {
-                self.allocator.adopt(key, &zones, &ingress_ips(svc));
-            }
+            // A Service being torn down keeps its addresses until its balancer is gone.
             if is_supported(svc) || has_finalizer(svc) {
+                self.allocator.adopt(key, &zones, &ingress_ips(svc));
                 self.queue.add_at(key.clone(), now);
             }
         }
