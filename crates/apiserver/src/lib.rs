@@ -5,12 +5,14 @@
 //! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]).
 
 pub mod alloc;
+pub mod audit;
 pub mod authz;
 mod bootstrap;
 mod cascade;
 pub mod discovery;
 pub mod event_ttl;
 pub mod handlers;
+pub mod health;
 mod metered;
 pub mod metrics;
 pub mod negotiate;

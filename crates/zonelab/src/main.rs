@@ -12,6 +12,7 @@ mod balancer;
 mod clock;
 mod conntrack;
 mod echo;
+mod election;
 mod flags;
 mod health_ports;
 mod lab;
@@ -22,6 +23,7 @@ mod preflight;
 mod proxy_driver;
 mod run;
 mod server;
+mod storage;
 mod supervise;
 
 #[derive(Parser)]
