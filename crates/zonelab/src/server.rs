@@ -231,7 +231,7 @@ fn build_controllers(
     }
     if let Some(netns) = &args.load_balancer_netns {
         let fleet = crate::balancer::fleet::Fleet::new(crate::balancer::fleet::FleetConfig {
-            dir: crate::balancer::fleet::default_dir(&args.data_dir),
+            dir: crate::balancer::fleet::default_dir(netns),
             netns: Some(netns.clone()),
             exe: std::env::current_exe().context("locating the zonelab binary")?,
         })

@@ -2,13 +2,15 @@
 //! the load-balancer controller with real `zonelab balancer` children. A LoadBalancer Service
 //! gets the finalizer, an address per zone with nodes in `status.loadBalancer.ingress`
 //! (kubectl's EXTERNAL-IP), and a balancer holding those addresses and its nftables table in
-//! the namespace; a node in a new zone adds an address (SIGHUP reload); deleting the Service
-//! removes the balancer before the Service goes.
+//! the namespace; the balancer outlives a killed server and the restarted controller takes it
+//! over; a node in a new zone adds an address (SIGHUP reload of that same process); a bad
+//! annotation gets its Event live; deleting the Service removes the balancer before the Service
+//! goes.
 //! Reported as ignored without root (see build.rs); under CI it fails instead.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,7 @@ impl Guard {
                 .output();
         }
         let _ = Command::new("ip").args(["netns", "del", NS]).output();
+        let _ = std::fs::remove_dir_all(fleet_dir());
     }
 }
 
@@ -144,8 +147,13 @@ fn events(server: &ServerProc, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The balancers' files: one directory per lab router namespace.
+fn fleet_dir() -> PathBuf {
+    Path::new("/run/zonelab/balancers").join(NS)
+}
+
 fn balancer_name(dir: &Path) -> Option<String> {
-    std::fs::read_dir(dir.join("balancers"))
+    std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
@@ -170,18 +178,15 @@ fn a_load_balancer_service_gets_a_real_balancer_and_loses_it_on_delete() {
     );
     in_ns(&["ip", "link", "set", "lo", "up"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = ServerProc::start(
-        dir.path(),
-        &[
-            "--in-memory",
-            "--controllers",
-            "",
-            "--load-balancer-netns",
-            NS,
-            "--profile",
-            "fast",
-        ],
-    );
+    let flags = [
+        "--controllers",
+        "",
+        "--load-balancer-netns",
+        NS,
+        "--profile",
+        "fast",
+    ];
+    let mut server = ServerProc::start(dir.path(), &flags);
     node(&server, "a-1", "a", "172.20.0.11");
     let body = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80}]}});
@@ -206,7 +211,7 @@ fn a_load_balancer_service_gets_a_real_balancer_and_loses_it_on_delete() {
         svc["status"]["loadBalancer"]["ingress"][0]["ipMode"],
         "Proxy"
     );
-    let name = balancer_name(dir.path()).expect("a balancer file");
+    let name = balancer_name(&fleet_dir()).expect("a balancer file");
     let table = format!("zonelab-lb-{name}");
     until("the balancer's table and address", || {
         in_ns(&["nft", "list", "tables"]).contains(&table)
@@ -247,10 +252,15 @@ fn a_load_balancer_service_gets_a_real_balancer_and_loses_it_on_delete() {
         b"",
     );
     assert!(ingress(&bad).is_empty(), "{bad}");
-    let files = std::fs::read_dir(dir.path().join("balancers"))
-        .expect("dir")
-        .count();
+    let files = std::fs::read_dir(fleet_dir()).expect("dir").count();
     assert_eq!(files, 3, "one balancer's config, status and log only");
+
+    // The server dies (SIGKILL); the balancer, like an NLB, keeps running, and the restarted
+    // controller takes it over instead of starting a second one.
+    let pids = our_balancers();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    server.kill();
+    server = ServerProc::start(dir.path(), &flags);
 
     // A node in zone b: a second address, added by the running balancer on SIGHUP.
     node(&server, "b-1", "b", "172.20.1.11");
@@ -258,6 +268,7 @@ fn a_load_balancer_service_gets_a_real_balancer_and_loses_it_on_delete() {
         ingress(&service(&server).1) == ["172.20.251.16", "172.20.251.17"]
             && in_ns(&["ip", "-4", "addr", "show", "dev", "lo"]).contains("172.20.251.17/32")
     });
+    assert_eq!(our_balancers(), pids, "the same balancer process, reloaded");
     until("both nodes' targets in the table", || {
         let rules = in_ns(&["nft", "list", "table", "ip", &table]);
         rules.contains("172.20.1.11") && rules.contains("172.20.0.11")

@@ -7,7 +7,6 @@
 //! handler is installed SIGHUP would kill it); it re-reads its file right after that line, so
 //! a rewrite during its start is not lost.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,10 +122,14 @@ pub fn plan(
     }
 }
 
-/// The running balancers.
+/// The balancers. Stateless on purpose: a balancer is found by its command line (its
+/// `--config` path), so a new leader's fleet, or another server's sharing the directory, takes
+/// over the running ones instead of starting a second process per balancer. Balancers outlive
+/// the controller, as NLBs outlive LBC: they stop when their Service goes.
 pub struct Fleet {
     cfg: FleetConfig,
-    children: BTreeMap<String, (Child, bool)>,
+    /// Children this process started, kept only to reap them once they exit.
+    children: Vec<Child>,
 }
 
 fn name_of(action: &CloudAction) -> &str {
@@ -136,28 +139,53 @@ fn name_of(action: &CloudAction) -> &str {
     }
 }
 
+/// Whether `argv` runs `zonelab balancer` with `--config config`.
+pub fn is_balancer_for(argv: &[String], config: &Path) -> bool {
+    let config = config.display().to_string();
+    argv.iter().any(|a| a == "balancer")
+        && argv
+            .windows(2)
+            .any(|w| w[0] == "--config" && w[1] == config)
+}
+
+/// The live process running the balancer configured by `config`, if any.
+fn pid_for(config: &Path) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let raw = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if is_balancer_for(&argv, config) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
 impl Fleet {
     pub fn new(cfg: FleetConfig) -> std::io::Result<Fleet> {
         std::fs::create_dir_all(&cfg.dir)?;
         Ok(Fleet {
             cfg,
-            children: BTreeMap::new(),
+            children: Vec::new(),
         })
     }
 
-    fn state(&mut self, name: &str) -> ChildState {
-        let Some((child, running)) = self.children.get_mut(name) else {
-            return ChildState::Absent;
-        };
-        if !matches!(child.try_wait(), Ok(None)) {
-            self.children.remove(name);
+    fn state(&self, name: &str) -> ChildState {
+        if pid_for(&self.cfg.config_path(name)).is_none() {
             return ChildState::Absent;
         }
-        if !*running {
-            let log = std::fs::read_to_string(self.cfg.log_path(name)).unwrap_or_default();
-            *running = log.contains(&format!("balancer {name} running"));
-        }
-        if *running {
+        let log = std::fs::read_to_string(self.cfg.log_path(name)).unwrap_or_default();
+        if log.contains(&format!("balancer {name} running")) {
             ChildState::Running
         } else {
             ChildState::Starting
@@ -180,19 +208,17 @@ impl Fleet {
                     .stdout(Stdio::null())
                     .stderr(log)
                     .spawn()?;
-                self.children.insert(name, (child, false));
+                self.children.push(child);
                 Ok(())
             }
             Step::Reload { name } => {
-                if let Some((child, _)) = self.children.get(&name) {
-                    netlab::procs::signal(&SystemRunner, "HUP", &[child.id()]);
+                if let Some(pid) = pid_for(&self.cfg.config_path(&name)) {
+                    netlab::procs::signal(&SystemRunner, "HUP", &[pid]);
                 }
                 Ok(())
             }
             Step::Stop { name } => {
-                if let Some((mut child, _)) = self.children.remove(&name) {
-                    stop(&mut child);
-                }
+                self.stop(&self.cfg.config_path(&name));
                 Ok(())
             }
             Step::Remove { path } => match std::fs::remove_file(&path) {
@@ -201,23 +227,32 @@ impl Fleet {
             },
         }
     }
-}
 
-fn stop(child: &mut Child) {
-    netlab::procs::signal(&SystemRunner, "TERM", &[child.id()]);
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return;
+    /// SIGTERM (the balancer removes its table and addresses), SIGKILL after [`STOP_GRACE`].
+    fn stop(&mut self, config: &Path) {
+        let Some(pid) = pid_for(config) else { return };
+        netlab::procs::signal(&SystemRunner, "TERM", &[pid]);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            self.reap();
+            if pid_for(config).is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        netlab::procs::signal(&SystemRunner, "KILL", &[pid]);
+        self.reap();
     }
-    let _ = child.kill();
-    let _ = child.wait();
+
+    fn reap(&mut self) {
+        self.children
+            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    }
 }
 
 impl Cloud for Fleet {
     fn apply(&mut self, action: &CloudAction) -> Result<(), String> {
+        self.reap();
         let name = name_of(action).to_string();
         let state = self.state(&name);
         for step in plan(&self.cfg, action, state)? {
@@ -228,18 +263,10 @@ impl Cloud for Fleet {
     }
 }
 
-impl Drop for Fleet {
-    /// The balancers go with the process that started them (they remove their tables).
-    fn drop(&mut self) {
-        for (_, (mut child, _)) in std::mem::take(&mut self.children) {
-            stop(&mut child);
-        }
-    }
-}
-
-/// The fleet's directory default under a server's data dir.
-pub fn default_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("balancers")
+/// Where the balancers of the lab whose router namespace is `netns` keep their files: one
+/// directory per lab, shared by every server of its control plane.
+pub fn default_dir(netns: &str) -> PathBuf {
+    Path::new("/run/zonelab/balancers").join(netns)
 }
 
 #[cfg(test)]
@@ -329,5 +356,25 @@ mod tests {
         );
         let steps = plan(&cfg(), &delete, ChildState::Absent).expect("plan");
         assert_eq!(steps, vec![Step::Remove { path }]);
+    }
+
+    #[test]
+    fn a_running_balancer_is_found_by_its_config_path() {
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let path = cfg().config_path("k8s-abc1234");
+        let mut running = vec!["/usr/bin/zonelab".to_string()];
+        running.extend(cfg().args("k8s-abc1234"));
+        assert!(is_balancer_for(&running, &path));
+        assert!(!is_balancer_for(
+            &running,
+            &cfg().config_path("k8s-0000000")
+        ));
+        let other = argv(&[
+            "zonelab",
+            "agent",
+            "--config",
+            "/run/zl/balancers/k8s-abc1234.json",
+        ]);
+        assert!(!is_balancer_for(&other, &path));
     }
 }
