@@ -137,8 +137,19 @@ impl FakeApi {
                 Ok(vec![self.put(obj.clone(), now)])
             }
             Action::Update(obj) | Action::UpdateStatus(obj) => {
-                self.check_rv(obj)?;
-                Ok(vec![self.put(obj.clone(), now)])
+                let cur = self.check_rv(obj)?;
+                // Upstream `ShouldDeleteDuringUpdate`: an object a delete left to its finalizers
+                // (deletionGracePeriodSeconds 0) goes once the last finalizer is removed.
+                let held = cur.is_some_and(|c| {
+                    let m = c.meta();
+                    m.deletion_timestamp.is_some()
+                        && m.deletion_grace_period_seconds.is_none_or(|g| g == 0)
+                });
+                let change = self.put(obj.clone(), now);
+                if held && obj.meta().finalizers.as_ref().is_none_or(Vec::is_empty) {
+                    return Ok(self.remove(obj.kind(), &obj.key()).into_iter().collect());
+                }
+                Ok(vec![change])
             }
             Action::Delete {
                 kind,
@@ -172,6 +183,22 @@ impl FakeApi {
                         pod.metadata.deletion_grace_period_seconds = Some(grace);
                         return Ok(vec![self.put(Object::Pod(Arc::new(pod)), now)]);
                     }
+                }
+                if cur
+                    .meta()
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| !f.is_empty())
+                {
+                    // Finalizers hold the object: only deletionTimestamp is set (once).
+                    if cur.meta().deletion_timestamp.is_some() {
+                        return Ok(vec![]);
+                    }
+                    let mut obj = cur.clone();
+                    let m = meta_mut(&mut obj);
+                    m.deletion_timestamp = Some(to_time(now));
+                    m.deletion_grace_period_seconds = Some(0);
+                    return Ok(vec![self.put(obj, now)]);
                 }
                 Ok(self.remove(*kind, key).into_iter().collect())
             }

@@ -13,6 +13,7 @@ pub mod fake;
 pub mod fake_client;
 pub mod leaderelection;
 pub mod live;
+pub mod loadbalancer;
 pub mod nodelifecycle;
 pub mod relist;
 pub mod scheduler;

@@ -60,6 +60,15 @@ pub const LOAD_BALANCER_OCTET: u8 = 251;
 pub fn load_balancer_address(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(172, 20, LOAD_BALANCER_OCTET, host)
 }
+
+/// Hosts of that range the load-balancer controller hands to Services' LB nodes; `.1`-`.15`
+/// stay for the lab's own balancers (the API endpoint is `.1`).
+pub const LOAD_BALANCER_SERVICE_HOSTS: std::ops::RangeInclusive<u8> = 16..=254;
+
+/// The load-balancer controller's address pool, lowest first.
+pub fn load_balancer_service_addresses() -> impl Iterator<Item = Ipv4Addr> {
+    LOAD_BALANCER_SERVICE_HOSTS.map(load_balancer_address)
+}
 /// Longest DNS-1123 label (node names are labels).
 const MAX_LABEL_LEN: usize = 63;
 /// Pod-side link-local next hop, as Calico uses.

@@ -11,6 +11,7 @@
 //! userspace copy for access from the host only; traffic inside the lab is forwarded by the
 //! kernel.
 
+pub mod fleet;
 mod forward;
 mod probe;
 
@@ -278,6 +279,11 @@ async fn drive(
     let mut applied: Option<String> = None;
     let mut rendered_generation = 0;
     tracing::info!("balancer {} running", b.config().name);
+    // A rewrite between reading the file and installing the SIGHUP handler is picked up here
+    // (a driver sends no SIGHUP before the line above: it would kill the process).
+    if read_config(&path).is_ok_and(|c| &c != b.config()) {
+        reload(&mut b, &path, &data, now());
+    }
     loop {
         b.handle_timeout(now());
         while let Some(p) = b.poll_probe() {

@@ -14,7 +14,8 @@ pub enum Profile {
 }
 
 impl Profile {
-    fn divisor(self) -> u32 {
+    /// Every timer is divided by this.
+    pub fn divisor(self) -> u32 {
         match self {
             Profile::Upstream => 1,
             Profile::Fast => 10,

@@ -37,6 +37,12 @@ pub struct ServerArgs {
     /// scheduler, disruption, serviceaccount.
     #[arg(long, default_value = "*")]
     pub controllers: String,
+    /// Also run the load-balancer controller (AWS Load Balancer Controller semantics,
+    /// docs/load-balancer.md) with one `zonelab balancer` child per LoadBalancer Service in
+    /// network namespace NETNS (the lab's router, `<prefix>-rt`); files under
+    /// `<data-dir>/balancers`. Off by default.
+    #[arg(long, value_name = "NETNS")]
+    pub load_balancer_netns: Option<String>,
     /// CIDR of ClusterIPs (kube-apiserver).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
@@ -221,6 +227,22 @@ fn build_controllers(
     if args.enabled("serviceaccount") {
         out.push(Box::new(
             controllers::serviceaccounts::ServiceAccountsController::new(),
+        ));
+    }
+    if let Some(netns) = &args.load_balancer_netns {
+        let fleet = crate::balancer::fleet::Fleet::new(crate::balancer::fleet::FleetConfig {
+            dir: crate::balancer::fleet::default_dir(netns),
+            netns: Some(netns.clone()),
+            exe: std::env::current_exe().context("locating the zonelab binary")?,
+        })
+        .context("creating the balancers' directory")?;
+        let pool = controllers::loadbalancer::addresses::Allocator::new(
+            netlab::topology::load_balancer_service_addresses(),
+        );
+        let ctl = controllers::loadbalancer::LoadBalancerController::new(pool)
+            .with_time_divisor(args.profile.divisor());
+        out.push(Box::new(
+            controllers::loadbalancer::cloud::CloudDriven::new(ctl, fleet),
         ));
     }
     Ok(out)

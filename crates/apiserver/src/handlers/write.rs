@@ -335,8 +335,15 @@ where
             svcalloc::rollback_change(server, change);
             return Err(StatusError::invalid(res, name, causes));
         }
-        let finalized =
-            new["metadata"].get("deletionTimestamp").is_some() && finalizers(&new).is_empty();
+        // Upstream `ShouldDeleteDuringUpdate`: only an object whose delete waits for its
+        // finalizers (grace 0 or none) goes with the last one; a pod in graceful termination
+        // stays through its kubelet's status writes.
+        let old_meta = &old["metadata"];
+        let finalized = old_meta.get("deletionTimestamp").is_some()
+            && old_meta["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_none_or(|g| g == 0)
+            && finalizers(&new).is_empty();
         if opts.dry_run {
             svcalloc::rollback_change(server, change);
             return Ok(Written {
