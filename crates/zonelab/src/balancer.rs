@@ -297,7 +297,6 @@ async fn drive(
                 let _ = tx.send((p.id, report)).await;
             });
         }
-        status.write(&mut b);
         if applied.is_none() || rendered_generation != b.routes_generation() {
             rendered_generation = b.routes_generation();
             let script = lb::nft::render(&b.config().name, &b.routes());
@@ -309,6 +308,9 @@ async fn drive(
                 }
             }
         }
+        // Status lines after the table: a reader that sees a state change can rely on the data
+        // path already following it.
+        status.write(&mut b);
         // An unapplied table is retried within a second.
         let wake = b.next_wakeup().map(|t| t.since(now()));
         let wake = match (&applied, wake) {
