@@ -123,13 +123,15 @@ fn best_options<'o>(
         }
         ExpanderKind::Priority => {
             // Without a valid ConfigMap upstream passes every option on; with one, options
-            // whose group matches no rule are not used.
+            // whose group matches no rule are not used ("The group won't be used."), unless
+            // no option matches at all: then every option goes to the random fallback
+            // ("no priorities info found for any of the expansion options").
             let Some(p) = priorities else {
                 return options.iter().collect();
             };
             let prio: Vec<Option<i64>> = options.iter().map(|o| p.of(&o.group)).collect();
             let Some(max) = prio.iter().flatten().copied().max() else {
-                return Vec::new();
+                return options.iter().collect();
             };
             options
                 .iter()

@@ -390,7 +390,8 @@ impl ClusterAutoscaler {
             message: &message,
         });
         let cm = status::config_map(&self.config.status_config_map_name, text, now);
-        self.actions.push(AutoscalerAction::WriteStatus(Box::new(cm)));
+        self.actions
+            .push(AutoscalerAction::WriteStatus(Box::new(cm)));
     }
 }
 

@@ -231,41 +231,92 @@ fn estimate(
     }
     snap.remove_node(&probe);
     let limit = group.max_size.saturating_sub(group.target_size);
-    let mut new_nodes: Vec<String> = Vec::new();
+    let mut bin = Bin {
+        limit,
+        nodes: 0,
+        open: None,
+        local_name: format!("template-{}-bin", group.name),
+    };
     let mut pods = Vec::new();
     let mut requests = Resources::default();
     for i in fitting {
+        let local = snap.node_local(&groups[i].pods[0]);
         for pod in &groups[i].pods {
-            let last_fits = new_nodes
-                .last()
-                .is_some_and(|n| snap.check(input.cache, pod, n).is_ok());
-            if !last_fits {
-                if new_nodes.len() >= limit {
+            let Some(node) = bin.fit(input.cache, &mut snap, group, pod, local) else {
+                if bin.nodes >= limit {
                     break;
                 }
-                let name = format!("template-{}-{}", group.name, new_nodes.len());
-                snap.add_node(template_node(&group.template, &name));
-                if snap.check(input.cache, pod, &name).is_err() {
-                    snap.remove_node(&name);
-                    continue;
-                }
-                new_nodes.push(name);
-            }
-            if let Some(node) = new_nodes.last() {
-                snap.place(pod, node);
-                pods.push(Key::of(&pod.metadata));
-                requests.add(&pod_requests(pod).requested);
-            }
+                continue;
+            };
+            snap.place(pod, &node);
+            pods.push(Key::of(&pod.metadata));
+            requests.add(&pod_requests(pod).requested);
         }
     }
-    let option = (!new_nodes.is_empty()).then(|| ScaleUpOption {
+    let new_nodes = bin.nodes;
+    let option = (new_nodes > 0).then(|| ScaleUpOption {
         group: group.name.clone(),
-        node_count: new_nodes.len(),
+        node_count: new_nodes,
         pods,
         node_allocatable: node_allocatable(&group.template),
         pod_requests: requests,
     });
     GroupResult { option, rejected }
+}
+
+/// Upstream's binpacking estimator state for one group: pods go on the last new node while
+/// they fit, else on a new copy of the template, up to the group's headroom. For pods whose
+/// fit depends on the node alone, one simulated node stands for each new node in turn
+/// (emptied when the next is opened), which keeps the snapshot's node set fixed.
+struct Bin {
+    limit: usize,
+    nodes: usize,
+    /// The node receiving pods now.
+    open: Option<String>,
+    local_name: String,
+}
+
+impl Bin {
+    /// Where `pod` goes, opening a new node if needed; `None` if it fits no new node.
+    fn fit(
+        &mut self,
+        cache: &Cache,
+        snap: &mut ClusterSnapshot,
+        group: &NodeGroupView,
+        pod: &Pod,
+        local: bool,
+    ) -> Option<String> {
+        if let Some(n) = &self.open
+            && snap.check(cache, pod, n).is_ok()
+        {
+            return Some(n.clone());
+        }
+        if self.nodes >= self.limit {
+            return None;
+        }
+        let name = if local {
+            if snap.node(&self.local_name).is_none() {
+                snap.add_node(template_node(&group.template, &self.local_name));
+            } else {
+                snap.clear_placements_on(&self.local_name);
+            }
+            self.local_name.clone()
+        } else {
+            let name = format!("template-{}-{}", group.name, self.nodes);
+            snap.add_node(template_node(&group.template, &name));
+            name
+        };
+        if snap.check(cache, pod, &name).is_err() {
+            // A fresh node does not take it (e.g. spread skew): nothing opened.
+            if !local {
+                snap.remove_node(&name);
+            }
+            return None;
+        }
+        self.nodes += 1;
+        self.open = Some(name.clone());
+        Some(name)
+    }
 }
 
 /// Upstream's NotTriggerScaleUp text: `"<count> <reason>"` per reason over all groups, joined

@@ -356,13 +356,20 @@ fn priority_expander_uses_the_highest_matching_regexp_and_skips_unlisted_groups(
             "seed {seed}"
         );
     }
-    // Only unlisted groups can help: upstream does not use them.
+    // An unlisted group is not used while a listed one can help ...
+    let mut w = World::new(with_expander(ExpanderKind::Priority), groups);
+    w.ca.set_priority_config(Some(&priority_config("10:\n  - ^other$\n")))
+        .expect("valid");
+    w.pending_pod("web-1", "web", "3", json!({}));
+    w.run(10);
+    assert_eq!(w.increases(), vec![("other".to_string(), 1)]);
+    // ... but when no option matches any rule, upstream falls back to random among all.
     let mut w = World::new(with_expander(ExpanderKind::Priority), groups);
     w.ca.set_priority_config(Some(&priority_config("10:\n  - nothing-matches\n")))
         .expect("valid");
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
-    assert!(w.increases().is_empty());
+    assert_eq!(w.increases().len(), 1);
 }
 
 #[test]

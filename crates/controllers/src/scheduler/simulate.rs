@@ -132,6 +132,32 @@ impl ClusterSnapshot {
         }
     }
 
+    /// True when whether `pod` fits a node depends on that node alone: the pod has no hard
+    /// spread constraint and no required anti-affinity, and no placed pod has anti-affinity.
+    /// Then one simulated node can stand for a series of identical fresh nodes
+    /// ([`ClusterSnapshot::clear_placements_on`]).
+    pub fn node_local(&self, pod: &Pod) -> bool {
+        let hard_spread = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.when_unsatisfiable == "DoNotSchedule"));
+        self.anti_affinity_pods.is_empty() && !hard_spread && !has_required_anti_affinity(pod)
+    }
+
+    /// Undo every simulated placement on `node` (it is empty again, as a fresh copy).
+    pub fn clear_placements_on(&mut self, node: &str) {
+        let keys: Vec<Key> = self
+            .placed
+            .iter()
+            .filter(|(_, (n, _, _))| n == node)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.unplace(&k);
+        }
+    }
+
     /// Undo a simulated move of a bound pod: it counts on its own node again.
     pub fn reset(&mut self, pod: &Pod) {
         let key = Key::of(&pod.metadata);
