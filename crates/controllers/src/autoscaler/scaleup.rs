@@ -1,5 +1,5 @@
 //! Scale-up, as upstream's orchestrator: take the pods the scheduler marked Unschedulable,
-//! drop those that will fit on nodes already on their way, then for every node group simulate
+//! drop those that fit on existing nodes or on nodes already on their way, then for every node group simulate
 //! the pods on copies of its template with the scheduler's own filters (binpacking, as
 //! upstream's estimator), let the expander pick one option, and optionally balance it over
 //! similar groups. A pod that fits no group's template triggers nothing and learns why.
@@ -50,8 +50,8 @@ impl std::fmt::Display for Increase {
 pub struct ScaleUpPlan {
     /// Unschedulable pods seen.
     pub unschedulable: usize,
-    /// Of those, pods that will fit on upcoming nodes.
-    pub fit_upcoming: usize,
+    /// Of those, pods that fit on existing or upcoming nodes (no scale-up for them).
+    pub schedulable: usize,
     pub increases: Vec<Increase>,
     /// Pods the chosen scale-up is for.
     pub triggered: Vec<Key>,
@@ -152,24 +152,24 @@ pub fn template_node(template: &Node, name: &str) -> Node {
     node
 }
 
-/// Upstream `filterOutSchedulable` against upcoming nodes: place pods, first fit, on copies
-/// of the templates of nodes already requested; returns the pods left.
-fn drop_fitting_upcoming(
+/// Upstream `filterOutSchedulable`: pods that fit on an existing node (the scheduler has not
+/// retried them yet) or on a node already on its way (a copy of its group's template, one per
+/// upcoming node) are placed there, first fit from the last node used, and need no scale-up.
+/// Once a pod of an equivalence group fits nowhere, the rest of its group is not tried.
+/// Returns the pods left and how many were placed.
+fn filter_out_schedulable(
     input: &ScaleUpInput,
     snap: &mut ClusterSnapshot,
     groups: Vec<EquivalenceGroup>,
 ) -> (Vec<EquivalenceGroup>, usize) {
-    let mut upcoming = Vec::new();
     for g in input.groups {
         for i in 0..input.state.upcoming(g) {
             let name = format!("upcoming-{}-{i}", g.name);
             snap.add_node(template_node(&g.template, &name));
-            upcoming.push(name);
         }
     }
-    if upcoming.is_empty() {
-        return (groups, 0);
-    }
+    let names: Vec<String> = snap.nodes().iter().map(|e| e.name.clone()).collect();
+    let mut hint = 0;
     let mut fitted = 0;
     let mut left = Vec::new();
     for eg in groups {
@@ -179,14 +179,14 @@ fn drop_fitting_upcoming(
             let spot = if exhausted {
                 None
             } else {
-                upcoming
-                    .iter()
-                    .find(|n| snap.check(input.cache, &pod, n).is_ok())
-                    .cloned()
+                (0..names.len())
+                    .map(|k| (hint + k) % names.len())
+                    .find(|&n| snap.check(input.cache, &pod, &names[n]).is_ok())
             };
             match spot {
-                Some(node) => {
-                    snap.place(&pod, &node);
+                Some(n) => {
+                    snap.place(&pod, &names[n]);
+                    hint = n;
                     fitted += 1;
                 }
                 None => {
@@ -352,8 +352,8 @@ pub fn plan(input: &ScaleUpInput, rng: &mut ChaCha8Rng) -> ScaleUpPlan {
     }
     let mut snap = ClusterSnapshot::new(input.cache);
     let (groups, fitted) =
-        drop_fitting_upcoming(input, &mut snap, equivalence_groups(pending.into_iter()));
-    out.fit_upcoming = fitted;
+        filter_out_schedulable(input, &mut snap, equivalence_groups(pending.into_iter()));
+    out.schedulable = fitted;
     if groups.is_empty() {
         return out;
     }

@@ -9,6 +9,19 @@ use super::testworld::{World, spec};
 use super::{AutoscalerConfig, CloudAction, ExpanderKind};
 use crate::nodegroups::INSUFFICIENT_CAPACITY;
 
+/// A world whose nodes are 75 % full (see [`World::fill`]).
+fn busy(cfg: AutoscalerConfig, groups: &[super::testworld::G]) -> World {
+    let mut w = World::new(cfg, groups);
+    w.fill();
+    w
+}
+
+fn busy_specs(cfg: AutoscalerConfig, specs: Vec<crate::nodegroups::NodeGroupSpec>) -> World {
+    let mut w = World::with_specs(cfg, specs);
+    w.fill();
+    w
+}
+
 fn config() -> AutoscalerConfig {
     AutoscalerConfig::default()
 }
@@ -24,7 +37,7 @@ const AB: &[super::testworld::G] = &[("ng-a", "zone-a", 1, 4, 2), ("ng-b", "zone
 
 #[test]
 fn a_pending_pod_scales_up_one_group_by_one_node_with_upstream_event() {
-    let mut w = World::new(config(), AB);
+    let mut w = busy(config(), AB);
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
     let inc = w.increases();
@@ -42,7 +55,7 @@ fn a_pending_pod_scales_up_one_group_by_one_node_with_upstream_event() {
 
 #[test]
 fn pods_that_fit_on_upcoming_nodes_do_not_scale_up_again() {
-    let mut w = World::new(config(), AB);
+    let mut w = busy(config(), AB);
     w.pending_pod("web-1", "web", "3", json!({}));
     // The boot takes 60 s; six scans see the pod still pending.
     w.run(55);
@@ -54,8 +67,19 @@ fn pods_that_fit_on_upcoming_nodes_do_not_scale_up_again() {
 }
 
 #[test]
+fn a_pod_the_scheduler_has_not_retried_yet_fits_an_existing_node_and_scales_nothing() {
+    let mut w = busy(config(), AB);
+    // Marked Unschedulable a moment ago, but a node has room now (e.g. a pod just left).
+    w.pending_pod("web-1", "web", "1", json!({}));
+    w.run(30);
+    assert!(w.increases().is_empty(), "{:?}", w.increases());
+    assert!(w.events_of("NotTriggerScaleUp").is_empty());
+    assert_eq!(w.ca.last_scan().scale_up.schedulable, 1);
+}
+
+#[test]
 fn a_pod_that_fits_no_template_triggers_nothing_and_says_why() {
-    let mut w = World::new(config(), AB);
+    let mut w = busy(config(), AB);
     w.pending_pod("huge", "huge", "64", json!({}));
     w.pending_pod(
         "picky",
@@ -79,7 +103,7 @@ fn a_pod_that_fits_no_template_triggers_nothing_and_says_why() {
 
 #[test]
 fn a_group_at_max_size_is_skipped_with_upstreams_reason() {
-    let mut w = World::new(config(), &[("ng-a", "zone-a", 1, 2, 2)]);
+    let mut w = busy(config(), &[("ng-a", "zone-a", 1, 2, 2)]);
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
     assert!(w.increases().is_empty());
@@ -99,7 +123,7 @@ fn unready(w: &mut World, names: &[&str]) {
 fn halts_only_above_both_unready_thresholds() {
     // 6 nodes; 3 unready is not above --ok-total-unready-count 3: keeps scaling.
     let groups = &[("ng-a", "zone-a", 0, 9, 3), ("ng-b", "zone-b", 0, 9, 3)];
-    let mut w = World::new(config(), groups);
+    let mut w = busy(config(), groups);
     unready(&mut w, &["ng-a-1", "ng-a-2", "ng-a-3"]);
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
@@ -107,7 +131,7 @@ fn halts_only_above_both_unready_thresholds() {
     assert_eq!(w.increases().len(), 1);
 
     // 4 of 6 unready: above 3 and above 45 % of 6 (2.7): every operation halts.
-    let mut w = World::new(config(), groups);
+    let mut w = busy(config(), groups);
     unready(&mut w, &["ng-a-1", "ng-a-2", "ng-a-3", "ng-b-1"]);
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(60);
@@ -119,7 +143,7 @@ fn halts_only_above_both_unready_thresholds() {
 
     // 4 of 10 unready: above the count but not above 45 % (4.5): healthy.
     let groups = &[("ng-a", "zone-a", 0, 9, 5), ("ng-b", "zone-b", 0, 9, 5)];
-    let mut w = World::new(config(), groups);
+    let mut w = busy(config(), groups);
     unready(&mut w, &["ng-a-1", "ng-a-2", "ng-a-3", "ng-a-4"]);
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
@@ -127,7 +151,7 @@ fn halts_only_above_both_unready_thresholds() {
     assert_eq!(w.increases().len(), 1);
 
     // Recovery resumes operations.
-    let mut w = World::new(
+    let mut w = busy(
         config(),
         &[("ng-a", "zone-a", 0, 9, 3), ("ng-b", "zone-b", 0, 9, 3)],
     );
@@ -147,7 +171,7 @@ fn priority_config(text: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn a_failed_launch_in_a_dead_zone_backs_the_group_off_and_scales_elsewhere() {
-    let mut w = World::new(with_expander(ExpanderKind::Priority), AB);
+    let mut w = busy(with_expander(ExpanderKind::Priority), AB);
     // Prefer zone a, so the first attempt goes to the dead zone.
     w.ca.set_priority_config(Some(&priority_config("50:\n  - ng-a\n10:\n  - ng-b\n")))
         .expect("priorities");
@@ -189,7 +213,7 @@ fn a_failed_launch_in_a_dead_zone_backs_the_group_off_and_scales_elsewhere() {
 
 #[test]
 fn backoff_doubles_up_to_the_max_and_a_pod_waits_when_every_group_is_backed_off() {
-    let mut w = World::new(config(), &[("ng-a", "zone-a", 1, 9, 2)]);
+    let mut w = busy(config(), &[("ng-a", "zone-a", 1, 9, 2)]);
     w.cloud.set_zone_fault("zone-a", true);
     w.pending_pod("web-1", "web", "3", json!({}));
     let mut durations = Vec::new();
@@ -223,7 +247,7 @@ fn nodes_that_never_register_time_out_then_are_removed() {
         scale_down_enabled: false,
         ..config()
     };
-    let mut w = World::new(cfg, AB);
+    let mut w = busy(cfg, AB);
     w.join = false;
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
@@ -264,7 +288,7 @@ fn balance_similar_node_groups_spreads_a_scale_up_over_zones() {
         balance_similar_node_groups: true,
         ..config()
     };
-    let mut w = World::new(balanced, groups);
+    let mut w = busy(balanced, groups);
     for i in 0..6 {
         w.pending_pod(&format!("web-{i}"), "web", "3", json!({}));
     }
@@ -276,7 +300,7 @@ fn balance_similar_node_groups_spreads_a_scale_up_over_zones() {
         vec![("ng-a".into(), 2), ("ng-b".into(), 2), ("ng-c".into(), 2)]
     );
 
-    let mut w = World::new(config(), groups);
+    let mut w = busy(config(), groups);
     for i in 0..6 {
         w.pending_pod(&format!("web-{i}"), "web", "3", json!({}));
     }
@@ -300,7 +324,7 @@ fn groups_with_different_node_shapes_are_not_balanced() {
         spec(("ng-a", "zone-a", 0, 10, 1), "4", "16Gi"),
         spec(("ng-b", "zone-b", 0, 10, 1), "8", "32Gi"),
     ];
-    let mut w = World::with_specs(balanced, specs);
+    let mut w = busy_specs(balanced, specs);
     for i in 0..4 {
         w.pending_pod(&format!("web-{i}"), "web", "3", json!({}));
     }
@@ -312,7 +336,7 @@ fn groups_with_different_node_shapes_are_not_balanced() {
 fn least_waste_picks_the_group_leaving_least_idle() {
     // A 3-CPU pod wastes 1 of 4 CPUs on ng-small and 13 of 16 on ng-big.
     let specs = vec![
-        spec(("ng-big", "zone-a", 0, 10, 1), "16", "64Gi"),
+        spec(("ng-big", "zone-a", 0, 10, 0), "16", "64Gi"),
         spec(("ng-small", "zone-b", 0, 10, 1), "4", "16Gi"),
     ];
     for seed in 0..8 {
@@ -320,7 +344,7 @@ fn least_waste_picks_the_group_leaving_least_idle() {
             seed,
             ..with_expander(ExpanderKind::LeastWaste)
         };
-        let mut w = World::with_specs(cfg, specs.clone());
+        let mut w = busy_specs(cfg, specs.clone());
         w.pending_pod("web-1", "web", "3", json!({}));
         w.run(10);
         assert_eq!(
@@ -343,7 +367,7 @@ fn priority_expander_uses_the_highest_matching_regexp_and_skips_unlisted_groups(
             seed,
             ..with_expander(ExpanderKind::Priority)
         };
-        let mut w = World::new(cfg, groups);
+        let mut w = busy(cfg, groups);
         w.ca.set_priority_config(Some(&priority_config(
             "10:\n  - .*ondemand.*\n50:\n  - ^spot-.*\n",
         )))
@@ -357,14 +381,14 @@ fn priority_expander_uses_the_highest_matching_regexp_and_skips_unlisted_groups(
         );
     }
     // An unlisted group is not used while a listed one can help ...
-    let mut w = World::new(with_expander(ExpanderKind::Priority), groups);
+    let mut w = busy(with_expander(ExpanderKind::Priority), groups);
     w.ca.set_priority_config(Some(&priority_config("10:\n  - ^other$\n")))
         .expect("valid");
     w.pending_pod("web-1", "web", "3", json!({}));
     w.run(10);
     assert_eq!(w.increases(), vec![("other".to_string(), 1)]);
     // ... but when no option matches any rule, upstream falls back to random among all.
-    let mut w = World::new(with_expander(ExpanderKind::Priority), groups);
+    let mut w = busy(with_expander(ExpanderKind::Priority), groups);
     w.ca.set_priority_config(Some(&priority_config("10:\n  - nothing-matches\n")))
         .expect("valid");
     w.pending_pod("web-1", "web", "3", json!({}));
@@ -374,7 +398,7 @@ fn priority_expander_uses_the_highest_matching_regexp_and_skips_unlisted_groups(
 
 #[test]
 fn a_bad_priority_config_map_is_reported_and_every_option_stays_usable() {
-    let mut w = World::new(with_expander(ExpanderKind::Priority), AB);
+    let mut w = busy(with_expander(ExpanderKind::Priority), AB);
     let err =
         w.ca.set_priority_config(Some(&priority_config("10:\n  - \"(unclosed\"\n")))
             .unwrap_err();
@@ -401,7 +425,7 @@ fn random_expander_is_seeded_and_uses_every_option() {
     for seed in 0..16 {
         let cfg = AutoscalerConfig { seed, ..config() };
         let run = |cfg: AutoscalerConfig| {
-            let mut w = World::new(cfg, AB);
+            let mut w = busy(cfg, AB);
             w.pending_pod("web-1", "web", "3", json!({}));
             w.run(10);
             w.increases()
@@ -417,7 +441,7 @@ fn random_expander_is_seeded_and_uses_every_option() {
 fn hard_zone_spread_limits_which_zone_can_help() {
     // Pods spread with DoNotSchedule over zones: 2 in zone-a, 1 in zone-b. A new pod only
     // fits in zone-b (skew), so only ng-b's template passes the scheduler's filters.
-    let mut w = World::new(config(), AB);
+    let mut w = busy(config(), AB);
     let spread = json!({"spec": {"topologySpreadConstraints": [{"maxSkew": 1,
         "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
         "labelSelector": {"matchLabels": {"app": "web"}}}]}});
@@ -431,7 +455,7 @@ fn hard_zone_spread_limits_which_zone_can_help() {
 
 #[test]
 fn status_config_map_has_upstreams_shape() {
-    let mut w = World::new(config(), AB);
+    let mut w = busy(config(), AB);
     w.run(10);
     let s = &w.status;
     for line in [

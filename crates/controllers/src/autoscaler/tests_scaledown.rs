@@ -170,7 +170,11 @@ fn unready_nodes_go_after_the_unready_time_not_the_unneeded_time() {
 fn no_removal_within_the_delay_after_a_scale_up() {
     let mut w = World::new(AutoscalerConfig::default(), &[("ng-a", "zone-a", 1, 9, 3)]);
     w.bound_pod("busy", "web", "ng-a-1", "3");
+    // ng-a-2's pod fits beside ng-a-3's: ng-a-2 is unneeded; ng-a-3's then fits nowhere.
+    w.bound_pod("half-2", "web", "ng-a-2", "1.5");
+    w.bound_pod("half-3", "web", "ng-a-3", "1.5");
     w.run(8 * 60);
+    assert_eq!(w.ca.unneeded_since().keys().collect::<Vec<_>>(), ["ng-a-2"]);
     w.pending_pod("web-2", "web", "3", json!({}));
     w.run(10);
     assert_eq!(w.increases().len(), 1);
@@ -182,11 +186,14 @@ fn no_removal_within_the_delay_after_a_scale_up() {
     v["spec"]["nodeName"] = json!("ng-a-4");
     v["status"] = json!({"phase": "Running"});
     w.cache.apply(crate::fake::object(v), false);
-    // ng-a-2 and -3 have been unneeded for over 10 min, but the scale-up at ~8 min delays
-    // removal until 10 min after it.
-    w.run(9 * 60);
+    // ng-a-2 has been unneeded for over 10 min, but the scale-up at ~8 min delays removal
+    // until 10 min after it.
+    w.run(8 * 60);
     assert!(deletes(&w).is_empty(), "{:?}", deletes(&w));
     w.run(2 * 60);
-    assert_eq!(deletes(&w).len(), 1, "{:?}", deletes(&w));
-    assert!(deletes(&w)[0].0 >= 8 * 60 + 10 * 60);
+    // The scale-up was at 481 s (the scan after the pod appeared): removal at 1081 s.
+    assert_eq!(
+        deletes(&w),
+        vec![(481 + 600, "ng-a".into(), vec!["ng-a-2".into()])]
+    );
 }

@@ -91,6 +91,15 @@ impl World {
         w
     }
 
+    /// Put a 3-CPU pod on every node (75 % of 4 CPUs): a pending pod of 3 CPUs fits no
+    /// existing node, and no node is underused.
+    pub fn fill(&mut self) {
+        let nodes: Vec<String> = self.cache.nodes.keys().cloned().collect();
+        for n in nodes {
+            self.bound_pod(&format!("fill-{n}"), "fill", &n, "3");
+        }
+    }
+
     /// Register a Ready node for an instance of `group`, created at `created`.
     pub fn add_node(&mut self, group: &str, name: &str, created: Millis) {
         let mut node = self.templates[group].clone();
