@@ -474,3 +474,36 @@ fn status_config_map_has_upstreams_shape() {
     let parsed: serde_yaml::Value = serde_yaml::from_str(s).expect("valid YAML");
     assert_eq!(parsed["nodeGroups"][1]["name"].as_str(), Some("ng-b"));
 }
+
+#[test]
+fn after_a_zone_loss_a_do_not_schedule_spread_pod_can_only_use_the_dead_zone() {
+    // Upstream's limitation: with `whenUnsatisfiable: DoNotSchedule` over zones, the dead
+    // zone still counts as a domain (its nodes exist, tainted; nodeTaintsPolicy Ignore) with 0
+    // matching pods, so a new pod fits only there — on a template of the dead zone's group.
+    // That launch fails, the group backs off, and no surviving zone can help.
+    let groups = &[
+        ("ng-a", "zone-a", 1, 4, 2),
+        ("ng-b", "zone-b", 1, 4, 2),
+        ("ng-c", "zone-c", 1, 4, 2),
+    ];
+    let mut w = busy(config(), groups);
+    for n in ["ng-b-1", "ng-b-2", "ng-c-1", "ng-c-2"] {
+        w.bound_pod(&format!("web-{n}"), "web", n, "1");
+    }
+    w.set_ready("ng-a-1", "Unknown");
+    w.set_ready("ng-a-2", "Unknown");
+    w.cloud.set_zone_fault("zone-a", true);
+    let spread = json!({"spec": {"topologySpreadConstraints": [{"maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app": "web"}}}]}});
+    w.pending_pod("web-x", "web", "1", spread);
+    w.run(120);
+    assert_eq!(w.increases(), vec![("ng-a".to_string(), 1)]);
+    assert!(w.ca.state().is_backed_off("ng-a", w.now));
+    let last = w.events_of("NotTriggerScaleUp").pop().expect("event");
+    assert_eq!(
+        last.1,
+        "pod didn't trigger scale-up: 1 in backoff after failed scale-up, \
+         2 node(s) didn't match pod topology spread constraints"
+    );
+}
