@@ -330,8 +330,25 @@ impl ClusterAutoscaler {
                     .push(AutoscalerAction::Api(Action::Update(Object::Node(
                         Arc::new(tainted(node, now)),
                     ))));
+                let uid = node.metadata.uid.as_deref().unwrap_or("");
+                self.events.push(EventRecord::new(
+                    COMPONENT,
+                    events::node_ref(&r.node, uid),
+                    EventType::Normal,
+                    "ScaleDown",
+                    "marked the node as toBeDeleted/unschedulable".to_string(),
+                    now,
+                ));
             }
             for pod in &r.evict {
+                self.events.push(EventRecord::new(
+                    COMPONENT,
+                    events::pod_ref(pod),
+                    EventType::Normal,
+                    "ScaleDown",
+                    "deleting pod for node scale down".to_string(),
+                    now,
+                ));
                 self.actions.push(AutoscalerAction::Api(Action::Delete {
                     kind: Kind::Pod,
                     key: Key::of(&pod.metadata),

@@ -93,6 +93,19 @@ fn an_underused_node_is_drained_when_its_pods_fit_elsewhere() {
         }
         other => panic!("unexpected writes {other:?}"),
     }
+    assert_eq!(
+        w.events_of("ScaleDown"),
+        vec![
+            (
+                "ng-a-1".to_string(),
+                "marked the node as toBeDeleted/unschedulable".to_string()
+            ),
+            (
+                "a".to_string(),
+                "deleting pod for node scale down".to_string()
+            ),
+        ]
+    );
 }
 
 #[test]
