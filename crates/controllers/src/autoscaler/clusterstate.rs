@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use super::cloud::{InstanceState, NodeGroupView};
 use super::config::{AutoscalerConfig, ms};
-use crate::time::from_time;
+use crate::workloads::util::created;
 use crate::{Cache, Millis, node_ready_status};
 
 /// Taint the autoscaler puts on a node it is removing (upstream `ToBeDeletedTaint`).
@@ -22,12 +22,11 @@ pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
     pub ready: usize,
-    /// Registered, was ready (or started long ago), not ready now.
+    /// Registered, not ready, older than the startup time.
     pub unready: usize,
-    /// Registered, not ready yet, younger than the startup time.
+    /// Registered, not ready, younger than the startup time (upstream counts such a node as
+    /// still starting even if it was ready before and died: it is "upcoming").
     pub not_started: usize,
-    /// Registered, never became ready within the startup time.
-    pub long_not_started: usize,
     /// Carrying the autoscaler's to-be-deleted taint.
     pub being_deleted: usize,
     /// Instances the cloud launched that have no Node yet.
@@ -40,7 +39,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn registered(&self) -> usize {
-        self.ready + self.unready + self.not_started + self.long_not_started + self.being_deleted
+        self.ready + self.unready + self.not_started + self.being_deleted
     }
 }
 
@@ -87,23 +86,6 @@ pub struct ClusterState {
     pub failed_instances: BTreeMap<String, Vec<String>>,
     /// Unregistered instances per group older than `--max-node-provision-time`.
     pub long_unregistered: BTreeMap<String, Vec<String>>,
-}
-
-/// The node's Ready condition's last transition, if any.
-fn ready_transition(node: &Node) -> Option<Millis> {
-    node.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")?
-        .last_transition_time
-        .as_ref()
-        .map(from_time)
-}
-
-fn created(node: &Node) -> Option<Millis> {
-    node.metadata.creation_timestamp.as_ref().map(from_time)
 }
 
 /// True if the node carries the autoscaler's to-be-deleted taint.
@@ -161,14 +143,12 @@ impl ClusterState {
         if node_ready_status(node) == Some("True") {
             return |r| r.ready += 1;
         }
-        let startup = ms(config.max_node_startup_time);
-        let created = created(node).unwrap_or(now);
-        // Upstream `isNodeStillStarting`: not ready since (about) its creation.
-        let starting = ready_transition(node).is_none_or(|t| t - created < startup);
-        match (starting, now - created < startup) {
-            (true, true) => |r| r.not_started += 1,
-            (true, false) => |r| r.long_not_started += 1,
-            _ => |r| r.unready += 1,
+        // Upstream `updateReadinessStats`: not ready and created less than
+        // `MaxNodeStartupTime` ago is "not started", whatever happened in between.
+        if created(&node.metadata) + ms(config.max_node_startup_time) > now {
+            |r| r.not_started += 1
+        } else {
+            |r| r.unready += 1
         }
     }
 
@@ -331,9 +311,9 @@ impl ClusterState {
         req.expected_add_time = expected;
     }
 
-    /// Upstream `totalUnready`: unready + long not started + long unregistered.
+    /// Upstream `IsClusterHealthy`'s count: the unready nodes.
     pub fn total_unready(&self) -> usize {
-        self.total.unready + self.total.long_not_started + self.total.long_unregistered
+        self.total.unready
     }
 
     /// Upstream `IsClusterHealthy`: unhealthy when the unready count is above BOTH
@@ -344,16 +324,12 @@ impl ClusterState {
             && unready as f64 > config.max_total_unready_percentage / 100.0 * nodes as f64)
     }
 
-    /// Nodes of `group` that will come without another scale-up: the target minus what is
-    /// registered (except not-started nodes, which are still coming), failed or lost.
+    /// Upstream `GetUpcomingNodes`: the target minus ready, unready and long-unregistered
+    /// nodes — so not-started nodes and unregistered instances are upcoming (here failed
+    /// instances and nodes being deleted are not, as they are removed in the same scan).
     pub fn upcoming(&self, group: &NodeGroupView) -> usize {
         let r = self.per_group.get(&group.name).copied().unwrap_or_default();
-        let have = r.ready
-            + r.unready
-            + r.long_not_started
-            + r.being_deleted
-            + r.long_unregistered
-            + r.failed;
+        let have = r.ready + r.unready + r.being_deleted + r.long_unregistered + r.failed;
         group.target_size.saturating_sub(have)
     }
 }

@@ -24,6 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_scaledown;
 #[cfg(test)]
+mod tests_zone_outage;
+#[cfg(test)]
 pub(crate) mod testworld;
 
 use std::collections::BTreeMap;

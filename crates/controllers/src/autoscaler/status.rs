@@ -34,7 +34,7 @@ fn ts(t: Millis) -> String {
 }
 
 fn counts(out: &mut String, indent: &str, r: &Readiness) {
-    let unready = r.unready + r.long_not_started;
+    let unready = r.unready;
     let _ = writeln!(out, "{indent}nodeCounts:");
     let _ = writeln!(out, "{indent}  registered:");
     let _ = writeln!(out, "{indent}    total: {}", r.registered());
