@@ -125,3 +125,9 @@ fn calls_outside_min_and_max_are_rejected_and_change_nothing() {
     assert_eq!(c.views()[0].target_size, 1);
     assert_eq!(c.views()[0].instances.len(), 1);
 }
+
+#[test]
+fn the_fast_profile_divides_the_launch_failure_timeout() {
+    let c = CloudConfig::default().scaled(10);
+    assert_eq!(c.launch_failure_timeout, Duration::from_secs(3));
+}
