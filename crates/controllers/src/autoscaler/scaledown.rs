@@ -114,6 +114,13 @@ pub struct ScaleDownPlan {
     pub removals: Vec<Removal>,
 }
 
+/// Where drained pods may go: every node, tried round-robin from the last one that took a pod
+/// (upstream's predicate checker scans from its last index the same way).
+struct Destinations {
+    names: Vec<String>,
+    hint: usize,
+}
+
 /// Unneeded-node tracking across scans.
 #[derive(Debug, Default)]
 pub struct ScaleDown {
@@ -143,11 +150,15 @@ impl ScaleDown {
         let mut snap = ClusterSnapshot::new(input.cache);
         let mut moves: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
         let mut gone: BTreeSet<String> = BTreeSet::new();
+        let mut dest = Destinations {
+            names: snap.nodes().iter().map(|e| e.name.clone()).collect(),
+            hint: 0,
+        };
         for (name, node) in &input.cache.nodes {
             if !input.state.group_of.contains_key(name) || being_deleted(node) {
                 continue;
             }
-            match self.removable(input, &mut snap, node, &gone) {
+            match self.removable(input, &mut snap, node, &gone, &mut dest) {
                 Ok(pods) => {
                     gone.insert(name.clone());
                     moves.insert(name.clone(), pods);
@@ -177,6 +188,7 @@ impl ScaleDown {
         snap: &mut ClusterSnapshot,
         node: &Node,
         gone: &BTreeSet<String>,
+        dest: &mut Destinations,
     ) -> Result<Vec<Arc<Pod>>, Unremovable> {
         let name = node.metadata.name.as_deref().unwrap_or("");
         let ready = node_ready_status(node) == Some("True");
@@ -185,20 +197,17 @@ impl ScaleDown {
         }
         let pods =
             pods_to_move(input.cache, name, input.config).map_err(Unremovable::BlockedByPod)?;
-        let destinations: Vec<String> = snap
-            .nodes()
-            .iter()
-            .map(|e| e.name.clone())
-            .filter(|n| n != name && !gone.contains(n))
-            .collect();
         let mut moved: Vec<&Arc<Pod>> = Vec::new();
         for pod in &pods {
-            let to = destinations
-                .iter()
-                .find(|d| snap.check(input.cache, pod, d).is_ok());
+            let n = dest.names.len();
+            let to = (0..n).map(|k| (dest.hint + k) % n).find(|&i| {
+                let d = &dest.names[i];
+                d != name && !gone.contains(d) && snap.check(input.cache, pod, d).is_ok()
+            });
             match to {
-                Some(d) => {
-                    snap.place(pod, d);
+                Some(i) => {
+                    snap.place(pod, &dest.names[i]);
+                    dest.hint = i;
                     moved.push(pod);
                 }
                 None => {

@@ -210,13 +210,13 @@ struct GroupResult {
 }
 
 /// Upstream binpacking estimator on one group's template.
+/// The snapshot is left as it was found: placements and template nodes are undone.
 fn estimate(
     input: &ScaleUpInput,
-    base: &ClusterSnapshot,
+    snap: &mut ClusterSnapshot,
     group: &NodeGroupView,
     groups: &[EquivalenceGroup],
 ) -> GroupResult {
-    let mut snap = base.clone();
     let mut rejected = BTreeMap::new();
     let probe = format!("template-{}-probe", group.name);
     snap.add_node(template_node(&group.template, &probe));
@@ -236,13 +236,14 @@ fn estimate(
         nodes: 0,
         open: None,
         local_name: format!("template-{}-bin", group.name),
+        added: Vec::new(),
     };
     let mut pods = Vec::new();
     let mut requests = Resources::default();
     for i in fitting {
         let local = snap.node_local(&groups[i].pods[0]);
         for pod in &groups[i].pods {
-            let Some(node) = bin.fit(input.cache, &mut snap, group, pod, local) else {
+            let Some(node) = bin.fit(input.cache, snap, group, pod, local) else {
                 if bin.nodes >= limit {
                     break;
                 }
@@ -252,6 +253,12 @@ fn estimate(
             pods.push(Key::of(&pod.metadata));
             requests.add(&pod_requests(pod).requested);
         }
+    }
+    for key in &pods {
+        snap.unplace(key);
+    }
+    for node in &bin.added {
+        snap.remove_node(node);
     }
     let new_nodes = bin.nodes;
     let option = (new_nodes > 0).then(|| ScaleUpOption {
@@ -274,6 +281,8 @@ struct Bin {
     /// The node receiving pods now.
     open: Option<String>,
     local_name: String,
+    /// Nodes added to the snapshot (removed when the estimate is done).
+    added: Vec<String>,
 }
 
 impl Bin {
@@ -297,6 +306,7 @@ impl Bin {
         let name = if local {
             if snap.node(&self.local_name).is_none() {
                 snap.add_node(template_node(&group.template, &self.local_name));
+                self.added.push(self.local_name.clone());
             } else {
                 snap.clear_placements_on(&self.local_name);
             }
@@ -304,12 +314,14 @@ impl Bin {
         } else {
             let name = format!("template-{}-{}", group.name, self.nodes);
             snap.add_node(template_node(&group.template, &name));
+            self.added.push(name.clone());
             name
         };
         if snap.check(cache, pod, &name).is_err() {
             // A fresh node does not take it (e.g. spread skew): nothing opened.
             if !local {
                 snap.remove_node(&name);
+                self.added.pop();
             }
             return None;
         }
@@ -374,7 +386,7 @@ pub fn plan(input: &ScaleUpInput, rng: &mut ChaCha8Rng) -> ScaleUpPlan {
             }
             continue;
         }
-        let result = estimate(input, &snap, g, &groups);
+        let result = estimate(input, &mut snap, g, &groups);
         for (i, reasons) in result.rejected {
             refusals[i].push(reasons);
         }
