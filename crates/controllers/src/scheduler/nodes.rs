@@ -83,7 +83,7 @@ impl NodeEntry {
 
 /// Nodes grouped by the value of one topology label: a domain id per node (indexed like the
 /// node table; `None` when the node lacks the label) and the number of domains.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct TopologyIndex {
     pub domain_of: Vec<Option<u32>>,
     pub domains: usize,
@@ -91,7 +91,7 @@ pub struct TopologyIndex {
 
 /// All nodes, sorted by name, with per-node usage. Usage of pods bound to nodes not (yet) in
 /// the table is parked until the node appears.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct NodeTable {
     entries: Vec<NodeEntry>,
     /// Name → position (lookups only; never iterated).

@@ -21,7 +21,7 @@ use super::spread_counts::{Placed, SpreadCounts};
 use crate::{Cache, Key};
 
 /// The cluster as the scheduler sees it, plus simulated nodes and placements.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ClusterSnapshot {
     nodes: NodeTable,
     /// Simulated placements: pod uid → node (never iterated).

@@ -52,7 +52,7 @@ impl Placed {
 }
 
 /// Counts for one (namespace, selector).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Entry {
     namespace: String,
     selector: Selector,
@@ -76,7 +76,7 @@ impl Entry {
 }
 
 /// Placed pods and, per prepared (namespace, selector), matching placed pods per node name.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct SpreadCounts {
     placed: BTreeMap<Key, Placed>,
     /// Few distinct selectors in practice (one per workload using spreading); looked up by
