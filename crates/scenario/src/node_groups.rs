@@ -66,62 +66,17 @@ pub fn check(groups: &[NodeGroup], topology: &Topology) -> Result<(), Problem> {
     let mut initial: BTreeMap<&str, (u32, usize)> = BTreeMap::new();
     let mut headroom: BTreeMap<&str, u32> = BTreeMap::new();
     for (i, g) in groups.iter().enumerate() {
-        let valid = !g.name.is_empty()
-            && g.name.len() <= 40
-            && g.name.starts_with(|c: char| c.is_ascii_lowercase())
-            && g.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid {
-            return Err(problem(
-                at(i, "name"),
-                format!(
-                    "invalid node group name {:?}: expected 1 to 40 lowercase letters, digits or '-', starting with a letter",
-                    g.name
-                ),
-            ));
-        }
-        if groups[..i].iter().any(|o| o.name == g.name) {
-            return Err(problem(
-                at(i, "name"),
-                format!("node group {:?} is listed twice", g.name),
-            ));
-        }
-        if !topology.zones.contains(&g.zone) {
-            return Err(problem(
-                at(i, "zone"),
-                format!(
-                    "unknown zone {:?}: expected one of {}",
-                    g.zone,
-                    topology.zones.join(", ")
-                ),
-            ));
-        }
-        if g.min > g.max {
-            return Err(problem(
-                at(i, "min"),
-                format!("min {} is greater than max {}", g.min, g.max),
-            ));
-        }
-        if g.desired < g.min || g.desired > g.max {
-            return Err(problem(
-                at(i, "desired"),
-                format!(
-                    "desired {} is outside [min {}, max {}]",
-                    g.desired, g.min, g.max
-                ),
-            ));
-        }
+        check_one(groups, i, topology)?;
         let e = initial.entry(g.zone.as_str()).or_insert((0, i));
         e.0 += g.desired;
-        *headroom.entry(g.zone.as_str()).or_default() += g.max;
-        if headroom[g.zone.as_str()] > MAX_NODES_PER_ZONE {
+        let room = headroom.entry(g.zone.as_str()).or_default();
+        *room += g.max;
+        if *room > MAX_NODES_PER_ZONE {
             return Err(problem(
                 at(i, "max"),
                 format!(
-                    "the node groups of zone {:?} may grow to {} nodes; a zone holds at most {MAX_NODES_PER_ZONE}",
-                    g.zone,
-                    headroom[g.zone.as_str()]
+                    "the node groups of zone {:?} may grow to {room} nodes; a zone holds at most {MAX_NODES_PER_ZONE}",
+                    g.zone
                 ),
             ));
         }
@@ -136,6 +91,58 @@ pub fn check(groups: &[NodeGroup], topology: &Topology) -> Result<(), Problem> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The checks of group `i` on its own: name, uniqueness, zone, sizes.
+fn check_one(groups: &[NodeGroup], i: usize, topology: &Topology) -> Result<(), Problem> {
+    let g = &groups[i];
+    let valid = !g.name.is_empty()
+        && g.name.len() <= 40
+        && g.name.starts_with(|c: char| c.is_ascii_lowercase())
+        && g.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(problem(
+            at(i, "name"),
+            format!(
+                "invalid node group name {:?}: expected 1 to 40 lowercase letters, digits or '-', starting with a letter",
+                g.name
+            ),
+        ));
+    }
+    if groups[..i].iter().any(|o| o.name == g.name) {
+        return Err(problem(
+            at(i, "name"),
+            format!("node group {:?} is listed twice", g.name),
+        ));
+    }
+    if !topology.zones.contains(&g.zone) {
+        return Err(problem(
+            at(i, "zone"),
+            format!(
+                "unknown zone {:?}: expected one of {}",
+                g.zone,
+                topology.zones.join(", ")
+            ),
+        ));
+    }
+    if g.min > g.max {
+        return Err(problem(
+            at(i, "min"),
+            format!("min {} is greater than max {}", g.min, g.max),
+        ));
+    }
+    if g.desired < g.min || g.desired > g.max {
+        return Err(problem(
+            at(i, "desired"),
+            format!(
+                "desired {} is outside [min {}, max {}]",
+                g.desired, g.min, g.max
+            ),
+        ));
     }
     Ok(())
 }

@@ -105,38 +105,7 @@ fn outage(age_s: i64, secs: usize) -> Outcome {
         backed_off_a: false,
     };
     for _ in 0..secs {
-        h.advance(1000);
-        cloud.on_tick(h.now);
-        let mut evs = Vec::new();
-        cloud.drain_events(&mut evs);
-        for e in evs {
-            match e {
-                CloudEvent::Running { name, zone, .. } => {
-                    out.launched_zones.insert(zone.clone());
-                    h.put(node(&name, &zone, "True", h.now));
-                }
-                CloudEvent::LaunchFailed { .. } => out.failed += 1,
-                _ => {}
-            }
-        }
-        if ca.next_wakeup().is_some_and(|t| t <= h.now) {
-            ca.on_tick(&h.api.cache, &cloud.views(), h.now);
-            let mut actions = Vec::new();
-            ca.drain_actions(&mut actions);
-            for a in actions {
-                match a {
-                    AutoscalerAction::Cloud(CloudAction::IncreaseSize { group, delta }) => {
-                        out.first_increase_s.get_or_insert((h.now - t_fault) / 1000);
-                        cloud.increase_size(&group, delta).expect("increase")
-                    }
-                    AutoscalerAction::Cloud(CloudAction::DeleteNodes { group, nodes }) => {
-                        cloud.delete_nodes(&group, &nodes).expect("delete")
-                    }
-                    AutoscalerAction::Api(_) => panic!("no scale-down expected: {a:?}"),
-                    AutoscalerAction::WriteStatus(_) => {}
-                }
-            }
-        }
+        step(&mut h, &mut cloud, &mut ca, t_fault, &mut out);
     }
     for p in ["web-r1", "web-r2"] {
         let pod: Arc<_> = h.api.cache.pods[&Key::new("default", p)].clone();
@@ -157,6 +126,49 @@ fn outage(age_s: i64, secs: usize) -> Outcome {
     }
     out.backed_off_a = ca.state().backoff.contains_key("ng-a");
     out
+}
+
+/// One virtual second: controllers, then the cloud (booted nodes join), then an autoscaler
+/// scan when due, its cloud calls carried out.
+fn step(
+    h: &mut Harness,
+    cloud: &mut Cloud,
+    ca: &mut ClusterAutoscaler,
+    t_fault: i64,
+    out: &mut Outcome,
+) {
+    h.advance(1000);
+    cloud.on_tick(h.now);
+    let mut evs = Vec::new();
+    cloud.drain_events(&mut evs);
+    for e in evs {
+        match e {
+            CloudEvent::Running { name, zone, .. } => {
+                out.launched_zones.insert(zone.clone());
+                h.put(node(&name, &zone, "True", h.now));
+            }
+            CloudEvent::LaunchFailed { .. } => out.failed += 1,
+            _ => {}
+        }
+    }
+    if ca.next_wakeup().is_some_and(|t| t <= h.now) {
+        ca.on_tick(&h.api.cache, &cloud.views(), h.now);
+        let mut actions = Vec::new();
+        ca.drain_actions(&mut actions);
+        for a in actions {
+            match a {
+                AutoscalerAction::Cloud(CloudAction::IncreaseSize { group, delta }) => {
+                    out.first_increase_s.get_or_insert((h.now - t_fault) / 1000);
+                    cloud.increase_size(&group, delta).expect("increase")
+                }
+                AutoscalerAction::Cloud(CloudAction::DeleteNodes { group, nodes }) => {
+                    cloud.delete_nodes(&group, &nodes).expect("delete")
+                }
+                AutoscalerAction::Api(_) => panic!("no scale-down expected: {a:?}"),
+                AutoscalerAction::WriteStatus(_) => {}
+            }
+        }
+    }
 }
 
 #[test]
