@@ -5,6 +5,7 @@
 //! never reads a clock, sleeps or does I/O, so the same struct runs in the live server
 //! ([`live`]) and, later, in the simulator in virtual time.
 
+pub mod autoscaler;
 pub mod cache;
 pub mod disruption;
 pub mod endpointslice;
@@ -14,6 +15,7 @@ pub mod fake_client;
 pub mod leaderelection;
 pub mod live;
 pub mod loadbalancer;
+pub mod nodegroups;
 pub mod nodelifecycle;
 pub mod relist;
 pub mod scheduler;

@@ -5,6 +5,7 @@
 pub mod duration;
 pub mod locate;
 pub mod model;
+pub mod node_groups;
 pub mod validate;
 
 #[cfg(test)]
@@ -17,6 +18,7 @@ pub use model::{
     Client, DEFAULT_CAP, Fault, FaultTarget, FaultType, NodeCapacity, Profile, ProxyMode, Run,
     Scenario, ServiceRef, Slo, Topology, Until, Workload,
 };
+pub use node_groups::NodeGroup;
 pub use validate::{MAX_NODES_PER_ZONE, MAX_ZONES};
 
 /// Why a scenario file was rejected. Every variant names the file; `Syntax` and `Invalid`

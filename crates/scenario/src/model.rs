@@ -20,6 +20,9 @@ pub struct Scenario {
     /// Zones, nodes and node capacity (default: zones a, b, c; 2 nodes per zone).
     #[serde(default)]
     pub topology: Topology,
+    /// Auto-scaling node groups, one zone each (default none: static nodes).
+    #[serde(default)]
+    pub node_groups: Vec<crate::node_groups::NodeGroup>,
     /// Timing profile of the control plane (default `fast`).
     #[serde(default)]
     pub profile: Profile,

@@ -237,3 +237,89 @@ fn load_reports_missing_file() {
         "{e}"
     );
 }
+
+const GROUPS: &str = r#"name: eks
+topology: {zones: [a, b], nodesPerZone: 2}
+profile: upstream
+nodeGroups:
+  - {name: ng-a, zone: a, min: 1, max: 4, desired: 2}
+  - name: ng-b
+    zone: b
+    min: 1
+    max: 4
+    desired: 2
+    bootDelay: 90s
+run: {duration: 60s}
+"#;
+
+#[test]
+fn node_groups_parse_with_profile_dependent_boot_delay() {
+    let s = Scenario::parse(GROUPS, "s.yaml").unwrap();
+    assert_eq!(s.node_groups.len(), 2);
+    let a = &s.node_groups[0];
+    assert_eq!((a.min, a.max, a.desired), (1, 4, 2));
+    assert_eq!(a.boot_delay(Profile::Upstream), Duration::from_secs(60));
+    assert_eq!(a.boot_delay(Profile::Fast), Duration::from_secs(6));
+    assert_eq!(
+        s.node_groups[1].boot_delay(Profile::Fast),
+        Duration::from_secs(90)
+    );
+    assert!(
+        Scenario::parse(FULL, "s.yaml")
+            .unwrap()
+            .node_groups
+            .is_empty()
+    );
+}
+
+#[test]
+fn node_group_min_above_max_is_rejected_at_its_line_and_column() {
+    let text = GROUPS.replace("    min: 1\n    max: 4", "    min: 5\n    max: 4");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((8, 10)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "s.yaml:8:10: nodeGroups[1].min: min 5 is greater than max 4"
+    );
+    let text = GROUPS.replace("min: 1, max: 4, desired: 2}", "min: 3, max: 2, desired: 2}");
+    let e = err(&text);
+    assert_eq!(e.location(), Some((5, 32)), "{e}");
+}
+
+#[test]
+fn node_group_bad_zone_desired_and_duplicates_are_located() {
+    let e = err(&GROUPS.replace("zone: a,", "zone: c,"));
+    assert_eq!(e.location(), Some((5, 24)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("unknown zone \"c\": expected one of a, b"),
+        "{e}"
+    );
+
+    let e = err(&GROUPS.replace("    desired: 2\n", "    desired: 7\n"));
+    assert!(
+        e.to_string()
+            .ends_with("nodeGroups[1].desired: desired 7 is outside [min 1, max 4]"),
+        "{e}"
+    );
+
+    let e = err(&GROUPS.replace("name: ng-b", "name: ng-a"));
+    assert!(
+        e.to_string()
+            .contains("node group \"ng-a\" is listed twice"),
+        "{e}"
+    );
+
+    let e = err(&GROUPS.replace("desired: 2}", "desired: 1}"));
+    assert!(
+        e.to_string()
+            .contains("start with 1 nodes but topology.nodesPerZone is 2"),
+        "{e}"
+    );
+
+    let e = err(&GROUPS.replace("bootDelay: 90s", "bootDelay: soon"));
+    assert_eq!(e.location().map(|l| l.0), Some(11), "{e}");
+
+    let e = err(&GROUPS.replace("    max: 4\n", "    max: 300\n"));
+    assert!(e.to_string().contains("a zone holds at most 244"), "{e}");
+}

@@ -36,6 +36,7 @@ pub fn validate(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     check_topology(&s.topology)?;
+    crate::node_groups::check(&s.node_groups, &s.topology)?;
     check_workloads(s)?;
     check_clients(s)?;
     check_run(s)?;

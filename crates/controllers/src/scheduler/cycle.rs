@@ -147,6 +147,23 @@ fn fit(pod: &PodCtx, node: &NodeEntry) -> Result<(), NodeFailure> {
     }
 }
 
+/// Run the filter plugins for `pod` on the one node at `idx` of the snapshot's table: the
+/// what-if check the cluster autoscaler's simulation uses (upstream `CheckPredicates`, which
+/// runs the scheduler framework's filters). `Err` holds the failing plugin's reasons.
+pub fn check_node(snap: &Snapshot, pod: &Pod, idx: usize) -> Result<(), Vec<String>> {
+    let ctx = PodCtx::new(pod);
+    let spread = SpreadFilter::new(snap, &ctx);
+    let anti = AntiAffinity::new(snap, &ctx);
+    filter(
+        &ctx,
+        &snap.nodes.entries()[idx],
+        idx,
+        spread.as_ref(),
+        anti.as_ref(),
+    )
+    .map_err(|f| f.reasons)
+}
+
 /// The filter plugins in upstream's default order; the first failing plugin decides.
 fn filter(
     pod: &PodCtx,

@@ -18,6 +18,7 @@ mod nodes;
 mod queue;
 mod resources;
 mod selectors;
+pub mod simulate;
 mod spread;
 mod spread_counts;
 #[cfg(test)]
@@ -30,12 +31,11 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-pub use resources::parse_milli;
+pub use resources::{PodUsage, Resources, node_allocatable, parse_milli, pod_requests};
 
 use self::cycle::{CycleParams, Snapshot, is_terminal, schedule_one};
 use self::nodes::NodeTable;
 use self::queue::{QueueTiming, SchedulingQueue};
-use self::resources::{PodUsage, pod_requests};
 use self::spread_counts::{Placed, SpreadCounts};
 use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;

@@ -1,0 +1,133 @@
+//! The node-group cloud in virtual time: launches, boots, capacity faults, min/max.
+
+use std::time::Duration;
+
+use super::*;
+use crate::autoscaler::testworld::template;
+use crate::fake::T0;
+
+fn cloud() -> Cloud {
+    let spec = |name: &str, zone: &str| NodeGroupSpec {
+        name: name.into(),
+        zone: zone.into(),
+        min: 1,
+        max: 3,
+        desired: 1,
+        boot_delay: Duration::from_secs(60),
+        template: template(zone, "4", "16Gi"),
+    };
+    Cloud::new(
+        vec![spec("ng-a", "zone-a"), spec("ng-b", "zone-b")],
+        CloudConfig::default(),
+    )
+}
+
+fn drain(c: &mut Cloud) -> Vec<CloudEvent> {
+    let mut out = Vec::new();
+    c.drain_events(&mut out);
+    out
+}
+
+#[test]
+fn initial_instances_run_and_a_launch_boots_after_the_boot_delay() {
+    let mut c = cloud();
+    assert_eq!(c.running().len(), 2);
+    c.increase_size("ng-a", 1).expect("increase");
+    assert!(c.launches_owed());
+    c.on_tick(T0);
+    assert_eq!(
+        drain(&mut c),
+        vec![CloudEvent::Launched {
+            group: "ng-a".into(),
+            name: "ng-a-2".into(),
+            zone: "zone-a".into()
+        }]
+    );
+    assert_eq!(c.next_wakeup(), Some(T0 + 60_000));
+    c.on_tick(T0 + 59_999);
+    assert!(drain(&mut c).is_empty());
+    let view = &c.views()[0];
+    assert_eq!(view.target_size, 2);
+    assert_eq!(view.instances[1].state, InstanceState::Creating);
+    c.on_tick(T0 + 60_000);
+    assert_eq!(
+        drain(&mut c),
+        vec![CloudEvent::Running {
+            group: "ng-a".into(),
+            name: "ng-a-2".into(),
+            zone: "zone-a".into()
+        }]
+    );
+    assert_eq!(c.next_wakeup(), None);
+}
+
+#[test]
+fn a_launch_in_a_faulted_zone_fails_after_the_timeout_with_insufficient_capacity() {
+    let mut c = cloud();
+    c.set_zone_fault("zone-a", true);
+    c.increase_size("ng-a", 1).expect("increase");
+    c.on_tick(T0);
+    drain(&mut c);
+    c.on_tick(T0 + 29_999);
+    assert!(drain(&mut c).is_empty());
+    c.on_tick(T0 + 30_000);
+    assert!(matches!(
+        drain(&mut c)[..],
+        [CloudEvent::LaunchFailed { .. }]
+    ));
+    let failed = &c.views()[0].instances[1];
+    let err = failed.error.as_ref().expect("error");
+    assert_eq!(err.class, InstanceErrorClass::OutOfResources);
+    assert_eq!(err.code, INSUFFICIENT_CAPACITY);
+    // The failed instance stays (desired stays 2) until deleted, which may go below min.
+    assert_eq!(c.views()[0].target_size, 2);
+    c.delete_nodes("ng-a", &["ng-a-2".to_string()])
+        .expect("delete");
+    assert_eq!(c.views()[0].target_size, 1);
+    // Other zones are unaffected; the fault lifted, launches boot again.
+    c.set_zone_fault("zone-a", false);
+    c.increase_size("ng-a", 1).expect("increase");
+    c.on_tick(T0 + 40_000);
+    c.on_tick(T0 + 100_000);
+    assert!(
+        drain(&mut c)
+            .iter()
+            .any(|e| matches!(e, CloudEvent::Running { name, .. } if name == "ng-a-3"))
+    );
+}
+
+#[test]
+fn calls_outside_min_and_max_are_rejected_and_change_nothing() {
+    let mut c = cloud();
+    assert_eq!(
+        c.increase_size("ng-a", 3),
+        Err(CloudError::TooLarge { desired: 4, max: 3 })
+    );
+    assert_eq!(
+        c.increase_size("ng-a", 3).unwrap_err().to_string(),
+        "size increase too large - desired:4 max:3"
+    );
+    assert_eq!(
+        c.delete_nodes("ng-a", &["ng-a-1".to_string()]),
+        Err(CloudError::MinSizeReached)
+    );
+    assert_eq!(
+        c.delete_nodes("ng-a", &["ng-b-1".to_string()]),
+        Err(CloudError::NotInGroup {
+            node: "ng-b-1".into(),
+            group: "ng-a".into()
+        })
+    );
+    assert_eq!(
+        c.increase_size("nope", 1),
+        Err(CloudError::NoSuchGroup("nope".into()))
+    );
+    assert_eq!(c.views()[0].target_size, 1);
+    assert_eq!(c.views()[0].instances.len(), 1);
+}
+
+#[test]
+fn the_fast_profile_divides_the_launch_failure_timeout() {
+    let c = CloudConfig::default().scaled(10);
+    assert_eq!(c.launch_failure_timeout, Duration::from_secs(3));
+}
