@@ -2,10 +2,11 @@
 //! the Service that holds them, so API servers sharing one store never hand out a value twice.
 //!
 //! Start at [`create_ops`] (reserve what a write took) and [`release_ops`] (give back what a
-//! Service held). A ClusterIP is an upstream `networking.k8s.io/v1` IPAddress object stored
-//! under upstream's key (`/registry/ipaddresses/<ip>`, with `spec.parentRef` to the Service);
-//! a NodePort is one key per port under `/registry/servicenodeports/<port>` (upstream keeps one
-//! bitmap key `/registry/ranges/servicenodeports` updated by compare-and-swap instead).
+//! Service held). A ClusterIP is an upstream `networking.k8s.io/v1` IPAddress object (with
+//! `spec.parentRef` to the Service) stored where this server keeps that resource's objects
+//! (`/registry/networking.k8s.io/ipaddresses/<ip>`; upstream: `/registry/ipaddresses/<ip>`);
+//! a NodePort is one key per port under `/registry/core/servicenodeports/<port>` (upstream
+//! keeps one bitmap key `/registry/ranges/servicenodeports` updated by compare-and-swap).
 
 use std::net::Ipv4Addr;
 
@@ -17,10 +18,10 @@ use store::{ListOptions, Op, Store, StoreError};
 use crate::alloc::Allocated;
 use crate::objects;
 
-/// Upstream's etcd prefix of IPAddress objects.
-pub const IP_PREFIX: &str = "/registry/ipaddresses/";
+/// IPAddress objects, in this server's key layout (`/registry/<group>/<plural>/`).
+pub const IP_PREFIX: &str = "/registry/networking.k8s.io/ipaddresses/";
 /// One key per reserved node port (ours; see the module doc).
-pub const NODE_PORT_PREFIX: &str = "/registry/servicenodeports/";
+pub const NODE_PORT_PREFIX: &str = "/registry/core/servicenodeports/";
 
 /// Upstream `ipallocator.ControllerName`, the IPAddress `managed-by` label value.
 const MANAGED_BY: &str = "ipallocator.k8s.io";
@@ -172,11 +173,14 @@ mod tests {
     #[test]
     fn keys_round_trip_and_other_keys_are_not_reservations() {
         let ip: Ipv4Addr = "10.96.0.10".parse().unwrap();
-        assert_eq!(ip_key(ip), "/registry/ipaddresses/10.96.0.10");
+        assert_eq!(
+            ip_key(ip),
+            "/registry/networking.k8s.io/ipaddresses/10.96.0.10"
+        );
         assert_eq!(parse_key(&ip_key(ip)), Some(Reserved::Ip(ip)));
         assert_eq!(parse_key(&port_key(30080)), Some(Reserved::Port(30080)));
-        assert_eq!(parse_key("/registry/services/specs/default/a"), None);
-        assert_eq!(parse_key("/registry/ipaddresses/not-an-ip"), None);
+        assert_eq!(parse_key("/registry/core/services/default/a"), None);
+        assert_eq!(parse_key("/registry/networking.k8s.io/ipaddresses/x"), None);
     }
 
     #[test]
