@@ -316,3 +316,95 @@ async fn a_store_without_reservations_gets_them_at_start_up() {
         "only kubernetes' IP stays"
     );
 }
+
+/// PUT `svc` through `server`: (code, body).
+async fn put(server: &Arc<Server>, svc: &Value) -> (u16, Value) {
+    let name = svc["metadata"]["name"].as_str().expect("name");
+    let url = format!("/api/v1/namespaces/default/services/{name}");
+    crate::handlers::evict::server_tests::call(
+        server,
+        http::Method::PUT,
+        &url,
+        "application/json",
+        svc.clone(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn updates_take_and_give_back_reservations_in_the_same_write() {
+    let store: SharedStore = Arc::new(store::MemStore::new());
+    let a = Server::new(Arc::clone(&store), config())
+        .await
+        .expect("server a");
+    let b = Server::new(Arc::clone(&store), config())
+        .await
+        .expect("server b");
+    let ips = || reserved(&*store, IP_PREFIX);
+    let ports = || reserved(&*store, NODE_PORT_PREFIX);
+    let other = create_object(
+        &a,
+        services(),
+        Some("default"),
+        node_port_service("other"),
+        OPTS,
+    )
+    .await
+    .expect("create");
+    let other_port = other.object["spec"]["ports"][0]["nodePort"].clone();
+    let mut svc = create_object(
+        &a,
+        services(),
+        Some("default"),
+        node_port_service("u"),
+        OPTS,
+    )
+    .await
+    .expect("create")
+    .object;
+    assert_eq!((ips().await.len(), ports().await.len()), (3, 2));
+
+    // NodePort -> ClusterIP through server b: the node port's reservation goes.
+    svc["spec"]["type"] = json!("ClusterIP");
+    svc["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("externalTrafficPolicy");
+    let (code, body) = put(&b, &svc).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!((ips().await.len(), ports().await.len()), (3, 1));
+
+    // ClusterIP -> ExternalName: the IPAddress goes.
+    let mut svc = body;
+    svc["spec"] = json!({"type": "ExternalName", "externalName": "example.com"});
+    let (code, body) = put(&b, &svc).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!((ips().await.len(), ports().await.len()), (2, 1));
+
+    // Back to NodePort asking for the port `other` holds (through a, b never saw it): refused
+    // with upstream's error, nothing reserved.
+    let mut svc = body;
+    svc["spec"] = json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": other_port}],
+                         "selector": {"app": "x"}});
+    let (code, body) = put(&b, &svc).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("provided port is already allocated"),
+        "{body}"
+    );
+    assert_eq!((ips().await.len(), ports().await.len()), (2, 1));
+
+    // Without the taken port: a new IP and port, reserved with the update.
+    svc["spec"]["ports"][0]
+        .as_object_mut()
+        .expect("port")
+        .remove("nodePort");
+    let (code, body) = put(&b, &svc).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!((ips().await.len(), ports().await.len()), (3, 2));
+    let ip = body["spec"]["clusterIP"].as_str().expect("ip").to_string();
+    assert!(ips().await.contains(&ip), "{body}");
+}
