@@ -5,6 +5,8 @@
 //! Start at [`create_stored`], [`write_update`] and [`delete_stored`]; the local bitmaps are a
 //! cache of the store's reservations ([`adopt_stored`] at start-up).
 
+use std::collections::BTreeSet;
+
 use api::resources::ResourceInfo;
 use api::status::StatusError;
 use chrono::Utc;
@@ -288,6 +290,8 @@ pub async fn delete_stored(
 /// reservations existed), then load the bitmaps from the store's reservations. Idempotent.
 pub async fn adopt_stored(server: &Server, services: &[Value]) -> Result<(), StoreError> {
     let existing = reservations::list(&*server.store).await?;
+    let known_ips: BTreeSet<_> = existing.cluster_ips.iter().collect();
+    let known_ports: BTreeSet<_> = existing.node_ports.iter().collect();
     let now = Utc::now();
     for svc in services {
         let held = lock(server)
@@ -295,11 +299,11 @@ pub async fn adopt_stored(server: &Server, services: &[Value]) -> Result<(), Sto
             .held_by(svc);
         let missing = crate::alloc::Allocated {
             cluster_ips: (held.cluster_ips.iter())
-                .filter(|ip| !existing.cluster_ips.contains(ip))
+                .filter(|ip| !known_ips.contains(ip))
                 .copied()
                 .collect(),
             node_ports: (held.node_ports.iter())
-                .filter(|p| !existing.node_ports.contains(p))
+                .filter(|p| !known_ports.contains(p))
                 .copied()
                 .collect(),
         };
