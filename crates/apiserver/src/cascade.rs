@@ -93,9 +93,14 @@ pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusErr
         for kv in &page.items {
             // Upstream's namespace controller waits for graceful pod termination; we delete at
             // once so an agent-less namespace never hangs in Terminating.
-            let _ = server.store.delete(&kv.key, None).await;
             if let Ok(obj) = objects::decode(kv) {
-                crate::svcalloc::release_service(server, res, &obj);
+                let deleted =
+                    crate::svcalloc::delete_stored(server, res, &kv.key, None, &[&obj]).await;
+                if deleted.is_ok() {
+                    crate::svcalloc::release_service(server, res, &obj);
+                }
+            } else {
+                let _ = server.store.delete(&kv.key, None).await;
             }
         }
     }

@@ -19,9 +19,13 @@ pub mod negotiate;
 pub mod objects;
 pub mod path;
 pub mod render;
+mod reservations;
 pub mod select;
 pub mod server;
 mod svcalloc;
 pub mod table;
 
 pub use server::{Config, Server};
+
+#[cfg(test)]
+mod svcalloc_tests;

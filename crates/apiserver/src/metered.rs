@@ -47,12 +47,16 @@ pub fn group_resource(key: &str) -> String {
     }
 }
 
-/// The etcd3 store's operation name for a transaction.
+/// The etcd3 store's operation name for a transaction: its ops' kind when they share one (a
+/// Service create with its ClusterIP/NodePort reservations is a `create`), else `txn`.
 fn txn_operation(ops: &[Op]) -> &'static str {
-    match ops {
-        [Op::Create { .. }] => "create",
-        [Op::Update { .. }] => "update",
-        [Op::Delete { .. }] => "delete",
+    let name = |op: &Op| match op {
+        Op::Create { .. } => "create",
+        Op::Update { .. } => "update",
+        Op::Delete { .. } => "delete",
+    };
+    match ops.split_first() {
+        Some((first, rest)) if rest.iter().all(|o| name(o) == name(first)) => name(first),
         _ => "txn",
     }
 }

@@ -125,6 +125,9 @@ impl Server {
             metrics,
             authorizer: Box::new(crate::authz::AlwaysAllow),
         });
+        crate::svcalloc::adopt_stored(&server, &services)
+            .await
+            .map_err(StartError::Store)?;
         crate::bootstrap::ensure_builtins(&server)
             .await
             .map_err(StartError::Bootstrap)?;

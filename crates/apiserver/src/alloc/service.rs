@@ -140,6 +140,47 @@ impl ServiceAllocations {
         }
     }
 
+    /// What a stored Service holds in this server's ranges: its primary ClusterIP, node ports
+    /// and health-check node port (the values [`Self::release_service`] gives back).
+    pub fn held_by(&self, svc: &Value) -> Allocated {
+        let view = ServiceView::of(svc);
+        let mut held = Allocated::default();
+        if view.needs_cluster_ip()
+            && let Some(ip) = view.primary_ipv4()
+            && self.ips.contains(IpAddr::V4(ip))
+        {
+            held.cluster_ips.push(ip);
+        }
+        let mut ports = view.node_ports();
+        if view.needs_health_check() && view.health_check_node_port != 0 {
+            ports.insert(view.health_check_node_port);
+        }
+        held.node_ports = ports
+            .into_iter()
+            .filter_map(|p| u16::try_from(p).ok())
+            .filter(|&p| self.ports.contains(u32::from(p)))
+            .collect();
+        held
+    }
+
+    /// Replaces the bitmaps' contents with `taken` (the reservations in the store): the bitmaps
+    /// are a cache of the store's reservations, refreshed when they disagree with it.
+    pub fn reset_to(&mut self, taken: &Allocated) {
+        self.ips = IpAllocator::new(*self.ips.range());
+        self.ports = PortAllocator::new(*self.ports.range());
+        self.mark(taken);
+    }
+
+    /// Marks `taken` as in use (already held elsewhere; values outside the ranges are ignored).
+    pub fn mark(&mut self, taken: &Allocated) {
+        for ip in &taken.cluster_ips {
+            let _ = self.ips.allocate(IpAddr::V4(*ip));
+        }
+        for port in &taken.node_ports {
+            let _ = self.ports.allocate(u32::from(*port));
+        }
+    }
+
     pub(super) fn release_port(&mut self, port: i64) {
         if let Ok(p) = u32::try_from(port) {
             self.ports.release(p);

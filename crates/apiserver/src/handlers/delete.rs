@@ -187,7 +187,9 @@ async fn delete_internal(
                     .update(&key, objects::encode(&obj), Some(kv.mod_revision))
                     .await
             }
-            None => server.store.delete(&key, Some(kv.mod_revision)).await,
+            None => {
+                svcalloc::delete_stored(server, res, &key, Some(kv.mod_revision), &[&obj]).await
+            }
         };
         match result {
             Ok(written) => {

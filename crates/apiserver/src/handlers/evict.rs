@@ -379,7 +379,7 @@ async fn decrement(
 
 #[cfg(test)]
 #[path = "evict_tests.rs"]
-mod server_tests;
+pub(crate) mod server_tests;
 
 #[cfg(test)]
 mod tests {

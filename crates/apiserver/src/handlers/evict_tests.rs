@@ -16,7 +16,7 @@ async fn server() -> Arc<Server> {
     Server::new(store, Config::default()).await.expect("server")
 }
 
-async fn call(
+pub(crate) async fn call(
     server: &Arc<Server>,
     method: Method,
     url: &str,

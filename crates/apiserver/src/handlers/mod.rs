@@ -18,7 +18,7 @@ use crate::server::{Body, Server};
 
 mod delete;
 mod events_v1;
-mod evict;
+pub(crate) mod evict;
 mod read;
 mod sub;
 mod write;

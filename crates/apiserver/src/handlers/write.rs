@@ -240,8 +240,8 @@ pub async fn create_object(
     if let Some(ns) = namespace.filter(|_| res.namespaced) {
         ensure_namespace(server, ns).await?;
     }
-    let taken = svcalloc::for_create(server, res, &mut obj)?;
     if opts.dry_run {
+        let taken = svcalloc::for_create(server, res, &mut obj)?;
         svcalloc::rollback(server, taken);
         return Ok(Written {
             object: obj,
@@ -249,22 +249,16 @@ pub async fn create_object(
         });
     }
     let key = objects::key(res, namespace, &name);
-    match server.store.create(&key, objects::encode(&obj)).await {
-        Ok(kv) => {
-            objects::set_resource_version(&mut obj, kv.mod_revision);
-            Ok(Written {
-                object: obj,
-                warnings,
-            })
-        }
-        Err(e) => {
-            svcalloc::rollback(server, taken);
-            Err(match e {
-                StoreError::AlreadyExists { .. } => StatusError::already_exists(res, &name),
-                other => super::store_failure(other),
-            })
-        }
-    }
+    let kv = svcalloc::create_stored(server, res, &key, &mut obj, |e| match e {
+        StoreError::AlreadyExists { .. } => StatusError::already_exists(res, &name),
+        other => super::store_failure(other),
+    })
+    .await?;
+    objects::set_resource_version(&mut obj, kv.mod_revision);
+    Ok(Written {
+        object: obj,
+        warnings,
+    })
 }
 
 /// POST a new object into a collection.
@@ -362,14 +356,18 @@ where
                 warnings,
             });
         }
-        let result = if finalized {
-            server.store.delete(&key, Some(kv.mod_revision)).await
-        } else {
-            server
-                .store
-                .update(&key, encoded, Some(kv.mod_revision))
-                .await
-        };
+        let result = svcalloc::write_update(
+            server,
+            res,
+            &key,
+            kv.mod_revision,
+            encoded,
+            finalized,
+            &old,
+            &new,
+            &change,
+        )
+        .await;
         match result {
             Ok(written) => {
                 svcalloc::commit_change(server, change);
@@ -381,6 +379,12 @@ where
                     object: new,
                     warnings,
                 });
+            }
+            Err(e) if svcalloc::reserved_elsewhere(&e).is_some() => {
+                if let Some(r) = svcalloc::reserved_elsewhere(&e) {
+                    svcalloc::reserved_elsewhere_on_update(server, change, r);
+                }
+                continue;
             }
             Err(StoreError::Conflict { actual, .. }) if precondition.is_none() => {
                 svcalloc::rollback_change(server, change);
