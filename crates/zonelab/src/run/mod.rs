@@ -437,6 +437,7 @@ impl RunBase<'_> {
             services: self.services.to_vec(),
             t0_ms: self.t0,
             end_ms,
+            control_plane: None,
         };
         (meta, events)
     }
