@@ -537,6 +537,9 @@ async fn inject(
             Target::Node,
             netlab::topology::node_name(&base.args.prefix, &zone, index),
         ),
+        Some(FaultTarget::EtcdLeader) => {
+            bail!("fault target etcd-leader: this lab has no etcd control plane in the zones")
+        }
         None => bail!("fault target {:?} is not in the lab", f.target),
     };
     let mode = match f.kind {
