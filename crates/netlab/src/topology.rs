@@ -18,6 +18,9 @@
 //! (global index, zone-major) gets the pod CIDR `10.244.g.0/24` and the router routes that
 //! CIDR via the node IP.
 //!
+//! Load-balancer node addresses are `172.20.251.<n>` ([`load_balancer_address`]), local to the
+//! router namespace where `zonelab balancer` runs; every lab namespace already routes there.
+//!
 //! Node and control-plane addresses live in 172.20.0.0/16 on purpose: kube-proxy drops new
 //! connections to unallocated addresses of the service range (10.96.0.0/12 covers
 //! 10.96.0.0 – 10.111.255.255), so node addresses inside it would cut nodes off from the
@@ -51,9 +54,14 @@ pub const MAX_NODES: u32 = 256;
 pub const CONTROL_PLANE_OCTET: u8 = 250;
 /// Host number of a zone's control-plane host (`172.20.<zone>.10`): below the first node (`.11`).
 pub const ZONE_CONTROL_PLANE_HOST: u8 = 10;
-/// Third octet of the load balancers' subnet `172.20.251.0/24` (virtual addresses the router
-/// DNATs; no interface holds them).
+/// Third octet of the load balancers' addresses `172.20.251.0/24`: the LB nodes' addresses,
+/// held by the namespace the balancer runs in (the router's), routed to by nobody else.
 pub const LOAD_BALANCER_OCTET: u8 = 251;
+
+/// Address `host` (1-254) of the load-balancer range `172.20.251.0/24`.
+pub fn load_balancer_address(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(172, 20, LOAD_BALANCER_OCTET, host)
+}
 /// Longest DNS-1123 label (node names are labels).
 const MAX_LABEL_LEN: usize = 63;
 /// Pod-side link-local next hop, as Calico uses.
