@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::clock::epoch_ms;
 use crate::flags::Profile;
 
+mod balancer;
+pub mod control_plane;
+
+use control_plane::ZonalControlPlane;
+
 /// Port the API server listens on inside the control-plane namespace (for agents).
 pub const LAB_API_PORT: u16 = 6443;
 
@@ -54,7 +59,8 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Fail a zone or a node: `fail zone a --mode power|partition|graceful`.
+    /// Fail a zone or a node: `fail zone a --mode power|partition|graceful`; `fail zone
+    /// etcd-leader` fails the zone whose etcd member leads now.
     Fail {
         #[arg(value_enum)]
         what: Target,
@@ -104,6 +110,14 @@ pub struct UpArgs {
     /// How long to wait for every node to be Ready.
     #[arg(long, default_value = "90s", value_parser = crate::flags::parse_duration)]
     pub wait: Duration,
+    /// API servers: 1 (outside the zones, embedded store) or the number of zones (one per
+    /// zone, with `--control-plane-store etcd`).
+    #[arg(long, default_value_t = 1)]
+    pub control_plane_replicas: u32,
+    /// `embedded` (one server outside the zones) or `etcd` (an etcd member and an API server
+    /// in every zone, behind a load balancer).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    pub control_plane_store: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -121,6 +135,10 @@ pub struct LabConfig {
     /// Extra flags every agent gets (also when `recover` restarts one).
     #[serde(default)]
     pub agent_flags: Vec<String>,
+    /// The control plane in the zones (`None`: one server outside them; then `server_pid` is
+    /// that server, else the balancer serving `api`).
+    #[serde(default)]
+    pub zonal: Option<ZonalControlPlane>,
 }
 
 /// Everything `lab up` needs, whether it comes from flags or from a scenario file.
@@ -136,6 +154,30 @@ pub struct UpPlan {
     pub server_flags: Vec<String>,
     /// Extra `zonelab agent` flags (`--name=value`).
     pub agent_flags: Vec<String>,
+    /// An etcd member and an API server in every zone (else one embedded server outside).
+    pub etcd_in_zones: bool,
+}
+
+/// `--control-plane-replicas` and `--control-plane-store` (the scenario's `controlPlane`
+/// rules): whether the control plane runs in the zones.
+pub fn etcd_in_zones(replicas: u32, store: &str, zones: usize) -> anyhow::Result<bool> {
+    match store {
+        "embedded" => {
+            anyhow::ensure!(
+                replicas == 1,
+                "--control-plane-replicas {replicas}: the embedded store serves one API server outside the zones; use 1, or --control-plane-store etcd with {zones} (one per zone)"
+            );
+            Ok(false)
+        }
+        "etcd" => {
+            anyhow::ensure!(
+                replicas as usize == zones,
+                "--control-plane-replicas {replicas}: --control-plane-store etcd runs one etcd member and one API server in every zone; use {zones} (the number of zones)"
+            );
+            Ok(true)
+        }
+        other => bail!("--control-plane-store {other:?}: expected embedded or etcd"),
+    }
 }
 
 fn profile_name(p: Profile) -> &'static str {
@@ -314,7 +356,10 @@ pub fn agent_argv(
         "--pod-cidr".into(),
         format!("{}/24", node.pod_cidr),
         "--server".into(),
-        format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+        match &cfg.zonal {
+            Some(z) => format!("http://{}", z.vip),
+            None => format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+        },
         "--lab-prefix".into(),
         topo.prefix.clone(),
         "--proxy-mode".into(),
@@ -388,8 +433,15 @@ fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<ProcId> {
 }
 
 async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
+    let zones = parse_zones(&up.zones)?;
+    let etcd_in_zones = etcd_in_zones(
+        up.control_plane_replicas,
+        &up.control_plane_store,
+        zones.len(),
+    )?;
     let plan = UpPlan {
-        zones: parse_zones(&up.zones)?,
+        zones,
+        etcd_in_zones,
         nodes_per_zone: up.nodes_per_zone,
         profile: up.profile,
         proxy_mode: up.proxy_mode.clone(),
@@ -410,12 +462,21 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         zones: plan.zones.clone(),
         nodes_per_zone: plan.nodes_per_zone,
     };
-    let topo = Topology::new(&spec)?;
+    let mut topo = Topology::new(&spec)?;
+    if plan.etcd_in_zones {
+        topo = topo.with_zone_control_planes();
+    }
     let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
     crate::preflight::tools(&plan.proxy_mode)?;
+    if plan.etcd_in_zones {
+        crate::preflight::etcd()?;
+    }
     if let Ok(old) = load_config(state_dir, prefix) {
         eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
         kill_pid(old.server());
+        control_plane::all_procs(&state_dir.join(prefix))
+            .into_iter()
+            .for_each(kill_pid);
     }
     crate::ports::check_free(api).context("the API port")?;
     let r = runner();
@@ -428,7 +489,23 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     );
     let exe = std::env::current_exe()?;
     let dir = state_dir.join(prefix);
-    let (server_pid, api) = start_server(&exe, &dir, &topo, plan)?;
+    let zonal = plan.etcd_in_zones.then(|| ZonalControlPlane {
+        store: "etcd".into(),
+        zones: plan.zones.clone(),
+        vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
+        profile: profile_name(plan.profile).into(),
+        server_flags: plan.server_flags.clone(),
+    });
+    let (server_pid, log) = match &zonal {
+        Some(z) => (
+            control_plane::start(&dir, &exe, &topo, z, api)?,
+            dir.join("logs").join(balancer::LOG),
+        ),
+        None => (
+            start_server(&exe, &dir, &topo, plan)?.0,
+            dir.join("server.log"),
+        ),
+    };
     let cfg = LabConfig {
         prefix: prefix.to_string(),
         api,
@@ -438,6 +515,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
         agent_flags: plan.agent_flags.clone(),
+        zonal,
     };
     std::fs::write(
         config_path(state_dir, prefix),
@@ -449,8 +527,8 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         || server.alive(),
         server_pid,
         api,
-        &dir.join("server.log"),
-        Duration::from_secs(20),
+        &log,
+        Duration::from_secs(if cfg.zonal.is_some() { 60 } else { 20 }),
     )
     .await?;
     eprintln!(
@@ -466,8 +544,9 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     let running = || {
         anyhow::ensure!(
             server.alive(),
-            "the API server (pid {server_pid}) exited; the end of server.log:\n{}",
-            crate::preflight::log_tail(&dir.join("server.log"), 15)
+            "the API server (pid {server_pid}) exited; the end of {}:\n{}",
+            log.display(),
+            crate::preflight::log_tail(&log, 15)
         );
         for n in &topo.nodes {
             anyhow::ensure!(
@@ -525,6 +604,9 @@ fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
 pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
     if let Ok(cfg) = load_config(state_dir, prefix) {
         kill_pid(cfg.server());
+        control_plane::all_procs(&state_dir.join(prefix))
+            .into_iter()
+            .for_each(kill_pid);
         for n in &cfg.topology.nodes {
             if let Some(p) = agent_pid(state_dir, prefix, &n.name) {
                 p.signal("KILL");
@@ -673,10 +755,15 @@ pub fn inject(
     let mut effective_ms = epoch_ms();
     match (mode, what) {
         (FailMode::Power, _) => {
-            // Every node cut at once, then killed: the cut is when the power went.
-            lab.isolate_nodes(&nodes)?;
+            // Every node (and the zone's control-plane host) cut at once, then killed: the cut
+            // is when the power went.
+            let hosts = match what {
+                Target::Zone => cfg.topology.zone_hosts(name),
+                Target::Node => nodes.clone(),
+            };
+            lab.isolate_nodes(&hosts)?;
             effective_ms = epoch_ms();
-            lab.power_off_nodes(&nodes)?;
+            lab.power_off_nodes(&hosts)?;
         }
         (FailMode::Partition, Target::Zone) => {
             lab.partition_zone(name)?;
@@ -734,14 +821,21 @@ pub fn heal(state_dir: &Path, prefix: &str, what: Target, name: &str) -> anyhow:
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let exe = std::env::current_exe()?;
     let nodes = nodes_of(&cfg, what, name)?;
-    if what == Target::Zone {
-        lab.heal_zone(name)?;
-    }
-    for n in &nodes {
+    let hosts = match what {
+        Target::Zone => {
+            lab.heal_zone(name)?;
+            cfg.topology.zone_hosts(name)
+        }
+        Target::Node => nodes.clone(),
+    };
+    for n in &hosts {
         lab.power_on_node(n)?;
         lab.heal_node(n)?;
     }
     let effective_ms = epoch_ms();
+    if let (Some(z), Target::Zone) = (&cfg.zonal, what) {
+        control_plane::restart_zone(&state_dir.join(prefix), &exe, &cfg.topology, z, name)?;
+    }
     for n in &nodes {
         finish_graceful_stop(state_dir, prefix, n);
         if agent_pid(state_dir, prefix, n).is_none() {
@@ -777,6 +871,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             cmd,
         } => exec(&args, namespace, pod, cmd).await,
         LabCommand::Fail { what, name, mode } => {
+            let name = &control_plane::resolve(&args.state_dir, &args.prefix, *what, name)?;
             let nodes = inject(&args.state_dir, &args.prefix, *what, name, *mode)?.nodes;
             println!(
                 "{what:?} {name}: {mode:?} failure injected ({} node(s))",
@@ -801,5 +896,19 @@ mod tests {
         assert_eq!(parse_zones("3").unwrap(), vec!["a", "b", "c"]);
         assert_eq!(parse_zones("x, y").unwrap(), vec!["x", "y"]);
         assert!(parse_zones("0").is_err());
+    }
+
+    #[test]
+    fn control_plane_flags_follow_the_scenario_rules() {
+        assert!(!etcd_in_zones(1, "embedded", 3).expect("default"));
+        assert!(etcd_in_zones(3, "etcd", 3).expect("one per zone"));
+        let e = etcd_in_zones(3, "embedded", 3).expect_err("embedded x3");
+        assert!(
+            e.to_string()
+                .contains("the embedded store serves one API server"),
+            "{e}"
+        );
+        let e = etcd_in_zones(2, "etcd", 3).expect_err("etcd x2 of 3 zones");
+        assert!(e.to_string().contains("use 3 (the number of zones)"), "{e}");
     }
 }
