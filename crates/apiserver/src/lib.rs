@@ -5,6 +5,7 @@
 //! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]).
 
 pub mod alloc;
+pub mod audit;
 pub mod authz;
 mod bootstrap;
 mod cascade;

@@ -49,6 +49,8 @@ pub struct Config {
     pub default_not_ready_toleration_seconds: i64,
     /// `--default-unreachable-toleration-seconds` (300).
     pub default_unreachable_toleration_seconds: i64,
+    /// `--audit-log-path`: one audit Event per mutating request (see [`crate::audit`]).
+    pub audit_log_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(10),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            audit_log_path: None,
         }
     }
 }
@@ -73,6 +76,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("bootstrapping built-in objects failed: {0}")]
     Bootstrap(StatusError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditOpenError),
 }
 
 /// The API server. Cheap to share (`Arc`).
@@ -84,6 +89,8 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     /// Decides what requests may do; today upstream's `AlwaysAllow`.
     pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
+    /// `--audit-log-path`, when set.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Server {
@@ -105,7 +112,12 @@ impl Server {
         for issue in issues {
             tracing::warn!("allocator repair: {issue}");
         }
+        let audit = cfg
+            .audit_log_path
+            .as_deref()
+            .map(crate::audit::AuditLog::open);
         let server = Arc::new(Server {
+            audit: audit.transpose()?,
             store,
             cfg,
             alloc: Mutex::new(alloc),
@@ -177,6 +189,11 @@ impl Server {
             &query,
             content_type.as_deref(),
         );
+        let audit = self.audit.as_ref().and_then(|a| {
+            a.begin(&parts, target.as_ref().ok(), || {
+                crate::objects::new_uid(&mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+        });
         let _inflight = (labels.verb != "WATCH").then(|| {
             self.metrics
                 .inflight(!matches!(labels.verb, "GET" | "LIST"))
@@ -204,6 +221,9 @@ impl Server {
         };
         self.metrics
             .record_request(labels, resp.status().as_u16(), started.elapsed());
+        audit
+            .into_iter()
+            .for_each(|a| a.finish(resp.status().as_u16()));
         match long_running {
             // The watch stays counted as open until its body stream ends.
             Some(guard) if resp.status().is_success() => {

@@ -11,6 +11,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod fake;
 pub mod fake_client;
+pub mod leaderelection;
 pub mod live;
 pub mod nodelifecycle;
 pub mod relist;

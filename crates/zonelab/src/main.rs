@@ -11,6 +11,7 @@ mod agent;
 mod clock;
 mod conntrack;
 mod echo;
+mod election;
 mod flags;
 mod lab;
 mod load;

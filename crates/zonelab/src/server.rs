@@ -13,7 +13,7 @@ use controllers::Controller;
 
 use crate::flags::{Profile, parse_duration, parse_port_range};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct ServerArgs {
     /// Where the durable store lives; state survives restarts.
     #[arg(long, default_value = "/var/lib/zonelab/server")]
@@ -83,6 +83,13 @@ pub struct ServerArgs {
     /// How often watchers that allow bookmarks receive one.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub bookmark_interval: Duration,
+    /// Write one audit.k8s.io/v1 Event (Metadata level) per mutating request to FILE, as JSON
+    /// lines (kube-apiserver `--audit-log-path`; `-` is stdout's upstream meaning, not
+    /// supported).
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    #[command(flatten)]
+    pub election: crate::election::ElectionArgs,
 }
 
 /// The node-failure timers after applying the profile and explicit flags.
@@ -219,7 +226,8 @@ fn build_controllers(
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let timers = args.timers();
-    let controllers = build_controllers(&args, &timers)?;
+    build_controllers(&args, &timers)?;
+    args.election.validate(args.profile)?;
     let opts = store::StoreOptions {
         history_capacity: args.watch_history,
         ..Default::default()
@@ -246,6 +254,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         bookmark_interval: args.bookmark_interval,
         default_not_ready_toleration_seconds: timers.not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: timers.unreachable_toleration_seconds,
+        audit_log_path: args.audit_log_path.clone(),
     };
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
@@ -258,17 +267,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!("also serving on http://{extra} in network namespace {netns}");
         tokio::spawn(Arc::clone(&server).accept_loop(l));
     }
-    if !controllers.is_empty() {
-        // The controllers are API clients of this very server, over loopback.
-        let local = if addr.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        } else {
-            addr
-        };
-        let url: http::Uri = format!("http://{local}").parse()?;
-        let client = kube::Client::try_from(kube::Config::new(url))?;
-        tokio::spawn(controllers::live::run(client, controllers));
-    }
+    // The controllers are API clients of this very server, over loopback.
+    let local = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let kube_config = kube::Config::new(format!("http://{local}").parse()?);
+    let build_args = args.clone();
+    let build = move || build_controllers(&build_args, &timers).unwrap_or_default();
+    crate::election::spawn(&args.election, args.profile, kube_config, build)?;
     tokio::select! {
         r = serving => r?.context("serving")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),

@@ -152,11 +152,13 @@ pub async fn handle(
     }
 }
 
+/// No authentication yet: every request acts as the cluster admin.
+pub const USERNAME: &str = "system:admin";
+
 /// Answer an access review (never stored): 201 with the computed status.
 fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_json()?;
-    // No authentication yet: every request acts as the cluster admin.
-    let user = "system:admin";
+    let user = USERNAME;
     let answer = match t.res.kind {
         "SelfSubjectAccessReview" => crate::authz::access_review(&*server.authorizer, user, &body)?,
         _ => crate::authz::rules_review(&*server.authorizer, user, &body)?,

@@ -21,7 +21,9 @@ use tokio::sync::mpsc;
 
 use crate::cache::{Cache, Change, Key, Object};
 use crate::relist::{self, Step};
+pub mod elected;
 pub mod event_writer;
+pub mod fence;
 pub mod writes;
 
 use crate::{Action, Controller, Kind, Millis, WriteError};
@@ -57,7 +59,8 @@ pub fn spawn_informer<K, F>(
     kind: Kind,
     wrap: F,
     tx: mpsc::Sender<Feed>,
-) where
+) -> tokio::task::JoinHandle<()>
+where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + DeserializeOwned
@@ -79,7 +82,7 @@ pub fn spawn_informer<K, F>(
                 return;
             }
         }
-    });
+    })
 }
 
 fn kind_name(kind: Kind) -> &'static str {
@@ -114,77 +117,95 @@ pub fn relist_changes(cache: &mut Cache, kind: Kind, listed: Vec<Object>) -> Vec
     changes
 }
 
-fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) {
-    spawn_informer::<Pod, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Pod,
-        |o| Object::Pod(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<Node, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Node,
-        |o| Object::Node(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<Service, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Service,
-        |o| Object::Service(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<EndpointSlice, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::EndpointSlice,
-        |o| Object::EndpointSlice(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<Lease, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Lease,
-        |o| Object::Lease(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<Deployment, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Deployment,
-        |o| Object::Deployment(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<ReplicaSet, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::ReplicaSet,
-        |o| Object::ReplicaSet(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<PodDisruptionBudget, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::PodDisruptionBudget,
-        |o| Object::PodDisruptionBudget(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<Namespace, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::Namespace,
-        |o| Object::Namespace(Arc::new(o)),
-        tx.clone(),
-    );
-    spawn_informer::<ServiceAccount, _>(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        Kind::ServiceAccount,
-        |o| Object::ServiceAccount(Arc::new(o)),
-        tx.clone(),
-    );
+fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers {
+    let cfg = watcher::Config::default;
+    let handles = [
+        spawn_informer::<Pod, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Pod,
+            |o| Object::Pod(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<Node, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Node,
+            |o| Object::Node(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<Service, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Service,
+            |o| Object::Service(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<EndpointSlice, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::EndpointSlice,
+            |o| Object::EndpointSlice(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<Lease, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Lease,
+            |o| Object::Lease(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<Deployment, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Deployment,
+            |o| Object::Deployment(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<ReplicaSet, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::ReplicaSet,
+            |o| Object::ReplicaSet(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<PodDisruptionBudget, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::PodDisruptionBudget,
+            |o| Object::PodDisruptionBudget(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<Namespace, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::Namespace,
+            |o| Object::Namespace(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<ServiceAccount, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::ServiceAccount,
+            |o| Object::ServiceAccount(Arc::new(o)),
+            tx.clone(),
+        ),
+    ];
+    Informers(
+        handles
+            .iter()
+            .map(tokio::task::JoinHandle::abort_handle)
+            .collect(),
+    )
+}
+
+/// The informer tasks of one driver run; dropping it stops them.
+pub struct Informers(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Informers {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 const ALL_KINDS: [Kind; 10] = [
@@ -203,7 +224,7 @@ const ALL_KINDS: [Kind; 10] = [
 /// Run `controllers` against the API server `client` talks to, until the process ends.
 pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>) {
     let (tx, mut rx) = mpsc::channel::<Feed>(EVENT_BUFFER);
-    start_informers(&client, &tx);
+    let _informers = start_informers(&client, &tx);
     let mut writes: Writes<usize> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut cache = Cache::new();
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
