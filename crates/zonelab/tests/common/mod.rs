@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod lab;
+pub mod scenario;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
