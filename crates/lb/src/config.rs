@@ -32,7 +32,7 @@ pub const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
 pub const THRESHOLD_RANGE: std::ops::RangeInclusive<u32> = 2..=10;
 /// NLB matchers accept codes 200–599 (ELBv2 `Matcher.HttpCode`).
 pub const MATCHER_RANGE: std::ops::RangeInclusive<u16> = 200..=599;
-/// The balancer's name goes into the interface `zlb-<name>` (at most 15 bytes).
+/// The balancer's name goes into the address label `lo:<name>` (at most 15 bytes).
 pub const MAX_NAME_LEN: usize = 11;
 
 /// A whole balancer: its LB nodes, listeners and target groups.
@@ -40,7 +40,7 @@ pub const MAX_NAME_LEN: usize = 11;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BalancerConfig {
     /// `[a-z0-9-]`, at most 11 characters: names the nft table `zonelab-lb-<name>` and the
-    /// interface `zlb-<name>` that holds the node addresses.
+    /// label `lo:<name>` of the node addresses.
     pub name: String,
     /// Cross-zone load balancing; off by default, as NLB's `load_balancing.cross_zone.enabled`.
     #[serde(default)]

@@ -3,11 +3,12 @@
 //! lab` builds and breaks labs, `zonelab run`/`demo`/`report` run scenarios and report on them.
 //!
 //! Start at [`main`]; each role lives in its own module ([`server`], [`agent`], [`lab`],
-//! [`run`], [`load`], [`echo`]).
+//! [`run`], [`load`], [`echo`], [`balancer`]).
 
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod balancer;
 mod clock;
 mod conntrack;
 mod echo;
@@ -52,6 +53,8 @@ enum Command {
     Demo(run::DemoArgs),
     /// Analyse a run's records again and rewrite its report.json and report.html.
     Report(run::ReportArgs),
+    /// Run an NLB-style L4 load balancer in a network namespace (nftables DNAT, health checks).
+    Balancer(balancer::BalancerArgs),
 }
 
 fn main() {
@@ -75,6 +78,7 @@ impl Command {
             Command::Run(_) => "run",
             Command::Demo(_) => "demo",
             Command::Report(_) => "report",
+            Command::Balancer(_) => "balancer",
         }
     }
 }
@@ -117,6 +121,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let code = rt.block_on(run::demo(args))?;
             std::process::exit(code);
         }
+        // Its own threads: the health checker enters the namespace on a dedicated one.
+        Command::Balancer(args) => balancer::run(args),
         Command::Report(args) => {
             run::report(args)?;
             Ok(())
