@@ -18,6 +18,8 @@ mod zones;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_takeover;
+#[cfg(test)]
 mod tests_zones;
 
 use std::collections::{BTreeMap, BTreeSet};
