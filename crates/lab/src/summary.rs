@@ -152,11 +152,15 @@ fn control_plane(s: &mut String, r: &Report) {
         cp.store, cp.members
     );
     let dash = |z: &Option<String>| z.clone().unwrap_or_else(|| "-".into());
-    let took = |t: Option<f64>| t.map_or("did not move".to_string(), |t| format!("+{t:.1} s"));
+    let took = |t: Option<f64>| {
+        t.map_or("did not move".to_string(), |t| {
+            format!("took over +{t:.1} s after the fault")
+        })
+    };
     if cp.store == "etcd" {
         let _ = writeln!(
             s,
-            "  etcd leader: zone {} -> zone {} (new leader seen {})",
+            "  etcd leader: zone {} -> zone {} ({})",
             dash(&cp.etcd_leader_zone_before),
             dash(&cp.etcd_leader_zone_after),
             took(cp.etcd_leader_elected_s)
@@ -179,7 +183,7 @@ fn control_plane(s: &mut String, r: &Report) {
         if before.is_some() || after.is_some() {
             let _ = writeln!(
                 s,
-                "  {role}: {} -> {} (failover {})",
+                "  {role}: {} -> {} ({})",
                 dash(before),
                 dash(after),
                 took(t)

@@ -227,7 +227,8 @@ fn runner() -> Arc<dyn Runner> {
 
 pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
     let url: http::Uri = format!("http://{api}").parse()?;
-    Ok(kube::Client::try_from(kube::Config::new(url))?)
+    let config = crate::client::config(url, crate::client::MIN_READ_TIMEOUT);
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// A process the lab started: its pid and kernel start time, so a recycled pid is never taken
@@ -289,6 +290,7 @@ fn start_server(
         .arg(format!("{}={cp}", topo.control_plane.netns))
         .arg("--profile")
         .arg(profile_name(up.profile))
+        .args(crate::client::bookmark_flag(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod balancer;
+mod client;
 mod clock;
 mod conntrack;
 mod echo;
