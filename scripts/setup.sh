@@ -3,7 +3,8 @@
 # (with apt-get, only what is missing) every tool the lab, its agents and the tests execute —
 # the list `zonelab` checks before it builds a lab (crates/netlab/src/preflight.rs):
 #   nft (nftables), iptables-restore/iptables (iptables), ip (iproute2), conntrack (conntrack),
-#   sysctl/kill/pgrep (procps), python3 (netlab tests), curl (demo).
+#   sysctl/kill/pgrep (procps), python3 (netlab tests), curl (demo), etcd (etcd-server: the
+#   etcd store backend and its tests).
 # kubectl is not a Debian package: the integration tests need it on PATH (this script says so).
 # Needs root. Used by .ci/run and demo.sh; README's "Run the tests" starts here.
 set -euo pipefail
@@ -15,7 +16,8 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pair in nft:nftables iptables-restore:iptables iptables:iptables ip:iproute2 \
-            conntrack:conntrack sysctl:procps kill:procps pgrep:procps python3:python3 curl:curl; do
+            conntrack:conntrack sysctl:procps kill:procps pgrep:procps python3:python3 curl:curl \
+            etcd:etcd-server; do
   tool=${pair%%:*}; pkg=${pair#*:}
   if ! command -v "$tool" >/dev/null 2>&1; then
     case " ${need[*]-} " in *" $pkg "*) ;; *) need+=("$pkg") ;; esac

@@ -291,6 +291,26 @@ impl StatusError {
         )
     }
 
+    /// 503 ServiceUnavailable (upstream `NewServiceUnavailable`): the message is the reason,
+    /// e.g. the storage error when etcd cannot be reached.
+    pub fn service_unavailable(message: impl Into<String>) -> StatusError {
+        Self::with(503, "ServiceUnavailable", message.into())
+    }
+
+    /// 504 Timeout (upstream `NewTimeoutError`): `Timeout: <message>`, retry after
+    /// `retry_after_seconds` (omitted when 0).
+    pub fn timeout(message: &str, retry_after_seconds: u32) -> StatusError {
+        StatusError {
+            details: (retry_after_seconds > 0).then(|| {
+                Box::new(Details {
+                    retry_after_seconds: Some(retry_after_seconds),
+                    ..Details::default()
+                })
+            }),
+            ..Self::with(504, "Timeout", format!("Timeout: {message}"))
+        }
+    }
+
     /// 504 Timeout for a resourceVersion newer than the store's.
     pub fn too_large_resource_version(requested: u64, current: u64) -> StatusError {
         StatusError {
@@ -407,6 +427,28 @@ mod tests {
             two.to_status()["details"]["causes"][1]["field"],
             "metadata.name"
         );
+    }
+
+    #[test]
+    fn unavailable_and_timeout_as_upstream() {
+        let u = StatusError::service_unavailable("etcdserver: no leader").to_status();
+        assert_eq!(
+            (
+                u["code"].as_u64(),
+                u["reason"].as_str(),
+                u["message"].as_str()
+            ),
+            (
+                Some(503),
+                Some("ServiceUnavailable"),
+                Some("etcdserver: no leader")
+            )
+        );
+        let t = StatusError::timeout("etcdserver: request timed out", 1).to_status();
+        assert_eq!(t["code"], 504);
+        assert_eq!(t["reason"], "Timeout");
+        assert_eq!(t["message"], "Timeout: etcdserver: request timed out");
+        assert_eq!(t["details"]["retryAfterSeconds"], 1);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn ensure_builtins(server: &Server) -> Result<(), StatusError> {
             .store
             .get(&objects::key(nsres, None, ns))
             .await
-            .map_err(StatusError::internal)?;
+            .map_err(crate::handlers::store_failure)?;
         if exists.is_none() {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             ignore_exists(create_object(server, nsres, None, obj, opts).await)?;
@@ -62,7 +62,7 @@ pub async fn ensure_builtins(server: &Server) -> Result<(), StatusError> {
         .store
         .get(&objects::key(svc, Some("default"), "kubernetes"))
         .await
-        .map_err(StatusError::internal)?;
+        .map_err(crate::handlers::store_failure)?;
     if exists.is_none() {
         let ip = crate::svcalloc::first_ip(server)?;
         let obj = json!({

@@ -44,7 +44,7 @@ pub async fn dependents(
                 store::ListOptions::default(),
             )
             .await
-            .map_err(StatusError::internal)?;
+            .map_err(crate::handlers::store_failure)?;
         for kv in &page.items {
             let obj = objects::decode(kv)?;
             if !owned_by(&obj, owner_uid) {
@@ -89,7 +89,7 @@ pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusErr
                 store::ListOptions::default(),
             )
             .await
-            .map_err(StatusError::internal)?;
+            .map_err(crate::handlers::store_failure)?;
         for kv in &page.items {
             // Upstream's namespace controller waits for graceful pod termination; we delete at
             // once so an agent-less namespace never hangs in Terminating.
@@ -107,6 +107,6 @@ pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusErr
         .await
     {
         Ok(_) | Err(store::StoreError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(StatusError::internal(e)),
+        Err(e) => Err(crate::handlers::store_failure(e)),
     }
 }

@@ -12,6 +12,7 @@ mod cascade;
 pub mod discovery;
 pub mod event_ttl;
 pub mod handlers;
+pub mod health;
 mod metered;
 pub mod metrics;
 pub mod negotiate;

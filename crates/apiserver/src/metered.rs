@@ -101,6 +101,10 @@ impl Store for MeteredStore {
         self.inner.request_progress()
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner.health().await
+    }
+
     async fn wait_for_revision(&self, revision: Revision) {
         self.inner.wait_for_revision(revision).await
     }

@@ -7,11 +7,14 @@ use std::collections::BTreeMap;
 use api::resources::{self, ResourceInfo};
 use api::status::StatusError;
 
+use crate::health::Probe;
+
 /// What a URL path addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Version,
-    Healthz,
+    /// `/healthz`, `/livez`, `/readyz`
+    Healthz(crate::health::Probe),
     /// `/metrics` (Prometheus text)
     Metrics,
     /// `/api`
@@ -60,7 +63,9 @@ pub fn parse(path: &str) -> Result<Target, StatusError> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match s.as_slice() {
         ["version"] => Ok(Target::Version),
-        ["healthz"] | ["livez"] | ["readyz"] => Ok(Target::Healthz),
+        ["healthz"] => Ok(Target::Healthz(Probe::Healthz)),
+        ["livez"] => Ok(Target::Healthz(Probe::Livez)),
+        ["readyz"] => Ok(Target::Healthz(Probe::Readyz)),
         ["metrics"] => Ok(Target::Metrics),
         ["api"] => Ok(Target::CoreVersions),
         ["apis"] => Ok(Target::Groups),

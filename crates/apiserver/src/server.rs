@@ -271,7 +271,12 @@ impl Server {
         }
         match target {
             Target::Version => doc(discovery::version()),
-            Target::Healthz => Ok(text_response(StatusCode::OK, "ok")),
+            Target::Healthz(probe) => {
+                let verbose = ctx.query.contains_key("verbose");
+                let (code, body) = probe.check(self.store.as_ref(), verbose).await;
+                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Ok(text_response(code, body))
+            }
             Target::Metrics => {
                 let mut r = Response::new(full(self.metrics_page().await));
                 r.headers_mut().insert(
@@ -340,7 +345,7 @@ fn request_labels(
     let t = match target {
         Some(Target::Resource(t)) => t,
         Some(Target::Version) => return non_resource("/version"),
-        Some(Target::Healthz) => return non_resource("/healthz"),
+        Some(Target::Healthz(_)) => return non_resource("/healthz"),
         Some(Target::Metrics) => return non_resource("/metrics"),
         Some(Target::OpenApiV2) => return non_resource("/openapi/v2"),
         Some(Target::OpenApiV3Index | Target::OpenApiV3(_)) => return non_resource("/openapi/v3"),
@@ -439,7 +444,7 @@ pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn text_response(code: StatusCode, s: &'static str) -> Response<Body> {
+fn text_response(code: StatusCode, s: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(s));
     *r.status_mut() = code;
     r.headers_mut().insert(

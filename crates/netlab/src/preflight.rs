@@ -99,6 +99,14 @@ impl ProxyMode {
     }
 }
 
+/// `etcd`: the etcd store backend's tests start real members (`zonelab server --etcd-servers`
+/// talks to them).
+pub const ETCD: Tool = Tool {
+    program: "etcd",
+    package: "etcd-server",
+    why: "etcd members for the etcd store backend",
+};
+
 /// Who is about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -129,12 +137,12 @@ impl Role {
     }
 }
 
-/// What the lab integration tests execute: a lab host in both proxy modes, plus `kubectl`
-/// and `python3` (used by build scripts and tests alike).
+/// What the lab integration tests execute: a lab host in both proxy modes, plus `kubectl`,
+/// `python3` (used by build scripts and tests alike) and `etcd` (the etcd store tests).
 pub fn lab_test_tools() -> Vec<Tool> {
     let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
     tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
-    tools.extend([KUBECTL, PYTHON3]);
+    tools.extend([KUBECTL, PYTHON3, ETCD]);
     tools.sort();
     tools.dedup();
     tools

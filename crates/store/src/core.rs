@@ -183,6 +183,14 @@ impl Core {
         poison_locked(&mut st, why);
     }
 
+    /// Why the store refuses writes, if it does.
+    pub(crate) fn refusing_writes(&self) -> Result<(), StoreError> {
+        match &self.lock().poisoned {
+            Some(why) => Err(poisoned_error(why)),
+            None => Ok(()),
+        }
+    }
+
     /// The visible value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<KeyValue> {
         let st = self.lock();

@@ -137,6 +137,10 @@ impl Store for DurableStore {
         self.core.request_progress();
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        self.core.refusing_writes()
+    }
+
     async fn wait_for_revision(&self, revision: Revision) {
         self.core.wait_published(revision).await;
     }

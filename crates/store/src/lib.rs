@@ -10,8 +10,9 @@
 //! keeps the trait small enough for a real etcd backend (revisions, watch and transactions map
 //! one to one onto etcd's).
 //!
-//! Backends: [`MemStore`] (tests, the simulator) and [`DurableStore`] (redb on disk, group
-//! commit: a write is acknowledged only once it is fsynced, and concurrent writers share fsyncs).
+//! Backends: [`MemStore`] (tests, the simulator), [`DurableStore`] (redb on disk, group
+//! commit: a write is acknowledged only once it is fsynced, and concurrent writers share fsyncs)
+//! and [`EtcdStore`] (a real etcd v3 cluster over gRPC).
 
 use std::sync::Arc;
 
@@ -20,10 +21,17 @@ use bytes::Bytes;
 
 mod core;
 mod durable;
+mod etcd;
 mod memory;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod watchers;
 
 pub use durable::DurableStore;
+pub use etcd::{
+    COMPACT_REV_KEY, DEFAULT_COMPACTION_INTERVAL, DEFAULT_ETCD_PREFIX, EtcdOptions, EtcdStore,
+    MemberStatus,
+};
 pub use memory::MemStore;
 
 /// A store revision. 0 means "nothing written yet"; the first write is revision 1.
@@ -182,6 +190,12 @@ pub enum StoreError {
     Io(String),
     #[error("store is closed")]
     Closed,
+    /// The backing cluster cannot be reached or has no quorum (the API server answers 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request did not complete in time (the API server answers 504).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// Why a watch ended. After any of these the watcher should re-watch from the last revision it
@@ -192,6 +206,12 @@ pub enum WatchError {
     TooSlow { capacity: usize },
     #[error("store is closed")]
     Closed,
+    /// The backing cluster was lost; re-watch once it answers again.
+    #[error("watch lost: {0}")]
+    Unavailable(String),
+    /// The history the watch needed was compacted; relist.
+    #[error("the watched revision has been compacted (oldest available: {compacted})")]
+    Compacted { compacted: Revision },
 }
 
 /// A live watch: events after the revision it started from, for keys under its prefix.
@@ -244,6 +264,10 @@ pub trait Store: Send + Sync + 'static {
     /// write that is applied but not yet readable (a durable store publishes a write only once
     /// it is on disk); a writer that lost to revision `r` waits for `r` before re-reading.
     async fn wait_for_revision(&self, revision: Revision);
+
+    /// A cheap, bounded check that the store answers (the API server's `etcd` health check).
+    /// Wrappers must forward it.
+    async fn health(&self) -> Result<(), StoreError>;
 
     /// Send [`WatchMessage::Progress`] with the current revision to every watcher whose
     /// events up to it have all been queued.

@@ -66,6 +66,10 @@ impl Store for MemStore {
         self.core.request_progress();
     }
 
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn wait_for_revision(&self, revision: Revision) {
         self.core.wait_published(revision).await;
     }

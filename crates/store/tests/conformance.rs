@@ -1,61 +1,62 @@
 //! Behaviour every backend must share, written once against the `Store` trait and run against
-//! both `MemStore` and `DurableStore` (see the `suite!` invocation at the bottom).
+//! `MemStore`, `DurableStore` and `EtcdStore` on a real etcd (see the `suite!` invocation at the
+//! bottom). Revisions are relative to the store's revision when a case starts (`base`): a fresh
+//! etcd starts at revision 1, the embedded stores at 0.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{b, next_event, next_msg, snapshot};
-use store::{
-    EventKind, ListOptions, Op, Store, StoreError, StoreOptions, WatchError, WatchMessage,
-};
+use common::{Backend, b, next_event, next_msg, snapshot};
+use store::{EventKind, ListOptions, Op, StoreError, StoreOptions, WatchError, WatchMessage};
 
 mod cases {
     use super::*;
 
-    pub async fn crud_and_cas<S: Store>(s: Arc<S>) {
-        assert_eq!(s.current_revision(), 0);
+    pub async fn crud_and_cas<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
         let a = s.create("a", b("1")).await.expect("create");
-        assert_eq!((a.create_revision, a.mod_revision), (1, 1));
+        assert_eq!((a.create_revision, a.mod_revision), (r(1), r(1)));
         assert_eq!(
             s.create("a", b("x")).await,
             Err(StoreError::AlreadyExists { key: "a".into() })
         );
         assert_eq!(s.get("a").await.expect("get"), Some(a.clone()));
-        let a2 = s.update("a", b("2"), Some(1)).await.expect("cas update");
+        let a2 = s.update("a", b("2"), Some(r(1))).await.expect("cas update");
         assert_eq!(
             (a2.create_revision, a2.mod_revision, a2.value),
-            (1, 2, b("2"))
+            (r(1), r(2), b("2"))
         );
-        let stale = s.update("a", b("3"), Some(1)).await;
+        let stale = s.update("a", b("3"), Some(r(1))).await;
         assert_eq!(
             stale,
             Err(StoreError::Conflict {
                 key: "a".into(),
-                expected: 1,
-                actual: 2
+                expected: r(1),
+                actual: r(2)
             })
         );
         let a3 = s.update("a", b("3"), None).await.expect("blind update");
-        assert_eq!(a3.mod_revision, 3);
+        assert_eq!(a3.mod_revision, r(3));
         assert_eq!(
             s.update("nope", b("x"), None).await,
             Err(StoreError::NotFound { key: "nope".into() })
         );
-        let stale_del = s.delete("a", Some(2)).await;
+        let stale_del = s.delete("a", Some(r(2))).await;
         assert_eq!(
             stale_del,
             Err(StoreError::Conflict {
                 key: "a".into(),
-                expected: 2,
-                actual: 3
+                expected: r(2),
+                actual: r(3)
             })
         );
-        let gone = s.delete("a", Some(3)).await.expect("delete");
+        let gone = s.delete("a", Some(r(3))).await.expect("delete");
         assert_eq!(
             (gone.create_revision, gone.mod_revision, gone.value),
-            (1, 4, b("3"))
+            (r(1), r(4), b("3"))
         );
         assert_eq!(s.get("a").await.expect("get"), None);
         assert_eq!(
@@ -64,14 +65,16 @@ mod cases {
         );
         assert_eq!(
             s.current_revision(),
-            4,
+            r(4),
             "failed writes do not advance the revision"
         );
         let again = s.create("a", b("new")).await.expect("recreate");
-        assert_eq!((again.create_revision, again.mod_revision), (5, 5));
+        assert_eq!((again.create_revision, again.mod_revision), (r(5), r(5)));
     }
 
-    pub async fn txn_is_atomic<S: Store>(s: Arc<S>) {
+    pub async fn txn_is_atomic<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
         s.create("a", b("1")).await.expect("create");
         let ops = vec![
             Op::Create {
@@ -93,7 +96,7 @@ mod cases {
             Err(StoreError::AlreadyExists { key: "a".into() })
         );
         assert_eq!(s.get("b").await.expect("get"), None);
-        assert_eq!(s.current_revision(), 1);
+        assert_eq!(s.current_revision(), r(1));
         let dup = vec![
             Op::Create {
                 key: "c".into(),
@@ -106,9 +109,9 @@ mod cases {
         ];
         assert!(matches!(s.txn(dup).await, Err(StoreError::Invalid(_))));
         assert!(matches!(s.txn(vec![]).await, Err(StoreError::Invalid(_))));
-        assert_eq!(s.current_revision(), 1);
+        assert_eq!(s.current_revision(), r(1));
 
-        let mut w = s.watch("", 1).await.expect("watch");
+        let mut w = s.watch("", r(1)).await.expect("watch");
         let ops = vec![
             Op::Create {
                 key: "b".into(),
@@ -117,22 +120,23 @@ mod cases {
             Op::Update {
                 key: "a".into(),
                 value: b("2"),
-                expected: Some(1),
+                expected: Some(r(1)),
             },
         ];
         let out = s.txn(ops).await.expect("txn");
-        assert!(out.iter().all(|kv| kv.mod_revision == 2));
-        assert_eq!(s.current_revision(), 2);
+        assert!(out.iter().all(|kv| kv.mod_revision == r(2)));
+        assert_eq!(s.current_revision(), r(2));
         let (e1, e2) = (next_event(&mut w).await, next_event(&mut w).await);
         assert_eq!((e1.kind, e1.kv.key.as_str()), (EventKind::Added, "b"));
         assert_eq!(
             (e2.kind, e2.kv.key.as_str(), e2.kv.mod_revision),
-            (EventKind::Modified, "a", 2)
+            (EventKind::Modified, "a", r(2))
         );
-        assert_eq!(e2.prev.map(|p| p.mod_revision), Some(1));
+        assert_eq!(e2.prev.map(|p| p.mod_revision), Some(r(1)));
     }
 
-    pub async fn revisions_are_monotonic_under_concurrency<S: Store>(s: Arc<S>) {
+    pub async fn revisions_are_monotonic_under_concurrency<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
         let mut tasks = Vec::new();
         for t in 0..8 {
             let s = Arc::clone(&s);
@@ -157,11 +161,11 @@ mod cases {
             );
             all.extend(revs);
         }
-        assert_eq!(all, (1..=200).collect::<BTreeSet<u64>>());
-        assert_eq!(s.current_revision(), 200);
+        assert_eq!(all, (base + 1..=base + 200).collect::<BTreeSet<u64>>());
+        assert_eq!(s.current_revision(), base + 200);
     }
 
-    pub async fn list_at_older_revision<S: Store>(s: Arc<S>) {
+    pub async fn list_at_older_revision<S: Backend>(s: Arc<S>) {
         for i in 0..10 {
             s.create(&format!("k/{i:02}"), b("v0"))
                 .await
@@ -194,7 +198,7 @@ mod cases {
         );
     }
 
-    pub async fn paging_is_consistent_while_writing<S: Store>(s: Arc<S>) {
+    pub async fn paging_is_consistent_while_writing<S: Backend>(s: Arc<S>) {
         for i in 0..50 {
             s.create(&format!("p/{i:03}"), b("v"))
                 .await
@@ -235,40 +239,47 @@ mod cases {
         );
     }
 
-    pub async fn compacted_and_future_revisions<S: Store>(s: Arc<S>) {
+    pub async fn compacted_and_future_revisions<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
         for i in 0..20 {
             s.create(&format!("c/{i:02}"), b("v"))
                 .await
                 .expect("create");
         }
+        s.compact_history(r(15)).await;
         let compacted = s.compacted_revision();
-        assert!(compacted >= 15, "history capacity 5 keeps at most 5 events");
+        assert!(
+            compacted >= r(15),
+            "history capacity 5 keeps at most 5 events; etcd was compacted to 15"
+        );
         let at = |r| ListOptions {
             revision: Some(r),
             ..Default::default()
         };
         assert_eq!(
-            s.list("c/", at(1)).await,
+            s.list("c/", at(r(1))).await,
             Err(StoreError::Compacted {
-                requested: 1,
+                requested: r(1),
                 compacted
             })
         );
         let oldest = s.list("c/", at(compacted)).await.expect("oldest kept");
-        assert_eq!(oldest.items.len() as u64, compacted);
+        assert_eq!(oldest.items.len() as u64, compacted - r(0));
         assert_eq!(
-            s.list("c/", at(21)).await,
+            s.list("c/", at(r(21))).await,
             Err(StoreError::FutureRevision {
-                requested: 21,
-                current: 20
+                requested: r(21),
+                current: r(20)
             })
         );
+        let requested = r(1);
         assert!(matches!(
-            s.watch("c/", 1).await,
-            Err(StoreError::Compacted { requested: 1, .. })
+            s.watch("c/", requested).await,
+            Err(StoreError::Compacted { requested: got, .. }) if got == requested
         ));
         assert!(matches!(
-            s.watch("c/", 21).await,
+            s.watch("c/", r(21)).await,
             Err(StoreError::FutureRevision { .. })
         ));
         let mut w = s
@@ -286,13 +297,14 @@ mod cases {
         ));
     }
 
-    pub async fn watch_replay_then_live<S: Store>(s: Arc<S>) {
+    pub async fn watch_replay_then_live<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
         for i in 1..=10 {
             s.create(&format!("w/{i:02}"), b("v"))
                 .await
                 .expect("create");
         }
-        let mut w = s.watch("w/", 5).await.expect("watch");
+        let mut w = s.watch("w/", base + 5).await.expect("watch");
         let writer = {
             let s = Arc::clone(&s);
             tokio::spawn(async move {
@@ -304,18 +316,19 @@ mod cases {
             })
         };
         let mut seen = Vec::new();
-        while seen.last() != Some(&30) {
+        while seen.last() != Some(&(base + 30)) {
             seen.push(next_event(&mut w).await.kv.mod_revision);
         }
         writer.await.expect("writer");
         assert_eq!(
             seen,
-            (6..=30).collect::<Vec<u64>>(),
+            (base + 6..=base + 30).collect::<Vec<u64>>(),
             "no gaps, no duplicates"
         );
     }
 
-    pub async fn watch_resume_after_drop<S: Store>(s: Arc<S>) {
+    pub async fn watch_resume_after_drop<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
         let writer = {
             let s = Arc::clone(&s);
             tokio::spawn(async move {
@@ -330,25 +343,27 @@ mod cases {
             })
         };
         let mut seen = Vec::new();
-        let mut last = 0;
-        while last < 60 {
+        let mut last = base;
+        while last < base + 60 {
             let mut w = s.watch("r/", last).await.expect("watch");
             // Read a few, then drop the watcher and resume from the last seen revision.
             for _ in 0..4 {
                 let e = next_event(&mut w).await;
                 last = e.kv.mod_revision;
                 seen.push(last);
-                if last == 60 {
+                if last == base + 60 {
                     break;
                 }
             }
         }
         writer.await.expect("writer");
-        assert_eq!(seen, (1..=60).collect::<Vec<u64>>());
+        assert_eq!(seen, (base + 1..=base + 60).collect::<Vec<u64>>());
     }
 
-    pub async fn watch_filters_by_prefix<S: Store>(s: Arc<S>) {
-        let mut w = s.watch("a/", 0).await.expect("watch");
+    pub async fn watch_filters_by_prefix<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
+        let mut w = s.watch("a/", r(0)).await.expect("watch");
         s.create("a", b("no")).await.expect("create");
         s.create("b/1", b("no")).await.expect("create");
         s.create("a/1", b("yes")).await.expect("create");
@@ -358,32 +373,37 @@ mod cases {
         let e = next_event(&mut w).await;
         assert_eq!(
             (e.kind, e.kv.key.as_str(), e.kv.mod_revision),
-            (EventKind::Added, "a/1", 3)
+            (EventKind::Added, "a/1", r(3))
         );
         let e = next_event(&mut w).await;
-        assert_eq!((e.kind, e.kv.mod_revision), (EventKind::Modified, 5));
+        assert_eq!((e.kind, e.kv.mod_revision), (EventKind::Modified, r(5)));
         let e = next_event(&mut w).await;
         assert_eq!(
             (e.kind, e.kv.mod_revision, e.kv.create_revision),
-            (EventKind::Deleted, 6, 3)
+            (EventKind::Deleted, r(6), r(3))
         );
         assert_eq!(e.kv.value, b("yes2"));
-        assert_eq!(e.prev.map(|p| p.mod_revision), Some(5));
+        assert_eq!(e.prev.map(|p| p.mod_revision), Some(r(5)));
         s.request_progress();
-        assert_eq!(next_msg(&mut w).await, Some(Ok(WatchMessage::Progress(6))));
+        assert_eq!(
+            next_msg(&mut w).await,
+            Some(Ok(WatchMessage::Progress(r(6))))
+        );
     }
 
-    pub async fn slow_watcher_is_dropped<S: Store>(s: Arc<S>) {
-        let mut slow = s.watch("", 0).await.expect("watch slow");
-        let mut fast = s.watch("", 0).await.expect("watch fast");
+    pub async fn slow_watcher_is_dropped<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
+        let mut slow = s.watch("", r(0)).await.expect("watch slow");
+        let mut fast = s.watch("", r(0)).await.expect("watch fast");
         for i in 1..=10u64 {
             s.create(&format!("s/{i:02}"), b("v"))
                 .await
                 .expect("create");
-            assert_eq!(next_event(&mut fast).await.kv.mod_revision, i);
+            assert_eq!(next_event(&mut fast).await.kv.mod_revision, r(i));
         }
         for i in 1..=4u64 {
-            assert_eq!(next_event(&mut slow).await.kv.mod_revision, i);
+            assert_eq!(next_event(&mut slow).await.kv.mod_revision, r(i));
         }
         assert_eq!(
             next_msg(&mut slow).await,
@@ -393,25 +413,29 @@ mod cases {
         s.request_progress();
         assert_eq!(
             next_msg(&mut fast).await,
-            Some(Ok(WatchMessage::Progress(10)))
+            Some(Ok(WatchMessage::Progress(r(10))))
         );
     }
 
-    pub async fn progress_reaches_every_watcher<S: Store>(s: Arc<S>) {
-        let mut a = s.watch("x/", 0).await.expect("watch");
-        let mut c = s.watch("y/", 0).await.expect("watch");
+    pub async fn progress_reaches_every_watcher<S: Backend>(s: Arc<S>) {
+        let base = s.current_revision();
+        let r = |n: u64| base + n;
+        let mut a = s.watch("x/", r(0)).await.expect("watch");
+        let mut c = s.watch("y/", r(0)).await.expect("watch");
         s.create("x/1", b("v")).await.expect("create");
         s.request_progress();
         assert_eq!(next_event(&mut a).await.kv.key, "x/1");
-        assert_eq!(next_msg(&mut a).await, Some(Ok(WatchMessage::Progress(1))));
-        assert_eq!(next_msg(&mut c).await, Some(Ok(WatchMessage::Progress(1))));
+        let one = Some(Ok(WatchMessage::Progress(r(1))));
+        assert_eq!(next_msg(&mut a).await, one);
+        assert_eq!(next_msg(&mut c).await, one);
     }
 
-    pub async fn a_lost_revision_becomes_readable<S: Store>(s: Arc<S>) {
+    pub async fn a_lost_revision_becomes_readable<S: Backend>(s: Arc<S>) {
         let limit = std::time::Duration::from_secs(10);
+        let first = s.current_revision() + 1;
         s.create("k", b("1")).await.expect("create");
-        s.update("k", b("2"), Some(1)).await.expect("update");
-        let lost = s.update("k", b("3"), Some(1)).await;
+        s.update("k", b("2"), Some(first)).await.expect("update");
+        let lost = s.update("k", b("3"), Some(first)).await;
         let Err(StoreError::Conflict { actual, .. }) = lost else {
             panic!("expected a conflict, got {lost:?}");
         };
@@ -451,7 +475,7 @@ fn small_watchers() -> StoreOptions {
     }
 }
 
-/// Instantiates every case for both backends.
+/// Instantiates every case for every backend (etcd: one fresh member per case).
 macro_rules! suite {
     ($($name:ident => $opts:expr;)*) => {
         mod mem {
@@ -471,6 +495,20 @@ macro_rules! suite {
                     let dir = tempfile::tempdir().expect("tempdir");
                     let path = dir.path().join("store.redb");
                     let s = store::DurableStore::open_with_options(&path, $opts).expect("open");
+                    cases::$name(Arc::new(s)).await;
+                }
+            )*
+        }
+        mod etcd {
+            use super::*;
+            $(
+                #[cfg_attr(
+                    not(zonelab_root),
+                    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+                )]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (_cluster, s) = common::etcd::start_store(&$opts).await;
                     cases::$name(Arc::new(s)).await;
                 }
             )*

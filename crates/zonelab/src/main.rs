@@ -23,6 +23,7 @@ mod preflight;
 mod proxy_driver;
 mod run;
 mod server;
+mod storage;
 mod supervise;
 
 #[derive(Parser)]

@@ -31,16 +31,9 @@ pub fn tools(mode: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `etcd`: the members of a control plane in the zones (`--control-plane-store etcd`).
-const ETCD: preflight::Tool = preflight::Tool {
-    program: "etcd",
-    package: "etcd-server",
-    why: "the etcd members of a control plane in the zones",
-};
-
 /// Before a lab with an etcd control plane builds anything: `etcd` is on PATH.
 pub fn etcd() -> anyhow::Result<()> {
-    preflight::check_tools(&[ETCD])?;
+    preflight::check_tools(&[preflight::ETCD])?;
     Ok(())
 }
 

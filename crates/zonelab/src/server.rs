@@ -90,6 +90,8 @@ pub struct ServerArgs {
     pub audit_log_path: Option<PathBuf>,
     #[command(flatten)]
     pub election: crate::election::ElectionArgs,
+    #[command(flatten)]
+    pub etcd: crate::storage::EtcdArgs,
 }
 
 /// The node-failure timers after applying the profile and explicit flags.
@@ -232,17 +234,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         history_capacity: args.watch_history,
         ..Default::default()
     };
-    let store: store::SharedStore = if args.in_memory {
-        Arc::new(store::MemStore::with_options(opts))
-    } else {
-        std::fs::create_dir_all(&args.data_dir)
-            .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-        let path = args.data_dir.join("state.redb");
-        Arc::new(
-            store::DurableStore::open_with_options(&path, opts)
-                .with_context(|| format!("opening the store at {}", path.display()))?,
-        )
-    };
+    let store = crate::storage::open(&args.etcd, args.in_memory, &args.data_dir, opts).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding --listen {}", args.listen))?;

@@ -322,7 +322,7 @@ pub async fn delete_collection(
             store::ListOptions::default(),
         )
         .await
-        .map_err(StatusError::internal)?;
+        .map_err(super::store_failure)?;
     let mut deleted = Vec::new();
     for kv in &page.items {
         let obj = objects::decode(kv)?;

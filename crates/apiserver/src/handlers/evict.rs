@@ -207,7 +207,7 @@ async fn budgets_for(
             store::ListOptions::default(),
         )
         .await
-        .map_err(StatusError::internal)?;
+        .map_err(super::store_failure)?;
     let labels = pod["metadata"].get("labels");
     let mut out = Vec::new();
     for kv in &page.items {

@@ -89,6 +89,17 @@ pub fn store_error(t: &ResourceTarget, name: &str, e: StoreError) -> StatusError
         StoreError::FutureRevision { requested, current } => {
             StatusError::too_large_resource_version(requested, current)
         }
+        other => store_failure(other),
+    }
+}
+
+/// A store failure that is not about one object: 503 ServiceUnavailable when the store cannot
+/// be reached (etcd down or without quorum), 504 Timeout when it did not answer in time (as
+/// upstream's request timeout), 500 otherwise.
+pub fn store_failure(e: StoreError) -> StatusError {
+    match e {
+        StoreError::Unavailable(why) => StatusError::service_unavailable(why),
+        StoreError::Timeout(why) => StatusError::timeout(&why, 0),
         other => StatusError::internal(other),
     }
 }

@@ -237,7 +237,7 @@ fn list_error(e: StoreError, from_token: bool) -> StatusError {
         StoreError::FutureRevision { requested, current } => {
             StatusError::too_large_resource_version(requested, current)
         }
-        other => StatusError::internal(other),
+        other => super::store_failure(other),
     }
 }
 
@@ -300,7 +300,7 @@ pub async fn watch(
             .store
             .list(&prefix, ListOptions::default())
             .await
-            .map_err(StatusError::internal)?;
+            .map_err(super::store_failure)?;
         let objs: Vec<Value> = page
             .items
             .iter()
@@ -325,7 +325,7 @@ pub async fn watch(
         Err(StoreError::FutureRevision { requested, current }) => {
             return Err(StatusError::too_large_resource_version(requested, current));
         }
-        Err(e) => return Err(StatusError::internal(e)),
+        Err(e) => return Err(super::store_failure(e)),
     };
     if let Some(watcher) = watcher {
         tokio::spawn(pump(

@@ -179,7 +179,7 @@ async fn ensure_namespace(server: &Server, ns: &str) -> Result<(), StatusError> 
         .store
         .get(&objects::key(nsres, None, ns))
         .await
-        .map_err(StatusError::internal)?
+        .map_err(super::store_failure)?
         .ok_or_else(|| StatusError::not_found(nsres, ns))?;
     let obj = objects::decode(&kv)?;
     if obj["metadata"].get("deletionTimestamp").is_some() {
@@ -261,7 +261,7 @@ pub async fn create_object(
             svcalloc::rollback(server, taken);
             Err(match e {
                 StoreError::AlreadyExists { .. } => StatusError::already_exists(res, &name),
-                other => StatusError::internal(other),
+                other => super::store_failure(other),
             })
         }
     }
