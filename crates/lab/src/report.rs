@@ -90,7 +90,7 @@ pub struct Report {
 
 /// The control plane's side of a run (docs/report.md). Durations named `*_failover_s` and
 /// `etcd_leader_elected_s` are seconds after the first fault; `null` when the role did not
-/// have to move (its holder was not on the failed nodes' zones) or did not move within the run.
+/// move within the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlPlane {
     /// `etcd` or `embedded`.
@@ -112,8 +112,9 @@ pub struct ControlPlane {
     pub controller_manager_holder_after: Option<String>,
     pub scheduler_holder_before: Option<String>,
     pub scheduler_holder_after: Option<String>,
-    /// Seconds from the fault until a holder outside the failed zones acquired the Lease (its
-    /// `acquireTime`).
+    /// Seconds from the fault until a new holder outside the failed zones acquired the Lease
+    /// (its `acquireTime`): a takeover from a failed zone, or from a holder that lost its Lease
+    /// anyway.
     pub controller_manager_failover_s: Option<f64>,
     pub scheduler_failover_s: Option<f64>,
     /// Longest stretch without an acknowledged probe write during the run, seconds (run start

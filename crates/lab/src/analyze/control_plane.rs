@@ -151,18 +151,18 @@ fn failover(
         .rev()
         .find(|(_, acq, _)| *acq <= f.at_ms)
         .map(|(_, _, h)| *h);
+    // The first new holder outside the failed zones: a takeover from a dead zone, or a holder
+    // that lost its Lease anyway (a renew deadline shorter than etcd's election).
     let next = changes
         .iter()
-        .find(|(_, acq, h)| *acq > f.at_ms && zone_ok(h));
+        .find(|(_, acq, h)| *acq > f.at_ms && zone_ok(h) && Some(*h) != before);
     out.before = before.map(str::to_string);
     out.after = match (before, next) {
         (_, Some((_, _, h))) => Some(h.to_string()),
         (Some(b), None) if zone_ok(b) => Some(b.to_string()),
         _ => None,
     };
-    if before.is_some_and(|b| !zone_ok(b)) {
-        out.took_s = next.map(|(_, acq, _)| round3((acq - f.at_ms) / 1e3));
-    }
+    out.took_s = next.map(|(_, acq, _)| round3((acq - f.at_ms) / 1e3));
     out
 }
 
@@ -364,6 +364,20 @@ mod tests {
         assert_eq!(cp.scheduler_holder_after.as_deref(), Some("c"));
         assert_eq!(cp.scheduler_failover_s, None);
         assert_eq!(cp.controller_manager_holder_before, None);
+    }
+
+    #[test]
+    fn a_holder_outside_the_failed_zone_that_loses_its_lease_anyway_is_a_failover() {
+        let mut events = outage();
+        events.retain(|e| !matches!(e.kind, EventKind::LeaseHolder { .. }));
+        events.push(holder(1.0, CONTROLLER_MANAGER_LEASE, "b", 0.9));
+        // b missed its renew deadline while etcd elected a new leader; c took over.
+        events.push(holder(13.5, CONTROLLER_MANAGER_LEASE, "c", 13.0));
+        events.sort_by(|a, b| a.at.total_cmp(&b.at));
+        let cp = run(&events);
+        assert_eq!(cp.controller_manager_holder_before.as_deref(), Some("b"));
+        assert_eq!(cp.controller_manager_holder_after.as_deref(), Some("c"));
+        assert_eq!(cp.controller_manager_failover_s, Some(3.0));
     }
 
     #[test]
