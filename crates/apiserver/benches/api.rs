@@ -1,4 +1,5 @@
-//! API-level benchmarks over real HTTP on loopback, against a durable store:
+//! API-level benchmarks over real HTTP on loopback, against the durable store and then (when
+//! `etcd` is installed) a 3-member etcd cluster on 127.0.0.1, in one run:
 //! Service creates/s from 16 clients, list of 10,000 Services (JSON and kubectl's Table), and
 //! the latency of one change fanned out to 1,000 watch streams.
 //!
@@ -223,21 +224,45 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: store::SharedStore = Arc::new(store::DurableStore::open(&dir.path().join("state.redb")).expect("store"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        let cfg = apiserver::Config { advertise_address: listener.local_addr().expect("addr"), ..Default::default() };
-        let server = apiserver::Server::new(store, cfg).await.expect("server");
-        tokio::spawn(server.serve(listener));
-
-        let rate = create_services(&addr).await;
-        println!("create {SERVICES} Services, {WRITERS} HTTP clients, durable store: {rate:.0} creates/s");
-        let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
-        println!("list {SERVICES} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)", json_bytes as f64 / 1048576.0);
-        let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-        let (table_ms, _) = time_lists(&addr, table).await;
-        println!("list {SERVICES} Services as a Table (kubectl get): median {table_ms:.1} ms");
-        let (p50, p99, max) = fan_out(&addr).await;
-        println!("one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
+        let durable = store::DurableStore::open(&dir.path().join("state.redb")).expect("store");
+        run("durable store", Arc::new(durable)).await;
+        match store::testing::EtcdCluster::start(3) {
+            Ok(cluster) => {
+                let mut o = store::EtcdOptions::new(cluster.client_urls());
+                o.compaction_interval = Duration::ZERO;
+                let etcd = store::EtcdStore::connect(o).await.expect("connect to etcd");
+                run("etcd, 3 members", Arc::new(etcd)).await;
+            }
+            Err(e) => println!("etcd figures skipped: {e}"),
+        }
     });
+}
+
+/// Every figure against one API server on `store`.
+async fn run(name: &str, store: store::SharedStore) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let cfg = apiserver::Config {
+        advertise_address: listener.local_addr().expect("addr"),
+        ..Default::default()
+    };
+    let server = apiserver::Server::new(store, cfg).await.expect("server");
+    tokio::spawn(server.serve(listener));
+
+    let rate = create_services(&addr).await;
+    println!("[{name}] create {SERVICES} Services, {WRITERS} HTTP clients: {rate:.0} creates/s");
+    let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
+    println!(
+        "[{name}] list {SERVICES} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)",
+        json_bytes as f64 / 1048576.0
+    );
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+    let (table_ms, _) = time_lists(&addr, table).await;
+    println!("[{name}] list {SERVICES} Services as a Table (kubectl get): median {table_ms:.1} ms");
+    let (p50, p99, max) = fan_out(&addr).await;
+    println!(
+        "[{name}] one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+    );
 }

@@ -234,14 +234,16 @@ impl Server {
         }
     }
 
-    /// The metrics page, with stored object counts taken now.
+    /// The metrics page, with stored object counts taken now (none while the store is
+    /// unhealthy: a scrape must not wait out one timeout per resource).
     async fn metrics_page(&self) -> String {
         let mut objects = Vec::new();
         // A storage alias (events.k8s.io Events) is counted once, under its target.
         let stored = api::resources::RESOURCES
             .iter()
             .filter(|r| api::resources::storage_alias_of(r).is_none());
-        for res in stored {
+        let healthy = self.store.health().await.is_ok();
+        for res in stored.filter(|_| healthy) {
             let prefix = crate::objects::prefix(res, None);
             let opts = store::ListOptions {
                 limit: Some(1),

@@ -137,12 +137,12 @@ impl Role {
     }
 }
 
-/// What the lab integration tests execute: a lab host in both proxy modes, plus `kubectl`,
-/// `python3` (used by build scripts and tests alike) and `etcd` (the etcd store tests).
+/// What the lab integration tests execute: a lab host in both proxy modes, plus `kubectl`
+/// and `python3` (used by build scripts and tests alike).
 pub fn lab_test_tools() -> Vec<Tool> {
     let mut tools = Role::LabHost(ProxyMode::Nftables).needs();
     tools.extend(Role::LabHost(ProxyMode::Iptables).needs());
-    tools.extend([KUBECTL, PYTHON3, ETCD]);
+    tools.extend([KUBECTL, PYTHON3]);
     tools.sort();
     tools.dedup();
     tools
@@ -249,6 +249,38 @@ pub fn root_test_cfg(tools: &[Tool]) {
         if let Err(e) = check_root_with(tools) {
             println!("cargo::warning=the root-only tests will fail: {e}");
         }
+    }
+}
+
+/// The cfg the `build.rs` of a crate with etcd tests sets when they can run here.
+pub const ETCD_TEST_CFG: &str = "zonelab_etcd";
+
+/// For a `build.rs`: sets `cfg(zonelab_etcd)` when the tests that start real etcd processes can
+/// run: `etcd` is on `PATH` (no root needed), or always under `CI=true` (or
+/// `ZONELAB_ROOT_TESTS=1`), where a missing `etcd` must fail them. Without it they are
+/// `#[ignore]`d with their reason.
+pub fn etcd_test_cfg() {
+    println!("cargo::rustc-check-cfg=cfg({ETCD_TEST_CFG})");
+    for var in ["PATH", "CI", "ZONELAB_ROOT_TESTS"] {
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    let forced = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("ZONELAB_ROOT_TESTS").is_ok_and(|v| v == "1");
+    let present = check_tools(&[ETCD]).is_ok();
+    if forced || present {
+        println!("cargo::rustc-cfg={ETCD_TEST_CFG}");
+        if !present {
+            println!(
+                "cargo::warning=the etcd tests will fail: `etcd` (Debian package etcd-server) is not on PATH"
+            );
+        }
+    }
+}
+
+/// For a test that starts `etcd`: panics with the preflight's message when it is missing.
+pub fn require_etcd_for_test() {
+    if let Err(e) = check_tools(&[ETCD]) {
+        panic!("this etcd test cannot run here: {e}");
     }
 }
 

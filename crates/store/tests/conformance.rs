@@ -503,8 +503,8 @@ macro_rules! suite {
             use super::*;
             $(
                 #[cfg_attr(
-                    not(zonelab_root),
-                    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+                    not(zonelab_etcd),
+                    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
                 )]
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {

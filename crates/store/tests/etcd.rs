@@ -13,7 +13,9 @@ use std::time::Duration;
 use common::etcd::{options, start_cluster};
 use common::{HANG_GUARD, b};
 use store::testing::EtcdCluster;
-use store::{EtcdStore, ListOptions, Revision, Store, StoreError, StoreOptions};
+use store::{
+    EtcdStore, ListOptions, Revision, Store, StoreError, StoreOptions, WatchError, WatchMessage,
+};
 
 const WRITERS: usize = 16;
 
@@ -113,8 +115,8 @@ async fn store_on(cluster: &EtcdCluster) -> Arc<EtcdStore> {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
@@ -122,6 +124,7 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     let mut cluster = start_cluster(1).await;
     let s = store_on(&cluster).await;
     let ledger = Arc::new(Ledger::new());
+    let mut watcher = s.watch("w", s.current_revision()).await.expect("watch");
     let tasks = spawn_writers(&s, &ledger);
     for round in 0..ROUNDS {
         ledger.reset_recent();
@@ -130,6 +133,23 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
         })
         .await;
         cluster.members[0].kill();
+        if round == 0 {
+            // The open watch ends with an error instead of hanging.
+            let end = tokio::time::timeout(HANG_GUARD, async {
+                loop {
+                    match watcher.next().await {
+                        Some(Ok(WatchMessage::Event(_) | WatchMessage::Progress(_))) => {}
+                        other => return other,
+                    }
+                }
+            })
+            .await
+            .expect("the watch ends when etcd dies");
+            assert!(
+                matches!(end, Some(Err(WatchError::Unavailable(_)))),
+                "{end:?}"
+            );
+        }
         ledger.reset_recent();
         until("every writer got an error from the dead etcd", || {
             ledger
@@ -157,14 +177,27 @@ async fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
 }
 
 #[cfg_attr(
-    not(zonelab_root),
-    ignore = "starts a real etcd (Debian etcd-server): runs as root or with CI=true"
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_member_in_use_fails_over_to_the_others() {
     let mut cluster = start_cluster(3).await;
     let s = store_on(&cluster).await;
     let ledger = Arc::new(Ledger::new());
+    let leaders = |statuses: Vec<Result<store::MemberStatus, StoreError>>| {
+        statuses
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|m| m.leader)
+            .collect::<Vec<u64>>()
+    };
+    let before = leaders(s.member_status().await);
+    assert_eq!(before.len(), 3, "every member answers Status");
+    assert!(
+        before[0] != 0 && before.iter().all(|l| *l == before[0]),
+        "{before:?}"
+    );
     let tasks = spawn_writers(&s, &ledger);
     until("writes are acknowledged", || {
         ledger.recent_acks.load(Ordering::SeqCst) >= 50
@@ -172,6 +205,11 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
     .await;
     // The store prefers the first endpoint while it answers.
     cluster.members[0].kill();
+    let statuses = s.member_status().await;
+    assert!(
+        matches!(statuses[0], Err(StoreError::Unavailable(_))),
+        "{statuses:?}"
+    );
     ledger.reset_recent();
     until("writes go on through the other members", || {
         ledger.recent_acks.load(Ordering::SeqCst) >= 200
@@ -186,4 +224,93 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
     cluster.members[0].spawn().expect("restart");
     let c = &cluster;
     tokio::task::block_in_place(|| c.wait_healthy(Duration::from_secs(30))).expect("rejoins");
+}
+
+#[cfg_attr(
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_compact_through_one_shared_clock() {
+    let cluster = start_cluster(1).await;
+    let connect = || async {
+        let mut o = options(&cluster, &StoreOptions::default());
+        o.compaction_interval = Duration::from_millis(300);
+        EtcdStore::connect(o).await.expect("connect")
+    };
+    let (one, two) = (connect().await, connect().await);
+    let first = one.create("c/first", b("v")).await.expect("create");
+    // Writes go on so that every round has a newer revision to compact to.
+    let mut n = 0;
+    tokio::time::timeout(HANG_GUARD, async {
+        while one.compacted_revision() <= first.mod_revision
+            || two.compacted_revision() <= first.mod_revision
+        {
+            one.create(&format!("c/{n:05}"), b("v"))
+                .await
+                .expect("create");
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("both servers learn of a compaction past the first write");
+    // Whichever server compacted, both refuse the compacted history with 410's error.
+    for s in [&one, &two] {
+        let at = ListOptions {
+            revision: Some(first.mod_revision),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                s.list("c/", at).await,
+                Err(StoreError::Compacted { requested, .. }) if requested == first.mod_revision
+            ),
+            "a list at a compacted revision"
+        );
+        assert!(matches!(
+            s.watch("c/", first.mod_revision).await,
+            Err(StoreError::Compacted { .. })
+        ));
+    }
+}
+
+#[cfg_attr(
+    not(zonelab_etcd),
+    ignore = "starts a real etcd: needs `etcd` on PATH (Debian etcd-server; scripts/setup.sh); CI runs it"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_loses_quorum_ends_its_watches_and_fails_writes() {
+    let mut cluster = start_cluster(3).await;
+    let s = store_on(&cluster).await;
+    let mut w = s.watch("q/", s.current_revision()).await.expect("watch");
+    s.create("q/1", b("v")).await.expect("create");
+    assert_eq!(common::next_event(&mut w).await.kv.key, "q/1");
+    // The store talks to the first member; the other two go away, so it has no leader.
+    cluster.members[1].kill();
+    cluster.members[2].kill();
+    let end = tokio::time::timeout(HANG_GUARD, async {
+        loop {
+            match w.next().await {
+                Some(Ok(WatchMessage::Progress(_))) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends instead of staying silent");
+    assert!(
+        matches!(&end, Some(Err(WatchError::Unavailable(why))) if why.contains("no leader")),
+        "{end:?}"
+    );
+    let write = tokio::time::timeout(HANG_GUARD, s.create("q/2", b("v")))
+        .await
+        .expect("a write without quorum errors instead of hanging");
+    assert!(
+        matches!(
+            write,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ),
+        "{write:?}"
+    );
 }

@@ -45,7 +45,8 @@ pub async fn open(
             "--in-memory and --etcd-servers are exclusive: choose one store"
         );
         let mut o = EtcdOptions::new(EtcdOptions::parse_servers(servers)?);
-        o.prefix = etcd.etcd_prefix.clone();
+        // Keys are joined to the prefix as paths (upstream's `path.Join`): no doubled slash.
+        o.prefix = etcd.etcd_prefix.trim_end_matches('/').to_string();
         o.compaction_interval = etcd.etcd_compaction_interval;
         o.watcher_capacity = opts.watcher_capacity;
         let s = connect(o, servers, ETCD_STARTUP_TIMEOUT).await?;

@@ -78,8 +78,17 @@ fn parse_rv(s: &str) -> Result<u64, StatusError> {
         .map_err(|_| StatusError::bad_request(format!("invalid resource version: {s}")))
 }
 
+/// How long a list at a resourceVersion newer than the store's waits for it before 504 (upstream's
+/// watch cache blocks 3 s the same way). With several API servers on one etcd, a revision another
+/// server wrote is known here a moment later.
+const FRESH_WAIT: Duration = Duration::from_secs(3);
+
 /// The revision a list must be served at (`None`: the current one).
-fn list_revision(server: &Server, ctx: &Ctx, limited: bool) -> Result<Option<u64>, StatusError> {
+async fn list_revision(
+    server: &Server,
+    ctx: &Ctx,
+    limited: bool,
+) -> Result<Option<u64>, StatusError> {
     let rv = ctx
         .query
         .get("resourceVersion")
@@ -109,6 +118,9 @@ fn list_revision(server: &Server, ctx: &Ctx, limited: bool) -> Result<Option<u64
             )));
         }
     };
+    if n > server.store.current_revision() {
+        let _ = tokio::time::timeout(FRESH_WAIT, server.store.wait_for_revision(n)).await;
+    }
     let current = server.store.current_revision();
     if n > current {
         return Err(StatusError::too_large_resource_version(n, current));
@@ -146,7 +158,7 @@ pub async fn list(
                 let tok = decode_continue(c)?;
                 (Some(tok.rv), Some(format!("{prefix}{}", tok.start)), true)
             }
-            None => (list_revision(server, ctx, limit > 0)?, None, false),
+            None => (list_revision(server, ctx, limit > 0).await?, None, false),
         };
     let mut items: Vec<store::KeyValue> = Vec::new();
     let mut meta = ListMeta::default();

@@ -15,9 +15,12 @@
 //! back once it may have reached etcd. A watch whose stream breaks ends with
 //! [`WatchError::Unavailable`]; the caller re-watches (or relists) once etcd answers again.
 //!
+//! Modules: `transport` (gRPC over HTTP/2, failover, timeouts), `proto` (the messages), `keys`
+//! (store keys ↔ etcd keys under `--etcd-prefix`), `txn` (transactions), `watch` (watch
+//! streams), `progress` (when a watch may report progress), `compact` (the compactor).
+//!
 //! [`WatchError::Unavailable`]: crate::WatchError::Unavailable
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,15 +34,14 @@ use crate::{
 
 mod compact;
 mod keys;
+mod progress;
 mod proto;
 mod transport;
+mod txn;
 mod watch;
 
 use keys::Keys;
-use proto::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest,
-    RangeResponse, Request, RequestOp, Response, TargetUnion, TxnRequest, TxnResponse, header_rev,
-};
+use proto::{RangeRequest, RangeResponse, TxnResponse, header_rev};
 use transport::{
     CODE_DEADLINE_EXCEEDED, CODE_OUT_OF_RANGE, CODE_UNAVAILABLE, CallError, Transport,
 };
@@ -317,103 +319,6 @@ pub(crate) fn rev_u64(r: i64) -> Revision {
     u64::try_from(r).unwrap_or(0)
 }
 
-/// Same validation as the embedded backends: non-empty, distinct, non-empty keys.
-fn validate(ops: &[Op]) -> Result<(), StoreError> {
-    if ops.is_empty() {
-        return Err(StoreError::Invalid("empty transaction".to_string()));
-    }
-    let mut keys = BTreeSet::new();
-    for op in ops {
-        if op.key().is_empty() {
-            return Err(StoreError::Invalid("empty key".to_string()));
-        }
-        if !keys.insert(op.key()) {
-            return Err(StoreError::Invalid(format!(
-                "key {} appears twice",
-                op.key()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn compare(key: &[u8], target: CompareTarget, result: CompareResult, v: TargetUnion) -> Compare {
-    Compare {
-        result: result as i32,
-        target: target as i32,
-        key: key.to_vec(),
-        target_union: Some(v),
-    }
-}
-
-/// The etcd transaction for `ops` (keys already mapped).
-fn build_txn(ops: &[Op], keys: &[Vec<u8>]) -> TxnRequest {
-    let mut txn = TxnRequest::default();
-    for (op, key) in ops.iter().zip(keys) {
-        let expected = match op {
-            Op::Create { value, .. } => {
-                txn.compare.push(compare(
-                    key,
-                    CompareTarget::Create,
-                    CompareResult::Equal,
-                    TargetUnion::CreateRevision(0),
-                ));
-                txn.success.push(put(key, value.clone()));
-                None
-            }
-            Op::Update {
-                value, expected, ..
-            } => {
-                txn.success.push(put(key, value.clone()));
-                *expected
-            }
-            Op::Delete { expected, .. } => {
-                txn.success.push(RequestOp {
-                    request: Some(Request::RequestDeleteRange(DeleteRangeRequest {
-                        key: key.clone(),
-                        prev_kv: true,
-                        ..Default::default()
-                    })),
-                });
-                *expected
-            }
-        };
-        if !matches!(op, Op::Create { .. }) {
-            txn.compare.push(compare(
-                key,
-                CompareTarget::Create,
-                CompareResult::Greater,
-                TargetUnion::CreateRevision(0),
-            ));
-        }
-        if let Some(expected) = expected {
-            txn.compare.push(compare(
-                key,
-                CompareTarget::Mod,
-                CompareResult::Equal,
-                TargetUnion::ModRevision(rev_i64(expected)),
-            ));
-        }
-        txn.failure.push(RequestOp {
-            request: Some(Request::RequestRange(RangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            })),
-        });
-    }
-    txn
-}
-
-fn put(key: &[u8], value: bytes::Bytes) -> RequestOp {
-    RequestOp {
-        request: Some(Request::RequestPut(PutRequest {
-            key: key.to_vec(),
-            value,
-            prev_kv: true,
-        })),
-    }
-}
-
 /// The store key-value of an etcd one.
 pub(crate) fn kv_from(keys: &Keys, kv: proto::KeyValue) -> KeyValue {
     KeyValue {
@@ -428,73 +333,17 @@ impl EtcdStore {
     fn to_kv(&self, kv: proto::KeyValue) -> KeyValue {
         kv_from(&self.shared.keys, kv)
     }
-
-    /// Results of a committed transaction at `revision`.
-    fn committed(&self, ops: Vec<Op>, resp: TxnResponse, revision: Revision) -> Vec<KeyValue> {
-        ops.into_iter()
-            .zip(resp.responses)
-            .map(|(op, r)| {
-                let prev = match r.response {
-                    Some(Response::ResponsePut(p)) => p.prev_kv,
-                    Some(Response::ResponseDeleteRange(mut d)) => d.prev_kvs.pop(),
-                    _ => None,
-                };
-                let create_revision = prev
-                    .as_ref()
-                    .map_or(revision, |p| rev_u64(p.create_revision));
-                let (key, value) = match op {
-                    Op::Create { key, value } | Op::Update { key, value, .. } => (key, value),
-                    Op::Delete { key, .. } => (key, prev.map(|p| p.value).unwrap_or_default()),
-                };
-                KeyValue {
-                    key,
-                    value,
-                    create_revision,
-                    mod_revision: revision,
-                }
-            })
-            .collect()
-    }
-
-    /// The error naming the first op whose precondition failed, from the failure branch's reads.
-    fn failed(ops: &[Op], resp: TxnResponse) -> StoreError {
-        for (op, r) in ops.iter().zip(resp.responses) {
-            let found = match r.response {
-                Some(Response::ResponseRange(mut range)) => range.kvs.pop(),
-                _ => None,
-            };
-            let key = op.key().to_string();
-            match (op, found) {
-                (Op::Create { .. }, Some(_)) => return StoreError::AlreadyExists { key },
-                (Op::Create { .. }, None) => {}
-                (_, None) => return StoreError::NotFound { key },
-                (Op::Update { expected, .. } | Op::Delete { expected, .. }, Some(kv)) => {
-                    if let Some(expected) = *expected
-                        && rev_i64(expected) != kv.mod_revision
-                    {
-                        let actual = rev_u64(kv.mod_revision);
-                        return StoreError::Conflict {
-                            key,
-                            expected,
-                            actual,
-                        };
-                    }
-                }
-            }
-        }
-        StoreError::Io("etcd transaction failed with every precondition holding".into())
-    }
 }
 
 #[async_trait]
 impl Store for EtcdStore {
     async fn txn(&self, ops: Vec<Op>) -> Result<Vec<KeyValue>, StoreError> {
-        validate(&ops)?;
+        txn::validate(&ops)?;
         let keys = ops
             .iter()
             .map(|op| self.shared.keys.to_etcd(op.key()))
             .collect::<Result<Vec<_>, _>>()?;
-        let req = build_txn(&ops, &keys);
+        let req = txn::build_txn(&ops, &keys);
         let resp: TxnResponse = self
             .shared
             .transport
@@ -504,9 +353,9 @@ impl Store for EtcdStore {
         let revision = header_rev(&resp.header);
         self.shared.observe(revision);
         if resp.succeeded {
-            Ok(self.committed(ops, resp, revision))
+            Ok(txn::committed(ops, resp, revision))
         } else {
-            Err(Self::failed(&ops, resp))
+            Err(txn::failed(&ops, resp))
         }
     }
 

@@ -179,7 +179,7 @@ impl Transport {
             let mut errors = Vec::new();
             for i in 0..n {
                 let idx = (start + i) % n;
-                match self.call_at(idx, path, body.clone()).await {
+                match self.call_at(idx, path, body.clone(), false).await {
                     Ok(resp) => {
                         self.preferred.store(idx, Ordering::Relaxed);
                         return read_unary(resp).await;
@@ -214,7 +214,7 @@ impl Transport {
     ) -> Result<Resp, CallError> {
         let body = frame(req);
         tokio::time::timeout(self.timeouts.request, async {
-            match self.call_at(idx, path, body).await {
+            match self.call_at(idx, path, body, false).await {
                 Ok(resp) => read_unary(resp).await,
                 Err(Attempt::NotSent(e) | Attempt::MaybeSent(e)) => Err(CallError::Unreachable(e)),
             }
@@ -224,7 +224,10 @@ impl Transport {
     }
 
     /// Opens a bidirectional stream: sends `first`, returns the sender for further messages and
-    /// the response stream. Bounded by the request timeout (until the response headers).
+    /// the response stream. Bounded by the request timeout (until the response headers). The
+    /// stream requires a leader (upstream's `WithRequireLeader` on watches): a member that loses
+    /// its leader, e.g. the minority side of a partition, ends it with `etcdserver: no leader`
+    /// instead of leaving it silent.
     pub(crate) async fn open_stream(
         &self,
         path: &'static str,
@@ -239,7 +242,7 @@ impl Transport {
                 let (tx, rx) = mpsc::channel(16);
                 // Cannot fail: fresh channel with room.
                 let _ = tx.try_send(first.clone());
-                match self.call_at(idx, path, rx).await {
+                match self.call_at(idx, path, rx, true).await {
                     Ok(resp) => {
                         let reader = start_stream(resp)?;
                         return Ok((tx, reader));
@@ -260,15 +263,21 @@ impl Transport {
         idx: usize,
         path: &'static str,
         body: impl Into<GrpcBody>,
+        require_leader: bool,
     ) -> Result<hyper::Response<Incoming>, Attempt> {
         let mut conn = self.connection(idx).await.map_err(Attempt::NotSent)?;
         let authority = &self.endpoints[idx].authority;
         if let Err(e) = conn.ready().await {
             return Err(Attempt::NotSent(format!("{authority}: {e}")));
         }
-        let req = hyper::Request::post(format!("http://{authority}{path}"))
+        let mut req = hyper::Request::post(format!("http://{authority}{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
+            .header("te", "trailers");
+        if require_leader {
+            // etcd's rpctypes.MetadataRequireLeaderKey.
+            req = req.header("hasleader", "true");
+        }
+        let req = req
             .body(body.into())
             .map_err(|e| Attempt::NotSent(e.to_string()))?;
         match conn.try_send_request(req).await {
@@ -325,7 +334,7 @@ async fn dial(authority: &str, timeout: Duration) -> Result<SendRequest<GrpcBody
     let tcp = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority))
         .await
         .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
-        .map_err(|e| format!("dial tcp {authority}: connect: {e}"))?;
+        .map_err(|e| format!("dial tcp {authority}: connect: {}", io_text(&e)))?;
     let _ = tcp.set_nodelay(true);
     let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -346,6 +355,20 @@ async fn dial(authority: &str, timeout: Duration) -> Result<SendRequest<GrpcBody
         }
     });
     Ok(send)
+}
+
+/// Go's wording for the common socket errors (`connection refused`), as etcd's client reports
+/// them; anything else as Rust prints it.
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        k @ (K::ConnectionRefused
+        | K::ConnectionReset
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::AddrNotAvailable) => k.to_string(),
+        _ => e.to_string(),
+    }
 }
 
 /// The gRPC status of headers or trailers, if present: `(code, message)`.

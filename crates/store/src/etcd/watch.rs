@@ -3,16 +3,14 @@
 //! at [`start`].
 //!
 //! Progress requests (`request_progress`) reach every live watch task, which sends etcd a
-//! progress request on its stream. etcd 3.4 may answer a progress request ahead of events it
-//! has already queued for the stream, so the task answers its watcher only after a second
-//! round trip: by the time the second answer arrives, everything queued before the first
-//! answer has been sent, and the first answer's revision is safe to report.
+//! progress request on its stream and reports progress as [`ProgressRounds`] says.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::progress::ProgressRounds;
 use super::proto::{
     self, EventType, RangeRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
     WatchRequestUnion, WatchResponse, header_rev,
@@ -30,39 +28,10 @@ pub(crate) async fn start(
     after: Revision,
     revision_error: impl Fn(CallError, Revision) -> StoreError,
 ) -> Result<Watcher, StoreError> {
-    let compacted = shared.compacted();
-    if after < compacted {
-        return Err(StoreError::Compacted {
-            requested: after,
-            compacted,
-        });
-    }
     let (start, end) = shared.keys.range(prefix).ok_or_else(|| {
         StoreError::Invalid(format!("prefix {prefix:?} lies outside the store's keys"))
     })?;
-    let mut current = shared.current();
-    if after > current {
-        current = shared.refresh().await?;
-        if after > current {
-            return Err(StoreError::FutureRevision {
-                requested: after,
-                current,
-            });
-        }
-    }
-    if after > 0 && after < current {
-        // Another API server may have compacted past `after`: a read at `after` tells.
-        let probe = RangeRequest {
-            key: start.clone(),
-            range_end: end.clone(),
-            revision: rev_i64(after),
-            count_only: true,
-            ..Default::default()
-        };
-        let out: Result<proto::RangeResponse, _> =
-            shared.transport.unary(proto::RANGE, &probe).await;
-        out.map_err(|e| revision_error(e, after))?;
-    }
+    check_after(shared, &start, &end, after, revision_error).await?;
     let create = WatchRequest {
         request_union: Some(WatchRequestUnion::CreateRequest(WatchCreateRequest {
             key: start,
@@ -77,6 +46,70 @@ pub(crate) async fn start(
         .open_stream(proto::WATCH, frame(&create))
         .await
         .map_err(store_error)?;
+    await_created(shared, &mut reader, after).await?;
+    let capacity = shared.watcher_capacity;
+    // + 1: the reserve slot for the TooSlow error.
+    let (tx, rx) = mpsc::channel(capacity + 1);
+    let pump = Pump {
+        shared: Arc::clone(shared),
+        reader,
+        req_tx,
+        tx,
+        capacity,
+        progress: ProgressRounds::default(),
+    };
+    tokio::spawn(pump.run());
+    Ok(Watcher::new(rx))
+}
+
+/// `after` must not be compacted nor in the future (etcd itself would wait for a future
+/// revision and report a compacted one only after creating the watch).
+async fn check_after(
+    shared: &Shared,
+    start: &[u8],
+    end: &[u8],
+    after: Revision,
+    revision_error: impl Fn(CallError, Revision) -> StoreError,
+) -> Result<(), StoreError> {
+    let compacted = shared.compacted();
+    if after < compacted {
+        return Err(StoreError::Compacted {
+            requested: after,
+            compacted,
+        });
+    }
+    let mut current = shared.current();
+    if after > current {
+        current = shared.refresh().await?;
+        if after > current {
+            return Err(StoreError::FutureRevision {
+                requested: after,
+                current,
+            });
+        }
+    }
+    if after > 0 && after < current {
+        // Another API server may have compacted past `after`: a read at `after` tells.
+        let probe = RangeRequest {
+            key: start.to_vec(),
+            range_end: end.to_vec(),
+            revision: rev_i64(after),
+            count_only: true,
+            ..Default::default()
+        };
+        let out: Result<proto::RangeResponse, _> =
+            shared.transport.unary(proto::RANGE, &probe).await;
+        out.map_err(|e| revision_error(e, after))?;
+    }
+    Ok(())
+}
+
+/// Reads the stream's first answer, which must confirm the watch.
+async fn await_created(
+    shared: &Shared,
+    reader: &mut MessageReader,
+    after: Revision,
+) -> Result<(), StoreError> {
     let first = tokio::time::timeout(shared.transport.request_timeout(), reader.next())
         .await
         .unwrap_or(Err(CallError::TimedOut))
@@ -99,34 +132,7 @@ pub(crate) async fn start(
             first.cancel_reason
         )));
     }
-    let capacity = shared.watcher_capacity;
-    // + 1: the reserve slot for the TooSlow error.
-    let (tx, rx) = mpsc::channel(capacity + 1);
-    let pump = Pump {
-        shared: Arc::clone(shared),
-        reader,
-        req_tx,
-        tx,
-        capacity,
-        progress: Progress::Idle,
-    };
-    tokio::spawn(pump.run());
-    Ok(Watcher::new(rx))
-}
-
-/// Where a progress request stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Progress {
-    Idle,
-    /// Sent; waiting for the first answer. `again`: another request came meanwhile.
-    First {
-        again: bool,
-    },
-    /// The first answer said `revision`; waiting for the second.
-    Second {
-        revision: Revision,
-        again: bool,
-    },
+    Ok(())
 }
 
 /// One watch stream's task.
@@ -136,7 +142,7 @@ struct Pump {
     req_tx: mpsc::Sender<Bytes>,
     tx: Tx,
     capacity: usize,
-    progress: Progress,
+    progress: ProgressRounds,
 }
 
 impl Pump {
@@ -177,17 +183,10 @@ impl Pump {
     }
 
     fn on_request(&mut self) {
-        self.progress = match self.progress {
-            Progress::Idle => {
-                self.send_progress_request();
-                Progress::First { again: false }
-            }
-            Progress::First { .. } => Progress::First { again: true },
-            Progress::Second { revision, .. } => Progress::Second {
-                revision,
-                again: true,
-            },
-        };
+        let step = self.progress.requested();
+        if step.send_request {
+            self.send_progress_request();
+        }
     }
 
     /// Handles one response; returns whether the watch stays open.
@@ -220,23 +219,13 @@ impl Pump {
             return true;
         }
         // A header-only answer: a progress notification.
-        match self.progress {
-            Progress::Idle => self.deliver(WatchMessage::Progress(revision)),
-            Progress::First { again } => {
-                self.send_progress_request();
-                self.progress = Progress::Second { revision, again };
-                true
-            }
-            Progress::Second {
-                revision: safe,
-                again,
-            } => {
-                self.progress = Progress::Idle;
-                if again {
-                    self.on_request();
-                }
-                self.deliver(WatchMessage::Progress(safe))
-            }
+        let step = self.progress.header_only(revision);
+        if step.send_request {
+            self.send_progress_request();
+        }
+        match step.report {
+            Some(safe) => self.deliver(WatchMessage::Progress(safe)),
+            None => true,
         }
     }
 

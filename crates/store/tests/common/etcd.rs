@@ -7,7 +7,7 @@ use store::{EtcdOptions, EtcdStore, StoreOptions};
 
 /// Fails the test (with the preflight's message) when `etcd` is missing.
 pub fn require_etcd() {
-    netlab::preflight::require_for_test(&[netlab::preflight::ETCD]);
+    netlab::preflight::require_etcd_for_test();
 }
 
 /// Starts an `n`-member cluster (blocking work off the runtime).
