@@ -25,7 +25,7 @@ pub struct ElectionArgs {
           action = clap::ArgAction::Set)]
     pub leader_elect: bool,
     /// How long a candidate waits after the last observed renew before taking over [upstream
-    /// 15s; fast 1.5s, written to the Lease rounded up to whole seconds].
+    /// 15s; fast 1.5s: the Lease says 1 (whole seconds, truncated), candidates wait 1.5s].
     #[arg(long, value_parser = parse_duration)]
     pub leader_elect_lease_duration: Option<Duration>,
     /// How long the leader keeps trying to renew before giving up [upstream 10s; fast 1s].

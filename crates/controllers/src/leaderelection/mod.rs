@@ -16,11 +16,13 @@
 //! `leaseTransitions` grows by one on each change of holder. Candidates retry every
 //! `retryPeriod` jittered by up to 1.2× (`wait.JitterUntil`).
 //!
-//! Deliberate differences: a record's `leaseDurationSeconds` is the lease duration rounded UP
-//! to whole seconds (upstream truncates; the same for whole seconds, and the fast profile's
-//! 1.5 s becomes 2 s instead of 1 s, so candidates wait at least the configured duration);
-//! after losing the lease the elector goes back to candidate instead of ending the process
-//! (kube-controller-manager exits, but here the API server shares the process).
+//! Deliberate differences: `leaseDurationSeconds` is an integer, written truncated as upstream
+//! does (the fast profile's 1.5 s is written as 1), and a candidate waits the longer of the
+//! record's duration and its own configured one (upstream uses the record's alone), so the
+//! fast profile's candidates wait 1.5 s, not 1 s, which would equal its 1 s renew deadline and
+//! leave the write fence no margin; after losing the lease the elector goes back to candidate
+//! instead of ending the process (kube-controller-manager exits, but here the API server
+//! shares the process).
 
 #[cfg(test)]
 mod tests;
@@ -99,9 +101,10 @@ impl ElectionConfig {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The `leaseDurationSeconds` this candidate writes (rounded up, see the module docs).
+    /// The `leaseDurationSeconds` this candidate writes: whole seconds, truncated as upstream's
+    /// `int(LeaseDuration / time.Second)` (at least 1).
     pub fn lease_duration_seconds(&self) -> i32 {
-        ((self.lease_duration_ms + 999) / 1000) as i32
+        (self.lease_duration_ms / 1000).max(1) as i32
     }
 }
 
@@ -416,9 +419,11 @@ impl LeaderElector {
         self.observed.holder_identity == self.cfg.identity
     }
 
-    /// Upstream `isLeaseValid`: observedTime + the record's leaseDurationSeconds > now.
+    /// Upstream `isLeaseValid`: observedTime + the record's leaseDurationSeconds > now; here
+    /// at least our own lease duration (see the module docs).
     fn lease_valid(&self, now: Millis) -> bool {
-        self.observed_time + i64::from(self.observed.lease_duration_seconds) * 1000 > now
+        let record_ms = i64::from(self.observed.lease_duration_seconds) * 1000;
+        self.observed_time + record_ms.max(self.cfg.lease_duration_ms) > now
     }
 
     fn set_observed(&mut self, record: Record, now: Millis) {

@@ -199,7 +199,7 @@ fn config_validation_uses_upstream_texts() {
     );
     let mut c = cfg("a");
     c.lease_duration_ms = 1_500;
-    assert_eq!(c.lease_duration_seconds(), 2, "rounded up, never shorter");
+    assert_eq!(c.lease_duration_seconds(), 1, "truncated, as upstream");
     assert_eq!(cfg("a").lease_duration_seconds(), 15);
 }
 
@@ -447,4 +447,41 @@ fn a_request_in_flight_past_the_renew_deadline_is_abandoned() {
     assert!(!e.is_leader());
     let events: Vec<ElectionEvent> = std::iter::from_fn(|| e.poll_event()).collect();
     assert!(events.contains(&ElectionEvent::StoppedLeading));
+}
+
+#[test]
+fn fast_profile_candidates_wait_their_own_one_and_a_half_seconds() {
+    // The record says 1 s (truncated); a candidate configured for 1.5 s waits 1.5 s after
+    // the last change it observed, so the leader's 1 s fence closes first.
+    let fast = |id: &str| ElectionConfig {
+        lease_duration_ms: 1_500,
+        renew_deadline_ms: 1_000,
+        retry_period_ms: 200,
+        ..cfg(id)
+    };
+    let mut c = Cluster::new(&["a", "b"]);
+    c.members = ["a", "b"]
+        .iter()
+        .map(|id| Member {
+            e: LeaderElector::new(fast(id)).unwrap(),
+            stopped: false,
+            cut_off: false,
+            wall_skew: 0,
+            events: Vec::new(),
+        })
+        .collect();
+    c.run_until(c.now + 2_000);
+    assert_eq!(c.server.record().lease_duration_seconds, 1);
+    c.members[0].stopped = true;
+    let last_renew = c.server.writes.last().unwrap().0;
+    c.run_until(c.now + 10_000);
+    let took = c.started_at(1)[0];
+    assert!(
+        took >= last_renew + 1_500,
+        "took {took}, last renew {last_renew}"
+    );
+    assert!(
+        took <= last_renew + 1_500 + 2 * 440,
+        "took {took}, last renew {last_renew}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `zonelab server` binary and the installed `kubectl` against it.
 #![allow(dead_code)]
 
+pub mod audit;
 pub mod lab;
 pub mod scenario;
 
