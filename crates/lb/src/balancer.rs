@@ -120,6 +120,10 @@ pub struct Balancer {
     pending: VecDeque<ProbeRequest>,
     events: VecDeque<Event>,
     nodes: BTreeMap<Ipv4Addr, NodeState>,
+    /// Bumped by every change that can move routes (a target's state, the configuration).
+    generation: u64,
+    /// `generation` when the nodes' states were last derived.
+    nodes_generation: u64,
 }
 
 impl Balancer {
@@ -137,6 +141,8 @@ impl Balancer {
             pending: VecDeque::new(),
             events: VecDeque::new(),
             nodes: BTreeMap::new(),
+            generation: 1,
+            nodes_generation: 0,
         };
         b.apply_config(config, now);
         Ok(b)
@@ -199,76 +205,75 @@ impl Balancer {
             }
         }
         for g in &config.target_groups {
-            let used = self.group_used(&config, g);
-            let slots = self.groups.entry(g.name.clone()).or_default();
-            let mut wanted: BTreeMap<TargetKey, &TargetConfig> = BTreeMap::new();
-            for t in &g.targets {
-                wanted.insert(
+            self.apply_group(&config, g, now);
+        }
+        self.config = config;
+        self.generation += 1;
+        self.update_nodes(now);
+    }
+
+    /// One group's targets: register new ones (or re-register draining ones), switch between
+    /// in use and `unused`, drain the ones no longer listed.
+    fn apply_group(&mut self, config: &BalancerConfig, g: &TargetGroupConfig, now: Time) {
+        let used = config.listeners.iter().any(|l| l.target_group == g.name);
+        let slots = self.groups.entry(g.name.clone()).or_default();
+        let wanted: BTreeMap<TargetKey, &TargetConfig> = g
+            .targets
+            .iter()
+            .map(|t| {
+                (
                     TargetKey {
                         ip: t.ip,
                         port: t.port,
                     },
                     t,
-                );
-            }
-            let mut changes = Vec::new();
-            for (key, t) in &wanted {
-                let in_use = used && zone_enabled(&config, &t.zone);
-                let slot = slots.get_mut(key);
-                let fresh = match slot {
-                    None => true,
-                    Some(s) => {
-                        s.health.zone.clone_from(&t.zone);
-                        let unused = s.health.state == TargetState::Unused;
-                        s.health.state == TargetState::Draining || unused == in_use
-                    }
-                };
-                if fresh {
-                    let old = slots.get(key).map(|s| (s.health.state, s.probing));
-                    let health = if in_use {
-                        TargetHealth::registered(&t.zone, now)
-                    } else {
-                        TargetHealth::not_in_use(&t.zone, now)
-                    };
-                    slots.insert(
-                        *key,
-                        Slot {
-                            next_probe: in_use.then_some(now),
-                            probing: None,
-                            drain_until: None,
-                            health: health.clone(),
-                        },
-                    );
-                    changes.push((*key, old, health));
+                )
+            })
+            .collect();
+        let mut changes = Vec::new();
+        for (key, t) in &wanted {
+            let in_use = used && zone_enabled(config, &t.zone);
+            let fresh = match slots.get_mut(key) {
+                None => true,
+                Some(s) => {
+                    s.health.zone.clone_from(&t.zone);
+                    let unused = s.health.state == TargetState::Unused;
+                    s.health.state == TargetState::Draining || unused == in_use
                 }
+            };
+            if !fresh {
+                continue;
             }
-            let mut drained = Vec::new();
-            for (key, slot) in slots.iter_mut() {
-                if !wanted.contains_key(key)
-                    && let Some(c) = slot.health.drain(now)
-                {
-                    drained.push((*key, c.from, slot.health.clone(), slot.probing.take()));
-                    slot.next_probe = None;
-                    slot.drain_until = Some(now + g.deregistration_delay);
-                }
-            }
-            for (key, old, health) in changes {
-                if let Some((_, probing)) = old {
-                    self.cancel_probe(probing);
-                }
-                self.push_target(&g.name, key, old.map(|o| o.0), &health, now);
-            }
-            for (key, from, health, probing) in drained {
-                self.cancel_probe(probing);
-                self.push_target(&g.name, key, Some(from), &health, now);
+            let health = if in_use {
+                TargetHealth::registered(&t.zone, now)
+            } else {
+                TargetHealth::not_in_use(&t.zone, now)
+            };
+            let slot = Slot {
+                next_probe: in_use.then_some(now),
+                probing: None,
+                drain_until: None,
+                health: health.clone(),
+            };
+            let old = slots
+                .insert(*key, slot)
+                .map(|s| (s.health.state, s.probing));
+            changes.push((*key, old.map(|o| o.0), old.and_then(|o| o.1), health));
+        }
+        for (key, slot) in slots.iter_mut() {
+            if !wanted.contains_key(key)
+                && let Some(c) = slot.health.drain(now)
+            {
+                let probing = slot.probing.take();
+                changes.push((*key, Some(c.from), probing, slot.health.clone()));
+                slot.next_probe = None;
+                slot.drain_until = Some(now + g.deregistration_delay);
             }
         }
-        self.config = config;
-        self.update_nodes(now);
-    }
-
-    fn group_used(&self, config: &BalancerConfig, g: &TargetGroupConfig) -> bool {
-        config.listeners.iter().any(|l| l.target_group == g.name)
+        for (key, from, probing, health) in changes {
+            self.cancel_probe(probing);
+            self.push_target(&g.name, key, from, &health, now);
+        }
     }
 
     fn cancel_probe(&mut self, probing: Option<u64>) {
@@ -474,7 +479,17 @@ impl Balancer {
             .collect()
     }
 
+    /// Changes whenever [`Balancer::routes`] may have changed; a driver re-renders its table
+    /// only then.
+    pub fn routes_generation(&self) -> u64 {
+        self.generation
+    }
+
     fn update_nodes(&mut self, now: Time) {
+        if self.nodes_generation == self.generation {
+            return;
+        }
+        self.nodes_generation = self.generation;
         let routes = self.routes();
         let mut seen = BTreeMap::new();
         for n in &routes.nodes {
@@ -504,6 +519,7 @@ impl Balancer {
         h: &TargetHealth,
         now: Time,
     ) {
+        self.generation += 1;
         self.events.push_back(Event {
             at: now,
             record: Record::Target {
@@ -520,6 +536,7 @@ impl Balancer {
 
     /// A target left the group: reported as `unused`, `Target.NotRegistered`.
     fn push_removed(&mut self, group: &str, key: TargetKey, h: &TargetHealth, now: Time) {
+        self.generation += 1;
         self.events.push_back(Event {
             at: now,
             record: Record::Target {

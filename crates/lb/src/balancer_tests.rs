@@ -348,6 +348,10 @@ fn draining_targets_are_not_checked_and_no_fail_open_includes_them() {
     let mut c = h.b.config().clone();
     c.target_groups[0].targets.retain(|t| t.zone != "c");
     h.b.reconfigure(c, h.now).expect("valid");
+    // Every remaining target fails from now on (checks at 30, 40, 50 s).
+    for (z, n) in [(0, 11), (0, 12), (1, 11), (1, 12)] {
+        h.set(addr(z, n), Behaviour::Refused);
+    }
     let before = h.probes;
     h.run_until(34);
     // 4 targets left, one check each at 30 s.
@@ -356,6 +360,14 @@ fn draining_targets_are_not_checked_and_no_fail_open_includes_them() {
     let c_node = r.node(lb(3)).expect("c");
     assert!(c_node.listeners[0].targets.is_empty());
     assert_eq!(c_node.state, NodeState::Unhealthy);
+    // All of them unhealthy at 50 s while zone c still drains (until 55 s): the group fails
+    // open, and still sends nothing to the draining targets.
+    h.run_until(50);
+    assert_eq!(h.state(key(2, 11)), Some(TargetState::Draining));
+    let r = h.b.routes();
+    assert!(r.node(lb(1)).expect("a").listeners[0].fail_open);
+    assert_eq!(h.routed(1), vec![addr(0, 11), addr(0, 12)]);
+    assert!(h.routed(3).is_empty());
 }
 
 #[test]
@@ -433,7 +445,7 @@ targetGroups:
             .expect("t");
     assert_eq!(
         t.health.description.as_deref(),
-        Some("Health checks failed: Health checks failed with these codes: [503]")
+        Some("Health checks failed with these codes: [503]")
     );
     // The regional node (no zone) serves every zone's healthy targets, masqueraded (ip targets).
     let r = h.b.routes();
@@ -471,4 +483,19 @@ fn next_wakeup_is_the_next_check() {
     // The silent check's deadline (20 s) and the others' next checks (20 s).
     assert_eq!(h.b.next_wakeup(), Some(Time::from_millis(20_000)));
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn routes_generation_moves_only_when_routes_may_change() {
+    let mut h = Harness::new(config(""));
+    h.run_until(25);
+    let g = h.b.routes_generation();
+    let routes = h.b.routes();
+    h.run_until(55);
+    assert_eq!(h.b.routes_generation(), g);
+    assert_eq!(h.b.routes(), routes);
+    h.set(addr(2, 12), Behaviour::Refused);
+    h.run_until(80);
+    assert_ne!(h.b.routes_generation(), g);
+    assert_eq!(h.routed(3), vec![addr(2, 11)]);
 }

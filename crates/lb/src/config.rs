@@ -540,6 +540,19 @@ targetGroups:
         assert!(Matcher::parse("ok").is_err());
     }
 
+    #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../../../docs/load-balancer.md");
+        let yaml = doc
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a yaml block in docs/load-balancer.md");
+        let c = BalancerConfig::parse(yaml).expect("the documented configuration parses");
+        assert_eq!(c.name, "api");
+        assert_eq!(c.target_groups[0].health_check.path, "/readyz");
+    }
+
     fn err(text: &str) -> String {
         BalancerConfig::parse(text)
             .expect_err("invalid")

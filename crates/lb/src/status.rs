@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,8 +65,10 @@ impl Summary {
     }
 
     /// Two tables like kubectl's: the nodes (whether DNS returns them), then the targets;
-    /// AGE is how long each has been in its state at `now_ms`.
-    pub fn render(&self, now_ms: f64) -> String {
+    /// AGE is how long each has been in its state at `now_ms`, written by `age` (the driver
+    /// passes kubectl's `HumanDuration`, `apiserver::table::human_duration`).
+    pub fn render(&self, now_ms: f64, age: &dyn Fn(Duration) -> String) -> String {
+        let age = |ms: f64| age(Duration::from_millis(ms.max(0.0) as u64));
         let mut nodes = vec![row(&["NODE", "ZONE", "STATE", "AGE", "REASON"])];
         for line in self.nodes.values() {
             if let Record::Node {
@@ -153,16 +156,6 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// kubectl's short age: `45s`, `3m12s`, `2h5m`.
-fn age(ms: f64) -> String {
-    let s = (ms.max(0.0) / 1000.0) as u64;
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=3599 => format!("{}m{}s", s / 60, s % 60),
-        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,7 +171,7 @@ mod tests {
     fn the_latest_line_wins_and_renders_as_a_table() {
         let s = Summary::from_lines(LINES).expect("valid");
         assert_eq!(s.targets.len(), 1);
-        let out = s.render(76_000.0);
+        let out = s.render(76_000.0, &|d| format!("{}s", d.as_secs()));
         let want = "\
 NODE           ZONE   STATE       AGE   REASON
 172.20.251.1   a      unhealthy   45s   target group web has no healthy target in zone a
@@ -193,6 +186,5 @@ web            172.20.0.11:30080   a      unhealthy   45s   Target.FailedHealthC
     fn a_bad_line_is_named() {
         let e = Summary::from_lines("{\"at\":1}\nnot json").expect_err("bad");
         assert_eq!(e.line, 1);
-        assert_eq!(age(200_000.0), "3m20s");
     }
 }

@@ -246,6 +246,10 @@ impl TargetHealth {
 fn describe_failure(outcome: &ProbeOutcome) -> String {
     match outcome {
         ProbeOutcome::Timeout => "Health checks failed: request timed out".into(),
+        // ELB's own wording for a code outside the matcher is kept as it is.
+        ProbeOutcome::Failure(detail) if detail.starts_with("Health checks failed") => {
+            detail.clone()
+        }
         ProbeOutcome::Failure(detail) => format!("Health checks failed: {detail}"),
         ProbeOutcome::Success => String::new(),
     }

@@ -152,7 +152,10 @@ fn status(path: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let summary =
         lb::status::Summary::from_lines(&text).with_context(|| format!("{}", path.display()))?;
-    print!("{}", summary.render(epoch_ms()));
+    let age = |d: std::time::Duration| {
+        apiserver::table::human_duration(chrono::TimeDelta::from_std(d).unwrap_or_default())
+    };
+    print!("{}", summary.render(epoch_ms(), &age));
     Ok(())
 }
 
@@ -273,6 +276,7 @@ async fn drive(
     let (tx, mut rx) = mpsc::channel::<(u64, lb::ProbeReport)>(MAX_CONCURRENT_PROBES);
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_PROBES));
     let mut applied: Option<String> = None;
+    let mut rendered_generation = 0;
     tracing::info!("balancer {} running", b.config().name);
     loop {
         b.handle_timeout(now());
@@ -288,11 +292,15 @@ async fn drive(
             });
         }
         status.write(&mut b);
-        let script = lb::nft::render(&b.config().name, &b.routes());
-        if applied.as_deref() != Some(script.as_str()) {
-            match data.apply(script.clone()) {
-                Ok(()) => applied = Some(script),
-                Err(e) => tracing::error!("applying the nftables table: {e:#}"),
+        if applied.is_none() || rendered_generation != b.routes_generation() {
+            rendered_generation = b.routes_generation();
+            let script = lb::nft::render(&b.config().name, &b.routes());
+            if applied.as_deref() != Some(script.as_str()) {
+                applied = None;
+                match data.apply(script.clone()) {
+                    Ok(()) => applied = Some(script),
+                    Err(e) => tracing::error!("applying the nftables table: {e:#}"),
+                }
             }
         }
         // An unapplied table is retried within a second.
