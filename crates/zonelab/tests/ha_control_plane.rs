@@ -41,10 +41,11 @@ fn diagnose(out: &Path) -> String {
 
 #[test]
 #[cfg_attr(
-    not(zonelab_root),
+    any(not(zonelab_root), not(zonelab_etcd)),
     ignore = "needs root (network namespaces) and etcd: run as root; scripts/setup.sh installs the tools"
 )]
 fn power_off_of_the_etcd_leaders_zone_loses_no_write() {
+    netlab::preflight::require_for_test(&[netlab::preflight::ETCD]);
     let Run {
         report: r,
         out,
