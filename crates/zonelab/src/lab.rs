@@ -18,11 +18,13 @@ use kube::api::{Api, ListParams};
 use netlab::{Lab, LabSpec, Runner, SystemRunner, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::epoch_ms;
 use crate::flags::Profile;
 
 mod balancer;
 pub mod control_plane;
+mod faults;
+
+pub use faults::{heal, inject};
 
 use control_plane::ZonalControlPlane;
 
@@ -456,6 +458,51 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before anything is built: the tools, an earlier lab's processes gone, the API port free.
+fn preflight_and_clear(
+    state_dir: &Path,
+    prefix: &str,
+    plan: &UpPlan,
+    api: SocketAddr,
+) -> anyhow::Result<()> {
+    crate::preflight::tools(&plan.proxy_mode)?;
+    if plan.etcd_in_zones {
+        crate::preflight::etcd()?;
+    }
+    if let Ok(old) = load_config(state_dir, prefix) {
+        eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
+        kill_pid(old.server());
+        control_plane::all_procs(&state_dir.join(prefix))
+            .into_iter()
+            .for_each(kill_pid);
+    }
+    crate::ports::check_free(api).context("the API port")
+}
+
+/// One server outside the zones, or the control plane in the zones behind its balancer:
+/// the pid serving `api`, its log, and what a zonal control plane is made of.
+fn start_control_plane(
+    dir: &Path,
+    exe: &Path,
+    topo: &Topology,
+    plan: &UpPlan,
+    api: SocketAddr,
+) -> anyhow::Result<(u32, PathBuf, Option<ZonalControlPlane>)> {
+    if !plan.etcd_in_zones {
+        let pid = start_server(exe, dir, topo, plan)?.0;
+        return Ok((pid, dir.join("server.log"), None));
+    }
+    let z = ZonalControlPlane {
+        store: "etcd".into(),
+        zones: plan.zones.clone(),
+        vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
+        profile: profile_name(plan.profile).into(),
+        server_flags: plan.server_flags.clone(),
+    };
+    let pid = control_plane::start(dir, exe, topo, &z, api)?;
+    Ok((pid, dir.join("logs").join(balancer::LOG), Some(z)))
+}
+
 /// Build the lab, start the server and the agents, wait until every node is Ready.
 pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::Result<LabConfig> {
     let started = Instant::now();
@@ -469,18 +516,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         topo = topo.with_zone_control_planes();
     }
     let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
-    crate::preflight::tools(&plan.proxy_mode)?;
-    if plan.etcd_in_zones {
-        crate::preflight::etcd()?;
-    }
-    if let Ok(old) = load_config(state_dir, prefix) {
-        eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
-        kill_pid(old.server());
-        control_plane::all_procs(&state_dir.join(prefix))
-            .into_iter()
-            .for_each(kill_pid);
-    }
-    crate::ports::check_free(api).context("the API port")?;
+    preflight_and_clear(state_dir, prefix, plan, api)?;
     let r = runner();
     let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
     eprintln!(
@@ -491,23 +527,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     );
     let exe = std::env::current_exe()?;
     let dir = state_dir.join(prefix);
-    let zonal = plan.etcd_in_zones.then(|| ZonalControlPlane {
-        store: "etcd".into(),
-        zones: plan.zones.clone(),
-        vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
-        profile: profile_name(plan.profile).into(),
-        server_flags: plan.server_flags.clone(),
-    });
-    let (server_pid, log) = match &zonal {
-        Some(z) => (
-            control_plane::start(&dir, &exe, &topo, z, api)?,
-            dir.join("logs").join(balancer::LOG),
-        ),
-        None => (
-            start_server(&exe, &dir, &topo, plan)?.0,
-            dir.join("server.log"),
-        ),
-    };
+    let (server_pid, log, zonal) = start_control_plane(&dir, &exe, &topo, plan, api)?;
     let cfg = LabConfig {
         prefix: prefix.to_string(),
         api,
@@ -708,146 +728,6 @@ async fn exec(args: &LabArgs, namespace: &str, pod: &str, cmd: &[String]) -> any
         .args(cmd)
         .status()?;
     Ok(status.code().unwrap_or(1))
-}
-
-/// The nodes a `zone`/`node` target names (an error if none exists).
-fn nodes_of(cfg: &LabConfig, what: Target, name: &str) -> anyhow::Result<Vec<String>> {
-    let nodes: Vec<String> = match what {
-        Target::Node => cfg
-            .topology
-            .node(name)
-            .map(|n| vec![n.name.clone()])
-            .unwrap_or_default(),
-        Target::Zone => cfg
-            .topology
-            .nodes
-            .iter()
-            .filter(|n| n.zone == name)
-            .map(|n| n.name.clone())
-            .collect(),
-    };
-    anyhow::ensure!(
-        !nodes.is_empty(),
-        "no {what:?} named {name:?} in lab {:?}",
-        cfg.prefix
-    );
-    Ok(nodes)
-}
-
-/// What a fault or a recovery touched, and when it took effect.
-#[derive(Debug, Clone)]
-pub struct Injected {
-    pub nodes: Vec<String>,
-    /// When the network change committed (or the agents were signalled), ms since the epoch:
-    /// the moment clients start to notice.
-    pub effective_ms: f64,
-}
-
-/// Inject a failure; returns the nodes it touched and when it took effect.
-pub fn inject(
-    state_dir: &Path,
-    prefix: &str,
-    what: Target,
-    name: &str,
-    mode: FailMode,
-) -> anyhow::Result<Injected> {
-    let cfg = load_config(state_dir, prefix)?;
-    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
-    let nodes = nodes_of(&cfg, what, name)?;
-    let mut effective_ms = epoch_ms();
-    match (mode, what) {
-        (FailMode::Power, _) => {
-            // Every node (and the zone's control-plane host) cut at once, then killed: the cut
-            // is when the power went.
-            let hosts = match what {
-                Target::Zone => cfg.topology.zone_hosts(name),
-                Target::Node => nodes.clone(),
-            };
-            lab.isolate_nodes(&hosts)?;
-            effective_ms = epoch_ms();
-            lab.power_off_nodes(&hosts)?;
-        }
-        (FailMode::Partition, Target::Zone) => {
-            lab.partition_zone(name)?;
-            effective_ms = epoch_ms();
-        }
-        (FailMode::Partition, Target::Node) => {
-            lab.isolate_node(name)?;
-            effective_ms = epoch_ms();
-        }
-        (FailMode::Graceful, _) => {
-            // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
-            for n in &nodes {
-                if let Some(p) = agent_pid(state_dir, prefix, n) {
-                    std::fs::write(stopping_marker(state_dir, prefix, n), p.pid.to_string())?;
-                    p.signal("TERM");
-                }
-            }
-        }
-    }
-    Ok(Injected {
-        nodes,
-        effective_ms,
-    })
-}
-
-/// Marks a node whose agent was told to stop gracefully (holds the pid).
-fn stopping_marker(state_dir: &Path, prefix: &str, node: &str) -> PathBuf {
-    state_dir.join(prefix).join(format!("stopping-{node}"))
-}
-
-/// How long `recover` lets a gracefully stopping agent finish draining before it kills it.
-const DRAIN_WAIT: Duration = Duration::from_secs(60);
-
-/// An agent still draining after a graceful stop would exit right after `recover` decided it
-/// runs: wait for it (bounded), so it is restarted.
-fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
-    let marker = stopping_marker(state_dir, prefix, node);
-    if !marker.exists() {
-        return;
-    }
-    if let Some(p) = agent_pid(state_dir, prefix, node) {
-        let deadline = Instant::now() + DRAIN_WAIT;
-        while p.alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        kill_pid(p);
-    }
-    let _ = std::fs::remove_file(marker);
-}
-
-/// Undo failures: heal the network, restart agents that are not running; returns the nodes
-/// and when the network was whole again.
-pub fn heal(state_dir: &Path, prefix: &str, what: Target, name: &str) -> anyhow::Result<Injected> {
-    let cfg = load_config(state_dir, prefix)?;
-    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
-    let exe = std::env::current_exe()?;
-    let nodes = nodes_of(&cfg, what, name)?;
-    let hosts = match what {
-        Target::Zone => {
-            lab.heal_zone(name)?;
-            cfg.topology.zone_hosts(name)
-        }
-        Target::Node => nodes.clone(),
-    };
-    for n in &hosts {
-        lab.power_on_node(n)?;
-        lab.heal_node(n)?;
-    }
-    let effective_ms = epoch_ms();
-    if let (Some(z), Target::Zone) = (&cfg.zonal, what) {
-        control_plane::restart_zone(&state_dir.join(prefix), &exe, &cfg.topology, z, name)?;
-    }
-    for n in &nodes {
-        finish_graceful_stop(state_dir, prefix, n);
-        if agent_pid(state_dir, prefix, n).is_none() {
-            start_agent(state_dir, &exe, &cfg, n)?;
-        }
-    }
-    Ok(Injected {
-        nodes,
-        effective_ms,
-    })
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
