@@ -689,6 +689,14 @@ async fn status(args: &LabArgs) -> anyhow::Result<()> {
             f.isolated_nodes, f.partitioned_zones
         );
     }
+    if let Some(z) = &cfg.zonal {
+        let topo = cfg.topology.clone();
+        let leader = tokio::task::spawn_blocking(move || control_plane::leader_zone(&topo)).await?;
+        print!(
+            "{}",
+            control_plane::status_lines(&args.state_dir.join(&args.prefix), z, leader.as_deref())
+        );
+    }
     Ok(())
 }
 

@@ -262,6 +262,33 @@ pub fn all_procs(dir: &Path) -> Vec<ProcId> {
     read_procs(dir).into_values().collect()
 }
 
+/// `lab status`'s control-plane lines: each zone's etcd member and server, running or not,
+/// and the etcd leader's zone.
+pub fn status_lines(dir: &Path, cp: &ZonalControlPlane, leader: Option<&str>) -> String {
+    let mut out = format!(
+        "control plane: {} in zones {}, API {} (etcd leader: {})\n",
+        cp.store,
+        cp.zones.join(", "),
+        cp.vip,
+        leader.map_or("none".to_string(), |z| format!("zone {z}"))
+    );
+    let state = |name: &str| {
+        if running(dir, name).is_some() {
+            "running"
+        } else {
+            "down"
+        }
+    };
+    for zone in &cp.zones {
+        out += &format!(
+            "  zone {zone}: etcd {}, server {}\n",
+            state(&format!("etcd-{zone}")),
+            state(&format!("server-{zone}"))
+        );
+    }
+    out
+}
+
 /// One member's answer to Maintenance Status (the JSON gateway writes uint64 as strings).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct MemberStatus {
@@ -424,6 +451,22 @@ mod tests {
         assert_eq!(flag(&argv, "--listen"), "172.20.2.10:6443");
         assert_eq!(flag(&argv, "--profile"), "fast");
         assert_eq!(argv.last().map(String::as_str), Some("--v=2"));
+    }
+
+    #[test]
+    fn status_lines_name_each_zone_and_the_leader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        record(dir.path(), "etcd-a", std::process::id()).expect("record");
+        let text = status_lines(dir.path(), &cp(), Some("a"));
+        assert!(text.starts_with("control plane: etcd in zones a, b, c, API 172.20.251.10:6443 (etcd leader: zone a)\n"), "{text}");
+        assert!(
+            text.contains("  zone a: etcd running, server down\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  zone c: etcd down, server down\n"),
+            "{text}"
+        );
     }
 
     fn status(id: &str, term: &str, leader: &str) -> MemberStatus {
