@@ -74,3 +74,10 @@ pub fn slice(
         ..Default::default()
     })
 }
+
+/// A Service `ns/name` from its whole `spec` and `status` (NodePort and LoadBalancer shapes).
+pub fn service_json(ns: &str, name: &str, spec: Value, status: Value) -> Service {
+    let value =
+        json!({"metadata": {"namespace": ns, "name": name}, "spec": spec, "status": status});
+    serde_json::from_value(value).unwrap_or_default()
+}

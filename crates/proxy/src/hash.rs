@@ -63,6 +63,16 @@ pub fn ipt_local_chain(name: &ServicePortName) -> String {
     format!("KUBE-SVL-{}", ipt_hash(name, ""))
 }
 
+/// `KUBE-EXT-<HASH16>` (external destinations: NodePort, external and load-balancer IPs).
+pub fn ipt_external_chain(name: &ServicePortName) -> String {
+    format!("KUBE-EXT-{}", ipt_hash(name, ""))
+}
+
+/// `KUBE-FW-<HASH16>` (`loadBalancerSourceRanges` firewall).
+pub fn ipt_firewall_chain(name: &ServicePortName) -> String {
+    format!("KUBE-FW-{}", ipt_hash(name, ""))
+}
+
 /// `KUBE-SEP-<HASH16>` of `ns/svc[:port]` + proto + `IP:port`
 /// (iptables proxier.go `servicePortEndpointChainName`).
 pub fn ipt_endpoint_chain(name: &ServicePortName, ep: &Endpoint) -> String {

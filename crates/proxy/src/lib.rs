@@ -4,6 +4,8 @@
 
 pub mod apply;
 pub mod elements;
+#[cfg(test)]
+mod external_tests;
 pub mod fixtures;
 pub mod hash;
 pub mod health;
@@ -13,6 +15,7 @@ pub mod model;
 pub mod nft;
 pub mod nft_state;
 pub mod plan;
+pub mod service_health;
 pub mod syncer;
 pub mod tracker;
 

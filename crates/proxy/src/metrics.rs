@@ -77,6 +77,10 @@ pub struct ProxyMetrics {
     pub service_changes_total: u64,
     pub endpoint_changes_total: u64,
     pub last_sync_timestamp_s: f64,
+    /// Service ports with endpoints but none on this node for their Local policy, for
+    /// internal (ClusterIP) and external traffic, as of the last successful sync.
+    pub no_local_endpoints_internal: usize,
+    pub no_local_endpoints_external: usize,
     /// `nftables` or `iptables`, selects the failure counter's name.
     pub mode: &'static str,
 }
@@ -92,6 +96,8 @@ impl ProxyMetrics {
             service_changes_total: 0,
             endpoint_changes_total: 0,
             last_sync_timestamp_s: 0.0,
+            no_local_endpoints_internal: 0,
+            no_local_endpoints_external: 0,
             mode,
         }
     }
@@ -152,6 +158,12 @@ impl ProxyMetrics {
             "# HELP {name} The last time proxy rules were successfully synced\n# TYPE {name} gauge\n{name} {}",
             self.last_sync_timestamp_s
         );
+        let name = "kubeproxy_sync_proxy_rules_no_local_endpoints_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Number of services with a Local traffic policy and no endpoints\n# TYPE {name} gauge\n{name}{{traffic_policy=\"external\"}} {}\n{name}{{traffic_policy=\"internal\"}} {}",
+            self.no_local_endpoints_external, self.no_local_endpoints_internal
+        );
         out
     }
 }
@@ -187,5 +199,8 @@ mod tests {
         );
         assert!(text.contains("kubeproxy_network_programming_duration_seconds_count 2\n"));
         assert!(text.contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 0\n"));
+        assert!(text.contains(
+            "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 0\n"
+        ));
     }
 }

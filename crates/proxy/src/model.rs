@@ -111,7 +111,8 @@ impl TrafficPolicy {
     }
 }
 
-/// A ClusterIP service port the proxy programs.
+/// A service port the proxy programs: its ClusterIP and, for NodePort and LoadBalancer
+/// Services, its external destinations (upstream `BaseServicePortInfo`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
     pub name: ServicePortName,
@@ -120,7 +121,47 @@ pub struct ServicePort {
     /// ClientIP session affinity timeout in seconds; `None` without affinity.
     pub affinity_timeout_s: Option<u32>,
     pub internal_traffic_policy: TrafficPolicy,
+    /// `Local` only for externally accessible Services (upstream `ExternalPolicyLocal`).
     pub external_traffic_policy: TrafficPolicy,
+    /// `spec.ports[].nodePort` (`None` when 0).
+    pub node_port: Option<u16>,
+    /// `spec.externalIPs` (IPv4 ones).
+    pub external_ips: Vec<Ipv4Addr>,
+    /// `status.loadBalancer.ingress[].ip` of a `type: LoadBalancer` Service (ingress points
+    /// with `ipMode: Proxy` excluded, as upstream).
+    pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges` that parse (surrounding blanks ignored, as upstream).
+    pub load_balancer_source_ranges: Vec<Cidr>,
+    /// `spec.healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`
+    /// (upstream `NeedsHealthCheck`), else `None`.
+    pub health_check_node_port: Option<u16>,
+}
+
+impl ServicePort {
+    /// Has a NodePort, an external IP or a load-balancer IP (upstream
+    /// `servicePortInfo.ExternallyAccessible`).
+    pub fn externally_accessible(&self) -> bool {
+        self.node_port.is_some()
+            || !self.external_ips.is_empty()
+            || !self.load_balancer_ips.is_empty()
+    }
+
+    /// External traffic goes only to node-local endpoints.
+    pub fn external_policy_local(&self) -> bool {
+        self.external_traffic_policy == TrafficPolicy::Local
+    }
+
+    /// Sends some traffic by the `Cluster` policy (upstream `UsesClusterEndpoints`: also with
+    /// an external `Local` policy, for the short-circuit of pod and host traffic).
+    pub fn uses_cluster_endpoints(&self) -> bool {
+        self.internal_traffic_policy == TrafficPolicy::Cluster || self.externally_accessible()
+    }
+
+    /// Sends some traffic by the `Local` policy (upstream `UsesLocalEndpoints`).
+    pub fn uses_local_endpoints(&self) -> bool {
+        self.internal_traffic_policy == TrafficPolicy::Local
+            || (self.external_policy_local() && self.externally_accessible())
+    }
 }
 
 /// One endpoint of a service port, parsed with upstream kube-proxy's rules.
@@ -222,7 +263,7 @@ pub fn service_ports(svc: &k8s_openapi::api::core::v1::Service) -> Vec<ServicePo
         None
     };
     let internal = TrafficPolicy::from_k8s(spec.internal_traffic_policy.as_deref());
-    let external = TrafficPolicy::from_k8s(spec.external_traffic_policy.as_deref());
+    let ext = external_fields(svc);
     let mut out = Vec::new();
     for p in spec.ports.iter().flatten() {
         let Some(protocol) = Protocol::from_k8s(p.protocol.as_deref()) else {
@@ -237,10 +278,80 @@ pub fn service_ports(svc: &k8s_openapi::api::core::v1::Service) -> Vec<ServicePo
             port,
             affinity_timeout_s,
             internal_traffic_policy: internal,
-            external_traffic_policy: external,
+            external_traffic_policy: ext.policy,
+            node_port: p
+                .node_port
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|n| *n != 0),
+            external_ips: ext.external_ips.clone(),
+            load_balancer_ips: ext.load_balancer_ips.clone(),
+            load_balancer_source_ranges: ext.source_ranges.clone(),
+            health_check_node_port: ext.health_check_node_port,
         });
     }
     out
+}
+
+/// The Service-wide external fields every port shares.
+struct ExternalFields {
+    policy: TrafficPolicy,
+    external_ips: Vec<Ipv4Addr>,
+    load_balancer_ips: Vec<Ipv4Addr>,
+    source_ranges: Vec<Cidr>,
+    health_check_node_port: Option<u16>,
+}
+
+/// Upstream `newBaseServiceInfo`: external IPs, load-balancer VIPs (type LoadBalancer only,
+/// not `ipMode: Proxy`), source ranges, the external policy (Local only when externally
+/// accessible: type NodePort/LoadBalancer or external IPs) and `healthCheckNodePort`
+/// (`NeedsHealthCheck`: LoadBalancer + Local).
+fn external_fields(svc: &k8s_openapi::api::core::v1::Service) -> ExternalFields {
+    let spec = svc.spec.as_ref();
+    let ty = spec.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP");
+    let external_ips: Vec<Ipv4Addr> = spec
+        .and_then(|s| s.external_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    let load_balancer_ips: Vec<Ipv4Addr> = if ty == "LoadBalancer" {
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let source_ranges = spec
+        .and_then(|s| s.load_balancer_source_ranges.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Cidr::parse(r.trim()).ok())
+        .collect();
+    let accessible = matches!(ty, "NodePort" | "LoadBalancer")
+        || (ty == "ClusterIP" && !external_ips.is_empty());
+    let policy = if accessible {
+        TrafficPolicy::from_k8s(spec.and_then(|s| s.external_traffic_policy.as_deref()))
+    } else {
+        TrafficPolicy::Cluster
+    };
+    let health_check_node_port = (ty == "LoadBalancer" && policy == TrafficPolicy::Local)
+        .then(|| spec.and_then(|s| s.health_check_node_port))
+        .flatten()
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0);
+    ExternalFields {
+        policy,
+        external_ips,
+        load_balancer_ips,
+        source_ranges,
+        health_check_node_port,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! nftables renderer: turns the [`Plan`] into `nft -f` transactions in upstream kube-proxy's
-//! format (table `ip kube-proxy`), as a full sync or a partial sync of changed service ports,
-//! with stale chains flushed at once and deleted >= 1 s later. Start at [`NftRenderer`].
+//! format (table `ip kube-proxy`: ClusterIPs, NodePorts, external and load-balancer IPs with
+//! their `external-`/`local-`/`firewall-` chains), as a full sync or a partial sync of changed
+//! service ports, with stale chains flushed at once and deleted >= 1 s later. Start at
+//! [`NftRenderer`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -8,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use crate::elements::{ElementDiff, ElementStore};
 use crate::model::{Cidr, Millis, Protocol, ServicePortName};
-use crate::plan::{NoEndpoints, Plan, ServicePlan};
+use crate::plan::{NoEndpoints, Plan, PlannedEndpoint, ServicePlan};
 
 /// Table name (nftables proxier.go `kubeProxyTable`).
 pub const TABLE: &str = "kube-proxy";
@@ -32,8 +34,12 @@ pub struct NftConfig {
     pub masquerade_bit: u8,
     /// `--masquerade-all`: masquerade all ClusterIP traffic.
     pub masquerade_all: bool,
-    /// Addresses in the `nodeport-ips` set (this proxy programs no NodePorts; kept for parity).
+    /// Addresses in the `nodeport-ips` set: where NodePorts are served. Upstream's nftables
+    /// default `--nodeport-addresses primary` = the node's primary IP.
     pub nodeport_ips: Vec<Ipv4Addr>,
+    /// The node's primary IP: a `loadBalancerSourceRanges` entry containing it also admits
+    /// traffic from the load-balancer IPs (upstream `nodeIP`).
+    pub node_ip: Option<Ipv4Addr>,
 }
 
 impl Default for NftConfig {
@@ -44,6 +50,7 @@ impl Default for NftConfig {
             masquerade_bit: DEFAULT_MASQUERADE_BIT,
             masquerade_all: false,
             nodeport_ips: Vec::new(),
+            node_ip: None,
         }
     }
 }
@@ -63,6 +70,8 @@ struct Owned {
 }
 
 type Dest = (Ipv4Addr, Protocol, u16);
+/// A NodePort: protocol and port.
+type NodePortKey = (Protocol, u16);
 
 /// Renders transactions and remembers what the kernel holds after each (optimistically; a
 /// failed transaction must be followed by a full sync, which resets this state).
@@ -73,6 +82,9 @@ pub struct NftRenderer {
     cluster_ips: ElementStore<Ipv4Addr>,
     service_ips: ElementStore<Dest>,
     no_endpoint_services: ElementStore<Dest>,
+    firewall_ips: ElementStore<Dest>,
+    service_nodeports: ElementStore<NodePortKey>,
+    no_endpoint_nodeports: ElementStore<NodePortKey>,
     /// Flushed chains waiting for deletion, with the time they may be deleted.
     stale: BTreeMap<String, Millis>,
     /// A full sync created the table: later full syncs keep it (and the affinity sets).
@@ -145,6 +157,9 @@ impl NftRenderer {
         self.cluster_ips.clear();
         self.service_ips.clear();
         self.no_endpoint_services.clear();
+        self.firewall_ips.clear();
+        self.service_nodeports.clear();
+        self.no_endpoint_nodeports.clear();
         self.stale.clear();
         write_base(&self.cfg, flush, out);
         let mut diffs = Diffs::default();
@@ -237,30 +252,99 @@ impl NftRenderer {
         sp: Option<&ServicePlan>,
         diffs: &mut Diffs,
     ) {
-        let mut cluster = Vec::new();
-        let mut service = Vec::new();
-        let mut no_ep = Vec::new();
-        if let Some(sp) = sp {
-            let dest = (sp.port.cluster_ip, sp.port.name.protocol, sp.port.port);
-            cluster.push((sp.port.cluster_ip, String::new()));
-            match sp.no_endpoints {
-                None => service.push((dest, format!(" : goto {}", sp.nft_chain()))),
-                Some(v) => {
-                    let verdict = match v {
-                        NoEndpoints::Reject => "goto reject-chain",
-                        NoEndpoints::Drop => "drop",
-                    };
-                    no_ep.push((dest, format!(" comment \"{}\" : {verdict}", sp.port.name)));
-                }
-            }
-        }
+        let e = sp.map(elements_of).unwrap_or_default();
         self.cluster_ips
-            .set_owner(&name, cluster, &mut diffs.cluster_ips);
+            .set_owner(&name, e.cluster_ips, &mut diffs.cluster_ips);
         self.service_ips
-            .set_owner(&name, service, &mut diffs.service_ips);
-        self.no_endpoint_services
-            .set_owner(&name, no_ep, &mut diffs.no_endpoint_services);
+            .set_owner(&name, e.service_ips, &mut diffs.service_ips);
+        self.no_endpoint_services.set_owner(
+            &name,
+            e.no_endpoint_services,
+            &mut diffs.no_endpoint_services,
+        );
+        self.firewall_ips
+            .set_owner(&name, e.firewall_ips, &mut diffs.firewall_ips);
+        self.service_nodeports
+            .set_owner(&name, e.service_nodeports, &mut diffs.service_nodeports);
+        self.no_endpoint_nodeports.set_owner(
+            &name,
+            e.no_endpoint_nodeports,
+            &mut diffs.no_endpoint_nodeports,
+        );
     }
+}
+
+/// The set and map elements one service port wants, with the text after the key.
+#[derive(Default)]
+struct Elements {
+    cluster_ips: Vec<(Ipv4Addr, String)>,
+    service_ips: Vec<(Dest, String)>,
+    no_endpoint_services: Vec<(Dest, String)>,
+    firewall_ips: Vec<(Dest, String)>,
+    service_nodeports: Vec<(NodePortKey, String)>,
+    no_endpoint_nodeports: Vec<(NodePortKey, String)>,
+}
+
+fn verdict_text(v: NoEndpoints) -> &'static str {
+    match v {
+        NoEndpoints::Reject => "goto reject-chain",
+        NoEndpoints::Drop => "drop",
+    }
+}
+
+/// Upstream's element writes of `syncProxyRules` for one service port: the ClusterIP, the
+/// external and load-balancer IPs, the firewall and the NodePort, each to its chain or to
+/// its no-endpoints verdict.
+fn elements_of(sp: &ServicePlan) -> Elements {
+    let mut e = Elements::default();
+    let (proto, port) = (sp.port.name.protocol, sp.port.port);
+    let comment = |v: NoEndpoints| format!(" comment \"{}\" : {}", sp.port.name, verdict_text(v));
+    e.cluster_ips.push((sp.port.cluster_ip, String::new()));
+    let cluster_dest = (sp.port.cluster_ip, proto, port);
+    match sp.no_endpoints {
+        None => e
+            .service_ips
+            .push((cluster_dest, format!(" : goto {}", sp.nft_chain()))),
+        Some(v) => e.no_endpoint_services.push((cluster_dest, comment(v))),
+    }
+    let to_external = format!(" : goto {}", sp.nft_external_chain());
+    let external_dests = sp
+        .port
+        .external_ips
+        .iter()
+        .chain(&sp.port.load_balancer_ips);
+    for ip in external_dests {
+        let dest = (*ip, proto, port);
+        if sp.has_endpoints {
+            e.service_ips.push((dest, to_external.clone()));
+        }
+        if let Some(v) = sp.external_no_endpoints {
+            e.no_endpoint_services.push((dest, comment(v)));
+        }
+    }
+    if uses_firewall(sp) {
+        for ip in &sp.port.load_balancer_ips {
+            e.firewall_ips.push((
+                (*ip, proto, port),
+                format!(" : goto {}", sp.nft_firewall_chain()),
+            ));
+        }
+    }
+    if let Some(node_port) = sp.port.node_port {
+        if sp.has_endpoints {
+            e.service_nodeports.push(((proto, node_port), to_external));
+        }
+        if let Some(v) = sp.external_no_endpoints {
+            e.no_endpoint_nodeports
+                .push(((proto, node_port), comment(v)));
+        }
+    }
+    e
+}
+
+/// Load-balancer IPs with `loadBalancerSourceRanges` (nftables: even without endpoints).
+fn uses_firewall(sp: &ServicePlan) -> bool {
+    !sp.port.load_balancer_ips.is_empty() && !sp.port.load_balancer_source_ranges.is_empty()
 }
 
 #[derive(Default)]
@@ -268,61 +352,86 @@ struct Diffs {
     cluster_ips: ElementDiff<Ipv4Addr>,
     service_ips: ElementDiff<Dest>,
     no_endpoint_services: ElementDiff<Dest>,
+    firewall_ips: ElementDiff<Dest>,
+    service_nodeports: ElementDiff<NodePortKey>,
+    no_endpoint_nodeports: ElementDiff<NodePortKey>,
 }
 
 fn dest_str((ip, proto, port): &Dest) -> String {
     format!("{ip} . {} . {port}", proto.lower())
 }
 
-impl Diffs {
-    /// Deletes first (they may free keys re-added below), then adds.
-    fn write(&self, out: &mut String) {
-        for ip in &self.cluster_ips.deleted {
-            let _ = writeln!(out, "delete element {T} cluster-ips {{ {ip} }}");
+fn node_port_str((proto, port): &NodePortKey) -> String {
+    format!("{} . {port}", proto.lower())
+}
+
+/// Writes one map's deletes (`deletes`) or adds.
+fn write_diff<K>(
+    out: &mut String,
+    map: &str,
+    d: &ElementDiff<K>,
+    key: impl Fn(&K) -> String,
+    deletes: bool,
+) {
+    if deletes {
+        for k in &d.deleted {
+            let _ = writeln!(out, "delete element {T} {map} {{ {} }}", key(k));
         }
-        for d in &self.service_ips.deleted {
-            let _ = writeln!(out, "delete element {T} service-ips {{ {} }}", dest_str(d));
-        }
-        for d in &self.no_endpoint_services.deleted {
-            let _ = writeln!(
-                out,
-                "delete element {T} no-endpoint-services {{ {} }}",
-                dest_str(d)
-            );
-        }
-        for (ip, _) in &self.cluster_ips.added {
-            let _ = writeln!(out, "add element {T} cluster-ips {{ {ip} }}");
-        }
-        for (d, v) in &self.service_ips.added {
-            let _ = writeln!(out, "add element {T} service-ips {{ {}{v} }}", dest_str(d));
-        }
-        for (d, v) in &self.no_endpoint_services.added {
-            let _ = writeln!(
-                out,
-                "add element {T} no-endpoint-services {{ {}{v} }}",
-                dest_str(d)
-            );
+    } else {
+        for (k, v) in &d.added {
+            let _ = writeln!(out, "add element {T} {map} {{ {}{v} }}", key(k));
         }
     }
 }
 
-/// Writes the chains (and affinity sets) of one service port; endpoint chains come first so
-/// every `goto` target exists when the service chain is added. `flush` re-adds a chain that
-/// may already exist (partial sync).
+impl Diffs {
+    /// Deletes first (they may free keys re-added below), then adds.
+    fn write(&self, out: &mut String) {
+        for deletes in [true, false] {
+            write_diff(
+                out,
+                "cluster-ips",
+                &self.cluster_ips,
+                Ipv4Addr::to_string,
+                deletes,
+            );
+            write_diff(out, "service-ips", &self.service_ips, dest_str, deletes);
+            let nes = &self.no_endpoint_services;
+            write_diff(out, "no-endpoint-services", nes, dest_str, deletes);
+            write_diff(out, "firewall-ips", &self.firewall_ips, dest_str, deletes);
+            let snp = &self.service_nodeports;
+            write_diff(out, "service-nodeports", snp, node_port_str, deletes);
+            let nen = &self.no_endpoint_nodeports;
+            write_diff(out, "no-endpoint-nodeports", nen, node_port_str, deletes);
+        }
+    }
+}
+
+/// Writes the chains (and affinity sets) of one service port, as upstream's
+/// `syncProxyRules`: endpoint chains first so every `goto` target exists, then the Cluster
+/// and Local policy chains, the external chain and the firewall chain. `flush` re-adds a
+/// chain that may already exist (partial sync).
 fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mut String) -> Owned {
     let mut owned = Owned::default();
-    if sp.endpoints.is_empty() {
-        return owned;
-    }
-    let proto = sp.port.name.protocol.lower();
-    let affinity = sp.port.affinity_timeout_s;
-    let open_chain = |out: &mut String, name: &str| {
+    let open_chain = |out: &mut String, owned: &mut Owned, name: &str| {
         let _ = writeln!(out, "add chain {T} {name}");
         if flush {
             let _ = writeln!(out, "flush chain {T} {name}");
         }
+        owned.chains.push(name.to_string());
     };
-    for ep in &sp.endpoints {
+    if uses_firewall(sp) {
+        let chain = sp.nft_firewall_chain();
+        open_chain(out, &mut owned, &chain);
+        let sources = firewall_sources(cfg, sp);
+        let _ = writeln!(out, "add rule {T} {chain} ip saddr != {{ {sources} }} drop");
+    }
+    if !sp.has_endpoints {
+        return owned;
+    }
+    let proto = sp.port.name.protocol.lower();
+    let affinity = sp.port.affinity_timeout_s;
+    for ep in sp.reachable_endpoints() {
         let e = &ep.endpoint;
         if let Some(timeout) = affinity {
             let set = format!("affinity-{}", ep.nft_base);
@@ -333,7 +442,7 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
             owned.sets.push((set, decl));
         }
         let chain = format!("endpoint-{}", ep.nft_base);
-        open_chain(out, &chain);
+        open_chain(out, &mut owned, &chain);
         let _ = writeln!(
             out,
             "add rule {T} {chain} ip saddr {} jump mark-for-masquerade",
@@ -351,11 +460,34 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
             "add rule {T} {chain} meta l4proto {proto} dnat to {}:{}",
             e.ip, e.port
         );
-        owned.chains.push(chain);
     }
-    let chain = sp.nft_chain();
-    open_chain(out, &chain);
+    let internal = sp.nft_chain();
+    for (chain, eps) in [
+        (sp.nft_cluster_chain(), &sp.cluster_endpoints),
+        (sp.nft_local_chain(), &sp.local_endpoints),
+    ] {
+        if eps.is_empty() {
+            continue;
+        }
+        open_chain(out, &mut owned, &chain);
+        if chain == internal {
+            write_internal_masquerade(cfg, sp, &chain, out);
+        }
+        write_endpoint_dispatch(sp, &chain, eps, out);
+    }
+    if sp.uses_external_chain() {
+        let chain = sp.nft_external_chain();
+        open_chain(out, &mut owned, &chain);
+        write_external_rules(cfg, sp, &chain, out);
+    }
+    owned
+}
+
+/// Masquerades ClusterIP traffic from outside the cluster (or all of it with
+/// `--masquerade-all`).
+fn write_internal_masquerade(cfg: &NftConfig, sp: &ServicePlan, chain: &str, out: &mut String) {
     let cip = sp.port.cluster_ip;
+    let proto = sp.port.name.protocol.lower();
     if cfg.masquerade_all {
         let _ = writeln!(
             out,
@@ -368,8 +500,17 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
             "add rule {T} {chain} ip daddr {cip} ip saddr != {cidr} jump mark-for-masquerade"
         );
     }
-    if affinity.is_some() {
-        for ep in &sp.endpoints {
+}
+
+/// Affinity lookups, then a random pick among `eps` (upstream `writeServiceToEndpointRules`).
+fn write_endpoint_dispatch(
+    sp: &ServicePlan,
+    chain: &str,
+    eps: &[PlannedEndpoint],
+    out: &mut String,
+) {
+    if sp.port.affinity_timeout_s.is_some() {
+        for ep in eps {
             let b = &ep.nft_base;
             let _ = writeln!(
                 out,
@@ -380,15 +521,55 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
     let _ = write!(
         out,
         "add rule {T} {chain} numgen random mod {} vmap {{ ",
-        sp.endpoints.len()
+        eps.len()
     );
-    for (i, ep) in sp.endpoints.iter().enumerate() {
+    for (i, ep) in eps.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
         let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base);
     }
     out.push_str("}\n");
-    owned.chains.push(chain);
-    owned
+}
+
+/// The external chain: with `Cluster` policy masquerade everything; with `Local` keep the
+/// client's address, but send pod traffic and the node's own traffic (masqueraded) to the
+/// Cluster policy chain; then on to the policy chain if it has endpoints.
+fn write_external_rules(cfg: &NftConfig, sp: &ServicePlan, chain: &str, out: &mut String) {
+    let cluster = sp.nft_cluster_chain();
+    if !sp.port.external_policy_local() {
+        let _ = writeln!(out, "add rule {T} {chain} jump mark-for-masquerade");
+    } else {
+        if let Some(cidr) = cfg.cluster_cidr {
+            let _ = writeln!(
+                out,
+                "add rule {T} {chain} ip saddr {cidr} goto {cluster} comment \"short-circuit pod traffic\""
+            );
+        }
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\""
+        );
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} fib saddr type local goto {cluster} comment \"short-circuit local traffic\""
+        );
+    }
+    if sp.has_external_endpoints() {
+        let policy = sp.nft_external_policy_chain();
+        let _ = writeln!(out, "add rule {T} {chain} goto {policy}");
+    }
+}
+
+/// `loadBalancerSourceRanges`, plus the load-balancer IPs when a range holds the node's IP.
+fn firewall_sources(cfg: &NftConfig, sp: &ServicePlan) -> String {
+    let ranges = &sp.port.load_balancer_source_ranges;
+    let mut sources: Vec<String> = ranges.iter().map(Cidr::to_string).collect();
+    if cfg
+        .node_ip
+        .is_some_and(|ip| ranges.iter().any(|r| r.contains(ip)))
+    {
+        sources.extend(sp.port.load_balancer_ips.iter().map(Ipv4Addr::to_string));
+    }
+    sources.join(" , ")
 }
 
 /// The table, sets, maps, base chains and static rules (upstream's `baseRules`, newest

@@ -233,3 +233,56 @@ fn affinity_sets_are_deleted_with_their_endpoint() {
         .expect("apply");
     assert_eq!(h.state.dump(), fresh.dump());
 }
+
+/// svc3 turned into a NodePort Service (upstream's svc3 of TestOverallNFTablesRules, NodePort
+/// 3003): the external chain and the `service-nodeports` element upstream writes for it.
+const SVC3_NODEPORT: &str = r#"
+add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80
+add element ip kube-proxy service-nodeports { tcp . 3003 : goto external-4AT6LBPK-ns3/svc3/tcp/p80 }
+"#;
+
+#[test]
+fn partial_syncs_add_and_remove_a_node_port() {
+    let node_port = |np: Option<u16>| {
+        let mut port = serde_json::json!({"name": "p80", "port": 80, "protocol": "TCP"});
+        let ty = match np {
+            Some(np) => {
+                port["nodePort"] = serde_json::json!(np);
+                "NodePort"
+            }
+            None => "ClusterIP",
+        };
+        crate::fixtures::service_json(
+            "ns3",
+            "svc3",
+            serde_json::json!({"type": ty, "clusterIP": "172.30.0.43", "ports": [port]}),
+            serde_json::json!({}),
+        )
+    };
+    let mut t = Tracker::new();
+    t.apply_service(&node_port(None));
+    t.apply_slice(&slice("ns3", "svc3", "a", P80, vec![ep("10.0.3.1")]));
+    let mut h = Harness::new(t);
+    h.assert_state(&format!("{SVC3_HEAD}{SVC3_EP1}"));
+
+    h.tracker.apply_service(&node_port(Some(3003)));
+    let ops = h.sync();
+    h.assert_state(&format!("{SVC3_HEAD}{SVC3_EP1}{SVC3_NODEPORT}"));
+    // Only svc3's chains are rewritten: 3 chains (add + flush each), 2 rules each, 1 element.
+    assert_eq!(ops, 3 * 2 + 3 * 2 + 1);
+
+    h.tracker.apply_service(&node_port(None));
+    h.sync();
+    // The external chain is flushed at once and deleted after the stale delay.
+    assert!(h.state.has_chain("external-4AT6LBPK-ns3/svc3/tcp/p80"));
+    let dump = h.state.dump().join("\n");
+    assert!(
+        !dump.contains("add element ip kube-proxy service-nodeports"),
+        "{dump}"
+    );
+    h.now += 2_000;
+    h.sync();
+    h.assert_state(&format!("{SVC3_HEAD}{SVC3_EP1}"));
+}

@@ -1,8 +1,10 @@
 //! Golden tests against upstream's TestOverallNFTablesRules / TestSyncProxyRulesRepeated
-//! (pkg/proxy/nftables/proxier_test.go @81810de6), compared order-insensitively per line.
+//! (pkg/proxy/nftables/proxier_test.go @81810de6), compared order-insensitively per line:
+//! ClusterIP, NodePort, LoadBalancer (Cluster and Local policy, source ranges, affinity) and
+//! external-IP services, exactly upstream's inputs and expected text.
 
 use super::*;
-use crate::fixtures::{ep, service, service_with, slice};
+use crate::fixtures::{ep, service, service_json, slice};
 use crate::nft_state::{NftState, sorted_lines};
 use crate::plan::{Plan, PlanConfig};
 use crate::tracker::Tracker;
@@ -72,28 +74,63 @@ pub(crate) fn upstream_cfg() -> NftConfig {
     }
 }
 
-/// ClusterIP parts of TestOverallNFTablesRules: svc1 (1 endpoint), svc4 (2 endpoints), svc5
-/// (ClientIP affinity), svc6 (no endpoints). Their NodePort/LB/ExternalIP parts are out of scope.
+/// TestOverallNFTablesRules' Services and slices: svc1 ClusterIP; svc2 LoadBalancer with
+/// `externalTrafficPolicy: Local`, an external IP and health check node port, whose only
+/// endpoint is not on this node; svc3 NodePort; svc4 NodePort with an external IP and two
+/// endpoints; svc5 LoadBalancer (Cluster policy) with `loadBalancerSourceRanges` (with
+/// upstream's stray blank) and ClientIP affinity; svc6 ClusterIP without endpoints.
 pub(crate) fn overall_tracker() -> Tracker {
     let mut t = Tracker::new();
+    let p80 = |node_port: u16| json!([{"name": "p80", "port": 80, "protocol": "TCP", "nodePort": node_port}]);
     t.apply_service(&service("ns1", "svc1", "172.30.0.41", P80));
-    t.apply_service(&service("ns4", "svc4", "172.30.0.44", P80));
-    let affinity = json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}}});
-    t.apply_service(&service_with("ns5", "svc5", "172.30.0.45", P80, affinity));
+    t.apply_service(&service_json(
+        "ns2",
+        "svc2",
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "clusterIP": "172.30.0.42",
+               "ports": p80(3001), "externalIPs": ["192.168.99.22"], "healthCheckNodePort": 30000}),
+        json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}),
+    ));
+    t.apply_service(&service_json(
+        "ns3",
+        "svc3",
+        json!({"type": "NodePort", "clusterIP": "172.30.0.43", "ports": p80(3003)}),
+        json!({}),
+    ));
+    t.apply_service(&service_json(
+        "ns4",
+        "svc4",
+        json!({"type": "NodePort", "clusterIP": "172.30.0.44", "externalIPs": ["192.168.99.33"],
+               "ports": [{"name": "p80", "port": 80, "protocol": "TCP", "targetPort": 80}]}),
+        json!({}),
+    ));
+    t.apply_service(&service_json(
+        "ns5",
+        "svc5",
+        json!({"type": "LoadBalancer", "externalTrafficPolicy": "Cluster", "clusterIP": "172.30.0.45",
+               "ports": p80(3002), "healthCheckNodePort": 30000,
+               "loadBalancerSourceRanges": [" 203.0.113.0/25"],
+               "sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 10800}}}),
+        json!({"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}]}}),
+    ));
     t.apply_service(&service("ns6", "svc6", "172.30.0.46", P80));
     t.apply_slice(&slice("ns1", "svc1", "svc1-1", P80, vec![ep("10.180.0.1")]));
+    t.apply_slice(&slice("ns2", "svc2", "svc2-1", P80, vec![ep("10.180.0.2")]));
+    t.apply_slice(&slice("ns3", "svc3", "svc3-1", P80, vec![ep("10.180.0.3")]));
+    let local = json!({"addresses": ["10.180.0.5"], "nodeName": "test-node"});
     t.apply_slice(&slice(
         "ns4",
         "svc4",
         "svc4-1",
         P80,
-        vec![ep("10.180.0.4"), ep("10.180.0.5")],
+        vec![ep("10.180.0.4"), local],
     ));
     t.apply_slice(&slice("ns5", "svc5", "svc5-1", P80, vec![ep("10.180.0.3")]));
     t
 }
 
-const OVERALL_EXPECTED: &str = r#"
+/// Upstream's expected text for [`overall_tracker`] (after `baseRules`).
+pub(crate) const OVERALL_EXPECTED: &str = r#"
+# svc1
 add chain ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
 add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 }
@@ -102,10 +139,45 @@ add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip sadd
 add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80
 add element ip kube-proxy cluster-ips { 172.30.0.41 }
 add element ip kube-proxy service-ips { 172.30.0.41 . tcp . 80 : goto service-ULMVA6XW-ns1/svc1/tcp/p80 }
+# svc2
+add chain ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 ip daddr 172.30.0.42 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-42NFTM6N-ns2/svc2/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 }
+add chain ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 ip saddr 10.0.0.0/8 goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit pod traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local jump mark-for-masquerade comment "masquerade local traffic"
+add rule ip kube-proxy external-42NFTM6N-ns2/svc2/tcp/p80 fib saddr type local goto service-42NFTM6N-ns2/svc2/tcp/p80 comment "short-circuit local traffic"
+add chain ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 ip saddr 10.180.0.2 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-SGOXE6O3-ns2/svc2/tcp/p80__10.180.0.2/80 meta l4proto tcp dnat to 10.180.0.2:80
+add element ip kube-proxy cluster-ips { 172.30.0.42 }
+add element ip kube-proxy service-ips { 172.30.0.42 . tcp . 80 : goto service-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-ips { 192.168.99.22 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-ips { 1.2.3.4 . tcp . 80 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3001 : goto external-42NFTM6N-ns2/svc2/tcp/p80 }
+add element ip kube-proxy no-endpoint-nodeports { tcp . 3001 comment "ns2/svc2:p80" : drop }
+add element ip kube-proxy no-endpoint-services { 1.2.3.4 . tcp . 80 comment "ns2/svc2:p80" : drop }
+add element ip kube-proxy no-endpoint-services { 192.168.99.22 . tcp . 80 comment "ns2/svc2:p80" : drop }
+# svc3
+add chain ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 ip daddr 172.30.0.43 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
+add rule ip kube-proxy service-4AT6LBPK-ns3/svc3/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-4AT6LBPK-ns3/svc3/tcp/p80 goto service-4AT6LBPK-ns3/svc3/tcp/p80
+add chain ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 jump mark-for-masquerade
+add rule ip kube-proxy endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80
+add element ip kube-proxy cluster-ips { 172.30.0.43 }
+add element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 : goto service-4AT6LBPK-ns3/svc3/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3003 : goto external-4AT6LBPK-ns3/svc3/tcp/p80 }
 # svc4
 add chain ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80
 add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 ip daddr 172.30.0.44 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
 add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }
+add chain ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80
+add rule ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-LAUZTJTB-ns4/svc4/tcp/p80 goto service-LAUZTJTB-ns4/svc4/tcp/p80
 add chain ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80
 add rule ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 ip saddr 10.180.0.5 jump mark-for-masquerade
 add rule ip kube-proxy endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 meta l4proto tcp dnat to 10.180.0.5:80
@@ -114,18 +186,27 @@ add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 ip sadd
 add rule ip kube-proxy endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 meta l4proto tcp dnat to 10.180.0.4:80
 add element ip kube-proxy cluster-ips { 172.30.0.44 }
 add element ip kube-proxy service-ips { 172.30.0.44 . tcp . 80 : goto service-LAUZTJTB-ns4/svc4/tcp/p80 }
+add element ip kube-proxy service-ips { 192.168.99.33 . tcp . 80 : goto external-LAUZTJTB-ns4/svc4/tcp/p80 }
 # svc5
 add set ip kube-proxy affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { type ipv4_addr ; flags dynamic,timeout ; timeout 10800s ; }
 add chain ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80
 add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip daddr 172.30.0.45 ip saddr != 10.0.0.0/8 jump mark-for-masquerade
 add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
 add rule ip kube-proxy service-HVFWP5L3-ns5/svc5/tcp/p80 numgen random mod 1 vmap { 0 : goto endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 }
+add chain ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 jump mark-for-masquerade
+add rule ip kube-proxy external-HVFWP5L3-ns5/svc5/tcp/p80 goto service-HVFWP5L3-ns5/svc5/tcp/p80
 add chain ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80
 add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 ip saddr 10.180.0.3 jump mark-for-masquerade
 add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 update @affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 { ip saddr }
 add rule ip kube-proxy endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80 meta l4proto tcp dnat to 10.180.0.3:80
+add chain ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80
+add rule ip kube-proxy firewall-HVFWP5L3-ns5/svc5/tcp/p80 ip saddr != { 203.0.113.0/25 } drop
 add element ip kube-proxy cluster-ips { 172.30.0.45 }
 add element ip kube-proxy service-ips { 172.30.0.45 . tcp . 80 : goto service-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy service-ips { 5.6.7.8 . tcp . 80 : goto external-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy service-nodeports { tcp . 3002 : goto external-HVFWP5L3-ns5/svc5/tcp/p80 }
+add element ip kube-proxy firewall-ips { 5.6.7.8 . tcp . 80 : goto firewall-HVFWP5L3-ns5/svc5/tcp/p80 }
 # svc6
 add element ip kube-proxy cluster-ips { 172.30.0.46 }
 add element ip kube-proxy no-endpoint-services { 172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain }
@@ -244,7 +325,8 @@ fn a_kept_table_full_sync_flushes_and_later_deletes_what_is_gone() {
     assert!(text.contains(&format!("delete set ip kube-proxy {AFFINITY_SET}\n")));
     st.apply(&text).expect("second");
     let stale: Vec<(String, Millis)> = r.stale_chains().map(|(c, t)| (c.to_string(), t)).collect();
-    assert_eq!(stale.len(), 2, "{stale:?}");
+    // service-, endpoint-, external- and firewall- chains of svc5.
+    assert_eq!(stale.len(), 4, "{stale:?}");
     assert!(
         stale
             .iter()

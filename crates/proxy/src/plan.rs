@@ -1,6 +1,7 @@
 //! The rule plan: a pure function from tracked Services and endpoints to what every service
-//! port should do (chain names, chosen endpoints, no-endpoint verdicts). Both renderers and
-//! the simulator's data plane read it. Start at [`Plan::build`] and [`Plan::update`].
+//! port should do (chain names, Cluster and Local endpoints, internal and external
+//! no-endpoint verdicts). Both renderers and the simulator's data plane read it. Start at
+//! [`Plan::build`] and [`Plan::update`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -37,28 +38,125 @@ pub struct PlannedEndpoint {
     pub ipt_chain: String,
 }
 
-/// The plan of one service port.
+/// The plan of one service port (upstream `CategorizeEndpoints` plus the per-policy
+/// verdicts of `syncProxyRules`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePlan {
     pub port: ServicePort,
     /// `<HASH8>-ns/svc/proto/port`.
     pub nft_base: String,
-    /// `KUBE-SVC-*` (Cluster) or `KUBE-SVL-*` (Local internal traffic policy).
+    /// `KUBE-SVC-*` (Cluster) or `KUBE-SVL-*` (Local internal traffic policy): where
+    /// ClusterIP traffic goes.
     pub ipt_chain: String,
     /// Endpoints for ClusterIP traffic, sorted by the string `IP:port` as upstream.
     pub endpoints: Vec<PlannedEndpoint>,
     /// Set exactly when `endpoints` is empty.
     pub no_endpoints: Option<NoEndpoints>,
+    /// Endpoints of the `Cluster` policy chain (`service-*`, `KUBE-SVC-*`); empty when the
+    /// port never uses it.
+    pub cluster_endpoints: Vec<PlannedEndpoint>,
+    /// Endpoints of the `Local` policy chain (`local-*`, `KUBE-SVL-*`): this node's; empty
+    /// when the port never uses it.
+    pub local_endpoints: Vec<PlannedEndpoint>,
+    /// Usable endpoints exist somewhere in the cluster (upstream `hasEndpoints`).
+    pub has_endpoints: bool,
+    /// For an externally accessible port: the verdict for external traffic no chain DNATs
+    /// (no endpoints at all: reject; `externalTrafficPolicy: Local` without local endpoints:
+    /// drop). `None` when external traffic has endpoints or the port has no external
+    /// destinations.
+    pub external_no_endpoints: Option<NoEndpoints>,
 }
 
 impl ServicePlan {
     /// nft chain ClusterIP traffic jumps to: `service-<base>` or `local-<base>`.
     pub fn nft_chain(&self) -> String {
-        let prefix = match self.port.internal_traffic_policy {
-            TrafficPolicy::Cluster => "service-",
-            TrafficPolicy::Local => "local-",
-        };
-        format!("{prefix}{}", self.nft_base)
+        match self.port.internal_traffic_policy {
+            TrafficPolicy::Cluster => self.nft_cluster_chain(),
+            TrafficPolicy::Local => self.nft_local_chain(),
+        }
+    }
+
+    /// `service-<base>`: the Cluster policy chain.
+    pub fn nft_cluster_chain(&self) -> String {
+        format!("service-{}", self.nft_base)
+    }
+
+    /// `local-<base>`: the Local policy chain.
+    pub fn nft_local_chain(&self) -> String {
+        format!("local-{}", self.nft_base)
+    }
+
+    /// `external-<base>`: where NodePort, external-IP and load-balancer traffic goes.
+    pub fn nft_external_chain(&self) -> String {
+        format!("external-{}", self.nft_base)
+    }
+
+    /// `firewall-<base>`: the `loadBalancerSourceRanges` check.
+    pub fn nft_firewall_chain(&self) -> String {
+        format!("firewall-{}", self.nft_base)
+    }
+
+    /// The chain external traffic ends in after the external chain's special cases.
+    pub fn nft_external_policy_chain(&self) -> String {
+        if self.port.external_policy_local() {
+            self.nft_local_chain()
+        } else {
+            self.nft_cluster_chain()
+        }
+    }
+
+    /// `KUBE-SVC-*`.
+    pub fn ipt_cluster_chain(&self) -> String {
+        hash::ipt_service_chain(&self.port.name)
+    }
+
+    /// `KUBE-SVL-*`.
+    pub fn ipt_local_chain(&self) -> String {
+        hash::ipt_local_chain(&self.port.name)
+    }
+
+    /// `KUBE-EXT-*`.
+    pub fn ipt_external_chain(&self) -> String {
+        hash::ipt_external_chain(&self.port.name)
+    }
+
+    /// `KUBE-FW-*`.
+    pub fn ipt_firewall_chain(&self) -> String {
+        hash::ipt_firewall_chain(&self.port.name)
+    }
+
+    /// `KUBE-SVL-*` with external `Local` policy, else `KUBE-SVC-*`.
+    pub fn ipt_external_policy_chain(&self) -> String {
+        if self.port.external_policy_local() {
+            self.ipt_local_chain()
+        } else {
+            self.ipt_cluster_chain()
+        }
+    }
+
+    /// External traffic has endpoints to go to (upstream `hasExternalEndpoints`).
+    pub fn has_external_endpoints(&self) -> bool {
+        self.has_endpoints
+            && !(self.port.external_policy_local() && self.local_endpoints.is_empty())
+    }
+
+    /// The external chain exists: endpoints somewhere and an external destination (upstream
+    /// `usesExternalTrafficChain`; it holds the short-circuit rules even without local
+    /// endpoints).
+    pub fn uses_external_chain(&self) -> bool {
+        self.has_endpoints && self.port.externally_accessible()
+    }
+
+    /// Every endpoint some chain of this port DNATs to (upstream
+    /// `allLocallyReachableEndpoints`), each once.
+    pub fn reachable_endpoints(&self) -> Vec<&PlannedEndpoint> {
+        let mut out: Vec<&PlannedEndpoint> = self.cluster_endpoints.iter().collect();
+        for ep in &self.local_endpoints {
+            if !out.iter().any(|e| e.nft_base == ep.nft_base) {
+                out.push(ep);
+            }
+        }
+        out
     }
 }
 
@@ -83,6 +181,7 @@ pub struct Plan {
     services: BTreeMap<ServicePortName, ServicePlan>,
     by_dest: BTreeMap<(Ipv4Addr, Protocol, u16), ServicePortName>,
     cluster_ips: BTreeMap<Ipv4Addr, usize>,
+    external: external::ExternalIndex,
 }
 
 impl Plan {
@@ -135,11 +234,13 @@ impl Plan {
         );
         self.by_dest.insert(dest, plan.port.name.clone());
         *self.cluster_ips.entry(plan.port.cluster_ip).or_default() += 1;
+        external::index(&mut self.external, &plan);
         self.services.insert(plan.port.name.clone(), plan);
     }
 
     fn remove(&mut self, name: &ServicePortName) -> Option<ServicePlan> {
         let plan = self.services.remove(name)?;
+        external::unindex(&mut self.external, &plan);
         let dest = (
             plan.port.cluster_ip,
             plan.port.name.protocol,
@@ -186,6 +287,23 @@ impl Plan {
     /// Total endpoints across all service ports.
     pub fn endpoint_count(&self) -> usize {
         self.services.values().map(|s| s.endpoints.len()).sum()
+    }
+
+    /// Service ports whose Local policy finds no endpoint on this node while others exist:
+    /// `(internal, external)`, upstream's `serviceNoLocalEndpointsTotal{Internal,External}`.
+    pub fn no_local_endpoints(&self) -> (usize, usize) {
+        let drops = |v: Option<NoEndpoints>| v == Some(NoEndpoints::Drop);
+        let internal = self
+            .services
+            .values()
+            .filter(|s| drops(s.no_endpoints))
+            .count();
+        let external = self
+            .services
+            .values()
+            .filter(|s| drops(s.external_no_endpoints))
+            .count();
+        (internal, external)
     }
 
     /// Number of service ports.
@@ -243,48 +361,70 @@ fn usable(eps: &[&Endpoint]) -> Vec<Endpoint> {
         .collect()
 }
 
-fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> ServicePlan {
-    let all: Vec<&Endpoint> = tracker.endpoints_of(&port.name).iter().collect();
-    let cluster = usable(&all);
-    let mut chosen = match port.internal_traffic_policy {
-        TrafficPolicy::Cluster => cluster.clone(),
-        TrafficPolicy::Local => {
-            let local: Vec<&Endpoint> = all
-                .iter()
-                .copied()
-                .filter(|e| e.node_name.is_some() && e.node_name == cfg.node_name)
-                .collect();
-            usable(&local)
-        }
-    };
-    chosen.sort_by_cached_key(Endpoint::addr_string);
-    let no_endpoints = if !chosen.is_empty() {
-        None
-    } else if port.internal_traffic_policy == TrafficPolicy::Local && !cluster.is_empty() {
-        Some(NoEndpoints::Drop)
-    } else {
-        Some(NoEndpoints::Reject)
-    };
-    let ipt_chain = match port.internal_traffic_policy {
-        TrafficPolicy::Cluster => hash::ipt_service_chain(&port.name),
-        TrafficPolicy::Local => hash::ipt_local_chain(&port.name),
-    };
-    let endpoints = chosen
-        .into_iter()
+fn planned(port: &ServicePort, mut eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
+    eps.sort_by_cached_key(Endpoint::addr_string);
+    eps.into_iter()
         .map(|ep| PlannedEndpoint {
             nft_base: hash::nft_endpoint_base(&port.name, &ep),
             ipt_chain: hash::ipt_endpoint_chain(&port.name, &ep),
             endpoint: ep,
         })
-        .collect();
+        .collect()
+}
+
+fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> ServicePlan {
+    let all: Vec<&Endpoint> = tracker.endpoints_of(&port.name).iter().collect();
+    let usable_anywhere = usable(&all);
+    let has_endpoints = !usable_anywhere.is_empty();
+    let cluster = if port.uses_cluster_endpoints() {
+        planned(port, usable_anywhere)
+    } else {
+        Vec::new()
+    };
+    let local = if port.uses_local_endpoints() {
+        let mine: Vec<&Endpoint> = all
+            .iter()
+            .copied()
+            .filter(|e| e.node_name.is_some() && e.node_name == cfg.node_name)
+            .collect();
+        planned(port, usable(&mine))
+    } else {
+        Vec::new()
+    };
+    let (endpoints, ipt_chain) = match port.internal_traffic_policy {
+        TrafficPolicy::Cluster => (cluster.clone(), hash::ipt_service_chain(&port.name)),
+        TrafficPolicy::Local => (local.clone(), hash::ipt_local_chain(&port.name)),
+    };
+    let verdict = |has: bool| {
+        if has {
+            None
+        } else if has_endpoints {
+            Some(NoEndpoints::Drop)
+        } else {
+            Some(NoEndpoints::Reject)
+        }
+    };
+    let external_no_endpoints = if port.externally_accessible() {
+        verdict(has_endpoints && !(port.external_policy_local() && local.is_empty()))
+    } else {
+        None
+    };
     ServicePlan {
         port: port.clone(),
         nft_base: hash::nft_service_base(&port.name),
         ipt_chain,
+        no_endpoints: verdict(!endpoints.is_empty()),
         endpoints,
-        no_endpoints,
+        cluster_endpoints: cluster,
+        local_endpoints: local,
+        has_endpoints,
+        external_no_endpoints,
     }
 }
+
+#[path = "plan_external.rs"]
+mod external;
+pub use external::{ExternalVerdict, Source};
 
 #[cfg(test)]
 #[path = "plan_tests.rs"]

@@ -308,6 +308,9 @@ impl Syncer {
         }
         self.metrics.sync_duration.observe(secs);
         self.metrics.last_sync_timestamp_s = now as f64 / 1000.0;
+        let (internal, external) = self.plan.no_local_endpoints();
+        self.metrics.no_local_endpoints_internal = internal;
+        self.metrics.no_local_endpoints_external = external;
         for t in triggers {
             if now >= *t {
                 self.metrics

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use proxy::apply::{NftApplier, RuleApplier};
-use proxy::fixtures::{ep, service, service_with, slice};
+use proxy::fixtures::{ep, service, service_json, service_with, slice};
 use proxy::nft::{NftConfig, NftRenderer};
 use proxy::{Cidr, Plan, PlanConfig, Tracker};
 
@@ -41,6 +41,8 @@ fn text() -> String {
     let cfg = NftConfig {
         cluster_cidr: Some(Cidr::parse("10.0.0.0/8").expect("cidr")),
         service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
+        nodeport_ips: vec!["192.168.0.2".parse().expect("ip")],
+        node_ip: Some("192.168.0.2".parse().expect("ip")),
         ..NftConfig::default()
     };
     NftRenderer::new(cfg).render_full(&plan())
@@ -58,6 +60,31 @@ fn plan() -> Plan {
     let affinity = serde_json::json!({"sessionAffinity": "ClientIP"});
     t.apply_service(&service_with("ns5", "svc5", "172.30.0.45", P80, affinity));
     t.apply_service(&service("ns6", "svc6", "172.30.0.46", P80));
+    // A LoadBalancer with Local policy (one local endpoint), source ranges and a NodePort,
+    // and one without any local endpoint: external, firewall and local chains, NodePort maps.
+    for (name, cip, np, node) in [
+        ("svc7", "172.30.0.47", 30007, "test-node"),
+        ("svc8", "172.30.0.48", 30008, "node2"),
+    ] {
+        t.apply_service(&service_json(
+            "ns7",
+            name,
+            serde_json::json!({"type": "LoadBalancer", "clusterIP": cip, "externalTrafficPolicy": "Local",
+                "healthCheckNodePort": np + 1000, "loadBalancerSourceRanges": ["203.0.113.0/25", "192.168.0.0/24"],
+                "ports": [{"name": "p80", "port": 80, "protocol": "TCP", "nodePort": np}]}),
+            serde_json::json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}),
+        ));
+        t.apply_slice(&slice(
+            "ns7",
+            name,
+            "a",
+            P80,
+            vec![
+                serde_json::json!({"addresses": ["10.180.0.7"], "nodeName": node}),
+                ep("10.180.0.8"),
+            ],
+        ));
+    }
     t.apply_slice(&slice(
         "ns1",
         "svc1",
@@ -79,7 +106,12 @@ fn plan() -> Plan {
         P80,
         vec![ep("10.180.0.5"), ep("10.180.0.6")],
     ));
-    Plan::build(&t, &PlanConfig::default())
+    Plan::build(
+        &t,
+        &PlanConfig {
+            node_name: Some("test-node".into()),
+        },
+    )
 }
 
 fn in_netns(ns: &str, args: &[&str]) -> std::process::Output {
@@ -176,6 +208,10 @@ fn full_sync_text_passes_nft_check_and_applies_in_a_netns() {
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.contains("numgen random mod 3"), "{listed}");
     assert!(listed.contains("172.30.0.46 . tcp . 80"), "{listed}");
+    assert!(listed.contains("chain external-"), "{listed}");
+    assert!(listed.contains("chain local-"), "{listed}");
+    assert!(listed.contains("chain firewall-"), "{listed}");
+    assert!(listed.contains("tcp . 30008"), "{listed}");
     // Broken text is rejected and changes nothing.
     assert!(
         real.apply("add rule ip kube-proxy no-such-chain accept\n")

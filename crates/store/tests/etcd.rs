@@ -198,6 +198,13 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
         before[0] != 0 && before.iter().all(|l| *l == before[0]),
         "{before:?}"
     );
+    let leader = s.leader_endpoint().await.expect("a leader");
+    let ports: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| format!("127.0.0.1:{}", m.client_port))
+        .collect();
+    assert!(ports.contains(&leader), "{leader} is one of {ports:?}");
     let tasks = spawn_writers(&s, &ledger);
     until("writes are acknowledged", || {
         ledger.recent_acks.load(Ordering::SeqCst) >= 50
@@ -215,6 +222,15 @@ async fn killing_the_member_in_use_fails_over_to_the_others() {
         ledger.recent_acks.load(Ordering::SeqCst) >= 200
     })
     .await;
+    // The surviving members agree on a leader, which is not the dead member.
+    let dead = ports[0].clone();
+    tokio::time::timeout(HANG_GUARD, async {
+        while s.leader_endpoint().await.is_none_or(|l| l == dead) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a leader among the surviving members");
     ledger.stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.expect("writer");

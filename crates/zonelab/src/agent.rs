@@ -108,6 +108,11 @@ fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
         .map_err(|e| anyhow::anyhow!("invalid --cluster-cidr {:?}", e.0))?;
     let services = Cidr::parse(&args.service_cluster_ip_range)
         .map_err(|e| anyhow::anyhow!("invalid --service-cluster-ip-range {:?}", e.0))?;
+    // NodePorts on the node's primary IP: upstream's nftables default `--nodeport-addresses
+    // primary`; iptables keeps upstream's default of every local address.
+    cfg.nft.nodeport_ips = vec![args.node_ip];
+    cfg.nft.node_ip = Some(args.node_ip);
+    cfg.iptables.node_ip = Some(args.node_ip);
     cfg.nft.cluster_cidr = Some(cluster);
     cfg.nft.service_cidrs = vec![services];
     cfg.iptables.cluster_cidr = Some(cluster);

@@ -1,7 +1,8 @@
 //! The built-in `zonelab/echo` image: an HTTP server that says who answered.
 //!
-//! `GET /` answers `{"pod":…,"node":…,"zone":…}` (from the env the kubelet sets: POD_NAME,
-//! NODE_NAME, ZONE); `GET /healthz` answers `ok`. SIGTERM stops it after in-flight requests.
+//! `GET /` answers `{"pod":…,"node":…,"zone":…,"client":…}` (from the env the kubelet sets:
+//! POD_NAME, NODE_NAME, ZONE; `client` is the source address the connection arrived from, so a
+//! caller sees whether kube-proxy masqueraded it); `GET /healthz` answers `ok`. SIGTERM stops it after in-flight requests.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,13 +42,15 @@ impl Identity {
     }
 }
 
-fn respond(id: &Identity, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(id: &Identity, client: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (code, ctype, body) = match req.uri().path() {
         "/healthz" | "/readyz" | "/livez" => {
             (StatusCode::OK, "text/plain", Bytes::from_static(b"ok"))
         }
         "/" => {
-            let mut b = serde_json::to_vec(id).unwrap_or_default();
+            let mut v = serde_json::to_value(id).unwrap_or_default();
+            v["client"] = serde_json::Value::String(client.to_string());
+            let mut b = serde_json::to_vec(&v).unwrap_or_default();
             b.push(b'\n');
             (StatusCode::OK, "application/json", Bytes::from(b))
         }
@@ -71,7 +74,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], args.port))).await?;
     let mut term = signal(SignalKind::terminate())?;
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = term.recv() => return Ok(()),
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -79,10 +82,11 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
             },
         };
         let id = Arc::clone(&id);
+        let client: Arc<str> = Arc::from(peer.ip().to_string());
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let id = Arc::clone(&id);
-                async move { Ok::<_, Infallible>(respond(&id, &req)) }
+                let (id, client) = (Arc::clone(&id), Arc::clone(&client));
+                async move { Ok::<_, Infallible>(respond(&id, &client, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)

@@ -15,6 +15,7 @@ mod conntrack;
 mod echo;
 mod election;
 mod flags;
+mod health_ports;
 mod lab;
 mod load;
 mod netns;

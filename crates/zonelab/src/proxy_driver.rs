@@ -2,6 +2,8 @@
 //! [`proxy::syncer::Syncer`]; its transactions are applied with `nft -f -` (or
 //! `iptables-restore --noflush`) in this process's network namespace, and the outcome reported
 //! back. Each applied sync is logged on stdout as one JSON line (the lab's timeline reads it).
+//! After each sync the health check node ports of Local-policy LoadBalancers are reconciled
+//! ([`crate::health_ports`]).
 //!
 //! Start at [`run`].
 
@@ -23,6 +25,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use proxy::apply::{IptablesApplier, NftApplier, RuleApplier};
 use proxy::health::ProxyHealth;
+use proxy::service_health::ServiceHealth;
 use proxy::syncer::{Change, ProxyMode, SyncKind, Syncer, SyncerConfig};
 use tokio::sync::mpsc;
 
@@ -95,6 +98,32 @@ impl<T: kube::Resource> Known<T> {
 struct Status {
     metrics: String,
     health: ProxyHealth,
+    /// Health check node ports and their Services' local endpoint counts.
+    services: ServiceHealth,
+}
+
+impl crate::health_ports::HealthSource for Status {
+    fn answer(&self, svc: &proxy::ServiceKey) -> Option<proxy::service_health::HealthCheckAnswer> {
+        let healthy = self.health.check(wall_clock()).healthy;
+        self.services.answer(svc, healthy)
+    }
+}
+
+/// Re-reads the health check state from the synced tracker and opens/closes the ports.
+async fn sync_health_ports(
+    syncer: &Syncer,
+    node: &str,
+    status: &Arc<Mutex<Status>>,
+    ports: &mut crate::health_ports::HealthPorts,
+) {
+    let wanted = match status.lock() {
+        Ok(mut st) => {
+            st.services.sync(syncer.tracker(), Some(node));
+            st.services.ports()
+        }
+        Err(_) => return,
+    };
+    ports.reconcile(wanted, status).await;
 }
 
 /// Serve `/metrics` (Prometheus text, upstream metric names) and `/healthz` (upstream's
@@ -146,7 +175,12 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     let status = Arc::new(Mutex::new(Status {
         metrics: String::new(),
         health: ProxyHealth::new(cfg.sync_period_ms),
+        services: ServiceHealth::new(),
     }));
+    let mut health_ports = crate::health_ports::HealthPorts::new(match mode {
+        ProxyMode::Nftables => cfg.nft.nodeport_ips.clone(),
+        ProxyMode::Iptables => cfg.iptables.nodeport_ips.clone(),
+    });
     serve_status(status_addr, Arc::clone(&status));
     let mut syncer = Syncer::new(cfg);
     let (tx, mut rx) = mpsc::channel(1024);
@@ -178,6 +212,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             if let Ok(mut st) = status.lock() {
                 st.health.updated(now);
             }
+            sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
         }
         if let Some(txn) = polled {
             let (kind, text) = (txn.kind, txn.text);
@@ -202,6 +237,9 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 }
             }
             syncer.on_applied(result, done);
+            if ok && kind != SyncKind::StaleDelete {
+                sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
+            }
             if ok {
                 let now_udp = crate::conntrack::udp_view(syncer.plan());
                 let cmds = crate::conntrack::cleanup_commands(&udp, &now_udp);

@@ -332,6 +332,7 @@ fn validate_traffic_policies(spec: &Value, out: &mut Vec<Cause>) {
             "may only be set for externally-accessible services",
         ));
     }
+    validate_health_check_node_port(spec, out);
     if s(spec, "type") != "ExternalName" {
         enum_field(
             spec,
@@ -348,6 +349,35 @@ fn validate_traffic_policies(spec: &Value, out: &mut Vec<Cause>) {
 ///
 /// Upstream's REST layer first copies the old clusterIP(s) into an update that omits them
 /// (`patchAllocatedValues`); the API server is expected to do the same before calling this.
+/// The `healthCheckNodePort` half of upstream `validateServiceExternalTrafficPolicy`: only a
+/// LoadBalancer with `externalTrafficPolicy: Local` may carry one, and it must be a port
+/// number. (Upstream also requires it there; this API server validates before it allocates
+/// the port, so an unset one is allocated instead.)
+fn validate_health_check_node_port(spec: &Value, out: &mut Vec<Cause>) {
+    let Some(port) = spec.get("healthCheckNodePort").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let n = port.as_i64().unwrap_or(-1);
+    if n == 0 {
+        return;
+    }
+    let path = "spec.healthCheckNodePort";
+    let needs = s(spec, "type") == "LoadBalancer" && s(spec, "externalTrafficPolicy") == "Local";
+    if !needs {
+        out.push(Cause::invalid(
+            path,
+            port,
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        ));
+    } else if !(1..=65_535).contains(&n) {
+        out.push(Cause::invalid(
+            path,
+            port,
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
+}
+
 pub fn validate_update(new: &Value, old: &Value) -> Vec<Cause> {
     let empty = json!({});
     let ns = new.get("spec").unwrap_or(&empty);
@@ -460,6 +490,31 @@ mod tests {
                 "spec.clusterIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
                 "spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
                 "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be greater than 0 and less than 86400",
+            ]
+        );
+    }
+
+    #[test]
+    fn health_check_node_port_only_for_local_load_balancers() {
+        let mut svc = minimal();
+        svc["spec"]["type"] = json!("NodePort");
+        svc["spec"]["externalTrafficPolicy"] = json!("Local");
+        svc["spec"]["healthCheckNodePort"] = json!(30100);
+        default(&mut svc);
+        let msgs = |v: &Value| lines(&validate(v));
+        assert_eq!(
+            msgs(&svc),
+            vec![
+                "spec.healthCheckNodePort: Invalid value: 30100: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"
+            ]
+        );
+        svc["spec"]["type"] = json!("LoadBalancer");
+        assert!(msgs(&svc).is_empty());
+        svc["spec"]["healthCheckNodePort"] = json!(70000);
+        assert_eq!(
+            msgs(&svc),
+            vec![
+                "spec.healthCheckNodePort: Invalid value: 70000: must be between 1 and 65535, inclusive"
             ]
         );
     }

@@ -261,6 +261,22 @@ impl EtcdStore {
         out
     }
 
+    /// The endpoint (`host:port`) of the member that is the leader, as the members that answer
+    /// agree on it; `None` when none answers or none knows a leader.
+    pub async fn leader_endpoint(&self) -> Option<String> {
+        let answers: Vec<MemberStatus> = self
+            .member_status()
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        let leader = answers.iter().map(|m| m.leader).find(|l| *l != 0)?;
+        answers
+            .into_iter()
+            .find(|m| m.member_id == leader)
+            .map(|m| m.endpoint)
+    }
+
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse, CallError> {
         let resp: RangeResponse = self.shared.transport.unary(proto::RANGE, &req).await?;
         self.shared.observe(header_rev(&resp.header));

@@ -1,0 +1,123 @@
+//! The modelled data plane for external traffic: what the rules do with a new connection to a
+//! NodePort, an external IP or a load-balancer IP, by source (pod, the node itself, outside),
+//! mirroring the `external-*` / `KUBE-EXT-*` chains, the firewall and the no-endpoint verdicts
+//! (not modelled: a source range holding the node IP also admitting the LB IPs as sources).
+//! Start at [`Plan::lookup_external`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use super::{NoEndpoints, Plan, PlannedEndpoint, ServicePlan};
+use crate::model::{Protocol, ServicePortName};
+
+/// An external destination: an address and port, or (`None`) a NodePort on this node.
+pub(super) type ExternalKey = (Option<Ipv4Addr>, Protocol, u16);
+
+/// Service ports claiming each external destination (the lowest name wins, as the
+/// renderers' element stores do).
+pub(super) type ExternalIndex = BTreeMap<ExternalKey, BTreeSet<ServicePortName>>;
+
+/// Where a connection comes from, as the external chain distinguishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A pod of the cluster CIDR ("short-circuit pod traffic").
+    Pod,
+    /// An address of this node ("short-circuit local traffic", masqueraded).
+    Node,
+    /// Anything else: external clients, load balancers, other nodes.
+    Outside,
+}
+
+/// The outcome for one new external connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalVerdict<'a> {
+    /// DNAT to one of `endpoints` at random; `masquerade`: the source is rewritten to the
+    /// node's address (Cluster policy, or node-originated traffic).
+    Dnat {
+        plan: &'a ServicePlan,
+        endpoints: &'a [PlannedEndpoint],
+        masquerade: bool,
+    },
+    /// No endpoints (reject) or none on this node for a Local policy (drop).
+    NoEndpoints(NoEndpoints),
+    /// Dropped by `loadBalancerSourceRanges`.
+    Firewall,
+    /// Not an external destination of any Service.
+    Pass,
+}
+
+fn keys(plan: &ServicePlan) -> Vec<ExternalKey> {
+    let (proto, port) = (plan.port.name.protocol, plan.port.port);
+    let ips = plan
+        .port
+        .external_ips
+        .iter()
+        .chain(&plan.port.load_balancer_ips);
+    let mut out: Vec<ExternalKey> = ips.map(|ip| (Some(*ip), proto, port)).collect();
+    if let Some(np) = plan.port.node_port {
+        out.push((None, proto, np));
+    }
+    out
+}
+
+pub(super) fn index(idx: &mut ExternalIndex, plan: &ServicePlan) {
+    for k in keys(plan) {
+        idx.entry(k).or_default().insert(plan.port.name.clone());
+    }
+}
+
+pub(super) fn unindex(idx: &mut ExternalIndex, plan: &ServicePlan) {
+    for k in keys(plan) {
+        if let Some(names) = idx.get_mut(&k) {
+            names.remove(&plan.port.name);
+            if names.is_empty() {
+                idx.remove(&k);
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// What the rules do with a new connection from `src_ip` (of kind `src`) to
+    /// `dst:port/protocol`, where `dst` is an external or load-balancer IP, or (`dst = None`)
+    /// this node's NodePort.
+    pub fn lookup_external(
+        &self,
+        dst: Option<Ipv4Addr>,
+        protocol: Protocol,
+        port: u16,
+        src_ip: Ipv4Addr,
+        src: Source,
+    ) -> ExternalVerdict<'_> {
+        let Some(sp) = self
+            .external
+            .get(&(dst, protocol, port))
+            .and_then(|names| names.first())
+            .and_then(|n| self.services.get(n))
+        else {
+            return ExternalVerdict::Pass;
+        };
+        let is_lb = dst.is_some_and(|ip| sp.port.load_balancer_ips.contains(&ip));
+        let ranges = &sp.port.load_balancer_source_ranges;
+        if is_lb && !ranges.is_empty() && !ranges.iter().any(|r| r.contains(src_ip)) {
+            return ExternalVerdict::Firewall;
+        }
+        if !sp.has_endpoints {
+            return ExternalVerdict::NoEndpoints(NoEndpoints::Reject);
+        }
+        let (endpoints, masquerade) = match (sp.port.external_policy_local(), src) {
+            (false, _) => (&sp.cluster_endpoints, true),
+            (true, Source::Pod) => (&sp.cluster_endpoints, false),
+            (true, Source::Node) => (&sp.cluster_endpoints, true),
+            (true, Source::Outside) if sp.local_endpoints.is_empty() => {
+                return ExternalVerdict::NoEndpoints(NoEndpoints::Drop);
+            }
+            (true, Source::Outside) => (&sp.local_endpoints, false),
+        };
+        ExternalVerdict::Dnat {
+            plan: sp,
+            endpoints,
+            masquerade,
+        }
+    }
+}
