@@ -112,9 +112,9 @@ pub struct ControlPlane {
     pub controller_manager_holder_after: Option<String>,
     pub scheduler_holder_before: Option<String>,
     pub scheduler_holder_after: Option<String>,
-    /// Seconds from the fault until a new holder outside the failed zones acquired the Lease
-    /// (its `acquireTime`): a takeover from a failed zone, or from a holder that lost its Lease
-    /// anyway.
+    /// Seconds from the fault until the runner saw a new holder outside the failed zones (the
+    /// Lease is read every 250 ms): a takeover from a failed zone, or from a holder that lost
+    /// its Lease anyway.
     pub controller_manager_failover_s: Option<f64>,
     pub scheduler_failover_s: Option<f64>,
     /// Longest stretch without an acknowledged probe write during the run, seconds (run start

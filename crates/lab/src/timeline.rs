@@ -62,8 +62,9 @@ pub enum EventKind {
     /// member reachable reports a leader).
     EtcdLeader { zone: Option<String> },
     /// A leader-election Lease (`kube-system/kube-controller-manager`,
-    /// `kube-system/kube-scheduler`) changed holder; `acquired_ms` is the Lease's
-    /// `spec.acquireTime` (ms since the epoch), the takeover as the new holder recorded it.
+    /// `kube-system/kube-scheduler`) changed holder (`at`: when the runner saw it);
+    /// `acquired_ms` is the Lease's `spec.acquireTime` (ms since the epoch), stamped by the
+    /// candidate before its write committed (kept for reference; the analysis uses `at`).
     LeaseHolder {
         lease: String,
         holder: String,
