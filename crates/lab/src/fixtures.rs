@@ -41,5 +41,6 @@ pub fn meta(scenario: &str, t0_ms: f64, end_s: f64) -> Meta {
         services: vec!["default/web".into()],
         t0_ms,
         end_ms: t0_ms + end_s * 1e3,
+        control_plane: None,
     }
 }

@@ -1,6 +1,7 @@
 //! A [`Report`] as one self-contained HTML page (inline CSS, SVG, no JS); start at [`render`].
 
 mod chart;
+mod control_plane;
 mod events;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,12 +40,13 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>zonelab: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         {header}{summary}{phases}{charts}{events}</body>\n</html>\n",
+         {header}{summary}{phases}{charts}{control_plane}{events}</body>\n</html>\n",
         title = escape(&r.scenario),
         header = header(r),
         summary = summary(r),
         phases = phases_table(&r.phases),
         charts = chart::section(r),
+        control_plane = control_plane::section(r),
         events = events::section(r),
     )
 }
@@ -437,6 +439,7 @@ pub(crate) mod tests {
             series: sample_series(),
             events: Vec::new(),
             events_left_out: 0,
+            control_plane: None,
         }
     }
 

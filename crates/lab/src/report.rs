@@ -82,6 +82,76 @@ pub struct Report {
     /// Events left out past [`MAX_REPORT_EVENTS`].
     #[serde(default)]
     pub events_left_out: u64,
+    /// The control plane through the run: etcd leader, leader-election failovers, the API
+    /// probe (absent in reports of runs without one).
+    #[serde(default)]
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// The control plane's side of a run (docs/report.md). Durations named `*_failover_s` and
+/// `etcd_leader_elected_s` are seconds after the first fault; `null` when the role did not
+/// move within the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlPlane {
+    /// `etcd` or `embedded`.
+    pub store: String,
+    /// API servers (and etcd members with `etcd`).
+    pub members: u32,
+    /// Zones holding a member; empty when the control plane runs outside the zones.
+    pub member_zones: Vec<String>,
+    /// Zone of the etcd leader just before the first fault, and once the cluster settled after
+    /// it (a leader outside the failed zones).
+    pub etcd_leader_zone_before: Option<String>,
+    pub etcd_leader_zone_after: Option<String>,
+    /// Seconds from the fault until a leader outside the failed zones was observed; `null`
+    /// when the leader was not in a failed zone.
+    pub etcd_leader_elected_s: Option<f64>,
+    /// Holders of the `kube-controller-manager` and `kube-scheduler` Leases before the fault
+    /// and after it.
+    pub controller_manager_holder_before: Option<String>,
+    pub controller_manager_holder_after: Option<String>,
+    pub scheduler_holder_before: Option<String>,
+    pub scheduler_holder_after: Option<String>,
+    /// Seconds from the fault until the runner saw a new holder outside the failed zones (the
+    /// Lease is read every 250 ms): a takeover from a failed zone, or from a holder that lost
+    /// its Lease anyway.
+    pub controller_manager_failover_s: Option<f64>,
+    pub scheduler_failover_s: Option<f64>,
+    /// Longest stretch without an acknowledged probe write during the run, seconds (run start
+    /// and end count as edges); `null` without a probe.
+    pub api_unavailable_s: Option<f64>,
+    /// Where that stretch lies (t, seconds).
+    pub api_unavailable: Option<Window>,
+    /// Whether the API stayed up: the longest gap at most [`API_UP_MAX_GAP_S`].
+    pub api_stayed_up: Option<bool>,
+    /// Probe writes sent, acknowledged, and acknowledged but missing when read back after the
+    /// run (`null`: not read back).
+    pub writes_attempted: u64,
+    pub writes_acknowledged: u64,
+    pub writes_lost: Option<u64>,
+    /// Step series for the chart: (t, zone or holder), at every change.
+    pub etcd_leader: Vec<(f64, Option<String>)>,
+    pub controller_manager: Vec<(f64, String)>,
+    pub scheduler: Vec<(f64, String)>,
+}
+
+/// A probe gap up to this long still counts as the API staying up: the probe writes 10 times a
+/// second with a 1 s timeout, so one slow write or a retried connection costs up to 1 s.
+pub const API_UP_MAX_GAP_S: f64 = 1.0;
+
+/// The Lease the active controller-manager holds (upstream's name).
+pub const CONTROLLER_MANAGER_LEASE: &str = "kube-system/kube-controller-manager";
+/// The Lease the active scheduler holds (upstream's name).
+pub const SCHEDULER_LEASE: &str = "kube-system/kube-scheduler";
+
+/// What the run knows of its control plane before analysing anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlPlaneSetup {
+    /// `etcd` or `embedded`.
+    pub store: String,
+    pub members: u32,
+    /// Zones holding a member (empty: outside the zones).
+    pub member_zones: Vec<String>,
 }
 
 /// Events a report lists at most.

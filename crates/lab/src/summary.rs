@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::report::Report;
+use crate::report::{ControlPlane, Report};
 
 /// Several lines of plain text, ending in a newline.
 pub fn render(r: &Report) -> String {
@@ -104,9 +104,93 @@ pub fn render(r: &Report) -> String {
             z.requests, z.failed, z.availability, z.error_window_s
         );
     }
+    control_plane(&mut s, r);
     verdict(&mut s, r);
     in_short(&mut s, r);
     s
+}
+
+/// Whether the API stayed up, in words (the probe's longest gap and its lost writes).
+pub fn api_sentence(cp: &ControlPlane) -> String {
+    let Some(gap) = cp.api_unavailable_s else {
+        return "No API probe ran.".into();
+    };
+    let lost = match cp.writes_lost {
+        Some(0) => "none lost".to_string(),
+        Some(n) => format!("{n} LOST"),
+        None => "not read back".to_string(),
+    };
+    let writes = format!(
+        "{} of {} probe writes acknowledged, {lost}",
+        cp.writes_acknowledged, cp.writes_attempted
+    );
+    match (cp.api_stayed_up, cp.api_unavailable) {
+        (Some(true), _) => format!(
+            "The API stayed up: the longest gap between acknowledged writes was {gap:.1} s ({writes})."
+        ),
+        (_, Some(w)) => format!(
+            "The API was unavailable for {gap:.1} s (no write acknowledged from t={:.1}s to t={:.1}s; {writes}).",
+            w.start_s, w.end_s
+        ),
+        _ => format!("The API was unavailable for {gap:.1} s ({writes})."),
+    }
+}
+
+/// The control plane's lines: store and members, etcd leader, failovers, the API probe.
+fn control_plane(s: &mut String, r: &Report) {
+    let Some(cp) = &r.control_plane else {
+        return;
+    };
+    let where_ = if cp.member_zones.is_empty() {
+        "outside the zones".to_string()
+    } else {
+        format!("in zones {}", cp.member_zones.join(", "))
+    };
+    let _ = writeln!(
+        s,
+        "control plane: {} store, {} member(s) {where_}",
+        cp.store, cp.members
+    );
+    let dash = |z: &Option<String>| z.clone().unwrap_or_else(|| "-".into());
+    let took = |t: Option<f64>| {
+        t.map_or("did not move".to_string(), |t| {
+            format!("took over +{t:.1} s after the fault")
+        })
+    };
+    if cp.store == "etcd" {
+        let _ = writeln!(
+            s,
+            "  etcd leader: zone {} -> zone {} ({})",
+            dash(&cp.etcd_leader_zone_before),
+            dash(&cp.etcd_leader_zone_after),
+            took(cp.etcd_leader_elected_s)
+        );
+    }
+    for (role, before, after, t) in [
+        (
+            "controller-manager",
+            &cp.controller_manager_holder_before,
+            &cp.controller_manager_holder_after,
+            cp.controller_manager_failover_s,
+        ),
+        (
+            "scheduler",
+            &cp.scheduler_holder_before,
+            &cp.scheduler_holder_after,
+            cp.scheduler_failover_s,
+        ),
+    ] {
+        if before.is_some() || after.is_some() {
+            let _ = writeln!(
+                s,
+                "  {role}: {} -> {} ({})",
+                dash(before),
+                dash(after),
+                took(t)
+            );
+        }
+    }
+    let _ = writeln!(s, "  {}", api_sentence(cp));
 }
 
 /// One paragraph with the answer.

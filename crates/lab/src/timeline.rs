@@ -58,6 +58,23 @@ pub enum EventKind {
         node: String,
         services: BTreeMap<String, Vec<String>>,
     },
+    /// The zone whose etcd member leads the cluster, recorded at every change (`None`: no
+    /// member reachable reports a leader).
+    EtcdLeader { zone: Option<String> },
+    /// A leader-election Lease (`kube-system/kube-controller-manager`,
+    /// `kube-system/kube-scheduler`) changed holder (`at`: when the runner saw it);
+    /// `acquired_ms` is the Lease's `spec.acquireTime` (ms since the epoch), stamped by the
+    /// candidate before its write committed (kept for reference; the analysis uses `at`).
+    LeaseHolder {
+        lease: String,
+        holder: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acquired_ms: Option<f64>,
+    },
+    /// One write of the API probe: `at` is when it was acknowledged (`ok`) or when it failed.
+    ProbeWrite { seq: u64, sent_ms: f64, ok: bool },
+    /// After the run: the probe writes (by `seq`) found when read back through the API.
+    ProbeReadBack { found: Vec<u64> },
 }
 
 /// A core/v1 Event as the run's watch saw it.

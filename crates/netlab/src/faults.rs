@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use crate::exec::Cmd;
-use crate::topology::{NodeNet, Topology};
+use crate::topology::Topology;
 
 /// The table the lab owns in every namespace it injects faults into.
 pub const FAULT_TABLE: &str = "zonelab-faults";
@@ -30,7 +30,8 @@ const PRIORITY: i32 = -300;
 /// Which faults are active.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultState {
-    /// Nodes cut off from the network (also set while powered off).
+    /// Nodes (and zone control-plane hosts, by namespace name) cut off from the network (also
+    /// set while powered off).
     pub isolated_nodes: BTreeSet<String>,
     /// Zones partitioned from the rest of the lab.
     pub partitioned_zones: BTreeSet<String>,
@@ -44,12 +45,15 @@ pub fn apply_cmd(netns: &str, script: String) -> Cmd {
 /// The router's fault table for `state` (an empty state renders a script that removes it).
 pub fn router_script(topo: &Topology, state: &FaultState) -> String {
     let mut rules = Vec::new();
-    for node in topo
+    let hosts = topo
         .nodes
         .iter()
-        .filter(|n| state.isolated_nodes.contains(&n.name))
+        .map(|n| &n.name)
+        .chain(topo.zone_control_planes.iter().map(|c| &c.netns));
+    for set in hosts
+        .filter(|h| state.isolated_nodes.contains(*h))
+        .filter_map(|h| topo.isolation_set(h))
     {
-        let set = node_set(node);
         rules.push(format!("ip saddr {set} drop"));
         rules.push(format!("ip daddr {set} drop"));
     }
@@ -111,10 +115,6 @@ fn replace_with(chains: &[(&str, &str, Vec<String>)]) -> String {
     }
     s.push_str("}\n");
     s
-}
-
-fn node_set(node: &NodeNet) -> String {
-    format!("{{ {}, {}/24 }}", node.ip, node.pod_cidr)
 }
 
 /// (addresses of `zone`, addresses of every other zone and the control plane) as nft sets.
@@ -188,6 +188,17 @@ mod tests {
         assert!(s.contains(&format!("ip saddr {inside} ip daddr {outside} drop\n")));
         assert!(s.contains(&format!("ip saddr {outside} ip daddr {inside} drop\n")));
         assert!(!s.contains("zl1"));
+    }
+
+    #[test]
+    fn isolated_zone_control_plane_host_drops_its_address() {
+        let t = topo().with_zone_control_planes();
+        let mut st = FaultState::default();
+        st.isolated_nodes.insert("zl1-cp-a".into());
+        let s = router_script(&t, &st);
+        assert!(s.contains("ip saddr { 172.20.0.10 } drop\n"), "{s}");
+        assert!(s.contains("ip daddr { 172.20.0.10 } drop\n"), "{s}");
+        assert!(!s.contains("172.20.1.10"));
     }
 
     #[test]

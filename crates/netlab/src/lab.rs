@@ -364,8 +364,8 @@ impl Lab {
         self.power_off_nodes(&[node.to_string()])
     }
 
-    /// Power loss of several nodes at the same instant (an AZ): all of them isolated first,
-    /// then every process of each killed. Returns killed pids.
+    /// Power loss of several nodes (and zone control-plane hosts) at the same instant (an AZ):
+    /// all of them isolated first, then every process of each killed. Returns killed pids.
     pub fn power_off_nodes(&mut self, nodes: &[String]) -> Result<Vec<u32>, LabError> {
         self.isolate_nodes(nodes)?;
         let mut killed = Vec::new();
@@ -411,16 +411,12 @@ impl Lab {
         self.heal_node(node)
     }
 
-    /// Power off every node of `zone` (an AZ power loss); returns killed pids.
+    /// Power off every node of `zone` and its control-plane host (an AZ power loss); returns
+    /// killed pids.
     pub fn power_off_zone(&mut self, zone: &str) -> Result<Vec<u32>, LabError> {
         self.known_zone(zone)?;
-        let nodes: Vec<String> = self
-            .state
-            .topology
-            .nodes_in_zone(zone)
-            .map(|n| n.name.clone())
-            .collect();
-        self.power_off_nodes(&nodes)
+        let hosts = self.state.topology.zone_hosts(zone);
+        self.power_off_nodes(&hosts)
     }
 
     /// Snapshot: namespaces present, nodes with their faults, pods, processes.
@@ -469,9 +465,10 @@ impl Lab {
         }
     }
 
+    /// A node, or a zone control-plane host (faults treat both alike).
     fn known_node(&self, node: &str) -> Result<(), LabError> {
         self.check_up()?;
-        match self.state.topology.node(node) {
+        match self.state.topology.isolation_set(node) {
             Some(_) => Ok(()),
             None => Err(LabError::UnknownNode(node.to_string())),
         }
@@ -661,5 +658,39 @@ mod tests {
             Err(LabError::IsDown)
         ));
         assert!(!dir.join("zf").exists());
+    }
+
+    #[test]
+    fn zone_power_off_cuts_and_marks_the_zone_control_plane_host() {
+        let (topo, fake, dir) = setup("zcp");
+        let topo = topo.with_zone_control_planes();
+        let mut lab = Lab::up(&topo, fake.clone(), &dir).expect("up on fake");
+        lab.power_off_zone("a").expect("power off");
+        let router = fake
+            .calls()
+            .iter()
+            .rev()
+            .find(|c| c.to_string() == "ip netns exec zf-rt nft -f -")
+            .and_then(|c| c.stdin.clone())
+            .expect("router script");
+        assert!(router.contains("ip daddr { 172.20.0.10 } drop"), "{router}");
+        assert!(router.contains("ip daddr { 172.20.0.11, 10.244.0.0/24 } drop"));
+        assert!(!router.contains("172.20.1.10"));
+        let calls: Vec<String> = fake.calls().iter().map(ToString::to_string).collect();
+        assert!(calls.contains(&"ip netns exec zf-cp-a nft -f -".to_string()));
+        assert!(
+            lab.status()
+                .expect("status")
+                .nodes
+                .iter()
+                .all(|n| n.zone != "a" || n.powered_off)
+        );
+        lab.power_on_node("zf-cp-a").expect("power on the host");
+        assert!(!lab.faults().isolated_nodes.contains("zf-cp-a"));
+        assert!(matches!(
+            lab.isolate_node("zf-cp-q"),
+            Err(LabError::UnknownNode(_))
+        ));
+        lab.down().expect("down");
     }
 }

@@ -89,6 +89,10 @@ pub fn up_steps(topo: &Topology) -> Vec<Cmd> {
     let cp = &topo.control_plane;
     let cp_lines = uplink_lines(&cp.ip.to_string(), &cp.gateway.to_string());
     steps.push(Cmd::ip_batch(Some(&cp.netns), &cp_lines));
+    for zcp in &topo.zone_control_planes {
+        let lines = routed_host_lines(&zcp.ip.to_string(), &zcp.gateway.to_string());
+        steps.push(Cmd::ip_batch(Some(&zcp.netns), &lines));
+    }
     steps.push(sysctls(&topo.router_netns, ROUTER_SYSCTLS));
     for node in &topo.nodes {
         steps.push(sysctls(&node.name, NODE_SYSCTLS));
@@ -120,6 +124,10 @@ fn router_links(topo: &Topology) -> Vec<String> {
         l.extend(veth_to(&n.router_veth, &n.name, &bridge));
     }
     l.extend(veth_to(&cp.router_veth, &cp.netns, &cp.bridge));
+    for zcp in &topo.zone_control_planes {
+        let bridge = format!("br-{}", zcp.zone_index);
+        l.extend(veth_to(&zcp.router_veth, &zcp.netns, &bridge));
+    }
     l
 }
 
@@ -137,6 +145,18 @@ fn router_routes(topo: &Topology) -> Vec<String> {
         .iter()
         .map(|n| format!("route add {}/24 via {}", n.pod_cidr, n.ip))
         .collect()
+}
+
+/// A host holding `ip` as a /32 with every route via the gateway on link (see
+/// [`crate::topology::ZoneControlPlaneNet`]).
+fn routed_host_lines(ip: &str, gateway: &str) -> Vec<String> {
+    vec![
+        "link set lo up".to_string(),
+        format!("addr add {ip}/32 dev eth0"),
+        "link set eth0 up".to_string(),
+        format!("route add {gateway} dev eth0 scope link"),
+        format!("route add default via {gateway} dev eth0"),
+    ]
 }
 
 fn uplink_lines(ip: &str, gateway: &str) -> Vec<String> {
@@ -269,6 +289,30 @@ mod tests {
               net.ipv4.conf.eth0.proxy_arp=0"
                 .to_string()
         ));
+    }
+
+    #[test]
+    fn zone_control_plane_hosts_are_routed_slash_32_on_their_zone_bridge() {
+        let t = topo().with_zone_control_planes();
+        let steps = up_steps(&t);
+        let first = steps[0].stdin.as_deref().expect("batch");
+        assert!(
+            first.ends_with("netns add zl1-cp-a\nnetns add zl1-cp-b\n"),
+            "{first}"
+        );
+        let router = steps[1].stdin.as_deref().expect("batch");
+        assert!(router.contains("link add vc1 type veth peer name eth0 netns zl1-cp-b\n"));
+        assert!(router.contains("link set vc1 master br-1\n"));
+        let host = steps
+            .iter()
+            .find(|c| c.args.get(1).map(String::as_str) == Some("zl1-cp-b"))
+            .and_then(|c| c.stdin.as_deref())
+            .expect("the host's batch");
+        assert_eq!(
+            host,
+            "link set lo up\naddr add 172.20.1.10/32 dev eth0\nlink set eth0 up\n\
+             route add 172.20.1.1 dev eth0 scope link\nroute add default via 172.20.1.1 dev eth0\n"
+        );
     }
 
     #[test]

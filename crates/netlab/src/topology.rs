@@ -52,6 +52,8 @@ pub const MAX_NODES_PER_ZONE: u32 = 244;
 pub const MAX_NODES: u32 = 256;
 /// Third octet of the control-plane subnet `172.20.250.0/24`.
 pub const CONTROL_PLANE_OCTET: u8 = 250;
+/// Host number of a zone's control-plane host (`172.20.<zone>.10`): below the first node (`.11`).
+pub const ZONE_CONTROL_PLANE_HOST: u8 = 10;
 /// Third octet of the load balancers' addresses `172.20.251.0/24`: the LB nodes' addresses,
 /// held by the namespace the balancer runs in (the router's), routed to by nobody else.
 pub const LOAD_BALANCER_OCTET: u8 = 251;
@@ -155,6 +157,24 @@ pub struct ControlPlaneNet {
     pub subnet: Ipv4Addr,
 }
 
+/// A zone's control-plane host (an etcd member and an API server), wired to the zone's bridge
+/// like a node, so zone faults hit it. It holds its address as a /32 routed via the zone
+/// gateway: everything it sends, to same-zone nodes too, goes through the router, so replies to
+/// connections the router DNATed to it (a load balancer's) are un-NATed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneControlPlaneNet {
+    pub zone: String,
+    pub zone_index: u8,
+    /// `<prefix>-cp-<zone>`.
+    pub netns: String,
+    /// `172.20.<zone>.10`, /32 on `eth0`.
+    pub ip: Ipv4Addr,
+    /// The zone gateway, on link.
+    pub gateway: Ipv4Addr,
+    /// Router-side veth, `vc<zone index>`.
+    pub router_veth: String,
+}
+
 /// One pod's network: its namespace, /32 address and host-side veth.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodNet {
@@ -177,6 +197,9 @@ pub struct Topology {
     pub zones: Vec<ZoneNet>,
     pub nodes: Vec<NodeNet>,
     pub control_plane: ControlPlaneNet,
+    /// One control-plane host per zone (empty unless [`Topology::with_zone_control_planes`]).
+    #[serde(default)]
+    pub zone_control_planes: Vec<ZoneControlPlaneNet>,
 }
 
 impl Topology {
@@ -227,7 +250,50 @@ impl Topology {
             zones,
             nodes,
             control_plane,
+            zone_control_planes: Vec::new(),
         })
+    }
+
+    /// The same plan with a control-plane host in every zone.
+    pub fn with_zone_control_planes(mut self) -> Topology {
+        self.zone_control_planes = self
+            .zones
+            .iter()
+            .map(|z| ZoneControlPlaneNet {
+                zone: z.name.clone(),
+                zone_index: z.index,
+                netns: format!("{}-cp-{}", self.prefix, z.name),
+                ip: Ipv4Addr::new(172, 20, z.index, ZONE_CONTROL_PLANE_HOST),
+                gateway: z.gateway,
+                router_veth: format!("vc{}", z.index),
+            })
+            .collect();
+        self
+    }
+
+    /// The control-plane host of `zone`, if the lab has them.
+    pub fn zone_control_plane(&self, zone: &str) -> Option<&ZoneControlPlaneNet> {
+        self.zone_control_planes.iter().find(|c| c.zone == zone)
+    }
+
+    /// Every namespace a fault on `zone` isolates and powers off: its nodes and its
+    /// control-plane host.
+    pub fn zone_hosts(&self, zone: &str) -> Vec<String> {
+        let mut out: Vec<String> = self.nodes_in_zone(zone).map(|n| n.name.clone()).collect();
+        out.extend(self.zone_control_plane(zone).map(|c| c.netns.clone()));
+        out
+    }
+
+    /// The addresses to drop while `host` (a node or a zone control-plane host) is isolated,
+    /// as an nft set; `None` for an unknown name.
+    pub fn isolation_set(&self, host: &str) -> Option<String> {
+        if let Some(n) = self.node(host) {
+            return Some(format!("{{ {}, {}/24 }}", n.ip, n.pod_cidr));
+        }
+        self.zone_control_planes
+            .iter()
+            .find(|c| c.netns == host)
+            .map(|c| format!("{{ {} }}", c.ip))
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeNet> {
@@ -246,6 +312,7 @@ impl Topology {
     pub fn infra_namespaces(&self) -> Vec<String> {
         let mut out = vec![self.router_netns.clone(), self.control_plane.netns.clone()];
         out.extend(self.nodes.iter().map(|n| n.name.clone()));
+        out.extend(self.zone_control_planes.iter().map(|c| c.netns.clone()));
         out
     }
 
@@ -275,6 +342,7 @@ impl Topology {
 }
 
 /// True when `netns` has a name this lab could have made: `<prefix>-rt`, `<prefix>-cp`,
+/// `<prefix>-cp-<zone>`,
 /// `<prefix>-p-<8 hex>` or `<prefix>-<zone>-<n>`. Cleanup deletes only such names, so a
 /// prefix that happens to match someone else's namespaces (`cni-<uuid>`) spares most of them.
 pub fn is_lab_netns(prefix: &str, netns: &str) -> bool {
@@ -283,6 +351,9 @@ pub fn is_lab_netns(prefix: &str, netns: &str) -> bool {
     };
     if rest == "rt" || rest == "cp" {
         return true;
+    }
+    if let Some(zone) = rest.strip_prefix("cp-") {
+        return is_dns_label(zone);
     }
     if let Some(h) = rest.strip_prefix("p-") {
         return h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit());
@@ -392,6 +463,32 @@ mod tests {
         assert_eq!(t.zones[1].bridge, "br-1");
         assert_eq!(t.nodes_in_zone("a").count(), 2);
         assert_eq!(t.infra_namespaces().len(), 6);
+    }
+
+    #[test]
+    fn zone_control_plane_hosts_sit_on_their_zone_below_the_nodes() {
+        let t = Topology::new(&spec("zl1", &["a", "b"], 2))
+            .expect("valid")
+            .with_zone_control_planes();
+        let b = t.zone_control_plane("b").expect("host of b");
+        assert_eq!(b.netns, "zl1-cp-b");
+        assert_eq!(b.ip, Ipv4Addr::new(172, 20, 1, 10));
+        assert_eq!(b.router_veth, "vc1");
+        assert!(is_lab_netns("zl1", "zl1-cp-b"));
+        assert!(!is_lab_netns("zl1", "zl1-cp-B"));
+        assert_eq!(t.zone_hosts("b"), ["zl1-b-1", "zl1-b-2", "zl1-cp-b"]);
+        assert_eq!(
+            t.isolation_set("zl1-cp-b").as_deref(),
+            Some("{ 172.20.1.10 }")
+        );
+        assert_eq!(
+            t.isolation_set("zl1-b-1").as_deref(),
+            Some("{ 172.20.1.11, 10.244.2.0/24 }")
+        );
+        assert_eq!(t.isolation_set("zl1-cp-q"), None);
+        assert_eq!(t.infra_namespaces().len(), 8);
+        let plain = Topology::new(&spec("zl1", &["a"], 1)).expect("valid");
+        assert!(plain.zone_hosts("a") == ["zl1-a-1"] && plain.zone_control_planes.is_empty());
     }
 
     #[test]

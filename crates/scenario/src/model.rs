@@ -29,6 +29,9 @@ pub struct Scenario {
     /// kube-proxy mode (default `nftables`).
     #[serde(default)]
     pub proxy_mode: ProxyMode,
+    /// The control plane (default: one API server with the embedded store, outside the zones).
+    #[serde(default)]
+    pub control_plane: ControlPlane,
     /// Server/agent flag overrides: flag name without leading dashes to its value (default none).
     #[serde(default, deserialize_with = "scalar_map")]
     pub flags: BTreeMap<String, String>,
@@ -126,6 +129,61 @@ pub enum Profile {
     Fast,
     /// Upstream Kubernetes defaults.
     Upstream,
+}
+
+/// Where the control plane runs and what it stores in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ControlPlane {
+    /// API servers (each with the controllers and the scheduler, leader-elected). `1` with the
+    /// embedded store (outside the zones); the number of zones with `etcd` (one etcd member and
+    /// one API server per zone). Default 1.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// `embedded` (default) or `etcd`.
+    #[serde(default)]
+    pub store: Store,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        ControlPlane {
+            replicas: default_replicas(),
+            store: Store::default(),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Whether the control plane runs inside the zones (one instance per zone).
+    pub fn zonal(&self) -> bool {
+        self.store == Store::Etcd
+    }
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+/// The API server's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    /// The embedded durable store (redb), one API server.
+    #[default]
+    Embedded,
+    /// A real etcd cluster, one member per zone.
+    Etcd,
+}
+
+impl Store {
+    /// The spelling used in files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Store::Embedded => "embedded",
+            Store::Etcd => "etcd",
+        }
+    }
 }
 
 /// kube-proxy data-plane mode.
@@ -240,7 +298,9 @@ pub struct Fault {
     /// What happens.
     #[serde(rename = "type")]
     pub kind: FaultType,
-    /// A zone name or a node name `<zone>-<n>`, as the fault type requires.
+    /// A zone name or a node name `<zone>-<n>`, as the fault type requires; `etcd-leader` for
+    /// the zone whose etcd member leads when the fault is injected (a `recover` of
+    /// `etcd-leader` heals the zone the latest such fault hit).
     pub target: String,
 }
 
@@ -314,7 +374,12 @@ pub enum FaultTarget {
         /// Index from 1 to `nodesPerZone`.
         index: u32,
     },
+    /// The zone holding the etcd leader, resolved when the fault is injected.
+    EtcdLeader,
 }
+
+/// The fault target naming the etcd leader's zone.
+pub const ETCD_LEADER: &str = "etcd-leader";
 
 /// When the run ends: exactly one of `duration` or `until` (with optional `cap`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

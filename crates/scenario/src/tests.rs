@@ -323,3 +323,72 @@ fn node_group_bad_zone_desired_and_duplicates_are_located() {
     let e = err(&GROUPS.replace("    max: 4\n", "    max: 300\n"));
     assert!(e.to_string().contains("a zone holds at most 244"), "{e}");
 }
+
+#[test]
+fn control_plane_defaults_to_one_embedded_server() {
+    let s = Scenario::parse(FULL, "s.yaml").unwrap();
+    assert_eq!(s.control_plane.replicas, 1);
+    assert_eq!(s.control_plane.store, Store::Embedded);
+    assert!(!s.control_plane.zonal());
+}
+
+#[test]
+fn etcd_control_plane_in_every_zone_with_an_etcd_leader_fault() {
+    let text = FULL
+        .replace(
+            "proxyMode: nftables\n",
+            "proxyMode: nftables\ncontrolPlane: {replicas: 3, store: etcd}\n",
+        )
+        .replace(
+            "    target: a\n  - at: 1m30s",
+            "    target: etcd-leader\n  - at: 1m30s",
+        )
+        .replace(
+            "type: recover\n    target: a",
+            "type: recover\n    target: etcd-leader",
+        );
+    let s = Scenario::parse(&text, "s.yaml").unwrap();
+    assert_eq!(s.control_plane.store, Store::Etcd);
+    assert!(s.control_plane.zonal());
+    assert_eq!(s.fault_target(&s.faults[0]), Some(FaultTarget::EtcdLeader));
+}
+
+#[test]
+fn control_plane_replicas_and_store_are_checked_and_located() {
+    let with = |cp: &str| {
+        FULL.replace(
+            "proxyMode: nftables\n",
+            &format!("proxyMode: nftables\ncontrolPlane: {cp}\n"),
+        )
+    };
+    let e = err(&with("{replicas: 2, store: etcd}"));
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("s.yaml:5:")
+            && msg.contains("controlPlane.replicas: store: etcd runs one etcd member"),
+        "{msg}"
+    );
+    assert!(msg.contains("expected replicas: 3"), "{msg}");
+    let msg = err(&with("{replicas: 3}")).to_string();
+    assert!(
+        msg.contains("controlPlane.replicas: the embedded store serves one API server"),
+        "{msg}"
+    );
+    let msg = err(&with("{store: raft}")).to_string();
+    assert!(
+        msg.starts_with("s.yaml:5:") && msg.contains("unknown variant `raft`"),
+        "{msg}"
+    );
+    // etcd-leader needs an etcd control plane.
+    let text = FULL.replace(
+        "    target: a\n  - at: 1m30s",
+        "    target: etcd-leader\n  - at: 1m30s",
+    );
+    let e = err(&text);
+    assert_eq!(e.location(), Some((20, 13)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("etcd-leader needs an etcd control plane"),
+        "{e}"
+    );
+}

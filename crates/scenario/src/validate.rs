@@ -3,7 +3,7 @@
 
 use crate::duration::format_duration;
 use crate::locate::Seg;
-use crate::model::{FaultTarget, Scenario, Topology};
+use crate::model::{ETCD_LEADER, FaultTarget, Scenario, Store, Topology};
 
 /// Most zones a lab can have (one letter each, `a`..`z`; also the netlab subnet plan).
 pub const MAX_ZONES: usize = 26;
@@ -37,6 +37,7 @@ pub fn validate(s: &Scenario) -> Result<(), Problem> {
     }
     check_topology(&s.topology)?;
     crate::node_groups::check(&s.node_groups, &s.topology)?;
+    check_control_plane(s)?;
     check_workloads(s)?;
     check_clients(s)?;
     check_run(s)?;
@@ -80,6 +81,29 @@ fn check_topology(t: &Topology) -> Result<(), Problem> {
         ));
     }
     Ok(())
+}
+
+fn check_control_plane(s: &Scenario) -> Result<(), Problem> {
+    let cp = &s.control_plane;
+    let zones = s.topology.zones.len();
+    let at = |k: &str| vec![key("controlPlane"), key(k)];
+    match cp.store {
+        Store::Embedded if cp.replicas != 1 => Err(problem(
+            at("replicas"),
+            format!(
+                "the embedded store serves one API server outside the zones: expected replicas: 1, or store: etcd with replicas: {zones} (one per zone); found {}",
+                cp.replicas
+            ),
+        )),
+        Store::Etcd if cp.replicas as usize != zones => Err(problem(
+            at("replicas"),
+            format!(
+                "store: etcd runs one etcd member and one API server in every zone: expected replicas: {zones} (the number of zones), found {}",
+                cp.replicas
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_workloads(s: &Scenario) -> Result<(), Problem> {
@@ -220,6 +244,24 @@ fn check_faults(s: &Scenario) -> Result<(), Problem> {
                 ),
             ));
         }
+        if f.target == ETCD_LEADER {
+            if !s.control_plane.zonal() {
+                return Err(problem(
+                    at("target"),
+                    "etcd-leader needs an etcd control plane in the zones (controlPlane: {store: etcd, replicas: <zones>})".into(),
+                ));
+            }
+            if !f.kind.accepts_zone() {
+                return Err(problem(
+                    at("target"),
+                    format!(
+                        "{} needs a node `<zone>-<n>` as target, found {:?}",
+                        f.kind, f.target
+                    ),
+                ));
+            }
+            continue;
+        }
         let target = resolve_target(&s.topology, &f.target).ok_or_else(|| {
             problem(at("target"), format!(
                 "unknown target {:?}: expected a zone ({}) or a node `<zone>-<n>` with n in 1..={}",
@@ -229,7 +271,7 @@ fn check_faults(s: &Scenario) -> Result<(), Problem> {
             ))
         })?;
         let fits = match target {
-            FaultTarget::Zone(_) => f.kind.accepts_zone(),
+            FaultTarget::Zone(_) | FaultTarget::EtcdLeader => f.kind.accepts_zone(),
             FaultTarget::Node { .. } => f.kind.accepts_node(),
         };
         if !fits {
@@ -249,6 +291,9 @@ fn check_faults(s: &Scenario) -> Result<(), Problem> {
 
 /// Resolves a fault target: a zone name, or a node `<zone>-<n>` (n from 1 to nodesPerZone).
 pub fn resolve_target(t: &Topology, name: &str) -> Option<FaultTarget> {
+    if name == ETCD_LEADER {
+        return Some(FaultTarget::EtcdLeader);
+    }
     if t.zones.iter().any(|z| z == name) {
         return Some(FaultTarget::Zone(name.to_string()));
     }

@@ -151,7 +151,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("setting {SYN_SENT_SYSCTL} to {secs}"))?;
     }
     let url: http::Uri = args.server.parse().context("--server")?;
-    let client = kube::Client::try_from(kube::Config::new(url))?;
+    let read_timeout = args
+        .profile
+        .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
+    let client = kube::Client::try_from(crate::client::config(url, read_timeout))?;
     let syncer = syncer_config(&args)?;
     let mut proxy = tokio::spawn(crate::proxy_driver::run(
         client.clone(),

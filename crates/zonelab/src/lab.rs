@@ -18,8 +18,15 @@ use kube::api::{Api, ListParams};
 use netlab::{Lab, LabSpec, Runner, SystemRunner, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::epoch_ms;
 use crate::flags::Profile;
+
+mod balancer;
+pub mod control_plane;
+mod faults;
+
+pub use faults::{heal, inject};
+
+use control_plane::ZonalControlPlane;
 
 /// Port the API server listens on inside the control-plane namespace (for agents).
 pub const LAB_API_PORT: u16 = 6443;
@@ -54,7 +61,8 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Fail a zone or a node: `fail zone a --mode power|partition|graceful`.
+    /// Fail a zone or a node: `fail zone a --mode power|partition|graceful`; `fail zone
+    /// etcd-leader` fails the zone whose etcd member leads now.
     Fail {
         #[arg(value_enum)]
         what: Target,
@@ -104,6 +112,14 @@ pub struct UpArgs {
     /// How long to wait for every node to be Ready.
     #[arg(long, default_value = "90s", value_parser = crate::flags::parse_duration)]
     pub wait: Duration,
+    /// API servers: 1 (outside the zones, embedded store) or the number of zones (one per
+    /// zone, with `--control-plane-store etcd`).
+    #[arg(long, default_value_t = 1)]
+    pub control_plane_replicas: u32,
+    /// `embedded` (one server outside the zones) or `etcd` (an etcd member and an API server
+    /// in every zone, behind a load balancer).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
+    pub control_plane_store: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -121,6 +137,10 @@ pub struct LabConfig {
     /// Extra flags every agent gets (also when `recover` restarts one).
     #[serde(default)]
     pub agent_flags: Vec<String>,
+    /// The control plane in the zones (`None`: one server outside them; then `server_pid` is
+    /// that server, else the balancer serving `api`).
+    #[serde(default)]
+    pub zonal: Option<ZonalControlPlane>,
 }
 
 /// Everything `lab up` needs, whether it comes from flags or from a scenario file.
@@ -136,6 +156,30 @@ pub struct UpPlan {
     pub server_flags: Vec<String>,
     /// Extra `zonelab agent` flags (`--name=value`).
     pub agent_flags: Vec<String>,
+    /// An etcd member and an API server in every zone (else one embedded server outside).
+    pub etcd_in_zones: bool,
+}
+
+/// `--control-plane-replicas` and `--control-plane-store` (the scenario's `controlPlane`
+/// rules): whether the control plane runs in the zones.
+pub fn etcd_in_zones(replicas: u32, store: &str, zones: usize) -> anyhow::Result<bool> {
+    match store {
+        "embedded" => {
+            anyhow::ensure!(
+                replicas == 1,
+                "--control-plane-replicas {replicas}: the embedded store serves one API server outside the zones; use 1, or --control-plane-store etcd with {zones} (one per zone)"
+            );
+            Ok(false)
+        }
+        "etcd" => {
+            anyhow::ensure!(
+                replicas as usize == zones,
+                "--control-plane-replicas {replicas}: --control-plane-store etcd runs one etcd member and one API server in every zone; use {zones} (the number of zones)"
+            );
+            Ok(true)
+        }
+        other => bail!("--control-plane-store {other:?}: expected embedded or etcd"),
+    }
 }
 
 fn profile_name(p: Profile) -> &'static str {
@@ -185,7 +229,8 @@ fn runner() -> Arc<dyn Runner> {
 
 pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
     let url: http::Uri = format!("http://{api}").parse()?;
-    Ok(kube::Client::try_from(kube::Config::new(url))?)
+    let config = crate::client::config(url, crate::client::MIN_READ_TIMEOUT);
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// A process the lab started: its pid and kernel start time, so a recycled pid is never taken
@@ -247,6 +292,7 @@ fn start_server(
         .arg(format!("{}={cp}", topo.control_plane.netns))
         .arg("--profile")
         .arg(profile_name(up.profile))
+        .args(crate::client::bookmark_flag(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -314,7 +360,10 @@ pub fn agent_argv(
         "--pod-cidr".into(),
         format!("{}/24", node.pod_cidr),
         "--server".into(),
-        format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+        match &cfg.zonal {
+            Some(z) => format!("http://{}", z.vip),
+            None => format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+        },
         "--lab-prefix".into(),
         topo.prefix.clone(),
         "--proxy-mode".into(),
@@ -388,8 +437,15 @@ fn agent_pid(state_dir: &Path, prefix: &str, node: &str) -> Option<ProcId> {
 }
 
 async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
+    let zones = parse_zones(&up.zones)?;
+    let etcd_in_zones = etcd_in_zones(
+        up.control_plane_replicas,
+        &up.control_plane_store,
+        zones.len(),
+    )?;
     let plan = UpPlan {
-        zones: parse_zones(&up.zones)?,
+        zones,
+        etcd_in_zones,
         nodes_per_zone: up.nodes_per_zone,
         profile: up.profile,
         proxy_mode: up.proxy_mode.clone(),
@@ -402,6 +458,51 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before anything is built: the tools, an earlier lab's processes gone, the API port free.
+fn preflight_and_clear(
+    state_dir: &Path,
+    prefix: &str,
+    plan: &UpPlan,
+    api: SocketAddr,
+) -> anyhow::Result<()> {
+    crate::preflight::tools(&plan.proxy_mode)?;
+    if plan.etcd_in_zones {
+        crate::preflight::etcd()?;
+    }
+    if let Ok(old) = load_config(state_dir, prefix) {
+        eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
+        kill_pid(old.server());
+        control_plane::all_procs(&state_dir.join(prefix))
+            .into_iter()
+            .for_each(kill_pid);
+    }
+    crate::ports::check_free(api).context("the API port")
+}
+
+/// One server outside the zones, or the control plane in the zones behind its balancer:
+/// the pid serving `api`, its log, and what a zonal control plane is made of.
+fn start_control_plane(
+    dir: &Path,
+    exe: &Path,
+    topo: &Topology,
+    plan: &UpPlan,
+    api: SocketAddr,
+) -> anyhow::Result<(u32, PathBuf, Option<ZonalControlPlane>)> {
+    if !plan.etcd_in_zones {
+        let pid = start_server(exe, dir, topo, plan)?.0;
+        return Ok((pid, dir.join("server.log"), None));
+    }
+    let z = ZonalControlPlane {
+        store: "etcd".into(),
+        zones: plan.zones.clone(),
+        vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
+        profile: profile_name(plan.profile).into(),
+        server_flags: plan.server_flags.clone(),
+    };
+    let pid = control_plane::start(dir, exe, topo, &z, api)?;
+    Ok((pid, dir.join("logs").join(balancer::LOG), Some(z)))
+}
+
 /// Build the lab, start the server and the agents, wait until every node is Ready.
 pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::Result<LabConfig> {
     let started = Instant::now();
@@ -410,14 +511,12 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         zones: plan.zones.clone(),
         nodes_per_zone: plan.nodes_per_zone,
     };
-    let topo = Topology::new(&spec)?;
-    let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
-    crate::preflight::tools(&plan.proxy_mode)?;
-    if let Ok(old) = load_config(state_dir, prefix) {
-        eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
-        kill_pid(old.server());
+    let mut topo = Topology::new(&spec)?;
+    if plan.etcd_in_zones {
+        topo = topo.with_zone_control_planes();
     }
-    crate::ports::check_free(api).context("the API port")?;
+    let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
+    preflight_and_clear(state_dir, prefix, plan, api)?;
     let r = runner();
     let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
     eprintln!(
@@ -428,7 +527,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     );
     let exe = std::env::current_exe()?;
     let dir = state_dir.join(prefix);
-    let (server_pid, api) = start_server(&exe, &dir, &topo, plan)?;
+    let (server_pid, log, zonal) = start_control_plane(&dir, &exe, &topo, plan, api)?;
     let cfg = LabConfig {
         prefix: prefix.to_string(),
         api,
@@ -438,6 +537,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
         agent_flags: plan.agent_flags.clone(),
+        zonal,
     };
     std::fs::write(
         config_path(state_dir, prefix),
@@ -449,8 +549,8 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         || server.alive(),
         server_pid,
         api,
-        &dir.join("server.log"),
-        Duration::from_secs(20),
+        &log,
+        Duration::from_secs(if cfg.zonal.is_some() { 60 } else { 20 }),
     )
     .await?;
     eprintln!(
@@ -466,8 +566,9 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     let running = || {
         anyhow::ensure!(
             server.alive(),
-            "the API server (pid {server_pid}) exited; the end of server.log:\n{}",
-            crate::preflight::log_tail(&dir.join("server.log"), 15)
+            "the API server (pid {server_pid}) exited; the end of {}:\n{}",
+            log.display(),
+            crate::preflight::log_tail(&log, 15)
         );
         for n in &topo.nodes {
             anyhow::ensure!(
@@ -525,6 +626,9 @@ fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
 pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
     if let Ok(cfg) = load_config(state_dir, prefix) {
         kill_pid(cfg.server());
+        control_plane::all_procs(&state_dir.join(prefix))
+            .into_iter()
+            .for_each(kill_pid);
         for n in &cfg.topology.nodes {
             if let Some(p) = agent_pid(state_dir, prefix, &n.name) {
                 p.signal("KILL");
@@ -585,6 +689,14 @@ async fn status(args: &LabArgs) -> anyhow::Result<()> {
             f.isolated_nodes, f.partitioned_zones
         );
     }
+    if let Some(z) = &cfg.zonal {
+        let topo = cfg.topology.clone();
+        let leader = tokio::task::spawn_blocking(move || control_plane::leader_zone(&topo)).await?;
+        print!(
+            "{}",
+            control_plane::status_lines(&args.state_dir.join(&args.prefix), z, leader.as_deref())
+        );
+    }
     Ok(())
 }
 
@@ -626,134 +738,6 @@ async fn exec(args: &LabArgs, namespace: &str, pod: &str, cmd: &[String]) -> any
     Ok(status.code().unwrap_or(1))
 }
 
-/// The nodes a `zone`/`node` target names (an error if none exists).
-fn nodes_of(cfg: &LabConfig, what: Target, name: &str) -> anyhow::Result<Vec<String>> {
-    let nodes: Vec<String> = match what {
-        Target::Node => cfg
-            .topology
-            .node(name)
-            .map(|n| vec![n.name.clone()])
-            .unwrap_or_default(),
-        Target::Zone => cfg
-            .topology
-            .nodes
-            .iter()
-            .filter(|n| n.zone == name)
-            .map(|n| n.name.clone())
-            .collect(),
-    };
-    anyhow::ensure!(
-        !nodes.is_empty(),
-        "no {what:?} named {name:?} in lab {:?}",
-        cfg.prefix
-    );
-    Ok(nodes)
-}
-
-/// What a fault or a recovery touched, and when it took effect.
-#[derive(Debug, Clone)]
-pub struct Injected {
-    pub nodes: Vec<String>,
-    /// When the network change committed (or the agents were signalled), ms since the epoch:
-    /// the moment clients start to notice.
-    pub effective_ms: f64,
-}
-
-/// Inject a failure; returns the nodes it touched and when it took effect.
-pub fn inject(
-    state_dir: &Path,
-    prefix: &str,
-    what: Target,
-    name: &str,
-    mode: FailMode,
-) -> anyhow::Result<Injected> {
-    let cfg = load_config(state_dir, prefix)?;
-    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
-    let nodes = nodes_of(&cfg, what, name)?;
-    let mut effective_ms = epoch_ms();
-    match (mode, what) {
-        (FailMode::Power, _) => {
-            // Every node cut at once, then killed: the cut is when the power went.
-            lab.isolate_nodes(&nodes)?;
-            effective_ms = epoch_ms();
-            lab.power_off_nodes(&nodes)?;
-        }
-        (FailMode::Partition, Target::Zone) => {
-            lab.partition_zone(name)?;
-            effective_ms = epoch_ms();
-        }
-        (FailMode::Partition, Target::Node) => {
-            lab.isolate_node(name)?;
-            effective_ms = epoch_ms();
-        }
-        (FailMode::Graceful, _) => {
-            // The agent shuts its pods down (node graceful shutdown) on SIGTERM, then exits.
-            for n in &nodes {
-                if let Some(p) = agent_pid(state_dir, prefix, n) {
-                    std::fs::write(stopping_marker(state_dir, prefix, n), p.pid.to_string())?;
-                    p.signal("TERM");
-                }
-            }
-        }
-    }
-    Ok(Injected {
-        nodes,
-        effective_ms,
-    })
-}
-
-/// Marks a node whose agent was told to stop gracefully (holds the pid).
-fn stopping_marker(state_dir: &Path, prefix: &str, node: &str) -> PathBuf {
-    state_dir.join(prefix).join(format!("stopping-{node}"))
-}
-
-/// How long `recover` lets a gracefully stopping agent finish draining before it kills it.
-const DRAIN_WAIT: Duration = Duration::from_secs(60);
-
-/// An agent still draining after a graceful stop would exit right after `recover` decided it
-/// runs: wait for it (bounded), so it is restarted.
-fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
-    let marker = stopping_marker(state_dir, prefix, node);
-    if !marker.exists() {
-        return;
-    }
-    if let Some(p) = agent_pid(state_dir, prefix, node) {
-        let deadline = Instant::now() + DRAIN_WAIT;
-        while p.alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        kill_pid(p);
-    }
-    let _ = std::fs::remove_file(marker);
-}
-
-/// Undo failures: heal the network, restart agents that are not running; returns the nodes
-/// and when the network was whole again.
-pub fn heal(state_dir: &Path, prefix: &str, what: Target, name: &str) -> anyhow::Result<Injected> {
-    let cfg = load_config(state_dir, prefix)?;
-    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
-    let exe = std::env::current_exe()?;
-    let nodes = nodes_of(&cfg, what, name)?;
-    if what == Target::Zone {
-        lab.heal_zone(name)?;
-    }
-    for n in &nodes {
-        lab.power_on_node(n)?;
-        lab.heal_node(n)?;
-    }
-    let effective_ms = epoch_ms();
-    for n in &nodes {
-        finish_graceful_stop(state_dir, prefix, n);
-        if agent_pid(state_dir, prefix, n).is_none() {
-            start_agent(state_dir, &exe, &cfg, n)?;
-        }
-    }
-    Ok(Injected {
-        nodes,
-        effective_ms,
-    })
-}
-
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     match &args.command {
         LabCommand::Up(u) => up(&args, u).await.map(|_| 0),
@@ -777,6 +761,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             cmd,
         } => exec(&args, namespace, pod, cmd).await,
         LabCommand::Fail { what, name, mode } => {
+            let name = &control_plane::resolve(&args.state_dir, &args.prefix, *what, name)?;
             let nodes = inject(&args.state_dir, &args.prefix, *what, name, *mode)?.nodes;
             println!(
                 "{what:?} {name}: {mode:?} failure injected ({} node(s))",
@@ -801,5 +786,19 @@ mod tests {
         assert_eq!(parse_zones("3").unwrap(), vec!["a", "b", "c"]);
         assert_eq!(parse_zones("x, y").unwrap(), vec!["x", "y"]);
         assert!(parse_zones("0").is_err());
+    }
+
+    #[test]
+    fn control_plane_flags_follow_the_scenario_rules() {
+        assert!(!etcd_in_zones(1, "embedded", 3).expect("default"));
+        assert!(etcd_in_zones(3, "etcd", 3).expect("one per zone"));
+        let e = etcd_in_zones(3, "embedded", 3).expect_err("embedded x3");
+        assert!(
+            e.to_string()
+                .contains("the embedded store serves one API server"),
+            "{e}"
+        );
+        let e = etcd_in_zones(2, "etcd", 3).expect_err("etcd x2 of 3 zones");
+        assert!(e.to_string().contains("use 3 (the number of zones)"), "{e}");
     }
 }

@@ -31,6 +31,12 @@ pub fn tools(mode: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Before a lab with an etcd control plane builds anything: `etcd` is on PATH.
+pub fn etcd() -> anyhow::Result<()> {
+    preflight::check_tools(&[preflight::ETCD])?;
+    Ok(())
+}
+
 /// The last `lines` lines of a log file ("" when unreadable).
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! Turns a run's records into its [`Report`]: start at [`analyze`]. Pure: the same input gives
 //! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
 
+mod control_plane;
 mod no_endpoints;
 mod phases;
 mod traffic;
@@ -13,10 +14,12 @@ mod tests_events;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::report::{
-    EventRecord, FaultRecord, MAX_REPORT_EVENTS, Report, SloReport, SloTarget, Timers,
+    ControlPlaneSetup, EventRecord, FaultRecord, MAX_REPORT_EVENTS, Report, SloReport, SloTarget,
+    Timers,
 };
 use crate::timeline::{Event, EventKind, Request};
 
+pub use control_plane::holder_zone;
 pub use phases::{EndpointTrack, ProxyTrack};
 
 /// Everything the analysis needs besides the records.
@@ -38,6 +41,8 @@ pub struct Meta {
     /// Start (t = 0) and end of the run, ms since the epoch.
     pub t0_ms: f64,
     pub end_ms: f64,
+    /// The control plane the run had (`None`: not recorded, no `control_plane` section).
+    pub control_plane: Option<ControlPlaneSetup>,
 }
 
 impl Meta {
@@ -60,6 +65,11 @@ impl Meta {
             } else {
                 r.started_at_ms + r.duration_s * 1e3
             },
+            control_plane: r.control_plane.as_ref().map(|c| ControlPlaneSetup {
+                store: c.store.clone(),
+                members: c.members,
+                member_zones: c.member_zones.clone(),
+            }),
         }
     }
 }
@@ -109,6 +119,8 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let error_window_s = tr.window.map_or(0.0, |w| round3(w.end_s - w.start_s));
     let slo = judge(&meta.slo, availability, error_window_s);
     let (kube, events_left_out) = kube_events(&events, rel);
+    let control_plane =
+        control_plane::compute(meta, meta.control_plane.as_ref(), &events, fault.as_ref());
     Report {
         scenario: meta.scenario.clone(),
         mode: meta.mode.clone(),
@@ -143,6 +155,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         },
         events: kube,
         events_left_out,
+        control_plane,
     }
 }
 

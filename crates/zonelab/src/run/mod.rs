@@ -7,6 +7,7 @@
 
 mod apply;
 mod clients;
+mod control_plane;
 mod kube_events;
 mod prepare;
 mod progress;
@@ -175,6 +176,7 @@ fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {
         wait: Duration::from_secs(120),
         server_flags: p.server_flags.clone(),
         agent_flags,
+        etcd_in_zones: s.control_plane.zonal(),
     }
 }
 
@@ -284,6 +286,12 @@ async fn live(
     let tl: Timeline = Default::default();
     let watches = watch::spawn(&client, &tl, &services);
     let event_watch = kube_events::spawn(&client, &tl);
+    // Its own client: the probe's connection never waits behind the watches'.
+    let observers = control_plane::Observers::spawn(
+        &crate::lab::kube_client(cfg.api)?,
+        &tl,
+        cfg.zonal.as_ref().map(|_| &cfg.topology),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = epoch_ms();
     clients::start(&client, &pods).await?;
@@ -308,11 +316,13 @@ async fn live(
         cfg: &cfg,
         t0,
         services: &services,
+        etcd_leader_hit: Default::default(),
     };
     stop.running
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut syncs = clients::ProxySyncs::default();
     let (end_ms, ended_by) = drive(&base, &tl, &mut syncs, &pods, stop).await?;
+    observers.finish(&client, &tl).await;
     clients::stop(&client, &pods).await;
     // Requests started before the end may still be in flight, retries included.
     let settle = s
@@ -386,6 +396,8 @@ struct RunBase<'a> {
     cfg: &'a crate::lab::LabConfig,
     t0: f64,
     services: &'a [String],
+    /// The zone the latest `etcd-leader` fault hit (what a `recover` of `etcd-leader` heals).
+    etcd_leader_hit: std::sync::Mutex<Option<String>>,
 }
 
 impl RunBase<'_> {
@@ -437,6 +449,18 @@ impl RunBase<'_> {
             services: self.services.to_vec(),
             t0_ms: self.t0,
             end_ms,
+            control_plane: Some(match &self.cfg.zonal {
+                Some(z) => lab::report::ControlPlaneSetup {
+                    store: z.store.clone(),
+                    members: z.zones.len() as u32,
+                    member_zones: z.zones.clone(),
+                },
+                None => lab::report::ControlPlaneSetup {
+                    store: "embedded".into(),
+                    members: 1,
+                    member_zones: Vec::new(),
+                },
+            }),
         };
         (meta, events)
     }
@@ -536,6 +560,7 @@ async fn inject(
             Target::Node,
             netlab::topology::node_name(&base.args.prefix, &zone, index),
         ),
+        Some(FaultTarget::EtcdLeader) => (Target::Zone, etcd_leader_zone(base, f).await?),
         None => bail!("fault target {:?} is not in the lab", f.target),
     };
     let mode = match f.kind {
@@ -550,22 +575,48 @@ async fn inject(
         None => crate::lab::heal(&state_dir, &prefix, what, &name),
     })
     .await??;
+    let target = match base.etcd_leader_hit.lock() {
+        Ok(z) if f.target == scenario::ETCD_LEADER => {
+            format!("{} ({})", f.target, z.clone().unwrap_or_default())
+        }
+        _ => f.target.clone(),
+    };
     if let Ok(mut v) = tl.lock() {
         v.push(lab::Event {
             at: done.effective_ms,
             kind: EventKind::Fault {
                 fault: f.kind.as_str().into(),
-                target: f.target.clone(),
+                target: target.clone(),
                 nodes: done.nodes.clone(),
             },
         });
     }
-    Ok(format!(
-        "{} {} ({})",
-        f.kind,
-        f.target,
-        done.nodes.join(", ")
-    ))
+    Ok(format!("{} {target} ({})", f.kind, done.nodes.join(", ")))
+}
+
+/// The zone an `etcd-leader` fault hits: the etcd leader's now, or for a `recover` the zone
+/// the latest `etcd-leader` fault hit.
+async fn etcd_leader_zone(base: &RunBase<'_>, f: &scenario::Fault) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        base.cfg.zonal.is_some(),
+        "fault target etcd-leader: this lab has no etcd control plane in the zones"
+    );
+    if f.kind == FaultType::Recover {
+        return base
+            .etcd_leader_hit
+            .lock()
+            .ok()
+            .and_then(|z| z.clone())
+            .context("recover etcd-leader: no etcd-leader fault was injected before");
+    }
+    let topo = base.cfg.topology.clone();
+    let zone = tokio::task::spawn_blocking(move || crate::lab::control_plane::leader_zone(&topo))
+        .await?
+        .context("fault target etcd-leader: no etcd member reports a leader")?;
+    if let Ok(mut hit) = base.etcd_leader_hit.lock() {
+        *hit = Some(zone.clone());
+    }
+    Ok(zone)
 }
 
 fn write_report(out: &Path, report: &Report) -> anyhow::Result<()> {

@@ -23,8 +23,10 @@ pub struct Prepared {
 }
 
 /// Flags the run sets itself: a scenario sets them with their own fields instead.
-const RESERVED: [&str; 12] = [
+const RESERVED: [&str; 14] = [
     "profile",
+    "etcd-servers",
+    "leader-elect-identity",
     "proxy-mode",
     "listen",
     "listen-netns",
@@ -223,6 +225,24 @@ mod tests {
 
     fn prep(text: &str, dir: &Path) -> Result<Prepared, ScenarioError> {
         prepare_text(text, &dir.join("s.yaml"), dir)
+    }
+
+    #[test]
+    fn every_example_prepares() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("examples/") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            // Scenarios have `run:`; the others are manifests (web.yaml).
+            if path.extension().is_some_and(|e| e == "yaml") && text.contains("\nrun:") {
+                prepare(&path).unwrap_or_else(|e| panic!("{e}"));
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "{checked} scenarios");
+        let ha = prepare(&dir.join("ha-zone-power-off.yaml")).expect("ha example");
+        assert!(ha.scenario.control_plane.zonal());
     }
 
     #[test]

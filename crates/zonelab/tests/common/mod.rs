@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod lab;
+pub mod scenario;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
