@@ -291,8 +291,8 @@ fn check_revision(st: &State, revision: Revision) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks every precondition; the error names the first failing op.
-fn validate(kv: &BTreeMap<String, Entry>, ops: &[Op]) -> Result<(), StoreError> {
+/// The shape every backend requires of a transaction: non-empty, with distinct, non-empty keys.
+pub(crate) fn validate_shape(ops: &[Op]) -> Result<(), StoreError> {
     if ops.is_empty() {
         return Err(StoreError::Invalid("empty transaction".to_string()));
     }
@@ -308,6 +308,12 @@ fn validate(kv: &BTreeMap<String, Entry>, ops: &[Op]) -> Result<(), StoreError> 
             )));
         }
     }
+    Ok(())
+}
+
+/// Checks every precondition; the error names the first failing op.
+fn validate(kv: &BTreeMap<String, Entry>, ops: &[Op]) -> Result<(), StoreError> {
+    validate_shape(ops)?;
     for op in ops {
         let existing = kv.get(op.key());
         let expected = match op {

@@ -3,8 +3,6 @@
 //! (puts and deletes with `prev_kv`), and a failure branch that reads every key so the error
 //! names the first failing op with the revision etcd holds. Start at [`build_txn`].
 
-use std::collections::BTreeSet;
-
 use super::proto::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, Request,
     RequestOp, Response, TargetUnion, TxnRequest, TxnResponse,
@@ -14,22 +12,7 @@ use crate::{KeyValue, Op, Revision, StoreError};
 
 /// Same validation as the embedded backends: non-empty, distinct, non-empty keys.
 pub(crate) fn validate(ops: &[Op]) -> Result<(), StoreError> {
-    if ops.is_empty() {
-        return Err(StoreError::Invalid("empty transaction".to_string()));
-    }
-    let mut keys = BTreeSet::new();
-    for op in ops {
-        if op.key().is_empty() {
-            return Err(StoreError::Invalid("empty key".to_string()));
-        }
-        if !keys.insert(op.key()) {
-            return Err(StoreError::Invalid(format!(
-                "key {} appears twice",
-                op.key()
-            )));
-        }
-    }
-    Ok(())
+    crate::core::validate_shape(ops)
 }
 
 fn compare(key: &[u8], target: CompareTarget, result: CompareResult, v: TargetUnion) -> Compare {
