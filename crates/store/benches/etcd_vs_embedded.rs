@@ -5,12 +5,15 @@
 //! of either backend). Prints figures and ratios; nothing here asserts. Needs `etcd` on PATH
 //! (Debian etcd-server); without it only the embedded figures are printed.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{fan_out_latencies, ms, pct};
 use store::testing::EtcdCluster;
-use store::{DurableStore, EtcdOptions, EtcdStore, ListOptions, Store, WatchMessage};
+use store::{DurableStore, EtcdOptions, EtcdStore, ListOptions, Store};
 
 const WRITERS: usize = 16;
 const WRITES_PER_WRITER: usize = 400;
@@ -138,44 +141,8 @@ async fn list(store: &Arc<dyn Store>) -> Duration {
     pct(&times, 50)
 }
 
-/// One change at a time to 1,000 watchers; latency from just before the write to each receipt.
+/// One change at a time to 1,000 watchers: (p50, p99) latency to each receipt.
 async fn fan_out(store: &Arc<dyn Store>) -> (Duration, Duration) {
-    let (lat_tx, mut lat_rx) = tokio::sync::mpsc::channel::<Instant>(WATCHERS * 2);
-    for _ in 0..WATCHERS {
-        let mut w = store
-            .watch("fan/", store.current_revision())
-            .await
-            .expect("watch");
-        let lat_tx = lat_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(WatchMessage::Event(_))) = w.next().await {
-                if lat_tx.send(Instant::now()).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let mut latencies = Vec::with_capacity(WATCHERS * EVENTS);
-    for i in 0..EVENTS {
-        let start = Instant::now();
-        store
-            .create(&format!("fan/{i:04}"), service(i))
-            .await
-            .expect("create");
-        for _ in 0..WATCHERS {
-            let at = lat_rx.recv().await.expect("receipt");
-            latencies.push(at.saturating_duration_since(start));
-        }
-    }
-    latencies.sort_unstable();
+    let latencies = fan_out_latencies(store, WATCHERS, EVENTS, service).await;
     (pct(&latencies, 50), pct(&latencies, 99))
-}
-
-fn pct(sorted: &[Duration], p: usize) -> Duration {
-    let idx = (sorted.len().saturating_sub(1) * p) / 100;
-    sorted.get(idx).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -2,11 +2,14 @@
 //! writers, fan-out latency of one event to 1,000 watchers, and list latency over 10,000 keys.
 //! A plain main that prints figures; nothing here asserts.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use store::{DurableStore, ListOptions, MemStore, Store, WatchMessage};
+use common::{fan_out_latencies, ms, pct};
+use store::{DurableStore, ListOptions, MemStore, Store};
 
 const VALUE: &[u8] = &[b'x'; 256];
 
@@ -65,34 +68,8 @@ async fn durable_writes(store: Arc<DurableStore>, writers: usize, per_writer: us
 async fn fan_out(name: &str, store: Arc<dyn Store>) {
     const WATCHERS: usize = 1000;
     const EVENTS: usize = 50;
-    let (lat_tx, mut lat_rx) = tokio::sync::mpsc::channel::<Instant>(WATCHERS * 2);
-    for _ in 0..WATCHERS {
-        let mut w = store
-            .watch("fan/", store.current_revision())
-            .await
-            .expect("watch");
-        let lat_tx = lat_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(WatchMessage::Event(_))) = w.next().await {
-                if lat_tx.send(Instant::now()).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let mut latencies = Vec::with_capacity(WATCHERS * EVENTS);
-    for i in 0..EVENTS {
-        let start = Instant::now();
-        store
-            .create(&format!("fan/{i:04}"), Bytes::from_static(VALUE))
-            .await
-            .expect("create");
-        for _ in 0..WATCHERS {
-            let at = lat_rx.recv().await.expect("receipt");
-            latencies.push(at.saturating_duration_since(start));
-        }
-    }
-    latencies.sort_unstable();
+    let latencies =
+        fan_out_latencies(&store, WATCHERS, EVENTS, |_| Bytes::from_static(VALUE)).await;
     println!(
         "fan-out to {WATCHERS} watchers ({name}, {EVENTS} events): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         ms(pct(&latencies, 50)),
@@ -140,13 +117,4 @@ async fn list_10k() {
             ms(pct(&times, 100))
         );
     }
-}
-
-fn pct(sorted: &[Duration], p: usize) -> Duration {
-    let idx = (sorted.len().saturating_sub(1) * p) / 100;
-    sorted.get(idx).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
