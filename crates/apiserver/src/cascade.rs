@@ -15,9 +15,12 @@ use crate::server::Server;
 
 /// Kinds that carry owner references to something we serve.
 fn dependent_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .filter(|r| matches!(r.kind, "ReplicaSet" | "Pod" | "EndpointSlice"))
+    RESOURCES.iter().filter(|r| {
+        matches!(
+            r.kind,
+            "ReplicaSet" | "Pod" | "EndpointSlice" | "ControllerRevision"
+        )
+    })
 }
 
 fn owned_by(obj: &Value, uid: &str) -> bool {

@@ -148,7 +148,7 @@ pub fn generate_suffix(rng: &mut impl Rng) -> String {
 fn tracks_generation(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "Deployment" | "ReplicaSet" | "PodDisruptionBudget"
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "PodDisruptionBudget"
     )
 }
 
@@ -220,6 +220,8 @@ fn initial_status(res: &ResourceInfo) -> Option<Value> {
         "Service" => Some(json!({"loadBalancer": {}})),
         "Namespace" => Some(json!({"phase": "Active"})),
         "Deployment" | "ReplicaSet" => Some(json!({})),
+        // Upstream v1 StatefulSetStatus serializes `replicas` and `availableReplicas` always.
+        "StatefulSet" => Some(json!({"replicas": 0, "availableReplicas": 0})),
         "PodDisruptionBudget" => Some(
             json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}),
         ),
@@ -237,12 +239,12 @@ pub enum UpdateScope {
 }
 
 /// What a `status` write may change, per kind, as upstream's status strategies decide: the spec
-/// always comes from the stored object; Deployments and ReplicaSets also keep their labels, pods
+/// always comes from the stored object; Deployments, ReplicaSets and StatefulSets also keep their labels, pods
 /// their owner references (old kubelets corrupted them); annotations may change (the deployment
 /// controller writes its revision annotation through `status`).
 fn status_strategy(res: &ResourceInfo, new: &mut Value, old: &Value) {
     let keep_meta: &[&str] = match res.kind {
-        "Deployment" | "ReplicaSet" => &["labels"],
+        "Deployment" | "ReplicaSet" | "StatefulSet" => &["labels"],
         "Pod" => &["ownerReferences"],
         _ => &[],
     };

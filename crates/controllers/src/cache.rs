@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -62,6 +62,8 @@ pub enum Object {
     PodDisruptionBudget(Arc<PodDisruptionBudget>),
     Namespace(Arc<Namespace>),
     ServiceAccount(Arc<ServiceAccount>),
+    StatefulSet(Arc<StatefulSet>),
+    ControllerRevision(Arc<ControllerRevision>),
 }
 
 impl Object {
@@ -77,6 +79,8 @@ impl Object {
             Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
+            Object::StatefulSet(_) => Kind::StatefulSet,
+            Object::ControllerRevision(_) => Kind::ControllerRevision,
         }
     }
 
@@ -92,6 +96,8 @@ impl Object {
             Object::PodDisruptionBudget(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
+            Object::StatefulSet(o) => &o.metadata,
+            Object::ControllerRevision(o) => &o.metadata,
         }
     }
 
@@ -133,6 +139,8 @@ pub struct Cache {
     /// Namespaces by name.
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub service_accounts: BTreeMap<Key, Arc<ServiceAccount>>,
+    pub stateful_sets: BTreeMap<Key, Arc<StatefulSet>>,
+    pub controller_revisions: BTreeMap<Key, Arc<ControllerRevision>>,
     /// Pods by `spec.nodeName` (unscheduled pods under "").
     pods_by_node: BTreeMap<String, BTreeSet<Key>>,
     /// Slices by namespace/service-name label.
@@ -228,6 +236,12 @@ impl Cache {
             Object::ServiceAccount(a) => {
                 self.service_accounts.insert(key, a);
             }
+            Object::StatefulSet(s) => {
+                self.stateful_sets.insert(key, s);
+            }
+            Object::ControllerRevision(r) => {
+                self.controller_revisions.insert(key, r);
+            }
         }
     }
 
@@ -260,6 +274,11 @@ impl Cache {
                 .service_accounts
                 .remove(&key)
                 .map(Object::ServiceAccount),
+            Object::StatefulSet(_) => self.stateful_sets.remove(&key).map(Object::StatefulSet),
+            Object::ControllerRevision(_) => self
+                .controller_revisions
+                .remove(&key)
+                .map(Object::ControllerRevision),
         }
     }
 
@@ -279,6 +298,8 @@ impl Cache {
             Kind::PodDisruptionBudget => all(&self.pdbs, Object::PodDisruptionBudget),
             Kind::Namespace => all(&self.namespaces, Object::Namespace),
             Kind::ServiceAccount => all(&self.service_accounts, Object::ServiceAccount),
+            Kind::StatefulSet => all(&self.stateful_sets, Object::StatefulSet),
+            Kind::ControllerRevision => all(&self.controller_revisions, Object::ControllerRevision),
         }
     }
 
@@ -309,6 +330,16 @@ impl Cache {
                 .get(key)
                 .cloned()
                 .map(Object::ServiceAccount),
+            Kind::StatefulSet => self
+                .stateful_sets
+                .get(key)
+                .cloned()
+                .map(Object::StatefulSet),
+            Kind::ControllerRevision => self
+                .controller_revisions
+                .get(key)
+                .cloned()
+                .map(Object::ControllerRevision),
         }
     }
 

@@ -40,6 +40,8 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
         Object::PodDisruptionBudget(o) => &mut Arc::make_mut(o).metadata,
         Object::Namespace(o) => &mut Arc::make_mut(o).metadata,
         Object::ServiceAccount(o) => &mut Arc::make_mut(o).metadata,
+        Object::StatefulSet(o) => &mut Arc::make_mut(o).metadata,
+        Object::ControllerRevision(o) => &mut Arc::make_mut(o).metadata,
     }
 }
 
@@ -405,6 +407,12 @@ pub fn object(v: serde_json::Value) -> Object {
         "ServiceAccount" => {
             Object::ServiceAccount(Arc::new(serde_json::from_value(v).expect("serviceaccount")))
         }
+        "StatefulSet" => {
+            Object::StatefulSet(Arc::new(serde_json::from_value(v).expect("statefulset")))
+        }
+        "ControllerRevision" => Object::ControllerRevision(Arc::new(
+            serde_json::from_value(v).expect("controllerrevision"),
+        )),
         other => panic!("unknown kind {other:?}"),
     }
 }

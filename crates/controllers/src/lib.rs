@@ -17,6 +17,7 @@ pub mod live;
 pub mod loadbalancer;
 pub mod nodegroups;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod relist;
 pub mod scheduler;
 pub mod serviceaccounts;
@@ -63,6 +64,8 @@ pub enum Kind {
     PodDisruptionBudget,
     Namespace,
     ServiceAccount,
+    StatefulSet,
+    ControllerRevision,
 }
 
 /// Why a write failed, as far as a controller cares.

@@ -14,11 +14,12 @@ use crate::status::Cause;
 pub const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
 
 /// The name rule for `kind`: Services use DNS-1035 labels, Namespaces DNS-1123 labels
-/// (upstream `ValidateServiceName`, `ValidateNamespaceName`), everything else subdomains.
+/// (upstream `ValidateServiceName`, `ValidateNamespaceName`, and `ValidateStatefulSetName`: a
+/// StatefulSet's name prefixes its pods' host names), everything else subdomains.
 pub fn name_errs(kind: &str, name: &str) -> Vec<String> {
     match kind {
         "Service" => names::dns1035_label_errs(name),
-        "Namespace" => names::dns1123_label_errs(name),
+        "Namespace" | "StatefulSet" => names::dns1123_label_errs(name),
         _ => names::dns1123_subdomain_errs(name),
     }
 }

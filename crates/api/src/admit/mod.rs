@@ -2,7 +2,8 @@
 //! (`Validate*`, `Validate*Update`) for every served kind, with upstream field paths and texts.
 //!
 //! Start at [`default`], [`validate_create`] and [`validate_update`]; the per-kind rules live in
-//! [`service`], [`pod`] (+ [`container`]), [`apps`], [`config`], [`policy`] and [`other`],
+//! [`service`], [`pod`] (+ [`container`]), [`apps`], [`statefulset`], [`config`], [`policy`] and
+//! [`other`],
 //! metadata rules in [`meta`]; [`convert`] is the decode step that runs before them.
 
 pub mod apps;
@@ -14,6 +15,7 @@ pub mod other;
 pub mod pod;
 pub mod policy;
 pub mod service;
+pub mod statefulset;
 mod util;
 
 use serde_json::Value;
@@ -38,6 +40,7 @@ pub fn default(res: &ResourceInfo, obj: &mut Value) {
         ("", "Secret") => config::default_secret(obj),
         ("apps", "Deployment") => apps::default_deployment(obj),
         ("apps", "ReplicaSet") => apps::default_replicaset(obj),
+        ("apps", "StatefulSet") => statefulset::default_statefulset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::default_endpointslice(obj),
         _ => {}
     }
@@ -60,6 +63,8 @@ fn validate_kind(res: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         ("policy", "PodDisruptionBudget") => policy::validate_pdb(obj),
         ("apps", "Deployment") => apps::validate_deployment(obj),
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj),
+        ("apps", "StatefulSet") => statefulset::validate_statefulset(obj),
+        ("apps", "ControllerRevision") => statefulset::validate_controller_revision(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpointslice(obj),
         ("coordination.k8s.io", "Lease") => other::validate_lease(obj),
         _ => Vec::new(),
@@ -82,6 +87,10 @@ pub fn validate_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<Caus
         ("", "Pod") => out.extend(pod::validate_pod_update(obj, old)),
         ("apps", "Deployment" | "ReplicaSet") => {
             out.extend(apps::validate_selector_update(obj, old))
+        }
+        ("apps", "StatefulSet") => out.extend(statefulset::validate_statefulset_update(obj, old)),
+        ("apps", "ControllerRevision") => {
+            out.extend(statefulset::validate_controller_revision_update(obj, old))
         }
         ("", kind @ ("ConfigMap" | "Secret")) => {
             out.extend(config::validate_update(kind, obj, old))
@@ -176,6 +185,11 @@ mod tests {
                     json!({"spec": {"selector": {"matchLabels": {"a": "b"}},
                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
                 }
+                "StatefulSet" => {
+                    json!({"spec": {"selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+                }
+                "ControllerRevision" => json!({"data": {}, "revision": 1}),
                 "EndpointSlice" => json!({"addressType": "IPv4"}),
                 "Event" => json!({"involvedObject": {"kind": "Pod", "name": "p"}}),
                 _ => json!({}),

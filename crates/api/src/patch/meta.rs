@@ -35,6 +35,7 @@ const fn f(
 /// The kinds [`super::strategic_merge_patch`] accepts.
 pub const PATCH_KINDS: &[&str] = &[
     "ConfigMap",
+    "ControllerRevision",
     "Deployment",
     "EndpointSlice",
     "Event",
@@ -47,6 +48,7 @@ pub const PATCH_KINDS: &[&str] = &[
     "Secret",
     "Service",
     "ServiceAccount",
+    "StatefulSet",
 ];
 
 const META: FieldMeta = f("metadata", "", None, Some("ObjectMeta"));
@@ -102,6 +104,15 @@ const TYPES: &[(&str, &[FieldMeta])] = &[
         ],
     ),
     (
+        "StatefulSet",
+        &[
+            META,
+            f("spec", "", None, Some("ReplicaSetSpec")),
+            f("status", "", None, Some("Conditions")),
+        ],
+    ),
+    ("ControllerRevision", &[META]),
+    (
         "Namespace",
         &[META, f("status", "", None, Some("Conditions"))],
     ),
@@ -140,11 +151,12 @@ const TYPES: &[(&str, &[FieldMeta])] = &[
             f("strategy", "retainKeys", None, None),
         ],
     ),
+    // Also a StatefulSet's spec: its only tagged path is `template` too.
     (
         "ReplicaSetSpec",
         &[f("template", "", None, Some("PodTemplateSpec"))],
     ),
-    // Service, Deployment, ReplicaSet and Namespace statuses: only `conditions` is tagged.
+    // Service, Deployment, ReplicaSet, StatefulSet and Namespace statuses: only `conditions` is tagged.
     ("Conditions", &[CONDITIONS]),
     (
         "PodSpec",

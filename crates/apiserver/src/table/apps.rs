@@ -1,4 +1,4 @@
-//! Printers for Deployment and ReplicaSet rows.
+//! Printers for Deployment, ReplicaSet, StatefulSet and ControllerRevision rows.
 //!
 //! Start at [`deployment_cells`]; both mirror upstream `printDeployment` / `printReplicaSet`.
 
@@ -102,5 +102,73 @@ pub fn replica_set_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(names),
         json!(images),
         json!(format_label_selector(obj["spec"].get("selector"))),
+    ]
+}
+
+pub fn stateful_set_columns() -> Vec<Col> {
+    vec![
+        super::name_col(),
+        Col("Ready", "string", 0, "Number of the pod with ready state"),
+        super::age_col(),
+        Col("Containers", "string", 1, CONTAINERS_DOC),
+        Col("Images", "string", 1, IMAGES_DOC),
+    ]
+}
+
+/// Upstream `printStatefulSet`.
+pub fn stateful_set_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (names, images) = containers(obj);
+    vec![
+        json!(s(obj, &["metadata", "name"])),
+        json!(format!(
+            "{}/{}",
+            int(obj, &["status", "readyReplicas"]),
+            desired(obj)
+        )),
+        json!(age(obj, now)),
+        json!(names),
+        json!(images),
+    ]
+}
+
+pub fn controller_revision_columns() -> Vec<Col> {
+    vec![
+        super::name_col(),
+        Col("Controller", "string", 0, "Controller of the object"),
+        Col(
+            "Revision",
+            "string",
+            0,
+            "Revision indicates the revision of the state represented by Data.",
+        ),
+        super::age_col(),
+    ]
+}
+
+/// Upstream `printControllerRevision`: the controller as `statefulset.apps/web`.
+pub fn controller_revision_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let controller = arr(obj, &["metadata", "ownerReferences"])
+        .iter()
+        .find(|r| r["controller"].as_bool() == Some(true))
+        .map(|r| {
+            let group = r["apiVersion"]
+                .as_str()
+                .and_then(|av| av.split_once('/'))
+                .map(|(g, _)| g)
+                .unwrap_or("");
+            let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
+            let gk = if group.is_empty() {
+                kind
+            } else {
+                format!("{kind}.{group}")
+            };
+            format!("{gk}/{}", r["name"].as_str().unwrap_or(""))
+        })
+        .unwrap_or_else(|| "<none>".to_string());
+    vec![
+        json!(s(obj, &["metadata", "name"])),
+        json!(controller),
+        json!(int(obj, &["revision"])),
+        json!(age(obj, now)),
     ]
 }

@@ -73,6 +73,8 @@ fn columns_for(res: &ResourceInfo) -> Vec<Col> {
         ("", "Event") => core::event_columns(),
         ("apps", "Deployment") => apps::deployment_columns(),
         ("apps", "ReplicaSet") => apps::replica_set_columns(),
+        ("apps", "StatefulSet") => apps::stateful_set_columns(),
+        ("apps", "ControllerRevision") => apps::controller_revision_columns(),
         ("discovery.k8s.io", "EndpointSlice") => vec![
             name_col(),
             Col(
@@ -138,6 +140,8 @@ pub fn row_cells(res: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Val
         ("", "Event") => core::event_cells(obj, now),
         ("apps", "Deployment") => apps::deployment_cells(obj, now),
         ("apps", "ReplicaSet") => apps::replica_set_cells(obj, now),
+        ("apps", "StatefulSet") => apps::stateful_set_cells(obj, now),
+        ("apps", "ControllerRevision") => apps::controller_revision_cells(obj, now),
         ("discovery.k8s.io", "EndpointSlice") => core::endpoint_slice_cells(obj, now),
         ("coordination.k8s.io", "Lease") => vec![
             json!(format::s(obj, &["metadata", "name"])),

@@ -650,3 +650,25 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
     c.on_change(&api.cache, &change, T0 + 1_020);
     assert_eq!(c.next_wakeup(), Some(T0 + 2_020));
 }
+
+/// A headless Service (`clusterIP: None`) of a StatefulSet still gets its EndpointSlices, with
+/// upstream's headless label and each pod's hostname (its `subdomain` names the Service).
+#[test]
+fn headless_service_gets_slices_with_hostnames() {
+    let mut h = harness(EndpointSliceConfig::default());
+    let mut svc = service_value(json!({"app": "web"}), json!(8080));
+    svc["spec"]["clusterIP"] = json!("None");
+    h.put(object(svc));
+    let mut p = pod_value("web-0", "10.0.0.7", true);
+    p["spec"]["hostname"] = json!("web-0");
+    p["spec"]["subdomain"] = json!("web");
+    h.api.put(object(p), h.now);
+    h.start();
+    let slices = slices(&h);
+    assert_eq!(slices.len(), 1);
+    let labels = slices[0].metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get(HEADLESS_LABEL).map(String::as_str), Some(""));
+    let ep = endpoint(&h, "web-0").expect("endpoint");
+    assert_eq!(ep.hostname.as_deref(), Some("web-0"));
+    assert_eq!(ep.addresses, vec!["10.0.0.7".to_string()]);
+}

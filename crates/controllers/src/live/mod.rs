@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -97,6 +97,8 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::PodDisruptionBudget => "PodDisruptionBudget",
         Kind::Namespace => "Namespace",
         Kind::ServiceAccount => "ServiceAccount",
+        Kind::StatefulSet => "StatefulSet",
+        Kind::ControllerRevision => "ControllerRevision",
     }
 }
 
@@ -190,6 +192,20 @@ fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers 
             |o| Object::ServiceAccount(Arc::new(o)),
             tx.clone(),
         ),
+        spawn_informer::<StatefulSet, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::StatefulSet,
+            |o| Object::StatefulSet(Arc::new(o)),
+            tx.clone(),
+        ),
+        spawn_informer::<ControllerRevision, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::ControllerRevision,
+            |o| Object::ControllerRevision(Arc::new(o)),
+            tx.clone(),
+        ),
     ];
     Informers(
         handles
@@ -208,7 +224,7 @@ impl Drop for Informers {
     }
 }
 
-const ALL_KINDS: [Kind; 10] = [
+const ALL_KINDS: [Kind; 12] = [
     Kind::Pod,
     Kind::Node,
     Kind::Service,
@@ -219,6 +235,8 @@ const ALL_KINDS: [Kind; 10] = [
     Kind::PodDisruptionBudget,
     Kind::Namespace,
     Kind::ServiceAccount,
+    Kind::StatefulSet,
+    Kind::ControllerRevision,
 ];
 
 /// Run `controllers` against the API server `client` talks to, until the process ends.
@@ -360,6 +378,12 @@ async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::
         Object::ServiceAccount(o) => {
             write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
         }
+        Object::StatefulSet(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
+        Object::ControllerRevision(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
     }
 }
 
@@ -422,6 +446,10 @@ async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error>
                 Kind::Namespace => delete::<Namespace>(Api::all(client.clone()), key, &dp).await,
                 Kind::ServiceAccount => {
                     delete::<ServiceAccount>(namespaced(client, ns), key, &dp).await
+                }
+                Kind::StatefulSet => delete::<StatefulSet>(namespaced(client, ns), key, &dp).await,
+                Kind::ControllerRevision => {
+                    delete::<ControllerRevision>(namespaced(client, ns), key, &dp).await
                 }
             }
         }

@@ -1,11 +1,12 @@
 //! Workload controllers with upstream semantics: Deployment (owns ReplicaSets, rolls out
-//! templates) and ReplicaSet (owns pods).
+//! templates), ReplicaSet (owns pods) and StatefulSet (owns pods with stable identities).
 //!
 //! Start at [`ReplicaSetController`] and [`DeploymentController`]; both are sans-IO
 //! [`crate::Controller`]s built from a config struct with upstream defaults.
 
 pub mod deployment;
 pub mod replicaset;
+pub mod statefulset;
 pub mod util;
 
 #[cfg(test)]
@@ -13,3 +14,4 @@ mod tests;
 
 pub use deployment::{DeploymentConfig, DeploymentController};
 pub use replicaset::{ReplicaSetConfig, ReplicaSetController};
+pub use statefulset::{StatefulSetConfig, StatefulSetController};
