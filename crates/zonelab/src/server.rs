@@ -147,7 +147,7 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 8] = [
+pub const CONTROLLER_NAMES: [&str; 10] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
@@ -156,6 +156,8 @@ pub const CONTROLLER_NAMES: [&str; 8] = [
     "scheduler",
     "disruption",
     "serviceaccount",
+    "statefulset",
+    "podgc",
 ];
 
 fn build_controllers(
@@ -211,6 +213,16 @@ fn build_controllers(
     }
     if args.enabled("replicaset") {
         out.push(Box::new(controllers::workloads::ReplicaSetController::new(
+            Default::default(),
+        )));
+    }
+    if args.enabled("statefulset") {
+        out.push(Box::new(
+            controllers::workloads::StatefulSetController::new(Default::default()),
+        ));
+    }
+    if args.enabled("podgc") {
+        out.push(Box::new(controllers::podgc::PodGcController::new(
             Default::default(),
         )));
     }

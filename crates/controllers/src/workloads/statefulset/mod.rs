@@ -191,12 +191,12 @@ impl StatefulSetController {
         if let Some(expiry) = self.expire_in_flight(key, now) {
             self.queue.add_at(key.clone(), expiry);
         }
-        self.write_revision(&revs);
+        self.write_revision(&revs, now);
         let pods = Self::claimed(cache, &set);
         if set.metadata.deletion_timestamp.is_none() {
             self.update_pods(&set, &revs, &pods, now);
         }
-        self.truncate_history(&set, &revs, &pods);
+        self.truncate_history(&set, &revs, &pods, now);
         let status = compute_status(&set, &revs, &pods, now);
         if set.status.as_ref() != Some(&status) || self.pending_status.contains_key(key) {
             let mut copy = (*set).clone();
@@ -217,7 +217,7 @@ impl StatefulSetController {
         }
     }
 
-    fn write_revision(&mut self, revs: &Revisions) {
+    fn write_revision(&mut self, revs: &Revisions, now: Millis) {
         let Some(write) = &revs.write else { return };
         let (rev, action): (_, fn(Object) -> Action) = match write {
             RevisionWrite::Create(r) => (r, Action::Create),
@@ -227,12 +227,18 @@ impl StatefulSetController {
         if self.revisions_in_flight.contains_key(&key) {
             return;
         }
-        self.revisions_in_flight.insert(key, 0);
+        self.revisions_in_flight.insert(key, now);
         self.actions
             .push(action(Object::ControllerRevision(Arc::new(rev.clone()))));
     }
 
-    fn truncate_history(&mut self, set: &StatefulSet, revs: &Revisions, pods: &[&Arc<Pod>]) {
+    fn truncate_history(
+        &mut self,
+        set: &StatefulSet,
+        revs: &Revisions,
+        pods: &[&Arc<Pod>],
+        now: Millis,
+    ) {
         if revs.write.is_some() {
             return;
         }
@@ -246,7 +252,7 @@ impl StatefulSetController {
             if self.revisions_in_flight.contains_key(&key) {
                 continue;
             }
-            self.revisions_in_flight.insert(key.clone(), 0);
+            self.revisions_in_flight.insert(key.clone(), now);
             self.actions.push(Action::Delete {
                 kind: Kind::ControllerRevision,
                 key,

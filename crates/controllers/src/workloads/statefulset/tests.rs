@@ -465,3 +465,21 @@ fn a_pod_terminating_on_a_dead_node_is_not_replaced_until_force_deleted() {
     assert_eq!(names(&h), vec!["web-0", "web-1", "web-2", "web-3"]);
     assert_eq!(status(&h).ready_replicas, Some(4));
 }
+
+/// While the informer lags, a sync never asks again for a pod or revision it already asked
+/// for (live, the writes are in flight when the next event arrives).
+#[test]
+fn writes_in_flight_are_not_repeated() {
+    let mut c = StatefulSetController::new(StatefulSetConfig::default());
+    let mut api = crate::fake::FakeApi::new();
+    let change = api.put(statefulset(3, "Parallel", rolling(0)), crate::fake::T0);
+    c.on_synced(&api.cache, crate::fake::T0);
+    let mut first = Vec::new();
+    c.drain_actions(&mut first);
+    let creates = |v: &[Action]| v.iter().filter(|a| matches!(a, Action::Create(_))).count();
+    assert_eq!(creates(&first), 4, "one revision and three pods: {first:?}");
+    c.on_change(&api.cache, &change, crate::fake::T0 + 1_000);
+    let mut second = Vec::new();
+    c.drain_actions(&mut second);
+    assert_eq!(creates(&second), 0, "{second:?}");
+}
