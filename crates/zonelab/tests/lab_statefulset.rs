@@ -2,8 +2,9 @@
 //! order; powering off the node of `web-1` leaves `web-1` Terminating (evicted by the taint
 //! eviction controller, never confirmed by its dead kubelet) and not replaced — the upstream
 //! trap — until `kubectl delete pod web-1 --force --grace-period=0`, after which it is recreated
-//! on a live node and becomes Ready. Ignored without root; the lab (prefix `zq<pid>`) is taken
-//! down by a guard, even on panic.
+//! on a live node and becomes Ready. The headless Service gets no kube-proxy rules while a
+//! ClusterIP Service over the same pods does. Ignored without root; the lab (prefix `zq<pid>`)
+//! is taken down by a guard, even on panic.
 
 mod common;
 
@@ -19,6 +20,16 @@ metadata:
   name: web
 spec:
   clusterIP: None
+  selector:
+    app: web
+  ports:
+  - port: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-cip
+spec:
   selector:
     app: web
   ports:
@@ -154,6 +165,26 @@ fn statefulset_pod_on_a_dead_node_waits_for_force_delete() {
     let sts = g.json(&["get", "sts", "web"]);
     assert_eq!(sts["status"]["readyReplicas"], 3, "{}", sts["status"]);
     let node = pods[1]["spec"]["nodeName"].as_str().unwrap().to_string();
+
+    // kube-proxy: rules for the ClusterIP Service, none for the headless one.
+    let ruleset = wait_for("web-cip in kube-proxy's table", || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &node,
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "kube-proxy",
+            ])
+            .output()
+            .expect("ip netns exec nft");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("default/web-cip/tcp").then_some(text)
+    });
+    assert!(!ruleset.contains("default/web/tcp"), "{ruleset}");
     let uid = pods[1]["metadata"]["uid"].as_str().unwrap().to_string();
 
     // Power off web-1's node: eviction marks web-1 for deletion; nobody confirms it.

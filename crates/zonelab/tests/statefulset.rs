@@ -247,3 +247,33 @@ fn statefulset_with_stock_kubectl() {
         check_with(bin, *minor);
     }
 }
+
+/// Deleting the Node object of a dead machine frees its StatefulSet pod: the pod GC fails and
+/// force-deletes pods bound to a node gone for its 40 s quarantine, and the controller
+/// recreates the pod under the same name.
+#[test]
+fn deleting_the_node_object_frees_a_terminating_statefulset_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &["--leader-elect=false"]);
+    let k = Kubectl::new(&server);
+    k.ok(&["apply", "-f", "-"], Some(NODE));
+    k.ok(&["apply", "-f", "-"], Some(APP));
+    let p0 = eventually("db-0 bound", || {
+        pod(&k, "db-0").filter(|p| p["spec"]["nodeName"] == "sts-node-a")
+    });
+    let uid = p0["metadata"]["uid"].as_str().unwrap().to_string();
+    k.ok(&["delete", "pod", "db-0", "--wait=false"], None);
+    assert!(pod(&k, "db-0").unwrap()["metadata"]["deletionTimestamp"].is_string());
+    k.ok(&["delete", "node", "sts-node-a"], None);
+    // Bounded: quarantine 40 s + one 20 s check period, plus slack.
+    let mut again = None;
+    for _ in 0..120 {
+        if let Some(p) = pod(&k, "db-0").filter(|p| p["metadata"]["uid"] != uid.as_str()) {
+            again = Some(p);
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let again = again.expect("db-0 recreated after its node was deleted");
+    assert!(again["metadata"]["deletionTimestamp"].is_null(), "{again}");
+}

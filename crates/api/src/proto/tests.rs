@@ -358,3 +358,30 @@ fn kubectl_133_protobuf_bodies_decode_to_kubectl_130_json() {
         assert_eq!(decoded, without_nulls(want), "{name}");
     }
 }
+
+#[test]
+fn statefulset_decodes_with_partition_and_retention_policy() {
+    let strategy = cat(&[ld(1, b"RollingUpdate"), ld(2, &vi(1, 2))]);
+    let retention = cat(&[ld(1, b"Delete"), ld(2, b"Retain")]);
+    let spec = cat(&[
+        vi(1, 3),
+        ld(5, b"db"),
+        ld(6, b"Parallel"),
+        ld(7, &strategy),
+        ld(10, &retention),
+    ]);
+    let raw = cat(&[ld(1, &meta("db", &[("app", "db")])), ld(2, &spec)]);
+    let got = decode_object(&body("apps/v1", "StatefulSet", &raw), None).unwrap();
+    assert_eq!(got["kind"], "StatefulSet");
+    assert_eq!(got["spec"]["replicas"], 3);
+    assert_eq!(got["spec"]["serviceName"], "db");
+    assert_eq!(got["spec"]["podManagementPolicy"], "Parallel");
+    assert_eq!(
+        got["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 2}})
+    );
+    assert_eq!(
+        got["spec"]["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"})
+    );
+}
