@@ -195,6 +195,36 @@ fn check_with(bin: &std::path::Path, minor: u32) {
     assert!(scaled.contains("statefulset.apps/db scaled"), "{scaled}");
     assert_eq!(json(&k, &["get", "sts", "db"])["spec"]["replicas"], 2);
 
+    // A template change makes revision 2; `rollout undo` patches the set with revision 1's
+    // data (a `$patch: replace` of the template), which renumbers it to 3.
+    k.ok(&["set", "image", "sts/db", "postgres=postgres:17"], None);
+    eventually("revision 2", || {
+        let revs = json(&k, &["get", "controllerrevisions"]);
+        let mut n: Vec<i64> = revs["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["revision"].as_i64())
+            .collect();
+        n.sort();
+        (n == [1, 2]).then_some(())
+    });
+    let undo = k.ok(&["rollout", "undo", "sts/db"], None);
+    assert!(undo.contains("rolled back"), "{undo}");
+    let sts = json(&k, &["get", "sts", "db"]);
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"], "postgres:16",
+        "{sts}"
+    );
+    eventually("revision 1 renumbered to 3", || {
+        let revs = json(&k, &["get", "controllerrevisions"]);
+        let mine = revs["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["metadata"]["name"] == rev.as_str())?
+            .clone();
+        (mine["revision"] == 3).then_some(())
+    });
+
     // The trap: a graceful delete of a bound pod whose kubelet never answers leaves it
     // Terminating, and the StatefulSet does not replace it.
     let uid = p0["metadata"]["uid"].as_str().unwrap().to_string();
