@@ -25,7 +25,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::events::{self, EventRecord, EventType};
-use crate::workloads::util::{WorkQueue, available_at, controller_key, selector_matches};
+use crate::workloads::util::{
+    WorkQueue, available_at, controller_key, owner_ref, selector_matches,
+};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
 use pods::{
     KIND, has_ended, is_healthy, is_running_and_available, is_running_and_ready, is_terminating,
@@ -64,6 +66,8 @@ impl Default for StatefulSetConfig {
 enum PodOp {
     Create,
     Delete,
+    /// Adopt or release: an update of the pod's owner references.
+    Claim,
 }
 
 #[derive(Clone, Debug)]
@@ -192,6 +196,9 @@ impl StatefulSetController {
             self.queue.add_at(key.clone(), expiry);
         }
         self.write_revision(&revs, now);
+        if set.metadata.deletion_timestamp.is_none() {
+            self.claim(cache, &set, now);
+        }
         let pods = Self::claimed(cache, &set);
         if set.metadata.deletion_timestamp.is_none() {
             self.update_pods(&set, &revs, &pods, now);
@@ -214,6 +221,50 @@ impl StatefulSetController {
         }
         if self.actions.len() == before {
             self.queue.forget(key);
+        }
+    }
+
+    /// Upstream `ClaimPods` (ControllerRefManager) for a set not being deleted: adopt orphans
+    /// named `<set>-<n>` that match the selector, release controlled pods that no longer match
+    /// (terminating pods are left alone either way).
+    fn claim(&mut self, cache: &Cache, set: &StatefulSet, now: Millis) {
+        let uid = set.metadata.uid.as_deref().unwrap_or("");
+        let ns = set.metadata.namespace.as_deref().unwrap_or("");
+        let Some(spec) = set.spec.as_ref() else {
+            return;
+        };
+        let mut updates = Vec::new();
+        for p in cache.pods_in(ns) {
+            if is_terminating(p) {
+                continue;
+            }
+            let matches = ordinal_of(set, p).is_some()
+                && selector_matches(&spec.selector, p.metadata.labels.as_ref());
+            let owner = crate::workloads::util::controller_of(&p.metadata);
+            let mut pod = (**p).clone();
+            let refs = pod.metadata.owner_references.get_or_insert_with(Vec::new);
+            match owner {
+                None if matches => refs.push(owner_ref(pods::API_VERSION, KIND, &set.metadata)),
+                Some(r) if r.uid == uid && !matches => refs.retain(|r| r.uid != uid),
+                _ => continue,
+            }
+            updates.push(pod);
+        }
+        for pod in updates {
+            let key = Key::of(&pod.metadata);
+            if self.in_flight.contains_key(&key) {
+                continue;
+            }
+            self.in_flight.insert(
+                key,
+                InFlight {
+                    set: Key::of(&set.metadata),
+                    op: PodOp::Claim,
+                    at: now,
+                },
+            );
+            self.actions
+                .push(Action::Update(Object::Pod(Arc::new(pod))));
         }
     }
 
@@ -458,6 +509,12 @@ impl StatefulSetController {
         let Some(f) = self.in_flight.get(&key).cloned() else {
             return;
         };
+        if f.op == PodOp::Claim {
+            if matches!(change, Change::Applied { .. }) || gone {
+                self.in_flight.remove(&key);
+            }
+            return;
+        }
         let verb = match f.op {
             PodOp::Create if created => "create",
             PodOp::Delete if gone => "delete",
@@ -630,7 +687,10 @@ impl Controller for StatefulSetController {
 
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let set = match action {
-            Action::Create(Object::Pod(p)) | Action::Update(Object::Pod(p)) => {
+            Action::Update(Object::Pod(p)) => {
+                self.in_flight.remove(&Key::of(&p.metadata)).map(|f| f.set)
+            }
+            Action::Create(Object::Pod(p)) => {
                 self.in_flight.remove(&Key::of(&p.metadata));
                 let set = controller_key(&p.metadata, KIND).map(|(k, _)| k);
                 if !matches!(error, WriteError::AlreadyExists) {

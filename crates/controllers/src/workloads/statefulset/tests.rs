@@ -483,3 +483,43 @@ fn writes_in_flight_are_not_repeated() {
     c.drain_actions(&mut second);
     assert_eq!(creates(&second), 0, "{second:?}");
 }
+
+/// Upstream `ClaimPods`: an orphan named `<set>-<n>` that matches is adopted (not created
+/// again); a controlled pod whose labels stop matching is released.
+#[test]
+fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
+    let mut h = Harness::new(vec![Box::new(StatefulSetController::new(
+        StatefulSetConfig::default(),
+    ))]);
+    h.start();
+    // web-0 left behind by a set deleted with --cascade=orphan.
+    h.put(object(json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": "web-0", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"nodeName": "node-0", "containers": [{"name": "c", "image": "db:1"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})));
+    let orphan_uid = pod(&h, "web-0").unwrap().metadata.uid.clone();
+    h.put(statefulset(2, "OrderedReady", rolling(0)));
+    let p0 = pod(&h, "web-0").unwrap();
+    assert_eq!(p0.metadata.uid, orphan_uid, "adopted, not replaced");
+    let owner = crate::workloads::util::controller_of(&p0.metadata).expect("owner");
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("StatefulSet", "web")
+    );
+    // Adopted and Ready: the set goes on to web-1.
+    assert!(pod(&h, "web-1").is_some());
+    converge(&mut h, &[]);
+    // web-1 is relabelled out of the selector: released.
+    let mut p1 = (*pod(&h, "web-1").unwrap()).clone();
+    p1.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app".into(), "debug".into());
+    h.put(Object::Pod(Arc::new(p1)));
+    let p1 = pod(&h, "web-1").unwrap();
+    assert!(
+        crate::workloads::util::controller_of(&p1.metadata).is_none(),
+        "{p1:?}"
+    );
+}
