@@ -1,11 +1,11 @@
 //! Putting a scenario's workloads into the lab: create each manifest through the API (kind
-//! resolved by discovery, as kubectl does), wait until every Deployment is available, and
+//! resolved by discovery, as kubectl does), wait until every Deployment and StatefulSet is ready, and
 //! resolve the clients' target Services to `http://ClusterIP:port`.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -41,15 +41,14 @@ pub async fn create_all(
     Ok(())
 }
 
-/// Wait until every Deployment has all its replicas ready (and at least one exists, if any
-/// were created).
+/// Wait until every Deployment and StatefulSet has all its replicas ready.
 pub async fn wait_available(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
     let api: Api<Deployment> = Api::all(client.clone());
     let start = Instant::now();
     let mut last = String::new();
     loop {
         let list = api.list(&ListParams::default()).await?;
-        let pending: Vec<String> = list
+        let mut pending: Vec<String> = list
             .items
             .iter()
             .filter_map(|d| {
@@ -67,19 +66,40 @@ pub async fn wait_available(client: &kube::Client, limit: Duration) -> anyhow::R
                 })
             })
             .collect();
+        pending.extend(statefulsets_pending(client).await?);
         if pending.is_empty() {
             return Ok(());
         }
         let now = pending.join(", ");
         if now != last {
-            eprintln!("  waiting for deployments: {now}");
+            eprintln!("  waiting for workloads: {now}");
             last = now;
         }
         if start.elapsed() > limit {
-            bail!("deployments not ready within {limit:?}: {last}");
+            bail!("workloads not ready within {limit:?}: {last}");
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// StatefulSets short of ready replicas, as `sts/name ready/want`.
+async fn statefulsets_pending(client: &kube::Client) -> anyhow::Result<Vec<String>> {
+    let api: Api<StatefulSet> = Api::all(client.clone());
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|s| {
+            let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = s
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            let name = s.metadata.name.as_deref().unwrap_or("?");
+            (ready < want).then(|| format!("sts/{name} {ready}/{want}"))
+        })
+        .collect())
 }
 
 /// `http://<clusterIP>:<first port>` of a Service.
