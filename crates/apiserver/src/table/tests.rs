@@ -378,3 +378,40 @@ fn event_rows() {
         )
     );
 }
+
+#[test]
+fn statefulset_and_controller_revision_rows_as_upstream() {
+    let sts = json!({"metadata": meta("db", "2026-01-10T11:00:00Z"),
+        "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}}},
+        "status": {"replicas": 2, "readyReplicas": 1}});
+    assert_eq!(
+        cells("apps/v1", "StatefulSet", &sts),
+        vec![
+            json!("db"),
+            json!("1/3"),
+            json!("60m"),
+            json!("pg"),
+            json!("postgres:16")
+        ]
+    );
+    let names: Vec<Value> = column_definitions(by_kind("apps/v1", "StatefulSet").unwrap())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, vec!["Name", "Ready", "Age", "Containers", "Images"]);
+    let rev = json!({"metadata": {"name": "db-6b9f7c", "namespace": "default",
+        "creationTimestamp": "2026-01-10T11:59:00Z",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "u", "controller": true}]},
+        "data": {}, "revision": 2});
+    assert_eq!(
+        cells("apps/v1", "ControllerRevision", &rev),
+        vec![
+            json!("db-6b9f7c"),
+            json!("statefulset.apps/db"),
+            json!(2),
+            json!("60s")
+        ]
+    );
+}
