@@ -208,6 +208,10 @@ impl StatefulSetController {
         if set.status.as_ref() != Some(&status) || self.pending_status.contains_key(key) {
             let mut copy = (*set).clone();
             copy.status = Some(status);
+            // Upstream `UpdateStatefulSetStatus` retries a conflict with the lister's latest
+            // copy: only this controller writes the status, so write it without a precondition
+            // (a stale one is replaced by the sync its own watch event triggers).
+            copy.metadata.resource_version = None;
             self.push_status(key, copy);
         }
         let min_ready = min_ready_seconds(&set);
