@@ -30,8 +30,8 @@ use crate::workloads::util::{
 };
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
 use pods::{
-    KIND, has_ended, is_healthy, is_running_and_available, is_running_and_ready, is_terminating,
-    new_pod, ordinal_of, pod_name, revision_of,
+    KIND, has_ended, identity_matches, is_healthy, is_running_and_available, is_running_and_ready,
+    is_terminating, new_pod, ordinal_of, pod_name, revision_of, with_identity,
 };
 use revision::{RevisionWrite, Revisions};
 
@@ -68,6 +68,8 @@ enum PodOp {
     Delete,
     /// Adopt or release: an update of the pod's owner references.
     Claim,
+    /// Restore the pod's identity labels.
+    Update,
 }
 
 #[derive(Clone, Debug)]
@@ -259,14 +261,7 @@ impl StatefulSetController {
             if self.in_flight.contains_key(&key) {
                 continue;
             }
-            self.in_flight.insert(
-                key,
-                InFlight {
-                    set: Key::of(&set.metadata),
-                    op: PodOp::Claim,
-                    at: now,
-                },
-            );
+            self.track(&key, set, PodOp::Claim, now);
             self.actions
                 .push(Action::Update(Object::Pod(Arc::new(pod))));
         }
@@ -334,28 +329,14 @@ impl StatefulSetController {
         };
         let Some(template) = template else { return };
         let pod = new_pod(w.set, &template, rev, ordinal);
-        self.in_flight.insert(
-            Key::of(&pod.metadata),
-            InFlight {
-                set: Key::of(&w.set.metadata),
-                op: PodOp::Create,
-                at: now,
-            },
-        );
+        self.track(&Key::of(&pod.metadata), w.set, PodOp::Create, now);
         self.actions
             .push(Action::Create(Object::Pod(Arc::new(pod))));
     }
 
     fn delete_pod(&mut self, set: &StatefulSet, pod: &Pod, now: Millis) {
         let key = Key::of(&pod.metadata);
-        self.in_flight.insert(
-            key.clone(),
-            InFlight {
-                set: Key::of(&set.metadata),
-                op: PodOp::Delete,
-                at: now,
-            },
-        );
+        self.track(&key, set, PodOp::Delete, now);
         self.actions.push(Action::Delete {
             kind: Kind::Pod,
             key,
@@ -451,8 +432,28 @@ impl StatefulSetController {
                     "StatefulSet is waiting for Pod to be Running and Ready or to Terminate");
                 return false;
             }
+            if !is_terminating(pod)
+                && !identity_matches(pod, ordinal)
+                && self.in_flight_for(&key).is_none()
+            {
+                self.track(&key, w.set, PodOp::Update, now);
+                let fixed = with_identity(pod, ordinal);
+                self.actions
+                    .push(Action::Update(Object::Pod(Arc::new(fixed))));
+            }
         }
         true
+    }
+
+    fn track(&mut self, pod: &Key, set: &StatefulSet, op: PodOp, now: Millis) {
+        self.in_flight.insert(
+            pod.clone(),
+            InFlight {
+                set: Key::of(&set.metadata),
+                op,
+                at: now,
+            },
+        );
     }
 
     /// Scale down from the highest ordinal; false when an `OrderedReady` set must wait.
@@ -522,16 +523,17 @@ impl StatefulSetController {
         let verb = match f.op {
             PodOp::Create if created => "create",
             PodOp::Delete if gone => "delete",
+            PodOp::Update if matches!(change, Change::Applied { old: Some(_), .. }) => "update",
             _ => return,
         };
         self.in_flight.remove(&key);
         let Some(set) = cache.stateful_sets.get(&f.set).cloned() else {
             return;
         };
-        let reason = if verb == "create" {
-            "SuccessfulCreate"
-        } else {
-            "SuccessfulDelete"
+        let reason = match verb {
+            "create" => "SuccessfulCreate",
+            "update" => "SuccessfulUpdate",
+            _ => "SuccessfulDelete",
         };
         let msg = format!(
             "{verb} Pod {} in StatefulSet {} successful",
@@ -692,7 +694,12 @@ impl Controller for StatefulSetController {
     fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let set = match action {
             Action::Update(Object::Pod(p)) => {
-                self.in_flight.remove(&Key::of(&p.metadata)).map(|f| f.set)
+                let f = self.in_flight.remove(&Key::of(&p.metadata));
+                if let Some(f) = f.as_ref().filter(|f| f.op == PodOp::Update) {
+                    let set = Some(f.set.clone());
+                    self.record_failure(set.as_ref(), p, "update", error, now);
+                }
+                f.map(|f| f.set)
             }
             Action::Create(Object::Pod(p)) => {
                 self.in_flight.remove(&Key::of(&p.metadata));
@@ -754,10 +761,10 @@ impl StatefulSetController {
             uid: crate::workloads::util::controller_of(&pod.metadata).map(|r| r.uid.clone()),
             ..Default::default()
         };
-        let reason = if verb == "create" {
-            "FailedCreate"
-        } else {
-            "FailedDelete"
+        let reason = match verb {
+            "create" => "FailedCreate",
+            "update" => "FailedUpdate",
+            _ => "FailedDelete",
         };
         let msg = format!(
             "{verb} Pod {} in StatefulSet {} failed error: {err}",

@@ -58,6 +58,25 @@ pub fn revision_of(pod: &Pod) -> &str {
         .unwrap_or("")
 }
 
+/// Upstream `identityMatches` for a pod already named `<set>-<ordinal>`: its identity labels.
+pub fn identity_matches(pod: &Pod, ordinal: i32) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    let get = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    get(POD_NAME_LABEL) == pod.metadata.name.as_deref()
+        && get(POD_INDEX_LABEL) == Some(ordinal.to_string().as_str())
+}
+
+/// The pod with its identity labels restored (upstream `updateIdentity`; the hostname and
+/// subdomain are immutable once the pod exists).
+pub fn with_identity(pod: &Pod, ordinal: i32) -> Pod {
+    let mut p = pod.clone();
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let labels = p.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(POD_NAME_LABEL.to_string(), name);
+    labels.insert(POD_INDEX_LABEL.to_string(), ordinal.to_string());
+    p
+}
+
 /// Upstream `isTerminating`.
 pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()

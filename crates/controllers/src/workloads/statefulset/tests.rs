@@ -523,3 +523,23 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
         "{p1:?}"
     );
 }
+
+/// Upstream `identityMatches`: a pod whose identity labels were removed gets them back, with
+/// upstream's `SuccessfulUpdate` event.
+#[test]
+fn identity_labels_are_restored() {
+    let mut h = harness(statefulset(1, "OrderedReady", rolling(0)));
+    converge(&mut h, &[]);
+    let mut p = (*pod(&h, "web-0").unwrap()).clone();
+    let uid = p.metadata.uid.clone();
+    p.metadata.labels.as_mut().unwrap().remove(POD_NAME_LABEL);
+    h.put(Object::Pod(Arc::new(p)));
+    let p = pod(&h, "web-0").unwrap();
+    assert_eq!(p.metadata.uid, uid);
+    assert_eq!(p.metadata.labels.as_ref().unwrap()[POD_NAME_LABEL], "web-0");
+    assert!(
+        event_messages(&h).contains(
+            &"SuccessfulUpdate update Pod web-0 in StatefulSet web successful".to_string()
+        )
+    );
+}
