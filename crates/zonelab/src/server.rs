@@ -147,7 +147,7 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 8] = [
+pub const CONTROLLER_NAMES: [&str; 9] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
@@ -156,6 +156,7 @@ pub const CONTROLLER_NAMES: [&str; 8] = [
     "scheduler",
     "disruption",
     "serviceaccount",
+    "daemonset",
 ];
 
 fn build_controllers(
@@ -211,6 +212,11 @@ fn build_controllers(
     }
     if args.enabled("replicaset") {
         out.push(Box::new(controllers::workloads::ReplicaSetController::new(
+            Default::default(),
+        )));
+    }
+    if args.enabled("daemonset") {
+        out.push(Box::new(controllers::workloads::DaemonSetController::new(
             Default::default(),
         )));
     }

@@ -215,6 +215,7 @@ pub async fn create_object(
         objects::prepare_create(res, &mut obj, namespace, Utc::now(), &mut *rng);
     }
     api::admit::default(res, &mut obj);
+    api::admit::daemonset::set_template_generation(res.kind, &mut obj, None);
     if res.kind == "Pod" {
         api::admit::pod::default_tolerations(
             &mut obj,
@@ -317,6 +318,7 @@ where
         }
         objects::prepare_update(res, &mut new, &old, scope);
         api::admit::default(res, &mut new);
+        api::admit::daemonset::set_template_generation(res.kind, &mut new, Some(&old));
         // Allocation first: it carries over the ClusterIP an update left empty, as upstream's
         // REST layer does before validation.
         let change = if scope == UpdateScope::Main {
