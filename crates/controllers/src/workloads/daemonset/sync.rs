@@ -176,6 +176,9 @@ impl DaemonSetController {
         if current != status || self.pending_status.contains_key(key) {
             let mut copy = ds.clone();
             copy.status = Some(status);
+            // No precondition: upstream `storeDaemonSetStatus` re-reads and retries on a
+            // conflict, and the status is computed whole from the cache.
+            copy.metadata.resource_version = None;
             self.push_status(key, copy);
         }
     }
