@@ -531,3 +531,66 @@ fn node_agent_daemonset_counts_nodes_and_creates_nothing() {
     );
     assert!(live_pods(&h).is_empty());
 }
+
+#[test]
+fn on_delete_replaces_only_pods_someone_deleted() {
+    let nodes = [node("n1"), node("n2")];
+    let mut h = harness(&nodes, ds_json(json!({}), json!({"type": "OnDelete"})));
+    kubelet(&mut h);
+    edit_template(&mut h, "fluentd:1.17", "2");
+    kubelet(&mut h);
+    assert_eq!(
+        placement(&h),
+        [
+            ("n1".to_string(), "1".to_string()),
+            ("n2".to_string(), "1".to_string())
+        ]
+    );
+    assert_eq!(status(&h).updated_number_scheduled, Some(0));
+    // The user deletes n1's pod: the replacement has the new template.
+    let on_n1 = live_pods(&h)
+        .into_iter()
+        .find(|p| node_name(p) == "n1")
+        .unwrap();
+    h.remove(Kind::Pod, &Key::of(&on_n1.metadata));
+    kubelet(&mut h);
+    assert_eq!(
+        placement(&h),
+        [
+            ("n1".to_string(), "2".to_string()),
+            ("n2".to_string(), "1".to_string())
+        ]
+    );
+    assert_eq!(status(&h).updated_number_scheduled, Some(1));
+}
+
+#[test]
+fn unbound_pod_pinned_to_a_deleted_node_is_deleted() {
+    // n2 has no room for pods (allocatable pods 0): the scheduler leaves its pod unbound.
+    let mut n2 = node_json("n2", json!({}));
+    n2["status"]["allocatable"]["pods"] = json!("0");
+    let mut h = harness(
+        &[node("n1"), object(n2)],
+        ds_json(json!({}), rolling(json!(1), json!(0))),
+    );
+    kubelet(&mut h);
+    let pending: Vec<Arc<Pod>> = live_pods(&h)
+        .into_iter()
+        .filter(|p| node_name(p).is_empty())
+        .collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(target_node(&pending[0]).as_deref(), Some("n2"));
+    assert_eq!(
+        status(&h).current_number_scheduled,
+        2,
+        "a pinned pending pod counts"
+    );
+    h.remove(Kind::Node, &Key::new("", "n2"));
+    assert!(
+        !h.api
+            .cache
+            .pods
+            .contains_key(&Key::of(&pending[0].metadata))
+    );
+    assert_eq!(placement(&h).len(), 1);
+}
