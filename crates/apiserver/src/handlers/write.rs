@@ -316,8 +316,10 @@ where
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(StatusError::conflict(res, name));
         }
-        objects::prepare_update(res, &mut new, &old, scope);
+        // Defaults first, so an update that differs from the stored spec only by omitted
+        // defaults does not count as a spec change (upstream compares after defaulting).
         api::admit::default(res, &mut new);
+        objects::prepare_update(res, &mut new, &old, scope);
         api::admit::daemonset::set_template_generation(res.kind, &mut new, Some(&old));
         // Allocation first: it carries over the ClusterIP an update left empty, as upstream's
         // REST layer does before validation.
@@ -522,3 +524,7 @@ pub async fn patch(
     let w = patch_with_scope(server, t, ctx, name, UpdateScope::Main).await?;
     Ok(respond(StatusCode::OK, w))
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
