@@ -176,6 +176,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         categories: &[],
     },
     ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        namespaced: true,
+        short_names: &["ds"],
+        subresources: &["status"],
+        categories: ALL,
+    },
+    ResourceInfo {
         group: "discovery.k8s.io",
         version: "v1",
         kind: "EndpointSlice",

@@ -148,7 +148,7 @@ pub fn generate_suffix(rng: &mut impl Rng) -> String {
 fn tracks_generation(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "PodDisruptionBudget"
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "PodDisruptionBudget" | "DaemonSet"
     )
 }
 
@@ -222,6 +222,10 @@ fn initial_status(res: &ResourceInfo) -> Option<Value> {
         "Deployment" | "ReplicaSet" => Some(json!({})),
         // Upstream v1 StatefulSetStatus serializes `replicas` and `availableReplicas` always.
         "StatefulSet" => Some(json!({"replicas": 0, "availableReplicas": 0})),
+        // apps/v1 DaemonSetStatus: these four counts are not omitempty.
+        "DaemonSet" => Some(
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+        ),
         "PodDisruptionBudget" => Some(
             json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}),
         ),

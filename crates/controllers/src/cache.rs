@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -64,6 +66,7 @@ pub enum Object {
     ServiceAccount(Arc<ServiceAccount>),
     StatefulSet(Arc<StatefulSet>),
     ControllerRevision(Arc<ControllerRevision>),
+    DaemonSet(Arc<DaemonSet>),
 }
 
 impl Object {
@@ -81,6 +84,7 @@ impl Object {
             Object::ServiceAccount(_) => Kind::ServiceAccount,
             Object::StatefulSet(_) => Kind::StatefulSet,
             Object::ControllerRevision(_) => Kind::ControllerRevision,
+            Object::DaemonSet(_) => Kind::DaemonSet,
         }
     }
 
@@ -98,6 +102,7 @@ impl Object {
             Object::ServiceAccount(o) => &o.metadata,
             Object::StatefulSet(o) => &o.metadata,
             Object::ControllerRevision(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
         }
     }
 
@@ -141,6 +146,7 @@ pub struct Cache {
     pub service_accounts: BTreeMap<Key, Arc<ServiceAccount>>,
     pub stateful_sets: BTreeMap<Key, Arc<StatefulSet>>,
     pub controller_revisions: BTreeMap<Key, Arc<ControllerRevision>>,
+    pub daemon_sets: BTreeMap<Key, Arc<DaemonSet>>,
     /// Pods by `spec.nodeName` (unscheduled pods under "").
     pods_by_node: BTreeMap<String, BTreeSet<Key>>,
     /// Slices by namespace/service-name label.
@@ -242,6 +248,9 @@ impl Cache {
             Object::ControllerRevision(r) => {
                 self.controller_revisions.insert(key, r);
             }
+            Object::DaemonSet(d) => {
+                self.daemon_sets.insert(key, d);
+            }
         }
     }
 
@@ -279,6 +288,7 @@ impl Cache {
                 .controller_revisions
                 .remove(&key)
                 .map(Object::ControllerRevision),
+            Object::DaemonSet(_) => self.daemon_sets.remove(&key).map(Object::DaemonSet),
         }
     }
 
@@ -300,6 +310,7 @@ impl Cache {
             Kind::ServiceAccount => all(&self.service_accounts, Object::ServiceAccount),
             Kind::StatefulSet => all(&self.stateful_sets, Object::StatefulSet),
             Kind::ControllerRevision => all(&self.controller_revisions, Object::ControllerRevision),
+            Kind::DaemonSet => all(&self.daemon_sets, Object::DaemonSet),
         }
     }
 
@@ -340,6 +351,7 @@ impl Cache {
                 .get(key)
                 .cloned()
                 .map(Object::ControllerRevision),
+            Kind::DaemonSet => self.daemon_sets.get(key).cloned().map(Object::DaemonSet),
         }
     }
 

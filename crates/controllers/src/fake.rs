@@ -42,6 +42,7 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
         Object::ServiceAccount(o) => &mut Arc::make_mut(o).metadata,
         Object::StatefulSet(o) => &mut Arc::make_mut(o).metadata,
         Object::ControllerRevision(o) => &mut Arc::make_mut(o).metadata,
+        Object::DaemonSet(o) => &mut Arc::make_mut(o).metadata,
     }
 }
 
@@ -413,6 +414,7 @@ pub fn object(v: serde_json::Value) -> Object {
         "ControllerRevision" => Object::ControllerRevision(Arc::new(
             serde_json::from_value(v).expect("controllerrevision"),
         )),
+        "DaemonSet" => Object::DaemonSet(Arc::new(serde_json::from_value(v).expect("daemonset"))),
         other => panic!("unknown kind {other:?}"),
     }
 }

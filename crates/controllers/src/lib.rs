@@ -66,6 +66,7 @@ pub enum Kind {
     ServiceAccount,
     StatefulSet,
     ControllerRevision,
+    DaemonSet,
 }
 
 /// Why a write failed, as far as a controller cares.

@@ -23,6 +23,7 @@ use crate::flags::Profile;
 mod balancer;
 pub mod control_plane;
 mod faults;
+pub mod kube_proxy;
 
 pub use faults::{heal, inject};
 
@@ -120,6 +121,10 @@ pub struct UpArgs {
     /// in every zone, behind a load balancer).
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub control_plane_store: String,
+    /// Record every agent's kube-proxy as the DaemonSet kube-system/kube-proxy (no pods: the
+    /// agents run it; docs/lab.md).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube_proxy_daemonset: bool,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -158,6 +163,8 @@ pub struct UpPlan {
     pub agent_flags: Vec<String>,
     /// An etcd member and an API server in every zone (else one embedded server outside).
     pub etcd_in_zones: bool,
+    /// Create the kube-system/kube-proxy DaemonSet record ([`kube_proxy`]).
+    pub kube_proxy_daemonset: bool,
 }
 
 /// `--control-plane-replicas` and `--control-plane-store` (the scenario's `controlPlane`
@@ -453,6 +460,7 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         wait: up.wait,
         server_flags: Vec::new(),
         agent_flags: Vec::new(),
+        kube_proxy_daemonset: up.kube_proxy_daemonset,
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;
     Ok(())
@@ -596,6 +604,9 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         nodes.len(),
         started.elapsed().as_secs_f64()
     );
+    if plan.kube_proxy_daemonset {
+        kube_proxy::record(&client, &plan.proxy_mode).await?;
+    }
     println!(
         "lab {prefix:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
         topo.nodes.len(),

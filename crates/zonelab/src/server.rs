@@ -147,7 +147,7 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 10] = [
+pub const CONTROLLER_NAMES: [&str; 11] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
@@ -158,6 +158,7 @@ pub const CONTROLLER_NAMES: [&str; 10] = [
     "serviceaccount",
     "statefulset",
     "podgc",
+    "daemonset",
 ];
 
 fn build_controllers(
@@ -223,6 +224,11 @@ fn build_controllers(
     }
     if args.enabled("podgc") {
         out.push(Box::new(controllers::podgc::PodGcController::new(
+            Default::default(),
+        )));
+    }
+    if args.enabled("daemonset") {
+        out.push(Box::new(controllers::workloads::DaemonSetController::new(
             Default::default(),
         )));
     }

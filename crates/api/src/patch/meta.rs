@@ -36,6 +36,7 @@ const fn f(
 pub const PATCH_KINDS: &[&str] = &[
     "ConfigMap",
     "ControllerRevision",
+    "DaemonSet",
     "Deployment",
     "EndpointSlice",
     "Event",
@@ -107,6 +108,15 @@ const TYPES: &[(&str, &[FieldMeta])] = &[
         "StatefulSet",
         &[
             META,
+            f("spec", "", None, Some("ReplicaSetSpec")),
+            f("status", "", None, Some("Conditions")),
+        ],
+    ),
+    (
+        "DaemonSet",
+        &[
+            META,
+            // DaemonSetSpec: as in ReplicaSetSpec, only `template` leads to tagged lists.
             f("spec", "", None, Some("ReplicaSetSpec")),
             f("status", "", None, Some("Conditions")),
         ],

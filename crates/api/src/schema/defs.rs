@@ -71,6 +71,7 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
         ("apps", "ReplicaSet") => drop(g.subschema_for::<apps::v1::ReplicaSet>()),
         ("apps", "StatefulSet") => drop(g.subschema_for::<apps::v1::StatefulSet>()),
         ("apps", "ControllerRevision") => drop(g.subschema_for::<apps::v1::ControllerRevision>()),
+        ("apps", "DaemonSet") => drop(g.subschema_for::<apps::v1::DaemonSet>()),
         ("discovery.k8s.io", "EndpointSlice") => {
             drop(g.subschema_for::<discovery::v1::EndpointSlice>())
         }
@@ -297,6 +298,13 @@ const PATCH_FIELDS: &[(&str, &str, &str, &str, &[&str])] = &[
     ),
     (
         "io.k8s.api.apps.v1.StatefulSetStatus",
+        "conditions",
+        "merge",
+        "type",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
         "conditions",
         "merge",
         "type",

@@ -7,6 +7,7 @@
 mod apps;
 mod config;
 mod core;
+mod daemonset;
 pub(crate) mod format;
 mod pod;
 #[cfg(test)]
@@ -75,6 +76,7 @@ fn columns_for(res: &ResourceInfo) -> Vec<Col> {
         ("apps", "ReplicaSet") => apps::replica_set_columns(),
         ("apps", "StatefulSet") => apps::stateful_set_columns(),
         ("apps", "ControllerRevision") => apps::controller_revision_columns(),
+        ("apps", "DaemonSet") => daemonset::columns(),
         ("discovery.k8s.io", "EndpointSlice") => vec![
             name_col(),
             Col(
@@ -142,6 +144,7 @@ pub fn row_cells(res: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Val
         ("apps", "ReplicaSet") => apps::replica_set_cells(obj, now),
         ("apps", "StatefulSet") => apps::stateful_set_cells(obj, now),
         ("apps", "ControllerRevision") => apps::controller_revision_cells(obj, now),
+        ("apps", "DaemonSet") => daemonset::cells(obj, now),
         ("discovery.k8s.io", "EndpointSlice") => core::endpoint_slice_cells(obj, now),
         ("coordination.k8s.io", "Lease") => vec![
             json!(format::s(obj, &["metadata", "name"])),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -99,6 +101,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::ServiceAccount => "ServiceAccount",
         Kind::StatefulSet => "StatefulSet",
         Kind::ControllerRevision => "ControllerRevision",
+        Kind::DaemonSet => "DaemonSet",
     }
 }
 
@@ -206,6 +209,13 @@ fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers 
             |o| Object::ControllerRevision(Arc::new(o)),
             tx.clone(),
         ),
+        spawn_informer::<DaemonSet, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::DaemonSet,
+            |o| Object::DaemonSet(Arc::new(o)),
+            tx.clone(),
+        ),
     ];
     Informers(
         handles
@@ -224,7 +234,7 @@ impl Drop for Informers {
     }
 }
 
-const ALL_KINDS: [Kind; 12] = [
+const ALL_KINDS: [Kind; 13] = [
     Kind::Pod,
     Kind::Node,
     Kind::Service,
@@ -237,6 +247,7 @@ const ALL_KINDS: [Kind; 12] = [
     Kind::ServiceAccount,
     Kind::StatefulSet,
     Kind::ControllerRevision,
+    Kind::DaemonSet,
 ];
 
 /// Run `controllers` against the API server `client` talks to, until the process ends.
@@ -384,6 +395,9 @@ async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::
         Object::ControllerRevision(o) => {
             write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
         }
+        Object::DaemonSet(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
     }
 }
 
@@ -451,6 +465,7 @@ async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error>
                 Kind::ControllerRevision => {
                     delete::<ControllerRevision>(namespaced(client, ns), key, &dp).await
                 }
+                Kind::DaemonSet => delete::<DaemonSet>(namespaced(client, ns), key, &dp).await,
             }
         }
         Action::Bind { pod, node } => {

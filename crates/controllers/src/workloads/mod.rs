@@ -1,9 +1,11 @@
 //! Workload controllers with upstream semantics: Deployment (owns ReplicaSets, rolls out
-//! templates), ReplicaSet (owns pods) and StatefulSet (owns pods with stable identities).
+//! templates), ReplicaSet (owns pods), StatefulSet (owns pods with stable identities) and
+//! DaemonSet (one pod per eligible node).
 //!
 //! Start at [`ReplicaSetController`] and [`DeploymentController`]; both are sans-IO
 //! [`crate::Controller`]s built from a config struct with upstream defaults.
 
+pub mod daemonset;
 pub mod deployment;
 pub mod replicaset;
 pub mod statefulset;
@@ -12,6 +14,7 @@ pub mod util;
 #[cfg(test)]
 mod tests;
 
+pub use daemonset::{DaemonSetConfig, DaemonSetController};
 pub use deployment::{DeploymentConfig, DeploymentController};
 pub use replicaset::{ReplicaSetConfig, ReplicaSetController};
 pub use statefulset::{StatefulSetConfig, StatefulSetController};
