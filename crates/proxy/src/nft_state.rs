@@ -130,6 +130,20 @@ impl NftState {
     pub fn has_chain(&self, name: &str) -> bool {
         self.chains.contains_key(name)
     }
+
+    /// The rules of a chain in order (the text after `add rule ip kube-proxy CHAIN `).
+    pub fn rules(&self, chain: &str) -> Vec<&str> {
+        let prefix = format!("add rule ip kube-proxy {chain} ");
+        self.chains
+            .get(chain)
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .filter_map(|r| r.strip_prefix(prefix.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Sorted non-empty, non-comment lines of a text (for order-insensitive comparison).

@@ -182,6 +182,29 @@ pub struct Plan {
     by_dest: BTreeMap<(Ipv4Addr, Protocol, u16), ServicePortName>,
     cluster_ips: BTreeMap<Ipv4Addr, usize>,
     external: external::ExternalIndex,
+    /// Running totals kept by `insert`/`remove`, so a partial sync never walks every port.
+    totals: Totals,
+}
+
+/// Sums over all service ports, maintained incrementally.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    endpoints: usize,
+    no_local_internal: usize,
+    no_local_external: usize,
+}
+
+impl Totals {
+    fn add(&mut self, plan: &ServicePlan, sign: isize) {
+        let drops = |v: Option<NoEndpoints>| isize::from(v == Some(NoEndpoints::Drop));
+        let step = |t: &mut usize, n: isize| *t = t.saturating_add_signed(sign * n);
+        step(&mut self.endpoints, plan.endpoints.len() as isize);
+        step(&mut self.no_local_internal, drops(plan.no_endpoints));
+        step(
+            &mut self.no_local_external,
+            drops(plan.external_no_endpoints),
+        );
+    }
 }
 
 impl Plan {
@@ -235,11 +258,15 @@ impl Plan {
         self.by_dest.insert(dest, plan.port.name.clone());
         *self.cluster_ips.entry(plan.port.cluster_ip).or_default() += 1;
         external::index(&mut self.external, &plan);
-        self.services.insert(plan.port.name.clone(), plan);
+        self.totals.add(&plan, 1);
+        if let Some(old) = self.services.insert(plan.port.name.clone(), plan) {
+            self.totals.add(&old, -1);
+        }
     }
 
     fn remove(&mut self, name: &ServicePortName) -> Option<ServicePlan> {
         let plan = self.services.remove(name)?;
+        self.totals.add(&plan, -1);
         external::unindex(&mut self.external, &plan);
         let dest = (
             plan.port.cluster_ip,
@@ -286,24 +313,13 @@ impl Plan {
 
     /// Total endpoints across all service ports.
     pub fn endpoint_count(&self) -> usize {
-        self.services.values().map(|s| s.endpoints.len()).sum()
+        self.totals.endpoints
     }
 
     /// Service ports whose Local policy finds no endpoint on this node while others exist:
     /// `(internal, external)`, upstream's `serviceNoLocalEndpointsTotal{Internal,External}`.
     pub fn no_local_endpoints(&self) -> (usize, usize) {
-        let drops = |v: Option<NoEndpoints>| v == Some(NoEndpoints::Drop);
-        let internal = self
-            .services
-            .values()
-            .filter(|s| drops(s.no_endpoints))
-            .count();
-        let external = self
-            .services
-            .values()
-            .filter(|s| drops(s.external_no_endpoints))
-            .count();
-        (internal, external)
+        (self.totals.no_local_internal, self.totals.no_local_external)
     }
 
     /// Number of service ports.

@@ -1,0 +1,299 @@
+//! The `shared-map` nftables layout (`--nftables-layout shared-map`): one endpoint map per
+//! protocol keyed by (ClusterIP, port, endpoint index), one dispatch chain per endpoint count,
+//! a hairpin set, and `numgen random mod (N-k)` rules instead of anonymous vmaps on the
+//! per-Service chains that remain (session affinity, NodePort/external/load-balancer IPs).
+//! Every rule a Service adds then binds no set of its own, so a transaction with N Services
+//! costs O(N) in the kernel instead of O(N^2) (docs/proxy.md, "Layouts").
+//! Start at [`SharedMaps`] and [`uses_shared_map`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use crate::elements::{ElementDiff, ElementStore};
+use crate::model::{Protocol, ServicePortName};
+use crate::nft::NftConfig;
+use crate::plan::{PlannedEndpoint, ServicePlan};
+
+/// Prefix of every statement: family and table.
+const T: &str = "ip kube-proxy";
+
+/// `--nftables-layout`: how ClusterIP traffic is dispatched to endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NftLayout {
+    /// Upstream kube-proxy's rule text: per-Service chains with an anonymous
+    /// `numgen random mod N vmap { … }` per Service (O(N^2) transactions in the kernel).
+    #[default]
+    Upstream,
+    /// Shared endpoint maps and dispatch chains (this module).
+    SharedMap,
+}
+
+/// A `--nftables-layout` value that is neither `upstream` nor `shared-map`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid --nftables-layout {0:?}: must be \"upstream\" or \"shared-map\"")]
+pub struct LayoutError(pub String);
+
+impl NftLayout {
+    /// Parses the flag value.
+    pub fn parse(s: &str) -> Result<NftLayout, LayoutError> {
+        match s {
+            "upstream" => Ok(NftLayout::Upstream),
+            "shared-map" => Ok(NftLayout::SharedMap),
+            other => Err(LayoutError(other.to_string())),
+        }
+    }
+
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NftLayout::Upstream => "upstream",
+            NftLayout::SharedMap => "shared-map",
+        }
+    }
+}
+
+/// Protocols with an endpoint map, in declaration order.
+const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+/// `endpoints-tcp`: the map from ClusterIP . port . index to endpoint IP . port.
+pub fn endpoints_map(p: Protocol) -> String {
+    format!("endpoints-{}", p.lower())
+}
+
+/// `dispatch-tcp-10`: picks one of 10 endpoints from the map.
+pub fn dispatch_chain(p: Protocol, count: usize) -> String {
+    format!("dispatch-{}-{count}", p.lower())
+}
+
+/// Hairpin set name: `endpoint IP . endpoint IP` for every endpoint behind the map.
+pub const HAIRPIN_SET: &str = "hairpin";
+
+/// Whether ClusterIP traffic of this service port goes through the shared maps: without
+/// session affinity (its per-endpoint sets need per-Service chains) and not externally
+/// accessible (NodePort/external/load-balancer traffic reaches the Service's chains through
+/// its `external-*` chain, with other destination addresses than the map's keys).
+pub fn uses_shared_map(sp: &ServicePlan) -> bool {
+    sp.port.affinity_timeout_s.is_none() && !sp.port.externally_accessible()
+}
+
+/// The declarations this layout adds to the base ones.
+pub fn base_declarations() -> Vec<String> {
+    let mut out: Vec<String> = PROTOCOLS
+        .iter()
+        .map(|p| {
+            let l = p.lower();
+            format!(
+                "add map {T} {} {{ typeof ip daddr . {l} dport . numgen random mod 1 : ip daddr . {l} dport ; comment \"ClusterIP . port . endpoint index to endpoint\" ; }}",
+                endpoints_map(*p)
+            )
+        })
+        .collect();
+    out.push(format!(
+        "add set {T} {HAIRPIN_SET} {{ type ipv4_addr . ipv4_addr ; comment \"endpoint . endpoint: a pod reaching itself through a Service\" ; }}"
+    ));
+    out
+}
+
+/// The base rule this layout adds; it must precede `nat-postrouting jump masquerading`.
+pub fn hairpin_rule() -> String {
+    format!(
+        "add rule {T} nat-postrouting ct status dnat ip saddr . ip daddr @{HAIRPIN_SET} jump mark-for-masquerade"
+    )
+}
+
+/// Writes a dispatch chain's rules (after its `add chain`).
+fn write_dispatch_rules(cfg: &NftConfig, p: Protocol, count: usize, out: &mut String) {
+    let chain = dispatch_chain(p, count);
+    if cfg.masquerade_all {
+        let _ = writeln!(out, "add rule {T} {chain} jump mark-for-masquerade");
+    } else if let Some(cidr) = cfg.cluster_cidr {
+        let _ = writeln!(
+            out,
+            "add rule {T} {chain} ip saddr != {cidr} jump mark-for-masquerade"
+        );
+    }
+    let l = p.lower();
+    let _ = writeln!(
+        out,
+        "add rule {T} {chain} meta l4proto {l} dnat ip to ip daddr . {l} dport . numgen random mod {count} map @{}",
+        endpoints_map(p)
+    );
+}
+
+/// The random pick among `eps` on a per-Service chain without an anonymous set: rule k
+/// jumps with probability 1/(N-k), the last one always (upstream iptables' `--probability`
+/// cascade, in nftables).
+pub fn write_mod_dispatch(chain: &str, eps: &[PlannedEndpoint], out: &mut String) {
+    let n = eps.len();
+    for (k, ep) in eps.iter().enumerate() {
+        if k + 1 < n {
+            let _ = writeln!(
+                out,
+                "add rule {T} {chain} numgen random mod {} == 0 goto endpoint-{}",
+                n - k,
+                ep.nft_base
+            );
+        } else {
+            let _ = writeln!(out, "add rule {T} {chain} goto endpoint-{}", ep.nft_base);
+        }
+    }
+}
+
+type EpKey = (Ipv4Addr, u16, usize);
+
+/// What the kernel holds of this layout's shared objects, with their owners.
+#[derive(Debug, Default)]
+pub struct SharedMaps {
+    endpoints: BTreeMap<Protocol, ElementStore<EpKey>>,
+    hairpin: ElementStore<Ipv4Addr>,
+    /// The dispatch chain each shared service port's ClusterIP element points to.
+    dispatch_of: BTreeMap<ServicePortName, (Protocol, usize)>,
+    /// Service ports per dispatch chain; a chain exists exactly while it has some.
+    dispatch_refs: BTreeMap<(Protocol, usize), usize>,
+}
+
+/// Element changes of the shared objects in one transaction.
+#[derive(Debug, Default)]
+pub struct SharedDiffs {
+    endpoints: BTreeMap<Protocol, ElementDiff<EpKey>>,
+    hairpin: ElementDiff<Ipv4Addr>,
+}
+
+/// Dispatch chains a transaction created and those no service port uses any more.
+#[derive(Debug, Default)]
+pub struct DispatchChanges {
+    pub created: Vec<String>,
+    pub unused: Vec<String>,
+}
+
+impl SharedMaps {
+    /// Forgets everything (full sync: the maps and sets were flushed or recreated).
+    pub fn clear(&mut self) {
+        *self = SharedMaps::default();
+    }
+
+    /// Every dispatch chain that exists.
+    pub fn chains(&self) -> Vec<String> {
+        self.dispatch_refs
+            .keys()
+            .map(|(p, n)| dispatch_chain(*p, *n))
+            .collect()
+    }
+
+    /// The dispatch chain `sp`'s ClusterIP element goes to, if it uses the shared map and
+    /// has endpoints.
+    pub fn dispatch_for(sp: &ServicePlan) -> Option<(Protocol, usize)> {
+        (uses_shared_map(sp) && !sp.endpoints.is_empty())
+            .then_some((sp.port.name.protocol, sp.endpoints.len()))
+    }
+
+    /// Replaces what `name` owns of the shared objects with what `sp` (None: removed) needs;
+    /// element changes go to `diffs`, dispatch chain refcounts to `touched`
+    /// (key -> refcount before this transaction touched it).
+    pub fn claim(
+        &mut self,
+        name: &ServicePortName,
+        sp: Option<&ServicePlan>,
+        diffs: &mut SharedDiffs,
+        touched: &mut BTreeMap<(Protocol, usize), usize>,
+    ) {
+        let shared = sp.filter(|sp| uses_shared_map(sp));
+        let new_dispatch = sp.and_then(SharedMaps::dispatch_for);
+        let old_dispatch = self.dispatch_of.remove(name);
+        if old_dispatch != new_dispatch {
+            if let Some(k) = old_dispatch {
+                let refs = self.dispatch_refs.entry(k).or_default();
+                touched.entry(k).or_insert(*refs);
+                *refs = refs.saturating_sub(1);
+            }
+            if let Some(k) = new_dispatch {
+                let refs = self.dispatch_refs.entry(k).or_default();
+                touched.entry(k).or_insert(*refs);
+                *refs += 1;
+            }
+        }
+        if let Some(k) = new_dispatch {
+            self.dispatch_of.insert(name.clone(), k);
+        }
+        let mut wanted: BTreeMap<Protocol, Vec<(EpKey, String)>> = BTreeMap::new();
+        let mut hairpin = Vec::new();
+        if let Some(sp) = shared {
+            let (cip, port) = (sp.port.cluster_ip, sp.port.port);
+            let list = wanted.entry(sp.port.name.protocol).or_default();
+            for (k, ep) in sp.endpoints.iter().enumerate() {
+                let e = &ep.endpoint;
+                list.push(((cip, port, k), format!(" : {} . {}", e.ip, e.port)));
+                hairpin.push((e.ip, String::new()));
+            }
+        }
+        for p in PROTOCOLS {
+            let elems = wanted.remove(&p).unwrap_or_default();
+            let store = self.endpoints.entry(p).or_default();
+            store.set_owner(name, elems, diffs.endpoints.entry(p).or_default());
+        }
+        self.hairpin.set_owner(name, hairpin, &mut diffs.hairpin);
+    }
+
+    /// Writes the dispatch chains `touched` created (refcount 0 -> more) and returns them
+    /// with the ones no longer used (more -> 0, dropped from the refcounts). `flush`: a
+    /// created chain may still exist, flushed and waiting for deletion.
+    pub fn write_dispatch_changes(
+        &mut self,
+        cfg: &NftConfig,
+        touched: BTreeMap<(Protocol, usize), usize>,
+        flush: bool,
+        out: &mut String,
+    ) -> DispatchChanges {
+        let mut changes = DispatchChanges::default();
+        for ((p, n), before) in touched {
+            let now = self.dispatch_refs.get(&(p, n)).copied().unwrap_or(0);
+            let chain = dispatch_chain(p, n);
+            if before == 0 && now > 0 {
+                let _ = writeln!(out, "add chain {T} {chain}");
+                if flush {
+                    let _ = writeln!(out, "flush chain {T} {chain}");
+                }
+                write_dispatch_rules(cfg, p, n, out);
+                changes.created.push(chain);
+            } else if before > 0 && now == 0 {
+                changes.unused.push(chain);
+            }
+            if now == 0 {
+                self.dispatch_refs.remove(&(p, n));
+            }
+        }
+        changes
+    }
+}
+
+impl SharedDiffs {
+    /// Writes the deletes (`deletes`) or the adds of the shared maps and the hairpin set.
+    pub fn write(&self, out: &mut String, deletes: bool) {
+        for (p, d) in &self.endpoints {
+            let map = endpoints_map(*p);
+            if deletes {
+                for (ip, port, k) in &d.deleted {
+                    let _ = writeln!(out, "delete element {T} {map} {{ {ip} . {port} . {k} }}");
+                }
+            } else {
+                for ((ip, port, k), v) in &d.added {
+                    let _ = writeln!(out, "add element {T} {map} {{ {ip} . {port} . {k}{v} }}");
+                }
+            }
+        }
+        if deletes {
+            for ip in &self.hairpin.deleted {
+                let _ = writeln!(out, "delete element {T} {HAIRPIN_SET} {{ {ip} . {ip} }}");
+            }
+        } else {
+            for (ip, _) in &self.hairpin.added {
+                let _ = writeln!(out, "add element {T} {HAIRPIN_SET} {{ {ip} . {ip} }}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "nft_shared_tests.rs"]
+mod tests;
