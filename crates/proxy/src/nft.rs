@@ -182,7 +182,7 @@ impl NftRenderer {
         }
         self.shared
             .write_dispatch_changes(&self.cfg, dispatch, flush, out);
-        diffs.write(out);
+        diffs.write(out, self.cfg.layout == NftLayout::SharedMap);
     }
 
     /// `sp` goes through the shared maps (shared-map layout only).
@@ -235,7 +235,7 @@ impl NftRenderer {
             self.stale.remove(c);
         }
         stale_chains.extend(changes.unused);
-        diffs.write(&mut out);
+        diffs.write(&mut out, self.cfg.layout == NftLayout::SharedMap);
         for c in stale_chains {
             let _ = writeln!(out, "flush chain {T} {c}");
             self.stale.insert(c, now + STALE_CHAIN_DELETE_DELAY_MS);
@@ -412,38 +412,38 @@ fn write_diff<K>(
     map: &str,
     d: &ElementDiff<K>,
     key: impl Fn(&K) -> String,
-    deletes: bool,
+    (deletes, batch): (bool, bool),
 ) {
     if deletes {
-        for k in &d.deleted {
-            let _ = writeln!(out, "delete element {T} {map} {{ {} }}", key(k));
-        }
+        let elems = d.deleted.iter().map(&key);
+        nft_shared::write_elements(out, "delete", map, elems, batch);
     } else {
-        for (k, v) in &d.added {
-            let _ = writeln!(out, "add element {T} {map} {{ {}{v} }}", key(k));
-        }
+        let elems = d.added.iter().map(|(k, v)| format!("{}{v}", key(k)));
+        nft_shared::write_elements(out, "add", map, elems, batch);
     }
 }
 
 impl Diffs {
-    /// Deletes first (they may free keys re-added below), then adds.
-    fn write(&self, out: &mut String) {
+    /// Deletes first (they may free keys re-added below), then adds; `batch`: several
+    /// elements per command (shared-map layout).
+    fn write(&self, out: &mut String, batch: bool) {
         for deletes in [true, false] {
+            let mode = (deletes, batch);
             write_diff(
                 out,
                 "cluster-ips",
                 &self.cluster_ips,
                 Ipv4Addr::to_string,
-                deletes,
+                mode,
             );
-            write_diff(out, "service-ips", &self.service_ips, dest_str, deletes);
+            write_diff(out, "service-ips", &self.service_ips, dest_str, mode);
             let nes = &self.no_endpoint_services;
-            write_diff(out, "no-endpoint-services", nes, dest_str, deletes);
-            write_diff(out, "firewall-ips", &self.firewall_ips, dest_str, deletes);
+            write_diff(out, "no-endpoint-services", nes, dest_str, mode);
+            write_diff(out, "firewall-ips", &self.firewall_ips, dest_str, mode);
             let snp = &self.service_nodeports;
-            write_diff(out, "service-nodeports", snp, node_port_str, deletes);
+            write_diff(out, "service-nodeports", snp, node_port_str, mode);
             let nen = &self.no_endpoint_nodeports;
-            write_diff(out, "no-endpoint-nodeports", nen, node_port_str, deletes);
+            write_diff(out, "no-endpoint-nodeports", nen, node_port_str, mode);
             self.shared.write(out, deletes);
         }
     }

@@ -147,7 +147,10 @@ fn shared_map_full_sync_golden() {
     let mut out = String::new();
     NftRenderer::new(shared_cfg()).render_full_body(&plan, &mut out);
     let want = format!("{BASE_RULES_TEXT}{SHARED_BASE}{SHARED_OVERALL}");
-    assert_eq!(sorted_lines(&out), sorted_lines(&want));
+    // Elements are batched per command; the model dumps them one per line.
+    let mut state = NftState::default();
+    state.apply(&out).expect("applies");
+    assert_eq!(state.dump(), sorted_lines(&want));
     assert!(!out.contains("vmap {"), "no anonymous vmap: {out}");
     // The hairpin check runs before the masquerade decision in nat-postrouting.
     let hairpin = out.find("@hairpin jump").expect("hairpin rule");
@@ -164,6 +167,9 @@ fn endpoints_are_indexed_in_upstream_sort_order() {
     let eps = vec![ep("10.0.0.10"), ep("10.0.0.9"), ep("10.0.0.2")];
     t.apply_slice(&slice("ns", "a", "a-1", &[("dns", 5353, "UDP")], eps));
     let text = NftRenderer::new(shared_cfg()).render_full(&plan_of(&t));
+    let mut state = NftState::default();
+    state.apply(&text).expect("applies");
+    let dump = state.dump();
     // Sorted as strings, like upstream: 10.0.0.10 < 10.0.0.2 < 10.0.0.9.
     for line in [
         "add element ip kube-proxy endpoints-udp { 172.30.1.1 . 53 . 0 : 10.0.0.10 . 5353 }",
@@ -172,8 +178,38 @@ fn endpoints_are_indexed_in_upstream_sort_order() {
         "add element ip kube-proxy service-ips { 172.30.1.1 . udp . 53 : goto dispatch-udp-3 }",
         "add rule ip kube-proxy dispatch-udp-3 meta l4proto udp dnat ip to ip daddr . udp dport . numgen random mod 3 map @endpoints-udp",
     ] {
-        assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        assert!(dump.iter().any(|l| l == line), "missing {line}\n{text}");
     }
+}
+
+#[test]
+fn elements_are_batched_per_command() {
+    let mut t = Tracker::new();
+    for i in 0..150u32 {
+        let name = format!("s{i}");
+        let ip = format!("172.30.{}.{}", i / 200, i % 200 + 1);
+        t.apply_service(&service("ns", &name, &ip, P80));
+        let eps = (0..10)
+            .map(|k| ep(&format!("10.{}.{}.{}", i / 200, i % 200, k + 1)))
+            .collect();
+        t.apply_slice(&slice("ns", &name, &format!("{name}-1"), P80, eps));
+    }
+    let text = NftRenderer::new(shared_cfg()).render_full(&plan_of(&t));
+    // 1,500 map elements: two commands (1,000 + 500).
+    let adds: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("add element ip kube-proxy endpoints-tcp "))
+        .collect();
+    assert_eq!(adds.len(), 2);
+    assert_eq!(adds[0].matches(" : ").count(), ELEMENT_BATCH);
+    assert_eq!(adds[1].matches(" : ").count(), 500);
+    // The upstream layout keeps one element per command, as upstream writes them.
+    let upstream = NftRenderer::new(upstream_cfg()).render_full(&plan_of(&t));
+    let service_ips = upstream
+        .lines()
+        .filter(|l| l.starts_with("add element ip kube-proxy service-ips "))
+        .count();
+    assert_eq!(service_ips, 150);
 }
 
 #[test]
