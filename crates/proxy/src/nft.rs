@@ -407,7 +407,7 @@ fn node_port_str((proto, port): &NodePortKey) -> String {
 }
 
 /// Writes one map's deletes (`deletes`) or adds.
-fn write_diff<K>(
+fn write_diff<K: Ord>(
     out: &mut String,
     map: &str,
     d: &ElementDiff<K>,
@@ -415,10 +415,10 @@ fn write_diff<K>(
     (deletes, batch): (bool, bool),
 ) {
     if deletes {
-        let elems = d.deleted.iter().map(&key);
+        let elems = d.deleted().map(&key);
         nft_shared::write_elements(out, "delete", map, elems, batch);
     } else {
-        let elems = d.added.iter().map(|(k, v)| format!("{}{v}", key(k)));
+        let elems = d.added().map(|(k, v)| format!("{}{v}", key(k)));
         nft_shared::write_elements(out, "add", map, elems, batch);
     }
 }
