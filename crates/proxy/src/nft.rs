@@ -476,14 +476,14 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
     for ep in sp.reachable_endpoints() {
         let e = &ep.endpoint;
         if let Some(timeout) = affinity {
-            let set = format!("affinity-{}", ep.nft_base);
+            let set = format!("affinity-{}", ep.nft_base());
             let decl = format!(
                 "add set {T} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
             );
             let _ = writeln!(out, "{decl}");
             owned.sets.push((set, decl));
         }
-        let chain = format!("endpoint-{}", ep.nft_base);
+        let chain = format!("endpoint-{}", ep.nft_base());
         open_chain(out, &mut owned, &chain);
         let _ = writeln!(
             out,
@@ -494,7 +494,7 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
             let _ = writeln!(
                 out,
                 "add rule {T} {chain} update @affinity-{} {{ ip saddr }}",
-                ep.nft_base
+                ep.nft_base()
             );
         }
         let _ = writeln!(
@@ -555,7 +555,7 @@ fn write_endpoint_dispatch(
 ) {
     if sp.port.affinity_timeout_s.is_some() {
         for ep in eps {
-            let b = &ep.nft_base;
+            let b = ep.nft_base();
             let _ = writeln!(
                 out,
                 "add rule {T} {chain} ip saddr @affinity-{b} goto endpoint-{b}"
@@ -573,7 +573,7 @@ fn write_endpoint_dispatch(
     );
     for (i, ep) in eps.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base);
+        let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base());
     }
     out.push_str("}\n");
 }

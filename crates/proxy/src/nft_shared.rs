@@ -131,10 +131,10 @@ pub fn write_mod_dispatch(chain: &str, eps: &[PlannedEndpoint], out: &mut String
                 out,
                 "add rule {T} {chain} numgen random mod {} == 0 goto endpoint-{}",
                 n - k,
-                ep.nft_base
+                ep.nft_base()
             );
         } else {
-            let _ = writeln!(out, "add rule {T} {chain} goto endpoint-{}", ep.nft_base);
+            let _ = writeln!(out, "add rule {T} {chain} goto endpoint-{}", ep.nft_base());
         }
     }
 }
