@@ -23,6 +23,8 @@ use proxy::{Cidr, Plan, PlanConfig, Tracker};
 const P80: &[(&str, u16, &str)] = &[("http", 80, "TCP")];
 const P8080: &[(&str, u16, &str)] = &[("http", 8080, "TCP")];
 const NODE_IP: &str = "192.168.77.1";
+/// The Service with all four pods as endpoints.
+const SPREAD: &str = "172.30.0.10:80";
 const CLIENT_IP: &str = "192.168.77.2";
 /// The node's default gateway, which also answers on every service-CIDR address: what the
 /// REJECT and DROP rules stop would otherwise reach it and be answered.
@@ -163,18 +165,7 @@ impl Topo {
             ],
         );
         for i in 0..PODS {
-            ip_batch(
-                Some(&t.pod(i)),
-                &[
-                    "link set lo up".to_string(),
-                    format!("addr add {}/32 dev eth0", pod_ip(i)),
-                    "link set eth0 up".to_string(),
-                    "neigh add 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 nud permanent"
-                        .to_string(),
-                    "route add 169.254.1.1 dev eth0 scope link".to_string(),
-                    "route add default via 169.254.1.1 dev eth0".to_string(),
-                ],
-            );
+            t.wire_pod(i);
         }
         let sysctl = Command::new("ip")
             .args(["netns", "exec", &node, "sysctl", "-qw"])
@@ -193,6 +184,21 @@ impl Topo {
         let child = t.start_server(&t.gateway(), 80);
         t.children.push(child);
         t
+    }
+
+    /// A pod as the lab wires it: a /32, the gateway 169.254.1.1 at the node's veth MAC.
+    fn wire_pod(&self, i: usize) {
+        ip_batch(
+            Some(&self.pod(i)),
+            &[
+                "link set lo up".to_string(),
+                format!("addr add {}/32 dev eth0", pod_ip(i)),
+                "link set eth0 up".to_string(),
+                "neigh add 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 nud permanent".to_string(),
+                "route add 169.254.1.1 dev eth0 scope link".to_string(),
+                "route add default via 169.254.1.1 dev eth0".to_string(),
+            ],
+        );
     }
 
     /// Starts the echo helper in `netns` on `port` and waits until it listens.
@@ -453,7 +459,16 @@ fn answered(outcomes: &[Outcome]) -> Vec<(String, String)> {
         .iter()
         .map(|o| match o {
             Outcome::Answered { server, peer } => (server.clone(), peer.clone()),
-            other => panic!("expected an answer, got {other:?} (all: {outcomes:?})"),
+            other => {
+                let failed = outcomes
+                    .iter()
+                    .filter(|o| !matches!(o, Outcome::Answered { .. }));
+                panic!(
+                    "expected an answer, got {other:?} ({} of {} connections failed)",
+                    failed.count(),
+                    outcomes.len()
+                )
+            }
         })
         .collect()
 }
@@ -481,6 +496,104 @@ struct Behaviour {
     servers_after_partial: usize,
 }
 
+/// Distinct servers that answered, sorted.
+fn servers(v: &[(String, String)]) -> Vec<String> {
+    let mut s: Vec<String> = v.iter().map(|(s, _)| s.clone()).collect();
+    s.sort();
+    s.dedup();
+    s
+}
+
+/// `SAMPLES` connections from `netns` to the 4-endpoint Service: uniform over the pods, and
+/// each seen by the server from `peer_for(server)`.
+fn check_choice(
+    topo: &Topo,
+    layout: NftLayout,
+    netns: &str,
+    peer_for: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let got = answered(&topo.connect(netns, SPREAD, SAMPLES));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (server, peer) in &got {
+        assert_eq!(
+            *peer,
+            peer_for(server),
+            "{layout:?} from {netns}: answered by {server}"
+        );
+        *counts.entry(server.clone()).or_default() += 1;
+    }
+    let chi2 = chi_square(&counts, SAMPLES, PODS);
+    assert!(
+        chi2 < CHI2_CRITICAL_DF3,
+        "{layout:?} from {netns}: not uniform: {counts:?} chi2 {chi2:.1}"
+    );
+    servers(&got)
+}
+
+/// Reads the hold helper's next outcome line.
+fn read_outcome(r: &mut BufReader<std::process::ChildStdout>) -> Outcome {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return Outcome::Error("helper ended".into());
+        }
+        if let Some(o) = zlnm_line(line.trim()) {
+            return Outcome::parse(o);
+        }
+    }
+}
+
+/// An established connection (off-cluster client) across a partial sync that removes
+/// another endpoint of its Service: it keeps working, and new connections no longer reach
+/// the removed endpoint. Returns whether it survived and how many servers answer afterwards.
+fn check_partial_sync(topo: &Topo, proxy: &mut Proxy, layout: NftLayout) -> (bool, usize) {
+    let mut hold = helper(&topo.client(), "helper_connect")
+        .env("ZLNM_TARGET", SPREAD)
+        .env("ZLNM_HOLD", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hold helper");
+    let mut hold_out = BufReader::new(hold.stdout.take().expect("stdout"));
+    let before = read_outcome(&mut hold_out);
+    let Outcome::Answered { server: held, .. } = before.clone() else {
+        let _ = hold.kill();
+        let _ = hold.wait();
+        panic!("{layout:?}: held connection failed: {before:?}");
+    };
+    let removed = (0..PODS)
+        .map(pod_ip)
+        .find(|p| *p != held)
+        .expect("another pod");
+    let remaining: Vec<_> = (0..PODS)
+        .map(pod_ip)
+        .filter(|p| *p != removed)
+        .map(|p| ep(&p))
+        .collect();
+    proxy
+        .tracker
+        .apply_slice(&slice("ns", "spread", "spread-1", P8080, remaining));
+    let partial = proxy.partial_sync();
+    assert!(!partial.contains("delete table"), "{partial}");
+    let _ = hold.stdin.take().expect("stdin").write_all(b"go\n");
+    let after = read_outcome(&mut hold_out);
+    let _ = hold.kill();
+    let _ = hold.wait();
+    let mut rest = String::new();
+    let _ = hold_out.read_to_string(&mut rest);
+    assert_eq!(
+        after, before,
+        "{layout:?}: established connection disturbed"
+    );
+    let next = answered(&topo.connect(&topo.client(), SPREAD, 60));
+    assert!(
+        next.iter().all(|(s, _)| *s != removed),
+        "{layout:?}: {removed} still chosen"
+    );
+    (after == before, servers(&next).len())
+}
+
 fn check_layout(layout: NftLayout, tag: &str) -> Behaviour {
     let topo = Topo::build(tag);
     // Without rules the gateway answers on the addresses the rules reject or drop.
@@ -500,43 +613,17 @@ fn check_layout(layout: NftLayout, tag: &str) -> Behaviour {
         NftLayout::SharedMap => "goto dispatch-tcp-4",
     };
     assert!(full.contains(marker), "{layout:?}: {full}");
-    let spread = "172.30.0.10:80";
-    let pods: Vec<String> = (0..PODS).map(pod_ip).collect();
 
-    // Off-cluster client: every endpoint, uniformly, always masqueraded to the node's IP.
-    let off = answered(&topo.connect(&topo.client(), spread, SAMPLES));
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (server, peer) in &off {
-        assert_eq!(
-            peer, NODE_IP,
-            "{layout:?}: off-cluster client not masqueraded"
-        );
-        *counts.entry(server.clone()).or_default() += 1;
-    }
-    let chi2 = chi_square(&counts, SAMPLES, PODS);
-    assert!(
-        chi2 < CHI2_CRITICAL_DF3,
-        "{layout:?}: not uniform: {counts:?} chi2 {chi2:.1}"
-    );
-
-    // From pod 3: uniform too; the client's own address is kept, except when it reaches
-    // itself (hairpin), which is masqueraded.
-    let from_pod = answered(&topo.connect(&topo.pod(3), spread, SAMPLES));
-    let mut pod_counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (server, peer) in &from_pod {
-        let want = if *server == pod_ip(3) {
-            NODE_IP.to_string()
+    // Off-cluster client: always masqueraded to the node's IP. Pod 3: its own address is
+    // kept, except when it reaches itself (hairpin), which is masqueraded.
+    let servers_off_cluster = check_choice(&topo, layout, &topo.client(), |_| NODE_IP.into());
+    let servers_from_pod = check_choice(&topo, layout, &topo.pod(3), |server| {
+        if server == pod_ip(3) {
+            NODE_IP.into()
         } else {
             pod_ip(3)
-        };
-        assert_eq!(*peer, want, "{layout:?}: pod client answered by {server}");
-        *pod_counts.entry(server.clone()).or_default() += 1;
-    }
-    let chi2 = chi_square(&pod_counts, SAMPLES, PODS);
-    assert!(
-        chi2 < CHI2_CRITICAL_DF3,
-        "{layout:?}: not uniform: {pod_counts:?} chi2 {chi2:.1}"
-    );
+        }
+    });
 
     // Hairpin: pod 0 through a Service whose only endpoint is pod 0.
     let hairpin = answered(&topo.connect(&topo.pod(0), "172.30.0.11:80", 5));
@@ -564,82 +651,17 @@ fn check_layout(layout: NftLayout, tag: &str) -> Behaviour {
         "{layout:?}: {draining:?}"
     );
 
-    // An established connection (off-cluster client) survives a partial sync that removes
-    // another endpoint of its Service; new connections no longer reach the removed one.
-    let mut hold = helper(&topo.client(), "helper_connect")
-        .env("ZLNM_TARGET", spread)
-        .env("ZLNM_HOLD", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("hold helper");
-    let mut hold_out = BufReader::new(hold.stdout.take().expect("stdout"));
-    let read_outcome = |r: &mut BufReader<std::process::ChildStdout>| -> Outcome {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return Outcome::Error("helper ended".into());
-            }
-            if let Some(o) = zlnm_line(line.trim()) {
-                return Outcome::parse(o);
-            }
-        }
-    };
-    let held_before = read_outcome(&mut hold_out);
-    let Outcome::Answered { server: held, .. } = held_before.clone() else {
-        panic!("{layout:?}: held connection failed: {held_before:?}");
-    };
-    let removed = pods
-        .iter()
-        .find(|p| **p != held)
-        .expect("another pod")
-        .clone();
-    let remaining: Vec<_> = pods
-        .iter()
-        .filter(|p| **p != removed)
-        .map(|p| ep(p))
-        .collect();
-    proxy
-        .tracker
-        .apply_slice(&slice("ns", "spread", "spread-1", P8080, remaining));
-    let partial = proxy.partial_sync();
-    assert!(!partial.contains("delete table"), "{partial}");
-    hold.stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"go\n")
-        .expect("go");
-    let held_after = read_outcome(&mut hold_out);
-    let _ = hold.kill();
-    let _ = hold.wait();
-    let mut rest = String::new();
-    let _ = hold_out.read_to_string(&mut rest);
-    assert_eq!(
-        held_after, held_before,
-        "{layout:?}: established connection disturbed"
-    );
-    let after = answered(&topo.connect(&topo.client(), spread, 60));
-    assert!(
-        after.iter().all(|(s, _)| *s != removed),
-        "{layout:?}: {removed} still chosen"
-    );
-
-    let servers = |v: &[(String, String)]| {
-        let mut s: Vec<String> = v.iter().map(|(s, _)| s.clone()).collect();
-        s.sort();
-        s.dedup();
-        s
-    };
+    let (held_connection_survived, servers_after_partial) =
+        check_partial_sync(&topo, &mut proxy, layout);
     Behaviour {
-        servers_off_cluster: servers(&off),
-        servers_from_pod: servers(&from_pod),
+        servers_off_cluster,
+        servers_from_pod,
         hairpin_peer: hairpin[0].1.clone(),
         empty: empty[0].clone(),
         unallocated: unallocated[0].clone(),
         draining_servers: servers(&draining),
-        held_connection_survived: held_after == held_before,
-        servers_after_partial: servers(&after).len(),
+        held_connection_survived,
+        servers_after_partial,
     }
 }
 
