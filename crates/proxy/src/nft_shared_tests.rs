@@ -346,6 +346,11 @@ fn run_convergence(cfg: NftConfig) {
         .delete_service(&service("ns", "b", "172.30.1.2", P80));
     c.tracker.apply_slice(&slice("ns", "a", "a-1", P80, eps(1)));
     c.sync_and_check("b deleted, a back with one endpoint");
+    let udp: &[(&str, u16, &str)] = &[("p80", 80, "UDP")];
+    c.tracker
+        .apply_service(&service("ns", "a", "172.30.1.1", udp));
+    c.tracker.apply_slice(&slice("ns", "a", "a-1", udp, eps(2)));
+    c.sync_and_check("a's port becomes UDP (endpoints-tcp to endpoints-udp)");
 }
 
 #[test]
