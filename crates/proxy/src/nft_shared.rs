@@ -151,7 +151,7 @@ pub fn write_elements(
     out: &mut String,
     verb: &str,
     set: &str,
-    elems: impl Iterator<Item = String>,
+    elems: impl Iterator<Item = impl std::fmt::Display>,
     batch: bool,
 ) {
     let per = if batch { ELEMENT_BATCH } else { 1 };
@@ -175,6 +175,30 @@ pub fn write_elements(
 
 /// ClusterIP, port and endpoint index: the key of an `endpoints-*` element.
 type EpKey = (Ipv4Addr, u16, usize);
+
+/// An `endpoints-*` element as nft text: the key, and the value when adding (written
+/// straight into the transaction, no string per element).
+struct EpElem<'a>(&'a EpKey, Option<&'a (Ipv4Addr, u16)>);
+
+impl std::fmt::Display for EpElem<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (ip, port, k) = self.0;
+        write!(f, "{ip} . {port} . {k}")?;
+        match self.1 {
+            Some((eip, eport)) => write!(f, " : {eip} . {eport}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A `hairpin` element: `ip . ip`.
+struct Hairpin<'a>(&'a Ipv4Addr);
+
+impl std::fmt::Display for Hairpin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{0} . {0}", self.0)
+    }
+}
 
 /// The `endpoints-*` elements of one shared service port: keys `cluster_ip . port . k`, values
 /// `endpoints[k]`. Keys never collide between service ports (a ClusterIP, protocol and port
@@ -391,23 +415,18 @@ impl SharedDiffs {
         for (p, d) in &self.endpoints {
             let map = endpoints_map(*p);
             if deletes {
-                let keys = d
-                    .deleted
-                    .iter()
-                    .map(|(ip, port, k)| format!("{ip} . {port} . {k}"));
+                let keys = d.deleted.iter().map(|k| EpElem(k, None));
                 write_elements(out, "delete", &map, keys, true);
             } else {
-                let elems = d.added.iter().map(|((ip, port, k), (eip, eport))| {
-                    format!("{ip} . {port} . {k} : {eip} . {eport}")
-                });
+                let elems = d.added.iter().map(|(k, ep)| EpElem(k, Some(ep)));
                 write_elements(out, "add", &map, elems, true);
             }
         }
         if deletes {
-            let keys = self.hairpin_deleted.iter().map(|ip| format!("{ip} . {ip}"));
+            let keys = self.hairpin_deleted.iter().map(Hairpin);
             write_elements(out, "delete", HAIRPIN_SET, keys, true);
         } else {
-            let elems = self.hairpin_added.iter().map(|ip| format!("{ip} . {ip}"));
+            let elems = self.hairpin_added.iter().map(Hairpin);
             write_elements(out, "add", HAIRPIN_SET, elems, true);
         }
     }
