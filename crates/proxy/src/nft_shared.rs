@@ -217,8 +217,6 @@ pub struct SharedMaps {
     endpoints: BTreeMap<ServicePortName, OwnedEndpoints>,
     /// Shared service ports per endpoint IP: the `hairpin` element exists while it has some.
     hairpin_refs: BTreeMap<Ipv4Addr, usize>,
-    /// The dispatch chain each shared service port's ClusterIP element points to.
-    dispatch_of: BTreeMap<ServicePortName, (Protocol, usize)>,
     /// Service ports per dispatch chain; a chain exists exactly while it has some.
     dispatch_refs: BTreeMap<(Protocol, usize), usize>,
 }
@@ -276,8 +274,18 @@ impl SharedMaps {
         touched: &mut BTreeMap<(Protocol, usize), usize>,
     ) {
         let shared = sp.filter(|sp| uses_shared_map(sp));
-        let new_dispatch = sp.and_then(SharedMaps::dispatch_for);
-        let old_dispatch = self.dispatch_of.remove(name);
+        let new = shared.map(|sp| OwnedEndpoints {
+            protocol: sp.port.name.protocol,
+            cluster_ip: sp.port.cluster_ip,
+            port: sp.port.port,
+            endpoints: sp
+                .endpoints
+                .iter()
+                .map(|e| (e.endpoint.ip, e.endpoint.port))
+                .collect(),
+        });
+        let old = self.endpoints.remove(name);
+        let (old_dispatch, new_dispatch) = (dispatch_of(old.as_ref()), dispatch_of(new.as_ref()));
         if old_dispatch != new_dispatch {
             if let Some(k) = old_dispatch {
                 let refs = self.dispatch_refs.entry(k).or_default();
@@ -290,20 +298,6 @@ impl SharedMaps {
                 *refs += 1;
             }
         }
-        if let Some(k) = new_dispatch {
-            self.dispatch_of.insert(name.clone(), k);
-        }
-        let new = shared.map(|sp| OwnedEndpoints {
-            protocol: sp.port.name.protocol,
-            cluster_ip: sp.port.cluster_ip,
-            port: sp.port.port,
-            endpoints: sp
-                .endpoints
-                .iter()
-                .map(|e| (e.endpoint.ip, e.endpoint.port))
-                .collect(),
-        });
-        let old = self.endpoints.remove(name);
         if old != new {
             diff_endpoints(old.as_ref(), new.as_ref(), diffs);
             self.update_hairpin(old.as_ref(), new.as_ref(), diffs);
@@ -321,11 +315,14 @@ impl SharedMaps {
         new: Option<&OwnedEndpoints>,
         diffs: &mut SharedDiffs,
     ) {
-        let mut before: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        // Each endpoint IP comes once per service port: a short list does.
+        let mut before: Vec<(Ipv4Addr, usize)> = Vec::new();
         for (owned, up) in [(old, false), (new, true)] {
             for (ip, _) in owned.iter().flat_map(|o| &o.endpoints) {
                 let refs = self.hairpin_refs.entry(*ip).or_default();
-                before.entry(*ip).or_insert(*refs);
+                if !before.iter().any(|(b, _)| b == ip) {
+                    before.push((*ip, *refs));
+                }
                 *refs = if up {
                     *refs + 1
                 } else {
@@ -376,6 +373,14 @@ impl SharedMaps {
         }
         changes
     }
+}
+
+/// The dispatch chain a shared service port's ClusterIP element goes to (none without
+/// endpoints).
+fn dispatch_of(owned: Option<&OwnedEndpoints>) -> Option<(Protocol, usize)> {
+    owned
+        .filter(|o| !o.endpoints.is_empty())
+        .map(|o| (o.protocol, o.endpoints.len()))
 }
 
 /// The `endpoints-*` element deletes and adds from `old` to `new`: only indices whose key or
