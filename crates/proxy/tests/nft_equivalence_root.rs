@@ -1,8 +1,10 @@
 //! Root-only: the `upstream` and `shared-map` nftables layouts behave the same in the kernel.
-//! For each layout it builds a node namespace with the rules, an off-cluster client namespace
-//! and four pod namespaces (routed /32 veths, as the lab wires pods), runs TCP servers in the
-//! pods and clients in the client and a pod (helper processes: this test binary re-run inside
-//! a namespace with `ip netns exec`), and checks: uniform endpoint choice (chi-square),
+//! For each layout it builds a node namespace with the rules, an off-cluster client namespace,
+//! a gateway namespace that answers on every service-CIDR address (so a REJECT or DROP is the
+//! rules' doing, checked before they are applied) and four pod namespaces (routed /32 veths,
+//! as the lab wires pods), runs TCP servers in the pods and clients in the client and a pod
+//! (helper processes: this test binary re-run inside a namespace with `ip netns exec`), and
+//! checks: uniform endpoint choice (chi-square),
 //! masquerade of off-cluster sources only, hairpin masquerade, REJECT without endpoints, DROP
 //! of unallocated ClusterIPs, the serving-terminating fallback, and that a partial sync leaves
 //! an established connection alone. Namespaces are `zlnm-<pid>-<layout>-*`, removed by a Drop
