@@ -49,6 +49,11 @@ pub struct AgentArgs {
     /// kube-proxy mode.
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// nftables rule layout: `upstream` (upstream kube-proxy's rules: an anonymous vmap per
+    /// Service, O(N^2) in the kernel per transaction) or `shared-map` (one endpoint map per
+    /// protocol and dispatch chains; docs/proxy.md).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
+    pub nftables_layout: String,
     /// Minimum time between proxy syncs [upstream 1s; fast 100ms].
     #[arg(long, value_parser = parse_duration)]
     pub min_sync_period: Option<Duration>,
@@ -113,6 +118,7 @@ fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
     cfg.nft.nodeport_ips = vec![args.node_ip];
     cfg.nft.node_ip = Some(args.node_ip);
     cfg.iptables.node_ip = Some(args.node_ip);
+    cfg.nft.layout = proxy::nft::NftLayout::parse(&args.nftables_layout)?;
     cfg.nft.cluster_cidr = Some(cluster);
     cfg.nft.service_cidrs = vec![services];
     cfg.iptables.cluster_cidr = Some(cluster);
@@ -190,4 +196,42 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     // The proxy never ends on its own: if it does (a panic), the agent exits non-zero.
     crate::supervise::until_task_ends("kube-proxy", &mut proxy, signals).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec![
+            "agent",
+            "--node-name=n1",
+            "--zone=a",
+            "--node-ip=10.0.0.2",
+            "--pod-cidr=10.244.1.0/24",
+            "--server=http://10.0.0.1:6443",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn nftables_layout_flag() {
+        let default = syncer_config(&parse(&[]).expect("parses").agent).expect("config");
+        assert_eq!(default.nft.layout, proxy::nft::NftLayout::Upstream);
+        let shared = parse(&["--nftables-layout", "shared-map"]).expect("parses");
+        let cfg = syncer_config(&shared.agent).expect("config");
+        assert_eq!(cfg.nft.layout, proxy::nft::NftLayout::SharedMap);
+        let bad = parse(&["--nftables-layout", "shared"])
+            .err()
+            .expect("rejected");
+        assert!(bad.to_string().contains("shared-map"), "{bad}");
+    }
 }

@@ -107,6 +107,9 @@ pub struct UpArgs {
     /// kube-proxy mode of every agent.
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// nftables rule layout of every agent (`zonelab agent --nftables-layout`).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
+    pub nftables_layout: String,
     /// Loopback port for kubectl.
     #[arg(long, default_value_t = 6443)]
     pub api_port: u16,
@@ -459,7 +462,8 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         api_port: up.api_port,
         wait: up.wait,
         server_flags: Vec::new(),
-        agent_flags: Vec::new(),
+        // Kept in the lab's config, so agents `recover` restarts get it too.
+        agent_flags: vec![format!("--nftables-layout={}", up.nftables_layout)],
         kube_proxy_daemonset: up.kube_proxy_daemonset,
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;
