@@ -19,6 +19,7 @@ use crate::server::{Body, Server};
 mod delete;
 mod events_v1;
 pub(crate) mod evict;
+mod pod_log;
 mod read;
 mod sub;
 mod write;

@@ -1,0 +1,298 @@
+//! The kubelet's log endpoint (I/O, thin): `GET /containerLogs/NS/POD/CONTAINER` on the
+//! kubelet port (upstream 10250), with `follow`, `previous`, `tailLines`, `sinceSeconds`,
+//! `sinceTime`, `timestamps` and `limitBytes`. Which instance to read comes from the kubelet
+//! loop ([`LogQuery`], answered by [`crate::Kubelet::container_log_target`]); the bytes come
+//! from the runtime's log files. Start at [`serve`].
+
+use std::convert::Infallible;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::logs::LogTarget;
+use crate::logfmt::{self, LogOptions};
+
+/// How often a follow looks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// How often a follow asks the kubelet whether the instance still runs (every N polls).
+const FOLLOW_CHECK_EVERY: u32 = 5;
+/// Chunks buffered towards a slow follower before the reader waits.
+const FOLLOW_CHANNEL: usize = 16;
+/// Requests waiting for the kubelet loop at most.
+pub const QUERY_CHANNEL: usize = 64;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A question for the kubelet loop: which instance does this request read?
+pub struct LogQuery {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub previous: bool,
+    pub reply: oneshot::Sender<Result<LogTarget, String>>,
+}
+
+/// What the endpoint needs.
+#[derive(Clone)]
+pub struct LogServer {
+    /// The runtime's log root (`LogConfig::root`).
+    pub root: PathBuf,
+    pub max_files: u32,
+    pub queries: mpsc::Sender<LogQuery>,
+}
+
+impl LogServer {
+    async fn target(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<LogTarget, String> {
+        let (reply, rx) = oneshot::channel();
+        let q = LogQuery {
+            namespace: ns.into(),
+            pod: pod.into(),
+            container: container.into(),
+            previous,
+            reply,
+        };
+        self.queries
+            .send(q)
+            .await
+            .map_err(|_| "the kubelet is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the kubelet is shutting down".to_string())?
+    }
+}
+
+/// Serve the endpoint on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, server: LogServer) {
+    let server = Arc::new(server);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(handle(&server, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn text(code: StatusCode, msg: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(msg.into()).boxed_unsync());
+    *r.status_mut() = code;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+async fn handle(server: &LogServer, req: Request<Incoming>) -> Response<Body> {
+    let segs: Vec<&str> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (ns, pod, container) = match segs.as_slice() {
+        ["containerLogs", ns, pod, container] => (*ns, *pod, *container),
+        ["containerLogs", ..] => {
+            return text(StatusCode::BAD_REQUEST, "Missing container name.");
+        }
+        _ => return text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    };
+    let query = req.uri().query().unwrap_or("");
+    let pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    let opts = match LogOptions::parse(pairs) {
+        Ok(o) => o,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let target = match server.target(ns, pod, container, opts.previous).await {
+        Ok(t) => t,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
+    let mut reader = InstanceReader::new(server, &target);
+    let now = chrono::Utc::now();
+    let mut first = logfmt::render(&reader.read_all(), &opts, now);
+    let mut budget = opts.limit_bytes.unwrap_or(u64::MAX);
+    cap(&mut first, &mut budget);
+    if !(opts.follow && target.running) || budget == 0 {
+        return text(StatusCode::OK, first);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(FOLLOW_CHANNEL);
+    let follow = Follow {
+        server: server.clone(),
+        ns: ns.into(),
+        pod: pod.into(),
+        target,
+        opts,
+        budget,
+    };
+    tokio::spawn(follow.run(reader, first, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut r = Response::new(StreamBody::new(stream).boxed_unsync());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Cut `bytes` to the remaining `limitBytes` budget.
+fn cap(bytes: &mut Vec<u8>, budget: &mut u64) {
+    let n = (bytes.len() as u64).min(*budget);
+    bytes.truncate(n as usize);
+    *budget -= n;
+}
+
+/// Reads one instance's files; remembers where the current file ended for a follow.
+struct InstanceReader {
+    dir: PathBuf,
+    attempt: i32,
+    max_files: u32,
+    /// Inode and offset of the current file (`<attempt>.log`) read so far.
+    inode: Option<u64>,
+    offset: u64,
+}
+
+impl InstanceReader {
+    fn new(server: &LogServer, t: &LogTarget) -> InstanceReader {
+        InstanceReader {
+            dir: logfmt::container_dir(&server.root, &t.uid, &t.container),
+            attempt: t.attempt,
+            max_files: server.max_files,
+            inode: None,
+            offset: 0,
+        }
+    }
+
+    /// Every record of the instance, oldest first.
+    fn read_all(&mut self) -> Vec<logfmt::CriLine> {
+        let mut out = Vec::new();
+        let files = logfmt::instance_files(&self.dir, self.attempt, self.max_files);
+        let last = files.len().saturating_sub(1);
+        for (i, f) in files.iter().enumerate() {
+            let Ok(bytes) = std::fs::read(f) else {
+                continue;
+            };
+            let complete = complete_len(&bytes);
+            out.extend(logfmt::parse_all(&bytes[..complete]));
+            if i == last {
+                self.inode = std::fs::metadata(f).ok().map(|m| m.ino());
+                self.offset = complete as u64;
+            }
+        }
+        out
+    }
+
+    /// Records written since the last read (following a rotation once).
+    fn read_new(&mut self) -> Vec<logfmt::CriLine> {
+        let current = logfmt::log_file(&self.dir, self.attempt, 0);
+        let ino = std::fs::metadata(&current).ok().map(|m| m.ino());
+        let mut out = Vec::new();
+        if ino != self.inode && self.inode.is_some() {
+            // Rotated: finish the old file (now `.log.1`), then start the new one.
+            let old = logfmt::log_file(&self.dir, self.attempt, 1);
+            if std::fs::metadata(&old).ok().map(|m| m.ino()) == self.inode {
+                out.extend(self.read_from(&old).0);
+            }
+            self.offset = 0;
+        }
+        self.inode = ino;
+        let (lines, end) = self.read_from(&current);
+        self.offset = end;
+        out.extend(lines);
+        out
+    }
+
+    fn read_from(&self, path: &std::path::Path) -> (Vec<logfmt::CriLine>, u64) {
+        let Ok(bytes) = std::fs::read(path) else {
+            return (Vec::new(), self.offset);
+        };
+        let start = (self.offset as usize).min(bytes.len());
+        let tail = &bytes[start..];
+        let complete = complete_len(tail);
+        (
+            logfmt::parse_all(&tail[..complete]),
+            (start + complete) as u64,
+        )
+    }
+}
+
+/// Length of `bytes` up to and including its last newline.
+fn complete_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+}
+
+struct Follow {
+    server: LogServer,
+    ns: String,
+    pod: String,
+    target: LogTarget,
+    opts: LogOptions,
+    budget: u64,
+}
+
+impl Follow {
+    /// Send `first`, then new lines until the instance ends, the budget is spent or the client
+    /// goes away.
+    async fn run(mut self, mut reader: InstanceReader, first: Vec<u8>, tx: mpsc::Sender<Bytes>) {
+        if !first.is_empty() && tx.send(Bytes::from(first)).await.is_err() {
+            return;
+        }
+        let mut polls = 0u32;
+        loop {
+            tokio::time::sleep(FOLLOW_POLL).await;
+            polls += 1;
+            let ended = polls.is_multiple_of(FOLLOW_CHECK_EVERY) && !self.still_running().await;
+            let since = self.opts.since(chrono::Utc::now());
+            let mut chunk: Vec<u8> = reader
+                .read_new()
+                .iter()
+                .filter(|l| since.is_none_or(|t| l.time >= t))
+                .flat_map(|l| logfmt::render_line(l, self.opts.timestamps))
+                .collect();
+            cap(&mut chunk, &mut self.budget);
+            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+            if ended || self.budget == 0 || tx.is_closed() {
+                return;
+            }
+        }
+    }
+
+    async fn still_running(&self) -> bool {
+        let now = self
+            .server
+            .target(&self.ns, &self.pod, &self.target.container, false)
+            .await;
+        matches!(now, Ok(t) if t.running && t.uid == self.target.uid && t.attempt == self.target.attempt)
+    }
+}
