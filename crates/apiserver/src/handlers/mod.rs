@@ -25,6 +25,7 @@ mod sub;
 mod write;
 
 pub use delete::delete_now;
+pub use pod_log::KubeletDialer;
 pub use write::{FieldValidation, WriteOptions, Written, create_object};
 
 /// One request, parsed.

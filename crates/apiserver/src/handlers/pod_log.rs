@@ -8,6 +8,7 @@
 //! Start at [`log`].
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,18 @@ use crate::server::{Body, Server};
 /// 30 s `net.Dialer` timeout, k/k `pkg/kubelet/client/kubelet_client.go` via
 /// `utilnet.SetTransportDefaults`).
 pub const KUBELET_DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connects to a kubelet (`addr`, dial timeout): blocking, called on a blocking thread.
+#[derive(Clone)]
+pub struct KubeletDialer(
+    pub Arc<dyn Fn(SocketAddr, Duration) -> std::io::Result<std::net::TcpStream> + Send + Sync>,
+);
+
+impl std::fmt::Debug for KubeletDialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeletDialer")
+    }
+}
+
 /// Upstream kubelet port when the Node reports none (`ports.KubeletPort`).
 pub const DEFAULT_KUBELET_PORT: i64 = 10250;
 /// Most bytes of a kubelet's error answer kept (upstream `maxReadLength` = 50000).
@@ -71,8 +84,8 @@ pub async fn log(
     let addr = kubelet_address(&node)
         .ok_or_else(|| StatusError::bad_request(format!("node {node_name:?} has no address")))?;
     let ns = t.namespace.as_deref().unwrap_or("default");
-    let url = kubelet_url(&addr, ns, name, &container, &ctx.query);
-    proxy(&addr, &url).await
+    let url = kubelet_url(&addr.to_string(), ns, name, &container, &ctx.query);
+    proxy(server.cfg.kubelet_dialer.clone(), addr, &url).await
 }
 
 /// Upstream `ValidatePodLogOptions`: 422 `PodLogOptions "NAME" is invalid: …`.
@@ -168,21 +181,21 @@ fn choose_container(
     )))
 }
 
-/// `host:port` of the node's kubelet.
-fn kubelet_address(node: &Value) -> Option<String> {
+/// The node's kubelet: the first IP address of the preferred types (names are never
+/// resolved) and its port.
+fn kubelet_address(node: &Value) -> Option<SocketAddr> {
     let addresses = node["status"]["addresses"].as_array()?;
-    let host = PREFERRED_ADDRESS_TYPES.iter().find_map(|want| {
+    let ip = PREFERRED_ADDRESS_TYPES.iter().find_map(|want| {
         addresses
             .iter()
-            .find(|a| a["type"] == *want)
-            .and_then(|a| a["address"].as_str())
-            .filter(|a| !a.is_empty())
+            .filter(|a| a["type"] == *want)
+            .find_map(|a| a["address"].as_str()?.parse::<IpAddr>().ok())
     })?;
     let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
         .as_i64()
         .filter(|p| *p > 0)
         .unwrap_or(DEFAULT_KUBELET_PORT);
-    Some(format!("{host}:{port}"))
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
 }
 
 fn kubelet_url(
@@ -258,18 +271,45 @@ fn reason_for(code: StatusCode) -> &'static str {
     }
 }
 
-async fn proxy(addr: &str, url: &str) -> Result<Response<Body>, StatusError> {
-    let get_failed = |why: String| transport_error(format!("Get {url:?}: {why}"));
-    let stream = match tokio::time::timeout(
-        KUBELET_DIAL_TIMEOUT,
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(get_failed(dial_error(addr, Some(&e)))),
-        Err(_) => return Err(get_failed(dial_error(addr, None))),
+/// Connect to the kubelet at `addr` within [`KUBELET_DIAL_TIMEOUT`]; `None` on a timeout.
+async fn dial(
+    dialer: Option<KubeletDialer>,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpStream, Option<std::io::Error>> {
+    let Some(dialer) = dialer else {
+        return match tokio::time::timeout(
+            KUBELET_DIAL_TIMEOUT,
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(None),
+        };
     };
+    let joined = tokio::task::spawn_blocking(move || (dialer.0)(addr, KUBELET_DIAL_TIMEOUT)).await;
+    let std_stream = match joined {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => return Err(None),
+        Ok(Err(e)) => return Err(Some(e)),
+        Err(e) => return Err(Some(std::io::Error::other(e.to_string()))),
+    };
+    std_stream.set_nonblocking(true).map_err(Some)?;
+    tokio::net::TcpStream::from_std(std_stream).map_err(Some)
+}
+
+async fn proxy(
+    dialer: Option<KubeletDialer>,
+    addr: SocketAddr,
+    url: &str,
+) -> Result<Response<Body>, StatusError> {
+    let get_failed = |why: String| transport_error(format!("Get {url:?}: {why}"));
+    let addr_text = addr.to_string();
+    let stream = match dial(dialer, addr).await {
+        Ok(s) => s,
+        Err(e) => return Err(get_failed(dial_error(&addr_text, e.as_ref()))),
+    };
+    let addr = addr_text.as_str();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -343,7 +383,12 @@ mod tests {
         let node = json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"},
             {"type": "InternalIP", "address": "10.0.0.5"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
-        assert_eq!(kubelet_address(&node).as_deref(), Some("10.0.0.5:10250"));
+        assert_eq!(
+            kubelet_address(&node).map(|a| a.to_string()).as_deref(),
+            Some("10.0.0.5:10250")
+        );
+        let named = json!({"status": {"addresses": [{"type": "Hostname", "address": "n1"}]}});
+        assert_eq!(kubelet_address(&named), None, "names are not resolved");
         let q = [
             ("follow", "true"),
             ("previous", "false"),
