@@ -296,3 +296,153 @@ impl Follow {
         matches!(now, Ok(t) if t.running && t.uid == self.target.uid && t.attempt == self.target.attempt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::logfmt::Stream;
+    use crate::logwriter::LogConfig;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!("GET {path} HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        (
+            code,
+            if chunked {
+                dechunk(body)
+            } else {
+                body.to_string()
+            },
+        )
+    }
+
+    /// The payload of a chunked body (or the body itself).
+    fn dechunk(body: &str) -> String {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                return body.to_string();
+            };
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_tail_errors_and_a_follow_that_ends_with_the_instance() {
+        let root = tempfile::tempdir().expect("tmp");
+        let cfg = LogConfig {
+            root: root.path().to_path_buf(),
+            max_size: 1 << 20,
+            max_files: 2,
+        };
+        let cap = cfg.capture("u", "c", 0).expect("capture");
+        let (mut out, rx) = tokio::io::duplex(1 << 16);
+        cap.spawn_reader(Stream::Stdout, rx);
+        out.write_all(b"one\ntwo\n").await.expect("write");
+        let running = Arc::new(AtomicBool::new(true));
+        let (qtx, mut qrx) = mpsc::channel::<LogQuery>(4);
+        let r = running.clone();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let a = asked.clone();
+        tokio::spawn(async move {
+            while let Some(q) = qrx.recv().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let answer = if q.pod == "p" {
+                    Ok(LogTarget {
+                        uid: "u".into(),
+                        container: q.container.clone(),
+                        attempt: 0,
+                        running: r.load(Ordering::SeqCst),
+                    })
+                } else {
+                    Err(format!(
+                        "pod {:?} cannot be found - no logs available",
+                        q.pod
+                    ))
+                };
+                let _ = q.reply.send(answer);
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(
+            listener,
+            LogServer {
+                root: root.path().to_path_buf(),
+                max_files: 2,
+                queries: qtx,
+            },
+        ));
+        // Wait (bounded) until the reader wrote both lines.
+        let mut body = String::new();
+        for _ in 0..100 {
+            body = get(addr, "/containerLogs/ns/p/c").await.1;
+            if body == "one\ntwo\n" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(body, "one\ntwo\n");
+        assert_eq!(
+            get(addr, "/containerLogs/ns/p/c?tailLines=1").await,
+            (200, "two\n".to_string())
+        );
+        assert_eq!(
+            get(addr, "/containerLogs/ns/p/c?limitBytes=5").await,
+            (200, "one\nt".to_string())
+        );
+        assert_eq!(
+            get(addr, "/containerLogs/ns/gone/c").await,
+            (
+                400,
+                "pod \"gone\" cannot be found - no logs available".to_string()
+            )
+        );
+        assert_eq!(get(addr, "/containerLogs/ns/p/c?tailLines=x").await.0, 400);
+        // Follow: new lines arrive; the stream ends once the instance stops running.
+        let before = asked.load(Ordering::SeqCst);
+        let follow = tokio::spawn(get(addr, "/containerLogs/ns/p/c?follow=true"));
+        for _ in 0..500 {
+            if asked.load(Ordering::SeqCst) > before {
+                break; // the follow has its target (a running instance)
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        out.write_all(b"three\n").await.expect("write");
+        for _ in 0..100 {
+            if get(addr, "/containerLogs/ns/p/c?tailLines=1").await.1 == "three\n" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        running.store(false, Ordering::SeqCst);
+        let (code, body) = tokio::time::timeout(Duration::from_secs(10), follow)
+            .await
+            .expect("the follow ended")
+            .expect("join");
+        assert_eq!((code, body.as_str()), (200, "one\ntwo\nthree\n"));
+    }
+}
