@@ -120,6 +120,10 @@ pub struct UpArgs {
     /// in every zone, behind a load balancer).
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub control_plane_store: String,
+    /// Every kubelet's `--image-policy`: `stand-in` runs images the lab cannot run as the
+    /// `zonelab/echo` stand-in, `fail` refuses them (ErrImagePull / ImagePullBackOff).
+    #[arg(long, default_value = "stand-in", value_parser = ["stand-in", "fail"])]
+    pub image_policy: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -452,7 +456,7 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         api_port: up.api_port,
         wait: up.wait,
         server_flags: Vec::new(),
-        agent_flags: Vec::new(),
+        agent_flags: vec![format!("--image-policy={}", up.image_policy)],
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;
     Ok(())
