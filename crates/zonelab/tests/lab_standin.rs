@@ -307,7 +307,8 @@ fn a_real_image_runs_as_a_stand_in_with_logs() {
         "{err}"
     );
 
-    // A pod on a powered-off node: upstream's dial error, through the node's address.
+    // A pod on a powered-off node: upstream's dial error (after its 30 s dial timeout),
+    // through the node's address.
     let victim = &web_pods[0];
     let node = g.kubectl(
         &["get", "pod", victim, "-o", "jsonpath={.spec.nodeName}"],
@@ -332,9 +333,10 @@ fn a_real_image_runs_as_a_stand_in_with_logs() {
     let o = g.kubectl_run(&["logs", victim]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("kubectl logs of a pod on the powered-off node: {err}");
     assert!(
         err.contains(&format!(
-            "Get \"http://{ip}:10250/containerLogs/default/{victim}/nginx\": dial tcp {ip}:10250: "
+            "Error from server: Get \"http://{ip}:10250/containerLogs/default/{victim}/nginx\": dial tcp {ip}:10250: i/o timeout"
         )),
         "{err}"
     );
