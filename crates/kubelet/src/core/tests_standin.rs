@@ -188,3 +188,42 @@ fn log_targets_follow_restarts() {
             .starts_with("Back-off restarting failed container c in pod web_default(")
     );
 }
+
+#[test]
+fn the_annotation_is_retried_after_a_failed_write_and_logs_go_with_the_pod() {
+    let mut rig = rig(ImagePolicy::StandIn);
+    let failures = std::rc::Rc::new(std::cell::Cell::new(1));
+    let f = failures.clone();
+    rig.writes = Box::new(move |a, _| match a {
+        Action::Update(Object::Pod(_)) if f.get() > 0 => {
+            f.set(f.get() - 1);
+            Some(controllers::WriteError::Other("etcd unavailable".into()))
+        }
+        _ => None,
+    });
+    rig.put(pod(
+        "web",
+        json!({"image": "redis:7", "ports": [{"containerPort": 6379}]}),
+        json!({}),
+    ));
+    let ann = |rig: &Rig| {
+        rig.pod("web")
+            .and_then(|p| p.metadata.annotations.clone())
+            .and_then(|a| a.get(STAND_IN_ANNOTATION).cloned())
+    };
+    assert_eq!(ann(&rig), None, "the first write failed");
+    rig.advance(config::STATUS_RETRY);
+    assert_eq!(
+        ann(&rig).as_deref(),
+        Some("c=redis:7"),
+        "retried after the delay"
+    );
+    rig.delete_pod("web");
+    rig.advance(1_000);
+    let removed = rig.commands_where(|c| matches!(c, RuntimeCommand::RemoveLogs { .. }));
+    assert_eq!(
+        removed.len(),
+        1,
+        "the pod's logs are removed once it is gone"
+    );
+}
