@@ -264,6 +264,12 @@ fn a_real_image_runs_as_a_stand_in_with_logs() {
             all.contains("\"GET /index.html HTTP/1.1\" 200") && all.contains("kube-probe/"),
             "{bin}: the probes' requests are logged: {all}"
         );
+        let args = ["logs", "--since=1h", web_pods[0].as_str()];
+        let since = ok_stdout(bin, &args, &kubectl_with(&g, bin, &args));
+        assert!(
+            since.starts_with(&all),
+            "{bin}: --since=1h keeps every line: {since}"
+        );
         let args = ["logs", "--tail=1", "--timestamps", web_pods[0].as_str()];
         let tail = ok_stdout(bin, &args, &kubectl_with(&g, bin, &args));
         assert_eq!(tail.lines().count(), 1, "{bin}: {tail}");
@@ -280,6 +286,26 @@ fn a_real_image_runs_as_a_stand_in_with_logs() {
             "{bin}: -f: {followed2:?}"
         );
     }
+
+    // The redis:7 stand-in of the two-container pod serves its own port.
+    let multi_ip = g.kubectl(
+        &["get", "pod", "multi", "-o", "jsonpath={.status.podIP}"],
+        None,
+    );
+    let recs = g.load(
+        "client",
+        &format!("http://{multi_ip}:6379/"),
+        5,
+        "200ms",
+        &state.path().join("redis.jsonl"),
+    );
+    assert!(
+        !recs.is_empty()
+            && recs
+                .iter()
+                .all(|r| r["outcome"] == "ok" && r["pod"] == "multi"),
+        "{recs:?}"
+    );
 
     // --previous of a restarting container, -c, and upstream's errors.
     wait_for("a restarted container b", Duration::from_secs(60), || {

@@ -80,7 +80,29 @@ pub fn tcp_ports(c: &Container) -> Vec<u16> {
     out
 }
 
-/// How `c` runs under `policy`.
+/// The numeric ports of the container's httpGet/tcpSocket probes (a port may be probed
+/// without being declared: `containerPort` is informational upstream).
+fn probe_ports(c: &Container) -> Vec<u16> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    [&c.readiness_probe, &c.liveness_probe, &c.startup_probe]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let port = p
+                .http_get
+                .as_ref()
+                .map(|h| &h.port)
+                .or(p.tcp_socket.as_ref().map(|t| &t.port))?;
+            match port {
+                IntOrString::Int(n) => u16::try_from(*n).ok().filter(|n| *n != 0),
+                IntOrString::String(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// How `c` runs under `policy`. A stand-in serves every declared TCP port, then any port its
+/// probes use that is not declared.
 pub fn plan(c: &Container, policy: ImagePolicy) -> Plan {
     let image = c.image.clone().unwrap_or_default();
     if image_repository(&image) == ECHO_IMAGE {
@@ -93,10 +115,15 @@ pub fn plan(c: &Container, policy: ImagePolicy) -> Plan {
         return Plan::Command(argv);
     }
     match policy {
-        ImagePolicy::StandIn => Plan::StandIn {
-            image,
-            ports: tcp_ports(c),
-        },
+        ImagePolicy::StandIn => {
+            let mut ports = tcp_ports(c);
+            for p in probe_ports(c) {
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            Plan::StandIn { image, ports }
+        }
         ImagePolicy::Fail => Plan::Refuse { image },
     }
 }
@@ -168,6 +195,18 @@ mod tests {
             Plan::Refuse {
                 image: "nginx:1.25".into()
             }
+        );
+        let probed = container(serde_json::json!({"name": "c", "image": "app:2",
+            "ports": [{"containerPort": 8080, "name": "http"}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}},
+            "livenessProbe": {"tcpSocket": {"port": 9090}}}));
+        assert_eq!(
+            plan(&probed, ImagePolicy::StandIn),
+            Plan::StandIn {
+                image: "app:2".into(),
+                ports: vec![8080, 9090]
+            },
+            "an undeclared probe port is served too"
         );
         // args without a command still leave the image's entrypoint to run: a stand-in.
         let args_only = container(serde_json::json!({"name": "c", "image": "redis:7",
