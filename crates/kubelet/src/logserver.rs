@@ -18,7 +18,7 @@ use hyper::body::{Frame, Incoming};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::logs::LogTarget;
+use crate::core::logs::{LogTarget, LogTargetError};
 use crate::logfmt::{self, LogOptions};
 
 /// How often a follow looks for new lines.
@@ -38,7 +38,7 @@ pub struct LogQuery {
     pub pod: String,
     pub container: String,
     pub previous: bool,
-    pub reply: oneshot::Sender<Result<LogTarget, String>>,
+    pub reply: oneshot::Sender<Result<LogTarget, LogTargetError>>,
 }
 
 /// What the endpoint needs.
@@ -57,7 +57,8 @@ impl LogServer {
         pod: &str,
         container: &str,
         previous: bool,
-    ) -> Result<LogTarget, String> {
+    ) -> Result<LogTarget, LogTargetError> {
+        let gone = || LogTargetError::Unavailable("the kubelet is shutting down".into());
         let (reply, rx) = oneshot::channel();
         let q = LogQuery {
             namespace: ns.into(),
@@ -66,12 +67,8 @@ impl LogServer {
             previous,
             reply,
         };
-        self.queries
-            .send(q)
-            .await
-            .map_err(|_| "the kubelet is shutting down".to_string())?;
-        rx.await
-            .map_err(|_| "the kubelet is shutting down".to_string())?
+        self.queries.send(q).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 }
 
@@ -125,13 +122,19 @@ async fn handle(server: &LogServer, req: Request<Incoming>) -> Response<Body> {
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
-    let opts = match LogOptions::parse(pairs) {
-        Ok(o) => o,
-        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+    let Ok(opts) = LogOptions::parse(pairs) else {
+        // Upstream's kubelet answers an undecodable query with exactly this.
+        return text(
+            StatusCode::BAD_REQUEST,
+            r#"{"message": "Unable to decode query."}"#,
+        );
     };
     let target = match server.target(ns, pod, container, opts.previous).await {
         Ok(t) => t,
-        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+        Err(e) => {
+            let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(code, e.to_string());
+        }
     };
     let mut reader = InstanceReader::new(server, &target);
     let now = chrono::Utc::now();
@@ -378,10 +381,10 @@ mod tests {
                         running: r.load(Ordering::SeqCst),
                     })
                 } else {
-                    Err(format!(
-                        "pod {:?} cannot be found - no logs available",
+                    Err(LogTargetError::NotFound(format!(
+                        "pod {:?} does not exist\n",
                         q.pod
-                    ))
+                    )))
                 };
                 let _ = q.reply.send(answer);
             }
@@ -416,10 +419,7 @@ mod tests {
         );
         assert_eq!(
             get(addr, "/containerLogs/ns/gone/c").await,
-            (
-                400,
-                "pod \"gone\" cannot be found - no logs available".to_string()
-            )
+            (404, "pod \"gone\" does not exist\n".to_string())
         );
         assert_eq!(get(addr, "/containerLogs/ns/p/c?tailLines=x").await.0, 400);
         // Follow: new lines arrive; the stream ends once the instance stops running.

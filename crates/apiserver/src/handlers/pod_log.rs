@@ -85,7 +85,7 @@ pub async fn log(
         .ok_or_else(|| StatusError::bad_request(format!("node {node_name:?} has no address")))?;
     let ns = t.namespace.as_deref().unwrap_or("default");
     let url = kubelet_url(&addr.to_string(), ns, name, &container, &ctx.query);
-    proxy(server.cfg.kubelet_dialer.clone(), addr, &url).await
+    proxy(server.cfg.kubelet_dialer.clone(), addr, &url, name).await
 }
 
 /// Upstream `ValidatePodLogOptions`: 422 `PodLogOptions "NAME" is invalid: …`.
@@ -253,21 +253,71 @@ fn transport_error(message: String) -> StatusError {
     }
 }
 
-/// The upstream reason of a kubelet's error code (`NewGenericServerResponse`).
-fn reason_for(code: StatusCode) -> &'static str {
-    match code.as_u16() {
-        400 => "BadRequest",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "NotFound",
-        405 => "MethodNotAllowed",
-        409 => "Conflict",
-        422 => "Invalid",
-        429 => "TooManyRequests",
-        500 => "InternalError",
-        503 => "ServiceUnavailable",
-        504 => "Timeout",
-        _ => "",
+/// A kubelet's error answer as upstream's `genericResponseChecker` reports it: 400 as
+/// BadRequest with the kubelet's text, 500 as InternalError, anything else as
+/// `NewGenericServerResponse` (its fixed message per code, then `( pods NAME)`).
+fn kubelet_error(code: StatusCode, body: &str, pod: &str) -> StatusError {
+    let (reason, generic): (&'static str, &str) = match code.as_u16() {
+        400 => return StatusError::bad_request(body),
+        500 => {
+            return StatusError {
+                code: 500,
+                reason: "InternalError",
+                message: format!("Internal error occurred: {body}"),
+                details: None,
+            };
+        }
+        404 => (
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        401 => (
+            "Unauthorized",
+            "the server has asked for the client to provide credentials",
+        ),
+        403 => ("Forbidden", body),
+        405 => (
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ),
+        409 => ("Conflict", "the server reported a conflict"),
+        422 => (
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        ),
+        429 => (
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        ),
+        c if c >= 500 => {
+            return StatusError {
+                code: c,
+                reason: "InternalError",
+                message: format!(
+                    "an error on the server ({body:?}) has prevented the request from succeeding ( pods {pod})"
+                ),
+                details: None,
+            };
+        }
+        _ => ("", ""),
+    };
+    let message = if generic.is_empty() {
+        format!(
+            "the server responded with the status code {} but did not return more information ( pods {pod})",
+            code.as_u16()
+        )
+    } else {
+        format!("{generic} ( pods {pod})")
+    };
+    StatusError {
+        code: code.as_u16(),
+        reason,
+        message,
+        details: None,
     }
 }
 
@@ -302,6 +352,7 @@ async fn proxy(
     dialer: Option<KubeletDialer>,
     addr: SocketAddr,
     url: &str,
+    pod: &str,
 ) -> Result<Response<Body>, StatusError> {
     let get_failed = |why: String| transport_error(format!("Get {url:?}: {why}"));
     let addr_text = addr.to_string();
@@ -335,12 +386,7 @@ async fn proxy(
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BODY)]).into_owned();
-        return Err(StatusError {
-            code: code.as_u16(),
-            reason: reason_for(code),
-            message: text,
-            details: None,
-        });
+        return Err(kubelet_error(code, &text, pod));
     }
     let body = resp.into_body();
     let frames = futures::stream::unfold(body, |mut b| async move {
@@ -401,6 +447,21 @@ mod tests {
         assert_eq!(
             kubelet_url("10.0.0.5:10250", "ns", "p", "a", &q),
             "http://10.0.0.5:10250/containerLogs/ns/p/a?follow=true&tailLines=5"
+        );
+        let e = kubelet_error(
+            StatusCode::BAD_REQUEST,
+            "container \"a\" in pod \"p\" is waiting to start: ContainerCreating",
+            "p",
+        );
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert!(e.message.starts_with("container \"a\""));
+        let e = kubelet_error(StatusCode::NOT_FOUND, "pod \"p\" does not exist\n", "p");
+        assert_eq!(
+            (e.reason, e.message.as_str()),
+            (
+                "NotFound",
+                "the server could not find the requested resource ( pods p)"
+            )
         );
         assert_eq!(
             dial_error("10.0.0.5:10250", None),

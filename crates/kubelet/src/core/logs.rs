@@ -19,6 +19,27 @@ pub struct LogTarget {
     pub running: bool,
 }
 
+/// Why a log request has no instance to read, with the kubelet server's status code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogTargetError {
+    /// 404: upstream's `pod "p" does not exist` / `container "c" not found in pod "p"`.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400: upstream `validateContainerLogStatus`'s texts.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl LogTargetError {
+    /// The HTTP status the kubelet answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            LogTargetError::NotFound(_) => 404,
+            LogTargetError::Unavailable(_) => 400,
+        }
+    }
+}
+
 /// Split a `zonelab://<uid>/<container>/<attempt>` container ID.
 pub fn parse_container_id(id: &str) -> Option<(String, String, i32)> {
     let rest = id.strip_prefix("zonelab://")?;
@@ -83,23 +104,48 @@ pub fn validate_container_log_status(
 
 impl Kubelet {
     /// The container instance `kubectl logs` of `namespace/name`, container `container`
-    /// addresses, or upstream's error text.
+    /// addresses, or upstream's error (the kubelet server's checks, then
+    /// `validateContainerLogStatus` over the kubelet's own statuses, or the API's for a pod
+    /// it no longer runs).
     pub fn container_log_target(
         &self,
         namespace: &str,
         name: &str,
         container: &str,
         previous: bool,
-    ) -> Result<LogTarget, String> {
+    ) -> Result<LogTarget, LogTargetError> {
         let key = Key::new(namespace, name);
-        let not_found = || format!("pod {name:?} cannot be found - no logs available");
-        let pod = self.cache.pods.get(&key).ok_or_else(not_found)?;
+        let pod =
+            self.cache.pods.get(&key).ok_or_else(|| {
+                LogTargetError::NotFound(format!("pod {name:?} does not exist\n"))
+            })?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let in_spec = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .any(|c| c.name == container);
+        if !in_spec {
+            return Err(LogTargetError::NotFound(format!(
+                "container {container:?} not found in pod {name:?}\n"
+            )));
+        }
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let st = self.pods.get(&uid).ok_or_else(not_found)?;
-        let statuses = super::status::container_statuses(st);
-        let (id, running) = validate_container_log_status(name, &statuses, container, previous)?;
-        let (uid, container, attempt) = parse_container_id(&id)
-            .ok_or_else(|| format!("container {container:?} in pod {name:?} is not available"))?;
+        let statuses = match self.pods.get(&uid) {
+            Some(st) => super::status::container_statuses(st),
+            None => pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.clone())
+                .unwrap_or_default(),
+        };
+        let (id, running) = validate_container_log_status(name, &statuses, container, previous)
+            .map_err(LogTargetError::Unavailable)?;
+        let (uid, container, attempt) = parse_container_id(&id).ok_or_else(|| {
+            LogTargetError::Unavailable(format!(
+                "container {container:?} in pod {name:?} is not available"
+            ))
+        })?;
         Ok(LogTarget {
             uid,
             container,

@@ -141,7 +141,9 @@ fn the_fail_policy_reports_err_image_pull_then_image_pull_backoff() {
     let target = rig
         .kubelet
         .container_log_target("default", "web", "c", false);
-    assert!(target.is_err_and(|m| m.contains("is waiting to start")));
+    assert!(
+        target.is_err_and(|e| e.code() == 400 && e.to_string().contains("is waiting to start"))
+    );
 }
 
 #[test]
@@ -156,7 +158,8 @@ fn log_targets_follow_restarts() {
     assert!(
         rig.kubelet
             .container_log_target("default", "web", "c", true)
-            .is_err_and(|m| m == "previous terminated container \"c\" in pod \"web\" not found")
+            .is_err_and(|e| e.code() == 400
+                && e.to_string() == "previous terminated container \"c\" in pod \"web\" not found")
     );
     rig.exit("web", 1);
     rig.advance(11_000);
@@ -173,7 +176,15 @@ fn log_targets_follow_restarts() {
     assert!(
         rig.kubelet
             .container_log_target("default", "nope", "c", false)
-            .is_err_and(|m| m == "pod \"nope\" cannot be found - no logs available")
+            .is_err_and(
+                |e| e == logs::LogTargetError::NotFound("pod \"nope\" does not exist\n".into())
+            )
+    );
+    assert!(
+        rig.kubelet
+            .container_log_target("default", "web", "x", false)
+            .is_err_and(|e| e.code() == 404
+                && e.to_string() == "container \"x\" not found in pod \"web\"\n")
     );
     // A second exit within the backoff window waits: Warning BackOff.
     rig.exit("web", 1);
