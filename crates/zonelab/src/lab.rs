@@ -128,6 +128,10 @@ pub struct UpArgs {
     /// agents run it; docs/lab.md).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub kube_proxy_daemonset: bool,
+    /// Every kubelet's `--image-policy`: `stand-in` runs images the lab cannot run as the
+    /// `zonelab/echo` stand-in, `fail` refuses them (ErrImagePull / ImagePullBackOff).
+    #[arg(long, default_value = "stand-in", value_parser = ["stand-in", "fail"])]
+    pub image_policy: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -463,7 +467,10 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         wait: up.wait,
         server_flags: Vec::new(),
         // Kept in the lab's config, so agents `recover` restarts get it too.
-        agent_flags: vec![format!("--nftables-layout={}", up.nftables_layout)],
+        agent_flags: vec![
+            format!("--nftables-layout={}", up.nftables_layout),
+            format!("--image-policy={}", up.image_policy),
+        ],
         kube_proxy_daemonset: up.kube_proxy_daemonset,
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;
