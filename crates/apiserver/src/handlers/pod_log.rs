@@ -327,6 +327,15 @@ async fn dial(
     addr: SocketAddr,
 ) -> Result<tokio::net::TcpStream, Option<std::io::Error>> {
     let Some(dialer) = dialer else {
+        // Without a dialer (no `--listen-netns`) only loopback kubelets are reached: a node
+        // address of a lab must never be dialled from a namespace whose routes lead to the
+        // real network.
+        if !addr.ip().is_loopback() {
+            return Err(Some(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "kubelets off loopback are reached only through --listen-netns",
+            )));
+        }
         return match tokio::time::timeout(
             KUBELET_DIAL_TIMEOUT,
             tokio::net::TcpStream::connect(addr),
@@ -406,6 +415,22 @@ async fn proxy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn without_a_dialer_only_loopback_is_dialled() {
+        let lab_node: SocketAddr = "172.20.0.11:10250".parse().unwrap();
+        let err = dial(None, lab_node)
+            .await
+            .unwrap_err()
+            .expect("an error, not a timeout");
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        // Loopback is dialled: a closed port answers with a refusal, not the guard.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let err = dial(None, addr).await.unwrap_err().expect("an error");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 
     #[test]
     fn containers_addresses_and_urls() {
