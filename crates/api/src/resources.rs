@@ -73,7 +73,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         singular: "pod",
         namespaced: true,
         short_names: &["po"],
-        subresources: &["status", "binding", "eviction"],
+        subresources: &["status", "binding", "eviction", "log"],
         categories: ALL,
     },
     ResourceInfo {

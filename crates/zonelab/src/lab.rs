@@ -107,6 +107,9 @@ pub struct UpArgs {
     /// kube-proxy mode of every agent.
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// nftables rule layout of every agent (`zonelab agent --nftables-layout`).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
+    pub nftables_layout: String,
     /// Loopback port for kubectl.
     #[arg(long, default_value_t = 6443)]
     pub api_port: u16,
@@ -125,6 +128,10 @@ pub struct UpArgs {
     /// agents run it; docs/lab.md).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub kube_proxy_daemonset: bool,
+    /// Every kubelet's `--image-policy`: `stand-in` runs images the lab cannot run as the
+    /// `zonelab/echo` stand-in, `fail` refuses them (ErrImagePull / ImagePullBackOff).
+    #[arg(long, default_value = "stand-in", value_parser = ["stand-in", "fail"])]
+    pub image_policy: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -459,7 +466,11 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         api_port: up.api_port,
         wait: up.wait,
         server_flags: Vec::new(),
-        agent_flags: Vec::new(),
+        // Kept in the lab's config, so agents `recover` restarts get it too.
+        agent_flags: vec![
+            format!("--nftables-layout={}", up.nftables_layout),
+            format!("--image-policy={}", up.image_policy),
+        ],
         kube_proxy_daemonset: up.kube_proxy_daemonset,
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;

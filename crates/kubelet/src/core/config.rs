@@ -73,7 +73,15 @@ pub struct KubeletConfig {
     pub shutdown_grace_period: Millis,
     /// Reported as `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: String,
+    /// `--image-policy`: what to do with an image the lab cannot run.
+    pub image_policy: super::standin::ImagePolicy,
+    /// kubelet `--port`: where it serves `/containerLogs` (reported as
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`).
+    pub port: u16,
 }
+
+/// Upstream kubelet `--port` default (`ports.KubeletPort`, k/k `pkg/cluster/ports/ports.go`).
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
 impl Default for KubeletConfig {
     fn default() -> KubeletConfig {
@@ -94,6 +102,8 @@ impl Default for KubeletConfig {
             restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
             kubelet_version: "v1.33.0-zonelab".into(),
+            image_policy: super::standin::ImagePolicy::default(),
+            port: DEFAULT_KUBELET_PORT,
         }
     }
 }
