@@ -23,6 +23,7 @@ use crate::flags::Profile;
 mod balancer;
 pub mod control_plane;
 mod faults;
+pub mod group_nodes;
 
 pub use faults::{heal, inject};
 
