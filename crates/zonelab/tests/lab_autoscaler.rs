@@ -13,33 +13,6 @@ use std::collections::BTreeSet;
 use common::scenario::{Run, run};
 use serde_json::Value;
 
-/// Each replica requests 700m of a 2-CPU node: two fit a node, a third does not.
-const WORKLOAD: &str = "apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 6
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}
-      containers:
-      - name: echo
-        image: zonelab/echo
-        ports: [{name: http, containerPort: 8080}]
-        resources: {requests: {cpu: 700m, memory: 64Mi}}
-        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
-";
-
 fn events<'a>(tl: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
     tl.iter().filter(move |e| e["event"] == kind)
 }
@@ -50,9 +23,9 @@ fn events<'a>(tl: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value>
     ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
 )]
 fn after_a_zone_power_off_the_autoscaler_adds_nodes_in_surviving_zones_and_the_pods_run_there() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let workload = dir.path().join("web-700m.yaml");
-    std::fs::write(&workload, WORKLOAD).expect("workload");
+    // Each replica requests 700m of a 2-CPU node: two fit a node, a third does not.
+    let workload =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-full-nodes.yaml");
     let Run {
         report: r,
         timeline: tl,
