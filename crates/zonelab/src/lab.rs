@@ -472,6 +472,7 @@ fn preflight_and_clear(
     }
     if let Ok(old) = load_config(state_dir, prefix) {
         eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
+        group_nodes::stop_autoscaler(state_dir, prefix);
         kill_pid(old.server());
         control_plane::all_procs(&state_dir.join(prefix))
             .into_iter()
@@ -625,6 +626,7 @@ fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
 
 /// Take the lab down: server, agents, pods, namespaces, rules, state.
 pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
+    group_nodes::stop_autoscaler(state_dir, prefix);
     if let Ok(cfg) = load_config(state_dir, prefix) {
         kill_pid(cfg.server());
         control_plane::all_procs(&state_dir.join(prefix))

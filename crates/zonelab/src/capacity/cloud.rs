@@ -2,8 +2,8 @@
 //! wall clock, and turns its events into lab nodes — a `Running` instance becomes a netns node
 //! whose agent joins ([`crate::lab::group_nodes::launch`]), a `Terminated` one is torn down and
 //! its Node deleted. The autoscaler reaches it through [`CloudHost::views`] and
-//! [`CloudHost::call`] (in-process: the lab's process is the only one that can build
-//! namespaces).
+//! [`CloudHost::call`], served over HTTP by [`super::http::serve`] (the lab's process is the one
+//! that can build namespaces, so it is the cloud).
 //!
 //! Start at [`CloudHost::start`].
 
@@ -85,11 +85,6 @@ impl CloudHost {
         };
         self.wake.notify_one();
         r
-    }
-
-    /// Where this cloud records (shared with the autoscaler's driver).
-    pub fn recorder(&self) -> Recorder {
-        Arc::clone(&self.record)
     }
 
     /// A zone fault began or ended: launches there fail while it lasts.

@@ -1,6 +1,7 @@
-//! The cluster autoscaler's live driver: Pod and Node informers (the controllers' live pattern)
-//! feed a [`Cache`]; at every `--scan-interval` the sans-IO [`ClusterAutoscaler`] reads it and
-//! the node groups, and its actions become cloud calls, API writes (taints, pod deletions),
+//! The cluster autoscaler's live driver (`zonelab autoscaler`): Pod and Node informers (the
+//! controllers' live pattern) feed a [`Cache`]; at every `--scan-interval` the sans-IO
+//! [`ClusterAutoscaler`] reads it and the node groups (the cloud's HTTP API), and its actions
+//! become cloud calls, API writes (taints, pod deletions),
 //! the status ConfigMap `kube-system/cluster-autoscaler-status` and Events.
 //!
 //! Start at [`run`].
@@ -17,10 +18,9 @@ use controllers::{Cache, Kind, Object};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
-use lab::EventKind;
 use tokio::sync::mpsc;
 
-use super::cloud::CloudHost;
+use super::http::HttpCloud;
 
 /// Informer events buffered between the watch tasks and the loop.
 const FEED_BUFFER: usize = 4096;
@@ -29,10 +29,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The priority expander's ConfigMap (upstream's name), in kube-system.
 const PRIORITY_CONFIG_MAP: &str = "cluster-autoscaler-priority-expander";
 
-/// Run the autoscaler against the API server `client` talks to and the cloud `cloud`, until
-/// the task is aborted.
-pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: CloudHost) {
-    let record = cloud.recorder();
+/// Run the autoscaler against the API server `client` talks to and the cloud API `cloud`,
+/// until the task is aborted.
+pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpCloud) {
     let mut ca = match ClusterAutoscaler::new(config) {
         Ok(ca) => ca,
         Err(e) => {
@@ -89,11 +88,20 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: CloudHos
         if ca.config().expander == controllers::autoscaler::ExpanderKind::Priority {
             load_priorities(&client, &mut ca).await;
         }
+        let views = match cloud.views().await {
+            Ok(v) => v,
+            Err(e) => {
+                // Try again a second later (a bounded retry rate).
+                tracing::warn!("listing node groups failed; scan skipped: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let now = wall_clock();
-        ca.on_tick(&cache, &cloud.views(), now);
+        ca.on_tick(&cache, &views, now);
         if ca.halted_since().is_some() != halted {
             halted = !halted;
-            record(EventKind::AutoscalerHalted { halted });
+            tracing::info!(halted, "cluster autoscaler halted or resumed");
         }
         ca.drain_events(&mut recorded);
         recorded.drain(..).for_each(|e| events.record(e));
@@ -114,13 +122,13 @@ impl Drop for AbortOnDrop {
 
 async fn apply(
     client: &kube::Client,
-    cloud: &CloudHost,
+    cloud: &HttpCloud,
     ca: &mut ClusterAutoscaler,
     action: AutoscalerAction,
 ) {
     match &action {
         AutoscalerAction::Cloud(call) => {
-            if let Err(e) = cloud.call(call) {
+            if let Err(e) = cloud.call(call).await {
                 tracing::warn!(?call, "cloud call failed: {e}");
             }
         }

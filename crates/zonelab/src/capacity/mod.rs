@@ -9,7 +9,10 @@
 
 pub mod cloud;
 pub mod driver;
+pub mod http;
+pub mod status_watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -31,7 +34,7 @@ pub struct AutoscalerFlags {
     #[arg(long)]
     pub expander: Option<String>,
     /// Split a scale-up over similar node groups [false].
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub balance_similar_node_groups: Option<bool>,
     /// A scale-up whose nodes have not registered by then failed [upstream 15m; fast 1m30s].
     #[arg(long, value_parser = parse_duration)]
@@ -43,7 +46,7 @@ pub struct AutoscalerFlags {
     #[arg(long)]
     pub ok_total_unready_count: Option<usize>,
     /// Remove unneeded nodes [true].
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub scale_down_enabled: Option<bool>,
     /// A node unneeded this long is removed [upstream 10m; fast 1m].
     #[arg(long, value_parser = parse_duration)]
@@ -124,6 +127,40 @@ pub fn check_flag(name: &str, value: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// `zonelab autoscaler`: the cluster autoscaler as its own process (upstream runs it as its own
+/// Deployment), against an API server and the lab's cloud API.
+#[derive(clap::Args, Debug)]
+pub struct AutoscalerArgs {
+    /// API server URL.
+    #[arg(long)]
+    pub server: String,
+    /// The cloud's API: `http://HOST:PORT` of the lab's node-group endpoint (`zonelab run`
+    /// serves it on loopback for scenarios with `nodeGroups`).
+    #[arg(long)]
+    pub cloud_provider_url: String,
+    #[arg(long, value_enum, default_value_t = Profile::Upstream)]
+    pub profile: Profile,
+    /// Seed of the random expander.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub flags: AutoscalerFlags,
+}
+
+/// Run `zonelab autoscaler` until the process is stopped.
+pub async fn run_role(args: AutoscalerArgs) -> anyhow::Result<()> {
+    let config = args.flags.config(args.profile, args.seed)?;
+    let cloud = http::HttpCloud::parse(&args.cloud_provider_url)?;
+    let url: ::http::Uri = args
+        .server
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--server {:?}: {e}", args.server))?;
+    let kc = crate::client::config(url, crate::client::MIN_READ_TIMEOUT);
+    let client = kube::Client::try_from(kc)?;
+    driver::run(client, config, cloud).await;
+    Ok(())
+}
+
 /// The long names of the autoscaler's flags.
 pub fn names() -> Vec<String> {
     AutoscalerFlags::augment_args(clap::Command::new("cluster-autoscaler"))
@@ -189,16 +226,20 @@ pub fn cloud_of(s: &Scenario, prefix: &str, profile: Profile) -> Cloud {
 pub struct Capacity {
     pub cloud: CloudHost,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    lab: LabTarget,
 }
 
 impl Drop for Capacity {
     fn drop(&mut self) {
+        crate::lab::group_nodes::stop_autoscaler(&self.lab.state_dir, &self.lab.prefix);
         self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 
-/// Start the scenario's node groups as the lab's cloud and the autoscaler against `api`.
-pub fn start(
+/// Start the scenario's node groups as the lab's cloud (with its HTTP API on loopback) and a
+/// `zonelab autoscaler` process against the API server at `api` and that cloud; the
+/// autoscaler's halts are read back from its status ConfigMap.
+pub async fn start(
     s: &Scenario,
     lab: LabTarget,
     api: std::net::SocketAddr,
@@ -206,18 +247,44 @@ pub fn start(
     seed: u64,
     record: Recorder,
 ) -> anyhow::Result<Capacity> {
-    let config = AutoscalerFlags::from_scenario(s)?.config(profile, seed)?;
+    let flags = AutoscalerFlags::from_scenario(s)?;
+    flags.config(profile, seed)?;
     let cloud = cloud_of(s, &lab.prefix, profile);
     let client = crate::lab::kube_client(api)?;
-    let (host, ticker) = CloudHost::start(cloud, lab, client, record);
-    let ca_client = crate::lab::kube_client(api)?;
-    let driver = tokio::spawn(driver::run(ca_client, config, host.clone()));
-    Ok(Capacity {
+    let (host, ticker) = CloudHost::start(cloud, lab.clone(), client, Arc::clone(&record));
+    let (addr, server) = http::serve(host.clone(), ([127, 0, 0, 1], 0).into()).await?;
+    let mut argv = vec![
+        "autoscaler".to_string(),
+        format!("--server=http://{api}"),
+        format!("--cloud-provider-url=http://{addr}"),
+        format!(
+            "--profile={}",
+            match profile {
+                Profile::Fast => "fast",
+                Profile::Upstream => "upstream",
+            }
+        ),
+        format!("--seed={seed}"),
+    ];
+    let ours = names();
+    for (name, value) in &s.flags {
+        let bare = name.trim_start_matches('-');
+        if ours.iter().any(|f| f == bare) {
+            argv.push(format!("--{bare}={value}"));
+        }
+    }
+    let mut capacity = Capacity {
         cloud: host,
-        tasks: vec![ticker, driver],
-    })
+        tasks: vec![ticker, server],
+        lab: lab.clone(),
+    };
+    crate::lab::group_nodes::start_autoscaler(&lab.state_dir, &lab.prefix, &argv)?;
+    let watch_client = crate::lab::kube_client(api)?;
+    capacity
+        .tasks
+        .push(tokio::spawn(status_watch::run(watch_client, record)));
+    Ok(capacity)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +305,32 @@ mod tests {
         assert_eq!(c.max_node_provision_time, Duration::from_secs(90));
         assert_eq!(c.scale_down_unneeded_time, Duration::from_secs(60));
         assert_eq!(c.seed, 7);
+    }
+
+    #[test]
+    fn the_role_takes_go_style_bare_booleans() {
+        use clap::FromArgMatches;
+        let cmd = AutoscalerArgs::augment_args(clap::Command::new("autoscaler"));
+        let m = cmd
+            .try_get_matches_from([
+                "autoscaler",
+                "--server=http://127.0.0.1:6443",
+                "--cloud-provider-url=http://127.0.0.1:7000",
+                "--balance-similar-node-groups",
+                "--scale-down-enabled=false",
+                "--expander=priority",
+            ])
+            .expect("valid flags");
+        let a = AutoscalerArgs::from_arg_matches(&m).expect("args");
+        let c = a.flags.config(a.profile, a.seed).expect("config");
+        assert!(c.balance_similar_node_groups);
+        assert!(!c.scale_down_enabled);
+        assert_eq!(c.expander, ExpanderKind::Priority);
+        assert_eq!(
+            c.scan_interval,
+            Duration::from_secs(10),
+            "upstream profile by default"
+        );
     }
 
     #[test]

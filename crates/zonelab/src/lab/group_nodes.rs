@@ -3,6 +3,8 @@
 //! [`terminate`] stops the agent and removes the namespace. Both record the node in the lab's
 //! state (`lab.json`, `lab-config.json`), so faults, `lab status` and `lab down` cover it.
 //!
+//! Also the `zonelab autoscaler` process a run starts ([`start_autoscaler`]).
+//!
 //! Start at [`launch`].
 
 use std::path::Path;
@@ -10,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use netlab::Lab;
 
-use super::{agent_pid, config_path, kill_pid, load_config, runner, start_agent};
+use super::{ProcId, agent_pid, config_path, kill_pid, load_config, runner, start_agent};
 
 /// Serializes this process's changes to the lab's state files (faults, node launches and
 /// terminations run on different threads of `zonelab run`).
@@ -57,4 +59,41 @@ pub fn terminate(state_dir: &Path, prefix: &str, name: &str) -> anyhow::Result<(
         serde_json::to_vec_pretty(&cfg)?,
     )?;
     Ok(())
+}
+
+fn autoscaler_path(state_dir: &Path, prefix: &str) -> std::path::PathBuf {
+    state_dir.join(prefix).join("autoscaler.json")
+}
+
+/// Start `zonelab <argv...>` (the autoscaler role) in the root namespace with its log in the
+/// lab's logs; its pid is recorded so [`stop_autoscaler`] and `lab down` end it.
+pub fn start_autoscaler(state_dir: &Path, prefix: &str, argv: &[String]) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    stop_autoscaler(state_dir, prefix);
+    let logs = state_dir.join(prefix).join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::File::create(logs.join("autoscaler.log"))?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(argv)
+        .env("ZONELAB_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    let id = ProcId::of(child.id());
+    std::fs::write(autoscaler_path(state_dir, prefix), serde_json::to_vec(&id)?)?;
+    Ok(child.id())
+}
+
+/// Stop the lab's autoscaler process, if one runs.
+pub fn stop_autoscaler(state_dir: &Path, prefix: &str) {
+    let path = autoscaler_path(state_dir, prefix);
+    let id: Option<ProcId> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(p) = id {
+        kill_pid(p);
+    }
+    let _ = std::fs::remove_file(path);
 }

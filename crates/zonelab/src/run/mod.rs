@@ -284,7 +284,7 @@ async fn live(
     apply::wait_available(&client, Duration::from_secs(180)).await?;
     let (services, pods) = plan_clients(&client, s, &cfg, out).await?;
     let tl: Timeline = Default::default();
-    let capacity = start_capacity(args, s, &cfg, &tl)?;
+    let capacity = start_capacity(args, s, &cfg, &tl).await?;
     let watches = watch::spawn(&client, &tl, &services);
     let event_watch = kube_events::spawn(&client, &tl);
     // Its own client: the probe's connection never waits behind the watches'.
@@ -614,7 +614,7 @@ async fn inject(
 
 /// The scenario's node groups as the lab's cloud, and the cluster autoscaler, recording on
 /// the timeline (`None` without `nodeGroups`).
-fn start_capacity(
+async fn start_capacity(
     args: &RunArgs,
     s: &Scenario,
     cfg: &crate::lab::LabConfig,
@@ -638,7 +638,9 @@ fn start_capacity(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    crate::capacity::start(s, lab, cfg.api, profile(s), args.seed, record).map(Some)
+    crate::capacity::start(s, lab, cfg.api, profile(s), args.seed, record)
+        .await
+        .map(Some)
 }
 
 /// The zone an `etcd-leader` fault hits: the etcd leader's now, or for a `recover` the zone
