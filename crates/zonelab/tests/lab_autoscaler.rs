@@ -121,3 +121,67 @@ run: {{until: capacity-restored, cap: 300s}}
         r["nodes"]
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
+)]
+fn a_dead_node_is_scaled_down_after_the_unready_time_and_removed_from_the_lab() {
+    let workload =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-full-nodes.yaml");
+    // ng-a may shrink to 0: its powered-off node, empty once its pods are evicted, is removed
+    // after --scale-down-unready-time (fast: 2 min), outside the cool-down after the scale-up.
+    let Run {
+        report: r,
+        timeline: tl,
+        ..
+    } = run(
+        "zcd",
+        16473,
+        &format!(
+            "name: autoscaler-scale-down-test
+topology: {{zones: [a, b, c], nodesPerZone: 1, nodeCapacity: {{cpu: \"2\", memory: 4Gi, pods: 110}}}}
+profile: fast
+nodeGroups:
+- {{name: ng-a, zone: a, min: 0, max: 2, desired: 1}}
+- {{name: ng-b, zone: b, min: 1, max: 2, desired: 1}}
+- {{name: ng-c, zone: c, min: 1, max: 2, desired: 1}}
+flags: {{default-unreachable-toleration-seconds: 10, default-not-ready-toleration-seconds: 10}}
+workloads: [{{path: {}}}]
+clients: [{{name: web, target: web, zones: [b, c], rate: 5, timeout: 1s}}]
+faults: [{{at: 10s, type: zone-power-off, target: a}}]
+run: {{duration: 270s}}
+",
+            workload.display()
+        ),
+    );
+    let terminated: Vec<&str> = events(&tl, "cloud-instance")
+        .filter(|e| e["state"] == "terminated")
+        .filter_map(|e| e["node"].as_str())
+        .collect();
+    assert!(
+        terminated.contains(&"zcd-a-1"),
+        "the dead node was not removed: {terminated:?}"
+    );
+    let marked = r["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| e["reason"] == "ScaleDown" && e["object"] == "node/zcd-a-1");
+    assert!(marked, "no ScaleDown Event on the node: {}", r["events"]);
+    // Nothing else was removed, and the capacity the autoscaler added stays.
+    assert_eq!(
+        terminated
+            .iter()
+            .filter(|n| !n.starts_with("zcd-a-"))
+            .count(),
+        0
+    );
+    assert!(
+        !r["autoscaler"]["nodes_added"]
+            .as_array()
+            .expect("added")
+            .is_empty()
+    );
+}
