@@ -73,6 +73,8 @@ pub struct KubeletConfig {
     pub shutdown_grace_period: Millis,
     /// Reported as `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: String,
+    /// `--node-labels`: labels added to the Node at registration (and kept on it).
+    pub node_labels: Vec<(String, String)>,
 }
 
 impl Default for KubeletConfig {
@@ -94,6 +96,7 @@ impl Default for KubeletConfig {
             restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
             kubelet_version: "v1.33.0-zonelab".into(),
+            node_labels: Vec::new(),
         }
     }
 }

@@ -15,9 +15,15 @@ use controllers::autoscaler::{CloudAction, NodeGroupView};
 use controllers::live::wall_clock;
 use controllers::nodegroups::{Cloud, CloudError, CloudEvent};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use lab::EventKind;
 use tokio::sync::Notify;
+
+/// The label EKS managed node groups put on their nodes (the kubelet's `--node-labels`).
+pub const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
+
+/// How often labelling a starting node is tried before giving up.
+const LABEL_TRIES: u32 = 20;
 
 /// Where cloud and autoscaler happenings go (the run's timeline).
 pub type Recorder = Arc<dyn Fn(EventKind) + Send + Sync>;
@@ -55,7 +61,9 @@ impl CloudHost {
             wake: Arc::new(Notify::new()),
             record,
         };
-        let task = tokio::spawn(host.clone().tick_loop(lab, client));
+        let first = host.lock().running();
+        let task = tokio::spawn(host.clone().tick_loop(lab, client.clone()));
+        tokio::spawn(label_first_nodes(client, first));
         (host, task)
     }
 
@@ -133,12 +141,17 @@ impl CloudHost {
             state: state.into(),
         });
         match e {
-            CloudEvent::Running { name, zone, .. } => {
+            CloudEvent::Running { name, zone, group } => {
                 let lab = lab.clone();
+                let labels = vec![format!("{NODEGROUP_LABEL}={group}")];
                 tokio::task::spawn_blocking(move || {
-                    if let Err(err) =
-                        crate::lab::group_nodes::launch(&lab.state_dir, &lab.prefix, &zone, &name)
-                    {
+                    if let Err(err) = crate::lab::group_nodes::launch(
+                        &lab.state_dir,
+                        &lab.prefix,
+                        &zone,
+                        &name,
+                        &labels,
+                    ) {
                         tracing::error!(node = %name, "building the instance's node failed: {err:#}");
                     }
                 });
@@ -164,6 +177,27 @@ impl CloudHost {
                 });
             }
             _ => {}
+        }
+    }
+}
+
+/// The nodes the lab started with were started before their groups existed: give them their
+/// group's label as a launched node gets it from its kubelet (`--node-labels`).
+async fn label_first_nodes(client: kube::Client, nodes: Vec<(String, String, String)>) {
+    let api: Api<Node> = Api::all(client);
+    for (group, name, _) in nodes {
+        let patch = serde_json::json!({"metadata": {"labels": {NODEGROUP_LABEL: group}}});
+        for _ in 0..LABEL_TRIES {
+            let r = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await;
+            match r {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(node = %name, "labelling with its node group: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
         }
     }
 }

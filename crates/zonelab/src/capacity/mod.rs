@@ -201,6 +201,7 @@ pub fn cloud_of(s: &Scenario, prefix: &str, profile: Profile) -> Cloud {
                 capacity_cpu: cpu.clone(),
                 capacity_memory: memory.clone(),
                 max_pods,
+                node_labels: vec![(cloud::NODEGROUP_LABEL.to_string(), g.name.clone())],
                 ..kubelet::KubeletConfig::default()
             };
             NodeGroupSpec {

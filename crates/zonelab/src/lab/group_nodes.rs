@@ -23,8 +23,15 @@ pub(crate) fn lock_state() -> MutexGuard<'static, ()> {
     LAB_STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Build node `name` (`<prefix>-<zone>-<n>`) in `zone` and start its agent.
-pub fn launch(state_dir: &Path, prefix: &str, zone: &str, name: &str) -> anyhow::Result<()> {
+/// Build node `name` (`<prefix>-<zone>-<n>`) in `zone` and start its agent, which registers
+/// the Node with `labels` (`key=value`, kubelet `--node-labels`) besides its own.
+pub fn launch(
+    state_dir: &Path,
+    prefix: &str,
+    zone: &str,
+    name: &str,
+    labels: &[String],
+) -> anyhow::Result<()> {
     let _guard = lock_state();
     let mut cfg = load_config(state_dir, prefix)?;
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
@@ -35,7 +42,13 @@ pub fn launch(state_dir: &Path, prefix: &str, zone: &str, name: &str) -> anyhow:
         serde_json::to_vec_pretty(&cfg)?,
     )?;
     let exe = std::env::current_exe()?;
-    start_agent(state_dir, &exe, &cfg, name)?;
+    let mut with_labels = cfg.clone();
+    if !labels.is_empty() {
+        with_labels
+            .agent_flags
+            .push(format!("--node-labels={}", labels.join(",")));
+    }
+    start_agent(state_dir, &exe, &with_labels, name)?;
     Ok(())
 }
 
