@@ -69,6 +69,28 @@ pub fn compute(
     if !seen {
         return None;
     }
+    let (nodes_added, provisioned) = added(&running, &launched, &ready, fault_ms, &rel);
+    let halted_s = halts.iter().find(|(_, h)| *h).map(|(at, _)| rel(*at));
+    Some(Computed {
+        report: AutoscalerReport {
+            nodes_added,
+            launches_failed: failed,
+            halted_s,
+        },
+        scale_up_requested_ms,
+        nodes_provisioned_ms: provisioned,
+    })
+}
+
+/// The instances that ran, with their launch and Ready times; and when every one launched
+/// after the fault was Ready (`None` if one never was).
+fn added(
+    running: &[&str],
+    launched: &BTreeMap<&str, (f64, &str)>,
+    ready: &BTreeMap<&str, f64>,
+    fault_ms: Option<f64>,
+    rel: impl Fn(f64) -> f64,
+) -> (Vec<NodeAdded>, Option<f64>) {
     let mut nodes_added = Vec::new();
     let mut provisioned: Option<f64> = None;
     let mut all_ready = true;
@@ -90,16 +112,7 @@ pub fn compute(
             ready_s: ready_ms.map(&rel),
         });
     }
-    let halted_s = halts.iter().find(|(_, h)| *h).map(|(at, _)| rel(*at));
-    Some(Computed {
-        report: AutoscalerReport {
-            nodes_added,
-            launches_failed: failed,
-            halted_s,
-        },
-        scale_up_requested_ms,
-        nodes_provisioned_ms: provisioned.filter(|_| all_ready),
-    })
+    (nodes_added, provisioned.filter(|_| all_ready))
 }
 
 #[cfg(test)]
