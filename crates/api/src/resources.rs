@@ -73,7 +73,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         singular: "pod",
         namespaced: true,
         short_names: &["po"],
-        subresources: &["status", "binding", "eviction"],
+        subresources: &["status", "binding", "eviction", "log"],
         categories: ALL,
     },
     ResourceInfo {
@@ -151,6 +151,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         namespaced: true,
         short_names: &["rs"],
         subresources: &["status", "scale"],
+        categories: ALL,
+    },
+    ResourceInfo {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        namespaced: true,
+        short_names: &["ds"],
+        subresources: &["status"],
         categories: ALL,
     },
     ResourceInfo {

@@ -81,6 +81,7 @@ pub fn resource_list(group: &str) -> Value {
                     s["version"] = json!("v1");
                     s["kind"] = json!("Scale");
                 }
+                "log" => s["verbs"] = json!(["get"]),
                 "binding" => {
                     s["kind"] = json!("Binding");
                     s["verbs"] = json!(["create"]);

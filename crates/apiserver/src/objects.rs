@@ -148,7 +148,7 @@ pub fn generate_suffix(rng: &mut impl Rng) -> String {
 fn tracks_generation(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "Deployment" | "ReplicaSet" | "PodDisruptionBudget"
+        "Deployment" | "ReplicaSet" | "PodDisruptionBudget" | "DaemonSet"
     )
 }
 
@@ -220,6 +220,10 @@ fn initial_status(res: &ResourceInfo) -> Option<Value> {
         "Service" => Some(json!({"loadBalancer": {}})),
         "Namespace" => Some(json!({"phase": "Active"})),
         "Deployment" | "ReplicaSet" => Some(json!({})),
+        // apps/v1 DaemonSetStatus: these four counts are not omitempty.
+        "DaemonSet" => Some(
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0}),
+        ),
         "PodDisruptionBudget" => Some(
             json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}),
         ),

@@ -51,6 +51,9 @@ pub struct Config {
     pub default_unreachable_toleration_seconds: i64,
     /// `--audit-log-path`: one audit Event per mutating request (see [`crate::audit`]).
     pub audit_log_path: Option<std::path::PathBuf>,
+    /// How `pods/log` reaches a kubelet (`None`: a plain connect from this process's network
+    /// namespace). The lab's server connects from inside the lab's control-plane namespace.
+    pub kubelet_dialer: Option<crate::handlers::KubeletDialer>,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
             audit_log_path: None,
+            kubelet_dialer: None,
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -62,6 +62,7 @@ pub enum Object {
     PodDisruptionBudget(Arc<PodDisruptionBudget>),
     Namespace(Arc<Namespace>),
     ServiceAccount(Arc<ServiceAccount>),
+    DaemonSet(Arc<DaemonSet>),
 }
 
 impl Object {
@@ -77,6 +78,7 @@ impl Object {
             Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
             Object::Namespace(_) => Kind::Namespace,
             Object::ServiceAccount(_) => Kind::ServiceAccount,
+            Object::DaemonSet(_) => Kind::DaemonSet,
         }
     }
 
@@ -92,6 +94,7 @@ impl Object {
             Object::PodDisruptionBudget(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ServiceAccount(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
         }
     }
 
@@ -133,6 +136,7 @@ pub struct Cache {
     /// Namespaces by name.
     pub namespaces: BTreeMap<String, Arc<Namespace>>,
     pub service_accounts: BTreeMap<Key, Arc<ServiceAccount>>,
+    pub daemon_sets: BTreeMap<Key, Arc<DaemonSet>>,
     /// Pods by `spec.nodeName` (unscheduled pods under "").
     pods_by_node: BTreeMap<String, BTreeSet<Key>>,
     /// Slices by namespace/service-name label.
@@ -228,6 +232,9 @@ impl Cache {
             Object::ServiceAccount(a) => {
                 self.service_accounts.insert(key, a);
             }
+            Object::DaemonSet(d) => {
+                self.daemon_sets.insert(key, d);
+            }
         }
     }
 
@@ -260,6 +267,7 @@ impl Cache {
                 .service_accounts
                 .remove(&key)
                 .map(Object::ServiceAccount),
+            Object::DaemonSet(_) => self.daemon_sets.remove(&key).map(Object::DaemonSet),
         }
     }
 
@@ -279,6 +287,7 @@ impl Cache {
             Kind::PodDisruptionBudget => all(&self.pdbs, Object::PodDisruptionBudget),
             Kind::Namespace => all(&self.namespaces, Object::Namespace),
             Kind::ServiceAccount => all(&self.service_accounts, Object::ServiceAccount),
+            Kind::DaemonSet => all(&self.daemon_sets, Object::DaemonSet),
         }
     }
 
@@ -309,6 +318,7 @@ impl Cache {
                 .get(key)
                 .cloned()
                 .map(Object::ServiceAccount),
+            Kind::DaemonSet => self.daemon_sets.get(key).cloned().map(Object::DaemonSet),
         }
     }
 

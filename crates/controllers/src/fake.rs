@@ -40,6 +40,7 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
         Object::PodDisruptionBudget(o) => &mut Arc::make_mut(o).metadata,
         Object::Namespace(o) => &mut Arc::make_mut(o).metadata,
         Object::ServiceAccount(o) => &mut Arc::make_mut(o).metadata,
+        Object::DaemonSet(o) => &mut Arc::make_mut(o).metadata,
     }
 }
 
@@ -405,6 +406,7 @@ pub fn object(v: serde_json::Value) -> Object {
         "ServiceAccount" => {
             Object::ServiceAccount(Arc::new(serde_json::from_value(v).expect("serviceaccount")))
         }
+        "DaemonSet" => Object::DaemonSet(Arc::new(serde_json::from_value(v).expect("daemonset"))),
         other => panic!("unknown kind {other:?}"),
     }
 }

@@ -63,6 +63,7 @@ pub enum Kind {
     PodDisruptionBudget,
     Namespace,
     ServiceAccount,
+    DaemonSet,
 }
 
 /// Why a write failed, as far as a controller cares.

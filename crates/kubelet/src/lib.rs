@@ -11,6 +11,9 @@ pub use core::{
     ProbeRequest, RuntimeCommand, RuntimeEvent, Signal,
 };
 pub mod live;
+pub mod logfmt;
+pub mod logserver;
+pub mod logwriter;
 pub mod prober;
 pub mod runtime;
 

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::core::{
     Kubelet, KubeletConfig, KubeletError, LEASE_NAMESPACE, ProbeOutcome, RuntimeEvent,
 };
+use crate::logserver::LogQuery;
 use crate::prober::Prober;
 use crate::runtime::Runtime;
 
@@ -75,14 +76,16 @@ pub struct Agent {
 
 impl Agent {
     /// Spawn [`run`] on the current tokio runtime.
+    /// `logs` answers the log endpoint's questions (see [`crate::logserver`]).
     pub fn start(
         client: kube::Client,
         cfg: KubeletConfig,
         runtime: Arc<dyn Runtime>,
         prober: Arc<dyn Prober>,
+        logs: Option<mpsc::Receiver<LogQuery>>,
     ) -> Agent {
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(run(client, cfg, runtime, prober, rx));
+        let task = tokio::spawn(run_with_logs(client, cfg, runtime, prober, rx, logs));
         Agent { stop, task }
     }
 
@@ -107,8 +110,22 @@ pub async fn run(
     cfg: KubeletConfig,
     runtime: Arc<dyn Runtime>,
     prober: Arc<dyn Prober>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), LiveError> {
+    run_with_logs(client, cfg, runtime, prober, stop, None).await
+}
+
+/// [`run`], also answering the log endpoint's [`LogQuery`]s.
+pub async fn run_with_logs(
+    client: kube::Client,
+    cfg: KubeletConfig,
+    runtime: Arc<dyn Runtime>,
+    prober: Arc<dyn Prober>,
+    mut stop: watch::Receiver<bool>,
+    logs: Option<mpsc::Receiver<LogQuery>>,
+) -> Result<(), LiveError> {
+    let (_no_logs, idle) = mpsc::channel::<LogQuery>(1);
+    let mut logs = logs.unwrap_or(idle);
     let shutdown_bound = cfg.shutdown_grace_period + SHUTDOWN_SLACK;
     let mut k = Kubelet::new(cfg)?;
     let (feed_tx, mut feed_rx) = mpsc::channel::<Feed>(CHANNEL_BOUND);
@@ -150,6 +167,10 @@ pub async fn run(
             }
             Some(ev) = ev_rx.recv() => k.handle_event(ev, wall_clock()),
             Some((id, outcome)) = probe_rx.recv() => k.handle_probe_result(id, outcome, wall_clock()),
+            Some(q) = logs.recv() => {
+                let answer = k.container_log_target(&q.namespace, &q.pod, &q.container, q.previous);
+                let _ = q.reply.send(answer);
+            }
             done = writes.next_done() => {
                 if let Err(e) = &done.result {
                     tracing::warn!(error = ?e, "kubelet write failed: {}: {}", describe(&done.action), done.detail);

@@ -14,12 +14,12 @@ use netlab::topology::hash8;
 use netlab::{PodNet, Runner, SystemRunner};
 use tokio::sync::mpsc;
 
+use crate::core::standin::Plan;
 use crate::core::{PodRef, RuntimeCommand, RuntimeEvent, Signal};
+use crate::logfmt::Stream;
+use crate::logwriter::LogConfig;
 
-/// The built-in image that runs `<exe> echo --port <containerPort>`.
-pub const ECHO_IMAGE: &str = "zonelab/echo";
-/// Port of the echo image when the container declares none.
-pub const ECHO_DEFAULT_PORT: i32 = 8080;
+pub use crate::core::standin::{ECHO_DEFAULT_PORT, ECHO_IMAGE};
 
 /// Runs runtime commands. `execute` must not block: work runs in spawned tasks that report
 /// on `events`.
@@ -34,8 +34,8 @@ pub struct ProcessRuntimeConfig {
     pub netns_prefix: String,
     /// The node's network namespace (its name is the node name in the lab).
     pub node_netns: String,
-    /// Container logs go to `<state_dir>/<pod uid>/<container>.log`.
-    pub state_dir: PathBuf,
+    /// Container logs: `<logs.root>/<pod uid>/<container>/<attempt>.log`.
+    pub logs: LogConfig,
     /// The binary that serves `zonelab/echo` (normally `std::env::current_exe()`).
     pub echo_exe: PathBuf,
 }
@@ -98,11 +98,9 @@ impl ProcessRuntime {
     fn teardown(&self, pod: PodRef, events: mpsc::Sender<RuntimeEvent>) {
         let net = self.pod_net(&pod.uid, Ipv4Addr::UNSPECIFIED);
         let runner = self.runner.clone();
-        let log_dir = self.cfg.state_dir.join(&pod.uid);
         tokio::spawn(async move {
             let _ = tokio::task::spawn_blocking(move || {
                 netlab::unwire_pod(&*runner, &net);
-                let _ = std::fs::remove_dir_all(log_dir);
             })
             .await;
             let _ = events.send(RuntimeEvent::PodNetworkTornDown { pod }).await;
@@ -123,34 +121,26 @@ impl ProcessRuntime {
         tokio::task::spawn_blocking(move || netlab::procs::signal(&*runner, sig, &[pid]));
     }
 
-    fn start(
-        &self,
-        pod: PodRef,
-        container: &Container,
-        env: Vec<(String, String)>,
-        events: mpsc::Sender<RuntimeEvent>,
-    ) {
+    fn start(&self, pod: PodRef, start: Start, events: mpsc::Sender<RuntimeEvent>) {
+        let Start {
+            container,
+            env,
+            attempt,
+            plan,
+        } = start;
         let name = container.name.clone();
         let failed = |message: String| RuntimeEvent::ContainerStartFailed {
             pod: pod.clone(),
             container: name.clone(),
             message,
         };
-        let argv = match container_argv(container, &self.cfg.echo_exe) {
+        let argv = match container_argv(&plan, &self.cfg.echo_exe) {
             Ok(a) => a,
             Err(m) => return send_now(events, failed(m)),
         };
         let netns = self.pod_net(&pod.uid, Ipv4Addr::UNSPECIFIED).netns;
-        let dir = self.cfg.state_dir.join(&pod.uid);
-        let log = std::fs::create_dir_all(&dir).and_then(|()| {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(format!("{name}.log")))?;
-            Ok((f.try_clone()?, f))
-        });
-        let (out, err) = match log {
-            Ok(f) => f,
+        let capture = match self.cfg.logs.capture(&pod.uid, &name, attempt) {
+            Ok(c) => c,
             Err(e) => return send_now(events, failed(format!("log file: {e}"))),
         };
         let mut cmd = tokio::process::Command::new("ip");
@@ -158,12 +148,18 @@ impl ProcessRuntime {
             .args(&argv)
             .envs(env)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return send_now(events, failed(format!("spawn {argv:?}: {e}"))),
         };
+        if let Some(out) = child.stdout.take() {
+            capture.spawn_reader(Stream::Stdout, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            capture.spawn_reader(Stream::Stderr, err);
+        }
         let Some(pid) = child.id() else {
             return send_now(events, failed("process exited at once".into()));
         };
@@ -204,33 +200,34 @@ fn send_now(events: mpsc::Sender<RuntimeEvent>, ev: RuntimeEvent) {
     });
 }
 
-/// The command line of a container: the echo server for [`ECHO_IMAGE`], else command + args.
-pub fn container_argv(c: &Container, echo_exe: &std::path::Path) -> Result<Vec<String>, String> {
-    let image = c.image.as_deref().unwrap_or("");
-    let base = image.split(':').next().unwrap_or("");
-    if base == ECHO_IMAGE {
-        let port = c
-            .ports
-            .iter()
-            .flatten()
-            .map(|p| p.container_port)
-            .next()
-            .unwrap_or(ECHO_DEFAULT_PORT);
-        return Ok(vec![
-            echo_exe.display().to_string(),
-            "echo".into(),
-            "--port".into(),
-            port.to_string(),
-        ]);
+/// What [`RuntimeCommand::StartContainer`] carries.
+struct Start {
+    container: Box<Container>,
+    env: Vec<(String, String)>,
+    attempt: i32,
+    plan: Plan,
+}
+
+/// The command line of a container: the echo server for [`ECHO_IMAGE`] and for a stand-in
+/// (`--stands-in-for IMAGE`, one `--port` per declared TCP port), else command + args.
+pub fn container_argv(plan: &Plan, echo_exe: &std::path::Path) -> Result<Vec<String>, String> {
+    let echo = |ports: &[u16]| {
+        let mut argv = vec![echo_exe.display().to_string(), "echo".into()];
+        for p in ports {
+            argv.extend(["--port".to_string(), p.to_string()]);
+        }
+        argv
+    };
+    match plan {
+        Plan::Echo { port } => Ok(echo(&[*port])),
+        Plan::StandIn { image, ports } => {
+            let mut argv = echo(ports);
+            argv.extend(["--stands-in-for".to_string(), image.clone()]);
+            Ok(argv)
+        }
+        Plan::Command(argv) => Ok(argv.clone()),
+        Plan::Refuse { image } => Err(crate::core::standin::refused_message(image)),
     }
-    let mut argv: Vec<String> = c.command.clone().unwrap_or_default();
-    argv.extend(c.args.clone().unwrap_or_default());
-    if argv.is_empty() {
-        return Err(format!(
-            "image {image:?} is not built in and the container has no command"
-        ));
-    }
-    Ok(argv)
 }
 
 impl Runtime for ProcessRuntime {
@@ -241,7 +238,22 @@ impl Runtime for ProcessRuntime {
                 pod,
                 container,
                 env,
-            } => self.start(pod, &container, env, events),
+                attempt,
+                plan,
+            } => self.start(
+                pod,
+                Start {
+                    container,
+                    env,
+                    attempt,
+                    plan,
+                },
+                events,
+            ),
+            RuntimeCommand::RemoveLogs { pod } => {
+                let logs = self.cfg.logs.clone();
+                tokio::task::spawn_blocking(move || logs.remove_pod(&pod.uid));
+            }
             RuntimeCommand::Signal {
                 pod,
                 container,
@@ -302,6 +314,7 @@ impl Runtime for FakeRuntime {
                 code: if signal == Signal::Kill { 137 } else { 143 },
             },
             RuntimeCommand::TeardownNetwork { pod } => RuntimeEvent::PodNetworkTornDown { pod },
+            RuntimeCommand::RemoveLogs { .. } => return,
         };
         send_now(events, ev);
     }
@@ -310,6 +323,7 @@ impl Runtime for FakeRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::standin::{self, ImagePolicy};
     use std::path::Path;
 
     fn container(v: serde_json::Value) -> Container {
@@ -317,19 +331,45 @@ mod tests {
     }
 
     #[test]
-    fn echo_image_and_commands() {
+    fn echo_image_stand_ins_and_commands() {
         let exe = Path::new("/usr/bin/zonelab");
-        let c = container(serde_json::json!({"name": "c", "image": "zonelab/echo:1",
-            "ports": [{"containerPort": 9000}]}));
+        let argv = |v: serde_json::Value, policy: ImagePolicy| {
+            container_argv(&standin::plan(&container(v), policy), exe)
+        };
         assert_eq!(
-            container_argv(&c, exe).expect("argv"),
+            argv(
+                serde_json::json!({"name": "c", "image": "zonelab/echo:1",
+                    "ports": [{"containerPort": 9000}]}),
+                ImagePolicy::StandIn
+            )
+            .expect("argv"),
             ["/usr/bin/zonelab", "echo", "--port", "9000"]
         );
-        let c = container(serde_json::json!({"name": "c", "image": "busybox",
-            "command": ["sleep"], "args": ["100"]}));
-        assert_eq!(container_argv(&c, exe).expect("argv"), ["sleep", "100"]);
-        let c = container(serde_json::json!({"name": "c", "image": "nginx"}));
-        assert!(container_argv(&c, exe).is_err());
+        assert_eq!(
+            argv(
+                serde_json::json!({"name": "c", "image": "busybox",
+                    "command": ["sleep"], "args": ["100"]}),
+                ImagePolicy::StandIn
+            )
+            .expect("argv"),
+            ["sleep", "100"]
+        );
+        let nginx = serde_json::json!({"name": "c", "image": "nginx:1.25",
+            "ports": [{"containerPort": 80}, {"containerPort": 443}]});
+        assert_eq!(
+            argv(nginx.clone(), ImagePolicy::StandIn).expect("argv"),
+            [
+                "/usr/bin/zonelab",
+                "echo",
+                "--port",
+                "80",
+                "--port",
+                "443",
+                "--stands-in-for",
+                "nginx:1.25"
+            ]
+        );
+        assert!(argv(nginx, ImagePolicy::Fail).is_err());
     }
 
     #[test]
@@ -337,7 +377,11 @@ mod tests {
         let rt = ProcessRuntime::new(ProcessRuntimeConfig {
             netns_prefix: "zl1".into(),
             node_netns: "zl1-a-1".into(),
-            state_dir: PathBuf::from("/tmp/x"),
+            logs: LogConfig {
+                root: PathBuf::from("/tmp/x"),
+                max_size: 1 << 20,
+                max_files: 2,
+            },
             echo_exe: PathBuf::from("/bin/true"),
         });
         let spec = netlab::LabSpec {

@@ -1,25 +1,47 @@
 //! A local cache of nftables set/map elements (like upstream's `nftElementStorage`): owners
 //! claim elements, and the cache reports only the adds and deletes that change the kernel's
-//! contents. Start at [`ElementStore::set_owner`].
+//! contents over a whole transaction (two owners of one key changed in the same transaction
+//! give one delete at most). Start at [`ElementStore::set_owner`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::ServicePortName;
 
-/// Adds and deletes for one set or map, in key order.
+/// Adds and deletes for one set or map in one transaction, in key order: per key touched,
+/// the element the kernel held before the transaction and the one it holds after.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementDiff<K> {
-    pub deleted: Vec<K>,
-    /// Key and the text following it inside `{ }` (e.g. ` : goto service-...`).
-    pub added: Vec<(K, String)>,
+    changes: BTreeMap<K, (Option<String>, Option<String>)>,
 }
 
 impl<K> Default for ElementDiff<K> {
     fn default() -> Self {
         ElementDiff {
-            deleted: Vec::new(),
-            added: Vec::new(),
+            changes: BTreeMap::new(),
         }
+    }
+}
+
+impl<K: Ord> ElementDiff<K> {
+    fn record(&mut self, key: K, before: Option<String>, after: Option<String>) {
+        self.changes.entry(key).or_insert((before, None)).1 = after;
+    }
+
+    /// Keys to delete: held before and gone or changed (a changed value is a delete then an
+    /// add, as upstream).
+    pub fn deleted(&self) -> impl Iterator<Item = &K> {
+        self.changes
+            .iter()
+            .filter(|(_, (b, a))| b.is_some() && b != a)
+            .map(|(k, _)| k)
+    }
+
+    /// Keys to add with the text following the key inside `{ }` (e.g. ` : goto service-...`).
+    pub fn added(&self) -> impl Iterator<Item = (&K, &String)> {
+        self.changes.iter().filter_map(|(k, (b, a))| match a {
+            Some(v) if b.as_ref() != Some(v) => Some((k, v)),
+            _ => None,
+        })
     }
 }
 
@@ -45,8 +67,8 @@ impl<K: Ord + Clone> ElementStore<K> {
         self.claims.get(key)?.values().next()
     }
 
-    /// Replaces what `owner` wants with `elements` and appends the resulting kernel changes
-    /// to `diff` (a changed value is a delete then an add, as upstream).
+    /// Replaces what `owner` wants with `elements` and records the resulting kernel changes
+    /// in `diff`.
     pub fn set_owner(
         &mut self,
         owner: &ServicePortName,
@@ -78,16 +100,9 @@ impl<K: Ord + Clone> ElementStore<K> {
             self.by_owner.insert(owner.clone(), keys);
         }
         for (k, old) in touched.into_iter().zip(before) {
-            let new = self.current(&k);
-            if old.as_ref() == new {
-                continue;
-            }
-            let new = new.cloned();
-            if old.is_some() {
-                diff.deleted.push(k.clone());
-            }
-            if let Some(v) = new {
-                diff.added.push((k, v));
+            let new = self.current(&k).cloned();
+            if old != new {
+                diff.record(k, old, new);
             }
         }
     }
@@ -124,20 +139,40 @@ mod tests {
         let mut d = ElementDiff::default();
         s.set_owner(&owner("a"), vec![(1, String::new())], &mut d);
         s.set_owner(&owner("b"), vec![(1, String::new())], &mut d);
-        assert_eq!(d.added, vec![(1, String::new())]);
-        assert!(d.deleted.is_empty());
+        let empty = String::new();
+        assert_eq!(d.added().collect::<Vec<_>>(), vec![(&1, &empty)]);
+        assert_eq!(d.deleted().count(), 0);
 
         let mut d = ElementDiff::default();
         s.set_owner(&owner("a"), vec![], &mut d);
         assert_eq!(d, ElementDiff::default());
         s.set_owner(&owner("b"), vec![], &mut d);
-        assert_eq!(d.deleted, vec![1]);
+        assert_eq!(d.deleted().collect::<Vec<_>>(), vec![&1]);
         assert!(s.is_empty());
 
         let mut d = ElementDiff::default();
         s.set_owner(&owner("a"), vec![(2, "x".into())], &mut d);
         s.set_owner(&owner("a"), vec![(2, "y".into())], &mut d);
-        assert_eq!(d.deleted, vec![2]);
-        assert_eq!(d.added, vec![(2, "x".to_string()), (2, "y".to_string())]);
+        // One transaction: only its end state counts.
+        assert_eq!(d.deleted().count(), 0);
+        assert_eq!(d.added().collect::<Vec<_>>(), vec![(&2, &"y".to_string())]);
+        let mut d = ElementDiff::default();
+        s.set_owner(&owner("a"), vec![(2, "z".into())], &mut d);
+        assert_eq!(d.deleted().collect::<Vec<_>>(), vec![&2]);
+        assert_eq!(d.added().collect::<Vec<_>>(), vec![(&2, &"z".to_string())]);
+    }
+
+    #[test]
+    fn two_owners_of_one_key_leaving_in_one_transaction_delete_it_once() {
+        let mut s: ElementStore<u32> = ElementStore::default();
+        let mut d = ElementDiff::default();
+        s.set_owner(&owner("a"), vec![(7, " : goto a".into())], &mut d);
+        s.set_owner(&owner("b"), vec![(7, " : goto b".into())], &mut d);
+        let mut d = ElementDiff::default();
+        // a leaves: b's value takes over (a change); then b leaves too.
+        s.set_owner(&owner("a"), vec![], &mut d);
+        s.set_owner(&owner("b"), vec![], &mut d);
+        assert_eq!(d.deleted().collect::<Vec<_>>(), vec![&7]);
+        assert_eq!(d.added().count(), 0);
     }
 }

@@ -333,7 +333,7 @@ impl IptablesRenderer {
             format!(" -m comment --comment {}", quote(&name))
         };
         for ep in sp.reachable_endpoints() {
-            let sep = &ep.ipt_chain;
+            let sep = ep.ipt_chain();
             let e = &ep.endpoint;
             let _ = writeln!(out, "-A {sep}{sep_comment} -s {} -j KUBE-MARK-MASQ", e.ip);
             let recent = if sp.port.affinity_timeout_s.is_some() {
@@ -346,7 +346,7 @@ impl IptablesRenderer {
                 "-A {sep}{sep_comment}{recent} -m {p} -p {p} -j DNAT --to-destination {}:{}",
                 e.ip, e.port
             );
-            chains.push(sep.clone());
+            chains.push(sep.to_string());
         }
         chains
     }
@@ -534,7 +534,7 @@ fn write_endpoint_dispatch(
     if let Some(timeout) = sp.port.affinity_timeout_s {
         for ep in eps {
             let c = arrow(&ep.endpoint.addr_string());
-            let sep = &ep.ipt_chain;
+            let sep = ep.ipt_chain();
             let _ = writeln!(
                 out,
                 "-A {chain}{c} -m recent --name {sep} --rcheck --seconds {timeout} --reap -j {sep}"
@@ -552,7 +552,7 @@ fn write_endpoint_dispatch(
         } else {
             String::new()
         };
-        let _ = writeln!(out, "-A {chain}{c}{prob} -j {}", ep.ipt_chain);
+        let _ = writeln!(out, "-A {chain}{c}{prob} -j {}", ep.ipt_chain());
     }
 }
 

@@ -13,6 +13,7 @@ pub mod iptables;
 pub mod metrics;
 pub mod model;
 pub mod nft;
+pub mod nft_shared;
 pub mod nft_state;
 pub mod plan;
 pub mod service_health;

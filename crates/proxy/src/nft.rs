@@ -10,6 +10,8 @@ use std::net::Ipv4Addr;
 
 use crate::elements::{ElementDiff, ElementStore};
 use crate::model::{Cidr, Millis, Protocol, ServicePortName};
+use crate::nft_shared::{self, SharedDiffs, SharedMaps};
+pub use crate::nft_shared::{LayoutError, NftLayout};
 use crate::plan::{NoEndpoints, Plan, PlannedEndpoint, ServicePlan};
 
 /// Table name (nftables proxier.go `kubeProxyTable`).
@@ -40,6 +42,8 @@ pub struct NftConfig {
     /// The node's primary IP: a `loadBalancerSourceRanges` entry containing it also admits
     /// traffic from the load-balancer IPs (upstream `nodeIP`).
     pub node_ip: Option<Ipv4Addr>,
+    /// `--nftables-layout` (upstream).
+    pub layout: NftLayout,
 }
 
 impl Default for NftConfig {
@@ -51,6 +55,7 @@ impl Default for NftConfig {
             masquerade_all: false,
             nodeport_ips: Vec::new(),
             node_ip: None,
+            layout: NftLayout::Upstream,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct NftRenderer {
     stale: BTreeMap<String, Millis>,
     /// A full sync created the table: later full syncs keep it (and the affinity sets).
     table_created: bool,
+    /// The shared-map layout's maps, hairpin set and dispatch chains.
+    shared: SharedMaps,
 }
 
 impl NftRenderer {
@@ -124,8 +131,9 @@ impl NftRenderer {
             old_chains.extend(owned.chains.iter().cloned());
             old_sets.extend(owned.sets.iter().map(|(s, d)| (s.clone(), d.clone())));
         }
+        old_chains.extend(self.shared.chains());
         self.render_body(plan, true, &mut out);
-        let mut new_chains = BTreeSet::new();
+        let mut new_chains: BTreeSet<String> = self.shared.chains().into_iter().collect();
         for owned in self.owned.values() {
             new_chains.extend(owned.chains.iter().cloned());
             for (s, _) in &owned.sets {
@@ -161,14 +169,25 @@ impl NftRenderer {
         self.service_nodeports.clear();
         self.no_endpoint_nodeports.clear();
         self.stale.clear();
+        self.shared.clear();
         write_base(&self.cfg, flush, out);
         let mut diffs = Diffs::default();
+        let mut dispatch = BTreeMap::new();
         for sp in plan.services() {
-            let owned = write_service_chains(&self.cfg, sp, flush, out);
-            self.owned.insert(sp.port.name.clone(), owned);
-            self.claim_elements(sp.port.name.clone(), Some(sp), &mut diffs);
+            if !self.is_shared(sp) {
+                let owned = write_service_chains(&self.cfg, sp, flush, out);
+                self.owned.insert(sp.port.name.clone(), owned);
+            }
+            self.claim_elements(sp.port.name.clone(), Some(sp), &mut diffs, &mut dispatch);
         }
-        diffs.write(out);
+        self.shared
+            .write_dispatch_changes(&self.cfg, dispatch, flush, out);
+        diffs.write(out, self.cfg.layout == NftLayout::SharedMap);
+    }
+
+    /// `sp` goes through the shared maps (shared-map layout only).
+    fn is_shared(&self, sp: &ServicePlan) -> bool {
+        self.cfg.layout == NftLayout::SharedMap && nft_shared::uses_shared_map(sp)
     }
 
     /// Partial sync of the `affected` service ports: their chains are rewritten, their
@@ -184,12 +203,15 @@ impl NftRenderer {
         let mut diffs = Diffs::default();
         let mut stale_chains = Vec::new();
         let mut stale_sets = Vec::new();
+        let mut dispatch = BTreeMap::new();
         for name in affected {
             let old = self.owned.remove(name).unwrap_or_default();
             let sp = plan.get(name);
             let new = match sp {
-                Some(sp) => write_service_chains(&self.cfg, sp, true, &mut out),
-                None => Owned::default(),
+                Some(sp) if !self.is_shared(sp) => {
+                    write_service_chains(&self.cfg, sp, true, &mut out)
+                }
+                _ => Owned::default(),
             };
             for c in &new.chains {
                 self.stale.remove(c);
@@ -204,9 +226,16 @@ impl NftRenderer {
             if !new.chains.is_empty() || !new.sets.is_empty() {
                 self.owned.insert(name.clone(), new);
             }
-            self.claim_elements(name.clone(), sp, &mut diffs);
+            self.claim_elements(name.clone(), sp, &mut diffs, &mut dispatch);
         }
-        diffs.write(&mut out);
+        let changes = self
+            .shared
+            .write_dispatch_changes(&self.cfg, dispatch, true, &mut out);
+        for c in &changes.created {
+            self.stale.remove(c);
+        }
+        stale_chains.extend(changes.unused);
+        diffs.write(&mut out, self.cfg.layout == NftLayout::SharedMap);
         for c in stale_chains {
             let _ = writeln!(out, "flush chain {T} {c}");
             self.stale.insert(c, now + STALE_CHAIN_DELETE_DELAY_MS);
@@ -251,8 +280,13 @@ impl NftRenderer {
         name: ServicePortName,
         sp: Option<&ServicePlan>,
         diffs: &mut Diffs,
+        dispatch: &mut BTreeMap<(Protocol, usize), usize>,
     ) {
-        let e = sp.map(elements_of).unwrap_or_default();
+        let layout = self.cfg.layout;
+        let e = sp.map(|sp| elements_of(sp, layout)).unwrap_or_default();
+        if layout == NftLayout::SharedMap {
+            self.shared.claim(&name, sp, &mut diffs.shared, dispatch);
+        }
         self.cluster_ips
             .set_owner(&name, e.cluster_ips, &mut diffs.cluster_ips);
         self.service_ips
@@ -294,17 +328,23 @@ fn verdict_text(v: NoEndpoints) -> &'static str {
 
 /// Upstream's element writes of `syncProxyRules` for one service port: the ClusterIP, the
 /// external and load-balancer IPs, the firewall and the NodePort, each to its chain or to
-/// its no-endpoints verdict.
-fn elements_of(sp: &ServicePlan) -> Elements {
+/// its no-endpoints verdict. With the shared-map layout a shared service port's ClusterIP
+/// goes to its dispatch chain.
+fn elements_of(sp: &ServicePlan, layout: NftLayout) -> Elements {
     let mut e = Elements::default();
     let (proto, port) = (sp.port.name.protocol, sp.port.port);
     let comment = |v: NoEndpoints| format!(" comment \"{}\" : {}", sp.port.name, verdict_text(v));
     e.cluster_ips.push((sp.port.cluster_ip, String::new()));
     let cluster_dest = (sp.port.cluster_ip, proto, port);
     match sp.no_endpoints {
-        None => e
-            .service_ips
-            .push((cluster_dest, format!(" : goto {}", sp.nft_chain()))),
+        None => {
+            let chain = match SharedMaps::dispatch_for(sp) {
+                Some((p, n)) if layout == NftLayout::SharedMap => nft_shared::dispatch_chain(p, n),
+                _ => sp.nft_chain(),
+            };
+            e.service_ips
+                .push((cluster_dest, format!(" : goto {chain}")));
+        }
         Some(v) => e.no_endpoint_services.push((cluster_dest, comment(v))),
     }
     let to_external = format!(" : goto {}", sp.nft_external_chain());
@@ -355,6 +395,7 @@ struct Diffs {
     firewall_ips: ElementDiff<Dest>,
     service_nodeports: ElementDiff<NodePortKey>,
     no_endpoint_nodeports: ElementDiff<NodePortKey>,
+    shared: SharedDiffs,
 }
 
 fn dest_str((ip, proto, port): &Dest) -> String {
@@ -366,43 +407,44 @@ fn node_port_str((proto, port): &NodePortKey) -> String {
 }
 
 /// Writes one map's deletes (`deletes`) or adds.
-fn write_diff<K>(
+fn write_diff<K: Ord>(
     out: &mut String,
     map: &str,
     d: &ElementDiff<K>,
     key: impl Fn(&K) -> String,
-    deletes: bool,
+    (deletes, batch): (bool, bool),
 ) {
     if deletes {
-        for k in &d.deleted {
-            let _ = writeln!(out, "delete element {T} {map} {{ {} }}", key(k));
-        }
+        let elems = d.deleted().map(&key);
+        nft_shared::write_elements(out, "delete", map, elems, batch);
     } else {
-        for (k, v) in &d.added {
-            let _ = writeln!(out, "add element {T} {map} {{ {}{v} }}", key(k));
-        }
+        let elems = d.added().map(|(k, v)| format!("{}{v}", key(k)));
+        nft_shared::write_elements(out, "add", map, elems, batch);
     }
 }
 
 impl Diffs {
-    /// Deletes first (they may free keys re-added below), then adds.
-    fn write(&self, out: &mut String) {
+    /// Deletes first (they may free keys re-added below), then adds; `batch`: several
+    /// elements per command (shared-map layout).
+    fn write(&self, out: &mut String, batch: bool) {
         for deletes in [true, false] {
+            let mode = (deletes, batch);
             write_diff(
                 out,
                 "cluster-ips",
                 &self.cluster_ips,
                 Ipv4Addr::to_string,
-                deletes,
+                mode,
             );
-            write_diff(out, "service-ips", &self.service_ips, dest_str, deletes);
+            write_diff(out, "service-ips", &self.service_ips, dest_str, mode);
             let nes = &self.no_endpoint_services;
-            write_diff(out, "no-endpoint-services", nes, dest_str, deletes);
-            write_diff(out, "firewall-ips", &self.firewall_ips, dest_str, deletes);
+            write_diff(out, "no-endpoint-services", nes, dest_str, mode);
+            write_diff(out, "firewall-ips", &self.firewall_ips, dest_str, mode);
             let snp = &self.service_nodeports;
-            write_diff(out, "service-nodeports", snp, node_port_str, deletes);
+            write_diff(out, "service-nodeports", snp, node_port_str, mode);
             let nen = &self.no_endpoint_nodeports;
-            write_diff(out, "no-endpoint-nodeports", nen, node_port_str, deletes);
+            write_diff(out, "no-endpoint-nodeports", nen, node_port_str, mode);
+            self.shared.write(out, deletes);
         }
     }
 }
@@ -434,14 +476,14 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
     for ep in sp.reachable_endpoints() {
         let e = &ep.endpoint;
         if let Some(timeout) = affinity {
-            let set = format!("affinity-{}", ep.nft_base);
+            let set = format!("affinity-{}", ep.nft_base());
             let decl = format!(
                 "add set {T} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"
             );
             let _ = writeln!(out, "{decl}");
             owned.sets.push((set, decl));
         }
-        let chain = format!("endpoint-{}", ep.nft_base);
+        let chain = format!("endpoint-{}", ep.nft_base());
         open_chain(out, &mut owned, &chain);
         let _ = writeln!(
             out,
@@ -452,7 +494,7 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
             let _ = writeln!(
                 out,
                 "add rule {T} {chain} update @affinity-{} {{ ip saddr }}",
-                ep.nft_base
+                ep.nft_base()
             );
         }
         let _ = writeln!(
@@ -473,7 +515,7 @@ fn write_service_chains(cfg: &NftConfig, sp: &ServicePlan, flush: bool, out: &mu
         if chain == internal {
             write_internal_masquerade(cfg, sp, &chain, out);
         }
-        write_endpoint_dispatch(sp, &chain, eps, out);
+        write_endpoint_dispatch(cfg.layout, sp, &chain, eps, out);
     }
     if sp.uses_external_chain() {
         let chain = sp.nft_external_chain();
@@ -502,8 +544,10 @@ fn write_internal_masquerade(cfg: &NftConfig, sp: &ServicePlan, chain: &str, out
     }
 }
 
-/// Affinity lookups, then a random pick among `eps` (upstream `writeServiceToEndpointRules`).
+/// Affinity lookups, then a random pick among `eps` (upstream `writeServiceToEndpointRules`;
+/// the shared-map layout picks with `numgen random mod (N-k)` rules instead of a vmap).
 fn write_endpoint_dispatch(
+    layout: NftLayout,
     sp: &ServicePlan,
     chain: &str,
     eps: &[PlannedEndpoint],
@@ -511,12 +555,16 @@ fn write_endpoint_dispatch(
 ) {
     if sp.port.affinity_timeout_s.is_some() {
         for ep in eps {
-            let b = &ep.nft_base;
+            let b = ep.nft_base();
             let _ = writeln!(
                 out,
                 "add rule {T} {chain} ip saddr @affinity-{b} goto endpoint-{b}"
             );
         }
+    }
+    if layout == NftLayout::SharedMap {
+        nft_shared::write_mod_dispatch(chain, eps, out);
+        return;
     }
     let _ = write!(
         out,
@@ -525,7 +573,7 @@ fn write_endpoint_dispatch(
     );
     for (i, ep) in eps.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base);
+        let _ = write!(out, "{sep}{i} : goto endpoint-{} ", ep.nft_base());
     }
     out.push_str("}\n");
 }
@@ -581,11 +629,21 @@ fn write_base(cfg: &NftConfig, flush: bool, out: &mut String) {
         out,
         "add table {T} {{ comment \"rules for kube-proxy\" ; }}"
     );
-    for line in BASE_DECLARATIONS {
+    let shared = cfg.layout == NftLayout::SharedMap;
+    let extra = if shared {
+        nft_shared::base_declarations()
+    } else {
+        Vec::new()
+    };
+    let declarations = BASE_DECLARATIONS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str));
+    for line in declarations.clone() {
         let _ = writeln!(out, "{line}");
     }
     if flush {
-        for line in BASE_DECLARATIONS {
+        for line in declarations {
             // "add chain ip kube-proxy NAME ..." -> "flush chain ip kube-proxy NAME".
             let mut words = line.split(' ');
             if let (Some("add"), Some(what), Some(_), Some(_), Some(name)) = (
@@ -610,6 +668,10 @@ fn write_base(cfg: &NftConfig, flush: bool, out: &mut String) {
             "add rule {T} cluster-ips-check ip daddr {{ {} }} drop comment \"Drop traffic to unallocated ClusterIPs\"",
             cidrs.join(", ")
         );
+    }
+    if shared {
+        // Before `nat-postrouting jump masquerading`, which acts on the mark.
+        let _ = writeln!(out, "{}", nft_shared::hairpin_rule());
     }
     for line in BASE_RULES {
         let _ = writeln!(out, "add rule {T} {line}");

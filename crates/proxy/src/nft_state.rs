@@ -93,18 +93,21 @@ impl NftState {
             "add element" => {
                 let body = braces(tail).ok_or(())?;
                 let set = self.sets.get_mut(name).ok_or(())?;
-                set.1
-                    .entry(element_key(body).to_string())
-                    .or_insert_with(|| line.to_string());
+                // Several elements per command are dumped one per line, as upstream writes them.
+                for elem in body.split(", ") {
+                    set.1
+                        .entry(element_key(elem).to_string())
+                        .or_insert_with(|| {
+                            format!("add element ip kube-proxy {name} {{ {elem} }}")
+                        });
+                }
             }
             "delete element" => {
                 let body = braces(tail).ok_or(())?;
-                self.sets
-                    .get_mut(name)
-                    .ok_or(())?
-                    .1
-                    .remove(element_key(body))
-                    .ok_or(())?;
+                let set = self.sets.get_mut(name).ok_or(())?;
+                for elem in body.split(", ") {
+                    set.1.remove(element_key(elem)).ok_or(())?;
+                }
             }
             _ => return Err(()),
         }
@@ -129,6 +132,20 @@ impl NftState {
     /// True if a chain of that name exists.
     pub fn has_chain(&self, name: &str) -> bool {
         self.chains.contains_key(name)
+    }
+
+    /// The rules of a chain in order (the text after `add rule ip kube-proxy CHAIN `).
+    pub fn rules(&self, chain: &str) -> Vec<&str> {
+        let prefix = format!("add rule ip kube-proxy {chain} ");
+        self.chains
+            .get(chain)
+            .map(|c| {
+                c.rules
+                    .iter()
+                    .filter_map(|r| r.strip_prefix(prefix.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
 
 use crate::hash;
 use crate::model::{
@@ -28,15 +29,48 @@ pub enum NoEndpoints {
     Drop,
 }
 
-/// An endpoint the service port load-balances to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An endpoint the service port load-balances to. Its chain names are hashed on first use:
+/// the shared-map layout needs none for most Services, nftables mode no iptables name.
+#[derive(Debug, Clone)]
 pub struct PlannedEndpoint {
     pub endpoint: Endpoint,
-    /// `<HASH8>-ns/svc/proto/port__ip/port` (chain `endpoint-<base>`, set `affinity-<base>`).
-    pub nft_base: String,
-    /// `KUBE-SEP-<HASH16>`.
-    pub ipt_chain: String,
+    port: Arc<ServicePortName>,
+    nft_base: OnceLock<String>,
+    ipt_chain: OnceLock<String>,
 }
+
+impl PlannedEndpoint {
+    /// An endpoint of service port `port`.
+    pub fn new(port: Arc<ServicePortName>, endpoint: Endpoint) -> PlannedEndpoint {
+        PlannedEndpoint {
+            endpoint,
+            port,
+            nft_base: OnceLock::new(),
+            ipt_chain: OnceLock::new(),
+        }
+    }
+
+    /// `<HASH8>-ns/svc/proto/port__ip/port` (chain `endpoint-<base>`, set `affinity-<base>`).
+    pub fn nft_base(&self) -> &str {
+        self.nft_base
+            .get_or_init(|| hash::nft_endpoint_base(&self.port, &self.endpoint))
+    }
+
+    /// `KUBE-SEP-<HASH16>`.
+    pub fn ipt_chain(&self) -> &str {
+        self.ipt_chain
+            .get_or_init(|| hash::ipt_endpoint_chain(&self.port, &self.endpoint))
+    }
+}
+
+/// Equal when the endpoint and its service port are (the names follow from them).
+impl PartialEq for PlannedEndpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.endpoint == other.endpoint && self.port == other.port
+    }
+}
+
+impl Eq for PlannedEndpoint {}
 
 /// The plan of one service port (upstream `CategorizeEndpoints` plus the per-policy
 /// verdicts of `syncProxyRules`).
@@ -152,7 +186,10 @@ impl ServicePlan {
     pub fn reachable_endpoints(&self) -> Vec<&PlannedEndpoint> {
         let mut out: Vec<&PlannedEndpoint> = self.cluster_endpoints.iter().collect();
         for ep in &self.local_endpoints {
-            if !out.iter().any(|e| e.nft_base == ep.nft_base) {
+            if !out
+                .iter()
+                .any(|e| e.endpoint.ip == ep.endpoint.ip && e.endpoint.port == ep.endpoint.port)
+            {
                 out.push(ep);
             }
         }
@@ -182,6 +219,29 @@ pub struct Plan {
     by_dest: BTreeMap<(Ipv4Addr, Protocol, u16), ServicePortName>,
     cluster_ips: BTreeMap<Ipv4Addr, usize>,
     external: external::ExternalIndex,
+    /// Running totals kept by `insert`/`remove`, so a partial sync never walks every port.
+    totals: Totals,
+}
+
+/// Sums over all service ports, maintained incrementally.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    endpoints: usize,
+    no_local_internal: usize,
+    no_local_external: usize,
+}
+
+impl Totals {
+    fn add(&mut self, plan: &ServicePlan, sign: isize) {
+        let drops = |v: Option<NoEndpoints>| isize::from(v == Some(NoEndpoints::Drop));
+        let step = |t: &mut usize, n: isize| *t = t.saturating_add_signed(sign * n);
+        step(&mut self.endpoints, plan.endpoints.len() as isize);
+        step(&mut self.no_local_internal, drops(plan.no_endpoints));
+        step(
+            &mut self.no_local_external,
+            drops(plan.external_no_endpoints),
+        );
+    }
 }
 
 impl Plan {
@@ -235,11 +295,15 @@ impl Plan {
         self.by_dest.insert(dest, plan.port.name.clone());
         *self.cluster_ips.entry(plan.port.cluster_ip).or_default() += 1;
         external::index(&mut self.external, &plan);
-        self.services.insert(plan.port.name.clone(), plan);
+        self.totals.add(&plan, 1);
+        if let Some(old) = self.services.insert(plan.port.name.clone(), plan) {
+            self.totals.add(&old, -1);
+        }
     }
 
     fn remove(&mut self, name: &ServicePortName) -> Option<ServicePlan> {
         let plan = self.services.remove(name)?;
+        self.totals.add(&plan, -1);
         external::unindex(&mut self.external, &plan);
         let dest = (
             plan.port.cluster_ip,
@@ -286,24 +350,13 @@ impl Plan {
 
     /// Total endpoints across all service ports.
     pub fn endpoint_count(&self) -> usize {
-        self.services.values().map(|s| s.endpoints.len()).sum()
+        self.totals.endpoints
     }
 
     /// Service ports whose Local policy finds no endpoint on this node while others exist:
     /// `(internal, external)`, upstream's `serviceNoLocalEndpointsTotal{Internal,External}`.
     pub fn no_local_endpoints(&self) -> (usize, usize) {
-        let drops = |v: Option<NoEndpoints>| v == Some(NoEndpoints::Drop);
-        let internal = self
-            .services
-            .values()
-            .filter(|s| drops(s.no_endpoints))
-            .count();
-        let external = self
-            .services
-            .values()
-            .filter(|s| drops(s.external_no_endpoints))
-            .count();
-        (internal, external)
+        (self.totals.no_local_internal, self.totals.no_local_external)
     }
 
     /// Number of service ports.
@@ -361,14 +414,10 @@ fn usable(eps: &[&Endpoint]) -> Vec<Endpoint> {
         .collect()
 }
 
-fn planned(port: &ServicePort, mut eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
+fn planned(port: &Arc<ServicePortName>, mut eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
     eps.sort_by_cached_key(Endpoint::addr_string);
     eps.into_iter()
-        .map(|ep| PlannedEndpoint {
-            nft_base: hash::nft_endpoint_base(&port.name, &ep),
-            ipt_chain: hash::ipt_endpoint_chain(&port.name, &ep),
-            endpoint: ep,
-        })
+        .map(|ep| PlannedEndpoint::new(port.clone(), ep))
         .collect()
 }
 
@@ -376,8 +425,9 @@ fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> Service
     let all: Vec<&Endpoint> = tracker.endpoints_of(&port.name).iter().collect();
     let usable_anywhere = usable(&all);
     let has_endpoints = !usable_anywhere.is_empty();
+    let name = Arc::new(port.name.clone());
     let cluster = if port.uses_cluster_endpoints() {
-        planned(port, usable_anywhere)
+        planned(&name, usable_anywhere)
     } else {
         Vec::new()
     };
@@ -387,7 +437,7 @@ fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> Service
             .copied()
             .filter(|e| e.node_name.is_some() && e.node_name == cfg.node_name)
             .collect();
-        planned(port, usable(&mine))
+        planned(&name, usable(&mine))
     } else {
         Vec::new()
     };

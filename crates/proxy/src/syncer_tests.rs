@@ -193,3 +193,49 @@ fn kernel_state_after_many_partial_syncs_equals_a_fresh_full_sync() {
     fresh.apply(&r.render_full(s.plan())).expect("apply");
     assert_eq!(st.dump(), fresh.dump());
 }
+
+#[test]
+fn shared_map_layout_through_the_syncer_never_deletes_the_table_after_start() {
+    let mut s = Syncer::new(SyncerConfig {
+        nft: crate::nft::NftConfig {
+            layout: crate::nft::NftLayout::SharedMap,
+            ..crate::nft::NftConfig::default()
+        },
+        ..SyncerConfig::default()
+    });
+    s.on_service(Change::Applied(&service("ns1", "svc1", "172.30.0.41", P80)));
+    set_endpoint(&mut s, "10.0.1.1");
+    let mut state = NftState::default();
+    s.on_initial_sync_done(T0);
+    assert_eq!(run(&mut s, &mut state, T0), Some(SyncKind::Full));
+    assert!(state.has_chain("dispatch-tcp-1"));
+    // An endpoint change: element updates only.
+    set_endpoint(&mut s, "10.0.1.2");
+    let tx = s.poll(T0 + 1_000).expect("partial sync");
+    assert_eq!(tx.kind, SyncKind::Partial);
+    assert!(
+        tx.text.lines().all(|l| l.contains(" element ")),
+        "{}",
+        tx.text
+    );
+    state.apply(&tx.text).expect("applies");
+    s.on_applied(Ok(()), T0 + 1_000);
+    // A failed sync forces a full sync: over the kept table, no `delete table`.
+    set_endpoint(&mut s, "10.0.1.3");
+    let tx = s.poll(T0 + 2_000).expect("partial sync");
+    s.on_applied(Err(ApplyError::Injected("test".into())), T0 + 2_000);
+    // Retried after --sync-period.
+    let retry = T0 + 2_000 + DEFAULT_SYNC_PERIOD_MS;
+    let full = s.poll(retry).expect("full resync");
+    assert_eq!(full.kind, SyncKind::Full);
+    assert!(!full.text.contains("delete table"), "{}", full.text);
+    drop(tx);
+    state.apply(&full.text).expect("applies");
+    s.on_applied(Ok(()), retry);
+    let dump = state.dump().join("\n");
+    assert!(
+        dump.contains("endpoints-tcp { 172.30.0.41 . 80 . 0 : 10.0.1.3 . 80 }"),
+        "{dump}"
+    );
+    assert!(!dump.contains("10.0.1.2"), "{dump}");
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use proxy::apply::{NftApplier, RuleApplier};
 use proxy::fixtures::{ep, service, service_json, service_with, slice};
-use proxy::nft::{NftConfig, NftRenderer};
+use proxy::nft::{NftConfig, NftLayout, NftRenderer};
 use proxy::{Cidr, Plan, PlanConfig, Tracker};
 
 const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
@@ -38,14 +38,18 @@ impl Drop for NetnsGuard {
 }
 
 fn text() -> String {
-    let cfg = NftConfig {
+    NftRenderer::new(cfg(NftLayout::Upstream)).render_full(&plan())
+}
+
+fn cfg(layout: NftLayout) -> NftConfig {
+    NftConfig {
         cluster_cidr: Some(Cidr::parse("10.0.0.0/8").expect("cidr")),
         service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
         nodeport_ips: vec!["192.168.0.2".parse().expect("ip")],
         node_ip: Some("192.168.0.2".parse().expect("ip")),
+        layout,
         ..NftConfig::default()
-    };
-    NftRenderer::new(cfg).render_full(&plan())
+    }
 }
 
 fn plan() -> Plan {
@@ -216,5 +220,61 @@ fn full_sync_text_passes_nft_check_and_applies_in_a_netns() {
     assert!(
         real.apply("add rule ip kube-proxy no-such-chain accept\n")
             .is_err()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
+)]
+fn shared_map_full_resync_and_partial_sync_apply_in_a_netns() {
+    use netlab::preflight::{IP, NFT, require_for_test};
+    require_for_test(&[IP, NFT]);
+    let ns = NetnsGuard::create("shared").expect("creating a network namespace");
+    let plan = plan();
+    let mut r = NftRenderer::new(cfg(NftLayout::SharedMap));
+    let mut check = NftApplier {
+        netns: Some(ns.0.clone()),
+        check_only: true,
+    };
+    let first = r.render_full_at(&plan, 0);
+    check
+        .apply(&first)
+        .expect("nft --check accepts the shared-map full sync");
+    let mut nft = NftApplier::new(Some(ns.0.clone()));
+    nft.apply(&first).expect("shared-map full sync applies");
+    let again = r.render_full_at(&plan, 30_000);
+    assert!(!again.contains("delete table"));
+    nft.apply(&again).expect("kept-table full sync applies");
+    // Every Service removed in one partial sync: elements deleted, chains flushed, then the
+    // stale chains (per-Service and dispatch) deleted in their own transaction.
+    let names: std::collections::BTreeSet<_> =
+        plan.services().map(|sp| sp.port.name.clone()).collect();
+    let partial = r.render_partial(&Plan::default(), &names, 40_000);
+    nft.apply(&partial).expect("partial sync applies");
+    let deletes = r.render_stale_deletes(41_000).expect("stale chains");
+    assert!(
+        deletes.contains("delete chain ip kube-proxy dispatch-tcp-3"),
+        "{deletes}"
+    );
+    nft.apply(&deletes).expect("stale deletes apply");
+    let listed = in_netns(&ns.0, &["nft", "list", "table", "ip", "kube-proxy"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(!listed.contains("chain dispatch-"), "{listed}");
+    assert!(!listed.contains("chain endpoint-"), "{listed}");
+    assert!(!listed.contains("10.180.0.1 . 80"), "{listed}");
+    // Back again: the full plan as one partial sync.
+    let back = r.render_partial(&plan, &names, 50_000);
+    nft.apply(&back)
+        .expect("partial sync re-adding everything applies");
+    let listed = in_netns(&ns.0, &["nft", "list", "table", "ip", "kube-proxy"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("chain dispatch-tcp-3"), "{listed}");
+    assert!(listed.contains("chain external-"), "{listed}");
+    assert!(
+        listed.contains("numgen random mod 2 == 0 goto endpoint-")
+            || listed.contains("numgen random mod 2 0 goto endpoint-"),
+        "{listed}"
     );
 }

@@ -49,6 +49,11 @@ pub struct AgentArgs {
     /// kube-proxy mode.
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// nftables rule layout: `upstream` (upstream kube-proxy's rules: an anonymous vmap per
+    /// Service, O(N^2) in the kernel per transaction) or `shared-map` (one endpoint map per
+    /// protocol and dispatch chains; docs/proxy.md).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
+    pub nftables_layout: String,
     /// Minimum time between proxy syncs [upstream 1s; fast 100ms].
     #[arg(long, value_parser = parse_duration)]
     pub min_sync_period: Option<Duration>,
@@ -87,6 +92,36 @@ pub struct AgentArgs {
     /// ClusterIP range (unallocated addresses in it are dropped).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
+    /// What the kubelet does with an image the lab cannot run (anything but `zonelab/echo`
+    /// without a `command`): `stand-in` runs the `zonelab/echo` stand-in on its declared TCP
+    /// ports; `fail` refuses it as a failed pull (ErrImagePull, then ImagePullBackOff).
+    #[arg(long, default_value = "stand-in", value_parser = ["stand-in", "fail"])]
+    pub image_policy: String,
+    /// kubelet `--port`: the node's kubelet endpoint (`/containerLogs`), on every address of
+    /// the node's network namespace [upstream 10250].
+    #[arg(long, default_value_t = kubelet::core::config::DEFAULT_KUBELET_PORT)]
+    pub port: u16,
+    /// kubelet `--container-log-max-size`: a container log file is rotated past this size
+    /// (a quantity, e.g. `10Mi`) [upstream 10Mi].
+    #[arg(long, default_value = "10Mi", value_parser = parse_log_size)]
+    pub container_log_max_size: u64,
+    /// kubelet `--container-log-max-files`: log files kept per container instance
+    /// [upstream 5].
+    #[arg(long, default_value_t = kubelet::logfmt::DEFAULT_CONTAINER_LOG_MAX_FILES)]
+    pub container_log_max_files: u32,
+}
+
+/// A size quantity in bytes (`10Mi`, `512Ki`, `1000`).
+fn parse_log_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)]
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {s:?}: expected a positive quantity like 10Mi"))
 }
 
 fn ms(d: Duration) -> i64 {
@@ -117,6 +152,7 @@ fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
     cfg.nft.nodeport_ips = vec![args.node_ip];
     cfg.nft.node_ip = Some(args.node_ip);
     cfg.iptables.node_ip = Some(args.node_ip);
+    cfg.nft.layout = proxy::nft::NftLayout::parse(&args.nftables_layout)?;
     cfg.nft.cluster_cidr = Some(cluster);
     cfg.nft.service_cidrs = vec![services];
     cfg.iptables.cluster_cidr = Some(cluster);
@@ -141,6 +177,9 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
         capacity_memory: args.node_capacity_memory.clone(),
         max_pods: args.max_pods,
         node_labels: args.node_labels.clone(),
+        image_policy: kubelet::core::standin::ImagePolicy::parse(&args.image_policy)
+            .unwrap_or_default(),
+        port: args.port,
         ..KubeletConfig::default()
     };
     if args.profile == Profile::Fast {
@@ -175,10 +214,27 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         args.node_name.clone(),
         args.proxy_status_address,
     ));
+    let logs = kubelet::logwriter::LogConfig {
+        root: args.state_dir.join(&args.node_name),
+        max_size: args.container_log_max_size,
+        max_files: args.container_log_max_files,
+    };
+    let (log_tx, log_rx) = tokio::sync::mpsc::channel(kubelet::logserver::QUERY_CHANNEL);
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, args.port))
+        .await
+        .with_context(|| format!("kubelet --port {}", args.port))?;
+    let log_server = tokio::spawn(kubelet::logserver::serve(
+        listener,
+        kubelet::logserver::LogServer {
+            root: logs.root.clone(),
+            max_files: logs.max_files,
+            queries: log_tx,
+        },
+    ));
     let runtime = ProcessRuntime::new(ProcessRuntimeConfig {
         netns_prefix: args.lab_prefix.clone(),
         node_netns: args.node_name.clone(),
-        state_dir: args.state_dir.join(&args.node_name),
+        logs,
         echo_exe: std::env::current_exe()?,
     });
     let prober = NetProber {
@@ -189,6 +245,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         kubelet_config(&args),
         Arc::new(runtime),
         Arc::new(prober),
+        Some(log_rx),
     );
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -202,5 +259,44 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     // The proxy never ends on its own: if it does (a panic), the agent exits non-zero.
     crate::supervise::until_task_ends("kube-proxy", &mut proxy, signals).await?;
+    log_server.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec![
+            "agent",
+            "--node-name=n1",
+            "--zone=a",
+            "--node-ip=10.0.0.2",
+            "--pod-cidr=10.244.1.0/24",
+            "--server=http://10.0.0.1:6443",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn nftables_layout_flag() {
+        let default = syncer_config(&parse(&[]).expect("parses").agent).expect("config");
+        assert_eq!(default.nft.layout, proxy::nft::NftLayout::Upstream);
+        let shared = parse(&["--nftables-layout", "shared-map"]).expect("parses");
+        let cfg = syncer_config(&shared.agent).expect("config");
+        assert_eq!(cfg.nft.layout, proxy::nft::NftLayout::SharedMap);
+        let bad = parse(&["--nftables-layout", "shared"])
+            .err()
+            .expect("rejected");
+        assert!(bad.to_string().contains("shared-map"), "{bad}");
+    }
 }

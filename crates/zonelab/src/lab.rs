@@ -24,6 +24,7 @@ mod balancer;
 pub mod control_plane;
 mod faults;
 pub mod group_nodes;
+pub mod kube_proxy;
 
 pub use faults::{heal, inject};
 
@@ -107,6 +108,9 @@ pub struct UpArgs {
     /// kube-proxy mode of every agent.
     #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables"])]
     pub proxy_mode: String,
+    /// nftables rule layout of every agent (`zonelab agent --nftables-layout`).
+    #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
+    pub nftables_layout: String,
     /// Loopback port for kubectl.
     #[arg(long, default_value_t = 6443)]
     pub api_port: u16,
@@ -121,6 +125,14 @@ pub struct UpArgs {
     /// in every zone, behind a load balancer).
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub control_plane_store: String,
+    /// Record every agent's kube-proxy as the DaemonSet kube-system/kube-proxy (no pods: the
+    /// agents run it; docs/lab.md).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube_proxy_daemonset: bool,
+    /// Every kubelet's `--image-policy`: `stand-in` runs images the lab cannot run as the
+    /// `zonelab/echo` stand-in, `fail` refuses them (ErrImagePull / ImagePullBackOff).
+    #[arg(long, default_value = "stand-in", value_parser = ["stand-in", "fail"])]
+    pub image_policy: String,
 }
 
 /// What `lab up` leaves for the other subcommands.
@@ -159,6 +171,8 @@ pub struct UpPlan {
     pub agent_flags: Vec<String>,
     /// An etcd member and an API server in every zone (else one embedded server outside).
     pub etcd_in_zones: bool,
+    /// Create the kube-system/kube-proxy DaemonSet record ([`kube_proxy`]).
+    pub kube_proxy_daemonset: bool,
 }
 
 /// `--control-plane-replicas` and `--control-plane-store` (the scenario's `controlPlane`
@@ -453,7 +467,12 @@ async fn up(args: &LabArgs, up: &UpArgs) -> anyhow::Result<()> {
         api_port: up.api_port,
         wait: up.wait,
         server_flags: Vec::new(),
-        agent_flags: Vec::new(),
+        // Kept in the lab's config, so agents `recover` restarts get it too.
+        agent_flags: vec![
+            format!("--nftables-layout={}", up.nftables_layout),
+            format!("--image-policy={}", up.image_policy),
+        ],
+        kube_proxy_daemonset: up.kube_proxy_daemonset,
     };
     bring_up(&args.state_dir, &args.prefix, &plan).await?;
     Ok(())
@@ -598,6 +617,9 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         nodes.len(),
         started.elapsed().as_secs_f64()
     );
+    if plan.kube_proxy_daemonset {
+        kube_proxy::record(&client, &plan.proxy_mode).await?;
+    }
     println!(
         "lab {prefix:?} is up: {} nodes in {} zones, profile {}, proxy {} ({:.1}s)\nexport KUBECONFIG={}",
         topo.nodes.len(),

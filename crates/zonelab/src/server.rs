@@ -147,7 +147,7 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 8] = [
+pub const CONTROLLER_NAMES: [&str; 9] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
@@ -156,6 +156,7 @@ pub const CONTROLLER_NAMES: [&str; 8] = [
     "scheduler",
     "disruption",
     "serviceaccount",
+    "daemonset",
 ];
 
 fn build_controllers(
@@ -214,6 +215,11 @@ fn build_controllers(
             Default::default(),
         )));
     }
+    if args.enabled("daemonset") {
+        out.push(Box::new(controllers::workloads::DaemonSetController::new(
+            Default::default(),
+        )));
+    }
     if args.enabled("scheduler") {
         out.push(Box::new(controllers::scheduler::Scheduler::new(
             Default::default(),
@@ -269,6 +275,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_not_ready_toleration_seconds: timers.not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: timers.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
+        kubelet_dialer: kubelet_dialer(&args.listen_netns),
     };
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
@@ -296,6 +303,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
     }
     Ok(())
+}
+
+/// With `--listen-netns`, `pods/log` dials kubelets from inside the first of those
+/// namespaces (the lab's control-plane namespace): the lab's node addresses exist only there,
+/// and a connect from this process's own namespace must never leave for the real network.
+fn kubelet_dialer(
+    listen_netns: &[(String, SocketAddr)],
+) -> Option<apiserver::handlers::KubeletDialer> {
+    let (netns, _) = listen_netns.first()?;
+    let netns = netns.clone();
+    Some(apiserver::handlers::KubeletDialer(Arc::new(
+        move |addr, timeout| {
+            crate::netns::connect_in_netns(&netns, addr, timeout).map_err(|e| match e
+                .downcast_ref::<std::io::Error>()
+            {
+                Some(io) => std::io::Error::new(io.kind(), io.to_string()),
+                None => std::io::Error::other(format!("{e:#}")),
+            })
+        },
+    )))
 }
 
 #[cfg(test)]

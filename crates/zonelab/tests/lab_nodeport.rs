@@ -125,6 +125,11 @@ fn body_json(r: &Value) -> Value {
 }
 
 fn run_mode(mode: &str, prefix: &str, api_port: u16) {
+    run_mode_layout(mode, "upstream", prefix, api_port);
+}
+
+/// `layout`: `--nftables-layout` (nftables mode only).
+fn run_mode_layout(mode: &str, layout: &str, prefix: &str, api_port: u16) {
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
         prefix: prefix.to_string(),
@@ -138,6 +143,8 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
         "1",
         "--proxy-mode",
         mode,
+        "--nftables-layout",
+        layout,
         "--api-port",
         &api_port.to_string(),
         "--wait",
@@ -288,6 +295,13 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
             "-A KUBE-EXTERNAL-SERVICES -d {LB_IP}/32 -p tcp -m comment --comment \"default/web-local:http has no local endpoints\" -m tcp --dport 80 -j DROP"
         )
     };
+    if layout == "shared-map" {
+        // The agents run the layout asked for (its endpoint maps exist on every node).
+        assert!(
+            rules_on(&without_pod, mode).contains("map endpoints-tcp"),
+            "shared-map layout not active"
+        );
+    }
     wait_for("the LB IP drop rule", Duration::from_secs(20), || {
         rules_on(&without_pod, mode)
             .contains(&drop_rule)
@@ -320,4 +334,5 @@ fn nodeport_and_local_policy_from_outside_the_nodes_in_both_proxy_modes() {
     let base = 19000 + id as u16;
     run_mode("nftables", &format!("np{id}"), base);
     run_mode("iptables", &format!("nq{id}"), base + 1);
+    run_mode_layout("nftables", "shared-map", &format!("nr{id}"), base + 2);
 }

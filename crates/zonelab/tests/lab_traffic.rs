@@ -1,7 +1,8 @@
 //! Integration test (root, network namespaces): a 3-zone x 2-node lab, an echo Deployment of 6
 //! behind a ClusterIP Service, and real traffic from a client pod on every node through each
-//! node's own kube-proxy rules — for both proxy modes. Reported as ignored without root or the
-//! tools (see build.rs); under CI it fails instead. Every lab is taken down by a guard, even on panic.
+//! node's own kube-proxy rules — for both proxy modes, nftables in both layouts (`upstream`,
+//! `shared-map`). Reported as ignored without root or the tools (see build.rs); under CI it
+//! fails instead. Every lab is taken down by a guard, even on panic.
 
 mod common;
 
@@ -92,6 +93,11 @@ fn chi_square(counts: &[f64]) -> f64 {
 }
 
 fn run_mode(mode: &str, prefix: &str, api_port: u16) {
+    run_mode_layout(mode, "upstream", prefix, api_port);
+}
+
+/// `layout`: `--nftables-layout` (nftables mode only).
+fn run_mode_layout(mode: &str, layout: &str, prefix: &str, api_port: u16) {
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
         prefix: prefix.to_string(),
@@ -105,6 +111,8 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
         "2",
         "--proxy-mode",
         mode,
+        "--nftables-layout",
+        layout,
         "--api-port",
         &api_port.to_string(),
         "--wait",
@@ -152,6 +160,26 @@ fn run_mode(mode: &str, prefix: &str, api_port: u16) {
     );
     let target = format!("http://{cip}");
     std::thread::sleep(Duration::from_secs(1)); // every proxy has synced the endpoints (min sync 100 ms)
+    if layout == "shared-map" {
+        // The Service's 6 endpoints go through the shared map on every node.
+        for n in &nodes {
+            let rules = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    n,
+                    "nft",
+                    "list",
+                    "table",
+                    "ip",
+                    "kube-proxy",
+                ])
+                .output()
+                .expect("nft list");
+            let rules = String::from_utf8_lossy(&rules.stdout);
+            assert!(rules.contains("goto dispatch-tcp-6"), "{n}: {rules}");
+        }
+    }
 
     // 600 requests, 100 from a client on every node: all succeed, spread uniformly.
     let mut by_pod: BTreeMap<String, f64> = BTreeMap::new();
@@ -316,5 +344,11 @@ fn clusterip_traffic_through_real_rules_in_both_proxy_modes() {
         "iptables",
         &format!("zi{}", std::process::id() % 1000),
         base + 1,
+    );
+    run_mode_layout(
+        "nftables",
+        "shared-map",
+        &format!("zs{}", std::process::id() % 1000),
+        base + 2,
     );
 }

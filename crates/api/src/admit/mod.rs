@@ -9,6 +9,7 @@ pub mod apps;
 pub mod base64go;
 pub mod config;
 pub mod container;
+pub mod daemonset;
 pub mod meta;
 pub mod other;
 pub mod pod;
@@ -38,6 +39,7 @@ pub fn default(res: &ResourceInfo, obj: &mut Value) {
         ("", "Secret") => config::default_secret(obj),
         ("apps", "Deployment") => apps::default_deployment(obj),
         ("apps", "ReplicaSet") => apps::default_replicaset(obj),
+        ("apps", "DaemonSet") => daemonset::default_daemonset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::default_endpointslice(obj),
         _ => {}
     }
@@ -60,6 +62,7 @@ fn validate_kind(res: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         ("policy", "PodDisruptionBudget") => policy::validate_pdb(obj),
         ("apps", "Deployment") => apps::validate_deployment(obj),
         ("apps", "ReplicaSet") => apps::validate_replicaset(obj),
+        ("apps", "DaemonSet") => daemonset::validate_daemonset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpointslice(obj),
         ("coordination.k8s.io", "Lease") => other::validate_lease(obj),
         _ => Vec::new(),
@@ -83,6 +86,7 @@ pub fn validate_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<Caus
         ("apps", "Deployment" | "ReplicaSet") => {
             out.extend(apps::validate_selector_update(obj, old))
         }
+        ("apps", "DaemonSet") => out.extend(daemonset::validate_daemonset_update(obj, old)),
         ("", kind @ ("ConfigMap" | "Secret")) => {
             out.extend(config::validate_update(kind, obj, old))
         }
@@ -172,7 +176,7 @@ mod tests {
             let mut obj = match r.kind {
                 "Service" => json!({"spec": {"ports": [{"port": 80}]}}),
                 "Pod" => json!({"spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
-                "Deployment" | "ReplicaSet" => {
+                "Deployment" | "ReplicaSet" | "DaemonSet" => {
                     json!({"spec": {"selector": {"matchLabels": {"a": "b"}},
                     "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
                 }

@@ -35,6 +35,7 @@ const fn f(
 /// The kinds [`super::strategic_merge_patch`] accepts.
 pub const PATCH_KINDS: &[&str] = &[
     "ConfigMap",
+    "DaemonSet",
     "Deployment",
     "EndpointSlice",
     "Event",
@@ -97,6 +98,15 @@ const TYPES: &[(&str, &[FieldMeta])] = &[
         "ReplicaSet",
         &[
             META,
+            f("spec", "", None, Some("ReplicaSetSpec")),
+            f("status", "", None, Some("Conditions")),
+        ],
+    ),
+    (
+        "DaemonSet",
+        &[
+            META,
+            // DaemonSetSpec: as in ReplicaSetSpec, only `template` leads to tagged lists.
             f("spec", "", None, Some("ReplicaSetSpec")),
             f("status", "", None, Some("Conditions")),
         ],

@@ -358,3 +358,35 @@ fn kubectl_133_protobuf_bodies_decode_to_kubectl_130_json() {
         assert_eq!(decoded, without_nulls(want), "{name}");
     }
 }
+
+#[test]
+fn daemonset_decodes_with_surge_and_is_admissible() {
+    // IntOrString: Type (0 int, 1 string), IntVal, StrVal.
+    let unavailable = cat(&[vi(1, 0), vi(2, 0), ld(3, b"")]);
+    let surge = cat(&[vi(1, 1), vi(2, 0), ld(3, b"25%")]);
+    let rolling = cat(&[ld(1, &unavailable), ld(2, &surge)]);
+    let strategy = cat(&[ld(1, b"RollingUpdate"), ld(2, &rolling)]);
+    let selector = ld(1, &cat(&[ld(1, b"app"), ld(2, b"agent")]));
+    let container = cat(&[ld(1, b"agent"), ld(2, b"fluent/fluentd:v1.16")]);
+    let template = cat(&[
+        ld(1, &meta("", &[("app", "agent")])),
+        ld(2, &ld(2, &container)),
+    ]);
+    let spec = cat(&[
+        ld(1, &selector),
+        ld(2, &template),
+        ld(3, &strategy),
+        vi(6, 5),
+    ]);
+    let raw = cat(&[ld(1, &meta("agent", &[])), ld(2, &spec)]);
+    let mut got = decode_object(&body("apps/v1", "DaemonSet", &raw), None).unwrap();
+    assert_eq!(got["kind"], "DaemonSet");
+    assert_eq!(
+        got["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}})
+    );
+    assert_eq!(got["spec"]["revisionHistoryLimit"], 5);
+    assert_eq!(got["spec"]["selector"]["matchLabels"]["app"], "agent");
+    crate::admit::daemonset::default_daemonset(&mut got);
+    assert_eq!(crate::admit::daemonset::validate_daemonset(&got), vec![]);
+}

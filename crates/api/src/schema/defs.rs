@@ -69,6 +69,7 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
         }
         ("apps", "Deployment") => drop(g.subschema_for::<apps::v1::Deployment>()),
         ("apps", "ReplicaSet") => drop(g.subschema_for::<apps::v1::ReplicaSet>()),
+        ("apps", "DaemonSet") => drop(g.subschema_for::<apps::v1::DaemonSet>()),
         ("discovery.k8s.io", "EndpointSlice") => {
             drop(g.subschema_for::<discovery::v1::EndpointSlice>())
         }
@@ -288,6 +289,13 @@ const PATCH_FIELDS: &[(&str, &str, &str, &str, &[&str])] = &[
     ),
     (
         "io.k8s.api.apps.v1.ReplicaSetStatus",
+        "conditions",
+        "merge",
+        "type",
+        &["type"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetStatus",
         "conditions",
         "merge",
         "type",

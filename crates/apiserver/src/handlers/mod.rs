@@ -19,11 +19,13 @@ use crate::server::{Body, Server};
 mod delete;
 mod events_v1;
 pub(crate) mod evict;
+mod pod_log;
 mod read;
 mod sub;
 mod write;
 
 pub use delete::delete_now;
+pub use pod_log::KubeletDialer;
 pub use write::{FieldValidation, WriteOptions, Written, create_object};
 
 /// One request, parsed.

@@ -50,6 +50,7 @@ pub async fn handle(
         ("scale", &Method::PUT | &Method::PATCH) => scale_write(server, t, ctx, name).await,
         ("binding", &Method::POST) => bind(server, t, ctx, name).await,
         ("eviction", &Method::POST) => super::evict::evict(server, t, ctx, name).await,
+        ("log", &Method::GET) => super::pod_log::log(server, t, ctx, name).await,
         _ => Err(not_allowed()),
     }
 }

@@ -215,6 +215,7 @@ pub async fn create_object(
         objects::prepare_create(res, &mut obj, namespace, Utc::now(), &mut *rng);
     }
     api::admit::default(res, &mut obj);
+    api::admit::daemonset::set_template_generation(res.kind, &mut obj, None);
     if res.kind == "Pod" {
         api::admit::pod::default_tolerations(
             &mut obj,
@@ -315,8 +316,11 @@ where
         if precondition.is_some_and(|rv| rv != kv.mod_revision) {
             return Err(StatusError::conflict(res, name));
         }
-        objects::prepare_update(res, &mut new, &old, scope);
+        // Defaults first, so an update that differs from the stored spec only by omitted
+        // defaults does not count as a spec change (upstream compares after defaulting).
         api::admit::default(res, &mut new);
+        objects::prepare_update(res, &mut new, &old, scope);
+        api::admit::daemonset::set_template_generation(res.kind, &mut new, Some(&old));
         // Allocation first: it carries over the ClusterIP an update left empty, as upstream's
         // REST layer does before validation.
         let change = if scope == UpdateScope::Main {
@@ -520,3 +524,7 @@ pub async fn patch(
     let w = patch_with_scope(server, t, ctx, name, UpdateScope::Main).await?;
     Ok(respond(StatusCode::OK, w))
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@
 mod apps;
 mod config;
 mod core;
+mod daemonset;
 pub(crate) mod format;
 mod pod;
 #[cfg(test)]
@@ -73,6 +74,7 @@ fn columns_for(res: &ResourceInfo) -> Vec<Col> {
         ("", "Event") => core::event_columns(),
         ("apps", "Deployment") => apps::deployment_columns(),
         ("apps", "ReplicaSet") => apps::replica_set_columns(),
+        ("apps", "DaemonSet") => daemonset::columns(),
         ("discovery.k8s.io", "EndpointSlice") => vec![
             name_col(),
             Col(
@@ -138,6 +140,7 @@ pub fn row_cells(res: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Val
         ("", "Event") => core::event_cells(obj, now),
         ("apps", "Deployment") => apps::deployment_cells(obj, now),
         ("apps", "ReplicaSet") => apps::replica_set_cells(obj, now),
+        ("apps", "DaemonSet") => daemonset::cells(obj, now),
         ("discovery.k8s.io", "EndpointSlice") => core::endpoint_slice_cells(obj, now),
         ("coordination.k8s.io", "Lease") => vec![
             json!(format::s(obj, &["metadata", "name"])),

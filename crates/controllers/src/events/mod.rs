@@ -39,6 +39,8 @@ pub mod source {
     pub const DEPLOYMENT: &str = "deployment-controller";
     /// kube-controller-manager's replicaset controller.
     pub const REPLICASET: &str = "replicaset-controller";
+    /// kube-controller-manager's daemonset controller.
+    pub const DAEMONSET: &str = "daemonset-controller";
     /// kube-scheduler (`v1.DefaultSchedulerName`).
     pub const SCHEDULER: &str = "default-scheduler";
     /// The node lifecycle controller (`nodelifecycle.NewNodeLifecycleController`).

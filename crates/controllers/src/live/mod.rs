@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -97,6 +97,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::PodDisruptionBudget => "PodDisruptionBudget",
         Kind::Namespace => "Namespace",
         Kind::ServiceAccount => "ServiceAccount",
+        Kind::DaemonSet => "DaemonSet",
     }
 }
 
@@ -190,6 +191,13 @@ fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers 
             |o| Object::ServiceAccount(Arc::new(o)),
             tx.clone(),
         ),
+        spawn_informer::<DaemonSet, _>(
+            Api::all(client.clone()),
+            cfg(),
+            Kind::DaemonSet,
+            |o| Object::DaemonSet(Arc::new(o)),
+            tx.clone(),
+        ),
     ];
     Informers(
         handles
@@ -208,7 +216,7 @@ impl Drop for Informers {
     }
 }
 
-const ALL_KINDS: [Kind; 10] = [
+const ALL_KINDS: [Kind; 11] = [
     Kind::Pod,
     Kind::Node,
     Kind::Service,
@@ -219,6 +227,7 @@ const ALL_KINDS: [Kind; 10] = [
     Kind::PodDisruptionBudget,
     Kind::Namespace,
     Kind::ServiceAccount,
+    Kind::DaemonSet,
 ];
 
 /// Run `controllers` against the API server `client` talks to, until the process ends.
@@ -360,6 +369,9 @@ async fn write(client: &kube::Client, obj: &Object, op: Op) -> Result<(), kube::
         Object::ServiceAccount(o) => {
             write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
         }
+        Object::DaemonSet(o) => {
+            write_object(namespaced(c, &ns_of(&o.metadata)), o.as_ref(), op).await
+        }
     }
 }
 
@@ -423,6 +435,7 @@ async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error>
                 Kind::ServiceAccount => {
                     delete::<ServiceAccount>(namespaced(client, ns), key, &dp).await
                 }
+                Kind::DaemonSet => delete::<DaemonSet>(namespaced(client, ns), key, &dp).await,
             }
         }
         Action::Bind { pod, node } => {

@@ -17,7 +17,7 @@ mod cycle;
 mod nodes;
 mod queue;
 mod resources;
-mod selectors;
+pub mod selectors;
 pub mod simulate;
 mod spread;
 mod spread_counts;

@@ -119,6 +119,23 @@ pub fn created(meta: &ObjectMeta) -> Millis {
     meta.creation_timestamp.as_ref().map(from_time).unwrap_or(0)
 }
 
+/// Writes issued for one controller object and not yet observed (upstream
+/// `UIDTrackingControllerExpectations`): pod creates still to see, pods whose delete is still
+/// to see, and when they were set (they expire after the controller's timeout).
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pub creates: i64,
+    pub deletes: std::collections::BTreeSet<Key>,
+    pub set_at: Millis,
+}
+
+impl Expectations {
+    /// Upstream `SatisfiedExpectations`: everything observed, or the expectations expired.
+    pub fn satisfied(&self, now: Millis, timeout_ms: Millis) -> bool {
+        (self.creates <= 0 && self.deletes.is_empty()) || now >= self.set_at + timeout_ms
+    }
+}
+
 /// Keys due at a time, with per-key exponential backoff for retries (upstream's default
 /// controller rate limiter: 5ms doubling to 1000s). Bounded by the number of objects.
 #[derive(Debug, Default)]

@@ -75,7 +75,15 @@ pub struct KubeletConfig {
     pub kubelet_version: String,
     /// `--node-labels`: labels added to the Node at registration (and kept on it).
     pub node_labels: Vec<(String, String)>,
+    /// `--image-policy`: what to do with an image the lab cannot run.
+    pub image_policy: super::standin::ImagePolicy,
+    /// kubelet `--port`: where it serves `/containerLogs` (reported as
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`).
+    pub port: u16,
 }
+
+/// Upstream kubelet `--port` default (`ports.KubeletPort`, k/k `pkg/cluster/ports/ports.go`).
+pub const DEFAULT_KUBELET_PORT: u16 = 10250;
 
 impl Default for KubeletConfig {
     fn default() -> KubeletConfig {
@@ -97,6 +105,8 @@ impl Default for KubeletConfig {
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
             kubelet_version: "v1.33.0-zonelab".into(),
             node_labels: Vec::new(),
+            image_policy: super::standin::ImagePolicy::default(),
+            port: DEFAULT_KUBELET_PORT,
         }
     }
 }

@@ -6,13 +6,16 @@
 //! runtime commands ([`Kubelet::poll_command`]), probes to run ([`Kubelet::poll_probe`]) and
 //! the next wake-up ([`Kubelet::next_wakeup`]). It never reads a clock or does I/O.
 
+mod annotate;
 pub mod config;
 mod container;
 mod env;
 pub mod ipam;
+pub mod logs;
 mod node;
 mod pod;
 mod probe;
+pub mod standin;
 mod status;
 #[cfg(test)]
 mod testkit;
@@ -20,6 +23,8 @@ mod testkit;
 mod tests_node;
 #[cfg(test)]
 mod tests_pods;
+#[cfg(test)]
+mod tests_standin;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -67,7 +72,13 @@ pub enum RuntimeCommand {
         pod: PodRef,
         container: Box<Container>,
         env: Vec<(String, String)>,
+        /// Which instance this is (the container's restart count): its log file's name.
+        attempt: i32,
+        /// What to run: the built-in echo, the container's command, or the echo standing in.
+        plan: standin::Plan,
     },
+    /// Remove the pod's container logs (the pod is gone from the API and the node).
+    RemoveLogs { pod: PodRef },
     /// Signal a container's main process.
     Signal {
         pod: PodRef,
@@ -175,6 +186,8 @@ pub(crate) struct Outbox {
     probe_seq: u64,
     /// Probe id -> (pod uid, container, kind).
     pub inflight_probes: BTreeMap<u64, (String, String, ProbeKind)>,
+    /// Probes that succeed without running (a stand-in's exec probes), fed back at once.
+    pub instant_successes: VecDeque<u64>,
 }
 
 impl Outbox {
@@ -418,7 +431,7 @@ impl Kubelet {
             .get(key)
             .and_then(|p| p.metadata.uid.clone())
             && !uids.contains(&uid)
-            && let Some(st) = PodState::admit(&self.cache, key, &uid, now)
+            && let Some(st) = PodState::admit(&self.cache, key, &uid, self.cfg.image_policy, now)
         {
             self.pods.insert(uid.clone(), st);
             uids.push(uid);
@@ -451,7 +464,14 @@ impl Kubelet {
         if st.finished() {
             self.ipam.release(uid);
             self.out.inflight_probes.retain(|_, (u, _, _)| u != uid);
+            self.out
+                .commands
+                .push_back(RuntimeCommand::RemoveLogs { pod: st.pod_ref() });
             self.pods.remove(uid);
+        }
+        // Each such probe was sent once for its period, so this ends.
+        while let Some(id) = self.out.instant_successes.pop_front() {
+            self.handle_probe_result(id, ProbeOutcome::Success, now);
         }
     }
 }

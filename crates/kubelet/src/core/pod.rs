@@ -8,10 +8,13 @@ use controllers::events::{self, EventRecord, EventType};
 use controllers::{Action, Cache, Key, Kind, Millis, WriteError};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 
+use super::annotate::AnnotationSync;
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
+use super::container::refuse_pull;
 pub(crate) use super::container::{CPhase, Terminated};
 use super::container::{ContainerState, Kill, send_due_probes, start_container};
 use super::probe::{ProbeWorker, Verdict};
+use super::standin::{self, ImagePolicy, Plan};
 use super::status::StatusSync;
 use super::{
     Ipam, KubeletConfig, Outbox, PodRef, ProbeKind, ProbeOutcome, RuntimeCommand, RuntimeEvent,
@@ -81,6 +84,8 @@ pub(crate) struct PodState {
     delete_sent: bool,
     delete_retry_at: Option<Millis>,
     orphaned: bool,
+    /// Writing the stand-in annotation.
+    pub annotation: AnnotationSync,
 }
 
 fn pod_grace(pod: &Pod) -> i64 {
@@ -104,7 +109,13 @@ fn is_terminal(pod: &Pod) -> bool {
 
 impl PodState {
     /// Take on the cached pod `key`/`uid`; `None` for a finished pod nobody is deleting.
-    pub fn admit(cache: &Cache, key: &Key, uid: &str, now: Millis) -> Option<PodState> {
+    pub fn admit(
+        cache: &Cache,
+        key: &Key,
+        uid: &str,
+        policy: ImagePolicy,
+        now: Millis,
+    ) -> Option<PodState> {
         let pod = cache.pods.get(key)?;
         if is_terminal(pod) && pod.metadata.deletion_timestamp.is_none() {
             return None;
@@ -116,7 +127,11 @@ impl PodState {
             start_time: now,
             ip: None,
             net: NetState::Absent,
-            containers: spec.containers.iter().map(ContainerState::new).collect(),
+            containers: spec
+                .containers
+                .iter()
+                .map(|c| ContainerState::new(c, policy))
+                .collect(),
             restart_policy: spec
                 .restart_policy
                 .clone()
@@ -127,6 +142,7 @@ impl PodState {
             delete_sent: false,
             delete_retry_at: None,
             orphaned: false,
+            annotation: AnnotationSync::default(),
         })
     }
 
@@ -184,6 +200,7 @@ impl PodState {
         }
         if let Some(pod) = &cached {
             super::status::sync_status(self, pod, ctx);
+            super::annotate::sync_annotation(self, pod, ctx);
         }
     }
 
@@ -322,6 +339,7 @@ impl PodState {
         }
         let pod = self.pod_ref();
         let cached = self.cached(ctx.cache).cloned();
+        let mut pending_events = Vec::new();
         for c in self.containers.iter_mut() {
             if let CPhase::Waiting {
                 restart_at: Some(t),
@@ -330,7 +348,9 @@ impl PodState {
                 && t <= now
             {
                 let env = super::env::container_env(ctx.cfg, cached.as_ref(), self.ip, &c.spec);
-                start_container(c, &pod, env, ctx);
+                for (type_, reason, msg) in start_or_refuse(c, &pod, env, ctx) {
+                    pending_events.push((c.spec.name.clone(), type_, reason, msg));
+                }
             }
             if let (CPhase::Running { .. }, Some(k)) = (&c.phase, c.kill.as_mut())
                 && !k.kill_sent
@@ -346,6 +366,9 @@ impl PodState {
             if let (CPhase::Running { .. }, Some(ip)) = (&c.phase, self.ip) {
                 send_due_probes(c, &pod, ip, ctx);
             }
+        }
+        for (name, type_, reason, msg) in pending_events {
+            self.event(ctx, &name, type_, reason, msg);
         }
         let done = self
             .containers
@@ -489,6 +512,7 @@ impl PodState {
             _ => return,
         };
         let t = Terminated {
+            attempt: c.restart_count,
             code,
             reason: reason.to_string(),
             started_at,
@@ -525,11 +549,17 @@ impl PodState {
         } else {
             ("ContainerCreating".to_string(), None)
         };
+        let backing_off = restart_at > now;
         c.phase = CPhase::Waiting {
             reason,
             message,
             restart_at: Some(restart_at),
         };
+        if backing_off {
+            // Upstream `doBackOff`: Warning BackOff "Back-off restarting failed container …".
+            let msg = format!("Back-off restarting failed container {name} in pod {pod_name}");
+            self.event(ctx, name, EventType::Warning, "BackOff", msg);
+        }
     }
 
     /// A probe result for container `name`.
@@ -681,6 +711,7 @@ impl PodState {
                 }
                 self.status.on_result(obj, result, now);
             }
+            Action::Update(_) => self.annotation.on_result(result, now),
             Action::Delete { .. } => match result {
                 Ok(()) | Err(WriteError::NotFound) | Err(WriteError::Conflict) => {}
                 Err(e) => {
@@ -724,6 +755,42 @@ impl PodState {
             }
         }
         out.extend(self.status.wakeup());
+        out.extend(self.annotation.wakeup());
         out.into_iter().min()
+    }
+}
+
+/// A container's start came due: start it (recording `StandIn` on a stand-in's first start)
+/// or, for a refused image, fail its pull. Returns the Events to record.
+fn start_or_refuse(
+    c: &mut ContainerState,
+    pod: &PodRef,
+    env: Vec<(String, String)>,
+    ctx: &mut Ctx,
+) -> Vec<(EventType, &'static str, String)> {
+    match c.plan.clone() {
+        Plan::Refuse { image } => refuse_pull(c, &image, ctx)
+            .into_iter()
+            .map(|(reason, msg)| {
+                let t = if reason == "Failed" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                (t, reason, msg)
+            })
+            .collect(),
+        plan => {
+            let mut out = Vec::new();
+            if let Plan::StandIn { image, ports } = plan
+                && !c.stand_in_announced
+            {
+                c.stand_in_announced = true;
+                let msg = standin::stand_in_message(&image, &ports);
+                out.push((EventType::Normal, standin::STAND_IN_REASON, msg));
+            }
+            start_container(c, pod, env, ctx);
+            out
+        }
     }
 }

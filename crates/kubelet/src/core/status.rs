@@ -221,11 +221,17 @@ fn terminated(t: &Terminated, id: &str) -> ContainerStateTerminated {
     }
 }
 
-fn container_statuses(st: &PodState) -> Vec<ContainerStatus> {
+/// A container instance's ID: `zonelab://<pod uid>/<container>/<attempt>` (the attempt names
+/// its log file; see [`super::logs`]).
+pub fn container_id(uid: &str, container: &str, attempt: i32) -> String {
+    format!("zonelab://{uid}/{container}/{attempt}")
+}
+
+pub(crate) fn container_statuses(st: &PodState) -> Vec<ContainerStatus> {
     st.containers
         .iter()
         .map(|c| {
-            let id = format!("zonelab://{}/{}/{}", st.uid, c.spec.name, c.restart_count);
+            let id = container_id(&st.uid, &c.spec.name, c.restart_count);
             let waiting = |reason: &str, message: Option<String>| ContainerState {
                 waiting: Some(ContainerStateWaiting {
                     reason: Some(reason.into()),
@@ -249,7 +255,10 @@ fn container_statuses(st: &PodState) -> Vec<ContainerStatus> {
                 ),
                 CPhase::Terminated(t) => (
                     ContainerState {
-                        terminated: Some(terminated(t, &id)),
+                        terminated: Some(terminated(
+                            t,
+                            &container_id(&st.uid, &c.spec.name, t.attempt),
+                        )),
                         ..ContainerState::default()
                     },
                     false,
@@ -258,7 +267,10 @@ fn container_statuses(st: &PodState) -> Vec<ContainerStatus> {
             let last_state = match (&c.phase, &c.last_term) {
                 (CPhase::Terminated(_), _) | (_, None) => None,
                 (_, Some(t)) => Some(ContainerState {
-                    terminated: Some(terminated(t, "")),
+                    terminated: Some(terminated(
+                        t,
+                        &container_id(&st.uid, &c.spec.name, t.attempt),
+                    )),
                     ..ContainerState::default()
                 }),
             };

@@ -229,6 +229,7 @@ impl Rig {
                 self.events
                     .push_back(RuntimeEvent::PodNetworkTornDown { pod });
             }
+            RuntimeCommand::RemoveLogs { .. } => {}
         }
     }
 

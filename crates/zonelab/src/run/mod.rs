@@ -177,6 +177,7 @@ fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {
         server_flags: p.server_flags.clone(),
         agent_flags,
         etcd_in_zones: s.control_plane.zonal(),
+        kube_proxy_daemonset: true,
     }
 }
 

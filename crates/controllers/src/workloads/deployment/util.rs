@@ -82,7 +82,7 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 }
 
 /// Upstream `GetScaledValueFromIntOrPercent`.
-fn scaled(v: &IntOrString, total: i32, round_up: bool) -> i32 {
+pub(crate) fn scaled(v: &IntOrString, total: i32, round_up: bool) -> i32 {
     match v {
         IntOrString::Int(i) => *i,
         IntOrString::String(s) => {

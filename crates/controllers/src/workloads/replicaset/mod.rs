@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{
-    WorkQueue, available_at, controller_key, owner_ref, pod_is_active, pod_is_available,
-    selector_matches,
+    Expectations, WorkQueue, available_at, controller_key, owner_ref, pod_is_active,
+    pod_is_available, selector_matches,
 };
 use crate::{
     Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError, pod_is_ready,
@@ -49,15 +49,6 @@ impl Default for ReplicaSetConfig {
             retry_max_ms: 1_000_000,
         }
     }
-}
-
-/// Writes issued for a ReplicaSet and not yet observed (upstream
-/// `UIDTrackingControllerExpectations`).
-#[derive(Debug, Default)]
-struct Expectations {
-    creates: i64,
-    deletes: BTreeSet<Key>,
-    set_at: Millis,
 }
 
 /// The ReplicaSet controller.
