@@ -15,6 +15,9 @@ use crate::locate::Seg;
 use crate::model::{Profile, Topology};
 use crate::validate::{MAX_NODES_PER_ZONE, Problem};
 
+/// Nodes a lab holds at most: pod CIDRs are `10.244.<node>.0/24` (netlab's `MAX_NODES`).
+pub const MAX_NODES: u32 = 256;
+
 /// Boot delay of a launched instance under the upstream profile: 60 s (the figure for
 /// an EC2 instance to boot and its kubelet to join); the fast profile divides it by 10.
 pub const DEFAULT_BOOT_DELAY: Duration = Duration::from_secs(60);
@@ -77,6 +80,25 @@ pub fn check(groups: &[NodeGroup], topology: &Topology) -> Result<(), Problem> {
                 format!(
                     "the node groups of zone {:?} may grow to {room} nodes; a zone holds at most {MAX_NODES_PER_ZONE}",
                     g.zone
+                ),
+            ));
+        }
+    }
+    // Every node there may ever be at once: the groups' max, plus the static nodes of zones
+    // without groups.
+    let static_zones = topology
+        .zones
+        .iter()
+        .filter(|z| !groups.iter().any(|g| &g.zone == *z))
+        .count() as u32;
+    let mut total = static_zones * topology.nodes_per_zone;
+    for (i, g) in groups.iter().enumerate() {
+        total += g.max;
+        if total > MAX_NODES {
+            return Err(problem(
+                at(i, "max"),
+                format!(
+                    "the node groups may grow the lab to {total} nodes; a lab holds at most {MAX_NODES} (one pod CIDR 10.244.<n>.0/24 each)"
                 ),
             ));
         }

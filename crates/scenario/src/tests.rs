@@ -322,6 +322,17 @@ fn node_group_bad_zone_desired_and_duplicates_are_located() {
 
     let e = err(&GROUPS.replace("    max: 4\n", "    max: 300\n"));
     assert!(e.to_string().contains("a zone holds at most 244"), "{e}");
+
+    // Each zone fits, the lab does not: 200 + 100 pod CIDRs.
+    let e = err(&GROUPS
+        .replace("max: 4, desired", "max: 200, desired")
+        .replace("    max: 4\n", "    max: 100\n"));
+    assert_eq!(e.location().map(|l| l.0), Some(9), "{e}");
+    assert!(
+        e.to_string()
+            .contains("may grow the lab to 300 nodes; a lab holds at most 256"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -85,6 +85,10 @@ pub struct AgentArgs {
     /// like kube-proxy's `--conntrack-tcp-timeout-*` flags.
     #[arg(long, value_parser = parse_duration)]
     pub conntrack_tcp_timeout_syn_sent: Option<Duration>,
+    /// Labels to add when registering the node (kubelet `--node-labels`):
+    /// `key=value` pairs, comma separated.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    pub node_labels: Vec<(String, String)>,
     /// ClusterIP range (unallocated addresses in it are dropped).
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
@@ -155,6 +159,14 @@ fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
     Ok(cfg)
 }
 
+/// One `--node-labels` pair, `key=value`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("invalid label {s:?}: expected key=value")),
+    }
+}
+
 fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
     let mut cfg = KubeletConfig {
         node_name: args.node_name.clone(),
@@ -164,6 +176,7 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
         capacity_cpu: args.node_capacity_cpu.clone(),
         capacity_memory: args.node_capacity_memory.clone(),
         max_pods: args.max_pods,
+        node_labels: args.node_labels.clone(),
         image_policy: kubelet::core::standin::ImagePolicy::parse(&args.image_policy)
             .unwrap_or_default(),
         port: args.port,

@@ -23,6 +23,7 @@ use crate::flags::Profile;
 mod balancer;
 pub mod control_plane;
 mod faults;
+pub mod group_nodes;
 pub mod kube_proxy;
 
 pub use faults::{heal, inject};
@@ -490,6 +491,7 @@ fn preflight_and_clear(
     }
     if let Ok(old) = load_config(state_dir, prefix) {
         eprintln!("clearing the leftovers of an earlier lab {prefix:?}");
+        group_nodes::stop_autoscaler(state_dir, prefix);
         kill_pid(old.server());
         control_plane::all_procs(&state_dir.join(prefix))
             .into_iter()
@@ -646,6 +648,7 @@ fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
 
 /// Take the lab down: server, agents, pods, namespaces, rules, state.
 pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
+    group_nodes::stop_autoscaler(state_dir, prefix);
     if let Ok(cfg) = load_config(state_dir, prefix) {
         kill_pid(cfg.server());
         control_plane::all_procs(&state_dir.join(prefix))

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod balancer;
+mod capacity;
 mod client;
 mod clock;
 mod conntrack;
@@ -58,6 +59,8 @@ enum Command {
     Report(run::ReportArgs),
     /// Run an NLB-style L4 load balancer in a network namespace (nftables DNAT, health checks).
     Balancer(balancer::BalancerArgs),
+    /// Run the cluster autoscaler against an API server and the lab's node-group cloud API.
+    Autoscaler(capacity::AutoscalerArgs),
 }
 
 fn main() {
@@ -82,6 +85,7 @@ impl Command {
             Command::Demo(_) => "demo",
             Command::Report(_) => "report",
             Command::Balancer(_) => "balancer",
+            Command::Autoscaler(_) => "autoscaler",
         }
     }
 }
@@ -113,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => rt.block_on(server::run(args)),
+        Command::Autoscaler(args) => rt.block_on(capacity::run_role(args)),
         Command::Echo(args) => rt.block_on(echo::run(args)),
         Command::Agent(args) => rt.block_on(agent::run(args)),
         Command::Lab(args) => {

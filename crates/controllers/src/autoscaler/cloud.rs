@@ -2,12 +2,15 @@
 //! (`MinSize`, `MaxSize`, `TargetSize`, `Nodes` with instance status and error info,
 //! `TemplateNodeInfo`) as plain data, and the calls (`IncreaseSize`, `DeleteNodes`) as actions.
 //!
+//! They serialize as JSON for the lab's cloud endpoint (`zonelab autoscaler --cloud-provider-url`).
+//!
 //! Start at [`NodeGroupView`] and [`CloudAction`].
 
 use k8s_openapi::api::core::v1::Node;
+use serde::{Deserialize, Serialize};
 
 /// Upstream `cloudprovider.InstanceState`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InstanceState {
     /// Launched, not yet running (booting, or about to fail).
     Creating,
@@ -16,7 +19,7 @@ pub enum InstanceState {
 }
 
 /// Upstream `cloudprovider.InstanceErrorClass`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InstanceErrorClass {
     /// e.g. insufficient capacity in the zone, quota.
     OutOfResources,
@@ -24,7 +27,7 @@ pub enum InstanceErrorClass {
 }
 
 /// Upstream `cloudprovider.InstanceErrorInfo`: why an instance failed to launch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceError {
     pub class: InstanceErrorClass,
     /// e.g. `InsufficientInstanceCapacity` (AWS).
@@ -33,7 +36,7 @@ pub struct InstanceError {
 }
 
 /// One instance of a group; `name` is the Node name it registers under.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub name: String,
     pub state: InstanceState,
@@ -42,7 +45,7 @@ pub struct Instance {
 }
 
 /// A node group as the cloud reports it at one instant.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeGroupView {
     /// The group id (an ASG name).
     pub name: String,
@@ -56,7 +59,7 @@ pub struct NodeGroupView {
 }
 
 /// A call to the cloud.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CloudAction {
     /// Upstream `NodeGroup.IncreaseSize(delta)`: raise the desired capacity.
     IncreaseSize { group: String, delta: usize },

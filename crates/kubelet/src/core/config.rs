@@ -73,6 +73,8 @@ pub struct KubeletConfig {
     pub shutdown_grace_period: Millis,
     /// Reported as `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: String,
+    /// `--node-labels`: labels added to the Node at registration (and kept on it).
+    pub node_labels: Vec<(String, String)>,
     /// `--image-policy`: what to do with an image the lab cannot run.
     pub image_policy: super::standin::ImagePolicy,
     /// kubelet `--port`: where it serves `/containerLogs` (reported as
@@ -102,6 +104,7 @@ impl Default for KubeletConfig {
             restart_backoff_max: DEFAULT_RESTART_BACKOFF_MAX,
             shutdown_grace_period: DEFAULT_SHUTDOWN_GRACE_PERIOD,
             kubelet_version: "v1.33.0-zonelab".into(),
+            node_labels: Vec::new(),
             image_policy: super::standin::ImagePolicy::default(),
             port: DEFAULT_KUBELET_PORT,
         }

@@ -301,12 +301,14 @@ fn micro_time(now: Millis) -> MicroTime {
 }
 
 fn node_labels(cfg: &KubeletConfig) -> Vec<(String, String)> {
-    vec![
+    let mut out = cfg.node_labels.clone();
+    out.extend([
         (ZONE_LABEL.into(), cfg.zone.clone()),
         (HOSTNAME_LABEL.into(), cfg.node_name.clone()),
         (OS_LABEL.into(), "linux".into()),
         ("kubernetes.io/arch".into(), std::env::consts::ARCH.into()),
-    ]
+    ]);
+    out
 }
 
 /// The Node the kubelet registers (upstream `initialNode` plus a first status).

@@ -14,6 +14,21 @@ fn lease_renew_times(rig: &Rig) -> Vec<Millis> {
 }
 
 #[test]
+fn node_labels_are_added_at_registration_but_never_override_the_kubelets_own() {
+    let mut c = cfg();
+    c.node_labels = vec![
+        ("eks.amazonaws.com/nodegroup".into(), "ng-a".into()),
+        ("topology.kubernetes.io/zone".into(), "elsewhere".into()),
+    ];
+    let mut rig = Rig::new(c);
+    rig.start();
+    let node = rig.api.cache.nodes.get("n1").expect("registered");
+    let labels = node.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["eks.amazonaws.com/nodegroup"], "ng-a");
+    assert_eq!(labels["topology.kubernetes.io/zone"], "a");
+}
+
+#[test]
 fn node_registers_with_labels_capacity_and_conditions() {
     let mut rig = Rig::new(cfg());
     rig.start();

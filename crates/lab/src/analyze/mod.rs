@@ -1,6 +1,7 @@
 //! Turns a run's records into its [`Report`]: start at [`analyze`]. Pure: the same input gives
 //! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
 
+mod autoscaler;
 mod control_plane;
 mod no_endpoints;
 mod phases;
@@ -112,7 +113,12 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let rel = |ms: f64| round3((ms - meta.t0_ms) / 1e3);
     let fault = primary_fault(&events);
     let ph = phases::compute(meta, &events, fault.as_ref());
-    let phases = ph.relative(rel);
+    let mut phases = ph.relative(rel);
+    let capacity = autoscaler::compute(&events, ph.fault_ms, rel);
+    if let Some(c) = &capacity {
+        phases.scale_up_requested_s = c.scale_up_requested_ms.map(rel);
+        phases.nodes_provisioned_s = c.nodes_provisioned_ms.map(rel);
+    }
     let mut tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
     tr.requests.no_endpoints = no_endpoints::count(meta, &events, &requests);
     let availability = traffic::percent(tr.requests.ok, tr.requests.total);
@@ -156,6 +162,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         events: kube,
         events_left_out,
         control_plane,
+        autoscaler: capacity.map(|c| c.report),
     }
 }
 

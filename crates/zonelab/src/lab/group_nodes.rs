@@ -1,0 +1,112 @@
+//! A node group's instance as a lab node: [`launch`] builds its namespace, veth and routes in
+//! its zone and starts its agent, exactly as `lab up` does for the nodes it starts with;
+//! [`terminate`] stops the agent and removes the namespace. Both record the node in the lab's
+//! state (`lab.json`, `lab-config.json`), so faults, `lab status` and `lab down` cover it.
+//!
+//! Also the `zonelab autoscaler` process a run starts ([`start_autoscaler`]).
+//!
+//! Start at [`launch`].
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use netlab::Lab;
+
+use super::{ProcId, agent_pid, config_path, kill_pid, load_config, runner, start_agent};
+
+/// Serializes this process's changes to the lab's state files (faults, node launches and
+/// terminations run on different threads of `zonelab run`).
+static LAB_STATE: Mutex<()> = Mutex::new(());
+
+/// Holds the lab-state lock of this process.
+pub(crate) fn lock_state() -> MutexGuard<'static, ()> {
+    LAB_STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Build node `name` (`<prefix>-<zone>-<n>`) in `zone` and start its agent, which registers
+/// the Node with `labels` (`key=value`, kubelet `--node-labels`) besides its own.
+pub fn launch(
+    state_dir: &Path,
+    prefix: &str,
+    zone: &str,
+    name: &str,
+    labels: &[String],
+) -> anyhow::Result<()> {
+    let _guard = lock_state();
+    let mut cfg = load_config(state_dir, prefix)?;
+    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
+    lab.add_node(zone, name)?;
+    cfg.topology = lab.topology().clone();
+    std::fs::write(
+        config_path(state_dir, prefix),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut with_labels = cfg.clone();
+    if !labels.is_empty() {
+        with_labels
+            .agent_flags
+            .push(format!("--node-labels={}", labels.join(",")));
+    }
+    start_agent(state_dir, &exe, &with_labels, name)?;
+    Ok(())
+}
+
+/// Stop node `name`'s agent (SIGTERM, then SIGKILL) and remove the node from the lab; nothing
+/// to do for an instance that never became a node.
+pub fn terminate(state_dir: &Path, prefix: &str, name: &str) -> anyhow::Result<()> {
+    let _guard = lock_state();
+    let mut cfg = load_config(state_dir, prefix)?;
+    if let Some(p) = agent_pid(state_dir, prefix, name) {
+        kill_pid(p);
+    }
+    let mut lab = Lab::attach(prefix, runner(), state_dir)?;
+    if lab.topology().node(name).is_none() {
+        // An instance that never ran (a failed launch) has no node.
+        return Ok(());
+    }
+    lab.remove_node(name)?;
+    cfg.topology = lab.topology().clone();
+    std::fs::write(
+        config_path(state_dir, prefix),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
+    Ok(())
+}
+
+fn autoscaler_path(state_dir: &Path, prefix: &str) -> std::path::PathBuf {
+    state_dir.join(prefix).join("autoscaler.json")
+}
+
+/// Start `zonelab <argv...>` (the autoscaler role) in the root namespace with its log in the
+/// lab's logs; its pid is recorded so [`stop_autoscaler`] and `lab down` end it.
+pub fn start_autoscaler(state_dir: &Path, prefix: &str, argv: &[String]) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    stop_autoscaler(state_dir, prefix);
+    let logs = state_dir.join(prefix).join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::File::create(logs.join("autoscaler.log"))?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(argv)
+        .env("ZONELAB_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    let id = ProcId::of(child.id());
+    std::fs::write(autoscaler_path(state_dir, prefix), serde_json::to_vec(&id)?)?;
+    Ok(child.id())
+}
+
+/// Stop the lab's autoscaler process, if one runs.
+pub fn stop_autoscaler(state_dir: &Path, prefix: &str) {
+    let path = autoscaler_path(state_dir, prefix);
+    let id: Option<ProcId> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(p) = id {
+        kill_pid(p);
+    }
+    let _ = std::fs::remove_file(path);
+}
