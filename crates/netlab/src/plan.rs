@@ -154,12 +154,12 @@ pub fn remove_node_steps(topo: &Topology, node: &NodeNet) -> Vec<Cmd> {
 fn router_links(topo: &Topology) -> Vec<String> {
     let mut l = vec!["link set lo up".to_string()];
     for z in &topo.zones {
-        l.push(format!("link add {} type bridge", z.bridge));
+        l.push(bridge_add(&z.bridge, z.gateway));
         l.push(format!("addr add {}/24 dev {}", z.gateway, z.bridge));
         l.push(format!("link set {} up", z.bridge));
     }
     let cp = &topo.control_plane;
-    l.push(format!("link add {} type bridge", cp.bridge));
+    l.push(bridge_add(&cp.bridge, cp.gateway));
     l.push(format!("addr add {}/24 dev {}", cp.gateway, cp.bridge));
     l.push(format!("link set {} up", cp.bridge));
     for n in &topo.nodes {
@@ -172,6 +172,23 @@ fn router_links(topo: &Topology) -> Vec<String> {
         l.extend(veth_to(&zcp.router_veth, &zcp.netns, &bridge));
     }
     l
+}
+
+/// A bridge with a fixed MAC: without one Linux gives the bridge the lowest MAC among its
+/// ports, so a node added later with a lower MAC changes the gateway's MAC and every node
+/// keeps sending to the old one until its neighbour entry is re-probed (~5 s of loss).
+fn bridge_add(name: &str, gateway: std::net::Ipv4Addr) -> String {
+    format!(
+        "link add {name} address {} type bridge",
+        bridge_mac(gateway)
+    )
+}
+
+/// The locally administered MAC of the bridge holding `gateway`: `02:5a:4c` ("ZL") and the
+/// gateway's last three octets.
+pub fn bridge_mac(gateway: std::net::Ipv4Addr) -> String {
+    let [_, b, c, d] = gateway.octets();
+    format!("02:5a:4c:{b:02x}:{c:02x}:{d:02x}")
 }
 
 fn veth_to(router_if: &str, peer_ns: &str, bridge: &str) -> [String; 3] {

@@ -375,8 +375,21 @@ fn a_node_added_to_a_running_lab_is_wired_faulted_and_removed() {
     let topo = spec(&p, &["a", "b"], 1);
     let mut lab = Guard(Lab::up(&topo, Arc::new(SystemRunner), &state_dir()).expect("lab up"));
     let (a1, b2) = (format!("{p}-a-1"), format!("{p}-b-2"));
+    let zone_b = topo.zones.iter().find(|z| z.name == "b").expect("zone b");
+    let bridge_mac = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &topo.router_netns, "cat"])
+            .arg(format!("/sys/class/net/{}/address", zone_b.bridge))
+            .output()
+            .expect("read the bridge's MAC");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let planned = netlab::plan::bridge_mac(zone_b.gateway);
+    assert_eq!(bridge_mac(), planned, "the zone bridge has its fixed MAC");
     let added = lab.add_node("b", &b2).expect("add node");
     assert_eq!(added.ip.to_string(), "172.20.1.12");
+    // A new port never changes the gateway's MAC (nodes' neighbour entries stay valid).
+    assert_eq!(bridge_mac(), planned, "the zone bridge kept its MAC");
     // A pod on the new node reaches and is reached like any other: routes both ways.
     let server = lab
         .add_pod(&b2, "default/server")
