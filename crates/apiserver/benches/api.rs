@@ -3,7 +3,10 @@
 //! Service creates/s from 16 clients, list of 10,000 Services (JSON and kubectl's Table), and
 //! the latency of one change fanned out to 1,000 watch streams.
 //!
-//! Run: `cargo bench -p apiserver --bench api`.
+//! The Table list is also timed at 1,000 / 2,000 / 5,000 Services while they are created.
+//!
+//! Run: `cargo bench -p apiserver --bench api`; `-- table` times only the lists on the
+//! durable store (no watch fan-out, no etcd).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,9 +89,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-async fn create_services(addr: &str) -> f64 {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
+/// Create Services `from..to` from `WRITERS` clients.
+async fn create_services(addr: &str, from: usize, to: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(from));
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
         let next = Arc::clone(&next);
@@ -97,7 +100,7 @@ async fn create_services(addr: &str) -> f64 {
             let mut c = Conn::open(&addr).await;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= SERVICES {
+                if i >= to {
                     break;
                 }
                 let (code, body) = c
@@ -115,7 +118,6 @@ async fn create_services(addr: &str) -> f64 {
     for t in tasks {
         t.await.expect("writer");
     }
-    SERVICES as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn time_lists(addr: &str, accept: &str) -> (f64, usize) {
@@ -225,13 +227,17 @@ fn main() {
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let durable = store::DurableStore::open(&dir.path().join("state.redb")).expect("store");
-        run("durable store", Arc::new(durable)).await;
+        let table_only = std::env::args().any(|a| a == "table");
+        run("durable store", Arc::new(durable), table_only).await;
+        if table_only {
+            return;
+        }
         match store::testing::EtcdCluster::start(3) {
             Ok(cluster) => {
                 let mut o = store::EtcdOptions::new(cluster.client_urls());
                 o.compaction_interval = Duration::ZERO;
                 let etcd = store::EtcdStore::connect(o).await.expect("connect to etcd");
-                run("etcd, 3 members", Arc::new(etcd)).await;
+                run("etcd, 3 members", Arc::new(etcd), false).await;
             }
             Err(e) => println!("etcd figures skipped: {e}"),
         }
@@ -239,7 +245,7 @@ fn main() {
 }
 
 /// Every figure against one API server on `store`.
-async fn run(name: &str, store: store::SharedStore) {
+async fn run(name: &str, store: store::SharedStore, table_only: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -251,16 +257,30 @@ async fn run(name: &str, store: store::SharedStore) {
     let server = apiserver::Server::new(store, cfg).await.expect("server");
     tokio::spawn(server.serve(listener));
 
-    let rate = create_services(&addr).await;
-    println!("[{name}] create {SERVICES} Services, {WRITERS} HTTP clients: {rate:.0} creates/s");
-    let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
-    println!(
-        "[{name}] list {SERVICES} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)",
-        json_bytes as f64 / 1048576.0
-    );
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-    let (table_ms, _) = time_lists(&addr, table).await;
-    println!("[{name}] list {SERVICES} Services as a Table (kubectl get): median {table_ms:.1} ms");
+    let mut created = 0;
+    let mut creating = Duration::ZERO;
+    for size in [1_000, 2_000, 5_000, SERVICES] {
+        let start = Instant::now();
+        create_services(&addr, created, size).await;
+        creating += start.elapsed();
+        created = size;
+        let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
+        println!(
+            "[{name}] list {size} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)",
+            json_bytes as f64 / 1048576.0
+        );
+        let (table_ms, table_bytes) = time_lists(&addr, table).await;
+        println!(
+            "[{name}] list {size} Services as a Table (kubectl get): median {table_ms:.1} ms ({:.1} MiB)",
+            table_bytes as f64 / 1048576.0
+        );
+    }
+    let rate = SERVICES as f64 / creating.as_secs_f64();
+    println!("[{name}] create {SERVICES} Services, {WRITERS} HTTP clients: {rate:.0} creates/s");
+    if table_only {
+        return;
+    }
     let (p50, p99, max) = fan_out(&addr).await;
     println!(
         "[{name}] one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
