@@ -10,6 +10,7 @@ mod core;
 mod daemonset;
 pub(crate) mod format;
 mod pod;
+mod project;
 pub(crate) mod raw;
 #[cfg(test)]
 mod tests;

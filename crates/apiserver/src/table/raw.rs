@@ -1,6 +1,6 @@
 //! A Table list written from stored bytes: each row's embedded object (PartialObjectMetadata or
 //! the whole object) is spliced from the stored JSON instead of decoded and re-encoded, and the
-//! cells are rendered from a decode that keeps only the metadata fields printers read. The
+//! cells are rendered from a decode that keeps only what the printer reads ([`super::project`]). The
 //! output is byte-identical to [`crate::render::table`] of the decoded objects.
 //!
 //! Start at [`list_bytes`].
@@ -9,69 +9,13 @@ use std::ops::Range;
 
 use api::resources::ResourceInfo;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use store::KeyValue;
 
 use crate::objects;
 use crate::render::ListMeta;
 use api::status::StatusError;
-
-/// The metadata fields the printers in this module's siblings read (`metadata.name`,
-/// `creationTimestamp`, `deletionTimestamp`, `labels`); the rest of `metadata` (uid,
-/// annotations, managedFields, …) is skipped without building values.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RowMeta {
-    name: Option<Value>,
-    creation_timestamp: Option<Value>,
-    deletion_timestamp: Option<Value>,
-    labels: Option<Value>,
-}
-
-/// What a printer needs of a stored object: every top-level member decoded, except
-/// `metadata`, reduced to [`RowMeta`].
-struct RowObject(Value);
-
-impl<'de> Deserialize<'de> for RowObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(RowObjectVisitor)
-    }
-}
-
-struct RowObjectVisitor;
-
-impl<'de> serde::de::Visitor<'de> for RowObjectVisitor {
-    type Value = RowObject;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RowObject, A::Error> {
-        let mut obj = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "metadata" {
-                let rm: RowMeta = map.next_value()?;
-                let fields = [
-                    ("name", rm.name),
-                    ("creationTimestamp", rm.creation_timestamp),
-                    ("deletionTimestamp", rm.deletion_timestamp),
-                    ("labels", rm.labels),
-                ];
-                let meta: Map<String, Value> = fields
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k.to_string(), v?)))
-                    .collect();
-                obj.insert(key, Value::Object(meta));
-            } else {
-                obj.insert(key, map.next_value()?);
-            }
-        }
-        Ok(RowObject(Value::Object(obj)))
-    }
-}
 
 /// A `meta.k8s.io/v1` Table of `items` as JSON bytes, with column definitions.
 pub fn list_bytes(
@@ -88,11 +32,12 @@ pub fn list_bytes(
     out.extend_from_slice(b",\"kind\":\"Table\",\"metadata\":");
     write_json(&mut out, &crate::render::list_meta_json(meta));
     out.extend_from_slice(b",\"rows\":[");
+    let keep = super::project::for_kind(res.group, res.kind);
     for (i, kv) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let RowObject(obj) = serde_json::from_slice(&kv.value)
+        let obj = super::project::decode(&kv.value, keep)
             .map_err(|e| StatusError::internal(format!("corrupt object at {}: {e}", kv.key)))?;
         out.extend_from_slice(b"{\"cells\":");
         write_json(&mut out, &Value::Array(super::row_cells(res, &obj, now)));
@@ -321,6 +266,14 @@ mod tests {
                        "spec": {"type": "LoadBalancer", "clusterIPs": ["10.0.0.1"], "ports": [{"port": 80, "nodePort": 30001}], "selector": {"app": "a"}},
                        "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}),
                     json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "z", "zz": 1}, "spec": {}}),
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "np", "creationTimestamp": created},
+                       "spec": {"type": "NodePort", "clusterIP": "10.0.0.2", "clusterIPs": ["10.0.0.2"], "externalIPs": ["5.6.7.8"],
+                                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "ClientIP",
+                                "internalTrafficPolicy": "Cluster", "externalTrafficPolicy": "Local",
+                                "ports": [{"name": "h", "port": 80, "protocol": "UDP", "targetPort": 8080, "nodePort": 30002}],
+                                "selector": {"b": "2", "a": "1"}}}),
+                    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "en"},
+                       "spec": {"type": "ExternalName", "externalName": "example.com"}}),
                     json!({"apiVersion": "v1", "kind": "Service", "metadata": {}}),
                     json!({"apiVersion": "v1", "kind": "Service"}),
                 ],
