@@ -1,13 +1,15 @@
 //! A Table list written from stored bytes: each row's embedded object (PartialObjectMetadata or
 //! the whole object) is spliced from the stored JSON instead of decoded and re-encoded, and the
-//! cells are rendered from a decode that keeps only what the printer reads ([`super::project`]). The
-//! output is byte-identical to [`crate::render::table`] of the decoded objects.
+//! cells are rendered from a decode that keeps only what the printer reads
+//! ([`super::project`]). The output is byte-identical to [`crate::render::table`] of the
+//! decoded objects.
 //!
 //! Start at [`list_bytes`].
 
 use std::ops::Range;
 
 use api::resources::ResourceInfo;
+use api::status::StatusError;
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 use serde_json::Value;
@@ -15,7 +17,6 @@ use store::KeyValue;
 
 use crate::objects;
 use crate::render::ListMeta;
-use api::status::StatusError;
 
 /// A `meta.k8s.io/v1` Table of `items` as JSON bytes, with column definitions.
 pub fn list_bytes(
