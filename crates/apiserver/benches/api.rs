@@ -3,7 +3,11 @@
 //! Service creates/s from 16 clients, list of 10,000 Services (JSON and kubectl's Table), and
 //! the latency of one change fanned out to 1,000 watch streams.
 //!
-//! Run: `cargo bench -p apiserver --bench api`.
+//! The Table list is also timed at 1,000 / 2,000 / 5,000 Services while they are created.
+//!
+//! Run: `cargo bench -p apiserver --bench api`; `-- table` times only the lists on the
+//! durable store (no watch fan-out, no etcd); `-- fanout` times one change to 100 / 1,000 /
+//! 5,000 watch streams with the readers in this process and in a separate one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,9 +90,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-async fn create_services(addr: &str) -> f64 {
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
+/// Create Services `from..to` from `WRITERS` clients.
+async fn create_services(addr: &str, from: usize, to: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(from));
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
         let next = Arc::clone(&next);
@@ -97,7 +101,7 @@ async fn create_services(addr: &str) -> f64 {
             let mut c = Conn::open(&addr).await;
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= SERVICES {
+                if i >= to {
                     break;
                 }
                 let (code, body) = c
@@ -115,7 +119,6 @@ async fn create_services(addr: &str) -> f64 {
     for t in tasks {
         t.await.expect("writer");
     }
-    SERVICES as f64 / start.elapsed().as_secs_f64()
 }
 
 async fn time_lists(addr: &str, accept: &str) -> (f64, usize) {
@@ -133,28 +136,28 @@ async fn time_lists(addr: &str, accept: &str) -> (f64, usize) {
     (percentile(&ms, 0.5), size)
 }
 
-/// Open `WATCHERS` watch streams, change one Service, and time its arrival on each stream.
-async fn fan_out(addr: &str) -> (f64, f64, f64) {
-    let mut c = Conn::open(addr).await;
-    // Watch from the current revision (a list's), as an informer does after its list.
-    let (_, body) = c
-        .request(
-            "GET",
-            "/api/v1/namespaces/default/services?limit=1",
-            "application/json",
-            b"",
-        )
-        .await;
-    let list: serde_json::Value = serde_json::from_slice(&body).expect("list");
-    let rv = list["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("0")
-        .to_string();
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(WATCHERS);
-    let (got_tx, mut got_rx) = tokio::sync::mpsc::channel::<Instant>(WATCHERS);
-    for _ in 0..WATCHERS {
+/// Wall-clock time in ns: comparable between the benchmark and its reader process.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Open `n` watch streams on `svc-0` from `rv`; each sends on `ready` once its response head
+/// is in, and the arrival time (ns) of the first MODIFIED on `got`.
+fn spawn_readers(
+    addr: &str,
+    rv: &str,
+    n: usize,
+) -> (
+    tokio::sync::mpsc::Receiver<()>,
+    tokio::sync::mpsc::Receiver<u128>,
+) {
+    let (ready_tx, ready_rx) = tokio::sync::mpsc::channel::<()>(n);
+    let (got_tx, got_rx) = tokio::sync::mpsc::channel::<u128>(n);
+    for _ in 0..n {
         let addr = addr.to_string();
-        let rv = rv.clone();
+        let rv = rv.to_string();
         let ready = ready_tx.clone();
         let got = got_tx.clone();
         tokio::spawn(async move {
@@ -183,31 +186,105 @@ async fn fan_out(addr: &str) -> (f64, f64, f64) {
                     return;
                 }
                 if line.contains("MODIFIED") {
-                    let _ = got.send(Instant::now()).await;
+                    let _ = got.send(now_ns()).await;
                     return;
                 }
             }
         });
     }
-    for _ in 0..WATCHERS {
-        ready_rx.recv().await.expect("watcher ready");
+    (ready_rx, got_rx)
+}
+
+/// The reader process (`api readers ADDR RV N`): prints `ready` once all `N` streams are
+/// open, then one arrival time (ns) per stream.
+async fn reader_process(addr: &str, rv: &str, n: usize) {
+    let (mut ready, mut got) = spawn_readers(addr, rv, n);
+    for _ in 0..n {
+        ready.recv().await.expect("watcher ready");
     }
+    println!("ready");
+    for _ in 0..n {
+        match tokio::time::timeout(Duration::from_secs(30), got.recv()).await {
+            Ok(Some(at)) => println!("{at}"),
+            _ => return,
+        }
+    }
+}
+
+/// Open `n` watch streams (in this process, or in a child process when `external`, so the
+/// readers' CPU is told apart from the server's), change one Service, and time its arrival
+/// on each stream: (p50, p99, max) in ms.
+async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
+    let mut c = Conn::open(addr).await;
+    // Watch from the current revision (a list's), as an informer does after its list.
+    let (_, body) = c
+        .request(
+            "GET",
+            "/api/v1/namespaces/default/services?limit=1",
+            "application/json",
+            b"",
+        )
+        .await;
+    let list: serde_json::Value = serde_json::from_slice(&body).expect("list");
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let mut child = None;
+    let mut got_rx = if external {
+        let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
+        cmd.args(["readers", addr, &rv, &n.to_string()]);
+        cmd.stdout(std::process::Stdio::piped());
+        let mut proc = cmd.spawn().expect("reader process");
+        let out = proc.stdout.take().expect("stdout");
+        child = Some(proc);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = tokio::sync::mpsc::channel::<u128>(n);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if line == "ready" {
+                    let _ = ready_tx.send(());
+                } else if let Ok(at) = line.parse() {
+                    let _ = tx.blocking_send(at);
+                }
+            }
+        });
+        tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .expect("join")
+            .expect("reader process ready");
+        rx
+    } else {
+        let (mut ready_rx, got_rx) = spawn_readers(addr, &rv, n);
+        for _ in 0..n {
+            ready_rx.recv().await.expect("watcher ready");
+        }
+        got_rx
+    };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let patch = br#"{"metadata":{"labels":{"touched":"yes"}}}"#;
-    let sent = Instant::now();
+    let patch = format!(
+        r#"{{"metadata":{{"labels":{{"touched":"t{}"}}}}}}"#,
+        now_ns()
+    );
+    let sent = now_ns();
     let head = format!(
         "PATCH /api/v1/namespaces/default/services/svc-0 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}\r\n\r\n",
         patch.len()
     );
     c.w.write_all(head.as_bytes()).await.expect("patch");
-    c.w.write_all(patch).await.expect("patch body");
+    c.w.write_all(patch.as_bytes()).await.expect("patch body");
     let mut ms = Vec::new();
-    for _ in 0..WATCHERS {
+    for _ in 0..n {
         let at = tokio::time::timeout(Duration::from_secs(30), got_rx.recv())
             .await
             .expect("fan-out")
             .expect("event");
-        ms.push(at.duration_since(sent).as_secs_f64() * 1e3);
+        ms.push(at.saturating_sub(sent) as f64 / 1e6);
+    }
+    if let Some(mut p) = child {
+        let _ = p.kill();
+        let _ = p.wait();
     }
     ms.sort_by(f64::total_cmp);
     (
@@ -222,24 +299,50 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("readers") && args.len() == 5 {
+        let n = args[4].parse().expect("reader count");
+        rt.block_on(reader_process(&args[2], &args[3], n));
+        return;
+    }
+    let mode = if args.iter().any(|a| a == "table") {
+        Mode::Table
+    } else if args.iter().any(|a| a == "fanout") {
+        Mode::FanOut
+    } else {
+        Mode::All
+    };
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let durable = store::DurableStore::open(&dir.path().join("state.redb")).expect("store");
-        run("durable store", Arc::new(durable)).await;
+        if mode == Mode::FanOut {
+            fan_out_growth(Arc::new(durable)).await;
+            return;
+        }
+        run("durable store", Arc::new(durable), mode == Mode::Table).await;
+        if mode == Mode::Table {
+            return;
+        }
         match store::testing::EtcdCluster::start(3) {
             Ok(cluster) => {
                 let mut o = store::EtcdOptions::new(cluster.client_urls());
                 o.compaction_interval = Duration::ZERO;
                 let etcd = store::EtcdStore::connect(o).await.expect("connect to etcd");
-                run("etcd, 3 members", Arc::new(etcd)).await;
+                run("etcd, 3 members", Arc::new(etcd), false).await;
             }
             Err(e) => println!("etcd figures skipped: {e}"),
         }
     });
 }
 
-/// Every figure against one API server on `store`.
-async fn run(name: &str, store: store::SharedStore) {
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    All,
+    Table,
+    FanOut,
+}
+
+async fn start_server(store: store::SharedStore) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -250,18 +353,57 @@ async fn run(name: &str, store: store::SharedStore) {
     };
     let server = apiserver::Server::new(store, cfg).await.expect("server");
     tokio::spawn(server.serve(listener));
+    addr
+}
 
-    let rate = create_services(&addr).await;
-    println!("[{name}] create {SERVICES} Services, {WRITERS} HTTP clients: {rate:.0} creates/s");
-    let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
-    println!(
-        "[{name}] list {SERVICES} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)",
-        json_bytes as f64 / 1048576.0
-    );
+/// `-- fanout`: one change to 100 / 1,000 / 5,000 watch streams, readers in this process and
+/// in a separate one, on the durable store with 1,000 Services.
+async fn fan_out_growth(store: store::SharedStore) {
+    let addr = start_server(store).await;
+    create_services(&addr, 0, 1_000).await;
+    for n in [100, 1_000, 5_000] {
+        for external in [false, true] {
+            let (p50, p99, max) = fan_out(&addr, n, external).await;
+            let readers = if external {
+                "separate process"
+            } else {
+                "in process"
+            };
+            println!(
+                "one change to {n} watch streams (readers {readers}): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+            );
+        }
+    }
+}
+
+/// Every figure against one API server on `store`.
+async fn run(name: &str, store: store::SharedStore, table_only: bool) {
+    let addr = start_server(store).await;
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
-    let (table_ms, _) = time_lists(&addr, table).await;
-    println!("[{name}] list {SERVICES} Services as a Table (kubectl get): median {table_ms:.1} ms");
-    let (p50, p99, max) = fan_out(&addr).await;
+    let mut created = 0;
+    let mut creating = Duration::ZERO;
+    for size in [1_000, 2_000, 5_000, SERVICES] {
+        let start = Instant::now();
+        create_services(&addr, created, size).await;
+        creating += start.elapsed();
+        created = size;
+        let (json_ms, json_bytes) = time_lists(&addr, "application/json").await;
+        println!(
+            "[{name}] list {size} Services as JSON: median {json_ms:.1} ms ({:.1} MiB)",
+            json_bytes as f64 / 1048576.0
+        );
+        let (table_ms, table_bytes) = time_lists(&addr, table).await;
+        println!(
+            "[{name}] list {size} Services as a Table (kubectl get): median {table_ms:.1} ms ({:.1} MiB)",
+            table_bytes as f64 / 1048576.0
+        );
+    }
+    let rate = SERVICES as f64 / creating.as_secs_f64();
+    println!("[{name}] create {SERVICES} Services, {WRITERS} HTTP clients: {rate:.0} creates/s");
+    if table_only {
+        return;
+    }
+    let (p50, p99, max) = fan_out(&addr, WATCHERS, false).await;
     println!(
         "[{name}] one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
     );

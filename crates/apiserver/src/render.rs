@@ -18,7 +18,7 @@ pub struct ListMeta {
     pub remaining: Option<u64>,
 }
 
-fn list_meta_json(m: &ListMeta) -> Value {
+pub(crate) fn list_meta_json(m: &ListMeta) -> Value {
     let mut meta = json!({"resourceVersion": m.resource_version.to_string()});
     if let Some(c) = &m.continue_token {
         meta["continue"] = json!(c);

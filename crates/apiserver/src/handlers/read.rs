@@ -206,7 +206,8 @@ pub async fn list(
 }
 
 /// Render a list. Plain JSON is spliced from the stored bytes (no decode/encode per item): the
-/// hot path of every informer's relist and of `kubectl get -o json`.
+/// hot path of every informer's relist and of `kubectl get -o json`; a Table (`kubectl get`)
+/// is written from them too, decoding only what its rows' cells read.
 fn list_response(
     t: &ResourceTarget,
     ctx: &Ctx,
@@ -228,6 +229,15 @@ fn list_response(
         .get("includeObject")
         .map(String::as_str)
         .unwrap_or("");
+    if out == Output::Table {
+        let body = crate::table::raw::list_bytes(t.res, &items, meta, Utc::now(), include)?;
+        let mut resp = Response::new(crate::server::full(body));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
     let values = items
         .iter()
         .map(objects::decode)

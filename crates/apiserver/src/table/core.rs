@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::Col;
 use super::format::{NONE, age, arr, format_labels, int, list_with_more, or_none, s, since};
 
-/// Upstream `printService`.
+/// Upstream `printService`. A new field read here goes into `project::SERVICE` too.
 pub fn service_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let svc_type = match s(spec, &["type"]) {

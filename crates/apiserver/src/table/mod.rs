@@ -10,6 +10,8 @@ mod core;
 mod daemonset;
 pub(crate) mod format;
 mod pod;
+mod project;
+pub(crate) mod raw;
 #[cfg(test)]
 mod tests;
 
