@@ -103,6 +103,14 @@ fn validate_selector_and_template(spec: &Value, out: &mut Vec<Cause>) {
             "`selector` does not match template `labels`",
         ));
     }
+    validate_template(template, "ReplicaSet", out);
+}
+
+/// `ValidatePodTemplateSpec` plus the apps rules on restart policy and deadlines; `owner`
+/// names the kind in upstream's message (Deployments share ReplicaSet's).
+pub(crate) fn validate_template(template: &Value, owner: &str, out: &mut Vec<Cause>) {
+    let empty = json!({});
+    let tmeta = template.get("metadata").unwrap_or(&empty);
     out.extend(validate_labels(
         tmeta.get("labels"),
         "spec.template.metadata.labels",
@@ -127,7 +135,7 @@ fn validate_selector_and_template(spec: &Value, out: &mut Vec<Cause>) {
     {
         out.push(Cause::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in ReplicaSet is not Supported",
+            &format!("activeDeadlineSeconds in {owner} is not Supported"),
         ));
     }
 }

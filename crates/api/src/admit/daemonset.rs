@@ -7,11 +7,8 @@
 use serde_json::{Value, json};
 
 use super::apps::validate_int_or_percent;
-use super::meta::{
-    selector_is_empty, selector_matches, validate_annotations, validate_label_selector,
-    validate_labels,
-};
-use super::pod::{default_pod_spec, validate_pod_spec};
+use super::meta::{selector_is_empty, selector_matches, validate_label_selector};
+use super::pod::default_pod_spec;
 use super::util::{
     child, ensure_obj, go_int_or_string, go_label_selector, go_string_map, invalid_raw,
     nonnegative, s, set_if_absent, set_if_zero,
@@ -81,44 +78,11 @@ pub fn validate_daemonset(obj: &Value) -> Vec<Cause> {
             "empty selector is invalid for daemonset",
         ));
     }
-    validate_template(template, &mut out);
+    super::apps::validate_template(template, "DaemonSet", &mut out);
     nonnegative(spec, "minReadySeconds", "spec", &mut out);
     validate_update_strategy(spec.get("updateStrategy").unwrap_or(&empty), &mut out);
     nonnegative(spec, "revisionHistoryLimit", "spec", &mut out);
     out
-}
-
-/// `ValidatePodTemplateSpec` plus the DaemonSet rules on restart policy and deadlines.
-fn validate_template(template: &Value, out: &mut Vec<Cause>) {
-    let empty = json!({});
-    let tmeta = template.get("metadata").unwrap_or(&empty);
-    out.extend(validate_labels(
-        tmeta.get("labels"),
-        "spec.template.metadata.labels",
-    ));
-    out.extend(validate_annotations(
-        tmeta.get("annotations"),
-        "spec.template.metadata.annotations",
-    ));
-    let pspec = template.get("spec").unwrap_or(&empty);
-    out.extend(validate_pod_spec(pspec, "spec.template.spec"));
-    let rp = s(pspec, "restartPolicy");
-    if !rp.is_empty() && rp != "Always" {
-        out.push(Cause::not_supported(
-            "spec.template.spec.restartPolicy",
-            &json!(rp),
-            &["Always"],
-        ));
-    }
-    if pspec
-        .get("activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        out.push(Cause::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            "activeDeadlineSeconds in DaemonSet is not Supported",
-        ));
-    }
 }
 
 /// Upstream `ValidateDaemonSetUpdateStrategy`.
