@@ -2,6 +2,7 @@
 //! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
 
 mod control_plane;
+mod load_balancer;
 mod no_endpoints;
 mod phases;
 mod traffic;
@@ -112,7 +113,9 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let rel = |ms: f64| round3((ms - meta.t0_ms) / 1e3);
     let fault = primary_fault(&events);
     let ph = phases::compute(meta, &events, fault.as_ref());
-    let phases = ph.relative(rel);
+    let mut phases = ph.relative(rel);
+    let lb = load_balancer::compute(meta, &events, fault.as_ref());
+    phases.lb_targets_unhealthy_s = lb.targets_unhealthy_ms.map(rel);
     let mut tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
     tr.requests.no_endpoints = no_endpoints::count(meta, &events, &requests);
     let availability = traffic::percent(tr.requests.ok, tr.requests.total);
@@ -156,6 +159,8 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         events: kube,
         events_left_out,
         control_plane,
+        load_balancer: lb.report,
+        per_client_kind: load_balancer::per_client_kind(&requests, fault.as_ref()),
     }
 }
 

@@ -69,6 +69,8 @@ impl Computed {
         Phases {
             fault_s: self.fault_ms.map(&rel),
             nodes_not_ready_s: self.nodes_not_ready_ms.map(&rel),
+            // The load balancer's phase is `load_balancer`'s.
+            lb_targets_unhealthy_s: None,
             endpoints_removed_s: self.endpoints_removed_ms.map(&rel),
             proxies_converged_s: self.proxies_converged_ms.map(&rel),
             pods_evicted_s: self.pods_evicted_ms.map(&rel),
