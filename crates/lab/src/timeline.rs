@@ -32,6 +32,18 @@ pub enum EventKind {
     NodeReady { node: String, ready: String },
     /// A node's taints changed (`key:Effect` each).
     NodeTaints { node: String, taints: Vec<String> },
+    /// A node group's instance changed (the lab is the cloud): `launched`, `running` (its
+    /// node is being built and its agent started), `launch-failed`, `terminated`.
+    CloudInstance {
+        group: String,
+        node: String,
+        zone: String,
+        state: String,
+    },
+    /// The cluster autoscaler asked a node group for `delta` more nodes.
+    ScaleUpRequested { group: String, delta: u32 },
+    /// The cluster autoscaler halted (too many unready nodes) or resumed.
+    AutoscalerHalted { halted: bool },
     /// A pod was bound to a node (or first seen bound).
     PodBound { pod: String, node: String },
     /// A pod's Ready condition changed.

@@ -17,7 +17,7 @@ use crate::exec::{Cmd, CmdOutput, ExecError, Runner};
 use crate::faults::{self, FaultState};
 use crate::plan;
 use crate::procs::{self, ProcError, ProcRecord, ProcSpec, STOP_GRACE, Supervisor};
-use crate::topology::{FIRST_POD_HOST, LAST_POD_HOST, PodNet, Topology, TopologyError};
+use crate::topology::{FIRST_POD_HOST, LAST_POD_HOST, NodeNet, PodNet, Topology, TopologyError};
 
 /// Where labs keep their state unless told otherwise: on tmpfs, gone after a reboot like the
 /// namespaces themselves.
@@ -227,6 +227,75 @@ impl Lab {
 
     pub fn faults(&self) -> &FaultState {
         &self.state.faults
+    }
+
+    /// Build one more node in `zone` of this running lab (a node group's new instance, named
+    /// `<prefix>-<zone>-<n>`; see [`Topology::add_node`]) and record it, so faults, status and
+    /// teardown treat it like the nodes the lab started with. On failure what was built is
+    /// removed again and the plan is unchanged.
+    pub fn add_node(&mut self, zone: &str, name: &str) -> Result<NodeNet, LabError> {
+        self.check_up()?;
+        let mut topo = self.state.topology.clone();
+        let node = topo.add_node(zone, name)?;
+        for step in plan::add_node_steps(&topo, &node) {
+            if let Err(e) = self.runner.run_ok(&step) {
+                for undo in plan::remove_node_steps(&topo, &node) {
+                    let _ = self.runner.run(&undo);
+                }
+                return Err(e.into());
+            }
+        }
+        self.state.topology = topo;
+        // The router's fault table names nodes by address: render it again with this one.
+        self.apply_faults(None)?;
+        tracing::info!(node = %node.name, ip = %node.ip, "node added");
+        Ok(node)
+    }
+
+    /// Remove a node of this running lab (an instance its group terminated): kill every process
+    /// in its namespace and its pods', delete the pods' namespaces, its links, route and
+    /// namespace, and forget it. An unknown node is an error and changes nothing.
+    pub fn remove_node(&mut self, name: &str) -> Result<NodeNet, LabError> {
+        self.check_up()?;
+        let node = self
+            .state
+            .topology
+            .node(name)
+            .cloned()
+            .ok_or_else(|| LabError::UnknownNode(name.to_string()))?;
+        let mut pods = vec![name.to_string()];
+        let links = self
+            .runner
+            .run(&Cmd::new("ip", ["-n", name, "-o", "link", "show"]))?;
+        pods.extend(plan::pod_namespaces_from_links(
+            &self.state.topology.prefix,
+            &links.stdout,
+        ));
+        pods.extend(
+            self.state
+                .pods
+                .values()
+                .filter(|p| p.node == name)
+                .map(|p| p.netns.clone()),
+        );
+        pods.sort();
+        pods.dedup();
+        procs::kill_in_netns(&*self.runner, &pods);
+        self.procs.reap();
+        let pod_ns: Vec<String> = pods.into_iter().filter(|n| n != name).collect();
+        if let Some(del) = plan::delete_namespaces(&pod_ns) {
+            let _ = self.runner.run(&del);
+        }
+        for step in plan::remove_node_steps(&self.state.topology, &node) {
+            let _ = self.runner.run(&step);
+        }
+        self.state.pods.retain(|_, p| p.node != name);
+        self.state.topology.remove_node(name);
+        self.state.faults.isolated_nodes.remove(name);
+        self.state.powered_off.remove(name);
+        self.apply_faults(None)?;
+        tracing::info!(node = name, "node removed");
+        Ok(node)
     }
 
     /// Give `pod_key` a namespace on `node` with the lowest free address of the node's CIDR.
@@ -658,6 +727,55 @@ mod tests {
             Err(LabError::IsDown)
         ));
         assert!(!dir.join("zf").exists());
+    }
+
+    #[test]
+    fn added_nodes_are_built_faulted_and_removed_like_the_first_ones() {
+        let (topo, fake, dir) = setup("addnode");
+        let mut lab = Lab::up(&topo, fake.clone(), &dir).expect("up on fake");
+        let n = lab.add_node("b", "zf-b-3").expect("add");
+        assert_eq!(n.ip, Ipv4Addr::new(172, 20, 1, 13));
+        let text = |fake: &FakeRunner| -> String {
+            fake.calls()
+                .iter()
+                .map(|c| format!("{c}\n{}", c.stdin.as_deref().unwrap_or("")))
+                .collect()
+        };
+        let built = text(&fake);
+        assert!(built.contains("netns add zf-b-3"), "{built}");
+        assert!(built.contains("link add vn4 type veth peer name eth0 netns zf-b-3"));
+        assert!(built.contains("route add 10.244.4.0/24 via 172.20.1.13"));
+        let attached = Lab::attach("zf", fake.clone(), &dir).expect("attach");
+        assert!(
+            attached.topology().node("zf-b-3").is_some(),
+            "recorded in lab.json"
+        );
+        // A zone fault covers it.
+        lab.power_off_zone("b").expect("power off");
+        let router = fake
+            .calls()
+            .iter()
+            .rev()
+            .find(|c| c.to_string() == "ip netns exec zf-rt nft -f -")
+            .and_then(|c| c.stdin.clone())
+            .expect("router script");
+        assert!(router.contains("172.20.1.13, 10.244.4.0/24"), "{router}");
+        lab.remove_node("zf-b-3").expect("remove");
+        assert!(lab.topology().node("zf-b-3").is_none());
+        assert!(
+            fake.lines().iter().any(|l| l.contains("link del vn4")),
+            "{}",
+            text(&fake)
+        );
+        assert!(matches!(
+            lab.remove_node("zf-b-3"),
+            Err(LabError::UnknownNode(_))
+        ));
+        assert!(matches!(
+            lab.add_node("q", "zf-q-1"),
+            Err(LabError::Topology(_))
+        ));
+        lab.down().expect("down");
     }
 
     #[test]

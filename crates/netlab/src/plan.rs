@@ -106,6 +106,49 @@ pub fn up_steps(topo: &Topology) -> Vec<Cmd> {
     steps
 }
 
+/// Commands that build one more node of a running lab (a node group's instance): its
+/// namespace, the router's veth to the zone bridge, the node's uplink, sysctls, and the
+/// router's route to its pod CIDR. The namespace must not exist yet.
+pub fn add_node_steps(topo: &Topology, node: &NodeNet) -> Vec<Cmd> {
+    let bridge = format!("br-{}", node.zone_index);
+    vec![
+        Cmd::ip_batch(None, &[format!("netns add {}", node.name)]),
+        Cmd::ip_batch(
+            Some(&topo.router_netns),
+            &veth_to(&node.router_veth, &node.name, &bridge),
+        ),
+        Cmd::ip_batch(Some(&node.name), &node_lines(node)),
+        sysctls(&node.name, NODE_SYSCTLS),
+        Cmd::ip_batch(
+            Some(&topo.router_netns),
+            &[format!("route add {}/24 via {}", node.pod_cidr, node.ip)],
+        ),
+    ]
+}
+
+/// Commands that remove one node of a running lab (its processes must be gone): the router's
+/// route and veth (the node's `eth0` goes with it), then the namespace. Run with `run`: any
+/// of them may already be gone.
+pub fn remove_node_steps(topo: &Topology, node: &NodeNet) -> Vec<Cmd> {
+    vec![
+        Cmd::new(
+            "ip",
+            [
+                "-n",
+                &topo.router_netns,
+                "route",
+                "del",
+                &format!("{}/24", node.pod_cidr),
+            ],
+        ),
+        Cmd::new(
+            "ip",
+            ["-n", &topo.router_netns, "link", "del", &node.router_veth],
+        ),
+        Cmd::new("ip", ["netns", "del", &node.name]),
+    ]
+}
+
 /// Router namespace: bridges with zone gateways, the control-plane bridge, one veth per node
 /// whose peer is created directly as `eth0` inside the node namespace.
 fn router_links(topo: &Topology) -> Vec<String> {

@@ -108,6 +108,12 @@ pub enum TopologyError {
     TooManyNodes(u64),
     #[error("node name {0:?} is longer than {MAX_LABEL_LEN} characters")]
     NodeNameTooLong(String),
+    #[error("unknown zone {0:?}")]
+    UnknownZone(String),
+    #[error("node name {0:?} is not <prefix>-<zone>-<n> of this lab")]
+    BadNodeName(String),
+    #[error("node {0:?} is already in the lab")]
+    NodeExists(String),
 }
 
 /// One zone: its router bridge and subnet.
@@ -308,6 +314,52 @@ impl Topology {
         self.nodes.iter().filter(move |n| n.zone == zone)
     }
 
+    /// Plan one more node in `zone` named `name` (a node group's new instance, `<prefix>-<zone>-<n>`):
+    /// the lowest free host address of the zone's subnet from `.11` and the lowest free global
+    /// index (its pod CIDR `10.244.<g>.0/24` and router veth `vn<g>`). The plan is added to
+    /// `self.nodes` and returned; nothing is built.
+    pub fn add_node(&mut self, zone: &str, name: &str) -> Result<NodeNet, TopologyError> {
+        let z = self
+            .zone(zone)
+            .ok_or_else(|| TopologyError::UnknownZone(zone.to_string()))?
+            .clone();
+        let number = name
+            .strip_prefix(&format!("{}-{zone}-", self.prefix))
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n >= 1 && is_lab_netns(&self.prefix, name))
+            .ok_or_else(|| TopologyError::BadNodeName(name.to_string()))?;
+        if self.node(name).is_some() {
+            return Err(TopologyError::NodeExists(name.to_string()));
+        }
+        let hosts: BTreeSet<u8> = self.nodes_in_zone(zone).map(|n| n.ip.octets()[3]).collect();
+        let host = (11..=254u8)
+            .find(|h| !hosts.contains(h))
+            .ok_or(TopologyError::TooManyNodesPerZone(hosts.len() as u32 + 1))?;
+        let used: BTreeSet<u8> = self.nodes.iter().map(|n| n.global_index).collect();
+        let g = (0..=255u8)
+            .find(|g| !used.contains(g))
+            .ok_or(TopologyError::TooManyNodes(self.nodes.len() as u64 + 1))?;
+        let node = NodeNet {
+            name: name.to_string(),
+            zone: zone.to_string(),
+            zone_index: z.index,
+            number,
+            global_index: g,
+            ip: Ipv4Addr::new(172, 20, z.index, host),
+            gateway: z.gateway,
+            router_veth: format!("vn{g}"),
+            pod_cidr: Ipv4Addr::new(10, 244, g, 0),
+        };
+        self.nodes.push(node.clone());
+        Ok(node)
+    }
+
+    /// Drop `name` from the plan (its addresses become free again); the removed node, if any.
+    pub fn remove_node(&mut self, name: &str) -> Option<NodeNet> {
+        let i = self.nodes.iter().position(|n| n.name == name)?;
+        Some(self.nodes.remove(i))
+    }
+
     /// Every namespace of the lab except pods: router, control plane, nodes.
     pub fn infra_namespaces(&self) -> Vec<String> {
         let mut out = vec![self.router_netns.clone(), self.control_plane.netns.clone()];
@@ -463,6 +515,38 @@ mod tests {
         assert_eq!(t.zones[1].bridge, "br-1");
         assert_eq!(t.nodes_in_zone("a").count(), 2);
         assert_eq!(t.infra_namespaces().len(), 6);
+    }
+
+    #[test]
+    fn added_nodes_take_the_lowest_free_host_and_pod_cidr() {
+        let mut t = Topology::new(&spec("zl1", &["a", "b"], 2)).expect("valid");
+        let a3 = t.add_node("a", "zl1-a-3").expect("a-3");
+        assert_eq!(a3.ip, Ipv4Addr::new(172, 20, 0, 13));
+        assert_eq!(a3.pod_cidr, Ipv4Addr::new(10, 244, 4, 0));
+        assert_eq!(a3.router_veth, "vn4");
+        assert_eq!(a3.number, 3);
+        assert_eq!(t.nodes_in_zone("a").count(), 3);
+        // A removed node's addresses are reused; names are the caller's (never reused).
+        t.remove_node("zl1-a-1").expect("a-1");
+        let a4 = t.add_node("a", "zl1-a-4").expect("a-4");
+        assert_eq!(a4.ip, Ipv4Addr::new(172, 20, 0, 11));
+        assert_eq!(a4.pod_cidr, Ipv4Addr::new(10, 244, 0, 0));
+        assert_eq!(
+            t.add_node("a", "zl1-a-4"),
+            Err(TopologyError::NodeExists("zl1-a-4".into()))
+        );
+        assert_eq!(
+            t.add_node("c", "zl1-c-1"),
+            Err(TopologyError::UnknownZone("c".into()))
+        );
+        assert_eq!(
+            t.add_node("a", "zl1-b-9"),
+            Err(TopologyError::BadNodeName("zl1-b-9".into()))
+        );
+        assert_eq!(
+            t.isolation_set("zl1-a-4").as_deref(),
+            Some("{ 172.20.0.11, 10.244.0.0/24 }")
+        );
     }
 
     #[test]

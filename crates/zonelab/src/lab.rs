@@ -24,6 +24,7 @@ mod balancer;
 pub mod control_plane;
 mod faults;
 pub mod load_balancers;
+pub mod group_nodes;
 
 pub use faults::{heal, inject};
 use load_balancers::with_load_balancers;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod balancer;
+mod capacity;
 mod client;
 mod clock;
 mod conntrack;

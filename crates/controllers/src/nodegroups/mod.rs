@@ -48,6 +48,10 @@ pub struct CloudConfig {
     /// AWS constant: EC2 answers RunInstances at once, the ASG's scaling activity records
     /// the failure within seconds to a minute.
     pub launch_failure_timeout: Duration,
+    /// `None`: instances are named `<group>-<n>`, numbered per group. `Some(prefix)`: they
+    /// are named `<prefix>-<zone>-<n>`, numbered per zone across its groups — the lab's node
+    /// names, so a zone's first instances are the nodes the lab starts with.
+    pub zone_node_prefix: Option<String>,
 }
 
 impl CloudConfig {
@@ -62,6 +66,7 @@ impl Default for CloudConfig {
     fn default() -> Self {
         CloudConfig {
             launch_failure_timeout: Duration::from_secs(30),
+            zone_node_prefix: None,
         }
     }
 }
@@ -130,6 +135,8 @@ pub struct Cloud {
     config: CloudConfig,
     groups: BTreeMap<String, Group>,
     faulted: BTreeSet<String>,
+    /// Last instance number per zone (with [`CloudConfig::zone_node_prefix`]).
+    zone_seq: BTreeMap<String, u64>,
     events: Vec<CloudEvent>,
 }
 
@@ -141,6 +148,7 @@ impl Cloud {
     /// Groups with their initial instances already running (the cluster as it starts).
     pub fn new(specs: Vec<NodeGroupSpec>, config: CloudConfig) -> Cloud {
         let mut groups = BTreeMap::new();
+        let mut zone_seq = BTreeMap::new();
         for spec in specs {
             let mut g = Group {
                 desired: spec.desired,
@@ -149,7 +157,7 @@ impl Cloud {
                 seq: 0,
             };
             for _ in 0..g.desired {
-                let name = g.next_name();
+                let name = g.next_name(&config, &mut zone_seq);
                 g.instances.insert(
                     name,
                     Record {
@@ -165,6 +173,7 @@ impl Cloud {
             config,
             groups,
             faulted: BTreeSet::new(),
+            zone_seq,
             events: Vec::new(),
         }
     }
@@ -253,7 +262,7 @@ impl Cloud {
             let zone = g.spec.zone.clone();
             let faulted = self.faulted.contains(&zone);
             while g.instances.len() < g.desired {
-                let name = g.next_name();
+                let name = g.next_name(&self.config, &mut self.zone_seq);
                 let due = now
                     + if faulted {
                         boot_timeout
@@ -346,9 +355,18 @@ impl Cloud {
 }
 
 impl Group {
-    /// Instance (and node) names: `<group>-<n>`, never reused.
-    fn next_name(&mut self) -> String {
-        self.seq += 1;
-        format!("{}-{}", self.spec.name, self.seq)
+    /// Instance (and node) names: `<group>-<n>` or `<prefix>-<zone>-<n>`, never reused.
+    fn next_name(&mut self, config: &CloudConfig, zone_seq: &mut BTreeMap<String, u64>) -> String {
+        match &config.zone_node_prefix {
+            None => {
+                self.seq += 1;
+                format!("{}-{}", self.spec.name, self.seq)
+            }
+            Some(prefix) => {
+                let seq = zone_seq.entry(self.spec.zone.clone()).or_default();
+                *seq += 1;
+                format!("{prefix}-{}-{seq}", self.spec.zone)
+            }
+        }
     }
 }

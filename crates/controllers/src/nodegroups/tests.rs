@@ -131,3 +131,53 @@ fn the_fast_profile_divides_the_launch_failure_timeout() {
     let c = CloudConfig::default().scaled(10);
     assert_eq!(c.launch_failure_timeout, Duration::from_secs(3));
 }
+
+#[test]
+fn with_a_zone_node_prefix_instances_are_numbered_per_zone_across_groups() {
+    let spec = |name: &str, zone: &str, desired: usize| NodeGroupSpec {
+        name: name.into(),
+        zone: zone.into(),
+        min: 0,
+        max: 4,
+        desired,
+        boot_delay: Duration::from_secs(6),
+        template: template(zone, "4", "16Gi"),
+    };
+    let config = CloudConfig {
+        zone_node_prefix: Some("zl".into()),
+        ..CloudConfig::default()
+    };
+    let mut c = Cloud::new(
+        vec![spec("a1", "a", 2), spec("a2", "a", 1), spec("b1", "b", 1)],
+        config,
+    );
+    let names: Vec<String> = c.running().into_iter().map(|(_, n, _)| n).collect();
+    assert_eq!(names, ["zl-a-1", "zl-a-2", "zl-a-3", "zl-b-1"]);
+    c.increase_size("a2", 1).expect("increase");
+    c.on_tick(T0);
+    assert_eq!(
+        drain(&mut c),
+        vec![CloudEvent::Launched {
+            group: "a2".into(),
+            name: "zl-a-4".into(),
+            zone: "a".into()
+        }]
+    );
+    // Names are never reused: a deleted instance's number stays taken.
+    c.delete_nodes("a1", &["zl-a-1".to_string()])
+        .expect("delete");
+    c.increase_size("a1", 1).expect("increase");
+    c.on_tick(T0 + 1);
+    let launched: Vec<CloudEvent> = drain(&mut c)
+        .into_iter()
+        .filter(|e| matches!(e, CloudEvent::Launched { .. }))
+        .collect();
+    assert_eq!(
+        launched,
+        vec![CloudEvent::Launched {
+            group: "a1".into(),
+            name: "zl-a-5".into(),
+            zone: "a".into()
+        }]
+    );
+}

@@ -31,6 +31,7 @@ pub use config::KubeletConfig;
 pub use ipam::{Ipam, IpamError};
 
 use node::NodeAgent;
+pub use node::initial_node;
 use pod::PodState;
 
 /// Events held between polls at most (older ones are dropped first).

@@ -54,6 +54,7 @@ pub fn inject(
     name: &str,
     mode: FailMode,
 ) -> anyhow::Result<Injected> {
+    let _guard = super::group_nodes::lock_state();
     let cfg = load_config(state_dir, prefix)?;
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let nodes = nodes_of(&cfg, what, name)?;
@@ -122,6 +123,7 @@ fn finish_graceful_stop(state_dir: &Path, prefix: &str, node: &str) {
 /// Undo failures: heal the network, restart agents that are not running; returns the nodes
 /// and when the network was whole again.
 pub fn heal(state_dir: &Path, prefix: &str, what: Target, name: &str) -> anyhow::Result<Injected> {
+    let _guard = super::group_nodes::lock_state();
     let cfg = load_config(state_dir, prefix)?;
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
     let exe = std::env::current_exe()?;

@@ -290,6 +290,7 @@ async fn live(
         lb,
     } = plan_clients(&client, s, &cfg, out).await?;
     let tl: Timeline = Default::default();
+    let capacity = start_capacity(args, s, &cfg, &tl)?;
     let watches = watch::spawn(&client, &tl, &services);
     let event_watch = kube_events::spawn(&client, &tl);
     // Its own client: the probe's connection never waits behind the watches'.
@@ -340,6 +341,7 @@ async fn live(
         services: &services,
         etcd_leader_hit: Default::default(),
         lb,
+        cloud: capacity.as_ref().map(|c| c.cloud.clone()),
     };
     stop.running
         .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -472,14 +474,15 @@ struct RunBase<'a> {
     etcd_leader_hit: std::sync::Mutex<Option<String>>,
     /// The balancers whose records join the timeline.
     lb: external::LbWatch,
+    /// The node groups' cloud, when the scenario has `nodeGroups`.
+    cloud: Option<crate::capacity::CloudHost>,
 }
 
 impl RunBase<'_> {
     /// Reads the proxy syncs the agents logged since the last call.
     fn poll_syncs(&self, syncs: &mut clients::ProxySyncs) {
         let nodes: Vec<String> = self
-            .cfg
-            .topology
+            .topology()
             .nodes
             .iter()
             .map(|n| n.name.clone())
@@ -488,6 +491,16 @@ impl RunBase<'_> {
             &self.args.state_dir.join(&self.args.prefix).join("logs"),
             &nodes,
         );
+    }
+
+    /// The lab's nodes now: node groups add and remove nodes during the run.
+    fn topology(&self) -> netlab::Topology {
+        if self.cloud.is_none() {
+            return self.cfg.topology.clone();
+        }
+        crate::lab::load_config(&self.args.state_dir, &self.args.prefix)
+            .map(|c| c.topology)
+            .unwrap_or_else(|_| self.cfg.topology.clone())
     }
 
     /// Meta and every event so far (API timeline plus the proxies' syncs).
@@ -515,8 +528,7 @@ impl RunBase<'_> {
                 max_error_window_s: s.slo.max_error_window.map(|d| d.as_secs_f64()),
             },
             node_zones: self
-                .cfg
-                .topology
+                .topology()
                 .nodes
                 .iter()
                 .map(|n| (n.name.clone(), n.zone.clone()))
@@ -645,11 +657,17 @@ async fn inject(
         FaultType::Recover => None,
     };
     let (state_dir, prefix) = (base.args.state_dir.clone(), base.args.prefix.clone());
+    let name_of_zone = name.clone();
     let done = tokio::task::spawn_blocking(move || match mode {
         Some(m) => crate::lab::inject(&state_dir, &prefix, what, &name, m),
         None => crate::lab::heal(&state_dir, &prefix, what, &name),
     })
     .await??;
+    if let (Some(cloud), Target::Zone) = (&base.cloud, what) {
+        // A zone that lost power or its network cannot launch instances (FIS's
+        // insufficient-capacity action); a recovery ends that.
+        cloud.set_zone_fault(&name_of_zone, mode.is_some());
+    }
     let target = match base.etcd_leader_hit.lock() {
         Ok(z) if f.target == scenario::ETCD_LEADER => {
             format!("{} ({})", f.target, z.clone().unwrap_or_default())
@@ -667,6 +685,35 @@ async fn inject(
         });
     }
     Ok(format!("{} {target} ({})", f.kind, done.nodes.join(", ")))
+}
+
+/// The scenario's node groups as the lab's cloud, and the cluster autoscaler, recording on
+/// the timeline (`None` without `nodeGroups`).
+fn start_capacity(
+    args: &RunArgs,
+    s: &Scenario,
+    cfg: &crate::lab::LabConfig,
+    tl: &Timeline,
+) -> anyhow::Result<Option<crate::capacity::Capacity>> {
+    if s.node_groups.is_empty() {
+        return Ok(None);
+    }
+    let timeline = std::sync::Arc::clone(tl);
+    let record: crate::capacity::Recorder =
+        std::sync::Arc::new(move |kind| watch::record(&timeline, kind));
+    let lab = crate::capacity::LabTarget {
+        state_dir: args.state_dir.clone(),
+        prefix: args.prefix.clone(),
+    };
+    eprintln!(
+        "node groups: {}; cluster autoscaler started",
+        s.node_groups
+            .iter()
+            .map(|g| format!("{} ({}, {}..{})", g.name, g.zone, g.min, g.max))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    crate::capacity::start(s, lab, cfg.api, profile(s), args.seed, record).map(Some)
 }
 
 /// The zone an `etcd-leader` fault hits: the etcd leader's now, or for a `recover` the zone

@@ -117,6 +117,7 @@ fn split_flags(
     let agent = longs(crate::agent::AgentArgs::augment_args(clap::Command::new(
         "agent",
     )));
+    let autoscaler = crate::capacity::names();
     let (mut to_server, mut to_agent) = (Vec::new(), Vec::new());
     for (name, value) in &s.flags {
         let at = vec![Seg::Key("flags".into()), Seg::Key(name.clone())];
@@ -128,6 +129,10 @@ fn split_flags(
             ));
         }
         let flag = format!("--{bare}={value}");
+        if autoscaler.iter().any(|f| f == bare) {
+            // The cluster autoscaler's (read by the run from the scenario's flags).
+            continue;
+        }
         match (
             server.iter().any(|f| f == bare),
             agent.iter().any(|f| f == bare),
@@ -136,7 +141,7 @@ fn split_flags(
                 return Err(invalid(
                     at,
                     format!(
-                        "unknown flag --{bare}: expected a flag of `zonelab server` or `zonelab agent` (see `zonelab server --help`)"
+                        "unknown flag --{bare}: expected a flag of `zonelab server`, `zonelab agent` or the cluster autoscaler (see `zonelab server --help`, docs/autoscaler.md)"
                     ),
                 ));
             }
