@@ -23,8 +23,8 @@ use crate::flags::Profile;
 mod balancer;
 pub mod control_plane;
 mod faults;
-pub mod load_balancers;
 pub mod group_nodes;
+pub mod load_balancers;
 
 pub use faults::{heal, inject};
 use load_balancers::with_load_balancers;

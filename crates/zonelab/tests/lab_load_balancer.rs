@@ -4,7 +4,10 @@
 //! Service: every request answered while the lab is whole, then a zone power-off after which
 //! the balancer takes the dead zone's targets out (their checks fail `unhealthyThreshold`
 //! times), DNS drops that zone's LB node, and external requests are answered by the surviving
-//! zones only.
+//! zones only. With the control plane in the zones (3 servers, one elected
+//! controller-manager): one balancer per Service, living in the router namespace, so the power
+//! loss of the leader's zone does not take the NLB with it, and the new leader's fleet adopts
+//! and later removes it.
 //! Reported as ignored without root or the tools (see build.rs); under CI they fail instead.
 
 mod common;
@@ -13,6 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::lab::LabGuard;
 use common::scenario::{BIN, Run, phase, run};
 use serde_json::Value;
 
@@ -244,4 +248,153 @@ run: {{duration: 45s}}
         after.iter().all(|q| q["zone"] != "a"),
         "an external request was answered by the dead zone"
     );
+}
+
+const SERVICE: &str = "apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+";
+
+/// Live `zonelab balancer` processes configured from `dir`, by pid.
+fn balancers_in(dir: &Path) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let argv: Vec<String> = std::fs::read(e.path().join("cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        let config = argv
+            .windows(2)
+            .find(|w| w[0] == "--config")
+            .map(|w| Path::new(&w[1]).parent() == Some(dir));
+        if argv.iter().any(|a| a == "balancer") && config == Some(true) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn holder(g: &LabGuard) -> Option<String> {
+    let out = g.kubectl_run(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+        "-o",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["spec"]["holderIdentity"].as_str().map(str::to_string)
+}
+
+#[test]
+#[cfg_attr(
+    any(not(zonelab_root), not(zonelab_etcd)),
+    ignore = "needs root (network namespaces) and etcd: run as root; scripts/setup.sh installs the tools"
+)]
+fn the_leaders_zone_power_off_leaves_the_nlb_running_and_the_new_leader_adopts_it() {
+    netlab::preflight::require_for_test(&[netlab::preflight::ETCD]);
+    netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
+    let _one = common::scenario::ONE_LAB
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    const PREFIX: &str = "zlbh";
+    let state = tempfile::tempdir().expect("state dir");
+    let g = LabGuard {
+        prefix: PREFIX.to_string(),
+        state: state.path().to_path_buf(),
+    };
+    let up = g.lab(&[
+        "up",
+        "--zones",
+        "3",
+        "--nodes-per-zone",
+        "1",
+        "--profile",
+        "fast",
+        "--control-plane-replicas",
+        "3",
+        "--control-plane-store",
+        "etcd",
+        "--api-port",
+        "16474",
+        "--wait",
+        "120s",
+    ]);
+    assert!(
+        up.status.success(),
+        "lab up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    g.kubectl(&["apply", "-f", "-"], Some(SERVICE));
+    let ingress = wait_for("EXTERNAL-IP", Duration::from_secs(60), || {
+        let svc = g.json(&["get", "svc", "web"]);
+        let ips = svc["status"]["loadBalancer"]["ingress"].as_array()?.len();
+        (ips == 3).then_some(ips)
+    });
+    assert_eq!(ingress, 3, "one LB node per zone");
+    let dir = Path::new("/run/zonelab/balancers").join(format!("{PREFIX}-rt"));
+    let pid = wait_for("the balancer process", Duration::from_secs(30), || {
+        let pids = balancers_in(&dir);
+        (pids.len() == 1).then(|| pids[0])
+    });
+    // It lives in the router namespace, not in the zone of the server that started it.
+    let ns = |p: String| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let router = ns(format!("/run/netns/{PREFIX}-rt")).expect("router netns");
+    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("ns link");
+    assert_eq!(
+        own.to_string_lossy(),
+        format!("net:[{router}]"),
+        "balancer {pid}"
+    );
+    let leader = wait_for(
+        "a controller-manager leader",
+        Duration::from_secs(30),
+        || holder(&g),
+    );
+    let fail = g.lab(&["fail", "zone", &leader, "--mode", "power"]);
+    assert!(
+        fail.status.success(),
+        "lab fail: {}",
+        String::from_utf8_lossy(&fail.stderr)
+    );
+    assert!(alive(pid), "the power-off of zone {leader} killed the NLB");
+    let next = wait_for(
+        "a new controller-manager leader",
+        Duration::from_secs(60),
+        || holder(&g).filter(|h| *h != leader),
+    );
+    // The new leader's fleet adopted the running balancer: still exactly that one process.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(balancers_in(&dir), vec![pid], "leader {next}");
+    // ... and acts on it: deleting the Service stops it (then the finalizer goes).
+    let del = g.kubectl_run(&["delete", "svc", "web", "--wait=false"]);
+    assert!(del.status.success(), "{del:?}");
+    wait_for("the balancer to stop", Duration::from_secs(60), || {
+        (!alive(pid)).then_some(())
+    });
+    wait_for("the Service to go", Duration::from_secs(60), || {
+        let out = g.kubectl_run(&["get", "svc", "web"]);
+        (!out.status.success()).then_some(())
+    });
 }

@@ -113,8 +113,11 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
     if total > 0 {
         out.dead_share = eps.on_nodes(&fault.nodes) as f64 / total as f64;
     }
+    // The proxies that ran when the fault hit: a node that joins later (a node group's new
+    // instance) first syncs when it joins and has no stale endpoint to drop.
     let survivors: BTreeSet<String> = events
         .iter()
+        .filter(|e| e.at < fault.at_ms)
         .filter_map(|e| match &e.kind {
             EventKind::ProxySync { node, .. } if !fault.nodes.contains(node) => Some(node.clone()),
             _ => None,

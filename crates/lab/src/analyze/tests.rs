@@ -208,6 +208,18 @@ fn a_proxy_that_keeps_a_dead_endpoint_delays_convergence() {
 }
 
 #[test]
+fn a_node_that_joins_after_the_fault_does_not_hold_back_convergence() {
+    let (mut events, reqs) = outage();
+    let before = analyze(&meta(60.0), &events, &reqs).phases;
+    // A node group's new instance in zone b first syncs at 40 s (with the live endpoints).
+    let fixed: Vec<String> = ["b-1", "b-2", "c-1", "c-2"].iter().map(|n| ip(n)).collect();
+    events.push(ev(40.0, sync("b-3", &fixed)));
+    let after = analyze(&meta(60.0), &events, &reqs).phases;
+    assert_eq!(after.proxies_converged_s, before.proxies_converged_s);
+    assert_eq!(after.proxies_converged_s, Some(16.0));
+}
+
+#[test]
 fn no_fault_means_no_phases_and_full_availability() {
     let r = analyze(&meta(5.0), &[], &[]);
     assert_eq!(r.phases, crate::report::Phases::default());
