@@ -1,5 +1,6 @@
 //! A [`Report`] as one self-contained HTML page (inline CSS, SVG, no JS); start at [`render`].
 
+mod autoscaler;
 mod chart;
 mod control_plane;
 mod events;
@@ -41,7 +42,9 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>zonelab: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         {header}{summary}{phases}{charts}{load_balancer}{control_plane}{events}</body>\n</html>\n",
+         {header}{summary}{phases}{charts}{load_balancer}{control_plane}{autoscaler}{events}</body>
+</html>
+",
         title = escape(&r.scenario),
         header = header(r),
         summary = summary(r),
@@ -49,6 +52,7 @@ pub fn render(r: &Report) -> String {
         charts = chart::section(r),
         load_balancer = load_balancer::section(r),
         control_plane = control_plane::section(r),
+        autoscaler = autoscaler::section(r),
         events = events::section(r),
     )
 }
@@ -348,6 +352,7 @@ pub(crate) mod tests {
             pods_evicted_s: Some(45.0),
             replacements_ready_s: Some(50.0),
             capacity_restored_s: None,
+            ..Phases::default()
         }
     }
 
@@ -445,6 +450,7 @@ pub(crate) mod tests {
             events: Vec::new(),
             events_left_out: 0,
             control_plane: None,
+            autoscaler: None,
         }
     }
 
@@ -454,6 +460,36 @@ pub(crate) mod tests {
             .split(|c: char| !c.is_alphanumeric())
             .find(|w| *w == "NaN" || *w == "inf");
         assert_eq!(bad, None, "non-finite number in output");
+    }
+
+    #[test]
+    fn node_groups_get_a_section_and_phase_markers() {
+        let mut r = sample();
+        assert!(!render(&r).contains("cluster autoscaler"));
+        r.phases.scale_up_requested_s = Some(40.0);
+        r.phases.nodes_provisioned_s = Some(48.5);
+        r.autoscaler = Some(crate::report::AutoscalerReport {
+            nodes_added: vec![crate::report::NodeAdded {
+                name: "zl-b-2".into(),
+                zone: "zone-b".into(),
+                requested_s: 40.1,
+                ready_s: Some(48.5),
+            }],
+            launches_failed: Vec::new(),
+            halted_s: None,
+        });
+        let html = render(&r);
+        assert!(
+            html.contains("Node groups and cluster autoscaler"),
+            "{html}"
+        );
+        assert!(html.contains("<td>zl-b-2</td><td>zone-b</td><td>added</td>"));
+        assert!(
+            html.contains("scale-up requested: 40 s")
+                || html.contains("scale-up requested: 40.00 s")
+        );
+        assert!(html.contains("nodes provisioned: 48.5"));
+        assert_finite(&html);
     }
 
     #[test]

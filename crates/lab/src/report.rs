@@ -92,6 +92,9 @@ pub struct Report {
     /// Breakdown by client kind (`clusterip`, `external`), the fields of `per_zone`.
     #[serde(default)]
     pub per_client_kind: BTreeMap<String, ZoneReport>,
+    /// Node groups and the cluster autoscaler (absent in runs without `nodeGroups`).
+    #[serde(default)]
+    pub autoscaler: Option<AutoscalerReport>,
 }
 
 /// A Service load balancer in a run (docs/report.md).
@@ -130,6 +133,39 @@ pub struct LbTransition {
     pub target: String,
     pub zone: String,
     pub to: String,
+}
+
+/// What the node groups and the cluster autoscaler did (docs/report.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AutoscalerReport {
+    /// Instances that booted and joined as nodes, in boot order.
+    pub nodes_added: Vec<NodeAdded>,
+    /// Launches that failed (a zone without capacity).
+    #[serde(default)]
+    pub launches_failed: Vec<LaunchFailed>,
+    /// When autoscaling first halted (too many unready nodes: `--max-total-unready-percentage`
+    /// and `--ok-total-unready-count`), t seconds; `null` if it never did.
+    pub halted_s: Option<f64>,
+}
+
+/// One node a node group added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeAdded {
+    pub name: String,
+    pub zone: String,
+    /// When its launch began (t, seconds).
+    pub requested_s: f64,
+    /// When its Node first reported Ready (`null`: not within the run).
+    pub ready_s: Option<f64>,
+}
+
+/// One failed launch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LaunchFailed {
+    pub name: String,
+    pub zone: String,
+    pub requested_s: Option<f64>,
+    pub failed_s: f64,
 }
 
 /// The control plane's side of a run (docs/report.md). Durations named `*_failover_s` and
@@ -305,6 +341,12 @@ pub struct Phases {
     pub proxies_converged_s: Option<f64>,
     /// Every pod of the failed nodes was marked for deletion (evicted or terminated).
     pub pods_evicted_s: Option<f64>,
+    /// The cluster autoscaler's first scale-up request after the fault (node groups only).
+    #[serde(default)]
+    pub scale_up_requested_s: Option<f64>,
+    /// Every node launched after the fault that booted is Ready (node groups only).
+    #[serde(default)]
+    pub nodes_provisioned_s: Option<f64>,
     /// The target Services have as many ready endpoints as before the fault again.
     pub replacements_ready_s: Option<f64>,
     /// ... and every surviving proxy applied rules with that many endpoints.
@@ -312,6 +354,19 @@ pub struct Phases {
 }
 
 impl Phases {
+    /// The node groups' phases with their names in words (markers on the page, summary lines).
+    pub fn capacity_steps(&self) -> [(&'static str, Option<f64>); 2] {
+        [
+            ("scale-up requested", self.scale_up_requested_s),
+            ("nodes provisioned", self.nodes_provisioned_s),
+        ]
+    }
+
+    /// The load balancer's phase with its name in words (a marker on the page, a summary line).
+    pub fn lb_steps(&self) -> [(&'static str, Option<f64>); 1] {
+        [("LB targets unhealthy", self.lb_targets_unhealthy_s)]
+    }
+
     /// Every phase in order, with its name in words: what the page, the summary and the
     /// progress line show.
     pub fn steps(&self) -> [(&'static str, Option<f64>); 7] {

@@ -106,6 +106,9 @@ pub fn render(r: &Report) -> String {
     }
     load_balancer(&mut s, r);
     control_plane(&mut s, r);
+    if let Some(a) = &r.autoscaler {
+        let _ = writeln!(s, "  {}", autoscaler_sentence(r, a));
+    }
     verdict(&mut s, r);
     in_short(&mut s, r);
     s
@@ -138,6 +141,38 @@ pub fn api_sentence(cp: &ControlPlane) -> String {
 }
 
 /// The control plane's lines: store and members, etcd leader, failovers, the API probe.
+/// One sentence on the node groups: nodes added (where, when Ready), failed launches, halts.
+pub fn autoscaler_sentence(r: &Report, a: &crate::report::AutoscalerReport) -> String {
+    let mut out = match a.nodes_added.len() {
+        0 => "cluster autoscaler: no node added".to_string(),
+        n => {
+            let mut zones: Vec<&str> = a.nodes_added.iter().map(|n| n.zone.as_str()).collect();
+            zones.sort();
+            zones.dedup();
+            format!(
+                "cluster autoscaler: {n} node(s) added in zone(s) {}",
+                zones.join(", ")
+            )
+        }
+    };
+    if let Some(t) = r.phases.scale_up_requested_s {
+        out.push_str(&format!("; scale-up requested at t={t:.1}s"));
+    }
+    if let Some(t) = r.phases.nodes_provisioned_s {
+        out.push_str(&format!(", nodes Ready at t={t:.1}s"));
+    }
+    if !a.launches_failed.is_empty() {
+        out.push_str(&format!(
+            "; {} launch(es) failed (zone without capacity)",
+            a.launches_failed.len()
+        ));
+    }
+    if let Some(t) = a.halted_s {
+        out.push_str(&format!("; halted (too many unready nodes) at t={t:.1}s"));
+    }
+    out
+}
+
 fn control_plane(s: &mut String, r: &Report) {
     let Some(cp) = &r.control_plane else {
         return;
@@ -273,6 +308,15 @@ fn phases(s: &mut String, r: &Report) {
             Some(t) => writeln!(s, "  {name:<20} +{:>6.1} s  (t={t:.1}s)", t - fault),
             None => writeln!(s, "  {name:<20}  not within the run"),
         };
+    }
+    // The load balancer's phase only when the run had one.
+    if r.load_balancer.is_some() {
+        for (name, at) in p.lb_steps() {
+            let _ = match at {
+                Some(t) => writeln!(s, "  {name:<20} +{:>6.1} s  (t={t:.1}s)", t - fault),
+                None => writeln!(s, "  {name:<20}  not within the run"),
+            };
+        }
     }
 }
 

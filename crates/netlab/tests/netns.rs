@@ -364,6 +364,62 @@ fn up_clears_leftovers_of_a_crashed_run() {
     assert!(lab_netns(&p).is_empty());
 }
 
+#[test]
+#[cfg_attr(
+    not(zonelab_root),
+    ignore = "needs root (network namespaces): run as root; scripts/setup.sh installs the tools"
+)]
+fn a_node_added_to_a_running_lab_is_wired_faulted_and_removed() {
+    require_root_tools!();
+    let p = prefix('g');
+    let topo = spec(&p, &["a", "b"], 1);
+    let mut lab = Guard(Lab::up(&topo, Arc::new(SystemRunner), &state_dir()).expect("lab up"));
+    let (a1, b2) = (format!("{p}-a-1"), format!("{p}-b-2"));
+    let added = lab.add_node("b", &b2).expect("add node");
+    assert_eq!(added.ip.to_string(), "172.20.1.12");
+    // A pod on the new node reaches and is reached like any other: routes both ways.
+    let server = lab
+        .add_pod(&b2, "default/server")
+        .expect("pod on the new node");
+    let client = lab.add_pod(&a1, "default/client").expect("pod on a-1");
+    lab.start_process(&echo_server("echo-new", &server.netns))
+        .expect("server");
+    let ip = server.ip.to_string();
+    assert_eq!(
+        probe_until_ok(&lab, &client.netns, &ip, 15),
+        "ok",
+        "pod to a pod of the new node"
+    );
+    lab.start_process(&echo_server("echo-cp", &topo.control_plane.netns))
+        .expect("server cp");
+    let cp_ip = topo.control_plane.ip.to_string();
+    assert_eq!(
+        probe_until_ok(&lab, &b2, &cp_ip, 15),
+        "ok",
+        "new node to control plane"
+    );
+    // A zone fault covers it.
+    lab.partition_zone("b").expect("partition");
+    assert_eq!(
+        probe(&lab, &client.netns, &ip, "2"),
+        "timeout",
+        "partition drops silently"
+    );
+    lab.heal_zone("b").expect("heal");
+    assert_eq!(probe_until_ok(&lab, &client.netns, &ip, 15), "ok", "healed");
+    // Removed: its processes, its pods' namespaces and its own are gone, the plan forgets it.
+    lab.remove_node(&b2).expect("remove node");
+    assert!(lab.topology().node(&b2).is_none());
+    let left = lab_netns(&p);
+    assert!(
+        !left.contains(&b2) && !left.contains(&server.netns),
+        "namespaces left: {left:?}"
+    );
+    assert!(lab_netns(&p).contains(&client.netns), "other pods stay");
+    drop(lab);
+    assert!(lab_netns(&p).is_empty());
+}
+
 /// `cargo test -p netlab --test netns -- --ignored --nocapture`: times a 3x10 lab with 300 pods.
 #[test]
 #[ignore = "benchmark: builds a 30-node lab with 300 pods"]

@@ -173,6 +173,8 @@ impl ClusterAutoscaler {
             // Upstream starts its cool-down clocks at start-up.
             self.last_scale_up = started;
             self.last_scale_down_fail = started;
+            // The health condition holds since start-up (not since the epoch).
+            self.health_since = started;
         }
         self.summary = ScanSummary {
             at: now,

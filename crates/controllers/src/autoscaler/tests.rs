@@ -473,6 +473,11 @@ fn status_config_map_has_upstreams_shape() {
     }
     let parsed: serde_yaml::Value = serde_yaml::from_str(s).expect("valid YAML");
     assert_eq!(parsed["nodeGroups"][1]["name"].as_str(), Some("ng-b"));
+    // Healthy since the autoscaler started, not since the epoch.
+    let since = parsed["clusterWide"]["health"]["lastTransitionTime"]
+        .as_str()
+        .expect("lastTransitionTime");
+    assert!(!since.starts_with("1970"), "{since}");
 }
 
 #[test]

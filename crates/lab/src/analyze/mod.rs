@@ -1,6 +1,7 @@
 //! Turns a run's records into its [`Report`]: start at [`analyze`]. Pure: the same input gives
 //! the same report, so a run can be re-analysed from its `timeline.jsonl` and `requests.jsonl`.
 
+mod autoscaler;
 mod control_plane;
 mod load_balancer;
 mod no_endpoints;
@@ -116,6 +117,11 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let mut phases = ph.relative(rel);
     let lb = load_balancer::compute(meta, &events, fault.as_ref());
     phases.lb_targets_unhealthy_s = lb.targets_unhealthy_ms.map(rel);
+    let capacity = autoscaler::compute(&events, ph.fault_ms, rel);
+    if let Some(c) = &capacity {
+        phases.scale_up_requested_s = c.scale_up_requested_ms.map(rel);
+        phases.nodes_provisioned_s = c.nodes_provisioned_ms.map(rel);
+    }
     let mut tr = traffic::compute(meta, &requests, fault.as_ref(), ph.proxies_converged_ms);
     tr.requests.no_endpoints = no_endpoints::count(meta, &events, &requests);
     let availability = traffic::percent(tr.requests.ok, tr.requests.total);
@@ -161,6 +167,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         control_plane,
         load_balancer: lb.report,
         per_client_kind: load_balancer::per_client_kind(&requests, fault.as_ref()),
+        autoscaler: capacity.map(|c| c.report),
     }
 }
 

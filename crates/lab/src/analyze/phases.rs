@@ -76,6 +76,7 @@ impl Computed {
             pods_evicted_s: self.pods_evicted_ms.map(&rel),
             replacements_ready_s: self.replacements_ready_ms.map(&rel),
             capacity_restored_s: self.capacity_restored_ms.map(&rel),
+            ..Phases::default()
         }
     }
 }
@@ -115,11 +116,24 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
     }
     // The proxies that ran when the fault hit: a node that joins later (a node group's new
     // instance) first syncs when it joins and has no stale endpoint to drop.
+    // Nodes a node group added during the run never held the dead endpoints: their proxies
+    // starting later must not hold back convergence.
+    let added: BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::CloudInstance { node, .. } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
     let survivors: BTreeSet<String> = events
         .iter()
         .filter(|e| e.at < fault.at_ms)
         .filter_map(|e| match &e.kind {
-            EventKind::ProxySync { node, .. } if !fault.nodes.contains(node) => Some(node.clone()),
+            EventKind::ProxySync { node, .. }
+                if !fault.nodes.contains(node) && !added.contains(node.as_str()) =>
+            {
+                Some(node.clone())
+            }
             _ => None,
         })
         .collect();

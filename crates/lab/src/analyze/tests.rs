@@ -220,6 +220,28 @@ fn a_node_that_joins_after_the_fault_does_not_hold_back_convergence() {
 }
 
 #[test]
+fn a_node_the_autoscaler_added_does_not_hold_back_convergence() {
+    let (mut events, reqs) = outage();
+    let fixed: Vec<String> = ["b-1", "b-2", "c-1", "c-2"].iter().map(|n| ip(n)).collect();
+    // b-3 boots at 30 s and its proxy first syncs then: it was never a proxy with the dead
+    // endpoints, so the proxies converged at 16 s as before.
+    events.push(ev(
+        24.0,
+        EventKind::CloudInstance {
+            group: "ng-b".into(),
+            node: "b-3".into(),
+            zone: "b".into(),
+            state: "launched".into(),
+        },
+    ));
+    events.push(ev(30.0, sync("b-3", &fixed)));
+    let r = analyze(&meta(60.0), &events, &reqs);
+    assert_eq!(r.phases.proxies_converged_s, Some(16.0));
+    let a = r.autoscaler.expect("node groups section");
+    assert!(a.nodes_added.is_empty(), "launched, not running yet");
+}
+
+#[test]
 fn no_fault_means_no_phases_and_full_availability() {
     let r = analyze(&meta(5.0), &[], &[]);
     assert_eq!(r.phases, crate::report::Phases::default());

@@ -285,9 +285,17 @@ impl Marks {
                 (f.at_s, escape(&what))
             })
             .collect();
-        let phases = (0..all.len())
+        let mut phases: Vec<(&'static str, f64)> = (0..all.len())
             .filter_map(|i| Some((all[i].0, at(i)?)))
             .collect();
+        // The node groups' phases (scale-up requested, nodes provisioned) as markers too.
+        phases.extend(
+            r.phases
+                .capacity_steps()
+                .into_iter()
+                .chain(r.phases.lb_steps())
+                .filter_map(|(name, t)| Some((name, t.filter(|t| t.is_finite())?))),
+        );
         Self {
             bands,
             error_window,

@@ -106,6 +106,24 @@ impl AutoscalerFlags {
     }
 }
 
+/// Check one autoscaler flag of a scenario (`name` without dashes): its value must parse and
+/// be accepted (e.g. `expander: most-pods` gives upstream's `Expander most-pods not supported`).
+pub fn check_flag(name: &str, value: &str) -> Result<(), String> {
+    use clap::FromArgMatches;
+    let cmd = AutoscalerFlags::augment_args(clap::Command::new("cluster-autoscaler"));
+    let m = cmd
+        .try_get_matches_from([
+            "cluster-autoscaler".to_string(),
+            format!("--{name}={value}"),
+        ])
+        .map_err(|e| e.kind().to_string() + &format!(": --{name}={value}"))?;
+    let flags = AutoscalerFlags::from_arg_matches(&m).map_err(|e| e.to_string())?;
+    flags
+        .config(Profile::Fast, 0)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// The long names of the autoscaler's flags.
 pub fn names() -> Vec<String> {
     AutoscalerFlags::augment_args(clap::Command::new("cluster-autoscaler"))
@@ -198,4 +216,38 @@ pub fn start(
         cloud: host,
         tasks: vec![ticker, driver],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_take_upstream_names_and_the_profile_divides_the_defaults() {
+        let f = AutoscalerFlags {
+            scan_interval: Some(Duration::from_secs(2)),
+            expander: Some("least-waste".into()),
+            balance_similar_node_groups: Some(true),
+            ..AutoscalerFlags::default()
+        };
+        let c = f.config(Profile::Fast, 7).expect("valid");
+        assert_eq!(c.scan_interval, Duration::from_secs(2));
+        assert_eq!(c.expander, ExpanderKind::LeastWaste);
+        assert!(c.balance_similar_node_groups);
+        // Not given: upstream's default under the profile.
+        assert_eq!(c.max_node_provision_time, Duration::from_secs(90));
+        assert_eq!(c.scale_down_unneeded_time, Duration::from_secs(60));
+        assert_eq!(c.seed, 7);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_upstreams_words() {
+        assert_eq!(
+            check_flag("expander", "most-pods").unwrap_err(),
+            "Expander most-pods not supported"
+        );
+        assert!(check_flag("max-total-unready-percentage", "140").is_err());
+        assert!(check_flag("scan-interval", "soon").is_err());
+        assert!(check_flag("scale-down-enabled", "false").is_ok());
+    }
 }

@@ -37,7 +37,8 @@ pub fn launch(state_dir: &Path, prefix: &str, zone: &str, name: &str) -> anyhow:
     Ok(())
 }
 
-/// Stop node `name`'s agent (SIGTERM, then SIGKILL) and remove the node from the lab.
+/// Stop node `name`'s agent (SIGTERM, then SIGKILL) and remove the node from the lab; nothing
+/// to do for an instance that never became a node.
 pub fn terminate(state_dir: &Path, prefix: &str, name: &str) -> anyhow::Result<()> {
     let _guard = lock_state();
     let mut cfg = load_config(state_dir, prefix)?;
@@ -45,6 +46,10 @@ pub fn terminate(state_dir: &Path, prefix: &str, name: &str) -> anyhow::Result<(
         kill_pid(p);
     }
     let mut lab = Lab::attach(prefix, runner(), state_dir)?;
+    if lab.topology().node(name).is_none() {
+        // An instance that never ran (a failed launch) has no node.
+        return Ok(());
+    }
     lab.remove_node(name)?;
     cfg.topology = lab.topology().clone();
     std::fs::write(

@@ -131,6 +131,7 @@ fn split_flags(
         let flag = format!("--{bare}={value}");
         if autoscaler.iter().any(|f| f == bare) {
             // The cluster autoscaler's (read by the run from the scenario's flags).
+            crate::capacity::check_flag(bare, value).map_err(|e| invalid(at, e))?;
             continue;
         }
         match (
