@@ -406,6 +406,29 @@ mod tests {
     }
 
     #[test]
+    fn a_balancer_starts_inside_its_namespace_and_is_found_by_its_directory() {
+        let c = cfg();
+        let argv = c.command(&c.args("k8s-abc1234"));
+        // `ip netns exec` execs the balancer: its whole process lives in the router namespace.
+        assert_eq!(
+            &argv[..5],
+            ["ip", "netns", "exec", "zl1-rt", "/usr/bin/zonelab"]
+        );
+        assert_eq!(argv[5], "balancer");
+        assert_eq!(
+            balancer_config(&argv),
+            Some("/run/zl/balancers/k8s-abc1234.json")
+        );
+        let without = FleetConfig {
+            netns: None,
+            ..cfg()
+        };
+        assert_eq!(without.command(&without.args("x"))[0], "/usr/bin/zonelab");
+        let agent = ["zonelab", "agent", "--config", "/run/zl/balancers/x.json"].map(String::from);
+        assert_eq!(balancer_config(&agent), None);
+    }
+
+    #[test]
     fn delete_stops_then_removes_and_is_idempotent() {
         let delete = CloudAction::DeleteLoadBalancer {
             service: Key::new("default", "web"),
