@@ -4,6 +4,7 @@ mod autoscaler;
 mod chart;
 mod control_plane;
 mod events;
+mod load_balancer;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,12 +42,15 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>zonelab: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         {header}{summary}{phases}{charts}{control_plane}{autoscaler}{events}</body>\n</html>\n",
+         {header}{summary}{phases}{charts}{load_balancer}{control_plane}{autoscaler}{events}</body>
+</html>
+",
         title = escape(&r.scenario),
         header = header(r),
         summary = summary(r),
         phases = phases_table(&r.phases),
         charts = chart::section(r),
+        load_balancer = load_balancer::section(r),
         control_plane = control_plane::section(r),
         autoscaler = autoscaler::section(r),
         events = events::section(r),
@@ -342,6 +346,7 @@ pub(crate) mod tests {
         Phases {
             fault_s: Some(10.0),
             nodes_not_ready_s: Some(15.0),
+            lb_targets_unhealthy_s: None,
             endpoints_removed_s: Some(15.5),
             proxies_converged_s: Some(16.0),
             pods_evicted_s: Some(45.0),
@@ -401,6 +406,8 @@ pub(crate) mod tests {
             max_error_window_s: Some(2.0),
         };
         Report {
+            load_balancer: None,
+            per_client_kind: BTreeMap::new(),
             scenario: "zone <b>& power".to_owned(),
             mode: "sim".to_owned(),
             seed: 7,

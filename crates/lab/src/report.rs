@@ -86,9 +86,53 @@ pub struct Report {
     /// probe (absent in reports of runs without one).
     #[serde(default)]
     pub control_plane: Option<ControlPlane>,
+    /// The target Service's load balancer (absent when no client went through one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+    /// Breakdown by client kind (`clusterip`, `external`), the fields of `per_zone`.
+    #[serde(default)]
+    pub per_client_kind: BTreeMap<String, ZoneReport>,
     /// Node groups and the cluster autoscaler (absent in runs without `nodeGroups`).
     #[serde(default)]
     pub autoscaler: Option<AutoscalerReport>,
+}
+
+/// A Service load balancer in a run (docs/report.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    /// `namespace/name` of the Service and the balancer's name.
+    pub service: String,
+    pub name: String,
+    pub health_check: HealthCheck,
+    /// Cross-zone load balancing (NLB default off).
+    pub cross_zone: bool,
+    /// LB node addresses by zone.
+    pub nodes: BTreeMap<String, String>,
+    /// Every target state change (t, seconds), in order, at most [`MAX_LB_TRANSITIONS`].
+    pub transitions: Vec<LbTransition>,
+    /// The last state of every target (`ip:port` -> state) at the end of the run.
+    pub final_states: BTreeMap<String, String>,
+}
+
+/// Target state changes a report keeps at most.
+pub const MAX_LB_TRANSITIONS: usize = 2000;
+
+/// A target group's health check, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub interval_s: f64,
+    pub timeout_s: f64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+/// One target state change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LbTransition {
+    pub t_s: f64,
+    pub target: String,
+    pub zone: String,
+    pub to: String,
 }
 
 /// What the node groups and the cluster autoscaler did (docs/report.md).
@@ -287,6 +331,10 @@ pub struct Phases {
     pub fault_s: Option<f64>,
     /// Every failed node reported not Ready (Unknown or False) by the API.
     pub nodes_not_ready_s: Option<f64>,
+    /// Every load-balancer target on a failed node was `unhealthy` (or `draining`): the
+    /// balancer sends it no new connection from then on (absent without a load balancer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_targets_unhealthy_s: Option<f64>,
     /// No EndpointSlice of the target Services lists a ready endpoint on a failed node.
     pub endpoints_removed_s: Option<f64>,
     /// Every proxy on a surviving node applied rules without the removed endpoints.
@@ -312,6 +360,11 @@ impl Phases {
             ("scale-up requested", self.scale_up_requested_s),
             ("nodes provisioned", self.nodes_provisioned_s),
         ]
+    }
+
+    /// The load balancer's phase with its name in words (a marker on the page, a summary line).
+    pub fn lb_steps(&self) -> [(&'static str, Option<f64>); 1] {
+        [("LB targets unhealthy", self.lb_targets_unhealthy_s)]
     }
 
     /// Every phase in order, with its name in words: what the page, the summary and the

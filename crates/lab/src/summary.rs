@@ -104,6 +104,7 @@ pub fn render(r: &Report) -> String {
             z.requests, z.failed, z.availability, z.error_window_s
         );
     }
+    load_balancer(&mut s, r);
     control_plane(&mut s, r);
     if let Some(a) = &r.autoscaler {
         let _ = writeln!(s, "  {}", autoscaler_sentence(r, a));
@@ -308,6 +309,15 @@ fn phases(s: &mut String, r: &Report) {
             None => writeln!(s, "  {name:<20}  not within the run"),
         };
     }
+    // The load balancer's phase only when the run had one.
+    if r.load_balancer.is_some() {
+        for (name, at) in p.lb_steps() {
+            let _ = match at {
+                Some(t) => writeln!(s, "  {name:<20} +{:>6.1} s  (t={t:.1}s)", t - fault),
+                None => writeln!(s, "  {name:<20}  not within the run"),
+            };
+        }
+    }
 }
 
 fn verdict(s: &mut String, r: &Report) {
@@ -328,4 +338,47 @@ fn verdict(s: &mut String, r: &Report) {
         t.availability,
         mark(r.slo.availability_met),
     );
+}
+
+/// One sentence on the load balancer: its health check and when the failed nodes' targets
+/// left rotation.
+pub fn lb_sentence(r: &Report) -> String {
+    let Some(lb) = &r.load_balancer else {
+        return "No load balancer in this run.".into();
+    };
+    let hc = &lb.health_check;
+    let mut out = format!(
+        "Load balancer {} ({} LB node(s), cross-zone {}): health check every {} s, timeout {} s, unhealthy after {} failures, healthy after {} successes.",
+        lb.name,
+        lb.nodes.len(),
+        if lb.cross_zone { "on" } else { "off" },
+        hc.interval_s,
+        hc.timeout_s,
+        hc.unhealthy_threshold,
+        hc.healthy_threshold
+    );
+    match (r.phases.lb_targets_unhealthy_s, r.phases.fault_s) {
+        (Some(t), Some(f)) => out.push_str(&format!(
+            " Every target on a failed node was out of rotation {:.1} s after the fault (t={t:.1}s).",
+            t - f
+        )),
+        (None, Some(_)) => out.push_str(" The failed nodes' targets were never all out of rotation."),
+        _ => {}
+    }
+    out
+}
+
+fn load_balancer(s: &mut String, r: &Report) {
+    if r.load_balancer.is_some() {
+        let _ = writeln!(s, "  {}", lb_sentence(r));
+    }
+    if r.per_client_kind.len() > 1 {
+        for (kind, z) in &r.per_client_kind {
+            let _ = writeln!(
+                s,
+                "  {kind} clients: {} requests, {} failed, availability {:.2}%, error window {:.1} s",
+                z.requests, z.failed, z.availability, z.error_window_s
+            );
+        }
+    }
 }

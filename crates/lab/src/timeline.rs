@@ -87,6 +87,45 @@ pub enum EventKind {
     ProbeWrite { seq: u64, sent_ms: f64, ok: bool },
     /// After the run: the probe writes (by `seq`) found when read back through the API.
     ProbeReadBack { found: Vec<u64> },
+    /// A target Service's load balancer as configured (read from its balancer's file).
+    LoadBalancer(LoadBalancerSetup),
+    /// A target of a Service's load balancer changed state (its balancer's status file):
+    /// `to` is `initial`, `healthy`, `unhealthy`, `draining` or `unused`.
+    LbTarget {
+        service: String,
+        /// `ip:port`.
+        target: String,
+        zone: String,
+        /// The lab node whose IP the target is (instance targets), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// An LB node's address entered (`healthy`) or left (`unhealthy`) the DNS answer.
+    LbNode {
+        service: String,
+        address: String,
+        zone: Option<String>,
+        to: String,
+    },
+}
+
+/// A Service load balancer's settings that the report shows (its first target group's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadBalancerSetup {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    /// The balancer's name (`k8s-…`).
+    pub name: String,
+    pub cross_zone: bool,
+    pub interval_s: f64,
+    pub timeout_s: f64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// LB node addresses by zone.
+    pub nodes: BTreeMap<String, String>,
 }
 
 /// A core/v1 Event as the run's watch saw it.
@@ -112,9 +151,13 @@ pub struct KubeEvent {
 pub struct Request {
     /// Client name from the scenario.
     pub client: String,
-    /// Zone and node of the client pod.
+    /// Zone and node of the client pod (`external` and the router namespace for a client
+    /// outside the cluster).
     pub client_zone: String,
     pub client_node: String,
+    /// `clusterip` (a pod calling the ClusterIP) or `external` (through the load balancer).
+    #[serde(default = "clusterip")]
+    pub client_kind: String,
     /// Milliseconds since the Unix epoch.
     pub start: f64,
     pub end: f64,
@@ -141,6 +184,15 @@ pub struct Request {
 fn yes() -> bool {
     true
 }
+
+fn clusterip() -> String {
+    CLUSTERIP.into()
+}
+
+/// The client kind of a pod calling a ClusterIP.
+pub const CLUSTERIP: &str = "clusterip";
+/// The client kind (and client zone) of a client outside the cluster.
+pub const EXTERNAL: &str = "external";
 
 impl Request {
     pub fn ok(&self) -> bool {

@@ -15,8 +15,9 @@ use std::path::Path;
 
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use model::{
-    Client, ControlPlane, DEFAULT_CAP, ETCD_LEADER, Fault, FaultTarget, FaultType, NodeCapacity,
-    Profile, ProxyMode, Run, Scenario, ServiceRef, Slo, Store, Topology, Until, Workload,
+    Client, ClientFrom, ClientVia, ControlPlane, DEFAULT_CAP, ETCD_LEADER, Fault, FaultTarget,
+    FaultType, NodeCapacity, Profile, ProxyMode, Run, Scenario, ServiceRef, Slo, Store, Topology,
+    Until, Workload,
 };
 pub use node_groups::NodeGroup;
 pub use validate::{MAX_NODES_PER_ZONE, MAX_ZONES};

@@ -250,6 +250,36 @@ pub struct Client {
     /// Retries after a failed request (default 0).
     #[serde(default)]
     pub retries: u32,
+    /// Where the client runs: `cluster` (a pod in each of its zones, default) or `external`
+    /// (one process outside the cluster, in the lab's router namespace).
+    #[serde(default)]
+    pub from: ClientFrom,
+    /// How it reaches the Service: `clusterip` (default for `from: cluster`) or
+    /// `load-balancer` (the Service's NLB nodes, as DNS round-robin would spread; default and
+    /// only choice for `from: external`).
+    #[serde(default)]
+    pub via: Option<ClientVia>,
+}
+
+/// Where a client runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientFrom {
+    /// Pods in the zones.
+    #[default]
+    Cluster,
+    /// Outside the cluster (the router namespace, where an internet client's packets arrive).
+    External,
+}
+
+/// The path a client's requests take to the Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientVia {
+    /// The Service's ClusterIP (kube-proxy on the client's node).
+    Clusterip,
+    /// The addresses of the Service's load balancer (`status.loadBalancer.ingress`).
+    LoadBalancer,
 }
 
 fn default_rate() -> f64 {
@@ -269,6 +299,22 @@ pub struct ServiceRef {
 }
 
 impl Client {
+    /// The path its requests take (the default for where it runs when unset).
+    pub fn via(&self) -> ClientVia {
+        self.via.unwrap_or(match self.from {
+            ClientFrom::Cluster => ClientVia::Clusterip,
+            ClientFrom::External => ClientVia::LoadBalancer,
+        })
+    }
+
+    /// The report's client kind: `clusterip` or `external`.
+    pub fn kind(&self) -> &'static str {
+        match self.from {
+            ClientFrom::Cluster => "clusterip",
+            ClientFrom::External => "external",
+        }
+    }
+
     /// The Service this client calls; `None` only on an unvalidated value.
     pub fn service_ref(&self) -> Option<ServiceRef> {
         match (&self.target, &self.service) {
@@ -277,7 +323,7 @@ impl Client {
                 name: name.clone(),
             }),
             (None, Some(full)) => {
-                let (ns, name) = full.split_once('/')?;
+                let (ns, name) = full.split_once('/').unwrap_or(("default", full));
                 Some(ServiceRef {
                     namespace: ns.into(),
                     name: name.into(),

@@ -403,3 +403,67 @@ fn control_plane_replicas_and_store_are_checked_and_located() {
         "{e}"
     );
 }
+
+const EXTERNAL: &str = "name: x
+clients:
+  - name: in
+    service: web
+  - name: out
+    from: external
+    service: web
+    rate: 20
+run: {duration: 10s}
+";
+
+#[test]
+fn external_clients_go_through_the_load_balancer() {
+    let s = Scenario::parse(EXTERNAL, "s.yaml").expect("valid");
+    let (inside, outside) = (&s.clients[0], &s.clients[1]);
+    assert_eq!(
+        (inside.kind(), inside.via()),
+        ("clusterip", ClientVia::Clusterip)
+    );
+    assert_eq!(
+        (outside.from, outside.kind(), outside.via()),
+        (ClientFrom::External, "external", ClientVia::LoadBalancer)
+    );
+    // `service: NAME` is a Service of namespace default.
+    assert_eq!(
+        outside.service_ref(),
+        Some(ServiceRef {
+            namespace: "default".into(),
+            name: "web".into()
+        })
+    );
+    let explicit = EXTERNAL.replace("    rate: 20\n", "    via: load-balancer\n");
+    assert_eq!(
+        Scenario::parse(&explicit, "s.yaml").expect("valid").clients[1].via(),
+        ClientVia::LoadBalancer
+    );
+}
+
+#[test]
+fn external_client_paths_that_cannot_work_are_rejected_with_their_position() {
+    let e = err(&EXTERNAL.replace("    rate: 20\n", "    via: clusterip\n"));
+    assert_eq!(e.location(), Some((8, 10)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("clients[1].via: an external client cannot reach a ClusterIP"),
+        "{e}"
+    );
+    let e = err(&EXTERNAL.replace(
+        "    service: web\n  - name: out",
+        "    service: web\n    via: load-balancer\n  - name: out",
+    ));
+    assert_eq!(e.location(), Some((5, 10)), "{e}");
+    assert!(e.to_string().contains("add `from: external`"), "{e}");
+    let e = err(&EXTERNAL.replace("    rate: 20\n", "    zones: [a]\n"));
+    assert_eq!(e.location(), Some((8, 12)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("clients[1].zones: an external client runs outside the zones"),
+        "{e}"
+    );
+    let e = err(&EXTERNAL.replace("from: external", "from: internet"));
+    assert!(e.to_string().contains("unknown variant `internet`"), "{e}");
+}

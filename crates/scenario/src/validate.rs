@@ -3,7 +3,9 @@
 
 use crate::duration::format_duration;
 use crate::locate::Seg;
-use crate::model::{ETCD_LEADER, FaultTarget, Scenario, Store, Topology};
+use crate::model::{
+    Client, ClientFrom, ClientVia, ETCD_LEADER, FaultTarget, Scenario, Store, Topology,
+};
 
 /// Most zones a lab can have (one letter each, `a`..`z`; also the netlab subnet plan).
 pub const MAX_ZONES: usize = 26;
@@ -168,6 +170,7 @@ fn check_clients(s: &Scenario) -> Result<(), Problem> {
             }
         }
         check_service(c.target.as_deref(), c.service.as_deref(), &at)?;
+        check_path(c, &at)?;
         if !(c.rate.is_finite() && c.rate > 0.0) {
             return Err(problem(
                 at("rate"),
@@ -179,6 +182,26 @@ fn check_clients(s: &Scenario) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// `from` and `via` fit together: an external client reaches the Service through its load
+/// balancer only, and runs outside the zones.
+fn check_path(c: &Client, at: &dyn Fn(&str) -> Vec<Seg>) -> Result<(), Problem> {
+    match (c.from, c.via()) {
+        (ClientFrom::External, ClientVia::Clusterip) => Err(problem(
+            at("via"),
+            "an external client cannot reach a ClusterIP (it is routed only inside the cluster): use `via: load-balancer`".into(),
+        )),
+        (ClientFrom::Cluster, ClientVia::LoadBalancer) => Err(problem(
+            at("via"),
+            "`via: load-balancer` is for clients outside the cluster: add `from: external`".into(),
+        )),
+        (ClientFrom::External, _) if c.zones.is_some() => Err(problem(
+            at("zones"),
+            "an external client runs outside the zones (in the lab's router namespace): remove `zones`".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_service(
@@ -194,9 +217,10 @@ fn check_service(
         )),
         (None, Some(full)) => match full.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => Ok(()),
+            None if !full.trim().is_empty() => Ok(()),
             _ => Err(problem(
                 at("service"),
-                format!("expected namespace/name, found {full:?}"),
+                format!("expected a Service name or namespace/name, found {full:?}"),
             )),
         },
         _ => Err(problem(

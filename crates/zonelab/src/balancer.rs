@@ -11,6 +11,7 @@
 //! userspace copy for access from the host only; traffic inside the lab is forwarded by the
 //! kernel.
 
+pub mod background;
 pub mod fleet;
 mod forward;
 mod probe;

@@ -25,8 +25,10 @@ pub mod control_plane;
 mod faults;
 pub mod group_nodes;
 pub mod kube_proxy;
+pub mod load_balancers;
 
 pub use faults::{heal, inject};
+use load_balancers::with_load_balancers;
 
 use control_plane::ZonalControlPlane;
 
@@ -497,6 +499,8 @@ fn preflight_and_clear(
             .into_iter()
             .for_each(kill_pid);
     }
+    // A crashed run's Service load balancers, found by command line (no lab config needed).
+    load_balancers::stop(prefix);
     crate::ports::check_free(api).context("the API port")
 }
 
@@ -538,6 +542,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     }
     let api = SocketAddr::from(([127, 0, 0, 1], plan.api_port));
     preflight_and_clear(state_dir, prefix, plan, api)?;
+    let plan = &with_load_balancers(plan, &topo);
     let r = runner();
     let lab = Lab::up(&topo, Arc::clone(&r), state_dir)?;
     eprintln!(
@@ -660,6 +665,8 @@ pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
             }
         }
     }
+    // After the servers: none of them starts a balancer again.
+    load_balancers::stop(prefix);
     let r = runner();
     match Lab::attach(prefix, Arc::clone(&r), state_dir) {
         Ok(mut lab) => lab.down()?,

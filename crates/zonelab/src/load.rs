@@ -3,7 +3,10 @@
 //! and zone answered, and whether it used a new or a reused connection.
 //!
 //! Start at [`run`]. Requests start on a fixed schedule (rate N/s) whatever earlier ones do, so
-//! a stall shows up as failures, not as a slower client.
+//! a stall shows up as failures, not as a slower client. With several `--target`s, requests
+//! go round-robin over them as a client of a DNS name would ([`dns`]).
+
+pub mod dns;
 
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
@@ -23,9 +26,18 @@ use crate::flags::parse_duration;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// `http://HOST:PORT[/path]` (a ClusterIP, a pod IP, anything reachable).
+    /// `http://HOST:PORT[/path]` (a ClusterIP, a pod IP, anything reachable). Repeatable: the
+    /// addresses a DNS name resolves to (a load balancer's nodes), used round-robin.
+    #[arg(long, required = true)]
+    pub target: Vec<String>,
+    /// With several targets: the load balancer's status file (`zonelab balancer
+    /// --status-file`); the round-robin then skips the LB nodes it reports unhealthy, as NLB's
+    /// DNS drops their addresses, re-read every `--dns-ttl`.
     #[arg(long)]
-    pub target: String,
+    pub dns_status_file: Option<PathBuf>,
+    /// How long a resolved answer is used [ELB: 60s].
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub dns_ttl: Duration,
     /// Requests per second.
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
@@ -73,6 +85,9 @@ pub struct Record {
     pub error: Option<String>,
     /// Tries it took (1 without retries).
     pub attempts: u32,
+    /// The target used (`host:port`), when there were several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// `host:port` and path of an `http://` URL.
@@ -214,6 +229,7 @@ async fn one_request(
         zone: None,
         error: None,
         attempts: 1,
+        target: None,
     };
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: {}\r\n\r\n",
@@ -327,6 +343,21 @@ struct Target {
     path: String,
 }
 
+/// The address of `url`.
+async fn resolve_target(url: &str) -> anyhow::Result<Target> {
+    let (hostport, path) = parse_target(url)?;
+    let addr = tokio::net::lookup_host(&hostport)
+        .await
+        .with_context(|| format!("resolving {hostport}"))?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("{hostport} has no IPv4 address"))?;
+    Ok(Target {
+        addr,
+        hostport,
+        path,
+    })
+}
+
 /// Writes records as JSON lines, flushing each so a killed client (a powered-off node) keeps
 /// everything it recorded; returns (total, ok).
 fn write_records(out_path: PathBuf, mut rx: mpsc::Receiver<Record>) -> anyhow::Result<(u64, u64)> {
@@ -363,21 +394,26 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
         args.rate > 0.0 && args.rate <= 10_000.0,
         "--rate must be in (0, 10000]"
     );
-    let (hostport, path) = parse_target(&args.target)?;
-    let addr = tokio::net::lookup_host(&hostport)
-        .await
-        .with_context(|| format!("resolving {hostport}"))?
-        .find(SocketAddr::is_ipv4)
-        .with_context(|| format!("{hostport} has no IPv4 address"))?;
-    let target = Arc::new(Target {
-        addr,
-        hostport,
-        path,
-    });
+    let mut targets = Vec::new();
+    for url in &args.target {
+        targets.push(Arc::new(resolve_target(url).await?));
+    }
+    let several = targets.len() > 1;
+    let mut resolver = dns::Resolver::new(
+        targets
+            .iter()
+            .map(|t| dns::Candidate {
+                hostport: t.hostport.clone(),
+                host: t.addr.ip().to_string(),
+            })
+            .collect(),
+        args.dns_ttl,
+    );
     let (tx, rx) = mpsc::channel::<Record>(4096);
     let out_path = args.out.clone();
     let writer = tokio::task::spawn_blocking(move || write_records(out_path, rx));
-    let pool: Pool = Arc::new(Mutex::new(Vec::new()));
+    // One pool per target: a kept-alive connection belongs to the address it went to.
+    let pools: Vec<Pool> = targets.iter().map(|_| Pool::default()).collect();
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let count = (args.duration.as_secs_f64() * args.rate).round() as u64;
     let began = Instant::now();
@@ -390,10 +426,30 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<(u64, u64)> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        let (target, pool, tx) = (Arc::clone(&target), Arc::clone(&pool), tx.clone());
+        if let Some(file) = &args.dns_status_file
+            && resolver.expired(began.elapsed())
+        {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let before = resolver.answer().join(",");
+            resolver.resolve(&text, began.elapsed());
+            let after = resolver.answer().join(",");
+            if before != after {
+                eprintln!("{:.0} dns answer: {after}", epoch_ms());
+            }
+        }
+        let picked = resolver.pick().hostport.clone();
+        let i = targets
+            .iter()
+            .position(|t| t.hostport == picked)
+            .unwrap_or(0);
+        let target = Arc::clone(&targets[i]);
+        let (pool, tx) = (Arc::clone(&pools[i]), tx.clone());
         let (keepalive, timeout, retries) = (args.keepalive, args.timeout, args.retries);
         tasks.spawn(async move {
-            let rec = attempt(&target, keepalive, timeout, retries, &pool).await;
+            let mut rec = attempt(&target, keepalive, timeout, retries, &pool).await;
+            if several {
+                rec.target = Some(target.hostport.clone());
+            }
             let _ = tx.send(rec).await;
         });
         while let Some(done) = tasks.try_join_next() {

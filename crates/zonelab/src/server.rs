@@ -40,7 +40,7 @@ pub struct ServerArgs {
     /// Also run the load-balancer controller (AWS Load Balancer Controller semantics,
     /// docs/load-balancer.md) with one `zonelab balancer` child per LoadBalancer Service in
     /// network namespace NETNS (the lab's router, `<prefix>-rt`); files under
-    /// `<data-dir>/balancers`. Off by default.
+    /// `/run/zonelab/balancers/NETNS`. Off by default (the lab's servers have it on).
     #[arg(long, value_name = "NETNS")]
     pub load_balancer_netns: Option<String>,
     /// CIDR of ClusterIPs (kube-apiserver).
@@ -259,8 +259,11 @@ fn build_controllers(
         );
         let ctl = controllers::loadbalancer::LoadBalancerController::new(pool)
             .with_time_divisor(args.profile.divisor());
+        // Applied on a thread of its own: a balancer stop (up to 5 s) never blocks the loop.
+        let cloud = crate::balancer::background::Background::spawn(fleet)
+            .context("starting the load-balancer cloud worker")?;
         out.push(Box::new(
-            controllers::loadbalancer::cloud::CloudDriven::new(ctl, fleet),
+            controllers::loadbalancer::cloud::CloudDriven::new(ctl, cloud),
         ));
     }
     Ok(out)

@@ -1,7 +1,9 @@
-//! The cloud seam as the live loop sees it: a [`Cloud`] that applies a [`CloudAction`]
-//! (quickly: write a file, send a signal) and [`CloudDriven`], which runs the
-//! load-balancer controller with such a cloud as one more [`Controller`], so the live driver
-//! and the virtual-time harness need no change.
+//! The cloud seam as the live loop sees it: an [`Apply`] that applies one [`CloudAction`], a
+//! [`Cloud`] that takes actions and hands their results back later (the live fleet applies
+//! them on its own thread, so a slow balancer stop never blocks the controller loop;
+//! [`Inline`] applies them at once), and [`CloudDriven`], which runs the load-balancer
+//! controller with such a cloud as one more [`Controller`], so the live driver and the
+//! virtual-time harness need no change.
 //!
 //! Start at [`CloudDriven`].
 
@@ -9,19 +11,64 @@ use super::{CloudAction, LoadBalancerController};
 use crate::events::EventRecord;
 use crate::{Action, Cache, Change, Controller, Millis, WriteError};
 
-/// Applies balancer actions. `Err` carries the cloud's message (it becomes LBC's
+/// Applies one balancer action. `Err` carries the cloud's message (it becomes LBC's
 /// `FailedDeployModel` Event and a retry with backoff).
-pub trait Cloud: Send {
+pub trait Apply: Send {
     fn apply(&mut self, action: &CloudAction) -> Result<(), String>;
 }
 
-/// The controller plus its cloud: cloud actions are applied as the driver drains the
-/// controller's writes; their results go back to the controller at its next turn (it needs the
-/// cache for its Events), which [`Controller::next_wakeup`] asks for right away.
+/// One finished action and how it ended.
+pub type CloudResult = (CloudAction, Result<(), String>);
+
+/// Takes actions and reports their results when they are done (possibly later, in order).
+pub trait Cloud: Send {
+    /// Start `action`. A cloud that cannot take it reports an `Err` result for it instead.
+    fn submit(&mut self, action: CloudAction);
+    /// Results finished since the last call, in submission order.
+    fn poll_results(&mut self, out: &mut Vec<CloudResult>);
+    /// Actions submitted and not yet reported.
+    fn in_flight(&self) -> usize;
+}
+
+/// A [`Cloud`] that applies each action at submission (the virtual-time harness, tests).
+pub struct Inline<A: Apply> {
+    pub apply: A,
+    done: Vec<CloudResult>,
+}
+
+impl<A: Apply> Inline<A> {
+    pub fn new(apply: A) -> Inline<A> {
+        Inline {
+            apply,
+            done: Vec::new(),
+        }
+    }
+}
+
+impl<A: Apply> Cloud for Inline<A> {
+    fn submit(&mut self, action: CloudAction) {
+        let result = self.apply.apply(&action);
+        self.done.push((action, result));
+    }
+    fn poll_results(&mut self, out: &mut Vec<CloudResult>) {
+        out.append(&mut self.done);
+    }
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}
+
+/// How often the controller looks for results while actions are in flight, ms.
+pub const POLL_INTERVAL_MS: Millis = 50;
+
+/// The controller plus its cloud: cloud actions are submitted as the driver drains the
+/// controller's writes; their results go back to the controller at a later turn (it needs the
+/// cache for its Events): [`Controller::next_wakeup`] asks for one every
+/// [`POLL_INTERVAL_MS`] while actions are in flight.
 pub struct CloudDriven<C: Cloud> {
     pub controller: LoadBalancerController,
     pub cloud: C,
-    results: Vec<(CloudAction, Result<(), String>)>,
+    results: Vec<CloudResult>,
     last_now: Millis,
 }
 
@@ -37,6 +84,7 @@ impl<C: Cloud> CloudDriven<C> {
 
     fn deliver(&mut self, cache: &Cache, now: Millis) {
         self.last_now = now;
+        self.cloud.poll_results(&mut self.results);
         for (action, result) in std::mem::take(&mut self.results) {
             if let Err(e) = &result {
                 tracing::warn!(service = %action.service(), "load balancer action failed: {e}");
@@ -67,11 +115,12 @@ impl<C: Cloud> Controller for CloudDriven<C> {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        if self.results.is_empty() {
-            self.controller.next_wakeup()
-        } else {
-            Some(self.last_now)
+        if !self.results.is_empty() {
+            return Some(self.last_now);
         }
+        let own = self.controller.next_wakeup();
+        let poll = (self.cloud.in_flight() > 0).then_some(self.last_now + POLL_INTERVAL_MS);
+        own.into_iter().chain(poll).min()
     }
 
     fn drain_actions(&mut self, out: &mut Vec<Action>) {
@@ -79,9 +128,10 @@ impl<C: Cloud> Controller for CloudDriven<C> {
         let mut cloud = Vec::new();
         self.controller.drain_cloud_actions(&mut cloud);
         for action in cloud {
-            let result = self.cloud.apply(&action);
-            self.results.push((action, result));
+            self.cloud.submit(action);
         }
+        // A cloud that finished at once (Inline) is answered at the next turn.
+        self.cloud.poll_results(&mut self.results);
     }
 
     fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
@@ -108,7 +158,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<BTreeMap<String, lb::BalancerConfig>>>);
 
-    impl Cloud for Shared {
+    impl Apply for Shared {
         fn apply(&mut self, action: &CloudAction) -> Result<(), String> {
             let mut m = self.0.lock().map_err(|e| e.to_string())?;
             match action {
@@ -126,7 +176,7 @@ mod tests {
         let cloud = Shared::default();
         let pool = netlab::topology::load_balancer_service_addresses();
         let ctl = LoadBalancerController::new(super::super::addresses::Allocator::new(pool));
-        let ctl = CloudDriven::new(ctl, cloud.clone());
+        let ctl = CloudDriven::new(ctl, Inline::new(cloud.clone()));
         let mut h = Harness::new(vec![Box::new(ctl)]);
         h.put(object(json!({"kind": "Node", "metadata": {"name": "a-1",
             "labels": {"topology.kubernetes.io/zone": "a"}},

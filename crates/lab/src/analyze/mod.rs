@@ -3,6 +3,7 @@
 
 mod autoscaler;
 mod control_plane;
+mod load_balancer;
 mod no_endpoints;
 mod phases;
 mod traffic;
@@ -114,6 +115,8 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
     let fault = primary_fault(&events);
     let ph = phases::compute(meta, &events, fault.as_ref());
     let mut phases = ph.relative(rel);
+    let lb = load_balancer::compute(meta, &events, fault.as_ref());
+    phases.lb_targets_unhealthy_s = lb.targets_unhealthy_ms.map(rel);
     let capacity = autoscaler::compute(&events, ph.fault_ms, rel);
     if let Some(c) = &capacity {
         phases.scale_up_requested_s = c.scale_up_requested_ms.map(rel);
@@ -162,6 +165,8 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         events: kube,
         events_left_out,
         control_plane,
+        load_balancer: lb.report,
+        per_client_kind: load_balancer::per_client_kind(&requests, fault.as_ref()),
         autoscaler: capacity.map(|c| c.report),
     }
 }

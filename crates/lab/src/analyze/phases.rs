@@ -69,6 +69,8 @@ impl Computed {
         Phases {
             fault_s: self.fault_ms.map(&rel),
             nodes_not_ready_s: self.nodes_not_ready_ms.map(&rel),
+            // The load balancer's phase is `load_balancer`'s.
+            lb_targets_unhealthy_s: None,
             endpoints_removed_s: self.endpoints_removed_ms.map(&rel),
             proxies_converged_s: self.proxies_converged_ms.map(&rel),
             pods_evicted_s: self.pods_evicted_ms.map(&rel),
@@ -112,6 +114,8 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
     if total > 0 {
         out.dead_share = eps.on_nodes(&fault.nodes) as f64 / total as f64;
     }
+    // The proxies that ran when the fault hit: a node that joins later (a node group's new
+    // instance) first syncs when it joins and has no stale endpoint to drop.
     // Nodes a node group added during the run never held the dead endpoints: their proxies
     // starting later must not hold back convergence.
     let added: BTreeSet<&str> = events
@@ -123,6 +127,7 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
         .collect();
     let survivors: BTreeSet<String> = events
         .iter()
+        .filter(|e| e.at < fault.at_ms)
         .filter_map(|e| match &e.kind {
             EventKind::ProxySync { node, .. }
                 if !fault.nodes.contains(node) && !added.contains(node.as_str()) =>

@@ -127,6 +127,7 @@ fn outage() -> (Vec<Event>, Vec<Request>) {
                 client: "clients".into(),
                 client_zone: zone.into(),
                 client_node: format!("{zone}-1"),
+                client_kind: "clusterip".into(),
                 start: at(s),
                 end: at(s + if fails { 1.0 } else { 0.002 }),
                 outcome: if fails { "timeout" } else { "ok" }.into(),
@@ -207,6 +208,18 @@ fn a_proxy_that_keeps_a_dead_endpoint_delays_convergence() {
 }
 
 #[test]
+fn a_node_that_joins_after_the_fault_does_not_hold_back_convergence() {
+    let (mut events, reqs) = outage();
+    let before = analyze(&meta(60.0), &events, &reqs).phases;
+    // A node group's new instance in zone b first syncs at 40 s (with the live endpoints).
+    let fixed: Vec<String> = ["b-1", "b-2", "c-1", "c-2"].iter().map(|n| ip(n)).collect();
+    events.push(ev(40.0, sync("b-3", &fixed)));
+    let after = analyze(&meta(60.0), &events, &reqs).phases;
+    assert_eq!(after.proxies_converged_s, before.proxies_converged_s);
+    assert_eq!(after.proxies_converged_s, Some(16.0));
+}
+
+#[test]
 fn a_node_the_autoscaler_added_does_not_hold_back_convergence() {
     let (mut events, reqs) = outage();
     let fixed: Vec<String> = ["b-1", "b-2", "c-1", "c-2"].iter().map(|n| ip(n)).collect();
@@ -243,6 +256,7 @@ fn failures_after_convergence_are_counted_for_surviving_clients_only() {
         client: "clients".into(),
         client_zone: zone.into(),
         client_node: node.into(),
+        client_kind: "clusterip".into(),
         start: at(30.0),
         end: at(31.0),
         outcome: "timeout".into(),
@@ -286,6 +300,7 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
         client: "clients".into(),
         client_zone: "b".into(),
         client_node: "b-1".into(),
+        client_kind: "clusterip".into(),
         start: at(s),
         end: at(s + 1.0),
         outcome: if ok { "ok" } else { "timeout" }.into(),
@@ -379,6 +394,7 @@ fn stale_hits_stretch_the_window_and_are_reported_apart() {
         client: "clients".into(),
         client_zone: "b".into(),
         client_node: "b-1".into(),
+        client_kind: "clusterip".into(),
         start: at(s),
         end: at(s + 1.0),
         outcome: "timeout".into(),

@@ -109,22 +109,24 @@ pub fn compute(
         }
     }
     for (zone, rs) in zones {
-        let c = count(&rs);
-        let w = fault.and_then(|f| error_window(&rs, f.at_ms));
-        t.per_zone.insert(
-            zone.to_string(),
-            ZoneReport {
-                availability: percent(c.ok, c.total),
-                requests: c.total,
-                ok: c.ok,
-                failed: c.failed,
-                by_outcome: c.by_outcome,
-                error_window_s: w.map_or(0.0, |(a, b)| round3((b - a) / 1e3)),
-            },
-        );
+        t.per_zone.insert(zone.to_string(), breakdown(&rs, fault));
         t.series.insert(zone.to_string(), series(meta, &rs));
     }
     t
+}
+
+/// The `per_zone` fields of the requests `rs` (sorted by start).
+pub fn breakdown(rs: &[&Request], fault: Option<&PrimaryFault>) -> ZoneReport {
+    let c = count(rs);
+    let w = fault.and_then(|f| error_window(rs, f.at_ms));
+    ZoneReport {
+        availability: percent(c.ok, c.total),
+        requests: c.total,
+        ok: c.ok,
+        failed: c.failed,
+        by_outcome: c.by_outcome,
+        error_window_s: w.map_or(0.0, |(a, b)| round3((b - a) / 1e3)),
+    }
 }
 
 /// Indexes (into `rs`, sorted by start) of new connections that never connected (timeout, or an

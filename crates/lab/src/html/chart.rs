@@ -293,6 +293,7 @@ impl Marks {
             r.phases
                 .capacity_steps()
                 .into_iter()
+                .chain(r.phases.lb_steps())
                 .filter_map(|(name, t)| Some((name, t.filter(|t| t.is_finite())?))),
         );
         Self {

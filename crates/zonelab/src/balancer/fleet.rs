@@ -2,17 +2,22 @@
 //! balancer, in the router namespace, configured through its file — rewrite it, then SIGHUP —
 //! as docs/load-balancer.md describes.
 //!
-//! Start at [`plan`] (the pure part: which steps an action takes), then [`Fleet`] (runs them).
+//! Start at [`plan`] (the pure part: which steps an action takes), then [`Fleet`] (runs them,
+//! on the worker thread of a [`super::background::Background`]) and [`stop_all`] (`lab down`).
+//! A child runs wholly in the balancers' namespace (`ip netns exec`): started by a server in a
+//! zone's control-plane namespace it would otherwise die with that zone's power, and `lab
+//! down`'s sweep of the lab's namespaces would miss it.
 //! A child that has not yet logged `balancer <name> running` gets no SIGHUP (before its
 //! handler is installed SIGHUP would kill it); it re-reads its file right after that line, so
 //! a rewrite during its start is not lost.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use controllers::loadbalancer::CloudAction;
-use controllers::loadbalancer::cloud::Cloud;
+use controllers::loadbalancer::cloud::Apply;
 use netlab::SystemRunner;
 
 /// How long a stopping balancer gets to remove its table and addresses before SIGKILL.
@@ -50,6 +55,18 @@ impl FleetConfig {
             a.extend(["--netns".to_string(), ns.clone()]);
         }
         a
+    }
+
+    /// The whole command line that starts a balancer with `args`: inside the namespace
+    /// (`ip netns exec` execs, so the pid is the balancer's) when there is one.
+    pub fn command(&self, args: &[String]) -> Vec<String> {
+        let mut argv = match &self.netns {
+            Some(ns) => vec!["ip".into(), "netns".into(), "exec".into(), ns.clone()],
+            None => Vec::new(),
+        };
+        argv.push(self.exe.display().to_string());
+        argv.extend(args.iter().cloned());
+        argv
     }
 }
 
@@ -148,9 +165,23 @@ pub fn is_balancer_for(argv: &[String], config: &Path) -> bool {
             .any(|w| w[0] == "--config" && w[1] == config)
 }
 
-/// The live process running the balancer configured by `config`, if any.
-fn pid_for(config: &Path) -> Option<u32> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+/// The `--config` path of a `zonelab balancer` command line.
+pub fn balancer_config(argv: &[String]) -> Option<&str> {
+    if !argv.iter().any(|a| a == "balancer") {
+        return None;
+    }
+    argv.windows(2)
+        .find(|w| w[0] == "--config")
+        .map(|w| w[1].as_str())
+}
+
+/// Every live process with its command line (processes that exit meanwhile are skipped).
+fn processes() -> Vec<(u32, Vec<String>)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -164,11 +195,45 @@ fn pid_for(config: &Path) -> Option<u32> {
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).to_string())
             .collect();
-        if is_balancer_for(&argv, config) {
-            return Some(pid);
-        }
+        out.push((pid, argv));
     }
-    None
+    out.sort_by_key(|(pid, _)| *pid);
+    out
+}
+
+/// The live process running the balancer configured by `config`, if any.
+fn pid_for(config: &Path) -> Option<u32> {
+    processes()
+        .into_iter()
+        .find(|(_, argv)| is_balancer_for(argv, config))
+        .map(|(pid, _)| pid)
+}
+
+/// The balancers whose configuration lies in `dir` (a fleet's directory), by pid.
+pub fn pids_in(dir: &Path) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|(_, argv)| {
+            balancer_config(argv).is_some_and(|c| Path::new(c).parent() == Some(dir))
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Stop every balancer of the fleet in `dir` (SIGTERM, SIGKILL after [`STOP_GRACE`]) and
+/// remove the directory: `lab down`, and `lab up` clearing a crashed run. Found by command
+/// line, wherever their threads are. Returns the pids stopped.
+pub fn stop_all(dir: &Path) -> Vec<u32> {
+    let pids = pids_in(dir);
+    let targets: Vec<(u32, Option<u64>)> = pids
+        .iter()
+        .map(|p| (*p, netlab::procs::start_ticks(*p)))
+        .collect();
+    if !targets.is_empty() {
+        netlab::procs::terminate(&SystemRunner, &targets, STOP_GRACE, || {});
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    pids
 }
 
 impl Fleet {
@@ -201,12 +266,15 @@ impl Fleet {
             }
             Step::Start { name, args } => {
                 let log = std::fs::File::create(self.cfg.log_path(&name))?;
-                let child = Command::new(&self.cfg.exe)
-                    .args(&args)
+                let argv = self.cfg.command(&args);
+                let child = Command::new(&argv[0])
+                    .args(&argv[1..])
                     .env("ZONELAB_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(log)
+                    // Its own group: a signal to the server's group (Ctrl-C) spares it.
+                    .process_group(0)
                     .spawn()?;
                 self.children.push(child);
                 Ok(())
@@ -250,7 +318,7 @@ impl Fleet {
     }
 }
 
-impl Cloud for Fleet {
+impl Apply for Fleet {
     fn apply(&mut self, action: &CloudAction) -> Result<(), String> {
         self.reap();
         let name = name_of(action).to_string();
@@ -335,6 +403,29 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_balancer_starts_inside_its_namespace_and_is_found_by_its_directory() {
+        let c = cfg();
+        let argv = c.command(&c.args("k8s-abc1234"));
+        // `ip netns exec` execs the balancer: its whole process lives in the router namespace.
+        assert_eq!(
+            &argv[..5],
+            ["ip", "netns", "exec", "zl1-rt", "/usr/bin/zonelab"]
+        );
+        assert_eq!(argv[5], "balancer");
+        assert_eq!(
+            balancer_config(&argv),
+            Some("/run/zl/balancers/k8s-abc1234.json")
+        );
+        let without = FleetConfig {
+            netns: None,
+            ..cfg()
+        };
+        assert_eq!(without.command(&without.args("x"))[0], "/usr/bin/zonelab");
+        let agent = ["zonelab", "agent", "--config", "/run/zl/balancers/x.json"].map(String::from);
+        assert_eq!(balancer_config(&agent), None);
     }
 
     #[test]

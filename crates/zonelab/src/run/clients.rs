@@ -16,7 +16,7 @@ use scenario::Client;
 /// Label on client pods.
 pub const CLIENT_LABEL: &str = "zonelab.io/client";
 
-/// One client pod.
+/// One client pod (or external client process: zone `external`, node the router namespace).
 #[derive(Debug, Clone)]
 pub struct ClientPod {
     pub client: String,
@@ -24,6 +24,8 @@ pub struct ClientPod {
     pub node: String,
     pub pod: String,
     pub out: PathBuf,
+    /// `clusterip` or `external` (the report's `per_client_kind`).
+    pub kind: &'static str,
 }
 
 /// The longest one request of `c` can take: every attempt times out.
@@ -81,7 +83,8 @@ pub async fn start(client: &kube::Client, pods: &[(ClientPod, Pod)]) -> anyhow::
 /// Deletes the client pods (their `zonelab load` stops on SIGTERM and flushes).
 pub async fn stop(client: &kube::Client, pods: &[ClientPod]) {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    for cp in pods {
+    // External clients have no pod (an empty name would address the whole collection).
+    for cp in pods.iter().filter(|cp| !cp.pod.is_empty()) {
         let _ = api.delete(&cp.pod, &DeleteParams::default()).await;
     }
 }
@@ -156,6 +159,7 @@ pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
             v["client"] = cp.client.clone().into();
             v["client_zone"] = cp.zone.clone().into();
             v["client_node"] = cp.node.clone().into();
+            v["client_kind"] = cp.kind.into();
             if let Ok(r) = serde_json::from_value::<Request>(v) {
                 out.push(r);
             }

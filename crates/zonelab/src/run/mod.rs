@@ -8,6 +8,7 @@
 mod apply;
 mod clients;
 mod control_plane;
+mod external;
 mod kube_events;
 mod prepare;
 mod progress;
@@ -283,7 +284,12 @@ async fn live(
     eprintln!("applying {} workload object(s)", p.manifests.len());
     apply::create_all(&client, &p.manifests).await?;
     apply::wait_available(&client, Duration::from_secs(180)).await?;
-    let (services, pods) = plan_clients(&client, s, &cfg, out).await?;
+    let Planned {
+        services,
+        pods,
+        externals,
+        lb,
+    } = plan_clients(&client, s, &cfg, out).await?;
     let tl: Timeline = Default::default();
     let capacity = start_capacity(args, s, &cfg, &tl).await?;
     let watches = watch::spawn(&client, &tl, &services);
@@ -297,9 +303,25 @@ async fn live(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = epoch_ms();
     clients::start(&client, &pods).await?;
-    let pods: Vec<ClientPod> = pods.into_iter().map(|(cp, _)| cp).collect();
+    let mut running_externals = Vec::new();
+    for (cp, argv) in &externals {
+        let c = s
+            .clients
+            .iter()
+            .find(|c| c.name == cp.client)
+            .context("client")?;
+        let log = out
+            .join("clients")
+            .join(format!("{}-external.log", cp.client));
+        running_externals.push(external::Process::start(argv, &log, c)?);
+    }
+    let pods: Vec<ClientPod> = pods
+        .into_iter()
+        .map(|(cp, _)| cp)
+        .chain(externals.into_iter().map(|(cp, _)| cp))
+        .collect();
     eprintln!(
-        "running: {} client pod(s) -> {}; {} fault(s); {}",
+        "running: {} client(s) -> {}; {} fault(s); {}",
         pods.len(),
         services.join(", "),
         s.faults.len(),
@@ -319,6 +341,7 @@ async fn live(
         t0,
         services: &services,
         etcd_leader_hit: Default::default(),
+        lb,
         cloud: capacity.as_ref().map(|c| c.cloud.clone()),
     };
     stop.running
@@ -327,6 +350,8 @@ async fn live(
     let (end_ms, ended_by) = drive(&base, &tl, &mut syncs, &pods, stop).await?;
     observers.finish(&client, &tl).await;
     clients::stop(&client, &pods).await;
+    tokio::task::spawn_blocking(move || running_externals.iter_mut().for_each(|p| p.stop()))
+        .await?;
     // Requests started before the end may still be in flight, retries included.
     let settle = s
         .clients
@@ -350,25 +375,66 @@ async fn live(
     Ok(report)
 }
 
-/// The client pods of the scenario (one per client and zone, on the zone's last node) and the
-/// Services they target (`ns/name`, sorted).
+/// The clients of a run.
+struct Planned {
+    /// The Services they target (`ns/name`, sorted).
+    services: Vec<String>,
+    pods: Vec<(ClientPod, k8s_openapi::api::core::v1::Pod)>,
+    /// External clients and their command lines.
+    externals: Vec<(ClientPod, Vec<String>)>,
+    /// The balancers of the Services external clients go through.
+    lb: external::LbWatch,
+}
+
+/// The client pods of the scenario (one per client and zone, on the zone's last node), its
+/// external clients (one process each, in the router namespace) and the Services they target.
 async fn plan_clients(
     client: &kube::Client,
     s: &Scenario,
     cfg: &crate::lab::LabConfig,
     out: &Path,
-) -> anyhow::Result<(
-    Vec<String>,
-    Vec<(ClientPod, k8s_openapi::api::core::v1::Pod)>,
-)> {
+) -> anyhow::Result<Planned> {
     let mut services = Vec::new();
     let mut pods = Vec::new();
+    let mut externals = Vec::new();
+    let mut lb = external::LbWatch::default();
     let exe = std::env::current_exe()?;
     let run_for = s.run.limit() + Duration::from_secs(60);
     for c in &s.clients {
         let svc = c.service_ref().context("client without a Service")?;
+        let full = format!("{}/{}", svc.namespace, svc.name);
+        services.push(full.clone());
+        if c.from == scenario::ClientFrom::External {
+            let (ips, port) = external::lb_addresses(client, &svc.namespace, &svc.name).await?;
+            let urls: Vec<String> = ips.iter().map(|ip| format!("http://{ip}:{port}")).collect();
+            let (dir, name) = external::balancer_of(&cfg.topology, &svc.namespace, &svc.name);
+            let status = dir.join(format!("{name}.status.jsonl"));
+            if !lb.balancers.iter().any(|(s, ..)| *s == full) {
+                lb.balancers.push((full.clone(), dir, name));
+            }
+            let cp = ClientPod {
+                client: c.name.clone(),
+                zone: lab::timeline::EXTERNAL.into(),
+                node: cfg.topology.router_netns.clone(),
+                pod: String::new(),
+                out: out
+                    .join("clients")
+                    .join(format!("{}-external.jsonl", c.name)),
+                kind: lab::timeline::EXTERNAL,
+            };
+            let _ = std::fs::remove_file(&cp.out);
+            let common = external::Common {
+                exe: &exe,
+                netns: &cfg.topology.router_netns,
+                run_for,
+                profile: profile(s),
+            };
+            let argv = external::argv(c, &cp, &urls, &status, &common);
+            eprintln!("  external client {} -> {}", c.name, urls.join(", "));
+            externals.push((cp, argv));
+            continue;
+        }
         let url = apply::service_url(client, &svc.namespace, &svc.name).await?;
-        services.push(format!("{}/{}", svc.namespace, svc.name));
         for zone in s.client_zones(c) {
             let node = cfg
                 .topology
@@ -381,6 +447,7 @@ async fn plan_clients(
                 node: node.name.clone(),
                 pod: format!("client-{}-{zone}", c.name),
                 out: out.join("clients").join(format!("{}-{zone}.jsonl", c.name)),
+                kind: lab::timeline::CLUSTERIP,
             };
             let _ = std::fs::remove_file(&cp.out);
             let pod = clients::pod_manifest(c, &cp, &url, &exe, run_for);
@@ -389,7 +456,12 @@ async fn plan_clients(
     }
     services.sort();
     services.dedup();
-    Ok((services, pods))
+    Ok(Planned {
+        services,
+        pods,
+        externals,
+        lb,
+    })
 }
 
 /// What the run loop and the final analysis share.
@@ -401,6 +473,8 @@ struct RunBase<'a> {
     services: &'a [String],
     /// The zone the latest `etcd-leader` fault hit (what a `recover` of `etcd-leader` heals).
     etcd_leader_hit: std::sync::Mutex<Option<String>>,
+    /// The balancers whose records join the timeline.
+    lb: external::LbWatch,
     /// The node groups' cloud, when the scenario has `nodeGroups`.
     cloud: Option<crate::capacity::CloudHost>,
 }
@@ -441,6 +515,7 @@ impl RunBase<'_> {
         let s = &self.p.scenario;
         let mut events = tl.lock().map(|v| v.clone()).unwrap_or_default();
         events.extend(syncs.events.iter().cloned());
+        events.extend(self.lb.events(&self.cfg.topology));
         let meta = Meta {
             scenario: s.name.clone(),
             mode: "live".into(),

@@ -90,6 +90,7 @@ pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, Sc
             manifests.push(obj.clone());
         }
     }
+    check_external_services(&scenario, &manifests, &invalid)?;
     Ok(Prepared {
         scenario,
         file: path.to_path_buf(),
@@ -97,6 +98,47 @@ pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, Sc
         server_flags,
         agent_flags,
     })
+}
+
+/// An external client's Service, when the workloads create it, must be `type: LoadBalancer`
+/// (found before anything is built, at the client's `service` or `target`).
+fn check_external_services(
+    s: &Scenario,
+    manifests: &[serde_json::Value],
+    invalid: &Invalid,
+) -> Result<(), ScenarioError> {
+    for (i, c) in s.clients.iter().enumerate() {
+        if c.from != scenario::ClientFrom::External {
+            continue;
+        }
+        let Some(svc) = c.service_ref() else { continue };
+        let found = manifests.iter().find(|m| {
+            m["kind"] == "Service"
+                && m["metadata"]["name"] == svc.name.as_str()
+                && m["metadata"]["namespace"].as_str().unwrap_or("default") == svc.namespace
+        });
+        let Some(m) = found else { continue };
+        let kind = m["spec"]["type"].as_str().unwrap_or("ClusterIP");
+        if kind != "LoadBalancer" {
+            let field = if c.service.is_some() {
+                "service"
+            } else {
+                "target"
+            };
+            return Err(invalid(
+                vec![
+                    Seg::Key("clients".into()),
+                    Seg::Index(i),
+                    Seg::Key(field.into()),
+                ],
+                format!(
+                    "an external client goes through the Service's load balancer, but {}/{} has type {kind}: set `type: LoadBalancer`",
+                    svc.namespace, svc.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 type Invalid<'a> = dyn Fn(Vec<Seg>, String) -> ScenarioError + 'a;
@@ -249,6 +291,26 @@ mod tests {
         assert!(checked >= 8, "{checked} scenarios");
         let ha = prepare(&dir.join("ha-zone-power-off.yaml")).expect("ha example");
         assert!(ha.scenario.control_plane.zonal());
+    }
+
+    #[test]
+    fn an_external_client_of_a_clusterip_service_is_rejected_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "name: x
+workloads:
+  - inline: {apiVersion: v1, kind: Service, metadata: {name: web}, spec: {ports: [{port: 80}]}}
+clients:
+  - {name: out, from: external, service: web}
+run: {duration: 10s}
+";
+        let e = prep(text, dir.path()).expect_err("a ClusterIP Service");
+        assert_eq!(e.location(), Some((5, 42)), "{e}");
+        assert!(
+            e.to_string().contains("default/web has type ClusterIP"),
+            "{e}"
+        );
+        let lb = text.replace("spec: {ports", "spec: {type: LoadBalancer, ports");
+        prep(&lb, dir.path()).expect("a LoadBalancer Service");
     }
 
     #[test]
