@@ -84,6 +84,7 @@ fn requests(n: usize, end_s: f64) -> Vec<Request> {
                 client_zone: ["b", "c"][i % 2].into(),
                 client_node: ["b-2", "c-2"][i % 2].into(),
                 client_kind: "clusterip".into(),
+                service: "default/web".into(),
                 start: at(s),
                 end: at(s + 0.002),
                 outcome: if fails { "timeout" } else { "ok" }.into(),

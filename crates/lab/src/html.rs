@@ -5,6 +5,7 @@ mod chart;
 mod control_plane;
 mod events;
 mod load_balancer;
+mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -203,8 +204,9 @@ fn summary(r: &Report) -> String {
         .map(|(k, v)| format!("<tr><th>{k}</th><td>{v}</td></tr>\n"))
         .collect();
     format!(
-        "<section>\n<h2>Summary</h2>\n<table class=\"kv\">\n{body}</table>\n{}{}</section>\n",
+        "<section>\n<h2>Summary</h2>\n<table class=\"kv\">\n{body}</table>\n{}{}{}</section>\n",
         zones_table(r),
+        services::table(r),
         faults_table(&r.faults),
     )
 }
@@ -408,6 +410,7 @@ pub(crate) mod tests {
         Report {
             load_balancer: None,
             per_client_kind: BTreeMap::new(),
+            per_service: BTreeMap::new(),
             scenario: "zone <b>& power".to_owned(),
             mode: "sim".to_owned(),
             seed: 7,

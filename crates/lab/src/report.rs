@@ -92,6 +92,10 @@ pub struct Report {
     /// Breakdown by client kind (`clusterip`, `external`), the fields of `per_zone`.
     #[serde(default)]
     pub per_client_kind: BTreeMap<String, ZoneReport>,
+    /// Breakdown by the clients' target Service (`<namespace>/<name>`), the fields of
+    /// `per_zone`.
+    #[serde(default)]
+    pub per_service: BTreeMap<String, ZoneReport>,
     /// Node groups and the cluster autoscaler (absent in runs without `nodeGroups`).
     #[serde(default)]
     pub autoscaler: Option<AutoscalerReport>,

@@ -104,6 +104,7 @@ pub fn render(r: &Report) -> String {
             z.requests, z.failed, z.availability, z.error_window_s
         );
     }
+    per_service(&mut s, r);
     load_balancer(&mut s, r);
     control_plane(&mut s, r);
     if let Some(a) = &r.autoscaler {
@@ -366,6 +367,20 @@ pub fn lb_sentence(r: &Report) -> String {
         _ => {}
     }
     out
+}
+
+/// One line per client target Service, when the clients called more than one.
+fn per_service(s: &mut String, r: &Report) {
+    if r.per_service.len() < 2 {
+        return;
+    }
+    for (svc, z) in &r.per_service {
+        let _ = writeln!(
+            s,
+            "  Service {svc}: {} requests, {} failed, availability {:.2}%, error window {:.1} s",
+            z.requests, z.failed, z.availability, z.error_window_s
+        );
+    }
 }
 
 fn load_balancer(s: &mut String, r: &Report) {

@@ -158,6 +158,10 @@ pub struct Request {
     /// `clusterip` (a pod calling the ClusterIP) or `external` (through the load balancer).
     #[serde(default = "clusterip")]
     pub client_kind: String,
+    /// The client's target Service, `<namespace>/<name>` (absent in old records: empty; the
+    /// report's `per_service`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service: String,
     /// Milliseconds since the Unix epoch.
     pub start: f64,
     pub end: f64,

@@ -262,6 +262,7 @@ mod tests {
             client_zone: "b".into(),
             client_node: "b-1".into(),
             client_kind: kind.into(),
+            service: "default/web".into(),
             start: at(1.0),
             end: at(1.1),
             outcome: if ok { "ok" } else { "timeout" }.into(),

@@ -5,6 +5,7 @@ mod autoscaler;
 mod control_plane;
 mod load_balancer;
 mod no_endpoints;
+mod per_service;
 mod phases;
 mod traffic;
 
@@ -167,6 +168,7 @@ pub fn analyze(meta: &Meta, events: &[Event], requests: &[Request]) -> Report {
         control_plane,
         load_balancer: lb.report,
         per_client_kind: load_balancer::per_client_kind(&requests, fault.as_ref()),
+        per_service: per_service::per_service(&requests, fault.as_ref()),
         autoscaler: capacity.map(|c| c.report),
     }
 }

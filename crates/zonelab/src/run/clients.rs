@@ -26,6 +26,8 @@ pub struct ClientPod {
     pub out: PathBuf,
     /// `clusterip` or `external` (the report's `per_client_kind`).
     pub kind: &'static str,
+    /// The target Service, `<namespace>/<name>` (the report's `per_service`).
+    pub service: String,
 }
 
 /// The longest one request of `c` can take: every attempt times out.
@@ -160,6 +162,7 @@ pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
             v["client_zone"] = cp.zone.clone().into();
             v["client_node"] = cp.node.clone().into();
             v["client_kind"] = cp.kind.into();
+            v["service"] = cp.service.clone().into();
             if let Ok(r) = serde_json::from_value::<Request>(v) {
                 out.push(r);
             }

@@ -421,6 +421,7 @@ async fn plan_clients(
                     .join("clients")
                     .join(format!("{}-external.jsonl", c.name)),
                 kind: lab::timeline::EXTERNAL,
+                service: full.clone(),
             };
             let _ = std::fs::remove_file(&cp.out);
             let common = external::Common {
@@ -448,6 +449,7 @@ async fn plan_clients(
                 pod: format!("client-{}-{zone}", c.name),
                 out: out.join("clients").join(format!("{}-{zone}.jsonl", c.name)),
                 kind: lab::timeline::CLUSTERIP,
+                service: full.clone(),
             };
             let _ = std::fs::remove_file(&cp.out);
             let pod = clients::pod_manifest(c, &cp, &url, &exe, run_for);
