@@ -45,7 +45,14 @@ pub enum EventKind {
     /// The cluster autoscaler halted (too many unready nodes) or resumed.
     AutoscalerHalted { halted: bool },
     /// A pod was bound to a node (or first seen bound).
-    PodBound { pod: String, node: String },
+    PodBound {
+        pod: String,
+        node: String,
+        /// Controlled by a DaemonSet: it tolerates an unreachable node for good and is never
+        /// evicted (absent in old records: false).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        daemon: bool,
+    },
     /// A pod's Ready condition changed.
     PodReady {
         pod: String,

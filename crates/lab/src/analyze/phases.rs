@@ -251,12 +251,17 @@ fn not_ready(after: &[&Event], nodes: &BTreeSet<String>) -> Option<f64> {
         .then(|| seen.values().copied().fold(f64::MIN, f64::max))
 }
 
-/// When the last pod that lived on `nodes` at the fault was marked for deletion or deleted.
+/// When the last pod that lived on `nodes` at the fault was marked for deletion or deleted;
+/// DaemonSet pods, which are never evicted from an unreachable node, do not count.
 fn evicted(before: &[&Event], after: &[&Event], nodes: &BTreeSet<String>) -> Option<f64> {
     let mut victims: BTreeSet<&str> = BTreeSet::new();
     for e in before {
         match &e.kind {
-            EventKind::PodBound { pod, node } if nodes.contains(node) => {
+            EventKind::PodBound {
+                pod,
+                node,
+                daemon: false,
+            } if nodes.contains(node) => {
                 victims.insert(pod);
             }
             EventKind::PodDeleting { pod, .. } | EventKind::PodDeleted { pod, .. } => {
@@ -302,4 +307,65 @@ fn ready_series(meta: &Meta, events: &[Event]) -> BTreeMap<String, Vec<(f64, u32
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound(at: f64, pod: &str, node: &str, daemon: bool) -> Event {
+        Event {
+            at,
+            kind: EventKind::PodBound {
+                pod: pod.into(),
+                node: node.into(),
+                daemon,
+            },
+        }
+    }
+
+    fn deleting(at: f64, pod: &str, node: &str) -> Event {
+        Event {
+            at,
+            kind: EventKind::PodDeleting {
+                pod: pod.into(),
+                node: node.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn daemon_pods_on_the_failed_nodes_do_not_hold_back_the_eviction_phase() {
+        let before = [
+            bound(1.0, "default/web-1", "a-1", false),
+            bound(1.0, "default/db-2", "a-1", false),
+            bound(1.0, "default/node-exporter-x", "a-1", true),
+            bound(1.0, "default/web-2", "b-1", false),
+        ];
+        let after = [
+            deleting(40.0, "default/web-1", "a-1"),
+            deleting(41.0, "default/db-2", "a-1"),
+        ];
+        let nodes = BTreeSet::from(["a-1".to_string()]);
+        let b: Vec<&Event> = before.iter().collect();
+        assert_eq!(
+            evicted(&b, &after.iter().collect::<Vec<_>>(), &nodes),
+            Some(41.0)
+        );
+        // Without the db-2 mark the phase is not reached: an ordinary pod still counts.
+        assert_eq!(evicted(&b, &[&after[0]], &nodes), None);
+    }
+
+    #[test]
+    fn a_daemon_flag_survives_the_json_line_and_old_lines_read_as_false() {
+        let e = bound(1.0, "default/ne", "a-1", true);
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains("\"daemon\":true"), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
+        let old = r#"{"at":1.0,"event":"pod-bound","pod":"default/w","node":"a-1"}"#;
+        assert_eq!(
+            serde_json::from_str::<Event>(old).unwrap(),
+            bound(1.0, "default/w", "a-1", false)
+        );
+    }
 }

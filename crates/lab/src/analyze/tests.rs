@@ -65,6 +65,7 @@ fn outage() -> (Vec<Event>, Vec<Request>) {
             EventKind::PodBound {
                 pod: format!("web-{i}"),
                 node: n.to_string(),
+                daemon: false,
             },
         ));
         e.push(ev(0.6, sync(n, &all_ips)));

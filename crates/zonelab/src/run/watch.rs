@@ -190,6 +190,7 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
                     EventKind::PodBound {
                         pod: pod.clone(),
                         node: node.clone(),
+                        daemon: daemon_pod(&p),
                     },
                 );
             }
@@ -295,6 +296,15 @@ impl SliceState {
             );
         }
     }
+}
+
+/// Whether a DaemonSet controls the pod (its controller owner reference).
+fn daemon_pod(p: &Pod) -> bool {
+    p.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.kind == "DaemonSet")
 }
 
 #[cfg(test)]
