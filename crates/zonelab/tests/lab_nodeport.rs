@@ -55,6 +55,8 @@ kind: Service
 metadata: {{name: web-local}}
 spec:
   type: LoadBalancer
+  # Not the lab's load-balancer controller's class: this test plays the external LB itself.
+  loadBalancerClass: example.com/test
   externalTrafficPolicy: Local
   selector: {{app: web}}
   ports: [{{name: http, port: 80, targetPort: http}}]
