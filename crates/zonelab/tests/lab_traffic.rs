@@ -92,6 +92,21 @@ fn chi_square(counts: &[f64]) -> f64 {
         .sum()
 }
 
+/// The node's kube-proxy rules as text (`nft list table` or `iptables-save`).
+fn rules_dump(mode: &str, node: &str) -> String {
+    let args: &[&str] = if mode == "iptables" {
+        &["iptables-save", "-t", "nat"]
+    } else {
+        &["nft", "list", "table", "ip", "kube-proxy"]
+    };
+    let out = Command::new("ip")
+        .args(["netns", "exec", node])
+        .args(args)
+        .output()
+        .expect("dump the proxy's rules");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn run_mode(mode: &str, prefix: &str, api_port: u16) {
     run_mode_layout(mode, "upstream", prefix, api_port);
 }
@@ -159,7 +174,21 @@ fn run_mode_layout(mode: &str, layout: &str, prefix: &str, api_port: u16) {
         None,
     );
     let target = format!("http://{cip}");
-    std::thread::sleep(Duration::from_secs(1)); // every proxy has synced the endpoints (min sync 100 ms)
+    // Every proxy has programmed all 6 endpoints (a proxy still behind would skew the shares).
+    let endpoints = ready_endpoint_ips(&g);
+    for n in &nodes {
+        wait_for(
+            "every endpoint in the node's rules",
+            Duration::from_secs(30),
+            || {
+                let dump = rules_dump(mode, n);
+                endpoints
+                    .iter()
+                    .all(|ip| dump.contains(ip.as_str()))
+                    .then_some(())
+            },
+        );
+    }
     if layout == "shared-map" {
         // The Service's 6 endpoints go through the shared map on every node.
         for n in &nodes {
