@@ -30,11 +30,9 @@ const METADATA: Keep = Keep::Fields {
     rest: false,
 };
 
-/// Any kind: every top-level member but `metadata` whole.
-const ANY_KIND: Keep = Keep::Fields {
-    fields: &[("metadata", METADATA)],
-    rest: true,
-};
+/// Any other kind: the whole object. Its printer may read any metadata (ControllerRevision's
+/// reads `ownerReferences`); only Services, the kind listed by the thousand, are narrowed.
+const ANY_KIND: Keep = Keep::All;
 
 /// A Service as [`super::core::service_cells`] reads it (keep the two in step).
 const SERVICE: Keep = Keep::Fields {
@@ -176,14 +174,11 @@ mod tests {
     }
 
     #[test]
-    fn other_kinds_keep_all_but_unread_metadata() {
-        let pod = json!({"kind": "Pod", "metadata": {"name": "p", "deletionTimestamp": "t", "labels": {"a": "b"}, "uid": "u"},
-                         "spec": {"nodeName": "n"}, "status": {"phase": "Running"}});
-        assert_eq!(
-            project("", "Pod", &pod),
-            json!({"kind": "Pod", "metadata": {"name": "p", "deletionTimestamp": "t", "labels": {"a": "b"}},
-                   "spec": {"nodeName": "n"}, "status": {"phase": "Running"}})
-        );
+    fn other_kinds_keep_everything() {
+        let rev = json!({"kind": "ControllerRevision", "metadata": {"name": "db-1", "uid": "u",
+                         "ownerReferences": [{"kind": "StatefulSet", "name": "db", "controller": true}]},
+                         "revision": 1});
+        assert_eq!(project("apps", "ControllerRevision", &rev), rev);
         // A member to descend into that is not an object is kept as it is.
         let odd = json!({"metadata": "x", "spec": [1, {"a": null}], "status": 2.5});
         assert_eq!(project("", "Service", &odd), odd);
