@@ -192,20 +192,7 @@ fn run_mode_layout(mode: &str, layout: &str, prefix: &str, api_port: u16) {
     if layout == "shared-map" {
         // The Service's 6 endpoints go through the shared map on every node.
         for n in &nodes {
-            let rules = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    n,
-                    "nft",
-                    "list",
-                    "table",
-                    "ip",
-                    "kube-proxy",
-                ])
-                .output()
-                .expect("nft list");
-            let rules = String::from_utf8_lossy(&rules.stdout);
+            let rules = rules_dump(mode, n);
             assert!(rules.contains("goto dispatch-tcp-6"), "{n}: {rules}");
         }
     }
