@@ -69,9 +69,43 @@ pub fn from_scenario(
         field: "flags".into(),
         message: e.to_string(),
     })?;
+    check_election(s, &configs, &invalid)?;
     Ok(Resolved {
         configs,
         flags,
         passthrough: other,
     })
+}
+
+/// The election timers together, as `zonelab server` checks them at start (upstream's texts),
+/// unless the scenario turns leader election off; reported at the first timer flag it sets.
+fn check_election(
+    s: &Scenario,
+    configs: &Configs,
+    invalid: &dyn Fn(&str, String) -> ScenarioError,
+) -> Result<(), ScenarioError> {
+    let value = |name: &str| {
+        s.flags
+            .iter()
+            .find(|(k, _)| k.trim_start_matches('-') == name)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    };
+    if value("leader-elect").is_some_and(|(_, v)| v == "false") {
+        return Ok(());
+    }
+    let timer = [
+        "leader-elect-lease-duration",
+        "leader-elect-renew-deadline",
+        "leader-elect-retry-period",
+    ]
+    .into_iter()
+    .find_map(value);
+    let Some((name, _)) = timer else {
+        return Ok(());
+    };
+    configs
+        .election
+        .config("kube-system", "kube-controller-manager", "validate", 0)
+        .validate()
+        .map_err(|e| invalid(name, format!("invalid --leader-elect-* flags: {e}")))
 }

@@ -292,3 +292,21 @@ fn a_scenarios_bad_flags_are_rejected_at_their_line_and_column() {
     assert_eq!(loc.map(|l| l.0), Some(2), "{e}");
     assert!(e.ends_with("Expander most-pods not supported"), "{e}");
 }
+
+#[test]
+fn a_scenarios_election_timers_are_checked_together_unless_election_is_off() {
+    let text = "name: x\nprofile: upstream\nflags:\n  leader-elect-renew-deadline: 20s\nrun: {duration: 10s}\n";
+    let e = from_scenario(&scenario(text), text, "s.yaml", |_| false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("s.yaml:4:")
+            && e.ends_with("leaseDuration must be greater than renewDeadline"),
+        "{e}"
+    );
+    let off = text.replace("flags:\n", "flags:\n  leader-elect: false\n");
+    from_scenario(&scenario(&off), &off, "s.yaml", |f| f == "leader-elect")
+        .expect("no election, nothing to check");
+    let fine = text.replace("20s", "5s");
+    from_scenario(&scenario(&fine), &fine, "s.yaml", |_| false).expect("valid timers");
+}
