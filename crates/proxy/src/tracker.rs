@@ -53,7 +53,7 @@ pub struct Changes {
 }
 
 /// Services and EndpointSlices as the proxy sees them.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Tracker {
     services: BTreeMap<ServiceKey, Vec<ServicePort>>,
     slices: BTreeMap<ServiceKey, BTreeMap<String, ParsedSlice>>,
