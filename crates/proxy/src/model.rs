@@ -95,7 +95,7 @@ impl fmt::Display for ServicePortName {
 }
 
 /// `Cluster` or `Local` traffic policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TrafficPolicy {
     #[default]
     Cluster,
@@ -113,7 +113,7 @@ impl TrafficPolicy {
 
 /// A service port the proxy programs: its ClusterIP and, for NodePort and LoadBalancer
 /// Services, its external destinations (upstream `BaseServicePortInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServicePort {
     pub name: ServicePortName,
     pub cluster_ip: Ipv4Addr,
@@ -165,7 +165,7 @@ impl ServicePort {
 }
 
 /// One endpoint of a service port, parsed with upstream kube-proxy's rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub ip: Ipv4Addr,
     pub port: u16,

@@ -4,6 +4,7 @@
 //! [`Plan::build`] and [`Plan::update`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
@@ -416,7 +417,7 @@ fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<Endpoint> 
 /// cluster-wide and per node. One of these serves every node's plan of the port (the live
 /// [`Plan`] builds it per sync; the simulator's shared model keeps one per port for all
 /// nodes). Start at [`SharedPort::new`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SharedPort {
     pub port: ServicePort,
     /// Usable endpoints anywhere (ready ones, else serving and terminating ones), sorted:
@@ -425,7 +426,20 @@ pub struct SharedPort {
     /// Per node name, that node's usable endpoints (the same rule applied to the node's
     /// endpoints alone), sorted; filled only for ports that use the Local policy.
     pub local: BTreeMap<String, Vec<Endpoint>>,
+    /// A hash of `port` and `usable`, computed on first use: different fingerprints prove a
+    /// node-independent change without comparing every endpoint (equal ones are then
+    /// compared in full).
+    fingerprint: OnceLock<u64>,
 }
+
+/// Equal when port and endpoints are (the fingerprint follows from them).
+impl PartialEq for SharedPort {
+    fn eq(&self, other: &Self) -> bool {
+        self.port == other.port && self.usable == other.usable && self.local == other.local
+    }
+}
+
+impl Eq for SharedPort {}
 
 impl SharedPort {
     /// Plans `port` over all its merged endpoints `all`.
@@ -449,7 +463,17 @@ impl SharedPort {
             port: port.clone(),
             usable: usable(all.iter()),
             local,
+            fingerprint: OnceLock::new(),
         }
+    }
+
+    fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            // SipHash with fixed keys: the same on every run.
+            let mut h = std::hash::DefaultHasher::new();
+            (&self.port, &self.usable).hash(&mut h);
+            h.finish()
+        })
     }
 
     /// Usable endpoints exist somewhere in the cluster (upstream `hasEndpoints`).
@@ -485,19 +509,15 @@ impl SharedPort {
     /// The verdict when a chain with `has` endpoints has none: `None` when it has some;
     /// drop when others exist elsewhere (a Local policy), reject when none exist at all.
     pub fn no_endpoints_verdict(&self, has: bool) -> Option<NoEndpoints> {
-        if has {
-            None
-        } else if self.has_endpoints() {
-            Some(NoEndpoints::Drop)
-        } else {
-            Some(NoEndpoints::Reject)
-        }
+        no_endpoints_verdict(has, self.has_endpoints())
     }
 
     /// Node `node`'s plan of the port is the same from both (as the live plan compares a
     /// port's plans before and after a change).
     pub fn same_for_node(&self, other: &SharedPort, node: Option<&str>) -> bool {
-        self.port == other.port
+        self.fingerprint() == other.fingerprint()
+            && self.local_endpoints(node) == other.local_endpoints(node)
+            && self.port == other.port
             && self.has_endpoints() == other.has_endpoints()
             && self.cluster_endpoints() == other.cluster_endpoints()
             && self.local_endpoints(node) == other.local_endpoints(node)
@@ -515,26 +535,44 @@ impl SharedPort {
     }
 }
 
-fn planned(port: &Arc<ServicePortName>, eps: &[Endpoint]) -> Vec<PlannedEndpoint> {
-    eps.iter()
-        .map(|ep| PlannedEndpoint::new(port.clone(), ep.clone()))
+/// A chain with (`has`) or without endpoints: without, drop when the port has endpoints
+/// elsewhere (a Local policy), reject when it has none at all.
+fn no_endpoints_verdict(has: bool, has_endpoints: bool) -> Option<NoEndpoints> {
+    if has {
+        None
+    } else if has_endpoints {
+        Some(NoEndpoints::Drop)
+    } else {
+        Some(NoEndpoints::Reject)
+    }
+}
+
+fn planned(port: &Arc<ServicePortName>, eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
+    eps.into_iter()
+        .map(|ep| PlannedEndpoint::new(port.clone(), ep))
         .collect()
 }
 
 fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> ServicePlan {
     node_plan(
-        &SharedPort::new(port, tracker.endpoints_of(&port.name)),
+        SharedPort::new(port, tracker.endpoints_of(&port.name)),
         cfg.node_name.as_deref(),
     )
 }
 
 /// One node's plan of a service port from its shared part.
-fn node_plan(shared: &SharedPort, node: Option<&str>) -> ServicePlan {
+fn node_plan(mut shared: SharedPort, node: Option<&str>) -> ServicePlan {
+    let external_no_endpoints = shared.external_no_endpoints(node);
+    let has_endpoints = shared.has_endpoints();
     let port = &shared.port;
     let name = Arc::new(port.name.clone());
-    let cluster = planned(&name, shared.cluster_endpoints());
-    let local = if port.uses_local_endpoints() {
-        planned(&name, shared.local_endpoints(node))
+    let local = match node {
+        Some(n) if port.uses_local_endpoints() => shared.local.remove(n).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let local = planned(&name, local);
+    let cluster = if port.uses_cluster_endpoints() {
+        planned(&name, std::mem::take(&mut shared.usable))
     } else {
         Vec::new()
     };
@@ -542,16 +580,17 @@ fn node_plan(shared: &SharedPort, node: Option<&str>) -> ServicePlan {
         TrafficPolicy::Cluster => (cluster.clone(), hash::ipt_service_chain(&port.name)),
         TrafficPolicy::Local => (local.clone(), hash::ipt_local_chain(&port.name)),
     };
+    let no_endpoints = no_endpoints_verdict(!endpoints.is_empty(), has_endpoints);
     ServicePlan {
-        port: port.clone(),
         nft_base: hash::nft_service_base(&port.name),
         ipt_chain,
-        no_endpoints: shared.no_endpoints_verdict(!endpoints.is_empty()),
+        no_endpoints,
         endpoints,
         cluster_endpoints: cluster,
         local_endpoints: local,
-        has_endpoints: shared.has_endpoints(),
-        external_no_endpoints: shared.external_no_endpoints(node),
+        has_endpoints,
+        external_no_endpoints,
+        port: shared.port,
     }
 }
 
