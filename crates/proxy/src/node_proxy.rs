@@ -12,7 +12,7 @@ use crate::apply::ApplyError;
 use crate::metrics::ProxyMetrics;
 use crate::model::{Cidr, Endpoint, Millis, Protocol};
 use crate::pacer::{Pacer, PacerConfig, SyncKind};
-use crate::plan::{NoEndpoints, SharedPort};
+use crate::plan::{Blocked, ExternalChains, NoEndpoints, SharedPort, Source};
 use crate::shared_model::{ModelChange, SharedModel, Snapshot, Version};
 
 /// The node-specific inputs of a node's plan (upstream's proxier fields that differ per
@@ -178,6 +178,23 @@ pub enum Candidates<'a> {
     Pass,
 }
 
+/// Where the rules send a new external connection (NodePort, external or LB IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalCandidates<'a> {
+    /// DNAT to one of these endpoints (never empty); `masquerade`: the source becomes the
+    /// node's address.
+    Endpoints {
+        endpoints: &'a [Endpoint],
+        masquerade: bool,
+    },
+    /// No endpoints at all (reject), or none on this node for a Local policy (drop).
+    NoEndpoints(NoEndpoints),
+    /// Dropped by `loadBalancerSourceRanges`.
+    Firewall,
+    /// Not an external destination of any Service.
+    Pass,
+}
+
 /// A node's programmed rules: the shared snapshot plus the node's own inputs.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeView<'a> {
@@ -216,6 +233,37 @@ impl<'a> NodeView<'a> {
             return Candidates::DropUnallocated;
         }
         Candidates::Pass
+    }
+
+    /// What the rules do with a new connection from `src_ip` (of kind `src`) to an external
+    /// or load-balancer IP `dst`, or (`dst = None`) this node's NodePort: the
+    /// `external-*` chain's choice (see [`crate::plan::Plan::lookup_external`], which the
+    /// same decision serves).
+    pub fn lookup_external(
+        &self,
+        dst: Option<Ipv4Addr>,
+        protocol: Protocol,
+        port: u16,
+        src_ip: Ipv4Addr,
+        src: Source,
+    ) -> ExternalCandidates<'a> {
+        let Some(sp) = self.snapshot.external_port_at(&(dst, protocol, port)) else {
+            return ExternalCandidates::Pass;
+        };
+        let chains = ExternalChains {
+            port: &sp.port,
+            has_endpoints: sp.has_endpoints(),
+            cluster: sp.cluster_endpoints(),
+            local: sp.local_endpoints(Some(&self.inputs.node_name)),
+        };
+        match chains.decide(dst, src_ip, src) {
+            Ok((endpoints, masquerade)) => ExternalCandidates::Endpoints {
+                endpoints,
+                masquerade,
+            },
+            Err(Blocked::Firewall) => ExternalCandidates::Firewall,
+            Err(Blocked::NoEndpoints(v)) => ExternalCandidates::NoEndpoints(v),
+        }
     }
 
     /// The shared plan of the service port at a ClusterIP destination.

@@ -596,6 +596,7 @@ fn node_plan(mut shared: SharedPort, node: Option<&str>) -> ServicePlan {
 
 #[path = "plan_external.rs"]
 mod external;
+pub(crate) use external::{Blocked, ExternalChains, ExternalKey, keys as external_keys};
 pub use external::{ExternalVerdict, Source};
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! hold as "what my proxy has programmed". Start at [`SharedModel::handle_slice`] and
 //! [`SharedModel::snapshot`].
 //!
-//! Sharing. A snapshot is three persistent (structurally shared) ordered maps: Service ->
+//! Sharing. A snapshot is four persistent (structurally shared) ordered maps: Service ->
 //! `Arc<[SharedPort]>` (the node-independent plan of each port: its usable endpoints
-//! cluster-wide and per node), destination `ClusterIP . proto . port` -> port name, and
-//! ClusterIP -> number of ports. Taking a snapshot is O(1) (three root pointers); a change to
+//! cluster-wide and per node), destination `ClusterIP . proto . port` -> port name,
+//! ClusterIP -> number of ports, and NodePort / external / LB destination -> port names. Taking a snapshot is O(1) (four root pointers); a change to
 //! one Service replaces its entry and copies only the O(log S) tree nodes on the paths to it
 //! (S = Services), so older snapshots stay valid and share everything else. The
 //! node-specific parts of a node's plan (node name for Local policies) are applied at query
@@ -33,7 +33,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rpds::RedBlackTreeMapSync;
 
 use crate::model::{Millis, Protocol, ServiceKey, ServicePortName};
-use crate::plan::SharedPort;
+use crate::plan::{ExternalKey, SharedPort, external_keys};
 use crate::syncer::Change;
 use crate::tracker::Tracker;
 
@@ -54,6 +54,9 @@ pub struct Snapshot {
     services: RedBlackTreeMapSync<ServiceKey, Arc<[SharedPort]>>,
     by_dest: RedBlackTreeMapSync<Dest, ServicePortName>,
     cluster_ips: RedBlackTreeMapSync<Ipv4Addr, u32>,
+    /// NodePort (`None` address), external and load-balancer destinations -> the ports
+    /// claiming them (the lowest name wins, as in the rules).
+    external: RedBlackTreeMapSync<ExternalKey, BTreeSet<ServicePortName>>,
     port_count: usize,
 }
 
@@ -73,6 +76,7 @@ impl Snapshot {
             services: RedBlackTreeMapSync::new_sync(),
             by_dest: RedBlackTreeMapSync::new_sync(),
             cluster_ips: RedBlackTreeMapSync::new_sync(),
+            external: RedBlackTreeMapSync::new_sync(),
             port_count: 0,
         }
     }
@@ -97,6 +101,13 @@ impl Snapshot {
     /// The service port a ClusterIP destination belongs to.
     pub fn port_at(&self, dest: &Dest) -> Option<&SharedPort> {
         self.by_dest.get(dest).and_then(|n| self.port(n))
+    }
+
+    /// The service port an external destination belongs to: `(Some(ip), proto, port)` for
+    /// an external or load-balancer IP, `(None, proto, nodePort)` for a NodePort.
+    pub fn external_port_at(&self, key: &ExternalKey) -> Option<&SharedPort> {
+        let name = self.external.get(key)?.first()?;
+        self.port(name)
     }
 
     /// True if `ip` is the ClusterIP of some service port.
@@ -154,6 +165,17 @@ impl Snapshot {
                 }
                 None => {}
             }
+            for key in external_keys(p) {
+                if let Some(names) = self.external.get(&key) {
+                    let mut names = names.clone();
+                    names.remove(&p.name);
+                    if names.is_empty() {
+                        self.external.remove_mut(&key);
+                    } else {
+                        self.external.insert_mut(key, names);
+                    }
+                }
+            }
         }
     }
 
@@ -164,6 +186,11 @@ impl Snapshot {
                 .insert_mut((p.cluster_ip, p.name.protocol, p.port), p.name.clone());
             let n = self.cluster_ips.get(&p.cluster_ip).copied().unwrap_or(0);
             self.cluster_ips.insert_mut(p.cluster_ip, n + 1);
+            for key in external_keys(p) {
+                let mut names = self.external.get(&key).cloned().unwrap_or_default();
+                names.insert(p.name.clone());
+                self.external.insert_mut(key, names);
+            }
         }
         self.port_count += ports.len();
         self.services.insert_mut(svc, ports.into());

@@ -1,5 +1,5 @@
 //! The shared model's data-plane answers against the live plan and the rendered nftables
-//! rules for the same inputs: generated Services and slices (Cluster and Local policies,
+//! rules for the same inputs (NodePorts against the plan's external lookup): generated Services and slices (Cluster and Local policies,
 //! ready / serving / terminating endpoints on several nodes, duplicate addresses across
 //! slices), every node, every version kept.
 
@@ -14,8 +14,8 @@ use super::*;
 use crate::fixtures::{service_json, slice};
 use crate::model::Cidr;
 use crate::nft::{NftConfig, NftRenderer};
-use crate::node_proxy::{Candidates, NodeInputs, NodeView};
-use crate::plan::{NoEndpoints, Plan, PlanConfig, Verdict};
+use crate::node_proxy::{Candidates, ExternalCandidates, NodeInputs, NodeView};
+use crate::plan::{ExternalVerdict, NoEndpoints, Plan, PlanConfig, Source, Verdict};
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 const SERVICES: u32 = 8;
@@ -215,9 +215,55 @@ fn check_node(tracker: &Tracker, snap: &Snapshot, node: &str) -> usize {
         );
         let want = rendered(&text, ip, proto, port).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(got, want, "{} on {node}", p.name);
+        if let Some(np) = p.node_port {
+            check_external(&plan, &view, proto, np);
+        }
         checked += 1;
     }
+    // NodePorts no Service holds (any more) are not served.
+    for np in (0..SERVICES * 4).map(|k| 30_000 + k as u16) {
+        if !plan.services().any(|sp| sp.port.node_port == Some(np)) {
+            let src: Ipv4Addr = "10.1.0.9".parse().expect("ip");
+            let got = view.lookup_external(None, Protocol::Tcp, np, src, Source::Outside);
+            assert_eq!(got, ExternalCandidates::Pass, "NodePort {np}");
+        }
+    }
     checked
+}
+
+/// A NodePort from every kind of source: the view decides as the plan does.
+fn check_external(plan: &Plan, view: &NodeView<'_>, proto: Protocol, node_port: u16) {
+    let pod: Ipv4Addr = "10.1.0.9".parse().expect("ip");
+    for src in [Source::Pod, Source::Node, Source::Outside] {
+        let want = match plan.lookup_external(None, proto, node_port, pod, src) {
+            ExternalVerdict::Dnat {
+                endpoints,
+                masquerade,
+                ..
+            } => format!(
+                "{:?} {masquerade}",
+                endpoints
+                    .iter()
+                    .map(|e| (e.endpoint.ip, e.endpoint.port))
+                    .collect::<BTreeSet<_>>()
+            ),
+            other => format!("{other:?}"),
+        };
+        let got = match view.lookup_external(None, proto, node_port, pod, src) {
+            ExternalCandidates::Endpoints {
+                endpoints,
+                masquerade,
+            } => format!(
+                "{:?} {masquerade}",
+                endpoints
+                    .iter()
+                    .map(|e| (e.ip, e.port))
+                    .collect::<BTreeSet<_>>()
+            ),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "NodePort {node_port} from {src:?}");
+    }
 }
 
 fn seeded_model(seed: u64) -> (ChaCha8Rng, SharedModel) {
