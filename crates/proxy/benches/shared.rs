@@ -191,6 +191,45 @@ fn main() {
             nodes_best.as_nanos() as f64 / f64::from(nodes)
         );
     }
+    // A burst (e.g. start-up or a zone's endpoints going): 1,000 changes inside one
+    // min-sync-period, each told only to nodes not already pending, then every node syncs.
+    let burst = 1_000;
+    now += 2_000;
+    let writes: Vec<_> = (0..burst)
+        .map(|round| {
+            let svc = BIG_SERVICES + (round * 13) % (services - BIG_SERVICES);
+            slice_of(svc, nodes, round + 500)
+        })
+        .collect();
+    // The driver keeps the nodes with nothing pending (here: all, just synced) and tells
+    // only those; a node is listed again after a sync leaves it with nothing pending.
+    let mut idle: Vec<usize> = (0..proxies.len())
+        .filter(|k| !proxies[*k].is_pending())
+        .collect();
+    let t = Instant::now();
+    let mut told = 0usize;
+    for s in &writes {
+        if let Some(change) = model.handle_slice(Change::Applied(s)) {
+            for k in idle.drain(..) {
+                proxies[k].handle_change(&change);
+                told += 1;
+            }
+        }
+    }
+    let changes_d = t.elapsed();
+    let t = Instant::now();
+    let mut synced = 0;
+    for p in proxies.iter_mut() {
+        while p.poll_transaction(now, &model).is_some() {
+            p.handle_applied(Ok(()), now);
+            synced += 1;
+        }
+    }
+    println!(
+        "burst of {burst} changes in one sync interval: model + telling idle nodes {:.1} ms ({told} handle_change calls), then {synced} node syncs {:.2} ms",
+        ms(changes_d),
+        ms(t.elapsed())
+    );
     // Nodes spread over many versions: node k syncs only every (k % 50 + 1)-th change, so up
     // to 50 versions stay held at once.
     let rss_before = rss();

@@ -15,6 +15,10 @@ use crate::pacer::{Pacer, PacerConfig, SyncKind};
 use crate::plan::{Blocked, ExternalChains, NoEndpoints, SharedPort, Source};
 use crate::shared_model::{ModelChange, SharedModel, Snapshot, Version};
 
+/// Most model versions a partial sync looks through for a change to this node's rules; past
+/// it, the sync is applied without looking (bounds the per-node work in a burst of changes).
+pub const MAX_UNCHANGED_CHECK: Version = 64;
+
 /// The node-specific inputs of a node's plan (upstream's proxier fields that differ per
 /// node), shared by all its syncs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +74,17 @@ impl NodeProxy {
     }
 
     /// The shared model changed: a sync is wanted (every node programs every Service).
+    /// A driver with many nodes may skip nodes that [`NodeProxy::is_pending`] already: their
+    /// next sync programs the newest version anyway, and only the skipped change's trigger
+    /// time goes unobserved in the node's network-programming histogram.
     pub fn handle_change(&mut self, change: &ModelChange) {
         self.seen = self.seen.max(change.version);
         self.pacer.handle_change(change.trigger);
+    }
+
+    /// A change is already waiting for this node's next sync.
+    pub fn is_pending(&self) -> bool {
+        self.pacer.is_pending()
     }
 
     /// Both informers have listed: syncing may start.
@@ -92,7 +104,9 @@ impl NodeProxy {
         while let Some(kind) = self.pacer.poll_sync(now) {
             let snapshot = model.snapshot();
             if kind == SyncKind::Partial && self.rules_unchanged(model, &snapshot) {
+                // Nothing to apply; the node's rules are those of the new version too.
                 self.pacer.finish_empty(now);
+                self.programmed = Some(snapshot);
                 continue;
             }
             self.seen = self.seen.max(snapshot.version());
@@ -109,13 +123,17 @@ impl NodeProxy {
     }
 
     /// True if programming `next` would change none of this node's rules: every Service
-    /// changed since the programmed version plans the same for this node.
+    /// changed since the programmed version plans the same for this node. More than
+    /// [`MAX_UNCHANGED_CHECK`] changes are taken as a change without looking.
     fn rules_unchanged(&self, model: &SharedModel, next: &Snapshot) -> bool {
         let Some(programmed) = self.programmed.as_deref() else {
             return false;
         };
         if programmed.version() == next.version() {
             return true;
+        }
+        if next.version() - programmed.version() > MAX_UNCHANGED_CHECK {
+            return false;
         }
         let node = Some(self.inputs.node_name.as_str());
         model

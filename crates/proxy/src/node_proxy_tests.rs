@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::*;
 use crate::apply::ApplyError;
 use crate::fixtures::{ep, ep_cond, service, service_with, slice};
+use crate::plan::PlanConfig;
 use crate::syncer::{Change, ProxyMode, Syncer, SyncerConfig};
 
 const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
@@ -178,6 +179,9 @@ fn paces_like_the_live_syncer() {
     let mut rng = ChaCha8Rng::seed_from_u64(16);
     let mut syncer = Syncer::new(SyncerConfig {
         mode: ProxyMode::Nftables,
+        plan: PlanConfig {
+            node_name: Some("node-a".into()),
+        },
         ..SyncerConfig::default()
     });
     let mut model = SharedModel::new();
@@ -189,9 +193,26 @@ fn paces_like_the_live_syncer() {
         if rng.random_bool(0.5) {
             let i = rng.random_range(0..4);
             let name = format!("svc{i}");
-            let svc = service("ns1", &name, &format!("172.30.0.{}", i + 1), P80);
+            // svc3 keeps ClusterIP traffic on the node (Local): changes to node-b's
+            // endpoints leave node-a's rules as they are.
+            let policy = if i == 3 { "Local" } else { "Cluster" };
+            let svc = service_with(
+                "ns1",
+                &name,
+                &format!("172.30.0.{}", i + 1),
+                P80,
+                serde_json::json!({"internalTrafficPolicy": policy}),
+            );
             let eps = (0..rng.random_range(0..3))
-                .map(|k| ep(&format!("10.0.{i}.{}", k + rng.random_range(1..4))))
+                .map(|k| {
+                    let ip = format!("10.0.{i}.{}", k + rng.random_range(1..4));
+                    let on = if rng.random_bool(0.7) {
+                        "node-b"
+                    } else {
+                        "node-a"
+                    };
+                    ep_cond(&ip, rng.random_bool(0.8), true, false, Some(on))
+                })
                 .collect();
             let s = slice("ns1", &name, "a", P80, eps);
             syncer.handle_service(Change::Applied(&svc));
@@ -234,4 +255,59 @@ fn paces_like_the_live_syncer() {
     }
     assert!(live.len() > 50, "the run synced: {}", live.len());
     assert_eq!(live, sim);
+    // Both finished the same syncs with nothing to apply (counted as partial syncs).
+    let partials = |m: &ProxyMetrics| m.partial_sync_duration.count();
+    assert_eq!(partials(syncer.metrics()), partials(n.metrics()));
+    let applied = live.iter().filter(|(_, k)| *k == SyncKind::Partial).count() as u64;
+    assert!(
+        partials(n.metrics()) > applied,
+        "some syncs had nothing to apply"
+    );
+    assert_eq!(n.programmed_version(), Some(model.version()));
+}
+
+/// A change that leaves this node's rules as they are (another node's endpoint of a Local
+/// internal policy) finishes at once with nothing to apply, as the live syncer's empty
+/// partial sync; the node is then at the new version.
+#[test]
+fn a_change_to_another_nodes_local_endpoints_applies_nothing() {
+    let mut model = SharedModel::new();
+    let svc = service_with(
+        "ns1",
+        "svc1",
+        "172.30.0.41",
+        P80,
+        serde_json::json!({"internalTrafficPolicy": "Local"}),
+    );
+    let set = |model: &mut SharedModel, b_ip: &str| {
+        let eps = vec![
+            ep_cond("10.0.1.1", true, true, false, Some("node-a")),
+            ep_cond(b_ip, true, true, false, Some("node-b")),
+        ];
+        model.handle_slice(Change::Applied(&slice("ns1", "svc1", "a", P80, eps)))
+    };
+    let mut changes: Vec<ModelChange> = model
+        .handle_service(Change::Applied(&svc))
+        .into_iter()
+        .collect();
+    changes.extend(set(&mut model, "10.0.2.1"));
+    let (mut a, mut b) = (node("node-a"), node("node-b"));
+    for n in [&mut a, &mut b] {
+        for c in &changes {
+            n.handle_change(c);
+        }
+        n.handle_initial_sync_done(T0);
+        assert_eq!(drain(n, &model, T0, true), [SyncKind::Full]);
+    }
+    let change = set(&mut model, "10.0.2.2").expect("node-b's endpoint moved");
+    a.handle_change(&change);
+    b.handle_change(&change);
+    assert!(
+        a.poll_transaction(T0 + 1_000, &model).is_none(),
+        "nothing to apply"
+    );
+    assert_eq!(a.programmed_version(), Some(model.version()));
+    assert_eq!(a.metrics().partial_sync_duration.count(), 1);
+    assert_eq!(drain(&mut b, &model, T0 + 1_000, true), [SyncKind::Partial]);
+    assert_eq!(ips(&b.view().expect("b")), ["10.0.2.2"]);
 }

@@ -426,7 +426,8 @@ pub struct SharedPort {
     /// Per node name, that node's usable endpoints (the same rule applied to the node's
     /// endpoints alone), sorted; filled only for ports that use the Local policy.
     pub local: BTreeMap<String, Vec<Endpoint>>,
-    /// A hash of `port` and `usable`, computed on first use: different fingerprints prove a
+    /// A hash of the port, whether it has endpoints and its Cluster chain's endpoints,
+    /// computed on first use: different fingerprints prove a
     /// node-independent change without comparing every endpoint (equal ones are then
     /// compared in full).
     fingerprint: OnceLock<u64>,
@@ -471,7 +472,7 @@ impl SharedPort {
         *self.fingerprint.get_or_init(|| {
             // SipHash with fixed keys: the same on every run.
             let mut h = std::hash::DefaultHasher::new();
-            (&self.port, &self.usable).hash(&mut h);
+            (&self.port, self.has_endpoints(), self.cluster_endpoints()).hash(&mut h);
             h.finish()
         })
     }

@@ -138,7 +138,11 @@ impl Tracker {
 
     fn remerge(&mut self, svc: &ServiceKey) {
         let merged = self.slices.get(svc).map(merge_slices).unwrap_or_default();
-        if self.endpoints.get(svc).cloned().unwrap_or_default() == merged {
+        let unchanged = match self.endpoints.get(svc) {
+            Some(old) => *old == merged,
+            None => merged.is_empty(),
+        };
+        if unchanged {
             return;
         }
         if merged.is_empty() {
