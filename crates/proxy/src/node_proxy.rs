@@ -3,7 +3,9 @@
 //! version (an `Arc<Snapshot>`) and the node's own plan inputs; once applied, that snapshot is
 //! what the node's rules do, answered by [`NodeView::lookup`] exactly as the rules would.
 //! Calling convention as quinn's: `handle_*` for inputs, [`NodeProxy::poll_timeout`], and
-//! [`NodeProxy::poll_transaction`] for the next sync to apply. Start at [`NodeProxy`].
+//! [`NodeProxy::poll_transaction`] for the next sync to apply. Its metrics are the pacer's
+//! (sync durations, failures, programming latency); the no-local-endpoints gauges, which the
+//! live syncer reads off its whole plan, are not kept. Start at [`NodeProxy`].
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
