@@ -215,8 +215,9 @@ pub struct SharedModel {
     current: Snapshot,
     /// `current` as of its version, handed to every node that syncs to it.
     published: Arc<Snapshot>,
-    /// The last [`CHANGE_LOG_CAPACITY`] (version, changed Service) records, oldest first.
+    /// The last `log_capacity` (version, changed Service) records, oldest first.
     log: VecDeque<(Version, ServiceKey)>,
+    log_capacity: usize,
 }
 
 impl Default for SharedModel {
@@ -227,11 +228,17 @@ impl Default for SharedModel {
 
 impl SharedModel {
     pub fn new() -> SharedModel {
+        SharedModel::with_log_capacity(CHANGE_LOG_CAPACITY)
+    }
+
+    /// A model keeping the last `capacity` (at least 1) change records.
+    pub fn with_log_capacity(capacity: usize) -> SharedModel {
         SharedModel {
             tracker: Tracker::new(),
             current: Snapshot::empty(),
             published: Arc::new(Snapshot::empty()),
             log: VecDeque::new(),
+            log_capacity: capacity.max(1),
         }
     }
 
@@ -270,7 +277,7 @@ impl SharedModel {
                     .collect();
                 self.current.insert_service(svc.clone(), shared);
             }
-            if self.log.len() == CHANGE_LOG_CAPACITY {
+            if self.log.len() >= self.log_capacity {
                 self.log.pop_front();
             }
             self.log.push_back((version, svc.clone()));

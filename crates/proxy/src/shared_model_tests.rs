@@ -373,3 +373,28 @@ fn unchanged_events_keep_the_version_and_the_snapshot() {
     assert!(!after.is_cluster_ip(cip));
     assert_eq!(after.len() + 1, before.len());
 }
+
+#[test]
+fn changed_since_lists_the_services_until_the_log_runs_out() {
+    let mut model = SharedModel::with_log_capacity(3);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for i in 0..3 {
+        model.handle_service(Change::Applied(&gen_service(&mut rng, i)));
+    }
+    let names = |since: Version, model: &SharedModel| {
+        model
+            .changed_since(since)
+            .map(|it| it.map(|k| k.name.clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        names(0, &model),
+        Some(vec!["svc0".into(), "svc1".into(), "svc2".into()])
+    );
+    assert_eq!(names(2, &model), Some(vec!["svc2".into()]));
+    assert_eq!(names(3, &model), Some(vec![]));
+    // A fourth change pushes version 1 out: since 0 is no longer known, since 1 still is.
+    model.handle_service(Change::Applied(&gen_service(&mut rng, 3)));
+    assert_eq!(names(0, &model), None);
+    let after_1 = Some(vec!["svc1".into(), "svc2".into(), "svc3".into()]);
+    assert_eq!(names(1, &model), after_1);
+}
