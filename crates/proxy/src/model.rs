@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, passed in by the driver (wall clock live, virtual in
 /// the simulator). Same convention as the controllers crate.
@@ -172,8 +173,9 @@ pub struct Endpoint {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    pub node_name: Option<String>,
-    pub zone: Option<String>,
+    /// Shared by every copy of the endpoint (tracker, merged endpoints, plans).
+    pub node_name: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
 }
 
 impl Endpoint {

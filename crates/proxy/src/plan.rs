@@ -425,7 +425,7 @@ pub struct SharedPort {
     pub usable: Vec<Endpoint>,
     /// Per node name, that node's usable endpoints (the same rule applied to the node's
     /// endpoints alone), sorted; filled only for ports that use the Local policy.
-    pub local: BTreeMap<String, Vec<Endpoint>>,
+    pub local: BTreeMap<Arc<str>, Vec<Endpoint>>,
     /// A hash of the port, whether it has endpoints and its Cluster chain's endpoints,
     /// computed on first use: different fingerprints prove a
     /// node-independent change without comparing every endpoint (equal ones are then
@@ -447,16 +447,16 @@ impl SharedPort {
     pub fn new(port: &ServicePort, all: &[Endpoint]) -> SharedPort {
         let mut local = BTreeMap::new();
         if port.uses_local_endpoints() {
-            let mut by_node: BTreeMap<&str, Vec<&Endpoint>> = BTreeMap::new();
+            let mut by_node: BTreeMap<&Arc<str>, Vec<&Endpoint>> = BTreeMap::new();
             for e in all {
-                if let Some(n) = e.node_name.as_deref() {
+                if let Some(n) = &e.node_name {
                     by_node.entry(n).or_default().push(e);
                 }
             }
             for (node, eps) in by_node {
                 let mine = usable(eps.into_iter());
                 if !mine.is_empty() {
-                    local.insert(node.to_string(), mine);
+                    local.insert(node.clone(), mine);
                 }
             }
         }
