@@ -52,7 +52,42 @@ impl NoTextSync {
     }
 }
 
-/// One node's proxy over the shared model; see the module doc.
+/// One node's proxy over the shared model; see the module doc. A driver's loop:
+///
+/// ```
+/// use proxy::fixtures::{ep, service, slice};
+/// use proxy::node_proxy::{Candidates, NodeInputs, NodeProxy};
+/// use proxy::pacer::PacerConfig;
+/// use proxy::shared_model::SharedModel;
+/// use proxy::syncer::Change;
+/// use proxy::Protocol;
+///
+/// const P80: &[(&str, u16, &str)] = &[("http", 80, "TCP")];
+/// let mut model = SharedModel::new();
+/// let mut node = NodeProxy::new(
+///     NodeInputs { node_name: "n1".into(), node_ip: None, service_cidrs: Vec::new() },
+///     PacerConfig::default(),
+/// );
+/// let changes = [
+///     model.handle_service(Change::Applied(&service("ns", "web", "172.30.0.10", P80))),
+///     model.handle_slice(Change::Applied(&slice("ns", "web", "web-1", P80, vec![ep("10.1.0.5")]))),
+/// ];
+/// // Tell the node (a driver may skip nodes that are already pending).
+/// for change in changes.iter().flatten() {
+///     node.handle_change(change);
+/// }
+/// node.handle_initial_sync_done(0);
+/// let now = node.poll_timeout().expect("a sync is due");
+/// let sync = node.poll_transaction(now, &model).expect("the first sync");
+/// assert_eq!(sync.version(), model.version());
+/// node.handle_applied(Ok(()), now + 20); // the driver models how long applying takes
+/// let view = node.view().expect("programmed");
+/// let Candidates::Endpoints(eps) = view.lookup("172.30.0.10".parse()?, Protocol::Tcp, 80) else {
+///     panic!("the Service has an endpoint");
+/// };
+/// assert_eq!(eps[0].ip.to_string(), "10.1.0.5");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct NodeProxy {
     inputs: Arc<NodeInputs>,
