@@ -38,6 +38,16 @@ pub struct SyncerConfig {
     pub iptables: IptablesConfig,
 }
 
+impl SyncerConfig {
+    /// The pacing flags alone, for a simulated node's [`crate::node_proxy::NodeProxy`].
+    pub fn pacing(&self) -> PacerConfig {
+        PacerConfig {
+            min_sync_period_ms: self.min_sync_period_ms,
+            sync_period_ms: self.sync_period_ms,
+        }
+    }
+}
+
 impl Default for SyncerConfig {
     fn default() -> Self {
         SyncerConfig {
@@ -84,14 +94,10 @@ impl Syncer {
             ProxyMode::Nftables => "nftables",
             ProxyMode::Iptables => "iptables",
         };
-        let pacing = PacerConfig {
-            min_sync_period_ms: cfg.min_sync_period_ms,
-            sync_period_ms: cfg.sync_period_ms,
-        };
         Syncer {
             nft: NftRenderer::new(cfg.nft.clone()),
             ipt: IptablesRenderer::new(cfg.iptables.clone()),
-            pacer: Pacer::new(pacing, mode),
+            pacer: Pacer::new(cfg.pacing(), mode),
             cfg,
             tracker: Tracker::new(),
             plan: Plan::default(),
