@@ -19,8 +19,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::time::{from_time, to_time};
-use crate::workloads::util::{WorkQueue, controller_of, selector_matches};
+use crate::workloads::util::{WorkQueue, controller_of};
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError, pod_is_ready};
+use runtime::labels::label_selector_matches;
 
 /// Upstream `policy.DisruptionAllowedCondition`.
 pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
@@ -85,11 +86,9 @@ pub fn pods_for<'a>(cache: &'a Cache, pdb: &'a PodDisruptionBudget) -> Vec<&'a A
     let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Vec::new();
     };
-    let everything = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
     cache
         .pods_in(ns)
-        .filter(|p| everything || selector_matches(sel, p.metadata.labels.as_ref()))
+        .filter(|p| label_selector_matches(sel, p.metadata.labels.as_ref()))
         .collect()
 }
 
@@ -337,11 +336,7 @@ impl DisruptionController {
             .take_while(|(k, _)| k.namespace == ns)
             .filter(|(_, pdb)| {
                 let sel = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
-                sel.is_some_and(|sel| {
-                    let everything = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-                    everything || selector_matches(sel, pod.metadata.labels.as_ref())
-                })
+                sel.is_some_and(|sel| label_selector_matches(sel, pod.metadata.labels.as_ref()))
             })
             .map(|(k, _)| k.clone())
             .collect()

@@ -31,17 +31,15 @@ use desired::{desired_groups, ready_transition, selector, selects};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
-/// `kubernetes.io/service-name` (k8s.io/api discovery/v1 `LabelServiceName`).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// `kubernetes.io/service-name` (discovery/v1 `LabelServiceName`) and
+/// `endpoints.kubernetes.io/last-change-trigger-time` (core/v1 `EndpointsLastChangeTriggerTime`).
+pub use runtime::labels::{SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION};
 /// `endpointslice.kubernetes.io/managed-by` (k8s.io/api discovery/v1 `LabelManagedBy`).
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// `service.kubernetes.io/headless` (k8s.io/api core/v1 `IsHeadlessService`).
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 /// The managed-by value (upstream `pkg/controller/endpointslice` `ControllerName`).
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
-/// `endpoints.kubernetes.io/last-change-trigger-time` (k8s.io/api core/v1
-/// `EndpointsLastChangeTriggerTime`).
-pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// The only address type this project serves (IPv4 clusters).
 pub const ADDRESS_TYPE: &str = "IPv4";
 

@@ -108,18 +108,7 @@ fn kind_name(kind: Kind) -> &'static str {
 /// Reconcile a relist of `kind` with `cache`: the changes to apply, deletions (objects gone
 /// during a watch gap) first.
 pub fn relist_changes(cache: &mut Cache, kind: Kind, listed: Vec<Object>) -> Vec<Change> {
-    let cached = cache.objects(kind).into_iter().map(|o| o.key());
-    let r = relist::diff(cached, listed, Object::key);
-    let mut changes = Vec::with_capacity(r.deletions.len() + r.upserts.len());
-    for key in r.deletions {
-        if let Some(obj) = cache.get(kind, &key) {
-            changes.push(cache.apply(obj, true));
-        }
-    }
-    for obj in r.upserts {
-        changes.push(cache.apply(obj, false));
-    }
-    changes
+    runtime::relist::apply_relist(cache, kind, listed)
 }
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers {

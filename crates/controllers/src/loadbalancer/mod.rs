@@ -471,7 +471,7 @@ impl Controller for LoadBalancerController {
                     .metadata
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get("kubernetes.io/service-name"));
+                    .and_then(|l| l.get(runtime::labels::SERVICE_NAME_LABEL));
                 if let Some(name) = svc {
                     let ns = s.metadata.namespace.as_deref().unwrap_or("");
                     self.queue.add_at(Key::new(ns, name), now);

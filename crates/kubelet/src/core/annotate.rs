@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use controllers::{Action, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Pod;
+use runtime::{Action, Millis, Object, WriteError};
 
 use super::config::STATUS_RETRY;
 use super::pod::{Ctx, PodState};

@@ -29,8 +29,8 @@ mod tests_standin;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use controllers::{Action, Cache, Change, Key, Kind, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Container;
+use runtime::{Action, Cache, Change, Key, Kind, Millis, Object, WriteError};
 
 pub use config::KubeletConfig;
 pub use ipam::{Ipam, IpamError};
@@ -182,7 +182,7 @@ pub(crate) struct Outbox {
     pub commands: VecDeque<RuntimeCommand>,
     pub probes: VecDeque<ProbeRequest>,
     /// Events to record (upstream `recorder.Eventf`), bounded by [`MAX_PENDING_EVENTS`].
-    pub events: VecDeque<controllers::events::EventRecord>,
+    pub events: VecDeque<runtime::events::EventRecord>,
     probe_seq: u64,
     /// Probe id -> (pod uid, container, kind).
     pub inflight_probes: BTreeMap<u64, (String, String, ProbeKind)>,
@@ -192,7 +192,7 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Queue an Event, dropping the oldest past [`MAX_PENDING_EVENTS`].
-    pub fn event(&mut self, rec: controllers::events::EventRecord) {
+    pub fn event(&mut self, rec: runtime::events::EventRecord) {
         if self.events.len() >= MAX_PENDING_EVENTS {
             self.events.pop_front();
         }
@@ -404,7 +404,7 @@ impl Kubelet {
     }
 
     /// The next Event to record (the driver hands it to the event writer).
-    pub fn poll_event(&mut self) -> Option<controllers::events::EventRecord> {
+    pub fn poll_event(&mut self) -> Option<runtime::events::EventRecord> {
         self.out.events.pop_front()
     }
 

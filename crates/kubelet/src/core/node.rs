@@ -5,9 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use controllers::events::{self, EventRecord, EventType};
-use controllers::time::to_time;
-use controllers::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -16,11 +13,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use runtime::events::{self, EventRecord, EventType};
+use runtime::time::to_time;
+use runtime::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 
 use super::{KubeletConfig, LEASE_NAMESPACE, Outbox};
 
 /// The OS label every node carries.
-pub const OS_LABEL: &str = "kubernetes.io/os";
+pub use runtime::labels::OS_LABEL;
 /// Delay before re-posting a node write that lost a race (the watch brings the newer node).
 const NODE_RETRY: Millis = 1_000;
 

@@ -4,9 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use controllers::events::{self, EventRecord, EventType};
-use controllers::{Action, Cache, Key, Kind, Millis, WriteError};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use runtime::events::{self, EventRecord, EventType};
+use runtime::{Action, Cache, Key, Kind, Millis, WriteError};
 
 use super::annotate::AnnotationSync;
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
@@ -267,7 +267,7 @@ impl PodState {
         let Some(term) = self.term.clone() else {
             return;
         };
-        let not_ready_seen = cached.is_none_or(|p| !controllers::pod_is_ready(p));
+        let not_ready_seen = cached.is_none_or(|p| !runtime::pod_is_ready(p));
         if !term.term_sent
             && (not_ready_seen || term.not_ready_posted || now >= term.began + NOT_READY_WAIT)
         {
@@ -700,7 +700,7 @@ impl PodState {
         match action {
             Action::UpdateStatus(obj) => {
                 let posted_not_ready = match obj {
-                    controllers::Object::Pod(p) => !controllers::pod_is_ready(p),
+                    runtime::Object::Pod(p) => !runtime::pod_is_ready(p),
                     _ => false,
                 };
                 if result.is_ok()

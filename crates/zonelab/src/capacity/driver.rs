@@ -14,10 +14,10 @@ use controllers::autoscaler::{AutoscalerAction, AutoscalerConfig, ClusterAutosca
 use controllers::live::{
     Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
 };
-use controllers::{Cache, Kind, Object};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
+use runtime::{Cache, Kind, Object};
 use tokio::sync::mpsc;
 
 use super::http::HttpCloud;
