@@ -6,7 +6,7 @@
 use crate::cache::{Key, Object};
 
 /// A write a controller asks the API server to make. Writes that lose a race (conflict, not
-/// found) are reported back through [`crate::Controller::on_write_failed`]; successful writes
+/// found) are reported back through [`crate::Controller::handle_write_failed`]; successful writes
 /// come back as [`crate::Change`]s through the informers, as upstream controllers see their own
 /// writes.
 #[derive(Clone, Debug, PartialEq)]

@@ -18,6 +18,7 @@ use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, n
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis, WriteError};
+use runtime::Outbox;
 
 /// Condition upstream adds before deleting (`v1.DisruptionTarget`).
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
@@ -58,15 +59,14 @@ struct Work {
 /// tainted nodes and the timers; reads pods and nodes from the shared cache.
 #[derive(Clone, Debug, Default)]
 pub struct TaintEvictionController {
-    /// Events recorded since the last drain.
-    events: Vec<crate::events::EventRecord>,
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
     schedule: BTreeSet<(Millis, Key)>,
     /// Evictions whose writes are under way, and their retry timers.
     evicting: BTreeMap<Key, Eviction>,
     retries: BTreeSet<(Millis, Key)>,
-    actions: Vec<Action>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 fn node_of(pod: &Pod) -> &str {
@@ -177,15 +177,15 @@ impl TaintEvictionController {
         };
         match with_disruption_target(pod, now) {
             Some(new) if !e.deleting => {
-                self.actions
-                    .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+                self.out
+                    .push_action(Action::UpdateStatus(Object::Pod(Arc::new(new))));
             }
             // The condition is there (or went missing after being written: delete anyway).
             _ => {
                 if let Some(e) = self.evicting.get_mut(key) {
                     e.deleting = true;
                 }
-                self.actions.push(Action::Delete {
+                self.out.push_action(Action::Delete {
                     kind: Kind::Pod,
                     key: key.clone(),
                     uid: pod.metadata.uid.clone(),
@@ -300,7 +300,7 @@ impl TaintEvictionController {
         let Some(p) = cache.pods.get(pod) else {
             return;
         };
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             events::source::TAINT_EVICTION,
             events::pod_ref(p),
             EventType::Normal,
@@ -356,11 +356,11 @@ impl Controller for TaintEvictionController {
         "taint-eviction-controller"
     }
 
-    fn drain_events(&mut self, out: &mut Vec<crate::events::EventRecord>) {
-        out.append(&mut self.events);
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let tainted: Vec<String> = cache
             .nodes
             .iter()
@@ -372,7 +372,7 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -417,7 +417,7 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         while let Some((at, key)) = self.retries.first().cloned() {
             if at > now {
                 break;
@@ -438,17 +438,13 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         let timer = self.schedule.first().map(|(at, _)| *at);
         let retry = self.retries.first().map(|(at, _)| *at);
         timer.into_iter().chain(retry).min()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let key = match action {
             Action::UpdateStatus(Object::Pod(p)) => Key::of(&p.metadata),
             Action::Delete {
@@ -496,13 +492,13 @@ mod tests {
             T0,
         );
         let mut c = TaintEvictionController::new();
-        c.on_synced(&api.cache, T0);
+        c.handle_synced(&api.cache, T0);
         (c, api)
     }
 
     fn drain(c: &mut TaintEvictionController) -> Vec<Action> {
         let mut out = Vec::new();
-        c.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| c.poll_action()));
         out
     }
 
@@ -516,7 +512,7 @@ mod tests {
         );
         // Only once the condition is seen does the delete follow.
         for ch in api.execute(&first[0], T0).expect("status") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         let second = drain(&mut c);
         let uid = api
@@ -529,7 +525,7 @@ mod tests {
             "{second:?}"
         );
         for ch in api.execute(&second[0], T0).expect("delete") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         assert_eq!(c.evicting(), 0);
         assert!(drain(&mut c).is_empty());
@@ -540,42 +536,42 @@ mod tests {
         let (mut c, mut api) = evicting();
         let status = drain(&mut c);
         for ch in api.execute(&status[0], T0).expect("status") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         let delete = drain(&mut c);
         // The delete fails (e.g. 409 "too many concurrent updates") again and again.
         let mut now = T0;
         let mut waits = Vec::new();
         for _ in 0..14 {
-            c.on_write_failed(&delete[0], &WriteError::Conflict, now);
-            let at = c.next_wakeup().expect("a retry is scheduled");
+            c.handle_write_failed(&delete[0], &WriteError::Conflict, now);
+            let at = c.poll_timeout().expect("a retry is scheduled");
             waits.push(at - now);
             now = at;
-            c.on_tick(&api.cache, now);
+            c.handle_timeout(&api.cache, now);
             assert_eq!(drain(&mut c), delete, "the same delete, retried");
         }
         assert_eq!(&waits[..4], &[10, 20, 40, 80]);
         assert_eq!(*waits.last().expect("waits"), EVICTION_RETRY_MAX_MS);
         // It finally succeeds: the pod is marked for deletion and the eviction is done.
         for ch in api.execute(&delete[0], now).expect("delete") {
-            c.on_change(&api.cache, &ch, now);
+            c.handle_change(&api.cache, &ch, now);
         }
         assert_eq!(c.evicting(), 0);
-        assert_eq!(c.next_wakeup(), None);
+        assert_eq!(c.poll_timeout(), None);
     }
 
     #[test]
     fn a_retry_stops_when_the_pod_is_no_longer_due() {
         let (mut c, mut api) = evicting();
         let status = drain(&mut c);
-        c.on_write_failed(&status[0], &WriteError::Conflict, T0);
-        assert_eq!(c.next_wakeup(), Some(T0 + EVICTION_RETRY_BASE_MS));
+        c.handle_write_failed(&status[0], &WriteError::Conflict, T0);
+        assert_eq!(c.poll_timeout(), Some(T0 + EVICTION_RETRY_BASE_MS));
         // The taint goes before the retry.
         let ch = api.put(node(json!([])), T0 + 5);
-        c.on_change(&api.cache, &ch, T0 + 5);
+        c.handle_change(&api.cache, &ch, T0 + 5);
         assert_eq!(c.evicting(), 0);
-        assert_eq!(c.next_wakeup(), None);
-        c.on_tick(&api.cache, T0 + 100);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_timeout(&api.cache, T0 + 100);
         assert!(drain(&mut c).is_empty());
     }
 }

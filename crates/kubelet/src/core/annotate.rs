@@ -21,7 +21,7 @@ pub(crate) struct AnnotationSync {
 }
 
 impl AnnotationSync {
-    pub fn on_result(&mut self, result: &Result<(), WriteError>, now: Millis) {
+    pub fn handle_write_result(&mut self, result: &Result<(), WriteError>, now: Millis) {
         self.inflight = false;
         match result {
             Ok(()) | Err(WriteError::Conflict) | Err(WriteError::NotFound) => {}

@@ -4,7 +4,7 @@
 //! Inputs: informer [`Change`]s (its Node, its Lease, pods bound to it), [`RuntimeEvent`]s,
 //! probe results, write results and the time. Outputs: API writes ([`Kubelet::poll_action`]),
 //! runtime commands ([`Kubelet::poll_command`]), probes to run ([`Kubelet::poll_probe`]) and
-//! the next wake-up ([`Kubelet::next_wakeup`]). It never reads a clock or does I/O.
+//! the next wake-up ([`Kubelet::poll_timeout`]). It never reads a clock or does I/O.
 
 mod annotate;
 pub mod config;
@@ -259,7 +259,7 @@ impl Kubelet {
         match obj {
             Object::Node(_) => self
                 .node
-                .on_node_change(&self.cfg, &self.cache, &mut self.out),
+                .handle_node_change(&self.cfg, &self.cache, &mut self.out),
             Object::Pod(p) => {
                 let key = Key::of(&p.metadata);
                 self.sync_pods_of(&key, now);
@@ -320,7 +320,7 @@ impl Kubelet {
             return;
         };
         self.with_pod(&uid, now, |st, ctx| {
-            st.on_probe_result(id, &container, kind, &outcome, ctx);
+            st.handle_probe_result(id, &container, kind, &outcome, ctx);
         });
     }
 
@@ -339,11 +339,13 @@ impl Kubelet {
             Action::Bind { .. } => return,
         };
         match kind {
-            Kind::Node | Kind::Lease => self.node.on_write_result(&self.cfg, action, &result, now),
+            Kind::Node | Kind::Lease => self
+                .node
+                .handle_write_result(&self.cfg, action, &result, now),
             Kind::Pod => {
                 let Some(uid) = uid else { return };
                 if let Some(st) = self.pods.get_mut(&uid) {
-                    st.on_write_result(action, &result, now);
+                    st.handle_write_result(action, &result, now);
                     self.sync_uid(&uid, now);
                 }
             }
@@ -362,7 +364,7 @@ impl Kubelet {
         let due: Vec<String> = self
             .pods
             .iter()
-            .filter(|(_, st)| st.next_wakeup().is_some_and(|w| w <= now))
+            .filter(|(_, st)| st.poll_timeout().is_some_and(|w| w <= now))
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in due {
@@ -409,12 +411,12 @@ impl Kubelet {
     }
 
     /// When [`Kubelet::handle_timeout`] should next run.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.synced {
             return None;
         }
-        let pods = self.pods.values().filter_map(PodState::next_wakeup).min();
-        [self.node.next_wakeup(), pods].into_iter().flatten().min()
+        let pods = self.pods.values().filter_map(PodState::poll_timeout).min();
+        [self.node.poll_timeout(), pods].into_iter().flatten().min()
     }
 
     /// Sync every pod state for `key` (old UIDs and the cached one).

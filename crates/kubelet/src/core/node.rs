@@ -55,12 +55,12 @@ impl NodeAgent {
         node_event(cfg, now, out, "Starting", "Starting kubelet.".to_string());
         self.lease.due = now;
         self.status_due = now;
-        self.on_node_change(cfg, cache, out);
+        self.handle_node_change(cfg, cache, out);
         self.tick(cfg, cache, false, now, out);
     }
 
     /// Our Node changed (or appeared/disappeared): make sure labels and pod CIDR are ours.
-    pub fn on_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
+    pub fn handle_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
         if !self.started || self.meta_inflight {
             return;
         }
@@ -205,7 +205,7 @@ impl NodeAgent {
     }
 
     /// A node or lease write finished.
-    pub fn on_write_result(
+    pub fn handle_write_result(
         &mut self,
         cfg: &KubeletConfig,
         action: &Action,
@@ -258,7 +258,7 @@ impl NodeAgent {
         }
     }
 
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.started {
             return None;
         }

@@ -43,7 +43,12 @@ impl StatusSync {
                 && now < self.awaiting_until)
     }
 
-    pub fn on_result(&mut self, obj: &Object, result: &Result<(), WriteError>, now: Millis) {
+    pub fn handle_write_result(
+        &mut self,
+        obj: &Object,
+        result: &Result<(), WriteError>,
+        now: Millis,
+    ) {
         self.inflight = false;
         match result {
             Ok(()) | Err(WriteError::Conflict) => {

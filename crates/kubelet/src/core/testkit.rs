@@ -255,7 +255,7 @@ impl Rig {
     /// Run every timer up to `until`.
     pub fn run_until(&mut self, until: Millis) {
         for _ in 0..100_000 {
-            match self.kubelet.next_wakeup() {
+            match self.kubelet.poll_timeout() {
                 Some(w) if w <= until => {
                     self.now = self.now.max(w);
                     self.kubelet.handle_timeout(self.now);
