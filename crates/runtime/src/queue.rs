@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::cache::Key;
 use crate::time::Millis;
 
+/// How many distinct keys a queue built with `Default` holds: above the simulator's largest
+/// cluster (150,000 pods).
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+
 /// A key was not queued: the queue holds its capacity of distinct keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("delay queue full ({capacity} keys)")]
@@ -25,6 +29,12 @@ pub struct DelayQueue<K> {
     by_time: BTreeSet<(Millis, K)>,
     by_key: BTreeMap<K, Millis>,
     capacity: usize,
+}
+
+impl<K: Ord + Clone> Default for DelayQueue<K> {
+    fn default() -> Self {
+        DelayQueue::new(DEFAULT_CAPACITY)
+    }
 }
 
 impl<K: Ord + Clone> DelayQueue<K> {
@@ -123,10 +133,9 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 }
 
-/// How many distinct keys a [`WorkQueue`] holds: above the simulator's largest cluster
-/// (150,000 pods); a key past it is counted in [`WorkQueue::overflowed`] and queued again by
-/// the next change to its object.
-pub const WORK_QUEUE_CAPACITY: usize = 1 << 20;
+/// How many distinct keys a [`WorkQueue`] holds; a key past it is counted in
+/// [`WorkQueue::overflowed`] and queued again by the next change to its object.
+pub const WORK_QUEUE_CAPACITY: usize = DEFAULT_CAPACITY;
 
 /// Keys due at a time, with per-key exponential backoff for retries (upstream's default
 /// controller rate limiter: 5ms doubling to 1000s).

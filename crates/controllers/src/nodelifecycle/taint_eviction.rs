@@ -9,7 +9,7 @@
 //!
 //! Start at [`TaintEvictionController::process_pod_on_node`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
@@ -18,7 +18,7 @@ use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, n
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis, WriteError};
-use runtime::Outbox;
+use runtime::{DelayQueue, Outbox};
 
 /// Condition upstream adds before deleting (`v1.DisruptionTarget`).
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
@@ -61,10 +61,11 @@ struct Work {
 pub struct TaintEvictionController {
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
-    schedule: BTreeSet<(Millis, Key)>,
+    /// Deletion timers (one per pod, earliest first).
+    schedule: DelayQueue<Key>,
     /// Evictions whose writes are under way, and their retry timers.
     evicting: BTreeMap<Key, Eviction>,
-    retries: BTreeSet<(Millis, Key)>,
+    retries: DelayQueue<Key>,
     /// Writes and Events for the driver to poll.
     out: Outbox,
 }
@@ -105,17 +106,16 @@ impl TaintEvictionController {
 
     fn cancel(&mut self, pod: &Key) {
         if let Some(w) = self.work.remove(pod) {
-            self.schedule.remove(&(w.fire_at, pod.clone()));
+            debug_assert_eq!(self.schedule.due_at(pod), Some(w.fire_at));
+            self.schedule.remove(pod);
             tracing::debug!(%pod, "cancelling pod deletion");
         }
         self.stop_evicting(pod);
     }
 
     fn stop_evicting(&mut self, pod: &Key) {
-        if let Some(e) = self.evicting.remove(pod)
-            && let Some(at) = e.retry_at
-        {
-            self.retries.remove(&(at, pod.clone()));
+        if self.evicting.remove(pod).is_some() {
+            self.retries.remove(pod);
         }
     }
 
@@ -128,6 +128,10 @@ impl TaintEvictionController {
             self.delete_pod(cache, pod, created_at);
             return;
         }
+        if let Err(full) = self.schedule.schedule(pod.clone(), fire_at) {
+            tracing::warn!(%pod, "taint eviction: {full}; the pod's next change schedules it");
+            return;
+        }
         self.work.insert(
             pod.clone(),
             Work {
@@ -135,7 +139,6 @@ impl TaintEvictionController {
                 fire_at,
             },
         );
-        self.schedule.insert((fire_at, pod.clone()));
     }
 
     /// Upstream `addConditionAndDeletePod`: DisruptionTarget=True on the pod, then delete it
@@ -200,15 +203,16 @@ impl TaintEvictionController {
         let Some(e) = self.evicting.get_mut(key) else {
             return;
         };
-        if let Some(at) = e.retry_at.take() {
-            self.retries.remove(&(at, key.clone()));
-        }
+        e.retry_at = None;
+        self.retries.remove(key);
         e.failures += 1;
         let delay = EVICTION_RETRY_BASE_MS
             .saturating_mul(1 << (e.failures - 1).min(20))
             .min(EVICTION_RETRY_MAX_MS);
-        e.retry_at = Some(now + delay);
-        self.retries.insert((now + delay, key.clone()));
+        match self.retries.schedule(key.clone(), now + delay) {
+            Ok(()) => e.retry_at = Some(now + delay),
+            Err(full) => tracing::warn!(pod = %key, "taint eviction retry: {full}"),
+        }
     }
 
     /// Upstream `processPodOnNode`: schedule, keep, or cancel the deletion of one pod given
@@ -418,29 +422,21 @@ impl Controller for TaintEvictionController {
     }
 
     fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
-        while let Some((at, key)) = self.retries.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.retries.remove(&(at, key.clone()));
+        while let Some((_, key)) = self.retries.pop_due(now) {
             if let Some(e) = self.evicting.get_mut(&key) {
                 e.retry_at = None;
             }
             self.advance_eviction(cache, &key, now);
         }
-        while let Some((at, key)) = self.schedule.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.schedule.remove(&(at, key.clone()));
+        while let Some((_, key)) = self.schedule.pop_due(now) {
             self.work.remove(&key);
             self.delete_pod(cache, &key, now);
         }
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        let timer = self.schedule.first().map(|(at, _)| *at);
-        let retry = self.retries.first().map(|(at, _)| *at);
+        let timer = self.schedule.next_due();
+        let retry = self.retries.next_due();
         timer.into_iter().chain(retry).min()
     }
 
