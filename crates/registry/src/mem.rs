@@ -493,10 +493,11 @@ impl<S: Stored> MemApi<S> {
         Ok(self.store(pods, pod, ChangeType::Modified, key))
     }
 
-    /// Store `obj` as given, without admission (seeding a store, as writing to etcd directly):
-    /// keeps the stored uid and creationTimestamp, fills a missing name (from generateName),
-    /// uid and creationTimestamp, bumps the revision; a Service's ClusterIP and node ports are
-    /// marked taken.
+    /// Store `obj` as given, without admission or validation (seeding a store, as writing to
+    /// etcd directly): keeps the stored uid and creationTimestamp, fills a missing name (from
+    /// generateName), uid and creationTimestamp, applies the kind's defaults (as reading from
+    /// storage would), bumps the revision; a Service's ClusterIP and node ports are marked
+    /// taken.
     pub fn put_raw(
         &mut self,
         res: &'static ResourceInfo,
@@ -522,6 +523,12 @@ impl<S: Stored> MemApi<S> {
             ChangeType::Added
         };
         o.raw_identity(old, name, fresh, now);
+        // Objects read from storage are defaulted (upstream's storage codec defaults on decode).
+        if o.fast_defaults(res, old) == FastPath::Fallback {
+            let mut v = o.to_value();
+            api::admit::default(res, &mut v);
+            o = S::from_value(res, v)?;
+        }
         if is_service(res) {
             let held = self.alloc.held_by(&o.to_value());
             self.alloc.mark(&held);

@@ -48,6 +48,11 @@ pub trait Stored: Clone {
     fn fast_update(&mut self, _res: &ResourceInfo, _scope: UpdateScope, _old: &Self) -> FastPath {
         FastPath::Fallback
     }
+    /// Apply upstream's defaults for `res` to `self` (a raw write; `old` the stored object)
+    /// without JSON; [`FastPath::Fallback`] leaves `self` unchanged.
+    fn fast_defaults(&mut self, _res: &ResourceInfo, _old: Option<&Self>) -> FastPath {
+        FastPath::Fallback
+    }
     /// Apply the binding rule to `self` (a stored pod) without JSON: `None` when not covered.
     fn fast_bind(
         &mut self,

@@ -67,12 +67,7 @@ pub fn node_status(new: &mut Node, old: &Node) -> FastPath {
     }
     carry_meta(&mut new.metadata, &old.metadata, false);
     new.spec.clone_from(&old.spec);
-    if let Some(st) = new.status.as_mut()
-        && st.allocatable.is_none()
-    {
-        st.allocatable.clone_from(&st.capacity);
-    }
-    FastPath::Applied
+    node_defaults(new)
 }
 
 /// A Lease update (a renewal): the spec is the client's, validated as upstream does.
@@ -84,6 +79,37 @@ pub fn lease(new: &mut Lease, old: &Lease) -> FastPath {
         return FastPath::Fallback;
     }
     carry_meta(&mut new.metadata, &old.metadata, false);
+    FastPath::Applied
+}
+
+/// Kinds `api::admit::default` changes (the others need no defaulting).
+pub fn has_defaults(res: &ResourceInfo) -> bool {
+    matches!(
+        (res.group, res.kind),
+        ("", "Service" | "Pod" | "Namespace" | "Node" | "Secret")
+            | (
+                "apps",
+                "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+            )
+            | ("discovery.k8s.io", "EndpointSlice")
+    )
+}
+
+/// Pod defaults touch only the spec: a pod whose spec is the stored (defaulted) one's needs none.
+pub fn pod_defaults(new: &Pod, old: Option<&Pod>) -> FastPath {
+    match old {
+        Some(o) if o.spec == new.spec => FastPath::Applied,
+        _ => FastPath::Fallback,
+    }
+}
+
+/// Node defaults: `status.allocatable` from `status.capacity` when unset.
+pub fn node_defaults(new: &mut Node) -> FastPath {
+    if let Some(st) = new.status.as_mut()
+        && st.allocatable.is_none()
+    {
+        st.allocatable.clone_from(&st.capacity);
+    }
     FastPath::Applied
 }
 
@@ -249,6 +275,14 @@ impl Stored for Obj {
         match (self, old, scope) {
             (Obj::Pod(n), Obj::Pod(o), UpdateScope::Status) => pod_status(n, o),
             (Obj::Lease(n), Obj::Lease(o), _) => lease(n, o),
+            _ => FastPath::Fallback,
+        }
+    }
+    fn fast_defaults(&mut self, res: &ResourceInfo, old: Option<&Obj>) -> FastPath {
+        match (self, old) {
+            (Obj::Pod(n), Some(Obj::Pod(o))) => pod_defaults(n, Some(o)),
+            (Obj::Json(v), _) => v.fast_defaults(res, None),
+            (_, _) if !has_defaults(res) => FastPath::Applied,
             _ => FastPath::Fallback,
         }
     }
