@@ -137,7 +137,10 @@ impl registry::Stored for Stored {
     }
 
     fn same(&self, other: &Stored) -> bool {
-        self.0 == other.0
+        match (&self.0, &other.0) {
+            (Object::Pod(a), Object::Pod(b)) => registry::typed::same_pod(a, b),
+            (a, b) => a == b,
+        }
     }
 
     fn raw_identity(
@@ -274,7 +277,7 @@ impl FakeApi {
         let key = obj.key();
         let w = self
             .api
-            .put_raw(res, namespace_of(&key), &Stored(obj), now)
+            .put_raw(res, namespace_of(&key), Stored(obj), now)
             .unwrap_or_else(|e| panic!("raw write refused: {}", e.message));
         self.apply(w.changes)
             .pop()
@@ -330,7 +333,7 @@ impl FakeApi {
                 let key = obj.key();
                 let res = resource(obj.kind());
                 self.api
-                    .update(res, namespace_of(&key), &Stored(obj.clone()), scope, now)
+                    .update(res, namespace_of(&key), Stored(obj.clone()), scope, now)
             }
             Action::Delete {
                 kind,

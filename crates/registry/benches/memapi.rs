@@ -99,7 +99,7 @@ fn time_writes<S: Stored>(
         let out = api.update(
             leases,
             Some("kube-node-lease"),
-            black_box(&next),
+            black_box(next),
             UpdateScope::Main,
             T0,
         );
@@ -116,7 +116,7 @@ fn time_writes<S: Stored>(
             .clone();
         let next = running(&cur, w);
         let start = Instant::now();
-        let out = api.update_status(pods, Some("default"), black_box(&next), T0);
+        let out = api.update_status(pods, Some("default"), black_box(next), T0);
         samples.push(start.elapsed());
         assert_eq!(out.expect("status").changes.len(), 1);
     }

@@ -247,13 +247,13 @@ impl<S: Stored> MemApi<S> {
     }
 
     /// PUT (`scope` Main) or PUT status (`scope` Status) of `obj`, whose `resourceVersion`, if
-    /// set, is a precondition. An update that changes nothing stores nothing and returns no
+    /// set, is a precondition (taken by value: the typed fast paths then mutate it in place). An update that changes nothing stores nothing and returns no
     /// change; one that removes the last finalizer of a deleted object removes it.
     pub fn update(
         &mut self,
         res: &'static ResourceInfo,
         namespace: Option<&str>,
-        obj: &S,
+        obj: S,
         scope: UpdateScope,
         _now: Millis,
     ) -> Result<Written<S>, StatusError> {
@@ -264,7 +264,7 @@ impl<S: Stored> MemApi<S> {
             .get(&key)
             .ok_or_else(|| StatusError::not_found(res, &name))?;
         let stored_rev = meta::parse_resource_version(old.resource_version())?.unwrap_or(0);
-        let mut new = obj.clone();
+        let mut new = obj;
         if new.fast_update(res, scope, old) == FastPath::Applied {
             let precondition = meta::parse_resource_version(new.resource_version())?;
             if precondition.is_some_and(|rv| rv != stored_rev) {
@@ -273,7 +273,7 @@ impl<S: Stored> MemApi<S> {
             return Ok(self.finish_update(res, key, new, stored_rev));
         }
         let old_v = old.to_value();
-        let mut v = obj.to_value();
+        let mut v = new.to_value();
         admission::decode_update(res, namespace, &name, &mut v)?;
         admission::admit_update(res, &name, &mut v, &old_v, scope, stored_rev)?;
         let change = if is_service(res) && scope == UpdateScope::Main {
@@ -336,7 +336,7 @@ impl<S: Stored> MemApi<S> {
         &mut self,
         res: &'static ResourceInfo,
         namespace: Option<&str>,
-        obj: &S,
+        obj: S,
         now: Millis,
     ) -> Result<Written<S>, StatusError> {
         self.update(res, namespace, obj, UpdateScope::Status, now)
@@ -502,10 +502,10 @@ impl<S: Stored> MemApi<S> {
         &mut self,
         res: &'static ResourceInfo,
         namespace: Option<&str>,
-        obj: &S,
+        obj: S,
         now: Millis,
     ) -> Result<Written<S>, StatusError> {
-        let mut o = obj.clone();
+        let mut o = obj;
         let ns = namespace
             .or(o.namespace())
             .filter(|_| res.namespaced)

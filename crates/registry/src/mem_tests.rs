@@ -153,12 +153,12 @@ fn update_bumps_generation_on_spec_change_only() {
     assert_eq!(w.object["metadata"]["generation"], 1);
     let mut s = w.object.clone();
     s["status"] = json!({"replicas": 1});
-    let w = api.update_status(deps, Some("d"), &s, 0).unwrap();
+    let w = api.update_status(deps, Some("d"), s.clone(), 0).unwrap();
     assert_eq!(w.object["metadata"]["generation"], 1);
     let mut m = w.object.clone();
     m["spec"]["replicas"] = json!(3);
     let w = api
-        .update(deps, Some("d"), &m, UpdateScope::Main, 0)
+        .update(deps, Some("d"), m.clone(), UpdateScope::Main, 0)
         .unwrap();
     assert_eq!(w.object["metadata"]["generation"], 2);
     assert_eq!(
@@ -170,7 +170,7 @@ fn update_bumps_generation_on_spec_change_only() {
     let mut same = w.object.clone();
     same["metadata"]["resourceVersion"] = json!(rev.to_string());
     let w2 = api
-        .update(deps, Some("d"), &same, UpdateScope::Main, 0)
+        .update(deps, Some("d"), same.clone(), UpdateScope::Main, 0)
         .unwrap();
     assert!(w2.changes.is_empty());
     assert_eq!(api.revision(), rev);
@@ -190,12 +190,12 @@ fn a_stale_resource_version_conflicts_and_changes_nothing() {
         .unwrap();
     let mut l = w.object.clone();
     l["spec"]["holderIdentity"] = json!("a");
-    api.update(leases, Some("d"), &l, UpdateScope::Main, 0)
+    api.update(leases, Some("d"), l.clone(), UpdateScope::Main, 0)
         .unwrap();
     let rev = api.revision();
     l["spec"]["holderIdentity"] = json!("b");
     let e = api
-        .update(leases, Some("d"), &l, UpdateScope::Main, 0)
+        .update(leases, Some("d"), l.clone(), UpdateScope::Main, 0)
         .unwrap_err();
     assert_eq!((e.code, e.reason), (409, "Conflict"));
     assert_eq!(api.revision(), rev);
@@ -214,7 +214,7 @@ fn an_invalid_service_update_gives_its_new_node_port_back() {
     np["spec"]["type"] = json!("NodePort");
     np["spec"]["ports"][0]["port"] = json!(0);
     let e = api
-        .update(svcs, Some("d"), &np, UpdateScope::Main, 0)
+        .update(svcs, Some("d"), np.clone(), UpdateScope::Main, 0)
         .unwrap_err();
     assert_eq!(e.code, 422);
     assert_eq!(
@@ -241,7 +241,8 @@ fn graceful_pod_deletion_then_final_delete() {
     // The kubelet's status writes keep it; its grace-0 delete removes it.
     let mut s = w.object.clone();
     s["status"]["phase"] = json!("Running");
-    api.update_status(pods, Some("d"), &s, 11_000).unwrap();
+    api.update_status(pods, Some("d"), s.clone(), 11_000)
+        .unwrap();
     assert!(api.get(pods, Some("d"), "p").is_some());
     let now = DeleteOptions {
         grace_seconds: Some(0),
@@ -269,7 +270,7 @@ fn finalizers_hold_until_removed() {
     let mut c = w.object.clone();
     c["metadata"]["finalizers"] = json!([]);
     let w = api
-        .update(cms, Some("d"), &c, UpdateScope::Main, 0)
+        .update(cms, Some("d"), c.clone(), UpdateScope::Main, 0)
         .unwrap();
     assert_eq!(w.changes[0].kind, ChangeType::Deleted);
     assert!(api.get(cms, Some("d"), "c").is_none());
@@ -381,7 +382,7 @@ fn put_raw_stores_as_given_and_keeps_the_uid() {
         .put_raw(
             pods,
             Some("d"),
-            &json!({"metadata": {"name": "p"}, "status": {"phase": "Running"}}),
+            json!({"metadata": {"name": "p"}, "status": {"phase": "Running"}}),
             5_000,
         )
         .unwrap();
@@ -391,7 +392,7 @@ fn put_raw_stores_as_given_and_keeps_the_uid() {
         .put_raw(
             pods,
             Some("d"),
-            &json!({"metadata": {"name": "p", "uid": "other"}}),
+            json!({"metadata": {"name": "p", "uid": "other"}}),
             6_000,
         )
         .unwrap();

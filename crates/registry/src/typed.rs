@@ -6,6 +6,8 @@
 //! Start at [`pod_status`]. Assumes the stored object passed the rules (everything written through
 //! them did): the spec a status write keeps is not validated again.
 
+use std::sync::Arc;
+
 use api::resources::ResourceInfo;
 use api::status::StatusError;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -56,7 +58,9 @@ pub fn pod_status(new: &mut Pod, old: &Pod) -> FastPath {
         return FastPath::Fallback;
     }
     carry_meta(&mut new.metadata, &old.metadata, true);
-    new.spec.clone_from(&old.spec);
+    if new.spec != old.spec {
+        new.spec.clone_from(&old.spec);
+    }
     FastPath::Applied
 }
 
@@ -66,7 +70,9 @@ pub fn node_status(new: &mut Node, old: &Node) -> FastPath {
         return FastPath::Fallback;
     }
     carry_meta(&mut new.metadata, &old.metadata, false);
-    new.spec.clone_from(&old.spec);
+    if new.spec != old.spec {
+        new.spec.clone_from(&old.spec);
+    }
     node_defaults(new)
 }
 
@@ -80,6 +86,12 @@ pub fn lease(new: &mut Lease, old: &Lease) -> FastPath {
     }
     carry_meta(&mut new.metadata, &old.metadata, false);
     FastPath::Applied
+}
+
+/// Pod equality, status first: a status write usually differs there, so the no-op check of
+/// an update stops early instead of comparing the whole spec.
+pub fn same_pod(a: &Pod, b: &Pod) -> bool {
+    std::ptr::eq(a, b) || (a.status == b.status && a.metadata == b.metadata && a.spec == b.spec)
 }
 
 /// Kinds `api::admit::default` changes (the others need no defaulting).
@@ -196,8 +208,8 @@ pub fn bind_pod(
 /// paths, everything else JSON. (The controllers' test double stores its own typed objects.)
 #[derive(Clone, Debug, PartialEq)]
 pub enum Obj {
-    Pod(Box<Pod>),
-    Lease(Box<Lease>),
+    Pod(Arc<Pod>),
+    Lease(Arc<Lease>),
     Json(Value),
 }
 
@@ -214,16 +226,16 @@ impl Obj {
 impl Stored for Obj {
     fn to_value(&self) -> Value {
         match self {
-            Obj::Pod(p) => serde_json::to_value(p).unwrap_or(Value::Null),
-            Obj::Lease(l) => serde_json::to_value(l).unwrap_or(Value::Null),
+            Obj::Pod(p) => serde_json::to_value(&**p).unwrap_or(Value::Null),
+            Obj::Lease(l) => serde_json::to_value(&**l).unwrap_or(Value::Null),
             Obj::Json(v) => v.clone(),
         }
     }
     fn from_value(res: &'static ResourceInfo, v: Value) -> Result<Obj, StatusError> {
         let bad = |e: serde_json::Error| StatusError::bad_request(e.to_string());
         Ok(match res.kind {
-            "Pod" => Obj::Pod(Box::new(serde_json::from_value(v).map_err(bad)?)),
-            "Lease" => Obj::Lease(Box::new(serde_json::from_value(v).map_err(bad)?)),
+            "Pod" => Obj::Pod(Arc::new(serde_json::from_value(v).map_err(bad)?)),
+            "Lease" => Obj::Lease(Arc::new(serde_json::from_value(v).map_err(bad)?)),
             _ => Obj::Json(v),
         })
     }
@@ -246,12 +258,20 @@ impl Stored for Obj {
                 let o = o.map(Stored::to_value);
                 v.raw_identity(o.as_ref(), name, uid, now)
             }
-            (Obj::Pod(p), o) => {
-                raw_identity(&mut p.metadata, o.and_then(Obj::meta), name, uid, now)
-            }
-            (Obj::Lease(l), o) => {
-                raw_identity(&mut l.metadata, o.and_then(Obj::meta), name, uid, now)
-            }
+            (Obj::Pod(p), o) => raw_identity(
+                &mut Arc::make_mut(p).metadata,
+                o.and_then(Obj::meta),
+                name,
+                uid,
+                now,
+            ),
+            (Obj::Lease(l), o) => raw_identity(
+                &mut Arc::make_mut(l).metadata,
+                o.and_then(Obj::meta),
+                name,
+                uid,
+                now,
+            ),
         }
     }
     fn resource_version(&self) -> Option<&str> {
@@ -263,18 +283,21 @@ impl Stored for Obj {
     }
     fn set_resource_version(&mut self, rv: u64) {
         match self {
-            Obj::Pod(p) => p.metadata.resource_version = Some(rv.to_string()),
-            Obj::Lease(l) => l.metadata.resource_version = Some(rv.to_string()),
+            Obj::Pod(p) => Arc::make_mut(p).metadata.resource_version = Some(rv.to_string()),
+            Obj::Lease(l) => Arc::make_mut(l).metadata.resource_version = Some(rv.to_string()),
             Obj::Json(v) => crate::meta::set_resource_version(v, rv),
         }
     }
     fn same(&self, other: &Obj) -> bool {
-        self == other
+        match (self, other) {
+            (Obj::Pod(a), Obj::Pod(b)) => same_pod(a, b),
+            _ => self == other,
+        }
     }
     fn fast_update(&mut self, _res: &ResourceInfo, scope: UpdateScope, old: &Obj) -> FastPath {
         match (self, old, scope) {
-            (Obj::Pod(n), Obj::Pod(o), UpdateScope::Status) => pod_status(n, o),
-            (Obj::Lease(n), Obj::Lease(o), _) => lease(n, o),
+            (Obj::Pod(n), Obj::Pod(o), UpdateScope::Status) => pod_status(Arc::make_mut(n), o),
+            (Obj::Lease(n), Obj::Lease(o), _) => lease(Arc::make_mut(n), o),
             _ => FastPath::Fallback,
         }
     }
@@ -293,7 +316,7 @@ impl Stored for Obj {
         now: Millis,
     ) -> Option<Result<(), StatusError>> {
         match self {
-            Obj::Pod(p) => Some(bind_pod(res, p, node, now)),
+            Obj::Pod(p) => Some(bind_pod(res, Arc::make_mut(p), node, now)),
             _ => None,
         }
     }

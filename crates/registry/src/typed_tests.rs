@@ -184,13 +184,13 @@ fn a_typed_mem_api_agrees_with_the_json_one() {
         let mut lv = js.get(leases(), Some("l"), "n1").unwrap().clone();
         lv["spec"]["renewTime"] = json!(format!("2027-01-15T08:00:0{i}.000000Z"));
         let a = js
-            .update(leases(), Some("l"), &lv, UpdateScope::Main, 3_000)
+            .update(leases(), Some("l"), lv.clone(), UpdateScope::Main, 3_000)
             .unwrap();
         let b = ty
             .update(
                 leases(),
                 Some("l"),
-                &Obj::from_value(leases(), lv).unwrap(),
+                Obj::from_value(leases(), lv).unwrap(),
                 UpdateScope::Main,
                 3_000,
             )
@@ -200,12 +200,14 @@ fn a_typed_mem_api_agrees_with_the_json_one() {
     }
     let mut pv = js.get(pods(), Some("d"), "p").unwrap().clone();
     pv["status"]["phase"] = json!("Running");
-    let a = js.update_status(pods(), Some("d"), &pv, 4_000).unwrap();
+    let a = js
+        .update_status(pods(), Some("d"), pv.clone(), 4_000)
+        .unwrap();
     let b = ty
         .update_status(
             pods(),
             Some("d"),
-            &Obj::from_value(pods(), pv).unwrap(),
+            Obj::from_value(pods(), pv).unwrap(),
             4_000,
         )
         .unwrap();
