@@ -541,3 +541,7 @@ pub fn object(v: serde_json::Value) -> Object {
         other => panic!("unknown kind {other:?}"),
     }
 }
+
+#[cfg(test)]
+#[path = "fake_tests.rs"]
+mod tests;
