@@ -1,6 +1,6 @@
 //! Bench of the hot writes through `MemApi` at simulator scale: 5,000 nodes renewing their
 //! Lease and status updates of pods among 150,000, on the typed store (the fast paths) and on
-//! the JSON store (the rules on `serde_json::Value`), plus binding.
+//! the JSON store (the rules on `serde_json::Value`); and the 150,000 pod creates and bindings.
 //!
 //! Run: `cargo bench -p registry --bench memapi`. Prints median / p99 / max per write.
 
@@ -52,8 +52,13 @@ fn config() -> MemConfig {
     }
 }
 
-/// Create the Leases and pods (bound, one per node round robin) in `api`.
-fn populate<S: Stored>(api: &mut MemApi<S>, wrap: impl Fn(&'static ResourceInfo, Value) -> S) {
+/// Create the Leases and pods (bound, one per node round robin) in `api`; reports the time per
+/// pod create (admission and validation through JSON) and per binding.
+fn populate<S: Stored>(
+    label: &str,
+    api: &mut MemApi<S>,
+    wrap: impl Fn(&'static ResourceInfo, Value) -> S,
+) {
     let leases = res("coordination.k8s.io", "leases");
     let pods = res("", "pods");
     for i in 0..NODES {
@@ -65,17 +70,21 @@ fn populate<S: Stored>(api: &mut MemApi<S>, wrap: impl Fn(&'static ResourceInfo,
         )
         .expect("lease");
     }
+    let mut creates = Vec::with_capacity(PODS);
+    let mut binds = Vec::with_capacity(PODS);
     for i in 0..PODS {
-        api.create(pods, Some("default"), &wrap(pods, pod(i)), T0)
+        let p = wrap(pods, pod(i));
+        let start = Instant::now();
+        api.create(pods, Some("default"), black_box(&p), T0)
             .expect("pod");
-        api.bind(
-            "default",
-            &format!("pod-{i:06}"),
-            &format!("node-{:05}", i % NODES),
-            T0,
-        )
-        .expect("bind");
+        creates.push(start.elapsed());
+        let (name, node) = (format!("pod-{i:06}"), format!("node-{:05}", i % NODES));
+        let start = Instant::now();
+        api.bind("default", &name, &node, T0).expect("bind");
+        binds.push(start.elapsed());
     }
+    report(&format!("{label}: pod create"), creates);
+    report(&format!("{label}: pod binding"), binds);
 }
 
 /// Time `WRITES` Lease renewals and pod status updates on `api` (objects read back from it).
@@ -151,12 +160,9 @@ fn main() {
     let pods = res("", "pods");
 
     let mut typed: MemApi<Obj> = MemApi::new(config(), 1).expect("config");
-    let start = Instant::now();
-    populate(&mut typed, |r, v| Obj::from_value(r, v).expect("typed"));
-    println!(
-        "typed store: created {NODES} Leases and {PODS} bound pods in {:.2?}",
-        start.elapsed()
-    );
+    populate("typed", &mut typed, |r, v| {
+        Obj::from_value(r, v).expect("typed")
+    });
     time_writes(
         "typed",
         &mut typed,
@@ -165,6 +171,6 @@ fn main() {
     );
 
     let mut js: MemApi<Value> = MemApi::new(config(), 1).expect("config");
-    populate(&mut js, |_, v| v);
+    populate("json", &mut js, |_, v| v);
     time_writes("json", &mut js, renew_json, running_json);
 }
