@@ -246,11 +246,20 @@ impl FakeApi {
             check_namespaces: false,
             ..registry::MemConfig::default()
         };
-        FakeApi {
+        FakeApi::with_config(cfg, SEED).expect("the default ranges parse")
+    }
+
+    /// An API with the server settings `cfg` (admission's default toleration seconds, Service
+    /// ranges, namespace checks) and its randomness from `seed` (a simulator's run seed).
+    pub fn with_config(
+        cfg: registry::MemConfig,
+        seed: u64,
+    ) -> Result<FakeApi, registry::mem::ConfigError> {
+        Ok(FakeApi {
             cache: Cache::default(),
-            api: registry::MemApi::new(cfg, SEED).expect("the default ranges parse"),
+            api: registry::MemApi::new(cfg, seed)?,
             log: Vec::new(),
-        }
+        })
     }
 
     /// Look up the current object of `kind` at `key`.

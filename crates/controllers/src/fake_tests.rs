@@ -117,3 +117,32 @@ fn deleting_a_bound_pod_waits_for_its_kubelet_an_unbound_one_goes() {
             .is_none()
     );
 }
+
+#[test]
+fn server_settings_and_seed_are_the_callers() {
+    let cfg = registry::MemConfig {
+        admission: registry::Admission {
+            default_not_ready_toleration_seconds: 40,
+            default_unreachable_toleration_seconds: 50,
+        },
+        check_namespaces: false,
+        ..registry::MemConfig::default()
+    };
+    let uid = |seed| {
+        let mut api = FakeApi::with_config(cfg.clone(), seed).unwrap();
+        let changes = api.execute(&Action::Create(new_pod("p")), T0).unwrap();
+        let p = pod_of(changes[0].object()).clone();
+        let secs: Vec<_> = (p.spec.unwrap().tolerations.iter().flatten())
+            .map(|t| t.toleration_seconds)
+            .collect();
+        assert_eq!(secs, vec![Some(40), Some(50)]);
+        p.metadata.uid.unwrap()
+    };
+    assert_eq!(uid(7), uid(7));
+    assert_ne!(uid(7), uid(8));
+    let bad = registry::MemConfig {
+        service_cluster_ip_range: "10.0.0.0/99".into(),
+        ..registry::MemConfig::default()
+    };
+    assert!(FakeApi::with_config(bad, 1).is_err());
+}
