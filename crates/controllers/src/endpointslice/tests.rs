@@ -488,7 +488,8 @@ impl Controller for Flaky {
             && self.conflicts > 0
         {
             self.conflicts -= 1;
-            Arc::make_mut(s).metadata.resource_version = Some("stale".to_string());
+            // An older revision (the API answers a non-numeric one with 400, not 409).
+            Arc::make_mut(s).metadata.resource_version = Some("1".to_string());
         }
         Some(a)
     }

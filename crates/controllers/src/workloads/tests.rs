@@ -510,7 +510,9 @@ fn no_duplicate_creates_when_writes_are_observed_late() {
     let rs = object(json!({
         "kind": "ReplicaSet", "metadata": {"name": "rs", "namespace": "default"},
         "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "x"}},
-                 "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}
+                 // A container: the API refuses pods without one (upstream validation).
+                 "template": {"metadata": {"labels": {"app": "x"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}}}
     }));
     let mut w = SlowWatch {
         api: FakeApi::new(),
