@@ -1,9 +1,9 @@
-//! Controllers with upstream semantics, as sans-IO state machines, and their live driver.
+//! Controllers with upstream semantics, as sans-IO state machines.
 //!
 //! Start at [`Controller`]: a controller is fed informer [`Change`]s and the time, reads the
 //! shared informer [`Cache`], and hands back [`Action`]s (writes) and its next wake-up. It
 //! never reads a clock, sleeps or does I/O, so the same struct runs in the live server
-//! ([`live`]) and, later, in the simulator in virtual time.
+//! (the `live` crate's `live::controllers`) and, in the simulator in virtual time.
 
 pub mod autoscaler;
 pub mod cache;
@@ -11,9 +11,7 @@ pub mod disruption;
 pub mod endpointslice;
 pub mod events;
 pub mod fake;
-pub mod fake_client;
 pub mod leaderelection;
-pub mod live;
 pub mod loadbalancer;
 pub mod nodegroups;
 pub mod nodelifecycle;

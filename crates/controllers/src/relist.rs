@@ -1,16 +1,11 @@
-//! Informer relists, shared by every live driver (controllers, kubelet, kube-proxy, the run's
-//! timeline watches): a relist (after start, a watch gap or a 410) is buffered until complete
-//! and then replaces the driver's view as one step, as upstream's reflector `Replace` does, so
-//! objects deleted while nobody was watching are delivered as deletions.
+//! Informer relists, pure: what a live driver does with one watch event once relists are
+//! buffered ([`Step`]), and how a complete relist is reconciled with the keys the driver holds
+//! ([`diff`]: objects deleted while nobody was watching come out as deletions, as upstream's
+//! reflector `Replace` does). The kube-bound watcher that produces the steps is `live::relist`.
 //!
-//! Start at [`RelistBuffer::on_event`] (watch events → [`Step`]s) and [`diff`] (a relist
-//! against the keys a driver holds → upserts + deletions). Both are pure; [`steps`] is the
-//! one thin stream adapter (kube-runtime's watcher with its default backoff) the drivers use.
+//! Start at [`diff`].
 
 use std::collections::BTreeSet;
-
-use futures::{Stream, StreamExt};
-use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cache::Key;
 
@@ -23,44 +18,6 @@ pub enum Step<T> {
     Delete(T),
     /// A complete relist: everything that exists now. Reconcile it with [`diff`].
     Relisted(Vec<T>),
-}
-
-/// Buffers the objects of a relist between the watcher's `Init` and `InitDone`.
-#[derive(Debug)]
-pub struct RelistBuffer<T> {
-    listing: Option<Vec<T>>,
-}
-
-impl<T> Default for RelistBuffer<T> {
-    fn default() -> Self {
-        RelistBuffer { listing: None }
-    }
-}
-
-impl<T> RelistBuffer<T> {
-    /// Follow one watch event; returns the step to apply, if the event completes one.
-    pub fn on_event(&mut self, ev: watcher::Event<T>) -> Option<Step<T>> {
-        match ev {
-            watcher::Event::Init => {
-                self.listing = Some(Vec::new());
-                None
-            }
-            watcher::Event::InitApply(o) => match self.listing.as_mut() {
-                Some(l) => {
-                    l.push(o);
-                    None
-                }
-                // An InitApply outside a relist cannot happen with kube's watcher; treat it
-                // as an ordinary change rather than lose it.
-                None => Some(Step::Apply(o)),
-            },
-            watcher::Event::InitDone => {
-                Some(Step::Relisted(self.listing.take().unwrap_or_default()))
-            }
-            watcher::Event::Apply(o) => Some(Step::Apply(o)),
-            watcher::Event::Delete(o) => Some(Step::Delete(o)),
-        }
-    }
 }
 
 /// A relist reconciled with what a driver held before it.
@@ -93,41 +50,6 @@ pub fn diff<T>(
     }
 }
 
-/// The key of any Kubernetes object (`namespace/name`, namespace empty when cluster-scoped).
-pub fn key_of<K: kube::Resource>(o: &K) -> Key {
-    Key::of(o.meta())
-}
-
-/// List + watch `api` as [`Step`]s: kube-runtime's watcher (relists on 410 and errors) with
-/// its default backoff (`DefaultBackoff`: exponential from 800 ms to 30 s with jitter, reset
-/// after 120 s of health). Errors are logged (`what` names the watch) and waited out.
-pub fn steps<K>(
-    api: kube::Api<K>,
-    cfg: watcher::Config,
-    what: &'static str,
-) -> impl Stream<Item = Step<K>> + Send + 'static
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let mut buffer = RelistBuffer::default();
-    watcher(api, cfg).default_backoff().filter_map(move |ev| {
-        let step = match ev {
-            Ok(ev) => buffer.on_event(ev),
-            Err(e) => {
-                tracing::warn!("{what} watch: {e}; retrying with backoff");
-                None
-            }
-        };
-        futures::future::ready(step)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,45 +63,19 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_is_buffered_until_done() {
-        let mut b = RelistBuffer::default();
-        assert_eq!(
-            b.on_event(watcher::Event::Apply(pod("x"))),
-            Some(Step::Apply(pod("x")))
-        );
-        assert_eq!(b.on_event(watcher::Event::Init), None);
-        assert_eq!(b.on_event(watcher::Event::InitApply(pod("a"))), None);
-        assert_eq!(b.on_event(watcher::Event::InitApply(pod("b"))), None);
-        assert_eq!(
-            b.on_event(watcher::Event::InitDone),
-            Some(Step::Relisted(vec![pod("a"), pod("b")]))
-        );
-        assert_eq!(
-            b.on_event(watcher::Event::Delete(pod("a"))),
-            Some(Step::Delete(pod("a")))
-        );
-        // An empty relist is still a relist: it deletes everything held.
-        assert_eq!(b.on_event(watcher::Event::Init), None);
-        assert_eq!(
-            b.on_event(watcher::Event::InitDone),
-            Some(Step::Relisted(Vec::new()))
-        );
-    }
-
-    #[test]
     fn a_relist_deletes_what_it_no_longer_lists() {
         let cached = vec![
             Key::new("default", "c"),
             Key::new("default", "a"),
             Key::new("default", "b"),
         ];
-        let r = diff(cached, vec![pod("b"), pod("d")], key_of);
+        let r = diff(cached, vec![pod("b"), pod("d")], |p| Key::of(&p.metadata));
         assert_eq!(r.upserts, vec![pod("b"), pod("d")]);
         assert_eq!(
             r.deletions,
             vec![Key::new("default", "a"), Key::new("default", "c")]
         );
-        let none = diff(Vec::new(), vec![pod("a")], key_of);
+        let none = diff(Vec::new(), vec![pod("a")], |p| Key::of(&p.metadata));
         assert!(none.deletions.is_empty());
     }
 }

@@ -11,8 +11,8 @@ use controllers::leaderelection::{
     CONTROLLER_MANAGER_LEASE, DEFAULT_LEASE_DURATION_MS, DEFAULT_RENEW_DEADLINE_MS,
     DEFAULT_RETRY_PERIOD_MS, ElectionConfig, SCHEDULER_LEASE,
 };
-use controllers::live::elected::{Elected, run_elected};
-use controllers::live::fence::{self, Fence, user_agent};
+use live::controllers::elected::{Elected, run_elected};
+use live::controllers::fence::{self, Fence, user_agent};
 
 use crate::flags::{Profile, parse_duration};
 
@@ -133,7 +133,7 @@ pub fn spawn(
         let client = fence::client(&config, &ua, Fence::open())?;
         let all: Vec<Box<dyn Controller>> = managers().into_iter().chain(scheduler()).collect();
         if !all.is_empty() {
-            tokio::spawn(controllers::live::run(client, all));
+            tokio::spawn(live::controllers::run(client, all));
         }
         return Ok(());
     }
@@ -142,7 +142,7 @@ pub fn spawn(
         &str,
         &'static str,
         &'static str,
-        controllers::live::elected::Build,
+        live::controllers::elected::Build,
     ); 2] = [
         (
             CONTROLLER_MANAGER_LEASE,
