@@ -14,4 +14,4 @@ pub mod timeline;
 
 pub use analyze::{Meta, analyze};
 pub use report::Report;
-pub use timeline::{Event, EventKind, Request};
+pub use timeline::{ConnKind, Event, EventKind, Outcome, Request};

@@ -146,7 +146,7 @@ pub struct LabConfig {
     /// Kernel start time of the server (see [`ProcId`]).
     #[serde(default)]
     pub server_start: Option<u64>,
-    pub profile: String,
+    pub profile: Profile,
     pub proxy_mode: String,
     pub topology: Topology,
     /// Extra flags every agent gets (also when `recover` restarts one).
@@ -196,13 +196,6 @@ pub fn etcd_in_zones(replicas: u32, store: &str, zones: usize) -> anyhow::Result
             Ok(true)
         }
         other => bail!("--control-plane-store {other:?}: expected embedded or etcd"),
-    }
-}
-
-fn profile_name(p: Profile) -> &'static str {
-    match p {
-        Profile::Fast => "fast",
-        Profile::Upstream => "upstream",
     }
 }
 
@@ -308,7 +301,7 @@ fn start_server(
         .arg("--listen-netns")
         .arg(format!("{}={cp}", topo.control_plane.netns))
         .arg("--profile")
-        .arg(profile_name(up.profile))
+        .arg(up.profile.as_str())
         .args(crate::client::bookmark_flag(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
@@ -386,7 +379,7 @@ pub fn agent_argv(
         "--proxy-mode".into(),
         cfg.proxy_mode.clone(),
         "--profile".into(),
-        cfg.profile.clone(),
+        cfg.profile.to_string(),
     ]
 }
 
@@ -521,7 +514,7 @@ fn start_control_plane(
         store: "etcd".into(),
         zones: plan.zones.clone(),
         vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
-        profile: profile_name(plan.profile).into(),
+        profile: plan.profile,
         server_flags: plan.server_flags.clone(),
     };
     let pid = control_plane::start(dir, exe, topo, &z, api)?;
@@ -559,7 +552,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         api,
         server_pid,
         server_start: netlab::procs::start_ticks(server_pid),
-        profile: profile_name(plan.profile).into(),
+        profile: plan.profile,
         proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
         agent_flags: plan.agent_flags.clone(),
