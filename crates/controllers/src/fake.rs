@@ -110,8 +110,7 @@ impl FakeApi {
     pub fn drain(&mut self, c: &mut dyn Controller, now: Millis) -> usize {
         let mut n = 0;
         loop {
-            let mut out = Vec::new();
-            c.drain_actions(&mut out);
+            let out: Vec<Action> = std::iter::from_fn(|| c.poll_action()).collect();
             if out.is_empty() {
                 return n;
             }
@@ -120,8 +119,8 @@ impl FakeApi {
                 match self.execute(a, now) {
                     Ok(changes) => changes
                         .iter()
-                        .for_each(|ch| c.on_change(&self.cache, ch, now)),
-                    Err(e) => c.on_write_failed(a, &e, now),
+                        .for_each(|ch| c.handle_change(&self.cache, ch, now)),
+                    Err(e) => c.handle_write_failed(a, &e, now),
                 }
             }
         }
@@ -267,7 +266,7 @@ impl Harness {
         }
         for change in &changes {
             for c in self.controllers.iter_mut() {
-                c.on_change(&self.api.cache, change, self.now);
+                c.handle_change(&self.api.cache, change, self.now);
             }
         }
     }
@@ -290,7 +289,7 @@ impl Harness {
     pub fn start(&mut self) {
         self.synced = true;
         for c in self.controllers.iter_mut() {
-            c.on_synced(&self.api.cache, self.now);
+            c.handle_synced(&self.api.cache, self.now);
         }
         self.settle();
     }
@@ -303,10 +302,8 @@ impl Harness {
         for _ in 0..MAX_ROUNDS {
             let mut pending: Vec<(usize, Action)> = Vec::new();
             for (i, c) in self.controllers.iter_mut().enumerate() {
-                let mut out = Vec::new();
-                c.drain_actions(&mut out);
-                c.drain_events(&mut self.events);
-                pending.extend(out.into_iter().map(|a| (i, a)));
+                pending.extend(std::iter::from_fn(|| c.poll_action()).map(|a| (i, a)));
+                self.events.extend(std::iter::from_fn(|| c.poll_event()));
             }
             if pending.is_empty() {
                 return;
@@ -315,7 +312,7 @@ impl Harness {
                 match self.api.execute(&action, self.now) {
                     Ok(changes) => self.deliver(changes),
                     Err(e) => {
-                        self.controllers[i].on_write_failed(&action, &e, self.now);
+                        self.controllers[i].handle_write_failed(&action, &e, self.now);
                         self.failures.push((self.now, action, e));
                     }
                 }
@@ -325,23 +322,23 @@ impl Harness {
     }
 
     /// The earliest wake-up any controller asked for.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         self.controllers
             .iter()
-            .filter_map(|c| c.next_wakeup())
+            .filter_map(|c| c.poll_timeout())
             .min()
     }
 
     /// Advance virtual time to `until`, running every timer due on the way (in order).
     pub fn run_until(&mut self, until: Millis) {
         for _ in 0..MAX_ROUNDS * 10 {
-            match self.next_wakeup() {
+            match self.poll_timeout() {
                 Some(w) if w <= until => {
                     self.now = self.now.max(w);
                     let now = self.now;
                     for c in self.controllers.iter_mut() {
-                        if c.next_wakeup().is_some_and(|x| x <= now) {
-                            c.on_tick(&self.api.cache, now);
+                        if c.poll_timeout().is_some_and(|x| x <= now) {
+                            c.handle_timeout(&self.api.cache, now);
                         }
                     }
                     self.settle();

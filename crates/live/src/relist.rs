@@ -1,56 +1,25 @@
 //! Informers for every live driver (controllers, kubelet, kube-proxy, the run's timeline
-//! watches): kube-runtime's watcher turned into relist-aware [`Step`]s. The pure part (what a
-//! step is, [`diff`] of a relist against what a driver holds) lives with the logic; this is
-//! the kube-bound part.
+//! watches): kube-runtime's watcher turned into the pure relist steps of `runtime::relist`
+//! (re-exported here), so a relist replaces a driver's view as one step, deletions included.
 //!
-//! Start at [`steps`] (the one thin stream adapter the drivers use), then
-//! [`RelistBuffer::on_event`] (watch events → steps).
+//! Start at [`steps`] (the one thin stream adapter the drivers use); the pure parts are
+//! [`RelistBuffer`] and [`diff`].
 
 use futures::{Stream, StreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 
-pub use controllers::relist::{Relisted, Step, diff};
+pub use runtime::relist::{RelistBuffer, Relisted, Step, WatchEvent, diff};
 
-use controllers::cache::Key;
+use runtime::Key;
 
-/// Buffers the objects of a relist between the watcher's `Init` and `InitDone`, so a relist
-/// (after start, a watch gap or a 410) replaces the driver's view as one step, as upstream's
-/// reflector `Replace` does, and objects deleted while nobody was watching are delivered as
-/// deletions.
-#[derive(Debug)]
-pub struct RelistBuffer<T> {
-    listing: Option<Vec<T>>,
-}
-
-impl<T> Default for RelistBuffer<T> {
-    fn default() -> Self {
-        RelistBuffer { listing: None }
-    }
-}
-
-impl<T> RelistBuffer<T> {
-    /// Follow one watch event; returns the step to apply, if the event completes one.
-    pub fn on_event(&mut self, ev: watcher::Event<T>) -> Option<Step<T>> {
-        match ev {
-            watcher::Event::Init => {
-                self.listing = Some(Vec::new());
-                None
-            }
-            watcher::Event::InitApply(o) => match self.listing.as_mut() {
-                Some(l) => {
-                    l.push(o);
-                    None
-                }
-                // An InitApply outside a relist cannot happen with kube's watcher; treat it
-                // as an ordinary change rather than lose it.
-                None => Some(Step::Apply(o)),
-            },
-            watcher::Event::InitDone => {
-                Some(Step::Relisted(self.listing.take().unwrap_or_default()))
-            }
-            watcher::Event::Apply(o) => Some(Step::Apply(o)),
-            watcher::Event::Delete(o) => Some(Step::Delete(o)),
-        }
+/// kube-runtime's watcher event as the pure [`WatchEvent`].
+pub fn watch_event<T>(ev: watcher::Event<T>) -> WatchEvent<T> {
+    match ev {
+        watcher::Event::Init => WatchEvent::Init,
+        watcher::Event::InitApply(o) => WatchEvent::InitApply(o),
+        watcher::Event::InitDone => WatchEvent::InitDone,
+        watcher::Event::Apply(o) => WatchEvent::Apply(o),
+        watcher::Event::Delete(o) => WatchEvent::Delete(o),
     }
 }
 
@@ -79,7 +48,7 @@ where
     let mut buffer = RelistBuffer::default();
     watcher(api, cfg).default_backoff().filter_map(move |ev| {
         let step = match ev {
-            Ok(ev) => buffer.on_event(ev),
+            Ok(ev) => buffer.on_event(watch_event(ev)),
             Err(e) => {
                 tracing::warn!("{what} watch: {e}; retrying with backoff");
                 None
@@ -102,33 +71,23 @@ mod tests {
     }
 
     #[test]
-    fn a_relist_is_buffered_until_done() {
+    fn kube_watch_events_map_onto_relist_steps() {
         let mut b = RelistBuffer::default();
+        let mut feed = |ev| b.on_event(watch_event(ev));
+        assert_eq!(feed(watcher::Event::Init), None);
+        assert_eq!(feed(watcher::Event::InitApply(pod("a"))), None);
         assert_eq!(
-            b.on_event(watcher::Event::Apply(pod("x"))),
-            Some(Step::Apply(pod("x")))
-        );
-        assert_eq!(b.on_event(watcher::Event::Init), None);
-        assert_eq!(b.on_event(watcher::Event::InitApply(pod("a"))), None);
-        assert_eq!(b.on_event(watcher::Event::InitApply(pod("b"))), None);
-        assert_eq!(
-            b.on_event(watcher::Event::InitDone),
-            Some(Step::Relisted(vec![pod("a"), pod("b")]))
+            feed(watcher::Event::InitDone),
+            Some(Step::Relisted(vec![pod("a")]))
         );
         assert_eq!(
-            b.on_event(watcher::Event::Delete(pod("a"))),
-            Some(Step::Delete(pod("a")))
+            feed(watcher::Event::Apply(pod("b"))),
+            Some(Step::Apply(pod("b")))
         );
-        // An empty relist is still a relist: it deletes everything held.
-        assert_eq!(b.on_event(watcher::Event::Init), None);
         assert_eq!(
-            b.on_event(watcher::Event::InitDone),
-            Some(Step::Relisted(Vec::new()))
+            feed(watcher::Event::Delete(pod("b"))),
+            Some(Step::Delete(pod("b")))
         );
-    }
-
-    #[test]
-    fn key_of_is_namespace_and_name() {
         assert_eq!(key_of(&pod("a")), Key::new("default", "a"));
         let mut node = k8s_openapi::api::core::v1::Node::default();
         node.metadata.name = Some("n-1".into());

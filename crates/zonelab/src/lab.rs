@@ -313,12 +313,7 @@ fn start_server(
     Ok((child.id(), api))
 }
 
-pub(crate) fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+pub(crate) use runtime::labels::node_is_ready as node_ready;
 
 async fn wait_nodes_ready(
     client: &kube::Client,
@@ -685,20 +680,14 @@ async fn status(args: &LabArgs) -> anyhow::Result<()> {
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get("topology.kubernetes.io/zone"))
+            .and_then(|l| l.get(runtime::ZONE_LABEL))
             .cloned()
             .unwrap_or_default();
-        let ready = n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| match c.status.as_str() {
-                "True" => "Ready",
-                "False" => "NotReady",
-                _ => "Unknown",
-            })
-            .unwrap_or("Unknown");
+        let ready = match runtime::node_ready_status(&n) {
+            Some("True") => "Ready",
+            Some("False") => "NotReady",
+            _ => "Unknown",
+        };
         let count = pod_list
             .items
             .iter()

@@ -2,6 +2,8 @@
 
 use super::recorder::*;
 use super::*;
+use crate::Millis;
+use k8s_openapi::api::core::v1::ObjectReference;
 
 const T0: Millis = 1_700_000_000_000;
 

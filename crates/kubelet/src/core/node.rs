@@ -5,9 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use controllers::events::{self, EventRecord, EventType};
-use controllers::time::to_time;
-use controllers::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -16,11 +13,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use runtime::events::{self, EventRecord, EventType};
+use runtime::time::to_time;
+use runtime::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 
 use super::{KubeletConfig, LEASE_NAMESPACE, Outbox};
 
 /// The OS label every node carries.
-pub const OS_LABEL: &str = "kubernetes.io/os";
+pub use runtime::labels::OS_LABEL;
 /// Delay before re-posting a node write that lost a race (the watch brings the newer node).
 const NODE_RETRY: Millis = 1_000;
 
@@ -55,12 +55,12 @@ impl NodeAgent {
         node_event(cfg, now, out, "Starting", "Starting kubelet.".to_string());
         self.lease.due = now;
         self.status_due = now;
-        self.on_node_change(cfg, cache, out);
+        self.handle_node_change(cfg, cache, out);
         self.tick(cfg, cache, false, now, out);
     }
 
     /// Our Node changed (or appeared/disappeared): make sure labels and pod CIDR are ours.
-    pub fn on_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
+    pub fn handle_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
         if !self.started || self.meta_inflight {
             return;
         }
@@ -205,7 +205,7 @@ impl NodeAgent {
     }
 
     /// A node or lease write finished.
-    pub fn on_write_result(
+    pub fn handle_write_result(
         &mut self,
         cfg: &KubeletConfig,
         action: &Action,
@@ -258,7 +258,7 @@ impl NodeAgent {
         }
     }
 
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.started {
             return None;
         }

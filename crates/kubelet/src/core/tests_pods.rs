@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use controllers::fake::T0;
-use controllers::{Action, Kind, Object, WriteError};
+use runtime::{Action, Kind, Object, WriteError};
 use serde_json::json;
 
 use super::testkit::*;
@@ -307,7 +307,7 @@ fn graceful_shutdown_marks_pods_not_ready_before_sigterm() {
         let not_ready = rig.log.iter().position(|(_, e)| {
             matches!(e,
             Entry::Action(Action::UpdateStatus(Object::Pod(p)), Ok(()))
-                if p.metadata.name.as_deref() == Some(name) && !controllers::pod_is_ready(p))
+                if p.metadata.name.as_deref() == Some(name) && !runtime::pod_is_ready(p))
         });
         let term = rig.log.iter().position(|(_, e)| {
             matches!(e,
@@ -469,10 +469,7 @@ fn pod_lifecycle_records_upstream_kubelet_events() {
             "Readiness probe failed: HTTP probe failed with statuscode: 503".to_string()
         )]
     );
-    assert_eq!(
-        rig.recorded[0].type_,
-        controllers::events::EventType::Warning
-    );
+    assert_eq!(rig.recorded[0].type_, runtime::events::EventType::Warning);
     rig.recorded.clear();
     rig.delete_pod("web");
     assert_eq!(

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controllers::autoscaler::{AutoscalerAction, AutoscalerConfig, ClusterAutoscaler};
-use controllers::{Cache, Kind, Object};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use live::controllers::{
     Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
 };
+use runtime::{Cache, Kind, Object};
 use tokio::sync::mpsc;
 
 use super::http::HttpCloud;

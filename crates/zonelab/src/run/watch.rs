@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use controllers::Key;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -14,6 +13,8 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use lab::{Event, EventKind};
 use live::relist::{self, Step};
+use runtime::Key;
+use runtime::labels::{SERVICE_NAME_LABEL, node_ready_status, pod_is_ready};
 
 use crate::clock::epoch_ms;
 
@@ -107,11 +108,7 @@ async fn nodes(api: Api<Node>, tl: Timeline) {
         for (n, _) in changed {
             let key = key_of(&n);
             let name = n.metadata.name.clone().unwrap_or_default();
-            let status = n.status.as_ref();
-            let ready = status
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .map_or("Unknown".to_string(), |c| c.status.clone());
+            let ready = node_ready_status(&n).unwrap_or("Unknown").to_string();
             let taints: Vec<String> = n
                 .spec
                 .as_ref()
@@ -170,11 +167,7 @@ async fn pods(api: Api<Pod>, tl: Timeline) {
                     .as_ref()
                     .and_then(|s| s.node_name.clone())
                     .unwrap_or_default(),
-                ready: p
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+                ready: pod_is_ready(&p),
                 deleting: p.metadata.deletion_timestamp.is_some(),
             };
             let old = seen.get(&key).cloned().unwrap_or_default();
@@ -243,7 +236,7 @@ async fn slices(api: Api<EndpointSlice>, tl: Timeline, services: Vec<String>) {
                 .metadata
                 .labels
                 .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .map(|n| format!("{ns}/{n}"))
             else {
                 continue;
