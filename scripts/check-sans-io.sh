@@ -41,24 +41,35 @@ else
   done
 fi
 
+# The forbidden packages CRATE links, one "name@version" a line.
+offenders() {
+  # "name vX.Y.Z [(path)] [(*)]" per line -> "name@X.Y.Z", one per package version.
+  local deps bad
+  deps=$(cargo tree -e normal -p "$1" --prefix none | awk 'NF {sub(/^v/, "", $2); print $1 "@" $2}' | sort -u)
+  for bad in "${FORBIDDEN[@]}"; do
+    grep -x -- "$bad@.*" <<<"$deps" || true
+  done
+}
+
+# Canary: the driver crate must be caught, or the check has gone blind (say, cargo tree's
+# output format changed) and would pass anything.
+if grep -qx live <<<"$members" && ! offenders live | grep -q '^tokio@'; then
+  echo "check-sans-io: the check does not see tokio in the live crate; it is broken" >&2
+  exit 2
+fi
+
 failed=0
 for crate in "${crates[@]}"; do
-  # "name vX.Y.Z [(path)] [(*)]" per line -> "name@X.Y.Z", one per package version.
-  deps=$(cargo tree -e normal -p "$crate" --prefix none | awk 'NF {sub(/^v/, "", $2); print $1 "@" $2}' | sort -u)
-  bad_here=0
-  for bad in "${FORBIDDEN[@]}"; do
-    while read -r spec; do
-      [ -n "$spec" ] || continue
-      echo "check-sans-io: FAIL: '$crate' depends on '$spec' (I/O belongs in crates/live); reached through:" >&2
-      cargo tree -e normal -p "$crate" -i "$spec" >&2
-      bad_here=1
-    done < <(grep -x -- "$bad@.*" <<<"$deps" || true)
-  done
-  if [ "$bad_here" = 0 ]; then
+  found=$(offenders "$crate")
+  if [ -z "$found" ]; then
     echo "check-sans-io: ok: $crate"
-  else
-    failed=1
+    continue
   fi
+  failed=1
+  while read -r spec; do
+    echo "check-sans-io: FAIL: '$crate' depends on '$spec' (I/O belongs in crates/live); reached through:" >&2
+    cargo tree -e normal -p "$crate" -i "$spec" >&2
+  done <<<"$found"
 done
 
 if [ "$failed" != 0 ]; then
