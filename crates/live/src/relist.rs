@@ -61,13 +61,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::core::v1::Namespace;
 
-    fn pod(name: &str) -> Pod {
-        let mut p = Pod::default();
-        p.metadata.name = Some(name.into());
-        p.metadata.namespace = Some("default".into());
-        p
+    /// A cluster-scoped object: its key has an empty namespace.
+    fn ns(name: &str) -> Namespace {
+        let mut n = Namespace::default();
+        n.metadata.name = Some(name.into());
+        n
     }
 
     #[test]
@@ -75,22 +75,20 @@ mod tests {
         let mut b = RelistBuffer::default();
         let mut feed = |ev| b.on_event(watch_event(ev));
         assert_eq!(feed(watcher::Event::Init), None);
-        assert_eq!(feed(watcher::Event::InitApply(pod("a"))), None);
+        assert_eq!(feed(watcher::Event::InitApply(ns("a"))), None);
         assert_eq!(
             feed(watcher::Event::InitDone),
-            Some(Step::Relisted(vec![pod("a")]))
+            Some(Step::Relisted(vec![ns("a")]))
         );
         assert_eq!(
-            feed(watcher::Event::Apply(pod("b"))),
-            Some(Step::Apply(pod("b")))
+            feed(watcher::Event::Apply(ns("b"))),
+            Some(Step::Apply(ns("b")))
         );
         assert_eq!(
-            feed(watcher::Event::Delete(pod("b"))),
-            Some(Step::Delete(pod("b")))
+            feed(watcher::Event::Delete(ns("b"))),
+            Some(Step::Delete(ns("b")))
         );
-        assert_eq!(key_of(&pod("a")), Key::new("default", "a"));
-        let mut node = k8s_openapi::api::core::v1::Node::default();
-        node.metadata.name = Some("n-1".into());
-        assert_eq!(key_of(&node), Key::new("", "n-1"));
+        assert_eq!(key_of(&ns("a")), Key::new("", "a"));
+        assert_eq!(key_of(&ns("a")).to_string(), "a");
     }
 }

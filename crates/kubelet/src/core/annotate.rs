@@ -75,6 +75,6 @@ pub(crate) fn sync_annotation(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
         .get_or_insert_with(Default::default)
         .insert(STAND_IN_ANNOTATION.into(), want);
     ctx.out
-        .actions
-        .push_back(Action::Update(Object::Pod(Arc::new(next))));
+        .writes
+        .push_action(Action::Update(Object::Pod(Arc::new(next))));
 }

@@ -40,7 +40,7 @@ pub use node::initial_node;
 use pod::PodState;
 
 /// Events held between polls at most (older ones are dropped first).
-pub const MAX_PENDING_EVENTS: usize = 1000;
+pub use runtime::outbox::MAX_PENDING_EVENTS;
 
 /// Namespace of node leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -178,11 +178,11 @@ pub enum KubeletError {
 /// Everything the state machine hands out, in order.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    pub actions: VecDeque<Action>,
     pub commands: VecDeque<RuntimeCommand>,
     pub probes: VecDeque<ProbeRequest>,
-    /// Events to record (upstream `recorder.Eventf`), bounded by [`MAX_PENDING_EVENTS`].
-    pub events: VecDeque<runtime::events::EventRecord>,
+    /// API writes and Events to record (upstream `recorder.Eventf`; at most
+    /// [`MAX_PENDING_EVENTS`], the oldest dropped past it).
+    pub writes: runtime::Outbox,
     probe_seq: u64,
     /// Probe id -> (pod uid, container, kind).
     pub inflight_probes: BTreeMap<u64, (String, String, ProbeKind)>,
@@ -191,14 +191,6 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queue an Event, dropping the oldest past [`MAX_PENDING_EVENTS`].
-    pub fn event(&mut self, rec: runtime::events::EventRecord) {
-        if self.events.len() >= MAX_PENDING_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(rec);
-    }
-
     pub fn next_probe_id(&mut self) -> u64 {
         self.probe_seq += 1;
         self.probe_seq
@@ -394,7 +386,7 @@ impl Kubelet {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.out.actions.pop_front()
+        self.out.writes.poll_action()
     }
 
     pub fn poll_command(&mut self) -> Option<RuntimeCommand> {
@@ -407,7 +399,7 @@ impl Kubelet {
 
     /// The next Event to record (the driver hands it to the event writer).
     pub fn poll_event(&mut self) -> Option<runtime::events::EventRecord> {
-        self.out.events.pop_front()
+        self.out.writes.poll_event()
     }
 
     /// When [`Kubelet::handle_timeout`] should next run.

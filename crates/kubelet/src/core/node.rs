@@ -79,8 +79,8 @@ impl NodeAgent {
         }
         if want != **node {
             self.meta_inflight = true;
-            out.actions
-                .push_back(Action::Update(Object::Node(Arc::new(want))));
+            out.writes
+                .push_action(Action::Update(Object::Node(Arc::new(want))));
         }
     }
 
@@ -123,8 +123,8 @@ impl NodeAgent {
                     let msg = format!("Node {} status is now: NodeReady", cfg.node_name);
                     node_event(cfg, now, out, "NodeReady", msg);
                 }
-                out.actions
-                    .push_back(Action::Create(Object::Node(Arc::new(node))));
+                out.writes
+                    .push_action(Action::Create(Object::Node(Arc::new(node))));
             }
             return;
         };
@@ -155,8 +155,8 @@ impl NodeAgent {
         node.status = Some(new);
         self.status_inflight = true;
         self.last_report = Some(now);
-        out.actions
-            .push_back(Action::UpdateStatus(Object::Node(Arc::new(node))));
+        out.writes
+            .push_action(Action::UpdateStatus(Object::Node(Arc::new(node))));
     }
 
     fn renew_lease(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Millis, out: &mut Outbox) {
@@ -201,7 +201,7 @@ impl NodeAgent {
             }))),
         };
         self.lease.inflight = true;
-        out.actions.push_back(action);
+        out.writes.push_action(action);
     }
 
     /// A node or lease write finished.
@@ -293,7 +293,7 @@ fn node_event(
         msg,
         now,
     );
-    out.event(rec.on_host(&cfg.node_name));
+    out.writes.push_event(rec.on_host(&cfg.node_name));
 }
 
 fn micro_time(now: Millis) -> MicroTime {

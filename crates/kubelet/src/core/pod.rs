@@ -311,7 +311,7 @@ impl PodState {
         {
             self.delete_sent = true;
             self.delete_retry_at = None;
-            ctx.out.actions.push_back(Action::Delete {
+            ctx.out.writes.push_action(Action::Delete {
                 kind: Kind::Pod,
                 key: self.key.clone(),
                 uid: Some(self.uid.clone()),
@@ -687,7 +687,7 @@ impl PodState {
             message,
             ctx.now,
         );
-        ctx.out.event(rec.on_host(&ctx.cfg.node_name));
+        ctx.out.writes.push_event(rec.on_host(&ctx.cfg.node_name));
     }
 
     /// A pod write (status or delete) finished.

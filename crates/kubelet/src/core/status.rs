@@ -91,8 +91,8 @@ pub(crate) fn sync_status(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
     st.status.inflight = true;
     st.status.dirty = false;
     ctx.out
-        .actions
-        .push_back(Action::UpdateStatus(Object::Pod(Arc::new(next))));
+        .writes
+        .push_action(Action::UpdateStatus(Object::Pod(Arc::new(next))));
 }
 
 fn all_stopped(st: &PodState) -> bool {
