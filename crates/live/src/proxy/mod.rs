@@ -210,7 +210,11 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     loop {
         let now = wall_clock();
         let queued = syncer.tracker().has_changes();
-        let polled = if started { syncer.poll_transaction(now) } else { None };
+        let polled = if started {
+            syncer.poll_transaction(now)
+        } else {
+            None
+        };
         if started && polled.is_none() && queued && !syncer.tracker().has_changes() {
             // The changes were taken and needed no rule change: the sync is done.
             if let Ok(mut st) = status.lock() {
@@ -327,7 +331,9 @@ mod relist_tests {
         assert_eq!(syncer.tracker().service_count(), 2);
         // Service `a` and its slice were deleted while the watch was down: the relists after
         // the gap no longer list them, and the syncer must forget them.
-        services.feed(Step::Relisted(vec![b.clone()]), |c| syncer.handle_service(c));
+        services.feed(Step::Relisted(vec![b.clone()]), |c| {
+            syncer.handle_service(c)
+        });
         slices.feed(Step::Relisted(Vec::new()), |c| syncer.handle_slice(c));
         assert_eq!(syncer.tracker().service_count(), 1);
         assert_eq!(
