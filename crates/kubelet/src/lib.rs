@@ -1,8 +1,9 @@
 //! The zonelab kubelet: a node agent that registers its Node, renews its Lease, runs the pods
 //! bound to it as processes in network namespaces, probes them and reports their status.
 //!
-//! Start at [`core::Kubelet`] (the sans-IO state machine). [`runtime`] runs containers and
-//! pod networks, [`prober`] runs probes, [`live`] drives everything against an API server.
+//! Start at [`core::Kubelet`] (the sans-IO state machine); [`logfmt`] is the CRI log format.
+//! The I/O around it (pod runtime, prober, log writer and server, the driver against an API
+//! server) is `live::kubelet` in the `live` crate.
 
 pub mod core;
 
@@ -10,13 +11,4 @@ pub use core::{
     Kubelet, KubeletConfig, KubeletError, PodRef, ProbeAction, ProbeKind, ProbeOutcome,
     ProbeRequest, RuntimeCommand, RuntimeEvent, Signal,
 };
-pub mod live;
 pub mod logfmt;
-pub mod logserver;
-pub mod logwriter;
-pub mod prober;
-pub mod runtime;
-
-pub use self::runtime::{FakeRuntime, ProcessRuntime, ProcessRuntimeConfig, Runtime};
-pub use live::{Agent, LiveError, run};
-pub use prober::{NetProber, Prober};

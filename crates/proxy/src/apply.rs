@@ -33,6 +33,13 @@ pub trait RuleApplier {
     fn apply(&mut self, text: &str) -> Result<(), ApplyError>;
 }
 
+/// A boxed applier (the live driver picks nft or iptables at start) is an applier.
+impl<A: RuleApplier + ?Sized> RuleApplier for Box<A> {
+    fn apply(&mut self, text: &str) -> Result<(), ApplyError> {
+        (**self).apply(text)
+    }
+}
+
 /// Records every transaction; can be told to fail the next ones.
 #[derive(Debug, Default)]
 pub struct FakeApplier {
@@ -211,20 +218,6 @@ impl RuleApplier for IptablesApplier {
         }
         result
     }
-}
-
-/// Async variant for the live driver: runs a blocking applier on tokio's blocking pool and
-/// hands it back with the result (the outer error means the task itself died).
-pub async fn apply_blocking<A: RuleApplier + Send + 'static>(
-    mut applier: A,
-    text: String,
-) -> Result<(A, Result<(), ApplyError>), ApplyError> {
-    tokio::task::spawn_blocking(move || {
-        let r = applier.apply(&text);
-        (applier, r)
-    })
-    .await
-    .map_err(|e| ApplyError::Join(e.to_string()))
 }
 
 #[cfg(test)]

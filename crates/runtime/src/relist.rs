@@ -4,7 +4,7 @@
 //!
 //! Start at [`RelistBuffer::on_event`] (watch events → [`Step`]s) and [`diff`] (a relist
 //! against the keys a driver holds → upserts + deletions). The live drivers feed these from
-//! kube-runtime's watcher (`controllers::relist::steps`); the simulator from its own store.
+//! kube-runtime's watcher (`live::relist::steps`); the simulator from its own store.
 
 use std::collections::BTreeSet;
 

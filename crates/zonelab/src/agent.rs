@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use kubelet::{Agent, KubeletConfig, NetProber, ProcessRuntime, ProcessRuntimeConfig};
+use kubelet::KubeletConfig;
+use live::kubelet::{Agent, NetProber, ProcessRuntime, ProcessRuntimeConfig};
 use proxy::Cidr;
 use proxy::syncer::{ProxyMode, SyncerConfig};
 use tokio::signal::unix::{SignalKind, signal};
@@ -178,24 +179,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
     let client = kube::Client::try_from(crate::client::config(url, read_timeout))?;
     let syncer = syncer_config(&args)?;
-    let mut proxy = tokio::spawn(crate::proxy_driver::run(
+    let mut proxy = tokio::spawn(live::proxy::run(
         client.clone(),
         syncer,
         args.node_name.clone(),
         args.proxy_status_address,
     ));
-    let logs = kubelet::logwriter::LogConfig {
+    let logs = live::kubelet::logwriter::LogConfig {
         root: args.state_dir.join(&args.node_name),
         max_size: args.container_log_max_size,
         max_files: args.container_log_max_files,
     };
-    let (log_tx, log_rx) = tokio::sync::mpsc::channel(kubelet::logserver::QUERY_CHANNEL);
+    let (log_tx, log_rx) = tokio::sync::mpsc::channel(live::kubelet::logserver::QUERY_CHANNEL);
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, args.port))
         .await
         .with_context(|| format!("kubelet --port {}", args.port))?;
-    let log_server = tokio::spawn(kubelet::logserver::serve(
+    let log_server = tokio::spawn(live::kubelet::logserver::serve(
         listener,
-        kubelet::logserver::LogServer {
+        live::kubelet::logserver::LogServer {
             root: logs.root.clone(),
             max_files: logs.max_files,
             queries: log_tx,

@@ -6,8 +6,8 @@
 
 use controllers::Controller;
 use controllers::leaderelection::{CONTROLLER_MANAGER_LEASE, ElectionConfig, SCHEDULER_LEASE};
-use controllers::live::elected::{Elected, run_elected};
-use controllers::live::fence::{self, Fence, user_agent};
+use live::controllers::elected::{Elected, run_elected};
+use live::controllers::fence::{self, Fence, user_agent};
 
 use profile::ElectionTimers;
 
@@ -89,7 +89,7 @@ pub fn spawn(
         let client = fence::client(&config, &ua, Fence::open())?;
         let all: Vec<Box<dyn Controller>> = managers().into_iter().chain(scheduler()).collect();
         if !all.is_empty() {
-            tokio::spawn(controllers::live::run(client, all));
+            tokio::spawn(live::controllers::run(client, all));
         }
         return Ok(());
     }
@@ -98,7 +98,7 @@ pub fn spawn(
         &str,
         &'static str,
         &'static str,
-        controllers::live::elected::Build,
+        live::controllers::elected::Build,
     ); 2] = [
         (
             CONTROLLER_MANAGER_LEASE,

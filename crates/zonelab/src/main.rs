@@ -12,17 +12,14 @@ mod balancer;
 mod capacity;
 mod client;
 mod clock;
-mod conntrack;
 mod echo;
 mod election;
 mod flags;
-mod health_ports;
 mod lab;
 mod load;
 mod netns;
 mod ports;
 mod preflight;
-mod proxy_driver;
 mod run;
 mod server;
 mod storage;
@@ -95,7 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let default_level = match cli.command {
         // A failed API request during a control-plane failover is expected and recorded (the
         // write probe); the client library's per-request errors would bury the progress line.
-        Command::Run(_) | Command::Demo(_) => "warn,kube_client=off,controllers::relist=error",
+        Command::Run(_) | Command::Demo(_) => "warn,kube_client=off,live::relist=error",
         Command::Lab(_) | Command::Load(_) => "warn",
         _ => "info",
     };

@@ -12,10 +12,10 @@ use common::{Kubectl, ServerProc};
 use controllers::events::{
     EventRecord, EventRecorder, EventType, RecorderConfig, WriteOutcome, source,
 };
-use controllers::live::event_writer::apply;
-use controllers::live::wall_clock;
 use k8s_openapi::api::core::v1::{Event, ObjectReference};
 use kube::api::{Api, ListParams, PostParams};
+use live::controllers::event_writer::apply;
+use live::controllers::wall_clock;
 use serde_json::json;
 
 fn client(server: &ServerProc) -> kube::Client {

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::audit::{check_no_deposed_writes, elected_writes};
 use controllers::leaderelection::{CONTROLLER_MANAGER_LEASE, DEFAULT_NAMESPACE, ElectionConfig};
-use controllers::live::elected::{Elected, run_elected};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
+use live::controllers::elected::{Elected, run_elected};
 
 const LEASE_MS: i64 = 3_000;
 const DEADLINE_MS: i64 = 2_000;
@@ -183,7 +183,7 @@ async fn three_controller_managers_one_acts_and_a_follower_takes_over() {
 /// write lands and the audit log names the identity.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_fence_sends_no_write() {
-    use controllers::live::fence::{self, Fence, mono_clock, user_agent};
+    use live::controllers::fence::{self, Fence, mono_clock, user_agent};
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -210,7 +210,7 @@ async fn a_closed_fence_sends_no_write() {
         controllers::Action::Create(controllers::Object::Namespace(Arc::new(o)))
     };
 
-    let refused = controllers::live::execute(&client, &ns("le-fenced-1")).await;
+    let refused = live::controllers::execute(&client, &ns("le-fenced-1")).await;
     assert!(
         matches!(&refused, Err(controllers::WriteError::Other(m)) if m.contains("not the leader")),
         "{refused:?}"
@@ -222,12 +222,12 @@ async fn a_closed_fence_sends_no_write() {
     );
 
     f.set(Some(mono_clock() + 60_000));
-    controllers::live::execute(&client, &ns("le-fenced-2"))
+    live::controllers::execute(&client, &ns("le-fenced-2"))
         .await
         .expect("open fence: the write is sent");
     f.set(Some(mono_clock()));
     assert!(
-        controllers::live::execute(&client, &ns("le-fenced-3"))
+        live::controllers::execute(&client, &ns("le-fenced-3"))
             .await
             .is_err()
     );

@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn the_shared_harness_drives_controller_and_cloud() {
         let cloud = Shared::default();
-        let pool = netlab::topology::load_balancer_service_addresses();
+        let pool = super::super::addresses::test_pool();
         let ctl = LoadBalancerController::new(super::super::addresses::Allocator::new(pool));
         let ctl = CloudDriven::new(ctl, Inline::new(cloud.clone()));
         let mut h = Harness::new(vec![Box::new(ctl)]);

@@ -185,13 +185,11 @@ fn t(ip: &str, port: u16, zone: &str) -> TargetConfig {
 
 /// A controller over the lab's address pool.
 fn controller() -> LoadBalancerController {
-    LoadBalancerController::new(addresses::Allocator::new(
-        netlab::topology::load_balancer_service_addresses(),
-    ))
+    LoadBalancerController::new(addresses::Allocator::new(addresses::test_pool()))
 }
 
 fn lb_ip(host: u8) -> Ipv4Addr {
-    netlab::topology::load_balancer_address(host)
+    Ipv4Addr::new(172, 20, 251, host)
 }
 
 /// Zones a (2 nodes, one unready) and b (1 node, 1 excluded); zone c has no nodes at all.

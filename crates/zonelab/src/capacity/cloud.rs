@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use controllers::autoscaler::{CloudAction, NodeGroupView};
-use controllers::live::wall_clock;
 use controllers::nodegroups::{Cloud, CloudError, CloudEvent};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use lab::EventKind;
+use live::controllers::wall_clock;
 use tokio::sync::Notify;
 
 /// The label EKS managed node groups put on their nodes (the kubelet's `--node-labels`).

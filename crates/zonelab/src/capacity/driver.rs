@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use controllers::autoscaler::{AutoscalerAction, AutoscalerConfig, ClusterAutoscaler};
-use controllers::live::{
-    Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
+use live::controllers::{
+    Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
+};
 use runtime::{Cache, Kind, Object};
 use tokio::sync::mpsc;
 
@@ -141,7 +141,7 @@ async fn apply(
             if let Some(text) = failed {
                 tracing::warn!(
                     "autoscaler write failed: {}: {text}",
-                    controllers::live::writes::describe(a)
+                    live::controllers::writes::describe(a)
                 );
                 ca.handle_write_failed(&action, wall_clock());
             }

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use controllers::relist::{self, Step};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::Api;
 use kube::runtime::watcher;
 use lab::EventKind;
 use lab::timeline::KubeEvent;
+use live::relist::{self, Step};
 
 use super::watch::{Timeline, record};
 

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use controllers::relist::{self, Step};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
 use lab::{Event, EventKind};
+use live::relist::{self, Step};
 use runtime::Key;
 use runtime::labels::{SERVICE_NAME_LABEL, node_ready_status, pod_is_ready};
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use controllers::live::fence::identity_of_user_agent;
+use live::controllers::fence::identity_of_user_agent;
 use serde_json::Value;
 
 /// One successful write from the audit log. The write took effect (its store commit) at some

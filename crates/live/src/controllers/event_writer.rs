@@ -14,8 +14,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::wall_clock;
-use crate::events::EventRecord;
-use crate::events::recorder::{EventRecorder, EventWrite, RecorderConfig, WriteId, WriteOutcome};
+use controllers::events::EventRecord;
+use controllers::events::recorder::{
+    EventRecorder, EventWrite, RecorderConfig, WriteId, WriteOutcome,
+};
 
 /// Upstream `maxQueuedEvents` of the event broadcaster.
 pub const QUEUE_BOUND: usize = 1000;

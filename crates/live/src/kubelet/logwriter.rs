@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::logfmt::{self, CriLine, Stream};
+use kubelet::logfmt::{self, CriLine, Stream};
 
 /// Where container logs go and how big they may grow.
 #[derive(Clone, Debug)]

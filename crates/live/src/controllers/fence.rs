@@ -16,7 +16,7 @@ use std::time::Instant;
 use http::header::{HeaderValue, USER_AGENT};
 use tower::{BoxError, Layer, Service};
 
-use crate::Millis;
+use controllers::Millis;
 
 /// Milliseconds on the local monotonic clock since the process first asked (never goes back,
 /// counts while the process is stopped).

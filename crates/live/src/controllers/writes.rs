@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 
 use tokio::sync::mpsc;
 
-use crate::cache::Key;
-use crate::live::execute_explained;
-use crate::{Action, WriteError};
+use super::execute_explained;
+use controllers::cache::Key;
+use controllers::{Action, WriteError};
 
 /// One finished write.
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The kubelet's log endpoint (I/O, thin): `GET /containerLogs/NS/POD/CONTAINER` on the
 //! kubelet port (upstream 10250), with `follow`, `previous`, `tailLines`, `sinceSeconds`,
 //! `sinceTime`, `timestamps` and `limitBytes`. Which instance to read comes from the kubelet
-//! loop ([`LogQuery`], answered by [`crate::Kubelet::container_log_target`]); the bytes come
+//! loop ([`LogQuery`], answered by [`kubelet::Kubelet::container_log_target`]); the bytes come
 //! from the runtime's log files. Start at [`serve`].
 
 use std::convert::Infallible;
@@ -18,8 +18,8 @@ use hyper::body::{Frame, Incoming};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::logs::{LogTarget, LogTargetError};
-use crate::logfmt::{self, LogOptions};
+use kubelet::core::logs::{LogTarget, LogTargetError};
+use kubelet::logfmt::{self, LogOptions};
 
 /// How often a follow looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -307,8 +307,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::logfmt::Stream;
-    use crate::logwriter::LogConfig;
+    use crate::kubelet::logwriter::LogConfig;
+    use kubelet::logfmt::Stream;
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use controllers::live::wall_clock;
-use controllers::live::writes::{Writes, describe};
-use controllers::relist;
+use crate::controllers::wall_clock;
+use crate::controllers::writes::{Writes, describe};
+use crate::relist;
 use controllers::{Change, Kind, Millis, Object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -18,12 +18,18 @@ use kube::runtime::watcher;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::core::{
+use kubelet::core::{
     Kubelet, KubeletConfig, KubeletError, LEASE_NAMESPACE, ProbeOutcome, RuntimeEvent,
 };
-use crate::logserver::LogQuery;
-use crate::prober::Prober;
-use crate::runtime::Runtime;
+use logserver::LogQuery;
+
+pub mod logserver;
+pub mod logwriter;
+pub mod pod_runtime;
+pub mod prober;
+
+pub use pod_runtime::{FakeRuntime, ProcessRuntime, ProcessRuntimeConfig, Runtime};
+pub use prober::{NetProber, Prober};
 
 /// Writes in flight at once.
 const MAX_INFLIGHT_WRITES: usize = 16;
@@ -41,7 +47,7 @@ pub enum LiveError {
     Join(String),
 }
 
-use controllers::live::{Feed, spawn_informer as spawn_watch};
+use crate::controllers::{Feed, spawn_informer as spawn_watch};
 
 fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
     let by_name = watcher::Config::default().fields(&format!("metadata.name={node}"));
@@ -76,7 +82,7 @@ pub struct Agent {
 
 impl Agent {
     /// Spawn [`run`] on the current tokio runtime.
-    /// `logs` answers the log endpoint's questions (see [`crate::logserver`]).
+    /// `logs` answers the log endpoint's questions (see [`logserver`]).
     pub fn start(
         client: kube::Client,
         cfg: KubeletConfig,
@@ -135,7 +141,7 @@ pub async fn run_with_logs(
     let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut shutdown_at: Option<Millis> = None;
-    let events = controllers::live::event_writer::spawn(client.clone(), Default::default());
+    let events = crate::controllers::event_writer::spawn(client.clone(), Default::default());
     loop {
         let sleep_ms = k
             .poll_timeout()

@@ -14,12 +14,12 @@ use netlab::topology::hash8;
 use netlab::{PodNet, Runner, SystemRunner};
 use tokio::sync::mpsc;
 
-use crate::core::standin::Plan;
-use crate::core::{PodRef, RuntimeCommand, RuntimeEvent, Signal};
-use crate::logfmt::Stream;
-use crate::logwriter::LogConfig;
+use super::logwriter::LogConfig;
+use kubelet::core::standin::Plan;
+use kubelet::core::{PodRef, RuntimeCommand, RuntimeEvent, Signal};
+use kubelet::logfmt::Stream;
 
-pub use crate::core::standin::{ECHO_DEFAULT_PORT, ECHO_IMAGE};
+pub use kubelet::core::standin::{ECHO_DEFAULT_PORT, ECHO_IMAGE};
 
 /// Runs runtime commands. `execute` must not block: work runs in spawned tasks that report
 /// on `events`.
@@ -226,7 +226,7 @@ pub fn container_argv(plan: &Plan, echo_exe: &std::path::Path) -> Result<Vec<Str
             Ok(argv)
         }
         Plan::Command(argv) => Ok(argv.clone()),
-        Plan::Refuse { image } => Err(crate::core::standin::refused_message(image)),
+        Plan::Refuse { image } => Err(kubelet::core::standin::refused_message(image)),
     }
 }
 
@@ -323,7 +323,7 @@ impl Runtime for FakeRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::standin::{self, ImagePolicy};
+    use kubelet::core::standin::{self, ImagePolicy};
     use std::path::Path;
 
     fn container(v: serde_json::Value) -> Container {

@@ -2,7 +2,7 @@
 //! channel bound (issue 14: past ~1,040 actions at once the loop deadlocked in
 //! `acquire_owned()` while the only reader of the outcomes was itself). 6,000 pods on this
 //! node are already terminated and marked for deletion, so the kubelet asks the API for one
-//! final delete each; the API seam is `controllers::fake_client` (every write fails with a
+//! final delete each; the API seam is `live::fake_client` (every write fails with a
 //! 500, and the kubelet retries).
 
 use std::collections::BTreeMap;
@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use controllers::fake_client::fake_client;
-use kubelet::{FakeRuntime, KubeletConfig, NetProber};
+use kubelet::KubeletConfig;
+use live::fake_client::fake_client;
+use live::kubelet::{FakeRuntime, NetProber};
 
 const PODS: usize = 6_000;
 
@@ -34,7 +35,7 @@ async fn a_drain_of_six_thousand_writes_completes() {
         Arc::clone(&writes),
     );
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(kubelet::run(
+    let run = tokio::spawn(live::kubelet::run(
         client,
         KubeletConfig::default(),
         Arc::new(FakeRuntime::new()),

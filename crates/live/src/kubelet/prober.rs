@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::core::{ProbeAction, ProbeOutcome, ProbeRequest};
+use kubelet::core::{ProbeAction, ProbeOutcome, ProbeRequest};
 
 /// Most bytes read from an HTTP probe's answer (only the status line matters).
 const MAX_HTTP_HEAD: usize = 4096;

@@ -1,4 +1,4 @@
-//! Informer relists for the live drivers (controllers, kubelet, kube-proxy, the run's timeline
+//! Informers for every live driver (controllers, kubelet, kube-proxy, the run's timeline
 //! watches): kube-runtime's watcher turned into the pure relist steps of `runtime::relist`
 //! (re-exported here), so a relist replaces a driver's view as one step, deletions included.
 //!
@@ -10,7 +10,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 pub use runtime::relist::{RelistBuffer, Relisted, Step, WatchEvent, diff};
 
-use crate::cache::Key;
+use runtime::Key;
 
 /// kube-runtime's watcher event as the pure [`WatchEvent`].
 pub fn watch_event<T>(ev: watcher::Event<T>) -> WatchEvent<T> {

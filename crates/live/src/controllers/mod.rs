@@ -21,14 +21,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-use crate::cache::{Cache, Change, Key, Object};
 use crate::relist::{self, Step};
+use controllers::cache::{Cache, Change, Key, Object};
 pub mod elected;
 pub mod event_writer;
 pub mod fence;
 pub mod writes;
 
-use crate::{Action, Controller, Kind, Millis, WriteError};
+use controllers::{Action, Controller, Kind, Millis, WriteError};
 use writes::{Writes, describe};
 
 /// Writes in flight at once.

@@ -3,7 +3,7 @@
 //! `iptables-restore --noflush`) in this process's network namespace, and the outcome reported
 //! back. Each applied sync is logged on stdout as one JSON line (the lab's timeline reads it).
 //! After each sync the health check node ports of Local-policy LoadBalancers are reconciled
-//! ([`crate::health_ports`]).
+//! ([`health_ports`]).
 //!
 //! Start at [`run`].
 
@@ -29,9 +29,13 @@ use proxy::service_health::ServiceHealth;
 use proxy::syncer::{Change, ProxyMode, SyncKind, Syncer, SyncerConfig};
 use tokio::sync::mpsc;
 
+use crate::controllers::wall_clock;
+use crate::relist::{self, Step};
 use controllers::Key;
-use controllers::live::wall_clock;
-use controllers::relist::{self, Step};
+
+pub mod apply;
+pub mod conntrack;
+pub mod health_ports;
 
 enum Feed {
     Service(Box<Step<Service>>),
@@ -102,7 +106,7 @@ struct Status {
     services: ServiceHealth,
 }
 
-impl crate::health_ports::HealthSource for Status {
+impl health_ports::HealthSource for Status {
     fn answer(&self, svc: &proxy::ServiceKey) -> Option<proxy::service_health::HealthCheckAnswer> {
         let healthy = self.health.check(wall_clock()).healthy;
         self.services.answer(svc, healthy)
@@ -114,7 +118,7 @@ async fn sync_health_ports(
     syncer: &Syncer,
     node: &str,
     status: &Arc<Mutex<Status>>,
-    ports: &mut crate::health_ports::HealthPorts,
+    ports: &mut health_ports::HealthPorts,
 ) {
     let wanted = match status.lock() {
         Ok(mut st) => {
@@ -177,7 +181,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
         health: ProxyHealth::new(cfg.sync_period_ms),
         services: ServiceHealth::new(),
     }));
-    let mut health_ports = crate::health_ports::HealthPorts::new(match mode {
+    let mut health_ports = health_ports::HealthPorts::new(match mode {
         ProxyMode::Nftables => cfg.nft.nodeport_ips.clone(),
         ProxyMode::Iptables => cfg.iptables.nodeport_ips.clone(),
     });
@@ -198,7 +202,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     );
     let (mut services, mut slices) = (Known(BTreeMap::new()), Known(BTreeMap::new()));
     let (mut services_synced, mut slices_synced, mut started) = (false, false, false);
-    let mut udp = crate::conntrack::UdpView::new();
+    let mut udp = conntrack::UdpView::new();
     let mut applier: Box<dyn RuleApplier + Send> = match mode {
         ProxyMode::Nftables => Box::new(NftApplier::new(None)),
         ProxyMode::Iptables => Box::new(IptablesApplier::new(None)),
@@ -206,7 +210,11 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     loop {
         let now = wall_clock();
         let queued = syncer.tracker().has_changes();
-        let polled = if started { syncer.poll_transaction(now) } else { None };
+        let polled = if started {
+            syncer.poll_transaction(now)
+        } else {
+            None
+        };
         if started && polled.is_none() && queued && !syncer.tracker().has_changes() {
             // The changes were taken and needed no rule change: the sync is done.
             if let Ok(mut st) = status.lock() {
@@ -217,12 +225,9 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
         if let Some(txn) = polled {
             let (kind, text) = (txn.kind, txn.text);
             let began = std::time::Instant::now();
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                let r = applier.apply(&text);
-                (applier, r)
-            })
-            .await
-            .unwrap_or_else(|e| panic!("proxy applier task failed: {e}"));
+            let (back, result) = apply::apply_blocking(applier, text)
+                .await
+                .unwrap_or_else(|e| panic!("proxy {e}"));
             applier = back;
             let ok = result.is_ok();
             if let Err(e) = &result {
@@ -241,11 +246,11 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
             }
             if ok {
-                let now_udp = crate::conntrack::udp_view(syncer.plan());
-                let cmds = crate::conntrack::cleanup_commands(&udp, &now_udp);
+                let now_udp = conntrack::udp_view(syncer.plan());
+                let cmds = conntrack::cleanup_commands(&udp, &now_udp);
                 udp = now_udp;
                 if !cmds.is_empty() {
-                    let _ = tokio::task::spawn_blocking(move || crate::conntrack::run(&cmds)).await;
+                    let _ = tokio::task::spawn_blocking(move || conntrack::run(&cmds)).await;
                 }
             }
             if let Ok(mut st) = status.lock() {
@@ -326,7 +331,9 @@ mod relist_tests {
         assert_eq!(syncer.tracker().service_count(), 2);
         // Service `a` and its slice were deleted while the watch was down: the relists after
         // the gap no longer list them, and the syncer must forget them.
-        services.feed(Step::Relisted(vec![b.clone()]), |c| syncer.handle_service(c));
+        services.feed(Step::Relisted(vec![b.clone()]), |c| {
+            syncer.handle_service(c)
+        });
         slices.feed(Step::Relisted(Vec::new()), |c| syncer.handle_slice(c));
         assert_eq!(syncer.tracker().service_count(), 1);
         assert_eq!(

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 
 use super::fence::{self, Fence, mono_clock, user_agent};
 use super::{event_writer, wall_clock};
-use crate::Controller;
-use crate::events::{EventRecord, EventType, object_ref};
-use crate::leaderelection::{
+use controllers::Controller;
+use controllers::events::{EventRecord, EventType, object_ref};
+use controllers::leaderelection::{
     ElectionConfig, ElectionEvent, LeaderElector, LeaseRequest, LeaseResponse,
 };
 
@@ -38,7 +38,7 @@ pub struct Elected {
 #[derive(Debug, thiserror::Error)]
 pub enum ElectedError {
     #[error("invalid leader election configuration: {0}")]
-    Config(#[from] crate::leaderelection::ConfigError),
+    Config(#[from] controllers::leaderelection::ConfigError),
     #[error("building the API client: {0}")]
     Client(#[from] kube::Error),
 }

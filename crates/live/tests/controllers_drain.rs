@@ -1,6 +1,6 @@
 //! The controllers' live loop drains a burst of writes far beyond its in-flight bound and
 //! its channel bound (issue 14: more than ~4,160 actions at once deadlocked the loop, as
-//! when a dense zone fails). The API seam is a test double (`controllers::fake_client`): lists
+//! when a dense zone fails). The API seam is a test double (`live::fake_client`): lists
 //! are empty, watches stay open, every write fails with a 500 and so comes back to the
 //! controller through `handle_write_failed`.
 
@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use controllers::fake_client::fake_client;
 use controllers::{Action, Cache, Change, Controller, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Pod;
+use live::fake_client::fake_client;
 
 const ACTIONS: usize = 6_000;
 
@@ -57,7 +57,7 @@ async fn a_drain_of_six_thousand_writes_completes() {
         out: runtime::Outbox::new(),
         failed: Arc::clone(&failed),
     };
-    let run = tokio::spawn(controllers::live::run(client, vec![Box::new(burst)]));
+    let run = tokio::spawn(live::controllers::run(client, vec![Box::new(burst)]));
     // A bound against hanging forever, not a timing assertion: a deadlock stops the count.
     let deadline = Instant::now() + Duration::from_secs(120);
     while failed.load(Ordering::SeqCst) < ACTIONS && Instant::now() < deadline {
