@@ -1,26 +1,55 @@
-//! Bench for the scheduler: throughput (pods/s) binding 5,000 pending pods on 5,000 nodes in
-//! 10 zones, with and without a zone topology spread constraint, in the virtual-time harness
-//! (the fake API's bind and the informer event for it are included in the time).
-//! Prints figures; run with `cargo bench -p controllers --bench scheduler`.
+//! Bench for the scheduler: throughput (pods/s) binding 5,000 pods on 1,000 / 2,000 / 5,000
+//! nodes in 3 and 10 zones, without constraints and with a zone topology spread constraint
+//! (maxSkew 1, `DoNotSchedule` or `ScheduleAnyway`), all pending at start or arriving one at a
+//! time, in the virtual-time harness (the fake API's bind and the informer event for it are
+//! included in the time). The harness's own share is measured apart: the same binds replayed
+//! on a fresh fake API without the scheduler.
+//!
+//! Prints figures; run with `cargo bench -p controllers --bench scheduler`. Narrow it with
+//! `ZL_BENCH_NODES=5000`, `ZL_BENCH_ZONES=3`, `ZL_BENCH_PODS=20000`, `ZL_BENCH_CASES=spread`
+//! (a comma-separated list of `none`, `spread`, `soft`).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use controllers::fake::{Harness, T0, object};
+use controllers::fake::{FakeApi, Harness, T0, object};
 use controllers::scheduler::{Scheduler, SchedulerConfig};
-use controllers::{Controller, Object};
+use controllers::{Action, Controller, Object};
 use serde_json::{Value, json};
 
-const NODES: usize = 5_000;
-const ZONES: usize = 10;
-const PODS: usize = 5_000;
+/// What the pods ask for.
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    /// No spread constraint (and no Service selecting them: no system default spreading).
+    None,
+    /// Zone spread, maxSkew 1, `DoNotSchedule`.
+    Spread,
+    /// Zone spread, maxSkew 1, `ScheduleAnyway`.
+    Soft,
+}
 
-fn node(i: usize) -> Object {
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::None => "no constraints",
+            Case::Spread => "zone spread DoNotSchedule",
+            Case::Soft => "zone spread ScheduleAnyway",
+        }
+    }
+}
+
+struct Size {
+    nodes: usize,
+    zones: usize,
+    pods: usize,
+}
+
+fn node(i: usize, zones: usize) -> Object {
     let name = format!("node-{i:05}");
     object(json!({
         "kind": "Node",
         "metadata": {"name": name, "labels": {
-            "topology.kubernetes.io/zone": format!("zone-{}", i % ZONES),
+            "topology.kubernetes.io/zone": format!("zone-{}", i % zones),
             "kubernetes.io/hostname": name
         }},
         "spec": {},
@@ -31,33 +60,62 @@ fn node(i: usize) -> Object {
     }))
 }
 
-fn pod(i: usize, spread: bool) -> Object {
+fn pod(i: usize, case: Case) -> Object {
     let mut v: Value = json!({
         "kind": "Pod",
-        "metadata": {"name": format!("web-{i:05}"), "namespace": "default", "labels": {"app": "web"}},
+        "metadata": {"name": format!("web-{i:06}"), "namespace": "default", "labels": {"app": "web"}},
         "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
     });
-    if spread {
+    let when = match case {
+        Case::None => None,
+        Case::Spread => Some("DoNotSchedule"),
+        Case::Soft => Some("ScheduleAnyway"),
+    };
+    if let Some(when) = when {
         v["spec"]["topologySpreadConstraints"] = json!([{
             "maxSkew": 1,
             "topologyKey": "topology.kubernetes.io/zone",
-            "whenUnsatisfiable": "DoNotSchedule",
+            "whenUnsatisfiable": when,
             "labelSelector": {"matchLabels": {"app": "web"}}
         }]);
     }
     object(v)
 }
 
-fn harness() -> Harness {
+fn harness(size: &Size) -> Harness {
     let sched: Box<dyn Controller> = Box::new(Scheduler::new(SchedulerConfig::default()));
     let mut h = Harness::new(vec![sched]);
-    for i in 0..NODES {
-        h.api.put(node(i), T0);
+    for i in 0..size.nodes {
+        h.api.put(node(i, size.zones), T0);
     }
     h
 }
 
-fn report(label: &str, h: &Harness, secs: f64) {
+/// Seconds the fake API alone takes for the binds `h` executed: the same pods and binds
+/// replayed on a fresh API, no scheduler.
+fn harness_share(size: &Size, case: Case, h: &Harness) -> f64 {
+    let mut api = FakeApi::new();
+    for i in 0..size.nodes {
+        api.put(node(i, size.zones), T0);
+    }
+    for i in 0..size.pods {
+        api.put(pod(i, case), T0);
+    }
+    let binds: Vec<&Action> = h
+        .api
+        .log
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a, Action::Bind { .. }))
+        .collect();
+    let t = Instant::now();
+    for a in binds {
+        api.execute(a, T0).expect("replayed bind");
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn report(label: &str, size: &Size, case: Case, h: &Harness, secs: f64) {
     let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
     let mut bound = 0;
     for p in h.api.cache.pods.values() {
@@ -72,62 +130,73 @@ fn report(label: &str, h: &Harness, secs: f64) {
         per_zone.values().min().copied().unwrap_or(0),
         per_zone.values().max().copied().unwrap_or(0),
     );
+    let api = harness_share(size, case, h);
     println!(
-        "{label:<44} {bound:>5} bound in {secs:>7.3} s = {:>8.0} pods/s  (per-zone min {min}, max {max})",
-        bound as f64 / secs
+        "{:>5} nodes {:>2} zones  {label:<10} {:<27} {bound:>6} bound in {secs:>7.3} s = {:>7.0} pods/s; \
+         fake API {:>4.1}%, scheduler alone {:>7.0} pods/s  (per-zone min {min}, max {max})",
+        size.nodes,
+        size.zones,
+        case.name(),
+        bound as f64 / secs,
+        100.0 * api / secs,
+        bound as f64 / (secs - api).max(1e-9),
     );
 }
 
 /// All pods exist before the scheduler starts (one long queue, like scheduler_perf's
 /// measured phase): time from start until every bind is executed and observed.
-fn batch(spread: bool) {
-    let mut h = harness();
-    for i in 0..PODS {
-        h.api.put(pod(i, spread), T0);
+fn batch(size: &Size, case: Case) {
+    let mut h = harness(size);
+    for i in 0..size.pods {
+        h.api.put(pod(i, case), T0);
     }
     let t = Instant::now();
     h.start();
-    report(
-        &format!(
-            "batch, {} ",
-            if spread {
-                "zone spread"
-            } else {
-                "no constraints"
-            }
-        ),
-        &h,
-        t.elapsed().as_secs_f64(),
-    );
+    report("batch", size, case, &h, t.elapsed().as_secs_f64());
 }
 
 /// Pods arrive one at a time through the informer; each is scheduled, bound and observed
 /// before the next arrives.
-fn streaming(spread: bool) {
-    let mut h = harness();
+fn streaming(size: &Size, case: Case) {
+    let mut h = harness(size);
     h.start();
     let t = Instant::now();
-    for i in 0..PODS {
-        h.put(pod(i, spread));
+    for i in 0..size.pods {
+        h.put(pod(i, case));
     }
-    report(
-        &format!(
-            "streaming, {}",
-            if spread {
-                "zone spread"
-            } else {
-                "no constraints"
-            }
-        ),
-        &h,
-        t.elapsed().as_secs_f64(),
-    );
+    report("streaming", size, case, &h, t.elapsed().as_secs_f64());
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(|s| s.trim().parse().expect("a number"))
+            .collect(),
+        Err(_) => default.to_vec(),
+    }
 }
 
 fn main() {
-    println!("scheduler: {NODES} nodes in {ZONES} zones, {PODS} pending pods (100m / 128Mi each)");
-    batch(false);
-    batch(true);
-    streaming(false);
-    streaming(true);
+    let pods = env_list("ZL_BENCH_PODS", &[5_000])[0];
+    let cases: Vec<Case> = std::env::var("ZL_BENCH_CASES")
+        .unwrap_or_else(|_| "none,spread,soft".into())
+        .split(',')
+        .map(|c| match c.trim() {
+            "none" => Case::None,
+            "spread" => Case::Spread,
+            "soft" => Case::Soft,
+            other => panic!("unknown case {other}: none, spread or soft"),
+        })
+        .collect();
+    println!("scheduler: {pods} pods (100m / 128Mi each); default percentageOfNodesToScore");
+    for nodes in env_list("ZL_BENCH_NODES", &[1_000, 2_000, 5_000]) {
+        for zones in env_list("ZL_BENCH_ZONES", &[3, 10]) {
+            let size = Size { nodes, zones, pods };
+            for &case in &cases {
+                batch(&size, case);
+                streaming(&size, case);
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //!
 //! Start at [`schedule_one`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Toleration};
@@ -105,39 +106,73 @@ impl<'a> PodCtx<'a> {
     }
 }
 
-/// Why one node was rejected: its reasons, and whether preemption could not help
-/// (upstream `UnschedulableAndUnresolvable`).
+/// Why one node was rejected: its reasons (up to three, from one plugin; most are fixed
+/// texts, so rejecting thousands of nodes allocates nothing), and whether preemption could not
+/// help (upstream `UnschedulableAndUnresolvable`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NodeFailure {
-    reasons: Vec<String>,
+    reasons: [Option<Cow<'static, str>>; 3],
     unresolvable: bool,
 }
 
-fn fail(reason: &str, unresolvable: bool) -> NodeFailure {
+impl NodeFailure {
+    fn reasons(&self) -> impl Iterator<Item = &str> {
+        self.reasons.iter().flatten().map(|r| &**r)
+    }
+}
+
+fn fail(reason: impl Into<Cow<'static, str>>, unresolvable: bool) -> NodeFailure {
     NodeFailure {
-        reasons: vec![reason.to_string()],
+        reasons: [Some(reason.into()), None, None],
         unresolvable,
+    }
+}
+
+/// The rejected nodes of one cycle, tallied as upstream's `Diagnosis` is summarized: nodes
+/// per reason, and nodes preemption could or could not help.
+#[derive(Debug, Default)]
+struct Failures {
+    reasons: BTreeMap<Cow<'static, str>, usize>,
+    unresolvable: usize,
+    resolvable: usize,
+}
+
+impl Failures {
+    fn add(&mut self, f: NodeFailure) {
+        for r in f.reasons.into_iter().flatten() {
+            match self.reasons.get_mut(&*r) {
+                Some(n) => *n += 1,
+                None => {
+                    self.reasons.insert(r, 1);
+                }
+            }
+        }
+        if f.unresolvable {
+            self.unresolvable += 1;
+        } else {
+            self.resolvable += 1;
+        }
     }
 }
 
 /// Upstream `noderesources` Fit filter.
 fn fit(pod: &PodCtx, node: &NodeEntry) -> Result<(), NodeFailure> {
-    let mut reasons = Vec::new();
+    let mut reasons: [Option<Cow<'static, str>>; 3] = [None, None, None];
     let (alloc, used, req) = (
         &node.allocatable,
         &node.usage.requested,
         &pod.usage.requested,
     );
     if used.pods + 1 > alloc.pods {
-        reasons.push("Too many pods".to_string());
+        reasons[0] = Some("Too many pods".into());
     }
     if req.milli_cpu > 0 && req.milli_cpu > alloc.milli_cpu - used.milli_cpu {
-        reasons.push("Insufficient cpu".to_string());
+        reasons[1] = Some("Insufficient cpu".into());
     }
     if req.memory > 0 && req.memory > alloc.memory - used.memory {
-        reasons.push("Insufficient memory".to_string());
+        reasons[2] = Some("Insufficient memory".into());
     }
-    if reasons.is_empty() {
+    if reasons.iter().all(Option::is_none) {
         Ok(())
     } else {
         Err(NodeFailure {
@@ -161,7 +196,7 @@ pub fn check_node(snap: &Snapshot, pod: &Pod, idx: usize) -> Result<(), Vec<Stri
         spread.as_ref(),
         anti.as_ref(),
     )
-    .map_err(|f| f.reasons)
+    .map_err(|f| f.reasons().map(str::to_string).collect())
 }
 
 /// The filter plugins in upstream's default order; the first failing plugin decides.
@@ -188,7 +223,7 @@ fn filter(
             t.key,
             t.value.as_deref().unwrap_or("")
         );
-        return Err(fail(&reason, true));
+        return Err(fail(reason, true));
     }
     if !pod.affinity.matches(&node.node) {
         return Err(fail(REASON_NODE_AFFINITY, true));
@@ -301,7 +336,7 @@ pub fn schedule_one(
     let want = num_feasible_to_find(params.percentage_of_nodes_to_score, all);
     let start = *params.next_start_node % all;
     let mut feasible = Vec::new();
-    let mut failures: Vec<NodeFailure> = Vec::new();
+    let mut failures = Failures::default();
     let mut processed = 0;
     for i in 0..all {
         let idx = (start + i) % all;
@@ -313,7 +348,7 @@ pub fn schedule_one(
                     break;
                 }
             }
-            Err(f) => failures.push(f),
+            Err(f) => failures.add(f),
         }
     }
     *params.next_start_node = (start + processed) % all;
@@ -372,12 +407,21 @@ fn select(feasible: &[usize], totals: &[i64], rng: &mut ChaCha8Rng) -> usize {
 }
 
 /// `"<count> <reason>"` strings, sorted as strings (upstream `sortReasonsHistogram`).
+#[cfg(test)]
 fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in reasons {
         *counts.entry(r).or_default() += 1;
     }
-    let mut lines: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    counted_histogram(counts.into_iter())
+}
+
+/// [`histogram`] of reasons already counted (zero counts left out).
+fn counted_histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
+    let mut lines: Vec<String> = counts
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     lines.sort();
     lines.join(", ")
 }
@@ -385,12 +429,8 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
 /// The `PodScheduled=False` message: filter reasons, then the preemption plugin's verdict
 /// (this scheduler does not preempt, so a node is either "not helpful" — its failure was
 /// unresolvable — or has no victims).
-fn fit_error_message(all: usize, failures: &[NodeFailure], pod: &Pod) -> String {
-    let filters = histogram(
-        failures
-            .iter()
-            .flat_map(|f| f.reasons.iter().map(String::as_str)),
-    );
+fn fit_error_message(all: usize, failures: &Failures, pod: &Pod) -> String {
+    let filters = counted_histogram(failures.reasons.iter().map(|(r, n)| (&**r, *n)));
     let never = pod
         .spec
         .as_ref()
@@ -399,13 +439,19 @@ fn fit_error_message(all: usize, failures: &[NodeFailure], pod: &Pod) -> String 
     let preemption = if never {
         "preemption: not eligible due to preemptionPolicy=Never.".to_string()
     } else {
-        let verdicts = histogram(failures.iter().map(|f| {
-            if f.unresolvable {
-                "Preemption is not helpful for scheduling"
-            } else {
-                "No preemption victims found for incoming pod"
-            }
-        }));
+        let verdicts = counted_histogram(
+            [
+                (
+                    "Preemption is not helpful for scheduling",
+                    failures.unresolvable,
+                ),
+                (
+                    "No preemption victims found for incoming pod",
+                    failures.resolvable,
+                ),
+            ]
+            .into_iter(),
+        );
         format!("preemption: 0/{all} nodes are available: {verdicts}.")
     };
     format!("0/{all} nodes are available: {filters}. {preemption}")
@@ -423,6 +469,16 @@ mod tests {
         assert_eq!(num_feasible_to_find(0, 6000), 300);
         assert_eq!(num_feasible_to_find(50, 1000), 500);
         assert_eq!(num_feasible_to_find(100, 5000), 5000);
+        // Below 100 nodes every node; the adaptive share never finds fewer than 100 nodes nor
+        // goes below 5 %.
+        assert_eq!(num_feasible_to_find(0, 99), 99);
+        assert_eq!(num_feasible_to_find(0, 100), 100);
+        assert_eq!(num_feasible_to_find(0, 150), 100);
+        assert_eq!(num_feasible_to_find(1, 2000), 100);
+        assert_eq!(num_feasible_to_find(0, 2000), 680);
+        assert_eq!(num_feasible_to_find(0, 10_000), 500);
+        assert_eq!(num_feasible_to_find(0, 100_000), 5000);
+        assert_eq!(num_feasible_to_find(10, 5000), 500);
     }
 
     #[test]

@@ -23,6 +23,8 @@ mod spread;
 mod spread_counts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sampling;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -191,7 +193,7 @@ impl Scheduler {
                 self.assumed_nodes.remove(uid);
             }
             self.anti_affinity_pods.remove(key);
-            self.spread_counts.forget_assumed(key);
+            self.spread_counts.forget_assumed(key, &self.nodes);
         }
     }
 
@@ -205,7 +207,7 @@ impl Scheduler {
                 .and_then(|u| self.assumed_nodes.get(u));
             Placed::of(p, assumed.map(String::as_str))
         });
-        self.spread_counts.set(key, placed);
+        self.spread_counts.set(key, placed, &self.nodes);
     }
 
     fn assume(&mut self, key: &Key, pod: &Pod, node: &str) {
@@ -291,11 +293,13 @@ impl Scheduler {
                 self.queue.forget(&key);
                 continue;
             }
-            for key in spread::topology_keys(pod) {
-                self.nodes.prepare_topology(&key);
+            let keys = spread::topology_keys(pod);
+            for k in &keys {
+                self.nodes.prepare_topology(k);
             }
             for selector in spread::count_selectors(cache, pod) {
-                self.spread_counts.prepare(&key.namespace, &selector);
+                self.spread_counts
+                    .prepare(&key.namespace, &selector, &keys, &self.nodes);
             }
             let snap = Snapshot {
                 cache,

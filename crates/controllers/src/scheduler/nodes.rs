@@ -82,11 +82,14 @@ impl NodeEntry {
 }
 
 /// Nodes grouped by the value of one topology label: a domain id per node (indexed like the
-/// node table; `None` when the node lacks the label) and the number of domains.
+/// node table; `None` when the node lacks the label), the number of domains, the id of each
+/// label value, and how many nodes lack the label.
 #[derive(Debug, Default)]
 pub struct TopologyIndex {
     pub domain_of: Vec<Option<u32>>,
     pub domains: usize,
+    pub ids: BTreeMap<String, u32>,
+    pub missing: usize,
 }
 
 /// All nodes, sorted by name, with per-node usage. Usage of pods bound to nodes not (yet) in
@@ -99,6 +102,9 @@ pub struct NodeTable {
     orphans: BTreeMap<String, PodUsage>,
     /// Topology indexes by label key, built on demand, dropped when labels or the node set change.
     topology: BTreeMap<String, TopologyIndex>,
+    /// Bumped whenever node positions or labels change (when `topology` is dropped): state
+    /// indexed by node position or domain id is valid for one generation.
+    generation: u64,
 }
 
 impl NodeTable {
@@ -108,6 +114,16 @@ impl NodeTable {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The current generation (see the field): positions and domain ids are stable within one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn invalidate_topology(&mut self) {
+        self.topology.clear();
+        self.generation += 1;
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -125,7 +141,7 @@ impl NodeTable {
             .enumerate()
             .map(|(i, e)| (e.name.clone(), i))
             .collect();
-        self.topology.clear();
+        self.invalidate_topology();
     }
 
     /// Build the topology index for `key` if it is not cached.
@@ -133,17 +149,24 @@ impl NodeTable {
         if self.topology.contains_key(key) {
             return;
         }
-        let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
         let mut domain_of = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
-            domain_of.push(e.label(key).map(|v| {
-                let next = ids.len() as u32;
-                *ids.entry(v).or_insert(next)
+            domain_of.push(e.label(key).map(|v| match ids.get(v) {
+                Some(&id) => id,
+                None => {
+                    let id = ids.len() as u32;
+                    ids.insert(v.to_string(), id);
+                    id
+                }
             }));
         }
+        let missing = domain_of.iter().filter(|d| d.is_none()).count();
         let index = TopologyIndex {
             domain_of,
             domains: ids.len(),
+            ids,
+            missing,
         };
         self.topology.insert(key.to_string(), index);
     }
@@ -178,7 +201,7 @@ impl NodeTable {
                 let entry = NodeEntry::new(node, usage);
                 let changed = entry.differs_for_scheduling(&self.entries[i]);
                 if entry.node.metadata.labels != self.entries[i].node.metadata.labels {
-                    self.topology.clear();
+                    self.invalidate_topology();
                 }
                 self.entries[i] = entry;
                 changed

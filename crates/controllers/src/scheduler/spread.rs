@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::cycle::{PodCtx, Snapshot};
-use super::nodes::NodeEntry;
+use super::nodes::{NodeEntry, TopologyIndex};
 use super::selectors::{Selector, first_untolerated};
+use super::spread_counts::Indexed;
 use crate::{Cache, HOSTNAME_LABEL, ZONE_LABEL};
 
 /// Filter reason (upstream `ErrReasonConstraintsNotMatch`).
@@ -39,6 +40,49 @@ impl Constraint {
         }
         !(self.honor_taints && first_untolerated(&node.taints, pod.tolerations).is_some())
     }
+
+    /// True when [`Constraint::includes`] holds for every node: the pod's node affinity is
+    /// ignored or matches everything, and taints are ignored (the defaults).
+    fn includes_every_node(&self, pod: &PodCtx) -> bool {
+        (!self.honor_affinity || pod.affinity.is_everything()) && !self.honor_taints
+    }
+}
+
+/// The constraints' indexed counts (per node position and per domain), when the per-cycle
+/// scan over every node can be skipped with the same result: every node is included for
+/// every constraint, and either the constraints share one topology key or no node lacks any
+/// of their keys (so no node is dropped for missing another constraint's key). `None` for an
+/// empty selector (it counts nothing here, as in [`count_matching`]).
+fn indexed_counts<'a>(
+    snap: &Snapshot<'a>,
+    pod: &PodCtx,
+    constraints: &[Constraint],
+) -> Option<Vec<Option<&'a Indexed>>> {
+    if !constraints.iter().all(|c| c.includes_every_node(pod)) {
+        return None;
+    }
+    let one_key = constraints
+        .iter()
+        .all(|c| c.topology_key == constraints[0].topology_key);
+    let mut out = Vec::with_capacity(constraints.len());
+    for c in constraints {
+        let topo = snap.nodes.topology(&c.topology_key)?;
+        if !one_key && topo.missing > 0 {
+            return None;
+        }
+        if c.selector.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let ix = snap
+            .spread_counts
+            .indexed(pod.namespace, &c.selector, snap.nodes)?;
+        if !ix.domains.contains_key(&c.topology_key) {
+            return None;
+        }
+        out.push(Some(ix));
+    }
+    Some(out)
 }
 
 /// The pod's constraints with `whenUnsatisfiable == action`, `matchLabelKeys` merged in.
@@ -256,23 +300,23 @@ impl<'a> SpreadFilter<'a> {
             .iter()
             .map(|c| snap.nodes.topology(&c.topology_key))
             .collect::<Option<_>>()?;
-        let matching = count_matching(snap, pod, &constraints);
-        let n = constraints.len();
-        let mut counts: Vec<Vec<Option<i64>>> =
-            topo.iter().map(|t| vec![None; t.domains]).collect();
-        for (idx, node) in snap.nodes.entries().iter().enumerate() {
-            if topo.iter().any(|t| t.domain_of[idx].is_none()) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if let Some(d) = topo[i].domain_of[idx]
-                    && c.includes(pod, node)
-                {
-                    let slot = &mut counts[i][d as usize];
-                    *slot = Some(slot.unwrap_or(0) + i64::from(matching[idx * n + i]));
-                }
-            }
-        }
+        let counts = match indexed_counts(snap, pod, &constraints) {
+            // Every domain of the index has a node, and every node is eligible.
+            Some(ix) => constraints
+                .iter()
+                .zip(&topo)
+                .zip(ix)
+                .map(|((c, t), ix)| match ix {
+                    Some(ix) => ix.domains[&c.topology_key]
+                        .per_domain
+                        .iter()
+                        .map(|&s| Some(s))
+                        .collect(),
+                    None => vec![Some(0); t.domains],
+                })
+                .collect(),
+            None => scan_domain_counts(snap, pod, &constraints, &topo),
+        };
         let min = constraints
             .iter()
             .zip(&counts)
@@ -314,12 +358,111 @@ impl<'a> SpreadFilter<'a> {
     }
 }
 
+/// Matching pods per constraint and domain id, `None` for a domain without an eligible node:
+/// the scan over every node (upstream's PreFilter).
+fn scan_domain_counts(
+    snap: &Snapshot,
+    pod: &PodCtx,
+    constraints: &[Constraint],
+    topo: &[&TopologyIndex],
+) -> Vec<Vec<Option<i64>>> {
+    let matching = count_matching(snap, pod, constraints);
+    let n = constraints.len();
+    let mut counts: Vec<Vec<Option<i64>>> = topo.iter().map(|t| vec![None; t.domains]).collect();
+    for (idx, node) in snap.nodes.entries().iter().enumerate() {
+        if topo.iter().any(|t| t.domain_of[idx].is_none()) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if let Some(d) = topo[i].domain_of[idx]
+                && c.includes(pod, node)
+            {
+                let slot = &mut counts[i][d as usize];
+                *slot = Some(slot.unwrap_or(0) + i64::from(matching[idx * n + i]));
+            }
+        }
+    }
+    counts
+}
+
+/// Add to each non-hostname constraint's domains (those of the feasible nodes) the matching
+/// pods of every eligible node in them, by scanning every node.
+fn scan_score_domains<'a>(
+    pod: &PodCtx,
+    entries: &'a [NodeEntry],
+    constraints: &[Constraint],
+    require_all: bool,
+    per_node: &[u32],
+    domain_counts: &mut [BTreeMap<&'a str, i64>],
+) {
+    let n = constraints.len();
+    for (idx, node) in entries.iter().enumerate() {
+        if require_all && !has_all_keys(node, constraints) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
+                continue;
+            }
+            if let Some(count) = domain_counts[i].get_mut(node.label(&c.topology_key).unwrap_or(""))
+            {
+                *count += i64::from(per_node[idx * n + i]);
+            }
+        }
+    }
+}
+
+/// [`scan_score_domains`] from the indexed per-domain sums: a domain's value is its label
+/// value, and without `require_all` the "" domain also holds the nodes lacking the label.
+fn fill_from_index(
+    snap: &Snapshot,
+    constraints: &[Constraint],
+    indexed: &[Option<&Indexed>],
+    require_all: bool,
+    domain_counts: &mut [BTreeMap<&str, i64>],
+) {
+    for (i, c) in constraints.iter().enumerate() {
+        let (Some(ix), Some(topo)) = (indexed[i], snap.nodes.topology(&c.topology_key)) else {
+            continue;
+        };
+        if c.topology_key == HOSTNAME_LABEL {
+            continue;
+        }
+        let sums = &ix.domains[&c.topology_key];
+        for (value, count) in domain_counts[i].iter_mut() {
+            *count += topo
+                .ids
+                .get(*value)
+                .map_or(0, |&d| sums.per_domain[d as usize]);
+            if !require_all && value.is_empty() {
+                *count += sums.missing;
+            }
+        }
+    }
+}
+
+/// Matching pods per node position and constraint: from the indexed counts, or counted for
+/// this cycle (`counts[idx * n + i]`).
+enum NodeCounts<'a> {
+    Indexed(Vec<Option<&'a Indexed>>),
+    Flat { counts: Vec<u32>, n: usize },
+}
+
+impl NodeCounts<'_> {
+    fn get(&self, idx: usize, i: usize) -> u32 {
+        match self {
+            NodeCounts::Indexed(ix) => ix[i].map_or(0, |ix| ix.per_node[idx]),
+            NodeCounts::Flat { counts, n } => counts[idx * n + i],
+        }
+    }
+}
+
 /// PreScore state for soft constraints.
 pub struct SpreadScore<'a> {
     constraints: Vec<Constraint>,
     require_all: bool,
     domain_counts: Vec<BTreeMap<&'a str, i64>>,
-    per_node: Vec<u32>,
+    per_node: NodeCounts<'a>,
     weights: Vec<f64>,
 }
 
@@ -371,22 +514,24 @@ impl<'a> SpreadScore<'a> {
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let per_node = count_matching(snap, pod, &constraints);
-        for (idx, node) in entries.iter().enumerate() {
-            if require_all && !has_all_keys(node, &constraints) {
-                continue;
+        let per_node = match indexed_counts(snap, pod, &constraints) {
+            Some(ix) => {
+                fill_from_index(snap, &constraints, &ix, require_all, &mut domain_counts);
+                NodeCounts::Indexed(ix)
             }
-            for (i, c) in constraints.iter().enumerate() {
-                if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
-                    continue;
-                }
-                if let Some(count) =
-                    domain_counts[i].get_mut(node.label(&c.topology_key).unwrap_or(""))
-                {
-                    *count += i64::from(per_node[idx * n + i]);
-                }
+            None => {
+                let counts = count_matching(snap, pod, &constraints);
+                scan_score_domains(
+                    pod,
+                    entries,
+                    &constraints,
+                    require_all,
+                    &counts,
+                    &mut domain_counts,
+                );
+                NodeCounts::Flat { counts, n }
             }
-        }
+        };
         Some(SpreadScore {
             constraints,
             require_all,
@@ -402,14 +547,13 @@ impl<'a> SpreadScore<'a> {
         if self.require_all && !has_all_keys(node, &self.constraints) {
             return None;
         }
-        let n = self.constraints.len();
         let mut score = 0.0;
         for (i, c) in self.constraints.iter().enumerate() {
             let Some(v) = node.label(&c.topology_key) else {
                 continue;
             };
             let cnt = if c.topology_key == HOSTNAME_LABEL {
-                i64::from(self.per_node[idx * n + i])
+                i64::from(self.per_node.get(idx, i))
             } else {
                 self.domain_counts[i].get(v).copied().unwrap_or(0)
             };
