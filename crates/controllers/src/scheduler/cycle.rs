@@ -129,10 +129,11 @@ fn fail(reason: impl Into<Cow<'static, str>>, unresolvable: bool) -> NodeFailure
 }
 
 /// The rejected nodes of one cycle, tallied as upstream's `Diagnosis` is summarized: nodes
-/// per reason, and nodes preemption could or could not help.
+/// per reason (few distinct ones; the same fixed text is found by address first), and nodes
+/// preemption could or could not help.
 #[derive(Debug, Default)]
 struct Failures {
-    reasons: BTreeMap<Cow<'static, str>, usize>,
+    reasons: Vec<(Cow<'static, str>, usize)>,
     unresolvable: usize,
     resolvable: usize,
 }
@@ -140,11 +141,10 @@ struct Failures {
 impl Failures {
     fn add(&mut self, f: NodeFailure) {
         for r in f.reasons.into_iter().flatten() {
-            match self.reasons.get_mut(&*r) {
-                Some(n) => *n += 1,
-                None => {
-                    self.reasons.insert(r, 1);
-                }
+            let same = |k: &Cow<'static, str>| std::ptr::eq(k.as_ref(), r.as_ref()) || *k == r;
+            match self.reasons.iter_mut().find(|(k, _)| same(k)) {
+                Some((_, n)) => *n += 1,
+                None => self.reasons.push((r, 1)),
             }
         }
         if f.unresolvable {
@@ -338,8 +338,9 @@ pub fn schedule_one(
     let mut feasible = Vec::new();
     let mut failures = Failures::default();
     let mut processed = 0;
+    let order = snap.nodes.order();
     for i in 0..all {
-        let idx = (start + i) % all;
+        let idx = order[(start + i) % all];
         processed = i + 1;
         match filter(&ctx, &entries[idx], idx, spread.as_ref(), anti.as_ref()) {
             Ok(()) => {
@@ -365,7 +366,7 @@ pub fn schedule_one(
 fn score(snap: &Snapshot, ctx: &PodCtx, feasible: &[usize]) -> Vec<i64> {
     let entries = snap.nodes.entries();
     let taints = taint_scores(ctx, entries, feasible);
-    let spread = SpreadScore::new(snap, ctx, feasible).map(|s| s.scores(entries, feasible));
+    let spread = SpreadScore::new(snap, ctx, feasible).map(|s| s.scores(feasible));
     let best_effort = ctx.usage.requested.milli_cpu == 0 && ctx.usage.requested.memory == 0;
     feasible
         .iter()

@@ -105,6 +105,48 @@ pub struct NodeTable {
     /// Bumped whenever node positions or labels change (when `topology` is dropped): state
     /// indexed by node position or domain id is valid for one generation.
     generation: u64,
+    /// Positions in the order a scheduling cycle visits nodes (upstream's `nodeTree.list`).
+    order: Vec<usize>,
+}
+
+/// Upstream `utilnode.GetZoneKey`: region and zone (GA labels, else the beta ones), or "" when
+/// the node has neither.
+fn zone_key(e: &NodeEntry) -> String {
+    let zone = e
+        .label(crate::ZONE_LABEL)
+        .or_else(|| e.label("failure-domain.beta.kubernetes.io/zone"))
+        .unwrap_or("");
+    let region = e
+        .label("topology.kubernetes.io/region")
+        .or_else(|| e.label("failure-domain.beta.kubernetes.io/region"))
+        .unwrap_or("");
+    if region.is_empty() && zone.is_empty() {
+        String::new()
+    } else {
+        format!("{region}:\0:{zone}")
+    }
+}
+
+/// Upstream `nodeTree.list`: the first node of every zone, then the second of every zone, and
+/// so on, zones in the order they first appear, nodes of a zone in table (name) order — the
+/// order the informer's initial list adds them upstream. A sampled cycle
+/// (`percentageOfNodesToScore`) thus sees every zone even when node names group by zone.
+fn zone_round_robin(entries: &[NodeEntry]) -> Vec<usize> {
+    let mut zones: Vec<Vec<usize>> = Vec::new();
+    let mut zone_at: BTreeMap<String, usize> = BTreeMap::new();
+    for (idx, e) in entries.iter().enumerate() {
+        let at = *zone_at.entry(zone_key(e)).or_insert_with(|| {
+            zones.push(Vec::new());
+            zones.len() - 1
+        });
+        zones[at].push(idx);
+    }
+    let longest = zones.iter().map(Vec::len).max().unwrap_or(0);
+    let mut order = Vec::with_capacity(entries.len());
+    for i in 0..longest {
+        order.extend(zones.iter().filter_map(|z| z.get(i)));
+    }
+    order
 }
 
 impl NodeTable {
@@ -121,9 +163,15 @@ impl NodeTable {
         self.generation
     }
 
+    /// Node positions in the order a scheduling cycle visits them (see [`zone_round_robin`]).
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
     fn invalidate_topology(&mut self) {
         self.topology.clear();
         self.generation += 1;
+        self.order = zone_round_robin(&self.entries);
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -200,10 +248,11 @@ impl NodeTable {
                 let usage = self.entries[i].usage;
                 let entry = NodeEntry::new(node, usage);
                 let changed = entry.differs_for_scheduling(&self.entries[i]);
-                if entry.node.metadata.labels != self.entries[i].node.metadata.labels {
+                let relabelled = entry.node.metadata.labels != self.entries[i].node.metadata.labels;
+                self.entries[i] = entry;
+                if relabelled {
                     self.invalidate_topology();
                 }
-                self.entries[i] = entry;
                 changed
             }
             None => {

@@ -185,12 +185,6 @@ fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> 
         .collect()
 }
 
-fn has_all_keys(node: &NodeEntry, constraints: &[Constraint]) -> bool {
-    constraints
-        .iter()
-        .all(|c| node.label(&c.topology_key).is_some())
-}
-
 /// Matching pods per node (indexed like the node table) and constraint: pods in the incoming
 /// pod's namespace, bound or assumed, not terminating (upstream `countPodsMatchSelector`).
 /// Reads the incremental [`super::spread_counts::SpreadCounts`]; a selector that was not
@@ -385,56 +379,85 @@ fn scan_domain_counts(
     counts
 }
 
+/// One constraint's domains as dense slots: the topology index's domain ids, plus (without
+/// `require_all`) the slot of nodes lacking the label, shared with nodes labelled "" (upstream
+/// keys both by the empty value). Plugins read these instead of node labels, so a cycle's
+/// per-node work stays on dense vectors.
+struct Slots<'a> {
+    domain_of: &'a [Option<u32>],
+    empty: Option<usize>,
+    len: usize,
+}
+
+impl<'a> Slots<'a> {
+    fn new(topo: &'a TopologyIndex, require_all: bool) -> Slots<'a> {
+        let empty = (!require_all).then(|| topo.ids.get("").map_or(topo.domains, |&d| d as usize));
+        Slots {
+            domain_of: &topo.domain_of,
+            empty,
+            len: topo.domains + usize::from(!require_all),
+        }
+    }
+
+    fn of(&self, idx: usize) -> Option<usize> {
+        self.domain_of[idx].map(|d| d as usize).or(self.empty)
+    }
+}
+
+/// True if node `idx` has every constraint's topology label.
+fn has_all_slots(slots: &[Slots], idx: usize) -> bool {
+    slots.iter().all(|s| s.domain_of[idx].is_some())
+}
+
 /// Add to each non-hostname constraint's domains (those of the feasible nodes) the matching
 /// pods of every eligible node in them, by scanning every node.
-fn scan_score_domains<'a>(
+fn scan_score_domains(
     pod: &PodCtx,
-    entries: &'a [NodeEntry],
+    entries: &[NodeEntry],
     constraints: &[Constraint],
+    slots: &[Slots],
     require_all: bool,
     per_node: &[u32],
-    domain_counts: &mut [BTreeMap<&'a str, i64>],
+    domain_counts: &mut [Vec<Option<i64>>],
 ) {
     let n = constraints.len();
     for (idx, node) in entries.iter().enumerate() {
-        if require_all && !has_all_keys(node, constraints) {
+        if require_all && !has_all_slots(slots, idx) {
             continue;
         }
         for (i, c) in constraints.iter().enumerate() {
             if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
                 continue;
             }
-            if let Some(count) = domain_counts[i].get_mut(node.label(&c.topology_key).unwrap_or(""))
-            {
+            if let Some(Some(count)) = slots[i].of(idx).map(|s| &mut domain_counts[i][s]) {
                 *count += i64::from(per_node[idx * n + i]);
             }
         }
     }
 }
 
-/// [`scan_score_domains`] from the indexed per-domain sums: a domain's value is its label
-/// value, and without `require_all` the "" domain also holds the nodes lacking the label.
+/// [`scan_score_domains`] from the indexed per-domain sums (the missing-label sum goes to the
+/// shared "" slot).
 fn fill_from_index(
-    snap: &Snapshot,
     constraints: &[Constraint],
     indexed: &[Option<&Indexed>],
-    require_all: bool,
-    domain_counts: &mut [BTreeMap<&str, i64>],
+    slots: &[Slots],
+    domain_counts: &mut [Vec<Option<i64>>],
 ) {
     for (i, c) in constraints.iter().enumerate() {
-        let (Some(ix), Some(topo)) = (indexed[i], snap.nodes.topology(&c.topology_key)) else {
+        let Some(ix) = indexed[i] else {
             continue;
         };
         if c.topology_key == HOSTNAME_LABEL {
             continue;
         }
         let sums = &ix.domains[&c.topology_key];
-        for (value, count) in domain_counts[i].iter_mut() {
-            *count += topo
-                .ids
-                .get(*value)
-                .map_or(0, |&d| sums.per_domain[d as usize]);
-            if !require_all && value.is_empty() {
+        for (slot, count) in domain_counts[i].iter_mut().enumerate() {
+            let Some(count) = count else {
+                continue;
+            };
+            *count += sums.per_domain.get(slot).copied().unwrap_or(0);
+            if slots[i].empty == Some(slot) {
                 *count += sums.missing;
             }
         }
@@ -457,11 +480,15 @@ impl NodeCounts<'_> {
     }
 }
 
-/// PreScore state for soft constraints.
+/// PreScore state for soft constraints. The callers prepare the topology indexes of every
+/// key the pod's constraints use ([`topology_keys`]); without them the plugin does not score.
 pub struct SpreadScore<'a> {
     constraints: Vec<Constraint>,
     require_all: bool,
-    domain_counts: Vec<BTreeMap<&'a str, i64>>,
+    slots: Vec<Slots<'a>>,
+    /// Per constraint and slot: matching pods, `None` for a domain no feasible node is in
+    /// (empty for hostname constraints, which read `per_node`).
+    domain_counts: Vec<Vec<Option<i64>>>,
     per_node: NodeCounts<'a>,
     weights: Vec<f64>,
 }
@@ -484,21 +511,35 @@ impl<'a> SpreadScore<'a> {
             return None;
         }
         let require_all = has_explicit;
-        let entries = snap.nodes.entries();
+        let slots: Vec<Slots<'a>> = constraints
+            .iter()
+            .map(|c| {
+                Some(Slots::new(
+                    snap.nodes.topology(&c.topology_key)?,
+                    require_all,
+                ))
+            })
+            .collect::<Option<_>>()?;
         let n = constraints.len();
-        let mut domain_counts = vec![BTreeMap::new(); n];
+        let mut domain_counts: Vec<Vec<Option<i64>>> = constraints
+            .iter()
+            .zip(&slots)
+            .map(|(c, s)| match c.topology_key == HOSTNAME_LABEL {
+                true => Vec::new(),
+                false => vec![None; s.len],
+            })
+            .collect();
         let mut ignored = 0usize;
         for &idx in feasible {
-            let node = &entries[idx];
-            if require_all && !has_all_keys(node, &constraints) {
+            if require_all && !has_all_slots(&slots, idx) {
                 ignored += 1;
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key != HOSTNAME_LABEL {
-                    domain_counts[i]
-                        .entry(node.label(&c.topology_key).unwrap_or(""))
-                        .or_insert(0);
+                if c.topology_key != HOSTNAME_LABEL
+                    && let Some(slot) = slots[i].of(idx)
+                {
+                    domain_counts[i][slot].get_or_insert(0);
                 }
             }
         }
@@ -509,22 +550,24 @@ impl<'a> SpreadScore<'a> {
                 let size = if c.topology_key == HOSTNAME_LABEL {
                     feasible.len() - ignored
                 } else {
-                    domain_counts[i].len()
+                    domain_counts[i].iter().flatten().count()
                 };
                 ((size + 2) as f64).ln()
             })
             .collect();
         let per_node = match indexed_counts(snap, pod, &constraints) {
             Some(ix) => {
-                fill_from_index(snap, &constraints, &ix, require_all, &mut domain_counts);
+                fill_from_index(&constraints, &ix, &slots, &mut domain_counts);
                 NodeCounts::Indexed(ix)
             }
             None => {
                 let counts = count_matching(snap, pod, &constraints);
+                let entries = snap.nodes.entries();
                 scan_score_domains(
                     pod,
                     entries,
                     &constraints,
+                    &slots,
                     require_all,
                     &counts,
                     &mut domain_counts,
@@ -535,6 +578,7 @@ impl<'a> SpreadScore<'a> {
         Some(SpreadScore {
             constraints,
             require_all,
+            slots,
             domain_counts,
             per_node,
             weights,
@@ -542,20 +586,19 @@ impl<'a> SpreadScore<'a> {
     }
 
     /// Raw score of node `idx` (lower is better before normalizing); `None` if ignored.
-    fn raw(&self, entries: &[NodeEntry], idx: usize) -> Option<i64> {
-        let node = &entries[idx];
-        if self.require_all && !has_all_keys(node, &self.constraints) {
+    fn raw(&self, idx: usize) -> Option<i64> {
+        if self.require_all && !has_all_slots(&self.slots, idx) {
             return None;
         }
         let mut score = 0.0;
         for (i, c) in self.constraints.iter().enumerate() {
-            let Some(v) = node.label(&c.topology_key) else {
+            let Some(d) = self.slots[i].domain_of[idx] else {
                 continue;
             };
             let cnt = if c.topology_key == HOSTNAME_LABEL {
                 i64::from(self.per_node.get(idx, i))
             } else {
-                self.domain_counts[i].get(v).copied().unwrap_or(0)
+                self.domain_counts[i][d as usize].unwrap_or(0)
             };
             score += cnt as f64 * self.weights[i] + (c.max_skew - 1) as f64;
         }
@@ -563,8 +606,8 @@ impl<'a> SpreadScore<'a> {
     }
 
     /// Normalized scores (0..=100, fewer matching pods is better) for `feasible` nodes.
-    pub fn scores(&self, entries: &[NodeEntry], feasible: &[usize]) -> Vec<i64> {
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&idx| self.raw(entries, idx)).collect();
+    pub fn scores(&self, feasible: &[usize]) -> Vec<i64> {
+        let raw: Vec<Option<i64>> = feasible.iter().map(|&idx| self.raw(idx)).collect();
         let max = raw.iter().flatten().copied().max().unwrap_or(0);
         let min = raw.iter().flatten().copied().min().unwrap_or(0);
         raw.iter()

@@ -173,19 +173,26 @@ fn do_not_schedule_never_exceeds_max_skew_with_sampling() {
 /// The same pods, once plain (the spread plugin reads the incrementally kept per-domain
 /// counts) and once with a required node affinity every node satisfies (the plugin scans every
 /// node, as before): every placement must be the same, through binds, deletions and a node
-/// moving zone.
+/// moving zone. Pods take `DoNotSchedule`, `ScheduleAnyway`, or no constraint (a Service
+/// selects them: upstream's system default zone and hostname spreading).
 #[test]
 fn indexed_spread_counts_decide_as_the_full_scan() {
     let zone = |i: usize| ["a", "b", "c"][(i / 7) % 3];
     let run = |affinity: bool| {
-        let mut h = harness(
-            SchedulerConfig::default(),
-            (0..300).map(|i| node(i, zone(i), false)),
-        );
+        let service = object(json!({
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+        }));
+        let nodes = (0..300).map(|i| node(i, zone(i), false));
+        let mut h = harness(SchedulerConfig::default(), nodes.chain([service]));
         let mut placed = Vec::new();
         for k in 0..240 {
-            let when = ["DoNotSchedule", "ScheduleAnyway"][k % 2];
-            let mut v = spread(pod_json(&format!("p{k}")), when);
+            let mut v = match k % 3 {
+                0 => spread(pod_json(&format!("p{k}")), "DoNotSchedule"),
+                1 => spread(pod_json(&format!("p{k}")), "ScheduleAnyway"),
+                _ => pod_json(&format!("p{k}")),
+            };
             if affinity {
                 v["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [
@@ -210,4 +217,49 @@ fn indexed_spread_counts_decide_as_the_full_scan() {
     let indexed = run(false);
     assert!(indexed.iter().all(Option::is_some));
     assert_eq!(indexed, run(true));
+}
+
+/// Upstream `nodeTree.list`: one node per zone in turn, zones in order of first appearance
+/// (here: name order), uneven zones running out one after the other.
+#[test]
+fn nodes_are_visited_round_robin_over_zones() {
+    let mut table = super::nodes::NodeTable::default();
+    let zones = ["a", "a", "a", "b", "c", "c"];
+    let nodes: Vec<_> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| match node(i, z, false) {
+            Object::Node(n) => n,
+            _ => unreachable!(),
+        })
+        .collect();
+    table.load(nodes.iter());
+    assert_eq!(table.order(), &[0, 3, 4, 1, 5, 2]);
+    // Moving node 1 to zone b: a = [0, 2], b = [1, 3], c = [4, 5].
+    let mut moved = (*nodes[1]).clone();
+    let labels = moved.metadata.labels.as_mut().unwrap();
+    labels.insert("topology.kubernetes.io/zone".into(), "b".into());
+    table.upsert(std::sync::Arc::new(moved));
+    assert_eq!(table.order(), &[0, 1, 4, 2, 3, 5]);
+}
+
+/// Node names grouped by zone (a: 0–499, b: 500–799, c: 800–999): a 42 % window still holds
+/// nodes of every zone, so `ScheduleAnyway` pods spread from the first pods on, as upstream's
+/// zone-interleaved node list does (in name order the first window would be zone a only).
+#[test]
+fn sampled_window_covers_every_zone_when_names_group_by_zone() {
+    let zone = |i: usize| match i {
+        0..500 => "a",
+        500..800 => "b",
+        _ => "c",
+    };
+    let mut h = harness(
+        SchedulerConfig::default(),
+        (0..1000).map(|i| node(i, zone(i), false)),
+    );
+    for k in 0..6 {
+        h.put(object(spread(pod_json(&format!("p{k}")), "ScheduleAnyway")));
+    }
+    let counts: Vec<i64> = per_zone(&h).into_values().collect();
+    assert_eq!(counts, vec![2, 2, 2]);
 }
