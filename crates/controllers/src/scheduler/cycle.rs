@@ -335,25 +335,34 @@ pub fn schedule_one(
     let anti = AntiAffinity::new(snap, &ctx);
     let want = num_feasible_to_find(params.percentage_of_nodes_to_score, all);
     let start = *params.next_start_node % all;
-    let mut feasible = Vec::new();
-    let mut failures = Failures::default();
+    let mut feasible = Vec::with_capacity(want.min(all));
     let mut processed = 0;
     let order = snap.nodes.order();
     for i in 0..all {
         let idx = order[(start + i) % all];
         processed = i + 1;
-        match filter(&ctx, &entries[idx], idx, spread.as_ref(), anti.as_ref()) {
-            Ok(()) => {
-                feasible.push(idx);
-                if feasible.len() >= want {
-                    break;
-                }
+        // Feasibility is the conjunction of the filters, so the cheap spread check may reject
+        // first; which plugin rejected a node only matters for the message, rebuilt below in
+        // upstream's plugin order when no node fits.
+        if spread.as_ref().is_some_and(|s| s.filter(idx).is_err()) {
+            continue;
+        }
+        if filter(&ctx, &entries[idx], idx, spread.as_ref(), anti.as_ref()).is_ok() {
+            feasible.push(idx);
+            if feasible.len() >= want {
+                break;
             }
-            Err(f) => failures.add(f),
         }
     }
     *params.next_start_node = (start + processed) % all;
     if feasible.is_empty() {
+        // Every node was visited and rejected: tally each one's first failing plugin.
+        let mut failures = Failures::default();
+        for (idx, node) in entries.iter().enumerate() {
+            if let Err(f) = filter(&ctx, node, idx, spread.as_ref(), anti.as_ref()) {
+                failures.add(f);
+            }
+        }
         return Err(fit_error_message(all, &failures, pod));
     }
     if feasible.len() == 1 {
