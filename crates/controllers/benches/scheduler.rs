@@ -6,7 +6,8 @@
 //! on a fresh fake API without the scheduler.
 //!
 //! Prints figures, each the best of `ZL_BENCH_REPEAT` runs (default 3: on a shared machine the
-//! fastest run is the least disturbed one); run with `cargo bench -p controllers --bench
+//! fastest run is the least disturbed one), in wall time and in the thread's CPU time (from
+//! `/proc/thread-self/schedstat`: what the run costs when it has a core to itself); run with `cargo bench -p controllers --bench
 //! scheduler`. Narrow it with `ZL_BENCH_NODES=5000`, `ZL_BENCH_ZONES=3`, `ZL_BENCH_PODS=20000`,
 //! `ZL_BENCH_CASES=spread` (a comma-separated list of `none`, `spread`, `soft`).
 
@@ -92,9 +93,9 @@ fn harness(size: &Size) -> Harness {
     h
 }
 
-/// Seconds the fake API alone takes for the binds `h` executed: the same pods and binds
+/// Wall and CPU seconds the fake API alone takes for the binds `h` executed: the same pods and binds
 /// replayed on a fresh API, no scheduler.
-fn harness_share(size: &Size, case: Case, h: &Harness) -> f64 {
+fn harness_share(size: &Size, case: Case, h: &Harness) -> (f64, f64) {
     let mut api = FakeApi::new();
     for i in 0..size.nodes {
         api.put(node(i, size.zones), T0);
@@ -109,23 +110,46 @@ fn harness_share(size: &Size, case: Case, h: &Harness) -> f64 {
         .map(|(_, a)| a)
         .filter(|a| matches!(a, Action::Bind { .. }))
         .collect();
-    let t = Instant::now();
-    for a in binds {
-        api.execute(a, T0).expect("replayed bind");
-    }
-    t.elapsed().as_secs_f64()
+    timed(|| {
+        for a in binds {
+            api.execute(a, T0).expect("replayed bind");
+        }
+    })
 }
 
-/// Run `once` `repeat` times; report the fastest run.
-fn best_of(repeat: usize, label: &str, size: &Size, case: Case, once: impl Fn() -> (Harness, f64)) {
-    let (h, secs) = (0..repeat.max(1))
-        .map(|_| once())
-        .min_by(|a, b| a.1.total_cmp(&b.1))
+/// Seconds this thread has run on a CPU (first field of `/proc/thread-self/schedstat`, ns).
+fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
+/// Wall and CPU seconds of `f`.
+fn timed(f: impl FnOnce()) -> (f64, f64) {
+    let (t, cpu) = (Instant::now(), cpu_secs());
+    f();
+    (t.elapsed().as_secs_f64(), cpu_secs() - cpu)
+}
+
+/// Run `once` `repeat` times; report the fastest run (wall), and the least CPU time.
+fn best_of(
+    repeat: usize,
+    label: &str,
+    size: &Size,
+    case: Case,
+    once: impl Fn() -> (Harness, (f64, f64)),
+) {
+    let runs: Vec<(Harness, (f64, f64))> = (0..repeat.max(1)).map(|_| once()).collect();
+    let cpu = runs.iter().map(|r| r.1.1).fold(f64::INFINITY, f64::min);
+    let (h, (secs, _)) = runs
+        .into_iter()
+        .min_by(|a, b| a.1.0.total_cmp(&b.1.0))
         .expect("one run");
-    report(label, size, case, &h, secs);
+    report(label, size, case, &h, secs, cpu);
 }
 
-fn report(label: &str, size: &Size, case: Case, h: &Harness, secs: f64) {
+fn report(label: &str, size: &Size, case: Case, h: &Harness, secs: f64, cpu: f64) {
     let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
     let mut bound = 0;
     for p in h.api.cache.pods.values() {
@@ -140,43 +164,44 @@ fn report(label: &str, size: &Size, case: Case, h: &Harness, secs: f64) {
         per_zone.values().min().copied().unwrap_or(0),
         per_zone.values().max().copied().unwrap_or(0),
     );
-    let api = harness_share(size, case, h);
+    let (api, api_cpu) = harness_share(size, case, h);
     println!(
-        "{:>5} nodes {:>2} zones  {label:<10} {:<27} {bound:>6} bound in {secs:>7.3} s = {:>7.0} pods/s; \
-         fake API {:>4.1}%, scheduler alone {:>7.0} pods/s  (per-zone min {min}, max {max})",
+        "{:>5} nodes {:>2} zones  {label:<10} {:<27} {bound:>6} bound in {secs:>6.3} s = {:>6.0} pods/s \
+         (CPU {cpu:>5.3} s = {:>6.0} pods/s); fake API {:>4.1}% of CPU, scheduler alone {:>6.0} \
+         pods/s CPU  (per-zone min {min}, max {max}); wall without the fake API {:>6.0} pods/s",
         size.nodes,
         size.zones,
         case.name(),
         bound as f64 / secs,
-        100.0 * api / secs,
+        bound as f64 / cpu,
+        100.0 * api_cpu / cpu,
+        bound as f64 / (cpu - api_cpu).max(1e-9),
         bound as f64 / (secs - api).max(1e-9),
     );
 }
 
 /// All pods exist before the scheduler starts (one long queue, like scheduler_perf's
 /// measured phase): time from start until every bind is executed and observed.
-fn batch(size: &Size, case: Case) -> (Harness, f64) {
+fn batch(size: &Size, case: Case) -> (Harness, (f64, f64)) {
     let mut h = harness(size);
     for i in 0..size.pods {
         h.api.put(pod(i, case), T0);
     }
-    let t = Instant::now();
-    h.start();
-    let secs = t.elapsed().as_secs_f64();
-    (h, secs)
+    let t = timed(|| h.start());
+    (h, t)
 }
 
 /// Pods arrive one at a time through the informer; each is scheduled, bound and observed
 /// before the next arrives.
-fn streaming(size: &Size, case: Case) -> (Harness, f64) {
+fn streaming(size: &Size, case: Case) -> (Harness, (f64, f64)) {
     let mut h = harness(size);
     h.start();
-    let t = Instant::now();
-    for i in 0..size.pods {
-        h.put(pod(i, case));
-    }
-    let secs = t.elapsed().as_secs_f64();
-    (h, secs)
+    let t = timed(|| {
+        for i in 0..size.pods {
+            h.put(pod(i, case));
+        }
+    });
+    (h, t)
 }
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
