@@ -9,7 +9,8 @@
 //! fastest run is the least disturbed one), in wall time and in the thread's CPU time (from
 //! `/proc/thread-self/schedstat`: what the run costs when it has a core to itself); run with `cargo bench -p controllers --bench
 //! scheduler`. Narrow it with `ZL_BENCH_NODES=5000`, `ZL_BENCH_ZONES=3`, `ZL_BENCH_PODS=20000`,
-//! `ZL_BENCH_CASES=spread` (a comma-separated list of `none`, `spread`, `soft`).
+//! `ZL_BENCH_CASES=spread` (a comma-separated list of `none`, `spread`, `soft`, `svc`; the
+//! default leaves out `svc`), `ZL_BENCH_SERVICES=10000`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,6 +29,10 @@ enum Case {
     Spread,
     /// Zone spread, maxSkew 1, `ScheduleAnyway`.
     Soft,
+    /// No constraint, but a Service selects the pods among `ZL_BENCH_SERVICES` (default
+    /// 1,000) Services in their namespace: upstream's system default spreading (zone maxSkew
+    /// 5, hostname maxSkew 3, ScheduleAnyway).
+    Service,
 }
 
 impl Case {
@@ -36,6 +41,7 @@ impl Case {
             Case::None => "no constraints",
             Case::Spread => "zone spread DoNotSchedule",
             Case::Soft => "zone spread ScheduleAnyway",
+            Case::Service => "system default spread",
         }
     }
 }
@@ -69,7 +75,7 @@ fn pod(i: usize, case: Case) -> Object {
         "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}
     });
     let when = match case {
-        Case::None => None,
+        Case::None | Case::Service => None,
         Case::Spread => Some("DoNotSchedule"),
         Case::Soft => Some("ScheduleAnyway"),
     };
@@ -84,11 +90,30 @@ fn pod(i: usize, case: Case) -> Object {
     object(v)
 }
 
-fn harness(size: &Size) -> Harness {
+/// Service `i` of the namespace; service 0 selects the bench's pods.
+fn service(i: usize) -> Object {
+    let app = if i == 0 {
+        "web".to_string()
+    } else {
+        format!("other-{i}")
+    };
+    object(json!({
+        "kind": "Service",
+        "metadata": {"name": format!("svc-{i:05}"), "namespace": "default"},
+        "spec": {"selector": {"app": app}, "ports": [{"port": 80}]}
+    }))
+}
+
+fn harness(size: &Size, case: Case) -> Harness {
     let sched: Box<dyn Controller> = Box::new(Scheduler::new(SchedulerConfig::default()));
     let mut h = Harness::new(vec![sched]);
     for i in 0..size.nodes {
         h.api.put(node(i, size.zones), T0);
+    }
+    if case == Case::Service {
+        for i in 0..env_list("ZL_BENCH_SERVICES", &[1_000])[0] {
+            h.api.put(service(i), T0);
+        }
     }
     h
 }
@@ -183,7 +208,7 @@ fn report(label: &str, size: &Size, case: Case, h: &Harness, secs: f64, cpu: f64
 /// All pods exist before the scheduler starts (one long queue, like scheduler_perf's
 /// measured phase): time from start until every bind is executed and observed.
 fn batch(size: &Size, case: Case) -> (Harness, (f64, f64)) {
-    let mut h = harness(size);
+    let mut h = harness(size, case);
     for i in 0..size.pods {
         h.api.put(pod(i, case), T0);
     }
@@ -194,7 +219,7 @@ fn batch(size: &Size, case: Case) -> (Harness, (f64, f64)) {
 /// Pods arrive one at a time through the informer; each is scheduled, bound and observed
 /// before the next arrives.
 fn streaming(size: &Size, case: Case) -> (Harness, (f64, f64)) {
-    let mut h = harness(size);
+    let mut h = harness(size, case);
     h.start();
     let t = timed(|| {
         for i in 0..size.pods {
@@ -224,7 +249,8 @@ fn main() {
             "none" => Case::None,
             "spread" => Case::Spread,
             "soft" => Case::Soft,
-            other => panic!("unknown case {other}: none, spread or soft"),
+            "svc" => Case::Service,
+            other => panic!("unknown case {other}: none, spread, soft or svc"),
         })
         .collect();
     println!(

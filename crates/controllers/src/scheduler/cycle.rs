@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::affinity::AntiAffinity;
 use super::nodes::{NodeEntry, NodeTable};
 use super::resources::{PodUsage, pod_requests};
-use super::selectors::{RequiredNodeAffinity, first_untolerated, tolerates};
+use super::selectors::{RequiredNodeAffinity, Selector, first_untolerated, tolerates};
 use super::spread::{SpreadFilter, SpreadScore};
 use super::spread_counts::SpreadCounts;
 use crate::{Cache, Key};
@@ -44,6 +44,9 @@ pub struct Snapshot<'a> {
     pub anti_affinity_pods: &'a BTreeSet<Key>,
     /// Incremental matching-pod counts for the spread plugin.
     pub spread_counts: &'a SpreadCounts,
+    /// The incoming pod's default spreading selector (upstream `helper.DefaultSelector`) if
+    /// the caller has it at hand; `None`: computed from the cache's Services and ReplicaSets.
+    pub default_selector: Option<&'a Selector>,
 }
 
 impl<'a> Snapshot<'a> {

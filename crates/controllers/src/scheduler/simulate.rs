@@ -88,6 +88,7 @@ impl ClusterSnapshot {
             assumed_nodes: &self.assumed_nodes,
             anti_affinity_pods: &self.anti_affinity_pods,
             spread_counts: &self.spread_counts,
+            default_selector: None,
         };
         check_node(&snap, pod, idx)
     }
@@ -99,7 +100,7 @@ impl ClusterSnapshot {
             self.nodes.prepare_topology(k);
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        for selector in count_selectors(cache, pod) {
+        for selector in count_selectors(cache, pod, None) {
             self.spread_counts
                 .prepare(ns, &selector, &keys, &self.nodes);
         }

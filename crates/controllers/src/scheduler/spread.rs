@@ -126,7 +126,7 @@ fn explicit_constraints(pod: &Pod, action: &str) -> Vec<Constraint> {
 
 /// Upstream `helper.DefaultSelector`: the labels of Services selecting the pod, ANDed with the
 /// selectors of ReplicaSets selecting it. Empty when nothing selects the pod.
-fn default_selector(
+pub fn default_selector(
     cache: &Cache,
     ns: &str,
     labels: Option<&BTreeMap<String, String>>,
@@ -168,7 +168,10 @@ fn default_selector(
 /// Upstream's system default constraints (`systemDefaultConstraints` in
 /// podtopologyspread/plugin.go): zone maxSkew 5 and hostname maxSkew 3, ScheduleAnyway.
 fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> {
-    let selector = default_selector(snap.cache, pod.namespace, pod.labels);
+    let selector = match snap.default_selector {
+        Some(s) => s.clone(),
+        None => default_selector(snap.cache, pod.namespace, pod.labels),
+    };
     if selector.is_empty() {
         return Vec::new();
     }
@@ -234,7 +237,8 @@ fn scan_matching(
 
 /// The non-empty selectors whose counts scheduling `pod` will read (explicit constraints of
 /// both kinds, or the system defaults); the caller prepares them before the cycle.
-pub fn count_selectors(cache: &Cache, pod: &Pod) -> Vec<Selector> {
+/// `default` is the pod's [`default_selector`] if the caller has it.
+pub fn count_selectors(cache: &Cache, pod: &Pod, default: Option<&Selector>) -> Vec<Selector> {
     let has_explicit = pod
         .spec
         .as_ref()
@@ -246,7 +250,10 @@ pub fn count_selectors(cache: &Cache, pod: &Pod) -> Vec<Selector> {
         all.into_iter().map(|c| c.selector).collect()
     } else {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        vec![default_selector(cache, ns, pod.metadata.labels.as_ref())]
+        vec![match default {
+            Some(s) => s.clone(),
+            None => default_selector(cache, ns, pod.metadata.labels.as_ref()),
+        }]
     };
     out.retain(|s| !s.is_empty());
     out.dedup();

@@ -263,3 +263,30 @@ fn sampled_window_covers_every_zone_when_names_group_by_zone() {
     let counts: Vec<i64> = per_zone(&h).into_values().collect();
     assert_eq!(counts, vec![2, 2, 2]);
 }
+
+/// The scheduler keeps each pod label set's default spreading selector until a Service or
+/// ReplicaSet changes: a Service created later selects the pods from then on.
+#[test]
+fn default_selector_follows_service_changes() {
+    use crate::{Cache, Controller};
+    let mut cache = Cache::new();
+    let mut sched = Scheduler::new(SchedulerConfig::default());
+    sched.on_synced(&cache, T0);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod_json("p")).unwrap();
+    assert_eq!(
+        sched.default_selector(&cache, &pod),
+        Some(super::Selector::Reqs(vec![]))
+    );
+    let service = object(json!({
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {"app": "web"}}
+    }));
+    let change = cache.apply(service.clone(), false);
+    sched.on_change(&cache, &change, T0);
+    let selected = sched.default_selector(&cache, &pod).unwrap();
+    assert!(!selected.is_empty() && selected.matches(pod.metadata.labels.as_ref()));
+    let change = cache.apply(service, true);
+    sched.on_change(&cache, &change, T0);
+    assert!(sched.default_selector(&cache, &pod).unwrap().is_empty());
+}
