@@ -4,6 +4,7 @@
 //!
 //! Start at [`schedule_one`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, Toleration};
@@ -13,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::affinity::AntiAffinity;
 use super::nodes::{NodeEntry, NodeTable};
 use super::resources::{PodUsage, pod_requests};
-use super::selectors::{RequiredNodeAffinity, first_untolerated, tolerates};
+use super::selectors::{RequiredNodeAffinity, Selector, first_untolerated, tolerates};
 use super::spread::{SpreadFilter, SpreadScore};
 use super::spread_counts::SpreadCounts;
 use crate::{Cache, Key};
@@ -43,6 +44,9 @@ pub struct Snapshot<'a> {
     pub anti_affinity_pods: &'a BTreeSet<Key>,
     /// Incremental matching-pod counts for the spread plugin.
     pub spread_counts: &'a SpreadCounts,
+    /// The incoming pod's default spreading selector (upstream `helper.DefaultSelector`) if
+    /// the caller has it at hand; `None`: computed from the cache's Services and ReplicaSets.
+    pub default_selector: Option<&'a Selector>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -105,39 +109,73 @@ impl<'a> PodCtx<'a> {
     }
 }
 
-/// Why one node was rejected: its reasons, and whether preemption could not help
-/// (upstream `UnschedulableAndUnresolvable`).
+/// Why one node was rejected: its reasons (up to three, from one plugin; most are fixed
+/// texts, so rejecting thousands of nodes allocates nothing), and whether preemption could not
+/// help (upstream `UnschedulableAndUnresolvable`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct NodeFailure {
-    reasons: Vec<String>,
+    reasons: [Option<Cow<'static, str>>; 3],
     unresolvable: bool,
 }
 
-fn fail(reason: &str, unresolvable: bool) -> NodeFailure {
+impl NodeFailure {
+    fn reasons(&self) -> impl Iterator<Item = &str> {
+        self.reasons.iter().flatten().map(|r| &**r)
+    }
+}
+
+fn fail(reason: impl Into<Cow<'static, str>>, unresolvable: bool) -> NodeFailure {
     NodeFailure {
-        reasons: vec![reason.to_string()],
+        reasons: [Some(reason.into()), None, None],
         unresolvable,
+    }
+}
+
+/// The rejected nodes of one cycle, tallied as upstream's `Diagnosis` is summarized: nodes
+/// per reason (few distinct ones; the same fixed text is found by address first), and nodes
+/// preemption could or could not help.
+#[derive(Debug, Default)]
+struct Failures {
+    reasons: Vec<(Cow<'static, str>, usize)>,
+    unresolvable: usize,
+    resolvable: usize,
+}
+
+impl Failures {
+    fn add(&mut self, f: NodeFailure) {
+        for r in f.reasons.into_iter().flatten() {
+            let same = |k: &Cow<'static, str>| std::ptr::eq(k.as_ref(), r.as_ref()) || *k == r;
+            match self.reasons.iter_mut().find(|(k, _)| same(k)) {
+                Some((_, n)) => *n += 1,
+                None => self.reasons.push((r, 1)),
+            }
+        }
+        if f.unresolvable {
+            self.unresolvable += 1;
+        } else {
+            self.resolvable += 1;
+        }
     }
 }
 
 /// Upstream `noderesources` Fit filter.
 fn fit(pod: &PodCtx, node: &NodeEntry) -> Result<(), NodeFailure> {
-    let mut reasons = Vec::new();
+    let mut reasons: [Option<Cow<'static, str>>; 3] = [None, None, None];
     let (alloc, used, req) = (
         &node.allocatable,
         &node.usage.requested,
         &pod.usage.requested,
     );
     if used.pods + 1 > alloc.pods {
-        reasons.push("Too many pods".to_string());
+        reasons[0] = Some("Too many pods".into());
     }
     if req.milli_cpu > 0 && req.milli_cpu > alloc.milli_cpu - used.milli_cpu {
-        reasons.push("Insufficient cpu".to_string());
+        reasons[1] = Some("Insufficient cpu".into());
     }
     if req.memory > 0 && req.memory > alloc.memory - used.memory {
-        reasons.push("Insufficient memory".to_string());
+        reasons[2] = Some("Insufficient memory".into());
     }
-    if reasons.is_empty() {
+    if reasons.iter().all(Option::is_none) {
         Ok(())
     } else {
         Err(NodeFailure {
@@ -161,7 +199,7 @@ pub fn check_node(snap: &Snapshot, pod: &Pod, idx: usize) -> Result<(), Vec<Stri
         spread.as_ref(),
         anti.as_ref(),
     )
-    .map_err(|f| f.reasons)
+    .map_err(|f| f.reasons().map(str::to_string).collect())
 }
 
 /// The filter plugins in upstream's default order; the first failing plugin decides.
@@ -188,7 +226,7 @@ fn filter(
             t.key,
             t.value.as_deref().unwrap_or("")
         );
-        return Err(fail(&reason, true));
+        return Err(fail(reason, true));
     }
     if !pod.affinity.matches(&node.node) {
         return Err(fail(REASON_NODE_AFFINITY, true));
@@ -300,24 +338,34 @@ pub fn schedule_one(
     let anti = AntiAffinity::new(snap, &ctx);
     let want = num_feasible_to_find(params.percentage_of_nodes_to_score, all);
     let start = *params.next_start_node % all;
-    let mut feasible = Vec::new();
-    let mut failures: Vec<NodeFailure> = Vec::new();
+    let mut feasible = Vec::with_capacity(want.min(all));
     let mut processed = 0;
+    let order = snap.nodes.order();
     for i in 0..all {
-        let idx = (start + i) % all;
+        let idx = order[(start + i) % all];
         processed = i + 1;
-        match filter(&ctx, &entries[idx], idx, spread.as_ref(), anti.as_ref()) {
-            Ok(()) => {
-                feasible.push(idx);
-                if feasible.len() >= want {
-                    break;
-                }
+        // Feasibility is the conjunction of the filters, so the cheap spread check may reject
+        // first; which plugin rejected a node only matters for the message, rebuilt below in
+        // upstream's plugin order when no node fits.
+        if spread.as_ref().is_some_and(|s| s.filter(idx).is_err()) {
+            continue;
+        }
+        if filter(&ctx, &entries[idx], idx, spread.as_ref(), anti.as_ref()).is_ok() {
+            feasible.push(idx);
+            if feasible.len() >= want {
+                break;
             }
-            Err(f) => failures.push(f),
         }
     }
     *params.next_start_node = (start + processed) % all;
     if feasible.is_empty() {
+        // Every node was visited and rejected: tally each one's first failing plugin.
+        let mut failures = Failures::default();
+        for (idx, node) in entries.iter().enumerate() {
+            if let Err(f) = filter(&ctx, node, idx, spread.as_ref(), anti.as_ref()) {
+                failures.add(f);
+            }
+        }
         return Err(fit_error_message(all, &failures, pod));
     }
     if feasible.len() == 1 {
@@ -330,7 +378,7 @@ pub fn schedule_one(
 fn score(snap: &Snapshot, ctx: &PodCtx, feasible: &[usize]) -> Vec<i64> {
     let entries = snap.nodes.entries();
     let taints = taint_scores(ctx, entries, feasible);
-    let spread = SpreadScore::new(snap, ctx, feasible).map(|s| s.scores(entries, feasible));
+    let spread = SpreadScore::new(snap, ctx, feasible).map(|s| s.scores(feasible));
     let best_effort = ctx.usage.requested.milli_cpu == 0 && ctx.usage.requested.memory == 0;
     feasible
         .iter()
@@ -372,12 +420,21 @@ fn select(feasible: &[usize], totals: &[i64], rng: &mut ChaCha8Rng) -> usize {
 }
 
 /// `"<count> <reason>"` strings, sorted as strings (upstream `sortReasonsHistogram`).
+#[cfg(test)]
 fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in reasons {
         *counts.entry(r).or_default() += 1;
     }
-    let mut lines: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    counted_histogram(counts.into_iter())
+}
+
+/// [`histogram`] of reasons already counted (zero counts left out).
+fn counted_histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
+    let mut lines: Vec<String> = counts
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     lines.sort();
     lines.join(", ")
 }
@@ -385,12 +442,8 @@ fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> String {
 /// The `PodScheduled=False` message: filter reasons, then the preemption plugin's verdict
 /// (this scheduler does not preempt, so a node is either "not helpful" — its failure was
 /// unresolvable — or has no victims).
-fn fit_error_message(all: usize, failures: &[NodeFailure], pod: &Pod) -> String {
-    let filters = histogram(
-        failures
-            .iter()
-            .flat_map(|f| f.reasons.iter().map(String::as_str)),
-    );
+fn fit_error_message(all: usize, failures: &Failures, pod: &Pod) -> String {
+    let filters = counted_histogram(failures.reasons.iter().map(|(r, n)| (&**r, *n)));
     let never = pod
         .spec
         .as_ref()
@@ -399,13 +452,19 @@ fn fit_error_message(all: usize, failures: &[NodeFailure], pod: &Pod) -> String 
     let preemption = if never {
         "preemption: not eligible due to preemptionPolicy=Never.".to_string()
     } else {
-        let verdicts = histogram(failures.iter().map(|f| {
-            if f.unresolvable {
-                "Preemption is not helpful for scheduling"
-            } else {
-                "No preemption victims found for incoming pod"
-            }
-        }));
+        let verdicts = counted_histogram(
+            [
+                (
+                    "Preemption is not helpful for scheduling",
+                    failures.unresolvable,
+                ),
+                (
+                    "No preemption victims found for incoming pod",
+                    failures.resolvable,
+                ),
+            ]
+            .into_iter(),
+        );
         format!("preemption: 0/{all} nodes are available: {verdicts}.")
     };
     format!("0/{all} nodes are available: {filters}. {preemption}")
@@ -423,6 +482,16 @@ mod tests {
         assert_eq!(num_feasible_to_find(0, 6000), 300);
         assert_eq!(num_feasible_to_find(50, 1000), 500);
         assert_eq!(num_feasible_to_find(100, 5000), 5000);
+        // Below 100 nodes every node; the adaptive share never finds fewer than 100 nodes nor
+        // goes below 5 %.
+        assert_eq!(num_feasible_to_find(0, 99), 99);
+        assert_eq!(num_feasible_to_find(0, 100), 100);
+        assert_eq!(num_feasible_to_find(0, 150), 100);
+        assert_eq!(num_feasible_to_find(1, 2000), 100);
+        assert_eq!(num_feasible_to_find(0, 2000), 680);
+        assert_eq!(num_feasible_to_find(0, 10_000), 500);
+        assert_eq!(num_feasible_to_find(0, 100_000), 5000);
+        assert_eq!(num_feasible_to_find(10, 5000), 500);
     }
 
     #[test]

@@ -23,6 +23,8 @@ mod spread;
 mod spread_counts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sampling;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub use resources::{PodUsage, Resources, node_allocatable, parse_milli, pod_requ
 use self::cycle::{CycleParams, Snapshot, is_terminal, schedule_one};
 use self::nodes::NodeTable;
 use self::queue::{QueueTiming, SchedulingQueue};
+use self::selectors::Selector;
 use self::spread_counts::{Placed, SpreadCounts};
 use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
@@ -76,6 +79,10 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Bound on [`Scheduler`]'s cache of default spreading selectors (one per distinct pod label
+/// set; StatefulSet pods each have their own).
+const MAX_DEFAULT_SELECTORS: usize = 4096;
+
 /// A pod we bound but have not yet seen bound (upstream's assumed pod in the scheduler cache).
 #[derive(Clone, Debug)]
 struct Assumed {
@@ -97,6 +104,9 @@ pub struct Scheduler {
     anti_affinity_pods: BTreeSet<Key>,
     /// Placed pods counted per (namespace, selector, node) for topology spreading.
     spread_counts: SpreadCounts,
+    /// Default spreading selectors by (namespace, pod labels): a scan of the namespace's
+    /// Services and ReplicaSets each, so kept until one of those changes (bounded in size).
+    default_selectors: BTreeMap<(String, Option<BTreeMap<String, String>>), Selector>,
     queue: SchedulingQueue,
     next_start_node: usize,
     /// Writes and Events for the driver to poll.
@@ -145,6 +155,7 @@ impl Scheduler {
             assumed_nodes: HashMap::new(),
             anti_affinity_pods: BTreeSet::new(),
             spread_counts: SpreadCounts::default(),
+            default_selectors: BTreeMap::new(),
             queue: SchedulingQueue::new(timing),
             next_start_node: 0,
             out: Outbox::new(),
@@ -190,7 +201,7 @@ impl Scheduler {
                 self.assumed_nodes.remove(uid);
             }
             self.anti_affinity_pods.remove(key);
-            self.spread_counts.forget_assumed(key);
+            self.spread_counts.forget_assumed(key, &self.nodes);
         }
     }
 
@@ -204,7 +215,7 @@ impl Scheduler {
                 .and_then(|u| self.assumed_nodes.get(u));
             Placed::of(p, assumed.map(String::as_str))
         });
-        self.spread_counts.set(key, placed);
+        self.spread_counts.set(key, placed, &self.nodes);
     }
 
     fn assume(&mut self, key: &Key, pod: &Pod, node: &str) {
@@ -290,11 +301,14 @@ impl Scheduler {
                 self.queue.forget(&key);
                 continue;
             }
-            for key in spread::topology_keys(pod) {
-                self.nodes.prepare_topology(&key);
+            let default = self.default_selector(cache, pod);
+            let keys = spread::topology_keys(pod);
+            for k in &keys {
+                self.nodes.prepare_topology(k);
             }
-            for selector in spread::count_selectors(cache, pod) {
-                self.spread_counts.prepare(&key.namespace, &selector);
+            for selector in spread::count_selectors(cache, pod, default.as_ref()) {
+                self.spread_counts
+                    .prepare(&key.namespace, &selector, &keys, &self.nodes);
             }
             let snap = Snapshot {
                 cache,
@@ -302,6 +316,7 @@ impl Scheduler {
                 assumed_nodes: &self.assumed_nodes,
                 anti_affinity_pods: &self.anti_affinity_pods,
                 spread_counts: &self.spread_counts,
+                default_selector: default.as_ref(),
             };
             let mut params = CycleParams {
                 percentage_of_nodes_to_score: self.config.percentage_of_nodes_to_score,
@@ -340,6 +355,35 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// The pod's default spreading selector when it has no explicit spread constraint (else
+    /// `None`: the plugin does not read it), from `default_selectors` or computed and kept.
+    fn default_selector(&mut self, cache: &Cache, pod: &Pod) -> Option<Selector> {
+        let spec = pod.spec.as_ref()?;
+        if spec
+            .topology_spread_constraints
+            .as_ref()
+            .is_some_and(|c| !c.is_empty())
+        {
+            return None;
+        }
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+        let key = (ns.to_string(), pod.metadata.labels.clone());
+        if let Some(s) = self.default_selectors.get(&key) {
+            return Some(s.clone());
+        }
+        if self.default_selectors.len() >= MAX_DEFAULT_SELECTORS {
+            self.default_selectors.clear();
+        }
+        let selector = spread::default_selector(cache, ns, pod.metadata.labels.as_ref());
+        self.default_selectors.insert(key, selector.clone());
+        Some(selector)
+    }
+
+    /// A Service or ReplicaSet changed: default spreading selectors may differ.
+    fn selectors_changed(&mut self) {
+        self.default_selectors.clear();
     }
 
     /// Set `PodScheduled=False, reason Unschedulable` unless the pod already says exactly that.
@@ -411,6 +455,13 @@ impl Controller for Scheduler {
                 self.on_pod_change(Some(p), old.as_ref().and_then(pod_of), now);
             }
             Change::Deleted(Object::Pod(p)) => self.on_pod_change(None, Some(p), now),
+            Change::Applied {
+                new: Object::Service(_) | Object::ReplicaSet(_),
+                ..
+            }
+            | Change::Deleted(Object::Service(_) | Object::ReplicaSet(_)) => {
+                return self.selectors_changed();
+            }
             _ => return,
         }
         if self.queue.has_active() {

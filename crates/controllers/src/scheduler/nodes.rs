@@ -80,11 +80,14 @@ impl NodeEntry {
 }
 
 /// Nodes grouped by the value of one topology label: a domain id per node (indexed like the
-/// node table; `None` when the node lacks the label) and the number of domains.
+/// node table; `None` when the node lacks the label), the number of domains, the id of each
+/// label value, and how many nodes lack the label.
 #[derive(Debug, Default)]
 pub struct TopologyIndex {
     pub domain_of: Vec<Option<u32>>,
     pub domains: usize,
+    pub ids: BTreeMap<String, u32>,
+    pub missing: usize,
 }
 
 /// All nodes, sorted by name, with per-node usage. Usage of pods bound to nodes not (yet) in
@@ -97,6 +100,51 @@ pub struct NodeTable {
     orphans: BTreeMap<String, PodUsage>,
     /// Topology indexes by label key, built on demand, dropped when labels or the node set change.
     topology: BTreeMap<String, TopologyIndex>,
+    /// Bumped whenever node positions or labels change (when `topology` is dropped): state
+    /// indexed by node position or domain id is valid for one generation.
+    generation: u64,
+    /// Positions in the order a scheduling cycle visits nodes (upstream's `nodeTree.list`).
+    order: Vec<usize>,
+}
+
+/// Upstream `utilnode.GetZoneKey`: region and zone (GA labels, else the beta ones), or "" when
+/// the node has neither.
+fn zone_key(e: &NodeEntry) -> String {
+    let zone = e
+        .label(crate::ZONE_LABEL)
+        .or_else(|| e.label("failure-domain.beta.kubernetes.io/zone"))
+        .unwrap_or("");
+    let region = e
+        .label("topology.kubernetes.io/region")
+        .or_else(|| e.label("failure-domain.beta.kubernetes.io/region"))
+        .unwrap_or("");
+    if region.is_empty() && zone.is_empty() {
+        String::new()
+    } else {
+        format!("{region}:\0:{zone}")
+    }
+}
+
+/// Upstream `nodeTree.list`: the first node of every zone, then the second of every zone, and
+/// so on, zones in the order they first appear, nodes of a zone in table (name) order — the
+/// order the informer's initial list adds them upstream. A sampled cycle
+/// (`percentageOfNodesToScore`) thus sees every zone even when node names group by zone.
+fn zone_round_robin(entries: &[NodeEntry]) -> Vec<usize> {
+    let mut zones: Vec<Vec<usize>> = Vec::new();
+    let mut zone_at: BTreeMap<String, usize> = BTreeMap::new();
+    for (idx, e) in entries.iter().enumerate() {
+        let at = *zone_at.entry(zone_key(e)).or_insert_with(|| {
+            zones.push(Vec::new());
+            zones.len() - 1
+        });
+        zones[at].push(idx);
+    }
+    let longest = zones.iter().map(Vec::len).max().unwrap_or(0);
+    let mut order = Vec::with_capacity(entries.len());
+    for i in 0..longest {
+        order.extend(zones.iter().filter_map(|z| z.get(i)));
+    }
+    order
 }
 
 impl NodeTable {
@@ -106,6 +154,22 @@ impl NodeTable {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The current generation (see the field): positions and domain ids are stable within one.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Node positions in the order a scheduling cycle visits them (see [`zone_round_robin`]).
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    fn invalidate_topology(&mut self) {
+        self.topology.clear();
+        self.generation += 1;
+        self.order = zone_round_robin(&self.entries);
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -123,7 +187,7 @@ impl NodeTable {
             .enumerate()
             .map(|(i, e)| (e.name.clone(), i))
             .collect();
-        self.topology.clear();
+        self.invalidate_topology();
     }
 
     /// Build the topology index for `key` if it is not cached.
@@ -131,17 +195,24 @@ impl NodeTable {
         if self.topology.contains_key(key) {
             return;
         }
-        let mut ids: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
         let mut domain_of = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
-            domain_of.push(e.label(key).map(|v| {
-                let next = ids.len() as u32;
-                *ids.entry(v).or_insert(next)
+            domain_of.push(e.label(key).map(|v| match ids.get(v) {
+                Some(&id) => id,
+                None => {
+                    let id = ids.len() as u32;
+                    ids.insert(v.to_string(), id);
+                    id
+                }
             }));
         }
+        let missing = domain_of.iter().filter(|d| d.is_none()).count();
         let index = TopologyIndex {
             domain_of,
             domains: ids.len(),
+            ids,
+            missing,
         };
         self.topology.insert(key.to_string(), index);
     }
@@ -175,10 +246,11 @@ impl NodeTable {
                 let usage = self.entries[i].usage;
                 let entry = NodeEntry::new(node, usage);
                 let changed = entry.differs_for_scheduling(&self.entries[i]);
-                if entry.node.metadata.labels != self.entries[i].node.metadata.labels {
-                    self.topology.clear();
-                }
+                let relabelled = entry.node.metadata.labels != self.entries[i].node.metadata.labels;
                 self.entries[i] = entry;
+                if relabelled {
+                    self.invalidate_topology();
+                }
                 changed
             }
             None => {

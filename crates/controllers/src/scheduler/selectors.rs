@@ -144,6 +144,12 @@ pub struct RequiredNodeAffinity {
 }
 
 impl RequiredNodeAffinity {
+    /// True when the pod has neither a node selector nor required node affinity: every node
+    /// matches.
+    pub fn is_everything(&self) -> bool {
+        self.node_selector.is_none() && self.terms.is_none()
+    }
+
     pub fn of(pod: &Pod) -> RequiredNodeAffinity {
         let Some(spec) = pod.spec.as_ref() else {
             return RequiredNodeAffinity::default();

@@ -49,7 +49,8 @@ impl ClusterSnapshot {
                     snap.anti_affinity_pods.insert(key.clone());
                 }
             }
-            snap.spread_counts.set(key, Placed::of(pod, None));
+            snap.spread_counts
+                .set(key, Placed::of(pod, None), &snap.nodes);
         }
         snap
     }
@@ -87,18 +88,21 @@ impl ClusterSnapshot {
             assumed_nodes: &self.assumed_nodes,
             anti_affinity_pods: &self.anti_affinity_pods,
             spread_counts: &self.spread_counts,
+            default_selector: None,
         };
         check_node(&snap, pod, idx)
     }
 
     /// Build the per-pod indexes the spread plugin reads.
     fn prepare(&mut self, cache: &Cache, pod: &Pod) {
-        for key in topology_keys(pod) {
-            self.nodes.prepare_topology(&key);
+        let keys = topology_keys(pod);
+        for k in &keys {
+            self.nodes.prepare_topology(k);
         }
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        for selector in count_selectors(cache, pod) {
-            self.spread_counts.prepare(ns, &selector);
+        for selector in count_selectors(cache, pod, None) {
+            self.spread_counts
+                .prepare(ns, &selector, &keys, &self.nodes);
         }
     }
 
@@ -115,7 +119,8 @@ impl ClusterSnapshot {
         if has_required_anti_affinity(pod) {
             self.anti_affinity_pods.insert(key.clone());
         }
-        self.spread_counts.set(&key, Placed::of(pod, Some(node)));
+        self.spread_counts
+            .set(&key, Placed::of(pod, Some(node)), &self.nodes);
         self.placed
             .insert(key, (node.to_string(), usage, pod.metadata.uid.clone()));
     }
@@ -124,7 +129,7 @@ impl ClusterSnapshot {
     pub fn unplace(&mut self, key: &Key) {
         if let Some((node, usage, uid)) = self.placed.remove(key) {
             self.nodes.sub_usage(&node, &usage);
-            self.spread_counts.set(key, None);
+            self.spread_counts.set(key, None, &self.nodes);
             self.anti_affinity_pods.remove(key);
             if let Some(uid) = uid {
                 self.assumed_nodes.remove(&uid);
@@ -162,7 +167,8 @@ impl ClusterSnapshot {
     pub fn reset(&mut self, pod: &Pod) {
         let key = Key::of(&pod.metadata);
         self.unplace(&key);
-        self.spread_counts.set(&key, Placed::of(pod, None));
+        self.spread_counts
+            .set(&key, Placed::of(pod, None), &self.nodes);
     }
 
     /// Take a bound pod off its node (the simulation of draining it).
@@ -173,6 +179,6 @@ impl ClusterSnapshot {
             self.nodes.sub_usage(&node, &pod_requests(pod));
         }
         self.anti_affinity_pods.remove(&key);
-        self.spread_counts.set(&key, None);
+        self.spread_counts.set(&key, None, &self.nodes);
     }
 }

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::cycle::{PodCtx, Snapshot};
-use super::nodes::NodeEntry;
+use super::nodes::{NodeEntry, TopologyIndex};
 use super::selectors::{Selector, first_untolerated};
+use super::spread_counts::Indexed;
 use crate::{Cache, HOSTNAME_LABEL, ZONE_LABEL};
 
 /// Filter reason (upstream `ErrReasonConstraintsNotMatch`).
@@ -39,6 +40,49 @@ impl Constraint {
         }
         !(self.honor_taints && first_untolerated(&node.taints, pod.tolerations).is_some())
     }
+
+    /// True when [`Constraint::includes`] holds for every node: the pod's node affinity is
+    /// ignored or matches everything, and taints are ignored (the defaults).
+    fn includes_every_node(&self, pod: &PodCtx) -> bool {
+        (!self.honor_affinity || pod.affinity.is_everything()) && !self.honor_taints
+    }
+}
+
+/// The constraints' indexed counts (per node position and per domain), when the per-cycle
+/// scan over every node can be skipped with the same result: every node is included for
+/// every constraint, and either the constraints share one topology key or no node lacks any
+/// of their keys (so no node is dropped for missing another constraint's key). `None` for an
+/// empty selector (it counts nothing here, as in [`count_matching`]).
+fn indexed_counts<'a>(
+    snap: &Snapshot<'a>,
+    pod: &PodCtx,
+    constraints: &[Constraint],
+) -> Option<Vec<Option<&'a Indexed>>> {
+    if !constraints.iter().all(|c| c.includes_every_node(pod)) {
+        return None;
+    }
+    let one_key = constraints
+        .iter()
+        .all(|c| c.topology_key == constraints[0].topology_key);
+    let mut out = Vec::with_capacity(constraints.len());
+    for c in constraints {
+        let topo = snap.nodes.topology(&c.topology_key)?;
+        if !one_key && topo.missing > 0 {
+            return None;
+        }
+        if c.selector.is_empty() {
+            out.push(None);
+            continue;
+        }
+        let ix = snap
+            .spread_counts
+            .indexed(pod.namespace, &c.selector, snap.nodes)?;
+        if !ix.domains.contains_key(&c.topology_key) {
+            return None;
+        }
+        out.push(Some(ix));
+    }
+    Some(out)
 }
 
 /// The pod's constraints with `whenUnsatisfiable == action`, `matchLabelKeys` merged in.
@@ -82,7 +126,7 @@ fn explicit_constraints(pod: &Pod, action: &str) -> Vec<Constraint> {
 
 /// Upstream `helper.DefaultSelector`: the labels of Services selecting the pod, ANDed with the
 /// selectors of ReplicaSets selecting it. Empty when nothing selects the pod.
-fn default_selector(
+pub fn default_selector(
     cache: &Cache,
     ns: &str,
     labels: Option<&BTreeMap<String, String>>,
@@ -124,7 +168,10 @@ fn default_selector(
 /// Upstream's system default constraints (`systemDefaultConstraints` in
 /// podtopologyspread/plugin.go): zone maxSkew 5 and hostname maxSkew 3, ScheduleAnyway.
 fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> {
-    let selector = default_selector(snap.cache, pod.namespace, pod.labels);
+    let selector = match snap.default_selector {
+        Some(s) => s.clone(),
+        None => default_selector(snap.cache, pod.namespace, pod.labels),
+    };
     if selector.is_empty() {
         return Vec::new();
     }
@@ -139,12 +186,6 @@ fn system_default_constraints(snap: &Snapshot, pod: &PodCtx) -> Vec<Constraint> 
             honor_taints: false,
         })
         .collect()
-}
-
-fn has_all_keys(node: &NodeEntry, constraints: &[Constraint]) -> bool {
-    constraints
-        .iter()
-        .all(|c| node.label(&c.topology_key).is_some())
 }
 
 /// Matching pods per node (indexed like the node table) and constraint: pods in the incoming
@@ -196,7 +237,8 @@ fn scan_matching(
 
 /// The non-empty selectors whose counts scheduling `pod` will read (explicit constraints of
 /// both kinds, or the system defaults); the caller prepares them before the cycle.
-pub fn count_selectors(cache: &Cache, pod: &Pod) -> Vec<Selector> {
+/// `default` is the pod's [`default_selector`] if the caller has it.
+pub fn count_selectors(cache: &Cache, pod: &Pod, default: Option<&Selector>) -> Vec<Selector> {
     let has_explicit = pod
         .spec
         .as_ref()
@@ -208,7 +250,10 @@ pub fn count_selectors(cache: &Cache, pod: &Pod) -> Vec<Selector> {
         all.into_iter().map(|c| c.selector).collect()
     } else {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        vec![default_selector(cache, ns, pod.metadata.labels.as_ref())]
+        vec![match default {
+            Some(s) => s.clone(),
+            None => default_selector(cache, ns, pod.metadata.labels.as_ref()),
+        }]
     };
     out.retain(|s| !s.is_empty());
     out.dedup();
@@ -256,23 +301,23 @@ impl<'a> SpreadFilter<'a> {
             .iter()
             .map(|c| snap.nodes.topology(&c.topology_key))
             .collect::<Option<_>>()?;
-        let matching = count_matching(snap, pod, &constraints);
-        let n = constraints.len();
-        let mut counts: Vec<Vec<Option<i64>>> =
-            topo.iter().map(|t| vec![None; t.domains]).collect();
-        for (idx, node) in snap.nodes.entries().iter().enumerate() {
-            if topo.iter().any(|t| t.domain_of[idx].is_none()) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if let Some(d) = topo[i].domain_of[idx]
-                    && c.includes(pod, node)
-                {
-                    let slot = &mut counts[i][d as usize];
-                    *slot = Some(slot.unwrap_or(0) + i64::from(matching[idx * n + i]));
-                }
-            }
-        }
+        let counts = match indexed_counts(snap, pod, &constraints) {
+            // Every domain of the index has a node, and every node is eligible.
+            Some(ix) => constraints
+                .iter()
+                .zip(&topo)
+                .zip(ix)
+                .map(|((c, t), ix)| match ix {
+                    Some(ix) => ix.domains[&c.topology_key]
+                        .per_domain
+                        .iter()
+                        .map(|&s| Some(s))
+                        .collect(),
+                    None => vec![Some(0); t.domains],
+                })
+                .collect(),
+            None => scan_domain_counts(snap, pod, &constraints, &topo),
+        };
         let min = constraints
             .iter()
             .zip(&counts)
@@ -314,12 +359,144 @@ impl<'a> SpreadFilter<'a> {
     }
 }
 
-/// PreScore state for soft constraints.
+/// Matching pods per constraint and domain id, `None` for a domain without an eligible node:
+/// the scan over every node (upstream's PreFilter).
+fn scan_domain_counts(
+    snap: &Snapshot,
+    pod: &PodCtx,
+    constraints: &[Constraint],
+    topo: &[&TopologyIndex],
+) -> Vec<Vec<Option<i64>>> {
+    let matching = count_matching(snap, pod, constraints);
+    let n = constraints.len();
+    let mut counts: Vec<Vec<Option<i64>>> = topo.iter().map(|t| vec![None; t.domains]).collect();
+    for (idx, node) in snap.nodes.entries().iter().enumerate() {
+        if topo.iter().any(|t| t.domain_of[idx].is_none()) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if let Some(d) = topo[i].domain_of[idx]
+                && c.includes(pod, node)
+            {
+                let slot = &mut counts[i][d as usize];
+                *slot = Some(slot.unwrap_or(0) + i64::from(matching[idx * n + i]));
+            }
+        }
+    }
+    counts
+}
+
+/// One constraint's domains as dense slots: the topology index's domain ids, plus (without
+/// `require_all`) the slot of nodes lacking the label, shared with nodes labelled "" (upstream
+/// keys both by the empty value). Plugins read these instead of node labels, so a cycle's
+/// per-node work stays on dense vectors.
+struct Slots<'a> {
+    domain_of: &'a [Option<u32>],
+    empty: Option<usize>,
+    len: usize,
+}
+
+impl<'a> Slots<'a> {
+    fn new(topo: &'a TopologyIndex, require_all: bool) -> Slots<'a> {
+        let empty = (!require_all).then(|| topo.ids.get("").map_or(topo.domains, |&d| d as usize));
+        Slots {
+            domain_of: &topo.domain_of,
+            empty,
+            len: topo.domains + usize::from(!require_all),
+        }
+    }
+
+    fn of(&self, idx: usize) -> Option<usize> {
+        self.domain_of[idx].map(|d| d as usize).or(self.empty)
+    }
+}
+
+/// True if node `idx` has every constraint's topology label.
+fn has_all_slots(slots: &[Slots], idx: usize) -> bool {
+    slots.iter().all(|s| s.domain_of[idx].is_some())
+}
+
+/// Add to each non-hostname constraint's domains (those of the feasible nodes) the matching
+/// pods of every eligible node in them, by scanning every node.
+fn scan_score_domains(
+    pod: &PodCtx,
+    entries: &[NodeEntry],
+    constraints: &[Constraint],
+    slots: &[Slots],
+    require_all: bool,
+    per_node: &[u32],
+    domain_counts: &mut [Vec<Option<i64>>],
+) {
+    let n = constraints.len();
+    for (idx, node) in entries.iter().enumerate() {
+        if require_all && !has_all_slots(slots, idx) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
+                continue;
+            }
+            if let Some(Some(count)) = slots[i].of(idx).map(|s| &mut domain_counts[i][s]) {
+                *count += i64::from(per_node[idx * n + i]);
+            }
+        }
+    }
+}
+
+/// [`scan_score_domains`] from the indexed per-domain sums (the missing-label sum goes to the
+/// shared "" slot).
+fn fill_from_index(
+    constraints: &[Constraint],
+    indexed: &[Option<&Indexed>],
+    slots: &[Slots],
+    domain_counts: &mut [Vec<Option<i64>>],
+) {
+    for (i, c) in constraints.iter().enumerate() {
+        let Some(ix) = indexed[i] else {
+            continue;
+        };
+        if c.topology_key == HOSTNAME_LABEL {
+            continue;
+        }
+        let sums = &ix.domains[&c.topology_key];
+        for (slot, count) in domain_counts[i].iter_mut().enumerate() {
+            let Some(count) = count else {
+                continue;
+            };
+            *count += sums.per_domain.get(slot).copied().unwrap_or(0);
+            if slots[i].empty == Some(slot) {
+                *count += sums.missing;
+            }
+        }
+    }
+}
+
+/// Matching pods per node position and constraint: from the indexed counts, or counted for
+/// this cycle (`counts[idx * n + i]`).
+enum NodeCounts<'a> {
+    Indexed(Vec<Option<&'a Indexed>>),
+    Flat { counts: Vec<u32>, n: usize },
+}
+
+impl NodeCounts<'_> {
+    fn get(&self, idx: usize, i: usize) -> u32 {
+        match self {
+            NodeCounts::Indexed(ix) => ix[i].map_or(0, |ix| ix.per_node[idx]),
+            NodeCounts::Flat { counts, n } => counts[idx * n + i],
+        }
+    }
+}
+
+/// PreScore state for soft constraints. The callers prepare the topology indexes of every
+/// key the pod's constraints use ([`topology_keys`]); without them the plugin does not score.
 pub struct SpreadScore<'a> {
     constraints: Vec<Constraint>,
     require_all: bool,
-    domain_counts: Vec<BTreeMap<&'a str, i64>>,
-    per_node: Vec<u32>,
+    slots: Vec<Slots<'a>>,
+    /// Per constraint and slot: matching pods, `None` for a domain no feasible node is in
+    /// (empty for hostname constraints, which read `per_node`).
+    domain_counts: Vec<Vec<Option<i64>>>,
+    per_node: NodeCounts<'a>,
     weights: Vec<f64>,
 }
 
@@ -341,21 +518,35 @@ impl<'a> SpreadScore<'a> {
             return None;
         }
         let require_all = has_explicit;
-        let entries = snap.nodes.entries();
+        let slots: Vec<Slots<'a>> = constraints
+            .iter()
+            .map(|c| {
+                Some(Slots::new(
+                    snap.nodes.topology(&c.topology_key)?,
+                    require_all,
+                ))
+            })
+            .collect::<Option<_>>()?;
         let n = constraints.len();
-        let mut domain_counts = vec![BTreeMap::new(); n];
+        let mut domain_counts: Vec<Vec<Option<i64>>> = constraints
+            .iter()
+            .zip(&slots)
+            .map(|(c, s)| match c.topology_key == HOSTNAME_LABEL {
+                true => Vec::new(),
+                false => vec![None; s.len],
+            })
+            .collect();
         let mut ignored = 0usize;
         for &idx in feasible {
-            let node = &entries[idx];
-            if require_all && !has_all_keys(node, &constraints) {
+            if require_all && !has_all_slots(&slots, idx) {
                 ignored += 1;
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key != HOSTNAME_LABEL {
-                    domain_counts[i]
-                        .entry(node.label(&c.topology_key).unwrap_or(""))
-                        .or_insert(0);
+                if c.topology_key != HOSTNAME_LABEL
+                    && let Some(slot) = slots[i].of(idx)
+                {
+                    domain_counts[i][slot].get_or_insert(0);
                 }
             }
         }
@@ -366,30 +557,35 @@ impl<'a> SpreadScore<'a> {
                 let size = if c.topology_key == HOSTNAME_LABEL {
                     feasible.len() - ignored
                 } else {
-                    domain_counts[i].len()
+                    domain_counts[i].iter().flatten().count()
                 };
                 ((size + 2) as f64).ln()
             })
             .collect();
-        let per_node = count_matching(snap, pod, &constraints);
-        for (idx, node) in entries.iter().enumerate() {
-            if require_all && !has_all_keys(node, &constraints) {
-                continue;
+        let per_node = match indexed_counts(snap, pod, &constraints) {
+            Some(ix) => {
+                fill_from_index(&constraints, &ix, &slots, &mut domain_counts);
+                NodeCounts::Indexed(ix)
             }
-            for (i, c) in constraints.iter().enumerate() {
-                if !c.includes(pod, node) || c.topology_key == HOSTNAME_LABEL {
-                    continue;
-                }
-                if let Some(count) =
-                    domain_counts[i].get_mut(node.label(&c.topology_key).unwrap_or(""))
-                {
-                    *count += i64::from(per_node[idx * n + i]);
-                }
+            None => {
+                let counts = count_matching(snap, pod, &constraints);
+                let entries = snap.nodes.entries();
+                scan_score_domains(
+                    pod,
+                    entries,
+                    &constraints,
+                    &slots,
+                    require_all,
+                    &counts,
+                    &mut domain_counts,
+                );
+                NodeCounts::Flat { counts, n }
             }
-        }
+        };
         Some(SpreadScore {
             constraints,
             require_all,
+            slots,
             domain_counts,
             per_node,
             weights,
@@ -397,21 +593,19 @@ impl<'a> SpreadScore<'a> {
     }
 
     /// Raw score of node `idx` (lower is better before normalizing); `None` if ignored.
-    fn raw(&self, entries: &[NodeEntry], idx: usize) -> Option<i64> {
-        let node = &entries[idx];
-        if self.require_all && !has_all_keys(node, &self.constraints) {
+    fn raw(&self, idx: usize) -> Option<i64> {
+        if self.require_all && !has_all_slots(&self.slots, idx) {
             return None;
         }
-        let n = self.constraints.len();
         let mut score = 0.0;
         for (i, c) in self.constraints.iter().enumerate() {
-            let Some(v) = node.label(&c.topology_key) else {
+            let Some(d) = self.slots[i].domain_of[idx] else {
                 continue;
             };
             let cnt = if c.topology_key == HOSTNAME_LABEL {
-                i64::from(self.per_node[idx * n + i])
+                i64::from(self.per_node.get(idx, i))
             } else {
-                self.domain_counts[i].get(v).copied().unwrap_or(0)
+                self.domain_counts[i][d as usize].unwrap_or(0)
             };
             score += cnt as f64 * self.weights[i] + (c.max_skew - 1) as f64;
         }
@@ -419,8 +613,8 @@ impl<'a> SpreadScore<'a> {
     }
 
     /// Normalized scores (0..=100, fewer matching pods is better) for `feasible` nodes.
-    pub fn scores(&self, entries: &[NodeEntry], feasible: &[usize]) -> Vec<i64> {
-        let raw: Vec<Option<i64>> = feasible.iter().map(|&idx| self.raw(entries, idx)).collect();
+    pub fn scores(&self, feasible: &[usize]) -> Vec<i64> {
+        let raw: Vec<Option<i64>> = feasible.iter().map(|&idx| self.raw(idx)).collect();
         let max = raw.iter().flatten().copied().max().unwrap_or(0);
         let min = raw.iter().flatten().copied().min().unwrap_or(0);
         raw.iter()
