@@ -271,7 +271,7 @@ fn default_selector_follows_service_changes() {
     use crate::{Cache, Controller};
     let mut cache = Cache::new();
     let mut sched = Scheduler::new(SchedulerConfig::default());
-    sched.on_synced(&cache, T0);
+    sched.handle_synced(&cache, T0);
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod_json("p")).unwrap();
     assert_eq!(
         sched.default_selector(&cache, &pod),
@@ -283,10 +283,10 @@ fn default_selector_follows_service_changes() {
         "spec": {"selector": {"app": "web"}}
     }));
     let change = cache.apply(service.clone(), false);
-    sched.on_change(&cache, &change, T0);
+    sched.handle_change(&cache, &change, T0);
     let selected = sched.default_selector(&cache, &pod).unwrap();
     assert!(!selected.is_empty() && selected.matches(pod.metadata.labels.as_ref()));
     let change = cache.apply(service, true);
-    sched.on_change(&cache, &change, T0);
+    sched.handle_change(&cache, &change, T0);
     assert!(sched.default_selector(&cache, &pod).unwrap().is_empty());
 }
