@@ -1,0 +1,67 @@
+//! Every call the simulator makes on the controller interface, in one place, so a rename of
+//! the trait's methods is a change here only. Start at [`Controllers`].
+
+use controllers::events::EventRecord;
+use controllers::{Action, Cache, Change, Controller, Millis, WriteError};
+
+/// The controller-manager's controllers, driven through the trait.
+pub struct Controllers {
+    list: Vec<Box<dyn Controller>>,
+}
+
+impl Controllers {
+    pub fn new(list: Vec<Box<dyn Controller>>) -> Controllers {
+        Controllers { list }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The informers have listed.
+    pub fn synced(&mut self, cache: &Cache, now: Millis) {
+        self.list.iter_mut().for_each(|c| c.on_synced(cache, now));
+    }
+
+    /// An informer change (already applied to `cache`).
+    pub fn change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        self.list
+            .iter_mut()
+            .for_each(|c| c.on_change(cache, change, now));
+    }
+
+    /// Run every controller whose wake-up is due.
+    pub fn timeout(&mut self, cache: &Cache, now: Millis) {
+        for c in self.list.iter_mut() {
+            if c.next_wakeup().is_some_and(|w| w <= now) {
+                c.on_tick(cache, now);
+            }
+        }
+    }
+
+    /// The earliest wake-up any controller asked for.
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        self.list.iter().filter_map(|c| c.next_wakeup()).min()
+    }
+
+    /// Every pending write as `(controller index, action)`, and the Events recorded.
+    pub fn poll(&mut self, actions: &mut Vec<(usize, Action)>, events: &mut Vec<EventRecord>) {
+        let mut out = Vec::new();
+        for (i, c) in self.list.iter_mut().enumerate() {
+            c.drain_actions(&mut out);
+            actions.extend(out.drain(..).map(|a| (i, a)));
+            c.drain_events(events);
+        }
+    }
+
+    /// A write of controller `i` failed.
+    pub fn write_failed(&mut self, i: usize, action: &Action, error: &WriteError, now: Millis) {
+        if let Some(c) = self.list.get_mut(i) {
+            c.on_write_failed(action, error, now);
+        }
+    }
+}
