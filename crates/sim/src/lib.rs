@@ -26,8 +26,9 @@ pub use world::{Stats, World};
 pub const NODES_READY_CAP_MS: Millis = 120_000;
 /// Longest wait for the workloads to become available (as the live run's 180 s).
 pub const AVAILABLE_CAP_MS: Millis = 180_000;
-/// Between the workloads being available and the first request (the live run waits 500 ms
-/// for its watches).
+/// Between the workloads being available and the first request, on top of one
+/// `--min-sync-period` (so every kube-proxy has programmed the last endpoints, as the live
+/// run's client pods take that long to start): the live run waits 500 ms for its watches.
 pub const LOAD_START_DELAY_MS: Millis = 500;
 /// How often start-up conditions are checked, in virtual time.
 const SETUP_CHECK_MS: Millis = 250;
@@ -89,7 +90,7 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
     if let Err(which) = workloads_available(&w) {
         return Err(SimError::NotAvailable(AVAILABLE_CAP_MS / 1000, which));
     }
-    w.t0 = w.now + LOAD_START_DELAY_MS;
+    w.t0 = w.now + LOAD_START_DELAY_MS + w.cfg.syncer.min_sync_period_ms;
     w.run_until(w.t0);
     resolve_clients(&mut w, s)?;
     w.start_clients();
