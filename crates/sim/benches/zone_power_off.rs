@@ -3,7 +3,8 @@
 //! per zone at 20 requests/s), and the virtual-to-wall speed-up.
 //!
 //! Run: `cargo bench -p sim --bench zone_power_off` (add `--profile dev` to skip the release
-//! build; figures in docs/performance.md say which).
+//! build; figures in docs/performance.md say which). `SIM_BENCH_NODES=500` runs one size,
+//! `SIM_BENCH_RUNS=1` one seed per size.
 
 use std::time::Instant;
 
@@ -44,13 +45,22 @@ run: {{duration: 10m}}
     (s, manifests)
 }
 
+fn env_number(name: &str) -> Option<u32> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
     println!("zone power-off, upstream profile, 10 min of virtual time after start-up");
-    for npz in SIZES {
+    let runs = env_number("SIM_BENCH_RUNS").map_or(RUNS, |r| r.max(1) as usize);
+    let only = env_number("SIM_BENCH_NODES");
+    for npz in SIZES
+        .into_iter()
+        .filter(|n| only.is_none_or(|o| o.div_ceil(3) == *n))
+    {
         let (s, m) = scenario(npz);
         let mut walls = Vec::new();
         let mut last = None;
-        for seed in 1..=RUNS as u64 {
+        for seed in 1..=runs as u64 {
             let start = Instant::now();
             let out = sim::run(&s, &m, seed).expect("simulated run");
             walls.push(start.elapsed().as_secs_f64());

@@ -190,6 +190,8 @@ pub struct World {
     pub until_capacity_restored: bool,
     scenario: scenario::Scenario,
     seed: u64,
+    /// `SIM_TRACE` set: a progress line every 20,000 events on stderr.
+    trace: bool,
 }
 
 impl World {
@@ -240,6 +242,7 @@ impl World {
             until_capacity_restored: s.run.until == Some(scenario::Until::CapacityRestored),
             scenario: s.clone(),
             seed,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         })
     }
 
@@ -310,7 +313,7 @@ impl World {
         };
         self.now = self.now.max(at);
         self.stats.events += 1;
-        if std::env::var_os("SIM_TRACE").is_some() && self.stats.events.is_multiple_of(20_000) {
+        if self.trace && self.stats.events.is_multiple_of(20_000) {
             let what = match &ev {
                 Ev::CmWake => "cm-wake".to_string(),
                 Ev::KubeletWake { node, .. } => format!("kubelet-wake {node}"),
