@@ -146,3 +146,58 @@ fn upstream_defaults_detect_in_40_to_55_s_taint_10_s_apart_and_evict_300_s_later
     assert!(r.phases.replacements_ready_s.is_some(), "{:?}", r.phases);
     assert_eq!(r.ended_by, "capacity-restored");
 }
+
+#[test]
+fn a_partitioned_zone_keeps_running_cut_off_until_it_heals() {
+    let out = run("zone-partition.yaml", 2);
+    let t0 = out.report.started_at_ms;
+    let at = |q: &lab::Request| (q.start - t0) / 1e3;
+    let from_a: Vec<&lab::Request> = out
+        .requests
+        .iter()
+        .filter(|q| q.client_zone == "a")
+        .collect();
+    // Its client keeps sending (the processes run) ...
+    assert!(from_a.iter().any(|q| at(q) > 30.0 && at(q) < 59.0));
+    // ... reaches zone a's own pods only, while its stalled proxy still sends two thirds of new
+    // connections across the cut ...
+    let cut: Vec<&&lab::Request> = from_a
+        .iter()
+        .filter(|q| at(q) > 21.0 && at(q) < 59.0)
+        .collect();
+    assert!(cut.iter().any(|q| q.outcome == "timeout"));
+    assert!(
+        cut.iter()
+            .filter(|q| q.ok())
+            .all(|q| q.zone.as_deref() == Some("a"))
+    );
+    // ... and nothing fails from anywhere once the network healed and the proxies resynced.
+    let late = out
+        .requests
+        .iter()
+        .filter(|q| at(q) > 65.0 && !q.ok())
+        .count();
+    assert_eq!(late, 0);
+    // The other zones stop using zone a once it is marked not ready.
+    let p = &out.report.phases;
+    let converged = p.proxies_converged_s.expect("converged");
+    let others_late = out
+        .requests
+        .iter()
+        .filter(|q| q.client_zone != "a" && at(q) > 20.0 + converged + 1.0 && at(q) < 59.0)
+        .filter(|q| !q.ok())
+        .count();
+    assert_eq!(others_late, 0);
+}
+
+#[test]
+fn a_graceful_stop_drains_with_at_most_a_few_failures() {
+    let out = run("graceful-stop.yaml", 4);
+    let r = &out.report;
+    // Pods are marked not ready before they are signalled, so the proxies drop them first; a
+    // connection can still meet a pod whose teardown beat one proxy's sync.
+    assert!(r.requests.failed <= 3, "{:?}", r.requests);
+    assert!(r.error_window_s <= 2.0, "{}", r.error_window_s);
+    assert_eq!(r.ended_by, "capacity-restored");
+    assert!(r.phases.replacements_ready_s.is_some());
+}
