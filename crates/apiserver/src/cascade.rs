@@ -5,29 +5,11 @@
 
 use std::sync::Arc;
 
-use api::resources::{RESOURCES, ResourceInfo};
 use api::status::StatusError;
-use serde_json::Value;
 
 use crate::handlers::delete_now;
 use crate::objects;
 use crate::server::Server;
-
-/// Kinds that carry owner references to something we serve.
-fn dependent_kinds() -> impl Iterator<Item = &'static ResourceInfo> {
-    RESOURCES.iter().filter(|r| {
-        matches!(
-            r.kind,
-            "ReplicaSet" | "Pod" | "EndpointSlice" | "ControllerRevision"
-        )
-    })
-}
-
-fn owned_by(obj: &Value, uid: &str) -> bool {
-    obj["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
-}
 
 /// Delete (or, with `orphan`, release) every object owned by `owner_uid` in `namespace`.
 pub async fn dependents(
@@ -39,7 +21,7 @@ pub async fn dependents(
     if owner_uid.is_empty() {
         return Ok(());
     }
-    for res in dependent_kinds() {
+    for res in registry::gc::dependent_kinds() {
         let page = server
             .store
             .list(
@@ -50,16 +32,12 @@ pub async fn dependents(
             .map_err(crate::handlers::store_failure)?;
         for kv in &page.items {
             let obj = objects::decode(kv)?;
-            if !owned_by(&obj, owner_uid) {
+            let Some(step) = registry::gc::cascade(owner_uid, orphan, &obj) else {
                 continue;
-            }
+            };
             let name = objects::name_of(&obj).to_string();
             let ns = objects::meta_str(&obj, "namespace").map(str::to_string);
-            if orphan {
-                let mut freed = obj.clone();
-                if let Some(refs) = freed["metadata"]["ownerReferences"].as_array_mut() {
-                    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-                }
+            if let registry::gc::GcStep::Orphan(freed) = step {
                 let key = objects::key(res, ns.as_deref(), &name);
                 // A concurrent change wins; the orphaning is best effort as upstream's GC retries.
                 let _ = server
@@ -81,10 +59,7 @@ pub async fn dependents(
 /// Empty a namespace that is being deleted, then remove it.
 pub async fn namespace(server: &Arc<Server>, name: &str) -> Result<(), StatusError> {
     // A storage alias (events.k8s.io Events) shares its target's prefix: empty it once.
-    for res in RESOURCES
-        .iter()
-        .filter(|r| r.namespaced && api::resources::storage_alias_of(r).is_none())
-    {
+    for res in registry::gc::namespace_kinds() {
         let page = server
             .store
             .list(

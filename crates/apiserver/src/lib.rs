@@ -2,9 +2,9 @@
 //!
 //! Start at [`server::Server`]: it parses a URL ([`path`]), negotiates the representation
 //! ([`negotiate`]), and hands resource requests to [`handlers`]; ClusterIPs and node ports are
-//! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]).
+//! allocated in the Service write path ([`alloc`], glued in by [`svcalloc`]). The write rules
+//! themselves are the `registry` crate's, shared with the simulator's in-memory API.
 
-pub mod alloc;
 pub mod audit;
 pub mod authz;
 mod bootstrap;
@@ -25,6 +25,7 @@ pub mod server;
 mod svcalloc;
 pub mod table;
 
+pub use registry::alloc;
 pub use server::{Config, Server};
 
 #[cfg(test)]

@@ -128,11 +128,11 @@ fn main() {
         let mut ca = ClusterAutoscaler::new(config.clone()).expect("config");
         let now = T0 + s as i64 * 10_000;
         let t = Instant::now();
-        ca.on_tick(&cache, &groups, now);
+        ca.handle_timeout(&cache, &groups, now);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         schedulable = ca.last_scan().scale_up.schedulable;
         out.clear();
-        ca.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| ca.poll_action()));
         increase = out
             .iter()
             .filter_map(|a| match a {
@@ -170,7 +170,7 @@ fn main() {
         let mut ca = ClusterAutoscaler::new(config.clone()).expect("config");
         let now = T0 + s as i64 * 10_000;
         let t = Instant::now();
-        ca.on_tick(&cache, &groups, now);
+        ca.handle_timeout(&cache, &groups, now);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         candidates = ca.unneeded_since().len();
     }

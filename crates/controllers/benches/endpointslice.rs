@@ -1,5 +1,5 @@
 //! Bench of the EndpointSlice controller: the cost of reacting to one pod change in a
-//! 5,000-pod Service (on_change + drain_actions), plus the initial sync and a no-op resync.
+//! 5,000-pod Service (handle_change + poll_action), plus the initial sync and a no-op resync.
 //!
 //! Run: `cargo bench -p controllers --bench endpointslice`. Prints median / p99 / max.
 
@@ -60,9 +60,9 @@ fn main() {
 
     let mut c = EndpointSliceController::new(EndpointSliceConfig::default());
     let start = Instant::now();
-    c.on_synced(&api.cache, T0);
+    c.handle_synced(&api.cache, T0);
     let mut out: Vec<Action> = Vec::new();
-    c.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| c.poll_action()));
     let initial = start.elapsed();
     println!(
         "initial sync of {PODS} pods: {initial:.3?} ({} writes)",
@@ -72,7 +72,7 @@ fn main() {
         let changes = api.execute(a, T0).expect("create");
         changes
             .iter()
-            .for_each(|ch| c.on_change(&api.cache, ch, T0));
+            .for_each(|ch| c.handle_change(&api.cache, ch, T0));
     }
     api.drain(&mut c, T0);
     println!("slices: {}", api.cache.endpoint_slices.len());
@@ -86,22 +86,22 @@ fn main() {
         let ready = k % 2 == 1;
         let change = api.put(pod(i, ready, now), now);
         let start = Instant::now();
-        c.on_change(&api.cache, black_box(&change), now);
+        c.handle_change(&api.cache, black_box(&change), now);
         let mut out = Vec::new();
-        c.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| c.poll_action()));
         flips.push(start.elapsed());
         writes += out.len();
         for a in &out {
             match api.execute(a, now) {
                 Ok(changes) => changes
                     .iter()
-                    .for_each(|ch| c.on_change(&api.cache, ch, now)),
-                Err(e) => c.on_write_failed(a, &e, now),
+                    .for_each(|ch| c.handle_change(&api.cache, ch, now)),
+                Err(e) => c.handle_write_failed(a, &e, now),
             }
         }
         api.drain(&mut c, now);
     }
-    report("one pod readiness change (on_change+drain)", flips);
+    report("one pod readiness change (handle_change+poll)", flips);
     println!(
         "  slice writes per change: {:.2}",
         writes as f64 / ITERATIONS as f64
@@ -114,9 +114,9 @@ fn main() {
         let now = T0 + 10_000_000 + k as i64;
         let change = api.put(Object::Service(Arc::clone(&svc)), now);
         let start = Instant::now();
-        c.on_change(&api.cache, &change, now);
+        c.handle_change(&api.cache, &change, now);
         let mut out = Vec::new();
-        c.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| c.poll_action()));
         noops.push(start.elapsed());
         assert!(out.is_empty(), "no-op resync wrote {out:?}");
     }

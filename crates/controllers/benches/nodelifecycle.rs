@@ -51,7 +51,7 @@ fn is_dead(i: usize) -> bool {
 fn renew_live(api: &mut FakeApi, c: &mut NodeLifecycleController, now: Millis) {
     for i in (0..NODES).filter(|i| !is_dead(*i)) {
         let change = api.put(lease(&name(i), now), now);
-        c.on_change(&api.cache, &change, now);
+        c.handle_change(&api.cache, &change, now);
     }
 }
 
@@ -67,7 +67,7 @@ fn report(label: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// Time `on_tick(now)` + `drain_actions` on fresh clones of `base`; returns the writes of one.
+/// Time `handle_timeout(now)` + `poll_action` on fresh clones of `base`; returns the writes of one.
 fn time_pass(label: &str, base: &NodeLifecycleController, api: &FakeApi, now: Millis) -> usize {
     let mut samples = Vec::with_capacity(ITERATIONS);
     let mut writes = 0;
@@ -75,8 +75,8 @@ fn time_pass(label: &str, base: &NodeLifecycleController, api: &FakeApi, now: Mi
         let mut c = base.clone();
         let mut out: Vec<Action> = Vec::new();
         let start = Instant::now();
-        c.on_tick(&api.cache, black_box(now));
-        c.drain_actions(&mut out);
+        c.handle_timeout(&api.cache, black_box(now));
+        out.extend(std::iter::from_fn(|| c.poll_action()));
         samples.push(start.elapsed());
         writes = out.len();
     }
@@ -105,9 +105,9 @@ fn main() {
     }
     let mut c = NodeLifecycleController::new(NodeLifecycleConfig::default()).expect("config");
     let start = Instant::now();
-    c.on_synced(&api.cache, T0);
+    c.handle_synced(&api.cache, T0);
     println!(
-        "first pass (on_synced) over {NODES} nodes: {:.3?}",
+        "first pass (handle_synced) over {NODES} nodes: {:.3?}",
         start.elapsed()
     );
     api.drain(&mut c, T0);
@@ -119,13 +119,13 @@ fn main() {
         if (now - T0) % 10_000 == 0 {
             renew_live(&mut api, &mut c, now);
         }
-        c.on_tick(&api.cache, now);
+        c.handle_timeout(&api.cache, now);
         api.drain(&mut c, now);
     }
     now = T0 + 45_000;
     let healthy = time_pass("healthy pass (no renewals since last pass)", &c, &api, now);
     assert_eq!(healthy, 0);
-    c.on_tick(&api.cache, now);
+    c.handle_timeout(&api.cache, now);
     api.drain(&mut c, now);
 
     now = T0 + 50_000;
@@ -140,7 +140,7 @@ fn main() {
         "  writes: {writes} ({DEAD} node status + {} pod status)",
         DEAD * PODS_PER_NODE
     );
-    c.on_tick(&api.cache, now);
+    c.handle_timeout(&api.cache, now);
     let applied = api.drain(&mut c, now);
     println!("  writes incl. NoSchedule taints after echoes: {applied}");
 

@@ -6,27 +6,39 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cache::{Cache, Change, Key, Object};
-use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis, WriteError};
 
 /// A fixed start time for tests: 2027-01-15T08:00:00Z.
 pub const T0: Millis = 1_800_000_000_000;
 
-/// An in-memory API: a cache plus resourceVersion, uid and name generation, with the write
-/// semantics controllers rely on (CAS on resourceVersion, graceful pod deletion, binding).
-#[derive(Default)]
+/// The seed of a [`FakeApi`]'s randomness (uids, generated names, ClusterIPs).
+const SEED: u64 = 0x5eed;
+
+/// An in-memory API: a typed adapter over [`registry::MemApi`], so controllers see the API
+/// server's write rules (admission defaults, validation, generation, status vs spec, CAS on
+/// resourceVersion, graceful pod deletion, finalizers, binding, ClusterIP allocation, garbage
+/// collection), with the cache their informers would hold. Namespaces need not exist.
 pub struct FakeApi {
     pub cache: Cache,
-    rv: u64,
-    uids: u64,
-    names: u64,
+    api: registry::MemApi<Stored>,
     /// Every write executed, in order (for assertions).
     pub log: Vec<(Millis, Action)>,
 }
+
+impl Default for FakeApi {
+    fn default() -> FakeApi {
+        FakeApi::new()
+    }
+}
+
+/// A controllers' [`Object`] as [`registry::MemApi`] stores it: typed, with the typed fast
+/// paths for status updates, Lease renewals and binding.
+#[derive(Clone, Debug, PartialEq)]
+struct Stored(Object);
 
 fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
     match obj {
@@ -46,9 +58,208 @@ fn meta_mut(obj: &mut Object) -> &mut ObjectMeta {
     }
 }
 
+fn json<T: serde::Serialize>(o: &T) -> serde_json::Value {
+    serde_json::to_value(o).unwrap_or(serde_json::Value::Null)
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+) -> Result<Arc<T>, registry::StatusError> {
+    serde_json::from_value(v)
+        .map(Arc::new)
+        .map_err(|e| registry::StatusError::internal(format!("decoding a stored object: {e}")))
+}
+
+impl registry::Stored for Stored {
+    fn to_value(&self) -> serde_json::Value {
+        match &self.0 {
+            Object::Pod(o) => json(&**o),
+            Object::Node(o) => json(&**o),
+            Object::Service(o) => json(&**o),
+            Object::EndpointSlice(o) => json(&**o),
+            Object::Lease(o) => json(&**o),
+            Object::Deployment(o) => json(&**o),
+            Object::ReplicaSet(o) => json(&**o),
+            Object::PodDisruptionBudget(o) => json(&**o),
+            Object::Namespace(o) => json(&**o),
+            Object::ServiceAccount(o) => json(&**o),
+            Object::StatefulSet(o) => json(&**o),
+            Object::ControllerRevision(o) => json(&**o),
+            Object::DaemonSet(o) => json(&**o),
+        }
+    }
+
+    fn from_value(
+        res: &'static registry::ResourceInfo,
+        v: serde_json::Value,
+    ) -> Result<Stored, registry::StatusError> {
+        let obj = match res.kind {
+            "Pod" => Object::Pod(typed(v)?),
+            "Node" => Object::Node(typed(v)?),
+            "Service" => Object::Service(typed(v)?),
+            "EndpointSlice" => Object::EndpointSlice(typed(v)?),
+            "Lease" => Object::Lease(typed(v)?),
+            "Deployment" => Object::Deployment(typed(v)?),
+            "ReplicaSet" => Object::ReplicaSet(typed(v)?),
+            "PodDisruptionBudget" => Object::PodDisruptionBudget(typed(v)?),
+            "Namespace" => Object::Namespace(typed(v)?),
+            "ServiceAccount" => Object::ServiceAccount(typed(v)?),
+            "StatefulSet" => Object::StatefulSet(typed(v)?),
+            "ControllerRevision" => Object::ControllerRevision(typed(v)?),
+            "DaemonSet" => Object::DaemonSet(typed(v)?),
+            other => {
+                return Err(registry::StatusError::internal(format!(
+                    "no typed object for kind {other}"
+                )));
+            }
+        };
+        Ok(Stored(obj))
+    }
+
+    fn name(&self) -> &str {
+        self.0.meta().name.as_deref().unwrap_or("")
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        self.0.meta().namespace.as_deref().filter(|n| !n.is_empty())
+    }
+
+    fn generate_name(&self) -> Option<&str> {
+        self.0.meta().generate_name.as_deref()
+    }
+
+    fn resource_version(&self) -> Option<&str> {
+        self.0.meta().resource_version.as_deref()
+    }
+
+    fn set_resource_version(&mut self, rv: u64) {
+        meta_mut(&mut self.0).resource_version = Some(rv.to_string());
+    }
+
+    fn same(&self, other: &Stored) -> bool {
+        match (&self.0, &other.0) {
+            (Object::Pod(a), Object::Pod(b)) => registry::typed::same_pod(a, b),
+            (a, b) => a == b,
+        }
+    }
+
+    fn raw_identity(
+        &mut self,
+        old: Option<&Stored>,
+        name: Option<String>,
+        fresh_uid: String,
+        now: Millis,
+    ) {
+        let old = old.map(|o| o.0.meta());
+        registry::typed::raw_identity(meta_mut(&mut self.0), old, name, fresh_uid, now);
+    }
+
+    fn fast_update(
+        &mut self,
+        _res: &registry::ResourceInfo,
+        scope: registry::UpdateScope,
+        old: &Stored,
+    ) -> registry::FastPath {
+        use registry::UpdateScope::Status;
+        match (&mut self.0, &old.0, scope) {
+            (Object::Pod(n), Object::Pod(o), Status) => {
+                registry::typed::pod_status(Arc::make_mut(n), o)
+            }
+            (Object::Node(n), Object::Node(o), Status) => {
+                registry::typed::node_status(Arc::make_mut(n), o)
+            }
+            (Object::Lease(n), Object::Lease(o), _) => registry::typed::lease(Arc::make_mut(n), o),
+            _ => registry::FastPath::Fallback,
+        }
+    }
+
+    fn fast_defaults(
+        &mut self,
+        res: &registry::ResourceInfo,
+        old: Option<&Stored>,
+    ) -> registry::FastPath {
+        match (&mut self.0, old.map(|o| &o.0)) {
+            (Object::Pod(n), Some(Object::Pod(o))) => registry::typed::pod_defaults(n, Some(o)),
+            (Object::Node(n), _) => registry::typed::node_defaults(Arc::make_mut(n)),
+            _ if !registry::typed::has_defaults(res) => registry::FastPath::Applied,
+            _ => registry::FastPath::Fallback,
+        }
+    }
+
+    fn fast_bind(
+        &mut self,
+        res: &registry::ResourceInfo,
+        node: &str,
+        now: Millis,
+    ) -> Option<Result<(), registry::StatusError>> {
+        match &mut self.0 {
+            Object::Pod(p) => Some(registry::typed::bind_pod(res, Arc::make_mut(p), node, now)),
+            _ => None,
+        }
+    }
+}
+
+/// The served resource of a kind.
+fn resource(kind: Kind) -> &'static registry::ResourceInfo {
+    use k8s_openapi::api::apps::v1 as apps;
+    use k8s_openapi::api::core::v1 as core;
+    let res = match kind {
+        Kind::Pod => registry::resource_of::<Pod>(),
+        Kind::Node => registry::resource_of::<core::Node>(),
+        Kind::Service => registry::resource_of::<core::Service>(),
+        Kind::EndpointSlice => {
+            registry::resource_of::<k8s_openapi::api::discovery::v1::EndpointSlice>()
+        }
+        Kind::Lease => registry::resource_of::<k8s_openapi::api::coordination::v1::Lease>(),
+        Kind::Deployment => registry::resource_of::<apps::Deployment>(),
+        Kind::ReplicaSet => registry::resource_of::<apps::ReplicaSet>(),
+        Kind::PodDisruptionBudget => {
+            registry::resource_of::<k8s_openapi::api::policy::v1::PodDisruptionBudget>()
+        }
+        Kind::Namespace => registry::resource_of::<core::Namespace>(),
+        Kind::ServiceAccount => registry::resource_of::<core::ServiceAccount>(),
+        Kind::StatefulSet => registry::resource_of::<apps::StatefulSet>(),
+        Kind::ControllerRevision => registry::resource_of::<apps::ControllerRevision>(),
+        Kind::DaemonSet => registry::resource_of::<apps::DaemonSet>(),
+    };
+    res.unwrap_or_else(|| panic!("the API serves every Kind, not {kind:?}"))
+}
+
+/// A Status error as a controller sees it (as the live driver maps it).
+fn write_error(e: registry::StatusError) -> WriteError {
+    match (e.code, e.reason) {
+        (409, "AlreadyExists") => WriteError::AlreadyExists,
+        (409, _) => WriteError::Conflict,
+        (404, _) => WriteError::NotFound,
+        (422, _) => WriteError::Invalid(e.message),
+        _ => WriteError::Other(e.message),
+    }
+}
+
+fn namespace_of(key: &Key) -> Option<&str> {
+    Some(key.namespace.as_str()).filter(|n| !n.is_empty())
+}
+
 impl FakeApi {
     pub fn new() -> FakeApi {
-        FakeApi::default()
+        let cfg = registry::MemConfig {
+            check_namespaces: false,
+            ..registry::MemConfig::default()
+        };
+        FakeApi::with_config(cfg, SEED).expect("the default ranges parse")
+    }
+
+    /// An API with the server settings `cfg` (admission's default toleration seconds, Service
+    /// ranges, namespace checks) and its randomness from `seed` (a simulator's run seed).
+    pub fn with_config(
+        cfg: registry::MemConfig,
+        seed: u64,
+    ) -> Result<FakeApi, registry::mem::ConfigError> {
+        Ok(FakeApi {
+            cache: Cache::default(),
+            api: registry::MemApi::new(cfg, seed)?,
+            log: Vec::new(),
+        })
     }
 
     /// Look up the current object of `kind` at `key`.
@@ -56,52 +267,38 @@ impl FakeApi {
         self.cache.get(kind, key)
     }
 
-    /// Store `obj` as given (an external write: test setup, a kubelet): fills uid, name,
-    /// creationTimestamp if missing and bumps the resourceVersion.
-    pub fn put(&mut self, mut obj: Object, now: Millis) -> Change {
-        self.rv += 1;
-        let rv = self.rv;
-        let old = self.cache.get(obj.kind(), &obj.key());
-        let meta = meta_mut(&mut obj);
-        if meta.name.as_deref().unwrap_or("").is_empty()
-            && let Some(g) = &meta.generate_name
-        {
-            self.names += 1;
-            meta.name = Some(format!("{g}{:05x}", self.names));
-        }
-        match old.as_ref() {
-            Some(o) => {
-                meta.uid = o.meta().uid.clone();
-                meta.creation_timestamp = o.meta().creation_timestamp.clone();
-            }
-            None => {
-                self.uids += 1;
-                meta.uid = Some(format!("uid-{}", self.uids));
-                meta.creation_timestamp = Some(to_time(now));
-            }
-        }
-        meta.resource_version = Some(rv.to_string());
-        self.cache.apply(obj, false)
+    /// Apply a write's watch changes to the cache, in order.
+    fn apply(&mut self, changes: Vec<registry::Change<Stored>>) -> Vec<Change> {
+        changes
+            .into_iter()
+            .map(|c| {
+                let deleted = c.kind == registry::ChangeType::Deleted;
+                self.cache.apply(c.object.0, deleted)
+            })
+            .collect()
+    }
+
+    /// Store `obj` as given (an external write: test setup, a kubelet), without admission:
+    /// fills a missing name (from generateName), uid and creationTimestamp, keeps a stored
+    /// object's, and bumps the resourceVersion.
+    pub fn put(&mut self, obj: Object, now: Millis) -> Change {
+        let res = resource(obj.kind());
+        let key = obj.key();
+        let w = self
+            .api
+            .put_raw(res, namespace_of(&key), Stored(obj), now)
+            .unwrap_or_else(|e| panic!("raw write refused: {}", e.message));
+        self.apply(w.changes)
+            .pop()
+            .expect("a raw write reports its change")
     }
 
     /// Remove an object outright.
     pub fn remove(&mut self, kind: Kind, key: &Key) -> Option<Change> {
-        let obj = self.cache.get(kind, key)?;
-        self.rv += 1;
-        Some(self.cache.apply(obj, true))
-    }
-
-    fn check_rv(&self, obj: &Object) -> Result<Option<Object>, WriteError> {
-        let current = self.cache.get(obj.kind(), &obj.key());
-        let Some(cur) = current else {
-            return Err(WriteError::NotFound);
-        };
-        match obj.meta().resource_version.as_deref() {
-            Some(rv) if Some(rv) != cur.meta().resource_version.as_deref() => {
-                Err(WriteError::Conflict)
-            }
-            _ => Ok(Some(cur)),
-        }
+        let w = self
+            .api
+            .remove_raw(resource(kind), namespace_of(key), &key.name)?;
+        self.apply(w.changes).pop()
     }
 
     /// Execute `c`'s pending writes, feeding the resulting changes (and failures) back to it,
@@ -110,8 +307,7 @@ impl FakeApi {
     pub fn drain(&mut self, c: &mut dyn Controller, now: Millis) -> usize {
         let mut n = 0;
         loop {
-            let mut out = Vec::new();
-            c.drain_actions(&mut out);
+            let out: Vec<Action> = std::iter::from_fn(|| c.poll_action()).collect();
             if out.is_empty() {
                 return n;
             }
@@ -120,39 +316,32 @@ impl FakeApi {
                 match self.execute(a, now) {
                     Ok(changes) => changes
                         .iter()
-                        .for_each(|ch| c.on_change(&self.cache, ch, now)),
-                    Err(e) => c.on_write_failed(a, &e, now),
+                        .for_each(|ch| c.handle_change(&self.cache, ch, now)),
+                    Err(e) => c.handle_write_failed(a, &e, now),
                 }
             }
         }
     }
 
-    /// Execute a controller's write with API semantics. Returns the resulting changes.
+    /// Execute a controller's write with the API server's rules. Returns the resulting changes.
     pub fn execute(&mut self, action: &Action, now: Millis) -> Result<Vec<Change>, WriteError> {
         self.log.push((now, action.clone()));
-        match action {
+        let written = match action {
             Action::Create(obj) => {
-                let exists = !obj.meta().name.as_deref().unwrap_or("").is_empty()
-                    && self.cache.get(obj.kind(), &obj.key()).is_some();
-                if exists {
-                    return Err(WriteError::AlreadyExists);
-                }
-                Ok(vec![self.put(obj.clone(), now)])
+                let key = obj.key();
+                let res = resource(obj.kind());
+                self.api
+                    .create(res, namespace_of(&key), &Stored(obj.clone()), now)
             }
             Action::Update(obj) | Action::UpdateStatus(obj) => {
-                let cur = self.check_rv(obj)?;
-                // Upstream `ShouldDeleteDuringUpdate`: an object a delete left to its finalizers
-                // (deletionGracePeriodSeconds 0) goes once the last finalizer is removed.
-                let held = cur.is_some_and(|c| {
-                    let m = c.meta();
-                    m.deletion_timestamp.is_some()
-                        && m.deletion_grace_period_seconds.is_none_or(|g| g == 0)
-                });
-                let change = self.put(obj.clone(), now);
-                if held && obj.meta().finalizers.as_ref().is_none_or(Vec::is_empty) {
-                    return Ok(self.remove(obj.kind(), &obj.key()).into_iter().collect());
-                }
-                Ok(vec![change])
+                let scope = match action {
+                    Action::UpdateStatus(_) => registry::UpdateScope::Status,
+                    _ => registry::UpdateScope::Main,
+                };
+                let key = obj.key();
+                let res = resource(obj.kind());
+                self.api
+                    .update(res, namespace_of(&key), Stored(obj.clone()), scope, now)
             }
             Action::Delete {
                 kind,
@@ -160,76 +349,18 @@ impl FakeApi {
                 uid,
                 grace_period_seconds,
             } => {
-                let cur = self.cache.get(*kind, key).ok_or(WriteError::NotFound)?;
-                if uid.is_some() && cur.meta().uid != *uid {
-                    return Err(WriteError::Conflict);
-                }
-                if let Object::Pod(p) = &cur {
-                    let grace = grace_period_seconds
-                        .or_else(|| {
-                            p.spec
-                                .as_ref()
-                                .and_then(|s| s.termination_grace_period_seconds)
-                        })
-                        .unwrap_or(30);
-                    let bound = p
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.as_deref())
-                        .is_some_and(|n| !n.is_empty());
-                    if bound && grace > 0 {
-                        if p.metadata.deletion_timestamp.is_some() {
-                            return Ok(vec![]);
-                        }
-                        let mut pod = (**p).clone();
-                        pod.metadata.deletion_timestamp = Some(to_time(now + grace * 1000));
-                        pod.metadata.deletion_grace_period_seconds = Some(grace);
-                        return Ok(vec![self.put(Object::Pod(Arc::new(pod)), now)]);
-                    }
-                }
-                if cur
-                    .meta()
-                    .finalizers
-                    .as_ref()
-                    .is_some_and(|f| !f.is_empty())
-                {
-                    // Finalizers hold the object: only deletionTimestamp is set (once).
-                    if cur.meta().deletion_timestamp.is_some() {
-                        return Ok(vec![]);
-                    }
-                    let mut obj = cur.clone();
-                    let m = meta_mut(&mut obj);
-                    m.deletion_timestamp = Some(to_time(now));
-                    m.deletion_grace_period_seconds = Some(0);
-                    return Ok(vec![self.put(obj, now)]);
-                }
-                Ok(self.remove(*kind, key).into_iter().collect())
-            }
-            Action::Bind { pod, node } => {
-                let Some(Object::Pod(p)) = self.cache.get(Kind::Pod, pod) else {
-                    return Err(WriteError::NotFound);
+                let opts = registry::DeleteOptions {
+                    grace_seconds: *grace_period_seconds,
+                    uid: uid.clone(),
+                    ..registry::DeleteOptions::default()
                 };
-                if p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_deref())
-                    .is_some_and(|n| !n.is_empty())
-                {
-                    return Err(WriteError::Conflict);
-                }
-                let mut pod = (*p).clone();
-                pod.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
-                let status = pod.status.get_or_insert_with(Default::default);
-                let conds = status.conditions.get_or_insert_with(Vec::new);
-                conds.retain(|c| c.type_ != "PodScheduled");
-                conds.push(PodCondition {
-                    type_: "PodScheduled".into(),
-                    status: "True".into(),
-                    last_transition_time: Some(to_time(now)),
-                    ..PodCondition::default()
-                });
-                Ok(vec![self.put(Object::Pod(Arc::new(pod)), now)])
+                self.api
+                    .delete(resource(*kind), namespace_of(key), &key.name, &opts, now)
             }
-        }
+            Action::Bind { pod, node } => self.api.bind(&pod.namespace, &pod.name, node, now),
+        };
+        let w = written.map_err(write_error)?;
+        Ok(self.apply(w.changes))
     }
 }
 
@@ -267,7 +398,7 @@ impl Harness {
         }
         for change in &changes {
             for c in self.controllers.iter_mut() {
-                c.on_change(&self.api.cache, change, self.now);
+                c.handle_change(&self.api.cache, change, self.now);
             }
         }
     }
@@ -290,7 +421,7 @@ impl Harness {
     pub fn start(&mut self) {
         self.synced = true;
         for c in self.controllers.iter_mut() {
-            c.on_synced(&self.api.cache, self.now);
+            c.handle_synced(&self.api.cache, self.now);
         }
         self.settle();
     }
@@ -303,10 +434,8 @@ impl Harness {
         for _ in 0..MAX_ROUNDS {
             let mut pending: Vec<(usize, Action)> = Vec::new();
             for (i, c) in self.controllers.iter_mut().enumerate() {
-                let mut out = Vec::new();
-                c.drain_actions(&mut out);
-                c.drain_events(&mut self.events);
-                pending.extend(out.into_iter().map(|a| (i, a)));
+                pending.extend(std::iter::from_fn(|| c.poll_action()).map(|a| (i, a)));
+                self.events.extend(std::iter::from_fn(|| c.poll_event()));
             }
             if pending.is_empty() {
                 return;
@@ -315,7 +444,7 @@ impl Harness {
                 match self.api.execute(&action, self.now) {
                     Ok(changes) => self.deliver(changes),
                     Err(e) => {
-                        self.controllers[i].on_write_failed(&action, &e, self.now);
+                        self.controllers[i].handle_write_failed(&action, &e, self.now);
                         self.failures.push((self.now, action, e));
                     }
                 }
@@ -325,23 +454,23 @@ impl Harness {
     }
 
     /// The earliest wake-up any controller asked for.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         self.controllers
             .iter()
-            .filter_map(|c| c.next_wakeup())
+            .filter_map(|c| c.poll_timeout())
             .min()
     }
 
     /// Advance virtual time to `until`, running every timer due on the way (in order).
     pub fn run_until(&mut self, until: Millis) {
         for _ in 0..MAX_ROUNDS * 10 {
-            match self.next_wakeup() {
+            match self.poll_timeout() {
                 Some(w) if w <= until => {
                     self.now = self.now.max(w);
                     let now = self.now;
                     for c in self.controllers.iter_mut() {
-                        if c.next_wakeup().is_some_and(|x| x <= now) {
-                            c.on_tick(&self.api.cache, now);
+                        if c.poll_timeout().is_some_and(|x| x <= now) {
+                            c.handle_timeout(&self.api.cache, now);
                         }
                     }
                     self.settle();
@@ -418,3 +547,7 @@ pub fn object(v: serde_json::Value) -> Object {
         other => panic!("unknown kind {other:?}"),
     }
 }
+
+#[cfg(test)]
+#[path = "fake_tests.rs"]
+mod tests;

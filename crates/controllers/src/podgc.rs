@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use crate::time::to_time;
 use crate::workloads::util::{node_name, phase};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use runtime::Outbox;
 
 /// Tunables, named after upstream's constants (pkg/controller/podgc/gc_controller.go).
 #[derive(Clone, Debug)]
@@ -46,7 +47,8 @@ pub struct PodGcController {
     /// Pods whose force delete is in flight.
     deleting: BTreeSet<Key>,
     next: Option<Millis>,
-    actions: Vec<Action>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 impl PodGcController {
@@ -56,7 +58,7 @@ impl PodGcController {
             missing_since: BTreeMap::new(),
             deleting: BTreeSet::new(),
             next: None,
-            actions: Vec::new(),
+            out: Outbox::new(),
         }
     }
 
@@ -80,10 +82,10 @@ impl PodGcController {
             let conds = status.conditions.get_or_insert_with(Vec::new);
             conds.retain(|c| c.type_ != cond.type_);
             conds.push(cond);
-            self.actions
-                .push(Action::UpdateStatus(Object::Pod(Arc::new(failed))));
+            self.out
+                .push_action(Action::UpdateStatus(Object::Pod(Arc::new(failed))));
         }
-        self.actions.push(Action::Delete {
+        self.out.push_action(Action::Delete {
             kind: Kind::Pod,
             key,
             uid: pod.metadata.uid.clone(),
@@ -142,11 +144,15 @@ impl Controller for PodGcController {
         "pod-garbage-collector"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.collect(cache, now);
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Deleted(Object::Pod(p)) => {
                 self.deleting.remove(&Key::of(&p.metadata));
@@ -167,19 +173,15 @@ impl Controller for PodGcController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         self.collect(cache, now);
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.next
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         if let Action::Delete { key, .. } = action {
             self.deleting.remove(key);
             if *error != WriteError::NotFound {
@@ -264,7 +266,7 @@ mod tests {
         );
         assert!(h.api.log.iter().any(|(_, a)| matches!(a,
             Action::Delete { grace_period_seconds: Some(0), key, .. } if key.name == "a")));
-        assert_eq!(h.next_wakeup(), None, "nothing left to watch");
+        assert_eq!(h.poll_timeout(), None, "nothing left to watch");
     }
 
     #[test]

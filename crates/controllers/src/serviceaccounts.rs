@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::workloads::util::WorkQueue;
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use runtime::Outbox;
 
 /// The accounts every namespace gets: upstream `DefaultServiceAccountsControllerOptions`
 /// (`--service-account-names` is not a kube-controller-manager flag; the list is fixed).
@@ -20,7 +21,8 @@ pub const DEFAULT_SERVICE_ACCOUNTS: &[&str] = &["default"];
 pub struct ServiceAccountsController {
     /// Namespaces due for a check (keyed by name, namespace field empty).
     queue: WorkQueue,
-    actions: Vec<Action>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 impl Default for ServiceAccountsController {
@@ -43,7 +45,7 @@ impl ServiceAccountsController {
         // Upstream's queue uses the default controller rate limiter: 5 ms doubling to 1000 s.
         ServiceAccountsController {
             queue: WorkQueue::new(5, 1_000_000),
-            actions: Vec::new(),
+            out: Outbox::new(),
         }
     }
 
@@ -68,8 +70,8 @@ impl ServiceAccountsController {
                 },
                 ..ServiceAccount::default()
             };
-            self.actions
-                .push(Action::Create(Object::ServiceAccount(Arc::new(sa))));
+            self.out
+                .push_action(Action::Create(Object::ServiceAccount(Arc::new(sa))));
         }
     }
 }
@@ -79,13 +81,17 @@ impl Controller for ServiceAccountsController {
         "serviceaccount"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         for ns in cache.namespaces.keys() {
             self.queue.add_at(Key::new("", ns), now);
         }
     }
 
-    fn on_change(&mut self, _cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, _cache: &Cache, change: &Change, now: Millis) {
         let ns = match change {
             Change::Applied {
                 new: Object::Namespace(n),
@@ -104,21 +110,17 @@ impl Controller for ServiceAccountsController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key.name);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let Action::Create(Object::ServiceAccount(sa)) = action else {
             return;
         };

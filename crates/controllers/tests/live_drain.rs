@@ -2,7 +2,7 @@
 //! its channel bound (issue 14: more than ~4,160 actions at once deadlocked the loop, as
 //! when a dense zone fails). The API seam is a test double (`controllers::fake_client`): lists
 //! are empty, watches stay open, every write fails with a 500 and so comes back to the
-//! controller through `on_write_failed`.
+//! controller through `handle_write_failed`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ const ACTIONS: usize = 6_000;
 
 /// Asks for `ACTIONS` pod creates at once when the informers have synced; counts failures.
 struct Burst {
-    actions: Vec<Action>,
+    out: runtime::Outbox,
     failed: Arc<AtomicUsize>,
 }
 
@@ -26,24 +26,24 @@ impl Controller for Burst {
         "burst"
     }
 
-    fn on_synced(&mut self, _cache: &Cache, _now: Millis) {
+    fn handle_synced(&mut self, _cache: &Cache, _now: Millis) {
         for i in 0..ACTIONS {
             let pod: Pod = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": format!("p-{i}"), "namespace": "default"},
             }))
             .expect("pod");
-            self.actions
-                .push(Action::Create(Object::Pod(Arc::new(pod))));
+            self.out
+                .push_action(Action::Create(Object::Pod(Arc::new(pod))));
         }
     }
 
-    fn on_change(&mut self, _cache: &Cache, _change: &Change, _now: Millis) {}
+    fn handle_change(&mut self, _cache: &Cache, _change: &Change, _now: Millis) {}
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
+    fn outbox(&mut self) -> &mut runtime::Outbox {
+        &mut self.out
     }
 
-    fn on_write_failed(&mut self, _action: &Action, _error: &WriteError, _now: Millis) {
+    fn handle_write_failed(&mut self, _action: &Action, _error: &WriteError, _now: Millis) {
         self.failed.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -54,7 +54,7 @@ async fn a_drain_of_six_thousand_writes_completes() {
     let failed = Arc::new(AtomicUsize::new(0));
     let client = fake_client(BTreeMap::new(), Arc::clone(&writes));
     let burst = Burst {
-        actions: Vec::new(),
+        out: runtime::Outbox::new(),
         failed: Arc::clone(&failed),
     };
     let run = tokio::spawn(controllers::live::run(client, vec![Box::new(burst)]));

@@ -17,6 +17,6 @@ pub mod logwriter;
 pub mod prober;
 pub mod runtime;
 
+pub use self::runtime::{FakeRuntime, ProcessRuntime, ProcessRuntimeConfig, Runtime};
 pub use live::{Agent, LiveError, run};
 pub use prober::{NetProber, Prober};
-pub use runtime::{FakeRuntime, ProcessRuntime, ProcessRuntimeConfig, Runtime};

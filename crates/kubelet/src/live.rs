@@ -138,7 +138,7 @@ pub async fn run_with_logs(
     let events = controllers::live::event_writer::spawn(client.clone(), Default::default());
     loop {
         let sleep_ms = k
-            .next_wakeup()
+            .poll_timeout()
             .map_or(60_000, |w| w.saturating_sub(wall_clock()).clamp(0, 60_000));
         tokio::select! {
             feed = feed_rx.recv() => {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use lab::{Event, EventKind, Meta, Request};
+use lab::{ConnKind, Event, EventKind, Meta, Outcome, Request};
 
 const T0: f64 = 1_800_000_000_000.0;
 use lab::fixtures::NODES;
@@ -87,8 +87,8 @@ fn requests(n: usize, end_s: f64) -> Vec<Request> {
                 service: "default/web".into(),
                 start: at(s),
                 end: at(s + 0.002),
-                outcome: if fails { "timeout" } else { "ok" }.into(),
-                conn: "new".into(),
+                outcome: if fails { Outcome::Timeout } else { Outcome::Ok },
+                conn: ConnKind::New,
                 conn_opened: at(s),
                 local_port: (32768 + i % 28000) as u16,
                 connected: !fails,

@@ -10,6 +10,7 @@ mod services;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::report::{FaultRecord, Phases, Report};
+use crate::timeline::Outcome;
 
 /// Shown for a value that does not exist (a phase that did not happen, a non-finite number).
 const DASH: &str = "—";
@@ -216,13 +217,13 @@ fn counts(total: u64, failed: u64) -> String {
 }
 
 /// `ok 120 · timeout 3`, or [`DASH`] when there is none.
-fn outcomes(by: &BTreeMap<String, u64>) -> String {
+fn outcomes(by: &BTreeMap<Outcome, u64>) -> String {
     if by.is_empty() {
         return DASH.to_owned();
     }
     let parts: Vec<String> = by
         .iter()
-        .map(|(k, n)| format!("{} {n}", escape(k)))
+        .map(|(k, n)| format!("{} {n}", escape(k.as_str())))
         .collect();
     parts.join(" · ")
 }
@@ -358,7 +359,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn sample_requests(by_outcome: &BTreeMap<String, u64>) -> Requests {
+    fn sample_requests(by_outcome: &BTreeMap<Outcome, u64>) -> Requests {
         Requests {
             total: 2400,
             ok: 2376,
@@ -380,8 +381,8 @@ pub(crate) mod tests {
 
     /// A zone outage of zone-a (clients in zone-b and zone-c), SLO missed.
     pub(crate) fn sample() -> Report {
-        let by_outcome: BTreeMap<String, u64> =
-            [("ok".to_owned(), 2376), ("timeout".to_owned(), 24)].into();
+        let by_outcome: BTreeMap<Outcome, u64> =
+            [(Outcome::Ok, 2376), (Outcome::Timeout, 24)].into();
         let zone = |n| ZoneReport {
             requests: n,
             ok: n - 12,

@@ -15,4 +15,4 @@ pub mod timeline;
 
 pub use analyze::{Meta, analyze};
 pub use report::Report;
-pub use timeline::{Event, EventKind, Request};
+pub use timeline::{ConnKind, Event, EventKind, Outcome, Request};

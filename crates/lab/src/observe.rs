@@ -11,10 +11,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::EventKind;
+use runtime::labels::{SERVICE_NAME_LABEL, node_ready_status, pod_is_ready};
 
-/// The label naming an EndpointSlice's Service (upstream `discovery.LabelServiceName`).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use crate::EventKind;
 
 /// `namespace/name` (just the name for cluster-scoped objects), as the timeline names objects.
 pub fn key_of(meta: &ObjectMeta) -> String {
@@ -47,12 +46,7 @@ impl NodeObserver {
     pub fn changed(&mut self, n: &Node, out: &mut Vec<EventKind>) {
         let key = key_of(&n.metadata);
         let name = n.metadata.name.clone().unwrap_or_default();
-        let ready = n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map_or("Unknown".to_string(), |c| c.status.clone());
+        let ready = node_ready_status(n).unwrap_or("Unknown").to_string();
         let taints: Vec<String> = n
             .spec
             .as_ref()
@@ -113,11 +107,7 @@ impl PodObserver {
                 .as_ref()
                 .and_then(|s| s.node_name.clone())
                 .unwrap_or_default(),
-            ready: p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            ready: pod_is_ready(p),
             deleting: p.metadata.deletion_timestamp.is_some(),
         };
         let old = self.seen.get(&key).cloned().unwrap_or_default();

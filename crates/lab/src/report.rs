@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::timeline::Outcome;
+
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -293,7 +295,7 @@ pub struct Requests {
     pub ok: u64,
     pub failed: u64,
     /// Count per outcome (`ok`, `timeout`, `refused`, `reset`, `error`).
-    pub by_outcome: BTreeMap<String, u64>,
+    pub by_outcome: BTreeMap<Outcome, u64>,
     /// Requests that opened a new connection.
     pub new_connections: Counts,
     /// Requests on a connection opened before (keep-alive).
@@ -393,7 +395,7 @@ pub struct ZoneReport {
     pub ok: u64,
     pub failed: u64,
     pub availability: f64,
-    pub by_outcome: BTreeMap<String, u64>,
+    pub by_outcome: BTreeMap<Outcome, u64>,
     pub error_window_s: f64,
 }
 

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::report::{ControlPlane, Report};
+use crate::timeline::Outcome;
 
 /// Several lines of plain text, ending in a newline.
 pub fn render(r: &Report) -> String {
@@ -28,7 +29,7 @@ pub fn render(r: &Report) -> String {
     let outcomes: Vec<String> = q
         .by_outcome
         .iter()
-        .filter(|(k, _)| k.as_str() != "ok")
+        .filter(|(k, _)| **k != Outcome::Ok)
         .map(|(k, v)| format!("{v} {k}"))
         .collect();
     let _ = writeln!(
@@ -244,8 +245,8 @@ fn in_short(s: &mut String, r: &Report) {
     let mut outcomes: Vec<String> = q
         .by_outcome
         .iter()
-        .filter(|(k, _)| k.as_str() != "ok")
-        .map(|(k, _)| k.clone())
+        .filter(|(k, _)| **k != Outcome::Ok)
+        .map(|(k, _)| k.to_string())
         .collect();
     if outcomes.len() == 1 {
         outcomes[0] = format!("all {}s", outcomes[0]);

@@ -172,10 +172,8 @@ pub struct Request {
     /// Milliseconds since the Unix epoch.
     pub start: f64,
     pub end: f64,
-    /// `ok`, `timeout`, `refused`, `reset` or `error`.
-    pub outcome: String,
-    /// `new` or `reused`.
-    pub conn: String,
+    pub outcome: Outcome,
+    pub conn: ConnKind,
     #[serde(default)]
     pub conn_opened: f64,
     /// Source port of the connection (0: unknown).
@@ -207,9 +205,131 @@ pub const EXTERNAL: &str = "external";
 
 impl Request {
     pub fn ok(&self) -> bool {
-        self.outcome == "ok"
+        self.outcome == Outcome::Ok
     }
     pub fn new_conn(&self) -> bool {
-        self.conn != "reused"
+        self.conn == ConnKind::New
+    }
+}
+
+/// How a request ended, as `zonelab load` classifies it (serialized as the lowercase name).
+/// Declared in alphabetical order, so sorting by it sorts by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Anything else: an HTTP status other than 200, an unreachable network, ...
+    Error,
+    /// HTTP 200 within the timeout.
+    Ok,
+    /// The connection was refused (RST to the SYN: no endpoint, or a REJECT rule).
+    Refused,
+    /// The connection was reset, aborted or closed before a response.
+    Reset,
+    /// No response within the client's timeout.
+    Timeout,
+}
+
+impl Outcome {
+    /// The record's name of the outcome (`ok`, `timeout`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Error => "error",
+            Outcome::Ok => "ok",
+            Outcome::Refused => "refused",
+            Outcome::Reset => "reset",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which connection a request used (serialized as `new` or `reused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnKind {
+    /// A connection opened for this request.
+    New,
+    /// An idle keep-alive connection of an earlier request.
+    Reused,
+}
+
+impl ConnKind {
+    /// The record's name (`new` or `reused`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnKind::New => "new",
+            ConnKind::Reused => "reused",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as `zonelab run` writes `requests.jsonl` today (every outcome and both
+    /// connection kinds, with and without the optional fields).
+    const RECORDS: &str = r#"{"client":"c","client_zone":"a","client_node":"a-1","client_kind":"clusterip","service":"default/web","start":1700000000000.5,"end":1700000000002.25,"outcome":"ok","conn":"new","conn_opened":1700000000000.5,"local_port":40001,"connected":true,"pod":"web-1","node":"b-1","zone":"b"}
+{"client":"c","client_zone":"a","client_node":"a-1","client_kind":"clusterip","start":1.0,"end":2.0,"outcome":"timeout","conn":"reused","conn_opened":0.5,"local_port":40002,"connected":false}
+{"client":"c","client_zone":"a","client_node":"a-1","client_kind":"clusterip","start":1.0,"end":2.0,"outcome":"refused","conn":"new","conn_opened":1.0,"local_port":0,"connected":false}
+{"client":"x","client_zone":"external","client_node":"zr-rt","client_kind":"external","start":1.0,"end":2.0,"outcome":"reset","conn":"new","conn_opened":1.0,"local_port":1,"connected":true}
+{"client":"c","client_zone":"a","client_node":"a-1","client_kind":"clusterip","start":1.0,"end":2.0,"outcome":"error","conn":"reused","conn_opened":1.0,"local_port":1,"connected":true}"#;
+
+    #[test]
+    fn records_parse_and_serialize_byte_for_byte() {
+        let mut seen = Vec::new();
+        for line in RECORDS.lines() {
+            let r: Request = serde_json::from_str(line).expect(line);
+            assert_eq!(serde_json::to_string(&r).unwrap(), line);
+            seen.push((r.outcome.as_str(), r.conn.as_str()));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("ok", "new"),
+                ("timeout", "reused"),
+                ("refused", "new"),
+                ("reset", "new"),
+                ("error", "reused")
+            ]
+        );
+        let bad = RECORDS
+            .lines()
+            .next()
+            .unwrap()
+            .replace("\"ok\"", "\"fine\"");
+        let e = serde_json::from_str::<Request>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `fine`"), "{e}");
+    }
+
+    #[test]
+    fn report_counts_by_outcome_keep_their_names_and_order() {
+        let text = r#"{"error":3,"ok":2,"refused":4,"reset":5,"timeout":1}"#;
+        let by: std::collections::BTreeMap<Outcome, u64> = serde_json::from_str(text).unwrap();
+        assert_eq!(by[&Outcome::Refused], 4);
+        assert_eq!(serde_json::to_string(&by).unwrap(), text);
+    }
+
+    #[test]
+    fn outcomes_sort_by_name() {
+        let mut all = [
+            Outcome::Timeout,
+            Outcome::Reset,
+            Outcome::Refused,
+            Outcome::Ok,
+            Outcome::Error,
+        ];
+        all.sort();
+        let names: Vec<&str> = all.iter().map(|o| o.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
     }
 }

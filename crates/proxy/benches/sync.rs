@@ -186,8 +186,8 @@ fn partial_iptables(services: u32) -> Duration {
     d
 }
 
-/// The whole per-sync path of the sans-IO proxy: the slice event, `Syncer::poll` (tracker
-/// changes, plan update, render, stale deletes) and `on_applied` (metrics).
+/// The whole per-sync path of the sans-IO proxy: the slice event, `Syncer::poll_transaction` (tracker
+/// changes, plan update, render, stale deletes) and `handle_applied` (metrics).
 fn partial_syncer(services: u32, layout: NftLayout) -> Duration {
     let mut syncer = Syncer::new(SyncerConfig {
         min_sync_period_ms: 0,
@@ -196,16 +196,16 @@ fn partial_syncer(services: u32, layout: NftLayout) -> Duration {
     });
     for i in 0..services {
         let name = format!("svc{i}");
-        syncer.on_service(Change::Applied(&service("ns", &name, &svc_ip(i), P80)));
+        syncer.handle_service(Change::Applied(&service("ns", &name, &svc_ip(i), P80)));
         let eps = (0..ENDPOINTS).map(|k| ep(&ep_ip(i, k))).collect();
         let s = slice("ns", &name, &format!("{name}-1"), P80, eps);
-        syncer.on_slice(Change::Applied(&s));
+        syncer.handle_slice(Change::Applied(&s));
     }
     let mut now = 1_000_000;
-    syncer.on_initial_sync_done(now);
+    syncer.handle_initial_sync_done(now);
     let drain = |syncer: &mut Syncer, now: i64| {
-        while let Some(tx) = syncer.poll(now) {
-            syncer.on_applied(Ok(()), now);
+        while let Some(tx) = syncer.poll_transaction(now) {
+            syncer.handle_applied(Ok(()), now);
             std::hint::black_box(tx.text.len());
         }
     };
@@ -218,7 +218,7 @@ fn partial_syncer(services: u32, layout: NftLayout) -> Duration {
         let mut eps: Vec<_> = (0..ENDPOINTS).map(|k| ep(&ep_ip(i, k))).collect();
         eps[0] = ep(&format!("10.250.{}.{}", round / 250, round % 250 + 1));
         let s = slice("ns", &format!("svc{i}"), &format!("svc{i}-1"), P80, eps);
-        syncer.on_slice(Change::Applied(&s));
+        syncer.handle_slice(Change::Applied(&s));
         drain(&mut syncer, now);
     });
     d
@@ -235,7 +235,7 @@ fn partials() {
             .map(|(n, d)| format!("{n}: {:.3} ms", ms(*d)))
             .collect();
         println!(
-            "partial sync, 1 endpoint changed, Syncer (event + poll + on_applied), nft {}: {}; 10,000/100 = {:.2}x",
+            "partial sync, 1 endpoint changed, Syncer (event + poll_transaction + handle_applied), nft {}: {}; 10,000/100 = {:.2}x",
             layout.as_str(),
             line.join(", "),
             costs[2].1.as_secs_f64() / costs[0].1.as_secs_f64()

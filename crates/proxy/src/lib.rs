@@ -1,6 +1,8 @@
 //! kube-proxy core: tracks Services and EndpointSlices, plans rules, renders nftables and
-//! iptables text and applies it. Start at [`syncer::Syncer`] (the sans-IO sync loop), then
-//! [`plan::Plan`] (the rule model) and [`nft::NftRenderer`].
+//! iptables text and applies it. Start at [`syncer::Syncer`] (the live sans-IO sync loop:
+//! tracker, plan and renderer under a [`pacer::Pacer`]), then [`plan::Plan`] (the rule model)
+//! and [`nft::NftRenderer`]. The simulator's proxies share one
+//! [`shared_model::SharedModel`], each node a [`node_proxy::NodeProxy`] rendering no text.
 
 pub mod apply;
 pub mod elements;
@@ -15,8 +17,11 @@ pub mod model;
 pub mod nft;
 pub mod nft_shared;
 pub mod nft_state;
+pub mod node_proxy;
+pub mod pacer;
 pub mod plan;
 pub mod service_health;
+pub mod shared_model;
 pub mod syncer;
 pub mod tracker;
 

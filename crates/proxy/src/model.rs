@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, passed in by the driver (wall clock live, virtual in
 /// the simulator). Same convention as the controllers crate.
@@ -95,7 +96,7 @@ impl fmt::Display for ServicePortName {
 }
 
 /// `Cluster` or `Local` traffic policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TrafficPolicy {
     #[default]
     Cluster,
@@ -113,7 +114,7 @@ impl TrafficPolicy {
 
 /// A service port the proxy programs: its ClusterIP and, for NodePort and LoadBalancer
 /// Services, its external destinations (upstream `BaseServicePortInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServicePort {
     pub name: ServicePortName,
     pub cluster_ip: Ipv4Addr,
@@ -165,15 +166,16 @@ impl ServicePort {
 }
 
 /// One endpoint of a service port, parsed with upstream kube-proxy's rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
-    pub node_name: Option<String>,
-    pub zone: Option<String>,
+    /// Shared by every copy of the endpoint (tracker, merged endpoints, plans).
+    pub node_name: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
 }
 
 impl Endpoint {

@@ -4,6 +4,7 @@
 //! [`Plan::build`] and [`Plan::update`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};
 
@@ -398,46 +399,181 @@ impl Plan {
     }
 }
 
-/// Picks upstream's endpoints: ready ones; if none, serving and terminating ones.
-fn usable(eps: &[&Endpoint]) -> Vec<Endpoint> {
-    let ready: Vec<Endpoint> = eps
-        .iter()
-        .filter(|e| e.ready)
-        .map(|e| (*e).clone())
-        .collect();
-    if !ready.is_empty() {
-        return ready;
+/// Picks upstream's endpoints: ready ones; if none, serving and terminating ones; sorted by
+/// the string `IP:port` as upstream.
+fn usable<'a>(eps: impl Iterator<Item = &'a Endpoint> + Clone) -> Vec<Endpoint> {
+    let mut out: Vec<Endpoint> = eps.clone().filter(|e| e.ready).cloned().collect();
+    if out.is_empty() {
+        out = eps
+            .filter(|e| e.serving && e.terminating)
+            .cloned()
+            .collect();
     }
-    eps.iter()
-        .filter(|e| e.serving && e.terminating)
-        .map(|e| (*e).clone())
-        .collect()
+    out.sort_by_cached_key(Endpoint::addr_string);
+    out
 }
 
-fn planned(port: &Arc<ServicePortName>, mut eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
-    eps.sort_by_cached_key(Endpoint::addr_string);
+/// The node-independent part of one service port's plan: the port and its usable endpoints,
+/// cluster-wide and per node. One of these serves every node's plan of the port (the live
+/// [`Plan`] builds it per sync; the simulator's shared model keeps one per port for all
+/// nodes). Start at [`SharedPort::new`].
+#[derive(Debug, Clone)]
+pub struct SharedPort {
+    pub port: ServicePort,
+    /// Usable endpoints anywhere (ready ones, else serving and terminating ones), sorted:
+    /// the Cluster policy chain's endpoints.
+    pub usable: Vec<Endpoint>,
+    /// Per node name, that node's usable endpoints (the same rule applied to the node's
+    /// endpoints alone), sorted; filled only for ports that use the Local policy.
+    pub local: BTreeMap<Arc<str>, Vec<Endpoint>>,
+    /// A hash of the port, whether it has endpoints and its Cluster chain's endpoints,
+    /// computed on first use: different fingerprints prove a
+    /// node-independent change without comparing every endpoint (equal ones are then
+    /// compared in full).
+    fingerprint: OnceLock<u64>,
+}
+
+/// Equal when port and endpoints are (the fingerprint follows from them).
+impl PartialEq for SharedPort {
+    fn eq(&self, other: &Self) -> bool {
+        self.port == other.port && self.usable == other.usable && self.local == other.local
+    }
+}
+
+impl Eq for SharedPort {}
+
+impl SharedPort {
+    /// Plans `port` over all its merged endpoints `all`.
+    pub fn new(port: &ServicePort, all: &[Endpoint]) -> SharedPort {
+        let mut local = BTreeMap::new();
+        if port.uses_local_endpoints() {
+            let mut by_node: BTreeMap<&Arc<str>, Vec<&Endpoint>> = BTreeMap::new();
+            for e in all {
+                if let Some(n) = &e.node_name {
+                    by_node.entry(n).or_default().push(e);
+                }
+            }
+            for (node, eps) in by_node {
+                let mine = usable(eps.into_iter());
+                if !mine.is_empty() {
+                    local.insert(node.clone(), mine);
+                }
+            }
+        }
+        SharedPort {
+            port: port.clone(),
+            usable: usable(all.iter()),
+            local,
+            fingerprint: OnceLock::new(),
+        }
+    }
+
+    fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            // SipHash with fixed keys: the same on every run.
+            let mut h = std::hash::DefaultHasher::new();
+            (&self.port, self.has_endpoints(), self.cluster_endpoints()).hash(&mut h);
+            h.finish()
+        })
+    }
+
+    /// Usable endpoints exist somewhere in the cluster (upstream `hasEndpoints`).
+    pub fn has_endpoints(&self) -> bool {
+        !self.usable.is_empty()
+    }
+
+    /// Endpoints of the Cluster policy chain: empty when the port never uses it.
+    pub fn cluster_endpoints(&self) -> &[Endpoint] {
+        if self.port.uses_cluster_endpoints() {
+            &self.usable
+        } else {
+            &[]
+        }
+    }
+
+    /// Endpoints of the Local policy chain on node `node`: empty when the port never uses
+    /// it or the node has none.
+    pub fn local_endpoints(&self, node: Option<&str>) -> &[Endpoint] {
+        node.and_then(|n| self.local.get(n))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Endpoints for ClusterIP traffic from node `node` (by the internal traffic policy).
+    pub fn internal_endpoints(&self, node: Option<&str>) -> &[Endpoint] {
+        match self.port.internal_traffic_policy {
+            TrafficPolicy::Cluster => self.cluster_endpoints(),
+            TrafficPolicy::Local => self.local_endpoints(node),
+        }
+    }
+
+    /// The verdict when a chain with `has` endpoints has none: `None` when it has some;
+    /// drop when others exist elsewhere (a Local policy), reject when none exist at all.
+    pub fn no_endpoints_verdict(&self, has: bool) -> Option<NoEndpoints> {
+        no_endpoints_verdict(has, self.has_endpoints())
+    }
+
+    /// Node `node`'s plan of the port is the same from both (as the live plan compares a
+    /// port's plans before and after a change).
+    pub fn same_for_node(&self, other: &SharedPort, node: Option<&str>) -> bool {
+        self.fingerprint() == other.fingerprint()
+            && self.local_endpoints(node) == other.local_endpoints(node)
+            && self.port == other.port
+            && self.has_endpoints() == other.has_endpoints()
+            && self.cluster_endpoints() == other.cluster_endpoints()
+            && self.local_endpoints(node) == other.local_endpoints(node)
+    }
+
+    /// For an externally accessible port, the verdict for external traffic that no chain
+    /// DNATs (see [`ServicePlan::external_no_endpoints`]); `None` otherwise.
+    pub fn external_no_endpoints(&self, node: Option<&str>) -> Option<NoEndpoints> {
+        if !self.port.externally_accessible() {
+            return None;
+        }
+        let local_missing =
+            self.port.external_policy_local() && self.local_endpoints(node).is_empty();
+        self.no_endpoints_verdict(self.has_endpoints() && !local_missing)
+    }
+}
+
+/// A chain with (`has`) or without endpoints: without, drop when the port has endpoints
+/// elsewhere (a Local policy), reject when it has none at all.
+fn no_endpoints_verdict(has: bool, has_endpoints: bool) -> Option<NoEndpoints> {
+    if has {
+        None
+    } else if has_endpoints {
+        Some(NoEndpoints::Drop)
+    } else {
+        Some(NoEndpoints::Reject)
+    }
+}
+
+fn planned(port: &Arc<ServicePortName>, eps: Vec<Endpoint>) -> Vec<PlannedEndpoint> {
     eps.into_iter()
         .map(|ep| PlannedEndpoint::new(port.clone(), ep))
         .collect()
 }
 
 fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> ServicePlan {
-    let all: Vec<&Endpoint> = tracker.endpoints_of(&port.name).iter().collect();
-    let usable_anywhere = usable(&all);
-    let has_endpoints = !usable_anywhere.is_empty();
+    node_plan(
+        SharedPort::new(port, tracker.endpoints_of(&port.name)),
+        cfg.node_name.as_deref(),
+    )
+}
+
+/// One node's plan of a service port from its shared part.
+fn node_plan(mut shared: SharedPort, node: Option<&str>) -> ServicePlan {
+    let external_no_endpoints = shared.external_no_endpoints(node);
+    let has_endpoints = shared.has_endpoints();
+    let port = &shared.port;
     let name = Arc::new(port.name.clone());
-    let cluster = if port.uses_cluster_endpoints() {
-        planned(&name, usable_anywhere)
-    } else {
-        Vec::new()
+    let local = match node {
+        Some(n) if port.uses_local_endpoints() => shared.local.remove(n).unwrap_or_default(),
+        _ => Vec::new(),
     };
-    let local = if port.uses_local_endpoints() {
-        let mine: Vec<&Endpoint> = all
-            .iter()
-            .copied()
-            .filter(|e| e.node_name.is_some() && e.node_name == cfg.node_name)
-            .collect();
-        planned(&name, usable(&mine))
+    let local = planned(&name, local);
+    let cluster = if port.uses_cluster_endpoints() {
+        planned(&name, std::mem::take(&mut shared.usable))
     } else {
         Vec::new()
     };
@@ -445,35 +581,23 @@ fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> Service
         TrafficPolicy::Cluster => (cluster.clone(), hash::ipt_service_chain(&port.name)),
         TrafficPolicy::Local => (local.clone(), hash::ipt_local_chain(&port.name)),
     };
-    let verdict = |has: bool| {
-        if has {
-            None
-        } else if has_endpoints {
-            Some(NoEndpoints::Drop)
-        } else {
-            Some(NoEndpoints::Reject)
-        }
-    };
-    let external_no_endpoints = if port.externally_accessible() {
-        verdict(has_endpoints && !(port.external_policy_local() && local.is_empty()))
-    } else {
-        None
-    };
+    let no_endpoints = no_endpoints_verdict(!endpoints.is_empty(), has_endpoints);
     ServicePlan {
-        port: port.clone(),
         nft_base: hash::nft_service_base(&port.name),
         ipt_chain,
-        no_endpoints: verdict(!endpoints.is_empty()),
+        no_endpoints,
         endpoints,
         cluster_endpoints: cluster,
         local_endpoints: local,
         has_endpoints,
         external_no_endpoints,
+        port: shared.port,
     }
 }
 
 #[path = "plan_external.rs"]
 mod external;
+pub(crate) use external::{Blocked, ExternalChains, ExternalKey, keys as external_keys};
 pub use external::{ExternalVerdict, Source};
 
 #[cfg(test)]

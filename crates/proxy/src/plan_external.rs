@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use super::{NoEndpoints, Plan, PlannedEndpoint, ServicePlan};
-use crate::model::{Protocol, ServicePortName};
+use crate::model::{Protocol, ServicePort, ServicePortName};
 
 /// An external destination: an address and port, or (`None`) a NodePort on this node.
-pub(super) type ExternalKey = (Option<Ipv4Addr>, Protocol, u16);
+pub(crate) type ExternalKey = (Option<Ipv4Addr>, Protocol, u16);
 
 /// Service ports claiming each external destination (the lowest name wins, as the
 /// renderers' element stores do).
@@ -46,28 +46,25 @@ pub enum ExternalVerdict<'a> {
     Pass,
 }
 
-fn keys(plan: &ServicePlan) -> Vec<ExternalKey> {
-    let (proto, port) = (plan.port.name.protocol, plan.port.port);
-    let ips = plan
-        .port
-        .external_ips
-        .iter()
-        .chain(&plan.port.load_balancer_ips);
-    let mut out: Vec<ExternalKey> = ips.map(|ip| (Some(*ip), proto, port)).collect();
-    if let Some(np) = plan.port.node_port {
+/// The external destinations of a service port.
+pub(crate) fn keys(port: &ServicePort) -> Vec<ExternalKey> {
+    let (proto, number) = (port.name.protocol, port.port);
+    let ips = port.external_ips.iter().chain(&port.load_balancer_ips);
+    let mut out: Vec<ExternalKey> = ips.map(|ip| (Some(*ip), proto, number)).collect();
+    if let Some(np) = port.node_port {
         out.push((None, proto, np));
     }
     out
 }
 
 pub(super) fn index(idx: &mut ExternalIndex, plan: &ServicePlan) {
-    for k in keys(plan) {
+    for k in keys(&plan.port) {
         idx.entry(k).or_default().insert(plan.port.name.clone());
     }
 }
 
 pub(super) fn unindex(idx: &mut ExternalIndex, plan: &ServicePlan) {
-    for k in keys(plan) {
+    for k in keys(&plan.port) {
         if let Some(names) = idx.get_mut(&k) {
             names.remove(&plan.port.name);
             if names.is_empty() {
@@ -97,27 +94,68 @@ impl Plan {
         else {
             return ExternalVerdict::Pass;
         };
-        let is_lb = dst.is_some_and(|ip| sp.port.load_balancer_ips.contains(&ip));
-        let ranges = &sp.port.load_balancer_source_ranges;
-        if is_lb && !ranges.is_empty() && !ranges.iter().any(|r| r.contains(src_ip)) {
-            return ExternalVerdict::Firewall;
-        }
-        if !sp.has_endpoints {
-            return ExternalVerdict::NoEndpoints(NoEndpoints::Reject);
-        }
-        let (endpoints, masquerade) = match (sp.port.external_policy_local(), src) {
-            (false, _) => (&sp.cluster_endpoints, true),
-            (true, Source::Pod) => (&sp.cluster_endpoints, false),
-            (true, Source::Node) => (&sp.cluster_endpoints, true),
-            (true, Source::Outside) if sp.local_endpoints.is_empty() => {
-                return ExternalVerdict::NoEndpoints(NoEndpoints::Drop);
-            }
-            (true, Source::Outside) => (&sp.local_endpoints, false),
+        let chains = ExternalChains {
+            port: &sp.port,
+            has_endpoints: sp.has_endpoints,
+            cluster: &sp.cluster_endpoints,
+            local: &sp.local_endpoints,
+        };
+        let (endpoints, masquerade) = match chains.decide(dst, src_ip, src) {
+            Ok(dnat) => dnat,
+            Err(Blocked::Firewall) => return ExternalVerdict::Firewall,
+            Err(Blocked::NoEndpoints(v)) => return ExternalVerdict::NoEndpoints(v),
         };
         ExternalVerdict::Dnat {
             plan: sp,
             endpoints,
             masquerade,
+        }
+    }
+}
+
+/// Why external traffic is not DNATed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    Firewall,
+    NoEndpoints(NoEndpoints),
+}
+
+/// One port's external chains, over any endpoint type (the live plan's or the shared
+/// model's): the decision both data planes make.
+pub(crate) struct ExternalChains<'a, E> {
+    pub port: &'a ServicePort,
+    pub has_endpoints: bool,
+    pub cluster: &'a [E],
+    pub local: &'a [E],
+}
+
+impl<'a, E> ExternalChains<'a, E> {
+    /// The source-range firewall (LB IPs only), no endpoints at all (reject), then the
+    /// policy: Cluster masquerades and uses every endpoint; Local short-circuits pod traffic
+    /// (not masqueraded) and node traffic (masqueraded) to the Cluster chain and keeps the
+    /// rest on this node's endpoints (drop without).
+    pub fn decide(
+        &self,
+        dst: Option<Ipv4Addr>,
+        src_ip: Ipv4Addr,
+        src: Source,
+    ) -> Result<(&'a [E], bool), Blocked> {
+        let is_lb = dst.is_some_and(|ip| self.port.load_balancer_ips.contains(&ip));
+        let ranges = &self.port.load_balancer_source_ranges;
+        if is_lb && !ranges.is_empty() && !ranges.iter().any(|r| r.contains(src_ip)) {
+            return Err(Blocked::Firewall);
+        }
+        if !self.has_endpoints {
+            return Err(Blocked::NoEndpoints(NoEndpoints::Reject));
+        }
+        match (self.port.external_policy_local(), src) {
+            (false, _) => Ok((self.cluster, true)),
+            (true, Source::Pod) => Ok((self.cluster, false)),
+            (true, Source::Node) => Ok((self.cluster, true)),
+            (true, Source::Outside) if self.local.is_empty() => {
+                Err(Blocked::NoEndpoints(NoEndpoints::Drop))
+            }
+            (true, Source::Outside) => Ok((self.local, false)),
         }
     }
 }

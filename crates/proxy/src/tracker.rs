@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -33,8 +34,8 @@ struct SliceEndpoint {
     ready: bool,
     serving: bool,
     terminating: bool,
-    node_name: Option<String>,
-    zone: Option<String>,
+    node_name: Option<Arc<str>>,
+    zone: Option<Arc<str>>,
 }
 
 /// Merged endpoints of one Service per (port name, protocol).
@@ -53,7 +54,7 @@ pub struct Changes {
 }
 
 /// Services and EndpointSlices as the proxy sees them.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Tracker {
     services: BTreeMap<ServiceKey, Vec<ServicePort>>,
     slices: BTreeMap<ServiceKey, BTreeMap<String, ParsedSlice>>,
@@ -138,7 +139,11 @@ impl Tracker {
 
     fn remerge(&mut self, svc: &ServiceKey) {
         let merged = self.slices.get(svc).map(merge_slices).unwrap_or_default();
-        if self.endpoints.get(svc).cloned().unwrap_or_default() == merged {
+        let unchanged = match self.endpoints.get(svc) {
+            Some(old) => *old == merged,
+            None => merged.is_empty(),
+        };
+        if unchanged {
             return;
         }
         if merged.is_empty() {
@@ -231,8 +236,8 @@ fn parse_slice(slice: &EndpointSlice) -> ParsedSlice {
                 ready: c.and_then(|c| c.ready).unwrap_or(true),
                 serving: c.and_then(|c| c.serving).unwrap_or(true),
                 terminating: c.and_then(|c| c.terminating).unwrap_or(false),
-                node_name: e.node_name.clone(),
-                zone: e.zone.clone(),
+                node_name: e.node_name.as_deref().map(Arc::from),
+                zone: e.zone.as_deref().map(Arc::from),
             })
         })
         .collect();

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
 
 use crate::duration;
 
@@ -120,15 +120,57 @@ fn default_pods() -> u32 {
     110
 }
 
-/// Control-plane timing profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// Timer profile of every component: upstream's defaults, or all of them divided by 10 so a
+/// lab run takes minutes. The one profile type of the workspace (the scenario's `profile:`, the
+/// roles' `--profile`); crate `profile` maps it and explicit flags to the components' configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// Short grace periods, for quick experiments.
+    /// Every timer divided by 10 (rates multiplied by 10), for quick experiments.
     #[default]
     Fast,
     /// Upstream Kubernetes defaults.
     Upstream,
+}
+
+impl Profile {
+    /// Every timer is divided by this (1 or 10).
+    pub fn divisor(self) -> u32 {
+        match self {
+            Profile::Upstream => 1,
+            Profile::Fast => 10,
+        }
+    }
+
+    /// An upstream duration under this profile.
+    pub fn duration(self, upstream: Duration) -> Duration {
+        upstream / self.divisor()
+    }
+
+    /// An upstream number of seconds under this profile (at least 1).
+    pub fn seconds(self, upstream: i64) -> i64 {
+        (upstream / i64::from(self.divisor())).max(1)
+    }
+
+    /// An upstream per-second rate under this profile (timers / 10 => rates x 10).
+    pub fn rate(self, upstream: f32) -> f32 {
+        upstream * self.divisor() as f32
+    }
+
+    /// The name in files and flags (`fast`, `upstream`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Fast => "fast",
+            Profile::Upstream => "upstream",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where the control plane runs and what it stores in.

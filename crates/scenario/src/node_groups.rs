@@ -45,10 +45,8 @@ pub struct NodeGroup {
 impl NodeGroup {
     /// The boot delay under `profile`: the file's value, or the profile's default.
     pub fn boot_delay(&self, profile: Profile) -> Duration {
-        self.boot_delay.unwrap_or(match profile {
-            Profile::Upstream => DEFAULT_BOOT_DELAY,
-            Profile::Fast => DEFAULT_BOOT_DELAY / 10,
-        })
+        self.boot_delay
+            .unwrap_or(profile.duration(DEFAULT_BOOT_DELAY))
     }
 }
 

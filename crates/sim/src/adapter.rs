@@ -24,44 +24,48 @@ impl Controllers {
 
     /// The informers have listed.
     pub fn synced(&mut self, cache: &Cache, now: Millis) {
-        self.list.iter_mut().for_each(|c| c.on_synced(cache, now));
+        self.list
+            .iter_mut()
+            .for_each(|c| c.handle_synced(cache, now));
     }
 
     /// An informer change (already applied to `cache`).
     pub fn change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         self.list
             .iter_mut()
-            .for_each(|c| c.on_change(cache, change, now));
+            .for_each(|c| c.handle_change(cache, change, now));
     }
 
     /// Run every controller whose wake-up is due.
     pub fn timeout(&mut self, cache: &Cache, now: Millis) {
         for c in self.list.iter_mut() {
-            if c.next_wakeup().is_some_and(|w| w <= now) {
-                c.on_tick(cache, now);
+            if c.poll_timeout().is_some_and(|w| w <= now) {
+                c.handle_timeout(cache, now);
             }
         }
     }
 
     /// The earliest wake-up any controller asked for.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        self.list.iter().filter_map(|c| c.next_wakeup()).min()
+        self.list.iter().filter_map(|c| c.poll_timeout()).min()
     }
 
     /// Every pending write as `(controller index, action)`, and the Events recorded.
     pub fn poll(&mut self, actions: &mut Vec<(usize, Action)>, events: &mut Vec<EventRecord>) {
-        let mut out = Vec::new();
         for (i, c) in self.list.iter_mut().enumerate() {
-            c.drain_actions(&mut out);
-            actions.extend(out.drain(..).map(|a| (i, a)));
-            c.drain_events(events);
+            while let Some(a) = c.poll_action() {
+                actions.push((i, a));
+            }
+            while let Some(e) = c.poll_event() {
+                events.push(e);
+            }
         }
     }
 
     /// A write of controller `i` failed.
     pub fn write_failed(&mut self, i: usize, action: &Action, error: &WriteError, now: Millis) {
         if let Some(c) = self.list.get_mut(i) {
-            c.on_write_failed(action, error, now);
+            c.handle_write_failed(action, error, now);
         }
     }
 }

@@ -1,29 +1,19 @@
-//! The simulated API: `controllers::fake::FakeApi` (the in-memory store with the API's write
-//! rules) plus the create-time admission the live apiserver adds on top today: upstream
-//! defaulting (`api::admit::default`), the DefaultTolerationSeconds tolerations and ClusterIP
-//! allocation. Once the registry's write rules run inside `FakeApi`, [`SimApi::admit`] goes.
+//! The simulated API: `controllers::fake::FakeApi`, i.e. the registry's write rules (admission
+//! defaults with the run's default toleration seconds, ClusterIP allocation from the run's
+//! seed, status strategies, garbage collection) over an in-memory store, plus the loading of the
+//! scenario's workload manifests.
 //!
 //! Start at [`SimApi::execute`].
 
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use controllers::fake::FakeApi;
-use controllers::{Action, Change, Kind, Millis, Object, WriteError};
+use controllers::{Action, Change, Millis, Object, WriteError};
 use serde_json::Value;
-
-/// The first address handed out of the service range 10.96.0.0/12 (`.1` is the
-/// `kubernetes` Service's in a real cluster).
-const FIRST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
-/// Last address of 10.96.0.0/12 usable for a Service.
-const LAST_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 111, 255, 254);
 
 /// The in-memory API of a run.
 pub struct SimApi {
     pub fake: FakeApi,
-    next_cluster_ip: u32,
-    not_ready_toleration_seconds: i64,
-    unreachable_toleration_seconds: i64,
 }
 
 /// A manifest the simulator cannot take.
@@ -50,24 +40,27 @@ pub enum ManifestError {
 const INERT_KINDS: [&str; 2] = ["ConfigMap", "Secret"];
 
 impl SimApi {
-    pub fn new(not_ready_toleration_seconds: i64, unreachable_toleration_seconds: i64) -> SimApi {
+    /// The API of a run: the server's default toleration seconds, randomness from `seed`.
+    pub fn new(
+        not_ready_toleration_seconds: i64,
+        unreachable_toleration_seconds: i64,
+        seed: u64,
+    ) -> SimApi {
+        let cfg = registry::MemConfig {
+            admission: registry::admission::Admission {
+                default_not_ready_toleration_seconds: not_ready_toleration_seconds,
+                default_unreachable_toleration_seconds: unreachable_toleration_seconds,
+            },
+            ..registry::MemConfig::default()
+        };
         SimApi {
-            fake: FakeApi::new(),
-            next_cluster_ip: u32::from(FIRST_CLUSTER_IP),
-            not_ready_toleration_seconds,
-            unreachable_toleration_seconds,
+            fake: FakeApi::with_config(cfg, seed).expect("the default Service ranges parse"),
         }
     }
 
-    /// Execute a write with the API's rules (creates are admitted first).
+    /// Execute a write with the API's rules.
     pub fn execute(&mut self, action: &Action, now: Millis) -> Result<Vec<Change>, WriteError> {
-        match action {
-            Action::Create(obj) => {
-                let admitted = self.admit(obj)?;
-                self.fake.execute(&Action::Create(admitted), now)
-            }
-            other => self.fake.execute(other, now),
-        }
+        self.fake.execute(action, now)
     }
 
     /// An external write (a kubelet registering its node goes through [`SimApi::execute`];
@@ -101,15 +94,6 @@ impl SimApi {
         if obj["metadata"]["namespace"].is_null() && res.namespaced {
             obj["metadata"]["namespace"] = "default".into();
         }
-        api::admit::default(res, &mut obj);
-        let causes = api::admit::validate_create(res, &obj);
-        if let Some(c) = causes.first() {
-            return Err(ManifestError::Invalid {
-                kind,
-                name,
-                message: format!("{}: {}", c.field, c.message),
-            });
-        }
         let typed = object_from_json(obj)
             .map_err(|message| ManifestError::Invalid {
                 kind: kind.clone(),
@@ -130,70 +114,6 @@ impl SimApi {
                 },
             })
     }
-
-    /// Create-time admission: defaults, pod tolerations, ClusterIP.
-    fn admit(&mut self, obj: &Object) -> Result<Object, WriteError> {
-        let mut v = object_to_json(obj).map_err(WriteError::Invalid)?;
-        let api_version = v["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = v["kind"].as_str().unwrap_or_default().to_string();
-        if let Some(res) = api::resources::by_kind(&api_version, &kind) {
-            api::admit::default(res, &mut v);
-        }
-        match obj.kind() {
-            Kind::Pod => api::admit::pod::default_tolerations(
-                &mut v,
-                self.not_ready_toleration_seconds,
-                self.unreachable_toleration_seconds,
-            ),
-            Kind::Service => self.allocate_cluster_ip(&mut v)?,
-            _ => {}
-        }
-        object_from_json(v)
-            .map_err(WriteError::Invalid)?
-            .ok_or_else(|| WriteError::Invalid(format!("kind {kind} is not modelled")))
-    }
-
-    /// Upstream allocates a free address at random; the simulator hands them out in order,
-    /// which is as good for the data plane and stays reproducible.
-    fn allocate_cluster_ip(&mut self, v: &mut Value) -> Result<(), WriteError> {
-        let spec = &mut v["spec"];
-        let ty = spec["type"].as_str().unwrap_or("ClusterIP");
-        let given = spec["clusterIP"].as_str().unwrap_or("");
-        if ty == "ExternalName" || !given.is_empty() {
-            return Ok(());
-        }
-        if self.next_cluster_ip > u32::from(LAST_CLUSTER_IP) {
-            return Err(WriteError::Other(
-                "Internal error occurred: failed to allocate a serviceIP: range is full".into(),
-            ));
-        }
-        let ip = Ipv4Addr::from(self.next_cluster_ip).to_string();
-        self.next_cluster_ip += 1;
-        spec["clusterIP"] = ip.clone().into();
-        spec["clusterIPs"] = serde_json::json!([ip]);
-        spec["ipFamilies"] = serde_json::json!(["IPv4"]);
-        Ok(())
-    }
-}
-
-/// The object as the API serves it (with `apiVersion` and `kind`).
-fn object_to_json(obj: &Object) -> Result<Value, String> {
-    let r = match obj {
-        Object::Pod(o) => serde_json::to_value(o.as_ref()),
-        Object::Node(o) => serde_json::to_value(o.as_ref()),
-        Object::Service(o) => serde_json::to_value(o.as_ref()),
-        Object::EndpointSlice(o) => serde_json::to_value(o.as_ref()),
-        Object::Lease(o) => serde_json::to_value(o.as_ref()),
-        Object::Deployment(o) => serde_json::to_value(o.as_ref()),
-        Object::ReplicaSet(o) => serde_json::to_value(o.as_ref()),
-        Object::PodDisruptionBudget(o) => serde_json::to_value(o.as_ref()),
-        Object::Namespace(o) => serde_json::to_value(o.as_ref()),
-        Object::ServiceAccount(o) => serde_json::to_value(o.as_ref()),
-        Object::StatefulSet(o) => serde_json::to_value(o.as_ref()),
-        Object::ControllerRevision(o) => serde_json::to_value(o.as_ref()),
-        Object::DaemonSet(o) => serde_json::to_value(o.as_ref()),
-    };
-    r.map_err(|e| e.to_string())
 }
 
 /// A typed object from JSON by its `kind`; `None` for kinds the controllers do not read.

@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 
 use controllers::Millis;
+use lab::{ConnKind, Outcome};
 use rand::Rng;
 
 use crate::nodes::Power;
@@ -84,16 +85,16 @@ impl ClientInst {
 pub struct PendingRequest {
     start: Millis,
     attempts: u32,
-    /// The first attempt's connection: (`new`|`reused`, opened).
-    first: Option<(&'static str, Millis)>,
+    /// The first attempt's connection and when it was opened.
+    first: Option<(ConnKind, Millis)>,
 }
 
 /// How one attempt went.
 struct Attempt {
-    outcome: &'static str,
+    outcome: Outcome,
     duration: Millis,
     connected: bool,
-    conn: &'static str,
+    conn: ConnKind,
     opened: Millis,
     local_port: u16,
     backend: Option<(String, usize)>,
@@ -149,9 +150,9 @@ impl World {
         let first = *req.first.get_or_insert((a.conn, a.opened));
         let end = self.now + a.duration;
         let cl = &self.clients[c];
-        if a.outcome == "ok" || req.attempts > cl.retries {
+        if a.outcome == Outcome::Ok || req.attempts > cl.retries {
             let (pod, node, zone) = match &a.backend {
-                Some((pod, n)) if a.outcome == "ok" => {
+                Some((pod, n)) if a.outcome == Outcome::Ok => {
                     let (node, zone) = self.node_ref(*n);
                     (
                         Some(pod.clone()),
@@ -169,8 +170,8 @@ impl World {
                 service: cl.service.clone(),
                 start: req.start as f64,
                 end: end as f64,
-                outcome: a.outcome.into(),
-                conn: first.0.into(),
+                outcome: a.outcome,
+                conn: first.0,
                 conn_opened: first.1 as f64,
                 local_port: a.local_port,
                 connected: a.connected,
@@ -187,13 +188,13 @@ impl World {
     /// A request over an open keep-alive connection.
     fn over(&mut self, c: usize, conn: Conn) -> Attempt {
         let (outcome, backend) = self.reach(c, conn.backend);
-        let ok = outcome == "ok";
+        let ok = outcome == Outcome::Ok;
         let duration = self.answer_time(c, outcome);
         let a = Attempt {
             outcome,
             duration,
             connected: true,
-            conn: "reused",
+            conn: ConnKind::Reused,
             opened: conn.opened,
             local_port: conn.local_port,
             backend,
@@ -219,11 +220,11 @@ impl World {
                 let (o, b) = self.reach(c, ip);
                 (o, b, Some(ip))
             }
-            Route::Endpoints(_) | Route::Reject => ("refused", None, None),
-            Route::Drop => ("timeout", None, None),
+            Route::Endpoints(_) | Route::Reject => (Outcome::Refused, None, None),
+            Route::Drop => (Outcome::Timeout, None, None),
         };
         let duration = self.answer_time(c, outcome);
-        if outcome == "ok"
+        if outcome == Outcome::Ok
             && self.clients[c].keepalive
             && let Some(backend) = dst
         {
@@ -236,8 +237,8 @@ impl World {
         Attempt {
             outcome,
             duration,
-            connected: outcome == "ok",
-            conn: "new",
+            connected: outcome == Outcome::Ok,
+            conn: ConnKind::New,
             opened: self.now,
             local_port,
             backend,
@@ -246,25 +247,25 @@ impl World {
 
     /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the
     /// answering pod and node).
-    fn reach(&self, c: usize, ip: Ipv4Addr) -> (&'static str, Option<(String, usize)>) {
+    fn reach(&self, c: usize, ip: Ipv4Addr) -> (Outcome, Option<(String, usize)>) {
         let from = self.clients[c].node;
         let Some(b) = self.ips.get(&ip) else {
-            return ("timeout", None);
+            return (Outcome::Timeout, None);
         };
         if self.nodes[b.node].power == Power::Off || !self.connected(from, b.node) {
-            return ("timeout", None);
+            return (Outcome::Timeout, None);
         }
         match self.serving(b.node, &b.uid) {
-            Some(true) => ("ok", Some((b.pod.clone(), b.node))),
-            Some(false) => ("refused", None),
-            None => ("timeout", None),
+            Some(true) => (Outcome::Ok, Some((b.pod.clone(), b.node))),
+            Some(false) => (Outcome::Refused, None),
+            None => (Outcome::Timeout, None),
         }
     }
 
     /// How long an attempt with `outcome` takes.
-    fn answer_time(&mut self, c: usize, outcome: &str) -> Millis {
+    fn answer_time(&mut self, c: usize, outcome: Outcome) -> Millis {
         match outcome {
-            "timeout" => self.clients[c].timeout,
+            Outcome::Timeout => self.clients[c].timeout,
             _ => self
                 .lat
                 .request

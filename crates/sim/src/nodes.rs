@@ -394,7 +394,7 @@ impl World {
             probes.push(p);
         }
         while k.poll_event().is_some() {}
-        let wake = k.next_wakeup();
+        let wake = k.poll_timeout();
         let done = k.shutdown_complete();
         for action in actions {
             self.kubelet_write(n, inc, action, cut);

@@ -55,17 +55,21 @@ impl ProxyNode {
             Change::Deleted(o) => (o, true),
         };
         match (obj, deleted) {
-            (Object::Service(s), false) => self.syncer.on_service(syncer::Change::Applied(s)),
-            (Object::Service(s), true) => self.syncer.on_service(syncer::Change::Deleted(s)),
-            (Object::EndpointSlice(s), false) => self.syncer.on_slice(syncer::Change::Applied(s)),
-            (Object::EndpointSlice(s), true) => self.syncer.on_slice(syncer::Change::Deleted(s)),
+            (Object::Service(s), false) => self.syncer.handle_service(syncer::Change::Applied(s)),
+            (Object::Service(s), true) => self.syncer.handle_service(syncer::Change::Deleted(s)),
+            (Object::EndpointSlice(s), false) => {
+                self.syncer.handle_slice(syncer::Change::Applied(s))
+            }
+            (Object::EndpointSlice(s), true) => {
+                self.syncer.handle_slice(syncer::Change::Deleted(s))
+            }
             _ => {}
         }
     }
 
     /// Both informers have listed.
     pub fn synced(&mut self, now: Millis) {
-        self.syncer.on_initial_sync_done(now);
+        self.syncer.handle_initial_sync_done(now);
     }
 
     /// When [`ProxyNode::poll`] has work.
@@ -78,7 +82,7 @@ impl ProxyNode {
         if self.in_flight.is_some() {
             return false;
         }
-        match self.syncer.poll(now) {
+        match self.syncer.poll_transaction(now) {
             Some(tx) => {
                 self.in_flight = Some(tx.kind);
                 true
@@ -92,7 +96,7 @@ impl ProxyNode {
     /// (not after a stale-chain delete).
     pub fn applied(&mut self, now: Millis, targets: &[String]) -> Option<Programmed> {
         let kind = self.in_flight.take()?;
-        self.syncer.on_applied(Ok(()), now);
+        self.syncer.handle_applied(Ok(()), now);
         if kind == SyncKind::StaleDelete {
             return None;
         }

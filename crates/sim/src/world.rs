@@ -214,6 +214,7 @@ impl World {
             api: SimApi::new(
                 cfg.not_ready_toleration_seconds,
                 cfg.unreachable_toleration_seconds,
+                seed,
             ),
             cfg,
             cm_cache: Cache::new(),

@@ -165,7 +165,7 @@ fn a_partitioned_zone_keeps_running_cut_off_until_it_heals() {
         .iter()
         .filter(|q| at(q) > 21.0 && at(q) < 59.0)
         .collect();
-    assert!(cut.iter().any(|q| q.outcome == "timeout"));
+    assert!(cut.iter().any(|q| q.outcome == lab::Outcome::Timeout));
     assert!(
         cut.iter()
             .filter(|q| q.ok())

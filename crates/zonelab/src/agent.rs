@@ -8,7 +8,6 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use kubelet::{Agent, KubeletConfig, NetProber, ProcessRuntime, ProcessRuntimeConfig};
@@ -16,7 +15,7 @@ use proxy::Cidr;
 use proxy::syncer::{ProxyMode, SyncerConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::flags::{Profile, parse_duration};
+use crate::flags::Profile;
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
@@ -54,16 +53,10 @@ pub struct AgentArgs {
     /// protocol and dispatch chains; docs/proxy.md).
     #[arg(long, default_value = "upstream", value_parser = ["upstream", "shared-map"])]
     pub nftables_layout: String,
-    /// Minimum time between proxy syncs [upstream 1s; fast 100ms].
-    #[arg(long, value_parser = parse_duration)]
-    pub min_sync_period: Option<Duration>,
-    /// Retry interval after a failed proxy sync (the current runner has no periodic sync at
-    /// this period; it syncs on changes and every hour) [upstream 30s; fast 3s].
-    #[arg(long, value_parser = parse_duration)]
-    pub sync_period: Option<Duration>,
-    /// Lease duration; the lease is renewed every quarter of it [upstream 40; fast 4].
-    #[arg(long)]
-    pub node_lease_duration_seconds: Option<i32>,
+    /// The node's timers: proxy sync pacing, lease, conntrack SYN_SENT timeout (crate
+    /// `profile`: unset = upstream's under `--profile`).
+    #[command(flatten)]
+    pub node: profile::NodeFlags,
     /// kube-proxy `/metrics` and `/healthz` (upstream serves them on :10249 and :10256).
     #[arg(long, default_value = "0.0.0.0:10256")]
     pub proxy_status_address: std::net::SocketAddr,
@@ -79,12 +72,6 @@ pub struct AgentArgs {
     /// Most pods this node runs (kubelet `--max-pods`).
     #[arg(long, default_value_t = kubelet::core::config::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
-    /// Sets this node's `net.netfilter.nf_conntrack_tcp_timeout_syn_sent` (kernel default
-    /// 120s): how long an unanswered connection's conntrack entry, and its DNAT to the endpoint
-    /// it picked, outlives the endpoint for a client that reuses the source port. A lab knob,
-    /// like kube-proxy's `--conntrack-tcp-timeout-*` flags.
-    #[arg(long, value_parser = parse_duration)]
-    pub conntrack_tcp_timeout_syn_sent: Option<Duration>,
     /// Labels to add when registering the node (kubelet `--node-labels`):
     /// `key=value` pairs, comma separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_label)]
@@ -124,24 +111,14 @@ fn parse_log_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: expected a positive quantity like 10Mi"))
 }
 
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 fn syncer_config(args: &AgentArgs) -> anyhow::Result<SyncerConfig> {
     let mut cfg = SyncerConfig {
         mode: match args.proxy_mode.as_str() {
             "iptables" => ProxyMode::Iptables,
             _ => ProxyMode::Nftables,
         },
-        ..SyncerConfig::default()
+        ..profile::proxy(args.profile, &args.node)
     };
-    cfg.min_sync_period_ms = ms(args
-        .min_sync_period
-        .unwrap_or(args.profile.duration(Duration::from_secs(1))));
-    cfg.sync_period_ms = ms(args
-        .sync_period
-        .unwrap_or(args.profile.duration(Duration::from_secs(30))));
     cfg.plan.node_name = Some(args.node_name.clone());
     let cluster = Cidr::parse(&args.cluster_cidr)
         .map_err(|e| anyhow::anyhow!("invalid --cluster-cidr {:?}", e.0))?;
@@ -168,7 +145,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
-    let mut cfg = KubeletConfig {
+    KubeletConfig {
         node_name: args.node_name.clone(),
         zone: args.zone.clone(),
         node_ip: args.node_ip,
@@ -180,15 +157,8 @@ fn kubelet_config(args: &AgentArgs) -> KubeletConfig {
         image_policy: kubelet::core::standin::ImagePolicy::parse(&args.image_policy)
             .unwrap_or_default(),
         port: args.port,
-        ..KubeletConfig::default()
-    };
-    if args.profile == Profile::Fast {
-        cfg = cfg.fast();
+        ..profile::kubelet(args.profile, &args.node)
     }
-    if let Some(d) = args.node_lease_duration_seconds {
-        cfg.node_lease_duration_seconds = d;
-    }
-    cfg
 }
 
 /// The sysctl behind `--conntrack-tcp-timeout-syn-sent` (per network namespace).
@@ -197,7 +167,7 @@ const SYN_SENT_SYSCTL: &str = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let mode = crate::preflight::proxy_mode(&args.proxy_mode)?;
     netlab::preflight::check(netlab::preflight::Role::Agent(mode))?;
-    if let Some(t) = args.conntrack_tcp_timeout_syn_sent {
+    if let Some(t) = args.node.conntrack_tcp_timeout_syn_sent {
         let secs = t.as_secs().max(1);
         std::fs::write(SYN_SENT_SYSCTL, secs.to_string())
             .with_context(|| format!("setting {SYN_SENT_SYSCTL} to {secs}"))?;
@@ -285,6 +255,31 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         Cli::try_parse_from(argv)
+    }
+
+    #[test]
+    fn node_timers_come_from_the_profile_and_flags_win() {
+        let fast = parse(&["--profile", "fast"]).expect("parses").agent;
+        let cfg = syncer_config(&fast).expect("config");
+        assert_eq!((cfg.min_sync_period_ms, cfg.sync_period_ms), (100, 3_000));
+        assert_eq!(kubelet_config(&fast).node_lease_duration_seconds, 4);
+        assert_eq!(kubelet_config(&fast).node_name, "n1");
+        let mixed = parse(&[
+            "--profile",
+            "fast",
+            "--min-sync-period",
+            "250ms",
+            "--node-lease-duration-seconds",
+            "12",
+        ])
+        .expect("parses")
+        .agent;
+        let cfg = syncer_config(&mixed).expect("config");
+        assert_eq!((cfg.min_sync_period_ms, cfg.sync_period_ms), (250, 3_000));
+        assert_eq!(kubelet_config(&mixed).node_lease_duration_seconds, 12);
+        let up = parse(&[]).expect("parses").agent;
+        assert_eq!(syncer_config(&up).expect("config").sync_period_ms, 30_000);
+        assert_eq!(kubelet_config(&up).node_lease_duration_seconds, 40);
     }
 
     #[test]

@@ -2,19 +2,14 @@
 //! `kube-system/kube-controller-manager` gates every controller but the scheduler, Lease
 //! `kube-system/kube-scheduler` gates the scheduler. Flags are kube-controller-manager's.
 //!
-//! Start at [`spawn`]; flag resolution is [`ElectionArgs::timers`].
-
-use std::time::Duration;
+//! Start at [`spawn`]; the timers are resolved by crate `profile` ([`profile::election`]).
 
 use controllers::Controller;
-use controllers::leaderelection::{
-    CONTROLLER_MANAGER_LEASE, DEFAULT_LEASE_DURATION_MS, DEFAULT_RENEW_DEADLINE_MS,
-    DEFAULT_RETRY_PERIOD_MS, ElectionConfig, SCHEDULER_LEASE,
-};
+use controllers::leaderelection::{CONTROLLER_MANAGER_LEASE, ElectionConfig, SCHEDULER_LEASE};
 use controllers::live::elected::{Elected, run_elected};
 use controllers::live::fence::{self, Fence, user_agent};
 
-use crate::flags::{Profile, parse_duration};
+use profile::ElectionTimers;
 
 /// kube-controller-manager's leader election flags (component-base names and defaults).
 #[derive(clap::Args, Clone, Debug)]
@@ -24,16 +19,9 @@ pub struct ElectionArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// How long a candidate waits after the last observed renew before taking over [upstream
-    /// 15s; fast 1.5s: the Lease says 1 (whole seconds, truncated), candidates wait 1.5s].
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_lease_duration: Option<Duration>,
-    /// How long the leader keeps trying to renew before giving up [upstream 10s; fast 1s].
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_renew_deadline: Option<Duration>,
-    /// How often candidates try to acquire and the leader renews [upstream 2s; fast 200ms].
-    #[arg(long, value_parser = parse_duration)]
-    pub leader_elect_retry_period: Option<Duration>,
+    /// The three election timers (crate `profile`: unset = upstream's under `--profile`).
+    #[command(flatten)]
+    pub flags: profile::ElectionFlags,
     /// Namespace of the election Leases.
     #[arg(long, default_value = "kube-system")]
     pub leader_elect_resource_namespace: String,
@@ -43,31 +31,7 @@ pub struct ElectionArgs {
     pub leader_elect_identity: Option<String>,
 }
 
-/// The three election timers after the profile and explicit flags.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ElectionTimers {
-    pub lease_duration: Duration,
-    pub renew_deadline: Duration,
-    pub retry_period: Duration,
-}
-
 impl ElectionArgs {
-    /// Upstream defaults scaled by `profile`, overridden by explicit flags.
-    pub fn timers(&self, profile: Profile) -> ElectionTimers {
-        let ms = |v: i64| profile.duration(Duration::from_millis(v as u64));
-        ElectionTimers {
-            lease_duration: self
-                .leader_elect_lease_duration
-                .unwrap_or(ms(DEFAULT_LEASE_DURATION_MS)),
-            renew_deadline: self
-                .leader_elect_renew_deadline
-                .unwrap_or(ms(DEFAULT_RENEW_DEADLINE_MS)),
-            retry_period: self
-                .leader_elect_retry_period
-                .unwrap_or(ms(DEFAULT_RETRY_PERIOD_MS)),
-        }
-    }
-
     /// The identity: the flag, else upstream's `<hostname>_<uuid>`.
     pub fn identity(&self) -> String {
         if let Some(id) = &self.leader_elect_identity {
@@ -80,24 +44,16 @@ impl ElectionArgs {
         format!("{host}_{}", apiserver::objects::new_uid(&mut rng))
     }
 
-    /// The election config of Lease `name`.
-    fn election(&self, profile: Profile, identity: &str, name: &str) -> ElectionConfig {
-        let t = self.timers(profile);
-        ElectionConfig {
-            namespace: self.leader_elect_resource_namespace.clone(),
-            name: name.to_string(),
-            identity: identity.to_string(),
-            lease_duration_ms: t.lease_duration.as_millis() as i64,
-            renew_deadline_ms: t.renew_deadline.as_millis() as i64,
-            retry_period_ms: t.retry_period.as_millis() as i64,
-            seed: rand::Rng::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng()),
-        }
+    /// The election config of Lease `name` with `timers` (the profile's, or the flags').
+    fn election(&self, timers: &ElectionTimers, identity: &str, name: &str) -> ElectionConfig {
+        let seed = rand::Rng::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng());
+        timers.config(&self.leader_elect_resource_namespace, name, identity, seed)
     }
 
     /// Check the timers before anything starts (upstream's texts).
-    pub fn validate(&self, profile: Profile) -> anyhow::Result<()> {
+    pub fn validate(&self, timers: &ElectionTimers) -> anyhow::Result<()> {
         if self.leader_elect {
-            let e = self.election(profile, "validate", CONTROLLER_MANAGER_LEASE);
+            let e = self.election(timers, "validate", CONTROLLER_MANAGER_LEASE);
             e.validate()
                 .map_err(|err| anyhow::anyhow!("invalid --leader-elect-* flags: {err}"))?;
         }
@@ -110,7 +66,7 @@ impl ElectionArgs {
 /// `build` makes a fresh set of every enabled controller (called again on each new term).
 pub fn spawn(
     args: &ElectionArgs,
-    profile: Profile,
+    timers: ElectionTimers,
     config: kube::Config,
     build: impl Fn() -> Vec<Box<dyn Controller>> + Send + Sync + Clone + 'static,
 ) -> anyhow::Result<()> {
@@ -163,7 +119,7 @@ pub fn spawn(
             continue;
         }
         let elected = Elected {
-            election: args.election(profile, &identity, lease),
+            election: args.election(&timers, &identity, lease),
             component,
             event_source,
             build,
@@ -181,7 +137,9 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::Profile;
     use clap::Parser;
+    use std::time::Duration;
 
     #[derive(Parser)]
     struct T {
@@ -200,7 +158,8 @@ mod tests {
         let a = args(&[]);
         assert!(a.leader_elect);
         assert_eq!(a.leader_elect_resource_namespace, "kube-system");
-        let up = a.timers(Profile::Upstream);
+        let timers = |p: Profile| profile::election(p, &a.flags);
+        let up = timers(Profile::Upstream);
         assert_eq!(
             (up.lease_duration, up.renew_deadline, up.retry_period),
             (
@@ -209,14 +168,15 @@ mod tests {
                 Duration::from_secs(2)
             )
         );
-        let fast = a.timers(Profile::Fast);
+        let fast = timers(Profile::Fast);
         assert_eq!(fast.lease_duration, Duration::from_millis(1500));
         assert_eq!(fast.renew_deadline, Duration::from_secs(1));
         assert_eq!(fast.retry_period, Duration::from_millis(200));
         assert!(!args(&["--leader-elect=false"]).leader_elect);
         assert!(args(&["--leader-elect"]).leader_elect);
         let bad = args(&["--leader-elect-renew-deadline", "20s"]);
-        let err = bad.validate(Profile::Upstream).unwrap_err().to_string();
+        let bad_timers = profile::election(Profile::Upstream, &bad.flags);
+        let err = bad.validate(&bad_timers).unwrap_err().to_string();
         assert!(
             err.contains("leaseDuration must be greater than renewDeadline"),
             "{err}"
@@ -227,7 +187,7 @@ mod tests {
                 "--leader-elect-renew-deadline",
                 "20s"
             ])
-            .validate(Profile::Upstream)
+            .validate(&bad_timers)
             .is_ok()
         );
     }

@@ -1,77 +1,11 @@
-//! Flag value parsing shared by the roles: Go-style durations, port ranges, timer profiles.
+//! Flag value parsing shared by the roles: port ranges here; the timer profile and Go-style
+//! durations are crate `profile`'s (re-exported), as is the mapping of profile and flags to
+//! every component's config.
 //!
-//! Start at [`Profile`].
-
-use std::time::Duration;
+//! Start at [`parse_port_range`].
 
 use anyhow::Context;
-
-/// A set of timer defaults: upstream's, or all timers divided by 10 so a lab run takes minutes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Profile {
-    Upstream,
-    Fast,
-}
-
-impl Profile {
-    /// Every timer is divided by this.
-    pub fn divisor(self) -> u32 {
-        match self {
-            Profile::Upstream => 1,
-            Profile::Fast => 10,
-        }
-    }
-
-    /// An upstream duration under this profile.
-    pub fn duration(self, upstream: Duration) -> Duration {
-        upstream / self.divisor()
-    }
-
-    /// An upstream number of seconds under this profile (at least 1).
-    pub fn seconds(self, upstream: i64) -> i64 {
-        (upstream / i64::from(self.divisor())).max(1)
-    }
-
-    /// An upstream per-second rate under this profile (timers / 10 => rates x 10).
-    pub fn rate(self, upstream: f32) -> f32 {
-        upstream * self.divisor() as f32
-    }
-}
-
-/// Parse `10s`, `500ms`, `2m`, `1h`, `1m30s` (Go duration style).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = 0.0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(split);
-        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        total += n * match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" if next.is_empty() && n == 0.0 => 0.0,
-            _ => {
-                return Err(format!(
-                    "invalid duration {s:?}: use a unit of ms, s, m or h"
-                ));
-            }
-        };
-        rest = next;
-    }
-    Ok(Duration::from_secs_f64(total))
-}
+pub use profile::{Profile, parse_duration};
 
 /// Parse `LOW-HIGH`.
 pub fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -99,6 +33,7 @@ mod tests {
 
     #[test]
     fn durations_and_ranges() {
+        use std::time::Duration;
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));

@@ -146,7 +146,7 @@ pub struct LabConfig {
     /// Kernel start time of the server (see [`ProcId`]).
     #[serde(default)]
     pub server_start: Option<u64>,
-    pub profile: String,
+    pub profile: Profile,
     pub proxy_mode: String,
     pub topology: Topology,
     /// Extra flags every agent gets (also when `recover` restarts one).
@@ -196,13 +196,6 @@ pub fn etcd_in_zones(replicas: u32, store: &str, zones: usize) -> anyhow::Result
             Ok(true)
         }
         other => bail!("--control-plane-store {other:?}: expected embedded or etcd"),
-    }
-}
-
-fn profile_name(p: Profile) -> &'static str {
-    match p {
-        Profile::Fast => "fast",
-        Profile::Upstream => "upstream",
     }
 }
 
@@ -308,7 +301,7 @@ fn start_server(
         .arg("--listen-netns")
         .arg(format!("{}={cp}", topo.control_plane.netns))
         .arg("--profile")
-        .arg(profile_name(up.profile))
+        .arg(up.profile.as_str())
         .args(crate::client::bookmark_flag(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
@@ -320,12 +313,7 @@ fn start_server(
     Ok((child.id(), api))
 }
 
-pub(crate) fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
+pub(crate) use runtime::labels::node_is_ready as node_ready;
 
 async fn wait_nodes_ready(
     client: &kube::Client,
@@ -386,7 +374,7 @@ pub fn agent_argv(
         "--proxy-mode".into(),
         cfg.proxy_mode.clone(),
         "--profile".into(),
-        cfg.profile.clone(),
+        cfg.profile.to_string(),
     ]
 }
 
@@ -521,7 +509,7 @@ fn start_control_plane(
         store: "etcd".into(),
         zones: plan.zones.clone(),
         vip: SocketAddr::from((control_plane::API_VIP, LAB_API_PORT)),
-        profile: profile_name(plan.profile).into(),
+        profile: plan.profile,
         server_flags: plan.server_flags.clone(),
     };
     let pid = control_plane::start(dir, exe, topo, &z, api)?;
@@ -559,7 +547,7 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         api,
         server_pid,
         server_start: netlab::procs::start_ticks(server_pid),
-        profile: profile_name(plan.profile).into(),
+        profile: plan.profile,
         proxy_mode: plan.proxy_mode.clone(),
         topology: topo.clone(),
         agent_flags: plan.agent_flags.clone(),
@@ -692,20 +680,14 @@ async fn status(args: &LabArgs) -> anyhow::Result<()> {
             .metadata
             .labels
             .as_ref()
-            .and_then(|l| l.get("topology.kubernetes.io/zone"))
+            .and_then(|l| l.get(runtime::ZONE_LABEL))
             .cloned()
             .unwrap_or_default();
-        let ready = n
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| match c.status.as_str() {
-                "True" => "Ready",
-                "False" => "NotReady",
-                _ => "Unknown",
-            })
-            .unwrap_or("Unknown");
+        let ready = match runtime::node_ready_status(&n) {
+            Some("True") => "Ready",
+            Some("False") => "NotReady",
+            _ => "Unknown",
+        };
         let count = pod_list
             .items
             .iter()

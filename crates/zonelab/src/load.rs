@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use lab::{ConnKind, Outcome};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,9 +66,8 @@ pub struct Record {
     /// Milliseconds since the Unix epoch.
     pub start: f64,
     pub end: f64,
-    pub outcome: &'static str,
-    /// `new` or `reused`.
-    pub conn: &'static str,
+    pub outcome: Outcome,
+    pub conn: ConnKind,
     /// When the connection used was opened (ms since the epoch).
     pub conn_opened: f64,
     /// Source port of the connection (0 when none was opened): a new connection that reuses
@@ -108,15 +108,15 @@ pub fn parse_target(url: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Map an I/O error to the outcome names of the report.
-pub fn classify(e: &std::io::Error) -> &'static str {
+pub fn classify(e: &std::io::Error) -> Outcome {
     match e.kind() {
-        ErrorKind::ConnectionRefused => "refused",
+        ErrorKind::ConnectionRefused => Outcome::Refused,
         ErrorKind::ConnectionReset
         | ErrorKind::ConnectionAborted
         | ErrorKind::BrokenPipe
-        | ErrorKind::UnexpectedEof => "reset",
-        ErrorKind::TimedOut => "timeout",
-        _ => "error",
+        | ErrorKind::UnexpectedEof => Outcome::Reset,
+        ErrorKind::TimedOut => Outcome::Timeout,
+        _ => Outcome::Error,
     }
 }
 
@@ -215,11 +215,15 @@ async fn one_request(
     timeout: Duration,
 ) -> (Record, Option<Conn>) {
     let start = epoch_ms();
-    let conn_kind = if reused.is_some() { "reused" } else { "new" };
+    let conn_kind = if reused.is_some() {
+        ConnKind::Reused
+    } else {
+        ConnKind::New
+    };
     let mut rec = Record {
         start,
         end: 0.0,
-        outcome: "error",
+        outcome: Outcome::Error,
         conn: conn_kind,
         conn_opened: reused.as_ref().map_or(start, |c| c.opened),
         local_port: reused.as_ref().map_or(0, |c| c.local_port),
@@ -266,12 +270,12 @@ async fn one_request(
     });
     match result {
         Err(_) => {
-            rec.outcome = "timeout";
+            rec.outcome = Outcome::Timeout;
             rec.error = Some(format!("no response within {timeout:?}"));
             (rec, None)
         }
         Ok(Ok((200, body, keep))) => {
-            rec.outcome = "ok";
+            rec.outcome = Outcome::Ok;
             if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
                 let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
                 rec.pod = field("pod");
@@ -302,7 +306,7 @@ async fn attempt(
     pool: &Pool,
 ) -> Record {
     let first_start = epoch_ms();
-    let mut first: Option<(&'static str, f64)> = None;
+    let mut first: Option<(ConnKind, f64)> = None;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -324,7 +328,7 @@ async fn attempt(
             p.push(c);
         }
         first.get_or_insert((rec.conn, rec.conn_opened));
-        if rec.outcome == "ok" || attempts > retries {
+        if rec.outcome == Outcome::Ok || attempts > retries {
             if let Some((kind, opened)) = first {
                 rec.conn = kind;
                 rec.conn_opened = opened;
@@ -373,7 +377,7 @@ fn write_records(out_path: PathBuf, mut rx: mpsc::Receiver<Record>) -> anyhow::R
     let mut open = true;
     while let Some(r) = rx.blocking_recv() {
         total += 1;
-        ok += u64::from(r.outcome == "ok");
+        ok += u64::from(r.outcome == Outcome::Ok);
         if open {
             let mut line = serde_json::to_vec(&r)?;
             line.push(b'\n');
@@ -478,15 +482,35 @@ mod tests {
         assert!(parse_target("https://a").is_err());
         assert_eq!(
             classify(&std::io::Error::from(ErrorKind::ConnectionRefused)),
-            "refused"
+            Outcome::Refused
         );
         assert_eq!(
             classify(&std::io::Error::from(ErrorKind::ConnectionReset)),
-            "reset"
+            Outcome::Reset
         );
         assert_eq!(
             classify(&std::io::Error::from(ErrorKind::TimedOut)),
-            "timeout"
+            Outcome::Timeout
+        );
+        let rec = Record {
+            start: 1.0,
+            end: 2.0,
+            outcome: Outcome::Timeout,
+            conn: ConnKind::Reused,
+            conn_opened: 0.5,
+            local_port: 40000,
+            connected: false,
+            pod: None,
+            node: None,
+            zone: None,
+            error: None,
+            attempts: 1,
+            target: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&rec).unwrap(),
+            r#"{"start":1.0,"end":2.0,"outcome":"timeout","conn":"reused","conn_opened":0.5,"local_port":40000,"connected":false,"attempts":1}"#,
+            "the names requests.jsonl has always had"
         );
     }
 }

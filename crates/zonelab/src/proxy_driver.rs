@@ -206,7 +206,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     loop {
         let now = wall_clock();
         let queued = syncer.tracker().has_changes();
-        let polled = if started { syncer.poll(now) } else { None };
+        let polled = if started { syncer.poll_transaction(now) } else { None };
         if started && polled.is_none() && queued && !syncer.tracker().has_changes() {
             // The changes were taken and needed no rule change: the sync is done.
             if let Ok(mut st) = status.lock() {
@@ -236,7 +236,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                     Err(e) => st.health.sync_failed(done, e.to_string()),
                 }
             }
-            syncer.on_applied(result, done);
+            syncer.handle_applied(result, done);
             if ok && kind != SyncKind::StaleDelete {
                 sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
             }
@@ -270,13 +270,13 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             f = rx.recv() => {
                 let Some(f) = f else { return };
                 match f {
-                    Feed::Service(step) => services_synced |= services.feed(*step, |c| syncer.on_service(c)),
-                    Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.on_slice(c)),
+                    Feed::Service(step) => services_synced |= services.feed(*step, |c| syncer.handle_service(c)),
+                    Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.handle_slice(c)),
                 }
                 let first = !started && services_synced && slices_synced;
                 if first {
                     started = true;
-                    syncer.on_initial_sync_done(wall_clock());
+                    syncer.handle_initial_sync_done(wall_clock());
                 }
                 if (first || (started && syncer.tracker().has_changes()))
                     && let Ok(mut st) = status.lock()
@@ -319,15 +319,15 @@ mod relist_tests {
         let a_slice = slice("ns", "a", "a-1", P80, vec![ep("10.244.1.1")]);
         assert!(
             services.feed(Step::Relisted(vec![a.clone(), b.clone()]), |c| {
-                syncer.on_service(c)
+                syncer.handle_service(c)
             })
         );
-        assert!(slices.feed(Step::Relisted(vec![a_slice]), |c| syncer.on_slice(c)));
+        assert!(slices.feed(Step::Relisted(vec![a_slice]), |c| syncer.handle_slice(c)));
         assert_eq!(syncer.tracker().service_count(), 2);
         // Service `a` and its slice were deleted while the watch was down: the relists after
         // the gap no longer list them, and the syncer must forget them.
-        services.feed(Step::Relisted(vec![b.clone()]), |c| syncer.on_service(c));
-        slices.feed(Step::Relisted(Vec::new()), |c| syncer.on_slice(c));
+        services.feed(Step::Relisted(vec![b.clone()]), |c| syncer.handle_service(c));
+        slices.feed(Step::Relisted(Vec::new()), |c| syncer.handle_slice(c));
         assert_eq!(syncer.tracker().service_count(), 1);
         assert_eq!(
             services.0.keys().cloned().collect::<Vec<_>>(),
@@ -335,7 +335,7 @@ mod relist_tests {
         );
         assert!(slices.0.is_empty());
         // Ordinary deletes still work.
-        services.feed(Step::Delete(b), |c| syncer.on_service(c));
+        services.feed(Step::Delete(b), |c| syncer.handle_service(c));
         assert_eq!(syncer.tracker().service_count(), 0);
     }
 }

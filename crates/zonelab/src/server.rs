@@ -1,7 +1,7 @@
 //! `zonelab server`: the API server plus, in the same process (as k3s does), the controllers
 //! and the scheduler, with upstream flag names and defaults.
 //!
-//! Start at [`run`]; flag resolution (profiles) is in [`ServerArgs::timers`].
+//! Start at [`run`]; flag resolution (profiles) is crate `profile`'s, via [`ServerArgs::configs`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,36 +49,10 @@ pub struct ServerArgs {
     /// Port range for NodePort Services (kube-apiserver).
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
-    /// DefaultTolerationSeconds admission for not-ready nodes [upstream 300].
-    #[arg(long)]
-    pub default_not_ready_toleration_seconds: Option<i64>,
-    /// DefaultTolerationSeconds admission for unreachable nodes [upstream 300].
-    #[arg(long)]
-    pub default_unreachable_toleration_seconds: Option<i64>,
-    /// How often the node lifecycle controller checks nodes [upstream 5s].
-    #[arg(long, value_parser = parse_duration)]
-    pub node_monitor_period: Option<Duration>,
-    /// How long a node may be silent before it is marked Unknown [upstream 50s].
-    #[arg(long, value_parser = parse_duration)]
-    pub node_monitor_grace_period: Option<Duration>,
-    /// Grace for a node that never became Ready [upstream 1m].
-    #[arg(long, value_parser = parse_duration)]
-    pub node_startup_grace_period: Option<Duration>,
-    /// Nodes per second whose pods are evicted in a healthy zone [upstream 0.1].
-    #[arg(long)]
-    pub node_eviction_rate: Option<f32>,
-    /// The same in an unhealthy zone of a large cluster [upstream 0.01].
-    #[arg(long)]
-    pub secondary_node_eviction_rate: Option<f32>,
-    /// Share of not-ready nodes that makes a zone unhealthy.
-    #[arg(long, default_value_t = 0.55)]
-    pub unhealthy_zone_threshold: f32,
-    /// Zones with at most this many nodes stop evictions when partially disrupted.
-    #[arg(long, default_value_t = 50)]
-    pub large_cluster_size_threshold: u32,
-    /// Endpoints per EndpointSlice.
-    #[arg(long, default_value_t = 100)]
-    pub max_endpoints_per_slice: usize,
+    /// The timers and thresholds of the admission defaults and the controllers (crate
+    /// `profile`: unset = upstream's under `--profile`).
+    #[command(flatten)]
+    pub flags: profile::ServerFlags,
     /// Store events kept for watch resume and consistent paging (older resourceVersions get
     /// 410 Gone, like etcd compaction).
     #[arg(long, default_value_t = store::StoreOptions::default().history_capacity)]
@@ -100,41 +74,16 @@ pub struct ServerArgs {
     pub etcd: crate::storage::EtcdArgs,
 }
 
-/// The node-failure timers after applying the profile and explicit flags.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Timers {
-    pub node_monitor_period: Duration,
-    pub node_monitor_grace_period: Duration,
-    pub node_startup_grace_period: Duration,
-    pub node_eviction_rate: f32,
-    pub secondary_node_eviction_rate: f32,
-    pub not_ready_toleration_seconds: i64,
-    pub unreachable_toleration_seconds: i64,
-}
-
 impl ServerArgs {
-    /// Upstream defaults, scaled by the profile, overridden by explicit flags.
-    pub fn timers(&self) -> Timers {
-        let p = self.profile;
-        Timers {
-            node_monitor_period: self
-                .node_monitor_period
-                .unwrap_or(p.duration(Duration::from_secs(5))),
-            node_monitor_grace_period: self
-                .node_monitor_grace_period
-                .unwrap_or(p.duration(Duration::from_secs(50))),
-            node_startup_grace_period: self
-                .node_startup_grace_period
-                .unwrap_or(p.duration(Duration::from_secs(60))),
-            node_eviction_rate: self.node_eviction_rate.unwrap_or(p.rate(0.1)),
-            secondary_node_eviction_rate: self.secondary_node_eviction_rate.unwrap_or(p.rate(0.01)),
-            not_ready_toleration_seconds: self
-                .default_not_ready_toleration_seconds
-                .unwrap_or(p.seconds(300)),
-            unreachable_toleration_seconds: self
-                .default_unreachable_toleration_seconds
-                .unwrap_or(p.seconds(300)),
-        }
+    /// Every component's config: upstream's defaults under `--profile`, explicit flags winning
+    /// (crate `profile`, the one place that mapping lives).
+    pub fn configs(&self) -> Result<profile::Configs, profile::ConfigError> {
+        let flags = profile::Flags {
+            server: self.flags.clone(),
+            election: self.election.flags.clone(),
+            ..Default::default()
+        };
+        profile::Configs::resolve(self.profile, &flags)
     }
 
     fn enabled(&self, name: &str) -> bool {
@@ -163,7 +112,7 @@ pub const CONTROLLER_NAMES: [&str; 11] = [
 
 fn build_controllers(
     args: &ServerArgs,
-    timers: &Timers,
+    cfg: &profile::Configs,
 ) -> anyhow::Result<Vec<Box<dyn Controller>>> {
     for item in args
         .controllers
@@ -180,26 +129,13 @@ fn build_controllers(
     }
     let mut out: Vec<Box<dyn Controller>> = Vec::new();
     if args.enabled("endpointslice") {
-        let cfg = controllers::endpointslice::EndpointSliceConfig {
-            max_endpoints_per_slice: args.max_endpoints_per_slice,
-            ..Default::default()
-        };
         out.push(Box::new(
-            controllers::endpointslice::EndpointSliceController::new(cfg),
+            controllers::endpointslice::EndpointSliceController::new(cfg.endpointslice.clone()),
         ));
     }
     if args.enabled("nodelifecycle") {
-        let cfg = controllers::nodelifecycle::NodeLifecycleConfig {
-            node_monitor_period: timers.node_monitor_period,
-            node_monitor_grace_period: timers.node_monitor_grace_period,
-            node_startup_grace_period: timers.node_startup_grace_period,
-            node_eviction_rate: timers.node_eviction_rate,
-            secondary_node_eviction_rate: timers.secondary_node_eviction_rate,
-            unhealthy_zone_threshold: args.unhealthy_zone_threshold,
-            large_cluster_size_threshold: args.large_cluster_size_threshold,
-        };
         out.push(Box::new(
-            controllers::nodelifecycle::NodeLifecycleController::new(cfg)?,
+            controllers::nodelifecycle::NodeLifecycleController::new(cfg.node_lifecycle.clone())?,
         ));
     }
     if args.enabled("taint-eviction-controller") {
@@ -209,37 +145,37 @@ fn build_controllers(
     }
     if args.enabled("deployment") {
         out.push(Box::new(controllers::workloads::DeploymentController::new(
-            Default::default(),
+            cfg.workloads.deployment.clone(),
         )));
     }
     if args.enabled("replicaset") {
         out.push(Box::new(controllers::workloads::ReplicaSetController::new(
-            Default::default(),
+            cfg.workloads.replicaset.clone(),
         )));
     }
     if args.enabled("statefulset") {
         out.push(Box::new(
-            controllers::workloads::StatefulSetController::new(Default::default()),
+            controllers::workloads::StatefulSetController::new(cfg.workloads.statefulset.clone()),
         ));
     }
     if args.enabled("podgc") {
         out.push(Box::new(controllers::podgc::PodGcController::new(
-            Default::default(),
+            cfg.podgc.clone(),
         )));
     }
     if args.enabled("daemonset") {
         out.push(Box::new(controllers::workloads::DaemonSetController::new(
-            Default::default(),
+            cfg.workloads.daemonset.clone(),
         )));
     }
     if args.enabled("scheduler") {
         out.push(Box::new(controllers::scheduler::Scheduler::new(
-            Default::default(),
+            cfg.scheduler.clone(),
         )));
     }
     if args.enabled("disruption") {
         out.push(Box::new(
-            controllers::disruption::DisruptionController::new(Default::default()),
+            controllers::disruption::DisruptionController::new(cfg.disruption.clone()),
         ));
     }
     if args.enabled("serviceaccount") {
@@ -258,7 +194,7 @@ fn build_controllers(
             netlab::topology::load_balancer_service_addresses(),
         );
         let ctl = controllers::loadbalancer::LoadBalancerController::new(pool)
-            .with_time_divisor(args.profile.divisor());
+            .with_time_divisor(cfg.load_balancer_time_divisor);
         // Applied on a thread of its own: a balancer stop (up to 5 s) never blocks the loop.
         let cloud = crate::balancer::background::Background::spawn(fleet)
             .context("starting the load-balancer cloud worker")?;
@@ -270,9 +206,9 @@ fn build_controllers(
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let timers = args.timers();
-    build_controllers(&args, &timers)?;
-    args.election.validate(args.profile)?;
+    let configs = args.configs()?;
+    build_controllers(&args, &configs)?;
+    args.election.validate(&configs.election)?;
     let opts = store::StoreOptions {
         history_capacity: args.watch_history,
         ..Default::default()
@@ -287,14 +223,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,
         advertise_address: addr,
         bookmark_interval: args.bookmark_interval,
-        default_not_ready_toleration_seconds: timers.not_ready_toleration_seconds,
-        default_unreachable_toleration_seconds: timers.unreachable_toleration_seconds,
+        default_not_ready_toleration_seconds: configs.admission.not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
         kubelet_dialer: kubelet_dialer(&args.listen_netns),
     };
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
-    tracing::info!(?timers, "serving the Kubernetes API on http://{addr}");
+    tracing::info!(
+        node_lifecycle = ?configs.node_lifecycle,
+        admission = ?configs.admission,
+        "serving the Kubernetes API on http://{addr}"
+    );
     println!("zonelab server listening on http://{addr}");
     let serving = tokio::spawn(Arc::clone(&server).serve(listener));
     for (netns, extra) in &args.listen_netns {
@@ -311,8 +251,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let kube_config = kube::Config::new(format!("http://{local}").parse()?);
     let build_args = args.clone();
-    let build = move || build_controllers(&build_args, &timers).unwrap_or_default();
-    crate::election::spawn(&args.election, args.profile, kube_config, build)?;
+    let election = configs.election;
+    let build = move || build_controllers(&build_args, &configs).unwrap_or_default();
+    crate::election::spawn(&args.election, election, kube_config, build)?;
     tokio::select! {
         r = serving => r?.context("serving")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
@@ -359,16 +300,42 @@ mod tests {
 
     #[test]
     fn fast_profile_divides_timers_and_flags_win() {
-        let up = args(&[]).timers();
-        assert_eq!(up.node_monitor_grace_period, Duration::from_secs(50));
-        assert_eq!(up.unreachable_toleration_seconds, 300);
-        let fast = args(&["--profile", "fast"]).timers();
-        assert_eq!(fast.node_monitor_grace_period, Duration::from_secs(5));
-        assert_eq!(fast.node_monitor_period, Duration::from_millis(500));
-        assert_eq!(fast.unreachable_toleration_seconds, 30);
-        assert!((fast.node_eviction_rate - 1.0).abs() < 1e-6);
-        let mixed = args(&["--profile", "fast", "--node-monitor-grace-period", "4s"]).timers();
-        assert_eq!(mixed.node_monitor_grace_period, Duration::from_secs(4));
+        let up = args(&[]).configs().unwrap();
+        assert_eq!(
+            up.node_lifecycle.node_monitor_grace_period,
+            Duration::from_secs(50)
+        );
+        assert_eq!(up.admission.unreachable_toleration_seconds, 300);
+        let fast = args(&["--profile", "fast"]).configs().unwrap();
+        assert_eq!(
+            fast.node_lifecycle.node_monitor_grace_period,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            fast.node_lifecycle.node_monitor_period,
+            Duration::from_millis(500)
+        );
+        assert_eq!(fast.admission.unreachable_toleration_seconds, 30);
+        assert!((fast.node_lifecycle.node_eviction_rate - 1.0).abs() < 1e-6);
+        assert_eq!(fast.election.retry_period, Duration::from_millis(200));
+        let mixed = args(&[
+            "--profile",
+            "fast",
+            "--node-monitor-grace-period",
+            "4s",
+            "--unhealthy-zone-threshold",
+            "0.3",
+            "--leader-elect-retry-period",
+            "1s",
+        ])
+        .configs()
+        .unwrap();
+        assert_eq!(
+            mixed.node_lifecycle.node_monitor_grace_period,
+            Duration::from_secs(4)
+        );
+        assert!((mixed.node_lifecycle.unhealthy_zone_threshold - 0.3).abs() < 1e-6);
+        assert_eq!(mixed.election.retry_period, Duration::from_secs(1));
     }
 
     #[test]
@@ -378,9 +345,10 @@ mod tests {
         assert!(!a.enabled("scheduler"));
         let b = args(&["--controllers", "endpointslice"]);
         assert!(!b.enabled("deployment"));
-        assert!(build_controllers(&args(&["--controllers", "bogus"]), &b.timers()).is_err());
+        let cfg = b.configs().unwrap();
+        assert!(build_controllers(&args(&["--controllers", "bogus"]), &cfg).is_err());
         assert!(
-            build_controllers(&args(&["--controllers", ""]), &b.timers())
+            build_controllers(&args(&["--controllers", ""]), &cfg)
                 .unwrap()
                 .is_empty()
         );

@@ -64,19 +64,19 @@ async fn ten_thousand_identical_events_are_one_event_with_count_10000() {
         while let Some(w) = rec.poll_write(now) {
             let outcome = apply(&client, &w).await;
             assert_eq!(outcome, WriteOutcome::Ok, "{w:?}");
-            rec.on_write_result(w.id(), outcome, now);
+            rec.handle_write_result(w.id(), outcome, now);
             writes += 1;
         }
     }
     let end = rec
-        .next_wakeup()
+        .poll_timeout()
         .expect("the last occurrences wait for a flush");
     while let Some(w) = rec.poll_write(end) {
         let outcome = apply(&client, &w).await;
-        rec.on_write_result(w.id(), outcome, end);
+        rec.handle_write_result(w.id(), outcome, end);
         writes += 1;
     }
-    assert_eq!(rec.next_wakeup(), None);
+    assert_eq!(rec.poll_timeout(), None);
 
     let api: Api<Event> = Api::namespaced(client.clone(), "default");
     let lp = ListParams::default().fields("involvedObject.name=flappy,reason=Unhealthy");

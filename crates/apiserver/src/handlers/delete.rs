@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use api::resources::{self, ResourceInfo};
-use api::status::{Cause, StatusError};
+use api::resources::ResourceInfo;
+use api::status::StatusError;
 use chrono::Utc;
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use store::StoreError;
 
-use super::write::{MAX_CAS_RETRIES, WriteOptions, await_readable, finalizers};
+use super::write::{MAX_CAS_RETRIES, WriteOptions, await_readable};
 use super::{Ctx, store_error};
 use crate::objects;
 use crate::path::ResourceTarget;
@@ -20,39 +20,7 @@ use crate::select::Filter;
 use crate::server::{Body, Server, json_response};
 use crate::svcalloc;
 
-/// `DeleteOptions` from the body or the query.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DeleteOptions {
-    pub(crate) grace_seconds: Option<i64>,
-    pub(crate) propagation: Option<String>,
-    pub(crate) uid: Option<String>,
-    pub(crate) resource_version: Option<String>,
-}
-
-impl DeleteOptions {
-    /// The options a JSON `DeleteOptions` object carries (a DELETE body, an eviction's
-    /// `deleteOptions`).
-    pub(crate) fn from_json(body: &Value) -> DeleteOptions {
-        let mut o = DeleteOptions {
-            grace_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
-            propagation: body
-                .get("propagationPolicy")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            ..DeleteOptions::default()
-        };
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            o.propagation = Some("Orphan".into());
-        }
-        let pre = &body["preconditions"];
-        o.uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
-        o.resource_version = pre
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        o
-    }
-}
+pub(crate) use registry::DeleteOptions;
 
 fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
     let mut o = DeleteOptions::default();
@@ -68,23 +36,9 @@ fn delete_options(ctx: &Ctx) -> Result<DeleteOptions, StatusError> {
     if let Some(p) = ctx.query.get("propagationPolicy") {
         o.propagation = Some(p.clone());
     }
-    if let Some(p) = &o.propagation
-        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
-    {
-        return Err(StatusError::invalid(
-            resources::by_plural("", "namespaces").ok_or_else(StatusError::path_not_found)?,
-            "",
-            vec![Cause::not_supported(
-                "propagationPolicy",
-                &json!(p),
-                &["Foreground", "Background", "Orphan"],
-            )],
-        ));
-    }
+    o.validate()?;
     Ok(o)
 }
-
-const UNDELETABLE_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// DELETE one object.
 pub async fn delete(
@@ -94,16 +48,7 @@ pub async fn delete(
     name: &str,
 ) -> Result<Response<Body>, StatusError> {
     let opts = delete_options(ctx)?;
-    if t.res.kind == "Namespace" && UNDELETABLE_NAMESPACES.contains(&name) {
-        return Err(StatusError {
-            code: 403,
-            reason: "Forbidden",
-            message: format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            ),
-            details: None,
-        });
-    }
+    registry::delete::check_deletable(t.res, name)?;
     let dry_run = WriteOptions::from_ctx(ctx)?.dry_run;
     let (obj, gone) = delete_internal(server, t, name, &opts, dry_run).await?;
     if gone && !dry_run {
@@ -164,24 +109,15 @@ async fn delete_internal(
     let key = objects::key(res, t.namespace.as_deref(), name);
     for _ in 0..MAX_CAS_RETRIES {
         let (kv, mut obj) = super::current(server, t, name).await?;
-        check_preconditions(res, name, &obj, opts)?;
-        let mark = deletion_mark(res, &obj, opts);
+        registry::delete::check_preconditions(res, name, &obj, opts)?;
+        let mark = registry::delete::deletion_mark(res, &obj, opts);
         if dry_run {
             return Ok((obj, false));
         }
         let result = match &mark {
             Some(grace) => {
-                let now = Utc::now();
-                let meta = objects::metadata_mut(&mut obj)
-                    .ok_or_else(|| StatusError::internal("object without metadata"))?;
-                if !meta.contains_key("deletionTimestamp") || *grace == 0 {
-                    let at = now + chrono::Duration::seconds(*grace);
-                    meta.insert("deletionTimestamp".into(), json!(objects::timestamp(at)));
-                    meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                }
-                if res.kind == "Namespace" {
-                    obj["status"]["phase"] = json!("Terminating");
-                }
+                let now = Utc::now().timestamp_millis();
+                registry::delete::mark_deleted(res, &mut obj, *grace, now);
                 server
                     .store
                     .update(&key, objects::encode(&obj), Some(kv.mod_revision))
@@ -208,70 +144,6 @@ async fn delete_internal(
         name,
         "too many concurrent updates; please try again",
     ))
-}
-
-fn check_preconditions(
-    res: &ResourceInfo,
-    name: &str,
-    obj: &Value,
-    o: &DeleteOptions,
-) -> Result<(), StatusError> {
-    let uid = objects::meta_str(obj, "uid").unwrap_or("");
-    if let Some(want) = &o.uid
-        && want != uid
-    {
-        return Err(StatusError::conflict_with(
-            res,
-            name,
-            &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
-        ));
-    }
-    let rv = objects::meta_str(obj, "resourceVersion").unwrap_or("");
-    if let Some(want) = &o.resource_version
-        && want != rv
-    {
-        return Err(StatusError::conflict_with(
-            res,
-            name,
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `Some(grace)`: mark the object deleted (and keep it) instead of removing it. Bound pods wait
-/// for their kubelet; objects with finalizers wait for their finalizers; namespaces for their
-/// content.
-fn deletion_mark(res: &ResourceInfo, obj: &Value, o: &DeleteOptions) -> Option<i64> {
-    if res.kind == "Namespace" {
-        return obj["metadata"]
-            .get("deletionTimestamp")
-            .is_none()
-            .then_some(0);
-    }
-    if !finalizers(obj).is_empty() {
-        return Some(o.grace_seconds.unwrap_or(0));
-    }
-    if res.kind == "Pod" {
-        let bound = obj["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty());
-        let default = obj["spec"]["terminationGracePeriodSeconds"]
-            .as_i64()
-            .unwrap_or(30);
-        let current = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
-        let grace = o.grace_seconds.unwrap_or(current.unwrap_or(default)).max(0);
-        let finished = matches!(
-            obj["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        );
-        if bound && grace > 0 && !finished {
-            return Some(grace.min(current.unwrap_or(grace)));
-        }
-    }
-    None
 }
 
 /// Work that follows a completed delete: free a Service's IPs, cascade to dependents, empty a

@@ -148,33 +148,11 @@ async fn bind(
     name: &str,
 ) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_as("v1", "Binding")?;
-    let node = body["target"]["name"].as_str().unwrap_or("").to_string();
-    if node.is_empty() {
-        return Err(StatusError::invalid(
-            t.res,
-            name,
-            vec![api::status::Cause::required("target.name", "")],
-        ));
-    }
+    let node = registry::bind::binding_target(t.res, name, &body)?;
     let key = objects::key(t.res, t.namespace.as_deref(), name);
     for _ in 0..16 {
         let (kv, mut pod) = super::current(server, t, name).await?;
-        if pod["metadata"].get("deletionTimestamp").is_some() {
-            return Err(StatusError::conflict_with(
-                t.res,
-                name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(StatusError::conflict_with(
-                t.res,
-                name,
-                &format!("pod {name} is already assigned to node \"{current}\""),
-            ));
-        }
-        pod["spec"]["nodeName"] = json!(node);
-        set_condition(&mut pod, "PodScheduled", "True", "", Utc::now());
+        registry::bind::bind(t.res, name, &mut pod, &node, Utc::now().timestamp_millis())?;
         match server
             .store
             .update(&key, objects::encode(&pod), Some(kv.mod_revision))
@@ -192,35 +170,4 @@ async fn bind(
         }
     }
     Err(StatusError::conflict(t.res, name))
-}
-
-/// Set (or replace) a condition in `status.conditions`, keeping the transition time when the
-/// status does not change.
-pub fn set_condition(
-    obj: &mut Value,
-    kind: &str,
-    status: &str,
-    reason: &str,
-    now: chrono::DateTime<Utc>,
-) {
-    let ts = objects::timestamp(now);
-    if !obj["status"].is_object() {
-        obj["status"] = json!({});
-    }
-    if !obj["status"]["conditions"].is_array() {
-        obj["status"]["conditions"] = json!([]);
-    }
-    let Some(list) = obj["status"]["conditions"].as_array_mut() else {
-        return;
-    };
-    let mut cond =
-        json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": ts});
-    if !reason.is_empty() {
-        cond["reason"] = json!(reason);
-    }
-    match list.iter_mut().find(|c| c["type"] == kind) {
-        Some(c) if c["status"] == status => {}
-        Some(c) => *c = cond,
-        None => list.push(cond),
-    }
 }

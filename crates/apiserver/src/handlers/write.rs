@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use api::resources::{self, ResourceInfo};
-use api::status::{Cause, StatusError};
+use api::status::StatusError;
 use chrono::Utc;
 use http::{Response, StatusCode};
 use serde_json::Value;
@@ -133,45 +133,7 @@ fn as_decode_error(res: &ResourceInfo, e: StatusError) -> StatusError {
     e
 }
 
-/// The body's apiVersion/kind (if set) must be the resource's; its namespace the URL's.
-pub(crate) fn check_identity(
-    res: &ResourceInfo,
-    obj: &Value,
-    namespace: Option<&str>,
-) -> Result<(), StatusError> {
-    if !obj.is_object() {
-        return Err(StatusError::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): expected a JSON object",
-            res.kind
-        )));
-    }
-    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
-        && av != res.api_version()
-    {
-        return Err(StatusError::bad_request(format!(
-            "the API version in the data ({av}) does not match the expected API version ({})",
-            res.api_version()
-        )));
-    }
-    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
-        && kind != res.kind
-    {
-        return Err(StatusError::bad_request(format!(
-            "the object provided is unrecognized (must be of type {}): kind {kind:?} does not match",
-            res.kind
-        )));
-    }
-    if res.namespaced
-        && let (Some(body_ns), Some(url_ns)) = (objects::meta_str(obj, "namespace"), namespace)
-        && !body_ns.is_empty()
-        && body_ns != url_ns
-    {
-        return Err(StatusError::bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        ));
-    }
-    Ok(())
-}
+pub(crate) use registry::admission::check_identity;
 
 async fn ensure_namespace(server: &Server, ns: &str) -> Result<(), StatusError> {
     let nsres = resources::by_plural("", "namespaces").ok_or_else(StatusError::path_not_found)?;
@@ -212,32 +174,16 @@ pub async fn create_object(
             .rng
             .lock()
             .map_err(|_| StatusError::internal("rng lock poisoned"))?;
-        objects::prepare_create(res, &mut obj, namespace, Utc::now(), &mut *rng);
-    }
-    api::admit::default(res, &mut obj);
-    api::admit::daemonset::set_template_generation(res.kind, &mut obj, None);
-    if res.kind == "Pod" {
-        api::admit::pod::default_tolerations(
-            &mut obj,
-            server.cfg.default_not_ready_toleration_seconds,
-            server.cfg.default_unreachable_toleration_seconds,
-        );
+        let adm = registry::Admission {
+            default_not_ready_toleration_seconds: server.cfg.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: server
+                .cfg
+                .default_unreachable_toleration_seconds,
+        };
+        let now = Utc::now().timestamp_millis();
+        registry::admission::admit_create(res, namespace, &mut obj, &adm, now, &mut *rng)?;
     }
     let name = objects::name_of(&obj).to_string();
-    if name.is_empty() {
-        return Err(StatusError::invalid(
-            res,
-            "",
-            vec![Cause::required(
-                "metadata.name",
-                "name or generateName is required",
-            )],
-        ));
-    }
-    let causes = api::admit::validate_create(res, &obj);
-    if !causes.is_empty() {
-        return Err(StatusError::invalid(res, &name, causes));
-    }
     if let Some(ns) = namespace.filter(|_| res.namespaced) {
         ensure_namespace(server, ns).await?;
     }
@@ -277,13 +223,7 @@ pub async fn create(
     Ok(respond(StatusCode::CREATED, w))
 }
 
-/// Kinds that PUT may create when the object does not exist (upstream AllowCreateOnUpdate).
-fn creates_on_update(res: &ResourceInfo) -> bool {
-    matches!(
-        res.kind,
-        "Service" | "Node" | "Lease" | "Event" | "EndpointSlice"
-    )
-}
+use registry::strategy::creates_on_update;
 
 /// Read-modify-write with compare-and-swap, retried on conflicts unless the caller gave a
 /// `resourceVersion` precondition. `mutate` builds the desired object from the current one.
@@ -303,24 +243,10 @@ where
     for _ in 0..MAX_CAS_RETRIES {
         let (kv, old) = super::current(server, t, name).await?;
         let mut new = mutate(&old)?;
-        check_identity(res, &new, t.namespace.as_deref())?;
-        api::admit::convert(res, &mut new)?;
-        if objects::name_of(&new) != name {
-            return Err(StatusError::bad_request(format!(
-                "the name of the object ({}) does not match the name on the URL ({name})",
-                objects::name_of(&new)
-            )));
-        }
+        registry::admission::decode_update(res, t.namespace.as_deref(), name, &mut new)?;
         let warnings = check_fields(res, &new, opts.field_validation)?;
-        let precondition = objects::resource_version(&new)?;
-        if precondition.is_some_and(|rv| rv != kv.mod_revision) {
-            return Err(StatusError::conflict(res, name));
-        }
-        // Defaults first, so an update that differs from the stored spec only by omitted
-        // defaults does not count as a spec change (upstream compares after defaulting).
-        api::admit::default(res, &mut new);
-        objects::prepare_update(res, &mut new, &old, scope);
-        api::admit::daemonset::set_template_generation(res.kind, &mut new, Some(&old));
+        let precondition =
+            registry::admission::admit_update(res, name, &mut new, &old, scope, kv.mod_revision)?;
         // Allocation first: it carries over the ClusterIP an update left empty, as upstream's
         // REST layer does before validation.
         let change = if scope == UpdateScope::Main {
@@ -328,20 +254,11 @@ where
         } else {
             svcalloc::Change::default()
         };
-        let causes = api::admit::validate_update(res, &new, &old);
-        if !causes.is_empty() {
+        if let Err(e) = registry::admission::validate_update(res, name, &new, &old) {
             svcalloc::rollback_change(server, change);
-            return Err(StatusError::invalid(res, name, causes));
+            return Err(e);
         }
-        // Upstream `ShouldDeleteDuringUpdate`: only an object whose delete waits for its
-        // finalizers (grace 0 or none) goes with the last one; a pod in graceful termination
-        // stays through its kubelet's status writes.
-        let old_meta = &old["metadata"];
-        let finalized = old_meta.get("deletionTimestamp").is_some()
-            && old_meta["deletionGracePeriodSeconds"]
-                .as_i64()
-                .is_none_or(|g| g == 0)
-            && finalizers(&new).is_empty();
+        let finalized = registry::admission::deletes_on_update(&old, &new);
         if opts.dry_run {
             svcalloc::rollback_change(server, change);
             return Ok(Written {
@@ -406,17 +323,6 @@ where
         name,
         "too many concurrent updates; please try again",
     ))
-}
-
-pub(super) fn finalizers(obj: &Value) -> Vec<String> {
-    obj["metadata"]["finalizers"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// PUT: replace an object (or create it where upstream allows).

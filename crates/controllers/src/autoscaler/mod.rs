@@ -3,7 +3,7 @@
 //! informer cache and the cloud's node groups, and hands back cloud calls (`IncreaseSize`,
 //! `DeleteNodes`), API writes (taints, evictions), the status ConfigMap and pod Events.
 //!
-//! Start at [`ClusterAutoscaler::on_tick`]. One scan, in upstream's order: refresh the
+//! Start at [`ClusterAutoscaler::handle_timeout`]. One scan, in upstream's order: refresh the
 //! cluster state ([`clusterstate`]); remove instances that never registered; halt if too many
 //! nodes are unready; remove instances that failed to launch; scale up ([`scaleup`], with the
 //! [`expander`]s and [`balance`]); otherwise scale down ([`scaledown`]); write the status
@@ -28,7 +28,7 @@ mod tests_zone_outage;
 #[cfg(test)]
 pub(crate) mod testworld;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Taint};
@@ -86,8 +86,8 @@ pub struct ClusterAutoscaler {
     /// When autoscaling halted (cluster unhealthy), if it is halted now.
     halted_since: Option<Millis>,
     summary: ScanSummary,
-    actions: Vec<AutoscalerAction>,
-    events: Vec<EventRecord>,
+    actions: VecDeque<AutoscalerAction>,
+    events: VecDeque<EventRecord>,
 }
 
 impl ClusterAutoscaler {
@@ -107,8 +107,8 @@ impl ClusterAutoscaler {
             health_since: 0,
             halted_since: None,
             summary: ScanSummary::default(),
-            actions: Vec::new(),
-            events: Vec::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
         })
     }
 
@@ -149,21 +149,23 @@ impl ClusterAutoscaler {
         }
     }
 
-    /// When the next scan is due.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    /// When the next scan is due (`handle_timeout`).
+    pub fn poll_timeout(&self) -> Option<Millis> {
         Some(self.next_scan)
     }
 
-    pub fn drain_actions(&mut self, out: &mut Vec<AutoscalerAction>) {
-        out.append(&mut self.actions);
+    /// The next cloud call or API write, oldest first (one scan's worth at most).
+    pub fn poll_action(&mut self) -> Option<AutoscalerAction> {
+        self.actions.pop_front()
     }
 
-    pub fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
+    /// The next Event recorded, oldest first (one scan's worth at most).
+    pub fn poll_event(&mut self) -> Option<EventRecord> {
+        self.events.pop_front()
     }
 
     /// Run a scan if one is due at `now`.
-    pub fn on_tick(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) {
+    pub fn handle_timeout(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) {
         if now < self.next_scan {
             return;
         }
@@ -255,7 +257,7 @@ impl ClusterAutoscaler {
             if let CloudAction::DeleteNodes { nodes, .. } = &call {
                 self.summary.removed_instances.extend(nodes.iter().cloned());
             }
-            self.actions.push(AutoscalerAction::Cloud(call));
+            self.actions.push_back(AutoscalerAction::Cloud(call));
         }
         !self.summary.removed_instances.is_empty()
     }
@@ -274,7 +276,7 @@ impl ClusterAutoscaler {
         for inc in &plan.increases {
             let delta = inc.to - inc.from;
             self.actions
-                .push(AutoscalerAction::Cloud(CloudAction::IncreaseSize {
+                .push_back(AutoscalerAction::Cloud(CloudAction::IncreaseSize {
                     group: inc.group.clone(),
                     delta,
                 }));
@@ -304,7 +306,7 @@ impl ClusterAutoscaler {
         now: Millis,
     ) {
         if let Some(pod) = cache.pods.get(key) {
-            self.events.push(EventRecord::new(
+            self.events.push_back(EventRecord::new(
                 COMPONENT,
                 events::pod_ref(pod),
                 EventType::Normal,
@@ -331,11 +333,11 @@ impl ClusterAutoscaler {
         for r in &plan.removals {
             if let Some(node) = cache.nodes.get(&r.node) {
                 self.actions
-                    .push(AutoscalerAction::Api(Action::Update(Object::Node(
+                    .push_back(AutoscalerAction::Api(Action::Update(Object::Node(
                         Arc::new(tainted(node, now)),
                     ))));
                 let uid = node.metadata.uid.as_deref().unwrap_or("");
-                self.events.push(EventRecord::new(
+                self.events.push_back(EventRecord::new(
                     COMPONENT,
                     events::node_ref(&r.node, uid),
                     EventType::Normal,
@@ -345,7 +347,7 @@ impl ClusterAutoscaler {
                 ));
             }
             for pod in &r.evict {
-                self.events.push(EventRecord::new(
+                self.events.push_back(EventRecord::new(
                     COMPONENT,
                     events::pod_ref(pod),
                     EventType::Normal,
@@ -353,12 +355,13 @@ impl ClusterAutoscaler {
                     "deleting pod for node scale down".to_string(),
                     now,
                 ));
-                self.actions.push(AutoscalerAction::Api(Action::Delete {
-                    kind: Kind::Pod,
-                    key: Key::of(&pod.metadata),
-                    uid: pod.metadata.uid.clone(),
-                    grace_period_seconds: None,
-                }));
+                self.actions
+                    .push_back(AutoscalerAction::Api(Action::Delete {
+                        kind: Kind::Pod,
+                        key: Key::of(&pod.metadata),
+                        uid: pod.metadata.uid.clone(),
+                        grace_period_seconds: None,
+                    }));
             }
             per_group
                 .entry(r.group.clone())
@@ -369,7 +372,7 @@ impl ClusterAutoscaler {
         for (group, nodes) in per_group {
             tracing::info!(%group, ?nodes, "Scale-down: removing nodes");
             self.actions
-                .push(AutoscalerAction::Cloud(CloudAction::DeleteNodes {
+                .push_back(AutoscalerAction::Cloud(CloudAction::DeleteNodes {
                     group,
                     nodes,
                 }));
@@ -379,7 +382,7 @@ impl ClusterAutoscaler {
 
     /// A write of ours failed: a failed node taint or eviction counts as a failed scale-down
     /// (upstream's `--scale-down-delay-after-failure` cool-down).
-    pub fn on_write_failed(&mut self, action: &AutoscalerAction, now: Millis) {
+    pub fn handle_write_failed(&mut self, action: &AutoscalerAction, now: Millis) {
         if matches!(action, AutoscalerAction::Api(_)) {
             self.last_scale_down_fail = now;
         }
@@ -412,7 +415,7 @@ impl ClusterAutoscaler {
         });
         let cm = status::config_map(&self.config.status_config_map_name, text, now);
         self.actions
-            .push(AutoscalerAction::WriteStatus(Box::new(cm)));
+            .push_back(AutoscalerAction::WriteStatus(Box::new(cm)));
     }
 }
 

@@ -138,9 +138,9 @@ fn step(
     out: &mut Outcome,
 ) {
     h.advance(1000);
-    cloud.on_tick(h.now);
+    cloud.handle_timeout(h.now);
     let mut evs = Vec::new();
-    cloud.drain_events(&mut evs);
+    evs.extend(std::iter::from_fn(|| cloud.poll_event()));
     for e in evs {
         match e {
             CloudEvent::Running { name, zone, .. } => {
@@ -151,10 +151,10 @@ fn step(
             _ => {}
         }
     }
-    if ca.next_wakeup().is_some_and(|t| t <= h.now) {
-        ca.on_tick(&h.api.cache, &cloud.views(), h.now);
+    if ca.poll_timeout().is_some_and(|t| t <= h.now) {
+        ca.handle_timeout(&h.api.cache, &cloud.views(), h.now);
         let mut actions = Vec::new();
-        ca.drain_actions(&mut actions);
+        actions.extend(std::iter::from_fn(|| ca.poll_action()));
         for a in actions {
             match a {
                 AutoscalerAction::Cloud(CloudAction::IncreaseSize { group, delta }) => {

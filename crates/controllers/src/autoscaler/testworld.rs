@@ -169,17 +169,18 @@ impl World {
     }
 
     fn step(&mut self) {
-        self.cloud.on_tick(self.now);
+        self.cloud.handle_timeout(self.now);
         self.apply_cloud_events();
-        let due = self.ca.next_wakeup().is_some_and(|t| t <= self.now);
+        let due = self.ca.poll_timeout().is_some_and(|t| t <= self.now);
         if !due {
             return;
         }
         let views = self.cloud.views();
-        self.ca.on_tick(&self.cache, &views, self.now);
+        self.ca.handle_timeout(&self.cache, &views, self.now);
         let mut out = Vec::new();
-        self.ca.drain_actions(&mut out);
-        self.ca.drain_events(&mut self.events);
+        out.extend(std::iter::from_fn(|| self.ca.poll_action()));
+        self.events
+            .extend(std::iter::from_fn(|| self.ca.poll_event()));
         for a in out {
             self.execute(&a);
             self.actions.push((self.now, a));
@@ -188,7 +189,7 @@ impl World {
 
     fn apply_cloud_events(&mut self) {
         let mut evs = Vec::new();
-        self.cloud.drain_events(&mut evs);
+        evs.extend(std::iter::from_fn(|| self.cloud.poll_event()));
         for e in evs {
             match &e {
                 CloudEvent::Running { group, name, .. } if self.join => {

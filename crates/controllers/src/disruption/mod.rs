@@ -19,8 +19,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::time::{from_time, to_time};
-use crate::workloads::util::{WorkQueue, controller_of, selector_matches};
+use crate::workloads::util::{WorkQueue, controller_of};
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError, pod_is_ready};
+use runtime::Outbox;
+use runtime::labels::label_selector_matches;
 
 /// Upstream `policy.DisruptionAllowedCondition`.
 pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
@@ -58,9 +60,9 @@ impl Default for DisruptionConfig {
 pub struct DisruptionController {
     cfg: DisruptionConfig,
     queue: WorkQueue,
-    actions: Vec<Action>,
-    /// Index in `actions` of the pending status write per budget (a newer one replaces it).
-    pending: BTreeMap<Key, usize>,
+    /// Writes and Events for the driver to poll; a newer status write of an object replaces
+    /// a pending one (`push_coalesced`), so a burst of events yields one write.
+    out: Outbox,
 }
 
 /// Upstream `intstr.GetScaledValueFromIntOrPercent(v, total, roundUp=true)`.
@@ -85,11 +87,9 @@ pub fn pods_for<'a>(cache: &'a Cache, pdb: &'a PodDisruptionBudget) -> Vec<&'a A
     let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Vec::new();
     };
-    let everything = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
     cache
         .pods_in(ns)
-        .filter(|p| everything || selector_matches(sel, p.metadata.labels.as_ref()))
+        .filter(|p| label_selector_matches(sel, p.metadata.labels.as_ref()))
         .collect()
 }
 
@@ -322,8 +322,7 @@ impl DisruptionController {
         DisruptionController {
             cfg,
             queue,
-            actions: Vec::new(),
-            pending: BTreeMap::new(),
+            out: Outbox::new(),
         }
     }
 
@@ -337,11 +336,7 @@ impl DisruptionController {
             .take_while(|(k, _)| k.namespace == ns)
             .filter(|(_, pdb)| {
                 let sel = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
-                sel.is_some_and(|sel| {
-                    let everything = sel.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                        && sel.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-                    everything || selector_matches(sel, pod.metadata.labels.as_ref())
-                })
+                sel.is_some_and(|sel| label_selector_matches(sel, pod.metadata.labels.as_ref()))
             })
             .map(|(k, _)| k.clone())
             .collect()
@@ -357,13 +352,7 @@ impl DisruptionController {
             let mut next = (**pdb).clone();
             next.status = Some(status);
             let action = Action::UpdateStatus(Object::PodDisruptionBudget(Arc::new(next)));
-            match self.pending.get(key) {
-                Some(&i) => self.actions[i] = action,
-                None => {
-                    self.pending.insert(key.clone(), self.actions.len());
-                    self.actions.push(action);
-                }
-            }
+            self.out.push_coalesced(action);
         } else {
             self.queue.forget(key);
         }
@@ -378,13 +367,17 @@ impl Controller for DisruptionController {
         "disruption"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         for key in cache.pdbs.keys() {
             self.queue.add_at(key.clone(), now);
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         let mut affected = BTreeSet::new();
         match change {
             Change::Applied {
@@ -411,22 +404,17 @@ impl Controller for DisruptionController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.pending.clear();
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         if let Action::UpdateStatus(Object::PodDisruptionBudget(p)) = action {
             let key = Key::of(&p.metadata);
             match error {

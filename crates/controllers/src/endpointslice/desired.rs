@@ -68,10 +68,7 @@ pub(crate) fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
 
 /// True if every selector label is on the pod.
 pub(crate) fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
-    let Some(labels) = pod.metadata.labels.as_ref() else {
-        return selector.is_empty();
-    };
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    runtime::labels::set_selects(selector, pod.metadata.labels.as_ref())
 }
 
 /// The `lastTransitionTime` of the pod's Ready condition (upstream `getPodTriggerTime`).

@@ -26,22 +26,21 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::from_time;
 use crate::{Action, Controller, Kind, Millis, WriteError};
+use runtime::Outbox;
 
 use desired::{desired_groups, ready_transition, selector, selects};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
-/// `kubernetes.io/service-name` (k8s.io/api discovery/v1 `LabelServiceName`).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// `kubernetes.io/service-name` (discovery/v1 `LabelServiceName`) and
+/// `endpoints.kubernetes.io/last-change-trigger-time` (core/v1 `EndpointsLastChangeTriggerTime`).
+pub use runtime::labels::{SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION};
 /// `endpointslice.kubernetes.io/managed-by` (k8s.io/api discovery/v1 `LabelManagedBy`).
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// `service.kubernetes.io/headless` (k8s.io/api core/v1 `IsHeadlessService`).
 pub const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 /// The managed-by value (upstream `pkg/controller/endpointslice` `ControllerName`).
 pub const CONTROLLER_NAME: &str = "endpointslice-controller.k8s.io";
-/// `endpoints.kubernetes.io/last-change-trigger-time` (k8s.io/api core/v1
-/// `EndpointsLastChangeTriggerTime`).
-pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 /// The only address type this project serves (IPv4 clusters).
 pub const ADDRESS_TYPE: &str = "IPv4";
 
@@ -91,7 +90,8 @@ pub struct EndpointSliceController {
     scheduled: BTreeMap<Key, Millis>,
     /// Slices we asked to delete → their Service (a Delete action carries no labels).
     deleting: BTreeMap<Key, Key>,
-    actions: Vec<Action>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
     /// Total syncs run (for benches and logs).
     pub syncs: u64,
 }
@@ -106,7 +106,7 @@ impl EndpointSliceController {
             services: BTreeMap::new(),
             scheduled: BTreeMap::new(),
             deleting: BTreeMap::new(),
-            actions: Vec::new(),
+            out: Outbox::new(),
             syncs: 0,
         }
     }
@@ -194,8 +194,8 @@ impl EndpointSliceController {
             set_trigger(&mut slice, trigger);
             let slice = Arc::new(slice);
             inflight.creates.push(slice.clone());
-            self.actions
-                .push(Action::Create(Object::EndpointSlice(slice)));
+            self.out
+                .push_action(Action::Create(Object::EndpointSlice(slice)));
         }
         for mut slice in planned.updates {
             set_trigger(&mut slice, trigger);
@@ -204,14 +204,14 @@ impl EndpointSliceController {
                 slice.metadata.name.clone().unwrap_or_default(),
                 slice.clone(),
             );
-            self.actions
-                .push(Action::Update(Object::EndpointSlice(slice)));
+            self.out
+                .push_action(Action::Update(Object::EndpointSlice(slice)));
         }
         for name in planned.deletes {
             let slice_key = Key::new(&key.namespace, &name);
             inflight.deletes.insert(name);
             self.deleting.insert(slice_key.clone(), key.clone());
-            self.actions.push(Action::Delete {
+            self.out.push_action(Action::Delete {
                 kind: Kind::EndpointSlice,
                 key: slice_key,
                 uid: None,
@@ -459,14 +459,18 @@ impl Controller for EndpointSliceController {
         "endpointslice"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Pod(new),
@@ -535,7 +539,7 @@ impl Controller for EndpointSliceController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         let expired: Vec<Key> = self
             .services
             .iter()
@@ -562,7 +566,7 @@ impl Controller for EndpointSliceController {
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         let inflight = self
             .services
             .values()
@@ -571,11 +575,7 @@ impl Controller for EndpointSliceController {
         self.scheduled.values().copied().chain(inflight).min()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let key = match action {
             Action::Create(Object::EndpointSlice(s)) | Action::Update(Object::EndpointSlice(s)) => {
                 service_of(s)

@@ -467,32 +467,34 @@ impl Controller for Flaky {
     fn name(&self) -> &'static str {
         "flaky"
     }
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
-        self.inner.on_synced(cache, now)
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+        self.inner.handle_synced(cache, now)
     }
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
-        self.inner.on_change(cache, change, now)
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        self.inner.handle_change(cache, change, now)
     }
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
-        self.inner.on_tick(cache, now)
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+        self.inner.handle_timeout(cache, now)
     }
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.inner.next_wakeup()
+    fn poll_timeout(&self) -> Option<Millis> {
+        self.inner.poll_timeout()
     }
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        let start = out.len();
-        self.inner.drain_actions(out);
-        for a in &mut out[start..] {
-            if let Action::Update(Object::EndpointSlice(s)) = a
-                && self.conflicts > 0
-            {
-                self.conflicts -= 1;
-                Arc::make_mut(s).metadata.resource_version = Some("stale".to_string());
-            }
+    fn outbox(&mut self) -> &mut runtime::Outbox {
+        self.inner.outbox()
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        let mut a = self.inner.poll_action()?;
+        if let Action::Update(Object::EndpointSlice(s)) = &mut a
+            && self.conflicts > 0
+        {
+            self.conflicts -= 1;
+            // An older revision (the API answers a non-numeric one with 400, not 409).
+            Arc::make_mut(s).metadata.resource_version = Some("1".to_string());
         }
+        Some(a)
     }
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
-        self.inner.on_write_failed(action, error, now)
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        self.inner.handle_write_failed(action, error, now)
     }
 }
 
@@ -511,18 +513,18 @@ fn conflicting_write_is_retried_with_backoff() {
     assert_eq!(h.failures[0].2, WriteError::Conflict);
     assert!(endpoint(&h, "a").is_none());
     let t_fail = h.now;
-    assert_eq!(h.next_wakeup(), Some(t_fail + 1_000));
+    assert_eq!(h.poll_timeout(), Some(t_fail + 1_000));
     h.advance(1_000);
     assert_eq!(h.failures.len(), 2);
     assert_eq!(
-        h.next_wakeup(),
+        h.poll_timeout(),
         Some(t_fail + 3_000),
         "second retry after 2 s"
     );
     h.advance(2_000);
     assert_eq!(h.failures.len(), 2);
     assert!(endpoint(&h, "a").is_some());
-    assert_eq!(h.next_wakeup(), None);
+    assert_eq!(h.poll_timeout(), None);
 }
 
 #[test]
@@ -612,33 +614,33 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
     let mut api = crate::fake::FakeApi::new();
     api.put(node("n1", "zone-a"), T0);
     api.put(service(), T0);
-    c.on_synced(&api.cache, T0);
+    c.handle_synced(&api.cache, T0);
     let mut first = Vec::new();
-    c.drain_actions(&mut first);
+    first.extend(std::iter::from_fn(|| c.poll_action()));
     assert_eq!(first.len(), 1, "the placeholder slice");
     // A pod arrives while our write is not back: the informer cache is stale for this
     // Service (upstream StaleInformerCache), so the sync is retried after 1 s.
     let change = api.put(pod("a", "10.0.0.1"), T0 + 10);
-    c.on_change(&api.cache, &change, T0 + 10);
+    c.handle_change(&api.cache, &change, T0 + 10);
     let mut out = Vec::new();
-    c.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty());
-    assert_eq!(c.next_wakeup(), Some(T0 + 1_010));
+    assert_eq!(c.poll_timeout(), Some(T0 + 1_010));
     // A second stale attempt doubles the backoff (but keeps the earlier retry).
     let change = api.put(pod("b", "10.0.0.2"), T0 + 20);
-    c.on_change(&api.cache, &change, T0 + 20);
-    c.drain_actions(&mut out);
+    c.handle_change(&api.cache, &change, T0 + 20);
+    out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty());
-    assert_eq!(c.next_wakeup(), Some(T0 + 1_010));
+    assert_eq!(c.poll_timeout(), Some(T0 + 1_010));
     // Our write comes back: no sync the instant it does.
     for change in api.execute(&first[0], T0 + 30).expect("create") {
-        c.on_change(&api.cache, &change, T0 + 30);
+        c.handle_change(&api.cache, &change, T0 + 30);
     }
-    c.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty(), "synced on the echo: {out:?}");
     // The rate-limited retry syncs both pods.
-    c.on_tick(&api.cache, T0 + 1_010);
-    c.drain_actions(&mut out);
+    c.handle_timeout(&api.cache, T0 + 1_010);
+    out.extend(std::iter::from_fn(|| c.poll_action()));
     assert_eq!(out.len(), 1);
     let Action::Update(Object::EndpointSlice(s)) = &out[0] else {
         panic!("expected a slice update, got {out:?}");
@@ -647,8 +649,8 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
     // That sync succeeded, so the count starts over (upstream's Forget): the next stale
     // attempt waits 1 s again, not 4 s.
     let change = api.put(pod("c", "10.0.0.3"), T0 + 1_020);
-    c.on_change(&api.cache, &change, T0 + 1_020);
-    assert_eq!(c.next_wakeup(), Some(T0 + 2_020));
+    c.handle_change(&api.cache, &change, T0 + 1_020);
+    assert_eq!(c.poll_timeout(), Some(T0 + 2_020));
 }
 
 /// A headless Service (`clusterIP: None`) of a StatefulSet still gets its EndpointSlices, with

@@ -4,7 +4,7 @@
 //! every `flush_interval_ms`. Memory is bounded by LRU caches of `lru_entries` each.
 //!
 //! Start at [`EventRecorder::record`], then [`EventRecorder::poll_write`] /
-//! [`EventRecorder::on_write_result`] / [`EventRecorder::next_wakeup`].
+//! [`EventRecorder::handle_write_result`] / [`EventRecorder::poll_timeout`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,7 +62,7 @@ impl Default for RecorderConfig {
     }
 }
 
-/// One API write the driver should make, then report with [`EventRecorder::on_write_result`].
+/// One API write the driver should make, then report with [`EventRecorder::handle_write_result`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventWrite {
     /// POST the Event (first occurrence, or a recreate after the stored one vanished).
@@ -416,7 +416,7 @@ impl EventRecorder {
     }
 
     /// Report how the write `id` ended.
-    pub fn on_write_result(&mut self, id: &WriteId, outcome: WriteOutcome, now: Millis) {
+    pub fn handle_write_result(&mut self, id: &WriteId, outcome: WriteOutcome, now: Millis) {
         let flush = self.cfg.flush_interval_ms;
         let (retry, max_tries) = (self.cfg.retry_delay_ms, self.cfg.max_tries);
         let Some(e) = self.logged.peek_mut(&id.key) else {
@@ -458,7 +458,7 @@ impl EventRecorder {
     }
 
     /// When [`poll_write`](Self::poll_write) next has something (`None`: nothing pending).
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         self.due.first().map(|(at, _)| *at)
     }
 

@@ -2,6 +2,8 @@
 
 use super::recorder::*;
 use super::*;
+use crate::Millis;
+use k8s_openapi::api::core::v1::ObjectReference;
 
 const T0: Millis = 1_700_000_000_000;
 
@@ -29,7 +31,7 @@ fn rec(name: &str, reason: &'static str, message: &str) -> EventRecord {
 fn drain(r: &mut EventRecorder, now: Millis) -> Vec<EventWrite> {
     let mut out = Vec::new();
     while let Some(w) = r.poll_write(now) {
-        r.on_write_result(w.id(), WriteOutcome::Ok, now);
+        r.handle_write_result(w.id(), WriteOutcome::Ok, now);
         out.push(w);
     }
     out
@@ -93,7 +95,7 @@ fn repeats_coalesce_into_one_update_per_flush_interval() {
     assert_eq!(writes.len(), 1);
     assert!(matches!(writes[0], EventWrite::Patch { .. }));
     assert_eq!(count_of(&writes[0]), 10_000);
-    assert_eq!(r.next_wakeup(), None);
+    assert_eq!(r.poll_timeout(), None);
     assert_eq!(r.len(), 1);
 }
 
@@ -104,7 +106,7 @@ fn repeats_while_a_write_is_in_flight_follow_it() {
     let w = r.poll_write(T0).unwrap();
     r.record(rec("p", "Killing", "Stopping container c"), T0 + 5);
     assert_eq!(r.poll_write(T0 + 10), None, "one write per event in flight");
-    r.on_write_result(w.id(), WriteOutcome::Ok, T0 + 20);
+    r.handle_write_result(w.id(), WriteOutcome::Ok, T0 + 20);
     let next = drain(&mut r, T0 + 20 + FLUSH_INTERVAL_MS);
     assert_eq!(next.len(), 1);
     assert_eq!(count_of(&next[0]), 2);
@@ -118,7 +120,7 @@ fn a_vanished_event_is_created_again_with_its_count() {
     r.record(rec("p", "Started", "Started container c"), T0 + 1);
     let t = T0 + FLUSH_INTERVAL_MS + 1;
     let patch = r.poll_write(t).unwrap();
-    r.on_write_result(patch.id(), WriteOutcome::NotFound, t);
+    r.handle_write_result(patch.id(), WriteOutcome::NotFound, t);
     let again = r.poll_write(t).unwrap();
     assert!(matches!(again, EventWrite::Create { .. }));
     assert_eq!(count_of(&again), 2);
@@ -174,7 +176,7 @@ fn spam_filter_allows_a_burst_of_25_writes_per_object_then_one_per_five_minutes(
     }
     assert_eq!(drain(&mut r, T0).len(), 25);
     // The rest wait for tokens: one every 5 minutes, none lost.
-    assert_eq!(r.next_wakeup(), Some(T0 + SPAM_REFILL_MS));
+    assert_eq!(r.poll_timeout(), Some(T0 + SPAM_REFILL_MS));
     assert_eq!(drain(&mut r, T0 + SPAM_REFILL_MS - 1).len(), 0);
     assert_eq!(drain(&mut r, T0 + SPAM_REFILL_MS).len(), 1);
     assert_eq!(drain(&mut r, T0 + 5 * SPAM_REFILL_MS).len(), 4);
@@ -220,16 +222,16 @@ fn unanswered_writes_retry_then_give_up_and_rejected_ones_are_dropped() {
     let mut now = T0;
     for _ in 0..MAX_TRIES {
         let w = r.poll_write(now).expect("retried");
-        r.on_write_result(w.id(), WriteOutcome::Unavailable("down".into()), now);
+        r.handle_write_result(w.id(), WriteOutcome::Unavailable("down".into()), now);
         now += RETRY_DELAY_MS;
     }
     assert_eq!(r.poll_write(now + 10 * RETRY_DELAY_MS), None);
     assert!(r.is_empty());
     r.record(rec("p", "Started", "m2"), now);
     let w = r.poll_write(now).unwrap();
-    r.on_write_result(w.id(), WriteOutcome::Rejected("invalid".into()), now);
+    r.handle_write_result(w.id(), WriteOutcome::Rejected("invalid".into()), now);
     assert!(r.is_empty());
-    assert_eq!(r.next_wakeup(), None);
+    assert_eq!(r.poll_timeout(), None);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! feeds back the answers.
 //!
 //! Start at [`LeaderElector::poll_request`], [`LeaderElector::handle_response`] and
-//! [`LeaderElector::next_wakeup`]; [`LeaderElector::write_deadline`] is the fence the live
+//! [`LeaderElector::poll_timeout`]; [`LeaderElector::write_deadline`] is the fence the live
 //! driver puts in front of the leader's writes.
 //!
 //! Upstream rules kept: a candidate takes over only when the record did not change for the
@@ -384,7 +384,7 @@ impl LeaderElector {
 
     /// When the driver should call [`LeaderElector::poll_request`] again (`None` while a
     /// request is in flight and nothing else is due: wait for its answer).
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         let deadline = match self.phase {
             Phase::Leader { round_start } => Some(round_start + self.cfg.renew_deadline_ms),
             Phase::Candidate => None,

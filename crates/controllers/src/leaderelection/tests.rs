@@ -143,7 +143,7 @@ impl Cluster {
                 .members
                 .iter()
                 .filter(|m| !m.stopped)
-                .filter_map(|m| m.e.next_wakeup())
+                .filter_map(|m| m.e.poll_timeout())
                 .min()
                 .unwrap_or(until)
                 .max(self.now + 1);
@@ -359,7 +359,7 @@ fn losing_the_create_race_is_a_conflict_and_the_loser_follows() {
     assert!(!b.is_leader());
     assert_eq!(b.write_deadline(), None);
     // b retries after a jittered retry period and then sees a's valid lease.
-    let wake = b.next_wakeup().unwrap();
+    let wake = b.poll_timeout().unwrap();
     assert!(wake >= t + RETRY && wake <= t + RETRY + (JITTER_FACTOR * RETRY as f64) as Millis);
     assert_eq!(b.poll_request(wake, wake), Some(LeaseRequest::Get));
     b.handle_response(s.serve(LeaseRequest::Get, wake), wake);
@@ -383,7 +383,7 @@ fn a_stale_fast_path_update_falls_back_to_get_and_update() {
     c.server.store(l, now);
     let writes = c.server.writes.len();
     let e = &mut c.members[0].e;
-    let at = e.next_wakeup().unwrap();
+    let at = e.poll_timeout().unwrap();
     assert!(matches!(
         e.poll_request(at, at),
         Some(LeaseRequest::Update(_))
@@ -434,10 +434,10 @@ fn a_request_in_flight_past_the_renew_deadline_is_abandoned() {
     let mut c = Cluster::new(&["a"]);
     c.run_until(c.now + 3_000);
     let e = &mut c.members[0].e;
-    let at = e.next_wakeup().unwrap();
+    let at = e.poll_timeout().unwrap();
     let req = e.poll_request(at, at).expect("renew");
     // The answer never comes back in time: the round is given up at its deadline.
-    assert_eq!(e.next_wakeup(), Some(at + DEADLINE));
+    assert_eq!(e.poll_timeout(), Some(at + DEADLINE));
     assert_eq!(e.poll_request(at + DEADLINE, at + DEADLINE), None);
     assert!(!e.is_leader());
     assert_eq!(e.write_deadline(), None);

@@ -98,7 +98,7 @@ pub async fn run_elected(config: kube::Config, mut elected: Elected) -> Result<(
                 }
             }
         }
-        let wake = elector.next_wakeup().unwrap_or(mono_clock() + 1_000);
+        let wake = elector.poll_timeout().unwrap_or(mono_clock() + 1_000);
         let sleep_ms = (wake - mono_clock()).clamp(0, 60_000);
         tokio::time::sleep(Duration::from_millis(sleep_ms as u64)).await;
         // The term may have ended on its own (it never should): start afresh.

@@ -73,7 +73,7 @@ async fn run(client: kube::Client, mut rec: EventRecorder, mut rx: mpsc::Receive
                 (w.id().clone(), outcome)
             });
         }
-        let wake = rec.next_wakeup();
+        let wake = rec.poll_timeout();
         if closed && inflight.is_empty() && wake.is_none_or(|w| w - now > FINAL_FLUSH_MS) {
             return;
         }
@@ -96,7 +96,7 @@ async fn run(client: kube::Client, mut rec: EventRecorder, mut rx: mpsc::Receive
                     if let WriteOutcome::Rejected(why) | WriteOutcome::Unavailable(why) = &outcome {
                         tracing::warn!("event write failed: {why}");
                     }
-                    rec.on_write_result(&id, outcome, wall_clock());
+                    rec.handle_write_result(&id, outcome, wall_clock());
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}

@@ -108,18 +108,7 @@ fn kind_name(kind: Kind) -> &'static str {
 /// Reconcile a relist of `kind` with `cache`: the changes to apply, deletions (objects gone
 /// during a watch gap) first.
 pub fn relist_changes(cache: &mut Cache, kind: Kind, listed: Vec<Object>) -> Vec<Change> {
-    let cached = cache.objects(kind).into_iter().map(|o| o.key());
-    let r = relist::diff(cached, listed, Object::key);
-    let mut changes = Vec::with_capacity(r.deletions.len() + r.upserts.len());
-    for key in r.deletions {
-        if let Some(obj) = cache.get(kind, &key) {
-            changes.push(cache.apply(obj, true));
-        }
-    }
-    for obj in r.upserts {
-        changes.push(cache.apply(obj, false));
-    }
-    changes
+    runtime::relist::apply_relist(cache, kind, listed)
 }
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers {
@@ -258,14 +247,10 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
     let mut cache = Cache::new();
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut started = false;
-    let mut actions = Vec::new();
-    let (events, mut recorded) = (
-        event_writer::spawn(client.clone(), Default::default()),
-        Vec::new(),
-    );
+    let events = event_writer::spawn(client.clone(), Default::default());
     loop {
         let wake = if started {
-            controllers.iter().filter_map(|c| c.next_wakeup()).min()
+            controllers.iter().filter_map(|c| c.poll_timeout()).min()
         } else {
             None
         };
@@ -286,35 +271,35 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                 };
                 if started {
                     for change in &changes {
-                        controllers.iter_mut().for_each(|c| c.on_change(&cache, change, now));
+                        controllers.iter_mut().for_each(|c| c.handle_change(&cache, change, now));
                     }
                 } else if ALL_KINDS.iter().all(|k| synced.contains(k)) {
                     started = true;
                     tracing::info!("informers synced; starting {} controllers", controllers.len());
-                    controllers.iter_mut().for_each(|c| c.on_synced(&cache, now));
+                    controllers.iter_mut().for_each(|c| c.handle_synced(&cache, now));
                 }
             }
             done = writes.next_done() => {
                 if let Err(err) = &done.result {
                     let c = &mut controllers[done.tag];
                     tracing::warn!(controller = c.name(), error = ?err, "write failed: {}: {}", describe(&done.action), done.detail);
-                    c.on_write_failed(&done.action, err, wall_clock());
+                    c.handle_write_failed(&done.action, err, wall_clock());
                 }
             }
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
                 let now = wall_clock();
                 for c in controllers.iter_mut() {
-                    if c.next_wakeup().is_some_and(|w| w <= now) {
-                        c.on_tick(&cache, now);
+                    if c.poll_timeout().is_some_and(|w| w <= now) {
+                        c.handle_timeout(&cache, now);
                     }
                 }
             }
         }
         for (i, c) in controllers.iter_mut().enumerate() {
-            c.drain_events(&mut recorded);
-            recorded.drain(..).for_each(|e| events.record(e));
-            c.drain_actions(&mut actions);
-            for action in actions.drain(..) {
+            while let Some(e) = c.poll_event() {
+                events.record(e);
+            }
+            while let Some(action) = c.poll_action() {
                 writes.submit(i, action);
             }
         }

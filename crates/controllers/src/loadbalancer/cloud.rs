@@ -8,8 +8,8 @@
 //! Start at [`CloudDriven`].
 
 use super::{CloudAction, LoadBalancerController};
-use crate::events::EventRecord;
 use crate::{Action, Cache, Change, Controller, Millis, WriteError};
+use runtime::Outbox;
 
 /// Applies one balancer action. `Err` carries the cloud's message (it becomes LBC's
 /// `FailedDeployModel` Event and a retry with backoff).
@@ -63,7 +63,7 @@ pub const POLL_INTERVAL_MS: Millis = 50;
 
 /// The controller plus its cloud: cloud actions are submitted as the driver drains the
 /// controller's writes; their results go back to the controller at a later turn (it needs the
-/// cache for its Events): [`Controller::next_wakeup`] asks for one every
+/// cache for its Events): [`Controller::poll_timeout`] asks for one every
 /// [`POLL_INTERVAL_MS`] while actions are in flight.
 pub struct CloudDriven<C: Cloud> {
     pub controller: LoadBalancerController,
@@ -94,37 +94,9 @@ impl<C: Cloud> CloudDriven<C> {
     }
 }
 
-impl<C: Cloud> Controller for CloudDriven<C> {
-    fn name(&self) -> &'static str {
-        self.controller.name()
-    }
-
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
-        self.deliver(cache, now);
-        self.controller.on_synced(cache, now);
-    }
-
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
-        self.deliver(cache, now);
-        self.controller.on_change(cache, change, now);
-    }
-
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
-        self.deliver(cache, now);
-        self.controller.on_tick(cache, now);
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        if !self.results.is_empty() {
-            return Some(self.last_now);
-        }
-        let own = self.controller.next_wakeup();
-        let poll = (self.cloud.in_flight() > 0).then_some(self.last_now + POLL_INTERVAL_MS);
-        own.into_iter().chain(poll).min()
-    }
-
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.controller.drain_actions(out);
+impl<C: Cloud> CloudDriven<C> {
+    /// Hand the cloud what the controller asked for (after every input).
+    fn submit_cloud_actions(&mut self) {
         let mut cloud = Vec::new();
         self.controller.drain_cloud_actions(&mut cloud);
         for action in cloud {
@@ -133,13 +105,47 @@ impl<C: Cloud> Controller for CloudDriven<C> {
         // A cloud that finished at once (Inline) is answered at the next turn.
         self.cloud.poll_results(&mut self.results);
     }
+}
 
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        self.controller.drain_events(out);
+impl<C: Cloud> Controller for CloudDriven<C> {
+    fn name(&self) -> &'static str {
+        self.controller.name()
     }
 
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
-        self.controller.on_write_failed(action, error, now);
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+        self.deliver(cache, now);
+        self.controller.handle_synced(cache, now);
+        self.submit_cloud_actions();
+    }
+
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+        self.deliver(cache, now);
+        self.controller.handle_change(cache, change, now);
+        self.submit_cloud_actions();
+    }
+
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+        self.deliver(cache, now);
+        self.controller.handle_timeout(cache, now);
+        self.submit_cloud_actions();
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        if !self.results.is_empty() {
+            return Some(self.last_now);
+        }
+        let own = self.controller.poll_timeout();
+        let poll = (self.cloud.in_flight() > 0).then_some(self.last_now + POLL_INTERVAL_MS);
+        own.into_iter().chain(poll).min()
+    }
+
+    fn outbox(&mut self) -> &mut Outbox {
+        self.controller.outbox()
+    }
+
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+        self.controller.handle_write_failed(action, error, now);
+        self.submit_cloud_actions();
     }
 }
 

@@ -26,6 +26,7 @@ use lb::BalancerConfig;
 use crate::events::{EventRecord, EventType, object_ref};
 use crate::workloads::util::WorkQueue;
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use runtime::Outbox;
 
 use addresses::Allocator;
 use annotations::Template;
@@ -91,8 +92,8 @@ pub struct LoadBalancerController {
     /// Health-check intervals and timeouts and deregistration delays are divided by this
     /// (the lab's `fast` profile: 10; annotations included, as every other timer).
     time_divisor: u32,
-    actions: Vec<Action>,
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
     cloud: Vec<CloudAction>,
 }
 
@@ -185,8 +186,7 @@ impl LoadBalancerController {
             announce: BTreeSet::new(),
             allocator,
             time_divisor: 1,
-            actions: Vec::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
             cloud: Vec::new(),
         }
     }
@@ -247,8 +247,8 @@ impl LoadBalancerController {
         at: Millis,
     ) {
         let involved = object_ref("v1", "Service", &svc.metadata);
-        self.events
-            .push(EventRecord::new(COMPONENT, involved, type_, why, msg, at));
+        self.out
+            .push_event(EventRecord::new(COMPONENT, involved, type_, why, msg, at));
     }
 
     fn warn(&mut self, cache: &Cache, key: &Key, why: &'static str, msg: String, at: Millis) {
@@ -307,7 +307,8 @@ impl LoadBalancerController {
             }
         };
         if !has_finalizer(svc) {
-            self.actions.push(Action::Update(with_finalizer(svc, true)));
+            self.out
+                .push_action(Action::Update(with_finalizer(svc, true)));
             return;
         }
         if self.applied.get(key) != Some(&config) {
@@ -319,8 +320,8 @@ impl LoadBalancerController {
         }
         let ingress = ingress_of(&config);
         if current_ingress(svc) != ingress {
-            self.actions
-                .push(Action::UpdateStatus(with_ingress(svc, ingress)));
+            self.out
+                .push_action(Action::UpdateStatus(with_ingress(svc, ingress)));
             return;
         }
         self.queue.forget(key);
@@ -399,13 +400,13 @@ impl LoadBalancerController {
             return;
         }
         if !current_ingress(svc).is_empty() {
-            self.actions
-                .push(Action::UpdateStatus(with_ingress(svc, Vec::new())));
+            self.out
+                .push_action(Action::UpdateStatus(with_ingress(svc, Vec::new())));
             return;
         }
         if has_finalizer(svc) {
-            self.actions
-                .push(Action::Update(with_finalizer(svc, false)));
+            self.out
+                .push_action(Action::Update(with_finalizer(svc, false)));
         }
     }
 
@@ -429,7 +430,11 @@ impl Controller for LoadBalancerController {
         "loadbalancer"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let zones = model::zones(cache);
         for (key, svc) in &cache.services {
             // A Service being torn down keeps its addresses until its balancer is gone.
@@ -440,7 +445,7 @@ impl Controller for LoadBalancerController {
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Service(s),
@@ -471,7 +476,7 @@ impl Controller for LoadBalancerController {
                     .metadata
                     .labels
                     .as_ref()
-                    .and_then(|l| l.get("kubernetes.io/service-name"));
+                    .and_then(|l| l.get(runtime::labels::SERVICE_NAME_LABEL));
                 if let Some(name) = svc {
                     let ns = s.metadata.namespace.as_deref().unwrap_or("");
                     self.queue.add_at(Key::new(ns, name), now);
@@ -481,25 +486,17 @@ impl Controller for LoadBalancerController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let (obj, status) = match action {
             Action::Update(o @ Object::Service(_)) => (o, false),
             Action::UpdateStatus(o @ Object::Service(_)) => (o, true),

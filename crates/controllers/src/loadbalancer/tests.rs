@@ -40,7 +40,7 @@ impl Rig {
     }
 
     fn start(&mut self) {
-        self.ctl.on_synced(&self.api.cache, self.now);
+        self.ctl.handle_synced(&self.api.cache, self.now);
         self.settle();
     }
 
@@ -55,7 +55,7 @@ impl Rig {
             new.metadata.finalizers = old.metadata.finalizers.clone();
         }
         let change = self.api.put(obj, self.now);
-        self.ctl.on_change(&self.api.cache, &change, self.now);
+        self.ctl.handle_change(&self.api.cache, &change, self.now);
         self.settle();
     }
 
@@ -74,7 +74,7 @@ impl Rig {
         };
         let changes = self.api.execute(&del, self.now).expect("delete");
         for c in &changes {
-            self.ctl.on_change(&self.api.cache, c, self.now);
+            self.ctl.handle_change(&self.api.cache, c, self.now);
         }
         self.settle();
     }
@@ -88,19 +88,19 @@ impl Rig {
     fn settle(&mut self) {
         for _ in 0..1000 {
             let mut busy = false;
-            if self.ctl.next_wakeup().is_some_and(|w| w <= self.now) {
-                self.ctl.on_tick(&self.api.cache, self.now);
+            if self.ctl.poll_timeout().is_some_and(|w| w <= self.now) {
+                self.ctl.handle_timeout(&self.api.cache, self.now);
                 busy = true;
             }
             let mut actions = Vec::new();
-            self.ctl.drain_actions(&mut actions);
+            actions.extend(std::iter::from_fn(|| self.ctl.poll_action()));
             for a in &actions {
                 busy = true;
                 match self.api.execute(a, self.now) {
                     Ok(changes) => changes
                         .iter()
-                        .for_each(|c| self.ctl.on_change(&self.api.cache, c, self.now)),
-                    Err(e) => self.ctl.on_write_failed(a, &e, self.now),
+                        .for_each(|c| self.ctl.handle_change(&self.api.cache, c, self.now)),
+                    Err(e) => self.ctl.handle_write_failed(a, &e, self.now),
                 }
             }
             let mut cloud = Vec::new();
@@ -122,7 +122,8 @@ impl Rig {
                 self.ctl
                     .on_cloud_result(&self.api.cache, a, result, self.now);
             }
-            self.ctl.drain_events(&mut self.events);
+            self.events
+                .extend(std::iter::from_fn(|| self.ctl.poll_event()));
             if !busy {
                 return;
             }

@@ -8,13 +8,13 @@
 //! out-of-resources error class).
 //!
 //! Start at [`Cloud`]: `increase_size` / `delete_nodes` (the autoscaler's calls), `set_zone_fault`,
-//! `on_tick(now)`, `next_wakeup`, `drain_events` (what the driver must do), `views` (what the
+//! `handle_timeout(now)`, `poll_timeout`, `poll_event` (what the driver must do), `views` (what the
 //! autoscaler sees).
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -137,7 +137,7 @@ pub struct Cloud {
     faulted: BTreeSet<String>,
     /// Last instance number per zone (with [`CloudConfig::zone_node_prefix`]).
     zone_seq: BTreeMap<String, u64>,
-    events: Vec<CloudEvent>,
+    events: VecDeque<CloudEvent>,
 }
 
 fn ms(d: Duration) -> Millis {
@@ -174,7 +174,7 @@ impl Cloud {
             groups,
             faulted: BTreeSet::new(),
             zone_seq,
-            events: Vec::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -247,7 +247,7 @@ impl Cloud {
         for n in nodes {
             g.instances.remove(n);
             g.desired = g.desired.saturating_sub(1);
-            self.events.push(CloudEvent::Terminated {
+            self.events.push_back(CloudEvent::Terminated {
                 group: group.to_string(),
                 name: n.clone(),
             });
@@ -256,7 +256,7 @@ impl Cloud {
     }
 
     /// Launch up to desired, finish boots and failed launches due at `now`.
-    pub fn on_tick(&mut self, now: Millis) {
+    pub fn handle_timeout(&mut self, now: Millis) {
         let boot_timeout = ms(self.config.launch_failure_timeout);
         for g in self.groups.values_mut() {
             let zone = g.spec.zone.clone();
@@ -277,7 +277,7 @@ impl Cloud {
                         error: None,
                     },
                 );
-                self.events.push(CloudEvent::Launched {
+                self.events.push_back(CloudEvent::Launched {
                     group: g.spec.name.clone(),
                     name,
                     zone: zone.clone(),
@@ -296,14 +296,14 @@ impl Cloud {
                             "We currently do not have sufficient capacity in the Availability Zone you requested ({zone})."
                         ),
                     });
-                    self.events.push(CloudEvent::LaunchFailed {
+                    self.events.push_back(CloudEvent::LaunchFailed {
                         group: g.spec.name.clone(),
                         name: name.clone(),
                         zone: zone.clone(),
                     });
                 } else {
                     r.state = InstanceState::Running;
-                    self.events.push(CloudEvent::Running {
+                    self.events.push_back(CloudEvent::Running {
                         group: g.spec.name.clone(),
                         name: name.clone(),
                         zone: zone.clone(),
@@ -314,20 +314,21 @@ impl Cloud {
     }
 
     /// The next boot or launch failure due, or now-ish if launches are owed.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         self.groups
             .values()
             .flat_map(|g| g.instances.values().filter_map(|r| r.due))
             .min()
     }
 
-    /// True if a group has fewer instances than desired (call `on_tick`).
+    /// True if a group has fewer instances than desired (call `handle_timeout`).
     pub fn launches_owed(&self) -> bool {
         self.groups.values().any(|g| g.instances.len() < g.desired)
     }
 
-    pub fn drain_events(&mut self, out: &mut Vec<CloudEvent>) {
-        out.append(&mut self.events);
+    /// The next instance event (launched, running, failed, terminated), oldest first.
+    pub fn poll_event(&mut self) -> Option<CloudEvent> {
+        self.events.pop_front()
     }
 
     /// What the autoscaler sees.

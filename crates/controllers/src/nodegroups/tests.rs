@@ -24,7 +24,7 @@ fn cloud() -> Cloud {
 
 fn drain(c: &mut Cloud) -> Vec<CloudEvent> {
     let mut out = Vec::new();
-    c.drain_events(&mut out);
+    out.extend(std::iter::from_fn(|| c.poll_event()));
     out
 }
 
@@ -34,7 +34,7 @@ fn initial_instances_run_and_a_launch_boots_after_the_boot_delay() {
     assert_eq!(c.running().len(), 2);
     c.increase_size("ng-a", 1).expect("increase");
     assert!(c.launches_owed());
-    c.on_tick(T0);
+    c.handle_timeout(T0);
     assert_eq!(
         drain(&mut c),
         vec![CloudEvent::Launched {
@@ -43,13 +43,13 @@ fn initial_instances_run_and_a_launch_boots_after_the_boot_delay() {
             zone: "zone-a".into()
         }]
     );
-    assert_eq!(c.next_wakeup(), Some(T0 + 60_000));
-    c.on_tick(T0 + 59_999);
+    assert_eq!(c.poll_timeout(), Some(T0 + 60_000));
+    c.handle_timeout(T0 + 59_999);
     assert!(drain(&mut c).is_empty());
     let view = &c.views()[0];
     assert_eq!(view.target_size, 2);
     assert_eq!(view.instances[1].state, InstanceState::Creating);
-    c.on_tick(T0 + 60_000);
+    c.handle_timeout(T0 + 60_000);
     assert_eq!(
         drain(&mut c),
         vec![CloudEvent::Running {
@@ -58,7 +58,7 @@ fn initial_instances_run_and_a_launch_boots_after_the_boot_delay() {
             zone: "zone-a".into()
         }]
     );
-    assert_eq!(c.next_wakeup(), None);
+    assert_eq!(c.poll_timeout(), None);
 }
 
 #[test]
@@ -66,11 +66,11 @@ fn a_launch_in_a_faulted_zone_fails_after_the_timeout_with_insufficient_capacity
     let mut c = cloud();
     c.set_zone_fault("zone-a", true);
     c.increase_size("ng-a", 1).expect("increase");
-    c.on_tick(T0);
+    c.handle_timeout(T0);
     drain(&mut c);
-    c.on_tick(T0 + 29_999);
+    c.handle_timeout(T0 + 29_999);
     assert!(drain(&mut c).is_empty());
-    c.on_tick(T0 + 30_000);
+    c.handle_timeout(T0 + 30_000);
     assert!(matches!(
         drain(&mut c)[..],
         [CloudEvent::LaunchFailed { .. }]
@@ -87,8 +87,8 @@ fn a_launch_in_a_faulted_zone_fails_after_the_timeout_with_insufficient_capacity
     // Other zones are unaffected; the fault lifted, launches boot again.
     c.set_zone_fault("zone-a", false);
     c.increase_size("ng-a", 1).expect("increase");
-    c.on_tick(T0 + 40_000);
-    c.on_tick(T0 + 100_000);
+    c.handle_timeout(T0 + 40_000);
+    c.handle_timeout(T0 + 100_000);
     assert!(
         drain(&mut c)
             .iter()
@@ -154,7 +154,7 @@ fn with_a_zone_node_prefix_instances_are_numbered_per_zone_across_groups() {
     let names: Vec<String> = c.running().into_iter().map(|(_, n, _)| n).collect();
     assert_eq!(names, ["zl-a-1", "zl-a-2", "zl-a-3", "zl-b-1"]);
     c.increase_size("a2", 1).expect("increase");
-    c.on_tick(T0);
+    c.handle_timeout(T0);
     assert_eq!(
         drain(&mut c),
         vec![CloudEvent::Launched {
@@ -167,7 +167,7 @@ fn with_a_zone_node_prefix_instances_are_numbered_per_zone_across_groups() {
     c.delete_nodes("a1", &["zl-a-1".to_string()])
         .expect("delete");
     c.increase_size("a1", 1).expect("increase");
-    c.on_tick(T0 + 1);
+    c.handle_timeout(T0 + 1);
     let launched: Vec<CloudEvent> = drain(&mut c)
         .into_iter()
         .filter(|e| matches!(e, CloudEvent::Launched { .. }))

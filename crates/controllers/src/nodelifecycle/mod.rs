@@ -33,6 +33,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use crate::cache::{Cache, Change, Key, Object};
 use crate::events::{self, EventRecord, EventType};
 use crate::{Action, Controller, Millis, WriteError};
+use runtime::Outbox;
 
 use health::{Graces, NodeHealth, Status, condition, pod_marked_not_ready, try_update_health};
 use node_writes::{NoExecuteOp, NodeWriter, StatusOp};
@@ -145,9 +146,8 @@ pub struct NodeLifecycleController {
     /// Nodes whose pods must be marked not ready again (a pod write failed).
     nodes_to_retry: BTreeSet<String>,
     writer: NodeWriter,
-    actions: Vec<Action>,
-    /// Events recorded since the last drain.
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 /// What the controller keeps per known node.
@@ -215,8 +215,7 @@ impl NodeLifecycleController {
             tainters: BTreeMap::new(),
             nodes_to_retry: BTreeSet::new(),
             writer: NodeWriter::default(),
-            actions: Vec::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
         })
     }
 
@@ -291,7 +290,7 @@ impl NodeLifecycleController {
         for (name, node) in added {
             tracing::debug!(node = %name, "observed a new node");
             // Upstream `classifyNodes` → `RecordNodeEvent(…, "RegisteredNode", …)`.
-            self.events.push(EventRecord::new(
+            self.out.push_event(EventRecord::new(
                 events::source::NODE_CONTROLLER,
                 node_event_ref(node),
                 EventType::Normal,
@@ -320,7 +319,7 @@ impl NodeLifecycleController {
                 .collect();
             for (name, node) in gone {
                 // Upstream `classifyNodes` → `RecordNodeEvent(…, "RemovingNode", …)`.
-                self.events.push(EventRecord::new(
+                self.out.push_event(EventRecord::new(
                     events::source::NODE_CONTROLLER,
                     node_event_ref(&node),
                     EventType::Normal,
@@ -388,7 +387,7 @@ impl NodeLifecycleController {
             if observed == Status::True {
                 tracing::info!(node = %name, "node is not ready: marking its pods not ready");
                 // Upstream `RecordNodeStatusChange(node, "NodeNotReady")`.
-                self.events.push(EventRecord::new(
+                self.out.push_event(EventRecord::new(
                     events::source::NODE_CONTROLLER,
                     node_event_ref(node),
                     EventType::Normal,
@@ -406,7 +405,7 @@ impl NodeLifecycleController {
         for pod in cache.pods_on_node(node) {
             if let Some(new) = pod_marked_not_ready(pod, now) {
                 // Upstream `MarkPodsNotReady`: a Warning on every pod it marks.
-                self.events.push(EventRecord::new(
+                self.out.push_event(EventRecord::new(
                     events::source::NODE_CONTROLLER,
                     events::pod_ref(pod),
                     EventType::Warning,
@@ -414,8 +413,8 @@ impl NodeLifecycleController {
                     "Node is not ready".to_string(),
                     now,
                 ));
-                self.actions
-                    .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+                self.out
+                    .push_action(Action::UpdateStatus(Object::Pod(Arc::new(new))));
             }
         }
     }
@@ -496,14 +495,14 @@ impl NodeLifecycleController {
             && cache.nodes.contains_key(node)
             && let Some(new) = pod_marked_not_ready(pod, now)
         {
-            self.actions
-                .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+            self.out
+                .push_action(Action::UpdateStatus(Object::Pod(Arc::new(new))));
         }
     }
 
     fn flush_pending(&mut self, cache: &Cache, now: Millis) {
         for name in self.writer.pending_nodes() {
-            self.writer.flush(cache, &name, now, &mut self.actions);
+            self.writer.flush(cache, &name, now, &mut self.out);
         }
     }
 }
@@ -513,7 +512,11 @@ impl Controller for NodeLifecycleController {
         "nodelifecycle"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.anchor = Some(now);
         self.last_taint_tick = now;
         self.do_no_execute_tainting_pass(cache, now);
@@ -521,11 +524,11 @@ impl Controller for NodeLifecycleController {
         self.next_monitor = Some(now + self.period);
         // Informer "add" events: the NoSchedule pass runs for every node.
         for name in cache.nodes.keys() {
-            self.writer.flush(cache, name, now, &mut self.actions);
+            self.writer.flush(cache, name, now, &mut self.out);
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -533,7 +536,7 @@ impl Controller for NodeLifecycleController {
             } => {
                 let name = n.metadata.name.as_deref().unwrap_or("");
                 self.writer.acknowledge(name);
-                self.writer.flush(cache, name, now, &mut self.actions);
+                self.writer.flush(cache, name, now, &mut self.out);
             }
             Change::Deleted(Object::Node(n)) => {
                 let name = n.metadata.name.as_deref().unwrap_or("");
@@ -557,7 +560,7 @@ impl Controller for NodeLifecycleController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         if self.anchor.is_none() {
             return;
         }
@@ -573,7 +576,7 @@ impl Controller for NodeLifecycleController {
         self.flush_pending(cache, now);
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         let after = self.last_taint_tick + 1;
         let taint = self
             .tainters
@@ -587,15 +590,7 @@ impl Controller for NodeLifecycleController {
         }
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, _now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, _now: Millis) {
         match action {
             Action::Update(Object::Node(n)) | Action::UpdateStatus(Object::Node(n)) => {
                 let name = n.metadata.name.as_deref().unwrap_or("");

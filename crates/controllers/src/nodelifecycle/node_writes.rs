@@ -17,6 +17,7 @@ use super::taints::{
 use crate::cache::{Cache, Object};
 use crate::time::from_time;
 use crate::{Action, Millis};
+use runtime::Outbox;
 
 /// How long a write may stay unacknowledged (no informer event, no failure) before the gate
 /// reopens. Bounds a lost event; normal acknowledgements take milliseconds.
@@ -145,7 +146,7 @@ impl NodeWriter {
     /// else one taint update carrying the pending NoExecute change and the NoSchedule taints
     /// its conditions call for (upstream `doNoScheduleTaintingPass`). Operations already in
     /// effect are dropped.
-    pub fn flush(&mut self, cache: &Cache, node: &str, now: Millis, out: &mut Vec<Action>) {
+    pub fn flush(&mut self, cache: &Cache, node: &str, now: Millis, out: &mut Outbox) {
         if self.in_flight.contains_key(node) {
             return;
         }
@@ -158,7 +159,7 @@ impl NodeWriter {
             match with_conditions_unknown(current, op.at).filter(|_| !fresh) {
                 Some(new) if condition(&new, "Ready") != condition(current, "Ready") => {
                     self.in_flight.insert(node.to_string(), now);
-                    out.push(Action::UpdateStatus(Object::Node(Arc::new(new))));
+                    out.push_action(Action::UpdateStatus(Object::Node(Arc::new(new))));
                     return;
                 }
                 _ => {
@@ -186,7 +187,7 @@ impl NodeWriter {
             let mut new = (**current).clone();
             new.spec.get_or_insert_with(Default::default).taints = Some(taints);
             self.in_flight.insert(node.to_string(), now);
-            out.push(Action::Update(Object::Node(Arc::new(new))));
+            out.push_action(Action::Update(Object::Node(Arc::new(new))));
         }
     }
 }

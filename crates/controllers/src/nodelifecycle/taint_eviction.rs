@@ -9,7 +9,7 @@
 //!
 //! Start at [`TaintEvictionController::process_pod_on_node`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
@@ -18,6 +18,7 @@ use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, n
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::to_time;
 use crate::{Action, Controller, Kind, Millis, WriteError};
+use runtime::{DelayQueue, Outbox};
 
 /// Condition upstream adds before deleting (`v1.DisruptionTarget`).
 pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
@@ -58,15 +59,15 @@ struct Work {
 /// tainted nodes and the timers; reads pods and nodes from the shared cache.
 #[derive(Clone, Debug, Default)]
 pub struct TaintEvictionController {
-    /// Events recorded since the last drain.
-    events: Vec<crate::events::EventRecord>,
     tainted_nodes: BTreeMap<String, Vec<Taint>>,
     work: BTreeMap<Key, Work>,
-    schedule: BTreeSet<(Millis, Key)>,
+    /// Deletion timers (one per pod, earliest first).
+    schedule: DelayQueue<Key>,
     /// Evictions whose writes are under way, and their retry timers.
     evicting: BTreeMap<Key, Eviction>,
-    retries: BTreeSet<(Millis, Key)>,
-    actions: Vec<Action>,
+    retries: DelayQueue<Key>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 fn node_of(pod: &Pod) -> &str {
@@ -105,17 +106,16 @@ impl TaintEvictionController {
 
     fn cancel(&mut self, pod: &Key) {
         if let Some(w) = self.work.remove(pod) {
-            self.schedule.remove(&(w.fire_at, pod.clone()));
+            debug_assert_eq!(self.schedule.due_at(pod), Some(w.fire_at));
+            self.schedule.remove(pod);
             tracing::debug!(%pod, "cancelling pod deletion");
         }
         self.stop_evicting(pod);
     }
 
     fn stop_evicting(&mut self, pod: &Key) {
-        if let Some(e) = self.evicting.remove(pod)
-            && let Some(at) = e.retry_at
-        {
-            self.retries.remove(&(at, pod.clone()));
+        if self.evicting.remove(pod).is_some() {
+            self.retries.remove(pod);
         }
     }
 
@@ -128,6 +128,10 @@ impl TaintEvictionController {
             self.delete_pod(cache, pod, created_at);
             return;
         }
+        if let Err(full) = self.schedule.schedule(pod.clone(), fire_at) {
+            tracing::warn!(%pod, "taint eviction: {full}; the pod's next change schedules it");
+            return;
+        }
         self.work.insert(
             pod.clone(),
             Work {
@@ -135,7 +139,6 @@ impl TaintEvictionController {
                 fire_at,
             },
         );
-        self.schedule.insert((fire_at, pod.clone()));
     }
 
     /// Upstream `addConditionAndDeletePod`: DisruptionTarget=True on the pod, then delete it
@@ -177,15 +180,15 @@ impl TaintEvictionController {
         };
         match with_disruption_target(pod, now) {
             Some(new) if !e.deleting => {
-                self.actions
-                    .push(Action::UpdateStatus(Object::Pod(Arc::new(new))));
+                self.out
+                    .push_action(Action::UpdateStatus(Object::Pod(Arc::new(new))));
             }
             // The condition is there (or went missing after being written: delete anyway).
             _ => {
                 if let Some(e) = self.evicting.get_mut(key) {
                     e.deleting = true;
                 }
-                self.actions.push(Action::Delete {
+                self.out.push_action(Action::Delete {
                     kind: Kind::Pod,
                     key: key.clone(),
                     uid: pod.metadata.uid.clone(),
@@ -200,15 +203,16 @@ impl TaintEvictionController {
         let Some(e) = self.evicting.get_mut(key) else {
             return;
         };
-        if let Some(at) = e.retry_at.take() {
-            self.retries.remove(&(at, key.clone()));
-        }
+        e.retry_at = None;
+        self.retries.remove(key);
         e.failures += 1;
         let delay = EVICTION_RETRY_BASE_MS
             .saturating_mul(1 << (e.failures - 1).min(20))
             .min(EVICTION_RETRY_MAX_MS);
-        e.retry_at = Some(now + delay);
-        self.retries.insert((now + delay, key.clone()));
+        match self.retries.schedule(key.clone(), now + delay) {
+            Ok(()) => e.retry_at = Some(now + delay),
+            Err(full) => tracing::warn!(pod = %key, "taint eviction retry: {full}"),
+        }
     }
 
     /// Upstream `processPodOnNode`: schedule, keep, or cancel the deletion of one pod given
@@ -300,7 +304,7 @@ impl TaintEvictionController {
         let Some(p) = cache.pods.get(pod) else {
             return;
         };
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             events::source::TAINT_EVICTION,
             events::pod_ref(p),
             EventType::Normal,
@@ -356,11 +360,11 @@ impl Controller for TaintEvictionController {
         "taint-eviction-controller"
     }
 
-    fn drain_events(&mut self, out: &mut Vec<crate::events::EventRecord>) {
-        out.append(&mut self.events);
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let tainted: Vec<String> = cache
             .nodes
             .iter()
@@ -372,7 +376,7 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -417,38 +421,26 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
-        while let Some((at, key)) = self.retries.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.retries.remove(&(at, key.clone()));
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+        while let Some((_, key)) = self.retries.pop_due(now) {
             if let Some(e) = self.evicting.get_mut(&key) {
                 e.retry_at = None;
             }
             self.advance_eviction(cache, &key, now);
         }
-        while let Some((at, key)) = self.schedule.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.schedule.remove(&(at, key.clone()));
+        while let Some((_, key)) = self.schedule.pop_due(now) {
             self.work.remove(&key);
             self.delete_pod(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
-        let timer = self.schedule.first().map(|(at, _)| *at);
-        let retry = self.retries.first().map(|(at, _)| *at);
+    fn poll_timeout(&self) -> Option<Millis> {
+        let timer = self.schedule.next_due();
+        let retry = self.retries.next_due();
         timer.into_iter().chain(retry).min()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let key = match action {
             Action::UpdateStatus(Object::Pod(p)) => Key::of(&p.metadata),
             Action::Delete {
@@ -496,13 +488,13 @@ mod tests {
             T0,
         );
         let mut c = TaintEvictionController::new();
-        c.on_synced(&api.cache, T0);
+        c.handle_synced(&api.cache, T0);
         (c, api)
     }
 
     fn drain(c: &mut TaintEvictionController) -> Vec<Action> {
         let mut out = Vec::new();
-        c.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| c.poll_action()));
         out
     }
 
@@ -516,7 +508,7 @@ mod tests {
         );
         // Only once the condition is seen does the delete follow.
         for ch in api.execute(&first[0], T0).expect("status") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         let second = drain(&mut c);
         let uid = api
@@ -529,7 +521,7 @@ mod tests {
             "{second:?}"
         );
         for ch in api.execute(&second[0], T0).expect("delete") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         assert_eq!(c.evicting(), 0);
         assert!(drain(&mut c).is_empty());
@@ -540,42 +532,42 @@ mod tests {
         let (mut c, mut api) = evicting();
         let status = drain(&mut c);
         for ch in api.execute(&status[0], T0).expect("status") {
-            c.on_change(&api.cache, &ch, T0);
+            c.handle_change(&api.cache, &ch, T0);
         }
         let delete = drain(&mut c);
         // The delete fails (e.g. 409 "too many concurrent updates") again and again.
         let mut now = T0;
         let mut waits = Vec::new();
         for _ in 0..14 {
-            c.on_write_failed(&delete[0], &WriteError::Conflict, now);
-            let at = c.next_wakeup().expect("a retry is scheduled");
+            c.handle_write_failed(&delete[0], &WriteError::Conflict, now);
+            let at = c.poll_timeout().expect("a retry is scheduled");
             waits.push(at - now);
             now = at;
-            c.on_tick(&api.cache, now);
+            c.handle_timeout(&api.cache, now);
             assert_eq!(drain(&mut c), delete, "the same delete, retried");
         }
         assert_eq!(&waits[..4], &[10, 20, 40, 80]);
         assert_eq!(*waits.last().expect("waits"), EVICTION_RETRY_MAX_MS);
         // It finally succeeds: the pod is marked for deletion and the eviction is done.
         for ch in api.execute(&delete[0], now).expect("delete") {
-            c.on_change(&api.cache, &ch, now);
+            c.handle_change(&api.cache, &ch, now);
         }
         assert_eq!(c.evicting(), 0);
-        assert_eq!(c.next_wakeup(), None);
+        assert_eq!(c.poll_timeout(), None);
     }
 
     #[test]
     fn a_retry_stops_when_the_pod_is_no_longer_due() {
         let (mut c, mut api) = evicting();
         let status = drain(&mut c);
-        c.on_write_failed(&status[0], &WriteError::Conflict, T0);
-        assert_eq!(c.next_wakeup(), Some(T0 + EVICTION_RETRY_BASE_MS));
+        c.handle_write_failed(&status[0], &WriteError::Conflict, T0);
+        assert_eq!(c.poll_timeout(), Some(T0 + EVICTION_RETRY_BASE_MS));
         // The taint goes before the retry.
         let ch = api.put(node(json!([])), T0 + 5);
-        c.on_change(&api.cache, &ch, T0 + 5);
+        c.handle_change(&api.cache, &ch, T0 + 5);
         assert_eq!(c.evicting(), 0);
-        assert_eq!(c.next_wakeup(), None);
-        c.on_tick(&api.cache, T0 + 100);
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_timeout(&api.cache, T0 + 100);
         assert!(drain(&mut c).is_empty());
     }
 }

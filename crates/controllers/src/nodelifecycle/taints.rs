@@ -9,12 +9,9 @@ use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 use crate::Millis;
 use crate::time::to_time;
 
-/// `v1.TaintNodeNotReady`: the node's Ready condition is False.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// `v1.TaintNodeUnreachable`: the node's Ready condition is Unknown.
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// `v1.TaintNodeUnschedulable`: `spec.unschedulable` is true (cordoned).
-pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// `v1.TaintNodeNotReady` (Ready is False), `v1.TaintNodeUnreachable` (Ready is Unknown),
+/// `v1.TaintNodeUnschedulable` (cordoned), and toleration matching, shared with the scheduler.
+pub use runtime::labels::{TAINT_NOT_READY, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE, tolerates};
 /// `v1.TaintNodeMemoryPressure`.
 pub const TAINT_MEMORY_PRESSURE: &str = "node.kubernetes.io/memory-pressure";
 /// `v1.TaintNodeDiskPressure`.
@@ -156,27 +153,6 @@ pub fn no_execute_taints(node: &Node) -> Vec<Taint> {
         .collect()
 }
 
-/// Upstream `Toleration.ToleratesTaint` (operators `Equal`, empty and `Exists`).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    if let Some(key) = toleration.key.as_deref().filter(|k| !k.is_empty())
-        && key != taint.key
-    {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
-
 /// Upstream `GetMatchingTolerations`: `None` if some taint is not tolerated, else the first
 /// toleration that tolerates each taint, in taint order.
 pub fn matching_tolerations<'a>(
@@ -236,25 +212,6 @@ mod tests {
             time_added: None,
             value: None,
         }
-    }
-
-    #[test]
-    fn toleration_matching_follows_upstream() {
-        let exists = tol(
-            json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}),
-        );
-        let wildcard = tol(json!({"operator": "Exists"}));
-        let other_effect =
-            tol(json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoSchedule"}));
-        let equal = tol(json!({"key": "k", "value": "v", "effect": "NoExecute"}));
-        assert!(tolerates(&exists, &nt(TAINT_UNREACHABLE)));
-        assert!(!tolerates(&exists, &nt(TAINT_NOT_READY)));
-        assert!(tolerates(&wildcard, &nt(TAINT_NOT_READY)));
-        assert!(!tolerates(&other_effect, &nt(TAINT_UNREACHABLE)));
-        let mut kv = nt("k");
-        assert!(!tolerates(&equal, &kv));
-        kv.value = Some("v".into());
-        assert!(tolerates(&equal, &kv));
     }
 
     #[test]

@@ -18,8 +18,7 @@ use crate::cache::Cache;
 const BETA_ZONE_LABEL: &str = "failure-domain.beta.kubernetes.io/zone";
 /// Legacy region label (`v1.LabelFailureDomainBetaRegion`).
 const BETA_REGION_LABEL: &str = "failure-domain.beta.kubernetes.io/region";
-/// `v1.LabelTopologyRegion`.
-const REGION_LABEL: &str = "topology.kubernetes.io/region";
+use runtime::labels::REGION_LABEL;
 /// Nodes with this label are left out of zone states (upstream `labelNodeDisruptionExclusion`).
 pub const EXCLUDE_DISRUPTION_LABEL: &str = "node.kubernetes.io/exclude-disruption";
 

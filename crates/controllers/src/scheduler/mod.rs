@@ -40,6 +40,7 @@ use self::spread_counts::{Placed, SpreadCounts};
 use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
 use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use runtime::Outbox;
 
 /// Scheduler settings, named after upstream's `KubeSchedulerConfiguration` fields.
 #[derive(Clone, Debug)]
@@ -98,9 +99,8 @@ pub struct Scheduler {
     spread_counts: SpreadCounts,
     queue: SchedulingQueue,
     next_start_node: usize,
-    actions: Vec<Action>,
-    /// Events recorded since the last drain.
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
 }
 
 fn pod_of(obj: &Object) -> Option<&Arc<Pod>> {
@@ -147,8 +147,7 @@ impl Scheduler {
             spread_counts: SpreadCounts::default(),
             queue: SchedulingQueue::new(timing),
             next_start_node: 0,
-            actions: Vec::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
         }
     }
 
@@ -315,7 +314,7 @@ impl Scheduler {
                     self.queue.forget(&key);
                     tracing::debug!(pod = %key, %node, "binding");
                     // Upstream `bindingCycle`: Scheduled "Successfully assigned ns/pod to node".
-                    self.events.push(EventRecord::new(
+                    self.out.push_event(EventRecord::new(
                         events::source::SCHEDULER,
                         events::pod_ref(pod),
                         EventType::Normal,
@@ -323,12 +322,12 @@ impl Scheduler {
                         format!("Successfully assigned {key} to {node}"),
                         now,
                     ));
-                    self.actions.push(Action::Bind { pod: key, node });
+                    self.out.push_action(Action::Bind { pod: key, node });
                 }
                 Err(message) => {
                     tracing::debug!(pod = %key, %message, "unschedulable");
                     // Upstream `handleSchedulingFailure`: FailedScheduling with the fit error.
-                    self.events.push(EventRecord::new(
+                    self.out.push_event(EventRecord::new(
                         events::source::SCHEDULER,
                         events::pod_ref(pod),
                         EventType::Warning,
@@ -370,8 +369,8 @@ impl Scheduler {
             last_transition_time: transition,
             ..PodCondition::default()
         });
-        self.actions
-            .push(Action::UpdateStatus(Object::Pod(Arc::new(updated))));
+        self.out
+            .push_action(Action::UpdateStatus(Object::Pod(Arc::new(updated))));
     }
 }
 
@@ -380,7 +379,11 @@ impl Controller for Scheduler {
         "scheduler"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.nodes.load(cache.nodes.values());
         for pod in cache.pods.values() {
             self.on_pod_change(Some(pod), None, now);
@@ -388,7 +391,7 @@ impl Controller for Scheduler {
         self.schedule_pending(cache, now);
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -415,24 +418,16 @@ impl Controller for Scheduler {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         self.queue.tick(now);
         self.schedule_pending(cache, now);
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next_wakeup()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         match action {
             Action::Bind { pod, node } => {
                 tracing::debug!(%pod, %node, ?error, "binding failed");

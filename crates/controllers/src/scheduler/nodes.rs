@@ -12,10 +12,8 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use super::resources::{PodUsage, Resources, node_allocatable};
 use crate::node_ready_status;
 
-/// Taint the node lifecycle controller puts on nodes whose Ready condition is False.
-pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
-/// Taint the node lifecycle controller puts on nodes whose Ready condition is Unknown.
-pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+/// Taints the node lifecycle controller puts on nodes whose Ready condition is False/Unknown.
+pub use runtime::labels::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 
 /// What the scheduler knows about one node.
 #[derive(Clone, Debug)]

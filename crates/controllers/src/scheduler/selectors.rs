@@ -180,24 +180,8 @@ impl RequiredNodeAffinity {
     }
 }
 
-/// Upstream `Toleration.ToleratesTaint`.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty())
-        && key != taint.key
-    {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        _ => false,
-    }
-}
+/// Upstream `Toleration.ToleratesTaint` (one copy, in `runtime`).
+pub use runtime::labels::tolerates;
 
 /// The first `NoSchedule`/`NoExecute` taint no toleration tolerates (upstream
 /// `FindMatchingUntoleratedTaint` with `DoNotScheduleTaintsFilterFunc`).
@@ -234,28 +218,6 @@ mod tests {
         assert!(s.matches(Some(&labels(&[("app", "web")]))));
         assert!(!s.matches(Some(&labels(&[("app", "web"), ("tier", "db")]))));
         assert!(!s.matches(Some(&labels(&[("app", "api")]))));
-    }
-
-    #[test]
-    fn tolerations_match_key_value_effect() {
-        let taint = Taint {
-            key: "k".into(),
-            value: Some("v".into()),
-            effect: "NoSchedule".into(),
-            time_added: None,
-        };
-        let t = |v: serde_json::Value| -> Toleration { serde_json::from_value(v).unwrap() };
-        assert!(tolerates(&t(json!({"key": "k", "value": "v"})), &taint));
-        assert!(tolerates(
-            &t(json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})),
-            &taint
-        ));
-        assert!(tolerates(&t(json!({"operator": "Exists"})), &taint));
-        assert!(!tolerates(&t(json!({"key": "k", "value": "w"})), &taint));
-        assert!(!tolerates(
-            &t(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})),
-            &taint
-        ));
     }
 
     #[test]

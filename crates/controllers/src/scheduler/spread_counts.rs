@@ -289,7 +289,7 @@ mod tests {
                     }
                     _ => {
                         let action = Action::Bind { pod: key, node };
-                        sched.on_write_failed(&action, &WriteError::Conflict, now);
+                        sched.handle_write_failed(&action, &WriteError::Conflict, now);
                         None
                     }
                 }
@@ -306,7 +306,7 @@ mod tests {
         }
         let mut sched = Scheduler::new(SchedulerConfig::default());
         let mut now = T0;
-        sched.on_synced(&cache, now);
+        sched.handle_synced(&cache, now);
         // Prepared up front, before any pod exists; others get prepared by scheduling cycles.
         let tier = BTreeMap::from([("tier".to_string(), "front".to_string())]);
         sched.spread_counts.prepare("a", &Selector::from_set(&tier));
@@ -316,12 +316,12 @@ mod tests {
             now += rng.random_range(0..400);
             if let Some(change) = step(&mut rng, &mut cache, &mut sched, &mut binds, &mut uid, now)
             {
-                sched.on_change(&cache, &change, now);
+                sched.handle_change(&cache, &change, now);
             }
-            if sched.next_wakeup().is_some_and(|t| t <= now) {
-                sched.on_tick(&cache, now);
+            if sched.poll_timeout().is_some_and(|t| t <= now) {
+                sched.handle_timeout(&cache, now);
             }
-            sched.drain_actions(&mut actions);
+            actions.extend(std::iter::from_fn(|| sched.poll_action()));
             for a in actions.drain(..) {
                 if let Action::Bind { pod, node } = a {
                     binds.push((pod, node));

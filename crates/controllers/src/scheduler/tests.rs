@@ -354,9 +354,9 @@ fn assumed_pod_counts_until_observed_and_is_not_double_counted() {
     api.put(node("n1", "a", "1"), T0);
     api.put(object(pod_json("a", "x", "600m")), T0);
     let mut s = Scheduler::new(SchedulerConfig::default());
-    s.on_synced(&api.cache, T0);
+    s.handle_synced(&api.cache, T0);
     let mut out = Vec::new();
-    s.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| s.poll_action()));
     assert_eq!(
         out,
         vec![Action::Bind {
@@ -367,9 +367,9 @@ fn assumed_pod_counts_until_observed_and_is_not_double_counted() {
     assert_eq!(s.assumed(), 1);
     // While the bind is in flight, the assumed pod's 600m counts.
     let change = api.put(object(pod_json("b", "x", "500m")), T0);
-    s.on_change(&api.cache, &change, T0);
+    s.handle_change(&api.cache, &change, T0);
     let mut out = Vec::new();
-    s.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| s.poll_action()));
     assert!(matches!(&out[..], [Action::UpdateStatus(_)]), "{out:?}");
     // The bind is observed: the assumed pod is forgotten, its usage counted once.
     let changes = api
@@ -382,13 +382,13 @@ fn assumed_pod_counts_until_observed_and_is_not_double_counted() {
         )
         .unwrap();
     for c in &changes {
-        s.on_change(&api.cache, c, T0);
+        s.handle_change(&api.cache, c, T0);
     }
     assert_eq!(s.assumed(), 0);
     let change = api.put(object(pod_json("c", "x", "400m")), T0);
-    s.on_change(&api.cache, &change, T0);
+    s.handle_change(&api.cache, &change, T0);
     let mut out = Vec::new();
-    s.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| s.poll_action()));
     assert_eq!(
         out,
         vec![Action::Bind {
@@ -405,15 +405,15 @@ fn failed_bind_forgets_the_assumed_pod_and_retries() {
     api.put(node("n1", "a", "1"), T0);
     api.put(object(pod_json("a", "x", "600m")), T0);
     let mut s = Scheduler::new(SchedulerConfig::default());
-    s.on_synced(&api.cache, T0);
+    s.handle_synced(&api.cache, T0);
     let mut out = Vec::new();
-    s.drain_actions(&mut out);
-    s.on_write_failed(&out[0], &crate::WriteError::Other("timeout".into()), T0);
+    out.extend(std::iter::from_fn(|| s.poll_action()));
+    s.handle_write_failed(&out[0], &crate::WriteError::Other("timeout".into()), T0);
     assert_eq!(s.assumed(), 0);
-    assert_eq!(s.next_wakeup(), Some(T0 + 1000), "initial backoff");
-    s.on_tick(&api.cache, T0 + 1000);
+    assert_eq!(s.poll_timeout(), Some(T0 + 1000), "initial backoff");
+    s.handle_timeout(&api.cache, T0 + 1000);
     let mut out = Vec::new();
-    s.drain_actions(&mut out);
+    out.extend(std::iter::from_fn(|| s.poll_action()));
     assert_eq!(
         out,
         vec![Action::Bind {

@@ -470,17 +470,17 @@ struct SlowWatch {
 impl SlowWatch {
     fn pump(&mut self, fail_first_create: &mut bool) {
         let mut out = Vec::new();
-        self.rsc.drain_actions(&mut out);
+        out.extend(std::iter::from_fn(|| self.rsc.poll_action()));
         for a in out {
             if *fail_first_create && matches!(a, Action::Create(_)) {
                 *fail_first_create = false;
                 self.rsc
-                    .on_write_failed(&a, &WriteError::Other("quota".into()), self.now);
+                    .handle_write_failed(&a, &WriteError::Other("quota".into()), self.now);
                 continue;
             }
             match self.api.execute(&a, self.now) {
                 Ok(changes) => self.pending.extend(changes),
-                Err(e) => self.rsc.on_write_failed(&a, &e, self.now),
+                Err(e) => self.rsc.handle_write_failed(&a, &e, self.now),
             }
         }
     }
@@ -490,7 +490,7 @@ impl SlowWatch {
             return false;
         }
         let c = self.pending.remove(0);
-        self.rsc.on_change(&self.api.cache, &c, self.now);
+        self.rsc.handle_change(&self.api.cache, &c, self.now);
         true
     }
 
@@ -501,7 +501,7 @@ impl SlowWatch {
             new: Object::ReplicaSet(rs.clone()),
             old: Some(Object::ReplicaSet(rs)),
         };
-        self.rsc.on_change(&self.api.cache, &change, self.now);
+        self.rsc.handle_change(&self.api.cache, &change, self.now);
     }
 }
 
@@ -510,7 +510,9 @@ fn no_duplicate_creates_when_writes_are_observed_late() {
     let rs = object(json!({
         "kind": "ReplicaSet", "metadata": {"name": "rs", "namespace": "default"},
         "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "x"}},
-                 "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": []}}}
+                 // A container: the API refuses pods without one (upstream validation).
+                 "template": {"metadata": {"labels": {"app": "x"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}}}
     }));
     let mut w = SlowWatch {
         api: FakeApi::new(),
@@ -519,7 +521,7 @@ fn no_duplicate_creates_when_writes_are_observed_late() {
         now: T0,
     };
     w.api.put(rs, T0);
-    w.rsc.on_synced(&w.api.cache, T0);
+    w.rsc.handle_synced(&w.api.cache, T0);
     let mut fail = true;
     w.pump(&mut fail);
     // 4 creates executed, 1 failed; nothing observed yet. Pokes must not create more.
@@ -546,7 +548,7 @@ fn no_duplicate_creates_when_writes_are_observed_late() {
     let mut rs = (*w.api.cache.replica_sets[&key("rs")]).clone();
     rs.spec.as_mut().unwrap().replicas = Some(2);
     let c = w.api.put(Object::ReplicaSet(Arc::new(rs)), T0);
-    w.rsc.on_change(&w.api.cache, &c, T0);
+    w.rsc.handle_change(&w.api.cache, &c, T0);
     w.pump(&mut fail);
     w.poke();
     w.pump(&mut fail);
@@ -644,10 +646,10 @@ fn a_resync_before_the_write_lands_announces_a_scale_once() {
     let mut api = FakeApi::new();
     let change = api.put(deployment(3, "img:1", rolling()), T0);
     let mut dc = DeploymentController::new(DeploymentConfig::default());
-    dc.on_synced(&api.cache, T0);
-    dc.on_change(&api.cache, &change, T0 + 1);
+    dc.handle_synced(&api.cache, T0);
+    dc.handle_change(&api.cache, &change, T0 + 1);
     let mut events = Vec::new();
-    dc.drain_events(&mut events);
+    events.extend(std::iter::from_fn(|| dc.poll_event()));
     let scaled: Vec<&str> = events
         .iter()
         .filter(|e| e.reason == "ScalingReplicaSet")

@@ -1,5 +1,6 @@
 //! Helpers shared by the Deployment and ReplicaSet controllers: label selectors, controller
-//! references, pod activity/availability, and a small delayed work queue with backoff.
+//! references, pod activity/availability; and the delayed work queue with backoff (now in
+//! `runtime::queue`, re-exported).
 //!
 //! Start at [`selector_matches`] and [`WorkQueue`].
 
@@ -10,33 +11,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 
 use crate::time::from_time;
 use crate::{Key, Millis};
+use runtime::labels::{label_selector_is_empty, label_selector_matches};
+pub use runtime::queue::WorkQueue;
 
 /// True if `labels` satisfy `sel`. An empty selector selects nothing here: upstream rejects
 /// such ReplicaSets at validation and refuses to sync a Deployment that selects everything.
 pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    let ml = sel.match_labels.as_ref();
-    let me = sel.match_expressions.as_ref();
-    if ml.is_none_or(|m| m.is_empty()) && me.is_none_or(|e| e.is_empty()) {
-        return false;
-    }
-    if let Some(ml) = ml
-        && !ml.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return false;
-    }
-    me.into_iter().flatten().all(|req| {
-        let values = req.values.as_deref().unwrap_or(&[]);
-        let have = labels.get(&req.key);
-        match req.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => have.is_none_or(|v| !values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        }
-    })
+    !label_selector_is_empty(sel) && label_selector_matches(sel, labels)
 }
 
 /// The controller owner reference (`controller: true`) of an object, if any.
@@ -136,74 +117,6 @@ impl Expectations {
     }
 }
 
-/// Keys due at a time, with per-key exponential backoff for retries (upstream's default
-/// controller rate limiter: 5ms doubling to 1000s). Bounded by the number of objects.
-#[derive(Debug, Default)]
-pub struct WorkQueue {
-    due: BTreeMap<Key, Millis>,
-    failures: BTreeMap<Key, u32>,
-    base_ms: Millis,
-    max_ms: Millis,
-}
-
-impl WorkQueue {
-    pub fn new(base_ms: Millis, max_ms: Millis) -> WorkQueue {
-        WorkQueue {
-            due: BTreeMap::new(),
-            failures: BTreeMap::new(),
-            base_ms,
-            max_ms,
-        }
-    }
-
-    /// Run `key` at `at` (the earlier time wins if already queued).
-    pub fn add_at(&mut self, key: Key, at: Millis) {
-        let e = self.due.entry(key).or_insert(at);
-        *e = (*e).min(at);
-    }
-
-    /// Requeue `key` after a failure, with exponential backoff.
-    pub fn retry(&mut self, key: Key, now: Millis) {
-        let n = self.failures.entry(key.clone()).or_insert(0);
-        let delay = self
-            .base_ms
-            .saturating_mul(1i64 << (*n).min(40))
-            .min(self.max_ms);
-        *n = n.saturating_add(1);
-        self.add_at(key, now + delay);
-    }
-
-    /// Reset the backoff of `key` (a sync made no writes: it is in its desired state).
-    pub fn forget(&mut self, key: &Key) {
-        self.failures.remove(key);
-    }
-
-    /// Drop everything about `key` (the object is gone).
-    pub fn remove(&mut self, key: &Key) {
-        self.failures.remove(key);
-        self.due.remove(key);
-    }
-
-    /// Remove and return the keys due at or before `now`, in key order.
-    pub fn pop_due(&mut self, now: Millis) -> Vec<Key> {
-        let keys: Vec<Key> = self
-            .due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &keys {
-            self.due.remove(k);
-        }
-        keys
-    }
-
-    /// The earliest due time.
-    pub fn next(&self) -> Option<Millis> {
-        self.due.values().min().copied()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,25 +148,5 @@ mod tests {
         let e =
             json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["fe"]}]});
         assert!(!selector_matches(&sel(e), Some(&labels)));
-    }
-
-    #[test]
-    fn queue_backoff_doubles_and_caps() {
-        let mut q = WorkQueue::new(5, 20);
-        let k = Key::new("ns", "a");
-        q.retry(k.clone(), 0);
-        assert_eq!(q.next(), Some(5));
-        assert_eq!(q.pop_due(5), vec![k.clone()]);
-        q.retry(k.clone(), 0);
-        q.retry(k.clone(), 0);
-        assert_eq!(q.next(), Some(10));
-        q.pop_due(100);
-        q.retry(k.clone(), 0);
-        q.retry(k.clone(), 100);
-        assert_eq!(q.next(), Some(20));
-        q.forget(&k);
-        q.pop_due(1000);
-        q.retry(k, 1000);
-        assert_eq!(q.next(), Some(1005));
     }
 }

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use controllers::{Action, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Pod;
+use runtime::{Action, Millis, Object, WriteError};
 
 use super::config::STATUS_RETRY;
 use super::pod::{Ctx, PodState};
@@ -21,7 +21,7 @@ pub(crate) struct AnnotationSync {
 }
 
 impl AnnotationSync {
-    pub fn on_result(&mut self, result: &Result<(), WriteError>, now: Millis) {
+    pub fn handle_write_result(&mut self, result: &Result<(), WriteError>, now: Millis) {
         self.inflight = false;
         match result {
             Ok(()) | Err(WriteError::Conflict) | Err(WriteError::NotFound) => {}
@@ -75,6 +75,6 @@ pub(crate) fn sync_annotation(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
         .get_or_insert_with(Default::default)
         .insert(STAND_IN_ANNOTATION.into(), want);
     ctx.out
-        .actions
-        .push_back(Action::Update(Object::Pod(Arc::new(next))));
+        .writes
+        .push_action(Action::Update(Object::Pod(Arc::new(next))));
 }

@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use controllers::Millis;
+use runtime::Millis;
 
 /// Upstream `nodeLeaseDurationSeconds` default: 40 s
 /// (k/k `pkg/kubelet/apis/config/v1beta1/defaults.go`).

@@ -5,8 +5,8 @@
 
 use std::net::Ipv4Addr;
 
-use controllers::Millis;
 use k8s_openapi::api::core::v1::Container;
+use runtime::Millis;
 
 use super::pod::Ctx;
 use super::probe::{ProbeWorker, probe_action};

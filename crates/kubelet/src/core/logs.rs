@@ -2,8 +2,8 @@
 //! (k/k `pkg/kubelet/kubelet_pods.go`) over the kubelet's own container statuses, with its
 //! error texts. Start at [`Kubelet::container_log_target`].
 
-use controllers::Key;
 use k8s_openapi::api::core::v1::ContainerStatus;
+use runtime::Key;
 
 use super::Kubelet;
 use super::standin::{ERR_IMAGE_PULL, IMAGE_PULL_BACK_OFF};

@@ -4,7 +4,7 @@
 //! Inputs: informer [`Change`]s (its Node, its Lease, pods bound to it), [`RuntimeEvent`]s,
 //! probe results, write results and the time. Outputs: API writes ([`Kubelet::poll_action`]),
 //! runtime commands ([`Kubelet::poll_command`]), probes to run ([`Kubelet::poll_probe`]) and
-//! the next wake-up ([`Kubelet::next_wakeup`]). It never reads a clock or does I/O.
+//! the next wake-up ([`Kubelet::poll_timeout`]). It never reads a clock or does I/O.
 
 mod annotate;
 pub mod config;
@@ -29,8 +29,8 @@ mod tests_standin;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use controllers::{Action, Cache, Change, Key, Kind, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Container;
+use runtime::{Action, Cache, Change, Key, Kind, Millis, Object, WriteError};
 
 pub use config::KubeletConfig;
 pub use ipam::{Ipam, IpamError};
@@ -40,7 +40,7 @@ pub use node::initial_node;
 use pod::PodState;
 
 /// Events held between polls at most (older ones are dropped first).
-pub const MAX_PENDING_EVENTS: usize = 1000;
+pub use runtime::outbox::MAX_PENDING_EVENTS;
 
 /// Namespace of node leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -178,11 +178,11 @@ pub enum KubeletError {
 /// Everything the state machine hands out, in order.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    pub actions: VecDeque<Action>,
     pub commands: VecDeque<RuntimeCommand>,
     pub probes: VecDeque<ProbeRequest>,
-    /// Events to record (upstream `recorder.Eventf`), bounded by [`MAX_PENDING_EVENTS`].
-    pub events: VecDeque<controllers::events::EventRecord>,
+    /// API writes and Events to record (upstream `recorder.Eventf`; at most
+    /// [`MAX_PENDING_EVENTS`], the oldest dropped past it).
+    pub writes: runtime::Outbox,
     probe_seq: u64,
     /// Probe id -> (pod uid, container, kind).
     pub inflight_probes: BTreeMap<u64, (String, String, ProbeKind)>,
@@ -191,14 +191,6 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queue an Event, dropping the oldest past [`MAX_PENDING_EVENTS`].
-    pub fn event(&mut self, rec: controllers::events::EventRecord) {
-        if self.events.len() >= MAX_PENDING_EVENTS {
-            self.events.pop_front();
-        }
-        self.events.push_back(rec);
-    }
-
     pub fn next_probe_id(&mut self) -> u64 {
         self.probe_seq += 1;
         self.probe_seq
@@ -259,7 +251,7 @@ impl Kubelet {
         match obj {
             Object::Node(_) => self
                 .node
-                .on_node_change(&self.cfg, &self.cache, &mut self.out),
+                .handle_node_change(&self.cfg, &self.cache, &mut self.out),
             Object::Pod(p) => {
                 let key = Key::of(&p.metadata);
                 self.sync_pods_of(&key, now);
@@ -320,7 +312,7 @@ impl Kubelet {
             return;
         };
         self.with_pod(&uid, now, |st, ctx| {
-            st.on_probe_result(id, &container, kind, &outcome, ctx);
+            st.handle_probe_result(id, &container, kind, &outcome, ctx);
         });
     }
 
@@ -339,11 +331,13 @@ impl Kubelet {
             Action::Bind { .. } => return,
         };
         match kind {
-            Kind::Node | Kind::Lease => self.node.on_write_result(&self.cfg, action, &result, now),
+            Kind::Node | Kind::Lease => self
+                .node
+                .handle_write_result(&self.cfg, action, &result, now),
             Kind::Pod => {
                 let Some(uid) = uid else { return };
                 if let Some(st) = self.pods.get_mut(&uid) {
-                    st.on_write_result(action, &result, now);
+                    st.handle_write_result(action, &result, now);
                     self.sync_uid(&uid, now);
                 }
             }
@@ -362,7 +356,7 @@ impl Kubelet {
         let due: Vec<String> = self
             .pods
             .iter()
-            .filter(|(_, st)| st.next_wakeup().is_some_and(|w| w <= now))
+            .filter(|(_, st)| st.poll_timeout().is_some_and(|w| w <= now))
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in due {
@@ -392,7 +386,7 @@ impl Kubelet {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.out.actions.pop_front()
+        self.out.writes.poll_action()
     }
 
     pub fn poll_command(&mut self) -> Option<RuntimeCommand> {
@@ -404,17 +398,17 @@ impl Kubelet {
     }
 
     /// The next Event to record (the driver hands it to the event writer).
-    pub fn poll_event(&mut self) -> Option<controllers::events::EventRecord> {
-        self.out.events.pop_front()
+    pub fn poll_event(&mut self) -> Option<runtime::events::EventRecord> {
+        self.out.writes.poll_event()
     }
 
     /// When [`Kubelet::handle_timeout`] should next run.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.synced {
             return None;
         }
-        let pods = self.pods.values().filter_map(PodState::next_wakeup).min();
-        [self.node.next_wakeup(), pods].into_iter().flatten().min()
+        let pods = self.pods.values().filter_map(PodState::poll_timeout).min();
+        [self.node.poll_timeout(), pods].into_iter().flatten().min()
     }
 
     /// Sync every pod state for `key` (old UIDs and the cached one).

@@ -5,9 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use controllers::events::{self, EventRecord, EventType};
-use controllers::time::to_time;
-use controllers::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
@@ -16,11 +13,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use runtime::events::{self, EventRecord, EventType};
+use runtime::time::to_time;
+use runtime::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
 
 use super::{KubeletConfig, LEASE_NAMESPACE, Outbox};
 
 /// The OS label every node carries.
-pub const OS_LABEL: &str = "kubernetes.io/os";
+pub use runtime::labels::OS_LABEL;
 /// Delay before re-posting a node write that lost a race (the watch brings the newer node).
 const NODE_RETRY: Millis = 1_000;
 
@@ -55,12 +55,12 @@ impl NodeAgent {
         node_event(cfg, now, out, "Starting", "Starting kubelet.".to_string());
         self.lease.due = now;
         self.status_due = now;
-        self.on_node_change(cfg, cache, out);
+        self.handle_node_change(cfg, cache, out);
         self.tick(cfg, cache, false, now, out);
     }
 
     /// Our Node changed (or appeared/disappeared): make sure labels and pod CIDR are ours.
-    pub fn on_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
+    pub fn handle_node_change(&mut self, cfg: &KubeletConfig, cache: &Cache, out: &mut Outbox) {
         if !self.started || self.meta_inflight {
             return;
         }
@@ -79,8 +79,8 @@ impl NodeAgent {
         }
         if want != **node {
             self.meta_inflight = true;
-            out.actions
-                .push_back(Action::Update(Object::Node(Arc::new(want))));
+            out.writes
+                .push_action(Action::Update(Object::Node(Arc::new(want))));
         }
     }
 
@@ -123,8 +123,8 @@ impl NodeAgent {
                     let msg = format!("Node {} status is now: NodeReady", cfg.node_name);
                     node_event(cfg, now, out, "NodeReady", msg);
                 }
-                out.actions
-                    .push_back(Action::Create(Object::Node(Arc::new(node))));
+                out.writes
+                    .push_action(Action::Create(Object::Node(Arc::new(node))));
             }
             return;
         };
@@ -155,8 +155,8 @@ impl NodeAgent {
         node.status = Some(new);
         self.status_inflight = true;
         self.last_report = Some(now);
-        out.actions
-            .push_back(Action::UpdateStatus(Object::Node(Arc::new(node))));
+        out.writes
+            .push_action(Action::UpdateStatus(Object::Node(Arc::new(node))));
     }
 
     fn renew_lease(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Millis, out: &mut Outbox) {
@@ -201,11 +201,11 @@ impl NodeAgent {
             }))),
         };
         self.lease.inflight = true;
-        out.actions.push_back(action);
+        out.writes.push_action(action);
     }
 
     /// A node or lease write finished.
-    pub fn on_write_result(
+    pub fn handle_write_result(
         &mut self,
         cfg: &KubeletConfig,
         action: &Action,
@@ -258,7 +258,7 @@ impl NodeAgent {
         }
     }
 
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         if !self.started {
             return None;
         }
@@ -293,7 +293,7 @@ fn node_event(
         msg,
         now,
     );
-    out.event(rec.on_host(&cfg.node_name));
+    out.writes.push_event(rec.on_host(&cfg.node_name));
 }
 
 fn micro_time(now: Millis) -> MicroTime {

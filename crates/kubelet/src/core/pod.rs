@@ -4,9 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use controllers::events::{self, EventRecord, EventType};
-use controllers::{Action, Cache, Key, Kind, Millis, WriteError};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use runtime::events::{self, EventRecord, EventType};
+use runtime::{Action, Cache, Key, Kind, Millis, WriteError};
 
 use super::annotate::AnnotationSync;
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
@@ -267,7 +267,7 @@ impl PodState {
         let Some(term) = self.term.clone() else {
             return;
         };
-        let not_ready_seen = cached.is_none_or(|p| !controllers::pod_is_ready(p));
+        let not_ready_seen = cached.is_none_or(|p| !runtime::pod_is_ready(p));
         if !term.term_sent
             && (not_ready_seen || term.not_ready_posted || now >= term.began + NOT_READY_WAIT)
         {
@@ -311,7 +311,7 @@ impl PodState {
         {
             self.delete_sent = true;
             self.delete_retry_at = None;
-            ctx.out.actions.push_back(Action::Delete {
+            ctx.out.writes.push_action(Action::Delete {
                 kind: Kind::Pod,
                 key: self.key.clone(),
                 uid: Some(self.uid.clone()),
@@ -441,7 +441,7 @@ impl PodState {
                 self.event(ctx, &container, EventType::Normal, "Created", created);
                 let started = format!("Started container {container}");
                 self.event(ctx, &container, EventType::Normal, "Started", started);
-                self.on_started(&container, pid, ctx);
+                self.handle_started(&container, pid, ctx);
             }
             RuntimeEvent::ContainerStartFailed {
                 container, message, ..
@@ -449,18 +449,18 @@ impl PodState {
                 tracing::warn!(pod = %self.key, %container, %message, "container start failed");
                 let msg = format!("Error: {message}");
                 self.event(ctx, &container, EventType::Warning, "Failed", msg);
-                self.on_exit(&container, 128, "StartError", ctx);
+                self.handle_exit(&container, 128, "StartError", ctx);
             }
             RuntimeEvent::ContainerExited {
                 container, code, ..
             } => {
                 let reason = if code == 0 { "Completed" } else { "Error" };
-                self.on_exit(&container, code, reason, ctx);
+                self.handle_exit(&container, code, reason, ctx);
             }
         }
     }
 
-    fn on_started(&mut self, name: &str, pid: u32, ctx: &mut Ctx) {
+    fn handle_started(&mut self, name: &str, pid: u32, ctx: &mut Ctx) {
         let now = ctx.now;
         let pod = self.pod_ref();
         let terminating = self.term.as_ref().map(|t| (t.term_sent, t.kill_sent));
@@ -498,7 +498,7 @@ impl PodState {
         }
     }
 
-    fn on_exit(&mut self, name: &str, code: i32, reason: &str, ctx: &mut Ctx) {
+    fn handle_exit(&mut self, name: &str, code: i32, reason: &str, ctx: &mut Ctx) {
         let now = ctx.now;
         let terminating = self.term.is_some();
         let policy = self.restart_policy.clone();
@@ -564,7 +564,7 @@ impl PodState {
 
     /// A probe result for container `name`.
     #[allow(clippy::too_many_arguments)]
-    pub fn on_probe_result(
+    pub fn handle_probe_result(
         &mut self,
         id: u64,
         name: &str,
@@ -687,11 +687,11 @@ impl PodState {
             message,
             ctx.now,
         );
-        ctx.out.event(rec.on_host(&ctx.cfg.node_name));
+        ctx.out.writes.push_event(rec.on_host(&ctx.cfg.node_name));
     }
 
     /// A pod write (status or delete) finished.
-    pub fn on_write_result(
+    pub fn handle_write_result(
         &mut self,
         action: &Action,
         result: &Result<(), WriteError>,
@@ -700,7 +700,7 @@ impl PodState {
         match action {
             Action::UpdateStatus(obj) => {
                 let posted_not_ready = match obj {
-                    controllers::Object::Pod(p) => !controllers::pod_is_ready(p),
+                    runtime::Object::Pod(p) => !runtime::pod_is_ready(p),
                     _ => false,
                 };
                 if result.is_ok()
@@ -709,9 +709,9 @@ impl PodState {
                 {
                     t.not_ready_posted = true;
                 }
-                self.status.on_result(obj, result, now);
+                self.status.handle_write_result(obj, result, now);
             }
-            Action::Update(_) => self.annotation.on_result(result, now),
+            Action::Update(_) => self.annotation.handle_write_result(result, now),
             Action::Delete { .. } => match result {
                 Ok(()) | Err(WriteError::NotFound) | Err(WriteError::Conflict) => {}
                 Err(e) => {
@@ -725,7 +725,7 @@ impl PodState {
     }
 
     /// The earliest timer of this pod.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Millis> {
         let mut out: Vec<Millis> = Vec::new();
         if let NetState::Failed { retry_at, .. } = self.net {
             out.push(retry_at);

@@ -4,9 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use controllers::Millis;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use runtime::Millis;
 
 use super::{ProbeAction, ProbeKind};
 

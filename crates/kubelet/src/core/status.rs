@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use controllers::time::to_time;
-use controllers::{Action, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
+use runtime::time::to_time;
+use runtime::{Action, Millis, Object, WriteError};
 
 use super::config::{STATUS_CONFLICT_WAIT, STATUS_RETRY};
 use super::pod::{CPhase, Ctx, NetState, PodState, TermReason, Terminated};
@@ -43,7 +43,12 @@ impl StatusSync {
                 && now < self.awaiting_until)
     }
 
-    pub fn on_result(&mut self, obj: &Object, result: &Result<(), WriteError>, now: Millis) {
+    pub fn handle_write_result(
+        &mut self,
+        obj: &Object,
+        result: &Result<(), WriteError>,
+        now: Millis,
+    ) {
         self.inflight = false;
         match result {
             Ok(()) | Err(WriteError::Conflict) => {
@@ -86,8 +91,8 @@ pub(crate) fn sync_status(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
     st.status.inflight = true;
     st.status.dirty = false;
     ctx.out
-        .actions
-        .push_back(Action::UpdateStatus(Object::Pod(Arc::new(next))));
+        .writes
+        .push_action(Action::UpdateStatus(Object::Pod(Arc::new(next))));
 }
 
 fn all_stopped(st: &PodState) -> bool {

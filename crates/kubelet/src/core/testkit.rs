@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use controllers::fake::{FakeApi, T0};
-use controllers::{Action, Change, Key, Kind, Millis, Object, WriteError};
 use k8s_openapi::api::core::v1::Pod;
+use runtime::{Action, Change, Key, Kind, Millis, Object, WriteError};
 use serde_json::json;
 
 use super::*;
@@ -36,7 +36,7 @@ pub struct Rig {
     next_pid: u32,
     events: VecDeque<RuntimeEvent>,
     /// Kubernetes Events the kubelet recorded, in order.
-    pub recorded: Vec<controllers::events::EventRecord>,
+    pub recorded: Vec<runtime::events::EventRecord>,
 }
 
 pub fn cfg() -> KubeletConfig {
@@ -255,7 +255,7 @@ impl Rig {
     /// Run every timer up to `until`.
     pub fn run_until(&mut self, until: Millis) {
         for _ in 0..100_000 {
-            match self.kubelet.next_wakeup() {
+            match self.kubelet.poll_timeout() {
                 Some(w) if w <= until => {
                     self.now = self.now.max(w);
                     self.kubelet.handle_timeout(self.now);

@@ -1,7 +1,7 @@
 //! Node registration, node status reporting and lease renewal, in virtual time.
 
 use controllers::fake::T0;
-use controllers::{Action, Key, Object, WriteError};
+use runtime::{Action, Key, Object, WriteError};
 
 use super::testkit::*;
 use super::*;
@@ -148,7 +148,7 @@ fn node_status_is_posted_on_change_or_every_report_period() {
     rig.advance(10_000);
     assert_eq!(statuses(&rig), [300_000, 310_000]);
     let node = rig.api.cache.nodes.get("n1").expect("node");
-    assert_eq!(controllers::node_ready_status(node), Some("True"));
+    assert_eq!(runtime::node_ready_status(node), Some("True"));
 }
 
 #[test]
@@ -194,5 +194,5 @@ fn shutdown_during_a_status_write_still_posts_not_ready_at_once() {
         .handle_write_result(&inflight, Err(WriteError::Other("slow".into())), rig.now);
     rig.advance(100);
     let node = rig.api.cache.nodes.get("n1").expect("node");
-    assert_eq!(controllers::node_ready_status(node), Some("False"));
+    assert_eq!(runtime::node_ready_status(node), Some("False"));
 }

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use controllers::fake::T0;
-use controllers::{Action, Kind, Object, WriteError};
+use runtime::{Action, Kind, Object, WriteError};
 use serde_json::json;
 
 use super::testkit::*;
@@ -38,7 +38,7 @@ fn no_timer_is_due_while_the_pod_network_is_being_set_up() {
         "{setup:?}"
     );
     // The runtime has not answered yet: a driver woken now would find nothing to do.
-    let wake = rig.kubelet.next_wakeup();
+    let wake = rig.kubelet.poll_timeout();
     assert!(
         wake.is_none_or(|w| w > rig.now),
         "due at {wake:?}, now {}",
@@ -326,7 +326,7 @@ fn graceful_shutdown_marks_pods_not_ready_before_sigterm() {
         let not_ready = rig.log.iter().position(|(_, e)| {
             matches!(e,
             Entry::Action(Action::UpdateStatus(Object::Pod(p)), Ok(()))
-                if p.metadata.name.as_deref() == Some(name) && !controllers::pod_is_ready(p))
+                if p.metadata.name.as_deref() == Some(name) && !runtime::pod_is_ready(p))
         });
         let term = rig.log.iter().position(|(_, e)| {
             matches!(e,
@@ -488,10 +488,7 @@ fn pod_lifecycle_records_upstream_kubelet_events() {
             "Readiness probe failed: HTTP probe failed with statuscode: 503".to_string()
         )]
     );
-    assert_eq!(
-        rig.recorded[0].type_,
-        controllers::events::EventType::Warning
-    );
+    assert_eq!(rig.recorded[0].type_, runtime::events::EventType::Warning);
     rig.recorded.clear();
     rig.delete_pod("web");
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Stand-in containers, refused images and the log target, in virtual time.
 
-use controllers::{Action, Object};
+use runtime::{Action, Object};
 use serde_json::json;
 
 use super::standin::{ImagePolicy, Plan, STAND_IN_ANNOTATION};
@@ -208,7 +208,7 @@ fn the_annotation_is_retried_after_a_failed_write_and_logs_go_with_the_pod() {
     rig.writes = Box::new(move |a, _| match a {
         Action::Update(Object::Pod(_)) if f.get() > 0 => {
             f.set(f.get() - 1);
-            Some(controllers::WriteError::Other("etcd unavailable".into()))
+            Some(runtime::WriteError::Other("etcd unavailable".into()))
         }
         _ => None,
     });

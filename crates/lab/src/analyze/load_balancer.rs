@@ -157,7 +157,7 @@ pub fn per_client_kind(
 mod tests {
     use super::*;
     use crate::fixtures;
-    use crate::timeline::LoadBalancerSetup;
+    use crate::timeline::{ConnKind, LoadBalancerSetup, Outcome};
 
     const T0: f64 = 1_000_000.0;
 
@@ -265,8 +265,8 @@ mod tests {
             service: "default/web".into(),
             start: at(1.0),
             end: at(1.1),
-            outcome: if ok { "ok" } else { "timeout" }.into(),
-            conn: "new".into(),
+            outcome: if ok { Outcome::Ok } else { Outcome::Timeout },
+            conn: ConnKind::New,
             conn_opened: at(1.0),
             local_port: 0,
             connected: ok,

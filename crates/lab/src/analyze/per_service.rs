@@ -29,6 +29,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::timeline::{ConnKind, Outcome};
 
     const T0: f64 = 1_000_000.0;
 
@@ -45,8 +46,8 @@ mod tests {
             service: service.into(),
             start: at(start_s),
             end: at(start_s + if ok { 0.01 } else { 1.0 }),
-            outcome: if ok { "ok" } else { "timeout" }.into(),
-            conn: "new".into(),
+            outcome: if ok { Outcome::Ok } else { Outcome::Timeout },
+            conn: ConnKind::New,
             conn_opened: at(start_s),
             local_port: 0,
             connected: ok,
@@ -87,7 +88,7 @@ mod tests {
         assert_eq!(by["default/frontend"].failed, 2);
         assert_eq!(by["default/frontend"].error_window_s, 3.0);
         assert_eq!(by["default/db"].error_window_s, 19.0);
-        assert_eq!(by["default/db"].by_outcome["timeout"], 2);
+        assert_eq!(by["default/db"].by_outcome[&Outcome::Timeout], 2);
         assert_eq!(by["shop/backend"].failed, 0);
         assert_eq!(by["shop/backend"].availability, 100.0);
         assert_eq!(by["shop/backend"].error_window_s, 0.0);

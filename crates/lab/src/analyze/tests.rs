@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::timeline::{Event, EventKind, Request};
+use crate::timeline::{ConnKind, Event, EventKind, Outcome, Request};
 
 const T0: f64 = 1_000_000.0;
 use crate::fixtures::NODES;
@@ -132,8 +132,8 @@ fn outage() -> (Vec<Event>, Vec<Request>) {
                 service: "default/web".into(),
                 start: at(s),
                 end: at(s + if fails { 1.0 } else { 0.002 }),
-                outcome: if fails { "timeout" } else { "ok" }.into(),
-                conn: "new".into(),
+                outcome: if fails { Outcome::Timeout } else { Outcome::Ok },
+                conn: ConnKind::New,
                 conn_opened: at(s),
                 local_port: 0,
                 connected: !fails,
@@ -175,7 +175,7 @@ fn requests_window_and_slo() {
     let r = analyze(&meta(60.0), &events, &reqs);
     assert_eq!(r.requests.total, 1200);
     assert_eq!(r.requests.failed, 40);
-    assert_eq!(r.requests.by_outcome["timeout"], 40);
+    assert_eq!(r.requests.by_outcome[&Outcome::Timeout], 40);
     assert_eq!(r.requests.new_connections.failed, 40);
     let w = r.error_window.expect("a window");
     assert_eq!((w.start_s, w.end_s), (10.2, 15.9));
@@ -262,8 +262,8 @@ fn failures_after_convergence_are_counted_for_surviving_clients_only() {
         service: "default/web".into(),
         start: at(30.0),
         end: at(31.0),
-        outcome: "timeout".into(),
-        conn: "new".into(),
+        outcome: Outcome::Timeout,
+        conn: ConnKind::New,
         conn_opened: at(30.0),
         local_port: 0,
         connected: false,
@@ -307,8 +307,8 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
         service: "default/web".into(),
         start: at(s),
         end: at(s + 1.0),
-        outcome: if ok { "ok" } else { "timeout" }.into(),
-        conn: "new".into(),
+        outcome: if ok { Outcome::Ok } else { Outcome::Timeout },
+        conn: ConnKind::New,
         conn_opened: at(s),
         local_port: port,
         connected: ok,
@@ -338,13 +338,13 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
     assert_eq!(r.failed_after_converged_stale_conntrack, 1);
     // A refused connection leaves no entry: the next timeout on its port is not stale.
     let mut refused = mk(50.0, 40006, false);
-    refused.outcome = "refused".into();
+    refused.outcome = Outcome::Refused;
     reqs.extend([refused, mk(51.0, 40006, false)]);
     let r = analyze(&meta(150.0), &events, &reqs);
     assert_eq!(r.requests.stale_conntrack, 1);
     // Once the dead pod's address is gone, the stale entry yields "no route to host" (error).
     let mut unreachable = mk(60.0, 40000, false);
-    unreachable.outcome = "error".into();
+    unreachable.outcome = Outcome::Error;
     reqs.push(unreachable);
     let r = analyze(&meta(150.0), &events, &reqs);
     assert_eq!(r.requests.stale_conntrack, 2);
@@ -354,10 +354,14 @@ fn a_failure_on_the_port_of_an_earlier_failure_is_stale_conntrack() {
 fn requests_on_connections_opened_before_the_fault_are_counted_apart() {
     let (events, mut reqs) = outage();
     for (i, r) in reqs.iter_mut().enumerate().filter(|(i, _)| i % 10 == 1) {
-        r.conn = "reused".into();
+        r.conn = ConnKind::Reused;
         r.conn_opened = at(5.0);
         if (10.0..12.0).contains(&((r.start - T0) / 1e3)) {
-            r.outcome = if i % 20 == 1 { "timeout" } else { "ok" }.into();
+            r.outcome = if i % 20 == 1 {
+                Outcome::Timeout
+            } else {
+                Outcome::Ok
+            };
         }
     }
     let r = analyze(&meta(60.0), &events, &reqs);
@@ -402,8 +406,8 @@ fn stale_hits_stretch_the_window_and_are_reported_apart() {
         service: "default/web".into(),
         start: at(s),
         end: at(s + 1.0),
-        outcome: "timeout".into(),
-        conn: "new".into(),
+        outcome: Outcome::Timeout,
+        conn: ConnKind::New,
         conn_opened: at(s),
         local_port: 45000,
         connected: false,
@@ -438,7 +442,11 @@ fn failures_while_the_node_has_no_endpoint_are_no_endpoints_not_dead_pods() {
     for r in reqs.iter_mut().filter(|r| r.client_node == "b-1") {
         if (at(55.0)..at(57.0)).contains(&r.start) {
             let refused = r.start < at(55.6);
-            r.outcome = if refused { "refused" } else { "timeout" }.into();
+            r.outcome = if refused {
+                Outcome::Refused
+            } else {
+                Outcome::Timeout
+            };
             r.connected = false;
             r.zone = None;
         }
@@ -448,7 +456,7 @@ fn failures_while_the_node_has_no_endpoint_are_no_endpoints_not_dead_pods() {
         .iter_mut()
         .find(|r| r.client_node == "c-1" && r.start >= at(55.0))
         .unwrap();
-    c.outcome = "timeout".into();
+    c.outcome = Outcome::Timeout;
     let report = analyze(&meta(60.0), &events, &reqs);
     assert_eq!(report.requests.no_endpoints, 20, "{:?}", report.requests);
     assert!(

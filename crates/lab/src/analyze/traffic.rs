@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{Meta, PrimaryFault, round3};
 use crate::report::{Counts, RatePoint, Requests, Window, ZoneReport};
-use crate::timeline::Request;
+use crate::timeline::{Outcome, Request};
 
 /// Width of a bucket of the requests-per-second series.
 pub const BUCKET_S: f64 = 1.0;
@@ -137,7 +137,8 @@ pub fn breakdown(rs: &[&Request], fault: Option<&PrimaryFault>) -> ZoneReport {
 /// nf_conntrack-sysctl.rst), renewed by every SYN that hits it. Refusals, resets and answered
 /// SYNs leave no such entry and clear the port.
 fn stale_conntrack(rs: &[&Request], syn_sent_ms: f64) -> std::collections::BTreeSet<usize> {
-    let unanswered = |r: &Request| !r.connected && (r.outcome == "timeout" || r.outcome == "error");
+    let unanswered =
+        |r: &Request| !r.connected && matches!(r.outcome, Outcome::Timeout | Outcome::Error);
     let mut last: BTreeMap<(&str, &str, u16), f64> = BTreeMap::new();
     let mut out = std::collections::BTreeSet::new();
     for (i, r) in rs.iter().enumerate() {
@@ -161,7 +162,7 @@ fn count(rs: &[&Request]) -> Requests {
     let mut c = Requests::default();
     for r in rs {
         c.total += 1;
-        *c.by_outcome.entry(r.outcome.clone()).or_default() += 1;
+        *c.by_outcome.entry(r.outcome).or_default() += 1;
         let kind: &mut Counts = if r.new_conn() {
             &mut c.new_connections
         } else {

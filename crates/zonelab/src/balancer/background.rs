@@ -112,7 +112,7 @@ mod tests {
     use std::sync::mpsc::channel;
     use std::time::Duration;
 
-    use controllers::Key;
+    use runtime::Key;
 
     use super::*;
 

@@ -339,8 +339,8 @@ pub fn default_dir(netns: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use controllers::Key;
     use lb::BalancerConfig;
+    use runtime::Key;
 
     use super::*;
 

@@ -106,9 +106,9 @@ impl CloudHost {
             let now = wall_clock();
             let next = {
                 let mut c = self.lock();
-                c.on_tick(now);
-                c.drain_events(&mut events);
-                c.next_wakeup()
+                c.handle_timeout(now);
+                events.extend(std::iter::from_fn(|| c.poll_event()));
+                c.poll_timeout()
             };
             for e in events.drain(..) {
                 self.handle(e, &lab, &client);

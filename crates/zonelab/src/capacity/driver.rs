@@ -14,10 +14,10 @@ use controllers::autoscaler::{AutoscalerAction, AutoscalerConfig, ClusterAutosca
 use controllers::live::{
     Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
 };
-use controllers::{Cache, Kind, Object};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
+use runtime::{Cache, Kind, Object};
 use tokio::sync::mpsc;
 
 use super::http::HttpCloud;
@@ -63,9 +63,8 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpClou
     let mut cache = Cache::new();
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut halted = false;
-    let (mut actions, mut recorded) = (Vec::new(), Vec::new());
     loop {
-        let wake = ca.next_wakeup().unwrap_or(i64::MAX);
+        let wake = ca.poll_timeout().unwrap_or(i64::MAX);
         let sleep_ms = wake.saturating_sub(wall_clock()).clamp(0, 60_000);
         tokio::select! {
             feed = rx.recv() => {
@@ -98,15 +97,15 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpClou
             }
         };
         let now = wall_clock();
-        ca.on_tick(&cache, &views, now);
+        ca.handle_timeout(&cache, &views, now);
         if ca.halted_since().is_some() != halted {
             halted = !halted;
             tracing::info!(halted, "cluster autoscaler halted or resumed");
         }
-        ca.drain_events(&mut recorded);
-        recorded.drain(..).for_each(|e| events.record(e));
-        ca.drain_actions(&mut actions);
-        for action in actions.drain(..) {
+        while let Some(e) = ca.poll_event() {
+            events.record(e);
+        }
+        while let Some(action) = ca.poll_action() {
             apply(&client, &cloud, &mut ca, action).await;
         }
     }
@@ -144,7 +143,7 @@ async fn apply(
                     "autoscaler write failed: {}: {text}",
                     controllers::live::writes::describe(a)
                 );
-                ca.on_write_failed(&action, wall_clock());
+                ca.handle_write_failed(&action, wall_clock());
             }
         }
         AutoscalerAction::WriteStatus(cm) => {

@@ -31,7 +31,7 @@ const NAME: &str = "api";
 /// (the AWS Load Balancer Controller's defaults, `lb::config`), divided by 10 in the fast
 /// profile like every other timer.
 pub fn config(topo: &Topology, cp: &ZonalControlPlane) -> BalancerConfig {
-    let divisor = if cp.profile == "fast" { 10 } else { 1 };
+    let divisor = cp.profile.divisor();
     let health_check = HealthCheckConfig {
         protocol: HealthProtocol::Http,
         path: "/readyz".into(),
@@ -130,7 +130,7 @@ mod tests {
             store: "etcd".into(),
             zones: vec!["a".into(), "b".into(), "c".into()],
             vip: SocketAddr::from((super::super::control_plane::API_VIP, LAB_API_PORT)),
-            profile: "fast".into(),
+            profile: crate::flags::Profile::Fast,
             server_flags: Vec::new(),
         };
         let c = config(&topo, &cp);
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(g.health_check.path, "/readyz");
         assert_eq!(g.health_check.interval, Duration::from_secs(1));
         let upstream = ZonalControlPlane {
-            profile: "upstream".into(),
+            profile: crate::flags::Profile::Upstream,
             ..cp
         };
         assert_eq!(

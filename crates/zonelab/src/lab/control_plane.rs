@@ -46,7 +46,7 @@ pub struct ZonalControlPlane {
     /// The API's virtual address (agents use it).
     pub vip: SocketAddr,
     /// `--profile` and the extra flags of every server (kept for restarts).
-    pub profile: String,
+    pub profile: crate::flags::Profile,
     pub server_flags: Vec<String>,
 }
 
@@ -124,7 +124,7 @@ pub fn server_argv(
         "--listen",
         &SocketAddr::from((h.ip, LAB_API_PORT)).to_string(),
         "--profile",
-        &cp.profile,
+        cp.profile.as_str(),
         "--etcd-servers",
         &etcd_servers(topo, zone),
         "--leader-elect=true",
@@ -409,7 +409,7 @@ mod tests {
             store: "etcd".into(),
             zones: vec!["a".into(), "b".into(), "c".into()],
             vip: SocketAddr::from((API_VIP, LAB_API_PORT)),
-            profile: "fast".into(),
+            profile: crate::flags::Profile::Fast,
             server_flags: vec!["--v=2".into()],
         }
     }

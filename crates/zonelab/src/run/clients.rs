@@ -114,6 +114,15 @@ impl NewLines {
     }
 }
 
+/// The outcome of one `zonelab load` record line (`None`: not a record).
+fn outcome(line: &str) -> Option<lab::Outcome> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        outcome: lab::Outcome,
+    }
+    serde_json::from_str::<Line>(line).ok().map(|l| l.outcome)
+}
+
 /// Live counts of the clients' records, for the progress line.
 #[derive(Debug, Default)]
 pub struct Tail {
@@ -133,7 +142,7 @@ impl Tail {
         for cp in pods {
             for line in self.lines.read(&cp.out) {
                 self.recent_total += 1;
-                if line.contains("\"outcome\":\"ok\"") {
+                if outcome(&line) == Some(lab::Outcome::Ok) {
                     self.ok += 1;
                 } else {
                     self.failed += 1;
@@ -222,5 +231,16 @@ mod tests {
         f.write_all(b"o\nthree\n").unwrap();
         assert_eq!(r.read(&path), ["two", "three"]);
         assert!(r.read(&path).is_empty());
+    }
+
+    #[test]
+    fn a_records_outcome_is_read_typed() {
+        let ok = r#"{"start":1.0,"end":2.0,"outcome":"ok","conn":"new","attempts":1}"#;
+        assert_eq!(outcome(ok), Some(lab::Outcome::Ok));
+        assert_eq!(
+            outcome(&ok.replace("\"ok\"", "\"refused\"")),
+            Some(lab::Outcome::Refused)
+        );
+        assert_eq!(outcome("not json"), None);
     }
 }

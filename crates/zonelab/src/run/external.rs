@@ -12,12 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use controllers::Key;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
 use lab::{Event, EventKind};
 use lb::{BalancerConfig, Record};
 use netlab::Topology;
+use runtime::Key;
 use scenario::Client;
 
 use super::clients::{ClientPod, longest_request};

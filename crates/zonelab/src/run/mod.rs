@@ -19,12 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use lab::report::{SloTarget, Timers};
+use lab::report::SloTarget;
 use lab::{EventKind, Meta, Report};
 use scenario::{FaultTarget, FaultType, Scenario, Until};
 
 use crate::clock::epoch_ms;
-use crate::flags::{Profile, parse_duration};
 use crate::lab::{FailMode, Target, UpPlan};
 use clients::ClientPod;
 pub use prepare::{Prepared, prepare};
@@ -173,7 +172,7 @@ fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {
     UpPlan {
         zones: s.topology.zones.clone(),
         nodes_per_zone: s.topology.nodes_per_zone,
-        profile: profile(s),
+        profile: s.profile,
         proxy_mode: match s.proxy_mode {
             scenario::ProxyMode::Nftables => "nftables".into(),
             scenario::ProxyMode::Iptables => "iptables".into(),
@@ -184,42 +183,6 @@ fn up_plan(args: &RunArgs, p: &Prepared) -> UpPlan {
         agent_flags,
         etcd_in_zones: s.control_plane.zonal(),
         kube_proxy_daemonset: true,
-    }
-}
-
-fn profile(s: &Scenario) -> Profile {
-    match s.profile {
-        scenario::Profile::Fast => Profile::Fast,
-        scenario::Profile::Upstream => Profile::Upstream,
-    }
-}
-
-/// The timers a run uses: the profile's, with the scenario's overrides.
-fn timers(s: &Scenario) -> Timers {
-    let pr = profile(s);
-    let dur = |flag: &str, upstream: Duration| {
-        s.flags
-            .get(flag)
-            .and_then(|v| parse_duration(v).ok())
-            .unwrap_or(pr.duration(upstream))
-            .as_secs_f64()
-    };
-    let secs = |flag: &str, upstream: i64| {
-        s.flags
-            .get(flag)
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(pr.seconds(upstream)) as f64
-    };
-    Timers {
-        node_monitor_grace_period_s: dur("node-monitor-grace-period", Duration::from_secs(50)),
-        node_monitor_period_s: dur("node-monitor-period", Duration::from_secs(5)),
-        lease_renew_interval_s: secs("node-lease-duration-seconds", 40) / 4.0,
-        unreachable_toleration_s: secs("default-unreachable-toleration-seconds", 300),
-        conntrack_tcp_timeout_syn_sent_s: s
-            .flags
-            .get("conntrack-tcp-timeout-syn-sent")
-            .and_then(|v| parse_duration(v).ok())
-            .map_or(120.0, |d| d.as_secs().max(1) as f64),
     }
 }
 
@@ -433,7 +396,7 @@ async fn plan_clients(
                 exe: &exe,
                 netns: &cfg.topology.router_netns,
                 run_for,
-                profile: profile(s),
+                profile: s.profile,
             };
             let argv = external::argv(c, &cp, &urls, &status, &common);
             eprintln!("  external client {} -> {}", c.name, urls.join(", "));
@@ -527,10 +490,10 @@ impl RunBase<'_> {
             scenario: s.name.clone(),
             mode: "live".into(),
             seed: self.args.seed,
-            profile: self.cfg.profile.clone(),
+            profile: self.cfg.profile.to_string(),
             proxy_mode: self.cfg.proxy_mode.clone(),
             ended_by: ended_by.into(),
-            timers: timers(s),
+            timers: self.p.configs.report_timers(),
             slo: SloTarget {
                 availability: s.slo.availability,
                 max_error_window_s: s.slo.max_error_window.map(|d| d.as_secs_f64()),
@@ -721,7 +684,7 @@ async fn start_capacity(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    crate::capacity::start(s, lab, cfg.api, profile(s), args.seed, record)
+    crate::capacity::start(s, lab, cfg.api, s.profile, args.seed, record)
         .await
         .map(Some)
 }

@@ -1,6 +1,6 @@
 //! Everything `zonelab run` checks before it builds anything: the scenario file, the workload
-//! manifests it names, and its flag overrides (each must be a `zonelab server` or
-//! `zonelab agent` flag). Errors carry `file:line:column`.
+//! manifests it names, and its flag overrides (each a config flag that crate `profile` resolves,
+//! or another `zonelab server` or `zonelab agent` flag). Errors carry `file:line:column`.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,8 @@ pub struct Prepared {
     pub server_flags: Vec<String>,
     /// `--name=value` for every `zonelab agent`.
     pub agent_flags: Vec<String>,
+    /// Every component's config under the scenario's profile and flags (crate `profile`).
+    pub configs: profile::Configs,
 }
 
 /// Flags the run sets itself: a scenario sets them with their own fields instead.
@@ -66,7 +68,7 @@ pub fn prepare_text(
             message,
         }
     };
-    let (server_flags, agent_flags) = split_flags(&scenario, &invalid)?;
+    let (server_flags, agent_flags, configs) = split_flags(&scenario, text, &file, &invalid)?;
     // One spelling from here on (`--name: x` and `name: x` are the same flag).
     scenario.flags = std::mem::take(&mut scenario.flags)
         .into_iter()
@@ -103,6 +105,7 @@ pub fn prepare_text(
         manifests,
         server_flags,
         agent_flags,
+        configs,
     })
 }
 
@@ -149,11 +152,14 @@ fn check_external_services(
 
 type Invalid<'a> = dyn Fn(Vec<Seg>, String) -> ScenarioError + 'a;
 
-/// Sends each `flags` entry to the role that has it.
+/// Resolves the `flags` entries into every component's config (crate `profile`) and sends each
+/// to the role that has it (the cluster autoscaler's are read by the run from the scenario).
 fn split_flags(
     s: &Scenario,
+    text: &str,
+    file: &str,
     invalid: &Invalid,
-) -> Result<(Vec<String>, Vec<String>), ScenarioError> {
+) -> Result<(Vec<String>, Vec<String>, profile::Configs), ScenarioError> {
     let longs = |cmd: clap::Command| -> Vec<String> {
         cmd.get_arguments()
             .filter_map(|a| a.get_long().map(str::to_string))
@@ -165,46 +171,31 @@ fn split_flags(
     let agent = longs(crate::agent::AgentArgs::augment_args(clap::Command::new(
         "agent",
     )));
-    let autoscaler = crate::capacity::names();
-    let (mut to_server, mut to_agent) = (Vec::new(), Vec::new());
-    for (name, value) in &s.flags {
-        let at = vec![Seg::Key("flags".into()), Seg::Key(name.clone())];
+    for name in s.flags.keys() {
         let bare = name.trim_start_matches('-');
         if RESERVED.contains(&bare) {
             return Err(invalid(
-                at,
+                vec![Seg::Key("flags".into()), Seg::Key(name.clone())],
                 format!("--{bare} is set by the run itself (use the scenario's own field)"),
             ));
         }
+    }
+    let has = |list: &[String], name: &str| list.iter().any(|f| f == name);
+    let resolved = profile::from_scenario(s, text, file, |name| {
+        has(&server, name) || has(&agent, name)
+    })?;
+    let (mut to_server, mut to_agent) = (Vec::new(), Vec::new());
+    for (name, value) in &s.flags {
+        let bare = name.trim_start_matches('-');
         let flag = format!("--{bare}={value}");
-        if autoscaler.iter().any(|f| f == bare) {
-            // The cluster autoscaler's (read by the run from the scenario's flags).
-            crate::capacity::check_flag(bare, value).map_err(|e| invalid(at, e))?;
-            continue;
+        if has(&server, bare) {
+            to_server.push(flag.clone());
         }
-        match (
-            server.iter().any(|f| f == bare),
-            agent.iter().any(|f| f == bare),
-        ) {
-            (false, false) => {
-                return Err(invalid(
-                    at,
-                    format!(
-                        "unknown flag --{bare}: expected a flag of `zonelab server`, `zonelab agent` or the cluster autoscaler (see `zonelab server --help`, docs/autoscaler.md)"
-                    ),
-                ));
-            }
-            (in_server, in_agent) => {
-                if in_server {
-                    to_server.push(flag.clone());
-                }
-                if in_agent {
-                    to_agent.push(flag);
-                }
-            }
+        if has(&agent, bare) {
+            to_agent.push(flag);
         }
     }
-    Ok((to_server, to_agent))
+    Ok((to_server, to_agent, resolved.configs))
 }
 
 enum ManifestError {
@@ -348,6 +339,43 @@ run: {duration: 10s}
         assert!(
             p.scenario.flags.contains_key("sync-period"),
             "keys normalised"
+        );
+        // The config flags resolved under the scenario's profile (default fast).
+        let c = &p.configs;
+        assert_eq!(
+            c.node_lifecycle.node_monitor_grace_period,
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            c.node_lifecycle.node_monitor_period,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(c.proxy.sync_period_ms, 2_000);
+        assert_eq!(c.report_timers().unreachable_toleration_s, 30.0);
+    }
+
+    #[test]
+    fn config_flag_values_are_checked_at_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = prep(
+            "name: x\nflags:\n  sync-period: 2s\n  node-monitor-grace-period: soon\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.yaml:4:") && e.contains("invalid duration"),
+            "{e}"
+        );
+        let e = prep(
+            "name: x\nflags: {expander: most-pods}\nrun: {duration: 10s}\n",
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("s.yaml:2:") && e.ends_with("Expander most-pods not supported"),
+            "{e}"
         );
     }
 

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use controllers::Key;
 use controllers::relist::{self, Step};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -13,6 +12,7 @@ use kube::api::Api;
 use kube::runtime::watcher;
 use lab::observe::{NodeObserver, PodObserver, SliceObserver};
 use lab::{Event, EventKind};
+use runtime::Key;
 
 use crate::clock::epoch_ms;
 

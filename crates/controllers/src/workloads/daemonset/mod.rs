@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{Expectations, WorkQueue, controller_key, controller_of};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use runtime::Outbox;
 
 pub use placement::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_GENERATION, node_should_run};
 
@@ -77,10 +78,9 @@ pub struct DaemonSetController {
     expectations: BTreeMap<Key, Expectations>,
     failed_backoff: BTreeMap<(Key, String), Backoff>,
     queue: WorkQueue,
-    actions: Vec<Action>,
-    /// Index in `actions` of the pending status write per DaemonSet (a newer one replaces it).
-    pending_status: BTreeMap<Key, usize>,
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll; a newer status write of an object replaces
+    /// a pending one (`push_coalesced`), so a burst of events yields one write.
+    out: Outbox,
 }
 
 /// Node changes that can change where daemon pods belong (upstream `shouldIgnoreNodeUpdate`
@@ -109,9 +109,7 @@ impl DaemonSetController {
             expectations: BTreeMap::new(),
             failed_backoff: BTreeMap::new(),
             queue,
-            actions: Vec::new(),
-            pending_status: BTreeMap::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
         }
     }
 
@@ -146,7 +144,7 @@ impl DaemonSetController {
         now: Millis,
     ) {
         let involved = events::object_ref("apps/v1", "DaemonSet", &ds.metadata);
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             events::source::DAEMONSET,
             involved,
             type_,
@@ -241,15 +239,9 @@ impl DaemonSetController {
         }
     }
 
-    fn push_status(&mut self, key: &Key, ds: DaemonSet) {
+    fn push_status(&mut self, ds: DaemonSet) {
         let action = Action::UpdateStatus(Object::DaemonSet(Arc::new(ds)));
-        match self.pending_status.get(key) {
-            Some(&i) => self.actions[i] = action,
-            None => {
-                self.pending_status.insert(key.clone(), self.actions.len());
-                self.actions.push(action);
-            }
-        }
+        self.out.push_coalesced(action);
     }
 
     fn forget(&mut self, key: &Key) {
@@ -264,7 +256,11 @@ impl Controller for DaemonSetController {
         "daemonset"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.pods_by_owner.clear();
         let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
         for p in &pods {
@@ -276,7 +272,7 @@ impl Controller for DaemonSetController {
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change.object() {
             Object::Pod(_) => self.on_pod_change(cache, change, now),
             Object::Node(_) => self.on_node_change(cache, change, now),
@@ -292,26 +288,17 @@ impl Controller for DaemonSetController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.pending_status.clear();
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let ds_key = match action {
             Action::Create(Object::Pod(p)) => {
                 let key = controller_key(&p.metadata, "DaemonSet").map(|(k, _)| k);
@@ -332,7 +319,7 @@ impl Controller for DaemonSetController {
                         uid: Some(owner.uid.clone()),
                         ..Default::default()
                     };
-                    self.events.push(EventRecord::new(
+                    self.out.push_event(EventRecord::new(
                         events::source::DAEMONSET,
                         involved,
                         EventType::Warning,

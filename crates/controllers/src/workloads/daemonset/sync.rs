@@ -125,7 +125,7 @@ impl DaemonSetController {
         if ds.metadata.deletion_timestamp.is_some() {
             return;
         }
-        let before = self.actions.len();
+        let before = self.out.pending_actions();
         if ds
             .metadata
             .annotations
@@ -163,7 +163,7 @@ impl DaemonSetController {
         {
             self.queue.add_at(key.clone(), t);
         }
-        if self.actions.len() == before {
+        if self.out.pending_actions() == before {
             self.queue.forget(key);
         }
     }
@@ -173,13 +173,13 @@ impl DaemonSetController {
         let current = ds.status.clone().unwrap_or_default();
         status.conditions = current.conditions.clone();
         status.collision_count = current.collision_count;
-        if current != status || self.pending_status.contains_key(key) {
+        if current != status || self.out.has_pending_update(Kind::DaemonSet, key) {
             let mut copy = ds.clone();
             copy.status = Some(status);
             // No precondition: upstream `storeDaemonSetStatus` re-reads and retries on a
             // conflict, and the status is computed whole from the cache.
             copy.metadata.resource_version = None;
-            self.push_status(key, copy);
+            self.push_status(copy);
         }
     }
 
@@ -300,11 +300,11 @@ impl DaemonSetController {
         );
         for node in &creates {
             let pod = new_pod(ctx.ds, node, ctx.generation, &ctx.hash);
-            self.actions
-                .push(Action::Create(Object::Pod(Arc::new(pod))));
+            self.out
+                .push_action(Action::Create(Object::Pod(Arc::new(pod))));
         }
         for p in &deletes {
-            self.actions.push(Action::Delete {
+            self.out.push_action(Action::Delete {
                 kind: Kind::Pod,
                 key: Key::of(&p.metadata),
                 uid: p.metadata.uid.clone(),

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 mod sync;
 pub mod util;
 
-use crate::events::EventRecord;
 use crate::workloads::util::{WorkQueue, controller_key, selector_matches};
 use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use runtime::Outbox;
 
 pub use sync::{AVAILABLE, PROGRESSING};
 
@@ -38,12 +38,8 @@ impl Default for DeploymentConfig {
 /// The Deployment controller.
 pub struct DeploymentController {
     queue: WorkQueue,
-    actions: Vec<Action>,
-    /// Index in `actions` of the pending (undrained) update per object: a newer sync's write
-    /// replaces it (it was computed from a fresher cache), so bursts of events coalesce.
-    pending: BTreeMap<(Kind, Key), usize>,
-    /// Events recorded since the last drain.
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll.
+    out: Outbox,
     /// ReplicaSet sizes announced (ScalingReplicaSet) but not yet seen in the cache.
     announced: BTreeMap<Key, i32>,
 }
@@ -52,9 +48,7 @@ impl DeploymentController {
     pub fn new(cfg: DeploymentConfig) -> DeploymentController {
         DeploymentController {
             queue: WorkQueue::new(cfg.retry_base_ms, cfg.retry_max_ms),
-            actions: Vec::new(),
-            pending: BTreeMap::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
             announced: BTreeMap::new(),
         }
     }
@@ -90,14 +84,14 @@ impl DeploymentController {
         } else {
             ctx.rollout_rolling();
         }
-        let pending = |kind: Kind, key: &Key| self.pending.contains_key(&(kind, key.clone()));
+        let pending = |kind: Kind, key: &Key| self.out.has_pending_update(kind, key);
         let sync::Finished {
             actions,
             requeue_at: requeue,
             events,
             scaled,
         } = ctx.finish(&pending, &self.announced);
-        self.events.extend(events);
+        events.into_iter().for_each(|e| self.out.push_event(e));
         self.announced.extend(scaled);
         if actions.is_empty() {
             self.queue.forget(key);
@@ -110,21 +104,10 @@ impl DeploymentController {
         }
     }
 
+    /// Queue a write; a newer sync's update of an object replaces a pending one (it was
+    /// computed from a fresher cache), so bursts of events coalesce.
     fn push(&mut self, action: Action) {
-        let slot = match &action {
-            Action::Update(o) | Action::UpdateStatus(o) => Some((o.kind(), o.key())),
-            _ => None,
-        };
-        match slot {
-            Some(s) => match self.pending.get(&s) {
-                Some(&i) => self.actions[i] = action,
-                None => {
-                    self.pending.insert(s, self.actions.len());
-                    self.actions.push(action);
-                }
-            },
-            None => self.actions.push(action),
-        }
+        self.out.push_coalesced(action);
     }
 
     /// The Deployment controlling the ReplicaSet `rs` (namespace/name), via the cache.
@@ -139,14 +122,18 @@ impl Controller for DeploymentController {
         "deployment"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let keys: Vec<Key> = cache.deployments.keys().cloned().collect();
         for k in keys {
             self.sync(cache, &k, now);
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         let mut keys: Vec<Key> = Vec::new();
         match change.object() {
             Object::Deployment(d) => {
@@ -193,26 +180,17 @@ impl Controller for DeploymentController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.pending.clear();
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let key = match action {
             Action::Create(Object::ReplicaSet(rs)) | Action::Update(Object::ReplicaSet(rs)) => {
                 controller_key(&rs.metadata, "Deployment").map(|(k, _)| k)

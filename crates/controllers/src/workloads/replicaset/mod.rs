@@ -21,6 +21,7 @@ use crate::workloads::util::{
 use crate::{
     Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError, pod_is_ready,
 };
+use runtime::Outbox;
 
 pub use rank::{POD_DELETION_COST, pods_to_delete};
 
@@ -58,12 +59,9 @@ pub struct ReplicaSetController {
     pods_by_owner: BTreeMap<String, BTreeSet<Key>>,
     expectations: BTreeMap<Key, Expectations>,
     queue: WorkQueue,
-    actions: Vec<Action>,
-    /// Index in `actions` of the pending (undrained) status write per ReplicaSet: a newer one
-    /// replaces it, so a burst of pod events yields one status write, not one per event.
-    pending_status: BTreeMap<Key, usize>,
-    /// Events recorded since the last drain.
-    events: Vec<EventRecord>,
+    /// Writes and Events for the driver to poll; a newer status write of an object replaces
+    /// a pending one (`push_coalesced`), so a burst of events yields one write.
+    out: Outbox,
 }
 
 const RS_API_VERSION: &str = "apps/v1";
@@ -87,21 +85,13 @@ impl ReplicaSetController {
             pods_by_owner: BTreeMap::new(),
             expectations: BTreeMap::new(),
             queue,
-            actions: Vec::new(),
-            pending_status: BTreeMap::new(),
-            events: Vec::new(),
+            out: Outbox::new(),
         }
     }
 
-    fn push_status(&mut self, key: &Key, rs: ReplicaSet) {
+    fn push_status(&mut self, rs: ReplicaSet) {
         let action = Action::UpdateStatus(Object::ReplicaSet(Arc::new(rs)));
-        match self.pending_status.get(key) {
-            Some(&i) => self.actions[i] = action,
-            None => {
-                self.pending_status.insert(key.clone(), self.actions.len());
-                self.actions.push(action);
-            }
-        }
+        self.out.push_coalesced(action);
     }
 
     fn index_pod(&mut self, pod: &Pod, add: bool) {
@@ -190,7 +180,7 @@ impl ReplicaSetController {
             return;
         };
         let involved = events::object_ref(RS_API_VERSION, "ReplicaSet", &obj.metadata);
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             events::source::REPLICASET,
             involved,
             type_,
@@ -240,7 +230,7 @@ impl ReplicaSetController {
         };
         let pods = self.owned_pods(cache, &rs);
         let active: Vec<&Arc<Pod>> = pods.iter().copied().filter(|p| pod_is_active(p)).collect();
-        let before = self.actions.len();
+        let before = self.out.pending_actions();
         if self.satisfied(key, now) && rs.metadata.deletion_timestamp.is_none() {
             self.manage_replicas(cache, &rs, &active, now);
         }
@@ -252,10 +242,11 @@ impl ReplicaSetController {
         }
         let status = calculate_status(&rs, &active, now);
         // A pending write is replaced even by an unchanged status: it may be stale now.
-        if rs.status.as_ref() != Some(&status) || self.pending_status.contains_key(key) {
+        if rs.status.as_ref() != Some(&status) || self.out.has_pending_update(Kind::ReplicaSet, key)
+        {
             let mut copy = (*rs).clone();
             copy.status = Some(status);
-            self.push_status(key, copy);
+            self.push_status(copy);
         }
         let min_ready = rs_min_ready(&rs);
         if let Some(t) = active
@@ -266,7 +257,7 @@ impl ReplicaSetController {
         {
             self.queue.add_at(key.clone(), t);
         }
-        if self.actions.len() == before {
+        if self.out.pending_actions() == before {
             self.queue.forget(key);
         }
     }
@@ -295,8 +286,8 @@ impl ReplicaSetController {
                 },
             );
             for _ in 0..n {
-                self.actions
-                    .push(Action::Create(Object::Pod(Arc::new(pod.clone()))));
+                self.out
+                    .push_action(Action::Create(Object::Pod(Arc::new(pod.clone()))));
             }
         } else if diff > 0 {
             let n = diff.min(burst) as usize;
@@ -312,7 +303,7 @@ impl ReplicaSetController {
                 },
             );
             for p in victims {
-                self.actions.push(Action::Delete {
+                self.out.push_action(Action::Delete {
                     kind: Kind::Pod,
                     key: Key::of(&p.metadata),
                     uid: p.metadata.uid.clone(),
@@ -416,7 +407,11 @@ impl Controller for ReplicaSetController {
         "replicaset"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.pods_by_owner.clear();
         let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
         for p in &pods {
@@ -428,7 +423,7 @@ impl Controller for ReplicaSetController {
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         match change.object() {
             Object::Pod(_) => self.on_pod_change(cache, change, now),
             Object::ReplicaSet(rs) => {
@@ -444,26 +439,17 @@ impl Controller for ReplicaSetController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.pending_status.clear();
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         if let Action::Create(Object::Pod(p)) = action
             && let Some(owner) = crate::workloads::util::controller_of(&p.metadata)
         {
@@ -480,7 +466,7 @@ impl Controller for ReplicaSetController {
                 uid: Some(owner.uid.clone()),
                 ..Default::default()
             };
-            self.events.push(EventRecord::new(
+            self.out.push_event(EventRecord::new(
                 events::source::REPLICASET,
                 involved,
                 EventType::Warning,

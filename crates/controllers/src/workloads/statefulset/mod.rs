@@ -34,6 +34,7 @@ use pods::{
     is_terminating, new_pod, ordinal_of, pod_name, revision_of, with_identity,
 };
 use revision::{RevisionWrite, Revisions};
+use runtime::Outbox;
 
 /// Upstream event source of the StatefulSet controller (`statefulset-controller`).
 pub const COMPONENT: &str = "statefulset-controller";
@@ -96,10 +97,9 @@ struct Walk<'a> {
 pub struct StatefulSetController {
     cfg: StatefulSetConfig,
     queue: WorkQueue,
-    actions: Vec<Action>,
-    events: Vec<EventRecord>,
-    /// Index in `actions` of the pending status write per set (a newer one replaces it).
-    pending_status: BTreeMap<Key, usize>,
+    /// Writes and Events for the driver to poll; a newer status write of an object replaces
+    /// a pending one (`push_coalesced`), so a burst of events yields one write.
+    out: Outbox,
     /// Pod creates and deletes issued and not yet observed, by pod key: a pod name is never
     /// asked for twice while the informer catches up.
     in_flight: BTreeMap<Key, InFlight>,
@@ -113,9 +113,7 @@ impl StatefulSetController {
         StatefulSetController {
             cfg,
             queue,
-            actions: Vec::new(),
-            events: Vec::new(),
-            pending_status: BTreeMap::new(),
+            out: Outbox::new(),
             in_flight: BTreeMap::new(),
             revisions_in_flight: BTreeMap::new(),
         }
@@ -131,7 +129,7 @@ impl StatefulSetController {
         now: Millis,
     ) {
         let involved = events::object_ref(pods::API_VERSION, KIND, &set.metadata);
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             COMPONENT, involved, type_, reason, msg, now,
         ));
     }
@@ -154,15 +152,9 @@ impl StatefulSetController {
             .collect()
     }
 
-    fn push_status(&mut self, key: &Key, set: StatefulSet) {
+    fn push_status(&mut self, set: StatefulSet) {
         let action = Action::UpdateStatus(Object::StatefulSet(Arc::new(set)));
-        match self.pending_status.get(key) {
-            Some(&i) => self.actions[i] = action,
-            None => {
-                self.pending_status.insert(key.clone(), self.actions.len());
-                self.actions.push(action);
-            }
-        }
+        self.out.push_coalesced(action);
     }
 
     fn forget_set(&mut self, key: &Key) {
@@ -193,7 +185,7 @@ impl StatefulSetController {
         let Some(revs) = Revisions::resolve(cache, &set) else {
             return;
         };
-        let before = self.actions.len();
+        let before = self.out.pending_actions();
         if let Some(expiry) = self.expire_in_flight(key, now) {
             self.queue.add_at(key.clone(), expiry);
         }
@@ -207,14 +199,16 @@ impl StatefulSetController {
         }
         self.truncate_history(&set, &revs, &pods, now);
         let status = compute_status(&set, &revs, &pods, now);
-        if set.status.as_ref() != Some(&status) || self.pending_status.contains_key(key) {
+        if set.status.as_ref() != Some(&status)
+            || self.out.has_pending_update(Kind::StatefulSet, key)
+        {
             let mut copy = (*set).clone();
             copy.status = Some(status);
             // Upstream `UpdateStatefulSetStatus` retries a conflict with the lister's latest
             // copy: only this controller writes the status, so write it without a precondition
             // (a stale one is replaced by the sync its own watch event triggers).
             copy.metadata.resource_version = None;
-            self.push_status(key, copy);
+            self.push_status(copy);
         }
         let min_ready = min_ready_seconds(&set);
         if let Some(t) = pods
@@ -225,7 +219,7 @@ impl StatefulSetController {
         {
             self.queue.add_at(key.clone(), t);
         }
-        if self.actions.len() == before {
+        if self.out.pending_actions() == before {
             self.queue.forget(key);
         }
     }
@@ -262,8 +256,8 @@ impl StatefulSetController {
                 continue;
             }
             self.track(&key, set, PodOp::Claim, now);
-            self.actions
-                .push(Action::Update(Object::Pod(Arc::new(pod))));
+            self.out
+                .push_action(Action::Update(Object::Pod(Arc::new(pod))));
         }
     }
 
@@ -278,8 +272,8 @@ impl StatefulSetController {
             return;
         }
         self.revisions_in_flight.insert(key, now);
-        self.actions
-            .push(action(Object::ControllerRevision(Arc::new(rev.clone()))));
+        self.out
+            .push_action(action(Object::ControllerRevision(Arc::new(rev.clone()))));
     }
 
     fn truncate_history(
@@ -303,7 +297,7 @@ impl StatefulSetController {
                 continue;
             }
             self.revisions_in_flight.insert(key.clone(), now);
-            self.actions.push(Action::Delete {
+            self.out.push_action(Action::Delete {
                 kind: Kind::ControllerRevision,
                 key,
                 uid: None,
@@ -330,14 +324,14 @@ impl StatefulSetController {
         let Some(template) = template else { return };
         let pod = new_pod(w.set, &template, rev, ordinal);
         self.track(&Key::of(&pod.metadata), w.set, PodOp::Create, now);
-        self.actions
-            .push(Action::Create(Object::Pod(Arc::new(pod))));
+        self.out
+            .push_action(Action::Create(Object::Pod(Arc::new(pod))));
     }
 
     fn delete_pod(&mut self, set: &StatefulSet, pod: &Pod, now: Millis) {
         let key = Key::of(&pod.metadata);
         self.track(&key, set, PodOp::Delete, now);
-        self.actions.push(Action::Delete {
+        self.out.push_action(Action::Delete {
             kind: Kind::Pod,
             key,
             uid: pod.metadata.uid.clone(),
@@ -438,8 +432,8 @@ impl StatefulSetController {
             {
                 self.track(&key, w.set, PodOp::Update, now);
                 let fixed = with_identity(pod, ordinal);
-                self.actions
-                    .push(Action::Update(Object::Pod(Arc::new(fixed))));
+                self.out
+                    .push_action(Action::Update(Object::Pod(Arc::new(fixed))));
             }
         }
         true
@@ -636,14 +630,18 @@ impl Controller for StatefulSetController {
         "statefulset"
     }
 
-    fn on_synced(&mut self, cache: &Cache, now: Millis) {
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
+    }
+
+    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         let keys: Vec<Key> = cache.stateful_sets.keys().cloned().collect();
         for k in keys {
             self.sync(cache, &k, now);
         }
     }
 
-    fn on_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
         let mut affected = BTreeSet::new();
         match change.object() {
             Object::Pod(_) => {
@@ -672,26 +670,17 @@ impl Controller for StatefulSetController {
         }
     }
 
-    fn on_tick(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn next_wakeup(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Millis> {
         self.queue.next()
     }
 
-    fn drain_actions(&mut self, out: &mut Vec<Action>) {
-        self.pending_status.clear();
-        out.append(&mut self.actions);
-    }
-
-    fn drain_events(&mut self, out: &mut Vec<EventRecord>) {
-        out.append(&mut self.events);
-    }
-
-    fn on_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
         let set = match action {
             Action::Update(Object::Pod(p)) => {
                 let f = self.in_flight.remove(&Key::of(&p.metadata));
@@ -771,7 +760,7 @@ impl StatefulSetController {
             pod.metadata.name.as_deref().unwrap_or(""),
             set.name
         );
-        self.events.push(EventRecord::new(
+        self.out.push_event(EventRecord::new(
             COMPONENT,
             involved,
             EventType::Warning,

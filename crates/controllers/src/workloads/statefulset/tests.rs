@@ -416,7 +416,7 @@ fn a_pod_terminating_on_a_dead_node_is_not_replaced_until_force_deleted() {
         .unwrap()
         .into_iter()
         .for_each(|c| {
-            h.controllers[0].on_change(&h.api.cache, &c, h.now);
+            h.controllers[0].handle_change(&h.api.cache, &c, h.now);
         });
     h.settle();
     assert_eq!(terminating(&h), vec!["web-1"]);
@@ -453,7 +453,7 @@ fn a_pod_terminating_on_a_dead_node_is_not_replaced_until_force_deleted() {
         )
         .unwrap();
     for c in &forced {
-        h.controllers[0].on_change(&h.api.cache, c, h.now);
+        h.controllers[0].handle_change(&h.api.cache, c, h.now);
     }
     h.settle();
     let new = pod(&h, "web-1").unwrap();
@@ -473,14 +473,14 @@ fn writes_in_flight_are_not_repeated() {
     let mut c = StatefulSetController::new(StatefulSetConfig::default());
     let mut api = crate::fake::FakeApi::new();
     let change = api.put(statefulset(3, "Parallel", rolling(0)), crate::fake::T0);
-    c.on_synced(&api.cache, crate::fake::T0);
+    c.handle_synced(&api.cache, crate::fake::T0);
     let mut first = Vec::new();
-    c.drain_actions(&mut first);
+    first.extend(std::iter::from_fn(|| c.poll_action()));
     let creates = |v: &[Action]| v.iter().filter(|a| matches!(a, Action::Create(_))).count();
     assert_eq!(creates(&first), 4, "one revision and three pods: {first:?}");
-    c.on_change(&api.cache, &change, crate::fake::T0 + 1_000);
+    c.handle_change(&api.cache, &change, crate::fake::T0 + 1_000);
     let mut second = Vec::new();
-    c.drain_actions(&mut second);
+    second.extend(std::iter::from_fn(|| c.poll_action()));
     assert_eq!(creates(&second), 0, "{second:?}");
 }
 

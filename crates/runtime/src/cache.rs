@@ -17,6 +17,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::Kind;
+use crate::labels::{SERVICE_NAME_LABEL, ZONE_LABEL};
 
 /// `namespace/name` (namespace empty for cluster-scoped objects).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,11 +162,7 @@ fn node_of(pod: &Pod) -> String {
 }
 
 fn service_of(slice: &EndpointSlice) -> Option<Key> {
-    let name = slice
-        .metadata
-        .labels
-        .as_ref()?
-        .get("kubernetes.io/service-name")?;
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
     Some(Key::new(
         slice.metadata.namespace.as_deref().unwrap_or(""),
         name,
@@ -389,7 +386,7 @@ impl Cache {
             .metadata
             .labels
             .as_ref()?
-            .get(crate::ZONE_LABEL)
+            .get(ZONE_LABEL)
             .map(String::as_str)
     }
 }

@@ -1,0 +1,216 @@
+//! The typed fast paths against the JSON path: equal objects, and fallbacks where the JSON
+//! path's validation could answer differently.
+
+use api::resources::{ResourceInfo, by_plural};
+use k8s_openapi::serde::Serialize;
+use k8s_openapi::serde::de::DeserializeOwned;
+use rand::SeedableRng;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::admission::{self, Admission};
+use crate::mem::{MemApi, MemConfig};
+use crate::stored::Stored;
+use crate::strategy::UpdateScope;
+
+fn pods() -> &'static ResourceInfo {
+    by_plural("", "pods").unwrap()
+}
+fn nodes() -> &'static ResourceInfo {
+    by_plural("", "nodes").unwrap()
+}
+fn leases() -> &'static ResourceInfo {
+    by_plural("coordination.k8s.io", "leases").unwrap()
+}
+
+/// A stored object as the create rules leave it.
+fn created(res: &ResourceInfo, ns: Option<&str>, mut v: Value) -> Value {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    admission::admit_create(res, ns, &mut v, &Admission::default(), 1_000, &mut rng).unwrap();
+    v
+}
+
+/// The JSON path of an update.
+fn json_path(res: &ResourceInfo, scope: UpdateScope, old: &Value, mut new: Value) -> Value {
+    let ns = old["metadata"]["namespace"].as_str();
+    let name = old["metadata"]["name"].as_str().unwrap();
+    admission::decode_update(res, ns, name, &mut new).unwrap();
+    admission::admit_update(res, name, &mut new, old, scope, 1).unwrap();
+    admission::validate_update(res, name, &new, old).unwrap();
+    new
+}
+
+/// JSON through the typed representation (what a typed store would hold).
+fn canonical<T: Serialize + DeserializeOwned>(v: &Value) -> Value {
+    serde_json::to_value(serde_json::from_value::<T>(v.clone()).unwrap()).unwrap()
+}
+
+fn typed<T: DeserializeOwned>(v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[test]
+fn pod_status_typed_equals_json() {
+    let old = created(
+        pods(),
+        Some("d"),
+        json!({"metadata": {"name": "p", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "rs1"}]},
+               "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}),
+    );
+    let mut new = old.clone();
+    new["status"] = json!({"phase": "Running", "podIP": "10.0.0.5", "conditions": [{"type": "Ready", "status": "True"}]});
+    new["spec"]["nodeName"] = json!("elsewhere");
+    new["metadata"]["ownerReferences"] = json!([]);
+    new["metadata"].as_object_mut().unwrap().remove("uid");
+    new["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("creationTimestamp");
+    let want = canonical::<Pod>(&json_path(pods(), UpdateScope::Status, &old, new.clone()));
+    let mut fast: Pod = typed(&new);
+    assert_eq!(pod_status(&mut fast, &typed(&old)), FastPath::Applied);
+    assert_eq!(serde_json::to_value(&fast).unwrap(), want);
+    assert_eq!(fast.spec.unwrap().node_name.as_deref(), Some("n1"));
+}
+
+#[test]
+fn node_status_typed_equals_json() {
+    let old = created(
+        nodes(),
+        None,
+        json!({"metadata": {"name": "n1", "labels": {"zone": "a"}}, "spec": {"podCIDRs": ["10.1.0.0/24"]}}),
+    );
+    let mut new = old.clone();
+    new["status"] =
+        json!({"capacity": {"pods": "110"}, "conditions": [{"type": "Ready", "status": "True"}]});
+    new["spec"]["unschedulable"] = json!(true);
+    let want = canonical::<Node>(&json_path(nodes(), UpdateScope::Status, &old, new.clone()));
+    let mut fast: Node = typed(&new);
+    assert_eq!(node_status(&mut fast, &typed(&old)), FastPath::Applied);
+    assert_eq!(serde_json::to_value(&fast).unwrap(), want);
+    assert_eq!(want["status"]["allocatable"]["pods"], "110");
+}
+
+#[test]
+fn lease_renewal_typed_equals_json() {
+    let old = created(
+        leases(),
+        Some("kube-node-lease"),
+        json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": "2027-01-15T08:00:00.000000Z"}}),
+    );
+    let mut new = old.clone();
+    new["spec"]["renewTime"] = json!("2027-01-15T08:00:10.000000Z");
+    let want = canonical::<Lease>(&json_path(leases(), UpdateScope::Main, &old, new.clone()));
+    let mut fast: Lease = typed(&new);
+    assert_eq!(lease(&mut fast, &typed(&old)), FastPath::Applied);
+    assert_eq!(serde_json::to_value(&fast).unwrap(), want);
+}
+
+#[test]
+fn changes_validation_would_see_fall_back() {
+    let old = created(
+        leases(),
+        Some("l"),
+        json!({"metadata": {"name": "n1"}, "spec": {"leaseDurationSeconds": 40}}),
+    );
+    let mut bad: Lease = typed(&old);
+    bad.spec.as_mut().unwrap().lease_duration_seconds = Some(0);
+    let before = bad.clone();
+    assert_eq!(lease(&mut bad, &typed(&old)), FastPath::Fallback);
+    assert_eq!(bad, before, "a fallback leaves the object alone");
+    let mut relabeled: Lease = typed(&old);
+    relabeled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+    assert_eq!(lease(&mut relabeled, &typed(&old)), FastPath::Fallback);
+    let mut other_uid: Lease = typed(&old);
+    other_uid.metadata.uid = Some("someone-else".into());
+    assert_eq!(lease(&mut other_uid, &typed(&old)), FastPath::Fallback);
+}
+
+#[test]
+fn typed_binding_equals_json() {
+    let old = created(
+        pods(),
+        Some("d"),
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+    );
+    let mut v = old.clone();
+    crate::bind::bind(pods(), "p", &mut v, "n7", 42_500).unwrap();
+    let mut fast: Pod = typed(&old);
+    bind_pod(pods(), &mut fast, "n7", 42_500).unwrap();
+    assert_eq!(serde_json::to_value(&fast).unwrap(), canonical::<Pod>(&v));
+    let e = bind_pod(pods(), &mut fast, "n8", 0).unwrap_err();
+    let mut v2 = v.clone();
+    let e2 = crate::bind::bind(pods(), "p", &mut v2, "n8", 0).unwrap_err();
+    assert_eq!(e.message, e2.message);
+}
+
+fn unlimited() -> MemConfig {
+    MemConfig {
+        check_namespaces: false,
+        ..MemConfig::default()
+    }
+}
+
+/// The same writes through a JSON store and a typed store give the same objects and changes.
+#[test]
+fn a_typed_mem_api_agrees_with_the_json_one() {
+    let mut js: MemApi<Value> = MemApi::new(unlimited(), 5).unwrap();
+    let mut ty: MemApi<Obj> = MemApi::new(unlimited(), 5).unwrap();
+    let pod =
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    let lease_v = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}});
+    let a = js.create(pods(), Some("d"), &pod, 1_000).unwrap();
+    let b = ty
+        .create(
+            pods(),
+            Some("d"),
+            &Obj::from_value(pods(), pod).unwrap(),
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());
+    js.create(leases(), Some("l"), &lease_v, 1_000).unwrap();
+    ty.create(
+        leases(),
+        Some("l"),
+        &Obj::from_value(leases(), lease_v).unwrap(),
+        1_000,
+    )
+    .unwrap();
+    let a = js.bind("d", "p", "n1", 2_000).unwrap();
+    let b = ty.bind("d", "p", "n1", 2_000).unwrap();
+    assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());
+    for i in 0..3 {
+        let mut lv = js.get(leases(), Some("l"), "n1").unwrap().clone();
+        lv["spec"]["renewTime"] = json!(format!("2027-01-15T08:00:0{i}.000000Z"));
+        let a = js
+            .update(leases(), Some("l"), lv.clone(), UpdateScope::Main, 3_000)
+            .unwrap();
+        let b = ty
+            .update(
+                leases(),
+                Some("l"),
+                Obj::from_value(leases(), lv).unwrap(),
+                UpdateScope::Main,
+                3_000,
+            )
+            .unwrap();
+        assert_eq!(canonical::<Lease>(&a.object), b.object.to_value());
+        assert_eq!(a.changes.len(), b.changes.len());
+    }
+    let mut pv = js.get(pods(), Some("d"), "p").unwrap().clone();
+    pv["status"]["phase"] = json!("Running");
+    let a = js
+        .update_status(pods(), Some("d"), pv.clone(), 4_000)
+        .unwrap();
+    let b = ty
+        .update_status(
+            pods(),
+            Some("d"),
+            Obj::from_value(pods(), pv).unwrap(),
+            4_000,
+        )
+        .unwrap();
+    assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());
+    assert_eq!(js.revision(), ty.revision());
+}
