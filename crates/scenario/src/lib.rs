@@ -6,6 +6,7 @@ pub mod duration;
 pub mod locate;
 pub mod model;
 pub mod node_groups;
+pub mod sim;
 pub mod validate;
 
 #[cfg(test)]
@@ -75,11 +76,21 @@ impl ScenarioError {
 }
 
 impl Scenario {
-    /// Parses and validates a scenario. `file_name` is only used in error messages.
+    /// Parses and validates a scenario for the live lab. `file_name` is only used in error
+    /// messages.
     pub fn parse(text: &str, file_name: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse_for(text, file_name, sim::Mode::Live)
+    }
+
+    /// Parses and validates a scenario for the live lab or the simulator.
+    pub fn parse_for(
+        text: &str,
+        file_name: &str,
+        mode: sim::Mode,
+    ) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario =
             serde_yaml::from_str(text).map_err(|e| syntax_error(&e, file_name))?;
-        validate::validate(&scenario).map_err(|p| {
+        validate::validate_for(&scenario, mode).map_err(|p| {
             let (line, column) = locate::locate(text, &p.path).unwrap_or((1, 1));
             ScenarioError::Invalid {
                 file: file_name.to_string(),

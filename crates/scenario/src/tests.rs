@@ -467,3 +467,55 @@ fn external_client_paths_that_cannot_work_are_rejected_with_their_position() {
     let e = err(&EXTERNAL.replace("from: external", "from: internet"));
     assert!(e.to_string().contains("unknown variant `internet`"), "{e}");
 }
+
+fn sim_err(text: &str) -> ScenarioError {
+    match Scenario::parse_for(text, "s.yaml", crate::sim::Mode::Sim) {
+        Ok(s) => panic!("expected an error, parsed {s:?}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn the_simulator_takes_large_zones_the_live_lab_does_not() {
+    let big = "name: x\ntopology: {zones: [a, b], nodesPerZone: 2500}\nrun: {duration: 10s}\n";
+    let s = Scenario::parse_for(big, "s.yaml", crate::sim::Mode::Sim).expect("sim size");
+    assert_eq!(s.topology.nodes_per_zone, 2500);
+    assert!(
+        err(big)
+            .to_string()
+            .contains("expected 1 to 244 nodes per zone"),
+        "{}",
+        err(big)
+    );
+    let huge = big.replace("2500", "9000");
+    let e = sim_err(&huge);
+    assert_eq!(e.location(), Some((2, 41)), "{e}");
+    assert!(e.to_string().contains("at most 16384 nodes in all"), "{e}");
+}
+
+#[test]
+fn live_only_features_are_refused_for_the_simulator_with_their_position() {
+    let e = sim_err(EXTERNAL);
+    assert_eq!(e.location(), Some((6, 11)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("clients[1].from: from: external (clients outside the cluster) is live-only"),
+        "{e}"
+    );
+    let flags =
+        "name: x\nflags: {node-monitor-period: 1s, audit-log-path: /tmp/a}\nrun: {duration: 10s}\n";
+    let e = sim_err(flags);
+    assert!(
+        e.to_string()
+            .contains("flags.audit-log-path: flag audit-log-path is not modelled by the simulator"),
+        "{e}"
+    );
+    let etcd = "name: x\ncontrolPlane: {store: etcd, replicas: 3}\nrun: {duration: 10s}\n";
+    assert!(
+        sim_err(etcd).to_string().contains("controlPlane.store"),
+        "{}",
+        sim_err(etcd)
+    );
+    let ok = "name: x\nflags: {node-monitor-period: 1s}\nrun: {duration: 10s}\n";
+    assert!(Scenario::parse_for(ok, "s.yaml", crate::sim::Mode::Sim).is_ok());
+}

@@ -31,13 +31,25 @@ fn problem(path: Vec<Seg>, message: String) -> Problem {
 
 /// Checks everything that the types alone cannot; the first problem found is returned.
 pub fn validate(s: &Scenario) -> Result<(), Problem> {
+    validate_for(s, crate::sim::Mode::Live)
+}
+
+/// [`validate`] for the live lab or the simulator (its sizes and live-only features:
+/// [`crate::sim::check`]).
+pub fn validate_for(s: &Scenario, mode: crate::sim::Mode) -> Result<(), Problem> {
     if s.name.trim().is_empty() {
         return Err(problem(
             vec![key("name")],
             "expected a non-empty name".into(),
         ));
     }
-    check_topology(&s.topology)?;
+    match mode {
+        crate::sim::Mode::Live => check_topology(&s.topology)?,
+        crate::sim::Mode::Sim => {
+            check_zones(&s.topology)?;
+            crate::sim::check(s)?;
+        }
+    }
     crate::node_groups::check(&s.node_groups, &s.topology)?;
     check_control_plane(s)?;
     check_workloads(s)?;
@@ -48,6 +60,20 @@ pub fn validate(s: &Scenario) -> Result<(), Problem> {
 }
 
 fn check_topology(t: &Topology) -> Result<(), Problem> {
+    check_zones(t)?;
+    if !(1..=MAX_NODES_PER_ZONE).contains(&t.nodes_per_zone) {
+        return Err(problem(
+            vec![key("topology"), key("nodesPerZone")],
+            format!(
+                "expected 1 to {MAX_NODES_PER_ZONE} nodes per zone, found {}",
+                t.nodes_per_zone
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_zones(t: &Topology) -> Result<(), Problem> {
     let zones_path = vec![key("topology"), key("zones")];
     if t.zones.is_empty() || t.zones.len() > MAX_ZONES {
         return Err(problem(
@@ -72,15 +98,6 @@ fn check_topology(t: &Topology) -> Result<(), Problem> {
         if t.zones[..i].contains(zone) {
             return Err(problem(path, format!("zone {zone:?} is listed twice")));
         }
-    }
-    if !(1..=MAX_NODES_PER_ZONE).contains(&t.nodes_per_zone) {
-        return Err(problem(
-            vec![key("topology"), key("nodesPerZone")],
-            format!(
-                "expected 1 to {MAX_NODES_PER_ZONE} nodes per zone, found {}",
-                t.nodes_per_zone
-            ),
-        ));
     }
     Ok(())
 }

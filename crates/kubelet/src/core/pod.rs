@@ -739,11 +739,15 @@ impl PodState {
             }
         }
         out.extend(self.delete_retry_at.filter(|_| !self.delete_sent));
+        // A (re)start waits for the pod network (and never happens once terminating): until
+        // then only the runtime's answer moves the pod, so no timer may be due.
+        let can_start = self.term.is_none() && matches!(self.net, NetState::Ready);
         for c in &self.containers {
             if let CPhase::Waiting {
                 restart_at: Some(t),
                 ..
             } = c.phase
+                && can_start
             {
                 out.push(t);
             }

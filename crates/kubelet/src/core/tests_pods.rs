@@ -28,6 +28,25 @@ fn status_writes(rig: &Rig) -> usize {
 }
 
 #[test]
+fn no_timer_is_due_while_the_pod_network_is_being_set_up() {
+    let mut rig = started_rig();
+    let change = rig.api.put(pod("web", json!({}), json!({})), rig.now);
+    rig.kubelet.handle_change(&change, rig.now);
+    let setup = rig.kubelet.poll_command();
+    assert!(
+        matches!(setup, Some(RuntimeCommand::SetupNetwork { .. })),
+        "{setup:?}"
+    );
+    // The runtime has not answered yet: a driver woken now would find nothing to do.
+    let wake = rig.kubelet.poll_timeout();
+    assert!(
+        wake.is_none_or(|w| w > rig.now),
+        "due at {wake:?}, now {}",
+        rig.now
+    );
+}
+
+#[test]
 fn new_pod_runs_and_is_ready_with_its_ip() {
     let mut rig = started_rig();
     rig.put(pod("web", json!({}), json!({})));

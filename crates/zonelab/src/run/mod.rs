@@ -12,6 +12,7 @@ mod external;
 mod kube_events;
 mod prepare;
 mod progress;
+mod sim_run;
 mod watch;
 
 use std::path::{Path, PathBuf};
@@ -36,11 +37,11 @@ pub struct RunArgs {
     /// Directory for report.json, report.html, requests.jsonl and timeline.jsonl.
     #[arg(long, default_value = "zonelab-report")]
     pub out: PathBuf,
-    /// Run in the simulator instead of the live lab (not in this build yet: fails with a
-    /// message).
+    /// Run in the simulator (virtual time, no root, docs/simulator.md) instead of the live lab.
     #[arg(long)]
     pub sim: bool,
-    /// Seed of the run (recorded in the report).
+    /// Seed of the run (recorded in the report; in the simulator it decides every random
+    /// choice: the same seed gives the same report).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Name prefix of the lab this run builds.
@@ -65,7 +66,12 @@ pub const SLO_MISSED: i32 = 3;
 
 /// Checks the scenario, then runs it.
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let prepared = prepare(&args.scenario)?;
+    let mode = if args.sim {
+        scenario::sim::Mode::Sim
+    } else {
+        scenario::sim::Mode::Live
+    };
+    let prepared = prepare(&args.scenario, mode)?;
     execute(&args, &prepared).await
 }
 
@@ -73,9 +79,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// failure or Ctrl-C.
 pub async fn execute(args: &RunArgs, p: &Prepared) -> anyhow::Result<i32> {
     if args.sim {
-        bail!(
-            "--sim: the simulator is not part of this build yet; run the scenario without --sim in the live lab"
-        );
+        let (args, p) = (args.clone(), p.clone());
+        return tokio::task::spawn_blocking(move || sim_run::run(&args, &p)).await?;
     }
     if !nix::unistd::geteuid().is_root() {
         bail!("the live lab builds network namespaces: run `zonelab run` as root");
@@ -808,7 +813,12 @@ pub async fn demo(d: DemoArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let name = Path::new("examples/demo.yaml (bundled)");
-    let p = prepare::prepare_text(DEMO_SCENARIO, name, Path::new("."))?;
+    let p = prepare::prepare_text(
+        DEMO_SCENARIO,
+        name,
+        Path::new("."),
+        scenario::sim::Mode::Live,
+    )?;
     let args = RunArgs {
         scenario: name.to_path_buf(),
         out: d.out,

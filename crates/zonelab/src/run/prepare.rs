@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use scenario::locate::{Seg, locate, render};
+use scenario::sim::Mode;
 use scenario::{Scenario, ScenarioError};
 use serde::Deserialize;
 
@@ -42,16 +43,21 @@ const RESERVED: [&str; 14] = [
     "lab-prefix",
 ];
 
-/// Reads and checks a scenario file and what it refers to.
-pub fn prepare(path: &Path) -> Result<Prepared, ScenarioError> {
+/// Reads and checks a scenario file and what it refers to, for the live lab or the simulator.
+pub fn prepare(path: &Path, mode: Mode) -> Result<Prepared, ScenarioError> {
     let text = scenario::read_text(path)?;
-    prepare_text(&text, path, path.parent().unwrap_or(Path::new(".")))
+    prepare_text(&text, path, path.parent().unwrap_or(Path::new(".")), mode)
 }
 
 /// Checks scenario `text` (named `path` in errors); workload paths are relative to `base`.
-pub fn prepare_text(text: &str, path: &Path, base: &Path) -> Result<Prepared, ScenarioError> {
+pub fn prepare_text(
+    text: &str,
+    path: &Path,
+    base: &Path,
+    mode: Mode,
+) -> Result<Prepared, ScenarioError> {
     let file = path.display().to_string();
-    let mut scenario = Scenario::parse(text, &file)?;
+    let mut scenario = Scenario::parse_for(text, &file, mode)?;
     let invalid = |segs: Vec<Seg>, message: String| {
         let (line, column) = locate(text, &segs).unwrap_or((1, 1));
         ScenarioError::Invalid {
@@ -263,7 +269,7 @@ mod tests {
     use super::*;
 
     fn prep(text: &str, dir: &Path) -> Result<Prepared, ScenarioError> {
-        prepare_text(text, &dir.join("s.yaml"), dir)
+        prepare_text(text, &dir.join("s.yaml"), dir, Mode::Live)
     }
 
     #[test]
@@ -278,12 +284,12 @@ mod tests {
             let text = std::fs::read_to_string(&path).expect("read");
             // Scenarios have `run:`; the others are manifests (web.yaml).
             if path.extension().is_some_and(|e| e == "yaml") && text.contains("\nrun:") {
-                prepare(&path).unwrap_or_else(|e| panic!("{e}"));
+                prepare(&path, Mode::Live).unwrap_or_else(|e| panic!("{e}"));
                 checked += 1;
             }
         }
         assert!(checked >= 8, "{checked} scenarios");
-        let ha = prepare(&dir.join("ha-zone-power-off.yaml")).expect("ha example");
+        let ha = prepare(&dir.join("ha-zone-power-off.yaml"), Mode::Live).expect("ha example");
         assert!(ha.scenario.control_plane.zonal());
     }
 

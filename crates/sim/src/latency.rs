@@ -1,0 +1,86 @@
+//! The modelled delays: API writes, watch delivery, the pod runtime, rule application and the
+//! network, each a uniform range of milliseconds drawn from the run's seeded RNG.
+//!
+//! Start at [`LatencyModel::default`]. The defaults are estimates from the live lab's logs
+//! on one machine (loopback HTTP to the embedded store, `ip netns` + veth per pod, `nft -f`
+//! per sync); calibration against measured live runs is pending (docs/simulator.md).
+
+use controllers::Millis;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// A delay drawn uniformly from `[min_ms, max_ms]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latency {
+    pub min_ms: Millis,
+    pub max_ms: Millis,
+}
+
+impl Latency {
+    pub const fn between(min_ms: Millis, max_ms: Millis) -> Latency {
+        Latency { min_ms, max_ms }
+    }
+
+    /// One draw.
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> Millis {
+        if self.max_ms <= self.min_ms {
+            return self.min_ms;
+        }
+        rng.random_range(self.min_ms..=self.max_ms)
+    }
+}
+
+/// A write from issue to commit (and its answer): an HTTP request over loopback to the
+/// embedded store, a few milliseconds in the live lab.
+pub const API_WRITE: Latency = Latency::between(2, 8);
+/// From a commit to an informer that watches it (the watch cache fan-out plus HTTP chunk).
+pub const WATCH_DELIVERY: Latency = Latency::between(1, 5);
+/// A write from a node that cannot reach the API (partition) fails after this long (the
+/// client-go request timeout the kubelet's lease client uses is its renew interval, 10 s).
+pub const UNREACHABLE_WRITE_TIMEOUT: Millis = 10_000;
+/// Creating a pod's network namespace and veth pair.
+pub const POD_NETWORK_SETUP: Latency = Latency::between(40, 120);
+/// Starting a container process in it.
+pub const CONTAINER_START: Latency = Latency::between(10, 40);
+/// A container exiting after SIGTERM (the echo server exits at once) or SIGKILL.
+pub const CONTAINER_STOP: Latency = Latency::between(2, 10);
+/// Removing a pod's namespace.
+pub const POD_NETWORK_TEARDOWN: Latency = Latency::between(10, 30);
+/// A readiness/liveness probe's round trip to a running container.
+pub const PROBE: Latency = Latency::between(1, 2);
+/// Applying one rule transaction (`nft -f -` / `iptables-restore`).
+pub const RULE_APPLY: Latency = Latency::between(5, 20);
+/// A request's round trip to a running backend (new connection: handshake plus answer).
+pub const REQUEST: Latency = Latency::between(1, 3);
+
+/// Every modelled delay of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatencyModel {
+    pub api_write: Latency,
+    pub watch_delivery: Latency,
+    pub unreachable_write_timeout: Millis,
+    pub pod_network_setup: Latency,
+    pub container_start: Latency,
+    pub container_stop: Latency,
+    pub pod_network_teardown: Latency,
+    pub probe: Latency,
+    pub rule_apply: Latency,
+    pub request: Latency,
+}
+
+impl Default for LatencyModel {
+    fn default() -> LatencyModel {
+        LatencyModel {
+            api_write: API_WRITE,
+            watch_delivery: WATCH_DELIVERY,
+            unreachable_write_timeout: UNREACHABLE_WRITE_TIMEOUT,
+            pod_network_setup: POD_NETWORK_SETUP,
+            container_start: CONTAINER_START,
+            container_stop: CONTAINER_STOP,
+            pod_network_teardown: POD_NETWORK_TEARDOWN,
+            probe: PROBE,
+            rule_apply: RULE_APPLY,
+            request: REQUEST,
+        }
+    }
+}

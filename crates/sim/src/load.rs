@@ -1,0 +1,276 @@
+//! The clients and the modelled data plane: open-loop requests at the scenario's rate from a
+//! client on its zone's last node, each new connection DNATed by the node's applied
+//! kube-proxy rules to one endpoint picked uniformly; a dead or cut-off backend times out, a
+//! ClusterIP without endpoints refuses, keep-alive connections and retries as `zonelab load`.
+//!
+//! Start at [`World::send`].
+
+use std::net::Ipv4Addr;
+
+use controllers::Millis;
+use lab::{ConnKind, Outcome};
+use rand::Rng;
+
+use crate::nodes::Power;
+use crate::proxy::Route;
+use crate::world::{Ev, World};
+
+/// The first and last ephemeral source port (Linux `ip_local_port_range` default).
+const EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
+
+/// An open keep-alive connection.
+#[derive(Clone, Debug)]
+struct Conn {
+    backend: Ipv4Addr,
+    opened: Millis,
+    local_port: u16,
+}
+
+/// One client instance (a client pod in one zone).
+#[derive(Clone, Debug)]
+pub struct ClientInst {
+    pub client: String,
+    pub zone: String,
+    pub node: usize,
+    /// `namespace/name`.
+    pub service: String,
+    pub rate: f64,
+    pub timeout: Millis,
+    pub keepalive: bool,
+    pub retries: u32,
+    /// ClusterIP and port, resolved once the Service exists.
+    pub target: Option<(Ipv4Addr, u16)>,
+    /// Requests started so far.
+    pub sent: u64,
+    idle: Vec<Conn>,
+    next_port: u16,
+}
+
+impl ClientInst {
+    pub fn new(c: &scenario::Client, zone: &str, node: usize, service: String) -> ClientInst {
+        ClientInst {
+            client: c.name.clone(),
+            zone: zone.to_string(),
+            node,
+            service,
+            rate: c.rate,
+            timeout: i64::try_from(c.timeout.as_millis()).unwrap_or(i64::MAX),
+            keepalive: c.keepalive,
+            retries: c.retries,
+            target: None,
+            sent: 0,
+            idle: Vec::new(),
+            next_port: EPHEMERAL_PORTS.0,
+        }
+    }
+
+    /// The longest one request can take: every attempt times out.
+    pub fn longest_request(&self) -> Millis {
+        self.timeout * (i64::from(self.retries) + 1)
+    }
+
+    fn port(&mut self) -> u16 {
+        let p = self.next_port;
+        self.next_port = if p >= EPHEMERAL_PORTS.1 {
+            EPHEMERAL_PORTS.0
+        } else {
+            p + 1
+        };
+        p
+    }
+}
+
+/// A request between attempts.
+#[derive(Clone, Debug)]
+pub struct PendingRequest {
+    start: Millis,
+    attempts: u32,
+    /// The first attempt's connection and when it was opened.
+    first: Option<(ConnKind, Millis)>,
+}
+
+/// How one attempt went.
+struct Attempt {
+    outcome: Outcome,
+    duration: Millis,
+    connected: bool,
+    conn: ConnKind,
+    opened: Millis,
+    local_port: u16,
+    backend: Option<(String, usize)>,
+}
+
+impl World {
+    /// When request `k` of client `c` starts (the open-loop schedule).
+    fn send_time(&self, c: usize, k: u64) -> Millis {
+        let period_ms = 1000.0 / self.clients[c].rate;
+        self.t0 + (k as f64 * period_ms).round() as Millis
+    }
+
+    /// Schedule every client's first request.
+    pub fn start_clients(&mut self) {
+        for c in 0..self.clients.len() {
+            self.queue.push(self.t0, Ev::Send { client: c });
+        }
+    }
+
+    /// Client `c`'s next request starts now.
+    pub fn send(&mut self, c: usize) {
+        if self.end.is_some_and(|e| self.now > e) {
+            return;
+        }
+        let node = self.clients[c].node;
+        if !matches!(self.nodes[node].power, Power::On) {
+            // The client pod died with its node (restartPolicy Never): no more requests.
+            return;
+        }
+        self.clients[c].sent += 1;
+        let next = self.send_time(c, self.clients[c].sent);
+        self.queue.push(next, Ev::Send { client: c });
+        let req = PendingRequest {
+            start: self.now,
+            attempts: 0,
+            first: None,
+        };
+        self.attempt(c, req);
+    }
+
+    /// One attempt of a request; records it when it is the last.
+    pub fn attempt(&mut self, c: usize, mut req: PendingRequest) {
+        req.attempts += 1;
+        let reuse = if self.clients[c].keepalive && req.attempts == 1 {
+            self.clients[c].idle.pop()
+        } else {
+            None
+        };
+        let a = match reuse {
+            Some(conn) => self.over(c, conn),
+            None => self.connect(c),
+        };
+        let first = *req.first.get_or_insert((a.conn, a.opened));
+        let end = self.now + a.duration;
+        let cl = &self.clients[c];
+        if a.outcome == Outcome::Ok || req.attempts > cl.retries {
+            let (pod, node, zone) = match &a.backend {
+                Some((pod, n)) if a.outcome == Outcome::Ok => {
+                    let (node, zone) = self.node_ref(*n);
+                    (
+                        Some(pod.clone()),
+                        Some(node.to_string()),
+                        Some(zone.to_string()),
+                    )
+                }
+                _ => (None, None, None),
+            };
+            let record = lab::Request {
+                client: cl.client.clone(),
+                client_zone: cl.zone.clone(),
+                client_node: self.nodes[cl.node].name.clone(),
+                client_kind: lab::timeline::CLUSTERIP.into(),
+                service: cl.service.clone(),
+                start: req.start as f64,
+                end: end as f64,
+                outcome: a.outcome,
+                conn: first.0,
+                conn_opened: first.1 as f64,
+                local_port: a.local_port,
+                connected: a.connected,
+                pod,
+                node,
+                zone,
+            };
+            self.requests.push(record);
+            return;
+        }
+        self.queue.push(end, Ev::Attempt { client: c, req });
+    }
+
+    /// A request over an open keep-alive connection.
+    fn over(&mut self, c: usize, conn: Conn) -> Attempt {
+        let (outcome, backend) = self.reach(c, conn.backend);
+        let ok = outcome == Outcome::Ok;
+        let duration = self.answer_time(c, outcome);
+        let a = Attempt {
+            outcome,
+            duration,
+            connected: true,
+            conn: ConnKind::Reused,
+            opened: conn.opened,
+            local_port: conn.local_port,
+            backend,
+        };
+        if ok {
+            self.clients[c].idle.push(conn);
+        }
+        a
+    }
+
+    /// A request on a new connection through the node's kube-proxy rules.
+    fn connect(&mut self, c: usize) -> Attempt {
+        let local_port = self.clients[c].port();
+        let node = self.clients[c].node;
+        let route = match (self.clients[c].target, self.nodes[node].proxy.as_ref()) {
+            (Some((ip, port)), Some(p)) => p.route(ip, port),
+            _ => Route::Drop,
+        };
+        let (outcome, backend, dst) = match route {
+            Route::Endpoints(eps) if !eps.is_empty() => {
+                let i = self.rng.data.random_range(0..eps.len());
+                let ip = eps[i].0;
+                let (o, b) = self.reach(c, ip);
+                (o, b, Some(ip))
+            }
+            Route::Endpoints(_) | Route::Reject => (Outcome::Refused, None, None),
+            Route::Drop => (Outcome::Timeout, None, None),
+        };
+        let duration = self.answer_time(c, outcome);
+        if outcome == Outcome::Ok
+            && self.clients[c].keepalive
+            && let Some(backend) = dst
+        {
+            self.clients[c].idle.push(Conn {
+                backend,
+                opened: self.now,
+                local_port,
+            });
+        }
+        Attempt {
+            outcome,
+            duration,
+            connected: outcome == Outcome::Ok,
+            conn: ConnKind::New,
+            opened: self.now,
+            local_port,
+            backend,
+        }
+    }
+
+    /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the
+    /// answering pod and node).
+    fn reach(&self, c: usize, ip: Ipv4Addr) -> (Outcome, Option<(String, usize)>) {
+        let from = self.clients[c].node;
+        let Some(b) = self.ips.get(&ip) else {
+            return (Outcome::Timeout, None);
+        };
+        if self.nodes[b.node].power == Power::Off || !self.connected(from, b.node) {
+            return (Outcome::Timeout, None);
+        }
+        match self.serving(b.node, &b.uid) {
+            Some(true) => (Outcome::Ok, Some((b.pod.clone(), b.node))),
+            Some(false) => (Outcome::Refused, None),
+            None => (Outcome::Timeout, None),
+        }
+    }
+
+    /// How long an attempt with `outcome` takes.
+    fn answer_time(&mut self, c: usize, outcome: Outcome) -> Millis {
+        match outcome {
+            Outcome::Timeout => self.clients[c].timeout,
+            _ => self
+                .lat
+                .request
+                .sample(&mut self.rng.data)
+                .min(self.clients[c].timeout),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The event queue: events ordered by (virtual time, insertion sequence), so equal times run
+//! in the order they were scheduled and a run is reproducible. Start at [`Queue::push`].
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use controllers::Millis;
+
+/// A min-queue of `(time, seq) -> T`.
+pub struct Queue<T> {
+    heap: BinaryHeap<Reverse<(Millis, u64, Slot<T>)>>,
+    seq: u64,
+}
+
+/// Wraps the payload so the heap orders by `(time, seq)` only.
+struct Slot<T>(T);
+
+impl<T> PartialEq for Slot<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<T> Eq for Slot<T> {}
+impl<T> PartialOrd for Slot<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Slot<T> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    /// Schedule `item` at `at`.
+    pub fn push(&mut self, at: Millis, item: T) {
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, Slot(item))));
+    }
+
+    /// The earliest event's time.
+    pub fn peek_time(&self) -> Option<Millis> {
+        self.heap.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Take the earliest event.
+    pub fn pop(&mut self) -> Option<(Millis, T)> {
+        self.heap.pop().map(|Reverse((t, _, Slot(item)))| (t, item))
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pops_by_time_then_insertion_order() {
+        let mut q = Queue::default();
+        q.push(5, "b");
+        q.push(3, "a");
+        q.push(5, "c");
+        q.push(1, "z");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(order, vec![(1, "z"), (3, "a"), (5, "b"), (5, "c")]);
+    }
+}
