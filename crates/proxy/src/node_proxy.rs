@@ -138,8 +138,20 @@ impl NodeProxy {
     /// sync that would change none of this node's rules finishes at once (nothing to
     /// apply), like the live syncer's empty transaction.
     pub fn poll_transaction(&mut self, now: Millis, model: &SharedModel) -> Option<NoTextSync> {
+        self.poll_transaction_at(now, model, model.snapshot())
+    }
+
+    /// As [`NodeProxy::poll_transaction`], but programming `snapshot`, an earlier version of
+    /// `model` kept by a driver whose nodes hear of changes at different times (the
+    /// simulator: a node programs only the versions its watch has delivered).
+    pub fn poll_transaction_at(
+        &mut self,
+        now: Millis,
+        model: &SharedModel,
+        snapshot: Arc<Snapshot>,
+    ) -> Option<NoTextSync> {
         while let Some(kind) = self.pacer.poll_sync(now) {
-            let snapshot = model.snapshot();
+            let snapshot = snapshot.clone();
             if kind == SyncKind::Partial && self.rules_unchanged(model, &snapshot) {
                 // Nothing to apply; the node's rules are those of the new version too.
                 self.pacer.finish_empty(now);
@@ -169,7 +181,7 @@ impl NodeProxy {
         if programmed.version() == next.version() {
             return true;
         }
-        if next.version() - programmed.version() > MAX_UNCHANGED_CHECK {
+        if next.version().saturating_sub(programmed.version()) > MAX_UNCHANGED_CHECK {
             return false;
         }
         let node = Some(self.inputs.node_name.as_str());

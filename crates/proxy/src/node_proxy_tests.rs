@@ -120,6 +120,24 @@ fn a_failed_apply_keeps_the_old_rules_and_retries_full() {
 }
 
 #[test]
+fn a_sync_at_an_earlier_version_programs_that_version() {
+    let (mut model, change) = model_with_service();
+    let mut n = node("node-a");
+    n.handle_change(&change);
+    n.handle_initial_sync_done(T0);
+    let delivered = model.snapshot();
+    // The model moves on before this node hears of it: the node programs what it was told.
+    set_endpoints(&mut model, &["10.0.1.9"]);
+    let tx = n
+        .poll_transaction_at(T0, &model, delivered.clone())
+        .expect("first sync");
+    assert_eq!(tx.version(), delivered.version());
+    n.handle_applied(Ok(()), T0 + 5);
+    assert_eq!(n.programmed_version(), Some(model.version() - 1));
+    assert_eq!(ips(&n.view().expect("view")), ["10.0.1.1"]);
+}
+
+#[test]
 fn nodes_at_different_versions_answer_from_their_own_snapshot() {
     let (mut model, change) = model_with_service();
     let (mut a, mut b) = (node("node-a"), node("node-b"));
