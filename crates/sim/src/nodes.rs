@@ -6,12 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use controllers::{Action, Change, Kind, Millis, Object};
+use controllers::{Action, Change, Millis, Object};
 use kubelet::core::{Kubelet, KubeletConfig, ProbeOutcome, RuntimeCommand, RuntimeEvent, Signal};
 
 use crate::proxy::ProxyNode;
-use crate::world::{Backend, Ev, World, Writer, split};
+use crate::world::{Backend, Ev, World, Writer};
+use proxy::shared_model::ModelChange;
 
 /// Whether a node's machine and agent run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub struct SimNode {
     /// Changes held while the node is cut off from the API (delivered when it heals, as a
     /// watch resumes).
     pub backlog: Vec<Change>,
+    /// Model changes held for the kube-proxy's watches while cut off.
+    pub proxy_backlog: Vec<Arc<ModelChange>>,
     next_pid: u32,
 }
 
@@ -78,6 +82,7 @@ impl World {
             proxy_wake: None,
             last_delivery: 0,
             backlog: Vec::new(),
+            proxy_backlog: Vec::new(),
             next_pid: 1000,
         });
         self.node_by_name.insert(name, n);
@@ -102,7 +107,12 @@ impl World {
         let Ok(mut k) = Kubelet::new(cfg) else {
             return;
         };
-        let mut proxy = ProxyNode::new(self.cfg.syncer.clone(), &self.nodes[n].name);
+        let mut proxy = ProxyNode::new(
+            self.cfg.syncer.pacing(),
+            &self.nodes[n].name,
+            self.nodes[n].ip,
+            self.proxy_model.version(),
+        );
         let now = self.now;
         let name = self.nodes[n].name.clone();
         let truth = &self.api.fake.cache;
@@ -127,18 +137,6 @@ impl World {
                 now,
             );
         }
-        for s in truth.services.values() {
-            proxy.change(&Change::Applied {
-                new: Object::Service(s.clone()),
-                old: None,
-            });
-        }
-        for s in truth.endpoint_slices.values() {
-            proxy.change(&Change::Applied {
-                new: Object::EndpointSlice(s.clone()),
-                old: None,
-            });
-        }
         k.handle_synced(now);
         proxy.synced(now);
         let node = &mut self.nodes[n];
@@ -149,6 +147,7 @@ impl World {
         node.kubelet_wake = None;
         node.proxy_wake = None;
         node.backlog.clear();
+        node.proxy_backlog.clear();
         node.last_delivery = now;
         self.kubelet_after(n);
         self.proxy_after(n);
@@ -170,6 +169,7 @@ impl World {
         node.kubelet_wake = None;
         node.proxy_wake = None;
         node.backlog.clear();
+        node.proxy_backlog.clear();
         let pods = std::mem::take(&mut node.pods);
         for rt in pods.values() {
             if let Some(ip) = rt.ip {
@@ -205,10 +205,7 @@ impl World {
             self.nodes[n].backlog.push(change);
             return;
         }
-        let d = self.api_delay(self.lat.watch_delivery);
-        let node = &mut self.nodes[n];
-        node.last_delivery = node.last_delivery.max(self.now + d);
-        let (at, inc) = (node.last_delivery, node.inc);
+        let (at, inc) = self.delivery_slot(n);
         self.queue.push(
             at,
             Ev::NodeDeliver {
@@ -219,11 +216,59 @@ impl World {
         );
     }
 
+    /// Schedule a shared-model change to node `n`'s kube-proxy watches (held while it is
+    /// cut off).
+    pub fn deliver_model_change(&mut self, n: usize, change: Arc<ModelChange>) {
+        if !matches!(self.nodes[n].power, Power::On | Power::Stopping) {
+            return;
+        }
+        if self.cut_off(n) {
+            self.nodes[n].proxy_backlog.push(change);
+            return;
+        }
+        let (at, inc) = self.delivery_slot(n);
+        self.queue.push(
+            at,
+            Ev::ProxyDeliver {
+                node: n,
+                inc,
+                change,
+            },
+        );
+    }
+
+    /// When the next change to node `n` arrives (its watches deliver in order).
+    fn delivery_slot(&mut self, n: usize) -> (Millis, u32) {
+        let d = self.api_delay(self.lat.watch_delivery);
+        let node = &mut self.nodes[n];
+        node.last_delivery = node.last_delivery.max(self.now + d);
+        (node.last_delivery, node.inc)
+    }
+
+    /// No node programs a model version older than the oldest one delivered to a running
+    /// proxy: forget the older snapshots (checked once 64 versions are kept).
+    pub fn forget_old_versions(&mut self) {
+        if self.proxy_model.kept() < 64 {
+            return;
+        }
+        let oldest = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.proxy.as_ref().map(|p| p.delivered()))
+            .min()
+            .unwrap_or_else(|| self.proxy_model.version());
+        self.proxy_model.forget_before(oldest);
+    }
+
     /// Node `n` reaches the API again: its watches resume with what they missed.
     pub fn heal(&mut self, n: usize) {
         let held = std::mem::take(&mut self.nodes[n].backlog);
         for change in held {
             self.deliver_to_node(n, change);
+        }
+        let held = std::mem::take(&mut self.nodes[n].proxy_backlog);
+        for change in held {
+            self.deliver_model_change(n, change);
         }
     }
 
@@ -236,6 +281,7 @@ impl World {
         }
         let (n, inc) = match &ev {
             Ev::NodeDeliver { node, inc, .. }
+            | Ev::ProxyDeliver { node, inc, .. }
             | Ev::KubeletWake { node, inc }
             | Ev::KubeletWriteResult { node, inc, .. }
             | Ev::Runtime { node, inc, .. }
@@ -251,6 +297,12 @@ impl World {
         let now = self.now;
         match ev {
             Ev::NodeDeliver { change, .. } => self.node_change(n, &change),
+            Ev::ProxyDeliver { change, .. } => {
+                if let Some(p) = self.nodes[n].proxy.as_mut() {
+                    p.change(&change);
+                }
+                self.proxy_after(n);
+            }
             Ev::KubeletWake { .. } if self.nodes[n].kubelet_wake == Some(at) => {
                 self.nodes[n].kubelet_wake = None;
                 if let Some(k) = self.nodes[n].kubelet.as_mut() {
@@ -288,14 +340,8 @@ impl World {
     /// rest its kubelet.
     fn node_change(&mut self, n: usize, change: &Change) {
         let now = self.now;
-        let (obj, _) = split(change);
         let node = &mut self.nodes[n];
-        if matches!(obj.kind(), Kind::Service | Kind::EndpointSlice) {
-            if let Some(p) = node.proxy.as_mut() {
-                p.change(change);
-            }
-            self.proxy_after(n);
-        } else if let Some(k) = node.kubelet.as_mut() {
+        if let Some(k) = node.kubelet.as_mut() {
             k.handle_change(change, now);
             self.kubelet_after(n);
         }
@@ -529,7 +575,7 @@ impl World {
         let Some(p) = self.nodes[n].proxy.as_mut() else {
             return;
         };
-        if p.poll(now) {
+        if p.poll(now, &self.proxy_model) {
             let d = self.lat.rule_apply.sample(&mut self.rng.node);
             self.queue.push(now + d, Ev::ProxyApplied { node: n, inc });
         }

@@ -1,19 +1,24 @@
-//! One node's kube-proxy in the simulator: the real `proxy::syncer::Syncer` (tracker, plan,
-//! upstream pacing), its transactions "applied" after a modelled delay, and what the node's
-//! data plane does with a new connection once a sync is applied. Everything the simulator
-//! knows about kube-proxy goes through this module, so the shared, text-free tracker/plan
-//! can replace the per-node syncer here alone.
+//! The simulator's kube-proxies: one shared, versioned endpoint model
+//! ([`proxy::shared_model::SharedModel`], no rule text) fed each Service and EndpointSlice
+//! change once at its commit, and per node a [`proxy::node_proxy::NodeProxy`] (upstream
+//! pacing) told of a model version when the node's watch delivers it; a node's sync programs
+//! the newest version delivered to it, never a later one. Everything the simulator knows
+//! about kube-proxy goes through this module.
 //!
-//! Start at [`ProxyNode`]. Today each node renders its rule text (discarded at once); the
-//! shared model will drop that cost.
+//! Start at [`Endpoints`] (the model and the versions nodes still need) and [`ProxyNode`].
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use controllers::{Change, Millis, Object};
-use proxy::model::{Protocol, ServiceKey};
-use proxy::plan::{NoEndpoints, Verdict};
-use proxy::syncer::{self, SyncKind, Syncer, SyncerConfig};
+use proxy::Protocol;
+use proxy::model::ServiceKey;
+use proxy::node_proxy::{Candidates, NoTextSync, NodeInputs, NodeProxy};
+use proxy::pacer::{PacerConfig, SyncKind};
+use proxy::plan::NoEndpoints;
+use proxy::shared_model::{ModelChange, SharedModel, Snapshot, Version};
+use proxy::syncer;
 
 /// What the applied rules do with a new TCP connection to a ClusterIP:port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,117 +31,180 @@ pub enum Route {
     Drop,
 }
 
+/// The cluster's one endpoint model, and the snapshots of the versions some node may still
+/// program (from the oldest version a node has been delivered up to the newest).
+pub struct Endpoints {
+    model: SharedModel,
+    kept: BTreeMap<Version, Arc<Snapshot>>,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints::new()
+    }
+}
+
+impl Endpoints {
+    pub fn new() -> Endpoints {
+        let model = SharedModel::new();
+        let kept = BTreeMap::from([(model.version(), model.snapshot())]);
+        Endpoints { model, kept }
+    }
+
+    /// A committed change; `Some` (for every watching node) when it changed a service port.
+    pub fn change(&mut self, change: &Change) -> Option<Arc<ModelChange>> {
+        let (obj, deleted) = match change {
+            Change::Applied { new, .. } => (new, false),
+            Change::Deleted(o) => (o, true),
+        };
+        let done = match (obj, deleted) {
+            (Object::Service(s), false) => self.model.handle_service(syncer::Change::Applied(s)),
+            (Object::Service(s), true) => self.model.handle_service(syncer::Change::Deleted(s)),
+            (Object::EndpointSlice(s), false) => {
+                self.model.handle_slice(syncer::Change::Applied(s))
+            }
+            (Object::EndpointSlice(s), true) => self.model.handle_slice(syncer::Change::Deleted(s)),
+            _ => None,
+        }?;
+        self.kept.insert(done.version, self.model.snapshot());
+        Some(Arc::new(done))
+    }
+
+    /// The newest version.
+    pub fn version(&self) -> Version {
+        self.model.version()
+    }
+
+    /// The model as of version `v` (the newest kept one at or before it).
+    pub fn at(&self, v: Version) -> Arc<Snapshot> {
+        self.kept
+            .range(..=v)
+            .next_back()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| self.model.snapshot())
+    }
+
+    /// No node will program a version before `oldest` any more: drop older snapshots.
+    pub fn forget_before(&mut self, oldest: Version) {
+        let keep = self.kept.split_off(&oldest);
+        let floor = self.kept.pop_last();
+        self.kept = keep;
+        if let Some((v, s)) = floor
+            && !self.kept.contains_key(&oldest)
+        {
+            self.kept.insert(v, s);
+        }
+    }
+
+    /// How many versions are kept.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
+    }
+}
+
 /// One node's proxy.
 pub struct ProxyNode {
-    syncer: Syncer,
-    in_flight: Option<SyncKind>,
-    /// Routes of the target Services as of the last applied sync (`None`: nothing applied
-    /// yet; new connections to a ClusterIP then match no rule and go nowhere).
-    applied: Option<BTreeMap<(Ipv4Addr, u16), Route>>,
+    proxy: NodeProxy,
+    /// The newest model version the node's watch has delivered.
+    delivered: Version,
+    in_flight: Option<NoTextSync>,
 }
 
 /// A successful rule sync, for the timeline: Service -> endpoint IPs programmed.
 pub type Programmed = BTreeMap<String, Vec<String>>;
 
 impl ProxyNode {
-    pub fn new(mut cfg: SyncerConfig, node: &str) -> ProxyNode {
-        cfg.plan.node_name = Some(node.to_string());
+    /// A proxy whose informers listed the model at version `listed`.
+    pub fn new(pacing: PacerConfig, node: &str, node_ip: Ipv4Addr, listed: Version) -> ProxyNode {
+        let inputs = NodeInputs {
+            node_name: node.to_string(),
+            node_ip: Some(node_ip),
+            service_cidrs: Vec::new(),
+        };
         ProxyNode {
-            syncer: Syncer::new(cfg),
+            proxy: NodeProxy::new(inputs, pacing),
+            delivered: listed,
             in_flight: None,
-            applied: None,
         }
     }
 
-    /// A Service or EndpointSlice change from the node's informers (others are ignored).
-    pub fn change(&mut self, change: &Change) {
-        let (obj, deleted) = match change {
-            Change::Applied { new, .. } => (new, false),
-            Change::Deleted(o) => (o, true),
-        };
-        match (obj, deleted) {
-            (Object::Service(s), false) => self.syncer.handle_service(syncer::Change::Applied(s)),
-            (Object::Service(s), true) => self.syncer.handle_service(syncer::Change::Deleted(s)),
-            (Object::EndpointSlice(s), false) => {
-                self.syncer.handle_slice(syncer::Change::Applied(s))
-            }
-            (Object::EndpointSlice(s), true) => {
-                self.syncer.handle_slice(syncer::Change::Deleted(s))
-            }
-            _ => {}
+    /// The node's watch delivers a model change. Only a node not already pending is told
+    /// (its next sync programs the newest delivered version anyway).
+    pub fn change(&mut self, change: &ModelChange) {
+        self.delivered = self.delivered.max(change.version);
+        if !self.proxy.is_pending() {
+            self.proxy.handle_change(change);
         }
+    }
+
+    /// The newest version delivered to this node.
+    pub fn delivered(&self) -> Version {
+        self.delivered
     }
 
     /// Both informers have listed.
     pub fn synced(&mut self, now: Millis) {
-        self.syncer.handle_initial_sync_done(now);
+        self.proxy.handle_initial_sync_done(now);
     }
 
     /// When [`ProxyNode::poll`] has work.
     pub fn next_wakeup(&self) -> Option<Millis> {
-        self.syncer.poll_timeout()
+        self.proxy.poll_timeout()
     }
 
-    /// Start the sync due at `now`, if any; the caller schedules [`ProxyNode::applied`].
-    pub fn poll(&mut self, now: Millis) -> bool {
+    /// Start the sync due at `now`, if any, programming the newest delivered version; the
+    /// caller schedules [`ProxyNode::applied`].
+    pub fn poll(&mut self, now: Millis, eps: &Endpoints) -> bool {
         if self.in_flight.is_some() {
             return false;
         }
-        match self.syncer.poll_transaction(now) {
-            Some(tx) => {
-                self.in_flight = Some(tx.kind);
-                true
-            }
-            None => false,
-        }
+        let snapshot = eps.at(self.delivered);
+        self.in_flight = self.proxy.poll_transaction_at(now, &eps.model, snapshot);
+        self.in_flight.is_some()
     }
 
-    /// The transaction started by [`ProxyNode::poll`] is in the kernel at `now`. Returns the
+    /// The sync started by [`ProxyNode::poll`] is in the kernel at `now`. Returns the
     /// endpoints programmed for the Services `targets` (`namespace/name`) after a rule sync
     /// (not after a stale-chain delete).
     pub fn applied(&mut self, now: Millis, targets: &[String]) -> Option<Programmed> {
-        let kind = self.in_flight.take()?;
-        self.syncer.handle_applied(Ok(()), now);
-        if kind == SyncKind::StaleDelete {
+        let sync = self.in_flight.take()?;
+        self.proxy.handle_applied(Ok(()), now);
+        if sync.kind == SyncKind::StaleDelete {
             return None;
         }
-        let plan = self.syncer.plan();
-        let mut routes = BTreeMap::new();
+        let view = self.proxy.view()?;
         let mut programmed: Programmed = BTreeMap::new();
         for t in targets {
             let (ns, name) = t.split_once('/').unwrap_or(("default", t));
             let ips = programmed.entry(t.clone()).or_default();
-            for sp in plan.ports_of(&ServiceKey::new(ns, name)) {
-                ips.extend(sp.endpoints.iter().map(|e| e.endpoint.ip.to_string()));
-                let (ip, port) = (sp.port.cluster_ip, sp.port.port);
-                let route = match plan.lookup(ip, Protocol::Tcp, port, &[]) {
-                    Verdict::Dnat(sp) => Route::Endpoints(
-                        sp.endpoints
-                            .iter()
-                            .map(|e| (e.endpoint.ip, e.endpoint.port))
-                            .collect(),
-                    ),
-                    Verdict::NoEndpoints(NoEndpoints::Reject) | Verdict::RejectPort => {
-                        Route::Reject
-                    }
-                    Verdict::NoEndpoints(NoEndpoints::Drop)
-                    | Verdict::DropUnallocated
-                    | Verdict::Pass => Route::Drop,
-                };
-                routes.insert((ip, port), route);
+            for sp in sync.snapshot.ports_of(&ServiceKey::new(ns, name)) {
+                let p = &sp.port;
+                if let Candidates::Endpoints(eps) =
+                    view.lookup(p.cluster_ip, p.name.protocol, p.port)
+                {
+                    ips.extend(eps.iter().map(|e| e.ip.to_string()));
+                }
             }
             ips.sort();
             ips.dedup();
         }
-        self.applied = Some(routes);
         Some(programmed)
     }
 
-    /// What the applied rules do with a new connection to `ip:port`.
+    /// What the applied rules do with a new TCP connection to `ip:port` (nothing applied
+    /// yet: no rule matches and the packet goes nowhere).
     pub fn route(&self, ip: Ipv4Addr, port: u16) -> Route {
-        self.applied
-            .as_ref()
-            .and_then(|r| r.get(&(ip, port)).cloned())
-            .unwrap_or(Route::Drop)
+        let Some(view) = self.proxy.view() else {
+            return Route::Drop;
+        };
+        match view.lookup(ip, Protocol::Tcp, port) {
+            Candidates::Endpoints(eps) => {
+                Route::Endpoints(eps.iter().map(|e| (e.ip, e.port)).collect())
+            }
+            Candidates::NoEndpoints(NoEndpoints::Reject) | Candidates::RejectPort => Route::Reject,
+            Candidates::NoEndpoints(NoEndpoints::Drop)
+            | Candidates::DropUnallocated
+            | Candidates::Pass => Route::Drop,
+        }
     }
 }

@@ -8,9 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use controllers::{Action, Cache, Change, Kind, Millis, Object, WriteError};
 use kubelet::core::{PodRef, RuntimeEvent};
+use proxy::shared_model::ModelChange;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -81,6 +83,12 @@ pub enum Ev {
     AgentExit {
         node: usize,
         inc: u32,
+    },
+    /// A shared-model version reaches a node's kube-proxy watches.
+    ProxyDeliver {
+        node: usize,
+        inc: u32,
+        change: Arc<ModelChange>,
     },
     ProxyWake {
         node: usize,
@@ -163,6 +171,8 @@ pub struct World {
     cm_wake: Option<Millis>,
     cm_last: Millis,
     pub nodes: Vec<SimNode>,
+    /// The one endpoint model behind every node's kube-proxy.
+    pub proxy_model: crate::proxy::Endpoints,
     pub node_by_name: BTreeMap<String, usize>,
     pub zones: Vec<String>,
     /// Zones and nodes cut off from the API and from other zones.
@@ -222,6 +232,7 @@ impl World {
             cm_wake: None,
             cm_last: 0,
             nodes: Vec::new(),
+            proxy_model: crate::proxy::Endpoints::new(),
             node_by_name: BTreeMap::new(),
             zones: Vec::new(),
             partitioned_zones: BTreeSet::new(),
@@ -444,6 +455,17 @@ impl World {
             self.queue
                 .push(self.observe_last, Ev::Observe(change.clone()));
         }
+        if matches!(kind, Kind::Service | Kind::EndpointSlice) {
+            // Applied to the shared model once, at commit; each node hears of the new
+            // version after its own watch delay.
+            if let Some(mc) = self.proxy_model.change(&change) {
+                for n in 0..self.nodes.len() {
+                    self.deliver_model_change(n, mc.clone());
+                }
+                self.forget_old_versions();
+            }
+            return;
+        }
         for n in self.watchers_of(&change) {
             self.deliver_to_node(n, change.clone());
         }
@@ -479,7 +501,6 @@ impl World {
                 }
                 by_name(name.as_deref())
             }
-            Object::Service(_) | Object::EndpointSlice(_) => (0..self.nodes.len()).collect(),
             _ => Vec::new(),
         }
     }
