@@ -208,3 +208,95 @@ impl ProxyNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use controllers::{Change, Object};
+    use proxy::fixtures::{ep, service, slice};
+    use proxy::pacer::PacerConfig;
+
+    use super::{Endpoints, ProxyNode, Route};
+
+    const P80: &[(&str, u16, &str)] = &[("http", 80, "TCP")];
+    const T0: i64 = 1_700_000_000_000;
+
+    fn applied(obj: Object) -> Change {
+        Change::Applied {
+            new: obj,
+            old: None,
+        }
+    }
+
+    fn set_endpoints(eps: &mut Endpoints, ips: &[&str]) -> Arc<proxy::shared_model::ModelChange> {
+        let list = ips.iter().map(|ip| ep(ip)).collect();
+        let s = slice("ns", "web", "web-1", P80, list);
+        eps.change(&applied(Object::EndpointSlice(Arc::new(s))))
+            .expect("the slice changes the model")
+    }
+
+    fn route_ips(route: Route) -> Vec<String> {
+        match route {
+            Route::Endpoints(e) => e.iter().map(|(ip, _)| ip.to_string()).collect(),
+            other => vec![format!("{other:?}")],
+        }
+    }
+
+    #[test]
+    fn a_node_programs_only_the_versions_its_watch_delivered() {
+        let mut eps = Endpoints::new();
+        let svc = service("ns", "web", "172.30.0.10", P80);
+        let first = eps
+            .change(&applied(Object::Service(Arc::new(svc))))
+            .expect("a new Service changes the model");
+        let cip = "172.30.0.10".parse().expect("ip");
+        let mut node = ProxyNode::new(
+            PacerConfig::default(),
+            "n1",
+            "172.16.0.11".parse().expect("ip"),
+            0,
+        );
+        node.change(&first);
+        let second = set_endpoints(&mut eps, &["10.64.0.5"]);
+        // The model is at `second`, but only `first` reached this node: it rejects.
+        node.synced(T0);
+        assert!(node.poll(T0, &eps), "the first sync starts");
+        node.applied(T0 + 20, &[]);
+        assert_eq!(node.route(cip, 80), Route::Reject);
+        // Its watch delivers the endpoints: the next sync programs them.
+        node.change(&second);
+        let due = node.next_wakeup().expect("a sync is due");
+        assert!(node.poll(due, &eps));
+        let programmed = node
+            .applied(due + 20, &["ns/web".to_string()])
+            .expect("a rule sync");
+        assert_eq!(programmed["ns/web"], ["10.64.0.5"]);
+        assert_eq!(route_ips(node.route(cip, 80)), ["10.64.0.5"]);
+    }
+
+    #[test]
+    fn forgetting_keeps_the_version_a_lagging_node_programs() {
+        let mut eps = Endpoints::new();
+        eps.change(&applied(Object::Service(Arc::new(service(
+            "ns",
+            "web",
+            "172.30.0.10",
+            P80,
+        )))));
+        let v1 = eps.version();
+        set_endpoints(&mut eps, &["10.64.0.5"]);
+        set_endpoints(&mut eps, &["10.64.0.6"]);
+        let v3 = eps.version();
+        eps.forget_before(v1 + 1);
+        assert_eq!(eps.kept(), 2, "v2 and v3");
+        assert_eq!(
+            eps.at(v1 + 1).version(),
+            v1 + 1,
+            "a node delivered v2 programs v2"
+        );
+        eps.forget_before(v3);
+        assert_eq!(eps.kept(), 1);
+        assert_eq!(eps.at(v1).version(), v3, "nothing older is kept");
+    }
+}
