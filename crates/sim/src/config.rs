@@ -1,15 +1,14 @@
-//! The simulated cluster's configuration: the scenario's profile and flag overrides turned
-//! into the typed configs of the controllers, kubelets and kube-proxies, with the same
-//! upstream defaults and `fast` scaling as `zonelab server`/`zonelab agent`.
+//! The simulated cluster's configuration: the scenario's profile and flags resolved through
+//! the `profile` crate (`profile::Configs::resolve`, the same function the live roles use), so
+//! the controllers, kubelets and kube-proxies get the upstream defaults, `fast` scaling and
+//! overrides of `zonelab server`/`zonelab agent`; plus the simulator's own `image-policy`.
 //!
-//! Start at [`SimConfig::from_scenario`]. This is the one place to swap for the shared
-//! "profile + flags -> typed configs" function once it exists (today `zonelab`'s server.rs
-//! and agent.rs build the live ones).
+//! Start at [`SimConfig::from_scenario`].
 
 use std::time::Duration;
 
 use controllers::Controller;
-use controllers::endpointslice::{EndpointSliceConfig, EndpointSliceController};
+use controllers::endpointslice::EndpointSliceController;
 use controllers::nodelifecycle::{
     NodeLifecycleConfig, NodeLifecycleController, TaintEvictionController,
 };
@@ -21,7 +20,7 @@ use crate::SimError;
 
 /// The kernel's `nf_conntrack_tcp_timeout_syn_sent` default, 120 s (Linux
 /// `net/netfilter/nf_conntrack_proto_tcp.c`).
-pub const DEFAULT_SYN_SENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_SYN_SENT_TIMEOUT: Duration = profile::KERNEL_SYN_SENT_TIMEOUT;
 
 /// Everything the simulated components are configured with.
 #[derive(Clone, Debug)]
@@ -30,44 +29,19 @@ pub struct SimConfig {
     pub profile: &'static str,
     /// Every timer is divided by this (10 for `fast`).
     pub divisor: u32,
+    /// Every component's config as the live roles resolve it.
+    pub configs: profile::Configs,
     pub node_lifecycle: NodeLifecycleConfig,
     pub max_endpoints_per_slice: usize,
     pub not_ready_toleration_seconds: i64,
     pub unreachable_toleration_seconds: i64,
     /// The kubelet config every node starts from (name, zone, addresses filled per node).
     pub kubelet: KubeletConfig,
-    /// The kube-proxy config every node starts from (`plan.node_name` filled per node).
+    /// The kube-proxy config every node starts from (its pacing is what a node uses).
     pub syncer: SyncerConfig,
     pub syn_sent_timeout: Duration,
     /// Seed of the scheduler's tie-break RNG.
     pub scheduler_seed: u64,
-}
-
-fn flag<'a>(s: &'a Scenario, name: &str) -> Option<&'a str> {
-    s.flags
-        .iter()
-        .find(|(k, _)| k.trim_start_matches('-') == name)
-        .map(|(_, v)| v.as_str())
-}
-
-fn bad(name: &str, value: &str, expected: &str) -> SimError {
-    SimError::Flag(format!(
-        "flag {name}: invalid value {value:?}: expected {expected}"
-    ))
-}
-
-fn duration_flag(s: &Scenario, name: &str, default: Duration) -> Result<Duration, SimError> {
-    match flag(s, name) {
-        None => Ok(default),
-        Some(v) => scenario::parse_duration(v).map_err(|_| bad(name, v, "a duration like 5s")),
-    }
-}
-
-fn number_flag<T: std::str::FromStr>(s: &Scenario, name: &str, default: T) -> Result<T, SimError> {
-    match flag(s, name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| bad(name, v, "a number")),
-    }
 }
 
 impl SimConfig {
@@ -76,88 +50,65 @@ impl SimConfig {
         // The scenario's own check (with file:line:column) ran in `parse_for(.., Sim)`; this
         // one keeps a hand-built scenario from slipping a live-only flag past the simulator.
         let modelled = scenario::sim::SIM_FLAGS;
-        let bare = |f: &String| f.trim_start_matches('-').to_string();
-        if let Some(f) = s
-            .flags
-            .keys()
-            .map(bare)
-            .find(|f| !modelled.contains(&f.as_str()))
-        {
-            return Err(SimError::Flag(format!(
-                "flag {f} is not modelled by the simulator (modelled: {})",
-                modelled.join(", ")
-            )));
+        let mut flags = profile::Flags::default();
+        let mut image_policy = None;
+        for (name, value) in &s.flags {
+            let bare = name.trim_start_matches('-');
+            if !modelled.contains(&bare) {
+                return Err(SimError::Flag(format!(
+                    "flag {bare} is not modelled by the simulator (modelled: {})",
+                    modelled.join(", ")
+                )));
+            }
+            if bare == "image-policy" {
+                let p = kubelet::core::standin::ImagePolicy::parse(value).map_err(|_| {
+                    SimError::Flag(format!(
+                        "flag image-policy: invalid value {value:?}: expected stand-in or fail"
+                    ))
+                })?;
+                image_policy = Some(p);
+                continue;
+            }
+            flags
+                .set(bare, value)
+                .map_err(|e| SimError::Flag(format!("flag {bare}: {e}")))?;
         }
+        let configs = profile::Configs::resolve(s.profile, &flags)
+            .map_err(|e| SimError::Flag(e.to_string()))?;
         let (profile, divisor) = match s.profile {
             scenario::Profile::Upstream => ("upstream", 1u32),
             scenario::Profile::Fast => ("fast", 10u32),
-        };
-        let d = |secs: u64| Duration::from_secs(secs) / divisor;
-        let secs = |upstream: i64| (upstream / i64::from(divisor)).max(1);
-        let node_lifecycle = NodeLifecycleConfig {
-            node_monitor_period: duration_flag(s, "node-monitor-period", d(5))?,
-            node_monitor_grace_period: duration_flag(s, "node-monitor-grace-period", d(50))?,
-            node_startup_grace_period: duration_flag(s, "node-startup-grace-period", d(60))?,
-            node_eviction_rate: number_flag(s, "node-eviction-rate", 0.1 * divisor as f32)?,
-            secondary_node_eviction_rate: number_flag(
-                s,
-                "secondary-node-eviction-rate",
-                0.01 * divisor as f32,
-            )?,
-            unhealthy_zone_threshold: number_flag(s, "unhealthy-zone-threshold", 0.55)?,
-            large_cluster_size_threshold: number_flag(s, "large-cluster-size-threshold", 50)?,
         };
         let mut kubelet = KubeletConfig {
             capacity_cpu: s.topology.node_capacity.cpu.clone(),
             capacity_memory: s.topology.node_capacity.memory.clone(),
             max_pods: s.topology.node_capacity.pods,
-            ..KubeletConfig::default()
+            ..configs.kubelet.clone()
         };
-        if divisor == 10 {
-            kubelet = kubelet.fast();
+        if let Some(p) = image_policy {
+            kubelet.image_policy = p;
         }
-        kubelet.node_lease_duration_seconds = number_flag(
-            s,
-            "node-lease-duration-seconds",
-            kubelet.node_lease_duration_seconds,
-        )?;
-        if let Some(p) = flag(s, "image-policy") {
-            kubelet.image_policy = kubelet::core::standin::ImagePolicy::parse(p)
-                .map_err(|_| bad("image-policy", p, "stand-in or fail"))?;
-        }
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         let syncer = SyncerConfig {
             mode: match s.proxy_mode {
                 scenario::ProxyMode::Nftables => ProxyMode::Nftables,
                 scenario::ProxyMode::Iptables => ProxyMode::Iptables,
             },
-            min_sync_period_ms: ms(duration_flag(s, "min-sync-period", d(1))?),
-            sync_period_ms: ms(duration_flag(s, "sync-period", d(30))?),
-            ..SyncerConfig::default()
+            ..configs.proxy.clone()
         };
         Ok(SimConfig {
             profile,
             divisor,
-            node_lifecycle,
-            max_endpoints_per_slice: number_flag(s, "max-endpoints-per-slice", 100)?,
-            not_ready_toleration_seconds: number_flag(
-                s,
-                "default-not-ready-toleration-seconds",
-                secs(300),
-            )?,
-            unreachable_toleration_seconds: number_flag(
-                s,
-                "default-unreachable-toleration-seconds",
-                secs(300),
-            )?,
+            node_lifecycle: configs.node_lifecycle.clone(),
+            max_endpoints_per_slice: configs.endpointslice.max_endpoints_per_slice,
+            not_ready_toleration_seconds: configs.admission.not_ready_toleration_seconds,
+            unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
             kubelet,
             syncer,
-            syn_sent_timeout: duration_flag(
-                s,
-                "conntrack-tcp-timeout-syn-sent",
-                DEFAULT_SYN_SENT_TIMEOUT,
-            )?,
+            syn_sent_timeout: configs
+                .conntrack_tcp_timeout_syn_sent
+                .unwrap_or(DEFAULT_SYN_SENT_TIMEOUT),
             scheduler_seed: seed,
+            configs,
         })
     }
 
@@ -175,10 +126,9 @@ impl SimConfig {
                 ..Default::default()
             });
         Ok(vec![
-            Box::new(EndpointSliceController::new(EndpointSliceConfig {
-                max_endpoints_per_slice: self.max_endpoints_per_slice,
-                ..Default::default()
-            })),
+            Box::new(EndpointSliceController::new(
+                self.configs.endpointslice.clone(),
+            )),
             Box::new(lifecycle),
             Box::new(TaintEvictionController::new()),
             Box::new(DeploymentController::new(Default::default())),
@@ -196,15 +146,54 @@ impl SimConfig {
 
     /// The timers the report shows (what this run used).
     pub fn timers(&self) -> lab::report::Timers {
-        lab::report::Timers {
-            node_monitor_grace_period_s: self
-                .node_lifecycle
-                .node_monitor_grace_period
-                .as_secs_f64(),
-            node_monitor_period_s: self.node_lifecycle.node_monitor_period.as_secs_f64(),
-            lease_renew_interval_s: self.kubelet.lease_renew_interval() as f64 / 1e3,
-            unreachable_toleration_s: self.unreachable_toleration_seconds as f64,
-            conntrack_tcp_timeout_syn_sent_s: self.syn_sent_timeout.as_secs().max(1) as f64,
-        }
+        self.configs.report_timers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::SimConfig;
+
+    fn config(profile: &str, flags: &str) -> Result<SimConfig, crate::SimError> {
+        let text = format!(
+            "name: cfg
+topology: {{zones: [a], nodesPerZone: 1}}
+profile: {profile}
+flags: {{{flags}}}
+run: {{duration: 1m}}
+"
+        );
+        let s = scenario::Scenario::parse_for(&text, "cfg.yaml", scenario::sim::Mode::Sim)
+            .expect("scenario");
+        SimConfig::from_scenario(&s, 1)
+    }
+
+    #[test]
+    fn the_profile_scales_and_a_flag_wins_as_in_the_live_roles() {
+        let up = config("upstream", "").expect("upstream");
+        assert_eq!(
+            up.node_lifecycle.node_monitor_grace_period,
+            Duration::from_secs(50)
+        );
+        assert_eq!(up.syncer.min_sync_period_ms, 1_000);
+        assert_eq!(up.unreachable_toleration_seconds, 300);
+        let fast = config("fast", "node-monitor-grace-period: 20s").expect("fast");
+        assert_eq!(
+            fast.node_lifecycle.node_monitor_grace_period,
+            Duration::from_secs(20)
+        );
+        assert_eq!(fast.syncer.min_sync_period_ms, 100);
+        assert_eq!(fast.unreachable_toleration_seconds, 30);
+        assert_eq!(fast.timers().node_monitor_grace_period_s, 20.0);
+    }
+
+    #[test]
+    fn a_bad_flag_value_is_refused() {
+        let e = config("upstream", "min-sync-period: soon").expect_err("not a duration");
+        assert!(e.to_string().contains("min-sync-period"), "{e}");
+        let e = config("upstream", "image-policy: maybe").expect_err("not a policy");
+        assert!(e.to_string().contains("stand-in or fail"), "{e}");
     }
 }
