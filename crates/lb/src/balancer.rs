@@ -3,7 +3,7 @@
 //! change of a target or an LB node as an [`Event`]. Time is passed in; nothing here does I/O.
 //!
 //! Start at [`Balancer::new`], then the calling convention every zonelab component shares:
-//! [`Balancer::handle_timeout`] at [`Balancer::next_wakeup`], [`Balancer::poll_probe`] for the
+//! [`Balancer::handle_timeout`] at [`Balancer::poll_timeout`], [`Balancer::poll_probe`] for the
 //! checks to run, [`Balancer::handle_probe_result`] with their outcome, [`Balancer::poll_event`]
 //! for what changed, and [`Balancer::routes`] for the data path.
 
@@ -427,7 +427,7 @@ impl Balancer {
     }
 
     /// When [`Balancer::handle_timeout`] must run next.
-    pub fn next_wakeup(&self) -> Option<Time> {
+    pub fn poll_timeout(&self) -> Option<Time> {
         let probes = self
             .groups
             .values()

@@ -136,7 +136,7 @@ impl Harness {
                 }
             }
             self.drain_events();
-            match self.b.next_wakeup() {
+            match self.b.poll_timeout() {
                 Some(t) if t <= until => self.now = t.max(self.now),
                 _ => break,
             }
@@ -474,14 +474,14 @@ fn a_bad_reconfiguration_changes_nothing() {
 }
 
 #[test]
-fn next_wakeup_is_the_next_check() {
+fn poll_timeout_is_the_next_check() {
     let mut h = Harness::new(config(""));
     h.run_until(0);
-    assert_eq!(h.b.next_wakeup(), Some(Time::from_millis(10_000)));
+    assert_eq!(h.b.poll_timeout(), Some(Time::from_millis(10_000)));
     h.set(addr(0, 11), Behaviour::Silent);
     h.run_until(10);
     // The silent check's deadline (20 s) and the others' next checks (20 s).
-    assert_eq!(h.b.next_wakeup(), Some(Time::from_millis(20_000)));
+    assert_eq!(h.b.poll_timeout(), Some(Time::from_millis(20_000)));
     let _ = Duration::ZERO;
 }
 

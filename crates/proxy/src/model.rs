@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, passed in by the driver (wall clock live, virtual in
-/// the simulator). Same convention as the controllers crate.
-pub type Millis = i64;
+/// the simulator): the runtime crate's, shared with the controllers and the kubelet.
+pub use runtime::Millis;
 
 /// Default ClientIP session-affinity timeout: 10800 s (k8s.io/api core/v1
 /// `DefaultClientIPServiceAffinitySeconds`; docs virtual-ips.md).

@@ -14,12 +14,9 @@ use crate::model::{
 };
 
 /// Label naming a slice's Service; slices without it are ignored (upstream
-/// endpointslicecache.go `newEndpointSliceInfo` requires `discovery.LabelServiceName`).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// Annotation with the time of the change that triggered the slice write
-/// (k8s.io/api core/v1 `EndpointsLastChangeTriggerTime`).
-pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// endpointslicecache.go `newEndpointSliceInfo` requires `discovery.LabelServiceName`), and the
+/// annotation with the time of the change that triggered the slice write: the runtime crate's.
+pub use runtime::labels::{SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION};
 
 /// One slice, parsed: its ports (name, protocol, number) and endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]

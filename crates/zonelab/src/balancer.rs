@@ -313,7 +313,7 @@ async fn drive(
         // path already following it.
         status.write(&mut b);
         // An unapplied table is retried within a second.
-        let wake = b.next_wakeup().map(|t| t.since(now()));
+        let wake = b.poll_timeout().map(|t| t.since(now()));
         let wake = match (&applied, wake) {
             (None, w) => w.map_or(std::time::Duration::from_secs(1), |w| {
                 w.min(std::time::Duration::from_secs(1))
