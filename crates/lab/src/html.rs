@@ -9,7 +9,7 @@ mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::report::{FaultRecord, Phases, Report};
+use crate::report::{FaultRecord, Phases, Report, ZoneReport};
 use crate::timeline::Outcome;
 
 /// Shown for a value that does not exist (a phase that did not happen, a non-finite number).
@@ -240,24 +240,36 @@ fn zones_table(r: &Report) -> String {
             let z = r.per_zone.get(zone).cloned().unwrap_or_default();
             let answered = r.answered_by_zone.get(zone).copied().unwrap_or(0);
             format!(
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{} %</td><td class=\"n\">{}</td>\
-                 <td>{}</td><td class=\"n\">{answered}</td></tr>\n",
-                escape(zone),
-                z.requests,
-                z.ok,
-                z.failed,
-                num(z.availability, 3),
-                secs(z.error_window_s),
-                outcomes(&z.by_outcome),
+                "<tr>{}<td class=\"n\">{answered}</td></tr>\n",
+                stats_cells(zone, &z)
             )
         })
         .collect();
     format!(
-        "<h3>By zone</h3>\n<table>\n<tr><th>zone</th><th class=\"n\">requests</th>\
-         <th class=\"n\">ok</th><th class=\"n\">failed</th><th class=\"n\">availability</th>\
-         <th class=\"n\">error window</th><th>by outcome</th>\
+        "<h3>By zone</h3>\n<table>\n<tr><th>zone</th>{STATS_HEADER}\
          <th class=\"n\">answered by its pods</th></tr>\n{rows}</table>\n"
+    )
+}
+
+/// The header cells after the label shared by the per-zone and per-Service tables.
+const STATS_HEADER: &str = "<th class=\"n\">requests</th><th class=\"n\">ok</th>\
+    <th class=\"n\">failed</th><th class=\"n\">availability</th>\
+    <th class=\"n\">error window</th><th>by outcome</th>";
+
+/// One row's cells (label, requests, ok, failed, availability, error window, outcomes) of the
+/// per-zone and per-Service tables.
+fn stats_cells(label: &str, z: &ZoneReport) -> String {
+    format!(
+        "<td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+         <td class=\"n\">{}</td><td class=\"n\">{} %</td><td class=\"n\">{}</td>\
+         <td>{}</td>",
+        escape(label),
+        z.requests,
+        z.ok,
+        z.failed,
+        num(z.availability, 3),
+        secs(z.error_window_s),
+        outcomes(&z.by_outcome),
     )
 }
 
