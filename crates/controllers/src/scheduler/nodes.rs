@@ -107,24 +107,6 @@ pub struct NodeTable {
     order: Vec<usize>,
 }
 
-/// Upstream `utilnode.GetZoneKey`: region and zone (GA labels, else the beta ones), or "" when
-/// the node has neither.
-fn zone_key(e: &NodeEntry) -> String {
-    let zone = e
-        .label(crate::ZONE_LABEL)
-        .or_else(|| e.label("failure-domain.beta.kubernetes.io/zone"))
-        .unwrap_or("");
-    let region = e
-        .label("topology.kubernetes.io/region")
-        .or_else(|| e.label("failure-domain.beta.kubernetes.io/region"))
-        .unwrap_or("");
-    if region.is_empty() && zone.is_empty() {
-        String::new()
-    } else {
-        format!("{region}:\0:{zone}")
-    }
-}
-
 /// Upstream `nodeTree.list`: the first node of every zone, then the second of every zone, and
 /// so on, zones in the order they first appear, nodes of a zone in table (name) order — the
 /// order the informer's initial list adds them upstream. A sampled cycle
@@ -133,10 +115,12 @@ fn zone_round_robin(entries: &[NodeEntry]) -> Vec<usize> {
     let mut zones: Vec<Vec<usize>> = Vec::new();
     let mut zone_at: BTreeMap<String, usize> = BTreeMap::new();
     for (idx, e) in entries.iter().enumerate() {
-        let at = *zone_at.entry(zone_key(e)).or_insert_with(|| {
-            zones.push(Vec::new());
-            zones.len() - 1
-        });
+        let at = *zone_at
+            .entry(crate::nodelifecycle::zone_key(&e.node))
+            .or_insert_with(|| {
+                zones.push(Vec::new());
+                zones.len() - 1
+            });
         zones[at].push(idx);
     }
     let longest = zones.iter().map(Vec::len).max().unwrap_or(0);
