@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::relist::{self, Step};
-use controllers::cache::{Cache, Change, Key, Object};
+use controllers::cache::{Cache, Key, Object};
 pub mod elected;
 pub mod event_writer;
 pub mod fence;
@@ -103,12 +103,6 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::ControllerRevision => "ControllerRevision",
         Kind::DaemonSet => "DaemonSet",
     }
-}
-
-/// Reconcile a relist of `kind` with `cache`: the changes to apply, deletions (objects gone
-/// during a watch gap) first.
-pub fn relist_changes(cache: &mut Cache, kind: Kind, listed: Vec<Object>) -> Vec<Change> {
-    runtime::relist::apply_relist(cache, kind, listed)
 }
 
 fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers {
@@ -266,7 +260,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                     Feed::Deleted(obj) => vec![cache.apply(obj, true)],
                     Feed::Relisted(kind, list) => {
                         synced.insert(kind);
-                        relist_changes(&mut cache, kind, list)
+                        runtime::relist::apply_relist(&mut cache, kind, list)
                     }
                 };
                 if started {

@@ -14,9 +14,7 @@ use controllers::autoscaler::{AutoscalerAction, AutoscalerConfig, ClusterAutosca
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
-use live::controllers::{
-    Feed, event_writer, execute_explained, relist_changes, spawn_informer, wall_clock,
-};
+use live::controllers::{Feed, event_writer, execute_explained, spawn_informer, wall_clock};
 use runtime::{Cache, Kind, Object};
 use tokio::sync::mpsc;
 
@@ -74,7 +72,7 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpClou
                     Feed::Deleted(o) => { cache.apply(o, true); }
                     Feed::Relisted(kind, list) => {
                         synced.insert(kind);
-                        relist_changes(&mut cache, kind, list);
+                        runtime::relist::apply_relist(&mut cache, kind, list);
                     }
                 }
                 continue;
