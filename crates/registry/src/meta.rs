@@ -8,8 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-/// Milliseconds since the Unix epoch (the time every rule takes).
-pub type Millis = i64;
+/// Milliseconds since the Unix epoch (the time every rule takes): the runtime crate's.
+pub use runtime::Millis;
 
 /// `metadata` as a mutable map, creating it if missing (returns `None` if `obj` is no object).
 pub fn metadata_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {

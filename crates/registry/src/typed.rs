@@ -12,13 +12,13 @@ use api::resources::ResourceInfo;
 use api::status::StatusError;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::meta::Millis;
 use crate::stored::{FastPath, Stored};
 use crate::strategy::UpdateScope;
+use runtime::time::to_time;
 
 fn set(s: &Option<String>) -> bool {
     s.as_deref().is_some_and(|v| !v.is_empty())
@@ -146,15 +146,10 @@ pub fn raw_identity(
                 meta.uid = Some(fresh_uid);
             }
             if meta.creation_timestamp.is_none() {
-                meta.creation_timestamp = Some(time(now));
+                meta.creation_timestamp = Some(to_time(now));
             }
         }
     }
-}
-
-/// `metav1.Time` of `now`, truncated to seconds as it marshals.
-pub fn time(now: Millis) -> Time {
-    Time(Timestamp::from_second(now.div_euclid(1000)).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 /// The binding rule on a typed pod ([`crate::bind::bind`]).
@@ -193,7 +188,7 @@ pub fn bind_pod(
     let cond = PodCondition {
         type_: "PodScheduled".into(),
         status: "True".into(),
-        last_transition_time: Some(time(now)),
+        last_transition_time: Some(to_time(now)),
         ..PodCondition::default()
     };
     match conds.iter_mut().find(|c| c.type_ == "PodScheduled") {
