@@ -89,6 +89,17 @@ impl registry::Stored for Stored {
         }
     }
 
+    fn owned_by(&self, uid: &str) -> bool {
+        !uid.is_empty()
+            && self
+                .0
+                .meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == uid)
+    }
+
     fn from_value(
         res: &'static registry::ResourceInfo,
         v: serde_json::Value,

@@ -422,6 +422,7 @@ impl<S: Stored> MemApi<S> {
         for res in gc::dependent_kinds() {
             let steps: Vec<(String, Option<String>, gc::GcStep)> = self
                 .list(res, namespace)
+                .filter(|o| o.owned_by(uid))
                 .filter_map(|o| {
                     let v = o.to_value();
                     let step = gc::cascade(uid, orphan, &v)?;

@@ -25,6 +25,11 @@ pub enum FastPath {
 pub trait Stored: Clone {
     /// The object as JSON (as it would be sent over the API).
     fn to_value(&self) -> Value;
+    /// The object names `uid` among its owners (the garbage collector's question; a typed
+    /// store answers without building JSON).
+    fn owned_by(&self, uid: &str) -> bool {
+        crate::gc::owned_by(&self.to_value(), uid)
+    }
     /// The object from JSON of `res`'s kind (after the rules ran).
     fn from_value(res: &'static ResourceInfo, v: Value) -> Result<Self, StatusError>;
     fn name(&self) -> &str;
