@@ -243,6 +243,9 @@ impl Pacer {
                 self.retry_at = Some(now + self.cfg.sync_period_ms);
                 let mut again = f.triggers;
                 again.append(&mut self.triggers);
+                // The same bound as push_trigger: the oldest go first.
+                let excess = again.len().saturating_sub(MAX_PENDING_TRIGGERS);
+                again.drain(..excess);
                 self.triggers = again;
             }
         }
