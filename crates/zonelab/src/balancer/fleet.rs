@@ -158,11 +158,7 @@ fn name_of(action: &CloudAction) -> &str {
 
 /// Whether `argv` runs `zonelab balancer` with `--config config`.
 pub fn is_balancer_for(argv: &[String], config: &Path) -> bool {
-    let config = config.display().to_string();
-    argv.iter().any(|a| a == "balancer")
-        && argv
-            .windows(2)
-            .any(|w| w[0] == "--config" && w[1] == config)
+    balancer_config(argv).is_some_and(|c| Path::new(c) == config)
 }
 
 /// The `--config` path of a `zonelab balancer` command line.
