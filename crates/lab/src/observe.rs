@@ -17,11 +17,7 @@ use crate::EventKind;
 
 /// `namespace/name` (just the name for cluster-scoped objects), as the timeline names objects.
 pub fn key_of(meta: &ObjectMeta) -> String {
-    let name = meta.name.as_deref().unwrap_or_default();
-    match meta.namespace.as_deref() {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_string(),
-    }
+    runtime::Key::of(meta).to_string()
 }
 
 /// Node readiness and taints, by node.

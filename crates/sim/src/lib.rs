@@ -66,7 +66,6 @@ pub fn node_name(zone: &str, index: u32) -> String {
 /// Simulate scenario `s` with its workload `manifests` (in apply order) and `seed`.
 pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<Outcome, SimError> {
     let mut w = World::new(s, seed)?;
-    w.zones = s.topology.zones.clone();
     create_namespaces(&mut w);
     w.start_control_plane();
     boot_nodes(&mut w, s);

@@ -53,10 +53,7 @@ impl Endpoints {
 
     /// A committed change; `Some` (for every watching node) when it changed a service port.
     pub fn change(&mut self, change: &Change) -> Option<Arc<ModelChange>> {
-        let (obj, deleted) = match change {
-            Change::Applied { new, .. } => (new, false),
-            Change::Deleted(o) => (o, true),
-        };
+        let (obj, deleted) = crate::world::split(change);
         let done = match (obj, deleted) {
             (Object::Service(s), false) => self.model.handle_service(syncer::Change::Applied(s)),
             (Object::Service(s), true) => self.model.handle_service(syncer::Change::Deleted(s)),

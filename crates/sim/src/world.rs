@@ -174,7 +174,6 @@ pub struct World {
     /// The one endpoint model behind every node's kube-proxy.
     pub proxy_model: crate::proxy::Endpoints,
     pub node_by_name: BTreeMap<String, usize>,
-    pub zones: Vec<String>,
     /// Zones and nodes cut off from the API and from other zones.
     pub partitioned_zones: BTreeSet<String>,
     pub partitioned_nodes: BTreeSet<usize>,
@@ -200,8 +199,6 @@ pub struct World {
     pub until_capacity_restored: bool,
     scenario: scenario::Scenario,
     seed: u64,
-    /// `SIM_TRACE` set: a progress line every 20,000 events on stderr.
-    trace: bool,
 }
 
 impl World {
@@ -234,7 +231,6 @@ impl World {
             nodes: Vec::new(),
             proxy_model: crate::proxy::Endpoints::new(),
             node_by_name: BTreeMap::new(),
-            zones: Vec::new(),
             partitioned_zones: BTreeSet::new(),
             partitioned_nodes: BTreeSet::new(),
             ips: BTreeMap::new(),
@@ -254,7 +250,6 @@ impl World {
             until_capacity_restored: s.run.until == Some(scenario::Until::CapacityRestored),
             scenario: s.clone(),
             seed,
-            trace: std::env::var_os("SIM_TRACE").is_some(),
         })
     }
 
@@ -325,22 +320,6 @@ impl World {
         };
         self.now = self.now.max(at);
         self.stats.events += 1;
-        if self.trace && self.stats.events.is_multiple_of(20_000) {
-            let what = match &ev {
-                Ev::CmWake => "cm-wake".to_string(),
-                Ev::KubeletWake { node, .. } => format!("kubelet-wake {node}"),
-                Ev::ProxyWake { node, .. } => format!("proxy-wake {node}"),
-                _ => "other".to_string(),
-            };
-            eprintln!(
-                "sim: {what} t={} ms events={} queue={} writes={} syncs={}",
-                self.now - controllers::fake::T0,
-                self.stats.events,
-                self.queue.len(),
-                self.stats.api_writes,
-                self.stats.proxy_syncs
-            );
-        }
         self.handle(at, ev);
         true
     }
