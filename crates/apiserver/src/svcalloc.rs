@@ -10,16 +10,13 @@ use std::collections::BTreeSet;
 use api::resources::ResourceInfo;
 use api::status::StatusError;
 use chrono::Utc;
+use registry::admission::is_service;
 use serde_json::Value;
 use store::{KeyValue, Op, Revision, StoreError};
 
 use crate::alloc::{Allocated, IpRange, PortRange, ServiceAllocations, UpdateAllocation};
 use crate::reservations::{self, Reserved};
 use crate::server::Server;
-
-fn is_service(res: &ResourceInfo) -> bool {
-    res.group.is_empty() && res.kind == "Service"
-}
 
 fn lock(server: &Server) -> Result<std::sync::MutexGuard<'_, ServiceAllocations>, StatusError> {
     server

@@ -70,6 +70,27 @@ pub fn check_identity(
     Ok(())
 }
 
+/// Upstream's NamespaceLifecycle admission for a create: new content may not enter a
+/// namespace that is being deleted (`ns_obj` is the stored Namespace).
+pub fn check_namespace_active(ns: &str, ns_obj: &Value) -> Result<(), StatusError> {
+    if ns_obj["metadata"].get("deletionTimestamp").is_some() {
+        return Err(StatusError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+            details: None,
+        });
+    }
+    Ok(())
+}
+
+/// The Service resource (core group), whose writes allocate ClusterIPs and NodePorts.
+pub fn is_service(res: &ResourceInfo) -> bool {
+    res.group.is_empty() && res.kind == "Service"
+}
+
 /// The create rules after decoding: server-owned metadata (name from generateName, uid,
 /// creationTimestamp, generation 1, initial status), defaults, default tolerations, validation.
 pub fn admit_create(

@@ -184,20 +184,7 @@ impl<S: Stored> MemApi<S> {
         let obj = self
             .get(nsres, None, ns)
             .ok_or_else(|| StatusError::not_found(nsres, ns))?;
-        if obj.to_value()["metadata"]
-            .get("deletionTimestamp")
-            .is_some()
-        {
-            return Err(StatusError {
-                code: 403,
-                reason: "Forbidden",
-                message: format!(
-                    "unable to create new content in namespace {ns} because it is being terminated"
-                ),
-                details: None,
-            });
-        }
-        Ok(())
+        admission::check_namespace_active(ns, &obj.to_value())
     }
 
     /// POST: admit `obj` as a new object of `res` in `namespace` and store it. A rejected create
@@ -231,7 +218,7 @@ impl<S: Stored> MemApi<S> {
         if self.objects.contains_key(&key) {
             return Err(StatusError::already_exists(res, &name));
         }
-        let taken = if is_service(res) {
+        let taken = if admission::is_service(res) {
             self.alloc.allocate_for_create(&mut v, &mut self.rng)?
         } else {
             Default::default()
@@ -276,7 +263,7 @@ impl<S: Stored> MemApi<S> {
         let mut v = new.to_value();
         admission::decode_update(res, namespace, &name, &mut v)?;
         admission::admit_update(res, &name, &mut v, &old_v, scope, stored_rev)?;
-        let change = if is_service(res) && scope == UpdateScope::Main {
+        let change = if admission::is_service(res) && scope == UpdateScope::Main {
             Some(
                 self.alloc
                     .allocate_for_update(&old_v, &mut v, &mut self.rng)?,
@@ -344,7 +331,7 @@ impl<S: Stored> MemApi<S> {
 
     fn remove_key(&mut self, res: &'static ResourceInfo, key: ObjKey) -> Option<Written<S>> {
         let mut obj = self.objects.remove(&key)?;
-        if is_service(res) {
+        if admission::is_service(res) {
             self.alloc.release_service(&obj.to_value());
         }
         let rv = self.next_revision();
@@ -530,7 +517,7 @@ impl<S: Stored> MemApi<S> {
             api::admit::default(res, &mut v);
             o = S::from_value(res, v)?;
         }
-        if is_service(res) {
+        if admission::is_service(res) {
             let held = self.alloc.held_by(&o.to_value());
             self.alloc.mark(&held);
         }
@@ -546,10 +533,6 @@ impl<S: Stored> MemApi<S> {
     ) -> Option<Written<S>> {
         self.remove_key(res, obj_key(res, namespace, name))
     }
-}
-
-fn is_service(res: &ResourceInfo) -> bool {
-    res.group.is_empty() && res.kind == "Service"
 }
 
 #[cfg(test)]

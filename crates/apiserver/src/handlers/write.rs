@@ -143,18 +143,7 @@ async fn ensure_namespace(server: &Server, ns: &str) -> Result<(), StatusError> 
         .await
         .map_err(super::store_failure)?
         .ok_or_else(|| StatusError::not_found(nsres, ns))?;
-    let obj = objects::decode(&kv)?;
-    if obj["metadata"].get("deletionTimestamp").is_some() {
-        return Err(StatusError {
-            code: 403,
-            reason: "Forbidden",
-            message: format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-            details: None,
-        });
-    }
-    Ok(())
+    registry::admission::check_namespace_active(ns, &objects::decode(&kv)?)
 }
 
 /// Admit and store a new object. Used by POST and by the server's own bootstrap.
