@@ -18,3 +18,30 @@ pub(super) fn table(r: &Report) -> String {
         "<h3>By Service</h3>\n<table>\n<tr><th>Service</th>{STATS_HEADER}</tr>\n{rows}</table>\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::report::ZoneReport;
+
+    #[test]
+    fn one_row_per_service_and_none_without() {
+        let mut r = crate::html::tests::sample();
+        r.per_service.clear();
+        assert_eq!(super::table(&r), "");
+        r.per_service.insert(
+            "default/db".into(),
+            ZoneReport {
+                requests: 10,
+                ok: 7,
+                failed: 3,
+                availability: 70.0,
+                error_window_s: 19.5,
+                ..Default::default()
+            },
+        );
+        let t = super::table(&r);
+        assert!(t.contains("<td>default/db</td>"), "{t}");
+        assert!(t.contains("70.000 %"), "{t}");
+        assert_eq!(t.matches("<tr><td>").count(), 1);
+    }
+}
