@@ -305,7 +305,17 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 match f {
                     Feed::Service(step) => services_synced |= services.feed(*step, |c| syncer.handle_service(c)),
                     Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.handle_slice(c)),
-                    Feed::Node(step) => syncer.handle_node_zone(node_zone(&node, *step).as_deref()),
+                    Feed::Node(step) => {
+                        // Upstream's OnTopologyChange: a full sync, queued like any update.
+                        let before = syncer.zone().map(str::to_string);
+                        syncer.handle_node_zone(node_zone(&node, *step).as_deref());
+                        if started
+                            && syncer.zone() != before.as_deref()
+                            && let Ok(mut st) = status.lock()
+                        {
+                            st.health.queued_update(wall_clock());
+                        }
+                    }
                 }
                 let first = !started && services_synced && slices_synced;
                 if first {
