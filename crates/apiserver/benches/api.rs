@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench -p apiserver --bench api`; `-- table` times only the lists on the
 //! durable store (no watch fan-out, no etcd); `-- fanout` times one change to 100 / 1,000 /
-//! 5,000 watch streams with the readers in this process and in a separate one.
+//! 5,000 watch streams with the readers in this process and in a separate one
+//! (`-- fanout external`: only the separate one), each figure with the load average before it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -316,7 +317,8 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let durable = store::DurableStore::open(&dir.path().join("state.redb")).expect("store");
         if mode == Mode::FanOut {
-            fan_out_growth(Arc::new(durable)).await;
+            let external_only = args.iter().any(|a| a == "external");
+            fan_out_growth(Arc::new(durable), external_only).await;
             return;
         }
         run("durable store", Arc::new(durable), mode == Mode::Table).await;
@@ -358,11 +360,16 @@ async fn start_server(store: store::SharedStore) -> String {
 
 /// `-- fanout`: one change to 100 / 1,000 / 5,000 watch streams, readers in this process and
 /// in a separate one, on the durable store with 1,000 Services.
-async fn fan_out_growth(store: store::SharedStore) {
+async fn fan_out_growth(store: store::SharedStore, external_only: bool) {
     let addr = start_server(store).await;
     create_services(&addr, 0, 1_000).await;
     for n in [100, 1_000, 5_000] {
         for external in [false, true] {
+            if external_only && !external {
+                continue;
+            }
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load = load.split_whitespace().next().unwrap_or("?").to_string();
             let (p50, p99, max) = fan_out(&addr, n, external).await;
             let readers = if external {
                 "separate process"
@@ -370,7 +377,7 @@ async fn fan_out_growth(store: store::SharedStore) {
                 "in process"
             };
             println!(
-                "one change to {n} watch streams (readers {readers}): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+                "one change to {n} watch streams (readers {readers}): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (load average {load})"
             );
         }
     }
