@@ -210,12 +210,38 @@ async fn reader_process(addr: &str, rv: &str, n: usize) {
             _ => return,
         }
     }
+    // Stay until the benchmark has read this process's CPU time and kills it.
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
 /// Open `n` watch streams (in this process, or in a child process when `external`, so the
 /// readers' CPU is told apart from the server's), change one Service, and time its arrival
 /// on each stream: (p50, p99, max) in ms.
-async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
+/// One fan-out's figures: arrival times after the write was sent (ms) and the CPU time the
+/// server's process (and the reader process, when separate) spent from the write to the last
+/// arrival.
+struct FanOut {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// The first arrival: the write's own latency (fsync) plus one delivery.
+    first: f64,
+    server_cpu_ms: f64,
+    readers_cpu_ms: f64,
+}
+
+/// CPU time (ns) of every live thread of process `pid` (`self` or a number), from schedstat.
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn fan_out(addr: &str, n: usize, external: bool) -> FanOut {
     let mut c = Conn::open(addr).await;
     // Watch from the current revision (a list's), as an informer does after its list.
     let (_, body) = c
@@ -268,6 +294,12 @@ async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
         r#"{{"metadata":{{"labels":{{"touched":"t{}"}}}}}}"#,
         now_ns()
     );
+    let readers_pid = child
+        .as_ref()
+        .map_or("self".to_string(), |p: &std::process::Child| {
+            p.id().to_string()
+        });
+    let (cpu0, rcpu0) = (cpu_ns("self"), cpu_ns(&readers_pid));
     let sent = now_ns();
     let head = format!(
         "PATCH /api/v1/namespaces/default/services/svc-0 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}\r\n\r\n",
@@ -283,16 +315,24 @@ async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
             .expect("event");
         ms.push(at.saturating_sub(sent) as f64 / 1e6);
     }
+    let (cpu1, rcpu1) = (cpu_ns("self"), cpu_ns(&readers_pid));
     if let Some(mut p) = child {
         let _ = p.kill();
         let _ = p.wait();
     }
     ms.sort_by(f64::total_cmp);
-    (
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-        ms[ms.len() - 1],
-    )
+    FanOut {
+        p50: percentile(&ms, 0.5),
+        p99: percentile(&ms, 0.99),
+        max: ms[ms.len() - 1],
+        first: ms[0],
+        server_cpu_ms: cpu1.saturating_sub(cpu0) as f64 / 1e6,
+        readers_cpu_ms: if external {
+            rcpu1.saturating_sub(rcpu0) as f64 / 1e6
+        } else {
+            0.0
+        },
+    }
 }
 
 fn main() {
@@ -370,14 +410,21 @@ async fn fan_out_growth(store: store::SharedStore, external_only: bool) {
             }
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             let load = load.split_whitespace().next().unwrap_or("?").to_string();
-            let (p50, p99, max) = fan_out(&addr, n, external).await;
+            let f = fan_out(&addr, n, external).await;
             let readers = if external {
                 "separate process"
             } else {
                 "in process"
             };
             println!(
-                "one change to {n} watch streams (readers {readers}): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (load average {load})"
+                "one change to {n} watch streams (readers {readers}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; first {:.1} ms, p99 - first {:.1} ms; CPU server {:.1} ms, readers {:.1} ms (load average {load})",
+                f.p50,
+                f.p99,
+                f.max,
+                f.first,
+                f.p99 - f.first,
+                f.server_cpu_ms,
+                f.readers_cpu_ms
             );
         }
     }
@@ -410,8 +457,9 @@ async fn run(name: &str, store: store::SharedStore, table_only: bool) {
     if table_only {
         return;
     }
-    let (p50, p99, max) = fan_out(&addr, WATCHERS, false).await;
+    let f = fan_out(&addr, WATCHERS, false).await;
     println!(
-        "[{name}] one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        "[{name}] one change to {WATCHERS} watch streams: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        f.p50, f.p99, f.max
     );
 }
