@@ -140,8 +140,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
 }
 
 /// Turns a serde_yaml error into `file:line:column: message`, dropping serde_yaml's own
-/// " at line L column C" so the position is written once.
-fn syntax_error(err: &serde_yaml::Error, file: &str) -> ScenarioError {
+/// " at line L column C" so the position is written once. Public for other files of the lab
+/// that share these errors (`zonelab compare`'s compare file).
+pub fn syntax_error(err: &serde_yaml::Error, file: &str) -> ScenarioError {
     let mut message = err.to_string();
     let (line, column) = match err.location() {
         Some(loc) => {

@@ -26,7 +26,7 @@ use scenario::{FaultTarget, FaultType, Scenario, Until};
 use crate::clock::epoch_ms;
 use crate::lab::{FailMode, Target, UpPlan};
 use clients::ClientPod;
-pub use prepare::{Prepared, prepare};
+pub use prepare::{Prepared, prepare, prepare_text};
 use progress::Progress;
 use watch::Timeline;
 
@@ -752,7 +752,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn write_outputs(
+pub(crate) fn write_outputs(
     out: &Path,
     report: &Report,
     events: &[lab::Event],
