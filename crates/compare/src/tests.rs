@@ -379,3 +379,44 @@ fn the_page_has_a_bar_per_variant_and_a_strip_per_variant() {
         json!({"kind": "client", "target": "timeout", "value": "200ms"})
     );
 }
+
+#[test]
+fn add_creates_a_missing_list_and_costs_come_from_the_table_per_override_kind() {
+    let v = "  - name: shift
+    add:
+      zonalShifts: [{at: +10s, awayFrom: a, expiresIn: 30m}]
+      faults: [{at: 20s, type: recover, target: a}]
+    set:
+      zonalAutoshift: {threshold: 5}
+";
+    let file = CompareFile::parse(&compare_text(v), "cmp.yaml").expect("parses");
+    let crate::Base::Inline(base) = &file.base else {
+        panic!("inline base");
+    };
+    let o = &file.variants[0].overrides;
+    let doc = crate::apply::apply_scenario(base, o).expect("applies");
+    assert_eq!(doc["zonalShifts"][0]["awayFrom"].as_str(), Some("a"));
+    let faults = doc["faults"].as_sequence().expect("faults");
+    assert_eq!(faults.len(), 2, "appended to the base's fault");
+    assert_eq!(doc["zonalAutoshift"]["threshold"].as_u64(), Some(5));
+    let cost = crate::results::cost_of(o);
+    // In application order: `set` before `add`.
+    assert!(
+        cost.starts_with("a shift on an error-rate signal"),
+        "{cost}"
+    );
+    assert!(
+        cost.contains("; someone (or an alarm) has to start"),
+        "{cost}"
+    );
+    // `add` on something that is not a list says so, at the override.
+    let v = "  - name: a\n    add:\n      run: [1]\n";
+    let file = CompareFile::parse(&compare_text(v), "cmp.yaml").expect("parses");
+    let crate::Base::Inline(base) = &file.base else {
+        panic!("inline base");
+    };
+    let p =
+        crate::apply::apply_scenario(base, &file.variants[0].overrides).expect_err("not a list");
+    assert_eq!(scenario::locate::render(&p.path), "variants[0].add.run");
+    assert!(p.message.contains("run is not a list"), "{}", p.message);
+}
