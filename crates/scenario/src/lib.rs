@@ -8,6 +8,7 @@ pub mod model;
 pub mod node_groups;
 pub mod sim;
 pub mod validate;
+pub mod zonal_shift;
 
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ pub use model::{
 };
 pub use node_groups::NodeGroup;
 pub use validate::{MAX_NODES_PER_ZONE, MAX_ZONES};
+pub use zonal_shift::{ShiftAt, ZonalAutoshift, ZonalShift};
 
 /// Why a scenario file was rejected. Every variant names the file; `Syntax` and `Invalid`
 /// also carry the 1-based line and column of the offending node.

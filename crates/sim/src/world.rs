@@ -110,6 +110,10 @@ pub enum Ev {
         req: PendingRequest,
     },
     Fault(usize),
+    /// The scenario's `i`-th zonal-shift action.
+    ZonalShift(usize),
+    /// The autoshift rule's evaluation.
+    AutoshiftTick,
     CheckEnd,
 }
 
@@ -197,6 +201,8 @@ pub struct World {
     /// The scenario's faults in time order.
     pub faults: Vec<scenario::Fault>,
     pub until_capacity_restored: bool,
+    /// Zonal-shift actions and the autoshift rule.
+    pub zonal: crate::zonal_shift::ZonalShifts,
     scenario: scenario::Scenario,
     seed: u64,
 }
@@ -248,6 +254,7 @@ impl World {
             ended_by: String::new(),
             faults: s.faults_by_time().into_iter().cloned().collect(),
             until_capacity_restored: s.run.until == Some(scenario::Until::CapacityRestored),
+            zonal: crate::zonal_shift::ZonalShifts::new(s),
             scenario: s.clone(),
             seed,
         })
@@ -353,6 +360,8 @@ impl World {
             Ev::Send { client } => self.send(client),
             Ev::Attempt { client, req } => self.attempt(client, req),
             Ev::Fault(i) => self.inject(i),
+            Ev::ZonalShift(i) => self.zonal_shift(i),
+            Ev::AutoshiftTick => self.autoshift_tick(),
             Ev::CheckEnd => self.check_end(),
             other => self.handle_node(at, other),
         }
