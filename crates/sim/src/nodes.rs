@@ -111,6 +111,7 @@ impl World {
             self.cfg.syncer.pacing(),
             &self.nodes[n].name,
             self.nodes[n].ip,
+            Some(&self.nodes[n].zone),
             self.proxy_model.version(),
         );
         let now = self.now;
