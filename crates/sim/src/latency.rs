@@ -32,9 +32,9 @@ impl Latency {
 
 /// A write from issue to commit (and its answer): an HTTP request over loopback to the
 /// embedded store, a few milliseconds in the live lab.
-pub const API_WRITE: Latency = Latency::between(2, 8);
+pub const API_WRITE: Latency = Latency::between(1, 4);
 /// From a commit to an informer that watches it (the watch cache fan-out plus HTTP chunk).
-pub const WATCH_DELIVERY: Latency = Latency::between(1, 5);
+pub const WATCH_DELIVERY: Latency = Latency::between(0, 2);
 /// A write from a node that cannot reach the API (partition) fails after this long (the
 /// client-go request timeout the kubelet's lease client uses is its renew interval, 10 s).
 pub const UNREACHABLE_WRITE_TIMEOUT: Millis = 10_000;
@@ -49,9 +49,13 @@ pub const POD_NETWORK_TEARDOWN: Latency = Latency::between(10, 30);
 /// A readiness/liveness probe's round trip to a running container.
 pub const PROBE: Latency = Latency::between(1, 2);
 /// Applying one rule transaction (`nft -f -` / `iptables-restore`).
-pub const RULE_APPLY: Latency = Latency::between(5, 20);
+pub const RULE_APPLY: Latency = Latency::between(5, 40);
 /// A request's round trip to a running backend (new connection: handshake plus answer).
-pub const REQUEST: Latency = Latency::between(1, 3);
+pub const REQUEST: Latency = Latency::between(0, 2);
+
+/// A client pod, created at t0, sends its first request this long after: its write, the
+/// kubelet's pod start and `zonelab load` starting up.
+pub const CLIENT_START: Latency = Latency::between(50, 180);
 
 /// Every modelled delay of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +70,7 @@ pub struct LatencyModel {
     pub probe: Latency,
     pub rule_apply: Latency,
     pub request: Latency,
+    pub client_start: Latency,
 }
 
 impl Default for LatencyModel {
@@ -81,6 +86,7 @@ impl Default for LatencyModel {
             probe: PROBE,
             rule_apply: RULE_APPLY,
             request: REQUEST,
+            client_start: CLIENT_START,
         }
     }
 }
