@@ -1,6 +1,7 @@
 //! Overrides applied: flags, fields, added items and client options to the base scenario's
 //! YAML ([`apply_scenario`]), workload patches to its manifests ([`apply_patches`]), each
-//! failure as a [`Problem`] at the override's path in the compare file.
+//! failure as a [`Problem`] at the override's path in the compare file. Start at
+//! [`apply_scenario`].
 
 use scenario::locate::Seg;
 use scenario::validate::Problem;
