@@ -24,6 +24,7 @@ mod run;
 mod server;
 mod storage;
 mod supervise;
+mod zonal_shift;
 
 #[derive(Parser)]
 #[command(
