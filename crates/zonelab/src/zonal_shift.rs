@@ -120,3 +120,25 @@ pub async fn cli(lab: &crate::lab::LabArgs, a: &ZonalShiftArgs) -> anyhow::Resul
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::expires_in_ms;
+
+    #[test]
+    fn expires_in_takes_arcs_bounds() {
+        assert_eq!(expires_in_ms(Duration::from_secs(60)).ok(), Some(60_000));
+        assert_eq!(
+            expires_in_ms(Duration::from_secs(72 * 3600)).ok(),
+            Some(72 * 3_600_000)
+        );
+        let e = expires_in_ms(Duration::from_secs(30)).expect_err("too short");
+        assert_eq!(
+            e.to_string(),
+            "--expires-in 30s: out of range, expected 1m to 72h (ARC's bounds)"
+        );
+        assert!(expires_in_ms(Duration::from_secs(73 * 3600)).is_err());
+    }
+}
