@@ -87,7 +87,13 @@ impl Visitor<'_> for ShiftAtVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<ShiftAt, E> {
-        self.visit_u64(v.max(1) as u64)
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::custom(format!(
+                "invalid duration {v}: negative durations are not allowed (expected {})",
+                duration::EXPECTED
+            ))),
+        }
     }
 }
 

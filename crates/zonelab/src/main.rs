@@ -25,6 +25,7 @@ mod run;
 mod server;
 mod storage;
 mod supervise;
+mod zonal_shift;
 
 #[derive(Parser)]
 #[command(
