@@ -62,6 +62,21 @@ fn a_third_of_new_connections_fail_until_the_proxies_converge() {
         "a failure after convergence that no stale conntrack entry explains"
     );
     assert!(p.replacements_ready_s.is_some() && p.capacity_restored_s.is_some());
+    // Load starts as live: t0 is when the client pods are created, and each client sends its
+    // first request once its pod runs (measured live: 47 - 177 ms after t0).
+    for zone in ["a", "b", "c"] {
+        let first = out
+            .requests
+            .iter()
+            .filter(|q| q.client_zone == zone)
+            .map(|q| q.start - t0)
+            .fold(f64::MAX, f64::min);
+        let start = sim::latency::CLIENT_START;
+        assert!(
+            first >= start.min_ms as f64 && first <= start.max_ms as f64,
+            "client in {zone} started {first} ms after t0"
+        );
+    }
     assert!(
         out.requests
             .iter()
