@@ -21,6 +21,7 @@ pub mod podgc;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod workloads;
+pub mod zonalshift;
 
 pub use runtime::labels::{HOSTNAME_LABEL, ZONE_LABEL, node_ready_status, pod_is_ready};
 pub use runtime::{Action, Controller, Kind, WriteError};

@@ -59,8 +59,25 @@ pub fn render(r: &Report) -> String {
     )
 }
 
+/// A self-contained page (the report's style, no scripts) with `title` and `body` (HTML):
+/// for other pages built from reports, such as `zonelab compare`'s.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>zonelab: {title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        title = escape(title),
+    )
+}
+
+/// The recovery bands the timeline chart draws, in order: (label, colour, from phase, to
+/// phase), the phases as indices into [`Phases::steps`].
+pub fn phase_bands() -> Vec<(&'static str, &'static str, usize, usize)> {
+    chart::bands()
+}
+
 /// `s` with the characters that mean something in HTML (text and attribute values) escaped.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -499,3 +499,39 @@ fn routes_generation_moves_only_when_routes_may_change() {
     assert_ne!(h.b.routes_generation(), g);
     assert_eq!(h.routed(3), vec![addr(2, 11)]);
 }
+
+#[test]
+fn a_zonal_shift_takes_the_zones_node_out_of_dns_and_its_targets_out_of_cross_zone_routes() {
+    let mut h = Harness::new(config("crossZone: true"));
+    h.run_until(25);
+    assert_eq!(h.b.routes().dns(), vec![lb(1), lb(2), lb(3)]);
+    assert!(h.routed(2).contains(&addr(0, 11)));
+    let mut shifted = config("crossZone: true");
+    shifted.zonal_shift_away_from = vec!["a".into()];
+    h.b.reconfigure(shifted, h.now).expect("valid");
+    h.drain_events();
+    let r = h.b.routes();
+    // Zone a's LB node leaves DNS; the others stop routing to zone a's targets.
+    assert_eq!(r.dns(), vec![lb(2), lb(3)]);
+    let a = r.node(lb(1)).expect("node a");
+    assert_eq!(a.state, NodeState::Unhealthy);
+    assert!(
+        a.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("zonal shift away from zone a"))
+    );
+    for n in [2, 3] {
+        assert!(
+            h.routed(n).iter().all(|t| t.ip().octets()[2] != 0),
+            "{:?}",
+            h.routed(n)
+        );
+    }
+    // No target was deregistered: the shift is a routing decision, not a deregistration.
+    assert_eq!(h.state(key(0, 11)), Some(TargetState::Healthy));
+    // Ending the shift puts everything back.
+    h.b.reconfigure(config("crossZone: true"), h.now)
+        .expect("valid");
+    assert_eq!(h.b.routes().dns(), vec![lb(1), lb(2), lb(3)]);
+    assert!(h.routed(2).contains(&addr(0, 11)));
+}

@@ -49,6 +49,10 @@ pub struct BalancerConfig {
     pub nodes: Vec<NodeConfig>,
     pub listeners: Vec<ListenerConfig>,
     pub target_groups: Vec<TargetGroupConfig>,
+    /// Zones under an active zonal shift (ARC zonal shift of the load balancer): their LB
+    /// node leaves DNS and no other node routes to their targets (routing.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zonal_shift_away_from: Vec<String>,
 }
 
 /// One LB node. Without `zone` it is a regional node: it serves every zone's targets (a lab

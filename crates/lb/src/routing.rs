@@ -117,6 +117,9 @@ pub fn compute(config: &BalancerConfig, targets: &[TargetView<'_>]) -> Routes {
                     route
                 })
                 .collect();
+            if let Some(z) = node.zone.as_deref().filter(|z| shifted(config, z)) {
+                reasons.insert(0, format!("zonal shift away from zone {z}"));
+            }
             NodeRoute {
                 address: node.address,
                 zone: node.zone.clone(),
@@ -150,7 +153,12 @@ fn listener_route(
             )
         })
         .collect();
-    let in_scope = |t: &&&TargetView<'_>| config.cross_zone || zone.is_none_or(|z| t.zone == z);
+    // A shifted zone's targets serve only its own LB node (out of DNS, for clients that still
+    // hold its address, as ARC's shift only changes DNS); every other node avoids them.
+    let in_scope = |t: &&&TargetView<'_>| {
+        let own = zone == Some(t.zone);
+        (config.cross_zone || zone.is_none() || own) && (own || !shifted(config, t.zone))
+    };
     let scope: Vec<SocketAddrV4> = registered
         .iter()
         .filter(in_scope)
@@ -192,4 +200,9 @@ fn listener_route(
         masquerade,
     };
     (route, reason)
+}
+
+/// Whether `zone` is under a zonal shift.
+fn shifted(config: &BalancerConfig, zone: &str) -> bool {
+    config.zonal_shift_away_from.iter().any(|z| z == zone)
 }

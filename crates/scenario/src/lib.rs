@@ -8,6 +8,7 @@ pub mod model;
 pub mod node_groups;
 pub mod sim;
 pub mod validate;
+pub mod zonal_shift;
 
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ pub use model::{
 };
 pub use node_groups::NodeGroup;
 pub use validate::{MAX_NODES_PER_ZONE, MAX_ZONES};
+pub use zonal_shift::{ShiftAt, ZonalAutoshift, ZonalShift};
 
 /// Why a scenario file was rejected. Every variant names the file; `Syntax` and `Invalid`
 /// also carry the 1-based line and column of the offending node.
@@ -140,8 +142,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
 }
 
 /// Turns a serde_yaml error into `file:line:column: message`, dropping serde_yaml's own
-/// " at line L column C" so the position is written once.
-fn syntax_error(err: &serde_yaml::Error, file: &str) -> ScenarioError {
+/// " at line L column C" so the position is written once. Public for other files of the lab
+/// that share these errors (`zonelab compare`'s compare file).
+pub fn syntax_error(err: &serde_yaml::Error, file: &str) -> ScenarioError {
     let mut message = err.to_string();
     let (line, column) = match err.location() {
         Some(loc) => {

@@ -44,6 +44,12 @@ pub struct Scenario {
     /// Faults injected during the run, in any order (default none).
     #[serde(default)]
     pub faults: Vec<Fault>,
+    /// Zonal shifts started, extended or cancelled at a time (default none; docs/zonal-shift.md).
+    #[serde(default)]
+    pub zonal_shifts: Vec<crate::zonal_shift::ZonalShift>,
+    /// The autoshift rule (default none: no autoshift).
+    #[serde(default)]
+    pub zonal_autoshift: Option<crate::zonal_shift::ZonalAutoshift>,
     /// When the run ends (required).
     pub run: Run,
     /// Pass/fail objectives (default availability 99.0, no error-window limit).

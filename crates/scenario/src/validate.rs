@@ -56,6 +56,7 @@ pub fn validate_for(s: &Scenario, mode: crate::sim::Mode) -> Result<(), Problem>
     check_clients(s)?;
     check_run(s)?;
     check_faults(s)?;
+    crate::zonal_shift::check(s)?;
     check_slo(s)
 }
 

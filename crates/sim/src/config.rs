@@ -141,6 +141,7 @@ impl SimConfig {
                 Default::default(),
             )),
             Box::new(controllers::serviceaccounts::ServiceAccountsController::new()),
+            Box::new(controllers::zonalshift::ZonalShiftController::new()),
         ])
     }
 

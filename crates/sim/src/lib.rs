@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod proxy;
 pub mod queue;
 pub mod world;
+pub mod zonal_shift;
 
 use controllers::{Millis, Object};
 use scenario::Scenario;
@@ -106,6 +107,7 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         let at = w.t0 + i64::try_from(f.at.as_millis()).unwrap_or(i64::MAX);
         w.queue.push(at, world::Ev::Fault(i));
     }
+    w.schedule_zonal_shifts();
     let limit = w.t0 + i64::try_from(s.run.limit().as_millis()).unwrap_or(i64::MAX);
     let settle = w
         .clients

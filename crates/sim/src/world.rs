@@ -110,6 +110,10 @@ pub enum Ev {
         req: PendingRequest,
     },
     Fault(usize),
+    /// The scenario's `i`-th zonal-shift action.
+    ZonalShift(usize),
+    /// The autoshift rule's evaluation.
+    AutoshiftTick,
     CheckEnd,
     /// A Kubernetes Event write reaches the API (`crate::events`).
     EventWrite {
@@ -210,6 +214,8 @@ pub struct World {
     /// The scenario's faults in time order.
     pub faults: Vec<scenario::Fault>,
     pub until_capacity_restored: bool,
+    /// Zonal-shift actions and the autoshift rule.
+    pub zonal: crate::zonal_shift::ZonalShifts,
     scenario: scenario::Scenario,
     seed: u64,
 }
@@ -263,6 +269,7 @@ impl World {
             ended_by: String::new(),
             faults: s.faults_by_time().into_iter().cloned().collect(),
             until_capacity_restored: s.run.until == Some(scenario::Until::CapacityRestored),
+            zonal: crate::zonal_shift::ZonalShifts::new(s),
             scenario: s.clone(),
             seed,
         })
@@ -368,6 +375,8 @@ impl World {
             Ev::Send { client } => self.send(client),
             Ev::Attempt { client, req } => self.attempt(client, req),
             Ev::Fault(i) => self.inject(i),
+            Ev::ZonalShift(i) => self.zonal_shift(i),
+            Ev::AutoshiftTick => self.autoshift_tick(),
             Ev::CheckEnd => self.check_end(),
             Ev::EventWrite { src, write } => self.event_write(src, write),
             Ev::EventWake { src } => self.event_wake(src, at),

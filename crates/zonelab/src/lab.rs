@@ -80,6 +80,9 @@ pub enum LabCommand {
         what: Target,
         name: String,
     },
+    /// Start, extend or cancel an EKS-style zonal shift: `zonal-shift --zone a [--expires-in
+    /// 30m] [--cancel]` (docs/zonal-shift.md).
+    ZonalShift(crate::zonal_shift::ZonalShiftArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -788,6 +791,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             println!("{what:?} {name}: recovered ({} node(s))", nodes.len());
             Ok(0)
         }
+        LabCommand::ZonalShift(z) => crate::zonal_shift::cli(&args, z).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod balancer;
 mod capacity;
 mod client;
 mod clock;
+mod compare;
 mod echo;
 mod election;
 mod flags;
@@ -24,6 +25,7 @@ mod run;
 mod server;
 mod storage;
 mod supervise;
+mod zonal_shift;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +56,8 @@ enum Command {
     Demo(run::DemoArgs),
     /// Analyse a run's records again and rewrite its report.json and report.html.
     Report(run::ReportArgs),
+    /// Run a base scenario and its variants (several seeds each) and rank them by error window.
+    Compare(compare::CompareArgs),
     /// Run an NLB-style L4 load balancer in a network namespace (nftables DNAT, health checks).
     Balancer(balancer::BalancerArgs),
     /// Run the cluster autoscaler against an API server and the lab's node-group cloud API.
@@ -81,6 +85,7 @@ impl Command {
             Command::Run(_) => "run",
             Command::Demo(_) => "demo",
             Command::Report(_) => "report",
+            Command::Compare(_) => "compare",
             Command::Balancer(_) => "balancer",
             Command::Autoscaler(_) => "autoscaler",
         }
@@ -92,7 +97,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let default_level = match cli.command {
         // A failed API request during a control-plane failover is expected and recorded (the
         // write probe); the client library's per-request errors would bury the progress line.
-        Command::Run(_) | Command::Demo(_) => "warn,kube_client=off,live::relist=error",
+        Command::Run(_) | Command::Demo(_) | Command::Compare(_) => {
+            "warn,kube_client=off,live::relist=error"
+        }
         Command::Lab(_) | Command::Load(_) => "warn",
         _ => "info",
     };
@@ -123,6 +130,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let code = rt.block_on(run::run(args))?;
+            std::process::exit(code);
+        }
+        Command::Compare(args) => {
+            let code = compare::run(args, &rt)?;
             std::process::exit(code);
         }
         Command::Demo(args) => {

@@ -96,7 +96,7 @@ impl ServerArgs {
 }
 
 /// Every controller name `--controllers` accepts.
-pub const CONTROLLER_NAMES: [&str; 11] = [
+pub const CONTROLLER_NAMES: [&str; 12] = [
     "endpointslice",
     "nodelifecycle",
     "taint-eviction-controller",
@@ -108,6 +108,7 @@ pub const CONTROLLER_NAMES: [&str; 11] = [
     "statefulset",
     "podgc",
     "daemonset",
+    "zonalshift",
 ];
 
 fn build_controllers(
@@ -181,6 +182,11 @@ fn build_controllers(
     if args.enabled("serviceaccount") {
         out.push(Box::new(
             controllers::serviceaccounts::ServiceAccountsController::new(),
+        ));
+    }
+    if args.enabled("zonalshift") {
+        out.push(Box::new(
+            controllers::zonalshift::ZonalShiftController::new(),
         ));
     }
     if let Some(netns) = &args.load_balancer_netns {

@@ -212,6 +212,9 @@ fn endpoint_of<'a>(
         *missing_node = true;
         return None;
     }
+    if node_obj.is_some_and(|n| zonal_shift_excludes(n)) {
+        return None;
+    }
     let zone = node_obj
         .and_then(|n| n.metadata.labels.as_ref())
         .and_then(|l| l.get(crate::ZONE_LABEL))
@@ -230,6 +233,12 @@ fn endpoint_of<'a>(
         zone,
         hostname: hostname(pod, svc),
     })
+}
+
+/// A zonal shift away from the node's zone takes its Pod endpoints out of every slice (EKS
+/// zonal shift: east-west ClusterIP traffic avoids the zone; `crate::zonalshift`).
+pub(crate) fn zonal_shift_excludes(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    crate::zonalshift::is_shifted(node)
 }
 
 /// The desired endpoints of `svc`, grouped by resolved port list, groups in order of first

@@ -562,7 +562,11 @@ impl Controller for EndpointSliceController {
                         .cloned()
                 };
                 let changed = match old {
-                    Some(Object::Node(o)) => zone(o) != zone(new),
+                    Some(Object::Node(o)) => {
+                        zone(o) != zone(new)
+                            || desired::zonal_shift_excludes(o)
+                                != desired::zonal_shift_excludes(new)
+                    }
                     _ => true,
                 };
                 let name = new.metadata.name.as_deref().unwrap_or("");

@@ -163,15 +163,21 @@ fn with_finalizer(svc: &Service, present: bool) -> Object {
     Object::Service(Arc::new(s))
 }
 
-/// What of a node the balancers depend on: eligibility, address, zone.
-fn node_view(n: &Node) -> (bool, Option<std::net::Ipv4Addr>, Option<String>) {
+/// What of a node the balancers depend on: eligibility, address, zone, zonal shift.
+fn node_view(n: &Node) -> (bool, Option<std::net::Ipv4Addr>, Option<String>, bool) {
     let zone = n
         .metadata
         .labels
         .as_ref()
         .and_then(|l| l.get(crate::ZONE_LABEL))
         .cloned();
-    (model::node_is_eligible(n), model::internal_ip(n), zone)
+    let shifted = crate::zonalshift::is_shifted(n);
+    (
+        model::node_is_eligible(n),
+        model::internal_ip(n),
+        zone,
+        shifted,
+    )
 }
 
 impl LoadBalancerController {

@@ -210,5 +210,14 @@ pub fn build(
             .collect(),
         listeners,
         target_groups,
+        zonal_shift_away_from: zonal_shifts(cache, addresses),
     })
+}
+
+/// Zones with an active zonal shift that have an LB node (`crate::zonalshift`).
+fn zonal_shifts(cache: &Cache, addresses: &BTreeMap<String, Ipv4Addr>) -> Vec<String> {
+    crate::zonalshift::shifted_zones(cache)
+        .into_iter()
+        .filter(|z| addresses.contains_key(z))
+        .collect()
 }

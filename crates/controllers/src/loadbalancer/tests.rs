@@ -616,3 +616,33 @@ fn two_services_whose_names_hash_alike_never_share_a_balancer() {
     assert!(msg.contains("DuplicateLoadBalancerName"), "{msg}");
     assert!(current_ingress(&r.svc(&second).expect("svc")).is_empty());
 }
+
+#[test]
+fn a_zonal_shift_reaches_the_balancer_and_its_end_too() {
+    let mut r = cluster();
+    r.put(service("web", json!({}), json!({})));
+    assert!(r.balancer("web").zonal_shift_away_from.is_empty());
+    let shift = |r: &mut Rig, expires: Option<Millis>| {
+        for name in ["a-1", "a-2"] {
+            let Some(Object::Node(n)) = r.api.get(Kind::Node, &Key::new("", name)) else {
+                panic!("node {name}");
+            };
+            let new = match expires {
+                Some(at) => crate::zonalshift::start_node(&n, at, r.now),
+                None => crate::zonalshift::cancel_node(&n),
+            };
+            let change = r
+                .api
+                .put(Object::Node(Arc::new(new.expect("changed"))), r.now);
+            r.ctl.handle_change(&r.api.cache, &change, r.now);
+            r.settle();
+        }
+    };
+    shift(&mut r, Some(T0 + 1_800_000));
+    let c = r.balancer("web").clone();
+    assert_eq!(c.zonal_shift_away_from, vec!["a".to_string()]);
+    // The targets stay registered: the balancer routes around them.
+    assert_eq!(c.group("port-80").expect("group").targets.len(), 3);
+    shift(&mut r, None);
+    assert!(r.balancer("web").zonal_shift_away_from.is_empty());
+}

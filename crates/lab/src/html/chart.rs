@@ -76,6 +76,14 @@ static BANDS: [BandKind; 6] = [
     ),
 ];
 
+/// [`BANDS`] as (label, colour, from, to).
+pub(super) fn bands() -> Vec<(&'static str, &'static str, usize, usize)> {
+    BANDS
+        .iter()
+        .map(|b| (b.label, b.colour, b.from, b.to))
+        .collect()
+}
+
 const fn band(
     label: &'static str,
     spans: &'static str,

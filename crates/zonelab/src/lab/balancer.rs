@@ -73,6 +73,7 @@ pub fn config(topo: &Topology, cp: &ZonalControlPlane) -> BalancerConfig {
             deregistration_delay: Duration::from_secs(0),
             targets,
         }],
+        zonal_shift_away_from: Vec::new(),
     }
 }
 

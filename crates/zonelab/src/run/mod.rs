@@ -14,6 +14,7 @@ mod prepare;
 mod progress;
 mod sim_run;
 mod watch;
+mod zonal_shift;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use scenario::{FaultTarget, FaultType, Scenario, Until};
 use crate::clock::epoch_ms;
 use crate::lab::{FailMode, Target, UpPlan};
 use clients::ClientPod;
-pub use prepare::{Prepared, prepare};
+pub use prepare::{Prepared, prepare, prepare_text};
 use progress::Progress;
 use watch::Timeline;
 
@@ -542,6 +543,7 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks = 0u64;
     let mut interrupt = std::pin::pin!(stop.first());
+    let mut zonal = zonal_shift::LiveShifts::new(s, crate::lab::kube_client(base.cfg.api)?);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -558,6 +560,9 @@ async fn drive(
             let line = inject(base, tl, s, f).await?;
             progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
             next += 1;
+        }
+        for line in zonal.step(base.t0 as i64, epoch_ms() as i64, pods).await? {
+            progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
         }
         let elapsed = Duration::from_secs_f64(elapsed_ms.max(0.0) / 1e3);
         if elapsed >= limit {
@@ -752,7 +757,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn write_outputs(
+pub(crate) fn write_outputs(
     out: &Path,
     report: &Report,
     events: &[lab::Event],

@@ -1,0 +1,132 @@
+//! Zonal shifts in the simulator: the scenario's `zonalShifts` actions at their times and the
+//! `zonalAutoshift` rule evaluated every second on the clients' finished requests. Both write
+//! the shift onto the zone's Node objects through the API, as the live runner does; the
+//! controllers (`controllers::zonalshift`, the EndpointSlice controller) do the rest.
+//!
+//! Start at [`World::zonal_shift`] and [`World::autoshift_tick`].
+
+use std::sync::Arc;
+
+use controllers::zonalshift::{self, autoshift};
+use controllers::{Action, Millis, Object};
+
+use crate::world::{Ev, World};
+
+/// The simulator's zonal-shift state.
+#[derive(Default)]
+pub struct ZonalShifts {
+    /// The scenario's actions: (offset from t0 in ms, action), in time order.
+    pub actions: Vec<(Millis, scenario::ZonalShift)>,
+    pub autoshift: Option<autoshift::Autoshift>,
+    /// Requests already handed to the rule (index into `World::requests`).
+    cursor: usize,
+    /// Handed over but not finished yet: (end, client zone, ok).
+    pending: Vec<(Millis, String, bool)>,
+}
+
+impl ZonalShifts {
+    pub fn new(s: &scenario::Scenario) -> ZonalShifts {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        ZonalShifts {
+            actions: s
+                .zonal_shifts_by_time()
+                .into_iter()
+                .map(|(at, z)| (ms(at), z.clone()))
+                .collect(),
+            autoshift: s.zonal_autoshift.as_ref().map(|a| {
+                autoshift::Autoshift::new(autoshift::AutoshiftConfig {
+                    threshold_percent: a.threshold,
+                    period_ms: ms(a.period),
+                    delay_ms: ms(a.delay),
+                    expires_in_ms: ms(a.expires_in),
+                })
+            }),
+            cursor: 0,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl World {
+    /// Queue the scenario's zonal-shift actions and the autoshift rule's first evaluation.
+    pub fn schedule_zonal_shifts(&mut self) {
+        for (i, (at, _)) in self.zonal.actions.iter().enumerate() {
+            self.queue.push(self.t0 + at, Ev::ZonalShift(i));
+        }
+        if self.zonal.autoshift.is_some() {
+            let first = self.t0 + autoshift::EVALUATION_INTERVAL_MS;
+            self.queue.push(first, Ev::AutoshiftTick);
+        }
+    }
+
+    /// Run the `i`-th zonal-shift action.
+    pub fn zonal_shift(&mut self, i: usize) {
+        let Some((_, z)) = self.zonal.actions.get(i).cloned() else {
+            return;
+        };
+        let expires = z
+            .expires_in
+            .map(|d| self.now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.write_shift(&z.away_from, expires);
+    }
+
+    /// Start (or extend) the zone's shift until `expires_at`, or cancel it (`None`): the
+    /// annotation written on every node of the zone through the API.
+    pub fn write_shift(&mut self, zone: &str, expires_at: Option<Millis>) {
+        let now = self.now;
+        let nodes: Vec<_> = zonalshift::zone_nodes(&self.api.fake.cache, zone)
+            .filter_map(|n| match expires_at {
+                Some(at) => zonalshift::start_node(n, at, now),
+                None => zonalshift::cancel_node(n),
+            })
+            .collect();
+        for n in nodes {
+            let action = Action::Update(Object::Node(Arc::new(n)));
+            if let Ok(changes) = self.api.execute(&action, now) {
+                for change in changes {
+                    self.broadcast(change);
+                }
+            }
+        }
+    }
+
+    /// Hand the finished requests to the autoshift rule and evaluate it.
+    pub fn autoshift_tick(&mut self) {
+        let now = self.now;
+        let fresh = self.requests[self.zonal.cursor..]
+            .iter()
+            .filter(|r| r.client_kind == lab::timeline::CLUSTERIP)
+            .map(|r| {
+                (
+                    r.end as Millis,
+                    r.client_zone.clone(),
+                    r.outcome == lab::Outcome::Ok,
+                )
+            });
+        self.zonal.pending.extend(fresh);
+        self.zonal.cursor = self.requests.len();
+        let (done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.zonal.pending)
+            .into_iter()
+            .partition(|(end, _, _)| *end <= now);
+        self.zonal.pending = pending;
+        let Some(rule) = self.zonal.autoshift.as_mut() else {
+            return;
+        };
+        let mut done = done;
+        done.sort_by_key(|d| d.0);
+        for (end, zone, ok) in done {
+            rule.handle_outcome(end, &zone, ok);
+        }
+        let decision = rule.handle_timeout(now);
+        let next = rule
+            .poll_timeout()
+            .unwrap_or(now + autoshift::EVALUATION_INTERVAL_MS)
+            .max(now + 1);
+        if let Some(d) = decision {
+            self.write_shift(&d.zone, Some(d.expires_at));
+        }
+        if self.end.is_none() {
+            self.queue.push(next, Ev::AutoshiftTick);
+        }
+    }
+}

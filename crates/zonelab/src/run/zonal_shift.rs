@@ -1,0 +1,123 @@
+//! The live run's zonal shifts: the scenario's `zonalShifts` at their times and the
+//! `zonalAutoshift` rule fed with the client pods' records as they are written, the same
+//! sans-IO rule the simulator runs (`controllers::zonalshift::autoshift`). Start at
+//! [`LiveShifts::step`].
+
+use controllers::Millis;
+use controllers::zonalshift::autoshift::{Autoshift, AutoshiftConfig};
+
+use super::clients::{ClientPod, NewLines};
+
+fn ms(d: std::time::Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The shifts still to start and the autoshift rule of a live run.
+pub struct LiveShifts {
+    client: kube::Client,
+    /// (offset from t0 in ms, zone, expiresIn in ms or `None` to cancel), in time order.
+    actions: Vec<(Millis, String, Option<Millis>)>,
+    next: usize,
+    rule: Option<Autoshift>,
+    lines: NewLines,
+    /// Records read but not finished yet: (end, client zone, ok).
+    pending: Vec<(Millis, String, bool)>,
+}
+
+#[derive(serde::Deserialize)]
+struct Line {
+    end: f64,
+    outcome: lab::Outcome,
+}
+
+impl LiveShifts {
+    pub fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
+        LiveShifts {
+            client,
+            actions: s
+                .zonal_shifts_by_time()
+                .into_iter()
+                .map(|(at, z)| (ms(at), z.away_from.clone(), z.expires_in.map(ms)))
+                .collect(),
+            next: 0,
+            rule: s.zonal_autoshift.as_ref().map(|a| {
+                Autoshift::new(AutoshiftConfig {
+                    threshold_percent: a.threshold,
+                    period_ms: ms(a.period),
+                    delay_ms: ms(a.delay),
+                    expires_in_ms: ms(a.expires_in),
+                })
+            }),
+            lines: NewLines::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Runs the actions due at `now` (epoch ms; the run started at `t0`) and evaluates the
+    /// autoshift rule; returns progress lines.
+    pub async fn step(
+        &mut self,
+        t0: Millis,
+        now: Millis,
+        pods: &[ClientPod],
+    ) -> anyhow::Result<Vec<String>> {
+        let mut notes = Vec::new();
+        while let Some((at, zone, expires_in)) = self.actions.get(self.next).cloned() {
+            if t0 + at > now {
+                break;
+            }
+            self.next += 1;
+            notes.push(self.write(&zone, expires_in.map(|e| now + e), now).await?);
+        }
+        if let Some(d) = self.evaluate(now, pods) {
+            let line = self.write(&d.zone, Some(d.expires_at), now).await?;
+            notes.push(format!("autoshift: {line}: {}", d.reason));
+        }
+        Ok(notes)
+    }
+
+    fn evaluate(
+        &mut self,
+        now: Millis,
+        pods: &[ClientPod],
+    ) -> Option<controllers::zonalshift::autoshift::AutoshiftDecision> {
+        let rule = self.rule.as_mut()?;
+        for cp in pods.iter().filter(|c| c.kind == lab::timeline::CLUSTERIP) {
+            for line in self.lines.read(&cp.out) {
+                if let Ok(l) = serde_json::from_str::<Line>(&line) {
+                    let ok = l.outcome == lab::Outcome::Ok;
+                    self.pending.push((l.end as Millis, cp.zone.clone(), ok));
+                }
+            }
+        }
+        let (mut done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(end, _, _)| *end <= now);
+        self.pending = pending;
+        done.sort_by_key(|d| d.0);
+        for (end, zone, ok) in done {
+            rule.handle_outcome(end, &zone, ok);
+        }
+        if rule.poll_timeout().is_some_and(|t| t <= now) {
+            return rule.handle_timeout(now);
+        }
+        None
+    }
+
+    async fn write(
+        &self,
+        zone: &str,
+        expires_at: Option<Millis>,
+        now: Millis,
+    ) -> anyhow::Result<String> {
+        let nodes = crate::zonal_shift::write_shift(&self.client, zone, expires_at, now).await?;
+        Ok(match expires_at {
+            Some(at) => format!(
+                "zonal shift away from zone {zone} until {} ({} node(s))",
+                controllers::zonalshift::format_time(at),
+                nodes.len()
+            ),
+            None => format!("zonal shift away from zone {zone} cancelled"),
+        })
+    }
+}
