@@ -92,6 +92,8 @@ pub struct EndpointSliceController {
     deleting: BTreeMap<Key, Key>,
     /// Writes and Events for the driver to poll.
     out: Outbox,
+    /// Zones under a zonal shift (their Pod endpoints are left out).
+    shifted: crate::zonalshift::ShiftedZones,
     /// Total syncs run (for benches and logs).
     pub syncs: u64,
 }
@@ -107,7 +109,17 @@ impl EndpointSliceController {
             scheduled: BTreeMap::new(),
             deleting: BTreeMap::new(),
             out: Outbox::new(),
+            shifted: Default::default(),
             syncs: 0,
+        }
+    }
+
+    /// A zone started or stopped being shifted away from: every Service is synced (its
+    /// endpoints in the zone leave or come back at once). Shifts are rare.
+    fn on_zonal_shift(&mut self, cache: &Cache, now: Millis) {
+        let keys: Vec<Key> = cache.services.keys().cloned().collect();
+        for key in keys {
+            self.sync(cache, &key, now);
         }
     }
 
@@ -164,7 +176,7 @@ impl EndpointSliceController {
             cache.slices_of(key).filter(|s| is_managed(s)).collect();
         // Empty slices (the placeholder) take part in placement only in a full sync.
         let only = only.filter(|_| existing.iter().all(|s| !s.endpoints.is_empty()));
-        let desired = desired_groups(cache, svc, only);
+        let desired = desired_groups(cache, svc, only, &self.shifted);
         let labels = desired_labels(svc, CONTROLLER_NAME);
         let ctx = Ctx {
             svc,
@@ -464,6 +476,7 @@ impl Controller for EndpointSliceController {
     }
 
     fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+        self.shifted = crate::zonalshift::ShiftedZones::from_cache(cache);
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
@@ -510,12 +523,11 @@ impl Controller for EndpointSliceController {
                         .and_then(|l| l.get(crate::ZONE_LABEL))
                         .cloned()
                 };
+                if self.shifted.update(new) {
+                    self.on_zonal_shift(cache, now);
+                }
                 let changed = match old {
-                    Some(Object::Node(o)) => {
-                        zone(o) != zone(new)
-                            || desired::zonal_shift_excludes(o)
-                                != desired::zonal_shift_excludes(new)
-                    }
+                    Some(Object::Node(o)) => zone(o) != zone(new),
                     _ => true,
                 };
                 self.on_node(
@@ -526,6 +538,12 @@ impl Controller for EndpointSliceController {
                 );
             }
             Change::Deleted(Object::Node(old)) => {
+                if self
+                    .shifted
+                    .remove(old.metadata.name.as_deref().unwrap_or(""))
+                {
+                    self.on_zonal_shift(cache, now);
+                }
                 self.on_node(cache, old.metadata.name.as_deref().unwrap_or(""), true, now);
             }
             Change::Applied {
