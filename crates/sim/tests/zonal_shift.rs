@@ -18,7 +18,10 @@ fn run(extra: &str) -> Outcome {
     assert!(text.contains("profile: upstream") && text.contains("duration: 90s"));
     let (s, m) = common::load_text(&format!("{text}{extra}"));
     let (example, _) = common::load("zone-power-off.yaml");
-    assert_eq!((&s.workloads, &s.faults), (&example.workloads, &example.faults));
+    assert_eq!(
+        (&s.workloads, &s.faults),
+        (&example.workloads, &example.faults)
+    );
     sim::run(&s, &m, 1).expect("simulated run")
 }
 
