@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench -p apiserver --bench api`; `-- table` times only the lists on the
 //! durable store (no watch fan-out, no etcd); `-- fanout` times one change to 100 / 1,000 /
-//! 5,000 watch streams with the readers in this process and in a separate one.
+//! 5,000 watch streams with the readers in this process and in a separate one
+//! (`-- fanout external`: only the separate one), each figure with the load average before it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -209,12 +210,51 @@ async fn reader_process(addr: &str, rv: &str, n: usize) {
             _ => return,
         }
     }
+    // Stay until the benchmark has read this process's CPU time and kills it.
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
 /// Open `n` watch streams (in this process, or in a child process when `external`, so the
 /// readers' CPU is told apart from the server's), change one Service, and time its arrival
 /// on each stream: (p50, p99, max) in ms.
-async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
+/// One fan-out's figures: arrival times after the write was sent (ms) and the CPU time the
+/// server's process (and the reader process, when separate) spent from the write to the last
+/// arrival.
+struct FanOut {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// The first arrival: the write's own latency (fsync) plus one delivery.
+    first: f64,
+    server_cpu_ms: f64,
+    /// The server's part of `server_cpu_ms` spent in the kernel (10 ms ticks).
+    server_sys_ms: f64,
+    readers_cpu_ms: f64,
+}
+
+/// Kernel CPU time (ms) of this process so far: `stime` of /proc/self/stat (clock ticks, 100/s).
+fn sys_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis: state is field 3, stime field 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .nth(12)
+        .and_then(|t| t.parse::<f64>().ok())
+        .map_or(0.0, |t| t * 10.0)
+}
+
+/// CPU time (ns) of every live thread of process `pid` (`self` or a number), from schedstat.
+fn cpu_ns(pid: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn fan_out(addr: &str, n: usize, external: bool) -> FanOut {
     let mut c = Conn::open(addr).await;
     // Watch from the current revision (a list's), as an informer does after its list.
     let (_, body) = c
@@ -267,6 +307,12 @@ async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
         r#"{{"metadata":{{"labels":{{"touched":"t{}"}}}}}}"#,
         now_ns()
     );
+    let readers_pid = child
+        .as_ref()
+        .map_or("self".to_string(), |p: &std::process::Child| {
+            p.id().to_string()
+        });
+    let (cpu0, rcpu0, sys0) = (cpu_ns("self"), cpu_ns(&readers_pid), sys_ms());
     let sent = now_ns();
     let head = format!(
         "PATCH /api/v1/namespaces/default/services/svc-0 HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/merge-patch+json\r\nContent-Length: {}\r\n\r\n",
@@ -282,16 +328,25 @@ async fn fan_out(addr: &str, n: usize, external: bool) -> (f64, f64, f64) {
             .expect("event");
         ms.push(at.saturating_sub(sent) as f64 / 1e6);
     }
+    let (cpu1, rcpu1, sys1) = (cpu_ns("self"), cpu_ns(&readers_pid), sys_ms());
     if let Some(mut p) = child {
         let _ = p.kill();
         let _ = p.wait();
     }
     ms.sort_by(f64::total_cmp);
-    (
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
-        ms[ms.len() - 1],
-    )
+    FanOut {
+        p50: percentile(&ms, 0.5),
+        p99: percentile(&ms, 0.99),
+        max: ms[ms.len() - 1],
+        first: ms[0],
+        server_cpu_ms: cpu1.saturating_sub(cpu0) as f64 / 1e6,
+        server_sys_ms: sys1 - sys0,
+        readers_cpu_ms: if external {
+            rcpu1.saturating_sub(rcpu0) as f64 / 1e6
+        } else {
+            0.0
+        },
+    }
 }
 
 fn main() {
@@ -316,7 +371,8 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let durable = store::DurableStore::open(&dir.path().join("state.redb")).expect("store");
         if mode == Mode::FanOut {
-            fan_out_growth(Arc::new(durable)).await;
+            let external_only = args.iter().any(|a| a == "external");
+            fan_out_growth(Arc::new(durable), external_only).await;
             return;
         }
         run("durable store", Arc::new(durable), mode == Mode::Table).await;
@@ -358,19 +414,32 @@ async fn start_server(store: store::SharedStore) -> String {
 
 /// `-- fanout`: one change to 100 / 1,000 / 5,000 watch streams, readers in this process and
 /// in a separate one, on the durable store with 1,000 Services.
-async fn fan_out_growth(store: store::SharedStore) {
+async fn fan_out_growth(store: store::SharedStore, external_only: bool) {
     let addr = start_server(store).await;
     create_services(&addr, 0, 1_000).await;
     for n in [100, 1_000, 5_000] {
         for external in [false, true] {
-            let (p50, p99, max) = fan_out(&addr, n, external).await;
+            if external_only && !external {
+                continue;
+            }
+            let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+            let load = load.split_whitespace().next().unwrap_or("?").to_string();
+            let f = fan_out(&addr, n, external).await;
             let readers = if external {
                 "separate process"
             } else {
                 "in process"
             };
             println!(
-                "one change to {n} watch streams (readers {readers}): p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+                "one change to {n} watch streams (readers {readers}): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; first {:.1} ms, p99 - first {:.1} ms; CPU server {:.1} ms ({:.0} ms in the kernel), readers {:.1} ms (load average {load})",
+                f.p50,
+                f.p99,
+                f.max,
+                f.first,
+                f.p99 - f.first,
+                f.server_cpu_ms,
+                f.server_sys_ms,
+                f.readers_cpu_ms
             );
         }
     }
@@ -403,8 +472,9 @@ async fn run(name: &str, store: store::SharedStore, table_only: bool) {
     if table_only {
         return;
     }
-    let (p50, p99, max) = fan_out(&addr, WATCHERS, false).await;
+    let f = fan_out(&addr, WATCHERS, false).await;
     println!(
-        "[{name}] one change to {WATCHERS} watch streams: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        "[{name}] one change to {WATCHERS} watch streams: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        f.p50, f.p99, f.max
     );
 }

@@ -91,6 +91,8 @@ pub struct Server {
     pub(crate) alloc: Mutex<ServiceAllocations>,
     pub(crate) rng: Mutex<StdRng>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Watch lines and decoded objects of recent events, shared by all watch streams.
+    pub(crate) watch_events: Arc<crate::handlers::SharedEvents>,
     /// Decides what requests may do; today upstream's `AlwaysAllow`.
     pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
     /// `--audit-log-path`, when set.
@@ -127,6 +129,7 @@ impl Server {
             alloc: Mutex::new(alloc),
             rng: Mutex::new(StdRng::from_os_rng()),
             metrics,
+            watch_events: Arc::default(),
             authorizer: Box::new(crate::authz::AlwaysAllow),
         });
         crate::svcalloc::adopt_stored(&server, &services)

@@ -153,6 +153,41 @@ pub struct KubeEvent {
     pub count: i32,
 }
 
+impl KubeEvent {
+    /// The timeline record of one version of a core/v1 Event, as the run's watch (live) or
+    /// the simulator's Event model records it.
+    pub fn of(e: &k8s_openapi::api::core::v1::Event) -> KubeEvent {
+        let i = &e.involved_object;
+        let kind = i.kind.as_deref().unwrap_or("").to_lowercase();
+        let src = e.source.as_ref();
+        let component = src
+            .and_then(|s| s.component.clone())
+            .or_else(|| e.reporting_component.clone())
+            .unwrap_or_default();
+        let source = match src
+            .and_then(|s| s.host.as_deref())
+            .filter(|h| !h.is_empty())
+        {
+            Some(host) => format!("{component}, {host}"),
+            None => component,
+        };
+        let meta = &e.metadata;
+        KubeEvent {
+            name: format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or("default"),
+                meta.name.as_deref().unwrap_or("")
+            ),
+            type_: e.type_.clone().unwrap_or_default(),
+            reason: e.reason.clone().unwrap_or_default(),
+            object: format!("{kind}/{}", i.name.as_deref().unwrap_or("")),
+            message: e.message.clone().unwrap_or_default(),
+            source,
+            count: e.count.unwrap_or(1),
+        }
+    }
+}
+
 /// One client request, as `zonelab load` wrote it plus which client sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {

@@ -102,6 +102,7 @@ fn node_proxies(nodes: u32) -> Vec<NodeProxy> {
                 NodeInputs {
                     node_name: format!("node-{n}"),
                     node_ip: Some(Ipv4Addr::from(0xc0a8_0000 + n)),
+                    zone: None,
                     service_cidrs: vec![cidr],
                 },
                 PacerConfig::default(),

@@ -19,6 +19,7 @@ const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
 fn on_test_node() -> PlanConfig {
     PlanConfig {
         node_name: Some("test-node".into()),
+        zone: None,
     }
 }
 

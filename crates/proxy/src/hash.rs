@@ -93,6 +93,7 @@ mod tests {
             terminating: false,
             node_name: None,
             zone: None,
+            zone_hints: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod service_health;
 pub mod shared_model;
 pub mod syncer;
+pub mod topology;
 pub mod tracker;
 
 pub use model::{

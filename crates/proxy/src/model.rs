@@ -176,9 +176,19 @@ pub struct Endpoint {
     /// Shared by every copy of the endpoint (tracker, merged endpoints, plans).
     pub node_name: Option<Arc<str>>,
     pub zone: Option<Arc<str>>,
+    /// `hints.forZones[].name` (upstream `ZoneHints()`); `None` without hints (an empty
+    /// list counts as none, as upstream's empty set).
+    pub zone_hints: Option<Arc<[Arc<str>]>>,
 }
 
 impl Endpoint {
+    /// True if the endpoint is hinted for `zone` (upstream `ZoneHints().Has(zone)`).
+    pub fn hinted_for(&self, zone: &str) -> bool {
+        self.zone_hints
+            .as_deref()
+            .is_some_and(|z| z.iter().any(|h| &**h == zone))
+    }
+
     /// `IP:port`, the string upstream sorts endpoints by.
     pub fn addr_string(&self) -> String {
         format!("{}:{}", self.ip, self.port)

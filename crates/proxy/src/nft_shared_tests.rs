@@ -125,6 +125,7 @@ fn plan_of(t: &Tracker) -> Plan {
         t,
         &PlanConfig {
             node_name: Some("test-node".into()),
+            zone: None,
         },
     )
 }
@@ -265,6 +266,7 @@ impl Converge {
         let changes = self.tracker.take_changes();
         let pc = PlanConfig {
             node_name: Some("test-node".into()),
+            zone: None,
         };
         let affected = self.plan.update(&self.tracker, &pc, &changes.services);
         let text = self

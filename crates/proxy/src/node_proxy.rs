@@ -30,6 +30,9 @@ pub struct NodeInputs {
     pub node_name: String,
     /// The node's IP (NodePort destination, `fib saddr type local`).
     pub node_ip: Option<Ipv4Addr>,
+    /// The node's `topology.kubernetes.io/zone` label: with zone hints, Cluster-policy
+    /// traffic goes to the endpoints hinted for it (see [`crate::topology`]).
+    pub zone: Option<String>,
     /// `--service-cluster-ip-range`: unallocated addresses in it are dropped.
     pub service_cidrs: Vec<Cidr>,
 }
@@ -65,7 +68,7 @@ impl NoTextSync {
 /// const P80: &[(&str, u16, &str)] = &[("http", 80, "TCP")];
 /// let mut model = SharedModel::new();
 /// let mut node = NodeProxy::new(
-///     NodeInputs { node_name: "n1".into(), node_ip: None, service_cidrs: Vec::new() },
+///     NodeInputs { node_name: "n1".into(), node_ip: None, zone: None, service_cidrs: Vec::new() },
 ///     PacerConfig::default(),
 /// );
 /// let changes = [
@@ -185,9 +188,10 @@ impl NodeProxy {
             return false;
         }
         let node = Some(self.inputs.node_name.as_str());
+        let zone = self.inputs.zone.as_deref();
         model
             .changed_since(programmed.version())
-            .is_some_and(|mut svcs| svcs.all(|s| programmed.same_for_node(next, s, node)))
+            .is_some_and(|mut svcs| svcs.all(|s| programmed.same_for_node(next, s, node, zone)))
     }
 
     /// The driver applied the sync in flight (`now` = when it finished): on success its
@@ -282,12 +286,13 @@ impl<'a> NodeView<'a> {
     /// What the rules do with a new connection from a pod or this node to
     /// `dst:port/protocol` (the `services` map, `service-endpoints-check` and
     /// `cluster-ips-check` chains): the ready endpoints, else the serving terminating ones;
-    /// a Local internal policy keeps this node's (drop when only others have some); no
-    /// endpoints at all rejects. The source does not change the set (ClientIP affinity only
+    /// a Local internal policy keeps this node's (drop when only others have some); a
+    /// Cluster one keeps those hinted for this node's zone when zone hints apply (one list
+    /// per zone, shared by its nodes); no endpoints at all rejects. The source does not change the set (ClientIP affinity only
     /// picks within it).
     pub fn lookup(&self, dst: Ipv4Addr, protocol: Protocol, port: u16) -> Candidates<'a> {
         if let Some(sp) = self.snapshot.port_at(&(dst, protocol, port)) {
-            let eps = sp.internal_endpoints(Some(&self.inputs.node_name));
+            let eps = sp.internal_endpoints(Some(&self.inputs.node_name), self.zone());
             return match sp.no_endpoints_verdict(!eps.is_empty()) {
                 Some(v) => Candidates::NoEndpoints(v),
                 None => Candidates::Endpoints(eps),
@@ -320,7 +325,7 @@ impl<'a> NodeView<'a> {
         let chains = ExternalChains {
             port: &sp.port,
             has_endpoints: sp.has_endpoints(),
-            cluster: sp.cluster_endpoints(),
+            cluster: sp.cluster_endpoints_in(self.zone()),
             local: sp.local_endpoints(Some(&self.inputs.node_name)),
         };
         match chains.decide(dst, src_ip, src) {
@@ -331,6 +336,10 @@ impl<'a> NodeView<'a> {
             Err(Blocked::Firewall) => ExternalCandidates::Firewall,
             Err(Blocked::NoEndpoints(v)) => ExternalCandidates::NoEndpoints(v),
         }
+    }
+
+    fn zone(&self) -> Option<&'a str> {
+        self.inputs.zone.as_deref()
     }
 
     /// The shared plan of the service port at a ClusterIP destination.

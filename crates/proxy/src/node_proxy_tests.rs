@@ -25,6 +25,7 @@ fn node(name: &str) -> NodeProxy {
         NodeInputs {
             node_name: name.to_string(),
             node_ip: None,
+            zone: None,
             service_cidrs: vec![Cidr::parse("172.30.0.0/16").expect("cidr")],
         },
         PacerConfig::default(),
@@ -199,6 +200,7 @@ fn paces_like_the_live_syncer() {
         mode: ProxyMode::Nftables,
         plan: PlanConfig {
             node_name: Some("node-a".into()),
+            zone: None,
         },
         ..SyncerConfig::default()
     });

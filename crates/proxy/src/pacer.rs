@@ -112,6 +112,13 @@ impl Pacer {
         }
     }
 
+    /// Something every rule may depend on changed (the node's topology labels): the next
+    /// sync is a full one (upstream `OnTopologyChange` sets `needFullSync` and syncs).
+    pub fn handle_full_resync_needed(&mut self) {
+        self.pending = true;
+        self.need_full = true;
+    }
+
     fn push_trigger(&mut self, t: Millis) {
         if self.triggers.len() >= MAX_PENDING_TRIGGERS {
             self.triggers.remove(0);

@@ -19,6 +19,9 @@ use crate::tracker::Tracker;
 pub struct PlanConfig {
     /// This node's name: endpoints with this `nodeName` are local (Local traffic policy).
     pub node_name: Option<String>,
+    /// This node's `topology.kubernetes.io/zone` label: Cluster-policy endpoints are the
+    /// ones hinted for it when hints apply (upstream `topologyModeFromHints`).
+    pub zone: Option<String>,
 }
 
 /// Verdict for traffic to a service port without usable endpoints.
@@ -426,6 +429,11 @@ pub struct SharedPort {
     /// Per node name, that node's usable endpoints (the same rule applied to the node's
     /// endpoints alone), sorted; filled only for ports that use the Local policy.
     pub local: BTreeMap<Arc<str>, Vec<Endpoint>>,
+    /// Per zone, the ready endpoints hinted for it, sorted: the Cluster policy chain's
+    /// endpoints on a node of that zone. Filled only when zone hints apply (the port uses
+    /// Cluster endpoints and every ready endpoint has a zone hint); one list per zone, shared
+    /// by every node in it. See [`crate::topology`].
+    pub zoned: BTreeMap<Arc<str>, Vec<Endpoint>>,
     /// A hash of the port, whether it has endpoints and its Cluster chain's endpoints,
     /// computed on first use: different fingerprints prove a
     /// node-independent change without comparing every endpoint (equal ones are then
@@ -436,7 +444,10 @@ pub struct SharedPort {
 /// Equal when port and endpoints are (the fingerprint follows from them).
 impl PartialEq for SharedPort {
     fn eq(&self, other: &Self) -> bool {
-        self.port == other.port && self.usable == other.usable && self.local == other.local
+        self.port == other.port
+            && self.usable == other.usable
+            && self.local == other.local
+            && self.zoned == other.zoned
     }
 }
 
@@ -460,10 +471,17 @@ impl SharedPort {
                 }
             }
         }
+        let usable = usable(all.iter());
+        let zoned = if port.uses_cluster_endpoints() {
+            crate::topology::zoned_endpoints(all, &usable)
+        } else {
+            BTreeMap::new()
+        };
         SharedPort {
             port: port.clone(),
-            usable: usable(all.iter()),
+            usable,
             local,
+            zoned,
             fingerprint: OnceLock::new(),
         }
     }
@@ -482,12 +500,23 @@ impl SharedPort {
         !self.usable.is_empty()
     }
 
-    /// Endpoints of the Cluster policy chain: empty when the port never uses it.
+    /// Endpoints of the Cluster policy chain, ignoring topology: empty when the port never
+    /// uses it.
     pub fn cluster_endpoints(&self) -> &[Endpoint] {
         if self.port.uses_cluster_endpoints() {
             &self.usable
         } else {
             &[]
+        }
+    }
+
+    /// Endpoints of the Cluster policy chain on a node in `zone`: the ones hinted for the
+    /// zone when hints apply and one is hinted for it, else all usable ones (upstream
+    /// `CategorizeEndpoints`' `clusterEndpoints`).
+    pub fn cluster_endpoints_in(&self, zone: Option<&str>) -> &[Endpoint] {
+        match zone.and_then(|z| self.zoned.get(z)) {
+            Some(eps) => eps,
+            None => self.cluster_endpoints(),
         }
     }
 
@@ -499,10 +528,11 @@ impl SharedPort {
             .unwrap_or(&[])
     }
 
-    /// Endpoints for ClusterIP traffic from node `node` (by the internal traffic policy).
-    pub fn internal_endpoints(&self, node: Option<&str>) -> &[Endpoint] {
+    /// Endpoints for ClusterIP traffic from node `node` in `zone` (by the internal traffic
+    /// policy).
+    pub fn internal_endpoints(&self, node: Option<&str>, zone: Option<&str>) -> &[Endpoint] {
         match self.port.internal_traffic_policy {
-            TrafficPolicy::Cluster => self.cluster_endpoints(),
+            TrafficPolicy::Cluster => self.cluster_endpoints_in(zone),
             TrafficPolicy::Local => self.local_endpoints(node),
         }
     }
@@ -513,15 +543,23 @@ impl SharedPort {
         no_endpoints_verdict(has, self.has_endpoints())
     }
 
-    /// Node `node`'s plan of the port is the same from both (as the live plan compares a
-    /// port's plans before and after a change).
-    pub fn same_for_node(&self, other: &SharedPort, node: Option<&str>) -> bool {
-        self.fingerprint() == other.fingerprint()
-            && self.local_endpoints(node) == other.local_endpoints(node)
+    /// The plan of the port on node `node` in `zone` is the same from both (as the live
+    /// plan compares a port's plans before and after a change). Without zone hints on
+    /// either side, different fingerprints prove a change at once.
+    pub fn same_for_node(
+        &self,
+        other: &SharedPort,
+        node: Option<&str>,
+        zone: Option<&str>,
+    ) -> bool {
+        let untopological = self.zoned.is_empty() && other.zoned.is_empty();
+        if untopological && self.fingerprint() != other.fingerprint() {
+            return false;
+        }
+        self.local_endpoints(node) == other.local_endpoints(node)
             && self.port == other.port
             && self.has_endpoints() == other.has_endpoints()
-            && self.cluster_endpoints() == other.cluster_endpoints()
-            && self.local_endpoints(node) == other.local_endpoints(node)
+            && self.cluster_endpoints_in(zone) == other.cluster_endpoints_in(zone)
     }
 
     /// For an externally accessible port, the verdict for external traffic that no chain
@@ -558,11 +596,12 @@ fn plan_port(tracker: &Tracker, cfg: &PlanConfig, port: &ServicePort) -> Service
     node_plan(
         SharedPort::new(port, tracker.endpoints_of(&port.name)),
         cfg.node_name.as_deref(),
+        cfg.zone.as_deref(),
     )
 }
 
 /// One node's plan of a service port from its shared part.
-fn node_plan(mut shared: SharedPort, node: Option<&str>) -> ServicePlan {
+fn node_plan(mut shared: SharedPort, node: Option<&str>, zone: Option<&str>) -> ServicePlan {
     let external_no_endpoints = shared.external_no_endpoints(node);
     let has_endpoints = shared.has_endpoints();
     let port = &shared.port;
@@ -573,7 +612,11 @@ fn node_plan(mut shared: SharedPort, node: Option<&str>) -> ServicePlan {
     };
     let local = planned(&name, local);
     let cluster = if port.uses_cluster_endpoints() {
-        planned(&name, std::mem::take(&mut shared.usable))
+        let zoned = zone.and_then(|z| shared.zoned.remove(z));
+        planned(
+            &name,
+            zoned.unwrap_or_else(|| std::mem::take(&mut shared.usable)),
+        )
     } else {
         Vec::new()
     };

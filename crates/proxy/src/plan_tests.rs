@@ -148,6 +148,7 @@ fn local_internal_policy_uses_local_endpoints_or_drops() {
     t.apply_slice(&slice("ns1", "svc1", "a", P80, eps));
     let on_n1 = PlanConfig {
         node_name: Some("n1".into()),
+        zone: None,
     };
     assert_eq!(
         ips(&Plan::build(&t, &on_n1), &name("ns1", "svc1")),
@@ -155,6 +156,7 @@ fn local_internal_policy_uses_local_endpoints_or_drops() {
     );
     let on_n3 = PlanConfig {
         node_name: Some("n3".into()),
+        zone: None,
     };
     let plan = Plan::build(&t, &on_n3);
     assert_eq!(

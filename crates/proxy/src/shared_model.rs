@@ -6,11 +6,11 @@
 //!
 //! Sharing. A snapshot is four persistent (structurally shared) ordered maps: Service ->
 //! `Arc<[SharedPort]>` (the node-independent plan of each port: its usable endpoints
-//! cluster-wide and per node), destination `ClusterIP . proto . port` -> port name,
+//! cluster-wide, per node and, with zone hints, per zone), destination `ClusterIP . proto . port` -> port name,
 //! ClusterIP -> number of ports, and NodePort / external / LB destination -> port names. Taking a snapshot is O(1) (four root pointers); a change to
 //! one Service replaces its entry and copies only the O(log S) tree nodes on the paths to it
 //! (S = Services), so older snapshots stay valid and share everything else. The
-//! node-specific parts of a node's plan (node name for Local policies) are applied at query
+//! node-specific parts of a node's plan (node name for Local policies, zone for hints) are applied at query
 //! time by [`crate::node_proxy::NodeView`], so nodes hold no per-service state at all. A
 //! bounded log of (version, Service) records lets a node find what changed since it synced
 //! ([`SharedModel::changed_since`]).
@@ -130,9 +130,15 @@ impl Snapshot {
         self.port_count == 0
     }
 
-    /// Node `node`'s rules for Service `svc` are the same in both snapshots (what the live
-    /// syncer's partial sync finds when it renders no text for it).
-    pub fn same_for_node(&self, other: &Snapshot, svc: &ServiceKey, node: Option<&str>) -> bool {
+    /// The rules of node `node` in `zone` for Service `svc` are the same in both snapshots
+    /// (what the live syncer's partial sync finds when it renders no text for it).
+    pub fn same_for_node(
+        &self,
+        other: &Snapshot,
+        svc: &ServiceKey,
+        node: Option<&str>,
+        zone: Option<&str>,
+    ) -> bool {
         match (self.services.get(svc), other.services.get(svc)) {
             (None, None) => true,
             (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
@@ -140,7 +146,7 @@ impl Snapshot {
                 a.len() == b.len()
                     && a.iter()
                         .zip(b.iter())
-                        .all(|(x, y)| x.same_for_node(y, node))
+                        .all(|(x, y)| x.same_for_node(y, node, zone))
             }
             _ => false,
         }

@@ -24,10 +24,20 @@ fn cidr(s: &str) -> Cidr {
     Cidr::parse(s).expect("cidr")
 }
 
+/// The zone label of a generated node: node-c has none.
+fn zone_of(node: &str) -> Option<String> {
+    match node {
+        "node-a" => Some("zone-a".into()),
+        "node-b" => Some("zone-b".into()),
+        _ => None,
+    }
+}
+
 fn inputs(node: &str) -> NodeInputs {
     NodeInputs {
         node_name: node.to_string(),
         node_ip: None,
+        zone: zone_of(node),
         service_cidrs: vec![cidr("172.30.0.0/16")],
     }
 }
@@ -75,8 +85,9 @@ fn gen_service(rng: &mut ChaCha8Rng, i: u32) -> Service {
     service_json("ns1", &format!("svc{i}"), spec, json!({}))
 }
 
-/// An endpoint with random conditions on a random node (or none); addresses drawn from a
-/// small pool so two slices sometimes hold the same one.
+/// An endpoint with random conditions on a random node (or none) and mostly one or two
+/// zone hints (so some ports have hints on every ready endpoint, some not); addresses drawn
+/// from a small pool so two slices sometimes hold the same one.
 fn gen_endpoint(rng: &mut ChaCha8Rng, i: u32) -> Value {
     let ip = format!("10.1.{i}.{}", rng.random_range(1..8));
     let node = match rng.random_range(0..4) {
@@ -90,6 +101,17 @@ fn gen_endpoint(rng: &mut ChaCha8Rng, i: u32) -> Value {
         && let Some(o) = e.as_object_mut()
     {
         o.remove("nodeName");
+    }
+    let zones = ["zone-a", "zone-b", "zone-c"];
+    let hints: Vec<Value> = match rng.random_range(0..10) {
+        0 => Vec::new(),
+        1 => vec![json!({"name": zones[0]}), json!({"name": zones[2]})],
+        n => vec![json!({"name": zones[n % 3]})],
+    };
+    if !hints.is_empty()
+        && let Some(o) = e.as_object_mut()
+    {
+        o.insert("hints".into(), json!({"forZones": hints}));
     }
     e
 }
@@ -195,6 +217,7 @@ fn from_plan(v: Verdict<'_>) -> Targets {
 fn check_node(tracker: &Tracker, snap: &Snapshot, node: &str) -> usize {
     let cfg = PlanConfig {
         node_name: Some(node.to_string()),
+        zone: zone_of(node),
     };
     let plan = Plan::build(tracker, &cfg);
     let text = NftRenderer::new(nft_cfg()).render_full(&plan);

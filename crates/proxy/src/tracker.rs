@@ -33,6 +33,7 @@ struct SliceEndpoint {
     terminating: bool,
     node_name: Option<Arc<str>>,
     zone: Option<Arc<str>>,
+    zone_hints: Option<Arc<[Arc<str>]>>,
 }
 
 /// Merged endpoints of one Service per (port name, protocol).
@@ -235,10 +236,21 @@ fn parse_slice(slice: &EndpointSlice) -> ParsedSlice {
                 terminating: c.and_then(|c| c.terminating).unwrap_or(false),
                 node_name: e.node_name.as_deref().map(Arc::from),
                 zone: e.zone.as_deref().map(Arc::from),
+                zone_hints: zone_hints(e),
             })
         })
         .collect();
     ParsedSlice { ports, endpoints }
+}
+
+/// An endpoint's `hints.forZones` names (upstream `newEndpointInfo` keeps them as a set);
+/// `None` when there are none.
+fn zone_hints(e: &k8s_openapi::api::discovery::v1::Endpoint) -> Option<Arc<[Arc<str>]>> {
+    let zones = e.hints.as_ref()?.for_zones.as_ref()?;
+    let mut names: Vec<Arc<str>> = zones.iter().map(|z| Arc::from(z.name.as_str())).collect();
+    names.sort();
+    names.dedup();
+    (!names.is_empty()).then(|| names.into())
 }
 
 /// Merges a Service's slices into endpoints per service port; the same `IP:port` from two
@@ -258,6 +270,7 @@ fn merge_slices(slices: &BTreeMap<String, ParsedSlice>) -> PortEndpoints {
                     terminating: e.terminating,
                     node_name: e.node_name.clone(),
                     zone: e.zone.clone(),
+                    zone_hints: e.zone_hints.clone(),
                 };
                 match set.get(&(e.ip, *port)) {
                     Some(existing) if !existing.terminating || ep.terminating => {}

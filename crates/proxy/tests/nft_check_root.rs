@@ -114,6 +114,7 @@ fn plan() -> Plan {
         &t,
         &PlanConfig {
             node_name: Some("test-node".into()),
+            zone: None,
         },
     )
 }

@@ -1,9 +1,10 @@
 //! The modelled delays: API writes, watch delivery, the pod runtime, rule application and the
 //! network, each a uniform range of milliseconds drawn from the run's seeded RNG.
 //!
-//! Start at [`LatencyModel::default`]. The defaults are estimates from the live lab's logs
-//! on one machine (loopback HTTP to the embedded store, `ip netns` + veth per pod, `nft -f`
-//! per sync); calibration against measured live runs is pending (docs/simulator.md).
+//! Start at [`LatencyModel::default`]. The defaults follow three measured live runs of
+//! `examples/zone-power-off.yaml` on one machine (loopback HTTP to the embedded store,
+//! `ip netns` + veth per pod, `nft -f` per sync); the figures and commands are in
+//! docs/simulator.md ("Latency model and calibration").
 
 use controllers::Millis;
 use rand::Rng;
@@ -31,14 +32,16 @@ impl Latency {
 }
 
 /// A write from issue to commit (and its answer): an HTTP request over loopback to the
-/// embedded store, a few milliseconds in the live lab.
-pub const API_WRITE: Latency = Latency::between(2, 8);
-/// From a commit to an informer that watches it (the watch cache fan-out plus HTTP chunk).
-pub const WATCH_DELIVERY: Latency = Latency::between(1, 5);
+/// embedded store; live median 2.0 – 2.6 ms.
+pub const API_WRITE: Latency = Latency::between(1, 4);
+/// From a commit to an informer that watches it (the watch cache fan-out plus HTTP chunk);
+/// live, the event mostly arrives before the write's own answer.
+pub const WATCH_DELIVERY: Latency = Latency::between(0, 2);
 /// A write from a node that cannot reach the API (partition) fails after this long (the
 /// client-go request timeout the kubelet's lease client uses is its renew interval, 10 s).
 pub const UNREACHABLE_WRITE_TIMEOUT: Millis = 10_000;
-/// Creating a pod's network namespace and veth pair.
+/// Creating a pod's network namespace and veth pair. With the container start and the first
+/// probe: pod bound → ready, live medians 100 – 167 ms.
 pub const POD_NETWORK_SETUP: Latency = Latency::between(40, 120);
 /// Starting a container process in it.
 pub const CONTAINER_START: Latency = Latency::between(10, 40);
@@ -48,10 +51,15 @@ pub const CONTAINER_STOP: Latency = Latency::between(2, 10);
 pub const POD_NETWORK_TEARDOWN: Latency = Latency::between(10, 30);
 /// A readiness/liveness probe's round trip to a running container.
 pub const PROBE: Latency = Latency::between(1, 2);
-/// Applying one rule transaction (`nft -f -` / `iptables-restore`).
-pub const RULE_APPLY: Latency = Latency::between(5, 20);
-/// A request's round trip to a running backend (new connection: handshake plus answer).
-pub const REQUEST: Latency = Latency::between(1, 3);
+/// Applying one rule transaction (`nft -f -` / `iptables-restore`); live median 20 – 26 ms.
+pub const RULE_APPLY: Latency = Latency::between(5, 40);
+/// A request's round trip to a running backend (new connection: handshake plus answer);
+/// live median 0.7 – 0.8 ms.
+pub const REQUEST: Latency = Latency::between(0, 2);
+
+/// A client pod, created at t0, sends its first request this long after: its write, the
+/// kubelet's pod start and `zonelab load` starting up; live 47 – 177 ms.
+pub const CLIENT_START: Latency = Latency::between(50, 180);
 
 /// Every modelled delay of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +74,7 @@ pub struct LatencyModel {
     pub probe: Latency,
     pub rule_apply: Latency,
     pub request: Latency,
+    pub client_start: Latency,
 }
 
 impl Default for LatencyModel {
@@ -81,6 +90,7 @@ impl Default for LatencyModel {
             probe: PROBE,
             rule_apply: RULE_APPLY,
             request: REQUEST,
+            client_start: CLIENT_START,
         }
     }
 }

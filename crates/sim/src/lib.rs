@@ -9,6 +9,8 @@
 pub mod adapter;
 pub mod api;
 pub mod config;
+pub mod conntrack;
+pub mod events;
 pub mod faults;
 pub mod latency;
 pub mod load;
@@ -27,9 +29,9 @@ pub use world::{Stats, World};
 pub const NODES_READY_CAP_MS: Millis = 120_000;
 /// Longest wait for the workloads to become available (as the live run's 180 s).
 pub const AVAILABLE_CAP_MS: Millis = 180_000;
-/// Between the workloads being available and the first request, on top of one
-/// `--min-sync-period` (so every kube-proxy has programmed the last endpoints, as the live
-/// run's client pods take that long to start): the live run waits 500 ms for its watches.
+/// Between the workloads being available and t0, when the client pods are created: the live
+/// run waits 500 ms for its watches. Each client sends its first request once its pod runs,
+/// `LatencyModel::client_start` after t0 (measured live, docs/simulator.md).
 pub const LOAD_START_DELAY_MS: Millis = 500;
 /// How often start-up conditions are checked, in virtual time.
 const SETUP_CHECK_MS: Millis = 250;
@@ -90,7 +92,14 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
     if let Err(which) = workloads_available(&w) {
         return Err(SimError::NotAvailable(AVAILABLE_CAP_MS / 1000, which));
     }
-    w.t0 = w.now + LOAD_START_DELAY_MS + w.cfg.syncer.min_sync_period_ms;
+    // The live runner polls availability every 250 ms at an arbitrary phase of the
+    // controllers' timers (the simulator's checks share the controllers' start): a random
+    // phase, so the fault does not always fall at the same point of a monitor period.
+    let phase = {
+        use rand::Rng;
+        w.rng.setup.random_range(0..SETUP_CHECK_MS)
+    };
+    w.t0 = w.now + phase + LOAD_START_DELAY_MS;
     w.run_until(w.t0);
     resolve_clients(&mut w, s)?;
     w.start_clients();

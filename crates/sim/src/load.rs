@@ -1,22 +1,23 @@
 //! The clients and the modelled data plane: open-loop requests at the scenario's rate from a
 //! client on its zone's last node, each new connection DNATed by the node's applied
-//! kube-proxy rules to one endpoint picked uniformly; a dead or cut-off backend times out, a
-//! ClusterIP without endpoints refuses, keep-alive connections and retries as `zonelab load`.
+//! kube-proxy rules to one endpoint picked uniformly (unless an unanswered SYN's conntrack
+//! entry on the same source port still holds its old DNAT: [`crate::conntrack`]); a dead or
+//! cut-off backend times out, a ClusterIP without endpoints refuses, keep-alive connections
+//! and retries as `zonelab load`.
 //!
 //! Start at [`World::send`].
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use controllers::Millis;
 use lab::{ConnKind, Outcome};
 use rand::Rng;
 
+use crate::conntrack::{PortPicker, Tuple};
 use crate::nodes::Power;
 use crate::proxy::Route;
 use crate::world::{Ev, World};
-
-/// The first and last ephemeral source port (Linux `ip_local_port_range` default).
-const EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
 
 /// An open keep-alive connection.
 #[derive(Clone, Debug)]
@@ -42,8 +43,12 @@ pub struct ClientInst {
     pub target: Option<(Ipv4Addr, u16)>,
     /// Requests started so far.
     pub sent: u64,
+    /// When its first request starts (its pod started; the run's t0 is its creation).
+    pub first: Millis,
     idle: Vec<Conn>,
-    next_port: u16,
+    ports: PortPicker,
+    /// Source ports of this client's open sockets and until when they are held.
+    held: BTreeMap<u16, Millis>,
 }
 
 impl ClientInst {
@@ -59,8 +64,10 @@ impl ClientInst {
             retries: c.retries,
             target: None,
             sent: 0,
+            first: 0,
             idle: Vec::new(),
-            next_port: EPHEMERAL_PORTS.0,
+            ports: PortPicker::default(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -69,14 +76,14 @@ impl ClientInst {
         self.timeout * (i64::from(self.retries) + 1)
     }
 
-    fn port(&mut self) -> u16 {
-        let p = self.next_port;
-        self.next_port = if p >= EPHEMERAL_PORTS.1 {
-            EPHEMERAL_PORTS.0
-        } else {
-            p + 1
-        };
-        p
+    /// The kernel's source port for a new connection at `now` (skipping ports this client's
+    /// open sockets hold).
+    fn port(&mut self, now: Millis, rng: &mut rand_chacha::ChaCha8Rng) -> u16 {
+        self.held.retain(|_, until| *until > now);
+        let idle: Vec<u16> = self.idle.iter().map(|c| c.local_port).collect();
+        let held = &self.held;
+        self.ports
+            .pick(now, |p| held.contains_key(&p) || idle.contains(&p), rng)
     }
 }
 
@@ -104,13 +111,16 @@ impl World {
     /// When request `k` of client `c` starts (the open-loop schedule).
     fn send_time(&self, c: usize, k: u64) -> Millis {
         let period_ms = 1000.0 / self.clients[c].rate;
-        self.t0 + (k as f64 * period_ms).round() as Millis
+        self.clients[c].first + (k as f64 * period_ms).round() as Millis
     }
 
-    /// Schedule every client's first request.
+    /// The client pods are created at t0, as live: each sends its first request once its pod
+    /// runs, a modelled client start-up later (`LatencyModel::client_start`).
     pub fn start_clients(&mut self) {
         for c in 0..self.clients.len() {
-            self.queue.push(self.t0, Ev::Send { client: c });
+            let first = self.t0 + self.lat.client_start.sample(&mut self.rng.setup);
+            self.clients[c].first = first;
+            self.queue.push(first, Ev::Send { client: c });
         }
     }
 
@@ -205,32 +215,43 @@ impl World {
         a
     }
 
-    /// A request on a new connection through the node's kube-proxy rules.
+    /// A request on a new connection: its SYN follows a live `SYN_SENT` conntrack entry of
+    /// the same tuple if there is one, else the node's kube-proxy rules.
     fn connect(&mut self, c: usize) -> Attempt {
-        let local_port = self.clients[c].port();
+        let now = self.now;
+        let local_port = self.clients[c].port(now, &mut self.rng.data);
         let node = self.clients[c].node;
-        let route = match (self.clients[c].target, self.nodes[node].proxy.as_ref()) {
-            (Some((ip, port)), Some(p)) => p.route(ip, port),
-            _ => Route::Drop,
-        };
-        let (outcome, backend, dst) = match route {
-            Route::Endpoints(eps) if !eps.is_empty() => {
-                let i = self.rng.data.random_range(0..eps.len());
-                let ip = eps[i].0;
+        let target = self.clients[c].target;
+        let tuple = target.map(|dst| Tuple {
+            client: c,
+            sport: local_port,
+            dst,
+        });
+        let stale = tuple.and_then(|t| self.conntrack_of(node).syn(&t, now));
+        let (outcome, backend, dst) = match stale {
+            Some(Some(ip)) => {
                 let (o, b) = self.reach(c, ip);
                 (o, b, Some(ip))
             }
-            Route::Endpoints(_) | Route::Reject => (Outcome::Refused, None, None),
-            Route::Drop => (Outcome::Timeout, None, None),
+            Some(None) => (Outcome::Timeout, None, None),
+            None => self.by_rules(c),
         };
         let duration = self.answer_time(c, outcome);
+        if let Some(t) = tuple {
+            let timeout = self.clients[c].timeout;
+            let syn_sent = self.syn_sent_ms();
+            self.conntrack_of(node)
+                .settle(t, dst, outcome, now, timeout, syn_sent);
+        }
+        let cl = &mut self.clients[c];
+        cl.held.insert(local_port, now + duration);
         if outcome == Outcome::Ok
-            && self.clients[c].keepalive
+            && cl.keepalive
             && let Some(backend) = dst
         {
-            self.clients[c].idle.push(Conn {
+            cl.idle.push(Conn {
                 backend,
-                opened: self.now,
+                opened: now,
                 local_port,
             });
         }
@@ -239,10 +260,41 @@ impl World {
             duration,
             connected: outcome == Outcome::Ok,
             conn: ConnKind::New,
-            opened: self.now,
+            opened: now,
             local_port,
             backend,
         }
+    }
+
+    /// A new connection's SYN through client `c`'s node's applied rules: (outcome, answering
+    /// pod and node, the endpoint it was DNATed to).
+    #[allow(clippy::type_complexity)]
+    fn by_rules(&mut self, c: usize) -> (Outcome, Option<(String, usize)>, Option<Ipv4Addr>) {
+        let node = self.clients[c].node;
+        let route = match (self.clients[c].target, self.nodes[node].proxy.as_ref()) {
+            (Some((ip, port)), Some(p)) => p.route(ip, port),
+            _ => Route::Drop,
+        };
+        match route {
+            Route::Endpoints(eps) if !eps.is_empty() => {
+                let i = self.rng.data.random_range(0..eps.len());
+                let ip = eps[i].0;
+                let (o, b) = self.reach(c, ip);
+                (o, b, Some(ip))
+            }
+            Route::Endpoints(_) | Route::Reject => (Outcome::Refused, None, None),
+            Route::Drop => (Outcome::Timeout, None, None),
+        }
+    }
+
+    /// Node `n`'s conntrack table.
+    fn conntrack_of(&mut self, n: usize) -> &mut crate::conntrack::Table {
+        self.conntrack.entry(n).or_default()
+    }
+
+    /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms).
+    fn syn_sent_ms(&self) -> Millis {
+        (self.cfg.timers().conntrack_tcp_timeout_syn_sent_s * 1000.0) as Millis
     }
 
     /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the

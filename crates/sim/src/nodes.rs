@@ -111,6 +111,7 @@ impl World {
             self.cfg.syncer.pacing(),
             &self.nodes[n].name,
             self.nodes[n].ip,
+            Some(&self.nodes[n].zone),
             self.proxy_model.version(),
         );
         let now = self.now;
@@ -439,9 +440,13 @@ impl World {
         while let Some(p) = k.poll_probe() {
             probes.push(p);
         }
-        while k.poll_event().is_some() {}
+        let mut recorded = Vec::new();
+        while let Some(e) = k.poll_event() {
+            recorded.push(e);
+        }
         let wake = k.poll_timeout();
         let done = k.shutdown_complete();
+        self.record_events(crate::events::Source::Kubelet(n), recorded);
         for action in actions {
             self.kubelet_write(n, inc, action, cut);
         }

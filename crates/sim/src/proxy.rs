@@ -111,11 +111,19 @@ pub struct ProxyNode {
 pub type Programmed = BTreeMap<String, Vec<String>>;
 
 impl ProxyNode {
-    /// A proxy whose informers listed the model at version `listed`.
-    pub fn new(pacing: PacerConfig, node: &str, node_ip: Ipv4Addr, listed: Version) -> ProxyNode {
+    /// A proxy whose informers listed the model at version `listed`, on a node in `zone`
+    /// (its `topology.kubernetes.io/zone` label, for zone hints).
+    pub fn new(
+        pacing: PacerConfig,
+        node: &str,
+        node_ip: Ipv4Addr,
+        zone: Option<&str>,
+        listed: Version,
+    ) -> ProxyNode {
         let inputs = NodeInputs {
             node_name: node.to_string(),
             node_ip: Some(node_ip),
+            zone: zone.filter(|z| !z.is_empty()).map(str::to_string),
             service_cidrs: Vec::new(),
         };
         ProxyNode {
@@ -252,6 +260,7 @@ mod tests {
             PacerConfig::default(),
             "n1",
             "172.16.0.11".parse().expect("ip"),
+            None,
             0,
         );
         node.change(&first);

@@ -115,6 +115,15 @@ pub enum Ev {
     /// The autoshift rule's evaluation.
     AutoshiftTick,
     CheckEnd,
+    /// A Kubernetes Event write reaches the API (`crate::events`).
+    EventWrite {
+        src: crate::events::Source,
+        write: controllers::events::EventWrite,
+    },
+    /// An event recorder's wake-up.
+    EventWake {
+        src: crate::events::Source,
+    },
 }
 
 /// Independent random streams, so a change in one model does not shift the others.
@@ -183,6 +192,10 @@ pub struct World {
     pub partitioned_nodes: BTreeSet<usize>,
     pub ips: BTreeMap<Ipv4Addr, Backend>,
     pub clients: Vec<ClientInst>,
+    /// The client nodes' conntrack tables (`crate::conntrack`), by node.
+    pub conntrack: BTreeMap<usize, crate::conntrack::Table>,
+    /// The Event recorders and the run's Event watch (`crate::events`).
+    pub events_model: crate::events::SimEvents,
     /// Target Services (`namespace/name`, sorted).
     pub targets: Vec<String>,
     /// The timeline so far and the requests recorded.
@@ -241,6 +254,8 @@ impl World {
             partitioned_nodes: BTreeSet::new(),
             ips: BTreeMap::new(),
             clients: Vec::new(),
+            conntrack: BTreeMap::new(),
+            events_model: Default::default(),
             obs_slices: lab::observe::SliceObserver::new(targets.clone()),
             targets,
             events: Vec::new(),
@@ -363,6 +378,8 @@ impl World {
             Ev::ZonalShift(i) => self.zonal_shift(i),
             Ev::AutoshiftTick => self.autoshift_tick(),
             Ev::CheckEnd => self.check_end(),
+            Ev::EventWrite { src, write } => self.event_write(src, write),
+            Ev::EventWake { src } => self.event_wake(src, at),
             other => self.handle_node(at, other),
         }
     }
@@ -372,6 +389,7 @@ impl World {
         let mut actions = Vec::new();
         let mut recorded = Vec::new();
         self.cm.poll(&mut actions, &mut recorded);
+        self.record_events(crate::events::Source::ControllerManager, recorded);
         for (i, action) in actions {
             let d = self.api_delay(self.lat.api_write);
             self.queue.push(

@@ -229,6 +229,16 @@ impl Watcher {
     pub async fn next(&mut self) -> Option<Result<WatchMessage, WatchError>> {
         self.rx.recv().await
     }
+
+    /// [`Watcher::next`] for a hand-written `Stream` or body: `Pending` registers `cx`'s waker,
+    /// woken by the next message (the API server polls a watch from the HTTP connection's task,
+    /// so one event costs that task one wake-up).
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<WatchMessage, WatchError>>> {
+        self.rx.poll_recv(cx)
+    }
 }
 
 /// The store every backend implements. All methods are safe to call concurrently.

@@ -26,6 +26,7 @@ const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const AFFINITIES: &[&str] = &["ClientIP", "None"];
 const TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
+const TRAFFIC_DISTRIBUTIONS: &[&str] = &["PreferClose"];
 const IP_FAMILIES: &[&str] = &["IPv4", "IPv6"];
 const IP_FAMILY_POLICIES: &[&str] = &["PreferDualStack", "RequireDualStack", "SingleStack"];
 
@@ -343,6 +344,16 @@ fn validate_traffic_policies(spec: &Value, out: &mut Vec<Cause>) {
             out,
         );
     }
+    // Upstream `validateServiceTrafficDistribution` (1.31+; PreferSameZone and PreferSameNode
+    // need the PreferSameTrafficDistribution gate, off in 1.33).
+    enum_field(
+        spec,
+        "trafficDistribution",
+        "spec",
+        TRAFFIC_DISTRIBUTIONS,
+        false,
+        out,
+    );
 }
 
 /// Upstream `ValidateServiceUpdate` additions: an assigned clusterIP is immutable.
@@ -451,6 +462,21 @@ mod tests {
                 "spec.ports[0].targetPort: Invalid value: \"8080\": must contain at least one letter (a-z)",
                 "spec.ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
                 "spec.ports[1].targetPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ]
+        );
+    }
+
+    #[test]
+    fn traffic_distribution_prefer_close_only() {
+        let mut svc = minimal();
+        svc["spec"]["trafficDistribution"] = json!("PreferClose");
+        default(&mut svc);
+        assert!(validate(&svc).is_empty());
+        svc["spec"]["trafficDistribution"] = json!("PreferSameNode");
+        assert_eq!(
+            lines(&validate(&svc)),
+            vec![
+                "spec.trafficDistribution: Unsupported value: \"PreferSameNode\": supported values: \"PreferClose\""
             ]
         );
     }

@@ -417,3 +417,40 @@ fn daemonset_decodes_with_surge_and_is_admissible() {
     crate::admit::daemonset::default_daemonset(&mut got);
     assert_eq!(crate::admit::daemonset::validate_daemonset(&got), vec![]);
 }
+
+/// Topology-aware routing's fields (issue 12): `endpoints[].hints.forZones` and
+/// `spec.trafficDistribution` decode from protobuf, deserialize into the typed objects and
+/// serialize back to the same JSON.
+#[test]
+fn topology_hints_and_traffic_distribution_round_trip() {
+    let hints = ld(8, &ld(1, &ld(1, b"zone-a")));
+    let endpoint = cat(&[ld(1, b"10.0.0.1"), ld(7, b"zone-a"), hints]);
+    let raw = cat(&[
+        ld(1, &meta("web-abc", &[])),
+        ld(2, &endpoint),
+        ld(4, b"IPv4"),
+    ]);
+    let got = decode_object(&body("discovery.k8s.io/v1", "EndpointSlice", &raw), None).unwrap();
+    assert_eq!(
+        got["endpoints"][0]["hints"],
+        json!({"forZones": [{"name": "zone-a"}]})
+    );
+    let typed: k8s_openapi::api::discovery::v1::EndpointSlice =
+        serde_json::from_value(got.clone()).unwrap();
+    let zones = typed.endpoints[0]
+        .hints
+        .as_ref()
+        .and_then(|h| h.for_zones.as_ref());
+    assert_eq!(zones.map(|z| z[0].name.as_str()), Some("zone-a"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(back["endpoints"][0]["hints"], got["endpoints"][0]["hints"]);
+
+    let raw = cat(&[ld(1, &meta("web", &[])), ld(2, &ld(23, b"PreferClose"))]);
+    let got = decode_object(&body("v1", "Service", &raw), None).unwrap();
+    assert_eq!(got["spec"]["trafficDistribution"], json!("PreferClose"));
+    let typed: k8s_openapi::api::core::v1::Service = serde_json::from_value(got).unwrap();
+    let spec = typed.spec.as_ref().unwrap();
+    assert_eq!(spec.traffic_distribution.as_deref(), Some("PreferClose"));
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(back["spec"]["trafficDistribution"], json!("PreferClose"));
+}

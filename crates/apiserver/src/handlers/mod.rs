@@ -22,10 +22,13 @@ pub(crate) mod evict;
 mod pod_log;
 mod read;
 mod sub;
+mod watch;
+mod watch_shared;
 mod write;
 
 pub use delete::delete_now;
 pub use pod_log::KubeletDialer;
+pub(crate) use watch_shared::SharedEvents;
 pub use write::{FieldValidation, WriteOptions, Written, create_object};
 
 /// One request, parsed.

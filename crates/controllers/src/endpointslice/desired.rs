@@ -298,7 +298,8 @@ pub(crate) fn desired_groups<'a>(
 
 impl DesiredEndpoint<'_> {
     /// True if the existing endpoint already says exactly what this one would (upstream
-    /// `EndpointsEqualBeyondHash` plus the identity fields).
+    /// `EndpointsEqualBeyondHash` plus the identity fields). Hints are not compared: they
+    /// are the `hints` module's, applied after placement, as upstream.
     pub(crate) fn matches(&self, ep: &Endpoint) -> bool {
         let conds_ok = ep.conditions.as_ref().is_some_and(|c| {
             c.ready == Some(self.ready)
@@ -321,7 +322,6 @@ impl DesiredEndpoint<'_> {
             && ep.node_name.as_deref() == self.node
             && ep.zone.as_deref() == self.zone
             && ep.hostname.as_deref() == self.hostname
-            && ep.hints.is_none()
             && ep.deprecated_topology.is_none()
     }
 

@@ -12,10 +12,12 @@
 //! with the same backoff.
 
 mod desired;
+mod hints;
 mod reconcile;
 mod state;
 #[cfg(test)]
 mod tests;
+mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,6 +33,9 @@ use runtime::Outbox;
 use desired::{desired_groups, ready_transition, selector, selects};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
+
+pub use hints::PREFER_CLOSE;
+pub use topology::{DEPRECATED_TOPOLOGY_AWARE_HINTS_ANNOTATION, TOPOLOGY_MODE_ANNOTATION};
 
 /// `kubernetes.io/service-name` (discovery/v1 `LabelServiceName`) and
 /// `endpoints.kubernetes.io/last-change-trigger-time` (core/v1 `EndpointsLastChangeTriggerTime`).
@@ -94,6 +99,8 @@ pub struct EndpointSliceController {
     out: Outbox,
     /// Zones under a zonal shift (their Pod endpoints are left out).
     shifted: crate::zonalshift::ShiftedZones,
+    /// Zone CPU shares and allocated hints (`topology-mode: Auto`).
+    topology: topology::TopologyCache,
     /// Total syncs run (for benches and logs).
     pub syncs: u64,
 }
@@ -110,6 +117,7 @@ impl EndpointSliceController {
             deleting: BTreeMap::new(),
             out: Outbox::new(),
             shifted: Default::default(),
+            topology: topology::TopologyCache::default(),
             syncs: 0,
         }
     }
@@ -184,7 +192,9 @@ impl EndpointSliceController {
             max: self.config.max_endpoints_per_slice,
             only,
         };
-        let planned = plan(&ctx, &desired, &existing);
+        let mut planned = plan(&ctx, &desired, &existing);
+        let events = hints::reconcile_hints(&mut self.topology, svc, key, &mut planned, &existing);
+        self.record_hint_events(svc, events, now);
         let missing_node = desired.missing_node;
         self.emit(key, planned, trigger, now);
         if missing_node {
@@ -354,6 +364,43 @@ impl EndpointSliceController {
 }
 
 impl EndpointSliceController {
+    /// A node's share of the zone CPU may have changed: Services whose hints a zone would
+    /// now overload are synced (upstream `checkNodeTopologyDistribution`).
+    fn on_node_topology(
+        &mut self,
+        cache: &Cache,
+        name: &str,
+        node: Option<&k8s_openapi::api::core::v1::Node>,
+        now: Millis,
+    ) {
+        if !self.topology.set_node(name, node) {
+            return;
+        }
+        for key in self.topology.overloaded_services() {
+            tracing::debug!(service = %key, "endpointslice: queuing Service after Node change due to overloading");
+            self.sync(cache, &key, now);
+        }
+    }
+
+    /// Record the hint Events of a sync on the Service.
+    fn record_hint_events(&mut self, svc: &Service, events: Vec<topology::HintEvent>, now: Millis) {
+        for e in events {
+            let type_ = if e.normal {
+                crate::events::EventType::Normal
+            } else {
+                crate::events::EventType::Warning
+            };
+            self.out.push_event(crate::events::EventRecord::new(
+                topology::EVENT_SOURCE,
+                crate::events::object_ref("v1", "Service", &svc.metadata),
+                type_,
+                e.reason,
+                e.message,
+                now,
+            ));
+        }
+    }
+
     fn on_slice(&mut self, new: Option<&EndpointSlice>, old: Option<&EndpointSlice>, now: Millis) {
         if !new.is_some_and(is_managed) && !old.is_some_and(is_managed) {
             return;
@@ -477,6 +524,9 @@ impl Controller for EndpointSliceController {
 
     fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.shifted = crate::zonalshift::ShiftedZones::from_cache(cache);
+        for (name, node) in &cache.nodes {
+            self.topology.set_node(name, Some(node));
+        }
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
@@ -511,6 +561,7 @@ impl Controller for EndpointSliceController {
                 let key = Key::of(&old.metadata);
                 self.services.remove(&key);
                 self.scheduled.remove(&key);
+                self.topology.remove_hints(&key);
             }
             Change::Applied {
                 new: Object::Node(new),
@@ -530,21 +581,17 @@ impl Controller for EndpointSliceController {
                     Some(Object::Node(o)) => zone(o) != zone(new),
                     _ => true,
                 };
-                self.on_node(
-                    cache,
-                    new.metadata.name.as_deref().unwrap_or(""),
-                    changed,
-                    now,
-                );
+                let name = new.metadata.name.as_deref().unwrap_or("");
+                self.on_node(cache, name, changed, now);
+                self.on_node_topology(cache, name, Some(new), now);
             }
             Change::Deleted(Object::Node(old)) => {
-                if self
-                    .shifted
-                    .remove(old.metadata.name.as_deref().unwrap_or(""))
-                {
+                let name = old.metadata.name.as_deref().unwrap_or("");
+                if self.shifted.remove(name) {
                     self.on_zonal_shift(cache, now);
                 }
-                self.on_node(cache, old.metadata.name.as_deref().unwrap_or(""), true, now);
+                self.on_node(cache, name, true, now);
+                self.on_node_topology(cache, name, None, now);
             }
             Change::Applied {
                 new: Object::EndpointSlice(new),

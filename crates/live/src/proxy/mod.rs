@@ -1,5 +1,5 @@
 //! The kube-proxy live driver: informers for Services and EndpointSlices feed the sans-IO
-//! [`proxy::syncer::Syncer`]; its transactions are applied with `nft -f -` (or
+//! [`proxy::syncer::Syncer`], one for the proxy's own Node its zone label (topology hints); its transactions are applied with `nft -f -` (or
 //! `iptables-restore --noflush`) in this process's network namespace, and the outcome reported
 //! back. Each applied sync is logged on stdout as one JSON line (the lab's timeline reads it).
 //! After each sync the health check node ports of Local-policy LoadBalancers are reconciled
@@ -19,7 +19,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -40,6 +40,7 @@ pub mod health_ports;
 enum Feed {
     Service(Box<Step<Service>>),
     Slice(Box<Step<EndpointSlice>>),
+    Node(Box<Step<Node>>),
 }
 
 fn spawn_watch<K, F>(api: Api<K>, what: &'static str, wrap: F, tx: mpsc::Sender<Feed>)
@@ -53,8 +54,27 @@ where
         + 'static,
     F: Fn(Step<K>) -> Feed + Send + 'static,
 {
+    spawn_watch_with(api, watcher::Config::default(), what, wrap, tx);
+}
+
+fn spawn_watch_with<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    wrap: F,
+    tx: mpsc::Sender<Feed>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Step<K>) -> Feed + Send + 'static,
+{
     tokio::spawn(async move {
-        let mut s = std::pin::pin!(relist::steps(api, watcher::Config::default(), what));
+        let mut s = std::pin::pin!(relist::steps(api, config, what));
         while let Some(step) = s.next().await {
             if tx.send(wrap(step)).await.is_err() {
                 return;
@@ -195,9 +215,17 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
         tx.clone(),
     );
     spawn_watch(
-        Api::<EndpointSlice>::all(client),
+        Api::<EndpointSlice>::all(client.clone()),
         "proxy EndpointSlice",
         |s| Feed::Slice(Box::new(s)),
+        tx.clone(),
+    );
+    // Upstream's NodeTopologyConfig: the proxy's own Node, for its zone label.
+    spawn_watch_with(
+        Api::<Node>::all(client),
+        watcher::Config::default().fields(&format!("metadata.name={node}")),
+        "proxy Node",
+        |s| Feed::Node(Box::new(s)),
         tx,
     );
     let (mut services, mut slices) = (Known(BTreeMap::new()), Known(BTreeMap::new()));
@@ -277,6 +305,17 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 match f {
                     Feed::Service(step) => services_synced |= services.feed(*step, |c| syncer.handle_service(c)),
                     Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.handle_slice(c)),
+                    Feed::Node(step) => {
+                        // Upstream's OnTopologyChange: a full sync, queued like any update.
+                        let before = syncer.zone().map(str::to_string);
+                        syncer.handle_node_zone(node_zone(&node, *step).as_deref());
+                        if started
+                            && syncer.zone() != before.as_deref()
+                            && let Ok(mut st) = status.lock()
+                        {
+                            st.health.queued_update(wall_clock());
+                        }
+                    }
                 }
                 let first = !started && services_synced && slices_synced;
                 if first {
@@ -292,6 +331,22 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
         }
     }
+}
+
+/// The zone label of the proxy's own Node after a step of its watch (`None` once it is
+/// deleted or has no label; a relist without it counts as deleted).
+fn node_zone(name: &str, step: Step<Node>) -> Option<String> {
+    let node = match step {
+        Step::Apply(n) => Some(n),
+        Step::Delete(_) => None,
+        Step::Relisted(list) => list
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(name)),
+    }?;
+    node.metadata
+        .labels?
+        .remove(runtime::labels::ZONE_LABEL)
+        .filter(|z| !z.is_empty())
 }
 
 /// Endpoint IPs the rules send each Service's ClusterIP traffic to (`ns/name` -> sorted IPs,
