@@ -320,3 +320,17 @@ fn the_zone_is_shifted_while_any_of_its_nodes_carries_the_shift() {
     assert!(z.remove("a-2"), "zone a leaves with its last shifted node");
     assert!(!z.contains("a"));
 }
+
+#[test]
+fn autoshift_needs_a_whole_period_of_data() {
+    // Everything in zone b fails in the first 2 s of the run (start-up), then nothing does:
+    // with less than a period seen the alarm cannot breach, so no shift.
+    let mut a = Autoshift::new(AutoshiftConfig {
+        period_ms: 3_000,
+        delay_ms: 1_000,
+        threshold_percent: 5.0,
+        ..rule()
+    });
+    let start_up = |z: &str, t: Millis| z == "b" && t < 2_000;
+    assert!(feed(&mut a, 0, 60_000, &[], start_up).is_none());
+}
