@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::cache::{Cache, Key};
 use crate::time::from_time;
+use crate::zonalshift::ShiftedZones;
 use crate::{Millis, pod_is_ready};
 
 /// One pod as an endpoint, borrowing from the cache.
@@ -192,6 +193,7 @@ fn endpoint_of<'a>(
     svc: &Service,
     pod: &'a Pod,
     missing_node: &mut bool,
+    shifted: &ShiftedZones,
 ) -> Option<DesiredEndpoint<'a>> {
     if is_terminal(pod) {
         return None;
@@ -212,14 +214,16 @@ fn endpoint_of<'a>(
         *missing_node = true;
         return None;
     }
-    if node_obj.is_some_and(|n| zonal_shift_excludes(n)) {
-        return None;
-    }
     let zone = node_obj
         .and_then(|n| n.metadata.labels.as_ref())
         .and_then(|l| l.get(crate::ZONE_LABEL))
         .map(String::as_str)
         .filter(|z| !z.is_empty());
+    // A zonal shift away from the zone takes its Pod endpoints out of every slice (EKS zonal
+    // shift: east-west ClusterIP traffic avoids the zone; `crate::zonalshift`).
+    if zone.is_some_and(|z| shifted.contains(z)) {
+        return None;
+    }
     let serving = pod_is_ready(pod);
     let terminating = pod.metadata.deletion_timestamp.is_some();
     Some(DesiredEndpoint {
@@ -235,12 +239,6 @@ fn endpoint_of<'a>(
     })
 }
 
-/// A zonal shift away from the node's zone takes its Pod endpoints out of every slice (EKS
-/// zonal shift: east-west ClusterIP traffic avoids the zone; `crate::zonalshift`).
-pub(crate) fn zonal_shift_excludes(node: &k8s_openapi::api::core::v1::Node) -> bool {
-    crate::zonalshift::is_shifted(node)
-}
-
 /// The desired endpoints of `svc`, grouped by resolved port list, groups in order of first
 /// appearance (pod key order) and endpoints in pod key order. With `only`, just those pods
 /// (by name) are considered: a partial sync.
@@ -248,6 +246,7 @@ pub(crate) fn desired_groups<'a>(
     cache: &'a Cache,
     svc: &'a Service,
     only: Option<&[String]>,
+    shifted: &ShiftedZones,
 ) -> Desired<'a> {
     let mut out = Desired::default();
     let Some(sel) = selector(svc) else { return out };
@@ -275,7 +274,7 @@ pub(crate) fn desired_groups<'a>(
         if !selects(sel, pod) {
             continue;
         }
-        let Some(ep) = endpoint_of(cache, svc, pod, &mut out.missing_node) else {
+        let Some(ep) = endpoint_of(cache, svc, pod, &mut out.missing_node, shifted) else {
             continue;
         };
         let idx = if named || out.groups.is_empty() {

@@ -97,6 +97,8 @@ pub struct EndpointSliceController {
     deleting: BTreeMap<Key, Key>,
     /// Writes and Events for the driver to poll.
     out: Outbox,
+    /// Zones under a zonal shift (their Pod endpoints are left out).
+    shifted: crate::zonalshift::ShiftedZones,
     /// Zone CPU shares and allocated hints (`topology-mode: Auto`).
     topology: topology::TopologyCache,
     /// Total syncs run (for benches and logs).
@@ -114,8 +116,18 @@ impl EndpointSliceController {
             scheduled: BTreeMap::new(),
             deleting: BTreeMap::new(),
             out: Outbox::new(),
+            shifted: Default::default(),
             topology: topology::TopologyCache::default(),
             syncs: 0,
+        }
+    }
+
+    /// A zone started or stopped being shifted away from: every Service is synced (its
+    /// endpoints in the zone leave or come back at once). Shifts are rare.
+    fn on_zonal_shift(&mut self, cache: &Cache, now: Millis) {
+        let keys: Vec<Key> = cache.services.keys().cloned().collect();
+        for key in keys {
+            self.sync(cache, &key, now);
         }
     }
 
@@ -172,7 +184,7 @@ impl EndpointSliceController {
             cache.slices_of(key).filter(|s| is_managed(s)).collect();
         // Empty slices (the placeholder) take part in placement only in a full sync.
         let only = only.filter(|_| existing.iter().all(|s| !s.endpoints.is_empty()));
-        let desired = desired_groups(cache, svc, only);
+        let desired = desired_groups(cache, svc, only, &self.shifted);
         let labels = desired_labels(svc, CONTROLLER_NAME);
         let ctx = Ctx {
             svc,
@@ -511,6 +523,7 @@ impl Controller for EndpointSliceController {
     }
 
     fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+        self.shifted = crate::zonalshift::ShiftedZones::from_cache(cache);
         for (name, node) in &cache.nodes {
             self.topology.set_node(name, Some(node));
         }
@@ -561,12 +574,11 @@ impl Controller for EndpointSliceController {
                         .and_then(|l| l.get(crate::ZONE_LABEL))
                         .cloned()
                 };
+                if self.shifted.update(new) {
+                    self.on_zonal_shift(cache, now);
+                }
                 let changed = match old {
-                    Some(Object::Node(o)) => {
-                        zone(o) != zone(new)
-                            || desired::zonal_shift_excludes(o)
-                                != desired::zonal_shift_excludes(new)
-                    }
+                    Some(Object::Node(o)) => zone(o) != zone(new),
                     _ => true,
                 };
                 let name = new.metadata.name.as_deref().unwrap_or("");
@@ -575,6 +587,9 @@ impl Controller for EndpointSliceController {
             }
             Change::Deleted(Object::Node(old)) => {
                 let name = old.metadata.name.as_deref().unwrap_or("");
+                if self.shifted.remove(name) {
+                    self.on_zonal_shift(cache, now);
+                }
                 self.on_node(cache, name, true, now);
                 self.on_node_topology(cache, name, None, now);
             }

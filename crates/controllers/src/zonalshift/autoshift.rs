@@ -1,7 +1,8 @@
 //! The autoshift rule: ARC's "internal telemetry indicates an Availability Zone impairment",
 //! modelled as a CloudWatch-style alarm on the run's clients — the failed-request percentage
 //! over a sliding `period` at or above `threshold` for `delay` — that then names the impaired
-//! zone and starts a zonal shift away from it. Start at [`Autoshift`].
+//! zone and starts a zonal shift away from it. Until one whole period of outcomes has been
+//! seen the alarm has insufficient data and cannot breach. Start at [`Autoshift`].
 //!
 //! The zone: the one whose clients fared worst since the breach began (the share of their
 //! requests that succeeded; a zone whose clients went silent, as a powered-off zone's do,
@@ -50,6 +51,9 @@ pub struct Autoshift {
     /// Zones that ever reported, by index (a silent known zone counts as failing).
     seen: BTreeMap<usize, ()>,
     breach_since: Option<Millis>,
+    /// When the first outcome arrived: until a whole period has passed since, the alarm has
+    /// insufficient data (CloudWatch's `INSUFFICIENT_DATA`) and cannot breach.
+    first_at: Option<Millis>,
     /// A shift this rule started is active until then; no new one before.
     active_until: Option<Millis>,
     next_eval: Option<Millis>,
@@ -63,6 +67,7 @@ impl Autoshift {
             zones: Vec::new(),
             seen: BTreeMap::new(),
             breach_since: None,
+            first_at: None,
             active_until: None,
             next_eval: None,
         }
@@ -83,6 +88,7 @@ impl Autoshift {
         }
         self.samples.push_back((at, idx, ok));
         self.next_eval.get_or_insert(at);
+        self.first_at.get_or_insert(at);
     }
 
     /// When [`Autoshift::handle_timeout`] should next run.
@@ -107,7 +113,10 @@ impl Autoshift {
         } else {
             100.0 * failed as f64 / total as f64
         };
-        if percent < self.config.threshold_percent {
+        let insufficient = self
+            .first_at
+            .is_none_or(|t| now - t < self.config.period_ms);
+        if insufficient || percent < self.config.threshold_percent {
             self.breach_since = None;
             return None;
         }

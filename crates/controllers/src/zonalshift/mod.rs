@@ -113,6 +113,65 @@ pub fn shifted_zones(cache: &Cache) -> BTreeSet<String> {
         .collect()
 }
 
+/// The shifted zones as an informer sees them: a zone is shifted while any of its nodes carries
+/// the shift, so its endpoints leave (and come back) all at once, however many node writes the
+/// start or the cancel takes. Kept by the EndpointSlice controller from its node changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShiftedZones {
+    /// Node name → its zone, for nodes that carry a shift.
+    nodes: BTreeMap<String, String>,
+    /// Zone → how many of its nodes carry a shift.
+    zones: BTreeMap<String, usize>,
+}
+
+impl ShiftedZones {
+    /// From every node in `cache`.
+    pub fn from_cache(cache: &Cache) -> ShiftedZones {
+        let mut s = ShiftedZones::default();
+        for node in cache.nodes.values() {
+            s.update(node);
+        }
+        s
+    }
+
+    /// A node was added or changed; true if the set of shifted zones changed.
+    pub fn update(&mut self, node: &Node) -> bool {
+        let name = node.metadata.name.as_deref().unwrap_or("");
+        let zone = node_zone(node).filter(|_| is_shifted(node));
+        if self.nodes.get(name).map(String::as_str) == zone {
+            return false;
+        }
+        let removed = self.remove(name);
+        let Some(zone) = zone else { return removed };
+        self.nodes.insert(name.to_string(), zone.to_string());
+        let n = self.zones.entry(zone.to_string()).or_default();
+        *n += 1;
+        removed || *n == 1
+    }
+
+    /// A node is gone (or no longer shifted); true if the set of shifted zones changed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(zone) = self.nodes.remove(name) else {
+            return false;
+        };
+        match self.zones.get_mut(&zone) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.zones.remove(&zone);
+                true
+            }
+        }
+    }
+
+    /// Whether `zone` is shifted away from.
+    pub fn contains(&self, zone: &str) -> bool {
+        self.zones.contains_key(zone)
+    }
+}
+
 /// The nodes of `zone`, in name order.
 pub fn zone_nodes<'a>(cache: &'a Cache, zone: &'a str) -> impl Iterator<Item = &'a Arc<Node>> {
     cache

@@ -146,11 +146,9 @@ fn expiry_restores_endpoints_and_uncordons_only_what_the_shift_cordoned() {
     assert!(!shift_of(&node_of(&h, "a-2")).cordoned_by_shift);
     h.advance(59_000);
     assert_eq!(endpoint_pods(&h), ["web-b-1", "web-c-1"]);
-    // Both nodes change at once: the second sync waits for the first one's writes to come
-    // back (upstream's stale-informer-cache retry, 1 s).
+    // At the expiry every endpoint of the zone comes back at once (the zone is shifted until
+    // its last node drops the shift).
     h.advance(1_000);
-    assert!(!unschedulable(&h, "a-1"), "the shift's cordon is lifted");
-    h.advance(2_000);
     assert_eq!(
         endpoint_pods(&h),
         ["web-a-1", "web-a-2", "web-b-1", "web-c-1"]
@@ -288,4 +286,51 @@ fn autoshift_ignores_a_brief_blip() {
 fn autoshift_does_not_shift_when_no_zone_stands_out() {
     let mut a = Autoshift::new(rule());
     assert!(feed(&mut a, 0, 60_000, &[], |_, t| t % 2 == 0).is_none());
+}
+
+#[test]
+fn the_zone_is_shifted_while_any_of_its_nodes_carries_the_shift() {
+    let mut h = harness();
+    start(&mut h, "a", T0 + 600_000);
+    // A cancel half done (one node written): the zone's endpoints all stay out.
+    let a1 = cancel_node(&node_of(&h, "a-1")).expect("shifted");
+    h.put(Object::Node(Arc::new(a1)));
+    assert_eq!(endpoint_pods(&h), ["web-b-1", "web-c-1"]);
+    assert!(!unschedulable(&h, "a-1"), "a-1's own shift is over");
+    cancel(&mut h, "a");
+    assert_eq!(
+        endpoint_pods(&h),
+        ["web-a-1", "web-a-2", "web-b-1", "web-c-1"]
+    );
+    let mut z = ShiftedZones::default();
+    let n = |name: &str, shifted: bool| {
+        let Object::Node(n) = node(name, "a") else {
+            unreachable!()
+        };
+        if shifted {
+            start_node(&n, T0 + 60_000, T0).expect("start")
+        } else {
+            (*n).clone()
+        }
+    };
+    assert!(z.update(&n("a-1", true)), "zone a enters");
+    assert!(!z.update(&n("a-2", true)));
+    assert!(!z.update(&n("a-1", false)));
+    assert!(z.contains("a"));
+    assert!(z.remove("a-2"), "zone a leaves with its last shifted node");
+    assert!(!z.contains("a"));
+}
+
+#[test]
+fn autoshift_needs_a_whole_period_of_data() {
+    // Everything in zone b fails in the first 2 s of the run (start-up), then nothing does:
+    // with less than a period seen the alarm cannot breach, so no shift.
+    let mut a = Autoshift::new(AutoshiftConfig {
+        period_ms: 3_000,
+        delay_ms: 1_000,
+        threshold_percent: 5.0,
+        ..rule()
+    });
+    let start_up = |z: &str, t: Millis| z == "b" && t < 2_000;
+    assert!(feed(&mut a, 0, 60_000, &[], start_up).is_none());
 }
