@@ -132,9 +132,10 @@ impl NodeAgent {
             self.status_repost = true;
             return;
         }
-        let old = node.status.clone().unwrap_or_default();
-        let new = node_status(cfg, Some(&old), shutting_down, now);
-        let (was, is) = (ready_of(&old), ready_of(&new));
+        let none = NodeStatus::default();
+        let old = node.status.as_ref().unwrap_or(&none);
+        let new = node_status(cfg, Some(old), shutting_down, now);
+        let (was, is) = (ready_of(old), ready_of(&new));
         if was != is {
             // Upstream `ReadyCondition` setter: NodeReady / NodeNotReady on a flip.
             let reason = if is == Some("True") {
@@ -148,7 +149,7 @@ impl NodeAgent {
         let report_due = self
             .last_report
             .is_none_or(|t| now - t >= cfg.node_status_report_frequency);
-        if !status_changed(&old, &new) && !report_due {
+        if !status_changed(old, &new) && !report_due {
             return;
         }
         let mut node = (**node).clone();

@@ -5,6 +5,7 @@
 //! Start at [`ReplicaSetController`]; `sync` is the per-ReplicaSet reconcile.
 
 mod rank;
+mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,14 +17,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{
     Expectations, WorkQueue, available_at, controller_key, owner_ref, pod_is_active,
-    pod_is_available, selector_matches,
+    selector_matches,
 };
-use crate::{
-    Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError, pod_is_ready,
-};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
 use runtime::Outbox;
 
 pub use rank::{POD_DELETION_COST, pods_to_delete};
+use tally::{Counts, Tally};
 
 /// Tunables, named after upstream's constants and flags.
 #[derive(Clone, Debug)]
@@ -55,8 +55,11 @@ impl Default for ReplicaSetConfig {
 /// The ReplicaSet controller.
 pub struct ReplicaSetController {
     cfg: ReplicaSetConfig,
-    /// Pods by the uid of their controlling ReplicaSet (own bookkeeping over the cache).
-    pods_by_owner: BTreeMap<String, BTreeSet<Key>>,
+    /// Pods by the uid of their controlling ReplicaSet (own bookkeeping over the cache,
+    /// holding the same `Arc`s: a sync reads its pods without a lookup per pod).
+    pods_by_owner: BTreeMap<String, BTreeMap<Key, Arc<Pod>>>,
+    /// Running status counts per ReplicaSet over that index.
+    tally: Tally,
     expectations: BTreeMap<Key, Expectations>,
     queue: WorkQueue,
     /// Writes and Events for the driver to poll; a newer status write of an object replaces
@@ -83,6 +86,7 @@ impl ReplicaSetController {
         ReplicaSetController {
             cfg,
             pods_by_owner: BTreeMap::new(),
+            tally: Tally::default(),
             expectations: BTreeMap::new(),
             queue,
             out: Outbox::new(),
@@ -94,15 +98,21 @@ impl ReplicaSetController {
         self.out.push_coalesced(action);
     }
 
-    fn index_pod(&mut self, pod: &Pod, add: bool) {
+    fn index_pod(&mut self, pod: &Arc<Pod>, add: bool) {
         let Some((_, uid)) = controller_key(&pod.metadata, "ReplicaSet") else {
             return;
         };
         let key = Key::of(&pod.metadata);
         if add {
-            self.pods_by_owner.entry(uid).or_default().insert(key);
+            let set = self.pods_by_owner.entry(uid.clone()).or_default();
+            if let Some(prev) = set.insert(key, pod.clone()) {
+                self.tally.pod(&uid, &prev, -1);
+            }
+            self.tally.pod(&uid, pod, 1);
         } else if let Some(set) = self.pods_by_owner.get_mut(&uid) {
-            set.remove(&key);
+            if let Some(prev) = set.remove(&key) {
+                self.tally.pod(&uid, &prev, -1);
+            }
             if set.is_empty() {
                 self.pods_by_owner.remove(&uid);
             }
@@ -111,7 +121,7 @@ impl ReplicaSetController {
 
     /// Pods controlled by `rs` that match its selector (upstream claims these; adoption of
     /// matching orphans and release of non-matching pods are not done here).
-    fn owned_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+    fn owned_pods(&self, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
         let uid = rs.metadata.uid.as_deref().unwrap_or("");
         let Some(spec) = rs.spec.as_ref() else {
             return Vec::new();
@@ -119,9 +129,9 @@ impl ReplicaSetController {
         self.pods_by_owner
             .get(uid)
             .into_iter()
-            .flatten()
-            .filter_map(|k| cache.pods.get(k))
+            .flat_map(BTreeMap::values)
             .filter(|p| selector_matches(&spec.selector, p.metadata.labels.as_ref()))
+            .cloned()
             .collect()
     }
 
@@ -228,11 +238,39 @@ impl ReplicaSetController {
             self.queue.remove(key);
             return;
         };
-        let pods = self.owned_pods(cache, &rs);
-        let active: Vec<&Arc<Pod>> = pods.iter().copied().filter(|p| pod_is_active(p)).collect();
+        let min_ready = rs_min_ready(&rs);
+        let manage = self.satisfied(key, now) && rs.metadata.deletion_timestamp.is_none();
+        // minReadySeconds 0: the running counts, and the pods themselves only to pick the
+        // victims of a scale-down.
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let tallied = (min_ready <= 0).then(|| {
+            let pods = self
+                .pods_by_owner
+                .get(&uid)
+                .into_iter()
+                .flat_map(BTreeMap::values);
+            self.tally.counts(&rs, pods)
+        });
+        let listed = tallied.is_none_or(|c| manage && c.active > rs_replicas(&rs));
+        let pods = if listed {
+            self.owned_pods(&rs)
+        } else {
+            Vec::new()
+        };
+        let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| pod_is_active(p)).collect();
+        #[cfg(test)]
+        if let Some(c) = tallied {
+            let all = self.owned_pods(&rs);
+            assert_eq!(
+                c,
+                counts(&rs, all.iter(), 0, now),
+                "the running counts of {key}"
+            );
+        }
         let before = self.out.pending_actions();
-        if self.satisfied(key, now) && rs.metadata.deletion_timestamp.is_none() {
-            self.manage_replicas(cache, &rs, &active, now);
+        if manage {
+            let n = tallied.map_or(active.len(), |c| c.active as usize);
+            self.manage_replicas(cache, &rs, n, &active, now);
         }
         if let Some(e) = self.expectations.get(key)
             && !self.satisfied(key, now)
@@ -240,7 +278,10 @@ impl ReplicaSetController {
             self.queue
                 .add_at(key.clone(), e.set_at + self.cfg.expectations_timeout_ms);
         }
-        let status = calculate_status(&rs, &active, now);
+        let status = status_from(
+            &rs,
+            tallied.unwrap_or_else(|| counts(&rs, active.iter().copied(), min_ready, now)),
+        );
         // A pending write is replaced even by an unchanged status: it may be stale now.
         if rs.status.as_ref() != Some(&status) || self.out.has_pending_update(Kind::ReplicaSet, key)
         {
@@ -248,7 +289,6 @@ impl ReplicaSetController {
             copy.status = Some(status);
             self.push_status(copy);
         }
-        let min_ready = rs_min_ready(&rs);
         if let Some(t) = active
             .iter()
             .filter_map(|p| available_at(p, min_ready))
@@ -262,15 +302,18 @@ impl ReplicaSetController {
         }
     }
 
+    /// Create or delete pods towards `spec.replicas`, with `n_active` active pods (`active`
+    /// lists them whenever there are too many).
     fn manage_replicas(
         &mut self,
         cache: &Cache,
         rs: &ReplicaSet,
+        n_active: usize,
         active: &[&Arc<Pod>],
         now: Millis,
     ) {
         let key = Key::of(&rs.metadata);
-        let diff = active.len() as i64 - i64::from(rs_replicas(rs));
+        let diff = n_active as i64 - i64::from(rs_replicas(rs));
         let burst = i64::from(self.cfg.burst_replicas.max(1));
         if diff < 0 {
             let n = (-diff).min(burst);
@@ -292,6 +335,7 @@ impl ReplicaSetController {
         } else if diff > 0 {
             let n = diff.min(burst) as usize;
             let related = self.related_pods(cache, rs);
+            let related: Vec<&Arc<Pod>> = related.iter().collect();
             let victims = pods_to_delete(active, &related, n);
             let deletes: BTreeSet<Key> = victims.iter().map(|p| Key::of(&p.metadata)).collect();
             self.expectations.insert(
@@ -315,7 +359,7 @@ impl ReplicaSetController {
 
     /// Active pods of `rs` and of the ReplicaSets sharing its controller (upstream
     /// `getIndirectlyRelatedPods`), used to rank pods doubled up on a node.
-    fn related_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+    fn related_pods(&self, cache: &Cache, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
         let owner = crate::workloads::util::controller_of(&rs.metadata).map(|r| r.uid.clone());
         let siblings: Vec<&Arc<ReplicaSet>> = match owner {
@@ -330,7 +374,7 @@ impl ReplicaSetController {
                 })
                 .collect(),
         };
-        let mut out: Vec<&Arc<Pod>> = Vec::new();
+        let mut out: Vec<Arc<Pod>> = Vec::new();
         let mut seen = BTreeSet::new();
         for r in siblings
             .into_iter()
@@ -340,11 +384,7 @@ impl ReplicaSetController {
             if !seen.insert(r.metadata.uid.clone()) {
                 continue;
             }
-            out.extend(
-                self.owned_pods(cache, r)
-                    .into_iter()
-                    .filter(|p| pod_is_active(p)),
-            );
+            out.extend(self.owned_pods(r).into_iter().filter(|p| pod_is_active(p)));
         }
         out
     }
@@ -370,34 +410,32 @@ fn pod_from_template(rs: &ReplicaSet) -> Option<Pod> {
 }
 
 /// Upstream `calculateStatus`: counts over the active pods; keeps existing conditions.
-fn calculate_status(rs: &ReplicaSet, active: &[&Arc<Pod>], now: Millis) -> ReplicaSetStatus {
-    let template_labels = rs
-        .spec
+/// The status counts of `rs`'s active, selected `pods` at `now`.
+fn counts<'a>(
+    rs: &ReplicaSet,
+    pods: impl IntoIterator<Item = &'a Arc<Pod>>,
+    min_ready: i32,
+    now: Millis,
+) -> Counts {
+    let Some(spec) = rs.spec.as_ref() else {
+        return Counts::default();
+    };
+    let template_labels = spec
+        .template
         .as_ref()
-        .and_then(|s| s.template.as_ref())
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let fully = active
-        .iter()
-        .filter(|p| {
-            let labels = p.metadata.labels.as_ref();
-            template_labels
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
-        .count();
-    let ready = active.iter().filter(|p| pod_is_ready(p)).count();
-    let min_ready = rs_min_ready(rs);
-    let available = active
-        .iter()
-        .filter(|p| pod_is_available(p, min_ready, now))
-        .count();
+    Counts::of(pods, &spec.selector, &template_labels, min_ready, now)
+}
+
+/// Upstream `calculateStatus` from the counts.
+fn status_from(rs: &ReplicaSet, c: Counts) -> ReplicaSetStatus {
     let mut status = rs.status.clone().unwrap_or_default();
-    status.replicas = active.len() as i32;
-    status.fully_labeled_replicas = Some(fully as i32);
-    status.ready_replicas = Some(ready as i32);
-    status.available_replicas = Some(available as i32);
+    status.replicas = c.active;
+    status.fully_labeled_replicas = Some(c.fully_labeled);
+    status.ready_replicas = Some(c.ready);
+    status.available_replicas = Some(c.available);
     status.observed_generation = Some(rs.metadata.generation.unwrap_or(0));
     status
 }
@@ -413,6 +451,7 @@ impl Controller for ReplicaSetController {
 
     fn handle_synced(&mut self, cache: &Cache, now: Millis) {
         self.pods_by_owner.clear();
+        self.tally.clear();
         let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
         for p in &pods {
             self.index_pod(p, true);
@@ -431,6 +470,7 @@ impl Controller for ReplicaSetController {
                 if matches!(change, Change::Deleted(_)) {
                     self.expectations.remove(&key);
                     self.queue.remove(&key);
+                    self.tally.remove(rs.metadata.uid.as_deref().unwrap_or(""));
                 } else {
                     self.sync(cache, &key, now);
                 }
