@@ -156,7 +156,8 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
 }
 
 /// What the phases need of one programmed set: whether it holds a dead endpoint, and whether
-/// it programs as many live endpoints of every target Service as there were before the fault.
+/// it programs as many live endpoints of every target Service as its proxy did before the
+/// fault.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct SetSummary {
     dead: bool,
@@ -166,11 +167,19 @@ struct SetSummary {
 /// Tracks the proxy-side phases while the timeline is replayed: each surviving proxy's
 /// current set summary and how many survivors still program a dead endpoint (or have not
 /// synced) and fall short of the pre-fault endpoints, so each event costs O(1) here.
+///
+/// "Short" is measured against what each proxy itself programmed before the fault, not the
+/// Service's endpoint count in the API: with topology hints (`trafficDistribution:
+/// PreferClose`) a proxy programs only its own zone's endpoints, and would otherwise never
+/// count as restored.
 struct Convergence<'a> {
     dead_ips: &'a BTreeSet<String>,
     pre_total: &'a BTreeMap<String, usize>,
-    /// Summaries of the sets seen, by id.
-    summaries: BTreeMap<u64, SetSummary>,
+    /// Surviving node -> its pre-fault set id (the cache key of its wants, when it has one)
+    /// and how many endpoints of each target Service it must program again to be whole.
+    want_of: BTreeMap<&'a str, (Option<u64>, BTreeMap<String, usize>)>,
+    /// Summaries of the sets seen, by (set id, the proxy's pre-fault set id).
+    summaries: BTreeMap<(u64, u64), SetSummary>,
     /// Surviving node -> its current summary.
     survivors: BTreeMap<&'a str, SetSummary>,
     programs_dead: usize,
@@ -187,14 +196,18 @@ impl<'a> Convergence<'a> {
         let mut c = Convergence {
             dead_ips,
             pre_total,
+            want_of: BTreeMap::new(),
             summaries: BTreeMap::new(),
             survivors: BTreeMap::new(),
             programs_dead: 0,
             short: 0,
         };
         for &node in survivors {
-            let s = match proxies.by_node.get(node) {
-                Some(&(id, programmed)) => c.summary(id, programmed),
+            let pre = proxies.by_node.get(node);
+            let want = pre.map_or_else(|| pre_total.clone(), |(_, p)| wants_of(pre_total, p));
+            c.want_of.insert(node, (pre.and_then(|(id, _)| *id), want));
+            let s = match pre {
+                Some(&(id, programmed)) => c.summary(node, id, programmed),
                 None => c.unsynced(),
             };
             c.programs_dead += usize::from(s.dead);
@@ -219,8 +232,11 @@ impl<'a> Convergence<'a> {
         }
     }
 
-    fn summary(&mut self, id: Option<u64>, programmed: &Programmed) -> SetSummary {
-        if let Some(s) = id.and_then(|id| self.summaries.get(&id)) {
+    /// The summary of set `id` (`programmed`) for surviving proxy `node`.
+    fn summary(&mut self, node: &str, id: Option<u64>, programmed: &Programmed) -> SetSummary {
+        let (pre, wants) = &self.want_of[node];
+        let key = id.zip(*pre);
+        if let Some(s) = key.and_then(|k| self.summaries.get(&k)) {
             return *s;
         }
         let dead_ips = self.dead_ips;
@@ -229,24 +245,25 @@ impl<'a> Convergence<'a> {
                 .values()
                 .flatten()
                 .any(|ip| dead_ips.contains(ip)),
-            whole: self.whole(&|svc| {
-                programmed.get(svc).map_or(0, |ips| {
+            whole: wants.iter().all(|(svc, &want)| {
+                let live = programmed.get(svc).map_or(0, |ips| {
                     ips.iter().filter(|ip| !dead_ips.contains(*ip)).count()
-                })
+                });
+                want > 0 && live >= want
             }),
         };
-        if let Some(id) = id {
-            self.summaries.insert(id, s);
+        if let Some(k) = key {
+            self.summaries.insert(k, s);
         }
         s
     }
 
     /// Node `node`'s proxy now programs `programmed` (set `id`).
     fn synced(&mut self, node: &str, id: Option<u64>, programmed: &Programmed) {
-        if !self.survivors.contains_key(node) {
+        if !self.want_of.contains_key(node) {
             return;
         }
-        let new = self.summary(id, programmed);
+        let new = self.summary(node, id, programmed);
         let Some(old) = self.survivors.get_mut(node) else {
             return;
         };
@@ -280,6 +297,22 @@ impl<'a> Convergence<'a> {
             out.capacity_restored_ms = Some(at);
         }
     }
+}
+
+/// What a proxy that programmed `programmed` before the fault must program again to be
+/// whole: per target Service its pre-fault count (never more than the API had), or the API's
+/// count where it programmed none.
+fn wants_of(
+    pre_total: &BTreeMap<String, usize>,
+    programmed: &Programmed,
+) -> BTreeMap<String, usize> {
+    pre_total
+        .iter()
+        .map(|(svc, &total)| {
+            let had = programmed.get(svc).map_or(0, Vec::len).min(total);
+            (svc.clone(), if had == 0 { total } else { had })
+        })
+        .collect()
 }
 
 /// Applies an `endpoints` or `proxy-sync` record; for a sync, returns its node and set.

@@ -170,6 +170,65 @@ fn phases_of_a_zone_outage() {
     assert!((r.dead_endpoint_share - 1.0 / 3.0).abs() < 1e-3);
 }
 
+/// The same outage with topology hints (`PreferClose`): each proxy programs only its own
+/// zone's endpoints, before and after the fault.
+fn outage_prefer_close() -> Vec<Event> {
+    let (events, _) = outage();
+    let zone_ips = |node: &str| -> Vec<String> {
+        let zone = &node[..1];
+        let mut ips: Vec<String> = NODES
+            .iter()
+            .filter(|(n, _)| n.starts_with(zone))
+            .map(|(n, _)| ip(n))
+            .collect();
+        // The replacements: 10.0.1.1 on b-1, 10.0.1.2 on c-1 (see `outage`).
+        ips.extend(
+            [("b", "10.0.1.1"), ("c", "10.0.1.2")]
+                .iter()
+                .filter(|(z, _)| *z == zone)
+                .map(|(_, a)| a.to_string()),
+        );
+        ips
+    };
+    events
+        .into_iter()
+        .map(|e| match &e.kind {
+            EventKind::ProxySync { node, services, .. } => {
+                let programmed = services.as_ref().unwrap()["default/web"].clone();
+                let own: Vec<String> = zone_ips(node)
+                    .into_iter()
+                    .filter(|a| programmed.contains(a))
+                    .collect();
+                Event {
+                    at: e.at,
+                    kind: sync(node, &own),
+                }
+            }
+            _ => e,
+        })
+        .collect()
+}
+
+#[test]
+fn with_zone_hints_capacity_is_measured_against_each_proxys_own_endpoints() {
+    let events = outage_prefer_close();
+    let p = analyze(&meta(60.0), &events, &[]).phases;
+    // No surviving proxy ever programmed a zone-a endpoint: converged as soon as the
+    // slices dropped them; whole again when the API is, since each kept its own zone's.
+    assert_eq!(p.proxies_converged_s, Some(15.6));
+    assert_eq!(p.replacements_ready_s, Some(50.0));
+    assert_eq!(p.capacity_restored_s, Some(50.0));
+    // A zone-b proxy that lost one of its own endpoints is short until it has it back.
+    let mut short = events.clone();
+    short.push(ev(20.0, sync("b-2", &[ip("b-1")])));
+    let p = analyze(&meta(60.0), &short, &[]).phases;
+    assert_eq!(
+        p.capacity_restored_s,
+        Some(50.2),
+        "b-2's sync at 50.2 s makes it whole"
+    );
+}
+
 #[test]
 fn requests_window_and_slo() {
     let (events, reqs) = outage();
