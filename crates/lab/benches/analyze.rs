@@ -56,17 +56,17 @@ fn timeline(end_s: f64) -> Vec<Event> {
         },
     ];
     let mut t = 1.0;
+    // As the runs record them: each distinct programmed set listed once.
+    let mut sets = lab::observe::ProxySyncObserver::default();
     while t < end_s {
         for (n, _) in NODES {
             let ips: Vec<String> = if t < 65.2 { 0..6 } else { 2..6 }
                 .map(|i| format!("10.0.0.{i}"))
                 .collect();
+            let programmed = BTreeMap::from([("default/web".to_string(), ips)]);
             e.push(Event {
                 at: at(t),
-                kind: EventKind::ProxySync {
-                    node: n.into(),
-                    services: BTreeMap::from([("default/web".to_string(), ips)]),
-                },
+                kind: sets.synced(n, programmed).1,
             });
         }
         t += 3.0;

@@ -3,7 +3,12 @@
 //! each target Service by node. Pure: typed objects in, [`EventKind`]s out, the caller stamps
 //! them with its clock.
 //!
-//! Start at [`NodeObserver`], [`PodObserver`] and [`SliceObserver`] (one per watch).
+//! Start at [`NodeObserver`], [`PodObserver`] and [`SliceObserver`] (one per watch), and
+//! [`ProxySyncObserver`] for the proxies' syncs.
+
+mod proxy;
+
+pub use proxy::{Programmed, ProxySets, ProxySyncObserver};
 
 use std::collections::BTreeMap;
 

@@ -72,10 +72,17 @@ pub enum EventKind {
     /// A Kubernetes Event was created or updated (its count grew): one record per observed
     /// version.
     KubeEvent(KubeEvent),
-    /// A node's kube-proxy applied rules: Service (`ns/name`) -> endpoint IPs programmed.
+    /// A node's kube-proxy applied rules. What it programmed (Service `ns/name` -> endpoint
+    /// IPs) is the endpoint set `set`; `services` lists it only on the first record of that
+    /// set (later syncs of the same set name it by id: a timeline of N nodes does not repeat
+    /// every endpoint N times per change). Records without `set` (older timelines) list
+    /// their `services` each. Resolve with [`crate::observe::ProxySets`].
     ProxySync {
         node: String,
-        services: BTreeMap<String, Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        services: Option<BTreeMap<String, Vec<String>>>,
     },
     /// The zone whose etcd member leads the cluster, recorded at every change (`None`: no
     /// member reachable reports a leader).

@@ -258,6 +258,7 @@ impl World {
             .min()
             .unwrap_or_else(|| self.proxy_model.version());
         self.proxy_model.forget_before(oldest);
+        self.proxy_syncs.forget_before(oldest);
     }
 
     /// Node `n` reaches the API again: its watches resume with what they missed.
@@ -368,14 +369,14 @@ impl World {
     /// Node `n`'s rule transaction is in the kernel: record the sync, start the next.
     fn proxy_applied(&mut self, n: usize) {
         let now = self.now;
-        let programmed = self.nodes[n]
+        let node = &mut self.nodes[n];
+        let record = node
             .proxy
             .as_mut()
-            .and_then(|p| p.applied(now, &self.targets));
-        if let Some(services) = programmed {
+            .and_then(|p| p.applied(now, &node.name, &self.targets, &mut self.proxy_syncs));
+        if let Some(kind) = record {
             self.stats.proxy_syncs += 1;
-            let node = self.nodes[n].name.clone();
-            self.record(now, lab::EventKind::ProxySync { node, services });
+            self.record(now, kind);
         }
         self.proxy_after(n);
     }

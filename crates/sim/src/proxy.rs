@@ -108,7 +108,30 @@ pub struct ProxyNode {
 }
 
 /// A successful rule sync, for the timeline: Service -> endpoint IPs programmed.
-pub type Programmed = BTreeMap<String, Vec<String>>;
+pub type Programmed = lab::observe::Programmed;
+
+/// Turns rule syncs into `proxy-sync` records through the shared
+/// [`lab::observe::ProxySyncObserver`], without listing the endpoints again for a sync that
+/// programs what another node's sync of the same model version already did: the key is the
+/// version plus, per target port, which of the snapshot's endpoint lists the node's rules use
+/// (the same list in the same snapshot is the same endpoints). Each kept snapshot is held, so
+/// its lists' addresses stay its own.
+#[derive(Default)]
+pub struct SyncRecorder {
+    observer: lab::observe::ProxySyncObserver,
+    by_version: BTreeMap<Version, (Arc<Snapshot>, SetIds)>,
+}
+
+/// Per target port, `(address, length)` of the endpoint list programmed (`(0, 0)` for none)
+/// -> the set's id.
+type SetIds = BTreeMap<Vec<(usize, usize)>, u64>;
+
+impl SyncRecorder {
+    /// No node will program a version before `oldest` any more.
+    pub fn forget_before(&mut self, oldest: Version) {
+        self.by_version = self.by_version.split_off(&oldest);
+    }
+}
 
 impl ProxyNode {
     /// A proxy whose informers listed the model at version `listed`.
@@ -161,31 +184,59 @@ impl ProxyNode {
     }
 
     /// The sync started by [`ProxyNode::poll`] is in the kernel at `now`. Returns the
-    /// endpoints programmed for the Services `targets` (`namespace/name`) after a rule sync
-    /// (not after a stale-chain delete).
-    pub fn applied(&mut self, now: Millis, targets: &[String]) -> Option<Programmed> {
+    /// `proxy-sync` record of node `node` (the endpoints programmed for the Services `targets`,
+    /// `namespace/name`) after a rule sync (not after a stale-chain delete).
+    pub fn applied(
+        &mut self,
+        now: Millis,
+        node: &str,
+        targets: &[String],
+        rec: &mut SyncRecorder,
+    ) -> Option<lab::EventKind> {
         let sync = self.in_flight.take()?;
         self.proxy.handle_applied(Ok(()), now);
         if sync.kind == SyncKind::StaleDelete {
             return None;
         }
         let view = self.proxy.view()?;
-        let mut programmed: Programmed = BTreeMap::new();
-        for t in targets {
-            let (ns, name) = t.split_once('/').unwrap_or(("default", t));
-            let ips = programmed.entry(t.clone()).or_default();
-            for sp in sync.snapshot.ports_of(&ServiceKey::new(ns, name)) {
-                let p = &sp.port;
-                if let Candidates::Endpoints(eps) =
-                    view.lookup(p.cluster_ip, p.name.protocol, p.port)
-                {
-                    ips.extend(eps.iter().map(|e| e.ip.to_string()));
+        let lists = |f: &mut dyn FnMut(&String, Option<&[proxy::model::Endpoint]>)| {
+            for t in targets {
+                let (ns, name) = t.split_once('/').unwrap_or(("default", t));
+                f(t, None);
+                for sp in sync.snapshot.ports_of(&ServiceKey::new(ns, name)) {
+                    let p = &sp.port;
+                    if let Candidates::Endpoints(eps) =
+                        view.lookup(p.cluster_ip, p.name.protocol, p.port)
+                    {
+                        f(t, Some(eps));
+                    }
                 }
             }
+        };
+        let mut key = Vec::new();
+        lists(&mut |_, eps| key.push(eps.map_or((0, 0), |e| (e.as_ptr() as usize, e.len()))));
+        let entry = rec
+            .by_version
+            .entry(sync.version())
+            .or_insert_with(|| (sync.snapshot.clone(), BTreeMap::new()));
+        if !Arc::ptr_eq(&entry.0, &sync.snapshot) {
+            *entry = (sync.snapshot.clone(), BTreeMap::new());
+        }
+        if let Some(&id) = entry.1.get(&key) {
+            return Some(lab::observe::ProxySyncObserver::again(node, id));
+        }
+        let mut programmed: Programmed = BTreeMap::new();
+        lists(&mut |t, eps| {
+            let ips = programmed.entry(t.clone()).or_default();
+            ips.extend(eps.into_iter().flatten().map(|e| e.ip.to_string()));
+        });
+        for ips in programmed.values_mut() {
             ips.sort();
             ips.dedup();
         }
-        Some(programmed)
+        let (id, kind) = rec.observer.synced(node, programmed);
+        entry.1.insert(key, id);
+        Some(kind)
     }
 
     /// What the applied rules do with a new TCP connection to `ip:port` (nothing applied
@@ -259,17 +310,66 @@ mod tests {
         // The model is at `second`, but only `first` reached this node: it rejects.
         node.synced(T0);
         assert!(node.poll(T0, &eps), "the first sync starts");
-        node.applied(T0 + 20, &[]);
+        let mut rec = super::SyncRecorder::default();
+        node.applied(T0 + 20, "n1", &[], &mut rec);
         assert_eq!(node.route(cip, 80), Route::Reject);
         // Its watch delivers the endpoints: the next sync programs them.
         node.change(&second);
         let due = node.next_wakeup().expect("a sync is due");
         assert!(node.poll(due, &eps));
-        let programmed = node
-            .applied(due + 20, &["ns/web".to_string()])
+        let record = node
+            .applied(due + 20, "n1", &["ns/web".to_string()], &mut rec)
             .expect("a rule sync");
+        let lab::EventKind::ProxySync {
+            services: Some(programmed),
+            ..
+        } = record
+        else {
+            panic!("the first sync of a set lists it: {record:?}")
+        };
         assert_eq!(programmed["ns/web"], ["10.64.0.5"]);
         assert_eq!(route_ips(node.route(cip, 80)), ["10.64.0.5"]);
+    }
+
+    #[test]
+    fn nodes_programming_the_same_version_share_one_listed_set() {
+        let mut eps = Endpoints::new();
+        let svc = service("ns", "web", "172.30.0.10", P80);
+        let first = eps
+            .change(&applied(Object::Service(Arc::new(svc))))
+            .expect("a new Service changes the model");
+        let second = set_endpoints(&mut eps, &["10.64.0.5", "10.64.0.6"]);
+        let mut rec = super::SyncRecorder::default();
+        let targets = ["ns/web".to_string()];
+        let mut records = Vec::new();
+        for (name, ip) in [("n1", "172.16.0.11"), ("n2", "172.16.0.12")] {
+            let mut node = ProxyNode::new(PacerConfig::default(), name, ip.parse().expect("ip"), 0);
+            node.change(&first);
+            node.change(&second);
+            node.synced(T0);
+            assert!(node.poll(T0, &eps));
+            records.push(
+                node.applied(T0 + 20, name, &targets, &mut rec)
+                    .expect("a sync"),
+            );
+        }
+        let [
+            lab::EventKind::ProxySync {
+                set: Some(a),
+                services: Some(listed),
+                ..
+            },
+            lab::EventKind::ProxySync {
+                node,
+                set: Some(b),
+                services: None,
+            },
+        ] = &records[..]
+        else {
+            panic!("the second node's sync names the first one's set: {records:?}")
+        };
+        assert_eq!((a, node.as_str()), (b, "n2"));
+        assert_eq!(listed["ns/web"], ["10.64.0.5", "10.64.0.6"]);
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub struct World {
     pub nodes: Vec<SimNode>,
     /// The one endpoint model behind every node's kube-proxy.
     pub proxy_model: crate::proxy::Endpoints,
+    /// Proxy syncs -> compact timeline records.
+    pub proxy_syncs: crate::proxy::SyncRecorder,
     pub node_by_name: BTreeMap<String, usize>,
     /// Zones and nodes cut off from the API and from other zones.
     pub partitioned_zones: BTreeSet<String>,
@@ -230,6 +232,7 @@ impl World {
             cm_last: 0,
             nodes: Vec::new(),
             proxy_model: crate::proxy::Endpoints::new(),
+            proxy_syncs: Default::default(),
             node_by_name: BTreeMap::new(),
             partitioned_zones: BTreeSet::new(),
             partitioned_nodes: BTreeSet::new(),

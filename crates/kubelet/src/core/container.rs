@@ -219,7 +219,7 @@ pub(super) fn send_due_probes(c: &mut ContainerState, pod: &PodRef, ip: Ipv4Addr
     let now = ctx.now;
     let started = c.started;
     let stand_in = c.is_stand_in();
-    let spec = c.spec.clone();
+    let spec = &c.spec;
     for w in c.probes.iter_mut() {
         let gated = match w.kind {
             ProbeKind::Startup => started,
@@ -238,7 +238,7 @@ pub(super) fn send_due_probes(c: &mut ContainerState, pod: &PodRef, ip: Ipv4Addr
             ctx.out.instant_successes.push_back(id);
             continue;
         }
-        match probe_action(&w.probe, &spec, ip) {
+        match probe_action(&w.probe, spec, ip) {
             Ok(action) => {
                 let id = ctx.out.next_probe_id();
                 w.sent(id, now);

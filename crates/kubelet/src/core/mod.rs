@@ -311,9 +311,21 @@ impl Kubelet {
         let Some((uid, container, kind)) = self.out.inflight_probes.remove(&id) else {
             return;
         };
-        self.with_pod(&uid, now, |st, ctx| {
-            st.handle_probe_result(id, &container, kind, &outcome, ctx);
-        });
+        let Some(st) = self.pods.get_mut(&uid) else {
+            return;
+        };
+        let mut ctx = pod::Ctx {
+            cfg: &self.cfg,
+            cache: &self.cache,
+            ipam: &mut self.ipam,
+            out: &mut self.out,
+            shutdown: self.shutdown,
+            now,
+        };
+        // An unchanged result (the steady state of every periodic probe) needs no pod sync.
+        if st.handle_probe_result(id, &container, kind, &outcome, &mut ctx) {
+            self.sync_uid(&uid, now);
+        }
     }
 
     /// How an action handed out by [`Kubelet::poll_action`] went.
@@ -360,7 +372,15 @@ impl Kubelet {
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in due {
-            self.sync_uid(&uid, now);
+            if self
+                .pods
+                .get(&uid)
+                .is_some_and(|st| st.only_probes_due(now))
+            {
+                self.probe_uid(&uid, now);
+            } else {
+                self.sync_uid(&uid, now);
+            }
         }
     }
 
@@ -438,6 +458,26 @@ impl Kubelet {
     /// Drive one pod state forward; drop it once it is finished.
     fn sync_uid(&mut self, uid: &str, now: Millis) {
         self.with_pod(uid, now, |_, _| {});
+    }
+
+    /// Only send pod `uid`'s due probes: no status built, nothing copied (a pod with
+    /// nothing else due; see [`PodState::only_probes_due`]).
+    fn probe_uid(&mut self, uid: &str, now: Millis) {
+        let Some(st) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let mut ctx = pod::Ctx {
+            cfg: &self.cfg,
+            cache: &self.cache,
+            ipam: &mut self.ipam,
+            out: &mut self.out,
+            shutdown: self.shutdown,
+            now,
+        };
+        st.send_probes(&mut ctx);
+        while let Some(id) = self.out.instant_successes.pop_front() {
+            self.handle_probe_result(id, ProbeOutcome::Success, now);
+        }
     }
 
     /// Run `f` on pod `uid`, then sync it; drop it once it is finished.

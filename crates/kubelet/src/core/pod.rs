@@ -188,17 +188,19 @@ impl PodState {
 
     /// Move the pod towards what the API and the node state want.
     pub fn sync(&mut self, ctx: &mut Ctx) {
-        let cached = self.cached(ctx.cache).cloned();
+        // Borrowed from the cache (its own lifetime, not `ctx`'s): no copy of the pod.
+        let cache = ctx.cache;
+        let cached = self.cached(cache);
         if cached.is_none() {
             self.orphaned = true;
         }
-        self.maybe_begin_termination(cached.as_ref(), ctx);
+        self.maybe_begin_termination(cached, ctx);
         if self.term.is_some() {
-            self.sync_terminating(cached.as_ref(), ctx);
+            self.sync_terminating(cached, ctx);
         } else {
             self.sync_running(ctx);
         }
-        if let Some(pod) = &cached {
+        if let Some(pod) = cached {
             super::status::sync_status(self, pod, ctx);
             super::annotate::sync_annotation(self, pod, ctx);
         }
@@ -338,7 +340,8 @@ impl PodState {
             _ => return,
         }
         let pod = self.pod_ref();
-        let cached = self.cached(ctx.cache).cloned();
+        let cache = ctx.cache;
+        let cached = self.cached(cache);
         let mut pending_events = Vec::new();
         for c in self.containers.iter_mut() {
             if let CPhase::Waiting {
@@ -347,7 +350,7 @@ impl PodState {
             } = c.phase
                 && t <= now
             {
-                let env = super::env::container_env(ctx.cfg, cached.as_ref(), self.ip, &c.spec);
+                let env = super::env::container_env(ctx.cfg, cached, self.ip, &c.spec);
                 for (type_, reason, msg) in start_or_refuse(c, &pod, env, ctx) {
                     pending_events.push((c.spec.name.clone(), type_, reason, msg));
                 }
@@ -562,7 +565,9 @@ impl PodState {
         }
     }
 
-    /// A probe result for container `name`.
+    /// A probe result for container `name`. Returns whether it changed the container (its
+    /// readiness, start or a kill): only then does the pod need a sync, as upstream's results
+    /// manager sends an update only when a result changes.
     #[allow(clippy::too_many_arguments)]
     pub fn handle_probe_result(
         &mut self,
@@ -571,12 +576,11 @@ impl PodState {
         kind: ProbeKind,
         outcome: &ProbeOutcome,
         ctx: &mut Ctx,
-    ) {
+    ) -> bool {
         let now = ctx.now;
-        let pod = self.pod_ref();
         let grace = self.grace_seconds;
         if self.term.is_some() {
-            return;
+            return false;
         }
         let current = self.containers.iter().any(|c| {
             c.name() == name
@@ -585,7 +589,7 @@ impl PodState {
                     .any(|w| w.kind == kind && w.inflight == Some(id))
         });
         if !current {
-            return;
+            return false;
         }
         let kind_name = match kind {
             ProbeKind::Readiness => "Readiness",
@@ -598,22 +602,31 @@ impl PodState {
             self.event(ctx, name, EventType::Warning, "Unhealthy", msg);
         }
         let mut killing = false;
+        let pod_ref = || PodRef {
+            key: self.key.clone(),
+            uid: self.uid.clone(),
+        };
         let Some(c) = self.containers.iter_mut().find(|c| c.name() == name) else {
-            return;
+            return false;
         };
         let Some(w) = c
             .probes
             .iter_mut()
             .find(|w| w.kind == kind && w.inflight == Some(id))
         else {
-            return;
+            return false;
         };
         let ok = *outcome == ProbeOutcome::Success;
         let verdict = w.record(ok);
         let probe_grace = w.probe.termination_grace_period_seconds;
+        let mut changed = true;
         match (kind, verdict) {
-            (_, Verdict::Unchanged) => {}
-            (ProbeKind::Readiness, v) => c.ready = v == Verdict::Succeeded && c.started,
+            (_, Verdict::Unchanged) | (ProbeKind::Liveness, Verdict::Succeeded) => changed = false,
+            (ProbeKind::Readiness, v) => {
+                let ready = v == Verdict::Succeeded && c.started;
+                changed = c.ready != ready;
+                c.ready = ready;
+            }
             (ProbeKind::Startup, Verdict::Succeeded) => {
                 c.started = true;
                 if !c.has_probe(ProbeKind::Readiness) {
@@ -623,8 +636,8 @@ impl PodState {
                     w.next_at = w.next_at.min(now);
                 }
             }
-            (ProbeKind::Liveness, Verdict::Succeeded) => {}
             (ProbeKind::Liveness | ProbeKind::Startup, Verdict::Failed) => {
+                let pod = pod_ref();
                 tracing::info!(pod = %pod.key, container = name, ?kind, ?outcome, "probe failed, killing container");
                 let grace_ms = probe_grace.unwrap_or(grace).max(0) * 1000;
                 c.ready = false;
@@ -654,6 +667,7 @@ impl PodState {
             );
             self.event(ctx, name, EventType::Normal, "Killing", msg);
         }
+        changed
     }
 
     /// Record an event about container `container` of this pod (kubelet source, this node).
@@ -724,21 +738,59 @@ impl PodState {
         }
     }
 
-    /// The earliest timer of this pod.
+    /// The earliest timer of this pod (called after every input: no allocation).
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let mut out: Vec<Millis> = Vec::new();
+        let mut min: Option<Millis> = None;
+        self.timers(|t, _| min = Some(min.map_or(t, |m| m.min(t))));
+        min
+    }
+
+    /// Whether the timers due at `now` are only probe sends of a running pod (the steady
+    /// state: a 1 s readiness probe): then [`PodState::send_probes`] does all a sync would.
+    pub fn only_probes_due(&self, now: Millis) -> bool {
+        if self.term.is_some() || self.net != NetState::Ready || self.ip.is_none() {
+            return false;
+        }
+        let (mut probes, mut others) = (false, false);
+        self.timers(|t, probe| {
+            if t <= now {
+                if probe {
+                    probes = true;
+                } else {
+                    others = true;
+                }
+            }
+        });
+        probes && !others
+    }
+
+    /// Send the probes due (the part of [`PodState::sync`] a probe timer needs).
+    pub fn send_probes(&mut self, ctx: &mut Ctx) {
+        let Some(ip) = self.ip else { return };
+        let pod = self.pod_ref();
+        for c in self.containers.iter_mut() {
+            if let CPhase::Running { .. } = c.phase {
+                send_due_probes(c, &pod, ip, ctx);
+            }
+        }
+    }
+
+    /// Every armed timer of this pod: `f(when, is_a_probe_send)`.
+    fn timers(&self, mut f: impl FnMut(Millis, bool)) {
         if let NetState::Failed { retry_at, .. } = self.net {
-            out.push(retry_at);
+            f(retry_at, false);
         }
         if let Some(t) = &self.term {
             if !t.term_sent {
-                out.push(t.began + NOT_READY_WAIT);
+                f(t.began + NOT_READY_WAIT, false);
             }
             if !t.kill_sent {
-                out.push(t.kill_at);
+                f(t.kill_at, false);
             }
         }
-        out.extend(self.delete_retry_at.filter(|_| !self.delete_sent));
+        if let Some(t) = self.delete_retry_at.filter(|_| !self.delete_sent) {
+            f(t, false);
+        }
         // A (re)start waits for the pod network (and never happens once terminating): until
         // then only the runtime's answer moves the pod, so no timer may be due.
         let can_start = self.term.is_none() && matches!(self.net, NetState::Ready);
@@ -749,18 +801,23 @@ impl PodState {
             } = c.phase
                 && can_start
             {
-                out.push(t);
+                f(t, false);
             }
             if let Some(k) = c.kill.filter(|k| !k.kill_sent) {
-                out.push(k.kill_at);
+                f(k.kill_at, false);
             }
             if matches!(c.phase, CPhase::Running { .. }) {
-                out.extend(c.probes.iter().filter_map(ProbeWorker::wakeup));
+                for t in c.probes.iter().filter_map(ProbeWorker::wakeup) {
+                    f(t, true);
+                }
             }
         }
-        out.extend(self.status.wakeup());
-        out.extend(self.annotation.wakeup());
-        out.into_iter().min()
+        for t in [self.status.wakeup(), self.annotation.wakeup()]
+            .into_iter()
+            .flatten()
+        {
+            f(t, false);
+        }
     }
 }
 

@@ -8,21 +8,31 @@
 use std::collections::BTreeMap;
 
 use super::Meta;
-use crate::timeline::{Event, EventKind, Request};
+use crate::observe::{Programmed, ProxySets};
+use crate::timeline::{Event, Request};
 
 /// Per node, its proxy syncs in time order: (when, whether every target Service had no
 /// programmed endpoint; a Service missing from the sync counts as having none).
-fn empty_by_node(meta: &Meta, events: &[Event]) -> BTreeMap<String, Vec<(f64, bool)>> {
-    let mut out: BTreeMap<String, Vec<(f64, bool)>> = BTreeMap::new();
+fn empty_by_node<'a>(meta: &Meta, events: &'a [Event]) -> BTreeMap<&'a str, Vec<(f64, bool)>> {
+    let sets = ProxySets::new(events);
+    let mut by_set: BTreeMap<u64, bool> = BTreeMap::new();
+    let mut out: BTreeMap<&str, Vec<(f64, bool)>> = BTreeMap::new();
     for e in events {
-        if let EventKind::ProxySync { node, services } = &e.kind {
-            let empty = !meta.services.is_empty()
+        let Some((node, id, services)) = sets.sync(&e.kind) else {
+            continue;
+        };
+        let empty = |services: &Programmed| {
+            !meta.services.is_empty()
                 && meta
                     .services
                     .iter()
-                    .all(|s| services.get(s).is_none_or(Vec::is_empty));
-            out.entry(node.clone()).or_default().push((e.at, empty));
-        }
+                    .all(|s| services.get(s).is_none_or(Vec::is_empty))
+        };
+        let empty = match id {
+            Some(id) => *by_set.entry(id).or_insert_with(|| empty(services)),
+            None => empty(services),
+        };
+        out.entry(node).or_default().push((e.at, empty));
     }
     for syncs in out.values_mut() {
         syncs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -38,7 +48,7 @@ pub fn count(meta: &Meta, events: &[Event], requests: &[&Request]) -> u64 {
         .iter()
         .filter(|r| !r.ok())
         .filter(|r| {
-            by_node.get(&r.client_node).is_some_and(|syncs| {
+            by_node.get(r.client_node.as_str()).is_some_and(|syncs| {
                 let i = syncs.partition_point(|(at, _)| *at <= r.start);
                 i > 0 && syncs[i - 1].1
             })

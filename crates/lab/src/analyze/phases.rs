@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Meta, PrimaryFault};
+use crate::observe::{Programmed, ProxySets};
 use crate::report::Phases;
 use crate::timeline::{Event, EventKind};
 
@@ -43,10 +44,10 @@ impl EndpointTrack {
     }
 }
 
-/// What each proxy last programmed: node -> service -> endpoint IPs.
+/// What each proxy last programmed: node -> its programmed set (service -> endpoint IPs).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProxyTrack {
-    pub by_node: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+pub struct ProxyTrack<'a> {
+    pub by_node: BTreeMap<&'a str, (Option<u64>, &'a Programmed)>,
 }
 
 /// Phase times in absolute milliseconds, plus what the analysis of traffic needs.
@@ -93,10 +94,11 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
     out.fault_ms = Some(fault.at_ms);
     let before: Vec<&Event> = events.iter().filter(|e| e.at < fault.at_ms).collect();
     let after: Vec<&Event> = events.iter().filter(|e| e.at >= fault.at_ms).collect();
+    let sets = ProxySets::new(events);
     let mut eps = EndpointTrack::default();
     let mut proxies = ProxyTrack::default();
     for e in &before {
-        apply(&mut eps, &mut proxies, e);
+        apply(&sets, &mut eps, &mut proxies, e);
     }
     let pre_total: BTreeMap<String, usize> = meta
         .services
@@ -125,81 +127,146 @@ pub fn compute(meta: &Meta, events: &[Event], fault: Option<&PrimaryFault>) -> C
             _ => None,
         })
         .collect();
-    let survivors: BTreeSet<String> = events
+    let survivors: BTreeSet<&str> = before
         .iter()
-        .filter(|e| e.at < fault.at_ms)
-        .filter_map(|e| match &e.kind {
-            EventKind::ProxySync { node, .. }
-                if !fault.nodes.contains(node) && !added.contains(node.as_str()) =>
-            {
-                Some(node.clone())
-            }
-            _ => None,
-        })
+        .filter_map(|e| sets.sync(&e.kind))
+        .map(|(node, _, _)| node)
+        .filter(|node| !fault.nodes.contains(*node) && !added.contains(node))
         .collect();
     out.nodes_not_ready_ms = not_ready(&after, &fault.nodes);
     out.pods_evicted_ms = evicted(&before, &after, &fault.nodes);
-    let mut conv = Convergence::new(&survivors, &dead_ips, &pre_total);
+    let mut conv = Convergence::new(&survivors, &dead_ips, &pre_total, &proxies);
     if eps.on_nodes(&fault.nodes) == 0 {
         out.endpoints_removed_ms = Some(fault.at_ms);
     }
-    conv.check(&eps, &proxies, fault.at_ms, &mut out);
+    conv.check(&eps, fault.at_ms, &mut out);
     for e in &after {
-        apply(&mut eps, &mut proxies, e);
+        if let Some((node, id, programmed)) = apply(&sets, &mut eps, &mut proxies, e) {
+            conv.synced(node, id, programmed);
+        }
         if out.endpoints_removed_ms.is_none()
             && matches!(e.kind, EventKind::Endpoints { .. })
             && eps.on_nodes(&fault.nodes) == 0
         {
             out.endpoints_removed_ms = Some(e.at);
         }
-        conv.check(&eps, &proxies, e.at, &mut out);
+        conv.check(&eps, e.at, &mut out);
     }
     out
 }
 
-/// Tracks the proxy-side phases while the timeline is replayed.
+/// What the phases need of one programmed set: whether it holds a dead endpoint, and whether
+/// it programs as many live endpoints of every target Service as there were before the fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SetSummary {
+    dead: bool,
+    whole: bool,
+}
+
+/// Tracks the proxy-side phases while the timeline is replayed: each surviving proxy's
+/// current set summary and how many survivors still program a dead endpoint (or have not
+/// synced) and fall short of the pre-fault endpoints, so each event costs O(1) here.
 struct Convergence<'a> {
-    survivors: &'a BTreeSet<String>,
     dead_ips: &'a BTreeSet<String>,
     pre_total: &'a BTreeMap<String, usize>,
+    /// Summaries of the sets seen, by id.
+    summaries: BTreeMap<u64, SetSummary>,
+    /// Surviving node -> its current summary.
+    survivors: BTreeMap<&'a str, SetSummary>,
+    programs_dead: usize,
+    short: usize,
 }
 
 impl<'a> Convergence<'a> {
     fn new(
-        survivors: &'a BTreeSet<String>,
+        survivors: &BTreeSet<&'a str>,
         dead_ips: &'a BTreeSet<String>,
         pre_total: &'a BTreeMap<String, usize>,
+        proxies: &ProxyTrack<'a>,
     ) -> Self {
-        Convergence {
-            survivors,
+        let mut c = Convergence {
             dead_ips,
             pre_total,
+            summaries: BTreeMap::new(),
+            survivors: BTreeMap::new(),
+            programs_dead: 0,
+            short: 0,
+        };
+        for &node in survivors {
+            let s = match proxies.by_node.get(node) {
+                Some(&(id, programmed)) => c.summary(id, programmed),
+                None => c.unsynced(),
+            };
+            c.programs_dead += usize::from(s.dead);
+            c.short += usize::from(!s.whole);
+            c.survivors.insert(node, s);
+        }
+        c
+    }
+
+    /// Whether every target Service had as many endpoints as before the fault, by `count`.
+    fn whole(&self, count: &dyn Fn(&str) -> usize) -> bool {
+        self.pre_total
+            .iter()
+            .all(|(svc, &want)| want > 0 && count(svc) >= want)
+    }
+
+    /// A proxy that has not synced: it counts as holding dead endpoints and none live.
+    fn unsynced(&self) -> SetSummary {
+        SetSummary {
+            dead: true,
+            whole: self.whole(&|_| 0),
         }
     }
 
-    fn check(&mut self, eps: &EndpointTrack, proxies: &ProxyTrack, at: f64, out: &mut Computed) {
-        let programs_dead = |node: &String| {
-            proxies
-                .by_node
-                .get(node)
-                .is_none_or(|svcs| svcs.values().flatten().any(|ip| self.dead_ips.contains(ip)))
+    fn summary(&mut self, id: Option<u64>, programmed: &Programmed) -> SetSummary {
+        if let Some(s) = id.and_then(|id| self.summaries.get(&id)) {
+            return *s;
+        }
+        let dead_ips = self.dead_ips;
+        let s = SetSummary {
+            dead: programmed
+                .values()
+                .flatten()
+                .any(|ip| dead_ips.contains(ip)),
+            whole: self.whole(&|svc| {
+                programmed.get(svc).map_or(0, |ips| {
+                    ips.iter().filter(|ip| !dead_ips.contains(*ip)).count()
+                })
+            }),
         };
+        if let Some(id) = id {
+            self.summaries.insert(id, s);
+        }
+        s
+    }
+
+    /// Node `node`'s proxy now programs `programmed` (set `id`).
+    fn synced(&mut self, node: &str, id: Option<u64>, programmed: &Programmed) {
+        if !self.survivors.contains_key(node) {
+            return;
+        }
+        let new = self.summary(id, programmed);
+        let Some(old) = self.survivors.get_mut(node) else {
+            return;
+        };
+        self.programs_dead = self.programs_dead + usize::from(new.dead) - usize::from(old.dead);
+        self.short = self.short + usize::from(!new.whole) - usize::from(!old.whole);
+        *old = new;
+    }
+
+    fn check(&mut self, eps: &EndpointTrack, at: f64, out: &mut Computed) {
         // Converged: at one moment, every surviving proxy has synced and none programs a dead
         // endpoint (a proxy can pick one up again, e.g. a pod that became ready late).
         if out.proxies_converged_ms.is_none()
             && out.endpoints_removed_ms.is_some()
-            && !self.survivors.iter().any(programs_dead)
+            && self.programs_dead == 0
         {
             out.proxies_converged_ms = Some(at);
         }
-        let whole = |count: &dyn Fn(&str) -> usize| {
-            self.pre_total
-                .iter()
-                .all(|(svc, &want)| want > 0 && count(svc) >= want)
-        };
         if out.replacements_ready_ms.is_none()
             && out.endpoints_removed_ms.is_some()
-            && whole(&|svc| eps.count(svc))
+            && self.whole(&|svc| eps.count(svc))
         {
             out.replacements_ready_ms = Some(at);
         }
@@ -208,32 +275,27 @@ impl<'a> Convergence<'a> {
         if out.capacity_restored_ms.is_none()
             && out.replacements_ready_ms.is_some()
             && out.proxies_converged_ms.is_some()
+            && self.short == 0
         {
-            let all_proxies = self.survivors.iter().all(|node| {
-                let programmed = proxies.by_node.get(node);
-                whole(&|svc| {
-                    programmed.and_then(|m| m.get(svc)).map_or(0, |ips| {
-                        ips.iter().filter(|ip| !self.dead_ips.contains(*ip)).count()
-                    })
-                })
-            });
-            if all_proxies {
-                out.capacity_restored_ms = Some(at);
-            }
+            out.capacity_restored_ms = Some(at);
         }
     }
 }
 
-fn apply(eps: &mut EndpointTrack, proxies: &mut ProxyTrack, e: &Event) {
-    match &e.kind {
-        EventKind::Endpoints { service, ready } => {
-            eps.by_service.insert(service.clone(), ready.clone());
-        }
-        EventKind::ProxySync { node, services } => {
-            proxies.by_node.insert(node.clone(), services.clone());
-        }
-        _ => {}
+/// Applies an `endpoints` or `proxy-sync` record; for a sync, returns its node and set.
+fn apply<'a>(
+    sets: &ProxySets<'a>,
+    eps: &mut EndpointTrack,
+    proxies: &mut ProxyTrack<'a>,
+    e: &'a Event,
+) -> Option<(&'a str, Option<u64>, &'a Programmed)> {
+    if let EventKind::Endpoints { service, ready } = &e.kind {
+        eps.by_service.insert(service.clone(), ready.clone());
+        return None;
     }
+    let (node, id, programmed) = sets.sync(&e.kind)?;
+    proxies.by_node.insert(node, (id, programmed));
+    Some((node, id, programmed))
 }
 
 /// When the last of `nodes` was first reported not Ready after the fault.

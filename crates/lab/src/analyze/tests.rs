@@ -43,7 +43,8 @@ fn endpoints(nodes: &[&str], extra: &[(&str, &str)]) -> EventKind {
 fn sync(node: &str, ips: &[String]) -> EventKind {
     EventKind::ProxySync {
         node: node.into(),
-        services: BTreeMap::from([("default/web".to_string(), ips.to_vec())]),
+        set: None,
+        services: Some(BTreeMap::from([("default/web".to_string(), ips.to_vec())])),
     }
 }
 

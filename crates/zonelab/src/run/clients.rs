@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use lab::{Event, EventKind, Request};
+use lab::{Event, Request};
 use scenario::Client;
 
 /// Label on client pods.
@@ -185,6 +185,8 @@ pub fn read_requests(pods: &[ClientPod]) -> Vec<Request> {
 #[derive(Debug, Default)]
 pub struct ProxySyncs {
     lines: NewLines,
+    /// Each programmed set listed once (the same shared code as the simulator's).
+    sets: lab::observe::ProxySyncObserver,
     /// The syncs read so far, per node in log order.
     pub events: Vec<Event>,
 }
@@ -202,12 +204,10 @@ impl ProxySyncs {
                 }
                 let services: BTreeMap<String, Vec<String>> =
                     serde_json::from_value(v["services"].clone()).unwrap_or_default();
+                let (_, kind) = self.sets.synced(node, services);
                 self.events.push(Event {
                     at: v["at"].as_f64().unwrap_or(0.0),
-                    kind: EventKind::ProxySync {
-                        node: node.clone(),
-                        services,
-                    },
+                    kind,
                 });
             }
         }

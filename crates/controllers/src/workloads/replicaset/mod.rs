@@ -55,8 +55,9 @@ impl Default for ReplicaSetConfig {
 /// The ReplicaSet controller.
 pub struct ReplicaSetController {
     cfg: ReplicaSetConfig,
-    /// Pods by the uid of their controlling ReplicaSet (own bookkeeping over the cache).
-    pods_by_owner: BTreeMap<String, BTreeSet<Key>>,
+    /// Pods by the uid of their controlling ReplicaSet (own bookkeeping over the cache,
+    /// holding the same `Arc`s: a sync reads its pods without a lookup per pod).
+    pods_by_owner: BTreeMap<String, BTreeMap<Key, Arc<Pod>>>,
     expectations: BTreeMap<Key, Expectations>,
     queue: WorkQueue,
     /// Writes and Events for the driver to poll; a newer status write of an object replaces
@@ -94,13 +95,16 @@ impl ReplicaSetController {
         self.out.push_coalesced(action);
     }
 
-    fn index_pod(&mut self, pod: &Pod, add: bool) {
+    fn index_pod(&mut self, pod: &Arc<Pod>, add: bool) {
         let Some((_, uid)) = controller_key(&pod.metadata, "ReplicaSet") else {
             return;
         };
         let key = Key::of(&pod.metadata);
         if add {
-            self.pods_by_owner.entry(uid).or_default().insert(key);
+            self.pods_by_owner
+                .entry(uid)
+                .or_default()
+                .insert(key, pod.clone());
         } else if let Some(set) = self.pods_by_owner.get_mut(&uid) {
             set.remove(&key);
             if set.is_empty() {
@@ -111,7 +115,7 @@ impl ReplicaSetController {
 
     /// Pods controlled by `rs` that match its selector (upstream claims these; adoption of
     /// matching orphans and release of non-matching pods are not done here).
-    fn owned_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+    fn owned_pods(&self, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
         let uid = rs.metadata.uid.as_deref().unwrap_or("");
         let Some(spec) = rs.spec.as_ref() else {
             return Vec::new();
@@ -119,9 +123,9 @@ impl ReplicaSetController {
         self.pods_by_owner
             .get(uid)
             .into_iter()
-            .flatten()
-            .filter_map(|k| cache.pods.get(k))
+            .flat_map(BTreeMap::values)
             .filter(|p| selector_matches(&spec.selector, p.metadata.labels.as_ref()))
+            .cloned()
             .collect()
     }
 
@@ -228,8 +232,8 @@ impl ReplicaSetController {
             self.queue.remove(key);
             return;
         };
-        let pods = self.owned_pods(cache, &rs);
-        let active: Vec<&Arc<Pod>> = pods.iter().copied().filter(|p| pod_is_active(p)).collect();
+        let pods = self.owned_pods(&rs);
+        let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| pod_is_active(p)).collect();
         let before = self.out.pending_actions();
         if self.satisfied(key, now) && rs.metadata.deletion_timestamp.is_none() {
             self.manage_replicas(cache, &rs, &active, now);
@@ -292,6 +296,7 @@ impl ReplicaSetController {
         } else if diff > 0 {
             let n = diff.min(burst) as usize;
             let related = self.related_pods(cache, rs);
+            let related: Vec<&Arc<Pod>> = related.iter().collect();
             let victims = pods_to_delete(active, &related, n);
             let deletes: BTreeSet<Key> = victims.iter().map(|p| Key::of(&p.metadata)).collect();
             self.expectations.insert(
@@ -315,7 +320,7 @@ impl ReplicaSetController {
 
     /// Active pods of `rs` and of the ReplicaSets sharing its controller (upstream
     /// `getIndirectlyRelatedPods`), used to rank pods doubled up on a node.
-    fn related_pods<'a>(&self, cache: &'a Cache, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
+    fn related_pods(&self, cache: &Cache, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
         let owner = crate::workloads::util::controller_of(&rs.metadata).map(|r| r.uid.clone());
         let siblings: Vec<&Arc<ReplicaSet>> = match owner {
@@ -330,7 +335,7 @@ impl ReplicaSetController {
                 })
                 .collect(),
         };
-        let mut out: Vec<&Arc<Pod>> = Vec::new();
+        let mut out: Vec<Arc<Pod>> = Vec::new();
         let mut seen = BTreeSet::new();
         for r in siblings
             .into_iter()
@@ -340,11 +345,7 @@ impl ReplicaSetController {
             if !seen.insert(r.metadata.uid.clone()) {
                 continue;
             }
-            out.extend(
-                self.owned_pods(cache, r)
-                    .into_iter()
-                    .filter(|p| pod_is_active(p)),
-            );
+            out.extend(self.owned_pods(r).into_iter().filter(|p| pod_is_active(p)));
         }
         out
     }
