@@ -122,9 +122,9 @@ impl EndpointSliceController {
         }
     }
 
-    /// A zone started or stopped being shifted away from: every Service is synced (its
-    /// endpoints in the zone leave or come back at once). Shifts are rare.
-    fn on_zonal_shift(&mut self, cache: &Cache, now: Millis) {
+    /// Sync every Service: once the informers have synced, and when a zone starts or stops
+    /// being shifted away from (its endpoints leave or come back at once; shifts are rare).
+    fn sync_all(&mut self, cache: &Cache, now: Millis) {
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
@@ -530,10 +530,7 @@ impl Controller for EndpointSliceController {
         for (name, node) in &cache.nodes {
             self.topology.set_node(name, Some(node));
         }
-        let keys: Vec<Key> = cache.services.keys().cloned().collect();
-        for key in keys {
-            self.sync(cache, &key, now);
-        }
+        self.sync_all(cache, now);
     }
 
     fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
@@ -580,7 +577,9 @@ impl Controller for EndpointSliceController {
                 let name = new.metadata.name.as_deref().unwrap_or("");
                 let topology_changed = self.topology.set_node(name, Some(new));
                 if self.shifted.update(new) {
-                    self.on_zonal_shift(cache, now);
+                    // Every Service is synced, after the topology update: nothing left to do.
+                    self.sync_all(cache, now);
+                    return;
                 }
                 let changed = match old {
                     Some(Object::Node(o)) => zone(o) != zone(new),
@@ -593,7 +592,8 @@ impl Controller for EndpointSliceController {
                 let name = old.metadata.name.as_deref().unwrap_or("");
                 let topology_changed = self.topology.set_node(name, None);
                 if self.shifted.remove(name) {
-                    self.on_zonal_shift(cache, now);
+                    self.sync_all(cache, now);
+                    return;
                 }
                 let keys = self.on_node(cache, name, true);
                 self.sync_after_node(cache, keys, topology_changed, now);
