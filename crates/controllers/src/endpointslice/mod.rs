@@ -34,9 +34,6 @@ use desired::{desired_groups, ready_transition, selector, selects};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
-pub use hints::PREFER_CLOSE;
-pub use topology::{DEPRECATED_TOPOLOGY_AWARE_HINTS_ANNOTATION, TOPOLOGY_MODE_ANNOTATION};
-
 /// `kubernetes.io/service-name` (discovery/v1 `LabelServiceName`) and
 /// `endpoints.kubernetes.io/last-change-trigger-time` (core/v1 `EndpointsLastChangeTriggerTime`).
 pub use runtime::labels::{SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION};
