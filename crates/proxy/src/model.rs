@@ -182,13 +182,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// True if the endpoint is hinted for `zone` (upstream `ZoneHints().Has(zone)`).
-    pub fn hinted_for(&self, zone: &str) -> bool {
-        self.zone_hints
-            .as_deref()
-            .is_some_and(|z| z.iter().any(|h| &**h == zone))
-    }
-
     /// `IP:port`, the string upstream sorts endpoints by.
     pub fn addr_string(&self) -> String {
         format!("{}:{}", self.ip, self.port)

@@ -127,19 +127,16 @@ impl Syncer {
     }
 
     /// The proxy's own Node: its `topology.kubernetes.io/zone` label (`None` without one).
-    /// A change re-plans every port in a full sync (upstream `OnTopologyChange`).
-    pub fn handle_node_zone(&mut self, zone: Option<&str>) {
+    /// A change re-plans every port in a full sync (upstream `OnTopologyChange`). True if
+    /// the zone changed (a full sync is now queued).
+    pub fn handle_node_zone(&mut self, zone: Option<&str>) -> bool {
         let zone = zone.filter(|z| !z.is_empty());
         if self.cfg.plan.zone.as_deref() == zone {
-            return;
+            return false;
         }
         self.cfg.plan.zone = zone.map(str::to_string);
         self.pacer.handle_full_resync_needed();
-    }
-
-    /// The zone the plan routes for (see [`Syncer::handle_node_zone`]).
-    pub fn zone(&self) -> Option<&str> {
-        self.cfg.plan.zone.as_deref()
+        true
     }
 
     /// Both informers have listed: syncing may start (upstream waits for this).

@@ -422,14 +422,14 @@ fn a_zone_change_resyncs_fully_and_other_zones_changes_are_empty() {
     assert_eq!(first.kind, SyncKind::Full);
     s.handle_applied(Ok(()), 1);
     assert_eq!(dnat_targets(&first.text), set(&["10.1.2.3", "10.1.2.4"]));
-    s.handle_node_zone(Some("zone-a"));
+    assert!(s.handle_node_zone(Some("zone-a")));
     let t = s.poll_timeout().expect("a sync is due");
     let second = s.poll_transaction(t).expect("a zone change syncs");
     assert_eq!(second.kind, SyncKind::Full);
     assert_eq!(dnat_targets(&second.text), set(&["10.1.2.3"]));
     s.handle_applied(Ok(()), t + 1);
     // The same zone again: nothing to do but delete the chain of zone-b's endpoint.
-    s.handle_node_zone(Some("zone-a"));
+    assert!(!s.handle_node_zone(Some("zone-a")));
     let later = t + 5_000;
     while let Some(txn) = s.poll_transaction(later) {
         assert_eq!(txn.kind, SyncKind::StaleDelete);

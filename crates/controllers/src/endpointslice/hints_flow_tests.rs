@@ -226,3 +226,23 @@ fn auto_annotation_removed_warns_and_clears() {
         ))
     );
 }
+
+/// A node's zone changes under a hinted Service: its pods on the node and the new zone CPU
+/// shares (which overload the Service's hints) both point at the Service, which is synced
+/// once (upstream queues it once), not a second time against its own writes still in flight
+/// (a stale-cache failure and a backoff retry).
+#[test]
+fn node_zone_change_syncs_a_hinted_service_once() {
+    let auto = json!({"service.kubernetes.io/topology-mode": "Auto"});
+    let mut h = cluster(service(auto, json!({})));
+    assert_eq!(h.poll_timeout(), None);
+    let before = writes(&h);
+    // Zone c's node moves to zone a: zone a now has two thirds of the CPU.
+    h.put(node("n3", "zone-a", true));
+    assert_eq!(h.poll_timeout(), None, "a retry with backoff was queued");
+    assert!(h.failures.is_empty());
+    assert_eq!(writes(&h), before + 1);
+    let now = hints(&h);
+    let per = |z: &str| now.iter().filter(|(_, _, h)| h == z).count();
+    assert_eq!((per("zone-a"), per("zone-b")), (4, 2), "{now:?}");
+}

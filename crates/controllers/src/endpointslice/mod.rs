@@ -34,9 +34,6 @@ use desired::{desired_groups, ready_transition, selector, selects};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
-pub use hints::PREFER_CLOSE;
-pub use topology::{DEPRECATED_TOPOLOGY_AWARE_HINTS_ANNOTATION, TOPOLOGY_MODE_ANNOTATION};
-
 /// `kubernetes.io/service-name` (discovery/v1 `LabelServiceName`) and
 /// `endpoints.kubernetes.io/last-change-trigger-time` (core/v1 `EndpointsLastChangeTriggerTime`).
 pub use runtime::labels::{SERVICE_NAME_LABEL, TRIGGER_TIME_ANNOTATION};
@@ -122,9 +119,9 @@ impl EndpointSliceController {
         }
     }
 
-    /// A zone started or stopped being shifted away from: every Service is synced (its
-    /// endpoints in the zone leave or come back at once). Shifts are rare.
-    fn on_zonal_shift(&mut self, cache: &Cache, now: Millis) {
+    /// Sync every Service: once the informers have synced, and when a zone starts or stops
+    /// being shifted away from (its endpoints leave or come back at once; shifts are rare).
+    fn sync_all(&mut self, cache: &Cache, now: Millis) {
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
@@ -344,17 +341,38 @@ impl EndpointSliceController {
         self.sync(cache, &key, now);
     }
 
-    fn on_node(&mut self, cache: &Cache, name: &str, zone_changed: bool, now: Millis) {
-        if !zone_changed {
-            return;
-        }
+    /// The Services selecting a pod on node `name`, if its zone changed (their endpoints'
+    /// zone did).
+    fn on_node(&self, cache: &Cache, name: &str, zone_changed: bool) -> BTreeSet<Key> {
         let mut keys = BTreeSet::new();
+        if !zone_changed {
+            return keys;
+        }
         for pod in cache.pods_on_node(name) {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("");
             for (key, svc) in services_in(cache, ns) {
                 if selector(svc).is_some_and(|sel| selects(sel, pod)) {
                     keys.insert(key.clone());
                 }
+            }
+        }
+        keys
+    }
+
+    /// After a node change: `keys` plus, if the node's share of the zone CPU changed
+    /// (`topology_changed`), the Services whose hints a zone would now overload (upstream
+    /// `checkNodeTopologyDistribution`). Upstream queues both, so each is synced once.
+    fn sync_after_node(
+        &mut self,
+        cache: &Cache,
+        mut keys: BTreeSet<Key>,
+        topology_changed: bool,
+        now: Millis,
+    ) {
+        if topology_changed {
+            for key in self.topology.overloaded_services() {
+                tracing::debug!(service = %key, "endpointslice: queuing Service after Node change due to overloading");
+                keys.insert(key);
             }
         }
         for key in keys {
@@ -364,24 +382,6 @@ impl EndpointSliceController {
 }
 
 impl EndpointSliceController {
-    /// A node's share of the zone CPU may have changed: Services whose hints a zone would
-    /// now overload are synced (upstream `checkNodeTopologyDistribution`).
-    fn on_node_topology(
-        &mut self,
-        cache: &Cache,
-        name: &str,
-        node: Option<&k8s_openapi::api::core::v1::Node>,
-        now: Millis,
-    ) {
-        if !self.topology.set_node(name, node) {
-            return;
-        }
-        for key in self.topology.overloaded_services() {
-            tracing::debug!(service = %key, "endpointslice: queuing Service after Node change due to overloading");
-            self.sync(cache, &key, now);
-        }
-    }
-
     /// Record the hint Events of a sync on the Service.
     fn record_hint_events(&mut self, svc: &Service, events: Vec<topology::HintEvent>, now: Millis) {
         for e in events {
@@ -527,10 +527,7 @@ impl Controller for EndpointSliceController {
         for (name, node) in &cache.nodes {
             self.topology.set_node(name, Some(node));
         }
-        let keys: Vec<Key> = cache.services.keys().cloned().collect();
-        for key in keys {
-            self.sync(cache, &key, now);
-        }
+        self.sync_all(cache, now);
     }
 
     fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
@@ -574,24 +571,29 @@ impl Controller for EndpointSliceController {
                         .and_then(|l| l.get(crate::ZONE_LABEL))
                         .cloned()
                 };
+                let name = new.metadata.name.as_deref().unwrap_or("");
+                let topology_changed = self.topology.set_node(name, Some(new));
                 if self.shifted.update(new) {
-                    self.on_zonal_shift(cache, now);
+                    // Every Service is synced, after the topology update: nothing left to do.
+                    self.sync_all(cache, now);
+                    return;
                 }
                 let changed = match old {
                     Some(Object::Node(o)) => zone(o) != zone(new),
                     _ => true,
                 };
-                let name = new.metadata.name.as_deref().unwrap_or("");
-                self.on_node(cache, name, changed, now);
-                self.on_node_topology(cache, name, Some(new), now);
+                let keys = self.on_node(cache, name, changed);
+                self.sync_after_node(cache, keys, topology_changed, now);
             }
             Change::Deleted(Object::Node(old)) => {
                 let name = old.metadata.name.as_deref().unwrap_or("");
+                let topology_changed = self.topology.set_node(name, None);
                 if self.shifted.remove(name) {
-                    self.on_zonal_shift(cache, now);
+                    self.sync_all(cache, now);
+                    return;
                 }
-                self.on_node(cache, name, true, now);
-                self.on_node_topology(cache, name, None, now);
+                let keys = self.on_node(cache, name, true);
+                self.sync_after_node(cache, keys, topology_changed, now);
             }
             Change::Applied {
                 new: Object::EndpointSlice(new),

@@ -307,10 +307,8 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                     Feed::Slice(step) => slices_synced |= slices.feed(*step, |c| syncer.handle_slice(c)),
                     Feed::Node(step) => {
                         // Upstream's OnTopologyChange: a full sync, queued like any update.
-                        let before = syncer.zone().map(str::to_string);
-                        syncer.handle_node_zone(node_zone(&node, *step).as_deref());
-                        if started
-                            && syncer.zone() != before.as_deref()
+                        if syncer.handle_node_zone(node_zone(&node, *step).as_deref())
+                            && started
                             && let Ok(mut st) = status.lock()
                         {
                             st.health.queued_update(wall_clock());
