@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 # The logic crates; names not (yet) in the workspace are skipped, so the list can name crates
 # that are still being extracted.
-LOGIC=(api runtime controllers kubelet proxy lab scenario lb profile registry sim)
+LOGIC=(api runtime controllers kubelet proxy lab scenario lb profile registry sim compare)
 FORBIDDEN=(tokio mio hyper kube kube-client redb netlab)
 
 members=$(cargo tree --workspace -e normal --depth 0 --prefix none | awk 'NF {print $1}' | sort -u)
