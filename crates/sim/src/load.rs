@@ -292,9 +292,10 @@ impl World {
         self.conntrack.entry(n).or_default()
     }
 
-    /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms).
+    /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms): whole seconds, at least 1, as the
+    /// sysctl takes it (and as the report's timers show it).
     fn syn_sent_ms(&self) -> Millis {
-        (self.cfg.timers().conntrack_tcp_timeout_syn_sent_s * 1000.0) as Millis
+        self.cfg.syn_sent_timeout.as_secs().max(1) as Millis * 1000
     }
 
     /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the
