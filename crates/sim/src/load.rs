@@ -80,10 +80,12 @@ impl ClientInst {
     /// open sockets hold).
     fn port(&mut self, now: Millis, rng: &mut rand_chacha::ChaCha8Rng) -> u16 {
         self.held.retain(|_, until| *until > now);
-        let idle: Vec<u16> = self.idle.iter().map(|c| c.local_port).collect();
-        let held = &self.held;
-        self.ports
-            .pick(now, |p| held.contains_key(&p) || idle.contains(&p), rng)
+        let (held, idle) = (&self.held, &self.idle);
+        self.ports.pick(
+            now,
+            |p| held.contains_key(&p) || idle.iter().any(|c| c.local_port == p),
+            rng,
+        )
     }
 }
 
