@@ -153,11 +153,6 @@ impl Table {
             self.syn_sent.remove(&t);
         }
     }
-
-    /// Live `SYN_SENT` entries at `now`.
-    pub fn len_at(&self, now: Millis) -> usize {
-        self.syn_sent.values().filter(|e| e.expires > now).count()
-    }
 }
 
 /// When, after the first, a connect that gives up after `timeout` sends its last SYN: the
@@ -246,7 +241,6 @@ mod tests {
         t.settle(tuple, Some(dead), Outcome::Timeout, 119_999, 1000, 120_000);
         assert_eq!(t.syn(&tuple, 239_000), Some(Some(dead)));
         assert_eq!(t.syn(&tuple, 239_999), None);
-        assert_eq!(t.len_at(239_999), 0);
         // An answered or refused connection leaves nothing to catch the next SYN.
         t.settle(tuple, Some(dead), Outcome::Timeout, 300_000, 1000, 120_000);
         t.settle(tuple, Some(dead), Outcome::Refused, 300_100, 1000, 120_000);
