@@ -110,8 +110,10 @@ struct SynSent {
     expires: Millis,
 }
 
-/// One node's conntrack table, as far as a new connection can meet it: the `SYN_SENT` entries
-/// (an entry in any other state is replaced by a new SYN, so it never redirects one).
+/// The client nodes' conntrack tables, as far as a new connection can meet them: the
+/// `SYN_SENT` entries (an entry in any other state is replaced by a new SYN, so it never
+/// redirects one). One table serves every node, as a [`Tuple`] names its client and each
+/// client lives on one node.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     syn_sent: BTreeMap<Tuple, SynSent>,

@@ -222,14 +222,13 @@ impl World {
     fn connect(&mut self, c: usize) -> Attempt {
         let now = self.now;
         let local_port = self.clients[c].port(now, &mut self.rng.data);
-        let node = self.clients[c].node;
         let target = self.clients[c].target;
         let tuple = target.map(|dst| Tuple {
             client: c,
             sport: local_port,
             dst,
         });
-        let stale = tuple.and_then(|t| self.conntrack_of(node).syn(&t, now));
+        let stale = tuple.and_then(|t| self.conntrack.syn(&t, now));
         let (outcome, backend, dst) = match stale {
             Some(Some(ip)) => {
                 let (o, b) = self.reach(c, ip);
@@ -242,7 +241,7 @@ impl World {
         if let Some(t) = tuple {
             let timeout = self.clients[c].timeout;
             let syn_sent = self.syn_sent_ms();
-            self.conntrack_of(node)
+            self.conntrack
                 .settle(t, dst, outcome, now, timeout, syn_sent);
         }
         let cl = &mut self.clients[c];
@@ -287,11 +286,6 @@ impl World {
             Route::Endpoints(_) | Route::Reject => (Outcome::Refused, None, None),
             Route::Drop => (Outcome::Timeout, None, None),
         }
-    }
-
-    /// Node `n`'s conntrack table.
-    fn conntrack_of(&mut self, n: usize) -> &mut crate::conntrack::Table {
-        self.conntrack.entry(n).or_default()
     }
 
     /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms): whole seconds, at least 1, as the
