@@ -110,8 +110,10 @@ struct SynSent {
     expires: Millis,
 }
 
-/// One node's conntrack table, as far as a new connection can meet it: the `SYN_SENT` entries
-/// (an entry in any other state is replaced by a new SYN, so it never redirects one).
+/// The client nodes' conntrack tables, as far as a new connection can meet them: the
+/// `SYN_SENT` entries (an entry in any other state is replaced by a new SYN, so it never
+/// redirects one). One table serves every node, as a [`Tuple`] names its client and each
+/// client lives on one node.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     syn_sent: BTreeMap<Tuple, SynSent>,
@@ -152,11 +154,6 @@ impl Table {
         } else {
             self.syn_sent.remove(&t);
         }
-    }
-
-    /// Live `SYN_SENT` entries at `now`.
-    pub fn len_at(&self, now: Millis) -> usize {
-        self.syn_sent.values().filter(|e| e.expires > now).count()
     }
 }
 
@@ -246,7 +243,6 @@ mod tests {
         t.settle(tuple, Some(dead), Outcome::Timeout, 119_999, 1000, 120_000);
         assert_eq!(t.syn(&tuple, 239_000), Some(Some(dead)));
         assert_eq!(t.syn(&tuple, 239_999), None);
-        assert_eq!(t.len_at(239_999), 0);
         // An answered or refused connection leaves nothing to catch the next SYN.
         t.settle(tuple, Some(dead), Outcome::Timeout, 300_000, 1000, 120_000);
         t.settle(tuple, Some(dead), Outcome::Refused, 300_100, 1000, 120_000);

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use controllers::Millis;
-use controllers::events::{EventRecord, EventRecorder, EventWrite, RecorderConfig, WriteOutcome};
+use controllers::events::{
+    EventRecord, EventRecorder, EventWrite, Lru, RecorderConfig, WriteOutcome,
+};
 use lab::timeline::KubeEvent;
 
 use crate::nodes::Power;
@@ -30,36 +32,30 @@ pub enum Source {
 }
 
 /// The recorders and what the run's Event watch has seen.
-#[derive(Default)]
 pub struct SimEvents {
     recorders: BTreeMap<Source, EventRecorder>,
     wake: BTreeMap<Source, Millis>,
-    /// Created Events by `namespace/name`, with their insertion number.
-    seen: BTreeMap<String, (u64, KubeEvent)>,
-    order: BTreeMap<u64, String>,
-    seq: u64,
+    /// Created Events by `namespace/name`, the least recently created evicted first.
+    seen: Lru<KubeEvent>,
+}
+
+impl Default for SimEvents {
+    fn default() -> SimEvents {
+        SimEvents {
+            recorders: BTreeMap::new(),
+            wake: BTreeMap::new(),
+            seen: Lru::new(KEPT_EVENTS),
+        }
+    }
 }
 
 impl SimEvents {
-    fn keep(&mut self, rec: &KubeEvent) {
-        self.seq += 1;
-        if let Some((old, _)) = self.seen.insert(rec.name.clone(), (self.seq, rec.clone())) {
-            self.order.remove(&old);
-        }
-        self.order.insert(self.seq, rec.name.clone());
-        while self.order.len() > KEPT_EVENTS {
-            if let Some((_, name)) = self.order.pop_first() {
-                self.seen.remove(&name);
-            }
-        }
-    }
-
     /// The timeline record a committed write makes, if the watch can tell.
     fn committed(&mut self, w: &EventWrite) -> Option<KubeEvent> {
         match w {
             EventWrite::Create { event, .. } => {
                 let rec = KubeEvent::of(event);
-                self.keep(&rec);
+                self.seen.insert(rec.name.clone(), rec.clone());
                 Some(rec)
             }
             EventWrite::Patch {
@@ -68,7 +64,8 @@ impl SimEvents {
                 patch,
                 ..
             } => {
-                let (_, rec) = self.seen.get_mut(&format!("{namespace}/{name}"))?;
+                // A count update does not make an Event recently created.
+                let rec = self.seen.peek_mut(&format!("{namespace}/{name}"))?;
                 if let Some(n) = patch["count"].as_i64() {
                     rec.count = i32::try_from(n).unwrap_or(i32::MAX);
                 }

@@ -80,10 +80,12 @@ impl ClientInst {
     /// open sockets hold).
     fn port(&mut self, now: Millis, rng: &mut rand_chacha::ChaCha8Rng) -> u16 {
         self.held.retain(|_, until| *until > now);
-        let idle: Vec<u16> = self.idle.iter().map(|c| c.local_port).collect();
-        let held = &self.held;
-        self.ports
-            .pick(now, |p| held.contains_key(&p) || idle.contains(&p), rng)
+        let (held, idle) = (&self.held, &self.idle);
+        self.ports.pick(
+            now,
+            |p| held.contains_key(&p) || idle.iter().any(|c| c.local_port == p),
+            rng,
+        )
     }
 }
 
@@ -220,14 +222,13 @@ impl World {
     fn connect(&mut self, c: usize) -> Attempt {
         let now = self.now;
         let local_port = self.clients[c].port(now, &mut self.rng.data);
-        let node = self.clients[c].node;
         let target = self.clients[c].target;
         let tuple = target.map(|dst| Tuple {
             client: c,
             sport: local_port,
             dst,
         });
-        let stale = tuple.and_then(|t| self.conntrack_of(node).syn(&t, now));
+        let stale = tuple.and_then(|t| self.conntrack.syn(&t, now));
         let (outcome, backend, dst) = match stale {
             Some(Some(ip)) => {
                 let (o, b) = self.reach(c, ip);
@@ -240,7 +241,7 @@ impl World {
         if let Some(t) = tuple {
             let timeout = self.clients[c].timeout;
             let syn_sent = self.syn_sent_ms();
-            self.conntrack_of(node)
+            self.conntrack
                 .settle(t, dst, outcome, now, timeout, syn_sent);
         }
         let cl = &mut self.clients[c];
@@ -287,14 +288,10 @@ impl World {
         }
     }
 
-    /// Node `n`'s conntrack table.
-    fn conntrack_of(&mut self, n: usize) -> &mut crate::conntrack::Table {
-        self.conntrack.entry(n).or_default()
-    }
-
-    /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms).
+    /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms): whole seconds, at least 1, as the
+    /// sysctl takes it (and as the report's timers show it).
     fn syn_sent_ms(&self) -> Millis {
-        (self.cfg.timers().conntrack_tcp_timeout_syn_sent_s * 1000.0) as Millis
+        self.cfg.syn_sent_timeout.as_secs().max(1) as Millis * 1000
     }
 
     /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the

@@ -194,8 +194,9 @@ pub struct World {
     pub partitioned_nodes: BTreeSet<usize>,
     pub ips: BTreeMap<Ipv4Addr, Backend>,
     pub clients: Vec<ClientInst>,
-    /// The client nodes' conntrack tables (`crate::conntrack`), by node.
-    pub conntrack: BTreeMap<usize, crate::conntrack::Table>,
+    /// The client nodes' conntrack entries (`crate::conntrack`), one table for all: a tuple
+    /// names its client, and each client lives on one node.
+    pub conntrack: crate::conntrack::Table,
     /// The Event recorders and the run's Event watch (`crate::events`).
     pub events_model: crate::events::SimEvents,
     /// Target Services (`namespace/name`, sorted).
@@ -257,7 +258,7 @@ impl World {
             partitioned_nodes: BTreeSet::new(),
             ips: BTreeMap::new(),
             clients: Vec::new(),
-            conntrack: BTreeMap::new(),
+            conntrack: crate::conntrack::Table::default(),
             events_model: Default::default(),
             obs_slices: lab::observe::SliceObserver::new(targets.clone()),
             targets,

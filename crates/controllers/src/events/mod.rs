@@ -13,4 +13,4 @@ mod tests;
 
 pub use runtime::events::*;
 
-pub use recorder::{EventRecorder, EventWrite, RecorderConfig, WriteOutcome};
+pub use recorder::{EventRecorder, EventWrite, Lru, RecorderConfig, WriteOutcome};

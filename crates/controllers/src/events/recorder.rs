@@ -105,9 +105,12 @@ pub enum WriteOutcome {
     Unavailable(String),
 }
 
-/// A bounded least-recently-used map with deterministic iteration (no HashMap).
+/// A bounded least-recently-used map with deterministic iteration (no HashMap): inserting a
+/// key past `cap` evicts the least recently inserted or used one (`get_mut` and `insert`
+/// refresh a key's recency, `peek_mut` does not). The recorder's caches, and the simulator's
+/// record of created Events.
 #[derive(Debug)]
-struct Lru<V> {
+pub struct Lru<V> {
     map: BTreeMap<String, (u64, V)>,
     order: BTreeMap<u64, String>,
     tick: u64,
@@ -115,7 +118,8 @@ struct Lru<V> {
 }
 
 impl<V> Lru<V> {
-    fn new(cap: usize) -> Lru<V> {
+    /// An empty map holding at most `cap` entries (at least 1).
+    pub fn new(cap: usize) -> Lru<V> {
         Lru {
             map: BTreeMap::new(),
             order: BTreeMap::new(),
@@ -133,17 +137,19 @@ impl<V> Lru<V> {
         }
     }
 
-    fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+    /// The value of `key`, which becomes the most recently used.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.touch(key);
         self.map.get_mut(key).map(|(_, v)| v)
     }
 
-    fn peek_mut(&mut self, key: &str) -> Option<&mut V> {
+    /// The value of `key`, leaving its recency (and so the eviction order) as it is.
+    pub fn peek_mut(&mut self, key: &str) -> Option<&mut V> {
         self.map.get_mut(key).map(|(_, v)| v)
     }
 
     /// Insert (as most recent); returns the evicted least recently used entry, if any.
-    fn insert(&mut self, key: String, value: V) -> Option<(String, V)> {
+    pub fn insert(&mut self, key: String, value: V) -> Option<(String, V)> {
         self.remove(&key);
         self.tick += 1;
         self.order.insert(self.tick, key.clone());
@@ -155,7 +161,8 @@ impl<V> Lru<V> {
         self.map.remove(&oldest).map(|(_, v)| (oldest, v))
     }
 
-    fn remove(&mut self, key: &str) -> Option<V> {
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
         let (used, v) = self.map.remove(key)?;
         self.order.remove(&used);
         Some(v)
