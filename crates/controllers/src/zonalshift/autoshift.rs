@@ -47,9 +47,9 @@ pub struct Autoshift {
     config: AutoshiftConfig,
     /// `(completed at, zone index, ok)`, in arrival order.
     samples: VecDeque<(Millis, usize, bool)>,
+    /// Zones that ever reported, indexed by the samples (a silent known zone counts as
+    /// failing).
     zones: Vec<String>,
-    /// Zones that ever reported, by index (a silent known zone counts as failing).
-    seen: BTreeMap<usize, ()>,
     breach_since: Option<Millis>,
     /// When the first outcome arrived: until a whole period has passed since, the alarm has
     /// insufficient data (CloudWatch's `INSUFFICIENT_DATA`) and cannot breach.
@@ -65,7 +65,6 @@ impl Autoshift {
             config,
             samples: VecDeque::new(),
             zones: Vec::new(),
-            seen: BTreeMap::new(),
             breach_since: None,
             first_at: None,
             active_until: None,
@@ -82,7 +81,6 @@ impl Autoshift {
                 self.zones.len() - 1
             }
         };
-        self.seen.insert(idx, ());
         if self.samples.len() >= MAX_SAMPLES {
             self.samples.pop_front();
         }
@@ -145,8 +143,8 @@ impl Autoshift {
     fn impaired_zone(&self, since: Millis, now: Millis) -> Option<String> {
         let from = (now - self.config.period_ms).max(since);
         let mut per_zone: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for idx in self.seen.keys() {
-            per_zone.insert(&self.zones[*idx], (0, 0));
+        for zone in &self.zones {
+            per_zone.insert(zone, (0, 0));
         }
         for (at, idx, ok) in &self.samples {
             if *at >= from && *at <= now {
