@@ -4,9 +4,12 @@
 
 pub mod duration;
 pub mod locate;
+pub mod memory;
 pub mod model;
 pub mod node_groups;
 pub mod sim;
+pub mod sim_manifests;
+pub mod stamp;
 pub mod validate;
 pub mod zonal_shift;
 

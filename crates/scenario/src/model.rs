@@ -255,9 +255,27 @@ pub struct Workload {
     /// One manifest object, or a list of them.
     #[serde(default)]
     pub inline: Option<serde_json::Value>,
+    /// Copies of the entry's objects (default 1), each with `{{.Index}}` in its strings
+    /// replaced by the copy's index from 0 ([`crate::stamp`]).
+    #[serde(default)]
+    pub count: Option<u32>,
 }
 
 impl Workload {
+    /// How many copies of its objects the entry makes (`count`, default 1).
+    pub fn copies(&self) -> u32 {
+        self.count.unwrap_or(1)
+    }
+
+    /// The entry's `objects` (read from `path`, or [`Workload::inline_objects`]) stamped
+    /// `count` times.
+    pub fn stamp(&self, objects: &[serde_json::Value]) -> Vec<serde_json::Value> {
+        match self.count {
+            None => objects.to_vec(),
+            Some(n) => crate::stamp::stamp(objects, n),
+        }
+    }
+
     /// The inline objects, a single object given as a one-element list; empty for `path`.
     pub fn inline_objects(&self) -> Vec<&serde_json::Value> {
         match &self.inline {

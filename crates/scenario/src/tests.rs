@@ -519,3 +519,58 @@ fn live_only_features_are_refused_for_the_simulator_with_their_position() {
     let ok = "name: x\nflags: {node-monitor-period: 1s}\nrun: {duration: 10s}\n";
     assert!(Scenario::parse_for(ok, "s.yaml", crate::sim::Mode::Sim).is_ok());
 }
+
+#[test]
+fn the_live_lab_refuses_sim_only_sizes_with_a_pointer_to_the_simulator() {
+    let big = "name: x\ntopology: {zones: [a, b, c], nodesPerZone: 1667}\nrun: {duration: 10s}\n";
+    let e = err(big);
+    assert_eq!(e.location(), Some((2, 44)), "{e}");
+    assert!(
+        e.to_string().ends_with(
+            "found 1667; larger topologies run in the simulator only (`zonelab run --sim`)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn count_stamps_inline_templates_and_is_checked_at_its_line() {
+    let text = "name: x
+workloads:
+  - count: 3
+    inline:
+      - {apiVersion: v1, kind: Service, metadata: {name: 'web-{{.Index}}'}}
+run: {duration: 10s}
+";
+    let s = Scenario::parse(text, "s.yaml").expect("stamped");
+    let w = &s.workloads[0];
+    let objects: Vec<serde_json::Value> = w.inline_objects().into_iter().cloned().collect();
+    let names: Vec<String> = w
+        .stamp(&objects)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["web-0", "web-1", "web-2"]);
+    let fixed = text.replace("'web-{{.Index}}'", "web");
+    let e = err(&fixed);
+    assert_eq!(e.location(), Some((3, 12)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("workloads[0].count: count: 3 stamps Service \"web\" 3 times: expected `{{.Index}}` in its metadata.name"),
+        "{e}"
+    );
+    let zero = text.replace("count: 3", "count: 0");
+    let e = err(&zero);
+    assert_eq!(e.location(), Some((3, 12)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("expected a count from 1 to 1000000, found 0"),
+        "{e}"
+    );
+    let negative = text.replace("count: 3", "count: -1");
+    assert!(
+        err(&negative).to_string().contains("s.yaml:3:"),
+        "{}",
+        err(&negative)
+    );
+}

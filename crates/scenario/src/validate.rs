@@ -66,8 +66,13 @@ fn check_topology(t: &Topology) -> Result<(), Problem> {
         return Err(problem(
             vec![key("topology"), key("nodesPerZone")],
             format!(
-                "expected 1 to {MAX_NODES_PER_ZONE} nodes per zone, found {}",
-                t.nodes_per_zone
+                "expected 1 to {MAX_NODES_PER_ZONE} nodes per zone (the live lab's address plan: host addresses 11..=254 of each zone's subnet), found {}{}",
+                t.nodes_per_zone,
+                if t.nodes_per_zone > MAX_NODES_PER_ZONE {
+                    "; larger topologies run in the simulator only (`zonelab run --sim`)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -129,10 +134,25 @@ fn check_control_plane(s: &Scenario) -> Result<(), Problem> {
 fn check_workloads(s: &Scenario) -> Result<(), Problem> {
     for (i, w) in s.workloads.iter().enumerate() {
         let path = vec![key("workloads"), Seg::Index(i)];
+        if !(1..=crate::stamp::MAX_COUNT).contains(&w.copies()) {
+            return Err(problem(
+                vec![key("workloads"), Seg::Index(i), key("count")],
+                format!(
+                    "expected a count from 1 to {}, found {}",
+                    crate::stamp::MAX_COUNT,
+                    w.copies()
+                ),
+            ));
+        }
         match (&w.path, &w.inline) {
             (Some(p), None) if !p.trim().is_empty() => {}
             (None, Some(_)) => {
                 for (j, obj) in w.inline_objects().into_iter().enumerate() {
+                    if let Err(m) = crate::stamp::check_template(obj, w.copies()) {
+                        let mut at = path.clone();
+                        at.push(key("count"));
+                        return Err(problem(at, m));
+                    }
                     let is_manifest = obj.get("apiVersion").is_some_and(|v| v.is_string())
                         && obj.get("kind").is_some_and(|v| v.is_string());
                     if !is_manifest {

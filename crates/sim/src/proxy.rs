@@ -352,7 +352,13 @@ mod tests {
         let targets = ["ns/web".to_string()];
         let mut records = Vec::new();
         for (name, ip) in [("n1", "172.16.0.11"), ("n2", "172.16.0.12")] {
-            let mut node = ProxyNode::new(PacerConfig::default(), name, ip.parse().expect("ip"), 0);
+            let mut node = ProxyNode::new(
+                PacerConfig::default(),
+                name,
+                ip.parse().expect("ip"),
+                None,
+                0,
+            );
             node.change(&first);
             node.change(&second);
             node.synced(T0);
