@@ -67,7 +67,7 @@ fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
 }
 
 /// Parses an RFC 3339 time into milliseconds.
-pub fn parse_time(text: &str) -> Option<Millis> {
+fn parse_time(text: &str) -> Option<Millis> {
     text.parse::<k8s_openapi::jiff::Timestamp>()
         .ok()
         .map(|t| t.as_millisecond())
@@ -75,9 +75,7 @@ pub fn parse_time(text: &str) -> Option<Millis> {
 
 /// Formats milliseconds as RFC 3339 (UTC, whole seconds rounded down).
 pub fn format_time(at: Millis) -> String {
-    k8s_openapi::jiff::Timestamp::from_millisecond(at - at.rem_euclid(1_000))
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    crate::time::to_time(at).0.to_string()
 }
 
 /// The node's zonal-shift state. An unparsable expiry is no shift.
@@ -232,7 +230,7 @@ pub fn merge_patch(expires_at: Option<Millis>, started: Option<Millis>) -> serde
 }
 
 /// What the controller does to one node now, if anything: the node to write and the Event.
-pub fn plan_node(node: &Node, now: Millis) -> Option<(Node, EventRecord)> {
+fn plan_node(node: &Node, now: Millis) -> Option<(Node, EventRecord)> {
     let shift = shift_of(node);
     let unschedulable = node
         .spec
