@@ -25,6 +25,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use runtime::Outbox;
 use runtime::events::{EventRecord, EventType, node_ref};
+use runtime::labels::node_zone;
 
 use crate::cache::{Cache, Change, Object};
 use crate::{Action, Controller, Millis, WriteError};
@@ -91,14 +92,6 @@ pub fn shift_of(node: &Node) -> NodeShift {
 /// presence alone decides (the EndpointSlice controller has no timer for it).
 pub fn is_shifted(node: &Node) -> bool {
     shift_of(node).expires_at.is_some()
-}
-
-fn node_zone(node: &Node) -> Option<&str> {
-    node.metadata
-        .labels
-        .as_ref()?
-        .get(crate::ZONE_LABEL)
-        .map(String::as_str)
 }
 
 /// The zones with an active shift, from the nodes in `cache`.
