@@ -45,10 +45,6 @@ pub const REASON_STARTED: &str = "ZonalShiftStarted";
 pub const REASON_ENDED: &str = "ZonalShiftEnded";
 /// Retry delay after a write of ours lost a race (the newer node usually arrives first).
 pub const RETRY_MS: Millis = 1_000;
-/// ARC's bounds on `expiresIn`: 1 minute to 3 days (ARC API `StartZonalShift`).
-pub const MIN_EXPIRES_IN_MS: Millis = 60_000;
-/// See [`MIN_EXPIRES_IN_MS`].
-pub const MAX_EXPIRES_IN_MS: Millis = 72 * 3_600_000;
 
 /// What a node says about a zonal shift.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
