@@ -26,7 +26,19 @@ struct Line {
 }
 
 impl LiveShifts {
-    pub fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
+    /// The run's shifts, with a client of the lab's API server at `api`; `None` (and no client)
+    /// when the scenario has neither `zonalShifts` nor `zonalAutoshift`.
+    pub fn of(
+        s: &scenario::Scenario,
+        api: std::net::SocketAddr,
+    ) -> anyhow::Result<Option<LiveShifts>> {
+        if s.zonal_shifts.is_empty() && s.zonal_autoshift.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(LiveShifts::new(s, crate::lab::kube_client(api)?)))
+    }
+
+    fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
         LiveShifts {
             client,
             actions: s
