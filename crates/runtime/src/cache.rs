@@ -17,7 +17,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::Kind;
-use crate::labels::{SERVICE_NAME_LABEL, ZONE_LABEL};
+use crate::labels::SERVICE_NAME_LABEL;
 
 /// `namespace/name` (namespace empty for cluster-scoped objects).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -381,13 +381,7 @@ impl Cache {
 
     /// The zone label of a node, if the node is known.
     pub fn zone_of(&self, node: &str) -> Option<&str> {
-        self.nodes
-            .get(node)?
-            .metadata
-            .labels
-            .as_ref()?
-            .get(ZONE_LABEL)
-            .map(String::as_str)
+        crate::labels::node_zone(self.nodes.get(node)?)
     }
 }
 

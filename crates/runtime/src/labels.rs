@@ -48,6 +48,15 @@ pub fn node_ready_status(node: &Node) -> Option<&str> {
         .map(|c| c.status.as_str())
 }
 
+/// The node's zone label ([`ZONE_LABEL`]), if it has one.
+pub fn node_zone(node: &Node) -> Option<&str> {
+    node.metadata
+        .labels
+        .as_ref()?
+        .get(ZONE_LABEL)
+        .map(String::as_str)
+}
+
 /// True if the node's `Ready` condition is `True`.
 pub fn node_is_ready(node: &Node) -> bool {
     node_ready_status(node) == Some("True")

@@ -20,29 +20,36 @@ pub struct ZonalShifts {
     pub autoshift: Option<autoshift::Autoshift>,
     /// Requests already handed to the rule (index into `World::requests`).
     cursor: usize,
-    /// Handed over but not finished yet: (end, client zone, ok).
-    pending: Vec<(Millis, String, bool)>,
+}
+
+/// The scenario's `zonalAutoshift` rule as the sans-IO [`autoshift::Autoshift`] (shared with
+/// the live runner).
+pub fn autoshift_of(s: &scenario::Scenario) -> Option<autoshift::Autoshift> {
+    s.zonal_autoshift.as_ref().map(|a| {
+        autoshift::Autoshift::new(autoshift::AutoshiftConfig {
+            threshold_percent: a.threshold,
+            period_ms: ms(a.period),
+            delay_ms: ms(a.delay),
+            expires_in_ms: ms(a.expires_in),
+        })
+    })
+}
+
+/// A duration in milliseconds (saturating).
+pub fn ms(d: std::time::Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl ZonalShifts {
     pub fn new(s: &scenario::Scenario) -> ZonalShifts {
-        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         ZonalShifts {
             actions: s
                 .zonal_shifts_by_time()
                 .into_iter()
                 .map(|(at, z)| (ms(at), z.clone()))
                 .collect(),
-            autoshift: s.zonal_autoshift.as_ref().map(|a| {
-                autoshift::Autoshift::new(autoshift::AutoshiftConfig {
-                    threshold_percent: a.threshold,
-                    period_ms: ms(a.period),
-                    delay_ms: ms(a.delay),
-                    expires_in_ms: ms(a.expires_in),
-                })
-            }),
+            autoshift: autoshift_of(s),
             cursor: 0,
-            pending: Vec::new(),
         }
     }
 }
@@ -95,27 +102,17 @@ impl World {
         let now = self.now;
         let fresh = self.requests[self.zonal.cursor..]
             .iter()
-            .filter(|r| r.client_kind == lab::timeline::CLUSTERIP)
-            .map(|r| {
-                (
-                    r.end as Millis,
-                    r.client_zone.clone(),
-                    r.outcome == lab::Outcome::Ok,
-                )
-            });
-        self.zonal.pending.extend(fresh);
+            .filter(|r| r.client_kind == lab::timeline::CLUSTERIP);
         self.zonal.cursor = self.requests.len();
-        let (done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.zonal.pending)
-            .into_iter()
-            .partition(|(end, _, _)| *end <= now);
-        self.zonal.pending = pending;
         let Some(rule) = self.zonal.autoshift.as_mut() else {
             return;
         };
-        let mut done = done;
-        done.sort_by_key(|d| d.0);
-        for (end, zone, ok) in done {
-            rule.handle_outcome(end, &zone, ok);
+        for r in fresh {
+            rule.handle_finished(
+                r.end as Millis,
+                r.client_zone.clone(),
+                r.outcome == lab::Outcome::Ok,
+            );
         }
         let decision = rule.handle_timeout(now);
         let next = rule

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use controllers::Millis;
-use controllers::zonalshift::{self, MAX_EXPIRES_IN_MS, MIN_EXPIRES_IN_MS};
+use controllers::zonalshift;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use scenario::zonal_shift::{MAX_EXPIRES_IN, MIN_EXPIRES_IN};
 
 /// `zonelab lab zonal-shift`.
 #[derive(clap::Args, Debug, Clone)]
@@ -72,14 +73,13 @@ pub async fn write_shift(
 
 /// Milliseconds of a duration, checked against ARC's `expiresIn` bounds.
 pub fn expires_in_ms(d: Duration) -> anyhow::Result<Millis> {
-    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    if !(MIN_EXPIRES_IN_MS..=MAX_EXPIRES_IN_MS).contains(&ms) {
+    if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&d) {
         bail!(
             "--expires-in {}: out of range, expected 1m to 72h (ARC's bounds)",
             scenario::format_duration(d)
         );
     }
-    Ok(ms)
+    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `zonelab lab zonal-shift`.

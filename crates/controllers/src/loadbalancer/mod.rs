@@ -165,12 +165,7 @@ fn with_finalizer(svc: &Service, present: bool) -> Object {
 
 /// What of a node the balancers depend on: eligibility, address, zone, zonal shift.
 fn node_view(n: &Node) -> (bool, Option<std::net::Ipv4Addr>, Option<String>, bool) {
-    let zone = n
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(crate::ZONE_LABEL))
-        .cloned();
+    let zone = runtime::labels::node_zone(n).map(str::to_string);
     let shifted = crate::zonalshift::is_shifted(n);
     (
         model::node_is_eligible(n),

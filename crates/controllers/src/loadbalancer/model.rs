@@ -15,7 +15,8 @@ use lb::config::{
 };
 
 use super::annotations::{BuildError, Template};
-use crate::{Cache, Key, ZONE_LABEL};
+use crate::{Cache, Key};
+use runtime::labels::node_zone;
 
 /// Node labels that keep a node out of every load balancer (LBC
 /// `defaultTrafficProxyNodeLabelSelector`, pkg/backend/endpoint_utils.go; the first is the
@@ -65,14 +66,6 @@ pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
         .find_map(|a| a.address.parse().ok())
 }
 
-fn zone_label(node: &Node) -> Option<&str> {
-    node.metadata
-        .labels
-        .as_ref()?
-        .get(ZONE_LABEL)
-        .map(String::as_str)
-}
-
 /// Zones with at least one node (any state): where the balancer has an LB node. A zone whose
 /// nodes are all powered off keeps its LB node (its targets fail their checks); a zone with no
 /// Node objects gets none.
@@ -80,7 +73,7 @@ pub fn zones(cache: &Cache) -> BTreeSet<String> {
     cache
         .nodes
         .values()
-        .filter_map(|n| zone_label(n).map(str::to_string))
+        .filter_map(|n| node_zone(n).map(str::to_string))
         .collect()
 }
 
@@ -102,7 +95,7 @@ fn instance_targets(cache: &Cache, node_port: u16) -> Vec<TargetConfig> {
             Some(TargetConfig {
                 ip: internal_ip(n)?,
                 port: node_port,
-                zone: zone_label(n)?.to_string(),
+                zone: node_zone(n)?.to_string(),
             })
         })
         .collect()

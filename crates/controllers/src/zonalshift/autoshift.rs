@@ -47,9 +47,12 @@ pub struct Autoshift {
     config: AutoshiftConfig,
     /// `(completed at, zone index, ok)`, in arrival order.
     samples: VecDeque<(Millis, usize, bool)>,
+    /// Zones that ever reported, indexed by the samples (a silent known zone counts as
+    /// failing).
     zones: Vec<String>,
-    /// Zones that ever reported, by index (a silent known zone counts as failing).
-    seen: BTreeMap<usize, ()>,
+    /// Outcomes handed over by [`Autoshift::handle_finished`] but not applied yet:
+    /// `(end, zone, ok)`, applied by [`Autoshift::handle_timeout`] once `end <= now`.
+    pending: Vec<(Millis, String, bool)>,
     breach_since: Option<Millis>,
     /// When the first outcome arrived: until a whole period has passed since, the alarm has
     /// insufficient data (CloudWatch's `INSUFFICIENT_DATA`) and cannot breach.
@@ -65,7 +68,7 @@ impl Autoshift {
             config,
             samples: VecDeque::new(),
             zones: Vec::new(),
-            seen: BTreeMap::new(),
+            pending: Vec::new(),
             breach_since: None,
             first_at: None,
             active_until: None,
@@ -82,7 +85,6 @@ impl Autoshift {
                 self.zones.len() - 1
             }
         };
-        self.seen.insert(idx, ());
         if self.samples.len() >= MAX_SAMPLES {
             self.samples.pop_front();
         }
@@ -91,13 +93,28 @@ impl Autoshift {
         self.first_at.get_or_insert(at);
     }
 
+    /// A client in `zone` finished a request at `end`, failed or not, possibly later than the
+    /// caller's clock: buffered until [`Autoshift::handle_timeout`] reaches `end`.
+    pub fn handle_finished(&mut self, end: Millis, zone: String, ok: bool) {
+        self.pending.push((end, zone, ok));
+    }
+
     /// When [`Autoshift::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.next_eval
     }
 
-    /// Evaluate the alarm at `now`; a decision when a shift should start.
+    /// Apply the buffered outcomes that ended by `now` (in order of their end), then evaluate
+    /// the alarm if due; a decision when a shift should start.
     pub fn handle_timeout(&mut self, now: Millis) -> Option<AutoshiftDecision> {
+        let (mut done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|(end, _, _)| *end <= now);
+        self.pending = pending;
+        done.sort_by_key(|d| d.0);
+        for (end, zone, ok) in done {
+            self.handle_outcome(end, &zone, ok);
+        }
         if self.next_eval.is_none_or(|t| t > now) {
             return None;
         }
@@ -145,8 +162,8 @@ impl Autoshift {
     fn impaired_zone(&self, since: Millis, now: Millis) -> Option<String> {
         let from = (now - self.config.period_ms).max(since);
         let mut per_zone: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for idx in self.seen.keys() {
-            per_zone.insert(&self.zones[*idx], (0, 0));
+        for zone in &self.zones {
+            per_zone.insert(zone, (0, 0));
         }
         for (at, idx, ok) in &self.samples {
             if *at >= from && *at <= now {

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use runtime::Outbox;
 use runtime::events::{EventRecord, EventType, node_ref};
+use runtime::labels::node_zone;
 
 use crate::cache::{Cache, Change, Object};
 use crate::{Action, Controller, Millis, WriteError};
@@ -44,10 +45,6 @@ pub const REASON_STARTED: &str = "ZonalShiftStarted";
 pub const REASON_ENDED: &str = "ZonalShiftEnded";
 /// Retry delay after a write of ours lost a race (the newer node usually arrives first).
 pub const RETRY_MS: Millis = 1_000;
-/// ARC's bounds on `expiresIn`: 1 minute to 3 days (ARC API `StartZonalShift`).
-pub const MIN_EXPIRES_IN_MS: Millis = 60_000;
-/// See [`MIN_EXPIRES_IN_MS`].
-pub const MAX_EXPIRES_IN_MS: Millis = 72 * 3_600_000;
 
 /// What a node says about a zonal shift.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -67,7 +64,7 @@ fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
 }
 
 /// Parses an RFC 3339 time into milliseconds.
-pub fn parse_time(text: &str) -> Option<Millis> {
+fn parse_time(text: &str) -> Option<Millis> {
     text.parse::<k8s_openapi::jiff::Timestamp>()
         .ok()
         .map(|t| t.as_millisecond())
@@ -75,9 +72,7 @@ pub fn parse_time(text: &str) -> Option<Millis> {
 
 /// Formats milliseconds as RFC 3339 (UTC, whole seconds rounded down).
 pub fn format_time(at: Millis) -> String {
-    k8s_openapi::jiff::Timestamp::from_millisecond(at - at.rem_euclid(1_000))
-        .map(|t| t.to_string())
-        .unwrap_or_default()
+    crate::time::to_time(at).0.to_string()
 }
 
 /// The node's zonal-shift state. An unparsable expiry is no shift.
@@ -93,14 +88,6 @@ pub fn shift_of(node: &Node) -> NodeShift {
 /// presence alone decides (the EndpointSlice controller has no timer for it).
 pub fn is_shifted(node: &Node) -> bool {
     shift_of(node).expires_at.is_some()
-}
-
-fn node_zone(node: &Node) -> Option<&str> {
-    node.metadata
-        .labels
-        .as_ref()?
-        .get(crate::ZONE_LABEL)
-        .map(String::as_str)
 }
 
 /// The zones with an active shift, from the nodes in `cache`.
@@ -232,7 +219,7 @@ pub fn merge_patch(expires_at: Option<Millis>, started: Option<Millis>) -> serde
 }
 
 /// What the controller does to one node now, if anything: the node to write and the Event.
-pub fn plan_node(node: &Node, now: Millis) -> Option<(Node, EventRecord)> {
+fn plan_node(node: &Node, now: Millis) -> Option<(Node, EventRecord)> {
     let shift = shift_of(node);
     let unschedulable = node
         .spec

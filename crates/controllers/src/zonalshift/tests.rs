@@ -334,3 +334,16 @@ fn autoshift_needs_a_whole_period_of_data() {
     let start_up = |z: &str, t: Millis| z == "b" && t < 2_000;
     assert!(feed(&mut a, 0, 60_000, &[], start_up).is_none());
 }
+
+#[test]
+fn autoshift_applies_finished_outcomes_once_their_end_is_reached() {
+    let mut a = Autoshift::new(rule());
+    // Handed over early (a record read before its end): nothing is applied before its end.
+    a.handle_finished(5_000, "b".into(), false);
+    a.handle_finished(4_000, "a".into(), true);
+    assert!(a.handle_timeout(3_000).is_none());
+    assert_eq!(a.poll_timeout(), None, "no outcome applied yet");
+    // At 4 s the one that ended then is applied (and first evaluated); the other still waits.
+    assert!(a.handle_timeout(4_000).is_none());
+    assert_eq!(a.poll_timeout(), Some(5_000));
+}

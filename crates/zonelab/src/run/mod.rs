@@ -543,7 +543,7 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks = 0u64;
     let mut interrupt = std::pin::pin!(stop.first());
-    let mut zonal = zonal_shift::LiveShifts::new(s, crate::lab::kube_client(base.cfg.api)?);
+    let mut zonal = zonal_shift::LiveShifts::of(s, base.cfg.api)?;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -561,8 +561,10 @@ async fn drive(
             progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
             next += 1;
         }
-        for line in zonal.step(base.t0 as i64, epoch_ms() as i64, pods).await? {
-            progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
+        if let Some(zonal) = zonal.as_mut() {
+            for line in zonal.step(base.t0 as i64, epoch_ms() as i64, pods).await? {
+                progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
+            }
         }
         let elapsed = Duration::from_secs_f64(elapsed_ms.max(0.0) / 1e3);
         if elapsed >= limit {

@@ -4,13 +4,10 @@
 //! [`LiveShifts::step`].
 
 use controllers::Millis;
-use controllers::zonalshift::autoshift::{Autoshift, AutoshiftConfig};
+use controllers::zonalshift::autoshift::Autoshift;
+use sim::zonal_shift::ms;
 
 use super::clients::{ClientPod, NewLines};
-
-fn ms(d: std::time::Duration) -> Millis {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// The shifts still to start and the autoshift rule of a live run.
 pub struct LiveShifts {
@@ -20,8 +17,6 @@ pub struct LiveShifts {
     next: usize,
     rule: Option<Autoshift>,
     lines: NewLines,
-    /// Records read but not finished yet: (end, client zone, ok).
-    pending: Vec<(Millis, String, bool)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -31,7 +26,19 @@ struct Line {
 }
 
 impl LiveShifts {
-    pub fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
+    /// The run's shifts, with a client of the lab's API server at `api`; `None` (and no client)
+    /// when the scenario has neither `zonalShifts` nor `zonalAutoshift`.
+    pub fn of(
+        s: &scenario::Scenario,
+        api: std::net::SocketAddr,
+    ) -> anyhow::Result<Option<LiveShifts>> {
+        if s.zonal_shifts.is_empty() && s.zonal_autoshift.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(LiveShifts::new(s, crate::lab::kube_client(api)?)))
+    }
+
+    fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
         LiveShifts {
             client,
             actions: s
@@ -40,16 +47,8 @@ impl LiveShifts {
                 .map(|(at, z)| (ms(at), z.away_from.clone(), z.expires_in.map(ms)))
                 .collect(),
             next: 0,
-            rule: s.zonal_autoshift.as_ref().map(|a| {
-                Autoshift::new(AutoshiftConfig {
-                    threshold_percent: a.threshold,
-                    period_ms: ms(a.period),
-                    delay_ms: ms(a.delay),
-                    expires_in_ms: ms(a.expires_in),
-                })
-            }),
+            rule: sim::zonal_shift::autoshift_of(s),
             lines: NewLines::default(),
-            pending: Vec::new(),
         }
     }
 
@@ -86,22 +85,11 @@ impl LiveShifts {
             for line in self.lines.read(&cp.out) {
                 if let Ok(l) = serde_json::from_str::<Line>(&line) {
                     let ok = l.outcome == lab::Outcome::Ok;
-                    self.pending.push((l.end as Millis, cp.zone.clone(), ok));
+                    rule.handle_finished(l.end as Millis, cp.zone.clone(), ok);
                 }
             }
         }
-        let (mut done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|(end, _, _)| *end <= now);
-        self.pending = pending;
-        done.sort_by_key(|d| d.0);
-        for (end, zone, ok) in done {
-            rule.handle_outcome(end, &zone, ok);
-        }
-        if rule.poll_timeout().is_some_and(|t| t <= now) {
-            return rule.handle_timeout(now);
-        }
-        None
+        rule.handle_timeout(now)
     }
 
     async fn write(
