@@ -129,6 +129,20 @@ pub struct VariantRuns<'a> {
     pub reports: &'a [Report],
 }
 
+impl<'a> VariantRuns<'a> {
+    /// Planned variant `p` with its runs' `reports`.
+    pub fn of<T>(p: &'a crate::plan::Planned<T>, reports: &'a [Report]) -> Self {
+        VariantRuns {
+            name: &p.name,
+            baseline: p.baseline,
+            about: p.about.as_deref(),
+            cost: p.cost.as_deref(),
+            overrides: &p.overrides,
+            reports,
+        }
+    }
+}
+
 /// One variant's figures over its runs.
 pub fn figures(v: &VariantRuns<'_>) -> VariantFigures {
     let runs: Vec<SeedFigures> = v.reports.iter().map(SeedFigures::of).collect();

@@ -269,14 +269,7 @@ fn comparison() -> crate::Comparison {
     let runs: Vec<VariantRuns<'_>> = planned
         .iter()
         .zip(&reports)
-        .map(|(p, r)| VariantRuns {
-            name: &p.name,
-            baseline: p.baseline,
-            about: p.about.as_deref(),
-            cost: p.cost.as_deref(),
-            overrides: &p.overrides,
-            reports: r,
-        })
+        .map(|(p, r)| VariantRuns::of(p, r))
         .collect();
     summarise("small", "sim", &[1, 2], &runs)
 }

@@ -94,14 +94,7 @@ pub fn run(args: CompareArgs, rt: &tokio::runtime::Runtime) -> anyhow::Result<i3
     let runs: Vec<VariantRuns<'_>> = planned
         .iter()
         .zip(&reports)
-        .map(|(p, r)| VariantRuns {
-            name: &p.name,
-            baseline: p.baseline,
-            about: p.about.as_deref(),
-            cost: p.cost.as_deref(),
-            overrides: &p.overrides,
-            reports: r,
-        })
+        .map(|(p, r)| VariantRuns::of(p, r))
         .collect();
     let mode_name = if args.live { "live" } else { "sim" };
     let c = compare::summarise(&planned[0].prepared.scenario.name, mode_name, &seeds, &runs);
