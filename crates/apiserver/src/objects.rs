@@ -86,7 +86,7 @@ pub fn splice_resource_version(kv: &KeyValue, out: &mut Vec<u8>) {
 
 /// RFC 3339 with seconds, as Kubernetes `metav1.Time` marshals.
 pub fn timestamp(now: DateTime<Utc>) -> String {
-    registry::meta::timestamp(now.timestamp_millis())
+    registry::meta::timestamp(registry::Moment::from_millis(now.timestamp_millis()))
 }
 
 #[cfg(test)]

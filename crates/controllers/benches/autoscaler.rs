@@ -6,6 +6,7 @@
 //! (upstream's SLO is a decision within 30 s below 100 nodes, 60 s up to 1,000).
 //! Prints figures; run with `cargo bench -p controllers --bench autoscaler`.
 
+use std::time::Duration;
 use std::time::Instant;
 
 use controllers::autoscaler::{
@@ -126,7 +127,7 @@ fn main() {
         // upcoming (the expensive case), and scale-down runs (no cool-down, no scale-up:
         // the bench disables scale-up's cool-down by starting its clock long ago).
         let mut ca = ClusterAutoscaler::new(config.clone()).expect("config");
-        let now = T0 + s as i64 * 10_000;
+        let now = T0 + Duration::from_millis(s as u64 * 10_000);
         let t = Instant::now();
         ca.handle_timeout(&cache, &groups, now);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -168,7 +169,7 @@ fn main() {
     let mut candidates = 0;
     for s in 0..SCANS {
         let mut ca = ClusterAutoscaler::new(config.clone()).expect("config");
-        let now = T0 + s as i64 * 10_000;
+        let now = T0 + Duration::from_millis(s as u64 * 10_000);
         let t = Instant::now();
         ca.handle_timeout(&cache, &groups, now);
         times.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -55,7 +55,7 @@ fn main() {
     api.put(object(json!({"kind": "Service", "metadata": {"name": "web", "namespace": "default"},
         "spec": {"clusterIP": "10.96.0.10", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})), T0);
     for i in 0..PODS {
-        api.put(pod(i, true, T0), T0);
+        api.put(pod(i, true, T0.as_millis()), T0);
     }
 
     let mut c = EndpointSliceController::new(EndpointSliceConfig::default());
@@ -80,11 +80,11 @@ fn main() {
     let mut flips = Vec::with_capacity(ITERATIONS);
     let mut writes = 0;
     for k in 0..ITERATIONS {
-        let now = T0 + 1_000 * (k as i64 + 1);
+        let now = T0 + Duration::from_millis(1_000 * (k as u64 + 1));
         // Pod i turns not-ready, then (next iteration) ready again: every change is real.
         let i = ((k / 2) * 7919) % PODS;
         let ready = k % 2 == 1;
-        let change = api.put(pod(i, ready, now), now);
+        let change = api.put(pod(i, ready, now.as_millis()), now);
         let start = Instant::now();
         c.handle_change(&api.cache, black_box(&change), now);
         let mut out = Vec::new();
@@ -111,7 +111,7 @@ fn main() {
     let svc = api.cache.services.values().next().cloned().expect("svc");
     let mut noops = Vec::with_capacity(ITERATIONS);
     for k in 0..ITERATIONS {
-        let now = T0 + 10_000_000 + k as i64;
+        let now = T0 + Duration::from_millis(10_000_000 + k as u64);
         let change = api.put(Object::Service(Arc::clone(&svc)), now);
         let start = Instant::now();
         c.handle_change(&api.cache, &change, now);

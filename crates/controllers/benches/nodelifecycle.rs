@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use controllers::fake::{FakeApi, T0, object};
 use controllers::nodelifecycle::{NodeLifecycleConfig, NodeLifecycleController};
-use controllers::{Action, Controller, Millis, Object};
+use controllers::{Action, Controller, Moment, Object};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -21,15 +21,17 @@ const DEAD: usize = 100;
 const PODS_PER_NODE: usize = 10;
 const ITERATIONS: usize = 60;
 
-fn ts(ms: Millis) -> String {
-    Timestamp::from_millisecond(ms).expect("ts").to_string()
+fn ts(ms: Moment) -> String {
+    Timestamp::from_millisecond(ms.as_millis())
+        .expect("ts")
+        .to_string()
 }
 
 fn name(i: usize) -> String {
     format!("node-{i:05}")
 }
 
-fn lease(node: &str, renew: Millis) -> Object {
+fn lease(node: &str, renew: Moment) -> Object {
     Object::Lease(Arc::new(Lease {
         metadata: ObjectMeta {
             name: Some(node.to_string()),
@@ -37,7 +39,9 @@ fn lease(node: &str, renew: Millis) -> Object {
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
-            renew_time: Some(MicroTime(Timestamp::from_millisecond(renew).expect("ts"))),
+            renew_time: Some(MicroTime(
+                Timestamp::from_millisecond(renew.as_millis()).expect("ts"),
+            )),
             ..LeaseSpec::default()
         }),
     }))
@@ -48,7 +52,7 @@ fn is_dead(i: usize) -> bool {
     i.is_multiple_of(NODES / DEAD)
 }
 
-fn renew_live(api: &mut FakeApi, c: &mut NodeLifecycleController, now: Millis) {
+fn renew_live(api: &mut FakeApi, c: &mut NodeLifecycleController, now: Moment) {
     for i in (0..NODES).filter(|i| !is_dead(*i)) {
         let change = api.put(lease(&name(i), now), now);
         c.handle_change(&api.cache, &change, now);
@@ -68,7 +72,7 @@ fn report(label: &str, mut samples: Vec<Duration>) {
 }
 
 /// Time `handle_timeout(now)` + `poll_action` on fresh clones of `base`; returns the writes of one.
-fn time_pass(label: &str, base: &NodeLifecycleController, api: &FakeApi, now: Millis) -> usize {
+fn time_pass(label: &str, base: &NodeLifecycleController, api: &FakeApi, now: Moment) -> usize {
     let mut samples = Vec::with_capacity(ITERATIONS);
     let mut writes = 0;
     for _ in 0..ITERATIONS {
@@ -114,21 +118,21 @@ fn main() {
 
     // Passes every 5 s; live kubelets renew every 10 s; the dead never renew after T0.
     let mut now = T0;
-    while now < T0 + 40_000 {
-        now += 5_000;
-        if (now - T0) % 10_000 == 0 {
+    while now < T0 + Duration::from_millis(40_000) {
+        now += Duration::from_millis(5_000);
+        if (now.as_millis() - T0.as_millis()) % 10_000 == 0 {
             renew_live(&mut api, &mut c, now);
         }
         c.handle_timeout(&api.cache, now);
         api.drain(&mut c, now);
     }
-    now = T0 + 45_000;
+    now = T0 + Duration::from_millis(45_000);
     let healthy = time_pass("healthy pass (no renewals since last pass)", &c, &api, now);
     assert_eq!(healthy, 0);
     c.handle_timeout(&api.cache, now);
     api.drain(&mut c, now);
 
-    now = T0 + 50_000;
+    now = T0 + Duration::from_millis(50_000);
     renew_live(&mut api, &mut c, now);
     let writes = time_pass(
         &format!("detection pass: {DEAD} dead, {} renewed", NODES - DEAD),
@@ -144,7 +148,7 @@ fn main() {
     let applied = api.drain(&mut c, now);
     println!("  writes incl. NoSchedule taints after echoes: {applied}");
 
-    now = T0 + 55_000;
+    now = T0 + Duration::from_millis(55_000);
     time_pass(
         &format!("next pass: queues {DEAD} nodes for NoExecute"),
         &c,

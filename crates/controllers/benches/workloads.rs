@@ -3,6 +3,7 @@
 //! virtual-time harness. Prints figures; run with `cargo bench -p controllers --bench workloads`.
 
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use controllers::fake::{Harness, object};
@@ -57,7 +58,7 @@ fn run(n: i32) {
     let t = Instant::now();
     h.put(d("img:1"));
     while kubelet(&mut h) > 0 {
-        h.advance(1000);
+        h.advance(Duration::from_millis(1000));
     }
     let create = t.elapsed();
     let writes_before: usize = h.write_counts().values().sum();
@@ -70,7 +71,7 @@ fn run(n: i32) {
     h.put(Object::Deployment(Arc::new(cur)));
     let mut steps = 0;
     while kubelet(&mut h) > 0 {
-        h.advance(1000);
+        h.advance(Duration::from_millis(1000));
         steps += 1;
     }
     let rollout = t.elapsed();

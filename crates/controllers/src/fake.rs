@@ -5,15 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cache::{Cache, Change, Key, Object};
-use crate::{Action, Controller, Kind, Millis, WriteError};
+use crate::{Action, Controller, Kind, Moment, WriteError};
 
 /// A fixed start time for tests: 2027-01-15T08:00:00Z.
-pub const T0: Millis = 1_800_000_000_000;
+pub const T0: Moment = Moment::from_millis(1_800_000_000_000);
 
 /// The seed of a [`FakeApi`]'s randomness (uids, generated names, ClusterIPs).
 const SEED: u64 = 0x5eed;
@@ -26,7 +27,7 @@ pub struct FakeApi {
     pub cache: Cache,
     api: registry::MemApi<Stored>,
     /// Every write executed, in order (for assertions).
-    pub log: Vec<(Millis, Action)>,
+    pub log: Vec<(Moment, Action)>,
 }
 
 impl Default for FakeApi {
@@ -159,7 +160,7 @@ impl registry::Stored for Stored {
         old: Option<&Stored>,
         name: Option<String>,
         fresh_uid: String,
-        now: Millis,
+        now: Moment,
     ) {
         let old = old.map(|o| o.0.meta());
         registry::typed::raw_identity(meta_mut(&mut self.0), old, name, fresh_uid, now);
@@ -201,7 +202,7 @@ impl registry::Stored for Stored {
         &mut self,
         res: &registry::ResourceInfo,
         node: &str,
-        now: Millis,
+        now: Moment,
     ) -> Option<Result<(), registry::StatusError>> {
         match &mut self.0 {
             Object::Pod(p) => Some(registry::typed::bind_pod(res, Arc::make_mut(p), node, now)),
@@ -292,7 +293,7 @@ impl FakeApi {
     /// Store `obj` as given (an external write: test setup, a kubelet), without admission:
     /// fills a missing name (from generateName), uid and creationTimestamp, keeps a stored
     /// object's, and bumps the resourceVersion.
-    pub fn put(&mut self, obj: Object, now: Millis) -> Change {
+    pub fn put(&mut self, obj: Object, now: Moment) -> Change {
         let res = resource(obj.kind());
         let key = obj.key();
         let w = self
@@ -315,7 +316,7 @@ impl FakeApi {
     /// Execute `c`'s pending writes, feeding the resulting changes (and failures) back to it,
     /// until it asks for none; returns how many writes ran. For driving one controller alone
     /// (benchmarks); [`Harness`] drives several.
-    pub fn drain(&mut self, c: &mut dyn Controller, now: Millis) -> usize {
+    pub fn drain(&mut self, c: &mut dyn Controller, now: Moment) -> usize {
         let mut n = 0;
         loop {
             let out: Vec<Action> = std::iter::from_fn(|| c.poll_action()).collect();
@@ -335,7 +336,7 @@ impl FakeApi {
     }
 
     /// Execute a controller's write with the API server's rules. Returns the resulting changes.
-    pub fn execute(&mut self, action: &Action, now: Millis) -> Result<Vec<Change>, WriteError> {
+    pub fn execute(&mut self, action: &Action, now: Moment) -> Result<Vec<Change>, WriteError> {
         self.log.push((now, action.clone()));
         let written = match action {
             Action::Create(obj) => {
@@ -379,9 +380,9 @@ impl FakeApi {
 pub struct Harness {
     pub api: FakeApi,
     pub controllers: Vec<Box<dyn Controller>>,
-    pub now: Millis,
+    pub now: Moment,
     /// Failed writes, with the error (for assertions).
-    pub failures: Vec<(Millis, Action, WriteError)>,
+    pub failures: Vec<(Moment, Action, WriteError)>,
     /// Events the controllers recorded, in order (for assertions).
     pub events: Vec<crate::events::EventRecord>,
     synced: bool,
@@ -465,7 +466,7 @@ impl Harness {
     }
 
     /// The earliest wake-up any controller asked for.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         self.controllers
             .iter()
             .filter_map(|c| c.poll_timeout())
@@ -473,7 +474,7 @@ impl Harness {
     }
 
     /// Advance virtual time to `until`, running every timer due on the way (in order).
-    pub fn run_until(&mut self, until: Millis) {
+    pub fn run_until(&mut self, until: Moment) {
         for _ in 0..MAX_ROUNDS * 10 {
             match self.poll_timeout() {
                 Some(w) if w <= until => {
@@ -496,7 +497,7 @@ impl Harness {
     }
 
     /// Advance virtual time by `ms`.
-    pub fn advance(&mut self, ms: Millis) {
+    pub fn advance(&mut self, ms: Duration) {
         self.run_until(self.now + ms);
     }
 

@@ -27,4 +27,4 @@ pub use runtime::labels::{HOSTNAME_LABEL, ZONE_LABEL, node_ready_status, pod_is_
 pub use runtime::{Action, Controller, Kind, WriteError};
 pub use runtime::{Cache, Change, Key, Object};
 pub use runtime::{cache, relist, time};
-pub use time::Millis;
+pub use time::Moment;

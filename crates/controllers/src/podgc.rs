@@ -8,29 +8,30 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 
 use crate::time::to_time;
 use crate::workloads::util::{node_name, phase};
-use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Moment, Object, WriteError};
 use runtime::Outbox;
 
 /// Tunables, named after upstream's constants (pkg/controller/podgc/gc_controller.go).
 #[derive(Clone, Debug)]
 pub struct PodGcConfig {
     /// Upstream `gcCheckPeriod = 20 * time.Second`.
-    pub gc_check_period_ms: Millis,
+    pub gc_check_period_ms: Duration,
     /// Upstream `quarantineTime = 40 * time.Second`: how long a node must stay missing before
     /// its pods count as orphaned.
-    pub quarantine_ms: Millis,
+    pub quarantine_ms: Duration,
 }
 
 impl Default for PodGcConfig {
     fn default() -> Self {
         PodGcConfig {
-            gc_check_period_ms: 20_000,
-            quarantine_ms: 40_000,
+            gc_check_period_ms: Duration::from_millis(20_000),
+            quarantine_ms: Duration::from_millis(40_000),
         }
     }
 }
@@ -43,10 +44,10 @@ const MESSAGE_NODE_GONE: &str = "PodGC: node no longer exists";
 pub struct PodGcController {
     cfg: PodGcConfig,
     /// Node names pods are bound to that have no Node object, with when that was first seen.
-    missing_since: BTreeMap<String, Millis>,
+    missing_since: BTreeMap<String, Moment>,
     /// Pods whose force delete is in flight.
     deleting: BTreeSet<Key>,
-    next: Option<Millis>,
+    next: Option<Moment>,
     /// Writes and Events for the driver to poll.
     out: Outbox,
 }
@@ -62,7 +63,7 @@ impl PodGcController {
         }
     }
 
-    fn wake_at(&mut self, at: Millis) {
+    fn wake_at(&mut self, at: Moment) {
         self.next = Some(self.next.map_or(at, |n| n.min(at)));
     }
 
@@ -94,8 +95,8 @@ impl PodGcController {
     }
 
     /// One pass (upstream `gc`, minus the terminated-pod threshold and out-of-service parts).
-    fn collect(&mut self, cache: &Cache, now: Millis) {
-        let mut missing_now: BTreeMap<String, Millis> = BTreeMap::new();
+    fn collect(&mut self, cache: &Cache, now: Moment) {
+        let mut missing_now: BTreeMap<String, Moment> = BTreeMap::new();
         let mut orphans: Vec<Arc<Pod>> = Vec::new();
         let mut unscheduled: Vec<Arc<Pod>> = Vec::new();
         for pod in cache.pods.values() {
@@ -133,7 +134,7 @@ impl PodGcController {
         }
         self.next = None;
         if let Some(first) = self.missing_since.values().min() {
-            let due = (first + self.cfg.quarantine_ms).max(now + 1);
+            let due = (*first + self.cfg.quarantine_ms).max(now + Duration::from_millis(1));
             self.wake_at(due.min(now + self.cfg.gc_check_period_ms));
         }
     }
@@ -148,11 +149,11 @@ impl Controller for PodGcController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.collect(cache, now);
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Deleted(Object::Pod(p)) => {
                 self.deleting.remove(&Key::of(&p.metadata));
@@ -173,15 +174,15 @@ impl Controller for PodGcController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         self.collect(cache, now);
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.next
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         if let Action::Delete { key, .. } = action {
             self.deleting.remove(key);
             if *error != WriteError::NotFound {
@@ -235,12 +236,12 @@ mod tests {
                 .is_some()
         );
         h.remove(Kind::Node, &Key::new("", "n1"));
-        h.advance(39_000);
+        h.advance(Duration::from_millis(39_000));
         assert!(
             h.api.cache.pods.contains_key(&Key::new("default", "a")),
             "quarantine"
         );
-        h.advance(2_000);
+        h.advance(Duration::from_millis(2_000));
         assert!(!h.api.cache.pods.contains_key(&Key::new("default", "a")));
         assert!(h.api.cache.pods.contains_key(&Key::new("default", "b")));
         let status_writes: Vec<_> = h
@@ -276,9 +277,9 @@ mod tests {
         h.start();
         h.put(bound_pod("a", "n1"));
         h.remove(Kind::Node, &Key::new("", "n1"));
-        h.advance(20_000);
+        h.advance(Duration::from_millis(20_000));
         h.put(node("n1"));
-        h.advance(60_000);
+        h.advance(Duration::from_millis(60_000));
         assert!(h.api.cache.pods.contains_key(&Key::new("default", "a")));
     }
 }

@@ -5,12 +5,13 @@
 //! Start at [`ServiceAccountsController`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::workloads::util::WorkQueue;
-use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Moment, Object, WriteError};
 use runtime::Outbox;
 
 /// The accounts every namespace gets: upstream `DefaultServiceAccountsControllerOptions`
@@ -44,7 +45,7 @@ impl ServiceAccountsController {
     pub fn new() -> ServiceAccountsController {
         // Upstream's queue uses the default controller rate limiter: 5 ms doubling to 1000 s.
         ServiceAccountsController {
-            queue: WorkQueue::new(5, 1_000_000),
+            queue: WorkQueue::new(Duration::from_millis(5), Duration::from_secs(1_000)),
             out: Outbox::new(),
         }
     }
@@ -85,13 +86,13 @@ impl Controller for ServiceAccountsController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         for ns in cache.namespaces.keys() {
             self.queue.add_at(Key::new("", ns), now);
         }
     }
 
-    fn handle_change(&mut self, _cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, _cache: &Cache, change: &Change, now: Moment) {
         let ns = match change {
             Change::Applied {
                 new: Object::Namespace(n),
@@ -110,17 +111,17 @@ impl Controller for ServiceAccountsController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key.name);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let Action::Create(Object::ServiceAccount(sa)) = action else {
             return;
         };
@@ -155,12 +156,12 @@ mod tests {
         let mut h = Harness::new(vec![Box::new(ServiceAccountsController::new())]);
         h.put(namespace("default", "Active"));
         h.start();
-        h.advance(0);
+        h.advance(Duration::ZERO);
         let key = Key::new("default", "default");
         assert!(h.api.get(Kind::ServiceAccount, &key).is_some());
         h.put(namespace("team-a", "Active"));
         h.put(namespace("leaving", "Terminating"));
-        h.advance(0);
+        h.advance(Duration::ZERO);
         assert!(
             h.api
                 .get(Kind::ServiceAccount, &Key::new("team-a", "default"))
@@ -173,7 +174,7 @@ mod tests {
         );
         h.remove(Kind::ServiceAccount, &key);
         assert!(h.api.get(Kind::ServiceAccount, &key).is_none());
-        h.advance(0);
+        h.advance(Duration::ZERO);
         assert!(h.api.get(Kind::ServiceAccount, &key).is_some());
         assert_eq!(h.write_counts()["create ServiceAccount"], 3);
     }

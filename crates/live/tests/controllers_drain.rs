@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use controllers::{Action, Cache, Change, Controller, Millis, Object, WriteError};
+use controllers::{Action, Cache, Change, Controller, Moment, Object, WriteError};
 use k8s_openapi::api::core::v1::Pod;
 use live::fake_client::fake_client;
 
@@ -26,7 +26,7 @@ impl Controller for Burst {
         "burst"
     }
 
-    fn handle_synced(&mut self, _cache: &Cache, _now: Millis) {
+    fn handle_synced(&mut self, _cache: &Cache, _now: Moment) {
         for i in 0..ACTIONS {
             let pod: Pod = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": format!("p-{i}"), "namespace": "default"},
@@ -37,13 +37,13 @@ impl Controller for Burst {
         }
     }
 
-    fn handle_change(&mut self, _cache: &Cache, _change: &Change, _now: Millis) {}
+    fn handle_change(&mut self, _cache: &Cache, _change: &Change, _now: Moment) {}
 
     fn outbox(&mut self) -> &mut runtime::Outbox {
         &mut self.out
     }
 
-    fn handle_write_failed(&mut self, _action: &Action, _error: &WriteError, _now: Millis) {
+    fn handle_write_failed(&mut self, _action: &Action, _error: &WriteError, _now: Moment) {
         self.failed.fetch_add(1, Ordering::SeqCst);
     }
 }

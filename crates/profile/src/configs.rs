@@ -47,14 +47,13 @@ pub struct ElectionTimers {
 impl ElectionTimers {
     /// The election of Lease `namespace/name` by candidate `identity` with these timers.
     pub fn config(&self, namespace: &str, name: &str, identity: &str, seed: u64) -> ElectionConfig {
-        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         ElectionConfig {
             namespace: namespace.to_string(),
             name: name.to_string(),
             identity: identity.to_string(),
-            lease_duration_ms: ms(self.lease_duration),
-            renew_deadline_ms: ms(self.renew_deadline),
-            retry_period_ms: ms(self.retry_period),
+            lease_duration_ms: self.lease_duration,
+            renew_deadline_ms: self.renew_deadline,
+            retry_period_ms: self.retry_period,
             seed,
         }
     }
@@ -140,7 +139,7 @@ impl Configs {
                 .node_monitor_grace_period
                 .as_secs_f64(),
             node_monitor_period_s: self.node_lifecycle.node_monitor_period.as_secs_f64(),
-            lease_renew_interval_s: self.kubelet.lease_renew_interval() as f64 / 1000.0,
+            lease_renew_interval_s: self.kubelet.lease_renew_interval().as_millis() as f64 / 1000.0,
             unreachable_toleration_s: self.admission.unreachable_toleration_seconds as f64,
             // The sysctl takes whole seconds, at least 1.
             conntrack_tcp_timeout_syn_sent_s: syn_sent.as_secs().max(1) as f64,
@@ -203,7 +202,7 @@ pub fn endpointslice(f: &ServerFlags) -> EndpointSliceConfig {
 
 /// Leader election: 15 s / 10 s / 2 s (`controllers::leaderelection`), scaled.
 pub fn election(profile: Profile, f: &ElectionFlags) -> ElectionTimers {
-    let scaled = |ms: i64| profile.duration(Duration::from_millis(ms.unsigned_abs()));
+    let scaled = |d: Duration| profile.duration(d);
     ElectionTimers {
         lease_duration: f
             .leader_elect_lease_duration
@@ -274,11 +273,11 @@ pub fn kubelet(profile: Profile, f: &NodeFlags) -> KubeletConfig {
 /// (`proxy::syncer`), scaled.
 pub fn proxy(profile: Profile, f: &NodeFlags) -> SyncerConfig {
     let up = SyncerConfig::default();
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    let scaled = |v: i64| ms(profile.duration(Duration::from_millis(v.unsigned_abs())));
     SyncerConfig {
-        min_sync_period_ms: f.min_sync_period.map_or(scaled(up.min_sync_period_ms), ms),
-        sync_period_ms: f.sync_period.map_or(scaled(up.sync_period_ms), ms),
+        min_sync_period_ms: f
+            .min_sync_period
+            .unwrap_or(profile.duration(up.min_sync_period_ms)),
+        sync_period_ms: f.sync_period.unwrap_or(profile.duration(up.sync_period_ms)),
         ..up
     }
 }

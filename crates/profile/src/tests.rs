@@ -39,9 +39,12 @@ fn upstream_profile_is_upstreams_defaults() {
     assert_eq!(c.autoscaler.scan_interval, secs(10));
     assert_eq!(c.autoscaler.max_node_provision_time, secs(15 * 60));
     assert_eq!(c.kubelet.node_lease_duration_seconds, 40);
-    assert_eq!(c.kubelet.lease_renew_interval(), 10_000);
-    assert_eq!(c.proxy.min_sync_period_ms, 1_000);
-    assert_eq!(c.proxy.sync_period_ms, 30_000);
+    assert_eq!(
+        c.kubelet.lease_renew_interval(),
+        Duration::from_millis(10_000)
+    );
+    assert_eq!(c.proxy.min_sync_period_ms, Duration::from_millis(1_000));
+    assert_eq!(c.proxy.sync_period_ms, Duration::from_millis(30_000));
     assert_eq!(c.load_balancer_time_divisor, 1);
     assert_eq!(c.conntrack_tcp_timeout_syn_sent, None);
 }
@@ -79,7 +82,11 @@ fn fast_profile_divides_the_election_timers() {
             cfg.renew_deadline_ms,
             cfg.retry_period_ms
         ),
-        (1500, 1000, 200)
+        (
+            Duration::from_millis(1500),
+            Duration::from_millis(1000),
+            Duration::from_millis(200)
+        )
     );
     cfg.validate()
         .expect("the fast timers are a valid election");
@@ -105,7 +112,7 @@ fn fast_profile_divides_the_kubelet_timers() {
     let k = resolve(Profile::Fast, &[]).kubelet;
     let up = resolve(Profile::Upstream, &[]).kubelet;
     assert_eq!(k.node_lease_duration_seconds, 4);
-    assert_eq!(k.lease_renew_interval(), 1_000);
+    assert_eq!(k.lease_renew_interval(), Duration::from_millis(1_000));
     assert_eq!(
         k.node_status_update_frequency,
         up.node_status_update_frequency / 10
@@ -121,8 +128,8 @@ fn fast_profile_divides_the_kubelet_timers() {
 #[test]
 fn fast_profile_divides_the_proxy_sync_periods() {
     let p = resolve(Profile::Fast, &[]).proxy;
-    assert_eq!(p.min_sync_period_ms, 100);
-    assert_eq!(p.sync_period_ms, 3_000);
+    assert_eq!(p.min_sync_period_ms, Duration::from_millis(100));
+    assert_eq!(p.sync_period_ms, Duration::from_millis(3_000));
 }
 
 #[test]
@@ -135,11 +142,17 @@ fn fast_profile_leaves_the_unscaled_components_at_upstream() {
     );
     assert_eq!(c.scheduler.pod_initial_backoff_seconds, 1);
     assert_eq!(c.scheduler.pod_max_backoff_seconds, 10);
-    assert_eq!(c.podgc.gc_check_period_ms, 20_000);
-    assert_eq!(c.podgc.quarantine_ms, 40_000);
-    assert_eq!(c.workloads.replicaset.expectations_timeout_ms, 300_000);
+    assert_eq!(c.podgc.gc_check_period_ms, Duration::from_millis(20_000));
+    assert_eq!(c.podgc.quarantine_ms, Duration::from_millis(40_000));
+    assert_eq!(
+        c.workloads.replicaset.expectations_timeout_ms,
+        Duration::from_millis(300_000)
+    );
     assert_eq!(c.workloads.daemonset.burst_replicas, 250);
-    assert_eq!(c.disruption.deletion_timeout_ms, 120_000);
+    assert_eq!(
+        c.disruption.deletion_timeout_ms,
+        Duration::from_millis(120_000)
+    );
 }
 
 #[test]
@@ -169,9 +182,12 @@ fn explicit_flags_win_over_either_profile() {
         assert_eq!(c.endpointslice.max_endpoints_per_slice, 3);
         assert_eq!(c.election.retry_period, secs(1));
         assert_eq!(c.kubelet.node_lease_duration_seconds, 12);
-        assert_eq!(c.kubelet.lease_renew_interval(), 3_000);
-        assert_eq!(c.proxy.min_sync_period_ms, 250);
-        assert_eq!(c.proxy.sync_period_ms, 5_000);
+        assert_eq!(
+            c.kubelet.lease_renew_interval(),
+            Duration::from_millis(3_000)
+        );
+        assert_eq!(c.proxy.min_sync_period_ms, Duration::from_millis(250));
+        assert_eq!(c.proxy.sync_period_ms, Duration::from_millis(5_000));
         assert_eq!(c.autoscaler.scan_interval, secs(2));
         assert_eq!(
             c.autoscaler.expander,
@@ -260,7 +276,7 @@ fn a_scenarios_flags_resolve_under_its_profile() {
     assert_eq!(r.configs.profile, Profile::Upstream);
     assert_eq!(r.configs.node_lifecycle.node_monitor_grace_period, secs(20));
     assert_eq!(r.configs.node_lifecycle.node_monitor_period, secs(5));
-    assert_eq!(r.configs.proxy.sync_period_ms, 2_000);
+    assert_eq!(r.configs.proxy.sync_period_ms, Duration::from_millis(2_000));
     assert_eq!(
         r.passthrough,
         vec![(

@@ -8,6 +8,7 @@
 //! Run: `cargo bench --profile dev -p proxy --bench shared` (a release build: without
 //! `--profile dev`).
 
+use runtime::Moment;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -121,9 +122,9 @@ fn propagate(
     let mut synced = 0;
     for p in proxies.iter_mut() {
         p.handle_change(change);
-        while let Some(tx) = p.poll_transaction(now, model) {
+        while let Some(tx) = p.poll_transaction(Moment::from_millis(now), model) {
             std::hint::black_box(tx.version());
-            p.handle_applied(Ok(()), now);
+            p.handle_applied(Ok(()), Moment::from_millis(now));
             synced += 1;
         }
     }
@@ -150,9 +151,12 @@ fn main() {
         for c in &initial {
             p.handle_change(c);
         }
-        p.handle_initial_sync_done(now);
-        while p.poll_transaction(now, &model).is_some() {
-            p.handle_applied(Ok(()), now);
+        p.handle_initial_sync_done(Moment::from_millis(now));
+        while p
+            .poll_transaction(Moment::from_millis(now), &model)
+            .is_some()
+        {
+            p.handle_applied(Ok(()), Moment::from_millis(now));
         }
     }
     let rss_nodes = rss();
@@ -221,8 +225,11 @@ fn main() {
     let t = Instant::now();
     let mut synced = 0;
     for p in proxies.iter_mut() {
-        while p.poll_transaction(now, &model).is_some() {
-            p.handle_applied(Ok(()), now);
+        while p
+            .poll_transaction(Moment::from_millis(now), &model)
+            .is_some()
+        {
+            p.handle_applied(Ok(()), Moment::from_millis(now));
             synced += 1;
         }
     }
@@ -245,8 +252,11 @@ fn main() {
         for (k, p) in proxies.iter_mut().enumerate() {
             p.handle_change(&change);
             if round.is_multiple_of(k as u32 % 50 + 1) {
-                while p.poll_transaction(now, &model).is_some() {
-                    p.handle_applied(Ok(()), now);
+                while p
+                    .poll_transaction(Moment::from_millis(now), &model)
+                    .is_some()
+                {
+                    p.handle_applied(Ok(()), Moment::from_millis(now));
                 }
             }
         }

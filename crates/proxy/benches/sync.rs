@@ -7,6 +7,7 @@
 //! O(N^2) in the kernel: sizes stop at the first whose predicted time (from the previous size,
 //! quadratic) exceeds 60 s. Run: `ZL_BENCH_KERNEL_MAX=10000 cargo bench -p proxy --bench sync`.
 
+use runtime::Moment;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -159,8 +160,8 @@ fn partial_nft(services: u32, layout: NftLayout) -> Duration {
         now += 1_000;
         let changed = change_one_endpoint(&mut t, services, round);
         let affected = plan.update(&t, &cfg, &changed);
-        let text = nft.render_partial(&plan, &affected, now);
-        let _ = nft.render_stale_deletes(now);
+        let text = nft.render_partial(&plan, &affected, Moment::from_millis(now));
+        let _ = nft.render_stale_deletes(Moment::from_millis(now));
         text.len()
     });
     d
@@ -190,7 +191,7 @@ fn partial_iptables(services: u32) -> Duration {
 /// changes, plan update, render, stale deletes) and `handle_applied` (metrics).
 fn partial_syncer(services: u32, layout: NftLayout) -> Duration {
     let mut syncer = Syncer::new(SyncerConfig {
-        min_sync_period_ms: 0,
+        min_sync_period_ms: Duration::ZERO,
         nft: nft_cfg(layout),
         ..SyncerConfig::default()
     });
@@ -202,10 +203,10 @@ fn partial_syncer(services: u32, layout: NftLayout) -> Duration {
         syncer.handle_slice(Change::Applied(&s));
     }
     let mut now = 1_000_000;
-    syncer.handle_initial_sync_done(now);
+    syncer.handle_initial_sync_done(Moment::from_millis(now));
     let drain = |syncer: &mut Syncer, now: i64| {
-        while let Some(tx) = syncer.poll_transaction(now) {
-            syncer.handle_applied(Ok(()), now);
+        while let Some(tx) = syncer.poll_transaction(Moment::from_millis(now)) {
+            syncer.handle_applied(Ok(()), Moment::from_millis(now));
             std::hint::black_box(tx.text.len());
         }
     };
@@ -307,7 +308,7 @@ fn kernel(services: u32, layout: NftLayout, compare: bool) -> Duration {
     let start = Instant::now();
     let mut plan = Plan::build(&t, &cfg);
     let mut renderer = NftRenderer::new(nft_cfg(layout));
-    let first = renderer.render_full_at(&plan, 0);
+    let first = renderer.render_full_at(&plan, Moment::EPOCH);
     let rendered = start.elapsed();
     let applied = apply(&ns, &first);
     let ours_first = start.elapsed();
@@ -337,10 +338,15 @@ fn kernel(services: u32, layout: NftLayout, compare: bool) -> Duration {
         let start = Instant::now();
         let changed = change_one_endpoint(&mut t, services, round);
         let affected = plan.update(&t, &cfg, &changed);
-        let text = renderer.render_partial(&plan, &affected, 60_000 + i64::from(round) * 2_000);
+        let text = renderer.render_partial(
+            &plan,
+            &affected,
+            Moment::from_millis(60_000 + i64::from(round) * 2_000),
+        );
         let _ = apply(&ns, &text);
-        if let Some(del) = renderer.render_stale_deletes(60_000 + i64::from(round) * 2_000 + 1_000)
-        {
+        if let Some(del) = renderer.render_stale_deletes(Moment::from_millis(
+            60_000 + i64::from(round) * 2_000 + 1_000,
+        )) {
             let _ = apply(&ns, &del);
         }
         best = best.min(start.elapsed());
@@ -369,7 +375,7 @@ fn compare_floors(
     let raw_first = raw_nft(&raw_ns, first);
     // Re-apply: the next full sync keeps the table (flush and refill, no `delete table`).
     let start = Instant::now();
-    let again = renderer.render_full_at(plan, 60_000);
+    let again = renderer.render_full_at(plan, Moment::from_millis(60_000));
     let _ = apply(ns, &again);
     let ours_again = start.elapsed();
     let raw_again = raw_nft(&raw_ns, &again);

@@ -7,14 +7,16 @@
 //!
 //! Start at [`ProxyHealth::check`].
 
-use crate::model::Millis;
+use std::time::Duration;
+
+use crate::model::Moment;
 
 /// Tracks queued updates and sync outcomes.
 #[derive(Debug, Clone)]
 pub struct ProxyHealth {
-    timeout_ms: Millis,
-    last_updated: Option<Millis>,
-    oldest_pending_queued: Option<Millis>,
+    timeout_ms: Duration,
+    last_updated: Option<Moment>,
+    oldest_pending_queued: Option<Moment>,
     last_error: Option<String>,
 }
 
@@ -25,8 +27,8 @@ pub struct HealthReport {
     pub healthy: bool,
     /// Upstream's `lastUpdated`: `current_time` when healthy (upstream's compatibility rule),
     /// else the last successful sync (None: never).
-    pub last_updated: Option<Millis>,
-    pub current_time: Millis,
+    pub last_updated: Option<Moment>,
+    pub current_time: Moment,
     /// A sync has succeeded since start (rules are programmed).
     pub synced: bool,
     /// The error of the latest sync attempt, if it failed.
@@ -36,7 +38,7 @@ pub struct HealthReport {
 impl ProxyHealth {
     /// Health timeout = 2 x `sync_period_ms` (cmd/kube-proxy/app/server.go passes
     /// `2*config.SyncPeriod.Duration` to NewProxierHealthServer).
-    pub fn new(sync_period_ms: Millis) -> ProxyHealth {
+    pub fn new(sync_period_ms: Duration) -> ProxyHealth {
         ProxyHealth {
             timeout_ms: 2 * sync_period_ms,
             last_updated: None,
@@ -47,28 +49,28 @@ impl ProxyHealth {
 
     /// A Service or EndpointSlice change (or the initial sync) awaits programming
     /// (upstream `QueuedUpdate`: keeps the oldest).
-    pub fn queued_update(&mut self, now: Millis) {
+    pub fn queued_update(&mut self, now: Moment) {
         self.oldest_pending_queued.get_or_insert(now);
     }
 
     /// The rules reflect the current state (upstream `Updated`).
-    pub fn updated(&mut self, now: Millis) {
+    pub fn updated(&mut self, now: Moment) {
         self.oldest_pending_queued = None;
         self.last_updated = Some(now);
         self.last_error = None;
     }
 
     /// A sync attempt failed: what was queued stays queued.
-    pub fn sync_failed(&mut self, now: Millis, error: impl Into<String>) {
+    pub fn sync_failed(&mut self, now: Moment, error: impl Into<String>) {
         self.queued_update(now);
         self.last_error = Some(error.into());
     }
 
     /// The answer of `/healthz` at `now`.
-    pub fn check(&self, now: Millis) -> HealthReport {
+    pub fn check(&self, now: Moment) -> HealthReport {
         let healthy = self
             .oldest_pending_queued
-            .is_none_or(|q| now - q < self.timeout_ms);
+            .is_none_or(|q| now < q + self.timeout_ms);
         HealthReport {
             healthy,
             last_updated: if healthy {
@@ -92,13 +94,13 @@ impl HealthReport {
     /// The JSON body: upstream's `lastUpdated`/`currentTime` (RFC 3339), plus `synced` and
     /// `lastError`.
     pub fn body(&self) -> String {
-        let time = |ms: Millis| {
-            k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        let time = |ms: Moment| {
+            k8s_openapi::jiff::Timestamp::from_millisecond(ms.as_millis())
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         };
         serde_json::json!({
-            "lastUpdated": self.last_updated.map(time).unwrap_or_else(|| time(0)),
+            "lastUpdated": self.last_updated.map(time).unwrap_or_else(|| time(Moment::EPOCH)),
             "currentTime": time(self.current_time),
             "synced": self.synced,
             "lastError": self.last_error,
@@ -113,33 +115,39 @@ mod tests {
 
     #[test]
     fn healthy_until_a_queued_update_is_late() {
-        let mut h = ProxyHealth::new(3_000);
+        let mut h = ProxyHealth::new(Duration::from_millis(3_000));
         // Starting up with nothing queued: healthy, but nothing programmed yet.
-        let r = h.check(1_000);
+        let r = h.check(Moment::from_millis(1_000));
         assert!(r.healthy && !r.synced);
-        h.queued_update(1_000);
-        h.queued_update(2_000); // the oldest counts
-        assert!(h.check(6_999).healthy);
-        let late = h.check(7_000);
+        h.queued_update(Moment::from_millis(1_000));
+        h.queued_update(Moment::from_millis(2_000)); // the oldest counts
+        assert!(h.check(Moment::from_millis(6_999)).healthy);
+        let late = h.check(Moment::from_millis(7_000));
         assert!(!late.healthy);
         assert_eq!(late.status_code(), 503);
         assert_eq!(late.last_updated, None);
-        h.updated(7_100);
-        let r = h.check(50_000);
+        h.updated(Moment::from_millis(7_100));
+        let r = h.check(Moment::from_millis(50_000));
         assert!(r.healthy && r.synced);
-        assert_eq!(r.last_updated, Some(50_000));
+        assert_eq!(r.last_updated, Some(Moment::from_millis(50_000)));
     }
 
     #[test]
     fn failing_syncs_turn_unhealthy_and_say_why() {
-        let mut h = ProxyHealth::new(1_000);
-        h.updated(500);
-        h.queued_update(1_000);
-        h.sync_failed(1_100, "could not run nft: No such file or directory");
-        h.sync_failed(2_500, "could not run nft: No such file or directory");
-        let r = h.check(3_000);
+        let mut h = ProxyHealth::new(Duration::from_millis(1_000));
+        h.updated(Moment::from_millis(500));
+        h.queued_update(Moment::from_millis(1_000));
+        h.sync_failed(
+            Moment::from_millis(1_100),
+            "could not run nft: No such file or directory",
+        );
+        h.sync_failed(
+            Moment::from_millis(2_500),
+            "could not run nft: No such file or directory",
+        );
+        let r = h.check(Moment::from_millis(3_000));
         assert!(!r.healthy);
-        assert_eq!(r.last_updated, Some(500));
+        assert_eq!(r.last_updated, Some(Moment::from_millis(500)));
         assert_eq!(
             r.last_error.as_deref(),
             Some("could not run nft: No such file or directory")
@@ -154,8 +162,8 @@ mod tests {
                 .contains("could not run nft")
         );
         // A success clears the queue and the error.
-        h.updated(3_100);
-        let r = h.check(3_200);
+        h.updated(Moment::from_millis(3_100));
+        let r = h.check(Moment::from_millis(3_200));
         assert!(r.healthy && r.last_error.is_none());
     }
 }

@@ -27,7 +27,7 @@ pub mod topology;
 pub mod tracker;
 
 pub use model::{
-    Cidr, Endpoint, Millis, Protocol, ServiceKey, ServicePort, ServicePortName, TrafficPolicy,
+    Cidr, Endpoint, Moment, Protocol, ServiceKey, ServicePort, ServicePortName, TrafficPolicy,
 };
 pub use plan::{Plan, PlanConfig};
 pub use tracker::Tracker;

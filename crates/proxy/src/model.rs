@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, passed in by the driver (wall clock live, virtual in
 /// the simulator): the runtime crate's, shared with the controllers and the kubelet.
-pub use runtime::Millis;
+pub use runtime::Moment;
 
 /// Default ClientIP session-affinity timeout: 10800 s (k8s.io/api core/v1
 /// `DefaultClientIPServiceAffinitySeconds`; docs virtual-ips.md).

@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use crate::elements::{ElementDiff, ElementStore};
-use crate::model::{Cidr, Millis, Protocol, ServicePortName};
+use crate::model::{Cidr, Moment, Protocol, ServicePortName};
 use crate::nft_shared::{self, SharedDiffs, SharedMaps};
 pub use crate::nft_shared::{LayoutError, NftLayout};
 use crate::plan::{NoEndpoints, Plan, PlannedEndpoint, ServicePlan};
@@ -22,7 +23,7 @@ const T: &str = "ip kube-proxy";
 pub const DEFAULT_MASQUERADE_BIT: u8 = 14;
 /// Stale chains are deleted at least this long after they were flushed, because kernels
 /// before 6.2 refuse to delete a chain just unreferenced from a map (nftables proxier.go).
-pub const STALE_CHAIN_DELETE_DELAY_MS: Millis = 1_000;
+pub const STALE_CHAIN_DELETE_DELAY_MS: Duration = Duration::from_millis(1_000);
 
 /// Renderer configuration (upstream test conventions in parentheses).
 #[derive(Debug, Clone)]
@@ -91,7 +92,7 @@ pub struct NftRenderer {
     service_nodeports: ElementStore<NodePortKey>,
     no_endpoint_nodeports: ElementStore<NodePortKey>,
     /// Flushed chains waiting for deletion, with the time they may be deleted.
-    stale: BTreeMap<String, Millis>,
+    stale: BTreeMap<String, Moment>,
     /// A full sync created the table: later full syncs keep it (and the affinity sets).
     table_created: bool,
     /// The shared-map layout's maps, hairpin set and dispatch chains.
@@ -108,7 +109,7 @@ impl NftRenderer {
 
     /// Full sync at time 0 (tests; the syncer uses [`NftRenderer::render_full_at`]).
     pub fn render_full(&mut self, plan: &Plan) -> String {
-        self.render_full_at(plan, 0)
+        self.render_full_at(plan, Moment::EPOCH)
     }
 
     /// Full sync. The first one recreates the table (`add table` + `delete table` clears
@@ -116,7 +117,7 @@ impl NftRenderer {
     /// chains, sets and maps are flushed and refilled, service chains re-added and flushed,
     /// chains no longer used flushed now and deleted >= 1 s after `now`, unused affinity sets
     /// deleted. Affinity sets still in use are not touched, so ClientIP affinity survives.
-    pub fn render_full_at(&mut self, plan: &Plan, now: Millis) -> String {
+    pub fn render_full_at(&mut self, plan: &Plan, now: Moment) -> String {
         let mut out = String::with_capacity(plan.endpoint_count() * 360 + plan.len() * 600 + 8192);
         if !self.table_created {
             let _ = writeln!(out, "add table {T}");
@@ -197,7 +198,7 @@ impl NftRenderer {
         &mut self,
         plan: &Plan,
         affected: &BTreeSet<ServicePortName>,
-        now: Millis,
+        now: Moment,
     ) -> String {
         let mut out = String::new();
         let mut diffs = Diffs::default();
@@ -247,7 +248,7 @@ impl NftRenderer {
     }
 
     /// The separate transaction deleting stale chains whose delay has passed, if any.
-    pub fn render_stale_deletes(&mut self, now: Millis) -> Option<String> {
+    pub fn render_stale_deletes(&mut self, now: Moment) -> Option<String> {
         let due: Vec<String> = self
             .stale
             .iter()
@@ -266,12 +267,12 @@ impl NftRenderer {
     }
 
     /// When the next stale-chain deletion is due.
-    pub fn next_stale_due(&self) -> Option<Millis> {
+    pub fn next_stale_due(&self) -> Option<Moment> {
         self.stale.values().min().copied()
     }
 
     /// Chains flushed and waiting for deletion, with their due time.
-    pub fn stale_chains(&self) -> impl Iterator<Item = (&str, Millis)> {
+    pub fn stale_chains(&self) -> impl Iterator<Item = (&str, Moment)> {
         self.stale.iter().map(|(c, t)| (c.as_str(), *t))
     }
 

@@ -8,7 +8,7 @@ struct Harness {
     plan: Plan,
     renderer: NftRenderer,
     state: NftState,
-    now: Millis,
+    now: Moment,
 }
 
 impl Harness {
@@ -24,7 +24,7 @@ impl Harness {
             plan,
             renderer,
             state,
-            now: 1_000_000,
+            now: Moment::from_millis(1_000_000),
         };
         h.tracker.take_changes();
         h
@@ -163,9 +163,9 @@ fn repeated_partial_syncs_match_upstream() {
     );
 
     // Not yet due: nothing deleted. After the delay, a separate transaction deletes them.
-    h.now += 500;
+    h.now += Duration::from_millis(500);
     assert_eq!(h.renderer.render_stale_deletes(h.now), None);
-    h.now += 1_500;
+    h.now += Duration::from_millis(1_500);
     assert_eq!(h.sync(), 0);
     h.assert_state(&format!("{SVC1}{SVC3_HEAD}{SVC3_EP1}"));
     assert_eq!(h.renderer.next_stale_due(), None);
@@ -206,7 +206,7 @@ fn stale_chain_revived_before_deletion_is_kept() {
         .apply_slice(&slice("ns1", "svc1", "a", P80, vec![ep("10.0.1.1")]));
     h.sync();
     assert_eq!(h.renderer.next_stale_due(), None);
-    h.now += 5_000;
+    h.now += Duration::from_millis(5_000);
     h.sync();
     h.assert_state(SVC1);
 }
@@ -225,7 +225,7 @@ fn affinity_sets_are_deleted_with_their_endpoint() {
         )
     );
     // After the stale delay the state equals a fresh full sync of the same plan.
-    h.now += 2_000;
+    h.now += Duration::from_millis(2_000);
     h.sync();
     let mut fresh = NftState::default();
     fresh
@@ -282,7 +282,7 @@ fn partial_syncs_add_and_remove_a_node_port() {
         !dump.contains("add element ip kube-proxy service-nodeports"),
         "{dump}"
     );
-    h.now += 2_000;
+    h.now += Duration::from_millis(2_000);
     h.sync();
     h.assert_state(&format!("{SVC3_HEAD}{SVC3_EP1}"));
 }

@@ -4,12 +4,13 @@
 //! model.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
 use crate::fixtures::{ep, ep_cond, service, service_json, service_with, slice};
-use crate::model::Millis;
+use crate::model::Moment;
 use crate::nft::NftRenderer;
 use crate::nft::tests::{BASE_RULES_TEXT, overall_tracker, upstream_cfg};
 use crate::nft_state::{NftState, sorted_lines};
@@ -242,7 +243,7 @@ struct Converge {
     renderer: NftRenderer,
     state: NftState,
     cfg: NftConfig,
-    now: Millis,
+    now: Moment,
 }
 
 impl Converge {
@@ -258,7 +259,7 @@ impl Converge {
             renderer,
             state,
             cfg,
-            now: 1_000_000,
+            now: Moment::from_millis(1_000_000),
         }
     }
 
@@ -277,7 +278,7 @@ impl Converge {
             .apply(&text)
             .unwrap_or_else(|e| panic!("{step}: {e}\n{text}"));
         // Stale chains are deleted >= 1 s later, in their own transaction.
-        self.now += 2_000;
+        self.now += Duration::from_millis(2_000);
         if let Some(del) = self.renderer.render_stale_deletes(self.now) {
             self.state.apply(&del).expect("stale deletes");
         }
@@ -290,12 +291,12 @@ impl Converge {
         let mut again = NftRenderer::new(self.cfg.clone());
         let mut scratch = NftState::default();
         scratch
-            .apply(&again.render_full_at(&self.plan, 0))
+            .apply(&again.render_full_at(&self.plan, Moment::EPOCH))
             .expect("first");
         let resync = again.render_full_at(&self.plan, self.now);
         assert!(!resync.contains("delete table"), "{step}: {resync}");
         kept.apply(&resync).expect("kept-table full sync");
-        if let Some(del) = again.render_stale_deletes(self.now + 2_000) {
+        if let Some(del) = again.render_stale_deletes(self.now + Duration::from_millis(2_000)) {
             kept.apply(&del).expect("stale deletes");
         }
         assert_eq!(kept.dump(), fresh.dump(), "kept-table resync after {step}");

@@ -292,14 +292,14 @@ fn a_later_full_sync_keeps_the_table_and_the_affinity_sets() {
     let plan = Plan::build(&overall_tracker(), &PlanConfig::default());
     let mut r = NftRenderer::new(upstream_cfg());
     let mut st = NftState::default();
-    let first = r.render_full_at(&plan, 0);
+    let first = r.render_full_at(&plan, Moment::EPOCH);
     // The first full sync of a process clears leftovers of an earlier one.
     assert!(first.contains("delete table ip kube-proxy\n"));
     st.apply(&first).expect("first full sync");
     // A client got affinity to the endpoint (the kernel adds this element).
     let element = format!("add element ip kube-proxy {AFFINITY_SET} {{ 10.0.0.7 }}");
     st.apply(&element).expect("element");
-    let second = r.render_full_at(&plan, 30_000);
+    let second = r.render_full_at(&plan, Moment::from_millis(30_000));
     assert!(!second.contains("delete table"), "{second}");
     assert!(!second.contains("destroy table"), "{second}");
     assert!(second.contains("flush chain ip kube-proxy services\n"));
@@ -317,24 +317,30 @@ fn a_kept_table_full_sync_flushes_and_later_deletes_what_is_gone() {
     let mut t = overall_tracker();
     let mut r = NftRenderer::new(upstream_cfg());
     let mut st = NftState::default();
-    st.apply(&r.render_full_at(&Plan::build(&t, &PlanConfig::default()), 0))
+    st.apply(&r.render_full_at(&Plan::build(&t, &PlanConfig::default()), Moment::EPOCH))
         .expect("first");
     t.delete_service(&service("ns5", "svc5", "172.30.0.45", P80));
     let plan = Plan::build(&t, &PlanConfig::default());
-    let text = r.render_full_at(&plan, 10_000);
+    let text = r.render_full_at(&plan, Moment::from_millis(10_000));
     assert!(text.contains(&format!("delete set ip kube-proxy {AFFINITY_SET}\n")));
     st.apply(&text).expect("second");
-    let stale: Vec<(String, Millis)> = r.stale_chains().map(|(c, t)| (c.to_string(), t)).collect();
+    let stale: Vec<(String, Moment)> = r.stale_chains().map(|(c, t)| (c.to_string(), t)).collect();
     // service-, endpoint-, external- and firewall- chains of svc5.
     assert_eq!(stale.len(), 4, "{stale:?}");
     assert!(
         stale
             .iter()
-            .all(|(_, t)| *t == 10_000 + STALE_CHAIN_DELETE_DELAY_MS)
+            .all(|(_, t)| *t == Moment::from_millis(10_000) + STALE_CHAIN_DELETE_DELAY_MS)
     );
-    assert!(r.render_stale_deletes(10_500).is_none());
-    st.apply(&r.render_stale_deletes(11_000).expect("due"))
-        .expect("stale deletes");
+    assert!(
+        r.render_stale_deletes(Moment::from_millis(10_500))
+            .is_none()
+    );
+    st.apply(
+        &r.render_stale_deletes(Moment::from_millis(11_000))
+            .expect("due"),
+    )
+    .expect("stale deletes");
     let mut fresh = NftState::default();
     fresh
         .apply(&NftRenderer::new(upstream_cfg()).render_full(&plan))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::apply::ApplyError;
 use crate::metrics::ProxyMetrics;
-use crate::model::{Cidr, Endpoint, Millis, Protocol};
+use crate::model::{Cidr, Endpoint, Moment, Protocol};
 use crate::pacer::{Pacer, PacerConfig, SyncKind};
 use crate::plan::{Blocked, ExternalChains, NoEndpoints, SharedPort, Source};
 use crate::shared_model::{ModelChange, SharedModel, Snapshot, Version};
@@ -42,7 +42,7 @@ pub struct NodeInputs {
 #[derive(Debug, Clone)]
 pub struct NoTextSync {
     pub kind: SyncKind,
-    pub started_at: Millis,
+    pub started_at: Moment,
     /// The model as this sync programs it.
     pub snapshot: Arc<Snapshot>,
     pub inputs: Arc<NodeInputs>,
@@ -128,19 +128,19 @@ impl NodeProxy {
     }
 
     /// Both informers have listed: syncing may start.
-    pub fn handle_initial_sync_done(&mut self, now: Millis) {
+    pub fn handle_initial_sync_done(&mut self, now: Moment) {
         self.pacer.handle_initial_sync_done(now);
     }
 
     /// When [`NodeProxy::poll_transaction`] next has a sync to hand out.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         self.pacer.poll_timeout()
     }
 
     /// The sync due at `now`, if any, programming the model's current version. A partial
     /// sync that would change none of this node's rules finishes at once (nothing to
     /// apply), like the live syncer's empty transaction.
-    pub fn poll_transaction(&mut self, now: Millis, model: &SharedModel) -> Option<NoTextSync> {
+    pub fn poll_transaction(&mut self, now: Moment, model: &SharedModel) -> Option<NoTextSync> {
         self.poll_transaction_at(now, model, model.snapshot())
     }
 
@@ -149,7 +149,7 @@ impl NodeProxy {
     /// simulator: a node programs only the versions its watch has delivered).
     pub fn poll_transaction_at(
         &mut self,
-        now: Millis,
+        now: Moment,
         model: &SharedModel,
         snapshot: Arc<Snapshot>,
     ) -> Option<NoTextSync> {
@@ -197,7 +197,7 @@ impl NodeProxy {
     /// The driver applied the sync in flight (`now` = when it finished): on success its
     /// snapshot becomes what the node's rules do; a failure keeps the old rules and forces a
     /// full sync (see [`Pacer::handle_applied`]).
-    pub fn handle_applied(&mut self, result: Result<(), ApplyError>, now: Millis) {
+    pub fn handle_applied(&mut self, result: Result<(), ApplyError>, now: Moment) {
         let snapshot = self.in_flight.take();
         if let Some(f) = self.pacer.handle_applied(result, now)
             && f.ok

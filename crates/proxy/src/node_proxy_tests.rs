@@ -3,6 +3,7 @@
 //! nodes at different versions or with different names answer differently.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -14,7 +15,7 @@ use crate::plan::PlanConfig;
 use crate::syncer::{Change, ProxyMode, Syncer, SyncerConfig};
 
 const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
-const T0: Millis = 1_700_000_000_000;
+const T0: Moment = Moment::from_millis(1_700_000_000_000);
 
 fn cip() -> Ipv4Addr {
     "172.30.0.41".parse().expect("ip")
@@ -54,7 +55,7 @@ fn ips(view: &NodeView<'_>) -> Vec<String> {
 }
 
 /// Polls and applies every due sync at `now` with `result`.
-fn drain(n: &mut NodeProxy, model: &SharedModel, now: Millis, ok: bool) -> Vec<SyncKind> {
+fn drain(n: &mut NodeProxy, model: &SharedModel, now: Moment, ok: bool) -> Vec<SyncKind> {
     let mut kinds = Vec::new();
     while let Some(tx) = n.poll_transaction(now, model) {
         kinds.push(tx.kind);
@@ -82,18 +83,26 @@ fn programs_the_version_only_once_applied() {
     let tx = n.poll_transaction(T0, &model).expect("first sync");
     assert_eq!((tx.kind, tx.version()), (SyncKind::Full, model.version()));
     assert!(n.view().is_none(), "in flight is not programmed");
-    n.handle_applied(Ok(()), T0 + 5);
+    n.handle_applied(Ok(()), T0 + Duration::from_millis(5));
     assert_eq!(n.programmed_version(), Some(model.version()));
     assert_eq!(ips(&n.view().expect("view")), ["10.0.1.1"]);
     // A change: due --min-sync-period after the last sync ended; a partial sync.
     let change = set_endpoints(&mut model, &["10.0.1.2"]);
     n.handle_change(&change);
-    assert_eq!(n.poll_timeout(), Some(T0 + 5 + 1_000));
-    assert!(n.poll_transaction(T0 + 500, &model).is_none());
-    let tx = n.poll_transaction(T0 + 1_005, &model).expect("partial");
+    assert_eq!(
+        n.poll_timeout(),
+        Some(T0 + Duration::from_millis(5) + Duration::from_millis(1_000))
+    );
+    assert!(
+        n.poll_transaction(T0 + Duration::from_millis(500), &model)
+            .is_none()
+    );
+    let tx = n
+        .poll_transaction(T0 + Duration::from_millis(1_005), &model)
+        .expect("partial");
     assert_eq!(tx.kind, SyncKind::Partial);
     assert_eq!(ips(&n.view().expect("view")), ["10.0.1.1"]);
-    n.handle_applied(Ok(()), T0 + 1_010);
+    n.handle_applied(Ok(()), T0 + Duration::from_millis(1_010));
     assert_eq!(ips(&n.view().expect("view")), ["10.0.1.2"]);
     assert_eq!(n.metrics().partial_sync_duration.count(), 1);
 }
@@ -109,14 +118,20 @@ fn a_failed_apply_keeps_the_old_rules_and_retries_full() {
     let change = set_endpoints(&mut model, &["10.0.1.3"]);
     n.handle_change(&change);
     assert_eq!(
-        drain(&mut n, &model, T0 + 1_000, false),
+        drain(&mut n, &model, T0 + Duration::from_millis(1_000), false),
         [SyncKind::Partial]
     );
     assert_eq!(n.programmed_version(), v1, "old rules stay");
     assert_eq!(n.metrics().sync_failures_total, 1);
     // Retried --sync-period later, full.
-    assert_eq!(n.poll_timeout(), Some(T0 + 1_000 + 30_000));
-    assert_eq!(drain(&mut n, &model, T0 + 31_000, true), [SyncKind::Full]);
+    assert_eq!(
+        n.poll_timeout(),
+        Some(T0 + Duration::from_millis(1_000) + Duration::from_millis(30_000))
+    );
+    assert_eq!(
+        drain(&mut n, &model, T0 + Duration::from_millis(31_000), true),
+        [SyncKind::Full]
+    );
     assert_eq!(ips(&n.view().expect("view")), ["10.0.1.3"]);
 }
 
@@ -133,7 +148,7 @@ fn a_sync_at_an_earlier_version_programs_that_version() {
         .poll_transaction_at(T0, &model, delivered.clone())
         .expect("first sync");
     assert_eq!(tx.version(), delivered.version());
-    n.handle_applied(Ok(()), T0 + 5);
+    n.handle_applied(Ok(()), T0 + Duration::from_millis(5));
     assert_eq!(n.programmed_version(), Some(model.version() - 1));
     assert_eq!(ips(&n.view().expect("view")), ["10.0.1.1"]);
 }
@@ -150,7 +165,7 @@ fn nodes_at_different_versions_answer_from_their_own_snapshot() {
     let change = set_endpoints(&mut model, &[]);
     a.handle_change(&change);
     b.handle_change(&change);
-    drain(&mut a, &model, T0 + 1_000, true);
+    drain(&mut a, &model, T0 + Duration::from_millis(1_000), true);
     // b has not synced yet: it still DNATs to the old endpoint; a rejects.
     assert_eq!(ips(&b.view().expect("b")), ["10.0.1.1"]);
     assert_eq!(
@@ -209,7 +224,7 @@ fn paces_like_the_live_syncer() {
     let mut now = T0;
     let (mut live, mut sim) = (Vec::new(), Vec::new());
     for step in 0..400 {
-        now += rng.random_range(0..1_500);
+        now += Duration::from_millis(rng.random_range(0..1_500));
         if rng.random_bool(0.5) {
             let i = rng.random_range(0..4);
             let name = format!("svc{i}");
@@ -323,11 +338,15 @@ fn a_change_to_another_nodes_local_endpoints_applies_nothing() {
     a.handle_change(&change);
     b.handle_change(&change);
     assert!(
-        a.poll_transaction(T0 + 1_000, &model).is_none(),
+        a.poll_transaction(T0 + Duration::from_millis(1_000), &model)
+            .is_none(),
         "nothing to apply"
     );
     assert_eq!(a.programmed_version(), Some(model.version()));
     assert_eq!(a.metrics().partial_sync_duration.count(), 1);
-    assert_eq!(drain(&mut b, &model, T0 + 1_000, true), [SyncKind::Partial]);
+    assert_eq!(
+        drain(&mut b, &model, T0 + Duration::from_millis(1_000), true),
+        [SyncKind::Partial]
+    );
     assert_eq!(ips(&b.view().expect("b")), ["10.0.2.2"]);
 }

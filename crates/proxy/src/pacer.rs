@@ -7,18 +7,21 @@
 //! [`crate::syncer::Syncer`] and the simulator's [`crate::node_proxy::NodeProxy`] both drive
 //! one. Start at [`Pacer::poll_sync`].
 
+use std::time::Duration;
+
 use crate::apply::ApplyError;
 use crate::metrics::ProxyMetrics;
-use crate::model::Millis;
+use crate::model::Moment;
+use runtime::time::duration_ms;
 
 /// `--min-sync-period` default 1 s (pkg/proxy/apis/config/v1alpha1/defaults.go).
-pub const DEFAULT_MIN_SYNC_PERIOD_MS: Millis = 1_000;
+pub const DEFAULT_MIN_SYNC_PERIOD_MS: Duration = Duration::from_millis(1_000);
 /// `--sync-period` default 30 s (defaults.go). The current runner uses it only as the retry
 /// interval after a failed sync (`Runner.AddProxier`: `retryInterval = syncPeriod`).
-pub const DEFAULT_SYNC_PERIOD_MS: Millis = 30_000;
+pub const DEFAULT_SYNC_PERIOD_MS: Duration = Duration::from_millis(30_000);
 /// The runner's `maxInterval` and the proxier's full-resync age: `proxyutil.FullSyncPeriod`,
 /// 1 h (pkg/proxy/util). Without changes or failures a sync runs this often, and it is full.
-pub const FULL_SYNC_PERIOD_MS: Millis = 3_600_000;
+pub const FULL_SYNC_PERIOD_MS: Duration = Duration::from_millis(3_600_000);
 
 /// Most trigger times kept for the programming-latency metric between two syncs; older ones
 /// beyond it are dropped (the metric then under-counts, the pacing is unaffected).
@@ -37,9 +40,9 @@ pub enum SyncKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacerConfig {
     /// `--min-sync-period`.
-    pub min_sync_period_ms: Millis,
+    pub min_sync_period_ms: Duration,
     /// `--sync-period` (the retry interval after a failed sync).
-    pub sync_period_ms: Millis,
+    pub sync_period_ms: Duration,
 }
 
 impl Default for PacerConfig {
@@ -54,15 +57,15 @@ impl Default for PacerConfig {
 #[derive(Debug, Clone)]
 struct InFlight {
     kind: SyncKind,
-    started_at: Millis,
-    triggers: Vec<Millis>,
+    started_at: Moment,
+    triggers: Vec<Moment>,
 }
 
 /// The outcome of one finished sync, as [`Pacer::handle_applied`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished {
     pub kind: SyncKind,
-    pub started_at: Millis,
+    pub started_at: Moment,
     pub ok: bool,
 }
 
@@ -74,15 +77,15 @@ pub struct Pacer {
     initialized: bool,
     need_full: bool,
     pending: bool,
-    retry_at: Option<Millis>,
+    retry_at: Option<Moment>,
     /// When the previous rule sync finished (the runner's timers restart then).
-    last_end: Option<Millis>,
+    last_end: Option<Moment>,
     /// When the informers had listed (the first sync is due then).
-    ready_at: Millis,
-    last_full: Millis,
+    ready_at: Moment,
+    last_full: Moment,
     in_flight: Option<InFlight>,
     /// Trigger times of changes not yet in a sync (and of failed syncs, to retry).
-    triggers: Vec<Millis>,
+    triggers: Vec<Moment>,
 }
 
 impl Pacer {
@@ -96,8 +99,8 @@ impl Pacer {
             pending: false,
             retry_at: None,
             last_end: None,
-            ready_at: 0,
-            last_full: 0,
+            ready_at: Moment::EPOCH,
+            last_full: Moment::EPOCH,
             in_flight: None,
             triggers: Vec::new(),
         }
@@ -105,7 +108,7 @@ impl Pacer {
 
     /// Something the rules depend on changed; `trigger` is the change's
     /// `last-change-trigger-time`, if known.
-    pub fn handle_change(&mut self, trigger: Option<Millis>) {
+    pub fn handle_change(&mut self, trigger: Option<Moment>) {
         self.pending = true;
         if let Some(t) = trigger {
             self.push_trigger(t);
@@ -119,7 +122,7 @@ impl Pacer {
         self.need_full = true;
     }
 
-    fn push_trigger(&mut self, t: Millis) {
+    fn push_trigger(&mut self, t: Moment) {
         if self.triggers.len() >= MAX_PENDING_TRIGGERS {
             self.triggers.remove(0);
         }
@@ -128,14 +131,14 @@ impl Pacer {
 
     /// Trigger times seen by a tracker that collects them itself (the live syncer), added
     /// to the next sync without marking a change.
-    pub fn handle_triggers(&mut self, triggers: impl IntoIterator<Item = Millis>) {
+    pub fn handle_triggers(&mut self, triggers: impl IntoIterator<Item = Moment>) {
         for t in triggers {
             self.push_trigger(t);
         }
     }
 
     /// Both informers have listed: syncing may start (upstream waits for this).
-    pub fn handle_initial_sync_done(&mut self, now: Millis) {
+    pub fn handle_initial_sync_done(&mut self, now: Moment) {
         if !self.initialized {
             self.initialized = true;
             self.pending = true;
@@ -162,7 +165,7 @@ impl Pacer {
     /// `minSyncPeriod`, then runs on the first of a change (`Run()`), the retry timer
     /// (`syncPeriod` after a failed run) or the max-interval timer (`FullSyncPeriod` after
     /// the last run).
-    fn next_sync_at(&self) -> Option<Millis> {
+    fn next_sync_at(&self) -> Option<Moment> {
         let Some(end) = self.last_end else {
             // Nothing has run yet: the first change runs at once.
             return self.pending.then_some(self.ready_at);
@@ -179,7 +182,7 @@ impl Pacer {
 
     /// When [`Pacer::poll_sync`] next has a sync to start (`None` before the informers have
     /// listed and while a sync is in flight).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         if !self.is_idle() {
             return None;
         }
@@ -189,12 +192,12 @@ impl Pacer {
     /// If a rule sync is due at `now`, decides its kind and clears the pending flag; the
     /// caller then builds it and calls [`Pacer::start`], or [`Pacer::finish_empty`] when
     /// there is nothing to apply.
-    pub fn poll_sync(&mut self, now: Millis) -> Option<SyncKind> {
+    pub fn poll_sync(&mut self, now: Moment) -> Option<SyncKind> {
         if !self.is_idle() || self.next_sync_at().is_none_or(|t| t > now) {
             return None;
         }
         self.pending = false;
-        let full = self.need_full || now - self.last_full >= FULL_SYNC_PERIOD_MS;
+        let full = self.need_full || now >= self.last_full + FULL_SYNC_PERIOD_MS;
         self.need_full = false;
         if full {
             self.last_full = now;
@@ -206,7 +209,7 @@ impl Pacer {
 
     /// A transaction of `kind` goes to the driver: it is in flight until
     /// [`Pacer::handle_applied`]. A rule sync carries the pending trigger times.
-    pub fn start(&mut self, kind: SyncKind, now: Millis) {
+    pub fn start(&mut self, kind: SyncKind, now: Moment) {
         let triggers = if kind == SyncKind::StaleDelete {
             Vec::new()
         } else {
@@ -220,7 +223,7 @@ impl Pacer {
     }
 
     /// The due sync had nothing to change in the kernel: it is done at `now`.
-    pub fn finish_empty(&mut self, now: Millis) {
+    pub fn finish_empty(&mut self, now: Moment) {
         let triggers = std::mem::take(&mut self.triggers);
         self.observe_success(SyncKind::Partial, now, now, &triggers);
         self.retry_at = None;
@@ -233,7 +236,7 @@ impl Pacer {
     pub fn handle_applied(
         &mut self,
         result: Result<(), ApplyError>,
-        now: Millis,
+        now: Moment,
     ) -> Option<Finished> {
         let f = self.in_flight.take()?;
         if f.kind != SyncKind::StaleDelete {
@@ -266,23 +269,23 @@ impl Pacer {
     fn observe_success(
         &mut self,
         kind: SyncKind,
-        started: Millis,
-        now: Millis,
-        triggers: &[Millis],
+        started: Moment,
+        now: Moment,
+        triggers: &[Moment],
     ) {
-        let secs = (now - started).max(0) as f64 / 1000.0;
+        let secs = duration_ms(now.saturating_since(started)) as f64 / 1000.0;
         match kind {
             SyncKind::Full => self.metrics.full_sync_duration.observe(secs),
             SyncKind::Partial => self.metrics.partial_sync_duration.observe(secs),
             SyncKind::StaleDelete => return,
         }
         self.metrics.sync_duration.observe(secs);
-        self.metrics.last_sync_timestamp_s = now as f64 / 1000.0;
+        self.metrics.last_sync_timestamp_s = now.as_millis() as f64 / 1000.0;
         for t in triggers {
             if now >= *t {
                 self.metrics
                     .network_programming
-                    .observe((now - t) as f64 / 1000.0);
+                    .observe(duration_ms(now.saturating_since(*t)) as f64 / 1000.0);
             }
         }
     }

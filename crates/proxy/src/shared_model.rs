@@ -32,7 +32,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rpds::RedBlackTreeMapSync;
 
-use crate::model::{Millis, Protocol, ServiceKey, ServicePortName};
+use crate::model::{Moment, Protocol, ServiceKey, ServicePortName};
 use crate::plan::{ExternalKey, SharedPort, external_keys};
 use crate::syncer::Change;
 use crate::tracker::Tracker;
@@ -211,7 +211,7 @@ pub struct ModelChange {
     /// The Services whose ports or endpoints changed.
     pub services: BTreeSet<ServiceKey>,
     /// The slice's `last-change-trigger-time`, for the programming-latency metric.
-    pub trigger: Option<Millis>,
+    pub trigger: Option<Moment>,
 }
 
 /// The shared, versioned endpoint model; see the module doc.

@@ -5,13 +5,15 @@
 //! shares one [`crate::shared_model::SharedModel`] between its nodes' pacers
 //! ([`crate::node_proxy::NodeProxy`]). Start at [`Syncer::poll_transaction`].
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::apply::ApplyError;
 use crate::iptables::{IptablesConfig, IptablesRenderer};
 use crate::metrics::ProxyMetrics;
-use crate::model::Millis;
+use crate::model::Moment;
 use crate::nft::{NftConfig, NftRenderer};
 pub use crate::pacer::{
     DEFAULT_MIN_SYNC_PERIOD_MS, DEFAULT_SYNC_PERIOD_MS, FULL_SYNC_PERIOD_MS, SyncKind,
@@ -31,8 +33,8 @@ pub enum ProxyMode {
 #[derive(Debug, Clone)]
 pub struct SyncerConfig {
     pub mode: ProxyMode,
-    pub min_sync_period_ms: Millis,
-    pub sync_period_ms: Millis,
+    pub min_sync_period_ms: Duration,
+    pub sync_period_ms: Duration,
     pub plan: PlanConfig,
     pub nft: NftConfig,
     pub iptables: IptablesConfig,
@@ -67,7 +69,7 @@ pub struct SyncTransaction {
     pub kind: SyncKind,
     pub mode: ProxyMode,
     pub text: String,
-    pub started_at: Millis,
+    pub started_at: Moment,
 }
 
 /// An object event.
@@ -140,7 +142,7 @@ impl Syncer {
     }
 
     /// Both informers have listed: syncing may start (upstream waits for this).
-    pub fn handle_initial_sync_done(&mut self, now: Millis) {
+    pub fn handle_initial_sync_done(&mut self, now: Moment) {
         self.pacer.handle_initial_sync_done(now);
     }
 
@@ -150,7 +152,7 @@ impl Syncer {
     }
 
     /// The next time [`Syncer::poll_transaction`] has something to do (the driver's wake-up).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         if !self.pacer.is_idle() {
             return None;
         }
@@ -167,7 +169,7 @@ impl Syncer {
 
     /// Returns the next transaction to apply, if one is due at `now`. At most one is in
     /// flight: call [`Syncer::handle_applied`] before polling for the next.
-    pub fn poll_transaction(&mut self, now: Millis) -> Option<SyncTransaction> {
+    pub fn poll_transaction(&mut self, now: Moment) -> Option<SyncTransaction> {
         if !self.pacer.is_idle() {
             return None;
         }
@@ -208,7 +210,7 @@ impl Syncer {
         None
     }
 
-    fn start(&mut self, kind: SyncKind, text: String, now: Millis) -> SyncTransaction {
+    fn start(&mut self, kind: SyncKind, text: String, now: Moment) -> SyncTransaction {
         self.pacer.start(kind, now);
         SyncTransaction {
             kind,
@@ -221,7 +223,7 @@ impl Syncer {
     /// The driver applied the last transaction (`now` = when it finished). A failure forces
     /// a full sync, retried after `--sync-period` or at the next change; either way the next
     /// sync waits `--min-sync-period` from `now`.
-    pub fn handle_applied(&mut self, result: Result<(), ApplyError>, now: Millis) {
+    pub fn handle_applied(&mut self, result: Result<(), ApplyError>, now: Moment) {
         if let Some(f) = self.pacer.handle_applied(result, now)
             && f.ok
             && f.kind != SyncKind::StaleDelete

@@ -7,7 +7,7 @@ use crate::fixtures::{ep, service, slice};
 use crate::nft_state::NftState;
 
 const P80: &[(&str, u16, &str)] = &[("p80", 80, "TCP")];
-const T0: Millis = 1_700_000_000_000;
+const T0: Moment = Moment::from_millis(1_700_000_000_000);
 
 fn syncer(mode: ProxyMode) -> Syncer {
     let mut s = Syncer::new(SyncerConfig {
@@ -31,7 +31,7 @@ fn set_endpoint(s: &mut Syncer, ip: &str) {
 }
 
 /// Polls, applies to `state` and reports success; returns the kind.
-fn run(s: &mut Syncer, state: &mut NftState, now: Millis) -> Option<SyncKind> {
+fn run(s: &mut Syncer, state: &mut NftState, now: Moment) -> Option<SyncKind> {
     let tx = s.poll_transaction(now)?;
     state.apply(&tx.text).expect("transaction applies");
     s.handle_applied(Ok(()), now);
@@ -53,10 +53,13 @@ fn waits_for_informers_then_full_syncs() {
     );
     // One transaction in flight at a time.
     assert!(s.poll_transaction(T0).is_none());
-    s.handle_applied(Ok(()), T0 + 20);
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(20));
     assert_eq!(s.metrics().full_sync_duration.count(), 1);
     // No periodic sync at --sync-period: the runner's max interval is FullSyncPeriod (1 h).
-    assert_eq!(s.poll_timeout(), Some(T0 + 20 + FULL_SYNC_PERIOD_MS));
+    assert_eq!(
+        s.poll_timeout(),
+        Some(T0 + Duration::from_millis(20) + FULL_SYNC_PERIOD_MS)
+    );
 }
 
 #[test]
@@ -66,18 +69,30 @@ fn min_sync_period_counts_from_the_end_of_the_previous_sync_without_burst() {
     s.handle_initial_sync_done(T0);
     let tx = s.poll_transaction(T0).expect("first sync at once");
     st.apply(&tx.text).expect("applies");
-    s.handle_applied(Ok(()), T0 + 300);
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(300));
     // A change 100 ms after the sync ended waits for min-sync-period from the END (T0+1300),
     // not from the start (T0+1000), and there is no second token to spend at once.
     set_endpoint(&mut s, "10.0.1.2");
-    assert!(s.poll_transaction(T0 + 400).is_none());
-    assert!(s.poll_transaction(T0 + 1_000).is_none());
-    assert_eq!(s.poll_timeout(), Some(T0 + 1_300));
-    assert_eq!(run(&mut s, &mut st, T0 + 1_300), Some(SyncKind::Partial));
+    assert!(
+        s.poll_transaction(T0 + Duration::from_millis(400))
+            .is_none()
+    );
+    assert!(
+        s.poll_transaction(T0 + Duration::from_millis(1_000))
+            .is_none()
+    );
+    assert_eq!(s.poll_timeout(), Some(T0 + Duration::from_millis(1_300)));
+    assert_eq!(
+        run(&mut s, &mut st, T0 + Duration::from_millis(1_300)),
+        Some(SyncKind::Partial)
+    );
     // Again: a change right after waits one full period.
     set_endpoint(&mut s, "10.0.1.3");
-    assert!(s.poll_transaction(T0 + 1_400).is_none());
-    assert_eq!(s.poll_timeout(), Some(T0 + 2_300));
+    assert!(
+        s.poll_transaction(T0 + Duration::from_millis(1_400))
+            .is_none()
+    );
+    assert_eq!(s.poll_timeout(), Some(T0 + Duration::from_millis(2_300)));
 }
 
 #[test]
@@ -85,31 +100,48 @@ fn failure_forces_full_sync_after_sync_period_or_next_change() {
     let mut s = syncer(ProxyMode::Nftables);
     s.handle_initial_sync_done(T0);
     let _ = s.poll_transaction(T0).expect("full");
-    s.handle_applied(Err(ApplyError::Injected("boom".into())), T0 + 10);
+    s.handle_applied(
+        Err(ApplyError::Injected("boom".into())),
+        T0 + Duration::from_millis(10),
+    );
     assert_eq!(s.metrics().sync_failures_total, 1);
     assert!(
         s.render_metrics()
             .contains("kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1\n")
     );
     // Upstream: the retry timer fires syncPeriod after the failed run ended.
-    assert!(s.poll_transaction(T0 + 1_010).is_none());
-    assert_eq!(s.poll_timeout(), Some(T0 + 10 + DEFAULT_SYNC_PERIOD_MS));
+    assert!(
+        s.poll_transaction(T0 + Duration::from_millis(1_010))
+            .is_none()
+    );
+    assert_eq!(
+        s.poll_timeout(),
+        Some(T0 + Duration::from_millis(10) + DEFAULT_SYNC_PERIOD_MS)
+    );
     let tx = s
-        .poll_transaction(T0 + 10 + DEFAULT_SYNC_PERIOD_MS)
+        .poll_transaction(T0 + Duration::from_millis(10) + DEFAULT_SYNC_PERIOD_MS)
         .expect("retry");
     assert_eq!(tx.kind, SyncKind::Full);
-    s.handle_applied(Ok(()), T0 + 40_000);
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(40_000));
     set_endpoint(&mut s, "10.0.1.9");
     assert_eq!(
-        s.poll_transaction(T0 + 41_000).map(|t| t.kind),
+        s.poll_transaction(T0 + Duration::from_millis(41_000))
+            .map(|t| t.kind),
         Some(SyncKind::Partial)
     );
     // ...but a change brings the (full) retry forward, once min-sync-period has passed.
-    s.handle_applied(Err(ApplyError::Injected("boom".into())), T0 + 41_000);
+    s.handle_applied(
+        Err(ApplyError::Injected("boom".into())),
+        T0 + Duration::from_millis(41_000),
+    );
     set_endpoint(&mut s, "10.0.1.8");
-    assert!(s.poll_transaction(T0 + 41_500).is_none());
+    assert!(
+        s.poll_transaction(T0 + Duration::from_millis(41_500))
+            .is_none()
+    );
     assert_eq!(
-        s.poll_transaction(T0 + 42_000).map(|t| t.kind),
+        s.poll_transaction(T0 + Duration::from_millis(42_000))
+            .map(|t| t.kind),
         Some(SyncKind::Full)
     );
 }
@@ -121,15 +153,17 @@ fn stale_chains_deleted_in_a_separate_transaction_after_one_second() {
     s.handle_initial_sync_done(T0);
     run(&mut s, &mut st, T0);
     set_endpoint(&mut s, "10.0.1.2");
-    run(&mut s, &mut st, T0 + 1_000);
+    run(&mut s, &mut st, T0 + Duration::from_millis(1_000));
     let old = "endpoint-5TPGNJF2-ns1/svc1/tcp/p80__10.0.1.1/80";
     assert!(st.has_chain(old));
-    assert_eq!(s.poll_timeout(), Some(T0 + 2_000));
-    let tx = s.poll_transaction(T0 + 2_000).expect("stale delete");
+    assert_eq!(s.poll_timeout(), Some(T0 + Duration::from_millis(2_000)));
+    let tx = s
+        .poll_transaction(T0 + Duration::from_millis(2_000))
+        .expect("stale delete");
     assert_eq!(tx.kind, SyncKind::StaleDelete);
     assert_eq!(tx.text, format!("delete chain ip kube-proxy {old}\n"));
     st.apply(&tx.text).expect("apply");
-    s.handle_applied(Ok(()), T0 + 2_000);
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(2_000));
     assert!(!st.has_chain(old));
 }
 
@@ -159,14 +193,16 @@ fn network_programming_latency_from_trigger_annotation() {
     let _ = s.poll_transaction(T0).expect("full");
     s.handle_applied(Ok(()), T0);
     let mut sl = slice("ns1", "svc1", "a", P80, vec![ep("10.0.1.2")]);
-    let trigger = k8s_openapi::jiff::Timestamp::from_millisecond(T0 + 500)
+    let trigger = k8s_openapi::jiff::Timestamp::from_millisecond(T0.as_millis() + 500)
         .expect("ts")
         .to_string();
     sl.metadata.annotations =
         Some([(crate::tracker::TRIGGER_TIME_ANNOTATION.to_string(), trigger)].into());
     s.handle_slice(Change::Applied(&sl));
-    let _ = s.poll_transaction(T0 + 2_000).expect("partial");
-    s.handle_applied(Ok(()), T0 + 2_500);
+    let _ = s
+        .poll_transaction(T0 + Duration::from_millis(2_000))
+        .expect("partial");
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(2_500));
     let h = &s.metrics().network_programming;
     assert_eq!(h.count(), 1);
     assert!((h.sum() - 2.0).abs() < 1e-9);
@@ -184,7 +220,7 @@ fn kernel_state_after_many_partial_syncs_equals_a_fresh_full_sync() {
     let mut now = T0;
     run(&mut s, &mut st, now);
     for i in 0..20u8 {
-        now += 1_000;
+        now += Duration::from_millis(1_000);
         let name = format!("svc{}", i % 5);
         s.handle_service(Change::Applied(&service(
             "ns",
@@ -199,7 +235,7 @@ fn kernel_state_after_many_partial_syncs_equals_a_fresh_full_sync() {
         }
         while run(&mut s, &mut st, now).is_some() {}
     }
-    now += 5_000;
+    now += Duration::from_millis(5_000);
     while run(&mut s, &mut st, now).is_some() {}
     let mut fresh = NftState::default();
     let mut r = crate::nft::NftRenderer::new(NftConfig::default());
@@ -224,7 +260,9 @@ fn shared_map_layout_through_the_syncer_never_deletes_the_table_after_start() {
     assert!(state.has_chain("dispatch-tcp-1"));
     // An endpoint change: element updates only.
     set_endpoint(&mut s, "10.0.1.2");
-    let tx = s.poll_transaction(T0 + 1_000).expect("partial sync");
+    let tx = s
+        .poll_transaction(T0 + Duration::from_millis(1_000))
+        .expect("partial sync");
     assert_eq!(tx.kind, SyncKind::Partial);
     assert!(
         tx.text.lines().all(|l| l.contains(" element ")),
@@ -232,13 +270,18 @@ fn shared_map_layout_through_the_syncer_never_deletes_the_table_after_start() {
         tx.text
     );
     state.apply(&tx.text).expect("applies");
-    s.handle_applied(Ok(()), T0 + 1_000);
+    s.handle_applied(Ok(()), T0 + Duration::from_millis(1_000));
     // A failed sync forces a full sync: over the kept table, no `delete table`.
     set_endpoint(&mut s, "10.0.1.3");
-    let tx = s.poll_transaction(T0 + 2_000).expect("partial sync");
-    s.handle_applied(Err(ApplyError::Injected("test".into())), T0 + 2_000);
+    let tx = s
+        .poll_transaction(T0 + Duration::from_millis(2_000))
+        .expect("partial sync");
+    s.handle_applied(
+        Err(ApplyError::Injected("test".into())),
+        T0 + Duration::from_millis(2_000),
+    );
     // Retried after --sync-period.
-    let retry = T0 + 2_000 + DEFAULT_SYNC_PERIOD_MS;
+    let retry = T0 + Duration::from_millis(2_000) + DEFAULT_SYNC_PERIOD_MS;
     let full = s.poll_transaction(retry).expect("full resync");
     assert_eq!(full.kind, SyncKind::Full);
     assert!(!full.text.contains("delete table"), "{}", full.text);

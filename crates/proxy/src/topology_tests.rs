@@ -3,7 +3,9 @@
 //! the live plan, the simulator's node view and the rendered rules of both nftables layouts
 //! and iptables.
 
+use runtime::Moment;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -417,20 +419,20 @@ fn a_zone_change_resyncs_fully_and_other_zones_changes_are_empty() {
         P80,
         eps("10.1.2.4"),
     )));
-    s.handle_initial_sync_done(0);
-    let first = s.poll_transaction(0).expect("first sync");
+    s.handle_initial_sync_done(Moment::EPOCH);
+    let first = s.poll_transaction(Moment::EPOCH).expect("first sync");
     assert_eq!(first.kind, SyncKind::Full);
-    s.handle_applied(Ok(()), 1);
+    s.handle_applied(Ok(()), Moment::from_millis(1));
     assert_eq!(dnat_targets(&first.text), set(&["10.1.2.3", "10.1.2.4"]));
     assert!(s.handle_node_zone(Some("zone-a")));
     let t = s.poll_timeout().expect("a sync is due");
     let second = s.poll_transaction(t).expect("a zone change syncs");
     assert_eq!(second.kind, SyncKind::Full);
     assert_eq!(dnat_targets(&second.text), set(&["10.1.2.3"]));
-    s.handle_applied(Ok(()), t + 1);
+    s.handle_applied(Ok(()), t + Duration::from_millis(1));
     // The same zone again: nothing to do but delete the chain of zone-b's endpoint.
     assert!(!s.handle_node_zone(Some("zone-a")));
-    let later = t + 5_000;
+    let later = t + Duration::from_millis(5_000);
     while let Some(txn) = s.poll_transaction(later) {
         assert_eq!(txn.kind, SyncKind::StaleDelete);
         s.handle_applied(Ok(()), later);
@@ -483,15 +485,15 @@ fn simulated_nodes_skip_changes_to_other_zones() {
             eps("10.1.2.4"),
         ))),
     ];
-    let mut t = 0;
+    let mut t = Moment::EPOCH;
     for n in [&mut a, &mut b] {
         for c in changes.iter().flatten() {
             n.handle_change(c);
         }
-        n.handle_initial_sync_done(0);
+        n.handle_initial_sync_done(Moment::EPOCH);
         t = n.poll_timeout().expect("due");
         assert!(n.poll_transaction(t, &model).is_some());
-        n.handle_applied(Ok(()), t + 1);
+        n.handle_applied(Ok(()), t + Duration::from_millis(1));
     }
     let change = model
         .handle_slice(Change::Applied(&slice(
@@ -504,7 +506,7 @@ fn simulated_nodes_skip_changes_to_other_zones() {
         .expect("a change");
     a.handle_change(&change);
     b.handle_change(&change);
-    let later = t + 10_000;
+    let later = t + Duration::from_millis(10_000);
     assert!(
         a.poll_transaction(later, &model).is_none(),
         "zone-a: nothing to apply"

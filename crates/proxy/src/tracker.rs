@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::model::{
-    Endpoint, Millis, Protocol, ServiceKey, ServicePort, ServicePortName, service_ports,
+    Endpoint, Moment, Protocol, ServiceKey, ServicePort, ServicePortName, service_ports,
 };
 
 /// Label naming a slice's Service; slices without it are ignored (upstream
@@ -45,7 +45,7 @@ pub struct Changes {
     /// Services whose ports or endpoints changed.
     pub services: BTreeSet<ServiceKey>,
     /// `last-change-trigger-time` of every slice write seen, for the programming-latency metric.
-    pub trigger_times: Vec<Millis>,
+    pub trigger_times: Vec<Moment>,
     /// Number of Service and EndpointSlice events that changed something.
     pub service_events: u64,
     pub slice_events: u64,
@@ -194,14 +194,14 @@ fn slice_owner(slice: &EndpointSlice) -> Option<(ServiceKey, String)> {
     Some((ServiceKey::new(ns, svc_name), slice.metadata.name.clone()?))
 }
 
-fn trigger_time(slice: &EndpointSlice) -> Option<Millis> {
+fn trigger_time(slice: &EndpointSlice) -> Option<Moment> {
     let raw = slice
         .metadata
         .annotations
         .as_ref()?
         .get(TRIGGER_TIME_ANNOTATION)?;
     let ts: k8s_openapi::jiff::Timestamp = raw.parse().ok()?;
-    Some(ts.as_millisecond())
+    Some(Moment::from_millis(ts.as_millisecond()))
 }
 
 /// Parses a slice with upstream's rules: IPv4 slices only; ready nil = true, serving nil =

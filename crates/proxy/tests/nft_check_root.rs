@@ -4,6 +4,7 @@
 //! later full sync keeps the table, so an affinity set's elements survive it.
 //! Reported as ignored without root, `nft` or `ip` (see build.rs); under CI it fails instead.
 
+use runtime::Moment;
 use std::process::Command;
 
 use proxy::apply::{NftApplier, RuleApplier};
@@ -142,7 +143,7 @@ fn a_second_full_sync_keeps_affinity_set_elements() {
         ..NftConfig::default()
     });
     let mut nft = NftApplier::new(Some(ns.0.clone()));
-    let first = r.render_full_at(&plan, 0);
+    let first = r.render_full_at(&plan, Moment::EPOCH);
     nft.apply(&first).expect("first full sync");
     let set = first
         .lines()
@@ -164,7 +165,7 @@ fn a_second_full_sync_keeps_affinity_set_elements() {
         ],
     );
     assert!(added.status.success(), "{added:?}");
-    let second = r.render_full_at(&plan, 30_000);
+    let second = r.render_full_at(&plan, Moment::from_millis(30_000));
     assert!(!second.contains("delete table"));
     nft.apply(&second).expect("second full sync");
     let listed = in_netns(&ns.0, &["nft", "list", "set", "ip", "kube-proxy", &set]);
@@ -239,22 +240,24 @@ fn shared_map_full_resync_and_partial_sync_apply_in_a_netns() {
         netns: Some(ns.0.clone()),
         check_only: true,
     };
-    let first = r.render_full_at(&plan, 0);
+    let first = r.render_full_at(&plan, Moment::EPOCH);
     check
         .apply(&first)
         .expect("nft --check accepts the shared-map full sync");
     let mut nft = NftApplier::new(Some(ns.0.clone()));
     nft.apply(&first).expect("shared-map full sync applies");
-    let again = r.render_full_at(&plan, 30_000);
+    let again = r.render_full_at(&plan, Moment::from_millis(30_000));
     assert!(!again.contains("delete table"));
     nft.apply(&again).expect("kept-table full sync applies");
     // Every Service removed in one partial sync: elements deleted, chains flushed, then the
     // stale chains (per-Service and dispatch) deleted in their own transaction.
     let names: std::collections::BTreeSet<_> =
         plan.services().map(|sp| sp.port.name.clone()).collect();
-    let partial = r.render_partial(&Plan::default(), &names, 40_000);
+    let partial = r.render_partial(&Plan::default(), &names, Moment::from_millis(40_000));
     nft.apply(&partial).expect("partial sync applies");
-    let deletes = r.render_stale_deletes(41_000).expect("stale chains");
+    let deletes = r
+        .render_stale_deletes(Moment::from_millis(41_000))
+        .expect("stale chains");
     assert!(
         deletes.contains("delete chain ip kube-proxy dispatch-tcp-3"),
         "{deletes}"
@@ -266,7 +269,7 @@ fn shared_map_full_resync_and_partial_sync_apply_in_a_netns() {
     assert!(!listed.contains("chain endpoint-"), "{listed}");
     assert!(!listed.contains("10.180.0.1 . 80"), "{listed}");
     // Back again: the full plan as one partial sync.
-    let back = r.render_partial(&plan, &names, 50_000);
+    let back = r.render_partial(&plan, &names, Moment::from_millis(50_000));
     nft.apply(&back)
         .expect("partial sync re-adding everything applies");
     let listed = in_netns(&ns.0, &["nft", "list", "table", "ip", "kube-proxy"]);

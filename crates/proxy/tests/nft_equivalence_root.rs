@@ -11,6 +11,7 @@
 //! guard (also after a panic); every connection has a timeout and every helper a deadline.
 //! Reported as ignored without root, `nft` or `ip` (see build.rs); under CI it fails instead.
 
+use runtime::Moment;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -394,7 +395,7 @@ struct Proxy {
     plan: Plan,
     renderer: NftRenderer,
     applier: NftApplier,
-    now: i64,
+    now: Moment,
 }
 
 impl Proxy {
@@ -427,7 +428,7 @@ impl Proxy {
             plan,
             renderer: NftRenderer::new(cfg),
             applier: NftApplier::new(Some(node_ns.to_string())),
-            now: 1_000_000,
+            now: Moment::from_millis(1_000_000),
         }
     }
 
@@ -443,12 +444,12 @@ impl Proxy {
         let affected = self
             .plan
             .update(&self.tracker, &PlanConfig::default(), &changes.services);
-        self.now += 1_000;
+        self.now += Duration::from_secs(1);
         let text = self
             .renderer
             .render_partial(&self.plan, &affected, self.now);
         self.applier.apply(&text).expect("partial sync applies");
-        self.now += 1_000;
+        self.now += Duration::from_secs(1);
         if let Some(del) = self.renderer.render_stale_deletes(self.now) {
             self.applier.apply(&del).expect("stale deletes apply");
         }

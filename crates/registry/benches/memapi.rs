@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo bench -p registry --bench memapi`. Prints median / p99 / max per write.
 
+use runtime::Moment;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -66,7 +67,7 @@ fn populate<S: Stored>(
             leases,
             Some("kube-node-lease"),
             &wrap(leases, lease(i, 0)),
-            T0,
+            Moment::from_millis(T0),
         )
         .expect("lease");
     }
@@ -75,12 +76,18 @@ fn populate<S: Stored>(
     for i in 0..PODS {
         let p = wrap(pods, pod(i));
         let start = Instant::now();
-        api.create(pods, Some("default"), black_box(&p), T0)
-            .expect("pod");
+        api.create(
+            pods,
+            Some("default"),
+            black_box(&p),
+            Moment::from_millis(T0),
+        )
+        .expect("pod");
         creates.push(start.elapsed());
         let (name, node) = (format!("pod-{i:06}"), format!("node-{:05}", i % NODES));
         let start = Instant::now();
-        api.bind("default", &name, &node, T0).expect("bind");
+        api.bind("default", &name, &node, Moment::from_millis(T0))
+            .expect("bind");
         binds.push(start.elapsed());
     }
     report(&format!("{label}: pod create"), creates);
@@ -110,7 +117,7 @@ fn time_writes<S: Stored>(
             Some("kube-node-lease"),
             black_box(next),
             UpdateScope::Main,
-            T0,
+            Moment::from_millis(T0),
         );
         samples.push(start.elapsed());
         assert_eq!(out.expect("renewal").changes.len(), 1);
@@ -125,7 +132,12 @@ fn time_writes<S: Stored>(
             .clone();
         let next = running(&cur, w);
         let start = Instant::now();
-        let out = api.update_status(pods, Some("default"), black_box(next), T0);
+        let out = api.update_status(
+            pods,
+            Some("default"),
+            black_box(next),
+            Moment::from_millis(T0),
+        );
         samples.push(start.elapsed());
         assert_eq!(out.expect("status").changes.len(), 1);
     }

@@ -9,7 +9,7 @@ use api::status::{Cause, StatusError};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::meta::{self, Millis};
+use crate::meta::{self, Moment};
 use crate::strategy::{self, UpdateScope};
 
 /// The admission settings of an API server (kube-apiserver's DefaultTolerationSeconds plugin).
@@ -98,7 +98,7 @@ pub fn admit_create(
     namespace: Option<&str>,
     obj: &mut Value,
     adm: &Admission,
-    now: Millis,
+    now: Moment,
     rng: &mut impl Rng,
 ) -> Result<(), StatusError> {
     strategy::prepare_create(res, obj, namespace, now, rng);
@@ -216,7 +216,7 @@ mod tests {
             default_not_ready_toleration_seconds: 40,
             default_unreachable_toleration_seconds: 50,
         };
-        admit_create(pods, Some("d"), &mut pod, &adm, 0, &mut rng()).unwrap();
+        admit_create(pods, Some("d"), &mut pod, &adm, Moment::EPOCH, &mut rng()).unwrap();
         assert_eq!(pod["status"]["phase"], "Pending");
         let tols = pod["spec"]["tolerations"].as_array().unwrap();
         let secs: Vec<_> = tols
@@ -237,7 +237,7 @@ mod tests {
             Some("d"),
             &mut svc,
             &Admission::default(),
-            0,
+            Moment::EPOCH,
             &mut rng(),
         )
         .unwrap_err();
@@ -253,7 +253,7 @@ mod tests {
             Some("d"),
             &mut svc,
             &Admission::default(),
-            0,
+            Moment::EPOCH,
             &mut rng(),
         )
         .unwrap_err();

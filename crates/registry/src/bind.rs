@@ -7,7 +7,7 @@ use api::resources::ResourceInfo;
 use api::status::{Cause, StatusError};
 use serde_json::{Value, json};
 
-use crate::meta::{self, Millis};
+use crate::meta::{self, Moment};
 
 /// The node a `Binding` body targets; 422 when it names none.
 pub fn binding_target(res: &ResourceInfo, name: &str, body: &Value) -> Result<String, StatusError> {
@@ -28,7 +28,7 @@ pub fn bind(
     name: &str,
     pod: &mut Value,
     node: &str,
-    now: Millis,
+    now: Moment,
 ) -> Result<(), StatusError> {
     if pod["metadata"].get("deletionTimestamp").is_some() {
         return Err(StatusError::conflict_with(
@@ -51,7 +51,7 @@ pub fn bind(
 
 /// Set (or replace) a condition in `status.conditions`, keeping the transition time when the
 /// status does not change.
-pub fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: &str, now: Millis) {
+pub fn set_condition(obj: &mut Value, kind: &str, status: &str, reason: &str, now: Moment) {
     let ts = meta::timestamp(now);
     if !obj["status"].is_object() {
         obj["status"] = json!({});
@@ -83,7 +83,7 @@ mod tests {
     fn binds_once_with_the_scheduled_condition() {
         let pods = by_plural("", "pods").unwrap();
         let mut pod = json!({"metadata": {"name": "p"}, "spec": {}});
-        bind(pods, "p", &mut pod, "n1", 5_000).unwrap();
+        bind(pods, "p", &mut pod, "n1", Moment::from_millis(5_000)).unwrap();
         assert_eq!(pod["spec"]["nodeName"], "n1");
         let c = &pod["status"]["conditions"][0];
         assert_eq!(
@@ -92,7 +92,7 @@ mod tests {
         );
         assert_eq!(c["lastTransitionTime"], "1970-01-01T00:00:05Z");
         let before = pod.clone();
-        let e = bind(pods, "p", &mut pod, "n2", 0).unwrap_err();
+        let e = bind(pods, "p", &mut pod, "n2", Moment::EPOCH).unwrap_err();
         assert_eq!(e.code, 409);
         assert_eq!(
             e.message,
@@ -105,7 +105,7 @@ mod tests {
     fn a_deleted_pod_or_an_empty_target_is_refused() {
         let pods = by_plural("", "pods").unwrap();
         let mut pod = json!({"metadata": {"name": "p", "deletionTimestamp": "t"}, "spec": {}});
-        let e = bind(pods, "p", &mut pod, "n1", 0).unwrap_err();
+        let e = bind(pods, "p", &mut pod, "n1", Moment::EPOCH).unwrap_err();
         assert!(
             e.message
                 .ends_with("pod is being deleted, cannot be assigned to a host")

@@ -3,11 +3,13 @@
 //!
 //! Start at [`plan_delete`]. Pure: time is an argument.
 
+use std::time::Duration;
+
 use api::resources::{self, ResourceInfo};
 use api::status::{Cause, StatusError};
 use serde_json::{Value, json};
 
-use crate::meta::{self, Millis};
+use crate::meta::{self, Moment};
 
 /// `DeleteOptions` as a delete or an eviction carries them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,11 +153,12 @@ pub fn deletion_mark(res: &ResourceInfo, obj: &Value, o: &DeleteOptions) -> Opti
 
 /// Set `deletionTimestamp` (now + grace) and `deletionGracePeriodSeconds` on `obj` (kept when
 /// already set, unless grace is 0); a namespace turns `Terminating`.
-pub fn mark_deleted(res: &ResourceInfo, obj: &mut Value, grace: i64, now: Millis) {
+pub fn mark_deleted(res: &ResourceInfo, obj: &mut Value, grace: i64, now: Moment) {
     if let Some(meta) = meta::metadata_mut(obj)
         && (!meta.contains_key("deletionTimestamp") || grace == 0)
     {
-        let at = now.saturating_add(grace.saturating_mul(1000));
+        let span = Duration::from_secs(grace.unsigned_abs());
+        let at = if grace >= 0 { now + span } else { now - span };
         meta.insert("deletionTimestamp".into(), json!(meta::timestamp(at)));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
     }
@@ -179,7 +182,7 @@ pub fn plan_delete(
     name: &str,
     obj: &Value,
     o: &DeleteOptions,
-    now: Millis,
+    now: Moment,
 ) -> Result<DeletePlan, StatusError> {
     check_preconditions(res, name, obj, o)?;
     Ok(match deletion_mark(res, obj, o) {
@@ -204,7 +207,14 @@ mod tests {
     #[test]
     fn a_bound_pod_is_marked_with_its_grace_period() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 10}});
-        let plan = plan_delete(pods(), "p", &pod, &DeleteOptions::default(), 1_000).unwrap();
+        let plan = plan_delete(
+            pods(),
+            "p",
+            &pod,
+            &DeleteOptions::default(),
+            Moment::from_millis(1_000),
+        )
+        .unwrap();
         let DeletePlan::Mark(m) = plan else {
             panic!("{plan:?}")
         };
@@ -216,7 +226,14 @@ mod tests {
     fn unscheduled_finished_or_grace_zero_pods_go_at_once() {
         let unbound = json!({"metadata": {"name": "p"}, "spec": {}});
         assert_eq!(
-            plan_delete(pods(), "p", &unbound, &DeleteOptions::default(), 0).unwrap(),
+            plan_delete(
+                pods(),
+                "p",
+                &unbound,
+                &DeleteOptions::default(),
+                Moment::EPOCH
+            )
+            .unwrap(),
             DeletePlan::Remove
         );
         let bound = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}});
@@ -225,12 +242,12 @@ mod tests {
             ..DeleteOptions::default()
         };
         assert_eq!(
-            plan_delete(pods(), "p", &bound, &now, 0).unwrap(),
+            plan_delete(pods(), "p", &bound, &now, Moment::EPOCH).unwrap(),
             DeletePlan::Remove
         );
         let done = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n"}, "status": {"phase": "Succeeded"}});
         assert_eq!(
-            plan_delete(pods(), "p", &done, &DeleteOptions::default(), 0).unwrap(),
+            plan_delete(pods(), "p", &done, &DeleteOptions::default(), Moment::EPOCH).unwrap(),
             DeletePlan::Remove
         );
     }
@@ -249,7 +266,8 @@ mod tests {
     fn finalizers_hold_and_preconditions_conflict() {
         let cm = by_plural("", "configmaps").unwrap();
         let obj = json!({"metadata": {"name": "c", "uid": "u1", "resourceVersion": "3", "finalizers": ["x"]}});
-        let DeletePlan::Mark(m) = plan_delete(cm, "c", &obj, &DeleteOptions::default(), 0).unwrap()
+        let DeletePlan::Mark(m) =
+            plan_delete(cm, "c", &obj, &DeleteOptions::default(), Moment::EPOCH).unwrap()
         else {
             panic!()
         };
@@ -258,7 +276,7 @@ mod tests {
             uid: Some("u2".into()),
             ..DeleteOptions::default()
         };
-        let e = plan_delete(cm, "c", &obj, &wrong, 0).unwrap_err();
+        let e = plan_delete(cm, "c", &obj, &wrong, Moment::EPOCH).unwrap_err();
         assert_eq!(e.code, 409);
         assert_eq!(
             e.message,

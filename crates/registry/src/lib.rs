@@ -23,7 +23,7 @@ pub use api::resources::ResourceInfo;
 pub use api::status::StatusError;
 pub use delete::DeleteOptions;
 pub use mem::{Change, ChangeType, MemApi, MemConfig, Written};
-pub use meta::Millis;
+pub use meta::Moment;
 pub use stored::{FastPath, Stored};
 pub use strategy::UpdateScope;
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::admission::{self, Admission};
 use crate::alloc::{IpRange, PortRange, ServiceAllocations};
 use crate::delete::{self, DeleteOptions, DeletePlan};
-use crate::meta::{self, Millis};
+use crate::meta::{self, Moment};
 use crate::stored::{FastPath, Stored};
 use crate::strategy::UpdateScope;
 use crate::{bind, gc};
@@ -194,7 +194,7 @@ impl<S: Stored> MemApi<S> {
         res: &'static ResourceInfo,
         namespace: Option<&str>,
         obj: &S,
-        now: Millis,
+        now: Moment,
     ) -> Result<Written<S>, StatusError> {
         let mut v = obj.to_value();
         admission::check_identity(res, &v, namespace)?;
@@ -242,7 +242,7 @@ impl<S: Stored> MemApi<S> {
         namespace: Option<&str>,
         obj: S,
         scope: UpdateScope,
-        _now: Millis,
+        _now: Moment,
     ) -> Result<Written<S>, StatusError> {
         let name = obj.name().to_string();
         let key = obj_key(res, namespace, &name);
@@ -324,7 +324,7 @@ impl<S: Stored> MemApi<S> {
         res: &'static ResourceInfo,
         namespace: Option<&str>,
         obj: S,
-        now: Millis,
+        now: Moment,
     ) -> Result<Written<S>, StatusError> {
         self.update(res, namespace, obj, UpdateScope::Status, now)
     }
@@ -354,7 +354,7 @@ impl<S: Stored> MemApi<S> {
         namespace: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
-        now: Millis,
+        now: Moment,
     ) -> Result<Written<S>, StatusError> {
         delete::check_deletable(res, name)?;
         opts.validate()?;
@@ -400,7 +400,7 @@ impl<S: Stored> MemApi<S> {
         uid: &str,
         namespace: Option<&str>,
         orphan: bool,
-        now: Millis,
+        now: Moment,
         out: &mut Vec<Change<S>>,
     ) {
         if uid.is_empty() {
@@ -461,7 +461,7 @@ impl<S: Stored> MemApi<S> {
         namespace: &str,
         name: &str,
         node: &str,
-        now: Millis,
+        now: Moment,
     ) -> Result<Written<S>, StatusError> {
         let pods = resources::by_plural("", "pods").ok_or_else(StatusError::path_not_found)?;
         let key = obj_key(pods, Some(namespace), name);
@@ -491,7 +491,7 @@ impl<S: Stored> MemApi<S> {
         res: &'static ResourceInfo,
         namespace: Option<&str>,
         obj: S,
-        now: Millis,
+        now: Moment,
     ) -> Result<Written<S>, StatusError> {
         let mut o = obj;
         let ns = namespace

@@ -24,7 +24,7 @@ fn api() -> MemApi<Value> {
             res("", "namespaces"),
             None,
             &json!({"metadata": {"name": ns}}),
-            0,
+            Moment::EPOCH,
         )
         .unwrap();
     }
@@ -43,7 +43,7 @@ fn svc(name: &str) -> Value {
 fn create_fills_metadata_and_reports_the_change() {
     let mut api = api();
     let w = api
-        .create(res("", "pods"), Some("d"), &json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}), 1_800_000_000_000)
+        .create(res("", "pods"), Some("d"), &json!({"metadata": {"generateName": "web-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}), Moment::from_millis(1_800_000_000_000))
         .unwrap();
     let p = &w.object;
     assert!(p["metadata"]["name"].as_str().unwrap().starts_with("web-"));
@@ -62,7 +62,7 @@ fn same_seed_same_uids_and_names() {
     let run = || {
         let mut a = api();
         let w = a
-            .create(res("", "pods"), Some("d"), &json!({"metadata": {"generateName": "x-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}), 0)
+            .create(res("", "pods"), Some("d"), &json!({"metadata": {"generateName": "x-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}), Moment::EPOCH)
             .unwrap();
         (
             w.object["metadata"]["name"].clone(),
@@ -78,7 +78,7 @@ fn rejected_creates_change_nothing() {
     let rev = api.revision();
     // Missing namespace, invalid object, duplicate: each refused, nothing stored.
     let e = api
-        .create(res("", "pods"), Some("nope"), &pod("p"), 0)
+        .create(res("", "pods"), Some("nope"), &pod("p"), Moment::EPOCH)
         .unwrap_err();
     assert_eq!((e.code, e.reason), (404, "NotFound"));
     let e = api
@@ -86,7 +86,7 @@ fn rejected_creates_change_nothing() {
             res("", "services"),
             Some("d"),
             &json!({"metadata": {"name": "bad"}, "spec": {"ports": [{"port": 0}]}}),
-            0,
+            Moment::EPOCH,
         )
         .unwrap_err();
     assert_eq!(e.code, 422);
@@ -96,10 +96,10 @@ fn rejected_creates_change_nothing() {
         0,
         "no ClusterIP leaked"
     );
-    api.create(res("", "services"), Some("d"), &svc("a"), 0)
+    api.create(res("", "services"), Some("d"), &svc("a"), Moment::EPOCH)
         .unwrap();
     let e = api
-        .create(res("", "services"), Some("d"), &svc("a"), 0)
+        .create(res("", "services"), Some("d"), &svc("a"), Moment::EPOCH)
         .unwrap_err();
     assert_eq!((e.code, e.reason), (409, "AlreadyExists"));
     assert_eq!(
@@ -116,7 +116,12 @@ fn service_ips_are_allocated_released_and_exhausted() {
     // /29: 6 usable addresses.
     for i in 0..6 {
         let w = api
-            .create(res("", "services"), Some("d"), &svc(&format!("s{i}")), 0)
+            .create(
+                res("", "services"),
+                Some("d"),
+                &svc(&format!("s{i}")),
+                Moment::EPOCH,
+            )
             .unwrap();
         ips.push(w.object["spec"]["clusterIP"].as_str().unwrap().to_string());
     }
@@ -125,7 +130,7 @@ fn service_ips_are_allocated_released_and_exhausted() {
     assert_eq!(ips.len(), 6);
     let rev = api.revision();
     let e = api
-        .create(res("", "services"), Some("d"), &svc("full"), 0)
+        .create(res("", "services"), Some("d"), &svc("full"), Moment::EPOCH)
         .unwrap_err();
     assert_eq!(e.code, 500, "{e:?}");
     assert!(e.message.contains("range is full"), "{}", e.message);
@@ -135,11 +140,11 @@ fn service_ips_are_allocated_released_and_exhausted() {
         Some("d"),
         "s0",
         &DeleteOptions::default(),
-        0,
+        Moment::EPOCH,
     )
     .unwrap();
     assert_eq!(api.allocations().ips().used_count(), 5);
-    api.create(res("", "services"), Some("d"), &svc("again"), 0)
+    api.create(res("", "services"), Some("d"), &svc("again"), Moment::EPOCH)
         .unwrap();
 }
 
@@ -149,16 +154,18 @@ fn update_bumps_generation_on_spec_change_only() {
     let deps = res("apps", "deployments");
     let d = json!({"metadata": {"name": "web"}, "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
         "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
-    let w = api.create(deps, Some("d"), &d, 0).unwrap();
+    let w = api.create(deps, Some("d"), &d, Moment::EPOCH).unwrap();
     assert_eq!(w.object["metadata"]["generation"], 1);
     let mut s = w.object.clone();
     s["status"] = json!({"replicas": 1});
-    let w = api.update_status(deps, Some("d"), s.clone(), 0).unwrap();
+    let w = api
+        .update_status(deps, Some("d"), s.clone(), Moment::EPOCH)
+        .unwrap();
     assert_eq!(w.object["metadata"]["generation"], 1);
     let mut m = w.object.clone();
     m["spec"]["replicas"] = json!(3);
     let w = api
-        .update(deps, Some("d"), m.clone(), UpdateScope::Main, 0)
+        .update(deps, Some("d"), m.clone(), UpdateScope::Main, Moment::EPOCH)
         .unwrap();
     assert_eq!(w.object["metadata"]["generation"], 2);
     assert_eq!(
@@ -170,7 +177,13 @@ fn update_bumps_generation_on_spec_change_only() {
     let mut same = w.object.clone();
     same["metadata"]["resourceVersion"] = json!(rev.to_string());
     let w2 = api
-        .update(deps, Some("d"), same.clone(), UpdateScope::Main, 0)
+        .update(
+            deps,
+            Some("d"),
+            same.clone(),
+            UpdateScope::Main,
+            Moment::EPOCH,
+        )
         .unwrap();
     assert!(w2.changes.is_empty());
     assert_eq!(api.revision(), rev);
@@ -185,17 +198,29 @@ fn a_stale_resource_version_conflicts_and_changes_nothing() {
             leases,
             Some("d"),
             &json!({"metadata": {"name": "n1"}, "spec": {}}),
-            0,
+            Moment::EPOCH,
         )
         .unwrap();
     let mut l = w.object.clone();
     l["spec"]["holderIdentity"] = json!("a");
-    api.update(leases, Some("d"), l.clone(), UpdateScope::Main, 0)
-        .unwrap();
+    api.update(
+        leases,
+        Some("d"),
+        l.clone(),
+        UpdateScope::Main,
+        Moment::EPOCH,
+    )
+    .unwrap();
     let rev = api.revision();
     l["spec"]["holderIdentity"] = json!("b");
     let e = api
-        .update(leases, Some("d"), l.clone(), UpdateScope::Main, 0)
+        .update(
+            leases,
+            Some("d"),
+            l.clone(),
+            UpdateScope::Main,
+            Moment::EPOCH,
+        )
         .unwrap_err();
     assert_eq!((e.code, e.reason), (409, "Conflict"));
     assert_eq!(api.revision(), rev);
@@ -209,12 +234,20 @@ fn a_stale_resource_version_conflicts_and_changes_nothing() {
 fn an_invalid_service_update_gives_its_new_node_port_back() {
     let mut api = api();
     let svcs = res("", "services");
-    let w = api.create(svcs, Some("d"), &svc("a"), 0).unwrap();
+    let w = api
+        .create(svcs, Some("d"), &svc("a"), Moment::EPOCH)
+        .unwrap();
     let mut np = w.object.clone();
     np["spec"]["type"] = json!("NodePort");
     np["spec"]["ports"][0]["port"] = json!(0);
     let e = api
-        .update(svcs, Some("d"), np.clone(), UpdateScope::Main, 0)
+        .update(
+            svcs,
+            Some("d"),
+            np.clone(),
+            UpdateScope::Main,
+            Moment::EPOCH,
+        )
         .unwrap_err();
     assert_eq!(e.code, 422);
     assert_eq!(
@@ -228,10 +261,18 @@ fn an_invalid_service_update_gives_its_new_node_port_back() {
 fn graceful_pod_deletion_then_final_delete() {
     let mut api = api();
     let pods = res("", "pods");
-    api.create(pods, Some("d"), &pod("p"), 0).unwrap();
-    api.bind("d", "p", "n1", 1_000).unwrap();
+    api.create(pods, Some("d"), &pod("p"), Moment::EPOCH)
+        .unwrap();
+    api.bind("d", "p", "n1", Moment::from_millis(1_000))
+        .unwrap();
     let w = api
-        .delete(pods, Some("d"), "p", &DeleteOptions::default(), 10_000)
+        .delete(
+            pods,
+            Some("d"),
+            "p",
+            &DeleteOptions::default(),
+            Moment::from_millis(10_000),
+        )
         .unwrap();
     assert_eq!(
         w.object["metadata"]["deletionTimestamp"],
@@ -241,14 +282,16 @@ fn graceful_pod_deletion_then_final_delete() {
     // The kubelet's status writes keep it; its grace-0 delete removes it.
     let mut s = w.object.clone();
     s["status"]["phase"] = json!("Running");
-    api.update_status(pods, Some("d"), s.clone(), 11_000)
+    api.update_status(pods, Some("d"), s.clone(), Moment::from_millis(11_000))
         .unwrap();
     assert!(api.get(pods, Some("d"), "p").is_some());
     let now = DeleteOptions {
         grace_seconds: Some(0),
         ..DeleteOptions::default()
     };
-    let w = api.delete(pods, Some("d"), "p", &now, 12_000).unwrap();
+    let w = api
+        .delete(pods, Some("d"), "p", &now, Moment::from_millis(12_000))
+        .unwrap();
     assert_eq!(w.changes[0].kind, ChangeType::Deleted);
     assert!(api.get(pods, Some("d"), "p").is_none());
 }
@@ -261,16 +304,22 @@ fn finalizers_hold_until_removed() {
         cms,
         Some("d"),
         &json!({"metadata": {"name": "c", "finalizers": ["x/y"]}}),
-        0,
+        Moment::EPOCH,
     )
     .unwrap();
     let w = api
-        .delete(cms, Some("d"), "c", &DeleteOptions::default(), 0)
+        .delete(
+            cms,
+            Some("d"),
+            "c",
+            &DeleteOptions::default(),
+            Moment::EPOCH,
+        )
         .unwrap();
     let mut c = w.object.clone();
     c["metadata"]["finalizers"] = json!([]);
     let w = api
-        .update(cms, Some("d"), c.clone(), UpdateScope::Main, 0)
+        .update(cms, Some("d"), c.clone(), UpdateScope::Main, Moment::EPOCH)
         .unwrap();
     assert_eq!(w.changes[0].kind, ChangeType::Deleted);
     assert!(api.get(cms, Some("d"), "c").is_none());
@@ -279,13 +328,13 @@ fn finalizers_hold_until_removed() {
 #[test]
 fn binding_refusals() {
     let mut api = api();
-    api.create(res("", "pods"), Some("d"), &pod("p"), 0)
+    api.create(res("", "pods"), Some("d"), &pod("p"), Moment::EPOCH)
         .unwrap();
-    api.bind("d", "p", "n1", 0).unwrap();
+    api.bind("d", "p", "n1", Moment::EPOCH).unwrap();
     let rev = api.revision();
-    let e = api.bind("d", "p", "n2", 0).unwrap_err();
+    let e = api.bind("d", "p", "n2", Moment::EPOCH).unwrap_err();
     assert_eq!(e.code, 409);
-    let e = api.bind("d", "missing", "n2", 0).unwrap_err();
+    let e = api.bind("d", "missing", "n2", Moment::EPOCH).unwrap_err();
     assert_eq!(e.code, 404);
     assert_eq!(api.revision(), rev);
 }
@@ -297,16 +346,27 @@ fn deleting_an_owner_cascades_or_orphans() {
     let pods = res("", "pods");
     let rs = json!({"metadata": {"name": "rs"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
         "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}});
-    let uid = api.create(rss, Some("d"), &rs, 0).unwrap().object["metadata"]["uid"].clone();
+    let uid = api
+        .create(rss, Some("d"), &rs, Moment::EPOCH)
+        .unwrap()
+        .object["metadata"]["uid"]
+        .clone();
     for name in ["p1", "p2"] {
         let mut p = pod(name);
         p["metadata"]["ownerReferences"] =
             json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid}]);
-        api.create(pods, Some("d"), &p, 0).unwrap();
+        api.create(pods, Some("d"), &p, Moment::EPOCH).unwrap();
     }
-    api.create(pods, Some("d"), &pod("other"), 0).unwrap();
+    api.create(pods, Some("d"), &pod("other"), Moment::EPOCH)
+        .unwrap();
     let w = api
-        .delete(rss, Some("d"), "rs", &DeleteOptions::default(), 0)
+        .delete(
+            rss,
+            Some("d"),
+            "rs",
+            &DeleteOptions::default(),
+            Moment::EPOCH,
+        )
         .unwrap();
     let deleted: Vec<_> = w
         .changes
@@ -328,16 +388,21 @@ fn deleting_an_owner_cascades_or_orphans() {
     );
     assert!(api.get(pods, Some("d"), "other").is_some());
 
-    let uid = api.create(rss, Some("d"), &rs, 0).unwrap().object["metadata"]["uid"].clone();
+    let uid = api
+        .create(rss, Some("d"), &rs, Moment::EPOCH)
+        .unwrap()
+        .object["metadata"]["uid"]
+        .clone();
     let mut p = pod("kept");
     p["metadata"]["ownerReferences"] =
         json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid}]);
-    api.create(pods, Some("d"), &p, 0).unwrap();
+    api.create(pods, Some("d"), &p, Moment::EPOCH).unwrap();
     let orphan = DeleteOptions {
         propagation: Some("Orphan".into()),
         ..DeleteOptions::default()
     };
-    api.delete(rss, Some("d"), "rs", &orphan, 0).unwrap();
+    api.delete(rss, Some("d"), "rs", &orphan, Moment::EPOCH)
+        .unwrap();
     assert_eq!(
         api.get(pods, Some("d"), "kept").unwrap()["metadata"]["ownerReferences"],
         json!([])
@@ -347,9 +412,9 @@ fn deleting_an_owner_cascades_or_orphans() {
 #[test]
 fn deleting_a_namespace_empties_it_and_frees_its_service_ips() {
     let mut api = api();
-    api.create(res("", "services"), Some("d"), &svc("a"), 0)
+    api.create(res("", "services"), Some("d"), &svc("a"), Moment::EPOCH)
         .unwrap();
-    api.create(res("", "pods"), Some("d"), &pod("p"), 0)
+    api.create(res("", "pods"), Some("d"), &pod("p"), Moment::EPOCH)
         .unwrap();
     let e = api
         .delete(
@@ -357,7 +422,7 @@ fn deleting_a_namespace_empties_it_and_frees_its_service_ips() {
             None,
             "default",
             &DeleteOptions::default(),
-            0,
+            Moment::EPOCH,
         )
         .unwrap_err();
     assert_eq!(e.code, 403);
@@ -366,7 +431,7 @@ fn deleting_a_namespace_empties_it_and_frees_its_service_ips() {
         None,
         "d",
         &DeleteOptions::default(),
-        0,
+        Moment::EPOCH,
     )
     .unwrap();
     assert_eq!(api.list(res("", "pods"), None).count(), 0);
@@ -383,7 +448,7 @@ fn put_raw_stores_as_given_and_keeps_the_uid() {
             pods,
             Some("d"),
             json!({"metadata": {"name": "p"}, "status": {"phase": "Running"}}),
-            5_000,
+            Moment::from_millis(5_000),
         )
         .unwrap();
     assert_eq!(w.object["status"]["phase"], "Running");
@@ -393,7 +458,7 @@ fn put_raw_stores_as_given_and_keeps_the_uid() {
             pods,
             Some("d"),
             json!({"metadata": {"name": "p", "uid": "other"}}),
-            6_000,
+            Moment::from_millis(6_000),
         )
         .unwrap();
     assert_eq!(w.object["metadata"]["uid"], uid);

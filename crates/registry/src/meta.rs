@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 /// Milliseconds since the Unix epoch (the time every rule takes): the runtime crate's.
-pub use runtime::Millis;
+pub use runtime::Moment;
 
 /// `metadata` as a mutable map, creating it if missing (returns `None` if `obj` is no object).
 pub fn metadata_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
@@ -53,8 +53,8 @@ pub fn parse_resource_version(rv: Option<&str>) -> Result<Option<u64>, StatusErr
 }
 
 /// RFC 3339 with seconds, as Kubernetes `metav1.Time` marshals (`now` truncated to seconds).
-pub fn timestamp(now: Millis) -> String {
-    Timestamp::from_second(now.div_euclid(1000))
+pub fn timestamp(now: Moment) -> String {
+    Timestamp::from_second(now.as_millis().div_euclid(1000))
         .unwrap_or(Timestamp::UNIX_EPOCH)
         .to_string()
 }
@@ -102,8 +102,11 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_seconds() {
-        assert_eq!(timestamp(1_800_000_000_999), "2027-01-15T08:00:00Z");
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            timestamp(Moment::from_millis(1_800_000_000_999)),
+            "2027-01-15T08:00:00Z"
+        );
+        assert_eq!(timestamp(Moment::EPOCH), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use api::resources::ResourceInfo;
 use api::status::StatusError;
 use serde_json::Value;
 
-use crate::meta::{self, Millis};
+use crate::meta::{self, Moment};
 use crate::strategy::UpdateScope;
 
 /// The outcome of a typed fast path.
@@ -46,7 +46,7 @@ pub trait Stored: Clone {
         old: Option<&Self>,
         name: Option<String>,
         fresh_uid: String,
-        now: Millis,
+        now: Moment,
     );
     /// Apply the update rules of `scope` to `self` (the client's object) against the stored
     /// `old`, without JSON; [`FastPath::Fallback`] leaves `self` unchanged.
@@ -63,7 +63,7 @@ pub trait Stored: Clone {
         &mut self,
         _res: &ResourceInfo,
         _node: &str,
-        _now: Millis,
+        _now: Moment,
     ) -> Option<Result<(), StatusError>> {
         None
     }
@@ -107,7 +107,7 @@ impl Stored for Value {
         old: Option<&Value>,
         name: Option<String>,
         fresh_uid: String,
-        now: Millis,
+        now: Moment,
     ) {
         let Some(m) = meta::metadata_mut(self) else {
             return;

@@ -7,7 +7,7 @@ use api::resources::ResourceInfo;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::meta::{Millis, generate_suffix, metadata_mut, new_uid, timestamp};
+use crate::meta::{Moment, generate_suffix, metadata_mut, new_uid, timestamp};
 
 /// Kinds whose `metadata.generation` tracks spec changes.
 pub fn tracks_generation(res: &ResourceInfo) -> bool {
@@ -36,7 +36,7 @@ pub fn prepare_create(
     res: &ResourceInfo,
     obj: &mut Value,
     namespace: Option<&str>,
-    now: Millis,
+    now: Moment,
     rng: &mut impl Rng,
 ) {
     let kind = res.kind;
@@ -213,7 +213,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut obj = json!({"metadata": {"generateName": "web-", "resourceVersion": "9"}, "status": {"replicas": 3}});
         // 2026-01-02T03:04:05Z
-        prepare_create(dep, &mut obj, Some("ns"), 1_767_323_045_000, &mut rng);
+        prepare_create(
+            dep,
+            &mut obj,
+            Some("ns"),
+            Moment::from_millis(1_767_323_045_000),
+            &mut rng,
+        );
         let name = obj["metadata"]["name"].as_str().unwrap();
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
         assert_eq!(obj["metadata"]["namespace"], "ns");

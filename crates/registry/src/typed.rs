@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::meta::Millis;
+use crate::meta::Moment;
 use crate::stored::{FastPath, Stored};
 use crate::strategy::UpdateScope;
 use runtime::time::to_time;
@@ -131,7 +131,7 @@ pub fn raw_identity(
     old: Option<&ObjectMeta>,
     name: Option<String>,
     fresh_uid: String,
-    now: Millis,
+    now: Moment,
 ) {
     if name.is_some() {
         meta.name = name;
@@ -157,7 +157,7 @@ pub fn bind_pod(
     res: &ResourceInfo,
     pod: &mut Pod,
     node: &str,
-    now: Millis,
+    now: Moment,
 ) -> Result<(), StatusError> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
@@ -247,7 +247,7 @@ impl Stored for Obj {
     fn generate_name(&self) -> Option<&str> {
         self.meta().and_then(|m| m.generate_name.as_deref())
     }
-    fn raw_identity(&mut self, old: Option<&Obj>, name: Option<String>, uid: String, now: Millis) {
+    fn raw_identity(&mut self, old: Option<&Obj>, name: Option<String>, uid: String, now: Moment) {
         match (self, old) {
             (Obj::Json(v), o) => {
                 let o = o.map(Stored::to_value);
@@ -308,7 +308,7 @@ impl Stored for Obj {
         &mut self,
         res: &ResourceInfo,
         node: &str,
-        now: Millis,
+        now: Moment,
     ) -> Option<Result<(), StatusError>> {
         match self {
             Obj::Pod(p) => Some(bind_pod(res, Arc::make_mut(p), node, now)),

@@ -26,7 +26,15 @@ fn leases() -> &'static ResourceInfo {
 /// A stored object as the create rules leave it.
 fn created(res: &ResourceInfo, ns: Option<&str>, mut v: Value) -> Value {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-    admission::admit_create(res, ns, &mut v, &Admission::default(), 1_000, &mut rng).unwrap();
+    admission::admit_create(
+        res,
+        ns,
+        &mut v,
+        &Admission::default(),
+        Moment::from_millis(1_000),
+        &mut rng,
+    )
+    .unwrap();
     v
 }
 
@@ -134,13 +142,13 @@ fn typed_binding_equals_json() {
         json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}),
     );
     let mut v = old.clone();
-    crate::bind::bind(pods(), "p", &mut v, "n7", 42_500).unwrap();
+    crate::bind::bind(pods(), "p", &mut v, "n7", Moment::from_millis(42_500)).unwrap();
     let mut fast: Pod = typed(&old);
-    bind_pod(pods(), &mut fast, "n7", 42_500).unwrap();
+    bind_pod(pods(), &mut fast, "n7", Moment::from_millis(42_500)).unwrap();
     assert_eq!(serde_json::to_value(&fast).unwrap(), canonical::<Pod>(&v));
-    let e = bind_pod(pods(), &mut fast, "n8", 0).unwrap_err();
+    let e = bind_pod(pods(), &mut fast, "n8", Moment::EPOCH).unwrap_err();
     let mut v2 = v.clone();
-    let e2 = crate::bind::bind(pods(), "p", &mut v2, "n8", 0).unwrap_err();
+    let e2 = crate::bind::bind(pods(), "p", &mut v2, "n8", Moment::EPOCH).unwrap_err();
     assert_eq!(e.message, e2.message);
 }
 
@@ -159,32 +167,41 @@ fn a_typed_mem_api_agrees_with_the_json_one() {
     let pod =
         json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
     let lease_v = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}});
-    let a = js.create(pods(), Some("d"), &pod, 1_000).unwrap();
+    let a = js
+        .create(pods(), Some("d"), &pod, Moment::from_millis(1_000))
+        .unwrap();
     let b = ty
         .create(
             pods(),
             Some("d"),
             &Obj::from_value(pods(), pod).unwrap(),
-            1_000,
+            Moment::from_millis(1_000),
         )
         .unwrap();
     assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());
-    js.create(leases(), Some("l"), &lease_v, 1_000).unwrap();
+    js.create(leases(), Some("l"), &lease_v, Moment::from_millis(1_000))
+        .unwrap();
     ty.create(
         leases(),
         Some("l"),
         &Obj::from_value(leases(), lease_v).unwrap(),
-        1_000,
+        Moment::from_millis(1_000),
     )
     .unwrap();
-    let a = js.bind("d", "p", "n1", 2_000).unwrap();
-    let b = ty.bind("d", "p", "n1", 2_000).unwrap();
+    let a = js.bind("d", "p", "n1", Moment::from_millis(2_000)).unwrap();
+    let b = ty.bind("d", "p", "n1", Moment::from_millis(2_000)).unwrap();
     assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());
     for i in 0..3 {
         let mut lv = js.get(leases(), Some("l"), "n1").unwrap().clone();
         lv["spec"]["renewTime"] = json!(format!("2027-01-15T08:00:0{i}.000000Z"));
         let a = js
-            .update(leases(), Some("l"), lv.clone(), UpdateScope::Main, 3_000)
+            .update(
+                leases(),
+                Some("l"),
+                lv.clone(),
+                UpdateScope::Main,
+                Moment::from_millis(3_000),
+            )
             .unwrap();
         let b = ty
             .update(
@@ -192,7 +209,7 @@ fn a_typed_mem_api_agrees_with_the_json_one() {
                 Some("l"),
                 Obj::from_value(leases(), lv).unwrap(),
                 UpdateScope::Main,
-                3_000,
+                Moment::from_millis(3_000),
             )
             .unwrap();
         assert_eq!(canonical::<Lease>(&a.object), b.object.to_value());
@@ -201,14 +218,14 @@ fn a_typed_mem_api_agrees_with_the_json_one() {
     let mut pv = js.get(pods(), Some("d"), "p").unwrap().clone();
     pv["status"]["phase"] = json!("Running");
     let a = js
-        .update_status(pods(), Some("d"), pv.clone(), 4_000)
+        .update_status(pods(), Some("d"), pv.clone(), Moment::from_millis(4_000))
         .unwrap();
     let b = ty
         .update_status(
             pods(),
             Some("d"),
             Obj::from_value(pods(), pv).unwrap(),
-            4_000,
+            Moment::from_millis(4_000),
         )
         .unwrap();
     assert_eq!(canonical::<Pod>(&a.object), b.object.to_value());

@@ -9,7 +9,7 @@ use crate::action::{Action, WriteError};
 use crate::cache::{Cache, Change};
 use crate::events::EventRecord;
 use crate::outbox::Outbox;
-use crate::time::Millis;
+use crate::time::Moment;
 
 /// A sans-IO controller. After every `handle_*` call the driver drains `poll_action` and
 /// `poll_event` until they return `None`, then sleeps until `poll_timeout` (or the next input)
@@ -19,21 +19,21 @@ pub trait Controller: Send {
     fn name(&self) -> &'static str;
 
     /// Called once all informers have listed (the cache is complete), before any change.
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         let _ = (cache, now);
     }
 
     /// An object changed; `cache` already reflects it.
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis);
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment);
 
     /// Time passed: do timed work due at or before `now`.
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         let _ = (cache, now);
     }
 
     /// When `handle_timeout` should next run (`None`: only on inputs). May change after any
     /// `handle_*` call.
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         None
     }
 
@@ -53,7 +53,7 @@ pub trait Controller: Send {
     }
 
     /// A write this controller asked for failed; typically requeue the key.
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let _ = (action, error, now);
     }
 }

@@ -7,7 +7,7 @@
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::Millis;
+use crate::Moment;
 
 /// Upstream `v1.EventTypeNormal` / `v1.EventTypeWarning`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,7 +57,7 @@ pub struct EventRecord {
     pub message: String,
     /// When the component recorded it (its `now`). The recorder stamps the Event with the
     /// time it takes the occurrence in (the queue between them is short and bounded).
-    pub at: Millis,
+    pub at: Moment,
 }
 
 impl EventRecord {
@@ -67,7 +67,7 @@ impl EventRecord {
         type_: EventType,
         reason: &'static str,
         message: String,
-        at: Millis,
+        at: Moment,
     ) -> EventRecord {
         EventRecord {
             component,
@@ -140,7 +140,7 @@ pub fn node_ref(name: &str, uid: &str) -> ObjectReference {
 
 /// The core/v1 Event object upstream `makeEvent` + `generateEvent` build for a first
 /// occurrence named `name` with `count` occurrences between `first` and `last`.
-pub fn to_event(rec: &EventRecord, name: &str, count: i32, first: Millis, last: Millis) -> Event {
+pub fn to_event(rec: &EventRecord, name: &str, count: i32, first: Moment, last: Moment) -> Event {
     Event {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -167,7 +167,7 @@ pub fn to_event(rec: &EventRecord, name: &str, count: i32, first: Millis, last: 
 /// Upstream event names: `<involved object name>.<unix nanoseconds in hex>`. Our clock has
 /// milliseconds, so the recorder's sequence number fills the sub-millisecond digits: two events
 /// about one object in the same millisecond still get distinct names.
-pub fn event_name(involved_name: &str, at: Millis, seq: u64) -> String {
-    let nanos = at.max(0) as u128 * 1_000_000 + u128::from(seq % 1_000_000);
+pub fn event_name(involved_name: &str, at: Moment, seq: u64) -> String {
+    let nanos = at.as_millis().max(0) as u128 * 1_000_000 + u128::from(seq % 1_000_000);
     format!("{involved_name}.{nanos:x}")
 }

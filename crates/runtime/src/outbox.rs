@@ -218,7 +218,7 @@ mod tests {
                 EventType::Normal,
                 reason,
                 String::new(),
-                0,
+                crate::Moment::EPOCH,
             )
         };
         out.push_event(ev("one"));

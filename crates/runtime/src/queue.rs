@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cache::Key;
-use crate::time::Millis;
+use std::time::Duration;
+
+use crate::time::{Moment, duration_ms};
 
 /// How many distinct keys a queue built with `Default` holds: above the simulator's largest
 /// cluster (150,000 pods).
@@ -26,8 +28,8 @@ pub struct QueueFull {
 /// O(log n).
 #[derive(Clone, Debug)]
 pub struct DelayQueue<K> {
-    by_time: BTreeSet<(Millis, K)>,
-    by_key: BTreeMap<K, Millis>,
+    by_time: BTreeSet<(Moment, K)>,
+    by_key: BTreeMap<K, Moment>,
     capacity: usize,
 }
 
@@ -48,7 +50,7 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 
     /// Queue `key` at `at`; if it is queued already the earlier time wins.
-    pub fn add_at(&mut self, key: K, at: Millis) -> Result<(), QueueFull> {
+    pub fn add_at(&mut self, key: K, at: Moment) -> Result<(), QueueFull> {
         match self.by_key.get(&key) {
             Some(&t) if t <= at => Ok(()),
             Some(_) => {
@@ -60,7 +62,7 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 
     /// Queue `key` at `at`, replacing any time it had (later or earlier).
-    pub fn schedule(&mut self, key: K, at: Millis) -> Result<(), QueueFull> {
+    pub fn schedule(&mut self, key: K, at: Moment) -> Result<(), QueueFull> {
         if self.by_key.contains_key(&key) {
             self.set_at(key, at);
             Ok(())
@@ -69,7 +71,7 @@ impl<K: Ord + Clone> DelayQueue<K> {
         }
     }
 
-    fn insert_new(&mut self, key: K, at: Millis) -> Result<(), QueueFull> {
+    fn insert_new(&mut self, key: K, at: Moment) -> Result<(), QueueFull> {
         if self.by_key.len() >= self.capacity {
             return Err(QueueFull {
                 capacity: self.capacity,
@@ -80,7 +82,7 @@ impl<K: Ord + Clone> DelayQueue<K> {
         Ok(())
     }
 
-    fn set_at(&mut self, key: K, at: Millis) {
+    fn set_at(&mut self, key: K, at: Moment) {
         if let Some(old) = self.by_key.insert(key.clone(), at) {
             self.by_time.remove(&(old, key.clone()));
         }
@@ -88,14 +90,14 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 
     /// Unqueue `key`; returns when it was due.
-    pub fn remove(&mut self, key: &K) -> Option<Millis> {
+    pub fn remove(&mut self, key: &K) -> Option<Moment> {
         let at = self.by_key.remove(key)?;
         self.by_time.remove(&(at, key.clone()));
         Some(at)
     }
 
     /// Remove and return the earliest key due at or before `now`.
-    pub fn pop_due(&mut self, now: Millis) -> Option<(Millis, K)> {
+    pub fn pop_due(&mut self, now: Moment) -> Option<(Moment, K)> {
         let first = self.by_time.first()?;
         if first.0 > now {
             return None;
@@ -106,12 +108,12 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 
     /// The earliest due time (what `poll_timeout` reports).
-    pub fn next_due(&self) -> Option<Millis> {
+    pub fn next_due(&self) -> Option<Moment> {
         self.by_time.first().map(|(t, _)| *t)
     }
 
     /// When `key` is due, if queued.
-    pub fn due_at(&self, key: &K) -> Option<Millis> {
+    pub fn due_at(&self, key: &K) -> Option<Moment> {
         self.by_key.get(key).copied()
     }
 
@@ -128,7 +130,7 @@ impl<K: Ord + Clone> DelayQueue<K> {
     }
 
     /// Queued keys with their due times, earliest first.
-    pub fn iter(&self) -> impl Iterator<Item = (Millis, &K)> {
+    pub fn iter(&self) -> impl Iterator<Item = (Moment, &K)> {
         self.by_time.iter().map(|(t, k)| (*t, k))
     }
 }
@@ -143,42 +145,42 @@ pub const WORK_QUEUE_CAPACITY: usize = DEFAULT_CAPACITY;
 pub struct WorkQueue {
     due: DelayQueue<Key>,
     failures: BTreeMap<Key, u32>,
-    base_ms: Millis,
-    max_ms: Millis,
+    base: Duration,
+    max: Duration,
     overflowed: u64,
 }
 
 impl Default for WorkQueue {
     fn default() -> Self {
-        WorkQueue::new(0, 0)
+        WorkQueue::new(Duration::ZERO, Duration::ZERO)
     }
 }
 
 impl WorkQueue {
-    pub fn new(base_ms: Millis, max_ms: Millis) -> WorkQueue {
+    pub fn new(base: Duration, max: Duration) -> WorkQueue {
         WorkQueue {
             due: DelayQueue::new(WORK_QUEUE_CAPACITY),
             failures: BTreeMap::new(),
-            base_ms,
-            max_ms,
+            base,
+            max,
             overflowed: 0,
         }
     }
 
     /// Run `key` at `at` (the earlier time wins if already queued).
-    pub fn add_at(&mut self, key: Key, at: Millis) {
+    pub fn add_at(&mut self, key: Key, at: Moment) {
         if self.due.add_at(key, at).is_err() {
             self.overflowed += 1;
         }
     }
 
     /// Requeue `key` after a failure, with exponential backoff.
-    pub fn retry(&mut self, key: Key, now: Millis) {
+    pub fn retry(&mut self, key: Key, now: Moment) {
         let n = self.failures.entry(key.clone()).or_insert(0);
-        let delay = self
-            .base_ms
+        let delay_ms = duration_ms(self.base)
             .saturating_mul(1i64 << (*n).min(40))
-            .min(self.max_ms);
+            .min(duration_ms(self.max));
+        let delay = Duration::from_millis(delay_ms.max(0) as u64);
         *n = n.saturating_add(1);
         self.add_at(key, now + delay);
     }
@@ -196,7 +198,7 @@ impl WorkQueue {
 
     /// Remove and return the keys due at or before `now`, in key order (a sync pass handles
     /// them all at once).
-    pub fn pop_due(&mut self, now: Millis) -> Vec<Key> {
+    pub fn pop_due(&mut self, now: Moment) -> Vec<Key> {
         let mut keys = Vec::new();
         while let Some((_, k)) = self.due.pop_due(now) {
             keys.push(k);
@@ -206,7 +208,7 @@ impl WorkQueue {
     }
 
     /// The earliest due time.
-    pub fn next(&self) -> Option<Millis> {
+    pub fn next(&self) -> Option<Moment> {
         self.due.next_due()
     }
 
@@ -220,33 +222,37 @@ impl WorkQueue {
 mod tests {
     use super::*;
 
+    fn t(ms: i64) -> Moment {
+        Moment::from_millis(ms)
+    }
+
     #[test]
     fn keys_come_out_earliest_first_once_each() {
         let mut q = DelayQueue::new(8);
-        q.add_at("b", 30).unwrap();
-        q.add_at("a", 20).unwrap();
-        q.add_at("c", 20).unwrap();
-        q.add_at("b", 10).unwrap(); // earlier wins
-        q.add_at("a", 50).unwrap(); // later loses
+        q.add_at("b", t(30)).unwrap();
+        q.add_at("a", t(20)).unwrap();
+        q.add_at("c", t(20)).unwrap();
+        q.add_at("b", t(10)).unwrap(); // earlier wins
+        q.add_at("a", t(50)).unwrap(); // later loses
         assert_eq!(q.len(), 3);
-        assert_eq!(q.next_due(), Some(10));
-        assert_eq!(q.pop_due(9), None);
-        assert_eq!(q.pop_due(100), Some((10, "b")));
-        assert_eq!(q.pop_due(100), Some((20, "a")));
-        assert_eq!(q.pop_due(100), Some((20, "c")));
-        assert_eq!(q.pop_due(100), None);
+        assert_eq!(q.next_due(), Some(t(10)));
+        assert_eq!(q.pop_due(t(9)), None);
+        assert_eq!(q.pop_due(t(100)), Some((t(10), "b")));
+        assert_eq!(q.pop_due(t(100)), Some((t(20), "a")));
+        assert_eq!(q.pop_due(t(100)), Some((t(20), "c")));
+        assert_eq!(q.pop_due(t(100)), None);
         assert!(q.is_empty());
     }
 
     #[test]
     fn schedule_replaces_and_remove_unqueues() {
         let mut q = DelayQueue::new(8);
-        q.add_at("a", 10).unwrap();
-        q.schedule("a", 40).unwrap();
-        assert_eq!(q.due_at(&"a"), Some(40));
+        q.add_at("a", t(10)).unwrap();
+        q.schedule("a", t(40)).unwrap();
+        assert_eq!(q.due_at(&"a"), Some(t(40)));
         assert_eq!(q.iter().count(), 1);
-        assert_eq!(q.pop_due(39), None);
-        assert_eq!(q.remove(&"a"), Some(40));
+        assert_eq!(q.pop_due(t(39)), None);
+        assert_eq!(q.remove(&"a"), Some(t(40)));
         assert_eq!(q.remove(&"a"), None);
         assert_eq!(q.next_due(), None);
     }
@@ -254,45 +260,48 @@ mod tests {
     #[test]
     fn a_full_queue_refuses_new_keys_but_moves_queued_ones() {
         let mut q = DelayQueue::new(2);
-        q.add_at("a", 10).unwrap();
-        q.add_at("b", 10).unwrap();
-        assert_eq!(q.add_at("c", 5), Err(QueueFull { capacity: 2 }));
+        q.add_at("a", t(10)).unwrap();
+        q.add_at("b", t(10)).unwrap();
+        assert_eq!(q.add_at("c", t(5)), Err(QueueFull { capacity: 2 }));
         assert!(!q.contains(&"c"));
-        q.add_at("b", 1).unwrap();
-        q.schedule("a", 0).unwrap();
-        assert_eq!(q.pop_due(100), Some((0, "a")));
-        q.add_at("c", 5).unwrap();
+        q.add_at("b", t(1)).unwrap();
+        q.schedule("a", t(0)).unwrap();
+        assert_eq!(q.pop_due(t(100)), Some((t(0), "a")));
+        q.add_at("c", t(5)).unwrap();
         assert_eq!(q.len(), 2);
     }
 
     #[test]
     fn work_queue_backoff_doubles_and_caps() {
-        let mut q = WorkQueue::new(5, 20);
+        let mut q = WorkQueue::new(Duration::from_millis(5), Duration::from_millis(20));
         let k = Key::new("ns", "a");
-        q.retry(k.clone(), 0);
-        assert_eq!(q.next(), Some(5));
-        assert_eq!(q.pop_due(5), vec![k.clone()]);
-        q.retry(k.clone(), 0);
-        q.retry(k.clone(), 0);
-        assert_eq!(q.next(), Some(10));
-        q.pop_due(100);
-        q.retry(k.clone(), 0);
-        q.retry(k.clone(), 100);
-        assert_eq!(q.next(), Some(20));
+        q.retry(k.clone(), t(0));
+        assert_eq!(q.next(), Some(t(5)));
+        assert_eq!(q.pop_due(t(5)), vec![k.clone()]);
+        q.retry(k.clone(), t(0));
+        q.retry(k.clone(), t(0));
+        assert_eq!(q.next(), Some(t(10)));
+        q.pop_due(t(100));
+        q.retry(k.clone(), t(0));
+        q.retry(k.clone(), t(100));
+        assert_eq!(q.next(), Some(t(20)));
         q.forget(&k);
-        q.pop_due(1000);
-        q.retry(k, 1000);
-        assert_eq!(q.next(), Some(1005));
+        q.pop_due(t(1000));
+        q.retry(k, t(1000));
+        assert_eq!(q.next(), Some(t(1005)));
     }
 
     #[test]
     fn work_queue_pops_due_keys_in_key_order() {
-        let mut q = WorkQueue::new(5, 20);
-        q.add_at(Key::new("ns", "b"), 1);
-        q.add_at(Key::new("ns", "a"), 2);
-        q.add_at(Key::new("ns", "c"), 9);
-        assert_eq!(q.pop_due(5), vec![Key::new("ns", "a"), Key::new("ns", "b")]);
-        assert_eq!(q.next(), Some(9));
+        let mut q = WorkQueue::new(Duration::from_millis(5), Duration::from_millis(20));
+        q.add_at(Key::new("ns", "b"), t(1));
+        q.add_at(Key::new("ns", "a"), t(2));
+        q.add_at(Key::new("ns", "c"), t(9));
+        assert_eq!(
+            q.pop_due(t(5)),
+            vec![Key::new("ns", "a"), Key::new("ns", "b")]
+        );
+        assert_eq!(q.next(), Some(t(9)));
         q.remove(&Key::new("ns", "c"));
         assert_eq!(q.next(), None);
         assert_eq!(q.overflowed(), 0);

@@ -74,7 +74,7 @@ fn main() {
         }
         walls.sort_by(f64::total_cmp);
         let out = last.expect("a run");
-        let virtual_s = (out.report.ended_at_ms - controllers::fake::T0 as f64) / 1e3;
+        let virtual_s = (out.report.ended_at_ms - controllers::fake::T0.as_millis() as f64) / 1e3;
         let median = walls[walls.len() / 2];
         println!(
             "{:>4} nodes x {} pods: wall median {:>7.2} s (min {:.2}, max {:.2}) for {:.0} s simulated ({:.0}x); {} events, {} API writes, {} proxy syncs, {} requests",

@@ -2,7 +2,7 @@
 //! the trait's methods is a change here only. Start at [`Controllers`].
 
 use controllers::events::EventRecord;
-use controllers::{Action, Cache, Change, Controller, Millis, WriteError};
+use controllers::{Action, Cache, Change, Controller, Moment, WriteError};
 
 /// The controller-manager's controllers, driven through the trait.
 pub struct Controllers {
@@ -23,21 +23,21 @@ impl Controllers {
     }
 
     /// The informers have listed.
-    pub fn synced(&mut self, cache: &Cache, now: Millis) {
+    pub fn synced(&mut self, cache: &Cache, now: Moment) {
         self.list
             .iter_mut()
             .for_each(|c| c.handle_synced(cache, now));
     }
 
     /// An informer change (already applied to `cache`).
-    pub fn change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    pub fn change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         self.list
             .iter_mut()
             .for_each(|c| c.handle_change(cache, change, now));
     }
 
     /// Run every controller whose wake-up is due.
-    pub fn timeout(&mut self, cache: &Cache, now: Millis) {
+    pub fn timeout(&mut self, cache: &Cache, now: Moment) {
         for c in self.list.iter_mut() {
             if c.poll_timeout().is_some_and(|w| w <= now) {
                 c.handle_timeout(cache, now);
@@ -46,7 +46,7 @@ impl Controllers {
     }
 
     /// The earliest wake-up any controller asked for.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn next_wakeup(&self) -> Option<Moment> {
         self.list.iter().filter_map(|c| c.poll_timeout()).min()
     }
 
@@ -63,7 +63,7 @@ impl Controllers {
     }
 
     /// A write of controller `i` failed.
-    pub fn write_failed(&mut self, i: usize, action: &Action, error: &WriteError, now: Millis) {
+    pub fn write_failed(&mut self, i: usize, action: &Action, error: &WriteError, now: Moment) {
         if let Some(c) = self.list.get_mut(i) {
             c.handle_write_failed(action, error, now);
         }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use controllers::fake::FakeApi;
-use controllers::{Action, Change, Millis, Object, WriteError};
+use controllers::{Action, Change, Moment, Object, WriteError};
 use serde_json::Value;
 
 /// The in-memory API of a run.
@@ -59,13 +59,13 @@ impl SimApi {
     }
 
     /// Execute a write with the API's rules.
-    pub fn execute(&mut self, action: &Action, now: Millis) -> Result<Vec<Change>, WriteError> {
+    pub fn execute(&mut self, action: &Action, now: Moment) -> Result<Vec<Change>, WriteError> {
         self.fake.execute(action, now)
     }
 
     /// An external write (a kubelet registering its node goes through [`SimApi::execute`];
     /// this is for objects stored as given).
-    pub fn put(&mut self, obj: Object, now: Millis) -> Change {
+    pub fn put(&mut self, obj: Object, now: Moment) -> Change {
         self.fake.put(obj, now)
     }
 
@@ -73,7 +73,7 @@ impl SimApi {
     pub fn create_manifest(
         &mut self,
         v: &Value,
-        now: Millis,
+        now: Moment,
     ) -> Result<Vec<Change>, ManifestError> {
         let kind = v["kind"].as_str().unwrap_or_default().to_string();
         let api_version = v["apiVersion"].as_str().unwrap_or_default().to_string();

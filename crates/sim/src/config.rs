@@ -178,14 +178,14 @@ run: {{duration: 1m}}
             up.node_lifecycle.node_monitor_grace_period,
             Duration::from_secs(50)
         );
-        assert_eq!(up.syncer.min_sync_period_ms, 1_000);
+        assert_eq!(up.syncer.min_sync_period_ms, Duration::from_millis(1_000));
         assert_eq!(up.unreachable_toleration_seconds, 300);
         let fast = config("fast", "node-monitor-grace-period: 20s").expect("fast");
         assert_eq!(
             fast.node_lifecycle.node_monitor_grace_period,
             Duration::from_secs(20)
         );
-        assert_eq!(fast.syncer.min_sync_period_ms, 100);
+        assert_eq!(fast.syncer.min_sync_period_ms, Duration::from_millis(100));
         assert_eq!(fast.unreachable_toleration_seconds, 30);
         assert_eq!(fast.timers().node_monitor_grace_period_s, 20.0);
     }

@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use controllers::Millis;
+use controllers::Moment;
 use lab::Outcome;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -22,10 +23,10 @@ pub const EPHEMERAL_PORTS: (u16, u16) = (32768, 60999);
 /// places a destination's connect scan includes `jiffies / period`, so every 10 s the scan
 /// starts at a new random point of the range. Measured here (kernel 6.18): the source
 /// ports of one client jump every 10.00 s and step by 2..16 in between.
-pub const SHUFFLE_PERIOD_MS: Millis = 10_000;
+pub const SHUFFLE_PERIOD_MS: i64 = 10_000;
 
 /// Linux's first SYN retransmission timeout (`TCP_TIMEOUT_INIT`, 1 s), doubled per retry.
-const SYN_RTO_MS: Millis = 1_000;
+const SYN_RTO_MS: Duration = Duration::from_millis(1_000);
 
 /// How `__inet_hash_connect` (net/ipv4/inet_hashtables.c) chooses source ports for one
 /// client socket's connections to one destination: the scan starts at
@@ -36,17 +37,17 @@ const SYN_RTO_MS: Millis = 1_000;
 #[derive(Clone, Debug, Default)]
 pub struct PortPicker {
     /// The shuffle period the walk below belongs to, with its random start.
-    period: Option<(Millis, u32)>,
+    period: Option<(i64, u32)>,
     /// How far the bucket moved within the period (`table_perturb[index]` growth).
     walked: u32,
     /// Phase of the shuffle periods against the run's clock (the kernel's jiffies).
-    phase: Option<Millis>,
+    phase: Option<i64>,
 }
 
 impl PortPicker {
     /// The source port of a connection made at `now`; `busy(port)` says a socket of this
     /// client still holds `port` towards the same destination (Linux skips it).
-    pub fn pick(&mut self, now: Millis, busy: impl Fn(u16) -> bool, rng: &mut ChaCha8Rng) -> u16 {
+    pub fn pick(&mut self, now: Moment, busy: impl Fn(u16) -> bool, rng: &mut ChaCha8Rng) -> u16 {
         let (low, high) = (
             u32::from(EPHEMERAL_PORTS.0),
             u32::from(EPHEMERAL_PORTS.1) + 1,
@@ -55,7 +56,7 @@ impl PortPicker {
         let phase = *self
             .phase
             .get_or_insert_with(|| rng.random_range(0..SHUFFLE_PERIOD_MS));
-        let period = (now + phase).div_euclid(SHUFFLE_PERIOD_MS);
+        let period = (now.as_millis() + phase).div_euclid(SHUFFLE_PERIOD_MS);
         let start = match self.period {
             Some((p, start)) if p == period => start,
             _ => {
@@ -107,7 +108,7 @@ pub struct Tuple {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SynSent {
     to: Option<Ipv4Addr>,
-    expires: Millis,
+    expires: Moment,
 }
 
 /// The client nodes' conntrack tables, as far as a new connection can meet them: the
@@ -122,7 +123,7 @@ pub struct Table {
 impl Table {
     /// A new connection's SYN on `t` at `now`: `Some(to)` when a live `SYN_SENT` entry catches
     /// it (the packet follows that entry's DNAT to `to`, not the rules).
-    pub fn syn(&mut self, t: &Tuple, now: Millis) -> Option<Option<Ipv4Addr>> {
+    pub fn syn(&mut self, t: &Tuple, now: Moment) -> Option<Option<Ipv4Addr>> {
         match self.syn_sent.get(t) {
             Some(e) if e.expires > now => Some(e.to),
             Some(_) => {
@@ -141,9 +142,9 @@ impl Table {
         t: Tuple,
         to: Option<Ipv4Addr>,
         outcome: Outcome,
-        now: Millis,
-        client_timeout: Millis,
-        syn_sent_ms: Millis,
+        now: Moment,
+        client_timeout: Duration,
+        syn_sent_ms: Duration,
     ) {
         if outcome == Outcome::Timeout {
             let expires = now + last_syn(client_timeout) + syn_sent_ms;
@@ -159,8 +160,8 @@ impl Table {
 
 /// When, after the first, a connect that gives up after `timeout` sends its last SYN: the
 /// retransmissions come 1, 3, 7, 15 ... s after the first (initial RTO 1 s, doubled).
-fn last_syn(timeout: Millis) -> Millis {
-    let mut at = 0;
+fn last_syn(timeout: Duration) -> Duration {
+    let mut at = Duration::ZERO;
     let mut rto = SYN_RTO_MS;
     while at + rto < timeout {
         at += rto;
@@ -183,11 +184,11 @@ mod tests {
         let mut p = PortPicker::default();
         let mut r = rng();
         let range = u32::from(EPHEMERAL_PORTS.1) + 1 - u32::from(EPHEMERAL_PORTS.0);
-        let mut last: Option<(Millis, u16)> = None;
+        let mut last: Option<(i64, u16)> = None;
         let (mut steps, mut jumps) = (Vec::new(), 0);
         for k in 0..2000 {
             let now = k * 50;
-            let port = p.pick(now, |_| false, &mut r);
+            let port = p.pick(Moment::from_millis(now), |_| false, &mut r);
             assert_eq!((port - EPHEMERAL_PORTS.0) % 2, 0, "low parity first");
             if let Some((t, prev)) = last {
                 let d = (u32::from(port) + range - u32::from(prev)) % range;
@@ -215,12 +216,16 @@ mod tests {
         let mut r = rng();
         let range = u32::from(EPHEMERAL_PORTS.1) + 1 - u32::from(EPHEMERAL_PORTS.0);
         let ahead = |a: u16, b: u16| (u32::from(b) + range - u32::from(a)) % range;
-        let first = p.pick(0, |_| false, &mut r);
+        let first = p.pick(Moment::EPOCH, |_| false, &mut r);
         // Same period: the 20 ports of its parity after it are taken.
-        let second = p.pick(1, |q| (1..=40).contains(&ahead(first, q)), &mut r);
+        let second = p.pick(
+            Moment::from_millis(1),
+            |q| (1..=40).contains(&ahead(first, q)),
+            &mut r,
+        );
         assert_eq!(ahead(first, second), 42, "{first} -> {second}");
         // The bucket moved past the ports the scan walked.
-        let third = p.pick(2, |_| false, &mut r);
+        let third = p.pick(Moment::from_millis(2), |_| false, &mut r);
         assert!(
             (2..=16).contains(&ahead(second, third)),
             "{second} -> {third}"
@@ -236,31 +241,81 @@ mod tests {
             sport: 40000,
             dst: ("10.96.0.10".parse().unwrap(), 80),
         };
-        assert_eq!(t.syn(&tuple, 0), None);
-        t.settle(tuple, Some(dead), Outcome::Timeout, 0, 1000, 120_000);
-        assert_eq!(t.syn(&tuple, 119_999), Some(Some(dead)));
+        assert_eq!(t.syn(&tuple, Moment::EPOCH), None);
+        t.settle(
+            tuple,
+            Some(dead),
+            Outcome::Timeout,
+            Moment::EPOCH,
+            Duration::from_millis(1000),
+            Duration::from_millis(120_000),
+        );
+        assert_eq!(
+            t.syn(&tuple, Moment::from_millis(119_999)),
+            Some(Some(dead))
+        );
         // That SYN timed out too: the entry lives another 120 s from it.
-        t.settle(tuple, Some(dead), Outcome::Timeout, 119_999, 1000, 120_000);
-        assert_eq!(t.syn(&tuple, 239_000), Some(Some(dead)));
-        assert_eq!(t.syn(&tuple, 239_999), None);
+        t.settle(
+            tuple,
+            Some(dead),
+            Outcome::Timeout,
+            Moment::from_millis(119_999),
+            Duration::from_millis(1000),
+            Duration::from_millis(120_000),
+        );
+        assert_eq!(
+            t.syn(&tuple, Moment::from_millis(239_000)),
+            Some(Some(dead))
+        );
+        assert_eq!(t.syn(&tuple, Moment::from_millis(239_999)), None);
         // An answered or refused connection leaves nothing to catch the next SYN.
-        t.settle(tuple, Some(dead), Outcome::Timeout, 300_000, 1000, 120_000);
-        t.settle(tuple, Some(dead), Outcome::Refused, 300_100, 1000, 120_000);
-        assert_eq!(t.syn(&tuple, 300_200), None);
+        t.settle(
+            tuple,
+            Some(dead),
+            Outcome::Timeout,
+            Moment::from_millis(300_000),
+            Duration::from_millis(1000),
+            Duration::from_millis(120_000),
+        );
+        t.settle(
+            tuple,
+            Some(dead),
+            Outcome::Refused,
+            Moment::from_millis(300_100),
+            Duration::from_millis(1000),
+            Duration::from_millis(120_000),
+        );
+        assert_eq!(t.syn(&tuple, Moment::from_millis(300_200)), None);
         // Other tuples are not caught.
-        t.settle(tuple, Some(dead), Outcome::Timeout, 400_000, 1000, 120_000);
+        t.settle(
+            tuple,
+            Some(dead),
+            Outcome::Timeout,
+            Moment::from_millis(400_000),
+            Duration::from_millis(1000),
+            Duration::from_millis(120_000),
+        );
         let other = Tuple {
             sport: 40002,
             ..tuple
         };
-        assert_eq!(t.syn(&other, 400_001), None);
+        assert_eq!(t.syn(&other, Moment::from_millis(400_001)), None);
     }
 
     #[test]
     fn retransmitted_syns_extend_the_entry() {
-        assert_eq!(last_syn(1000), 0);
-        assert_eq!(last_syn(2000), 1000);
-        assert_eq!(last_syn(5000), 3000);
-        assert_eq!(last_syn(30_000), 15_000);
+        assert_eq!(last_syn(Duration::from_millis(1000)), Duration::ZERO);
+        assert_eq!(
+            last_syn(Duration::from_millis(2000)),
+            Duration::from_millis(1000)
+        );
+        assert_eq!(
+            last_syn(Duration::from_millis(5000)),
+            Duration::from_millis(3000)
+        );
+        assert_eq!(
+            last_syn(Duration::from_millis(30_000)),
+            Duration::from_millis(15_000)
+        );
     }
 }

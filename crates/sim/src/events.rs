@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use controllers::Millis;
+use controllers::Moment;
 use controllers::events::{
     EventRecord, EventRecorder, EventWrite, Lru, RecorderConfig, WriteOutcome,
 };
@@ -34,7 +34,7 @@ pub enum Source {
 /// The recorders and what the run's Event watch has seen.
 pub struct SimEvents {
     recorders: BTreeMap<Source, EventRecorder>,
-    wake: BTreeMap<Source, Millis>,
+    wake: BTreeMap<Source, Moment>,
     /// Created Events by `namespace/name`, the least recently created evicted first.
     seen: Lru<KubeEvent>,
 }
@@ -120,7 +120,7 @@ impl World {
     }
 
     /// `src`'s recorder asked to be woken at `at`.
-    pub fn event_wake(&mut self, src: Source, at: Millis) {
+    pub fn event_wake(&mut self, src: Source, at: Moment) {
         if self.events_model.wake.get(&src) == Some(&at) {
             self.events_model.wake.remove(&src);
             self.flush_events(src);

@@ -4,13 +4,15 @@
 //!
 //! Start at [`World::inject`].
 
+use std::time::Duration;
+
 use scenario::{FaultTarget, FaultType};
 
 use crate::nodes::Power;
 use crate::world::{Ev, World};
 
 /// How often `until: capacity-restored` is checked (the live run checks every second).
-pub const END_CHECK_PERIOD_MS: i64 = 1_000;
+pub const END_CHECK_PERIOD_MS: Duration = Duration::from_secs(1);
 
 impl World {
     /// The nodes a fault target names.

@@ -6,28 +6,30 @@
 //! `ip netns` + veth per pod, `nft -f` per sync); the figures and commands are in
 //! docs/simulator.md ("Latency model and calibration").
 
-use controllers::Millis;
+use std::time::Duration;
+
+use controllers::time::span_ms;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// A delay drawn uniformly from `[min_ms, max_ms]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Latency {
-    pub min_ms: Millis,
-    pub max_ms: Millis,
+    pub min_ms: i64,
+    pub max_ms: i64,
 }
 
 impl Latency {
-    pub const fn between(min_ms: Millis, max_ms: Millis) -> Latency {
+    pub const fn between(min_ms: i64, max_ms: i64) -> Latency {
         Latency { min_ms, max_ms }
     }
 
-    /// One draw.
-    pub fn sample(&self, rng: &mut ChaCha8Rng) -> Millis {
+    /// One draw (the range is drawn as i64 milliseconds, so a seed gives the same stream).
+    pub fn sample(&self, rng: &mut ChaCha8Rng) -> Duration {
         if self.max_ms <= self.min_ms {
-            return self.min_ms;
+            return span_ms(self.min_ms);
         }
-        rng.random_range(self.min_ms..=self.max_ms)
+        span_ms(rng.random_range(self.min_ms..=self.max_ms))
     }
 }
 
@@ -39,7 +41,7 @@ pub const API_WRITE: Latency = Latency::between(1, 4);
 pub const WATCH_DELIVERY: Latency = Latency::between(0, 2);
 /// A write from a node that cannot reach the API (partition) fails after this long (the
 /// client-go request timeout the kubelet's lease client uses is its renew interval, 10 s).
-pub const UNREACHABLE_WRITE_TIMEOUT: Millis = 10_000;
+pub const UNREACHABLE_WRITE_TIMEOUT: Duration = Duration::from_millis(10_000);
 /// Creating a pod's network namespace and veth pair. With the container start and the first
 /// probe: pod bound → ready, live medians 100 – 167 ms.
 pub const POD_NETWORK_SETUP: Latency = Latency::between(40, 120);
@@ -66,7 +68,7 @@ pub const CLIENT_START: Latency = Latency::between(50, 180);
 pub struct LatencyModel {
     pub api_write: Latency,
     pub watch_delivery: Latency,
-    pub unreachable_write_timeout: Millis,
+    pub unreachable_write_timeout: Duration,
     pub pod_network_setup: Latency,
     pub container_start: Latency,
     pub container_stop: Latency,

@@ -20,21 +20,24 @@ pub mod queue;
 pub mod world;
 pub mod zonal_shift;
 
-use controllers::{Millis, Object};
+use std::time::Duration;
+
+use controllers::time::{duration_ms, span_ms};
+use controllers::{Moment, Object};
 use scenario::Scenario;
 
 pub use world::{Stats, World};
 
 /// Longest wait for every node to register Ready before the workloads are applied.
-pub const NODES_READY_CAP_MS: Millis = 120_000;
+pub const NODES_READY_CAP_MS: Duration = Duration::from_millis(120_000);
 /// Longest wait for the workloads to become available (as the live run's 180 s).
-pub const AVAILABLE_CAP_MS: Millis = 180_000;
+pub const AVAILABLE_CAP_MS: Duration = Duration::from_millis(180_000);
 /// Between the workloads being available and t0, when the client pods are created: the live
 /// run waits 500 ms for its watches. Each client sends its first request once its pod runs,
 /// `LatencyModel::client_start` after t0 (measured live, docs/simulator.md).
-pub const LOAD_START_DELAY_MS: Millis = 500;
+pub const LOAD_START_DELAY_MS: Duration = Duration::from_millis(500);
 /// How often start-up conditions are checked, in virtual time.
-const SETUP_CHECK_MS: Millis = 250;
+const SETUP_CHECK_MS: Duration = Duration::from_millis(250);
 
 /// Why a simulation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +80,10 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         nodes_ready(w).is_err()
     });
     if let Err(which) = nodes_ready(&w) {
-        return Err(SimError::NodesNotReady(NODES_READY_CAP_MS / 1000, which));
+        return Err(SimError::NodesNotReady(
+            NODES_READY_CAP_MS.as_secs() as i64,
+            which,
+        ));
     }
     let applied = w.now;
     for m in manifests {
@@ -90,32 +96,35 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         workloads_available(w).is_err()
     });
     if let Err(which) = workloads_available(&w) {
-        return Err(SimError::NotAvailable(AVAILABLE_CAP_MS / 1000, which));
+        return Err(SimError::NotAvailable(
+            AVAILABLE_CAP_MS.as_secs() as i64,
+            which,
+        ));
     }
     // The live runner polls availability every 250 ms at an arbitrary phase of the
     // controllers' timers (the simulator's checks share the controllers' start): a random
     // phase, so the fault does not always fall at the same point of a monitor period.
     let phase = {
         use rand::Rng;
-        w.rng.setup.random_range(0..SETUP_CHECK_MS)
+        w.rng.setup.random_range(0..duration_ms(SETUP_CHECK_MS))
     };
-    w.t0 = w.now + phase + LOAD_START_DELAY_MS;
+    w.t0 = w.now + span_ms(phase) + LOAD_START_DELAY_MS;
     w.run_until(w.t0);
     resolve_clients(&mut w, s)?;
     w.start_clients();
     for (i, f) in w.faults.clone().iter().enumerate() {
-        let at = w.t0 + i64::try_from(f.at.as_millis()).unwrap_or(i64::MAX);
+        let at = w.t0 + f.at;
         w.queue.push(at, world::Ev::Fault(i));
     }
     w.schedule_zonal_shifts();
-    let limit = w.t0 + i64::try_from(s.run.limit().as_millis()).unwrap_or(i64::MAX);
+    let limit = w.t0 + s.run.limit();
     let settle = w
         .clients
         .iter()
         .map(load::ClientInst::longest_request)
         .max()
-        .unwrap_or(0)
-        + 1_000;
+        .unwrap_or(Duration::ZERO)
+        + Duration::from_millis(1_000);
     while let Some(t) = w.queue.peek_time() {
         if w.end.is_none() && t > limit {
             w.end = Some(limit);
@@ -134,10 +143,10 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
     let end = w.end.unwrap_or(limit);
     let ended_by = w.ended_by.clone();
     let meta = w.meta(end, &ended_by);
-    let t0 = w.t0 as f64;
+    let t0 = w.t0.as_millis() as f64;
     let requests: Vec<lab::Request> = std::mem::take(&mut w.requests)
         .into_iter()
-        .filter(|r| r.start >= t0 && r.start <= end as f64)
+        .filter(|r| r.start >= t0 && r.start <= end.as_millis() as f64)
         .collect();
     let mut events = std::mem::take(&mut w.events);
     events.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -152,7 +161,7 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
 }
 
 /// Step until `busy` turns false (checked every [`SETUP_CHECK_MS`]) or `cap`.
-fn run_while(w: &mut World, cap: Millis, busy: impl Fn(&World) -> bool) {
+fn run_while(w: &mut World, cap: Moment, busy: impl Fn(&World) -> bool) {
     while busy(w) && w.now < cap {
         let next = w.now + SETUP_CHECK_MS;
         w.run_until(next);
@@ -177,10 +186,10 @@ fn create_namespaces(w: &mut World) {
 /// interval (real agents do not start in step, and their renewals stay spread).
 fn boot_nodes(w: &mut World, s: &Scenario) {
     use rand::Rng;
-    let spread = w.cfg.kubelet.lease_renew_interval().max(1);
+    let spread = duration_ms(w.cfg.kubelet.lease_renew_interval()).max(1);
     for zone in &s.topology.zones {
         for i in 1..=s.topology.nodes_per_zone {
-            let at = w.now + w.rng.setup.random_range(0..spread);
+            let at = w.now + span_ms(w.rng.setup.random_range(0..spread));
             w.add_node(node_name(zone, i), zone, at);
         }
     }

@@ -9,8 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use controllers::Millis;
+use controllers::Moment;
+use controllers::time::{duration_ms, span_ms};
 use lab::{ConnKind, Outcome};
 use rand::Rng;
 
@@ -23,7 +25,7 @@ use crate::world::{Ev, World};
 #[derive(Clone, Debug)]
 struct Conn {
     backend: Ipv4Addr,
-    opened: Millis,
+    opened: Moment,
     local_port: u16,
 }
 
@@ -36,7 +38,7 @@ pub struct ClientInst {
     /// `namespace/name`.
     pub service: String,
     pub rate: f64,
-    pub timeout: Millis,
+    pub timeout: Duration,
     pub keepalive: bool,
     pub retries: u32,
     /// ClusterIP and port, resolved once the Service exists.
@@ -44,11 +46,11 @@ pub struct ClientInst {
     /// Requests started so far.
     pub sent: u64,
     /// When its first request starts (its pod started; the run's t0 is its creation).
-    pub first: Millis,
+    pub first: Moment,
     idle: Vec<Conn>,
     ports: PortPicker,
     /// Source ports of this client's open sockets and until when they are held.
-    held: BTreeMap<u16, Millis>,
+    held: BTreeMap<u16, Moment>,
 }
 
 impl ClientInst {
@@ -59,12 +61,12 @@ impl ClientInst {
             node,
             service,
             rate: c.rate,
-            timeout: i64::try_from(c.timeout.as_millis()).unwrap_or(i64::MAX),
+            timeout: span_ms(duration_ms(c.timeout)),
             keepalive: c.keepalive,
             retries: c.retries,
             target: None,
             sent: 0,
-            first: 0,
+            first: Moment::EPOCH,
             idle: Vec::new(),
             ports: PortPicker::default(),
             held: BTreeMap::new(),
@@ -72,13 +74,13 @@ impl ClientInst {
     }
 
     /// The longest one request can take: every attempt times out.
-    pub fn longest_request(&self) -> Millis {
-        self.timeout * (i64::from(self.retries) + 1)
+    pub fn longest_request(&self) -> Duration {
+        self.timeout * (self.retries + 1)
     }
 
     /// The kernel's source port for a new connection at `now` (skipping ports this client's
     /// open sockets hold).
-    fn port(&mut self, now: Millis, rng: &mut rand_chacha::ChaCha8Rng) -> u16 {
+    fn port(&mut self, now: Moment, rng: &mut rand_chacha::ChaCha8Rng) -> u16 {
         self.held.retain(|_, until| *until > now);
         let (held, idle) = (&self.held, &self.idle);
         self.ports.pick(
@@ -92,28 +94,28 @@ impl ClientInst {
 /// A request between attempts.
 #[derive(Clone, Debug)]
 pub struct PendingRequest {
-    start: Millis,
+    start: Moment,
     attempts: u32,
     /// The first attempt's connection and when it was opened.
-    first: Option<(ConnKind, Millis)>,
+    first: Option<(ConnKind, Moment)>,
 }
 
 /// How one attempt went.
 struct Attempt {
     outcome: Outcome,
-    duration: Millis,
+    duration: Duration,
     connected: bool,
     conn: ConnKind,
-    opened: Millis,
+    opened: Moment,
     local_port: u16,
     backend: Option<(String, usize)>,
 }
 
 impl World {
     /// When request `k` of client `c` starts (the open-loop schedule).
-    fn send_time(&self, c: usize, k: u64) -> Millis {
+    fn send_time(&self, c: usize, k: u64) -> Moment {
         let period_ms = 1000.0 / self.clients[c].rate;
-        self.clients[c].first + (k as f64 * period_ms).round() as Millis
+        self.clients[c].first + Duration::from_millis((k as f64 * period_ms).round() as u64)
     }
 
     /// The client pods are created at t0, as live: each sends its first request once its pod
@@ -180,11 +182,11 @@ impl World {
                 client_node: self.nodes[cl.node].name.clone(),
                 client_kind: lab::timeline::CLUSTERIP.into(),
                 service: cl.service.clone(),
-                start: req.start as f64,
-                end: end as f64,
+                start: req.start.as_millis() as f64,
+                end: end.as_millis() as f64,
                 outcome: a.outcome,
                 conn: first.0,
-                conn_opened: first.1 as f64,
+                conn_opened: first.1.as_millis() as f64,
                 local_port: a.local_port,
                 connected: a.connected,
                 pod,
@@ -290,8 +292,8 @@ impl World {
 
     /// The nodes' `nf_conntrack_tcp_timeout_syn_sent` (ms): whole seconds, at least 1, as the
     /// sysctl takes it (and as the report's timers show it).
-    fn syn_sent_ms(&self) -> Millis {
-        self.cfg.syn_sent_timeout.as_secs().max(1) as Millis * 1000
+    fn syn_sent_ms(&self) -> Duration {
+        Duration::from_secs(self.cfg.syn_sent_timeout.as_secs().max(1))
     }
 
     /// What a packet from client `c` to pod IP `ip` meets: (`ok`|`refused`|`timeout`, the
@@ -312,7 +314,7 @@ impl World {
     }
 
     /// How long an attempt with `outcome` takes.
-    fn answer_time(&mut self, c: usize, outcome: Outcome) -> Millis {
+    fn answer_time(&mut self, c: usize, outcome: Outcome) -> Duration {
         match outcome {
             Outcome::Timeout => self.clients[c].timeout,
             _ => self

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use controllers::{Action, Change, Millis, Object};
+use controllers::{Action, Change, Moment, Object};
 use kubelet::core::{Kubelet, KubeletConfig, ProbeOutcome, RuntimeCommand, RuntimeEvent, Signal};
 
 use crate::proxy::ProxyNode;
@@ -46,10 +47,10 @@ pub struct SimNode {
     pub proxy: Option<ProxyNode>,
     /// Runtime state by pod UID.
     pub pods: BTreeMap<String, PodRt>,
-    kubelet_wake: Option<Millis>,
-    proxy_wake: Option<Millis>,
+    kubelet_wake: Option<Moment>,
+    proxy_wake: Option<Moment>,
     /// Latest delivery scheduled to this node (its watches deliver in order).
-    last_delivery: Millis,
+    last_delivery: Moment,
     /// Changes held while the node is cut off from the API (delivered when it heals, as a
     /// watch resumes).
     pub backlog: Vec<Change>,
@@ -65,7 +66,7 @@ const NODE_IP_BASE: u32 = u32::from_be_bytes([172, 16, 0, 11]);
 
 impl World {
     /// Add node `index` (0-based over the cluster) named `name` in `zone`; it boots at `at`.
-    pub fn add_node(&mut self, name: String, zone: &str, at: Millis) {
+    pub fn add_node(&mut self, name: String, zone: &str, at: Moment) {
         let n = self.nodes.len();
         let cidr_base = std::net::Ipv4Addr::from(POD_NETWORK_BASE + (n as u32) * 256);
         self.nodes.push(SimNode {
@@ -80,7 +81,7 @@ impl World {
             pods: BTreeMap::new(),
             kubelet_wake: None,
             proxy_wake: None,
-            last_delivery: 0,
+            last_delivery: Moment::EPOCH,
             backlog: Vec::new(),
             proxy_backlog: Vec::new(),
             next_pid: 1000,
@@ -182,7 +183,7 @@ impl World {
     /// Begin a graceful stop of node `n`'s agent.
     pub fn graceful_stop(&mut self, n: usize) {
         let now = self.now;
-        let bound = self.cfg.kubelet.shutdown_grace_period + 5_000;
+        let bound = self.cfg.kubelet.shutdown_grace_period + Duration::from_millis(5_000);
         let node = &mut self.nodes[n];
         if node.power != Power::On {
             return;
@@ -239,7 +240,7 @@ impl World {
     }
 
     /// When the next change to node `n` arrives (its watches deliver in order).
-    fn delivery_slot(&mut self, n: usize) -> (Millis, u32) {
+    fn delivery_slot(&mut self, n: usize) -> (Moment, u32) {
         let d = self.api_delay(self.lat.watch_delivery);
         let node = &mut self.nodes[n];
         node.last_delivery = node.last_delivery.max(self.now + d);
@@ -274,7 +275,7 @@ impl World {
         }
     }
 
-    pub fn handle_node(&mut self, at: Millis, ev: Ev) {
+    pub fn handle_node(&mut self, at: Moment, ev: Ev) {
         if let Ev::Boot { node } = ev {
             if matches!(self.nodes[node].power, Power::Off | Power::Stopped) {
                 self.boot(node);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use controllers::{Change, Millis, Object};
+use controllers::{Change, Moment, Object};
 use proxy::Protocol;
 use proxy::model::ServiceKey;
 use proxy::node_proxy::{Candidates, NoTextSync, NodeInputs, NodeProxy};
@@ -171,18 +171,18 @@ impl ProxyNode {
     }
 
     /// Both informers have listed.
-    pub fn synced(&mut self, now: Millis) {
+    pub fn synced(&mut self, now: Moment) {
         self.proxy.handle_initial_sync_done(now);
     }
 
     /// When [`ProxyNode::poll`] has work.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn next_wakeup(&self) -> Option<Moment> {
         self.proxy.poll_timeout()
     }
 
     /// Start the sync due at `now`, if any, programming the newest delivered version; the
     /// caller schedules [`ProxyNode::applied`].
-    pub fn poll(&mut self, now: Millis, eps: &Endpoints) -> bool {
+    pub fn poll(&mut self, now: Moment, eps: &Endpoints) -> bool {
         if self.in_flight.is_some() {
             return false;
         }
@@ -196,7 +196,7 @@ impl ProxyNode {
     /// `namespace/name`) after a rule sync (not after a stale-chain delete).
     pub fn applied(
         &mut self,
-        now: Millis,
+        now: Moment,
         node: &str,
         targets: &[String],
         rec: &mut SyncRecorder,
@@ -269,7 +269,9 @@ impl ProxyNode {
 mod tests {
     use std::sync::Arc;
 
-    use controllers::{Change, Object};
+    use std::time::Duration;
+
+    use controllers::{Change, Moment, Object};
     use proxy::fixtures::{ep, service, slice};
     use proxy::pacer::PacerConfig;
 
@@ -317,17 +319,25 @@ mod tests {
         node.change(&first);
         let second = set_endpoints(&mut eps, &["10.64.0.5"]);
         // The model is at `second`, but only `first` reached this node: it rejects.
-        node.synced(T0);
-        assert!(node.poll(T0, &eps), "the first sync starts");
+        node.synced(Moment::from_millis(T0));
+        assert!(
+            node.poll(Moment::from_millis(T0), &eps),
+            "the first sync starts"
+        );
         let mut rec = super::SyncRecorder::default();
-        node.applied(T0 + 20, "n1", &[], &mut rec);
+        node.applied(Moment::from_millis(T0 + 20), "n1", &[], &mut rec);
         assert_eq!(node.route(cip, 80), Route::Reject);
         // Its watch delivers the endpoints: the next sync programs them.
         node.change(&second);
         let due = node.next_wakeup().expect("a sync is due");
         assert!(node.poll(due, &eps));
         let record = node
-            .applied(due + 20, "n1", &["ns/web".to_string()], &mut rec)
+            .applied(
+                due + Duration::from_millis(20),
+                "n1",
+                &["ns/web".to_string()],
+                &mut rec,
+            )
             .expect("a rule sync");
         let lab::EventKind::ProxySync {
             services: Some(programmed),
@@ -361,10 +371,10 @@ mod tests {
             );
             node.change(&first);
             node.change(&second);
-            node.synced(T0);
-            assert!(node.poll(T0, &eps));
+            node.synced(Moment::from_millis(T0));
+            assert!(node.poll(Moment::from_millis(T0), &eps));
             records.push(
-                node.applied(T0 + 20, name, &targets, &mut rec)
+                node.applied(Moment::from_millis(T0 + 20), name, &targets, &mut rec)
                     .expect("a sync"),
             );
         }

@@ -4,11 +4,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use controllers::Millis;
+use controllers::Moment;
 
 /// A min-queue of `(time, seq) -> T`.
 pub struct Queue<T> {
-    heap: BinaryHeap<Reverse<(Millis, u64, Slot<T>)>>,
+    heap: BinaryHeap<Reverse<(Moment, u64, Slot<T>)>>,
     seq: u64,
 }
 
@@ -43,18 +43,18 @@ impl<T> Default for Queue<T> {
 
 impl<T> Queue<T> {
     /// Schedule `item` at `at`.
-    pub fn push(&mut self, at: Millis, item: T) {
+    pub fn push(&mut self, at: Moment, item: T) {
         self.seq += 1;
         self.heap.push(Reverse((at, self.seq, Slot(item))));
     }
 
     /// The earliest event's time.
-    pub fn peek_time(&self) -> Option<Millis> {
+    pub fn peek_time(&self) -> Option<Moment> {
         self.heap.peek().map(|Reverse((t, _, _))| *t)
     }
 
     /// Take the earliest event.
-    pub fn pop(&mut self) -> Option<(Millis, T)> {
+    pub fn pop(&mut self) -> Option<(Moment, T)> {
         self.heap.pop().map(|Reverse((t, _, Slot(item)))| (t, item))
     }
 
@@ -74,11 +74,12 @@ mod tests {
     #[test]
     fn pops_by_time_then_insertion_order() {
         let mut q = Queue::default();
-        q.push(5, "b");
-        q.push(3, "a");
-        q.push(5, "c");
-        q.push(1, "z");
-        let order: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+        q.push(Moment::from_millis(5), "b");
+        q.push(Moment::from_millis(3), "a");
+        q.push(Moment::from_millis(5), "c");
+        q.push(Moment::from_millis(1), "z");
+        let order: Vec<_> =
+            std::iter::from_fn(|| q.pop().map(|(t, e)| (t.as_millis(), e))).collect();
         assert_eq!(order, vec![(1, "z"), (3, "a"), (5, "b"), (5, "c")]);
     }
 }

@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use controllers::{Action, Cache, Change, Kind, Millis, Object, WriteError};
+use controllers::{Action, Cache, Change, Kind, Moment, Object, WriteError};
 use kubelet::core::{PodRef, RuntimeEvent};
 use proxy::shared_model::ModelChange;
 use rand::SeedableRng;
@@ -172,7 +173,7 @@ pub struct Stats {
 
 /// The simulated cluster and its run.
 pub struct World {
-    pub now: Millis,
+    pub now: Moment,
     pub queue: Queue<Ev>,
     pub rng: Rngs,
     pub lat: LatencyModel,
@@ -181,8 +182,8 @@ pub struct World {
     /// The controller-manager's informer cache and controllers.
     pub cm_cache: Cache,
     pub cm: Controllers,
-    cm_wake: Option<Millis>,
-    cm_last: Millis,
+    cm_wake: Option<Moment>,
+    cm_last: Moment,
     pub nodes: Vec<SimNode>,
     /// The one endpoint model behind every node's kube-proxy.
     pub proxy_model: crate::proxy::Endpoints,
@@ -204,14 +205,14 @@ pub struct World {
     /// The timeline so far and the requests recorded.
     pub events: Vec<lab::Event>,
     pub requests: Vec<lab::Request>,
-    observe_last: Millis,
+    observe_last: Moment,
     obs_nodes: lab::observe::NodeObserver,
     obs_pods: lab::observe::PodObserver,
     obs_slices: lab::observe::SliceObserver,
     pub stats: Stats,
     /// When the run's load starts and, once known, ends (no requests start after it).
-    pub t0: Millis,
-    pub end: Option<Millis>,
+    pub t0: Moment,
+    pub end: Option<Moment>,
     /// `duration`, `cap` or `capacity-restored`.
     pub ended_by: String,
     /// The scenario's faults in time order.
@@ -249,7 +250,7 @@ impl World {
             cm_cache: Cache::new(),
             cm,
             cm_wake: None,
-            cm_last: 0,
+            cm_last: Moment::EPOCH,
             nodes: Vec::new(),
             proxy_model: crate::proxy::Endpoints::new(),
             proxy_syncs: Default::default(),
@@ -264,11 +265,11 @@ impl World {
             targets,
             events: Vec::new(),
             requests: Vec::new(),
-            observe_last: 0,
+            observe_last: Moment::EPOCH,
             obs_nodes: Default::default(),
             obs_pods: Default::default(),
             stats: Stats::default(),
-            t0: 0,
+            t0: Moment::EPOCH,
             end: None,
             ended_by: String::new(),
             faults: s.faults_by_time().into_iter().cloned().collect(),
@@ -285,7 +286,7 @@ impl World {
     }
 
     /// The run's meta, ending at `end`.
-    pub fn meta(&self, end: Millis, ended_by: &str) -> lab::Meta {
+    pub fn meta(&self, end: Moment, ended_by: &str) -> lab::Meta {
         let s = &self.scenario;
         lab::Meta {
             scenario: s.name.clone(),
@@ -308,8 +309,8 @@ impl World {
                 .map(|n| (n.name.clone(), n.zone.clone()))
                 .collect(),
             services: self.targets.clone(),
-            t0_ms: self.t0 as f64,
-            end_ms: end as f64,
+            t0_ms: self.t0.as_millis() as f64,
+            end_ms: end.as_millis() as f64,
             control_plane: Some(lab::report::ControlPlaneSetup {
                 store: "embedded".into(),
                 members: 1,
@@ -319,14 +320,14 @@ impl World {
     }
 
     /// A draw from `l` on the API stream.
-    pub fn api_delay(&mut self, l: Latency) -> Millis {
+    pub fn api_delay(&mut self, l: Latency) -> Duration {
         l.sample(&mut self.rng.api)
     }
 
     /// Record a timeline event at `at`.
-    pub fn record(&mut self, at: Millis, kind: lab::EventKind) {
+    pub fn record(&mut self, at: Moment, kind: lab::EventKind) {
         self.events.push(lab::Event {
-            at: at as f64,
+            at: at.as_millis() as f64,
             kind,
         });
     }
@@ -351,14 +352,14 @@ impl World {
     }
 
     /// Run every event before `until`, then set the clock to it.
-    pub fn run_until(&mut self, until: Millis) {
+    pub fn run_until(&mut self, until: Moment) {
         while self.queue.peek_time().is_some_and(|t| t < until) {
             self.step();
         }
         self.now = self.now.max(until);
     }
 
-    fn handle(&mut self, at: Millis, ev: Ev) {
+    fn handle(&mut self, at: Moment, ev: Ev) {
         match ev {
             Ev::CmDeliver(change) => self.cm_deliver(change),
             Ev::CmWake => {

@@ -6,17 +6,18 @@
 //! Start at [`World::zonal_shift`] and [`World::autoshift_tick`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use controllers::zonalshift::{self, autoshift};
-use controllers::{Action, Millis, Object};
+use controllers::{Action, Moment, Object};
 
 use crate::world::{Ev, World};
 
 /// The simulator's zonal-shift state.
 #[derive(Default)]
 pub struct ZonalShifts {
-    /// The scenario's actions: (offset from t0 in ms, action), in time order.
-    pub actions: Vec<(Millis, scenario::ZonalShift)>,
+    /// The scenario's actions: (offset from t0, action), in time order.
+    pub actions: Vec<(Duration, scenario::ZonalShift)>,
     pub autoshift: Option<autoshift::Autoshift>,
     /// Requests already handed to the rule (index into `World::requests`).
     cursor: usize,
@@ -28,16 +29,11 @@ pub fn autoshift_of(s: &scenario::Scenario) -> Option<autoshift::Autoshift> {
     s.zonal_autoshift.as_ref().map(|a| {
         autoshift::Autoshift::new(autoshift::AutoshiftConfig {
             threshold_percent: a.threshold,
-            period_ms: ms(a.period),
-            delay_ms: ms(a.delay),
-            expires_in_ms: ms(a.expires_in),
+            period_ms: a.period,
+            delay_ms: a.delay,
+            expires_in_ms: a.expires_in,
         })
     })
-}
-
-/// A duration in milliseconds (saturating).
-pub fn ms(d: std::time::Duration) -> Millis {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl ZonalShifts {
@@ -46,7 +42,7 @@ impl ZonalShifts {
             actions: s
                 .zonal_shifts_by_time()
                 .into_iter()
-                .map(|(at, z)| (ms(at), z.clone()))
+                .map(|(at, z)| (at, z.clone()))
                 .collect(),
             autoshift: autoshift_of(s),
             cursor: 0,
@@ -58,7 +54,7 @@ impl World {
     /// Queue the scenario's zonal-shift actions and the autoshift rule's first evaluation.
     pub fn schedule_zonal_shifts(&mut self) {
         for (i, (at, _)) in self.zonal.actions.iter().enumerate() {
-            self.queue.push(self.t0 + at, Ev::ZonalShift(i));
+            self.queue.push(self.t0 + *at, Ev::ZonalShift(i));
         }
         if self.zonal.autoshift.is_some() {
             let first = self.t0 + autoshift::EVALUATION_INTERVAL_MS;
@@ -71,15 +67,13 @@ impl World {
         let Some((_, z)) = self.zonal.actions.get(i).cloned() else {
             return;
         };
-        let expires = z
-            .expires_in
-            .map(|d| self.now + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let expires = z.expires_in.map(|d| self.now + d);
         self.write_shift(&z.away_from, expires);
     }
 
     /// Start (or extend) the zone's shift until `expires_at`, or cancel it (`None`): the
     /// annotation written on every node of the zone through the API.
-    pub fn write_shift(&mut self, zone: &str, expires_at: Option<Millis>) {
+    pub fn write_shift(&mut self, zone: &str, expires_at: Option<Moment>) {
         let now = self.now;
         let nodes: Vec<_> = zonalshift::zone_nodes(&self.api.fake.cache, zone)
             .filter_map(|n| match expires_at {
@@ -109,7 +103,7 @@ impl World {
         };
         for r in fresh {
             rule.handle_finished(
-                r.end as Millis,
+                Moment::from_millis(r.end as i64),
                 r.client_zone.clone(),
                 r.outcome == lab::Outcome::Ok,
             );
@@ -118,7 +112,7 @@ impl World {
         let next = rule
             .poll_timeout()
             .unwrap_or(now + autoshift::EVALUATION_INTERVAL_MS)
-            .max(now + 1);
+            .max(now + Duration::from_millis(1));
         if let Some(d) = decision {
             self.write_shift(&d.zone, Some(d.expires_at));
         }

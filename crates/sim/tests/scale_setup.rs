@@ -4,6 +4,7 @@
 
 mod common;
 
+use controllers::Moment;
 use serde_json::json;
 
 #[test]
@@ -13,13 +14,15 @@ fn every_kind_the_scenario_check_lets_through_is_taken_by_the_simulated_api() {
         // The kind is known; the empty object may still be refused by the API's validation.
         let obj = json!({"apiVersion": api_version, "kind": kind,
             "metadata": {"name": format!("x-{}", kind.to_lowercase())}});
-        if let Err(e @ sim::api::ManifestError::UnknownKind { .. }) = api.create_manifest(&obj, 0) {
+        if let Err(e @ sim::api::ManifestError::UnknownKind { .. }) =
+            api.create_manifest(&obj, Moment::EPOCH)
+        {
             panic!("{e}");
         }
     }
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}});
     assert!(matches!(
-        api.create_manifest(&job, 0),
+        api.create_manifest(&job, Moment::EPOCH),
         Err(sim::api::ManifestError::UnknownKind { .. })
     ));
 }

@@ -236,6 +236,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use clap::Parser;
 
@@ -262,7 +264,10 @@ mod tests {
     fn node_timers_come_from_the_profile_and_flags_win() {
         let fast = parse(&["--profile", "fast"]).expect("parses").agent;
         let cfg = syncer_config(&fast).expect("config");
-        assert_eq!((cfg.min_sync_period_ms, cfg.sync_period_ms), (100, 3_000));
+        assert_eq!(
+            (cfg.min_sync_period_ms, cfg.sync_period_ms),
+            (Duration::from_millis(100), Duration::from_secs(3))
+        );
         assert_eq!(kubelet_config(&fast).node_lease_duration_seconds, 4);
         assert_eq!(kubelet_config(&fast).node_name, "n1");
         let mixed = parse(&[
@@ -276,10 +281,16 @@ mod tests {
         .expect("parses")
         .agent;
         let cfg = syncer_config(&mixed).expect("config");
-        assert_eq!((cfg.min_sync_period_ms, cfg.sync_period_ms), (250, 3_000));
+        assert_eq!(
+            (cfg.min_sync_period_ms, cfg.sync_period_ms),
+            (Duration::from_millis(250), Duration::from_secs(3))
+        );
         assert_eq!(kubelet_config(&mixed).node_lease_duration_seconds, 12);
         let up = parse(&[]).expect("parses").agent;
-        assert_eq!(syncer_config(&up).expect("config").sync_period_ms, 30_000);
+        assert_eq!(
+            syncer_config(&up).expect("config").sync_period_ms,
+            Duration::from_secs(30)
+        );
         assert_eq!(kubelet_config(&up).node_lease_duration_seconds, 40);
     }
 

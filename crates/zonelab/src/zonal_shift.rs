@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use controllers::Millis;
+use controllers::Moment;
 use controllers::zonalshift;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -33,8 +33,8 @@ pub struct ZonalShiftArgs {
 pub async fn write_shift(
     client: &kube::Client,
     zone: &str,
-    expires_at: Option<Millis>,
-    now: Millis,
+    expires_at: Option<Moment>,
+    now: Moment,
 ) -> anyhow::Result<Vec<String>> {
     let nodes: Api<Node> = Api::all(client.clone());
     let selector = format!("{}={zone}", controllers::ZONE_LABEL);
@@ -72,14 +72,14 @@ pub async fn write_shift(
 }
 
 /// Milliseconds of a duration, checked against ARC's `expiresIn` bounds.
-pub fn expires_in_ms(d: Duration) -> anyhow::Result<Millis> {
+pub fn expires_in_ms(d: Duration) -> anyhow::Result<Duration> {
     if !(MIN_EXPIRES_IN..=MAX_EXPIRES_IN).contains(&d) {
         bail!(
             "--expires-in {}: out of range, expected 1m to 72h (ARC's bounds)",
             scenario::format_duration(d)
         );
     }
-    Ok(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    Ok(d)
 }
 
 /// `zonelab lab zonal-shift`.
@@ -103,7 +103,7 @@ pub async fn cli(lab: &crate::lab::LabArgs, a: &ZonalShiftArgs) -> anyhow::Resul
         Some(expires_in_ms(a.expires_in)?)
     };
     let client = crate::lab::kube_client(cfg.api)?;
-    let now = crate::clock::epoch_ms() as Millis;
+    let now = Moment::from_millis(crate::clock::epoch_ms() as i64);
     let nodes = write_shift(&client, &a.zone, expires.map(|e| now + e), now).await?;
     match expires {
         Some(e) => println!(
@@ -129,10 +129,13 @@ mod tests {
 
     #[test]
     fn expires_in_takes_arcs_bounds() {
-        assert_eq!(expires_in_ms(Duration::from_secs(60)).ok(), Some(60_000));
+        assert_eq!(
+            expires_in_ms(Duration::from_secs(60)).ok(),
+            Some(Duration::from_millis(60_000))
+        );
         assert_eq!(
             expires_in_ms(Duration::from_secs(72 * 3600)).ok(),
-            Some(72 * 3_600_000)
+            Some(Duration::from_millis(72 * 3_600_000))
         );
         let e = expires_in_ms(Duration::from_secs(30)).expect_err("too short");
         assert_eq!(

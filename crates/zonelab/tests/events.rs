@@ -6,6 +6,7 @@
 
 mod common;
 
+use runtime::Moment;
 use std::time::{Duration, Instant};
 
 use common::{Kubectl, ServerProc};
@@ -51,7 +52,7 @@ async fn ten_thousand_identical_events_are_one_event_with_count_10000() {
         EventType::Warning,
         "Unhealthy",
         "Readiness probe failed: connection refused".into(),
-        0,
+        Moment::EPOCH,
     )
     .on_host("n1");
     // Virtual time: 10,000 occurrences 1 ms apart, every write made through the API as due.
@@ -59,7 +60,7 @@ async fn ten_thousand_identical_events_are_one_event_with_count_10000() {
     let t0 = wall_clock();
     let mut writes = 0;
     for i in 0..10_000 {
-        let now = t0 + i;
+        let now = t0 + Duration::from_millis(i);
         rec.record(occurrence.clone(), now);
         while let Some(w) = rec.poll_write(now) {
             let outcome = apply(&client, &w).await;

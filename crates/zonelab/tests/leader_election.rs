@@ -28,9 +28,9 @@ fn election(identity: &str) -> ElectionConfig {
         namespace: DEFAULT_NAMESPACE.into(),
         name: CONTROLLER_MANAGER_LEASE.into(),
         identity: identity.into(),
-        lease_duration_ms: LEASE_MS,
-        renew_deadline_ms: DEADLINE_MS,
-        retry_period_ms: RETRY_MS,
+        lease_duration_ms: Duration::from_millis(LEASE_MS as u64),
+        renew_deadline_ms: Duration::from_millis(DEADLINE_MS as u64),
+        retry_period_ms: Duration::from_millis(RETRY_MS as u64),
         seed: identity.len() as u64,
     }
 }
@@ -221,7 +221,7 @@ async fn a_closed_fence_sends_no_write() {
         "reads pass"
     );
 
-    f.set(Some(mono_clock() + 60_000));
+    f.set(Some(mono_clock() + Duration::from_millis(60_000)));
     live::controllers::execute(&client, &ns("le-fenced-2"))
         .await
         .expect("open fence: the write is sent");

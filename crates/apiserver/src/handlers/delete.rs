@@ -116,7 +116,7 @@ async fn delete_internal(
         }
         let result = match &mark {
             Some(grace) => {
-                let now = Utc::now().timestamp_millis();
+                let now = registry::Moment::from_millis(Utc::now().timestamp_millis());
                 registry::delete::mark_deleted(res, &mut obj, *grace, now);
                 server
                     .store

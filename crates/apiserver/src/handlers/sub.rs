@@ -152,7 +152,13 @@ async fn bind(
     let key = objects::key(t.res, t.namespace.as_deref(), name);
     for _ in 0..16 {
         let (kv, mut pod) = super::current(server, t, name).await?;
-        registry::bind::bind(t.res, name, &mut pod, &node, Utc::now().timestamp_millis())?;
+        registry::bind::bind(
+            t.res,
+            name,
+            &mut pod,
+            &node,
+            registry::Moment::from_millis(Utc::now().timestamp_millis()),
+        )?;
         match server
             .store
             .update(&key, objects::encode(&pod), Some(kv.mod_revision))

@@ -169,7 +169,7 @@ pub async fn create_object(
                 .cfg
                 .default_unreachable_toleration_seconds,
         };
-        let now = Utc::now().timestamp_millis();
+        let now = registry::Moment::from_millis(Utc::now().timestamp_millis());
         registry::admission::admit_create(res, namespace, &mut obj, &adm, now, &mut *rng)?;
     }
     let name = objects::name_of(&obj).to_string();

@@ -7,13 +7,14 @@
 //! Start at [`ClusterState::update`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 
 use super::cloud::{InstanceState, NodeGroupView};
-use super::config::{AutoscalerConfig, ms};
+use super::config::AutoscalerConfig;
 use crate::workloads::util::created;
-use crate::{Cache, Millis, node_ready_status};
+use crate::{Cache, Moment, node_ready_status};
 
 /// Taint the autoscaler puts on a node it is removing (upstream `ToBeDeletedTaint`).
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
@@ -47,16 +48,16 @@ impl Readiness {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScaleUpRequest {
     pub increase: usize,
-    pub time: Millis,
-    pub expected_add_time: Millis,
+    pub time: Moment,
+    pub expected_add_time: Moment,
 }
 
 /// Why and until when a group is backed off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
-    pub until: Millis,
-    pub duration: Millis,
-    pub last_failed: Millis,
+    pub until: Moment,
+    pub duration: Duration,
+    pub last_failed: Moment,
     pub error_code: String,
     pub error_message: String,
 }
@@ -79,7 +80,7 @@ pub struct ClusterState {
     pub scale_up_requests: BTreeMap<String, ScaleUpRequest>,
     pub backoff: BTreeMap<String, Backoff>,
     /// Since when each launched instance has been without a Node.
-    unregistered_since: BTreeMap<String, Millis>,
+    unregistered_since: BTreeMap<String, Moment>,
     /// Instances whose launch error was already counted.
     seen_errors: BTreeSet<String>,
     /// Failed instances per group, for removal (upstream `deleteCreatedNodesWithErrors`).
@@ -105,7 +106,7 @@ impl ClusterState {
         cache: &Cache,
         groups: &[NodeGroupView],
         config: &AutoscalerConfig,
-        now: Millis,
+        now: Moment,
     ) -> Vec<ScaleUpFailure> {
         self.group_of.clear();
         self.per_group.clear();
@@ -136,7 +137,7 @@ impl ClusterState {
     }
 
     /// Which counter a registered node bumps.
-    fn classify(&self, node: &Node, config: &AutoscalerConfig, now: Millis) -> fn(&mut Readiness) {
+    fn classify(&self, node: &Node, config: &AutoscalerConfig, now: Moment) -> fn(&mut Readiness) {
         if being_deleted(node) {
             return |r| r.being_deleted += 1;
         }
@@ -145,7 +146,7 @@ impl ClusterState {
         }
         // Upstream `updateReadinessStats`: not ready and created less than
         // `MaxNodeStartupTime` ago is "not started", whatever happened in between.
-        if created(&node.metadata) + ms(config.max_node_startup_time) > now {
+        if created(&node.metadata) + config.max_node_startup_time > now {
             |r| r.not_started += 1
         } else {
             |r| r.unready += 1
@@ -158,11 +159,11 @@ impl ClusterState {
         cache: &Cache,
         groups: &[NodeGroupView],
         config: &AutoscalerConfig,
-        now: Millis,
+        now: Moment,
     ) -> Vec<ScaleUpFailure> {
         let mut failures = Vec::new();
         let mut still_unregistered = BTreeMap::new();
-        let provision = ms(config.max_node_provision_time);
+        let provision = config.max_node_provision_time;
         for g in groups {
             let mut new_error = None;
             for i in &g.instances {
@@ -182,7 +183,7 @@ impl ClusterState {
                 }
                 let since = *self.unregistered_since.get(&i.name).unwrap_or(&now);
                 still_unregistered.insert(i.name.clone(), since);
-                if now - since > provision {
+                if now.saturating_since(since) > provision {
                     self.bump(&g.name, |r| r.long_unregistered += 1);
                     self.long_unregistered
                         .entry(g.name.clone())
@@ -224,7 +225,7 @@ impl ClusterState {
         &mut self,
         groups: &[NodeGroupView],
         config: &AutoscalerConfig,
-        now: Millis,
+        now: Moment,
     ) -> Vec<ScaleUpFailure> {
         let mut failures = Vec::new();
         let names: Vec<String> = self.scale_up_requests.keys().cloned().collect();
@@ -263,11 +264,11 @@ impl ClusterState {
         code: &str,
         message: &str,
         config: &AutoscalerConfig,
-        now: Millis,
+        now: Moment,
     ) {
-        let initial = ms(config.initial_node_group_backoff_duration);
-        let max = ms(config.max_node_group_backoff_duration);
-        let reset = ms(config.node_group_backoff_reset_timeout);
+        let initial = config.initial_node_group_backoff_duration;
+        let max = config.max_node_group_backoff_duration;
+        let reset = config.node_group_backoff_reset_timeout;
         let duration = match self.backoff.get(group) {
             Some(b) if b.last_failed + reset > now => (b.duration * 2).min(max),
             _ => initial,
@@ -285,7 +286,7 @@ impl ClusterState {
     }
 
     /// True while the group is backed off.
-    pub fn is_backed_off(&self, group: &str, now: Millis) -> bool {
+    pub fn is_backed_off(&self, group: &str, now: Moment) -> bool {
         self.backoff.get(group).is_some_and(|b| b.until > now)
     }
 
@@ -295,9 +296,9 @@ impl ClusterState {
         group: &str,
         delta: usize,
         config: &AutoscalerConfig,
-        now: Millis,
+        now: Moment,
     ) {
-        let expected = now + ms(config.max_node_provision_time);
+        let expected = now + config.max_node_provision_time;
         let req = self
             .scale_up_requests
             .entry(group.to_string())

@@ -222,11 +222,6 @@ impl AutoscalerConfig {
     }
 }
 
-/// Milliseconds of a duration.
-pub(crate) fn ms(d: Duration) -> i64 {
-    d.as_millis() as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,13 +37,12 @@ use rand_chacha::ChaCha8Rng;
 
 pub use self::cloud::{CloudAction, Instance, InstanceError, InstanceState, NodeGroupView};
 use self::clusterstate::{ClusterState, TO_BE_DELETED_TAINT};
-use self::config::ms;
 pub use self::config::{AutoscalerConfig, ConfigError, ExpanderKind};
 use self::expander::{Priorities, PriorityConfigError};
 use self::scaledown::{ScaleDown, ScaleDownInput, ScaleDownPlan};
 use self::scaleup::{ScaleUpInput, ScaleUpPlan};
 use crate::events::{self, EventRecord, EventType};
-use crate::{Action, Cache, Key, Kind, Millis, Object};
+use crate::{Action, Cache, Key, Kind, Moment, Object};
 
 /// The component name on Events (upstream's recorder source).
 pub const COMPONENT: &str = "cluster-autoscaler";
@@ -62,7 +61,7 @@ pub enum AutoscalerAction {
 /// What the last scan did (for tests, logs and the lab's report).
 #[derive(Clone, Debug, Default)]
 pub struct ScanSummary {
-    pub at: Millis,
+    pub at: Moment,
     pub healthy: bool,
     pub scale_up: ScaleUpPlan,
     pub scale_down: ScaleDownPlan,
@@ -77,14 +76,14 @@ pub struct ClusterAutoscaler {
     state: ClusterState,
     scale_down: ScaleDown,
     priorities: Option<Result<Priorities, PriorityConfigError>>,
-    next_scan: Millis,
-    started: Option<Millis>,
-    last_scale_up: Millis,
-    last_scale_down_fail: Millis,
+    next_scan: Moment,
+    started: Option<Moment>,
+    last_scale_up: Moment,
+    last_scale_down_fail: Moment,
     healthy: bool,
-    health_since: Millis,
+    health_since: Moment,
     /// When autoscaling halted (cluster unhealthy), if it is halted now.
-    halted_since: Option<Millis>,
+    halted_since: Option<Moment>,
     summary: ScanSummary,
     actions: VecDeque<AutoscalerAction>,
     events: VecDeque<EventRecord>,
@@ -99,12 +98,12 @@ impl ClusterAutoscaler {
             state: ClusterState::default(),
             scale_down: ScaleDown::default(),
             priorities: None,
-            next_scan: Millis::MIN,
+            next_scan: Moment::MIN,
             started: None,
-            last_scale_up: Millis::MIN,
-            last_scale_down_fail: Millis::MIN,
+            last_scale_up: Moment::MIN,
+            last_scale_down_fail: Moment::MIN,
             healthy: true,
-            health_since: 0,
+            health_since: Moment::EPOCH,
             halted_since: None,
             summary: ScanSummary::default(),
             actions: VecDeque::new(),
@@ -127,12 +126,12 @@ impl ClusterAutoscaler {
     }
 
     /// When autoscaling halted, if it is halted.
-    pub fn halted_since(&self) -> Option<Millis> {
+    pub fn halted_since(&self) -> Option<Moment> {
         self.halted_since
     }
 
     /// Since when each unneeded node has been unneeded.
-    pub fn unneeded_since(&self) -> &BTreeMap<String, Millis> {
+    pub fn unneeded_since(&self) -> &BTreeMap<String, Moment> {
         &self.scale_down.unneeded_since
     }
 
@@ -150,7 +149,7 @@ impl ClusterAutoscaler {
     }
 
     /// When the next scan is due (`handle_timeout`).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         Some(self.next_scan)
     }
 
@@ -165,13 +164,13 @@ impl ClusterAutoscaler {
     }
 
     /// Run a scan if one is due at `now`.
-    pub fn handle_timeout(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) {
+    pub fn handle_timeout(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Moment) {
         if now < self.next_scan {
             return;
         }
-        self.next_scan = now + ms(self.config.scan_interval);
+        self.next_scan = now + self.config.scan_interval;
         let started = *self.started.get_or_insert(now);
-        if self.last_scale_up == Millis::MIN {
+        if self.last_scale_up == Moment::MIN {
             // Upstream starts its cool-down clocks at start-up.
             self.last_scale_up = started;
             self.last_scale_down_fail = started;
@@ -186,7 +185,7 @@ impl ClusterAutoscaler {
         self.write_status(groups, now);
     }
 
-    fn run_once(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) {
+    fn run_once(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Moment) {
         for f in self.state.update(cache, groups, &self.config, now) {
             tracing::info!(group = %f.group, code = %f.error_code, message = %f.error_message,
                 "scale-up failed; node group backs off");
@@ -262,7 +261,7 @@ impl ClusterAutoscaler {
         !self.summary.removed_instances.is_empty()
     }
 
-    fn scale_up(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) -> ScaleUpPlan {
+    fn scale_up(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Moment) -> ScaleUpPlan {
         let priorities = self.priorities.as_ref().and_then(|p| p.as_ref().ok());
         let input = ScaleUpInput {
             cache,
@@ -303,7 +302,7 @@ impl ClusterAutoscaler {
         key: &Key,
         reason: &'static str,
         msg: &str,
-        now: Millis,
+        now: Moment,
     ) {
         if let Some(pod) = cache.pods.get(key) {
             self.events.push_back(EventRecord::new(
@@ -317,9 +316,9 @@ impl ClusterAutoscaler {
         }
     }
 
-    fn scale_down(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Millis) {
-        let cooldown = now < self.last_scale_up + ms(self.config.scale_down_delay_after_add)
-            || now < self.last_scale_down_fail + ms(self.config.scale_down_delay_after_failure);
+    fn scale_down(&mut self, cache: &Cache, groups: &[NodeGroupView], now: Moment) {
+        let cooldown = now < self.last_scale_up + self.config.scale_down_delay_after_add
+            || now < self.last_scale_down_fail + self.config.scale_down_delay_after_failure;
         let input = ScaleDownInput {
             cache,
             groups,
@@ -382,13 +381,13 @@ impl ClusterAutoscaler {
 
     /// A write of ours failed: a failed node taint or eviction counts as a failed scale-down
     /// (upstream's `--scale-down-delay-after-failure` cool-down).
-    pub fn handle_write_failed(&mut self, action: &AutoscalerAction, now: Millis) {
+    pub fn handle_write_failed(&mut self, action: &AutoscalerAction, now: Moment) {
         if matches!(action, AutoscalerAction::Api(_)) {
             self.last_scale_down_fail = now;
         }
     }
 
-    fn write_status(&mut self, groups: &[NodeGroupView], now: Millis) {
+    fn write_status(&mut self, groups: &[NodeGroupView], now: Moment) {
         let mut candidates: BTreeMap<String, usize> = BTreeMap::new();
         for n in self.scale_down.unneeded_since.keys() {
             if let Some(g) = self.state.group_of.get(n) {
@@ -420,7 +419,7 @@ impl ClusterAutoscaler {
 }
 
 /// The node with the autoscaler's `ToBeDeletedByClusterAutoscaler=<unix seconds>:NoSchedule`.
-fn tainted(node: &Node, now: Millis) -> Node {
+fn tainted(node: &Node, now: Moment) -> Node {
     let mut n = node.clone();
     let taints = n
         .spec
@@ -430,7 +429,7 @@ fn tainted(node: &Node, now: Millis) -> Node {
     if !taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT) {
         taints.push(Taint {
             key: TO_BE_DELETED_TAINT.into(),
-            value: Some((now / 1000).to_string()),
+            value: Some((now.as_millis() / 1000).to_string()),
             effect: "NoSchedule".into(),
             time_added: None,
         });

@@ -15,9 +15,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::cloud::NodeGroupView;
 use super::clusterstate::{ClusterState, being_deleted};
-use super::config::{AutoscalerConfig, ms};
+use super::config::AutoscalerConfig;
 use crate::scheduler::simulate::ClusterSnapshot;
-use crate::{Cache, Millis, node_ready_status};
+use crate::{Cache, Moment, node_ready_status};
 
 /// Upstream annotation that lets (`"true"`) or forbids (`"false"`) evicting a pod.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
@@ -124,7 +124,7 @@ struct Destinations {
 /// Unneeded-node tracking across scans.
 #[derive(Debug, Default)]
 pub struct ScaleDown {
-    pub unneeded_since: BTreeMap<String, Millis>,
+    pub unneeded_since: BTreeMap<String, Moment>,
 }
 
 /// Inputs of a pass.
@@ -135,7 +135,7 @@ pub struct ScaleDownInput<'a> {
     pub config: &'a AutoscalerConfig,
     /// True inside the cool-downs: track unneeded nodes, remove none.
     pub cooldown: bool,
-    pub now: Millis,
+    pub now: Moment,
 }
 
 impl ScaleDown {
@@ -245,7 +245,7 @@ impl ScaleDown {
             } else {
                 input.config.scale_down_unready_time
             };
-            if input.now - since < ms(wait) {
+            if input.now.saturating_since(*since) < wait {
                 continue;
             }
             let Some(group) = input.state.group_of.get(name) else {

@@ -19,7 +19,7 @@ use super::config::AutoscalerConfig;
 use super::expander::{Priorities, ScaleUpOption, choose};
 use crate::scheduler::simulate::ClusterSnapshot;
 use crate::scheduler::{Resources, node_allocatable, pod_requests};
-use crate::{Cache, HOSTNAME_LABEL, Key, Millis};
+use crate::{Cache, HOSTNAME_LABEL, Key, Moment};
 
 /// Skip reason (upstream `MaxLimitReachedReason`).
 pub const REASON_MAX_SIZE: &str = "max node group size reached";
@@ -66,7 +66,7 @@ pub struct ScaleUpInput<'a> {
     pub state: &'a ClusterState,
     pub config: &'a AutoscalerConfig,
     pub priorities: Option<&'a Priorities>,
-    pub now: Millis,
+    pub now: Moment,
 }
 
 /// True if the scheduler has marked the pod `PodScheduled=False, reason Unschedulable` and it

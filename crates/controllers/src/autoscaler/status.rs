@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::cloud::NodeGroupView;
 use super::clusterstate::{ClusterState, Readiness};
-use crate::Millis;
+use crate::Moment;
 use crate::time::to_time;
 
 /// What the status reports beyond the cluster state.
@@ -23,13 +23,13 @@ pub struct StatusInput<'a> {
     pub healthy: bool,
     /// Scale-down candidates (unneeded nodes) per group.
     pub candidates: &'a BTreeMap<String, usize>,
-    pub now: Millis,
+    pub now: Moment,
     /// When the cluster-wide health last changed.
-    pub health_since: Millis,
+    pub health_since: Moment,
     pub message: &'a str,
 }
 
-fn ts(t: Millis) -> String {
+fn ts(t: Moment) -> String {
     to_time(t).0.to_string()
 }
 
@@ -144,7 +144,7 @@ fn group(out: &mut String, input: &StatusInput, g: &NodeGroupView, probe: &str, 
 }
 
 /// The ConfigMap carrying `status` (upstream also annotates the last update time).
-pub fn config_map(name: &str, text: String, now: Millis) -> ConfigMap {
+pub fn config_map(name: &str, text: String, now: Moment) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.to_string()),

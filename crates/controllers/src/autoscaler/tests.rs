@@ -2,6 +2,7 @@
 //! failed launch, templates a pod does not fit, balancing, the expanders, upcoming nodes.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -195,10 +196,14 @@ fn a_failed_launch_in_a_dead_zone_backs_the_group_off_and_scales_elsewhere() {
             nodes: vec!["ng-a-3".into()]
         }
     );
-    assert!(delete.0 >= t_request + 30_000);
+    assert!(delete.0 >= t_request + Duration::from_millis(30_000));
     let backoff = &w.ca.state().backoff["ng-a"];
     assert_eq!(backoff.error_code, INSUFFICIENT_CAPACITY);
-    assert_eq!(backoff.duration, 5 * 60_000, "initial backoff 5 min");
+    assert_eq!(
+        backoff.duration,
+        Duration::from_millis(5 * 60_000),
+        "initial backoff 5 min"
+    );
     assert_eq!(
         w.increases(),
         vec![("ng-a".to_string(), 1), ("ng-b".to_string(), 1)]
@@ -227,7 +232,7 @@ fn backoff_doubles_up_to_the_max_and_a_pod_waits_when_every_group_is_backed_off(
                 break;
             }
         }
-        durations.push(w.ca.state().backoff["ng-a"].duration / 60_000);
+        durations.push(w.ca.state().backoff["ng-a"].duration.as_secs() / 60);
     }
     assert_eq!(durations, vec![5, 10, 20, 30, 30]);
     let waiting = w.events_of("NotTriggerScaleUp");
@@ -265,7 +270,7 @@ fn nodes_that_never_register_time_out_then_are_removed() {
         b.error_message,
         format!("Nodes added to group {group} failed to register within 900s")
     );
-    assert!(b.last_failed > t_request + 15 * 60_000);
+    assert!(b.last_failed > t_request + Duration::from_millis(15 * 60_000));
     // The instance itself is removed once unregistered for longer than the provision time.
     w.run(30);
     let removed = w.cloud_calls().into_iter().any(|(_, c)| {

@@ -1,6 +1,8 @@
 //! Scale-down in virtual time against upstream's rules: unneeded time, unready time, min
 //! size, pods that must move, pods that block, the cool-down after a scale-up.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use super::scaledown::Unremovable;
@@ -13,7 +15,9 @@ fn deletes(w: &World) -> Vec<(i64, String, Vec<String>)> {
     w.cloud_calls()
         .into_iter()
         .filter_map(|(t, c)| match c {
-            CloudAction::DeleteNodes { group, nodes } => Some(((t - T0) / 1000, group, nodes)),
+            CloudAction::DeleteNodes { group, nodes } => {
+                Some((t.saturating_since(T0).as_secs() as i64, group, nodes))
+            }
             _ => None,
         })
         .collect()
@@ -73,7 +77,10 @@ fn an_underused_node_is_drained_when_its_pods_fit_elsewhere() {
     let writes: Vec<&AutoscalerAction> = w
         .actions
         .iter()
-        .filter(|(t, a)| *t == T0 + 601_000 && !matches!(a, AutoscalerAction::WriteStatus(_)))
+        .filter(|(t, a)| {
+            *t == T0 + Duration::from_millis(601_000)
+                && !matches!(a, AutoscalerAction::WriteStatus(_))
+        })
         .map(|(_, a)| a)
         .collect();
     match writes.as_slice() {

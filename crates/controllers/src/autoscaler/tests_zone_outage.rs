@@ -4,8 +4,10 @@
 //! survivors, the autoscaler adds nodes, only in zones b and c, and the scheduler binds the
 //! replacements there.
 
+use runtime::Moment;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -17,7 +19,7 @@ use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::time::to_time;
 use crate::{Controller, Key, Kind, Object, ZONE_LABEL};
 
-fn node(name: &str, zone: &str, ready: &str, now: i64) -> Object {
+fn node(name: &str, zone: &str, ready: &str, now: Moment) -> Object {
     let mut v = serde_json::to_value(template(zone, "4", "16Gi")).expect("node");
     v["kind"] = json!("Node");
     v["metadata"]["name"] = json!(name);
@@ -72,7 +74,7 @@ fn outage(age_s: i64, secs: usize) -> Outcome {
     let mut cloud = Cloud::new(specs, CloudConfig::default());
     let scheduler: Box<dyn Controller> = Box::new(Scheduler::new(SchedulerConfig::default()));
     let mut h = Harness::new(vec![scheduler]);
-    let created = h.now - age_s * 1000;
+    let created = h.now - Duration::from_secs(age_s as u64);
     for (_, name, zone) in cloud.running() {
         h.api.put(node(&name, &zone, "True", created), created);
         h.api
@@ -134,10 +136,10 @@ fn step(
     h: &mut Harness,
     cloud: &mut Cloud,
     ca: &mut ClusterAutoscaler,
-    t_fault: i64,
+    t_fault: Moment,
     out: &mut Outcome,
 ) {
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     cloud.handle_timeout(h.now);
     let mut evs = Vec::new();
     evs.extend(std::iter::from_fn(|| cloud.poll_event()));
@@ -158,7 +160,8 @@ fn step(
         for a in actions {
             match a {
                 AutoscalerAction::Cloud(CloudAction::IncreaseSize { group, delta }) => {
-                    out.first_increase_s.get_or_insert((h.now - t_fault) / 1000);
+                    out.first_increase_s
+                        .get_or_insert(h.now.saturating_since(t_fault).as_secs() as i64);
                     cloud.increase_size(&group, delta).expect("increase")
                 }
                 AutoscalerAction::Cloud(CloudAction::DeleteNodes { group, nodes }) => {

@@ -15,7 +15,7 @@ use super::{AutoscalerAction, AutoscalerConfig, CloudAction, ClusterAutoscaler};
 use crate::events::EventRecord;
 use crate::fake::{T0, object};
 use crate::nodegroups::{Cloud, CloudConfig, CloudEvent, NodeGroupSpec};
-use crate::{Action, Cache, Kind, Millis, Object, ZONE_LABEL};
+use crate::{Action, Cache, Kind, Moment, Object, ZONE_LABEL};
 
 /// A group for [`World::new`]: name, zone, min, max, desired (4 CPU, 16 GiB nodes).
 pub type G<'a> = (&'a str, &'a str, usize, usize, usize);
@@ -47,11 +47,11 @@ pub struct World {
     pub cache: Cache,
     pub cloud: Cloud,
     pub ca: ClusterAutoscaler,
-    pub now: Millis,
+    pub now: Moment,
     /// Every autoscaler action, with its time.
-    pub actions: Vec<(Millis, AutoscalerAction)>,
+    pub actions: Vec<(Moment, AutoscalerAction)>,
     pub events: Vec<EventRecord>,
-    pub cloud_events: Vec<(Millis, CloudEvent)>,
+    pub cloud_events: Vec<(Moment, CloudEvent)>,
     /// The last status text written.
     pub status: String,
     /// Whether a booted instance's agent registers its Node (false: it never joins).
@@ -86,7 +86,7 @@ impl World {
             templates,
         };
         for (group, name, _) in w.cloud.running() {
-            w.add_node(&group, &name, T0 - 3_600_000);
+            w.add_node(&group, &name, T0 - Duration::from_millis(3_600_000));
         }
         w
     }
@@ -101,7 +101,7 @@ impl World {
     }
 
     /// Register a Ready node for an instance of `group`, created at `created`.
-    pub fn add_node(&mut self, group: &str, name: &str, created: Millis) {
+    pub fn add_node(&mut self, group: &str, name: &str, created: Moment) {
         let mut node = self.templates[group].clone();
         node.metadata.name = Some(name.into());
         node.metadata
@@ -163,7 +163,7 @@ impl World {
     /// autoscaler scans when due, and its actions are carried out.
     pub fn run(&mut self, secs: i64) {
         for _ in 0..secs {
-            self.now += 1000;
+            self.now += Duration::from_millis(1000);
             self.step();
         }
     }
@@ -236,7 +236,7 @@ impl World {
     }
 
     /// Cloud calls so far, in order.
-    pub fn cloud_calls(&self) -> Vec<(Millis, CloudAction)> {
+    pub fn cloud_calls(&self) -> Vec<(Moment, CloudAction)> {
         self.actions
             .iter()
             .filter_map(|(t, a)| match a {

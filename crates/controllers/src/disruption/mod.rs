@@ -12,6 +12,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
@@ -20,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::time::{from_time, to_time};
 use crate::workloads::util::{WorkQueue, controller_of};
-use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError, pod_is_ready};
+use crate::{Action, Cache, Change, Controller, Key, Moment, Object, WriteError, pod_is_ready};
 use runtime::Outbox;
 use runtime::labels::label_selector_matches;
 
@@ -38,20 +39,20 @@ pub const SYNC_FAILED: &str = "SyncFailed";
 pub struct DisruptionConfig {
     /// How long a pod stays in `disruptedPods` (not counted healthy) waiting to be seen
     /// deleted: upstream `DeletionTimeout = 2 * time.Minute`.
-    pub deletion_timeout_ms: Millis,
+    pub deletion_timeout_ms: Duration,
     /// First retry delay after a failed write: 5 ms, doubling (client-go
     /// `DefaultControllerRateLimiter`).
-    pub retry_base_ms: Millis,
+    pub retry_base_ms: Duration,
     /// Retry delay cap: 1000 s (same rate limiter).
-    pub retry_max_ms: Millis,
+    pub retry_max_ms: Duration,
 }
 
 impl Default for DisruptionConfig {
     fn default() -> Self {
         DisruptionConfig {
-            deletion_timeout_ms: 2 * 60 * 1000,
-            retry_base_ms: 5,
-            retry_max_ms: 1_000_000,
+            deletion_timeout_ms: Duration::from_millis(2 * 60 * 1000),
+            retry_base_ms: Duration::from_millis(5),
+            retry_max_ms: Duration::from_millis(1_000_000),
         }
     }
 }
@@ -175,7 +176,7 @@ pub fn set_condition(conds: &mut Vec<Condition>, mut c: Condition) {
 }
 
 /// Upstream `pdbhelper.UpdateDisruptionAllowedCondition`.
-fn update_allowed_condition(status: &mut PodDisruptionBudgetStatus, now: Millis) {
+fn update_allowed_condition(status: &mut PodDisruptionBudgetStatus, now: Moment) {
     let (st, reason) = if status.disruptions_allowed > 0 {
         ("True", SUFFICIENT_PODS)
     } else {
@@ -217,7 +218,7 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
 #[derive(Debug, PartialEq)]
 pub struct Computed {
     pub status: Option<PodDisruptionBudgetStatus>,
-    pub recheck_at: Option<Millis>,
+    pub recheck_at: Option<Moment>,
 }
 
 /// Upstream `trySync` + `updatePdbStatus` (or `failSafe` when the expected count cannot be
@@ -225,8 +226,8 @@ pub struct Computed {
 pub fn compute_status(
     cache: &Cache,
     pdb: &PodDisruptionBudget,
-    deletion_timeout_ms: Millis,
-    now: Millis,
+    deletion_timeout_ms: Duration,
+    now: Moment,
 ) -> Computed {
     let pods = pods_for(cache, pdb);
     let old = pdb.status.clone().unwrap_or_default();
@@ -253,7 +254,7 @@ pub fn compute_status(
     };
     // Upstream `buildDisruptedPodMap`: keep entries of live pods still within the timeout.
     let mut disrupted = BTreeMap::new();
-    let mut recheck_at: Option<Millis> = None;
+    let mut recheck_at: Option<Moment> = None;
     let recorded = old.disrupted_pods.clone().unwrap_or_default();
     for pod in &pods {
         if pod.metadata.deletion_timestamp.is_some() {
@@ -266,7 +267,7 @@ pub fn compute_status(
         let expires = from_time(at) + deletion_timeout_ms;
         if expires >= now {
             // Look again at the first instant the entry has expired.
-            let again = expires + 1;
+            let again = expires + Duration::from_millis(1);
             recheck_at = Some(recheck_at.map_or(again, |r| r.min(again)));
             disrupted.insert(name, at.clone());
         }
@@ -342,7 +343,7 @@ impl DisruptionController {
             .collect()
     }
 
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(pdb) = cache.pdbs.get(key) else {
             self.queue.remove(key);
             return;
@@ -371,13 +372,13 @@ impl Controller for DisruptionController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         for key in cache.pdbs.keys() {
             self.queue.add_at(key.clone(), now);
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let mut affected = BTreeSet::new();
         match change {
             Change::Applied {
@@ -404,17 +405,17 @@ impl Controller for DisruptionController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         if let Action::UpdateStatus(Object::PodDisruptionBudget(p)) = action {
             let key = Key::of(&p.metadata);
             match error {

@@ -40,7 +40,7 @@ fn pdb(spec: Value, generation: i64) -> Object {
 /// An external write, then the controller's due work (it syncs on its next tick, as live).
 fn put(h: &mut Harness, obj: Object) {
     h.put(obj);
-    h.advance(0);
+    h.advance(Duration::ZERO);
 }
 
 fn status(h: &Harness) -> PodDisruptionBudgetStatus {
@@ -73,7 +73,7 @@ fn min_available_counts_ready_pods() {
     }
     put(&mut h, pdb(json!({"minAvailable": 1}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     let s = status(&h);
     assert_eq!(
         (
@@ -132,7 +132,7 @@ fn percentages_scale_by_the_deployment_behind_the_pods() {
     }
     put(&mut h, pdb(json!({"maxUnavailable": "25%"}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     let s = status(&h);
     // 25% of 4 rounds up to 1: desired 3, three ready pods → no disruption allowed.
     assert_eq!(
@@ -155,7 +155,7 @@ fn an_unknown_controller_fails_safe() {
     put(&mut h, pod("a", true, Some(owner)));
     put(&mut h, pdb(json!({"minAvailable": "50%"}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     let s = status(&h);
     assert_eq!(s.disruptions_allowed, 0);
     let c = s.conditions.iter().flatten().next().expect("condition");
@@ -174,7 +174,7 @@ fn disrupted_pods_stop_counting_until_the_deletion_timeout() {
     }
     put(&mut h, pdb(json!({"maxUnavailable": 1}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     // maxUnavailable with bare pods: the expected count comes from controllers only.
     assert_eq!(status(&h).expected_pods, 0);
     assert_eq!(status(&h).disruptions_allowed, 0);
@@ -205,7 +205,7 @@ fn disrupted_pods_stop_counting_until_the_deletion_timeout() {
             .is_some_and(|m| m.contains_key("a"))
     );
     // Two minutes later "a" was never deleted: it counts again and leaves the map.
-    h.advance(DisruptionConfig::default().deletion_timeout_ms + 1);
+    h.advance(DisruptionConfig::default().deletion_timeout_ms + Duration::from_millis(1));
     let s = status(&h);
     assert_eq!((s.current_healthy, s.disruptions_allowed), (3, 2));
     assert_eq!(s.disrupted_pods, None);
@@ -217,7 +217,7 @@ fn an_unchanged_budget_is_not_rewritten() {
     put(&mut h, pod("a", true, None));
     put(&mut h, pdb(json!({"minAvailable": 0}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     let before = h.write_counts();
     // No change: no write.
     put(&mut h, pod("a", true, None));
@@ -232,14 +232,19 @@ fn compute_is_pure_and_reports_no_change_when_current() {
     put(&mut h, pod("a", true, None));
     put(&mut h, pdb(json!({"minAvailable": 1}), 1));
     h.start();
-    h.advance(0);
+    h.advance(Duration::ZERO);
     let Some(Object::PodDisruptionBudget(p)) = h
         .api
         .get(Kind::PodDisruptionBudget, &Key::new("default", "web"))
     else {
         panic!("pdb");
     };
-    let c = compute_status(&h.api.cache, &p, 120_000, h.now + 5_000);
+    let c = compute_status(
+        &h.api.cache,
+        &p,
+        Duration::from_millis(120_000),
+        h.now + Duration::from_millis(5_000),
+    );
     assert_eq!(
         c,
         Computed {

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::cache::{Cache, Key};
 use crate::time::from_time;
 use crate::zonalshift::ShiftedZones;
-use crate::{Millis, pod_is_ready};
+use crate::{Moment, pod_is_ready};
 
 /// One pod as an endpoint, borrowing from the cache.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ pub(crate) fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
 }
 
 /// The `lastTransitionTime` of the pod's Ready condition (upstream `getPodTriggerTime`).
-pub(crate) fn ready_transition(pod: &Pod) -> Option<Millis> {
+pub(crate) fn ready_transition(pod: &Pod) -> Option<Moment> {
     let conds = pod.status.as_ref()?.conditions.as_ref()?;
     let ready = conds.iter().find(|c| c.type_ == "Ready")?;
     ready.last_transition_time.as_ref().map(from_time)

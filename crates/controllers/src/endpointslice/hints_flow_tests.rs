@@ -3,6 +3,7 @@
 //! and the Events on the Service.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
@@ -141,7 +142,7 @@ fn prefer_close_hints_each_endpoint_for_its_zone_and_stays_quiet() {
         json!({}),
         json!({"trafficDistribution": "PreferClose"}),
     ));
-    h.advance(5_000);
+    h.advance(Duration::from_millis(5_000));
     assert_eq!(writes(&h), before);
     // trafficDistribution removed: hints go.
     h.put(service(json!({}), json!({})));

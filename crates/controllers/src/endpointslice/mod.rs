@@ -21,13 +21,14 @@ mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::from_time;
-use crate::{Action, Controller, Kind, Millis, WriteError};
+use crate::{Action, Controller, Kind, Moment, WriteError};
 use runtime::Outbox;
 
 use desired::{desired_groups, ready_transition, selector, selects};
@@ -48,7 +49,7 @@ pub const ADDRESS_TYPE: &str = "IPv4";
 
 /// How long to wait for our own writes to come back before giving up on them and syncing
 /// anyway (a bound, so a lost watch event cannot wedge a Service; not an upstream value).
-pub const INFLIGHT_TIMEOUT_MS: Millis = 30_000;
+pub const INFLIGHT_TIMEOUT_MS: Duration = Duration::from_millis(30_000);
 
 /// Flags and constants of the upstream controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,14 +59,14 @@ pub struct EndpointSliceConfig {
     pub max_endpoints_per_slice: usize,
     /// `--endpoint-updates-batch-period`: delay before a pod change is synced; default 0,
     /// no batching (kube-controller-manager flag reference).
-    pub endpoint_updates_batch_period_ms: Millis,
+    pub endpoint_updates_batch_period_ms: Duration,
     /// Delay before syncing a Service after someone else changed one of its slices: 1 s
     /// (upstream `endpointSliceChangeMinSyncDelay`, or the batch period if larger).
-    pub endpoint_slice_change_min_sync_delay_ms: Millis,
+    pub endpoint_slice_change_min_sync_delay_ms: Duration,
     /// First retry delay after a failed sync: 1 s (upstream `defaultSyncBackOff`).
-    pub sync_backoff_ms: Millis,
+    pub sync_backoff_ms: Duration,
     /// Retry delay cap: 1000 s (upstream `maxSyncBackOff`).
-    pub max_sync_backoff_ms: Millis,
+    pub max_sync_backoff_ms: Duration,
     /// Retries before a Service is dropped from the retry queue: 15 (upstream `maxRetries`).
     pub max_retries: u32,
 }
@@ -74,10 +75,10 @@ impl Default for EndpointSliceConfig {
     fn default() -> Self {
         EndpointSliceConfig {
             max_endpoints_per_slice: 100,
-            endpoint_updates_batch_period_ms: 0,
-            endpoint_slice_change_min_sync_delay_ms: 1_000,
-            sync_backoff_ms: 1_000,
-            max_sync_backoff_ms: 1_000_000,
+            endpoint_updates_batch_period_ms: Duration::ZERO,
+            endpoint_slice_change_min_sync_delay_ms: Duration::from_millis(1_000),
+            sync_backoff_ms: Duration::from_millis(1_000),
+            max_sync_backoff_ms: Duration::from_millis(1_000_000),
             max_retries: 15,
         }
     }
@@ -89,7 +90,7 @@ pub struct EndpointSliceController {
     /// Bookkeeping per Service we have seen (trigger times, writes in flight, retries).
     services: BTreeMap<Key, ServiceState>,
     /// Services due for a sync at a time (batching, retries, changes by others).
-    scheduled: BTreeMap<Key, Millis>,
+    scheduled: BTreeMap<Key, Moment>,
     /// Slices we asked to delete → their Service (a Delete action carries no labels).
     deleting: BTreeMap<Key, Key>,
     /// Writes and Events for the driver to poll.
@@ -121,28 +122,28 @@ impl EndpointSliceController {
 
     /// Sync every Service: once the informers have synced, and when a zone starts or stops
     /// being shifted away from (its endpoints leave or come back at once; shifts are rare).
-    fn sync_all(&mut self, cache: &Cache, now: Millis) {
+    fn sync_all(&mut self, cache: &Cache, now: Moment) {
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
             self.sync(cache, &key, now);
         }
     }
 
-    fn schedule(&mut self, key: &Key, at: Millis) {
+    fn schedule(&mut self, key: &Key, at: Moment) {
         let due = self.scheduled.entry(key.clone()).or_insert(at);
         *due = (*due).min(at);
     }
 
     /// Full sync of `key` now, unless its own writes are still in flight (then once they are
     /// back).
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         self.sync_pods(cache, key, None, now);
     }
 
     /// Sync `key`; with `only`, just those pods changed. A partial sync is used only while the
     /// Service is clean: its last sync was full or partial, and all its writes came back as
     /// sent, so every other endpoint is current (as a full reconcile would find it).
-    fn sync_pods(&mut self, cache: &Cache, key: &Key, only: Option<&[String]>, now: Millis) {
+    fn sync_pods(&mut self, cache: &Cache, key: &Key, only: Option<&[String]>, now: Moment) {
         let scheduled_at = self.scheduled.remove(key);
         let scheduled = scheduled_at.is_some();
         let state = self.services.entry(key.clone()).or_default();
@@ -206,7 +207,7 @@ impl EndpointSliceController {
     }
 
     /// Turn a plan into actions, remembering them as in flight.
-    fn emit(&mut self, key: &Key, planned: reconcile::Plan, trigger: Option<Millis>, now: Millis) {
+    fn emit(&mut self, key: &Key, planned: reconcile::Plan, trigger: Option<Moment>, now: Moment) {
         let state = self.services.entry(key.clone()).or_default();
         let inflight = &mut state.inflight;
         for mut slice in planned.creates {
@@ -249,7 +250,7 @@ impl EndpointSliceController {
     }
 
     /// The sync that reset the retry count failed after all: count on from before it.
-    fn fail_after_sync(&mut self, key: &Key, now: Millis) {
+    fn fail_after_sync(&mut self, key: &Key, now: Moment) {
         if let Some(s) = self.services.get_mut(key) {
             s.failures = s.failures.max(s.failures_before_sync);
         }
@@ -257,7 +258,7 @@ impl EndpointSliceController {
     }
 
     /// Requeue `key` with exponential backoff (bounded by `max_retries`).
-    fn fail(&mut self, key: &Key, now: Millis) {
+    fn fail(&mut self, key: &Key, now: Moment) {
         let state = self.services.entry(key.clone()).or_default();
         state.clean = false;
         state.failures += 1;
@@ -276,13 +277,13 @@ impl EndpointSliceController {
     }
 
     /// Record a trigger time for `key` (the earliest change not yet written).
-    fn note_trigger(&mut self, key: &Key, at: Option<Millis>) {
+    fn note_trigger(&mut self, key: &Key, at: Option<Moment>) {
         if let (Some(at), Some(state)) = (at, self.services.get_mut(key)) {
             state.trigger = Some(state.trigger.map_or(at, |t| t.min(at)));
         }
     }
 
-    fn on_pod(&mut self, cache: &Cache, new: Option<&Pod>, old: Option<&Pod>, now: Millis) {
+    fn on_pod(&mut self, cache: &Cache, new: Option<&Pod>, old: Option<&Pod>, now: Moment) {
         if let (Some(n), Some(o)) = (new, old)
             && !pod_endpoint_changed(o, n)
         {
@@ -315,7 +316,7 @@ impl EndpointSliceController {
             .unwrap_or_default();
         let only = [name];
         for key in affected {
-            if batch > 0 {
+            if batch > Duration::ZERO {
                 self.schedule(&key, now + batch);
             } else {
                 self.sync_pods(cache, &key, Some(&only), now);
@@ -323,7 +324,7 @@ impl EndpointSliceController {
         }
     }
 
-    fn on_service(&mut self, cache: &Cache, new: &Service, old: Option<&Service>, now: Millis) {
+    fn on_service(&mut self, cache: &Cache, new: &Service, old: Option<&Service>, now: Moment) {
         let key = Key::of(&new.metadata);
         if let (Some(old), Some(sel)) = (old, selector(new))
             && selector(old) != Some(sel)
@@ -367,7 +368,7 @@ impl EndpointSliceController {
         cache: &Cache,
         mut keys: BTreeSet<Key>,
         topology_changed: bool,
-        now: Millis,
+        now: Moment,
     ) {
         if topology_changed {
             for key in self.topology.overloaded_services() {
@@ -383,7 +384,7 @@ impl EndpointSliceController {
 
 impl EndpointSliceController {
     /// Record the hint Events of a sync on the Service.
-    fn record_hint_events(&mut self, svc: &Service, events: Vec<topology::HintEvent>, now: Millis) {
+    fn record_hint_events(&mut self, svc: &Service, events: Vec<topology::HintEvent>, now: Moment) {
         for e in events {
             let type_ = if e.normal {
                 crate::events::EventType::Normal
@@ -401,7 +402,7 @@ impl EndpointSliceController {
         }
     }
 
-    fn on_slice(&mut self, new: Option<&EndpointSlice>, old: Option<&EndpointSlice>, now: Millis) {
+    fn on_slice(&mut self, new: Option<&EndpointSlice>, old: Option<&EndpointSlice>, now: Moment) {
         if !new.is_some_and(is_managed) && !old.is_some_and(is_managed) {
             return;
         }
@@ -481,9 +482,9 @@ fn service_of(slice: &EndpointSlice) -> Option<Key> {
 }
 
 /// Set (or clear, when there is no new trigger) the trigger-time annotation, RFC 3339.
-fn set_trigger(slice: &mut EndpointSlice, trigger: Option<Millis>) {
+fn set_trigger(slice: &mut EndpointSlice, trigger: Option<Moment>) {
     let annotations = slice.metadata.annotations.get_or_insert_with(BTreeMap::new);
-    match trigger.and_then(|t| k8s_openapi::jiff::Timestamp::from_millisecond(t).ok()) {
+    match trigger.and_then(|t| k8s_openapi::jiff::Timestamp::from_millisecond(t.as_millis()).ok()) {
         Some(ts) => {
             annotations.insert(TRIGGER_TIME_ANNOTATION.to_string(), ts.to_string());
         }
@@ -522,7 +523,7 @@ impl Controller for EndpointSliceController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.shifted = crate::zonalshift::ShiftedZones::from_cache(cache);
         for (name, node) in &cache.nodes {
             self.topology.set_node(name, Some(node));
@@ -530,7 +531,7 @@ impl Controller for EndpointSliceController {
         self.sync_all(cache, now);
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Pod(new),
@@ -610,7 +611,7 @@ impl Controller for EndpointSliceController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         let expired: Vec<Key> = self
             .services
             .iter()
@@ -637,7 +638,7 @@ impl Controller for EndpointSliceController {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         let inflight = self
             .services
             .values()
@@ -646,7 +647,7 @@ impl Controller for EndpointSliceController {
         self.scheduled.values().copied().chain(inflight).min()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let key = match action {
             Action::Create(Object::EndpointSlice(s)) | Action::Update(Object::EndpointSlice(s)) => {
                 service_of(s)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::cache::Object;
-use crate::{Action, Millis};
+use crate::{Action, Moment};
 
 /// What the controller remembers about one Service.
 #[derive(Debug, Default)]
@@ -16,7 +16,7 @@ pub(crate) struct ServiceState {
     /// Synced at least once (the first sync uses the Service's creationTimestamp as trigger).
     pub known: bool,
     /// Earliest pod/service change not yet written (upstream `TriggerTimeTracker`).
-    pub trigger: Option<Millis>,
+    pub trigger: Option<Moment>,
     /// Our writes not yet seen back.
     pub inflight: Inflight,
     /// Every endpoint in our slices is current except for changes not yet synced (allows a
@@ -35,7 +35,7 @@ pub(crate) struct Inflight {
     pub updates: BTreeMap<String, Arc<EndpointSlice>>,
     pub deletes: BTreeSet<String>,
     /// When to stop waiting for them.
-    pub deadline: Millis,
+    pub deadline: Moment,
 }
 
 /// Whether an informer event on a slice is the echo of our own write.

@@ -16,8 +16,8 @@ fn node(name: &str, zone: &str) -> Object {
     )
 }
 
-fn ts(ms: Millis) -> String {
-    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+fn ts(ms: Moment) -> String {
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms.as_millis())
         .expect("ts")
         .to_string()
 }
@@ -191,7 +191,7 @@ fn adding_pods_one_by_one_fills_slices_up_to_the_maximum() {
 fn one_pod_turning_not_ready_rewrites_exactly_one_slice() {
     let mut h = started_with_pods(250, EndpointSliceConfig::default());
     let before = h.api.log.len();
-    h.advance(5_000);
+    h.advance(Duration::from_millis(5_000));
     h.put(object(pod_value("p123", &ip(123), false)));
     let writes: Vec<&Action> = h.api.log[before..].iter().map(|(_, a)| a).collect();
     let slice_updates: Vec<_> = writes
@@ -276,10 +276,10 @@ fn endpoint_conditions_follow_upstream() {
     h.put(pod("ready", "10.0.0.1"));
     h.put(object(pod_value("notready", "10.0.0.2", false)));
     let mut term = pod_value("term", "10.0.0.3", true);
-    term["metadata"]["deletionTimestamp"] = json!(ts(T0 + 30_000));
+    term["metadata"]["deletionTimestamp"] = json!(ts(T0 + Duration::from_millis(30_000)));
     h.put(object(term));
     let mut term_nr = pod_value("term-nr", "10.0.0.4", false);
-    term_nr["metadata"]["deletionTimestamp"] = json!(ts(T0 + 30_000));
+    term_nr["metadata"]["deletionTimestamp"] = json!(ts(T0 + Duration::from_millis(30_000)));
     h.put(object(term_nr));
     let mut no_ip = pod_value("noip", "", true);
     no_ip["status"] = json!({"phase": "Pending"});
@@ -317,7 +317,7 @@ fn publish_not_ready_addresses_marks_everything_ready() {
     h.start();
     h.put(object(pod_value("nr", "10.0.0.2", false)));
     let mut term = pod_value("term", "10.0.0.3", false);
-    term["metadata"]["deletionTimestamp"] = json!(ts(T0 + 30_000));
+    term["metadata"]["deletionTimestamp"] = json!(ts(T0 + Duration::from_millis(30_000)));
     h.put(object(term));
     assert_eq!(
         conds(&endpoint(&h, "nr").expect("nr")),
@@ -445,16 +445,23 @@ fn trigger_time_is_the_ready_transition_of_the_changed_pod() {
         .clone()
         .expect("ts");
     h.api.put(pod("a", "10.0.0.1"), h.now);
-    h.advance(60_000);
+    h.advance(Duration::from_millis(60_000));
     h.start();
     // First sync of a Service: its creationTimestamp.
     assert_eq!(trigger(&slices(&h)[0]), Some(created.0.to_string()));
-    h.advance(7_000);
+    h.advance(Duration::from_millis(7_000));
     let mut v = pod_value("a", "10.0.0.1", false);
-    v["status"]["conditions"][0]["lastTransitionTime"] = json!(ts(h.now - 2_000));
+    v["status"]["conditions"][0]["lastTransitionTime"] =
+        json!(ts(h.now - Duration::from_millis(2_000)));
     h.put(object(v));
-    assert_eq!(trigger(&slices(&h)[0]), Some(ts(h.now - 2_000)));
-    assert_eq!(ts(T0 + 65_000), "2027-01-15T08:01:05Z");
+    assert_eq!(
+        trigger(&slices(&h)[0]),
+        Some(ts(h.now - Duration::from_millis(2_000)))
+    );
+    assert_eq!(
+        ts(T0 + Duration::from_millis(65_000)),
+        "2027-01-15T08:01:05Z"
+    );
 }
 
 /// Makes the first `conflicts` slice updates stale, so the API rejects them.
@@ -467,16 +474,16 @@ impl Controller for Flaky {
     fn name(&self) -> &'static str {
         "flaky"
     }
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.inner.handle_synced(cache, now)
     }
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         self.inner.handle_change(cache, change, now)
     }
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         self.inner.handle_timeout(cache, now)
     }
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.inner.poll_timeout()
     }
     fn outbox(&mut self) -> &mut runtime::Outbox {
@@ -493,7 +500,7 @@ impl Controller for Flaky {
         }
         Some(a)
     }
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         self.inner.handle_write_failed(action, error, now)
     }
 }
@@ -513,15 +520,18 @@ fn conflicting_write_is_retried_with_backoff() {
     assert_eq!(h.failures[0].2, WriteError::Conflict);
     assert!(endpoint(&h, "a").is_none());
     let t_fail = h.now;
-    assert_eq!(h.poll_timeout(), Some(t_fail + 1_000));
-    h.advance(1_000);
+    assert_eq!(
+        h.poll_timeout(),
+        Some(t_fail + Duration::from_millis(1_000))
+    );
+    h.advance(Duration::from_millis(1_000));
     assert_eq!(h.failures.len(), 2);
     assert_eq!(
         h.poll_timeout(),
-        Some(t_fail + 3_000),
+        Some(t_fail + Duration::from_millis(3_000)),
         "second retry after 2 s"
     );
-    h.advance(2_000);
+    h.advance(Duration::from_millis(2_000));
     assert_eq!(h.failures.len(), 2);
     assert!(endpoint(&h, "a").is_some());
     assert_eq!(h.poll_timeout(), None);
@@ -537,7 +547,7 @@ fn foreign_edits_to_managed_slices_are_reverted_after_the_min_sync_delay() {
     edited.endpoints.clear();
     h.put(Object::EndpointSlice(Arc::new(edited)));
     assert!(endpoint(&h, "a").is_none());
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     assert!(endpoint(&h, "a").is_some());
     // Slices not managed by us are left alone.
     let mut mine = (*slices(&h)[0]).clone();
@@ -545,7 +555,7 @@ fn foreign_edits_to_managed_slices_are_reverted_after_the_min_sync_delay() {
     mine.metadata.labels = Some([(SERVICE_NAME_LABEL.to_string(), "web".to_string())].into());
     let before = h.api.log.len();
     h.put(Object::EndpointSlice(Arc::new(mine)));
-    h.advance(5_000);
+    h.advance(Duration::from_millis(5_000));
     assert_eq!(slice_writes_since(&h, before), 0);
     assert_eq!(slices(&h).len(), 2);
 }
@@ -555,7 +565,7 @@ fn batched_additions_follow_upstream_placement() {
     // Upstream docs: 10 new endpoints with 2 slices of 5 free each (max 10) → one new slice.
     let config = EndpointSliceConfig {
         max_endpoints_per_slice: 10,
-        endpoint_updates_batch_period_ms: 500,
+        endpoint_updates_batch_period_ms: Duration::from_millis(500),
         ..EndpointSliceConfig::default()
     };
     let mut h = started_with_pods(20, config);
@@ -563,7 +573,7 @@ fn batched_additions_follow_upstream_placement() {
     for i in [0, 2, 4, 6, 8, 10, 12, 14, 16, 18] {
         h.remove(Kind::Pod, &Key::new(NS, &format!("p{i:03}")));
     }
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     let mut sizes: Vec<usize> = slices(&h).iter().map(|s| s.endpoints.len()).collect();
     sizes.sort();
     assert_eq!(sizes, vec![5, 5]);
@@ -571,7 +581,7 @@ fn batched_additions_follow_upstream_placement() {
     for i in 100..110 {
         h.put(pod(&format!("p{i:03}"), &ip(i)));
     }
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     let writes: Vec<String> = h.api.log[before..]
         .iter()
         .map(|(_, a)| format!("{:?}", action_kind(a)))
@@ -586,7 +596,7 @@ fn batched_additions_follow_upstream_placement() {
     for i in 200..203 {
         h.put(pod(&format!("p{i:03}"), &ip(i)));
     }
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     assert_eq!(slice_writes_since(&h, before), 1);
     let mut sizes: Vec<usize> = slices(&h).iter().map(|s| s.endpoints.len()).collect();
     sizes.sort();
@@ -620,26 +630,29 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
     assert_eq!(first.len(), 1, "the placeholder slice");
     // A pod arrives while our write is not back: the informer cache is stale for this
     // Service (upstream StaleInformerCache), so the sync is retried after 1 s.
-    let change = api.put(pod("a", "10.0.0.1"), T0 + 10);
-    c.handle_change(&api.cache, &change, T0 + 10);
+    let change = api.put(pod("a", "10.0.0.1"), T0 + Duration::from_millis(10));
+    c.handle_change(&api.cache, &change, T0 + Duration::from_millis(10));
     let mut out = Vec::new();
     out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty());
-    assert_eq!(c.poll_timeout(), Some(T0 + 1_010));
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_millis(1_010)));
     // A second stale attempt doubles the backoff (but keeps the earlier retry).
-    let change = api.put(pod("b", "10.0.0.2"), T0 + 20);
-    c.handle_change(&api.cache, &change, T0 + 20);
+    let change = api.put(pod("b", "10.0.0.2"), T0 + Duration::from_millis(20));
+    c.handle_change(&api.cache, &change, T0 + Duration::from_millis(20));
     out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty());
-    assert_eq!(c.poll_timeout(), Some(T0 + 1_010));
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_millis(1_010)));
     // Our write comes back: no sync the instant it does.
-    for change in api.execute(&first[0], T0 + 30).expect("create") {
-        c.handle_change(&api.cache, &change, T0 + 30);
+    for change in api
+        .execute(&first[0], T0 + Duration::from_millis(30))
+        .expect("create")
+    {
+        c.handle_change(&api.cache, &change, T0 + Duration::from_millis(30));
     }
     out.extend(std::iter::from_fn(|| c.poll_action()));
     assert!(out.is_empty(), "synced on the echo: {out:?}");
     // The rate-limited retry syncs both pods.
-    c.handle_timeout(&api.cache, T0 + 1_010);
+    c.handle_timeout(&api.cache, T0 + Duration::from_millis(1_010));
     out.extend(std::iter::from_fn(|| c.poll_action()));
     assert_eq!(out.len(), 1);
     let Action::Update(Object::EndpointSlice(s)) = &out[0] else {
@@ -648,9 +661,9 @@ fn a_sync_before_our_write_is_seen_retries_with_backoff_not_on_the_echo() {
     assert_eq!(s.endpoints.len(), 2);
     // That sync succeeded, so the count starts over (upstream's Forget): the next stale
     // attempt waits 1 s again, not 4 s.
-    let change = api.put(pod("c", "10.0.0.3"), T0 + 1_020);
-    c.handle_change(&api.cache, &change, T0 + 1_020);
-    assert_eq!(c.poll_timeout(), Some(T0 + 2_020));
+    let change = api.put(pod("c", "10.0.0.3"), T0 + Duration::from_millis(1_020));
+    c.handle_change(&api.cache, &change, T0 + Duration::from_millis(1_020));
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_millis(2_020)));
 }
 
 /// A headless Service (`clusterIP: None`) of a StatefulSet still gets its EndpointSlices, with

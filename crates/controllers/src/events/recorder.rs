@@ -7,11 +7,12 @@
 //! [`EventRecorder::handle_write_result`] / [`EventRecorder::poll_timeout`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
 
 use super::{EventRecord, event_name, to_event};
-use crate::Millis;
+use crate::Moment;
 
 /// Upstream `maxLruCacheEntries` (client-go tools/record/events_cache.go).
 pub const LRU_ENTRIES: usize = 4096;
@@ -19,16 +20,16 @@ pub const LRU_ENTRIES: usize = 4096;
 /// are combined.
 pub const AGGREGATE_MAX_EVENTS: usize = 10;
 /// Upstream `defaultAggregateIntervalInSeconds` (600 s), in milliseconds.
-pub const AGGREGATE_INTERVAL_MS: Millis = 600_000;
+pub const AGGREGATE_INTERVAL_MS: Duration = Duration::from_millis(600_000);
 /// Upstream `defaultSpamBurst`: writes a source may make about one object at once.
 pub const SPAM_BURST: i64 = 25;
 /// Upstream `defaultSpamQPS` = 1/300: one more write per 5 minutes, in milliseconds per token.
-pub const SPAM_REFILL_MS: Millis = 300_000;
+pub const SPAM_REFILL_MS: Duration = Duration::from_millis(300_000);
 /// Ours: repeats of an existing event are written as one update at most this often (upstream
 /// writes every occurrence, throttled only by the spam filter).
-pub const FLUSH_INTERVAL_MS: Millis = 1_000;
+pub const FLUSH_INTERVAL_MS: Duration = Duration::from_millis(1_000);
 /// Upstream `sleepDuration` between retries of a write the server did not answer (10 s).
-pub const RETRY_DELAY_MS: Millis = 10_000;
+pub const RETRY_DELAY_MS: Duration = Duration::from_millis(10_000);
 /// Upstream `maxTriesPerEvent`.
 pub const MAX_TRIES: u32 = 12;
 /// Upstream `EventAggregatorByReasonMessageFunc`'s prefix.
@@ -39,11 +40,11 @@ pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
 pub struct RecorderConfig {
     pub lru_entries: usize,
     pub aggregate_max_events: usize,
-    pub aggregate_interval_ms: Millis,
+    pub aggregate_interval_ms: Duration,
     pub spam_burst: i64,
-    pub spam_refill_ms: Millis,
-    pub flush_interval_ms: Millis,
-    pub retry_delay_ms: Millis,
+    pub spam_refill_ms: Duration,
+    pub flush_interval_ms: Duration,
+    pub retry_delay_ms: Duration,
     pub max_tries: u32,
 }
 
@@ -177,14 +178,14 @@ impl<V> Lru<V> {
 #[derive(Debug)]
 struct Aggregate {
     messages: BTreeSet<String>,
-    last: Millis,
+    last: Moment,
 }
 
 /// A token bucket in milliseconds of refill (one token = `spam_refill_ms`).
 #[derive(Debug)]
 struct Bucket {
-    units: i64,
-    at: Millis,
+    units: Duration,
+    at: Moment,
 }
 
 /// Upstream `eventLog` plus what coalescing needs.
@@ -194,8 +195,8 @@ struct Logged {
     latest: EventRecord,
     name: String,
     generation: u64,
-    first: Millis,
-    last: Millis,
+    first: Moment,
+    last: Moment,
     count: i32,
     /// The count the server has (0 until created).
     written: i32,
@@ -203,7 +204,7 @@ struct Logged {
     sending: i32,
     created: bool,
     in_flight: bool,
-    due: Option<Millis>,
+    due: Option<Moment>,
     tries: u32,
     spam_key: String,
 }
@@ -216,7 +217,7 @@ pub struct EventRecorder {
     logged: Lru<Logged>,
     buckets: Lru<Bucket>,
     /// `(due, key)` of every logged event with a write to make.
-    due: BTreeSet<(Millis, String)>,
+    due: BTreeSet<(Moment, String)>,
     seq: u64,
     dropped: u64,
 }
@@ -275,7 +276,7 @@ impl EventRecorder {
     }
 
     /// Record one occurrence at `now` (upstream `EventCorrelate` minus the write).
-    pub fn record(&mut self, mut rec: EventRecord, now: Millis) {
+    pub fn record(&mut self, mut rec: EventRecord, now: Moment) {
         let (key, combined) = self.aggregate(&rec, now);
         if combined {
             rec.message = format!("{COMBINED_PREFIX}{}", rec.message);
@@ -325,12 +326,12 @@ impl EventRecorder {
 
     /// Upstream `EventAggregate`: returns the cache key to log under and whether the event is
     /// combined with similar ones.
-    fn aggregate(&mut self, rec: &EventRecord, now: Millis) -> (String, bool) {
+    fn aggregate(&mut self, rec: &EventRecord, now: Moment) -> (String, bool) {
         let akey = aggregate_key(rec);
         let interval = self.cfg.aggregate_interval_ms;
         let max = self.cfg.aggregate_max_events;
         let agg = match self.aggregates.get_mut(&akey) {
-            Some(a) if now - a.last <= interval => a,
+            Some(a) if now <= a.last + interval => a,
             _ => {
                 let fresh = Aggregate {
                     messages: BTreeSet::new(),
@@ -351,8 +352,8 @@ impl EventRecorder {
     }
 
     /// Take a spam-filter token for `key` at `now`; `Err(at)`: the next token comes at `at`.
-    fn take_token(&mut self, key: &str, now: Millis) -> Result<(), Millis> {
-        let full = self.cfg.spam_burst * self.cfg.spam_refill_ms;
+    fn take_token(&mut self, key: &str, now: Moment) -> Result<(), Moment> {
+        let full = self.cfg.spam_refill_ms * u32::try_from(self.cfg.spam_burst).unwrap_or(u32::MAX);
         let refill = self.cfg.spam_refill_ms;
         if self.buckets.get_mut(key).is_none() {
             self.buckets.insert(
@@ -364,7 +365,7 @@ impl EventRecorder {
             );
         }
         let b = self.buckets.peek_mut(key).expect("present");
-        b.units = (b.units + (now - b.at).max(0)).min(full);
+        b.units = (b.units + now.saturating_since(b.at)).min(full);
         b.at = now;
         if b.units >= refill {
             b.units -= refill;
@@ -376,7 +377,7 @@ impl EventRecorder {
 
     /// The next write due at or before `now`, if any (each costs a spam-filter token; an event
     /// out of tokens waits for the next one, with its count still growing).
-    pub fn poll_write(&mut self, now: Millis) -> Option<EventWrite> {
+    pub fn poll_write(&mut self, now: Moment) -> Option<EventWrite> {
         while let Some((at, key)) = self.due.first().cloned() {
             if at > now {
                 return None;
@@ -423,7 +424,7 @@ impl EventRecorder {
     }
 
     /// Report how the write `id` ended.
-    pub fn handle_write_result(&mut self, id: &WriteId, outcome: WriteOutcome, now: Millis) {
+    pub fn handle_write_result(&mut self, id: &WriteId, outcome: WriteOutcome, now: Moment) {
         let flush = self.cfg.flush_interval_ms;
         let (retry, max_tries) = (self.cfg.retry_delay_ms, self.cfg.max_tries);
         let Some(e) = self.logged.peek_mut(&id.key) else {
@@ -465,7 +466,7 @@ impl EventRecorder {
     }
 
     /// When [`poll_write`](Self::poll_write) next has something (`None`: nothing pending).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         self.due.first().map(|(at, _)| *at)
     }
 

@@ -1,11 +1,13 @@
 //! The recorder in virtual time: dedup counts, coalescing, aggregation, spam filter, bounds.
 
+use std::time::Duration;
+
 use super::recorder::*;
 use super::*;
-use crate::Millis;
+use crate::Moment;
 use k8s_openapi::api::core::v1::ObjectReference;
 
-const T0: Millis = 1_700_000_000_000;
+const T0: Moment = Moment::from_millis(1_700_000_000_000);
 
 fn rec(name: &str, reason: &'static str, message: &str) -> EventRecord {
     let involved = ObjectReference {
@@ -28,7 +30,7 @@ fn rec(name: &str, reason: &'static str, message: &str) -> EventRecord {
 }
 
 /// Drain every due write at `now`, answering each `Ok`; returns them.
-fn drain(r: &mut EventRecorder, now: Millis) -> Vec<EventWrite> {
+fn drain(r: &mut EventRecorder, now: Moment) -> Vec<EventWrite> {
     let mut out = Vec::new();
     while let Some(w) = r.poll_write(now) {
         r.handle_write_result(w.id(), WriteOutcome::Ok, now);
@@ -87,10 +89,16 @@ fn repeats_coalesce_into_one_update_per_flush_interval() {
     r.record(rec("p", "Unhealthy", "m"), T0);
     assert_eq!(drain(&mut r, T0).len(), 1);
     for i in 1..10_000 {
-        r.record(rec("p", "Unhealthy", "m"), T0 + i / 100);
+        r.record(
+            rec("p", "Unhealthy", "m"),
+            T0 + Duration::from_millis(i / 100),
+        );
     }
     // Nothing before the flush interval; then one patch carrying every occurrence.
-    assert_eq!(r.poll_write(T0 + FLUSH_INTERVAL_MS - 1), None);
+    assert_eq!(
+        r.poll_write(T0 + FLUSH_INTERVAL_MS - Duration::from_millis(1)),
+        None
+    );
     let writes = drain(&mut r, T0 + FLUSH_INTERVAL_MS);
     assert_eq!(writes.len(), 1);
     assert!(matches!(writes[0], EventWrite::Patch { .. }));
@@ -104,10 +112,17 @@ fn repeats_while_a_write_is_in_flight_follow_it() {
     let mut r = EventRecorder::new(RecorderConfig::default());
     r.record(rec("p", "Killing", "Stopping container c"), T0);
     let w = r.poll_write(T0).unwrap();
-    r.record(rec("p", "Killing", "Stopping container c"), T0 + 5);
-    assert_eq!(r.poll_write(T0 + 10), None, "one write per event in flight");
-    r.handle_write_result(w.id(), WriteOutcome::Ok, T0 + 20);
-    let next = drain(&mut r, T0 + 20 + FLUSH_INTERVAL_MS);
+    r.record(
+        rec("p", "Killing", "Stopping container c"),
+        T0 + Duration::from_millis(5),
+    );
+    assert_eq!(
+        r.poll_write(T0 + Duration::from_millis(10)),
+        None,
+        "one write per event in flight"
+    );
+    r.handle_write_result(w.id(), WriteOutcome::Ok, T0 + Duration::from_millis(20));
+    let next = drain(&mut r, T0 + Duration::from_millis(20) + FLUSH_INTERVAL_MS);
     assert_eq!(next.len(), 1);
     assert_eq!(count_of(&next[0]), 2);
 }
@@ -117,8 +132,11 @@ fn a_vanished_event_is_created_again_with_its_count() {
     let mut r = EventRecorder::new(RecorderConfig::default());
     r.record(rec("p", "Started", "Started container c"), T0);
     drain(&mut r, T0);
-    r.record(rec("p", "Started", "Started container c"), T0 + 1);
-    let t = T0 + FLUSH_INTERVAL_MS + 1;
+    r.record(
+        rec("p", "Started", "Started container c"),
+        T0 + Duration::from_millis(1),
+    );
+    let t = T0 + FLUSH_INTERVAL_MS + Duration::from_millis(1);
     let patch = r.poll_write(t).unwrap();
     r.handle_write_result(patch.id(), WriteOutcome::NotFound, t);
     let again = r.poll_write(t).unwrap();
@@ -131,8 +149,11 @@ fn similar_events_are_combined_after_ten_distinct_messages() {
     let mut r = EventRecorder::new(RecorderConfig::default());
     let mut writes = Vec::new();
     for i in 0..12 {
-        r.record(rec("p", "FailedScheduling", &format!("try {i}")), T0 + i);
-        writes.extend(drain(&mut r, T0 + i));
+        r.record(
+            rec("p", "FailedScheduling", &format!("try {i}")),
+            T0 + Duration::from_millis(i),
+        );
+        writes.extend(drain(&mut r, T0 + Duration::from_millis(i)));
     }
     // Nine distinct events, then the tenth and later go to one combined event.
     let creates: Vec<_> = writes
@@ -141,7 +162,7 @@ fn similar_events_are_combined_after_ten_distinct_messages() {
         .collect();
     assert_eq!(creates.len(), 10, "{writes:#?}");
     assert_eq!(message_of(creates[9]), format!("{COMBINED_PREFIX}try 9"));
-    let later = drain(&mut r, T0 + 12 + FLUSH_INTERVAL_MS);
+    let later = drain(&mut r, T0 + Duration::from_millis(12) + FLUSH_INTERVAL_MS);
     assert_eq!(later.len(), 1);
     assert_eq!(count_of(&later[0]), 3);
     assert_eq!(message_of(&later[0]), format!("{COMBINED_PREFIX}try 11"));
@@ -155,7 +176,7 @@ fn aggregation_resets_after_the_interval() {
     }
     assert_eq!(drain(&mut r, T0).len(), 9);
     // The tenth distinct message comes after the window closed: written as itself.
-    let later = T0 + AGGREGATE_INTERVAL_MS + 1;
+    let later = T0 + AGGREGATE_INTERVAL_MS + Duration::from_millis(1);
     r.record(rec("p", "FailedScheduling", "m9"), later);
     let w = drain(&mut r, later);
     assert_eq!(w.len(), 1);
@@ -177,7 +198,10 @@ fn spam_filter_allows_a_burst_of_25_writes_per_object_then_one_per_five_minutes(
     assert_eq!(drain(&mut r, T0).len(), 25);
     // The rest wait for tokens: one every 5 minutes, none lost.
     assert_eq!(r.poll_timeout(), Some(T0 + SPAM_REFILL_MS));
-    assert_eq!(drain(&mut r, T0 + SPAM_REFILL_MS - 1).len(), 0);
+    assert_eq!(
+        drain(&mut r, T0 + SPAM_REFILL_MS - Duration::from_millis(1)).len(),
+        0
+    );
     assert_eq!(drain(&mut r, T0 + SPAM_REFILL_MS).len(), 1);
     assert_eq!(drain(&mut r, T0 + 5 * SPAM_REFILL_MS).len(), 4);
     // Another object has its own bucket.
@@ -193,8 +217,11 @@ fn memory_is_bounded_by_the_lru_caches() {
     };
     let mut r = EventRecorder::new(cfg);
     for i in 0..1_000 {
-        r.record(rec(&format!("p{i}"), "Scheduled", "m"), T0 + i);
-        drain(&mut r, T0 + i);
+        r.record(
+            rec(&format!("p{i}"), "Scheduled", "m"),
+            T0 + Duration::from_millis(i),
+        );
+        drain(&mut r, T0 + Duration::from_millis(i));
     }
     let (aggs, logged, buckets) = r.cache_sizes();
     assert!(

@@ -27,13 +27,15 @@
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::Millis;
+use crate::Moment;
 
 /// Upstream `leaderelection.JitterFactor`: a candidate waits `retryPeriod × (1 + 1.2 × rand)`.
 pub const JITTER_FACTOR: f64 = 1.2;
@@ -45,11 +47,11 @@ pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
 /// Lease of kube-scheduler.
 pub const SCHEDULER_LEASE: &str = "kube-scheduler";
 /// `--leader-elect-lease-duration` default (component-base `RecommendedDefaultLeaderElectionConfiguration`).
-pub const DEFAULT_LEASE_DURATION_MS: Millis = 15_000;
+pub const DEFAULT_LEASE_DURATION_MS: Duration = Duration::from_millis(15_000);
 /// `--leader-elect-renew-deadline` default.
-pub const DEFAULT_RENEW_DEADLINE_MS: Millis = 10_000;
+pub const DEFAULT_RENEW_DEADLINE_MS: Duration = Duration::from_millis(10_000);
 /// `--leader-elect-retry-period` default.
-pub const DEFAULT_RETRY_PERIOD_MS: Millis = 2_000;
+pub const DEFAULT_RETRY_PERIOD_MS: Duration = Duration::from_millis(2_000);
 
 /// One election: which Lease, who we are, and the three timers.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,9 +60,9 @@ pub struct ElectionConfig {
     pub name: String,
     /// This candidate's `holderIdentity` (upstream `<hostname>_<uuid>`).
     pub identity: String,
-    pub lease_duration_ms: Millis,
-    pub renew_deadline_ms: Millis,
-    pub retry_period_ms: Millis,
+    pub lease_duration_ms: Duration,
+    pub renew_deadline_ms: Duration,
+    pub retry_period_ms: Duration,
     /// Seed of the retry jitter.
     pub seed: u64,
 }
@@ -84,10 +86,12 @@ impl ElectionConfig {
         if self.lease_duration_ms <= self.renew_deadline_ms {
             return Err(ConfigError::LeaseNotAboveDeadline);
         }
-        if self.retry_period_ms < 1 {
+        if self.retry_period_ms < Duration::from_millis(1) {
             return Err(ConfigError::RetryNotPositive);
         }
-        if self.renew_deadline_ms as f64 <= JITTER_FACTOR * self.retry_period_ms as f64 {
+        if self.renew_deadline_ms.as_millis() as f64
+            <= JITTER_FACTOR * self.retry_period_ms.as_millis() as f64
+        {
             return Err(ConfigError::DeadlineNotAboveRetry);
         }
         if self.identity.is_empty() {
@@ -104,7 +108,7 @@ impl ElectionConfig {
     /// The `leaseDurationSeconds` this candidate writes: whole seconds, truncated as upstream's
     /// `int(LeaseDuration / time.Second)` (at least 1).
     pub fn lease_duration_seconds(&self) -> i32 {
-        (self.lease_duration_ms / 1000).max(1) as i32
+        self.lease_duration_ms.as_secs().max(1) as i32
     }
 }
 
@@ -114,8 +118,8 @@ impl ElectionConfig {
 pub struct Record {
     pub holder_identity: String,
     pub lease_duration_seconds: i32,
-    pub acquire_time: Option<Millis>,
-    pub renew_time: Option<Millis>,
+    pub acquire_time: Option<Moment>,
+    pub renew_time: Option<Moment>,
     pub lease_transitions: i32,
 }
 
@@ -126,16 +130,20 @@ impl Record {
         Record {
             holder_identity: spec.holder_identity.unwrap_or_default(),
             lease_duration_seconds: spec.lease_duration_seconds.unwrap_or(0),
-            acquire_time: spec.acquire_time.map(|t| t.0.as_millisecond()),
-            renew_time: spec.renew_time.map(|t| t.0.as_millisecond()),
+            acquire_time: spec
+                .acquire_time
+                .map(|t| Moment::from_millis(t.0.as_millisecond())),
+            renew_time: spec
+                .renew_time
+                .map(|t| Moment::from_millis(t.0.as_millisecond())),
             lease_transitions: spec.lease_transitions.unwrap_or(0),
         }
     }
 
     /// Upstream `LeaderElectionRecordToLeaseSpec`.
     pub fn to_spec(&self) -> LeaseSpec {
-        let micro = |ms: Millis| {
-            MicroTime(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
+        let micro = |ms: Moment| {
+            MicroTime(Timestamp::from_millisecond(ms.as_millis()).unwrap_or(Timestamp::UNIX_EPOCH))
         };
         LeaseSpec {
             holder_identity: Some(self.holder_identity.clone()),
@@ -187,7 +195,7 @@ enum Phase {
     Candidate,
     /// Leading; the current renew round started at `round_start`.
     Leader {
-        round_start: Millis,
+        round_start: Moment,
     },
 }
 
@@ -208,9 +216,9 @@ struct Inflight {
     /// Handed out by `poll_request` (else waiting to be).
     sent: bool,
     /// Local time the request was handed out.
-    sent_at: Millis,
+    sent_at: Moment,
     /// Wall time the attempt's record is stamped with.
-    wall: Millis,
+    wall: Moment,
     /// The renew round was given up while this was in flight: its answer changes nothing
     /// but the cached Lease.
     abandoned: bool,
@@ -225,12 +233,12 @@ pub struct LeaderElector {
     lease: Option<Lease>,
     observed: Record,
     /// Local time the observed record last changed (upstream `observedTime`).
-    observed_time: Millis,
+    observed_time: Moment,
     reported_leader: Option<String>,
     inflight: Option<Inflight>,
-    next_attempt: Millis,
+    next_attempt: Moment,
     /// Local send time of the last successful acquire/renew (the fence's base).
-    renewed_at: Option<Millis>,
+    renewed_at: Option<Moment>,
     events: Vec<ElectionEvent>,
     rng: ChaCha8Rng,
     acquisitions: u64,
@@ -246,10 +254,10 @@ impl LeaderElector {
             phase: Phase::Candidate,
             lease: None,
             observed: Record::default(),
-            observed_time: 0,
+            observed_time: Moment::EPOCH,
             reported_leader: None,
             inflight: None,
-            next_attempt: Millis::MIN,
+            next_attempt: Moment::MIN,
             renewed_at: None,
             events: Vec::new(),
             rng,
@@ -285,7 +293,7 @@ impl LeaderElector {
     /// renew plus the renew deadline. `None` when not leading. A candidate can take over only
     /// a full lease duration after it observed that renew, later than this by
     /// `leaseDuration − renewDeadline`.
-    pub fn write_deadline(&self) -> Option<Millis> {
+    pub fn write_deadline(&self) -> Option<Moment> {
         match self.phase {
             Phase::Leader { .. } => self.renewed_at.map(|r| r + self.cfg.renew_deadline_ms),
             Phase::Candidate => None,
@@ -295,7 +303,7 @@ impl LeaderElector {
     /// The next request to send, if one is due at `now` (local clock) and none is in flight;
     /// `wall` stamps the record. Call it after every [`LeaderElector::handle_response`] too
     /// (an attempt can take several requests). Also gives up a renew round past its deadline.
-    pub fn poll_request(&mut self, now: Millis, wall: Millis) -> Option<LeaseRequest> {
+    pub fn poll_request(&mut self, now: Moment, wall: Moment) -> Option<LeaseRequest> {
         self.check_deadline(now);
         if self.inflight.is_none() && now >= self.next_attempt {
             self.start_attempt(now, wall);
@@ -311,7 +319,7 @@ impl LeaderElector {
     }
 
     /// Upstream `tryAcquireOrRenew`, first request.
-    fn start_attempt(&mut self, now: Millis, wall: Millis) {
+    fn start_attempt(&mut self, now: Moment, wall: Moment) {
         let mine = self.my_record(wall);
         // 1. The leader's fast path: update the Lease it last wrote, optimistically.
         if self.holds_observed() && self.lease_valid(now) && self.lease.is_some() {
@@ -328,7 +336,7 @@ impl LeaderElector {
     }
 
     /// Feed the answer to the request in flight (`now` on the local clock).
-    pub fn handle_response(&mut self, resp: LeaseResponse, now: Millis) {
+    pub fn handle_response(&mut self, resp: LeaseResponse, now: Moment) {
         let Some(inflight) = self.inflight.take_if(|i| i.sent) else {
             return;
         };
@@ -384,7 +392,7 @@ impl LeaderElector {
 
     /// When the driver should call [`LeaderElector::poll_request`] again (`None` while a
     /// request is in flight and nothing else is due: wait for its answer).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         let deadline = match self.phase {
             Phase::Leader { round_start } => Some(round_start + self.cfg.renew_deadline_ms),
             Phase::Candidate => None,
@@ -404,7 +412,7 @@ impl LeaderElector {
     }
 
     /// The record this candidate writes at `wall` (upstream's fresh `leaderElectionRecord`).
-    fn my_record(&self, wall: Millis) -> Record {
+    fn my_record(&self, wall: Moment) -> Record {
         Record {
             holder_identity: self.cfg.identity.clone(),
             lease_duration_seconds: self.cfg.lease_duration_seconds(),
@@ -421,17 +429,17 @@ impl LeaderElector {
 
     /// Upstream `isLeaseValid`: observedTime + the record's leaseDurationSeconds > now; here
     /// at least our own lease duration (see the module docs).
-    fn lease_valid(&self, now: Millis) -> bool {
-        let record_ms = i64::from(self.observed.lease_duration_seconds) * 1000;
-        self.observed_time + record_ms.max(self.cfg.lease_duration_ms) > now
+    fn lease_valid(&self, now: Moment) -> bool {
+        let record = Duration::from_secs(self.observed.lease_duration_seconds.max(0) as u64);
+        self.observed_time + record.max(self.cfg.lease_duration_ms) > now
     }
 
-    fn set_observed(&mut self, record: Record, now: Millis) {
+    fn set_observed(&mut self, record: Record, now: Moment) {
         self.observed = record;
         self.observed_time = now;
     }
 
-    fn send(&mut self, step: Step, now: Millis, wall: Millis) {
+    fn send(&mut self, step: Step, now: Moment, wall: Moment) {
         self.inflight = Some(Inflight {
             step,
             sent: false,
@@ -441,7 +449,7 @@ impl LeaderElector {
         });
     }
 
-    fn attempt_succeeded(&mut self, now: Millis) {
+    fn attempt_succeeded(&mut self, now: Moment) {
         self.report_transition();
         match self.phase {
             Phase::Candidate => {
@@ -461,26 +469,27 @@ impl LeaderElector {
         }
     }
 
-    fn attempt_failed(&mut self, now: Millis) {
+    fn attempt_failed(&mut self, now: Moment) {
         self.report_transition();
         self.schedule_after_attempt(now);
     }
 
-    fn schedule_after_attempt(&mut self, now: Millis) {
+    fn schedule_after_attempt(&mut self, now: Moment) {
         self.next_attempt = match self.phase {
             // PollImmediateUntil: try again a retry period later, within the round.
             Phase::Leader { .. } => now + self.cfg.retry_period_ms,
             // JitterUntil(retryPeriod, 1.2, sliding).
             Phase::Candidate => {
-                let extra =
-                    self.rng.random::<f64>() * JITTER_FACTOR * self.cfg.retry_period_ms as f64;
-                now + self.cfg.retry_period_ms + extra as Millis
+                let extra = self.rng.random::<f64>()
+                    * JITTER_FACTOR
+                    * self.cfg.retry_period_ms.as_millis() as f64;
+                now + self.cfg.retry_period_ms + Duration::from_millis(extra as u64)
             }
         };
     }
 
     /// Give up a renew round that did not succeed within the renew deadline.
-    fn check_deadline(&mut self, now: Millis) {
+    fn check_deadline(&mut self, now: Moment) {
         let Phase::Leader { round_start } = self.phase else {
             return;
         };

@@ -1,11 +1,13 @@
 //! Virtual-time tests of the elector: several candidates against an in-memory Lease with
 //! compare-and-swap on resourceVersion. Start at [`Cluster`].
 
+use std::time::Duration;
+
 use super::*;
 
-const LEASE: Millis = 15_000;
-const DEADLINE: Millis = 10_000;
-const RETRY: Millis = 2_000;
+const LEASE: Duration = Duration::from_millis(15_000);
+const DEADLINE: Duration = Duration::from_millis(10_000);
+const RETRY: Duration = Duration::from_millis(2_000);
 
 fn cfg(identity: &str) -> ElectionConfig {
     ElectionConfig {
@@ -24,11 +26,11 @@ fn cfg(identity: &str) -> ElectionConfig {
 struct Server {
     lease: Option<Lease>,
     rv: u64,
-    writes: Vec<(Millis, String)>,
+    writes: Vec<(Moment, String)>,
 }
 
 impl Server {
-    fn serve(&mut self, req: LeaseRequest, now: Millis) -> LeaseResponse {
+    fn serve(&mut self, req: LeaseRequest, now: Moment) -> LeaseResponse {
         match req {
             LeaseRequest::Get => match &self.lease {
                 Some(l) => LeaseResponse::Ok(Box::new(l.clone())),
@@ -53,7 +55,7 @@ impl Server {
         }
     }
 
-    fn store(&mut self, mut l: Lease, now: Millis) -> LeaseResponse {
+    fn store(&mut self, mut l: Lease, now: Moment) -> LeaseResponse {
         self.rv += 1;
         l.metadata.resource_version = Some(self.rv.to_string());
         let holder = Record::from_lease(&l).holder_identity;
@@ -70,6 +72,11 @@ impl Server {
     }
 }
 
+/// The largest jitter a candidate adds to its retry period, truncated to ms as the elector does.
+fn jitter() -> Duration {
+    Duration::from_millis((JITTER_FACTOR * RETRY.as_millis() as f64) as u64)
+}
+
 struct Member {
     e: LeaderElector,
     /// Stopped (killed / frozen): never polls.
@@ -77,15 +84,15 @@ struct Member {
     /// Its requests fail (cut off from the API server).
     cut_off: bool,
     /// Added to `now` for the wall stamps it writes (clock skew).
-    wall_skew: Millis,
-    events: Vec<(Millis, ElectionEvent)>,
+    wall_skew: i64,
+    events: Vec<(Moment, ElectionEvent)>,
 }
 
 /// Candidates driven to their next wake-up, with zero-latency requests.
 struct Cluster {
     server: Server,
     members: Vec<Member>,
-    now: Millis,
+    now: Moment,
 }
 
 impl Cluster {
@@ -102,7 +109,7 @@ impl Cluster {
                     events: Vec::new(),
                 })
                 .collect(),
-            now: 1_000_000,
+            now: Moment::from_millis(1_000_000),
         }
     }
 
@@ -112,7 +119,9 @@ impl Cluster {
         if m.stopped {
             return;
         }
-        while let Some(req) = m.e.poll_request(now, now + m.wall_skew) {
+        while let Some(req) =
+            m.e.poll_request(now, Moment::from_millis(now.as_millis() + m.wall_skew))
+        {
             let resp = if m.cut_off {
                 LeaseResponse::Failed("connection refused".into())
             } else {
@@ -126,7 +135,7 @@ impl Cluster {
     }
 
     /// Run until `until`, asserting at every step that at most one member may write.
-    fn run_until(&mut self, until: Millis) {
+    fn run_until(&mut self, until: Moment) {
         loop {
             for i in 0..self.members.len() {
                 self.step_member(i);
@@ -146,7 +155,7 @@ impl Cluster {
                 .filter_map(|m| m.e.poll_timeout())
                 .min()
                 .unwrap_or(until)
-                .max(self.now + 1);
+                .max(self.now + Duration::from_millis(1));
             if next > until {
                 self.now = until;
                 return;
@@ -169,7 +178,7 @@ impl Cluster {
         (0..self.members.len()).find(|&i| !self.members[i].stopped && self.members[i].e.is_leader())
     }
 
-    fn started_at(&self, i: usize) -> Vec<Millis> {
+    fn started_at(&self, i: usize) -> Vec<Moment> {
         self.members[i]
             .events
             .iter()
@@ -188,7 +197,7 @@ fn config_validation_uses_upstream_texts() {
         "leaseDuration must be greater than renewDeadline"
     );
     let mut c = cfg("a");
-    c.retry_period_ms = 9_000;
+    c.retry_period_ms = Duration::from_millis(9_000);
     assert_eq!(
         LeaderElector::new(c).unwrap_err(),
         ConfigError::DeadlineNotAboveRetry
@@ -198,7 +207,7 @@ fn config_validation_uses_upstream_texts() {
         "Lock identity is empty"
     );
     let mut c = cfg("a");
-    c.lease_duration_ms = 1_500;
+    c.lease_duration_ms = Duration::from_millis(1_500);
     assert_eq!(c.lease_duration_seconds(), 1, "truncated, as upstream");
     assert_eq!(cfg("a").lease_duration_seconds(), 15);
 }
@@ -207,7 +216,7 @@ fn config_validation_uses_upstream_texts() {
 fn first_candidate_creates_the_lease_and_renews_every_retry_period() {
     let mut c = Cluster::new(&["a"]);
     let t0 = c.now;
-    c.run_until(t0 + 20_000);
+    c.run_until(t0 + Duration::from_millis(20_000));
     let m = &c.members[0];
     assert_eq!(m.events[0], (t0, ElectionEvent::NewLeader("a".into())));
     assert_eq!(m.events[1], (t0, ElectionEvent::StartedLeading));
@@ -217,7 +226,7 @@ fn first_candidate_creates_the_lease_and_renews_every_retry_period() {
     assert_eq!(r.lease_transitions, 0);
     assert_eq!(r.acquire_time, Some(t0), "acquireTime kept across renewals");
     // Create, the immediate first renew, then one renew per retry period.
-    let times: Vec<Millis> = c.server.writes.iter().map(|(t, _)| *t).collect();
+    let times: Vec<Moment> = c.server.writes.iter().map(|(t, _)| *t).collect();
     assert_eq!(times[..4], [t0, t0, t0 + RETRY, t0 + 2 * RETRY]);
     assert_eq!(
         m.e.write_deadline(),
@@ -231,27 +240,26 @@ fn no_takeover_while_the_leader_renews_even_with_a_skewed_clock() {
     // The leader's wall clock is an hour behind: its renewTime stamps look expired to
     // anyone comparing them with their own clock. Candidates use observedTime instead.
     c.members[0].wall_skew = -3_600_000;
-    c.run_until(c.now + 120_000);
+    c.run_until(c.now + Duration::from_millis(120_000));
     assert_eq!(c.leader(), Some(0));
     assert!(c.started_at(1).is_empty() && c.started_at(2).is_empty());
     assert_eq!(c.server.record().lease_transitions, 0);
     // Followers report the leader they observe.
-    assert!(
-        c.members[1]
-            .events
-            .contains(&(1_000_000, ElectionEvent::NewLeader("a".into())))
-    );
+    assert!(c.members[1].events.contains(&(
+        Moment::from_millis(1_000_000),
+        ElectionEvent::NewLeader("a".into())
+    )));
 }
 
 #[test]
 fn a_follower_takes_over_a_lease_duration_after_the_last_renew_it_observed() {
     let mut c = Cluster::new(&["a", "b", "c"]);
-    c.run_until(c.now + 10_000);
+    c.run_until(c.now + Duration::from_millis(10_000));
     assert_eq!(c.leader(), Some(0));
     let killed = c.now;
     c.members[0].stopped = true;
     let last_renew = c.server.writes.last().unwrap().0;
-    c.run_until(killed + 60_000);
+    c.run_until(killed + Duration::from_millis(60_000));
     let new = c.leader().expect("a follower took over");
     assert_ne!(new, 0);
     let took = c.started_at(new)[0];
@@ -261,7 +269,7 @@ fn a_follower_takes_over_a_lease_duration_after_the_last_renew_it_observed() {
         took >= last_renew + LEASE,
         "took over at {took}, last renew {last_renew}"
     );
-    let bound = last_renew + LEASE + 2 * (RETRY + (JITTER_FACTOR * RETRY as f64) as Millis);
+    let bound = last_renew + LEASE + (RETRY + jitter()) * 2;
     assert!(took <= bound, "took over at {took}, bound {bound}");
     let r = c.server.record();
     assert_eq!(r.lease_transitions, 1);
@@ -274,15 +282,15 @@ fn a_follower_takes_over_a_lease_duration_after_the_last_renew_it_observed() {
 #[test]
 fn a_cut_off_leader_stops_writing_before_anyone_can_take_over() {
     let mut c = Cluster::new(&["a", "b"]);
-    c.run_until(c.now + 10_000);
+    c.run_until(c.now + Duration::from_millis(10_000));
     assert_eq!(c.leader(), Some(0));
     let cut = c.now;
     let last_renew = c.server.writes.last().unwrap().0;
     let fence = c.members[0].e.write_deadline().unwrap();
     assert_eq!(fence, last_renew + DEADLINE);
     c.members[0].cut_off = true;
-    c.run_until(cut + 60_000);
-    let stopped: Vec<Millis> = c.members[0]
+    c.run_until(cut + Duration::from_millis(60_000));
+    let stopped: Vec<Moment> = c.members[0]
         .events
         .iter()
         .filter(|(_, e)| *e == ElectionEvent::StoppedLeading)
@@ -304,9 +312,9 @@ fn a_cut_off_leader_stops_writing_before_anyone_can_take_over() {
 #[test]
 fn a_frozen_leader_resumed_after_takeover_may_not_write_and_loses_the_cas() {
     let mut c = Cluster::new(&["a", "b"]);
-    c.run_until(c.now + 6_000);
+    c.run_until(c.now + Duration::from_millis(6_000));
     c.members[0].stopped = true; // SIGSTOP
-    c.run_until(c.now + 40_000);
+    c.run_until(c.now + Duration::from_millis(40_000));
     assert_eq!(c.leader(), Some(1));
     let fence = c.members[0].e.write_deadline().unwrap();
     assert!(
@@ -315,7 +323,7 @@ fn a_frozen_leader_resumed_after_takeover_may_not_write_and_loses_the_cas() {
     );
     c.members[0].stopped = false; // SIGCONT
     let writes_before = c.server.writes.len();
-    c.run_until(c.now + 30_000);
+    c.run_until(c.now + Duration::from_millis(30_000));
     assert!(!c.members[0].e.is_leader());
     assert_eq!(c.leader(), Some(1));
     assert!(
@@ -343,7 +351,7 @@ fn losing_the_create_race_is_a_conflict_and_the_loser_follows() {
     let mut a = LeaderElector::new(cfg("a")).unwrap();
     let mut b = LeaderElector::new(cfg("b")).unwrap();
     let mut s = Server::default();
-    let t = 5_000;
+    let t = Moment::from_millis(5_000);
     assert_eq!(a.poll_request(t, t), Some(LeaseRequest::Get));
     assert_eq!(b.poll_request(t, t), Some(LeaseRequest::Get));
     a.handle_response(LeaseResponse::NotFound, t);
@@ -360,7 +368,7 @@ fn losing_the_create_race_is_a_conflict_and_the_loser_follows() {
     assert_eq!(b.write_deadline(), None);
     // b retries after a jittered retry period and then sees a's valid lease.
     let wake = b.poll_timeout().unwrap();
-    assert!(wake >= t + RETRY && wake <= t + RETRY + (JITTER_FACTOR * RETRY as f64) as Millis);
+    assert!(wake >= t + RETRY && wake <= t + RETRY + jitter());
     assert_eq!(b.poll_request(wake, wake), Some(LeaseRequest::Get));
     b.handle_response(s.serve(LeaseRequest::Get, wake), wake);
     assert_eq!(
@@ -374,7 +382,7 @@ fn losing_the_create_race_is_a_conflict_and_the_loser_follows() {
 #[test]
 fn a_stale_fast_path_update_falls_back_to_get_and_update() {
     let mut c = Cluster::new(&["a"]);
-    c.run_until(c.now + 3_000);
+    c.run_until(c.now + Duration::from_millis(3_000));
     // Someone else touched the Lease (e.g. kubectl label): the leader's cached
     // resourceVersion is stale.
     let mut l = c.server.lease.clone().unwrap();
@@ -408,10 +416,10 @@ fn a_stale_fast_path_update_falls_back_to_get_and_update() {
 #[test]
 fn transitions_count_each_change_of_holder() {
     let mut c = Cluster::new(&["a", "b"]);
-    c.run_until(c.now + 5_000);
+    c.run_until(c.now + Duration::from_millis(5_000));
     assert_eq!(c.leader(), Some(0));
     c.members[0].stopped = true;
-    c.run_until(c.now + 40_000);
+    c.run_until(c.now + Duration::from_millis(40_000));
     assert_eq!(c.leader(), Some(1));
     assert_eq!(c.server.record().lease_transitions, 1);
     // a comes back as a fresh candidate (a restarted process); b dies.
@@ -423,7 +431,7 @@ fn transitions_count_each_change_of_holder() {
         events: Vec::new(),
     };
     c.members[1].stopped = true;
-    c.run_until(c.now + 40_000);
+    c.run_until(c.now + Duration::from_millis(40_000));
     assert!(c.members[0].e.is_leader());
     let r = c.server.record();
     assert_eq!((r.holder_identity.as_str(), r.lease_transitions), ("a", 2));
@@ -432,7 +440,7 @@ fn transitions_count_each_change_of_holder() {
 #[test]
 fn a_request_in_flight_past_the_renew_deadline_is_abandoned() {
     let mut c = Cluster::new(&["a"]);
-    c.run_until(c.now + 3_000);
+    c.run_until(c.now + Duration::from_millis(3_000));
     let e = &mut c.members[0].e;
     let at = e.poll_timeout().unwrap();
     let req = e.poll_request(at, at).expect("renew");
@@ -442,8 +450,10 @@ fn a_request_in_flight_past_the_renew_deadline_is_abandoned() {
     assert!(!e.is_leader());
     assert_eq!(e.write_deadline(), None);
     // A late success does not make it leader again by itself.
-    let late = c.server.serve(req, at + DEADLINE + 1);
-    e.handle_response(late, at + DEADLINE + 1);
+    let late = c
+        .server
+        .serve(req, at + DEADLINE + Duration::from_millis(1));
+    e.handle_response(late, at + DEADLINE + Duration::from_millis(1));
     assert!(!e.is_leader());
     let events: Vec<ElectionEvent> = std::iter::from_fn(|| e.poll_event()).collect();
     assert!(events.contains(&ElectionEvent::StoppedLeading));
@@ -454,9 +464,9 @@ fn fast_profile_candidates_wait_their_own_one_and_a_half_seconds() {
     // The record says 1 s (truncated); a candidate configured for 1.5 s waits 1.5 s after
     // the last change it observed, so the leader's 1 s fence closes first.
     let fast = |id: &str| ElectionConfig {
-        lease_duration_ms: 1_500,
-        renew_deadline_ms: 1_000,
-        retry_period_ms: 200,
+        lease_duration_ms: Duration::from_millis(1_500),
+        renew_deadline_ms: Duration::from_millis(1_000),
+        retry_period_ms: Duration::from_millis(200),
         ..cfg(id)
     };
     let mut c = Cluster::new(&["a", "b"]);
@@ -470,18 +480,18 @@ fn fast_profile_candidates_wait_their_own_one_and_a_half_seconds() {
             events: Vec::new(),
         })
         .collect();
-    c.run_until(c.now + 2_000);
+    c.run_until(c.now + Duration::from_millis(2_000));
     assert_eq!(c.server.record().lease_duration_seconds, 1);
     c.members[0].stopped = true;
     let last_renew = c.server.writes.last().unwrap().0;
-    c.run_until(c.now + 10_000);
+    c.run_until(c.now + Duration::from_millis(10_000));
     let took = c.started_at(1)[0];
     assert!(
-        took >= last_renew + 1_500,
+        took >= last_renew + Duration::from_millis(1_500),
         "took {took}, last renew {last_renew}"
     );
     assert!(
-        took <= last_renew + 1_500 + 2 * 440,
+        took <= last_renew + Duration::from_millis(1_500) + Duration::from_millis(2 * 440),
         "took {took}, last renew {last_renew}"
     );
 }

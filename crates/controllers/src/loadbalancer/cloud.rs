@@ -7,8 +7,10 @@
 //!
 //! Start at [`CloudDriven`].
 
+use std::time::Duration;
+
 use super::{CloudAction, LoadBalancerController};
-use crate::{Action, Cache, Change, Controller, Millis, WriteError};
+use crate::{Action, Cache, Change, Controller, Moment, WriteError};
 use runtime::Outbox;
 
 /// Applies one balancer action. `Err` carries the cloud's message (it becomes LBC's
@@ -59,7 +61,7 @@ impl<A: Apply> Cloud for Inline<A> {
 }
 
 /// How often the controller looks for results while actions are in flight, ms.
-pub const POLL_INTERVAL_MS: Millis = 50;
+pub const POLL_INTERVAL_MS: Duration = Duration::from_millis(50);
 
 /// The controller plus its cloud: cloud actions are submitted as the driver drains the
 /// controller's writes; their results go back to the controller at a later turn (it needs the
@@ -69,7 +71,7 @@ pub struct CloudDriven<C: Cloud> {
     pub controller: LoadBalancerController,
     pub cloud: C,
     results: Vec<CloudResult>,
-    last_now: Millis,
+    last_now: Moment,
 }
 
 impl<C: Cloud> CloudDriven<C> {
@@ -78,11 +80,11 @@ impl<C: Cloud> CloudDriven<C> {
             controller,
             cloud,
             results: Vec::new(),
-            last_now: 0,
+            last_now: Moment::EPOCH,
         }
     }
 
-    fn deliver(&mut self, cache: &Cache, now: Millis) {
+    fn deliver(&mut self, cache: &Cache, now: Moment) {
         self.last_now = now;
         self.cloud.poll_results(&mut self.results);
         for (action, result) in std::mem::take(&mut self.results) {
@@ -112,25 +114,25 @@ impl<C: Cloud> Controller for CloudDriven<C> {
         self.controller.name()
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.deliver(cache, now);
         self.controller.handle_synced(cache, now);
         self.submit_cloud_actions();
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         self.deliver(cache, now);
         self.controller.handle_change(cache, change, now);
         self.submit_cloud_actions();
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         self.deliver(cache, now);
         self.controller.handle_timeout(cache, now);
         self.submit_cloud_actions();
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         if !self.results.is_empty() {
             return Some(self.last_now);
         }
@@ -143,7 +145,7 @@ impl<C: Cloud> Controller for CloudDriven<C> {
         self.controller.outbox()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         self.controller.handle_write_failed(action, error, now);
         self.submit_cloud_actions();
     }
@@ -192,7 +194,7 @@ mod tests {
             json!({"kind": "Service", "metadata": {"name": "web", "namespace": "default"},
             "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 30080}]}}),
         ));
-        h.advance(0);
+        h.advance(Duration::ZERO);
         let balancers = cloud.0.lock().expect("lock").clone();
         assert_eq!(balancers.len(), 1);
         let b = balancers.values().next().expect("one");

@@ -19,13 +19,14 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Node, Service};
 use lb::BalancerConfig;
 
 use crate::events::{EventRecord, EventType, object_ref};
 use crate::workloads::util::WorkQueue;
-use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Moment, Object, WriteError};
 use runtime::Outbox;
 
 use addresses::Allocator;
@@ -180,7 +181,7 @@ impl LoadBalancerController {
     pub fn new(allocator: Allocator) -> LoadBalancerController {
         LoadBalancerController {
             // controller-runtime's default rate limiter: 5 ms doubling to 1000 s.
-            queue: WorkQueue::new(5, 1_000_000),
+            queue: WorkQueue::new(Duration::from_millis(5), Duration::from_secs(1_000)),
             applied: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             torn_down: BTreeSet::new(),
@@ -215,7 +216,7 @@ impl LoadBalancerController {
         cache: &Cache,
         action: &CloudAction,
         result: Result<(), String>,
-        now: Millis,
+        now: Moment,
     ) {
         let key = action.service().clone();
         self.in_flight.remove(&key);
@@ -245,14 +246,14 @@ impl LoadBalancerController {
         type_: EventType,
         why: &'static str,
         msg: String,
-        at: Millis,
+        at: Moment,
     ) {
         let involved = object_ref("v1", "Service", &svc.metadata);
         self.out
             .push_event(EventRecord::new(COMPONENT, involved, type_, why, msg, at));
     }
 
-    fn warn(&mut self, cache: &Cache, key: &Key, why: &'static str, msg: String, at: Millis) {
+    fn warn(&mut self, cache: &Cache, key: &Key, why: &'static str, msg: String, at: Moment) {
         if let Some(svc) = cache.services.get(key).cloned() {
             self.record(&svc, EventType::Warning, why, msg, at);
         }
@@ -265,7 +266,7 @@ impl LoadBalancerController {
     }
 
     /// One reconcile of `key` (LBC `reconcile`): ensure or clean up.
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         if self.in_flight.contains_key(key) {
             return;
         }
@@ -298,7 +299,7 @@ impl LoadBalancerController {
 
     /// LBC `reconcile`: build the model (a Service it cannot build gets no finalizer), then
     /// `reconcileLoadBalancerResources`: the finalizer, the balancer, the status.
-    fn reconcile(&mut self, cache: &Cache, key: &Key, svc: &Service, now: Millis) {
+    fn reconcile(&mut self, cache: &Cache, key: &Key, svc: &Service, now: Moment) {
         let config = match self.desired(cache, key, svc) {
             Ok(c) => c,
             Err((why, msg)) => {
@@ -412,7 +413,7 @@ impl LoadBalancerController {
     }
 
     /// Every Service a node change can move: ours, or one with a balancer.
-    fn enqueue_balanced(&mut self, cache: &Cache, now: Millis) {
+    fn enqueue_balanced(&mut self, cache: &Cache, now: Moment) {
         let keys: BTreeSet<Key> = cache
             .services
             .iter()
@@ -435,7 +436,7 @@ impl Controller for LoadBalancerController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         let zones = model::zones(cache);
         for (key, svc) in &cache.services {
             // A Service being torn down keeps its addresses until its balancer is gone.
@@ -446,7 +447,7 @@ impl Controller for LoadBalancerController {
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Service(s),
@@ -487,17 +488,17 @@ impl Controller for LoadBalancerController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let (obj, status) = match action {
             Action::Update(o @ Object::Service(_)) => (o, false),
             Action::UpdateStatus(o @ Object::Service(_)) => (o, true),

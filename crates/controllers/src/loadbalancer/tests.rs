@@ -18,7 +18,7 @@ use crate::{Action, Controller, Kind};
 struct Rig {
     api: FakeApi,
     ctl: LoadBalancerController,
-    now: Millis,
+    now: Moment,
     cloud: BTreeMap<String, BalancerConfig>,
     /// The cloud's answer while set: refuse every action with this message.
     cloud_error: Option<String>,
@@ -79,7 +79,7 @@ impl Rig {
         self.settle();
     }
 
-    fn advance(&mut self, ms: Millis) {
+    fn advance(&mut self, ms: Duration) {
         self.now += ms;
         self.settle();
     }
@@ -279,7 +279,7 @@ fn instance_targets_are_every_eligible_node_on_the_node_port() {
         true,
         json!({"extra": "label"}),
     ));
-    r.advance(60_000);
+    r.advance(Duration::from_millis(60_000));
     assert_eq!(r.cloud_log.len(), sent);
 }
 
@@ -407,7 +407,7 @@ fn bad_annotations_get_an_event_and_change_nothing() {
     for (ann, reason, message) in cases {
         r.events.clear();
         r.put(service("web", ann, json!({})));
-        r.advance(1_000);
+        r.advance(Duration::from_millis(1_000));
         let got = r.reasons();
         assert!(!got.is_empty(), "no event for {message}");
         assert!(
@@ -426,7 +426,7 @@ fn bad_annotations_get_an_event_and_change_nothing() {
         json!({"service.beta.kubernetes.io/aws-load-balancer-healthcheck-interval": "30"}),
         json!({}),
     ));
-    r.advance(1_000);
+    r.advance(Duration::from_millis(1_000));
     assert_eq!(
         r.balancer("web").target_groups[0].health_check.interval,
         Duration::from_secs(30)
@@ -514,7 +514,7 @@ fn deletion_tears_the_balancer_down_before_the_finalizer_goes() {
     );
     // The cloud recovers; the retry deletes, then the finalizer goes and so does the Service.
     r.cloud_error = None;
-    r.advance(1_000);
+    r.advance(Duration::from_millis(1_000));
     assert!(r.cloud.is_empty());
     assert!(r.svc("web").is_none());
     assert!(matches!(
@@ -622,7 +622,7 @@ fn a_zonal_shift_reaches_the_balancer_and_its_end_too() {
     let mut r = cluster();
     r.put(service("web", json!({}), json!({})));
     assert!(r.balancer("web").zonal_shift_away_from.is_empty());
-    let shift = |r: &mut Rig, expires: Option<Millis>| {
+    let shift = |r: &mut Rig, expires: Option<Moment>| {
         for name in ["a-1", "a-2"] {
             let Some(Object::Node(n)) = r.api.get(Kind::Node, &Key::new("", name)) else {
                 panic!("node {name}");
@@ -638,7 +638,7 @@ fn a_zonal_shift_reaches_the_balancer_and_its_end_too() {
             r.settle();
         }
     };
-    shift(&mut r, Some(T0 + 1_800_000));
+    shift(&mut r, Some(T0 + Duration::from_millis(1_800_000)));
     let c = r.balancer("web").clone();
     assert_eq!(c.zonal_shift_away_from, vec!["a".to_string()]);
     // The targets stay registered: the balancer routes around them.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 
-use crate::Millis;
+use crate::Moment;
 use crate::autoscaler::cloud::{
     Instance, InstanceError, InstanceErrorClass, InstanceState, NodeGroupView,
 };
@@ -117,7 +117,7 @@ pub enum CloudEvent {
 struct Record {
     state: InstanceState,
     /// When the pending transition (boot done or launch failed) happens.
-    due: Option<Millis>,
+    due: Option<Moment>,
     error: Option<InstanceError>,
 }
 
@@ -138,10 +138,6 @@ pub struct Cloud {
     /// Last instance number per zone (with [`CloudConfig::zone_node_prefix`]).
     zone_seq: BTreeMap<String, u64>,
     events: VecDeque<CloudEvent>,
-}
-
-fn ms(d: Duration) -> Millis {
-    d.as_millis() as Millis
 }
 
 impl Cloud {
@@ -256,8 +252,8 @@ impl Cloud {
     }
 
     /// Launch up to desired, finish boots and failed launches due at `now`.
-    pub fn handle_timeout(&mut self, now: Millis) {
-        let boot_timeout = ms(self.config.launch_failure_timeout);
+    pub fn handle_timeout(&mut self, now: Moment) {
+        let boot_timeout = self.config.launch_failure_timeout;
         for g in self.groups.values_mut() {
             let zone = g.spec.zone.clone();
             let faulted = self.faulted.contains(&zone);
@@ -267,7 +263,7 @@ impl Cloud {
                     + if faulted {
                         boot_timeout
                     } else {
-                        ms(g.spec.boot_delay)
+                        g.spec.boot_delay
                     };
                 g.instances.insert(
                     name.clone(),
@@ -314,7 +310,7 @@ impl Cloud {
     }
 
     /// The next boot or launch failure due, or now-ish if launches are owed.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         self.groups
             .values()
             .flat_map(|g| g.instances.values().filter_map(|r| r.due))

@@ -43,13 +43,13 @@ fn initial_instances_run_and_a_launch_boots_after_the_boot_delay() {
             zone: "zone-a".into()
         }]
     );
-    assert_eq!(c.poll_timeout(), Some(T0 + 60_000));
-    c.handle_timeout(T0 + 59_999);
+    assert_eq!(c.poll_timeout(), Some(T0 + Duration::from_millis(60_000)));
+    c.handle_timeout(T0 + Duration::from_millis(59_999));
     assert!(drain(&mut c).is_empty());
     let view = &c.views()[0];
     assert_eq!(view.target_size, 2);
     assert_eq!(view.instances[1].state, InstanceState::Creating);
-    c.handle_timeout(T0 + 60_000);
+    c.handle_timeout(T0 + Duration::from_millis(60_000));
     assert_eq!(
         drain(&mut c),
         vec![CloudEvent::Running {
@@ -68,9 +68,9 @@ fn a_launch_in_a_faulted_zone_fails_after_the_timeout_with_insufficient_capacity
     c.increase_size("ng-a", 1).expect("increase");
     c.handle_timeout(T0);
     drain(&mut c);
-    c.handle_timeout(T0 + 29_999);
+    c.handle_timeout(T0 + Duration::from_millis(29_999));
     assert!(drain(&mut c).is_empty());
-    c.handle_timeout(T0 + 30_000);
+    c.handle_timeout(T0 + Duration::from_millis(30_000));
     assert!(matches!(
         drain(&mut c)[..],
         [CloudEvent::LaunchFailed { .. }]
@@ -87,8 +87,8 @@ fn a_launch_in_a_faulted_zone_fails_after_the_timeout_with_insufficient_capacity
     // Other zones are unaffected; the fault lifted, launches boot again.
     c.set_zone_fault("zone-a", false);
     c.increase_size("ng-a", 1).expect("increase");
-    c.handle_timeout(T0 + 40_000);
-    c.handle_timeout(T0 + 100_000);
+    c.handle_timeout(T0 + Duration::from_millis(40_000));
+    c.handle_timeout(T0 + Duration::from_millis(100_000));
     assert!(
         drain(&mut c)
             .iter()
@@ -167,7 +167,7 @@ fn with_a_zone_node_prefix_instances_are_numbered_per_zone_across_groups() {
     c.delete_nodes("a1", &["zl-a-1".to_string()])
         .expect("delete");
     c.increase_size("a1", 1).expect("increase");
-    c.handle_timeout(T0 + 1);
+    c.handle_timeout(T0 + Duration::from_millis(1));
     let launched: Vec<CloudEvent> = drain(&mut c)
         .into_iter()
         .filter(|e| matches!(e, CloudEvent::Launched { .. }))

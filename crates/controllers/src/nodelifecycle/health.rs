@@ -4,9 +4,11 @@
 //!
 //! Start at [`try_update_health`].
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition};
 
-use crate::Millis;
+use crate::Moment;
 use crate::time::{from_time, to_time};
 
 /// The four conditions the controller sets to Unknown (upstream leaves NetworkUnavailable
@@ -47,18 +49,18 @@ impl Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadySnapshot {
     pub status: Status,
-    pub heartbeat: Option<Millis>,
+    pub heartbeat: Option<Moment>,
 }
 
 /// Upstream `nodeHealthData`, minus the transition timestamp nothing reads any more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeHealth {
     /// When this controller last observed a heartbeat (a pass time, not the kubelet's clock).
-    pub probe: Millis,
+    pub probe: Moment,
     /// The Ready condition as last saved.
     pub saved_ready: Option<ReadySnapshot>,
     /// The Lease `renewTime` last seen.
-    pub lease_renew: Option<Millis>,
+    pub lease_renew: Option<Moment>,
 }
 
 /// What one health check found.
@@ -70,7 +72,7 @@ pub struct HealthOutcome {
     pub current: Option<Status>,
     /// Set when the check decided to write the conditions Unknown: the decision time and the
     /// Ready heartbeat it was based on.
-    pub mark_unknown: Option<(Millis, Option<Millis>)>,
+    pub mark_unknown: Option<(Moment, Option<Moment>)>,
 }
 
 /// The node's condition of type `ty`.
@@ -93,8 +95,8 @@ fn snapshot(c: &NodeCondition) -> ReadySnapshot {
 /// Grace periods the check applies.
 #[derive(Clone, Copy, Debug)]
 pub struct Graces {
-    pub monitor: Millis,
-    pub startup: Millis,
+    pub monitor: Duration,
+    pub startup: Duration,
 }
 
 /// Upstream `tryUpdateNodeHealth`, with the write left to the caller: refresh the node's
@@ -106,9 +108,9 @@ pub struct Graces {
 pub fn try_update_health(
     entry: &mut Option<NodeHealth>,
     node: &Node,
-    lease_renew: Option<Millis>,
+    lease_renew: Option<Moment>,
     graces: Graces,
-    now: Millis,
+    now: Moment,
 ) -> HealthOutcome {
     let current = condition(node, "Ready");
     let creation = node
@@ -161,7 +163,7 @@ pub fn try_update_health(
         current: cur.map(|c| c.status),
         mark_unknown: None,
     };
-    if now >= health.probe.saturating_add(grace) && outcome.current != Some(Status::Unknown) {
+    if now >= health.probe + grace && outcome.current != Some(Status::Unknown) {
         let heartbeat = cur.and_then(|c| c.heartbeat);
         let hb = cur.map_or(Some(creation), |c| c.heartbeat);
         outcome.mark_unknown = Some((now, heartbeat));
@@ -181,7 +183,7 @@ pub fn try_update_health(
 
 /// The node with Ready, MemoryPressure, DiskPressure and PIDPressure set to Unknown as of
 /// `at` (upstream `tryUpdateNodeHealth` past grace). `None` if that changes nothing.
-pub fn with_conditions_unknown(node: &Node, at: Millis) -> Option<Node> {
+pub fn with_conditions_unknown(node: &Node, at: Moment) -> Option<Node> {
     let mut new = node.clone();
     let creation = node.metadata.creation_timestamp.clone();
     let conditions = new
@@ -219,7 +221,7 @@ pub fn with_conditions_unknown(node: &Node, at: Millis) -> Option<Node> {
 /// Upstream `MarkPodsNotReady` for one pod: its `Ready` condition set to False (reason and
 /// message kept; `lastTransitionTime` = `now` as upstream `UpdatePodCondition`). `None` if the
 /// pod has no Ready condition or it is already False. ContainersReady is not touched.
-pub fn pod_marked_not_ready(pod: &Pod, now: Millis) -> Option<Pod> {
+pub fn pod_marked_not_ready(pod: &Pod, now: Moment) -> Option<Pod> {
     let cond = pod
         .status
         .as_ref()?
@@ -248,11 +250,11 @@ mod tests {
     use serde_json::json;
 
     const G: Graces = Graces {
-        monitor: 50_000,
-        startup: 60_000,
+        monitor: Duration::from_millis(50_000),
+        startup: Duration::from_millis(60_000),
     };
 
-    fn node(ready: Option<(&str, Millis)>) -> Node {
+    fn node(ready: Option<(&str, Moment)>) -> Node {
         let conds = match ready {
             Some((s, hb)) => {
                 json!([{"type": "Ready", "status": s, "lastHeartbeatTime": to_time(hb), "lastTransitionTime": to_time(T0)}])
@@ -272,15 +274,40 @@ mod tests {
             (o.observed, o.current, o.mark_unknown),
             (Status::True, Some(Status::True), None)
         );
-        let o = try_update_health(&mut h, &n, Some(T0 + 10_000), G, T0 + 12_000);
+        let o = try_update_health(
+            &mut h,
+            &n,
+            Some(T0 + Duration::from_millis(10_000)),
+            G,
+            T0 + Duration::from_millis(12_000),
+        );
         assert!(o.mark_unknown.is_none());
-        assert_eq!(h.as_ref().map(|h| h.probe), Some(T0 + 12_000));
-        let o = try_update_health(&mut h, &n, Some(T0 + 10_000), G, T0 + 61_999);
+        assert_eq!(
+            h.as_ref().map(|h| h.probe),
+            Some(T0 + Duration::from_millis(12_000))
+        );
+        let o = try_update_health(
+            &mut h,
+            &n,
+            Some(T0 + Duration::from_millis(10_000)),
+            G,
+            T0 + Duration::from_millis(61_999),
+        );
         assert!(o.mark_unknown.is_none());
-        let o = try_update_health(&mut h, &n, Some(T0 + 10_000), G, T0 + 62_000);
-        assert_eq!(o.mark_unknown, Some((T0 + 62_000, Some(T0))));
+        let o = try_update_health(
+            &mut h,
+            &n,
+            Some(T0 + Duration::from_millis(10_000)),
+            G,
+            T0 + Duration::from_millis(62_000),
+        );
+        assert_eq!(
+            o.mark_unknown,
+            Some((T0 + Duration::from_millis(62_000), Some(T0)))
+        );
         assert_eq!(o.current, Some(Status::Unknown));
-        let unknown = with_conditions_unknown(&n, T0 + 62_000).expect("changes");
+        let unknown =
+            with_conditions_unknown(&n, T0 + Duration::from_millis(62_000)).expect("changes");
         let c = condition(&unknown, "Ready").expect("ready");
         assert_eq!(
             (c.status.as_str(), c.reason.as_deref()),
@@ -290,16 +317,16 @@ mod tests {
             condition(&unknown, "PIDPressure").and_then(|c| c.reason.as_deref()),
             Some(REASON_NEVER_UPDATED)
         );
-        assert!(with_conditions_unknown(&unknown, T0 + 70_000).is_none());
+        assert!(with_conditions_unknown(&unknown, T0 + Duration::from_millis(70_000)).is_none());
     }
 
     #[test]
     fn never_ready_node_gets_startup_grace_from_creation() {
         let mut h = None;
         let n = node(None);
-        let o = try_update_health(&mut h, &n, None, G, T0 + 59_000);
+        let o = try_update_health(&mut h, &n, None, G, T0 + Duration::from_millis(59_000));
         assert_eq!((o.observed, o.current), (Status::Unknown, None));
-        let o = try_update_health(&mut h, &n, None, G, T0 + 60_000);
+        let o = try_update_health(&mut h, &n, None, G, T0 + Duration::from_millis(60_000));
         assert_eq!(o.current, Some(Status::Unknown));
         assert!(o.mark_unknown.is_some());
     }

@@ -32,7 +32,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::cache::{Cache, Change, Key, Object};
 use crate::events::{self, EventRecord, EventType};
-use crate::{Action, Controller, Millis, WriteError};
+use crate::time::duration_ms;
+use crate::{Action, Controller, Moment, WriteError};
 use runtime::Outbox;
 
 use health::{Graces, NodeHealth, Status, condition, pod_marked_not_ready, try_update_health};
@@ -47,10 +48,10 @@ pub use zones::{ZoneCount, ZoneState, compute_zone_state, zone_key};
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Period of the NoExecute tainting pass (upstream `scheduler.NodeEvictionPeriod` = 100 ms,
 /// `pkg/controller/nodelifecycle/scheduler/rate_limited_queue.go`).
-pub const NODE_EVICTION_PERIOD_MS: Millis = 100;
+pub const NODE_EVICTION_PERIOD_MS: Duration = Duration::from_millis(100);
 /// Retry delay of a queued node without a Ready condition (upstream: "retry in 50 millisecond"
 /// in `doNoExecuteTaintingPass`).
-const NO_READY_CONDITION_RETRY_MS: Millis = 50;
+const NO_READY_CONDITION_RETRY_MS: Duration = Duration::from_millis(50);
 
 /// Invalid controller configuration.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -96,10 +97,6 @@ impl Default for NodeLifecycleConfig {
     }
 }
 
-fn ms(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
-}
-
 impl NodeLifecycleConfig {
     /// Reject values the controller cannot run with.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -108,7 +105,7 @@ impl NodeLifecycleConfig {
             ("node-monitor-grace-period", self.node_monitor_grace_period),
             ("node-startup-grace-period", self.node_startup_grace_period),
         ] {
-            if ms(d) <= 0 {
+            if d.is_zero() {
                 return Err(ConfigError::NotPositive { flag });
             }
         }
@@ -134,11 +131,11 @@ impl NodeLifecycleConfig {
 pub struct NodeLifecycleController {
     config: NodeLifecycleConfig,
     graces: Graces,
-    period: Millis,
+    period: Duration,
     /// Start time: origin of the 100 ms tainting grid.
-    anchor: Option<Millis>,
-    next_monitor: Option<Millis>,
-    last_taint_tick: Millis,
+    anchor: Option<Moment>,
+    next_monitor: Option<Moment>,
+    last_taint_tick: Moment,
     /// Known nodes (upstream `knownNodeSet` + `nodeHealthMap`), in name order like the cache.
     nodes: BTreeMap<String, Tracked>,
     zone_states: BTreeMap<String, ZoneState>,
@@ -169,7 +166,7 @@ fn node_leases(cache: &Cache) -> impl Iterator<Item = (&Key, &Arc<Lease>)> {
 
 /// The renew time of `node`'s Lease, advancing the ordered lease iterator (a merge join:
 /// nodes are visited in name order).
-fn lease_renew<'a, I>(leases: &mut Peekable<I>, node: &str) -> Option<Millis>
+fn lease_renew<'a, I>(leases: &mut Peekable<I>, node: &str) -> Option<Moment>
 where
     I: Iterator<Item = (&'a Key, &'a Arc<Lease>)>,
 {
@@ -180,7 +177,7 @@ where
         .as_ref()?
         .renew_time
         .as_ref()
-        .map(|t| t.0.as_millisecond())
+        .map(|t| Moment::from_millis(t.0.as_millisecond()))
 }
 
 /// The node reference the node controller's events use (node uid, as upstream).
@@ -202,14 +199,14 @@ impl NodeLifecycleController {
         config.validate()?;
         Ok(NodeLifecycleController {
             graces: Graces {
-                monitor: ms(config.node_monitor_grace_period),
-                startup: ms(config.node_startup_grace_period),
+                monitor: config.node_monitor_grace_period,
+                startup: config.node_startup_grace_period,
             },
-            period: ms(config.node_monitor_period),
+            period: config.node_monitor_period,
             config,
             anchor: None,
             next_monitor: None,
-            last_taint_tick: 0,
+            last_taint_tick: Moment::EPOCH,
             nodes: BTreeMap::new(),
             zone_states: BTreeMap::new(),
             tainters: BTreeMap::new(),
@@ -230,7 +227,7 @@ impl NodeLifecycleController {
     }
 
     /// When the controller last observed a heartbeat of `node`.
-    pub fn probe_time(&self, node: &str) -> Option<Millis> {
+    pub fn probe_time(&self, node: &str) -> Option<Moment> {
         self.nodes.get(node).and_then(|t| t.health).map(|h| h.probe)
     }
 
@@ -247,18 +244,18 @@ impl NodeLifecycleController {
     }
 
     /// First 100 ms tick at or after `t`.
-    fn grid_ceil(&self, t: Millis) -> Millis {
+    fn grid_ceil(&self, t: Moment) -> Moment {
         let anchor = self.anchor.unwrap_or(t);
-        let k = (t - anchor).max(0);
-        anchor
-            + (k + NODE_EVICTION_PERIOD_MS - 1) / NODE_EVICTION_PERIOD_MS * NODE_EVICTION_PERIOD_MS
+        let k = duration_ms(t.saturating_since(anchor));
+        let p = duration_ms(NODE_EVICTION_PERIOD_MS);
+        anchor + Duration::from_millis(((k + p - 1) / p * p) as u64)
     }
 
     /// Upstream `classifyNodes` + its follow-up: new nodes get their zone's queue and their
     /// NoExecute taints removed (so a restarted controller re-taints at its own pace); zones
     /// are refreshed when a node object changed; deleted nodes are forgotten (upstream keeps
     /// their health data).
-    fn classify_nodes(&mut self, cache: &Cache, now: Millis) {
+    fn classify_nodes(&mut self, cache: &Cache, now: Moment) {
         let mut added: Vec<(&String, &Arc<Node>)> = Vec::new();
         let mut new_zones: Vec<String> = Vec::new();
         let mut stale = false;
@@ -333,7 +330,7 @@ impl NodeLifecycleController {
     }
 
     /// Upstream `monitorNodeHealth`: one pass over all nodes.
-    fn monitor_node_health(&mut self, cache: &Cache, now: Millis) {
+    fn monitor_node_health(&mut self, cache: &Cache, now: Moment) {
         self.classify_nodes(cache, now);
         let mut tracked = std::mem::take(&mut self.nodes);
         let mut counts: BTreeMap<String, ZoneCount> = BTreeMap::new();
@@ -355,9 +352,9 @@ impl NodeLifecycleController {
         name: &str,
         node: &Node,
         t: &mut Tracked,
-        renew: Option<Millis>,
+        renew: Option<Moment>,
         counts: &mut BTreeMap<String, ZoneCount>,
-        now: Millis,
+        now: Moment,
     ) {
         let outcome = try_update_health(&mut t.health, node, renew, self.graces, now);
         if let Some((at, heartbeat)) = outcome.mark_unknown {
@@ -401,7 +398,7 @@ impl NodeLifecycleController {
     }
 
     /// Upstream `MarkPodsNotReady` for every pod bound to `node`: one status write per pod.
-    fn mark_pods_not_ready(&mut self, cache: &Cache, node: &str, now: Millis) {
+    fn mark_pods_not_ready(&mut self, cache: &Cache, node: &str, now: Moment) {
         for pod in cache.pods_on_node(node) {
             if let Some(new) = pod_marked_not_ready(pod, now) {
                 // Upstream `MarkPodsNotReady`: a Warning on every pod it marks.
@@ -428,7 +425,7 @@ impl NodeLifecycleController {
         name: &str,
         zone: &str,
         observed: Status,
-        now: Millis,
+        now: Moment,
     ) {
         let (key, opposite) = match observed {
             Status::False => (TAINT_NOT_READY, TAINT_UNREACHABLE),
@@ -457,7 +454,7 @@ impl NodeLifecycleController {
 
     /// Upstream `doNoExecuteTaintingPass`: each zone's queue hands out nodes at its rate; a
     /// node still not ready gets the NoExecute taint matching its Ready status.
-    fn do_no_execute_tainting_pass(&mut self, cache: &Cache, now: Millis) {
+    fn do_no_execute_tainting_pass(&mut self, cache: &Cache, now: Moment) {
         let mut ops: Vec<(String, NoExecuteOp)> = Vec::new();
         for q in self.tainters.values_mut() {
             q.try_pass(now, |v| {
@@ -483,7 +480,7 @@ impl NodeLifecycleController {
     }
 
     /// Upstream `processPod`: a pod newly bound to a node seen not ready is marked not ready.
-    fn process_pod(&mut self, cache: &Cache, pod: &Pod, now: Millis) {
+    fn process_pod(&mut self, cache: &Cache, pod: &Pod, now: Moment) {
         let node = node_name_of(pod);
         let not_ready = self
             .nodes
@@ -500,7 +497,7 @@ impl NodeLifecycleController {
         }
     }
 
-    fn flush_pending(&mut self, cache: &Cache, now: Millis) {
+    fn flush_pending(&mut self, cache: &Cache, now: Moment) {
         for name in self.writer.pending_nodes() {
             self.writer.flush(cache, &name, now, &mut self.out);
         }
@@ -516,7 +513,7 @@ impl Controller for NodeLifecycleController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.anchor = Some(now);
         self.last_taint_tick = now;
         self.do_no_execute_tainting_pass(cache, now);
@@ -528,7 +525,7 @@ impl Controller for NodeLifecycleController {
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -560,12 +557,12 @@ impl Controller for NodeLifecycleController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         if self.anchor.is_none() {
             return;
         }
         self.writer.expire(now);
-        if now >= self.grid_ceil(self.last_taint_tick + 1) {
+        if now >= self.grid_ceil(self.last_taint_tick + Duration::from_millis(1)) {
             self.last_taint_tick = now;
             self.do_no_execute_tainting_pass(cache, now);
         }
@@ -576,8 +573,8 @@ impl Controller for NodeLifecycleController {
         self.flush_pending(cache, now);
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
-        let after = self.last_taint_tick + 1;
+    fn poll_timeout(&self) -> Option<Moment> {
+        let after = self.last_taint_tick + Duration::from_millis(1);
         let taint = self
             .tainters
             .values()
@@ -590,7 +587,7 @@ impl Controller for NodeLifecycleController {
         }
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, _now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, _now: Moment) {
         match action {
             Action::Update(Object::Node(n)) | Action::UpdateStatus(Object::Node(n)) => {
                 let name = n.metadata.name.as_deref().unwrap_or("");

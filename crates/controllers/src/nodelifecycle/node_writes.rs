@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 
@@ -16,19 +17,19 @@ use super::taints::{
 };
 use crate::cache::{Cache, Object};
 use crate::time::from_time;
-use crate::{Action, Millis};
+use crate::{Action, Moment};
 use runtime::Outbox;
 
 /// How long a write may stay unacknowledged (no informer event, no failure) before the gate
 /// reopens. Bounds a lost event; normal acknowledgements take milliseconds.
-pub const IN_FLIGHT_TIMEOUT_MS: Millis = 30_000;
+pub const IN_FLIGHT_TIMEOUT_MS: Duration = Duration::from_millis(30_000);
 
 /// A pending change to the node's NoExecute controller taints.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NoExecuteOp {
     /// Put `key` on the node (stamped `at`) and take the opposite key off (upstream
     /// `SwapNodeControllerTaint`).
-    Set { key: &'static str, at: Millis },
+    Set { key: &'static str, at: Moment },
     /// Take both unreachable and not-ready NoExecute taints off (upstream `markNodeAsReachable`).
     Clear,
 }
@@ -64,8 +65,8 @@ impl NoExecuteOp {
 /// retry after a conflict would re-read the node and find it fresh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatusOp {
-    pub at: Millis,
-    pub heartbeat: Option<Millis>,
+    pub at: Moment,
+    pub heartbeat: Option<Moment>,
 }
 
 /// Pending node writes, at most one in flight per node.
@@ -73,10 +74,10 @@ pub struct StatusOp {
 pub struct NodeWriter {
     status: BTreeMap<String, StatusOp>,
     no_execute: BTreeMap<String, NoExecuteOp>,
-    in_flight: BTreeMap<String, Millis>,
+    in_flight: BTreeMap<String, Moment>,
 }
 
-fn ready_heartbeat(node: &Node) -> Option<Millis> {
+fn ready_heartbeat(node: &Node) -> Option<Moment> {
     condition(node, "Ready")
         .and_then(|c| c.last_heartbeat_time.as_ref())
         .map(from_time)
@@ -124,9 +125,9 @@ impl NodeWriter {
     }
 
     /// Reopen gates whose write was never acknowledged.
-    pub fn expire(&mut self, now: Millis) {
+    pub fn expire(&mut self, now: Moment) {
         self.in_flight
-            .retain(|_, sent| now - *sent < IN_FLIGHT_TIMEOUT_MS);
+            .retain(|_, sent| now < *sent + IN_FLIGHT_TIMEOUT_MS);
     }
 
     /// Nodes with pending operations, in name order.
@@ -146,7 +147,7 @@ impl NodeWriter {
     /// else one taint update carrying the pending NoExecute change and the NoSchedule taints
     /// its conditions call for (upstream `doNoScheduleTaintingPass`). Operations already in
     /// effect are dropped.
-    pub fn flush(&mut self, cache: &Cache, node: &str, now: Millis, out: &mut Outbox) {
+    pub fn flush(&mut self, cache: &Cache, node: &str, now: Moment, out: &mut Outbox) {
         if self.in_flight.contains_key(node) {
             return;
         }

@@ -5,8 +5,9 @@
 //! Start at [`RateLimitedTimedQueue::try_pass`] (upstream `Try`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use crate::Millis;
+use crate::Moment;
 
 /// A token bucket with burst 1 (upstream `scheduler.EvictionRateLimiterBurst` = 1,
 /// `pkg/controller/nodelifecycle/scheduler/rate_limited_queue.go`), or the "never" limiter a zero rate selects (upstream
@@ -20,16 +21,16 @@ pub enum Limiter {
     Never,
     Bucket {
         qps: f32,
-        interval: Millis,
-        next_token: Millis,
+        interval: Duration,
+        next_token: Moment,
     },
 }
 
 impl Limiter {
     /// A full bucket at `qps` (`qps <= 0`: never).
-    pub fn new(qps: f32, now: Millis) -> Limiter {
+    pub fn new(qps: f32, now: Moment) -> Limiter {
         if qps > 0.0 {
-            let interval = ((1000.0 / f64::from(qps)).round() as Millis).max(1);
+            let interval = Duration::from_millis(((1000.0 / f64::from(qps)).round() as u64).max(1));
             Limiter::Bucket {
                 qps,
                 interval,
@@ -49,7 +50,7 @@ impl Limiter {
     }
 
     /// Take a token if one is available at `now` (upstream `TryAccept`).
-    pub fn try_accept(&mut self, now: Millis) -> bool {
+    pub fn try_accept(&mut self, now: Moment) -> bool {
         match self {
             Limiter::Never => false,
             Limiter::Bucket {
@@ -68,7 +69,7 @@ impl Limiter {
     }
 
     /// When the next token is available (`None`: never).
-    pub fn next_token(&self) -> Option<Millis> {
+    pub fn next_token(&self) -> Option<Moment> {
         match self {
             Limiter::Never => None,
             Limiter::Bucket { next_token, .. } => Some(*next_token),
@@ -81,8 +82,8 @@ impl Limiter {
 pub struct TimedValue {
     pub value: String,
     pub uid: String,
-    pub added_at: Millis,
-    pub process_at: Millis,
+    pub added_at: Moment,
+    pub process_at: Moment,
 }
 
 /// Upstream `RateLimitedTimedQueue`: a value can be added once until removed with
@@ -93,8 +94,8 @@ pub struct RateLimitedTimedQueue {
     /// Upstream `UniqueQueue.set`: values added and not yet removed (processed ones stay).
     set: BTreeSet<String>,
     /// Values waiting in the heap, with their ordering key.
-    queued: BTreeMap<String, (Millis, u64, TimedValue)>,
-    order: BTreeSet<(Millis, u64, String)>,
+    queued: BTreeMap<String, (Moment, u64, TimedValue)>,
+    order: BTreeSet<(Moment, u64, String)>,
     seq: u64,
     limiter: Limiter,
 }
@@ -124,7 +125,7 @@ impl RateLimitedTimedQueue {
     }
 
     /// Queue `value` for processing now unless it was added and not removed (upstream `Add`).
-    pub fn add(&mut self, value: &str, uid: &str, now: Millis) -> bool {
+    pub fn add(&mut self, value: &str, uid: &str, now: Moment) -> bool {
         if !self.set.insert(value.to_string()) {
             return false;
         }
@@ -172,7 +173,11 @@ impl RateLimitedTimedQueue {
     /// `Ok(())` when done with a value, or `Err(wait)` to retry it `wait` ms later. As
     /// upstream, a token is taken before looking at the head's `process_at`, so a head that
     /// is not yet due still uses up the token.
-    pub fn try_pass(&mut self, now: Millis, mut f: impl FnMut(&TimedValue) -> Result<(), Millis>) {
+    pub fn try_pass(
+        &mut self,
+        now: Moment,
+        mut f: impl FnMut(&TimedValue) -> Result<(), Duration>,
+    ) {
         while let Some(head) = self.head().cloned() {
             if !self.limiter.try_accept(now) {
                 break;
@@ -183,7 +188,7 @@ impl RateLimitedTimedQueue {
             self.unqueue(&head.value);
             if let Err(wait) = f(&head) {
                 self.push(TimedValue {
-                    process_at: now + wait.max(0),
+                    process_at: now + wait,
                     ..head
                 });
             }
@@ -192,7 +197,7 @@ impl RateLimitedTimedQueue {
 
     /// When [`try_pass`](Self::try_pass) can next do anything: the next token, if a value
     /// waits and the limiter is not "never".
-    pub fn next_attempt(&self) -> Option<Millis> {
+    pub fn next_attempt(&self) -> Option<Moment> {
         if self.is_empty() {
             return None;
         }
@@ -206,7 +211,7 @@ impl RateLimitedTimedQueue {
 
     /// Upstream `SwapLimiter`: no-op for the same rate; rate <= 0 selects "never"; otherwise a
     /// new full bucket, drained at once if the old limiter has no token now.
-    pub fn swap_limiter(&mut self, qps: f32, now: Millis) {
+    pub fn swap_limiter(&mut self, qps: f32, now: Moment) {
         if self.limiter.qps() == qps {
             return;
         }
@@ -222,7 +227,7 @@ impl RateLimitedTimedQueue {
 mod tests {
     use super::*;
 
-    fn drain(q: &mut RateLimitedTimedQueue, now: Millis) -> Vec<String> {
+    fn drain(q: &mut RateLimitedTimedQueue, now: Moment) -> Vec<String> {
         let mut out = Vec::new();
         q.try_pass(now, |v| {
             out.push(v.value.clone());
@@ -233,52 +238,64 @@ mod tests {
 
     #[test]
     fn token_bucket_paces_and_dedupes() {
-        let mut q = RateLimitedTimedQueue::new(Limiter::new(0.1, 0));
-        assert!(q.add("a", "u", 0));
-        assert!(q.add("b", "u", 0));
-        assert!(!q.add("a", "u", 0));
-        assert_eq!(drain(&mut q, 0), ["a"]);
-        assert_eq!(drain(&mut q, 9_900), Vec::<String>::new());
-        assert_eq!(drain(&mut q, 10_000), ["b"]);
+        let mut q = RateLimitedTimedQueue::new(Limiter::new(0.1, Moment::EPOCH));
+        assert!(q.add("a", "u", Moment::EPOCH));
+        assert!(q.add("b", "u", Moment::EPOCH));
+        assert!(!q.add("a", "u", Moment::EPOCH));
+        assert_eq!(drain(&mut q, Moment::EPOCH), ["a"]);
+        assert_eq!(
+            drain(&mut q, Moment::from_millis(9_900)),
+            Vec::<String>::new()
+        );
+        assert_eq!(drain(&mut q, Moment::from_millis(10_000)), ["b"]);
         // Processed values stay in the set until removed.
-        assert!(!q.add("a", "u", 20_000));
+        assert!(!q.add("a", "u", Moment::from_millis(20_000)));
         assert!(q.remove("a"));
-        assert!(q.add("a", "u", 20_000));
-        assert_eq!(drain(&mut q, 20_000), ["a"]);
+        assert!(q.add("a", "u", Moment::from_millis(20_000)));
+        assert_eq!(drain(&mut q, Moment::from_millis(20_000)), ["a"]);
     }
 
     #[test]
     fn swap_limiter_drains_when_old_is_empty() {
-        let mut q = RateLimitedTimedQueue::new(Limiter::new(0.1, 0));
-        q.swap_limiter(0.0, 0);
+        let mut q = RateLimitedTimedQueue::new(Limiter::new(0.1, Moment::EPOCH));
+        q.swap_limiter(0.0, Moment::EPOCH);
         assert_eq!(q.qps(), 0.0);
-        q.add("a", "u", 0);
-        assert_eq!(drain(&mut q, 50_000), Vec::<String>::new());
+        q.add("a", "u", Moment::EPOCH);
+        assert_eq!(
+            drain(&mut q, Moment::from_millis(50_000)),
+            Vec::<String>::new()
+        );
         assert_eq!(q.next_attempt(), None);
         // From "never" (no token) to 0.1/s: the new bucket starts empty.
-        q.swap_limiter(0.1, 60_000);
-        assert_eq!(q.next_attempt(), Some(70_000));
+        q.swap_limiter(0.1, Moment::from_millis(60_000));
+        assert_eq!(q.next_attempt(), Some(Moment::from_millis(70_000)));
         // From a full bucket to 0.01/s: the new bucket starts full.
-        let mut full = RateLimitedTimedQueue::new(Limiter::new(0.1, 0));
-        full.swap_limiter(0.01, 5_000);
-        full.add("x", "u", 5_000);
-        full.add("y", "u", 5_000);
-        assert_eq!(drain(&mut full, 5_000), ["x"]);
-        assert_eq!(full.next_attempt(), Some(105_000));
+        let mut full = RateLimitedTimedQueue::new(Limiter::new(0.1, Moment::EPOCH));
+        full.swap_limiter(0.01, Moment::from_millis(5_000));
+        full.add("x", "u", Moment::from_millis(5_000));
+        full.add("y", "u", Moment::from_millis(5_000));
+        assert_eq!(drain(&mut full, Moment::from_millis(5_000)), ["x"]);
+        assert_eq!(full.next_attempt(), Some(Moment::from_millis(105_000)));
     }
 
     #[test]
     fn retry_requeues_after_wait() {
-        let mut q = RateLimitedTimedQueue::new(Limiter::new(10.0, 0));
-        q.add("a", "u", 0);
-        q.try_pass(0, |_| Err(150));
+        let mut q = RateLimitedTimedQueue::new(Limiter::new(10.0, Moment::EPOCH));
+        q.add("a", "u", Moment::EPOCH);
+        q.try_pass(Moment::EPOCH, |_| Err(Duration::from_millis(150)));
         assert!(q.is_queued("a"));
-        assert_eq!(q.head().map(|v| v.process_at), Some(150));
-        assert_eq!(drain(&mut q, 20), Vec::<String>::new());
+        assert_eq!(
+            q.head().map(|v| v.process_at),
+            Some(Moment::from_millis(150))
+        );
+        assert_eq!(drain(&mut q, Moment::from_millis(20)), Vec::<String>::new());
         // A token taken while the head is not due is used up.
-        assert_eq!(drain(&mut q, 100), Vec::<String>::new());
-        assert_eq!(q.next_attempt(), Some(200));
-        assert_eq!(drain(&mut q, 200), ["a"]);
+        assert_eq!(
+            drain(&mut q, Moment::from_millis(100)),
+            Vec::<String>::new()
+        );
+        assert_eq!(q.next_attempt(), Some(Moment::from_millis(200)));
+        assert_eq!(drain(&mut q, Moment::from_millis(200)), ["a"]);
         assert!(q.is_empty());
     }
 }

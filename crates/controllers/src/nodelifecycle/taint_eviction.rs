@@ -11,13 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, Taint, Toleration};
 
 use super::taints::{TolerationTime, matching_tolerations, min_toleration_time, no_execute_taints};
 use crate::cache::{Cache, Change, Key, Object};
 use crate::time::to_time;
-use crate::{Action, Controller, Kind, Millis, WriteError};
+use crate::{Action, Controller, Kind, Moment, WriteError};
 use runtime::{DelayQueue, Outbox};
 
 /// Condition upstream adds before deleting (`v1.DisruptionTarget`).
@@ -30,10 +31,10 @@ pub const MESSAGE_DELETION_BY_TAINT_MANAGER: &str =
 
 /// First retry of a failed eviction write (upstream retries `addConditionAndDeletePod`
 /// after 10 ms).
-pub const EVICTION_RETRY_BASE_MS: Millis = 10;
+pub const EVICTION_RETRY_BASE_MS: Duration = Duration::from_millis(10);
 /// Longest wait between retries of one eviction (a bound; upstream gives up after 5 tries and
 /// waits for the next pod update, which never comes for a pod on a dead node).
-pub const EVICTION_RETRY_MAX_MS: Millis = 10_000;
+pub const EVICTION_RETRY_MAX_MS: Duration = Duration::from_millis(10_000);
 
 /// An eviction under way: which write it waits for, and its retries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,14 +46,14 @@ struct Eviction {
     /// Consecutive failed writes.
     failures: u32,
     /// When to retry after a failure (`None`: waiting for the informer or the write).
-    retry_at: Option<Millis>,
+    retry_at: Option<Moment>,
 }
 
 /// A scheduled deletion (upstream `TimedWorker`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Work {
-    created_at: Millis,
-    fire_at: Millis,
+    created_at: Moment,
+    fire_at: Moment,
 }
 
 /// Pods scheduled for deletion because of NoExecute taints. Keeps the NoExecute taints of
@@ -90,7 +91,7 @@ impl TaintEvictionController {
     }
 
     /// When the pod's deletion is scheduled, if it is.
-    pub fn scheduled_deletion(&self, pod: &Key) -> Option<Millis> {
+    pub fn scheduled_deletion(&self, pod: &Key) -> Option<Moment> {
         self.work.get(pod).map(|w| w.fire_at)
     }
 
@@ -120,7 +121,7 @@ impl TaintEvictionController {
     }
 
     /// Upstream `AddWork`: a delay <= 0 runs at once; otherwise a timer.
-    fn add_work(&mut self, cache: &Cache, pod: &Key, created_at: Millis, fire_at: Millis) {
+    fn add_work(&mut self, cache: &Cache, pod: &Key, created_at: Moment, fire_at: Moment) {
         if self.work.contains_key(pod) {
             return;
         }
@@ -143,7 +144,7 @@ impl TaintEvictionController {
 
     /// Upstream `addConditionAndDeletePod`: DisruptionTarget=True on the pod, then delete it
     /// (uid precondition: the pod read now, not a later one of the same name).
-    fn delete_pod(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn delete_pod(&mut self, cache: &Cache, key: &Key, now: Moment) {
         self.record(cache, key, format!("Marking for deletion Pod {key}"), now);
         let Some(pod) = cache.pods.get(key) else {
             return;
@@ -166,7 +167,7 @@ impl TaintEvictionController {
 
     /// Issue the next write of `key`'s eviction from the pod as the cache has it now: the
     /// condition if it is missing, else the delete; stop once the pod is going or gone.
-    fn advance_eviction(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn advance_eviction(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(e) = self.evicting.get(key).cloned() else {
             return;
         };
@@ -199,7 +200,7 @@ impl TaintEvictionController {
     }
 
     /// A write of an eviction failed: retry it after a bounded, doubling backoff.
-    fn eviction_write_failed(&mut self, key: &Key, now: Millis) {
+    fn eviction_write_failed(&mut self, key: &Key, now: Moment) {
         let Some(e) = self.evicting.get_mut(key) else {
             return;
         };
@@ -223,22 +224,22 @@ impl TaintEvictionController {
         pod: &Key,
         tolerations: &[Toleration],
         taints: &[Taint],
-        now: Millis,
+        now: Moment,
     ) {
         let Some(used) = matching_tolerations(taints, tolerations) else {
             self.cancel_with_event(cache, pod, now);
             self.add_work(cache, pod, now, now);
             return;
         };
-        let TolerationTime::Millis(min) = min_toleration_time(&used) else {
+        let TolerationTime::Span(min) = min_toleration_time(&used) else {
             self.cancel_with_event(cache, pod, now);
             return;
         };
-        let trigger = now.saturating_add(min);
+        let trigger = now + min;
         let mut start = now;
         if let Some(existing) = self.work.get(pod).copied() {
             start = existing.created_at;
-            if start.saturating_add(min) < trigger {
+            if start + min < trigger {
                 return;
             }
             self.cancel_with_event(cache, pod, now);
@@ -248,7 +249,7 @@ impl TaintEvictionController {
 
     /// Upstream `handleNodeUpdate`: remember the node's NoExecute taints and re-decide every
     /// pod on it.
-    fn handle_node_update(&mut self, cache: &Cache, node: &str, now: Millis) {
+    fn handle_node_update(&mut self, cache: &Cache, node: &str, now: Moment) {
         let Some(n) = cache.nodes.get(node) else {
             self.tainted_nodes.remove(node);
             return;
@@ -273,7 +274,7 @@ impl TaintEvictionController {
     }
 
     /// Upstream `handlePodUpdate`.
-    fn handle_pod_update(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn handle_pod_update(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(pod) = cache.pods.get(key).cloned() else {
             self.cancel(key);
             return;
@@ -290,7 +291,7 @@ impl TaintEvictionController {
 
     /// Upstream `cancelWorkWithEvent`: cancel, with "Cancelling deletion of Pod ns/name" if a
     /// deletion was scheduled.
-    fn cancel_with_event(&mut self, cache: &Cache, pod: &Key, now: Millis) {
+    fn cancel_with_event(&mut self, cache: &Cache, pod: &Key, now: Moment) {
         if self.work.contains_key(pod) {
             self.record(cache, pod, format!("Cancelling deletion of Pod {pod}"), now);
         }
@@ -299,7 +300,7 @@ impl TaintEvictionController {
 
     /// Upstream `emitPodDeletionEvent` / `emitCancelPodDeletionEvent`: TaintManagerEviction
     /// about a pod still in the cache.
-    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Millis) {
+    fn record(&mut self, cache: &Cache, pod: &Key, message: String, now: Moment) {
         use crate::events::{self, EventRecord, EventType};
         let Some(p) = cache.pods.get(pod) else {
             return;
@@ -316,7 +317,7 @@ impl TaintEvictionController {
 }
 
 /// The pod with DisruptionTarget=True (upstream `UpdatePodCondition`); `None` if already so.
-fn with_disruption_target(pod: &Pod, now: Millis) -> Option<Pod> {
+fn with_disruption_target(pod: &Pod, now: Moment) -> Option<Pod> {
     let wanted = PodCondition {
         type_: DISRUPTION_TARGET.into(),
         status: "True".into(),
@@ -364,7 +365,7 @@ impl Controller for TaintEvictionController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         let tainted: Vec<String> = cache
             .nodes
             .iter()
@@ -376,7 +377,7 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -421,7 +422,7 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         while let Some((_, key)) = self.retries.pop_due(now) {
             if let Some(e) = self.evicting.get_mut(&key) {
                 e.retry_at = None;
@@ -434,13 +435,13 @@ impl Controller for TaintEvictionController {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         let timer = self.schedule.next_due();
         let retry = self.retries.next_due();
         timer.into_iter().chain(retry).min()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let key = match action {
             Action::UpdateStatus(Object::Pod(p)) => Key::of(&p.metadata),
             Action::Delete {
@@ -541,12 +542,12 @@ mod tests {
         for _ in 0..14 {
             c.handle_write_failed(&delete[0], &WriteError::Conflict, now);
             let at = c.poll_timeout().expect("a retry is scheduled");
-            waits.push(at - now);
+            waits.push(at.saturating_since(now));
             now = at;
             c.handle_timeout(&api.cache, now);
             assert_eq!(drain(&mut c), delete, "the same delete, retried");
         }
-        assert_eq!(&waits[..4], &[10, 20, 40, 80]);
+        assert_eq!(&waits[..4], &[10, 20, 40, 80].map(Duration::from_millis));
         assert_eq!(*waits.last().expect("waits"), EVICTION_RETRY_MAX_MS);
         // It finally succeeds: the pod is marked for deletion and the eviction is done.
         for ch in api.execute(&delete[0], now).expect("delete") {
@@ -563,11 +564,11 @@ mod tests {
         c.handle_write_failed(&status[0], &WriteError::Conflict, T0);
         assert_eq!(c.poll_timeout(), Some(T0 + EVICTION_RETRY_BASE_MS));
         // The taint goes before the retry.
-        let ch = api.put(node(json!([])), T0 + 5);
-        c.handle_change(&api.cache, &ch, T0 + 5);
+        let ch = api.put(node(json!([])), T0 + Duration::from_millis(5));
+        c.handle_change(&api.cache, &ch, T0 + Duration::from_millis(5));
         assert_eq!(c.evicting(), 0);
         assert_eq!(c.poll_timeout(), None);
-        c.handle_timeout(&api.cache, T0 + 100);
+        c.handle_timeout(&api.cache, T0 + Duration::from_millis(100));
         assert!(drain(&mut c).is_empty());
     }
 }

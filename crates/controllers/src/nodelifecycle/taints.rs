@@ -4,9 +4,11 @@
 //! Start at [`no_schedule_taints_for`] (what `doNoScheduleTaintingPass` wants on a node) and
 //! [`matching_tolerations`] (upstream `v1helper.GetMatchingTolerations`).
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 
-use crate::Millis;
+use crate::Moment;
 use crate::time::to_time;
 
 /// `v1.TaintNodeNotReady` (Ready is False), `v1.TaintNodeUnreachable` (Ready is Unknown),
@@ -59,7 +61,7 @@ pub fn has_taint(node: &Node, key: &str, effect: &str) -> bool {
 
 /// A controller taint with `timeAdded` = `now` (upstream `SwapNodeControllerTaint` stamps
 /// every taint it adds).
-pub fn taint(key: &str, effect: &str, now: Millis) -> Taint {
+pub fn taint(key: &str, effect: &str, now: Moment) -> Taint {
     Taint {
         key: key.to_string(),
         effect: effect.to_string(),
@@ -98,7 +100,7 @@ pub fn no_schedule_taints_for(node: &Node) -> Vec<&'static str> {
 /// Reconcile the managed NoSchedule taints of `taints` to `wanted` (upstream `TaintSetDiff`
 /// then add/remove): missing ones are appended with `timeAdded` = `now`, unwanted managed ones
 /// removed; other taints are kept in place. Returns true if anything changed.
-pub fn reconcile_no_schedule(taints: &mut Vec<Taint>, wanted: &[&str], now: Millis) -> bool {
+pub fn reconcile_no_schedule(taints: &mut Vec<Taint>, wanted: &[&str], now: Moment) -> bool {
     let before = taints.len();
     taints.retain(|t| {
         !(t.effect == NO_SCHEDULE
@@ -172,26 +174,26 @@ pub enum TolerationTime {
     /// No toleration bounds it: never evicted.
     Forever,
     /// Evict this many milliseconds after the taint was seen (0: at once).
-    Millis(Millis),
+    Span(Duration),
 }
 
 /// Upstream `getMinTolerationTime`: the smallest `tolerationSeconds` (a value <= 0 means now;
 /// no tolerations at all also means now); no `tolerationSeconds` anywhere means forever.
 pub fn min_toleration_time(used: &[&Toleration]) -> TolerationTime {
     if used.is_empty() {
-        return TolerationTime::Millis(0);
+        return TolerationTime::Span(Duration::ZERO);
     }
     let mut min: Option<i64> = None;
     for t in used {
         if let Some(s) = t.toleration_seconds {
             if s <= 0 {
-                return TolerationTime::Millis(0);
+                return TolerationTime::Span(Duration::ZERO);
             }
             min = Some(min.map_or(s, |m| m.min(s)));
         }
     }
     match min {
-        Some(s) => TolerationTime::Millis(s.saturating_mul(1000)),
+        Some(s) => TolerationTime::Span(Duration::from_secs(s.unsigned_abs())),
         None => TolerationTime::Forever,
     }
 }
@@ -222,15 +224,21 @@ mod tests {
         let zero = tol(json!({"operator": "Exists", "tolerationSeconds": 0}));
         assert_eq!(
             min_toleration_time(&[&a, &b]),
-            TolerationTime::Millis(60_000)
+            TolerationTime::Span(Duration::from_millis(60_000))
         );
         assert_eq!(
             min_toleration_time(&[&a, &forever]),
-            TolerationTime::Millis(300_000)
+            TolerationTime::Span(Duration::from_millis(300_000))
         );
         assert_eq!(min_toleration_time(&[&forever]), TolerationTime::Forever);
-        assert_eq!(min_toleration_time(&[&zero, &a]), TolerationTime::Millis(0));
-        assert_eq!(min_toleration_time(&[]), TolerationTime::Millis(0));
+        assert_eq!(
+            min_toleration_time(&[&zero, &a]),
+            TolerationTime::Span(Duration::ZERO)
+        );
+        assert_eq!(
+            min_toleration_time(&[]),
+            TolerationTime::Span(Duration::ZERO)
+        );
         let taints = [nt(TAINT_UNREACHABLE), nt("x")];
         assert!(matching_tolerations(&taints, std::slice::from_ref(&a)).is_some());
         let only = tol(json!({"key": TAINT_UNREACHABLE, "operator": "Exists"}));
@@ -256,14 +264,14 @@ mod tests {
         assert!(reconcile_no_schedule(
             &mut taints,
             &[TAINT_UNREACHABLE],
-            1_000
+            Moment::from_millis(1_000)
         ));
         let keys: Vec<_> = taints.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(keys, ["team", TAINT_UNREACHABLE]);
         assert!(!reconcile_no_schedule(
             &mut taints,
             &[TAINT_UNREACHABLE],
-            2_000
+            Moment::from_millis(2_000)
         ));
     }
 }

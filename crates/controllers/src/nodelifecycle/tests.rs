@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -17,23 +18,23 @@ use super::{
 use crate::cache::{Key, Object};
 use crate::fake::{Harness, T0, object};
 use crate::time::to_time;
-use crate::{Action, Controller, Kind, Millis, pod_is_ready};
+use crate::{Action, Controller, Kind, Moment, pod_is_ready};
 
 /// Kubelet lease renew interval (0.25 x 40 s, upstream kubelet default).
-pub const RENEW_MS: Millis = 10_000;
+pub const RENEW_MS: Duration = Duration::from_millis(10_000);
 /// Renewals happen at T0 + this + k x 10 s: off the controllers' 5 s / 100 ms grids, so a
 /// renewal and a pass never share an instant.
-pub const RENEW_PHASE_MS: Millis = 3_250;
+pub const RENEW_PHASE_MS: Duration = Duration::from_millis(3_250);
 
 /// A cluster in the fake API with both controllers and one simulated kubelet per node.
 pub struct Sim {
     pub h: Harness,
     /// Nodes whose kubelet renews its Lease.
     alive: BTreeMap<String, bool>,
-    next_renew: Millis,
+    next_renew: Moment,
 }
 
-pub fn node_json(name: &str, zone: &str, ready: &str, heartbeat: Millis) -> Object {
+pub fn node_json(name: &str, zone: &str, ready: &str, heartbeat: Moment) -> Object {
     object(json!({
         "kind": "Node", "apiVersion": "v1",
         "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone, "kubernetes.io/hostname": name}},
@@ -61,7 +62,7 @@ pub fn pod_json(name: &str, node: &str) -> Object {
     }))
 }
 
-fn lease(node: &str, renew: Millis) -> Object {
+fn lease(node: &str, renew: Moment) -> Object {
     Object::Lease(Arc::new(Lease {
         metadata: ObjectMeta {
             name: Some(node.to_string()),
@@ -71,7 +72,9 @@ fn lease(node: &str, renew: Millis) -> Object {
         spec: Some(LeaseSpec {
             holder_identity: Some(node.to_string()),
             lease_duration_seconds: Some(40),
-            renew_time: Some(MicroTime(Timestamp::from_millisecond(renew).expect("time"))),
+            renew_time: Some(MicroTime(
+                Timestamp::from_millisecond(renew.as_millis()).expect("time"),
+            )),
             ..LeaseSpec::default()
         }),
     }))
@@ -114,7 +117,7 @@ impl Sim {
     }
 
     /// Advance to `until`, renewing the Leases of live kubelets every 10 s on the way.
-    pub fn run_until(&mut self, until: Millis) {
+    pub fn run_until(&mut self, until: Moment) {
         while self.next_renew <= until {
             let at = self.next_renew;
             self.h.run_until(at);
@@ -133,7 +136,7 @@ impl Sim {
     }
 
     /// The kubelet of `node` stops (power loss). Returns its last Lease renewal time.
-    pub fn kill(&mut self, node: &str) -> Millis {
+    pub fn kill(&mut self, node: &str) -> Moment {
         self.alive.insert(node.to_string(), false);
         self.next_renew - RENEW_MS
     }
@@ -189,7 +192,7 @@ impl Sim {
     }
 
     /// First time a node write put the node's Ready condition to Unknown.
-    pub fn unknown_at(&self, node: &str) -> Option<Millis> {
+    pub fn unknown_at(&self, node: &str) -> Option<Moment> {
         self.h.api.log.iter().find_map(|(t, a)| match a {
             Action::UpdateStatus(Object::Node(n))
                 if n.metadata.name.as_deref() == Some(node)
@@ -202,7 +205,7 @@ impl Sim {
     }
 
     /// Times of node writes that added the taint `key:effect` (absent before the write).
-    pub fn taint_added(&self, node: &str, key: &str, effect: &str) -> Vec<Millis> {
+    pub fn taint_added(&self, node: &str, key: &str, effect: &str) -> Vec<Moment> {
         let mut had = false;
         let mut out = Vec::new();
         for (t, a) in &self.h.api.log {
@@ -220,7 +223,7 @@ impl Sim {
     }
 
     /// First time a node write removed the taint `key:effect`.
-    pub fn taint_removed(&self, node: &str, key: &str, effect: &str) -> Option<Millis> {
+    pub fn taint_removed(&self, node: &str, key: &str, effect: &str) -> Option<Moment> {
         self.taint_removed_from(node, key, effect, false)
     }
 
@@ -231,7 +234,7 @@ impl Sim {
         key: &str,
         effect: &str,
         mut had: bool,
-    ) -> Option<Millis> {
+    ) -> Option<Moment> {
         for (t, a) in &self.h.api.log {
             if let Action::Update(Object::Node(n)) = a
                 && n.metadata.name.as_deref() == Some(node)
@@ -247,7 +250,7 @@ impl Sim {
     }
 
     /// First time a pod status write set the pod not Ready.
-    pub fn not_ready_at(&self, pod: &str) -> Option<Millis> {
+    pub fn not_ready_at(&self, pod: &str) -> Option<Moment> {
         self.h.api.log.iter().find_map(|(t, a)| match a {
             Action::UpdateStatus(Object::Pod(p))
                 if p.metadata.name.as_deref() == Some(pod) && !pod_is_ready(p) =>
@@ -259,7 +262,7 @@ impl Sim {
     }
 
     /// First time the pod was deleted.
-    pub fn deleted_at(&self, pod: &str) -> Option<Millis> {
+    pub fn deleted_at(&self, pod: &str) -> Option<Moment> {
         self.h.api.log.iter().find_map(|(t, a)| match a {
             Action::Delete {
                 kind: Kind::Pod,
@@ -292,16 +295,16 @@ impl Sim {
 #[test]
 fn dead_node_detected_marked_tainted_and_evicted_on_upstream_timers() {
     let mut s = Sim::new(&[("a", 4), ("b", 4), ("c", 4)], 2);
-    s.run_until(T0 + 100_000);
+    s.run_until(T0 + Duration::from_millis(100_000));
     let last = s.kill("a-00");
-    s.run_until(T0 + 800_000);
+    s.run_until(T0 + Duration::from_millis(800_000));
 
     // Detection: the first pass at or after (first pass seeing the last renewal) + grace.
     let d = s.unknown_at("a-00").expect("detected");
     assert!(
-        d >= last + 50_000 && d <= last + 55_000,
+        d >= last + Duration::from_millis(50_000) && d <= last + Duration::from_millis(55_000),
         "detected {} s after the last renewal",
-        (d - last) / 1000
+        (d.as_millis() - last.as_millis()) / 1000
     );
     let ready = s.node("a-00");
     let cond = super::health::condition(&ready, "Ready").expect("ready");
@@ -340,11 +343,14 @@ fn dead_node_detected_marked_tainted_and_evicted_on_upstream_timers() {
 
     // NoExecute: queued by the next pass, applied by the following 100 ms tainting tick.
     let tainted = s.taint_added("a-00", TAINT_UNREACHABLE, NO_EXECUTE);
-    assert_eq!(tainted, vec![d + 5_100]);
+    assert_eq!(tainted, vec![d + Duration::from_millis(5_100)]);
 
     // Eviction 300 s after the taint (default tolerations), not before; pods stay Terminating.
     for p in ["a-00-p0", "a-00-p1"] {
-        assert_eq!(s.deleted_at(p), Some(tainted[0] + 300_000));
+        assert_eq!(
+            s.deleted_at(p),
+            Some(tainted[0] + Duration::from_millis(300_000))
+        );
         assert!(s.pod(p).metadata.deletion_timestamp.is_some());
     }
     assert_eq!(s.deletions(), 2);
@@ -355,15 +361,15 @@ fn dead_node_detected_marked_tainted_and_evicted_on_upstream_timers() {
 #[test]
 fn node_back_before_eviction_removes_taints_and_cancels() {
     let mut s = Sim::new(&[("a", 3), ("b", 3), ("c", 3)], 1);
-    s.run_until(T0 + 30_000);
+    s.run_until(T0 + Duration::from_millis(30_000));
     s.kill("b-01");
-    s.run_until(T0 + 200_000);
+    s.run_until(T0 + Duration::from_millis(200_000));
     let tainted = s.taint_added("b-01", TAINT_UNREACHABLE, NO_EXECUTE);
     assert_eq!(tainted.len(), 1);
-    s.run_until(tainted[0] + 100_000);
+    s.run_until(tainted[0] + Duration::from_millis(100_000));
     let back = s.h.now;
     s.revive("b-01", "True");
-    s.run_until(tainted[0] + 700_000);
+    s.run_until(tainted[0] + Duration::from_millis(700_000));
 
     assert_eq!(
         s.taint_removed("b-01", TAINT_UNREACHABLE, NO_SCHEDULE),
@@ -373,7 +379,7 @@ fn node_back_before_eviction_removes_taints_and_cancels() {
         .taint_removed("b-01", TAINT_UNREACHABLE, NO_EXECUTE)
         .expect("NoExecute removed");
     assert!(
-        gone > back && gone <= back + 5_000,
+        gone > back && gone <= back + Duration::from_millis(5_000),
         "removed by the next monitor pass"
     );
     assert_eq!(s.deletions(), 0);
@@ -391,21 +397,24 @@ fn node_back_before_eviction_removes_taints_and_cancels() {
 #[test]
 fn kubelet_reported_not_ready_taints_not_ready_without_marking_pods() {
     let mut s = Sim::new(&[("a", 3), ("b", 3)], 1);
-    s.run_until(T0 + 20_000);
+    s.run_until(T0 + Duration::from_millis(20_000));
     let at = s.h.now;
     s.post_ready("a-02", "False");
-    s.run_until(T0 + 400_000);
+    s.run_until(T0 + Duration::from_millis(400_000));
     assert_eq!(
         s.taint_added("a-02", TAINT_NOT_READY, NO_SCHEDULE),
         vec![at]
     );
     let tainted = s.taint_added("a-02", TAINT_NOT_READY, NO_EXECUTE);
     assert_eq!(tainted.len(), 1);
-    assert!(tainted[0] > at && tainted[0] <= at + 5_100);
+    assert!(tainted[0] > at && tainted[0] <= at + Duration::from_millis(5_100));
     // Upstream marks pods only on a True -> not-True transition it writes itself; a kubelet
     // that reports NotReady is alive and updates its own pods.
     assert_eq!(s.not_ready_at("a-02-p0"), None);
-    assert_eq!(s.deleted_at("a-02-p0"), Some(tainted[0] + 300_000));
+    assert_eq!(
+        s.deleted_at("a-02-p0"),
+        Some(tainted[0] + Duration::from_millis(300_000))
+    );
     assert!(
         s.unknown_at("a-02").is_none(),
         "the lease keeps it from Unknown"
@@ -415,9 +424,9 @@ fn kubelet_reported_not_ready_taints_not_ready_without_marking_pods() {
 #[test]
 fn pod_bound_to_not_ready_node_is_marked_not_ready() {
     let mut s = Sim::new(&[("a", 3)], 0);
-    s.run_until(T0 + 10_000);
+    s.run_until(T0 + Duration::from_millis(10_000));
     s.kill("a-00");
-    s.run_until(T0 + 120_000);
+    s.run_until(T0 + Duration::from_millis(120_000));
     assert!(s.unknown_at("a-00").is_some());
     s.h.put(pod_json("late", "a-00"));
     assert_eq!(s.not_ready_at("late"), Some(s.h.now));
@@ -430,9 +439,12 @@ fn never_ready_node_goes_unknown_after_startup_grace() {
         "metadata": {"name": "fresh", "labels": {"topology.kubernetes.io/zone": "a"}}}));
     let created = s.h.now;
     s.h.put(node);
-    s.run_until(T0 + 200_000);
+    s.run_until(T0 + Duration::from_millis(200_000));
     let d = s.unknown_at("fresh").expect("unknown");
-    assert!(d >= created + 60_000 && d <= created + 65_000);
+    assert!(
+        d >= created + Duration::from_millis(60_000)
+            && d <= created + Duration::from_millis(65_000)
+    );
     let n = s.node("fresh");
     let c = super::health::condition(&n, "Ready").expect("ready");
     assert_eq!(c.reason.as_deref(), Some("NodeStatusNeverUpdated"));
@@ -442,14 +454,14 @@ fn never_ready_node_goes_unknown_after_startup_grace() {
 fn kubelet_back_but_not_ready_swaps_taints_at_once() {
     let mut s = Sim::new(&[("a", 3), ("b", 3)], 1);
     s.kill("a-01");
-    s.run_until(T0 + 120_000);
+    s.run_until(T0 + Duration::from_millis(120_000));
     assert_eq!(
         s.taint_added("a-01", TAINT_UNREACHABLE, NO_EXECUTE).len(),
         1
     );
     let back = s.h.now;
     s.revive("a-01", "False");
-    s.run_until(back + 10_000);
+    s.run_until(back + Duration::from_millis(10_000));
     // NoSchedule follows the condition on the update event; NoExecute is swapped by the next
     // pass without waiting for a token.
     assert_eq!(
@@ -458,7 +470,7 @@ fn kubelet_back_but_not_ready_swaps_taints_at_once() {
     );
     let swapped = s.taint_added("a-01", TAINT_NOT_READY, NO_EXECUTE);
     assert_eq!(swapped.len(), 1);
-    assert!(swapped[0] > back && swapped[0] <= back + 5_000);
+    assert!(swapped[0] > back && swapped[0] <= back + Duration::from_millis(5_000));
     assert_eq!(
         s.taint_removed("a-01", TAINT_UNREACHABLE, NO_EXECUTE),
         Some(swapped[0])
@@ -472,21 +484,29 @@ fn restarted_controller_removes_no_execute_taints_and_requeues() {
     for i in 0..3 {
         h.put(node_json(&node_name("a", i), "a", "True", T0));
     }
-    let mut dead = match node_json("dead", "a", "Unknown", T0 - 600_000) {
+    let mut dead = match node_json("dead", "a", "Unknown", T0 - Duration::from_millis(600_000)) {
         Object::Node(n) => (*n).clone(),
         _ => unreachable!(),
     };
     dead.spec.get_or_insert_with(Default::default).taints = Some(vec![
-        super::taints::taint(TAINT_UNREACHABLE, NO_SCHEDULE, T0 - 500_000),
-        super::taints::taint(TAINT_UNREACHABLE, NO_EXECUTE, T0 - 500_000),
+        super::taints::taint(
+            TAINT_UNREACHABLE,
+            NO_SCHEDULE,
+            T0 - Duration::from_millis(500_000),
+        ),
+        super::taints::taint(
+            TAINT_UNREACHABLE,
+            NO_EXECUTE,
+            T0 - Duration::from_millis(500_000),
+        ),
     ]);
     h.put(Object::Node(Arc::new(dead)));
     h.start();
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     let s = Sim {
         h,
         alive: BTreeMap::new(),
-        next_renew: Millis::MAX,
+        next_renew: Moment::MAX,
     };
     assert_eq!(
         s.taint_removed_from("dead", TAINT_UNREACHABLE, NO_EXECUTE, true),
@@ -494,7 +514,7 @@ fn restarted_controller_removes_no_execute_taints_and_requeues() {
     );
     assert_eq!(
         s.taint_added("dead", TAINT_UNREACHABLE, NO_EXECUTE),
-        vec![T0 + 100]
+        vec![T0 + Duration::from_millis(100)]
     );
     assert!(has_taint(&s.node("dead"), TAINT_UNREACHABLE, NO_SCHEDULE));
 }
@@ -530,7 +550,7 @@ mod taint_eviction {
         h
     }
 
-    fn deletes(h: &Harness) -> Vec<(Millis, String, Option<String>)> {
+    fn deletes(h: &Harness) -> Vec<(Moment, String, Option<String>)> {
         h.api
             .log
             .iter()
@@ -549,7 +569,7 @@ mod taint_eviction {
     #[test]
     fn deletes_at_once_or_after_min_toleration_never_for_unbounded() {
         let mut h = harness();
-        h.advance(1_000);
+        h.advance(Duration::from_millis(1_000));
         let at = h.now;
         h.put(tainted_node(
             "n",
@@ -557,7 +577,7 @@ mod taint_eviction {
         ));
         // The first toleration matching the taint is the 300 s one (upstream takes the first
         // match per taint, not the smallest).
-        h.advance(3_600_000);
+        h.advance(Duration::from_millis(3_600_000));
         let d = deletes(&h);
         let uid = |n: &str| {
             h.api
@@ -568,7 +588,11 @@ mod taint_eviction {
             d,
             vec![
                 (at, "intolerant".into(), uid("intolerant")),
-                (at + 300_000, "short".into(), uid("short"))
+                (
+                    at + Duration::from_millis(300_000),
+                    "short".into(),
+                    uid("short")
+                )
             ]
         );
         let pod = match h.api.get(Kind::Pod, &Key::new("default", "short")) {
@@ -590,9 +614,9 @@ mod taint_eviction {
         h.put(tainted_node("n", json!([{"key": "other", "effect": "NoExecute"}, {"key": TAINT_NOT_READY, "effect": "NoExecute"}])));
         // "short" tolerates both with its wildcard (60 s) and is scheduled; "forever" does not
         // tolerate "other": deleted at once.
-        h.advance(30_000);
+        h.advance(Duration::from_millis(30_000));
         h.put(tainted_node("n", json!([])));
-        h.advance(600_000);
+        h.advance(Duration::from_millis(600_000));
         let names: Vec<String> = deletes(&h).into_iter().map(|(_, n, _)| n).collect();
         assert_eq!(names, ["forever", "intolerant"]);
     }
@@ -617,7 +641,7 @@ fn recorded(s: &Sim) -> Vec<(String, String, String)> {
 #[test]
 fn node_failure_records_upstream_events() {
     let mut s = Sim::new(&[("a", 2), ("b", 2)], 1);
-    s.run_until(T0 + 30_000);
+    s.run_until(T0 + Duration::from_millis(30_000));
     let registered = recorded(&s)
         .into_iter()
         .filter(|(r, _, _)| r == "RegisteredNode")
@@ -630,7 +654,7 @@ fn node_failure_records_upstream_events() {
     )));
     s.h.events.clear();
     s.kill("a-00");
-    s.run_until(T0 + 500_000);
+    s.run_until(T0 + Duration::from_millis(500_000));
     let evs = recorded(&s);
     let node_nr = (
         "NodeNotReady".to_string(),
@@ -673,11 +697,11 @@ fn node_failure_records_upstream_events() {
 #[test]
 fn node_back_before_eviction_records_the_cancellation() {
     let mut s = Sim::new(&[("a", 3), ("b", 3), ("c", 3)], 1);
-    s.run_until(T0 + 30_000);
+    s.run_until(T0 + Duration::from_millis(30_000));
     s.kill("b-01");
-    s.run_until(T0 + 200_000);
+    s.run_until(T0 + Duration::from_millis(200_000));
     s.revive("b-01", "True");
-    s.run_until(T0 + 300_000);
+    s.run_until(T0 + Duration::from_millis(300_000));
     let evs = recorded(&s);
     assert!(
         evs.contains(&(

@@ -2,20 +2,22 @@
 //! with a zone, a fresh controller takes over a lease duration + retry period later, as a
 //! newly elected kube-controller-manager does. Start at [`takeover`].
 
+use std::time::Duration;
+
 use super::taints::{NO_EXECUTE, NO_SCHEDULE, TAINT_UNREACHABLE};
 use super::tests::{Sim, node_name};
 use super::{NodeLifecycleConfig, NodeLifecycleController, TaintEvictionController};
 use crate::fake::T0;
-use crate::{Controller, Millis, pod_is_ready};
+use crate::{Controller, Moment, pod_is_ready};
 
 /// Upstream `--leader-elect-lease-duration` + `--leader-elect-retry-period`.
-const FAILOVER_MS: Millis = 15_000 + 2_000;
-const GRACE_MS: Millis = 50_000;
-const PERIOD_MS: Millis = 5_000;
+const FAILOVER_MS: Duration = Duration::from_millis(15_000 + 2_000);
+const GRACE_MS: Duration = Duration::from_millis(50_000);
+const PERIOD_MS: Duration = Duration::from_millis(5_000);
 
 /// The leader's controllers stop at `fail`; fresh ones start (informers synced) at
 /// `fail + FAILOVER_MS`. Returns the takeover time.
-fn takeover(s: &mut Sim, fail: Millis) -> Millis {
+fn takeover(s: &mut Sim, fail: Moment) -> Moment {
     s.run_until(fail);
     s.h.controllers.clear();
     let take = fail + FAILOVER_MS;
@@ -33,19 +35,19 @@ fn takeover(s: &mut Sim, fail: Millis) -> Millis {
 fn a_zone_lost_with_the_leader_is_detected_at_takeover_plus_grace_and_survivors_do_not_flap() {
     let mut s = Sim::new(&[("a", 3), ("b", 3), ("c", 3)], 1);
     // c-02 died long before: the old leader has marked and tainted it.
-    s.run_until(T0 + 10_000);
+    s.run_until(T0 + Duration::from_millis(10_000));
     s.kill("c-02");
-    s.run_until(T0 + 100_000);
+    s.run_until(T0 + Duration::from_millis(100_000));
     let c02_unknown = s.unknown_at("c-02").expect("old leader detected c-02");
     let c02_tainted = s.taint_added("c-02", TAINT_UNREACHABLE, NO_EXECUTE);
     assert_eq!(c02_tainted.len(), 1);
 
     // Zone a powers off with the leader in it.
-    let fail = T0 + 120_000;
-    s.run_until(fail - 1);
-    let last_renew: Vec<Millis> = (0..3).map(|i| s.kill(&node_name("a", i))).collect();
+    let fail = T0 + Duration::from_millis(120_000);
+    s.run_until(fail - Duration::from_millis(1));
+    let last_renew: Vec<Moment> = (0..3).map(|i| s.kill(&node_name("a", i))).collect();
     let take = takeover(&mut s, fail);
-    s.run_until(take + 200_000);
+    s.run_until(take + Duration::from_millis(200_000));
 
     for (i, renew) in last_renew.iter().enumerate() {
         let n = node_name("a", i);
@@ -55,14 +57,14 @@ fn a_zone_lost_with_the_leader_is_detected_at_takeover_plus_grace_and_survivors_
         assert!(
             d >= take + GRACE_MS,
             "{n} detected at {} s after takeover",
-            (d - take) / 1000
+            (d.as_millis() - take.as_millis()) / 1000
         );
         assert!(
             d <= take + GRACE_MS + PERIOD_MS,
             "{n}: {}",
-            (d - take) / 1000
+            (d.as_millis() - take.as_millis()) / 1000
         );
-        assert!(d > renew + GRACE_MS + FAILOVER_MS - PERIOD_MS);
+        assert!(d > *renew + GRACE_MS + FAILOVER_MS - PERIOD_MS);
         assert_eq!(s.taint_added(&n, TAINT_UNREACHABLE, NO_SCHEDULE), vec![d]);
     }
     // The surviving zones' nodes never flap: no Unknown, no taint, pods stay Ready.
@@ -87,7 +89,13 @@ fn a_zone_lost_with_the_leader_is_detected_at_takeover_plus_grace_and_survivors_
         Some(take)
     );
     let retainted = s.taint_added("c-02", TAINT_UNREACHABLE, NO_EXECUTE);
-    assert_eq!(retainted, vec![c02_tainted[0], take + 100]);
-    s.run_until(take + 500_000);
-    assert_eq!(s.deleted_at("c-02-p0"), Some(take + 100 + 300_000));
+    assert_eq!(
+        retainted,
+        vec![c02_tainted[0], take + Duration::from_millis(100)]
+    );
+    s.run_until(take + Duration::from_millis(500_000));
+    assert_eq!(
+        s.deleted_at("c-02-p0"),
+        Some(take + Duration::from_millis(100) + Duration::from_millis(300_000))
+    );
 }

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Node;
 use super::NodeLifecycleController;
 use super::node_writes::NoExecuteOp;
 use super::rate_limited_queue::{Limiter, RateLimitedTimedQueue};
-use crate::Millis;
+use crate::Moment;
 use crate::cache::Cache;
 
 /// Legacy zone label, read first as upstream does (`v1.LabelFailureDomainBetaZone`).
@@ -94,7 +94,7 @@ pub fn excluded_from_disruption(node: &Node) -> bool {
 impl NodeLifecycleController {
     /// Upstream `addPodEvictorForNewZone`: a zone seen for the first time gets state Initial
     /// and a full tainting bucket at the normal rate.
-    pub(super) fn add_zone(&mut self, zone: &str, now: Millis) {
+    pub(super) fn add_zone(&mut self, zone: &str, now: Moment) {
         if !self.zone_states.contains_key(zone) {
             self.zone_states
                 .insert(zone.to_string(), ZoneState::Initial);
@@ -116,7 +116,7 @@ impl NodeLifecycleController {
     }
 
     /// Upstream `setLimiterInZone`.
-    fn set_limiter_in_zone(&mut self, zone: &str, zone_size: usize, state: ZoneState, now: Millis) {
+    fn set_limiter_in_zone(&mut self, zone: &str, zone_size: usize, state: ZoneState, now: Moment) {
         let qps = match state {
             ZoneState::Normal | ZoneState::FullDisruption => self.config.node_eviction_rate,
             ZoneState::PartialDisruption => self.reduced_qps(zone_size),
@@ -150,7 +150,7 @@ impl NodeLifecycleController {
         &mut self,
         cache: &Cache,
         counts: &BTreeMap<String, ZoneCount>,
-        now: Millis,
+        now: Moment,
     ) {
         let threshold = self.config.unhealthy_zone_threshold;
         let new_states: BTreeMap<&String, ZoneState> = counts

@@ -28,6 +28,7 @@ mod tests_sampling;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use rand::SeedableRng;
@@ -42,7 +43,7 @@ use self::selectors::Selector;
 use self::spread_counts::{Placed, SpreadCounts};
 use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
-use crate::{Action, Cache, Change, Controller, Key, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Moment, Object, WriteError};
 use runtime::Outbox;
 
 /// Scheduler settings, named after upstream's `KubeSchedulerConfiguration` fields.
@@ -140,12 +141,17 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
+/// A flag's seconds as a span (negative: zero).
+fn secs(s: i64) -> Duration {
+    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
 impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
         let timing = QueueTiming {
-            initial_backoff_ms: config.pod_initial_backoff_seconds * 1000,
-            max_backoff_ms: config.pod_max_backoff_seconds * 1000,
-            max_in_unschedulable_ms: config.pod_max_in_unschedulable_pods_duration_seconds * 1000,
+            initial_backoff_ms: secs(config.pod_initial_backoff_seconds),
+            max_backoff_ms: secs(config.pod_max_backoff_seconds),
+            max_in_unschedulable_ms: secs(config.pod_max_in_unschedulable_pods_duration_seconds),
         };
         Scheduler {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
@@ -242,7 +248,7 @@ impl Scheduler {
 
     /// Account a pod event: node usage, assumed pods, the queue, and the cluster events that
     /// retry unschedulable pods (an assigned pod deleted, finished or relabelled).
-    fn on_pod_change(&mut self, new: Option<&Arc<Pod>>, old: Option<&Arc<Pod>>, now: Millis) {
+    fn on_pod_change(&mut self, new: Option<&Arc<Pod>>, old: Option<&Arc<Pod>>, now: Moment) {
         let Some(meta) = new.or(old).map(|p| &p.metadata) else {
             return;
         };
@@ -291,7 +297,7 @@ impl Scheduler {
     }
 
     /// Run scheduling cycles until the active queue is empty.
-    fn schedule_pending(&mut self, cache: &Cache, now: Millis) {
+    fn schedule_pending(&mut self, cache: &Cache, now: Moment) {
         while let Some(key) = self.queue.pop() {
             let Some(pod) = cache.pods.get(&key) else {
                 self.queue.forget(&key);
@@ -387,7 +393,7 @@ impl Scheduler {
     }
 
     /// Set `PodScheduled=False, reason Unschedulable` unless the pod already says exactly that.
-    fn mark_unschedulable(&mut self, pod: &Pod, message: String, now: Millis) {
+    fn mark_unschedulable(&mut self, pod: &Pod, message: String, now: Moment) {
         let conds = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
         let current = conds.and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"));
         if current.is_some_and(|c| {
@@ -427,7 +433,7 @@ impl Controller for Scheduler {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.nodes.load(cache.nodes.values());
         for pod in cache.pods.values() {
             self.on_pod_change(Some(pod), None, now);
@@ -435,7 +441,7 @@ impl Controller for Scheduler {
         self.schedule_pending(cache, now);
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -469,16 +475,16 @@ impl Controller for Scheduler {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         self.queue.tick(now);
         self.schedule_pending(cache, now);
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next_wakeup()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         match action {
             Action::Bind { pod, node } => {
                 tracing::debug!(%pod, %node, ?error, "binding failed");

@@ -6,14 +6,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use crate::{Key, Millis};
+use crate::{Key, Moment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
     Active,
-    Backoff(Millis),
-    Unschedulable(Millis),
+    Backoff(Moment),
+    Unschedulable(Moment),
     /// Popped, being scheduled.
     InFlight,
 }
@@ -23,16 +24,16 @@ struct Entry {
     priority: i32,
     seq: u64,
     attempts: u32,
-    last_failure: Millis,
+    last_failure: Moment,
     place: Place,
 }
 
 /// Timing knobs (from [`super::SchedulerConfig`]).
 #[derive(Clone, Copy, Debug)]
 pub struct QueueTiming {
-    pub initial_backoff_ms: Millis,
-    pub max_backoff_ms: Millis,
-    pub max_in_unschedulable_ms: Millis,
+    pub initial_backoff_ms: Duration,
+    pub max_backoff_ms: Duration,
+    pub max_in_unschedulable_ms: Duration,
 }
 
 /// Pending pods this scheduler is responsible for.
@@ -41,8 +42,8 @@ pub struct SchedulingQueue {
     timing: QueueTiming,
     entries: BTreeMap<Key, Entry>,
     active: BTreeSet<(Reverse<i32>, u64, Key)>,
-    backoff: BTreeSet<(Millis, Key)>,
-    unschedulable: BTreeSet<(Millis, Key)>,
+    backoff: BTreeSet<(Moment, Key)>,
+    unschedulable: BTreeSet<(Moment, Key)>,
     seq: u64,
 }
 
@@ -122,7 +123,7 @@ impl SchedulingQueue {
             priority,
             seq: 0,
             attempts: 0,
-            last_failure: 0,
+            last_failure: Moment::EPOCH,
             place: Place::Active,
         };
         self.entries.insert(key.clone(), entry);
@@ -144,7 +145,7 @@ impl SchedulingQueue {
         Some(key)
     }
 
-    fn backoff_until(&self, e: &Entry) -> Millis {
+    fn backoff_until(&self, e: &Entry) -> Moment {
         let shift = e.attempts.saturating_sub(1).min(30);
         let backoff = self
             .timing
@@ -155,7 +156,7 @@ impl SchedulingQueue {
     }
 
     /// The scheduling attempt found no node: park the pod until an event or the timeout.
-    pub fn unschedulable(&mut self, key: &Key, now: Millis) {
+    pub fn unschedulable(&mut self, key: &Key, now: Moment) {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
@@ -165,7 +166,7 @@ impl SchedulingQueue {
     }
 
     /// The attempt failed for another reason (a write error): retry after the backoff.
-    pub fn errored(&mut self, key: &Key, now: Millis) {
+    pub fn errored(&mut self, key: &Key, now: Moment) {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
@@ -176,7 +177,7 @@ impl SchedulingQueue {
     }
 
     /// Move one pod to backoff (if its backoff has not expired) or active.
-    fn activate(&mut self, key: &Key, now: Millis) {
+    fn activate(&mut self, key: &Key, now: Moment) {
         let Some(e) = self.entries.get(key) else {
             return;
         };
@@ -193,7 +194,7 @@ impl SchedulingQueue {
 
     /// A cluster event that may make parked pods schedulable (node added or changed, an
     /// assigned pod deleted): move every unschedulable pod to backoff or active.
-    pub fn move_all_unschedulable(&mut self, now: Millis) {
+    pub fn move_all_unschedulable(&mut self, now: Moment) {
         let keys: Vec<Key> = self.unschedulable.iter().map(|(_, k)| k.clone()).collect();
         for k in keys {
             self.activate(&k, now);
@@ -202,7 +203,7 @@ impl SchedulingQueue {
 
     /// The pod's spec or labels changed while it waited: retry it (upstream moves an updated
     /// unschedulable pod out of the pool).
-    pub fn updated(&mut self, key: &Key, priority: i32, now: Millis) {
+    pub fn updated(&mut self, key: &Key, priority: i32, now: Moment) {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
@@ -216,7 +217,7 @@ impl SchedulingQueue {
 
     /// Timed transitions due at `now`: expired backoffs become active; pods parked longer
     /// than `podMaxInUnschedulablePodsDuration` are retried.
-    pub fn tick(&mut self, now: Millis) {
+    pub fn tick(&mut self, now: Moment) {
         while let Some((t, key)) = self.backoff.first().cloned() {
             if t > now {
                 break;
@@ -244,12 +245,12 @@ impl SchedulingQueue {
     }
 
     /// When [`SchedulingQueue::tick`] has work next.
-    pub fn next_wakeup(&self) -> Option<Millis> {
+    pub fn next_wakeup(&self) -> Option<Moment> {
         let b = self.backoff.first().map(|(t, _)| *t);
         let u = self
             .unschedulable
             .first()
-            .map(|(t, _)| t + self.timing.max_in_unschedulable_ms);
+            .map(|(t, _)| *t + self.timing.max_in_unschedulable_ms);
         b.into_iter().chain(u).min()
     }
 }
@@ -260,9 +261,9 @@ mod tests {
 
     fn q() -> SchedulingQueue {
         SchedulingQueue::new(QueueTiming {
-            initial_backoff_ms: 1000,
-            max_backoff_ms: 10_000,
-            max_in_unschedulable_ms: 300_000,
+            initial_backoff_ms: Duration::from_millis(1000),
+            max_backoff_ms: Duration::from_millis(10_000),
+            max_in_unschedulable_ms: Duration::from_millis(300_000),
         })
     }
 
@@ -283,22 +284,23 @@ mod tests {
         let mut q = q();
         let k = Key::new("d", "a");
         q.add(&k, 0);
-        let mut now = 0;
+        let mut now = Moment::EPOCH;
         let mut waits = Vec::new();
         for _ in 0..6 {
             assert_eq!(q.pop(), Some(k.clone()));
             q.unschedulable(&k, now);
             q.move_all_unschedulable(now);
             let w = q.next_wakeup().unwrap();
-            waits.push(w - now);
+            waits.push(w.saturating_since(now).as_millis());
             now = w;
             q.tick(now);
         }
         assert_eq!(waits, vec![1000, 2000, 4000, 8000, 10_000, 10_000]);
         assert_eq!(q.pop(), Some(k.clone()));
         q.unschedulable(&k, now);
-        assert_eq!(q.next_wakeup(), Some(now + 300_000));
-        q.tick(now + 300_000);
+        let timeout = now + Duration::from_millis(300_000);
+        assert_eq!(q.next_wakeup(), Some(timeout));
+        q.tick(timeout);
         assert_eq!(q.pop(), Some(k));
     }
 }

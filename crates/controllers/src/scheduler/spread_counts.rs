@@ -266,6 +266,7 @@ impl SpreadCounts {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::time::Duration;
 
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -368,7 +369,7 @@ mod tests {
         sched: &mut Scheduler,
         binds: &mut Vec<(Key, String)>,
         uid: &mut usize,
-        now: crate::Millis,
+        now: crate::Moment,
     ) -> Option<Change> {
         match rng.random_range(0..11) {
             // A node added (n6 holds pods bound before it existed) or moved to another zone.
@@ -442,7 +443,7 @@ mod tests {
         let (mut binds, mut uid, mut actions) = (Vec::new(), 0, Vec::new());
         let (mut checked, mut indexed_checked) = (0, 0);
         for _ in 0..2000 {
-            now += rng.random_range(0..400);
+            now += Duration::from_millis(rng.random_range(0..400));
             if let Some(change) = step(&mut rng, &mut cache, &mut sched, &mut binds, &mut uid, now)
             {
                 sched.handle_change(&cache, &change, now);

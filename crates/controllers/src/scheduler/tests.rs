@@ -1,6 +1,7 @@
 //! Scheduler behaviour tests in virtual time, through the fake API harness.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -190,7 +191,7 @@ fn exhausted_resources_leave_pod_pending_with_upstream_message() {
         Some(("False".into(), "Unschedulable".into(), expected.into()))
     );
     // Periodic retries (backoff, the 5-minute flush) do not rewrite an unchanged condition.
-    h.advance(20 * 60 * 1000);
+    h.advance(Duration::from_millis(20 * 60 * 1000));
     assert_eq!(status_writes(&h), 1);
     assert_eq!(node_of(&h, "p6"), None);
     // A new node is a cluster event: the pod is retried and bound.
@@ -200,7 +201,7 @@ fn exhausted_resources_leave_pod_pending_with_upstream_message() {
         None,
         "moved to the backoff queue first (upstream)"
     );
-    h.advance(10_000);
+    h.advance(Duration::from_millis(10_000));
     assert_eq!(node_of(&h, "p6").as_deref(), Some("n7"));
     assert_eq!(
         scheduled_condition(&h, "p6").map(|c| c.0).as_deref(),
@@ -215,7 +216,7 @@ fn deleting_a_bound_pod_retries_unschedulable_pods() {
     h.put(object(pod_json("p1", "batch", "600m")));
     assert_eq!(node_of(&h, "p1"), None);
     h.remove(Kind::Pod, &key("p0"));
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     assert_eq!(node_of(&h, "p1").as_deref(), Some("n1"));
 }
 
@@ -276,7 +277,8 @@ fn lose_zone_a(taints_policy: Option<&str>) -> Harness {
     assert_eq!(doomed.len(), 2);
     for p in doomed {
         let mut p = (*p).clone();
-        p.metadata.deletion_timestamp = Some(crate::time::to_time(h.now + 30_000));
+        p.metadata.deletion_timestamp =
+            Some(crate::time::to_time(h.now + Duration::from_millis(30_000)));
         h.put(Object::Pod(std::sync::Arc::new(p)));
     }
     h.put(spread_pod("web-6", taints_policy));
@@ -296,7 +298,7 @@ fn dead_zone_with_taints_policy_ignore_keeps_replacements_pending() {
         scheduled_condition(&h, "web-6"),
         Some(("False".into(), "Unschedulable".into(), expected.into()))
     );
-    h.advance(15 * 60 * 1000);
+    h.advance(Duration::from_millis(15 * 60 * 1000));
     assert_eq!(
         node_of(&h, "web-6"),
         None,
@@ -410,8 +412,12 @@ fn failed_bind_forgets_the_assumed_pod_and_retries() {
     out.extend(std::iter::from_fn(|| s.poll_action()));
     s.handle_write_failed(&out[0], &crate::WriteError::Other("timeout".into()), T0);
     assert_eq!(s.assumed(), 0);
-    assert_eq!(s.poll_timeout(), Some(T0 + 1000), "initial backoff");
-    s.handle_timeout(&api.cache, T0 + 1000);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(T0 + Duration::from_millis(1000)),
+        "initial backoff"
+    );
+    s.handle_timeout(&api.cache, T0 + Duration::from_millis(1000));
     let mut out = Vec::new();
     out.extend(std::iter::from_fn(|| s.poll_action()));
     assert_eq!(

@@ -2,6 +2,7 @@
 //! fake kubelet that marks pods Running+Ready and finishes graceful deletions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
@@ -198,7 +199,7 @@ fn status_and_conditions_follow_availability() {
     );
     assert_eq!(condition(&d, "Progressing").0, "True");
     kubelet(&mut h, 6);
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     let d = get_deploy(&h);
     let st = d.status.clone().unwrap();
     assert_eq!(st.replicas, Some(6));
@@ -230,9 +231,9 @@ fn progress_deadline_exceeded_when_pods_never_become_ready() {
     edit_deploy(&mut h, |d| {
         d.spec.as_mut().unwrap().progress_deadline_seconds = Some(60)
     });
-    h.advance(30_000);
+    h.advance(Duration::from_millis(30_000));
     assert_eq!(condition(&get_deploy(&h), "Progressing").0, "True");
-    h.advance(40_000);
+    h.advance(Duration::from_millis(40_000));
     assert_eq!(
         condition(&get_deploy(&h), "Progressing"),
         ("False".into(), "ProgressDeadlineExceeded".into())
@@ -247,12 +248,12 @@ fn min_ready_seconds_delays_availability_with_a_wakeup() {
         d.spec.as_mut().unwrap().min_ready_seconds = Some(10)
     });
     kubelet(&mut h, 2);
-    h.advance(5_000);
+    h.advance(Duration::from_millis(5_000));
     let rs = &replica_sets(&h)[0];
     assert_eq!(rs.spec.as_ref().unwrap().min_ready_seconds, Some(10));
     assert_eq!(rs.status.as_ref().unwrap().available_replicas, Some(0));
     assert_eq!(rs.status.as_ref().unwrap().ready_replicas, Some(2));
-    h.advance(6_000);
+    h.advance(Duration::from_millis(6_000));
     assert_eq!(
         replica_sets(&h)[0]
             .status
@@ -278,7 +279,7 @@ fn deleted_or_terminating_pods_are_replaced_at_once() {
     assert!(!h.api.cache.pods.contains_key(&Key::of(&victim.metadata)));
     // A graceful delete (eviction): deletionTimestamp set, pod still there.
     let mut terminating = (*pods(&h)[1]).clone();
-    terminating.metadata.deletion_timestamp = Some(to_time(h.now + 30_000));
+    terminating.metadata.deletion_timestamp = Some(to_time(h.now + Duration::from_millis(30_000)));
     h.put(Object::Pod(Arc::new(terminating)));
     assert_eq!(active(&h).len(), 6);
     assert_eq!(pods(&h).len(), 7);
@@ -324,7 +325,7 @@ fn rolling_update_stays_within_surge_and_unavailability_bounds() {
     let mut h = harness();
     h.put(deployment(6, "img:1", rolling()));
     kubelet(&mut h, 6);
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     bump_image(&mut h, "img:2");
     // 25% of 6: maxSurge rounds up to 2, maxUnavailable rounds down to 1.
     let (max_pods, min_available) = (8, 5);
@@ -357,7 +358,7 @@ fn rolling_update_stays_within_surge_and_unavailability_bounds() {
         steps += 1;
         assert!(steps < 50, "rollout did not finish");
         kubelet(&mut h, 1);
-        h.advance(1000);
+        h.advance(Duration::from_millis(1000));
     }
     assert!(steps >= 6, "one pod ready per step: {steps} steps");
     let rss = replica_sets(&h);
@@ -391,7 +392,7 @@ fn recreate_scales_old_to_zero_and_waits_for_pods_to_go() {
     let mut h = harness();
     h.put(deployment(3, "img:1", json!({"type": "Recreate"})));
     kubelet(&mut h, 3);
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     bump_image(&mut h, "img:2");
     let rss = replica_sets(&h);
     assert_eq!(
@@ -403,13 +404,13 @@ fn recreate_scales_old_to_zero_and_waits_for_pods_to_go() {
     assert_eq!(pods(&h).len(), 3);
     assert!(active(&h).is_empty());
     kubelet(&mut h, 0); // finishes the deletions
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     let rss = replica_sets(&h);
     assert_eq!(rss.len(), 2);
     assert_eq!((spec_replicas(&rss[0]), spec_replicas(&rss[1])), (0, 3));
     assert_eq!(active(&h).len(), 3);
     kubelet(&mut h, 3);
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     assert_eq!(
         condition(&get_deploy(&h), "Progressing"),
         ("True".into(), "NewReplicaSetAvailable".into())
@@ -425,13 +426,13 @@ fn old_replicasets_beyond_history_limit_are_deleted() {
     });
     for i in 0..4 {
         kubelet(&mut h, 10);
-        h.advance(1000);
+        h.advance(Duration::from_millis(1000));
         kubelet(&mut h, 10);
-        h.advance(1000);
+        h.advance(Duration::from_millis(1000));
         bump_image(&mut h, &format!("img:{}", i + 2));
         for _ in 0..10 {
             kubelet(&mut h, 10);
-            h.advance(1000);
+            h.advance(Duration::from_millis(1000));
         }
     }
     let revs: Vec<String> = replica_sets(&h)
@@ -446,7 +447,7 @@ fn scaling_mid_rollout_is_proportional() {
     let mut h = harness();
     h.put(deployment(10, "img:1", rolling()));
     kubelet(&mut h, 10);
-    h.advance(1000);
+    h.advance(Duration::from_millis(1000));
     bump_image(&mut h, "img:2");
     // Old 10 -> 8 after unavailable budget (2) ... new 3 (surge); none ready yet.
     let sizes: Vec<i32> = replica_sets(&h).iter().map(|r| spec_replicas(r)).collect();
@@ -464,7 +465,7 @@ struct SlowWatch {
     api: FakeApi,
     rsc: ReplicaSetController,
     pending: Vec<Change>,
-    now: crate::Millis,
+    now: crate::Moment,
 }
 
 impl SlowWatch {
@@ -647,7 +648,7 @@ fn a_resync_before_the_write_lands_announces_a_scale_once() {
     let change = api.put(deployment(3, "img:1", rolling()), T0);
     let mut dc = DeploymentController::new(DeploymentConfig::default());
     dc.handle_synced(&api.cache, T0);
-    dc.handle_change(&api.cache, &change, T0 + 1);
+    dc.handle_change(&api.cache, &change, T0 + Duration::from_millis(1));
     let mut events = Vec::new();
     events.extend(std::iter::from_fn(|| dc.poll_event()));
     let scaled: Vec<&str> = events

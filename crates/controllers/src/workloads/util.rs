@@ -5,12 +5,13 @@
 //! Start at [`selector_matches`] and [`WorkQueue`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 use crate::time::from_time;
-use crate::{Key, Millis};
+use crate::{Key, Moment};
 use runtime::labels::{label_selector_is_empty, label_selector_matches};
 pub use runtime::queue::WorkQueue;
 
@@ -72,32 +73,45 @@ pub fn node_name(pod: &Pod) -> &str {
 }
 
 /// When the pod's `Ready` condition last became `True`, if it is ready now (0 if unknown).
-pub fn ready_since(pod: &Pod) -> Option<Millis> {
+pub fn ready_since(pod: &Pod) -> Option<Moment> {
     let conds = pod.status.as_ref()?.conditions.as_ref()?;
     let c = conds
         .iter()
         .find(|c| c.type_ == "Ready" && c.status == "True")?;
-    Some(c.last_transition_time.as_ref().map(from_time).unwrap_or(0))
+    Some(
+        c.last_transition_time
+            .as_ref()
+            .map(from_time)
+            .unwrap_or(Moment::EPOCH),
+    )
 }
 
 /// When the pod becomes (or became) available: ready for more than `min_ready_seconds`
 /// (upstream `IsPodAvailable`: `lastTransitionTime + minReadySeconds` strictly before now).
-pub fn available_at(pod: &Pod, min_ready_seconds: i32) -> Option<Millis> {
+pub fn available_at(pod: &Pod, min_ready_seconds: i32) -> Option<Moment> {
     let since = ready_since(pod)?;
     if min_ready_seconds <= 0 {
-        return Some(Millis::MIN);
+        return Some(Moment::MIN);
     }
-    Some(since + i64::from(min_ready_seconds) * 1000 + 1)
+    Some(since + secs(min_ready_seconds) + Duration::from_millis(1))
+}
+
+/// An API field's seconds as a span (negative: zero).
+pub fn secs(s: i32) -> Duration {
+    Duration::from_secs(u64::try_from(s).unwrap_or(0))
 }
 
 /// Upstream `IsPodAvailable` at `now`.
-pub fn pod_is_available(pod: &Pod, min_ready_seconds: i32, now: Millis) -> bool {
+pub fn pod_is_available(pod: &Pod, min_ready_seconds: i32, now: Moment) -> bool {
     available_at(pod, min_ready_seconds).is_some_and(|t| t <= now)
 }
 
 /// Creation time in ms (0 if unset).
-pub fn created(meta: &ObjectMeta) -> Millis {
-    meta.creation_timestamp.as_ref().map(from_time).unwrap_or(0)
+pub fn created(meta: &ObjectMeta) -> Moment {
+    meta.creation_timestamp
+        .as_ref()
+        .map(from_time)
+        .unwrap_or(Moment::EPOCH)
 }
 
 /// Writes issued for one controller object and not yet observed (upstream
@@ -107,12 +121,12 @@ pub fn created(meta: &ObjectMeta) -> Millis {
 pub struct Expectations {
     pub creates: i64,
     pub deletes: std::collections::BTreeSet<Key>,
-    pub set_at: Millis,
+    pub set_at: Moment,
 }
 
 impl Expectations {
     /// Upstream `SatisfiedExpectations`: everything observed, or the expectations expired.
-    pub fn satisfied(&self, now: Millis, timeout_ms: Millis) -> bool {
+    pub fn satisfied(&self, now: Moment, timeout_ms: Duration) -> bool {
         (self.creates <= 0 && self.deletes.is_empty()) || now >= self.set_at + timeout_ms
     }
 }

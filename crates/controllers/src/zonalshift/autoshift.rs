@@ -11,11 +11,12 @@
 //! not a zonal impairment).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
-use crate::Millis;
+use crate::Moment;
 
 /// How often the alarm is evaluated.
-pub const EVALUATION_INTERVAL_MS: Millis = 1_000;
+pub const EVALUATION_INTERVAL_MS: Duration = Duration::from_millis(1_000);
 /// At most this many outcomes are kept (the oldest are dropped first).
 pub const MAX_SAMPLES: usize = 200_000;
 
@@ -25,18 +26,18 @@ pub struct AutoshiftConfig {
     /// Failed requests, percent of all in the period, that breach: (0, 100].
     pub threshold_percent: f64,
     /// The sliding window the percentage is taken over.
-    pub period_ms: Millis,
+    pub period_ms: Duration,
     /// How long the breach must last before the shift starts.
-    pub delay_ms: Millis,
+    pub delay_ms: Duration,
     /// The shift's `expiresIn`.
-    pub expires_in_ms: Millis,
+    pub expires_in_ms: Duration,
 }
 
 /// A decision to shift away from `zone` until `expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AutoshiftDecision {
     pub zone: String,
-    pub expires_at: Millis,
+    pub expires_at: Moment,
     /// Why, for logs and Events.
     pub reason: String,
 }
@@ -46,20 +47,20 @@ pub struct AutoshiftDecision {
 pub struct Autoshift {
     config: AutoshiftConfig,
     /// `(completed at, zone index, ok)`, in arrival order.
-    samples: VecDeque<(Millis, usize, bool)>,
+    samples: VecDeque<(Moment, usize, bool)>,
     /// Zones that ever reported, indexed by the samples (a silent known zone counts as
     /// failing).
     zones: Vec<String>,
     /// Outcomes handed over by [`Autoshift::handle_finished`] but not applied yet:
     /// `(end, zone, ok)`, applied by [`Autoshift::handle_timeout`] once `end <= now`.
-    pending: Vec<(Millis, String, bool)>,
-    breach_since: Option<Millis>,
+    pending: Vec<(Moment, String, bool)>,
+    breach_since: Option<Moment>,
     /// When the first outcome arrived: until a whole period has passed since, the alarm has
     /// insufficient data (CloudWatch's `INSUFFICIENT_DATA`) and cannot breach.
-    first_at: Option<Millis>,
+    first_at: Option<Moment>,
     /// A shift this rule started is active until then; no new one before.
-    active_until: Option<Millis>,
-    next_eval: Option<Millis>,
+    active_until: Option<Moment>,
+    next_eval: Option<Moment>,
 }
 
 impl Autoshift {
@@ -77,7 +78,7 @@ impl Autoshift {
     }
 
     /// A client in `zone` finished a request at `at`, failed or not.
-    pub fn handle_outcome(&mut self, at: Millis, zone: &str, ok: bool) {
+    pub fn handle_outcome(&mut self, at: Moment, zone: &str, ok: bool) {
         let idx = match self.zones.iter().position(|z| z == zone) {
             Some(i) => i,
             None => {
@@ -95,18 +96,18 @@ impl Autoshift {
 
     /// A client in `zone` finished a request at `end`, failed or not, possibly later than the
     /// caller's clock: buffered until [`Autoshift::handle_timeout`] reaches `end`.
-    pub fn handle_finished(&mut self, end: Millis, zone: String, ok: bool) {
+    pub fn handle_finished(&mut self, end: Moment, zone: String, ok: bool) {
         self.pending.push((end, zone, ok));
     }
 
     /// When [`Autoshift::handle_timeout`] should next run.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         self.next_eval
     }
 
     /// Apply the buffered outcomes that ended by `now` (in order of their end), then evaluate
     /// the alarm if due; a decision when a shift should start.
-    pub fn handle_timeout(&mut self, now: Millis) -> Option<AutoshiftDecision> {
+    pub fn handle_timeout(&mut self, now: Moment) -> Option<AutoshiftDecision> {
         let (mut done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
             .into_iter()
             .partition(|(end, _, _)| *end <= now);
@@ -132,13 +133,13 @@ impl Autoshift {
         };
         let insufficient = self
             .first_at
-            .is_none_or(|t| now - t < self.config.period_ms);
+            .is_none_or(|t| now < t + self.config.period_ms);
         if insufficient || percent < self.config.threshold_percent {
             self.breach_since = None;
             return None;
         }
         let since = *self.breach_since.get_or_insert(now);
-        if now - since < self.config.delay_ms || self.active_until.is_some_and(|t| t > now) {
+        if now < since + self.config.delay_ms || self.active_until.is_some_and(|t| t > now) {
             return None;
         }
         let zone = self.impaired_zone(since, now)?;
@@ -148,9 +149,9 @@ impl Autoshift {
             reason: format!(
                 "{percent:.1}% of requests failed over the last {}s (threshold {}%) for {}s; \
                  zone {zone}'s clients fared worst",
-                self.config.period_ms / 1000,
+                self.config.period_ms.as_secs(),
                 self.config.threshold_percent,
-                (now - since) / 1000
+                now.saturating_since(since).as_secs()
             ),
             zone,
             expires_at,
@@ -159,7 +160,7 @@ impl Autoshift {
 
     /// The zone whose clients' success share since the breach began (within the period) is
     /// strictly the lowest.
-    fn impaired_zone(&self, since: Millis, now: Millis) -> Option<String> {
+    fn impaired_zone(&self, since: Moment, now: Moment) -> Option<String> {
         let from = (now - self.config.period_ms).max(since);
         let mut per_zone: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for zone in &self.zones {

@@ -21,6 +21,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use runtime::Outbox;
@@ -28,7 +29,7 @@ use runtime::events::{EventRecord, EventType, node_ref};
 use runtime::labels::node_zone;
 
 use crate::cache::{Cache, Change, Object};
-use crate::{Action, Controller, Millis, WriteError};
+use crate::{Action, Controller, Moment, WriteError};
 
 /// When the zone's shift ends (RFC 3339). Its presence on a node means the node's zone is
 /// shifted away from.
@@ -44,13 +45,13 @@ pub const REASON_STARTED: &str = "ZonalShiftStarted";
 /// Event reason when a shift ends on a node (expired or cancelled).
 pub const REASON_ENDED: &str = "ZonalShiftEnded";
 /// Retry delay after a write of ours lost a race (the newer node usually arrives first).
-pub const RETRY_MS: Millis = 1_000;
+pub const RETRY_MS: Duration = Duration::from_millis(1_000);
 
 /// What a node says about a zonal shift.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct NodeShift {
     /// The shift's expiry, when the node's zone is shifted away from.
-    pub expires_at: Option<Millis>,
+    pub expires_at: Option<Moment>,
     /// The controller cordoned this node for a shift.
     pub cordoned_by_shift: bool,
 }
@@ -64,14 +65,14 @@ fn annotation<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
 }
 
 /// Parses an RFC 3339 time into milliseconds.
-fn parse_time(text: &str) -> Option<Millis> {
+fn parse_time(text: &str) -> Option<Moment> {
     text.parse::<k8s_openapi::jiff::Timestamp>()
         .ok()
-        .map(|t| t.as_millisecond())
+        .map(|t| Moment::from_millis(t.as_millisecond()))
 }
 
 /// Formats milliseconds as RFC 3339 (UTC, whole seconds rounded down).
-pub fn format_time(at: Millis) -> String {
+pub fn format_time(at: Moment) -> String {
     crate::time::to_time(at).0.to_string()
 }
 
@@ -170,7 +171,7 @@ pub fn zone_nodes<'a>(cache: &'a Cache, zone: &'a str) -> impl Iterator<Item = &
 /// The node with the shift started or extended to `expires_at` (a start keeps an existing
 /// `started-at`), or `None` if it already says so. The starter writes it on every node of the
 /// zone (ARC `StartZonalShift` / `UpdateZonalShift`).
-pub fn start_node(node: &Node, expires_at: Millis, now: Millis) -> Option<Node> {
+pub fn start_node(node: &Node, expires_at: Moment, now: Moment) -> Option<Node> {
     let expires = format_time(expires_at);
     if annotation(node, EXPIRES_AT_ANNOTATION) == Some(expires.as_str()) {
         return None;
@@ -200,7 +201,7 @@ pub fn cancel_node(node: &Node) -> Option<Node> {
 
 /// A JSON merge patch doing [`start_node`] (with `started` as `started-at` when the node has
 /// none) or, with `None`, [`cancel_node`]: for drivers that write through a Kubernetes client.
-pub fn merge_patch(expires_at: Option<Millis>, started: Option<Millis>) -> serde_json::Value {
+pub fn merge_patch(expires_at: Option<Moment>, started: Option<Moment>) -> serde_json::Value {
     let ann = match expires_at {
         Some(at) => {
             let mut m = serde_json::Map::new();
@@ -219,7 +220,7 @@ pub fn merge_patch(expires_at: Option<Millis>, started: Option<Millis>) -> serde
 }
 
 /// What the controller does to one node now, if anything: the node to write and the Event.
-fn plan_node(node: &Node, now: Millis) -> Option<(Node, EventRecord)> {
+fn plan_node(node: &Node, now: Moment) -> Option<(Node, EventRecord)> {
     let shift = shift_of(node);
     let unschedulable = node
         .spec
@@ -289,9 +290,9 @@ fn end_cordon(node: &mut Node, cordoned_by_shift: bool) -> &'static str {
 #[derive(Default)]
 pub struct ZonalShiftController {
     /// Active expiries by node (for `poll_timeout`).
-    expiries: BTreeMap<String, Millis>,
+    expiries: BTreeMap<String, Moment>,
     /// Nodes to look at again at a time (lost races).
-    retries: BTreeMap<String, Millis>,
+    retries: BTreeMap<String, Moment>,
     out: Outbox,
 }
 
@@ -300,7 +301,7 @@ impl ZonalShiftController {
         ZonalShiftController::default()
     }
 
-    fn reconcile(&mut self, node: &Node, now: Millis) {
+    fn reconcile(&mut self, node: &Node, now: Moment) {
         let name = node.metadata.name.clone().unwrap_or_default();
         // An expired shift is ended by the write below; its echo (or a retry) comes back.
         match shift_of(node).expires_at {
@@ -324,13 +325,13 @@ impl Controller for ZonalShiftController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         for node in cache.nodes.values() {
             self.reconcile(node, now);
         }
     }
 
-    fn handle_change(&mut self, _cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, _cache: &Cache, change: &Change, now: Moment) {
         match change {
             Change::Applied {
                 new: Object::Node(n),
@@ -349,7 +350,7 @@ impl Controller for ZonalShiftController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         let due: BTreeSet<String> = self
             .expiries
             .iter()
@@ -368,7 +369,7 @@ impl Controller for ZonalShiftController {
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.expiries
             .values()
             .chain(self.retries.values())
@@ -376,7 +377,7 @@ impl Controller for ZonalShiftController {
             .min()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let Action::Update(Object::Node(n)) = action else {
             return;
         };

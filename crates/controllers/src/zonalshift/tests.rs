@@ -81,7 +81,7 @@ fn unschedulable(h: &Harness, name: &str) -> bool {
 
 /// What a starter (scenario runner, simulator, CLI) writes: the annotation on every node of
 /// the zone.
-fn start(h: &mut Harness, zone: &str, expires_at: Millis) {
+fn start(h: &mut Harness, zone: &str, expires_at: Moment) {
     let nodes: Vec<Node> = zone_nodes(&h.api.cache, zone)
         .filter_map(|n| start_node(n, expires_at, h.now))
         .collect();
@@ -107,11 +107,11 @@ fn shift_cordons_and_removes_endpoints_without_evicting_or_deleting() {
         ["web-a-1", "web-a-2", "web-b-1", "web-c-1"]
     );
     h.api.log.clear();
-    start(&mut h, "a", T0 + 1_800_000);
+    start(&mut h, "a", T0 + Duration::from_millis(1_800_000));
     assert_eq!(endpoint_pods(&h), ["web-b-1", "web-c-1"]);
     assert!(unschedulable(&h, "a-1") && unschedulable(&h, "a-2"));
     assert!(!unschedulable(&h, "b-1") && !unschedulable(&h, "c-1"));
-    h.advance(600_000);
+    h.advance(Duration::from_millis(600_000));
     // Pods and nodes stay: the only writes are node updates and the slice update.
     assert_eq!(h.api.cache.pods.len(), 4);
     assert_eq!(h.api.cache.nodes.len(), 4);
@@ -141,14 +141,14 @@ fn expiry_restores_endpoints_and_uncordons_only_what_the_shift_cordoned() {
     let mut a2 = (*node_of(&h, "a-2")).clone();
     a2.spec.get_or_insert_with(Default::default).unschedulable = Some(true);
     h.put(Object::Node(Arc::new(a2)));
-    start(&mut h, "a", T0 + 60_000);
+    start(&mut h, "a", T0 + Duration::from_millis(60_000));
     assert!(shift_of(&node_of(&h, "a-1")).cordoned_by_shift);
     assert!(!shift_of(&node_of(&h, "a-2")).cordoned_by_shift);
-    h.advance(59_000);
+    h.advance(Duration::from_millis(59_000));
     assert_eq!(endpoint_pods(&h), ["web-b-1", "web-c-1"]);
     // At the expiry every endpoint of the zone comes back at once (the zone is shifted until
     // its last node drops the shift).
-    h.advance(1_000);
+    h.advance(Duration::from_millis(1_000));
     assert_eq!(
         endpoint_pods(&h),
         ["web-a-1", "web-a-2", "web-b-1", "web-c-1"]
@@ -163,10 +163,10 @@ fn expiry_restores_endpoints_and_uncordons_only_what_the_shift_cordoned() {
 #[test]
 fn cancel_and_extend() {
     let mut h = harness();
-    start(&mut h, "a", T0 + 60_000);
+    start(&mut h, "a", T0 + Duration::from_millis(60_000));
     // Extended (UpdateZonalShift): still shifted past the first expiry.
-    start(&mut h, "a", T0 + 120_000);
-    h.advance(90_000);
+    start(&mut h, "a", T0 + Duration::from_millis(120_000));
+    h.advance(Duration::from_millis(90_000));
     assert_eq!(endpoint_pods(&h), ["web-b-1", "web-c-1"]);
     assert!(unschedulable(&h, "a-1"));
     cancel(&mut h, "a");
@@ -181,7 +181,7 @@ fn cancel_and_extend() {
 #[test]
 fn a_restarted_controller_finishes_what_a_shift_started() {
     let mut h = harness();
-    start(&mut h, "a", T0 + 60_000);
+    start(&mut h, "a", T0 + Duration::from_millis(60_000));
     // A new controller (restart) learns the shift from the nodes alone.
     let mut h2 = Harness::new(vec![
         Box::new(EndpointSliceController::new(EndpointSliceConfig::default())),
@@ -191,7 +191,7 @@ fn a_restarted_controller_finishes_what_a_shift_started() {
     h2.now = h.now;
     h2.start();
     assert_eq!(endpoint_pods(&h2), ["web-b-1", "web-c-1"]);
-    h2.advance(62_000);
+    h2.advance(Duration::from_millis(62_000));
     assert!(!unschedulable(&h2, "a-1"));
     assert_eq!(endpoint_pods(&h2).len(), 4);
 }
@@ -199,19 +199,21 @@ fn a_restarted_controller_finishes_what_a_shift_started() {
 #[test]
 fn node_deleted_during_a_shift_is_forgotten() {
     let mut h = harness();
-    start(&mut h, "a", T0 + 60_000);
+    start(&mut h, "a", T0 + Duration::from_millis(60_000));
     h.remove(Kind::Node, &Key::new("", "a-1"));
-    h.advance(60_000);
+    h.advance(Duration::from_millis(60_000));
     assert!(!unschedulable(&h, "a-2"));
 }
 
 #[test]
 fn merge_patch_starts_and_cancels() {
-    let p = merge_patch(Some(T0 + 60_000), Some(T0));
+    let p = merge_patch(Some(T0 + Duration::from_millis(60_000)), Some(T0));
     let ann = &p["metadata"]["annotations"];
     assert_eq!(
         parse_time(ann[EXPIRES_AT_ANNOTATION].as_str().unwrap()),
-        Some(T0 + 60_000 - (T0 + 60_000) % 1000)
+        Some(Moment::from_millis(
+            (T0 + Duration::from_millis(60_000)).as_millis() / 1000 * 1000
+        ))
     );
     let c = merge_patch(None, None);
     assert!(c["metadata"]["annotations"][EXPIRES_AT_ANNOTATION].is_null());
@@ -220,9 +222,9 @@ fn merge_patch_starts_and_cancels() {
 fn rule() -> AutoshiftConfig {
     AutoshiftConfig {
         threshold_percent: 10.0,
-        period_ms: 10_000,
-        delay_ms: 5_000,
-        expires_in_ms: 1_800_000,
+        period_ms: Duration::from_millis(10_000),
+        delay_ms: Duration::from_millis(5_000),
+        expires_in_ms: Duration::from_millis(1_800_000),
     }
 }
 
@@ -230,21 +232,21 @@ fn rule() -> AutoshiftConfig {
 /// says which fail; a zone in `silent` sends nothing.
 fn feed(
     a: &mut Autoshift,
-    from: Millis,
-    to: Millis,
+    from: i64,
+    to: i64,
     silent: &[&str],
-    fails: impl Fn(&str, Millis) -> bool,
-) -> Option<(Millis, autoshift::AutoshiftDecision)> {
-    let mut t = from;
-    while t < to {
+    fails: impl Fn(&str, i64) -> bool,
+) -> Option<(i64, autoshift::AutoshiftDecision)> {
+    let mut t = Moment::from_millis(from);
+    while t < Moment::from_millis(to) {
         for (i, z) in ["a", "b", "c"].iter().enumerate() {
             if !silent.contains(z) {
-                a.handle_outcome(t, z, !fails(z, t + i as Millis));
+                a.handle_outcome(t, z, !fails(z, t.as_millis() + i as i64));
             }
         }
-        t += 100;
+        t += Duration::from_millis(100);
         if let Some(d) = a.handle_timeout(t) {
-            return Some((t, d));
+            return Some((t.as_millis(), d));
         }
     }
     None
@@ -257,7 +259,10 @@ fn autoshift_fires_after_threshold_and_delay_on_the_silent_zone() {
     // Zone a powers off at 20 s: its clients go silent, a third of b's and c's requests fail.
     let (at, d) = feed(&mut a, 20_000, 60_000, &["a"], |_, t| t % 3 == 0).expect("fires");
     assert_eq!(d.zone, "a");
-    assert_eq!(d.expires_at, at + 1_800_000);
+    assert_eq!(
+        d.expires_at,
+        Moment::from_millis(at) + Duration::from_millis(1_800_000)
+    );
     // The breach needs the failures to make 10 % of the sliding 10 s window (b's and c's third
     // against the window's older successes: about 4 s here), then `delay` (5 s) more.
     assert!((29_000..=29_200).contains(&at), "fired at {at}");
@@ -267,17 +272,17 @@ fn autoshift_fires_after_threshold_and_delay_on_the_silent_zone() {
 fn autoshift_ignores_a_brief_blip() {
     // A 2 s window: zone b failing for 2 s breaches for about 4 s, less than the 5 s delay.
     let mut a = Autoshift::new(AutoshiftConfig {
-        period_ms: 2_000,
+        period_ms: Duration::from_millis(2_000),
         ..rule()
     });
-    let blip = |z: &str, t: Millis| z == "b" && (20_000..22_000).contains(&t);
+    let blip = |z: &str, t: i64| z == "b" && (20_000..22_000).contains(&t);
     assert!(feed(&mut a, 0, 60_000, &[], blip).is_none());
     // The same failures lasting 8 s do fire, on zone b.
     let mut a = Autoshift::new(AutoshiftConfig {
-        period_ms: 2_000,
+        period_ms: Duration::from_millis(2_000),
         ..rule()
     });
-    let long = |z: &str, t: Millis| z == "b" && (20_000..28_000).contains(&t);
+    let long = |z: &str, t: i64| z == "b" && (20_000..28_000).contains(&t);
     let (_, d) = feed(&mut a, 0, 60_000, &[], long).expect("fires");
     assert_eq!(d.zone, "b");
 }
@@ -291,7 +296,7 @@ fn autoshift_does_not_shift_when_no_zone_stands_out() {
 #[test]
 fn the_zone_is_shifted_while_any_of_its_nodes_carries_the_shift() {
     let mut h = harness();
-    start(&mut h, "a", T0 + 600_000);
+    start(&mut h, "a", T0 + Duration::from_millis(600_000));
     // A cancel half done (one node written): the zone's endpoints all stay out.
     let a1 = cancel_node(&node_of(&h, "a-1")).expect("shifted");
     h.put(Object::Node(Arc::new(a1)));
@@ -308,7 +313,7 @@ fn the_zone_is_shifted_while_any_of_its_nodes_carries_the_shift() {
             unreachable!()
         };
         if shifted {
-            start_node(&n, T0 + 60_000, T0).expect("start")
+            start_node(&n, T0 + Duration::from_millis(60_000), T0).expect("start")
         } else {
             (*n).clone()
         }
@@ -326,12 +331,12 @@ fn autoshift_needs_a_whole_period_of_data() {
     // Everything in zone b fails in the first 2 s of the run (start-up), then nothing does:
     // with less than a period seen the alarm cannot breach, so no shift.
     let mut a = Autoshift::new(AutoshiftConfig {
-        period_ms: 3_000,
-        delay_ms: 1_000,
+        period_ms: Duration::from_millis(3_000),
+        delay_ms: Duration::from_millis(1_000),
         threshold_percent: 5.0,
         ..rule()
     });
-    let start_up = |z: &str, t: Millis| z == "b" && t < 2_000;
+    let start_up = |z: &str, t: i64| z == "b" && t < 2_000;
     assert!(feed(&mut a, 0, 60_000, &[], start_up).is_none());
 }
 
@@ -339,11 +344,11 @@ fn autoshift_needs_a_whole_period_of_data() {
 fn autoshift_applies_finished_outcomes_once_their_end_is_reached() {
     let mut a = Autoshift::new(rule());
     // Handed over early (a record read before its end): nothing is applied before its end.
-    a.handle_finished(5_000, "b".into(), false);
-    a.handle_finished(4_000, "a".into(), true);
-    assert!(a.handle_timeout(3_000).is_none());
+    a.handle_finished(Moment::from_millis(5_000), "b".into(), false);
+    a.handle_finished(Moment::from_millis(4_000), "a".into(), true);
+    assert!(a.handle_timeout(Moment::from_millis(3_000)).is_none());
     assert_eq!(a.poll_timeout(), None, "no outcome applied yet");
     // At 4 s the one that ended then is applied (and first evaluated); the other still waits.
-    assert!(a.handle_timeout(4_000).is_none());
-    assert_eq!(a.poll_timeout(), Some(5_000));
+    assert!(a.handle_timeout(Moment::from_millis(4_000)).is_none());
+    assert_eq!(a.poll_timeout(), Some(Moment::from_millis(5_000)));
 }

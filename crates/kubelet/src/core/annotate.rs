@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use runtime::{Action, Millis, Object, WriteError};
+use runtime::{Action, Moment, Object, WriteError};
 
 use super::config::STATUS_RETRY;
 use super::pod::{Ctx, PodState};
@@ -17,11 +17,11 @@ use super::standin::{Plan, STAND_IN_ANNOTATION};
 pub(crate) struct AnnotationSync {
     inflight: bool,
     /// No write before this (after an error other than a conflict).
-    retry_at: Option<Millis>,
+    retry_at: Option<Moment>,
 }
 
 impl AnnotationSync {
-    pub fn handle_write_result(&mut self, result: &Result<(), WriteError>, now: Millis) {
+    pub fn handle_write_result(&mut self, result: &Result<(), WriteError>, now: Moment) {
         self.inflight = false;
         match result {
             Ok(()) | Err(WriteError::Conflict) | Err(WriteError::NotFound) => {}
@@ -32,7 +32,7 @@ impl AnnotationSync {
         }
     }
 
-    pub fn wakeup(&self) -> Option<Millis> {
+    pub fn wakeup(&self) -> Option<Moment> {
         self.retry_at.filter(|_| !self.inflight)
     }
 }

@@ -1,8 +1,9 @@
 //! The kubelet's configuration: upstream field names and defaults. Start at [`KubeletConfig`].
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use runtime::Millis;
+use runtime::time::span_ms;
 
 /// Upstream `nodeLeaseDurationSeconds` default: 40 s
 /// (k/k `pkg/kubelet/apis/config/v1beta1/defaults.go`).
@@ -11,20 +12,20 @@ pub const DEFAULT_NODE_LEASE_DURATION_SECONDS: i32 = 40;
 /// is renewed every quarter of its duration.
 pub const LEASE_RENEW_INTERVAL_FRACTION_PERCENT: i64 = 25;
 /// Upstream `nodeStatusUpdateFrequency` default: 10 s (same defaults.go).
-pub const DEFAULT_NODE_STATUS_UPDATE_FREQUENCY: Millis = 10_000;
+pub const DEFAULT_NODE_STATUS_UPDATE_FREQUENCY: Duration = Duration::from_millis(10_000);
 /// Upstream `nodeStatusReportFrequency` default: 5 min (same defaults.go).
-pub const DEFAULT_NODE_STATUS_REPORT_FREQUENCY: Millis = 300_000;
+pub const DEFAULT_NODE_STATUS_REPORT_FREQUENCY: Duration = Duration::from_millis(300_000);
 /// First retry delay of a failed lease renew: upstream's `backoffEnsureLease` starts at 100 ms
 /// and doubles before sleeping, so the first wait is 200 ms
 /// (`component-helpers/apimachinery/lease/controller.go`).
-pub const DEFAULT_LEASE_RETRY_INITIAL: Millis = 200;
+pub const DEFAULT_LEASE_RETRY_INITIAL: Duration = Duration::from_millis(200);
 /// Cap of the lease retry backoff: `maxBackoff = 7 * time.Second` (same file).
-pub const DEFAULT_LEASE_RETRY_MAX: Millis = 7_000;
+pub const DEFAULT_LEASE_RETRY_MAX: Duration = Duration::from_millis(7_000);
 /// Container restart backoff start: `backOffPeriod = 10 * time.Second` (k/k
 /// `pkg/kubelet/kubelet.go`).
-pub const DEFAULT_RESTART_BACKOFF_INITIAL: Millis = 10_000;
+pub const DEFAULT_RESTART_BACKOFF_INITIAL: Duration = Duration::from_millis(10_000);
 /// Container restart backoff cap: `MaxContainerBackOff = 300 * time.Second` (same file).
-pub const DEFAULT_RESTART_BACKOFF_MAX: Millis = 300_000;
+pub const DEFAULT_RESTART_BACKOFF_MAX: Duration = Duration::from_millis(300_000);
 /// Upstream `maxPods` default: 110 (defaults.go).
 pub const DEFAULT_MAX_PODS: u32 = 110;
 /// Upstream pod `terminationGracePeriodSeconds` default: 30 s (k/k `pkg/apis/core/v1/defaults.go`).
@@ -32,13 +33,13 @@ pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
 /// Graceful node shutdown budget. Upstream `shutdownGracePeriod` defaults to 0 (feature off);
 /// EKS AL2023 (k8s 1.34+) uses 150 s (awslabs/amazon-eks-ami PR #2390). The lab's "graceful
 /// stop" needs a budget, so 30 s (a pod's own default grace) is used here.
-pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Millis = 30_000;
+pub const DEFAULT_SHUTDOWN_GRACE_PERIOD: Duration = Duration::from_millis(30_000);
 /// Retry delay for pod status writes and pod deletes that failed for reasons other than a
 /// conflict (upstream's status manager resyncs every 10 s; we retry sooner, bounded).
-pub const STATUS_RETRY: Millis = 1_000;
+pub const STATUS_RETRY: Duration = Duration::from_millis(1_000);
 /// After a conflict the status manager waits for the newer pod from the watch; if none comes
 /// within this bound it retries anyway.
-pub const STATUS_CONFLICT_WAIT: Millis = 5_000;
+pub const STATUS_CONFLICT_WAIT: Duration = Duration::from_millis(5_000);
 
 /// Everything a kubelet needs to know about its node.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,17 +61,17 @@ pub struct KubeletConfig {
     /// `nodeLeaseDurationSeconds`; the lease is renewed every quarter of it.
     pub node_lease_duration_seconds: i32,
     /// `nodeStatusUpdateFrequency`: how often the status is computed (and posted if changed).
-    pub node_status_update_frequency: Millis,
+    pub node_status_update_frequency: Duration,
     /// `nodeStatusReportFrequency`: an unchanged status is still posted this often.
-    pub node_status_report_frequency: Millis,
+    pub node_status_report_frequency: Duration,
     /// First lease retry delay after a failed renew (doubles up to `lease_retry_max`).
-    pub lease_retry_initial: Millis,
-    pub lease_retry_max: Millis,
+    pub lease_retry_initial: Duration,
+    pub lease_retry_max: Duration,
     /// Container restart backoff (CrashLoopBackOff): first delay, doubling up to the max.
-    pub restart_backoff_initial: Millis,
-    pub restart_backoff_max: Millis,
+    pub restart_backoff_initial: Duration,
+    pub restart_backoff_max: Duration,
     /// `shutdownGracePeriod`: upper bound of every pod's grace during a graceful node shutdown.
-    pub shutdown_grace_period: Millis,
+    pub shutdown_grace_period: Duration,
     /// Reported as `status.nodeInfo.kubeletVersion`.
     pub kubelet_version: String,
     /// `--node-labels`: labels added to the Node at registration (and kept on it).
@@ -113,9 +114,13 @@ impl Default for KubeletConfig {
 
 impl KubeletConfig {
     /// The lease renew interval: a quarter of the lease duration (10 s by default).
-    pub fn lease_renew_interval(&self) -> Millis {
-        i64::from(self.node_lease_duration_seconds) * 1000 * LEASE_RENEW_INTERVAL_FRACTION_PERCENT
-            / 100
+    pub fn lease_renew_interval(&self) -> Duration {
+        span_ms(
+            i64::from(self.node_lease_duration_seconds)
+                * 1000
+                * LEASE_RENEW_INTERVAL_FRACTION_PERCENT
+                / 100,
+        )
     }
 
     /// `--profile fast`: every timer divided by 10 (lease 4 s, renew 1 s, status 1 s / 30 s,

@@ -4,9 +4,10 @@
 //! Start at [`ContainerState`]; [`super::pod::PodState`] drives it.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
-use runtime::Millis;
+use runtime::Moment;
 
 use super::pod::Ctx;
 use super::probe::{ProbeWorker, probe_action};
@@ -19,8 +20,8 @@ pub(crate) struct Terminated {
     pub attempt: i32,
     pub code: i32,
     pub reason: String,
-    pub started_at: Millis,
-    pub finished_at: Millis,
+    pub started_at: Moment,
+    pub finished_at: Moment,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -29,12 +30,12 @@ pub(crate) enum CPhase {
     Waiting {
         reason: String,
         message: Option<String>,
-        restart_at: Option<Millis>,
+        restart_at: Option<Moment>,
     },
     Starting,
     Running {
         pid: u32,
-        started_at: Millis,
+        started_at: Moment,
     },
     /// Exited and will not be restarted.
     Terminated(Terminated),
@@ -42,14 +43,14 @@ pub(crate) enum CPhase {
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Backoff {
-    pub delay: Millis,
-    pub updated: Millis,
+    pub delay: Duration,
+    pub updated: Moment,
 }
 
 /// A container being killed for a failed liveness/startup probe.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Kill {
-    pub kill_at: Millis,
+    pub kill_at: Moment,
     pub kill_sent: bool,
 }
 
@@ -90,7 +91,7 @@ impl ContainerState {
             phase: CPhase::Waiting {
                 reason: "ContainerCreating".into(),
                 message: None,
-                restart_at: Some(Millis::MIN),
+                restart_at: Some(Moment::MIN),
             },
             restart_count: 0,
             last_term: None,
@@ -138,7 +139,7 @@ pub(super) fn start_container(
     if c.last_term.is_some() {
         let max = ctx.cfg.restart_backoff_max;
         c.backoff = Some(match c.backoff {
-            Some(b) if now - b.updated <= 2 * max => Backoff {
+            Some(b) if now <= b.updated + max * 2 => Backoff {
                 delay: (b.delay * 2).min(max),
                 updated: now,
             },
@@ -189,7 +190,7 @@ pub(super) fn refuse_pull(
         prev => {
             let max = ctx.cfg.restart_backoff_max;
             let delay = match prev {
-                Some(b) if now - b.updated <= 2 * max => (b.delay * 2).min(max),
+                Some(b) if now <= b.updated + max * 2 => (b.delay * 2).min(max),
                 _ => ctx.cfg.restart_backoff_initial,
             };
             c.pull_backoff = Some(Backoff {
@@ -213,7 +214,7 @@ pub(super) fn refuse_pull(
 
 /// After a failed pull, the next sync (which reports `ImagePullBackOff`) comes this much
 /// later at most.
-pub const PULL_RESYNC: Millis = 1_000;
+pub const PULL_RESYNC: Duration = Duration::from_millis(1_000);
 
 pub(super) fn send_due_probes(c: &mut ContainerState, pod: &PodRef, ip: Ipv4Addr, ctx: &mut Ctx) {
     let now = ctx.now;

@@ -28,9 +28,10 @@ mod tests_standin;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Container;
-use runtime::{Action, Cache, Change, Key, Kind, Millis, Object, WriteError};
+use runtime::{Action, Cache, Change, Key, Kind, Moment, Object, WriteError};
 
 pub use config::KubeletConfig;
 pub use ipam::{Ipam, IpamError};
@@ -158,7 +159,7 @@ pub struct ProbeRequest {
     pub kind: ProbeKind,
     pub action: ProbeAction,
     /// `timeoutSeconds` in milliseconds.
-    pub timeout: Millis,
+    pub timeout: Duration,
 }
 
 /// A probe's outcome (upstream treats errors and timeouts as failures).
@@ -206,7 +207,7 @@ pub struct Kubelet {
     /// Pods by UID.
     pods: BTreeMap<String, PodState>,
     ipam: Ipam,
-    shutdown: Option<Millis>,
+    shutdown: Option<Moment>,
     out: Outbox,
 }
 
@@ -236,7 +237,7 @@ impl Kubelet {
     }
 
     /// An informer event. Objects that are not this node, its lease or its pods are ignored.
-    pub fn handle_change(&mut self, change: &Change, now: Millis) {
+    pub fn handle_change(&mut self, change: &Change, now: Moment) {
         let (obj, deleted) = match change {
             Change::Applied { new, .. } => (new, false),
             Change::Deleted(o) => (o, true),
@@ -277,7 +278,7 @@ impl Kubelet {
     }
 
     /// Informers have listed: register the node, start the lease, adopt the pods.
-    pub fn handle_synced(&mut self, now: Millis) {
+    pub fn handle_synced(&mut self, now: Moment) {
         if self.synced {
             return;
         }
@@ -290,7 +291,7 @@ impl Kubelet {
     }
 
     /// A report from the pod runtime.
-    pub fn handle_event(&mut self, event: RuntimeEvent, now: Millis) {
+    pub fn handle_event(&mut self, event: RuntimeEvent, now: Moment) {
         let uid = match &event {
             RuntimeEvent::PodNetworkReady { pod, .. }
             | RuntimeEvent::PodNetworkFailed { pod, .. }
@@ -307,7 +308,7 @@ impl Kubelet {
     }
 
     /// The outcome of the probe `id` handed out by [`Kubelet::poll_probe`].
-    pub fn handle_probe_result(&mut self, id: u64, outcome: ProbeOutcome, now: Millis) {
+    pub fn handle_probe_result(&mut self, id: u64, outcome: ProbeOutcome, now: Moment) {
         let Some((uid, container, kind)) = self.out.inflight_probes.remove(&id) else {
             return;
         };
@@ -333,7 +334,7 @@ impl Kubelet {
         &mut self,
         action: &Action,
         result: Result<(), WriteError>,
-        now: Millis,
+        now: Moment,
     ) {
         let (kind, uid) = match action {
             Action::Create(o) | Action::Update(o) | Action::UpdateStatus(o) => {
@@ -358,7 +359,7 @@ impl Kubelet {
     }
 
     /// Do everything due at or before `now`.
-    pub fn handle_timeout(&mut self, now: Millis) {
+    pub fn handle_timeout(&mut self, now: Moment) {
         if !self.synced {
             return;
         }
@@ -386,7 +387,7 @@ impl Kubelet {
 
     /// Graceful node shutdown: report the node not ready and terminate every pod (not ready
     /// first, then SIGTERM, SIGKILL after the grace bounded by `shutdown_grace_period`).
-    pub fn begin_shutdown(&mut self, now: Millis) {
+    pub fn begin_shutdown(&mut self, now: Moment) {
         if self.shutdown.is_some() {
             return;
         }
@@ -423,7 +424,7 @@ impl Kubelet {
     }
 
     /// When [`Kubelet::handle_timeout`] should next run.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         if !self.synced {
             return None;
         }
@@ -432,7 +433,7 @@ impl Kubelet {
     }
 
     /// Sync every pod state for `key` (old UIDs and the cached one).
-    fn sync_pods_of(&mut self, key: &Key, now: Millis) {
+    fn sync_pods_of(&mut self, key: &Key, now: Moment) {
         let mut uids: Vec<String> = self
             .pods
             .iter()
@@ -456,13 +457,13 @@ impl Kubelet {
     }
 
     /// Drive one pod state forward; drop it once it is finished.
-    fn sync_uid(&mut self, uid: &str, now: Millis) {
+    fn sync_uid(&mut self, uid: &str, now: Moment) {
         self.with_pod(uid, now, |_, _| {});
     }
 
     /// Only send pod `uid`'s due probes: no status built, nothing copied (a pod with
     /// nothing else due; see [`PodState::only_probes_due`]).
-    fn probe_uid(&mut self, uid: &str, now: Millis) {
+    fn probe_uid(&mut self, uid: &str, now: Moment) {
         let Some(st) = self.pods.get_mut(uid) else {
             return;
         };
@@ -481,7 +482,7 @@ impl Kubelet {
     }
 
     /// Run `f` on pod `uid`, then sync it; drop it once it is finished.
-    fn with_pod(&mut self, uid: &str, now: Millis, f: impl FnOnce(&mut PodState, &mut pod::Ctx)) {
+    fn with_pod(&mut self, uid: &str, now: Moment, f: impl FnOnce(&mut PodState, &mut pod::Ctx)) {
         let Some(st) = self.pods.get_mut(uid) else {
             return;
         };

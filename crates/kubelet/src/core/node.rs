@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
@@ -14,23 +15,23 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use runtime::events::{self, EventRecord, EventType};
-use runtime::time::to_time;
-use runtime::{Action, Cache, HOSTNAME_LABEL, Key, Millis, Object, WriteError, ZONE_LABEL};
+use runtime::time::{duration_ms, to_time};
+use runtime::{Action, Cache, HOSTNAME_LABEL, Key, Moment, Object, WriteError, ZONE_LABEL};
 
 use super::{KubeletConfig, LEASE_NAMESPACE, Outbox};
 
 /// The OS label every node carries.
 pub use runtime::labels::OS_LABEL;
 /// Delay before re-posting a node write that lost a race (the watch brings the newer node).
-const NODE_RETRY: Millis = 1_000;
+const NODE_RETRY: Duration = Duration::from_millis(1_000);
 
 /// Lease renewal state.
 #[derive(Debug, Default)]
 struct LeaseState {
-    due: Millis,
+    due: Moment,
     inflight: bool,
     /// Current retry delay after failures (`None` after a success).
-    backoff: Option<Millis>,
+    backoff: Option<Duration>,
 }
 
 /// Registration, status and lease bookkeeping.
@@ -42,14 +43,14 @@ pub(crate) struct NodeAgent {
     status_inflight: bool,
     /// A status computation was skipped because a write was in flight: redo it right after.
     status_repost: bool,
-    status_due: Millis,
-    last_report: Option<Millis>,
+    status_due: Moment,
+    last_report: Option<Moment>,
     lease: LeaseState,
 }
 
 impl NodeAgent {
     /// Informers synced: register (or reconcile) the node and renew the lease now.
-    pub fn start(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Millis, out: &mut Outbox) {
+    pub fn start(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Moment, out: &mut Outbox) {
         self.started = true;
         // Upstream `kl.recordEvent(…, events.StartingKubelet, "Starting kubelet.")`.
         node_event(cfg, now, out, "Starting", "Starting kubelet.".to_string());
@@ -90,7 +91,7 @@ impl NodeAgent {
         cfg: &KubeletConfig,
         cache: &Cache,
         shutting_down: bool,
-        now: Millis,
+        now: Moment,
         out: &mut Outbox,
     ) {
         if !self.started {
@@ -111,7 +112,7 @@ impl NodeAgent {
         cfg: &KubeletConfig,
         cache: &Cache,
         shutting_down: bool,
-        now: Millis,
+        now: Moment,
         out: &mut Outbox,
     ) {
         self.status_due = now + cfg.node_status_update_frequency;
@@ -148,7 +149,7 @@ impl NodeAgent {
         }
         let report_due = self
             .last_report
-            .is_none_or(|t| now - t >= cfg.node_status_report_frequency);
+            .is_none_or(|t| now >= t + cfg.node_status_report_frequency);
         if !status_changed(old, &new) && !report_due {
             return;
         }
@@ -160,7 +161,7 @@ impl NodeAgent {
             .push_action(Action::UpdateStatus(Object::Node(Arc::new(node))));
     }
 
-    fn renew_lease(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Millis, out: &mut Outbox) {
+    fn renew_lease(&mut self, cfg: &KubeletConfig, cache: &Cache, now: Moment, out: &mut Outbox) {
         let key = Key::new(LEASE_NAMESPACE, &cfg.node_name);
         let owner = cache.nodes.get(&cfg.node_name).and_then(|n| {
             Some(OwnerReference {
@@ -211,7 +212,7 @@ impl NodeAgent {
         cfg: &KubeletConfig,
         action: &Action,
         result: &Result<(), WriteError>,
-        now: Millis,
+        now: Moment,
     ) {
         match action {
             Action::Create(Object::Lease(_)) | Action::Update(Object::Lease(_)) => {
@@ -225,7 +226,7 @@ impl NodeAgent {
                         let delay = self.lease.backoff.map_or(cfg.lease_retry_initial, |d| {
                             (d * 2).min(cfg.lease_retry_max)
                         });
-                        tracing::warn!(error = ?e, retry_ms = delay, "lease renew failed");
+                        tracing::warn!(error = ?e, retry_ms = duration_ms(delay), "lease renew failed");
                         self.lease.backoff = Some(delay);
                         self.lease.due = now + delay;
                     }
@@ -259,7 +260,7 @@ impl NodeAgent {
         }
     }
 
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub fn poll_timeout(&self) -> Option<Moment> {
         if !self.started {
             return None;
         }
@@ -280,7 +281,7 @@ fn ready_of(status: &NodeStatus) -> Option<&str> {
 /// Record an event about this node (upstream `kl.nodeRef`: uid = node name).
 fn node_event(
     cfg: &KubeletConfig,
-    now: Millis,
+    now: Moment,
     out: &mut Outbox,
     reason: &'static str,
     msg: String,
@@ -297,8 +298,8 @@ fn node_event(
     out.writes.push_event(rec.on_host(&cfg.node_name));
 }
 
-fn micro_time(now: Millis) -> MicroTime {
-    MicroTime(Timestamp::from_millisecond(now).unwrap_or(Timestamp::UNIX_EPOCH))
+fn micro_time(now: Moment) -> MicroTime {
+    MicroTime(Timestamp::from_millisecond(now.as_millis()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn node_labels(cfg: &KubeletConfig) -> Vec<(String, String)> {
@@ -313,7 +314,7 @@ fn node_labels(cfg: &KubeletConfig) -> Vec<(String, String)> {
 }
 
 /// The Node the kubelet registers (upstream `initialNode` plus a first status).
-pub fn initial_node(cfg: &KubeletConfig, shutting_down: bool, now: Millis) -> Node {
+pub fn initial_node(cfg: &KubeletConfig, shutting_down: bool, now: Moment) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(cfg.node_name.clone()),
@@ -335,7 +336,7 @@ pub fn node_status(
     cfg: &KubeletConfig,
     old: Option<&NodeStatus>,
     shutting_down: bool,
-    now: Millis,
+    now: Moment,
 ) -> NodeStatus {
     let resources: BTreeMap<String, Quantity> = [
         ("cpu", cfg.capacity_cpu.clone()),

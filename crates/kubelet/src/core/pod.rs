@@ -3,10 +3,12 @@
 //! teardown, final delete). Start at [`PodState::sync`].
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use runtime::events::{self, EventRecord, EventType};
-use runtime::{Action, Cache, Key, Kind, Millis, WriteError};
+use runtime::time::{duration_ms, span_ms};
+use runtime::{Action, Cache, Key, Kind, Moment, WriteError};
 
 use super::annotate::AnnotationSync;
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
@@ -22,10 +24,10 @@ use super::{
 };
 
 /// Bound on how long SIGTERM waits for the "not ready" status to be written first.
-pub const NOT_READY_WAIT: Millis = 2_000;
+pub const NOT_READY_WAIT: Duration = Duration::from_millis(2_000);
 /// Retry delays after a failed network setup: doubling from 1 s up to 30 s.
-const NET_RETRY_INITIAL: Millis = 1_000;
-const NET_RETRY_MAX: Millis = 30_000;
+const NET_RETRY_INITIAL: Duration = Duration::from_millis(1_000);
+const NET_RETRY_MAX: Duration = Duration::from_millis(30_000);
 
 /// What a sync may touch besides the pod itself.
 pub(crate) struct Ctx<'a> {
@@ -33,8 +35,8 @@ pub(crate) struct Ctx<'a> {
     pub cache: &'a Cache,
     pub ipam: &'a mut Ipam,
     pub out: &'a mut Outbox,
-    pub shutdown: Option<Millis>,
-    pub now: Millis,
+    pub shutdown: Option<Moment>,
+    pub now: Moment,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,7 @@ pub(crate) enum NetState {
     Absent,
     SettingUp,
     Ready,
-    Failed { retry_at: Millis, delay: Millis },
+    Failed { retry_at: Moment, delay: Duration },
     TearingDown,
     Down,
 }
@@ -60,8 +62,8 @@ pub(crate) enum TermReason {
 #[derive(Clone, Debug)]
 pub(crate) struct Termination {
     pub reason: TermReason,
-    pub began: Millis,
-    pub kill_at: Millis,
+    pub began: Moment,
+    pub kill_at: Moment,
     pub term_sent: bool,
     pub kill_sent: bool,
     /// A status write with the pod not ready succeeded.
@@ -73,7 +75,7 @@ pub(crate) struct Termination {
 pub(crate) struct PodState {
     pub key: Key,
     pub uid: String,
-    pub start_time: Millis,
+    pub start_time: Moment,
     pub ip: Option<Ipv4Addr>,
     pub net: NetState,
     pub containers: Vec<ContainerState>,
@@ -82,7 +84,7 @@ pub(crate) struct PodState {
     pub term: Option<Termination>,
     pub status: StatusSync,
     delete_sent: bool,
-    delete_retry_at: Option<Millis>,
+    delete_retry_at: Option<Moment>,
     orphaned: bool,
     /// Writing the stand-in annotation.
     pub annotation: AnnotationSync,
@@ -114,7 +116,7 @@ impl PodState {
         key: &Key,
         uid: &str,
         policy: ImagePolicy,
-        now: Millis,
+        now: Moment,
     ) -> Option<PodState> {
         let pod = cache.pods.get(key)?;
         if is_terminal(pod) && pod.metadata.deletion_timestamp.is_none() {
@@ -222,7 +224,7 @@ impl PodState {
             }
             Some(_) if ctx.shutdown.is_some() => (
                 TermReason::Shutdown,
-                (self.grace_seconds * 1000).min(ctx.cfg.shutdown_grace_period),
+                (self.grace_seconds * 1000).min(duration_ms(ctx.cfg.shutdown_grace_period)),
             ),
             Some(_) => return,
         };
@@ -230,7 +232,7 @@ impl PodState {
         self.term = Some(Termination {
             reason,
             began: now,
-            kill_at: now + grace_ms,
+            kill_at: now + span_ms(grace_ms),
             term_sent: false,
             kill_sent: false,
             not_ready_posted: false,
@@ -398,7 +400,7 @@ impl PodState {
         }
     }
 
-    fn net_failed(&mut self, now: Millis) {
+    fn net_failed(&mut self, now: Moment) {
         let delay = match self.net {
             NetState::Failed { delay, .. } => (delay * 2).min(NET_RETRY_MAX),
             _ => NET_RETRY_INITIAL,
@@ -538,11 +540,11 @@ impl PodState {
         }
         let max = ctx.cfg.restart_backoff_max;
         let restart_at = match c.backoff {
-            Some(b) if now - b.updated <= 2 * max => now + b.delay,
+            Some(b) if now <= b.updated + max * 2 => now + b.delay,
             _ => now,
         };
         let (reason, message) = if restart_at > now {
-            let delay_s = (restart_at - now) / 1000;
+            let delay_s = restart_at.saturating_since(now).as_secs();
             (
                 "CrashLoopBackOff".to_string(),
                 Some(format!(
@@ -643,7 +645,7 @@ impl PodState {
                 c.ready = false;
                 c.stop_probes();
                 c.kill = Some(Kill {
-                    kill_at: now + grace_ms,
+                    kill_at: now + span_ms(grace_ms),
                     kill_sent: grace_ms == 0,
                 });
                 let signal = if grace_ms == 0 {
@@ -709,7 +711,7 @@ impl PodState {
         &mut self,
         action: &Action,
         result: &Result<(), WriteError>,
-        now: Millis,
+        now: Moment,
     ) {
         match action {
             Action::UpdateStatus(obj) => {
@@ -739,15 +741,15 @@ impl PodState {
     }
 
     /// The earliest timer of this pod (called after every input: no allocation).
-    pub fn poll_timeout(&self) -> Option<Millis> {
-        let mut min: Option<Millis> = None;
+    pub fn poll_timeout(&self) -> Option<Moment> {
+        let mut min: Option<Moment> = None;
         self.timers(|t, _| min = Some(min.map_or(t, |m| m.min(t))));
         min
     }
 
     /// Whether the timers due at `now` are only probe sends of a running pod (the steady
     /// state: a 1 s readiness probe): then [`PodState::send_probes`] does all a sync would.
-    pub fn only_probes_due(&self, now: Millis) -> bool {
+    pub fn only_probes_due(&self, now: Moment) -> bool {
         if self.term.is_some() || self.net != NetState::Ready || self.ip.is_none() {
             return false;
         }
@@ -776,7 +778,7 @@ impl PodState {
     }
 
     /// Every armed timer of this pod: `f(when, is_a_probe_send)`.
-    fn timers(&self, mut f: impl FnMut(Millis, bool)) {
+    fn timers(&self, mut f: impl FnMut(Moment, bool)) {
         if let NetState::Failed { retry_at, .. } = self.net {
             f(retry_at, false);
         }

@@ -3,10 +3,11 @@
 //! Start at [`ProbeWorker::due`] and [`ProbeWorker::record`].
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use runtime::Millis;
+use runtime::Moment;
 
 use super::{ProbeAction, ProbeKind};
 
@@ -32,7 +33,7 @@ pub enum Verdict {
 pub(crate) struct ProbeWorker {
     pub kind: ProbeKind,
     pub probe: Probe,
-    pub next_at: Millis,
+    pub next_at: Moment,
     pub inflight: Option<u64>,
     last: Option<bool>,
     run: i32,
@@ -40,8 +41,8 @@ pub(crate) struct ProbeWorker {
     pub on_hold: bool,
 }
 
-fn secs(v: Option<i32>, default: i32) -> Millis {
-    i64::from(v.unwrap_or(default).max(0)) * 1000
+fn secs(v: Option<i32>, default: i32) -> Duration {
+    Duration::from_secs(u64::from(v.unwrap_or(default).max(0).unsigned_abs()))
 }
 
 impl ProbeWorker {
@@ -49,7 +50,7 @@ impl ProbeWorker {
         ProbeWorker {
             kind,
             probe,
-            next_at: Millis::MAX,
+            next_at: Moment::MAX,
             inflight: None,
             last: None,
             run: 0,
@@ -58,7 +59,7 @@ impl ProbeWorker {
     }
 
     /// A new container instance started at `started_at`: first probe after the initial delay.
-    pub fn reset(&mut self, started_at: Millis) {
+    pub fn reset(&mut self, started_at: Moment) {
         self.next_at = started_at + secs(self.probe.initial_delay_seconds, 0);
         self.inflight = None;
         self.last = None;
@@ -68,25 +69,25 @@ impl ProbeWorker {
 
     /// The container stopped: no more probes until it restarts.
     pub fn stop(&mut self) {
-        self.next_at = Millis::MAX;
+        self.next_at = Moment::MAX;
         self.inflight = None;
     }
 
-    pub fn period(&self) -> Millis {
-        secs(self.probe.period_seconds, DEFAULT_PERIOD_SECONDS).max(1000)
+    pub fn period(&self) -> Duration {
+        secs(self.probe.period_seconds, DEFAULT_PERIOD_SECONDS).max(Duration::from_secs(1))
     }
 
-    pub fn timeout(&self) -> Millis {
-        secs(self.probe.timeout_seconds, DEFAULT_TIMEOUT_SECONDS).max(1000)
+    pub fn timeout(&self) -> Duration {
+        secs(self.probe.timeout_seconds, DEFAULT_TIMEOUT_SECONDS).max(Duration::from_secs(1))
     }
 
     /// True when a probe should be sent now.
-    pub fn due(&self, now: Millis) -> bool {
+    pub fn due(&self, now: Moment) -> bool {
         !self.on_hold && self.inflight.is_none() && self.next_at <= now
     }
 
     /// A probe went out at `now` with `id`.
-    pub fn sent(&mut self, id: u64, now: Millis) {
+    pub fn sent(&mut self, id: u64, now: Moment) {
         self.inflight = Some(id);
         self.next_at = now + self.period();
     }
@@ -123,8 +124,8 @@ impl ProbeWorker {
         }
     }
 
-    pub fn wakeup(&self) -> Option<Millis> {
-        (!self.on_hold && self.inflight.is_none() && self.next_at != Millis::MAX)
+    pub fn wakeup(&self) -> Option<Moment> {
+        (!self.on_hold && self.inflight.is_none() && self.next_at != Moment::MAX)
             .then_some(self.next_at)
     }
 }
@@ -219,12 +220,12 @@ mod tests {
     #[test]
     fn liveness_failure_holds_until_restart() {
         let mut w = worker(ProbeKind::Liveness, 1, 1);
-        w.reset(0);
-        assert!(w.due(0));
-        w.sent(1, 0);
+        w.reset(Moment::EPOCH);
+        assert!(w.due(Moment::EPOCH));
+        w.sent(1, Moment::EPOCH);
         assert_eq!(w.record(false), Verdict::Failed);
-        assert!(w.on_hold && !w.due(100_000));
-        w.reset(50_000);
-        assert!(w.due(50_000));
+        assert!(w.on_hold && !w.due(Moment::from_millis(100_000)));
+        w.reset(Moment::from_millis(50_000));
+        assert!(w.due(Moment::from_millis(50_000)));
     }
 }

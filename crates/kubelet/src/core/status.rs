@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use runtime::time::to_time;
-use runtime::{Action, Millis, Object, WriteError};
+use runtime::{Action, Moment, Object, WriteError};
 
 use super::config::{STATUS_CONFLICT_WAIT, STATUS_RETRY};
 use super::pod::{CPhase, Ctx, NetState, PodState, TermReason, Terminated};
@@ -27,15 +27,15 @@ pub(crate) struct StatusSync {
     /// base: the watch has not brought the result yet) ...
     awaiting_rv: Option<String>,
     /// ... unless this much time passed.
-    awaiting_until: Millis,
+    awaiting_until: Moment,
     /// No write before this (after an error).
-    not_before: Millis,
+    not_before: Moment,
     /// A write is wanted but was held back.
     dirty: bool,
 }
 
 impl StatusSync {
-    fn blocked(&self, cached_rv: Option<&String>, now: Millis) -> bool {
+    fn blocked(&self, cached_rv: Option<&String>, now: Moment) -> bool {
         self.inflight
             || now < self.not_before
             || (self.awaiting_rv.is_some()
@@ -47,7 +47,7 @@ impl StatusSync {
         &mut self,
         obj: &Object,
         result: &Result<(), WriteError>,
-        now: Millis,
+        now: Moment,
     ) {
         self.inflight = false;
         match result {
@@ -66,7 +66,7 @@ impl StatusSync {
         }
     }
 
-    pub fn wakeup(&self) -> Option<Millis> {
+    pub fn wakeup(&self) -> Option<Moment> {
         (self.dirty && !self.inflight).then_some(self.not_before.max(self.awaiting_until))
     }
 }
@@ -147,7 +147,7 @@ fn condition(
     ok: bool,
     reason: Option<&str>,
     msg: Option<String>,
-    now: Millis,
+    now: Moment,
 ) -> PodCondition {
     let status = if ok { "True" } else { "False" };
     let since = old
@@ -165,7 +165,7 @@ fn condition(
     }
 }
 
-fn conditions(st: &PodState, old: &[PodCondition], phase: &str, now: Millis) -> Vec<PodCondition> {
+fn conditions(st: &PodState, old: &[PodCondition], phase: &str, now: Moment) -> Vec<PodCondition> {
     let unready: Vec<&str> = st
         .containers
         .iter()

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use controllers::fake::{FakeApi, T0};
 use k8s_openapi::api::core::v1::Pod;
-use runtime::{Action, Change, Key, Kind, Millis, Object, WriteError};
+use runtime::{Action, Change, Key, Kind, Moment, Object, WriteError};
 use serde_json::json;
 
 use super::*;
@@ -19,14 +20,14 @@ pub enum Entry {
     Probe(ProbeRequest, ProbeOutcome),
 }
 
-type ProbeScript = Box<dyn FnMut(&ProbeRequest, Millis) -> ProbeOutcome>;
-type WriteScript = Box<dyn FnMut(&Action, Millis) -> Option<WriteError>>;
+type ProbeScript = Box<dyn FnMut(&ProbeRequest, Moment) -> ProbeOutcome>;
+type WriteScript = Box<dyn FnMut(&Action, Moment) -> Option<WriteError>>;
 
 pub struct Rig {
     pub kubelet: Kubelet,
     pub api: FakeApi,
-    pub now: Millis,
-    pub log: Vec<(Millis, Entry)>,
+    pub now: Moment,
+    pub log: Vec<(Moment, Entry)>,
     pub probes: ProbeScript,
     pub writes: WriteScript,
     /// Containers exit on SIGTERM (else only on SIGKILL).
@@ -253,7 +254,7 @@ impl Rig {
     }
 
     /// Run every timer up to `until`.
-    pub fn run_until(&mut self, until: Millis) {
+    pub fn run_until(&mut self, until: Moment) {
         for _ in 0..100_000 {
             match self.kubelet.poll_timeout() {
                 Some(w) if w <= until => {
@@ -270,12 +271,12 @@ impl Rig {
         panic!("timers did not reach {until}");
     }
 
-    pub fn advance(&mut self, ms: Millis) {
+    pub fn advance(&mut self, ms: Duration) {
         self.run_until(self.now + ms);
     }
 
     /// Successful writes matching `f`, with their times.
-    pub fn writes_where(&self, f: impl Fn(&Action) -> bool) -> Vec<(Millis, Action)> {
+    pub fn writes_where(&self, f: impl Fn(&Action) -> bool) -> Vec<(Moment, Action)> {
         self.log
             .iter()
             .filter_map(|(t, e)| match e {
@@ -288,7 +289,7 @@ impl Rig {
     pub fn commands_where(
         &self,
         f: impl Fn(&RuntimeCommand) -> bool,
-    ) -> Vec<(Millis, RuntimeCommand)> {
+    ) -> Vec<(Moment, RuntimeCommand)> {
         self.log
             .iter()
             .filter_map(|(t, e)| match e {

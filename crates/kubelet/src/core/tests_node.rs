@@ -6,10 +6,10 @@ use runtime::{Action, Key, Object, WriteError};
 use super::testkit::*;
 use super::*;
 
-fn lease_renew_times(rig: &Rig) -> Vec<Millis> {
+fn lease_renew_times(rig: &Rig) -> Vec<i64> {
     rig.writes_where(is_lease_write)
         .into_iter()
-        .map(|(t, _)| t - T0)
+        .map(|(t, _)| t.as_millis() - T0.as_millis())
         .collect()
 }
 
@@ -65,7 +65,7 @@ fn node_registers_with_labels_capacity_and_conditions() {
 fn lease_is_created_then_renewed_every_ten_seconds() {
     let mut rig = Rig::new(cfg());
     rig.start();
-    rig.advance(35_000);
+    rig.advance(Duration::from_millis(35_000));
     assert_eq!(lease_renew_times(&rig), [0, 10_000, 20_000, 30_000]);
     let lease = rig
         .api
@@ -76,8 +76,8 @@ fn lease_is_created_then_renewed_every_ten_seconds() {
     let spec = lease.spec.as_ref().expect("spec");
     assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
     assert_eq!(spec.lease_duration_seconds, Some(40));
-    let renew = spec.renew_time.as_ref().expect("renew").0.as_millisecond();
-    assert_eq!(renew, T0 + 30_000);
+    let renew = Moment::from_millis(spec.renew_time.as_ref().expect("renew").0.as_millisecond());
+    assert_eq!(renew, T0 + Duration::from_millis(30_000));
     let owner = &lease.metadata.owner_references.as_ref().expect("owner")[0];
     assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Node", "n1"));
     let creates = rig.writes_where(|a| matches!(a, Action::Create(Object::Lease(_))));
@@ -90,15 +90,16 @@ fn failed_lease_renewals_back_off_from_200ms_to_7s() {
     rig.start();
     // Renewals between 10 s and 30 s fail (the API server is unreachable).
     rig.writes = Box::new(|a, now| {
-        let outage = (T0 + 10_000..T0 + 30_000).contains(&now);
+        let outage =
+            (T0 + Duration::from_millis(10_000)..T0 + Duration::from_millis(30_000)).contains(&now);
         (is_lease_write(a) && outage).then(|| WriteError::Other("unreachable".into()))
     });
-    rig.advance(45_000);
-    let attempts: Vec<Millis> = rig
+    rig.advance(Duration::from_millis(45_000));
+    let attempts: Vec<i64> = rig
         .log
         .iter()
         .filter_map(|(t, e)| match e {
-            Entry::Action(a, _) if is_lease_write(a) => Some(t - T0),
+            Entry::Action(a, _) if is_lease_write(a) => Some(t.as_millis() - T0.as_millis()),
             _ => None,
         })
         .collect();
@@ -110,7 +111,7 @@ fn failed_lease_renewals_back_off_from_200ms_to_7s() {
         ]
     );
     assert_eq!(lease_renew_times(&rig), [0, 36_600]);
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert_eq!(lease_renew_times(&rig), [0, 36_600, 46_600], "back to 10 s");
 }
 
@@ -121,16 +122,16 @@ fn node_status_is_posted_on_change_or_every_report_period() {
     let statuses = |rig: &Rig| {
         rig.writes_where(|a| matches!(a, Action::UpdateStatus(Object::Node(_))))
             .into_iter()
-            .map(|(t, _)| t - T0)
+            .map(|(t, _)| t.as_millis() - T0.as_millis())
             .collect::<Vec<_>>()
     };
-    rig.advance(299_000);
+    rig.advance(Duration::from_millis(299_000));
     assert_eq!(
         statuses(&rig),
-        Vec::<Millis>::new(),
+        Vec::<i64>::new(),
         "registration carried the status"
     );
-    rig.advance(2_000);
+    rig.advance(Duration::from_millis(2_000));
     assert_eq!(statuses(&rig), [300_000], "report period");
     // Someone (the node lifecycle controller) marks the node Unknown: fixed at the next tick.
     let mut node = (**rig.api.cache.nodes.get("n1").expect("node")).clone();
@@ -145,7 +146,7 @@ fn node_status_is_posted_on_change_or_every_report_period() {
         }
     }
     rig.put(Object::Node(std::sync::Arc::new(node)));
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert_eq!(statuses(&rig), [300_000, 310_000]);
     let node = rig.api.cache.nodes.get("n1").expect("node");
     assert_eq!(runtime::node_ready_status(node), Some("True"));
@@ -155,7 +156,7 @@ fn node_status_is_posted_on_change_or_every_report_period() {
 fn shutdown_reports_not_ready_at_once() {
     let mut rig = Rig::new(cfg());
     rig.start();
-    rig.advance(3_000);
+    rig.advance(Duration::from_millis(3_000));
     rig.kubelet.begin_shutdown(rig.now);
     rig.settle();
     let node = rig.api.cache.nodes.get("n1").expect("node");
@@ -175,9 +176,9 @@ fn shutdown_reports_not_ready_at_once() {
 fn shutdown_during_a_status_write_still_posts_not_ready_at_once() {
     let mut rig = Rig::new(cfg());
     rig.start();
-    rig.advance(295_000);
+    rig.advance(Duration::from_millis(295_000));
     // A status write is in flight (report period) when the shutdown begins.
-    rig.now = T0 + 300_000;
+    rig.now = T0 + Duration::from_millis(300_000);
     rig.kubelet.handle_timeout(rig.now);
     let mut inflight = None;
     while let Some(a) = rig.kubelet.poll_action() {
@@ -192,7 +193,7 @@ fn shutdown_during_a_status_write_still_posts_not_ready_at_once() {
     rig.kubelet.begin_shutdown(rig.now);
     rig.kubelet
         .handle_write_result(&inflight, Err(WriteError::Other("slow".into())), rig.now);
-    rig.advance(100);
+    rig.advance(Duration::from_millis(100));
     let node = rig.api.cache.nodes.get("n1").expect("node");
     assert_eq!(runtime::node_ready_status(node), Some("False"));
 }

@@ -16,10 +16,10 @@ fn started_rig() -> Rig {
     rig
 }
 
-fn signals(rig: &Rig, want: Signal) -> Vec<Millis> {
+fn signals(rig: &Rig, want: Signal) -> Vec<i64> {
     rig.commands_where(|c| matches!(c, RuntimeCommand::Signal { signal, .. } if *signal == want))
         .into_iter()
-        .map(|(t, _)| t - T0)
+        .map(|(t, _)| t.as_millis() - T0.as_millis())
         .collect()
 }
 
@@ -124,14 +124,14 @@ fn readiness_follows_failure_and_success_thresholds() {
     rig.put(pod("web", probe, json!({})));
     let is_ready = |rig: &Rig| ready(&rig.pod("web").expect("pod")).as_deref() == Some("True");
     assert!(!is_ready(&rig), "not ready before the first probe");
-    rig.advance(5_000);
+    rig.advance(Duration::from_millis(5_000));
     assert!(!is_ready(&rig), "one success of two");
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert!(is_ready(&rig), "two successes");
     healthy.set(false);
-    rig.advance(20_000);
+    rig.advance(Duration::from_millis(20_000));
     assert!(is_ready(&rig), "two failures of three");
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert!(!is_ready(&rig), "three failures");
     let p = rig.pod("web").expect("pod");
     assert_eq!(
@@ -139,9 +139,9 @@ fn readiness_follows_failure_and_success_thresholds() {
         Some("Running")
     );
     healthy.set(true);
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert!(!is_ready(&rig), "one success of two");
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert!(is_ready(&rig), "ready again");
 }
 
@@ -181,18 +181,18 @@ fn liveness_failure_restarts_with_crash_loop_backoff() {
     let starts = |rig: &Rig| {
         rig.commands_where(|c| matches!(c, RuntimeCommand::StartContainer { .. }))
             .into_iter()
-            .map(|(t, _)| (t - T0) / 1000)
+            .map(|(t, _)| (t.as_millis() - T0.as_millis()) / 1000)
             .collect::<Vec<_>>()
     };
-    rig.advance(200_000);
+    rig.advance(Duration::from_millis(200_000));
     // 0, 0, then 10, 20, 40, 80 s after each failure (each failing at once).
     assert_eq!(starts(&rig), [0, 0, 10, 30, 70, 150]);
-    rig.advance(1_000_000);
-    let gaps: Vec<Millis> = starts(&rig).windows(2).map(|w| w[1] - w[0]).collect();
+    rig.advance(Duration::from_millis(1_000_000));
+    let gaps: Vec<i64> = starts(&rig).windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(gaps.last(), Some(&300), "capped at 5 min");
     assert_eq!(
         signals(&rig, Signal::Kill),
-        Vec::<Millis>::new(),
+        Vec::<i64>::new(),
         "TERM sufficed"
     );
 }
@@ -209,7 +209,7 @@ fn liveness_kill_escalates_to_sigkill_after_the_grace() {
         probe,
         json!({"terminationGracePeriodSeconds": 7}),
     ));
-    rig.advance(30_000);
+    rig.advance(Duration::from_millis(30_000));
     // Probes at 3 and 13 s fail; TERM at 13 s, KILL at 20 s, restart at once.
     assert_eq!(signals(&rig, Signal::Term), [13_000]);
     assert_eq!(signals(&rig, Signal::Kill), [20_000]);
@@ -263,15 +263,15 @@ fn deletion_terms_then_kills_after_grace_then_deletes_with_grace_zero() {
         .pod("web")
         .and_then(|p| p.metadata.uid.clone())
         .expect("uid");
-    rig.advance(1_000);
+    rig.advance(Duration::from_millis(1_000));
     rig.delete_pod("web");
     let p = rig.pod("web").expect("still there, terminating");
     assert_eq!(ready(&p).as_deref(), Some("False"), "not ready at once");
     assert_eq!(signals(&rig, Signal::Term), [1_000]);
-    rig.advance(18_000);
+    rig.advance(Duration::from_millis(18_000));
     assert!(signals(&rig, Signal::Kill).is_empty());
     assert!(rig.pod("web").is_some());
-    rig.advance(2_000);
+    rig.advance(Duration::from_millis(2_000));
     assert_eq!(signals(&rig, Signal::Kill), [21_000]);
     assert!(
         rig.pod("web").is_none(),
@@ -299,7 +299,11 @@ fn deletion_terms_then_kills_after_grace_then_deletes_with_grace_zero() {
         panic!("delete")
     };
     assert_eq!(
-        (*t - T0, u.as_deref(), *grace_period_seconds),
+        (
+            t.as_millis() - T0.as_millis(),
+            u.as_deref(),
+            *grace_period_seconds
+        ),
         (21_000, Some(uid.as_str()), Some(0))
     );
     let teardown = rig.commands_where(|c| matches!(c, RuntimeCommand::TeardownNetwork { .. }));
@@ -317,7 +321,7 @@ fn graceful_shutdown_marks_pods_not_ready_before_sigterm() {
         json!({}),
         json!({"terminationGracePeriodSeconds": 60}),
     ));
-    rig.advance(2_000);
+    rig.advance(Duration::from_millis(2_000));
     rig.exit_on_term = false;
     rig.kubelet.begin_shutdown(rig.now);
     rig.settle();
@@ -338,7 +342,7 @@ fn graceful_shutdown_marks_pods_not_ready_before_sigterm() {
     }
     assert!(!rig.kubelet.shutdown_complete());
     // Grace is bounded by shutdownGracePeriod (30 s) even for the 60 s pod.
-    rig.advance(30_000);
+    rig.advance(Duration::from_millis(30_000));
     assert_eq!(signals(&rig, Signal::Kill), [32_000, 32_000]);
     assert!(rig.kubelet.shutdown_complete());
     for name in ["a", "b"] {
@@ -371,7 +375,7 @@ fn status_is_written_only_when_it_changes() {
         ready(&rig.pod("web").expect("pod")).as_deref(),
         Some("True")
     );
-    rig.advance(600_000);
+    rig.advance(Duration::from_millis(600_000));
     let probes = rig
         .log
         .iter()
@@ -479,7 +483,7 @@ fn pod_lifecycle_records_upstream_kubelet_events() {
     assert_eq!(e.involved.uid, uid);
     rig.recorded.clear();
     failing.set(true);
-    rig.advance(10_000);
+    rig.advance(Duration::from_millis(10_000));
     assert_eq!(
         recorded(&rig),
         vec![(

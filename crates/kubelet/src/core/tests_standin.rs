@@ -82,7 +82,7 @@ fn a_real_image_runs_as_the_stand_in_with_an_event_and_an_annotation() {
         .collect();
     assert!(sent.contains(&ProbeKind::Readiness));
     assert!(!sent.contains(&ProbeKind::Liveness));
-    rig.advance(60_000);
+    rig.advance(Duration::from_millis(60_000));
     assert_eq!(
         restart_count(&rig.pod("web").expect("pod")),
         0,
@@ -101,7 +101,7 @@ fn the_fail_policy_reports_err_image_pull_then_image_pull_backoff() {
         rig.commands_where(|c| matches!(c, RuntimeCommand::StartContainer { .. }))
             .is_empty()
     );
-    rig.advance(2_000);
+    rig.advance(Duration::from_millis(2_000));
     assert_eq!(
         waiting_reason(&rig, "web").as_deref(),
         Some("ImagePullBackOff")
@@ -130,7 +130,7 @@ fn the_fail_policy_reports_err_image_pull_then_image_pull_backoff() {
     assert_eq!(ev[2].1, "Error: ErrImagePull");
     assert_eq!(ev[4].1, "Error: ImagePullBackOff");
     // After the backoff (10 s) it pulls again, and fails again.
-    rig.advance(9_000);
+    rig.advance(Duration::from_millis(9_000));
     assert_eq!(
         rig.recorded
             .iter()
@@ -162,7 +162,7 @@ fn log_targets_follow_restarts() {
                 && e.to_string() == "previous terminated container \"c\" in pod \"web\" not found")
     );
     rig.exit("web", 1);
-    rig.advance(11_000);
+    rig.advance(Duration::from_millis(11_000));
     let now = rig
         .kubelet
         .container_log_target("default", "web", "c", false)
@@ -230,7 +230,7 @@ fn the_annotation_is_retried_after_a_failed_write_and_logs_go_with_the_pod() {
         "retried after the delay"
     );
     rig.delete_pod("web");
-    rig.advance(1_000);
+    rig.advance(Duration::from_millis(1_000));
     let removed = rig.commands_where(|c| matches!(c, RuntimeCommand::RemoveLogs { .. }));
     assert_eq!(
         removed.len(),

@@ -59,7 +59,7 @@ pub async fn run_elected(config: kube::Config, mut elected: Elected) -> Result<(
         fence.clone(),
     )?;
     let leases: Api<Lease> = Api::namespaced(lease_client, &cfg.namespace);
-    let timeout = Duration::from_millis(cfg.renew_deadline_ms as u64);
+    let timeout = cfg.renew_deadline_ms;
     let mut term: Option<Term> = None;
     tracing::info!(
         lease = cfg.describe(),
@@ -98,9 +98,13 @@ pub async fn run_elected(config: kube::Config, mut elected: Elected) -> Result<(
                 }
             }
         }
-        let wake = elector.poll_timeout().unwrap_or(mono_clock() + 1_000);
-        let sleep_ms = (wake - mono_clock()).clamp(0, 60_000);
-        tokio::time::sleep(Duration::from_millis(sleep_ms as u64)).await;
+        let wake = elector
+            .poll_timeout()
+            .unwrap_or(mono_clock() + Duration::from_millis(1_000));
+        let sleep_for = wake
+            .saturating_since(mono_clock())
+            .min(Duration::from_secs(60));
+        tokio::time::sleep(sleep_for).await;
         // The term may have ended on its own (it never should): start afresh.
         if term.as_ref().is_some_and(|t| t.task.is_finished()) {
             tracing::warn!("{} controllers ended while leading", elected.component);

@@ -25,7 +25,7 @@ pub const QUEUE_BOUND: usize = 1000;
 const MAX_INFLIGHT: usize = 8;
 /// After every sink is gone, pending writes still due within this long are made before the
 /// task ends.
-const FINAL_FLUSH_MS: i64 = 5_000;
+const FINAL_FLUSH_MS: Duration = Duration::from_secs(5);
 
 /// A cheap, cloneable handle components' drivers record events through.
 #[derive(Clone, Debug)]
@@ -76,12 +76,17 @@ async fn run(client: kube::Client, mut rec: EventRecorder, mut rx: mpsc::Receive
             });
         }
         let wake = rec.poll_timeout();
-        if closed && inflight.is_empty() && wake.is_none_or(|w| w - now > FINAL_FLUSH_MS) {
+        if closed
+            && inflight.is_empty()
+            && wake.is_none_or(|w| w.saturating_since(now) > FINAL_FLUSH_MS)
+        {
             return;
         }
-        let sleep_ms = match wake {
-            Some(w) if inflight.len() < MAX_INFLIGHT => (w - now).clamp(0, 60_000),
-            _ => 60_000,
+        let sleep_for = match wake {
+            Some(w) if inflight.len() < MAX_INFLIGHT => {
+                w.saturating_since(now).min(Duration::from_secs(60))
+            }
+            _ => Duration::from_secs(60),
         };
         tokio::select! {
             got = rx.recv(), if !closed => match got {
@@ -101,7 +106,7 @@ async fn run(client: kube::Client, mut rec: EventRecorder, mut rx: mpsc::Receive
                     rec.handle_write_result(&id, outcome, wall_clock());
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+            _ = tokio::time::sleep(sleep_for) => {}
         }
     }
 }

@@ -16,13 +16,13 @@ use std::time::Instant;
 use http::header::{HeaderValue, USER_AGENT};
 use tower::{BoxError, Layer, Service};
 
-use controllers::Millis;
+use controllers::Moment;
 
 /// Milliseconds on the local monotonic clock since the process first asked (never goes back,
 /// counts while the process is stopped).
-pub fn mono_clock() -> Millis {
+pub fn mono_clock() -> Moment {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as Millis
+    Moment::from_millis(BASE.get_or_init(Instant::now).elapsed().as_millis() as i64)
 }
 
 /// A write deadline on [`mono_clock`], shared by the elector (which moves it) and the client
@@ -42,26 +42,28 @@ impl Fence {
     /// A fence that lets nothing through until [`Fence::set`].
     pub fn closed() -> Fence {
         Fence {
-            until: Arc::new(AtomicI64::new(Millis::MIN)),
+            until: Arc::new(AtomicI64::new(Moment::MIN.as_millis())),
         }
     }
 
     /// A fence that never closes (`--leader-elect=false`).
     pub fn open() -> Fence {
         Fence {
-            until: Arc::new(AtomicI64::new(Millis::MAX)),
+            until: Arc::new(AtomicI64::new(Moment::MAX.as_millis())),
         }
     }
 
     /// Writes may be sent while `mono_clock() < deadline`; `None` closes the fence.
-    pub fn set(&self, deadline: Option<Millis>) {
-        self.until
-            .store(deadline.unwrap_or(Millis::MIN), Ordering::SeqCst);
+    pub fn set(&self, deadline: Option<Moment>) {
+        self.until.store(
+            deadline.unwrap_or(Moment::MIN).as_millis(),
+            Ordering::SeqCst,
+        );
     }
 
     /// May a write be sent at `now` (on [`mono_clock`])?
-    pub fn allows(&self, now: Millis) -> bool {
-        now < self.until.load(Ordering::SeqCst)
+    pub fn allows(&self, now: Moment) -> bool {
+        now < Moment::from_millis(self.until.load(Ordering::SeqCst))
     }
 }
 
@@ -154,18 +156,20 @@ pub fn client(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn fence_opens_until_the_deadline_and_closes() {
         let f = Fence::closed();
-        assert!(!f.allows(0));
-        f.set(Some(100));
-        assert!(f.allows(99));
-        assert!(!f.allows(100));
+        assert!(!f.allows(Moment::EPOCH));
+        f.set(Some(Moment::from_millis(100)));
+        assert!(f.allows(Moment::from_millis(99)));
+        assert!(!f.allows(Moment::from_millis(100)));
         f.set(None);
-        assert!(!f.allows(0));
-        assert!(Fence::open().allows(Millis::MAX - 1));
+        assert!(!f.allows(Moment::EPOCH));
+        assert!(Fence::open().allows(Moment::MAX - Duration::from_millis(1)));
     }
 
     #[test]
@@ -192,7 +196,7 @@ mod tests {
         assert!(svc.ready().await.unwrap().call(get).await.is_ok());
         let err = svc.ready().await.unwrap().call(put()).await.unwrap_err();
         assert!(err.to_string().contains("not the leader"), "{err}");
-        fence.set(Some(mono_clock() + 60_000));
+        fence.set(Some(mono_clock() + Duration::from_millis(60_000)));
         assert!(svc.ready().await.unwrap().call(put()).await.is_ok());
     }
 }

@@ -28,7 +28,7 @@ pub mod event_writer;
 pub mod fence;
 pub mod writes;
 
-use controllers::{Action, Controller, Kind, Millis, WriteError};
+use controllers::{Action, Controller, Kind, Moment, WriteError};
 use writes::{Writes, describe};
 
 /// Writes in flight at once.
@@ -37,11 +37,11 @@ const MAX_INFLIGHT_WRITES: usize = 64;
 const EVENT_BUFFER: usize = 4096;
 
 /// The wall clock as controllers see it.
-pub fn wall_clock() -> Millis {
+pub fn wall_clock() -> Moment {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+        .map(|d| Moment::from_millis(d.as_millis() as i64))
+        .unwrap_or(Moment::EPOCH)
 }
 
 /// What a watch task reports (shared with the kubelet's driver).
@@ -248,9 +248,12 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
         } else {
             None
         };
-        let sleep_ms = wake
-            .map(|w| w.saturating_sub(wall_clock()).clamp(0, 60_000))
-            .unwrap_or(60_000);
+        let sleep_for = wake
+            .map(|w| {
+                w.saturating_since(wall_clock())
+                    .min(Duration::from_secs(60))
+            })
+            .unwrap_or(Duration::from_secs(60));
         tokio::select! {
             feed = rx.recv() => {
                 let Some(feed) = feed else { return };
@@ -280,7 +283,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                     c.handle_write_failed(&done.action, err, wall_clock());
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
+            _ = tokio::time::sleep(sleep_for) => {
                 let now = wall_clock();
                 for c in controllers.iter_mut() {
                     if c.poll_timeout().is_some_and(|w| w <= now) {

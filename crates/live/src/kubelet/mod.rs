@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::controllers::wall_clock;
 use crate::controllers::writes::{Writes, describe};
 use crate::relist;
-use controllers::{Change, Kind, Millis, Object};
+use controllers::{Change, Kind, Moment, Object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
@@ -36,7 +36,7 @@ const MAX_INFLIGHT_WRITES: usize = 16;
 /// Bound of every channel into the loop.
 const CHANNEL_BOUND: usize = 1024;
 /// After a shutdown began, the loop ends at the latest this long after the grace period.
-const SHUTDOWN_SLACK: Millis = 10_000;
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(10_000);
 
 /// The agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -140,12 +140,13 @@ pub async fn run_with_logs(
     let (probe_tx, mut probe_rx) = mpsc::channel::<(u64, ProbeOutcome)>(CHANNEL_BOUND);
     let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
-    let mut shutdown_at: Option<Millis> = None;
+    let mut shutdown_at: Option<Moment> = None;
     let events = crate::controllers::event_writer::spawn(client.clone(), Default::default());
     loop {
-        let sleep_ms = k
-            .poll_timeout()
-            .map_or(60_000, |w| w.saturating_sub(wall_clock()).clamp(0, 60_000));
+        let sleep_for = k.poll_timeout().map_or(Duration::from_secs(60), |w| {
+            w.saturating_since(wall_clock())
+                .min(Duration::from_secs(60))
+        });
         tokio::select! {
             feed = feed_rx.recv() => {
                 let Some(feed) = feed else { return Ok(()) };
@@ -190,7 +191,7 @@ pub async fn run_with_logs(
                     k.begin_shutdown(now);
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {
+            _ = tokio::time::sleep(sleep_for) => {
                 k.handle_timeout(wall_clock());
             }
         }
@@ -209,7 +210,7 @@ pub async fn run_with_logs(
         }
         if let Some(t) = shutdown_at {
             let done = k.shutdown_complete() && writes.pending() == 0;
-            if done || wall_clock() - t > shutdown_bound {
+            if done || wall_clock().saturating_since(t) > shutdown_bound {
                 tracing::info!(complete = done, "kubelet shutdown finished");
                 return Ok(());
             }

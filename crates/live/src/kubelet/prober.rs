@@ -29,7 +29,7 @@ impl Prober for NetProber {
     fn probe(&self, req: ProbeRequest, results: mpsc::Sender<(u64, ProbeOutcome)>) {
         let netns = format!("{}-p-{}", self.netns_prefix, hash8(&req.pod.uid));
         tokio::spawn(async move {
-            let timeout = Duration::from_millis(req.timeout.max(1) as u64);
+            let timeout = req.timeout.max(Duration::from_millis(1));
             let outcome = match tokio::time::timeout(timeout, run(&req.action, &netns)).await {
                 Ok(o) => o,
                 Err(_) => ProbeOutcome::Failure(format!("timeout after {timeout:?}")),

@@ -288,17 +288,20 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                 let ready: usize = syncer.plan().services().map(|s| s.endpoints.len()).sum();
                 println!(
                     "{}",
-                    serde_json::json!({"event": "proxy-sync", "node": node, "at": done, "kind": format!("{kind:?}"),
+                    serde_json::json!({"event": "proxy-sync", "node": node, "at": done.as_millis(), "kind": format!("{kind:?}"),
                         "ok": ok, "duration_ms": began.elapsed().as_secs_f64() * 1e3, "endpoints": ready,
                         "services": programmed_ips(syncer.plan())})
                 );
             }
             continue;
         }
-        let sleep_ms = syncer
+        let sleep_for = syncer
             .poll_timeout()
-            .map(|t| t.saturating_sub(wall_clock()).clamp(0, 30_000))
-            .unwrap_or(30_000);
+            .map(|t| {
+                t.saturating_since(wall_clock())
+                    .min(Duration::from_secs(30))
+            })
+            .unwrap_or(Duration::from_secs(30));
         tokio::select! {
             f = rx.recv() => {
                 let Some(f) = f else { return };
@@ -326,7 +329,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                     st.health.queued_update(wall_clock());
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+            _ = tokio::time::sleep(sleep_for) => {}
         }
     }
 }

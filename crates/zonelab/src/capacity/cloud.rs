@@ -114,7 +114,7 @@ impl CloudHost {
                 self.handle(e, &lab, &client);
             }
             let sleep = next
-                .map(|w| Duration::from_millis(w.saturating_sub(now).max(1) as u64))
+                .map(|w| w.saturating_since(now).max(Duration::from_millis(1)))
                 .unwrap_or(MAX_TICK)
                 .min(MAX_TICK);
             tokio::select! {

@@ -6,6 +6,7 @@
 //!
 //! Start at [`run`].
 
+use runtime::Moment;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,8 +63,10 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpClou
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut halted = false;
     loop {
-        let wake = ca.poll_timeout().unwrap_or(i64::MAX);
-        let sleep_ms = wake.saturating_sub(wall_clock()).clamp(0, 60_000);
+        let wake = ca.poll_timeout().unwrap_or(Moment::MAX);
+        let sleep_for = wake
+            .saturating_since(wall_clock())
+            .min(Duration::from_secs(60));
         tokio::select! {
             feed = rx.recv() => {
                 let Some(feed) = feed else { return };
@@ -77,7 +80,7 @@ pub async fn run(client: kube::Client, config: AutoscalerConfig, cloud: HttpClou
                 }
                 continue;
             }
-            _ = tokio::time::sleep(Duration::from_millis(sleep_ms as u64)) => {}
+            _ = tokio::time::sleep(sleep_for) => {}
         }
         if synced.len() < 2 {
             continue;

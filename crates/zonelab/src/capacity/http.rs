@@ -259,7 +259,7 @@ mod tests {
             desired: 1,
             // Never boots within the test: no lab is touched.
             boot_delay: Duration::from_secs(3600),
-            template: kubelet::core::initial_node(&kubelet, false, 0),
+            template: kubelet::core::initial_node(&kubelet, false, controllers::Moment::EPOCH),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod driver;
 pub mod http;
 pub mod status_watch;
 
+use runtime::Moment;
 use std::sync::Arc;
 
 use controllers::autoscaler::{AutoscalerConfig, ConfigError};
@@ -114,7 +115,7 @@ pub fn cloud_of(s: &Scenario, prefix: &str, profile: Profile) -> Cloud {
                 max: g.max as usize,
                 desired: g.desired as usize,
                 boot_delay: g.boot_delay(profile),
-                template: kubelet::core::initial_node(&kubelet, false, 0),
+                template: kubelet::core::initial_node(&kubelet, false, Moment::EPOCH),
             }
         })
         .collect();

@@ -27,6 +27,7 @@ use scenario::{FaultTarget, FaultType, Scenario, Until};
 use crate::clock::epoch_ms;
 use crate::lab::{FailMode, Target, UpPlan};
 use clients::ClientPod;
+use controllers::Moment;
 pub use prepare::{Prepared, prepare, prepare_text};
 use progress::Progress;
 use watch::Timeline;
@@ -562,7 +563,14 @@ async fn drive(
             next += 1;
         }
         if let Some(zonal) = zonal.as_mut() {
-            for line in zonal.step(base.t0 as i64, epoch_ms() as i64, pods).await? {
+            for line in zonal
+                .step(
+                    Moment::from_millis(base.t0 as i64),
+                    Moment::from_millis(epoch_ms() as i64),
+                    pods,
+                )
+                .await?
+            {
                 progress.note(&format!("t={:.1}s  {line}", elapsed_ms / 1e3));
             }
         }

@@ -431,7 +431,7 @@ run: {duration: 10s}
             c.node_lifecycle.node_monitor_period,
             std::time::Duration::from_millis(500)
         );
-        assert_eq!(c.proxy.sync_period_ms, 2_000);
+        assert_eq!(c.proxy.sync_period_ms, std::time::Duration::from_secs(2));
         assert_eq!(c.report_timers().unreachable_toleration_s, 30.0);
     }
 

@@ -3,17 +3,18 @@
 //! sans-IO rule the simulator runs (`controllers::zonalshift::autoshift`). Start at
 //! [`LiveShifts::step`].
 
-use controllers::Millis;
+use std::time::Duration;
+
+use controllers::Moment;
 use controllers::zonalshift::autoshift::Autoshift;
-use sim::zonal_shift::ms;
 
 use super::clients::{ClientPod, NewLines};
 
 /// The shifts still to start and the autoshift rule of a live run.
 pub struct LiveShifts {
     client: kube::Client,
-    /// (offset from t0 in ms, zone, expiresIn in ms or `None` to cancel), in time order.
-    actions: Vec<(Millis, String, Option<Millis>)>,
+    /// (offset from t0, zone, expiresIn or `None` to cancel), in time order.
+    actions: Vec<(Duration, String, Option<Duration>)>,
     next: usize,
     rule: Option<Autoshift>,
     lines: NewLines,
@@ -44,7 +45,7 @@ impl LiveShifts {
             actions: s
                 .zonal_shifts_by_time()
                 .into_iter()
-                .map(|(at, z)| (ms(at), z.away_from.clone(), z.expires_in.map(ms)))
+                .map(|(at, z)| (at, z.away_from.clone(), z.expires_in))
                 .collect(),
             next: 0,
             rule: sim::zonal_shift::autoshift_of(s),
@@ -56,8 +57,8 @@ impl LiveShifts {
     /// autoshift rule; returns progress lines.
     pub async fn step(
         &mut self,
-        t0: Millis,
-        now: Millis,
+        t0: Moment,
+        now: Moment,
         pods: &[ClientPod],
     ) -> anyhow::Result<Vec<String>> {
         let mut notes = Vec::new();
@@ -77,7 +78,7 @@ impl LiveShifts {
 
     fn evaluate(
         &mut self,
-        now: Millis,
+        now: Moment,
         pods: &[ClientPod],
     ) -> Option<controllers::zonalshift::autoshift::AutoshiftDecision> {
         let rule = self.rule.as_mut()?;
@@ -85,7 +86,7 @@ impl LiveShifts {
             for line in self.lines.read(&cp.out) {
                 if let Ok(l) = serde_json::from_str::<Line>(&line) {
                     let ok = l.outcome == lab::Outcome::Ok;
-                    rule.handle_finished(l.end as Millis, cp.zone.clone(), ok);
+                    rule.handle_finished(Moment::from_millis(l.end as i64), cp.zone.clone(), ok);
                 }
             }
         }
@@ -95,8 +96,8 @@ impl LiveShifts {
     async fn write(
         &self,
         zone: &str,
-        expires_at: Option<Millis>,
-        now: Millis,
+        expires_at: Option<Moment>,
+        now: Moment,
     ) -> anyhow::Result<String> {
         let nodes = crate::zonal_shift::write_shift(&self.client, zone, expires_at, now).await?;
         Ok(match expires_at {

@@ -17,13 +17,14 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{Expectations, WorkQueue, controller_key, controller_of};
-use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Moment, Object, WriteError};
 use runtime::Outbox;
 
 pub use placement::{CONTROLLER_REVISION_HASH, POD_TEMPLATE_GENERATION, node_should_run};
@@ -40,25 +41,25 @@ pub struct DaemonSetConfig {
     pub burst_replicas: i32,
     /// Unobserved expectations count as satisfied after this long. Upstream
     /// `ExpectationsTimeout = 5 * time.Minute` (pkg/controller/controller_utils.go).
-    pub expectations_timeout_ms: Millis,
+    pub expectations_timeout_ms: Duration,
     /// Retry backoff after a failed write (client-go `DefaultControllerRateLimiter`).
-    pub retry_base_ms: Millis,
-    pub retry_max_ms: Millis,
+    pub retry_base_ms: Duration,
+    pub retry_max_ms: Duration,
     /// Backoff before deleting another failed daemon pod on the same node: upstream
     /// `failedPodsBackoff = flowcontrol.NewBackOff(1*time.Second, 15*time.Minute)`.
-    pub failed_pod_backoff_initial_ms: Millis,
-    pub failed_pod_backoff_max_ms: Millis,
+    pub failed_pod_backoff_initial_ms: Duration,
+    pub failed_pod_backoff_max_ms: Duration,
 }
 
 impl Default for DaemonSetConfig {
     fn default() -> Self {
         DaemonSetConfig {
             burst_replicas: 250,
-            expectations_timeout_ms: 5 * 60 * 1000,
-            retry_base_ms: 5,
-            retry_max_ms: 1_000_000,
-            failed_pod_backoff_initial_ms: 1000,
-            failed_pod_backoff_max_ms: 15 * 60 * 1000,
+            expectations_timeout_ms: Duration::from_millis(5 * 60 * 1000),
+            retry_base_ms: Duration::from_millis(5),
+            retry_max_ms: Duration::from_millis(1_000_000),
+            failed_pod_backoff_initial_ms: Duration::from_millis(1000),
+            failed_pod_backoff_max_ms: Duration::from_millis(15 * 60 * 1000),
         }
     }
 }
@@ -66,8 +67,8 @@ impl Default for DaemonSetConfig {
 /// Per (DaemonSet, node) backoff for failed pods (upstream `flowcontrol.Backoff` entry).
 #[derive(Clone, Copy, Debug)]
 struct Backoff {
-    delay_ms: Millis,
-    last_ms: Millis,
+    delay_ms: Duration,
+    last_ms: Moment,
 }
 
 /// The DaemonSet controller.
@@ -128,7 +129,7 @@ impl DaemonSetController {
         }
     }
 
-    fn satisfied(&self, key: &Key, now: Millis) -> bool {
+    fn satisfied(&self, key: &Key, now: Moment) -> bool {
         self.expectations
             .get(key)
             .is_none_or(|e| e.satisfied(now, self.cfg.expectations_timeout_ms))
@@ -141,7 +142,7 @@ impl DaemonSetController {
         type_: EventType,
         reason: &'static str,
         message: String,
-        now: Millis,
+        now: Moment,
     ) {
         let involved = events::object_ref("apps/v1", "DaemonSet", &ds.metadata);
         self.out.push_event(EventRecord::new(
@@ -156,7 +157,7 @@ impl DaemonSetController {
 
     /// Count an observed create or delete against the owner's expectations; the pod
     /// control's SuccessfulCreate/SuccessfulDelete Events are recorded then.
-    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let pod = match change {
             Change::Applied {
                 new: Object::Pod(p),
@@ -191,7 +192,7 @@ impl DaemonSetController {
         }
     }
 
-    fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let mut affected = BTreeSet::new();
         let owner = |p: &Pod| controller_key(&p.metadata, "DaemonSet").map(|(k, _)| k);
         if let Change::Applied {
@@ -222,7 +223,7 @@ impl DaemonSetController {
         }
     }
 
-    fn on_node_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn on_node_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let relevant = match change {
             Change::Applied {
                 new: Object::Node(new),
@@ -260,7 +261,7 @@ impl Controller for DaemonSetController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.pods_by_owner.clear();
         let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
         for p in &pods {
@@ -272,7 +273,7 @@ impl Controller for DaemonSetController {
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change.object() {
             Object::Pod(_) => self.on_pod_change(cache, change, now),
             Object::Node(_) => self.on_node_change(cache, change, now),
@@ -288,17 +289,17 @@ impl Controller for DaemonSetController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let ds_key = match action {
             Action::Create(Object::Pod(p)) => {
                 let key = controller_key(&p.metadata, "DaemonSet").map(|(k, _)| k);

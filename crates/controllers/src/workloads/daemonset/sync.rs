@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -18,7 +19,7 @@ use crate::workloads::deployment::util::compute_hash;
 use crate::workloads::util::{
     Expectations, available_at, created, node_name, phase, pod_is_available, selector_matches,
 };
-use crate::{Action, Cache, Key, Kind, Millis, Object, node_ready_status, pod_is_ready};
+use crate::{Action, Cache, Key, Kind, Moment, Object, node_ready_status, pod_is_ready};
 
 /// What one DaemonSet looks like at the start of a sync.
 pub(super) struct SyncCtx<'a> {
@@ -32,7 +33,7 @@ pub(super) struct SyncCtx<'a> {
     /// Daemon pods by target node, scheduled first then oldest first (upstream
     /// `podByCreationTimestampAndPhase`); terminal pods already being deleted are left out.
     pub node_pods: BTreeMap<String, Vec<&'a Arc<Pod>>>,
-    pub now: Millis,
+    pub now: Moment,
 }
 
 /// Pods to delete and nodes to create a pod on.
@@ -90,7 +91,7 @@ impl DaemonSetController {
             .collect()
     }
 
-    fn context<'a>(&self, cache: &'a Cache, ds: &'a DaemonSet, now: Millis) -> SyncCtx<'a> {
+    fn context<'a>(&self, cache: &'a Cache, ds: &'a DaemonSet, now: Moment) -> SyncCtx<'a> {
         let mut node_pods: BTreeMap<String, Vec<&'a Arc<Pod>>> = BTreeMap::new();
         for p in self.owned_pods(cache, ds) {
             if is_terminal(p) && p.metadata.deletion_timestamp.is_some() {
@@ -117,7 +118,7 @@ impl DaemonSetController {
 
     /// Reconcile one DaemonSet: create and delete pods (when expectations are satisfied), roll
     /// out a new template, then write status and schedule the next check.
-    pub(super) fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    pub(super) fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(ds) = cache.daemon_sets.get(key).cloned() else {
             self.forget(key);
             return;
@@ -235,7 +236,7 @@ impl DaemonSetController {
                 "Failed" => {
                     let bk = (ctx.key.clone(), node.to_string());
                     if let Some(b) = self.failed_backoff.get(&bk)
-                        && ctx.now - b.last_ms < b.delay_ms
+                        && ctx.now < b.last_ms + b.delay_ms
                     {
                         self.queue.add_at(ctx.key.clone(), b.last_ms + b.delay_ms);
                         continue;
@@ -258,16 +259,16 @@ impl DaemonSetController {
 
     /// Upstream `Backoff.Next`: double the delay (from the initial, up to the max); an entry
     /// idle for twice the max starts over.
-    fn next_backoff(&mut self, key: (Key, String), now: Millis) {
+    fn next_backoff(&mut self, key: (Key, String), now: Moment) {
         let (initial, max) = (
             self.cfg.failed_pod_backoff_initial_ms,
             self.cfg.failed_pod_backoff_max_ms,
         );
         let b = self.failed_backoff.entry(key).or_insert(Backoff {
-            delay_ms: 0,
+            delay_ms: Duration::ZERO,
             last_ms: now,
         });
-        b.delay_ms = if b.delay_ms == 0 || now - b.last_ms > 2 * max {
+        b.delay_ms = if b.delay_ms.is_zero() || now.saturating_since(b.last_ms) > max * 2 {
             initial
         } else {
             (b.delay_ms * 2).min(max)

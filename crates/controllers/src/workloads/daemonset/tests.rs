@@ -444,7 +444,7 @@ fn pods_on_an_unreachable_node_are_never_evicted_nor_replaced() {
         p.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
         h.put(Object::Pod(Arc::new(p)));
     }
-    h.advance(3_600_000);
+    h.advance(Duration::from_millis(3_600_000));
     let web = h.api.cache.pods.get(&Key::new("default", "web-1"));
     assert!(
         web.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),

@@ -7,11 +7,12 @@
 mod rolling;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 mod sync;
 pub mod util;
 
 use crate::workloads::util::{WorkQueue, controller_key, selector_matches};
-use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Moment, Object, WriteError};
 use runtime::Outbox;
 
 pub use sync::{AVAILABLE, PROGRESSING};
@@ -21,16 +22,16 @@ pub use sync::{AVAILABLE, PROGRESSING};
 pub struct DeploymentConfig {
     /// First retry delay after a failed write. Upstream `DefaultControllerRateLimiter`
     /// (client-go util/workqueue): exponential from 5ms.
-    pub retry_base_ms: Millis,
+    pub retry_base_ms: Duration,
     /// Retry delay cap: 1000s in `DefaultControllerRateLimiter`.
-    pub retry_max_ms: Millis,
+    pub retry_max_ms: Duration,
 }
 
 impl Default for DeploymentConfig {
     fn default() -> Self {
         DeploymentConfig {
-            retry_base_ms: 5,
-            retry_max_ms: 1_000_000,
+            retry_base_ms: Duration::from_millis(5),
+            retry_max_ms: Duration::from_millis(1_000_000),
         }
     }
 }
@@ -54,7 +55,7 @@ impl DeploymentController {
     }
 
     /// Upstream `syncDeployment` for one key.
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(d) = cache.deployments.get(key).cloned() else {
             self.queue.remove(key);
             return;
@@ -126,14 +127,14 @@ impl Controller for DeploymentController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         let keys: Vec<Key> = cache.deployments.keys().cloned().collect();
         for k in keys {
             self.sync(cache, &k, now);
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let mut keys: Vec<Key> = Vec::new();
         match change.object() {
             Object::Deployment(d) => {
@@ -180,17 +181,17 @@ impl Controller for DeploymentController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let key = match action {
             Action::Create(Object::ReplicaSet(rs)) | Action::Update(Object::ReplicaSet(rs)) => {
                 controller_key(&rs.metadata, "Deployment").map(|(k, _)| k)

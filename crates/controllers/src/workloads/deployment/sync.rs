@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,8 +18,8 @@ use super::util::{
 };
 use crate::events::{self, EventRecord, EventType};
 use crate::time::from_time;
-use crate::workloads::util::{controller_of, created, owner_ref};
-use crate::{Action, Cache, Key, Kind, Millis, Object};
+use crate::workloads::util::{controller_of, created, owner_ref, secs};
+use crate::{Action, Cache, Key, Kind, Moment, Object};
 
 pub const PROGRESSING: &str = "Progressing";
 pub const AVAILABLE: &str = "Available";
@@ -34,7 +35,7 @@ pub struct Slot {
 pub struct SyncCtx<'a> {
     pub d: &'a Deployment,
     pub cache: &'a Cache,
-    pub now: Millis,
+    pub now: Moment,
     /// Owned ReplicaSets, oldest first (creation time, then name).
     pub slots: Vec<Slot>,
     pub new_idx: Option<usize>,
@@ -45,7 +46,7 @@ pub struct SyncCtx<'a> {
     writes: Vec<usize>,
     deletes: Vec<usize>,
     /// When the Deployment must be looked at again (progress deadline).
-    pub requeue_at: Option<Millis>,
+    pub requeue_at: Option<Moment>,
 }
 
 pub fn rs_available(rs: &ReplicaSet) -> i32 {
@@ -76,7 +77,7 @@ fn progress_deadline(d: &Deployment) -> Option<i32> {
 }
 
 impl<'a> SyncCtx<'a> {
-    pub fn new(d: &'a Deployment, cache: &'a Cache, now: Millis) -> SyncCtx<'a> {
+    pub fn new(d: &'a Deployment, cache: &'a Cache, now: Moment) -> SyncCtx<'a> {
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let mut slots: Vec<Slot> = cache
@@ -385,7 +386,7 @@ impl<'a> SyncCtx<'a> {
                 })
                 .and_then(|c| c.last_update_time.as_ref())
             {
-                let at = from_time(t) + i64::from(deadline) * 1000 + 1;
+                let at = from_time(t) + secs(deadline) + Duration::from_millis(1);
                 if at > self.now {
                     self.requeue_at = Some(at);
                 }
@@ -426,7 +427,7 @@ impl<'a> SyncCtx<'a> {
             _ => c
                 .last_update_time
                 .as_ref()
-                .is_some_and(|t| from_time(t) + i64::from(deadline) * 1000 < self.now),
+                .is_some_and(|t| from_time(t) + secs(deadline) < self.now),
         }
     }
 
@@ -572,7 +573,7 @@ impl<'a> SyncCtx<'a> {
 /// What one sync decided: writes, the next look, and the Events to record.
 pub struct Finished {
     pub actions: Vec<Action>,
-    pub requeue_at: Option<Millis>,
+    pub requeue_at: Option<Moment>,
     pub events: Vec<EventRecord>,
     /// ReplicaSets whose new size `events` announced.
     pub scaled: Vec<(Key, i32)>,

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStat
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::Millis;
+use crate::Moment;
 use crate::time::to_time;
 
 /// Label carrying the pod-template hash on ReplicaSets and their pods.
@@ -209,7 +209,7 @@ pub fn condition(
     status: &str,
     reason: &str,
     message: String,
-    now: Millis,
+    now: Moment,
 ) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.to_string(),

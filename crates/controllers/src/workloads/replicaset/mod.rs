@@ -9,6 +9,7 @@ mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -19,7 +20,7 @@ use crate::workloads::util::{
     Expectations, WorkQueue, available_at, controller_key, owner_ref, pod_is_active,
     selector_matches,
 };
-use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Moment, Object, WriteError};
 use runtime::Outbox;
 
 pub use rank::{POD_DELETION_COST, pods_to_delete};
@@ -33,21 +34,21 @@ pub struct ReplicaSetConfig {
     pub burst_replicas: i32,
     /// After this long, unobserved expectations are treated as satisfied. Upstream
     /// `ExpectationsTimeout = 5 * time.Minute` (pkg/controller/controller_utils.go).
-    pub expectations_timeout_ms: Millis,
+    pub expectations_timeout_ms: Duration,
     /// First retry delay after a failed write. Upstream `DefaultControllerRateLimiter`
     /// (client-go util/workqueue): exponential from 5ms.
-    pub retry_base_ms: Millis,
+    pub retry_base_ms: Duration,
     /// Retry delay cap: 1000s in `DefaultControllerRateLimiter`.
-    pub retry_max_ms: Millis,
+    pub retry_max_ms: Duration,
 }
 
 impl Default for ReplicaSetConfig {
     fn default() -> Self {
         ReplicaSetConfig {
             burst_replicas: 500,
-            expectations_timeout_ms: 5 * 60 * 1000,
-            retry_base_ms: 5,
-            retry_max_ms: 1_000_000,
+            expectations_timeout_ms: Duration::from_millis(5 * 60 * 1000),
+            retry_base_ms: Duration::from_millis(5),
+            retry_max_ms: Duration::from_millis(1_000_000),
         }
     }
 }
@@ -135,14 +136,14 @@ impl ReplicaSetController {
             .collect()
     }
 
-    fn satisfied(&self, key: &Key, now: Millis) -> bool {
+    fn satisfied(&self, key: &Key, now: Moment) -> bool {
         self.expectations.get(key).is_none_or(|e| {
             (e.creates <= 0 && e.deletes.is_empty())
                 || now >= e.set_at + self.cfg.expectations_timeout_ms
         })
     }
 
-    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let pod = match change {
             Change::Applied {
                 new: Object::Pod(p),
@@ -184,7 +185,7 @@ impl ReplicaSetController {
         type_: EventType,
         reason: &'static str,
         message: String,
-        now: Millis,
+        now: Moment,
     ) {
         let Some(obj) = cache.replica_sets.get(rs) else {
             return;
@@ -200,7 +201,7 @@ impl ReplicaSetController {
         ));
     }
 
-    fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn on_pod_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let mut affected = BTreeSet::new();
         if let Change::Applied {
             old: Some(Object::Pod(old)),
@@ -232,7 +233,7 @@ impl ReplicaSetController {
 
     /// Reconcile one ReplicaSet: create or delete pods (when expectations are satisfied),
     /// then write status and schedule the next availability check.
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(rs) = cache.replica_sets.get(key).cloned() else {
             self.expectations.remove(key);
             self.queue.remove(key);
@@ -310,7 +311,7 @@ impl ReplicaSetController {
         rs: &ReplicaSet,
         n_active: usize,
         active: &[&Arc<Pod>],
-        now: Millis,
+        now: Moment,
     ) {
         let key = Key::of(&rs.metadata);
         let diff = n_active as i64 - i64::from(rs_replicas(rs));
@@ -415,7 +416,7 @@ fn counts<'a>(
     rs: &ReplicaSet,
     pods: impl IntoIterator<Item = &'a Arc<Pod>>,
     min_ready: i32,
-    now: Millis,
+    now: Moment,
 ) -> Counts {
     let Some(spec) = rs.spec.as_ref() else {
         return Counts::default();
@@ -449,7 +450,7 @@ impl Controller for ReplicaSetController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.pods_by_owner.clear();
         self.tally.clear();
         let pods: Vec<Arc<Pod>> = cache.pods.values().cloned().collect();
@@ -462,7 +463,7 @@ impl Controller for ReplicaSetController {
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         match change.object() {
             Object::Pod(_) => self.on_pod_change(cache, change, now),
             Object::ReplicaSet(rs) => {
@@ -479,17 +480,17 @@ impl Controller for ReplicaSetController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         if let Action::Create(Object::Pod(p)) = action
             && let Some(owner) = crate::workloads::util::controller_of(&p.metadata)
         {

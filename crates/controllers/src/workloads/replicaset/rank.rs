@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::workloads::util::{created, node_name, phase, ready_since};
-use crate::{Millis, pod_is_ready};
+use crate::{Moment, pod_is_ready};
 
 /// Annotation lowering (or raising) a pod's deletion priority.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -47,7 +47,7 @@ fn restarts(pod: &Pod) -> i32 {
 fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize) -> Ordering {
     let assigned = |p: &Pod| !node_name(p).is_empty();
     // Newer (later) first; zero (unknown) before anything.
-    let after_or_zero = |x: Millis, y: Millis| match (x == 0, y == 0) {
+    let after_or_zero = |x: Moment, y: Moment| match (x == Moment::EPOCH, y == Moment::EPOCH) {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Less,
         (false, true) => Ordering::Greater,
@@ -60,7 +60,10 @@ fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize) -> Ordering {
         .then(deletion_cost(a).cmp(&deletion_cost(b)))
         .then(rb.cmp(&ra))
         .then_with(|| match (pod_is_ready(a), pod_is_ready(b)) {
-            (true, true) => after_or_zero(ready_since(a).unwrap_or(0), ready_since(b).unwrap_or(0)),
+            (true, true) => after_or_zero(
+                ready_since(a).unwrap_or(Moment::EPOCH),
+                ready_since(b).unwrap_or(Moment::EPOCH),
+            ),
             _ => Ordering::Equal,
         })
         .then(restarts(b).cmp(&restarts(a)))

@@ -12,8 +12,8 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::pod_is_ready;
 use crate::workloads::util::{available_at, pod_is_active, selector_matches};
+use crate::{Moment, pod_is_ready};
 
 /// What `calculateStatus` counts over a ReplicaSet's active pods.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,7 +32,7 @@ impl Counts {
         selector: &LabelSelector,
         labels: &BTreeMap<String, String>,
         min_ready: i32,
-        now: i64,
+        now: Moment,
     ) -> Counts {
         let mut c = Counts::default();
         for p in pods {
@@ -47,7 +47,7 @@ impl Counts {
         selector: &LabelSelector,
         labels: &BTreeMap<String, String>,
         min_ready: i32,
-        now: i64,
+        now: Moment,
         sign: i32,
     ) {
         if !selector_matches(selector, p.metadata.labels.as_ref()) || !pod_is_active(p) {
@@ -100,7 +100,8 @@ impl Tally {
     pub fn pod(&mut self, uid: &str, p: &Pod, sign: i32) {
         if let Some(e) = self.by_owner.get_mut(uid) {
             // minReadySeconds 0: availability does not depend on the time.
-            e.counts.add(p, &e.selector, &e.labels, 0, 0, sign);
+            e.counts
+                .add(p, &e.selector, &e.labels, 0, Moment::EPOCH, sign);
         }
     }
 
@@ -121,7 +122,7 @@ impl Tally {
         {
             return e.counts;
         }
-        let counts = Counts::of(pods, selector, &labels, 0, 0);
+        let counts = Counts::of(pods, selector, &labels, 0, Moment::EPOCH);
         self.by_owner.insert(
             uid,
             Entry {

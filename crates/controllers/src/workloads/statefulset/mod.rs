@@ -20,6 +20,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -28,7 +29,7 @@ use crate::events::{self, EventRecord, EventType};
 use crate::workloads::util::{
     WorkQueue, available_at, controller_key, owner_ref, selector_matches,
 };
-use crate::{Action, Cache, Change, Controller, Key, Kind, Millis, Object, WriteError};
+use crate::{Action, Cache, Change, Controller, Key, Kind, Moment, Object, WriteError};
 use pods::{
     KIND, has_ended, identity_matches, is_healthy, is_running_and_available, is_running_and_ready,
     is_terminating, new_pod, ordinal_of, pod_name, revision_of, with_identity,
@@ -44,20 +45,20 @@ pub const COMPONENT: &str = "statefulset-controller";
 pub struct StatefulSetConfig {
     /// First retry delay after a failed write: upstream's `DefaultControllerRateLimiter`
     /// (client-go util/workqueue) starts at 5 ms ...
-    pub retry_base_ms: Millis,
+    pub retry_base_ms: Duration,
     /// ... and doubles up to 1000 s.
-    pub retry_max_ms: Millis,
+    pub retry_max_ms: Duration,
     /// A write issued but never observed is forgotten after this long (upstream
     /// `ExpectationsTimeout = 5 * time.Minute`, pkg/controller/controller_utils.go).
-    pub in_flight_timeout_ms: Millis,
+    pub in_flight_timeout_ms: Duration,
 }
 
 impl Default for StatefulSetConfig {
     fn default() -> Self {
         StatefulSetConfig {
-            retry_base_ms: 5,
-            retry_max_ms: 1_000_000,
-            in_flight_timeout_ms: 5 * 60 * 1000,
+            retry_base_ms: Duration::from_millis(5),
+            retry_max_ms: Duration::from_millis(1_000_000),
+            in_flight_timeout_ms: Duration::from_millis(5 * 60 * 1000),
         }
     }
 }
@@ -77,7 +78,7 @@ enum PodOp {
 struct InFlight {
     set: Key,
     op: PodOp,
-    at: Millis,
+    at: Moment,
 }
 
 /// What the ordered walk over a set's pods decided.
@@ -104,7 +105,7 @@ pub struct StatefulSetController {
     /// asked for twice while the informer catches up.
     in_flight: BTreeMap<Key, InFlight>,
     /// ControllerRevision writes issued and not yet observed, by revision key.
-    revisions_in_flight: BTreeMap<Key, Millis>,
+    revisions_in_flight: BTreeMap<Key, Moment>,
 }
 
 impl StatefulSetController {
@@ -126,7 +127,7 @@ impl StatefulSetController {
         type_: EventType,
         reason: &'static str,
         msg: String,
-        now: Millis,
+        now: Moment,
     ) {
         let involved = events::object_ref(pods::API_VERSION, KIND, &set.metadata);
         self.out.push_event(EventRecord::new(
@@ -164,7 +165,7 @@ impl StatefulSetController {
 
     /// Drop writes of `set` that were never observed within the timeout (upstream's
     /// expectations expire the same way); returns the earliest remaining expiry.
-    fn expire_in_flight(&mut self, set: &Key, now: Millis) -> Option<Millis> {
+    fn expire_in_flight(&mut self, set: &Key, now: Moment) -> Option<Moment> {
         let timeout = self.cfg.in_flight_timeout_ms;
         self.in_flight
             .retain(|_, f| f.set != *set || now < f.at + timeout);
@@ -177,7 +178,7 @@ impl StatefulSetController {
     }
 
     /// Reconcile one StatefulSet (upstream `syncStatefulSet` → `UpdateStatefulSet`).
-    fn sync(&mut self, cache: &Cache, key: &Key, now: Millis) {
+    fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
         let Some(set) = cache.stateful_sets.get(key).cloned() else {
             self.forget_set(key);
             return;
@@ -227,7 +228,7 @@ impl StatefulSetController {
     /// Upstream `ClaimPods` (ControllerRefManager) for a set not being deleted: adopt orphans
     /// named `<set>-<n>` that match the selector, release controlled pods that no longer match
     /// (terminating pods are left alone either way).
-    fn claim(&mut self, cache: &Cache, set: &StatefulSet, now: Millis) {
+    fn claim(&mut self, cache: &Cache, set: &StatefulSet, now: Moment) {
         let uid = set.metadata.uid.as_deref().unwrap_or("");
         let ns = set.metadata.namespace.as_deref().unwrap_or("");
         let Some(spec) = set.spec.as_ref() else {
@@ -261,7 +262,7 @@ impl StatefulSetController {
         }
     }
 
-    fn write_revision(&mut self, revs: &Revisions, now: Millis) {
+    fn write_revision(&mut self, revs: &Revisions, now: Moment) {
         let Some(write) = &revs.write else { return };
         let (rev, action): (_, fn(Object) -> Action) = match write {
             RevisionWrite::Create(r) => (r, Action::Create),
@@ -281,7 +282,7 @@ impl StatefulSetController {
         set: &StatefulSet,
         revs: &Revisions,
         pods: &[&Arc<Pod>],
-        now: Millis,
+        now: Moment,
     ) {
         if revs.write.is_some() {
             return;
@@ -306,7 +307,7 @@ impl StatefulSetController {
         }
     }
 
-    fn create_pod(&mut self, w: &Walk, ordinal: i32, now: Millis) {
+    fn create_pod(&mut self, w: &Walk, ordinal: i32, now: Moment) {
         let spec = w.set.spec.as_ref();
         let partition = rolling_partition(w.set);
         // Upstream `newVersionedStatefulSetPod`: below the partition a rolling update keeps
@@ -328,7 +329,7 @@ impl StatefulSetController {
             .push_action(Action::Create(Object::Pod(Arc::new(pod))));
     }
 
-    fn delete_pod(&mut self, set: &StatefulSet, pod: &Pod, now: Millis) {
+    fn delete_pod(&mut self, set: &StatefulSet, pod: &Pod, now: Moment) {
         let key = Key::of(&pod.metadata);
         self.track(&key, set, PodOp::Delete, now);
         self.out.push_action(Action::Delete {
@@ -352,7 +353,7 @@ impl StatefulSetController {
         set: &StatefulSet,
         revs: &Revisions,
         pods: &[&Arc<Pod>],
-        now: Millis,
+        now: Moment,
     ) {
         let w = walk(set, revs, pods);
         let first_unhealthy = w
@@ -385,7 +386,7 @@ impl StatefulSetController {
     }
 
     /// The replicas loop; false when an `OrderedReady` set must wait.
-    fn walk_replicas(&mut self, w: &Walk, now: Millis) -> bool {
+    fn walk_replicas(&mut self, w: &Walk, now: Moment) -> bool {
         let set_name = w.set.metadata.name.clone().unwrap_or_default();
         let ns = w.set.metadata.namespace.clone().unwrap_or_default();
         for (i, slot) in w.slots.iter().enumerate() {
@@ -439,7 +440,7 @@ impl StatefulSetController {
         true
     }
 
-    fn track(&mut self, pod: &Key, set: &StatefulSet, op: PodOp, now: Millis) {
+    fn track(&mut self, pod: &Key, set: &StatefulSet, op: PodOp, now: Moment) {
         self.in_flight.insert(
             pod.clone(),
             InFlight {
@@ -451,7 +452,7 @@ impl StatefulSetController {
     }
 
     /// Scale down from the highest ordinal; false when an `OrderedReady` set must wait.
-    fn walk_condemned(&mut self, w: &Walk, first_unhealthy: Option<&str>, now: Millis) -> bool {
+    fn walk_condemned(&mut self, w: &Walk, first_unhealthy: Option<&str>, now: Moment) -> bool {
         for pod in &w.condemned {
             let key = Key::of(&pod.metadata);
             if is_terminating(pod) || self.in_flight_for(&key) == Some(PodOp::Delete) {
@@ -476,7 +477,7 @@ impl StatefulSetController {
 
     /// Rolling update: delete the highest-ordinal pod not at the update revision, one at a
     /// time, waiting for each replacement to be healthy; pods below the partition stay.
-    fn roll(&mut self, w: &Walk, now: Millis) {
+    fn roll(&mut self, w: &Walk, now: Moment) {
         let partition = rolling_partition(w.set).unwrap_or(0).max(0) as usize;
         let update = revision::name(&w.revs.update);
         for target in (partition..w.slots.len()).rev() {
@@ -495,7 +496,7 @@ impl StatefulSetController {
     }
 
     /// A pod write came back through the informer: the upstream success events.
-    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn observe_pod(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let (pod, created, gone) = match change {
             Change::Applied {
                 new: Object::Pod(p),
@@ -596,7 +597,7 @@ fn compute_status(
     set: &StatefulSet,
     revs: &Revisions,
     pods: &[&Arc<Pod>],
-    now: Millis,
+    now: Moment,
 ) -> StatefulSetStatus {
     let current = revision::name(&revs.current);
     let update = revision::name(&revs.update);
@@ -634,14 +635,14 @@ impl Controller for StatefulSetController {
         &mut self.out
     }
 
-    fn handle_synced(&mut self, cache: &Cache, now: Millis) {
+    fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         let keys: Vec<Key> = cache.stateful_sets.keys().cloned().collect();
         for k in keys {
             self.sync(cache, &k, now);
         }
     }
 
-    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Millis) {
+    fn handle_change(&mut self, cache: &Cache, change: &Change, now: Moment) {
         let mut affected = BTreeSet::new();
         match change.object() {
             Object::Pod(_) => {
@@ -670,17 +671,17 @@ impl Controller for StatefulSetController {
         }
     }
 
-    fn handle_timeout(&mut self, cache: &Cache, now: Millis) {
+    fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
         for key in self.queue.pop_due(now) {
             self.sync(cache, &key, now);
         }
     }
 
-    fn poll_timeout(&self) -> Option<Millis> {
+    fn poll_timeout(&self) -> Option<Moment> {
         self.queue.next()
     }
 
-    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Millis) {
+    fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
         let set = match action {
             Action::Update(Object::Pod(p)) => {
                 let f = self.in_flight.remove(&Key::of(&p.metadata));
@@ -735,7 +736,7 @@ impl StatefulSetController {
         pod: &Pod,
         verb: &str,
         error: &WriteError,
-        now: Millis,
+        now: Moment,
     ) {
         let Some(set) = set else { return };
         let err = match error {

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::Millis;
+use crate::Moment;
 use crate::pod_is_ready;
 use crate::workloads::util::{available_at, owner_ref, phase};
 
@@ -88,7 +88,7 @@ pub fn is_running_and_ready(pod: &Pod) -> bool {
 }
 
 /// Upstream `isRunningAndAvailable` (ready for `minReadySeconds`).
-pub fn is_running_and_available(pod: &Pod, min_ready_seconds: i32, now: Millis) -> bool {
+pub fn is_running_and_available(pod: &Pod, min_ready_seconds: i32, now: Moment) -> bool {
     is_running_and_ready(pod) && available_at(pod, min_ready_seconds).is_some_and(|t| t <= now)
 }
 

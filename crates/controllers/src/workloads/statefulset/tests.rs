@@ -220,7 +220,7 @@ fn scale_down_removes_the_highest_ordinal_first_and_waits_for_it() {
         "one at a time, highest first"
     );
     // web-2's kubelet has not confirmed yet: web-1 stays.
-    h.advance(10_000);
+    h.advance(Duration::from_millis(10_000));
     assert_eq!(terminating(&h), vec!["web-2"]);
     converge(&mut h, &[]);
     assert_eq!(names(&h), vec!["web-0"]);
@@ -423,7 +423,7 @@ fn a_pod_terminating_on_a_dead_node_is_not_replaced_until_force_deleted() {
     // Hours pass; the dead kubelet never confirms; asking for a fourth replica changes nothing.
     edit_set(&mut h, |s| s.spec.as_mut().unwrap().replicas = Some(4));
     for _ in 0..10 {
-        h.advance(3_600_000);
+        h.advance(Duration::from_millis(3_600_000));
         converge(&mut h, &["node-1"]);
     }
     assert_eq!(
@@ -478,7 +478,11 @@ fn writes_in_flight_are_not_repeated() {
     first.extend(std::iter::from_fn(|| c.poll_action()));
     let creates = |v: &[Action]| v.iter().filter(|a| matches!(a, Action::Create(_))).count();
     assert_eq!(creates(&first), 4, "one revision and three pods: {first:?}");
-    c.handle_change(&api.cache, &change, crate::fake::T0 + 1_000);
+    c.handle_change(
+        &api.cache,
+        &change,
+        crate::fake::T0 + Duration::from_millis(1_000),
+    );
     let mut second = Vec::new();
     second.extend(std::iter::from_fn(|| c.poll_action()));
     assert_eq!(creates(&second), 0, "{second:?}");
