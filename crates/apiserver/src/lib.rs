@@ -6,6 +6,7 @@
 //! themselves are the `registry` crate's, shared with the simulator's in-memory API.
 
 pub mod audit;
+pub mod authn;
 pub mod authz;
 mod bootstrap;
 mod cascade;

@@ -95,6 +95,11 @@ pub struct Server {
     pub(crate) watch_events: Arc<crate::handlers::SharedEvents>,
     /// Decides what requests may do; today upstream's `AlwaysAllow`.
     pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
+    /// Finds each request's user, asked in order (upstream's union authenticator); today
+    /// only [`crate::authn::InsecureSuperuser`].
+    pub(crate) authenticators: Vec<Box<dyn crate::authn::Authenticator>>,
+    /// Requests without credentials are `system:anonymous` (`--anonymous-auth`).
+    pub(crate) anonymous_auth: bool,
     /// `--audit-log-path`, when set.
     audit: Option<crate::audit::AuditLog>,
 }
@@ -131,6 +136,8 @@ impl Server {
             metrics,
             watch_events: Arc::default(),
             authorizer: Box::new(crate::authz::AlwaysAllow),
+            authenticators: vec![Box::new(crate::authn::InsecureSuperuser)],
+            anonymous_auth: true,
         });
         crate::svcalloc::adopt_stored(&server, &services)
             .await
@@ -199,8 +206,11 @@ impl Server {
             &query,
             content_type.as_deref(),
         );
+        let authn = self.authenticate(&parts.headers, None).await;
+        let nobody = crate::authn::UserInfo::default();
         let audit = self.audit.as_ref().and_then(|a| {
-            a.begin(&parts, target.as_ref().ok(), || {
+            let user = authn.as_ref().unwrap_or(&nobody);
+            a.begin(&parts, target.as_ref().ok(), user, || {
                 crate::objects::new_uid(&mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()))
             })
         });
@@ -211,6 +221,7 @@ impl Server {
         let long_running =
             (labels.verb == "WATCH").then(|| self.metrics.long_running(labels.clone()));
         let result = async {
+            let user = authn?;
             let body = read_body(body).await?;
             let ctx = handlers::Ctx {
                 method: parts.method,
@@ -218,6 +229,7 @@ impl Server {
                 accept: header_str(&parts.headers, header::ACCEPT),
                 content_type,
                 body,
+                user,
             };
             self.dispatch(target?, ctx).await
         }
@@ -242,6 +254,31 @@ impl Server {
             }
             _ => resp,
         }
+    }
+
+    /// The user behind a request: its bearer token and the connection's verified client
+    /// certificate, asked of the authenticators in order; 401 when none accepts them.
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        client_cert: Option<&crate::authn::CertIdentity>,
+    ) -> Result<crate::authn::UserInfo, StatusError> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let creds = crate::authn::Credentials {
+            bearer,
+            client_cert,
+            now: std::time::SystemTime::now(),
+        };
+        crate::authn::authenticate(&self.authenticators, &creds, self.anonymous_auth)
+            .await
+            .map_err(|e| {
+                tracing::info!("authentication failed: {}", e.0);
+                StatusError::unauthorized()
+            })
     }
 
     /// The metrics page, with stored object counts taken now (none while the store is

@@ -38,6 +38,8 @@ pub struct Ctx {
     pub accept: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// Who sent the request, as authentication found it.
+    pub user: crate::authn::UserInfo,
 }
 
 impl Ctx {
@@ -168,13 +170,13 @@ pub async fn handle(
     }
 }
 
-/// No authentication yet: every request acts as the cluster admin.
+/// The cluster admin's user name (what [`crate::authn::InsecureSuperuser`] answers).
 pub const USERNAME: &str = "system:admin";
 
 /// Answer an access review (never stored): 201 with the computed status.
 fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_json()?;
-    let user = USERNAME;
+    let user = ctx.user.name.as_str();
     let answer = match t.res.kind {
         "SelfSubjectAccessReview" => crate::authz::access_review(&*server.authorizer, user, &body)?,
         _ => crate::authz::rules_review(&*server.authorizer, user, &body)?,
