@@ -3,6 +3,7 @@
 # a Deployment of P echo pods (zone spread), time until all are Ready, PSS of every lab
 # process, the API server's CPU, the load average. Bounded: gives up after $LIMIT seconds.
 # Usage: sudo scripts/lab-scale.sh NODES_PER_ZONE PODS [PREFIX] [API_PORT]
+# PROFILE=upstream for upstream timers (default fast).
 # Leaves the lab up (take it down with `zonelab lab --prefix PREFIX down`).
 set -euo pipefail
 N=${1:?nodes per zone}; P=${2:?pods}; PREFIX=${3:-l150}; PORT=${4:-16150}
@@ -12,7 +13,7 @@ ZL=$(readlink -f "$ZL")
 KUBECTL=${KUBECTL:-kubectl}
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s.%N)
-"$ZL" lab --prefix "$PREFIX" up --zones 3 --nodes-per-zone "$N" --api-port "$PORT" --wait 300s
+"$ZL" lab --prefix "$PREFIX" up --zones 3 --nodes-per-zone "$N" --api-port "$PORT" --wait 300s --profile "${PROFILE:-fast}"
 t1=$(date +%s.%N)
 export KUBECONFIG=$("$ZL" lab --prefix "$PREFIX" kubeconfig)
 sed "s/replicas: 6/replicas: $P/" "$(dirname "$0")/../examples/web.yaml" | $KUBECTL apply -f - >/dev/null
