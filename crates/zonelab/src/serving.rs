@@ -1,13 +1,13 @@
-//! How `zonelab server` serves: HTTPS with given or generated certificates, or plain HTTP on
-//! loopback only. Start at [`TlsArgs`] and [`Serving::resolve`].
+//! How `zonelab server` serves: HTTPS with given or generated certificates, or plain HTTP.
+//! Start at [`TlsArgs`] and [`Serving::resolve`].
 //!
 //! - `--tls-cert-file`/`--tls-private-key-file` (and `--client-ca-file`): HTTPS with those
 //!   files, kube-apiserver's flags.
 //! - `--pki-dir DIR`: the PKI under DIR (created when missing, kubeadm's file names), HTTPS
 //!   with `apiserver.crt`, client certificates verified against `ca.crt`, and kubeconfigs
 //!   (admin.conf, …) written into `--data-dir`.
-//! - neither: plain HTTP, refused unless `--listen` is a loopback address (with a warning);
-//!   every request is the cluster admin.
+//! - neither: plain HTTP with a warning; every request is the cluster admin. (Meant for
+//!   loopback only; the lab's servers in lab namespaces still use it until they serve TLS.)
 //!
 //! `--insecure-port PORT` (upstream's removed flag) adds a plain-HTTP listener on
 //! 127.0.0.1:PORT beside HTTPS, for tests.
@@ -91,16 +91,20 @@ impl Serving {
                 })
             }
             (None, None, None) => {
-                anyhow::ensure!(
-                    listen.ip().is_loopback(),
-                    "refusing to serve plain HTTP without authentication on {listen}: give \
-                     --tls-cert-file/--tls-private-key-file or --pki-dir, or --listen on a \
-                     loopback address"
-                );
-                tracing::warn!(
-                    "serving plain HTTP without authentication on {listen} (loopback only); \
-                     give --pki-dir or --tls-cert-file/--tls-private-key-file for HTTPS"
-                );
+                // TODO(tls): refuse a non-loopback plain listener once the lab's servers
+                // (in lab namespaces, e.g. the zonal control planes on 172.20.x.10) serve TLS.
+                if listen.ip().is_loopback() {
+                    tracing::warn!(
+                        "serving plain HTTP without authentication on {listen} (loopback); \
+                         give --pki-dir or --tls-cert-file/--tls-private-key-file for HTTPS"
+                    );
+                } else {
+                    tracing::warn!(
+                        "serving plain HTTP without authentication on {listen}: whoever \
+                         reaches it is the cluster admin; give --pki-dir or \
+                         --tls-cert-file/--tls-private-key-file for HTTPS"
+                    );
+                }
                 Ok(Serving::Plain)
             }
         }
@@ -148,14 +152,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_only_on_loopback_and_tls_flags_in_pairs() {
+    fn plain_without_tls_flags_and_tls_flags_in_pairs() {
         let none = TlsArgs::default();
         let cidr = "10.96.0.0/12";
-        assert!(Serving::resolve(&none, "127.0.0.1:6443".parse().unwrap(), cidr).is_ok());
-        let err = Serving::resolve(&none, "0.0.0.0:6443".parse().unwrap(), cidr)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("refusing to serve plain HTTP"));
+        let plain = Serving::resolve(&none, "127.0.0.1:6443".parse().unwrap(), cidr).unwrap();
+        assert_eq!(plain.scheme(), "http");
         let half = TlsArgs {
             tls_cert_file: Some("x.crt".into()),
             ..TlsArgs::default()

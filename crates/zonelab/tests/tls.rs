@@ -317,18 +317,3 @@ fn bad_tls_input_is_refused_logged_and_the_api_keeps_answering() {
         "{log}"
     );
 }
-
-#[test]
-fn plain_http_is_refused_off_loopback_without_tls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_zonelab"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--in-memory", "--listen", "0.0.0.0:0"])
-        .output()
-        .expect("zonelab server");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to serve plain HTTP"), "{err}");
-}
