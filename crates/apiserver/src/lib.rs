@@ -25,6 +25,7 @@ pub mod select;
 pub mod server;
 mod svcalloc;
 pub mod table;
+pub mod tls;
 
 pub use registry::alloc;
 pub use server::{Config, Server};

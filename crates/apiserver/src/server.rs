@@ -33,6 +33,17 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The response body type: whole documents and watch streams alike.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Which listener a request came in on.
+#[derive(Clone, Debug)]
+pub enum Conn {
+    /// The plain-HTTP loopback listener: every request is the cluster admin, without
+    /// authentication (upstream's removed insecure port).
+    Insecure,
+    /// The HTTPS listener, with the connection's verified client certificate if it sent one;
+    /// requests are authenticated by the authenticator chain.
+    Secure(Option<Arc<crate::authn::CertIdentity>>),
+}
+
 /// API server settings; names follow kube-apiserver's flags.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -95,8 +106,8 @@ pub struct Server {
     pub(crate) watch_events: Arc<crate::handlers::SharedEvents>,
     /// Decides what requests may do; today upstream's `AlwaysAllow`.
     pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
-    /// Finds each request's user, asked in order (upstream's union authenticator); today
-    /// only [`crate::authn::InsecureSuperuser`].
+    /// Finds each HTTPS request's user, asked in order (upstream's union authenticator);
+    /// the plain loopback listener's requests skip it (the insecure superuser).
     pub(crate) authenticators: Vec<Box<dyn crate::authn::Authenticator>>,
     /// Requests without credentials are `system:anonymous` (`--anonymous-auth`).
     pub(crate) anonymous_auth: bool,
@@ -136,7 +147,7 @@ impl Server {
             metrics,
             watch_events: Arc::default(),
             authorizer: Box::new(crate::authz::AlwaysAllow),
-            authenticators: vec![Box::new(crate::authn::InsecureSuperuser)],
+            authenticators: vec![Box::new(crate::authn::x509::X509Authenticator)],
             anonymous_auth: true,
         });
         crate::svcalloc::adopt_stored(&server, &services)
@@ -151,7 +162,13 @@ impl Server {
     /// Serve HTTP/1.1 on `listener` until the process ends (also starts the bookmark ticker;
     /// serve further listeners with [`Server::accept_loop`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        let ticker = Arc::clone(&self);
+        self.start_bookmark_ticker();
+        self.accept_loop(listener).await
+    }
+
+    /// Send watch bookmarks every `bookmark_interval`.
+    pub(crate) fn start_bookmark_ticker(self: &Arc<Self>) {
+        let ticker = Arc::clone(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(ticker.cfg.bookmark_interval);
             loop {
@@ -159,7 +176,6 @@ impl Server {
                 ticker.store.request_progress();
             }
         });
-        self.accept_loop(listener).await
     }
 
     /// Accept and serve connections on one more listener.
@@ -190,9 +206,18 @@ impl Server {
         }
     }
 
-    /// Handle one request, turning every failure into a `Status` response, and record it in
-    /// the request metrics.
+    /// Handle one request of the plain listener (the insecure superuser).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        self.handle_conn(req, Conn::Insecure).await
+    }
+
+    /// Handle one request that arrived on `conn`, turning every failure into a `Status`
+    /// response, and record it in the request metrics.
+    pub async fn handle_conn(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Conn,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
@@ -206,7 +231,10 @@ impl Server {
             &query,
             content_type.as_deref(),
         );
-        let authn = self.authenticate(&parts.headers, None).await;
+        let authn = match &conn {
+            Conn::Insecure => Ok(crate::authn::UserInfo::admin()),
+            Conn::Secure(cert) => self.authenticate(&parts.headers, cert.as_deref()).await,
+        };
         let nobody = crate::authn::UserInfo::default();
         let audit = self.audit.as_ref().and_then(|a| {
             let user = authn.as_ref().unwrap_or(&nobody);

@@ -5,7 +5,10 @@
 //! ([`Credentials`]). Each authenticator answers [`Answer::User`], [`Answer::NotMine`] (no
 //! credentials it understands) or [`Answer::Invalid`] (credentials it understands and refuses);
 //! [`authenticate`] asks them in order as upstream's union authenticator does. Today the server
-//! runs only [`InsecureSuperuser`]: every request is the cluster admin, as before.
+//! asks [`x509::X509Authenticator`] on the HTTPS listener; the plain loopback listener's
+//! requests are the cluster admin without authentication (`Conn::Insecure`).
+
+pub mod x509;
 
 use std::collections::BTreeMap;
 
