@@ -216,6 +216,9 @@ fn check_node(r: &Request<'_>) -> Result<(), StatusError> {
                 ));
             }
         }
+        // A status write (or a patch whose result is unknown yet) cannot change labels or taints
+        // here: the main resource's rules do not apply.
+        Operation::Update if r.new.is_none() || r.t.subresource.is_some() => {}
         Operation::Update => {
             let (new, old) = (labels(r.new), labels(r.old));
             let mut keys: Vec<&String> = new.keys().chain(old.keys()).collect();

@@ -504,4 +504,76 @@ mod tests {
         assert_eq!(out["status"]["resourceRules"], json!([]));
         assert_eq!(out["status"]["incomplete"], true);
     }
+
+    #[test]
+    fn forbidden_texts_are_upstreams() {
+        let a = Attributes {
+            user: "alice".into(),
+            verb: "list".into(),
+            namespace: "default".into(),
+            resource: "pods".into(),
+            ..Attributes::default()
+        };
+        let e = forbidden(&a, "");
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "pods is forbidden: User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        );
+        let named = Attributes {
+            verb: "get".into(),
+            namespace: String::new(),
+            api_group: "apps".into(),
+            resource: "deployments".into(),
+            subresource: "scale".into(),
+            name: "web".into(),
+            ..a.clone()
+        };
+        assert_eq!(
+            forbidden(&named, "no").message,
+            "deployments.apps \"web\" is forbidden: User \"alice\" cannot get resource \"deployments/scale\" in API group \"apps\" at the cluster scope: no"
+        );
+        let path = Attributes {
+            user: "alice".into(),
+            verb: "get".into(),
+            path: Some("/metrics".into()),
+            ..Attributes::default()
+        };
+        assert_eq!(
+            forbidden(&path, "").message,
+            "forbidden: User \"alice\" cannot get path \"/metrics\""
+        );
+    }
+
+    #[test]
+    fn modes_parse_and_chain_in_order_behind_masters() {
+        assert_eq!(
+            parse_modes("Node,RBAC").unwrap(),
+            vec![Mode::Node, Mode::Rbac]
+        );
+        assert!(matches!(parse_modes("ABAC"), Err(ModeError::Unknown(_))));
+        assert!(matches!(
+            parse_modes("RBAC,RBAC"),
+            Err(ModeError::Repeated(_))
+        ));
+        assert_eq!(parse_modes(""), Err(ModeError::Empty));
+        let deny = build(&[Mode::AlwaysDeny]);
+        let mut a = Attributes {
+            user: "bob".into(),
+            verb: "get".into(),
+            path: Some("/healthz".into()),
+            ..Attributes::default()
+        };
+        let e = deny.check(&a).unwrap_err();
+        assert!(
+            e.message.ends_with(": Everything is forbidden."),
+            "{}",
+            e.message
+        );
+        a.groups = vec![MASTERS_GROUP.into()];
+        assert!(deny.check(&a).is_ok());
+        // AlwaysDeny has no opinion (as upstream): a later mode still decides.
+        let later = build(&[Mode::AlwaysDeny, Mode::AlwaysAllow]);
+        assert!(later.check(&Attributes::default()).is_ok());
+    }
 }
