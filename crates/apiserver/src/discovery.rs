@@ -168,7 +168,8 @@ mod tests {
                 "events.k8s.io",
                 "coordination.k8s.io",
                 "authorization.k8s.io",
-                "policy"
+                "policy",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

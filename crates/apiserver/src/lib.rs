@@ -17,6 +17,7 @@ pub mod health;
 mod metered;
 pub mod metrics;
 pub mod negotiate;
+pub mod noderestriction;
 pub mod objects;
 pub mod path;
 pub mod render;

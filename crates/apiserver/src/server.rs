@@ -65,6 +65,10 @@ pub struct Config {
     /// How `pods/log` reaches a kubelet (`None`: a plain connect from this process's network
     /// namespace). The lab's server connects from inside the lab's control-plane namespace.
     pub kubelet_dialer: Option<crate::handlers::KubeletDialer>,
+    /// `--authorization-mode` (upstream default: AlwaysAllow).
+    pub authorization_modes: Vec<crate::authz::Mode>,
+    /// The NodeRestriction admission plugin (`--enable-admission-plugins=NodeRestriction`).
+    pub node_restriction: bool,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
             default_unreachable_toleration_seconds: 300,
             audit_log_path: None,
             kubelet_dialer: None,
+            authorization_modes: vec![crate::authz::Mode::AlwaysAllow],
+            node_restriction: false,
         }
     }
 }
@@ -104,8 +110,8 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     /// Watch lines and decoded objects of recent events, shared by all watch streams.
     pub(crate) watch_events: Arc<crate::handlers::SharedEvents>,
-    /// Decides what requests may do; today upstream's `AlwaysAllow`.
-    pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
+    /// Decides what requests may do (`--authorization-mode`).
+    pub(crate) authorizer: crate::authz::Chain,
     /// Finds each HTTPS request's user, asked in order (upstream's union authenticator);
     /// the plain loopback listener's requests skip it (the insecure superuser).
     pub(crate) authenticators: Vec<Box<dyn crate::authn::Authenticator>>,
@@ -138,6 +144,7 @@ impl Server {
             .audit_log_path
             .as_deref()
             .map(crate::audit::AuditLog::open);
+        let authorizer = crate::authz::build(&cfg.authorization_modes);
         let server = Arc::new(Server {
             audit: audit.transpose()?,
             store,
@@ -146,7 +153,7 @@ impl Server {
             rng: Mutex::new(StdRng::from_os_rng()),
             metrics,
             watch_events: Arc::default(),
-            authorizer: Box::new(crate::authz::AlwaysAllow),
+            authorizer,
             authenticators: vec![Box::new(crate::authn::x509::X509Authenticator)],
             anonymous_auth: true,
         });
@@ -154,6 +161,9 @@ impl Server {
             .await
             .map_err(StartError::Store)?;
         crate::bootstrap::ensure_builtins(&server)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        crate::authz::start(&server)
             .await
             .map_err(StartError::Bootstrap)?;
         Ok(server)
@@ -250,6 +260,14 @@ impl Server {
             (labels.verb == "WATCH").then(|| self.metrics.long_running(labels.clone()));
         let result = async {
             let user = authn?;
+            let user = crate::authz::admit_request(
+                &self,
+                &parts,
+                &path,
+                target.as_ref().ok(),
+                &query,
+                user,
+            )?;
             let body = read_body(body).await?;
             let ctx = handlers::Ctx {
                 method: parts.method,

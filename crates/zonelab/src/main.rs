@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod authz_args;
 mod balancer;
 mod capacity;
 mod client;

@@ -69,6 +69,8 @@ pub struct ServerArgs {
     #[arg(long)]
     pub audit_log_path: Option<PathBuf>,
     #[command(flatten)]
+    pub authz: crate::authz_args::AuthzArgs,
+    #[command(flatten)]
     pub election: crate::election::ElectionArgs,
     #[command(flatten)]
     pub etcd: crate::storage::EtcdArgs,
@@ -228,7 +230,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let serving =
         crate::serving::Serving::resolve(&args.tls, addr, &args.service_cluster_ip_range)?;
-    let cfg = apiserver::Config {
+    let mut cfg = apiserver::Config {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,
         advertise_address: addr,
@@ -237,7 +239,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
         kubelet_dialer: kubelet_dialer(&args.listen_netns),
+        ..Default::default()
     };
+    args.authz.apply(&mut cfg)?;
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
     tracing::info!(

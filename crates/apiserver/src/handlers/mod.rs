@@ -29,7 +29,7 @@ mod write;
 pub use delete::delete_now;
 pub use pod_log::KubeletDialer;
 pub(crate) use watch_shared::SharedEvents;
-pub use write::{FieldValidation, WriteOptions, Written, create_object};
+pub use write::{FieldValidation, WriteOptions, Written, apply_patch, create_object};
 
 /// One request, parsed.
 pub struct Ctx {
@@ -138,6 +138,9 @@ pub async fn handle(
         // Negotiate the answer before writing anything, as upstream does (406 up front).
         ctx.output()?;
     }
+    if server.cfg.node_restriction {
+        crate::noderestriction::admit(server, &t, &ctx).await?;
+    }
     if let Some(core) = api::resources::storage_alias_of(t.res) {
         return events_v1::handle(server, t, core, ctx).await;
     }
@@ -176,10 +179,10 @@ pub const USERNAME: &str = "system:admin";
 /// Answer an access review (never stored): 201 with the computed status.
 fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_json()?;
-    let user = ctx.user.name.as_str();
+    let user = &ctx.user;
     let answer = match t.res.kind {
-        "SelfSubjectAccessReview" => crate::authz::access_review(&*server.authorizer, user, &body)?,
-        _ => crate::authz::rules_review(&*server.authorizer, user, &body)?,
+        "SelfSubjectAccessReview" => crate::authz::access_review(&server.authorizer, user, &body)?,
+        _ => crate::authz::rules_review(&server.authorizer, user, &body)?,
     };
     Ok(crate::server::json_response(
         http::StatusCode::CREATED,
