@@ -54,6 +54,16 @@ pub struct Config {
     /// How `pods/log` reaches a kubelet (`None`: a plain connect from this process's network
     /// namespace). The lab's server connects from inside the lab's control-plane namespace.
     pub kubelet_dialer: Option<crate::handlers::KubeletDialer>,
+    /// `--token-auth-file`: static bearer tokens (upstream's CSV).
+    pub token_auth_file: Option<std::path::PathBuf>,
+    /// `--service-account-signing-key-file`, `--service-account-key-file`,
+    /// `--service-account-issuer`, `--api-audiences`.
+    pub service_accounts: crate::authn::serviceaccount::SaFlags,
+    /// `--anonymous-auth` (default true).
+    pub anonymous_auth: bool,
+    /// Requests without credentials are the cluster admin (the plain-HTTP listener's
+    /// behaviour; default true until TLS serves the API).
+    pub insecure_superuser: bool,
 }
 
 impl Default for Config {
@@ -67,6 +77,10 @@ impl Default for Config {
             default_unreachable_toleration_seconds: 300,
             audit_log_path: None,
             kubelet_dialer: None,
+            token_auth_file: None,
+            service_accounts: crate::authn::serviceaccount::SaFlags::default(),
+            anonymous_auth: true,
+            insecure_superuser: true,
         }
     }
 }
@@ -82,6 +96,10 @@ pub enum StartError {
     Bootstrap(StatusError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditOpenError),
+    #[error("--token-auth-file: {0}")]
+    TokenFile(#[from] crate::authn::tokens::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::authn::serviceaccount::SaKeyError),
 }
 
 /// The API server. Cheap to share (`Arc`).
@@ -102,6 +120,8 @@ pub struct Server {
     pub(crate) anonymous_auth: bool,
     /// `--audit-log-path`, when set.
     audit: Option<crate::audit::AuditLog>,
+    /// Signs TokenRequests (`--service-account-signing-key-file`), when set.
+    pub(crate) token_issuer: Option<crate::authn::serviceaccount::TokenIssuer>,
 }
 
 impl Server {
@@ -127,17 +147,19 @@ impl Server {
             .audit_log_path
             .as_deref()
             .map(crate::audit::AuditLog::open);
+        let (authenticators, token_issuer) = crate::authn::chain(&cfg, &store)?;
         let server = Arc::new(Server {
             audit: audit.transpose()?,
             store,
-            cfg,
             alloc: Mutex::new(alloc),
             rng: Mutex::new(StdRng::from_os_rng()),
             metrics,
             watch_events: Arc::default(),
             authorizer: Box::new(crate::authz::AlwaysAllow),
-            authenticators: vec![Box::new(crate::authn::InsecureSuperuser)],
-            anonymous_auth: true,
+            anonymous_auth: cfg.anonymous_auth,
+            authenticators,
+            token_issuer,
+            cfg,
         });
         crate::svcalloc::adopt_stored(&server, &services)
             .await

@@ -4,14 +4,19 @@
 //! A request presents at most a verified TLS client certificate and a bearer token
 //! ([`Credentials`]). Each authenticator answers [`Answer::User`], [`Answer::NotMine`] (no
 //! credentials it understands) or [`Answer::Invalid`] (credentials it understands and refuses);
-//! [`authenticate`] asks them in order as upstream's union authenticator does. Today the server
-//! runs only [`InsecureSuperuser`]: every request is the cluster admin, as before.
+//! [`authenticate`] asks them in order as upstream's union authenticator does; [`chain`] builds
+//! the server's: bearer tokens ([`tokens`], [`serviceaccount`]), then [`InsecureSuperuser`]
+//! (requests without a token are the cluster admin, as before) unless it is turned off.
 
 use std::collections::BTreeMap;
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+
+pub mod jwt;
+pub mod serviceaccount;
+pub mod tokens;
 
 /// The group upstream adds to every authenticated user.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -86,14 +91,18 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, creds: &Credentials<'_>) -> Answer;
 }
 
-/// Every request is the cluster admin (today's behaviour, and what a plain-HTTP listener
-/// without authentication means).
+/// Every request without a bearer token is the cluster admin (today's behaviour, and what a
+/// plain-HTTP listener without authentication means); a bearer token is left to the token
+/// authenticators, so a bad one is refused rather than promoted to admin.
 pub struct InsecureSuperuser;
 
 #[async_trait]
 impl Authenticator for InsecureSuperuser {
-    async fn authenticate(&self, _creds: &Credentials<'_>) -> Answer {
-        Answer::User(UserInfo::admin())
+    async fn authenticate(&self, creds: &Credentials<'_>) -> Answer {
+        match creds.bearer {
+            Some(_) => Answer::NotMine,
+            None => Answer::User(UserInfo::admin()),
+        }
     }
 }
 
@@ -129,6 +138,40 @@ pub async fn authenticate(
         (true, false) => Err(Unauthorized("no credentials".to_string())),
         (false, _) => Err(Unauthorized(refused.join("; "))),
     }
+}
+
+/// The authenticators in order, and the TokenRequest signer if any.
+pub type Chain = (
+    Vec<Box<dyn Authenticator>>,
+    Option<serviceaccount::TokenIssuer>,
+);
+
+/// The server's authenticators from its flags, in upstream's order (bearer tokens: the token
+/// file, then ServiceAccount tokens; then the insecure superuser when enabled), and the
+/// TokenRequest signer when a signing key is set.
+pub fn chain(
+    cfg: &crate::server::Config,
+    store: &store::SharedStore,
+) -> Result<Chain, crate::server::StartError> {
+    let mut bearer: Vec<Box<dyn Authenticator>> = Vec::new();
+    if let Some(path) = &cfg.token_auth_file {
+        bearer.push(Box::new(tokens::TokenFile::load(path)?));
+    }
+    let (issuer, validator) = serviceaccount::load(&cfg.service_accounts)?;
+    if let Some(validator) = validator {
+        bearer.push(Box::new(serviceaccount::ServiceAccountTokens {
+            validator,
+            store: std::sync::Arc::clone(store),
+        }));
+    }
+    let mut chain: Vec<Box<dyn Authenticator>> = Vec::new();
+    if !bearer.is_empty() {
+        chain.push(Box::new(tokens::BearerTokens { tokens: bearer }));
+    }
+    if cfg.insecure_superuser {
+        chain.push(Box::new(InsecureSuperuser));
+    }
+    Ok((chain, issuer))
 }
 
 #[cfg(test)]

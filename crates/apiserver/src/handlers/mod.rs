@@ -22,6 +22,7 @@ pub(crate) mod evict;
 mod pod_log;
 mod read;
 mod sub;
+mod token;
 mod watch;
 mod watch_shared;
 mod write;
