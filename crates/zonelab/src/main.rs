@@ -8,6 +8,7 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod authn_flags;
 mod balancer;
 mod capacity;
 mod client;

@@ -72,6 +72,8 @@ pub struct ServerArgs {
     pub election: crate::election::ElectionArgs,
     #[command(flatten)]
     pub etcd: crate::storage::EtcdArgs,
+    #[command(flatten)]
+    pub authn: crate::authn_flags::AuthnArgs,
 }
 
 impl ServerArgs {
@@ -233,6 +235,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
         kubelet_dialer: kubelet_dialer(&args.listen_netns),
+        token_auth_file: args.authn.token_auth_file.clone(),
+        service_accounts: args.authn.service_accounts(),
+        anonymous_auth: args.authn.anonymous_auth,
+        ..apiserver::Config::default()
     };
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
