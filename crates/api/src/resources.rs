@@ -128,7 +128,7 @@ pub const RESOURCES: &[ResourceInfo] = &[
         singular: "serviceaccount",
         namespaced: true,
         short_names: &["sa"],
-        subresources: &[],
+        subresources: &["token"],
         categories: &[],
     },
     ResourceInfo {

@@ -69,6 +69,16 @@ pub struct Config {
     pub authorization_modes: Vec<crate::authz::Mode>,
     /// The NodeRestriction admission plugin (`--enable-admission-plugins=NodeRestriction`).
     pub node_restriction: bool,
+    /// `--token-auth-file`: static bearer tokens (upstream's CSV).
+    pub token_auth_file: Option<std::path::PathBuf>,
+    /// `--service-account-signing-key-file`, `--service-account-key-file`,
+    /// `--service-account-issuer`, `--api-audiences`.
+    pub service_accounts: crate::authn::serviceaccount::SaFlags,
+    /// `--anonymous-auth` (default true).
+    pub anonymous_auth: bool,
+    /// Requests on the plain listener without a bearer token are the cluster admin (upstream's
+    /// removed insecure port); with one they are authenticated. Default true.
+    pub insecure_superuser: bool,
 }
 
 impl Default for Config {
@@ -84,6 +94,10 @@ impl Default for Config {
             kubelet_dialer: None,
             authorization_modes: vec![crate::authz::Mode::AlwaysAllow],
             node_restriction: false,
+            token_auth_file: None,
+            service_accounts: crate::authn::serviceaccount::SaFlags::default(),
+            anonymous_auth: true,
+            insecure_superuser: true,
         }
     }
 }
@@ -99,6 +113,10 @@ pub enum StartError {
     Bootstrap(StatusError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditOpenError),
+    #[error("--token-auth-file: {0}")]
+    TokenFile(#[from] crate::authn::tokens::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::authn::serviceaccount::SaKeyError),
 }
 
 /// The API server. Cheap to share (`Arc`).
@@ -119,6 +137,8 @@ pub struct Server {
     pub(crate) anonymous_auth: bool,
     /// `--audit-log-path`, when set.
     audit: Option<crate::audit::AuditLog>,
+    /// Signs TokenRequests (`--service-account-signing-key-file`), when set.
+    pub(crate) token_issuer: Option<crate::authn::serviceaccount::TokenIssuer>,
 }
 
 impl Server {
@@ -145,17 +165,19 @@ impl Server {
             .as_deref()
             .map(crate::audit::AuditLog::open);
         let authorizer = crate::authz::build(&cfg.authorization_modes);
+        let (authenticators, token_issuer) = crate::authn::chain(&cfg, &store)?;
         let server = Arc::new(Server {
             audit: audit.transpose()?,
             store,
-            cfg,
             alloc: Mutex::new(alloc),
             rng: Mutex::new(StdRng::from_os_rng()),
             metrics,
             watch_events: Arc::default(),
             authorizer,
-            authenticators: vec![Box::new(crate::authn::x509::X509Authenticator)],
-            anonymous_auth: true,
+            anonymous_auth: cfg.anonymous_auth,
+            authenticators,
+            token_issuer,
+            cfg,
         });
         crate::svcalloc::adopt_stored(&server, &services)
             .await
@@ -242,7 +264,10 @@ impl Server {
             content_type.as_deref(),
         );
         let authn = match &conn {
-            Conn::Insecure => Ok(crate::authn::UserInfo::admin()),
+            Conn::Insecure if self.cfg.insecure_superuser && bearer(&parts.headers).is_none() => {
+                Ok(crate::authn::UserInfo::admin())
+            }
+            Conn::Insecure => self.authenticate(&parts.headers, None).await,
             Conn::Secure(cert) => self.authenticate(&parts.headers, cert.as_deref()).await,
         };
         let nobody = crate::authn::UserInfo::default();
@@ -309,13 +334,8 @@ impl Server {
         headers: &http::HeaderMap,
         client_cert: Option<&crate::authn::CertIdentity>,
     ) -> Result<crate::authn::UserInfo, StatusError> {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
         let creds = crate::authn::Credentials {
-            bearer,
+            bearer: bearer(headers),
             client_cert,
             now: std::time::SystemTime::now(),
         };
@@ -552,4 +572,13 @@ fn text_response(code: StatusCode, s: impl Into<Bytes>) -> Response<Body> {
 pub fn status_response(e: &StatusError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_status())
+}
+
+/// The token of a request's `Authorization: Bearer …` header.
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }

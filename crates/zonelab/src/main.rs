@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod authz_args;
+mod authn_flags;
 mod balancer;
 mod capacity;
 mod client;

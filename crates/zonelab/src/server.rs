@@ -76,6 +76,8 @@ pub struct ServerArgs {
     pub etcd: crate::storage::EtcdArgs,
     #[command(flatten)]
     pub tls: crate::serving::TlsArgs,
+    #[command(flatten)]
+    pub authn: crate::authn_flags::AuthnArgs,
 }
 
 impl ServerArgs {
@@ -239,7 +241,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
         kubelet_dialer: kubelet_dialer(&args.listen_netns),
-        ..Default::default()
+        token_auth_file: args.authn.token_auth_file.clone(),
+        service_accounts: args.authn.service_accounts(),
+        anonymous_auth: args.authn.anonymous_auth,
+        ..apiserver::Config::default()
     };
     args.authz.apply(&mut cfg)?;
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;

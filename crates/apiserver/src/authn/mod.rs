@@ -4,9 +4,11 @@
 //! A request presents at most a verified TLS client certificate and a bearer token
 //! ([`Credentials`]). Each authenticator answers [`Answer::User`], [`Answer::NotMine`] (no
 //! credentials it understands) or [`Answer::Invalid`] (credentials it understands and refuses);
-//! [`authenticate`] asks them in order as upstream's union authenticator does. Today the server
-//! asks [`x509::X509Authenticator`] on the HTTPS listener; the plain loopback listener's
-//! requests are the cluster admin without authentication (`Conn::Insecure`).
+//! [`authenticate`] asks them in order as upstream's union authenticator does; [`chain`] builds
+//! the server's bearer-token authenticators ([`tokens`], [`serviceaccount`]); the server puts
+//! [`x509::X509Authenticator`] before them. HTTPS requests go through that chain; the plain
+//! loopback listener's requests without a bearer token are the cluster admin
+//! (`Conn::Insecure`, `Config::insecure_superuser`), with one they go through the chain too.
 
 pub mod x509;
 
@@ -15,6 +17,10 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
+
+pub mod jwt;
+pub mod serviceaccount;
+pub mod tokens;
 
 /// The group upstream adds to every authenticated user.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -89,17 +95,6 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, creds: &Credentials<'_>) -> Answer;
 }
 
-/// Every request is the cluster admin (today's behaviour, and what a plain-HTTP listener
-/// without authentication means).
-pub struct InsecureSuperuser;
-
-#[async_trait]
-impl Authenticator for InsecureSuperuser {
-    async fn authenticate(&self, _creds: &Credentials<'_>) -> Answer {
-        Answer::User(UserInfo::admin())
-    }
-}
-
 /// Why a request was not authenticated (the server answers 401 `Unauthorized`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("Unauthorized: {0}")]
@@ -132,6 +127,37 @@ pub async fn authenticate(
         (true, false) => Err(Unauthorized("no credentials".to_string())),
         (false, _) => Err(Unauthorized(refused.join("; "))),
     }
+}
+
+/// The authenticators in order, and the TokenRequest signer if any.
+pub type Chain = (
+    Vec<Box<dyn Authenticator>>,
+    Option<serviceaccount::TokenIssuer>,
+);
+
+/// The server's authenticators from its flags, in upstream's order (bearer tokens: the token
+/// file, then ServiceAccount tokens; then the insecure superuser when enabled), and the
+/// TokenRequest signer when a signing key is set.
+pub fn chain(
+    cfg: &crate::server::Config,
+    store: &store::SharedStore,
+) -> Result<Chain, crate::server::StartError> {
+    let mut bearer: Vec<Box<dyn Authenticator>> = Vec::new();
+    if let Some(path) = &cfg.token_auth_file {
+        bearer.push(Box::new(tokens::TokenFile::load(path)?));
+    }
+    let (issuer, validator) = serviceaccount::load(&cfg.service_accounts)?;
+    if let Some(validator) = validator {
+        bearer.push(Box::new(serviceaccount::ServiceAccountTokens {
+            validator,
+            store: std::sync::Arc::clone(store),
+        }));
+    }
+    let mut chain: Vec<Box<dyn Authenticator>> = vec![Box::new(x509::X509Authenticator)];
+    if !bearer.is_empty() {
+        chain.push(Box::new(tokens::BearerTokens { tokens: bearer }));
+    }
+    Ok((chain, issuer))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub(crate) mod evict;
 mod pod_log;
 mod read;
 mod sub;
+mod token;
 mod watch;
 mod watch_shared;
 mod write;
@@ -173,7 +174,7 @@ pub async fn handle(
     }
 }
 
-/// The cluster admin's user name (what [`crate::authn::InsecureSuperuser`] answers).
+/// The cluster admin's user name (the plain listener's insecure superuser).
 pub const USERNAME: &str = "system:admin";
 
 /// Answer an access review (never stored): 201 with the computed status.
