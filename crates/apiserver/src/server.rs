@@ -165,6 +165,7 @@ impl Server {
             .as_deref()
             .map(crate::audit::AuditLog::open);
         let authorizer = crate::authz::build(&cfg.authorization_modes);
+        let anonymous_auth = anonymous_auth(&cfg);
         let (authenticators, token_issuer) = crate::authn::chain(&cfg, &store)?;
         let server = Arc::new(Server {
             audit: audit.transpose()?,
@@ -174,7 +175,7 @@ impl Server {
             metrics,
             watch_events: Arc::default(),
             authorizer,
-            anonymous_auth: cfg.anonymous_auth,
+            anonymous_auth,
             authenticators,
             token_issuer,
             cfg,
@@ -581,4 +582,18 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
+}
+
+/// `--anonymous-auth`, unless `AlwaysAllow` would let anonymous requests do anything: upstream
+/// then turns it off with a warning.
+fn anonymous_auth(cfg: &Config) -> bool {
+    let always_allow = cfg
+        .authorization_modes
+        .contains(&crate::authz::Mode::AlwaysAllow);
+    if cfg.anonymous_auth && always_allow {
+        tracing::warn!(
+            "AnonymousAuth is not allowed with the AlwaysAllow authorizer. Resetting AnonymousAuth to false. You should use a different authorizer"
+        );
+    }
+    cfg.anonymous_auth && !always_allow
 }

@@ -1,14 +1,19 @@
-//! Requests without credentials over real HTTP, with the insecure superuser off: with
-//! `--anonymous-auth` they act as `system:anonymous` in `system:unauthenticated` (read back from
-//! the audit log), without it they get 401 and upstream's Status; a bad bearer token is 401
-//! either way. Start at `no_credentials_is_anonymous_when_allowed`.
+//! Requests without credentials over real HTTP, with the insecure superuser off and RBAC on:
+//! with `--anonymous-auth` they act as `system:anonymous` in `system:unauthenticated` (read back
+//! from the audit log; RBAC forbids them), without it, or with `AlwaysAllow` (upstream turns
+//! anonymous off then), they get 401 and upstream's Status; a bad bearer token is 401 either
+//! way. Start at `no_credentials_is_anonymous_when_allowed`.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn start(anonymous_auth: bool, audit: &std::path::Path) -> String {
+async fn start(
+    anonymous_auth: bool,
+    mode: apiserver::authz::Mode,
+    audit: &std::path::Path,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let tokens = audit.with_file_name("tokens.csv");
@@ -19,6 +24,7 @@ async fn start(anonymous_auth: bool, audit: &std::path::Path) -> String {
         audit_log_path: Some(audit.to_path_buf()),
         anonymous_auth,
         insecure_superuser: false,
+        authorization_modes: vec![mode],
         ..apiserver::Config::default()
     };
     let store: store::SharedStore = Arc::new(store::MemStore::default());
@@ -52,23 +58,23 @@ async fn request(addr: &str, bearer: Option<&str>, name: &str) -> (u16, Value) {
 async fn no_credentials_is_anonymous_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
-    let addr = start(true, &audit).await;
-    assert_eq!(request(&addr, None, "anon").await.0, 201);
+    let addr = start(true, apiserver::authz::Mode::Rbac, &audit).await;
+    assert_eq!(request(&addr, None, "anon").await.0, 403);
     // A token the token authenticators refuse is never anonymous (upstream's FailOnError).
     let (code, status) = request(&addr, Some("no-such-token"), "bad").await;
     assert_eq!(code, 401);
     assert_eq!(status["reason"], "Unauthorized");
-    assert_eq!(request(&addr, Some("t0k3n"), "bob").await.0, 201);
+    assert_eq!(request(&addr, Some("t0k3n"), "bob").await.0, 403);
     let text = std::fs::read_to_string(&audit).unwrap();
     let event: Value = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|e| e["responseStatus"]["code"] == 201)
+        .find(|e| e["responseStatus"]["code"] == 403)
         .unwrap();
     let users: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["responseStatus"]["code"] == 201)
+        .filter(|e| e["responseStatus"]["code"] == 403)
         .map(|e| e["user"]["username"].clone())
         .collect();
     assert_eq!(users, vec![json!("system:anonymous"), json!("bob")]);
@@ -79,14 +85,19 @@ async fn no_credentials_is_anonymous_when_allowed() {
 }
 
 #[tokio::test]
-async fn no_credentials_is_401_without_anonymous_auth() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = start(false, &dir.path().join("audit.log")).await;
-    let (code, status) = request(&addr, None, "anon").await;
-    assert_eq!(code, 401);
-    assert_eq!(
-        status,
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
-    );
+async fn no_credentials_is_401_without_anonymous_auth_or_with_always_allow() {
+    for (anonymous, mode) in [
+        (false, apiserver::authz::Mode::Rbac),
+        (true, apiserver::authz::Mode::AlwaysAllow),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = start(anonymous, mode, &dir.path().join("audit.log")).await;
+        let (code, status) = request(&addr, None, "anon").await;
+        assert_eq!(code, 401, "anonymous {anonymous}, {mode:?}");
+        assert_eq!(
+            status,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+        );
+    }
 }

@@ -8,8 +8,8 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
-mod authz_args;
 mod authn_flags;
+mod authz_args;
 mod balancer;
 mod capacity;
 mod client;
