@@ -111,10 +111,10 @@ fn flips(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut samples = Vec::with_capacity(CHANGES);
     let mut writes = 0;
-    for k in 0..CHANGES {
+    for _ in 0..CHANGES {
         *t += 1_000;
         let i = rng.random_range(0..pods);
-        let change = w.api.put(pod(app, i, first_ip + i, k % 2 == 1, *t), *t);
+        let change = w.api.put(pod(app, i, first_ip + i, false, *t), *t);
         let start = Instant::now();
         c.handle_change(&w.api.cache, black_box(&change), *t);
         let out: Vec<Action> = std::iter::from_fn(|| c.poll_action()).collect();
