@@ -42,6 +42,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the variants' sizes don't matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server, controllers and scheduler (kubectl --server http://HOST:PORT).
