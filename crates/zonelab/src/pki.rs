@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use apiserver::authn::MASTERS_GROUP;
 use base64::Engine;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -19,9 +20,8 @@ use rcgen::{
 pub const CA_COMMON_NAME: &str = "kubernetes";
 /// The cluster name in kubeconfigs (kubeadm's).
 pub const CLUSTER_NAME: &str = "kubernetes";
-/// The admin user and its group.
+/// The admin user (in `system:masters`).
 pub const ADMIN_USER: &str = "kubernetes-admin";
-pub const MASTERS_GROUP: &str = "system:masters";
 /// The nodes' group.
 pub const NODES_GROUP: &str = "system:nodes";
 /// How long the CA is valid (kubeadm: 10 years) and every other certificate (1 year).
@@ -112,6 +112,12 @@ fn write(path: &Path, data: &str, secret: bool) -> Result<(), PkiError> {
         opts.mode(0o600);
     }
     let mut f = opts.open(path).map_err(io(path))?;
+    if secret {
+        // `mode` applies only when the file is created: an older, wider file is narrowed.
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io(path))?;
+    }
     std::io::Write::write_all(&mut f, data.as_bytes()).map_err(io(path))
 }
 
@@ -161,12 +167,10 @@ fn leaf_params(cn: &str, orgs: &[String], days: i64) -> CertificateParams {
 /// the `kubernetes` Service's ClusterIP (the first address of `service_cidr`), its DNS names
 /// and localhost (kubeadm's list).
 pub fn serving_sans(listen: &[SocketAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
-    let range = PkiError::Range(service_cidr.to_string());
-    let net = service_cidr.split('/').next().unwrap_or("");
-    let first = match net.parse::<IpAddr>().map_err(|_| range)? {
-        IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1).into()),
-        IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 1).into()),
-    };
+    let range = apiserver::alloc::IpRange::parse(service_cidr)
+        .map_err(|_| PkiError::Range(service_cidr.to_string()))?;
+    // The address the allocator gives the `kubernetes` Service.
+    let first = IpAddr::V4(apiserver::alloc::first_ip(&range));
     let mut ips: Vec<IpAddr> = vec![first, IpAddr::from([127, 0, 0, 1])];
     for a in listen {
         if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {

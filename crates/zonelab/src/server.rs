@@ -232,6 +232,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let serving =
         crate::serving::Serving::resolve(&args.tls, addr, &args.service_cluster_ip_range)?;
+    if matches!(serving, crate::serving::Serving::Tls { .. }) && !args.listen_netns.is_empty() {
+        anyhow::bail!(
+            "--listen-netns serves plain HTTP as the cluster admin: it cannot be combined with TLS (--tls-cert-file or --pki-dir) yet"
+        );
+    }
     let mut cfg = apiserver::Config {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,
