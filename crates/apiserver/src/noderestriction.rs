@@ -256,6 +256,14 @@ pub async fn admit(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<(),
     let Some(node) = node_name(&ctx.user.name, &ctx.user.groups) else {
         return Ok(());
     };
+    if (t.res.group, t.res.plural, t.subresource.as_deref())
+        == ("", "serviceaccounts", Some("token"))
+    {
+        return match ctx.method {
+            Method::POST => admit_token(server, t, ctx, node).await,
+            _ => Ok(()),
+        };
+    }
     let op = match ctx.method {
         Method::POST if t.subresource.as_deref() == Some("eviction") => Operation::Create,
         Method::POST if t.name.is_none() => Operation::Create,
@@ -311,6 +319,66 @@ pub async fn admit(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<(),
         new: new.as_ref(),
         old: old.as_ref(),
     })
+}
+
+/// A node's TokenRequest must be bound to a pod scheduled on that node (upstream's
+/// `admitServiceAccount`): a kubelet mints tokens only for its own pods.
+async fn admit_token(
+    server: &Server,
+    t: &ResourceTarget,
+    ctx: &Ctx,
+    node: &str,
+) -> Result<(), StatusError> {
+    let body = ctx.body_json()?;
+    let name = t.name.as_deref().unwrap_or_default();
+    let r = Request {
+        node,
+        op: Operation::Create,
+        t,
+        name,
+        new: Some(&body),
+        old: None,
+    };
+    let bound = body.pointer("/spec/boundObjectRef");
+    let field = |k: &str| {
+        bound
+            .and_then(|b| b.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if field("apiVersion") != "v1" || field("kind") != "Pod" || field("name").is_empty() {
+        return Err(forbid(&r, "node requested token not bound to a pod".into()));
+    }
+    let uid = field("uid");
+    if uid.is_empty() {
+        return Err(forbid(
+            &r,
+            "node requested token with a pod binding without a uid".into(),
+        ));
+    }
+    let pods = ResourceTarget {
+        res: api::resources::by_plural("", "pods").expect("pods are served"),
+        namespace: t.namespace.clone(),
+        name: Some(field("name").to_string()),
+        subresource: None,
+        watch_path: false,
+    };
+    let (_, pod) = crate::handlers::current(server, &pods, field("name")).await?;
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return Err(forbid(
+            &r,
+            format!(
+                "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+            ),
+        ));
+    }
+    if node_of(Some(&pod)) != node {
+        return Err(forbid(
+            &r,
+            "node requested token bound to a pod scheduled on a different node".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -206,7 +206,12 @@ spec:
 #[test]
 fn a_node_writes_its_own_node_and_lease_only() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProc::start(dir.path(), MODES);
+    // A signing key, so TokenRequests are served and reach NodeRestriction.
+    let (_, pem) = apiserver::authn::jwt::SigningKey::generate().unwrap();
+    let key = dir.path().join("sa.key");
+    std::fs::write(&key, pem).unwrap();
+    let key_flag = format!("--service-account-signing-key-file={}", key.display());
+    let server = ServerProc::start(&dir.path().join("data"), &[MODES[0], &key_flag]);
     let admin = Kubectl::new(&server);
     admin.ok(&["apply", "-f", "-"], Some(NODES));
     let node = |args: &[&str]| -> Vec<String> {
@@ -271,6 +276,46 @@ fn a_node_writes_its_own_node_and_lease_only() {
     let err = run_fail(&["get", "deployments", "-n", "default"]);
     assert!(
         err.contains("deployments.apps is forbidden: User \"system:node:rb-n1\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"default\""),
+        "{err}"
+    );
+    // Tokens: only for a pod scheduled on the node itself (NodeRestriction). A pod on each
+    // node runs as `default`, so the Node authorizer lets rb-n1 ask at all.
+    admin.ok(&["apply", "-f", "-"], Some(TOKEN_PODS));
+    let err = run_fail(&["create", "token", "default"]);
+    assert!(
+        err.contains(
+            "serviceaccounts \"default\" is forbidden: node requested token not bound to a pod"
+        ),
+        "{err}"
+    );
+    let uid = admin.ok(
+        &["get", "pod", "rb-theirs", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    );
+    let bound = |pod: &str, uid: &str| {
+        let a = node(&[
+            "create",
+            "token",
+            "default",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            pod,
+            "--bound-object-uid",
+            uid,
+        ]);
+        admin.fails(&a.iter().map(String::as_str).collect::<Vec<_>>(), None)
+    };
+    let err = bound("rb-theirs", uid.trim());
+    assert!(
+        err.contains("node requested token bound to a pod scheduled on a different node"),
+        "{err}"
+    );
+    let err = bound("rb-theirs", "stale-uid");
+    assert!(
+        err.contains(
+            "the UID in the bound object reference (stale-uid) does not match the UID in record"
+        ),
         "{err}"
     );
     // The admin's view: n1 labelled, n2 untouched.
@@ -345,3 +390,22 @@ fn bootstrap_policy_exists_once_across_restarts() {
     assert_eq!(bindings, bindings2);
     assert_eq!(rv, rv2, "cluster-admin was not rewritten");
 }
+
+/// One pod on each node, both running as the `default` ServiceAccount.
+const TOKEN_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: rb-mine, namespace: default}
+spec:
+  nodeName: rb-n1
+  serviceAccountName: default
+  containers: [{name: c, image: zonelab/echo}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: rb-theirs, namespace: default}
+spec:
+  nodeName: rb-n2
+  serviceAccountName: default
+  containers: [{name: c, image: zonelab/echo}]
+"#;
