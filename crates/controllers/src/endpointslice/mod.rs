@@ -496,6 +496,14 @@ impl EndpointSliceController {
                     .endpoint_slice_change_min_sync_delay_ms
                     .max(self.config.endpoint_updates_batch_period_ms);
                 self.schedule(&key, now + delay);
+                // A slice relabelled to another Service leaves its old one short of
+                // endpoints: that one reconciles in full too (upstream queues both).
+                if let Some(from) = old.and_then(service_of).filter(|from| *from != key) {
+                    if let Some(s) = self.services.get_mut(&from) {
+                        s.clean = false;
+                    }
+                    self.schedule(&from, now + delay);
+                }
             }
         }
     }
