@@ -38,10 +38,10 @@ impl PrefixCache {
         objects.values().cloned().collect()
     }
 
-    /// The objects `keep` selects, in key order.
-    pub fn filtered(&self, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+    /// Whether any object satisfies `f` (no copies made).
+    pub fn any(&self, f: impl Fn(&Value) -> bool) -> bool {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        objects.values().filter(|v| keep(v)).cloned().collect()
+        objects.values().any(f)
     }
 
     pub fn generation(&self) -> u64 {

@@ -85,11 +85,11 @@ impl NodeAuthorizer {
 
     /// Whether a Pod bound to `node` in `namespace` references `kind`/`name`.
     fn related(&self, node: &str, namespace: &str, kind: &str, name: &str) -> bool {
-        let bound = self.caches.pods.filtered(|p| {
+        self.caches.pods.any(|p| {
             p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
                 && p.pointer("/metadata/namespace").and_then(Value::as_str) == Some(namespace)
-        });
-        bound.iter().any(|p| pod_references(p, kind, name))
+                && pod_references(p, kind, name)
+        })
     }
 
     fn graph(&self, node: &str, a: &Attributes, kind: &str) -> (Decision, String) {
