@@ -35,6 +35,7 @@ PACKAGES = [
     "k8s.io/api/events/v1",
     "k8s.io/api/authorization/v1",
     "k8s.io/api/autoscaling/v1",
+    "k8s.io/api/authentication/v1",
 ]
 
 SCALARS = {

@@ -220,6 +220,11 @@ impl StatusError {
     }
 
     /// 400 BadRequest.
+    /// 401 `Unauthorized`: no credentials the server accepts (upstream's text, no details).
+    pub fn unauthorized() -> StatusError {
+        Self::with(401, "Unauthorized", "Unauthorized".to_string())
+    }
+
     pub fn bad_request(message: impl Into<String>) -> StatusError {
         Self::with(400, "BadRequest", message.into())
     }

@@ -61,6 +61,7 @@ impl AuditLog {
         &'a self,
         parts: &Parts,
         target: Option<&Target>,
+        user: &crate::authn::UserInfo,
         new_id: impl FnOnce() -> String,
     ) -> Option<Pending<'a>> {
         let Some(Target::Resource(t)) = target else {
@@ -104,7 +105,7 @@ impl AuditLog {
             "stage": "ResponseComplete",
             "requestURI": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
             "verb": verb,
-            "user": {"username": crate::handlers::USERNAME, "groups": ["system:masters", "system:authenticated"]},
+            "user": {"username": user.name, "groups": user.groups},
             "userAgent": header("user-agent").unwrap_or_default(),
             "objectRef": object_ref,
             "requestReceivedTimestamp": micros(Utc::now()),
@@ -162,12 +163,25 @@ mod tests {
             "kcm/v1 x",
         );
         let target = crate::path::parse(put.uri.path()).unwrap();
-        log.begin(&put, Some(&target), || "id-1".into())
-            .expect("a mutation")
-            .finish(200);
+        log.begin(
+            &put,
+            Some(&target),
+            &crate::authn::UserInfo::admin(),
+            || "id-1".into(),
+        )
+        .expect("a mutation")
+        .finish(200);
         let get = parts("GET", "/api/v1/pods", "kubectl");
         let target = crate::path::parse(get.uri.path()).unwrap();
-        assert!(log.begin(&get, Some(&target), || "id-2".into()).is_none());
+        assert!(
+            log.begin(
+                &get,
+                Some(&target),
+                &crate::authn::UserInfo::admin(),
+                || "id-2".into()
+            )
+            .is_none()
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Value> = text
             .lines()

@@ -86,6 +86,12 @@ pub fn resource_list(group: &str) -> Value {
                     s["kind"] = json!("Binding");
                     s["verbs"] = json!(["create"]);
                 }
+                "token" => {
+                    s["group"] = json!("authentication.k8s.io");
+                    s["version"] = json!("v1");
+                    s["kind"] = json!("TokenRequest");
+                    s["verbs"] = json!(["create"]);
+                }
                 "eviction" => {
                     // kubectl drain evicts only when it finds this entry with a group and
                     // version (`CheckEvictionSupport`); otherwise it deletes pods directly.
@@ -168,7 +174,8 @@ mod tests {
                 "events.k8s.io",
                 "coordination.k8s.io",
                 "authorization.k8s.io",
-                "policy"
+                "policy",
+                "rbac.authorization.k8s.io"
             ]
         );
     }

@@ -6,6 +6,7 @@
 //! themselves are the `registry` crate's, shared with the simulator's in-memory API.
 
 pub mod audit;
+pub mod authn;
 pub mod authz;
 mod bootstrap;
 mod cascade;
@@ -16,6 +17,7 @@ pub mod health;
 mod metered;
 pub mod metrics;
 pub mod negotiate;
+pub mod noderestriction;
 pub mod objects;
 pub mod path;
 pub mod render;
@@ -24,6 +26,7 @@ pub mod select;
 pub mod server;
 mod svcalloc;
 pub mod table;
+pub mod tls;
 
 pub use registry::alloc;
 pub use server::{Config, Server};

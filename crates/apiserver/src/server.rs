@@ -33,6 +33,17 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The response body type: whole documents and watch streams alike.
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
+/// Which listener a request came in on.
+#[derive(Clone, Debug)]
+pub enum Conn {
+    /// The plain-HTTP loopback listener: every request is the cluster admin, without
+    /// authentication (upstream's removed insecure port).
+    Insecure,
+    /// The HTTPS listener, with the connection's verified client certificate if it sent one;
+    /// requests are authenticated by the authenticator chain.
+    Secure(Option<Arc<crate::authn::CertIdentity>>),
+}
+
 /// API server settings; names follow kube-apiserver's flags.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -54,6 +65,20 @@ pub struct Config {
     /// How `pods/log` reaches a kubelet (`None`: a plain connect from this process's network
     /// namespace). The lab's server connects from inside the lab's control-plane namespace.
     pub kubelet_dialer: Option<crate::handlers::KubeletDialer>,
+    /// `--authorization-mode` (upstream default: AlwaysAllow).
+    pub authorization_modes: Vec<crate::authz::Mode>,
+    /// The NodeRestriction admission plugin (`--enable-admission-plugins=NodeRestriction`).
+    pub node_restriction: bool,
+    /// `--token-auth-file`: static bearer tokens (upstream's CSV).
+    pub token_auth_file: Option<std::path::PathBuf>,
+    /// `--service-account-signing-key-file`, `--service-account-key-file`,
+    /// `--service-account-issuer`, `--api-audiences`.
+    pub service_accounts: crate::authn::serviceaccount::SaFlags,
+    /// `--anonymous-auth` (default true).
+    pub anonymous_auth: bool,
+    /// Requests on the plain listener without a bearer token are the cluster admin (upstream's
+    /// removed insecure port); with one they are authenticated. Default true.
+    pub insecure_superuser: bool,
 }
 
 impl Default for Config {
@@ -67,6 +92,12 @@ impl Default for Config {
             default_unreachable_toleration_seconds: 300,
             audit_log_path: None,
             kubelet_dialer: None,
+            authorization_modes: vec![crate::authz::Mode::AlwaysAllow],
+            node_restriction: false,
+            token_auth_file: None,
+            service_accounts: crate::authn::serviceaccount::SaFlags::default(),
+            anonymous_auth: true,
+            insecure_superuser: true,
         }
     }
 }
@@ -82,6 +113,10 @@ pub enum StartError {
     Bootstrap(StatusError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditOpenError),
+    #[error("--token-auth-file: {0}")]
+    TokenFile(#[from] crate::authn::tokens::TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::authn::serviceaccount::SaKeyError),
 }
 
 /// The API server. Cheap to share (`Arc`).
@@ -93,10 +128,17 @@ pub struct Server {
     pub(crate) metrics: Arc<Metrics>,
     /// Watch lines and decoded objects of recent events, shared by all watch streams.
     pub(crate) watch_events: Arc<crate::handlers::SharedEvents>,
-    /// Decides what requests may do; today upstream's `AlwaysAllow`.
-    pub(crate) authorizer: Box<dyn crate::authz::Authorizer>,
+    /// Decides what requests may do (`--authorization-mode`).
+    pub(crate) authorizer: crate::authz::Chain,
+    /// Finds each HTTPS request's user, asked in order (upstream's union authenticator);
+    /// the plain loopback listener's requests skip it (the insecure superuser).
+    pub(crate) authenticators: Vec<Box<dyn crate::authn::Authenticator>>,
+    /// Requests without credentials are `system:anonymous` (`--anonymous-auth`).
+    pub(crate) anonymous_auth: bool,
     /// `--audit-log-path`, when set.
     audit: Option<crate::audit::AuditLog>,
+    /// Signs TokenRequests (`--service-account-signing-key-file`), when set.
+    pub(crate) token_issuer: Option<crate::authn::serviceaccount::TokenIssuer>,
 }
 
 impl Server {
@@ -122,20 +164,29 @@ impl Server {
             .audit_log_path
             .as_deref()
             .map(crate::audit::AuditLog::open);
+        let authorizer = crate::authz::build(&cfg.authorization_modes);
+        let anonymous_auth = anonymous_auth(&cfg);
+        let (authenticators, token_issuer) = crate::authn::chain(&cfg, &store)?;
         let server = Arc::new(Server {
             audit: audit.transpose()?,
             store,
-            cfg,
             alloc: Mutex::new(alloc),
             rng: Mutex::new(StdRng::from_os_rng()),
             metrics,
             watch_events: Arc::default(),
-            authorizer: Box::new(crate::authz::AlwaysAllow),
+            authorizer,
+            anonymous_auth,
+            authenticators,
+            token_issuer,
+            cfg,
         });
         crate::svcalloc::adopt_stored(&server, &services)
             .await
             .map_err(StartError::Store)?;
         crate::bootstrap::ensure_builtins(&server)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        crate::authz::start(&server)
             .await
             .map_err(StartError::Bootstrap)?;
         Ok(server)
@@ -144,7 +195,13 @@ impl Server {
     /// Serve HTTP/1.1 on `listener` until the process ends (also starts the bookmark ticker;
     /// serve further listeners with [`Server::accept_loop`]).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        let ticker = Arc::clone(&self);
+        self.start_bookmark_ticker();
+        self.accept_loop(listener).await
+    }
+
+    /// Send watch bookmarks every `bookmark_interval`.
+    pub(crate) fn start_bookmark_ticker(self: &Arc<Self>) {
+        let ticker = Arc::clone(self);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(ticker.cfg.bookmark_interval);
             loop {
@@ -152,7 +209,6 @@ impl Server {
                 ticker.store.request_progress();
             }
         });
-        self.accept_loop(listener).await
     }
 
     /// Accept and serve connections on one more listener.
@@ -183,9 +239,18 @@ impl Server {
         }
     }
 
-    /// Handle one request, turning every failure into a `Status` response, and record it in
-    /// the request metrics.
+    /// Handle one request of the plain listener (the insecure superuser).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        self.handle_conn(req, Conn::Insecure).await
+    }
+
+    /// Handle one request that arrived on `conn`, turning every failure into a `Status`
+    /// response, and record it in the request metrics.
+    pub async fn handle_conn(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Conn,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
@@ -199,8 +264,17 @@ impl Server {
             &query,
             content_type.as_deref(),
         );
+        let authn = match &conn {
+            Conn::Insecure if self.cfg.insecure_superuser && bearer(&parts.headers).is_none() => {
+                Ok(crate::authn::UserInfo::admin())
+            }
+            Conn::Insecure => self.authenticate(&parts.headers, None).await,
+            Conn::Secure(cert) => self.authenticate(&parts.headers, cert.as_deref()).await,
+        };
+        let nobody = crate::authn::UserInfo::default();
         let audit = self.audit.as_ref().and_then(|a| {
-            a.begin(&parts, target.as_ref().ok(), || {
+            let user = authn.as_ref().unwrap_or(&nobody);
+            a.begin(&parts, target.as_ref().ok(), user, || {
                 crate::objects::new_uid(&mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()))
             })
         });
@@ -211,6 +285,15 @@ impl Server {
         let long_running =
             (labels.verb == "WATCH").then(|| self.metrics.long_running(labels.clone()));
         let result = async {
+            let user = authn?;
+            let user = crate::authz::admit_request(
+                &self,
+                &parts,
+                &path,
+                target.as_ref().ok(),
+                &query,
+                user,
+            )?;
             let body = read_body(body).await?;
             let ctx = handlers::Ctx {
                 method: parts.method,
@@ -218,6 +301,7 @@ impl Server {
                 accept: header_str(&parts.headers, header::ACCEPT),
                 content_type,
                 body,
+                user,
             };
             self.dispatch(target?, ctx).await
         }
@@ -242,6 +326,26 @@ impl Server {
             }
             _ => resp,
         }
+    }
+
+    /// The user behind a request: its bearer token and the connection's verified client
+    /// certificate, asked of the authenticators in order; 401 when none accepts them.
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        client_cert: Option<&crate::authn::CertIdentity>,
+    ) -> Result<crate::authn::UserInfo, StatusError> {
+        let creds = crate::authn::Credentials {
+            bearer: bearer(headers),
+            client_cert,
+            now: std::time::SystemTime::now(),
+        };
+        crate::authn::authenticate(&self.authenticators, &creds, self.anonymous_auth)
+            .await
+            .map_err(|e| {
+                tracing::info!("authentication failed: {}", e.0);
+                StatusError::unauthorized()
+            })
     }
 
     /// The metrics page, with stored object counts taken now (none while the store is
@@ -469,4 +573,27 @@ fn text_response(code: StatusCode, s: impl Into<Bytes>) -> Response<Body> {
 pub fn status_response(e: &StatusError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_status())
+}
+
+/// The token of a request's `Authorization: Bearer …` header.
+fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// `--anonymous-auth`, unless `AlwaysAllow` would let anonymous requests do anything: upstream
+/// then turns it off with a warning.
+fn anonymous_auth(cfg: &Config) -> bool {
+    let always_allow = cfg
+        .authorization_modes
+        .contains(&crate::authz::Mode::AlwaysAllow);
+    if cfg.anonymous_auth && always_allow {
+        tracing::warn!(
+            "AnonymousAuth is not allowed with the AlwaysAllow authorizer. Resetting AnonymousAuth to false. You should use a different authorizer"
+        );
+    }
+    cfg.anonymous_auth && !always_allow
 }

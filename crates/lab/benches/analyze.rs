@@ -27,10 +27,7 @@ fn endpoints(nodes: &[&str]) -> EventKind {
         .enumerate()
         .map(|(i, n)| (n.to_string(), vec![format!("10.0.0.{i}")]))
         .collect();
-    EventKind::Endpoints {
-        service: "default/web".into(),
-        ready,
-    }
+    EventKind::endpoints_full("default/web", ready)
 }
 
 /// Timeline: endpoints, a fault, detection, removal, and every proxy syncing every 3 s.

@@ -8,6 +8,7 @@ pub mod analyze;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod html;
+pub mod load_start;
 pub mod observe;
 pub mod report;
 pub mod summary;

@@ -10,7 +10,7 @@ mod proxy;
 
 pub use proxy::{Programmed, ProxySets, ProxySyncObserver};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -148,21 +148,25 @@ fn daemon_pod(p: &Pod) -> bool {
         .any(|o| o.controller == Some(true) && o.kind == "DaemonSet")
 }
 
-/// Ready endpoint IPs of the target Services by node, from their EndpointSlices.
+/// Ready endpoint IPs of the target Services by node, from their EndpointSlices. Each
+/// Service's first record lists them all, later ones what was added and removed: a change
+/// costs the size of the changed slice, not of the Service.
 #[derive(Debug, Default)]
 pub struct SliceObserver {
-    services: Vec<String>,
+    services: BTreeSet<String>,
     /// slice key -> (service, ready IPs by node).
     by_slice: BTreeMap<String, (String, BTreeMap<String, Vec<String>>)>,
-    /// What was recorded last per service.
-    last: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// service -> (node, IP) -> how many of its slices list it ready.
+    counts: BTreeMap<String, BTreeMap<(String, String), u32>>,
+    /// Services with a first (full) record.
+    recorded: BTreeSet<String>,
 }
 
 impl SliceObserver {
     /// Observes the slices of `services` (`namespace/name` each).
     pub fn new(services: Vec<String>) -> SliceObserver {
         SliceObserver {
-            services,
+            services: services.into_iter().collect(),
             ..Default::default()
         }
     }
@@ -173,8 +177,8 @@ impl SliceObserver {
 
     /// A slice no longer listed after a watch gap.
     pub fn gone(&mut self, key: &str, out: &mut Vec<EventKind>) {
-        if let Some((svc, _)) = self.by_slice.remove(key) {
-            self.emit(&svc, out);
+        if let Some((svc, old)) = self.by_slice.remove(key) {
+            self.update(&svc, &old, &BTreeMap::new(), out);
         }
     }
 
@@ -194,36 +198,90 @@ impl SliceObserver {
             return;
         }
         let key = key_of(&s.metadata);
-        if deleted {
-            self.by_slice.remove(&key);
+        let now = if deleted {
+            BTreeMap::new()
         } else {
-            self.by_slice.insert(key, (svc.clone(), ready_by_node(s)));
+            ready_by_node(s)
+        };
+        let old = if deleted {
+            self.by_slice.remove(&key)
+        } else {
+            self.by_slice.insert(key, (svc.clone(), now.clone()))
+        };
+        // A slice relabelled to another Service leaves its old one.
+        let (old_svc, old) = old.unwrap_or_else(|| (svc.clone(), BTreeMap::new()));
+        if old_svc != svc {
+            self.update(&old_svc, &old, &BTreeMap::new(), out);
+            self.update(&svc, &BTreeMap::new(), &now, out);
+        } else {
+            self.update(&svc, &old, &now, out);
         }
-        self.emit(&svc, out);
     }
 
-    /// Records `svc`'s ready endpoints if they changed.
-    fn emit(&mut self, svc: &str, out: &mut Vec<EventKind>) {
-        let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (owner, ready) in self.by_slice.values() {
-            if owner == svc {
-                for (node, ips) in ready {
-                    merged
-                        .entry(node.clone())
-                        .or_default()
-                        .extend(ips.iter().cloned());
+    /// One slice of `svc` went from listing `old` to `now`: records what the Service gained
+    /// and lost (all of it, the first time).
+    fn update(
+        &mut self,
+        svc: &str,
+        old: &BTreeMap<String, Vec<String>>,
+        now: &BTreeMap<String, Vec<String>>,
+        out: &mut Vec<EventKind>,
+    ) {
+        let counts = self.counts.entry(svc.to_string()).or_default();
+        let mut added: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut removed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (node, ip) in pairs(now) {
+            let n = counts.entry((node.clone(), ip.clone())).or_default();
+            *n += 1;
+            if *n == 1 {
+                added.entry(node).or_default().push(ip);
+            }
+        }
+        for (node, ip) in pairs(old) {
+            let pair = (node, ip);
+            let Some(n) = counts.get_mut(&pair) else {
+                continue;
+            };
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&pair);
+                let (node, ip) = pair;
+                // Listed again by `now`: it was counted as added above; it never left.
+                let again = added.get_mut(&node).and_then(|v| {
+                    let i = v.iter().position(|x| *x == ip)?;
+                    Some(v.remove(i))
+                });
+                if again.is_none() {
+                    removed.entry(node).or_default().push(ip);
                 }
             }
         }
-        merged.values_mut().for_each(|v| v.sort());
-        if self.last.get(svc) != Some(&merged) {
-            self.last.insert(svc.to_string(), merged.clone());
+        added.retain(|_, v| !v.is_empty());
+        if self.recorded.insert(svc.to_string()) {
+            let mut ready: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (node, ip) in counts.keys() {
+                ready.entry(node.clone()).or_default().push(ip.clone());
+            }
+            out.push(EventKind::endpoints_full(svc, ready));
+        } else if !added.is_empty() || !removed.is_empty() {
+            added.values_mut().for_each(|v| v.sort());
+            removed.values_mut().for_each(|v| v.sort());
             out.push(EventKind::Endpoints {
                 service: svc.to_string(),
-                ready: merged,
+                ready: None,
+                added,
+                removed,
             });
         }
     }
+}
+
+/// (node, IP) of every endpoint in a by-node map.
+fn pairs(by_node: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
+    by_node
+        .iter()
+        .flat_map(|(node, ips)| ips.iter().map(move |ip| (node.clone(), ip.clone())))
+        .collect()
 }
 
 /// Ready endpoint IPs of one slice by node.
@@ -275,41 +333,128 @@ mod tests {
         assert!(matches!(&out[..], [EventKind::PodDeleted { node, .. }] if node == "a-1"));
     }
 
+    fn slice(name: &str, eps: &[(&str, &str, bool)]) -> EndpointSlice {
+        let eps: Vec<serde_json::Value> = eps
+            .iter()
+            .map(|(ip, node, ready)| {
+                serde_json::json!({"addresses": [ip], "nodeName": node,
+                                   "conditions": {"ready": ready}})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {SERVICE_NAME_LABEL: "web"}},
+            "addressType": "IPv4",
+            "endpoints": eps
+        }))
+        .expect("slice")
+    }
+
+    fn resolve(out: &[EventKind]) -> BTreeMap<String, Vec<String>> {
+        let mut track = crate::analyze::EndpointTrack::default();
+        for k in out {
+            track.apply(k);
+        }
+        track.by_service.remove("default/web").unwrap_or_default()
+    }
+
     #[test]
     fn slices_merge_per_service_and_record_only_changes() {
         let mut o = SliceObserver::new(vec!["default/web".into()]);
-        let slice = |name: &str, ip: &str, node: &str, ready: bool| -> EndpointSlice {
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "namespace": "default",
-                             "labels": {SERVICE_NAME_LABEL: "web"}},
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": [ip], "nodeName": node,
-                               "conditions": {"ready": ready}}]
-            }))
-            .expect("slice")
-        };
         let mut out = Vec::new();
-        o.changed(&slice("s1", "10.0.0.1", "a-1", true), false, &mut out);
-        o.changed(&slice("s2", "10.0.0.2", "b-1", true), false, &mut out);
-        o.changed(&slice("s2", "10.0.0.2", "b-1", true), false, &mut out);
+        o.changed(&slice("s1", &[("10.0.0.1", "a-1", true)]), false, &mut out);
+        o.changed(&slice("s2", &[("10.0.0.2", "b-1", true)]), false, &mut out);
+        o.changed(&slice("s2", &[("10.0.0.2", "b-1", true)]), false, &mut out);
         assert_eq!(out.len(), 2, "the repeated slice changes nothing");
-        let EventKind::Endpoints { ready, .. } = &out[1] else {
-            panic!("{out:?}")
-        };
-        assert_eq!(ready.len(), 2);
-        out.clear();
-        o.changed(&slice("s1", "10.0.0.1", "a-1", false), false, &mut out);
-        let EventKind::Endpoints { ready, .. } = &out[0] else {
-            panic!("{out:?}")
-        };
-        assert_eq!(ready.keys().collect::<Vec<_>>(), vec!["b-1"]);
+        assert!(
+            matches!(&out[1], EventKind::Endpoints { ready: None, added, removed, .. }
+                if added.len() == 1 && removed.is_empty()),
+            "the second record lists only the added endpoint: {out:?}"
+        );
+        assert_eq!(resolve(&out).len(), 2);
+        o.changed(&slice("s1", &[("10.0.0.1", "a-1", false)]), false, &mut out);
+        assert_eq!(resolve(&out).keys().collect::<Vec<_>>(), vec!["b-1"]);
         let other = {
-            let mut s = slice("x", "10.0.0.9", "a-1", true);
+            let mut s = slice("x", &[("10.0.0.9", "a-1", true)]);
             s.metadata.labels = Some([(SERVICE_NAME_LABEL.to_string(), "db".to_string())].into());
             s
         };
-        out.clear();
+        let before = out.len();
         o.changed(&other, false, &mut out);
-        assert!(out.is_empty(), "slices of other Services are not recorded");
+        assert_eq!(
+            out.len(),
+            before,
+            "slices of other Services are not recorded"
+        );
+    }
+
+    #[test]
+    fn a_change_in_a_large_service_records_only_the_change() {
+        let mut o = SliceObserver::new(vec!["default/web".into()]);
+        let mut out = Vec::new();
+        let ips: Vec<String> = (0..1_000)
+            .map(|i| format!("10.0.{}.{}", i / 200, i % 200))
+            .collect();
+        let node = |i: usize| format!("n-{}", i % 50);
+        let nodes: Vec<String> = (0..1_000).map(node).collect();
+        let group = |k: usize, ready_at: Option<usize>| -> EndpointSlice {
+            let eps: Vec<(&str, &str, bool)> = (k * 100..(k + 1) * 100)
+                .map(|i| (ips[i].as_str(), nodes[i].as_str(), Some(i) != ready_at))
+                .collect();
+            slice(&format!("s{k}"), &eps)
+        };
+        for k in 0..10 {
+            o.changed(&group(k, None), false, &mut out);
+        }
+        out.clear();
+        o.changed(&group(3, Some(345)), false, &mut out);
+        let [
+            EventKind::Endpoints {
+                ready: None,
+                added,
+                removed,
+                ..
+            },
+        ] = &out[..]
+        else {
+            panic!("{out:?}")
+        };
+        assert!(added.is_empty());
+        assert_eq!(
+            removed,
+            &BTreeMap::from([(node(345), vec![ips[345].clone()])])
+        );
+        // Moving an endpoint between slices (deleted from one, then added to another) records
+        // its removal and its return; listed in both at once, it never left.
+        out.clear();
+        o.changed(
+            &slice("s10", &[(ips[0].as_str(), nodes[0].as_str(), true)]),
+            false,
+            &mut out,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        o.changed(&group(0, None), true, &mut out);
+        let [EventKind::Endpoints { added, removed, .. }] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(added.is_empty());
+        assert_eq!(removed.values().map(Vec::len).sum::<usize>(), 99);
+    }
+
+    #[test]
+    fn old_timelines_with_the_full_map_on_every_record_still_resolve() {
+        let lines = [
+            r#"{"at":1.0,"event":"endpoints","service":"default/web","ready":{"a-1":["10.0.0.1"],"b-1":["10.0.0.2"]}}"#,
+            r#"{"at":2.0,"event":"endpoints","service":"default/web","ready":{"b-1":["10.0.0.2"]}}"#,
+        ];
+        let events: Vec<crate::Event> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("old record"))
+            .collect();
+        let kinds: Vec<EventKind> = events.into_iter().map(|e| e.kind).collect();
+        assert_eq!(resolve(&kinds[..1]).len(), 2);
+        assert_eq!(resolve(&kinds).keys().collect::<Vec<_>>(), vec!["b-1"]);
+        let new = serde_json::to_string(&kinds[1]).expect("json");
+        assert!(!new.contains("added") && !new.contains("removed"), "{new}");
     }
 }

@@ -63,11 +63,19 @@ pub enum EventKind {
     PodDeleting { pod: String, node: String },
     /// A pod left the API.
     PodDeleted { pod: String, node: String },
-    /// The ready endpoints of one target Service changed (from its EndpointSlices): node name
-    /// -> endpoint IPs on it.
+    /// The ready endpoints of one target Service changed (from its EndpointSlices), as node
+    /// name -> endpoint IPs on it. The first record of a Service lists them all in `ready`;
+    /// later ones only what changed since the previous record, in `added` and `removed` (a
+    /// record of N endpoints is not repeated per change). Records of older timelines list
+    /// `ready` each. Resolve with [`crate::analyze::EndpointTrack::apply`].
     Endpoints {
         service: String,
-        ready: BTreeMap<String, Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ready: Option<BTreeMap<String, Vec<String>>>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        added: BTreeMap<String, Vec<String>>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        removed: BTreeMap<String, Vec<String>>,
     },
     /// A Kubernetes Event was created or updated (its count grew): one record per observed
     /// version.
@@ -124,6 +132,19 @@ pub enum EventKind {
         zone: Option<String>,
         to: String,
     },
+}
+
+impl EventKind {
+    /// An `endpoints` record listing all of `service`'s ready endpoints (the first record of
+    /// a Service, and every record of older timelines).
+    pub fn endpoints_full(service: &str, ready: BTreeMap<String, Vec<String>>) -> EventKind {
+        EventKind::Endpoints {
+            service: service.to_string(),
+            ready: Some(ready),
+            added: BTreeMap::new(),
+            removed: BTreeMap::new(),
+        }
+    }
 }
 
 /// A Service load balancer's settings that the report shows (its first target group's).

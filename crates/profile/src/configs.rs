@@ -233,6 +233,7 @@ pub fn autoscaler(
     };
     set(&mut c.scan_interval, f.scan_interval);
     set(&mut c.max_node_provision_time, f.max_node_provision_time);
+    set(&mut c.max_node_startup_time, f.max_node_startup_time);
     set(&mut c.scale_down_unneeded_time, f.scale_down_unneeded_time);
     set(&mut c.scale_down_unready_time, f.scale_down_unready_time);
     if let Some(v) = f.balance_similar_node_groups {

@@ -96,6 +96,10 @@ pub struct AutoscalerFlags {
     /// A scale-up whose nodes have not registered by then failed [upstream 15m; fast 1m30s].
     #[arg(long, value_parser = parse_duration)]
     pub max_node_provision_time: Option<Duration>,
+    /// A registered node not Ready for this long is unready, not still starting [upstream 15m;
+    /// fast 1m30s].
+    #[arg(long, value_parser = parse_duration)]
+    pub max_node_startup_time: Option<Duration>,
     /// With --ok-total-unready-count: halt when more nodes are unready [45].
     #[arg(long)]
     pub max_total_unready_percentage: Option<f64>,

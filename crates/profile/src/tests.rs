@@ -97,6 +97,16 @@ fn fast_profile_divides_the_autoscaler_and_cloud_timers() {
     let c = resolve(Profile::Fast, &[]);
     assert_eq!(c.autoscaler.scan_interval, secs(1));
     assert_eq!(c.autoscaler.max_node_provision_time, secs(90));
+    assert_eq!(c.autoscaler.max_node_startup_time, secs(90));
+    let f = resolve(
+        Profile::Fast,
+        &[
+            ("--max-node-startup-time", "20s"),
+            ("--scale-down-unready-time", "30s"),
+        ],
+    );
+    assert_eq!(f.autoscaler.max_node_startup_time, secs(20));
+    assert_eq!(f.autoscaler.scale_down_unready_time, secs(30));
     assert_eq!(c.autoscaler.scale_down_unneeded_time, secs(60));
     assert_eq!(c.autoscaler.scale_down_unready_time, secs(120));
     let up = resolve(Profile::Upstream, &[]);

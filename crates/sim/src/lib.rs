@@ -32,10 +32,6 @@ pub use world::{Stats, World};
 pub const NODES_READY_CAP_MS: Duration = Duration::from_millis(120_000);
 /// Longest wait for the workloads to become available (as the live run's 180 s).
 pub const AVAILABLE_CAP_MS: Duration = Duration::from_millis(180_000);
-/// Between the workloads being available and t0, when the client pods are created: the live
-/// run waits 500 ms for its watches. Each client sends its first request once its pod runs,
-/// `LatencyModel::client_start` after t0 (measured live, docs/simulator.md).
-pub const LOAD_START_DELAY_MS: Duration = Duration::from_millis(500);
 /// How often start-up conditions are checked, in virtual time.
 const SETUP_CHECK_MS: Duration = Duration::from_millis(250);
 
@@ -108,9 +104,17 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         use rand::Rng;
         w.rng.setup.random_range(0..duration_ms(SETUP_CHECK_MS))
     };
-    w.t0 = w.now + span_ms(phase) + LOAD_START_DELAY_MS;
-    w.run_until(w.t0);
+    w.run_until(w.now + span_ms(phase));
     resolve_clients(&mut w, s)?;
+    // The live run's rule: the client nodes' proxies programmed their Services' endpoints.
+    let gate = w.load_gate();
+    let cap = w.now + span_ms(lab::load_start::CAP_MS);
+    while gate.pending(|n, s| w.programmed(n, s)).is_some() && w.now < cap {
+        let next = w.now + span_ms(lab::load_start::POLL_MS);
+        w.run_until(next);
+    }
+    w.t0 = w.now + span_ms(lab::load_start::SETTLE_MS);
+    w.run_until(w.t0);
     w.start_clients();
     for (i, f) in w.faults.clone().iter().enumerate() {
         let at = w.t0 + f.at;

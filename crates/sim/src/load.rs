@@ -118,6 +118,31 @@ impl World {
         self.clients[c].first + Duration::from_millis((k as f64 * period_ms).round() as u64)
     }
 
+    /// The shared start rule's pairs: each client's node and Service.
+    pub fn load_gate(&self) -> lab::load_start::LoadGate {
+        lab::load_start::LoadGate::new(
+            self.clients
+                .iter()
+                .map(|c| (self.nodes[c.node].name.clone(), c.service.clone())),
+        )
+    }
+
+    /// How many endpoints node `node`'s applied rules use for client Service `service` (0
+    /// before its proxy programmed it, or while the Service has none).
+    pub fn programmed(&self, node: &str, service: &str) -> usize {
+        self.clients
+            .iter()
+            .find(|c| c.service == service && self.nodes[c.node].name == node)
+            .and_then(|c| {
+                let (ip, port) = c.target?;
+                match self.nodes[c.node].proxy.as_ref()?.route(ip, port) {
+                    Route::Endpoints(eps) => Some(eps.len()),
+                    Route::Reject | Route::Drop => None,
+                }
+            })
+            .unwrap_or(0)
+    }
+
     /// The client pods are created at t0, as live: each sends its first request once its pod
     /// runs, a modelled client start-up later (`LatencyModel::client_start`).
     pub fn start_clients(&mut self) {

@@ -4,7 +4,7 @@
 //!
 //! Start at [`World::add_node`] and [`World::handle_node`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub struct SimNode {
     pub pods: BTreeMap<String, PodRt>,
     kubelet_wake: Option<Moment>,
     proxy_wake: Option<Moment>,
+    /// When the rule sync in flight is in the kernel.
+    proxy_applied_at: Option<Moment>,
     /// Latest delivery scheduled to this node (its watches deliver in order).
     last_delivery: Moment,
     /// Changes held while the node is cut off from the API (delivered when it heals, as a
@@ -56,6 +58,10 @@ pub struct SimNode {
     pub backlog: Vec<Change>,
     /// Model changes held for the kube-proxy's watches while cut off.
     pub proxy_backlog: Vec<Arc<ModelChange>>,
+    /// Model changes on their way to the kube-proxy's watches, by `(time, queue seq)`: only
+    /// the head is in the event queue (every model change goes to every node, so the queue
+    /// would otherwise hold nodes x changes in flight).
+    proxy_inbox: VecDeque<(Moment, u64, Arc<ModelChange>)>,
     next_pid: u32,
 }
 
@@ -81,9 +87,11 @@ impl World {
             pods: BTreeMap::new(),
             kubelet_wake: None,
             proxy_wake: None,
-            last_delivery: Moment::EPOCH,
+            proxy_applied_at: None,
+            last_delivery: Moment::from_millis(0),
             backlog: Vec::new(),
             proxy_backlog: Vec::new(),
+            proxy_inbox: VecDeque::new(),
             next_pid: 1000,
         });
         self.node_by_name.insert(name, n);
@@ -148,8 +156,10 @@ impl World {
         node.proxy = Some(proxy);
         node.kubelet_wake = None;
         node.proxy_wake = None;
+        node.proxy_applied_at = None;
         node.backlog.clear();
         node.proxy_backlog.clear();
+        node.proxy_inbox.clear();
         node.last_delivery = now;
         self.kubelet_after(n);
         self.proxy_after(n);
@@ -170,8 +180,10 @@ impl World {
         node.proxy = None;
         node.kubelet_wake = None;
         node.proxy_wake = None;
+        node.proxy_applied_at = None;
         node.backlog.clear();
         node.proxy_backlog.clear();
+        node.proxy_inbox.clear();
         let pods = std::mem::take(&mut node.pods);
         for rt in pods.values() {
             if let Some(ip) = rt.ip {
@@ -229,14 +241,43 @@ impl World {
             return;
         }
         let (at, inc) = self.delivery_slot(n);
-        self.queue.push(
-            at,
-            Ev::ProxyDeliver {
-                node: n,
-                inc,
-                change,
-            },
-        );
+        let seq = self.queue.reserve();
+        let inbox = &mut self.nodes[n].proxy_inbox;
+        inbox.push_back((at, seq, change));
+        if inbox.len() == 1 {
+            self.queue
+                .push_at(at, seq, Ev::ProxyDeliver { node: n, inc });
+        }
+    }
+
+    /// The head of node `n`'s proxy inbox is delivered now. The changes after it that arrive
+    /// while the proxy could do nothing but note their version (a change pending, no sync
+    /// able to start before they all arrived) are taken at once: the same outcome as one
+    /// event each. Then the next head is queued.
+    fn proxy_deliver(&mut self, n: usize) {
+        let Some((_, _, change)) = self.nodes[n].proxy_inbox.pop_front() else {
+            return;
+        };
+        if let Some(p) = self.nodes[n].proxy.as_mut() {
+            p.change(&change);
+        }
+        self.proxy_after(n);
+        let node = &mut self.nodes[n];
+        if let Some(p) = node.proxy.as_mut()
+            && let Some(until) = p.absorbs_until(node.proxy_applied_at)
+        {
+            while let Some((at, _, change)) = node.proxy_inbox.front()
+                && *at < until
+            {
+                p.change(change);
+                node.proxy_inbox.pop_front();
+            }
+        }
+        if let Some(&(at, seq, _)) = node.proxy_inbox.front() {
+            let inc = node.inc;
+            self.queue
+                .push_at(at, seq, Ev::ProxyDeliver { node: n, inc });
+        }
     }
 
     /// When the next change to node `n` arrives (its watches deliver in order).
@@ -300,12 +341,7 @@ impl World {
         let now = self.now;
         match ev {
             Ev::NodeDeliver { change, .. } => self.node_change(n, &change),
-            Ev::ProxyDeliver { change, .. } => {
-                if let Some(p) = self.nodes[n].proxy.as_mut() {
-                    p.change(&change);
-                }
-                self.proxy_after(n);
-            }
+            Ev::ProxyDeliver { .. } => self.proxy_deliver(n),
             Ev::KubeletWake { .. } if self.nodes[n].kubelet_wake == Some(at) => {
                 self.nodes[n].kubelet_wake = None;
                 if let Some(k) = self.nodes[n].kubelet.as_mut() {
@@ -372,6 +408,7 @@ impl World {
     fn proxy_applied(&mut self, n: usize) {
         let now = self.now;
         let node = &mut self.nodes[n];
+        node.proxy_applied_at = None;
         let record = node
             .proxy
             .as_mut()
@@ -578,12 +615,14 @@ impl World {
     /// After the proxy was fed or woke: start a due sync, reschedule.
     fn proxy_after(&mut self, n: usize) {
         let now = self.now;
-        let inc = self.nodes[n].inc;
-        let Some(p) = self.nodes[n].proxy.as_mut() else {
+        let node = &mut self.nodes[n];
+        let inc = node.inc;
+        let Some(p) = node.proxy.as_mut() else {
             return;
         };
         if p.poll(now, &self.proxy_model) {
             let d = self.lat.rule_apply.sample(&mut self.rng.node);
+            node.proxy_applied_at = Some(now + d);
             self.queue.push(now + d, Ev::ProxyApplied { node: n, inc });
         }
         if let Some(w) = p.next_wakeup() {

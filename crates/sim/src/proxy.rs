@@ -165,6 +165,19 @@ impl ProxyNode {
         }
     }
 
+    /// Until when (exclusive) a delivered change would only raise [`ProxyNode::delivered`]:
+    /// a change is already pending and no sync can start before the one in flight is applied
+    /// (at `applied_at`) or before the pending one is due. `None` when a change would do more.
+    pub fn absorbs_until(&self, applied_at: Option<Moment>) -> Option<Moment> {
+        if !self.proxy.is_pending() {
+            return None;
+        }
+        if self.in_flight.is_some() {
+            return applied_at;
+        }
+        self.proxy.poll_timeout()
+    }
+
     /// The newest version delivered to this node.
     pub fn delivered(&self) -> Version {
         self.delivered

@@ -48,6 +48,19 @@ impl<T> Queue<T> {
         self.heap.push(Reverse((at, self.seq, Slot(item))));
     }
 
+    /// Take the next sequence number without scheduling anything: a driver that keeps some
+    /// events in its own per-target FIFO (sorted by `(time, seq)`) and has only the head of
+    /// each in the queue ([`Queue::push_at`]) runs them in the very order `push` would have.
+    pub fn reserve(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Schedule `item` at `at` with a sequence number taken earlier by [`Queue::reserve`].
+    pub fn push_at(&mut self, at: Moment, seq: u64, item: T) {
+        self.heap.push(Reverse((at, seq, Slot(item))));
+    }
+
     /// The earliest event's time.
     pub fn peek_time(&self) -> Option<Moment> {
         self.heap.peek().map(|Reverse((t, _, _))| *t)
@@ -81,5 +94,23 @@ mod tests {
         let order: Vec<_> =
             std::iter::from_fn(|| q.pop().map(|(t, e)| (t.as_millis(), e))).collect();
         assert_eq!(order, vec![(1, "z"), (3, "a"), (5, "b"), (5, "c")]);
+    }
+
+    #[test]
+    fn a_reserved_sequence_keeps_its_place_among_later_pushes() {
+        let mut q = Queue::default();
+        let early = q.reserve();
+        q.push(Moment::from_millis(5), "pushed after the reservation");
+        q.push(Moment::from_millis(4), "earlier time");
+        q.push_at(Moment::from_millis(5), early, "reserved first");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).map(|(_, e)| e).collect();
+        assert_eq!(
+            order,
+            [
+                "earlier time",
+                "reserved first",
+                "pushed after the reservation"
+            ]
+        );
     }
 }

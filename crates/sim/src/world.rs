@@ -8,12 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use controllers::{Action, Cache, Change, Kind, Moment, Object, WriteError};
 use kubelet::core::{PodRef, RuntimeEvent};
-use proxy::shared_model::ModelChange;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -85,11 +83,12 @@ pub enum Ev {
         node: usize,
         inc: u32,
     },
-    /// A shared-model version reaches a node's kube-proxy watches.
+    /// The first model version in node `node`'s proxy inbox reaches its kube-proxy watches
+    /// (`crate::nodes`: one such event per node is queued at a time, at the head's
+    /// `(time, seq)`).
     ProxyDeliver {
         node: usize,
         inc: u32,
-        change: Arc<ModelChange>,
     },
     ProxyWake {
         node: usize,

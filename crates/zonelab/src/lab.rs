@@ -26,6 +26,7 @@ mod faults;
 pub mod group_nodes;
 pub mod kube_proxy;
 pub mod load_balancers;
+mod sole_server;
 
 pub use faults::{heal, inject};
 use load_balancers::with_load_balancers;
@@ -306,6 +307,7 @@ fn start_server(
         .arg("--profile")
         .arg(up.profile.as_str())
         .args(crate::client::bookmark_flag(&up.server_flags))
+        .args(sole_server::election_flags(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)

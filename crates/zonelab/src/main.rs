@@ -8,6 +8,8 @@
 use clap::{Parser, Subcommand};
 
 mod agent;
+mod authn_flags;
+mod authz_args;
 mod balancer;
 mod capacity;
 mod client;
@@ -19,10 +21,12 @@ mod flags;
 mod lab;
 mod load;
 mod netns;
+mod pki;
 mod ports;
 mod preflight;
 mod run;
 mod server;
+mod serving;
 mod storage;
 mod supervise;
 mod zonal_shift;
@@ -38,6 +42,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the variants' sizes don't matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the API server, controllers and scheduler (kubectl --server http://HOST:PORT).

@@ -18,13 +18,38 @@ pub fn bind_in_netns(netns: &str, addr: SocketAddr) -> anyhow::Result<TcpListene
         .name(format!("bind-{netns}"))
         .spawn(move || -> anyhow::Result<TcpListener> {
             setns(&file, CloneFlags::CLONE_NEWNET).context("entering the network namespace")?;
-            let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+            let listener = listen(addr).with_context(|| format!("binding {addr}"))?;
             listener.set_nonblocking(true)?;
             Ok(listener)
         })?;
     handle
         .join()
         .map_err(|_| anyhow::anyhow!("the bind thread for {netns} panicked"))?
+}
+
+/// A listener on `addr` with the backlog Go's `net.Listen` uses (the kernel's
+/// `net.core.somaxconn` of the calling thread's namespace), as kube-apiserver's listener has.
+/// `std`'s `TcpListener::bind` asks for 128: with 150 agents (each several watches) reconnecting
+/// at once the queue overflowed (`TcpExtListenOverflows` 17,761 in the lab's control-plane
+/// namespace within 3 minutes) and agents saw `client error (Connect)` and lost lease renewals.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap_or_default();
+    socket.listen(listen_backlog(&somaxconn))?;
+    Ok(socket.into())
+}
+
+/// Go's `maxListenerBacklog`: the value of `/proc/sys/net/core/somaxconn`, at most 65535 (the
+/// kernel's `u16` before 4.1), `SOMAXCONN` (4096 since Linux 5.4) when unreadable.
+fn listen_backlog(somaxconn: &str) -> i32 {
+    const SOMAXCONN: i32 = 4096;
+    match somaxconn.trim().parse::<i32>() {
+        Ok(n) if n > 0 => n.min(65535),
+        _ => SOMAXCONN,
+    }
 }
 
 /// Connect to `addr` from inside the named network namespace (the lab reads each node's
@@ -77,6 +102,27 @@ pub fn parse_netns_listen(s: &str) -> Result<(String, SocketAddr), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backlog_is_somaxconn_as_go_reads_it() {
+        assert_eq!(listen_backlog("4096\n"), 4096);
+        assert_eq!(listen_backlog("100000"), 65535);
+        assert_eq!(listen_backlog(""), 4096);
+        assert_eq!(listen_backlog("0"), 4096);
+    }
+
+    #[test]
+    fn listener_takes_connections_beyond_std_backlog() {
+        // 200 connections none of which is accepted yet: all complete the handshake only if the
+        // backlog is above std's 128.
+        let l = listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+        let addr = l.local_addr().expect("addr");
+        let conns: Vec<TcpStream> = (0..200)
+            .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect"))
+            .collect();
+        assert_eq!(conns.len(), 200);
+        let (_first, _) = l.accept().expect("accept");
+    }
 
     #[test]
     fn parses_netns_listen() {

@@ -69,9 +69,15 @@ pub struct ServerArgs {
     #[arg(long)]
     pub audit_log_path: Option<PathBuf>,
     #[command(flatten)]
+    pub authz: crate::authz_args::AuthzArgs,
+    #[command(flatten)]
     pub election: crate::election::ElectionArgs,
     #[command(flatten)]
     pub etcd: crate::storage::EtcdArgs,
+    #[command(flatten)]
+    pub tls: crate::serving::TlsArgs,
+    #[command(flatten)]
+    pub authn: crate::authn_flags::AuthnArgs,
 }
 
 impl ServerArgs {
@@ -224,7 +230,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let cfg = apiserver::Config {
+    let serving =
+        crate::serving::Serving::resolve(&args.tls, addr, &args.service_cluster_ip_range)?;
+    if matches!(serving, crate::serving::Serving::Tls { .. }) && !args.listen_netns.is_empty() {
+        anyhow::bail!(
+            "--listen-netns serves plain HTTP as the cluster admin: it cannot be combined with TLS (--tls-cert-file or --pki-dir) yet"
+        );
+    }
+    let mut cfg = apiserver::Config {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,
         advertise_address: addr,
@@ -233,16 +246,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         default_unreachable_toleration_seconds: configs.admission.unreachable_toleration_seconds,
         audit_log_path: args.audit_log_path.clone(),
         kubelet_dialer: kubelet_dialer(&args.listen_netns),
+        token_auth_file: args.authn.token_auth_file.clone(),
+        service_accounts: args.authn.service_accounts(),
+        anonymous_auth: args.authn.anonymous_auth,
+        ..apiserver::Config::default()
     };
+    args.authz.apply(&mut cfg)?;
     let server = apiserver::Server::new(Arc::clone(&store), cfg).await?;
     apiserver::event_ttl::spawn(store, args.event_ttl);
     tracing::info!(
         node_lifecycle = ?configs.node_lifecycle,
         admission = ?configs.admission,
-        "serving the Kubernetes API on http://{addr}"
+        "serving the Kubernetes API on {}://{addr}",
+        serving.scheme()
     );
-    println!("zonelab server listening on http://{addr}");
-    let serving = tokio::spawn(Arc::clone(&server).serve(listener));
+    let (served, insecure) =
+        crate::serving::spawn(Arc::clone(&server), &serving, listener, &args.tls).await?;
+    if let crate::serving::Serving::Tls { pki: Some(pki), .. } = &serving {
+        let url = format!("https://{}", loopback_if_unspecified(addr));
+        let admin = pki.write_kubeconfigs(&args.data_dir, &url, &[])?;
+        tracing::info!("wrote {} and the components' kubeconfigs", admin.display());
+    }
+    println!("zonelab server listening on {}://{addr}", serving.scheme());
+    if let Some(plain) = insecure {
+        println!("zonelab server insecure listener on http://{plain}");
+    }
     for (netns, extra) in &args.listen_netns {
         let std_listener = crate::netns::bind_in_netns(netns, *extra)?;
         let l = tokio::net::TcpListener::from_std(std_listener)?;
@@ -250,21 +278,43 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&server).accept_loop(l));
     }
     // The controllers are API clients of this very server, over loopback.
-    let local = if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
-    let kube_config = kube::Config::new(format!("http://{local}").parse()?);
+    let kube_config = controllers_client(&serving, addr, insecure)?;
     let build_args = args.clone();
     let election = configs.election;
     let build = move || build_controllers(&build_args, &configs).unwrap_or_default();
     crate::election::spawn(&args.election, election, kube_config, build)?;
     tokio::select! {
-        r = serving => r?.context("serving")?,
+        r = served => r?.context("serving")?,
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
     }
     Ok(())
+}
+
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// The controllers' client of this very server: over loopback plain HTTP, or, when serving
+/// TLS, through the `--insecure-port` listener if there is one. (TODO(tls): the controllers
+/// and scheduler as their own users over HTTPS needs kube's rustls feature.)
+fn controllers_client(
+    serving: &crate::serving::Serving,
+    addr: SocketAddr,
+    insecure: Option<SocketAddr>,
+) -> anyhow::Result<kube::Config> {
+    let local = match (serving, insecure) {
+        (crate::serving::Serving::Plain, _) => loopback_if_unspecified(addr),
+        (_, Some(plain)) => plain,
+        (_, None) => anyhow::bail!(
+            "serving TLS: the in-process controllers need --insecure-port until they have \
+             their own client certificates"
+        ),
+    };
+    Ok(kube::Config::new(format!("http://{local}").parse()?))
 }
 
 /// With `--listen-netns`, `pods/log` dials kubelets from inside the first of those

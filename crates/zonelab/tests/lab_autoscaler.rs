@@ -24,6 +24,8 @@ fn events<'a>(tl: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value>
 )]
 fn after_a_zone_power_off_the_autoscaler_adds_nodes_in_surviving_zones_and_the_pods_run_there() {
     // Each replica requests 700m of a 2-CPU node: two fit a node, a third does not.
+    // --max-node-startup-time 20 s (fast: 90 s): the dead zone's node, younger than that, would
+    // count as still starting (its pods seeming to fit) and hold the scale-up back until then.
     let workload =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-full-nodes.yaml");
     let Run {
@@ -41,7 +43,7 @@ nodeGroups:
 - {{name: ng-a, zone: a, min: 1, max: 2, desired: 1}}
 - {{name: ng-b, zone: b, min: 1, max: 2, desired: 1}}
 - {{name: ng-c, zone: c, min: 1, max: 2, desired: 1}}
-flags: {{default-unreachable-toleration-seconds: 10, default-not-ready-toleration-seconds: 10}}
+flags: {{default-unreachable-toleration-seconds: 10, default-not-ready-toleration-seconds: 10, max-node-startup-time: 20s}}
 workloads: [{{path: {}}}]
 clients: [{{name: web, target: web, zones: [b, c], rate: 20, timeout: 1s}}]
 faults: [{{at: 10s, type: zone-power-off, target: a}}]
@@ -131,7 +133,9 @@ fn a_dead_node_is_scaled_down_after_the_unready_time_and_removed_from_the_lab() 
     let workload =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web-full-nodes.yaml");
     // ng-a may shrink to 0: its powered-off node, empty once its pods are evicted, is removed
-    // after --scale-down-unready-time (fast: 2 min), outside the cool-down after the scale-up.
+    // after --scale-down-unready-time (30 s here; fast: 2 min), outside the cool-down after the
+    // scale-up. --max-node-startup-time 20 s (fast: 90 s): the dead young node counts as
+    // unready (not still starting) 20 s after it registered, so the scale-up comes sooner.
     let Run {
         report: r,
         timeline: tl,
@@ -147,11 +151,11 @@ nodeGroups:
 - {{name: ng-a, zone: a, min: 0, max: 2, desired: 1}}
 - {{name: ng-b, zone: b, min: 1, max: 2, desired: 1}}
 - {{name: ng-c, zone: c, min: 1, max: 2, desired: 1}}
-flags: {{default-unreachable-toleration-seconds: 10, default-not-ready-toleration-seconds: 10}}
+flags: {{default-unreachable-toleration-seconds: 10, default-not-ready-toleration-seconds: 10, max-node-startup-time: 20s, scale-down-unready-time: 30s}}
 workloads: [{{path: {}}}]
 clients: [{{name: web, target: web, zones: [b, c], rate: 5, timeout: 1s}}]
 faults: [{{at: 10s, type: zone-power-off, target: a}}]
-run: {{duration: 270s}}
+run: {{duration: 150s}}
 ",
             workload.display()
         ),

@@ -20,6 +20,9 @@ pub fn name_errs(kind: &str, name: &str) -> Vec<String> {
     match kind {
         "Service" => names::dns1035_label_errs(name),
         "Namespace" | "StatefulSet" => names::dns1123_label_errs(name),
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => {
+            super::rbac::path_segment_errs(name)
+        }
         _ => names::dns1123_subdomain_errs(name),
     }
 }

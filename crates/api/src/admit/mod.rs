@@ -15,6 +15,7 @@ pub mod meta;
 pub mod other;
 pub mod pod;
 pub mod policy;
+pub mod rbac;
 pub mod service;
 pub mod statefulset;
 mod util;
@@ -70,6 +71,7 @@ fn validate_kind(res: &ResourceInfo, obj: &Value) -> Vec<Cause> {
         ("apps", "DaemonSet") => daemonset::validate_daemonset(obj),
         ("discovery.k8s.io", "EndpointSlice") => other::validate_endpointslice(obj),
         ("coordination.k8s.io", "Lease") => other::validate_lease(obj),
+        (rbac::GROUP, kind) => rbac::validate_rbac(kind, obj),
         _ => Vec::new(),
     }
 }
@@ -101,6 +103,9 @@ pub fn validate_update(res: &ResourceInfo, obj: &Value, old: &Value) -> Vec<Caus
         }
         ("discovery.k8s.io", "EndpointSlice") => {
             out.extend(other::validate_endpointslice_update(obj, old))
+        }
+        (rbac::GROUP, "RoleBinding" | "ClusterRoleBinding") => {
+            out.extend(rbac::validate_binding_update(obj, old))
         }
         _ => {}
     }
@@ -196,6 +201,9 @@ mod tests {
                 "ControllerRevision" => json!({"data": {}, "revision": 1}),
                 "EndpointSlice" => json!({"addressType": "IPv4"}),
                 "Event" => json!({"involvedObject": {"kind": "Pod", "name": "p"}}),
+                "RoleBinding" | "ClusterRoleBinding" => {
+                    json!({"roleRef": {"apiGroup": rbac::GROUP, "kind": "ClusterRole", "name": "view"}})
+                }
                 _ => json!({}),
             };
             obj["apiVersion"] = json!(r.api_version());

@@ -18,6 +18,7 @@ pub static GROUPS: &[Group] = &[
     Group { group: "events.k8s.io", version: "v1", package: "k8s.io.api.events.v1" },
     Group { group: "authorization.k8s.io", version: "v1", package: "k8s.io.api.authorization.v1" },
     Group { group: "autoscaling", version: "v1", package: "k8s.io.api.autoscaling.v1" },
+    Group { group: "authentication.k8s.io", version: "v1", package: "k8s.io.api.authentication.v1" },
 ];
 
 /// Every message, sorted by full name (binary search); `Ty::Msg(i)` indexes this table.
@@ -27,8 +28,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "data", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "data", ty: Ty::Msg(393), card: One, presence: Always },
             Field { number: 3, json: "revision", ty: Ty::I64, card: One, presence: Always },
         ],
     },
@@ -37,7 +38,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(0), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -46,7 +47,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(5), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(6), card: One, presence: Always },
         ],
@@ -58,7 +59,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -68,7 +69,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(2), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -77,8 +78,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "selector", ty: Ty::Msg(354), card: One, presence: WireOrNull },
-            Field { number: 2, json: "template", ty: Ty::Msg(238), card: One, presence: Always },
+            Field { number: 1, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 2, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 3, json: "updateStrategy", ty: Ty::Msg(7), card: One, presence: Always },
             Field { number: 4, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "revisionHistoryLimit", ty: Ty::I32, card: One, presence: Wire },
@@ -115,7 +116,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(11), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(12), card: One, presence: Always },
         ],
@@ -129,8 +130,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 6, json: "lastUpdateTime", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 7, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 6, json: "lastUpdateTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 7, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
         ],
     },
     Message {
@@ -138,7 +139,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(8), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -148,8 +149,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(354), card: One, presence: WireOrNull },
-            Field { number: 3, json: "template", ty: Ty::Msg(238), card: One, presence: Always },
+            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 4, json: "strategy", ty: Ty::Msg(13), card: One, presence: Always },
             Field { number: 5, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "revisionHistoryLimit", ty: Ty::I32, card: One, presence: Wire },
@@ -187,7 +188,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(17), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(18), card: One, presence: Always },
         ],
@@ -199,7 +200,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -209,7 +210,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(14), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -219,8 +220,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(354), card: One, presence: WireOrNull },
-            Field { number: 3, json: "template", ty: Ty::Msg(238), card: One, presence: Always },
+            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 4, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -243,8 +244,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(384), card: One, presence: Wire },
-            Field { number: 2, json: "maxSurge", ty: Ty::Msg(384), card: One, presence: Wire },
+            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 2, json: "maxSurge", ty: Ty::Msg(396), card: One, presence: Wire },
         ],
     },
     Message {
@@ -252,8 +253,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(384), card: One, presence: Wire },
-            Field { number: 2, json: "maxSurge", ty: Ty::Msg(384), card: One, presence: Wire },
+            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 2, json: "maxSurge", ty: Ty::Msg(396), card: One, presence: Wire },
         ],
     },
     Message {
@@ -262,7 +263,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "partition", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "maxUnavailable", ty: Ty::Msg(384), card: One, presence: Wire },
+            Field { number: 2, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
         ],
     },
     Message {
@@ -270,7 +271,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(27), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(28), card: One, presence: Always },
         ],
@@ -282,7 +283,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -292,7 +293,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(22), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -319,9 +320,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(354), card: One, presence: WireOrNull },
-            Field { number: 3, json: "template", ty: Ty::Msg(238), card: One, presence: Always },
-            Field { number: 4, json: "volumeClaimTemplates", ty: Ty::Msg(198), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
+            Field { number: 4, json: "volumeClaimTemplates", ty: Ty::Msg(210), card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "serviceName", ty: Ty::Str, card: One, presence: Always },
             Field { number: 6, json: "podManagementPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "updateStrategy", ty: Ty::Msg(29), card: One, presence: Always },
@@ -358,6 +359,121 @@ pub static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "k8s.io.api.authentication.v1.AttestationValue",
+        kind: false,
+        special: Some(Special::Items),
+        fields: &[
+            Field { number: 1, json: "items", ty: Ty::Str, card: Rep, presence: Wire },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.BoundObjectReference",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "kind", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 2, json: "apiVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 3, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 4, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.ExtraValue",
+        kind: false,
+        special: Some(Special::Items),
+        fields: &[
+            Field { number: 1, json: "items", ty: Ty::Str, card: Rep, presence: Wire },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.SelfSubjectReview",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "status", ty: Ty::Msg(34), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.SelfSubjectReviewStatus",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "userInfo", ty: Ty::Msg(41), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequest",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(36), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(37), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequestSpec",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "audiences", ty: Ty::Str, card: Rep, presence: NullIfEmpty },
+            Field { number: 3, json: "boundObjectRef", ty: Ty::Msg(31), card: One, presence: WireOrNull },
+            Field { number: 4, json: "expirationSeconds", ty: Ty::I64, card: One, presence: WireOrNull },
+            Field { number: 5, json: "attestations", ty: Ty::Msg(30), card: Map(Ty::Str), presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenRequestStatus",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "token", ty: Ty::Str, card: One, presence: Always },
+            Field { number: 2, json: "expirationTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReview",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(39), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(40), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReviewSpec",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "token", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 2, json: "audiences", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.TokenReviewStatus",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "authenticated", ty: Ty::Bool, card: One, presence: OmitEmpty },
+            Field { number: 2, json: "user", ty: Ty::Msg(41), card: One, presence: Always },
+            Field { number: 3, json: "error", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 4, json: "audiences", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.authentication.v1.UserInfo",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "username", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 2, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 3, json: "groups", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "extra", ty: Ty::Msg(32), card: Map(Ty::Str), presence: OmitEmpty },
+        ],
+    },
+    Message {
         name: "k8s.io.api.authorization.v1.ExtraValue",
         kind: false,
         special: Some(Special::Items),
@@ -371,7 +487,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "rawSelector", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "requirements", ty: Ty::Msg(345), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "requirements", ty: Ty::Msg(357), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -380,7 +496,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "rawSelector", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "requirements", ty: Ty::Msg(355), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "requirements", ty: Ty::Msg(367), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -388,9 +504,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(43), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(44), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(55), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
     },
     Message {
@@ -423,8 +539,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 5, json: "resource", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "subresource", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 8, json: "fieldSelector", ty: Ty::Msg(31), card: One, presence: Wire },
-            Field { number: 9, json: "labelSelector", ty: Ty::Msg(32), card: One, presence: Wire },
+            Field { number: 8, json: "fieldSelector", ty: Ty::Msg(43), card: One, presence: Wire },
+            Field { number: 9, json: "labelSelector", ty: Ty::Msg(44), card: One, presence: Wire },
         ],
     },
     Message {
@@ -443,9 +559,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(39), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(44), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(51), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
     },
     Message {
@@ -453,8 +569,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "resourceAttributes", ty: Ty::Msg(36), card: One, presence: Wire },
-            Field { number: 2, json: "nonResourceAttributes", ty: Ty::Msg(34), card: One, presence: Wire },
+            Field { number: 1, json: "resourceAttributes", ty: Ty::Msg(48), card: One, presence: Wire },
+            Field { number: 2, json: "nonResourceAttributes", ty: Ty::Msg(46), card: One, presence: Wire },
         ],
     },
     Message {
@@ -462,9 +578,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(41), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(45), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(53), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(57), card: One, presence: Always },
         ],
     },
     Message {
@@ -480,9 +596,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(43), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(44), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(55), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
     },
     Message {
@@ -490,11 +606,11 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "resourceAttributes", ty: Ty::Msg(36), card: One, presence: Wire },
-            Field { number: 2, json: "nonResourceAttributes", ty: Ty::Msg(34), card: One, presence: Wire },
+            Field { number: 1, json: "resourceAttributes", ty: Ty::Msg(48), card: One, presence: Wire },
+            Field { number: 2, json: "nonResourceAttributes", ty: Ty::Msg(46), card: One, presence: Wire },
             Field { number: 3, json: "user", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "groups", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 5, json: "extra", ty: Ty::Msg(30), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 5, json: "extra", ty: Ty::Msg(42), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 6, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -514,8 +630,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "resourceRules", ty: Ty::Msg(37), card: Rep, presence: NullIfEmpty },
-            Field { number: 2, json: "nonResourceRules", ty: Ty::Msg(35), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "resourceRules", ty: Ty::Msg(49), card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "nonResourceRules", ty: Ty::Msg(47), card: Rep, presence: NullIfEmpty },
             Field { number: 3, json: "incomplete", ty: Ty::Bool, card: One, presence: Always },
             Field { number: 4, json: "evaluationError", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -527,7 +643,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "targetAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
             Field { number: 5, json: "container", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -538,7 +654,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "currentAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(333), card: One, presence: Always },
+            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
             Field { number: 4, json: "container", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -558,9 +674,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "metricSelector", ty: Ty::Msg(354), card: One, presence: Wire },
-            Field { number: 3, json: "targetValue", ty: Ty::Msg(333), card: One, presence: Wire },
-            Field { number: 4, json: "targetAverageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 2, json: "metricSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 3, json: "targetValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 4, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -569,9 +685,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "metricSelector", ty: Ty::Msg(354), card: One, presence: Wire },
-            Field { number: 3, json: "currentValue", ty: Ty::Msg(333), card: One, presence: Always },
-            Field { number: 4, json: "currentAverageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 2, json: "metricSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 3, json: "currentValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 4, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -579,9 +695,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(54), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(55), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(66), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(67), card: One, presence: Always },
         ],
     },
     Message {
@@ -591,7 +707,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "observedGeneration", ty: Ty::I64, card: One, presence: Wire },
@@ -602,8 +718,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(51), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(63), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -611,7 +727,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "scaleTargetRef", ty: Ty::Msg(48), card: One, presence: Always },
+            Field { number: 1, json: "scaleTargetRef", ty: Ty::Msg(60), card: One, presence: Always },
             Field { number: 2, json: "minReplicas", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 3, json: "maxReplicas", ty: Ty::I32, card: One, presence: Always },
             Field { number: 4, json: "targetCPUUtilizationPercentage", ty: Ty::I32, card: One, presence: Wire },
@@ -623,7 +739,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "observedGeneration", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 2, json: "lastScaleTime", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 2, json: "lastScaleTime", ty: Ty::Msg(387), card: One, presence: Wire },
             Field { number: 3, json: "currentReplicas", ty: Ty::I32, card: One, presence: Always },
             Field { number: 4, json: "desiredReplicas", ty: Ty::I32, card: One, presence: Always },
             Field { number: 5, json: "currentCPUUtilizationPercentage", ty: Ty::I32, card: One, presence: Wire },
@@ -635,11 +751,11 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "object", ty: Ty::Msg(58), card: One, presence: Wire },
-            Field { number: 3, json: "pods", ty: Ty::Msg(60), card: One, presence: Wire },
-            Field { number: 4, json: "resource", ty: Ty::Msg(62), card: One, presence: Wire },
-            Field { number: 5, json: "external", ty: Ty::Msg(49), card: One, presence: Wire },
-            Field { number: 7, json: "containerResource", ty: Ty::Msg(46), card: One, presence: Wire },
+            Field { number: 2, json: "object", ty: Ty::Msg(70), card: One, presence: Wire },
+            Field { number: 3, json: "pods", ty: Ty::Msg(72), card: One, presence: Wire },
+            Field { number: 4, json: "resource", ty: Ty::Msg(74), card: One, presence: Wire },
+            Field { number: 5, json: "external", ty: Ty::Msg(61), card: One, presence: Wire },
+            Field { number: 7, json: "containerResource", ty: Ty::Msg(58), card: One, presence: Wire },
         ],
     },
     Message {
@@ -648,11 +764,11 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "object", ty: Ty::Msg(59), card: One, presence: Wire },
-            Field { number: 3, json: "pods", ty: Ty::Msg(61), card: One, presence: Wire },
-            Field { number: 4, json: "resource", ty: Ty::Msg(63), card: One, presence: Wire },
-            Field { number: 5, json: "external", ty: Ty::Msg(50), card: One, presence: Wire },
-            Field { number: 7, json: "containerResource", ty: Ty::Msg(47), card: One, presence: Wire },
+            Field { number: 2, json: "object", ty: Ty::Msg(71), card: One, presence: Wire },
+            Field { number: 3, json: "pods", ty: Ty::Msg(73), card: One, presence: Wire },
+            Field { number: 4, json: "resource", ty: Ty::Msg(75), card: One, presence: Wire },
+            Field { number: 5, json: "external", ty: Ty::Msg(62), card: One, presence: Wire },
+            Field { number: 7, json: "containerResource", ty: Ty::Msg(59), card: One, presence: Wire },
         ],
     },
     Message {
@@ -660,11 +776,11 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "target", ty: Ty::Msg(48), card: One, presence: Always },
+            Field { number: 1, json: "target", ty: Ty::Msg(60), card: One, presence: Always },
             Field { number: 2, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "targetValue", ty: Ty::Msg(333), card: One, presence: Always },
-            Field { number: 4, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
-            Field { number: 5, json: "averageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 3, json: "targetValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 5, json: "averageValue", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -672,11 +788,11 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "target", ty: Ty::Msg(48), card: One, presence: Always },
+            Field { number: 1, json: "target", ty: Ty::Msg(60), card: One, presence: Always },
             Field { number: 2, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "currentValue", ty: Ty::Msg(333), card: One, presence: Always },
-            Field { number: 4, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
-            Field { number: 5, json: "averageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 3, json: "currentValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 5, json: "averageValue", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -685,8 +801,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "targetAverageValue", ty: Ty::Msg(333), card: One, presence: Always },
-            Field { number: 3, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 2, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 3, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
         ],
     },
     Message {
@@ -695,8 +811,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "currentAverageValue", ty: Ty::Msg(333), card: One, presence: Always },
-            Field { number: 3, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 2, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 3, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
         ],
     },
     Message {
@@ -706,7 +822,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "targetAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -716,7 +832,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "currentAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(333), card: One, presence: Always },
+            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
         ],
     },
     Message {
@@ -724,9 +840,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(65), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(66), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(77), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(78), card: One, presence: Always },
         ],
     },
     Message {
@@ -751,8 +867,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(69), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(81), card: One, presence: Always },
         ],
     },
     Message {
@@ -760,8 +876,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(67), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(79), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -771,8 +887,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "holderIdentity", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 2, json: "leaseDurationSeconds", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "acquireTime", ty: Ty::Msg(360), card: One, presence: Wire },
-            Field { number: 4, json: "renewTime", ty: Ty::Msg(360), card: One, presence: Wire },
+            Field { number: 3, json: "acquireTime", ty: Ty::Msg(372), card: One, presence: Wire },
+            Field { number: 4, json: "renewTime", ty: Ty::Msg(372), card: One, presence: Wire },
             Field { number: 5, json: "leaseTransitions", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 6, json: "strategy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "preferredHolder", ty: Ty::Str, card: One, presence: Wire },
@@ -794,9 +910,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "nodeAffinity", ty: Ty::Msg(174), card: One, presence: Wire },
-            Field { number: 2, json: "podAffinity", ty: Ty::Msg(211), card: One, presence: Wire },
-            Field { number: 3, json: "podAntiAffinity", ty: Ty::Msg(213), card: One, presence: Wire },
+            Field { number: 1, json: "nodeAffinity", ty: Ty::Msg(186), card: One, presence: Wire },
+            Field { number: 2, json: "podAffinity", ty: Ty::Msg(223), card: One, presence: Wire },
+            Field { number: 3, json: "podAntiAffinity", ty: Ty::Msg(225), card: One, presence: Wire },
         ],
     },
     Message {
@@ -822,7 +938,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "preferAvoidPods", ty: Ty::Msg(243), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "preferAvoidPods", ty: Ty::Msg(255), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -864,8 +980,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "target", ty: Ty::Msg(196), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "target", ty: Ty::Msg(208), card: One, presence: Always },
         ],
     },
     Message {
@@ -878,11 +994,11 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 3, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 4, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "volumeAttributes", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 6, json: "controllerPublishSecretRef", ty: Ty::Msg(277), card: One, presence: Wire },
-            Field { number: 7, json: "nodeStageSecretRef", ty: Ty::Msg(277), card: One, presence: Wire },
-            Field { number: 8, json: "nodePublishSecretRef", ty: Ty::Msg(277), card: One, presence: Wire },
-            Field { number: 9, json: "controllerExpandSecretRef", ty: Ty::Msg(277), card: One, presence: Wire },
-            Field { number: 10, json: "nodeExpandSecretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 6, json: "controllerPublishSecretRef", ty: Ty::Msg(289), card: One, presence: Wire },
+            Field { number: 7, json: "nodeStageSecretRef", ty: Ty::Msg(289), card: One, presence: Wire },
+            Field { number: 8, json: "nodePublishSecretRef", ty: Ty::Msg(289), card: One, presence: Wire },
+            Field { number: 9, json: "controllerExpandSecretRef", ty: Ty::Msg(289), card: One, presence: Wire },
+            Field { number: 10, json: "nodeExpandSecretRef", ty: Ty::Msg(289), card: One, presence: Wire },
         ],
     },
     Message {
@@ -894,7 +1010,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "readOnly", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 3, json: "fsType", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 4, json: "volumeAttributes", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 5, json: "nodePublishSecretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 5, json: "nodePublishSecretRef", ty: Ty::Msg(175), card: One, presence: Wire },
         ],
     },
     Message {
@@ -915,7 +1031,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "path", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "user", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "secretFile", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "secretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 5, json: "secretRef", ty: Ty::Msg(289), card: One, presence: Wire },
             Field { number: 6, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
         ],
     },
@@ -928,7 +1044,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "path", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "user", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "secretFile", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 5, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
             Field { number: 6, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
         ],
     },
@@ -940,7 +1056,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "volumeID", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "secretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 4, json: "secretRef", ty: Ty::Msg(289), card: One, presence: Wire },
         ],
     },
     Message {
@@ -951,7 +1067,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "volumeID", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 4, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
         ],
     },
     Message {
@@ -969,7 +1085,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 2, json: "signerName", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 3, json: "labelSelector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 3, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
             Field { number: 4, json: "path", ty: Ty::Str, card: One, presence: Always },
             Field { number: 5, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 6, json: "user", ty: Ty::I64, card: One, presence: Wire },
@@ -991,8 +1107,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(88), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(100), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1000,8 +1116,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(89), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(101), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1009,7 +1125,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "data", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "binaryData", ty: Ty::Bytes, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 4, json: "immutable", ty: Ty::Bool, card: One, presence: Wire },
@@ -1020,7 +1136,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
             Field { number: 2, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
     },
@@ -1029,7 +1145,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
             Field { number: 2, json: "key", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
@@ -1039,8 +1155,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(91), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(103), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1060,8 +1176,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
-            Field { number: 2, json: "items", ty: Ty::Msg(152), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
+            Field { number: 2, json: "items", ty: Ty::Msg(164), card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
     },
@@ -1070,8 +1186,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
-            Field { number: 2, json: "items", ty: Ty::Msg(152), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
+            Field { number: 2, json: "items", ty: Ty::Msg(164), card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "defaultMode", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 4, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 5, json: "defaultUser", ty: Ty::I64, card: One, presence: Wire },
@@ -1087,26 +1203,26 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 3, json: "command", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "args", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "workingDir", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 6, json: "ports", ty: Ty::Msg(101), card: Rep, presence: OmitEmpty },
-            Field { number: 7, json: "env", ty: Ty::Msg(122), card: Rep, presence: OmitEmpty },
-            Field { number: 8, json: "resources", ty: Ty::Msg(264), card: One, presence: Always },
-            Field { number: 9, json: "volumeMounts", ty: Ty::Msg(307), card: Rep, presence: OmitEmpty },
-            Field { number: 10, json: "livenessProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 11, json: "readinessProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 12, json: "lifecycle", ty: Ty::Msg(153), card: One, presence: Wire },
+            Field { number: 6, json: "ports", ty: Ty::Msg(113), card: Rep, presence: OmitEmpty },
+            Field { number: 7, json: "env", ty: Ty::Msg(134), card: Rep, presence: OmitEmpty },
+            Field { number: 8, json: "resources", ty: Ty::Msg(276), card: One, presence: Always },
+            Field { number: 9, json: "volumeMounts", ty: Ty::Msg(319), card: Rep, presence: OmitEmpty },
+            Field { number: 10, json: "livenessProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 11, json: "readinessProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 12, json: "lifecycle", ty: Ty::Msg(165), card: One, presence: Wire },
             Field { number: 13, json: "terminationMessagePath", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 14, json: "imagePullPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 15, json: "securityContext", ty: Ty::Msg(279), card: One, presence: Wire },
+            Field { number: 15, json: "securityContext", ty: Ty::Msg(291), card: One, presence: Wire },
             Field { number: 16, json: "stdin", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 17, json: "stdinOnce", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 18, json: "tty", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 19, json: "envFrom", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
+            Field { number: 19, json: "envFrom", ty: Ty::Msg(133), card: Rep, presence: OmitEmpty },
             Field { number: 20, json: "terminationMessagePolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 21, json: "volumeDevices", ty: Ty::Msg(304), card: Rep, presence: OmitEmpty },
-            Field { number: 22, json: "startupProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 23, json: "resizePolicy", ty: Ty::Msg(102), card: Rep, presence: OmitEmpty },
+            Field { number: 21, json: "volumeDevices", ty: Ty::Msg(316), card: Rep, presence: OmitEmpty },
+            Field { number: 22, json: "startupProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 23, json: "resizePolicy", ty: Ty::Msg(114), card: Rep, presence: OmitEmpty },
             Field { number: 24, json: "restartPolicy", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 25, json: "restartPolicyRules", ty: Ty::Msg(103), card: Rep, presence: OmitEmpty },
+            Field { number: 25, json: "restartPolicyRules", ty: Ty::Msg(115), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1155,7 +1271,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "action", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "exitCodes", ty: Ty::Msg(104), card: One, presence: Wire },
+            Field { number: 2, json: "exitCodes", ty: Ty::Msg(116), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1172,9 +1288,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "waiting", ty: Ty::Msg(108), card: One, presence: Wire },
-            Field { number: 2, json: "running", ty: Ty::Msg(106), card: One, presence: Wire },
-            Field { number: 3, json: "terminated", ty: Ty::Msg(107), card: One, presence: Wire },
+            Field { number: 1, json: "waiting", ty: Ty::Msg(120), card: One, presence: Wire },
+            Field { number: 2, json: "running", ty: Ty::Msg(118), card: One, presence: Wire },
+            Field { number: 3, json: "terminated", ty: Ty::Msg(119), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1182,7 +1298,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "startedAt", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 1, json: "startedAt", ty: Ty::Msg(387), card: One, presence: Always },
         ],
     },
     Message {
@@ -1194,8 +1310,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "signal", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "startedAt", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 6, json: "finishedAt", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 5, json: "startedAt", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 6, json: "finishedAt", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 7, json: "containerID", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -1214,19 +1330,19 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "state", ty: Ty::Msg(105), card: One, presence: Always },
-            Field { number: 3, json: "lastState", ty: Ty::Msg(105), card: One, presence: Always },
+            Field { number: 2, json: "state", ty: Ty::Msg(117), card: One, presence: Always },
+            Field { number: 3, json: "lastState", ty: Ty::Msg(117), card: One, presence: Always },
             Field { number: 4, json: "ready", ty: Ty::Bool, card: One, presence: Always },
             Field { number: 5, json: "restartCount", ty: Ty::I32, card: One, presence: Always },
             Field { number: 6, json: "image", ty: Ty::Str, card: One, presence: Always },
             Field { number: 7, json: "imageID", ty: Ty::Str, card: One, presence: Always },
             Field { number: 8, json: "containerID", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 9, json: "started", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 10, json: "allocatedResources", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 11, json: "resources", ty: Ty::Msg(264), card: One, presence: Wire },
-            Field { number: 12, json: "volumeMounts", ty: Ty::Msg(308), card: Rep, presence: OmitEmpty },
-            Field { number: 13, json: "user", ty: Ty::Msg(110), card: One, presence: Wire },
-            Field { number: 14, json: "allocatedResourcesStatus", ty: Ty::Msg(265), card: Rep, presence: OmitEmpty },
+            Field { number: 10, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 11, json: "resources", ty: Ty::Msg(276), card: One, presence: Wire },
+            Field { number: 12, json: "volumeMounts", ty: Ty::Msg(320), card: Rep, presence: OmitEmpty },
+            Field { number: 13, json: "user", ty: Ty::Msg(122), card: One, presence: Wire },
+            Field { number: 14, json: "allocatedResourcesStatus", ty: Ty::Msg(277), card: Rep, presence: OmitEmpty },
             Field { number: 15, json: "stopSignal", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -1235,7 +1351,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "linux", ty: Ty::Msg(159), card: One, presence: Wire },
+            Field { number: 1, json: "linux", ty: Ty::Msg(171), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1251,7 +1367,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "items", ty: Ty::Msg(113), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "items", ty: Ty::Msg(125), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1260,8 +1376,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "path", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "fieldRef", ty: Ty::Msg(195), card: One, presence: Wire },
-            Field { number: 3, json: "resourceFieldRef", ty: Ty::Msg(258), card: One, presence: Wire },
+            Field { number: 2, json: "fieldRef", ty: Ty::Msg(207), card: One, presence: Wire },
+            Field { number: 3, json: "resourceFieldRef", ty: Ty::Msg(270), card: One, presence: Wire },
             Field { number: 4, json: "mode", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 5, json: "user", ty: Ty::I64, card: One, presence: Wire },
         ],
@@ -1271,7 +1387,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "items", ty: Ty::Msg(113), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "items", ty: Ty::Msg(125), card: Rep, presence: OmitEmpty },
             Field { number: 2, json: "defaultMode", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 3, json: "defaultUser", ty: Ty::I64, card: One, presence: Wire },
         ],
@@ -1282,7 +1398,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "medium", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "sizeLimit", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 2, json: "sizeLimit", ty: Ty::Msg(345), card: One, presence: Wire },
             Field { number: 3, json: "mode", ty: Ty::I32, card: One, presence: Wire },
         ],
     },
@@ -1292,7 +1408,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "ip", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "targetRef", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 2, json: "targetRef", ty: Ty::Msg(208), card: One, presence: Wire },
             Field { number: 3, json: "hostname", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "nodeName", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -1313,9 +1429,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "addresses", ty: Ty::Msg(116), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "notReadyAddresses", ty: Ty::Msg(116), card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "ports", ty: Ty::Msg(117), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "addresses", ty: Ty::Msg(128), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "notReadyAddresses", ty: Ty::Msg(128), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "ports", ty: Ty::Msg(129), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1323,8 +1439,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "subsets", ty: Ty::Msg(118), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "subsets", ty: Ty::Msg(130), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1332,8 +1448,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(119), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(131), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1342,8 +1458,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "prefix", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "configMapRef", ty: Ty::Msg(92), card: One, presence: Wire },
-            Field { number: 3, json: "secretRef", ty: Ty::Msg(273), card: One, presence: Wire },
+            Field { number: 2, json: "configMapRef", ty: Ty::Msg(104), card: One, presence: Wire },
+            Field { number: 3, json: "secretRef", ty: Ty::Msg(285), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1353,7 +1469,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "value", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 3, json: "valueFrom", ty: Ty::Msg(123), card: One, presence: Wire },
+            Field { number: 3, json: "valueFrom", ty: Ty::Msg(135), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1361,11 +1477,11 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "fieldRef", ty: Ty::Msg(195), card: One, presence: Wire },
-            Field { number: 2, json: "resourceFieldRef", ty: Ty::Msg(258), card: One, presence: Wire },
-            Field { number: 3, json: "configMapKeyRef", ty: Ty::Msg(93), card: One, presence: Wire },
-            Field { number: 4, json: "secretKeyRef", ty: Ty::Msg(274), card: One, presence: Wire },
-            Field { number: 5, json: "fileKeyRef", ty: Ty::Msg(134), card: One, presence: Wire },
+            Field { number: 1, json: "fieldRef", ty: Ty::Msg(207), card: One, presence: Wire },
+            Field { number: 2, json: "resourceFieldRef", ty: Ty::Msg(270), card: One, presence: Wire },
+            Field { number: 3, json: "configMapKeyRef", ty: Ty::Msg(105), card: One, presence: Wire },
+            Field { number: 4, json: "secretKeyRef", ty: Ty::Msg(286), card: One, presence: Wire },
+            Field { number: 5, json: "fileKeyRef", ty: Ty::Msg(146), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1373,7 +1489,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "ephemeralContainerCommon", ty: Ty::Msg(125), card: One, presence: Inline },
+            Field { number: 1, json: "ephemeralContainerCommon", ty: Ty::Msg(137), card: One, presence: Inline },
             Field { number: 2, json: "targetContainerName", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -1387,26 +1503,26 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 3, json: "command", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "args", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "workingDir", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 6, json: "ports", ty: Ty::Msg(101), card: Rep, presence: OmitEmpty },
-            Field { number: 7, json: "env", ty: Ty::Msg(122), card: Rep, presence: OmitEmpty },
-            Field { number: 8, json: "resources", ty: Ty::Msg(264), card: One, presence: Always },
-            Field { number: 9, json: "volumeMounts", ty: Ty::Msg(307), card: Rep, presence: OmitEmpty },
-            Field { number: 10, json: "livenessProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 11, json: "readinessProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 12, json: "lifecycle", ty: Ty::Msg(153), card: One, presence: Wire },
+            Field { number: 6, json: "ports", ty: Ty::Msg(113), card: Rep, presence: OmitEmpty },
+            Field { number: 7, json: "env", ty: Ty::Msg(134), card: Rep, presence: OmitEmpty },
+            Field { number: 8, json: "resources", ty: Ty::Msg(276), card: One, presence: Always },
+            Field { number: 9, json: "volumeMounts", ty: Ty::Msg(319), card: Rep, presence: OmitEmpty },
+            Field { number: 10, json: "livenessProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 11, json: "readinessProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 12, json: "lifecycle", ty: Ty::Msg(165), card: One, presence: Wire },
             Field { number: 13, json: "terminationMessagePath", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 14, json: "imagePullPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 15, json: "securityContext", ty: Ty::Msg(279), card: One, presence: Wire },
+            Field { number: 15, json: "securityContext", ty: Ty::Msg(291), card: One, presence: Wire },
             Field { number: 16, json: "stdin", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 17, json: "stdinOnce", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 18, json: "tty", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 19, json: "envFrom", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
+            Field { number: 19, json: "envFrom", ty: Ty::Msg(133), card: Rep, presence: OmitEmpty },
             Field { number: 20, json: "terminationMessagePolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 21, json: "volumeDevices", ty: Ty::Msg(304), card: Rep, presence: OmitEmpty },
-            Field { number: 22, json: "startupProbe", ty: Ty::Msg(245), card: One, presence: Wire },
-            Field { number: 23, json: "resizePolicy", ty: Ty::Msg(102), card: Rep, presence: OmitEmpty },
+            Field { number: 21, json: "volumeDevices", ty: Ty::Msg(316), card: Rep, presence: OmitEmpty },
+            Field { number: 22, json: "startupProbe", ty: Ty::Msg(257), card: One, presence: Wire },
+            Field { number: 23, json: "resizePolicy", ty: Ty::Msg(114), card: Rep, presence: OmitEmpty },
             Field { number: 24, json: "restartPolicy", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 25, json: "restartPolicyRules", ty: Ty::Msg(103), card: Rep, presence: OmitEmpty },
+            Field { number: 25, json: "restartPolicyRules", ty: Ty::Msg(115), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1414,7 +1530,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "volumeClaimTemplate", ty: Ty::Msg(203), card: One, presence: Wire },
+            Field { number: 1, json: "volumeClaimTemplate", ty: Ty::Msg(215), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1422,19 +1538,19 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "involvedObject", ty: Ty::Msg(196), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "involvedObject", ty: Ty::Msg(208), card: One, presence: Always },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "source", ty: Ty::Msg(130), card: One, presence: Always },
-            Field { number: 6, json: "firstTimestamp", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 7, json: "lastTimestamp", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 5, json: "source", ty: Ty::Msg(142), card: One, presence: Always },
+            Field { number: 6, json: "firstTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 7, json: "lastTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 8, json: "count", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 9, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 10, json: "eventTime", ty: Ty::Msg(360), card: One, presence: Always },
-            Field { number: 11, json: "series", ty: Ty::Msg(129), card: One, presence: Wire },
+            Field { number: 10, json: "eventTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 11, json: "series", ty: Ty::Msg(141), card: One, presence: Wire },
             Field { number: 12, json: "action", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 13, json: "related", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 13, json: "related", ty: Ty::Msg(208), card: One, presence: Wire },
             Field { number: 14, json: "reportingComponent", ty: Ty::Str, card: One, presence: Always },
             Field { number: 15, json: "reportingInstance", ty: Ty::Str, card: One, presence: Always },
         ],
@@ -1444,8 +1560,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(127), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(139), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1454,7 +1570,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "count", ty: Ty::I32, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(360), card: One, presence: Always },
+            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(372), card: One, presence: Always },
         ],
     },
     Message {
@@ -1513,7 +1629,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "driver", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 3, json: "secretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 3, json: "secretRef", ty: Ty::Msg(289), card: One, presence: Wire },
             Field { number: 4, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 5, json: "options", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
         ],
@@ -1525,7 +1641,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "driver", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 3, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 3, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
             Field { number: 4, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 5, json: "options", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
         ],
@@ -1597,10 +1713,10 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "path", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "port", ty: Ty::Msg(384), card: One, presence: Always },
+            Field { number: 2, json: "port", ty: Ty::Msg(396), card: One, presence: Always },
             Field { number: 3, json: "host", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "scheme", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "httpHeaders", ty: Ty::Msg(144), card: Rep, presence: OmitEmpty },
+            Field { number: 5, json: "httpHeaders", ty: Ty::Msg(156), card: Rep, presence: OmitEmpty },
             Field { number: 6, json: "protocol", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -1652,7 +1768,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 6, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 7, json: "portals", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 8, json: "chapAuthDiscovery", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 10, json: "secretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 10, json: "secretRef", ty: Ty::Msg(289), card: One, presence: Wire },
             Field { number: 11, json: "chapAuthSession", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 12, json: "initiatorName", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -1670,7 +1786,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 6, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 7, json: "portals", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 8, json: "chapAuthDiscovery", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 10, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 10, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
             Field { number: 11, json: "chapAuthSession", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 12, json: "initiatorName", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -1708,8 +1824,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "postStart", ty: Ty::Msg(154), card: One, presence: Wire },
-            Field { number: 2, json: "preStop", ty: Ty::Msg(154), card: One, presence: Wire },
+            Field { number: 1, json: "postStart", ty: Ty::Msg(166), card: One, presence: Wire },
+            Field { number: 2, json: "preStop", ty: Ty::Msg(166), card: One, presence: Wire },
             Field { number: 3, json: "stopSignal", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -1718,10 +1834,10 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "exec", ty: Ty::Msg(132), card: One, presence: Wire },
-            Field { number: 2, json: "httpGet", ty: Ty::Msg(143), card: One, presence: Wire },
-            Field { number: 3, json: "tcpSocket", ty: Ty::Msg(295), card: One, presence: Wire },
-            Field { number: 4, json: "sleep", ty: Ty::Msg(291), card: One, presence: Wire },
+            Field { number: 1, json: "exec", ty: Ty::Msg(144), card: One, presence: Wire },
+            Field { number: 2, json: "httpGet", ty: Ty::Msg(155), card: One, presence: Wire },
+            Field { number: 3, json: "tcpSocket", ty: Ty::Msg(307), card: One, presence: Wire },
+            Field { number: 4, json: "sleep", ty: Ty::Msg(303), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1729,8 +1845,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(158), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(170), card: One, presence: Always },
         ],
     },
     Message {
@@ -1739,11 +1855,11 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "max", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 3, json: "min", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 4, json: "default", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 5, json: "defaultRequest", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 6, json: "maxLimitRequestRatio", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "max", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 3, json: "min", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 4, json: "default", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 5, json: "defaultRequest", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 6, json: "maxLimitRequestRatio", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -1751,8 +1867,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(155), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(167), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1760,7 +1876,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "limits", ty: Ty::Msg(156), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "limits", ty: Ty::Msg(168), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1778,8 +1894,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Wire },
-            Field { number: 2, json: "items", ty: Ty::Msg(381), card: Rep, presence: Wire },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Wire },
+            Field { number: 2, json: "items", ty: Ty::Msg(393), card: Rep, presence: Wire },
         ],
     },
     Message {
@@ -1790,7 +1906,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "ip", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "hostname", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "ipMode", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 4, json: "ports", ty: Ty::Msg(240), card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "ports", ty: Ty::Msg(252), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1798,7 +1914,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "ingress", ty: Ty::Msg(161), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "ingress", ty: Ty::Msg(173), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1842,9 +1958,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(170), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(171), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(182), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(183), card: One, presence: Always },
         ],
     },
     Message {
@@ -1854,7 +1970,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -1864,8 +1980,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(167), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(179), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -1882,7 +1998,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(168), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(180), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1890,9 +2006,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(191), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(192), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(203), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(204), card: One, presence: Always },
         ],
     },
     Message {
@@ -1909,8 +2025,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(188), card: One, presence: Wire },
-            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(244), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(200), card: One, presence: Wire },
+            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(256), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1919,7 +2035,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "quantity", ty: Ty::Msg(333), card: One, presence: WireOrNull },
+            Field { number: 2, json: "quantity", ty: Ty::Msg(345), card: One, presence: WireOrNull },
         ],
     },
     Message {
@@ -1928,8 +2044,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "perPod", ty: Ty::Msg(333), card: One, presence: Wire },
-            Field { number: 3, json: "perContainer", ty: Ty::Msg(333), card: One, presence: Wire },
+            Field { number: 2, json: "perPod", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 3, json: "perContainer", ty: Ty::Msg(345), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1939,8 +2055,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "resourceClaimName", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "containers", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 4, json: "mapping", ty: Ty::Msg(175), card: Rep, presence: OmitEmpty },
-            Field { number: 5, json: "overhead", ty: Ty::Msg(176), card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "mapping", ty: Ty::Msg(187), card: Rep, presence: OmitEmpty },
+            Field { number: 5, json: "overhead", ty: Ty::Msg(188), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -1950,8 +2066,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastHeartbeatTime", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastHeartbeatTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -1961,7 +2077,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 2, json: "configMap", ty: Ty::Msg(95), card: One, presence: Wire },
+            Field { number: 2, json: "configMap", ty: Ty::Msg(107), card: One, presence: Wire },
         ],
     },
     Message {
@@ -1969,9 +2085,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "assigned", ty: Ty::Msg(179), card: One, presence: Wire },
-            Field { number: 2, json: "active", ty: Ty::Msg(179), card: One, presence: Wire },
-            Field { number: 3, json: "lastKnownGood", ty: Ty::Msg(179), card: One, presence: Wire },
+            Field { number: 1, json: "assigned", ty: Ty::Msg(191), card: One, presence: Wire },
+            Field { number: 2, json: "active", ty: Ty::Msg(191), card: One, presence: Wire },
+            Field { number: 3, json: "lastKnownGood", ty: Ty::Msg(191), card: One, presence: Wire },
             Field { number: 4, json: "error", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -1980,7 +2096,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "kubeletEndpoint", ty: Ty::Msg(111), card: One, presence: Always },
+            Field { number: 1, json: "kubeletEndpoint", ty: Ty::Msg(123), card: One, presence: Always },
         ],
     },
     Message {
@@ -1996,8 +2112,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(172), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(184), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2022,7 +2138,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "features", ty: Ty::Msg(187), card: One, presence: Wire },
+            Field { number: 2, json: "features", ty: Ty::Msg(199), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2039,7 +2155,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "nodeSelectorTerms", ty: Ty::Msg(190), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "nodeSelectorTerms", ty: Ty::Msg(202), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2057,8 +2173,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "matchExpressions", ty: Ty::Msg(189), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "matchFields", ty: Ty::Msg(189), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "matchExpressions", ty: Ty::Msg(201), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "matchFields", ty: Ty::Msg(201), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2070,10 +2186,10 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "externalID", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "providerID", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "unschedulable", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "taints", ty: Ty::Msg(296), card: Rep, presence: OmitEmpty },
-            Field { number: 6, json: "configSource", ty: Ty::Msg(179), card: One, presence: Wire },
+            Field { number: 5, json: "taints", ty: Ty::Msg(308), card: Rep, presence: OmitEmpty },
+            Field { number: 6, json: "configSource", ty: Ty::Msg(191), card: One, presence: Wire },
             Field { number: 7, json: "podCIDRs", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 8, json: "podPreemptionPolicy", ty: Ty::Msg(184), card: One, presence: Wire },
+            Field { number: 8, json: "podPreemptionPolicy", ty: Ty::Msg(196), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2081,19 +2197,19 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "capacity", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "allocatable", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "allocatable", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "conditions", ty: Ty::Msg(178), card: Rep, presence: OmitEmpty },
-            Field { number: 5, json: "addresses", ty: Ty::Msg(173), card: Rep, presence: OmitEmpty },
-            Field { number: 6, json: "daemonEndpoints", ty: Ty::Msg(181), card: One, presence: Always },
-            Field { number: 7, json: "nodeInfo", ty: Ty::Msg(194), card: One, presence: Always },
-            Field { number: 8, json: "images", ty: Ty::Msg(100), card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "conditions", ty: Ty::Msg(190), card: Rep, presence: OmitEmpty },
+            Field { number: 5, json: "addresses", ty: Ty::Msg(185), card: Rep, presence: OmitEmpty },
+            Field { number: 6, json: "daemonEndpoints", ty: Ty::Msg(193), card: One, presence: Always },
+            Field { number: 7, json: "nodeInfo", ty: Ty::Msg(206), card: One, presence: Always },
+            Field { number: 8, json: "images", ty: Ty::Msg(112), card: Rep, presence: OmitEmpty },
             Field { number: 9, json: "volumesInUse", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 10, json: "volumesAttached", ty: Ty::Msg(73), card: Rep, presence: OmitEmpty },
-            Field { number: 11, json: "config", ty: Ty::Msg(180), card: One, presence: Wire },
-            Field { number: 12, json: "runtimeHandlers", ty: Ty::Msg(186), card: Rep, presence: OmitEmpty },
-            Field { number: 13, json: "features", ty: Ty::Msg(182), card: One, presence: Wire },
+            Field { number: 10, json: "volumesAttached", ty: Ty::Msg(85), card: Rep, presence: OmitEmpty },
+            Field { number: 11, json: "config", ty: Ty::Msg(192), card: One, presence: Wire },
+            Field { number: 12, json: "runtimeHandlers", ty: Ty::Msg(198), card: Rep, presence: OmitEmpty },
+            Field { number: 13, json: "features", ty: Ty::Msg(194), card: One, presence: Wire },
             Field { number: 14, json: "declaredFeatures", ty: Ty::Str, card: Rep, presence: OmitEmpty },
         ],
     },
@@ -2120,7 +2236,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 8, json: "kubeProxyVersion", ty: Ty::Str, card: One, presence: Always },
             Field { number: 9, json: "operatingSystem", ty: Ty::Str, card: One, presence: Always },
             Field { number: 10, json: "architecture", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 11, json: "swap", ty: Ty::Msg(193), card: One, presence: Wire },
+            Field { number: 11, json: "swap", ty: Ty::Msg(205), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2151,9 +2267,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(207), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(208), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(219), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(220), card: One, presence: Always },
         ],
     },
     Message {
@@ -2161,9 +2277,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(201), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(202), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(213), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(214), card: One, presence: Always },
         ],
     },
     Message {
@@ -2173,8 +2289,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2184,8 +2300,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(198), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(210), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2194,13 +2310,13 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "resources", ty: Ty::Msg(311), card: One, presence: Always },
+            Field { number: 2, json: "resources", ty: Ty::Msg(323), card: One, presence: Always },
             Field { number: 3, json: "volumeName", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
             Field { number: 5, json: "storageClassName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 6, json: "volumeMode", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 7, json: "dataSource", ty: Ty::Msg(301), card: One, presence: Wire },
-            Field { number: 8, json: "dataSourceRef", ty: Ty::Msg(302), card: One, presence: Wire },
+            Field { number: 7, json: "dataSource", ty: Ty::Msg(313), card: One, presence: Wire },
+            Field { number: 8, json: "dataSourceRef", ty: Ty::Msg(314), card: One, presence: Wire },
             Field { number: 9, json: "volumeAttributesClassName", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -2211,13 +2327,13 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "capacity", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 4, json: "conditions", ty: Ty::Msg(199), card: Rep, presence: OmitEmpty },
-            Field { number: 5, json: "allocatedResources", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 3, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 4, json: "conditions", ty: Ty::Msg(211), card: Rep, presence: OmitEmpty },
+            Field { number: 5, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 7, json: "allocatedResourceStatuses", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 8, json: "currentVolumeAttributesClassName", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 9, json: "modifyVolumeStatus", ty: Ty::Msg(165), card: One, presence: Wire },
-            Field { number: 10, json: "healthStatus", ty: Ty::Msg(306), card: One, presence: Wire },
+            Field { number: 9, json: "modifyVolumeStatus", ty: Ty::Msg(177), card: One, presence: Wire },
+            Field { number: 10, json: "healthStatus", ty: Ty::Msg(318), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2225,8 +2341,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(201), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(213), card: One, presence: Always },
         ],
     },
     Message {
@@ -2243,8 +2359,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(197), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(209), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2252,28 +2368,28 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "gcePersistentDisk", ty: Ty::Msg(138), card: One, presence: Wire },
-            Field { number: 2, json: "awsElasticBlockStore", ty: Ty::Msg(70), card: One, presence: Wire },
-            Field { number: 3, json: "hostPath", ty: Ty::Msg(147), card: One, presence: Wire },
-            Field { number: 4, json: "glusterfs", ty: Ty::Msg(141), card: One, presence: Wire },
-            Field { number: 5, json: "nfs", ty: Ty::Msg(166), card: One, presence: Wire },
-            Field { number: 6, json: "rbd", ty: Ty::Msg(249), card: One, presence: Wire },
-            Field { number: 7, json: "iscsi", ty: Ty::Msg(148), card: One, presence: Wire },
-            Field { number: 8, json: "cinder", ty: Ty::Msg(84), card: One, presence: Wire },
-            Field { number: 9, json: "cephfs", ty: Ty::Msg(82), card: One, presence: Wire },
-            Field { number: 10, json: "fc", ty: Ty::Msg(133), card: One, presence: Wire },
-            Field { number: 11, json: "flocker", ty: Ty::Msg(137), card: One, presence: Wire },
-            Field { number: 12, json: "flexVolume", ty: Ty::Msg(135), card: One, presence: Wire },
-            Field { number: 13, json: "azureFile", ty: Ty::Msg(76), card: One, presence: Wire },
-            Field { number: 14, json: "vsphereVolume", ty: Ty::Msg(314), card: One, presence: Wire },
-            Field { number: 15, json: "quobyte", ty: Ty::Msg(248), card: One, presence: Wire },
-            Field { number: 16, json: "azureDisk", ty: Ty::Msg(75), card: One, presence: Wire },
-            Field { number: 17, json: "photonPersistentDisk", ty: Ty::Msg(209), card: One, presence: Wire },
-            Field { number: 18, json: "portworxVolume", ty: Ty::Msg(241), card: One, presence: Wire },
-            Field { number: 19, json: "scaleIO", ty: Ty::Msg(267), card: One, presence: Wire },
-            Field { number: 20, json: "local", ty: Ty::Msg(164), card: One, presence: Wire },
-            Field { number: 21, json: "storageos", ty: Ty::Msg(292), card: One, presence: Wire },
-            Field { number: 22, json: "csi", ty: Ty::Msg(79), card: One, presence: Wire },
+            Field { number: 1, json: "gcePersistentDisk", ty: Ty::Msg(150), card: One, presence: Wire },
+            Field { number: 2, json: "awsElasticBlockStore", ty: Ty::Msg(82), card: One, presence: Wire },
+            Field { number: 3, json: "hostPath", ty: Ty::Msg(159), card: One, presence: Wire },
+            Field { number: 4, json: "glusterfs", ty: Ty::Msg(153), card: One, presence: Wire },
+            Field { number: 5, json: "nfs", ty: Ty::Msg(178), card: One, presence: Wire },
+            Field { number: 6, json: "rbd", ty: Ty::Msg(261), card: One, presence: Wire },
+            Field { number: 7, json: "iscsi", ty: Ty::Msg(160), card: One, presence: Wire },
+            Field { number: 8, json: "cinder", ty: Ty::Msg(96), card: One, presence: Wire },
+            Field { number: 9, json: "cephfs", ty: Ty::Msg(94), card: One, presence: Wire },
+            Field { number: 10, json: "fc", ty: Ty::Msg(145), card: One, presence: Wire },
+            Field { number: 11, json: "flocker", ty: Ty::Msg(149), card: One, presence: Wire },
+            Field { number: 12, json: "flexVolume", ty: Ty::Msg(147), card: One, presence: Wire },
+            Field { number: 13, json: "azureFile", ty: Ty::Msg(88), card: One, presence: Wire },
+            Field { number: 14, json: "vsphereVolume", ty: Ty::Msg(326), card: One, presence: Wire },
+            Field { number: 15, json: "quobyte", ty: Ty::Msg(260), card: One, presence: Wire },
+            Field { number: 16, json: "azureDisk", ty: Ty::Msg(87), card: One, presence: Wire },
+            Field { number: 17, json: "photonPersistentDisk", ty: Ty::Msg(221), card: One, presence: Wire },
+            Field { number: 18, json: "portworxVolume", ty: Ty::Msg(253), card: One, presence: Wire },
+            Field { number: 19, json: "scaleIO", ty: Ty::Msg(279), card: One, presence: Wire },
+            Field { number: 20, json: "local", ty: Ty::Msg(176), card: One, presence: Wire },
+            Field { number: 21, json: "storageos", ty: Ty::Msg(304), card: One, presence: Wire },
+            Field { number: 22, json: "csi", ty: Ty::Msg(91), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2281,15 +2397,15 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "capacity", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "persistentVolumeSource", ty: Ty::Msg(206), card: One, presence: Inline },
+            Field { number: 1, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "persistentVolumeSource", ty: Ty::Msg(218), card: One, presence: Inline },
             Field { number: 3, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 4, json: "claimRef", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 4, json: "claimRef", ty: Ty::Msg(208), card: One, presence: Wire },
             Field { number: 5, json: "persistentVolumeReclaimPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "storageClassName", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "mountOptions", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 8, json: "volumeMode", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 9, json: "nodeAffinity", ty: Ty::Msg(309), card: One, presence: Wire },
+            Field { number: 9, json: "nodeAffinity", ty: Ty::Msg(321), card: One, presence: Wire },
             Field { number: 10, json: "volumeAttributesClassName", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -2301,7 +2417,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "lastPhaseTransitionTime", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 4, json: "lastPhaseTransitionTime", ty: Ty::Msg(387), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2318,9 +2434,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(234), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(235), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(246), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(247), card: One, presence: Always },
         ],
     },
     Message {
@@ -2328,8 +2444,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(212), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(315), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(224), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(327), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2337,10 +2453,10 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "labelSelector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 1, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
             Field { number: 2, json: "namespaces", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "topologyKey", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "namespaceSelector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 4, json: "namespaceSelector", ty: Ty::Msg(366), card: One, presence: Wire },
             Field { number: 5, json: "matchLabelKeys", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 6, json: "mismatchLabelKeys", ty: Ty::Str, card: Rep, presence: OmitEmpty },
         ],
@@ -2350,8 +2466,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(212), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(315), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "requiredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(224), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "preferredDuringSchedulingIgnoredDuringExecution", ty: Ty::Msg(327), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2388,8 +2504,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
@@ -2402,7 +2518,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "nameservers", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 2, json: "searches", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "options", ty: Ty::Msg(218), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "options", ty: Ty::Msg(230), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2432,7 +2548,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "requestMappings", ty: Ty::Msg(99), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "requestMappings", ty: Ty::Msg(111), card: Rep, presence: NullIfEmpty },
             Field { number: 2, json: "resourceClaimName", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -2449,8 +2565,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(210), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(222), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2462,7 +2578,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "follow", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 3, json: "previous", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 4, json: "sinceSeconds", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 5, json: "sinceTime", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 5, json: "sinceTime", ty: Ty::Msg(387), card: One, presence: Wire },
             Field { number: 6, json: "timestamps", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 7, json: "tailLines", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 8, json: "limitBytes", ty: Ty::I64, card: One, presence: Wire },
@@ -2542,17 +2658,17 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "seLinuxOptions", ty: Ty::Msg(266), card: One, presence: Wire },
+            Field { number: 1, json: "seLinuxOptions", ty: Ty::Msg(278), card: One, presence: Wire },
             Field { number: 2, json: "runAsUser", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 3, json: "runAsNonRoot", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 4, json: "supplementalGroups", ty: Ty::I64, card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "fsGroup", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 6, json: "runAsGroup", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 7, json: "sysctls", ty: Ty::Msg(294), card: Rep, presence: OmitEmpty },
-            Field { number: 8, json: "windowsOptions", ty: Ty::Msg(316), card: One, presence: Wire },
+            Field { number: 7, json: "sysctls", ty: Ty::Msg(306), card: Rep, presence: OmitEmpty },
+            Field { number: 8, json: "windowsOptions", ty: Ty::Msg(328), card: One, presence: Wire },
             Field { number: 9, json: "fsGroupChangePolicy", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 10, json: "seccompProfile", ty: Ty::Msg(271), card: One, presence: Wire },
-            Field { number: 11, json: "appArmorProfile", ty: Ty::Msg(72), card: One, presence: Wire },
+            Field { number: 10, json: "seccompProfile", ty: Ty::Msg(283), card: One, presence: Wire },
+            Field { number: 11, json: "appArmorProfile", ty: Ty::Msg(84), card: One, presence: Wire },
             Field { number: 12, json: "supplementalGroupsPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 13, json: "seLinuxChangePolicy", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -2562,7 +2678,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "podController", ty: Ty::Msg(362), card: One, presence: Wire },
+            Field { number: 1, json: "podController", ty: Ty::Msg(374), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2570,8 +2686,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "volumes", ty: Ty::Msg(303), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "containers", ty: Ty::Msg(98), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "volumes", ty: Ty::Msg(315), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "containers", ty: Ty::Msg(110), card: Rep, presence: NullIfEmpty },
             Field { number: 3, json: "restartPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "terminationGracePeriodSeconds", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 5, json: "activeDeadlineSeconds", ty: Ty::I64, card: One, presence: Wire },
@@ -2583,36 +2699,36 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 11, json: "hostNetwork", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 12, json: "hostPID", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 13, json: "hostIPC", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 14, json: "securityContext", ty: Ty::Msg(232), card: One, presence: Wire },
-            Field { number: 15, json: "imagePullSecrets", ty: Ty::Msg(163), card: Rep, presence: OmitEmpty },
+            Field { number: 14, json: "securityContext", ty: Ty::Msg(244), card: One, presence: Wire },
+            Field { number: 15, json: "imagePullSecrets", ty: Ty::Msg(175), card: Rep, presence: OmitEmpty },
             Field { number: 16, json: "hostname", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 17, json: "subdomain", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 18, json: "affinity", ty: Ty::Msg(71), card: One, presence: Wire },
+            Field { number: 18, json: "affinity", ty: Ty::Msg(83), card: One, presence: Wire },
             Field { number: 19, json: "schedulerName", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 20, json: "initContainers", ty: Ty::Msg(98), card: Rep, presence: OmitEmpty },
+            Field { number: 20, json: "initContainers", ty: Ty::Msg(110), card: Rep, presence: OmitEmpty },
             Field { number: 21, json: "automountServiceAccountToken", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 22, json: "tolerations", ty: Ty::Msg(297), card: Rep, presence: OmitEmpty },
-            Field { number: 23, json: "hostAliases", ty: Ty::Msg(145), card: Rep, presence: OmitEmpty },
+            Field { number: 22, json: "tolerations", ty: Ty::Msg(309), card: Rep, presence: OmitEmpty },
+            Field { number: 23, json: "hostAliases", ty: Ty::Msg(157), card: Rep, presence: OmitEmpty },
             Field { number: 24, json: "priorityClassName", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 25, json: "priority", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 26, json: "dnsConfig", ty: Ty::Msg(217), card: One, presence: Wire },
+            Field { number: 26, json: "dnsConfig", ty: Ty::Msg(229), card: One, presence: Wire },
             Field { number: 27, json: "shareProcessNamespace", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 28, json: "readinessGates", ty: Ty::Msg(227), card: Rep, presence: OmitEmpty },
+            Field { number: 28, json: "readinessGates", ty: Ty::Msg(239), card: Rep, presence: OmitEmpty },
             Field { number: 29, json: "runtimeClassName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 30, json: "enableServiceLinks", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 31, json: "preemptionPolicy", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 32, json: "overhead", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 33, json: "topologySpreadConstraints", ty: Ty::Msg(300), card: Rep, presence: OmitEmpty },
-            Field { number: 34, json: "ephemeralContainers", ty: Ty::Msg(124), card: Rep, presence: OmitEmpty },
+            Field { number: 32, json: "overhead", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 33, json: "topologySpreadConstraints", ty: Ty::Msg(312), card: Rep, presence: OmitEmpty },
+            Field { number: 34, json: "ephemeralContainers", ty: Ty::Msg(136), card: Rep, presence: OmitEmpty },
             Field { number: 35, json: "setHostnameAsFQDN", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 36, json: "os", ty: Ty::Msg(224), card: One, presence: Wire },
+            Field { number: 36, json: "os", ty: Ty::Msg(236), card: One, presence: Wire },
             Field { number: 37, json: "hostUsers", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 38, json: "schedulingGates", ty: Ty::Msg(230), card: Rep, presence: OmitEmpty },
-            Field { number: 39, json: "resourceClaims", ty: Ty::Msg(228), card: Rep, presence: OmitEmpty },
-            Field { number: 40, json: "resources", ty: Ty::Msg(264), card: One, presence: Wire },
+            Field { number: 38, json: "schedulingGates", ty: Ty::Msg(242), card: Rep, presence: OmitEmpty },
+            Field { number: 39, json: "resourceClaims", ty: Ty::Msg(240), card: Rep, presence: OmitEmpty },
+            Field { number: 40, json: "resources", ty: Ty::Msg(276), card: One, presence: Wire },
             Field { number: 41, json: "hostnameOverride", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 43, json: "schedulingGroup", ty: Ty::Msg(231), card: One, presence: Wire },
-            Field { number: 44, json: "evictionResponders", ty: Ty::Msg(131), card: Rep, presence: OmitEmpty },
+            Field { number: 43, json: "schedulingGroup", ty: Ty::Msg(243), card: One, presence: Wire },
+            Field { number: 44, json: "evictionResponders", ty: Ty::Msg(143), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2621,27 +2737,27 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(216), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(228), card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "hostIP", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "podIP", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "startTime", ty: Ty::Msg(375), card: One, presence: Wire },
-            Field { number: 8, json: "containerStatuses", ty: Ty::Msg(109), card: Rep, presence: OmitEmpty },
+            Field { number: 7, json: "startTime", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 8, json: "containerStatuses", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
             Field { number: 9, json: "qosClass", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 10, json: "initContainerStatuses", ty: Ty::Msg(109), card: Rep, presence: OmitEmpty },
+            Field { number: 10, json: "initContainerStatuses", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
             Field { number: 11, json: "nominatedNodeName", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 12, json: "podIPs", ty: Ty::Msg(221), card: Rep, presence: OmitEmpty },
-            Field { number: 13, json: "ephemeralContainerStatuses", ty: Ty::Msg(109), card: Rep, presence: OmitEmpty },
+            Field { number: 12, json: "podIPs", ty: Ty::Msg(233), card: Rep, presence: OmitEmpty },
+            Field { number: 13, json: "ephemeralContainerStatuses", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
             Field { number: 14, json: "resize", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 15, json: "resourceClaimStatuses", ty: Ty::Msg(229), card: Rep, presence: OmitEmpty },
-            Field { number: 16, json: "hostIPs", ty: Ty::Msg(146), card: Rep, presence: OmitEmpty },
+            Field { number: 15, json: "resourceClaimStatuses", ty: Ty::Msg(241), card: Rep, presence: OmitEmpty },
+            Field { number: 16, json: "hostIPs", ty: Ty::Msg(158), card: Rep, presence: OmitEmpty },
             Field { number: 17, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 18, json: "extendedResourceClaimStatus", ty: Ty::Msg(220), card: One, presence: Wire },
-            Field { number: 19, json: "allocatedResources", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 20, json: "resources", ty: Ty::Msg(264), card: One, presence: Wire },
-            Field { number: 21, json: "nodeAllocatableResourceClaimStatuses", ty: Ty::Msg(177), card: Rep, presence: OmitEmpty },
-            Field { number: 22, json: "volumeHealth", ty: Ty::Msg(239), card: Rep, presence: OmitEmpty },
+            Field { number: 18, json: "extendedResourceClaimStatus", ty: Ty::Msg(232), card: One, presence: Wire },
+            Field { number: 19, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 20, json: "resources", ty: Ty::Msg(276), card: One, presence: Wire },
+            Field { number: 21, json: "nodeAllocatableResourceClaimStatuses", ty: Ty::Msg(189), card: Rep, presence: OmitEmpty },
+            Field { number: 22, json: "volumeHealth", ty: Ty::Msg(251), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2649,8 +2765,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "template", ty: Ty::Msg(238), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
         ],
     },
     Message {
@@ -2658,8 +2774,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(236), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(248), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2667,8 +2783,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(234), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(246), card: One, presence: Always },
         ],
     },
     Message {
@@ -2677,8 +2793,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "healthConditions", ty: Ty::Msg(305), card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 2, json: "healthConditions", ty: Ty::Msg(317), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
         ],
     },
     Message {
@@ -2714,8 +2830,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "podSignature", ty: Ty::Msg(233), card: One, presence: Always },
-            Field { number: 2, json: "evictionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 1, json: "podSignature", ty: Ty::Msg(245), card: One, presence: Always },
+            Field { number: 2, json: "evictionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2726,7 +2842,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "weight", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 2, json: "preference", ty: Ty::Msg(190), card: One, presence: Always },
+            Field { number: 2, json: "preference", ty: Ty::Msg(202), card: One, presence: Always },
         ],
     },
     Message {
@@ -2734,7 +2850,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "handler", ty: Ty::Msg(246), card: One, presence: Inline },
+            Field { number: 1, json: "handler", ty: Ty::Msg(258), card: One, presence: Inline },
             Field { number: 2, json: "initialDelaySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 3, json: "timeoutSeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 4, json: "periodSeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
@@ -2748,10 +2864,10 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "exec", ty: Ty::Msg(132), card: One, presence: Wire },
-            Field { number: 2, json: "httpGet", ty: Ty::Msg(143), card: One, presence: Wire },
-            Field { number: 3, json: "tcpSocket", ty: Ty::Msg(295), card: One, presence: Wire },
-            Field { number: 4, json: "grpc", ty: Ty::Msg(139), card: One, presence: Wire },
+            Field { number: 1, json: "exec", ty: Ty::Msg(144), card: One, presence: Wire },
+            Field { number: 2, json: "httpGet", ty: Ty::Msg(155), card: One, presence: Wire },
+            Field { number: 3, json: "tcpSocket", ty: Ty::Msg(307), card: One, presence: Wire },
+            Field { number: 4, json: "grpc", ty: Ty::Msg(151), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2759,7 +2875,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "sources", ty: Ty::Msg(310), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "sources", ty: Ty::Msg(322), card: Rep, presence: NullIfEmpty },
             Field { number: 2, json: "defaultMode", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 3, json: "defaultUser", ty: Ty::I64, card: One, presence: Wire },
         ],
@@ -2788,7 +2904,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 4, json: "pool", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "user", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "keyring", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "secretRef", ty: Ty::Msg(277), card: One, presence: Wire },
+            Field { number: 7, json: "secretRef", ty: Ty::Msg(289), card: One, presence: Wire },
             Field { number: 8, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
         ],
     },
@@ -2803,7 +2919,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 4, json: "pool", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "user", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "keyring", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 7, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
             Field { number: 8, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
         ],
     },
@@ -2812,7 +2928,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "range", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "data", ty: Ty::Bytes, card: One, presence: NullIfEmpty },
         ],
@@ -2822,9 +2938,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(255), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(256), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(267), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(268), card: One, presence: Always },
         ],
     },
     Message {
@@ -2834,7 +2950,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2844,8 +2960,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(252), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(264), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2855,7 +2971,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 2, json: "selector", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 3, json: "template", ty: Ty::Msg(238), card: One, presence: Wire },
+            Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Wire },
             Field { number: 4, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -2869,7 +2985,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 3, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
             Field { number: 4, json: "readyReplicas", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 5, json: "availableReplicas", ty: Ty::I32, card: One, presence: OmitEmpty },
-            Field { number: 6, json: "conditions", ty: Ty::Msg(253), card: Rep, presence: OmitEmpty },
+            Field { number: 6, json: "conditions", ty: Ty::Msg(265), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2888,7 +3004,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "containerName", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "resource", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "divisor", ty: Ty::Msg(333), card: One, presence: Always },
+            Field { number: 3, json: "divisor", ty: Ty::Msg(345), card: One, presence: Always },
         ],
     },
     Message {
@@ -2906,9 +3022,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(262), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(263), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(274), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(275), card: One, presence: Always },
         ],
     },
     Message {
@@ -2916,8 +3032,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(260), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(272), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -2925,9 +3041,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "hard", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "hard", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 2, json: "scopes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "scopeSelector", ty: Ty::Msg(269), card: One, presence: Wire },
+            Field { number: 3, json: "scopeSelector", ty: Ty::Msg(281), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2935,8 +3051,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "hard", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "used", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "hard", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "used", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -2944,9 +3060,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "limits", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "requests", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 3, json: "claims", ty: Ty::Msg(257), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "limits", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "requests", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 3, json: "claims", ty: Ty::Msg(269), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2955,7 +3071,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "resources", ty: Ty::Msg(259), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "resources", ty: Ty::Msg(271), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -2976,7 +3092,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "gateway", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "system", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "secretRef", ty: Ty::Msg(277), card: One, presence: WireOrNull },
+            Field { number: 3, json: "secretRef", ty: Ty::Msg(289), card: One, presence: WireOrNull },
             Field { number: 4, json: "sslEnabled", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 5, json: "protectionDomain", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "storagePool", ty: Ty::Str, card: One, presence: OmitEmpty },
@@ -2993,7 +3109,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "gateway", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "system", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "secretRef", ty: Ty::Msg(163), card: One, presence: WireOrNull },
+            Field { number: 3, json: "secretRef", ty: Ty::Msg(175), card: One, presence: WireOrNull },
             Field { number: 4, json: "sslEnabled", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 5, json: "protectionDomain", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "storagePool", ty: Ty::Str, card: One, presence: OmitEmpty },
@@ -3008,7 +3124,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "matchExpressions", ty: Ty::Msg(270), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "matchExpressions", ty: Ty::Msg(282), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3035,7 +3151,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
             Field { number: 2, json: "data", ty: Ty::Bytes, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "stringData", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
@@ -3047,7 +3163,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
             Field { number: 2, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
     },
@@ -3056,7 +3172,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
             Field { number: 2, json: "key", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
@@ -3066,8 +3182,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(272), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(284), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3075,8 +3191,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(163), card: One, presence: Inline },
-            Field { number: 2, json: "items", ty: Ty::Msg(152), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "localObjectReference", ty: Ty::Msg(175), card: One, presence: Inline },
+            Field { number: 2, json: "items", ty: Ty::Msg(164), card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
         ],
     },
@@ -3095,7 +3211,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "secretName", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "items", ty: Ty::Msg(152), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "items", ty: Ty::Msg(164), card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "defaultMode", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 4, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 5, json: "defaultUser", ty: Ty::I64, card: One, presence: Wire },
@@ -3106,18 +3222,18 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "capabilities", ty: Ty::Msg(81), card: One, presence: Wire },
+            Field { number: 1, json: "capabilities", ty: Ty::Msg(93), card: One, presence: Wire },
             Field { number: 2, json: "privileged", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 3, json: "seLinuxOptions", ty: Ty::Msg(266), card: One, presence: Wire },
+            Field { number: 3, json: "seLinuxOptions", ty: Ty::Msg(278), card: One, presence: Wire },
             Field { number: 4, json: "runAsUser", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 5, json: "runAsNonRoot", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 6, json: "readOnlyRootFilesystem", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 7, json: "allowPrivilegeEscalation", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 8, json: "runAsGroup", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 9, json: "procMount", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 10, json: "windowsOptions", ty: Ty::Msg(316), card: One, presence: Wire },
-            Field { number: 11, json: "seccompProfile", ty: Ty::Msg(271), card: One, presence: Wire },
-            Field { number: 12, json: "appArmorProfile", ty: Ty::Msg(72), card: One, presence: Wire },
+            Field { number: 10, json: "windowsOptions", ty: Ty::Msg(328), card: One, presence: Wire },
+            Field { number: 11, json: "seccompProfile", ty: Ty::Msg(283), card: One, presence: Wire },
+            Field { number: 12, json: "appArmorProfile", ty: Ty::Msg(84), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3125,7 +3241,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "reference", ty: Ty::Msg(196), card: One, presence: Always },
+            Field { number: 1, json: "reference", ty: Ty::Msg(208), card: One, presence: Always },
         ],
     },
     Message {
@@ -3133,9 +3249,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(288), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(289), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(300), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(301), card: One, presence: Always },
         ],
     },
     Message {
@@ -3143,9 +3259,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "secrets", ty: Ty::Msg(196), card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "imagePullSecrets", ty: Ty::Msg(163), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "secrets", ty: Ty::Msg(208), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "imagePullSecrets", ty: Ty::Msg(175), card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "automountServiceAccountToken", ty: Ty::Bool, card: One, presence: Wire },
         ],
     },
@@ -3154,8 +3270,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(282), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(294), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3174,8 +3290,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(281), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(293), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3186,7 +3302,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "protocol", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "port", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 4, json: "targetPort", ty: Ty::Msg(384), card: One, presence: Always },
+            Field { number: 4, json: "targetPort", ty: Ty::Msg(396), card: One, presence: Always },
             Field { number: 5, json: "nodePort", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "appProtocol", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -3204,7 +3320,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "ports", ty: Ty::Msg(286), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "ports", ty: Ty::Msg(298), card: Rep, presence: OmitEmpty },
             Field { number: 2, json: "selector", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "clusterIP", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
@@ -3216,7 +3332,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 11, json: "externalTrafficPolicy", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 12, json: "healthCheckNodePort", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 13, json: "publishNotReadyAddresses", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 14, json: "sessionAffinityConfig", ty: Ty::Msg(290), card: One, presence: Wire },
+            Field { number: 14, json: "sessionAffinityConfig", ty: Ty::Msg(302), card: One, presence: Wire },
             Field { number: 17, json: "ipFamilyPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 18, json: "clusterIPs", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 19, json: "ipFamilies", ty: Ty::Str, card: Rep, presence: OmitEmpty },
@@ -3231,8 +3347,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "loadBalancer", ty: Ty::Msg(162), card: One, presence: Always },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(341), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "loadBalancer", ty: Ty::Msg(174), card: One, presence: Always },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(353), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3240,7 +3356,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "clientIP", ty: Ty::Msg(86), card: One, presence: Wire },
+            Field { number: 1, json: "clientIP", ty: Ty::Msg(98), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3260,7 +3376,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "volumeNamespace", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "secretRef", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 5, json: "secretRef", ty: Ty::Msg(208), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3272,7 +3388,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "volumeNamespace", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "fsType", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "secretRef", ty: Ty::Msg(163), card: One, presence: Wire },
+            Field { number: 5, json: "secretRef", ty: Ty::Msg(175), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3289,7 +3405,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "port", ty: Ty::Msg(384), card: One, presence: Always },
+            Field { number: 1, json: "port", ty: Ty::Msg(396), card: One, presence: Always },
             Field { number: 2, json: "host", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -3301,7 +3417,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "key", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "value", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "effect", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "timeAdded", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 4, json: "timeAdded", ty: Ty::Msg(387), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3330,7 +3446,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "matchLabelExpressions", ty: Ty::Msg(298), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "matchLabelExpressions", ty: Ty::Msg(310), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3341,7 +3457,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "maxSkew", ty: Ty::I32, card: One, presence: Always },
             Field { number: 2, json: "topologyKey", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "whenUnsatisfiable", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "labelSelector", ty: Ty::Msg(354), card: One, presence: Wire },
+            Field { number: 4, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
             Field { number: 5, json: "minDomains", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 6, json: "nodeAffinityPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "nodeTaintsPolicy", ty: Ty::Str, card: One, presence: Wire },
@@ -3375,7 +3491,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "volumeSource", ty: Ty::Msg(312), card: One, presence: Inline },
+            Field { number: 2, json: "volumeSource", ty: Ty::Msg(324), card: One, presence: Inline },
         ],
     },
     Message {
@@ -3402,8 +3518,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "healthConditions", ty: Ty::Msg(305), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 1, json: "healthConditions", ty: Ty::Msg(317), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
         ],
     },
     Message {
@@ -3430,7 +3546,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "mountPath", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "readOnly", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 4, json: "recursiveReadOnly", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 5, json: "volumeStatus", ty: Ty::Msg(313), card: One, presence: Wire },
+            Field { number: 5, json: "volumeStatus", ty: Ty::Msg(325), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3438,7 +3554,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "required", ty: Ty::Msg(188), card: One, presence: Wire },
+            Field { number: 1, json: "required", ty: Ty::Msg(200), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3446,12 +3562,12 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "secret", ty: Ty::Msg(276), card: One, presence: Wire },
-            Field { number: 2, json: "downwardAPI", ty: Ty::Msg(112), card: One, presence: Wire },
-            Field { number: 3, json: "configMap", ty: Ty::Msg(96), card: One, presence: Wire },
-            Field { number: 4, json: "serviceAccountToken", ty: Ty::Msg(284), card: One, presence: Wire },
-            Field { number: 5, json: "clusterTrustBundle", ty: Ty::Msg(87), card: One, presence: Wire },
-            Field { number: 6, json: "podCertificate", ty: Ty::Msg(215), card: One, presence: Wire },
+            Field { number: 1, json: "secret", ty: Ty::Msg(288), card: One, presence: Wire },
+            Field { number: 2, json: "downwardAPI", ty: Ty::Msg(124), card: One, presence: Wire },
+            Field { number: 3, json: "configMap", ty: Ty::Msg(108), card: One, presence: Wire },
+            Field { number: 4, json: "serviceAccountToken", ty: Ty::Msg(296), card: One, presence: Wire },
+            Field { number: 5, json: "clusterTrustBundle", ty: Ty::Msg(99), card: One, presence: Wire },
+            Field { number: 6, json: "podCertificate", ty: Ty::Msg(227), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3459,8 +3575,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "limits", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "requests", ty: Ty::Msg(333), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "limits", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "requests", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -3468,36 +3584,36 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "hostPath", ty: Ty::Msg(147), card: One, presence: Wire },
-            Field { number: 2, json: "emptyDir", ty: Ty::Msg(115), card: One, presence: Wire },
-            Field { number: 3, json: "gcePersistentDisk", ty: Ty::Msg(138), card: One, presence: Wire },
-            Field { number: 4, json: "awsElasticBlockStore", ty: Ty::Msg(70), card: One, presence: Wire },
-            Field { number: 5, json: "gitRepo", ty: Ty::Msg(140), card: One, presence: Wire },
-            Field { number: 6, json: "secret", ty: Ty::Msg(278), card: One, presence: Wire },
-            Field { number: 7, json: "nfs", ty: Ty::Msg(166), card: One, presence: Wire },
-            Field { number: 8, json: "iscsi", ty: Ty::Msg(149), card: One, presence: Wire },
-            Field { number: 9, json: "glusterfs", ty: Ty::Msg(142), card: One, presence: Wire },
-            Field { number: 10, json: "persistentVolumeClaim", ty: Ty::Msg(204), card: One, presence: Wire },
-            Field { number: 11, json: "rbd", ty: Ty::Msg(250), card: One, presence: Wire },
-            Field { number: 12, json: "flexVolume", ty: Ty::Msg(136), card: One, presence: Wire },
-            Field { number: 13, json: "cinder", ty: Ty::Msg(85), card: One, presence: Wire },
-            Field { number: 14, json: "cephfs", ty: Ty::Msg(83), card: One, presence: Wire },
-            Field { number: 15, json: "flocker", ty: Ty::Msg(137), card: One, presence: Wire },
-            Field { number: 16, json: "downwardAPI", ty: Ty::Msg(114), card: One, presence: Wire },
-            Field { number: 17, json: "fc", ty: Ty::Msg(133), card: One, presence: Wire },
-            Field { number: 18, json: "azureFile", ty: Ty::Msg(77), card: One, presence: Wire },
-            Field { number: 19, json: "configMap", ty: Ty::Msg(97), card: One, presence: Wire },
-            Field { number: 20, json: "vsphereVolume", ty: Ty::Msg(314), card: One, presence: Wire },
-            Field { number: 21, json: "quobyte", ty: Ty::Msg(248), card: One, presence: Wire },
-            Field { number: 22, json: "azureDisk", ty: Ty::Msg(75), card: One, presence: Wire },
-            Field { number: 23, json: "photonPersistentDisk", ty: Ty::Msg(209), card: One, presence: Wire },
-            Field { number: 24, json: "portworxVolume", ty: Ty::Msg(241), card: One, presence: Wire },
-            Field { number: 25, json: "scaleIO", ty: Ty::Msg(268), card: One, presence: Wire },
-            Field { number: 26, json: "projected", ty: Ty::Msg(247), card: One, presence: Wire },
-            Field { number: 27, json: "storageos", ty: Ty::Msg(293), card: One, presence: Wire },
-            Field { number: 28, json: "csi", ty: Ty::Msg(80), card: One, presence: Wire },
-            Field { number: 29, json: "ephemeral", ty: Ty::Msg(126), card: One, presence: Wire },
-            Field { number: 30, json: "image", ty: Ty::Msg(150), card: One, presence: Wire },
+            Field { number: 1, json: "hostPath", ty: Ty::Msg(159), card: One, presence: Wire },
+            Field { number: 2, json: "emptyDir", ty: Ty::Msg(127), card: One, presence: Wire },
+            Field { number: 3, json: "gcePersistentDisk", ty: Ty::Msg(150), card: One, presence: Wire },
+            Field { number: 4, json: "awsElasticBlockStore", ty: Ty::Msg(82), card: One, presence: Wire },
+            Field { number: 5, json: "gitRepo", ty: Ty::Msg(152), card: One, presence: Wire },
+            Field { number: 6, json: "secret", ty: Ty::Msg(290), card: One, presence: Wire },
+            Field { number: 7, json: "nfs", ty: Ty::Msg(178), card: One, presence: Wire },
+            Field { number: 8, json: "iscsi", ty: Ty::Msg(161), card: One, presence: Wire },
+            Field { number: 9, json: "glusterfs", ty: Ty::Msg(154), card: One, presence: Wire },
+            Field { number: 10, json: "persistentVolumeClaim", ty: Ty::Msg(216), card: One, presence: Wire },
+            Field { number: 11, json: "rbd", ty: Ty::Msg(262), card: One, presence: Wire },
+            Field { number: 12, json: "flexVolume", ty: Ty::Msg(148), card: One, presence: Wire },
+            Field { number: 13, json: "cinder", ty: Ty::Msg(97), card: One, presence: Wire },
+            Field { number: 14, json: "cephfs", ty: Ty::Msg(95), card: One, presence: Wire },
+            Field { number: 15, json: "flocker", ty: Ty::Msg(149), card: One, presence: Wire },
+            Field { number: 16, json: "downwardAPI", ty: Ty::Msg(126), card: One, presence: Wire },
+            Field { number: 17, json: "fc", ty: Ty::Msg(145), card: One, presence: Wire },
+            Field { number: 18, json: "azureFile", ty: Ty::Msg(89), card: One, presence: Wire },
+            Field { number: 19, json: "configMap", ty: Ty::Msg(109), card: One, presence: Wire },
+            Field { number: 20, json: "vsphereVolume", ty: Ty::Msg(326), card: One, presence: Wire },
+            Field { number: 21, json: "quobyte", ty: Ty::Msg(260), card: One, presence: Wire },
+            Field { number: 22, json: "azureDisk", ty: Ty::Msg(87), card: One, presence: Wire },
+            Field { number: 23, json: "photonPersistentDisk", ty: Ty::Msg(221), card: One, presence: Wire },
+            Field { number: 24, json: "portworxVolume", ty: Ty::Msg(253), card: One, presence: Wire },
+            Field { number: 25, json: "scaleIO", ty: Ty::Msg(280), card: One, presence: Wire },
+            Field { number: 26, json: "projected", ty: Ty::Msg(259), card: One, presence: Wire },
+            Field { number: 27, json: "storageos", ty: Ty::Msg(305), card: One, presence: Wire },
+            Field { number: 28, json: "csi", ty: Ty::Msg(92), card: One, presence: Wire },
+            Field { number: 29, json: "ephemeral", ty: Ty::Msg(138), card: One, presence: Wire },
+            Field { number: 30, json: "image", ty: Ty::Msg(162), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3505,7 +3621,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "image", ty: Ty::Msg(151), card: One, presence: Wire },
+            Field { number: 1, json: "image", ty: Ty::Msg(163), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3525,7 +3641,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "weight", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 2, json: "podAffinityTerm", ty: Ty::Msg(212), card: One, presence: Always },
+            Field { number: 2, json: "podAffinityTerm", ty: Ty::Msg(224), card: One, presence: Always },
         ],
     },
     Message {
@@ -3545,13 +3661,13 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "addresses", ty: Ty::Str, card: Rep, presence: NullIfEmpty },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(318), card: One, presence: Always },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(330), card: One, presence: Always },
             Field { number: 3, json: "hostname", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 4, json: "targetRef", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 4, json: "targetRef", ty: Ty::Msg(208), card: One, presence: Wire },
             Field { number: 5, json: "deprecatedTopology", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 6, json: "nodeName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "zone", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 8, json: "hints", ty: Ty::Msg(319), card: One, presence: Wire },
+            Field { number: 8, json: "hints", ty: Ty::Msg(331), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3569,8 +3685,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "forZones", ty: Ty::Msg(324), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "forNodes", ty: Ty::Msg(323), card: Rep, presence: OmitEmpty },
+            Field { number: 1, json: "forZones", ty: Ty::Msg(336), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "forNodes", ty: Ty::Msg(335), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3589,9 +3705,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "endpoints", ty: Ty::Msg(317), card: Rep, presence: NullIfEmpty },
-            Field { number: 3, json: "ports", ty: Ty::Msg(320), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "endpoints", ty: Ty::Msg(329), card: Rep, presence: NullIfEmpty },
+            Field { number: 3, json: "ports", ty: Ty::Msg(332), card: Rep, presence: NullIfEmpty },
             Field { number: 4, json: "addressType", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -3600,8 +3716,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(321), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(333), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3625,20 +3741,20 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "eventTime", ty: Ty::Msg(360), card: One, presence: Always },
-            Field { number: 3, json: "series", ty: Ty::Msg(327), card: One, presence: Wire },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "eventTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 3, json: "series", ty: Ty::Msg(339), card: One, presence: Wire },
             Field { number: 4, json: "reportingController", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "reportingInstance", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "action", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 8, json: "regarding", ty: Ty::Msg(196), card: One, presence: Always },
-            Field { number: 9, json: "related", ty: Ty::Msg(196), card: One, presence: Wire },
+            Field { number: 8, json: "regarding", ty: Ty::Msg(208), card: One, presence: Always },
+            Field { number: 9, json: "related", ty: Ty::Msg(208), card: One, presence: Wire },
             Field { number: 10, json: "note", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 11, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 12, json: "deprecatedSource", ty: Ty::Msg(130), card: One, presence: Always },
-            Field { number: 13, json: "deprecatedFirstTimestamp", ty: Ty::Msg(375), card: One, presence: Always },
-            Field { number: 14, json: "deprecatedLastTimestamp", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 12, json: "deprecatedSource", ty: Ty::Msg(142), card: One, presence: Always },
+            Field { number: 13, json: "deprecatedFirstTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 14, json: "deprecatedLastTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 15, json: "deprecatedCount", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -3647,8 +3763,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(325), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(337), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3657,7 +3773,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "count", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(360), card: One, presence: Always },
+            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(372), card: One, presence: Always },
         ],
     },
     Message {
@@ -3665,8 +3781,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "deleteOptions", ty: Ty::Msg(343), card: One, presence: Wire },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "deleteOptions", ty: Ty::Msg(355), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3674,9 +3790,9 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
-            Field { number: 2, json: "spec", ty: Ty::Msg(331), card: One, presence: Always },
-            Field { number: 3, json: "status", ty: Ty::Msg(332), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 2, json: "spec", ty: Ty::Msg(343), card: One, presence: Always },
+            Field { number: 3, json: "status", ty: Ty::Msg(344), card: One, presence: Always },
         ],
     },
     Message {
@@ -3684,8 +3800,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(329), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(341), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3693,9 +3809,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "minAvailable", ty: Ty::Msg(384), card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(354), card: One, presence: Wire },
-            Field { number: 3, json: "maxUnavailable", ty: Ty::Msg(384), card: One, presence: Wire },
+            Field { number: 1, json: "minAvailable", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 3, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
             Field { number: 4, json: "unhealthyPodEvictionPolicy", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -3705,12 +3821,12 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "disruptedPods", ty: Ty::Msg(375), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "disruptedPods", ty: Ty::Msg(387), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "disruptionsAllowed", ty: Ty::I32, card: One, presence: Always },
             Field { number: 4, json: "currentHealthy", ty: Ty::I32, card: One, presence: Always },
             Field { number: 5, json: "desiredHealthy", ty: Ty::I32, card: One, presence: Always },
             Field { number: 6, json: "expectedPods", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 7, json: "conditions", ty: Ty::Msg(341), card: Rep, presence: OmitEmpty },
+            Field { number: 7, json: "conditions", ty: Ty::Msg(353), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3735,9 +3851,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "versions", ty: Ty::Msg(351), card: Rep, presence: NullIfEmpty },
-            Field { number: 3, json: "preferredVersion", ty: Ty::Msg(351), card: One, presence: Always },
-            Field { number: 4, json: "serverAddressByClientCIDRs", ty: Ty::Msg(369), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "versions", ty: Ty::Msg(363), card: Rep, presence: NullIfEmpty },
+            Field { number: 3, json: "preferredVersion", ty: Ty::Msg(363), card: One, presence: Always },
+            Field { number: 4, json: "serverAddressByClientCIDRs", ty: Ty::Msg(381), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3745,7 +3861,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "groups", ty: Ty::Msg(335), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "groups", ty: Ty::Msg(347), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3756,7 +3872,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "namespaced", ty: Ty::Bool, card: One, presence: Always },
             Field { number: 3, json: "kind", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "verbs", ty: Ty::Msg(379), card: One, presence: NullIfEmpty },
+            Field { number: 4, json: "verbs", ty: Ty::Msg(391), card: One, presence: NullIfEmpty },
             Field { number: 5, json: "shortNames", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 6, json: "singularName", ty: Ty::Str, card: One, presence: Always },
             Field { number: 7, json: "categories", ty: Ty::Str, card: Rep, presence: OmitEmpty },
@@ -3771,7 +3887,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "groupVersion", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "resources", ty: Ty::Msg(337), card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "resources", ty: Ty::Msg(349), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3780,7 +3896,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "versions", ty: Ty::Str, card: Rep, presence: NullIfEmpty },
-            Field { number: 2, json: "serverAddressByClientCIDRs", ty: Ty::Msg(369), card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "serverAddressByClientCIDRs", ty: Ty::Msg(381), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3801,7 +3917,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: Always },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: Always },
         ],
@@ -3822,7 +3938,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "gracePeriodSeconds", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 2, json: "preconditions", ty: Ty::Msg(367), card: One, presence: Wire },
+            Field { number: 2, json: "preconditions", ty: Ty::Msg(379), card: One, presence: Wire },
             Field { number: 3, json: "orphanDependents", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 4, json: "propagationPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 5, json: "dryRun", ty: Ty::Str, card: Rep, presence: OmitEmpty },
@@ -3923,7 +4039,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "matchLabels", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "matchExpressions", ty: Ty::Msg(355), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "matchExpressions", ty: Ty::Msg(367), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3941,8 +4057,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(381), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(393), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3954,7 +4070,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resourceVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "continue", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "remainingItemCount", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 5, json: "shardInfo", ty: Ty::Msg(370), card: One, presence: Wire },
+            Field { number: 5, json: "shardInfo", ty: Ty::Msg(382), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3983,9 +4099,9 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "manager", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "operation", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "apiVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "time", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 4, json: "time", ty: Ty::Msg(387), card: One, presence: Wire },
             Field { number: 6, json: "fieldsType", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "fieldsV1", ty: Ty::Msg(346), card: One, presence: Wire },
+            Field { number: 7, json: "fieldsV1", ty: Ty::Msg(358), card: One, presence: Wire },
             Field { number: 8, json: "subresource", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -4010,14 +4126,14 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 5, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "resourceVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "generation", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 8, json: "creationTimestamp", ty: Ty::Msg(375), card: One, presence: OmitEmpty },
-            Field { number: 9, json: "deletionTimestamp", ty: Ty::Msg(375), card: One, presence: Wire },
+            Field { number: 8, json: "creationTimestamp", ty: Ty::Msg(387), card: One, presence: OmitEmpty },
+            Field { number: 9, json: "deletionTimestamp", ty: Ty::Msg(387), card: One, presence: Wire },
             Field { number: 10, json: "deletionGracePeriodSeconds", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 11, json: "labels", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 12, json: "annotations", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 13, json: "ownerReferences", ty: Ty::Msg(362), card: Rep, presence: OmitEmpty },
+            Field { number: 13, json: "ownerReferences", ty: Ty::Msg(374), card: Rep, presence: OmitEmpty },
             Field { number: 14, json: "finalizers", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 17, json: "managedFields", ty: Ty::Msg(359), card: Rep, presence: OmitEmpty },
+            Field { number: 17, json: "managedFields", ty: Ty::Msg(371), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -4038,7 +4154,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(361), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
         ],
     },
     Message {
@@ -4046,8 +4162,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(363), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(375), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -4106,11 +4222,11 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "details", ty: Ty::Msg(373), card: One, presence: Wire },
+            Field { number: 5, json: "details", ty: Ty::Msg(385), card: One, presence: Wire },
             Field { number: 6, json: "code", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -4132,7 +4248,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "group", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "kind", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "causes", ty: Ty::Msg(372), card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "causes", ty: Ty::Msg(384), card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "retryAfterSeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -4196,7 +4312,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "object", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "object", ty: Ty::Msg(393), card: One, presence: Always },
         ],
     },
     Message {
@@ -4219,7 +4335,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "typeMeta", ty: Ty::Msg(382), card: One, presence: Inline },
+            Field { number: 1, json: "typeMeta", ty: Ty::Msg(394), card: One, presence: Inline },
             Field { number: 3, json: "ContentEncoding", ty: Ty::Str, card: One, presence: Always },
             Field { number: 4, json: "ContentType", ty: Ty::Str, card: One, presence: Always },
         ],

@@ -283,6 +283,7 @@ fn every_message_reference_is_in_range_and_fields_sorted() {
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
         ("autoscaling/v1", "Scale"),
+        ("authentication.k8s.io/v1", "TokenRequest"),
         ("v1", "DeleteOptions"),
     ] {
         assert!(message_for(av, kind).is_some(), "{av} {kind}");

@@ -5,7 +5,7 @@
 //! Start at [`definitions`].
 
 use k8s_openapi::api::{
-    apps, authorization, autoscaling, coordination, core, discovery, events, policy,
+    apps, authorization, autoscaling, coordination, core, discovery, events, policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -82,6 +82,16 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
         }
         ("authorization.k8s.io", "SelfSubjectRulesReview") => {
             drop(g.subschema_for::<authorization::v1::SelfSubjectRulesReview>())
+        }
+        ("rbac.authorization.k8s.io", "Role") => drop(g.subschema_for::<rbac::v1::Role>()),
+        ("rbac.authorization.k8s.io", "ClusterRole") => {
+            drop(g.subschema_for::<rbac::v1::ClusterRole>())
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding") => {
+            drop(g.subschema_for::<rbac::v1::RoleBinding>())
+        }
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => {
+            drop(g.subschema_for::<rbac::v1::ClusterRoleBinding>())
         }
         _ => {}
     }

@@ -99,6 +99,7 @@ fn converted(alias: &ResourceInfo, ctx: &Ctx) -> Result<(Ctx, Value, Vec<String>
         accept: ctx.accept.clone(),
         content_type: Some("application/json".into()),
         body: Bytes::from(serde_json::to_vec(&core).unwrap_or_default()),
+        user: ctx.user.clone(),
     };
     Ok((core_ctx, v1, warnings))
 }

@@ -22,6 +22,7 @@ pub(crate) mod evict;
 mod pod_log;
 mod read;
 mod sub;
+mod token;
 mod watch;
 mod watch_shared;
 mod write;
@@ -29,7 +30,7 @@ mod write;
 pub use delete::delete_now;
 pub use pod_log::KubeletDialer;
 pub(crate) use watch_shared::SharedEvents;
-pub use write::{FieldValidation, WriteOptions, Written, create_object};
+pub use write::{FieldValidation, WriteOptions, Written, apply_patch, create_object};
 
 /// One request, parsed.
 pub struct Ctx {
@@ -38,6 +39,8 @@ pub struct Ctx {
     pub accept: Option<String>,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// Who sent the request, as authentication found it.
+    pub user: crate::authn::UserInfo,
 }
 
 impl Ctx {
@@ -136,6 +139,9 @@ pub async fn handle(
         // Negotiate the answer before writing anything, as upstream does (406 up front).
         ctx.output()?;
     }
+    if server.cfg.node_restriction {
+        crate::noderestriction::admit(server, &t, &ctx).await?;
+    }
     if let Some(core) = api::resources::storage_alias_of(t.res) {
         return events_v1::handle(server, t, core, ctx).await;
     }
@@ -168,16 +174,16 @@ pub async fn handle(
     }
 }
 
-/// No authentication yet: every request acts as the cluster admin.
+/// The cluster admin's user name (the plain listener's insecure superuser).
 pub const USERNAME: &str = "system:admin";
 
 /// Answer an access review (never stored): 201 with the computed status.
 fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_json()?;
-    let user = USERNAME;
+    let user = &ctx.user;
     let answer = match t.res.kind {
-        "SelfSubjectAccessReview" => crate::authz::access_review(&*server.authorizer, user, &body)?,
-        _ => crate::authz::rules_review(&*server.authorizer, user, &body)?,
+        "SelfSubjectAccessReview" => crate::authz::access_review(&server.authorizer, user, &body)?,
+        _ => crate::authz::rules_review(&server.authorizer, user, &body)?,
     };
     Ok(crate::server::json_response(
         http::StatusCode::CREATED,

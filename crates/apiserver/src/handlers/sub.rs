@@ -1,6 +1,6 @@
 //! Subresources: `status` (writes that change only status), `scale` (autoscaling/v1 Scale over
 //! a Deployment's or ReplicaSet's replicas), pod `binding` (what the scheduler posts) and pod
-//! `eviction` (in [`super::evict`]).
+//! `eviction` (in [`super::evict`]), serviceaccount `token` (in [`super::token`]).
 //!
 //! Start at [`handle`].
 
@@ -51,6 +51,7 @@ pub async fn handle(
         ("binding", &Method::POST) => bind(server, t, ctx, name).await,
         ("eviction", &Method::POST) => super::evict::evict(server, t, ctx, name).await,
         ("log", &Method::GET) => super::pod_log::log(server, t, ctx, name).await,
+        ("token", &Method::POST) => super::token::create(server, t, ctx, name).await,
         _ => Err(not_allowed()),
     }
 }

@@ -62,8 +62,9 @@ pub struct AutoscalerConfig {
     /// `--max-node-provision-time`: 15 min. A scale-up whose nodes have not registered by then
     /// has failed (the group backs off); an instance unregistered that long is removed.
     pub max_node_provision_time: Duration,
-    /// Upstream `MaxNodeStartupTime` (a constant, clusterstate.go): 15 min from registration
-    /// to Ready before a node counts as long-not-started (unready).
+    /// `--max-node-startup-time` (upstream's `MaxNodeStartupTime`, a flag since
+    /// cluster-autoscaler 1.35): 15 min from registration to Ready before a node counts as
+    /// long-not-started (unready).
     pub max_node_startup_time: Duration,
     /// `--initial-node-group-backoff-duration`: 5 min.
     pub initial_node_group_backoff_duration: Duration,
@@ -175,6 +176,7 @@ impl AutoscalerConfig {
                 self.balance_similar_node_groups.to_string(),
             ),
             ("max-node-provision-time", s(self.max_node_provision_time)),
+            ("max-node-startup-time", s(self.max_node_startup_time)),
             (
                 "initial-node-group-backoff-duration",
                 s(self.initial_node_group_backoff_duration),

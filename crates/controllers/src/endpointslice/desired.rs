@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
@@ -239,28 +238,20 @@ fn endpoint_of<'a>(
     })
 }
 
-/// The desired endpoints of `svc`, grouped by resolved port list, groups in order of first
-/// appearance (pod key order) and endpoints in pod key order. With `only`, just those pods
-/// (by name) are considered: a partial sync.
-pub(crate) fn desired_groups<'a>(
+/// The desired endpoints of `svc` among the pods named `names` (the pods it selects for a
+/// full sync, the changed ones for a partial sync), grouped by resolved port list, groups in
+/// order of first appearance and endpoints in `names` order (pod key order; the reconcile
+/// takes groups in port-list order).
+pub(crate) fn desired_groups<'a, 'n>(
     cache: &'a Cache,
     svc: &'a Service,
-    only: Option<&[String]>,
+    names: impl Iterator<Item = &'n String>,
     shifted: &ShiftedZones,
 ) -> Desired<'a> {
     let mut out = Desired::default();
     let Some(sel) = selector(svc) else { return out };
     let namespace = svc.metadata.namespace.as_deref().unwrap_or("");
-    let pods: Box<dyn Iterator<Item = &'a Arc<Pod>> + 'a> = match only {
-        None => Box::new(cache.pods_in(namespace)),
-        Some(names) => {
-            let found: Vec<&'a Arc<Pod>> = names
-                .iter()
-                .filter_map(|n| cache.pods.get(&Key::new(namespace, n)))
-                .collect();
-            Box::new(found.into_iter())
-        }
-    };
+    let pods = names.filter_map(|n| cache.pods.get(&Key::new(namespace, n)));
     // A headless Service may have no ports: its endpoints then have an empty port list.
     let svc_ports: &[ServicePort] = svc
         .spec

@@ -138,6 +138,7 @@ pub(crate) fn reconcile_hints(
     key: &Key,
     plan: &mut Plan,
     existing: &[&Arc<EndpointSlice>],
+    partial: bool,
 ) -> Vec<HintEvent> {
     let auto = hints_enabled(svc.metadata.annotations.as_ref());
     let prefer_close = !auto
@@ -155,7 +156,12 @@ pub(crate) fn reconcile_hints(
             .any(|u| u.metadata.name.as_deref() == name)
             || plan.deletes.iter().any(|d| Some(d.as_str()) == name)
     };
-    let unchanged: Vec<&EndpointSlice> = sorted.into_iter().filter(|s| !changed(s)).collect();
+    let mut unchanged: Vec<&EndpointSlice> = sorted.into_iter().filter(|s| !changed(s)).collect();
+    if partial && !auto {
+        // A partial sync of a clean Service: the last sync left every slice without hints
+        // (or, for PreferClose, with its own zone's), and nobody changed them since.
+        unchanged.clear();
+    }
     let mut slices = Slices { plan, unchanged };
     let mut events = Vec::new();
     if auto {

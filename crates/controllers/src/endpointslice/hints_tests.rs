@@ -103,7 +103,7 @@ fn run(
 ) -> Vec<HintEvent> {
     let arcs: Vec<Arc<EndpointSlice>> = existing.iter().cloned().map(Arc::new).collect();
     let refs: Vec<&Arc<EndpointSlice>> = arcs.iter().collect();
-    reconcile_hints(cache, svc, &key(), plan, &refs)
+    reconcile_hints(cache, svc, &key(), plan, &refs, false)
 }
 
 fn reasons(events: &[HintEvent]) -> Vec<(&'static str, String)> {

@@ -2,9 +2,14 @@
 //! pods, with upstream packing, conditions and trigger-time annotation. Start at
 //! [`EndpointSliceController`]; the placement is in `reconcile`, pod → endpoint in `desired`.
 //!
-//! Event flow: a pod/service/node change maps to the Services it affects; each is synced at
-//! once (or after `endpoint_updates_batch_period` for pod changes). A sync builds the desired
-//! endpoints from the cache and writes only slices that differ. Our own writes are tracked
+//! Event flow: a pod/service/node change maps to the Services it affects (through the
+//! indexes in `index`: the Services selecting a pod, the pods a Service selects, the slices
+//! holding a pod's endpoint); each is synced at once (or after
+//! `endpoint_updates_batch_period` for pod changes). A sync builds the desired endpoints and
+//! writes only slices that differ. While a Service is clean (its slices hold every endpoint
+//! as desired except those of the pods changed since its last sync), a sync looks at just
+//! those pods and the slices holding them: the same writes a full reconcile would plan, at a
+//! cost that follows the change, not the Service's size. Our own writes are tracked
 //! until they come back through the informer (as upstream's EndpointSliceTracker does), so a
 //! Service is never synced against a cache that lacks its own writes: such a sync fails as
 //! upstream's `StaleInformerCache` error does and is retried with the rate-limited backoff
@@ -13,6 +18,9 @@
 
 mod desired;
 mod hints;
+#[cfg(test)]
+mod incremental_tests;
+mod index;
 mod reconcile;
 mod state;
 #[cfg(test)]
@@ -32,6 +40,7 @@ use crate::{Action, Controller, Kind, Moment, WriteError};
 use runtime::Outbox;
 
 use desired::{desired_groups, ready_transition, selector, selects};
+use index::{Due, Holders, Selection};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
@@ -90,7 +99,13 @@ pub struct EndpointSliceController {
     /// Bookkeeping per Service we have seen (trigger times, writes in flight, retries).
     services: BTreeMap<Key, ServiceState>,
     /// Services due for a sync at a time (batching, retries, changes by others).
-    scheduled: BTreeMap<Key, Moment>,
+    scheduled: Due,
+    /// Services with writes in flight, by when to stop waiting for them.
+    deadlines: Due,
+    /// Which Services select which pods.
+    selection: Selection,
+    /// Which slices hold which pod's endpoint.
+    holders: Holders,
     /// Slices we asked to delete → their Service (a Delete action carries no labels).
     deleting: BTreeMap<Key, Key>,
     /// Writes and Events for the driver to poll.
@@ -101,6 +116,11 @@ pub struct EndpointSliceController {
     topology: topology::TopologyCache,
     /// Total syncs run (for benches and logs).
     pub syncs: u64,
+    /// Syncs run as partial syncs (of the pods changed since the last sync).
+    pub partial_syncs: u64,
+    /// Every sync a full reconcile (the reference the partial syncs are tested against).
+    #[cfg(test)]
+    full_only: bool,
 }
 
 impl EndpointSliceController {
@@ -111,12 +131,27 @@ impl EndpointSliceController {
                 ..config
             },
             services: BTreeMap::new(),
-            scheduled: BTreeMap::new(),
+            scheduled: Due::default(),
+            deadlines: Due::default(),
+            selection: Selection::default(),
+            holders: Holders::default(),
             deleting: BTreeMap::new(),
             out: Outbox::new(),
             shifted: Default::default(),
             topology: topology::TopologyCache::default(),
             syncs: 0,
+            partial_syncs: 0,
+            #[cfg(test)]
+            full_only: false,
+        }
+    }
+
+    /// A controller that reconciles every sync in full (test reference).
+    #[cfg(test)]
+    pub(crate) fn full_only(config: EndpointSliceConfig) -> EndpointSliceController {
+        EndpointSliceController {
+            full_only: true,
+            ..EndpointSliceController::new(config)
         }
     }
 
@@ -125,41 +160,59 @@ impl EndpointSliceController {
     fn sync_all(&mut self, cache: &Cache, now: Moment) {
         let keys: Vec<Key> = cache.services.keys().cloned().collect();
         for key in keys {
-            self.sync(cache, &key, now);
+            self.sync_full(cache, &key, now);
         }
     }
 
     fn schedule(&mut self, key: &Key, at: Moment) {
-        let due = self.scheduled.entry(key.clone()).or_insert(at);
-        *due = (*due).min(at);
+        self.scheduled.insert_min(key, at);
     }
 
-    /// Full sync of `key` now, unless its own writes are still in flight (then once they are
-    /// back).
+    /// Forget a Service that is gone.
+    fn forget_service(&mut self, key: &Key) {
+        self.services.remove(key);
+        self.scheduled.remove(key);
+        self.deadlines.remove(key);
+    }
+
+    /// Stop waiting on `key`'s writes once none is left in flight.
+    fn settle(&mut self, key: &Key) {
+        if self.services.get(key).is_none_or(|s| s.inflight.is_empty()) {
+            self.deadlines.remove(key);
+        }
+    }
+
+    /// Full reconcile of `key` now (a Service, node or topology change, a change by someone
+    /// else), unless its own writes are still in flight (then at its retry).
+    fn sync_full(&mut self, cache: &Cache, key: &Key, now: Moment) {
+        if let Some(s) = self.services.get_mut(key) {
+            s.clean = false;
+        }
+        self.sync(cache, key, now);
+    }
+
+    /// Sync `key` now: while it is clean, just the pods changed since its last sync (a
+    /// partial sync: its last sync was full or partial and all its writes came back as sent,
+    /// so every other endpoint is current, as a full reconcile would find it); else in full.
     fn sync(&mut self, cache: &Cache, key: &Key, now: Moment) {
-        self.sync_pods(cache, key, None, now);
-    }
-
-    /// Sync `key`; with `only`, just those pods changed. A partial sync is used only while the
-    /// Service is clean: its last sync was full or partial, and all its writes came back as
-    /// sent, so every other endpoint is current (as a full reconcile would find it).
-    fn sync_pods(&mut self, cache: &Cache, key: &Key, only: Option<&[String]>, now: Moment) {
         let scheduled_at = self.scheduled.remove(key);
-        let scheduled = scheduled_at.is_some();
         let state = self.services.entry(key.clone()).or_default();
         if !state.inflight.is_empty() {
             // Upstream: `StaleSlices` → `NewStaleInformerCache(...)` → `AddRateLimited`; a
             // retry already waiting keeps its earlier time (the delaying queue's rule).
             tracing::debug!(service = %key, "endpointslice: informer cache is out of date; retrying with backoff");
             if let Some(at) = scheduled_at.filter(|at| *at > now) {
-                self.scheduled.insert(key.clone(), at);
+                self.scheduled.insert(key, at);
             }
             self.fail(key, now);
             return;
         }
-        let only = only.filter(|_| state.clean && state.known && !scheduled);
+        let partial = state.clean && state.known;
+        #[cfg(test)]
+        let partial = partial && !self.full_only;
+        let dirty = std::mem::take(&mut state.dirty);
         let Some(svc) = cache.services.get(key) else {
-            self.services.remove(key);
+            self.forget_service(key);
             return;
         };
         if selector(svc).is_none() {
@@ -181,17 +234,31 @@ impl EndpointSliceController {
         let existing: Vec<&Arc<EndpointSlice>> =
             cache.slices_of(key).filter(|s| is_managed(s)).collect();
         // Empty slices (the placeholder) take part in placement only in a full sync.
-        let only = only.filter(|_| existing.iter().all(|s| !s.endpoints.is_empty()));
-        let desired = desired_groups(cache, svc, only, &self.shifted);
+        let partial = partial && existing.iter().all(|s| !s.endpoints.is_empty());
+        let only: Option<Vec<String>> = partial.then(|| dirty.into_iter().collect());
+        self.partial_syncs += u64::from(partial);
+        let holding = only.as_ref().map(|o| self.holders.holding(key, o.iter()));
+        let desired = match &only {
+            Some(names) => desired_groups(cache, svc, names.iter(), &self.shifted),
+            None => desired_groups(cache, svc, self.selection.members(key), &self.shifted),
+        };
         let labels = desired_labels(svc, CONTROLLER_NAME);
         let ctx = Ctx {
             svc,
             labels: &labels,
             max: self.config.max_endpoints_per_slice,
-            only,
+            only: only.as_deref(),
+            holding: holding.as_ref(),
         };
         let mut planned = plan(&ctx, &desired, &existing);
-        let events = hints::reconcile_hints(&mut self.topology, svc, key, &mut planned, &existing);
+        let events = hints::reconcile_hints(
+            &mut self.topology,
+            svc,
+            key,
+            &mut planned,
+            &existing,
+            partial,
+        );
         self.record_hint_events(svc, events, now);
         let missing_node = desired.missing_node;
         self.emit(key, planned, trigger, now);
@@ -240,6 +307,7 @@ impl EndpointSliceController {
         }
         if !inflight.is_empty() {
             inflight.deadline = now + INFLIGHT_TIMEOUT_MS;
+            self.deadlines.insert(key, inflight.deadline);
         }
     }
 
@@ -249,18 +317,20 @@ impl EndpointSliceController {
         }
     }
 
-    /// The sync that reset the retry count failed after all: count on from before it.
+    /// The sync that reset the retry count failed after all (a write failed, a pod's node is
+    /// unknown): count on from before it, and reconcile in full at the retry.
     fn fail_after_sync(&mut self, key: &Key, now: Moment) {
         if let Some(s) = self.services.get_mut(key) {
             s.failures = s.failures.max(s.failures_before_sync);
+            s.clean = false;
         }
         self.fail(key, now);
     }
 
-    /// Requeue `key` with exponential backoff (bounded by `max_retries`).
+    /// Requeue `key` with exponential backoff (bounded by `max_retries`). The pods changed
+    /// since its last sync stay noted for the retry.
     fn fail(&mut self, key: &Key, now: Moment) {
         let state = self.services.entry(key.clone()).or_default();
-        state.clean = false;
         state.failures += 1;
         if state.failures > self.config.max_retries {
             tracing::warn!(service = %key, "endpointslice: dropping service out of the retry queue");
@@ -289,43 +359,34 @@ impl EndpointSliceController {
         {
             return;
         }
-        let Some(ns) = new.or(old).and_then(|p| p.metadata.namespace.as_deref()) else {
+        let Some(name) = new.or(old).and_then(|p| p.metadata.name.clone()) else {
             return;
         };
-        let mut affected = Vec::new();
-        for (key, svc) in services_in(cache, ns) {
-            let Some(sel) = selector(svc) else { continue };
-            let was = old.filter(|p| selects(sel, p));
-            let is = new.filter(|p| selects(sel, p));
-            if was.is_none() && is.is_none() {
-                continue;
-            }
-            let (t_old, t_new) = (
-                was.and_then(ready_transition),
-                is.and_then(ready_transition),
-            );
+        let (was, is) = self.selection.pod_changed(new, old);
+        let affected: BTreeSet<Key> = was.union(&is).cloned().collect();
+        let batch = self.config.endpoint_updates_batch_period_ms;
+        for key in &affected {
+            let t_old = old.filter(|_| was.contains(key)).and_then(ready_transition);
+            let t_new = new.filter(|_| is.contains(key)).and_then(ready_transition);
             if t_new > t_old {
                 self.note_trigger(key, t_new);
             }
-            affected.push(key.clone());
+            if let Some(state) = self.services.get_mut(key) {
+                state.dirty.insert(name.clone());
+            }
         }
-        let batch = self.config.endpoint_updates_batch_period_ms;
-        let name = new
-            .or(old)
-            .and_then(|p| p.metadata.name.clone())
-            .unwrap_or_default();
-        let only = [name];
         for key in affected {
             if batch > Duration::ZERO {
                 self.schedule(&key, now + batch);
             } else {
-                self.sync_pods(cache, &key, Some(&only), now);
+                self.sync(cache, &key, now);
             }
         }
     }
 
     fn on_service(&mut self, cache: &Cache, new: &Service, old: Option<&Service>, now: Moment) {
         let key = Key::of(&new.metadata);
+        self.selection.set_service(cache, &key, selector(new));
         if let (Some(old), Some(sel)) = (old, selector(new))
             && selector(old) != Some(sel)
         {
@@ -339,7 +400,7 @@ impl EndpointSliceController {
                 .min();
             self.note_trigger(&key, first);
         }
-        self.sync(cache, &key, now);
+        self.sync_full(cache, &key, now);
     }
 
     /// The Services selecting a pod on node `name`, if its zone changed (their endpoints'
@@ -351,11 +412,7 @@ impl EndpointSliceController {
         }
         for pod in cache.pods_on_node(name) {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-            for (key, svc) in services_in(cache, ns) {
-                if selector(svc).is_some_and(|sel| selects(sel, pod)) {
-                    keys.insert(key.clone());
-                }
-            }
+            keys.extend(self.selection.selecting(ns, pod));
         }
         keys
     }
@@ -377,7 +434,7 @@ impl EndpointSliceController {
             }
         }
         for key in keys {
-            self.sync(cache, &key, now);
+            self.sync_full(cache, &key, now);
         }
     }
 }
@@ -403,6 +460,12 @@ impl EndpointSliceController {
     }
 
     fn on_slice(&mut self, new: Option<&EndpointSlice>, old: Option<&EndpointSlice>, now: Moment) {
+        if let Some(o) = old.filter(|s| is_managed(s)) {
+            self.holders.remove(o);
+        }
+        if let Some(n) = new.filter(|s| is_managed(s)) {
+            self.holders.add(n);
+        }
         if !new.is_some_and(is_managed) && !old.is_some_and(is_managed) {
             return;
         }
@@ -421,6 +484,7 @@ impl EndpointSliceController {
             .services
             .get_mut(&key)
             .map_or(Echo::Foreign, |s| s.inflight.echo(new, old));
+        self.settle(&key);
         match echo {
             Echo::Ours => self.after_echo(&key),
             Echo::Foreign => {
@@ -433,6 +497,14 @@ impl EndpointSliceController {
                     .endpoint_slice_change_min_sync_delay_ms
                     .max(self.config.endpoint_updates_batch_period_ms);
                 self.schedule(&key, now + delay);
+                // A slice relabelled to another Service leaves its old one short of
+                // endpoints: that one reconciles in full too (upstream queues both).
+                if let Some(from) = old.and_then(service_of).filter(|from| *from != key) {
+                    if let Some(s) = self.services.get_mut(&from) {
+                        s.clean = false;
+                    }
+                    self.schedule(&from, now + delay);
+                }
             }
         }
     }
@@ -448,17 +520,6 @@ impl EndpointSliceController {
             self.succeed(key);
         }
     }
-}
-
-/// Services in `namespace`, in key order.
-fn services_in<'a>(
-    cache: &'a Cache,
-    namespace: &'a str,
-) -> impl Iterator<Item = (&'a Key, &'a Arc<Service>)> + 'a {
-    cache
-        .services
-        .range(Key::new(namespace, "")..)
-        .take_while(move |(k, _)| k.namespace == namespace)
 }
 
 /// True if the slice is managed by this controller.
@@ -525,6 +586,8 @@ impl Controller for EndpointSliceController {
 
     fn handle_synced(&mut self, cache: &Cache, now: Moment) {
         self.shifted = crate::zonalshift::ShiftedZones::from_cache(cache);
+        self.selection.rebuild(cache);
+        self.holders.rebuild(cache);
         for (name, node) in &cache.nodes {
             self.topology.set_node(name, Some(node));
         }
@@ -557,8 +620,8 @@ impl Controller for EndpointSliceController {
             Change::Deleted(Object::Service(old)) => {
                 // The garbage collector deletes the slices (ownerReferences).
                 let key = Key::of(&old.metadata);
-                self.services.remove(&key);
-                self.scheduled.remove(&key);
+                self.selection.set_service(cache, &key, None);
+                self.forget_service(&key);
                 self.topology.remove_hints(&key);
             }
             Change::Applied {
@@ -612,39 +675,26 @@ impl Controller for EndpointSliceController {
     }
 
     fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
-        let expired: Vec<Key> = self
-            .services
-            .iter()
-            .filter(|(_, s)| !s.inflight.is_empty() && s.inflight.deadline <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
+        for key in self.deadlines.due(now) {
             tracing::warn!(service = %key, "endpointslice: own writes not seen back in time; resyncing");
+            self.deadlines.remove(&key);
             if let Some(s) = self.services.get_mut(&key) {
                 s.inflight = Inflight::default();
                 s.clean = false;
             }
             self.sync(cache, &key, now);
         }
-        let due: Vec<Key> = self
-            .scheduled
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        for key in self.scheduled.due(now) {
             self.scheduled.remove(&key);
             self.sync(cache, &key, now);
         }
     }
 
     fn poll_timeout(&self) -> Option<Moment> {
-        let inflight = self
-            .services
-            .values()
-            .filter(|s| !s.inflight.is_empty())
-            .map(|s| s.inflight.deadline);
-        self.scheduled.values().copied().chain(inflight).min()
+        [self.scheduled.first(), self.deadlines.first()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn handle_write_failed(&mut self, action: &Action, error: &WriteError, now: Moment) {
@@ -663,6 +713,7 @@ impl Controller for EndpointSliceController {
         if let Some(state) = self.services.get_mut(&key) {
             state.inflight.forget(action);
         }
+        self.settle(&key);
         let harmless = matches!(
             (action, error),
             (Action::Delete { .. }, WriteError::NotFound)

@@ -8,7 +8,7 @@
 //! one placeholder slice is kept for a Service with no endpoints, and creates are turned into
 //! updates of slices that would otherwise be deleted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -162,6 +162,9 @@ pub(crate) struct Ctx<'a> {
     pub max: usize,
     /// A partial sync: only these pods changed; other endpoints are known to be current.
     pub only: Option<&'a [String]>,
+    /// In a partial sync, the slices holding an endpoint of an `only` pod: the others are
+    /// left as they are without a look at their endpoints.
+    pub holding: Option<&'a BTreeSet<&'a str>>,
 }
 
 /// Step 1: keep desired endpoints found in existing slices; mark what changed.
@@ -182,6 +185,17 @@ fn step_existing<'s>(
     );
     let mut works = Vec::with_capacity(existing.len());
     for slice in existing {
+        if let Some(holding) = ctx.holding
+            && !holding.contains(slice.metadata.name.as_deref().unwrap_or(""))
+        {
+            let state = if labels_changed(slice, ctx.svc) {
+                State::Update(slice.endpoints.clone())
+            } else {
+                State::Unchanged
+            };
+            works.push(Work { slice, state });
+            continue;
+        }
         // (desired index, unchanged) — or `Err(ep)`: an untouched endpoint of a partial sync.
         let mut kept: Vec<(Result<usize, &Endpoint>, bool)> =
             Vec::with_capacity(slice.endpoints.len());
@@ -345,25 +359,29 @@ pub(crate) fn plan(ctx: &Ctx, desired: &Desired, existing: &[&Arc<EndpointSlice>
                 .push(slice.metadata.name.clone().unwrap_or_default());
         }
     }
-    for group in &desired.groups {
-        let slices = by_key.remove(&group.key).unwrap_or_default();
-        reconcile_group(ctx, &slices, group, &mut plan);
-    }
-    for (key, slices) in by_key {
-        if ctx.only.is_some() {
+    // Every port list, desired or existing, in order (a partial sync sees fewer desired
+    // groups than a full one, and must plan in the same order).
+    let mut groups: BTreeMap<&PortKey, Option<&PortGroup>> =
+        by_key.keys().map(|k| (k, None)).collect();
+    groups.extend(desired.groups.iter().map(|g| (&g.key, Some(g))));
+    for (key, group) in groups {
+        let slices = by_key.get(key).map_or(&[][..], Vec::as_slice);
+        match group {
+            Some(group) => reconcile_group(ctx, slices, group, &mut plan),
             // Partial: just drop the touched pods from groups they are no longer desired in.
-            let empty = PortGroup {
-                ports: Vec::new(),
-                key,
-                endpoints: Vec::new(),
-            };
-            reconcile_group(ctx, &slices, &empty, &mut plan);
-        } else {
-            plan.deletes.extend(
+            None if ctx.only.is_some() => {
+                let empty = PortGroup {
+                    ports: Vec::new(),
+                    key: key.clone(),
+                    endpoints: Vec::new(),
+                };
+                reconcile_group(ctx, slices, &empty, &mut plan);
+            }
+            None => plan.deletes.extend(
                 slices
                     .iter()
                     .map(|s| s.metadata.name.clone().unwrap_or_default()),
-            );
+            ),
         }
     }
     if existing.len() == plan.deletes.len() && plan.creates.is_empty() {

@@ -19,9 +19,11 @@ pub(crate) struct ServiceState {
     pub trigger: Option<Moment>,
     /// Our writes not yet seen back.
     pub inflight: Inflight,
-    /// Every endpoint in our slices is current except for changes not yet synced (allows a
-    /// partial sync of just the changed pods).
+    /// Every endpoint in our slices is current except those of the `dirty` pods (allows a
+    /// partial sync of just those).
     pub clean: bool,
+    /// Pods changed since the last sync (by name, in the Service's namespace).
+    pub dirty: BTreeSet<String>,
     /// Consecutive failed syncs (for backoff).
     pub failures: u32,
     /// `failures` when the last sync started (it counts from zero while its writes are out).

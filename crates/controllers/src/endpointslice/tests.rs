@@ -561,6 +561,25 @@ fn foreign_edits_to_managed_slices_are_reverted_after_the_min_sync_delay() {
 }
 
 #[test]
+fn a_managed_slice_relabelled_to_another_service_is_replaced_for_its_own() {
+    let mut h = harness(EndpointSliceConfig::default());
+    h.put(service());
+    h.start();
+    h.put(pod("a", "10.0.0.1"));
+    h.advance(Duration::from_millis(1_000));
+    let mut moved = (*slices(&h)[0]).clone();
+    moved
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert(SERVICE_NAME_LABEL.to_string(), "other".to_string());
+    h.put(Object::EndpointSlice(Arc::new(moved)));
+    assert!(endpoint(&h, "a").is_none());
+    h.advance(Duration::from_millis(1_000));
+    assert!(endpoint(&h, "a").is_some());
+}
+
+#[test]
 fn batched_additions_follow_upstream_placement() {
     // Upstream docs: 10 new endpoints with 2 slices of 5 free each (max 10) → one new slice.
     let config = EndpointSliceConfig {

@@ -5,7 +5,7 @@
 //! Start at [`NodeTable`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 
@@ -103,8 +103,10 @@ pub struct NodeTable {
     /// Bumped whenever node positions or labels change (when `topology` is dropped): state
     /// indexed by node position or domain id is valid for one generation.
     generation: u64,
-    /// Positions in the order a scheduling cycle visits nodes (upstream's `nodeTree.list`).
-    order: Vec<usize>,
+    /// Positions in the order a scheduling cycle visits nodes (upstream's `nodeTree.list`),
+    /// computed when first read after the node set or labels changed (registering 5,000
+    /// nodes one by one would otherwise rebuild it 5,000 times).
+    order: OnceLock<Vec<usize>>,
 }
 
 /// Upstream `nodeTree.list`: the first node of every zone, then the second of every zone, and
@@ -147,13 +149,13 @@ impl NodeTable {
 
     /// Node positions in the order a scheduling cycle visits them (see [`zone_round_robin`]).
     pub fn order(&self) -> &[usize] {
-        &self.order
+        self.order.get_or_init(|| zone_round_robin(&self.entries))
     }
 
     fn invalidate_topology(&mut self) {
         self.topology.clear();
         self.generation += 1;
-        self.order = zone_round_robin(&self.entries);
+        self.order = OnceLock::new();
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -171,6 +173,18 @@ impl NodeTable {
             .enumerate()
             .map(|(i, e)| (e.name.clone(), i))
             .collect();
+        self.invalidate_topology();
+    }
+
+    /// Node `name` was inserted at position `at`: the positions after it move up by one (an
+    /// order-independent update of every value, no rebuild of the name keys).
+    fn shift_index(&mut self, at: usize, name: String) {
+        for pos in self.index.values_mut() {
+            if *pos >= at {
+                *pos += 1;
+            }
+        }
+        self.index.insert(name, at);
         self.invalidate_topology();
     }
 
@@ -242,7 +256,7 @@ impl NodeTable {
                 let entry = NodeEntry::new(node, usage);
                 let at = self.entries.partition_point(|e| e.name < name);
                 self.entries.insert(at, entry);
-                self.reindex();
+                self.shift_index(at, name);
                 true
             }
         }
@@ -252,10 +266,16 @@ impl NodeTable {
     pub fn remove(&mut self, name: &str) {
         if let Some(i) = self.index_of(name) {
             let entry = self.entries.remove(i);
+            self.index.remove(&entry.name);
+            for pos in self.index.values_mut() {
+                if *pos > i {
+                    *pos -= 1;
+                }
+            }
+            self.invalidate_topology();
             if entry.usage != PodUsage::default() {
                 self.orphans.insert(entry.name, entry.usage);
             }
-            self.reindex();
         }
     }
 

@@ -290,3 +290,39 @@ fn default_selector_follows_service_changes() {
     sched.handle_change(&cache, &change, T0);
     assert!(sched.default_selector(&cache, &pod).unwrap().is_empty());
 }
+
+/// Nodes registering one at a time, in any order, and leaving again, give the table a bulk
+/// load of the same nodes gives: positions by name, lookups and the zone round-robin.
+#[test]
+fn nodes_added_one_by_one_index_as_a_bulk_load() {
+    let zones = ["a", "b", "c", "a", "b", "c", "a"];
+    let nodes: Vec<_> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| match node(i, z, false) {
+            Object::Node(n) => n,
+            _ => unreachable!(),
+        })
+        .collect();
+    let mut one_by_one = super::nodes::NodeTable::default();
+    for i in [4, 0, 6, 2, 5, 1, 3] {
+        one_by_one.upsert(nodes[i].clone());
+    }
+    let mut bulk = super::nodes::NodeTable::default();
+    bulk.load(nodes.iter());
+    let names = |t: &super::nodes::NodeTable| -> Vec<String> {
+        t.entries().iter().map(|e| e.name.clone()).collect()
+    };
+    assert_eq!(names(&one_by_one), names(&bulk));
+    assert_eq!(one_by_one.order(), bulk.order());
+    for (i, e) in bulk.entries().iter().enumerate() {
+        assert_eq!(one_by_one.index_of(&e.name), Some(i), "{}", e.name);
+    }
+    let gone = bulk.entries()[2].name.clone();
+    one_by_one.remove(&gone);
+    assert_eq!(one_by_one.index_of(&gone), None);
+    for (i, e) in one_by_one.entries().iter().enumerate() {
+        assert_eq!(one_by_one.index_of(&e.name), Some(i), "{}", e.name);
+    }
+    assert_eq!(one_by_one.order().len(), 6);
+}

@@ -16,6 +16,41 @@ pub struct EndpointTrack {
 }
 
 impl EndpointTrack {
+    /// Applies an `endpoints` record (a full list, or what was added and removed); returns
+    /// its Service, `None` for other records.
+    pub fn apply<'e>(&mut self, kind: &'e EventKind) -> Option<&'e str> {
+        let EventKind::Endpoints {
+            service,
+            ready,
+            added,
+            removed,
+        } = kind
+        else {
+            return None;
+        };
+        let by_node = self.by_service.entry(service.clone()).or_default();
+        if let Some(ready) = ready {
+            by_node.clone_from(ready);
+        }
+        for (node, ips) in removed {
+            if let Some(have) = by_node.get_mut(node) {
+                have.retain(|ip| !ips.contains(ip));
+                if have.is_empty() {
+                    by_node.remove(node);
+                }
+            }
+        }
+        for (node, ips) in added {
+            let have = by_node.entry(node.clone()).or_default();
+            for ip in ips {
+                if let Err(i) = have.binary_search(ip) {
+                    have.insert(i, ip.clone());
+                }
+            }
+        }
+        Some(service)
+    }
+
     /// Ready endpoints of `service`.
     pub fn count(&self, service: &str) -> usize {
         self.by_service
@@ -322,8 +357,7 @@ fn apply<'a>(
     proxies: &mut ProxyTrack<'a>,
     e: &'a Event,
 ) -> Option<(&'a str, Option<u64>, &'a Programmed)> {
-    if let EventKind::Endpoints { service, ready } = &e.kind {
-        eps.by_service.insert(service.clone(), ready.clone());
+    if eps.apply(&e.kind).is_some() {
         return None;
     }
     let (node, id, programmed) = sets.sync(&e.kind)?;
@@ -384,13 +418,13 @@ fn ready_series(meta: &Meta, events: &[Event]) -> BTreeMap<String, Vec<(f64, u32
     let mut eps = EndpointTrack::default();
     let mut out: BTreeMap<String, Vec<(f64, u32)>> = BTreeMap::new();
     for e in events {
-        let EventKind::Endpoints { service, ready } = &e.kind else {
+        let EventKind::Endpoints { service, .. } = &e.kind else {
             continue;
         };
         if !meta.services.contains(service) {
             continue;
         }
-        eps.by_service.insert(service.clone(), ready.clone());
+        eps.apply(&e.kind);
         let t = super::round3(((e.at - meta.t0_ms) / 1e3).max(0.0));
         for (zone, count) in eps.per_zone(&meta.node_zones) {
             let points = out.entry(zone).or_default();

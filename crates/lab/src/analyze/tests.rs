@@ -34,10 +34,7 @@ fn endpoints(nodes: &[&str], extra: &[(&str, &str)]) -> EventKind {
             .or_default()
             .push(addr.to_string());
     }
-    EventKind::Endpoints {
-        service: "default/web".into(),
-        ready,
-    }
+    EventKind::endpoints_full("default/web", ready)
 }
 
 fn sync(node: &str, ips: &[String]) -> EventKind {

@@ -114,6 +114,43 @@ impl NewLines {
     }
 }
 
+/// Waits until the shared start rule ([`lab::load_start::LoadGate`]) lets the load of `pods`
+/// start: each client pod's node's kube-proxy logged a sync programming an endpoint of its
+/// Service (the agents' `proxy-sync` lines in `logs`). Polls every `POLL_MS`, gives up after
+/// `CAP_MS` and then returns the pair still waiting.
+pub async fn wait_programmed(logs: &Path, pods: &[&ClientPod]) -> Option<(String, String)> {
+    let gate = lab::load_start::LoadGate::new(
+        pods.iter()
+            .filter(|cp| cp.kind == lab::timeline::CLUSTERIP)
+            .map(|cp| (cp.node.clone(), cp.service.clone())),
+    );
+    let mut lines = NewLines::default();
+    let mut latest: BTreeMap<String, lab::observe::Programmed> = BTreeMap::new();
+    let nodes: std::collections::BTreeSet<&str> = pods.iter().map(|cp| cp.node.as_str()).collect();
+    let started = std::time::Instant::now();
+    let cap = Duration::from_millis(lab::load_start::CAP_MS as u64);
+    loop {
+        for node in &nodes {
+            for line in lines.read(&logs.join(format!("agent-{node}.out"))) {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if v["event"] != "proxy-sync" || v["ok"] != true {
+                    continue;
+                }
+                let services = serde_json::from_value(v["services"].clone()).unwrap_or_default();
+                latest.insert(node.to_string(), services);
+            }
+        }
+        let count = |n: &str, s: &str| latest.get(n).and_then(|p| p.get(s)).map_or(0, Vec::len);
+        let (n, s) = gate.pending(count)?;
+        if started.elapsed() >= cap {
+            return Some((n.to_string(), s.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(lab::load_start::POLL_MS as u64)).await;
+    }
+}
+
 /// The outcome of one `zonelab load` record line (`None`: not a record).
 fn outcome(line: &str) -> Option<lab::Outcome> {
     #[derive(serde::Deserialize)]

@@ -254,12 +254,27 @@ async fn live(
     eprintln!("applying {} workload object(s)", p.manifests.len());
     apply::create_all(&client, &p.manifests).await?;
     apply::wait_available(&client, Duration::from_secs(180)).await?;
+    let available = std::time::Instant::now();
     let Planned {
         services,
         pods,
         externals,
         lb,
     } = plan_clients(&client, s, &cfg, out).await?;
+    // The shared start rule (as the simulator's): the client nodes' proxies programmed their
+    // Services' endpoints.
+    let logs = args.state_dir.join(&args.prefix).join("logs");
+    let waiting: Vec<&ClientPod> = pods.iter().map(|(cp, _)| cp).collect();
+    match clients::wait_programmed(&logs, &waiting).await {
+        None => eprintln!(
+            "  client nodes' proxies programmed their Services ({:.1}s after the workloads were available)",
+            available.elapsed().as_secs_f64()
+        ),
+        Some((node, svc)) => eprintln!(
+            "  warning: the proxy of {node} programmed no endpoint of {svc} within {} s; starting anyway",
+            lab::load_start::CAP_MS / 1000
+        ),
+    }
     let tl: Timeline = Default::default();
     let capacity = start_capacity(args, s, &cfg, &tl).await?;
     let watches = watch::spawn(&client, &tl, &services);
@@ -270,8 +285,12 @@ async fn live(
         &tl,
         cfg.zonal.as_ref().map(|_| &cfg.topology),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(lab::load_start::SETTLE_MS as u64)).await;
     let t0 = epoch_ms();
+    eprintln!(
+        "  t0: {:.1}s after the workloads were available",
+        available.elapsed().as_secs_f64()
+    );
     clients::start(&client, &pods).await?;
     let mut running_externals = Vec::new();
     for (cp, argv) in &externals {
