@@ -64,6 +64,8 @@ impl NoTextSync {
 /// use proxy::shared_model::SharedModel;
 /// use proxy::syncer::Change;
 /// use proxy::Protocol;
+/// use runtime::time::Moment;
+/// use std::time::Duration;
 ///
 /// const P80: &[(&str, u16, &str)] = &[("http", 80, "TCP")];
 /// let mut model = SharedModel::new();
@@ -79,11 +81,12 @@ impl NoTextSync {
 /// for change in changes.iter().flatten() {
 ///     node.handle_change(change);
 /// }
-/// node.handle_initial_sync_done(0);
+/// node.handle_initial_sync_done(Moment::EPOCH);
 /// let now = node.poll_timeout().expect("a sync is due");
 /// let sync = node.poll_transaction(now, &model).expect("the first sync");
 /// assert_eq!(sync.version(), model.version());
-/// node.handle_applied(Ok(()), now + 20); // the driver models how long applying takes
+/// // The driver models how long applying takes.
+/// node.handle_applied(Ok(()), now + Duration::from_millis(20));
 /// let view = node.view().expect("programmed");
 /// let Candidates::Endpoints(eps) = view.lookup("172.30.0.10".parse()?, Protocol::Tcp, 80) else {
 ///     panic!("the Service has an endpoint");
