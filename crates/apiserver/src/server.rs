@@ -214,15 +214,7 @@ impl Server {
     /// Accept and serve connections on one more listener.
     pub async fn accept_loop(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+            let (stream, _) = accept_next(&listener).await;
             let server = Arc::clone(&self);
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
@@ -596,4 +588,23 @@ fn anonymous_auth(cfg: &Config) -> bool {
         );
     }
     cfg.anonymous_auth && !always_allow
+}
+
+/// The next connection on `listener`, with Nagle off; a failed accept (e.g. out of file
+/// descriptors) is logged and retried after 50 ms rather than ending the loop.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }

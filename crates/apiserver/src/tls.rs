@@ -144,15 +144,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+            let (stream, peer) = crate::server::accept_next(&listener).await;
             let server = Arc::clone(&self);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
