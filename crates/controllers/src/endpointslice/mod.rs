@@ -306,8 +306,8 @@ impl EndpointSliceController {
             });
         }
         if !inflight.is_empty() {
-            inflight.deadline = now + INFLIGHT_TIMEOUT_MS;
-            self.deadlines.insert(key, inflight.deadline);
+            // When to stop waiting for them.
+            self.deadlines.insert(key, now + INFLIGHT_TIMEOUT_MS);
         }
     }
 

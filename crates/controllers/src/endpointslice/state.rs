@@ -36,8 +36,6 @@ pub(crate) struct Inflight {
     pub creates: Vec<Arc<EndpointSlice>>,
     pub updates: BTreeMap<String, Arc<EndpointSlice>>,
     pub deletes: BTreeSet<String>,
-    /// When to stop waiting for them.
-    pub deadline: Moment,
 }
 
 /// Whether an informer event on a slice is the echo of our own write.
