@@ -13,12 +13,12 @@ use store::SharedStore;
 
 use super::jwt::{self, Claims, KeyError, KubernetesClaims, Ref, SigningKey, VerifyingKey};
 use super::{Answer, Authenticator, Credentials, UserInfo};
+use crate::authz::rbac::service_account_user;
 
 /// kubeadm's `--service-account-issuer`.
 pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 /// The group of every ServiceAccount, and the prefix of its namespace's group.
 pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
-const USER_PREFIX: &str = "system:serviceaccount:";
 /// User extra keys upstream sets from a token (k8s.io/apiserver serviceaccount/util.go).
 pub const EXTRA_CREDENTIAL_ID: &str = "authentication.kubernetes.io/credential-id";
 pub const EXTRA_POD_NAME: &str = "authentication.kubernetes.io/pod-name";
@@ -144,10 +144,7 @@ impl TokenSubject {
             put(EXTRA_CREDENTIAL_ID, &format!("JTI={}", self.jti));
         }
         UserInfo {
-            name: format!(
-                "{USER_PREFIX}{}:{}",
-                self.namespace, self.service_account.name
-            ),
+            name: service_account_user(&self.namespace, &self.service_account.name),
             uid: self.service_account.uid.clone(),
             groups: vec![
                 SERVICE_ACCOUNTS_GROUP.to_string(),
@@ -189,7 +186,7 @@ impl Validator {
         let Some(k) = claims.kubernetes else {
             return Err("service account token claims missing kubernetes.io".into());
         };
-        let expected_sub = format!("{USER_PREFIX}{}:{}", k.namespace, k.serviceaccount.name);
+        let expected_sub = service_account_user(&k.namespace, &k.serviceaccount.name);
         if k.namespace.is_empty() || k.serviceaccount.name.is_empty() || claims.sub != expected_sub
         {
             return Err(format!(
@@ -234,10 +231,7 @@ impl TokenIssuer {
     pub fn issue(&self, grant: &Grant, now: i64) -> Result<String, jwt::JwtError> {
         let claims = Claims {
             iss: self.issuer.clone(),
-            sub: format!(
-                "{USER_PREFIX}{}:{}",
-                grant.namespace, grant.service_account.name
-            ),
+            sub: service_account_user(&grant.namespace, &grant.service_account.name),
             aud: grant.audiences.clone(),
             exp: Some(now + grant.expiration_seconds),
             iat: Some(now),

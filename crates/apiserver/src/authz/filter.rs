@@ -86,7 +86,7 @@ fn impersonate(
         server.authorizer.check(&a)
     };
     let sa = name
-        .strip_prefix("system:serviceaccount:")
+        .strip_prefix(crate::authz::rbac::SERVICE_ACCOUNT_USER_PREFIX)
         .and_then(|rest| rest.split_once(':'));
     match sa {
         Some((ns, sa_name)) => check("", "serviceaccounts", ns, sa_name)?,

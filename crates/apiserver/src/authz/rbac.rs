@@ -84,8 +84,11 @@ impl Rule {
 
 /// `system:serviceaccount:NS:NAME`.
 pub fn service_account_user(namespace: &str, name: &str) -> String {
-    format!("system:serviceaccount:{namespace}:{name}")
+    format!("{SERVICE_ACCOUNT_USER_PREFIX}{namespace}:{name}")
 }
+
+/// What every ServiceAccount's user name starts with.
+pub const SERVICE_ACCOUNT_USER_PREFIX: &str = "system:serviceaccount:";
 
 /// One binding: who gets which role, where.
 #[derive(Clone, Debug, PartialEq, Eq)]
