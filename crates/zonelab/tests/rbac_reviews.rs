@@ -40,7 +40,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: rbac-writer, namespace: esc}
 rules:
-- {apiGroups: [rbac.authorization.k8s.io], resources: [roles, rolebindings], verbs: [create, get, list]}
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles, rolebindings], verbs: [create, get, list, update, patch]}
 - {apiGroups: [\"\"], resources: [pods], verbs: [get, list]}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -84,6 +84,54 @@ fn roles_and_bindings_cannot_grant_more_than_their_writer_holds() {
     admin.ok(
         &as_eve(&["create", "role", "reader", "--verb=get", "--resource=pods"]),
         None,
+    );
+    // Patch and replace are checked on the object they store: within eve's rules allowed,
+    // beyond them refused.
+    admin.ok(
+        &as_eve(&[
+            "patch",
+            "role",
+            "reader",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/rules/0/verbs/-","value":"list"}]"#,
+        ]),
+        None,
+    );
+    let err = admin.fails(
+        &as_eve(&[
+            "patch",
+            "role",
+            "reader",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/rules/0/verbs/-","value":"delete"}]"#,
+        ]),
+        None,
+    );
+    assert!(
+        err.contains("roles.rbac.authorization.k8s.io \"reader\" is forbidden: user \"eve\"")
+            && err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    let stored = admin.ok(&["get", "role", "reader", "-n", "esc", "-o", "json"], None);
+    let role: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    let mut replaced = role.clone();
+    replaced["rules"][0]["verbs"] = serde_json::json!(["get", "list", "delete"]);
+    let err = admin.fails(
+        &as_eve(&["replace", "-f", "-"]),
+        Some(&replaced.to_string()),
+    );
+    assert!(
+        err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    let after = admin.ok(&["get", "role", "reader", "-n", "esc", "-o", "json"], None);
+    let after: serde_json::Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(
+        after["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"]),
+        "the refused writes changed nothing"
     );
     let err = admin.fails(
         &as_eve(&[
