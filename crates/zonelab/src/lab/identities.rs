@@ -69,9 +69,12 @@ fn flag_value<'a>(flags: &'a [String], name: &str) -> Option<&'a str> {
     None
 }
 
-/// The servers' `--service-cluster-ip-range` (the `kubernetes` Service's ClusterIP is a SAN).
+/// The servers' `--service-cluster-ip-range` (the `kubernetes` Service's ClusterIP is a SAN);
+/// an invalid value is left for the server to refuse with its own error (the default here).
 pub fn service_cidr(server_flags: &[String]) -> &str {
-    flag_value(server_flags, "service-cluster-ip-range").unwrap_or(DEFAULT_SERVICE_CIDR)
+    flag_value(server_flags, "service-cluster-ip-range")
+        .filter(|v| apiserver::alloc::IpRange::parse(v).is_ok())
+        .unwrap_or(DEFAULT_SERVICE_CIDR)
 }
 
 /// A fresh PKI for a new lab in `lab_dir` (an earlier lab's is replaced), the admin kubeconfig
@@ -171,6 +174,8 @@ mod tests {
             service_cidr(&["--service-cluster-ip-range=10.0.0.0/16".into()]),
             "10.0.0.0/16"
         );
+        let bad = ["--service-cluster-ip-range=10.96.0.0/40".to_string()];
+        assert_eq!(service_cidr(&bad), "10.96.0.0/12");
         let t = topo();
         let ips = serving_ips(&t, true);
         assert!(ips.contains(&IpAddr::V4(t.control_plane.ip)));
