@@ -94,8 +94,9 @@ impl Serving {
                 })
             }
             (None, None, None) => {
-                // TODO(tls): refuse a non-loopback plain listener once the lab's servers
-                // (in lab namespaces, e.g. the zonal control planes on 172.20.x.10) serve TLS.
+                // TODO(tls): the lab's servers serve TLS now (lab/identities.rs); HTTPS by
+                // default, plain HTTP only on loopback behind an explicit flag (issue 13) is
+                // the next step.
                 if listen.ip().is_loopback() {
                     tracing::warn!(
                         "serving plain HTTP without authentication on {listen} (loopback); \
