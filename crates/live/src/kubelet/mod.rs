@@ -1,5 +1,7 @@
-//! The live driver: watches this node's Node, Lease and pods (`fieldSelector
-//! spec.nodeName=<node>`), feeds the [`Kubelet`], executes its writes through the API, its
+//! The live driver: watches this node's Node and pods (`fieldSelector spec.nodeName=<node>`),
+//! reads its Lease with GETs (at start and after each renewal: the Node authorizer lets a node
+//! get, create and update its Lease but not list or watch Leases, as upstream's kubelet only
+//! GETs it), feeds the [`Kubelet`], executes its writes through the API, its
 //! runtime commands through a [`Runtime`] and its probes through a [`Prober`], on the wall
 //! clock. Start at [`Agent::start`] (or [`run`]).
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 use crate::controllers::wall_clock;
 use crate::controllers::writes::{Writes, describe};
 use crate::relist;
-use controllers::{Change, Kind, Moment, Object};
+use controllers::{Action, Change, Kind, Moment, Object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
@@ -53,18 +55,12 @@ fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
     let by_name = watcher::Config::default().fields(&format!("metadata.name={node}"));
     spawn_watch::<Node, _>(
         Api::all(client.clone()),
-        by_name.clone(),
+        by_name,
         Kind::Node,
         |o| Object::Node(Arc::new(o)),
         tx.clone(),
     );
-    spawn_watch::<Lease, _>(
-        Api::namespaced(client.clone(), LEASE_NAMESPACE),
-        by_name,
-        Kind::Lease,
-        |o| Object::Lease(Arc::new(o)),
-        tx.clone(),
-    );
+    spawn_lease_get(client, node, tx);
     spawn_watch::<Pod, _>(
         Api::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={node}")),
@@ -72,6 +68,37 @@ fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
         |o| Object::Pod(Arc::new(o)),
         tx.clone(),
     );
+}
+
+/// First retry of a failed Lease GET; doubled up to [`LEASE_GET_RETRY_MAX`].
+const LEASE_GET_RETRY: Duration = Duration::from_millis(100);
+const LEASE_GET_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// GET this node's Lease (retrying until it answers) and report it as a relist of Leases: the
+/// Lease, or none when it does not exist yet.
+fn spawn_lease_get(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let (node, tx) = (node.to_string(), tx.clone());
+    tokio::spawn(async move {
+        let mut delay = LEASE_GET_RETRY;
+        loop {
+            match api.get_opt(&node).await {
+                Ok(lease) => {
+                    let list = lease
+                        .map(|l| Object::Lease(Arc::new(l)))
+                        .into_iter()
+                        .collect();
+                    let _ = tx.send(Feed::Relisted(Kind::Lease, list)).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the node Lease failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LEASE_GET_RETRY_MAX);
+                }
+            }
+        }
+    });
 }
 
 /// A running agent: stop it gracefully with [`Agent::shutdown`].
@@ -181,6 +208,10 @@ pub async fn run_with_logs(
             done = writes.next_done() => {
                 if let Err(e) = &done.result {
                     tracing::warn!(error = ?e, "kubelet write failed: {}: {}", describe(&done.action), done.detail);
+                }
+                if matches!(&done.action, Action::Create(Object::Lease(_)) | Action::Update(Object::Lease(_))) {
+                    // The next renewal updates the Lease as the server has it now.
+                    spawn_lease_get(&client, &k.config().node_name, &feed_tx);
                 }
                 k.handle_write_result(&done.action, done.result, wall_clock());
             }
