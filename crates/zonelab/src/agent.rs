@@ -177,7 +177,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let read_timeout = args
         .profile
         .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
-    let client = kube::Client::try_from(crate::client::config(url, read_timeout))?;
+    let client = crate::client::client(crate::client::config(url), read_timeout)?;
     let syncer = syncer_config(&args)?;
     let mut proxy = tokio::spawn(live::proxy::run(
         client.clone(),

@@ -243,8 +243,7 @@ fn runner() -> Arc<dyn Runner> {
 
 pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
     let url: http::Uri = format!("http://{api}").parse()?;
-    let config = crate::client::config(url, crate::client::MIN_READ_TIMEOUT);
-    Ok(kube::Client::try_from(config)?)
+    crate::client::client(crate::client::config(url), crate::client::MIN_READ_TIMEOUT)
 }
 
 /// A process the lab started: its pid and kernel start time, so a recycled pid is never taken

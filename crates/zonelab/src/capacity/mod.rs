@@ -66,8 +66,10 @@ pub async fn run_role(args: AutoscalerArgs) -> anyhow::Result<()> {
         .server
         .parse()
         .map_err(|e| anyhow::anyhow!("--server {:?}: {e}", args.server))?;
-    let kc = crate::client::config(url, crate::client::MIN_READ_TIMEOUT);
-    let client = kube::Client::try_from(kc)?;
+    let idle = args
+        .profile
+        .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
+    let client = crate::client::client(crate::client::config(url), idle)?;
     driver::run(client, config, cloud).await;
     Ok(())
 }
