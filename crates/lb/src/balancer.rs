@@ -30,6 +30,8 @@ pub struct ProbeRequest {
     pub addr: SocketAddrV4,
     /// `None`: TCP connect; `Some(path)`: HTTP GET of `path`.
     pub http_path: Option<String>,
+    /// The GET goes over TLS (an HTTPS check; the certificate is not verified).
+    pub tls: bool,
     /// Give up after this long (the core counts a missing answer as a timeout at the same time).
     pub timeout: Duration,
 }
@@ -347,7 +349,8 @@ impl Balancer {
                         group: g.name.clone(),
                         target: *key,
                         addr: SocketAddrV4::new(key.ip, port),
-                        http_path: (hc.protocol == HealthProtocol::Http).then(|| hc.path.clone()),
+                        http_path: hc.protocol.is_http().then(|| hc.path.clone()),
+                        tls: hc.protocol == HealthProtocol::Https,
                         timeout: hc.timeout,
                     },
                     now + hc.timeout,
@@ -384,7 +387,7 @@ impl Balancer {
         let hc = &g.health_check;
         let outcome = match (hc.protocol, report) {
             (HealthProtocol::Tcp, ProbeReport::Connected) => ProbeOutcome::Success,
-            (HealthProtocol::Http, ProbeReport::Connected) => {
+            (HealthProtocol::Http | HealthProtocol::Https, ProbeReport::Connected) => {
                 ProbeOutcome::Failure("connection closed without a response".into())
             }
             (_, ProbeReport::HttpStatus(code)) if hc.matcher.matches(code) => ProbeOutcome::Success,

@@ -142,6 +142,16 @@ pub enum HealthProtocol {
     Tcp,
     #[serde(rename = "HTTP")]
     Http,
+    /// An HTTP GET over TLS; the target's certificate is not verified (as ELB's HTTPS checks).
+    #[serde(rename = "HTTPS")]
+    Https,
+}
+
+impl HealthProtocol {
+    /// HTTP or HTTPS: the check is a GET of `path` judged by `matcher`.
+    pub fn is_http(self) -> bool {
+        matches!(self, HealthProtocol::Http | HealthProtocol::Https)
+    }
 }
 
 /// Health-check port: the target's own port (`traffic-port`, the default) or a fixed one.
@@ -467,7 +477,7 @@ fn validate_health_check(at: &str, h: &HealthCheckConfig) -> Result<(), ConfigEr
     if h.port == HealthPort::Port(0) {
         return Err(invalid(format!("{at}.port"), "port 0"));
     }
-    if h.protocol == HealthProtocol::Http && !h.path.starts_with('/') {
+    if h.protocol.is_http() && !h.path.starts_with('/') {
         return Err(invalid(
             format!("{at}.path"),
             format!("{:?} must start with /", h.path),

@@ -46,6 +46,25 @@ pub enum Kind {
     DaemonSet,
 }
 
+impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 13] = [
+        Kind::Pod,
+        Kind::Node,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Lease,
+        Kind::Deployment,
+        Kind::ReplicaSet,
+        Kind::PodDisruptionBudget,
+        Kind::Namespace,
+        Kind::ServiceAccount,
+        Kind::StatefulSet,
+        Kind::ControllerRevision,
+        Kind::DaemonSet,
+    ];
+}
+
 /// Why a write failed, as far as a controller cares.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {

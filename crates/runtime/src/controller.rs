@@ -5,7 +5,7 @@
 //!
 //! Start at [`Controller`].
 
-use crate::action::{Action, WriteError};
+use crate::action::{Action, Kind, WriteError};
 use crate::cache::{Cache, Change};
 use crate::events::EventRecord;
 use crate::outbox::Outbox;
@@ -17,6 +17,12 @@ use crate::time::Moment;
 pub trait Controller: Send {
     /// A short name for logs and metrics, e.g. `endpointslice`.
     fn name(&self) -> &'static str;
+
+    /// The kinds whose informers it reads (the driver lists and watches only the union of its
+    /// controllers', so a component's user needs no more than its role grants). Default: all.
+    fn kinds(&self) -> &'static [Kind] {
+        &Kind::ALL
+    }
 
     /// Called once all informers have listed (the cache is complete), before any change.
     fn handle_synced(&mut self, cache: &Cache, now: Moment) {

@@ -32,9 +32,18 @@ pub struct AgentArgs {
     /// The node's pod CIDR (`10.244.N.0/24`).
     #[arg(long)]
     pub pod_cidr: String,
-    /// API server URL.
+    /// API server URL; overrides the kubeconfigs' server (kube-proxy's `--master`). Without
+    /// `--kubeconfig` the agent talks to it without credentials.
     #[arg(long)]
-    pub server: String,
+    pub server: Option<String>,
+    /// The kubelet's kubeconfig (kubelet `--kubeconfig`): the API server's CA and the node's
+    /// client certificate (`system:node:NAME` in `system:nodes`).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// kube-proxy's kubeconfig (kube-proxy `--kubeconfig`; `system:kube-proxy`). Default: the
+    /// kubelet's `--kubeconfig`.
+    #[arg(long)]
+    pub proxy_kubeconfig: Option<PathBuf>,
     /// Enter this network namespace at start (the node's), keeping the mount namespace.
     #[arg(long)]
     pub netns: Option<String>,
@@ -173,14 +182,29 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         std::fs::write(SYN_SENT_SYSCTL, secs.to_string())
             .with_context(|| format!("setting {SYN_SENT_SYSCTL} to {secs}"))?;
     }
-    let url: http::Uri = args.server.parse().context("--server")?;
     let read_timeout = args
         .profile
         .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
-    let client = crate::client::client(crate::client::config(url), read_timeout)?;
+    let server = args.server.as_deref();
+    let kubelet_kc = crate::kubeconfig::role_config(
+        args.kubeconfig.as_deref(),
+        server,
+        read_timeout,
+        "kubelet",
+    )?;
+    let proxy_kc = crate::kubeconfig::role_config(
+        args.proxy_kubeconfig
+            .as_deref()
+            .or(args.kubeconfig.as_deref()),
+        server,
+        read_timeout,
+        "kube-proxy",
+    )?;
+    let client = crate::client::client(kubelet_kc, read_timeout)?;
+    let proxy_client = crate::client::client(proxy_kc, read_timeout)?;
     let syncer = syncer_config(&args)?;
     let mut proxy = tokio::spawn(live::proxy::run(
-        client.clone(),
+        proxy_client,
         syncer,
         args.node_name.clone(),
         args.proxy_status_address,

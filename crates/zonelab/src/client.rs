@@ -68,23 +68,21 @@ impl Policy {
     }
 }
 
-/// A client config for `url` (TLS and credentials go here); [`client`] adds the transport.
-pub fn config(url: http::Uri) -> kube::Config {
-    kube::Config::new(url)
+/// A client config for `url` with [`Policy::for_idle`]`(idle)`'s timeouts (TLS and
+/// credentials go here too); [`client`] builds the client with the keepalive transport.
+pub fn config(url: http::Uri, idle: Duration) -> kube::Config {
+    let policy = Policy::for_idle(idle);
+    let mut c = kube::Config::new(url);
+    c.read_timeout = Some(policy.read_timeout);
+    c.connect_timeout = Some(policy.connect_timeout);
+    c.reset_reader_on_write = true;
+    c
 }
 
-/// A kube client for `config` whose connections follow [`Policy::for_idle`]`(idle)`.
+/// A kube client for `config` whose connections follow [`Policy::for_idle`]`(idle)`, over
+/// HTTPS when its URL says so (its CA and client certificate from `config`).
 pub fn client(config: kube::Config, idle: Duration) -> anyhow::Result<kube::Client> {
     let policy = Policy::for_idle(idle);
-    if config.cluster_url.scheme() == Some(&http::uri::Scheme::HTTPS) {
-        // kube builds the TLS connector itself; without our socket options the read bound is
-        // the liveness bound again (the behaviour before keepalive).
-        let mut c = config;
-        c.read_timeout = Some(policy.user_timeout);
-        c.connect_timeout = Some(policy.connect_timeout);
-        c.reset_reader_on_write = true;
-        return Ok(kube::Client::try_from(c)?);
-    }
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -93,13 +91,48 @@ pub fn client(config: kube::Config, idle: Duration) -> anyhow::Result<kube::Clie
     http.set_keepalive_retries(Some(KEEPALIVE_PROBES));
     http.set_tcp_user_timeout(Some(policy.user_timeout));
     http.set_connect_timeout(Some(policy.connect_timeout));
-    let mut timed = hyper_timeout::TimeoutConnector::new(http);
+    if config.cluster_url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+        let https = config.rustls_https_connector_with_connector(http)?;
+        service(config, timed(https, &policy))
+    } else {
+        service(config, timed(http, &policy))
+    }
+}
+
+/// The connector with the policy's read and write bounds.
+fn timed<C>(connector: C, policy: &Policy) -> hyper_timeout::TimeoutConnector<C>
+where
+    C: tower::Service<http::Uri> + Send + Clone + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin,
+    C::Future: Send + 'static,
+    C::Error: Into<tower::BoxError>,
+{
+    let mut timed = hyper_timeout::TimeoutConnector::new(connector);
     timed.set_read_timeout(Some(policy.read_timeout));
     timed.set_write_timeout(Some(policy.user_timeout));
     timed.set_reset_reader_on_write(true);
+    timed
+}
+
+/// kube's layers (base URI, credentials, headers) over a pooled client of `connector`.
+fn service<C>(config: kube::Config, connector: C) -> anyhow::Result<kube::Client>
+where
+    C: tower::Service<http::Uri> + Send + Sync + Clone + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<tower::BoxError>,
+{
     let http_client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(timed);
+            .build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
@@ -163,7 +196,7 @@ mod tests {
                 }
             });
             let url: http::Uri = format!("http://{addr}").parse().expect("uri");
-            let c = client(config(url), MIN_READ_TIMEOUT).expect("client");
+            let c = client(config(url, MIN_READ_TIMEOUT), MIN_READ_TIMEOUT).expect("client");
             let v = c.apiserver_version().await.expect("a 4 s answer is not a dead server");
             assert_eq!(v.git_version, "v1.33.0");
         });

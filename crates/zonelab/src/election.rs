@@ -61,13 +61,21 @@ impl ElectionArgs {
     }
 }
 
-/// Start the controllers against `config`: behind leader election (two elections, as
+/// The controllers' API clients: kube-controller-manager's user for every controller, and
+/// kube-scheduler's for the scheduler (upstream's two binaries, two kubeconfigs).
+#[derive(Clone)]
+pub struct Clients {
+    pub manager: kube::Config,
+    pub scheduler: kube::Config,
+}
+
+/// Start the controllers against `clients`: behind leader election (two elections, as
 /// kube-controller-manager and kube-scheduler), or at once with `--leader-elect=false`.
 /// `build` makes a fresh set of every enabled controller (called again on each new term).
 pub fn spawn(
     args: &ElectionArgs,
     timers: ElectionTimers,
-    config: kube::Config,
+    clients: Clients,
     build: impl Fn() -> Vec<Box<dyn Controller>> + Send + Sync + Clone + 'static,
 ) -> anyhow::Result<()> {
     let identity = args.identity();
@@ -85,11 +93,17 @@ pub fn spawn(
             .collect()
     };
     if !args.leader_elect {
-        let ua = user_agent("kube-controller-manager", &identity, None);
-        let client = fence::client(&config, &ua, Fence::open())?;
-        let all: Vec<Box<dyn Controller>> = managers().into_iter().chain(scheduler()).collect();
-        if !all.is_empty() {
-            tokio::spawn(live::controllers::run(client, all));
+        let groups = [
+            ("kube-controller-manager", &clients.manager, managers()),
+            ("kube-scheduler", &clients.scheduler, scheduler()),
+        ];
+        for (component, config, set) in groups {
+            if set.is_empty() {
+                continue;
+            }
+            let ua = user_agent(component, &identity, None);
+            let client = fence::client(config, &ua, Fence::open())?;
+            tokio::spawn(live::controllers::run(client, set));
         }
         return Ok(());
     }
@@ -99,21 +113,24 @@ pub fn spawn(
         &'static str,
         &'static str,
         live::controllers::elected::Build,
+        kube::Config,
     ); 2] = [
         (
             CONTROLLER_MANAGER_LEASE,
             "kube-controller-manager",
             "kube-controller-manager",
             Box::new(managers),
+            clients.manager,
         ),
         (
             SCHEDULER_LEASE,
             "kube-scheduler",
             "default-scheduler",
             Box::new(scheduler),
+            clients.scheduler,
         ),
     ];
-    for (lease, component, event_source, mut build) in groups {
+    for (lease, component, event_source, mut build, config) in groups {
         // A component with nothing enabled does not stand for election.
         if build().is_empty() {
             continue;
@@ -124,7 +141,6 @@ pub fn spawn(
             event_source,
             build,
         };
-        let config = config.clone();
         tokio::spawn(async move {
             if let Err(e) = run_elected(config, elected).await {
                 tracing::error!("{component} leader election ended: {e}");

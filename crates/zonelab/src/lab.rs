@@ -24,6 +24,7 @@ mod balancer;
 pub mod control_plane;
 mod faults;
 pub mod group_nodes;
+pub mod identities;
 pub mod kube_proxy;
 pub mod load_balancers;
 mod sole_server;
@@ -56,8 +57,13 @@ pub enum LabCommand {
     Down,
     /// Nodes, zones, readiness and pods.
     Status,
-    /// Print the path of a kubeconfig for kubectl (`export KUBECONFIG=$(zonelab lab kubeconfig)`).
-    Kubeconfig,
+    /// Print the path of the admin kubeconfig for kubectl (`export KUBECONFIG=$(zonelab lab
+    /// kubeconfig)`): https, the lab's CA, the admin's client certificate. `--node NAME`: that
+    /// node's kubelet kubeconfig (`system:node:NAME`) instead.
+    Kubeconfig {
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Run a command inside a pod's network namespace: `zonelab lab exec POD -- CMD...`.
     Exec {
         pod: String,
@@ -160,6 +166,9 @@ pub struct LabConfig {
     /// that server, else the balancer serving `api`).
     #[serde(default)]
     pub zonal: Option<ZonalControlPlane>,
+    /// The admin kubeconfig (https, the lab's CA, the admin's client certificate).
+    #[serde(default)]
+    pub kubeconfig: PathBuf,
 }
 
 /// Everything `lab up` needs, whether it comes from flags or from a scenario file.
@@ -204,6 +213,11 @@ pub fn etcd_in_zones(replicas: u32, store: &str, zones: usize) -> anyhow::Result
 }
 
 impl LabConfig {
+    /// A client of the lab's API as its admin.
+    pub fn client(&self) -> anyhow::Result<kube::Client> {
+        kube_client(&self.kubeconfig)
+    }
+
     fn server(&self) -> ProcId {
         ProcId {
             pid: self.server_pid,
@@ -241,9 +255,10 @@ fn runner() -> Arc<dyn Runner> {
     Arc::new(SystemRunner)
 }
 
-pub(crate) fn kube_client(api: SocketAddr) -> anyhow::Result<kube::Client> {
-    let url: http::Uri = format!("http://{api}").parse()?;
-    crate::client::client(crate::client::config(url), crate::client::MIN_READ_TIMEOUT)
+/// A client with the credentials of the kubeconfig at `path` (a lab's).
+pub(crate) fn kube_client(path: &Path) -> anyhow::Result<kube::Client> {
+    let config = crate::kubeconfig::client_config(path, None, crate::client::MIN_READ_TIMEOUT)?;
+    crate::client::client(config, crate::client::MIN_READ_TIMEOUT)
 }
 
 /// A process the lab started: its pid and kernel start time, so a recycled pid is never taken
@@ -306,6 +321,7 @@ fn start_server(
         .arg("--profile")
         .arg(up.profile.as_str())
         .args(crate::client::bookmark_flag(&up.server_flags))
+        .args(identities::server_flags(dir, &up.server_flags))
         .args(sole_server::election_flags(&up.server_flags))
         .args(&up.server_flags)
         .stdin(Stdio::null())
@@ -370,8 +386,8 @@ pub fn agent_argv(
         format!("{}/24", node.pod_cidr),
         "--server".into(),
         match &cfg.zonal {
-            Some(z) => format!("http://{}", z.vip),
-            None => format!("http://{}:{LAB_API_PORT}", topo.control_plane.ip),
+            Some(z) => format!("https://{}", z.vip),
+            None => format!("https://{}:{LAB_API_PORT}", topo.control_plane.ip),
         },
         "--lab-prefix".into(),
         topo.prefix.clone(),
@@ -391,6 +407,15 @@ fn start_agent(state_dir: &Path, exe: &Path, cfg: &LabConfig, node: &str) -> any
         .node(node)
         .with_context(|| format!("no node {node:?} in the lab"))?;
     let mut argv = agent_argv(exe, &cfg.topology, n, cfg);
+    let lab_dir = state_dir.join(&cfg.prefix);
+    let kubeconfig = identities::node_kubeconfig(&lab_dir, cfg.api, &n.name)?;
+    argv.extend([
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!(
+            "--proxy-kubeconfig={}",
+            identities::proxy_kubeconfig_path(&lab_dir).display()
+        ),
+    ]);
     argv.extend([
         "--netns".to_string(),
         n.name.clone(),
@@ -545,6 +570,15 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     );
     let exe = std::env::current_exe()?;
     let dir = state_dir.join(prefix);
+    let kubeconfig = kubeconfig_path(state_dir, prefix);
+    identities::create(
+        &dir,
+        &topo,
+        plan.etcd_in_zones,
+        api,
+        &plan.server_flags,
+        &kubeconfig,
+    )?;
     let (server_pid, log, zonal) = start_control_plane(&dir, &exe, &topo, plan, api)?;
     let cfg = LabConfig {
         prefix: prefix.to_string(),
@@ -556,30 +590,31 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
         topology: topo.clone(),
         agent_flags: plan.agent_flags.clone(),
         zonal,
+        kubeconfig,
     };
     std::fs::write(
         config_path(state_dir, prefix),
         serde_json::to_vec_pretty(&cfg)?,
     )?;
-    write_kubeconfig(state_dir, &cfg)?;
     let server = cfg.server();
+    let client = cfg.client()?;
     crate::preflight::wait_server(
         || server.alive(),
         server_pid,
         api,
+        &client,
         &log,
         Duration::from_secs(if cfg.zonal.is_some() { 60 } else { 20 }),
     )
     .await?;
     eprintln!(
-        "control plane: http://{api} ({:.1}s)",
+        "control plane: https://{api} ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     for node in &topo.nodes {
         start_agent(state_dir, &exe, &cfg, &node.name)?;
     }
     drop(lab);
-    let client = kube_client(api)?;
     let waiting = Instant::now();
     let running = || {
         anyhow::ensure!(
@@ -629,18 +664,9 @@ pub async fn bring_up(state_dir: &Path, prefix: &str, plan: &UpPlan) -> anyhow::
     Ok(cfg)
 }
 
+/// The lab's admin kubeconfig.
 pub fn kubeconfig_path(state_dir: &Path, prefix: &str) -> PathBuf {
     state_dir.join(prefix).join("kubeconfig")
-}
-
-fn write_kubeconfig(state_dir: &Path, cfg: &LabConfig) -> anyhow::Result<()> {
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {p}\n  cluster:\n    server: http://{api}\ncontexts:\n- name: {p}\n  context:\n    cluster: {p}\n    user: {p}\ncurrent-context: {p}\nusers:\n- name: {p}\n  user: {{}}\n",
-        p = cfg.prefix,
-        api = cfg.api
-    );
-    std::fs::write(kubeconfig_path(state_dir, &cfg.prefix), text)?;
-    Ok(())
 }
 
 /// Take the lab down: server, agents, pods, namespaces, rules, state.
@@ -670,7 +696,7 @@ pub fn down(state_dir: &Path, prefix: &str) -> anyhow::Result<()> {
 
 async fn status(args: &LabArgs) -> anyhow::Result<()> {
     let cfg = load_config(&args.state_dir, &args.prefix)?;
-    let client = kube_client(cfg.api)?;
+    let client = cfg.client()?;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client);
     let pod_list = pods.list(&ListParams::default()).await?;
@@ -720,7 +746,7 @@ async fn status(args: &LabArgs) -> anyhow::Result<()> {
 
 /// The network namespace of a pod, found from its IP.
 async fn pod_netns(cfg: &LabConfig, namespace: &str, pod: &str) -> anyhow::Result<String> {
-    let api: Api<Pod> = Api::namespaced(kube_client(cfg.api)?, namespace);
+    let api: Api<Pod> = Api::namespaced(cfg.client()?, namespace);
     let p = api
         .get(pod)
         .await
@@ -765,12 +791,20 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         LabCommand::Status => status(&args).await.map(|_| 0),
-        LabCommand::Kubeconfig => {
-            load_config(&args.state_dir, &args.prefix)?;
-            println!(
-                "{}",
-                kubeconfig_path(&args.state_dir, &args.prefix).display()
-            );
+        LabCommand::Kubeconfig { node } => {
+            let cfg = load_config(&args.state_dir, &args.prefix)?;
+            let path = match node {
+                None => kubeconfig_path(&args.state_dir, &args.prefix),
+                Some(n) => {
+                    anyhow::ensure!(
+                        cfg.topology.node(n).is_some(),
+                        "no node {n:?} in lab {:?}",
+                        args.prefix
+                    );
+                    identities::node_kubeconfig(&args.state_dir.join(&args.prefix), cfg.api, n)?
+                }
+            };
+            println!("{}", path.display());
             Ok(0)
         }
         LabCommand::Exec {

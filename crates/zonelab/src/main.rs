@@ -18,6 +18,7 @@ mod compare;
 mod echo;
 mod election;
 mod flags;
+mod kubeconfig;
 mod lab;
 mod load;
 mod netns;

@@ -166,15 +166,22 @@ fn leaf_params(cn: &str, orgs: &[String], days: i64) -> CertificateParams {
 /// The serving certificate's SANs: every listen address (loopback for an unspecified one),
 /// the `kubernetes` Service's ClusterIP (the first address of `service_cidr`), its DNS names
 /// and localhost (kubeadm's list).
+#[cfg(test)]
 pub fn serving_sans(listen: &[SocketAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
+    let ips: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
+    serving_sans_for(&ips, service_cidr)
+}
+
+/// [`serving_sans`] for the addresses `ips` (unspecified ones are left out).
+pub fn serving_sans_for(addrs: &[IpAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
     let range = apiserver::alloc::IpRange::parse(service_cidr)
         .map_err(|_| PkiError::Range(service_cidr.to_string()))?;
     // The address the allocator gives the `kubernetes` Service.
     let first = IpAddr::V4(apiserver::alloc::first_ip(&range));
     let mut ips: Vec<IpAddr> = vec![first, IpAddr::from([127, 0, 0, 1])];
-    for a in listen {
-        if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {
-            ips.push(a.ip());
+    for ip in addrs {
+        if !ip.is_unspecified() && !ips.contains(ip) {
+            ips.push(*ip);
         }
     }
     let names = [
@@ -225,11 +232,18 @@ impl Pki {
     /// `load_or_create`, then the serving certificate `apiserver.crt`/`apiserver.key` for
     /// `listen` when missing.
     pub fn ensure(dir: &Path, listen: &[SocketAddr], service_cidr: &str) -> Result<Pki, PkiError> {
+        let ips: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
+        Pki::ensure_for(dir, &ips, service_cidr)
+    }
+
+    /// [`Pki::ensure`] with a serving certificate for the addresses `ips` (the lab's: every
+    /// address agents and users reach a server at).
+    pub fn ensure_for(dir: &Path, ips: &[IpAddr], service_cidr: &str) -> Result<Pki, PkiError> {
         let pki = Pki::load_or_create(dir)?;
         let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
         if !crt.exists() || !key.exists() {
             let mut p = leaf_params("kube-apiserver", &[], LEAF_DAYS);
-            p.subject_alt_names = serving_sans(listen, service_cidr)?;
+            p.subject_alt_names = serving_sans_for(ips, service_cidr)?;
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             let k = KeyPair::generate().map_err(issue("the serving key"))?;
             let cert = p.signed_by(&k, &pki.ca).map_err(issue("apiserver.crt"))?;
@@ -265,6 +279,16 @@ impl Pki {
         ))
     }
 
+    /// Write a kubeconfig for `who` against `server` to `path` (owner-readable only).
+    pub fn write_kubeconfig(
+        &self,
+        path: &Path,
+        who: &Identity,
+        server: &str,
+    ) -> Result<(), PkiError> {
+        write(path, &self.kubeconfig(who, server)?, true)
+    }
+
     /// Write the components' kubeconfigs (admin.conf, …) and one `kubelet-NAME.conf` per node
     /// into `out`; returns the admin kubeconfig's path.
     pub fn write_kubeconfigs(
@@ -282,7 +306,7 @@ impl Pki {
             .map(|(f, who)| (f.to_string(), who))
             .chain(nodes);
         for (file, who) in all {
-            write(&out.join(file), &self.kubeconfig(&who, server)?, true)?;
+            self.write_kubeconfig(&out.join(file), &who, server)?;
         }
         Ok(out.join("admin.conf"))
     }

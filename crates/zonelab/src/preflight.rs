@@ -61,12 +61,13 @@ fn http_get(mut stream: TcpStream, path: &str) -> std::io::Result<(u16, String)>
 }
 
 /// Waits until the server the lab started (`pid`) listens on `api` itself and answers
-/// `/healthz` with 200. Fails at once, with the tail of its log, if it exits; and never takes
-/// another process listening there for it.
+/// `/healthz` with 200 to `client` (the lab's admin, over HTTPS). Fails at once, with the tail
+/// of its log, if it exits; and never takes another process listening there for it.
 pub async fn wait_server(
     proc_alive: impl Fn() -> bool,
     pid: u32,
     api: SocketAddr,
+    client: &kube::Client,
     log: &Path,
     limit: Duration,
 ) -> anyhow::Result<()> {
@@ -80,14 +81,10 @@ pub async fn wait_server(
             );
         }
         if crate::ports::pid_listens_on(pid, api.port()) {
-            let answer = tokio::task::spawn_blocking(move || {
-                http_get(
-                    TcpStream::connect_timeout(&api, Duration::from_secs(1))?,
-                    "/healthz",
-                )
-            })
-            .await?;
-            if matches!(answer, Ok((200, _))) {
+            let req = http::Request::get("/healthz").body(Vec::new())?;
+            let answer =
+                tokio::time::timeout(Duration::from_secs(2), client.request_text(req)).await;
+            if matches!(answer, Ok(Ok(ref body)) if body == "ok") {
                 return Ok(());
             }
         }

@@ -230,13 +230,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding --listen {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let mut addrs = vec![addr];
+    addrs.extend(args.listen_netns.iter().map(|(_, a)| *a));
     let serving =
-        crate::serving::Serving::resolve(&args.tls, addr, &args.service_cluster_ip_range)?;
-    if matches!(serving, crate::serving::Serving::Tls { .. }) && !args.listen_netns.is_empty() {
-        anyhow::bail!(
-            "--listen-netns serves plain HTTP as the cluster admin: it cannot be combined with TLS (--tls-cert-file or --pki-dir) yet"
-        );
-    }
+        crate::serving::Serving::resolve(&args.tls, &addrs, &args.service_cluster_ip_range)?;
     let mut cfg = apiserver::Config {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,
@@ -274,11 +271,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     for (netns, extra) in &args.listen_netns {
         let std_listener = crate::netns::bind_in_netns(netns, *extra)?;
         let l = tokio::net::TcpListener::from_std(std_listener)?;
-        tracing::info!("also serving on http://{extra} in network namespace {netns}");
-        tokio::spawn(Arc::clone(&server).accept_loop(l));
+        tracing::info!(
+            "also serving on {}://{extra} in network namespace {netns}",
+            serving.scheme()
+        );
+        let server = Arc::clone(&server);
+        match &serving {
+            crate::serving::Serving::Plain => tokio::spawn(server.accept_loop(l)),
+            crate::serving::Serving::Tls { config, .. } => {
+                tokio::spawn(server.accept_loop_tls(l, Arc::clone(config)))
+            }
+        };
     }
     // The controllers are API clients of this very server, over loopback.
-    let kube_config = controllers_client(&serving, addr, insecure)?;
+    let kube_config = controllers_client(&serving, &args.data_dir, addr, insecure)?;
     let build_args = args.clone();
     let election = configs.election;
     let build = move || build_controllers(&build_args, &configs).unwrap_or_default();
@@ -298,23 +304,37 @@ fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The controllers' client of this very server: over loopback plain HTTP, or, when serving
-/// TLS, through the `--insecure-port` listener if there is one. (TODO(tls): the controllers
-/// and scheduler as their own users over HTTPS needs kube's rustls feature.)
+/// The controllers' clients of this very server. With a generated PKI (`--pki-dir`) the
+/// controllers run as `system:kube-controller-manager` and the scheduler as
+/// `system:kube-scheduler` over HTTPS, from the kubeconfigs just written into `data_dir`
+/// (kubeadm's controller-manager.conf and scheduler.conf); with given certificate files
+/// through the `--insecure-port` listener; without TLS over loopback plain HTTP.
 fn controllers_client(
     serving: &crate::serving::Serving,
+    data_dir: &std::path::Path,
     addr: SocketAddr,
     insecure: Option<SocketAddr>,
-) -> anyhow::Result<kube::Config> {
+) -> anyhow::Result<crate::election::Clients> {
     let local = match (serving, insecure) {
+        (crate::serving::Serving::Tls { pki: Some(_), .. }, _) => {
+            let load = |f: &str| crate::kubeconfig::load(&data_dir.join(f));
+            return Ok(crate::election::Clients {
+                manager: load("controller-manager.conf")?,
+                scheduler: load("scheduler.conf")?,
+            });
+        }
         (crate::serving::Serving::Plain, _) => loopback_if_unspecified(addr),
         (_, Some(plain)) => plain,
         (_, None) => anyhow::bail!(
-            "serving TLS: the in-process controllers need --insecure-port until they have \
-             their own client certificates"
+            "serving TLS with --tls-cert-file: the in-process controllers need --insecure-port \
+             (or --pki-dir, which gives them their own client certificates)"
         ),
     };
-    Ok(kube::Config::new(format!("http://{local}").parse()?))
+    let plain = kube::Config::new(format!("http://{local}").parse()?);
+    Ok(crate::election::Clients {
+        manager: plain.clone(),
+        scheduler: plain,
+    })
 }
 
 /// With `--listen-netns`, `pods/log` dials kubelets from inside the first of those

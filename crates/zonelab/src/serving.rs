@@ -5,9 +5,11 @@
 //!   files, kube-apiserver's flags.
 //! - `--pki-dir DIR`: the PKI under DIR (created when missing, kubeadm's file names), HTTPS
 //!   with `apiserver.crt`, client certificates verified against `ca.crt`, and kubeconfigs
-//!   (admin.conf, …) written into `--data-dir`.
-//! - neither: plain HTTP with a warning; every request is the cluster admin. (Meant for
-//!   loopback only; the lab's servers in lab namespaces still use it until they serve TLS.)
+//!   (admin.conf, …) written into `--data-dir`; the in-process controllers and scheduler use
+//!   controller-manager.conf and scheduler.conf. Every `--listen-netns` listener serves HTTPS
+//!   too (the serving certificate's SANs cover them).
+//! - neither: plain HTTP with a warning; every request is the cluster admin (meant for
+//!   loopback only; the lab's servers serve HTTPS with the lab's PKI, docs/lab.md).
 //!
 //! `--insecure-port PORT` (upstream's removed flag) adds a plain-HTTP listener on
 //! 127.0.0.1:PORT beside HTTPS, for tests.
@@ -55,9 +57,10 @@ impl Serving {
     /// Decide from the flags; `listen` is the bound address.
     pub fn resolve(
         args: &TlsArgs,
-        listen: SocketAddr,
+        listens: &[SocketAddr],
         service_cidr: &str,
     ) -> anyhow::Result<Serving> {
+        let listen = *listens.first().context("no listen address")?;
         match (
             &args.tls_cert_file,
             &args.tls_private_key_file,
@@ -78,7 +81,7 @@ impl Serving {
                 anyhow::bail!("--tls-cert-file and --tls-private-key-file must be given together")
             }
             (None, None, Some(dir)) => {
-                let pki = crate::pki::Pki::ensure(dir, &[listen], service_cidr)
+                let pki = crate::pki::Pki::ensure(dir, listens, service_cidr)
                     .with_context(|| format!("--pki-dir {}", dir.display()))?;
                 let files = apiserver::tls::TlsFiles {
                     cert_file: dir.join("apiserver.crt"),
@@ -155,13 +158,13 @@ mod tests {
     fn plain_without_tls_flags_and_tls_flags_in_pairs() {
         let none = TlsArgs::default();
         let cidr = "10.96.0.0/12";
-        let plain = Serving::resolve(&none, "127.0.0.1:6443".parse().unwrap(), cidr).unwrap();
+        let plain = Serving::resolve(&none, &["127.0.0.1:6443".parse().unwrap()], cidr).unwrap();
         assert_eq!(plain.scheme(), "http");
         let half = TlsArgs {
             tls_cert_file: Some("x.crt".into()),
             ..TlsArgs::default()
         };
-        assert!(Serving::resolve(&half, "127.0.0.1:6443".parse().unwrap(), cidr).is_err());
+        assert!(Serving::resolve(&half, &["127.0.0.1:6443".parse().unwrap()], cidr).is_err());
     }
 
     #[test]
@@ -171,7 +174,8 @@ mod tests {
             pki_dir: Some(dir.path().join("pki")),
             ..TlsArgs::default()
         };
-        let s = Serving::resolve(&args, "0.0.0.0:6443".parse().unwrap(), "10.96.0.0/12").unwrap();
+        let s =
+            Serving::resolve(&args, &["0.0.0.0:6443".parse().unwrap()], "10.96.0.0/12").unwrap();
         assert_eq!(s.scheme(), "https");
     }
 }

@@ -102,7 +102,7 @@ pub async fn cli(lab: &crate::lab::LabArgs, a: &ZonalShiftArgs) -> anyhow::Resul
     } else {
         Some(expires_in_ms(a.expires_in)?)
     };
-    let client = crate::lab::kube_client(cfg.api)?;
+    let client = cfg.client()?;
     let now = Moment::from_millis(crate::clock::epoch_ms() as i64);
     let nodes = write_shift(&client, &a.zone, expires.map(|e| now + e), now).await?;
     match expires {

@@ -429,6 +429,11 @@ impl Controller for Scheduler {
         "scheduler"
     }
 
+    /// Pods and Nodes only: kube-scheduler's role lists no Leases, EndpointSlices, … .
+    fn kinds(&self) -> &'static [runtime::Kind] {
+        &[runtime::Kind::Pod, runtime::Kind::Node]
+    }
+
     fn outbox(&mut self) -> &mut Outbox {
         &mut self.out
     }

@@ -10,7 +10,6 @@ use runtime::events::{self, EventRecord, EventType};
 use runtime::time::{duration_ms, span_ms};
 use runtime::{Action, Cache, Key, Kind, Moment, WriteError};
 
-use super::annotate::AnnotationSync;
 use super::config::{DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, STATUS_RETRY};
 use super::container::refuse_pull;
 pub(crate) use super::container::{CPhase, Terminated};
@@ -86,8 +85,6 @@ pub(crate) struct PodState {
     delete_sent: bool,
     delete_retry_at: Option<Moment>,
     orphaned: bool,
-    /// Writing the stand-in annotation.
-    pub annotation: AnnotationSync,
 }
 
 fn pod_grace(pod: &Pod) -> i64 {
@@ -144,7 +141,6 @@ impl PodState {
             delete_sent: false,
             delete_retry_at: None,
             orphaned: false,
-            annotation: AnnotationSync::default(),
         })
     }
 
@@ -204,7 +200,6 @@ impl PodState {
         }
         if let Some(pod) = cached {
             super::status::sync_status(self, pod, ctx);
-            super::annotate::sync_annotation(self, pod, ctx);
         }
     }
 
@@ -727,7 +722,6 @@ impl PodState {
                 }
                 self.status.handle_write_result(obj, result, now);
             }
-            Action::Update(_) => self.annotation.handle_write_result(result, now),
             Action::Delete { .. } => match result {
                 Ok(()) | Err(WriteError::NotFound) | Err(WriteError::Conflict) => {}
                 Err(e) => {
@@ -814,10 +808,7 @@ impl PodState {
                 }
             }
         }
-        for t in [self.status.wakeup(), self.annotation.wakeup()]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(t) = self.status.wakeup() {
             f(t, false);
         }
     }

@@ -75,7 +75,8 @@ impl StatusSync {
 pub(crate) fn sync_status(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
     let now = ctx.now;
     let desired = build_status(st, pod, ctx);
-    if pod.status.as_ref() == Some(&desired) {
+    let annotation = super::annotate::pending(st, pod);
+    if pod.status.as_ref() == Some(&desired) && annotation.is_none() {
         st.status.dirty = false;
         return;
     }
@@ -88,6 +89,9 @@ pub(crate) fn sync_status(st: &mut PodState, pod: &Pod, ctx: &mut Ctx) {
     }
     let mut next = pod.clone();
     next.status = Some(desired);
+    if let Some(value) = annotation {
+        super::annotate::set(&mut next, value);
+    }
     st.status.inflight = true;
     st.status.dirty = false;
     ctx.out

@@ -105,101 +105,109 @@ fn kind_name(kind: Kind) -> &'static str {
     }
 }
 
-fn start_informers(client: &kube::Client, tx: &mpsc::Sender<Feed>) -> Informers {
+/// List and watch every kind in `kinds`.
+fn start_informers(
+    client: &kube::Client,
+    tx: &mpsc::Sender<Feed>,
+    kinds: &BTreeSet<Kind>,
+) -> Informers {
     let cfg = watcher::Config::default;
-    let handles = [
-        spawn_informer::<Pod, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Pod,
-            |o| Object::Pod(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<Node, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Node,
-            |o| Object::Node(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<Service, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Service,
-            |o| Object::Service(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<EndpointSlice, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::EndpointSlice,
-            |o| Object::EndpointSlice(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<Lease, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Lease,
-            |o| Object::Lease(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<Deployment, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Deployment,
-            |o| Object::Deployment(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<ReplicaSet, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::ReplicaSet,
-            |o| Object::ReplicaSet(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<PodDisruptionBudget, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::PodDisruptionBudget,
-            |o| Object::PodDisruptionBudget(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<Namespace, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::Namespace,
-            |o| Object::Namespace(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<ServiceAccount, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::ServiceAccount,
-            |o| Object::ServiceAccount(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<StatefulSet, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::StatefulSet,
-            |o| Object::StatefulSet(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<ControllerRevision, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::ControllerRevision,
-            |o| Object::ControllerRevision(Arc::new(o)),
-            tx.clone(),
-        ),
-        spawn_informer::<DaemonSet, _>(
-            Api::all(client.clone()),
-            cfg(),
-            Kind::DaemonSet,
-            |o| Object::DaemonSet(Arc::new(o)),
-            tx.clone(),
-        ),
-    ];
+    let handles: Vec<tokio::task::JoinHandle<()>> = kinds
+        .iter()
+        .map(|kind| match kind {
+            Kind::Pod => spawn_informer::<Pod, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Pod,
+                |o| Object::Pod(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::Node => spawn_informer::<Node, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Node,
+                |o| Object::Node(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::Service => spawn_informer::<Service, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Service,
+                |o| Object::Service(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::EndpointSlice => spawn_informer::<EndpointSlice, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::EndpointSlice,
+                |o| Object::EndpointSlice(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::Lease => spawn_informer::<Lease, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Lease,
+                |o| Object::Lease(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::Deployment => spawn_informer::<Deployment, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Deployment,
+                |o| Object::Deployment(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::ReplicaSet => spawn_informer::<ReplicaSet, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::ReplicaSet,
+                |o| Object::ReplicaSet(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::PodDisruptionBudget => spawn_informer::<PodDisruptionBudget, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::PodDisruptionBudget,
+                |o| Object::PodDisruptionBudget(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::Namespace => spawn_informer::<Namespace, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::Namespace,
+                |o| Object::Namespace(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::ServiceAccount => spawn_informer::<ServiceAccount, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::ServiceAccount,
+                |o| Object::ServiceAccount(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::StatefulSet => spawn_informer::<StatefulSet, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::StatefulSet,
+                |o| Object::StatefulSet(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::ControllerRevision => spawn_informer::<ControllerRevision, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::ControllerRevision,
+                |o| Object::ControllerRevision(Arc::new(o)),
+                tx.clone(),
+            ),
+            Kind::DaemonSet => spawn_informer::<DaemonSet, _>(
+                Api::all(client.clone()),
+                cfg(),
+                Kind::DaemonSet,
+                |o| Object::DaemonSet(Arc::new(o)),
+                tx.clone(),
+            ),
+        })
+        .collect();
     Informers(
         handles
             .iter()
@@ -217,26 +225,15 @@ impl Drop for Informers {
     }
 }
 
-const ALL_KINDS: [Kind; 13] = [
-    Kind::Pod,
-    Kind::Node,
-    Kind::Service,
-    Kind::EndpointSlice,
-    Kind::Lease,
-    Kind::Deployment,
-    Kind::ReplicaSet,
-    Kind::PodDisruptionBudget,
-    Kind::Namespace,
-    Kind::ServiceAccount,
-    Kind::StatefulSet,
-    Kind::ControllerRevision,
-    Kind::DaemonSet,
-];
-
 /// Run `controllers` against the API server `client` talks to, until the process ends.
 pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>) {
     let (tx, mut rx) = mpsc::channel::<Feed>(EVENT_BUFFER);
-    let _informers = start_informers(&client, &tx);
+    let kinds: BTreeSet<Kind> = controllers
+        .iter()
+        .flat_map(|c| c.kinds())
+        .copied()
+        .collect();
+    let _informers = start_informers(&client, &tx, &kinds);
     let mut writes: Writes<usize> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut cache = Cache::new();
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
@@ -270,7 +267,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
                     for change in &changes {
                         controllers.iter_mut().for_each(|c| c.handle_change(&cache, change, now));
                     }
-                } else if ALL_KINDS.iter().all(|k| synced.contains(k)) {
+                } else if kinds.iter().all(|k| synced.contains(k)) {
                     started = true;
                     tracing::info!("informers synced; starting {} controllers", controllers.len());
                     controllers.iter_mut().for_each(|c| c.handle_synced(&cache, now));

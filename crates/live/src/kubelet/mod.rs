@@ -1,5 +1,8 @@
-//! The live driver: watches this node's Node, Lease and pods (`fieldSelector
-//! spec.nodeName=<node>`), feeds the [`Kubelet`], executes its writes through the API, its
+//! The live driver: watches this node's Node and pods (`fieldSelector spec.nodeName=<node>`),
+//! reads its Lease with GETs (at start and after a renewal lost a race: the Node authorizer
+//! lets a node get, create and update its Lease but not list or watch Leases, as upstream's
+//! kubelet only GETs it) and renews it from the server's answer to its last write, feeds the
+//! [`Kubelet`], executes its writes through the API, its
 //! runtime commands through a [`Runtime`] and its probes through a [`Prober`], on the wall
 //! clock. Start at [`Agent::start`] (or [`run`]).
 
@@ -53,18 +56,12 @@ fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
     let by_name = watcher::Config::default().fields(&format!("metadata.name={node}"));
     spawn_watch::<Node, _>(
         Api::all(client.clone()),
-        by_name.clone(),
+        by_name,
         Kind::Node,
         |o| Object::Node(Arc::new(o)),
         tx.clone(),
     );
-    spawn_watch::<Lease, _>(
-        Api::namespaced(client.clone(), LEASE_NAMESPACE),
-        by_name,
-        Kind::Lease,
-        |o| Object::Lease(Arc::new(o)),
-        tx.clone(),
-    );
+    spawn_lease_get(client, node, tx);
     spawn_watch::<Pod, _>(
         Api::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={node}")),
@@ -128,6 +125,37 @@ fn is_lease_write(a: &Action) -> bool {
         a,
         Action::Create(Object::Lease(_)) | Action::Update(Object::Lease(_))
     )
+}
+
+/// First retry of a failed Lease GET; doubled up to [`LEASE_GET_RETRY_MAX`].
+const LEASE_GET_RETRY: Duration = Duration::from_millis(100);
+const LEASE_GET_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// GET this node's Lease (retrying until it answers) and report it as a relist of Leases: the
+/// Lease, or none when it does not exist yet.
+fn spawn_lease_get(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let (node, tx) = (node.to_string(), tx.clone());
+    tokio::spawn(async move {
+        let mut delay = LEASE_GET_RETRY;
+        loop {
+            match api.get_opt(&node).await {
+                Ok(lease) => {
+                    let list = lease
+                        .map(|l| Object::Lease(Arc::new(l)))
+                        .into_iter()
+                        .collect();
+                    let _ = tx.send(Feed::Relisted(Kind::Lease, list)).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the node Lease failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(LEASE_GET_RETRY_MAX);
+                }
+            }
+        }
+    });
 }
 
 /// A running agent: stop it gracefully with [`Agent::shutdown`].

@@ -1,13 +1,15 @@
-//! The health checker's I/O: one TCP connect, or one HTTP/1.1 GET read up to its status line,
-//! bounded by the check's timeout. Runs on the balancer's thread, which is inside the
+//! The health checker's I/O: one TCP connect, or one HTTP/1.1 GET (over TLS for an HTTPS
+//! check, the certificate not verified, as ELB's) read up to its status line, bounded by the
+//! check's timeout. Runs on the balancer's thread, which is inside the
 //! balancer's network namespace, so the sockets are opened there.
 //!
 //! Start at [`run`].
 
 use std::io::ErrorKind;
+use std::sync::{Arc, OnceLock};
 
 use lb::{ProbeReport, ProbeRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The User-Agent ELB's HTTP health checks send.
@@ -24,13 +26,30 @@ pub async fn run(req: &ProbeRequest) -> ProbeReport {
 }
 
 async fn check(req: &ProbeRequest) -> ProbeReport {
-    let mut stream = match TcpStream::connect(req.addr).await {
+    let stream = match TcpStream::connect(req.addr).await {
         Ok(s) => s,
         Err(e) => return ProbeReport::Failed(describe(&e)),
     };
     let Some(path) = &req.http_path else {
         return ProbeReport::Connected;
     };
+    if !req.tls {
+        return get(stream, path, req).await;
+    }
+    let connector = tokio_rustls::TlsConnector::from(tls_config());
+    let name = rustls_pki_types::ServerName::IpAddress((*req.addr.ip()).into());
+    match connector.connect(name, stream).await {
+        Ok(tls) => get(tls, path, req).await,
+        Err(e) => ProbeReport::Failed(format!("TLS handshake: {e}")),
+    }
+}
+
+/// The GET of `path` over `stream`, read up to the status line.
+async fn get<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    path: &str,
+    req: &ProbeRequest,
+) -> ProbeReport {
     let head = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         req.addr
@@ -51,6 +70,66 @@ async fn check(req: &ProbeRequest) -> ProbeReport {
     match status_code(&buf) {
         Some(code) => ProbeReport::HttpStatus(code),
         None => ProbeReport::Failed("malformed HTTP response".into()),
+    }
+}
+
+/// The HTTPS checks' client config: no certificate verification (ELB's HTTPS health checks
+/// do not validate the target's certificate), signatures still checked by the ring provider.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    Arc::clone(CONFIG.get_or_init(|| {
+        // ring, as the API server's (rustls deprecates it for lacking post-quantum exchange).
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(AnyCertificate(Arc::clone(&provider)));
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        Arc::new(config)
+    }))
+}
+
+/// Accepts any server certificate (see [`tls_config`]).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -101,6 +180,7 @@ mod tests {
             },
             addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
             http_path: http.then(|| "/readyz".to_string()),
+            tls: false,
             timeout: Duration::from_secs(2),
         }
     }
@@ -133,5 +213,37 @@ mod tests {
             run(&req(port, false)).await,
             ProbeReport::Failed("connection refused".into())
         );
+    }
+
+    #[tokio::test]
+    async fn https_checks_do_not_verify_the_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki_dir = dir.path().join("pki");
+        crate::pki::Pki::ensure(&pki_dir, &[], "10.96.0.0/12").expect("pki");
+        let files = apiserver::tls::TlsFiles {
+            cert_file: pki_dir.join("apiserver.crt"),
+            key_file: pki_dir.join("apiserver.key"),
+            client_ca_file: None,
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(files.server_config().expect("config"));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.expect("accept");
+            let mut s = acceptor.accept(s).await.expect("handshake");
+            let mut buf = [0u8; 512];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("GET /readyz"));
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+                .await
+                .expect("write");
+            let _ = s.shutdown().await;
+        });
+        let mut r = req(port, true);
+        r.tls = true;
+        assert_eq!(run(&r).await, ProbeReport::HttpStatus(200));
+        server.await.expect("server");
     }
 }

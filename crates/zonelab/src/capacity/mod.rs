@@ -42,9 +42,13 @@ pub fn config(
 /// Deployment), against an API server and the lab's cloud API.
 #[derive(clap::Args, Debug)]
 pub struct AutoscalerArgs {
-    /// API server URL.
+    /// API server URL; overrides the kubeconfig's server.
     #[arg(long)]
-    pub server: String,
+    pub server: Option<String>,
+    /// The autoscaler's kubeconfig (cluster-autoscaler `--kubeconfig`): the API server's CA
+    /// and a client certificate. The lab passes its admin kubeconfig (docs/lab.md).
+    #[arg(long)]
+    pub kubeconfig: Option<std::path::PathBuf>,
     /// The cloud's API: `http://HOST:PORT` of the lab's node-group endpoint (`zonelab run`
     /// serves it on loopback for scenarios with `nodeGroups`).
     #[arg(long)]
@@ -62,14 +66,16 @@ pub struct AutoscalerArgs {
 pub async fn run_role(args: AutoscalerArgs) -> anyhow::Result<()> {
     let config = config(&args.flags, args.profile, args.seed)?;
     let cloud = http::HttpCloud::parse(&args.cloud_provider_url)?;
-    let url: ::http::Uri = args
-        .server
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--server {:?}: {e}", args.server))?;
     let idle = args
         .profile
         .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
-    let client = crate::client::client(crate::client::config(url), idle)?;
+    let kc = crate::kubeconfig::role_config(
+        args.kubeconfig.as_deref(),
+        args.server.as_deref(),
+        idle,
+        "autoscaler",
+    )?;
+    let client = crate::client::client(kc, idle)?;
     driver::run(client, config, cloud).await;
     Ok(())
 }
@@ -143,23 +149,23 @@ impl Drop for Capacity {
 }
 
 /// Start the scenario's node groups as the lab's cloud (with its HTTP API on loopback) and a
-/// `zonelab autoscaler` process against the API server at `api` and that cloud; the
+/// `zonelab autoscaler` process against the lab's API server (its admin kubeconfig) and that cloud; the
 /// autoscaler's halts are read back from its status ConfigMap.
 pub async fn start(
     s: &Scenario,
     lab: LabTarget,
-    api: std::net::SocketAddr,
     profile: Profile,
     seed: u64,
     record: Recorder,
 ) -> anyhow::Result<Capacity> {
     let cloud = cloud_of(s, &lab.prefix, profile);
-    let client = crate::lab::kube_client(api)?;
+    let kubeconfig = crate::lab::kubeconfig_path(&lab.state_dir, &lab.prefix);
+    let client = crate::lab::kube_client(&kubeconfig)?;
     let (host, ticker) = CloudHost::start(cloud, lab.clone(), client, Arc::clone(&record));
     let (addr, server) = http::serve(host.clone(), ([127, 0, 0, 1], 0).into()).await?;
     let mut argv = vec![
         "autoscaler".to_string(),
-        format!("--server=http://{api}"),
+        format!("--kubeconfig={}", kubeconfig.display()),
         format!("--cloud-provider-url=http://{addr}"),
         format!("--profile={profile}"),
         format!("--seed={seed}"),
@@ -177,7 +183,7 @@ pub async fn start(
         lab: lab.clone(),
     };
     crate::lab::group_nodes::start_autoscaler(&lab.state_dir, &lab.prefix, &argv)?;
-    let watch_client = crate::lab::kube_client(api)?;
+    let watch_client = crate::lab::kube_client(&kubeconfig)?;
     capacity
         .tasks
         .push(tokio::spawn(status_watch::run(watch_client, record)));

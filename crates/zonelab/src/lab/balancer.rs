@@ -1,6 +1,6 @@
 //! The API endpoint of a control plane in the zones: a `zonelab balancer` (crate `lb`) in the
 //! router namespace with one regional node at the API's virtual IP, a target group of every
-//! zone's API server health-checked on `/readyz`, and a loopback listener in the root namespace
+//! zone's API server health-checked on `/readyz` over HTTPS, and a loopback listener in the root namespace
 //! for the runner and kubectl. Start at [`config`] (pure) and [`start`].
 
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ const NAME: &str = "api";
 pub fn config(topo: &Topology, cp: &ZonalControlPlane) -> BalancerConfig {
     let divisor = cp.profile.divisor();
     let health_check = HealthCheckConfig {
-        protocol: HealthProtocol::Http,
+        protocol: HealthProtocol::Https,
         path: "/readyz".into(),
         interval: lb::config::DEFAULT_INTERVAL / divisor,
         timeout: lb::config::DEFAULT_TIMEOUT / divisor,

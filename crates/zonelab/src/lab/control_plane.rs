@@ -134,6 +134,7 @@ pub fn server_argv(
     .map(str::to_string)
     .to_vec();
     argv.extend(crate::client::bookmark_flag(&cp.server_flags));
+    argv.extend(super::identities::server_flags(dir, &cp.server_flags));
     argv.extend(cp.server_flags.iter().cloned());
     Ok(argv)
 }

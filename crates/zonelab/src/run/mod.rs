@@ -250,7 +250,7 @@ async fn live(
     let s = &p.scenario;
     eprintln!("scenario {:?} from {}", s.name, p.file.display());
     let cfg = crate::lab::bring_up(&args.state_dir, &args.prefix, &up_plan(args, p)).await?;
-    let client = crate::lab::kube_client(cfg.api)?;
+    let client = cfg.client()?;
     eprintln!("applying {} workload object(s)", p.manifests.len());
     apply::create_all(&client, &p.manifests).await?;
     apply::wait_available(&client, Duration::from_secs(180)).await?;
@@ -276,12 +276,12 @@ async fn live(
         ),
     }
     let tl: Timeline = Default::default();
-    let capacity = start_capacity(args, s, &cfg, &tl).await?;
+    let capacity = start_capacity(args, s, &tl).await?;
     let watches = watch::spawn(&client, &tl, &services);
     let event_watch = kube_events::spawn(&client, &tl);
     // Its own client: the probe's connection never waits behind the watches'.
     let observers = control_plane::Observers::spawn(
-        &crate::lab::kube_client(cfg.api)?,
+        &cfg.client()?,
         &tl,
         cfg.zonal.as_ref().map(|_| &cfg.topology),
     );
@@ -563,7 +563,7 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut ticks = 0u64;
     let mut interrupt = std::pin::pin!(stop.first());
-    let mut zonal = zonal_shift::LiveShifts::of(s, base.cfg.api)?;
+    let mut zonal = zonal_shift::LiveShifts::of(s, base.cfg)?;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -697,7 +697,6 @@ async fn inject(
 async fn start_capacity(
     args: &RunArgs,
     s: &Scenario,
-    cfg: &crate::lab::LabConfig,
     tl: &Timeline,
 ) -> anyhow::Result<Option<crate::capacity::Capacity>> {
     if s.node_groups.is_empty() {
@@ -718,7 +717,7 @@ async fn start_capacity(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    crate::capacity::start(s, lab, cfg.api, s.profile, args.seed, record)
+    crate::capacity::start(s, lab, s.profile, args.seed, record)
         .await
         .map(Some)
 }

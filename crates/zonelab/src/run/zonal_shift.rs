@@ -27,16 +27,16 @@ struct Line {
 }
 
 impl LiveShifts {
-    /// The run's shifts, with a client of the lab's API server at `api`; `None` (and no client)
+    /// The run's shifts, with a client of the lab's API server (its admin kubeconfig); `None` (and no client)
     /// when the scenario has neither `zonalShifts` nor `zonalAutoshift`.
     pub fn of(
         s: &scenario::Scenario,
-        api: std::net::SocketAddr,
+        lab: &crate::lab::LabConfig,
     ) -> anyhow::Result<Option<LiveShifts>> {
         if s.zonal_shifts.is_empty() && s.zonal_autoshift.is_none() {
             return Ok(None);
         }
-        Ok(Some(LiveShifts::new(s, crate::lab::kube_client(api)?)))
+        Ok(Some(LiveShifts::new(s, lab.client()?)))
     }
 
     fn new(s: &scenario::Scenario, client: kube::Client) -> LiveShifts {
