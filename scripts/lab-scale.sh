@@ -3,7 +3,8 @@
 # a Deployment of P echo pods (zone spread), time until all are Ready, PSS of every lab
 # process, the API server's CPU, the load average. Bounded: gives up after $LIMIT seconds.
 # Usage: sudo scripts/lab-scale.sh NODES_PER_ZONE PODS [PREFIX] [API_PORT]
-# PROFILE=upstream for upstream timers (default fast).
+# PROFILE=upstream for upstream timers (default fast). Stops early when MemAvailable drops under
+# MIN_FREE_MIB (4096).
 # Leaves the lab up (take it down with `zonelab lab --prefix PREFIX down`).
 set -euo pipefail
 N=${1:?nodes per zone}; P=${2:?pods}; PREFIX=${3:-l150}; PORT=${4:-16150}
@@ -24,10 +25,24 @@ while :; do
   ready=${ready:-0}
   [ "$ready" -ge "$P" ] && break
   if awk -v a="$now" -v b="$t1" -v l="$LIMIT" 'BEGIN{exit !(a-b>l)}'; then echo "gave up: $ready/$P Ready"; break; fi
+  avail=$(awk '/MemAvailable/{print int($2/1024)}' /proc/meminfo)
+  if [ "$avail" -lt "${MIN_FREE_MIB:-4096}" ]; then echo "stopped: $avail MiB available, $ready/$P Ready"; break; fi
   sleep 1
 done
 t2=$(date +%s.%N)
 echo "load average at Ready: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The pods themselves (the Deployment's status lags when its ReplicaSet's status writes conflict).
+echo "pods Ready (their condition): $($KUBECTL get pods -l app=web --no-headers 2>/dev/null | awk '$2=="1/1"' | wc -l)/$P"
+# Node lease ages (now - renewTime): how well the agents keep their heartbeats.
+$KUBECTL get lease -n kube-node-lease -o json | python3 -c '
+import json, sys, datetime, statistics
+items = json.load(sys.stdin)["items"]
+now = datetime.datetime.now(datetime.timezone.utc)  # after the answer: a slow list ages nothing
+ages = sorted((now - datetime.datetime.fromisoformat(l["spec"]["renewTime"].replace("Z", "+00:00"))).total_seconds()
+              for l in items if l.get("spec", {}).get("renewTime"))
+if ages:
+    print(f"node lease ages: median {statistics.median(ages):.1f} s, p90 {ages[int(len(ages) * 0.9) - 1]:.1f} s, max {ages[-1]:.1f} s over {len(ages)}")
+' || true
 python3 "$(dirname "$0")/lab-pss.py" "$ZL"
 cfg=/run/zonelab/$PREFIX/lab-config.json
 spid=$(python3 -c "import json;print(json.load(open('$cfg'))['server_pid'])")

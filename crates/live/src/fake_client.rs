@@ -46,6 +46,12 @@ pub fn fake_client(
                     http::HeaderValue::from_static("application/json"),
                 );
                 r
+            } else if req.method() == http::Method::GET && names_one_object(req.uri().path()) {
+                respond(
+                    404,
+                    &serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                        "message": "not found", "reason": "NotFound", "code": 404}),
+                )
             } else if req.method() == http::Method::GET {
                 let plural = req.uri().path().rsplit('/').next().unwrap_or("");
                 let items = lists.get(plural).cloned().unwrap_or_default();
@@ -66,4 +72,21 @@ pub fn fake_client(
         }
     });
     kube::Client::new(svc, "default")
+}
+
+/// True for a path naming one object (`/api/v1/namespaces/NS/pods/NAME`,
+/// `/apis/G/V/nodes/NAME`), false for a collection: the double has no single objects.
+fn names_one_object(path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segs.first() {
+        Some(&"api") => segs.get(2..),
+        Some(&"apis") => segs.get(3..),
+        _ => None,
+    }
+    .unwrap_or_default();
+    let rest = match rest {
+        ["namespaces", _, tail @ ..] if !tail.is_empty() => tail,
+        other => other,
+    };
+    rest.len() == 2
 }

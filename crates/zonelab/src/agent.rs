@@ -200,8 +200,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         read_timeout,
         "kube-proxy",
     )?;
-    let client = kube::Client::try_from(kubelet_kc)?;
-    let proxy_client = kube::Client::try_from(proxy_kc)?;
+    let client = crate::client::client(kubelet_kc, read_timeout)?;
+    let proxy_client = crate::client::client(proxy_kc, read_timeout)?;
     let syncer = syncer_config(&args)?;
     let mut proxy = tokio::spawn(live::proxy::run(
         proxy_client,

@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(c.cluster_url.to_string(), "https://127.0.0.1:6443/");
         assert_eq!(c.root_cert.as_ref().map(Vec::len), Some(1));
         assert!(c.auth_info.client_certificate_data.is_some());
-        assert_eq!(c.read_timeout, Some(crate::client::MIN_READ_TIMEOUT));
+        assert_eq!(c.read_timeout, Some(crate::client::SERVER_REQUEST_TIMEOUT));
         let o =
             client_config(&path, Some("https://10.0.0.1:6443"), Duration::from_secs(1)).unwrap();
         assert_eq!(o.cluster_url.host(), Some("10.0.0.1"));

@@ -258,7 +258,7 @@ fn runner() -> Arc<dyn Runner> {
 /// A client with the credentials of the kubeconfig at `path` (a lab's).
 pub(crate) fn kube_client(path: &Path) -> anyhow::Result<kube::Client> {
     let config = crate::kubeconfig::client_config(path, None, crate::client::MIN_READ_TIMEOUT)?;
-    Ok(kube::Client::try_from(config)?)
+    crate::client::client(config, crate::client::MIN_READ_TIMEOUT)
 }
 
 /// A process the lab started: its pid and kernel start time, so a recycled pid is never taken

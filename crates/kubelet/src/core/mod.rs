@@ -410,6 +410,35 @@ impl Kubelet {
         self.out.writes.poll_action()
     }
 
+    /// The key of this node's Lease when the driver should GET it (after an update lost a race
+    /// with `Conflict`); answer with [`Kubelet::handle_lease_read`]. A driver that never reads
+    /// keeps the retry from the watch's copy.
+    pub fn poll_lease_read(&mut self) -> Option<Key> {
+        self.node
+            .poll_lease_read()
+            .then(|| Key::new(LEASE_NAMESPACE, &self.cfg.node_name))
+    }
+
+    /// A Lease write handed out by [`Kubelet::poll_action`] succeeded and the server answered
+    /// with `lease` (call after [`Kubelet::handle_write_result`]): renewals start from it, as
+    /// upstream's lease controller does, instead of the watch's possibly older copy. A driver
+    /// that drops answers leaves renewals on the watch's copy (re-read after a `Conflict`).
+    pub fn handle_lease_written(
+        &mut self,
+        lease: std::sync::Arc<k8s_openapi::api::coordination::v1::Lease>,
+    ) {
+        self.node.handle_lease_written(lease);
+    }
+
+    /// The answer to [`Kubelet::poll_lease_read`]'s GET: the Lease, `Ok(None)` on NotFound.
+    pub fn handle_lease_read(
+        &mut self,
+        read: Result<Option<std::sync::Arc<k8s_openapi::api::coordination::v1::Lease>>, WriteError>,
+        now: Moment,
+    ) {
+        self.node.handle_lease_read(read, now);
+    }
+
     pub fn poll_command(&mut self) -> Option<RuntimeCommand> {
         self.out.commands.pop_front()
     }

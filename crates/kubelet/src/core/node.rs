@@ -32,6 +32,13 @@ struct LeaseState {
     inflight: bool,
     /// Current retry delay after failures (`None` after a success).
     backoff: Option<Duration>,
+    /// An update lost a race (`Conflict`, `NotFound`): read the Lease again (handed out once
+    /// by [`NodeAgent::poll_lease_read`]).
+    read_wanted: bool,
+    /// Upstream's `latestLease`: the server's answer to the last write or read, the base of
+    /// the next renewal instead of the watch's copy, which lags under load (`Some(None)`: the
+    /// Lease is gone, create it; `None`: no copy, use the watch's).
+    latest: Option<Option<Arc<Lease>>>,
 }
 
 /// Registration, status and lease bookkeeping.
@@ -178,9 +185,15 @@ impl NodeAgent {
             renew_time: Some(micro_time(now)),
             ..LeaseSpec::default()
         };
-        let action = match cache.leases.get(&key) {
+        // Upstream's lease controller updates from its own latest copy and re-reads the Lease
+        // after a Conflict (`backoffEnsureLease`); the watch's copy may be the stale one.
+        let base = match &self.lease.latest {
+            Some(latest) => latest.clone(),
+            None => cache.leases.get(&key).cloned(),
+        };
+        let action = match base {
             Some(l) => {
-                let mut lease = (**l).clone();
+                let mut lease = (*l).clone();
                 if lease.metadata.owner_references.is_none() {
                     lease.metadata.owner_references = owner.map(|o| vec![o]);
                 }
@@ -223,6 +236,10 @@ impl NodeAgent {
                         self.lease.due = now + cfg.lease_renew_interval();
                     }
                     Err(e) => {
+                        if matches!(e, WriteError::Conflict | WriteError::NotFound) {
+                            self.lease.latest = None;
+                            self.lease.read_wanted = true;
+                        }
                         let delay = self.lease.backoff.map_or(cfg.lease_retry_initial, |d| {
                             (d * 2).min(cfg.lease_retry_max)
                         });
@@ -258,6 +275,31 @@ impl NodeAgent {
             }
             _ => {}
         }
+    }
+
+    /// The Lease to read again after a `Conflict`, once per Conflict.
+    pub fn poll_lease_read(&mut self) -> bool {
+        std::mem::take(&mut self.lease.read_wanted)
+    }
+
+    /// The answer to a [`NodeAgent::poll_lease_read`]: `Ok(None)` when the Lease is gone. A copy
+    /// renews at once (upstream retries the update right after its re-read, up to
+    /// `maxUpdateRetries` 5 per renewal: here the backoff bounds the pace); a failed read
+    /// leaves the backoff retry in place.
+    pub fn handle_lease_read(&mut self, read: Result<Option<Arc<Lease>>, WriteError>, now: Moment) {
+        let Ok(lease) = read else {
+            return;
+        };
+        self.lease.latest = Some(lease);
+        if !self.lease.inflight {
+            self.lease.due = self.lease.due.min(now);
+        }
+    }
+
+    /// The server's answer to a successful Lease write (the object as stored): the next
+    /// renewal updates it rather than the watch's copy (upstream `c.latestLease = lease`).
+    pub fn handle_lease_written(&mut self, lease: Arc<Lease>) {
+        self.lease.latest = Some(Some(lease));
     }
 
     pub fn poll_timeout(&self) -> Option<Moment> {

@@ -38,6 +38,12 @@ pub struct Rig {
     events: VecDeque<RuntimeEvent>,
     /// Kubernetes Events the kubelet recorded, in order.
     pub recorded: Vec<runtime::events::EventRecord>,
+    /// The Lease watch delivers changes (false: it lags, the kubelet's copy goes stale).
+    pub lease_watch: bool,
+    /// Times the kubelet read its Lease (answered from the API).
+    pub lease_reads: Vec<Moment>,
+    /// The driver hands the server's answer to a Lease write back to the kubelet.
+    pub lease_answers: bool,
 }
 
 pub fn cfg() -> KubeletConfig {
@@ -91,6 +97,9 @@ impl Rig {
             next_pid: 1000,
             events: VecDeque::new(),
             recorded: Vec::new(),
+            lease_watch: true,
+            lease_reads: Vec::new(),
+            lease_answers: true,
         }
     }
 
@@ -116,6 +125,9 @@ impl Rig {
 
     pub fn deliver(&mut self, changes: Vec<Change>) {
         for c in changes {
+            if !self.lease_watch && c.object().kind() == Kind::Lease {
+                continue;
+            }
             self.kubelet.handle_change(&c, self.now);
         }
     }
@@ -169,6 +181,12 @@ impl Rig {
                     .push((self.now, Entry::Probe(p.clone(), outcome.clone())));
                 self.kubelet.handle_probe_result(p.id, outcome, self.now);
             }
+            while let Some(key) = self.kubelet.poll_lease_read() {
+                progressed = true;
+                self.lease_reads.push(self.now);
+                let lease = self.api.cache.leases.get(&key).cloned();
+                self.kubelet.handle_lease_read(Ok(lease), self.now);
+            }
             while let Some(e) = self.kubelet.poll_event() {
                 self.recorded.push(e);
             }
@@ -188,6 +206,15 @@ impl Rig {
         self.log
             .push((self.now, Entry::Action(a.clone(), short.clone())));
         self.kubelet.handle_write_result(&a, short, self.now);
+        if let Ok(changes) = &result
+            && self.lease_answers
+        {
+            for c in changes {
+                if let Object::Lease(l) = c.object() {
+                    self.kubelet.handle_lease_written(l.clone());
+                }
+            }
+        }
         if let Ok(changes) = result {
             self.deliver(changes);
         }

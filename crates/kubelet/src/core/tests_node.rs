@@ -115,6 +115,70 @@ fn failed_lease_renewals_back_off_from_200ms_to_7s() {
     assert_eq!(lease_renew_times(&rig), [0, 36_600, 46_600], "back to 10 s");
 }
 
+fn lease_writes(rig: &Rig) -> Vec<(i64, Result<(), WriteError>)> {
+    rig.log
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Entry::Action(a, r) if is_lease_write(a) => {
+                Some((t.as_millis() - T0.as_millis(), r.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn lease_renewals_start_from_the_servers_answer_not_the_lagging_watch() {
+    let mut rig = Rig::new(cfg());
+    rig.start();
+    rig.advance(Duration::from_millis(5_000));
+    rig.lease_watch = false;
+    rig.advance(Duration::from_millis(30_000));
+    let ok = |t| (t, Ok(()));
+    assert_eq!(
+        lease_writes(&rig),
+        [ok(0), ok(10_000), ok(20_000), ok(30_000)]
+    );
+    assert!(rig.lease_reads.is_empty(), "no conflict, no read");
+}
+
+#[test]
+fn a_conflicting_lease_renewal_rereads_the_lease_and_renews_from_it() {
+    let mut rig = Rig::new(cfg());
+    // A driver that does not hand write answers back: renewals use the watch's copy.
+    rig.lease_answers = false;
+    rig.start();
+    rig.advance(Duration::from_millis(5_000));
+    // From now on the kubelet's Lease watch lags: its copy keeps the create's resourceVersion.
+    rig.lease_watch = false;
+    rig.advance(Duration::from_millis(30_000));
+    // The first update works from the stale copy (nothing changed since); the second conflicts,
+    // the kubelet reads the Lease and renews at once from the fresh copy; every later renewal
+    // repeats that (the watch stays behind), none waits for a backoff or fails twice.
+    assert_eq!(
+        lease_writes(&rig),
+        [
+            (0, Ok(())),
+            (10_000, Ok(())),
+            (20_000, Err(WriteError::Conflict)),
+            (20_000, Ok(())),
+            (30_000, Err(WriteError::Conflict)),
+            (30_000, Ok(())),
+        ]
+    );
+    let reads: Vec<i64> = rig
+        .lease_reads
+        .iter()
+        .map(|t| t.as_millis() - T0.as_millis())
+        .collect();
+    assert_eq!(reads, [20_000, 30_000]);
+    assert_eq!(
+        lease_renew_times(&rig),
+        [0, 10_000, 20_000, 30_000],
+        "renewed on time"
+    );
+}
+
 #[test]
 fn node_status_is_posted_on_change_or_every_report_period() {
     let mut rig = Rig::new(cfg());

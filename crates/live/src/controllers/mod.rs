@@ -300,7 +300,8 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
     }
 }
 
-fn classify(e: kube::Error) -> WriteError {
+/// The [`WriteError`] of a failed API call.
+pub(crate) fn classify(e: kube::Error) -> WriteError {
     match e {
         kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => {
             WriteError::AlreadyExists

@@ -1,7 +1,8 @@
 //! The live driver: watches this node's Node and pods (`fieldSelector spec.nodeName=<node>`),
-//! reads its Lease with GETs (at start and after each renewal: the Node authorizer lets a node
-//! get, create and update its Lease but not list or watch Leases, as upstream's kubelet only
-//! GETs it), feeds the [`Kubelet`], executes its writes through the API, its
+//! reads its Lease with GETs (at start and after a renewal lost a race: the Node authorizer
+//! lets a node get, create and update its Lease but not list or watch Leases, as upstream's
+//! kubelet only GETs it) and renews it from the server's answer to its last write, feeds the
+//! [`Kubelet`], executes its writes through the API, its
 //! runtime commands through a [`Runtime`] and its probes through a [`Prober`], on the wall
 //! clock. Start at [`Agent::start`] (or [`run`]).
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use crate::controllers::wall_clock;
 use crate::controllers::writes::{Writes, describe};
 use crate::relist;
-use controllers::{Action, Change, Kind, Moment, Object};
+use controllers::{Action, Change, Key, Kind, Moment, Object, WriteError};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
@@ -68,6 +69,62 @@ fn start_watches(client: &kube::Client, node: &str, tx: &mpsc::Sender<Feed>) {
         |o| Object::Pod(Arc::new(o)),
         tx.clone(),
     );
+}
+
+/// The answer to the kubelet's Lease read: the Lease, `None` when it does not exist.
+type LeaseRead = Result<Option<Arc<Lease>>, WriteError>;
+
+/// A heartbeat request finished: a Lease read, or a Lease write with the stored object.
+enum Heartbeat {
+    Read(LeaseRead),
+    Written(Action, Result<Arc<Lease>, (WriteError, String)>),
+}
+
+/// GET the kubelet's Lease (after an update lost a race). No per-request timeout: over
+/// HTTP/1.1 giving up on an answer costs the connection (client-go's HTTP/2 only resets a
+/// stream), and the transport already drops a dead server (`zonelab::client`); one request at
+/// a time, the kubelet's in-flight flag keeps them from piling up.
+async fn read_lease(client: kube::Client, key: Key, tx: mpsc::Sender<Heartbeat>) {
+    let api: Api<Lease> = Api::namespaced(client, &key.namespace);
+    let read = api
+        .get_opt(&key.name)
+        .await
+        .map(|l| l.map(Arc::new))
+        .map_err(|e| WriteError::Other(e.to_string()));
+    if let Err(e) = &read {
+        tracing::warn!(error = %e, "reading the node Lease failed");
+    }
+    let _ = tx.send(Heartbeat::Read(read)).await;
+}
+
+/// Create or update the kubelet's Lease, keeping the server's answer (upstream's lease
+/// controller renews from it: `c.latestLease = lease`).
+async fn write_lease(client: kube::Client, action: Action, tx: mpsc::Sender<Heartbeat>) {
+    let (Action::Create(Object::Lease(l)) | Action::Update(Object::Lease(l))) = &action else {
+        return;
+    };
+    let ns = l.metadata.namespace.as_deref().unwrap_or(LEASE_NAMESPACE);
+    let api: Api<Lease> = Api::namespaced(client, ns);
+    let pp = kube::api::PostParams::default();
+    let answer = match &action {
+        Action::Create(_) => api.create(&pp, l).await,
+        _ => {
+            let name = l.metadata.name.as_deref().unwrap_or_default();
+            api.replace(name, &pp, l).await
+        }
+    };
+    let result = answer.map(Arc::new).map_err(|e| {
+        let text = e.to_string();
+        (crate::controllers::classify(e), text)
+    });
+    let _ = tx.send(Heartbeat::Written(action, result)).await;
+}
+
+fn is_lease_write(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Create(Object::Lease(_)) | Action::Update(Object::Lease(_))
+    )
 }
 
 /// First retry of a failed Lease GET; doubled up to [`LEASE_GET_RETRY_MAX`].
@@ -168,7 +225,10 @@ pub async fn run_with_logs(
     let mut writes: Writes<()> = Writes::new(client.clone(), MAX_INFLIGHT_WRITES);
     let mut synced: BTreeSet<Kind> = BTreeSet::new();
     let mut shutdown_at: Option<Moment> = None;
+    // Lease writes in flight (sent outside `writes` to keep the server's answer).
+    let mut heartbeats = 0usize;
     let events = crate::controllers::event_writer::spawn(client.clone(), Default::default());
+    let (lease_tx, mut lease_rx) = mpsc::channel::<Heartbeat>(CHANNEL_BOUND);
     loop {
         let sleep_for = k.poll_timeout().map_or(Duration::from_secs(60), |w| {
             w.saturating_since(wall_clock())
@@ -201,6 +261,22 @@ pub async fn run_with_logs(
             }
             Some(ev) = ev_rx.recv() => k.handle_event(ev, wall_clock()),
             Some((id, outcome)) = probe_rx.recv() => k.handle_probe_result(id, outcome, wall_clock()),
+            Some(beat) = lease_rx.recv() => match beat {
+                Heartbeat::Read(read) => k.handle_lease_read(read, wall_clock()),
+                Heartbeat::Written(action, result) => {
+                    heartbeats -= 1;
+                    match result {
+                        Ok(lease) => {
+                            k.handle_write_result(&action, Ok(()), wall_clock());
+                            k.handle_lease_written(lease);
+                        }
+                        Err((e, detail)) => {
+                            tracing::warn!(error = ?e, "kubelet write failed: {}: {detail}", describe(&action));
+                            k.handle_write_result(&action, Err(e), wall_clock());
+                        }
+                    }
+                }
+            },
             Some(q) = logs.recv() => {
                 let answer = k.container_log_target(&q.namespace, &q.pod, &q.container, q.previous);
                 let _ = q.reply.send(answer);
@@ -208,10 +284,6 @@ pub async fn run_with_logs(
             done = writes.next_done() => {
                 if let Err(e) = &done.result {
                     tracing::warn!(error = ?e, "kubelet write failed: {}: {}", describe(&done.action), done.detail);
-                }
-                if matches!(&done.action, Action::Create(Object::Lease(_)) | Action::Update(Object::Lease(_))) {
-                    // The next renewal updates the Lease as the server has it now.
-                    spawn_lease_get(&client, &k.config().node_name, &feed_tx);
                 }
                 k.handle_write_result(&done.action, done.result, wall_clock());
             }
@@ -228,7 +300,15 @@ pub async fn run_with_logs(
         }
         // Writes first (a pod is marked not ready before its processes are signalled).
         while let Some(action) = k.poll_action() {
-            writes.submit((), action);
+            if is_lease_write(&action) {
+                heartbeats += 1;
+                tokio::spawn(write_lease(client.clone(), action, lease_tx.clone()));
+            } else {
+                writes.submit((), action);
+            }
+        }
+        while let Some(key) = k.poll_lease_read() {
+            tokio::spawn(read_lease(client.clone(), key, lease_tx.clone()));
         }
         while let Some(cmd) = k.poll_command() {
             runtime.execute(cmd, ev_tx.clone());
@@ -240,7 +320,7 @@ pub async fn run_with_logs(
             events.record(ev);
         }
         if let Some(t) = shutdown_at {
-            let done = k.shutdown_complete() && writes.pending() == 0;
+            let done = k.shutdown_complete() && writes.pending() == 0 && heartbeats == 0;
             if done || wall_clock().saturating_since(t) > shutdown_bound {
                 tracing::info!(complete = done, "kubelet shutdown finished");
                 return Ok(());

@@ -66,13 +66,16 @@ pub struct AutoscalerArgs {
 pub async fn run_role(args: AutoscalerArgs) -> anyhow::Result<()> {
     let config = config(&args.flags, args.profile, args.seed)?;
     let cloud = http::HttpCloud::parse(&args.cloud_provider_url)?;
+    let idle = args
+        .profile
+        .duration(crate::client::UPSTREAM_READ_IDLE_TIMEOUT);
     let kc = crate::kubeconfig::role_config(
         args.kubeconfig.as_deref(),
         args.server.as_deref(),
-        crate::client::MIN_READ_TIMEOUT,
+        idle,
         "autoscaler",
     )?;
-    let client = kube::Client::try_from(kc)?;
+    let client = crate::client::client(kc, idle)?;
     driver::run(client, config, cloud).await;
     Ok(())
 }

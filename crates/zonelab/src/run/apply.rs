@@ -41,45 +41,72 @@ pub async fn create_all(
     Ok(())
 }
 
-/// Wait until every Deployment and StatefulSet has all its replicas ready.
+/// The wait between polls of the workloads; after a failed read it doubles up to the max.
+const POLL_RETRY_MAX: Duration = Duration::from_secs(4);
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Wait until every Deployment and StatefulSet has all its replicas ready. A failed read (a
+/// server too busy to answer, a connection lost) is retried with backoff within `limit`,
+/// as client-go's informers do; only `limit` ends the wait.
 pub async fn wait_available(client: &kube::Client, limit: Duration) -> anyhow::Result<()> {
-    let api: Api<Deployment> = Api::all(client.clone());
     let start = Instant::now();
     let mut last = String::new();
+    let mut retry = POLL_INTERVAL;
     loop {
-        let list = api.list(&ListParams::default()).await?;
-        let mut pending: Vec<String> = list
-            .items
-            .iter()
-            .filter_map(|d| {
-                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let ready = d
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0);
-                (ready < want).then(|| {
-                    format!(
-                        "{} {ready}/{want}",
-                        d.metadata.name.as_deref().unwrap_or("?")
-                    )
-                })
-            })
-            .collect();
-        pending.extend(statefulsets_pending(client).await?);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let now = pending.join(", ");
-        if now != last {
-            eprintln!("  waiting for workloads: {now}");
-            last = now;
-        }
+        let failed = match workloads_pending(client).await {
+            Ok(pending) if pending.is_empty() => return Ok(()),
+            Ok(pending) => {
+                retry = POLL_INTERVAL;
+                let now = pending.join(", ");
+                if now != last {
+                    eprintln!("  waiting for workloads: {now}");
+                    last = now;
+                }
+                None
+            }
+            Err(e) => {
+                retry = (retry * 2).min(POLL_RETRY_MAX);
+                eprintln!(
+                    "  waiting for workloads: reading them failed ({e:#}), again in {} ms",
+                    retry.as_millis()
+                );
+                Some(format!("{e:#}"))
+            }
+        };
         if start.elapsed() > limit {
-            bail!("workloads not ready within {limit:?}: {last}");
+            match &failed {
+                Some(e) => bail!("workloads not ready within {limit:?}: {last} (last read: {e})"),
+                None => bail!("workloads not ready within {limit:?}: {last}"),
+            }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(retry).await;
     }
+}
+
+/// Deployments and StatefulSets short of ready replicas, as `name ready/want`.
+async fn workloads_pending(client: &kube::Client) -> anyhow::Result<Vec<String>> {
+    let api: Api<Deployment> = Api::all(client.clone());
+    let list = api.list(&ListParams::default()).await?;
+    let mut pending: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|d| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            (ready < want).then(|| {
+                format!(
+                    "{} {ready}/{want}",
+                    d.metadata.name.as_deref().unwrap_or("?")
+                )
+            })
+        })
+        .collect();
+    pending.extend(statefulsets_pending(client).await?);
+    Ok(pending)
 }
 
 /// StatefulSets short of ready replicas, as `sts/name ready/want`.
