@@ -34,7 +34,7 @@ fn after_a_zone_power_off_the_autoscaler_adds_nodes_in_surviving_zones_and_the_p
         ..
     } = run(
         "zca",
-        16471,
+        16475,
         &format!(
             "name: autoscaler-zone-power-off-test
 topology: {{zones: [a, b, c], nodesPerZone: 1, nodeCapacity: {{cpu: \"2\", memory: 4Gi, pods: 110}}}}
@@ -142,7 +142,7 @@ fn a_dead_node_is_scaled_down_after_the_unready_time_and_removed_from_the_lab() 
         ..
     } = run(
         "zcd",
-        16473,
+        16476,
         &format!(
             "name: autoscaler-scale-down-test
 topology: {{zones: [a, b, c], nodesPerZone: 1, nodeCapacity: {{cpu: \"2\", memory: 4Gi, pods: 110}}}}

@@ -135,8 +135,8 @@ fn follow_until(g: &LabGuard, bin: &str, pod: &str, want: &str, poke: &dyn Fn())
 )]
 fn a_real_image_runs_as_a_stand_in_with_logs() {
     netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
-    let prefix = format!("zs{}", std::process::id() % 1000);
-    let api_port = 19000 + (std::process::id() % 1000) as u16;
+    let prefix = format!("zw{}", std::process::id() % 1000);
+    let api_port = 20000 + (std::process::id() % 1000) as u16;
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
         prefix: prefix.clone(),

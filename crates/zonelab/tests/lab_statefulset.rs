@@ -115,7 +115,7 @@ fn statefulset_pod_on_a_dead_node_waits_for_force_delete() {
         prefix: format!("zq{}", std::process::id() % 1000),
         state: state.path().to_path_buf(),
     };
-    let port = (19000 + std::process::id() % 1000).to_string();
+    let port = (21000 + std::process::id() % 1000).to_string();
     let up = g.lab(&[
         "up",
         "--zones",

@@ -86,7 +86,7 @@ fn served(
 fn prefer_close_keeps_a_zones_traffic_in_the_zone_then_falls_back() {
     let Run {
         report, requests, ..
-    } = run("ztop", 16491, SCENARIO);
+    } = run("ztop", 16492, SCENARIO);
     let t0 = report["started_at_ms"].as_f64().expect("started_at_ms");
     let before = served(&requests, t0, 0.0, 15.0);
     assert!(before.get("b").copied().unwrap_or(0) > 50, "{before:?}");

@@ -1,16 +1,15 @@
-//! Runs a scenario with the real `zonelab run` in its own temp dir and lab prefix, one lab at a
-//! time, and hands back what it wrote. Start at [`run`].
+//! Runs a scenario with the real `zonelab run` in its own temp dir, lab prefix and API port, and
+//! hands back what it wrote. Labs of one test binary run side by side (two at a time: libtest's
+//! threads on two cores); a test whose assertions are tight on latencies keeps a binary of its
+//! own (`sim_parity`). Start at [`run`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 
-/// One lab at a time: parallel labs on two cores would blur the timings under test.
-pub static ONE_LAB: Mutex<()> = Mutex::new(());
 
 /// Removes the lab if the run left it (a panic, a killed run).
 pub struct Down {
@@ -53,11 +52,10 @@ pub fn json_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Runs `scenario` (YAML text), one lab at a time; fails with the preflight's message without
-/// root or the tools.
+/// Runs `scenario` (YAML text) on lab `prefix` with its API server on `port` (both unique among
+/// the tests); fails with the preflight's message without root or the tools.
 pub fn run(prefix: &str, port: u16, scenario: &str) -> Run {
     netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
-    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.yaml");
     std::fs::write(&file, scenario.replace("WEB_YAML", &web_yaml())).expect("write scenario");
