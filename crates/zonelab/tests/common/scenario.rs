@@ -10,7 +10,6 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 
-
 /// Removes the lab if the run left it (a panic, a killed run).
 pub struct Down {
     pub prefix: String,
