@@ -1,14 +1,18 @@
-//! Runs a scenario with the real `zonelab run` in its own temp dir, lab prefix and API port, and
-//! hands back what it wrote. Labs of one test binary run side by side (two at a time: libtest's
-//! threads on two cores); a test whose assertions are tight on latencies keeps a binary of its
-//! own (`sim_parity`). Start at [`run`].
+//! Runs a scenario with the real `zonelab run` in its own temp dir, lab prefix and API port, one
+//! scenario at a time, and hands back what it wrote. Start at [`run`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
+
+/// One scenario run at a time: their assertions read error windows and phase times, which two
+/// scenario labs on two cores blur (seen at load average ~100: a graceful stop's and a
+/// partition's windows). The labs of `common::lab` tests still run beside one.
+pub static ONE_LAB: Mutex<()> = Mutex::new(());
 
 /// Removes the lab if the run left it (a panic, a killed run).
 pub struct Down {
@@ -55,6 +59,7 @@ pub fn json_lines(path: &Path) -> Vec<Value> {
 /// the tests); fails with the preflight's message without root or the tools.
 pub fn run(prefix: &str, port: u16, scenario: &str) -> Run {
     netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.yaml");
     std::fs::write(&file, scenario.replace("WEB_YAML", &web_yaml())).expect("write scenario");

@@ -315,6 +315,9 @@ fn holder(g: &LabGuard) -> Option<String> {
 fn the_leaders_zone_power_off_leaves_the_nlb_running_and_the_new_leader_adopts_it() {
     netlab::preflight::require_for_test(&[netlab::preflight::ETCD]);
     netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
+    let _one = common::scenario::ONE_LAB
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     const PREFIX: &str = "zlbh";
     let state = tempfile::tempdir().expect("state dir");
     let g = LabGuard {
