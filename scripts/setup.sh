@@ -34,3 +34,11 @@ if ! command -v kubectl >/dev/null 2>&1; then
   echo "note: kubectl is not installed; the kubectl integration tests need it (https://kubernetes.io/docs/tasks/tools/)" >&2
 fi
 command -v cargo >/dev/null 2>&1 || echo "note: cargo (Rust) is required to build zonelab: https://rustup.rs" >&2
+# The python `kubernetes` client (crates/zonelab/tests/tls.rs drives it over https), from PyPI
+# into the python3 on PATH.
+if ! python3 -c 'import kubernetes' >/dev/null 2>&1; then
+  echo "installing the python kubernetes client"
+  python3 -m pip install -q kubernetes \
+    || python3 -m pip install -q --break-system-packages kubernetes \
+    || apt-get install -y -qq python3-kubernetes
+fi

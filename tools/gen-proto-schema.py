@@ -36,6 +36,7 @@ PACKAGES = [
     "k8s.io/api/authorization/v1",
     "k8s.io/api/autoscaling/v1",
     "k8s.io/api/authentication/v1",
+    "k8s.io/api/rbac/v1",
 ]
 
 SCALARS = {

@@ -220,6 +220,17 @@ pub const RESOURCES: &[ResourceInfo] = &[
         categories: &[],
     },
     ResourceInfo {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceInfo {
         group: "authorization.k8s.io",
         version: "v1",
         kind: "SelfSubjectAccessReview",
@@ -237,6 +248,28 @@ pub const RESOURCES: &[ResourceInfo] = &[
         plural: "selfsubjectrulesreviews",
         singular: "selfsubjectrulesreview",
         namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        singular: "subjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceInfo {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "LocalSubjectAccessReview",
+        plural: "localsubjectaccessreviews",
+        singular: "localsubjectaccessreview",
+        namespaced: true,
         short_names: &[],
         subresources: &[],
         categories: &[],
@@ -310,11 +343,16 @@ pub const STORED_VERBS: &[&str] = &[
     "watch",
 ];
 
-/// Kinds that are answered, never stored (the access reviews): `create` is their only verb.
+/// Kinds that are answered, never stored (the access reviews and `SelfSubjectReview`):
+/// `create` is their only verb.
 pub fn is_create_only(res: &ResourceInfo) -> bool {
     matches!(
         res.kind,
-        "SelfSubjectAccessReview" | "SelfSubjectRulesReview"
+        "SelfSubjectAccessReview"
+            | "SelfSubjectRulesReview"
+            | "SubjectAccessReview"
+            | "LocalSubjectAccessReview"
+            | "SelfSubjectReview"
     )
 }
 

@@ -168,6 +168,19 @@ impl StatusError {
         }
     }
 
+    /// 403 as upstream's `NewForbidden`: `roles.rbac.authorization.k8s.io "r" is forbidden: <why>`
+    /// (without the name when there is none).
+    pub fn forbidden(res: &ResourceInfo, name: &str, why: &str) -> StatusError {
+        let message = match name {
+            "" => format!("{} is forbidden: {why}", res.qualified_plural()),
+            n => format!("{} \"{n}\" is forbidden: {why}", res.qualified_plural()),
+        };
+        StatusError {
+            details: Self::named(res, name),
+            ..Self::with(403, "Forbidden", message)
+        }
+    }
+
     /// 409 Conflict with upstream's optimistic-concurrency text.
     pub fn conflict(res: &ResourceInfo, name: &str) -> StatusError {
         Self::conflict_with(

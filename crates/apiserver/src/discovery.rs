@@ -173,6 +173,7 @@ mod tests {
                 "discovery.k8s.io",
                 "events.k8s.io",
                 "coordination.k8s.io",
+                "authentication.k8s.io",
                 "authorization.k8s.io",
                 "policy",
                 "rbac.authorization.k8s.io"

@@ -335,7 +335,8 @@ impl Server {
         crate::authn::authenticate(&self.authenticators, &creds, self.anonymous_auth)
             .await
             .map_err(|e| {
-                tracing::info!("authentication failed: {}", e.0);
+                // Upstream's klog.ErrorS(err, "Unable to authenticate the request").
+                tracing::error!("Unable to authenticate the request: {}", e.0);
                 StatusError::unauthorized()
             })
     }
@@ -572,8 +573,7 @@ fn bearer(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(crate::authn::tokens::bearer_token)
 }
 
 /// `--anonymous-auth`, unless `AlwaysAllow` would let anonymous requests do anything: upstream

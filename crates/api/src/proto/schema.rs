@@ -19,6 +19,7 @@ pub static GROUPS: &[Group] = &[
     Group { group: "authorization.k8s.io", version: "v1", package: "k8s.io.api.authorization.v1" },
     Group { group: "autoscaling", version: "v1", package: "k8s.io.api.autoscaling.v1" },
     Group { group: "authentication.k8s.io", version: "v1", package: "k8s.io.api.authentication.v1" },
+    Group { group: "rbac.authorization.k8s.io", version: "v1", package: "k8s.io.api.rbac.v1" },
 ];
 
 /// Every message, sorted by full name (binary search); `Ty::Msg(i)` indexes this table.
@@ -28,8 +29,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
-            Field { number: 2, json: "data", ty: Ty::Msg(393), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "data", ty: Ty::Msg(405), card: One, presence: Always },
             Field { number: 3, json: "revision", ty: Ty::I64, card: One, presence: Always },
         ],
     },
@@ -38,7 +39,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(0), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -47,7 +48,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(5), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(6), card: One, presence: Always },
         ],
@@ -59,7 +60,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -69,7 +70,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(2), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -78,7 +79,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 1, json: "selector", ty: Ty::Msg(378), card: One, presence: WireOrNull },
             Field { number: 2, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 3, json: "updateStrategy", ty: Ty::Msg(7), card: One, presence: Always },
             Field { number: 4, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
@@ -116,7 +117,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(11), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(12), card: One, presence: Always },
         ],
@@ -130,8 +131,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 6, json: "lastUpdateTime", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 7, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 6, json: "lastUpdateTime", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 7, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
         ],
     },
     Message {
@@ -139,7 +140,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(8), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -149,7 +150,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 2, json: "selector", ty: Ty::Msg(378), card: One, presence: WireOrNull },
             Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 4, json: "strategy", ty: Ty::Msg(13), card: One, presence: Always },
             Field { number: 5, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
@@ -188,7 +189,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(17), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(18), card: One, presence: Always },
         ],
@@ -200,7 +201,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -210,7 +211,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(14), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -220,7 +221,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 2, json: "selector", ty: Ty::Msg(378), card: One, presence: WireOrNull },
             Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 4, json: "minReadySeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
@@ -244,8 +245,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
-            Field { number: 2, json: "maxSurge", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(408), card: One, presence: Wire },
+            Field { number: 2, json: "maxSurge", ty: Ty::Msg(408), card: One, presence: Wire },
         ],
     },
     Message {
@@ -253,8 +254,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
-            Field { number: 2, json: "maxSurge", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 1, json: "maxUnavailable", ty: Ty::Msg(408), card: One, presence: Wire },
+            Field { number: 2, json: "maxSurge", ty: Ty::Msg(408), card: One, presence: Wire },
         ],
     },
     Message {
@@ -263,7 +264,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "partition", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 2, json: "maxUnavailable", ty: Ty::Msg(408), card: One, presence: Wire },
         ],
     },
     Message {
@@ -271,7 +272,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(27), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(28), card: One, presence: Always },
         ],
@@ -283,7 +284,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -293,7 +294,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(22), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -320,7 +321,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "replicas", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: WireOrNull },
+            Field { number: 2, json: "selector", ty: Ty::Msg(378), card: One, presence: WireOrNull },
             Field { number: 3, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
             Field { number: 4, json: "volumeClaimTemplates", ty: Ty::Msg(210), card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "serviceName", ty: Ty::Str, card: One, presence: Always },
@@ -390,7 +391,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Msg(34), card: One, presence: Always },
         ],
     },
@@ -407,7 +408,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(36), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(37), card: One, presence: Always },
         ],
@@ -429,7 +430,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "token", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "expirationTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 2, json: "expirationTimestamp", ty: Ty::Msg(399), card: One, presence: Always },
         ],
     },
     Message {
@@ -437,7 +438,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(39), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(40), card: One, presence: Always },
         ],
@@ -487,7 +488,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "rawSelector", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "requirements", ty: Ty::Msg(357), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "requirements", ty: Ty::Msg(369), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -496,7 +497,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "rawSelector", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "requirements", ty: Ty::Msg(367), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "requirements", ty: Ty::Msg(379), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -504,7 +505,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(55), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
@@ -559,7 +560,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(51), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
@@ -578,7 +579,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(53), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(57), card: One, presence: Always },
         ],
@@ -596,7 +597,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(55), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(56), card: One, presence: Always },
         ],
@@ -643,7 +644,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "targetAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(357), card: One, presence: Wire },
             Field { number: 5, json: "container", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -654,7 +655,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "currentAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(357), card: One, presence: Always },
             Field { number: 4, json: "container", ty: Ty::Str, card: One, presence: Always },
         ],
     },
@@ -674,9 +675,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "metricSelector", ty: Ty::Msg(366), card: One, presence: Wire },
-            Field { number: 3, json: "targetValue", ty: Ty::Msg(345), card: One, presence: Wire },
-            Field { number: 4, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 2, json: "metricSelector", ty: Ty::Msg(378), card: One, presence: Wire },
+            Field { number: 3, json: "targetValue", ty: Ty::Msg(357), card: One, presence: Wire },
+            Field { number: 4, json: "targetAverageValue", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -685,9 +686,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "metricSelector", ty: Ty::Msg(366), card: One, presence: Wire },
-            Field { number: 3, json: "currentValue", ty: Ty::Msg(345), card: One, presence: Always },
-            Field { number: 4, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 2, json: "metricSelector", ty: Ty::Msg(378), card: One, presence: Wire },
+            Field { number: 3, json: "currentValue", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 4, json: "currentAverageValue", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -695,7 +696,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(66), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(67), card: One, presence: Always },
         ],
@@ -707,7 +708,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "observedGeneration", ty: Ty::I64, card: One, presence: Wire },
@@ -718,7 +719,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(63), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -739,7 +740,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "observedGeneration", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 2, json: "lastScaleTime", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 2, json: "lastScaleTime", ty: Ty::Msg(399), card: One, presence: Wire },
             Field { number: 3, json: "currentReplicas", ty: Ty::I32, card: One, presence: Always },
             Field { number: 4, json: "desiredReplicas", ty: Ty::I32, card: One, presence: Always },
             Field { number: 5, json: "currentCPUUtilizationPercentage", ty: Ty::I32, card: One, presence: Wire },
@@ -778,9 +779,9 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "target", ty: Ty::Msg(60), card: One, presence: Always },
             Field { number: 2, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "targetValue", ty: Ty::Msg(345), card: One, presence: Always },
-            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
-            Field { number: 5, json: "averageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 3, json: "targetValue", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 4, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
+            Field { number: 5, json: "averageValue", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -790,9 +791,9 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "target", ty: Ty::Msg(60), card: One, presence: Always },
             Field { number: 2, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "currentValue", ty: Ty::Msg(345), card: One, presence: Always },
-            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
-            Field { number: 5, json: "averageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 3, json: "currentValue", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 4, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
+            Field { number: 5, json: "averageValue", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -801,8 +802,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
-            Field { number: 3, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 2, json: "targetAverageValue", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 3, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
         ],
     },
     Message {
@@ -811,8 +812,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "metricName", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
-            Field { number: 3, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 2, json: "currentAverageValue", ty: Ty::Msg(357), card: One, presence: Always },
+            Field { number: 3, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
         ],
     },
     Message {
@@ -822,7 +823,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "targetAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 3, json: "targetAverageValue", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -832,7 +833,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "currentAverageUtilization", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 3, json: "currentAverageValue", ty: Ty::Msg(357), card: One, presence: Always },
         ],
     },
     Message {
@@ -840,7 +841,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(77), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(78), card: One, presence: Always },
         ],
@@ -867,7 +868,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(81), card: One, presence: Always },
         ],
     },
@@ -876,7 +877,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(79), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -887,8 +888,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "holderIdentity", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 2, json: "leaseDurationSeconds", ty: Ty::I32, card: One, presence: Wire },
-            Field { number: 3, json: "acquireTime", ty: Ty::Msg(372), card: One, presence: Wire },
-            Field { number: 4, json: "renewTime", ty: Ty::Msg(372), card: One, presence: Wire },
+            Field { number: 3, json: "acquireTime", ty: Ty::Msg(384), card: One, presence: Wire },
+            Field { number: 4, json: "renewTime", ty: Ty::Msg(384), card: One, presence: Wire },
             Field { number: 5, json: "leaseTransitions", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 6, json: "strategy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "preferredHolder", ty: Ty::Str, card: One, presence: Wire },
@@ -980,7 +981,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "target", ty: Ty::Msg(208), card: One, presence: Always },
         ],
     },
@@ -1085,7 +1086,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 2, json: "signerName", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 3, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 3, json: "labelSelector", ty: Ty::Msg(378), card: One, presence: Wire },
             Field { number: 4, json: "path", ty: Ty::Str, card: One, presence: Always },
             Field { number: 5, json: "optional", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 6, json: "user", ty: Ty::I64, card: One, presence: Wire },
@@ -1107,7 +1108,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "conditions", ty: Ty::Msg(100), card: Rep, presence: OmitEmpty },
         ],
     },
@@ -1116,7 +1117,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(101), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -1125,7 +1126,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "data", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "binaryData", ty: Ty::Bytes, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 4, json: "immutable", ty: Ty::Bool, card: One, presence: Wire },
@@ -1155,7 +1156,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(103), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -1298,7 +1299,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "startedAt", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 1, json: "startedAt", ty: Ty::Msg(399), card: One, presence: Always },
         ],
     },
     Message {
@@ -1310,8 +1311,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "signal", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "startedAt", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 6, json: "finishedAt", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 5, json: "startedAt", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 6, json: "finishedAt", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 7, json: "containerID", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -1338,7 +1339,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 7, json: "imageID", ty: Ty::Str, card: One, presence: Always },
             Field { number: 8, json: "containerID", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 9, json: "started", ty: Ty::Bool, card: One, presence: Wire },
-            Field { number: 10, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 10, json: "allocatedResources", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 11, json: "resources", ty: Ty::Msg(276), card: One, presence: Wire },
             Field { number: 12, json: "volumeMounts", ty: Ty::Msg(320), card: Rep, presence: OmitEmpty },
             Field { number: 13, json: "user", ty: Ty::Msg(122), card: One, presence: Wire },
@@ -1398,7 +1399,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "medium", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "sizeLimit", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 2, json: "sizeLimit", ty: Ty::Msg(357), card: One, presence: Wire },
             Field { number: 3, json: "mode", ty: Ty::I32, card: One, presence: Wire },
         ],
     },
@@ -1439,7 +1440,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "subsets", ty: Ty::Msg(130), card: Rep, presence: OmitEmpty },
         ],
     },
@@ -1448,7 +1449,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(131), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -1538,16 +1539,16 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "involvedObject", ty: Ty::Msg(208), card: One, presence: Always },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "source", ty: Ty::Msg(142), card: One, presence: Always },
-            Field { number: 6, json: "firstTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 7, json: "lastTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 6, json: "firstTimestamp", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 7, json: "lastTimestamp", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 8, json: "count", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 9, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 10, json: "eventTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 10, json: "eventTime", ty: Ty::Msg(384), card: One, presence: Always },
             Field { number: 11, json: "series", ty: Ty::Msg(141), card: One, presence: Wire },
             Field { number: 12, json: "action", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 13, json: "related", ty: Ty::Msg(208), card: One, presence: Wire },
@@ -1560,7 +1561,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(139), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -1570,7 +1571,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "count", ty: Ty::I32, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(384), card: One, presence: Always },
         ],
     },
     Message {
@@ -1713,7 +1714,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "path", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "port", ty: Ty::Msg(396), card: One, presence: Always },
+            Field { number: 2, json: "port", ty: Ty::Msg(408), card: One, presence: Always },
             Field { number: 3, json: "host", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "scheme", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "httpHeaders", ty: Ty::Msg(156), card: Rep, presence: OmitEmpty },
@@ -1845,7 +1846,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(170), card: One, presence: Always },
         ],
     },
@@ -1855,11 +1856,11 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "max", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 3, json: "min", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 4, json: "default", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 5, json: "defaultRequest", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 6, json: "maxLimitRequestRatio", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "max", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 3, json: "min", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 4, json: "default", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 5, json: "defaultRequest", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 6, json: "maxLimitRequestRatio", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -1867,7 +1868,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(167), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -1894,8 +1895,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Wire },
-            Field { number: 2, json: "items", ty: Ty::Msg(393), card: Rep, presence: Wire },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Wire },
+            Field { number: 2, json: "items", ty: Ty::Msg(405), card: Rep, presence: Wire },
         ],
     },
     Message {
@@ -1958,7 +1959,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(182), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(183), card: One, presence: Always },
         ],
@@ -1970,7 +1971,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -1980,7 +1981,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(179), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2006,7 +2007,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(203), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(204), card: One, presence: Always },
         ],
@@ -2035,7 +2036,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "quantity", ty: Ty::Msg(345), card: One, presence: WireOrNull },
+            Field { number: 2, json: "quantity", ty: Ty::Msg(357), card: One, presence: WireOrNull },
         ],
     },
     Message {
@@ -2044,8 +2045,8 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "perPod", ty: Ty::Msg(345), card: One, presence: Wire },
-            Field { number: 3, json: "perContainer", ty: Ty::Msg(345), card: One, presence: Wire },
+            Field { number: 2, json: "perPod", ty: Ty::Msg(357), card: One, presence: Wire },
+            Field { number: 3, json: "perContainer", ty: Ty::Msg(357), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2066,8 +2067,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastHeartbeatTime", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastHeartbeatTime", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2112,7 +2113,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(184), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2197,8 +2198,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "allocatable", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "capacity", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "allocatable", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "conditions", ty: Ty::Msg(190), card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "addresses", ty: Ty::Msg(185), card: Rep, presence: OmitEmpty },
@@ -2267,7 +2268,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(219), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(220), card: One, presence: Always },
         ],
@@ -2277,7 +2278,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(213), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(214), card: One, presence: Always },
         ],
@@ -2289,8 +2290,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2300,7 +2301,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(210), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2312,7 +2313,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 2, json: "resources", ty: Ty::Msg(323), card: One, presence: Always },
             Field { number: 3, json: "volumeName", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 4, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
             Field { number: 5, json: "storageClassName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 6, json: "volumeMode", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "dataSource", ty: Ty::Msg(313), card: One, presence: Wire },
@@ -2327,9 +2328,9 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 3, json: "capacity", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 4, json: "conditions", ty: Ty::Msg(211), card: Rep, presence: OmitEmpty },
-            Field { number: 5, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 5, json: "allocatedResources", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 7, json: "allocatedResourceStatuses", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 8, json: "currentVolumeAttributesClassName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 9, json: "modifyVolumeStatus", ty: Ty::Msg(177), card: One, presence: Wire },
@@ -2341,7 +2342,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(213), card: One, presence: Always },
         ],
     },
@@ -2359,7 +2360,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(209), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2397,7 +2398,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "capacity", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "capacity", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 2, json: "persistentVolumeSource", ty: Ty::Msg(218), card: One, presence: Inline },
             Field { number: 3, json: "accessModes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "claimRef", ty: Ty::Msg(208), card: One, presence: Wire },
@@ -2417,7 +2418,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "phase", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "lastPhaseTransitionTime", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 4, json: "lastPhaseTransitionTime", ty: Ty::Msg(399), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2434,7 +2435,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(246), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(247), card: One, presence: Always },
         ],
@@ -2453,10 +2454,10 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 1, json: "labelSelector", ty: Ty::Msg(378), card: One, presence: Wire },
             Field { number: 2, json: "namespaces", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "topologyKey", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "namespaceSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 4, json: "namespaceSelector", ty: Ty::Msg(378), card: One, presence: Wire },
             Field { number: 5, json: "matchLabelKeys", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 6, json: "mismatchLabelKeys", ty: Ty::Str, card: Rep, presence: OmitEmpty },
         ],
@@ -2504,8 +2505,8 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastProbeTime", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
@@ -2565,7 +2566,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(222), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2578,7 +2579,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "follow", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 3, json: "previous", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 4, json: "sinceSeconds", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 5, json: "sinceTime", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 5, json: "sinceTime", ty: Ty::Msg(399), card: One, presence: Wire },
             Field { number: 6, json: "timestamps", ty: Ty::Bool, card: One, presence: OmitEmpty },
             Field { number: 7, json: "tailLines", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 8, json: "limitBytes", ty: Ty::I64, card: One, presence: Wire },
@@ -2678,7 +2679,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "podController", ty: Ty::Msg(374), card: One, presence: Wire },
+            Field { number: 1, json: "podController", ty: Ty::Msg(386), card: One, presence: Wire },
         ],
     },
     Message {
@@ -2717,7 +2718,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 29, json: "runtimeClassName", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 30, json: "enableServiceLinks", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 31, json: "preemptionPolicy", ty: Ty::Str, card: One, presence: Wire },
-            Field { number: 32, json: "overhead", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 32, json: "overhead", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 33, json: "topologySpreadConstraints", ty: Ty::Msg(312), card: Rep, presence: OmitEmpty },
             Field { number: 34, json: "ephemeralContainers", ty: Ty::Msg(136), card: Rep, presence: OmitEmpty },
             Field { number: 35, json: "setHostnameAsFQDN", ty: Ty::Bool, card: One, presence: Wire },
@@ -2742,7 +2743,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "hostIP", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "podIP", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "startTime", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 7, json: "startTime", ty: Ty::Msg(399), card: One, presence: Wire },
             Field { number: 8, json: "containerStatuses", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
             Field { number: 9, json: "qosClass", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 10, json: "initContainerStatuses", ty: Ty::Msg(121), card: Rep, presence: OmitEmpty },
@@ -2754,7 +2755,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 16, json: "hostIPs", ty: Ty::Msg(158), card: Rep, presence: OmitEmpty },
             Field { number: 17, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
             Field { number: 18, json: "extendedResourceClaimStatus", ty: Ty::Msg(232), card: One, presence: Wire },
-            Field { number: 19, json: "allocatedResources", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 19, json: "allocatedResources", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 20, json: "resources", ty: Ty::Msg(276), card: One, presence: Wire },
             Field { number: 21, json: "nodeAllocatableResourceClaimStatuses", ty: Ty::Msg(189), card: Rep, presence: OmitEmpty },
             Field { number: 22, json: "volumeHealth", ty: Ty::Msg(251), card: Rep, presence: OmitEmpty },
@@ -2765,7 +2766,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "template", ty: Ty::Msg(250), card: One, presence: Always },
         ],
     },
@@ -2774,7 +2775,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(248), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -2783,7 +2784,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(246), card: One, presence: Always },
         ],
     },
@@ -2794,7 +2795,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "healthConditions", ty: Ty::Msg(317), card: Rep, presence: OmitEmpty },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
         ],
     },
     Message {
@@ -2831,7 +2832,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "podSignature", ty: Ty::Msg(245), card: One, presence: Always },
-            Field { number: 2, json: "evictionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 2, json: "evictionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 3, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2928,7 +2929,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "range", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "data", ty: Ty::Bytes, card: One, presence: NullIfEmpty },
         ],
@@ -2938,7 +2939,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(267), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(268), card: One, presence: Always },
         ],
@@ -2950,7 +2951,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 3, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -2960,7 +2961,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(264), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3004,7 +3005,7 @@ pub static MESSAGES: &[Message] = &[
         fields: &[
             Field { number: 1, json: "containerName", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "resource", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 3, json: "divisor", ty: Ty::Msg(345), card: One, presence: Always },
+            Field { number: 3, json: "divisor", ty: Ty::Msg(357), card: One, presence: Always },
         ],
     },
     Message {
@@ -3022,7 +3023,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(274), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(275), card: One, presence: Always },
         ],
@@ -3032,7 +3033,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(272), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3041,7 +3042,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "hard", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "hard", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 2, json: "scopes", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "scopeSelector", ty: Ty::Msg(281), card: One, presence: Wire },
         ],
@@ -3051,8 +3052,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "hard", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "used", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "hard", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "used", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -3060,8 +3061,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "limits", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "requests", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "limits", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "requests", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "claims", ty: Ty::Msg(269), card: Rep, presence: OmitEmpty },
         ],
     },
@@ -3151,7 +3152,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "data", ty: Ty::Bytes, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "stringData", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
@@ -3182,7 +3183,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(284), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3249,7 +3250,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(300), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(301), card: One, presence: Always },
         ],
@@ -3259,7 +3260,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "secrets", ty: Ty::Msg(208), card: Rep, presence: OmitEmpty },
             Field { number: 3, json: "imagePullSecrets", ty: Ty::Msg(175), card: Rep, presence: OmitEmpty },
             Field { number: 4, json: "automountServiceAccountToken", ty: Ty::Bool, card: One, presence: Wire },
@@ -3270,7 +3271,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(294), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3290,7 +3291,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(293), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3302,7 +3303,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "protocol", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "port", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 4, json: "targetPort", ty: Ty::Msg(396), card: One, presence: Always },
+            Field { number: 4, json: "targetPort", ty: Ty::Msg(408), card: One, presence: Always },
             Field { number: 5, json: "nodePort", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "appProtocol", ty: Ty::Str, card: One, presence: Wire },
         ],
@@ -3348,7 +3349,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "loadBalancer", ty: Ty::Msg(174), card: One, presence: Always },
-            Field { number: 2, json: "conditions", ty: Ty::Msg(353), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "conditions", ty: Ty::Msg(365), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3405,7 +3406,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "port", ty: Ty::Msg(396), card: One, presence: Always },
+            Field { number: 1, json: "port", ty: Ty::Msg(408), card: One, presence: Always },
             Field { number: 2, json: "host", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -3417,7 +3418,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "key", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "value", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "effect", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "timeAdded", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 4, json: "timeAdded", ty: Ty::Msg(399), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3457,7 +3458,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "maxSkew", ty: Ty::I32, card: One, presence: Always },
             Field { number: 2, json: "topologyKey", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "whenUnsatisfiable", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "labelSelector", ty: Ty::Msg(366), card: One, presence: Wire },
+            Field { number: 4, json: "labelSelector", ty: Ty::Msg(378), card: One, presence: Wire },
             Field { number: 5, json: "minDomains", ty: Ty::I32, card: One, presence: Wire },
             Field { number: 6, json: "nodeAffinityPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 7, json: "nodeTaintsPolicy", ty: Ty::Str, card: One, presence: Wire },
@@ -3519,7 +3520,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "healthConditions", ty: Ty::Msg(317), card: Rep, presence: OmitEmpty },
-            Field { number: 2, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 2, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
         ],
     },
     Message {
@@ -3575,8 +3576,8 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "limits", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "requests", ty: Ty::Msg(345), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 1, json: "limits", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "requests", ty: Ty::Msg(357), card: Map(Ty::Str), presence: OmitEmpty },
         ],
     },
     Message {
@@ -3705,7 +3706,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "endpoints", ty: Ty::Msg(329), card: Rep, presence: NullIfEmpty },
             Field { number: 3, json: "ports", ty: Ty::Msg(332), card: Rep, presence: NullIfEmpty },
             Field { number: 4, json: "addressType", ty: Ty::Str, card: One, presence: Always },
@@ -3716,7 +3717,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(333), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3741,8 +3742,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
-            Field { number: 2, json: "eventTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "eventTime", ty: Ty::Msg(384), card: One, presence: Always },
             Field { number: 3, json: "series", ty: Ty::Msg(339), card: One, presence: Wire },
             Field { number: 4, json: "reportingController", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 5, json: "reportingInstance", ty: Ty::Str, card: One, presence: OmitEmpty },
@@ -3753,8 +3754,8 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 10, json: "note", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 11, json: "type", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 12, json: "deprecatedSource", ty: Ty::Msg(142), card: One, presence: Always },
-            Field { number: 13, json: "deprecatedFirstTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
-            Field { number: 14, json: "deprecatedLastTimestamp", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 13, json: "deprecatedFirstTimestamp", ty: Ty::Msg(399), card: One, presence: Always },
+            Field { number: 14, json: "deprecatedLastTimestamp", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 15, json: "deprecatedCount", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -3763,7 +3764,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(337), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3773,7 +3774,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "count", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(372), card: One, presence: Always },
+            Field { number: 2, json: "lastObservedTime", ty: Ty::Msg(384), card: One, presence: Always },
         ],
     },
     Message {
@@ -3781,8 +3782,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
-            Field { number: 2, json: "deleteOptions", ty: Ty::Msg(355), card: One, presence: Wire },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "deleteOptions", ty: Ty::Msg(367), card: One, presence: Wire },
         ],
     },
     Message {
@@ -3790,7 +3791,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
             Field { number: 2, json: "spec", ty: Ty::Msg(343), card: One, presence: Always },
             Field { number: 3, json: "status", ty: Ty::Msg(344), card: One, presence: Always },
         ],
@@ -3800,7 +3801,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "items", ty: Ty::Msg(341), card: Rep, presence: NullIfEmpty },
         ],
     },
@@ -3809,9 +3810,9 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "minAvailable", ty: Ty::Msg(396), card: One, presence: Wire },
-            Field { number: 2, json: "selector", ty: Ty::Msg(366), card: One, presence: Wire },
-            Field { number: 3, json: "maxUnavailable", ty: Ty::Msg(396), card: One, presence: Wire },
+            Field { number: 1, json: "minAvailable", ty: Ty::Msg(408), card: One, presence: Wire },
+            Field { number: 2, json: "selector", ty: Ty::Msg(378), card: One, presence: Wire },
+            Field { number: 3, json: "maxUnavailable", ty: Ty::Msg(408), card: One, presence: Wire },
             Field { number: 4, json: "unhealthyPodEvictionPolicy", ty: Ty::Str, card: One, presence: Wire },
         ],
     },
@@ -3821,12 +3822,128 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 2, json: "disruptedPods", ty: Ty::Msg(387), card: Map(Ty::Str), presence: OmitEmpty },
+            Field { number: 2, json: "disruptedPods", ty: Ty::Msg(399), card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 3, json: "disruptionsAllowed", ty: Ty::I32, card: One, presence: Always },
             Field { number: 4, json: "currentHealthy", ty: Ty::I32, card: One, presence: Always },
             Field { number: 5, json: "desiredHealthy", ty: Ty::I32, card: One, presence: Always },
             Field { number: 6, json: "expectedPods", ty: Ty::I32, card: One, presence: Always },
-            Field { number: 7, json: "conditions", ty: Ty::Msg(353), card: Rep, presence: OmitEmpty },
+            Field { number: 7, json: "conditions", ty: Ty::Msg(365), card: Rep, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.AggregationRule",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "clusterRoleSelectors", ty: Ty::Msg(378), card: Rep, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRole",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "rules", ty: Ty::Msg(350), card: Rep, presence: NullIfEmpty },
+            Field { number: 3, json: "aggregationRule", ty: Ty::Msg(345), card: One, presence: Wire },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRoleBinding",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "subjects", ty: Ty::Msg(356), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "roleRef", ty: Ty::Msg(355), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRoleBindingList",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(347), card: Rep, presence: NullIfEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.ClusterRoleList",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(346), card: Rep, presence: NullIfEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.PolicyRule",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "verbs", ty: Ty::Str, card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "apiGroups", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "resources", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "resourceNames", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+            Field { number: 5, json: "nonResourceURLs", ty: Ty::Str, card: Rep, presence: OmitEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.Role",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "rules", ty: Ty::Msg(350), card: Rep, presence: NullIfEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleBinding",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
+            Field { number: 2, json: "subjects", ty: Ty::Msg(356), card: Rep, presence: OmitEmpty },
+            Field { number: 3, json: "roleRef", ty: Ty::Msg(355), card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleBindingList",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(352), card: Rep, presence: NullIfEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleList",
+        kind: true,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(351), card: Rep, presence: NullIfEmpty },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.RoleRef",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "apiGroup", ty: Ty::Str, card: One, presence: Always },
+            Field { number: 2, json: "kind", ty: Ty::Str, card: One, presence: Always },
+            Field { number: 3, json: "name", ty: Ty::Str, card: One, presence: Always },
+        ],
+    },
+    Message {
+        name: "k8s.io.api.rbac.v1.Subject",
+        kind: false,
+        special: None,
+        fields: &[
+            Field { number: 1, json: "kind", ty: Ty::Str, card: One, presence: Always },
+            Field { number: 2, json: "apiGroup", ty: Ty::Str, card: One, presence: OmitEmpty },
+            Field { number: 3, json: "name", ty: Ty::Str, card: One, presence: Always },
+            Field { number: 4, json: "namespace", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3851,9 +3968,9 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "versions", ty: Ty::Msg(363), card: Rep, presence: NullIfEmpty },
-            Field { number: 3, json: "preferredVersion", ty: Ty::Msg(363), card: One, presence: Always },
-            Field { number: 4, json: "serverAddressByClientCIDRs", ty: Ty::Msg(381), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "versions", ty: Ty::Msg(375), card: Rep, presence: NullIfEmpty },
+            Field { number: 3, json: "preferredVersion", ty: Ty::Msg(375), card: One, presence: Always },
+            Field { number: 4, json: "serverAddressByClientCIDRs", ty: Ty::Msg(393), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -3861,7 +3978,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "groups", ty: Ty::Msg(347), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "groups", ty: Ty::Msg(359), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3872,7 +3989,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "namespaced", ty: Ty::Bool, card: One, presence: Always },
             Field { number: 3, json: "kind", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 4, json: "verbs", ty: Ty::Msg(391), card: One, presence: NullIfEmpty },
+            Field { number: 4, json: "verbs", ty: Ty::Msg(403), card: One, presence: NullIfEmpty },
             Field { number: 5, json: "shortNames", ty: Ty::Str, card: Rep, presence: OmitEmpty },
             Field { number: 6, json: "singularName", ty: Ty::Str, card: One, presence: Always },
             Field { number: 7, json: "categories", ty: Ty::Str, card: Rep, presence: OmitEmpty },
@@ -3887,7 +4004,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "groupVersion", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "resources", ty: Ty::Msg(349), card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "resources", ty: Ty::Msg(361), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3896,7 +4013,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "versions", ty: Ty::Str, card: Rep, presence: NullIfEmpty },
-            Field { number: 2, json: "serverAddressByClientCIDRs", ty: Ty::Msg(381), card: Rep, presence: NullIfEmpty },
+            Field { number: 2, json: "serverAddressByClientCIDRs", ty: Ty::Msg(393), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -3917,7 +4034,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: Always },
             Field { number: 3, json: "observedGeneration", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(387), card: One, presence: Always },
+            Field { number: 4, json: "lastTransitionTime", ty: Ty::Msg(399), card: One, presence: Always },
             Field { number: 5, json: "reason", ty: Ty::Str, card: One, presence: Always },
             Field { number: 6, json: "message", ty: Ty::Str, card: One, presence: Always },
         ],
@@ -3938,7 +4055,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "gracePeriodSeconds", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 2, json: "preconditions", ty: Ty::Msg(379), card: One, presence: Wire },
+            Field { number: 2, json: "preconditions", ty: Ty::Msg(391), card: One, presence: Wire },
             Field { number: 3, json: "orphanDependents", ty: Ty::Bool, card: One, presence: Wire },
             Field { number: 4, json: "propagationPolicy", ty: Ty::Str, card: One, presence: Wire },
             Field { number: 5, json: "dryRun", ty: Ty::Str, card: Rep, presence: OmitEmpty },
@@ -4039,7 +4156,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "matchLabels", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 2, json: "matchExpressions", ty: Ty::Msg(367), card: Rep, presence: OmitEmpty },
+            Field { number: 2, json: "matchExpressions", ty: Ty::Msg(379), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -4057,8 +4174,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(393), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(405), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -4070,7 +4187,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 2, json: "resourceVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "continue", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "remainingItemCount", ty: Ty::I64, card: One, presence: Wire },
-            Field { number: 5, json: "shardInfo", ty: Ty::Msg(382), card: One, presence: Wire },
+            Field { number: 5, json: "shardInfo", ty: Ty::Msg(394), card: One, presence: Wire },
         ],
     },
     Message {
@@ -4099,9 +4216,9 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "manager", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "operation", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "apiVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "time", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 4, json: "time", ty: Ty::Msg(399), card: One, presence: Wire },
             Field { number: 6, json: "fieldsType", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 7, json: "fieldsV1", ty: Ty::Msg(358), card: One, presence: Wire },
+            Field { number: 7, json: "fieldsV1", ty: Ty::Msg(370), card: One, presence: Wire },
             Field { number: 8, json: "subresource", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
     },
@@ -4126,14 +4243,14 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 5, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 6, json: "resourceVersion", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 7, json: "generation", ty: Ty::I64, card: One, presence: OmitEmpty },
-            Field { number: 8, json: "creationTimestamp", ty: Ty::Msg(387), card: One, presence: OmitEmpty },
-            Field { number: 9, json: "deletionTimestamp", ty: Ty::Msg(387), card: One, presence: Wire },
+            Field { number: 8, json: "creationTimestamp", ty: Ty::Msg(399), card: One, presence: OmitEmpty },
+            Field { number: 9, json: "deletionTimestamp", ty: Ty::Msg(399), card: One, presence: Wire },
             Field { number: 10, json: "deletionGracePeriodSeconds", ty: Ty::I64, card: One, presence: Wire },
             Field { number: 11, json: "labels", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
             Field { number: 12, json: "annotations", ty: Ty::Str, card: Map(Ty::Str), presence: OmitEmpty },
-            Field { number: 13, json: "ownerReferences", ty: Ty::Msg(374), card: Rep, presence: OmitEmpty },
+            Field { number: 13, json: "ownerReferences", ty: Ty::Msg(386), card: Rep, presence: OmitEmpty },
             Field { number: 14, json: "finalizers", ty: Ty::Str, card: Rep, presence: OmitEmpty },
-            Field { number: 17, json: "managedFields", ty: Ty::Msg(371), card: Rep, presence: OmitEmpty },
+            Field { number: 17, json: "managedFields", ty: Ty::Msg(383), card: Rep, presence: OmitEmpty },
         ],
     },
     Message {
@@ -4154,7 +4271,7 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(373), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(385), card: One, presence: Always },
         ],
     },
     Message {
@@ -4162,8 +4279,8 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
-            Field { number: 2, json: "items", ty: Ty::Msg(375), card: Rep, presence: NullIfEmpty },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
+            Field { number: 2, json: "items", ty: Ty::Msg(387), card: Rep, presence: NullIfEmpty },
         ],
     },
     Message {
@@ -4222,11 +4339,11 @@ pub static MESSAGES: &[Message] = &[
         kind: true,
         special: None,
         fields: &[
-            Field { number: 1, json: "metadata", ty: Ty::Msg(369), card: One, presence: Always },
+            Field { number: 1, json: "metadata", ty: Ty::Msg(381), card: One, presence: Always },
             Field { number: 2, json: "status", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "message", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 4, json: "reason", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 5, json: "details", ty: Ty::Msg(385), card: One, presence: Wire },
+            Field { number: 5, json: "details", ty: Ty::Msg(397), card: One, presence: Wire },
             Field { number: 6, json: "code", ty: Ty::I32, card: One, presence: OmitEmpty },
         ],
     },
@@ -4248,7 +4365,7 @@ pub static MESSAGES: &[Message] = &[
             Field { number: 1, json: "name", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 2, json: "group", ty: Ty::Str, card: One, presence: OmitEmpty },
             Field { number: 3, json: "kind", ty: Ty::Str, card: One, presence: OmitEmpty },
-            Field { number: 4, json: "causes", ty: Ty::Msg(384), card: Rep, presence: OmitEmpty },
+            Field { number: 4, json: "causes", ty: Ty::Msg(396), card: Rep, presence: OmitEmpty },
             Field { number: 5, json: "retryAfterSeconds", ty: Ty::I32, card: One, presence: OmitEmpty },
             Field { number: 6, json: "uid", ty: Ty::Str, card: One, presence: OmitEmpty },
         ],
@@ -4312,7 +4429,7 @@ pub static MESSAGES: &[Message] = &[
         special: None,
         fields: &[
             Field { number: 1, json: "type", ty: Ty::Str, card: One, presence: Always },
-            Field { number: 2, json: "object", ty: Ty::Msg(393), card: One, presence: Always },
+            Field { number: 2, json: "object", ty: Ty::Msg(405), card: One, presence: Always },
         ],
     },
     Message {
@@ -4335,7 +4452,7 @@ pub static MESSAGES: &[Message] = &[
         kind: false,
         special: None,
         fields: &[
-            Field { number: 1, json: "typeMeta", ty: Ty::Msg(394), card: One, presence: Inline },
+            Field { number: 1, json: "typeMeta", ty: Ty::Msg(406), card: One, presence: Inline },
             Field { number: 3, json: "ContentEncoding", ty: Ty::Str, card: One, presence: Always },
             Field { number: 4, json: "ContentType", ty: Ty::Str, card: One, presence: Always },
         ],

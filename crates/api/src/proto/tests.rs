@@ -455,3 +455,43 @@ fn topology_hints_and_traffic_distribution_round_trip() {
     let back = serde_json::to_value(&typed).unwrap();
     assert_eq!(back["spec"]["trafficDistribution"], json!("PreferClose"));
 }
+
+/// rbac.authorization.k8s.io/v1 (kubectl 1.32+ `create role|rolebinding` send protobuf): a
+/// Role's rules and a RoleBinding's roleRef and subjects decode to their JSON.
+#[test]
+fn rbac_role_and_binding_decode() {
+    let rule = cat(&[ld(1, b"get"), ld(1, b"list"), ld(2, b""), ld(3, b"pods")]);
+    let raw = cat(&[ld(1, &meta("pod-reader", &[])), ld(2, &rule)]);
+    let got = decode_object(&body("rbac.authorization.k8s.io/v1", "Role", &raw), None).unwrap();
+    assert_eq!(
+        got["rules"],
+        json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}])
+    );
+    let role_ref = cat(&[
+        ld(1, b"rbac.authorization.k8s.io"),
+        ld(2, b"Role"),
+        ld(3, b"pod-reader"),
+    ]);
+    let subject = cat(&[
+        ld(1, b"User"),
+        ld(2, b"rbac.authorization.k8s.io"),
+        ld(3, b"alice"),
+        ld(4, b""),
+    ]);
+    let raw = cat(&[ld(1, &meta("r", &[])), ld(2, &subject), ld(3, &role_ref)]);
+    let got = decode_object(
+        &body("rbac.authorization.k8s.io/v1", "RoleBinding", &raw),
+        None,
+    )
+    .unwrap();
+    assert_eq!(got["kind"], "RoleBinding");
+    assert_eq!(
+        got["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"})
+    );
+    assert_eq!(
+        got["subjects"],
+        json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}])
+    );
+    assert!(message_for("rbac.authorization.k8s.io/v1", "ClusterRoleBinding").is_some());
+}

@@ -5,7 +5,8 @@
 //! Start at [`definitions`].
 
 use k8s_openapi::api::{
-    apps, authorization, autoscaling, coordination, core, discovery, events, policy, rbac,
+    apps, authentication, authorization, autoscaling, coordination, core, discovery, events,
+    policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
@@ -82,6 +83,15 @@ fn add_kind(g: &mut SchemaGenerator, res: &ResourceInfo) {
         }
         ("authorization.k8s.io", "SelfSubjectRulesReview") => {
             drop(g.subschema_for::<authorization::v1::SelfSubjectRulesReview>())
+        }
+        ("authorization.k8s.io", "SubjectAccessReview") => {
+            drop(g.subschema_for::<authorization::v1::SubjectAccessReview>())
+        }
+        ("authorization.k8s.io", "LocalSubjectAccessReview") => {
+            drop(g.subschema_for::<authorization::v1::LocalSubjectAccessReview>())
+        }
+        ("authentication.k8s.io", "SelfSubjectReview") => {
+            drop(g.subschema_for::<authentication::v1::SelfSubjectReview>())
         }
         ("rbac.authorization.k8s.io", "Role") => drop(g.subschema_for::<rbac::v1::Role>()),
         ("rbac.authorization.k8s.io", "ClusterRole") => {

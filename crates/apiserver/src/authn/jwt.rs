@@ -9,6 +9,7 @@ use ring::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
     UnparsedPublicKey,
 };
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use serde::{Deserialize, Serialize};
 
 /// Upstream's `jwt.DefaultLeeway`: expiry and not-before are checked with one minute of slack.
@@ -26,8 +27,8 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 pub enum KeyError {
     #[error("no PEM block found")]
     NoPem,
-    #[error("PEM block {0:?} is not valid base64")]
-    Base64(String),
+    #[error("invalid PEM: {0}")]
+    Pem(String),
     #[error("not a PKCS#8 ECDSA P-256 private key (only ES256 keys are supported): {0}")]
     Private(String),
     #[error("not an ECDSA P-256 public key (only ES256 keys are supported)")]
@@ -143,7 +144,10 @@ impl SigningKey {
     /// Read a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) ECDSA P-256 key.
     pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
         let blocks = pem_blocks(pem)?;
-        match blocks.into_iter().find(|(label, _)| label == "PRIVATE KEY") {
+        match blocks
+            .into_iter()
+            .find(|(kind, _)| *kind == SectionKind::PrivateKey)
+        {
             Some((_, der)) => SigningKey::from_pkcs8(&der),
             None => Err(KeyError::Private("no PRIVATE KEY block".into())),
         }
@@ -224,10 +228,10 @@ impl VerifyingKey {
     pub fn all_from_pem(pem: &str) -> Result<Vec<VerifyingKey>, KeyError> {
         pem_blocks(pem)?
             .into_iter()
-            .map(|(label, der)| match label.as_str() {
-                "PUBLIC KEY" => VerifyingKey::from_spki(&der),
-                "PRIVATE KEY" => SigningKey::from_pkcs8(&der).map(|k| k.public),
-                _ => Err(KeyError::Kind(label)),
+            .map(|(kind, der)| match kind {
+                SectionKind::PublicKey => VerifyingKey::from_spki(&der),
+                SectionKind::PrivateKey => SigningKey::from_pkcs8(&der).map(|k| k.public),
+                other => Err(KeyError::Kind(label_of(other))),
             })
             .collect()
     }
@@ -238,35 +242,27 @@ impl VerifyingKey {
     }
 }
 
-/// The `(label, DER)` of every PEM block in `text`.
-fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after = &rest[start + 11..];
-        let Some(label_end) = after.find("-----") else {
-            break;
-        };
-        let label = after[..label_end].to_string();
-        let body_and_more = &after[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = body_and_more.find(&end_marker) else {
-            return Err(KeyError::Base64(label));
-        };
-        let b64: String = body_and_more[..end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let der = STANDARD
-            .decode(b64)
-            .map_err(|_| KeyError::Base64(label.clone()))?;
-        out.push((label, der));
-        rest = &body_and_more[end + end_marker.len()..];
-    }
-    if out.is_empty() {
+/// The `(kind, DER)` of every PEM block in `text` rustls knows the label of (others skipped).
+fn pem_blocks(text: &str) -> Result<Vec<(SectionKind, Vec<u8>)>, KeyError> {
+    let blocks = <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| KeyError::Pem(e.to_string()))?;
+    if blocks.is_empty() {
         return Err(KeyError::NoPem);
     }
-    Ok(out)
+    Ok(blocks)
+}
+
+/// The label a PEM block of `kind` carries (for the error naming a block of the wrong kind).
+fn label_of(kind: SectionKind) -> String {
+    match kind {
+        SectionKind::Certificate => "CERTIFICATE".into(),
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY".into(),
+        SectionKind::EcPrivateKey => "EC PRIVATE KEY".into(),
+        SectionKind::Crl => "X509 CRL".into(),
+        SectionKind::Csr => "CERTIFICATE REQUEST".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn to_pem(label: &str, der: &[u8]) -> String {

@@ -109,23 +109,33 @@ pub async fn authenticate(
     creds: &Credentials<'_>,
     anonymous: bool,
 ) -> Result<UserInfo, Unauthorized> {
-    let mut refused = Vec::new();
-    for a in chain {
-        match a.authenticate(creds).await {
-            Answer::User(mut u) => {
-                if !u.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
-                    u.groups.push(AUTHENTICATED_GROUP.to_string());
-                }
-                return Ok(u);
+    match first_user(chain, creds).await {
+        Answer::User(mut u) => {
+            if !u.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+                u.groups.push(AUTHENTICATED_GROUP.to_string());
             }
+            Ok(u)
+        }
+        Answer::NotMine if anonymous => Ok(UserInfo::anonymous()),
+        Answer::NotMine => Err(Unauthorized("no credentials".to_string())),
+        Answer::Invalid(why) => Err(Unauthorized(why)),
+    }
+}
+
+/// Upstream's union authenticator: the first user `list` finds; else every refusal, joined;
+/// else `NotMine`.
+pub async fn first_user(list: &[Box<dyn Authenticator>], creds: &Credentials<'_>) -> Answer {
+    let mut refused = Vec::new();
+    for a in list {
+        match a.authenticate(creds).await {
+            Answer::User(u) => return Answer::User(u),
             Answer::NotMine => {}
             Answer::Invalid(why) => refused.push(why),
         }
     }
-    match (refused.is_empty(), anonymous) {
-        (true, true) => Ok(UserInfo::anonymous()),
-        (true, false) => Err(Unauthorized("no credentials".to_string())),
-        (false, _) => Err(Unauthorized(refused.join("; "))),
+    match refused.is_empty() {
+        true => Answer::NotMine,
+        false => Answer::Invalid(refused.join("; ")),
     }
 }
 

@@ -190,20 +190,21 @@ impl Authenticator for BearerTokens {
         if creds.bearer.is_none_or(str::is_empty) {
             return Answer::NotMine;
         }
-        let mut refused = Vec::new();
-        for a in &self.tokens {
-            match a.authenticate(creds).await {
-                Answer::User(u) => return Answer::User(u),
-                Answer::NotMine => {}
-                Answer::Invalid(why) => refused.push(why),
-            }
-        }
-        if refused.is_empty() {
-            Answer::Invalid("invalid bearer token".into())
-        } else {
-            Answer::Invalid(refused.join("; "))
+        match super::first_user(&self.tokens, creds).await {
+            Answer::NotMine => Answer::Invalid("invalid bearer token".into()),
+            other => other,
         }
     }
+}
+
+/// The token of an `Authorization` header value, as upstream's bearer token authenticator
+/// reads it: the scheme `Bearer` in any case, one space, a non-empty token (`None` otherwise,
+/// so the request is not a bearer-token request).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let mut parts = header.trim().splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -269,5 +270,22 @@ tok-bob,robert,1004
             Answer::Invalid("invalid bearer token".into())
         );
         assert_eq!(chain.authenticate(&creds(None)).await, Answer::NotMine);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_one_word() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("  Bearer abc  "), Some("abc"));
+        assert_eq!(bearer_token("Bearer abc def"), Some("abc"));
+        assert_eq!(
+            bearer_token("Bearer  abc"),
+            None,
+            "empty token before a second space"
+        );
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

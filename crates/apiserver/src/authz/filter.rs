@@ -52,8 +52,28 @@ fn header_values(headers: &http::HeaderMap, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Upstream's impersonation (`Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid`):
-/// the requester needs `impersonate` on `users`/`serviceaccounts`, `groups` and `uids` by name.
+/// The `Impersonate-Extra-<key>` headers: key (percent-decoded, as upstream's
+/// `unescapeExtraKey`) → values, in key order.
+fn extra_headers(headers: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        let Some(encoded) = name.as_str().strip_prefix("impersonate-extra-") else {
+            continue;
+        };
+        let key = match percent_encoding::percent_decode_str(encoded).decode_utf8() {
+            Ok(k) => k.into_owned(),
+            Err(_) => encoded.to_string(),
+        };
+        if let Ok(v) = value.to_str() {
+            out.entry(key).or_default().push(v.to_string());
+        }
+    }
+    out
+}
+
+/// Upstream's impersonation (`Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid`,
+/// `Impersonate-Extra-<key>`): the requester needs `impersonate` on `users`/`serviceaccounts`,
+/// `groups` and `uids` by name, and on `userextras/<key>` for each extra value.
 fn impersonate(
     server: &Server,
     headers: &http::HeaderMap,
@@ -62,17 +82,19 @@ fn impersonate(
     let users = header_values(headers, "impersonate-user");
     let groups = header_values(headers, "impersonate-group");
     let uids = header_values(headers, "impersonate-uid");
+    let extra = extra_headers(headers);
     if users.is_empty() {
-        if !groups.is_empty() || !uids.is_empty() {
+        if !groups.is_empty() || !uids.is_empty() || !extra.is_empty() {
+            let keys = extra.keys().map(|k| format!("userextras/{k}"));
             return Err(StatusError::internal(format!(
                 "requested {:?} without impersonating a user",
-                [groups, uids].concat()
+                [groups, uids, keys.collect()].concat()
             )));
         }
         return Ok(requester);
     }
     let name = users[0].clone();
-    let check = |group: &str, resource: &str, namespace: &str, object: &str| {
+    let check_sub = |group: &str, resource: &str, sub: &str, namespace: &str, object: &str| {
         let a = Attributes {
             user: requester.name.clone(),
             groups: requester.groups.clone(),
@@ -80,10 +102,14 @@ fn impersonate(
             namespace: namespace.into(),
             api_group: group.into(),
             resource: resource.into(),
+            subresource: sub.into(),
             name: object.into(),
             ..Attributes::default()
         };
         server.authorizer.check(&a)
+    };
+    let check = |group: &str, resource: &str, namespace: &str, object: &str| {
+        check_sub(group, resource, "", namespace, object)
     };
     let sa = name
         .strip_prefix(crate::authz::rbac::SERVICE_ACCOUNT_USER_PREFIX)
@@ -97,6 +123,11 @@ fn impersonate(
     }
     for u in &uids {
         check("authentication.k8s.io", "uids", "", u)?;
+    }
+    for (key, values) in &extra {
+        for v in values {
+            check_sub("authentication.k8s.io", "userextras", key, "", v)?;
+        }
     }
     let mut out_groups = groups;
     if let Some((ns, _)) = sa {
@@ -120,6 +151,6 @@ fn impersonate(
         name,
         uid: uids.into_iter().next().unwrap_or_default(),
         groups: out_groups,
-        extra: BTreeMap::new(),
+        extra,
     })
 }

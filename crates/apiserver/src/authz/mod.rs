@@ -9,20 +9,24 @@
 
 pub mod bootstrap;
 pub mod cache;
+pub mod escalation;
 mod filter;
 pub mod node;
 pub mod rbac;
 pub mod request;
+mod review;
 
 use std::sync::Arc;
 
-use api::resources::{ResourceInfo, by_kind};
-use api::status::{Cause, Details, StatusError};
-use serde_json::{Value, json};
+use api::status::{Details, StatusError};
 
-use crate::authn::{MASTERS_GROUP, UserInfo};
+use crate::authn::MASTERS_GROUP;
 
 pub use filter::{admit_request, start};
+pub use review::{
+    access_review, local_subject_access_review, rules_review, self_subject_review,
+    subject_access_review,
+};
 
 /// What a request wants to do (upstream's `authorizer.Attributes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,6 +113,16 @@ impl Authorizer for AlwaysAllow {
     }
 }
 
+impl<T: Authorizer + ?Sized> Authorizer for Arc<T> {
+    fn authorize(&self, a: &Attributes) -> (Decision, String) {
+        (**self).authorize(a)
+    }
+
+    fn rules_for(&self, user: &str, groups: &[String], namespace: &str) -> Rules {
+        (**self).rules_for(user, groups, namespace)
+    }
+}
+
 /// Upstream's `AlwaysDeny` mode: no opinion on anything ("Everything is forbidden.").
 pub struct AlwaysDeny;
 
@@ -172,6 +186,8 @@ pub fn parse_modes(s: &str) -> Result<Vec<Mode>, ModeError> {
 pub struct Chain {
     modes: Vec<Mode>,
     items: Vec<Box<dyn Authorizer>>,
+    /// The RBAC authorizer when RBAC is on (escalation checks resolve rules with it).
+    rbac: Option<Arc<rbac::Rbac>>,
     /// The RBAC and Pod caches the Node and RBAC modes read (started by the server).
     pub caches: Option<Arc<cache::Caches>>,
 }
@@ -180,6 +196,11 @@ pub struct Chain {
 pub fn build(modes: &[Mode]) -> Chain {
     let needs_cache = modes.iter().any(|m| matches!(m, Mode::Node | Mode::Rbac));
     let caches = needs_cache.then(|| Arc::new(cache::Caches::default()));
+    let rbac = modes.contains(&Mode::Rbac).then(|| {
+        Arc::new(rbac::Rbac::new(Arc::clone(
+            caches.as_ref().expect("built above"),
+        )))
+    });
     let items = modes
         .iter()
         .map(|m| -> Box<dyn Authorizer> {
@@ -188,13 +209,14 @@ pub fn build(modes: &[Mode]) -> Chain {
                 Mode::AlwaysAllow => Box::new(AlwaysAllow),
                 Mode::AlwaysDeny => Box::new(AlwaysDeny),
                 Mode::Node => Box::new(node::NodeAuthorizer::new(c())),
-                Mode::Rbac => Box::new(rbac::Rbac::new(c())),
+                Mode::Rbac => Box::new(Arc::clone(rbac.as_ref().expect("built above"))),
             }
         })
         .collect();
     Chain {
         modes: modes.to_vec(),
         items,
+        rbac,
         caches,
     }
 }
@@ -203,6 +225,21 @@ impl Chain {
     /// Whether `mode` is on.
     pub fn has(&self, mode: Mode) -> bool {
         self.modes.contains(&mode)
+    }
+
+    /// The RBAC rules `user` holds in `namespace` (cluster-wide ones included); none when RBAC
+    /// is off (upstream's escalation checks resolve with RBAC's rule resolver only).
+    pub fn rbac_rules(&self, user: &str, groups: &[String], namespace: &str) -> Vec<rbac::Rule> {
+        self.rbac
+            .as_ref()
+            .map(|r| r.policy().rules_for(user, groups, namespace))
+            .unwrap_or_default()
+    }
+
+    /// An aggregated ClusterRole's rules as RBAC computes them (`None` when RBAC is off or it
+    /// does not know the role).
+    pub fn cluster_role_rules(&self, name: &str) -> Option<Vec<rbac::Rule>> {
+        self.rbac.as_ref()?.policy().cluster_role(name)
     }
 
     /// Authorize one request: `Ok` when allowed, else the 403 upstream answers.
@@ -294,131 +331,12 @@ pub fn forbidden(a: &Attributes, reason: &str) -> StatusError {
     }
 }
 
-fn review_kind(kind: &str) -> &'static ResourceInfo {
-    by_kind("authorization.k8s.io/v1", kind).expect("review kinds are served")
-}
-
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Answer a `SelfSubjectAccessReview` body: validate its spec as upstream does (exactly one of
-/// `resourceAttributes` and `nonResourceAttributes`) and fill `status` from `authz`.
-pub fn access_review(
-    authz: &dyn Authorizer,
-    user: &UserInfo,
-    body: &Value,
-) -> Result<Value, StatusError> {
-    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let res = spec.get("resourceAttributes").filter(|v| !v.is_null());
-    let non = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
-    let cause = match (res, non) {
-        (Some(_), Some(n)) => Some(Cause::invalid(
-            "spec.nonResourceAttributes",
-            n,
-            "cannot be specified in combination with resourceAttributes",
-        )),
-        (None, None) => Some(Cause::invalid(
-            "spec.resourceAttributes",
-            &Value::Null,
-            "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-        )),
-        _ => None,
-    };
-    if let Some(c) = cause {
-        return Err(StatusError::invalid(
-            review_kind("SelfSubjectAccessReview"),
-            "",
-            vec![c],
-        ));
-    }
-    let attrs = match (res, non) {
-        (Some(r), _) => Attributes {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
-            verb: text(r, "verb"),
-            namespace: text(r, "namespace"),
-            api_group: text(r, "group"),
-            resource: text(r, "resource"),
-            subresource: text(r, "subresource"),
-            name: text(r, "name"),
-            ..Attributes::default()
-        },
-        (None, Some(n)) => Attributes {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
-            verb: text(n, "verb"),
-            path: Some(text(n, "path")),
-            ..Attributes::default()
-        },
-        (None, None) => unreachable!("rejected above"),
-    };
-    let (decision, reason) = authz.authorize(&attrs);
-    let mut status = json!({"allowed": decision == Decision::Allow});
-    if decision == Decision::Deny {
-        status["denied"] = json!(true);
-    }
-    if !reason.is_empty() {
-        status["reason"] = json!(reason);
-    }
-    Ok(answered(body, "SelfSubjectAccessReview", spec, status))
-}
-
-/// Answer a `SelfSubjectRulesReview` body: the rules `user` holds in `spec.namespace`.
-pub fn rules_review(
-    authz: &dyn Authorizer,
-    user: &UserInfo,
-    body: &Value,
-) -> Result<Value, StatusError> {
-    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let namespace = text(&spec, "namespace");
-    let rules = authz.rules_for(&user.name, &user.groups, &namespace);
-    let resource: Vec<Value> = rules
-        .resource
-        .iter()
-        .map(|r| {
-            let mut v =
-                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
-            if !r.resource_names.is_empty() {
-                v["resourceNames"] = json!(r.resource_names);
-            }
-            v
-        })
-        .collect();
-    let non_resource: Vec<Value> = rules
-        .non_resource
-        .iter()
-        .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.urls}))
-        .collect();
-    let status = json!({
-        "resourceRules": resource,
-        "nonResourceRules": non_resource,
-        "incomplete": rules.incomplete,
-    });
-    Ok(answered(body, "SelfSubjectRulesReview", spec, status))
-}
-
-/// The review as the server answers it: the request's metadata, spec and the computed status.
-fn answered(body: &Value, kind: &str, spec: Value, status: Value) -> Value {
-    let mut metadata = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
-    if let Some(m) = metadata.as_object_mut() {
-        m.insert("creationTimestamp".into(), Value::Null);
-    }
-    json!({
-        "kind": kind,
-        "apiVersion": "authorization.k8s.io/v1",
-        "metadata": metadata,
-        "spec": spec,
-        "status": status,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+    use crate::authn::UserInfo;
 
     fn admin() -> UserInfo {
         UserInfo {

@@ -236,6 +236,11 @@ impl Policy {
         found.map(Vec::as_slice).unwrap_or_default()
     }
 
+    /// A ClusterRole's rules (aggregated ones computed), if it exists.
+    pub fn cluster_role(&self, name: &str) -> Option<Vec<Rule>> {
+        self.cluster_roles.get(name).cloned()
+    }
+
     /// Every rule `user` holds in `namespace` (cluster-wide ones included), in binding order.
     pub fn rules_for(&self, user: &str, groups: &[String], namespace: &str) -> Vec<Rule> {
         let cluster = self.cluster_role_bindings.iter();

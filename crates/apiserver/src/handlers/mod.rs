@@ -17,6 +17,7 @@ use crate::path::ResourceTarget;
 use crate::server::{Body, Server};
 
 mod delete;
+mod escalation;
 mod events_v1;
 pub(crate) mod evict;
 mod pod_log;
@@ -142,6 +143,7 @@ pub async fn handle(
     if server.cfg.node_restriction {
         crate::noderestriction::admit(server, &t, &ctx).await?;
     }
+    escalation::admit(server, &t, &ctx).await?;
     if let Some(core) = api::resources::storage_alias_of(t.res) {
         return events_v1::handle(server, t, core, ctx).await;
     }
@@ -177,13 +179,20 @@ pub async fn handle(
 /// The cluster admin's user name (the plain listener's insecure superuser).
 pub const USERNAME: &str = "system:admin";
 
-/// Answer an access review (never stored): 201 with the computed status.
+/// Answer a review (never stored): 201 with the computed status.
 fn review(server: &Server, t: &ResourceTarget, ctx: &Ctx) -> Result<Response<Body>, StatusError> {
     let body = ctx.body_json()?;
     let user = &ctx.user;
+    let authz = &server.authorizer;
     let answer = match t.res.kind {
-        "SelfSubjectAccessReview" => crate::authz::access_review(&server.authorizer, user, &body)?,
-        _ => crate::authz::rules_review(&server.authorizer, user, &body)?,
+        "SelfSubjectAccessReview" => crate::authz::access_review(authz, user, &body)?,
+        "SubjectAccessReview" => crate::authz::subject_access_review(authz, &body)?,
+        "LocalSubjectAccessReview" => {
+            let namespace = t.namespace.as_deref().unwrap_or_default();
+            crate::authz::local_subject_access_review(authz, namespace, &body)?
+        }
+        "SelfSubjectReview" => crate::authz::self_subject_review(user, &body),
+        _ => crate::authz::rules_review(authz, user, &body)?,
     };
     Ok(crate::server::json_response(
         http::StatusCode::CREATED,

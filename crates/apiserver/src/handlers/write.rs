@@ -330,6 +330,7 @@ pub async fn update(
         .await
         .map_err(|e| store_error(t, name, e))?
         .is_some();
+    let guard = super::escalation::UpdateGuard::for_update(server, t, ctx).await?;
     if !exists && creates_on_update(t.res) {
         if objects::name_of(&body) != name {
             return Err(StatusError::bad_request(format!(
@@ -337,10 +338,16 @@ pub async fn update(
                 objects::name_of(&body)
             )));
         }
+        if let Some(g) = &guard {
+            g.check_new(server, &body)?;
+        }
         let w = create_object(server, t.res, t.namespace.as_deref(), body, opts).await?;
         return Ok(respond(StatusCode::CREATED, w));
     }
-    let w = guaranteed_update(server, t, name, UpdateScope::Main, opts, |_| {
+    let w = guaranteed_update(server, t, name, UpdateScope::Main, opts, |old| {
+        if let Some(g) = &guard {
+            g.check(server, old, &body)?;
+        }
         Ok(body.clone())
     })
     .await
@@ -399,13 +406,21 @@ pub async fn patch_with_scope(
         },
     )?;
     let res = t.res;
+    let guard = match scope {
+        UpdateScope::Main => super::escalation::UpdateGuard::for_update(server, t, ctx).await?,
+        _ => None,
+    };
     guaranteed_update(server, t, name, scope, opts, |old| {
         let mut current = old.clone();
         // The patch's own resourceVersion (if any) is a precondition; the stored one is not.
         if let Some(m) = current.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        apply_patch(res, &current, &patch, ty)
+        let new = apply_patch(res, &current, &patch, ty)?;
+        if let Some(g) = &guard {
+            g.check(server, &current, &new)?;
+        }
+        Ok(new)
     })
     .await
 }

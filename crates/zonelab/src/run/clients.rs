@@ -131,14 +131,7 @@ pub async fn wait_programmed(logs: &Path, pods: &[&ClientPod]) -> Option<(String
     let cap = Duration::from_millis(lab::load_start::CAP_MS as u64);
     loop {
         for node in &nodes {
-            for line in lines.read(&logs.join(format!("agent-{node}.out"))) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["event"] != "proxy-sync" || v["ok"] != true {
-                    continue;
-                }
-                let services = serde_json::from_value(v["services"].clone()).unwrap_or_default();
+            if let Some((_, services)) = proxy_syncs(&mut lines, logs, node).pop() {
                 latest.insert(node.to_string(), services);
             }
         }
@@ -232,23 +225,33 @@ impl ProxySyncs {
     /// Reads the syncs logged since the last call.
     pub fn poll(&mut self, logs: &Path, nodes: &[String]) {
         for node in nodes {
-            for line in self.lines.read(&logs.join(format!("agent-{node}.out"))) {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if v["event"] != "proxy-sync" || v["ok"] != true {
-                    continue;
-                }
-                let services: BTreeMap<String, Vec<String>> =
-                    serde_json::from_value(v["services"].clone()).unwrap_or_default();
+            for (at, services) in proxy_syncs(&mut self.lines, logs, node) {
                 let (_, kind) = self.sets.synced(node, services);
-                self.events.push(Event {
-                    at: v["at"].as_f64().unwrap_or(0.0),
-                    kind,
-                });
+                self.events.push(Event { at, kind });
             }
         }
     }
+}
+
+/// The successful syncs `node`'s agent logged (`proxy-sync` lines with `ok`) since the last
+/// read of its log: when each was applied and what it programmed, in log order.
+fn proxy_syncs(
+    lines: &mut NewLines,
+    logs: &Path,
+    node: &str,
+) -> Vec<(f64, lab::observe::Programmed)> {
+    let mut out = Vec::new();
+    for line in lines.read(&logs.join(format!("agent-{node}.out"))) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["event"] != "proxy-sync" || v["ok"] != true {
+            continue;
+        }
+        let services = serde_json::from_value(v["services"].clone()).unwrap_or_default();
+        out.push((v["at"].as_f64().unwrap_or(0.0), services));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -41,64 +41,55 @@ fn roles_and_bindings_grant_and_revoke_with_every_kubectl() {
             format!("pod-reader-{minor}"),
             format!("node-reader-{minor}"),
         );
-        if minor < 32 {
-            admin.ok(
-                &[
-                    "create",
-                    "role",
-                    &role,
-                    "--verb=get,list,watch",
-                    "--resource=pods",
-                    "-n",
-                    "default",
-                ],
-                None,
-            );
-            admin.ok(
-                &[
-                    "create",
-                    "rolebinding",
-                    &role,
-                    "--role",
-                    &role,
-                    "--user",
-                    &user,
-                    "-n",
-                    "default",
-                ],
-                None,
-            );
-            admin.ok(
-                &[
-                    "create",
-                    "clusterrole",
-                    &crole,
-                    "--verb=get,list",
-                    "--resource=nodes",
-                ],
-                None,
-            );
-            admin.ok(
-                &[
-                    "create",
-                    "clusterrolebinding",
-                    &crole,
-                    "--clusterrole",
-                    &crole,
-                    "--group",
-                    "readers",
-                ],
-                None,
-            );
-        } else {
-            // kubectl 1.32+ sends `create role` bodies as protobuf, and the protobuf schema
-            // (crates/api/src/proto/schema.rs) has no rbac.authorization.k8s.io messages yet:
-            // the same objects through `apply` (JSON).
-            admin.ok(
-                &["apply", "-f", "-"],
-                Some(&rbac_yaml(&role, &crole, &user)),
-            );
-        }
+        // kubectl 1.32+ sends these typed `create` bodies as protobuf.
+        admin.ok(
+            &[
+                "create",
+                "role",
+                &role,
+                "--verb=get,list,watch",
+                "--resource=pods",
+                "-n",
+                "default",
+            ],
+            None,
+        );
+        admin.ok(
+            &[
+                "create",
+                "rolebinding",
+                &role,
+                "--role",
+                &role,
+                "--user",
+                &user,
+                "-n",
+                "default",
+            ],
+            None,
+        );
+        admin.ok(
+            &[
+                "create",
+                "clusterrole",
+                &crole,
+                "--verb=get,list",
+                "--resource=nodes",
+            ],
+            None,
+        );
+        admin.ok(
+            &[
+                "create",
+                "clusterrolebinding",
+                &crole,
+                "--clusterrole",
+                &crole,
+                "--group",
+                "readers",
+            ],
+            None,
+        );
         let alice = ["--as", user.as_str()];
         fn with<'a>(head: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
             [head, extra].concat()
@@ -146,34 +137,6 @@ fn roles_and_bindings_grant_and_revoke_with_every_kubectl() {
         );
         admin.fails(&ask(&["get", "pods", "-n", "default"]), None);
     }
-}
-
-fn rbac_yaml(role: &str, crole: &str, user: &str) -> String {
-    let g = "rbac.authorization.k8s.io";
-    format!(
-        "apiVersion: {g}/v1
-kind: Role
-metadata: {{name: {role}, namespace: default}}
-rules: [{{apiGroups: [\"\"], resources: [pods], verbs: [get, list, watch]}}]
----
-apiVersion: {g}/v1
-kind: RoleBinding
-metadata: {{name: {role}, namespace: default}}
-roleRef: {{apiGroup: {g}, kind: Role, name: {role}}}
-subjects: [{{apiGroup: {g}, kind: User, name: {user}}}]
----
-apiVersion: {g}/v1
-kind: ClusterRole
-metadata: {{name: {crole}}}
-rules: [{{apiGroups: [\"\"], resources: [nodes], verbs: [get, list]}}]
----
-apiVersion: {g}/v1
-kind: ClusterRoleBinding
-metadata: {{name: {crole}}}
-roleRef: {{apiGroup: {g}, kind: ClusterRole, name: {crole}}}
-subjects: [{{apiGroup: {g}, kind: Group, name: readers}}]
-"
-    )
 }
 
 const NODES: &str = "apiVersion: v1
