@@ -31,6 +31,7 @@ mod metrics_authz;
 mod node_failure;
 mod openapi_v2;
 mod rbac_authz;
+mod rbac_reviews;
 mod sim_run;
 mod statefulset;
 mod taint_eviction;

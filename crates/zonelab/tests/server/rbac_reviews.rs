@@ -4,7 +4,7 @@
 //! `kubectl auth whoami` (SelfSubjectReview), SubjectAccessReview and LocalSubjectAccessReview
 //! through `kubectl create -f`; impersonated user extras need their own grant.
 
-mod common;
+use crate::common;
 
 use common::{Kubectl, ServerProc, kubectl_versions};
 
