@@ -1,5 +1,5 @@
-//! Runs a scenario with the real `zonelab run` in its own temp dir and lab prefix, one lab at a
-//! time, and hands back what it wrote. Start at [`run`].
+//! Runs a scenario with the real `zonelab run` in its own temp dir, lab prefix and API port, one
+//! scenario at a time, and hands back what it wrote. Start at [`run`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,7 +9,9 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_zonelab");
 
-/// One lab at a time: parallel labs on two cores would blur the timings under test.
+/// One scenario run at a time: their assertions read error windows and phase times, which two
+/// scenario labs on two cores blur (seen at load average ~100: a graceful stop's and a
+/// partition's windows). The labs of `common::lab` tests still run beside one.
 pub static ONE_LAB: Mutex<()> = Mutex::new(());
 
 /// Removes the lab if the run left it (a panic, a killed run).
@@ -53,8 +55,8 @@ pub fn json_lines(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Runs `scenario` (YAML text), one lab at a time; fails with the preflight's message without
-/// root or the tools.
+/// Runs `scenario` (YAML text) on lab `prefix` with its API server on `port` (both unique among
+/// the tests); fails with the preflight's message without root or the tools.
 pub fn run(prefix: &str, port: u16, scenario: &str) -> Run {
     netlab::preflight::require_for_test(&netlab::preflight::lab_test_tools());
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
