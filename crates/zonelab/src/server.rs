@@ -232,8 +232,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let mut addrs = vec![addr];
     addrs.extend(args.listen_netns.iter().map(|(_, a)| *a));
-    let serving =
-        crate::serving::Serving::resolve(&args.tls, &addrs, &args.service_cluster_ip_range)?;
+    let serving = crate::serving::Serving::resolve(
+        &args.tls,
+        &args.data_dir,
+        &addrs,
+        &args.service_cluster_ip_range,
+    )?;
     let mut cfg = apiserver::Config {
         service_cluster_ip_range: args.service_cluster_ip_range.clone(),
         service_node_port_range: parse_port_range(&args.service_node_port_range)?,

@@ -8,14 +8,16 @@
 //!   (admin.conf, …) written into `--data-dir`; the in-process controllers and scheduler use
 //!   controller-manager.conf and scheduler.conf. Every `--listen-netns` listener serves HTTPS
 //!   too (the serving certificate's SANs cover them).
-//! - neither: plain HTTP with a warning; every request is the cluster admin (meant for
-//!   loopback only; the lab's servers serve HTTPS with the lab's PKI, docs/lab.md).
+//! - neither: as `--pki-dir <data-dir>/pki` (HTTPS by default, as kube-apiserver has no plain
+//!   serving since 1.20; the lab's servers use the lab's own PKI, docs/lab.md).
+//! - `--insecure-serving`: plain HTTP without authentication on a loopback `--listen` only;
+//!   every request is the cluster admin. For tests and local experiments.
 //!
 //! `--insecure-port PORT` (upstream's removed flag) adds a plain-HTTP listener on
 //! 127.0.0.1:PORT beside HTTPS, for tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -41,6 +43,12 @@ pub struct TlsArgs {
     /// 127.0.0.1:PORT; for tests (upstream's removed `--insecure-port`).
     #[arg(long, value_name = "PORT")]
     pub insecure_port: Option<u16>,
+    /// Serve plain HTTP instead of HTTPS, without authentication (every request is the
+    /// cluster admin); only on a loopback `--listen` and without `--listen-netns`. For tests
+    /// and local experiments. Without it and without TLS flags the server generates its PKI
+    /// under `--data-dir`/pki and serves HTTPS.
+    #[arg(long, conflicts_with_all = ["tls_cert_file", "tls_private_key_file", "pki_dir"])]
+    pub insecure_serving: bool,
 }
 
 /// What the server listens with.
@@ -54,9 +62,11 @@ pub enum Serving {
 }
 
 impl Serving {
-    /// Decide from the flags; `listen` is the bound address.
+    /// Decide from the flags; `listens` are the bound address and the `--listen-netns` ones,
+    /// `data_dir` holds the generated PKI when no TLS flag says otherwise.
     pub fn resolve(
         args: &TlsArgs,
+        data_dir: &Path,
         listens: &[SocketAddr],
         service_cidr: &str,
     ) -> anyhow::Result<Serving> {
@@ -93,23 +103,26 @@ impl Serving {
                     pki: Some(Box::new(pki)),
                 })
             }
-            (None, None, None) => {
-                // TODO(tls): the lab's servers serve TLS now (lab/identities.rs); HTTPS by
-                // default, plain HTTP only on loopback behind an explicit flag (issue 13) is
-                // the next step.
-                if listen.ip().is_loopback() {
-                    tracing::warn!(
-                        "serving plain HTTP without authentication on {listen} (loopback); \
-                         give --pki-dir or --tls-cert-file/--tls-private-key-file for HTTPS"
-                    );
-                } else {
-                    tracing::warn!(
-                        "serving plain HTTP without authentication on {listen}: whoever \
-                         reaches it is the cluster admin; give --pki-dir or \
-                         --tls-cert-file/--tls-private-key-file for HTTPS"
+            (None, None, None) if args.insecure_serving => {
+                if let Some(a) = listens.iter().find(|a| !a.ip().is_loopback()) {
+                    anyhow::bail!(
+                        "--insecure-serving serves plain HTTP without authentication and only on \
+                         loopback; {a} is not a loopback address (drop --insecure-serving for \
+                         HTTPS, or give --pki-dir / --tls-cert-file and --tls-private-key-file)"
                     );
                 }
+                tracing::warn!(
+                    "serving plain HTTP without authentication on {listen} (--insecure-serving): \
+                     every request is the cluster admin"
+                );
                 Ok(Serving::Plain)
+            }
+            (None, None, None) => {
+                let args = TlsArgs {
+                    pki_dir: Some(data_dir.join("pki")),
+                    ..args.clone()
+                };
+                Serving::resolve(&args, data_dir, listens, service_cidr)
             }
         }
     }
@@ -156,16 +169,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_without_tls_flags_and_tls_flags_in_pairs() {
-        let none = TlsArgs::default();
+    fn https_by_default_plain_only_on_loopback_and_tls_flags_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
         let cidr = "10.96.0.0/12";
-        let plain = Serving::resolve(&none, &["127.0.0.1:6443".parse().unwrap()], cidr).unwrap();
-        assert_eq!(plain.scheme(), "http");
+        let lo: SocketAddr = "127.0.0.1:6443".parse().unwrap();
+        let by_default = Serving::resolve(&TlsArgs::default(), dir.path(), &[lo], cidr).unwrap();
+        assert_eq!(by_default.scheme(), "https");
+        assert!(
+            dir.path().join("pki/ca.crt").exists(),
+            "PKI under --data-dir"
+        );
+        let plain = TlsArgs {
+            insecure_serving: true,
+            ..TlsArgs::default()
+        };
+        let s = Serving::resolve(&plain, dir.path(), &[lo], cidr).unwrap();
+        assert_eq!(s.scheme(), "http");
+        let wide: SocketAddr = "0.0.0.0:6443".parse().unwrap();
+        let Err(e) = Serving::resolve(&plain, dir.path(), &[lo, wide], cidr) else {
+            panic!("plain HTTP on a non-loopback address was accepted");
+        };
+        assert!(
+            e.to_string()
+                .contains("0.0.0.0:6443 is not a loopback address"),
+            "{e}"
+        );
         let half = TlsArgs {
             tls_cert_file: Some("x.crt".into()),
             ..TlsArgs::default()
         };
-        assert!(Serving::resolve(&half, &["127.0.0.1:6443".parse().unwrap()], cidr).is_err());
+        assert!(Serving::resolve(&half, dir.path(), &[lo], cidr).is_err());
     }
 
     #[test]
@@ -175,8 +208,13 @@ mod tests {
             pki_dir: Some(dir.path().join("pki")),
             ..TlsArgs::default()
         };
-        let s =
-            Serving::resolve(&args, &["0.0.0.0:6443".parse().unwrap()], "10.96.0.0/12").unwrap();
+        let s = Serving::resolve(
+            &args,
+            dir.path(),
+            &["0.0.0.0:6443".parse().unwrap()],
+            "10.96.0.0/12",
+        )
+        .unwrap();
         assert_eq!(s.scheme(), "https");
     }
 }

@@ -18,12 +18,17 @@ pub struct ServerProc {
 
 impl ServerProc {
     /// Start the server over `data_dir` (durable) with extra flags; waits until it serves.
+    /// Plain HTTP on loopback (`--insecure-serving`) unless `extra` asks for TLS.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerProc {
+        let tls = extra
+            .iter()
+            .any(|a| a.starts_with("--pki-dir") || a.starts_with("--tls-cert-file"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_zonelab"))
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args((!tls).then_some("--insecure-serving"))
             .args(extra)
             .env("ZONELAB_LOG", "warn")
             .stdout(Stdio::piped())
