@@ -11,19 +11,23 @@ use crate::locate::Seg;
 use crate::model::Scenario;
 use crate::validate::Problem;
 
-/// Peak resident bytes of a simulated run, per item, fitted to five 3-minute upstream-profile
-/// zone power-offs of 150 to 600 nodes, 1,000 to 4,000 pods and 100 to 400 Services (one
-/// namespace, Service and Deployment per application; `/usr/bin/time -v`, maximum resident set
-/// size; docs/simulator.md "Memory"; every run within 2 % of the fit, a Service without its
-/// own Deployment and namespace costs less): the fixed part (binary, allocator, the run's
-/// records at small sizes).
+/// Peak resident bytes of a simulated run, per item. First fitted to five 3-minute
+/// upstream-profile zone power-offs of 150 to 600 nodes, 1,000 to 4,000 pods and 100 to 400
+/// Services (one namespace, Service and Deployment per application); refitted (simrun, per
+/// node and per pod) to 7-minute cuts of `examples/sim-az-5000.yaml` at 501 nodes with 10 and
+/// 30 pods per node, which the first fit under-estimated by 20 – 28 % (and the example itself
+/// by more than 1 GiB: 5.1 GiB estimated, above 6 GiB measured in its start-up).
+/// `/usr/bin/time -v`, maximum resident set size; docs/simulator.md "Memory". A Service without
+/// its own Deployment and namespace costs less; runs below 200 nodes are over-estimated by
+/// about a fifth. The fixed part (binary, allocator, the run's records at small sizes):
 pub const BASE_BYTES: u64 = 34 << 20;
-/// Per node: its Node, Lease, kubelet, kube-proxy pacer, watch queues and timeline records
-/// (150 -> 600 nodes: +17.6 MiB).
-pub const BYTES_PER_NODE: u64 = 40 << 10;
-/// Per pod with its one endpoint: the Pod in the store and the informer cache, its kubelet
-/// state and timeline events (1,000 -> 4,000 pods: +79.8 MiB).
-pub const BYTES_PER_POD: u64 = 26 << 10;
+/// Per node: its Node, Lease, kubelet, kube-proxy pacer and inboxes, watch queues and timeline
+/// records (was 40 KiB, fitted at 150 – 600 nodes with few pods per node).
+pub const BYTES_PER_NODE: u64 = 120 << 10;
+/// Per pod with its one endpoint: the Pod in the store and the informer caches, its kubelet
+/// state, the scheduler's and controllers' indexes and timeline events (501 nodes, 5,000 ->
+/// 15,000 pods: +382 MiB, of which 82 MiB for the 666 more Services and their endpoints).
+pub const BYTES_PER_POD: u64 = 31 << 10;
 /// Per Service with its application (namespace, Deployment, ReplicaSet, ServiceAccount,
 /// EndpointSlice, proxy-model entry; 100 -> 400: +29.2 MiB beyond the pods).
 pub const BYTES_PER_SERVICE: u64 = 96 << 10;
