@@ -155,6 +155,10 @@ impl registry::Stored for Stored {
         }
     }
 
+    fn set_created_identity(&mut self, name: String, uid: String, now: Moment) {
+        registry::typed::created_identity(meta_mut(&mut self.0), name, uid, now);
+    }
+
     fn raw_identity(
         &mut self,
         old: Option<&Stored>,

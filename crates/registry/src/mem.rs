@@ -5,7 +5,7 @@
 //! Start at [`MemApi`]: [`MemApi::create`], [`MemApi::update`], [`MemApi::delete`],
 //! [`MemApi::bind`] return the stored object and the watch changes the write caused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use api::resources::{self, ResourceInfo};
 use api::status::StatusError;
@@ -94,6 +94,60 @@ fn namespace_of(v: &Value) -> Option<&str> {
     meta::meta_str(v, "namespace").filter(|n| !n.is_empty())
 }
 
+/// How many (resource, namespace, generateName) entries [`MemApi`]'s create memo holds
+/// (oldest out first).
+pub const CREATE_MEMO_CAP: usize = 16_384;
+
+/// Creates from a `generateName` body (a controller's pods from one template), per resource,
+/// namespace and `generateName`: the last body and the object the create rules made of it.
+#[derive(Clone, Debug)]
+struct CreateMemo<S> {
+    last: BTreeMap<ObjKey, (S, S)>,
+    order: VecDeque<ObjKey>,
+    /// Pairs held at most (0: no memo).
+    cap: usize,
+    /// Creates answered from the memo.
+    hits: u64,
+}
+
+impl<S: Stored> CreateMemo<S> {
+    fn new() -> CreateMemo<S> {
+        CreateMemo {
+            last: BTreeMap::new(),
+            order: VecDeque::new(),
+            cap: CREATE_MEMO_CAP,
+            hits: 0,
+        }
+    }
+
+    /// A body the memo may answer: a name to generate, and no ClusterIP to allocate.
+    fn eligible(&self, res: &ResourceInfo, obj: &S) -> bool {
+        self.cap > 0
+            && obj.name().is_empty()
+            && obj.generate_name().is_some()
+            && !admission::is_service(res)
+    }
+
+    /// The admitted object of the last create of an equal body in `key`.
+    fn get(&self, key: &ObjKey, obj: &S) -> Option<&S> {
+        self.last
+            .get(key)
+            .filter(|(body, _)| body.same(obj))
+            .map(|(_, admitted)| admitted)
+    }
+
+    fn put(&mut self, key: ObjKey, body: S, admitted: S) {
+        if self.last.insert(key.clone(), (body, admitted)).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > self.cap
+                && let Some(old) = self.order.pop_front()
+            {
+                self.last.remove(&old);
+            }
+        }
+    }
+}
+
 /// An in-memory API: every write goes through the crate's rules.
 #[derive(Clone, Debug)]
 pub struct MemApi<S: Stored = Value> {
@@ -102,6 +156,7 @@ pub struct MemApi<S: Stored = Value> {
     rng: ChaCha8Rng,
     alloc: ServiceAllocations,
     cfg: MemConfig,
+    memo: CreateMemo<S>,
 }
 
 impl<S: Stored> MemApi<S> {
@@ -119,12 +174,18 @@ impl<S: Stored> MemApi<S> {
             rng: ChaCha8Rng::seed_from_u64(seed),
             alloc: ServiceAllocations::new(ips, ports),
             cfg,
+            memo: CreateMemo::new(),
         })
     }
 
     /// The store's current revision (the resourceVersion of the last write).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// How many creates the create memo answered (see [`MemApi::create`]).
+    pub fn create_memo_hits(&self) -> u64 {
+        self.memo.hits
     }
 
     /// The allocators (read-only).
@@ -189,6 +250,13 @@ impl<S: Stored> MemApi<S> {
 
     /// POST: admit `obj` as a new object of `res` in `namespace` and store it. A rejected create
     /// changes nothing (no revision, no ClusterIP taken).
+    ///
+    /// A body with `generateName` and no name that equals the last such body created with the
+    /// same resource, namespace and `generateName` (a controller's pods from one template) skips the JSON
+    /// rules: they are a function of the body but for the name, uid and creationTimestamp they
+    /// draw and stamp, so the memoized result gets those, drawn in the same order
+    /// ([`Stored::set_created_identity`]); the name's validity does not depend on the random
+    /// suffix (same length, DNS-safe letters). The same object results, byte for byte.
     pub fn create(
         &mut self,
         res: &'static ResourceInfo,
@@ -196,6 +264,30 @@ impl<S: Stored> MemApi<S> {
         obj: &S,
         now: Moment,
     ) -> Result<Written<S>, StatusError> {
+        let memo_key = self
+            .memo
+            .eligible(res, obj)
+            .then(|| obj_key(res, namespace, obj.generate_name().unwrap_or("")));
+        if let Some(mk) = &memo_key
+            && let Some(admitted) = self.memo.get(mk, obj)
+        {
+            let mut new = admitted.clone();
+            self.memo.hits += 1;
+            let ns = new.namespace().map(str::to_string);
+            let name = format!(
+                "{}{}",
+                obj.generate_name().unwrap_or(""),
+                meta::generate_suffix(&mut self.rng)
+            );
+            let uid = meta::new_uid(&mut self.rng);
+            self.check_namespace(res, ns.as_deref())?;
+            let key = obj_key(res, ns.as_deref(), &name);
+            if self.objects.contains_key(&key) {
+                return Err(StatusError::already_exists(res, &name));
+            }
+            new.set_created_identity(name, uid, now);
+            return Ok(self.store(res, new, ChangeType::Added, key));
+        }
         let mut v = obj.to_value();
         admission::check_identity(res, &v, namespace)?;
         api::admit::convert(res, &mut v)?;
@@ -230,6 +322,9 @@ impl<S: Stored> MemApi<S> {
                 return Err(e);
             }
         };
+        if let Some(mk) = memo_key {
+            self.memo.put(mk, obj.clone(), typed.clone());
+        }
         Ok(self.store(res, typed, ChangeType::Added, key))
     }
 
@@ -538,3 +633,7 @@ impl<S: Stored> MemApi<S> {
 #[cfg(test)]
 #[path = "mem_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "memo_tests.rs"]
+mod memo_tests;

@@ -48,6 +48,10 @@ pub trait Stored: Clone {
         fresh_uid: String,
         now: Moment,
     );
+    /// A create's identity on a copy of an object the create rules made of an equal body (a
+    /// memoized create, [`crate::MemApi::create`]): `name`, `uid` and `creationTimestamp`
+    /// replaced by what the rules would have set.
+    fn set_created_identity(&mut self, name: String, uid: String, now: Moment);
     /// Apply the update rules of `scope` to `self` (the client's object) against the stored
     /// `old`, without JSON; [`FastPath::Fallback`] leaves `self` unchanged.
     fn fast_update(&mut self, _res: &ResourceInfo, _scope: UpdateScope, _old: &Self) -> FastPath {
@@ -100,6 +104,17 @@ impl Stored for Value {
 
     fn same(&self, other: &Value) -> bool {
         self == other
+    }
+
+    fn set_created_identity(&mut self, name: String, uid: String, now: Moment) {
+        if let Some(m) = meta::metadata_mut(self) {
+            m.insert("name".into(), Value::from(name));
+            m.insert("uid".into(), Value::from(uid));
+            m.insert(
+                "creationTimestamp".into(),
+                Value::from(meta::timestamp(now)),
+            );
+        }
     }
 
     fn raw_identity(

@@ -152,6 +152,13 @@ pub fn raw_identity(
     }
 }
 
+/// [`crate::Stored::set_created_identity`] on typed metadata.
+pub fn created_identity(meta: &mut ObjectMeta, name: String, uid: String, now: Moment) {
+    meta.name = Some(name);
+    meta.uid = Some(uid);
+    meta.creation_timestamp = Some(to_time(now));
+}
+
 /// The binding rule on a typed pod ([`crate::bind::bind`]).
 pub fn bind_pod(
     res: &ResourceInfo,
@@ -267,6 +274,13 @@ impl Stored for Obj {
                 uid,
                 now,
             ),
+        }
+    }
+    fn set_created_identity(&mut self, name: String, uid: String, now: Moment) {
+        match self {
+            Obj::Pod(p) => created_identity(&mut Arc::make_mut(p).metadata, name, uid, now),
+            Obj::Lease(l) => created_identity(&mut Arc::make_mut(l).metadata, name, uid, now),
+            Obj::Json(v) => v.set_created_identity(name, uid, now),
         }
     }
     fn resource_version(&self) -> Option<&str> {

@@ -67,54 +67,7 @@ pub fn node_name(zone: &str, index: u32) -> String {
 
 /// Simulate scenario `s` with its workload `manifests` (in apply order) and `seed`.
 pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<Outcome, SimError> {
-    let mut w = World::new(s, seed)?;
-    create_namespaces(&mut w);
-    w.start_control_plane();
-    boot_nodes(&mut w, s);
-    let start = w.now;
-    run_while(&mut w, start + NODES_READY_CAP_MS, |w| {
-        nodes_ready(w).is_err()
-    });
-    if let Err(which) = nodes_ready(&w) {
-        return Err(SimError::NodesNotReady(
-            NODES_READY_CAP_MS.as_secs() as i64,
-            which,
-        ));
-    }
-    let applied = w.now;
-    for m in manifests {
-        let now = w.now;
-        for change in w.api.create_manifest(m, now)? {
-            w.broadcast(change);
-        }
-    }
-    run_while(&mut w, applied + AVAILABLE_CAP_MS, |w| {
-        workloads_available(w).is_err()
-    });
-    if let Err(which) = workloads_available(&w) {
-        return Err(SimError::NotAvailable(
-            AVAILABLE_CAP_MS.as_secs() as i64,
-            which,
-        ));
-    }
-    // The live runner polls availability every 250 ms at an arbitrary phase of the
-    // controllers' timers (the simulator's checks share the controllers' start): a random
-    // phase, so the fault does not always fall at the same point of a monitor period.
-    let phase = {
-        use rand::Rng;
-        w.rng.setup.random_range(0..duration_ms(SETUP_CHECK_MS))
-    };
-    w.run_until(w.now + span_ms(phase));
-    resolve_clients(&mut w, s)?;
-    // The live run's rule: the client nodes' proxies programmed their Services' endpoints.
-    let gate = w.load_gate();
-    let cap = w.now + span_ms(lab::load_start::CAP_MS);
-    while gate.pending(|n, s| w.programmed(n, s)).is_some() && w.now < cap {
-        let next = w.now + span_ms(lab::load_start::POLL_MS);
-        w.run_until(next);
-    }
-    w.t0 = w.now + span_ms(lab::load_start::SETTLE_MS);
-    w.run_until(w.t0);
+    let mut w = start_up(s, manifests, seed)?;
     w.start_clients();
     for (i, f) in w.faults.clone().iter().enumerate() {
         let at = w.t0 + f.at;
@@ -162,6 +115,85 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         report,
         stats: w.stats.clone(),
     })
+}
+
+/// Start-up, everything before the load starts: the nodes boot and turn Ready, the workloads
+/// are created and become available, and the client nodes' proxies program their Services
+/// (the live run's load-start rule); returns the world at `t0`, the load's start.
+pub fn start_up(
+    s: &Scenario,
+    manifests: &[serde_json::Value],
+    seed: u64,
+) -> Result<World, SimError> {
+    let mut w = boot(s, seed)?;
+    apply_workloads(&mut w, manifests)?;
+    await_load_start(&mut w, s)?;
+    Ok(w)
+}
+
+/// The world with its namespaces, control plane and every node registered and Ready.
+pub fn boot(s: &Scenario, seed: u64) -> Result<World, SimError> {
+    let mut w = World::new(s, seed)?;
+    create_namespaces(&mut w);
+    w.start_control_plane();
+    boot_nodes(&mut w, s);
+    let start = w.now;
+    run_while(&mut w, start + NODES_READY_CAP_MS, |w| {
+        nodes_ready(w).is_err()
+    });
+    if let Err(which) = nodes_ready(&w) {
+        return Err(SimError::NodesNotReady(
+            NODES_READY_CAP_MS.as_secs() as i64,
+            which,
+        ));
+    }
+    Ok(w)
+}
+
+/// Create the workload `manifests` (in order) and run until every workload is available.
+pub fn apply_workloads(w: &mut World, manifests: &[serde_json::Value]) -> Result<(), SimError> {
+    let applied = w.now;
+    for m in manifests {
+        let now = w.now;
+        for change in w.api.create_manifest(m, now)? {
+            w.broadcast(change);
+        }
+    }
+    run_while(w, applied + AVAILABLE_CAP_MS, |w| {
+        workloads_available(w).is_err()
+    });
+    if let Err(which) = workloads_available(w) {
+        return Err(SimError::NotAvailable(
+            AVAILABLE_CAP_MS.as_secs() as i64,
+            which,
+        ));
+    }
+    Ok(())
+}
+
+/// The load-start rule after the workloads are available: a random phase, the clients
+/// resolved, every client node's proxy programmed (or the cap), then the settle time; the
+/// world is left at `t0`.
+pub fn await_load_start(w: &mut World, s: &Scenario) -> Result<(), SimError> {
+    // The live runner polls availability every 250 ms at an arbitrary phase of the
+    // controllers' timers (the simulator's checks share the controllers' start): a random
+    // phase, so the fault does not always fall at the same point of a monitor period.
+    let phase = {
+        use rand::Rng;
+        w.rng.setup.random_range(0..duration_ms(SETUP_CHECK_MS))
+    };
+    w.run_until(w.now + span_ms(phase));
+    resolve_clients(w, s)?;
+    // The live run's rule: the client nodes' proxies programmed their Services' endpoints.
+    let gate = w.load_gate();
+    let cap = w.now + span_ms(lab::load_start::CAP_MS);
+    while gate.pending(|n, s| w.programmed(n, s)).is_some() && w.now < cap {
+        let next = w.now + span_ms(lab::load_start::POLL_MS);
+        w.run_until(next);
+    }
+    w.t0 = w.now + span_ms(lab::load_start::SETTLE_MS);
+    w.run_until(w.t0);
+    Ok(())
 }
 
 /// Step until `busy` turns false (checked every [`SETUP_CHECK_MS`]) or `cap`.

@@ -1,6 +1,6 @@
 //! Indexes that let the EndpointSlice controller's work follow the change: the Services
-//! selecting a pod (by one label of each selector), the pods each Service selects, the slices
-//! holding each pod's endpoint, and due times kept in time order. Start at [`Selection`].
+//! selecting a pod (by one label of each selector), the pods each Service selects and the
+//! slices holding each pod's endpoint. Start at [`Selection`].
 //!
 //! They hold what a scan of the cache would find (`pods_in(namespace)` filtered by selector,
 //! the managed slices' endpoints): kept up to date from the changes the controller is handed
@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::Moment;
 use crate::cache::{Cache, Key};
 
 use super::desired::{selector, selects};
@@ -110,8 +109,15 @@ impl Selection {
     }
 
     /// A Service added, changed (`sel`: its selector now) or deleted (`None`). Returns true if
-    /// its selection changed (its members were recomputed from the namespace's pods).
-    pub fn set_service(&mut self, cache: &Cache, key: &Key, sel: Option<&Selector>) -> bool {
+    /// its selection changed (its members were recomputed from the namespace's pods, each
+    /// selected pod handed to `visit` on the way: the one scan of the namespace).
+    pub fn set_service(
+        &mut self,
+        cache: &Cache,
+        key: &Key,
+        sel: Option<&Selector>,
+        mut visit: impl FnMut(&Pod),
+    ) -> bool {
         if self.selectors.get(key) == sel {
             return false;
         }
@@ -122,6 +128,7 @@ impl Selection {
         let names: BTreeSet<String> = cache
             .pods_in(&key.namespace)
             .filter(|p| selects(sel, p))
+            .inspect(|p| visit(p))
             .filter_map(|p| p.metadata.name.clone())
             .collect();
         if !names.is_empty() {
@@ -241,61 +248,5 @@ impl Holders {
             }
         }
         out
-    }
-}
-
-/// Services due at a time, readable in time order: the first due time in O(log n).
-#[derive(Debug, Default)]
-pub(crate) struct Due {
-    at: BTreeMap<Key, Moment>,
-    order: BTreeSet<(Moment, Key)>,
-}
-
-impl Due {
-    pub fn get(&self, key: &Key) -> Option<Moment> {
-        self.at.get(key).copied()
-    }
-
-    pub fn contains_key(&self, key: &Key) -> bool {
-        self.at.contains_key(key)
-    }
-
-    /// Set `key` due at `at` (replacing an earlier time).
-    pub fn insert(&mut self, key: &Key, at: Moment) {
-        if let Some(old) = self.at.insert(key.clone(), at) {
-            self.order.remove(&(old, key.clone()));
-        }
-        self.order.insert((at, key.clone()));
-    }
-
-    /// Set `key` due at `at` unless it is due earlier already.
-    pub fn insert_min(&mut self, key: &Key, at: Moment) {
-        match self.get(key) {
-            Some(old) if old <= at => {}
-            _ => self.insert(key, at),
-        }
-    }
-
-    pub fn remove(&mut self, key: &Key) -> Option<Moment> {
-        let at = self.at.remove(key)?;
-        self.order.remove(&(at, key.clone()));
-        Some(at)
-    }
-
-    /// The earliest due time.
-    pub fn first(&self) -> Option<Moment> {
-        self.order.first().map(|(at, _)| *at)
-    }
-
-    /// Keys due at or before `now`, in key order (left in place).
-    pub fn due(&self, now: Moment) -> Vec<Key> {
-        let mut keys: Vec<Key> = self
-            .order
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .map(|(_, k)| k.clone())
-            .collect();
-        keys.sort();
-        keys
     }
 }

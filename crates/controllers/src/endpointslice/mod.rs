@@ -38,9 +38,10 @@ use crate::cache::{Cache, Change, Key, Object};
 use crate::time::from_time;
 use crate::{Action, Controller, Kind, Moment, WriteError};
 use runtime::Outbox;
+use runtime::queue::DelayQueue;
 
 use desired::{desired_groups, ready_transition, selector, selects};
-use index::{Due, Holders, Selection};
+use index::{Holders, Selection};
 use reconcile::{Ctx, desired_labels, plan};
 use state::{Echo, Inflight, ServiceState};
 
@@ -99,9 +100,9 @@ pub struct EndpointSliceController {
     /// Bookkeeping per Service we have seen (trigger times, writes in flight, retries).
     services: BTreeMap<Key, ServiceState>,
     /// Services due for a sync at a time (batching, retries, changes by others).
-    scheduled: Due,
+    scheduled: DelayQueue<Key>,
     /// Services with writes in flight, by when to stop waiting for them.
-    deadlines: Due,
+    deadlines: DelayQueue<Key>,
     /// Which Services select which pods.
     selection: Selection,
     /// Which slices hold which pod's endpoint.
@@ -131,8 +132,8 @@ impl EndpointSliceController {
                 ..config
             },
             services: BTreeMap::new(),
-            scheduled: Due::default(),
-            deadlines: Due::default(),
+            scheduled: DelayQueue::default(),
+            deadlines: DelayQueue::default(),
             selection: Selection::default(),
             holders: Holders::default(),
             deleting: BTreeMap::new(),
@@ -165,7 +166,17 @@ impl EndpointSliceController {
     }
 
     fn schedule(&mut self, key: &Key, at: Moment) {
-        self.scheduled.insert_min(key, at);
+        if let Err(e) = self.scheduled.add_at(key.clone(), at) {
+            // A Service past the bound is synced again by its next change.
+            tracing::warn!(service = %key, "endpointslice: sync not queued: {e}");
+        }
+    }
+
+    /// Queue `key` in `q` at `at`, replacing any time it had.
+    fn set_due(q: &mut DelayQueue<Key>, key: &Key, at: Moment) {
+        if let Err(e) = q.schedule(key.clone(), at) {
+            tracing::warn!(service = %key, "endpointslice: not queued: {e}");
+        }
     }
 
     /// Forget a Service that is gone.
@@ -202,7 +213,7 @@ impl EndpointSliceController {
             // retry already waiting keeps its earlier time (the delaying queue's rule).
             tracing::debug!(service = %key, "endpointslice: informer cache is out of date; retrying with backoff");
             if let Some(at) = scheduled_at.filter(|at| *at > now) {
-                self.scheduled.insert(key, at);
+                Self::set_due(&mut self.scheduled, key, at);
             }
             self.fail(key, now);
             return;
@@ -307,7 +318,7 @@ impl EndpointSliceController {
         }
         if !inflight.is_empty() {
             // When to stop waiting for them.
-            self.deadlines.insert(key, now + INFLIGHT_TIMEOUT_MS);
+            Self::set_due(&mut self.deadlines, key, now + INFLIGHT_TIMEOUT_MS);
         }
     }
 
@@ -386,18 +397,30 @@ impl EndpointSliceController {
 
     fn on_service(&mut self, cache: &Cache, new: &Service, old: Option<&Service>, now: Moment) {
         let key = Key::of(&new.metadata);
-        self.selection.set_service(cache, &key, selector(new));
-        if let (Some(old), Some(sel)) = (old, selector(new))
-            && selector(old) != Some(sel)
-        {
-            // Pods newly selected count as changed (upstream: not in the last sync's state).
-            let old_sel = selector(old);
-            let ns = key.namespace.as_str();
-            let first = cache
-                .pods_in(ns)
-                .filter(|p| selects(sel, p) && !old_sel.is_some_and(|o| selects(o, p)))
-                .filter_map(|p| ready_transition(p))
-                .min();
+        // Pods newly selected count as changed (upstream: not in the last sync's state): the
+        // earliest Ready transition among them, found in the selection's scan of the namespace.
+        let changed = old.filter(|o| selector(new).is_some() && selector(o) != selector(new));
+        let old_sel = changed.and_then(selector);
+        let mut first: Option<Moment> = None;
+        let mut visit = |p: &Pod| {
+            if changed.is_some()
+                && !old_sel.is_some_and(|o| selects(o, p))
+                && let Some(t) = ready_transition(p)
+            {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+        };
+        let scanned = self
+            .selection
+            .set_service(cache, &key, selector(new), &mut visit);
+        if let (Some(_), Some(sel)) = (changed, selector(new)) {
+            if !scanned {
+                // The index already had this selector: scan for the trigger alone.
+                cache
+                    .pods_in(&key.namespace)
+                    .filter(|p| selects(sel, p))
+                    .for_each(|p| visit(p));
+            }
             self.note_trigger(&key, first);
         }
         self.sync_full(cache, &key, now);
@@ -516,10 +539,22 @@ impl EndpointSliceController {
         let Some(state) = self.services.get(key) else {
             return;
         };
-        if state.inflight.is_empty() && !self.scheduled.contains_key(key) {
+        if state.inflight.is_empty() && !self.scheduled.contains(key) {
             self.succeed(key);
         }
     }
+}
+
+/// The keys of `q` due at or before `now`, in key order (left queued: a sync pass handles
+/// them all).
+fn due_keys(q: &DelayQueue<Key>, now: Moment) -> Vec<Key> {
+    let mut keys: Vec<Key> = q
+        .iter()
+        .take_while(|(at, _)| *at <= now)
+        .map(|(_, k)| k.clone())
+        .collect();
+    keys.sort();
+    keys
 }
 
 /// True if the slice is managed by this controller.
@@ -620,7 +655,7 @@ impl Controller for EndpointSliceController {
             Change::Deleted(Object::Service(old)) => {
                 // The garbage collector deletes the slices (ownerReferences).
                 let key = Key::of(&old.metadata);
-                self.selection.set_service(cache, &key, None);
+                self.selection.set_service(cache, &key, None, |_| {});
                 self.forget_service(&key);
                 self.topology.remove_hints(&key);
             }
@@ -675,7 +710,7 @@ impl Controller for EndpointSliceController {
     }
 
     fn handle_timeout(&mut self, cache: &Cache, now: Moment) {
-        for key in self.deadlines.due(now) {
+        for key in due_keys(&self.deadlines, now) {
             tracing::warn!(service = %key, "endpointslice: own writes not seen back in time; resyncing");
             self.deadlines.remove(&key);
             if let Some(s) = self.services.get_mut(&key) {
@@ -684,14 +719,14 @@ impl Controller for EndpointSliceController {
             }
             self.sync(cache, &key, now);
         }
-        for key in self.scheduled.due(now) {
+        for key in due_keys(&self.scheduled, now) {
             self.scheduled.remove(&key);
             self.sync(cache, &key, now);
         }
     }
 
     fn poll_timeout(&self) -> Option<Moment> {
-        [self.scheduled.first(), self.deadlines.first()]
+        [self.scheduled.next_due(), self.deadlines.next_due()]
             .into_iter()
             .flatten()
             .min()

@@ -318,7 +318,8 @@ impl ReplicaSetController {
         let burst = i64::from(self.cfg.burst_replicas.max(1));
         if diff < 0 {
             let n = (-diff).min(burst);
-            let Some(pod) = pod_from_template(rs) else {
+            // One body shared by the burst's creates (the API copies what it stores).
+            let Some(pod) = pod_from_template(rs).map(Arc::new) else {
                 return;
             };
             self.expectations.insert(
@@ -331,7 +332,7 @@ impl ReplicaSetController {
             );
             for _ in 0..n {
                 self.out
-                    .push_action(Action::Create(Object::Pod(Arc::new(pod.clone()))));
+                    .push_action(Action::Create(Object::Pod(Arc::clone(&pod))));
             }
         } else if diff > 0 {
             let n = diff.min(burst) as usize;
