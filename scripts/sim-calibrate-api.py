@@ -1,11 +1,24 @@
 #!/usr/bin/env python3
 # The live lab API's write latency and watch delivery, for the simulator's calibration
-# (docs/simulator.md): N ConfigMap creates over loopback HTTP and one watch on them, deleted after.
-# Usage: scripts/sim-calibrate-api.py API_PORT [N]; prints p5/median/p95/max in ms as JSON.
-import http.client, json, sys, threading, time
+# (docs/simulator.md): N ConfigMap creates over the lab's loopback HTTPS listener as the lab's
+# admin (client certificate from `zonelab lab kubeconfig`) and one watch on them, deleted after.
+# Usage: scripts/sim-calibrate-api.py API_PORT [N] [KUBECONFIG]; prints p5/median/p95/max in ms
+# as JSON. KUBECONFIG defaults to $KUBECONFIG (export KUBECONFIG=$(zonelab lab kubeconfig)).
+import base64, http.client, json, os, re, ssl, sys, tempfile, threading, time
 port = int(sys.argv[1]); n = int(sys.argv[2]) if len(sys.argv) > 2 else 40
 ns = "default"
-def conn(): return http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def tls_context(path):
+    text = open(path).read()
+    data = lambda key: base64.b64decode(re.search(rf"{key}: (\S+)", text).group(1))
+    ctx = ssl.create_default_context(cadata=data("certificate-authority-data").decode())
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        open(cert, "wb").write(data("client-certificate-data"))
+        open(key, "wb").write(data("client-key-data"))
+        ctx.load_cert_chain(cert, key)
+    return ctx
+ctx = tls_context(sys.argv[3] if len(sys.argv) > 3 else os.environ["KUBECONFIG"])
+def conn(): return http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
 c = conn(); c.request("GET", f"/api/v1/namespaces/{ns}/configmaps"); rv = json.loads(c.getresponse().read())["metadata"]["resourceVersion"]
 seen = {}
 def watch():
