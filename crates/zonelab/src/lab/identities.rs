@@ -121,6 +121,12 @@ pub fn create(
 pub fn node_kubeconfig(lab_dir: &Path, api: SocketAddr, node: &str) -> anyhow::Result<PathBuf> {
     let path = node_kubeconfig_path(lab_dir, node);
     if !path.exists() {
+        // Never make a new CA here: the servers trust only the one `lab up` made.
+        anyhow::ensure!(
+            pki_dir(lab_dir).join("ca.key").exists(),
+            "the lab has no PKI ({}): take it down and run lab up again",
+            pki_dir(lab_dir).display()
+        );
         let pki = Pki::load_or_create(&pki_dir(lab_dir)).context("the lab's PKI")?;
         std::fs::create_dir_all(kubeconfigs_dir(lab_dir))?;
         pki.write_kubeconfig(&path, &Identity::node(node), &format!("https://{api}"))?;
@@ -203,5 +209,14 @@ mod tests {
             ca
         );
         assert!(!node_kubeconfig_path(dir.path(), "t-a-1").exists());
+    }
+
+    #[test]
+    fn a_node_kubeconfig_is_never_signed_by_a_new_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let api: SocketAddr = "127.0.0.1:6443".parse().unwrap();
+        let err = node_kubeconfig(dir.path(), api, "t-a-1").unwrap_err();
+        assert!(err.to_string().contains("the lab has no PKI"), "{err}");
+        assert!(!pki_dir(dir.path()).join("ca.key").exists());
     }
 }
