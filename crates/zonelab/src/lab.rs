@@ -759,17 +759,31 @@ async fn pod_netns(cfg: &LabConfig, namespace: &str, pod: &str) -> anyhow::Resul
     let uid = p.metadata.uid.clone().unwrap_or_default();
     let candidates = [format!("{namespace}/{pod}"), uid];
     let r = runner();
-    for key in candidates {
-        let ns = cfg.topology.pod_netns(&key);
-        let out = r.run(&netlab::Cmd::new(
-            "ip",
-            ["-n", ns.as_str(), "-4", "-o", "addr", "show"],
-        ));
-        if out.is_ok_and(|o| o.success() && o.stdout.contains(&format!("{ip}/"))) {
-            return Ok(ns);
+    // `ip` itself can fail on a busy machine (RTNL contention, a timeout): only an answer that
+    // lists the namespace's addresses rules a candidate out; a failed look is retried, bounded.
+    let mut failed = String::new();
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+        }
+        failed.clear();
+        for key in &candidates {
+            let ns = cfg.topology.pod_netns(key);
+            match r.run(&netlab::Cmd::new(
+                "ip",
+                ["-n", ns.as_str(), "-4", "-o", "addr", "show"],
+            )) {
+                Ok(o) if o.success() && o.stdout.contains(&format!("{ip}/")) => return Ok(ns),
+                Ok(o) if o.success() => {}
+                Ok(o) => failed = format!("; `ip -n {ns}` failed: {}", o.stderr.trim()),
+                Err(e) => failed = format!("; `ip -n {ns}` failed: {e}"),
+            }
+        }
+        if failed.is_empty() {
+            break;
         }
     }
-    bail!("no network namespace holds {ip} (pod {namespace}/{pod})")
+    bail!("no network namespace holds {ip} (pod {namespace}/{pod}){failed}")
 }
 
 async fn exec(args: &LabArgs, namespace: &str, pod: &str, cmd: &[String]) -> anyhow::Result<i32> {
