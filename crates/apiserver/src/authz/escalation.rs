@@ -11,7 +11,7 @@ use api::resources::ResourceInfo;
 use api::status::StatusError;
 use serde_json::Value;
 
-use super::rbac::Rule;
+use super::rbac::{Rule, rules_of};
 use super::{Attributes, Authorizer, Decision};
 use crate::authn::{MASTERS_GROUP, UserInfo};
 
@@ -214,14 +214,8 @@ fn full_authority() -> Vec<Rule> {
     ]
 }
 
-fn rules_of(obj: &Value) -> Vec<Rule> {
-    obj.get("rules")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(Rule::from_json).collect())
-        .unwrap_or_default()
-}
-
-fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
+/// The string at JSON `pointer` in `v` (empty when absent).
+pub(crate) fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .unwrap_or_default()

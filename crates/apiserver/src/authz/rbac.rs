@@ -23,7 +23,7 @@ pub struct Rule {
     pub non_resource_urls: Vec<String>,
 }
 
-fn strings(v: &Value, key: &str) -> Vec<String> {
+pub(crate) fn strings(v: &Value, key: &str) -> Vec<String> {
     v.get(key)
         .and_then(Value::as_array)
         .map(|a| {
@@ -35,7 +35,7 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn text(v: &Value, key: &str) -> String {
+pub(crate) fn text(v: &Value, key: &str) -> String {
     v.get(key)
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -166,7 +166,8 @@ fn labels_of(v: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn rules_of(v: &Value) -> Vec<Rule> {
+/// The `rules` of a Role or ClusterRole object.
+pub(crate) fn rules_of(v: &Value) -> Vec<Rule> {
     v.get("rules")
         .and_then(Value::as_array)
         .map(|a| a.iter().map(Rule::from_json).collect())

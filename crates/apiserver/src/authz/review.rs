@@ -20,24 +20,7 @@ fn review_kind(api_version: &str, kind: &str) -> &'static ResourceInfo {
     by_kind(api_version, kind).expect("review kinds are served")
 }
 
-fn text(v: &Value, key: &str) -> String {
-    v.get(key)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use super::rbac::{strings, text};
 
 /// Which access review is asked.
 #[derive(Clone, Copy, PartialEq, Eq)]

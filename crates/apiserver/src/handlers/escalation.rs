@@ -144,12 +144,7 @@ async fn role_ref_rules(
     namespace: &str,
     binding: &Value,
 ) -> Result<Vec<Rule>, String> {
-    let text = |p: &str| {
-        binding
-            .pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
+    let text = |p: &str| escalation::text(binding, p);
     let (kind, name) = (text("/roleRef/kind"), text("/roleRef/name"));
     let (res, ns) = match kind {
         "Role" => (rbac_resource("roles"), Some(namespace)),
@@ -170,9 +165,5 @@ async fn role_ref_rules(
             .cluster_role_rules(name)
             .ok_or_else(|| StatusError::not_found(res, name).message);
     }
-    Ok(role
-        .get("rules")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(Rule::from_json).collect())
-        .unwrap_or_default())
+    Ok(crate::authz::rbac::rules_of(&role))
 }
