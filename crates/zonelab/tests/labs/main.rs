@@ -31,3 +31,45 @@ mod preflight;
 mod scenario_run;
 mod topology_routing;
 mod zonal_shift_run;
+
+/// Every lab here runs beside the others in one process, so two tests with the same lab
+/// prefix would tear down each other's labs (`lab up` and `run` clear leftovers of their
+/// prefix): each `format!("zX{}", pid)` prefix and each literal `--prefix` may appear once.
+#[test]
+fn lab_prefixes_are_unique_across_the_files_of_this_binary() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/labs");
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/labs")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let found = line
+                .split("format!(\"")
+                .skip(1)
+                .filter_map(|rest| rest.strip_prefix('z'))
+                .filter_map(|rest| rest.split_once("{}\"").map(|(p, _)| format!("z{p}{{}}")))
+                .filter(|p| {
+                    p.len() <= 5 && p[1..p.len() - 2].chars().all(|c| c.is_ascii_lowercase())
+                })
+                .chain(
+                    line.split("\"--prefix\", \"")
+                        .skip(1)
+                        .filter_map(|rest| rest.split_once('"').map(|(p, _)| p.to_string())),
+                );
+            for prefix in found {
+                let here = format!("{name}:{}", i + 1);
+                if let Some(first) = seen.insert(prefix.clone(), here.clone()) {
+                    panic!("lab prefix {prefix} is used at {first} and at {here}");
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 8, "too few prefixes found: {seen:?}");
+}

@@ -93,7 +93,7 @@ fn run_with_its_api_port_taken_names_the_holder() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
     let dir = tempfile::tempdir().expect("tempdir");
-    let prefix = format!("zq{}", std::process::id() % 1000);
+    let prefix = format!("zy{}", std::process::id() % 1000);
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo.yaml");
     let out = Command::new(BIN)
         .arg("run")
@@ -205,7 +205,7 @@ fn run_says_when_its_server_exits_with_the_end_of_its_log() {
         &netlab::preflight::Role::LabHost(netlab::preflight::ProxyMode::Nftables).needs(),
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let prefix = format!("zs{}", std::process::id() % 1000);
+    let prefix = format!("zx{}", std::process::id() % 1000);
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/web.yaml");
     let file = dir.path().join("s.yaml");
     // A server flag that clap accepts but the server rejects at start.
