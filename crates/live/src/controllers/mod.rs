@@ -301,7 +301,7 @@ pub async fn run(client: kube::Client, mut controllers: Vec<Box<dyn Controller>>
 }
 
 /// The [`WriteError`] of a failed API call.
-pub(crate) fn classify(e: kube::Error) -> WriteError {
+fn classify(e: kube::Error) -> WriteError {
     match e {
         kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists" => {
             WriteError::AlreadyExists
@@ -398,10 +398,13 @@ pub async fn execute_explained(
     client: &kube::Client,
     action: &Action,
 ) -> Result<(), (WriteError, String)> {
-    send(client, action).await.map_err(|e| {
-        let text = e.to_string();
-        (classify(e), text)
-    })
+    send(client, action).await.map_err(explain)
+}
+
+/// A failed write as the sans-IO components take it: its class and the client's text.
+pub(crate) fn explain(e: kube::Error) -> (WriteError, String) {
+    let text = e.to_string();
+    (classify(e), text)
 }
 
 async fn send(client: &kube::Client, action: &Action) -> Result<(), kube::Error> {

@@ -113,10 +113,7 @@ async fn write_lease(client: kube::Client, action: Action, tx: mpsc::Sender<Hear
             api.replace(name, &pp, l).await
         }
     };
-    let result = answer.map(Arc::new).map_err(|e| {
-        let text = e.to_string();
-        (crate::controllers::classify(e), text)
-    });
+    let result = answer.map(Arc::new).map_err(crate::controllers::explain);
     let _ = tx.send(Heartbeat::Written(action, result)).await;
 }
 
