@@ -163,17 +163,10 @@ fn leaf_params(cn: &str, orgs: &[String], days: i64) -> CertificateParams {
     p
 }
 
-/// The serving certificate's SANs: every listen address (loopback for an unspecified one),
-/// the `kubernetes` Service's ClusterIP (the first address of `service_cidr`), its DNS names
-/// and localhost (kubeadm's list).
-#[cfg(test)]
-pub fn serving_sans(listen: &[SocketAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
-    let ips: Vec<IpAddr> = listen.iter().map(SocketAddr::ip).collect();
-    serving_sans_for(&ips, service_cidr)
-}
-
-/// [`serving_sans`] for the addresses `ips` (unspecified ones are left out).
-pub fn serving_sans_for(addrs: &[IpAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
+/// The serving certificate's SANs: every address of `addrs` (unspecified ones are left out;
+/// loopback is always in), the `kubernetes` Service's ClusterIP (the first address of
+/// `service_cidr`), its DNS names and localhost (kubeadm's list).
+pub fn serving_sans(addrs: &[IpAddr], service_cidr: &str) -> Result<Vec<SanType>, PkiError> {
     let range = apiserver::alloc::IpRange::parse(service_cidr)
         .map_err(|_| PkiError::Range(service_cidr.to_string()))?;
     // The address the allocator gives the `kubernetes` Service.
@@ -243,7 +236,7 @@ impl Pki {
         let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
         if !crt.exists() || !key.exists() {
             let mut p = leaf_params("kube-apiserver", &[], LEAF_DAYS);
-            p.subject_alt_names = serving_sans_for(ips, service_cidr)?;
+            p.subject_alt_names = serving_sans(ips, service_cidr)?;
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             let k = KeyPair::generate().map_err(issue("the serving key"))?;
             let cert = p.signed_by(&k, &pki.ca).map_err(issue("apiserver.crt"))?;
@@ -338,10 +331,7 @@ mod tests {
     #[test]
     fn sans_cover_listen_addresses_and_the_kubernetes_service() {
         let sans = serving_sans(
-            &[
-                "0.0.0.0:6443".parse().unwrap(),
-                "10.1.2.3:6443".parse().unwrap(),
-            ],
+            &["0.0.0.0".parse().unwrap(), "10.1.2.3".parse().unwrap()],
             "10.96.0.0/12",
         )
         .unwrap();
