@@ -44,7 +44,7 @@ impl Review<'_> {
 }
 
 /// Upstream's `ValidateSubjectAccessReviewSpec` and the per-kind checks, as field causes.
-fn validate(review: Review<'_>, body: &Value, spec: &Value) -> Vec<Cause> {
+fn validate(review: Review<'_>, spec: &Value) -> Vec<Cause> {
     let res = spec.get("resourceAttributes").filter(|v| !v.is_null());
     let non = spec.get("nonResourceAttributes").filter(|v| !v.is_null());
     let mut causes = Vec::new();
@@ -71,14 +71,12 @@ fn validate(review: Review<'_>, body: &Value, spec: &Value) -> Vec<Cause> {
             "at least one of user or group must be specified",
         ));
     }
+    // `local_subject_access_review` has already refused a metadata.namespace other than the
+    // request's `namespace`.
     if let Review::Local { namespace } = review {
-        let meta_ns = body
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(namespace);
         if let Some(r) = res {
             let asked = text(r, "namespace");
-            if asked != meta_ns {
+            if asked != namespace {
                 causes.push(Cause::invalid(
                     "spec.resourceAttributes.namespace",
                     &json!(asked),
@@ -102,10 +100,9 @@ fn validate(review: Review<'_>, body: &Value, spec: &Value) -> Vec<Cause> {
 fn review_attributes(
     review: Review<'_>,
     subject: &UserInfo,
-    body: &Value,
     spec: &Value,
 ) -> Result<Attributes, StatusError> {
-    let causes = validate(review, body, spec);
+    let causes = validate(review, spec);
     if !causes.is_empty() {
         let res = review_kind(AUTHORIZATION_V1, review.kind());
         return Err(StatusError::invalid(res, "", causes));
@@ -160,7 +157,7 @@ pub fn access_review(
     body: &Value,
 ) -> Result<Value, StatusError> {
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let attrs = review_attributes(Review::SelfSubject, user, body, &spec)?;
+    let attrs = review_attributes(Review::SelfSubject, user, &spec)?;
     Ok(decide(authz, Review::SelfSubject, body, &attrs))
 }
 
@@ -179,7 +176,7 @@ fn spec_subject(spec: &Value) -> UserInfo {
 /// `spec.groups` do what the spec asks?
 pub fn subject_access_review(authz: &dyn Authorizer, body: &Value) -> Result<Value, StatusError> {
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let attrs = review_attributes(Review::Subject, &spec_subject(&spec), body, &spec)?;
+    let attrs = review_attributes(Review::Subject, &spec_subject(&spec), &spec)?;
     Ok(decide(authz, Review::Subject, body, &attrs))
 }
 
@@ -207,7 +204,7 @@ pub fn local_subject_access_review(
     }
     let review = Review::Local { namespace };
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let attrs = review_attributes(review, &spec_subject(&spec), body, &spec)?;
+    let attrs = review_attributes(review, &spec_subject(&spec), &spec)?;
     let mut out = decide(authz, review, body, &attrs);
     out["metadata"]["namespace"] = json!(namespace);
     Ok(out)
