@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use api::status::{Details, StatusError};
+use api::status::StatusError;
 use http::Method;
 use serde_json::Value;
 
@@ -89,22 +89,7 @@ pub struct Request<'a> {
 }
 
 fn forbid(r: &Request<'_>, why: String) -> StatusError {
-    let res = r.t.res;
-    let message = match r.name {
-        "" => format!("{} is forbidden: {why}", res.qualified_plural()),
-        n => format!("{} {n:?} is forbidden: {why}", res.qualified_plural()),
-    };
-    StatusError {
-        code: 403,
-        reason: "Forbidden",
-        message,
-        details: Some(Box::new(Details {
-            name: r.name.to_string(),
-            group: res.group.to_string(),
-            kind: res.plural.to_string(),
-            ..Details::default()
-        })),
-    }
+    StatusError::forbidden(r.t.res, r.name, &why)
 }
 
 fn node_of(pod: Option<&Value>) -> &str {

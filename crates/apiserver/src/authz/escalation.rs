@@ -296,8 +296,11 @@ pub fn check(
             if allowed(authz, user, "bind", ref_resource, namespace, ref_name) {
                 return Ok(());
             }
-            let rules = resolved.role_ref_rules.clone().map_err(forbid)?;
-            confirm_no_escalation(user, &resolved.owner_rules, &rules).map_err(forbid)
+            let rules = resolved
+                .role_ref_rules
+                .as_ref()
+                .map_err(|e| forbid(e.clone()))?;
+            confirm_no_escalation(user, &resolved.owner_rules, rules).map_err(forbid)
         }
         _ => Ok(()),
     }
