@@ -49,16 +49,6 @@ impl Moment {
         let ms = i128::from(self.0) - i128::from(earlier.0);
         u64::try_from(ms).ok().map(Duration::from_millis)
     }
-
-    /// A Kubernetes timestamp for this point (whole seconds, as the API serializes them).
-    pub fn to_time(self) -> Time {
-        to_time(self)
-    }
-
-    /// The point a Kubernetes timestamp names.
-    pub fn from_time(t: &Time) -> Moment {
-        from_time(t)
-    }
 }
 
 /// Whole milliseconds of `d` as i64 (saturating), the unit Moments count in.
@@ -131,7 +121,7 @@ mod tests {
     fn round_trip_truncates_to_seconds() {
         let t = to_time(Moment::from_millis(1_700_000_000_123));
         assert_eq!(from_time(&t), Moment::from_millis(1_700_000_000_000));
-        assert_eq!(Moment::from_time(&t).to_time(), t);
+        assert_eq!(to_time(from_time(&t)), t);
         // Before the epoch, truncation still goes down to the whole second.
         let before = to_time(Moment::from_millis(-1_500));
         assert_eq!(from_time(&before).as_millis(), -2_000);

@@ -103,7 +103,7 @@ pub async fn cli(lab: &crate::lab::LabArgs, a: &ZonalShiftArgs) -> anyhow::Resul
         Some(expires_in_ms(a.expires_in)?)
     };
     let client = cfg.client()?;
-    let now = Moment::from_millis(crate::clock::epoch_ms() as i64);
+    let now = live::controllers::wall_clock();
     let nodes = write_shift(&client, &a.zone, expires.map(|e| now + e), now).await?;
     match expires {
         Some(e) => println!(

@@ -585,7 +585,7 @@ async fn drive(
             for line in zonal
                 .step(
                     Moment::from_millis(base.t0 as i64),
-                    Moment::from_millis(epoch_ms() as i64),
+                    live::controllers::wall_clock(),
                     pods,
                 )
                 .await?
