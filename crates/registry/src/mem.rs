@@ -96,7 +96,7 @@ fn namespace_of(v: &Value) -> Option<&str> {
 
 /// How many (resource, namespace, generateName) entries [`MemApi`]'s create memo holds
 /// (oldest out first).
-pub const CREATE_MEMO_CAP: usize = 16_384;
+const CREATE_MEMO_CAP: usize = 16_384;
 
 /// Creates from a `generateName` body (a controller's pods from one template), per resource,
 /// namespace and `generateName`: the last body and the object the create rules made of it.
@@ -184,7 +184,8 @@ impl<S: Stored> MemApi<S> {
     }
 
     /// How many creates the create memo answered (see [`MemApi::create`]).
-    pub fn create_memo_hits(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn create_memo_hits(&self) -> u64 {
         self.memo.hits
     }
 

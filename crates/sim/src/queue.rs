@@ -44,8 +44,8 @@ impl<T> Default for Queue<T> {
 impl<T> Queue<T> {
     /// Schedule `item` at `at`.
     pub fn push(&mut self, at: Moment, item: T) {
-        self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, Slot(item))));
+        let seq = self.reserve();
+        self.push_at(at, seq, item);
     }
 
     /// Take the next sequence number without scheduling anything: a driver that keeps some
