@@ -430,7 +430,7 @@ impl LeaderElector {
     /// Upstream `isLeaseValid`: observedTime + the record's leaseDurationSeconds > now; here
     /// at least our own lease duration (see the module docs).
     fn lease_valid(&self, now: Moment) -> bool {
-        let record = Duration::from_secs(self.observed.lease_duration_seconds.max(0) as u64);
+        let record = runtime::time::span_secs(i64::from(self.observed.lease_duration_seconds));
         self.observed_time + record.max(self.cfg.lease_duration_ms) > now
     }
 

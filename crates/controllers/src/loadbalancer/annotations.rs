@@ -121,7 +121,7 @@ fn int32(svc: &Service, key: &'static str, default: i32) -> Result<i32, BuildErr
 
 /// Whole seconds; a negative value becomes 0, which the balancer's validation rejects.
 fn seconds(v: i32) -> Duration {
-    Duration::from_secs(u64::try_from(v).unwrap_or(0))
+    runtime::time::span_secs(i64::from(v))
 }
 
 /// LBC's `k1=v1,k2=v2` map annotations (empty parts skipped, whitespace trimmed).

@@ -28,7 +28,6 @@ mod tests_sampling;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use rand::SeedableRng;
@@ -45,6 +44,7 @@ use crate::events::{self, EventRecord, EventType};
 use crate::time::to_time;
 use crate::{Action, Cache, Change, Controller, Key, Moment, Object, WriteError};
 use runtime::Outbox;
+use runtime::time::span_secs;
 
 /// Scheduler settings, named after upstream's `KubeSchedulerConfiguration` fields.
 #[derive(Clone, Debug)]
@@ -141,17 +141,14 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-/// A flag's seconds as a span (negative: zero).
-fn secs(s: i64) -> Duration {
-    Duration::from_secs(u64::try_from(s).unwrap_or(0))
-}
-
 impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Scheduler {
         let timing = QueueTiming {
-            initial_backoff_ms: secs(config.pod_initial_backoff_seconds),
-            max_backoff_ms: secs(config.pod_max_backoff_seconds),
-            max_in_unschedulable_ms: secs(config.pod_max_in_unschedulable_pods_duration_seconds),
+            initial_backoff_ms: span_secs(config.pod_initial_backoff_seconds),
+            max_backoff_ms: span_secs(config.pod_max_backoff_seconds),
+            max_in_unschedulable_ms: span_secs(
+                config.pod_max_in_unschedulable_pods_duration_seconds,
+            ),
         };
         Scheduler {
             rng: ChaCha8Rng::seed_from_u64(config.seed),

@@ -98,7 +98,7 @@ pub fn available_at(pod: &Pod, min_ready_seconds: i32) -> Option<Moment> {
 
 /// An API field's seconds as a span (negative: zero).
 pub fn secs(s: i32) -> Duration {
-    Duration::from_secs(u64::try_from(s).unwrap_or(0))
+    runtime::time::span_secs(i64::from(s))
 }
 
 /// Upstream `IsPodAvailable` at `now`.
