@@ -202,17 +202,16 @@ pub fn endpointslice(f: &ServerFlags) -> EndpointSliceConfig {
 
 /// Leader election: 15 s / 10 s / 2 s (`controllers::leaderelection`), scaled.
 pub fn election(profile: Profile, f: &ElectionFlags) -> ElectionTimers {
-    let scaled = |d: Duration| profile.duration(d);
     ElectionTimers {
         lease_duration: f
             .leader_elect_lease_duration
-            .unwrap_or(scaled(DEFAULT_LEASE_DURATION_MS)),
+            .unwrap_or(profile.duration(DEFAULT_LEASE_DURATION_MS)),
         renew_deadline: f
             .leader_elect_renew_deadline
-            .unwrap_or(scaled(DEFAULT_RENEW_DEADLINE_MS)),
+            .unwrap_or(profile.duration(DEFAULT_RENEW_DEADLINE_MS)),
         retry_period: f
             .leader_elect_retry_period
-            .unwrap_or(scaled(DEFAULT_RETRY_PERIOD_MS)),
+            .unwrap_or(profile.duration(DEFAULT_RETRY_PERIOD_MS)),
     }
 }
 

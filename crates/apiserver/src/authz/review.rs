@@ -137,7 +137,14 @@ fn review_attributes(
 
 /// Decide `attrs` and answer the review with upstream's `status` (`allowed`, `denied` when an
 /// authorizer said no, `reason`).
-fn decide(authz: &dyn Authorizer, review: Review<'_>, body: &Value, attrs: &Attributes) -> Value {
+/// The answered review: `spec` echoed (the caller's copy of the body's), the decision in status.
+fn decide(
+    authz: &dyn Authorizer,
+    review: Review<'_>,
+    body: &Value,
+    spec: Value,
+    attrs: &Attributes,
+) -> Value {
     let (decision, reason) = authz.authorize(attrs);
     let mut status = json!({"allowed": decision == Decision::Allow});
     if decision == Decision::Deny {
@@ -146,7 +153,6 @@ fn decide(authz: &dyn Authorizer, review: Review<'_>, body: &Value, attrs: &Attr
     if !reason.is_empty() {
         status["reason"] = json!(reason);
     }
-    let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     answered(body, AUTHORIZATION_V1, review.kind(), Some(spec), status)
 }
 
@@ -158,7 +164,7 @@ pub fn access_review(
 ) -> Result<Value, StatusError> {
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let attrs = review_attributes(Review::SelfSubject, user, &spec)?;
-    Ok(decide(authz, Review::SelfSubject, body, &attrs))
+    Ok(decide(authz, Review::SelfSubject, body, spec, &attrs))
 }
 
 /// The subject a `SubjectAccessReview` spec names.
@@ -177,7 +183,7 @@ fn spec_subject(spec: &Value) -> UserInfo {
 pub fn subject_access_review(authz: &dyn Authorizer, body: &Value) -> Result<Value, StatusError> {
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let attrs = review_attributes(Review::Subject, &spec_subject(&spec), &spec)?;
-    Ok(decide(authz, Review::Subject, body, &attrs))
+    Ok(decide(authz, Review::Subject, body, spec, &attrs))
 }
 
 /// Answer a `LocalSubjectAccessReview` posted to `namespace`: a `SubjectAccessReview` whose
@@ -205,7 +211,7 @@ pub fn local_subject_access_review(
     let review = Review::Local { namespace };
     let spec = body.get("spec").cloned().unwrap_or_else(|| json!({}));
     let attrs = review_attributes(review, &spec_subject(&spec), &spec)?;
-    let mut out = decide(authz, review, body, &attrs);
+    let mut out = decide(authz, review, body, spec, &attrs);
     out["metadata"]["namespace"] = json!(namespace);
     Ok(out)
 }
