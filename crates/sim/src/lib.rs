@@ -184,10 +184,15 @@ pub fn await_load_start(w: &mut World, s: &Scenario) -> Result<(), SimError> {
     };
     w.run_until(w.now + span_ms(phase));
     resolve_clients(w, s)?;
-    // The live run's rule: the client nodes' proxies programmed their Services' endpoints.
+    // The live run's rule: the client nodes' proxies programmed their Services' endpoints,
+    // knowing every ready one.
     let gate = w.load_gate();
     let cap = w.now + span_ms(lab::load_start::CAP_MS);
-    while gate.pending(|n, s| w.programmed(n, s)).is_some() && w.now < cap {
+    let pending = |w: &World| {
+        gate.pending(|s| w.ready_pods(s), |n, s| w.proxy_seen(n, s))
+            .is_some()
+    };
+    while pending(w) && w.now < cap {
         let next = w.now + span_ms(lab::load_start::POLL_MS);
         w.run_until(next);
     }

@@ -127,20 +127,40 @@ impl World {
         )
     }
 
-    /// How many endpoints node `node`'s applied rules use for client Service `service` (0
-    /// before its proxy programmed it, or while the Service has none).
-    pub fn programmed(&self, node: &str, service: &str) -> usize {
-        self.clients
+    /// What node `node`'s applied rules show of client Service `service` to the load gate:
+    /// the endpoints they use (0 before its proxy programmed it, or while the Service has
+    /// none) and the ready endpoints of the client's target port they knew.
+    pub fn proxy_seen(&self, node: &str, service: &str) -> lab::load_start::ProxySeen {
+        let seen = self
+            .clients
             .iter()
             .find(|c| c.service == service && self.nodes[c.node].name == node)
             .and_then(|c| {
                 let (ip, port) = c.target?;
-                match self.nodes[c.node].proxy.as_ref()?.route(ip, port) {
-                    Route::Endpoints(eps) => Some(eps.len()),
-                    Route::Reject | Route::Drop => None,
-                }
+                let proxy = self.nodes[c.node].proxy.as_ref()?;
+                let programmed = match proxy.route(ip, port) {
+                    Route::Endpoints(eps) => eps.len(),
+                    Route::Reject | Route::Drop => 0,
+                };
+                Some(lab::load_start::ProxySeen {
+                    programmed,
+                    known_ready: Some(proxy.known_ready(ip, port)),
+                })
+            });
+        seen.unwrap_or_default()
+    }
+
+    /// The ready endpoints client Service `service` (`namespace/name`) will have: its Ready
+    /// pods in the API ([`lab::load_start::ready_pods`]).
+    pub fn ready_pods(&self, service: &str) -> usize {
+        let cache = &self.api.fake.cache;
+        let (ns, name) = service.split_once('/').unwrap_or(("default", service));
+        cache
+            .services
+            .get(&controllers::Key::new(ns, name))
+            .map_or(0, |svc| {
+                lab::load_start::ready_pods(svc, cache.pods_in(ns).map(|p| &**p))
             })
-            .unwrap_or(0)
     }
 
     /// The client pods are created at t0, as live: each sends its first request once its pod

@@ -260,6 +260,22 @@ impl ProxyNode {
         Some(kind)
     }
 
+    /// How many ready endpoints (distinct addresses) of the TCP service port `ip:port` the
+    /// applied model version knows, used by the rules or not (zone hints narrow what they
+    /// use): the load gate's check that a sync saw every ready endpoint (`lab::load_start`).
+    pub fn known_ready(&self, ip: Ipv4Addr, port: u16) -> usize {
+        let Some(sp) = self
+            .proxy
+            .view()
+            .and_then(|v| v.port_at(ip, Protocol::Tcp, port))
+        else {
+            return 0;
+        };
+        let ready: std::collections::BTreeSet<Ipv4Addr> =
+            sp.usable.iter().filter(|e| e.ready).map(|e| e.ip).collect();
+        ready.len()
+    }
+
     /// What the applied rules do with a new TCP connection to `ip:port` (nothing applied
     /// yet: no rule matches and the packet goes nowhere).
     pub fn route(&self, ip: Ipv4Addr, port: u16) -> Route {

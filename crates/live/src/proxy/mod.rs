@@ -290,7 +290,7 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
                     "{}",
                     serde_json::json!({"event": "proxy-sync", "node": node, "at": done.as_millis(), "kind": format!("{kind:?}"),
                         "ok": ok, "duration_ms": began.elapsed().as_secs_f64() * 1e3, "endpoints": ready,
-                        "services": programmed_ips(syncer.plan())})
+                        "services": programmed_ips(syncer.plan()), "ready": known_ready(syncer.tracker())})
                 );
             }
             continue;
@@ -364,6 +364,25 @@ fn programmed_ips(plan: &proxy::plan::Plan) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
+/// Per Service (`ns/name`), how many ready endpoints (distinct addresses) the proxy knows from
+/// its EndpointSlices, used by its rules or not (zone hints narrow what they use): the load
+/// gate's check that a sync saw every ready endpoint (`lab::load_start`). The tracker is the
+/// plan's input: no watch event is fed between the sync's plan and this line.
+fn known_ready(tracker: &proxy::tracker::Tracker) -> BTreeMap<String, usize> {
+    tracker
+        .services()
+        .map(|(svc, ports)| {
+            let ready: BTreeSet<_> = ports
+                .iter()
+                .flat_map(|p| tracker.endpoints_of(&p.name))
+                .filter(|e| e.ready)
+                .map(|e| e.ip)
+                .collect();
+            (svc.to_string(), ready.len())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod relist_tests {
     use super::*;
@@ -400,5 +419,22 @@ mod relist_tests {
         // Ordinary deletes still work.
         services.feed(Step::Delete(b), |c| syncer.handle_service(c));
         assert_eq!(syncer.tracker().service_count(), 0);
+    }
+
+    #[test]
+    fn the_sync_line_counts_each_services_known_ready_addresses_once() {
+        use proxy::fixtures::ep_cond;
+        const TWO: &[(&str, u16, &str)] = &[("p80", 80, "TCP"), ("p81", 81, "TCP")];
+        let mut t = proxy::tracker::Tracker::new();
+        t.apply_service(&service("ns", "web", "10.96.0.1", TWO));
+        t.apply_service(&service("ns", "idle", "10.96.0.2", P80));
+        let eps = vec![
+            ep("10.244.1.1"),
+            ep("10.244.2.1"),
+            ep_cond("10.244.3.1", false, true, true, None),
+        ];
+        t.apply_slice(&slice("ns", "web", "web-1", TWO, eps));
+        let want = BTreeMap::from([("ns/idle".to_string(), 0), ("ns/web".to_string(), 2)]);
+        assert_eq!(known_ready(&t), want);
     }
 }

@@ -116,32 +116,71 @@ impl NewLines {
 
 /// Waits until the shared start rule ([`lab::load_start::LoadGate`]) lets the load of `pods`
 /// start: each client pod's node's kube-proxy logged a sync programming an endpoint of its
-/// Service (the agents' `proxy-sync` lines in `logs`). Polls every `POLL_MS`, gives up after
-/// `CAP_MS` and then returns the pair still waiting.
-pub async fn wait_programmed(logs: &Path, pods: &[&ClientPod]) -> Option<(String, String)> {
+/// Service while knowing all of the Service's ready endpoints (the agents' `proxy-sync` lines
+/// in `logs`; the Service's Ready pods read from the API). Polls every `POLL_MS`, gives up
+/// after `CAP_MS` and then returns what still held the load back.
+pub async fn wait_programmed(
+    client: &kube::Client,
+    logs: &Path,
+    pods: &[&ClientPod],
+) -> anyhow::Result<Option<String>> {
     let gate = lab::load_start::LoadGate::new(
         pods.iter()
             .filter(|cp| cp.kind == lab::timeline::CLUSTERIP)
             .map(|cp| (cp.node.clone(), cp.service.clone())),
     );
     let mut lines = NewLines::default();
-    let mut latest: BTreeMap<String, lab::observe::Programmed> = BTreeMap::new();
+    let mut latest: BTreeMap<String, Synced> = BTreeMap::new();
     let nodes: std::collections::BTreeSet<&str> = pods.iter().map(|cp| cp.node.as_str()).collect();
     let started = std::time::Instant::now();
     let cap = Duration::from_millis(lab::load_start::CAP_MS as u64);
     loop {
         for node in &nodes {
-            if let Some((_, services)) = proxy_syncs(&mut lines, logs, node).pop() {
-                latest.insert(node.to_string(), services);
+            if let Some(sync) = proxy_syncs(&mut lines, logs, node).pop() {
+                latest.insert(node.to_string(), sync);
             }
         }
-        let count = |n: &str, s: &str| latest.get(n).and_then(|p| p.get(s)).map_or(0, Vec::len);
-        let (n, s) = gate.pending(count)?;
+        let mut ready = BTreeMap::new();
+        for svc in gate.services() {
+            ready.insert(svc, ready_pods(client, svc).await?);
+        }
+        let seen = |n: &str, s: &str| {
+            latest
+                .get(n)
+                .map_or_else(Default::default, |sync| sync.seen(s))
+        };
+        let Some(waiting) = gate.pending(|s| ready.get(s).copied().unwrap_or(0), seen) else {
+            return Ok(None);
+        };
         if started.elapsed() >= cap {
-            return Some((n.to_string(), s.to_string()));
+            return Ok(Some(waiting.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(lab::load_start::POLL_MS as u64)).await;
     }
+}
+
+/// The ready endpoints Service `service` (`namespace/name`) will have: its Ready pods in the
+/// API ([`lab::load_start::ready_pods`]).
+async fn ready_pods(client: &kube::Client, service: &str) -> anyhow::Result<usize> {
+    let (ns, name) = service.split_once('/').unwrap_or(("default", service));
+    let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .with_context(|| format!("reading Service {service}"))?;
+    let Some(sel) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(0);
+    };
+    let labels: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let list = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels(&labels.join(",")))
+        .await
+        .with_context(|| format!("listing the pods of Service {service}"))?;
+    Ok(lab::load_start::ready_pods(&svc, &list.items))
 }
 
 /// The outcome of one `zonelab load` record line (`None`: not a record).
@@ -225,33 +264,60 @@ impl ProxySyncs {
     /// Reads the syncs logged since the last call.
     pub fn poll(&mut self, logs: &Path, nodes: &[String]) {
         for node in nodes {
-            for (at, services) in proxy_syncs(&mut self.lines, logs, node) {
-                let (_, kind) = self.sets.synced(node, services);
-                self.events.push(Event { at, kind });
+            for sync in proxy_syncs(&mut self.lines, logs, node) {
+                let (_, kind) = self.sets.synced(node, sync.services);
+                self.events.push(Event { at: sync.at, kind });
             }
         }
     }
 }
 
-/// The successful syncs `node`'s agent logged (`proxy-sync` lines with `ok`) since the last
-/// read of its log: when each was applied and what it programmed, in log order.
-fn proxy_syncs(
-    lines: &mut NewLines,
-    logs: &Path,
-    node: &str,
-) -> Vec<(f64, lab::observe::Programmed)> {
-    let mut out = Vec::new();
-    for line in lines.read(&logs.join(format!("agent-{node}.out"))) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["event"] != "proxy-sync" || v["ok"] != true {
-            continue;
+/// One successful sync of an agent's `proxy-sync` line.
+#[derive(Debug, Default, PartialEq)]
+struct Synced {
+    /// When it was applied (ms since the epoch).
+    at: f64,
+    /// What it programmed.
+    services: lab::observe::Programmed,
+    /// Per Service, the ready endpoints the proxy knew (`ready`; `None` on an older agent's
+    /// line, which does not say).
+    ready: Option<BTreeMap<String, usize>>,
+}
+
+impl Synced {
+    /// What this sync shows of Service `service` to the load gate.
+    fn seen(&self, service: &str) -> lab::load_start::ProxySeen {
+        lab::load_start::ProxySeen {
+            programmed: self.services.get(service).map_or(0, Vec::len),
+            known_ready: self
+                .ready
+                .as_ref()
+                .map(|r| r.get(service).copied().unwrap_or(0)),
         }
-        let services = serde_json::from_value(v["services"].clone()).unwrap_or_default();
-        out.push((v["at"].as_f64().unwrap_or(0.0), services));
     }
-    out
+}
+
+/// The successful syncs `node`'s agent logged (`proxy-sync` lines with `ok`) since the last
+/// read of its log, in log order.
+fn proxy_syncs(lines: &mut NewLines, logs: &Path, node: &str) -> Vec<Synced> {
+    lines
+        .read(&logs.join(format!("agent-{node}.out")))
+        .iter()
+        .filter_map(|line| parse_sync(line))
+        .collect()
+}
+
+/// A `proxy-sync` line of a successful sync (`None`: another line, or a failed sync).
+fn parse_sync(line: &str) -> Option<Synced> {
+    let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    if v["event"] != "proxy-sync" || v["ok"] != true {
+        return None;
+    }
+    Some(Synced {
+        at: v["at"].as_f64().unwrap_or(0.0),
+        services: serde_json::from_value(v["services"].clone()).unwrap_or_default(),
+        ready: serde_json::from_value(v["ready"].clone()).ok(),
+    })
 }
 
 #[cfg(test)]
@@ -271,6 +337,21 @@ mod tests {
         f.write_all(b"o\nthree\n").unwrap();
         assert_eq!(r.read(&path), ["two", "three"]);
         assert!(r.read(&path).is_empty());
+    }
+
+    #[test]
+    fn a_proxy_sync_line_tells_the_gate_what_it_programmed_and_knew() {
+        let line = r#"{"event":"proxy-sync","node":"b-2","at":5.0,"ok":true,"services":{"default/web":["10.244.0.2","10.244.4.2"]},"ready":{"default/web":2}}"#;
+        let sync = parse_sync(line).expect("a sync");
+        assert_eq!(sync.at, 5.0);
+        let web = sync.seen("default/web");
+        assert_eq!((web.programmed, web.known_ready), (2, Some(2)));
+        let other = sync.seen("shop/cart");
+        assert_eq!((other.programmed, other.known_ready), (0, Some(0)));
+        let older = parse_sync(&line.replace(r#","ready":{"default/web":2}"#, "")).unwrap();
+        assert_eq!(older.seen("default/web").known_ready, None);
+        assert!(parse_sync(&line.replace(r#""ok":true"#, r#""ok":false"#)).is_none());
+        assert!(parse_sync(r#"{"event":"other"}"#).is_none());
     }
 
     #[test]

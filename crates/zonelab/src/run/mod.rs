@@ -262,16 +262,16 @@ async fn live(
         lb,
     } = plan_clients(&client, s, &cfg, out).await?;
     // The shared start rule (as the simulator's): the client nodes' proxies programmed their
-    // Services' endpoints.
+    // Services' endpoints, knowing every ready one.
     let logs = args.state_dir.join(&args.prefix).join("logs");
     let waiting: Vec<&ClientPod> = pods.iter().map(|(cp, _)| cp).collect();
-    match clients::wait_programmed(&logs, &waiting).await {
+    match clients::wait_programmed(&client, &logs, &waiting).await? {
         None => eprintln!(
             "  client nodes' proxies programmed their Services ({:.1}s after the workloads were available)",
             available.elapsed().as_secs_f64()
         ),
-        Some((node, svc)) => eprintln!(
-            "  warning: the proxy of {node} programmed no endpoint of {svc} within {} s; starting anyway",
+        Some(waiting) => eprintln!(
+            "  warning: after {} s {waiting}; starting anyway",
             lab::load_start::CAP_MS / 1000
         ),
     }
