@@ -248,6 +248,13 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             if let Ok(mut st) = status.lock() {
                 st.health.updated(now);
             }
+            // The rules stay those of the last `proxy-sync` line, but the proxy now knows
+            // other endpoints (zone hints left its rules as they were): the load gate's count.
+            println!(
+                "{}",
+                serde_json::json!({"event": "proxy-known", "node": node, "at": now.as_millis(),
+                    "ready": known_ready(syncer.tracker())})
+            );
             sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
         }
         if let Some(txn) = polled {

@@ -136,8 +136,17 @@ pub async fn wait_programmed(
     let cap = Duration::from_millis(lab::load_start::CAP_MS as u64);
     loop {
         for node in &nodes {
-            if let Some(sync) = proxy_syncs(&mut lines, logs, node).pop() {
-                latest.insert(node.to_string(), sync);
+            for line in proxy_lines(&mut lines, logs, node) {
+                match line {
+                    ProxyLine::Synced(sync) => {
+                        latest.insert(node.to_string(), sync);
+                    }
+                    ProxyLine::Known(ready) => {
+                        if let Some(sync) = latest.get_mut(*node) {
+                            sync.ready = Some(ready);
+                        }
+                    }
+                }
             }
         }
         let mut ready = BTreeMap::new();
@@ -297,27 +306,53 @@ impl Synced {
     }
 }
 
-/// The successful syncs `node`'s agent logged (`proxy-sync` lines with `ok`) since the last
-/// read of its log, in log order.
-fn proxy_syncs(lines: &mut NewLines, logs: &Path, node: &str) -> Vec<Synced> {
+/// A line of an agent's kube-proxy the runner reads.
+#[derive(Debug, PartialEq)]
+enum ProxyLine {
+    /// A successful sync (`proxy-sync` with `ok`).
+    Synced(Synced),
+    /// Changes that left the rules as they were (`proxy-known`): per Service, the ready
+    /// endpoints the proxy knows now.
+    Known(BTreeMap<String, usize>),
+}
+
+/// The lines `node`'s agent logged since the last read of its log, in log order.
+fn proxy_lines(lines: &mut NewLines, logs: &Path, node: &str) -> Vec<ProxyLine> {
     lines
         .read(&logs.join(format!("agent-{node}.out")))
         .iter()
-        .filter_map(|line| parse_sync(line))
+        .filter_map(|line| parse_proxy_line(line))
         .collect()
 }
 
-/// A `proxy-sync` line of a successful sync (`None`: another line, or a failed sync).
-fn parse_sync(line: &str) -> Option<Synced> {
+/// The successful syncs `node`'s agent logged since the last read of its log, in log order.
+fn proxy_syncs(lines: &mut NewLines, logs: &Path, node: &str) -> Vec<Synced> {
+    proxy_lines(lines, logs, node)
+        .into_iter()
+        .filter_map(|l| match l {
+            ProxyLine::Synced(s) => Some(s),
+            ProxyLine::Known(_) => None,
+        })
+        .collect()
+}
+
+/// A `proxy-sync` line of a successful sync or a `proxy-known` line (`None`: another line,
+/// or a failed sync).
+fn parse_proxy_line(line: &str) -> Option<ProxyLine> {
     let v = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    if v["event"] == "proxy-known" {
+        return serde_json::from_value(v["ready"].clone())
+            .ok()
+            .map(ProxyLine::Known);
+    }
     if v["event"] != "proxy-sync" || v["ok"] != true {
         return None;
     }
-    Some(Synced {
+    Some(ProxyLine::Synced(Synced {
         at: v["at"].as_f64().unwrap_or(0.0),
         services: serde_json::from_value(v["services"].clone()).unwrap_or_default(),
         ready: serde_json::from_value(v["ready"].clone()).ok(),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -342,16 +377,28 @@ mod tests {
     #[test]
     fn a_proxy_sync_line_tells_the_gate_what_it_programmed_and_knew() {
         let line = r#"{"event":"proxy-sync","node":"b-2","at":5.0,"ok":true,"services":{"default/web":["10.244.0.2","10.244.4.2"]},"ready":{"default/web":2}}"#;
-        let sync = parse_sync(line).expect("a sync");
-        assert_eq!(sync.at, 5.0);
-        let web = sync.seen("default/web");
+        let sync = |line: &str| match parse_proxy_line(line) {
+            Some(ProxyLine::Synced(s)) => Some(s),
+            _ => None,
+        };
+        let synced = sync(line).expect("a sync");
+        assert_eq!(synced.at, 5.0);
+        let web = synced.seen("default/web");
         assert_eq!((web.programmed, web.known_ready), (2, Some(2)));
-        let other = sync.seen("shop/cart");
+        let other = synced.seen("shop/cart");
         assert_eq!((other.programmed, other.known_ready), (0, Some(0)));
-        let older = parse_sync(&line.replace(r#","ready":{"default/web":2}"#, "")).unwrap();
+        let older = sync(&line.replace(r#","ready":{"default/web":2}"#, "")).unwrap();
         assert_eq!(older.seen("default/web").known_ready, None);
-        assert!(parse_sync(&line.replace(r#""ok":true"#, r#""ok":false"#)).is_none());
-        assert!(parse_sync(r#"{"event":"other"}"#).is_none());
+        assert!(sync(&line.replace(r#""ok":true"#, r#""ok":false"#)).is_none());
+        assert!(parse_proxy_line(r#"{"event":"other"}"#).is_none());
+        let known = r#"{"event":"proxy-known","node":"b-2","at":6.0,"ready":{"default/web":3}}"#;
+        assert_eq!(
+            parse_proxy_line(known),
+            Some(ProxyLine::Known(BTreeMap::from([(
+                "default/web".into(),
+                3
+            )])))
+        );
     }
 
     #[test]
