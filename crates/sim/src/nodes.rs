@@ -4,7 +4,7 @@
 //!
 //! Start at [`World::add_node`] and [`World::handle_node`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,48 @@ pub enum Power {
 #[derive(Clone, Debug, Default)]
 pub struct PodRt {
     pub ip: Option<Ipv4Addr>,
-    pub running: BTreeSet<String>,
+    pub running: Running,
+}
+
+/// The names of a pod's running containers: a set kept as a sorted `Vec` (a pod runs one
+/// or a few; a `BTreeSet`'s first node alone is about 300 bytes, for every pod of the run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Running(Vec<String>);
+
+impl Running {
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|c| c == name)
+    }
+
+    /// Add `name`; false when it was there already.
+    pub fn insert(&mut self, name: String) -> bool {
+        match self.0.binary_search(&name) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, name);
+                true
+            }
+        }
+    }
+
+    /// Remove `name`; false when it was not there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.0.iter().position(|c| c == name) {
+            Some(at) => {
+                self.0.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// One simulated node.
