@@ -106,6 +106,9 @@ pub struct SimNode {
     next_pid: u32,
 }
 
+/// Entries a drained proxy inbox keeps room for (see [`World::proxy_deliver`]).
+const INBOX_KEPT: usize = 64;
+
 /// Pod CIDRs are `/24`s of 100.64.0.0/10 (room for 16,384 nodes).
 const POD_NETWORK_BASE: u32 = u32::from_be_bytes([100, 64, 0, 0]);
 /// Node addresses count up from 172.16.0.11 (inside 172.16.0.0/12).
@@ -313,6 +316,12 @@ impl World {
                 p.change(change);
                 node.proxy_inbox.pop_front();
             }
+        }
+        // A burst (a run's Services, created at one instant, reach every node) leaves the
+        // buffer at its peak, per node: give most of it back as it drains.
+        let inbox = &mut node.proxy_inbox;
+        if inbox.capacity() > INBOX_KEPT && inbox.len() <= inbox.capacity() / 4 {
+            inbox.shrink_to(INBOX_KEPT.max(inbox.len() * 2));
         }
         if let Some(&(at, seq, _)) = node.proxy_inbox.front() {
             let inc = node.inc;
