@@ -19,7 +19,12 @@ use crate::validate::Problem;
 /// by more than 1 GiB: 5.1 GiB estimated, above 6 GiB measured in its start-up).
 /// `/usr/bin/time -v`, maximum resident set size; docs/simulator.md "Memory". A Service without
 /// its own Deployment and namespace costs less; runs below 200 nodes are over-estimated by
-/// about a fifth. The fixed part (binary, allocator, the run's records at small sizes):
+/// about a fifth. Not refitted after simmem's changes (Event recorders' caches compacted,
+/// proxy inboxes giving back their Services-burst buffers): they lowered the 501-node cut's
+/// load-start peak RSS by 16 MiB (about 1 KB per pod) and removed a nodes x Services term
+/// (about 1.2 GB at the example's size) that these linear figures never modelled; the figures
+/// stay until full runs are measured again, so the estimate errs high, never low. The fixed
+/// part (binary, allocator, the run's records at small sizes):
 pub const BASE_BYTES: u64 = 34 << 20;
 /// Per node: its Node, Lease, kubelet, kube-proxy pacer and inboxes, watch queues and timeline
 /// records (was 40 KiB, fitted at 150 – 600 nodes with few pods per node).

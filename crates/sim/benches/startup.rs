@@ -141,13 +141,25 @@ fn main() {
     };
     drop(std::mem::take(&mut w.events));
     freed("timeline events");
+    for (what, part) in w.take_records() {
+        drop(part);
+        freed(what);
+    }
     w.cm = sim::adapter::Controllers::new(Vec::new());
     freed("controllers (their state and indexes)");
     w.cm_cache = controllers::Cache::new();
     freed("controller-manager informer cache");
-    let nodes = std::mem::take(&mut w.nodes);
+    let mut nodes = std::mem::take(&mut w.nodes);
+    for n in &mut nodes {
+        n.kubelet = None;
+    }
+    freed("nodes: kubelets");
+    for n in &mut nodes {
+        n.proxy = None;
+    }
+    freed("nodes: kube-proxies");
     drop(nodes);
-    freed("nodes (kubelets, runtimes, proxies)");
+    freed("nodes: the rest (runtimes, inboxes)");
     w.proxy_model = sim::proxy::Endpoints::new();
     freed("shared proxy model");
     w.queue = Default::default();

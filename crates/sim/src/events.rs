@@ -33,7 +33,7 @@ pub enum Source {
 
 /// The recorders and what the run's Event watch has seen.
 pub struct SimEvents {
-    recorders: BTreeMap<Source, EventRecorder>,
+    pub(crate) recorders: BTreeMap<Source, EventRecorder>,
     wake: BTreeMap<Source, Moment>,
     /// Created Events by `namespace/name`, the least recently created evicted first.
     seen: Lru<KubeEvent>,

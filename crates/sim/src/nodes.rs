@@ -4,7 +4,7 @@
 //!
 //! Start at [`World::add_node`] and [`World::handle_node`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,48 @@ pub enum Power {
 #[derive(Clone, Debug, Default)]
 pub struct PodRt {
     pub ip: Option<Ipv4Addr>,
-    pub running: BTreeSet<String>,
+    pub running: Running,
+}
+
+/// The names of a pod's running containers: a set kept as a sorted `Vec` (a pod runs one
+/// or a few; a `BTreeSet`'s first node alone is about 300 bytes, for every pod of the run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Running(Vec<String>);
+
+impl Running {
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|c| c == name)
+    }
+
+    /// Add `name`; false when it was there already.
+    pub fn insert(&mut self, name: String) -> bool {
+        match self.0.binary_search(&name) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, name);
+                true
+            }
+        }
+    }
+
+    /// Remove `name`; false when it was not there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.0.iter().position(|c| c == name) {
+            Some(at) => {
+                self.0.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// One simulated node.
@@ -64,6 +105,9 @@ pub struct SimNode {
     proxy_inbox: VecDeque<(Moment, u64, Arc<ModelChange>)>,
     next_pid: u32,
 }
+
+/// Entries a drained proxy inbox keeps room for (see [`World::proxy_deliver`]).
+const INBOX_KEPT: usize = 64;
 
 /// Pod CIDRs are `/24`s of 100.64.0.0/10 (room for 16,384 nodes).
 const POD_NETWORK_BASE: u32 = u32::from_be_bytes([100, 64, 0, 0]);
@@ -272,6 +316,12 @@ impl World {
                 p.change(change);
                 node.proxy_inbox.pop_front();
             }
+        }
+        // A burst (a run's Services, created at one instant, reach every node) leaves the
+        // buffer at its peak, per node: give most of it back as it drains.
+        let inbox = &mut node.proxy_inbox;
+        if inbox.capacity() > INBOX_KEPT && inbox.len() <= inbox.capacity() / 4 {
+            inbox.shrink_to(INBOX_KEPT.max(inbox.len() * 2));
         }
         if let Some(&(at, seq, _)) = node.proxy_inbox.front() {
             let inc = node.inc;

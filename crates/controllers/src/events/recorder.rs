@@ -7,6 +7,7 @@
 //! [`EventRecorder::handle_write_result`] / [`EventRecorder::poll_timeout`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
@@ -112,8 +113,9 @@ pub enum WriteOutcome {
 /// record of created Events.
 #[derive(Debug)]
 pub struct Lru<V> {
-    map: BTreeMap<String, (u64, V)>,
-    order: BTreeMap<u64, String>,
+    /// Each key is held once, shared by `map` and `order`.
+    map: BTreeMap<Arc<str>, (u64, V)>,
+    order: BTreeMap<u64, Arc<str>>,
     tick: u64,
     cap: usize,
 }
@@ -131,10 +133,10 @@ impl<V> Lru<V> {
 
     fn touch(&mut self, key: &str) {
         if let Some((used, _)) = self.map.get_mut(key) {
-            self.order.remove(used);
+            let shared = self.order.remove(used).expect("every key is in the order");
             self.tick += 1;
             *used = self.tick;
-            self.order.insert(self.tick, key.to_string());
+            self.order.insert(self.tick, shared);
         }
     }
 
@@ -150,7 +152,8 @@ impl<V> Lru<V> {
     }
 
     /// Insert (as most recent); returns the evicted least recently used entry, if any.
-    pub fn insert(&mut self, key: String, value: V) -> Option<(String, V)> {
+    pub fn insert(&mut self, key: impl Into<Arc<str>>, value: V) -> Option<(String, V)> {
+        let key: Arc<str> = key.into();
         self.remove(&key);
         self.tick += 1;
         self.order.insert(self.tick, key.clone());
@@ -159,7 +162,18 @@ impl<V> Lru<V> {
             return None;
         }
         let (_, oldest) = self.order.pop_first()?;
-        self.map.remove(&oldest).map(|(_, v)| (oldest, v))
+        self.map
+            .remove(&*oldest)
+            .map(|(_, v)| (oldest.to_string(), v))
+    }
+
+    /// `key` as held by the map when present (so a caller keeping it shares the one copy),
+    /// else `key` itself.
+    pub fn shared_key(&self, key: String) -> Arc<str> {
+        match self.map.get_key_value(key.as_str()) {
+            Some((held, _)) => held.clone(),
+            None => key.into(),
+        }
     }
 
     /// Removes `key`, returning its value.
@@ -177,7 +191,9 @@ impl<V> Lru<V> {
 /// Upstream `aggregateRecord`: the distinct messages seen for one aggregate key.
 #[derive(Debug)]
 struct Aggregate {
-    messages: BTreeSet<String>,
+    /// Sorted, without repeats (at most `aggregate_max_events`: a set, kept in a `Vec` as a
+    /// recorder holds thousands of these with one or two messages each).
+    messages: Vec<String>,
     last: Moment,
 }
 
@@ -206,7 +222,8 @@ struct Logged {
     in_flight: bool,
     due: Option<Moment>,
     tries: u32,
-    spam_key: String,
+    /// Shared with the spam bucket of the same source and object.
+    spam_key: Arc<str>,
 }
 
 /// The recorder: feed it occurrences, drain writes, report their outcomes.
@@ -299,7 +316,7 @@ impl EventRecorder {
         self.seq += 1;
         let name = event_name(rec.involved.name.as_deref().unwrap_or(""), now, self.seq);
         let entry = Logged {
-            spam_key: spam_key(&rec),
+            spam_key: self.buckets.shared_key(spam_key(&rec)),
             latest: rec,
             name,
             generation: self.seq,
@@ -334,30 +351,32 @@ impl EventRecorder {
             Some(a) if now <= a.last + interval => a,
             _ => {
                 let fresh = Aggregate {
-                    messages: BTreeSet::new(),
+                    messages: Vec::new(),
                     last: now,
                 };
                 self.aggregates.insert(akey.clone(), fresh);
                 self.aggregates.peek_mut(&akey).expect("just inserted")
             }
         };
-        agg.messages.insert(rec.message.clone());
+        if let Err(at) = agg.messages.binary_search(&rec.message) {
+            agg.messages.insert(at, rec.message.clone());
+        }
         agg.last = now;
         if agg.messages.len() < max {
             return (event_key(rec), false);
         }
         // Do not grow the set past the limit (upstream pops an arbitrary one; we pop the least).
-        agg.messages.pop_first();
+        agg.messages.remove(0);
         (akey, true)
     }
 
     /// Take a spam-filter token for `key` at `now`; `Err(at)`: the next token comes at `at`.
-    fn take_token(&mut self, key: &str, now: Moment) -> Result<(), Moment> {
+    fn take_token(&mut self, key: &Arc<str>, now: Moment) -> Result<(), Moment> {
         let full = self.cfg.spam_refill_ms * u32::try_from(self.cfg.spam_burst).unwrap_or(u32::MAX);
         let refill = self.cfg.spam_refill_ms;
         if self.buckets.get_mut(key).is_none() {
             self.buckets.insert(
-                key.to_string(),
+                key.clone(),
                 Bucket {
                     units: full,
                     at: now,
