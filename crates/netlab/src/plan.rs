@@ -270,10 +270,12 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
         format!("route add {gw} dev {} scope link", pod.pod_if),
         format!("route add default via {gw} dev {}", pod.pod_if),
     ];
+    // The node's and the pod's batches enter their namespace with `nsenter` rather than
+    // `ip -n`, which would copy the whole mount table (a netns bind mount per pod) per call.
     vec![
-        Cmd::ip_batch(None, &[format!("netns add {}", pod.netns)]),
-        Cmd::ip_batch(Some(&pod.node), &node_lines),
-        Cmd::ip_batch(Some(&pod.netns), &pod_lines),
+        Cmd::new("ip", ["netns", "add", &pod.netns]),
+        Cmd::ip_batch_entering(&pod.node, &node_lines),
+        Cmd::ip_batch_entering(&pod.netns, &pod_lines),
     ]
 }
 
@@ -281,7 +283,7 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
 /// then the namespace. Run with `run` (not `run_ok`): either may already be gone.
 pub fn remove_pod_steps(pod: &PodNet) -> Vec<Cmd> {
     vec![
-        Cmd::new("ip", ["-n", &pod.node, "link", "del", &pod.host_veth]),
+        Cmd::entering_netns(&pod.node, &["ip", "link", "del", &pod.host_veth]),
         Cmd::new("ip", ["netns", "del", &pod.netns]),
     ]
 }
@@ -389,7 +391,16 @@ mod tests {
         let t = topo();
         let pod = t.pod_net(&t.nodes[0], "default/web", 2);
         let steps = add_pod_steps(&pod);
-        assert_eq!(steps.len(), 3);
+        let lines: Vec<String> = steps.iter().map(ToString::to_string).collect();
+        // Three processes, none of which copies the mount table (`ip -n`/`ip netns exec`).
+        assert_eq!(
+            lines,
+            [
+                format!("ip netns add {}", pod.netns),
+                format!("nsenter --net=/run/netns/{} ip -batch -", pod.node),
+                format!("nsenter --net=/run/netns/{} ip -batch -", pod.netns),
+            ]
+        );
         let node = steps[1].stdin.as_deref().expect("batch");
         assert!(node.contains(&format!(
             "route add 10.244.0.2/32 dev {} scope link",
@@ -406,6 +417,15 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(rm[1], format!("ip netns del {}", pod.netns));
+        assert_eq!(
+            rm,
+            [
+                format!(
+                    "nsenter --net=/run/netns/{} ip link del {}",
+                    pod.node, pod.host_veth
+                ),
+                format!("ip netns del {}", pod.netns)
+            ]
+        );
     }
 }
