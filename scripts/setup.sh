@@ -2,7 +2,8 @@
 # One-command set-up of a fresh Debian/Ubuntu machine for zonelab's tests and demo: installs
 # (with apt-get, only what is missing) every tool the lab, its agents and the tests execute —
 # the list `zonelab` checks before it builds a lab (crates/netlab/src/preflight.rs):
-#   nft (nftables), iptables-restore/iptables (iptables), ip (iproute2), conntrack (conntrack),
+#   nft (nftables), iptables-restore/iptables (iptables), ip (iproute2), nsenter (util-linux),
+#   conntrack (conntrack),
 #   sysctl/kill/pgrep (procps), python3 (netlab tests), curl (demo), etcd (etcd-server: the
 #   etcd store backend and its tests).
 # kubectl is not a Debian package: the integration tests need it on PATH (this script says so).
@@ -15,7 +16,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pair in nft:nftables iptables-restore:iptables iptables:iptables ip:iproute2 \
+for pair in nft:nftables iptables-restore:iptables iptables:iptables ip:iproute2 nsenter:util-linux \
             conntrack:conntrack sysctl:procps kill:procps pgrep:procps python3:python3 curl:curl \
             etcd:etcd-server; do
   tool=${pair%%:*}; pkg=${pair#*:}

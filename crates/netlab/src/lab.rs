@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::exec::{Cmd, CmdOutput, ExecError, Runner};
+use crate::exec::{Cmd, CmdOutput, ExecError, Runner, run_parallel};
 use crate::faults::{self, FaultState};
 use crate::plan;
 use crate::procs::{self, ProcError, ProcRecord, ProcSpec, STOP_GRACE, Supervisor};
@@ -400,9 +400,14 @@ impl Lab {
         let script = faults::router_script(topo, &self.state.faults);
         self.runner
             .run_ok(&faults::apply_cmd(&topo.router_netns, script))?;
-        for n in nodes {
-            self.runner
-                .run_ok(&faults::apply_cmd(n, faults::node_script(true)))?;
+        // The nodes' own tables in parallel: a zone's 50 nodes one after another took seconds
+        // at 150 nodes (each `nft` waits its turn on the kernel's RTNL lock).
+        let cmds: Vec<Cmd> = nodes
+            .iter()
+            .map(|n| faults::apply_cmd(n, faults::node_script(true)))
+            .collect();
+        for res in run_parallel(&*self.runner, &cmds) {
+            res?;
         }
         self.save()
     }
@@ -437,38 +442,42 @@ impl Lab {
     /// all of them isolated first, then every process of each killed. Returns killed pids.
     pub fn power_off_nodes(&mut self, nodes: &[String]) -> Result<Vec<u32>, LabError> {
         self.isolate_nodes(nodes)?;
-        let mut killed = Vec::new();
-        for node in nodes {
-            killed.extend(self.kill_node(node)?);
-        }
-        Ok(killed)
+        self.kill_nodes(nodes)
     }
 
-    /// SIGKILL every process of an (isolated) node and of its pods; marks it powered off.
-    fn kill_node(&mut self, node: &str) -> Result<Vec<u32>, LabError> {
-        let mut namespaces = vec![node.to_string()];
+    /// SIGKILL every process of (isolated) nodes and of their pods, all in one sweep of
+    /// `/proc` (one per node took seconds for a zone of 50); marks them powered off.
+    fn kill_nodes(&mut self, nodes: &[String]) -> Result<Vec<u32>, LabError> {
+        let mut namespaces: Vec<String> = nodes.to_vec();
         namespaces.extend(
             self.state
                 .pods
                 .values()
-                .filter(|p| p.node == node)
+                .filter(|p| nodes.contains(&p.node))
                 .map(|p| p.netns.clone()),
         );
         // Pods wired by someone else (a node agent using `wire_pod`) are found from the kernel.
-        let links = self
-            .runner
-            .run_ok(&Cmd::new("ip", ["-n", node, "-o", "link", "show"]))?;
-        namespaces.extend(plan::pod_namespaces_from_links(
-            &self.state.topology.prefix,
-            &links.stdout,
-        ));
+        let shows: Vec<Cmd> = nodes
+            .iter()
+            .map(|n| Cmd::entering_netns(n, &["ip", "-o", "link", "show"]))
+            .collect();
+        for links in run_parallel(&*self.runner, &shows) {
+            namespaces.extend(plan::pod_namespaces_from_links(
+                &self.state.topology.prefix,
+                &links?.stdout,
+            ));
+        }
         namespaces.sort();
         namespaces.dedup();
         let killed = procs::kill_in_netns(&*self.runner, &namespaces);
         self.procs.reap();
-        self.state.powered_off.insert(node.to_string());
+        self.state.powered_off.extend(nodes.iter().cloned());
         self.save()?;
-        tracing::info!(node, killed = killed.len(), "node powered off");
+        tracing::info!(
+            nodes = nodes.len(),
+            killed = killed.len(),
+            "nodes powered off"
+        );
         Ok(killed)
     }
 
@@ -708,7 +717,7 @@ mod tests {
             Err(LabError::UnknownZone(_))
         ));
         let last = fake.calls().last().cloned().expect("call");
-        assert_eq!(last.to_string(), "ip netns exec zf-rt nft -f -");
+        assert_eq!(last.to_string(), "nsenter --net=/run/netns/zf-rt nft -f -");
         assert!(
             last.stdin
                 .as_deref()
@@ -756,7 +765,7 @@ mod tests {
             .calls()
             .iter()
             .rev()
-            .find(|c| c.to_string() == "ip netns exec zf-rt nft -f -")
+            .find(|c| c.to_string() == "nsenter --net=/run/netns/zf-rt nft -f -")
             .and_then(|c| c.stdin.clone())
             .expect("router script");
         assert!(router.contains("172.20.1.13, 10.244.4.0/24"), "{router}");
@@ -788,14 +797,14 @@ mod tests {
             .calls()
             .iter()
             .rev()
-            .find(|c| c.to_string() == "ip netns exec zf-rt nft -f -")
+            .find(|c| c.to_string() == "nsenter --net=/run/netns/zf-rt nft -f -")
             .and_then(|c| c.stdin.clone())
             .expect("router script");
         assert!(router.contains("ip daddr { 172.20.0.10 } drop"), "{router}");
         assert!(router.contains("ip daddr { 172.20.0.11, 10.244.0.0/24 } drop"));
         assert!(!router.contains("172.20.1.10"));
         let calls: Vec<String> = fake.calls().iter().map(ToString::to_string).collect();
-        assert!(calls.contains(&"ip netns exec zf-cp-a nft -f -".to_string()));
+        assert!(calls.contains(&"nsenter --net=/run/netns/zf-cp-a nft -f -".to_string()));
         assert!(
             lab.status()
                 .expect("status")

@@ -248,15 +248,32 @@ pub fn pod_namespaces_from_links(prefix: &str, ip_link_stdout: &str) -> Vec<Stri
     out
 }
 
+/// The MAC of a pod's interface: `0a:58:` and the four bytes of its IP (as the CNI bridge
+/// plugin derives it), so the node can hold a permanent neighbour entry for it.
+pub fn pod_mac(ip: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!("0a:58:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+}
+
 /// Commands that wire `pod` to its node (the pod namespace must not exist yet).
 pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
+    let mac = pod_mac(pod.ip);
     let node_lines = vec![
         format!(
-            "link add {} address {HOST_VETH_MAC} type veth peer name {} netns {}",
+            "link add {} address {HOST_VETH_MAC} type veth peer name {} address {mac} netns {}",
             pod.host_veth, pod.pod_if, pod.netns
         ),
         format!("link set {} up", pod.host_veth),
         format!("route add {}/32 dev {} scope link", pod.ip, pod.host_veth),
+        // Permanent, so the node never ARPs for its pods: the kernel's ARP table is one for
+        // all namespaces, and its garbage-collected entries stop at gc_thresh3 (1,024 by
+        // default) machine-wide; past it (~900 pods) new pods were unreachable from their
+        // node ("neighbor table overflow", their readiness probes timed out). Permanent
+        // entries do not count against that limit.
+        format!(
+            "neigh add {} lladdr {mac} dev {} nud permanent",
+            pod.ip, pod.host_veth
+        ),
     ];
     let gw = crate::topology::POD_GATEWAY;
     let pod_lines = vec![
@@ -270,10 +287,12 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
         format!("route add {gw} dev {} scope link", pod.pod_if),
         format!("route add default via {gw} dev {}", pod.pod_if),
     ];
+    // The node's and the pod's batches enter their namespace with `nsenter` rather than
+    // `ip -n`, which would copy the whole mount table (a netns bind mount per pod) per call.
     vec![
-        Cmd::ip_batch(None, &[format!("netns add {}", pod.netns)]),
-        Cmd::ip_batch(Some(&pod.node), &node_lines),
-        Cmd::ip_batch(Some(&pod.netns), &pod_lines),
+        Cmd::new("ip", ["netns", "add", &pod.netns]),
+        Cmd::ip_batch_entering(&pod.node, &node_lines),
+        Cmd::ip_batch_entering(&pod.netns, &pod_lines),
     ]
 }
 
@@ -281,7 +300,7 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
 /// then the namespace. Run with `run` (not `run_ok`): either may already be gone.
 pub fn remove_pod_steps(pod: &PodNet) -> Vec<Cmd> {
     vec![
-        Cmd::new("ip", ["-n", &pod.node, "link", "del", &pod.host_veth]),
+        Cmd::entering_netns(&pod.node, &["ip", "link", "del", &pod.host_veth]),
         Cmd::new("ip", ["netns", "del", &pod.netns]),
     ]
 }
@@ -389,10 +408,28 @@ mod tests {
         let t = topo();
         let pod = t.pod_net(&t.nodes[0], "default/web", 2);
         let steps = add_pod_steps(&pod);
-        assert_eq!(steps.len(), 3);
+        let lines: Vec<String> = steps.iter().map(ToString::to_string).collect();
+        // Three processes, none of which copies the mount table (`ip -n`/`ip netns exec`).
+        assert_eq!(
+            lines,
+            [
+                format!("ip netns add {}", pod.netns),
+                format!("nsenter --net=/run/netns/{} ip -batch -", pod.node),
+                format!("nsenter --net=/run/netns/{} ip -batch -", pod.netns),
+            ]
+        );
         let node = steps[1].stdin.as_deref().expect("batch");
         assert!(node.contains(&format!(
             "route add 10.244.0.2/32 dev {} scope link",
+            pod.host_veth
+        )));
+        assert_eq!(pod_mac(pod.ip), "0a:58:0a:f4:00:02");
+        assert!(node.contains(&format!(
+            "peer name eth0 address 0a:58:0a:f4:00:02 netns {}",
+            pod.netns
+        )));
+        assert!(node.contains(&format!(
+            "neigh add 10.244.0.2 lladdr 0a:58:0a:f4:00:02 dev {} nud permanent",
             pod.host_veth
         )));
         let p = steps[2].stdin.as_deref().expect("batch");
@@ -406,6 +443,15 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(rm[1], format!("ip netns del {}", pod.netns));
+        assert_eq!(
+            rm,
+            [
+                format!(
+                    "nsenter --net=/run/netns/{} ip link del {}",
+                    pod.node, pod.host_veth
+                ),
+                format!("ip netns del {}", pod.netns)
+            ]
+        );
     }
 }

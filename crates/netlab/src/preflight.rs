@@ -19,11 +19,18 @@ pub struct Tool {
     pub why: &'static str,
 }
 
-/// `ip`: namespaces, veths, routes; `ip netns exec` for pods and probes.
+/// `ip`: namespaces, veths, routes; `ip netns exec` for the control plane's processes.
 pub const IP: Tool = Tool {
     program: "ip",
     package: "iproute2",
     why: "network namespaces, veths and routes",
+};
+/// `nsenter`: the kubelet starts containers and exec probes, and wires pods, inside a pod's or
+/// node's network namespace without the private mount namespace `ip netns exec` gives them.
+pub const NSENTER: Tool = Tool {
+    program: "nsenter",
+    package: "util-linux",
+    why: "pod containers, exec probes and pod wiring in network namespaces",
 };
 /// `nft`: kube-proxy's nftables mode, and the lab's fault-injection rules in every mode.
 pub const NFT: Tool = Tool {
@@ -121,7 +128,7 @@ impl Role {
     /// Every program this role will execute, sorted, each once.
     pub fn needs(self) -> Vec<Tool> {
         let mut out: Vec<Tool> = match self {
-            Role::Agent(mode) => [IP, CONNTRACK]
+            Role::Agent(mode) => [IP, NSENTER, CONNTRACK]
                 .iter()
                 .chain(mode.tools())
                 .copied()
@@ -301,11 +308,11 @@ mod tests {
         let names = |r: Role| -> Vec<&str> { r.needs().iter().map(|t| t.program).collect() };
         assert_eq!(
             names(Role::Agent(ProxyMode::Nftables)),
-            ["conntrack", "ip", "nft"]
+            ["conntrack", "ip", "nft", "nsenter"]
         );
         assert_eq!(
             names(Role::Agent(ProxyMode::Iptables)),
-            ["conntrack", "ip", "iptables", "iptables-restore"]
+            ["conntrack", "ip", "iptables", "iptables-restore", "nsenter"]
         );
         // The lab injects faults with nft in either mode, and runs the agents.
         assert_eq!(
@@ -317,6 +324,7 @@ mod tests {
                 "iptables-restore",
                 "kill",
                 "nft",
+                "nsenter",
                 "sysctl"
             ]
         );
@@ -332,10 +340,17 @@ mod tests {
         // Not executable: does not count.
         std::fs::write(dir.join("nft"), "").unwrap();
         let gone = missing(&Role::Agent(ProxyMode::Nftables).needs(), dir.as_os_str());
-        assert_eq!(gone, vec![CONNTRACK, NFT]);
+        assert_eq!(gone, vec![CONNTRACK, NFT, NSENTER]);
         let msg = PreflightError::Missing(gone).to_string();
         assert!(msg.contains("`nft` (Debian package nftables"), "{msg}");
-        assert!(msg.contains("apt-get install conntrack nftables"), "{msg}");
+        assert!(
+            msg.contains("`nsenter` (Debian package util-linux"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("apt-get install conntrack nftables util-linux"),
+            "{msg}"
+        );
         assert!(find_on_path("ip", dir.as_os_str()).is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,6 +1,7 @@
 //! The pod runtime (I/O, thin): runs [`RuntimeCommand`]s and reports [`RuntimeEvent`]s.
 //! Start at [`Runtime`]; [`ProcessRuntime`] runs containers as processes in the pod's network
-//! namespace (`ip netns exec`), [`FakeRuntime`] answers at once for tests.
+//! namespace (`nsenter --net`, see [`netlab::exec::enter_netns_argv`]), [`FakeRuntime`] answers
+//! at once for tests.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -75,8 +76,11 @@ impl ProcessRuntime {
         let runner = self.runner.clone();
         tokio::spawn(async move {
             let res = tokio::task::spawn_blocking(move || {
-                // A leftover from a crashed agent would make `netns add` fail.
-                netlab::unwire_pod(&*runner, &net);
+                // A leftover from a crashed agent would make `netns add` fail (a host veth
+                // never outlives its pod namespace: the pair goes with the namespace).
+                if netlab::exec::netns_exists(&net.netns) {
+                    netlab::unwire_pod(&*runner, &net);
+                }
                 netlab::wire_pod(&*runner, &net)
             })
             .await;
@@ -143,9 +147,9 @@ impl ProcessRuntime {
             Ok(c) => c,
             Err(e) => return send_now(events, failed(format!("log file: {e}"))),
         };
-        let mut cmd = tokio::process::Command::new("ip");
-        cmd.args(["netns", "exec", &netns])
-            .args(&argv)
+        let full = netlab::exec::enter_netns_argv(&netns, &argv);
+        let mut cmd = tokio::process::Command::new(&full[0]);
+        cmd.args(&full[1..])
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

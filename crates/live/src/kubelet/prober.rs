@@ -1,5 +1,5 @@
 //! Running probes (I/O): httpGet and tcpSocket from the agent's own (node) namespace to the pod
-//! IP, exec probes via `ip netns exec` in the pod's namespace, each bounded by the probe
+//! IP, exec probes via `nsenter --net` in the pod's namespace, each bounded by the probe
 //! timeout. Start at [`Prober`].
 
 use std::time::Duration;
@@ -111,9 +111,9 @@ async fn exec(netns: &str, command: &[String]) -> Result<(), String> {
     if command.is_empty() {
         return Err("exec probe has no command".into());
     }
-    let status = tokio::process::Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(command)
+    let argv = netlab::exec::enter_netns_argv(netns, command);
+    let status = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
