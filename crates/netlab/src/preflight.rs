@@ -19,14 +19,15 @@ pub struct Tool {
     pub why: &'static str,
 }
 
-/// `ip`: namespaces, veths, routes; `ip netns exec` for the control plane's processes.
+/// `ip`: namespaces, veths, routes.
 pub const IP: Tool = Tool {
     program: "ip",
     package: "iproute2",
     why: "network namespaces, veths and routes",
 };
-/// `nsenter`: the kubelet starts containers and exec probes, and wires pods, inside a pod's or
-/// node's network namespace without the private mount namespace `ip netns exec` gives them.
+/// `nsenter`: the lab starts its agents and control-plane processes, and the kubelet its
+/// containers and exec probes and pod wiring, inside a network namespace without the private
+/// mount namespace `ip netns exec` gives them.
 pub const NSENTER: Tool = Tool {
     program: "nsenter",
     package: "util-linux",

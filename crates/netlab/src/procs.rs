@@ -1,8 +1,8 @@
 //! Long-running processes inside lab namespaces: start at [`Supervisor::start`] and
 //! [`kill_in_netns`].
 //!
-//! A process is started as `ip netns exec NS argv...` (which `exec`s, so the tracked pid is the
-//! program itself), with stdout/stderr in `<dir>/logs/<name>.{out,err}`. Every started process
+//! A process is started as `nsenter --net=/run/netns/NS argv...` (which `exec`s, so the tracked
+//! pid is the program itself; no private mount table, [`crate::exec::enter_netns_argv`]), with stdout/stderr in `<dir>/logs/<name>.{out,err}`. Every started process
 //! is recorded with its pid and kernel start time in `<dir>/pids.json`, so `down` run by another
 //! process can find and stop them without killing an unrelated process that reused the pid.
 //! [`kill_in_netns`] finds processes by their network namespace (the inode of
@@ -109,7 +109,8 @@ impl Supervisor {
         &self.dir
     }
 
-    /// Start `spec` as `ip netns exec NS argv...`, logging to files, and record it.
+    /// Start `spec` as `nsenter --net=/run/netns/NS argv...` (no private mount table: see
+    /// [`crate::exec::enter_netns_argv`]), logging to files, and record it.
     pub fn start(&mut self, spec: &ProcSpec) -> Result<ProcRecord, ProcError> {
         validate_name(&spec.name)?;
         if spec.argv.is_empty() {
@@ -131,15 +132,15 @@ impl Supervisor {
         let err_path = logs.join(format!("{}.err", spec.name));
         let out = fs::File::create(&out_path).map_err(io("cannot create", &out_path))?;
         let err = fs::File::create(&err_path).map_err(io("cannot create", &err_path))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &spec.netns])
-            .args(&spec.argv)
+        let argv = crate::exec::enter_netns_argv(&spec.netns, &spec.argv);
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(io("cannot start `ip netns exec` for", &out_path))?;
+            .map_err(io("cannot start `nsenter` for", &out_path))?;
         let pid = child.id();
         let record = ProcRecord {
             name: spec.name.clone(),

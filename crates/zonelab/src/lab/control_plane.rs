@@ -163,7 +163,7 @@ pub fn running(dir: &Path, name: &str) -> Option<ProcId> {
     read_procs(dir).get(name).copied().filter(ProcId::alive)
 }
 
-/// Start `argv` inside `netns` (`ip netns exec`, which execs: the pid is the program's), output
+/// Start `argv` inside `netns` (`nsenter --net`, which execs: the pid is the program's), output
 /// appended to `dir/logs/<log>`.
 fn spawn_in(netns: &str, argv: &[String], dir: &Path, log: &str) -> anyhow::Result<u32> {
     let logs = dir.join("logs");
@@ -172,9 +172,9 @@ fn spawn_in(netns: &str, argv: &[String], dir: &Path, log: &str) -> anyhow::Resu
         .create(true)
         .append(true)
         .open(logs.join(log))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", netns])
-        .args(argv)
+    let entered = netlab::exec::enter_netns_argv(netns, argv);
+    let child = Command::new(&entered[0])
+        .args(&entered[1..])
         .env("ZONELAB_LOG", "info")
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
