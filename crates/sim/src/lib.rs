@@ -57,6 +57,8 @@ pub struct Outcome {
     pub requests: Vec<lab::Request>,
     pub report: lab::Report,
     pub stats: Stats,
+    /// The counts when the load started (so `stats` minus these is the run after start-up).
+    pub stats_at_load_start: Stats,
 }
 
 /// The simulator's name of node `index` (1-based) of `zone`: `<zone>-<index>`, as scenario
@@ -67,7 +69,20 @@ pub fn node_name(zone: &str, index: u32) -> String {
 
 /// Simulate scenario `s` with its workload `manifests` (in apply order) and `seed`.
 pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<Outcome, SimError> {
+    run_observed(s, manifests, seed, &mut |_| {})
+}
+
+/// [`run`], calling `at_load_start` with the world once start-up is over (a driver's hook
+/// for its own measurements, e.g. CPU time per phase).
+pub fn run_observed(
+    s: &Scenario,
+    manifests: &[serde_json::Value],
+    seed: u64,
+    at_load_start: &mut dyn FnMut(&World),
+) -> Result<Outcome, SimError> {
     let mut w = start_up(s, manifests, seed)?;
+    at_load_start(&w);
+    let stats_at_load_start = w.stats.clone();
     w.start_clients();
     for (i, f) in w.faults.clone().iter().enumerate() {
         let at = w.t0 + f.at;
@@ -114,6 +129,7 @@ pub fn run(s: &Scenario, manifests: &[serde_json::Value], seed: u64) -> Result<O
         requests,
         report,
         stats: w.stats.clone(),
+        stats_at_load_start,
     })
 }
 

@@ -103,11 +103,23 @@ pub struct SimNode {
     /// the head is in the event queue (every model change goes to every node, so the queue
     /// would otherwise hold nodes x changes in flight).
     proxy_inbox: VecDeque<(Moment, u64, Arc<ModelChange>)>,
+    /// The node's own Lease changes on their way to its kubelet's watch, by `(time, queue
+    /// seq)`: the kubelet only caches them (a renewal starts from the cached copy), so each
+    /// is applied before the node's next event instead of as an event of its own.
+    lease_inbox: VecDeque<(Moment, u64, Change)>,
     next_pid: u32,
 }
 
 /// Entries a drained proxy inbox keeps room for (see [`World::proxy_deliver`]).
 const INBOX_KEPT: usize = 64;
+
+/// Whether a probe of `container` in pod `uid` on `node` succeeds now: its network is up and
+/// the container runs.
+fn probe_succeeds(node: &SimNode, uid: &str, container: &str) -> bool {
+    node.pods
+        .get(uid)
+        .is_some_and(|rt| rt.ip.is_some() && rt.running.contains(container))
+}
 
 /// Pod CIDRs are `/24`s of 100.64.0.0/10 (room for 16,384 nodes).
 const POD_NETWORK_BASE: u32 = u32::from_be_bytes([100, 64, 0, 0]);
@@ -136,6 +148,7 @@ impl World {
             backlog: Vec::new(),
             proxy_backlog: Vec::new(),
             proxy_inbox: VecDeque::new(),
+            lease_inbox: VecDeque::new(),
             next_pid: 1000,
         });
         self.node_by_name.insert(name, n);
@@ -204,6 +217,7 @@ impl World {
         node.backlog.clear();
         node.proxy_backlog.clear();
         node.proxy_inbox.clear();
+        node.lease_inbox.clear();
         node.last_delivery = now;
         self.kubelet_after(n);
         self.proxy_after(n);
@@ -228,6 +242,7 @@ impl World {
         node.backlog.clear();
         node.proxy_backlog.clear();
         node.proxy_inbox.clear();
+        node.lease_inbox.clear();
         let pods = std::mem::take(&mut node.pods);
         for rt in pods.values() {
             if let Some(ip) = rt.ip {
@@ -244,6 +259,8 @@ impl World {
         if node.power != Power::On {
             return;
         }
+        self.lease_catch_up(n);
+        let node = &mut self.nodes[n];
         let Some(k) = node.kubelet.as_mut() else {
             return;
         };
@@ -264,6 +281,11 @@ impl World {
             return;
         }
         let (at, inc) = self.delivery_slot(n);
+        if matches!(crate::world::split(&change).0, Object::Lease(_)) {
+            let seq = self.queue.reserve();
+            self.nodes[n].lease_inbox.push_back((at, seq, change));
+            return;
+        }
         self.queue.push(
             at,
             Ev::NodeDeliver {
@@ -272,6 +294,24 @@ impl World {
                 change,
             },
         );
+    }
+
+    /// Hand node `n`'s kubelet the Lease changes that reached it before the running event.
+    fn lease_catch_up(&mut self, n: usize) {
+        let current = self.current;
+        let node = &mut self.nodes[n];
+        while let Some((at, seq, _)) = node.lease_inbox.front()
+            && (*at, *seq) < current
+        {
+            let at = *at;
+            let Some((_, _, change)) = node.lease_inbox.pop_front() else {
+                break;
+            };
+            self.stats.by_kind[Ev::DEFERRED_LEASE] += 1;
+            if let Some(k) = node.kubelet.as_mut() {
+                k.handle_change(&change, at);
+            }
+        }
     }
 
     /// Schedule a shared-model change to node `n`'s kube-proxy watches (held while it is
@@ -388,6 +428,7 @@ impl World {
         if inc != self.nodes[n].inc {
             return;
         }
+        self.lease_catch_up(n);
         let now = self.now;
         match ev {
             Ev::NodeDeliver { change, .. } => self.node_change(n, &change),
@@ -439,11 +480,7 @@ impl World {
     /// A probe's answer: success while the container runs in a pod with its network.
     fn probe_answer(&mut self, n: usize, id: u64, uid: &str, container: &str) {
         let now = self.now;
-        let running = self.nodes[n]
-            .pods
-            .get(uid)
-            .is_some_and(|rt| rt.ip.is_some() && rt.running.contains(container));
-        let outcome = if running {
+        let outcome = if probe_succeeds(&self.nodes[n], uid, container) {
             ProbeOutcome::Success
         } else {
             ProbeOutcome::Failure("connect: connection refused".into())
@@ -533,8 +570,6 @@ impl World {
         while let Some(e) = k.poll_event() {
             recorded.push(e);
         }
-        let wake = k.poll_timeout();
-        let done = k.shutdown_complete();
         self.record_events(crate::events::Source::Kubelet(n), recorded);
         for action in actions {
             self.kubelet_write(n, inc, action, cut);
@@ -544,6 +579,18 @@ impl World {
         }
         for p in probes {
             let d = self.lat.probe.sample(&mut self.rng.node);
+            // The answer is the container's state when the probe reaches it. When a success
+            // changes nothing (the steady state), it is handed back now rather than after
+            // the round trip `d`: nothing the kubelet reports depends on when it arrives.
+            let node = &mut self.nodes[n];
+            if probe_succeeds(node, &p.pod.uid, &p.container)
+                && let Some(k) = node.kubelet.as_mut()
+                && k.probe_settled(p.id)
+            {
+                k.handle_probe_result(p.id, ProbeOutcome::Success, now);
+                self.stats.by_kind[Ev::INLINE_PROBE] += 1;
+                continue;
+            }
             self.queue.push(
                 now + d,
                 Ev::ProbeAnswer {
@@ -555,6 +602,11 @@ impl World {
                 },
             );
         }
+        let Some(k) = self.nodes[n].kubelet.as_mut() else {
+            return;
+        };
+        let wake = k.poll_timeout();
+        let done = k.shutdown_complete();
         if done && self.nodes[n].power == Power::Stopping {
             self.agent_exit(n);
             return;

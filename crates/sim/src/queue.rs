@@ -68,7 +68,16 @@ impl<T> Queue<T> {
 
     /// Take the earliest event.
     pub fn pop(&mut self) -> Option<(Moment, T)> {
-        self.heap.pop().map(|Reverse((t, _, Slot(item)))| (t, item))
+        self.pop_keyed().map(|(t, _, item)| (t, item))
+    }
+
+    /// Take the earliest event with its sequence number: `(time, seq)` is its place in the
+    /// run's order, which a driver's side FIFO of deferred work ([`Queue::reserve`]) compares
+    /// against.
+    pub fn pop_keyed(&mut self) -> Option<(Moment, u64, T)> {
+        self.heap
+            .pop()
+            .map(|Reverse((t, seq, Slot(item)))| (t, seq, item))
     }
 
     pub fn len(&self) -> usize {

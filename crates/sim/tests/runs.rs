@@ -36,6 +36,33 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_requests() {
 }
 
 #[test]
+fn events_are_counted_by_kind_and_lease_changes_take_no_event_of_their_own() {
+    let out = run("zone-power-off.yaml", 3);
+    let kinds = out.stats.kinds_since(&sim::Stats::default());
+    let count = |k: &str| kinds.iter().find(|(n, _)| *n == k).map_or(0, |(_, c)| *c);
+    let queued: u64 = kinds
+        .iter()
+        .filter(|(k, _)| !k.starts_with("deferred:") && !k.starts_with("inline:"))
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(queued, out.stats.events, "{kinds:?}");
+    assert!(count("ApiWrite:Lease") > 0, "{kinds:?}");
+    assert_eq!(
+        count("CmDeliver:Lease"),
+        0,
+        "Lease changes wait for the next event"
+    );
+    assert_eq!(count("NodeDeliver:Lease"), 0);
+    assert!(
+        count("deferred:Lease") > count("ApiWrite:Lease"),
+        "{kinds:?}"
+    );
+    let load = out.stats.kinds_since(&out.stats_at_load_start);
+    assert!(load.iter().all(|(_, c)| *c > 0));
+    assert!(out.stats_at_load_start.events < out.stats.events);
+}
+
+#[test]
 fn a_third_of_new_connections_fail_until_the_proxies_converge() {
     let out = run("zone-power-off.yaml", 1);
     let r = &out.report;

@@ -329,6 +329,20 @@ impl Kubelet {
         }
     }
 
+    /// Whether a success of the probe `id` handed out by [`Kubelet::poll_probe`] would change
+    /// nothing (no readiness change, no pod sync, no Event): a driver that knows the answer
+    /// when it sends the probe may then hand it back at once
+    /// ([`Kubelet::handle_probe_result`]) instead of after the probe's round trip, since
+    /// nothing the kubelet reports depends on when it arrives.
+    pub fn probe_settled(&self, id: u64) -> bool {
+        let Some((uid, container, kind)) = self.out.inflight_probes.get(&id) else {
+            return false;
+        };
+        self.pods
+            .get(uid)
+            .is_some_and(|st| st.probe_settled(id, container, *kind))
+    }
+
     /// How an action handed out by [`Kubelet::poll_action`] went.
     pub fn handle_write_result(
         &mut self,

@@ -566,6 +566,28 @@ impl PodState {
     /// readiness, start or a kill): only then does the pod need a sync, as upstream's results
     /// manager sends an update only when a result changes.
     #[allow(clippy::too_many_arguments)]
+    /// Whether a success of probe `id` (of container `name`, `kind`) would change nothing:
+    /// the pod is not terminating, the probe is in flight and already settled on success,
+    /// and a readiness probe's container readiness already reflects it.
+    pub fn probe_settled(&self, id: u64, name: &str, kind: ProbeKind) -> bool {
+        if self.term.is_some() {
+            return false;
+        }
+        self.containers.iter().any(|c| {
+            c.name() == name
+                && c.probes.iter().any(|w| {
+                    w.kind == kind
+                        && w.inflight == Some(id)
+                        && w.settled_on_success()
+                        && match kind {
+                            ProbeKind::Readiness => c.ready == c.started,
+                            ProbeKind::Liveness => true,
+                            ProbeKind::Startup => false,
+                        }
+                })
+        })
+    }
+
     pub fn handle_probe_result(
         &mut self,
         id: u64,

@@ -124,6 +124,18 @@ impl ProbeWorker {
         }
     }
 
+    /// Whether one more success would leave this probe's state as it is: its last results
+    /// are successes at or past `successThreshold` (so [`ProbeWorker::record`] says
+    /// `Succeeded` again).
+    pub fn settled_on_success(&self) -> bool {
+        let threshold = self
+            .probe
+            .success_threshold
+            .unwrap_or(DEFAULT_SUCCESS_THRESHOLD)
+            .max(1);
+        self.last == Some(true) && self.run >= threshold
+    }
+
     pub fn wakeup(&self) -> Option<Moment> {
         (!self.on_hold && self.inflight.is_none() && self.next_at != Moment::MAX)
             .then_some(self.next_at)
@@ -215,6 +227,18 @@ mod tests {
         assert_eq!(w.record(true), Verdict::Unchanged);
         assert_eq!(w.record(true), Verdict::Succeeded);
         assert!(!w.on_hold, "readiness keeps probing");
+    }
+
+    #[test]
+    fn settled_once_successes_reach_the_threshold() {
+        let mut w = worker(ProbeKind::Readiness, 2, 3);
+        assert!(!w.settled_on_success(), "no result yet");
+        w.record(true);
+        assert!(!w.settled_on_success(), "one success of two");
+        assert_eq!(w.record(true), Verdict::Succeeded);
+        assert!(w.settled_on_success());
+        w.record(false);
+        assert!(!w.settled_on_success(), "a failure in between");
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Rig {
     pub lease_reads: Vec<Moment>,
     /// The driver hands the server's answer to a Lease write back to the kubelet.
     pub lease_answers: bool,
+    /// [`Kubelet::probe_settled`] of each probe when it was handed out, in order.
+    pub settled: Vec<bool>,
 }
 
 pub fn cfg() -> KubeletConfig {
@@ -98,6 +100,7 @@ impl Rig {
             events: VecDeque::new(),
             recorded: Vec::new(),
             lease_watch: true,
+            settled: Vec::new(),
             lease_reads: Vec::new(),
             lease_answers: true,
         }
@@ -176,6 +179,7 @@ impl Rig {
             }
             while let Some(p) = self.kubelet.poll_probe() {
                 progressed = true;
+                self.settled.push(self.kubelet.probe_settled(p.id));
                 let outcome = (self.probes)(&p, self.now);
                 self.log
                     .push((self.now, Entry::Probe(p.clone(), outcome.clone())));

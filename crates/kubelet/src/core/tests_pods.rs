@@ -146,6 +146,36 @@ fn readiness_follows_failure_and_success_thresholds() {
 }
 
 #[test]
+fn a_probe_is_settled_only_when_a_success_would_change_nothing() {
+    let mut rig = started_rig();
+    let healthy = Rc::new(Cell::new(true));
+    let h = healthy.clone();
+    rig.probes = Box::new(move |_, _| {
+        if h.get() {
+            ProbeOutcome::Success
+        } else {
+            ProbeOutcome::Failure("503".into())
+        }
+    });
+    let probe = json!({"readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 10, "successThreshold": 2, "failureThreshold": 1}});
+    rig.put(pod("web", probe, json!({})));
+    rig.advance(Duration::from_millis(25_000));
+    // No result yet, one success of two, then ready with two in a row.
+    assert_eq!(rig.settled, [false, false, true]);
+    healthy.set(false);
+    rig.advance(Duration::from_millis(10_000));
+    healthy.set(true);
+    rig.advance(Duration::from_millis(30_000));
+    // The failure made the pod not ready: settled again only after two more successes.
+    assert_eq!(rig.settled, [false, false, true, true, false, false, true]);
+    assert_eq!(
+        ready(&rig.pod("web").expect("pod")).as_deref(),
+        Some("True")
+    );
+}
+
+#[test]
 fn liveness_failure_restarts_with_crash_loop_backoff() {
     let mut rig = started_rig();
     rig.probes = Box::new(|_, _| ProbeOutcome::Failure("refused".into()));
