@@ -126,6 +126,37 @@ pub enum Ev {
     },
 }
 
+impl Ev {
+    /// The variant's name (the benchmarks' count of events by kind).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Ev::CmDeliver(_) => "CmDeliver",
+            Ev::CmWake => "CmWake",
+            Ev::ApiWrite { .. } => "ApiWrite",
+            Ev::CmWriteFailed { .. } => "CmWriteFailed",
+            Ev::NodeDeliver { .. } => "NodeDeliver",
+            Ev::KubeletWake { .. } => "KubeletWake",
+            Ev::KubeletWriteResult { .. } => "KubeletWriteResult",
+            Ev::Runtime { .. } => "Runtime",
+            Ev::ProbeAnswer { .. } => "ProbeAnswer",
+            Ev::Boot { .. } => "Boot",
+            Ev::AgentExit { .. } => "AgentExit",
+            Ev::ProxyDeliver { .. } => "ProxyDeliver",
+            Ev::ProxyWake { .. } => "ProxyWake",
+            Ev::ProxyApplied { .. } => "ProxyApplied",
+            Ev::Observe(_) => "Observe",
+            Ev::Send { .. } => "Send",
+            Ev::Attempt { .. } => "Attempt",
+            Ev::Fault(_) => "Fault",
+            Ev::ZonalShift(_) => "ZonalShift",
+            Ev::AutoshiftTick => "AutoshiftTick",
+            Ev::CheckEnd => "CheckEnd",
+            Ev::EventWrite { .. } => "EventWrite",
+            Ev::EventWake { .. } => "EventWake",
+        }
+    }
+}
+
 /// Independent random streams, so a change in one model does not shift the others.
 pub struct Rngs {
     /// API and watch latencies.
@@ -168,6 +199,10 @@ pub struct Stats {
     pub events: u64,
     pub api_writes: u64,
     pub proxy_syncs: u64,
+    /// Events run, by [`Ev::label`].
+    pub events_by_kind: BTreeMap<&'static str, u64>,
+    /// API writes, by verb and kind ([`crate::api::write_label`]).
+    pub writes_by_kind: BTreeMap<(&'static str, Kind), u64>,
 }
 
 /// The simulated cluster and its run.
@@ -346,6 +381,7 @@ impl World {
         };
         self.now = self.now.max(at);
         self.stats.events += 1;
+        *self.stats.events_by_kind.entry(ev.label()).or_default() += 1;
         self.handle(at, ev);
         true
     }
@@ -424,6 +460,11 @@ impl World {
     fn api_write(&mut self, from: Writer, action: Action) {
         let now = self.now;
         self.stats.api_writes += 1;
+        *self
+            .stats
+            .writes_by_kind
+            .entry(crate::api::write_label(&action))
+            .or_default() += 1;
         let result = self.api.execute(&action, now);
         // The log is for tests of the fake; a long run would grow it without bound.
         self.api.fake.log.clear();
