@@ -37,7 +37,7 @@ impl Default for FakeApi {
 }
 
 /// A controllers' [`Object`] as [`registry::MemApi`] stores it: typed, with the typed fast
-/// paths for status updates, Lease renewals and binding.
+/// paths for status updates (pods, nodes, ReplicaSets, Deployments), Lease renewals and binding.
 #[derive(Clone, Debug, PartialEq)]
 struct Stored(Object);
 
@@ -183,6 +183,12 @@ impl registry::Stored for Stored {
             }
             (Object::Node(n), Object::Node(o), Status) => {
                 registry::typed::node_status(Arc::make_mut(n), o)
+            }
+            (Object::ReplicaSet(n), Object::ReplicaSet(o), Status) => {
+                registry::typed::replicaset_status(Arc::make_mut(n), o)
+            }
+            (Object::Deployment(n), Object::Deployment(o), Status) => {
+                registry::typed::deployment_status(Arc::make_mut(n), o)
             }
             (Object::Lease(n), Object::Lease(o), _) => registry::typed::lease(Arc::make_mut(n), o),
             _ => registry::FastPath::Fallback,

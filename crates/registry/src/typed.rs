@@ -1,5 +1,5 @@
-//! The hot writes' rules applied to k8s-openapi types directly, without JSON: pod and node
-//! status updates, Lease updates, pod binding. Each gives the same object as the JSON path
+//! The hot writes' rules applied to k8s-openapi types directly, without JSON: pod, node,
+//! ReplicaSet and Deployment status updates, Lease updates, pod binding. Each gives the same object as the JSON path
 //! (tested below) or says [`FastPath::Fallback`] when the JSON path's validation could answer
 //! differently (a metadata change, a deleted object, an invalid Lease spec).
 //!
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use api::resources::ResourceInfo;
 use api::status::StatusError;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,10 +28,15 @@ fn set(s: &Option<String>) -> bool {
 /// Whether the update's metadata leaves everything validation looks at as stored (else the
 /// JSON path decides).
 fn meta_unchanged(new: &ObjectMeta, old: &ObjectMeta, keep_owner_refs: bool) -> bool {
+    new.labels == old.labels && meta_unchanged_but_labels(new, old, keep_owner_refs)
+}
+
+/// [`meta_unchanged`] for a write whose labels come from the stored object anyway (the
+/// status writes of the kinds in [`crate::strategy::status_keeps_meta`] with `labels`).
+fn meta_unchanged_but_labels(new: &ObjectMeta, old: &ObjectMeta, keep_owner_refs: bool) -> bool {
     old.deletion_timestamp.is_none()
         && new.name == old.name
         && new.generate_name == old.generate_name
-        && new.labels == old.labels
         && new.annotations == old.annotations
         && new.finalizers == old.finalizers
         && (keep_owner_refs || new.owner_references == old.owner_references)
@@ -74,6 +80,40 @@ pub fn node_status(new: &mut Node, old: &Node) -> FastPath {
         new.spec.clone_from(&old.spec);
     }
     node_defaults(new)
+}
+
+/// A ReplicaSet or Deployment status write (upstream's status strategies of both): spec and
+/// labels from the stored object, `metadata.generation` kept (1 when the stored object has
+/// none, as the JSON path); the status is the client's. The JSON path validates nothing of
+/// the status, so neither does this.
+fn apps_status<S: Clone + PartialEq>(
+    new_meta: &mut ObjectMeta,
+    new_spec: &mut Option<S>,
+    old_meta: &ObjectMeta,
+    old_spec: &Option<S>,
+) -> FastPath {
+    if !meta_unchanged_but_labels(new_meta, old_meta, false) {
+        return FastPath::Fallback;
+    }
+    carry_meta(new_meta, old_meta, false);
+    if new_meta.labels != old_meta.labels {
+        new_meta.labels.clone_from(&old_meta.labels);
+    }
+    new_meta.generation = Some(old_meta.generation.unwrap_or(1));
+    if new_spec != old_spec {
+        new_spec.clone_from(old_spec);
+    }
+    FastPath::Applied
+}
+
+/// A ReplicaSet status write ([`apps_status`]).
+pub fn replicaset_status(new: &mut ReplicaSet, old: &ReplicaSet) -> FastPath {
+    apps_status(&mut new.metadata, &mut new.spec, &old.metadata, &old.spec)
+}
+
+/// A Deployment status write ([`apps_status`]).
+pub fn deployment_status(new: &mut Deployment, old: &Deployment) -> FastPath {
+    apps_status(&mut new.metadata, &mut new.spec, &old.metadata, &old.spec)
 }
 
 /// A Lease update (a renewal): the spec is the client's, validated as upstream does.

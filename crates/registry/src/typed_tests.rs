@@ -12,6 +12,7 @@ use crate::admission::{self, Admission};
 use crate::mem::{MemApi, MemConfig};
 use crate::stored::Stored;
 use crate::strategy::UpdateScope;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 
 fn pods() -> &'static ResourceInfo {
     by_plural("", "pods").unwrap()
@@ -97,6 +98,112 @@ fn node_status_typed_equals_json() {
     assert_eq!(node_status(&mut fast, &typed(&old)), FastPath::Applied);
     assert_eq!(serde_json::to_value(&fast).unwrap(), want);
     assert_eq!(want["status"]["allocatable"]["pods"], "110");
+}
+
+fn replicasets() -> &'static ResourceInfo {
+    by_plural("apps", "replicasets").unwrap()
+}
+fn deployments() -> &'static ResourceInfo {
+    by_plural("apps", "deployments").unwrap()
+}
+
+/// A stored ReplicaSet or Deployment (`spec` gets the kind's extra fields).
+fn stored_apps(res: &ResourceInfo, extra: Value) -> Value {
+    let mut spec = json!({"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+                     "spec": {"containers": [{"name": "c", "image": "i"}]}}});
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    created(
+        res,
+        Some("d"),
+        json!({"metadata": {"name": "web", "labels": {"app": "web"},
+                            "annotations": {"deployment.kubernetes.io/revision": "1"}},
+               "spec": spec}),
+    )
+}
+
+/// A status write as a controller sends it, plus a stale spec, other labels, no uid or
+/// creationTimestamp and another generation: the JSON path takes those from the stored object.
+fn status_write(old: &Value) -> Value {
+    let mut new = old.clone();
+    new["status"] = json!({"replicas": 3, "readyReplicas": 2, "availableReplicas": 1,
+                           "observedGeneration": 1,
+                           "conditions": [{"type": "Available", "status": "False"}]});
+    new["spec"]["replicas"] = json!(7);
+    new["metadata"]["labels"] = json!({"app": "other"});
+    new["metadata"]["generation"] = json!(5);
+    let m = new["metadata"].as_object_mut().unwrap();
+    m.remove("uid");
+    m.remove("creationTimestamp");
+    new
+}
+
+#[test]
+fn replicaset_status_typed_equals_json() {
+    let old = stored_apps(replicasets(), json!({}));
+    let new = status_write(&old);
+    let want = canonical::<ReplicaSet>(&json_path(
+        replicasets(),
+        UpdateScope::Status,
+        &old,
+        new.clone(),
+    ));
+    let mut fast: ReplicaSet = typed(&new);
+    assert_eq!(
+        replicaset_status(&mut fast, &typed(&old)),
+        FastPath::Applied
+    );
+    assert_eq!(serde_json::to_value(&fast).unwrap(), want);
+    assert_eq!(want["spec"]["replicas"], 3);
+    assert_eq!(want["metadata"]["labels"]["app"], "web");
+    assert_eq!(want["metadata"]["generation"], 1);
+    assert_eq!(want["status"]["readyReplicas"], 2);
+}
+
+#[test]
+fn deployment_status_typed_equals_json() {
+    let old = stored_apps(deployments(), json!({"minReadySeconds": 2}));
+    let new = status_write(&old);
+    let want = canonical::<Deployment>(&json_path(
+        deployments(),
+        UpdateScope::Status,
+        &old,
+        new.clone(),
+    ));
+    let mut fast: Deployment = typed(&new);
+    assert_eq!(
+        deployment_status(&mut fast, &typed(&old)),
+        FastPath::Applied
+    );
+    assert_eq!(serde_json::to_value(&fast).unwrap(), want);
+    assert_eq!(want["spec"]["strategy"]["type"], "RollingUpdate");
+}
+
+#[test]
+fn apps_status_writes_validation_would_see_fall_back() {
+    let old = stored_apps(replicasets(), json!({}));
+    let stored: ReplicaSet = typed(&old);
+    let mut annotated: ReplicaSet = typed(&status_write(&old));
+    annotated
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("Bad Key".into(), "x".into());
+    let before = annotated.clone();
+    assert_eq!(
+        replicaset_status(&mut annotated, &stored),
+        FastPath::Fallback
+    );
+    assert_eq!(annotated, before, "a fallback leaves the object alone");
+    let mut renamed: ReplicaSet = typed(&status_write(&old));
+    renamed.metadata.namespace = Some("elsewhere".into());
+    assert_eq!(replicaset_status(&mut renamed, &stored), FastPath::Fallback);
+    let mut deleting = stored.clone();
+    deleting.metadata.deletion_timestamp = stored.metadata.creation_timestamp.clone();
+    let mut write: ReplicaSet = typed(&status_write(&old));
+    assert_eq!(replicaset_status(&mut write, &deleting), FastPath::Fallback);
 }
 
 #[test]

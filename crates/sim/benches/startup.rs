@@ -91,6 +91,25 @@ impl Clock {
     }
 }
 
+/// Events by kind and API writes by verb and kind over the start-up, in all and per pod.
+fn print_counts(stats: &sim::Stats, pods: usize) {
+    let per = |n: u64| n as f64 / pods as f64;
+    println!(
+        "events {} ({:.2} per pod), API writes {} ({:.2} per pod), over {pods} pods:",
+        stats.events,
+        per(stats.events),
+        stats.api_writes,
+        per(stats.api_writes)
+    );
+    for (kind, n) in stats.kinds_since(&sim::Stats::default()) {
+        println!("  event {kind:<22} {n:>10} {:8.2} per pod", per(n));
+    }
+    for ((verb, kind), n) in &stats.writes_by_kind {
+        let label = format!("{verb} {kind:?}");
+        println!("  write {label:<22} {n:>10} {:8.2} per pod", per(*n));
+    }
+}
+
 fn main() {
     let path = std::env::var("SIM_SCENARIO").unwrap_or_else(|_| {
         common::examples()
@@ -125,6 +144,7 @@ fn main() {
     );
     drop(manifests);
     let pods = w.api.fake.cache.pods.len().max(1);
+    print_counts(&w.stats, pods);
     println!(
         "{pods} pods; heap freed as each part is dropped, in this order (shared objects count where the last holder goes):"
     );

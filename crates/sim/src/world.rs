@@ -170,6 +170,8 @@ pub struct Stats {
     pub proxy_syncs: u64,
     /// Events run, by [`Ev::kind`] (index into [`Ev::KINDS`]).
     pub by_kind: [u64; Ev::KINDS.len()],
+    /// API writes, by verb and kind ([`crate::api::write_label`]).
+    pub writes_by_kind: BTreeMap<(&'static str, Kind), u64>,
 }
 
 impl Stats {
@@ -557,6 +559,11 @@ impl World {
     fn api_write(&mut self, from: Writer, action: Action) {
         let now = self.now;
         self.stats.api_writes += 1;
+        *self
+            .stats
+            .writes_by_kind
+            .entry(crate::api::write_label(&action))
+            .or_default() += 1;
         let result = self.api.execute(&action, now);
         // The log is for tests of the fake; a long run would grow it without bound.
         self.api.fake.log.clear();
