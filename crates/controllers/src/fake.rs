@@ -515,12 +515,9 @@ impl Harness {
     pub fn write_counts(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
         for (_, a) in &self.api.log {
-            let label = match a {
-                Action::Create(o) => format!("create {:?}", o.kind()),
-                Action::Update(o) => format!("update {:?}", o.kind()),
-                Action::UpdateStatus(o) => format!("status {:?}", o.kind()),
-                Action::Delete { kind, .. } => format!("delete {kind:?}"),
-                Action::Bind { .. } => "bind".to_string(),
+            let label = match a.verb_and_kind() {
+                ("bind", _) => "bind".to_string(),
+                (verb, kind) => format!("{verb} {kind:?}"),
             };
             *out.entry(label).or_default() += 1;
         }

@@ -131,16 +131,11 @@ impl LoadGate {
 /// any, with `publishNotReadyAddresses`) and not terminating (upstream `podToEndpoint`). 0 for
 /// a Service without a selector.
 pub fn ready_pods<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) -> usize {
-    let Some(spec) = svc.spec.as_ref() else {
+    let Some(selector) = runtime::labels::service_selector(svc) else {
         return 0;
     };
-    let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
-        return 0;
-    };
-    if spec.type_.as_deref() == Some("ExternalName") {
-        return 0;
-    }
-    let publish = spec.publish_not_ready_addresses == Some(true);
+    let spec = svc.spec.as_ref();
+    let publish = spec.and_then(|s| s.publish_not_ready_addresses) == Some(true);
     let mut ips = BTreeSet::new();
     for pod in pods {
         if pod.metadata.namespace != svc.metadata.namespace
@@ -150,18 +145,10 @@ pub fn ready_pods<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) ->
         {
             continue;
         }
-        let status = pod.status.as_ref();
-        if matches!(
-            status.and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        ) {
+        if runtime::labels::pod_is_terminal(pod) {
             continue;
         }
-        let ip = status
-            .into_iter()
-            .flat_map(|s| s.pod_ips.iter().flatten().map(|p| p.ip.as_str()))
-            .chain(status.and_then(|s| s.pod_ip.as_deref()))
-            .find(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok());
+        let ip = runtime::labels::pod_ipv4(pod);
         if let Some(ip) = ip {
             ips.insert(ip);
         }

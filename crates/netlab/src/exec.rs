@@ -49,40 +49,27 @@ impl Cmd {
         self
     }
 
-    /// `ip -n NS -batch -` fed with `lines` (one `ip` command per line, without the `ip`).
+    /// `ip -batch -` fed with `lines` (one `ip` command per line, without the `ip`), in the
+    /// root namespace or, with `netns`, inside it through [`Cmd::in_netns`] (not `ip -n NS`,
+    /// which copies the whole mount table into a private mount namespace for every call: with
+    /// a netns bind mount per pod that copy grows with the lab).
     pub fn ip_batch(netns: Option<&str>, lines: &[String]) -> Cmd {
-        let mut args = Vec::new();
-        if let Some(ns) = netns {
-            args.extend(["-n".to_string(), ns.to_string()]);
-        }
-        args.extend(["-batch".to_string(), "-".to_string()]);
         let mut script = lines.join("\n");
         script.push('\n');
-        Cmd::new("ip", args).with_stdin(script)
+        let argv = ["ip", "-batch", "-"];
+        match netns {
+            Some(ns) => Cmd::in_netns(ns, &argv),
+            None => Cmd::new(argv[0], argv[1..].iter().copied()),
+        }
+        .with_stdin(script)
     }
 
     /// `nsenter --net=/run/netns/NS argv...`: `argv` in the network namespace `NS` only, see
     /// [`enter_netns_argv`].
-    pub fn entering_netns<S: AsRef<str>>(netns: &str, argv: &[S]) -> Cmd {
+    pub fn in_netns<S: AsRef<str>>(netns: &str, argv: &[S]) -> Cmd {
         let mut full = enter_netns_argv(netns, argv);
         let program = full.remove(0);
         Cmd::new(&program, full)
-    }
-
-    /// `ip -batch -` fed with `lines`, run inside `netns` through [`Cmd::entering_netns`]
-    /// (unlike `ip -n NS`, which copies the whole mount table into a private mount namespace
-    /// for every call: with a netns bind mount per pod that copy grows with the lab).
-    pub fn ip_batch_entering(netns: &str, lines: &[String]) -> Cmd {
-        let mut script = lines.join("\n");
-        script.push('\n');
-        Cmd::entering_netns(netns, &["ip", "-batch", "-"]).with_stdin(script)
-    }
-
-    /// `ip netns exec NS argv...`.
-    pub fn in_netns<S: AsRef<str>>(netns: &str, argv: &[S]) -> Cmd {
-        let mut args = vec!["netns".to_string(), "exec".to_string(), netns.to_string()];
-        args.extend(argv.iter().map(|a| a.as_ref().to_string()));
-        Cmd::new("ip", args)
     }
 }
 
@@ -386,7 +373,7 @@ mod tests {
                 "8080"
             ]
         );
-        let batch = Cmd::ip_batch_entering("zl1-a-1", &["link set lo up".to_string()]);
+        let batch = Cmd::ip_batch(Some("zl1-a-1"), &["link set lo up".to_string()]);
         assert_eq!(
             batch.to_string(),
             "nsenter --net=/run/netns/zl1-a-1 ip -batch -"
@@ -436,9 +423,12 @@ mod tests {
         let out = f.run(&Cmd::new("ip", ["netns", "list"])).expect("fake");
         assert_eq!(out.stdout, "x-rt (id: 0)\n");
         let b = Cmd::ip_batch(Some("x-rt"), &["link set lo up".to_string()]);
-        assert_eq!(b.to_string(), "ip -n x-rt -batch -");
+        assert_eq!(b.to_string(), "nsenter --net=/run/netns/x-rt ip -batch -");
         f.run(&b).expect("fake");
-        assert_eq!(f.lines(), ["ip netns list", "ip -n x-rt -batch -"]);
+        assert_eq!(
+            f.lines(),
+            ["ip netns list", "nsenter --net=/run/netns/x-rt ip -batch -"]
+        );
         assert_eq!(f.calls()[1].stdin.as_deref(), Some("link set lo up\n"));
     }
 }

@@ -39,7 +39,7 @@ pub struct FaultState {
 
 /// `nft -f -` inside `netns` running `script` (entered with `nsenter`: no mount-table copy).
 pub fn apply_cmd(netns: &str, script: String) -> Cmd {
-    Cmd::entering_netns(netns, &["nft", "-f", "-"]).with_stdin(script)
+    Cmd::in_netns(netns, &["nft", "-f", "-"]).with_stdin(script)
 }
 
 /// The router's fault table for `state` (an empty state renders a script that removes it).

@@ -366,7 +366,7 @@ impl Lab {
         self.procs.record(name)
     }
 
-    /// Run one bounded command inside `netns` (`ip netns exec NS argv...`).
+    /// Run one bounded command inside `netns` ([`Cmd::in_netns`]).
     pub fn exec<S: AsRef<str>>(
         &self,
         netns: &str,
@@ -459,7 +459,7 @@ impl Lab {
         // Pods wired by someone else (a node agent using `wire_pod`) are found from the kernel.
         let shows: Vec<Cmd> = nodes
             .iter()
-            .map(|n| Cmd::entering_netns(n, &["ip", "-o", "link", "show"]))
+            .map(|n| Cmd::in_netns(n, &["ip", "-o", "link", "show"]))
             .collect();
         for links in run_parallel(&*self.runner, &shows) {
             namespaces.extend(plan::pod_namespaces_from_links(

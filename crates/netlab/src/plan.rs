@@ -291,8 +291,8 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
     // `ip -n`, which would copy the whole mount table (a netns bind mount per pod) per call.
     vec![
         Cmd::new("ip", ["netns", "add", &pod.netns]),
-        Cmd::ip_batch_entering(&pod.node, &node_lines),
-        Cmd::ip_batch_entering(&pod.netns, &pod_lines),
+        Cmd::ip_batch(Some(&pod.node), &node_lines),
+        Cmd::ip_batch(Some(&pod.netns), &pod_lines),
     ]
 }
 
@@ -300,7 +300,7 @@ pub fn add_pod_steps(pod: &PodNet) -> Vec<Cmd> {
 /// then the namespace. Run with `run` (not `run_ok`): either may already be gone.
 pub fn remove_pod_steps(pod: &PodNet) -> Vec<Cmd> {
     vec![
-        Cmd::entering_netns(&pod.node, &["ip", "link", "del", &pod.host_veth]),
+        Cmd::in_netns(&pod.node, &["ip", "link", "del", &pod.host_veth]),
         Cmd::new("ip", ["netns", "del", &pod.netns]),
     ]
 }
@@ -350,11 +350,11 @@ mod tests {
         assert!(router.contains("link set vn2 master br-1\n"));
         assert!(router.contains("link add vcp type veth peer name eth0 netns zl1-cp\n"));
         let b1 = steps[4].stdin.as_deref().expect("batch");
-        assert_eq!(steps[4].args[1], "zl1-b-1");
+        assert_eq!(steps[4].args[0], "--net=/run/netns/zl1-b-1");
         assert!(b1.contains("addr add 172.20.1.11/24 dev eth0\n"));
         assert!(b1.contains("route add default via 172.20.1.1 dev eth0\n"));
         let last = steps.last().expect("steps");
-        assert_eq!(last.args[..2], ["-n".to_string(), "zl1-rt".to_string()]);
+        assert_eq!(last.args[0], "--net=/run/netns/zl1-rt");
         assert!(
             last.stdin
                 .as_deref()
@@ -363,7 +363,7 @@ mod tests {
         );
         let sysctl_lines: Vec<String> = steps.iter().map(ToString::to_string).collect();
         assert!(sysctl_lines.contains(
-            &"ip netns exec zl1-a-1 sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+            &"nsenter --net=/run/netns/zl1-a-1 sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
               net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.proxy_arp=1 \
               net.ipv4.conf.eth0.proxy_arp=0"
                 .to_string()
@@ -384,7 +384,7 @@ mod tests {
         assert!(router.contains("link set vc1 master br-1\n"));
         let host = steps
             .iter()
-            .find(|c| c.args.get(1).map(String::as_str) == Some("zl1-cp-b"))
+            .find(|c| c.args.first().map(String::as_str) == Some("--net=/run/netns/zl1-cp-b"))
             .and_then(|c| c.stdin.as_deref())
             .expect("the host's batch");
         assert_eq!(

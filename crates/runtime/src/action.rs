@@ -28,6 +28,20 @@ pub enum Action {
     Bind { pod: Key, node: String },
 }
 
+impl Action {
+    /// The write's verb (`create`, `update`, `status`, `delete`, `bind`) and the kind it
+    /// writes (a binding writes a Pod): the label of write counts in tests and benchmarks.
+    pub fn verb_and_kind(&self) -> (&'static str, Kind) {
+        match self {
+            Action::Create(o) => ("create", o.kind()),
+            Action::Update(o) => ("update", o.kind()),
+            Action::UpdateStatus(o) => ("status", o.kind()),
+            Action::Delete { kind, .. } => ("delete", *kind),
+            Action::Bind { .. } => ("bind", Kind::Pod),
+        }
+    }
+}
+
 /// The kinds controllers read and write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {

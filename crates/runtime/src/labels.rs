@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Pod, Service, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The zone label every node carries (`v1.LabelTopologyZone`).
@@ -37,6 +37,37 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// True for pods in phase Succeeded or Failed (they hold no node resources and are never
+/// endpoints: upstream `ShouldPodBeInEndpoints`, the scheduler's and kubelet's terminal check).
+pub fn pod_is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The pod's IPv4 address: the first of `status.podIPs` that parses, else `status.podIP`.
+/// Rust's parser accepts only the canonical dotted form (no leading zeros), so an address that
+/// parses is already what upstream's re-stringified one would be.
+pub fn pod_ipv4(pod: &Pod) -> Option<&str> {
+    let status = pod.status.as_ref()?;
+    let from_list = status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
+    from_list
+        .chain(status.pod_ip.as_deref())
+        .find(|raw| raw.parse::<std::net::Ipv4Addr>().is_ok())
+}
+
+/// The Service's selector if it selects pods. An empty selector is treated as absent (the API
+/// server stores `selector: {}` as no selector, and upstream skips Services without one), and
+/// an `ExternalName` Service selects nothing.
+pub fn service_selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    spec.selector.as_ref().filter(|s| !s.is_empty())
 }
 
 /// The node's `Ready` condition status (`True`, `False`, `Unknown`), if any.

@@ -116,17 +116,6 @@ impl SimApi {
     }
 }
 
-/// A write's verb and kind (the count of writes by kind in [`crate::Stats`]).
-pub fn write_label(action: &Action) -> (&'static str, controllers::Kind) {
-    match action {
-        Action::Create(o) => ("create", o.kind()),
-        Action::Update(o) => ("update", o.kind()),
-        Action::UpdateStatus(o) => ("status", o.kind()),
-        Action::Delete { kind, .. } => ("delete", *kind),
-        Action::Bind { .. } => ("bind", controllers::Kind::Pod),
-    }
-}
-
 /// A typed object from JSON by its `kind`; `None` for kinds the controllers do not read.
 pub fn object_from_json(v: Value) -> Result<Option<Object>, String> {
     fn de<T: serde::de::DeserializeOwned>(v: Value) -> Result<Arc<T>, String> {

@@ -300,13 +300,7 @@ impl World {
     fn lease_catch_up(&mut self, n: usize) {
         let current = self.current;
         let node = &mut self.nodes[n];
-        while let Some((at, seq, _)) = node.lease_inbox.front()
-            && (*at, *seq) < current
-        {
-            let at = *at;
-            let Some((_, _, change)) = node.lease_inbox.pop_front() else {
-                break;
-            };
+        while let Some((at, change)) = crate::queue::pop_before(&mut node.lease_inbox, current) {
             self.stats.by_kind[Ev::DEFERRED_LEASE] += 1;
             if let Some(k) = node.kubelet.as_mut() {
                 k.handle_change(&change, at);

@@ -89,6 +89,22 @@ impl<T> Queue<T> {
     }
 }
 
+/// The head of a side FIFO of `(time, queue seq, item)` entries if it sorts before `current`
+/// (the running event's `(time, seq)`): the entries a watcher must apply before that event.
+pub fn pop_before<T>(
+    fifo: &mut std::collections::VecDeque<(Moment, u64, T)>,
+    current: (Moment, u64),
+) -> Option<(Moment, T)> {
+    if fifo
+        .front()
+        .is_some_and(|(at, seq, _)| (*at, *seq) < current)
+    {
+        fifo.pop_front().map(|(at, _, item)| (at, item))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,7 +170,7 @@ pub struct Stats {
     pub proxy_syncs: u64,
     /// Events run, by [`Ev::kind`] (index into [`Ev::KINDS`]).
     pub by_kind: [u64; Ev::KINDS.len()],
-    /// API writes, by verb and kind ([`crate::api::write_label`]).
+    /// API writes, by verb and kind ([`Action::verb_and_kind`]).
     pub writes_by_kind: BTreeMap<(&'static str, Kind), u64>,
 }
 
@@ -534,25 +534,21 @@ impl World {
 
     /// Apply the Lease changes that reached the controller-manager before the running event.
     fn cm_catch_up(&mut self) {
-        while let Some((at, seq, _)) = self.cm_leases.front()
-            && (*at, *seq) < self.current
-        {
-            let at = *at;
-            let Some((_, _, change)) = self.cm_leases.pop_front() else {
-                break;
-            };
+        while let Some((at, change)) = crate::queue::pop_before(&mut self.cm_leases, self.current) {
             self.stats.by_kind[Ev::DEFERRED_LEASE] += 1;
-            let (obj, deleted) = split(&change);
-            let applied = self.cm_cache.apply(obj.clone(), deleted);
-            self.cm.change(&self.cm_cache, &applied, at);
+            self.cm_apply(&change, at);
         }
     }
 
-    fn cm_deliver(&mut self, change: Change) {
-        let (obj, deleted) = split(&change);
+    /// One change into the controller-manager's cache and controllers, at `at`.
+    fn cm_apply(&mut self, change: &Change, at: Moment) {
+        let (obj, deleted) = split(change);
         let applied = self.cm_cache.apply(obj.clone(), deleted);
-        let now = self.now;
-        self.cm.change(&self.cm_cache, &applied, now);
+        self.cm.change(&self.cm_cache, &applied, at);
+    }
+
+    fn cm_deliver(&mut self, change: Change) {
+        self.cm_apply(&change, self.now);
         self.cm_after();
     }
 
@@ -562,7 +558,7 @@ impl World {
         *self
             .stats
             .writes_by_kind
-            .entry(crate::api::write_label(&action))
+            .entry(action.verb_and_kind())
             .or_default() += 1;
         let result = self.api.execute(&action, now);
         // The log is for tests of the fake; a long run would grow it without bound.

@@ -383,7 +383,7 @@ mod tests {
         );
         assert_eq!(
             d.nft(String::new()).to_string(),
-            "ip netns exec zl1-rt nft -f -"
+            "nsenter --net=/run/netns/zl1-rt nft -f -"
         );
     }
 }

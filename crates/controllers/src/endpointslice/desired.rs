@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
@@ -56,15 +55,7 @@ pub(crate) struct Desired<'a> {
 
 const PROTOCOL_DEFAULT: &str = "TCP";
 
-/// The Service's selector if it selects pods. An empty selector is treated as absent: the API
-/// server stores `selector: {}` as no selector, and upstream skips Services without one.
-pub(crate) fn selector(svc: &Service) -> Option<&BTreeMap<String, String>> {
-    let spec = svc.spec.as_ref()?;
-    if spec.type_.as_deref() == Some("ExternalName") {
-        return None;
-    }
-    spec.selector.as_ref().filter(|s| !s.is_empty())
-}
+pub(crate) use runtime::labels::service_selector as selector;
 
 /// True if every selector label is on the pod.
 pub(crate) fn selects(selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
@@ -78,24 +69,9 @@ pub(crate) fn ready_transition(pod: &Pod) -> Option<Moment> {
     ready.last_transition_time.as_ref().map(from_time)
 }
 
-/// The pod's IPv4 address (upstream re-stringifies parsed pod IPs). Falls
-/// back to `status.podIP` when `status.podIPs` is empty.
+/// The pod's IPv4 address ([`runtime::labels::pod_ipv4`]).
 pub(crate) fn pod_ipv4(pod: &Pod) -> Option<Cow<'_, str>> {
-    let status = pod.status.as_ref()?;
-    let from_list = status.pod_ips.iter().flatten().map(|p| p.ip.as_str());
-    let candidates = from_list.chain(status.pod_ip.as_deref());
-    // Rust's parser accepts only the canonical dotted form (no leading zeros), so a string
-    // that parses is already what upstream's re-stringified address would be.
-    candidates
-        .into_iter()
-        .find(|raw| raw.parse::<Ipv4Addr>().is_ok())
-        .map(Cow::Borrowed)
-}
-
-/// Upstream `ShouldPodBeInEndpoints(pod, includeTerminating=true)`: not Succeeded/Failed.
-fn is_terminal(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    matches!(phase, Some("Succeeded") | Some("Failed"))
+    runtime::labels::pod_ipv4(pod).map(Cow::Borrowed)
 }
 
 /// Upstream `ShouldSetHostname`: the pod's hostname when its subdomain is the Service.
@@ -194,7 +170,7 @@ fn endpoint_of<'a>(
     missing_node: &mut bool,
     shifted: &ShiftedZones,
 ) -> Option<DesiredEndpoint<'a>> {
-    if is_terminal(pod) {
+    if runtime::labels::pod_is_terminal(pod) {
         return None;
     }
     let ip = pod_ipv4(pod)?;

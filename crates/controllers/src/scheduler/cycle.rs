@@ -74,13 +74,7 @@ impl<'a> Snapshot<'a> {
     }
 }
 
-/// True for pods in phase Succeeded or Failed.
-pub fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
+pub use runtime::labels::pod_is_terminal as is_terminal;
 
 /// The incoming pod, parsed once per cycle.
 pub struct PodCtx<'a> {

@@ -99,12 +99,7 @@ fn pod_grace(pod: &Pod) -> i64 {
         .max(0)
 }
 
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
+use runtime::labels::pod_is_terminal as is_terminal;
 
 impl PodState {
     /// Take on the cached pod `key`/`uid`; `None` for a finished pod nobody is deleting.
@@ -562,10 +557,6 @@ impl PodState {
         }
     }
 
-    /// A probe result for container `name`. Returns whether it changed the container (its
-    /// readiness, start or a kill): only then does the pod need a sync, as upstream's results
-    /// manager sends an update only when a result changes.
-    #[allow(clippy::too_many_arguments)]
     /// Whether a success of probe `id` (of container `name`, `kind`) would change nothing:
     /// the pod is not terminating, the probe is in flight and already settled on success,
     /// and a readiness probe's container readiness already reflects it.
@@ -588,6 +579,10 @@ impl PodState {
         })
     }
 
+    /// A probe result for container `name`. Returns whether it changed the container (its
+    /// readiness, start or a kill): only then does the pod need a sync, as upstream's results
+    /// manager sends an update only when a result changes.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_probe_result(
         &mut self,
         id: u64,

@@ -231,6 +231,8 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
     let (mut services, mut slices) = (Known(BTreeMap::new()), Known(BTreeMap::new()));
     let (mut services_synced, mut slices_synced, mut started) = (false, false, false);
     let mut udp = conntrack::UdpView::new();
+    // The ready endpoints per Service the last proxy-sync/proxy-known line told.
+    let mut last_ready: BTreeMap<String, usize> = BTreeMap::new();
     let mut applier: Box<dyn RuleApplier + Send> = match mode {
         ProxyMode::Nftables => Box::new(NftApplier::new(None)),
         ProxyMode::Iptables => Box::new(IptablesApplier::new(None)),
@@ -248,13 +250,18 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             if let Ok(mut st) = status.lock() {
                 st.health.updated(now);
             }
-            // The rules stay those of the last `proxy-sync` line, but the proxy now knows
-            // other endpoints (zone hints left its rules as they were): the load gate's count.
-            println!(
-                "{}",
-                serde_json::json!({"event": "proxy-known", "node": node, "at": now.as_millis(),
-                    "ready": known_ready(syncer.tracker())})
-            );
+            // The rules stay those of the last `proxy-sync` line, but the proxy may now know
+            // other endpoints (zone hints left its rules as they were): the load gate's count,
+            // printed when it changed.
+            let ready = known_ready(syncer.tracker());
+            if ready != last_ready {
+                println!(
+                    "{}",
+                    serde_json::json!({"event": "proxy-known", "node": node, "at": now.as_millis(),
+                        "ready": ready})
+                );
+                last_ready = ready;
+            }
             sync_health_ports(&syncer, &node, &status, &mut health_ports).await;
         }
         if let Some(txn) = polled {
@@ -293,11 +300,12 @@ pub async fn run(client: kube::Client, cfg: SyncerConfig, node: String, status_a
             }
             if kind != SyncKind::StaleDelete {
                 let ready: usize = syncer.plan().services().map(|s| s.endpoints.len()).sum();
+                last_ready = known_ready(syncer.tracker());
                 println!(
                     "{}",
                     serde_json::json!({"event": "proxy-sync", "node": node, "at": done.as_millis(), "kind": format!("{kind:?}"),
                         "ok": ok, "duration_ms": began.elapsed().as_secs_f64() * 1e3, "endpoints": ready,
-                        "services": programmed_ips(syncer.plan()), "ready": known_ready(syncer.tracker())})
+                        "services": programmed_ips(syncer.plan()), "ready": last_ready})
                 );
             }
             continue;

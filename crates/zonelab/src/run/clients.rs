@@ -149,16 +149,22 @@ pub async fn wait_programmed(
                 }
             }
         }
-        let mut ready = BTreeMap::new();
-        for svc in gate.services() {
-            ready.insert(svc, ready_pods(client, svc).await?);
-        }
         let seen = |n: &str, s: &str| {
             latest
                 .get(n)
                 .map_or_else(Default::default, |sync| sync.seen(s))
         };
-        let Some(waiting) = gate.pending(|s| ready.get(s).copied().unwrap_or(0), seen) else {
+        // With no ready count asked (0), only a node without a programmed endpoint holds the
+        // gate: the API is read once every node has one.
+        let mut waiting = gate.pending(|_| 0, seen);
+        if waiting.is_none() {
+            let mut ready = BTreeMap::new();
+            for svc in gate.services() {
+                ready.insert(svc, ready_pods(client, svc).await?);
+            }
+            waiting = gate.pending(|s| ready.get(s).copied().unwrap_or(0), seen);
+        }
+        let Some(waiting) = waiting else {
             return Ok(None);
         };
         if started.elapsed() >= cap {

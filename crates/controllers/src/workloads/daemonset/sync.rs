@@ -52,9 +52,7 @@ fn template_generation(ds: &DaemonSet) -> Option<i64> {
         .ok()
 }
 
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
+use runtime::labels::pod_is_terminal as is_terminal;
 
 /// Upstream `podByCreationTimestampAndPhase`: bound pods first, then by creation, then name.
 fn oldest_first(pods: &mut [&Arc<Pod>]) {
