@@ -140,8 +140,9 @@ impl Drop for Agent {
 fn agent_healthz_is_503_with_the_reason_when_rules_cannot_be_programmed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = common::ServerProc::start(&dir.path().join("data"), &["--in-memory"]);
-    // `nft` that refuses every transaction, as a kernel without nf_tables would; `ip` and
-    // `conntrack` for the agent's preflight (with no pod and no UDP Service it runs neither).
+    // `nft` that refuses every transaction, as a kernel without nf_tables would; `ip`,
+    // `conntrack` and `nsenter` for the agent's preflight (with no pod and no UDP Service it
+    // runs none of them).
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).expect("mkdir");
     let nft = bin.join("nft");
@@ -151,7 +152,7 @@ fn agent_healthz_is_503_with_the_reason_when_rules_cannot_be_programmed() {
     )
     .expect("write nft");
     std::fs::set_permissions(&nft, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    for tool in ["ip", "conntrack"] {
+    for tool in ["ip", "conntrack", "nsenter"] {
         let real = which(tool).unwrap_or_else(|| PathBuf::from("/bin/true"));
         std::os::unix::fs::symlink(real, bin.join(tool)).expect("symlink");
     }
