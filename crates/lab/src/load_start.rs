@@ -134,22 +134,22 @@ pub fn ready_pods<'a>(svc: &Service, pods: impl IntoIterator<Item = &'a Pod>) ->
     let Some(selector) = runtime::labels::service_selector(svc) else {
         return 0;
     };
-    let spec = svc.spec.as_ref();
-    let publish = spec.and_then(|s| s.publish_not_ready_addresses) == Some(true);
+    let publish = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        == Some(true);
     let mut ips = BTreeSet::new();
     for pod in pods {
         if pod.metadata.namespace != svc.metadata.namespace
             || !runtime::labels::set_selects(selector, pod.metadata.labels.as_ref())
             || pod.metadata.deletion_timestamp.is_some()
             || !(publish || runtime::labels::pod_is_ready(pod))
+            || runtime::labels::pod_is_terminal(pod)
         {
             continue;
         }
-        if runtime::labels::pod_is_terminal(pod) {
-            continue;
-        }
-        let ip = runtime::labels::pod_ipv4(pod);
-        if let Some(ip) = ip {
+        if let Some(ip) = runtime::labels::pod_ipv4(pod) {
             ips.insert(ip);
         }
     }
